@@ -1,0 +1,39 @@
+"""``reckon``: the package's single command line.
+
+Each layer contributes its commands from its own ``cli`` module; this file only assembles them,
+so a layer's command-line code lives beside the layer and imports stay lazy where they are heavy.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="reckon",
+    help="Expensive computations, done once: cache, memoize, observe, serve, publish.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def demo() -> None:
+    """Run the demonstration on the embedded defaults (what `make demo` runs)."""
+    from reckon.demo import run
+
+    run()
+
+
+# Layer command groups. Each line is owned by its layer; keep one line per layer.
+# (memo)     from reckon.memo.cli import app as cache_app; app.add_typer(cache_app, name="cache")
+# (observe)  serve / shell / top
+# (pva)      pva
+# (service)  svc
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
