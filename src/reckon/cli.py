@@ -16,6 +16,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """reckon: expensive computations, done once."""
+
+
 @app.command()
 def demo() -> None:
     """Run the demonstration on the embedded defaults (what `make demo` runs)."""
