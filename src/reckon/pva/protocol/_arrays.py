@@ -1,0 +1,125 @@
+"""Scalar arrays: numpy when it is installed (zero-copy views of the received bytes), lists
+otherwise. Every decoder checks the element count against the bytes left before allocating."""
+
+from __future__ import annotations
+
+import array as _array
+import sys
+from typing import Any
+
+from ._errors import DecodeError, LocalProtocolError
+
+try:  # numpy is optional: the protocol library works with lists alone
+    import numpy as _np
+
+    HAVE_NUMPY = True
+except ImportError:  # pragma: no cover - exercised only without numpy
+    _np = None  # type: ignore[assignment]
+    HAVE_NUMPY = False
+
+NATIVE_BIG = sys.byteorder == "big"
+
+#: kind -> item size in bytes (strings have none)
+ITEM_SIZE: dict[str, int] = {
+    "?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "f": 4, "d": 8,
+}  # fmt: skip
+#: kind -> array module typecode with the same item size
+_ARRAY_CODES: dict[str, str] = {
+    "?": "B", "b": "b", "B": "B", "h": "h", "H": "H", "i": "i", "I": "I", "l": "q", "L": "Q",
+    "f": "f", "d": "d",
+}  # fmt: skip
+#: kind -> numpy dtype letter (without byte order)
+_NP_CODES: dict[str, str] = {
+    "?": "u1", "b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "l": "i8",
+    "L": "u8", "f": "f4", "d": "f8",
+}  # fmt: skip
+
+_DTYPES: dict[tuple[str, bool], Any] = {}
+
+
+def dtype_for(kind: str, big_endian: bool) -> Any:
+    """The numpy dtype of wire elements of ``kind`` in the given byte order."""
+    key = (kind, big_endian)
+    dt = _DTYPES.get(key)
+    if dt is None:
+        assert _np is not None
+        dt = _np.dtype((">" if big_endian else "<") + _NP_CODES[kind])
+        _DTYPES[key] = dt
+    return dt
+
+
+def native_dtype(kind: str) -> Any:
+    """The numpy dtype users see for ``kind`` (bool for booleans)."""
+    assert _np is not None
+    if kind == "?":
+        return _np.dtype(bool)
+    return _np.dtype(_NP_CODES[kind])
+
+
+def empty_array(kind: str) -> object:
+    if kind == "s":
+        return []
+    if HAVE_NUMPY:
+        assert _np is not None
+        return _np.zeros(0, dtype=native_dtype(kind))
+    return []
+
+
+def decode_numeric(
+    kind: str, data: bytes, pos: int, count: int, big_endian: bool, use_numpy: bool
+) -> tuple[object, int]:
+    """Decode ``count`` elements at ``pos``; the caller has checked the count is not negative."""
+    size = ITEM_SIZE[kind]
+    nbytes = count * size
+    end = pos + nbytes
+    if end > len(data):
+        raise DecodeError(
+            f"array of {count} {kind!r} elements needs {nbytes} bytes, only {len(data) - pos} left"
+        )
+    if use_numpy and HAVE_NUMPY:
+        assert _np is not None
+        if kind == "?":
+            arr = _np.frombuffer(data, dtype=_np.uint8, count=count, offset=pos) != 0
+        else:
+            arr = _np.frombuffer(data, dtype=dtype_for(kind, big_endian), count=count, offset=pos)
+        return arr, end
+    a = _array.array(_ARRAY_CODES[kind])
+    a.frombytes(data[pos:end])
+    if big_endian != NATIVE_BIG and size > 1:
+        a.byteswap()
+    if kind == "?":
+        return [x != 0 for x in a], end
+    return a.tolist(), end
+
+
+def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, bytes]:
+    """(element count, element bytes) of a numeric array value (numpy array or sequence)."""
+    if HAVE_NUMPY:
+        assert _np is not None
+        try:
+            if kind == "?":
+                arr = _np.asarray(value, dtype=bool).astype(_np.uint8)
+                return int(arr.size), arr.tobytes()
+            dt = dtype_for(kind, big_endian)
+            if isinstance(value, _np.ndarray) and value.dtype == dt and value.ndim == 1:
+                return int(value.size), value.tobytes()
+            src = _np.asarray(value)
+            if src.ndim != 1:
+                src = src.reshape(-1)
+            if src.dtype.kind in "fc" and kind not in "fd":
+                arr = src.astype(dt)  # float -> integer truncates like C; numpy would refuse
+            else:
+                arr = src.astype(dt, casting="unsafe")
+            return int(arr.size), arr.tobytes()
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise LocalProtocolError(f"cannot encode {value!r:.80} as a {kind!r} array: {exc}") from None
+    try:
+        seq = list(value)  # type: ignore[call-overload]
+        if kind == "?":
+            return len(seq), bytes(1 if x else 0 for x in seq)
+        a = _array.array(_ARRAY_CODES[kind], seq)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LocalProtocolError(f"cannot encode {value!r:.80} as a {kind!r} array: {exc}") from None
+    if big_endian != NATIVE_BIG and a.itemsize > 1:
+        a.byteswap()
+    return len(a), a.tobytes()

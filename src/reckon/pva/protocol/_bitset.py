@@ -1,0 +1,98 @@
+"""BitSet: which fields of a structure a message carries (get/put/monitor deltas).
+
+Bit numbers are the structure's offsets (see :class:`Structure.offset_of`). On the wire a bitset
+is a Size byte count followed by whole 64-bit words in the message byte order, then the last
+partial word's bytes least significant first (pvxs bitmask.cpp); trailing zero bytes are not
+sent.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+
+_Q = {False: struct.Struct("<Q"), True: struct.Struct(">Q")}
+
+
+class BitSet:
+    """An immutable set of small non-negative integers, stored as one Python int."""
+
+    __slots__ = ("mask",)
+    mask: int
+
+    def __init__(self, bits: Iterable[int] = ()) -> None:
+        m = 0
+        for b in bits:
+            if not isinstance(b, int) or b < 0:
+                raise ValueError(f"bit numbers are non-negative ints, not {b!r}")
+            m |= 1 << b
+        object.__setattr__(self, "mask", m)
+
+    @classmethod
+    def from_mask(cls, mask: int) -> BitSet:
+        bs = cls.__new__(cls)
+        object.__setattr__(bs, "mask", mask)
+        return bs
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("BitSet is immutable")
+
+    def __contains__(self, bit: object) -> bool:
+        return isinstance(bit, int) and bit >= 0 and (self.mask >> bit) & 1 == 1
+
+    def __iter__(self) -> Iterator[int]:
+        m = self.mask
+        while m:
+            low = m & -m
+            yield low.bit_length() - 1
+            m ^= low
+
+    def __len__(self) -> int:
+        return self.mask.bit_count()
+
+    def __bool__(self) -> bool:
+        return self.mask != 0
+
+    def __or__(self, other: BitSet) -> BitSet:
+        return BitSet.from_mask(self.mask | other.mask)
+
+    def __and__(self, other: BitSet) -> BitSet:
+        return BitSet.from_mask(self.mask & other.mask)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BitSet) and other.mask == self.mask
+
+    def __hash__(self) -> int:
+        return hash(self.mask)
+
+    def __repr__(self) -> str:
+        return f"BitSet({list(self)})"
+
+    def with_bit(self, bit: int) -> BitSet:
+        return BitSet.from_mask(self.mask | (1 << bit))
+
+    def encode(self, big_endian: bool = False) -> bytes:
+        """Wire form (Size byte count, words, tail bytes)."""
+        return encode_bitset(self.mask, big_endian)
+
+
+def encode_bitset(mask: int, big_endian: bool) -> bytes:
+    if mask == 0:
+        return b"\x00"
+    nbytes = (mask.bit_length() + 7) // 8
+    if nbytes < 8:
+        # no whole word: bytes least significant first, whatever the byte order
+        return bytes((nbytes,)) + mask.to_bytes(nbytes, "little")
+    nwords, extra = divmod(nbytes, 8)
+    out = bytearray()
+    if nbytes < 254:
+        out.append(nbytes)
+    else:
+        out.append(254)
+        out += nbytes.to_bytes(4, "big" if big_endian else "little")
+    pack = _Q[big_endian].pack
+    for i in range(nwords):
+        out += pack((mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF)
+    if extra:
+        out += (mask >> (64 * nwords)).to_bytes(extra, "little")
+    return bytes(out)

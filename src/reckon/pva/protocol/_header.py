@@ -1,0 +1,149 @@
+"""The 8-byte header and the framer that cuts a byte stream into (reassembled) messages.
+
+``| 0xCA | version | flags | command | size (uint32, byte order from flags bit 7) |``
+
+For control messages ``size`` carries the message's only datum. The framer checks a header's
+size against ``max_message_size`` before it buffers anything for it, so a forged 4 GB header
+costs nothing; segments (first/middle/last) are joined into one payload under the same limit.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Flags
+from ._errors import DecodeError, LimitExceededError
+
+_LE = struct.Struct("<BBBBI")
+_BE = struct.Struct(">BBBBI")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    command: int
+    flags: int
+    size: int
+    version: int = PROTOCOL_VERSION
+
+    @property
+    def control(self) -> bool:
+        return bool(self.flags & Flags.CONTROL)
+
+    @property
+    def big_endian(self) -> bool:
+        return bool(self.flags & Flags.BIG_ENDIAN)
+
+    @property
+    def from_server(self) -> bool:
+        return bool(self.flags & Flags.FROM_SERVER)
+
+    @property
+    def segment(self) -> int:
+        return self.flags & Flags.SEGMENT_MASK
+
+
+def encode_header(command: int, flags: int, size: int, big_endian: bool) -> bytes:
+    """Header bytes; the byte-order flag is set from ``big_endian``."""
+    if big_endian:
+        return _BE.pack(MAGIC, PROTOCOL_VERSION, flags | Flags.BIG_ENDIAN, command, size)
+    return _LE.pack(MAGIC, PROTOCOL_VERSION, flags & ~Flags.BIG_ENDIAN & 0xFF, command, size)
+
+
+def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:
+    """Parse 8 bytes at ``offset`` (the caller guarantees they are there)."""
+    magic, version, flags, command = data[offset], data[offset + 1], data[offset + 2], data[offset + 3]
+    if magic != MAGIC:
+        raise DecodeError(f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer")
+    if version == 0:
+        raise DecodeError("header version 0 is invalid")
+    size = (_BE if flags & Flags.BIG_ENDIAN else _LE).unpack_from(data, offset)[4]
+    return Header(command, flags, size, version)
+
+
+class Framer:
+    """Accumulates received bytes and yields complete ``(header, payload)`` messages.
+
+    Segmented messages come out once, joined, with the header of the first segment (segment
+    bits cleared). Control messages come out with an empty payload.
+    """
+
+    def __init__(self, max_message_size: int, *, expect_from_server: bool | None = None) -> None:
+        self.max_message_size = max_message_size
+        self.expect_from_server = expect_from_server
+        self._buf = bytearray()
+        self._pos = 0
+        self._seg_header: Header | None = None
+        self._seg_parts: list[bytes] = []
+        self._seg_size = 0
+        self.bytes_received = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf += data
+        self.bytes_received += len(data)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as messages."""
+        return len(self._buf) - self._pos + self._seg_size
+
+    def next_message(self) -> tuple[Header, bytes] | None:
+        """The next complete message, or None when more bytes are needed."""
+        while True:
+            buf = self._buf
+            pos = self._pos
+            avail = len(buf) - pos
+            if avail < HEADER_SIZE:
+                self._compact()
+                return None
+            h = decode_header(buf, pos)
+            if self.expect_from_server is not None and h.from_server != self.expect_from_server:
+                who = "server" if self.expect_from_server else "client"
+                raise DecodeError(f"message direction flag is wrong: expected one from the {who}")
+            if h.flags & Flags.CONTROL:
+                self._pos = pos + HEADER_SIZE
+                return h, b""
+            if h.size > self.max_message_size or self._seg_size + h.size > self.max_message_size:
+                raise LimitExceededError(
+                    f"message of {self._seg_size + h.size} bytes is over the limit of "
+                    f"{self.max_message_size} bytes (max_message_size)"
+                )
+            if avail < HEADER_SIZE + h.size:
+                self._compact()
+                return None
+            start = pos + HEADER_SIZE
+            payload = bytes(buf[start : start + h.size])
+            self._pos = start + h.size
+            seg = h.flags & Flags.SEGMENT_MASK
+            if seg == 0:
+                if self._seg_header is not None:
+                    raise DecodeError("unsegmented message inside a segmented one")
+                return h, payload
+            if seg == Flags.SEGMENT_FIRST:
+                if self._seg_header is not None:
+                    raise DecodeError("a new first segment before the last one of the previous")
+                self._seg_header = h
+                self._seg_parts = [payload]
+                self._seg_size = h.size
+                continue
+            first = self._seg_header
+            if first is None:
+                raise DecodeError("middle or last segment without a first segment")
+            if h.command != first.command:
+                raise DecodeError(
+                    f"segment of command 0x{h.command:02x} inside a message of 0x{first.command:02x}"
+                )
+            self._seg_parts.append(payload)
+            self._seg_size += h.size
+            if seg == Flags.SEGMENT_LAST:
+                joined = b"".join(self._seg_parts)
+                self._seg_header = None
+                self._seg_parts = []
+                self._seg_size = 0
+                flags = first.flags & ~Flags.SEGMENT_MASK & 0xFF
+                return Header(first.command, flags, len(joined), first.version), joined
+
+    def _compact(self) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0

@@ -1,0 +1,469 @@
+"""Field descriptions (pvData introspection): immutable, hashable, validated on creation.
+
+A type is built once and reused: encoders and decoders are compiled per type and cached, so
+equal types share them. Scalar kinds use the letters p4p uses: ``? b B h H i I l L f d s``
+(``l``/``L`` are 64-bit). :func:`parse_type` turns ``"d"`` into ``Scalar("d")``, ``"ad"`` into
+``ScalarArray("d")``, ``"v"`` into ``Variant()`` and ``"av"`` into ``VariantArray()``.
+
+Offsets (the numbering bitsets use): the structure itself is 0, then every field in depth-first
+order; a sub-structure takes one offset for itself followed by its fields. Unions, variants
+and arrays of structures are leaves (one offset each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Union as _U
+
+from ._errors import LocalProtocolError
+
+#: kind letter -> wire type code
+SCALAR_CODES: dict[str, int] = {
+    "?": 0x00,
+    "b": 0x20,
+    "h": 0x21,
+    "i": 0x22,
+    "l": 0x23,
+    "B": 0x24,
+    "H": 0x25,
+    "I": 0x26,
+    "L": 0x27,
+    "f": 0x42,
+    "d": 0x43,
+    "s": 0x60,
+}
+#: wire type code -> kind letter
+SCALAR_KINDS: dict[int, str] = {v: k for k, v in SCALAR_CODES.items()}
+#: kind letter -> struct module format character (None for strings)
+STRUCT_CHARS: dict[str, str] = {
+    "?": "?",
+    "b": "b",
+    "B": "B",
+    "h": "h",
+    "H": "H",
+    "i": "i",
+    "I": "I",
+    "l": "q",
+    "L": "Q",
+    "f": "f",
+    "d": "d",
+}
+#: kind letter -> the names pvData uses (for messages and docs)
+KIND_NAMES: dict[str, str] = {
+    "?": "boolean",
+    "b": "byte",
+    "B": "ubyte",
+    "h": "short",
+    "H": "ushort",
+    "i": "int",
+    "I": "uint",
+    "l": "long",
+    "L": "ulong",
+    "f": "float",
+    "d": "double",
+    "s": "string",
+}
+
+
+class FieldDesc:
+    """Base of every field description. Instances are immutable and compare by value."""
+
+    __slots__ = ("_hash", "bit_count", "code", "depth")
+    code: int
+    #: how deeply this type nests (a scalar is 1)
+    depth: int
+    #: how many bitset offsets the field occupies (1 except for structures)
+    bit_count: int
+    _hash: int
+
+    def _key(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def _init(self, code: int, depth: int, bit_count: int = 1) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "depth", depth)
+        object.__setattr__(self, "bit_count", bit_count)
+        object.__setattr__(self, "_hash", hash((type(self).__name__, *self._key())))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, FieldDesc)
+        return self._hash == other._hash and self._key() == other._key()
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("use the constructor")  # pragma: no cover
+
+    def default(self) -> object:
+        """The value a field of this type has before anything is assigned."""
+        raise NotImplementedError
+
+
+class Scalar(FieldDesc):
+    """A single boolean, integer, float or string."""
+
+    __slots__ = ("kind",)
+    kind: str
+
+    def __init__(self, kind: str) -> None:
+        if kind not in SCALAR_CODES:
+            raise LocalProtocolError(f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}")
+        object.__setattr__(self, "kind", kind)
+        self._init(SCALAR_CODES[kind], 1)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.kind,)
+
+    def __repr__(self) -> str:
+        return f"Scalar({self.kind!r})"
+
+    def default(self) -> object:
+        k = self.kind
+        if k == "s":
+            return ""
+        if k == "?":
+            return False
+        if k in "fd":
+            return 0.0
+        return 0
+
+
+class BoundedString(FieldDesc):
+    """A string of at most ``bound`` bytes (pvDataCPP only; pvxs refuses this type)."""
+
+    __slots__ = ("bound",)
+    bound: int
+
+    def __init__(self, bound: int) -> None:
+        if not isinstance(bound, int) or bound < 0 or bound > 0xFFFFFFFF:
+            raise LocalProtocolError(f"bounded string bound must be 0..2**32-1, not {bound!r}")
+        object.__setattr__(self, "bound", bound)
+        self._init(0x83, 1)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.bound,)
+
+    def __repr__(self) -> str:
+        return f"BoundedString({self.bound})"
+
+    def default(self) -> object:
+        return ""
+
+
+class ScalarArray(FieldDesc):
+    """An array of scalars: variable length, or bounded/fixed (``size``) like pvDataCPP.
+
+    pvxs (and so p4p) only accepts variable-length arrays; bounded and fixed arrays exist for
+    older peers and are refused by pvxs.
+    """
+
+    __slots__ = ("fixed", "kind", "size")
+    kind: str
+    size: int | None
+    fixed: bool
+
+    def __init__(self, kind: str, size: int | None = None, fixed: bool = False) -> None:
+        if kind not in SCALAR_CODES:
+            raise LocalProtocolError(f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}")
+        if size is not None and (not isinstance(size, int) or size < 0 or size > 0xFFFFFFFF):
+            raise LocalProtocolError(f"array size must be 0..2**32-1, not {size!r}")
+        if fixed and size is None:
+            raise LocalProtocolError("a fixed array needs a size")
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "fixed", bool(fixed))
+        if size is None:
+            arr = 0x08
+        else:
+            arr = 0x18 if fixed else 0x10
+        self._init(SCALAR_CODES[kind] | arr, 1)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.kind, self.size, self.fixed)
+
+    def __repr__(self) -> str:
+        if self.size is None:
+            return f"ScalarArray({self.kind!r})"
+        return f"ScalarArray({self.kind!r}, size={self.size}, fixed={self.fixed})"
+
+    def default(self) -> object:
+        from ._arrays import empty_array
+
+        return empty_array(self.kind)
+
+
+FieldSpec = _U[FieldDesc, str]
+
+
+def parse_type(spec: FieldSpec) -> FieldDesc:
+    """``"d"`` -> Scalar, ``"ad"`` -> ScalarArray, ``"v"`` -> Variant, ``"av"`` -> VariantArray."""
+    if isinstance(spec, FieldDesc):
+        return spec
+    if not isinstance(spec, str):
+        raise LocalProtocolError(f"a field type is a FieldDesc or a code string, not {spec!r}")
+    if spec == "v":
+        return Variant()
+    if spec == "av":
+        return VariantArray()
+    if len(spec) == 1 and spec in SCALAR_CODES:
+        return Scalar(spec)
+    if len(spec) == 2 and spec[0] == "a" and spec[1] in SCALAR_CODES:
+        return ScalarArray(spec[1])
+    raise LocalProtocolError(
+        f"unknown type code {spec!r}: use a scalar letter ({''.join(SCALAR_CODES)}), "
+        "'a' + letter for arrays, 'v' for variant or 'av' for variant arrays"
+    )
+
+
+def _fields(
+    fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec], what: str
+) -> tuple[tuple[str, FieldDesc], ...]:
+    items = fields.items() if isinstance(fields, Mapping) else fields
+    out: list[tuple[str, FieldDesc]] = []
+    seen: set[str] = set()
+    for item in items:
+        try:
+            name, spec = item
+        except (TypeError, ValueError):
+            raise LocalProtocolError(f"{what} fields are (name, type) pairs, not {item!r}") from None
+        if not isinstance(name, str) or not name or "." in name:
+            raise LocalProtocolError(f"{what} field name {name!r} must be a non-empty string without '.'")
+        if name in seen:
+            raise LocalProtocolError(f"{what} field name {name!r} appears twice")
+        seen.add(name)
+        out.append((name, parse_type(spec)))
+    return tuple(out)
+
+
+class _Compound(FieldDesc):
+    __slots__ = ("_index", "fields", "id")
+    fields: tuple[tuple[str, FieldDesc], ...]
+    id: str
+    _index: dict[str, int]
+
+    def _setup(
+        self,
+        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec],
+        id: str,
+        what: str,
+    ) -> None:
+        if not isinstance(id, str):
+            raise LocalProtocolError(f"{what} id must be a string, not {id!r}")
+        flds = _fields(fields, what)
+        object.__setattr__(self, "fields", flds)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "_index", {n: i for i, (n, _) in enumerate(flds)})
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.id, self.fields)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.fields)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, FieldDesc]]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def index(self, name: str) -> int:
+        """Position of a member (the union selector for unions)."""
+        try:
+            return self._index[name]
+        except KeyError:
+            raise LocalProtocolError(
+                f"no field {name!r} in {type(self).__name__} {self.id!r}; it has {list(self._index)}"
+            ) from None
+
+    def __getitem__(self, path: str) -> FieldDesc:
+        cur: FieldDesc = self
+        for part in path.split("."):
+            if not isinstance(cur, _Compound):
+                raise LocalProtocolError(f"{path!r}: {part!r} is below a non-structure field")
+            cur = cur.fields[cur.index(part)][1]
+        return cur
+
+
+class Structure(_Compound):
+    """An ordered set of named fields with an optional type id (``epics:nt/NTScalar:1.0``).
+
+    ``Structure([("value", "d"), ("alarm", alarm_t)], id="...")`` or a mapping of names to types.
+    Values are plain ``dict`` objects keyed by field name.
+    """
+
+    __slots__ = ("_offsets", "_paths")
+    _offsets: dict[str, int] | None
+    _paths: tuple[tuple[str, FieldDesc], ...] | None
+
+    def __init__(
+        self,
+        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
+        id: str = "",
+    ) -> None:
+        self._setup(fields, id, "structure")
+        object.__setattr__(self, "_offsets", None)
+        object.__setattr__(self, "_paths", None)
+        depth = 1 + max((t.depth for _, t in self.fields), default=0)
+        bits = 1 + sum(t.bit_count for _, t in self.fields)
+        self._init(0x80, depth, bits)
+
+    def __repr__(self) -> str:
+        return f"Structure({list(self.fields)!r}, id={self.id!r})"
+
+    def default(self) -> dict[str, object]:
+        return {n: t.default() for n, t in self.fields}
+
+    def _build_offsets(self) -> None:
+        offsets: dict[str, int] = {}
+        paths: list[tuple[str, FieldDesc]] = [("", self)]
+
+        def walk(s: Structure, prefix: str) -> None:
+            for name, t in s.fields:
+                path = prefix + name
+                offsets[path] = len(paths)
+                paths.append((path, t))
+                if isinstance(t, Structure):
+                    walk(t, path + ".")
+
+        walk(self, "")
+        object.__setattr__(self, "_offsets", offsets)
+        object.__setattr__(self, "_paths", tuple(paths))
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        """Dotted path -> bit offset, for every field below this structure."""
+        if self._offsets is None:
+            self._build_offsets()
+        assert self._offsets is not None
+        return self._offsets
+
+    def offset_of(self, path: str) -> int:
+        """Bit offset of a dotted field path (``""`` is the structure itself, offset 0)."""
+        if path == "":
+            return 0
+        try:
+            return self.offsets[path]
+        except KeyError:
+            raise LocalProtocolError(f"no field {path!r} in structure {self.id!r}") from None
+
+    def field_at(self, offset: int) -> tuple[str, FieldDesc]:
+        """(dotted path, type) of the field at a bit offset."""
+        if self._paths is None:
+            self._build_offsets()
+        assert self._paths is not None
+        if not 0 <= offset < len(self._paths):
+            raise LocalProtocolError(f"offset {offset} is outside structure {self.id!r}")
+        return self._paths[offset]
+
+
+class Union(_Compound):
+    """One of several named members (or nothing). Values are :class:`UnionValue` or None."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
+        id: str = "",
+    ) -> None:
+        self._setup(fields, id, "union")
+        depth = 1 + max((t.depth for _, t in self.fields), default=0)
+        self._init(0x81, depth)
+
+    def __repr__(self) -> str:
+        return f"Union({list(self.fields)!r}, id={self.id!r})"
+
+    def default(self) -> object:
+        return None
+
+
+class Variant(FieldDesc):
+    """The "any" type: each value carries its own type. Values are VariantValue or None."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._init(0x82, 1)
+
+    def _key(self) -> tuple[object, ...]:
+        return ()
+
+    def __repr__(self) -> str:
+        return "Variant()"
+
+    def default(self) -> object:
+        return None
+
+
+class StructureArray(FieldDesc):
+    """Array of structures; values are lists of dicts (or None for null elements)."""
+
+    __slots__ = ("element",)
+    element: Structure
+
+    def __init__(self, element: Structure) -> None:
+        if not isinstance(element, Structure):
+            raise LocalProtocolError(f"StructureArray needs a Structure, not {element!r}")
+        object.__setattr__(self, "element", element)
+        self._init(0x88, element.depth + 1)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.element,)
+
+    def __repr__(self) -> str:
+        return f"StructureArray({self.element!r})"
+
+    def default(self) -> object:
+        return []
+
+
+class UnionArray(FieldDesc):
+    """Array of unions; values are lists of UnionValue (or None)."""
+
+    __slots__ = ("element",)
+    element: Union
+
+    def __init__(self, element: Union) -> None:
+        if not isinstance(element, Union):
+            raise LocalProtocolError(f"UnionArray needs a Union, not {element!r}")
+        object.__setattr__(self, "element", element)
+        self._init(0x89, element.depth + 1)
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.element,)
+
+    def __repr__(self) -> str:
+        return f"UnionArray({self.element!r})"
+
+    def default(self) -> object:
+        return []
+
+
+class VariantArray(FieldDesc):
+    """Array of variants; values are lists of VariantValue (or None)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self._init(0x8A, 2)
+
+    def _key(self) -> tuple[object, ...]:
+        return ()
+
+    def __repr__(self) -> str:
+        return "VariantArray()"
+
+    def default(self) -> object:
+        return []

@@ -1,0 +1,179 @@
+"""Value containers for the two pvData kinds plain Python has no word for: unions and variants.
+
+Everything else is plain Python: structures are dicts, scalars are bool/int/float/str, scalar
+arrays are numpy arrays (lists without numpy; lists of str for string arrays), arrays of
+structures/unions/variants are lists with None for null elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._arrays import HAVE_NUMPY, _np
+from ._errors import LocalProtocolError
+from ._types import (
+    FieldDesc,
+    Scalar,
+    ScalarArray,
+    Structure,
+    StructureArray,
+    Union,
+    Variant,
+    VariantArray,
+)
+
+
+class UnionValue:
+    """The selected member of a union: its name and its value."""
+
+    __slots__ = ("field", "value")
+    field: str
+    value: Any
+
+    def __init__(self, field: str, value: Any) -> None:
+        if not isinstance(field, str):
+            raise LocalProtocolError(f"a union member is named by a string, not {field!r}")
+        object.__setattr__(self, "field", field)
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("UnionValue is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, UnionValue)
+            and other.field == self.field
+            and values_equal(self.value, other.value)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"UnionValue({self.field!r}, {self.value!r})"
+
+
+class VariantValue:
+    """A value of a "variant" (any) field: a type description and a value of that type.
+
+    ``VariantValue.of(1.5)`` infers the type (float -> double, int -> long, str -> string,
+    list/ndarray -> arrays, dict -> structure).
+    """
+
+    __slots__ = ("type", "value")
+    type: FieldDesc
+    value: Any
+
+    def __init__(self, type: FieldDesc, value: Any) -> None:
+        if not isinstance(type, FieldDesc):
+            raise LocalProtocolError(f"VariantValue needs a FieldDesc, not {type!r}")
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "value", value)
+
+    @classmethod
+    def of(cls, value: Any) -> VariantValue:
+        if isinstance(value, VariantValue):
+            return value
+        return cls(infer_type(value), value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("VariantValue is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, VariantValue)
+            and other.type == self.type
+            and values_equal(self.value, other.value)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"VariantValue({self.type!r}, {self.value!r})"
+
+
+_NP_KIND = {
+    "b": "?",
+    "i1": "b",
+    "u1": "B",
+    "i2": "h",
+    "u2": "H",
+    "i4": "i",
+    "u4": "I",
+    "i8": "l",
+    "u8": "L",
+    "f4": "f",
+    "f8": "d",
+}
+
+
+def infer_type(value: Any) -> FieldDesc:
+    """The type a plain Python value gets when put in a variant."""
+    if isinstance(value, VariantValue):
+        return Variant()
+    if isinstance(value, bool):
+        return Scalar("?")
+    if isinstance(value, int):
+        return Scalar("l" if -(2**63) <= value < 2**63 else "L")
+    if isinstance(value, float):
+        return Scalar("d")
+    if isinstance(value, str):
+        return Scalar("s")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return ScalarArray("B")
+    if HAVE_NUMPY and _np is not None:
+        if isinstance(value, _np.generic):
+            value = value.item()
+            return infer_type(value)
+        if isinstance(value, _np.ndarray):
+            dt = value.dtype
+            key = "b" if dt.kind == "b" else f"{dt.kind}{dt.itemsize}"
+            if dt.kind in "US":
+                return ScalarArray("s")
+            if key not in _NP_KIND:
+                raise LocalProtocolError(f"no pvData array type for numpy dtype {dt}")
+            return ScalarArray(_NP_KIND[key])
+    if isinstance(value, Mapping):
+        return Structure([(str(k), infer_type(v)) for k, v in value.items()])
+    if isinstance(value, Sequence):
+        items = list(value)
+        if all(isinstance(x, str) for x in items):
+            return ScalarArray("s")
+        if all(isinstance(x, bool) for x in items) and items:
+            return ScalarArray("?")
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+            return ScalarArray("l")
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in items):
+            return ScalarArray("d")
+        if all(isinstance(x, Mapping) for x in items):
+            first = infer_type(items[0])
+            assert isinstance(first, Structure)
+            return StructureArray(first)
+        return VariantArray()
+    raise LocalProtocolError(
+        f"cannot infer a pvData type for {type(value).__name__} {value!r:.60}; wrap it in "
+        "VariantValue(type, value)"
+    )
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Deep equality that treats numpy arrays and lists of the same elements as equal."""
+    if a is b:
+        return True
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if HAVE_NUMPY and _np is not None and (isinstance(a, _np.ndarray) or isinstance(b, _np.ndarray)):
+        try:
+            aa, bb = _np.asarray(a), _np.asarray(b)
+            if aa.shape != bb.shape:
+                return False
+            if aa.size == 0:
+                return True
+            return bool(_np.array_equal(aa, bb, equal_nan=aa.dtype.kind == "f"))
+        except (TypeError, ValueError):
+            return False
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return bool(a == b)
