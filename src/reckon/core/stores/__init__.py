@@ -1,1 +1,19 @@
-"""(filled in by the layer)"""
+"""Stores: where the engine keeps encoded values beyond the memory tier.
+
+Every store implements :class:`Store` (bytes in, bytes out, never a corrupt value). The engine
+and the layers above use stores only through that protocol.
+"""
+
+from reckon.core.stores.base import Store, StoreUsage
+from reckon.core.stores.local import LocalStore, default_directory
+
+__all__ = ["LocalStore", "RedisStore", "Store", "StoreUsage", "default_directory"]
+
+
+def __getattr__(name: str) -> object:
+    # RedisStore needs redis-py, which is not a core dependency: import it on first use only.
+    if name == "RedisStore":
+        from reckon.core.stores.redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,324 @@
+"""The SQLite index of a LocalStore: one row per key, reference-counted object files, usage.
+
+SQLite does the hard parts: WAL mode lets readers run while one writer commits, transactions keep
+the row of a key, the reference count of its object file and the usage totals consistent through a
+crash (triggers maintain the counts, so no code path can forget one), and ``busy_timeout`` queues
+writers from many processes.
+
+Deleting an entry never unlinks a file inside the same transaction. When the last reference to a
+file goes, its row moves to ``garbage``; after that transaction commits, :meth:`Index.collect`
+unlinks the file while holding the write lock, so a writer putting the same content again (which
+also places its file under the write lock) cannot lose its file to the collector.
+
+A database that is not one (garbage bytes) or has another schema version is moved aside and
+rebuilt from the headers of the object files, so entries survive the loss of their index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+from reckon.core.stores import _objects
+
+log = logging.getLogger("reckon.core.store")
+
+SCHEMA_VERSION = 1
+INDEX_NAME = "index.sqlite3"
+_CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+_SCHEMA = """
+CREATE TABLE stats (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    clock REAL NOT NULL
+);
+INSERT INTO stats VALUES (0, 0, 0, 0.0);
+CREATE TABLE entries (
+    key TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    checksum INTEGER NOT NULL,
+    digest TEXT,
+    value BLOB,
+    access REAL NOT NULL,
+    priority REAL NOT NULL,
+    cost REAL NOT NULL
+);
+CREATE INDEX entries_access ON entries (access);
+CREATE INDEX entries_priority ON entries (priority, access);
+CREATE INDEX entries_digest ON entries (digest) WHERE digest IS NOT NULL;
+CREATE TABLE objects (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE garbage (digest TEXT PRIMARY KEY) WITHOUT ROWID;
+
+CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+    UPDATE stats SET entries = entries + 1,
+        bytes = bytes + (CASE WHEN NEW.digest IS NULL THEN NEW.size ELSE 0 END);
+    INSERT INTO objects (digest, size, refs) SELECT NEW.digest, NEW.size, 1
+        WHERE NEW.digest IS NOT NULL
+        ON CONFLICT (digest) DO UPDATE SET refs = refs + 1;
+    DELETE FROM garbage WHERE NEW.digest IS NOT NULL AND digest = NEW.digest;
+END;
+CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+    UPDATE stats SET entries = entries - 1,
+        bytes = bytes - (CASE WHEN OLD.digest IS NULL THEN OLD.size ELSE 0 END);
+    UPDATE objects SET refs = refs - 1 WHERE OLD.digest IS NOT NULL AND digest = OLD.digest;
+END;
+CREATE TRIGGER objects_insert AFTER INSERT ON objects BEGIN
+    UPDATE stats SET bytes = bytes + NEW.size;
+END;
+CREATE TRIGGER objects_unreferenced AFTER UPDATE OF refs ON objects WHEN NEW.refs <= 0 BEGIN
+    DELETE FROM objects WHERE digest = NEW.digest;
+    INSERT OR IGNORE INTO garbage (digest) VALUES (NEW.digest);
+END;
+CREATE TRIGGER objects_delete AFTER DELETE ON objects BEGIN
+    UPDATE stats SET bytes = bytes - OLD.size;
+END;
+"""
+
+# Creating the schema and stamping its version is one transaction: a crash leaves all or nothing.
+_CREATE = f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
+
+_generation = [0]
+
+
+def _after_fork() -> None:
+    _generation[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+# Connections inherited through fork must never be used or closed by the child (closing one could
+# touch the parent's locks and WAL); they are parked here for the life of the process.
+_abandoned: list[sqlite3.Connection] = []
+
+
+def is_corruption(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        code in _CORRUPT_CODES or (code is None and "malformed" in str(exc))
+    )
+
+
+class Index:
+    """Per-thread connections to one index file, reopened after fork or after a rebuild."""
+
+    def __init__(self, root: str, objects_dir: str, *, fsync: bool) -> None:
+        self.root = root
+        self.path = os.path.join(root, INDEX_NAME)
+        self.objects_dir = objects_dir
+        self._synchronous = "FULL" if fsync else "NORMAL"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[tuple[int, sqlite3.Connection]] = []
+        self._ino = 0
+        self.open()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=60.0,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=64,
+        )
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with self._lock:
+            self._conns.append((_generation[0], conn))
+        return conn
+
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection; a new one after fork, or when the index file was replaced."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.gen == _generation[0]:
+            now = time.monotonic()
+            if now < local.next_check:
+                return conn
+            local.next_check = now + 1.0
+            if self._current_ino() == local.ino:
+                return conn
+            self._drop(conn)
+        elif conn is not None:
+            _abandoned.append(conn)
+        conn = self._connect()
+        local.conn = conn
+        local.gen = _generation[0]
+        local.ino = self._current_ino()
+        local.next_check = time.monotonic() + 1.0
+        return conn
+
+    def _current_ino(self) -> int:
+        try:
+            return os.stat(self.path).st_ino
+        except OSError:
+            return -1
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            self._conns = [(g, c) for g, c in self._conns if c is not conn]
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def reset_thread(self) -> None:
+        """Forget this thread's connection (after an error that may have left it unusable)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            if self._local.gen == _generation[0]:
+                self._drop(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for gen, conn in conns:
+            if gen == _generation[0]:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            else:
+                _abandoned.append(conn)
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE: takes the write lock up front, waiting if busy)."""
+        conn = self.conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- opening, validating, rebuilding ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _open_lock(self) -> Iterator[None]:
+        fd = os.open(os.path.join(self.root, "index.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def open(self) -> None:
+        """Validate (creating when new) the index; move a bad one aside and rebuild it."""
+        with self._open_lock():
+            problem = self._check()
+            if problem is not None:
+                self._rebuild(problem)
+
+    def recover(self, exc: BaseException) -> None:
+        """Called when a statement reported corruption: rebuild unless someone already did."""
+        self.reset_thread()
+        with self._open_lock():
+            problem = self._check(thorough=True)
+            if problem is not None:
+                self._rebuild(f"{problem} (after: {exc})")
+
+    def _check(self, thorough: bool = False) -> str | None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            return f"cannot open: {exc}"
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if tables:
+                    return "unknown tables and no schema version"
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_CREATE)
+                return None
+            if version != SCHEMA_VERSION:
+                return f"schema version {version}, this reckon reads {SCHEMA_VERSION}"
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("SELECT entries, bytes, clock FROM stats WHERE id = 0").fetchone()
+            conn.execute("SELECT key, size, checksum, digest, access FROM entries LIMIT 1")
+            if thorough:
+                result = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if result != "ok":
+                    return f"integrity check failed: {result}"
+            return None
+        except sqlite3.DatabaseError as exc:
+            return f"unreadable: {exc}"
+        finally:
+            conn.close()
+
+    def _rebuild(self, problem: str) -> None:
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        aside = f"{self.path}.bad-{stamp}"
+        log.warning(
+            "store index %s is unusable (%s): moved to %s and rebuilt from object files",
+            self.path,
+            problem,
+            aside,
+        )
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.path + suffix, aside + suffix)
+        self.close()
+        conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_CREATE)
+            recovered = self._recover_rows(conn, _objects.iter_objects(self.objects_dir))
+        finally:
+            conn.close()
+        log.warning(
+            "store index %s rebuilt: %d entries recovered from object files", self.path, recovered
+        )
+
+    @staticmethod
+    def _recover_rows(
+        conn: sqlite3.Connection, found: Iterable[tuple[str, _objects.Header, float]]
+    ) -> int:
+        latest: dict[str, tuple[float, _objects.Header]] = {}
+        for _path, header, mtime in found:
+            seen = latest.get(header.key)
+            if seen is None or mtime > seen[0]:
+                latest[header.key] = (mtime, header)
+        conn.execute("BEGIN IMMEDIATE")
+        for key, (mtime, header) in latest.items():
+            conn.execute(
+                "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
+                " VALUES (?, ?, 0, ?, NULL, ?, 0.0, 0.0)",
+                (key, header.size, header.digest.hex(), mtime),
+            )
+        conn.execute("COMMIT")
+        return len(latest)
+
+    # -- garbage -------------------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Unlink object files no entry references any more (their rows are in ``garbage``)."""
+        conn = self.conn()
+        if conn.execute("SELECT 1 FROM garbage LIMIT 1").fetchone() is None:
+            return 0
+        removed = 0
+        with self.write() as wconn:
+            rows = wconn.execute("SELECT digest FROM garbage").fetchall()
+            for (digest,) in rows:
+                if wconn.execute("SELECT 1 FROM objects WHERE digest = ?", (digest,)).fetchone():
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(_objects.object_path(self.objects_dir, digest))
+                    removed += 1
+            wconn.execute("DELETE FROM garbage")
+        return removed

@@ -1,0 +1,189 @@
+"""Content-addressed object files: the on-disk format of values too large to live in the index.
+
+A file is named by the xxh3-128 hash of the value it holds and starts with a small header (magic,
+version, value size, value hash, the key that wrote it, a checksum of the header itself). The
+header lets a reader reject a truncated or foreign file before trusting it, and lets a rebuild of
+a lost index recover entries from the files alone. The value starts at a 64-byte boundary so a
+memory-mapped numpy buffer inside it is aligned.
+
+Files appear atomically: the bytes go to a temporary file on the same filesystem, which is then
+renamed over the final name, so a reader sees either nothing or a complete file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import xxhash
+
+MAGIC = b"RKNO"
+VERSION = 1
+ALIGN = 64
+_FIXED = struct.Struct(
+    "<4sBBHQ16sII"
+)  # magic, version, flags, reserved, size, digest, klen, offset
+_CHECK = struct.Struct("<Q")
+_PREFIX = _FIXED.size + _CHECK.size  # 48: where the key starts
+TMP_DIR = "tmp"
+
+
+def content_digest(data: bytes | memoryview) -> bytes:
+    """The 16-byte xxh3-128 hash that names an object file and verifies its contents."""
+    return xxhash.xxh3_128_digest(data)
+
+
+def data_offset(key_bytes: int) -> int:
+    """Where the value starts in a file written for a key of ``key_bytes`` UTF-8 bytes."""
+    return -(-(_PREFIX + key_bytes) // ALIGN) * ALIGN
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    key: str
+    size: int
+    digest: bytes
+    offset: int
+
+
+def encode_header(key: str, size: int, digest: bytes) -> bytes:
+    kb = key.encode("utf-8")
+    offset = data_offset(len(kb))
+    fixed = _FIXED.pack(MAGIC, VERSION, 0, 0, size, digest, len(kb), offset)
+    check = _CHECK.pack(xxhash.xxh3_64_intdigest(fixed + kb))
+    head = fixed + check + kb
+    return head + b"\0" * (offset - len(head))
+
+
+def parse_header(buf: bytes | memoryview) -> Header | None:
+    """The header at the start of ``buf``, or None when it is not a valid, complete header."""
+    if len(buf) < _PREFIX:
+        return None
+    try:
+        magic, version, _flags, _res, size, digest, klen, offset = _FIXED.unpack_from(buf, 0)
+    except struct.error:
+        return None
+    if magic != MAGIC or version != VERSION or offset != data_offset(klen):
+        return None
+    if len(buf) < _PREFIX + klen:
+        return None
+    kb = bytes(buf[_PREFIX : _PREFIX + klen])
+    (check,) = _CHECK.unpack_from(buf, _FIXED.size)
+    if check != xxhash.xxh3_64_intdigest(bytes(buf[: _FIXED.size]) + kb):
+        return None
+    try:
+        key = kb.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return Header(key, size, digest, offset)
+
+
+def object_path(objects_dir: str, hexdigest: str) -> str:
+    return os.path.join(objects_dir, hexdigest[:2], hexdigest[2:])
+
+
+def write_temp(
+    objects_dir: str, key: str, data: bytes | memoryview, digest: bytes, fsync: bool
+) -> str:
+    """Write a complete object file under a temporary name; the caller renames it into place."""
+    tmp_dir = os.path.join(objects_dir, TMP_DIR)
+    name = os.path.join(tmp_dir, f"{os.getpid()}-{os.urandom(8).hex()}")
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb", buffering=0, closefd=True) as f:
+            f.write(encode_header(key, len(data), digest))
+            view = memoryview(data)
+            while view:
+                n = f.write(view)
+                view = view[n or 0 :]
+            if fsync:
+                os.fsync(f.fileno())
+    except BaseException:
+        _unlink_quietly(name)
+        raise
+    return name
+
+
+def place(temp: str, final: str, fsync: bool) -> None:
+    """Rename a finished temporary file over its final, content-addressed name."""
+    try:
+        os.replace(temp, final)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(temp, final)
+    if fsync:
+        dfd = os.open(os.path.dirname(final), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def clean_temps(objects_dir: str, older_than: float, now: float) -> int:
+    """Remove temporary files left by writers that died, judged by their pid and age."""
+    tmp_dir = os.path.join(objects_dir, TMP_DIR)
+    removed = 0
+    try:
+        entries = list(os.scandir(tmp_dir))
+    except OSError:
+        return 0
+    for entry in entries:
+        pid_text = entry.name.split("-", 1)[0]
+        dead = False
+        if pid_text.isdigit():
+            pid = int(pid_text)
+            if pid != os.getpid():
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    dead = True
+                except OSError:
+                    pass
+        try:
+            old = now - entry.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if dead or old:
+            _unlink_quietly(entry.path)
+            removed += 1
+    return removed
+
+
+def iter_objects(objects_dir: str) -> Iterator[tuple[str, Header, float]]:
+    """Every object file whose header is valid and whose length matches it (for a rebuild)."""
+    try:
+        subdirs = sorted(os.scandir(objects_dir), key=lambda e: e.name)
+    except OSError:
+        return
+    for sub in subdirs:
+        if sub.name == TMP_DIR or len(sub.name) != 2 or not sub.is_dir():
+            continue
+        try:
+            files = list(os.scandir(sub.path))
+        except OSError:
+            continue
+        for entry in files:
+            try:
+                with open(entry.path, "rb") as f:
+                    head = f.read(4096)
+                    st = os.fstat(f.fileno())
+            except OSError:
+                continue
+            header = parse_header(head)
+            if header is None or header.digest.hex() != sub.name + entry.name:
+                continue
+            if st.st_size != header.offset + header.size:
+                continue
+            yield entry.path, header, st.st_mtime

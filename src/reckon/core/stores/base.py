@@ -1,0 +1,53 @@
+"""The protocol every store implements, and the usage figures stores report.
+
+The engine speaks to stores only through :class:`Store`, so a store can live on local disk, in
+Redis or in an object store without the engine noticing. Stores hold bytes: encoding values is the
+codec's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUsage:
+    """How full a store is: ``bytes`` is what the entries occupy, ``budget`` the limit (or None)."""
+
+    entries: int
+    bytes: int
+    budget: int | None
+
+    def to_dict(self) -> dict[str, int | None]:
+        """Plain types, for ``Engine.stats()`` and the wire."""
+        return {"entries": self.entries, "bytes": self.bytes, "budget": self.budget}
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Bytes in, bytes out, keyed by ``RequestId.disk_key`` strings.
+
+    A store never returns a partial or corrupt value: a bad entry is dropped and reported as a
+    miss (``None``). Failures while reading or writing degrade to misses; they never fail the
+    request that asked.
+    """
+
+    def get(self, key: str) -> bytes | memoryview | None: ...
+
+    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def contains(self, key: str) -> bool: ...
+
+    def keys(self) -> Iterator[str]: ...
+
+    def usage(self) -> StoreUsage: ...
+
+    def evict(self, target_bytes: int | None = None) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,669 @@
+"""LocalStore: a store in a local directory, shared safely by many threads and processes.
+
+Layout of the directory::
+
+    index.sqlite3     the SQLite index (WAL): one row per key; small values inline
+    objects/ab/cd...  values above ``inline_threshold``, named by their xxh3-128 content hash
+    objects/tmp/      files being written (renamed into place when complete)
+    leases/           per-key lock files of :meth:`LocalStore.lease`
+
+Why it is built this way:
+
+* Equal values share one object file (content addressing plus a reference count kept by SQLite
+  triggers), so two requests with equal results store the bytes once.
+* An object file is complete before its row commits (temp file + rename), and every read checks a
+  checksum (xxh3-64 of inline values, the xxh3-128 name of object files), so a crash or a bit flip
+  yields a miss, never a wrong value. A bad entry is removed and logged on the
+  ``reckon.core.store`` logger.
+* Values of ``mmap_threshold`` bytes or more come back as a memoryview over a memory map of their
+  file (no copy), the rest as bytes.
+* With ``sync=False`` (the default) writes go through a background thread that commits them in
+  batches: a put costs the caller a queue append. Reads see queued writes. ``flush()`` waits for
+  the queue; it is flushed at interpreter exit and by ``close()``.
+* Access times for LRU are batched in memory and written with the next batch of writes, so a hit
+  costs one indexed SELECT and no write transaction.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import mmap
+import os
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+import xxhash
+
+from reckon.core.stores import _lease, _objects
+from reckon.core.stores._index import Index, is_corruption
+from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
+from reckon.core.stores.base import StoreUsage
+from reckon.errors import StoreError
+
+log = logging.getLogger("reckon.core.store")
+
+Policy = Literal["lru", "gds"]
+
+_GET = "SELECT size, checksum, digest, value FROM entries WHERE key = ?"
+_INSERT = (
+    "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_TOUCH = (
+    "UPDATE entries SET access = max(access, ?),"
+    " priority = (SELECT clock FROM stats WHERE id = 0) + cost / max(size, 1) WHERE key = ?"
+)
+_TOUCH_BATCH = 512  # hits remembered before their access times are handed to the writer
+_TOUCH_AGE = 5.0  # seconds after which remembered hits are handed over anyway
+
+
+def default_directory() -> str:
+    """$RECKON_CACHE_DIR, else the per-user cache directory ($XDG_CACHE_HOME/reckon)."""
+    env = os.environ.get("RECKON_CACHE_DIR")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.path.abspath(base), "reckon")
+
+
+def _checksum(data: bytes | memoryview) -> int:
+    return xxhash.xxh3_64_intdigest(data) >> 1  # 63 bits: fits SQLite's signed INTEGER
+
+
+def _bytes_like(data: object) -> bytes | memoryview:
+    if isinstance(data, bytes):
+        return data
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise StoreError(
+            f"a store holds bytes; got {type(data).__name__}: encode the value first "
+            "(Engine does this with its codec)"
+        ) from None
+    if view.ndim == 1 and view.format in ("B", "b", "c"):
+        return view
+    if view.c_contiguous:
+        return view.cast("B")
+    return memoryview(view.tobytes())
+
+
+class _Put:
+    """A put made ready outside the write lock: checksummed, its object file written."""
+
+    __slots__ = ("_data", "checksum", "cost", "digest", "key", "size", "stamp", "temp", "value")
+
+    def __init__(self, op: Op, inline_threshold: int, store: LocalStore) -> None:
+        data = op.data
+        assert data is not None
+        self.key = op.key
+        self.size = len(data)
+        self.cost = op.cost
+        self.stamp = op.stamp
+        self.temp: str | None = None
+        self._data = data
+        if self.size <= inline_threshold:
+            self.digest: str | None = None
+            self.value: bytes | memoryview | None = data
+            self.checksum: int = _checksum(data)
+        else:
+            digest = _objects.content_digest(data)
+            self.digest = digest.hex()
+            self.value = None
+            self.checksum = 0
+            final = _objects.object_path(store._objects_dir, self.digest)
+            if not os.path.exists(final):
+                self.temp = _objects.write_temp(
+                    store._objects_dir, op.key, data, digest, store._fsync
+                )
+
+
+class LocalStore:
+    """A store in a local directory (see the module docstring for how and why)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        budget: int | None = 10 << 30,
+        policy: Policy = "lru",
+        inline_threshold: int = 4096,
+        sync: bool = False,
+        on_evict: Callable[[str], None] | None = None,
+        fsync: bool = False,
+        mmap_threshold: int = 1 << 20,
+        queue_bytes: int = 64 << 20,
+    ) -> None:
+        if policy not in ("lru", "gds"):
+            raise StoreError(f"unknown eviction policy {policy!r}: use 'lru' or 'gds'")
+        if budget is not None and budget < 0:
+            raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
+        if inline_threshold < 0 or mmap_threshold < 0 or queue_bytes <= 0:
+            raise StoreError("inline_threshold and mmap_threshold must be >= 0, queue_bytes > 0")
+        self.path = os.path.abspath(os.fspath(path)) if path is not None else default_directory()
+        self.budget = budget
+        self.policy: Policy = policy
+        self.inline_threshold = inline_threshold
+        self.mmap_threshold = max(mmap_threshold, inline_threshold + 1)
+        self.sync = sync
+        self.on_evict = on_evict
+        self._fsync = fsync
+        self._objects_dir = os.path.join(self.path, "objects")
+        self._leases_dir = os.path.join(self.path, "leases")
+        self._prepare_directory()
+        try:
+            self._index = Index(self.path, self._objects_dir, fsync=fsync)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(
+                f"cannot open the store index in {self.path}: {exc}. Check that the directory is "
+                "on a local filesystem you can write, or point RECKON_CACHE_DIR elsewhere"
+            ) from exc
+        self._track_access = budget is not None
+        self._touched: dict[str, float] = {}
+        self._touched_since = time.monotonic()
+        self._last_stamp = 0.0
+        self._closed = False
+        self._writer: Writer | None = None
+        if not sync:
+            self._writer = Writer(self._apply_safely, max_bytes=queue_bytes)
+        self._cleaned = False
+        _open_stores.add(self)
+
+    def _prepare_directory(self) -> None:
+        hint = "pass a directory you can write, or set RECKON_CACHE_DIR to one"
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise StoreError(f"store path {self.path} exists and is not a directory: {hint}")
+        try:
+            for d in (
+                self.path,
+                self._objects_dir,
+                os.path.join(self._objects_dir, "tmp"),
+                self._leases_dir,
+            ):
+                os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store directory {self.path}: {exc}; {hint}") from exc
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise StoreError(f"store directory {self.path} is not writable: {hint}")
+
+    def __repr__(self) -> str:
+        return f"LocalStore({self.path!r}, policy={self.policy!r}, sync={self.sync})"
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | memoryview | None:
+        """The value of ``key``, or None (missing, corrupt or unreadable: never raised)."""
+        self._check_open()
+        writer = self._writer
+        if writer is not None and writer.pending:
+            op = writer.pending.get(key)
+            if op is not None:
+                return op.data if op.kind == PUT else None
+        try:
+            row = self._index.conn().execute(_GET, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._db_error(exc, "get")
+            return None
+        if row is None:
+            return None
+        size, checksum, digest, value = row
+        data: bytes | memoryview | None
+        if digest is None:
+            if value is None or len(value) != size or _checksum(value) != checksum:
+                self._drop_inline(key, checksum, "checksum mismatch")
+                return None
+            data = value
+        else:
+            data = self._read_object(key, digest, size)
+            if data is None:
+                return None
+        if self._track_access:
+            self._touch(key)
+        return data
+
+    def _read_object(
+        self, key: str, digest: str, size: int, retry: bool = True
+    ) -> bytes | memoryview | None:
+        path = _objects.object_path(self._objects_dir, digest)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if self._drop_object(key, digest, "object file missing") and retry:
+                return self._read_object(key, digest, size, retry=False)
+            return None
+        except OSError as exc:
+            log.warning("store %s: cannot read %s for key %s: %s", self.path, path, key, exc)
+            return None
+        try:
+            view: memoryview
+            if size < self.mmap_threshold:
+                buf = os.pread(fd, size + 4096, 0)
+                header = _objects.parse_header(buf)
+                view = memoryview(buf)
+            else:
+                mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                header = _objects.parse_header(mm[:4096])
+                view = memoryview(mm)
+        except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
+            self._drop_object(key, digest, f"unreadable object file ({exc})")
+            return None
+        finally:
+            os.close(fd)
+        if header is None or header.size != size or header.digest.hex() != digest:
+            self._drop_object(key, digest, "object file header invalid or truncated")
+            return None
+        if len(view) != header.offset + size:
+            self._drop_object(key, digest, "object file truncated or extended")
+            return None
+        data = view[header.offset :]
+        if xxhash.xxh3_128_hexdigest(data) != digest:
+            self._drop_object(key, digest, "object file checksum mismatch")
+            return None
+        return data
+
+    def contains(self, key: str) -> bool:
+        self._check_open()
+        writer = self._writer
+        if writer is not None and writer.pending:
+            op = writer.pending.get(key)
+            if op is not None:
+                return op.kind == PUT
+        try:
+            conn = self._index.conn()
+            return (
+                conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None
+            )
+        except sqlite3.Error as exc:
+            self._db_error(exc, "contains")
+            return False
+
+    def keys(self) -> Iterator[str]:
+        """Every key, including queued puts; a snapshot taken when iteration starts."""
+        self._check_open()
+        found: list[str] = []
+        try:
+            conn = self._index.conn()
+            last = ""
+            while True:
+                rows = conn.execute(
+                    "SELECT key FROM entries WHERE key > ? ORDER BY key LIMIT 1000", (last,)
+                ).fetchall()
+                if not rows:
+                    break
+                found.extend(r[0] for r in rows)
+                last = rows[-1][0]
+        except sqlite3.Error as exc:
+            self._db_error(exc, "keys")
+        pending = dict(self._writer.pending) if self._writer is not None else {}
+        if pending:
+            present = set(found)
+            found = [k for k in found if pending.get(k, None) is None or pending[k].kind == PUT]
+            found.extend(k for k, op in pending.items() if op.kind == PUT and k not in present)
+        return iter(found)
+
+    def usage(self) -> StoreUsage:
+        """Committed entries and bytes (queued writes count once flushed)."""
+        self._check_open()
+        try:
+            row = (
+                self._index.conn()
+                .execute("SELECT entries, bytes FROM stats WHERE id = 0")
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            self._db_error(exc, "usage")
+            row = None
+        entries, nbytes = row if row is not None else (0, 0)
+        return StoreUsage(int(entries), int(nbytes), self.budget)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None:
+        """Store ``data`` under ``key``. With sync=False the caller must not mutate a buffer it
+        passed until ``flush()``: the queue holds it by reference (no copy)."""
+        self._check_open()
+        if not isinstance(key, str) or not key:
+            raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
+        value = _bytes_like(data)
+        op = Op(PUT, key, value, float(cost), self._stamp())
+        if self.budget is not None and op.size > self.budget:
+            log.info(
+                "store %s: value of %d bytes for %s exceeds the budget of %d bytes; not stored",
+                self.path,
+                op.size,
+                key,
+                self.budget,
+            )
+            self.delete(key)
+            return
+        if self._writer is not None:
+            self._writer.submit(op)
+        else:
+            self._apply_safely([op])
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it was present."""
+        self._check_open()
+        writer = self._writer
+        if writer is not None:
+            op = writer.pending.get(key)
+            if op is not None:
+                existed = op.kind == PUT or self._committed(key)
+                writer.submit(Op(DELETE, key))
+                return existed
+        try:
+            with self._index.write() as conn:
+                existed = conn.execute("DELETE FROM entries WHERE key = ?", (key,)).rowcount > 0
+            self._collect()
+            return existed
+        except sqlite3.Error as exc:
+            self._db_error(exc, "delete")
+            return False
+
+    def _committed(self, key: str) -> bool:
+        try:
+            conn = self._index.conn()
+            return (
+                conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone() is not None
+            )
+        except sqlite3.Error:
+            return False
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        """Evict entries until at most ``target_bytes`` (default: the budget) remain."""
+        self._check_open()
+        self.flush()
+        target = self.budget if target_bytes is None else target_bytes
+        if target is None:
+            return 0
+        evicted: list[str] = []
+        try:
+            with self._index.write() as conn:
+                self._write_touches(conn)
+                evicted = self._evict_locked(conn, max(0, target))
+        except sqlite3.Error as exc:
+            self._db_error(exc, "evict")
+            return 0
+        self._collect()
+        self._notify_evicted(evicted)
+        return len(evicted)
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed (durable unless the machine loses power
+        and ``fsync`` is off)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush, persist access times, release connections. Idempotent."""
+        if self._closed:
+            return
+        if self._writer is not None:
+            self._writer.close()
+        if self._touched:
+            with contextlib.suppress(sqlite3.Error), self._index.write() as conn:
+                self._write_touches(conn)
+        self._closed = True
+        self._index.close()
+        _open_stores.discard(self)
+
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lease(
+        self, key: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """Cross-process single flight for ``key``.
+
+        Yields True when the caller should compute (and put) the value, False when another holder
+        put it while this caller waited (read it with get). The lease is an OS file lock, so it
+        ends when its holder dies, even by SIGKILL. Leaving the block flushes the holder's put, so
+        the waiter sees it. When ``timeout`` passes first, yields True without the lease.
+        """
+        self._check_open()
+        path = _lease.lock_path(self._leases_dir, key)
+
+        def present() -> bool:
+            return self.contains(key)
+
+        def before_release() -> None:
+            if self._writer is not None and key in self._writer.pending:
+                self._writer.flush()
+
+        return _lease.lease(path, timeout, present, before_release)
+
+    # -- the write path ------------------------------------------------------------------------
+
+    def _stamp(self) -> float:
+        now = time.time()
+        if now <= self._last_stamp:
+            now = self._last_stamp + 1e-6
+        self._last_stamp = now
+        return now
+
+    def _touch(self, key: str) -> None:
+        self._touched[key] = self._stamp()
+        if len(self._touched) >= _TOUCH_BATCH or (
+            time.monotonic() - self._touched_since > _TOUCH_AGE
+        ):
+            self._touched_since = time.monotonic()
+            if self._writer is not None:
+                self._writer.submit(Op(TOUCH, ""), wait=False)
+            else:
+                with contextlib.suppress(sqlite3.Error), self._index.write() as conn:
+                    self._write_touches(conn)
+
+    def _write_touches(self, conn: sqlite3.Connection) -> None:
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, {}
+        conn.executemany(_TOUCH, [(stamp, key) for key, stamp in touched.items()])
+
+    def _apply_safely(self, ops: list[Op]) -> None:
+        try:
+            self._apply(ops)
+        except Exception as exc:
+            if isinstance(exc, sqlite3.Error):
+                self._db_error(exc, f"write of {len(ops)} entries")
+            else:
+                log.warning(
+                    "store %s: write of %d entries failed: %s: %s",
+                    self.path,
+                    len(ops),
+                    type(exc).__name__,
+                    exc,
+                )
+
+    def _apply(self, ops: list[Op]) -> None:
+        if not self._cleaned:
+            self._cleaned = True
+            _objects.clean_temps(self._objects_dir, older_than=3600.0, now=time.time())
+        prepared: list[_Put | Op] = []
+        try:
+            for op in ops:
+                if op.kind == PUT:
+                    prepared.append(_Put(op, self.inline_threshold, self))
+                elif op.kind == DELETE:
+                    prepared.append(op)
+            evicted: list[str] = []
+            with self._index.write() as conn:
+                self._write_touches(conn)
+                clock: float | None = None
+                for item in prepared:
+                    if isinstance(item, Op):
+                        conn.execute("DELETE FROM entries WHERE key = ?", (item.key,))
+                        continue
+                    conn.execute("DELETE FROM entries WHERE key = ?", (item.key,))
+                    if item.digest is not None:
+                        self._place(conn, item)
+                    if clock is None:
+                        clock = float(
+                            conn.execute("SELECT clock FROM stats WHERE id = 0").fetchone()[0]
+                        )
+                    conn.execute(
+                        _INSERT,
+                        (
+                            item.key,
+                            item.size,
+                            item.checksum,
+                            item.digest,
+                            item.value,
+                            item.stamp,
+                            clock + item.cost / max(item.size, 1),
+                            item.cost,
+                        ),
+                    )
+                if self.budget is not None:
+                    evicted = self._evict_locked(conn, self.budget)
+        finally:
+            for item in prepared:
+                if isinstance(item, _Put) and item.temp is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(item.temp)
+        self._collect()
+        self._notify_evicted(evicted)
+
+    def _place(self, conn: sqlite3.Connection, item: _Put) -> None:
+        """Under the write lock: make sure the object file of ``item`` is in place and sound."""
+        assert item.digest is not None
+        final = _objects.object_path(self._objects_dir, item.digest)
+        known = conn.execute("SELECT 1 FROM objects WHERE digest = ?", (item.digest,)).fetchone()
+        if known is not None and os.path.exists(final):
+            return  # the same bytes are stored already: share them
+        if item.temp is None:  # a leftover file with no row: do not trust it, write afresh
+            item.temp = _objects.write_temp(
+                self._objects_dir, item.key, item._data, bytes.fromhex(item.digest), self._fsync
+            )
+        _objects.place(item.temp, final, self._fsync)
+        item.temp = None
+
+    def _evict_locked(self, conn: sqlite3.Connection, target: int) -> list[str]:
+        nbytes = conn.execute("SELECT bytes FROM stats WHERE id = 0").fetchone()[0]
+        evicted: list[str] = []
+        if nbytes <= target:
+            return evicted
+        order = "access" if self.policy == "lru" else "priority, access"
+        clock: float | None = None
+        while nbytes > target:
+            rows = conn.execute(
+                f"SELECT key, priority FROM entries ORDER BY {order} LIMIT 64"
+            ).fetchall()
+            if not rows:
+                break
+            for key, priority in rows:
+                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                evicted.append(key)
+                clock = priority if clock is None else max(clock, priority)
+                nbytes = conn.execute("SELECT bytes FROM stats WHERE id = 0").fetchone()[0]
+                if nbytes <= target:
+                    break
+        if self.policy == "gds" and clock is not None:
+            conn.execute("UPDATE stats SET clock = max(clock, ?) WHERE id = 0", (clock,))
+        return evicted
+
+    def _collect(self) -> None:
+        try:
+            self._index.collect()
+        except sqlite3.Error as exc:
+            self._db_error(exc, "garbage collection")
+
+    def _notify_evicted(self, keys: list[str]) -> None:
+        callback = self.on_evict
+        if callback is None:
+            return
+        for key in keys:
+            try:
+                callback(key)
+            except Exception:
+                log.exception("store %s: on_evict callback failed for %s", self.path, key)
+
+    # -- bad entries ---------------------------------------------------------------------------
+
+    def _drop_inline(self, key: str, checksum: int, reason: str) -> None:
+        try:
+            with self._index.write() as conn:
+                gone = conn.execute(
+                    "DELETE FROM entries WHERE key = ? AND digest IS NULL AND checksum = ?",
+                    (key, checksum),
+                ).rowcount
+        except sqlite3.Error as exc:
+            self._db_error(exc, "removing a corrupt entry")
+            return
+        if gone:
+            log.warning("store %s: dropped entry %s: %s", self.path, key, reason)
+
+    def _drop_object(self, key: str, digest: str, reason: str) -> bool:
+        """Remove every entry sharing a bad object file. True when the file has reappeared (a
+        concurrent put of the same bytes) and the read should be retried."""
+        final = _objects.object_path(self._objects_dir, digest)
+        try:
+            with self._index.write() as conn:
+                if (
+                    conn.execute("SELECT 1 FROM objects WHERE digest = ?", (digest,)).fetchone()
+                    is None
+                ):
+                    return False  # deleted meanwhile: a plain miss, nothing is wrong
+                if reason == "object file missing" and os.path.exists(final):
+                    return True
+                gone = conn.execute("DELETE FROM entries WHERE digest = ?", (digest,)).rowcount
+        except sqlite3.Error as exc:
+            self._db_error(exc, "removing a corrupt entry")
+            return False
+        log.warning(
+            "store %s: dropped %d entr%s sharing object %s (read for %s): %s",
+            self.path,
+            gone,
+            "y" if gone == 1 else "ies",
+            digest,
+            key,
+            reason,
+        )
+        self._collect()
+        return False
+
+    def _db_error(self, exc: sqlite3.Error, what: str) -> None:
+        if is_corruption(exc):
+            log.warning("store %s: index corrupt during %s: %s", self.path, what, exc)
+            try:
+                self._index.recover(exc)
+            except Exception as again:
+                log.warning("store %s: rebuilding the index failed: %s", self.path, again)
+        else:
+            log.warning("store %s: %s failed: %s: %s", self.path, what, type(exc).__name__, exc)
+            self._index.reset_thread()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed; open a new LocalStore to use it")
+
+    def _after_fork_in_child(self) -> None:
+        self._touched = {}
+        if self._writer is not None:
+            self._writer.after_fork_in_child()
+
+
+_open_stores: weakref.WeakSet[LocalStore] = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    for store in list(_open_stores):
+        try:
+            store.close()
+        except Exception:
+            log.exception("store %s: flush at exit failed", store.path)
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_open_stores):
+        store._after_fork_in_child()
+
+
+atexit.register(_flush_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,256 @@
+"""RedisStore: the Store protocol on a Redis server, for caches shared across machines.
+
+Values are stored with a small header (magic + xxh3-64 checksum) and verified on every read: a
+value that does not match is deleted, logged and reported as a miss. Bookkeeping lives beside
+the values under the same prefix: a hash of sizes, a sorted set of access times (for LRU) and a
+byte counter, all updated by Lua scripts so that each put, delete and eviction is atomic on the
+server even with many clients.
+
+The byte budget is enforced by this store (LRU over the access times). Alternatively run Redis
+with ``maxmemory`` and ``maxmemory-policy allkeys-lru`` and pass ``budget=None``; Redis then
+evicts on its own and ``usage()`` may count values Redis already dropped. ``ttl`` gives every
+value an expiry; expired values are misses, and their bookkeeping is cleaned when evicted.
+
+redis-py is imported here only, so the core does not depend on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import redis as redis_py
+import xxhash
+
+from reckon.core.stores.base import StoreUsage
+from reckon.errors import StoreError
+
+log = logging.getLogger("reckon.core.store")
+
+_MAGIC = b"RKR1"
+_HEAD = len(_MAGIC) + 8
+_VIEW_THRESHOLD = 64 << 10
+
+_PUT = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then redis.call('DECRBY', KEYS[4], old) end
+if tonumber(ARGV[5]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+return redis.call('INCRBY', KEYS[4], ARGV[3])
+"""
+
+_DELETE = """
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  redis.call('DECRBY', KEYS[4], old)
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('ZREM', KEYS[3], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
+_EVICT = """
+local target = tonumber(ARGV[1])
+local evicted = {}
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+while total > target do
+  local popped = redis.call('ZPOPMIN', KEYS[2])
+  if #popped == 0 then break end
+  local key = popped[1]
+  local size = redis.call('HGET', KEYS[1], key)
+  if size then
+    redis.call('HDEL', KEYS[1], key)
+    total = redis.call('DECRBY', KEYS[3], size)
+  end
+  redis.call('DEL', ARGV[2] .. key)
+  evicted[#evicted + 1] = key
+end
+return evicted
+"""
+
+
+def _checksum(data: bytes | memoryview) -> bytes:
+    return xxhash.xxh3_64_digest(data)
+
+
+class RedisStore:
+    """A store on a Redis server (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: redis_py.Redis | None = None,
+        prefix: str = "reckon:",
+        budget: int | None = None,
+        ttl: float | None = None,
+        on_evict: Callable[[str], None] | None = None,
+    ) -> None:
+        if budget is not None and budget < 0:
+            raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
+        if ttl is not None and ttl <= 0:
+            raise StoreError(f"ttl must be a positive number of seconds or None, got {ttl}")
+        self.url = url
+        self.prefix = prefix
+        self.budget = budget
+        self.ttl = ttl
+        self.on_evict = on_evict
+        self._owns_client = client is None
+        try:
+            self._r: redis_py.Redis = client if client is not None else redis_py.Redis.from_url(url)
+            self._r.ping()
+        except (redis_py.RedisError, ValueError) as exc:
+            raise StoreError(
+                f"cannot reach Redis at {url}: {exc}. Start redis-server or pass the right URL "
+                "(redis://host:port/db)"
+            ) from exc
+        self._sizes = prefix + "sizes"
+        self._access = prefix + "access"
+        self._bytes = prefix + "bytes"
+        self._vprefix = prefix + "v:"
+        self._put_script = self._r.register_script(_PUT)
+        self._delete_script = self._r.register_script(_DELETE)
+        self._evict_script = self._r.register_script(_EVICT)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+
+    def _vkey(self, key: str) -> str:
+        return self._vprefix + key
+
+    def _fail(self, what: str, exc: Exception) -> None:
+        log.warning("store %s: %s failed: %s: %s", self, what, type(exc).__name__, exc)
+
+    def get(self, key: str) -> bytes | memoryview | None:
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.get(self._vkey(key))
+            pipe.zadd(self._access, {key: time.time()}, xx=True)
+            raw = cast(bytes | None, pipe.execute()[0])
+        except redis_py.RedisError as exc:
+            self._fail("get", exc)
+            return None
+        if raw is None:
+            return None
+        view = memoryview(raw)
+        if len(raw) < _HEAD or raw[:4] != _MAGIC or _checksum(view[_HEAD:]) != raw[4:_HEAD]:
+            log.warning("store %s: dropped entry %s: checksum mismatch", self, key)
+            self._delete(key)
+            return None
+        return view[_HEAD:] if len(raw) - _HEAD >= _VIEW_THRESHOLD else raw[_HEAD:]
+
+    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None:
+        if not isinstance(key, str) or not key:
+            raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
+        try:
+            body = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        except TypeError:
+            raise StoreError(f"a store holds bytes; got {type(data).__name__}") from None
+        size = len(body)
+        if self.budget is not None and size > self.budget:
+            log.info(
+                "store %s: value of %d bytes for %s exceeds the budget; not stored", self, size, key
+            )
+            self._delete(key)
+            return
+        blob = b"".join((_MAGIC, _checksum(body), body))
+        ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
+        try:
+            total = int(
+                cast(
+                    Any,
+                    self._put_script(
+                        keys=[self._vkey(key), self._sizes, self._access, self._bytes],
+                        args=[key, blob, size, time.time(), ttl_ms],
+                    ),
+                )
+            )
+        except redis_py.RedisError as exc:
+            self._fail("put", exc)
+            return
+        if self.budget is not None and total > self.budget:
+            self.evict(self.budget)
+
+    def _delete(self, key: str) -> bool:
+        try:
+            return bool(
+                cast(
+                    Any,
+                    self._delete_script(
+                        keys=[self._vkey(key), self._sizes, self._access, self._bytes], args=[key]
+                    ),
+                )
+            )
+        except redis_py.RedisError as exc:
+            self._fail("delete", exc)
+            return False
+
+    def delete(self, key: str) -> bool:
+        return self._delete(key)
+
+    def contains(self, key: str) -> bool:
+        try:
+            return bool(self._r.exists(self._vkey(key)))
+        except redis_py.RedisError as exc:
+            self._fail("contains", exc)
+            return False
+
+    def keys(self) -> Iterator[str]:
+        try:
+            found = [
+                (k.decode() if isinstance(k, bytes) else str(k))
+                for k, _v in self._r.hscan_iter(self._sizes)
+            ]
+        except redis_py.RedisError as exc:
+            self._fail("keys", exc)
+            found = []
+        return iter(found)
+
+    def usage(self) -> StoreUsage:
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hlen(self._sizes)
+            pipe.get(self._bytes)
+            entries, nbytes = pipe.execute()
+        except redis_py.RedisError as exc:
+            self._fail("usage", exc)
+            entries, nbytes = 0, 0
+        return StoreUsage(int(entries or 0), int(nbytes or 0), self.budget)
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        target = self.budget if target_bytes is None else target_bytes
+        if target is None:
+            return 0
+        try:
+            raw = cast(
+                list[bytes],
+                self._evict_script(
+                    keys=[self._sizes, self._access, self._bytes],
+                    args=[max(0, target), self._vprefix],
+                ),
+            )
+        except redis_py.RedisError as exc:
+            self._fail("evict", exc)
+            return 0
+        evicted = [k.decode() for k in raw]
+        if self.on_evict is not None:
+            for key in evicted:
+                try:
+                    self.on_evict(key)
+                except Exception:
+                    log.exception("store %s: on_evict callback failed for %s", self, key)
+        return len(evicted)
+
+    def flush(self) -> None:
+        """Writes are synchronous: nothing to wait for."""
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._r.close()

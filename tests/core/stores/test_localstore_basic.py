@@ -1,0 +1,152 @@
+"""LocalStore basics: the Store protocol, inline and file values, dedup, modes, bad paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reckon.core.stores import LocalStore, Store, StoreUsage
+from reckon.errors import StoreError
+
+
+@pytest.fixture(params=[True, False], ids=["sync", "background"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> LocalStore:
+    s = LocalStore(tmp_path / "store", sync=request.param, inline_threshold=64)
+    yield s
+    s.close()
+
+
+def test_is_a_store(store: LocalStore) -> None:
+    assert isinstance(store, Store)
+
+
+def test_roundtrip_inline_file_and_mmap(store: LocalStore, tmp_path: Path) -> None:
+    small, medium, large = b"s" * 10, os.urandom(10_000), os.urandom(2 << 20)
+    store.put("small", small)
+    store.put("medium", memoryview(medium))
+    store.put("large", large)
+    for _ in range(2):  # queued (read-your-writes), then committed
+        assert store.get("small") == small
+        assert bytes(store.get("medium")) == medium
+        assert bytes(store.get("large")) == large
+        store.flush()
+    assert isinstance(store.get("small"), bytes)
+    assert isinstance(store.get("large"), memoryview)
+    assert store.get("missing") is None
+    assert sorted(store.keys()) == ["large", "medium", "small"]
+    assert store.contains("small") and not store.contains("missing")
+    store.close()
+    again = LocalStore(tmp_path / "store", sync=True)
+    assert bytes(again.get("large")) == large
+    again.close()
+
+
+def test_overwrite_and_delete(store: LocalStore) -> None:
+    store.put("k", b"one" * 100)
+    store.put("k", b"two")
+    assert store.get("k") == b"two"
+    assert store.delete("k") is True
+    assert store.get("k") is None
+    assert store.delete("k") is False
+    store.flush()
+    assert store.get("k") is None
+    assert store.usage() == StoreUsage(0, 0, store.budget)
+
+
+def test_equal_values_are_stored_once(store: LocalStore, tmp_path: Path) -> None:
+    value = os.urandom(50_000)
+    for i in range(5):
+        store.put(f"key{i}", value)
+    store.flush()
+    usage = store.usage()
+    assert usage.entries == 5
+    assert usage.bytes == len(value)
+    objects = [
+        f
+        for d in (tmp_path / "store" / "objects").iterdir()
+        if d.name != "tmp"
+        for f in d.iterdir()
+    ]
+    assert len(objects) == 1
+    for i in range(4):
+        store.delete(f"key{i}")
+    store.flush()
+    assert bytes(store.get("key4")) == value
+    assert (
+        len(
+            [
+                f
+                for d in (tmp_path / "store" / "objects").iterdir()
+                if d.name != "tmp"
+                for f in d.iterdir()
+            ]
+        )
+        == 1
+    )
+    store.delete("key4")
+    store.flush()
+    assert [
+        f
+        for d in (tmp_path / "store" / "objects").iterdir()
+        if d.name != "tmp"
+        for f in d.iterdir()
+    ] == []
+    assert store.usage().bytes == 0
+
+
+def test_usage_counts_inline_and_file_bytes(store: LocalStore) -> None:
+    store.put("a", b"x" * 10)
+    store.put("b", b"y" * 1000)
+    store.flush()
+    assert store.usage() == StoreUsage(2, 1010, store.budget)
+
+
+def test_bad_path_is_a_store_error(tmp_path: Path) -> None:
+    afile = tmp_path / "file"
+    afile.write_text("not a directory")
+    with pytest.raises(StoreError, match="not a directory"):
+        LocalStore(afile)
+    with pytest.raises(StoreError, match="RECKON_CACHE_DIR"):
+        LocalStore(afile / "below")
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="policy"):
+        LocalStore(tmp_path, policy="fifo")  # type: ignore[arg-type]
+    s = LocalStore(tmp_path, sync=True)
+    with pytest.raises(StoreError, match="bytes"):
+        s.put("k", "text")  # type: ignore[arg-type]
+    with pytest.raises(StoreError, match="non-empty"):
+        s.put("", b"x")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.get("k")
+
+
+def test_default_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECKON_CACHE_DIR", str(tmp_path / "env"))
+    s = LocalStore(sync=True)
+    assert s.path == str(tmp_path / "env")
+    s.close()
+    monkeypatch.delenv("RECKON_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    s = LocalStore(sync=True)
+    assert s.path == str(tmp_path / "xdg" / "reckon")
+    s.close()
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    s = LocalStore(sync=True)
+    assert s.path == str(tmp_path / "home" / ".cache" / "reckon")
+    s.close()
+
+
+def test_numpy_buffer_put(store: LocalStore) -> None:
+    arr = np.arange(100_000, dtype=np.float64).reshape(100, 1000)
+    store.put("arr", memoryview(arr))
+    store.flush()
+    got = store.get("arr")
+    assert got is not None
+    assert np.array_equal(np.frombuffer(got, dtype=np.float64).reshape(100, 1000), arr)
