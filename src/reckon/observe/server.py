@@ -1,0 +1,633 @@
+"""The introspection server: one port, the websocket API and the web page over plain HTTP.
+
+The server is a thin asyncio layer over :mod:`reckon.observe.protocol`: each frame is decoded
+and validated there, dispatched to the engine here, and answered. A bad peer gets error replies
+and, at worst, a closed connection; the server and the engine never notice.
+
+The engine is never slowed by a client. Task events reach a subscription through a bounded
+queue filled by an introspector listener that only appends and, once per batch, wakes the
+server's loop; a subscriber that reads too slowly loses events (counted and reported to it in
+every push), never blocks a computation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response as HttpResponse
+from websockets.typing import Subprotocol
+
+from reckon.errors import ConfigurationError, ObserveError
+from reckon.observe import protocol as p
+
+if TYPE_CHECKING:
+    from reckon.core import Engine, TaskEvent
+
+log = logging.getLogger("reckon.observe")
+
+WEB_DIR = Path(__file__).with_name("web")
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+#: Frames above this are refused by the websocket layer itself (connection closed, code 1009);
+#: frames between ``MAX_REQUEST_BYTES`` and this get an error reply and the connection stays.
+HARD_FRAME_LIMIT = 1 << 20
+#: Events per push frame: large enough to amortise framing, small enough to keep frames small.
+EVENTS_PER_FRAME = 2_000
+DEFAULT_QUEUE = 10_000
+TOKEN_ENV = "RECKON_OBSERVE_TOKEN"
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach; any other bind needs a token."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _version() -> str:
+    try:
+        from reckon import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover - reckon always has one
+        return "unknown"
+
+
+class _EventQueue:
+    """Bounded, thread-safe hand-off of task events from the engine's threads to one loop.
+
+    The producer side (called by the introspector, in whatever thread computes) is an append
+    and, only when the consumer is idle, one ``call_soon_threadsafe``: a burst of events costs
+    one wake-up. Full means the event is dropped and counted.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        self._loop = loop
+        self._maxsize = maxsize
+        self._items: collections.deque[TaskEvent] = collections.deque()
+        self._ready = asyncio.Event()
+        self._wake_pending = False
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, event: TaskEvent) -> None:
+        if len(self._items) >= self._maxsize:
+            self.dropped += 1
+            return
+        self._items.append(event)
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:  # loop closed: the subscription is going away
+                self.closed = True
+
+    async def get_batch(self, limit: int) -> list[TaskEvent]:
+        while not self._items:
+            await self._ready.wait()
+            # Clear the flag before draining so that an event appended during the drain
+            # schedules a fresh wake-up instead of being stranded.
+            self._ready.clear()
+            self._wake_pending = False
+        out: list[TaskEvent] = []
+        items = self._items
+        while items and len(out) < limit:
+            out.append(items.popleft())
+        return out
+
+
+class _Subscription:
+    def __init__(self, sub_id: int, queue: _EventQueue | None, title: str | None) -> None:
+        self.sub_id = sub_id
+        self.queue = queue
+        self.title = title
+        self.remove_listener: Callable[[], None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped if self.queue is not None else 0
+
+    def close(self) -> None:
+        if self.remove_listener is not None:
+            self.remove_listener()
+            self.remove_listener = None
+        for task in self.tasks:
+            task.cancel()
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    d: dict[str, Any] = record.to_dict()
+    return d
+
+
+def _event_dict(event: TaskEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "task": _record_dict(event.record)}
+
+
+class ObserveServer:
+    """Serves one engine's introspection on one port (websocket API at ``/ws``, web page at
+    ``/``). Start it with :func:`serve_async` (in a running loop) or :func:`serve` (a thread)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        require_token: bool | None = None,
+        max_request_bytes: int = p.MAX_REQUEST_BYTES,
+        queue_size: int = DEFAULT_QUEUE,
+    ) -> None:
+        self.engine = engine
+        self.host = host
+        self._requested_port = port
+        if require_token is None:
+            require_token = not is_loopback(host) or token is not None
+        if require_token and token is None:
+            token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+        self.require_token = require_token
+        self.token = token if require_token else None
+        self.max_request_bytes = max_request_bytes
+        self.queue_size = queue_size
+        self._server: Server | None = None
+        self._connections: set[ServerConnection] = set()
+        self._sub_ids = 0
+        self.started_at = time.time()
+        self._web: dict[str, tuple[bytes, str]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._load_web()
+        try:
+            self._server = await ws_serve(
+                self._handle,
+                self.host,
+                self._requested_port,
+                process_request=self._process_request,
+                subprotocols=[Subprotocol(s) for s in p.SUBPROTOCOLS],
+                select_subprotocol=self._select_subprotocol,
+                max_size=HARD_FRAME_LIMIT,
+                compression=None,
+                server_header=f"reckon-observe/{_version()}",
+                logger=log,
+            )
+        except OSError as exc:
+            raise ObserveError(
+                f"cannot listen on {self.host}:{self._requested_port}: {exc}; "
+                "choose another port (0 picks a free one)"
+            ) from exc
+        log.info("reckon observe serving %s", self.url)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._requested_port
+        for sock in self._server.sockets:
+            port: int = sock.getsockname()[1]
+            return port
+        return self._requested_port
+
+    @property
+    def url(self) -> str:
+        """The web page (with the token in its query when one is required)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        base = f"http://{host}:{self.port}/"
+        return f"{base}?token={self.token}" if self.token else base
+
+    @property
+    def ws_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}/ws"
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _load_web(self) -> None:
+        for path in WEB_DIR.glob("*"):
+            ctype = _CONTENT_TYPES.get(path.suffix)
+            if ctype is not None and path.is_file():
+                self._web["/" + path.name] = (path.read_bytes(), ctype)
+        if "/index.html" in self._web:
+            self._web["/"] = self._web["/index.html"]
+
+    def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
+        for name in p.SUBPROTOCOLS:
+            if name in offered:
+                return Subprotocol(name)
+        return None  # no subprotocol: msgpack, the default
+
+    def _origin_allowed(self, origin: str | None) -> bool:
+        """Browsers send Origin; only our own page may drive the API from a browser, so a
+        web site the user happens to visit cannot cancel their computations."""
+        if origin is None:
+            return True
+        parts = urlsplit(origin)
+        if parts.port != self.port:
+            return False
+        hostname = parts.hostname or ""
+        return hostname == self.host.strip("[]") or (
+            is_loopback(hostname) and is_loopback(self.host)
+        )
+
+    def _process_request(
+        self, connection: ServerConnection, request: HttpRequest
+    ) -> HttpResponse | None:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            if not self._origin_allowed(request.headers.get("Origin")):
+                return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+            return None
+        path = urlsplit(request.path).path
+        entry = self._web.get(path)
+        if entry is None:
+            return connection.respond(HTTPStatus.NOT_FOUND, f"not found: {path}\n")
+        body, ctype = entry
+        headers = Headers(
+            [
+                ("Content-Type", ctype),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+                (
+                    "Content-Security-Policy",
+                    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
+                ),
+            ]
+        )
+        return HttpResponse(200, "OK", headers, body)
+
+    # -- websocket -----------------------------------------------------------------------------
+
+    def _token_ok(self, presented: object) -> bool:
+        if not self.require_token:
+            return True
+        if not isinstance(presented, str) or self.token is None:
+            return False
+        return hmac.compare_digest(presented.encode(), self.token.encode())
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        codec: p.Codec = "json" if conn.subprotocol == p.SUBPROTOCOL_JSON else "msgpack"
+        subs: dict[int, _Subscription] = {}
+        authed = not self.require_token
+        query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
+        if self.require_token and "token" in query:
+            if not self._token_ok(query["token"][0]):
+                await conn.close(p.CLOSE_POLICY, "invalid token")
+                return
+            authed = True
+        self._connections.add(conn)
+        try:
+            async for frame in conn:
+                try:
+                    request = p.decode_request(frame, max_bytes=self.max_request_bytes)
+                except p.ProtocolViolation as exc:
+                    rid = 0
+                    if exc.code not in (p.E_TOO_LARGE, p.E_MALFORMED):
+                        with contextlib.suppress(p.ProtocolViolation):
+                            rid = p.peek_id(p.loads(frame))
+                    await conn.send(p.encode_error(rid, exc.code, str(exc), codec))
+                    continue
+                if not authed:
+                    if request.type == "hello" and self._token_ok(request.body.get("token")):
+                        authed = True
+                    else:
+                        msg = "invalid token" if request.type == "hello" else "token required"
+                        await conn.send(p.encode_error(request.id, p.E_UNAUTHORIZED, msg, codec))
+                        await conn.close(p.CLOSE_POLICY, msg)
+                        return
+                try:
+                    result = await self._dispatch(request, conn, codec, subs)
+                except p.ProtocolViolation as exc:
+                    await conn.send(p.encode_error(request.id, exc.code, str(exc), codec))
+                except Exception as exc:  # the engine failed: report it, keep serving
+                    log.exception("observe: %s request failed", request.type)
+                    await conn.send(
+                        p.encode_error(
+                            request.id, p.E_INTERNAL, f"{type(exc).__name__}: {exc}", codec
+                        )
+                    )
+                else:
+                    await conn.send(p.encode_result(request.id, result, codec))
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections.discard(conn)
+            for sub in subs.values():
+                sub.close()
+
+    async def _dispatch(
+        self,
+        req: p.Request,
+        conn: ServerConnection,
+        codec: p.Codec,
+        subs: dict[int, _Subscription],
+    ) -> Any:
+        engine = self.engine
+        body = req.body
+        kind = req.type
+        if kind == "hello":
+            return {
+                "protocol": p.PROTOCOL_VERSION,
+                "versions": list(p.SUPPORTED_VERSIONS),
+                "server": f"reckon/{_version()}",
+                "engine": str(getattr(engine, "name", "default")),
+                "codec": codec,
+                "capture": bool(engine.introspector.capture),
+                "token_required": self.require_token,
+            }
+        if kind == "ping":
+            return {"time": time.time()}
+        if kind == "status":
+            return await self._status(subs)
+        if kind == "tasks":
+            from reckon.core import TaskState
+
+            state = TaskState(body["state"]) if body.get("state") else None
+            limit = body.get("limit")
+            records = engine.introspector.tasks(
+                state=state, title=body.get("title"), limit=200 if limit is None else limit
+            )
+            return [_record_dict(r) for r in records]
+        if kind == "task":
+            return self._tree(body["task_id"])
+        if kind == "subscribe":
+            return self._subscribe(body, conn, codec, subs)
+        if kind == "unsubscribe":
+            sub = subs.pop(body["sub"], None)
+            if sub is None:
+                raise p.ProtocolViolation(p.E_NOT_FOUND, f"no subscription {body['sub']}")
+            sub.close()
+            return {"sub": sub.sub_id, "dropped": sub.dropped}
+        if kind == "capture":
+            if body.get("enabled") is not None:
+                engine.introspector.capture = bool(body["enabled"])
+            return {"enabled": bool(engine.introspector.capture)}
+        if kind == "clear_history":
+            engine.introspector.clear_history()
+            return {"cleared": True}
+        if kind == "clear_cache":
+            from reckon.core import CachingLevel
+
+            level = CachingLevel(p.cache_level_value(body["level"]))
+            await asyncio.to_thread(engine.clear, level)
+            return {"cleared": level.name.lower()}
+        if kind == "cancel":
+            cancelled = await asyncio.to_thread(engine.cancel, body["task_id"])
+            return {"task_id": body["task_id"], "cancelled": bool(cancelled)}
+        raise p.ProtocolViolation(p.E_UNKNOWN_TYPE, f"unknown message type {kind!r}")
+
+    async def _status(self, subs: dict[int, _Subscription]) -> dict[str, Any]:
+        engine = self.engine
+        stats = await asyncio.to_thread(engine.stats)
+        intro = engine.introspector
+        return {
+            "time": time.time(),
+            "engine": stats,
+            "capture": bool(intro.capture),
+            "counters": intro.counters(),
+            "live": len(intro.live()),
+            "server": {
+                "uptime": time.time() - self.started_at,
+                "connections": len(self._connections),
+                "subscriptions": {str(s.sub_id): {"dropped": s.dropped} for s in subs.values()},
+            },
+        }
+
+    def _tree(self, task_id: int) -> dict[str, Any]:
+        intro = self.engine.introspector
+        root = intro.task(task_id)
+        if root is None:
+            raise p.ProtocolViolation(
+                p.E_NOT_FOUND, f"no task {task_id} (finished tasks leave history when it is full)"
+            )
+        budget = [p.MAX_TREE_NODES]
+        seen: set[int] = set()
+
+        def node(record: Any) -> dict[str, Any]:
+            budget[0] -= 1
+            seen.add(record.task_id)
+            children = []
+            for child in intro.children(record.task_id):
+                if budget[0] <= 0:
+                    break
+                if child.task_id not in seen:
+                    children.append(node(child))
+            return {"task": _record_dict(record), "children": children}
+
+        return node(root)
+
+    def _subscribe(
+        self,
+        body: dict[str, Any],
+        conn: ServerConnection,
+        codec: p.Codec,
+        subs: dict[int, _Subscription],
+    ) -> dict[str, Any]:
+        self._sub_ids += 1
+        sub_id = self._sub_ids
+        want_events = body.get("events", True)
+        loop = asyncio.get_running_loop()
+        queue = _EventQueue(loop, body.get("queue") or self.queue_size) if want_events else None
+        sub = _Subscription(sub_id, queue, body.get("title"))
+        if queue is not None:
+            sub.remove_listener = self.engine.introspector.add_listener(queue.put)
+            sub.tasks.append(loop.create_task(self._pump_events(sub, queue, conn, codec)))
+        interval = body.get("status_interval")
+        if interval:
+            sub.tasks.append(loop.create_task(self._pump_status(sub, float(interval), conn, codec)))
+        subs[sub_id] = sub
+        return {"sub": sub_id, "events": want_events, "status_interval": interval}
+
+    async def _pump_events(
+        self, sub: _Subscription, queue: _EventQueue, conn: ServerConnection, codec: p.Codec
+    ) -> None:
+        title = sub.title
+        reported = 0
+        try:
+            while True:
+                batch = await queue.get_batch(EVENTS_PER_FRAME)
+                if title:
+                    batch = [e for e in batch if title in e.record.title]
+                dropped = queue.dropped
+                if not batch and dropped == reported:
+                    continue
+                reported = dropped
+                await conn.send(
+                    p.encode_events(sub.sub_id, [_event_dict(e) for e in batch], dropped, codec)
+                )
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("observe: event push failed; subscription %d stopped", sub.sub_id)
+
+    async def _pump_status(
+        self, sub: _Subscription, interval: float, conn: ServerConnection, codec: p.Codec
+    ) -> None:
+        try:
+            while True:
+                status = await self._status({sub.sub_id: sub})
+                await conn.send(p.encode_status(sub.sub_id, status, codec))
+                await asyncio.sleep(interval)
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("observe: status push failed; subscription %d stopped", sub.sub_id)
+
+
+async def serve_async(
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    token: str | None = None,
+    require_token: bool | None = None,
+    **options: Any,
+) -> ObserveServer:
+    """Start serving ``engine`` in the running loop; ``await server.stop()`` ends it.
+
+    A bind other than loopback requires a token: ``token``, else ``$RECKON_OBSERVE_TOKEN``, else
+    a generated one (``server.token``; ``server.url`` carries it for the web page).
+    ``require_token=True`` forces token mode on loopback too.
+    """
+    server = ObserveServer(engine, host, port, token=token, require_token=require_token, **options)
+    await server.start()
+    return server
+
+
+class ServerHandle:
+    """A server running in its own daemon thread and loop (see :func:`serve`)."""
+
+    def __init__(
+        self, server: ObserveServer, loop: asyncio.AbstractEventLoop, thread: threading.Thread
+    ) -> None:
+        self.server = server
+        self._loop = loop
+        self._thread = thread
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def ws_url(self) -> str:
+        return self.server.ws_url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def token(self) -> str | None:
+        return self.server.token
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the port and every connection, then end the thread. Idempotent."""
+        if not self._thread.is_alive():
+            return
+        fut = asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop)
+        with contextlib.suppress(Exception):
+            fut.result(timeout)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<reckon observe server {self.url}>"
+
+
+def serve(
+    engine: Engine,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    token: str | None = None,
+    require_token: bool | None = None,
+    **options: Any,
+) -> ServerHandle:
+    """Serve ``engine`` from a daemon thread with its own event loop, for sync programs.
+
+    Returns once the port is listening (``handle.url``, ``handle.port``); ``handle.stop()`` ends
+    it. Raises :class:`ObserveError` when the port cannot be bound.
+    """
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"port {port!r} is not a TCP port (0..65535; 0 picks a free one)")
+    server = ObserveServer(engine, host, port, token=token, require_token=require_token, **options)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(server.start())
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            loop.close()
+            return
+        started.set()
+        try:
+            loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(server.stop())
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"reckon-observe:{port}", daemon=True)
+    thread.start()
+    started.wait()
+    if failure:
+        raise failure[0]
+    return ServerHandle(server, loop, thread)
