@@ -56,6 +56,19 @@ class ComputationCancelledError(CoreError):
     """The computation this request was waiting on was cancelled by an operator."""
 
 
+class CyclicRequestError(CoreError, RuntimeError):
+    """A computation asked (directly or through others) for its own value: it would wait forever."""
+
+
+class BlockingGetError(CoreError, RuntimeError):
+    """Engine.get would block the event loop that must run the computation it waits for; await
+    Engine.resolve instead."""
+
+
+class CodecWarning(UserWarning):
+    """A value could not be encoded for the store; it is returned and kept in memory only."""
+
+
 # --------------------------------------------------------------------------------------------
 # memo
 # --------------------------------------------------------------------------------------------
@@ -96,6 +109,15 @@ class ObserveAuthError(ObserveError):
 
 class ObserveConnectionError(ObserveError, ConnectionError):
     """The client could not reach the introspection server, or lost it."""
+
+
+class ObserveRequestError(ObserveError):
+    """The server answered a request with an error; ``code`` is the protocol's error code
+    (``bad_request``, ``not_found``, ``unknown_type``, ...) and the message the server's text."""
+
+    def __init__(self, message: str, code: str = "internal") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,3 +182,32 @@ class UnauthenticatedError(ServiceCallError):
 
 class PathEscapeError(ServiceError, PermissionError):
     """A path given to a service's file area points outside it."""
+
+
+class ServiceUnavailableError(ServiceCallError, ConnectionError):
+    """The service could not be reached (not started, crashed, or refusing connections)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "UNAVAILABLE")
+
+
+class CallCancelledError(ServiceCallError):
+    """The call was cancelled by its caller or by the runtime (shutdown, call limit)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "CANCELLED")
+
+
+class PermissionDeniedError(ServiceCallError, PermissionError):
+    """The caller is authenticated but may not perform this call."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "PERMISSION_DENIED")
+
+
+class ServiceNotFoundError(ServiceError, LookupError):
+    """``locate`` asked for a service the unit does not hold or the caller does not require."""
+
+
+class DatabaseError(ServiceError):
+    """A service database could not be migrated or queried (bad migration, bad row type)."""

@@ -1,0 +1,241 @@
+"""Values to bytes and back, for stores; and how big a value is, for the memory budget.
+
+:class:`PickleCodec` uses pickle protocol 5 with out-of-band buffers: the bytes of contiguous
+numpy arrays (and other ``PickleBuffer`` producers) are not copied into the pickle stream but laid
+out after it, each aligned to 64 bytes. Encoding copies each buffer once, into the single
+contiguous block a store takes. Decoding hands the buffers to pickle as slices of the input, so
+when a store returns a memory-mapped file the arrays are views of the mapping: nothing is copied
+and pages are read on first touch.
+
+Frames (first byte is the kind):
+
+- ``0x00`` + pickle stream: small values without out-of-band buffers (the common case).
+- ``0x01`` + zstd(pickle stream): the same, compressed, above ``compress_threshold``.
+- ``0x02`` + raw bytes (padded to 64): a top-level ``bytes``/``bytearray`` above
+  ``buffer_threshold``, so big blobs skip pickle entirely.
+- ``0x03`` framed: ``<B flags, 2x pad, I nbuf, Q stream_len, Q raw_stream_len, nbuf*Q lengths>``,
+  the (possibly compressed) pickle stream, then the buffers, each starting on a 64-byte boundary.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import sys
+from typing import Any, Protocol, runtime_checkable
+
+from reckon.errors import CodecError
+
+__all__ = ["Codec", "PickleCodec", "estimate_size"]
+
+
+@runtime_checkable
+class Codec(Protocol):
+    def encode(self, value: object) -> bytes | memoryview: ...
+
+    def decode(self, data: bytes | memoryview) -> object: ...
+
+    def estimate_size(self, value: object) -> int: ...
+
+
+_PLAIN = 0
+_ZSTD = 1
+_RAW = 2
+_FRAMED = 3
+_ALIGN = 64
+_FRAME_HEAD = struct.Struct("<BB2xIQQ")  # kind, flags, nbuf, stream_len, raw_stream_len
+_FLAG_ZSTD = 1
+
+
+def _pad(n: int) -> int:
+    return (-n) % _ALIGN
+
+
+class PickleCodec:
+    """The default codec: pickle 5, out-of-band buffers, optional zstd for large pickle streams.
+
+    ``compress_threshold``: compress the pickle stream (never the out-of-band buffers, which stay
+    mappable) when it is at least this many bytes; ``None`` turns compression off.
+    ``buffer_threshold``: top-level ``bytes``/``bytearray`` at least this big skip pickle.
+    """
+
+    def __init__(
+        self,
+        *,
+        compress_threshold: int | None = 1 << 16,
+        compress_level: int = 3,
+        buffer_threshold: int = 1 << 16,
+    ) -> None:
+        self.compress_threshold = compress_threshold
+        self.compress_level = compress_level
+        self.buffer_threshold = buffer_threshold
+        self._zc: Any = None
+        self._zd: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"PickleCodec(compress_threshold={self.compress_threshold}, "
+            f"compress_level={self.compress_level})"
+        )
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, value: object) -> bytes | memoryview:
+        t = type(value)
+        if (t is bytes or t is bytearray) and len(value) >= self.buffer_threshold:  # type: ignore[arg-type]
+            return self._encode_raw(value, t is bytearray)  # type: ignore[arg-type]
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            stream = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        except Exception as exc:
+            raise CodecError(
+                f"cannot pickle a value of type {t.__module__}.{t.__qualname__}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        threshold = self.compress_threshold
+        compress = threshold is not None and len(stream) >= threshold
+        if not buffers:
+            if compress:
+                return bytes((_ZSTD,)) + self._compress(stream)
+            return bytes((_PLAIN,)) + stream
+        raw_len = len(stream)
+        if compress:
+            stream = self._compress(stream)
+        views: list[memoryview] = []
+        for pb in buffers:
+            try:
+                views.append(pb.raw())
+            except BufferError as exc:  # a non-contiguous buffer: pickle it in-band instead
+                raise CodecError(f"cannot encode a non-contiguous buffer: {exc}") from exc
+        nbuf = len(views)
+        head_len = 1 + _FRAME_HEAD.size - 1 + 8 * nbuf
+        total = head_len + len(stream)
+        offsets: list[int] = []
+        for view in views:
+            total += _pad(total)
+            offsets.append(total)
+            total += view.nbytes
+        out = bytearray(total)
+        _FRAME_HEAD.pack_into(
+            out, 0, _FRAMED, _FLAG_ZSTD if compress else 0, nbuf, len(stream), raw_len
+        )
+        struct.pack_into(f"<{nbuf}Q", out, _FRAME_HEAD.size, *(v.nbytes for v in views))
+        out[head_len : head_len + len(stream)] = stream
+        for off, view in zip(offsets, views, strict=True):
+            out[off : off + view.nbytes] = view
+        return memoryview(out)
+
+    def _encode_raw(self, value: bytes | bytearray, is_bytearray: bool) -> memoryview:
+        out = bytearray(_ALIGN + len(value))
+        out[0] = _RAW
+        out[1] = 1 if is_bytearray else 0
+        out[_ALIGN:] = value
+        return memoryview(out)
+
+    def _compress(self, data: bytes) -> bytes:
+        if self._zc is None:
+            import zstandard
+
+            self._zc = zstandard.ZstdCompressor(level=self.compress_level)
+        out: bytes = self._zc.compress(data)
+        return out
+
+    def _decompress(self, data: memoryview, size: int) -> bytes:
+        if self._zd is None:
+            import zstandard
+
+            self._zd = zstandard.ZstdDecompressor()
+        out: bytes = self._zd.decompress(data, max_output_size=size)
+        return out
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, data: bytes | memoryview) -> object:
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        if not view.nbytes:
+            raise CodecError("cannot decode an empty buffer (the store entry is empty)")
+        kind = view[0]
+        try:
+            if kind == _PLAIN:
+                return pickle.loads(view[1:])
+            if kind == _ZSTD:
+                return pickle.loads(self._decompress(view[1:], 0))
+            if kind == _RAW:
+                payload = view[_ALIGN:]
+                return bytearray(payload) if view[1] else bytes(payload)
+            if kind == _FRAMED:
+                return self._decode_framed(view)
+        except CodecError:
+            raise
+        except Exception as exc:
+            raise CodecError(f"cannot decode a stored value: {type(exc).__name__}: {exc}") from exc
+        raise CodecError(f"cannot decode a stored value: unknown frame kind {kind}")
+
+    def _decode_framed(self, view: memoryview) -> object:
+        _, flags, nbuf, stream_len, raw_len = _FRAME_HEAD.unpack_from(view, 0)
+        lengths = struct.unpack_from(f"<{nbuf}Q", view, _FRAME_HEAD.size)
+        pos = _FRAME_HEAD.size + 8 * nbuf
+        stream: bytes | memoryview = view[pos : pos + stream_len]
+        if flags & _FLAG_ZSTD:
+            stream = self._decompress(stream, raw_len)  # type: ignore[arg-type]
+        pos += stream_len
+        buffers: list[memoryview] = []
+        for n in lengths:
+            pos += _pad(pos)
+            if pos + n > view.nbytes:
+                raise CodecError("cannot decode a stored value: it is truncated")
+            buffers.append(view[pos : pos + n])
+            pos += n
+        return pickle.loads(stream, buffers=buffers)
+
+    # ------------------------------------------------------------------ sizes
+    def estimate_size(self, value: object) -> int:
+        return estimate_size(value)
+
+
+_ATOMIC = (int, float, bool, complex, type(None))
+_SAMPLE = 64
+
+
+def estimate_size(value: object, _depth: int = 0) -> int:
+    """A cheap estimate of the bytes ``value`` holds: exact for bytes, str and arrays, sampled for
+    large containers (at most 64 items per level, three levels deep)."""
+    t = type(value)
+    if t is bytes or t is str or t is bytearray:
+        return sys.getsizeof(value)
+    if t in _ATOMIC:
+        return 32
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int) and not isinstance(value, type):
+        return nbytes + 128  # numpy arrays, memoryviews, ... (buffer plus object header)
+    try:
+        base = sys.getsizeof(value)
+    except TypeError:
+        base = 64
+    if _depth >= 3:
+        return base
+    if t is dict or isinstance(value, dict):
+        n = len(value)  # type: ignore[arg-type]
+        if not n:
+            return base
+        items = list(_take(value.items(), _SAMPLE))  # type: ignore[attr-defined]
+        sampled = sum(estimate_size(k, _depth + 1) + estimate_size(v, _depth + 1) for k, v in items)
+        return base + sampled * n // len(items)
+    if isinstance(value, list | tuple | set | frozenset):
+        n = len(value)
+        if not n:
+            return base
+        items = list(_take(value, _SAMPLE))
+        sampled = sum(estimate_size(v, _depth + 1) for v in items)
+        return base + sampled * n // len(items)
+    attrs = getattr(value, "__dict__", None)
+    if isinstance(attrs, dict):
+        return base + estimate_size(attrs, _depth + 1)
+    return base
+
+
+def _take(iterable: Any, n: int) -> Any:
+    for i, item in enumerate(iterable):
+        if i >= n:
+            return
+        yield item

@@ -1,0 +1,798 @@
+"""The engine: memory tier, store, and computations shared by everyone who asks at once.
+
+How a request travels:
+
+1. **Hit path** (no lock): look the id's ``memory_key`` up in the memory tier; on a hit bump the
+   LRU order and a counter and return the object. Nothing else happens, so a hit costs a few
+   hundred nanoseconds.
+2. **Slow path** (under the engine lock): look again, then either join the *flight* already
+   computing this key or start one. A flight is one computation with any number of waiters:
+   threads blocked in :meth:`Engine.get` and asyncio tasks awaiting :meth:`Engine.resolve` on any
+   event loop. The flight delivers its value (or its exception) to every waiter.
+3. **The flight**: at level FULL it first tries the store, then takes the store's lease for the
+   key (so two processes compute once), looks again, computes, delivers, and writes the encoded
+   value to the store. ``get`` computes in the calling thread; ``resolve`` computes in a task of
+   its own on the caller's loop, so cancelling the caller does not cancel the computation while
+   other waiters remain. When the last waiter of a resolve leaves by cancellation, the
+   computation is cancelled.
+
+Failures are delivered, never cached. Store failures are logged and become misses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, TypeVar, cast
+
+from reckon.core.codec import Codec, PickleCodec
+from reckon.core.ids import RequestId
+from reckon.core.levels import CachingLevel, as_level
+from reckon.core.memory import MISSING, MemoryTier
+from reckon.core.stores.base import Store
+from reckon.core.tasks import Introspector, Outcome, TaskRecord, TaskState, new_task_id
+from reckon.errors import (
+    BlockingGetError,
+    CodecError,
+    CodecWarning,
+    ComputationCancelledError,
+    CyclicRequestError,
+    EngineClosedError,
+    InvalidRequestIdError,
+)
+
+__all__ = ["Engine", "current_task_id"]
+
+T = TypeVar("T")
+log = logging.getLogger("reckon.core")
+
+_FULL = CachingLevel.FULL
+_MEMORY = CachingLevel.MEMORY
+_MAX_RETRIES = 8  # restarts of a flight whose event loop went away under it
+
+
+class _Abandoned(Exception):
+    """Delivered to waiters when the loop running their computation stopped under it (not a
+    cancellation anyone asked for): they start the request again."""
+
+
+class _Flight:
+    """One computation in progress and the waiters sharing it."""
+
+    __slots__ = (
+        "done",
+        "event",
+        "exc",
+        "futures",
+        "id",
+        "key",
+        "level",
+        "loop",
+        "operator_cancel",
+        "outcome",
+        "parent",
+        "pinned",
+        "record",
+        "task",
+        "task_id",
+        "thread",
+        "value",
+        "waiters",
+    )
+
+    def __init__(
+        self, id: RequestId, level: CachingLevel, record: TaskRecord, parent: _Flight | None
+    ) -> None:
+        self.id = id
+        self.key = id.memory_key
+        self.level = level
+        self.record = record
+        self.task_id = record.task_id
+        self.parent = parent
+        self.waiters = 1
+        self.done = False
+        self.value: Any = None
+        self.exc: BaseException | None = None
+        self.outcome: Outcome | None = None
+        self.event: threading.Event | None = None
+        self.futures: list[asyncio.Future[Any]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: int | None = None
+        self.pinned = False
+        self.operator_cancel = False
+
+
+# The flight whose computation is running in this context: the parent of requests made now.
+_CURRENT: ContextVar[_Flight | None] = ContextVar("reckon_current_flight", default=None)
+
+
+def current_task_id() -> int | None:
+    """The task id of the computation running in this context (None outside computations)."""
+    flight = _CURRENT.get()
+    return None if flight is None else flight.task_id
+
+
+class _GuardedLease:
+    """A store lease whose failures degrade to "compute anyway" instead of failing the request."""
+
+    __slots__ = ("_cm", "_engine", "_entered")
+
+    def __init__(self, engine: Engine, cm: Any) -> None:
+        self._engine = engine
+        self._cm = cm
+        self._entered = False
+
+    def acquire(self) -> bool:
+        if self._cm is None:
+            return True
+        try:
+            mine = bool(self._cm.__enter__())
+        except Exception as exc:
+            self._engine._store_failed("lease", exc)
+            return True
+        self._entered = True
+        return mine
+
+    def release(self) -> None:
+        if not self._entered:
+            return
+        self._entered = False
+        try:
+            self._cm.__exit__(None, None, None)
+        except Exception as exc:
+            self._engine._store_failed("lease release", exc)
+
+
+class Engine:
+    """Resolves requests through the memory tier and a store, computing each miss once."""
+
+    def __init__(
+        self,
+        *,
+        store: Store | None = None,
+        memory_budget: int = 1 << 30,
+        codec: Codec | None = None,
+        introspector: Introspector | None = None,
+        name: str = "default",
+    ) -> None:
+        self.name = name
+        self.store: Store | None = store
+        self.codec: Codec = codec if codec is not None else PickleCodec()
+        self.introspector: Introspector = (
+            introspector if introspector is not None else Introspector()
+        )
+        self.memory = MemoryTier(memory_budget)
+        self._lock = threading.Lock()
+        self._inflight: dict[int, _Flight] = {}
+        self._by_task: dict[int, _Flight] = {}
+        self._closed = False
+        # The hit path's bound methods (the memory tier never replaces its dict).
+        self._mem_get = self.memory._data.get
+        self._mem_bump = self.memory._data.move_to_end
+        self._hit = self.introspector.memory_hits.bump
+
+    def __repr__(self) -> str:
+        return f"Engine(name={self.name!r}, store={self.store!r}, memory={len(self.memory)})"
+
+    # ================================================================== public API
+    def get(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], T],
+        *,
+        title: str | None = None,
+    ) -> T:
+        """The value of ``id``: from memory, the store, a computation in flight, or ``compute``
+        called in this thread. Thread-safe; shares computations with :meth:`resolve`."""
+        try:
+            key = id.memory_key
+        except AttributeError:
+            raise _not_an_id(id) from None
+        value = self._mem_get(key, MISSING)
+        if value is not MISSING and level:
+            try:  # noqa: SIM105 (contextlib.suppress costs more than the whole hit)
+                self._mem_bump(key)
+            except KeyError:
+                pass
+            self._hit()
+            return cast(T, value)
+        return self._get_slow(id, level, compute, title)
+
+    async def resolve(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], T | Awaitable[T]],
+        *,
+        title: str | None = None,
+    ) -> T:
+        """The value of ``id``, awaiting a shared computation when there is no cached value.
+
+        ``compute`` may return the value or an awaitable of it; it runs in a task of its own on
+        this loop, which is cancelled when every waiter has been cancelled.
+        """
+        try:
+            key = id.memory_key
+        except AttributeError:
+            raise _not_an_id(id) from None
+        value = self._mem_get(key, MISSING)
+        if value is not MISSING and level:
+            try:  # noqa: SIM105 (contextlib.suppress costs more than the whole hit)
+                self._mem_bump(key)
+            except KeyError:
+                pass
+            self._hit()
+            return cast(T, value)
+        return cast(T, await self._resolve_slow(id, level, compute, title))
+
+    def contains(self, id: RequestId, level: CachingLevel = CachingLevel.FULL) -> bool:
+        """Whether a value for ``id`` is kept at ``level`` (NONE keeps nothing: always False)."""
+        level = as_level(level)
+        if level is CachingLevel.NONE:
+            return False
+        if id.memory_key in self.memory:
+            return True
+        if level is _FULL and self.store is not None:
+            try:
+                return bool(self.store.contains(id.disk_key))
+            except Exception as exc:
+                self._store_failed("contains", exc)
+        return False
+
+    def evict(self, id: RequestId) -> None:
+        """Forget ``id`` in memory and in the store (a computation in flight is not affected)."""
+        self.memory.discard(id.memory_key)
+        if self.store is not None:
+            try:
+                self.store.delete(id.disk_key)
+            except Exception as exc:
+                self._store_failed("delete", exc)
+
+    def clear(self, level: CachingLevel) -> None:
+        """MEMORY: empty the memory tier; FULL: the memory tier and the store. NONE: nothing."""
+        level = as_level(level)
+        if level >= _MEMORY:
+            self.memory.clear()
+        if level is _FULL and self.store is not None:
+            store = self.store
+            try:
+                store.flush()
+                store.evict(0)
+                for key in list(store.keys()):
+                    store.delete(key)
+            except Exception as exc:
+                self._store_failed("clear", exc)
+
+    def cancel(self, task_id: int) -> bool:
+        """Cancel the running computation ``task_id``; its waiters get
+        :class:`~reckon.errors.ComputationCancelledError`. False when it is not running."""
+        with self._lock:
+            flight = self._by_task.get(task_id)
+            if flight is None or flight.done:
+                return False
+            flight.operator_cancel = True
+        self._finish(
+            flight,
+            exc=ComputationCancelledError(
+                f"computation {task_id} ({flight.record.title}) was cancelled by an operator"
+            ),
+            outcome=Outcome.CANCELLED,
+        )
+        self._cancel_task(flight)
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and tier usage, as plain types (msgpack-able)."""
+        store_usage: dict[str, Any] | None = None
+        if self.store is not None:
+            try:
+                usage = self.store.usage()
+                store_usage = {
+                    "entries": int(usage.entries),
+                    "bytes": int(usage.bytes),
+                    "budget": None if usage.budget is None else int(usage.budget),
+                }
+            except Exception as exc:
+                self._store_failed("usage", exc)
+        with self._lock:
+            inflight = len(self._inflight)
+        return {
+            "name": self.name,
+            "counters": self.introspector.counters(),
+            "memory": self.memory.usage(),
+            "store": store_usage,
+            "inflight": inflight,
+        }
+
+    def flush(self) -> None:
+        """Wait until every value handed to the store has been written."""
+        if self.store is not None:
+            try:
+                self.store.flush()
+            except Exception as exc:
+                self._store_failed("flush", exc)
+
+    def close(self) -> None:
+        """Flush, then refuse new requests (hits included: the memory tier is emptied)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.flush()
+        self.memory.clear()
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception as exc:
+                self._store_failed("close", exc)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ================================================================== joining a flight
+    def _enter(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        title: str | None,
+        fut: asyncio.Future[Any] | None,
+        thread_waiter: bool,
+    ) -> tuple[_Flight | None, bool, Any]:
+        """Under the lock: a hit (None, False, value), a joined flight, or a new one we own."""
+        key = id.memory_key
+        introspector = self.introspector
+        with self._lock:
+            if self._closed:
+                raise EngineClosedError(
+                    f"engine {self.name!r} is closed; create a new Engine to make requests"
+                )
+            if level:
+                value = self.memory.lookup(key)
+                if value is not MISSING:
+                    self._hit()  # counts the request too
+                    return None, False, value
+            introspector.count("requests")
+            flight = self._inflight.get(key)
+            if flight is not None:
+                current = _CURRENT.get()
+                while current is not None:
+                    if current is flight:
+                        raise CyclicRequestError(
+                            f"request {id.short()} depends on itself: computation "
+                            f"{flight.task_id} ({flight.record.title}) asked for its own value"
+                        )
+                    current = current.parent
+                flight.waiters += 1
+                if level > flight.level:
+                    flight.level = level
+                    flight.record.level = level
+                if fut is not None:
+                    flight.futures.append(fut)
+                if thread_waiter and flight.event is None:
+                    flight.event = threading.Event()
+                introspector.count("shared")
+                return flight, False, MISSING
+            parent = _CURRENT.get()
+            record = TaskRecord(
+                new_task_id(),
+                id,
+                title if title is not None else id.short(),
+                level,
+                self.name,
+                None if parent is None else parent.task_id,
+            )
+            flight = _Flight(id, level, record, parent)
+            if fut is not None:
+                flight.futures.append(fut)
+            self._inflight[key] = flight
+            self._by_task[flight.task_id] = flight
+        introspector.begin(record)
+        return flight, True, MISSING
+
+    def _leave(self, flight: _Flight) -> None:
+        """A waiter is done with ``flight`` (served, failed or cancelled)."""
+        unpin = False
+        abandon = False
+        with self._lock:
+            flight.waiters -= 1
+            if flight.waiters > 0:
+                return
+            if flight.done:
+                unpin, flight.pinned = flight.pinned, False
+            else:
+                abandon = True
+        if unpin:
+            self.memory.unpin(flight.key)
+        elif abandon:
+            # Every waiter was cancelled: cancel the computation itself.
+            self._finish(flight, exc=asyncio.CancelledError(), outcome=Outcome.CANCELLED)
+            self._cancel_task(flight)
+
+    # ================================================================== sync path
+    def _get_slow(
+        self, id: RequestId, level: CachingLevel, compute: Callable[[], T], title: str | None
+    ) -> T:
+        level = as_level(level)
+        for _ in range(_MAX_RETRIES):
+            flight, owner, value = self._enter(id, level, title, None, True)
+            if flight is None:
+                return cast(T, value)
+            if owner:
+                flight.thread = threading.get_ident()
+                try:
+                    self._run_sync(flight, compute)
+                except BaseException:
+                    self._leave(flight)
+                    raise
+            else:
+                event = flight.event
+                assert event is not None
+                if not flight.done:
+                    running = asyncio._get_running_loop()
+                    if running is not None and running is flight.loop:
+                        self._leave(flight)
+                        raise BlockingGetError(
+                            f"Engine.get({id.short()}) would block the event loop that runs "
+                            f"the computation it waits for; use `await engine.resolve(...)`"
+                        )
+                try:
+                    event.wait()
+                except BaseException:
+                    self._leave(flight)
+                    raise
+            self._leave(flight)
+            exc = flight.exc
+            if exc is None:
+                return cast(T, flight.value)
+            if isinstance(exc, _Abandoned):
+                continue
+            raise exc
+        raise ComputationCancelledError(
+            f"request {id.short()} was abandoned {_MAX_RETRIES} times by its event loop"
+        )
+
+    def _run_sync(self, flight: _Flight, compute: Callable[[], Any]) -> None:
+        token = _CURRENT.set(flight)
+        try:
+            if flight.level is _FULL and self.store is not None:
+                value = self._load(flight)
+                if value is not MISSING:
+                    return
+                lease = self._lease(flight)
+                mine = lease.acquire()
+                try:
+                    # Look again: when the lease was not ours (``mine`` False) its holder has
+                    # just stored the value; when it was, another process may have finished
+                    # between our first look and the lease.
+                    del mine
+                    if self._load(flight) is not MISSING:
+                        return
+                    self._compute_sync(flight, compute, lease)
+                finally:
+                    lease.release()
+            else:
+                self._compute_sync(flight, compute, None)
+        finally:
+            _CURRENT.reset(token)
+
+    def _compute_sync(
+        self, flight: _Flight, compute: Callable[[], Any], lease: _GuardedLease | None
+    ) -> None:
+        self._running(flight)
+        start = time.perf_counter()
+        try:
+            value = compute()
+            if inspect.isawaitable(value):
+                value = self._await_in_thread(flight, value)
+        except BaseException as exc:
+            self._fail(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        cost = time.perf_counter() - start
+        self._complete(flight, value, Outcome.COMPUTED, cost)
+
+    def _await_in_thread(self, flight: _Flight, awaitable: Awaitable[Any]) -> Any:
+        if asyncio._get_running_loop() is not None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise BlockingGetError(
+                f"Engine.get({flight.id.short()}): compute returned an awaitable inside a running "
+                f"event loop; use `await engine.resolve(...)` for async computations"
+            )
+
+        async def run() -> Any:
+            return await awaitable
+
+        return asyncio.run(run())
+
+    # ================================================================== async path
+    async def _resolve_slow(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], Any],
+        title: str | None,
+    ) -> Any:
+        level = as_level(level)
+        loop = asyncio.get_running_loop()
+        for _ in range(_MAX_RETRIES):
+            fut: asyncio.Future[Any] = loop.create_future()
+            flight, owner, value = self._enter(id, level, title, fut, False)
+            if flight is None:
+                return value
+            if owner:
+                flight.loop = loop
+                flight.task = loop.create_task(self._run_async(flight, compute))
+            try:
+                value = await fut
+            except _Abandoned:
+                self._leave(flight)
+                continue
+            except BaseException:
+                self._leave(flight)
+                raise
+            self._leave(flight)
+            return value
+        raise ComputationCancelledError(
+            f"request {id.short()} was abandoned {_MAX_RETRIES} times by its event loop"
+        )
+
+    async def _run_async(self, flight: _Flight, compute: Callable[[], Any]) -> None:
+        if flight.done:
+            return
+        _CURRENT.set(flight)  # this task runs in a copy of the first caller's context
+        lease: _GuardedLease | None = None
+        try:
+            if flight.level is _FULL and self.store is not None:
+                if self._load(flight) is not MISSING:
+                    return
+                lease = self._lease(flight)
+                await self._acquire_async(lease)
+                # Look again whether the lease was ours or not (see _run_sync).
+                if self._load(flight) is not MISSING:
+                    return
+            if flight.done:
+                return
+            self._running(flight)
+            start = time.perf_counter()
+            value = compute()
+            if inspect.isawaitable(value):
+                value = await value
+            self._complete(flight, value, Outcome.COMPUTED, time.perf_counter() - start)
+        except asyncio.CancelledError:
+            if not flight.done:
+                # Nobody asked for this (every waiter would have marked the flight done): the
+                # loop is shutting down. The waiters start over elsewhere.
+                self._finish(flight, exc=_Abandoned(), outcome=Outcome.CANCELLED)
+            raise
+        except BaseException as exc:
+            self._fail(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if lease is not None:
+                lease.release()
+
+    async def _acquire_async(self, lease: _GuardedLease) -> bool:
+        if lease._cm is None:
+            return True
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, lease.acquire)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The thread still takes the lease: give it back as soon as it has it.
+            fut.add_done_callback(lambda _: lease.release())
+            raise
+
+    def _cancel_task(self, flight: _Flight) -> None:
+        task, loop = flight.task, flight.loop
+        if task is None or loop is None or task.done():
+            return
+        try:
+            if asyncio._get_running_loop() is loop:
+                task.cancel()
+            else:
+                loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:
+            pass  # its loop is closed: the task is gone with it
+
+    # ================================================================== finishing a flight
+    def _running(self, flight: _Flight) -> None:
+        self.introspector.transition(flight.record, TaskState.RUNNING)
+
+    def _complete(self, flight: _Flight, value: Any, outcome: Outcome, cost: float = 0.0) -> None:
+        size: int | None = None
+        if flight.level:
+            try:
+                size = self.codec.estimate_size(value)
+            except Exception:
+                size = 0
+        delivered = self._finish(flight, value=value, outcome=outcome, size=size)
+        if delivered and outcome is Outcome.COMPUTED and flight.level is _FULL:
+            self._write(flight, value, cost)
+
+    def _fail(self, flight: _Flight, exc: BaseException) -> None:
+        if not isinstance(exc, Exception):
+            # KeyboardInterrupt, SystemExit, ...: the computing thread was interrupted.
+            deliver: BaseException = ComputationCancelledError(
+                f"computation {flight.task_id} ({flight.record.title}) was interrupted by "
+                f"{type(exc).__name__}"
+            )
+        else:
+            deliver = exc
+        self._finish(flight, exc=deliver, outcome=Outcome.FAILED)
+
+    def _finish(
+        self,
+        flight: _Flight,
+        *,
+        value: Any = None,
+        exc: BaseException | None = None,
+        outcome: Outcome,
+        size: int | None = None,
+    ) -> bool:
+        """Deliver the result to every waiter, once. False when the flight was already done."""
+        with self._lock:
+            if flight.done:
+                return False
+            flight.done = True
+            flight.value = value
+            flight.exc = exc
+            flight.outcome = outcome
+            if self._inflight.get(flight.key) is flight:
+                del self._inflight[flight.key]
+            self._by_task.pop(flight.task_id, None)
+            if exc is None and flight.level:
+                # Pinned until the last waiter has its value, so it cannot be evicted between
+                # being computed and being delivered.
+                pin = flight.waiters > 0
+                self.memory.put(flight.key, value, size or 0, pin=pin)
+                flight.pinned = pin
+            futures, flight.futures = flight.futures, []
+            event = flight.event
+        if event is not None:
+            event.set()
+        running = asyncio._get_running_loop()
+        for fut in futures:
+            loop = fut.get_loop()
+            if loop is running:
+                _settle(fut, flight)
+            else:
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, flight)
+                except RuntimeError:
+                    self._leave(flight)  # its loop is closed: that waiter is gone
+        self._record_end(flight, outcome, size, exc)
+        return True
+
+    def _record_end(
+        self, flight: _Flight, outcome: Outcome, size: int | None, exc: BaseException | None
+    ) -> None:
+        introspector = self.introspector
+        if outcome is Outcome.COMPUTED:
+            introspector.count("computed")
+            state = TaskState.DONE
+        elif outcome is Outcome.STORE_HIT:
+            introspector.count("store_hit")
+            state = TaskState.DONE
+        elif outcome is Outcome.FAILED:
+            introspector.count("failed")
+            state = TaskState.FAILED
+        else:
+            introspector.count("cancelled")
+            state = TaskState.CANCELLED
+        error = None
+        if exc is not None and outcome is Outcome.FAILED:
+            error = f"{type(exc).__name__}: {exc}"
+        elif isinstance(exc, ComputationCancelledError):
+            error = str(exc)
+        introspector.transition(flight.record, state, outcome=outcome, size=size, error=error)
+
+    # ================================================================== the store
+    def _lease(self, flight: _Flight) -> _GuardedLease:
+        store = self.store
+        lease = getattr(store, "lease", None)
+        if lease is None:
+            return _GuardedLease(self, None)
+        try:
+            cm = lease(flight.id.disk_key)
+        except Exception as exc:
+            self._store_failed("lease", exc)
+            cm = None
+        return _GuardedLease(self, cm)
+
+    def _load(self, flight: _Flight) -> Any:
+        """Try the store; on a hit deliver the value (outcome STORE_HIT). MISSING otherwise."""
+        store = self.store
+        assert store is not None
+        key = flight.id.disk_key
+        try:
+            data = store.get(key)
+        except Exception as exc:
+            self._store_failed("get", exc)
+            return MISSING
+        if data is None:
+            return MISSING
+        self.introspector.transition(flight.record, TaskState.LOADING)
+        try:
+            value = self.codec.decode(data)
+        except Exception as exc:
+            log.warning(
+                "reckon: dropping the stored value of %s (%s): it cannot be decoded (%s)",
+                flight.record.title,
+                key,
+                exc,
+            )
+            self.introspector.count("store_errors")
+            with contextlib.suppress(Exception):
+                store.delete(key)
+            return MISSING
+        self._complete(flight, value, Outcome.STORE_HIT)
+        return value
+
+    def _write(self, flight: _Flight, value: Any, cost: float) -> None:
+        store = self.store
+        if store is None:
+            return
+        try:
+            data = self.codec.encode(value)
+        except Exception as exc:
+            self.introspector.count("encode_errors")
+            reason = str(exc) if isinstance(exc, CodecError) else f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"reckon: the value of request {flight.record.title!r} (type "
+                f"{type(value).__module__}.{type(value).__qualname__}) cannot be encoded, so it "
+                f"is kept in memory only and not stored: {reason}",
+                CodecWarning,
+                stacklevel=2,
+            )
+            return
+        try:
+            store.put(flight.id.disk_key, data, cost=cost)
+        except Exception as exc:
+            self._store_failed("put", exc)
+
+    def _store_failed(self, operation: str, exc: BaseException) -> None:
+        self.introspector.count("store_errors")
+        log.warning(
+            "reckon: store %s failed (%s: %s); treated as a miss",
+            operation,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def _not_an_id(id: object) -> InvalidRequestIdError:
+    return InvalidRequestIdError(
+        f"expected a RequestId, got {type(id).__name__} ({id!r:.60}): build one with "
+        f"RequestId(*parts)"
+    )
+
+
+def _settle(fut: asyncio.Future[Any], flight: _Flight) -> None:
+    if fut.done():
+        return
+    if flight.exc is None:
+        fut.set_result(flight.value)
+    elif isinstance(flight.exc, asyncio.CancelledError):
+        fut.cancel()
+    else:
+        fut.set_exception(flight.exc)

@@ -1,0 +1,428 @@
+"""Introspection: what is computing, what computed, and how often the caches answered.
+
+Every computation (or store load) leaves a :class:`TaskRecord`; hits only bump counters, so the hit
+path stays a dictionary lookup. Records move from the live table to a bounded history when they
+finish. Observers either register a listener (called synchronously in the thread where the event
+happens; keep it quick) or subscribe (an async iterator delivering events to the subscriber's own
+event loop, whichever thread produced them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reckon.core.levels import CachingLevel
+
+if TYPE_CHECKING:
+    from reckon.core.ids import RequestId
+
+__all__ = [
+    "Introspector",
+    "Outcome",
+    "Subscription",
+    "TaskEvent",
+    "TaskRecord",
+    "TaskState",
+]
+
+log = logging.getLogger("reckon.core")
+
+# Task ids are unique in the process and increasing, whichever engine or introspector made them.
+_next_task_id = itertools.count(1).__next__
+
+
+def new_task_id() -> int:
+    return _next_task_id()
+
+
+class TaskState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    LOADING = "loading"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class Outcome(enum.StrEnum):
+    MEMORY_HIT = "memory_hit"
+    STORE_HIT = "store_hit"
+    COMPUTED = "computed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskRecord:
+    """One computation (or store load). Mutated only by the engine that owns it; observers get
+    snapshots (:meth:`snapshot`) in events, so what they hold never changes under them."""
+
+    __slots__ = (
+        "engine",
+        "error",
+        "level",
+        "outcome",
+        "parent",
+        "request_id",
+        "size",
+        "state",
+        "task_id",
+        "times",
+        "title",
+    )
+
+    def __init__(
+        self,
+        task_id: int,
+        request_id: RequestId,
+        title: str,
+        level: CachingLevel,
+        engine: str,
+        parent: int | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.request_id = request_id
+        self.title = title
+        self.level = level
+        self.engine = engine
+        self.state = TaskState.PENDING
+        self.times: dict[TaskState, float] = {TaskState.PENDING: time.time()}
+        self.outcome: Outcome | None = None
+        self.parent = parent
+        self.size: int | None = None
+        self.error: str | None = None
+
+    def snapshot(self) -> TaskRecord:
+        copy = TaskRecord.__new__(TaskRecord)
+        for name in TaskRecord.__slots__:
+            setattr(copy, name, getattr(self, name))
+        copy.times = dict(self.times)
+        return copy
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED_STATES
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from creation to the end (or to now while still live)."""
+        start = self.times.get(TaskState.PENDING)
+        if start is None:
+            return None
+        end = self.times.get(self.state) if self.finished else time.time()
+        return (end or time.time()) - start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "request_id": self.request_id.disk_key,
+            "title": self.title,
+            "level": int(self.level),
+            "engine": self.engine,
+            "state": self.state.value,
+            "times": {state.value: t for state, t in self.times.items()},
+            "outcome": None if self.outcome is None else self.outcome.value,
+            "parent": self.parent,
+            "size": self.size,
+            "error": self.error,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskRecord(task_id={self.task_id}, title={self.title!r}, state={self.state.value}, "
+            f"outcome={None if self.outcome is None else self.outcome.value}, "
+            f"parent={self.parent}, size={self.size})"
+        )
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    seq: int
+    record: TaskRecord
+
+
+class _HitCounter:
+    """A counter bumped without a lock: ``itertools.count.__next__`` is atomic under the GIL."""
+
+    __slots__ = ("_base", "_count", "bump")
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+        # Engines bind this method once, so the counter object is never replaced.
+        self.bump: Callable[[], int] = self._count.__next__
+        self._base = 0
+
+    def _read(self) -> int:
+        # repr is "count(N)": the only public way to read the count without advancing it.
+        return int(repr(self._count)[6:-1])
+
+    def reset(self) -> None:
+        self._base = self._read()
+
+    @property
+    def value(self) -> int:
+        return self._read() - self._base
+
+
+COUNTER_NAMES = (
+    "requests",
+    "memory_hit",
+    "store_hit",
+    "computed",
+    "failed",
+    "cancelled",
+    "shared",
+    "store_errors",
+    "encode_errors",
+)
+
+
+class Introspector:
+    """Records of computations, live and recent, plus counters and event delivery."""
+
+    def __init__(self, history: int = 10_000, capture: bool = True) -> None:
+        if history < 0:
+            raise ValueError(f"history must be >= 0, got {history}")
+        self.capture = capture
+        self._lock = threading.Lock()
+        self._live: dict[int, TaskRecord] = {}
+        self._history: deque[TaskRecord] = deque(maxlen=history)
+        self._counts: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        # Bumped on the hit paths, without a lock.
+        self.memory_hits = _HitCounter()
+        self._seq = itertools.count(1).__next__
+        self._listeners: list[Callable[[TaskEvent], None]] = []
+        self._subscriptions: list[Subscription] = []
+
+    # ---------------------------------------------------------------- used by the engine
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + n
+
+    def begin(self, record: TaskRecord) -> None:
+        """Register a new live record (capture on) and announce it."""
+        if not self.capture:
+            return
+        with self._lock:
+            self._live[record.task_id] = record
+        self._emit(record)
+
+    def transition(
+        self,
+        record: TaskRecord,
+        state: TaskState,
+        *,
+        outcome: Outcome | None = None,
+        size: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        if record.state in FINISHED_STATES:
+            return  # a finished record never changes again
+        record.state = state
+        record.times[state] = time.time()
+        if outcome is not None:
+            record.outcome = outcome
+        if size is not None:
+            record.size = size
+        if error is not None:
+            record.error = error
+        if not self.capture:
+            return
+        if state in FINISHED_STATES:
+            with self._lock:
+                if self._live.pop(record.task_id, None) is None:
+                    return  # captured after it began (capture was off then): nothing to finish
+                self._history.append(record)
+        elif record.task_id not in self._live:
+            return
+        self._emit(record)
+
+    def _emit(self, record: TaskRecord) -> None:
+        listeners = self._listeners
+        subscriptions = self._subscriptions
+        if not listeners and not subscriptions:
+            return
+        event = TaskEvent(self._seq(), record.snapshot())
+        for fn in listeners:
+            try:
+                fn(event)
+            except Exception:
+                log.exception("reckon: introspection listener %r failed", fn)
+        for sub in subscriptions:
+            sub._push(event)
+
+    # ---------------------------------------------------------------- queries
+    def live(self) -> list[TaskRecord]:
+        with self._lock:
+            return sorted(self._live.values(), key=lambda r: r.task_id)
+
+    def history(self) -> list[TaskRecord]:
+        with self._lock:
+            return list(self._history)
+
+    def tasks(
+        self,
+        *,
+        state: TaskState | None = None,
+        title: str | None = None,
+        limit: int | None = None,
+    ) -> list[TaskRecord]:
+        """Live and finished records, newest first; ``title`` matches a substring."""
+        with self._lock:
+            records = list(self._live.values()) + list(self._history)
+        records.sort(key=lambda r: r.task_id, reverse=True)
+        if state is not None:
+            wanted = TaskState(state)
+            records = [r for r in records if r.state is wanted]
+        if title is not None:
+            records = [r for r in records if title in r.title]
+        if limit is not None:
+            records = records[:limit]
+        return records
+
+    def task(self, task_id: int) -> TaskRecord | None:
+        with self._lock:
+            record = self._live.get(task_id)
+            if record is not None:
+                return record
+            for record in self._history:
+                if record.task_id == task_id:
+                    return record
+        return None
+
+    def children(self, task_id: int) -> list[TaskRecord]:
+        with self._lock:
+            records = list(self._live.values()) + list(self._history)
+        return sorted((r for r in records if r.parent == task_id), key=lambda r: r.task_id)
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            counts = dict(self._counts)
+        hits = self.memory_hits.value
+        counts["memory_hit"] += hits
+        counts["requests"] += hits  # the hit path counts nothing else
+        return counts
+
+    def clear_history(self) -> None:
+        with self._lock:
+            self._history.clear()
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._counts = dict.fromkeys(COUNTER_NAMES, 0)
+            self.memory_hits.reset()
+
+    # ---------------------------------------------------------------- observers
+    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+        sub = Subscription(self, maxsize)
+        with self._lock:
+            self._subscriptions = [*self._subscriptions, sub]
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subscriptions = [s for s in self._subscriptions if s is not sub]
+
+    def add_listener(self, fn: Callable[[TaskEvent], None]) -> Callable[[], None]:
+        with self._lock:
+            self._listeners = [*self._listeners, fn]
+
+        def remove() -> None:
+            with self._lock:
+                self._listeners = [f for f in self._listeners if f is not fn]
+
+        return remove
+
+
+class Subscription:
+    """An async iterator of :class:`TaskEvent`, safe to feed from any thread.
+
+    Events wait in a bounded queue; when it is full new events are dropped and counted in
+    :attr:`dropped` (a slow observer never slows the engine). The consumer's event loop is woken
+    only when it is actually waiting.
+    """
+
+    def __init__(self, introspector: Introspector, maxsize: int = 10_000) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        self._introspector = introspector
+        self._maxsize = maxsize
+        self._lock = threading.Lock()
+        self._queue: deque[TaskEvent] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def _push(self, event: TaskEvent) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if len(self._queue) >= self._maxsize:
+                self.dropped += 1
+                return
+            self._queue.append(event)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            _wake(waiter)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> TaskEvent:
+        while True:
+            with self._lock:
+                if self._queue:
+                    return self._queue.popleft()
+                if self._closed:
+                    raise StopAsyncIteration
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiter = waiter
+            await waiter
+
+    def pending(self) -> int:
+        """Events queued and not yet consumed."""
+        with self._lock:
+            return len(self._queue)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            waiter, self._waiter = self._waiter, None
+        self._introspector._unsubscribe(self)
+        if waiter is not None:
+            _wake(waiter)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _set_if_pending(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    loop = fut.get_loop()
+    try:
+        if asyncio._get_running_loop() is loop:
+            _set_if_pending(fut)
+        else:
+            loop.call_soon_threadsafe(_set_if_pending, fut)
+    except RuntimeError:
+        pass  # the subscriber's loop is closed: nobody is left to wake
