@@ -1,0 +1,42 @@
+"""What a memoized call stores: the value plus what a hit needs to behave like the call.
+
+Kept in its own tiny module because its import path is written into every stored pickle: it must
+never move.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Entry:
+    """A cached result: ``value``, the ``stdout`` the computing call printed (when captured),
+    when it was computed and how long it took (what a hit saves), and whether ``value`` carries
+    files to put back on a hit.
+
+    ``seen`` is process-local (not pickled): False on an entry just loaded from a store, so the
+    first hit on it in this process can re-index it if the index lost it.
+    """
+
+    __slots__ = ("compute_seconds", "created", "files", "seen", "stdout", "value")
+
+    def __init__(
+        self,
+        value: Any,
+        stdout: str | None,
+        created: float,
+        compute_seconds: float,
+        files: bool = False,
+    ) -> None:
+        self.value = value
+        self.stdout = stdout
+        self.created = created
+        self.compute_seconds = compute_seconds
+        self.files = files
+        self.seen = False
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            Entry,
+            (self.value, self.stdout, self.created, self.compute_seconds, self.files),
+        )

@@ -1,0 +1,348 @@
+"""Groups: memoized functions that share a store, a size budget and an eviction policy.
+
+A group is configuration, not state: it names where entries live (a directory, or any
+:class:`~reckon.core.Store`), how big that may grow and what is evicted first (``"gds"``:
+GreedyDual-Size, keeps what was expensive to compute per byte; ``"lru"``: least recently used).
+The engine and index behind it are built on first use and rebuilt in a forked child, so a group
+pickles as its configuration and means the same cache in every process that unpickles it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+from reckon.core import CachingLevel, Engine, LocalStore, Store, default_engine
+from reckon.errors import ConfigurationError
+from reckon.memo import log
+from reckon.memo.index import MemoIndex
+
+Policy = Literal["lru", "gds"]
+
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "ki": 1 << 10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "mi": 1 << 20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+    "gi": 1 << 30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1 << 40,
+    "ti": 1 << 40,
+}
+
+
+def parse_size(size: int | str | None, what: str = "size") -> int | None:
+    """``1000``, ``"10KiB"``, ``"1.5 GB"`` -> bytes."""
+    if size is None:
+        return None
+    if isinstance(size, bool):
+        raise ConfigurationError(f"{what} must be a number of bytes or a string like '10 GiB'")
+    if isinstance(size, int):
+        if size <= 0:
+            raise ConfigurationError(f"{what} must be positive, got {size}")
+        return size
+    m = _SIZE_RE.match(str(size))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ConfigurationError(
+            f"{what}={size!r} is not a size; use bytes (1000) or a string like '10KiB', '2 GB'"
+        )
+    n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ConfigurationError(f"{what} must be positive, got {size!r}")
+    return n
+
+
+def default_cache_dir() -> Path:
+    """``$RECKON_CACHE_DIR``, else the per-user cache directory (what the core's stores use)."""
+    env = os.environ.get("RECKON_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "reckon"
+
+
+def store_path(store: object) -> Path | None:
+    """The directory of a path-backed store (LocalStore), else None."""
+    for attr in ("path", "root", "directory"):
+        value = getattr(store, attr, None)
+        if isinstance(value, str | os.PathLike):
+            return Path(value)
+    return None
+
+
+class _Backend:
+    """An engine and the memo index beside its store; shared by groups on the same store."""
+
+    def __init__(self, engine: Engine, index: MemoIndex, owned: bool) -> None:
+        self.engine = engine
+        self.index = index
+        self.owned = owned
+
+
+_backends: dict[tuple[Any, ...], _Backend] = {}
+_backends_lock = threading.RLock()
+_groups: dict[str, MemoizedGroup] = {}
+_all_groups: weakref.WeakSet[MemoizedGroup] = weakref.WeakSet()
+
+
+def _on_evict_for(index_ref: list[MemoIndex]) -> Any:
+    def on_evict(key: str) -> None:
+        index = index_ref[0] if index_ref else None
+        if index is None:
+            return
+        row = index.entry(key)
+        what = f"{row.function}({row.args})" if row else key[:16]
+        log.event("evict", f"{what} (over the group's size budget)")
+        index.delete_entry(key)
+
+    return on_evict
+
+
+class MemoizedGroup:
+    """Where a set of memoized functions keep their entries, and under which budget.
+
+    ``store``: a directory (a :class:`~reckon.core.LocalStore` is opened there) or a Store;
+    ``None`` with no ``size`` uses the process-wide default engine (``$RECKON_CACHE_DIR`` or the
+    per-user cache dir); ``None`` with a ``size`` gets its own directory under it.
+    ``size``: the store's byte budget (``"10 GiB"``); ``policy``: ``"gds"`` or ``"lru"``;
+    ``level``: the default caching level of the group's functions; ``memory_budget``: bytes of
+    the in-memory tier.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        store: str | os.PathLike[str] | Store | None = None,
+        size: int | str | None = None,
+        policy: Policy = "gds",
+        level: CachingLevel = CachingLevel.FULL,
+        memory_budget: int | str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a group name must be a non-empty str, got {name!r}")
+        if policy not in ("lru", "gds"):
+            raise ConfigurationError(f"policy must be 'lru' or 'gds', got {policy!r}")
+        if not isinstance(level, CachingLevel):
+            try:
+                level = CachingLevel(level)
+            except ValueError:
+                raise ConfigurationError(
+                    f"level must be a CachingLevel (NONE, MEMORY, FULL), got {level!r}"
+                ) from None
+        self.name = name
+        self.store_spec: str | Store | None = (
+            os.fspath(store) if isinstance(store, str | os.PathLike) else store
+        )
+        spec = self.store_spec
+        if spec is not None and not isinstance(spec, str) and not isinstance(spec, Store):
+            raise ConfigurationError(
+                f"store must be a directory path or a reckon Store, got {type(store).__name__}"
+            )
+        self.size = parse_size(size, "size")
+        self.policy: Policy = policy
+        self.level = level
+        self.memory_budget = parse_size(memory_budget, "memory_budget")
+        self._backend: _Backend | None = None
+        self._lock = threading.Lock()
+        _all_groups.add(self)
+        if name not in _groups:
+            _groups[name] = self
+
+    # -- backend ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path | None:
+        """The directory of the group's store (None for a non-directory store)."""
+        if isinstance(self.store_spec, str):
+            return Path(self.store_spec)
+        if self.store_spec is not None:
+            return store_path(self.store_spec)
+        if self.size is not None or self.memory_budget is not None:
+            return default_cache_dir() / "groups" / self.name
+        return None
+
+    def _make_backend(self) -> _Backend:
+        spec = self.store_spec
+        if spec is None and self.size is None and self.memory_budget is None:
+            engine = default_engine()
+            path = store_path(engine.store) if engine.store is not None else None
+            if path is None and engine.store is not None:
+                path = default_cache_dir()
+            key: tuple[Any, ...] = ("default", id(engine))
+            with _backends_lock:
+                backend = _backends.get(key)
+                if backend is None:
+                    backend = _Backend(engine, MemoIndex(path), owned=False)
+                    _backends[key] = backend
+            return backend
+        if isinstance(spec, str) or spec is None:
+            path = Path(spec) if spec is not None else self.path
+            assert path is not None
+            key = ("dir", str(path.resolve()))
+            with _backends_lock:
+                backend = _backends.get(key)
+                if backend is None:
+                    index_ref: list[MemoIndex] = []
+                    local = LocalStore(
+                        path,
+                        budget=self.size if self.size is not None else 10 << 30,
+                        policy=self.policy,
+                        on_evict=_on_evict_for(index_ref),
+                    )
+                    engine = self._engine_for(local)
+                    index = MemoIndex(path)
+                    index_ref.append(index)
+                    backend = _Backend(engine, index, owned=True)
+                    _backends[key] = backend
+            return backend
+        key = ("store", id(spec))
+        with _backends_lock:
+            backend = _backends.get(key)
+            if backend is None:
+                backend = _Backend(self._engine_for(spec), MemoIndex(store_path(spec)), owned=True)
+                _backends[key] = backend
+        return backend
+
+    def _engine_for(self, store: Store) -> Engine:
+        if self.memory_budget is not None:
+            return Engine(store=store, memory_budget=self.memory_budget, name=f"memo:{self.name}")
+        return Engine(store=store, name=f"memo:{self.name}")
+
+    @property
+    def backend(self) -> _Backend:
+        backend = self._backend
+        if backend is None:
+            with self._lock:
+                backend = self._backend
+                if backend is None:
+                    backend = self._backend = self._make_backend()
+        return backend
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the group's functions resolve through."""
+        return self.backend.engine
+
+    @property
+    def index(self) -> MemoIndex:
+        """The memo index beside the group's store."""
+        return self.backend.index
+
+    def _after_fork(self) -> None:
+        self._backend = None
+        self._lock = threading.Lock()
+
+    # -- operations -------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait for background store and index writes."""
+        backend = self._backend
+        if backend is not None:
+            backend.engine.flush()
+            backend.index.flush()
+
+    def usage(self) -> dict[str, Any]:
+        """Store usage of the group (entries, bytes, budget), or None without a store."""
+        engine = self.engine
+        store = engine.store
+        return {
+            "group": self.name,
+            "path": str(self.path) if self.path else None,
+            "store": store.usage().to_dict() if store is not None else None,
+        }
+
+    def __repr__(self) -> str:
+        where = self.store_spec if isinstance(self.store_spec, str) else type(self.store_spec)
+        return (
+            f"MemoizedGroup({self.name!r}, store={where!r}, size={self.size}, "
+            f"policy={self.policy!r})"
+        )
+
+    # -- pickling: configuration only ------------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        spec: str | Store | None = self.store_spec
+        if spec is not None and not isinstance(spec, str):
+            path = store_path(spec)
+            spec = os.fspath(path) if path is not None else spec
+        return (
+            _restore_group,
+            (self.name, spec, self.size, self.policy, int(self.level), self.memory_budget),
+        )
+
+
+def _restore_group(
+    name: str,
+    store: str | Store | None,
+    size: int | None,
+    policy: Policy,
+    level: int,
+    memory_budget: int | None,
+) -> MemoizedGroup:
+    for group in list(_all_groups):
+        if (
+            group.name == name
+            and group.store_spec == store
+            and group.size == size
+            and group.policy == policy
+            and int(group.level) == level
+            and group.memory_budget == memory_budget
+        ):
+            return group
+    return MemoizedGroup(
+        name,
+        store=store,
+        size=size,
+        policy=policy,
+        level=CachingLevel(level),
+        memory_budget=memory_budget,
+    )
+
+
+def get_group(name: str) -> MemoizedGroup:
+    """The group registered under ``name`` (the first group created with it), created if new."""
+    group = _groups.get(name)
+    if group is None:
+        group = MemoizedGroup(name)
+    return group
+
+
+def group_for_store(
+    store: str | os.PathLike[str] | Store | None, size: int | str | None, policy: Policy | None
+) -> MemoizedGroup:
+    """The anonymous group of one store/budget/policy, shared by functions that name it."""
+    spec = os.fspath(store) if isinstance(store, str | os.PathLike) else store
+    nbytes = parse_size(size)
+    pol: Policy = policy or "gds"
+    for group in list(_all_groups):
+        if group.store_spec == spec and group.size == nbytes and group.policy == pol:
+            return group
+    name = f"store:{spec}" if isinstance(spec, str) or spec is None else f"store:{id(spec):x}"
+    return MemoizedGroup(name, store=store, size=nbytes, policy=pol)
+
+
+def _reset_after_fork() -> None:
+    global _backends_lock
+    _backends_lock = threading.RLock()
+    _backends.clear()
+    for group in list(_all_groups):
+        group._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,357 @@
+"""The memo index: what each stored entry is (which function, which arguments), per store dir.
+
+A store only knows opaque keys and bytes. To clear one function's entries, list the cache by
+function, report usage across processes, or say *which* call was evicted, memo keeps a small
+SQLite file next to the store's data (``memo-index.sqlite``). It is metadata only: losing it
+loses no cached value (an entry found in the store but not here is recovered and re-indexed, and
+an index row whose entry vanished from the store is an orphan that ``prune`` drops).
+
+Writes made on the hot path (a miss records its entry) go through a background thread so a miss
+costs no SQLite transaction; ``flush()`` waits for them. Many processes share one file (WAL).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reckon.memo.log import logger
+from reckon.memo.report import FunctionStats
+
+INDEX_FILENAME = "memo-index.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    args TEXT NOT NULL,
+    created REAL NOT NULL,
+    compute_s REAL NOT NULL,
+    size INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_function ON entries(function);
+CREATE TABLE IF NOT EXISTS functions (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stats (
+    name TEXT PRIMARY KEY,
+    hits INTEGER NOT NULL,
+    misses INTEGER NOT NULL,
+    compute_s REAL NOT NULL,
+    saved_s REAL NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    """One indexed entry."""
+
+    key: str
+    function: str
+    args: str
+    created: float
+    compute_seconds: float
+    size: int
+    fingerprint: str
+
+
+_STOP = object()
+_live: weakref.WeakSet[MemoIndex] = weakref.WeakSet()
+
+
+class MemoIndex:
+    """SQLite metadata beside a store; ``path=None`` keeps it in memory for this process."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        _live.add(self)
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = self._conn
+        if conn is None:
+            if self.path is None:
+                target = ":memory:"
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                target = str(self.path / INDEX_FILENAME)
+            conn = sqlite3.connect(
+                target, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            if self.path is not None:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return conn
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._connect().execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                logger.warning("memo index %s: %s failed: %s", self.path, sql.split()[0], exc)
+                return []
+
+    def _after_fork(self) -> None:
+        # The parent's connection and writer thread do not exist in a forked child.
+        self._lock = threading.RLock()
+        self._conn = None
+        self._queue = queue.Queue()
+        self._thread = None
+
+    # -- background writes ------------------------------------------------------------------
+
+    def _submit(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._submit_item((sql, params))
+
+    def _submit_item(self, item: Any) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._writer, name="reckon-memo-index", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(item)
+
+    def call_soon(self, fn: Any) -> None:
+        """Run ``fn()`` on the writer thread, after the writes queued before it."""
+        self._submit_item(fn)
+
+    def _writer(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            if item is _STOP:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            if callable(item):
+                self._run_callable(item)
+                continue
+            batch = [item]
+            pending: list[Any] = []
+            # Coalesce whatever is queued into one transaction; markers wait for the commit.
+            while len(batch) < 1000:
+                try:
+                    nxt = q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP or isinstance(nxt, threading.Event) or callable(nxt):
+                    pending.append(nxt)
+                    break
+                batch.append(nxt)
+            self._write_batch(batch)
+            for marker in pending:
+                if marker is _STOP:
+                    return
+                if isinstance(marker, threading.Event):
+                    marker.set()
+                else:
+                    self._run_callable(marker)
+
+    def _run_callable(self, fn: Any) -> None:
+        try:
+            fn()
+        except Exception:
+            logger.warning("memo index %s: background task failed", self.path, exc_info=True)
+
+    def _write_batch(self, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, params in batch:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                logger.warning(
+                    "memo index %s: write of %d rows failed: %s", self.path, len(batch), exc
+                )
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout=60)
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._queue.put(_STOP)
+                self._thread.join(timeout=10)
+            self._thread = None
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- entries ----------------------------------------------------------------------------
+
+    def record_entry(self, row: EntryRow) -> None:
+        self._submit(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.key,
+                row.function,
+                row.args,
+                row.created,
+                row.compute_seconds,
+                row.size,
+                row.fingerprint,
+            ),
+        )
+
+    def delete_entry(self, key: str) -> None:
+        self._submit("DELETE FROM entries WHERE key = ?", (key,))
+
+    def delete_entries_now(self, keys: list[str]) -> None:
+        self.flush()
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in keys])
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                logger.warning("memo index %s: delete failed: %s", self.path, exc)
+
+    def entry(self, key: str) -> EntryRow | None:
+        rows = self._execute("SELECT * FROM entries WHERE key = ?", (key,))
+        return EntryRow(*rows[0]) if rows else None
+
+    def entries(self, function: str | None = None) -> list[EntryRow]:
+        self.flush()
+        if function is None:
+            rows = self._execute("SELECT * FROM entries ORDER BY function, created")
+        else:
+            rows = self._execute(
+                "SELECT * FROM entries WHERE function = ? ORDER BY created", (function,)
+            )
+        return [EntryRow(*r) for r in rows]
+
+    def keys_of(self, function: str) -> list[str]:
+        self.flush()
+        return [
+            r[0] for r in self._execute("SELECT key FROM entries WHERE function = ?", (function,))
+        ]
+
+    def functions(self) -> list[str]:
+        self.flush()
+        rows = self._execute(
+            "SELECT name FROM functions UNION SELECT function FROM entries "
+            "UNION SELECT name FROM stats ORDER BY 1"
+        )
+        return [r[0] for r in rows]
+
+    # -- fingerprints -----------------------------------------------------------------------
+
+    def swap_fingerprint(self, function: str, fingerprint: str) -> str | None:
+        """Record ``fingerprint`` as the function's latest; return the previous one, if any."""
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(
+                        "SELECT fingerprint FROM functions WHERE name = ?", (function,)
+                    ).fetchone()
+                    conn.execute(
+                        "INSERT OR REPLACE INTO functions VALUES (?, ?, ?)",
+                        (function, fingerprint, time.time()),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                logger.warning("memo index %s: fingerprint record failed: %s", self.path, exc)
+                return None
+        return None if row is None else str(row[0])
+
+    # -- stats ------------------------------------------------------------------------------
+
+    def add_stats(self, delta: FunctionStats) -> None:
+        """Add one process's counters to the persistent totals (synchronously: used at exit)."""
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(
+                        "INSERT INTO stats VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE "
+                        "SET hits = hits + excluded.hits, misses = misses + excluded.misses, "
+                        "compute_s = compute_s + excluded.compute_s, "
+                        "saved_s = saved_s + excluded.saved_s, updated = excluded.updated",
+                        (
+                            delta.name,
+                            delta.hits,
+                            delta.misses,
+                            delta.compute_seconds,
+                            delta.saved_seconds,
+                            time.time(),
+                        ),
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                logger.warning("memo index %s: stats update failed: %s", self.path, exc)
+
+    def stats(self) -> list[FunctionStats]:
+        rows = self._execute("SELECT name, hits, misses, compute_s, saved_s FROM stats ORDER BY 1")
+        return [FunctionStats(*r) for r in rows]
+
+    def forget_function(self, function: str) -> None:
+        """Drop a function's fingerprint record and totals (its entries go through delete)."""
+        self._execute("DELETE FROM functions WHERE name = ?", (function,))
+        self._execute("DELETE FROM stats WHERE name = ?", (function,))
+
+
+def iter_live() -> Iterator[MemoIndex]:
+    return iter(list(_live))
+
+
+def _reset_after_fork() -> None:
+    for index in list(_live):
+        index._after_fork()
+
+
+def _flush_all() -> None:
+    for index in list(_live):
+        with contextlib.suppress(Exception):
+            index.flush()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+atexit.register(_flush_all)

@@ -1,0 +1,1043 @@
+"""``@memoize``: a function call becomes ``Engine.get(RequestId(code, arguments))``.
+
+The request id is two 16-byte digests side by side: the function's fingerprint (its code, the
+code it calls, the globals it reads; salted with its cache name) and the hash of its bound
+arguments. Both are computed with care once and then reused: the fingerprint once per function
+(re-checked only when a global or closure value it reads is rebound), the argument binding by a
+precomputed table in the common positional case, and the id by concatenation, so a warm hit is a
+few dictionary lookups.
+
+What is stored is an :class:`~reckon.memo.entry.Entry`: the value plus what a hit needs to act like
+the call (captured stdout, files to put back) and to account for itself (compute time = time a
+hit saves). Beside the store, a small index records which function and arguments each entry
+belongs to (for ``clear()``, the CLI and eviction logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextvars
+import functools
+import importlib
+import inspect
+import logging
+import os
+import sys
+import threading
+import time
+import types
+import warnings
+import weakref
+from collections.abc import Callable, Iterable
+from operator import is_not
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import xxhash
+
+from reckon.core import CachingLevel, RequestId, Store
+from reckon.errors import ConfigurationError, NotMemoizableError, UnhashableArgumentError
+from reckon.memo import log
+from reckon.memo.entry import Entry
+from reckon.memo.fingerprint import fingerprint
+from reckon.memo.group import MemoizedGroup, Policy, get_group, group_for_store
+from reckon.memo.hashing import hash_value
+from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
+from reckon.memo.impurity import find_impurities
+from reckon.memo.index import EntryRow
+from reckon.memo.report import FunctionStats, format_report
+
+__all__ = ["BoundMemoized", "Memoized", "memoize"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_DEBUG = logging.DEBUG
+_logger = log.logger
+_NONE = CachingLevel.NONE
+_MEMORY = CachingLevel.MEMORY
+_FULL = CachingLevel.FULL
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_KEY_SALT = b"reckon.memo.v1\x00"
+_from_digest = RequestId.from_digest
+_perf = time.perf_counter
+
+_live: weakref.WeakSet[Memoized[Any, Any]] = weakref.WeakSet()
+#: Argument types whose equal values always hash equal (so the argument tuple can key an id).
+_PLAIN = frozenset({int, str, bytes, bool, type(None)})
+#: Ids remembered per function before the memo of ids starts over.
+_ID_CACHE = 4096
+
+
+# ------------------------------------------------------------------------------------------
+# stdout capture (a tee routed by a context variable: right for threads and asyncio tasks)
+# ------------------------------------------------------------------------------------------
+
+_capture: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "reckon_memo_stdout", default=None
+)
+
+
+class _StdoutTee:
+    """Passes writes through to the real stdout and copies those of capturing calls."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        buf = _capture.get()
+        if buf is not None:
+            buf.append(text)
+        return int(self._inner.write(text))
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _ensure_tee() -> None:
+    if not isinstance(sys.stdout, _StdoutTee):
+        sys.stdout = _StdoutTee(sys.stdout)
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------
+
+
+class _ClassState:
+    """The key of a class passed as ``cls``: its name and the data attributes it holds, so a
+    classmethod recomputes when class-level data changes."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def __reckon_hash__(self) -> object:
+        cls = self.cls
+        state: list[tuple[str, bytes]] = []
+        for klass in reversed(cls.__mro__[:-1]):
+            for attr, value in vars(klass).items():
+                if attr.startswith("__") or callable(value) or isinstance(value, _DESCRIPTORS):
+                    continue
+                try:
+                    state.append((attr, hash_value(value, path=f"{cls.__qualname__}.{attr}")))
+                except UnhashableArgumentError:
+                    continue
+        return ("reckon.class", cls.__module__, cls.__qualname__, tuple(sorted(state)))
+
+
+_DESCRIPTORS = (classmethod, staticmethod, property, types.MemberDescriptorType)
+
+
+def _has_files(value: object) -> bool:
+    t = type(value)
+    if t is FileContents:
+        return True
+    if t is tuple or t is list:
+        return any(type(v) is FileContents for v in value)  # type: ignore[attr-defined]
+    return False
+
+
+def _cell_value(cell: Any) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell (a name assigned later in the enclosing scope)
+        return _cell_value
+
+
+def _copy_function(func: types.FunctionType) -> types.FunctionType:
+    """A new function object over the same code, globals and cells, so a fingerprint cached per
+    function object is computed afresh (after a global or closure value was rebound)."""
+    new = types.FunctionType(
+        func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
+    )
+    new.__kwdefaults__ = func.__kwdefaults__
+    new.__qualname__ = func.__qualname__
+    new.__module__ = func.__module__
+    new.__dict__.update(func.__dict__)
+    return new
+
+
+def _inside_cloudpickle() -> bool:
+    frame = sys._getframe(2)
+    for _ in range(40):
+        if frame is None:
+            return False
+        if str(frame.f_globals.get("__name__", "")).startswith("cloudpickle"):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _pickled_by_value(module: str) -> bool:
+    cp = sys.modules.get("cloudpickle")
+    if cp is None:
+        return False
+    try:
+        return module in cp.list_registry_pickle_by_value()
+    except Exception:
+        return False
+
+
+def _lookup(module: str, qualname: str) -> object:
+    obj: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        inside_class = isinstance(obj, type) and part in vars(obj)
+        obj = vars(obj)[part] if inside_class else getattr(obj, part)
+    return obj
+
+
+# ------------------------------------------------------------------------------------------
+# Memoized
+# ------------------------------------------------------------------------------------------
+
+
+class Memoized(Generic[P, R]):
+    """A memoized function: call it like the function; a repeated call is answered from the cache.
+
+    Also: ``would_hit(*a, **k)``, ``evict(*a, **k)``, ``clear()``, ``stats()``, ``group``.
+    Build it with :func:`memoize`.
+    """
+
+    __wrapped__: Callable[..., Any]
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        group: MemoizedGroup,
+        level: CachingLevel | None = None,
+        name: str | None = None,
+        ttl: float | None = None,
+        version: str | int | None = None,
+        ignore: Iterable[str] = (),
+        key: Callable[..., Any] | None = None,
+        replay_stdout: bool = False,
+        assume_pure: bool = False,
+    ) -> None:
+        kind = "function"
+        raw: Any = func
+        if isinstance(raw, classmethod):
+            kind, raw = "classmethod", raw.__func__
+        elif isinstance(raw, staticmethod):
+            kind, raw = "staticmethod", raw.__func__
+        _check_memoizable(raw)
+        fn: types.FunctionType = raw
+        if version is not None:
+            fn.__reckon_version__ = str(version)  # type: ignore[attr-defined]
+        functools.update_wrapper(self, fn)
+        self.__wrapped__ = fn
+        self._kind = kind
+        self._is_async = inspect.iscoroutinefunction(fn)
+        if self._is_async:
+            self._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+        self.name = name or f"{fn.__module__}.{fn.__qualname__}"
+        self._title = self.name
+        self._level_override = level
+        self._group = group
+        self._ttl = ttl
+        self._version = version
+        self._key = key
+        self._replay = replay_stdout
+        self._assume_pure = assume_pure
+        self._lock = threading.RLock()
+        self._setup_binding(ignore)
+        self._ready = False
+        self._warned = False
+        self._fp: bytes = b""
+        self._fpkey: bytes = b""
+        self._fphex = ""
+        self._watch_cells: tuple[Any, ...] = ()
+        self._watch_globals: tuple[str, ...] = ()
+        self._watch_snapshot: list[object] = []
+        self._known: set[RequestId] = set()
+        self._hits = 0
+        self._misses = 0
+        self._compute_s = 0.0
+        self._saved_s = 0.0
+        self._persisted = FunctionStats(self.name)
+        self._seed_fp: bytes | None = None
+        self._ids: dict[bytes, RequestId] = {}
+        self._ids_by_args: dict[tuple[Any, ...], RequestId] = {}
+        self._plain_ok = self._key is None and not self._ignore and self._kind != "classmethod"
+        _live.add(self)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    def _setup_binding(self, ignore: Iterable[str]) -> None:
+        self._sig = inspect.signature(self.__wrapped__)
+        params = list(self._sig.parameters.values())
+        self._names = tuple(p.name for p in params)
+        ignored = set([ignore] if isinstance(ignore, str) else ignore)
+        unknown = ignored - set(self._names)
+        if unknown:
+            raise ConfigurationError(
+                f"ignore={sorted(unknown)} names no parameter of {self.__qualname__}"
+                f"{self._sig}; ignore takes parameter names"
+            )
+        self._ignore = frozenset(ignored)
+        self._keep = tuple(i for i, n in enumerate(self._names) if n not in ignored)
+        self._kept_names = tuple(self._names[i] for i in self._keep)
+        self._simple = all(p.kind in _POSITIONAL for p in params)
+        self._nparams = len(params)
+        tails: list[tuple[Any, ...] | None] = []
+        for k in range(len(params) + 1):
+            rest = params[k:]
+            if all(p.default is not inspect.Parameter.empty for p in rest):
+                tails.append(tuple(p.default for p in rest))
+            else:
+                tails.append(None)
+        self._tails = tuple(tails)
+
+    @property
+    def group(self) -> MemoizedGroup:
+        """The group whose store and budget this function uses (assignable)."""
+        return self._group
+
+    @group.setter
+    def group(self, group: MemoizedGroup | str) -> None:
+        self._group = get_group(group) if isinstance(group, str) else group
+        self._ready = False
+
+    @property
+    def level(self) -> CachingLevel:
+        return self._level_override if self._level_override is not None else self._group.level
+
+    @property
+    def fingerprint(self) -> bytes:
+        """The 16-byte key part naming this function's code (computed on first use)."""
+        if not self._ready or self._watch_changed():
+            self._prepare()
+        return self._fpkey
+
+    def _watch_now(self) -> list[object]:
+        values = [_cell_value(c) for c in self._watch_cells]
+        g = self.__wrapped__.__globals__
+        values.extend(map(g.get, self._watch_globals))
+        return values
+
+    def _watch_changed(self) -> bool:
+        if not self._watch_cells and not self._watch_globals:
+            return False
+        return any(map(is_not, self._watch_now(), self._watch_snapshot))
+
+    def _prepare(self) -> None:
+        """Fingerprint the code, bind to the group's engine; again when a watched value moved."""
+        with self._lock:
+            fn: Any = self.__wrapped__
+            first = not self._fp
+            if first and self._seed_fp:
+                fp = self._seed_fp
+            else:
+                fp = fingerprint(fn if first else _copy_function(fn))
+            if not first and fp == self._fp and self._ready:
+                self._watch_snapshot = self._watch_now()
+                return
+            self._watch_cells = tuple(fn.__closure__ or ())
+            g = fn.__globals__
+            self._watch_globals = tuple(
+                n for n in dict.fromkeys(fn.__code__.co_names) if n in g and g[n] is not self
+            )
+            self._watch_snapshot = self._watch_now()
+            self._fp = fp
+            self._fpkey = xxhash.xxh3_128_digest(_KEY_SALT + self.name.encode() + b"\x00" + fp)
+            self._fphex = self._fpkey.hex()
+            self._ids = {}
+            self._ids_by_args = {}
+            backend = self._group.backend
+            self._engine = backend.engine
+            self._index = backend.index
+            self._level = self.level
+            self._has_store = self._level is _FULL and self._engine.store is not None
+            if self._has_store and self._index.path is not None:
+                previous = self._index.swap_fingerprint(self.name, self._fphex)
+                if previous is not None and previous != self._fphex:
+                    log.event(
+                        "invalidate",
+                        f"{self.name}: its code or a value it reads changed since last seen "
+                        f"(fingerprint {previous[:12]} -> {self._fphex[:12]}); earlier entries "
+                        f"no longer match",
+                        logging.INFO,
+                    )
+            elif not first:
+                log.event("invalidate", f"{self.name}: a value it reads was rebound", logging.INFO)
+            if not self._warned and not self._assume_pure:
+                self._warned = True
+                impurities = find_impurities(fn)
+                if impurities:
+                    warnings.warn(
+                        f"{self.name} looks impure: it reaches {', '.join(impurities)}. A cached "
+                        f"result may not be what a new call would return. Pass the varying "
+                        f"input as an argument (FileContents, TTL), or memoize(assume_pure=True) "
+                        f"to silence this.",
+                        _impurity_warning(),
+                        stacklevel=4,
+                    )
+            self._ready = True
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _canonical(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if not kwargs and self._simple:
+            n = len(args)
+            if n == self._nparams:
+                canon = args
+            elif n < self._nparams and (tail := self._tails[n]) is not None:
+                canon = args + tail
+            else:
+                canon = self._bind(args, kwargs)
+        else:
+            canon = self._bind(args, kwargs)
+        if self._kind == "classmethod" and canon:
+            canon = (_ClassState(canon[0]), *canon[1:])
+        if self._ignore:
+            canon = tuple(canon[i] for i in self._keep)
+        return canon
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            bound = self._sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.__qualname__}(): {exc}") from None
+        bound.apply_defaults()
+        arguments = bound.arguments
+        return tuple(arguments[n] for n in self._names)
+
+    def _args_digest(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        if self._key is not None:
+            try:
+                return hash_value(("reckon.memo.key", self._key(*args, **kwargs)), path="key()")
+            except UnhashableArgumentError as exc:
+                raise UnhashableArgumentError(
+                    f"{self.name}: the key function returned a value that cannot be hashed: {exc}"
+                ) from None
+        canon = self._canonical(args, kwargs)
+        try:
+            return hash_value(canon, path="args")
+        except UnhashableArgumentError as exc:
+            detail = str(exc)
+            names = self._kept_names if len(canon) == len(self._kept_names) else ()
+            for argname, value in zip(names, canon, strict=False):
+                try:
+                    hash_value(value, path=argname)
+                except UnhashableArgumentError as inner:
+                    detail = str(inner)
+                    break
+            raise UnhashableArgumentError(
+                f"{self.name}: {detail} To leave an argument out of the key use "
+                f"memoize(ignore=[...]); to key it yourself use memoize(key=...)."
+            ) from None
+
+    def _request_id(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestId:
+        """The id of a call: digests of code and arguments side by side.
+
+        Ids are reused: per argument digest, and, for calls made of plain immutable scalars
+        (int, str, bytes, bool, None: equal values of these types always hash equal), per
+        argument tuple, which skips hashing altogether on a warm hit.
+        """
+        if not kwargs and self._plain_ok:
+            types_ = tuple(map(type, args))
+            if _PLAIN.issuperset(types_):
+                fast_key = (types_, args)
+                rid = self._ids_by_args.get(fast_key)
+                if rid is None:
+                    rid = self._id_for_digest(self._args_digest(args, kwargs))
+                    if len(self._ids_by_args) >= _ID_CACHE:
+                        self._ids_by_args.clear()
+                    self._ids_by_args[fast_key] = rid
+                return rid
+        return self._id_for_digest(self._args_digest(args, kwargs))
+
+    def _id_for_digest(self, digest: bytes) -> RequestId:
+        rid = self._ids.get(digest)
+        if rid is None:
+            rid = _from_digest(self._fpkey + digest)
+            if len(self._ids) >= _ID_CACHE:
+                self._ids.clear()
+            self._ids[digest] = rid
+        return rid
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._is_async:
+            return self._acall(args, kwargs)  # type: ignore[return-value]
+        return self._call(args, kwargs)  # type: ignore[no-any-return,unused-ignore]
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self._ready or (
+            (self._watch_cells or self._watch_globals) and self._watch_changed()
+        ):
+            self._prepare()
+        rid = self._request_id(args, kwargs)
+        ran: list[int] = []
+
+        def compute() -> Entry:
+            ran.append(1)
+            return self._compute(args, kwargs, rid)
+
+        entry = self._engine.get(rid, self._level, compute, title=self._title)
+        if ran:
+            return entry.value
+        return self._hit(entry, rid, args, kwargs)
+
+    async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if not self._ready or self._watch_changed():
+            self._prepare()
+        rid = self._request_id(args, kwargs)
+        ran: list[int] = []
+
+        async def compute() -> Entry:
+            ran.append(1)
+            return await self._acompute(args, kwargs, rid)
+
+        entry: Any = await self._engine.resolve(rid, self._level, compute, title=self._title)
+        if ran:
+            return entry.value
+        if type(entry) is Entry and self._expired(entry):
+            self._expire(rid, args, kwargs)
+            return await self._acall(args, kwargs)
+        return self._hit(entry, rid, args, kwargs)
+
+    def _hit(
+        self, entry: Any, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if type(entry) is not Entry:
+            log.event(
+                "corrupt",
+                f"{self._call_text(args, kwargs)}: the cache held a {type(entry).__name__}, "
+                f"not a memo entry; recomputing",
+                logging.WARNING,
+            )
+            self._engine.evict(rid)
+            return self._call(args, kwargs)
+        if self._ttl is not None and self._expired(entry):
+            self._expire(rid, args, kwargs)
+            return self._call(args, kwargs)
+        self._hits += 1
+        self._saved_s += entry.compute_seconds
+        if not entry.seen:
+            self._first_load(entry, rid, args, kwargs)
+        if entry.stdout:
+            sys.stdout.write(entry.stdout)
+        if entry.files:
+            restore_files(entry.value)
+        if _logger.isEnabledFor(_DEBUG):
+            log.event(
+                "hit", f"{self._call_text(args, kwargs)} (saved {entry.compute_seconds:.3g} s)"
+            )
+        return entry.value
+
+    def _expired(self, entry: Entry) -> bool:
+        return self._ttl is not None and time.time() - entry.created > self._ttl
+
+    def _expire(self, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        log.event("expire", f"{self._call_text(args, kwargs)} is older than ttl={self._ttl:g} s")
+        self._engine.evict(rid)
+        if self._has_store:
+            self._index.delete_entry(rid.disk_key)
+
+    def _first_load(
+        self, entry: Entry, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """An entry another process stored: make sure the index knows it (recover orphans)."""
+        entry.seen = True
+        if not self._has_store:
+            return
+        index = self._index
+        row = EntryRow(
+            rid.disk_key,
+            self.name,
+            self._args_text(args, kwargs),
+            entry.created,
+            entry.compute_seconds,
+            self._size_of(entry),
+            self._fphex,
+        )
+
+        def recover() -> None:
+            if index.entry(row.key) is None:
+                log.event(
+                    "orphan",
+                    f"{self.name}({row.args}) was in the store but not in the index; recovered "
+                    f"(not recomputed)",
+                    logging.INFO,
+                )
+                index.record_entry(row)
+
+        index.call_soon(recover)
+
+    def _run_body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
+        t0 = _perf()
+        value = self.__wrapped__(*args, **kwargs)
+        return value, _perf() - t0
+
+    def _before_compute(
+        self, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self._misses += 1
+        if _logger.isEnabledFor(_DEBUG):
+            log.event("miss", self._call_text(args, kwargs))
+        if self._has_store:
+            index, key, text = self._index, rid.disk_key, self._call_text(args, kwargs)
+
+            def check() -> None:
+                if index.entry(key) is not None:
+                    log.event(
+                        "corrupt",
+                        f"{text} was indexed but its stored value was missing or unreadable; "
+                        f"recomputing",
+                        logging.WARNING,
+                    )
+
+            index.call_soon(check)
+
+    def _after_compute(
+        self,
+        value: Any,
+        seconds: float,
+        stdout: list[str] | None,
+        rid: RequestId,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Entry:
+        files = _has_files(value)
+        if files:
+            snapshot_files(value)
+        entry = Entry(value, "".join(stdout) if stdout else None, time.time(), seconds, files)
+        entry.seen = True
+        self._compute_s += seconds
+        self._known.add(rid)
+        if self._has_store:
+            size = self._size_of(entry)
+            self._index.record_entry(
+                EntryRow(
+                    rid.disk_key,
+                    self.name,
+                    self._args_text(args, kwargs),
+                    entry.created,
+                    seconds,
+                    size,
+                    self._fphex,
+                )
+            )
+            if _logger.isEnabledFor(_DEBUG):
+                log.event("store", f"{self._call_text(args, kwargs)} ({seconds:.3g} s, ~{size} B)")
+        return entry
+
+    def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId) -> Entry:
+        self._before_compute(rid, args, kwargs)
+        buf: list[str] | None = None
+        if self._replay:
+            _ensure_tee()
+            buf = []
+            token = _capture.set(buf)
+            try:
+                value, seconds = self._run_body(args, kwargs)
+            finally:
+                _capture.reset(token)
+        else:
+            value, seconds = self._run_body(args, kwargs)
+        return self._after_compute(value, seconds, buf, rid, args, kwargs)
+
+    async def _acompute(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId
+    ) -> Entry:
+        self._before_compute(rid, args, kwargs)
+        buf: list[str] | None = None
+        token = None
+        if self._replay:
+            _ensure_tee()
+            buf = []
+            token = _capture.set(buf)
+        try:
+            t0 = _perf()
+            value = await self.__wrapped__(*args, **kwargs)
+            seconds = _perf() - t0
+        finally:
+            if token is not None:
+                _capture.reset(token)
+        return self._after_compute(value, seconds, buf, rid, args, kwargs)
+
+    def _size_of(self, entry: Entry) -> int:
+        try:
+            return int(self._engine.codec.estimate_size(entry.value))
+        except Exception:
+            return 0
+
+    def _args_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        call = log.format_call("", args, kwargs)
+        return call[1:-1]
+
+    def _call_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        return log.format_call(self.name, args, kwargs)
+
+    # -- management -------------------------------------------------------------------------
+
+    def _ensure(self) -> None:
+        if not self._ready or self._watch_changed():
+            self._prepare()
+
+    def would_hit(self, *args: Any, **kwargs: Any) -> bool:
+        """Whether ``f(*args, **kwargs)`` would be answered from the cache now."""
+        self._ensure()
+        if self._level is _NONE:
+            return False
+        return bool(self._engine.contains(self._request_id(args, kwargs), self._level))
+
+    def evict(self, *args: Any, **kwargs: Any) -> None:
+        """Forget the cached result of ``f(*args, **kwargs)`` (memory and store)."""
+        self._ensure()
+        rid = self._request_id(args, kwargs)
+        self._engine.evict(rid)
+        self._known.discard(rid)
+        if self._has_store:
+            self._index.delete_entry(rid.disk_key)
+
+    def clear(self) -> int:
+        """Forget every cached result of this function (every code version); returns how many
+        stored entries were removed."""
+        self._ensure()
+        for rid in list(self._known):
+            self._engine.evict(rid)
+        self._known.clear()
+        removed = 0
+        if self._has_store:
+            keys = self._index.keys_of(self.name)
+            for key in keys:
+                self._engine.evict(_from_digest(key))
+            self._index.delete_entries_now(keys)
+            removed = len(keys)
+        log.event("evict", f"{self.name}: cleared {removed} stored entries", logging.INFO)
+        return removed
+
+    def stats(self) -> dict[str, Any]:
+        """This process's counters: hits, misses, calls, hit_ratio, compute_seconds (time spent
+        computing) and saved_seconds (compute time of the entries hits returned)."""
+        return self._stats().as_dict()
+
+    def _stats(self) -> FunctionStats:
+        return FunctionStats(self.name, self._hits, self._misses, self._compute_s, self._saved_s)
+
+    def reset_stats(self) -> None:
+        """Zero this process's counters (persisted totals are kept)."""
+        self._persist_stats()
+        self._hits = self._misses = 0
+        self._compute_s = self._saved_s = 0.0
+        self._persisted = FunctionStats(self.name)
+
+    def _persist_stats(self) -> None:
+        now = self._stats()
+        delta = FunctionStats(
+            self.name,
+            now.hits - self._persisted.hits,
+            now.misses - self._persisted.misses,
+            now.compute_seconds - self._persisted.compute_seconds,
+            now.saved_seconds - self._persisted.saved_seconds,
+        )
+        if delta.calls == 0 or not self._ready or not self._has_store:
+            return
+        if self._index.path is None:
+            return
+        self._index.add_stats(delta)
+        self._persisted = now
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._ready = False
+        self._known = set()
+
+    def __reckon_hash__(self) -> object:
+        return ("reckon.Memoized", self.name, self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"<memoized {self.name} level={self.level.name} group={self._group.name!r}>"
+
+    # -- descriptor protocol: methods -------------------------------------------------------
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if self._kind == "staticmethod":
+            return self
+        if self._kind == "classmethod":
+            return BoundMemoized(self, owner if owner is not None else type(instance))
+        if instance is None:
+            return self
+        return BoundMemoized(self, instance)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    # -- pickling: by reference where possible, configuration only ----------------------------
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "group": self._group,
+            "level": None if self._level_override is None else int(self._level_override),
+            "name": self.name,
+            "ttl": self._ttl,
+            "replay_stdout": self._replay,
+            "assume_pure": self._assume_pure,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        module, qualname = self.__module__, self.__qualname__
+        by_reference = False
+        if "<locals>" not in qualname and not _pickled_by_value(module):
+            try:
+                by_reference = _lookup(module, qualname) is self
+            except Exception:
+                by_reference = False
+            if by_reference and module == "__main__" and _inside_cloudpickle():
+                by_reference = False
+        if by_reference:
+            return (_load_memoized, (module, qualname, self._config()))
+        func: Any = self.__wrapped__
+        if self._kind == "classmethod":
+            func = classmethod(func)
+        elif self._kind == "staticmethod":
+            func = staticmethod(func)
+        state = self._config()
+        state["key"] = self._key
+        state["ignore"] = tuple(sorted(self._ignore))
+        state["fp"] = self._fp if self._ready else b""
+        return (_rebuild_memoized, (func, state))
+
+
+class BoundMemoized:
+    """A memoized method bound to its instance (or class): calls and management include it."""
+
+    __slots__ = ("__func__", "__self__")
+
+    def __init__(self, memoized: Memoized[Any, Any], obj: object) -> None:
+        self.__func__ = memoized
+        self.__self__ = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        m = self.__func__
+        if m._is_async:
+            return m._acall((self.__self__, *args), kwargs)
+        return m._call((self.__self__, *args), kwargs)
+
+    def would_hit(self, *args: Any, **kwargs: Any) -> bool:
+        return self.__func__.would_hit(self.__self__, *args, **kwargs)
+
+    def evict(self, *args: Any, **kwargs: Any) -> None:
+        self.__func__.evict(self.__self__, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__func__, name)
+
+    def __repr__(self) -> str:
+        return f"<bound {self.__func__!r} of {log.short_repr(self.__self__)}>"
+
+
+def _check_memoizable(func: object) -> None:
+    if isinstance(func, Memoized | BoundMemoized):
+        raise NotMemoizableError(f"{func!r} is already memoized; decorate the function once")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        what = "an async generator" if inspect.isasyncgenfunction(func) else "a generator"
+        raise NotMemoizableError(
+            f"{getattr(func, '__qualname__', func)!r} is {what} function: its results are "
+            f"produced lazily and can only be consumed once, so they cannot be cached. Memoize a "
+            f"function that returns a list (e.g. `return list(gen(...))`) instead."
+        )
+    if not isinstance(func, types.FunctionType):
+        raise NotMemoizableError(
+            f"memoize needs a Python function (def or async def), got {type(func).__name__} "
+            f"{func!r:.60}; wrap it: `@memoize\\ndef f(...): return obj(...)`"
+        )
+    if func.__name__ == "<lambda>":
+        raise NotMemoizableError(
+            f"cannot memoize a lambda (defined in {func.__code__.co_filename}:"
+            f"{func.__code__.co_firstlineno}): it has no name to keep its cache under across "
+            f"runs. Define it with `def name(...):` and decorate that."
+        )
+
+
+def _impurity_warning() -> type[Warning]:
+    import reckon.errors as errors
+
+    found = getattr(errors, "ImpurityWarning", None)
+    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
+
+
+def _load_memoized(module: str, qualname: str, config: dict[str, Any]) -> Any:
+    obj = _lookup(module, qualname)
+    if isinstance(obj, Memoized):
+        _apply_config(obj, config)
+    return obj
+
+
+def _apply_config(obj: Memoized[Any, Any], config: dict[str, Any]) -> None:
+    group = config["group"]
+    level = config["level"]
+    if group is not obj._group:
+        obj._group = group
+        obj._ready = False
+    new_level = None if level is None else CachingLevel(level)
+    if new_level != obj._level_override:
+        obj._level_override = new_level
+        obj._ready = False
+    obj._ttl = config["ttl"]
+    obj._replay = config["replay_stdout"]
+    obj._assume_pure = config["assume_pure"]
+
+
+def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
+    level = state["level"]
+    m: Memoized[Any, Any] = Memoized(
+        func,
+        group=state["group"],
+        level=None if level is None else CachingLevel(level),
+        name=state["name"],
+        ttl=state["ttl"],
+        ignore=state["ignore"],
+        key=state["key"],
+        replay_stdout=state["replay_stdout"],
+        assume_pure=state["assume_pure"],
+    )
+    fp: bytes = state.get("fp", b"")
+    if fp:
+        # The sender fingerprinted the original; the function rebuilt by value keys the same.
+        m._seed_fp = fp
+    return m
+
+
+# ------------------------------------------------------------------------------------------
+# the decorator
+# ------------------------------------------------------------------------------------------
+
+
+@overload
+def memoize(func: Callable[P, R], /) -> Memoized[P, R]: ...
+
+
+@overload
+def memoize(
+    func: None = None,
+    /,
+    *,
+    level: CachingLevel | None = ...,
+    group: MemoizedGroup | str | None = ...,
+    name: str | None = ...,
+    store: str | os.PathLike[str] | Store | None = ...,
+    size: int | str | None = ...,
+    policy: Policy | None = ...,
+    ttl: float | Any | None = ...,
+    version: str | int | None = ...,
+    ignore: Iterable[str] = ...,
+    key: Callable[..., Any] | None = ...,
+    replay_stdout: bool = ...,
+    assume_pure: bool = ...,
+) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
+
+
+def memoize(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    level: CachingLevel | None = None,
+    group: MemoizedGroup | str | None = None,
+    name: str | None = None,
+    store: str | os.PathLike[str] | Store | None = None,
+    size: int | str | None = None,
+    policy: Policy | None = None,
+    ttl: float | Any | None = None,
+    version: str | int | None = None,
+    ignore: Iterable[str] = (),
+    key: Callable[..., Any] | None = None,
+    replay_stdout: bool = False,
+    assume_pure: bool = False,
+) -> Any:
+    """Cache a function's results by its code and arguments, in memory and on disk.
+
+    ``@memoize`` or ``@memoize(...)``. Options: ``level`` (CachingLevel: NONE, MEMORY, FULL),
+    ``group`` (a MemoizedGroup or a group name) or ``store`` (a directory or a Store) with
+    ``size`` (byte budget, ``"10 GiB"``) and ``policy`` (``"gds"``: evict what was cheapest to
+    compute per byte; ``"lru"``), ``name`` (the cache name; default module.qualname), ``ttl``
+    (seconds or timedelta after which an entry is recomputed), ``version`` (an explicit code
+    version: the fingerprint stops there), ``ignore`` (parameter names left out of the key),
+    ``key`` (a function of the arguments whose result is hashed instead), ``replay_stdout``
+    (print on a hit what the computing call printed), ``assume_pure`` (no impurity warning).
+    """
+    if level is not None and not isinstance(level, CachingLevel):
+        try:
+            level = CachingLevel(level)
+        except ValueError:
+            raise ConfigurationError(
+                f"level must be a CachingLevel (NONE, MEMORY, FULL), got {level!r}"
+            ) from None
+    if group is not None and (store is not None or size is not None or policy is not None):
+        raise ConfigurationError(
+            "pass either group= or store=/size=/policy= (the group carries its own store)"
+        )
+    if isinstance(group, str):
+        grp = get_group(group)
+    elif group is not None:
+        if not isinstance(group, MemoizedGroup):
+            raise ConfigurationError(f"group must be a MemoizedGroup or a name, got {group!r}")
+        grp = group
+    elif store is not None or size is not None or policy is not None:
+        grp = group_for_store(store, size, policy)
+    else:
+        grp = get_group("default")
+    ttl_s = None if ttl is None else to_seconds(ttl, "ttl")
+    if key is not None and not callable(key):
+        raise ConfigurationError(f"key must be a function of the arguments, got {key!r}")
+
+    def decorate(f: Callable[..., Any]) -> Memoized[Any, Any]:
+        return Memoized(
+            f,
+            group=grp,
+            level=level,
+            name=name,
+            ttl=ttl_s,
+            version=version,
+            ignore=ignore,
+            key=key,
+            replay_stdout=replay_stdout,
+            assume_pure=assume_pure,
+        )
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+# ------------------------------------------------------------------------------------------
+# process lifecycle
+# ------------------------------------------------------------------------------------------
+
+
+def all_memoized() -> list[Memoized[Any, Any]]:
+    """Every memoized function alive in this process."""
+    return list(_live)
+
+
+def usage_report() -> str:
+    """This process's usage report (every memoized function that was called)."""
+    return format_report(m._stats() for m in _live if m._stats().calls)
+
+
+def _at_exit() -> None:
+    for m in list(_live):
+        try:
+            m._persist_stats()
+        except Exception:
+            _logger.debug("could not persist stats of %s", m.name, exc_info=True)
+    if os.environ.get("RECKON_REPORT", "").strip() not in ("", "0"):
+        sys.stderr.write(usage_report())
+        sys.stderr.flush()
+
+
+def _reset_after_fork() -> None:
+    for m in list(_live):
+        m._after_fork()
+
+
+atexit.register(_at_exit)
+os.register_at_fork(after_in_child=_reset_after_fork)
