@@ -37,6 +37,9 @@ from reckon.observe.cli import app as observe_app  # noqa: E402
 app.add_typer(observe_app)
 # (pva)      pva
 # (service)  svc
+from reckon.service.cli import app as svc_app  # noqa: E402
+
+app.add_typer(svc_app, name="svc")
 
 
 def main() -> None:

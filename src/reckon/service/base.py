@@ -1,0 +1,63 @@
+"""The base class of Python service implementations.
+
+An implementation names its definition and writes one ``async def`` per RPC, named as in the
+.proto, taking ``(request, ctx: CallContext)``. The runtime sets ``self.ctx`` and awaits
+``ready()`` once everything the service requires is ready; ``stop()`` runs at shutdown.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from reckon.errors import DeploymentError
+
+if TYPE_CHECKING:
+    from reckon.service.context import ServiceContext
+    from reckon.service.definition import ServiceDef
+
+
+class Service:
+    """Subclass, set ``definition`` and implement every method of it as ``async def``."""
+
+    definition: ClassVar[ServiceDef[Any]]
+    #: SQL statements applied in order, once each, to ``ctx.db`` (tracked by PRAGMA user_version).
+    migrations: ClassVar[Sequence[str]] = ()
+    #: Definitions this implementation calls; merged with the deployment's ``requires``.
+    requires: ClassVar[Sequence[ServiceDef[Any]]] = ()
+
+    ctx: ServiceContext
+
+    async def ready(self) -> None:
+        """Runs after every required service is ready and before any call arrives."""
+
+    async def stop(self) -> None:
+        """Runs at shutdown, in reverse start order."""
+
+
+def check_implementation(cls: type, definition: ServiceDef[Any], where: str) -> None:
+    """Refuse, before anything starts, a class that does not implement its definition."""
+    if not isinstance(cls, type):
+        raise DeploymentError(f"{where}: implementation {cls!r} is not a class")
+    own = getattr(cls, "definition", None)
+    if own is not None and own != definition:
+        raise DeploymentError(
+            f"{where}: {cls.__name__} implements {own.full_name}, "
+            f"but the deployment says {definition.full_name}"
+        )
+    missing = []
+    for name, m in definition.methods.items():
+        if not m.unary:
+            raise DeploymentError(
+                f"{where}: {definition.full_name}.{name} is a streaming RPC; reckon services "
+                "support unary methods only"
+            )
+        fn = getattr(cls, name, None)
+        if fn is None or not inspect.iscoroutinefunction(fn):
+            missing.append(name)
+    if missing:
+        raise DeploymentError(
+            f"{where}: {cls.__name__} must define async methods {', '.join(sorted(missing))} "
+            f"of {definition.full_name}"
+        )

@@ -1,0 +1,93 @@
+"""Entry point of a Python service placed in its own process (``python -m reckon.service.child``).
+
+The parent hands over the whole deployment (``RECKON_SVC_DEPLOYMENT``), the service's name, its
+port and the addresses of what it requires. The child rebuilds the same unit with that service
+in-process and exposed, and everything it requires as remote: the implementation's code is the
+same as in a single-process unit. A watchdog thread enforces ``call_limit`` by killing the process
+when a call overruns it (a stuck handler may block the event loop, so only the process can go);
+the parent notices the death and applies the restart policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import replace
+
+from reckon.service.deploy import Deployment
+from reckon.service.kernel import Unit
+
+
+def child_deployment(env: dict[str, str]) -> Deployment:
+    dep = Deployment.from_dict(json.loads(env["RECKON_SVC_DEPLOYMENT"]), env["RECKON_SVC_ROOT"])
+    name = env["RECKON_SVC_NAME"]
+    addresses = json.loads(env.get("RECKON_SVC_ADDRESSES", "{}"))
+    cport = int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0)
+    me = replace(
+        dep.services[name],
+        placement="inprocess",
+        expose=True,
+        port=int(env["RECKON_SVC_PORT"]),
+        connect=cport > 0,
+        connect_port=cport,
+        requires=tuple(json.loads(env.get("RECKON_SVC_REQUIRES", "[]"))),
+    )
+    services = {name: me}
+    for other, addr in addresses.items():
+        services[other] = replace(
+            dep.services[other],
+            placement="remote",
+            address=addr["grpc"],
+            connect_address=addr.get("connect"),
+            requires=(),
+        )
+    return replace(dep, services=services, data_dir=env.get("RECKON_SVC_DATA_DIR", dep.data_dir))
+
+
+def _watchdog(unit: Unit, name: str, limit: float) -> None:
+    """Kill this process when a call has run past ``limit`` (checked from a thread)."""
+    endpoint = unit.endpoints[name]
+    while True:
+        time.sleep(min(0.1, limit / 4))
+        now = unit._now()
+        for start, _task in list(endpoint.inflight.values()):
+            if now - start > limit:
+                sys.stderr.write(
+                    f"reckon: {name}: a call ran past its call limit of {limit}s; "
+                    "killing the process\n"
+                )
+                sys.stderr.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def serve(env: dict[str, str]) -> None:
+    dep = child_deployment(env)
+    name = env["RECKON_SVC_NAME"]
+    # The watchdog kills the process, so the in-loop pulse must not cancel the call first.
+    limit = dep.services[name].call_limit
+    unit = Unit(dep)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await unit.start()
+    if limit is not None:
+        unit.endpoints[name].overdue = lambda now: []  # type: ignore[method-assign]
+        threading.Thread(target=_watchdog, args=(unit, name, limit), daemon=True).start()
+    try:
+        await stop.wait()
+    finally:
+        await unit.stop()
+
+
+def main() -> None:
+    asyncio.run(serve(dict(os.environ)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""``reckon svc``: generate code from .proto files, check and run deployment units, write docs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="svc",
+    help="Services: generate code, check and run deployment units, write API docs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def gen(
+    protos: Annotated[list[Path], typer.Argument(help=".proto files to compile")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="package folder to write")],
+    include: Annotated[
+        list[Path] | None, typer.Option("--include", "-I", help="import roots")
+    ] = None,
+) -> None:
+    """Compile .proto files into a typed Python package (grpcio-tools + mypy-protobuf)."""
+    from reckon.service.codegen import generate
+
+    for f in generate(protos, out, include):
+        typer.echo(str(f))
+
+
+@app.command()
+def check(deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)")]) -> None:
+    """Check a deployment without starting it; print the start order in waves."""
+    from reckon.errors import DeploymentError
+    from reckon.service.deploy import Deployment, plan
+
+    try:
+        p = plan(Deployment.load(deploy))
+    except DeploymentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for i, wave in enumerate(p.waves, 1):
+        parts = [f"{n} ({p.services[n].spec.placement})" for n in wave]
+        typer.echo(f"wave {i}: {', '.join(parts)}")
+
+
+@app.command()
+def run(
+    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)")],
+    status_file: Annotated[
+        Path | None, typer.Option(help="write the unit's addresses and pids here once ready")
+    ] = None,
+) -> None:
+    """Start every service of a unit; stop cleanly on SIGINT/SIGTERM.
+
+    Exits when every child process has ended (after restarts), or at once on a signal.
+    """
+    from reckon.errors import DeploymentError
+    from reckon.service.deploy import Deployment
+    from reckon.service.kernel import Unit
+
+    async def main() -> None:
+        unit = Unit(Deployment.load(deploy))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await unit.start()
+        try:
+            if status_file is not None:
+                tmp = status_file.with_name(status_file.name + ".tmp")
+                tmp.write_text(json.dumps(unit.status(), indent=2, sort_keys=True))
+                tmp.replace(status_file)
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(unit.wait())]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
+        finally:
+            await unit.stop()
+
+    try:
+        asyncio.run(main())
+    except DeploymentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def docs(
+    modules: Annotated[list[str], typer.Argument(help="generated *_pb2 modules to document")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write")],
+    path: Annotated[
+        list[Path] | None, typer.Option("--path", help="folders to add to sys.path")
+    ] = None,
+) -> None:
+    """Write Markdown API docs from the descriptors of generated modules."""
+    import sys
+
+    from reckon.service.docgen import markdown
+
+    for p in path or ():
+        sys.path.insert(0, str(p.resolve()))
+    out.write_text(markdown(modules))
+    typer.echo(str(out))

@@ -1,0 +1,339 @@
+"""``deploy.toml``: the services of a unit, where each runs and what each requires.
+
+Everything that can be wrong with a deployment (unknown keys, unknown or missing services, cycles,
+definitions that do not import, implementations that do not implement them) is found by
+:func:`plan` before anything starts, and reported as one DeploymentError naming the services.
+
+Example::
+
+    [unit]
+    name = "shop"
+    path = ["."]                  # added to sys.path, relative to this file
+
+    [services.catalog]
+    definition = "gen.catalog_reckon:Catalog"
+    implementation = "shop.catalog:CatalogService"
+    placement = "inprocess"       # or "process", or "remote" (with address = "host:port")
+    requires = ["inventory"]
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from reckon.errors import DeploymentError
+from reckon.service.base import check_implementation
+from reckon.service.definition import ServiceDef, load_definition, load_object
+
+PLACEMENTS = ("inprocess", "process", "remote")
+RESTARTS = ("never", "on-failure", "always")
+
+_UNIT_KEYS = {"name", "path", "data_dir", "log", "pulse", "strict", "seed", "shutdown_grace"}
+_SERVICE_KEYS = {
+    "definition",
+    "implementation",
+    "command",
+    "placement",
+    "address",
+    "connect_address",
+    "requires",
+    "restart",
+    "max_restarts",
+    "call_limit",
+    "time_limit",
+    "connect",
+    "expose",
+    "port",
+    "connect_port",
+    "auth",
+    "env",
+    "config",
+    "health_interval",
+    "start_timeout",
+    "cwd",
+}
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One ``[services.NAME]`` table, validated for shape (not yet for references)."""
+
+    name: str
+    definition: str
+    implementation: str | None = None
+    command: tuple[str, ...] | None = None
+    placement: str = "inprocess"
+    address: str | None = None
+    connect_address: str | None = None
+    requires: tuple[str, ...] = ()
+    restart: str = "on-failure"
+    max_restarts: int = 3
+    call_limit: float | None = None
+    time_limit: float | None = None
+    connect: bool = False
+    expose: bool = False
+    port: int = 0
+    connect_port: int = 0
+    auth: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    health_interval: float = 1.0
+    start_timeout: float = 60.0
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A parsed deployment file. ``raw`` is kept to hand the same unit to child processes."""
+
+    name: str
+    root: Path
+    services: dict[str, ServiceSpec]
+    path: tuple[str, ...] = ()
+    data_dir: str | None = None
+    log: str = "dev"
+    pulse: float = 0.2
+    strict: bool = False
+    seed: int | None = None
+    shutdown_grace: float = 5.0
+    users: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Deployment:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise DeploymentError(f"{p}: no such deployment file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise DeploymentError(f"{p}: not valid TOML: {exc}") from exc
+        return cls.from_dict(data, root=p.resolve().parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], root: str | Path = ".") -> Deployment:
+        data = dict(data)
+        unknown = set(data) - {"unit", "services", "auth"}
+        if unknown:
+            raise DeploymentError(
+                f"unknown top-level tables {sorted(unknown)}; use [unit], [auth], [services.NAME]"
+            )
+        unit = dict(data.get("unit", {}))
+        bad = set(unit) - _UNIT_KEYS
+        if bad:
+            raise DeploymentError(
+                f"[unit]: unknown keys {sorted(bad)} (known: {sorted(_UNIT_KEYS)})"
+            )
+        services: dict[str, ServiceSpec] = {}
+        for name, table in sorted(data.get("services", {}).items()):
+            services[name] = _service_spec(name, table)
+        if not services:
+            raise DeploymentError("the deployment lists no services; add a [services.NAME] table")
+        auth = dict(data.get("auth", {}))
+        if set(auth) - {"users"}:
+            raise DeploymentError(f"[auth]: unknown keys {sorted(set(auth) - {'users'})}")
+        log = str(unit.get("log", "dev"))
+        if log not in ("dev", "json", "test", "off"):
+            raise DeploymentError(f"[unit] log = {log!r}; use 'dev', 'json', 'test' or 'off'")
+        seed = unit.get("seed")
+        return cls(
+            name=str(unit.get("name", "unit")),
+            root=Path(root).resolve(),
+            services=services,
+            path=tuple(str(x) for x in unit.get("path", ())),
+            data_dir=unit.get("data_dir"),
+            log=log,
+            pulse=float(unit.get("pulse", 0.2)),
+            strict=bool(unit.get("strict", False)),
+            seed=None if seed is None else int(seed),
+            shutdown_grace=float(unit.get("shutdown_grace", 5.0)),
+            users={str(k): str(v) for k, v in auth.get("users", {}).items()},
+            raw=data,
+        )
+
+    def with_services(self, services: dict[str, ServiceSpec]) -> Deployment:
+        return replace(self, services=services)
+
+    def install_path(self) -> None:
+        """Put the unit's ``path`` entries on sys.path so its modules import."""
+        for entry in self.path:
+            full = str((self.root / entry).resolve())
+            if full not in sys.path:
+                sys.path.insert(0, full)
+
+
+def _service_spec(name: str, table: Any) -> ServiceSpec:
+    where = f"[services.{name}]"
+    if not isinstance(table, dict):
+        raise DeploymentError(f"{where} must be a table")
+    bad = set(table) - _SERVICE_KEYS
+    if bad:
+        raise DeploymentError(
+            f"{where}: unknown keys {sorted(bad)} (known: {sorted(_SERVICE_KEYS)})"
+        )
+    if "definition" not in table:
+        raise DeploymentError(f"{where}: missing 'definition' (e.g. 'gen.catalog_reckon:Catalog')")
+    placement = str(table.get("placement", "inprocess"))
+    if placement not in PLACEMENTS:
+        raise DeploymentError(f"{where}: placement {placement!r}; use one of {PLACEMENTS}")
+    restart = str(table.get("restart", "on-failure"))
+    if restart not in RESTARTS:
+        raise DeploymentError(f"{where}: restart {restart!r}; use one of {RESTARTS}")
+    command = table.get("command")
+    if command is not None:
+        if isinstance(command, str) or not all(isinstance(c, str) for c in command):
+            raise DeploymentError(f"{where}: command must be a list of strings")
+        command = tuple(command)
+    impl = table.get("implementation")
+    if placement == "remote":
+        if not table.get("address"):
+            raise DeploymentError(f"{where}: a remote service needs address = 'host:port'")
+    elif impl is None and command is None:
+        raise DeploymentError(f"{where}: give an 'implementation' (Python class) or a 'command'")
+    elif command is not None and placement == "inprocess":
+        raise DeploymentError(
+            f"{where}: a command runs in its own process; set placement = 'process'"
+        )
+    auth = table.get("auth")
+    if auth not in (None, "basic"):
+        raise DeploymentError(f"{where}: auth {auth!r}; the only scheme is 'basic'")
+    requires = table.get("requires", [])
+    if isinstance(requires, str) or not all(isinstance(r, str) for r in requires):
+        raise DeploymentError(f"{where}: requires must be a list of service names")
+    return ServiceSpec(
+        name=name,
+        definition=str(table["definition"]),
+        implementation=impl,
+        command=command,
+        placement=placement,
+        address=table.get("address"),
+        connect_address=table.get("connect_address"),
+        requires=tuple(requires),
+        restart=restart,
+        max_restarts=int(table.get("max_restarts", 3)),
+        call_limit=_opt_float(table.get("call_limit")),
+        time_limit=_opt_float(table.get("time_limit")),
+        connect=bool(table.get("connect", False)),
+        expose=bool(table.get("expose", False)),
+        port=int(table.get("port", 0)),
+        connect_port=int(table.get("connect_port", 0)),
+        auth=auth,
+        env={str(k): str(v) for k, v in table.get("env", {}).items()},
+        config=dict(table.get("config", {})),
+        health_interval=float(table.get("health_interval", 1.0)),
+        start_timeout=float(table.get("start_timeout", 60.0)),
+        cwd=table.get("cwd"),
+    )
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A service with everything resolved: definition, class, and required service names."""
+
+    spec: ServiceSpec
+    definition: ServiceDef[Any]
+    implementation: type | None
+    requires: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Services in start order, grouped in waves (a wave needs only earlier waves)."""
+
+    deployment: Deployment
+    services: dict[str, Planned]
+    order: tuple[str, ...]
+    waves: tuple[tuple[str, ...], ...]
+
+    def exporter(self, definition: ServiceDef[Any]) -> str | None:
+        for name, p in self.services.items():
+            if p.definition == definition:
+                return name
+        return None
+
+
+def plan(deployment: Deployment) -> Plan:
+    """Resolve and check a deployment; raises DeploymentError before anything starts."""
+    deployment.install_path()
+    problems: list[str] = []
+    defs: dict[str, ServiceDef[Any]] = {}
+    impls: dict[str, type | None] = {}
+    for name, spec in deployment.services.items():
+        where = f"service {name!r}"
+        try:
+            defs[name] = load_definition(spec.definition, where)
+            impl = None
+            if spec.implementation is not None and spec.placement != "remote":
+                impl = load_object(spec.implementation, where)
+                check_implementation(impl, defs[name], where)
+            impls[name] = impl
+        except DeploymentError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise DeploymentError("; ".join(problems))
+    exports: dict[str, str] = {}
+    for name, d in sorted(defs.items()):
+        if d.full_name in exports:
+            problems.append(
+                f"services {exports[d.full_name]!r} and {name!r} both export {d.full_name}"
+            )
+        exports[d.full_name] = name
+    requires: dict[str, tuple[str, ...]] = {}
+    for name, spec in deployment.services.items():
+        needed: list[str] = []
+        wanted = list(spec.requires)
+        impl = impls.get(name)
+        if impl is not None:
+            wanted += [d.full_name for d in getattr(impl, "requires", ())]
+        for r in wanted:
+            target = r if r in deployment.services else exports.get(r)
+            if target is None:
+                problems.append(f"service {name!r} requires {r!r}, which is not in the unit")
+            elif target == name:
+                problems.append(f"service {name!r} requires itself")
+            elif target not in needed:
+                needed.append(target)
+        requires[name] = tuple(sorted(needed))
+    if problems:
+        raise DeploymentError("; ".join(problems))
+    order, waves = _toposort(requires)
+    services = {n: Planned(deployment.services[n], defs[n], impls[n], requires[n]) for n in order}
+    return Plan(deployment, services, tuple(order), tuple(waves))
+
+
+def _toposort(requires: dict[str, tuple[str, ...]]) -> tuple[list[str], list[tuple[str, ...]]]:
+    done: set[str] = set()
+    order: list[str] = []
+    waves: list[tuple[str, ...]] = []
+    remaining = set(requires)
+    while remaining:
+        wave = tuple(sorted(n for n in remaining if set(requires[n]) <= done))
+        if not wave:
+            raise DeploymentError(f"requires form a cycle: {_cycle(requires, remaining)}")
+        waves.append(wave)
+        order.extend(wave)
+        done.update(wave)
+        remaining.difference_update(wave)
+    return order, waves
+
+
+def _cycle(requires: dict[str, tuple[str, ...]], remaining: set[str]) -> str:
+    start = min(remaining)
+    path = [start]
+    seen = {start: 0}
+    node = start
+    while True:
+        node = min(r for r in requires[node] if r in remaining)
+        if node in seen:
+            loop = [*path[seen[node] :], node]
+            return " -> ".join(loop)
+        seen[node] = len(path)
+        path.append(node)

@@ -1,0 +1,430 @@
+"""The kernel: a :class:`Unit` starts a deployment, routes ``locate``, supervises, and stops it.
+
+Start-up follows the plan's waves (topological order of ``requires``, ties broken by name): in a
+wave, in-process services get ``ready()`` one by one in name order and child processes start
+together; nothing in a wave starts before every earlier wave is ready. An in-process service is
+served over gRPC when something outside the process needs it (a child requires it, or
+``expose``/``connect`` is set).
+
+A timing pulse (every ``[unit] pulse`` seconds) reaps and restarts children, runs health checks,
+kills processes past their time limit, cancels in-process calls past their call limit, and
+notices when every child process has ended so that ``svc run`` can exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from reckon.errors import (
+    DeploymentError,
+    ServiceNotFoundError,
+    UnauthenticatedError,
+)
+from reckon.service.auth import Authenticator, basic_header
+from reckon.service.batteries import Database, FileArea
+from reckon.service.clients import connect_client, grpc_client, inprocess_client
+from reckon.service.context import ServiceContext, User
+from reckon.service.definition import ServiceDef
+from reckon.service.deploy import Deployment, Plan, Planned, plan
+from reckon.service.endpoint import Endpoint, Tracer
+from reckon.service.logs import ServiceLogger, Sink, make_sink
+from reckon.service.servers import ConnectServer, connect_app, free_port, start_grpc
+from reckon.service.supervisor import Address, ChildProcess
+
+T = TypeVar("T")
+
+
+def service_seed(seed: int, name: str) -> int:
+    """A per-service seed that is the same in every process and run (no str hash)."""
+    return zlib.crc32(f"{seed}:{name}".encode())
+
+
+class Unit:
+    """A running deployment. Use ``async with Unit(deployment) as unit:``."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        tracer: Tracer | None = None,
+        sink: Sink | None = None,
+        strict: bool | None = None,
+        seed: int | None = None,
+        supervise: bool = True,
+    ) -> None:
+        self.deployment = deployment
+        self.tracer = tracer
+        self.sink = sink if sink is not None else make_sink(deployment.log)
+        self.strict = deployment.strict if strict is None else strict
+        self.seed = deployment.seed if seed is None else seed
+        self.supervise = supervise
+        self.plan: Plan | None = None
+        self.endpoints: dict[str, Endpoint] = {}
+        self.children: dict[str, ChildProcess] = {}
+        self.addresses: dict[str, Address] = {}
+        self.started: list[str] = []
+        self.authenticator = Authenticator(deployment.users)
+        self._instances: dict[str, Any] = {}
+        self._contexts: dict[str, ServiceContext] = {}
+        self._grpc_servers: list[grpc.aio.Server] = []
+        self._connect_servers: list[ConnectServer] = []
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._clients: dict[tuple[str, str, str | None], Any] = {}
+        self._pulse_task: asyncio.Task[None] | None = None
+        self._all_ended = asyncio.Event()
+        self._tmp_root: Path | None = None
+        self._data_dir: Path | None = None
+        self._own_data_dir = False
+        self._clock = time.monotonic
+        self.log = ServiceLogger("reckon", self.sink, self._now)
+        self._stopped = False
+
+    def _now(self) -> float:
+        return self._clock()
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Unit:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Check the deployment, then start every service in order; stops all on failure."""
+        self.plan = plan(self.deployment)  # raises DeploymentError before anything starts
+        self._clock = asyncio.get_running_loop().time
+        self._all_ended = asyncio.Event()
+        self._tmp_root = Path(tempfile.mkdtemp(prefix=f"reckon-unit-{self.deployment.name}-"))
+        if self.deployment.data_dir is not None:
+            self._data_dir = (self.deployment.root / self.deployment.data_dir).resolve()
+        else:
+            self._data_dir = self._tmp_root / "data"
+            self._own_data_dir = True
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_addresses()
+        try:
+            for wave in self.plan.waves:
+                for name in wave:
+                    p = self.plan.services[name]
+                    if p.spec.placement == "inprocess":
+                        await self._start_inprocess(p)
+                procs = [
+                    self.plan.services[n]
+                    for n in wave
+                    if self.plan.services[n].spec.placement == "process"
+                ]
+                if procs:
+                    await asyncio.gather(*(self._start_child(p) for p in procs))
+                for name in wave:
+                    if self.plan.services[name].spec.placement == "remote":
+                        self.started.append(name)
+        except BaseException:
+            await self.stop()
+            raise
+        self.log.info("unit ready", unit=self.deployment.name, services=len(self.started))
+        if self.supervise:
+            self._pulse_task = asyncio.create_task(self._pulse())
+        self._check_all_ended()
+
+    def _prepare_addresses(self) -> None:
+        assert self.plan is not None
+        outside = {
+            r
+            for p in self.plan.services.values()
+            if p.spec.placement != "inprocess"
+            for r in p.requires
+        }
+        self._exposed: set[str] = set()
+        for name, p in self.plan.services.items():
+            spec = p.spec
+            if spec.placement == "remote":
+                connect = spec.connect_address
+                if connect is not None and not connect.startswith("http"):
+                    connect = f"http://{connect}"
+                self.addresses[name] = Address(spec.address, connect)
+            elif spec.placement == "process":
+                port = spec.port or free_port()
+                cport = (spec.connect_port or free_port()) if spec.connect else None
+                self.addresses[name] = Address(
+                    f"127.0.0.1:{port}", f"http://127.0.0.1:{cport}" if cport else None
+                )
+            elif spec.expose or spec.connect or spec.port or name in outside:
+                self._exposed.add(name)
+
+    def _service_context(self, p: Planned, tmp_dir: Path) -> ServiceContext:
+        name = p.spec.name
+        assert self._data_dir is not None
+        area = self._data_dir / name
+        migrations = list(getattr(p.implementation, "migrations", ()))
+        seed = None if self.seed is None else service_seed(self.seed, name)
+        return ServiceContext(
+            name,
+            p.definition,
+            locate=lambda d: self._locate_for(name, d),
+            log=ServiceLogger(name, self.sink, self._now),
+            data_dir=area,
+            tmp_dir=tmp_dir,
+            seed=seed,
+            config=p.spec.config,
+            clock=self._now,
+            open_db=lambda: Database(area / "db.sqlite3", migrations),
+            open_files=lambda: FileArea(area / "files"),
+        )
+
+    async def _start_inprocess(self, p: Planned) -> None:
+        assert self._tmp_root is not None and p.implementation is not None
+        name = p.spec.name
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._tmp_root))
+        sctx = self._service_context(p, tmp_dir)
+        self._contexts[name] = sctx
+        instance = p.implementation()
+        instance.ctx = sctx
+        self._instances[name] = instance
+        endpoint = Endpoint(
+            name,
+            p.definition,
+            instance,
+            sctx,
+            authenticator=self.authenticator,
+            auth_required=p.spec.auth == "basic",
+            call_limit=p.spec.call_limit,
+            clock=self._now,
+            tracer=self.tracer,
+        )
+        self.endpoints[name] = endpoint
+        await instance.ready()
+        self.started.append(name)
+        sctx.log.debug("ready")
+        if name in self._exposed:
+            server, port = await start_grpc([endpoint], p.spec.port)
+            self._grpc_servers.append(server)
+            connect = None
+            if p.spec.connect:
+                cs = ConnectServer(connect_app(endpoint), p.spec.connect_port or free_port())
+                await cs.start()
+                self._connect_servers.append(cs)
+                connect = f"http://127.0.0.1:{cs.port}"
+            self.addresses[name] = Address(f"127.0.0.1:{port}", connect)
+
+    def _unit_env(self) -> dict[str, str]:
+        assert self._data_dir is not None
+        return {
+            "RECKON_SVC_DEPLOYMENT": json.dumps(self.deployment.raw, sort_keys=True, default=str),
+            "RECKON_SVC_ROOT": str(self.deployment.root),
+            "RECKON_SVC_DATA_DIR": str(self._data_dir),
+        }
+
+    async def _start_child(self, p: Planned) -> None:
+        assert self._tmp_root is not None
+        name = p.spec.name
+        addr = self.addresses[name]
+        assert addr.grpc is not None
+        port = int(addr.grpc.rpartition(":")[2])
+        cport = int(addr.connect.rpartition(":")[2]) if addr.connect else None
+        child = ChildProcess(
+            p,
+            unit_env=self._unit_env(),
+            addresses=lambda: self.addresses,
+            port=port,
+            connect_port=cport,
+            log=self.log,
+            tmp_root=self._tmp_root,
+            on_change=self._check_all_ended,
+        )
+        self.children[name] = child
+        await child.start()
+        self.started.append(name)
+
+    # -- locate --------------------------------------------------------------------------------
+
+    def _target(self, definition: ServiceDef[Any]) -> str:
+        assert self.plan is not None, "the unit is not started"
+        name = self.plan.exporter(definition)
+        if name is None:
+            raise ServiceNotFoundError(
+                f"no service in unit {self.deployment.name!r} exports {definition.full_name}"
+            )
+        return name
+
+    def _locate_for(self, caller: str, definition: ServiceDef[T]) -> T:
+        target = self._target(definition)
+        assert self.plan is not None
+        if target not in self.plan.services[caller].requires:
+            raise ServiceNotFoundError(
+                f"service {caller!r} does not require {target!r} ({definition.full_name}); "
+                f"add it to requires in the deployment"
+            )
+        result: T = self._client(target, None, None)
+        return result
+
+    def locate(
+        self,
+        definition: ServiceDef[T],
+        *,
+        credentials: tuple[str, str] | None = None,
+        transport: str | None = None,
+    ) -> T:
+        """A typed client for the service exporting ``definition``.
+
+        ``transport`` is ``None`` (in-process when the service is, else gRPC), ``"grpc"`` or
+        ``"connect"``; ``credentials`` are a basic-auth ``(user, password)``.
+        """
+        target = self._target(definition)
+        header = None if credentials is None else basic_header(*credentials)
+        result: T = self._client(target, header, transport)
+        return result
+
+    def _client(self, target: str, header: str | None, transport: str | None) -> Any:
+        key = (target, transport or "", header)
+        cached = self._clients.get(key)
+        if cached is not None:
+            return cached
+        assert self.plan is not None
+        definition = self.plan.services[target].definition
+        if transport is None and target in self.endpoints:
+            user: User | None = None
+            bad = None
+            try:
+                user = self.authenticator.check(header)
+            except UnauthenticatedError as exc:
+                bad = exc
+            client = inprocess_client(
+                self.endpoints[target],
+                strict=self.strict,
+                user=user,
+                authorization=header,
+                clock=self._now,
+            )
+            if bad is not None:
+                client = _refusing(client, bad)
+        elif transport in (None, "grpc"):
+            addr = self.addresses.get(target)
+            if addr is None or addr.grpc is None:
+                raise ServiceNotFoundError(
+                    f"service {target!r} is in-process and not served over gRPC; "
+                    "set expose = true in its deployment entry"
+                )
+            client = grpc_client(
+                self._channel(addr.grpc), definition, authorization=header, clock=self._now
+            )
+        elif transport == "connect":
+            addr = self.addresses.get(target)
+            if addr is None or addr.connect is None:
+                raise ServiceNotFoundError(
+                    f"service {target!r} does not serve Connect; set connect = true"
+                )
+            client = connect_client(addr.connect, definition, authorization=header, clock=self._now)
+        else:
+            raise DeploymentError(f"transport {transport!r}; use None, 'grpc' or 'connect'")
+        self._clients[key] = client
+        return client
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = grpc.aio.insecure_channel(address)
+            self._channels[address] = ch
+        return ch
+
+    def instance(self, name: str) -> Any:
+        """The implementation object of an in-process service (for tests and tools)."""
+        return self._instances[name]
+
+    # -- supervision ---------------------------------------------------------------------------
+
+    async def _pulse(self) -> None:
+        interval = self.deployment.pulse
+        while True:
+            await asyncio.sleep(interval)
+            now_mono = time.monotonic()
+            for child in list(self.children.values()):
+                child.tick(now_mono)
+            now = self._now()
+            for endpoint in self.endpoints.values():
+                for call_id in endpoint.overdue(now):
+                    self.log.warning("call over its limit; cancelling", service=endpoint.name)
+                    endpoint.cancel(call_id)
+
+    def _check_all_ended(self) -> None:
+        if self.children and all(c.state == "ended" for c in self.children.values()):
+            self._all_ended.set()
+
+    async def wait(self) -> None:
+        """Return once every child process has ended for good (never, with none)."""
+        await self._all_ended.wait()
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        assert self.plan is not None
+        for name in self.plan.order:
+            spec = self.plan.services[name].spec
+            entry: dict[str, Any] = {"placement": spec.placement}
+            addr = self.addresses.get(name)
+            if addr is not None:
+                entry.update(grpc=addr.grpc, connect=addr.connect)
+            if name in self.children:
+                entry.update(self.children[name].info())
+            out[name] = entry
+        return out
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        """Stop everything in reverse start order and remove temp dirs. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._pulse_task is not None:
+            self._pulse_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pulse_task
+        for cs in reversed(self._connect_servers):
+            await cs.stop()
+        for server in reversed(self._grpc_servers):
+            await server.stop(0.5)
+        grace = self.deployment.shutdown_grace
+        for name in reversed(list(self.children)):
+            await self.children[name].stop(grace)
+        for name in reversed(self.started):
+            inst = self._instances.get(name)
+            if inst is not None:
+                try:
+                    await inst.stop()
+                except Exception as exc:
+                    self.log.error("stop failed", service=name, error=repr(exc))
+            ctx = self._contexts.get(name)
+            if ctx is not None:
+                ctx.close()
+        for ch in self._channels.values():
+            await ch.close(None)
+        self._channels.clear()
+        self._clients.clear()
+        self._all_ended.set()
+        if self._tmp_root is not None:
+            shutil.rmtree(self._tmp_root, ignore_errors=True)
+        self.log.info("unit stopped", unit=self.deployment.name)
+
+
+def _refusing(client: Any, error: UnauthenticatedError) -> Any:
+    """A client whose every call fails as the wire would: the credentials were wrong."""
+
+    async def refuse(*_: Any, **__: Any) -> Any:
+        raise UnauthenticatedError(str(error))
+
+    for name in list(vars(client)):
+        if not name.startswith("_"):
+            setattr(client, name, refuse)
+    return client

@@ -1,0 +1,166 @@
+"""Serving an :class:`Endpoint` over the wire: gRPC (grpc.aio) and Connect (connectrpc + uvicorn).
+
+Both are built from the service descriptor: one generic gRPC handler per service, one Connect
+endpoint per method. Each server also answers the standard ``grpc.health.v1.Health/Check`` so the
+supervisor (and any gRPC tooling) can probe it. Handler failures become status codes; a bad peer
+never takes a server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.message import Message
+
+from reckon.errors import ServiceCallError
+from reckon.service.clients import method_info
+from reckon.service.definition import MethodDef
+from reckon.service.endpoint import Endpoint
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+_SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _health_handler() -> grpc.GenericRpcHandler:
+    async def check(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        return _SERVING
+
+    return grpc.method_handlers_generic_handler(
+        HEALTH_SERVICE, {"Check": grpc.unary_unary_rpc_method_handler(check)}
+    )
+
+
+def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
+    handlers = {
+        m.name: grpc.unary_unary_rpc_method_handler(
+            _grpc_method(endpoint, m),
+            request_deserializer=m.input.FromString,
+            response_serializer=m.output.SerializeToString,
+        )
+        for m in endpoint.definition.methods.values()
+    }
+    return grpc.method_handlers_generic_handler(endpoint.definition.full_name, handlers)
+
+
+def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
+    invoke = endpoint.invoke
+    check = endpoint.authenticator.check
+    clock = endpoint.clock
+
+    async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+        try:
+            md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            authorization = md.get("authorization")
+            user = check(authorization)
+            remaining = context.time_remaining()
+            deadline = None if remaining is None else clock() + remaining
+            return await invoke(m, request, user, authorization, deadline, md)
+        except ServiceCallError as exc:
+            code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
+            await context.abort(code, str(exc))
+            raise  # unreachable: abort raises
+
+    return handle
+
+
+async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio.Server, int]:
+    """Serve ``endpoints`` (plus health) on 127.0.0.1; returns the server and its port."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server.add_generic_rpc_handlers([_health_handler(), *(grpc_handler(e) for e in endpoints)])
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    if bound == 0:
+        raise OSError(f"could not bind gRPC server to 127.0.0.1:{port}")
+    await server.start()
+    return server, bound
+
+
+# ---------------------------------------------------------------------------------------------
+# Connect
+# ---------------------------------------------------------------------------------------------
+
+
+def connect_app(endpoint: Endpoint) -> Any:
+    """An ASGI application answering Connect (and gRPC-Web) for one service."""
+    from connectrpc._server_async import ConnectASGIApplication
+    from connectrpc._server_shared import EndpointUnary
+    from connectrpc.code import Code
+    from connectrpc.compat import google_protobuf_codecs
+    from connectrpc.errors import ConnectError
+
+    check = endpoint.authenticator.check
+    clock = endpoint.clock
+
+    def make(m: MethodDef) -> Callable[..., Any]:
+        async def handle(request: Message, ctx: Any) -> Message:
+            try:
+                authorization = ctx.request_headers.get("authorization")
+                user = check(authorization)
+                left = ctx.timeout_ms
+                deadline = None if left is None else clock() + left / 1000.0
+                return await endpoint.invoke(m, request, user, authorization, deadline)
+            except ServiceCallError as exc:
+                raise ConnectError(getattr(Code, exc.code, Code.UNKNOWN), str(exc)) from None
+
+        return handle
+
+    path = "/" + endpoint.definition.full_name
+    table = {
+        m.path: EndpointUnary(method=method_info(m), function=make(m))
+        for m in endpoint.definition.methods.values()
+    }
+
+    class _App(ConnectASGIApplication[Endpoint]):
+        @property
+        def path(self) -> str:
+            return path
+
+    return _App(service=endpoint, endpoints=lambda _svc: table, codecs=google_protobuf_codecs())
+
+
+class ConnectServer:
+    """uvicorn serving one Connect app on 127.0.0.1, without touching signal handlers."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:  # the runtime owns signals
+                yield
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
+        )
+        self._server = _Server(config)
+        self.port = port
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise OSError(f"Connect server on 127.0.0.1:{self.port} did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._task, 5)
+        self._task = None

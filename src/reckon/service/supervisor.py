@@ -1,0 +1,288 @@
+"""Child processes of a unit: start, probe, restart, kill, and clean up after them.
+
+A child is either a Python service (``python -m reckon.service.child``, which rebuilds the same
+unit with that one service in-process) or any command that serves the .proto over gRPC on the
+port it is given (``{port}`` in its arguments, ``RECKON_SVC_PORT`` in its environment). The
+runtime's timing pulse calls :meth:`ChildProcess.tick`: it notices deaths, removes the dead
+process's temp dir, applies the restart policy, runs health checks, and kills a process that
+overran its time limit. Children get PR_SET_PDEATHSIG so they die with a runtime killed by -9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from reckon.errors import DeploymentError
+from reckon.service.deploy import Planned
+from reckon.service.logs import ServiceLogger
+
+
+@dataclass
+class Address:
+    """Where a service answers: ``grpc`` is ``host:port``, ``connect`` a base URL or None."""
+
+    grpc: str | None
+    connect: str | None = None
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"grpc": self.grpc, "connect": self.connect}
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+    """True when ``address`` answers gRPC health (UNIMPLEMENTED counts: it answered)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check", None, None)
+        try:
+            await check(b"", timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            return bool(exc.code() == grpc.StatusCode.UNIMPLEMENTED)
+        return True
+
+
+class ChildProcess:
+    """One supervised service process; the port stays the same across restarts."""
+
+    def __init__(
+        self,
+        planned: Planned,
+        *,
+        unit_env: dict[str, str],
+        addresses: Callable[[], dict[str, Address]],
+        port: int,
+        connect_port: int | None,
+        log: ServiceLogger,
+        tmp_root: Path,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.planned = planned
+        self.spec = planned.spec
+        self.name = planned.spec.name
+        self.port = port
+        self.connect_port = connect_port
+        self.address = Address(
+            f"127.0.0.1:{port}", f"http://127.0.0.1:{connect_port}" if connect_port else None
+        )
+        self._unit_env = unit_env
+        self._addresses = addresses
+        self._log = log
+        self._tmp_root = tmp_root
+        self._on_change = on_change
+        self.proc: asyncio.subprocess.Process | None = None
+        self.tmp_dir: Path | None = None
+        self.state = "new"  # new, starting, running, restarting, ended
+        self.restarts = 0
+        self.exit_codes: list[int] = []
+        self.pids: list[int] = []
+        self.started_at = 0.0
+        self._health_due = 0.0
+        self._health_failures = 0
+        self._health_task: asyncio.Task[None] | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self.kill_reason: str | None = None
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def _command(self) -> tuple[list[str], dict[str, str], str]:
+        assert self.tmp_dir is not None
+        spec = self.spec
+        subst = {
+            "port": str(self.port),
+            "connect_port": str(self.connect_port or ""),
+            "tmp": str(self.tmp_dir),
+            "root": self._unit_env["RECKON_SVC_ROOT"],
+            "python": sys.executable,
+        }
+        env = dict(os.environ)
+        env.update(self._unit_env)
+        addresses = self._addresses()
+        required = {r: addresses[r].to_json() for r in self.planned.requires}
+        env.update(
+            RECKON_SVC_NAME=self.name,
+            RECKON_SVC_PORT=str(self.port),
+            RECKON_SVC_CONNECT_PORT=str(self.connect_port or 0),
+            RECKON_SVC_TMP=str(self.tmp_dir),
+            RECKON_SVC_ADDRESSES=json.dumps(required, sort_keys=True),
+            RECKON_SVC_REQUIRES=json.dumps(list(self.planned.requires)),
+        )
+        for r, a in required.items():
+            env[f"RECKON_SVC_ADDR_{r.upper().replace('-', '_')}"] = str(a["grpc"])
+        for k, v in spec.env.items():
+            env[k] = v.format(**subst)
+        if spec.command is not None:
+            argv = [a.format(**subst) for a in spec.command]
+        else:
+            argv = [sys.executable, "-m", "reckon.service.child"]
+        cwd = str(Path(self._unit_env["RECKON_SVC_ROOT"]) / (spec.cwd or "."))
+        return argv, env, cwd
+
+    async def spawn(self) -> None:
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"reckon-{self.name}-", dir=self._tmp_root))
+        argv, env, cwd = self._command()
+        self.state = "starting"
+        self.kill_reason = None
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, cwd=cwd, preexec_fn=_die_with_parent
+            )
+        except OSError as exc:
+            self._cleanup()
+            self.state = "ended"
+            raise DeploymentError(f"service {self.name!r}: cannot run {argv[0]!r}: {exc}") from exc
+        self.pids.append(self.proc.pid)
+        self.started_at = time.monotonic()
+        self._log.info("process started", service=self.name, pid=self.proc.pid, port=self.port)
+
+    async def wait_ready(self) -> None:
+        """Until the process answers health checks; fails if it exits or takes too long."""
+        assert self.proc is not None
+        limit = time.monotonic() + self.spec.start_timeout
+        while True:
+            if self.proc.returncode is not None:
+                raise DeploymentError(
+                    f"service {self.name!r} exited with code {self.proc.returncode} while starting"
+                )
+            if await health_check(self.address.grpc or "", timeout=0.5):
+                break
+            if time.monotonic() > limit:
+                self.kill("did not become healthy in time")
+                raise DeploymentError(
+                    f"service {self.name!r} did not answer health checks on port {self.port} "
+                    f"within {self.spec.start_timeout}s"
+                )
+            await asyncio.sleep(0.05)
+        self.state = "running"
+        self._health_due = time.monotonic() + self.spec.health_interval
+        self._on_change()
+
+    async def start(self) -> None:
+        await self.spawn()
+        await self.wait_ready()
+
+    # -- the pulse -----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        proc = self.proc
+        if proc is None or self.state != "running":
+            return  # starting and restarting are watched by wait_ready
+        if proc.returncode is not None:
+            self._exited(proc.returncode)
+            return
+        limit = self.spec.time_limit
+        if limit is not None and now - self.started_at > limit:
+            self.kill(f"ran longer than its time limit of {limit}s")
+            return
+        if now >= self._health_due and self._health_task is None:
+            self._health_due = now + self.spec.health_interval
+            self._health_task = asyncio.create_task(self._probe())
+
+    async def _probe(self) -> None:
+        try:
+            ok = await health_check(self.address.grpc or "", timeout=2.0)
+        except Exception:
+            ok = False
+        finally:
+            self._health_task = None
+        if ok:
+            self._health_failures = 0
+            return
+        self._health_failures += 1
+        self._log.warning("health check failed", service=self.name, count=self._health_failures)
+        if self._health_failures >= 3:
+            self.kill("failed 3 health checks in a row")
+
+    def kill(self, reason: str) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.kill_reason = reason
+            self._log.error("killing process", service=self.name, pid=self.proc.pid, reason=reason)
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+
+    def _exited(self, code: int) -> None:
+        self.exit_codes.append(code)
+        self._cleanup()
+        policy = self.spec.restart
+        failed = code != 0 or self.kill_reason is not None
+        again = policy == "always" or (policy == "on-failure" and failed)
+        if again and self.restarts < self.spec.max_restarts:
+            self.restarts += 1
+            self.state = "restarting"
+            self._log.warning(
+                "process exited; restarting", service=self.name, code=code, restart=self.restarts
+            )
+            self._restart_task = asyncio.create_task(self._restart())
+        else:
+            self.state = "ended"
+            self._log.info("process ended", service=self.name, code=code)
+        self._on_change()
+
+    async def _restart(self) -> None:
+        await asyncio.sleep(min(0.1 * 2 ** (self.restarts - 1), 2.0))
+        try:
+            await self.start()
+        except Exception as exc:
+            self._log.error("restart failed", service=self.name, error=str(exc))
+            if self.proc is not None and self.proc.returncode is None:
+                self.kill("restart failed")
+                await self.proc.wait()
+            self._cleanup()
+            self.state = "ended"
+            self._on_change()
+        finally:
+            self._restart_task = None
+
+    def _cleanup(self) -> None:
+        """Release what the dead process held: its temp dir (the port is reused on restart)."""
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    async def stop(self, grace: float) -> None:
+        self.state = "ended"
+        for task in (self._restart_task, self._health_task):
+            if task is not None:
+                task.cancel()
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                self._log.warning("process ignored SIGTERM; killing", service=self.name)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self._cleanup()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "pid": self.proc.pid if self.proc else None,
+            "restarts": self.restarts,
+            "exit_codes": list(self.exit_codes),
+            "port": self.port,
+        }

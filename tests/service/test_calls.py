@@ -1,0 +1,211 @@
+"""Calls through every placement and transport: same code, same results, same errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from rtest_gen import rtest_pb2 as pb
+from rtest_gen.rtest_reckon import Catalog, Stock
+from svc_helpers import make_deployment, two_services
+
+from reckon.errors import (
+    DeadlineExceededError,
+    ServiceCallError,
+    ServiceNotFoundError,
+    UnauthenticatedError,
+)
+from reckon.service import Deployment, Unit
+
+
+async def shop_session(unit: Unit, transport: str | None = None) -> list[str]:
+    """Calling code that must not change between placements."""
+    catalog = unit.locate(Catalog, transport=transport)
+    out = []
+    item = await catalog.Get(pb.Key(id="a"))
+    out.append(f"{item.id} {item.title} {item.count} {list(item.tags)}")
+    item = await catalog.Get(pb.Key(id="c"))  # stock says NOT_FOUND, catalog copes
+    out.append(f"{item.id} {item.count}")
+    try:
+        await catalog.Get(pb.Key(id="zz"))
+    except ServiceCallError as exc:
+        out.append(exc.code)
+    try:
+        await catalog.Fail(pb.Failure(code="FAILED_PRECONDITION", message="nope"))
+    except ServiceCallError as exc:
+        out.append(exc.code)
+    try:
+        await catalog.Fail(pb.Failure(code="crash", message="boom"))
+    except ServiceCallError as exc:
+        out.append(f"{exc.code} {'RuntimeError: boom' in str(exc)}")
+    with pytest.raises(DeadlineExceededError):
+        await catalog.Sleep(pb.SleepRequest(seconds=5), timeout=0.2)
+    out.append("deadline")
+    return out
+
+
+EXPECTED = [
+    "a Abbey Road 3 ['vinyl']",
+    "c 0",
+    "NOT_FOUND",
+    "FAILED_PRECONDITION",
+    "UNKNOWN True",
+    "deadline",
+]
+
+
+@pytest.mark.parametrize("placement", ["inprocess", "process"])
+async def test_same_calling_code_in_process_and_split(placement: str, tmp_path: Path) -> None:
+    dep = Deployment.from_dict(make_deployment(two_services(placement), tmp_path=tmp_path))
+    async with Unit(dep) as unit:
+        assert await shop_session(unit) == EXPECTED
+        who = await unit.locate(Catalog).Who(pb.Empty())
+        assert (who.pid == os.getpid()) == (placement == "inprocess")
+
+
+async def test_remote_placement_reaches_a_running_unit(tmp_path: Path) -> None:
+    served = make_deployment(two_services("inprocess", expose=True), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(served)) as server:
+        address = server.addresses["catalog"].grpc
+        client_dep = make_deployment(
+            {
+                "catalog": {
+                    "definition": "rtest_gen.rtest_reckon:Catalog",
+                    "placement": "remote",
+                    "address": address,
+                }
+            }
+        )
+        async with Unit(Deployment.from_dict(client_dep)) as client:
+            assert (await shop_session(client))[:4] == EXPECTED[:4]
+
+
+async def test_grpc_and_connect_transports_of_one_unit(tmp_path: Path) -> None:
+    dep = Deployment.from_dict(
+        make_deployment(two_services("inprocess", connect=True), tmp_path=tmp_path)
+    )
+    async with Unit(dep) as unit:
+        assert await shop_session(unit, "grpc") == EXPECTED
+        assert await shop_session(unit, "connect") == EXPECTED
+
+
+def _curl(url: str, body: dict[str, object], headers: dict[str, str]) -> tuple[int, dict]:
+    args = ["curl", "-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", url]
+    args += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    for k, v in headers.items():
+        args += ["-H", f"{k}: {v}"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=30).stdout
+    text, _, code = out.rpartition("\n")
+    return int(code), json.loads(text) if text else {}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_connect_answers_plain_curl_with_json(tmp_path: Path) -> None:
+    services = two_services("process", connect=True, auth="basic")
+    dep = make_deployment(services, tmp_path=tmp_path)
+    dep["auth"] = {"users": {"alice": "wonderland"}}
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        base = unit.addresses["catalog"].connect
+        assert base is not None
+        good = {"Authorization": "Basic " + base64.b64encode(b"alice:wonderland").decode()}
+        code, body = await asyncio.to_thread(_curl, f"{base}/rtest.Catalog/Get", {"id": "a"}, good)
+        assert (code, body) == (
+            200,
+            {"id": "a", "title": "Abbey Road", "count": 3, "tags": ["vinyl"]},
+        )
+        code, body = await asyncio.to_thread(_curl, f"{base}/rtest.Catalog/Who", {}, good)
+        assert body["user"] == "alice"
+        code, body = await asyncio.to_thread(_curl, f"{base}/rtest.Catalog/Get", {"id": "a"}, {})
+        assert code == 401 and body["code"] == "unauthenticated"
+        code, body = await asyncio.to_thread(_curl, f"{base}/rtest.Catalog/Get", {"id": "q"}, good)
+        assert code == 404 and body["code"] == "not_found"
+
+
+@pytest.mark.parametrize("placement", ["inprocess", "process"])
+async def test_basic_auth_and_user_in_context(placement: str, tmp_path: Path) -> None:
+    services = two_services(placement, auth="basic")
+    dep = make_deployment(services, tmp_path=tmp_path)
+    dep["auth"] = {"users": {"alice": "wonderland", "bob": "sha256:" + _sha("builder")}}
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        with pytest.raises(UnauthenticatedError):
+            await unit.locate(Catalog).Who(pb.Empty())
+        with pytest.raises(UnauthenticatedError):
+            await unit.locate(Catalog, credentials=("alice", "wrong")).Who(pb.Empty())
+        who = await unit.locate(Catalog, credentials=("alice", "wonderland")).Who(pb.Empty())
+        assert who.user == "alice"
+        who = await unit.locate(Catalog, credentials=("bob", "builder")).Who(pb.Empty())
+        assert who.user == "bob"
+        # Stock does not require auth: anonymous calls work there.
+        assert (await unit.locate(Stock).Who(pb.Empty())).user == ""
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def test_user_follows_nested_calls(tmp_path: Path) -> None:
+    """Catalog calls Stock on behalf of the caller: Stock sees the same user, over the wire too."""
+    from svc_impls import CatalogService
+
+    seen: list[str] = []
+    original = CatalogService.Get
+
+    async def spy(self: CatalogService, request: pb.Key, ctx: object) -> pb.Item:
+        who = await self.ctx.locate(Stock).Who(pb.Empty())
+        seen.append(who.user)
+        return await original(self, request, ctx)  # type: ignore[arg-type]
+
+    CatalogService.Get = spy  # type: ignore[method-assign]
+    try:
+        services = two_services("inprocess")
+        services["stock"]["placement"] = "process"
+        dep = make_deployment(services, tmp_path=tmp_path)
+        dep["auth"] = {"users": {"carol": "pw"}}
+        async with Unit(Deployment.from_dict(dep)) as unit:
+            await unit.locate(Catalog, credentials=("carol", "pw")).Get(pb.Key(id="a"))
+    finally:
+        CatalogService.Get = original  # type: ignore[method-assign]
+    assert seen == ["carol"]
+
+
+async def test_strict_mode_catches_shared_mutation(tmp_path: Path) -> None:
+    services = two_services("inprocess", implementation="svc_impls:MutatingCatalog")
+    request = pb.Key(id="a")
+    dep = Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))
+    async with Unit(dep) as unit:
+        await unit.locate(Catalog).Get(request)
+    assert request.id == "mutated"  # in-process, no copies: the bug shows in production only
+    request = pb.Key(id="a")
+    async with Unit(dep, strict=True) as unit:
+        await unit.locate(Catalog).Get(request)
+    assert request.id == "a"  # strict mode copies through the wire form, like gRPC would
+
+
+async def test_locate_refuses_services_not_required(tmp_path: Path) -> None:
+    dep = Deployment.from_dict(make_deployment(two_services("inprocess"), tmp_path=tmp_path))
+    async with Unit(dep) as unit:
+        stock = unit.instance("stock")
+        with pytest.raises(ServiceNotFoundError, match="does not require 'catalog'"):
+            stock.ctx.locate(Catalog)
+        with pytest.raises(ServiceCallError, match=r"takes rtest\.Key"):
+            await unit.locate(Catalog).Get(pb.Empty())
+
+
+async def test_call_limit_cancels_an_in_process_call(tmp_path: Path) -> None:
+    dep = make_deployment(two_services("inprocess", call_limit=0.3), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        with pytest.raises(ServiceCallError) as info:
+            await asyncio.wait_for(
+                unit.locate(Catalog).Sleep(pb.SleepRequest(seconds=30)), timeout=20
+            )
+        assert info.value.code == "CANCELLED" and "call limit" in str(info.value)
+        # The unit keeps serving.
+        assert (await unit.locate(Catalog).Get(pb.Key(id="a"))).count == 3
