@@ -1,0 +1,293 @@
+"""The engine with a store: levels, persistence across processes, leases, failures of the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _core_helpers import SRC, run_python
+
+from reckon.core import CachingLevel, Engine, LocalStore, Outcome, RequestId, StoreUsage
+from reckon.errors import CodecWarning
+
+NONE, MEMORY, FULL = CachingLevel.NONE, CachingLevel.MEMORY, CachingLevel.FULL
+
+
+class RecordingStore:
+    """A Store (protocol) in a dict that records every call, to prove which levels touch it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.calls: list[tuple[str, Any]] = []
+        self.costs: dict[str, float] = {}
+
+    def get(self, key: str) -> bytes | None:
+        self.calls.append(("get", key))
+        return self.data.get(key)
+
+    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None:
+        self.calls.append(("put", key))
+        self.data[key] = bytes(data)
+        self.costs[key] = cost
+
+    def delete(self, key: str) -> bool:
+        self.calls.append(("delete", key))
+        return self.data.pop(key, None) is not None
+
+    def contains(self, key: str) -> bool:
+        self.calls.append(("contains", key))
+        return key in self.data
+
+    def keys(self) -> Iterator[str]:
+        return iter(list(self.data))
+
+    def usage(self) -> StoreUsage:
+        return StoreUsage(len(self.data), sum(map(len, self.data.values())), None)
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        n = len(self.data)
+        if target_bytes == 0:
+            self.data.clear()
+        return n
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class BrokenStore(RecordingStore):
+    """Every operation fails, as a store on a vanished disk would."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("get", "put", "delete", "contains", "keys", "usage", "evict", "flush", "lease"):
+
+            def fail(*args: object, **kwargs: object) -> Any:
+                raise OSError(f"disk on fire during {name}")
+
+            return fail
+        return super().__getattribute__(name)
+
+
+def test_memory_and_none_never_touch_the_store() -> None:
+    store = RecordingStore()
+    engine = Engine(store=store)
+    engine.get(RequestId("m"), MEMORY, lambda: 1)
+    engine.get(RequestId("m"), MEMORY, lambda: 1)
+    engine.get(RequestId("n"), NONE, lambda: 2)
+    engine.contains(RequestId("m"), MEMORY)
+    assert store.calls == []
+    assert store.data == {}
+
+
+def test_full_writes_once_with_its_cost_and_reads_in_a_fresh_engine() -> None:
+    store = RecordingStore()
+    rid = RequestId("full")
+
+    def slow() -> str:
+        time.sleep(0.02)
+        return "value"
+
+    assert Engine(store=store).get(rid, FULL, slow) == "value"
+    assert list(store.data) == [rid.disk_key]
+    assert store.costs[rid.disk_key] >= 0.015
+    fresh = Engine(store=store)
+    assert fresh.get(rid, FULL, lambda: pytest.fail("must come from the store")) == "value"
+    (record,) = fresh.introspector.history()
+    assert record.outcome is Outcome.STORE_HIT
+    assert fresh.stats()["counters"]["store_hit"] == 1
+    assert fresh.get(rid, FULL, lambda: pytest.fail("now from memory")) == "value"
+    assert fresh.stats()["counters"]["memory_hit"] == 1
+
+
+def test_full_survives_a_new_engine_in_a_new_process(store_dir: Path) -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from reckon.core import CachingLevel, Engine, LocalStore, RequestId
+        engine = Engine(store=LocalStore(sys.argv[1]))
+        rid = RequestId("persist", 42)
+        def compute():
+            print("computed")
+            return {"answer": 42, "blob": b"x" * 100_000}
+        value = engine.get(rid, CachingLevel.FULL, compute)
+        assert value["answer"] == 42 and len(value["blob"]) == 100_000
+        print(engine.introspector.history()[0].outcome.value)
+        """
+    )
+    first = run_python(code, str(store_dir))
+    assert first.split() == ["computed", "computed"]
+    second = run_python(code, str(store_dir))
+    assert second.split() == ["store_hit"]
+
+
+async def test_resolve_full_round_trips_through_a_local_store(store_dir: Path) -> None:
+    rid = RequestId("async-full")
+    with Engine(store=LocalStore(store_dir)) as engine:
+        assert await engine.resolve(rid, FULL, lambda: asyncio.sleep(0, [1, 2, 3])) == [1, 2, 3]
+    with Engine(store=LocalStore(store_dir)) as engine:
+        assert await engine.resolve(rid, FULL, lambda: pytest.fail("stored")) == [1, 2, 3]
+        assert engine.introspector.history()[0].outcome is Outcome.STORE_HIT
+
+
+def test_numpy_array_through_the_store_is_memory_mapped(store_dir: Path) -> None:
+    array = np.arange(3 << 18, dtype=np.float32).reshape(-1, 3)
+    fortran = np.asfortranarray(array)
+    rid, rid_f = RequestId("array"), RequestId("array", "F")
+    with Engine(store=LocalStore(store_dir)) as engine:
+        engine.get(rid, FULL, lambda: array)
+        engine.get(rid_f, FULL, lambda: fortran)
+    with Engine(store=LocalStore(store_dir)) as engine:
+        back = engine.get(rid, FULL, lambda: pytest.fail("stored"))
+        back_f = engine.get(rid_f, FULL, lambda: pytest.fail("stored"))
+    assert np.array_equal(back, array) and back.dtype == array.dtype
+    assert np.array_equal(back_f, array) and back_f.flags.f_contiguous
+    assert not back.flags.writeable  # a read-only view of the mapped file, not a copy
+    assert back.ctypes.data % 64 == 0
+
+
+def test_a_value_that_cannot_be_encoded_is_returned_kept_in_memory_and_named() -> None:
+    store = RecordingStore()
+    engine = Engine(store=store)
+    lock = threading.Lock()
+    with pytest.warns(CodecWarning, match=r"'the lock'.*_thread.lock"):
+        assert engine.get(RequestId("lock"), FULL, lambda: lock, title="the lock") is lock
+    assert store.data == {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert engine.get(RequestId("lock"), FULL, lambda: None) is lock  # from memory
+    assert engine.stats()["counters"]["encode_errors"] == 1
+
+
+def test_store_errors_degrade_to_misses() -> None:
+    engine = Engine(store=BrokenStore())
+    rid = RequestId("broken")
+    calls = []
+    assert engine.get(rid, FULL, lambda: calls.append(1) or "v") == "v"
+    assert engine.get(rid, FULL, lambda: calls.append(1) or "v") == "v"  # memory still works
+    assert calls == [1]
+    assert engine.contains(rid, FULL)
+    assert not engine.contains(RequestId("other"), FULL)
+    engine.evict(rid)
+    engine.clear(CachingLevel.FULL)
+    engine.flush()
+    stats = engine.stats()
+    assert stats["store"] is None
+    assert stats["counters"]["store_errors"] >= 4
+
+
+async def test_store_errors_degrade_to_misses_in_resolve() -> None:
+    engine = Engine(store=BrokenStore())
+    assert await engine.resolve(RequestId("b"), FULL, lambda: asyncio.sleep(0, 5)) == 5
+
+
+def test_a_corrupt_stored_value_is_dropped_and_recomputed() -> None:
+    store = RecordingStore()
+    rid = RequestId("corrupt")
+    store.data[rid.disk_key] = b"\x03 definitely not a frame"
+    engine = Engine(store=store)
+    assert engine.get(rid, FULL, lambda: "fresh") == "fresh"
+    assert Engine(store=store).get(rid, FULL, lambda: pytest.fail("rewritten")) == "fresh"
+
+
+def test_evict_and_clear_reach_the_store(local_store: LocalStore) -> None:
+    engine = Engine(store=local_store)
+    a, b = RequestId("a"), RequestId("b")
+    engine.get(a, FULL, lambda: "a")
+    engine.get(b, FULL, lambda: "b")
+    engine.flush()
+    engine.evict(a)
+    assert not engine.contains(a) and engine.contains(b)
+    assert not local_store.contains(a.disk_key) and local_store.contains(b.disk_key)
+    engine.clear(MEMORY)
+    assert not engine.contains(b, MEMORY) and engine.contains(b, FULL)
+    engine.clear(FULL)
+    assert not engine.contains(b) and local_store.usage().entries == 0
+    stats = engine.stats()
+    assert stats["store"]["entries"] == 0 and stats["store"]["budget"] == local_store.budget
+
+
+def test_a_memory_flight_joined_at_full_is_stored() -> None:
+    store = RecordingStore()
+    engine = Engine(store=store)
+    rid = RequestId("upgrade")
+    started, release = threading.Event(), threading.Event()
+
+    def compute() -> str:
+        started.set()
+        release.wait(30)
+        return "v"
+
+    owner = threading.Thread(target=engine.get, args=(rid, MEMORY, compute))
+    owner.start()
+    assert started.wait(30)
+    joined: list[str] = []
+    joiner = threading.Thread(target=lambda: joined.append(engine.get(rid, FULL, compute)))
+    joiner.start()
+    deadline = time.monotonic() + 30
+    while engine.stats()["counters"]["shared"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    owner.join(30)
+    joiner.join(30)
+    assert joined == ["v"]
+    assert rid.disk_key in store.data
+
+
+LEASE_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from reckon.core import CachingLevel, Engine, LocalStore, RequestId
+    store_dir, log_path, go_path = sys.argv[1:4]
+    engine = Engine(store=LocalStore(store_dir))
+    def compute():
+        with open(log_path, "a") as log:
+            log.write(f"{os.getpid()}\\n")
+        time.sleep(0.5)
+        return "shared-" + str(os.getpid())
+    print("ready", flush=True)
+    while not os.path.exists(go_path):
+        time.sleep(0.001)
+    value = engine.get(RequestId("leased"), CachingLevel.FULL, compute)
+    print(value, engine.introspector.history()[0].outcome.value, flush=True)
+    engine.close()
+    """
+)
+
+
+def test_two_processes_asking_at_once_compute_once(tmp_path: Path) -> None:
+    store_dir, log, go = tmp_path / "store", tmp_path / "log", tmp_path / "go"
+    LocalStore(store_dir).close()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", LEASE_CHILD, str(store_dir), str(log), str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    for child in children:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+    go.touch()
+    outputs = [child.communicate(timeout=120)[0].split() for child in children]
+    assert all(child.returncode == 0 for child in children)
+    assert len(log.read_text().split()) == 1  # computed once
+    values = {out[0] for out in outputs}
+    assert len(values) == 1  # both got the one computed value
+    assert sorted(out[1] for out in outputs) == ["computed", "store_hit"]
