@@ -53,9 +53,8 @@ def encode_header(key: str, size: int, digest: bytes) -> bytes:
     kb = key.encode("utf-8")
     offset = data_offset(len(kb))
     fixed = _FIXED.pack(MAGIC, VERSION, 0, 0, size, digest, len(kb), offset)
-    check = _CHECK.pack(xxhash.xxh3_64_intdigest(fixed + kb))
-    head = fixed + check + kb
-    return head + b"\0" * (offset - len(head))
+    rest = kb + b"\0" * (offset - _PREFIX - len(kb))
+    return fixed + _CHECK.pack(xxhash.xxh3_64_intdigest(fixed + rest)) + rest
 
 
 def parse_header(buf: bytes | memoryview) -> Header | None:
@@ -68,12 +67,13 @@ def parse_header(buf: bytes | memoryview) -> Header | None:
         return None
     if magic != MAGIC or version != VERSION or offset != data_offset(klen):
         return None
-    if len(buf) < _PREFIX + klen:
+    if len(buf) < offset:
         return None
-    kb = bytes(buf[_PREFIX : _PREFIX + klen])
+    rest = bytes(buf[_PREFIX:offset])  # the key and its padding: every header byte is checked
     (check,) = _CHECK.unpack_from(buf, _FIXED.size)
-    if check != xxhash.xxh3_64_intdigest(bytes(buf[: _FIXED.size]) + kb):
+    if check != xxhash.xxh3_64_intdigest(bytes(buf[: _FIXED.size]) + rest):
         return None
+    kb = rest[:klen]
     try:
         key = kb.decode("utf-8")
     except UnicodeDecodeError:

@@ -162,7 +162,6 @@ class LocalStore:
                 f"cannot open the store index in {self.path}: {exc}. Check that the directory is "
                 "on a local filesystem you can write, or point RECKON_CACHE_DIR elsewhere"
             ) from exc
-        self._track_access = budget is not None
         self._touched: dict[str, float] = {}
         self._touched_since = time.monotonic()
         self._last_stamp = 0.0
@@ -221,8 +220,7 @@ class LocalStore:
             data = self._read_object(key, digest, size)
             if data is None:
                 return None
-        if self._track_access:
-            self._touch(key)
+        self._touch(key)
         return data
 
     def _read_object(
