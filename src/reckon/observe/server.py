@@ -210,9 +210,11 @@ class ObserveServer:
     async def stop(self) -> None:
         if self._server is None:
             return
-        self._server.close()
-        await self._server.wait_closed()
-        self._server = None
+        server, self._server = self._server, None
+        server.close()
+        # A browser may hold an idle HTTP connection open; do not wait on it for long.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), 2.0)
 
     @property
     def port(self) -> int:
