@@ -1,0 +1,264 @@
+"""Static search for things that make a function's result depend on more than its arguments.
+
+The decorator turns the list into one warning (``assume_pure=True`` silences it). The search reads
+bytecode, through the same code graph as the fingerprint (so it is transitive through the user's
+functions and classes, never through installed packages), and resolves each global reference and
+attribute chain to the object it names. Matching is by identity, so aliases are caught:
+``from time import time as now`` is still ``time.time``.
+
+What it reports: clocks (``time.*``, ``datetime.now/utcnow/today``, ``date.today``), randomness
+(the ``random`` module's functions, ``secrets``, ``os.urandom``, ``uuid.uuid1/uuid4``, numpy's
+global random functions), the environment (``os.environ``, ``os.getenv``), and file I/O
+(``open``, ``io.open``, ``os.open``, ``os.listdir`` and friends, ``pathlib.Path`` reads and writes).
+It cannot see through values computed at run time, e.g. ``getattr(time, name)()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from reckon.memo._keys_scan import Ref, scan
+
+__all__ = ["find_impurities", "known_object_name"]
+
+_table: dict[int, tuple[object, str]] | None = None
+_class_attrs: dict[tuple[int, str], str] = {}
+_objects: dict[int, tuple[object, str]] = {}
+_table_lock = threading.Lock()
+_PATH_IO = ("read_text", "read_bytes", "write_text", "write_bytes")
+
+
+def _add(obj: object, label: str) -> None:
+    if obj is not None:
+        _objects[id(obj)] = (obj, label)
+
+
+def _build() -> dict[int, tuple[object, str]]:
+    import builtins
+    import datetime
+    import io
+    import os
+    import pathlib
+    import random
+    import secrets
+    import time
+    import uuid
+
+    for name in (
+        "time",
+        "time_ns",
+        "perf_counter",
+        "perf_counter_ns",
+        "monotonic",
+        "monotonic_ns",
+        "process_time",
+        "process_time_ns",
+        "thread_time",
+        "thread_time_ns",
+        "localtime",
+        "gmtime",
+        "ctime",
+        "asctime",
+        "strftime",
+        "clock_gettime",
+        "clock_gettime_ns",
+    ):
+        _add(getattr(time, name, None), f"calls time.{name}")
+    inst = getattr(random, "_inst", None)
+    for name in dir(random):
+        obj = getattr(random, name)
+        if getattr(obj, "__self__", None) is inst and inst is not None:
+            _add(obj, f"calls random.{name}")
+    _add(random.SystemRandom, "uses random.SystemRandom")
+    for name in secrets.__all__:
+        _add(getattr(secrets, name, None), f"calls secrets.{name}")
+    _add(os.environ, "reads os.environ")
+    _add(getattr(os, "environb", None), "reads os.environb")
+    _add(os.getenv, "reads os.environ (os.getenv)")
+    _add(getattr(os, "getenvb", None), "reads os.environ (os.getenvb)")
+    _add(getattr(os, "putenv", None), "writes os.environ (os.putenv)")
+    _add(os.urandom, "calls os.urandom")
+    _add(getattr(os, "getrandom", None), "calls os.getrandom")
+    _add(uuid.uuid1, "calls uuid.uuid1")
+    _add(uuid.uuid4, "calls uuid.uuid4")
+    _add(builtins.open, "opens files (open)")
+    _add(io.FileIO, "opens files (io.FileIO)")
+    for name in ("open", "read", "write", "listdir", "scandir", "walk", "stat", "remove"):
+        _add(getattr(os, name, None), f"touches the file system (os.{name})")
+    for name in ("open", "read_text", "read_bytes", "write_text", "write_bytes", "iterdir", "glob"):
+        _add(getattr(pathlib.Path, name, None), f"touches the file system (pathlib.Path.{name})")
+    for name in ("now", "utcnow", "today"):
+        _class_attrs[(id(datetime.datetime), name)] = f"calls datetime.datetime.{name}"
+    _class_attrs[(id(datetime.date), "today")] = "calls datetime.date.today"
+    for name in (*_PATH_IO, "open", "iterdir", "glob"):
+        _class_attrs[(id(pathlib.Path), name)] = f"touches the file system (pathlib.Path.{name})"
+    _add_numpy_random()
+    return _objects
+
+
+def _add_numpy_random() -> None:
+    """numpy's legacy global generator (np.random.rand, ...), if numpy is already imported."""
+    nprandom = sys.modules.get("numpy.random")
+    if nprandom is None:
+        return
+    for name in getattr(nprandom, "__all__", ()):
+        obj = getattr(nprandom, name, None)
+        if isinstance(obj, types.BuiltinMethodType) and name != "default_rng":
+            _add(obj, f"calls numpy.random.{name}")
+
+
+def _objects_table() -> dict[int, tuple[object, str]]:
+    global _table
+    if _table is None:
+        with _table_lock:
+            if _table is None:
+                _table = _build()
+    elif "numpy.random" in sys.modules and not any(
+        label.startswith("calls numpy.random.") for _, label in _table.values()
+    ):
+        with _table_lock:
+            _add_numpy_random()
+    return _table
+
+
+def _label(obj: object) -> str | None:
+    entry = _objects_table().get(id(obj))
+    if entry is not None and entry[0] is obj:
+        return entry[1]
+    return None
+
+
+def known_object_name(value: object) -> str | None:
+    """A stable name for impure *data* objects (os.environ): the fingerprint keys them by name."""
+    entry = _objects_table().get(id(value))
+    if entry is not None and entry[0] is value and not callable(value):
+        return entry[1]
+    return None
+
+
+def _resolve(ref: Ref, globals_: dict[str, Any]) -> list[object]:
+    """Objects a reference names: the root, each module hop, and one attribute of a class."""
+    if ref.kind == "import":
+        from reckon.memo.fingerprint import _resolve_import
+
+        found = _resolve_import(ref, globals_)
+        if found is None:
+            return []
+        value: object = found[0]
+    elif ref.name in globals_:
+        value = globals_[ref.name]
+    else:
+        import builtins
+
+        value = getattr(builtins, ref.name, _NONE)
+        if value is _NONE:
+            return []
+    seen = [value]
+    for attr in ref.chain:
+        if isinstance(value, types.ModuleType):
+            nxt = getattr(value, attr, _NONE)
+            if nxt is _NONE:
+                nxt = sys.modules.get(f"{value.__name__}.{attr}", _NONE)
+            if nxt is _NONE:
+                break
+            value = nxt
+            seen.append(value)
+            continue
+        if isinstance(value, type):
+            seen.append(_ClassAttr(value, attr))
+        break
+    return seen
+
+
+class _ClassAttr:
+    __slots__ = ("attr", "cls")
+
+    def __init__(self, cls: type, attr: str) -> None:
+        self.cls = cls
+        self.attr = attr
+
+
+_NONE = object()
+
+
+def _check(obj: object) -> str | None:
+    if isinstance(obj, _ClassAttr):
+        _objects_table()
+        for klass in obj.cls.__mro__:
+            label = _class_attrs.get((id(klass), obj.attr))
+            if label is not None:
+                return label
+        return None
+    return _label(obj)
+
+
+def _function_impurities(func: types.FunctionType) -> list[str]:
+    import pathlib
+
+    found: list[str] = []
+    info = scan(func.__code__)
+    globals_ = func.__globals__
+    uses_path_class = False
+    for ref in info.refs:
+        for obj in _resolve(ref, globals_):
+            label = _check(obj)
+            if label is not None:
+                found.append(label)
+            if obj is pathlib.Path or obj is pathlib.PurePath:
+                uses_path_class = True
+    if uses_path_class:
+        for name in sorted(info.attr_names.intersection(_PATH_IO)):
+            found.append(f"touches the file system (pathlib.Path.{name})")
+    values: list[object] = list(func.__defaults__ or ()) + list(
+        (func.__kwdefaults__ or {}).values()
+    )
+    for cell in func.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:
+            continue
+    for value in values:
+        label = _label(value)
+        if label is not None:
+            found.append(label)
+    return found
+
+
+_cache: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
+def find_impurities(func: Callable[..., object]) -> list[str]:
+    """Impure things ``func`` reaches, transitively through the user's code; [] if none.
+
+    Entries found outside ``func`` itself name where: ``"calls time.time (in mod.helper)"``.
+    """
+    try:
+        cached = _cache.get(func)
+    except TypeError:
+        cached = None
+    if cached is not None:
+        return list(cached)
+    from reckon.memo.fingerprint import _classify, _Leaf, _qualname, _walk_graph
+
+    root = _classify(func)
+    result: list[str] = []
+    if not isinstance(root, _Leaf):
+        seen: set[str] = set()
+        for _depth, node, local, _earlier in _walk_graph(root):
+            if local is None or not isinstance(node, types.FunctionType):
+                continue
+            where = "" if node is root else f" (in {_qualname(node)})"
+            for label in _function_impurities(node):
+                text = label + where
+                if text not in seen:
+                    seen.add(text)
+                    result.append(text)
+    with contextlib.suppress(TypeError):
+        _cache[func] = result
+    return list(result)
