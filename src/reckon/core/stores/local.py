@@ -658,10 +658,20 @@ def _flush_at_exit() -> None:
             log.exception("store %s: flush at exit failed", store.path)
 
 
+def _before_fork() -> None:
+    # A child must see what its parent saw: queued writes reach disk before the fork (the child
+    # starts with an empty queue; the parent's writer thread does not exist in it).
+    for store in list(_open_stores):
+        try:
+            store.flush()
+        except Exception:
+            log.exception("store %s: flush before fork failed", store.path)
+
+
 def _after_fork_in_child() -> None:
     for store in list(_open_stores):
         store._after_fork_in_child()
 
 
 atexit.register(_flush_at_exit)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
