@@ -2,11 +2,55 @@
 
 The public face. Everything a user needs for everyday work is importable from here; the layers
 (``reckon.core``, ``reckon.memo``, ``reckon.observe``, ``reckon.pva``, ``reckon.service``) hold
-the rest.
+the rest. Names are loaded on first use, so ``import reckon`` stays cheap and a layer's
+dependencies are imported only by code that uses that layer.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from reckon.core import CachingLevel, Engine, LocalStore, RequestId
+    from reckon.memo import TTL, FileContents, Memoized, MemoizedGroup, memoize
+
+_EXPORTS = {
+    "memoize": "reckon.memo",
+    "Memoized": "reckon.memo",
+    "MemoizedGroup": "reckon.memo",
+    "FileContents": "reckon.memo",
+    "TTL": "reckon.memo",
+    "CachingLevel": "reckon.core",
+    "Engine": "reckon.core",
+    "RequestId": "reckon.core",
+    "LocalStore": "reckon.core",
+}
+
+__all__ = [
+    "TTL",
+    "CachingLevel",
+    "Engine",
+    "FileContents",
+    "LocalStore",
+    "Memoized",
+    "MemoizedGroup",
+    "RequestId",
+    "__version__",
+    "memoize",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reckon' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

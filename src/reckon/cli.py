@@ -30,7 +30,10 @@ def demo() -> None:
 
 
 # Layer command groups. Each line is owned by its layer; keep one line per layer.
-# (memo)     from reckon.memo.cli import app as cache_app; app.add_typer(cache_app, name="cache")
+# (memo)     cache
+from reckon.memo.cli import app as cache_app  # noqa: E402
+
+app.add_typer(cache_app, name="cache")
 # (observe)  serve / shell / top
 from reckon.observe.cli import app as observe_app  # noqa: E402
 

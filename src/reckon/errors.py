@@ -90,6 +90,11 @@ class FingerprintError(MemoError):
     """The code closure of a function could not be fingerprinted."""
 
 
+class ImpurityWarning(UserWarning):
+    """A memoized function reaches time, randomness, the environment or files: a cached result
+    may differ from a fresh call. Silence per function with ``@memoize(assume_pure=True)``."""
+
+
 # --------------------------------------------------------------------------------------------
 # observe
 # --------------------------------------------------------------------------------------------

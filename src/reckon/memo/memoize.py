@@ -36,7 +36,12 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import xxhash
 
 from reckon.core import CachingLevel, RequestId, Store
-from reckon.errors import ConfigurationError, NotMemoizableError, UnhashableArgumentError
+from reckon.errors import (
+    ConfigurationError,
+    ImpurityWarning,
+    NotMemoizableError,
+    UnhashableArgumentError,
+)
 from reckon.memo import log
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
@@ -370,11 +375,11 @@ class Memoized(Generic[P, R]):
                 impurities = find_impurities(fn)
                 if impurities:
                     warnings.warn(
-                        f"{self.name} looks impure: it reaches {', '.join(impurities)}. A cached "
+                        f"{self.name} may be impure: it {'; '.join(impurities)}. A cached "
                         f"result may not be what a new call would return. Pass the varying "
                         f"input as an argument (FileContents, TTL), or memoize(assume_pure=True) "
                         f"to silence this.",
-                        _impurity_warning(),
+                        ImpurityWarning,
                         stacklevel=4,
                     )
             self._ready = True
@@ -766,6 +771,11 @@ class Memoized(Generic[P, R]):
             return BoundMemoized(self, owner if owner is not None else type(instance))
         if instance is None:
             return self
+        if isinstance(instance, type) and self._kind == "function":
+            # ``@classmethod`` applied over ``@memoize``: classmethod binds through us with the
+            # class as the instance. Key the class by its data, as for memoize(classmethod).
+            self._kind = "classmethod"
+            self._plain_ok = False
         return BoundMemoized(self, instance)
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -856,13 +866,6 @@ def _check_memoizable(func: object) -> None:
             f"{func.__code__.co_firstlineno}): it has no name to keep its cache under across "
             f"runs. Define it with `def name(...):` and decorate that."
         )
-
-
-def _impurity_warning() -> type[Warning]:
-    import reckon.errors as errors
-
-    found = getattr(errors, "ImpurityWarning", None)
-    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
 def _load_memoized(module: str, qualname: str, config: dict[str, Any]) -> Any:

@@ -1,0 +1,138 @@
+"""FileContents, TTL and stdout replay."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reckon import TTL, FileContents, memoize
+
+calls: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    calls.clear()
+
+
+def test_filecontents_keys_by_contents_and_restores_outputs(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    @memoize(store=cache_dir, assume_pure=True)
+    def double(infile: FileContents) -> FileContents:
+        calls.append(str(infile))
+        outfile = infile + ".doubled"
+        try:
+            text = Path(infile).read_text()
+        except FileNotFoundError:
+            text = ""
+        Path(outfile).write_text(text + " " + text)
+        return outfile
+
+    file1 = FileContents(tmp_path / "file1")
+    Path(file1).write_text("hello")
+    out = double(file1)
+    assert isinstance(out, FileContents)
+    assert Path(out).read_text() == "hello hello", "reading and writing are transparent"
+    assert double.would_hit(file1), "same contents: same key"
+
+    Path(out).write_text("blah blah")
+    out = double(file1)
+    assert Path(out).read_text() == "hello hello", "a hit puts the output file back"
+    os.remove(out)
+    double(file1)
+    assert Path(out).read_text() == "hello hello"
+
+    Path(file1).write_text("world")
+    assert not double.would_hit(file1), "contents changed: a miss"
+    assert Path(double(file1)).read_text() == "world world"
+    assert len(calls) == 2
+
+    empty = FileContents(tmp_path / "missing")
+    double(empty)  # a file that does not exist is a valid argument
+    assert len(calls) == 3
+
+
+def test_filecontents_is_pathlike() -> None:
+    f = FileContents("abc")
+    assert os.fspath("123" + f) == "123abc"
+    assert os.fspath(f + "123") == "abc123"
+    assert str(f) == "abc" and repr(f) == "FileContents('abc')"
+    assert f == FileContents("abc") and hash(f) == hash(FileContents("abc"))
+
+
+def test_ttl_argument_buckets_time(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    helpers = sys.modules["reckon.memo.helpers"]
+    now = [10_000.0]
+    monkeypatch.setattr(helpers, "time", types.SimpleNamespace(time=lambda: now[0]))
+
+    @memoize(store=cache_dir)
+    def get_now(ttl: TTL) -> float:
+        calls.append(now[0])
+        return now[0]
+
+    hour = TTL(3600)
+    assert get_now(hour) == 10_000.0
+    now[0] += 100
+    assert get_now(hour) == 10_000.0
+    now[0] += 3600
+    assert get_now(hour) == 13_700.0
+    assert len(calls) == 2
+    assert repr(hour) == "TTL(3600)"
+
+
+def test_replay_stdout(cache_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    @memoize(store=cache_dir, replay_stdout=True)
+    def chatty(x: int) -> int:
+        print(f"working on {x}")
+        return x
+
+    @memoize(store=cache_dir)
+    def quiet(x: int) -> int:
+        print(f"quiet {x}")
+        return x
+
+    chatty(1)
+    assert capsys.readouterr().out == "working on 1\n"
+    chatty(1)
+    assert capsys.readouterr().out == "working on 1\n", "a hit replays what the call printed"
+    quiet(1)
+    quiet(1)
+    assert capsys.readouterr().out == "quiet 1\n", "without replay_stdout a hit prints nothing"
+
+
+def test_replay_stdout_from_another_process(cache_dir: Path, run_py: Any) -> None:
+    code = f"""
+        from reckon import memoize
+        @memoize(store={str(cache_dir)!r}, replay_stdout=True, name="chatty")
+        def chatty(x):
+            print("computing", x)
+            return x
+        chatty(7)
+    """
+    first = run_py(code)
+    second = run_py(code)
+    assert first.stdout == second.stdout == "computing 7\n"
+
+
+async def test_replay_stdout_async_tasks_do_not_mix(
+    cache_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    @memoize(store=cache_dir, replay_stdout=True)
+    async def talk(x: int) -> int:
+        for i in range(3):
+            print(f"{x}.{i}")
+            await asyncio.sleep(0)
+        return x
+
+    await asyncio.gather(talk(1), talk(2))
+    capsys.readouterr()
+    await talk(1)
+    assert capsys.readouterr().out == "1.0\n1.1\n1.2\n"
