@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from rtest_gen import rtest_pb2 as pb
-from rtest_gen.rtest_reckon import Catalog, Recommender, Stock
+from rtest_gen.rtest_reckon import Catalog, Front, Recommender, Stock
 
 from reckon.errors import ServiceCallError
 from reckon.service import CallContext, Query, Service
@@ -106,3 +106,12 @@ class PyRecommender(Service):
     async def Recommend(self, request: pb.Key, ctx: CallContext) -> pb.Item:
         item = await ctx.locate(Catalog).Get(pb.Key(id="b"))
         return pb.Item(id=item.id, title=f"because you liked {request.id}: {item.title}")
+
+
+class FrontService(Service):
+    definition = Front
+    requires = (Recommender,)
+
+    async def Suggest(self, request: pb.Key, ctx: CallContext) -> pb.Item:
+        item = await ctx.locate(Recommender).Recommend(request)
+        return pb.Item(id=item.id, title=f"front: {item.title}", count=item.count)

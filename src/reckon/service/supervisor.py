@@ -199,7 +199,8 @@ class ChildProcess:
 
     async def _probe(self) -> None:
         try:
-            ok = await health_check(self.address.grpc or "", timeout=2.0)
+            wait = max(0.5, min(2.0, self.spec.health_interval))
+            ok = await health_check(self.address.grpc or "", timeout=wait)
         except Exception:
             ok = False
         finally:

@@ -1,0 +1,162 @@
+"""Supervision of child processes with real processes and real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rtest_gen import rtest_pb2 as pb
+from rtest_gen.rtest_reckon import Catalog
+from svc_helpers import CATALOG, STOCK, make_deployment, two_services
+
+from reckon.errors import ServiceCallError
+from reckon.service import Deployment, Unit
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); look at its state.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def _until(cond: object, timeout: float = 30.0) -> None:
+    limit = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        if time.monotonic() > limit:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def _write_toml(path: Path, dep: dict[str, object]) -> None:
+    def value(v: object) -> str:
+        return json.dumps(v)  # JSON scalars and arrays of strings are valid TOML
+
+    lines = ["[unit]"]
+    for k, v in dep["unit"].items():  # type: ignore[attr-defined]
+        lines.append(f"{k} = {value(v)}")
+    for name, table in dep["services"].items():  # type: ignore[attr-defined]
+        lines.append(f"[services.{name}]")
+        for k, v in table.items():
+            lines.append(f"{k} = {value(v)}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_sigterm_stops_the_unit_children_and_temp_dirs(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    deploy = tmp_path / "deploy.toml"
+    _write_toml(deploy, make_deployment(two_services("process"), tmp_path=tmp_path))
+    status = tmp_path / "status.json"
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reckon.cli",
+            "svc",
+            "run",
+            str(deploy),
+            "--status-file",
+            str(status),
+        ],
+        env=env,
+    )
+    try:
+        limit = time.monotonic() + 60
+        while not status.exists():
+            assert proc.poll() is None, "svc run exited early"
+            assert time.monotonic() < limit, "the unit did not start"
+            time.sleep(0.05)
+        info = json.loads(status.read_text())
+        pids = [info[n]["pid"] for n in ("catalog", "stock")]
+        assert all(_alive(p) for p in pids)
+        assert any(tmp.iterdir())  # the unit's temp dirs exist while it runs
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not any(_alive(p) for p in pids)
+    assert list(tmp.iterdir()) == []
+
+
+async def test_kill_9_restarts_on_failure_and_keeps_the_port(tmp_path: Path) -> None:
+    dep = make_deployment(two_services("process"), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        child = unit.children["catalog"]
+        first = child.proc.pid  # type: ignore[union-attr]
+        first_tmp = child.tmp_dir
+        assert first_tmp is not None and first_tmp.exists()
+        os.kill(first, signal.SIGKILL)
+        await _until(lambda: child.restarts == 1 and child.state == "running")
+        assert child.exit_codes == [-9]
+        assert not first_tmp.exists()  # the dead process's temp dir was removed
+        assert child.proc.pid != first  # type: ignore[union-attr]
+        # Same address: the client does not change.
+        who = await unit.locate(Catalog).Who(pb.Empty(), timeout=20)
+        assert who.pid == child.proc.pid  # type: ignore[union-attr]
+
+
+async def test_restart_never_and_exit_when_every_process_ended(tmp_path: Path) -> None:
+    services = {
+        "stock": {**STOCK, "placement": "process", "restart": "never"},
+        "catalog": {**CATALOG, "placement": "process", "restart": "never"},
+    }
+    async with Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))) as unit:
+        pids = [c.proc.pid for c in unit.children.values()]  # type: ignore[union-attr]
+        os.kill(pids[0], signal.SIGKILL)
+        await _until(lambda: next(iter(unit.children.values())).state == "ended")
+        waiter = asyncio.ensure_future(unit.wait())
+        await asyncio.sleep(0.3)
+        assert not waiter.done()  # one process is still active
+        os.kill(pids[1], signal.SIGKILL)
+        await asyncio.wait_for(waiter, 30)
+        assert all(c.restarts == 0 for c in unit.children.values())
+
+
+async def test_time_limit_kills_a_process_that_runs_too_long(tmp_path: Path) -> None:
+    services = {"stock": {**STOCK, "placement": "process", "time_limit": 1.0, "restart": "never"}}
+    async with Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))) as unit:
+        child = unit.children["stock"]
+        await asyncio.wait_for(unit.wait(), 30)
+        assert child.kill_reason is not None and "time limit" in child.kill_reason
+        assert child.exit_codes == [-9]
+
+
+async def test_call_limit_kills_a_stuck_child_and_restarts_it(tmp_path: Path) -> None:
+    dep = make_deployment(two_services("process", call_limit=0.5), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        child = unit.children["catalog"]
+        first = child.proc.pid  # type: ignore[union-attr]
+        with pytest.raises(ServiceCallError) as info:
+            # The handler blocks its event loop: only killing the process ends the call.
+            await unit.locate(Catalog).Fail(pb.Failure(code="hang"), timeout=30)
+        assert info.value.code == "UNAVAILABLE"
+        await _until(lambda: child.restarts == 1 and child.state == "running")
+        assert child.proc.pid != first  # type: ignore[union-attr]
+        assert child.exit_codes == [-9]
+
+
+async def test_health_checks_kill_a_frozen_process(tmp_path: Path) -> None:
+    dep = make_deployment(two_services("process", health_interval=0.3), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        child = unit.children["catalog"]
+        first = child.proc.pid  # type: ignore[union-attr]
+        os.kill(first, signal.SIGSTOP)  # alive but not answering
+        await _until(lambda: child.restarts == 1 and child.state == "running", timeout=60)
+        assert child.exit_codes == [-9]
+        assert (await unit.locate(Catalog).Get(pb.Key(id="a"), timeout=20)).count == 3
