@@ -33,11 +33,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def _until(cond: object, timeout: float = 30.0) -> None:
-    limit = time.monotonic() + timeout
+async def _until(cond: object, within: float = 30.0) -> None:
+    limit = time.monotonic() + within
     while not cond():  # type: ignore[operator]
         if time.monotonic() > limit:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(0.05)
 
 
@@ -157,6 +157,6 @@ async def test_health_checks_kill_a_frozen_process(tmp_path: Path) -> None:
         child = unit.children["catalog"]
         first = child.proc.pid  # type: ignore[union-attr]
         os.kill(first, signal.SIGSTOP)  # alive but not answering
-        await _until(lambda: child.restarts == 1 and child.state == "running", timeout=60)
+        await _until(lambda: child.restarts == 1 and child.state == "running", within=60)
         assert child.exit_codes == [-9]
         assert (await unit.locate(Catalog).Get(pb.Key(id="a"), timeout=20)).count == 3

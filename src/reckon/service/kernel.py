@@ -34,7 +34,7 @@ from reckon.errors import (
 from reckon.service.auth import Authenticator, basic_header
 from reckon.service.batteries import Database, FileArea
 from reckon.service.clients import connect_client, grpc_client, inprocess_client
-from reckon.service.context import ServiceContext, User
+from reckon.service.context import CallContext, ServiceContext, User, current_call
 from reckon.service.definition import ServiceDef
 from reckon.service.deploy import Deployment, Plan, Planned, plan
 from reckon.service.endpoint import Endpoint, Tracer
@@ -62,6 +62,7 @@ class Unit:
         strict: bool | None = None,
         seed: int | None = None,
         supervise: bool = True,
+        implementations: dict[str, Any] | None = None,
     ) -> None:
         self.deployment = deployment
         self.tracer = tracer
@@ -69,6 +70,8 @@ class Unit:
         self.strict = deployment.strict if strict is None else strict
         self.seed = deployment.seed if seed is None else seed
         self.supervise = supervise
+        #: name -> implementation object or class used instead of the deployment's (mocks).
+        self.overrides = dict(implementations or {})
         self.plan: Plan | None = None
         self.endpoints: dict[str, Endpoint] = {}
         self.children: dict[str, ChildProcess] = {}
@@ -185,12 +188,15 @@ class Unit:
         )
 
     async def _start_inprocess(self, p: Planned) -> None:
-        assert self._tmp_root is not None and p.implementation is not None
+        assert self._tmp_root is not None
         name = p.spec.name
         tmp_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self._tmp_root))
         sctx = self._service_context(p, tmp_dir)
         self._contexts[name] = sctx
-        instance = p.implementation()
+        impl = self.overrides.get(name, p.implementation)
+        if impl is None:
+            raise DeploymentError(f"service {name!r} has no implementation to run in-process")
+        instance = impl() if isinstance(impl, type) else impl
         instance.ctx = sctx
         self._instances[name] = instance
         endpoint = Endpoint(
@@ -205,7 +211,11 @@ class Unit:
             tracer=self.tracer,
         )
         self.endpoints[name] = endpoint
-        await instance.ready()
+        token = current_call.set(CallContext(sctx, "ready"))  # its calls come from it
+        try:
+            await instance.ready()
+        finally:
+            current_call.reset(token)
         self.started.append(name)
         sctx.log.debug("ready")
         if name in self._exposed:

@@ -1,0 +1,137 @@
+"""reckon.testing: virtual time, seeded randomness, byte-identical traces, generated mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from rtest_gen import rtest_pb2 as pb
+from rtest_gen.rtest_reckon import Catalog, Recommender, Stock
+from svc_helpers import CATALOG, HERE, STOCK, make_deployment
+from svc_scenario import run_once
+
+from reckon.errors import DeploymentError, ServiceCallError
+from reckon.service import Unit
+from reckon.testing import Harness, mock, run_virtual
+
+
+def test_virtual_time_makes_sleeps_instant() -> None:
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await asyncio.sleep(3600)
+        order = []
+
+        async def later(d: float, tag: str) -> None:
+            await asyncio.sleep(d)
+            order.append(tag)
+
+        await asyncio.gather(later(2, "b"), later(1, "a"), later(2, "c"))
+        assert order == ["a", "b", "c"]
+        return t0, loop.time()
+
+    wall = time.monotonic()
+    t0, t1 = run_virtual(main())
+    assert (t0, t1) == (0.0, 3602.0)
+    assert time.monotonic() - wall < 5
+
+
+def test_trace_records_every_call_with_virtual_times() -> None:
+    text, result, h = run_once()
+    lines = [json.loads(x) for x in h.trace.lines]
+    assert result[-1] == "DeadlineExceededError"
+    assert result[0] == "0:because you liked a: Blue Train"
+    # Every call is there, nested ones first, with callers named.
+    assert {(x["caller"], x["callee"], x["method"]) for x in lines} == {
+        ("catalog", "stock", "Count"),
+        ("client", "catalog", "Sleep"),
+        ("client", "catalog", "Get"),
+        ("client", "recs", "Recommend"),
+        ("recs", "catalog", "Get"),
+    }
+    last = lines[-1]
+    assert last["error"]["code"] == "DEADLINE_EXCEEDED"
+    assert last["end"] - last["start"] == pytest.approx(60.0)
+    events = [(r["service"], r["event"]) for r in map(json.loads, h.logs)]
+    assert events.index(("stock", "stock ready")) < events.index(("catalog", "catalog ready"))
+
+
+def test_same_trace_on_20_runs_with_different_hash_seeds() -> None:
+    first, _, _ = run_once()
+    digest = hashlib.sha256(first.encode()).hexdigest()
+
+    def one(hash_seed: int) -> str:
+        env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+        out = subprocess.run(
+            [sys.executable, str(HERE / "svc_scenario.py")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=HERE,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        digests = list(pool.map(one, range(20)))
+    assert digests == [digest] * 20
+
+
+def test_a_different_seed_gives_a_different_trace() -> None:
+    a, _, _ = run_once(seed=1)
+    b, _, _ = run_once(seed=2)
+    assert a != b
+
+
+def test_mocks_generated_from_the_definition_isolate_one_service() -> None:
+    h = Harness(
+        make_deployment({"stock": dict(STOCK), "catalog": dict(CATALOG)}), isolate="catalog"
+    )
+    stock = h.mocks["stock"]
+    assert sorted(stock.methods) == sorted(Stock.methods)  # from the descriptor
+    stock.Count.returns(pb.Item(count=7))
+
+    async def scenario(unit: Unit) -> list[int]:
+        catalog = unit.locate(Catalog)
+        counts = [(await catalog.Get(pb.Key(id="a"))).count]
+        stock.Count.raises("NOT_FOUND")
+        counts.append((await catalog.Get(pb.Key(id="b"))).count)  # catalog copes: 0
+        stock.Count.raises("INTERNAL", "disk on fire")
+        with pytest.raises(ServiceCallError) as info:
+            await catalog.Get(pb.Key(id="c"))
+        assert info.value.code == "INTERNAL"
+        return counts
+
+    assert h.run(scenario) == [7, 0]
+    # ready() asked once, then one call per Get.
+    assert [r.id for r in stock.Count.calls] == ["a", "a", "b", "c"]
+    with pytest.raises(TypeError, match=r"returns rtest\.Item"):
+        stock.Count.returns(pb.Key())
+
+
+def test_a_command_service_must_be_mocked() -> None:
+    node = {
+        "definition": "rtest_gen.rtest_reckon:Recommender",
+        "placement": "process",
+        "command": ["node", "x.js"],
+        "requires": ["catalog"],
+    }
+    dep = make_deployment({"stock": dict(STOCK), "catalog": dict(CATALOG), "recs": node})
+    with pytest.raises(DeploymentError, match="pass a mock"):
+        Harness(dep)
+    recs = mock(Recommender)
+    recs.Recommend.responds(lambda req: pb.Item(id=req.id, title="mocked"))
+    h = Harness(dep, mocks={"recs": recs})
+
+    async def scenario(unit: Unit) -> str:
+        return (await unit.locate(Recommender).Recommend(pb.Key(id="z"))).title
+
+    assert h.run(scenario) == "mocked"
