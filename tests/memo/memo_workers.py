@@ -7,13 +7,17 @@ so the parent can count how often a body really ran, whatever process ran it.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from reckon import memoize
 from reckon.memo import MemoizedGroup
 
-GROUP = MemoizedGroup("memo-workers", store=os.environ.get("MEMO_TEST_STORE", "/tmp/unused"))
+# A private directory per process: a test that forgets to pass its group along fails (each worker
+# would get a cache of its own) instead of silently sharing a stale one.
+GROUP = MemoizedGroup("memo-workers", store=tempfile.mkdtemp(prefix="memo-workers-"))
 
 
 def _record(log: str, x: object) -> None:
@@ -22,7 +26,7 @@ def _record(log: str, x: object) -> None:
         f.flush()
 
 
-@memoize(group=GROUP)
+@memoize(group=GROUP, assume_pure=True)
 def slow_square(log: str, x: int, delay: float = 0.0) -> int:
     _record(log, x)
     if delay:
@@ -30,14 +34,15 @@ def slow_square(log: str, x: int, delay: float = 0.0) -> int:
     return x * x
 
 
-@memoize(group=GROUP)
+@memoize(group=GROUP, assume_pure=True)
 def square(log: str, x: int) -> int:
     _record(log, x)
     return x * x
 
 
-def square_all(log: str, xs: list[int]) -> list[int]:
-    return [square(log, x) for x in xs]
+def square_all(fn: Any, log: str, xs: list[int]) -> list[int]:
+    """Call the memoized ``fn`` (pickled with its group) on every x."""
+    return [fn(log, x) for x in xs]
 
 
 def body_runs(log: str) -> list[str]:

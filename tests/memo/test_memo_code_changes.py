@@ -1,0 +1,91 @@
+"""Edits between runs: a changed helper or constant is a miss, an unrelated edit still hits.
+
+Each scenario writes a module into a temp dir, runs it in a fresh interpreter, edits the file,
+and runs again; the module prints whether its body ran.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MODULE = """
+from reckon import memoize
+
+SCALE = {scale}
+
+def helper(x):
+    return x * {factor}
+
+def unrelated(x):
+    return x - {unrelated}
+
+@memoize(store={store!r}, assume_pure=True)
+def compute(x):
+    print("RAN")
+    return helper(x) * SCALE
+"""
+
+
+def _run(run_py: Any, tmp_path: Path, name: str, **values: object) -> tuple[bool, int]:
+    (tmp_path / f"{name}.py").write_text(MODULE.format(store=str(tmp_path / "cache"), **values))
+    proc = run_py(f"import {name}; v = {name}.compute(3); print('VALUE', v)", pythonpath=[tmp_path])
+    value = int(proc.stdout.split("VALUE")[1])
+    return "RAN" in proc.stdout, value
+
+
+BASE = {"scale": 1, "factor": 2, "unrelated": 1}
+
+
+@pytest.mark.parametrize(
+    ("edit", "expect_miss"),
+    [
+        ({}, False),
+        ({"unrelated": 5}, False),
+        ({"factor": 3}, True),
+        ({"scale": 10}, True),
+    ],
+    ids=["no-edit", "unrelated-edit-hits", "helper-edit-misses", "global-constant-misses"],
+)
+def test_edits_between_processes(
+    run_py: Any, tmp_path: Path, edit: dict[str, int], expect_miss: bool
+) -> None:
+    name = f"memo_edit_{abs(hash(tuple(edit.items()))) % 10**8}"
+    ran, _ = _run(run_py, tmp_path, name, **BASE)
+    assert ran
+    ran, second = _run(run_py, tmp_path, name, **{**BASE, **edit})
+    assert ran is expect_miss
+    assert second == 3 * {**BASE, **edit}["factor"] * {**BASE, **edit}["scale"]
+
+
+def test_comment_and_docstring_edits_hit(run_py: Any, tmp_path: Path) -> None:
+    name = "memo_edit_comments"
+    ran, _ = _run(run_py, tmp_path, name, **BASE)
+    assert ran
+    source = (tmp_path / f"{name}.py").read_text()
+    edited = source.replace("def helper(x):", '# a comment\n\ndef helper(x):\n    """Doc."""')
+    (tmp_path / f"{name}.py").write_text(edited)
+    proc = run_py(f"import {name}; {name}.compute(3)", pythonpath=[tmp_path])
+    assert "RAN" not in proc.stdout
+
+
+def test_fresh_process_hits_and_logs_invalidate(run_py: Any, tmp_path: Path) -> None:
+    store = tmp_path / "cache"
+    code = """
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s %(message)s")
+        from reckon import memoize
+        @memoize(store={store!r}, name="shared.f")
+        def f(x):
+            return x + {k}
+        print("VALUE", f(1))
+    """
+    one = run_py(code.format(store=str(store), k=1))
+    assert "VALUE 2" in one.stdout and "invalidate" not in one.stdout
+    same = run_py(code.format(store=str(store), k=1))
+    assert "VALUE 2" in same.stdout and "invalidate" not in same.stdout
+    changed = run_py(code.format(store=str(store), k=2))
+    assert "VALUE 3" in changed.stdout
+    assert "reckon.memo invalidate: shared.f" in changed.stdout

@@ -1,0 +1,173 @@
+"""Sharing one cache: threads, processes (leases), pools, pickling, Dask workers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import pickle
+import threading
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import memo_workers
+import pytest
+
+from reckon import MemoizedGroup, memoize
+
+
+@pytest.fixture
+def shared(cache_dir: Path, tmp_path: Path) -> str:
+    """Point the worker module's functions at this test's cache; return the body-run log."""
+    group = MemoizedGroup(f"workers-{tmp_path.name}", store=cache_dir)
+    for fn in (memo_workers.square, memo_workers.slow_square):
+        fn.group = group
+    return str(tmp_path / "runs.log")
+
+
+def test_threads_share_one_computation(cache_dir: Path) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[int] = []
+
+    @memoize(store=cache_dir)
+    def slow(x: int) -> int:
+        runs.append(x)
+        started.set()
+        assert release.wait(30)
+        return x + 1
+
+    results: list[int] = []
+    threads = [threading.Thread(target=lambda: results.append(slow(1))) for _ in range(8)]
+    threads[0].start()
+    assert started.wait(30)
+    for t in threads[1:]:
+        t.start()
+    release.set()
+    for t in threads:
+        t.join(30)
+    assert results == [2] * 8
+    assert runs == [1]
+
+
+def _overlapping(n_workers: int, n_overlap: int) -> list[list[int]]:
+    values = list(range(100, 100 + n_workers))
+    return [[values[(i + k) % n_workers] for k in range(n_overlap)] for i in range(n_workers)]
+
+
+def test_two_processes_at_once_run_the_body_once(shared: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    fn = memo_workers.slow_square
+    procs = [ctx.Process(target=_call_after_barrier, args=(barrier, shared, fn)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    runs = memo_workers.body_runs(shared)
+    assert len(runs) == 1, runs
+    assert memo_workers.slow_square.would_hit(shared, 7, 1.0)
+
+
+def _call_after_barrier(barrier: Any, log: str, fn: Any) -> None:
+    barrier.wait(60)
+    assert fn(log, 7, 1.0) == 49
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_multiprocessing_pool(shared: str, start_method: str) -> None:
+    ctx = multiprocessing.get_context(start_method)
+    calls = _overlapping(4, 3)
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(
+            memo_workers.square_all, [(memo_workers.square, shared, c) for c in calls]
+        )
+    assert results == [[x * x for x in c] for c in calls]
+    unique = {x for c in calls for x in c}
+    runs = [int(line.split()[1]) for line in memo_workers.body_runs(shared)]
+    assert set(runs) == unique
+    assert len(runs) == len(unique), "overlapping calls in different workers ran once"
+    assert all(memo_workers.square.would_hit(shared, x) for x in unique)
+
+
+def test_concurrent_futures_process_pool(shared: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        sq = memo_workers.square
+        futures = [pool.submit(sq, shared, x) for x in (1, 2, 1, 2, 3)]
+        assert [f.result(120) for f in futures] == [1, 4, 1, 4, 9]
+    runs = sorted(int(line.split()[1]) for line in memo_workers.body_runs(shared))
+    assert runs == [1, 2, 3]
+
+
+def test_repeated_multiprocessing(shared: str) -> None:
+    """charmonium bug: re-unpickling must not reset what the function already cached."""
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(3):
+        with ctx.Pool(2) as pool:
+            assert pool.starmap(memo_workers.square, [(shared, 5), (shared, 6)]) == [25, 36]
+    assert len(memo_workers.body_runs(shared)) == 2
+
+
+def test_pickle_by_reference_keeps_config(shared: str, cache_dir: Path) -> None:
+    memo_workers.square(shared, 2)
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        again = loads(dumps(memo_workers.square))
+        assert again is memo_workers.square
+        assert again.would_hit(shared, 2)
+    group = loads(dumps(memo_workers.square.group))
+    assert group is memo_workers.square.group
+
+
+def test_cloudpickle_by_value_for_local_functions(cache_dir: Path) -> None:
+    runs: list[int] = []
+
+    @memoize(store=cache_dir)
+    def local_square(x: int) -> int:
+        runs.append(x)
+        return x * x
+
+    local_square(3)
+    clone = cloudpickle.loads(cloudpickle.dumps(local_square))
+    assert clone is not local_square
+    assert clone.would_hit(3), "the clone keys like the original and reads its store"
+    assert clone(3) == 9
+    assert clone.stats()["misses"] == 0, "state restores configuration, not counters"
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(local_square)  # plain pickle cannot carry a local function
+
+
+def test_dask_local_cluster_shares_the_cache(shared: str) -> None:
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        calls = _overlapping(4, 3)
+        n = len(calls)
+        futures = client.map(
+            memo_workers.square_all, [memo_workers.square] * n, [shared] * n, calls, pure=False
+        )
+        results = client.gather(futures)
+        assert results == [[x * x for x in c] for c in calls]
+        pids = set(client.run(lambda: __import__("os").getpid()).values())
+        assert len(pids) == 2
+    unique = {x for c in calls for x in c}
+    runs = [line.split() for line in memo_workers.body_runs(shared)]
+    assert {int(x) for _pid, x in runs} == unique
+    assert len(runs) == len(unique), "each value computed once across both workers"
+    assert all(memo_workers.square.would_hit(shared, x) for x in unique)
+    # Both workers and this process see one cache: a call here is a hit.
+    assert memo_workers.square(shared, min(unique)) == min(unique) ** 2
+    assert len(memo_workers.body_runs(shared)) == len(unique)

@@ -1,0 +1,190 @@
+"""The store side: eviction by budget, the memo index (orphans, corruption), persistence."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reckon import CachingLevel, LocalStore, MemoizedGroup, memoize
+
+calls: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    calls.clear()
+
+
+def _memo_lines(caplog: pytest.LogCaptureFixture, kind: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "reckon.memo" and r.getMessage().startswith(kind + ":")
+    ]
+
+
+@pytest.mark.parametrize("policy", ["gds", "lru"])
+def test_eviction_by_group_budget(
+    cache_dir: Path, policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="reckon.memo")
+    group = MemoizedGroup(f"evict-{policy}", store=cache_dir, size="1500B", policy=policy)  # type: ignore[arg-type]
+
+    @memoize(group=group)
+    def big_fn(x: int) -> bytes:
+        calls.append(x)
+        return b"\0" * x
+
+    for x in (2, 3, 700):
+        big_fn(x)
+    group.flush()
+    # Hits answered by the memory tier never reach the store, so only store reads count as uses
+    # for the store's policy: start the re-reads from an empty memory tier.
+    group.engine.clear(CachingLevel.MEMORY)
+    for x in (2, 3, 701):
+        big_fn(x)
+    group.flush()
+    assert calls == [2, 3, 700, 701]
+    group.engine.clear(CachingLevel.MEMORY)  # look at what the store kept
+    assert not (big_fn.would_hit(700) and big_fn.would_hit(701))
+    assert big_fn.would_hit(2) and big_fn.would_hit(3)
+    usage = group.usage()["store"]
+    assert usage["bytes"] <= 1500
+    evicted = _memo_lines(caplog, "evict")
+    assert evicted and any("big_fn(70" in line for line in evicted)
+    # The evicted entry left the index too.
+    group.index.flush()
+    keys = {
+        row.args
+        for row in group.index.entries(
+            "test_memo_store.test_eviction_by_group_budget.<locals>.big_fn"
+        )
+    }
+    assert "2" in keys and "3" in keys
+    assert not {"700", "701"} <= keys
+
+
+def test_gds_keeps_what_was_expensive(cache_dir: Path) -> None:
+    """GreedyDual-Size: at equal size, the cheap-to-recompute entry goes first."""
+    store = LocalStore(cache_dir, budget=3000, policy="gds", sync=True)
+    group = MemoizedGroup("gds-cost", store=store)
+    import time
+
+    @memoize(group=group, assume_pure=True)
+    def work(x: int, seconds: float) -> bytes:
+        time.sleep(seconds)
+        return bytes([x]) * 1200
+
+    work(1, 0.2)  # expensive
+    work(2, 0.0)  # cheap
+    work(3, 0.0)  # pushes the store over budget
+    group.flush()
+    group.engine.clear(CachingLevel.MEMORY)
+    assert work.would_hit(1, 0.2), "the expensive entry is kept"
+    assert not (work.would_hit(2, 0.0) and work.would_hit(3, 0.0)), "a cheap one went"
+
+
+def test_index_lost_entry_is_recovered_not_recomputed(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture, run_py: Any
+) -> None:
+    code = f"""
+        from reckon import memoize
+        @memoize(store={str(cache_dir)!r}, name="orphans.f")
+        def f(x):
+            print("RAN")
+            return x * 2
+        print("VALUE", f(21))
+    """
+    assert "RAN" in run_py(code).stdout
+    # The index forgets the entry (a crash between store write and index write, a lost file).
+    with sqlite3.connect(cache_dir / "memo-index.sqlite") as conn:
+        conn.execute("DELETE FROM entries")
+    caplog.set_level(logging.INFO, logger="reckon.memo")
+    logged = code.replace(
+        "from reckon import memoize",
+        "import logging, sys\n        logging.basicConfig(stream=sys.stdout, level=logging.INFO)"
+        "\n        from reckon import memoize",
+    )
+    out = run_py(logged).stdout
+    assert "RAN" not in out and "VALUE 42" in out
+    assert "orphan: orphans.f(21)" in out
+    with sqlite3.connect(cache_dir / "memo-index.sqlite") as conn:
+        rows = conn.execute("SELECT function, args FROM entries").fetchall()
+    assert rows == [("orphans.f", "21")]
+
+
+def test_indexed_but_missing_value_is_reported_corrupt(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="reckon.memo")
+    group = MemoizedGroup("corrupt", store=cache_dir)
+
+    @memoize(group=group)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f(1)
+    group.flush()
+    store = group.engine.store
+    assert store is not None
+    for key in list(store.keys()):
+        store.delete(key)  # the value disappears behind the index's back
+    group.engine.clear(CachingLevel.MEMORY)
+    assert f(1) == 1
+    group.flush()
+    assert calls == [1, 1]
+    assert any(
+        "indexed but its stored value was missing" in m for m in _memo_lines(caplog, "corrupt")
+    )
+
+
+def test_memory_level_never_touches_the_store(cache_dir: Path) -> None:
+    group = MemoizedGroup("memory-only", store=cache_dir)
+
+    @memoize(group=group, level=CachingLevel.MEMORY)
+    def f(x: int) -> int:
+        calls.append(x)
+        return x
+
+    f(1)
+    f(1)
+    group.flush()
+    assert calls == [1]
+    assert group.usage()["store"]["entries"] == 0
+    f.clear()
+    f(1)
+    assert calls == [1, 1]
+
+
+def test_clear_removes_every_code_version(cache_dir: Path) -> None:
+    group = MemoizedGroup("versions", store=cache_dir)
+
+    def make(version: str) -> Any:
+        @memoize(group=group, name="versioned.f", version=version)
+        def f(x: int) -> int:
+            calls.append((version, x))
+            return x
+
+        return f
+
+    v1, v2 = make("1"), make("2")
+    v1(1)
+    v2(1)
+    assert calls == [("1", 1), ("2", 1)]
+    assert v1.clear() == 2
+    group.flush()
+    assert group.usage()["store"]["entries"] == 0
+
+
+def test_group_pickles_as_configuration(cache_dir: Path) -> None:
+    import pickle
+
+    group = MemoizedGroup("pickled", store=cache_dir, size="2 MiB", policy="lru")
+    again = pickle.loads(pickle.dumps(group))
+    assert again is group
+    assert repr(group).startswith("MemoizedGroup('pickled'")
