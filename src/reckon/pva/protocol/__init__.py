@@ -5,7 +5,9 @@ No sockets, no asyncio, nothing of reckon: stdlib plus optional numpy. See docs/
 
 from __future__ import annotations
 
+from . import nt
 from ._bitset import BitSet
+from ._codec import Codec, decode_partial, decode_value, encode_partial, encode_value
 from ._connection import (
     NEED_DATA,
     ChannelInfo,
@@ -36,7 +38,9 @@ from ._errors import (
 )
 from ._events import *  # noqa: F403
 from ._events import __all__ as _events_all
+from ._pvrequest import pv_request, request_fields, request_options
 from ._status import Status
+from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (
     BoundedString,
     FieldDesc,
@@ -56,6 +60,7 @@ __all__ = [
     "NEED_DATA",
     "BitSet",
     "BoundedString",
+    "Codec",
     "ChannelInfo",
     "ChannelState",
     "ClientConnection",
@@ -89,8 +94,20 @@ __all__ = [
     "Variant",
     "VariantArray",
     "VariantValue",
+    "TypeRecvCache",
+    "TypeSendCache",
+    "decode_partial",
+    "decode_type",
+    "decode_value",
+    "encode_partial",
+    "encode_type",
+    "encode_value",
     "infer_type",
+    "nt",
     "parse_type",
+    "pv_request",
+    "request_fields",
+    "request_options",
     "values_equal",
     *_events_all,
 ]

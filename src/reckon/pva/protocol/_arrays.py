@@ -112,14 +112,18 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
                 arr = src.astype(dt, casting="unsafe")
             return int(arr.size), arr.tobytes()
         except (TypeError, ValueError, OverflowError) as exc:
-            raise LocalProtocolError(f"cannot encode {value!r:.80} as a {kind!r} array: {exc}") from None
+            raise LocalProtocolError(
+                f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
+            ) from None
     try:
         seq = list(value)  # type: ignore[call-overload]
         if kind == "?":
             return len(seq), bytes(1 if x else 0 for x in seq)
         a = _array.array(_ARRAY_CODES[kind], seq)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise LocalProtocolError(f"cannot encode {value!r:.80} as a {kind!r} array: {exc}") from None
+        raise LocalProtocolError(
+            f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
+        ) from None
     if big_endian != NATIVE_BIG and a.itemsize > 1:
         a.byteswap()
     return len(a), a.tobytes()

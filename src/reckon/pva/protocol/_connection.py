@@ -2,22 +2,84 @@
 
 ``receive_data(bytes)`` buffers, ``next_event()`` returns an event or ``NEED_DATA``,
 ``send(event)`` returns the bytes to write. The connections track the handshake, channels
-(cid/sid), operations (ioid) and their states, the per-direction type caches and the byte order,
-and refuse what the state does not allow: a bad peer gets RemoteProtocolError (sticky: the
-connection stays in ERROR), a bad local ``send`` gets LocalProtocolError (the state is left as
-it was).
+(cid/sid), operations (ioid) and their states (tables in ``_state.py``), the per-direction
+type caches and the byte order, and refuse what the state does not allow: a bad peer gets
+RemoteProtocolError (sticky: the connection stays in ERROR), a bad local ``send`` gets
+LocalProtocolError (the state is left as it was).
+
+The protocol has no acknowledgement of destroy, so a message for a channel or operation that
+this side destroyed a moment ago is normal: such messages are decoded (to keep the type cache
+right) and dropped. Responses the local user sends for them become ``b""``.
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
+import struct
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ._constants import Command
-from ._events import Event
-from ._types import FieldDesc, Structure
+from ._codec import Codec
+from ._constants import HEADER_SIZE, Command, ControlCommand, Flags
+from ._errors import (
+    DecodeError,
+    LimitExceededError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from ._events import (
+    AckTotalBytesReceived,
+    ArrayGetResponse,
+    ArrayPut,
+    CancelRequest,
+    ConnectionClosed,
+    ConnectionValidated,
+    ConnectionValidationRequest,
+    ControlEchoRequest,
+    ControlEchoResponse,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    DestroyChannel,
+    DestroyRequest,
+    Event,
+    GetField,
+    GetFieldResponse,
+    MarkTotalBytesSent,
+    Message,
+    MonitorAck,
+    MonitorDestroy,
+    MonitorFinish,
+    MonitorStart,
+    MonitorStop,
+    MonitorUpdate,
+    SetByteOrder,
+)
+from ._header import Framer, encode_header
+from ._messages import (
+    OpContext,
+    decode_op_init,
+    decode_op_request,
+    decode_op_response,
+    decode_simple,
+    encode_array_event,
+    encode_event,
+    op_ids,
+)
+from ._state import (
+    EXEC_RESPONSES,
+    EXECS,
+    HANDSHAKE,
+    INIT_RESPONSES,
+    INITS,
+    ChannelState,
+    ConnectionState,
+    RequestState,
+    Role,
+)
+from ._typecodec import TypeRecvCache, TypeSendCache
 
 
 class _Sentinel:
@@ -34,34 +96,6 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 """Returned by ``next_event()`` when the buffered bytes hold no complete message."""
 
 
-class Role(enum.Enum):
-    CLIENT = "client"
-    SERVER = "server"
-
-
-class ConnectionState(enum.Enum):
-    """Handshake states; the same names on both sides (see docs/pva-protocol.md)."""
-
-    IDLE = "idle"
-    VALIDATION_REQUESTED = "validation requested"
-    VALIDATION_ANSWERED = "validation answered"
-    VALIDATED = "validated"
-    CLOSED = "closed"
-    ERROR = "error"
-
-
-class ChannelState(enum.Enum):
-    CREATING = "creating"
-    CONNECTED = "connected"
-
-
-class RequestState(enum.Enum):
-    INIT_PENDING = "init pending"
-    READY = "ready"
-    EXECUTING = "executing"
-    RUNNING = "running"  # a started monitor
-
-
 @dataclass
 class ChannelInfo:
     cid: int
@@ -70,24 +104,37 @@ class ChannelInfo:
     state: ChannelState = ChannelState.CREATING
 
 
-@dataclass
-class RequestInfo:
+@dataclass(kw_only=True)
+class RequestInfo(OpContext):
+    """One operation: its ids, state and the types/values its messages need."""
+
     ioid: int
     sid: int
-    command: Command
     state: RequestState = RequestState.INIT_PENDING
-    type: FieldDesc | None = None
-    get_type: Structure | None = None
     queue_size: int | None = None
     last: bool = False
-    subcommand: int = 0
-    value: Any = None
-    get_value: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    cancelled: bool = False
 
 
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
+_TOMBSTONES = 1024
+_LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError, KeyError)
+_CONTROL_EVENTS: dict[type, ControlCommand] = {
+    SetByteOrder: ControlCommand.SET_BYTE_ORDER,
+    MarkTotalBytesSent: ControlCommand.MARK_TOTAL_BYTES_SENT,
+    AckTotalBytesReceived: ControlCommand.ACK_TOTAL_BYTES_RECEIVED,
+    ControlEchoRequest: ControlCommand.ECHO_REQUEST,
+    ControlEchoResponse: ControlCommand.ECHO_RESPONSE,
+}
+_ANY_STATE = (
+    ControlEchoRequest,
+    ControlEchoResponse,
+    MarkTotalBytesSent,
+    AckTotalBytesReceived,
+    SetByteOrder,
+)
+_IGNORED_COMMANDS = (Command.ACL_CHANGE, Command.MULTIPLE_DATA)
 
 
 class _Connection:
@@ -103,40 +150,601 @@ class _Connection:
         max_requests: int = 65536,
         use_numpy: bool = True,
         cache_types: bool = False,
+        segment_size: int | None = None,
     ) -> None:
-        raise NotImplementedError
+        if max_message_size < 16:
+            raise LocalProtocolError("max_message_size must be at least 16 bytes")
+        if segment_size is not None and segment_size < 8:
+            raise LocalProtocolError("segment_size must be at least 8 bytes")
+        self.state = ConnectionState.IDLE
+        #: byte order we send in (a client adopts the server's from SetByteOrder)
+        self.big_endian = big_endian
+        self.max_channels = max_channels
+        self.max_requests = max_requests
+        self.segment_size = segment_size
+        self._server = self.role is Role.SERVER
+        self._framer = Framer(max_message_size, expect_from_server=not self._server)
+        self._tx = Codec(
+            big_endian=big_endian,
+            max_depth=max_depth,
+            use_numpy=use_numpy,
+            send_cache=TypeSendCache() if cache_types else None,
+        )
+        self._rx = Codec(max_depth=max_depth, use_numpy=use_numpy, recv_cache=TypeRecvCache())
+        self._pending: deque[Event] = deque()
+        self._error: RemoteProtocolError | None = None
+        self._eof = False
+        self._closed_reported = False
+        # server: sid -> channel (and cid -> channel while creating); client: cid -> channel
+        self._channels: dict[int, ChannelInfo] = {}
+        self._creating: dict[int, ChannelInfo] = {}
+        self._dead_channels: OrderedDict[int, None] = OrderedDict()
+        self._requests: dict[int, RequestInfo] = {}
+        self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
+        self.bytes_sent = 0
 
-    state: ConnectionState
-    big_endian: bool
-
+    # ----------------------------------------------------------------------- public
     @property
     def channels(self) -> Mapping[int, ChannelInfo]:
         """Live channels keyed by sid (server) or cid (client)."""
-        raise NotImplementedError
+        return self._channels
 
     @property
     def requests(self) -> Mapping[int, RequestInfo]:
         """Live operations keyed by ioid."""
-        raise NotImplementedError
+        return self._requests
 
-    def receive_data(self, data: bytes) -> None:
+    @property
+    def bytes_received(self) -> int:
+        return self._framer.bytes_received
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events (bounded by max_message_size)."""
+        return self._framer.buffered
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Buffer bytes from the peer; ``b""`` means the peer closed the stream."""
-        raise NotImplementedError
+        if self._error is not None:
+            raise self._error
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("receive_data after the end of the stream")
+        self._framer.feed(data)
 
     def next_event(self) -> Event | Any:
         """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input (sticky)."""
-        raise NotImplementedError
+        if self._error is not None:
+            raise self._error
+        if self._pending:
+            return self._pending.popleft()
+        while True:
+            try:
+                msg = self._framer.next_message()
+                if msg is None:
+                    if self._eof and not self._closed_reported:
+                        self._closed_reported = True
+                        self.state = ConnectionState.CLOSED
+                        return ConnectionClosed()
+                    return NEED_DATA
+                header, payload = msg
+                events = self._receive(header.command, header.flags, header.size, payload)
+            except RemoteProtocolError as exc:
+                self._fail(exc)
+            except LocalProtocolError as exc:  # an event built from wire data was invalid
+                self._fail(DecodeError(str(exc)))
+            except _LOW_LEVEL as exc:
+                self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))
+            if events:
+                self._pending.extend(events[1:])
+                return events[0]
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
-        raise NotImplementedError
+        while True:
+            ev = self.next_event()
+            if ev is NEED_DATA:
+                return
+            yield ev
+            if isinstance(ev, ConnectionClosed):
+                return
 
     def send(self, event: Event) -> bytes:
         """Bytes for one event; LocalProtocolError if the state does not allow it."""
-        raise NotImplementedError
+        if self._error is not None:
+            raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
+        if not isinstance(event, Event):
+            raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
+        ctl = _CONTROL_EVENTS.get(type(event))
+        if ctl is not None:
+            return self._send_control(event, ctl)
+        commit = self._check_send(event)
+        if commit is None:
+            return b""
+        event, op = commit
+        self._tx.big_endian = self.big_endian
+        if isinstance(event, (ArrayPut, ArrayGetResponse)):
+            cmd, payload = encode_array_event(event, self._tx, op)
+        else:
+            cmd, payload = encode_event(event, self._tx, op)
+        self._commit_send(event)
+        data = self._frame(cmd, payload)
+        self.bytes_sent += len(data)
+        return data
 
     def send_many(self, events: Iterable[Event]) -> bytes:
-        raise NotImplementedError
+        return b"".join(self.send(e) for e in events)
+
+    # ------------------------------------------------------------------- framing
+    def _flags(self) -> int:
+        return Flags.FROM_SERVER if self._server else 0
+
+    def _frame(self, cmd: int, payload: bytes) -> bytes:
+        be = self.big_endian
+        seg = self.segment_size
+        if seg is None or len(payload) <= seg:
+            return encode_header(cmd, self._flags(), len(payload), be) + payload
+        parts = [payload[i : i + seg] for i in range(0, len(payload), seg)]
+        out = bytearray()
+        for i, part in enumerate(parts):
+            if i == 0:
+                f = Flags.SEGMENT_FIRST
+            elif i == len(parts) - 1:
+                f = Flags.SEGMENT_LAST
+            else:
+                f = Flags.SEGMENT_MIDDLE
+            out += encode_header(cmd, self._flags() | f, len(part), be)
+            out += part
+        return bytes(out)
+
+    def _send_control(self, event: Event, ctl: ControlCommand) -> bytes:
+        value = 0
+        be = self.big_endian
+        if isinstance(event, SetByteOrder):
+            if not self._server:
+                raise LocalProtocolError("only the server sends SetByteOrder")
+            be = event.big_endian
+            self.big_endian = be
+        elif isinstance(event, (MarkTotalBytesSent, AckTotalBytesReceived)):
+            value = event.total
+        elif isinstance(event, (ControlEchoRequest, ControlEchoResponse)):
+            value = event.value
+        data = encode_header(ctl, self._flags() | Flags.CONTROL, value, be)
+        self.bytes_sent += len(data)
+        return data
+
+    def _fail(self, exc: RemoteProtocolError) -> Any:
+        self._error = exc
+        self.state = ConnectionState.ERROR
+        raise exc
+
+    # ------------------------------------------------------------------- receiving
+    def _receive(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
+        if flags & Flags.CONTROL:
+            if cmd == ControlCommand.SET_BYTE_ORDER:
+                be = bool(flags & Flags.BIG_ENDIAN)
+                if not self._server:
+                    self.big_endian = be
+                return [SetByteOrder(be)]
+            if cmd == ControlCommand.MARK_TOTAL_BYTES_SENT:
+                return [MarkTotalBytesSent(size)]
+            if cmd == ControlCommand.ACK_TOTAL_BYTES_RECEIVED:
+                return [AckTotalBytesReceived(size)]
+            if cmd == ControlCommand.ECHO_REQUEST:
+                return [ControlEchoRequest(size)]
+            if cmd == ControlCommand.ECHO_RESPONSE:
+                return [ControlEchoResponse(size)]
+            return []  # unknown control messages carry nothing: ignore, like pvxs
+        self._rx.big_endian = bool(flags & Flags.BIG_ENDIAN)
+        if cmd in _IGNORED_COMMANDS:
+            return []
+        if cmd in (Command.BEACON, Command.ORIGIN_TAG):
+            raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
+        if cmd in _OP_COMMANDS:
+            self._require_validated(cmd)
+            return self._receive_op(cmd, payload)
+        try:
+            known = Command(cmd)
+        except ValueError:
+            raise DecodeError(f"unknown command 0x{cmd:02x}") from None
+        events = decode_simple(known, payload, self._rx, from_server=not self._server)
+        out: list[Event] = []
+        for ev in events:
+            if self._accept(ev):
+                out.append(ev)
+        return out
+
+    def _require_validated(self, cmd: int) -> None:
+        if self.state is not ConnectionState.VALIDATED:
+            raise RemoteProtocolError(
+                f"command 0x{cmd:02x} before the connection was validated (state {self.state.value})"
+            )
+
+    def _accept(self, ev: Event) -> bool:
+        """Apply a received non-operation event to the state; False drops it silently."""
+        key = (self.role, "recv", type(ev))
+        table = HANDSHAKE.get(key)
+        if table is not None:
+            new = table.get(self.state)
+            if new is None:
+                raise RemoteProtocolError(
+                    f"{type(ev).__name__} not expected in state {self.state.value}"
+                )
+            if isinstance(ev, ConnectionValidated) and not ev.status.success:
+                return True
+            self.state = new
+            return True
+        if isinstance(ev, ConnectionValidationRequest) or isinstance(ev, ConnectionValidated):
+            raise RemoteProtocolError(f"{type(ev).__name__} in the wrong direction")
+        name = type(ev).__name__
+        if name in ("Echo", "Message", "SearchRequest", "SearchResponse", "AuthNZ"):
+            if name == "SearchRequest" and not self._server:
+                raise RemoteProtocolError("a server sent a search request")
+            if name == "SearchResponse" and self._server:
+                raise RemoteProtocolError("a client sent a search response")
+            return True
+        self._require_validated(0)
+        if isinstance(ev, CreateChannelRequest):
+            if not self._server:
+                raise RemoteProtocolError("a server sent CreateChannelRequest")
+            if ev.cid in self._creating or any(c.cid == ev.cid for c in self._channels.values()):
+                raise RemoteProtocolError(f"channel cid {ev.cid} is already in use")
+            if len(self._channels) + len(self._creating) >= self.max_channels:
+                raise LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
+            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
+            return True
+        if isinstance(ev, CreateChannelResponse):
+            if self._server:
+                raise RemoteProtocolError("a client sent CreateChannelResponse")
+            ch = self._creating.pop(ev.cid, None)
+            if ch is None:
+                if ev.cid in self._dead_channels:
+                    return False
+                raise RemoteProtocolError(f"create channel response for unknown cid {ev.cid}")
+            if ev.status.success:
+                ch.sid = ev.sid
+                ch.state = ChannelState.CONNECTED
+                self._channels[ev.cid] = ch
+            return True
+        if isinstance(ev, DestroyChannel):
+            key_id = ev.sid if self._server else ev.cid
+            if key_id in self._channels:
+                self._drop_channel(key_id)
+                return True
+            if key_id in self._dead_channels:
+                return not self._server  # the server's echo confirms our destroy
+            raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
+        if isinstance(ev, (DestroyRequest, CancelRequest)):
+            req = self._requests.get(ev.ioid)
+            if req is None:
+                if ev.ioid in self._dead_requests:
+                    return False
+                raise RemoteProtocolError(f"{name} for unknown ioid {ev.ioid}")
+            if req.sid != ev.sid:
+                raise RemoteProtocolError(f"{name}: ioid {ev.ioid} is not on channel sid {ev.sid}")
+            if isinstance(ev, DestroyRequest):
+                self._drop_request(ev.ioid)
+            elif req.state is RequestState.EXECUTING:
+                req.state = RequestState.READY
+                req.cancelled = True
+            return True
+        raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
+
+    # ------------------------------------------------------------------ operations
+    def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
+        req = self._requests.get(ioid)
+        if req is not None:
+            return req, True
+        return self._dead_requests.get(ioid), False
+
+    def _receive_op(self, cmd: int, data: bytes) -> list[Event]:
+        sid, ioid, sub = op_ids(cmd, data, self._rx.big_endian, not self._server)
+        if self._server:
+            return self._server_op(cmd, sid, ioid, sub, data)
+        return self._client_op(cmd, ioid, data)
+
+    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
+        is_init = cmd != Command.GET_FIELD and sub & 0x08
+        if is_init or cmd == Command.GET_FIELD:
+            if sid not in self._channels:
+                if sid in self._dead_channels:
+                    return []
+                raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+            if ioid in self._requests:
+                raise RemoteProtocolError(f"ioid {ioid} is already in use")
+            if len(self._requests) >= self.max_requests:
+                raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
+            if cmd == Command.GET_FIELD:
+                [ev] = decode_op_request(cmd, data, self._rx, OpContext(command=cmd))
+                state = RequestState.EXECUTING
+            else:
+                ev = decode_op_init(cmd, data, self._rx)
+                state = RequestState.INIT_PENDING
+            self._dead_requests.pop(ioid, None)
+            req = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+            req.queue_size = getattr(ev, "queue_size", None)
+            self._requests[ioid] = req
+            return [ev]
+        req, live = self._lookup(ioid)
+        if req is None:
+            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if req.command != cmd:
+            raise RemoteProtocolError(
+                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
+            )
+        if req.sid != sid:
+            raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
+        if req.state is RequestState.INIT_PENDING:
+            raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
+        events = decode_op_request(cmd, data, self._rx, req)
+        if not live:
+            return []
+        out: list[Event] = []
+        for ev in events:
+            t = type(ev)
+            if t in EXECS:
+                if req.state is not RequestState.READY:
+                    raise RemoteProtocolError(
+                        f"{t.__name__} on ioid {ioid} while it is {req.state.value}"
+                    )
+                req.state = RequestState.EXECUTING
+                req.cancelled = False
+                req.last = bool(getattr(ev, "destroy", False))
+            elif t is MonitorStart:
+                req.state = RequestState.RUNNING
+            elif t is MonitorStop:
+                req.state = RequestState.READY
+            elif t is MonitorDestroy:
+                self._drop_request(ioid)
+            out.append(ev)
+        return out
+
+    def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
+        req, live = self._lookup(ioid)
+        if req is None:
+            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if req.command != cmd:
+            raise RemoteProtocolError(
+                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
+            )
+        ev = decode_op_response(cmd, data, self._rx, req)
+        if not live:
+            return []
+        t = type(ev)
+        if t in INIT_RESPONSES:
+            if req.state is not RequestState.INIT_PENDING:
+                raise RemoteProtocolError(f"second init response for ioid {ioid}")
+            if ev.status.success:
+                req.state = RequestState.READY
+            else:
+                self._drop_request(ioid)
+        elif t in EXEC_RESPONSES or t is GetFieldResponse:
+            if req.state is not RequestState.EXECUTING:
+                if req.cancelled:
+                    return []
+                raise RemoteProtocolError(f"{t.__name__} for ioid {ioid} that is not executing")
+            if getattr(ev, "destroy", False) or t is GetFieldResponse:
+                self._drop_request(ioid)
+            else:
+                req.state = RequestState.READY
+        elif t is MonitorUpdate:
+            if req.state is RequestState.INIT_PENDING:
+                raise RemoteProtocolError(f"monitor update for ioid {ioid} before its init")
+        elif t is MonitorFinish:
+            self._drop_request(ioid)
+        return [ev]
+
+    def _drop_request(self, ioid: int) -> None:
+        req = self._requests.pop(ioid, None)
+        if req is not None:
+            self._dead_requests[ioid] = req
+            while len(self._dead_requests) > _TOMBSTONES:
+                self._dead_requests.popitem(last=False)
+
+    def _drop_channel(self, key: int) -> None:
+        ch = self._channels.pop(key)
+        self._dead_channels[key] = None
+        while len(self._dead_channels) > _TOMBSTONES:
+            self._dead_channels.popitem(last=False)
+        for ioid in [i for i, r in self._requests.items() if r.sid == ch.sid]:
+            self._drop_request(ioid)
+
+    # ------------------------------------------------------------------ sending
+    def _check_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
+        """Validate ``ev`` against the state (no changes yet). None = drop silently."""
+        t = type(ev)
+        table = HANDSHAKE.get((self.role, "send", t))
+        if table is not None:
+            if self.state not in table:
+                raise LocalProtocolError(f"cannot send {t.__name__} in state {self.state.value}")
+            return ev, None
+        if isinstance(ev, (ConnectionValidationRequest, ConnectionValidated)) or (
+            t.__name__ == "ConnectionValidationResponse"
+        ):
+            raise LocalProtocolError(f"a {self.role.value} does not send {t.__name__}")
+        name = t.__name__
+        if name in ("Beacon", "OriginTag"):
+            raise LocalProtocolError(f"{name} is a UDP message: use Discovery")
+        if name in ("Echo", "AuthNZ", "Message", "SearchRequest", "SearchResponse"):
+            return ev, None
+        if self.state is not ConnectionState.VALIDATED:
+            raise LocalProtocolError(f"cannot send {name} before the connection is validated")
+        if self._server:
+            return self._check_server_send(ev)
+        return self._check_client_send(ev)
+
+    def _check_server_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
+        t = type(ev)
+        if isinstance(ev, CreateChannelResponse):
+            if ev.cid not in self._creating:
+                raise LocalProtocolError(f"no pending create channel for cid {ev.cid}")
+            if ev.status.success and ev.sid in self._channels:
+                raise LocalProtocolError(f"sid {ev.sid} is already in use")
+            return ev, None
+        if isinstance(ev, DestroyChannel):
+            if ev.sid in self._channels or ev.sid in self._dead_channels:
+                return ev, None
+            raise LocalProtocolError(f"no channel sid {ev.sid}")
+        ioid = getattr(ev, "ioid", None)
+        if ioid is None:
+            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        req = self._requests.get(ioid)
+        if req is None:
+            if ioid in self._dead_requests:
+                return None  # the client destroyed it meanwhile
+            raise LocalProtocolError(f"no operation ioid {ioid}")
+        cmd = INIT_RESPONSES.get(t)
+        if cmd is not None:
+            if req.command != cmd or req.state is not RequestState.INIT_PENDING:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not waiting for an init")
+            return ev, self._with_types(req, ev)
+        cmd = EXEC_RESPONSES.get(t)
+        if cmd is not None or t is GetFieldResponse:
+            if t is not GetFieldResponse and req.command != cmd:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
+            if req.state is not RequestState.EXECUTING:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not executing")
+            if req.last and not getattr(ev, "destroy", True):
+                ev = dataclasses.replace(ev, destroy=True)  # type: ignore[type-var]
+            return ev, req
+        if t in (MonitorUpdate, MonitorFinish):
+            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
+            return ev, req
+        raise LocalProtocolError(f"a server does not send {t.__name__}")
+
+    def _with_types(self, req: RequestInfo, ev: Event) -> RequestInfo:
+        return req
+
+    def _check_client_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
+        t = type(ev)
+        if isinstance(ev, CreateChannelRequest):
+            if ev.cid in self._creating or ev.cid in self._channels:
+                raise LocalProtocolError(f"cid {ev.cid} is already in use")
+            return ev, None
+        if isinstance(ev, DestroyChannel):
+            ch = self._channels.get(ev.cid)
+            if ch is None or ch.sid != ev.sid:
+                raise LocalProtocolError(f"no connected channel cid {ev.cid} sid {ev.sid}")
+            return ev, None
+        sid = getattr(ev, "sid", None)
+        ioid = getattr(ev, "ioid", None)
+        if sid is None or ioid is None:
+            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        if t in INITS or t is GetField:
+            if not any(c.sid == sid for c in self._channels.values()):
+                raise LocalProtocolError(f"no connected channel with sid {sid}")
+            if ioid in self._requests:
+                raise LocalProtocolError(f"ioid {ioid} is already in use")
+            return ev, None
+        req = self._requests.get(ioid)
+        if req is None or req.sid != sid:
+            raise LocalProtocolError(f"no operation ioid {ioid} on channel sid {sid}")
+        if t in EXECS:
+            if req.command != EXECS[t]:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
+            if req.state is not RequestState.READY:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is {req.state.value}")
+            return ev, req
+        if t in (MonitorStart, MonitorStop, MonitorAck, MonitorDestroy):
+            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
+                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
+            return ev, req
+        if t in (DestroyRequest, CancelRequest):
+            return ev, req
+        raise LocalProtocolError(f"a client does not send {t.__name__}")
+
+    def _commit_send(self, ev: Event) -> None:
+        """Apply a sent event to the state (after it encoded without error)."""
+        t = type(ev)
+        table = HANDSHAKE.get((self.role, "send", t))
+        if table is not None:
+            if isinstance(ev, ConnectionValidated) and not ev.status.success:
+                return
+            self.state = table[self.state]
+            return
+        if isinstance(ev, CreateChannelResponse):
+            ch = self._creating.pop(ev.cid)
+            if ev.status.success:
+                ch.sid = ev.sid
+                ch.state = ChannelState.CONNECTED
+                self._channels[ev.sid] = ch
+            return
+        if isinstance(ev, CreateChannelRequest):
+            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
+            return
+        if isinstance(ev, DestroyChannel):
+            key = ev.sid if self._server else ev.cid
+            if key in self._channels:
+                self._drop_channel(key)
+            return
+        ioid = getattr(ev, "ioid", None)
+        if ioid is None:
+            return
+        if self._server:
+            req = self._requests.get(ioid)
+            if req is None:
+                return
+            if t in INIT_RESPONSES:
+                if ev.status.success:
+                    req.state = RequestState.READY
+                    req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+                    req.get_type = getattr(ev, "get_type", None)
+                else:
+                    self._drop_request(ioid)
+            elif t in EXEC_RESPONSES or t is GetFieldResponse:
+                if getattr(ev, "destroy", False) or t is GetFieldResponse:
+                    self._drop_request(ioid)
+                else:
+                    req.state = RequestState.READY
+            elif t is MonitorFinish:
+                self._drop_request(ioid)
+            return
+        # client
+        sid = getattr(ev, "sid", 0)
+        if t in INITS or t is GetField:
+            self._dead_requests.pop(ioid, None)
+            req = RequestInfo(
+                command=INITS.get(t, Command.GET_FIELD),
+                ioid=ioid,
+                sid=sid,
+                state=RequestState.EXECUTING if t is GetField else RequestState.INIT_PENDING,
+            )
+            req.queue_size = getattr(ev, "queue_size", None)
+            self._requests[ioid] = req
+            return
+        req = self._requests.get(ioid)
+        if req is None:
+            return
+        if t in EXECS:
+            req.state = RequestState.EXECUTING
+            req.cancelled = False
+            req.last = bool(getattr(ev, "destroy", False))
+        elif t is MonitorStart:
+            req.state = RequestState.RUNNING
+        elif t is MonitorStop:
+            req.state = RequestState.READY
+        elif t in (DestroyRequest, MonitorDestroy):
+            self._drop_request(ioid)
+        elif t is CancelRequest and req.state is RequestState.EXECUTING:
+            req.state = RequestState.READY
+            req.cancelled = True
+
+
+_OP_COMMANDS = frozenset(
+    {
+        Command.GET,
+        Command.PUT,
+        Command.PUT_GET,
+        Command.MONITOR,
+        Command.ARRAY,
+        Command.PROCESS,
+        Command.GET_FIELD,
+        Command.RPC,
+    }
+)
 
 
 class ServerConnection(_Connection):
@@ -146,10 +754,29 @@ class ServerConnection(_Connection):
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
         """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
-        raise NotImplementedError
+        return self.send(SetByteOrder(self.big_endian)) + self.send(
+            ConnectionValidationRequest(tuple(auth_methods))
+        )
 
 
 class ClientConnection(_Connection):
     """The client side of one TCP connection."""
 
     role = Role.CLIENT
+
+
+__all__ = [
+    "HEADER_SIZE",
+    "NEED_DATA",
+    "ChannelInfo",
+    "ChannelState",
+    "ClientConnection",
+    "ConnectionState",
+    "Message",
+    "MonitorAck",
+    "ProtocolError",
+    "RequestInfo",
+    "RequestState",
+    "Role",
+    "ServerConnection",
+]

@@ -1,8 +1,23 @@
-"""Discovery: UDP datagrams (search, search response, beacon, origin tag), without sockets."""
+"""Discovery: UDP datagrams (search, search response, beacon, origin tag), without sockets.
+
+A datagram holds one or more whole messages (pvxs prefixes forwarded searches with an origin
+tag). UDP messages are never segmented and never control messages.
+"""
 
 from __future__ import annotations
 
-from ._events import Event
+import struct
+
+from ._codec import Codec
+from ._constants import HEADER_SIZE, Command, Flags
+from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
+from ._header import decode_header, encode_header
+from ._messages import decode_simple, encode_event
+
+_UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)
+_UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Command.ORIGIN_TAG}
+_FROM_SERVER = (Beacon, SearchResponse)
 
 
 class Discovery:
@@ -10,12 +25,48 @@ class Discovery:
 
     def __init__(self, *, big_endian: bool = False, max_depth: int = 32) -> None:
         self.big_endian = big_endian
-        self.max_depth = max_depth
+        self._codec = Codec(big_endian=big_endian, max_depth=max_depth, use_numpy=False)
 
     def encode(self, *events: Event) -> bytes:
         """One datagram holding ``events`` (e.g. OriginTag then SearchRequest)."""
-        raise NotImplementedError
+        out = bytearray()
+        self._codec.big_endian = self.big_endian
+        for ev in events:
+            if not isinstance(ev, _UDP_EVENTS):
+                raise LocalProtocolError(f"{type(ev).__name__} is not a UDP discovery message")
+            cmd, payload = encode_event(ev, self._codec)
+            flags = Flags.FROM_SERVER if isinstance(ev, _FROM_SERVER) else 0
+            out += encode_header(cmd, flags, len(payload), self.big_endian)
+            out += payload
+        return bytes(out)
 
-    def decode(self, datagram: bytes) -> list[Event]:
+    def decode(self, datagram: bytes | bytearray | memoryview) -> list[Event]:
         """Every message in a datagram; RemoteProtocolError if it is malformed."""
-        raise NotImplementedError
+        data = bytes(datagram)
+        events: list[Event] = []
+        pos = 0
+        try:
+            while pos < len(data):
+                if len(data) - pos < HEADER_SIZE:
+                    raise DecodeError("truncated header at the end of the datagram")
+                h = decode_header(data, pos)
+                if h.flags & (Flags.CONTROL | Flags.SEGMENT_MASK):
+                    raise DecodeError("control or segmented message in a datagram")
+                start = pos + HEADER_SIZE
+                end = start + h.size
+                if end > len(data):
+                    raise DecodeError("message size runs past the end of the datagram")
+                if h.command not in _UDP_COMMANDS:
+                    raise DecodeError(f"command 0x{h.command:02x} is not a discovery message")
+                self._codec.big_endian = h.big_endian
+                events += decode_simple(
+                    h.command, data[start:end], self._codec, from_server=h.from_server
+                )
+                pos = end
+        except RemoteProtocolError:
+            raise
+        except LocalProtocolError as exc:
+            raise DecodeError(str(exc)) from None
+        except (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"malformed datagram: {exc!r}") from None
+        return events

@@ -52,7 +52,12 @@ def encode_header(command: int, flags: int, size: int, big_endian: bool) -> byte
 
 def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:
     """Parse 8 bytes at ``offset`` (the caller guarantees they are there)."""
-    magic, version, flags, command = data[offset], data[offset + 1], data[offset + 2], data[offset + 3]
+    magic, version, flags, command = (
+        data[offset],
+        data[offset + 1],
+        data[offset + 2],
+        data[offset + 3],
+    )
     if magic != MAGIC:
         raise DecodeError(f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer")
     if version == 0:

@@ -115,7 +115,9 @@ class Scalar(FieldDesc):
 
     def __init__(self, kind: str) -> None:
         if kind not in SCALAR_CODES:
-            raise LocalProtocolError(f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}")
+            raise LocalProtocolError(
+                f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}"
+            )
         object.__setattr__(self, "kind", kind)
         self._init(SCALAR_CODES[kind], 1)
 
@@ -172,7 +174,9 @@ class ScalarArray(FieldDesc):
 
     def __init__(self, kind: str, size: int | None = None, fixed: bool = False) -> None:
         if kind not in SCALAR_CODES:
-            raise LocalProtocolError(f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}")
+            raise LocalProtocolError(
+                f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}"
+            )
         if size is not None and (not isinstance(size, int) or size < 0 or size > 0xFFFFFFFF):
             raise LocalProtocolError(f"array size must be 0..2**32-1, not {size!r}")
         if fixed and size is None:
@@ -233,9 +237,13 @@ def _fields(
         try:
             name, spec = item
         except (TypeError, ValueError):
-            raise LocalProtocolError(f"{what} fields are (name, type) pairs, not {item!r}") from None
+            raise LocalProtocolError(
+                f"{what} fields are (name, type) pairs, not {item!r}"
+            ) from None
         if not isinstance(name, str) or not name or "." in name:
-            raise LocalProtocolError(f"{what} field name {name!r} must be a non-empty string without '.'")
+            raise LocalProtocolError(
+                f"{what} field name {name!r} must be a non-empty string without '.'"
+            )
         if name in seen:
             raise LocalProtocolError(f"{what} field name {name!r} appears twice")
         seen.add(name)

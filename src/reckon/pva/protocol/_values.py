@@ -18,7 +18,6 @@ from ._types import (
     ScalarArray,
     Structure,
     StructureArray,
-    Union,
     Variant,
     VariantArray,
 )
@@ -162,7 +161,11 @@ def values_equal(a: Any, b: Any) -> bool:
         return True
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if HAVE_NUMPY and _np is not None and (isinstance(a, _np.ndarray) or isinstance(b, _np.ndarray)):
+    if (
+        HAVE_NUMPY
+        and _np is not None
+        and (isinstance(a, _np.ndarray) or isinstance(b, _np.ndarray))
+    ):
         try:
             aa, bb = _np.asarray(a), _np.asarray(b)
             if aa.shape != bb.shape:

@@ -1,0 +1,790 @@
+"""Values on the wire: full and partial (bitset) serialization, compiled per type.
+
+For every (type, byte order) we generate one Python function that encodes (and one that
+decodes) a whole structure: runs of fixed-width fields, even across sub-structures, become a
+single precompiled ``struct.Struct`` call, and the decoder builds the nested dicts in one
+expression. Partial forms (only the fields in a bitset) are compiled per mask and cached, since
+a monitor usually posts the same set of fields again and again.
+
+Decoders check every count against the bytes left before allocating, and track the nesting of
+variant values (whose types come from the wire) against ``max_depth``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ._arrays import HAVE_NUMPY, ITEM_SIZE, _np, decode_numeric, encode_numeric
+from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
+from ._types import (
+    STRUCT_CHARS,
+    BoundedString,
+    FieldDesc,
+    Scalar,
+    ScalarArray,
+    Structure,
+    StructureArray,
+    Union,
+    UnionArray,
+    Variant,
+    VariantArray,
+)
+from ._values import UnionValue, VariantValue
+from ._wire import READ_STRING, SMALL, read_selector, read_size, size_bytes
+
+Encoder = Callable[[Any, bytearray, "Codec"], None]
+Decoder = Callable[[bytes, int, "Codec"], tuple[Any, int]]
+PartialDecoder = Callable[[bytes, int, "Codec", Any], tuple[Any, int]]
+
+
+class Codec:
+    """Per-connection (per-direction) coding state: byte order, type caches, limits.
+
+    ``big_endian`` is the byte order of what is being encoded or decoded right now; a
+    connection sets it per message on receive.
+    """
+
+    __slots__ = ("big_endian", "depth", "max_depth", "recv_cache", "send_cache", "use_numpy")
+
+    def __init__(
+        self,
+        *,
+        big_endian: bool = False,
+        max_depth: int = 32,
+        use_numpy: bool = True,
+        send_cache: TypeSendCache | None = None,
+        recv_cache: TypeRecvCache | None = None,
+    ) -> None:
+        if not 1 <= max_depth <= 200:
+            raise LocalProtocolError("max_depth must be 1..200")
+        self.big_endian = big_endian
+        self.max_depth = max_depth
+        self.use_numpy = use_numpy and HAVE_NUMPY
+        self.send_cache = send_cache
+        self.recv_cache = recv_cache
+        self.depth = 0
+
+    # -- types -------------------------------------------------------------------------------
+    def encode_type(self, t: FieldDesc | None) -> bytes:
+        return encode_type(t, self.big_endian, self.send_cache)
+
+    def decode_type(self, data: bytes, pos: int) -> tuple[FieldDesc | None, int]:
+        return decode_type(
+            data, pos, self.big_endian, self.recv_cache, self.max_depth - self.depth, 0
+        )
+
+    # -- values ------------------------------------------------------------------------------
+    def encode_value(self, t: FieldDesc, value: Any, out: bytearray) -> None:
+        enc = encoder(t, self.big_endian)
+        try:
+            enc(value, out, self)
+        except (KeyError, TypeError):
+            if isinstance(t, Structure) and isinstance(value, Mapping):
+                completed = complete(t, value)
+                try:
+                    enc(completed, out, self)
+                    return
+                except (KeyError, TypeError, struct.error, ValueError, OverflowError) as exc2:
+                    exc = exc2
+            raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+        except (struct.error, ValueError, OverflowError, AttributeError) as exc:
+            raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+
+    def decode_value(self, t: FieldDesc, data: bytes, pos: int) -> tuple[Any, int]:
+        return decoder(t, self.big_endian)(data, pos, self)
+
+    def encode_partial(self, t: Structure, value: Any, mask: int, out: bytearray) -> None:
+        """Bitset then the selected fields (bit 0 = everything)."""
+        mask &= (1 << t.bit_count) - 1
+        if mask & 1:
+            mask = 1
+        from ._bitset import encode_bitset
+
+        out += encode_bitset(mask, self.big_endian)
+        if mask == 1:
+            self.encode_value(t, value, out)
+            return
+        if mask == 0:
+            return
+        enc = _partial_encoder(t, self.big_endian, mask)
+        try:
+            enc(value, out, self)
+        except (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError):
+            if not isinstance(value, Mapping):
+                raise LocalProtocolError(
+                    f"structure value must be a dict, not {value!r:.60}"
+                ) from None
+            try:
+                enc(complete(t, value), out, self)
+            except (KeyError, TypeError, struct.error, ValueError, OverflowError) as exc:
+                raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+
+    def decode_partial(
+        self, t: Structure, data: bytes, pos: int, base: Any = None
+    ) -> tuple[int, Any, int]:
+        """(mask, merged value, new pos): reads a bitset and the fields it selects, merging
+        them into ``base`` (a full value of ``t``; defaults when None) without mutating it."""
+        mask, pos = read_bitset(data, pos, self.big_endian)
+        mask &= (1 << t.bit_count) - 1
+        if mask & 1:
+            value, pos = decoder(t, self.big_endian)(data, pos, self)
+            return mask, value, pos
+        if base is None:
+            base = t.default()
+        if mask == 0:
+            return 0, base, pos
+        dec = _partial_decoder(t, self.big_endian, mask)
+        value, pos = dec(data, pos, self, base)
+        return mask, value, pos
+
+
+def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
+    nbytes, pos = read_size(data, pos, big_endian)
+    end = pos + nbytes
+    if end > len(data):
+        raise DecodeError(f"bitset of {nbytes} bytes runs past the end of the message")
+    nwords, extra = divmod(nbytes, 8)
+    mask = 0
+    if nwords:
+        order = "big" if big_endian else "little"
+        for i in range(nwords):
+            w = int.from_bytes(data[pos + 8 * i : pos + 8 * i + 8], order)
+            mask |= w << (64 * i)
+    if extra:
+        mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
+    return mask, end
+
+
+def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``value`` with missing fields set to their defaults (recursively)."""
+    if not isinstance(value, Mapping):
+        raise LocalProtocolError(f"structure {t.id!r} value must be a dict, not {value!r:.60}")
+    out: dict[str, Any] = {}
+    for name, ft in t.fields:
+        if name in value:
+            v = value[name]
+            if isinstance(ft, Structure) and isinstance(v, Mapping):
+                v = complete(ft, v)
+            out[name] = v
+        else:
+            out[name] = ft.default()
+    return out
+
+
+# ------------------------------------------------------------------------------ caches
+_CACHE_LIMIT = 2048
+_ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
+_DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
+_PENC: OrderedDict[tuple[FieldDesc, bool, int], Encoder] = OrderedDict()
+_PDEC: OrderedDict[tuple[FieldDesc, bool, int], PartialDecoder] = OrderedDict()
+
+
+def encoder(t: FieldDesc, be: bool) -> Encoder:
+    key = (t, be)
+    f = _ENC.get(key)
+    if f is None:
+        if len(_ENC) >= _CACHE_LIMIT:
+            _ENC.clear()
+        f = _ENC[key] = _make_encoder(t, be)
+    return f
+
+
+def decoder(t: FieldDesc, be: bool) -> Decoder:
+    key = (t, be)
+    f = _DEC.get(key)
+    if f is None:
+        if len(_DEC) >= _CACHE_LIMIT:
+            _DEC.clear()
+        f = _DEC[key] = _make_decoder(t, be)
+    return f
+
+
+def _partial_encoder(t: Structure, be: bool, mask: int) -> Encoder:
+    key = (t, be, mask)
+    f = _PENC.get(key)
+    if f is None:
+        f = _gen_struct_encoder(t, be, mask)
+        _PENC[key] = f
+        if len(_PENC) > _CACHE_LIMIT:
+            _PENC.popitem(last=False)
+    return f
+
+
+def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
+    key = (t, be, mask)
+    f = _PDEC.get(key)
+    if f is None:
+        f = _gen_struct_decoder(t, be, mask)  # type: ignore[assignment]
+        assert f is not None
+        _PDEC[key] = f
+        if len(_PDEC) > _CACHE_LIMIT:
+            _PDEC.popitem(last=False)
+    return f
+
+
+# ------------------------------------------------------------------ non-structure codecs
+def _bo(be: bool) -> str:
+    return ">" if be else "<"
+
+
+def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
+    if isinstance(t, Structure):
+        return _gen_struct_encoder(t, be, None)
+    if isinstance(t, Scalar):
+        if t.kind == "s":
+
+            def enc_s(v: Any, out: bytearray, c: Codec) -> None:
+                b = v.encode()
+                n = len(b)
+                out += SMALL[n] if n < 254 else size_bytes(n, be)
+                out += b
+
+            return enc_s
+        pack = struct.Struct(_bo(be) + STRUCT_CHARS[t.kind]).pack
+
+        def enc_scalar(v: Any, out: bytearray, c: Codec) -> None:
+            out += pack(v)
+
+        return enc_scalar
+    if isinstance(t, BoundedString):
+        bound = t.bound
+
+        def enc_bs(v: Any, out: bytearray, c: Codec) -> None:
+            b = v.encode()
+            if len(b) > bound:
+                raise LocalProtocolError(f"string of {len(b)} bytes is over its bound {bound}")
+            out += size_bytes(len(b), be)
+            out += b
+
+        return enc_bs
+    if isinstance(t, ScalarArray):
+        return _array_encoder(t, be)
+    if isinstance(t, Union):
+        return _union_encoder(t, be)
+    if isinstance(t, Variant):
+        return _enc_variant
+    if isinstance(t, StructureArray):
+        el = encoder(t.element, be)
+
+        def enc_sa(v: Any, out: bytearray, c: Codec) -> None:
+            items = list(v)
+            out += size_bytes(len(items), be)
+            for item in items:
+                if item is None:
+                    out.append(0)
+                else:
+                    out.append(1)
+                    c.encode_value(t.element, item, out) if not isinstance(item, dict) else el(
+                        item, out, c
+                    )
+
+        return enc_sa
+    if isinstance(t, UnionArray):
+        uenc = _union_encoder(t.element, be)
+
+        def enc_ua(v: Any, out: bytearray, c: Codec) -> None:
+            items = list(v)
+            out += size_bytes(len(items), be)
+            for item in items:
+                if item is None:
+                    out.append(0)
+                else:
+                    out.append(1)
+                    uenc(item, out, c)
+
+        return enc_ua
+    if isinstance(t, VariantArray):
+
+        def enc_va(v: Any, out: bytearray, c: Codec) -> None:
+            items = list(v)
+            out += size_bytes(len(items), be)
+            for item in items:
+                if item is None:
+                    out.append(0)
+                else:
+                    out.append(1)
+                    _enc_variant(item, out, c)
+
+        return enc_va
+    raise LocalProtocolError(f"no encoder for {t!r}")  # pragma: no cover
+
+
+def _enc_variant(v: Any, out: bytearray, c: Codec) -> None:
+    if v is None:
+        out.append(0xFF)
+        return
+    if not isinstance(v, VariantValue):
+        v = VariantValue.of(v)
+    out += c.encode_type(v.type)
+    encoder(v.type, c.big_endian)(v.value, out, c)
+
+
+def _union_encoder(t: Union, be: bool) -> Encoder:
+    members = [(name, ft, encoder(ft, be)) for name, ft in t.fields]
+    index = {name: i for i, (name, _, _) in enumerate(members)}
+
+    def enc_union(v: Any, out: bytearray, c: Codec) -> None:
+        if v is None:
+            out.append(0xFF)
+            return
+        if isinstance(v, UnionValue):
+            name, val = v.field, v.value
+        else:
+            name, val = v
+        i = index.get(name)
+        if i is None:
+            raise LocalProtocolError(f"union {t.id!r} has no member {name!r}; it has {list(index)}")
+        out += size_bytes(i, be)
+        members[i][2](val, out, c)
+
+    return enc_union
+
+
+def _array_encoder(t: ScalarArray, be: bool) -> Encoder:
+    kind, size, fixed = t.kind, t.size, t.fixed
+
+    def check(n: int) -> None:
+        if size is not None:
+            if fixed and n != size:
+                raise LocalProtocolError(f"fixed array needs exactly {size} elements, not {n}")
+            if n > size:
+                raise LocalProtocolError(f"bounded array holds at most {size} elements, not {n}")
+
+    if kind == "s":
+
+        def enc_as(v: Any, out: bytearray, c: Codec) -> None:
+            if isinstance(v, str):
+                raise LocalProtocolError("a string array value is a list of str, not a str")
+            items = list(v)
+            check(len(items))
+            if not fixed:
+                out += size_bytes(len(items), be)
+            for s in items:
+                b = s.encode()
+                n = len(b)
+                out += SMALL[n] if n < 254 else size_bytes(n, be)
+                out += b
+
+        return enc_as
+
+    def enc_arr(v: Any, out: bytearray, c: Codec) -> None:
+        n, b = encode_numeric(kind, v, be)
+        check(n)
+        if not fixed:
+            out += SMALL[n] if n < 254 else size_bytes(n, be)
+        out += b
+
+    return enc_arr
+
+
+def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
+    if isinstance(t, Structure):
+        return _gen_struct_decoder(t, be, None)  # type: ignore[return-value]
+    if isinstance(t, Scalar):
+        if t.kind == "s":
+            rs = READ_STRING[be]
+
+            def dec_s(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+                return rs(data, pos)
+
+            return dec_s
+        st = struct.Struct(_bo(be) + STRUCT_CHARS[t.kind])
+        unpack, sz = st.unpack_from, st.size
+
+        def dec_scalar(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+            return unpack(data, pos)[0], pos + sz
+
+        return dec_scalar
+    if isinstance(t, BoundedString):
+        rs = READ_STRING[be]
+
+        def dec_bs(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+            s, p = rs(data, pos)
+            if len(s.encode()) > t.bound:
+                raise DecodeError(f"bounded string longer than its bound {t.bound}")
+            return s, p
+
+        return dec_bs
+    if isinstance(t, ScalarArray):
+        return _array_decoder(t, be)
+    if isinstance(t, Union):
+        return _union_decoder(t, be)
+    if isinstance(t, Variant):
+        return _dec_variant
+    if isinstance(t, StructureArray):
+        el = decoder(t.element, be)
+
+        def dec_sa(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+            n, pos = read_size(data, pos, be)
+            if n > len(data) - pos:
+                raise DecodeError(f"structure array of {n} elements is longer than the message")
+            items: list[Any] = []
+            for _ in range(n):
+                flag = data[pos]
+                pos += 1
+                if flag:
+                    item, pos = el(data, pos, c)
+                    items.append(item)
+                else:
+                    items.append(None)
+            return items, pos
+
+        return dec_sa
+    if isinstance(t, UnionArray):
+        udec = _union_decoder(t.element, be)
+
+        def dec_ua(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+            n, pos = read_size(data, pos, be)
+            if n > len(data) - pos:
+                raise DecodeError(f"union array of {n} elements is longer than the message")
+            items: list[Any] = []
+            for _ in range(n):
+                flag = data[pos]
+                pos += 1
+                if flag:
+                    item, pos = udec(data, pos, c)
+                    items.append(item)
+                else:
+                    items.append(None)
+            return items, pos
+
+        return dec_ua
+    if isinstance(t, VariantArray):
+
+        def dec_va(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+            n, pos = read_size(data, pos, be)
+            if n > len(data) - pos:
+                raise DecodeError(f"variant array of {n} elements is longer than the message")
+            items: list[Any] = []
+            for _ in range(n):
+                flag = data[pos]
+                pos += 1
+                if flag:
+                    item, pos = _dec_variant(data, pos, c)
+                    items.append(item)
+                else:
+                    items.append(None)
+            return items, pos
+
+        return dec_va
+    raise LocalProtocolError(f"no decoder for {t!r}")  # pragma: no cover
+
+
+def _dec_variant(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+    t, pos = c.decode_type(data, pos)
+    if t is None:
+        return None, pos
+    saved = c.depth
+    c.depth = saved + t.depth
+    if c.depth > c.max_depth:
+        c.depth = saved
+        raise LimitExceededError(f"variant values nested more than {c.max_depth} deep")
+    try:
+        value, pos = decoder(t, c.big_endian)(data, pos, c)
+    finally:
+        c.depth = saved
+    return VariantValue(t, value), pos
+
+
+def _union_decoder(t: Union, be: bool) -> Decoder:
+    members = [(name, decoder(ft, be)) for name, ft in t.fields]
+    count = len(members)
+
+    def dec_union(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+        sel, pos = read_selector(data, pos, be)
+        if sel < 0:
+            return None, pos
+        if sel >= count:
+            raise DecodeError(f"union selector {sel} out of range (union has {count} members)")
+        name, dec = members[sel]
+        value, pos = dec(data, pos, c)
+        return UnionValue(name, value), pos
+
+    return dec_union
+
+
+def _array_decoder(t: ScalarArray, be: bool) -> Decoder:
+    kind, size, fixed = t.kind, t.size, t.fixed
+    if kind == "s":
+        rs = READ_STRING[be]
+
+        def dec_as(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+            if fixed:
+                assert size is not None
+                n = size
+            else:
+                n, pos = read_size(data, pos, be)
+            if n > len(data) - pos:
+                raise DecodeError(f"string array of {n} elements is longer than the message")
+            if size is not None and n > size:
+                raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+            items: list[str] = []
+            for _ in range(n):
+                s, pos = rs(data, pos)
+                items.append(s)
+            return items, pos
+
+        return dec_as
+
+    def dec_arr(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+        if fixed:
+            assert size is not None
+            n = size
+        else:
+            n = data[pos]
+            if n < 254:
+                pos += 1
+            else:
+                n, pos = read_size(data, pos, be)
+        if size is not None and n > size:
+            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+        return decode_numeric(kind, data, pos, n, be, c.use_numpy)
+
+    return dec_arr
+
+
+# ------------------------------------------------------------------ structure codegen
+class _Gen:
+    """Builds the source of one function; constants go into its namespace."""
+
+    def __init__(self, be: bool) -> None:
+        self.be = be
+        self.ns: dict[str, Any] = {"SMALL": SMALL, "size_bytes": size_bytes, "BE": be}
+        self.lines: list[str] = []
+        self.n = 0
+
+    def name(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def const(self, obj: Any, prefix: str) -> str:
+        n = self.name(prefix)
+        self.ns[n] = obj
+        return n
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def compile(self, header: str, fname: str) -> Any:
+        src = header + "\n" + ("\n".join(self.lines) or "    pass") + "\n"
+        exec(compile(src, f"<pva codec {fname}>", "exec"), self.ns)
+        return self.ns[fname]
+
+
+def _selected(t: Structure, base: int, mask: int | None) -> list[tuple[str, FieldDesc, int, str]]:
+    """(name, type, offset, how) for fields to write: how is 'all' or 'part'."""
+    out: list[tuple[str, FieldDesc, int, str]] = []
+    off = base + 1
+    for name, ft in t.fields:
+        span = ft.bit_count
+        if mask is None or (mask >> off) & 1:
+            out.append((name, ft, off, "all"))
+        elif isinstance(ft, Structure) and (mask >> off) & ((1 << span) - 1):
+            out.append((name, ft, off, "part"))
+        off += span
+    return out
+
+
+def _gen_struct_encoder(t: Structure, be: bool, mask: int | None) -> Encoder:
+    g = _Gen(be)
+    pending: list[tuple[str, str]] = []  # (struct char, expression)
+
+    def flush() -> None:
+        if not pending:
+            return
+        fmt = _bo(be) + "".join(ch for ch, _ in pending)
+        s = g.const(struct.Struct(fmt).pack, "P")
+        g.emit(f"out += {s}({', '.join(e for _, e in pending)})")
+        pending.clear()
+
+    def field(ft: FieldDesc, expr: str) -> None:
+        if isinstance(ft, Scalar) and ft.kind != "s":
+            pending.append((STRUCT_CHARS[ft.kind], expr))
+            return
+        if isinstance(ft, Structure):
+            var = g.name("v")
+            g.emit(f"{var} = {expr}")
+            for name, sub in ft.fields:
+                field(sub, f"{var}[{name!r}]")
+            return
+        flush()
+        if isinstance(ft, Scalar):  # string
+            b = g.name("b")
+            g.emit(f"{b} = {expr}.encode()")
+            g.emit(f"out += SMALL[len({b})] if len({b}) < 254 else size_bytes(len({b}), BE)")
+            g.emit(f"out += {b}")
+            return
+        enc = g.const(encoder(ft, be), "E")
+        g.emit(f"{enc}({expr}, out, c)")
+
+    def walk(st: Structure, var: str, base: int) -> None:
+        for name, ft, off, how in _selected(st, base, mask):
+            expr = f"{var}[{name!r}]"
+            if how == "all":
+                field(ft, expr)
+            else:
+                assert isinstance(ft, Structure)
+                sub = g.name("v")
+                g.emit(f"{sub} = {expr}")
+                walk(ft, sub, off)
+
+    if mask is None:
+        for name, ft in t.fields:
+            field(ft, f"v[{name!r}]")
+    else:
+        walk(t, "v", 0)
+    flush()
+    fn: Encoder = g.compile("def enc(v, out, c):", "enc")
+    return fn
+
+
+def _gen_struct_decoder(t: Structure, be: bool, mask: int | None) -> Any:
+    g = _Gen(be)
+    g.ns["rs"] = READ_STRING[be]
+    pending: list[tuple[str, str]] = []  # (struct char, variable)
+
+    def flush() -> None:
+        if not pending:
+            return
+        fmt = _bo(be) + "".join(ch for ch, _ in pending)
+        st = struct.Struct(fmt)
+        s = g.const(st.unpack_from, "U")
+        targets = ", ".join(v for _, v in pending) + ","
+        g.emit(f"{targets} = {s}(data, pos)")
+        g.emit(f"pos += {st.size}")
+        pending.clear()
+
+    def field(ft: FieldDesc) -> str:
+        """Emit reads for one whole field; return the expression of its value."""
+        if isinstance(ft, Scalar) and ft.kind != "s":
+            var = g.name("x")
+            pending.append((STRUCT_CHARS[ft.kind], var))
+            return var
+        if isinstance(ft, Structure):
+            parts = [f"{name!r}: {field(sub)}" for name, sub in ft.fields]
+            return "{" + ", ".join(parts) + "}"
+        flush()
+        var = g.name("x")
+        if isinstance(ft, Scalar):
+            g.emit(f"{var}, pos = rs(data, pos)")
+        else:
+            dec = g.const(decoder(ft, be), "D")
+            g.emit(f"{var}, pos = {dec}(data, pos, c)")
+        return var
+
+    def walk(st: Structure, base_expr: str, base: int) -> str:
+        parts = [f"**{base_expr}"]
+        for name, ft, off, how in _selected(st, base, mask):
+            if how == "all":
+                parts.append(f"{name!r}: {field(ft)}")
+            else:
+                assert isinstance(ft, Structure)
+                bvar = g.name("b")
+                g.emit(f"{bvar} = {base_expr}[{name!r}]")
+                parts.append(f"{name!r}: {walk(ft, bvar, off)}")
+        return "{" + ", ".join(parts) + "}"
+
+    if mask is None:
+        parts = [f"{name!r}: {field(ft)}" for name, ft in t.fields]
+        result = "{" + ", ".join(parts) + "}"
+        flush()
+        g.emit(f"return {result}, pos")
+        return g.compile("def dec(data, pos, c):", "dec")
+    result = walk(t, "base", 0)
+    flush()
+    g.emit(f"return {result}, pos")
+    return g.compile("def dec(data, pos, c, base):", "dec")
+
+
+# ------------------------------------------------------------------ public helpers
+def encode_value(
+    t: FieldDesc, value: Any, *, big_endian: bool = False, codec: Codec | None = None
+) -> bytes:
+    """Full serialization of ``value`` as type ``t``."""
+    c = codec or Codec(big_endian=big_endian)
+    out = bytearray()
+    c.encode_value(t, value, out)
+    return bytes(out)
+
+
+_LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError)
+
+
+def decode_value(
+    t: FieldDesc,
+    data: bytes,
+    *,
+    big_endian: bool = False,
+    codec: Codec | None = None,
+    use_numpy: bool = True,
+) -> Any:
+    """Decode one full value of type ``t`` that fills ``data`` exactly."""
+    c = codec or Codec(big_endian=big_endian, use_numpy=use_numpy)
+    data = bytes(data)
+    try:
+        value, pos = c.decode_value(t, data, 0)
+    except DecodeError:
+        raise
+    except LimitExceededError:
+        raise
+    except _LOW_LEVEL as exc:
+        raise DecodeError(f"truncated or malformed value: {exc}") from None
+    if pos != len(data):
+        raise DecodeError(f"{len(data) - pos} bytes left after the value")
+    return value
+
+
+def decode_partial(
+    t: Structure,
+    data: bytes,
+    *,
+    big_endian: bool = False,
+    base: Any = None,
+    codec: Codec | None = None,
+) -> tuple[Any, Any]:
+    """(changed BitSet, merged value) from a bitset followed by the fields it selects."""
+    from ._bitset import BitSet
+
+    c = codec or Codec(big_endian=big_endian)
+    data = bytes(data)
+    try:
+        mask, value, pos = c.decode_partial(t, data, 0, base)
+    except (DecodeError, LimitExceededError):
+        raise
+    except _LOW_LEVEL as exc:
+        raise DecodeError(f"truncated or malformed value: {exc}") from None
+    if pos != len(data):
+        raise DecodeError(f"{len(data) - pos} bytes left after the value")
+    return BitSet.from_mask(mask), value
+
+
+def encode_partial(
+    t: Structure, value: Any, changed: Any, *, big_endian: bool = False, codec: Codec | None = None
+) -> bytes:
+    """Bitset ``changed`` followed by the fields it selects."""
+    c = codec or Codec(big_endian=big_endian)
+    out = bytearray()
+    c.encode_partial(t, value, changed.mask, out)
+    return bytes(out)
+
+
+def is_numeric_array(v: Any) -> bool:
+    return HAVE_NUMPY and _np is not None and isinstance(v, _np.ndarray)
+
+
+__all__ = [
+    "ITEM_SIZE",
+    "Codec",
+    "Sequence",
+    "complete",
+    "decode_partial",
+    "decode_value",
+    "encode_partial",
+    "encode_value",
+    "is_numeric_array",
+    "read_bitset",
+]

@@ -1,0 +1,195 @@
+"""Field descriptions on the wire, with the per-connection type cache.
+
+Type byte: bits 7-5 kind (bool, int, float, string, compound), bits 4-3 array kind (scalar,
+variable, bounded, fixed), bits 2-0 size/sign or compound kind. Compound bodies: id string,
+Size field count, then (name, type) pairs; arrays of structures/unions are followed by the
+element type. Special leading bytes: 0xFF null, 0xFD key+type (define in cache), 0xFE key (reuse).
+
+Each direction of a connection has its own cache: :class:`TypeSendCache` (what we defined for
+the peer) and :class:`TypeRecvCache` (what the peer defined for us).
+"""
+
+from __future__ import annotations
+
+from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+from ._types import (
+    SCALAR_KINDS,
+    BoundedString,
+    FieldDesc,
+    Scalar,
+    ScalarArray,
+    Structure,
+    StructureArray,
+    Union,
+    UnionArray,
+    Variant,
+    VariantArray,
+)
+from ._wire import U16, read_size, read_string, size_bytes, string_bytes
+
+_ENCODED: dict[tuple[FieldDesc, bool], bytes] = {}
+_ENCODED_LIMIT = 4096
+
+
+class TypeSendCache:
+    """Keys we assigned to types sent with 0xFD; later sends use 0xFE + key."""
+
+    def __init__(self, max_size: int = 0x7FFF) -> None:
+        self.max_size = max_size
+        self.keys: dict[FieldDesc, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+class TypeRecvCache:
+    """Types the peer defined with 0xFD, by key."""
+
+    def __init__(self, max_size: int = 0x10000) -> None:
+        self.max_size = max_size
+        self.types: dict[int, FieldDesc] = {}
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+
+def _full(t: FieldDesc, be: bool) -> bytes:
+    key = (t, be)
+    b = _ENCODED.get(key)
+    if b is None:
+        out = bytearray()
+        _encode_full(t, out, be)
+        b = bytes(out)
+        if len(_ENCODED) >= _ENCODED_LIMIT:
+            _ENCODED.clear()
+        _ENCODED[key] = b
+    return b
+
+
+def _encode_full(t: FieldDesc, out: bytearray, be: bool) -> None:
+    out.append(t.code)
+    if isinstance(t, (Structure, Union)):
+        out += string_bytes(t.id, be)
+        out += size_bytes(len(t.fields), be)
+        for name, ft in t.fields:
+            out += string_bytes(name, be)
+            out += _full(ft, be)
+    elif isinstance(t, (StructureArray, UnionArray)):
+        out += _full(t.element, be)
+    elif isinstance(t, ScalarArray):
+        if t.size is not None:
+            out += size_bytes(t.size, be)
+    elif isinstance(t, BoundedString):
+        out += size_bytes(t.bound, be)
+
+
+def encode_type(
+    t: FieldDesc | None, big_endian: bool = False, cache: TypeSendCache | None = None
+) -> bytes:
+    """Wire bytes of a type (0xFF for None). With a cache, structures and unions are sent
+    as 0xFD key+type the first time and 0xFE key afterwards."""
+    if t is None:
+        return b"\xff"
+    if cache is not None and isinstance(t, (Structure, Union)):
+        key = cache.keys.get(t)
+        if key is not None:
+            return b"\xfe" + U16[big_endian].pack(key)
+        if len(cache.keys) < cache.max_size:
+            key = len(cache.keys)
+            cache.keys[t] = key
+            return b"\xfd" + U16[big_endian].pack(key) + _full(t, big_endian)
+    return _full(t, big_endian)
+
+
+def decode_type(
+    data: bytes,
+    pos: int,
+    big_endian: bool,
+    cache: TypeRecvCache | None,
+    max_depth: int,
+    depth: int = 0,
+) -> tuple[FieldDesc | None, int]:
+    """(type or None, new position). Depth is checked before recursing, so a type nested
+    thousands deep costs at most ``max_depth`` frames."""
+    if depth >= max_depth:
+        raise LimitExceededError(f"type nested more than {max_depth} deep (max_depth)")
+    code = data[pos]
+    pos += 1
+    if code == 0xFF:
+        return None, pos
+    if code == 0xFD or code == 0xFE:
+        if cache is None:
+            raise DecodeError("type cache reference where no cache is allowed")
+        key = U16[big_endian].unpack_from(data, pos)[0]
+        pos += 2
+        if code == 0xFE:
+            t = cache.types.get(key)
+            if t is None:
+                raise DecodeError(f"type cache reference to undefined key {key}")
+            return t, pos
+        t, pos = decode_type(data, pos, big_endian, cache, max_depth, depth + 1)
+        if t is None:
+            raise DecodeError(f"type cache definition of key {key} holds no type")
+        if key not in cache.types and len(cache.types) >= cache.max_size:
+            raise LimitExceededError(f"peer defined more than {cache.max_size} cached types")
+        cache.types[key] = t
+        return t, pos
+    try:
+        return _decode_body(code, data, pos, big_endian, cache, max_depth, depth)
+    except LocalProtocolError as exc:  # invalid type built from wire data
+        raise DecodeError(f"invalid type description: {exc}") from None
+
+
+def _decode_body(
+    code: int,
+    data: bytes,
+    pos: int,
+    be: bool,
+    cache: TypeRecvCache | None,
+    max_depth: int,
+    depth: int,
+) -> tuple[FieldDesc, int]:
+    if code & 0xE0 != 0x80:  # bool, integer, float, string
+        scalar = code & 0xE7
+        kind = SCALAR_KINDS.get(scalar)
+        if kind is None:
+            raise DecodeError(f"unknown type code 0x{code:02x}")
+        arr = code & 0x18
+        if arr == 0:
+            return Scalar(kind), pos
+        if arr == 0x08:
+            return ScalarArray(kind), pos
+        n, pos = read_size(data, pos, be)
+        return ScalarArray(kind, n, fixed=arr == 0x18), pos
+    if code in (0x80, 0x81):
+        tid, pos = read_string(data, pos, be)
+        n, pos = read_size(data, pos, be)
+        if n * 2 > len(data) - pos:
+            raise DecodeError(f"compound type claims {n} fields, more than the message holds")
+        fields: list[tuple[str, FieldDesc]] = []
+        for _ in range(n):
+            name, pos = read_string(data, pos, be)
+            ft, pos = decode_type(data, pos, be, cache, max_depth, depth + 1)
+            if ft is None:
+                raise DecodeError(f"field {name!r} has a null type")
+            fields.append((name, ft))
+        if code == 0x80:
+            return Structure(fields, tid), pos
+        return Union(fields, tid), pos
+    if code == 0x82:
+        return Variant(), pos
+    if code == 0x83:
+        n, pos = read_size(data, pos, be)
+        return BoundedString(n), pos
+    if code in (0x88, 0x89):
+        el, pos = decode_type(data, pos, be, cache, max_depth, depth + 1)
+        if code == 0x88:
+            if not isinstance(el, Structure):
+                raise DecodeError("structure array element is not a structure")
+            return StructureArray(el), pos
+        if not isinstance(el, Union):
+            raise DecodeError("union array element is not a union")
+        return UnionArray(el), pos
+    if code == 0x8A:
+        return VariantArray(), pos
+    raise DecodeError(f"unknown type code 0x{code:02x}")

@@ -1,0 +1,96 @@
+"""Primitive wire encodings shared by every codec: Size, strings, fixed-width integers.
+
+Decoders work on ``(data, pos)`` and return ``(value, new_pos)``; they may raise IndexError or
+struct.error on truncated input, which the message boundary turns into DecodeError.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ._errors import DecodeError, LocalProtocolError
+
+U8 = struct.Struct("B")
+U16 = {False: struct.Struct("<H"), True: struct.Struct(">H")}
+U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
+I32 = {False: struct.Struct("<i"), True: struct.Struct(">i")}
+I64 = {False: struct.Struct("<q"), True: struct.Struct(">q")}
+
+#: single-byte Size encodings 0..253
+SMALL = [bytes((i,)) for i in range(254)]
+NULL_SIZE = b"\xff"
+_BIG_SIZE = 0x7FFFFFFF
+
+
+def size_bytes(n: int, big_endian: bool) -> bytes:
+    """Size: one byte below 254, else 254 + uint32, else 254 + 0x7fffffff + int64."""
+    if n < 254:
+        if n < 0:
+            raise LocalProtocolError(f"a size cannot be negative ({n})")
+        return SMALL[n]
+    if n < _BIG_SIZE:
+        return b"\xfe" + U32[big_endian].pack(n)
+    if n >= 1 << 63:
+        raise LocalProtocolError(f"size {n} is over 2**63-1")
+    return b"\xfe" + U32[big_endian].pack(_BIG_SIZE) + I64[big_endian].pack(n)
+
+
+def read_size(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
+    b = data[pos]
+    if b < 254:
+        return b, pos + 1
+    if b == 254:
+        n = U32[big_endian].unpack_from(data, pos + 1)[0]
+        if n == _BIG_SIZE:
+            n = I64[big_endian].unpack_from(data, pos + 5)[0]
+            if n < 0:
+                raise DecodeError(f"negative 64-bit size {n}")
+            return n, pos + 13
+        return n, pos + 5
+    raise DecodeError("null size (0xff) where a count is required")
+
+
+def read_selector(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
+    """Like read_size, but 0xff is -1 (the empty union)."""
+    if data[pos] == 255:
+        return -1, pos + 1
+    return read_size(data, pos, big_endian)
+
+
+def string_bytes(s: str, big_endian: bool) -> bytes:
+    b = s.encode()
+    n = len(b)
+    if n < 254:
+        return SMALL[n] + b
+    return size_bytes(n, big_endian) + b
+
+
+def read_string(data: bytes, pos: int, big_endian: bool) -> tuple[str, int]:
+    n = data[pos]
+    if n < 254:
+        pos += 1
+    elif n == 255:  # pvAccessJava's null string
+        return "", pos + 1
+    else:
+        n, pos = read_size(data, pos, big_endian)
+    end = pos + n
+    if end > len(data):
+        raise DecodeError(f"string of {n} bytes runs past the end of the message")
+    return data[pos:end].decode("utf-8", "replace"), end
+
+
+def _make_read_string(big_endian: bool):  # type: ignore[no-untyped-def]
+    def rs(data: bytes, pos: int) -> tuple[str, int]:
+        n = data[pos]
+        if n < 254:
+            pos += 1
+            end = pos + n
+            if end > len(data):
+                raise DecodeError(f"string of {n} bytes runs past the end of the message")
+            return data[pos:end].decode("utf-8", "replace"), end
+        return read_string(data, pos, big_endian)
+
+    return rs
+
+
+READ_STRING = {False: _make_read_string(False), True: _make_read_string(True)}

@@ -1,0 +1,411 @@
+"""Normative types (epics:nt/...): build their type descriptions, wrap plain Python values and
+numpy arrays into structure values, and unwrap them again.
+
+    >>> from reckon.pva.protocol import nt
+    >>> s = nt.NTScalar("d")
+    >>> v = s.wrap(1.5, severity=1, message="high")
+    >>> s.unwrap(v), v["alarm"]["severity"]
+    (1.5, 1)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._arrays import HAVE_NUMPY, _np
+from ._errors import LocalProtocolError
+from ._types import (
+    FieldDesc,
+    FieldSpec,
+    Scalar,
+    ScalarArray,
+    Structure,
+    StructureArray,
+    Union,
+    Variant,
+    parse_type,
+)
+from ._values import UnionValue
+
+alarm_t = Structure([("severity", "i"), ("status", "i"), ("message", "s")], id="alarm_t")
+time_t = Structure([("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")], id="time_t")
+display_t = Structure(
+    [
+        ("limitLow", "d"),
+        ("limitHigh", "d"),
+        ("description", "s"),
+        ("units", "s"),
+        ("precision", "i"),
+        ("form", Structure([("index", "i"), ("choices", "as")], id="enum_t")),
+    ],
+    id="display_t",
+)
+control_t = Structure([("limitLow", "d"), ("limitHigh", "d"), ("minStep", "d")], id="control_t")
+enum_t = Structure([("index", "i"), ("choices", "as")], id="enum_t")
+
+
+def timestamp(t: float | None = None) -> dict[str, int]:
+    """A time_t value for ``t`` (seconds since 1970; now when None)."""
+    if t is None:
+        t = time.time()
+    sec = int(t // 1)
+    return {"secondsPastEpoch": sec, "nanoseconds": int((t - sec) * 1e9), "userTag": 0}
+
+
+def _alarm(severity: int, status: int, message: str) -> dict[str, Any]:
+    return {"severity": severity, "status": status, "message": message}
+
+
+class _NT:
+    type: Structure
+
+    def _meta(
+        self,
+        value: Any,
+        timestamp_: float | None,
+        severity: int,
+        status: int,
+        message: str,
+    ) -> dict[str, Any]:
+        out = self.type.default()
+        out["value"] = value
+        out["alarm"] = _alarm(severity, status, message)
+        out["timeStamp"] = timestamp(timestamp_)
+        return out
+
+
+class NTScalar(_NT):
+    """``epics:nt/NTScalar:1.0``: one scalar with alarm and timeStamp (display/control opt.)."""
+
+    def __init__(self, kind: str = "d", *, display: bool = False, control: bool = False) -> None:
+        vt = parse_type(kind)
+        if not isinstance(vt, Scalar):
+            raise LocalProtocolError(f"NTScalar needs a scalar kind, not {kind!r}")
+        fields: list[tuple[str, FieldSpec]] = [
+            ("value", vt),
+            ("alarm", alarm_t),
+            ("timeStamp", time_t),
+        ]
+        if display:
+            fields.append(("display", display_t))
+        if control:
+            fields.append(("control", control_t))
+        self.kind = kind
+        self.type = Structure(fields, id="epics:nt/NTScalar:1.0")
+
+    def wrap(
+        self,
+        value: Any,
+        *,
+        timestamp: float | None = None,
+        severity: int = 0,
+        status: int = 0,
+        message: str = "",
+    ) -> dict[str, Any]:
+        if self.kind == "s":
+            value = str(value)
+        elif self.kind == "?":
+            value = bool(value)
+        elif self.kind in "fd":
+            value = float(value)
+        else:
+            value = int(value)
+        return self._meta(value, timestamp, severity, status, message)
+
+    def unwrap(self, value: Mapping[str, Any]) -> Any:
+        return value["value"]
+
+
+class NTScalarArray(_NT):
+    """``epics:nt/NTScalarArray:1.0``: an array with alarm and timeStamp."""
+
+    def __init__(self, kind: str = "d", *, display: bool = False, control: bool = False) -> None:
+        vt = parse_type("a" + kind if len(kind) == 1 else kind)
+        if not isinstance(vt, ScalarArray):
+            raise LocalProtocolError(f"NTScalarArray needs a scalar kind, not {kind!r}")
+        fields: list[tuple[str, FieldSpec]] = [
+            ("value", vt),
+            ("alarm", alarm_t),
+            ("timeStamp", time_t),
+        ]
+        if display:
+            fields.append(("display", display_t))
+        if control:
+            fields.append(("control", control_t))
+        self.kind = vt.kind
+        self.type = Structure(fields, id="epics:nt/NTScalarArray:1.0")
+
+    def wrap(
+        self,
+        value: Any,
+        *,
+        timestamp: float | None = None,
+        severity: int = 0,
+        status: int = 0,
+        message: str = "",
+    ) -> dict[str, Any]:
+        if self.kind == "s":
+            value = [str(x) for x in value]
+        elif HAVE_NUMPY and _np is not None:
+            from ._arrays import native_dtype
+
+            value = _np.asarray(value, dtype=native_dtype(self.kind))
+        else:
+            value = list(value)
+        return self._meta(value, timestamp, severity, status, message)
+
+    def unwrap(self, value: Mapping[str, Any]) -> Any:
+        return value["value"]
+
+
+class NTEnum(_NT):
+    """``epics:nt/NTEnum:1.0``: ``value`` is ``{index, choices}``; wrap(index, choices)."""
+
+    def __init__(self) -> None:
+        self.type = Structure(
+            [("value", enum_t), ("alarm", alarm_t), ("timeStamp", time_t)],
+            id="epics:nt/NTEnum:1.0",
+        )
+
+    def wrap(
+        self,
+        index: int,
+        choices: Sequence[str] = (),
+        *,
+        timestamp: float | None = None,
+        severity: int = 0,
+        status: int = 0,
+        message: str = "",
+    ) -> dict[str, Any]:
+        v = {"index": int(index), "choices": [str(c) for c in choices]}
+        return self._meta(v, timestamp, severity, status, message)
+
+    def unwrap(self, value: Mapping[str, Any]) -> tuple[int, list[str]]:
+        """(index, choices)."""
+        v = value["value"]
+        return int(v["index"]), list(v["choices"])
+
+
+class NTTable(_NT):
+    """``epics:nt/NTTable:1.0``: named columns of equal length.
+
+    ``NTTable([("name", "s"), ("x", "d")]).wrap({"name": [...], "x": [...]})`` or a list of
+    row dicts; ``unwrap`` returns a dict of columns.
+    """
+
+    def __init__(self, columns: Sequence[tuple[str, str]]) -> None:
+        cols: list[tuple[str, FieldSpec]] = []
+        for name, kind in columns:
+            t = parse_type(kind if kind.startswith("a") else "a" + kind)
+            cols.append((name, t))
+        self.columns = [n for n, _ in cols]
+        self._kinds = {n: t.kind for n, t in cols if isinstance(t, ScalarArray)}
+        self.type = Structure(
+            [
+                ("labels", "as"),
+                ("value", Structure(cols)),
+                ("descriptor", "s"),
+                ("alarm", alarm_t),
+                ("timeStamp", time_t),
+            ],
+            id="epics:nt/NTTable:1.0",
+        )
+
+    def wrap(
+        self,
+        data: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+        *,
+        labels: Sequence[str] | None = None,
+        timestamp: float | None = None,
+    ) -> dict[str, Any]:
+        if isinstance(data, Mapping):
+            cols = {n: list(data.get(n, [])) for n in self.columns}
+        else:
+            cols = {n: [row[n] for row in data] for n in self.columns}
+        value: dict[str, Any] = {}
+        for n in self.columns:
+            kind = self._kinds[n]
+            if kind == "s" or not HAVE_NUMPY or _np is None:
+                value[n] = cols[n]
+            else:
+                from ._arrays import native_dtype
+
+                value[n] = _np.asarray(cols[n], dtype=native_dtype(kind))
+        out = self.type.default()
+        out["labels"] = list(labels) if labels is not None else list(self.columns)
+        out["value"] = value
+        out["alarm"] = _alarm(0, 0, "")
+        out["timeStamp"] = timestamp_value(timestamp)
+        return out
+
+    def unwrap(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(value["value"])
+
+    @staticmethod
+    def rows(value: Mapping[str, Any]) -> list[dict[str, Any]]:
+        cols = value["value"]
+        names = list(cols)
+        n = min((len(cols[c]) for c in names), default=0)
+        return [{c: cols[c][i] for c in names} for i in range(n)]
+
+
+def timestamp_value(t: float | None) -> dict[str, int]:
+    return timestamp(t)
+
+
+class NTURI:
+    """``epics:nt/NTURI:1.0``: the usual RPC argument (path plus typed query fields)."""
+
+    def __init__(self, args: Sequence[tuple[str, FieldSpec]] = ()) -> None:
+        self.type = Structure(
+            [
+                ("scheme", "s"),
+                ("authority", "s"),
+                ("path", "s"),
+                ("query", Structure(list(args))),
+            ],
+            id="epics:nt/NTURI:1.0",
+        )
+
+    def wrap(self, path: str, query: Mapping[str, Any] | None = None, *, scheme: str = "pva",
+             authority: str = "") -> dict[str, Any]:  # fmt: skip
+        q_t = self.type["query"]
+        assert isinstance(q_t, Structure)
+        q = q_t.default()
+        for k, v in (query or {}).items():
+            if k not in q_t:
+                raise LocalProtocolError(f"NTURI query has no argument {k!r}")
+            q[k] = v
+        return {"scheme": scheme, "authority": authority, "path": path, "query": q}
+
+    def unwrap(self, value: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """(path, query dict)."""
+        return str(value["path"]), dict(value.get("query", {}))
+
+
+_ND_MEMBERS = [
+    ("booleanValue", "?"),
+    ("byteValue", "b"),
+    ("shortValue", "h"),
+    ("intValue", "i"),
+    ("longValue", "l"),
+    ("ubyteValue", "B"),
+    ("ushortValue", "H"),
+    ("uintValue", "I"),
+    ("ulongValue", "L"),
+    ("floatValue", "f"),
+    ("doubleValue", "d"),
+]
+_ND_BY_KIND = {k: n for n, k in _ND_MEMBERS}
+dimension_t = Structure(
+    [("size", "i"), ("offset", "i"), ("fullSize", "i"), ("binning", "i"), ("reverse", "?")],
+    id="dimension_t",
+)
+codec_t = Structure([("name", "s"), ("parameters", Variant())], id="codec_t")
+attribute_t = Structure(
+    [
+        ("name", "s"),
+        ("value", Variant()),
+        ("descriptor", "s"),
+        ("sourceType", "i"),
+        ("source", "s"),
+    ],
+    id="epics:nt/NTAttribute:1.0",
+)
+
+
+class NTNDArray:
+    """``epics:nt/NTNDArray:1.0``: an n-dimensional image (numpy in, numpy out).
+
+    ``dimension`` lists the fastest-varying axis first (as areaDetector does), so a C-ordered
+    array of shape (rows, cols) has dimension sizes [cols, rows].
+    """
+
+    def __init__(self) -> None:
+        value_u = Union([(n, ScalarArray(k)) for n, k in _ND_MEMBERS])
+        self.type = Structure(
+            [
+                ("value", value_u),
+                ("codec", codec_t),
+                ("compressedSize", "l"),
+                ("uncompressedSize", "l"),
+                ("dimension", StructureArray(dimension_t)),
+                ("uniqueId", "i"),
+                ("dataTimeStamp", time_t),
+                ("attribute", StructureArray(attribute_t)),
+                ("descriptor", "s"),
+                ("alarm", alarm_t),
+                ("timeStamp", time_t),
+            ],
+            id="epics:nt/NTNDArray:1.0",
+        )
+
+    def wrap(
+        self, array: Any, *, unique_id: int = 0, timestamp: float | None = None
+    ) -> dict[str, Any]:
+        if not HAVE_NUMPY or _np is None:
+            raise LocalProtocolError("NTNDArray.wrap needs numpy")
+        arr = _np.asarray(array)
+        from ._values import infer_type
+
+        t = infer_type(arr)
+        if not isinstance(t, ScalarArray) or t.kind not in _ND_BY_KIND:
+            raise LocalProtocolError(f"no NTNDArray member for dtype {arr.dtype}")
+        flat = _np.ascontiguousarray(arr).reshape(-1)
+        dims = [
+            {"size": int(s), "offset": 0, "fullSize": int(s), "binning": 1, "reverse": False}
+            for s in reversed(arr.shape)
+        ]
+        ts = timestamp_value(timestamp)
+        out = self.type.default()
+        out.update(
+            value=UnionValue(_ND_BY_KIND[t.kind], flat),
+            codec={"name": "", "parameters": None},
+            compressedSize=int(flat.nbytes),
+            uncompressedSize=int(flat.nbytes),
+            dimension=dims,
+            uniqueId=unique_id,
+            dataTimeStamp=ts,
+            alarm=_alarm(0, 0, ""),
+            timeStamp=ts,
+        )
+        return out
+
+    def unwrap(self, value: Mapping[str, Any]) -> Any:
+        if not HAVE_NUMPY or _np is None:
+            raise LocalProtocolError("NTNDArray.unwrap needs numpy")
+        u = value["value"]
+        if u is None:
+            return _np.zeros(0)
+        flat = _np.asarray(u.value)
+        shape = [int(d["size"]) for d in reversed(value.get("dimension") or [])]
+        if shape and int(_np.prod(shape)) == flat.size:
+            return flat.reshape(shape)
+        return flat
+
+
+def is_nt(t: FieldDesc, name: str) -> bool:
+    """True when ``t`` is a structure whose id names normative type ``name`` (any version)."""
+    return isinstance(t, Structure) and t.id.startswith(f"epics:nt/{name}:")
+
+
+__all__ = [
+    "NTURI",
+    "NTEnum",
+    "NTNDArray",
+    "NTScalar",
+    "NTScalarArray",
+    "NTTable",
+    "alarm_t",
+    "attribute_t",
+    "codec_t",
+    "control_t",
+    "dimension_t",
+    "display_t",
+    "enum_t",
+    "is_nt",
+    "time_t",
+    "timestamp",
+]
