@@ -731,7 +731,8 @@ def _h_object(h: Hasher, obj: Any) -> None:
     """Any other object: its type's name and its pickled state (``__reduce_ex__``)."""
     tp = type(obj)
     try:
-        rv = obj.__reduce_ex__(4)
+        reducer = copyreg.dispatch_table.get(tp)  # as pickle does: re.Pattern, ...
+        rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
     except Exception as exc:
         raise _Unhashable(type_name(tp), f"it has no state to hash by value: {exc}") from exc
     if isinstance(rv, str):  # a global singleton, pickled by name
