@@ -1,0 +1,441 @@
+"""pvAccess benchmark: reckon's server and client beside p4p's (pvxs), in one run.
+
+Each server and each client runs in its own process (as in production, and so p4p's global
+contexts never mix with reckon's event loop). Rows, for every (client, server) pair:
+
+- gets/s    sequential ``get`` of an NTScalar double (2,000)
+- puts/s    sequential ``put`` (1,000)
+- RPC/s     sequential RPC returning an NTScalar (1,000)
+- monitor   updates/s delivered for a burst of 20,000 posts, default queue and pipelined
+            (rate = updates received / time from the first post to the last value's arrival)
+- connect   ms from a fresh client context to the first get (search + handshake + get)
+
+Usage: ``python bench/pva.py`` (``--quick`` for a smoke run). Child modes are internal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+N_GET = 2000
+N_PUT = 1000
+N_RPC = 1000
+N_BURST = 20000
+if os.environ.get("PVA_BENCH_QUICK"):  # children of a --quick run
+    N_GET, N_PUT, N_RPC, N_BURST = 200, 100, 100, 2000
+N_CONNECT = 7
+PIPELINE_REQUEST = "record[pipeline=true,queueSize=16]"
+
+# ---------------------------------------------------------------------------------------------
+# environment
+# ---------------------------------------------------------------------------------------------
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def epics_env() -> dict[str, str]:
+    tcp = _free_port(socket.SOCK_STREAM)
+    udp = _free_port(socket.SOCK_DGRAM)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
+    env.update(
+        {
+            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+            "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+            "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+            "EPICS_PVA_SERVER_PORT": str(tcp),
+            "EPICS_PVAS_SERVER_PORT": str(tcp),
+            "EPICS_PVA_BROADCAST_PORT": str(udp),
+            "EPICS_PVAS_BROADCAST_PORT": str(udp),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# servers (child processes)
+# ---------------------------------------------------------------------------------------------
+
+
+def _command_loop(post_burst: Any) -> None:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "quit":
+            return
+        if cmd["op"] == "burst":
+            start = time.monotonic()
+            post_burst(cmd["name"], int(cmd["n"]))
+            print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
+
+
+def serve_p4p() -> None:
+    from p4p.nt import NTScalar
+    from p4p.server import Server
+    from p4p.server.thread import SharedPV
+
+    pvs: dict[str, SharedPV] = {}
+    x = SharedPV(nt=NTScalar("d"), initial=0.0)
+
+    @x.put
+    def _put(pv: Any, op: Any) -> None:
+        pv.post(op.value())
+        op.done()
+
+    rpc = SharedPV()
+
+    @rpc.rpc
+    def _rpc(pv: Any, op: Any) -> None:
+        arg = op.value()
+        op.done(NTScalar("d").wrap(float(arg.query.a) + float(arg.query.b)))
+
+    pvs["bench:x"] = x
+    pvs["bench:rpc"] = rpc
+    for name in ("bench:burst1", "bench:burst2"):
+        pvs[name] = SharedPV(nt=NTScalar("d"), initial=0.0)
+
+    def burst(name: str, n: int) -> None:
+        pv = pvs[name]
+        for i in range(1, n + 1):
+            pv.post(float(i))
+
+    with Server(providers=[pvs]):
+        _command_loop(burst)
+
+
+def serve_reckon() -> None:
+    import asyncio
+
+    from reckon.pva import Server, SharedPV, nt
+
+    async def main() -> None:
+        server = Server()
+        x = SharedPV(nt.NTScalar("d"), 0.0)
+
+        @x.on_put
+        def _put(op: Any) -> Any:
+            x.post(op.value)
+            return None
+
+        rpc = SharedPV.rpc_only()
+
+        @rpc.on_rpc
+        def _rpc(op: Any) -> Any:
+            query = op.value["query"]
+            return nt.NTScalar("d").wrap(float(query["a"]) + float(query["b"]))
+
+        server.add("bench:x", x)
+        server.add("bench:rpc", rpc)
+        bursts = {name: SharedPV(nt.NTScalar("d"), 0.0) for name in ("bench:burst1", "bench:burst2")}
+        for name, pv in bursts.items():
+            server.add(name, pv)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str] = asyncio.Queue()
+        threading.Thread(
+            target=lambda: [loop.call_soon_threadsafe(lines.put_nowait, ln) for ln in sys.stdin]
+            + [loop.call_soon_threadsafe(lines.put_nowait, "")],
+            daemon=True,
+        ).start()
+        print("ready", flush=True)
+        while True:
+            line = await lines.get()
+            if not line:
+                break
+            cmd = json.loads(line)
+            if cmd["op"] == "quit":
+                break
+            if cmd["op"] == "burst":
+                pv = bursts[cmd["name"]]
+                start = time.monotonic()
+                for i in range(1, int(cmd["n"]) + 1):
+                    pv.post(float(i))
+                    if i % 256 == 0:
+                        await asyncio.sleep(0)
+                print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
+        await server.stop()
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# clients (child processes): each prints one JSON result line
+# ---------------------------------------------------------------------------------------------
+
+
+def client_p4p(task: str) -> None:
+    from p4p.client.thread import Context
+    from p4p.nt import NTURI
+
+    if task == "connect":
+        times = []
+        for _ in range(N_CONNECT):
+            t0 = time.perf_counter()
+            ctx = Context("pva")
+            ctx.get("bench:x", timeout=10)
+            times.append(time.perf_counter() - t0)
+            ctx.close()
+        print(json.dumps({"ms": statistics.median(times) * 1e3}), flush=True)
+        return
+    ctx = Context("pva")
+    ctx.get("bench:x", timeout=10)
+    if task == "get":
+        t0 = time.perf_counter()
+        for _ in range(N_GET):
+            ctx.get("bench:x")
+        print(json.dumps({"rate": N_GET / (time.perf_counter() - t0)}), flush=True)
+    elif task == "put":
+        t0 = time.perf_counter()
+        for i in range(N_PUT):
+            ctx.put("bench:x", float(i))
+        print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
+    elif task == "rpc":
+        uri = NTURI([("a", "d"), ("b", "d")])
+        arg = uri.wrap("bench:rpc", kws={"a": 1.0, "b": 2.0})
+        t0 = time.perf_counter()
+        for _ in range(N_RPC):
+            ctx.rpc("bench:rpc", arg)
+        print(json.dumps({"rate": N_RPC / (time.perf_counter() - t0)}), flush=True)
+    elif task in ("monitor", "pipeline"):
+        name = "bench:burst1" if task == "monitor" else "bench:burst2"
+        request = PIPELINE_REQUEST if task == "pipeline" else None
+        got: queue.Queue[tuple[float, float]] = queue.Queue()
+
+        def cb(value: Any) -> None:
+            got.put((float(value), time.monotonic()))
+
+        sub = ctx.monitor(name, cb, request=request)
+        got.get(timeout=10)  # the initial value
+        print("subscribed", flush=True)
+        count, last = 0, 0.0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                value, last = got.get(timeout=5)
+            except queue.Empty:
+                break
+            count += 1
+            if value >= N_BURST:
+                break
+        print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
+        sub.close()
+    ctx.close()
+
+
+def client_reckon(task: str) -> None:
+    import asyncio
+
+    from reckon.pva import Client, nt
+
+    async def main() -> None:
+        if task == "connect":
+            times = []
+            for _ in range(N_CONNECT):
+                t0 = time.perf_counter()
+                async with Client() as c:
+                    await c.get("bench:x", timeout=10)
+                times.append(time.perf_counter() - t0)
+            print(json.dumps({"ms": statistics.median(times) * 1e3}), flush=True)
+            return
+        async with Client() as c:
+            await c.get("bench:x", timeout=10)
+            if task == "get":
+                t0 = time.perf_counter()
+                for _ in range(N_GET):
+                    await c.get("bench:x")
+                print(json.dumps({"rate": N_GET / (time.perf_counter() - t0)}), flush=True)
+            elif task == "put":
+                t0 = time.perf_counter()
+                for i in range(N_PUT):
+                    await c.put("bench:x", float(i))
+                print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
+            elif task == "rpc":
+                arg = nt.NTURI.build("bench:rpc", {"a": 1.0, "b": 2.0})
+                t0 = time.perf_counter()
+                for _ in range(N_RPC):
+                    await c.rpc("bench:rpc", arg)
+                print(json.dumps({"rate": N_RPC / (time.perf_counter() - t0)}), flush=True)
+            elif task in ("monitor", "pipeline"):
+                name = "bench:burst1" if task == "monitor" else "bench:burst2"
+                request = PIPELINE_REQUEST if task == "pipeline" else None
+                count, last, value = 0, 0.0, 0.0
+                first = True
+                async with c.monitor(name, request=request) as updates:
+                    async for update in updates:
+                        if first:
+                            first = False
+                            print("subscribed", flush=True)
+                            continue
+                        value = float(update.value["value"])
+                        last = time.monotonic()
+                        count += 1
+                        if value >= N_BURST:
+                            break
+                print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------
+# orchestration
+# ---------------------------------------------------------------------------------------------
+
+
+class Child:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, *argv],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.err: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put(None)
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.err.append(line)
+
+    def line(self, timeout: float = 120) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"child timed out; stderr: {''.join(self.err[-20:])}") from None
+        if line is None:
+            raise RuntimeError(f"child exited; stderr: {''.join(self.err[-20:])}")
+        return line
+
+    def json(self, timeout: float = 120) -> Any:
+        while True:
+            text = self.line(timeout)
+            if text.startswith("{"):
+                return json.loads(text)
+
+    def send(self, obj: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.send({"op": "quit"})
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def measure(client: str, server: str) -> dict[str, float]:
+    env = epics_env()
+    srv = Child(["server", server], env)
+    if srv.line(60) != "ready":
+        raise RuntimeError("server did not start")
+    out: dict[str, float] = {}
+    try:
+        for task in ("connect", "get", "put", "rpc"):
+            cl = Child(["client", client, task], env)
+            res = cl.json()
+            out[task] = res["ms"] if task == "connect" else res["rate"]
+            cl.close()
+        for task, pv in (("monitor", "bench:burst1"), ("pipeline", "bench:burst2")):
+            cl = Child(["client", client, task], env)
+            if cl.line(60) != "subscribed":
+                raise RuntimeError("monitor did not start")
+            srv.send({"op": "burst", "name": pv, "n": N_BURST})
+            times = srv.json()
+            res = cl.json(180)
+            cl.close()
+            if res["final"] < N_BURST:
+                print(f"  ! {client}->{server} {task}: last value {res['final']} never arrived")
+            elapsed = max(res["last"] - times["start"], 1e-9)
+            out[task] = res["count"] / elapsed
+            out[task + "_count"] = res["count"]
+    finally:
+        srv.close()
+    return out
+
+
+ROWS = [
+    ("get", "gets/s", True),
+    ("put", "puts/s", True),
+    ("rpc", "RPC/s", True),
+    ("monitor", "monitor updates/s (default)", True),
+    ("pipeline", "monitor updates/s (pipelined)", True),
+    ("connect", "connect ms (lower is better)", False),
+]
+
+
+def table(client: str, reckon: dict[str, float] | None, p4p: dict[str, float]) -> None:
+    print(f"\n{client} client      reckon server    p4p server   ratio (reckon/p4p; >=1 is better)")
+    for key, label, higher in ROWS:
+        theirs = p4p.get(key, float("nan"))
+        if reckon is None or key not in reckon:
+            print(f"  {label:32s} {'-':>12s} {theirs:12.1f}")
+            continue
+        ours = reckon[key]
+        ratio = ours / theirs if higher else theirs / ours
+        extra = ""
+        if key + "_count" in reckon:
+            extra = f"  (delivered {int(reckon[key + '_count'])} vs {int(p4p[key + '_count'])})"
+        print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x{extra}")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["server"]:
+        {"p4p": serve_p4p, "reckon": serve_reckon}[args[1]]()
+        return
+    if args[:1] == ["client"]:
+        {"p4p": client_p4p, "reckon": client_reckon}[args[1]](args[2])
+        return
+    global N_GET, N_PUT, N_RPC, N_BURST
+    if "--quick" in args:
+        os.environ["PVA_BENCH_QUICK"] = "1"
+        N_GET, N_PUT, N_RPC, N_BURST = 200, 100, 100, 2000
+    only = [a for a in args if not a.startswith("--")]
+    pairs = [("p4p", "reckon"), ("p4p", "p4p"), ("reckon", "reckon"), ("reckon", "p4p")]
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    t0 = time.time()
+    for client, server in pairs:
+        if only and server not in only and client not in only:
+            continue
+        print(f"measuring {client} client -> {server} server ...", flush=True)
+        try:
+            results[(client, server)] = measure(client, server)
+        except Exception as exc:
+            print(f"  failed: {exc}")
+    for client in ("p4p", "reckon"):
+        if (client, "p4p") in results:
+            table(client, results.get((client, "reckon")), results[(client, "p4p")])
+    print(f"\n(total {time.time() - t0:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,984 @@
+"""The asyncio pvAccess client (and :class:`SyncClient`, a thread-backed blocking wrapper).
+
+One :class:`Client` shares a UDP search socket and one TCP connection per server among all its
+channels. Channels search until found (UDP address list, then TCP name servers), connect, and
+go back to searching when their server goes away, so operations and monitors survive a server
+restart. Every operation takes a timeout and raises :class:`~reckon.errors.PvaTimeoutError`
+naming the PV; error statuses from the server raise :class:`~reckon.errors.PvaRemoteError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import itertools
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future as ConcurrentFuture
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
+from reckon.pva.config import Address, ClientConfig
+from reckon.pva.discovery import SearchClient
+from reckon.pva.protocol import (
+    NEED_DATA,
+    RPC,
+    BitSet,
+    ClientConnection,
+    ConnectionClosed,
+    ConnectionValidated,
+    ConnectionValidationRequest,
+    ConnectionValidationResponse,
+    ControlEchoRequest,
+    ControlEchoResponse,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    DestroyChannel,
+    DestroyRequest,
+    Echo,
+    Event,
+    FieldDesc,
+    Get,
+    GetField,
+    GetFieldResponse,
+    GetInit,
+    GetInitResponse,
+    GetResponse,
+    Message,
+    MonitorAck,
+    MonitorFinish,
+    MonitorInit,
+    MonitorInitResponse,
+    MonitorStart,
+    MonitorUpdate,
+    ProtocolError,
+    Put,
+    PutGet,
+    PutGetInit,
+    PutGetInitResponse,
+    PutGetResponse,
+    PutInit,
+    PutInitResponse,
+    PutResponse,
+    RPCInit,
+    RPCInitResponse,
+    RPCResponse,
+    SearchRequest,
+    SearchResponse,
+    SetByteOrder,
+    Status,
+    Structure,
+    VariantValue,
+)
+from reckon.pva.pv import merge
+
+log = logging.getLogger("reckon.pva.client")
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 5.0
+_SEARCH_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
+
+
+def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> VariantValue | None:
+    """A pvRequest from ``"field(value)record[queueSize=4]"``, a dict, or an existing value."""
+    if request is None or isinstance(request, VariantValue):
+        return request
+    from reckon.pva.protocol import pv_request
+
+    if isinstance(request, str):
+        return pv_request(request)  # type: ignore[no-any-return]
+    return VariantValue.of(dict(request))
+
+
+def _options(request: VariantValue | None) -> dict[str, Any]:
+    if request is None or not isinstance(request.value, dict):
+        return {}
+    rec = request.value.get("record")
+    opts = rec.get("_options") if isinstance(rec, dict) else None
+    return dict(opts) if isinstance(opts, dict) else {}
+
+
+class _Disconnected(PvaError):
+    """Internal: the channel's connection dropped while an operation waited (it is retried)."""
+
+
+@dataclass
+class Update:
+    """One monitor update: the full ``value`` and the dotted paths that ``changed``."""
+
+    value: dict[str, Any]
+    changed: BitSet
+    type: Structure
+
+    @property
+    def changed_fields(self) -> list[str]:
+        return [self.type.field_at(b)[0] for b in self.changed]
+
+
+# ------------------------------------------------------------------------------------------
+# one TCP connection to a server
+# ------------------------------------------------------------------------------------------
+
+
+class _Op:
+    __slots__ = ("channel", "ioid", "queue", "waiter")
+
+    def __init__(self, channel: _Channel, ioid: int) -> None:
+        self.channel = channel
+        self.ioid = ioid
+        self.waiter: asyncio.Future[Event] | None = None
+        self.queue: deque[Event] = deque()
+
+    def deliver(self, ev: Event) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            self.waiter = None
+            w.set_result(ev)
+        else:
+            self.queue.append(ev)
+
+    def fail(self, exc: BaseException) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            self.waiter = None
+            w.set_exception(exc)
+
+    async def next(self, loop: asyncio.AbstractEventLoop) -> Event:
+        if self.queue:
+            return self.queue.popleft()
+        w: asyncio.Future[Event] = loop.create_future()
+        self.waiter = w
+        return await w
+
+
+class _ClientProtocol(asyncio.Protocol):
+    def __init__(self, client: Client, address: Address, name_server: bool = False) -> None:
+        self.client = client
+        self.address = address
+        self.name_server = name_server
+        self.loop = client.loop
+        self.conn = ClientConnection()
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.channels: dict[int, _Channel] = {}  # by cid
+        self.ops: dict[int, _Op] = {}
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            conn.receive_data(data)
+            while True:
+                ev = conn.next_event()
+                if ev is NEED_DATA:
+                    break
+                self._handle(ev)
+        except ProtocolError as exc:
+            log.warning("pva client: dropping server %s:%d: %s", *self.address, exc)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.ready.done():
+            self.ready.set_exception(_Disconnected(f"connection to {self.address} lost"))
+        self.client._connection_lost(self)
+        for op in list(self.ops.values()):
+            op.fail(_Disconnected("server disconnected"))
+        self.ops.clear()
+
+    def send(self, ev: Event) -> None:
+        if self.closed or self.transport is None:
+            raise _Disconnected("server disconnected")
+        self.transport.write(self.conn.send(ev))
+
+    def _handle(self, ev: Event) -> None:
+        t = type(ev)
+        if t is ConnectionValidationRequest:
+            assert isinstance(ev, ConnectionValidationRequest)
+            c = self.client
+            if "ca" in ev.auth_methods and c.auth == "ca":
+                reply = ConnectionValidationResponse.ca(c.user, c.host)
+            else:
+                reply = ConnectionValidationResponse()
+            self.send(reply)
+        elif t is ConnectionValidated:
+            assert isinstance(ev, ConnectionValidated)
+            if not self.ready.done():
+                if ev.status.success:
+                    self.ready.set_result(None)
+                else:
+                    self.ready.set_exception(
+                        PvaRemoteError(f"server {self.address} refused us: {ev.status.message}")
+                    )
+        elif t is CreateChannelResponse:
+            assert isinstance(ev, CreateChannelResponse)
+            ch = self.channels.get(ev.cid)
+            if ch is not None:
+                ch._created(self, ev)
+        elif t is DestroyChannel:
+            assert isinstance(ev, DestroyChannel)
+            ch = self.channels.pop(ev.cid, None)
+            if ch is not None:
+                ch._lost(self)
+        elif t is SearchResponse:
+            assert isinstance(ev, SearchResponse)
+            self.client._on_search_response(ev, self.address)
+        elif t is Echo:
+            pass
+        elif t is ControlEchoRequest:
+            assert isinstance(ev, ControlEchoRequest)
+            self.send(ControlEchoResponse(ev.value))
+        elif t is SetByteOrder or t is ControlEchoResponse:
+            pass
+        elif t is Message:
+            assert isinstance(ev, Message)
+            log.info("pva client: message from %s: %s", self.address, ev.text)
+        elif t is ConnectionClosed:
+            if self.transport is not None:
+                self.transport.close()
+        else:
+            ioid = getattr(ev, "ioid", None)
+            if ioid is None:
+                return
+            op = self.ops.get(ioid)
+            if op is not None:
+                op.deliver(ev)
+
+
+# ------------------------------------------------------------------------------------------
+# channels
+# ------------------------------------------------------------------------------------------
+
+
+class _Channel:
+    def __init__(self, client: Client, name: str, cid: int) -> None:
+        self.client = client
+        self.name = name
+        self.cid = cid
+        self.conn: _ClientProtocol | None = None
+        self.sid = 0
+        self.connected = asyncio.Event()
+        self.error: Exception | None = None
+        self.search_step = 0
+        self.next_search = 0.0
+        self.monitors: set[Subscription] = set()
+        self.op_cache: dict[tuple[str, str], tuple[int, Any]] = {}
+
+    def _created(self, conn: _ClientProtocol, ev: CreateChannelResponse) -> None:
+        if not ev.status.success:
+            self.error = PvaRemoteError(f"{self.name}: server refused channel: {ev.status.message}")
+            conn.channels.pop(self.cid, None)
+            self.conn = None
+            self.client._searching(self)
+            return
+        self.conn = conn
+        self.sid = ev.sid
+        self.error = None
+        self.op_cache.clear()
+        self.connected.set()
+        for sub in list(self.monitors):
+            sub._reconnected()
+
+    def _lost(self, conn: _ClientProtocol) -> None:
+        if self.conn is not conn and self.conn is not None:
+            return
+        self.conn = None
+        self.op_cache.clear()
+        self.connected.clear()
+        self.search_step = 0
+        self.client._searching(self)
+
+
+# ------------------------------------------------------------------------------------------
+# monitor subscriptions
+# ------------------------------------------------------------------------------------------
+
+
+class Subscription:
+    """An async iterator of :class:`Update` (use ``async with client.monitor(name) as sub``).
+
+    It survives server restarts (the first update after a reconnect is a full value). Updates
+    the consumer has not taken are held in a bounded queue that keeps the newest value.
+    """
+
+    def __init__(
+        self, client: Client, name: str, request: VariantValue | None, max_queue: int
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.request = request
+        opts = _options(request)
+        pipeline = str(opts.get("pipeline", "")).lower() in ("true", "1", "yes")
+        self.queue_size = int(opts.get("queueSize", 4)) if pipeline else None
+        self.max_queue = max(max_queue, self.queue_size or 0)
+        self.updates: deque[Update | BaseException | None] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.type: Structure | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._channel: _Channel | None = None
+        self._op: _Op | None = None
+        self._unacked = 0
+        self._closed = False
+
+    async def start(self) -> Subscription:
+        ch = self.client._channel(self.name)
+        self._channel = ch
+        ch.monitors.add(self)
+        if ch.connected.is_set():
+            self._reconnected()
+        return self
+
+    def _reconnected(self) -> None:
+        if self._closed:
+            return
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = self.client.loop.create_task(self._subscribe())
+
+    async def _subscribe(self) -> None:
+        ch = self._channel
+        assert ch is not None
+        conn = ch.conn
+        if conn is None:
+            return
+        ioid = self.client._next_ioid()
+        op = _Op(ch, ioid)
+        conn.ops[ioid] = op
+        self._op = op
+        loop = self.client.loop
+        try:
+            conn.send(MonitorInit(ch.sid, ioid, self.request, queue_size=self.queue_size))
+            ev = await op.next(loop)
+            assert isinstance(ev, MonitorInitResponse)
+            if not ev.status.success or ev.type is None:
+                self._push(PvaRemoteError(f"monitor {self.name}: {ev.status.message}"))
+                return
+            self.type = ev.type
+            conn.send(MonitorStart(ch.sid, ioid))
+            self._unacked = 0
+            while True:
+                ev = await op.next(loop)
+                if isinstance(ev, MonitorUpdate):
+                    self._push(Update(ev.value, ev.changed, self.type))
+                elif isinstance(ev, MonitorFinish):
+                    if not ev.status.success:
+                        self._push(PvaRemoteError(f"monitor {self.name}: {ev.status.message}"))
+                    self._push(None)
+                    return
+        except _Disconnected:
+            return  # the channel searches again and _reconnected restarts us
+        finally:
+            conn.ops.pop(ioid, None)
+
+    def _push(self, item: Update | BaseException | None) -> None:
+        q = self.updates
+        if isinstance(item, Update) and self.queue_size is None and len(q) >= self.max_queue:
+            last = q[-1]
+            if isinstance(last, Update):
+                q[-1] = Update(item.value, last.changed | item.changed, item.type)
+            else:
+                q.append(item)
+        else:
+            q.append(item)
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _ack(self) -> None:
+        if self.queue_size is None or self._op is None or self._channel is None:
+            return
+        self._unacked += 1
+        if self._unacked >= max(1, self.queue_size // 2):
+            conn = self._channel.conn
+            if conn is not None:
+                with contextlib.suppress(PvaError, ProtocolError):
+                    conn.send(MonitorAck(self._channel.sid, self._op.ioid, self._unacked))
+            self._unacked = 0
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Update:
+        while not self.updates:
+            if self._closed:
+                raise StopAsyncIteration
+            self.waiter = self.client.loop.create_future()
+            await self.waiter
+        item = self.updates.popleft()
+        if item is None:
+            self._closed = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        self._ack()
+        return item
+
+    async def next(self, timeout: float | None = DEFAULT_TIMEOUT) -> Update:
+        """The next update, or PvaTimeoutError."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.__anext__()
+        except TimeoutError:
+            raise PvaTimeoutError(f"monitor {self.name!r}: no update within {timeout}s") from None
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._channel is not None:
+            self._channel.monitors.discard(self)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        ch, op = self._channel, self._op
+        if ch is not None and op is not None and ch.conn is not None:
+            with contextlib.suppress(PvaError, ProtocolError):
+                ch.conn.send(DestroyRequest(ch.sid, op.ioid))
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def __aenter__(self) -> Subscription:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+# ------------------------------------------------------------------------------------------
+# the client
+# ------------------------------------------------------------------------------------------
+
+
+class Client:
+    """An asyncio pvAccess client.
+
+    ``Client()`` reads EPICS_PVA_* from the environment (``ClientConfig`` to set it explicitly).
+    Authentication is "ca" with the local user and host names unless ``auth="anonymous"``.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        auth: str = "ca",
+        user: str | None = None,
+        host: str | None = None,
+    ) -> None:
+        self.config = config or ClientConfig.from_env()
+        self.timeout = timeout
+        self.auth = auth
+        self.user = user if user is not None else _user()
+        self.host = host if host is not None else socket.gethostname()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._channels: dict[str, _Channel] = {}
+        self._by_cid: dict[int, _Channel] = {}
+        self._conns: dict[Address, asyncio.Future[_ClientProtocol]] = {}
+        self._name_conns: dict[Address, asyncio.Future[_ClientProtocol]] = {}
+        self._cids = itertools.count(1)
+        self._ioids = itertools.count(1)
+        self._seq = itertools.count(1)
+        self._udp: SearchClient | None = None
+        self._search_task: asyncio.Task[None] | None = None
+        self._search_wake: asyncio.Event | None = None
+        self._closed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    async def __aenter__(self) -> Client:
+        await self._start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _start(self) -> None:
+        if self._udp is not None or self._closed:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._search_wake = asyncio.Event()
+        self._udp = SearchClient(
+            self.config.search_targets(), self._on_search_response, lambda b, a: None
+        )
+        await self._udp.start()
+        self._search_task = self.loop.create_task(self._search_loop())
+
+    async def close(self) -> None:
+        self._closed = True
+        for ch in self._channels.values():
+            for sub in list(ch.monitors):
+                await sub.close()
+        if self._search_task is not None:
+            self._search_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._search_task
+        if self._udp is not None:
+            self._udp.close()
+        for futs in (self._conns, self._name_conns):
+            for fut in futs.values():
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    t = fut.result().transport
+                    if t is not None:
+                        t.close()
+                else:
+                    fut.cancel()
+        self._conns.clear()
+        self._name_conns.clear()
+
+    def _next_ioid(self) -> int:
+        return next(self._ioids) & 0xFFFFFFFF
+
+    # ---------------------------------------------------------------------- search
+    def _channel(self, name: str) -> _Channel:
+        if not isinstance(name, str) or not name:
+            raise PvaError(f"a PV name is a non-empty string, not {name!r}")
+        ch = self._channels.get(name)
+        if ch is None:
+            ch = _Channel(self, name, next(self._cids) & 0xFFFFFFFF)
+            self._channels[name] = ch
+            self._by_cid[ch.cid] = ch
+            self._searching(ch)
+        return ch
+
+    def _searching(self, ch: _Channel) -> None:
+        ch.next_search = 0.0
+        if self._search_wake is not None:
+            self._search_wake.set()
+
+    async def _search_loop(self) -> None:
+        assert self._search_wake is not None
+        while not self._closed:
+            now = self.loop.time()
+            due: list[_Channel] = []
+            wait = 5.0
+            for ch in self._channels.values():
+                if ch.connected.is_set() or ch.conn is not None:
+                    continue
+                if ch.next_search <= now:
+                    due.append(ch)
+                    step = min(ch.search_step, len(_SEARCH_DELAYS) - 1)
+                    ch.search_step += 1
+                    ch.next_search = now + max(_SEARCH_DELAYS[step], 0.02)
+                wait = min(wait, max(ch.next_search - now, 0.0))
+            if due:
+                self._send_search(due)
+            self._search_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self._search_wake.wait()
+
+    def _send_search(self, due: list[_Channel]) -> None:
+        seq = next(self._seq) & 0xFFFFFFFF
+        pairs = [(ch.cid, ch.name) for ch in due]
+        if self._udp is not None:
+            self._udp.search(seq, pairs)
+        for addr in self.config.name_servers:
+            self.loop.create_task(self._name_server_search(addr, seq, pairs))
+
+    async def _name_server_search(
+        self, addr: Address, seq: int, pairs: list[tuple[int, str]]
+    ) -> None:
+        try:
+            conn = await self._connect(addr, self._name_conns, name_server=True)
+            conn.send(
+                SearchRequest(sequence=seq, channels=tuple(pairs), reply_required=False,
+                              unicast=True)
+            )
+        except (OSError, PvaError, ProtocolError) as exc:
+            log.debug("pva client: name server %s:%d: %s", addr[0], addr[1], exc)
+
+    def _on_search_response(self, ev: SearchResponse, source: Address) -> None:
+        if not ev.found or self._closed:
+            return
+        host = ev.address
+        if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
+            host = source[0]
+        if host.startswith("::ffff:"):
+            host = host[7:]
+        server = (host, ev.port)
+        for cid in ev.cids:
+            ch = self._by_cid.get(cid)
+            if ch is None or ch.conn is not None or ch.connected.is_set():
+                continue
+            ch.conn = _PENDING
+            self.loop.create_task(self._create_channel(ch, server))
+
+    async def _create_channel(self, ch: _Channel, server: Address) -> None:
+        try:
+            conn = await self._connect(server, self._conns)
+            ch.conn = None
+            conn.channels[ch.cid] = ch
+            conn.send(CreateChannelRequest(ch.cid, ch.name))
+            ch.conn = conn  # pending until _created
+        except (OSError, PvaError, ProtocolError) as exc:
+            log.debug("pva client: connecting %s to %s: %s", ch.name, server, exc)
+            ch.conn = None
+            ch.error = exc if isinstance(exc, PvaError) else None
+            self._searching(ch)
+
+    async def _connect(
+        self,
+        addr: Address,
+        table: dict[Address, asyncio.Future[_ClientProtocol]],
+        name_server: bool = False,
+    ) -> _ClientProtocol:
+        fut = table.get(addr)
+        if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+            fut = self.loop.create_future()
+            table[addr] = fut
+            try:
+                _, proto = await self.loop.create_connection(
+                    lambda: _ClientProtocol(self, addr, name_server), addr[0], addr[1]
+                )
+                await asyncio.wait_for(asyncio.shield(proto.ready), self.config.conn_timeout)
+            except BaseException as exc:
+                table.pop(addr, None)
+                fut.set_exception(exc if isinstance(exc, Exception) else PvaError(str(exc)))
+                fut.exception()  # retrieved
+                raise
+            fut.set_result(proto)
+            return proto
+        return await asyncio.shield(fut)
+
+    def _connection_lost(self, conn: _ClientProtocol) -> None:
+        for table in (self._conns, self._name_conns):
+            fut = table.get(conn.address)
+            if fut is not None and fut.done() and not fut.cancelled() and (
+                fut.exception() is None and fut.result() is conn
+            ):
+                del table[conn.address]
+        for ch in list(conn.channels.values()):
+            ch._lost(conn)
+        conn.channels.clear()
+
+    # ---------------------------------------------------------------------- operations
+    async def _connected(self, name: str, deadline: float) -> _Channel:
+        await self._start()
+        ch = self._channel(name)
+        while not ch.connected.is_set() or ch.conn is None or ch.conn is _PENDING:
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await ch.connected.wait()
+        return ch
+
+    async def _run(self, name: str, what: str, timeout: float | None, body: Any) -> Any:
+        t = self.timeout if timeout is None else timeout
+        deadline = self.loop.time() + t
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    ch = await self._connected(name, deadline)
+                    return await body(ch)
+            except TimeoutError:
+                ch = self._channels.get(name)
+                if ch is not None and ch.error is not None:
+                    raise PvaTimeoutError(
+                        f"{what} {name!r}: no answer within {t}s ({ch.error})"
+                    ) from None
+                state = "connected but no reply" if ch and ch.connected.is_set() else (
+                    "not found: no server answered the search"
+                )
+                raise PvaTimeoutError(f"{what} {name!r}: {state} within {t}s") from None
+            except _Disconnected:
+                continue  # the server went away mid-operation: search again and retry
+
+    async def _op(self, ch: _Channel) -> tuple[_ClientProtocol, _Op]:
+        conn = ch.conn
+        if conn is None or conn is _PENDING:
+            raise _Disconnected("not connected")
+        ioid = self._next_ioid()
+        op = _Op(ch, ioid)
+        conn.ops[ioid] = op
+        return conn, op
+
+    async def get(
+        self, name: str, request: str | Mapping[str, Any] | None = None, *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """The PV's current value (a dict; ``["value"]`` for NT types)."""
+        req = make_request(request)
+
+        async def body(ch: _Channel) -> dict[str, Any]:
+            key = ("get", repr(request))
+            cached = ch.op_cache.get(key)
+            conn = ch.conn
+            assert conn is not None
+            if cached is not None and cached[0] in conn.ops:
+                ioid = cached[0]
+                op = conn.ops[ioid]
+            else:
+                conn, op = await self._op(ch)
+                conn.send(GetInit(ch.sid, op.ioid, req))
+                ev = await op.next(self.loop)
+                assert isinstance(ev, GetInitResponse)
+                _check(ev.status, "get", name)
+                ch.op_cache[key] = (op.ioid, ev.type)
+            conn.send(Get(ch.sid, op.ioid))
+            ev = await op.next(self.loop)
+            assert isinstance(ev, GetResponse)
+            _check(ev.status, "get", name)
+            assert ev.value is not None
+            return ev.value
+
+        result: dict[str, Any] = await self._run(name, "get", timeout, body)
+        return result
+
+    async def put(
+        self, name: str, value: Any, request: str | Mapping[str, Any] | None = None, *,
+        timeout: float | None = None,
+    ) -> None:
+        """Write ``value`` (a plain value sets ``value``; a dict sets the fields it names)."""
+        req = make_request(request)
+
+        async def body(ch: _Channel) -> None:
+            key = ("put", repr(request))
+            conn = ch.conn
+            assert conn is not None
+            cached = ch.op_cache.get(key)
+            if cached is not None and cached[0] in conn.ops:
+                op, t = conn.ops[cached[0]], cached[1]
+            else:
+                conn, op = await self._op(ch)
+                conn.send(PutInit(ch.sid, op.ioid, req))
+                ev = await op.next(self.loop)
+                assert isinstance(ev, PutInitResponse)
+                _check(ev.status, "put", name)
+                t = ev.type
+                ch.op_cache[key] = (op.ioid, t)
+            full, mask = _build(t, value, name)
+            conn.send(Put(ch.sid, op.ioid, full, BitSet.from_mask(mask)))
+            ev = await op.next(self.loop)
+            assert isinstance(ev, PutResponse)
+            _check(ev.status, "put", name)
+
+        await self._run(name, "put", timeout, body)
+
+    async def put_get(
+        self, name: str, value: Any, request: str | Mapping[str, Any] | None = None, *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Write ``value`` and return the value the server answers with, in one round trip."""
+        req = make_request(request)
+
+        async def body(ch: _Channel) -> dict[str, Any]:
+            conn, op = await self._op(ch)
+            try:
+                conn.send(PutGetInit(ch.sid, op.ioid, req))
+                ev = await op.next(self.loop)
+                assert isinstance(ev, PutGetInitResponse)
+                _check(ev.status, "put-get", name)
+                assert ev.put_type is not None
+                full, mask = _build(ev.put_type, value, name)
+                conn.send(PutGet(ch.sid, op.ioid, full, BitSet.from_mask(mask), destroy=True))
+                ev2 = await op.next(self.loop)
+                assert isinstance(ev2, PutGetResponse)
+                _check(ev2.status, "put-get", name)
+                assert ev2.value is not None
+                return ev2.value
+            finally:
+                conn.ops.pop(op.ioid, None)
+
+        result: dict[str, Any] = await self._run(name, "put-get", timeout, body)
+        return result
+
+    async def rpc(
+        self, name: str, argument: Any = None, request: str | Mapping[str, Any] | None = None,
+        *, timeout: float | None = None,
+    ) -> Any:
+        """Call an RPC PV; ``argument`` is a typed value (``nt.NTURI.build(...)``) or a dict."""
+        req = make_request(request)
+        arg = argument if isinstance(argument, VariantValue) or argument is None else (
+            VariantValue.of(argument)
+        )
+
+        async def body(ch: _Channel) -> Any:
+            key = ("rpc", repr(request))
+            conn = ch.conn
+            assert conn is not None
+            cached = ch.op_cache.get(key)
+            if cached is not None and cached[0] in conn.ops:
+                op = conn.ops[cached[0]]
+            else:
+                conn, op = await self._op(ch)
+                conn.send(RPCInit(ch.sid, op.ioid, req))
+                ev = await op.next(self.loop)
+                assert isinstance(ev, RPCInitResponse)
+                _check(ev.status, "rpc", name)
+                ch.op_cache[key] = (op.ioid, None)
+            conn.send(RPC(ch.sid, op.ioid, arg))
+            ev2 = await op.next(self.loop)
+            assert isinstance(ev2, RPCResponse)
+            if not ev2.status.success:
+                ch.op_cache.pop(key, None)
+                conn.ops.pop(op.ioid, None)
+                with contextlib.suppress(PvaError, ProtocolError):
+                    conn.send(DestroyRequest(ch.sid, op.ioid))
+            _check(ev2.status, "rpc", name)
+            return None if ev2.result is None else ev2.result.value
+
+        return await self._run(name, "rpc", timeout, body)
+
+    async def info(
+        self, name: str, sub_field: str = "", *, timeout: float | None = None
+    ) -> FieldDesc:
+        """The PV's type (pvxinfo / get-field)."""
+
+        async def body(ch: _Channel) -> FieldDesc:
+            conn, op = await self._op(ch)
+            try:
+                conn.send(GetField(ch.sid, op.ioid, sub_field))
+                ev = await op.next(self.loop)
+                assert isinstance(ev, GetFieldResponse)
+                _check(ev.status, "info", name)
+                assert ev.type is not None
+                return ev.type
+            finally:
+                conn.ops.pop(op.ioid, None)
+
+        result: FieldDesc = await self._run(name, "info", timeout, body)
+        return result
+
+    def monitor(
+        self, name: str, request: str | Mapping[str, Any] | None = None, *,
+        max_queue: int = 1000,
+    ) -> Subscription:
+        """Subscribe: ``async with client.monitor("x") as sub: async for u in sub: ...``.
+
+        ``request="record[pipeline=true,queueSize=8]"`` asks for flow control (pipelining).
+        """
+        return Subscription(self, name, make_request(request), max_queue)
+
+    async def connected(self, name: str, timeout: float | None = None) -> bool:
+        """Wait until ``name`` is connected (PvaTimeoutError if it is not found in time)."""
+
+        async def body(ch: _Channel) -> bool:
+            return True
+
+        result: bool = await self._run(name, "connect", timeout, body)
+        return result
+
+
+class _PendingConn:
+    """Marker: the channel was found and its connection is being made."""
+
+
+_PENDING: Any = _PendingConn()
+
+
+def _check(status: Status, what: str, name: str) -> None:
+    if not status.success:
+        raise PvaRemoteError(f"{what} {name!r}: {status.message or 'error'}")
+
+
+def _build(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
+    if not isinstance(t, Structure):
+        raise PvaError(f"put {name!r}: the server gave no structure type")
+    if isinstance(value, Mapping) and set(value) <= set(t.names):
+        update: Mapping[str, Any] = value
+    elif "value" in t:
+        update = {"value": value}
+    else:
+        raise PvaError(f"put {name!r}: it has no 'value' field; put a dict of {list(t.names)}")
+    return merge(t, t.default(), update)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+# ------------------------------------------------------------------------------------------
+# the blocking wrapper
+# ------------------------------------------------------------------------------------------
+
+
+class SyncClient:
+    """A blocking client: a private event loop in a daemon thread runs a :class:`Client`."""
+
+    def __init__(self, config: ClientConfig | None = None, **kw: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="reckon-pva-client")
+        self._thread.start()
+        self._client = self._call(self._make(config, kw))
+
+    async def _make(self, config: ClientConfig | None, kw: dict[str, Any]) -> Client:
+        c = Client(config, **kw)
+        await c._start()
+        return c
+
+    def _call(self, coro: Any, timeout: float | None = None) -> Any:
+        fut: ConcurrentFuture[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return fut.result(timeout)
+
+    def get(self, name: str, request: Any = None, *, timeout: float | None = None) -> Any:
+        return self._call(self._client.get(name, request, timeout=timeout))
+
+    def put(self, name: str, value: Any, request: Any = None, *,
+            timeout: float | None = None) -> None:
+        self._call(self._client.put(name, value, request, timeout=timeout))
+
+    def put_get(self, name: str, value: Any, request: Any = None, *,
+                timeout: float | None = None) -> Any:
+        return self._call(self._client.put_get(name, value, request, timeout=timeout))
+
+    def rpc(self, name: str, argument: Any = None, request: Any = None, *,
+            timeout: float | None = None) -> Any:
+        return self._call(self._client.rpc(name, argument, request, timeout=timeout))
+
+    def info(self, name: str, sub_field: str = "", *, timeout: float | None = None) -> FieldDesc:
+        result: FieldDesc = self._call(self._client.info(name, sub_field, timeout=timeout))
+        return result
+
+    def monitor(self, name: str, request: Any = None, *,
+                timeout: float | None = None) -> Iterator[Update]:
+        """Blocking iterator of updates; stop with ``break`` (the subscription is closed)."""
+        sub = self._client.monitor(name, request)
+        self._call(sub.start())
+        try:
+            while True:
+                try:
+                    yield self._call(sub.next(timeout))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(sub.close())
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self._call(self._client.close(), timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,259 @@
+"""UDP discovery over asyncio: the server's search responder and beacons, the client's search.
+
+The protocol library encodes and decodes the datagrams; this module only owns sockets, timers
+and the policy (who answers, how often to retry). Undecodable datagrams are logged at debug
+level and ignored: on UDP there is no peer to drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from reckon.pva.config import Address
+from reckon.pva.protocol import (
+    Beacon,
+    Discovery,
+    OriginTag,
+    ProtocolError,
+    SearchRequest,
+    SearchResponse,
+)
+
+log = logging.getLogger("reckon.pva.discovery")
+
+
+def new_guid() -> bytes:
+    """12 random bytes: a server's identity for this run (clients notice restarts by it)."""
+    return os.urandom(12)
+
+
+def _resolve(host: str) -> str:
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
+
+
+class _Datagram(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
+        self.on_datagram = on_datagram
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            self.on_datagram(data, (str(addr[0]), int(addr[1])))
+        except Exception:  # a bad datagram never stops discovery
+            log.exception("error handling a datagram from %s", addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("UDP error: %s", exc)
+
+
+async def open_udp(
+    local: Address, on_datagram: Callable[[bytes, Address], None], *, reuse: bool = True
+) -> tuple[asyncio.DatagramTransport, _Datagram]:
+    """A UDP socket bound to ``local`` that may broadcast (and share its port, like pvxs)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        if reuse:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if hasattr(socket, "SO_REUSEPORT"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(local)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    transport, proto = await loop.create_datagram_endpoint(
+        lambda: _Datagram(on_datagram), sock=sock
+    )
+    return transport, proto
+
+
+class SearchResponder:
+    """Answers UDP searches for the names ``has_channel`` knows, and sends beacons."""
+
+    def __init__(
+        self,
+        *,
+        interface: str,
+        udp_port: int,
+        tcp_port: int,
+        guid: bytes,
+        has_channel: Callable[[str], bool],
+        beacon_targets: list[Address],
+        beacon_period: float,
+        change_count: Callable[[], int],
+    ) -> None:
+        self.interface = interface
+        self.udp_port = udp_port
+        self.tcp_port = tcp_port
+        self.guid = guid
+        self.has_channel = has_channel
+        self.beacon_targets = [(_resolve(h), p) for h, p in beacon_targets]
+        self.beacon_period = beacon_period
+        self.change_count = change_count
+        self.codec = Discovery()
+        self.transport: asyncio.DatagramTransport | None = None
+        self._beacon_task: asyncio.Task[None] | None = None
+        self._beacon_seq = 0
+        self.searches_answered = 0
+
+    async def start(self) -> None:
+        self.transport, _ = await open_udp((self.interface, self.udp_port), self._on_datagram)
+        self.udp_port = self.transport.get_extra_info("sockname")[1]
+        if self.beacon_targets:
+            self._beacon_task = asyncio.create_task(self._beacons(), name="pva-beacons")
+
+    async def stop(self) -> None:
+        if self._beacon_task is not None:
+            self._beacon_task.cancel()
+            try:
+                await self._beacon_task
+            except asyncio.CancelledError:
+                pass
+            self._beacon_task = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def answer(self, req: SearchRequest, source: Address) -> SearchResponse | None:
+        """The response to a search (None when we have none of the names and none is needed)."""
+        cids = tuple(cid for cid, name in req.channels if self.has_channel(name))
+        if not cids and not (req.reply_required or not req.channels):
+            return None
+        return SearchResponse(
+            guid=self.guid,
+            sequence=req.sequence,
+            address=self.interface if self.interface != "0.0.0.0" else "0.0.0.0",
+            port=self.tcp_port,
+            found=bool(cids),
+            cids=cids,
+        )
+
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        try:
+            events = self.codec.decode(data)
+        except ProtocolError as exc:
+            log.debug("ignoring a bad datagram from %s:%d: %s", source[0], source[1], exc)
+            return
+        for ev in events:
+            if isinstance(ev, OriginTag):
+                continue
+            if isinstance(ev, SearchRequest):
+                reply = self.answer(ev, source)
+                if reply is None or self.transport is None:
+                    continue
+                host = ev.response_address
+                if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
+                    host = source[0]
+                port = ev.response_port or source[1]
+                self.searches_answered += 1
+                self.transport.sendto(self.codec.encode(reply), (host, port))
+
+    async def _beacons(self) -> None:
+        # Fast beacons right after start (clients waiting on a restart find us at once), then
+        # the configured period, as pvxs does.
+        delays = [0.0, 0.5, 1.0, 2.0, 4.0]
+        while True:
+            delay = delays.pop(0) if delays else self.beacon_period
+            await asyncio.sleep(min(delay, self.beacon_period))
+            self.send_beacon()
+
+    def send_beacon(self) -> None:
+        if self.transport is None:
+            return
+        beacon = Beacon(
+            guid=self.guid,
+            sequence=self._beacon_seq & 0xFF,
+            change_count=self.change_count() & 0xFFFF,
+            address=self.interface if self.interface != "0.0.0.0" else "0.0.0.0",
+            port=self.tcp_port,
+        )
+        self._beacon_seq += 1
+        data = self.codec.encode(beacon)
+        for target in self.beacon_targets:
+            try:
+                self.transport.sendto(data, target)
+            except OSError as exc:
+                log.debug("beacon to %s failed: %s", target, exc)
+
+
+class SearchClient:
+    """The client's UDP socket: sends searches, routes responses and beacons to callbacks."""
+
+    def __init__(
+        self,
+        targets: list[Address],
+        on_response: Callable[[SearchResponse, Address], None],
+        on_beacon: Callable[[Beacon, Address], None],
+    ) -> None:
+        self.targets = [(_resolve(h), p) for h, p in targets]
+        self.on_response = on_response
+        self.on_beacon = on_beacon
+        self.codec = Discovery()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.transport, _ = await open_udp(("0.0.0.0", 0), self._on_datagram, reuse=False)
+        self.port = int(self.transport.get_extra_info("sockname")[1])
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def search(self, sequence: int, channels: list[tuple[int, str]]) -> None:
+        if self.transport is None or not channels:
+            return
+        # one datagram per batch of names; pvxs packs as many as fit in 1400 bytes
+        batch: list[tuple[int, str]] = []
+        size = 0
+        for cid, name in channels:
+            if batch and size + len(name) + 8 > 1200:
+                self._send(sequence, batch)
+                batch, size = [], 0
+            batch.append((cid, name))
+            size += len(name) + 8
+        if batch:
+            self._send(sequence, batch)
+
+    def _send(self, sequence: int, batch: list[tuple[int, str]]) -> None:
+        assert self.transport is not None
+        req = SearchRequest(
+            sequence=sequence,
+            channels=tuple(batch),
+            response_address="0.0.0.0",
+            response_port=self.port,
+            reply_required=False,
+            unicast=True,
+        )
+        data = self.codec.encode(req)
+        for target in self.targets:
+            try:
+                self.transport.sendto(data, target)
+            except OSError as exc:
+                log.debug("search to %s failed: %s", target, exc)
+
+    def _on_datagram(self, data: bytes, source: Address) -> None:
+        try:
+            events = self.codec.decode(data)
+        except ProtocolError as exc:
+            log.debug("ignoring a bad datagram from %s: %s", source, exc)
+            return
+        for ev in events:
+            if isinstance(ev, SearchResponse):
+                self.on_response(ev, source)
+            elif isinstance(ev, Beacon):
+                self.on_beacon(ev, source)

@@ -1,0 +1,99 @@
+"""Normative types for users of the server and client: the protocol's helpers plus shortcuts.
+
+Everything of :mod:`reckon.pva.protocol.nt` is re-exported; the additions build *typed* values
+(a :class:`VariantValue`: type and value together), which is what RPC arguments and results
+need, and pick an NT for a plain Python value (what the bridge and the CLI publish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from reckon.pva.protocol import Structure, VariantValue, infer_type
+from reckon.pva.protocol.nt import (
+    NTURI,
+    NTEnum,
+    NTNDArray,
+    NTScalar,
+    NTScalarArray,
+    NTTable,
+    alarm_t,
+    display_t,
+    enum_t,
+    is_nt,
+    time_t,
+    timestamp,
+)
+
+__all__ = [
+    "NTURI",
+    "NTEnum",
+    "NTNDArray",
+    "NTScalar",
+    "NTScalarArray",
+    "NTTable",
+    "alarm_t",
+    "display_t",
+    "enum_t",
+    "for_value",
+    "is_nt",
+    "plain",
+    "time_t",
+    "timestamp",
+    "typed",
+    "typed_scalar",
+    "uri",
+]
+
+
+def _kind_of(value: Any) -> str:
+    t = infer_type(value)
+    kind = getattr(t, "kind", None)
+    if not isinstance(kind, str):
+        raise TypeError(f"no scalar kind for {value!r:.60}")
+    return kind
+
+
+def for_value(value: Any) -> NTScalar | NTScalarArray | NTTable:
+    """The NT a plain value is published as: scalars, arrays, or dict-of-columns tables."""
+    if isinstance(value, Mapping) and value and all(
+        isinstance(v, (list, tuple, np.ndarray)) for v in value.values()
+    ):
+        cols = [(str(k), _kind_of(list(v) if not isinstance(v, np.ndarray) else v))
+                for k, v in value.items()]
+        return NTTable(cols)
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return NTScalarArray(_kind_of(list(value) if not isinstance(value, np.ndarray) else value))
+    return NTScalar(_kind_of(value))
+
+
+def typed(helper: Any, *args: Any, **kw: Any) -> VariantValue:
+    """``typed(NTScalar("d"), 1.5)``: an NT helper's ``wrap`` result together with its type."""
+    t = helper.type if not isinstance(helper, Structure) else helper
+    value = helper.wrap(*args, **kw) if not isinstance(helper, Structure) else args[0]
+    return VariantValue(t, value)
+
+
+def typed_scalar(value: Any) -> VariantValue:
+    """A plain value as the NT ``for_value`` picks, typed (an RPC handler may return this)."""
+    helper = for_value(value)
+    return VariantValue(helper.type, helper.wrap(value))
+
+
+def uri(path: str, query: Mapping[str, Any] | None = None) -> VariantValue:
+    """An NTURI argument for RPC, with query field types inferred from the values."""
+    query = dict(query or {})
+    helper = NTURI([(k, infer_type(v)) for k, v in query.items()])
+    return VariantValue(helper.type, helper.wrap(path, query))
+
+
+def plain(value: Any) -> Any:
+    """The payload of an NT value (``value`` of NTScalar/NTScalarArray/NTEnum index...)."""
+    if isinstance(value, VariantValue):
+        value = value.value
+    if isinstance(value, Mapping) and "value" in value:
+        return value["value"]
+    return value

@@ -1,0 +1,357 @@
+"""Published PVs: a typed value that changes by ``post()``, with put and RPC handlers.
+
+A :class:`SharedPV` lives independently of any server (tests and the bridge build them before a
+server exists) and can be published by several servers at once. Values are snapshots: ``post()``
+builds a new dict sharing unchanged sub-structures with the previous one and never mutates a
+value already handed out, so subscribers queue references, not copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from reckon.errors import PvaTypeError
+from reckon.pva.protocol import (
+    FieldDesc,
+    Scalar,
+    ScalarArray,
+    Structure,
+    StructureArray,
+    Union,
+    UnionArray,
+    UnionValue,
+    Variant,
+    VariantArray,
+    VariantValue,
+)
+
+_DTYPES = {
+    "?": np.bool_,
+    "b": np.int8,
+    "B": np.uint8,
+    "h": np.int16,
+    "H": np.uint16,
+    "i": np.int32,
+    "I": np.uint32,
+    "l": np.int64,
+    "L": np.uint64,
+    "f": np.float32,
+    "d": np.float64,
+}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is on the other end of a connection, as the handshake told us.
+
+    ``method`` is the authentication method ("anonymous" or "ca"); with "ca" ``user`` and
+    ``host`` are what the peer claims (pvAccess has no proof of identity without TLS).
+    """
+
+    address: tuple[str, int]
+    method: str = "anonymous"
+    user: str = ""
+    host: str = ""
+
+    @property
+    def account(self) -> str:
+        return self.user if self.method == "ca" else ""
+
+
+@dataclass
+class PutOperation:
+    """A client's put: ``value`` is the whole value it sent, ``changed`` the paths it set."""
+
+    pv: SharedPV
+    name: str
+    peer: Peer
+    value: dict[str, Any]
+    changed: tuple[str, ...]
+    request: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """Only the fields the client set, as a nested dict (what ``post()`` accepts)."""
+        out: dict[str, Any] = {}
+        for path in self.changed:
+            if path == "":
+                return dict(self.value)
+            src: Any = self.value
+            for part in path.split("."):
+                src = src[part]
+            dst = out
+            parts = path.split(".")
+            for part in parts[:-1]:
+                dst = dst.setdefault(part, {})
+            dst[parts[-1]] = src
+        return out
+
+
+@dataclass
+class RpcOperation:
+    """A client's RPC call: ``value`` is the argument (usually an NTURI dict)."""
+
+    pv: SharedPV
+    name: str
+    peer: Peer
+    argument: VariantValue | None
+    request: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> Any:
+        return None if self.argument is None else self.argument.value
+
+    @property
+    def query(self) -> dict[str, Any]:
+        """The NTURI ``query`` sub-structure if the argument has one, else the argument."""
+        v = self.value
+        if isinstance(v, dict) and isinstance(v.get("query"), dict):
+            return dict(v["query"])
+        return dict(v) if isinstance(v, dict) else {}
+
+
+PutHandler = Callable[[PutOperation], "None | Awaitable[None]"]
+RpcHandler = Callable[[RpcOperation], Any]
+
+
+class _Subscriber(Protocol):
+    def on_post(self, mask: int, value: dict[str, Any]) -> None: ...
+
+    def on_close(self) -> None: ...
+
+
+class _HasType(Protocol):
+    @property
+    def type(self) -> Structure: ...
+
+
+def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
+    """Make ``value`` a valid Python value of type ``t`` (int for ints, numpy arrays...)."""
+    try:
+        if isinstance(t, Scalar):
+            k = t.kind
+            if k == "s":
+                return value if isinstance(value, str) else str(value)
+            if k == "?":
+                return bool(value)
+            if k in "fd":
+                return float(value)
+            if isinstance(value, str):
+                value = float(value) if "." in value or "e" in value.lower() else int(value, 0)
+            return int(value)
+        if isinstance(t, ScalarArray):
+            if t.kind == "s":
+                if isinstance(value, str):
+                    return [value]
+                return [str(v) for v in value]
+            dtype = _DTYPES[t.kind]
+            if isinstance(value, np.ndarray) and value.dtype == dtype:
+                return value
+            return np.asarray(value, dtype=dtype)
+        if isinstance(t, Structure):
+            if not isinstance(value, Mapping):
+                raise PvaTypeError(f"{path}: a structure takes a dict, not {value!r:.60}")
+            out = t.default()
+            for name, sub in t.fields:
+                if name in value:
+                    out[name] = coerce(sub, value[name], f"{path}.{name}")
+            unknown = set(value) - set(t.names)
+            if unknown:
+                raise PvaTypeError(f"{path}: no field(s) {sorted(unknown)}; it has {list(t.names)}")
+            return out
+        if isinstance(t, StructureArray):
+            return [None if v is None else coerce(t.element, v, path) for v in value]
+        if isinstance(t, Variant):
+            return None if value is None else VariantValue.of(value)
+        if isinstance(t, VariantArray):
+            return [None if v is None else VariantValue.of(v) for v in value]
+        if isinstance(t, Union):
+            if value is None or isinstance(value, UnionValue):
+                return value
+            if isinstance(value, tuple) and len(value) == 2:
+                return UnionValue(value[0], coerce(t[value[0]], value[1], path))
+            raise PvaTypeError(f"{path}: a union takes UnionValue(name, value) or (name, value)")
+        if isinstance(t, UnionArray):
+            return [coerce(t.element, v, path) for v in value]
+    except PvaTypeError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PvaTypeError(f"{path}: {value!r:.60} does not fit {t!r}: {exc}") from None
+    return value
+
+
+def _leaf_paths(update: Mapping[str, Any], t: Structure, prefix: str = "") -> Iterable[str]:
+    for name, v in update.items():
+        sub = t[name] if name in t else None
+        if sub is None:
+            raise PvaTypeError(
+                f"no field {prefix + name!r} in {t.id or 'structure'}; it has {list(t.names)}"
+            )
+        if isinstance(sub, Structure) and isinstance(v, Mapping):
+            yield from _leaf_paths(v, sub, prefix + name + ".")
+        else:
+            yield prefix + name
+
+
+def merge(
+    t: Structure, old: dict[str, Any], update: Mapping[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """A new value: ``old`` with ``update`` applied (copy-on-write), and the changed-bit mask."""
+    new = dict(old)
+    mask = 0
+    for name, v in update.items():
+        if name not in t:
+            raise PvaTypeError(f"no field {name!r} in {t.id or 'structure'}; it has {list(t.names)}")
+        sub = t[name]
+        if isinstance(sub, Structure) and isinstance(v, Mapping):
+            child, _ = merge(sub, old.get(name) or sub.default(), v)
+            new[name] = child
+        else:
+            new[name] = coerce(sub, v, name)
+    offsets = t.offsets
+    for path in _leaf_paths(update, t):
+        mask |= 1 << offsets[path]
+    return new, mask
+
+
+def _now() -> dict[str, int]:
+    ns = time.time_ns()
+    return {"secondsPastEpoch": ns // 1_000_000_000, "nanoseconds": ns % 1_000_000_000}
+
+
+class SharedPV:
+    """A PV a server publishes: a structure type, a current value, handlers for put and RPC.
+
+    ``SharedPV(nt.NTScalar("d"), 1.5)`` makes an NTScalar double; ``post(2.0)`` sets ``value``;
+    ``post({"alarm": {"severity": 2}})`` sets any fields. Without a put handler puts are applied
+    as posts; with one, the handler decides (call ``op.pv.post(op.fields)`` to accept).
+    ``SharedPV.rpc_only()`` makes a PV that only answers RPC (like p4p's SharedPV()).
+    """
+
+    def __init__(
+        self,
+        type: Structure | _HasType | None,
+        initial: Any = None,
+        *,
+        on_put: PutHandler | None = None,
+        on_rpc: RpcHandler | None = None,
+        writable: bool = True,
+        timestamp: bool = True,
+    ) -> None:
+        if type is not None and not isinstance(type, Structure):
+            type = type.type
+        if type is not None and not isinstance(type, Structure):
+            raise PvaTypeError(f"a PV's type is a Structure (or an NT helper), not {type!r}")
+        self.type: Structure | None = type
+        self._put_handler = on_put
+        self._rpc_handler = on_rpc
+        self.writable = writable
+        self.timestamp = timestamp and type is not None and "timeStamp" in type
+        self._subs: set[_Subscriber] = set()
+        self._lock = threading.Lock()
+        self._loops: set[asyncio.AbstractEventLoop] = set()
+        self.value: dict[str, Any] = {}
+        if type is not None:
+            self.value = type.default()
+            if initial is not None:
+                self.value, _ = merge(type, self.value, self._as_update(initial))
+            if self.timestamp:
+                self.value, _ = merge(type, self.value, {"timeStamp": _now()})
+
+    @classmethod
+    def rpc_only(cls, on_rpc: RpcHandler | None = None) -> SharedPV:
+        return cls(None, on_rpc=on_rpc, writable=False)
+
+    # -------------------------------------------------------------------- handler decorators
+    def on_put(self, fn: PutHandler) -> PutHandler:
+        self._put_handler = fn
+        return fn
+
+    def on_rpc(self, fn: RpcHandler) -> RpcHandler:
+        self._rpc_handler = fn
+        return fn
+
+    @property
+    def put_handler(self) -> PutHandler | None:
+        return self._put_handler
+
+    @property
+    def rpc_handler(self) -> RpcHandler | None:
+        return self._rpc_handler
+
+    # -------------------------------------------------------------------- values
+    def _as_update(self, value: Any) -> Mapping[str, Any]:
+        """A dict whose keys are all field names is a fields update; anything else is the value."""
+        assert self.type is not None
+        if isinstance(value, Mapping) and set(value) <= set(self.type.names):
+            return value
+        if "value" not in self.type:
+            raise PvaTypeError(
+                f"{self.type.id or 'structure'} has no 'value' field; post a dict of its fields "
+                f"{list(self.type.names)}"
+            )
+        return {"value": value}
+
+    def post(self, value: Any, *, timestamp: bool | None = None) -> None:
+        """Publish a new value (a plain value for ``value``, or a dict of fields).
+
+        Thread-safe: from a thread other than a server's event loop the update is handed to it.
+        """
+        if self.type is None:
+            raise PvaTypeError("an RPC-only PV has no value to post")
+        update = self._as_update(value)
+        stamp = self.timestamp if timestamp is None else timestamp
+        if stamp and "timeStamp" not in update:
+            update = {**update, "timeStamp": _now()}
+        with self._lock:
+            self.value, mask = merge(self.type, self.value, update)
+            snapshot = self.value
+            subs = list(self._subs)
+        if not subs:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for sub in subs:
+            loop = getattr(sub, "loop", None)
+            if loop is None or loop is running:
+                sub.on_post(mask, snapshot)
+            else:
+                loop.call_soon_threadsafe(sub.on_post, mask, snapshot)
+
+    def current(self) -> dict[str, Any]:
+        return self.value
+
+    # -------------------------------------------------------------------- subscribers
+    def _subscribe(self, sub: _Subscriber) -> None:
+        with self._lock:
+            self._subs.add(sub)
+
+    def _unsubscribe(self, sub: _Subscriber) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def close(self) -> None:
+        """Finish every subscription (clients see the monitor end)."""
+        with self._lock:
+            subs = list(self._subs)
+            self._subs.clear()
+        for sub in subs:
+            sub.on_close()
+
+
+async def call_handler(fn: Callable[[Any], Any], op: Any) -> Any:
+    """Run a handler that may be a plain callable or a coroutine function."""
+    result = fn(op)
+    if inspect.isawaitable(result):
+        result = await result
+    return result

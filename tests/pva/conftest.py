@@ -1,0 +1,185 @@
+"""Fixtures for the pva tests: EPICS env on free loopback ports, p4p peers in child processes.
+
+Every test gets its own ports and its own environment; p4p runs in subprocesses so its global
+client and server contexts never outlive (or leak into) a test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PEERS = Path(__file__).parent / "peers"
+PYTHON = sys.executable
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (the kernel picks it)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET, other) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return int(port)
+    raise RuntimeError("no free port")
+
+
+def epics_env(server_port: int | None = None, udp_port: int | None = None) -> dict[str, str]:
+    """The EPICS variables that keep pvAccess on loopback, on the given (or fresh) ports."""
+    server_port = server_port or free_port()
+    udp_port = udp_port or free_port(socket.SOCK_DGRAM)
+    return {
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVA_SERVER_PORT": str(server_port),
+        "EPICS_PVAS_SERVER_PORT": str(server_port),
+        "EPICS_PVA_BROADCAST_PORT": str(udp_port),
+        "EPICS_PVAS_BROADCAST_PORT": str(udp_port),
+        "EPICS_PVA_CONN_TMO": "30",
+    }
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
+    full.update(env)
+    full["PYTHONUNBUFFERED"] = "1"
+    return full
+
+
+@pytest.fixture
+def pva_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fresh EPICS variables for this test, also set in os.environ for in-process reckon."""
+    env = epics_env()
+    for key in list(os.environ):
+        if key.startswith("EPICS_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+class Child:
+    """A child process speaking JSON lines on stdout; stdin is for commands."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            argv,
+            env=child_env(env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._pump_err, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def readline(self, timeout: float = 30.0) -> str:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"child gave no output in {timeout}s; stderr: {self.err()}") from None
+        if line is None:
+            raise EOFError(f"child exited ({self.proc.poll()}); stderr: {self.err()}")
+        return line
+
+    def read_json(self, timeout: float = 30.0) -> Any:
+        while True:
+            line = self.readline(timeout)
+            if line.startswith("{") or line.startswith("["):
+                return json.loads(line)
+
+    def send(self, obj: Any) -> None:
+        assert self.proc.stdin is not None
+        text = obj if isinstance(obj, str) else json.dumps(obj)
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def err(self) -> str:
+        return "".join(self.stderr[-30:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"op": "quit"})
+                self.proc.wait(timeout=5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def start_p4p_server(spec: list[dict[str, Any]], env: dict[str, str]) -> Child:
+    child = Child([PYTHON, str(PEERS / "p4p_server.py"), json.dumps(spec)], env)
+    line = child.readline(timeout=60)
+    assert line == "ready", f"p4p server did not start: {line!r} {child.err()}"
+    return child
+
+
+def start_p4p_client(code: str, env: dict[str, str]) -> Child:
+    return Child([PYTHON, str(PEERS / "p4p_client.py"), code], env)
+
+
+def run_p4p_client(code: str, env: dict[str, str], timeout: float = 60.0) -> list[Any]:
+    """Run a snippet with p4p's client; return the JSON objects it emitted."""
+    proc = subprocess.run(
+        [PYTHON, str(PEERS / "p4p_client.py"), code],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    out = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith(("{", "["))]
+    for obj in out:
+        if isinstance(obj, dict) and "error" in obj and "message" in obj:
+            raise AssertionError(f"p4p client failed: {obj}\nstderr: {proc.stderr[-2000:]}")
+    return out
+
+
+@pytest.fixture
+def p4p_server(pva_env: dict[str, str]) -> Iterator[Any]:
+    """Factory: start a p4p server child with a spec; all are stopped at teardown."""
+    children: list[Child] = []
+
+    def start(spec: list[dict[str, Any]]) -> Child:
+        child = start_p4p_server(spec, pva_env)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        child.stop()

@@ -1,0 +1,89 @@
+"""A p4p (pvxs) server run as a child process by the tests and the benchmark.
+
+Run as ``python p4p_server.py SPEC_JSON``. The spec lists PVs to publish; commands arrive as JSON
+lines on stdin. The process prints ``ready`` once serving, and one JSON line per command reply.
+It runs in its own process so each test gets a fresh environment and p4p's global contexts never
+leak between tests.
+
+Spec entries: ``{"name": ..., "kind": "scalar"|"array"|"table"|"rpc"|"enum", "type": code,
+"initial": value}``. Commands: ``{"op": "post", "name", "value"}``,
+``{"op": "burst", "name", "n"}`` (posts 1..n as fast as possible, replies with the start time
+on the monotonic clock) and ``{"op": "quit"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from p4p.nt import NTEnum, NTScalar, NTTable
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
+
+def make_pv(entry: dict) -> SharedPV:  # type: ignore[type-arg]
+    kind = entry.get("kind", "scalar")
+    if kind == "rpc":
+        pv = SharedPV()
+        mode = entry.get("mode", "echo")
+
+        @pv.rpc
+        def _rpc(pv, op):  # type: ignore[no-untyped-def]
+            arg = op.value()
+            if mode == "sum":
+                query = arg.query if "query" in arg else arg
+                total = float(query.a) + float(query.b)
+                op.done(NTScalar("d").wrap(total))
+            elif mode == "fail":
+                op.done(error="refused by test")
+            else:
+                op.done(arg)
+
+        return pv
+    if kind == "table":
+        columns = [(c, t) for c, t in entry["columns"]]
+        nt = NTTable(columns)
+        initial = nt.wrap(entry["initial"])
+        pv = SharedPV(nt=nt, initial=initial)
+    elif kind == "enum":
+        pv = SharedPV(nt=NTEnum(), initial={"index": entry["initial"], "choices": entry["choices"]})
+    else:
+        code = entry["type"]
+        if kind == "array" and not code.startswith("a"):
+            code = "a" + code
+        pv = SharedPV(nt=NTScalar(code), initial=entry["initial"])
+
+    @pv.put
+    def _put(pv, op):  # type: ignore[no-untyped-def]
+        pv.post(op.value())
+        op.done()
+
+    return pv
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    pvs = {entry["name"]: make_pv(entry) for entry in spec}
+    with Server(providers=[pvs]):
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            cmd = json.loads(line)
+            op = cmd["op"]
+            if op == "quit":
+                break
+            if op == "post":
+                pvs[cmd["name"]].post(cmd["value"])
+                print(json.dumps({"ok": True}), flush=True)
+            elif op == "burst":
+                pv = pvs[cmd["name"]]
+                start = time.monotonic()
+                for i in range(1, int(cmd["n"]) + 1):
+                    pv.post(float(i))
+                print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
