@@ -14,7 +14,8 @@ from rtest_gen import rtest_pb2 as pb
 from rtest_gen.rtest_reckon import Catalog, Front, Recommender, Stock
 
 from reckon.errors import ServiceCallError
-from reckon.service import CallContext, Query, Service
+from reckon.core import CachingLevel
+from reckon.service import CallContext, Query, Service, memoized_rpc
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,14 @@ class FrontService(Service):
     async def Suggest(self, request: pb.Key, ctx: CallContext) -> pb.Item:
         item = await ctx.locate(Recommender).Recommend(request)
         return pb.Item(id=item.id, title=f"front: {item.title}", count=item.count)
+
+
+class MemoStock(StockService):
+    """Count memoized on the request: computed once per distinct key."""
+
+    computed: list[str] = []
+
+    @memoized_rpc(level=CachingLevel.MEMORY)
+    async def Count(self, request: pb.Key, ctx: CallContext) -> pb.Item:
+        MemoStock.computed.append(request.id)
+        return pb.Item(id=request.id, count=len(MemoStock.computed))

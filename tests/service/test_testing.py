@@ -44,7 +44,7 @@ def test_virtual_time_makes_sleeps_instant() -> None:
 
 
 def test_trace_records_every_call_with_virtual_times() -> None:
-    text, result, h = run_once()
+    _, result, h = run_once()
     lines = [json.loads(x) for x in h.trace.lines]
     assert result[-1] == "DeadlineExceededError"
     assert result[0] == "0:because you liked a: Blue Train"

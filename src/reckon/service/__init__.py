@@ -13,6 +13,7 @@ from reckon.service.definition import MethodDef, ServiceDef
 from reckon.service.deploy import Deployment, Plan, plan
 from reckon.service.kernel import Unit
 from reckon.service.logs import JsonSink, LogRecord, MemorySink, ServiceLogger
+from reckon.service.memo import memoized_rpc, request_key
 
 __all__ = [
     "CallContext",
@@ -32,5 +33,7 @@ __all__ = [
     "Unit",
     "User",
     "basic_header",
+    "memoized_rpc",
     "plan",
+    "request_key",
 ]

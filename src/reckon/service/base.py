@@ -54,10 +54,19 @@ def check_implementation(cls: type, definition: ServiceDef[Any], where: str) -> 
                 "support unary methods only"
             )
         fn = getattr(cls, name, None)
-        if fn is None or not inspect.iscoroutinefunction(fn):
+        if fn is None or not _is_async(fn):
             missing.append(name)
     if missing:
         raise DeploymentError(
             f"{where}: {cls.__name__} must define async methods {', '.join(sorted(missing))} "
             f"of {definition.full_name}"
         )
+
+
+def _is_async(fn: object) -> bool:
+    """An async def, or a wrapper of one (``@memoize`` and functools.wraps-style decorators)."""
+    while fn is not None:
+        if inspect.iscoroutinefunction(fn):
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+    return False
