@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from rtest_gen import rtest_pb2 as pb
 from rtest_gen.rtest_reckon import Catalog, Front, Recommender, Stock
 
-from reckon.errors import ServiceCallError
 from reckon.core import CachingLevel
+from reckon.errors import ServiceCallError
 from reckon.service import CallContext, Query, Service, memoized_rpc
 
 

@@ -113,7 +113,7 @@ def test_dev_and_json_modes_of_a_running_unit(tmp_path: Path) -> None:
         "from svc_helpers import make_deployment, two_services\n"
         "from reckon.service import Deployment, Unit\n"
         "async def main():\n"
-        f"    dep = make_deployment(two_services('inprocess'), log=sys.argv[1])\n"
+        "    dep = make_deployment(two_services('inprocess'), log=sys.argv[1])\n"
         "    async with Unit(Deployment.from_dict(dep)):\n"
         "        pass\n"
         "asyncio.run(main())\n"
