@@ -117,8 +117,11 @@ def decode_status(data: bytes, pos: int, be: bool) -> tuple[Status, int]:
     return Status(StatusType(b), msg, tree), pos
 
 
-def encode_address(addr: str) -> bytes:
+def encode_address(addr: str, any_as_zeros: bool = False) -> bytes:
+    """16 bytes, IPv4 mapped into IPv6. pvxs writes "any" as 16 zero bytes in searches."""
     ip = ipaddress.ip_address(addr)
+    if any_as_zeros and ip.packed == bytes(len(ip.packed)):
+        return bytes(16)
     if isinstance(ip, ipaddress.IPv4Address):
         return b"\x00" * 10 + b"\xff\xff" + ip.packed
     return ip.packed
@@ -344,7 +347,7 @@ def _enc_search(ev: SearchRequest, c: Codec) -> tuple[int, bytes]:
     out = bytearray(U32[be].pack(ev.sequence))
     out.append((0x01 if ev.reply_required else 0) | (0x80 if ev.unicast else 0))
     out += b"\x00\x00\x00"
-    out += encode_address(ev.response_address)
+    out += encode_address(ev.response_address, any_as_zeros=True)
     out += U16[be].pack(ev.response_port)
     out += size_bytes(len(ev.protocols), be)
     for p in ev.protocols:
