@@ -1,0 +1,136 @@
+"""``reckon cache ls | stats | report | prune | clear`` and the usage report at exit."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from reckon.cli import app
+from reckon.memo import human_duration
+from reckon.memo.cli import parse_duration
+
+runner = CliRunner()
+
+FILL = """
+    from reckon import memoize
+    @memoize(store={store!r}, name="cli.square")
+    def square(x):
+        return x * x
+    @memoize(store={store!r}, name="cli.cube")
+    def cube(x):
+        return x ** 3
+    for x in range(5):
+        square(x)
+        square(x)
+    cube(2)
+"""
+
+
+@pytest.fixture
+def filled(cache_dir: Path, run_py: Any) -> Path:
+    run_py(FILL.format(store=str(cache_dir)))
+    return cache_dir
+
+
+def _invoke(*args: str) -> Any:
+    result = runner.invoke(app, ["cache", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_ls_lists_entries_with_arguments(filled: Path) -> None:
+    out = _invoke("ls", "--dir", str(filled)).output
+    assert "cli.square" in out and "cli.cube" in out
+    assert "6 entries" in out
+    only = _invoke("ls", "--dir", str(filled), "--function", "cli.cube").output
+    assert "cli.cube" in only and "cli.square" not in only
+
+
+def test_stats_sums_per_function(filled: Path) -> None:
+    out = _invoke("stats", "--dir", str(filled)).output
+    assert "cli.square" in out
+    assert "store: 6 entries" in out
+
+
+def test_report_shows_persisted_usage(filled: Path, run_py: Any) -> None:
+    run_py(FILL.format(store=str(filled)))  # a second process: all hits
+    out = _invoke("report", "--dir", str(filled)).output
+    assert "cli.square" in out
+    line = next(x for x in out.splitlines() if "cli.square" in x)
+    cells = [c for c in line.replace("│", " ").split() if c]
+    # calls, hits, misses summed over both processes: 20 calls, 15 hits, 5 misses
+    assert cells[1:4] == ["20", "15", "5"], cells
+    assert "time saved" in out
+
+
+def test_prune_older_than_and_orphans(filled: Path) -> None:
+    with sqlite3.connect(filled / "memo-index.sqlite") as conn:
+        old = time.time() - 10 * 86400
+        conn.execute("UPDATE entries SET created = ? WHERE function = 'cli.cube'", (old,))
+        conn.execute(  # an index row whose value is not in the store
+            "INSERT INTO entries VALUES "
+            "('f' || hex(randomblob(31)), 'cli.ghost', '1', ?, 0, 0, '')",
+            (time.time(),),
+        )
+    out = _invoke("prune", "--dir", str(filled), "--older-than", "7d").output
+    assert "removed 1 entries" in out and "dropped 1 orphaned" in out
+    listing = _invoke("ls", "--dir", str(filled)).output
+    assert "cli.cube" not in listing and "cli.ghost" not in listing
+    assert "5 entries" in listing
+
+
+def test_prune_max_size_evicts(filled: Path) -> None:
+    out = _invoke("prune", "--dir", str(filled), "--max-size", "1B").output
+    assert "removed 6 entries" in out
+    assert "0 entries" in _invoke("ls", "--dir", str(filled)).output
+
+
+def test_clear_one_function_then_all(filled: Path) -> None:
+    out = _invoke("clear", "--dir", str(filled), "--function", "cli.square", "--yes").output
+    assert "removed 5 entries" in out
+    listing = _invoke("ls", "--dir", str(filled)).output
+    assert "cli.square" not in listing and "cli.cube" in listing
+    refused = runner.invoke(app, ["cache", "clear", "--dir", str(filled)], input="n\n")
+    assert refused.exit_code != 0
+    assert "removed 1 entries" in _invoke("clear", "--dir", str(filled), "-y").output
+
+
+def test_missing_cache_dir_is_an_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["cache", "ls", "--dir", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "no cache" in result.output
+
+
+def test_cli_through_the_entry_point(filled: Path, run_py: Any) -> None:
+    proc = run_py(
+        "import sys; from reckon.cli import main; "
+        f"sys.argv = ['reckon', 'cache', 'stats', '--dir', {str(filled)!r}]; main()",
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "cli.square" in proc.stdout
+
+
+def test_usage_report_at_exit(cache_dir: Path, run_py: Any) -> None:
+    code = FILL.format(store=str(cache_dir))
+    quiet = run_py(code)
+    assert "usage report" not in quiet.stderr
+    loud = run_py(code, env={"RECKON_REPORT": "1"})
+    assert "reckon usage report" in loud.stderr
+    assert "cli.square" in loud.stderr and "time saved" in loud.stderr
+
+
+def test_parse_duration_and_human_duration() -> None:
+    assert parse_duration("90") == 90
+    assert parse_duration("30m") == 1800
+    assert parse_duration("7d") == 7 * 86400
+    assert human_duration(0.0000123) == "12 µs"
+    assert human_duration(0.25) == "250 ms"
+    assert human_duration(1.5) == "1.5 s"
+    assert human_duration(200) == "3 min 20 s"
+    assert human_duration(90061) == "1 d 1 h"
