@@ -174,7 +174,9 @@ def test_server_side_reproduces_p4p_server_bytes() -> None:
     assert srv.send(RPCInitResponse(RPC_IOID)) == S_RPC_INIT
     srv.receive_data(C_RPC)
     [call] = drain(srv)
-    assert isinstance(call, RPC) and call.argument == VariantValue(Structure([("a", "i")]), {"a": 3})
+    assert isinstance(call, RPC) and call.argument == VariantValue(
+        Structure([("a", "i")]), {"a": 3}
+    )
     result = VariantValue(Structure([("x", "d")]), {"x": 7.0})
     assert srv.send(RPCResponse(RPC_IOID, result=result)) == S_RPC
 

@@ -127,3 +127,16 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
     if big_endian != NATIVE_BIG and a.itemsize > 1:
         a.byteswap()
     return len(a), a.tobytes()
+
+
+__all__ = [
+    "HAVE_NUMPY",
+    "ITEM_SIZE",
+    "NATIVE_BIG",
+    "_np",
+    "decode_numeric",
+    "dtype_for",
+    "empty_array",
+    "encode_numeric",
+    "native_dtype",
+]

@@ -17,7 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, ITEM_SIZE, _np, decode_numeric, encode_numeric
+from ._arrays import HAVE_NUMPY, ITEM_SIZE, decode_numeric, encode_numeric
+from ._arrays import _np as _np
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (
@@ -150,9 +151,9 @@ def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
     nwords, extra = divmod(nbytes, 8)
     mask = 0
     if nwords:
-        order = "big" if big_endian else "little"
         for i in range(nwords):
-            w = int.from_bytes(data[pos + 8 * i : pos + 8 * i + 8], order)
+            chunk = data[pos + 8 * i : pos + 8 * i + 8]
+            w = int.from_bytes(chunk, "big") if big_endian else int.from_bytes(chunk, "little")
             mask |= w << (64 * i)
     if extra:
         mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
@@ -218,8 +219,7 @@ def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
     key = (t, be, mask)
     f = _PDEC.get(key)
     if f is None:
-        f = _gen_struct_decoder(t, be, mask)  # type: ignore[assignment]
-        assert f is not None
+        f = _gen_struct_decoder(t, be, mask)
         _PDEC[key] = f
         if len(_PDEC) > _CACHE_LIMIT:
             _PDEC.popitem(last=False)
@@ -383,13 +383,15 @@ def _array_encoder(t: ScalarArray, be: bool) -> Encoder:
 
 def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
     if isinstance(t, Structure):
-        return _gen_struct_decoder(t, be, None)  # type: ignore[return-value]
+        fn: Decoder = _gen_struct_decoder(t, be, None)
+        return fn
     if isinstance(t, Scalar):
         if t.kind == "s":
             rs = READ_STRING[be]
 
             def dec_s(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-                return rs(data, pos)
+                s, p = rs(data, pos)
+                return s, p
 
             return dec_s
         st = struct.Struct(_bo(be) + STRUCT_CHARS[t.kind])

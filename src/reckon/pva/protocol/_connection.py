@@ -79,6 +79,7 @@ from ._state import (
     RequestState,
     Role,
 )
+from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache
 
 
@@ -135,6 +136,12 @@ _ANY_STATE = (
     SetByteOrder,
 )
 _IGNORED_COMMANDS = (Command.ACL_CHANGE, Command.MULTIPLE_DATA)
+
+
+def _status(ev: Event) -> Status:
+    st = getattr(ev, "status", None)
+    assert isinstance(st, Status)
+    return st
 
 
 class _Connection:
@@ -359,7 +366,8 @@ class _Connection:
     def _require_validated(self, cmd: int) -> None:
         if self.state is not ConnectionState.VALIDATED:
             raise RemoteProtocolError(
-                f"command 0x{cmd:02x} before the connection was validated (state {self.state.value})"
+                f"command 0x{cmd:02x} before the connection was validated "
+                f"(state {self.state.value})"
             )
 
     def _accept(self, ev: Event) -> bool:
@@ -376,7 +384,7 @@ class _Connection:
                 return True
             self.state = new
             return True
-        if isinstance(ev, ConnectionValidationRequest) or isinstance(ev, ConnectionValidated):
+        if isinstance(ev, (ConnectionValidationRequest, ConnectionValidated)):
             raise RemoteProtocolError(f"{type(ev).__name__} in the wrong direction")
         name = type(ev).__name__
         if name in ("Echo", "Message", "SearchRequest", "SearchResponse", "AuthNZ"):
@@ -463,9 +471,9 @@ class _Connection:
                 ev = decode_op_init(cmd, data, self._rx)
                 state = RequestState.INIT_PENDING
             self._dead_requests.pop(ioid, None)
-            req = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
-            req.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = req
+            new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+            new.queue_size = getattr(ev, "queue_size", None)
+            self._requests[ioid] = new
             return [ev]
         req, live = self._lookup(ioid)
         if req is None:
@@ -516,7 +524,7 @@ class _Connection:
         if t in INIT_RESPONSES:
             if req.state is not RequestState.INIT_PENDING:
                 raise RemoteProtocolError(f"second init response for ioid {ioid}")
-            if ev.status.success:
+            if _status(ev).success:
                 req.state = RequestState.READY
             else:
                 self._drop_request(ioid)
@@ -688,7 +696,7 @@ class _Connection:
             if req is None:
                 return
             if t in INIT_RESPONSES:
-                if ev.status.success:
+                if _status(ev).success:
                     req.state = RequestState.READY
                     req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
                     req.get_type = getattr(ev, "get_type", None)

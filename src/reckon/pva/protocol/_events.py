@@ -151,18 +151,15 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-_ev = dataclass(frozen=True, slots=True, eq=False)
-
-
 # ---------------------------------------------------------------------------- control messages
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class SetByteOrder(Event):
     """Control: the server's first message; the client sends in this byte order from now on."""
 
     big_endian: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MarkTotalBytesSent(Event):
     """Control: flow-control marker (pvAccessCPP); nobody acts on it today."""
 
@@ -172,7 +169,7 @@ class MarkTotalBytesSent(Event):
         _check_u("total", self.total, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class AckTotalBytesReceived(Event):
     """Control: answer to MarkTotalBytesSent."""
 
@@ -182,7 +179,7 @@ class AckTotalBytesReceived(Event):
         _check_u("total", self.total, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ControlEchoRequest(Event):
     """Control echo (pvAccessCPP); ``value`` travels in the header's size field."""
 
@@ -192,7 +189,7 @@ class ControlEchoRequest(Event):
         _check_u("value", self.value, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ControlEchoResponse(Event):
     value: int = 0
 
@@ -201,7 +198,7 @@ class ControlEchoResponse(Event):
 
 
 # ---------------------------------------------------------------------- connection and discovery
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class Beacon(Event):
     """UDP: a server announces itself; ``change_count`` bumps when its PV list changes."""
 
@@ -225,7 +222,7 @@ class Beacon(Event):
         _check_str("protocol", self.protocol)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ConnectionValidationRequest(Event):
     """Server -> client, first application message: which auth methods the server takes."""
 
@@ -241,7 +238,7 @@ class ConnectionValidationRequest(Event):
         _check_u("registry_size", self.registry_size, 16)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ConnectionValidationResponse(Event):
     """Client -> server: the chosen auth method and its data (``ca``: user and host)."""
 
@@ -282,14 +279,14 @@ class ConnectionValidationResponse(Event):
         return self._auth_field("host")
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ConnectionValidated(Event):
     """Server -> client: the handshake result."""
 
     status: Status = Status.OK
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class Echo(Event):
     """Application echo (keep-alive): a client sends it, the server returns the payload."""
 
@@ -300,7 +297,7 @@ class Echo(Event):
             raise LocalProtocolError("echo payload must be bytes")
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class SearchRequest(Event):
     """Who has these channels? ``channels`` are (cid, name) pairs; empty = list servers."""
 
@@ -327,7 +324,7 @@ class SearchRequest(Event):
             _check_str("protocol", p)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class SearchResponse(Event):
     """A server's answer: it has the channels ``cids`` (``found``) at address:port."""
 
@@ -353,14 +350,14 @@ class SearchResponse(Event):
             _check_u("cid", c, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class OriginTag(Event):
     """UDP: the original destination of a forwarded search (pvxs forwarding)."""
 
     address: str = "0.0.0.0"
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class AuthNZ(Event):
     """Authentication plugin exchange (no plugin uses it today)."""
 
@@ -368,7 +365,7 @@ class AuthNZ(Event):
 
 
 # --------------------------------------------------------------------------------- channels
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class CreateChannelRequest(Event):
     """Client -> server: open channel ``name``; the client numbers it ``cid``."""
 
@@ -382,7 +379,7 @@ class CreateChannelRequest(Event):
             raise LocalProtocolError("channel name must not be empty")
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class CreateChannelResponse(Event):
     """Server -> client: channel ``cid`` is ``sid`` on the server (if status is success)."""
 
@@ -391,7 +388,7 @@ class CreateChannelResponse(Event):
     status: Status = Status.OK
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class DestroyChannel(Event):
     """Either way: close a channel (the server echoes a client's request)."""
 
@@ -399,7 +396,7 @@ class DestroyChannel(Event):
     cid: int
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class DestroyRequest(Event):
     """Client -> server: forget operation ``ioid``."""
 
@@ -407,7 +404,7 @@ class DestroyRequest(Event):
     ioid: int
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class CancelRequest(Event):
     """Client -> server: abandon the running execution of ``ioid`` (the op stays usable)."""
 
@@ -415,7 +412,7 @@ class CancelRequest(Event):
     ioid: int
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class Message(Event):
     """Server -> client: a human-readable text about operation ``ioid``."""
 
@@ -435,14 +432,14 @@ class Message(Event):
 
 
 # ---------------------------------------------------------------------------------- get
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class GetInit(Event):
     sid: int
     ioid: int
     pv_request: VariantValue | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class GetInitResponse(Event):
     """``type`` is the structure later gets carry (None when status is not success)."""
 
@@ -451,14 +448,14 @@ class GetInitResponse(Event):
     type: Structure | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class Get(Event):
     sid: int
     ioid: int
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class GetResponse(Event):
     """``value`` is a full value; only the fields in ``changed`` travel."""
 
@@ -470,21 +467,21 @@ class GetResponse(Event):
 
 
 # ---------------------------------------------------------------------------------- put
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutInit(Event):
     sid: int
     ioid: int
     pv_request: VariantValue | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutInitResponse(Event):
     ioid: int
     status: Status = Status.OK
     type: Structure | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class Put(Event):
     """Write the fields of ``value`` named by ``changed`` (others keep their defaults)."""
 
@@ -495,14 +492,14 @@ class Put(Event):
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutResponse(Event):
     ioid: int
     status: Status = Status.OK
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutRead(Event):
     """PUT with the GET bit: read back the current value through a put operation."""
 
@@ -511,7 +508,7 @@ class PutRead(Event):
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutReadResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -521,14 +518,14 @@ class PutReadResponse(Event):
 
 
 # ------------------------------------------------------------------------------ put-get
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutGetInit(Event):
     sid: int
     ioid: int
     pv_request: VariantValue | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutGetInitResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -536,7 +533,7 @@ class PutGetInitResponse(Event):
     get_type: Structure | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutGet(Event):
     """Put ``value`` (of the put type) and receive a value of the get type."""
 
@@ -547,7 +544,7 @@ class PutGet(Event):
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutGetResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -556,7 +553,7 @@ class PutGetResponse(Event):
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutGetRead(Event):
     """Read the current "get" part (``part="get"``) or "put" part (``part="put"``)."""
 
@@ -572,7 +569,7 @@ class PutGetRead(Event):
             raise LocalProtocolError(f"part must be 'get' or 'put', not {self.part!r}")
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class PutGetReadResponse(Event):
     ioid: int
     part: Literal["get", "put"] = "get"
@@ -583,7 +580,7 @@ class PutGetReadResponse(Event):
 
 
 # ------------------------------------------------------------------------------ monitor
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorInit(Event):
     """Subscribe. ``queue_size`` set = pipelined (flow control by MonitorAck)."""
 
@@ -598,26 +595,26 @@ class MonitorInit(Event):
             _check_u("queue_size", self.queue_size, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorInitResponse(Event):
     ioid: int
     status: Status = Status.OK
     type: Structure | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorStart(Event):
     sid: int
     ioid: int
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorStop(Event):
     sid: int
     ioid: int
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorAck(Event):
     """Pipeline: the client freed ``nfree`` queue slots; the server may send that many more."""
 
@@ -630,7 +627,7 @@ class MonitorAck(Event):
         _check_u("nfree", self.nfree, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorDestroy(Event):
     """Monitor subcommand DESTROY (pvAccessCPP clients; pvxs uses DestroyRequest)."""
 
@@ -638,7 +635,7 @@ class MonitorDestroy(Event):
     ioid: int
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorUpdate(Event):
     """A new value: fields in ``changed`` are new; ``overrun`` marks fields that changed
     more than once since the last update."""
@@ -654,7 +651,7 @@ class MonitorUpdate(Event):
             raise LocalProtocolError("overrun must be a BitSet")
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class MonitorFinish(Event):
     """Server -> client: the subscription ends (no more updates for ``ioid``)."""
 
@@ -663,14 +660,14 @@ class MonitorFinish(Event):
 
 
 # -------------------------------------------------------------------------------- array
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayInit(Event):
     sid: int
     ioid: int
     pv_request: VariantValue | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayInitResponse(Event):
     """``type`` is the array field's type (a ScalarArray or array of structures...)."""
 
@@ -679,7 +676,7 @@ class ArrayInitResponse(Event):
     type: FieldDesc | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayGet(Event):
     sid: int
     ioid: int
@@ -694,7 +691,7 @@ class ArrayGet(Event):
             _check_u(n, getattr(self, n), 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayGetResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -702,7 +699,7 @@ class ArrayGetResponse(Event):
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayPut(Event):
     sid: int
     ioid: int
@@ -717,14 +714,14 @@ class ArrayPut(Event):
             _check_u(n, getattr(self, n), 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayPutResponse(Event):
     ioid: int
     status: Status = Status.OK
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArraySetLength(Event):
     sid: int
     ioid: int
@@ -736,21 +733,21 @@ class ArraySetLength(Event):
         _check_u("length", self.length, 32)
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArraySetLengthResponse(Event):
     ioid: int
     status: Status = Status.OK
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayGetLength(Event):
     sid: int
     ioid: int
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ArrayGetLengthResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -763,27 +760,27 @@ class ArrayGetLengthResponse(Event):
 
 
 # ------------------------------------------------------------------------------ process
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ProcessInit(Event):
     sid: int
     ioid: int
     pv_request: VariantValue | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ProcessInitResponse(Event):
     ioid: int
     status: Status = Status.OK
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class Process(Event):
     sid: int
     ioid: int
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ProcessResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -791,7 +788,7 @@ class ProcessResponse(Event):
 
 
 # ---------------------------------------------------------------------------- get-field
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class GetField(Event):
     """Ask for a channel's type (``sub_field`` empty = the whole structure)."""
 
@@ -800,7 +797,7 @@ class GetField(Event):
     sub_field: str = ""
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class GetFieldResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -808,20 +805,20 @@ class GetFieldResponse(Event):
 
 
 # ---------------------------------------------------------------------------------- rpc
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class RPCInit(Event):
     sid: int
     ioid: int
     pv_request: VariantValue | None = None
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class RPCInitResponse(Event):
     ioid: int
     status: Status = Status.OK
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class RPC(Event):
     """Call: ``argument`` is any typed value (usually an NTURI structure)."""
 
@@ -831,7 +828,7 @@ class RPC(Event):
     destroy: bool = False
 
 
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class RPCResponse(Event):
     ioid: int
     status: Status = Status.OK
@@ -840,7 +837,7 @@ class RPCResponse(Event):
 
 
 # ------------------------------------------------------------------------------ transport
-@_ev
+@dataclass(frozen=True, slots=True, eq=False)
 class ConnectionClosed(Event):
     """The peer closed the stream (``receive_data(b"")``)."""
 

@@ -136,7 +136,8 @@ class Framer:
                 raise DecodeError("middle or last segment without a first segment")
             if h.command != first.command:
                 raise DecodeError(
-                    f"segment of command 0x{h.command:02x} inside a message of 0x{first.command:02x}"
+                    f"segment of command 0x{h.command:02x} inside a message of "
+                    f"0x{first.command:02x}"
                 )
             self._seg_parts.append(payload)
             self._seg_size += h.size

@@ -244,12 +244,12 @@ def encode_event(ev: Event, c: Codec, op: OpContext | None = None) -> tuple[int,
         assert isinstance(ev, PutGetReadResponse)
         out = _resp_head(ev, GET if ev.part == "get" else GET_PUT, be)
         if ev.status.success:
-            st = op.get_type if op is not None and ev.part == "get" else None
+            pst: Structure | None = op.get_type if op is not None and ev.part == "get" else None
             if ev.part == "put" and op is not None and isinstance(op.type, Structure):
-                st = op.type
-            if st is None or ev.value is None:
+                pst = op.type
+            if pst is None or ev.value is None:
                 raise LocalProtocolError("PutGetReadResponse needs the types and a value")
-            c.encode_partial(st, ev.value, ev.changed.mask, out)
+            c.encode_partial(pst, ev.value, ev.changed.mask, out)
         return Command.PUT_GET, bytes(out)
     if t is PutRead:
         assert isinstance(ev, PutRead)
@@ -807,9 +807,8 @@ def decode_op_response(cmd: int, data: bytes, c: Codec, op: OpContext) -> Event:
                 gt, pos = c.decode_type(data, pos)
                 op.type = _structure(pt, "put type")
                 op.get_type = _structure(gt, "get type")
-            return PutGetInitResponse(
-                ioid, st, op.type if ok else None, op.get_type if ok else None
-            )  # type: ignore[arg-type]
+            put_t = op.type if ok and isinstance(op.type, Structure) else None
+            return PutGetInitResponse(ioid, st, put_t, op.get_type if ok else None)
         if cmd in (Command.PROCESS, Command.RPC):
             return (ProcessInitResponse if cmd == Command.PROCESS else RPCInitResponse)(ioid, st)
         t = None

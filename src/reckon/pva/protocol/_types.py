@@ -13,7 +13,6 @@ and arrays of structures are leaves (one offset each).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Union as _U
 
 from ._errors import LocalProtocolError
 
@@ -184,10 +183,7 @@ class ScalarArray(FieldDesc):
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "fixed", bool(fixed))
-        if size is None:
-            arr = 0x08
-        else:
-            arr = 0x18 if fixed else 0x10
+        arr = 0x08 if size is None else (0x18 if fixed else 0x10)
         self._init(SCALAR_CODES[kind] | arr, 1)
 
     def _key(self) -> tuple[object, ...]:
@@ -204,7 +200,7 @@ class ScalarArray(FieldDesc):
         return empty_array(self.kind)
 
 
-FieldSpec = _U[FieldDesc, str]
+FieldSpec = FieldDesc | str
 
 
 def parse_type(spec: FieldSpec) -> FieldDesc:
@@ -292,7 +288,8 @@ class _Compound(FieldDesc):
             return self._index[name]
         except KeyError:
             raise LocalProtocolError(
-                f"no field {name!r} in {type(self).__name__} {self.id!r}; it has {list(self._index)}"
+                f"no field {name!r} in {type(self).__name__} {self.id!r}; "
+                f"it has {list(self._index)}"
             ) from None
 
     def __getitem__(self, path: str) -> FieldDesc:

@@ -14,7 +14,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, _np
+from ._arrays import HAVE_NUMPY
+from ._arrays import _np as _np
 from ._errors import LocalProtocolError
 from ._types import (
     FieldDesc,
