@@ -12,6 +12,7 @@ import pytest
 from _store_helpers import check_index_invariants
 
 from reckon.core.stores import LocalStore
+from reckon.core.stores._index import SCHEMA_VERSION
 
 BIG = bytes(range(256)) * 40  # 10,240 bytes: an object file
 HUGE = os.urandom(3 << 20)  # memory-mapped on read
@@ -159,7 +160,7 @@ def test_index_with_another_schema_version_is_rebuilt(tmp_path: Path) -> None:
     assert s.get("big") == BIG
     s.close()
     conn = sqlite3.connect(path / "index.sqlite3")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 

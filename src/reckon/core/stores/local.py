@@ -49,17 +49,21 @@ log = logging.getLogger("reckon.core.store")
 
 Policy = Literal["lru", "gds"]
 
-_GET = "SELECT size, checksum, digest, value FROM entries WHERE key = ?"
+_GET = "SELECT rowid, size, checksum, digest, value FROM entries WHERE key = ?"
 _INSERT = (
     "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_TOUCH = (
-    "UPDATE entries SET access = max(access, ?),"
-    " priority = (SELECT clock FROM stats WHERE id = 0) + cost / max(size, 1) WHERE key = ?"
+# Hits are appended to an unindexed table (cheap) and folded into the indexed access times and
+# GDS priorities only when an eviction needs them, or when the table grows large.
+_HIT = "INSERT INTO hits (ref, t) VALUES (?, ?)"
+_FOLD = (
+    "UPDATE entries SET access = max(entries.access, h.t),"
+    " priority = (SELECT clock FROM stats WHERE id = 0) + entries.cost / max(entries.size, 1)"
+    " FROM (SELECT ref, max(t) AS t FROM hits GROUP BY ref) AS h WHERE entries.rowid = h.ref"
 )
-_TOUCH_BATCH = 512  # hits remembered before their access times are handed to the writer
-_TOUCH_AGE = 5.0  # seconds after which remembered hits are handed over anyway
+_TOUCH_BATCH = 512  # hits remembered in memory before the writer appends them
+_FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
 
 
 def default_directory() -> str:
@@ -162,8 +166,7 @@ class LocalStore:
                 f"cannot open the store index in {self.path}: {exc}. Check that the directory is "
                 "on a local filesystem you can write, or point RECKON_CACHE_DIR elsewhere"
             ) from exc
-        self._touched: dict[str, float] = {}
-        self._touched_since = time.monotonic()
+        self._touched: dict[int, float] = {}  # rowid -> time of the latest hit
         self._last_stamp = 0.0
         self._closed = False
         self._writer: Writer | None = None
@@ -196,7 +199,8 @@ class LocalStore:
 
     def get(self, key: str) -> bytes | memoryview | None:
         """The value of ``key``, or None (missing, corrupt or unreadable: never raised)."""
-        self._check_open()
+        if self._closed:
+            self._check_open()
         writer = self._writer
         if writer is not None and writer.pending:
             op = writer.pending.get(key)
@@ -209,7 +213,7 @@ class LocalStore:
             return None
         if row is None:
             return None
-        size, checksum, digest, value = row
+        rowid, size, checksum, digest, value = row
         data: bytes | memoryview | None
         if digest is None:
             if value is None or len(value) != size or _checksum(value) != checksum:
@@ -220,7 +224,10 @@ class LocalStore:
             data = self._read_object(key, digest, size)
             if data is None:
                 return None
-        self._touch(key)
+        touched = self._touched
+        touched[rowid] = time.time()
+        if len(touched) >= _TOUCH_BATCH:
+            self._hand_over_touches()
         return data
 
     def _read_object(
@@ -446,23 +453,27 @@ class LocalStore:
         self._last_stamp = now
         return now
 
-    def _touch(self, key: str) -> None:
-        self._touched[key] = self._stamp()
-        if len(self._touched) >= _TOUCH_BATCH or (
-            time.monotonic() - self._touched_since > _TOUCH_AGE
-        ):
-            self._touched_since = time.monotonic()
-            if self._writer is not None:
-                self._writer.submit(Op(TOUCH, ""), wait=False)
-            else:
-                with contextlib.suppress(sqlite3.Error), self._index.write() as conn:
-                    self._write_touches(conn)
+    def _hand_over_touches(self) -> None:
+        if self._writer is not None:
+            self._writer.submit(Op(TOUCH, ""), wait=False)
+        else:
+            with contextlib.suppress(sqlite3.Error), self._index.write() as conn:
+                self._write_touches(conn)
 
     def _write_touches(self, conn: sqlite3.Connection) -> None:
         if not self._touched:
             return
         touched, self._touched = self._touched, {}
-        conn.executemany(_TOUCH, [(stamp, key) for key, stamp in touched.items()])
+        conn.executemany(_HIT, list(touched.items()))
+        last = conn.execute("SELECT max(rowid) FROM hits").fetchone()[0]
+        if last is not None and last > _FOLD_ROWS:
+            self._fold_hits(conn)
+
+    @staticmethod
+    def _fold_hits(conn: sqlite3.Connection) -> None:
+        if conn.execute("SELECT 1 FROM hits LIMIT 1").fetchone() is not None:
+            conn.execute(_FOLD)
+            conn.execute("DELETE FROM hits")
 
     def _apply_safely(self, ops: list[Op]) -> None:
         try:
@@ -547,6 +558,7 @@ class LocalStore:
         evicted: list[str] = []
         if nbytes <= target:
             return evicted
+        self._fold_hits(conn)
         order = "access" if self.policy == "lru" else "priority, access"
         clock: float | None = None
         while nbytes > target:
