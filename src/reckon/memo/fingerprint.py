@@ -10,8 +10,10 @@ its version, anything carrying ``__reckon_version__`` by (module, qualname, vers
 ``fingerprint(f)`` walks the graph depth-first from ``f`` and hashes the local digests in visiting
 order, writing a back-reference for a node seen before. That serialisation is canonical, so
 mutual recursion is handled and a node's digest does not depend on which function was
-fingerprinted first. Local digests and fingerprints are cached per object (weakly): the first call
-costs a bytecode scan per reachable function, later calls a dictionary lookup.
+fingerprinted first. Fingerprints are cached per object (weakly): the first call costs a walk
+over the reachable code (bytecode scans are cached per code object), later calls a lookup. Local
+digests are recomputed for every new root, so a helper's global read afresh when the function that
+reaches it is redefined (a re-run Jupyter cell) sees the helper's current values.
 
 Not part of a fingerprint: line numbers, positions and line tables, comments, docstrings (the
 docstring constant is never loaded by the bytecode), file names, and anything in the module the
@@ -93,7 +95,6 @@ class _Leaf:
     digest: bytes
 
 
-_locals: weakref.WeakKeyDictionary[Any, _Local] = weakref.WeakKeyDictionary()
 _fingerprints: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 _lock = threading.RLock()
 
@@ -186,8 +187,12 @@ def _classify(obj: Any) -> object:
         return _leaf(_builtin_origin(obj), _qualname(obj))
     if isinstance(obj, (staticmethod, classmethod)):
         return obj
-    if getattr(obj, "__wrapped__", None) is not None:
-        return obj  # lru_cache, a memoized function, any functools.wraps-style wrapper
+    wrapped = getattr(obj, "__wrapped__", None)
+    if wrapped is not None:
+        # lru_cache, a memoized function, any functools.wraps-style wrapper: a node when it wraps
+        # the user's code, the wrapped leaf when it wraps a library's (numpy's dispatchers).
+        inner = _classify(wrapped)
+        return inner if isinstance(inner, _Leaf) else obj
     return _Leaf(type_name(type(obj)), _digest("opaque", type_name(type(obj))))
 
 
@@ -356,6 +361,14 @@ def _feed_ref(b: _NodeBuilder, ref: Ref, globals_: dict[str, Any]) -> None:
         return
     b.local.notes.append(f"reads {path} ({type_name(type(value))})")
     b.value(f"global {path}", value)
+    _instance_class(b, value)
+
+
+def _instance_class(b: _NodeBuilder, value: object) -> None:
+    """An instance of the user's class: its methods are code the function may call."""
+    cls = type(value)
+    if not module_origin(getattr(cls, "__module__", None)).external:
+        b.hasher.update(("instance-of", b.code_ref(cls)))
 
 
 def _is_code_like(value: object) -> bool:
@@ -424,6 +437,7 @@ def _local_function(func: types.FunctionType) -> _Local:
         else:
             b.local.notes.append(f"closure {name} ({type_name(type(content))})")
             b.value(f"closure variable {name}", content)
+            _instance_class(b, content)
     globals_ = func.__globals__
     for ref in scan(code).refs:
         _feed_ref(b, ref, globals_)
@@ -502,9 +516,6 @@ def _local_wrapper(obj: Any) -> _Local:
 
 
 def _local(obj: Any) -> _Local:
-    local: _Local | None = _cache_get(_locals, obj)
-    if local is not None:
-        return local
     if isinstance(obj, types.FunctionType):
         local = _local_function(obj)
     elif isinstance(obj, type):
@@ -517,7 +528,6 @@ def _local(obj: Any) -> _Local:
         local = _local_descriptor(obj)
     else:
         local = _local_wrapper(obj)
-    _cache_put(_locals, obj, local)
     return local
 
 
@@ -591,6 +601,5 @@ def explain(func: Callable[..., object] | type | types.ModuleType | object) -> l
 def forget() -> None:
     """Drop every cached fingerprint and classification (for tests and reloads)."""
     with _lock:
-        _locals.clear()
         _fingerprints.clear()
     _keys_modules.forget()

@@ -107,9 +107,12 @@ def _add_numpy_random() -> None:
     nprandom = sys.modules.get("numpy.random")
     if nprandom is None:
         return
+    global_rng = getattr(getattr(nprandom, "mtrand", None), "_rand", None)
+    if global_rng is None:  # pragma: no cover - every numpy since 1.17 has it
+        return
     for name in getattr(nprandom, "__all__", ()):
         obj = getattr(nprandom, name, None)
-        if isinstance(obj, types.BuiltinMethodType) and name != "default_rng":
+        if getattr(obj, "__self__", None) is global_rng:
             _add(obj, f"calls numpy.random.{name}")
 
 
