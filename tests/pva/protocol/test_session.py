@@ -1,0 +1,286 @@
+"""A client and a server connection paired in memory through a whole session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reckon.pva.protocol import (
+    NEED_DATA,
+    RPC,
+    ArrayGet,
+    ArrayGetLength,
+    ArrayGetLengthResponse,
+    ArrayGetResponse,
+    ArrayInit,
+    ArrayInitResponse,
+    ArrayPut,
+    ArrayPutResponse,
+    ArraySetLength,
+    ArraySetLengthResponse,
+    BitSet,
+    CancelRequest,
+    ConnectionClosed,
+    ConnectionState,
+    ControlEchoRequest,
+    DestroyChannel,
+    DestroyRequest,
+    Echo,
+    Get,
+    GetField,
+    GetFieldResponse,
+    GetInit,
+    GetInitResponse,
+    GetResponse,
+    LocalProtocolError,
+    Message,
+    MessageSeverity,
+    MonitorAck,
+    MonitorFinish,
+    MonitorInit,
+    MonitorInitResponse,
+    MonitorStart,
+    MonitorStop,
+    MonitorUpdate,
+    Process,
+    ProcessInit,
+    ProcessInitResponse,
+    ProcessResponse,
+    Put,
+    PutGet,
+    PutGetInit,
+    PutGetInitResponse,
+    PutGetRead,
+    PutGetReadResponse,
+    PutGetResponse,
+    PutInit,
+    PutInitResponse,
+    PutResponse,
+    RemoteProtocolError,
+    RequestState,
+    RPCInit,
+    RPCInitResponse,
+    RPCResponse,
+    ScalarArray,
+    Status,
+    Structure,
+    VariantValue,
+    nt,
+    pv_request,
+    request_options,
+)
+
+
+NT = nt.NTScalar("d")
+
+
+def test_handshake_states_and_credentials(pair: Any) -> None:
+    assert pair.server.state is ConnectionState.VALIDATED
+    assert pair.client.state is ConnectionState.VALIDATED
+    assert pair.client.big_endian == pair.server.big_endian
+
+
+def test_get_put_and_partial_updates(pair: Any) -> None:
+    pair.channel(1, "pv:temp", 100)
+    [init] = pair.c2s(GetInit(100, 1, pv_request("field(value,alarm)")))
+    assert isinstance(init, GetInit)
+    assert pair.s2c(GetInitResponse(1, type=NT.type)) == [GetInitResponse(1, type=NT.type)]
+    v = NT.wrap(1.0, severity=2, message="hot")
+    assert pair.c2s(Get(100, 1)) == [Get(100, 1)]
+    [r] = pair.s2c(GetResponse(1, value=v))
+    assert isinstance(r, GetResponse) and r.value == v and r.changed == BitSet([0])
+    # second get: only "value" travels; the client merges it into what it had
+    pair.c2s(Get(100, 1))
+    v2 = dict(v, value=2.0)
+    [r2] = pair.s2c(GetResponse(1, value=v2, changed=BitSet([NT.type.offset_of("value")])))
+    assert r2.value == v2 and r2.value["alarm"]["message"] == "hot"
+    # get with destroy removes the request on both sides after the response
+    pair.c2s(Get(100, 1, destroy=True))
+    pair.s2c(GetResponse(1, value=v2))
+    assert 1 not in pair.client.requests and 1 not in pair.server.requests
+
+    pair.c2s(PutInit(100, 2))
+    pair.s2c(PutInitResponse(2, type=NT.type))
+    changed = BitSet([NT.type.offset_of("value"), NT.type.offset_of("alarm.severity")])
+    [put] = pair.c2s(Put(100, 2, {"value": 5.0, "alarm": {"severity": 1}}, changed))
+    assert isinstance(put, Put) and put.changed == changed
+    assert put.value["value"] == 5.0 and put.value["alarm"]["severity"] == 1
+    assert put.value["alarm"]["message"] == ""  # not sent: default
+    assert pair.s2c(PutResponse(2)) == [PutResponse(2)]
+    pair.c2s(Put(100, 2, NT.wrap(6.0)))
+    assert pair.s2c(PutResponse(2, Status.error("read-only"))) == [
+        PutResponse(2, Status.error("read-only"))
+    ]
+
+
+def test_put_get_and_reads(pair: Any) -> None:
+    pair.channel(1, "calc", 7)
+    put_t = Structure([("value", "i")])
+    get_t = Structure([("value", "i"), ("result", "d")])
+    pair.c2s(PutGetInit(7, 3))
+    [ir] = pair.s2c(PutGetInitResponse(3, put_type=put_t, get_type=get_t))
+    assert isinstance(ir, PutGetInitResponse) and ir.get_type == get_t
+    [pg] = pair.c2s(PutGet(7, 3, {"value": 4}))
+    assert isinstance(pg, PutGet) and pg.value == {"value": 4}
+    [resp] = pair.s2c(PutGetResponse(3, value={"value": 4, "result": 16.0}))
+    assert isinstance(resp, PutGetResponse) and resp.value == {"value": 4, "result": 16.0}
+    for part, t, val in (("get", get_t, {"value": 4, "result": 16.0}), ("put", put_t, {"value": 4})):
+        [rd] = pair.c2s(PutGetRead(7, 3, part))  # type: ignore[arg-type]
+        assert isinstance(rd, PutGetRead) and rd.part == part
+        [rr] = pair.s2c(PutGetReadResponse(3, part, value=val))  # type: ignore[arg-type]
+        assert isinstance(rr, PutGetReadResponse) and rr.value == val and t is not None
+
+
+def test_monitor_pipeline_finish_and_overrun(pair: Any) -> None:
+    pair.channel(5, "counter", 9)
+    req = pv_request("field(value)record[pipeline=true,queueSize=2]")
+    assert request_options(req) == {"pipeline": "true", "queueSize": "2"}
+    [mi] = pair.c2s(MonitorInit(9, 11, req, queue_size=2))
+    assert isinstance(mi, MonitorInit) and mi.queue_size == 2
+    assert pair.server.requests[11].queue_size == 2
+    pair.s2c(MonitorInitResponse(11, type=NT.type))
+    pair.c2s(MonitorStart(9, 11))
+    assert pair.server.requests[11].state is RequestState.RUNNING
+    values = [NT.wrap(float(i)) for i in range(5)]
+    got = []
+    for i, v in enumerate(values):
+        changed = BitSet([0]) if i == 0 else BitSet([1])
+        got += pair.s2c(MonitorUpdate(11, v, changed, overrun=BitSet([1]) if i == 3 else BitSet()))
+    assert [g.value["value"] for g in got] == [0.0, 1.0, 2.0, 3.0, 4.0]  # type: ignore[attr-defined]
+    assert got[3].overrun == BitSet([1])  # type: ignore[attr-defined]
+    assert pair.c2s(MonitorAck(9, 11, 2)) == [MonitorAck(9, 11, 2)]
+    assert pair.c2s(MonitorStop(9, 11)) == [MonitorStop(9, 11)]
+    assert pair.server.requests[11].state is RequestState.READY
+    assert pair.s2c(MonitorFinish(11)) == [MonitorFinish(11)]
+    assert 11 not in pair.client.requests and 11 not in pair.server.requests
+
+
+def test_rpc_process_getfield_message_array(pair: Any) -> None:
+    pair.channel(1, "svc", 2)
+    pair.c2s(RPCInit(2, 20))
+    pair.s2c(RPCInitResponse(20))
+    uri = nt.NTURI([("a", "i"), ("b", "s")])
+    arg = VariantValue(uri.type, uri.wrap("add", {"a": 1, "b": "x"}))
+    [call] = pair.c2s(RPC(2, 20, arg))
+    assert isinstance(call, RPC) and call.argument == arg
+    assert uri.unwrap(call.argument.value) == ("add", {"a": 1, "b": "x"})  # type: ignore[union-attr]
+    [res] = pair.s2c(RPCResponse(20, result=VariantValue.of({"sum": 3.0})))
+    assert isinstance(res, RPCResponse) and res.result == VariantValue.of({"sum": 3.0})
+    pair.c2s(RPC(2, 20, None))
+    [err] = pair.s2c(RPCResponse(20, Status.error("boom", "trace")))
+    assert isinstance(err, RPCResponse) and err.status.message == "boom" and err.result is None
+
+    pair.c2s(ProcessInit(2, 21))
+    assert pair.s2c(ProcessInitResponse(21)) == [ProcessInitResponse(21)]
+    assert pair.c2s(Process(2, 21)) == [Process(2, 21)]
+    assert pair.s2c(ProcessResponse(21)) == [ProcessResponse(21)]
+
+    assert pair.c2s(GetField(2, 22, "value")) == [GetField(2, 22, "value")]
+    assert pair.s2c(GetFieldResponse(22, type=NT.type)) == [GetFieldResponse(22, type=NT.type)]
+    assert 22 not in pair.client.requests
+
+    assert pair.s2c(Message(21, MessageSeverity.WARNING, "careful")) == [
+        Message(21, MessageSeverity.WARNING, "careful")
+    ]
+
+    at = ScalarArray("i")
+    pair.c2s(ArrayInit(2, 23))
+    pair.s2c(ArrayInitResponse(23, type=at))
+    assert pair.c2s(ArrayGet(2, 23, 1, 2, 1)) == [ArrayGet(2, 23, 1, 2, 1)]
+    [ag] = pair.s2c(ArrayGetResponse(23, value=[5, 6]))
+    assert isinstance(ag, ArrayGetResponse) and list(ag.value) == [5, 6]
+    [ap] = pair.c2s(ArrayPut(2, 23, np.array([1, 2, 3], dtype=np.int32), offset=4))
+    assert isinstance(ap, ArrayPut) and list(ap.value) == [1, 2, 3] and ap.offset == 4
+    pair.s2c(ArrayPutResponse(23))
+    assert pair.c2s(ArraySetLength(2, 23, 10)) == [ArraySetLength(2, 23, 10)]
+    pair.s2c(ArraySetLengthResponse(23))
+    assert pair.c2s(ArrayGetLength(2, 23)) == [ArrayGetLength(2, 23)]
+    assert pair.s2c(ArrayGetLengthResponse(23, length=10)) == [ArrayGetLengthResponse(23, length=10)]
+
+
+def test_destroy_races_are_dropped_quietly(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    pair.c2s(GetInit(2, 1))
+    pair.s2c(GetInitResponse(1, type=NT.type))
+    pair.c2s(Get(2, 1))
+    # the client gives up while the server is working: the late response is dropped
+    pair.c2s(DestroyRequest(2, 1))
+    assert pair.server.send(GetResponse(1, value=NT.wrap(1.0))) == b""
+    # cancel: the op stays usable
+    pair.c2s(GetInit(2, 2))
+    pair.s2c(GetInitResponse(2, type=NT.type))
+    pair.c2s(Get(2, 2))
+    assert pair.c2s(CancelRequest(2, 2)) == [CancelRequest(2, 2)]
+    pair.c2s(Get(2, 2))
+    assert len(pair.s2c(GetResponse(2, value=NT.wrap(1.0)))) == 1
+    # a server-side destroy of the channel takes its requests along
+    pair.c2s(MonitorInit(2, 3))
+    pair.s2c(MonitorInitResponse(3, type=NT.type))
+    assert pair.s2c(DestroyChannel(2, 1)) == [DestroyChannel(2, 1)]
+    assert pair.client.channels == {} and pair.server.requests == {}
+    # the client's messages already on the way for the destroyed channel are ignored
+    pair.server.receive_data(b"")
+    assert list(pair.server.events()) == [ConnectionClosed()]
+
+
+def test_client_destroy_channel_round_trip(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    assert pair.c2s(DestroyChannel(2, 1)) == [DestroyChannel(2, 1)]
+    assert pair.s2c(DestroyChannel(2, 1)) == [DestroyChannel(2, 1)]
+    assert pair.client.channels == {} and pair.server.channels == {}
+
+
+def test_echo_and_control_messages(pair: Any) -> None:
+    assert pair.c2s(Echo(b"ping")) == [Echo(b"ping")]
+    assert pair.s2c(Echo(b"ping")) == [Echo(b"ping")]
+    assert pair.c2s(ControlEchoRequest(7)) == [ControlEchoRequest(7)]
+
+
+def test_local_errors_leave_state_untouched(pair: Any) -> None:
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Get(2, 1))  # no such channel or request
+    pair.channel(1, "x", 2)
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Get(2, 1))  # no init
+    pair.c2s(GetInit(2, 1))
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Get(2, 1))  # init not answered yet
+    with pytest.raises(LocalProtocolError):
+        pair.server.send(GetResponse(1, value=NT.wrap(1.0)))  # not executing
+    with pytest.raises(LocalProtocolError):
+        pair.server.send(GetInitResponse(1, type=None))  # success needs a type
+    pair.s2c(GetInitResponse(1, type=NT.type))
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(Put(2, 1, {}))  # a get is not a put
+    pair.c2s(Get(2, 1))
+    with pytest.raises(LocalProtocolError):
+        pair.server.send(GetResponse(1, value={"value": "not a number"}))
+    assert len(pair.s2c(GetResponse(1, value=NT.wrap(3.0)))) == 1
+
+
+def test_type_cache_both_ways_and_segmentation(make_pair: Any) -> None:
+    p = make_pair(cache_types=True, segment_size=16)
+    p.channel(1, "a", 2)
+    for ioid in (1, 2, 3):
+        p.c2s(GetInit(2, ioid, pv_request("field(value)")))
+        p.s2c(GetInitResponse(ioid, type=NT.type))
+        assert p.client.requests[ioid].type == NT.type
+    # the second and third init responses referenced the cached type (0xFE + key)
+    assert len(p.server._tx.send_cache or ()) == 1  # type: ignore[arg-type]
+    p.c2s(Get(2, 3))
+    [r] = p.s2c(GetResponse(3, value=NT.wrap(2.5, message="x" * 100)))
+    assert r.value["value"] == 2.5  # type: ignore[attr-defined]
+
+
+def test_remote_errors_are_sticky(pair: Any) -> None:
+    pair.server.receive_data(bytes.fromhex("ca02000a0900000001000000010000000000"))  # get, no init
+    with pytest.raises(RemoteProtocolError):
+        pair.server.next_event()
+    assert pair.server.state is ConnectionState.ERROR
+    with pytest.raises(RemoteProtocolError):
+        pair.server.next_event()
+    with pytest.raises(LocalProtocolError):
+        pair.server.send(Echo(b""))
+    assert pair.client.next_event() is NEED_DATA
