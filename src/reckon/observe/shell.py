@@ -233,8 +233,8 @@ def make_namespace(client: Client, console: Console | None = None) -> dict[str, 
         """Print task events as they happen, until Ctrl-C (or ``seconds``, or ``count``)."""
         deadline = None if seconds is None else time.monotonic() + seconds
         shown = 0
-        out.print(Text("watching task events; Ctrl-C stops", style="dim"))
         with client.subscribe(title=title) as sub:
+            out.print(Text("watching task events; Ctrl-C stops", style="dim"))
             try:
                 while count is None or shown < count:
                     wait = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())

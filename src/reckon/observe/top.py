@@ -31,6 +31,7 @@ class TopApp(App[None]):
     """The live view; ``client`` may be given (tests), else it connects to ``url``."""
 
     TITLE = "reckon top"
+    AUTO_FOCUS = "#running"
     CSS = """
     #summary { height: auto; padding: 0 1; background: $boost; }
     .heading { padding: 0 1; text-style: bold; color: $accent; }

@@ -285,7 +285,9 @@ function renderHits() {
   axes(ctx, w, h, pad, [[0, "0%"], [0.5, "50%"], [1, "100%"]]);
   const pts = state.hits;
   const last = [...pts].reverse().find((p) => p.all !== null);
-  $("hit-now").textContent = last ? `${(100 * last.all).toFixed(1)}% now` : "";
+  const c = (state.status && state.status.engine && state.status.engine.counters) || {};
+  const overall = c.requests ? `${((100 * ((c.memory_hit || 0) + (c.store_hit || 0))) / c.requests).toFixed(1)}% overall` : "";
+  $("hit-now").textContent = [last ? `${(100 * last.all).toFixed(1)}% last second` : "", overall].filter(Boolean).join(" · ");
   if (pts.length < 2) {
     ctx.fillStyle = COLORS.muted;
     ctx.fillText("waiting for requests…", pad.l + 8, h / 2);
@@ -303,6 +305,10 @@ function renderHits() {
       pen = true;
     });
     ctx.stroke();
+    ctx.fillStyle = color;
+    pts.forEach((p, i) => {
+      if (p[key] !== null) { ctx.beginPath(); ctx.arc(x(i + offset), y(p[key]), 2, 0, 2 * Math.PI); ctx.fill(); }
+    });
   }
   ctx.fillStyle = COLORS.ok; ctx.fillText("all hits", w - 120, h - 4);
   ctx.fillStyle = COLORS.accent; ctx.fillText("memory", w - 60, h - 4);
@@ -329,8 +335,10 @@ function renderDurations() {
     ctx.fillRect(pad.l + i * bw + 1, h - pad.b - bh, bw - 2, bh);
   });
   ctx.fillStyle = COLORS.muted;
-  const labels = { 0: "10µs", 4: "1ms", 8: "0.1s", 10: "1s", 12: "10s", 16: "1000s" };
+  ctx.textAlign = "center";
+  const labels = { 0: "10µs", 4: "1ms", 8: "0.1s", 10: "1s", 12: "10s", 14: "100s" };
   for (const [i, text] of Object.entries(labels)) ctx.fillText(text, pad.l + Number(i) * bw, h - 4);
+  ctx.textAlign = "left";
   if (!d.length) ctx.fillText("no finished computations yet", pad.l + 8, h / 2);
 }
 
@@ -351,8 +359,12 @@ function renderUsage() {
     ctx.fillText(`${name}: ${fmtBytes(u.bytes)}${u.budget ? ` of ${fmtBytes(u.budget)}` : ""} · ${fmtInt(u.entries)} entries`, 8, y);
     ctx.fillStyle = COLORS.grid; ctx.fillRect(8, y + 6, w - 16, barH);
     ctx.fillStyle = color; ctx.fillRect(8, y + 6, Math.max(2, (w - 16) * frac), barH);
-    ctx.fillStyle = "#0f1419";
-    if (u.budget) ctx.fillText(`${(100 * frac).toFixed(1)}%`, 14, y + 6 + barH / 2 + 4);
+    if (u.budget) {
+      ctx.fillStyle = "#d9e1ea";
+      ctx.textAlign = "right";
+      ctx.fillText(`${(100 * frac).toFixed(1)}% used`, w - 14, y + 6 + barH / 2 + 4);
+      ctx.textAlign = "left";
+    }
   });
 }
 
