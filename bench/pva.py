@@ -128,16 +128,16 @@ def serve_reckon() -> None:
         x = SharedPV(nt.NTScalar("d"), 0.0)
 
         @x.on_put
-        def _put(op: Any) -> Any:
-            x.post(op.value)
-            return None
+        def _put(op: Any) -> None:
+            x.post(op.fields)
 
         rpc = SharedPV.rpc_only()
+        result_t = nt.NTScalar("d")
 
         @rpc.on_rpc
         def _rpc(op: Any) -> Any:
-            query = op.value["query"]
-            return nt.NTScalar("d").wrap(float(query["a"]) + float(query["b"]))
+            query = op.query
+            return nt.typed(result_t, float(query["a"]) + float(query["b"]))
 
         server.add("bench:x", x)
         server.add("bench:rpc", rpc)
@@ -165,8 +165,7 @@ def serve_reckon() -> None:
                 start = time.monotonic()
                 for i in range(1, int(cmd["n"]) + 1):
                     pv.post(float(i))
-                    if i % 256 == 0:
-                        await asyncio.sleep(0)
+                    await asyncio.sleep(0)  # an asyncio app yields between posts
                 print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
         await server.stop()
 
@@ -265,7 +264,7 @@ def client_reckon(task: str) -> None:
                     await c.put("bench:x", float(i))
                 print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
             elif task == "rpc":
-                arg = nt.NTURI.build("bench:rpc", {"a": 1.0, "b": 2.0})
+                arg = nt.uri("bench:rpc", {"a": 1.0, "b": 2.0})
                 t0 = time.perf_counter()
                 for _ in range(N_RPC):
                     await c.rpc("bench:rpc", arg)

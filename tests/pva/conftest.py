@@ -116,8 +116,13 @@ class Child:
     def read_json(self, timeout: float = 30.0) -> Any:
         while True:
             line = self.readline(timeout)
-            if line.startswith("{") or line.startswith("["):
-                return json.loads(line)
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and "error" in obj and "message" in obj:
+                raise AssertionError(f"child failed: {obj}; stderr: {self.err()}")
+            return obj
 
     def send(self, obj: Any) -> None:
         assert self.proc.stdin is not None
@@ -163,7 +168,12 @@ def run_p4p_client(code: str, env: dict[str, str], timeout: float = 60.0) -> lis
         text=True,
         timeout=timeout,
     )
-    out = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith(("{", "["))]
+    out = []
+    for line in proc.stdout.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
     for obj in out:
         if isinstance(obj, dict) and "error" in obj and "message" in obj:
             raise AssertionError(f"p4p client failed: {obj}\nstderr: {proc.stderr[-2000:]}")
@@ -183,3 +193,63 @@ def p4p_server(pva_env: dict[str, str]) -> Iterator[Any]:
     yield start
     for child in children:
         child.stop()
+
+
+class ServerThread:
+    """A reckon Server on its own event loop in a thread (so blocking p4p children can talk
+    to it while the test thread waits on them)."""
+
+    def __init__(self, pvs: dict[str, Any] | None = None, **kw: Any) -> None:
+        import asyncio
+
+        from reckon.pva import Server, ServerConfig
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        config = kw.pop("config", None) or ServerConfig.from_env()
+
+        async def make() -> Any:
+            server = Server(pvs, config=config, **kw)
+            await server.start()
+            return server
+
+        self.server = self.call(make())
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        """Run a plain function on the server's loop and return its result."""
+
+        async def wrap() -> Any:
+            return fn(*args)
+
+        return self.call(wrap())
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            self.call(self.server.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+            self.loop.close()
+
+
+@pytest.fixture
+def reckon_server(pva_env: dict[str, str]) -> Iterator[Any]:
+    """Factory: start a reckon Server (in a thread) publishing the given PVs."""
+    started: list[ServerThread] = []
+
+    def start(pvs: dict[str, Any] | None = None, **kw: Any) -> ServerThread:
+        st = ServerThread(pvs, **kw)
+        started.append(st)
+        return st
+
+    yield start
+    for st in started:
+        st.stop()

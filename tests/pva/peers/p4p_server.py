@@ -44,7 +44,10 @@ def make_pv(entry: dict) -> SharedPV:  # type: ignore[type-arg]
     if kind == "table":
         columns = [(c, t) for c, t in entry["columns"]]
         nt = NTTable(columns)
-        initial = nt.wrap(entry["initial"])
+        cols = entry["initial"]
+        names = list(cols)
+        rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+        initial = nt.wrap(rows)
         pv = SharedPV(nt=nt, initial=initial)
     elif kind == "enum":
         pv = SharedPV(nt=NTEnum(), initial={"index": entry["initial"], "choices": entry["choices"]})

@@ -1,0 +1,170 @@
+"""Property tests: every type and value survives encode -> decode in both byte orders."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reckon.pva.protocol import (
+    Beacon,
+    BitSet,
+    Discovery,
+    FieldDesc,
+    OriginTag,
+    SearchRequest,
+    SearchResponse,
+    Structure,
+    TypeRecvCache,
+    TypeSendCache,
+    VariantValue,
+    decode_partial,
+    decode_type,
+    decode_value,
+    encode_partial,
+    encode_type,
+    encode_value,
+    values_equal,
+)
+from reckon.pva.protocol._wire import read_size, size_bytes
+
+from strategies import structures, types, values  # type: ignore[import-not-found]
+
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+orders = st.booleans()
+
+
+@SETTINGS
+@given(t=types(legacy=True), be=orders)
+def test_type_round_trip(t: FieldDesc, be: bool) -> None:
+    data = encode_type(t, be)
+    back, pos = decode_type(data, 0, be, None, 64)
+    assert back == t and pos == len(data)
+
+
+@SETTINGS
+@given(data=st.data(), be=orders, numpy=st.booleans())
+def test_value_round_trip(data: st.DataObject, be: bool, numpy: bool) -> None:
+    t = data.draw(types(legacy=True))
+    v = data.draw(values(t))
+    raw = encode_value(t, v, big_endian=be)
+    back = decode_value(t, raw, big_endian=be, use_numpy=numpy)
+    assert values_equal(back, v)
+
+
+def _apply(t: Structure, base: dict[str, Any], value: dict[str, Any], mask: int) -> dict[str, Any]:
+    """What a receiver should hold after a partial update (reference, not the codec's code)."""
+    out = copy.deepcopy(base)
+    if mask & 1:
+        return copy.deepcopy(value)
+    for path, off in t.offsets.items():
+        if not (mask >> off) & 1:
+            continue
+        parts = path.split(".")
+        # skip a field whose enclosing structure was already copied whole
+        if any((mask >> t.offsets[".".join(parts[:i])]) & 1 for i in range(1, len(parts))):
+            continue
+        src, dst = value, out
+        for p in parts[:-1]:
+            src, dst = src[p], dst[p]
+        dst[parts[-1]] = copy.deepcopy(src[parts[-1]])
+    return out
+
+
+@SETTINGS
+@given(data=st.data(), be=orders)
+def test_partial_round_trip(data: st.DataObject, be: bool) -> None:
+    t = data.draw(structures())
+    base = data.draw(values(t))
+    new = data.draw(values(t))
+    bits = data.draw(st.sets(st.integers(0, t.bit_count - 1)))
+    changed = BitSet(bits)
+    raw = encode_partial(t, new, changed, big_endian=be)
+    got_changed, merged = decode_partial(t, raw, big_endian=be, base=base)
+    assert got_changed.mask == changed.mask
+    assert values_equal(merged, _apply(t, base, new, changed.mask))
+
+
+@SETTINGS
+@given(n=st.integers(0, 2**63 - 1), be=orders)
+def test_size_round_trip(n: int, be: bool) -> None:
+    b = size_bytes(n, be)
+    assert read_size(b, 0, be) == (n, len(b))
+
+
+@SETTINGS
+@given(bits=st.sets(st.integers(0, 200)), be=orders)
+def test_bitset_round_trip(bits: set[int], be: bool) -> None:
+    from reckon.pva.protocol._codec import read_bitset
+
+    b = BitSet(bits).encode(be)
+    assert read_bitset(b, 0, be) == (BitSet(bits).mask, len(b))
+
+
+def test_bitset_word_layout_matches_pvxs() -> None:
+    # bit 0 and bit 64: one whole word in message byte order, then one tail byte
+    assert BitSet([0, 64]).encode(False).hex() == "09" + "0100000000000000" + "01"
+    assert BitSet([0, 64]).encode(True).hex() == "09" + "0000000000000001" + "01"
+
+
+@SETTINGS
+@given(data=st.data(), be=orders)
+def test_type_cache_round_trip(data: st.DataObject, be: bool) -> None:
+    ts = data.draw(st.lists(structures(), min_size=1, max_size=4))
+    send, recv = TypeSendCache(), TypeRecvCache()
+    for t in ts + ts:
+        raw = encode_type(t, be, send)
+        back, pos = decode_type(raw, 0, be, recv, 64)
+        assert back == t and pos == len(raw)
+
+
+addresses = st.sampled_from(["127.0.0.1", "0.0.0.0", "10.1.2.3", "::1", "fe80::1"])
+guids = st.binary(min_size=12, max_size=12)
+u32 = st.integers(0, 2**32 - 1)
+u16 = st.integers(0, 2**16 - 1)
+discovery_events = st.one_of(
+    st.builds(
+        SearchRequest,
+        u32,
+        st.lists(st.tuples(u32, st.text(min_size=1, max_size=10)), max_size=3).map(tuple),
+        st.sampled_from(["127.0.0.1", "10.1.2.3", "::1"]),
+        u16,
+        st.booleans(),
+        st.booleans(),
+    ),
+    st.builds(SearchResponse, guids, u32, addresses, u16, st.booleans(), st.lists(u32, max_size=4).map(tuple)),
+    st.builds(
+        Beacon,
+        guids,
+        st.integers(0, 255),
+        u16,
+        addresses,
+        u16,
+        st.just("tcp"),
+        st.integers(0, 255),
+        st.one_of(st.none(), st.just(VariantValue.of({"load": 0.5}))),
+    ),
+    st.builds(OriginTag, addresses),
+)
+
+
+@SETTINGS
+@given(evs=st.lists(discovery_events, min_size=1, max_size=3), be=orders)
+def test_discovery_round_trip(evs: list[Any], be: bool) -> None:
+    d = Discovery(big_endian=be)
+    assert d.decode(d.encode(*evs)) == evs
+
+
+@pytest.mark.parametrize("be", [False, True])
+def test_variant_inference(be: bool) -> None:
+    import numpy as np
+
+    for v in (1, 1.5, "s", True, [1, 2], [1.5], ["a"], {"a": 1, "b": {"c": "x"}}, np.arange(3)):
+        vv = VariantValue.of(v)
+        raw = encode_value(vv.type, vv.value, big_endian=be)
+        assert values_equal(decode_value(vv.type, raw, big_endian=be), v)
