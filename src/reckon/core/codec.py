@@ -19,6 +19,7 @@ Frames (first byte is the kind):
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import struct
 import sys
@@ -49,6 +50,23 @@ _FLAG_ZSTD = 1
 
 def _pad(n: int) -> int:
     return (-n) % _ALIGN
+
+
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_BIG = 1 << 20
+
+
+def _allocate(size: int) -> memoryview:
+    """A writable buffer for an encoded value. Big ones come from an anonymous mapping populated
+    by the kernel in one go: filling a fresh ``bytearray`` page-faults once per page, which costs
+    more than the copy itself (for 100 MB, roughly 3x)."""
+    if size >= _BIG and _POPULATE:
+        try:
+            mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _POPULATE)
+            return memoryview(mapping)
+        except OSError:
+            pass
+    return memoryview(bytearray(size))
 
 
 class PickleCodec:
@@ -107,14 +125,14 @@ class PickleCodec:
             except BufferError as exc:  # a non-contiguous buffer: pickle it in-band instead
                 raise CodecError(f"cannot encode a non-contiguous buffer: {exc}") from exc
         nbuf = len(views)
-        head_len = 1 + _FRAME_HEAD.size - 1 + 8 * nbuf
+        head_len = _FRAME_HEAD.size + 8 * nbuf
         total = head_len + len(stream)
         offsets: list[int] = []
         for view in views:
             total += _pad(total)
             offsets.append(total)
             total += view.nbytes
-        out = bytearray(total)
+        out = _allocate(total)
         _FRAME_HEAD.pack_into(
             out, 0, _FRAMED, _FLAG_ZSTD if compress else 0, nbuf, len(stream), raw_len
         )
@@ -122,14 +140,14 @@ class PickleCodec:
         out[head_len : head_len + len(stream)] = stream
         for off, view in zip(offsets, views, strict=True):
             out[off : off + view.nbytes] = view
-        return memoryview(out)
+        return out
 
     def _encode_raw(self, value: bytes | bytearray, is_bytearray: bool) -> memoryview:
-        out = bytearray(_ALIGN + len(value))
+        out = _allocate(_ALIGN + len(value))
         out[0] = _RAW
         out[1] = 1 if is_bytearray else 0
         out[_ALIGN:] = value
-        return memoryview(out)
+        return out
 
     def _compress(self, data: bytes) -> bytes:
         if self._zc is None:

@@ -30,6 +30,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from types import CoroutineType as _CoroutineType
 from typing import Any, TypeVar, cast
 
 from reckon.core.codec import Codec, PickleCodec
@@ -67,6 +68,7 @@ class _Flight:
     """One computation in progress and the waiters sharing it."""
 
     __slots__ = (
+        "awaitable",
         "done",
         "event",
         "exc",
@@ -104,6 +106,7 @@ class _Flight:
         self.event: threading.Event | None = None
         self.futures: list[asyncio.Future[Any]] = []
         self.task: asyncio.Task[None] | None = None
+        self.awaitable: Awaitable[Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: int | None = None
         self.pinned = False
@@ -204,7 +207,7 @@ class Engine:
             except KeyError:
                 pass
             self._hit()
-            return cast(T, value)
+            return value  # type: ignore[no-any-return]  # (cast() would cost a call)
         return self._get_slow(id, level, compute, title)
 
     async def resolve(
@@ -231,7 +234,7 @@ class Engine:
             except KeyError:
                 pass
             self._hit()
-            return cast(T, value)
+            return value  # type: ignore[no-any-return]  # (cast() would cost a call)
         return cast(T, await self._resolve_slow(id, level, compute, title))
 
     def contains(self, id: RequestId, level: CachingLevel = CachingLevel.FULL) -> bool:
@@ -392,7 +395,7 @@ class Engine:
             record = TaskRecord(
                 new_task_id(),
                 id,
-                title if title is not None else id.short(),
+                title,
                 level,
                 self.name,
                 None if parent is None else parent.task_id,
@@ -539,7 +542,10 @@ class Engine:
                 return value
             if owner:
                 flight.loop = loop
-                flight.task = loop.create_task(self._run_async(flight, compute))
+                if flight.level is _FULL and self.store is not None:
+                    flight.task = loop.create_task(self._run_async(flight, compute))
+                else:
+                    self._start_inline(flight, compute, loop)
             try:
                 value = await fut
             except _Abandoned:
@@ -553,6 +559,47 @@ class Engine:
         raise ComputationCancelledError(
             f"request {id.short()} was abandoned {_MAX_RETRIES} times by its event loop"
         )
+
+    def _start_inline(
+        self, flight: _Flight, compute: Callable[[], Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Call ``compute`` right here: a plain value completes the flight at once (a sync
+        function cannot be cancelled midway anyway); an awaitable gets a task of its own, so
+        that cancelling this caller does not cancel it while others wait."""
+        token = _CURRENT.set(flight)
+        try:
+            self._running(flight)
+            start = time.perf_counter()
+            try:
+                result = compute()
+            except Exception as exc:
+                self._fail(flight, exc)
+                return
+            if type(result) is _CoroutineType or inspect.isawaitable(result):
+                # Created while _CURRENT is this flight: the task's context copy inherits it.
+                flight.awaitable = result
+                flight.task = loop.create_task(self._drive(flight, result, start))
+            else:
+                self._complete(flight, result, Outcome.COMPUTED, time.perf_counter() - start)
+        finally:
+            _CURRENT.reset(token)
+
+    async def _drive(self, flight: _Flight, awaitable: Awaitable[Any], start: float) -> None:
+        try:
+            if flight.done:  # cancelled before this task first ran
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()
+                return
+            value = await awaitable
+            self._complete(flight, value, Outcome.COMPUTED, time.perf_counter() - start)
+        except asyncio.CancelledError:
+            if not flight.done:
+                self._finish(flight, exc=_Abandoned(), outcome=Outcome.CANCELLED)
+            raise
+        except BaseException as exc:
+            self._fail(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
 
     async def _run_async(self, flight: _Flight, compute: Callable[[], Any]) -> None:
         if flight.done:
@@ -608,9 +655,9 @@ class Engine:
             return
         try:
             if asyncio._get_running_loop() is loop:
-                task.cancel()
+                _cancel(task, flight.awaitable)
             else:
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(_cancel, task, flight.awaitable)
         except RuntimeError:
             pass  # its loop is closed: the task is gone with it
 
@@ -778,6 +825,20 @@ class Engine:
             type(exc).__name__,
             exc,
         )
+
+
+def _cancel(task: asyncio.Task[None], awaitable: Awaitable[Any] | None) -> None:
+    task.cancel()
+    if inspect.iscoroutine(awaitable):
+        # A task cancelled before its first step never starts its coroutine, so the compute's
+        # coroutine it would have awaited must be closed here (else: "never awaited").
+        coro = awaitable
+
+        def close(_: object) -> None:
+            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()
+
+        task.add_done_callback(close)
 
 
 def _not_an_id(id: object) -> InvalidRequestIdError:

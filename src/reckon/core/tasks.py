@@ -69,6 +69,7 @@ class TaskRecord:
     snapshots (:meth:`snapshot`) in events, so what they hold never changes under them."""
 
     __slots__ = (
+        "_title",
         "engine",
         "error",
         "level",
@@ -79,21 +80,20 @@ class TaskRecord:
         "state",
         "task_id",
         "times",
-        "title",
     )
 
     def __init__(
         self,
         task_id: int,
         request_id: RequestId,
-        title: str,
+        title: str | None,
         level: CachingLevel,
         engine: str,
         parent: int | None = None,
     ) -> None:
         self.task_id = task_id
         self.request_id = request_id
-        self.title = title
+        self._title = title
         self.level = level
         self.engine = engine
         self.state = TaskState.PENDING
@@ -102,6 +102,19 @@ class TaskRecord:
         self.parent = parent
         self.size: int | None = None
         self.error: str | None = None
+
+    @property
+    def title(self) -> str:
+        """The title given with the request, else a readable form of the id (made on demand:
+        most records are never looked at)."""
+        title = self._title
+        if title is None:
+            title = self._title = self.request_id.short()
+        return title
+
+    @title.setter
+    def title(self, value: str) -> None:
+        self._title = value
 
     def snapshot(self) -> TaskRecord:
         copy = TaskRecord.__new__(TaskRecord)
@@ -198,17 +211,20 @@ class Introspector:
         self._lock = threading.Lock()
         self._live: dict[int, TaskRecord] = {}
         self._history: deque[TaskRecord] = deque(maxlen=history)
-        self._counts: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
-        # Bumped on the hit paths, without a lock.
-        self.memory_hits = _HitCounter()
+        # Lock-free counters (itertools.count steps atomically under the GIL).
+        self._counters: dict[str, _HitCounter] = {name: _HitCounter() for name in COUNTER_NAMES}
+        self.memory_hits = self._counters["memory_hit"]
         self._seq = itertools.count(1).__next__
         self._listeners: list[Callable[[TaskEvent], None]] = []
         self._subscriptions: list[Subscription] = []
 
     # ---------------------------------------------------------------- used by the engine
-    def count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + n
+    def count(self, name: str) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            with self._lock:
+                counter = self._counters.setdefault(name, _HitCounter())
+        counter.bump()
 
     def begin(self, record: TaskRecord) -> None:
         """Register a new live record (capture on) and announce it."""
@@ -307,11 +323,8 @@ class Introspector:
         return sorted((r for r in records if r.parent == task_id), key=lambda r: r.task_id)
 
     def counters(self) -> dict[str, int]:
-        with self._lock:
-            counts = dict(self._counts)
-        hits = self.memory_hits.value
-        counts["memory_hit"] += hits
-        counts["requests"] += hits  # the hit path counts nothing else
+        counts = {name: counter.value for name, counter in list(self._counters.items())}
+        counts["requests"] += counts["memory_hit"]  # the hit path counts nothing else
         return counts
 
     def clear_history(self) -> None:
@@ -320,8 +333,8 @@ class Introspector:
 
     def reset_counters(self) -> None:
         with self._lock:
-            self._counts = dict.fromkeys(COUNTER_NAMES, 0)
-            self.memory_hits.reset()
+            for counter in self._counters.values():
+                counter.reset()
 
     # ---------------------------------------------------------------- observers
     def subscribe(self, maxsize: int = 10_000) -> Subscription:
