@@ -21,6 +21,7 @@ from dataclasses import replace
 
 from reckon.service.deploy import Deployment
 from reckon.service.kernel import Unit
+from reckon.service.supervisor import die_with_parent
 
 
 def child_deployment(env: dict[str, str]) -> Deployment:
@@ -86,6 +87,8 @@ async def serve(env: dict[str, str]) -> None:
 
 
 def main() -> None:
+    parent = os.environ.get("RECKON_SVC_PARENT_PID")
+    die_with_parent(int(parent) if parent else None)
     asyncio.run(serve(dict(os.environ)))
 
 

@@ -63,13 +63,17 @@ class JsonSink:
 class ConsoleSink:
     _STYLES = {"debug": "dim", "info": "cyan", "warning": "yellow", "error": "bold red"}
 
-    def __init__(self) -> None:
+    def __init__(self, level: str = "info") -> None:
         from rich.console import Console
 
         self._console = Console(stderr=True, highlight=False)
+        self._min = LEVELS.index(level)
 
     def emit(self, record: LogRecord) -> None:
         from rich.markup import escape
+
+        if LEVELS.index(record.level) < self._min:
+            return
 
         style = self._STYLES.get(record.level, "")
         extra = " ".join(f"[dim]{k}=[/dim]{escape(repr(v))}" for k, v in record.fields.items())

@@ -44,10 +44,26 @@ class Address:
         return {"grpc": self.grpc, "connect": self.connect}
 
 
-def _die_with_parent() -> None:
+def die_with_parent(parent_pid: int | None) -> None:
+    """Ask Linux to SIGKILL this process when the runtime that started it dies (even by -9).
+
+    Set by the child itself (not in a preexec_fn: forking a process that runs gRPC threads and
+    then running Python before exec can abort), so a tiny shim does it for non-Python commands.
+    """
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the runtime died before we could ask
+
+
+_SHIM = (  # die_with_parent, then exec the command (python -S: no site, fast start)
+    "import ctypes,os,sys\n"
+    "try: ctypes.CDLL('libc.so.6').prctl(1, 9)\n"
+    "except Exception: pass\n"
+    "if os.getppid() != int(os.environ['RECKON_SVC_PARENT_PID']): os._exit(1)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
 
 
 async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
@@ -130,8 +146,9 @@ class ChildProcess:
             env[f"RECKON_SVC_ADDR_{r.upper().replace('-', '_')}"] = str(a["grpc"])
         for k, v in spec.env.items():
             env[k] = v.format(**subst)
+        env["RECKON_SVC_PARENT_PID"] = str(os.getpid())
         if spec.command is not None:
-            argv = [a.format(**subst) for a in spec.command]
+            argv = [sys.executable, "-S", "-c", _SHIM, *(a.format(**subst) for a in spec.command)]
         else:
             argv = [sys.executable, "-m", "reckon.service.child"]
         cwd = str(Path(self._unit_env["RECKON_SVC_ROOT"]) / (spec.cwd or "."))
@@ -143,9 +160,7 @@ class ChildProcess:
         self.state = "starting"
         self.kill_reason = None
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, cwd=cwd, preexec_fn=_die_with_parent
-            )
+            self.proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=cwd)
         except OSError as exc:
             self._cleanup()
             self.state = "ended"

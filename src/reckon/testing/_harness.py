@@ -65,7 +65,8 @@ class Harness:
                 )
             else:
                 services[name] = replace(spec, placement="inprocess")
-        self.deployment = replace(deployment, services=services, log="test")
+        # A scratch data dir per run (the unit's temp dir): every run starts from empty databases.
+        self.deployment = replace(deployment, services=services, log="test", data_dir=None)
         self.trace = Trace()
         self.sink = MemorySink()
 

@@ -1,0 +1,1 @@
+"""Vinny's Vintage Vinyl: the Python services of the record shop example."""

@@ -1,0 +1,154 @@
+"""The vinyl example: one process or five by changing only the deployment file; Node.js inside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reckon.service import Unit
+
+VINYL = Path(__file__).resolve().parents[2] / "examples" / "vinyl"
+sys.path.insert(0, str(VINYL))
+
+import shop  # noqa: E402
+
+EXPECTED = [
+    "Blue Train by John Coltrane (1957) $29.00, 1 in stock; "
+    "you may also like: Kind of Blue, A Love Supreme",
+    "anonymous buy: UNAUTHENTICATED",
+    "order 1: alice bought bt for 2900",
+    "second copy: FAILED_PRECONDITION",
+    "alice has 1 order(s)",
+]
+MODULES = [
+    f"vinyl_api.vinyl.{n}_pb2"
+    for n in ("catalog", "inventory", "orders", "recommendations", "storefront")
+]
+
+
+@pytest.fixture
+def node_path(node_modules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not (VINYL / "recommendations" / "node_modules").exists():
+        monkeypatch.setenv("NODE_PATH", str(node_modules))
+
+
+def test_committed_code_and_docs_match_the_protos(tmp_path: Path) -> None:
+    out = tmp_path / "vinyl_api"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reckon.cli",
+            "svc",
+            "gen",
+            *sorted(map(str, (VINYL / "protos" / "vinyl").glob("*.proto"))),
+            "-I",
+            str(VINYL / "protos"),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    fresh = {p.relative_to(out): p.read_text() for p in out.rglob("*") if p.is_file()}
+    committed = {
+        p.relative_to(VINYL / "vinyl_api"): p.read_text()
+        for p in (VINYL / "vinyl_api").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert fresh == committed, "run the `reckon svc gen` line of examples/vinyl/README.md"
+    from reckon.service.docgen import markdown
+
+    assert markdown(MODULES) == (VINYL / "docs" / "api.md").read_text()
+
+
+@pytest.mark.parametrize("deploy", ["deploy.toml", "deploy-split.toml"])
+async def test_the_same_session_in_one_process_and_split(
+    deploy: str, node_path: None, tmp_path: Path
+) -> None:
+    async with Unit(shop.load(deploy, tmp_path / "data")) as unit:
+        placements = {n: s["placement"] for n, s in unit.status().items()}
+        assert await shop.session(unit) == EXPECTED
+    python = {n: p for n, p in placements.items() if n != "recommendations"}
+    want = "inprocess" if deploy == "deploy.toml" else "process"
+    assert set(python.values()) == {want} and placements["recommendations"] == "process"
+    receipts = list((tmp_path / "data" / "orders" / "files" / "receipts").iterdir())
+    assert [p.read_text() for p in receipts] == [
+        "alice bought 1 x John Coltrane - Blue Train: $29.00\n"
+    ]
+
+
+async def test_storefront_over_connect_with_curl_and_node_restart(
+    node_path: None, tmp_path: Path
+) -> None:
+    async with Unit(shop.load("deploy.toml", tmp_path / "data")) as unit:
+        base = unit.addresses["storefront"].connect
+
+        def curl(*args: str) -> str:
+            return subprocess.run(
+                ["curl", "-s", "-H", "Content-Type: application/json", *args],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            ).stdout
+
+        page = await asyncio.to_thread(
+            curl, "-d", '{"record_id": "kob"}', f"{base}/vinyl.Storefront/RecordPage"
+        )
+        body = json.loads(page)
+        assert body["record"]["title"] == "Kind of Blue" and body["copiesInStock"] == 2
+        assert [r["title"] for r in body["recommended"]] == ["Blue Train", "A Love Supreme"]
+        bought = await asyncio.to_thread(
+            curl,
+            "-u",
+            "alice:wonderland",
+            "-d",
+            '{"record_id": "ar"}',
+            f"{base}/vinyl.Storefront/Buy",
+        )
+        assert json.loads(bought)["customer"] == "alice"
+        node = unit.children["recommendations"]
+        os.kill(node.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        for _ in range(600):
+            if node.restarts == 1 and node.state == "running":
+                break
+            await asyncio.sleep(0.05)
+        assert node.restarts == 1 and node.state == "running"
+        page = await asyncio.to_thread(
+            curl, "-d", '{"record_id": "bt"}', f"{base}/vinyl.Storefront/RecordPage"
+        )
+        assert "Kind of Blue" in page
+
+
+def test_deterministic_run_with_a_mocked_node_service() -> None:
+    from vinyl_api.vinyl.catalog_pb2 import Record, RecordList
+    from vinyl_api.vinyl.recommendations_reckon import Recommendations
+
+    from reckon.service import Deployment
+    from reckon.testing import Harness, mock
+
+    def once() -> tuple[list[str], str]:
+        recs = mock(Recommendations)
+        recs.Recommend.returns(
+            RecordList(
+                records=[
+                    Record(id="kob", title="Kind of Blue"),
+                    Record(id="als", title="A Love Supreme"),
+                ]
+            )
+        )
+        h = Harness(Deployment.load(VINYL / "deploy.toml"), mocks={"recommendations": recs})
+        return h.run(shop.session), h.trace_text()
+
+    first, trace = once()
+    assert first == EXPECTED
+    assert once() == (first, trace)
+    assert '"callee":"inventory","caller":"orders","end"' in trace  # Reserve, nested in an order
