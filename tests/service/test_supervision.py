@@ -43,6 +43,8 @@ async def _until(cond: object, within: float = 30.0) -> None:
 
 def _write_toml(path: Path, dep: dict[str, object]) -> None:
     def value(v: object) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
         return json.dumps(v)  # JSON scalars and arrays of strings are valid TOML
 
     lines = ["[unit]"]
@@ -160,3 +162,45 @@ async def test_health_checks_kill_a_frozen_process(tmp_path: Path) -> None:
         await _until(lambda: child.restarts == 1 and child.state == "running", within=60)
         assert child.exit_codes == [-9]
         assert (await unit.locate(Catalog).Get(pb.Key(id="a"), timeout=20)).count == 3
+
+
+def test_children_die_with_a_runtime_killed_by_sigkill(tmp_path: Path, node_modules: Path) -> None:
+    deploy = tmp_path / "deploy.toml"
+    services = two_services("process")
+    services["recs"] = {
+        "definition": "rtest_gen.rtest_reckon:Recommender",
+        "placement": "process",
+        "command": ["node", str(Path(__file__).parent / "node" / "recommender.js")],
+        "requires": ["catalog"],
+        "env": {"NODE_PATH": str(node_modules)},
+    }
+    _write_toml(deploy, make_deployment(services, tmp_path=tmp_path))
+    status = tmp_path / "status.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reckon.cli",
+            "svc",
+            "run",
+            str(deploy),
+            "--status-file",
+            str(status),
+        ]
+    )
+    try:
+        limit = time.monotonic() + 60
+        while not status.exists():
+            assert proc.poll() is None and time.monotonic() < limit
+            time.sleep(0.05)
+        pids = [v["pid"] for v in json.loads(status.read_text()).values()]
+        assert len(pids) == 3 and all(_alive(p) for p in pids)
+        proc.kill()
+        proc.wait(timeout=10)
+        limit = time.monotonic() + 20
+        while any(_alive(p) for p in pids) and time.monotonic() < limit:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in pids)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -72,6 +72,11 @@ def run(
             loop.add_signal_handler(sig, stop.set)
         await unit.start()
         try:
+            for name, info in unit.status().items():
+                where = info.get("grpc") or "in-process"
+                extra = f"  connect {info['connect']}" if info.get("connect") else ""
+                pid = f"  pid {info['pid']}" if info.get("pid") else ""
+                typer.echo(f"{name:<20} {info['placement']:<10} {where}{extra}{pid}")
             if status_file is not None:
                 tmp = status_file.with_name(status_file.name + ".tmp")
                 tmp.write_text(json.dumps(unit.status(), indent=2, sort_keys=True))
