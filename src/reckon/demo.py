@@ -74,7 +74,7 @@ def _crowd(engine: Engine, console: Console) -> None:
 
     async def tasks() -> None:
         barrier.wait()
-        values = await asyncio.gather(
+        values: list[str] = await asyncio.gather(
             *(engine.resolve(rid, MEMORY, compute_async, title="crowd") for _ in range(25))
         )
         results.extend(values)
@@ -94,16 +94,13 @@ def _crowd(engine: Engine, console: Console) -> None:
 def _nested(engine: Engine, console: Console) -> None:
     console.rule("[bold]3. nested computations record their parent")
 
-    def total() -> int:
-        return sum(
-            engine.get(
-                RequestId("demo", "part", i),
-                FULL,
-                lambda i=i: _slow_square(i, 0.01),
-                title=f"part {i}",
-            )
-            for i in range(3)
+    def part(i: int) -> int:
+        return engine.get(
+            RequestId("demo", "part", i), FULL, lambda: _slow_square(i, 0.01), title=f"part {i}"
         )
+
+    def total() -> int:
+        return sum(part(i) for i in range(3))
 
     value = engine.get(RequestId("demo", "total"), FULL, total, title="total of parts")
     console.print(f"  total = {value}; its parts appear under it in the table below")

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import CoroutineType as _CoroutineType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from reckon.core.codec import Codec, PickleCodec
 from reckon.core.ids import RequestId
@@ -209,6 +209,26 @@ class Engine:
             self._hit()
             return value  # type: ignore[no-any-return]  # (cast() would cost a call)
         return self._get_slow(id, level, compute, title)
+
+    @overload
+    async def resolve(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], Awaitable[T]],
+        *,
+        title: str | None = None,
+    ) -> T: ...
+
+    @overload
+    async def resolve(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], T],
+        *,
+        title: str | None = None,
+    ) -> T: ...
 
     async def resolve(
         self,
