@@ -547,3 +547,15 @@ def test_equal_across_processes_and_hash_seeds() -> None:
     assert first == second == third
     for name, expected in EXPECTED.items():
         assert first[name] == expected, f"digest of sample {name!r} changed"
+
+
+def test_docs_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every ```python block of docs/memo-keys.md runs, in order, in one namespace."""
+    text = (ROOT / "docs" / "memo-keys.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 6
+    namespace: dict[str, Any] = {"__name__": "memo_keys_doc"}
+    for i, block in enumerate(blocks):
+        code = compile(block, f"docs/memo-keys.md[block {i}]", "exec")
+        exec(code, namespace)
+    assert "function memo_keys_doc.total" in capsys.readouterr().out

@@ -888,6 +888,9 @@ def _resolve(tp: type) -> Handler:
 
 
 def _choose(tp: type) -> Handler:
+    builtin = _BASE.get(tp)  # the table may be momentarily empty while a hasher is registered
+    if builtin is not None and not _REGISTERED:
+        return builtin
     for base in tp.__mro__:
         fn = _REGISTERED.get(base)
         if fn is not None:
