@@ -207,3 +207,35 @@ def test_get_in_other_process_after_flush(tmp_path: Path) -> None:
     ).stdout
     assert out.strip() == "10000"
     store.close()
+
+
+def test_connections_of_finished_threads_are_released(tmp_path: Path) -> None:
+    import gc
+
+    store = LocalStore(tmp_path, sync=True)
+    store.put("k", b"v")
+
+    def read() -> None:
+        assert store.get("k") == b"v"
+
+    for _ in range(40):
+        t = threading.Thread(target=read)
+        t.start()
+        t.join()
+    gc.collect()
+    assert len(store._index.connections()) <= 2
+    assert store.get("k") == b"v"
+    store.close()
+
+
+def test_many_hits_are_recorded_for_lru(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path, budget=None)
+    for i in range(1_200):
+        store.put(f"k{i}", b"x" * 10)
+    store.flush()
+    for i in range(1_100):  # more than one batch of hits, handed to the writer
+        assert store.get(f"k{i}") == b"x" * 10
+    store.flush()
+    assert store.evict(11_000) == 100  # the 100 never read go first
+    assert sorted(store.keys()) == sorted(f"k{i}" for i in range(1_100))
+    store.close()

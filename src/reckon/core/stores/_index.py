@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 
 from reckon.core.stores import _objects
@@ -90,18 +91,38 @@ END;
 # Creating the schema and stamping its version is one transaction: a crash leaves all or nothing.
 _CREATE = f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
 
+
+class _Conn(sqlite3.Connection):
+    """A connection that can be weakly referenced (the base type cannot): a thread's connection
+    is closed when the thread ends, instead of leaking with its file descriptors."""
+
+
 _generation = [0]
-
-
-def _after_fork() -> None:
-    _generation[0] += 1
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
+_indexes: weakref.WeakSet[Index] = weakref.WeakSet()
 # Connections inherited through fork must never be used or closed by the child (closing one could
-# touch the parent's locks and WAL); they are parked here for the life of the process.
+# touch the parent's locks and WAL, and the child frees the other threads' locals): they are held
+# across the fork and parked in ``_abandoned`` for the life of the child.
+_fork_guard: list[sqlite3.Connection] = []
 _abandoned: list[sqlite3.Connection] = []
+
+
+def _before_fork() -> None:
+    _fork_guard[:] = [conn for index in list(_indexes) for conn in index.connections()]
+
+
+def _after_fork_in_parent() -> None:
+    _fork_guard.clear()
+
+
+def _after_fork_in_child() -> None:
+    _generation[0] += 1
+    _abandoned.extend(_fork_guard)
+    _fork_guard.clear()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 def is_corruption(exc: BaseException) -> bool:
@@ -121,9 +142,9 @@ class Index:
         self._synchronous = "FULL" if fsync else "NORMAL"
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._conns: list[tuple[int, sqlite3.Connection]] = []
-        self._ino = 0
+        self._conns: weakref.WeakKeyDictionary[_Conn, int] = weakref.WeakKeyDictionary()
         self.open()
+        _indexes.add(self)
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -134,13 +155,18 @@ class Index:
             isolation_level=None,
             check_same_thread=False,
             cached_statements=64,
+            factory=_Conn,
         )
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA mmap_size=67108864")  # reads of hot pages skip a syscall each
         with self._lock:
-            self._conns.append((_generation[0], conn))
+            self._conns[conn] = _generation[0]
         return conn
+
+    def connections(self) -> list[sqlite3.Connection]:
+        with self._lock:
+            return list(self._conns.keys())
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection; a new one after fork, or when the index file was replaced."""
@@ -171,7 +197,7 @@ class Index:
 
     def _drop(self, conn: sqlite3.Connection) -> None:
         with self._lock:
-            self._conns = [(g, c) for g, c in self._conns if c is not conn]
+            self._conns.pop(conn, None)  # type: ignore[call-overload]
         with contextlib.suppress(sqlite3.Error):
             conn.close()
 
@@ -185,8 +211,9 @@ class Index:
 
     def close(self) -> None:
         with self._lock:
-            conns, self._conns = self._conns, []
-        for gen, conn in conns:
+            conns = list(self._conns.items())
+            self._conns = weakref.WeakKeyDictionary()
+        for conn, gen in conns:
             if gen == _generation[0]:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()

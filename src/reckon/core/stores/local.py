@@ -167,6 +167,7 @@ class LocalStore:
                 "on a local filesystem you can write, or point RECKON_CACHE_DIR elsewhere"
             ) from exc
         self._touched: dict[int, float] = {}  # rowid -> time of the latest hit
+        self._touch_requested = False
         self._last_stamp = 0.0
         self._closed = False
         self._writer: Writer | None = None
@@ -455,7 +456,8 @@ class LocalStore:
 
     def _hand_over_touches(self) -> None:
         if self._writer is not None:
-            self._writer.submit(Op(TOUCH, ""), wait=False)
+            if not self._touch_requested:  # one request in the queue is enough
+                self._touch_requested = self._writer.submit(Op(TOUCH, ""), wait=False)
         else:
             with contextlib.suppress(sqlite3.Error), self._index.write() as conn:
                 self._write_touches(conn)
@@ -464,6 +466,7 @@ class LocalStore:
         if not self._touched:
             return
         touched, self._touched = self._touched, {}
+        self._touch_requested = False
         conn.executemany(_HIT, list(touched.items()))
         last = conn.execute("SELECT max(rowid) FROM hits").fetchone()[0]
         if last is not None and last > _FOLD_ROWS:
@@ -655,6 +658,7 @@ class LocalStore:
 
     def _after_fork_in_child(self) -> None:
         self._touched = {}
+        self._touch_requested = False
         if self._writer is not None:
             self._writer.after_fork_in_child()
 
