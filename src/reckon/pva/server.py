@@ -286,6 +286,7 @@ class _ServerProtocol(asyncio.Protocol):
         self._write_paused = False
         self._closed = False
         self._out: list[bytes] = []
+        self._pending = 0
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -368,7 +369,13 @@ class _ServerProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def _send(self, ev: Event) -> None:
-        self._out.append(self.conn.send(ev))
+        data = self.conn.send(ev)
+        self._out.append(data)
+        self._pending += len(data)
+        if self._pending > 65536:
+            # hand big batches to the transport now: past its high-water mark it calls
+            # pause_writing(), which stops _process() from answering more requests
+            self._write()
 
     def _write(self) -> None:
         out = self._out
@@ -377,6 +384,7 @@ class _ServerProtocol(asyncio.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._pending = 0
         self.transport.write(data)
 
     def send_later(self, ev: Event) -> None:
@@ -967,8 +975,9 @@ class Server:
                 lambda: _ServerProtocol(self), host, cfg.tcp_port, reuse_address=True
             )
         except OSError as exc:
-            log.warning("pva server: TCP port %d unavailable (%s); using a random port",
-                        cfg.tcp_port, exc)
+            log.warning(
+                "pva server: TCP port %d unavailable (%s); using a random port", cfg.tcp_port, exc
+            )
             self._tcp = await self._loop.create_server(lambda: _ServerProtocol(self), host, 0)
         self.tcp_port = int(self._tcp.sockets[0].getsockname()[1])
         self._responder = SearchResponder(
