@@ -1,0 +1,161 @@
+"""reckon's client against reckon's server: what p4p cannot exercise (put-get, name servers,
+beacons, coroutine handlers, many clients) and the server's publishing API."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reckon.errors import PvaRemoteError, PvaTimeoutError, PvaTypeError
+from reckon.pva import Client, ClientConfig, Server, ServerConfig, SharedPV, nt
+from reckon.pva.discovery import open_udp
+from reckon.pva.protocol import Beacon, Discovery, Structure
+from reckon.pva.pv import PutOperation
+
+
+async def test_put_get_and_field_selection(pva_env: dict[str, str]) -> None:
+    x = SharedPV(nt.NTScalar("d", display=True), 1.0)
+    async with Server({"r:x": x}), Client() as c:
+        back = await c.put_get("r:x", 2.5, timeout=10)
+        assert back["value"] == 2.5
+        await c.put("r:x", {"display": {"units": "mm"}})
+        assert (await c.get("r:x"))["display"]["units"] == "mm"
+        assert (await c.info("r:x", "display")) == x.type["display"]  # type: ignore[index]
+        async with c.monitor("r:x", "field(value)") as sub:
+            assert (await sub.next()).value["value"] == 2.5
+            x.post({"display": {"units": "m"}})  # not selected: no update
+            x.post(3.5)
+            u = await sub.next()
+            assert u.value["value"] == 3.5
+            assert "display.units" not in u.changed_fields
+
+
+async def test_coroutine_put_handler_and_type_errors(pva_env: dict[str, str]) -> None:
+    x = SharedPV(nt.NTScalar("i"), 0)
+    started = asyncio.Event()
+
+    @x.on_put
+    async def slow(op: PutOperation) -> None:
+        started.set()
+        await asyncio.sleep(0.05)
+        if op.fields["value"] < 0:
+            raise ValueError("negative values are not allowed")
+        op.pv.post(op.fields)
+
+    async with Server({"r:x": x}), Client() as c:
+        await c.put("r:x", 5, timeout=10)
+        assert started.is_set() and x.value["value"] == 5
+        with pytest.raises(PvaRemoteError, match="negative values"):
+            await c.put("r:x", -1)
+        with pytest.raises(PvaTypeError):
+            await c.put("r:x", {"nonsense": 1})
+    with pytest.raises(PvaTypeError):
+        x.post({"nonsense": 1})
+
+
+async def test_name_server_search_over_tcp(pva_env: dict[str, str]) -> None:
+    async with Server({"r:ns": SharedPV(nt.NTScalar("s"), "via tcp")}) as server:
+        cfg = ClientConfig(
+            address_list=[], auto_address_list=False, name_servers=[("127.0.0.1", server.tcp_port)]
+        )
+        async with Client(cfg) as c:
+            assert (await c.get("r:ns", timeout=10))["value"] == "via tcp"
+        silent = ClientConfig(address_list=[], auto_address_list=False)
+        async with Client(silent) as c:
+            with pytest.raises(PvaTimeoutError, match="r:ns"):
+                await c.get("r:ns", timeout=0.5)
+
+
+async def test_beacons_guid_and_change_count(pva_env: dict[str, str]) -> None:
+    listen_port = int(pva_env["EPICS_PVA_BROADCAST_PORT"]) + 0
+    beacons: asyncio.Queue[Beacon] = asyncio.Queue()
+    codec = Discovery()
+
+    def got(data: bytes, source: Any) -> None:
+        for ev in codec.decode(data):
+            if isinstance(ev, Beacon):
+                beacons.put_nowait(ev)
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        beacon_port = s.getsockname()[1]
+    transport, _ = await open_udp(("127.0.0.1", beacon_port), got)
+    cfg = ServerConfig.from_env()
+    cfg.beacon_destinations = [("127.0.0.1", beacon_port)]
+    cfg.udp_port = listen_port
+    try:
+        guids = []
+        for _ in range(2):
+            server = Server({"r:a": SharedPV(nt.NTScalar("i"), 1)}, config=cfg)
+            await server.start()
+            first = await asyncio.wait_for(beacons.get(), 10)
+            assert first.port == server.tcp_port and first.guid == server.guid
+            server.create("r:b", nt.NTScalar("i"), 2)
+            later = await asyncio.wait_for(beacons.get(), 10)
+            assert later.change_count > first.change_count
+            guids.append(first.guid)
+            await server.stop()
+            while not beacons.empty():
+                beacons.get_nowait()
+        assert guids[0] != guids[1]  # a new GUID per run
+    finally:
+        transport.close()
+
+
+async def test_many_clients_and_channels(pva_env: dict[str, str]) -> None:
+    pvs = {f"r:many:{i}": SharedPV(nt.NTScalar("i"), i) for i in range(20)}
+    async with Server(pvs) as server:
+        clients = [Client() for _ in range(8)]
+        for c in clients:
+            await c.__aenter__()
+        try:
+
+            async def read_all(c: Client) -> list[int]:
+                return [(await c.get(n, timeout=15))["value"] for n in pvs]
+
+            results = await asyncio.gather(*(read_all(c) for c in clients))
+            assert all(r == list(range(20)) for r in results)
+            assert server.stats()["channels"] == 8 * 20
+        finally:
+            for c in clients:
+                await c.close()
+
+
+async def test_removed_pv_disconnects_and_returns(pva_env: dict[str, str]) -> None:
+    async with Server() as server, Client() as c:
+        server.create("r:late", nt.NTScalarArray("i"), [1, 2])
+        assert list((await c.get("r:late", timeout=10))["value"]) == [1, 2]
+        async with c.monitor("r:late") as sub:
+            await sub.next()
+            server.remove("r:late")
+            with pytest.raises(PvaTimeoutError):
+                await c.get("r:late", timeout=0.5)
+            server.add("r:late", SharedPV(nt.NTScalarArray("i"), np.array([7], dtype=np.int32)))
+            assert list((await sub.next(timeout=10)).value["value"]) == [7]
+
+
+async def test_rpc_returns_plain_values(pva_env: dict[str, str]) -> None:
+    def echo(op: Any) -> Any:
+        return op.query["text"].upper()
+
+    async with Server({"r:echo": SharedPV.rpc_only(echo)}), Client() as c:
+        result = await c.rpc("r:echo", nt.uri("r:echo", {"text": "hi"}), timeout=10)
+        assert result["value"] == "HI"
+        with pytest.raises(PvaRemoteError):
+            await c.get("r:echo")
+        t = await c.connected("r:echo")
+        assert t is True
+
+
+def test_structure_of_a_custom_pv() -> None:
+    t = Structure([("x", "d"), ("tags", "as"), ("inner", Structure([("n", "i")]))], id="demo")
+    pv = SharedPV(t, {"x": 1, "tags": ["a"], "inner": {"n": "3"}})
+    assert pv.value == {"x": 1.0, "tags": ["a"], "inner": {"n": 3}}
+    pv.post({"inner": {"n": 4}})
+    assert pv.value["inner"]["n"] == 4 and pv.value["x"] == 1.0
+    with pytest.raises(PvaTypeError, match="no 'value' field"):
+        pv.post(5)
