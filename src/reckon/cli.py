@@ -39,6 +39,9 @@ from reckon.observe.cli import app as observe_app  # noqa: E402
 
 app.add_typer(observe_app)
 # (pva)      pva
+from reckon.pva.cli import app as pva_app  # noqa: E402
+
+app.add_typer(pva_app, name="pva")
 # (service)  svc
 from reckon.service.cli import app as svc_app  # noqa: E402
 

@@ -1,0 +1,229 @@
+"""Publish reckon's own values as PVs: an Engine's statistics, memoized results, serve files.
+
+A control room already watches PVs; this puts reckon's cache on the same screens. The engine's
+counters become one structured PV refreshed while they change; a memoized function becomes an
+RPC PV, and every distinct result it computed gets a PV of its own (``NAME:arg=value``), so a
+panel can watch a result without recomputing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from reckon.errors import ConfigurationError
+from reckon.pva import nt
+from reckon.pva.protocol import Structure
+from reckon.pva.pv import RpcOperation, SharedPV
+from reckon.pva.server import Server
+
+log = logging.getLogger("reckon.pva.bridge")
+
+# ------------------------------------------------------------------------------------------
+# engine statistics
+# ------------------------------------------------------------------------------------------
+
+
+def _stats_type(stats: Mapping[str, Any]) -> Structure:
+    def struct(d: Mapping[str, Any]) -> Structure:
+        fields: list[tuple[str, Any]] = []
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                fields.append((k, struct(v)))
+            elif isinstance(v, bool):
+                fields.append((k, "?"))
+            elif isinstance(v, int):
+                fields.append((k, "l"))
+            elif isinstance(v, float):
+                fields.append((k, "d"))
+            elif v is None:
+                continue
+            else:
+                fields.append((k, "s"))
+        return Structure(fields)
+
+    base = struct(stats)
+    return Structure([*base.fields, ("timeStamp", nt.time_t)], id="reckon:EngineStats:1.0")
+
+
+def _clean(stats: Mapping[str, Any], t: Structure) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, sub in t.fields:
+        if name not in stats or stats[name] is None:
+            continue
+        v = stats[name]
+        out[name] = _clean(v, sub) if isinstance(sub, Structure) else v
+    return out
+
+
+class EngineStatsPublisher:
+    """Keeps a PV equal to ``engine.stats()``, posting only when the numbers change."""
+
+    def __init__(self, server: Server, engine: Any, name: str, period: float = 0.5) -> None:
+        self.server = server
+        self.engine = engine
+        self.name = name
+        self.period = period
+        stats = engine.stats()
+        self.type = _stats_type(stats)
+        self.pv = SharedPV(self.type, _clean(stats, self.type), writable=False)
+        self._last = stats
+        server.add(name, self.pv)
+        self._task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
+            self._run(), name=f"pva-stats-{name}"
+        )
+
+    def refresh(self) -> bool:
+        """Post the engine's current numbers if they changed; True when it posted."""
+        stats = self.engine.stats()
+        if stats == self._last:
+            return False
+        self._last = stats
+        self.pv.post(_clean(stats, self.type))
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            try:
+                self.refresh()
+            except Exception:  # a failing stats call must not kill the publisher
+                log.exception("engine stats for %s", self.name)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.server.remove(self.name)
+
+
+def publish_engine_stats(
+    server: Server, engine: Any, name: str = "reckon:stats", period: float = 0.5
+) -> EngineStatsPublisher:
+    """Publish ``engine.stats()`` as PV ``name`` (call from the server's event loop)."""
+    return EngineStatsPublisher(server, engine, name, period)
+
+
+# ------------------------------------------------------------------------------------------
+# memoized results
+# ------------------------------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-]")
+
+
+def result_name(prefix: str, args: Mapping[str, Any]) -> str:
+    """The PV name of one result: ``prefix:a=1,b=x`` (argument order-independent)."""
+    parts = [f"{k}={_UNSAFE.sub('_', str(v))}" for k, v in sorted(args.items())]
+    return f"{prefix}:{','.join(parts)}" if parts else f"{prefix}:result"
+
+
+class MemoPublisher:
+    """An RPC PV that calls ``fn(**query)`` and a PV per distinct result it produced.
+
+    ``fn`` is usually a ``@memoize``d function, so calling again with the same arguments is a
+    cache hit; sync functions run in a worker thread so the server keeps serving meanwhile.
+    """
+
+    def __init__(self, server: Server, name: str, fn: Callable[..., Any]) -> None:
+        self.server = server
+        self.name = name
+        self.fn = fn
+        self.results: dict[str, SharedPV] = {}
+        server.add(name, SharedPV.rpc_only(self._call))
+
+    async def compute(self, **args: Any) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            value = await self.fn(**args)
+        else:
+            value = await asyncio.to_thread(self.fn, **args)
+        self._publish(args, value)
+        return value
+
+    def _publish(self, args: Mapping[str, Any], value: Any) -> None:
+        pv_name = result_name(self.name, args)
+        helper = nt.for_value(value)
+        pv = self.results.get(pv_name)
+        if pv is not None and pv.type == helper.type:
+            pv.post(helper.wrap(value))
+            return
+        pv = SharedPV(helper, helper.wrap(value), writable=False)
+        self.results[pv_name] = pv
+        self.server.add(pv_name, pv)
+
+    async def _call(self, op: RpcOperation) -> Any:
+        value = await self.compute(**op.query)
+        return nt.typed_scalar(value)
+
+    def stop(self) -> None:
+        self.server.remove(self.name)
+        for name in self.results:
+            self.server.remove(name)
+        self.results.clear()
+
+
+def publish_memoized(server: Server, name: str, fn: Callable[..., Any]) -> MemoPublisher:
+    """Publish ``fn`` as RPC PV ``name``; each result appears as ``name:arg=value,...``."""
+    return MemoPublisher(server, name, fn)
+
+
+# ------------------------------------------------------------------------------------------
+# serve files
+# ------------------------------------------------------------------------------------------
+
+
+def _rpc_builtin(kind: str) -> Callable[[RpcOperation], Any]:
+    if kind == "echo":
+        return lambda op: op.argument if op.argument is not None else {}
+    if kind == "sum":
+        return lambda op: nt.typed(nt.NTScalar("d"), sum(float(v) for v in op.query.values()))
+    raise ConfigurationError(f"unknown rpc {kind!r}: use 'echo' or 'sum'")
+
+
+def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
+    """One PV from a serve-file entry (see docs/pva.md for the keys)."""
+    if not isinstance(entry, Mapping):
+        raise ConfigurationError(f"PV {name!r}: expected a table with type and value")
+    writable = bool(entry.get("writable", True))
+    value = entry.get("value")
+    try:
+        if "rpc" in entry:
+            return SharedPV.rpc_only(_rpc_builtin(str(entry["rpc"])))
+        if "enum" in entry:
+            choices = [str(c) for c in entry["enum"]]
+            return SharedPV(
+                nt.NTEnum(),
+                {"value": {"index": int(value or 0), "choices": choices}},
+                writable=writable,
+            )
+        if "table" in entry:
+            cols = entry["table"]
+            pairs = list(cols.items()) if isinstance(cols, Mapping) else [tuple(c) for c in cols]
+            table = nt.NTTable([(str(c), str(k)) for c, k in pairs])
+            return SharedPV(table, table.wrap(value or {}), writable=writable)
+        code = str(entry.get("type", ""))
+        if not code:
+            if value is None:
+                raise ConfigurationError(f"PV {name!r}: give a type (e.g. type = \"d\") or a value")
+            helper: Any = nt.for_value(value)
+        elif code.startswith("a"):
+            helper = nt.NTScalarArray(code[1:])
+        else:
+            helper = nt.NTScalar(code, display="units" in entry or "description" in entry)
+        pv = SharedPV(helper, value, writable=writable)
+        display = {k: entry[k] for k in ("units", "description") if k in entry}
+        if display and "display" in helper.type:
+            pv.post({"display": display})
+        return pv
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"PV {name!r}: {exc}") from None
+
+
+def build_pvs(spec: Mapping[str, Any]) -> dict[str, SharedPV]:
+    """Every PV of a serve file's ``[pv."name"]`` tables."""
+    return {str(name): build_pv(str(name), entry) for name, entry in spec.items()}

@@ -1,0 +1,436 @@
+"""``reckon pva``: serve PVs from a file, and get / put / monitor / info / call like pvxs's tools.
+
+Output follows pvxget & co.: one line per NT scalar or array (name, time, value, alarm when
+raised), an indented tree for other structures (``--raw`` forces the tree). Exit status is 0 on
+success, 1 when any PV failed (timeouts and remote errors are printed on stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import signal
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="pva",
+    help="EPICS pvAccess: serve PVs from a file; get, put, monitor, info, call.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+TimeoutOpt = Annotated[float, typer.Option("--timeout", "-w", help="Seconds to wait.")]
+RequestOpt = Annotated[
+    str, typer.Option("--request", "-r", help='pvRequest, e.g. "field(value)".')
+]
+RawOpt = Annotated[bool, typer.Option("--raw", help="Print the whole structure as a tree.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print values as JSON lines.")]
+
+_SEVERITY = {0: "", 1: "MINOR", 2: "MAJOR", 3: "INVALID"}
+
+
+# ------------------------------------------------------------------------------------------
+# formatting
+# ------------------------------------------------------------------------------------------
+
+
+def _jsonable(v: Any) -> Any:
+    import numpy as np
+
+    from reckon.pva.protocol import UnionValue, VariantValue
+
+    if isinstance(v, Mapping):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, VariantValue):
+        return _jsonable(v.value)
+    if isinstance(v, UnionValue):
+        return {v.field: _jsonable(v.value)}
+    return v
+
+
+def _short(v: Any) -> str:
+    v = _jsonable(v)
+    if isinstance(v, list):
+        if len(v) > 20:
+            return "[" + ", ".join(map(str, v[:20])) + f", ... ({len(v)} elements)]"
+        return "[" + ", ".join(str(x) for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return str(v)
+
+
+def _stamp(value: Mapping[str, Any]) -> str:
+    ts = value.get("timeStamp")
+    if not isinstance(ts, Mapping):
+        return ""
+    sec = int(ts.get("secondsPastEpoch", 0)) + int(ts.get("nanoseconds", 0)) / 1e9
+    if sec <= 0:
+        return "<undefined>"
+    return datetime.datetime.fromtimestamp(sec).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def tree(value: Any, indent: int = 4) -> list[str]:
+    """An indented ``name value`` tree of a structure value."""
+    lines: list[str] = []
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(v, Mapping):
+                lines.append(f"{pad}{k}")
+                lines.extend(tree(v, indent + 4))
+            else:
+                lines.append(f"{pad}{k} {_short(v)}")
+    return lines
+
+
+def format_value(name: str, value: Mapping[str, Any], raw: bool = False) -> str:
+    """One line for NT scalars, arrays and enums; a tree for anything else."""
+    alarm = value.get("alarm")
+    sev = ""
+    if isinstance(alarm, Mapping) and alarm.get("severity"):
+        sev = f" {_SEVERITY.get(int(alarm['severity']), alarm['severity'])}"
+        if alarm.get("message"):
+            sev += f" {alarm['message']}"
+    if not raw and "value" in value and not isinstance(value["value"], Mapping):
+        return f"{name} {_stamp(value)} {_short(value['value'])}{sev}".replace("  ", " ")
+    v = value.get("value")
+    if not raw and isinstance(v, Mapping) and set(v) == {"index", "choices"}:
+        choices = list(v["choices"])
+        idx = int(v["index"])
+        label = choices[idx] if 0 <= idx < len(choices) else f"<{idx}>"
+        return f"{name} {_stamp(value)} ({idx}) {label}{sev}"
+    return "\n".join([name, *tree(value)])
+
+
+def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
+    """pvxinfo-style type listing."""
+    from reckon.pva.protocol import (
+        Scalar,
+        ScalarArray,
+        Structure,
+        StructureArray,
+        Union,
+        UnionArray,
+        Variant,
+        VariantArray,
+    )
+    from reckon.pva.protocol._types import KIND_NAMES
+
+    pad = " " * indent
+    suffix = f" {name}" if name else ""
+    if isinstance(t, Scalar):
+        return [f"{pad}{KIND_NAMES[t.kind]}{suffix}"]
+    if isinstance(t, ScalarArray):
+        return [f"{pad}{KIND_NAMES[t.kind]}[]{suffix}"]
+    if isinstance(t, (Structure, Union)):
+        kw = "struct" if isinstance(t, Structure) else "union"
+        head = f'{pad}{kw}{(" " + json.dumps(t.id)) if t.id else ""}{suffix}'
+        out = [head]
+        for fname, ft in t.fields:
+            out.extend(format_type(ft, fname, indent + 4))
+        return out
+    if isinstance(t, (StructureArray, UnionArray)):
+        lines = format_type(t.element, "", indent)
+        lines[0] = lines[0] + f"[]{suffix}"
+        return lines
+    if isinstance(t, Variant):
+        return [f"{pad}any{suffix}"]
+    if isinstance(t, VariantArray):
+        return [f"{pad}any[]{suffix}"]
+    return [f"{pad}{t!r}{suffix}"]
+
+
+def parse_scalar(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, lists, objects), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_put_args(args: list[str]) -> Any:
+    """``VALUE`` or ``field=value ...`` (dotted fields) into what Client.put accepts."""
+    if len(args) == 1 and "=" not in args[0]:
+        return parse_scalar(args[0])
+    if len(args) > 1 and all("=" not in a for a in args):
+        return [parse_scalar(a) for a in args]  # an array, like pvxput
+    out: dict[str, Any] = {}
+    for a in args:
+        key, sep, text = a.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{a!r}: write VALUE, or field=value (e.g. value.index=1)")
+        parts = key.split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = parse_scalar(text)
+    return out
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+# ------------------------------------------------------------------------------------------
+# client commands
+# ------------------------------------------------------------------------------------------
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@app.command()
+def get(
+    names: Annotated[list[str], typer.Argument(help="PV names.")],
+    timeout: TimeoutOpt = 5.0,
+    request: RequestOpt = "",
+    raw: RawOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read PVs once (like pvxget)."""
+    from reckon.errors import PvaError
+    from reckon.pva.client import Client
+
+    async def main() -> int:
+        status = 0
+        async with Client(timeout=timeout) as c:
+            results = await asyncio.gather(
+                *(c.get(n, request or None) for n in names), return_exceptions=True
+            )
+        for name, res in zip(names, results, strict=True):
+            if isinstance(res, PvaError):
+                _fail(f"{name}: {res}")
+                status = 1
+            elif isinstance(res, BaseException):
+                raise res
+            elif as_json:
+                typer.echo(json.dumps({"name": name, "value": _jsonable(res)}))
+            else:
+                typer.echo(format_value(name, res, raw))
+        return status
+
+    raise typer.Exit(_run(main()))
+
+
+@app.command()
+def put(
+    name: Annotated[str, typer.Argument(help="PV name.")],
+    values: Annotated[list[str], typer.Argument(help="VALUE, or field=value pairs.")],
+    timeout: TimeoutOpt = 5.0,
+    request: RequestOpt = "",
+    raw: RawOpt = False,
+) -> None:
+    """Write a PV (like pvxput): ``put NAME 1.5`` or ``put NAME value.index=1``."""
+    from reckon.errors import PvaError
+    from reckon.pva.client import Client
+
+    value = parse_put_args(values)
+
+    async def main() -> int:
+        async with Client(timeout=timeout) as c:
+            try:
+                await c.put(name, value, request or None)
+                after = await c.get(name)
+            except PvaError as exc:
+                _fail(f"{name}: {exc}")
+                return 1
+        typer.echo(format_value(name, after, raw))
+        return 0
+
+    raise typer.Exit(_run(main()))
+
+
+@app.command()
+def monitor(
+    names: Annotated[list[str], typer.Argument(help="PV names.")],
+    request: RequestOpt = "",
+    count: Annotated[
+        int, typer.Option("--count", "-n", help="Exit after this many updates (0: never).")
+    ] = 0,
+    timeout: TimeoutOpt = 5.0,
+    raw: RawOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print every update of PVs until interrupted (like pvxmonitor)."""
+    from reckon.pva.client import Client
+
+    async def main() -> int:
+        seen = 0
+        done = asyncio.Event()
+        async with Client(timeout=timeout) as c:
+
+            async def watch(name: str) -> None:
+                nonlocal seen
+                async with c.monitor(name, request or None) as sub:
+                    async for u in sub:
+                        if as_json:
+                            line = json.dumps({"name": name, "value": _jsonable(u.value)})
+                        else:
+                            line = format_value(name, u.value, raw)
+                        typer.echo(line)
+                        sys.stdout.flush()
+                        seen += 1
+                        if count and seen >= count:
+                            done.set()
+                            return
+
+            tasks = [asyncio.create_task(watch(n)) for n in names]
+            waiter = asyncio.create_task(done.wait())
+            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in [waiter, *tasks]:
+                t.cancel()
+            await asyncio.gather(waiter, *tasks, return_exceptions=True)
+        return 0
+
+    try:
+        raise typer.Exit(_run(main()))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+
+
+@app.command()
+def info(
+    names: Annotated[list[str], typer.Argument(help="PV names.")],
+    timeout: TimeoutOpt = 5.0,
+) -> None:
+    """Print the type of PVs (like pvxinfo)."""
+    from reckon.errors import PvaError
+    from reckon.pva.client import Client
+
+    async def main() -> int:
+        status = 0
+        async with Client(timeout=timeout) as c:
+            for name in names:
+                try:
+                    t = await c.info(name)
+                except PvaError as exc:
+                    _fail(f"{name}: {exc}")
+                    status = 1
+                    continue
+                typer.echo(name)
+                for line in format_type(t, indent=4):
+                    typer.echo(line)
+        return status
+
+    raise typer.Exit(_run(main()))
+
+
+@app.command()
+def call(
+    name: Annotated[str, typer.Argument(help="RPC PV name.")],
+    args: Annotated[
+        list[str] | None, typer.Argument(help="Query arguments as name=value.")
+    ] = None,
+    timeout: TimeoutOpt = 5.0,
+    raw: RawOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Call an RPC PV with NTURI arguments (like pvxcall): ``call NAME a=1 b=2``."""
+    from reckon.errors import PvaError
+    from reckon.pva import nt
+    from reckon.pva.client import Client
+
+    query: dict[str, Any] = {}
+    for a in args or []:
+        key, sep, text = a.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{a!r}: RPC arguments are name=value")
+        query[key] = parse_scalar(text)
+
+    async def main() -> int:
+        async with Client(timeout=timeout) as c:
+            try:
+                result = await c.rpc(name, nt.uri(name, query))
+            except PvaError as exc:
+                _fail(f"{name}: {exc}")
+                return 1
+        if as_json:
+            typer.echo(json.dumps({"name": name, "value": _jsonable(result)}))
+        elif isinstance(result, Mapping):
+            typer.echo(format_value(name, result, raw))
+        else:
+            typer.echo(f"{name} {_short(result)}")
+        return 0
+
+    raise typer.Exit(_run(main()))
+
+
+# ------------------------------------------------------------------------------------------
+# serve
+# ------------------------------------------------------------------------------------------
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """Read a serve file (TOML, or JSON when it ends in .json)."""
+    from reckon.errors import ConfigurationError
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{path} is not valid {path.suffix or 'TOML'}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("pv", {}), dict):
+        raise ConfigurationError(f'{path}: expected tables like [pv."name"] with type and value')
+    return data
+
+
+@app.command()
+def serve(
+    file: Annotated[Path, typer.Argument(help="TOML or JSON file describing the PVs.")],
+) -> None:
+    """Publish the PVs described in FILE until interrupted (see docs/pva.md for the format)."""
+    from reckon.errors import ConfigurationError
+    from reckon.pva.bridge import build_pvs, publish_engine_stats
+    from reckon.pva.server import Server
+
+    try:
+        spec = load_spec(file)
+        pvs = build_pvs(spec.get("pv", {}))
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
+
+    async def main() -> None:
+        server = Server(pvs)
+        await server.start()
+        stats_name = spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
+        publisher = None
+        if stats_name:
+            from reckon.core import default_engine
+
+            publisher = publish_engine_stats(server, default_engine(), str(stats_name))
+        typer.echo(
+            f"serving {len(server.names())} PVs on TCP port {server.tcp_port} "
+            f"(UDP search port {server.udp_port}): {', '.join(server.names())}"
+        )
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        if publisher is not None:
+            publisher.stop()
+        await server.stop()
+
+    _run(main())
