@@ -204,3 +204,59 @@ def test_stats_are_plain_types() -> None:
         return v is None or type(v) in (int, float, str, bool)
 
     assert plain(stats)
+
+
+def test_get_on_the_loop_computing_the_value_raises_instead_of_deadlocking() -> None:
+    from reckon.errors import BlockingGetError
+
+    engine = Engine()
+    rid = RequestId("blocking")
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def compute() -> int:
+            await release.wait()
+            return 1
+
+        task = asyncio.ensure_future(engine.resolve(rid, MEMORY, compute))
+        await asyncio.sleep(0)
+        with pytest.raises(BlockingGetError, match="resolve"):
+            engine.get(rid, MEMORY, lambda: 2)
+        release.set()
+        assert await task == 1
+
+    asyncio.run(main())
+
+
+def test_default_engine_is_shared_and_recreated_after_fork(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from reckon.core import default_engine
+    from reckon.core.defaults import set_default_engine
+
+    monkeypatch.setenv("RECKON_CACHE_DIR", str(tmp_path))
+    old = set_default_engine(None)
+    try:
+        engine = default_engine()
+        assert default_engine() is engine and engine.store is not None
+        engine.get(RequestId("parent only"), MEMORY, lambda: 1)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh engine, without the parent's memory
+            try:
+                child = default_engine()
+                fresh = child is not engine and not child.contains(RequestId("parent only"), MEMORY)
+                os.write(write, b"ok" if fresh else b"shared")
+            finally:
+                os._exit(0)
+        os.close(write)
+        assert os.read(read, 16) == b"ok"
+        os.waitpid(pid, 0)
+        os.close(read)
+    finally:
+        current = set_default_engine(old)
+        if current is not None:
+            current.close()

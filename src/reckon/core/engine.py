@@ -303,6 +303,7 @@ class Engine:
             if flight is None or flight.done:
                 return False
             flight.operator_cancel = True
+            self._forget_locked(flight)
         self._finish(
             flight,
             exc=ComputationCancelledError(
@@ -428,6 +429,12 @@ class Engine:
         introspector.begin(record)
         return flight, True, MISSING
 
+    def _forget_locked(self, flight: _Flight) -> None:
+        """Take ``flight`` out of the in-flight tables: later requests start afresh."""
+        if self._inflight.get(flight.key) is flight:
+            del self._inflight[flight.key]
+        self._by_task.pop(flight.task_id, None)
+
     def _leave(self, flight: _Flight) -> None:
         """A waiter is done with ``flight`` (served, failed or cancelled)."""
         unpin = False
@@ -440,6 +447,7 @@ class Engine:
                 unpin, flight.pinned = flight.pinned, False
             else:
                 abandon = True
+                self._forget_locked(flight)  # nobody may join a flight being cancelled
         if unpin:
             self.memory.unpin(flight.key)
         elif abandon:
@@ -498,12 +506,11 @@ class Engine:
                 if value is not MISSING:
                     return
                 lease = self._lease(flight)
-                mine = lease.acquire()
+                lease.acquire()
                 try:
-                    # Look again: when the lease was not ours (``mine`` False) its holder has
+                    # Look again, whatever the lease said: when it was not ours, its holder has
                     # just stored the value; when it was, another process may have finished
-                    # between our first look and the lease.
-                    del mine
+                    # between our first look and taking the lease.
                     if self._load(flight) is not MISSING:
                         return
                     self._compute_sync(flight, compute, lease)
@@ -517,6 +524,8 @@ class Engine:
     def _compute_sync(
         self, flight: _Flight, compute: Callable[[], Any], lease: _GuardedLease | None
     ) -> None:
+        if flight.done:  # cancelled by an operator while waiting for the lease
+            return
         self._running(flight)
         start = time.perf_counter()
         try:
@@ -724,10 +733,8 @@ class Engine:
             flight.value = value
             flight.exc = exc
             flight.outcome = outcome
-            if self._inflight.get(flight.key) is flight:
-                del self._inflight[flight.key]
-            self._by_task.pop(flight.task_id, None)
-            if exc is None and flight.level:
+            self._forget_locked(flight)
+            if exc is None and flight.level and not self._closed:
                 # Pinned until the last waiter has its value, so it cannot be evicted between
                 # being computed and being delivered.
                 pin = flight.waiters > 0
