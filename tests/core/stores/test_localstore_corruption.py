@@ -148,6 +148,21 @@ def test_garbage_index_is_rebuilt_from_object_files(
     check_index_invariants(path)
 
 
+def test_deleted_index_is_recovered_from_object_files(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    s = LocalStore(path, sync=True)
+    s.put("big", BIG)
+    s.put("small", b"x")
+    s.close()
+    for suffix in ("", "-wal", "-shm"):
+        (path / f"index.sqlite3{suffix}").unlink(missing_ok=True)
+    s = LocalStore(path, sync=True)
+    assert s.get("big") == BIG
+    assert s.get("small") is None
+    s.close()
+    check_index_invariants(path)
+
+
 def test_index_with_another_schema_version_is_rebuilt(tmp_path: Path) -> None:
     path = tmp_path / "s"
     s = LocalStore(path, sync=True)

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from reckon.core.stores import _objects
 
@@ -87,9 +87,6 @@ CREATE TRIGGER objects_delete AFTER DELETE ON objects BEGIN
     UPDATE stats SET bytes = bytes - OLD.size;
 END;
 """
-
-# Creating the schema and stamping its version is one transaction: a crash leaves all or nothing.
-_CREATE = f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;"
 
 
 class _Conn(sqlite3.Connection):
@@ -271,8 +268,13 @@ class Index:
                 tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
                 if tables:
                     return "unknown tables and no schema version"
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_CREATE)
+                recovered = self._create(conn, recover=_objects.any_objects(self.objects_dir))
+                if recovered:
+                    log.warning(
+                        "store index %s was missing: %d entries recovered from object files",
+                        self.path,
+                        recovered,
+                    )
                 return None
             if version != SCHEMA_VERSION:
                 return f"schema version {version}, this reckon reads {SCHEMA_VERSION}"
@@ -306,32 +308,37 @@ class Index:
         self.close()
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_CREATE)
-            recovered = self._recover_rows(conn, _objects.iter_objects(self.objects_dir))
+            recovered = self._create(conn, recover=True)
         finally:
             conn.close()
         log.warning(
             "store index %s rebuilt: %d entries recovered from object files", self.path, recovered
         )
 
-    @staticmethod
-    def _recover_rows(
-        conn: sqlite3.Connection, found: Iterable[tuple[str, _objects.Header, float]]
-    ) -> int:
+    def _create(self, conn: sqlite3.Connection, *, recover: bool) -> int:
+        """Create the schema, recovering entries from object files, stamping the version: all in
+        one transaction, so a crash in the middle leaves nothing half made."""
         latest: dict[str, tuple[float, _objects.Header]] = {}
-        for _path, header, mtime in found:
-            seen = latest.get(header.key)
-            if seen is None or mtime > seen[0]:
-                latest[header.key] = (mtime, header)
-        conn.execute("BEGIN IMMEDIATE")
-        for key, (mtime, header) in latest.items():
-            conn.execute(
-                "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
-                " VALUES (?, ?, 0, ?, NULL, ?, 0.0, 0.0)",
-                (key, header.size, header.digest.hex(), mtime),
-            )
-        conn.execute("COMMIT")
+        if recover:
+            for _path, header, mtime in _objects.iter_objects(self.objects_dir):
+                seen = latest.get(header.key)
+                if seen is None or mtime > seen[0]:
+                    latest[header.key] = (mtime, header)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}")  # the transaction stays open
+        try:
+            for key, (mtime, header) in latest.items():
+                conn.execute(
+                    "INSERT INTO entries (key, size, checksum, digest, value, access, priority,"
+                    " cost) VALUES (?, ?, 0, ?, NULL, ?, 0.0, 0.0)",
+                    (key, header.size, header.digest.hex(), mtime),
+                )
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
         return len(latest)
 
     # -- garbage -------------------------------------------------------------------------------

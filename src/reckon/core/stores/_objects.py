@@ -161,6 +161,20 @@ def clean_temps(objects_dir: str, older_than: float, now: float) -> int:
     return removed
 
 
+def any_objects(objects_dir: str) -> bool:
+    """Whether the directory holds at least one object file (cheap: stops at the first)."""
+    try:
+        subdirs = list(os.scandir(objects_dir))
+    except OSError:
+        return False
+    for sub in subdirs:
+        if sub.name != TMP_DIR and len(sub.name) == 2 and sub.is_dir():
+            with contextlib.suppress(OSError), os.scandir(sub.path) as it:
+                if any(True for _ in it):
+                    return True
+    return False
+
+
 def iter_objects(objects_dir: str) -> Iterator[tuple[str, Header, float]]:
     """Every object file whose header is valid and whose length matches it (for a rebuild)."""
     try:
