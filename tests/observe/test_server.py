@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import urllib.error
@@ -302,6 +303,26 @@ def test_a_stuck_server_never_blocks_the_engine_and_drops_are_reported(
         assert sum(len(x.events) for x in pushes) == 10
         assert pushes[-1].dropped == 290
         assert client.status()["server"]["connections"] >= 1
+
+
+def test_coalesced_subscriptions_get_the_latest_state_of_each_task(
+    server: ServerHandle, engine: Engine
+) -> None:
+    with Client(server.url) as client, client.subscribe(coalesce=True) as sub:
+        frozen, release = threading.Event(), threading.Event()
+
+        def freeze() -> None:
+            frozen.set()
+            release.wait(30)
+
+        server._loop.call_soon_threadsafe(freeze)
+        assert frozen.wait(10)
+        for i in range(5):
+            engine.get(RequestId("coalesce", i), CachingLevel.MEMORY, lambda: 0, title=f"c{i}")
+        release.set()
+        events = list(itertools.islice(sub.events(timeout=10), 5))
+    assert [e["task"]["title"] for e in events] == [f"c{i}" for i in range(5)]
+    assert {e["task"]["state"] for e in events} == {"done"}
 
 
 def test_event_queue_drops_and_counts_when_full() -> None:

@@ -13,8 +13,8 @@ from reckon.observe import ServerHandle
 from reckon.observe.top import TopApp
 
 
-async def _until(pilot: Any, predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(pilot: Any, predicate: Any, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
             return

@@ -330,6 +330,7 @@ class AsyncClient:
         title: str | None = None,
         status_interval: float | None = None,
         queue: int | None = None,
+        coalesce: bool = False,
         sink: Callable[[Push | None], None] | None = None,
     ) -> AsyncSubscription:
         """Start receiving pushes; ``sink`` (called in this loop) replaces the buffer."""
@@ -340,6 +341,8 @@ class AsyncClient:
             body["status_interval"] = status_interval
         if queue is not None:
             body["queue"] = queue
+        if coalesce:
+            body["coalesce"] = True
         sub = AsyncSubscription(self, 0)
         sub.sink = sink
         result = await self.request("subscribe", **body)
@@ -524,6 +527,7 @@ class Client:
         title: str | None = None,
         status_interval: float | None = None,
         queue: int | None = None,
+        coalesce: bool = False,
     ) -> Subscription:
         sub = Subscription(self)
         sub._inner = self._run(
@@ -532,6 +536,7 @@ class Client:
                 title=title,
                 status_interval=status_interval,
                 queue=queue,
+                coalesce=coalesce,
                 sink=sub._sink,
             )
         )

@@ -130,6 +130,9 @@ REQUEST_TYPES: Final[dict[str, dict[str, tuple[Any, bool]]]] = {
         "title": (_opt_str, False),
         "status_interval": (_interval, False),
         "queue": (_queue, False),
+        # Only the latest event of each task within a push (for views that show states, not
+        # transitions): a task that starts and ends between two pushes arrives once.
+        "coalesce": (_bool, False),
     },
     "unsubscribe": {"sub": (_task_id, True)},
     # Turn capture on or off; without "enabled", only report it.

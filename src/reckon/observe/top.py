@@ -102,7 +102,7 @@ class TopApp(App[None]):
             for task in reversed(await self.client.tasks(limit=RECENT)):
                 self._apply(task)
             self.status = await self.client.status()
-            self._sub = await self.client.subscribe(status_interval=1.0)
+            self._sub = await self.client.subscribe(status_interval=1.0, coalesce=True)
         except ObserveError as exc:
             self.exit(return_code=1, message=f"reckon top: {exc}")
             return

@@ -33,7 +33,7 @@ function connect() {
       setCapture(hello.capture);
       const tasks = await request("tasks", { limit: 300 });
       for (const t of tasks.reverse()) upsert(t, false);
-      await request("subscribe", { events: true, status_interval: 1.0 });
+      await request("subscribe", { events: true, status_interval: 1.0, coalesce: true });
       state.dirty = true;
     } catch (err) {
       setConn("closed", String(err.message || err));

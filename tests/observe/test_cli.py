@@ -1,0 +1,76 @@
+"""``reckon serve`` as a real child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reckon.core import CachingLevel, Engine, LocalStore, RequestId
+from reckon.observe import Client
+
+RECKON = str(Path(sys.executable).with_name("reckon"))
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    env = dict(os.environ)
+    env.pop("RECKON_OBSERVE", None)
+    env.pop("RECKON_OBSERVE_TOKEN", None)
+    proc = subprocess.Popen(
+        [RECKON, "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    while True:
+        line = proc.stdout.readline()
+        assert line, f"reckon serve exited early: {''.join(lines)}"
+        lines.append(line)
+        if "Ctrl-C stops" in line:
+            return proc, lines
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_runs_a_demo_workload() -> None:
+    proc, lines = _start("--workers", "2", "--require-token")
+    try:
+        url = lines[0].split("serving ", 1)[1].strip()
+        assert "?token=" in url
+        assert any(line.strip().startswith("token ") for line in lines)
+        with Client(url) as client:
+            deadline = time.monotonic() + 30
+            while not client.tasks(title="report") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert client.tasks(title="report")
+            assert client.status()["engine"]["store"] is not None
+    finally:
+        assert _stop(proc) == 0
+
+
+def test_serve_a_cache_directory(tmp_path: Path) -> None:
+    with Engine(store=LocalStore(tmp_path, sync=True)) as eng:
+        eng.get(RequestId("cli", 1), CachingLevel.FULL, lambda: "kept", title="kept")
+        eng.flush()
+    proc, lines = _start("--cache-dir", str(tmp_path))
+    try:
+        url = lines[0].split("serving ", 1)[1].strip()
+        with Client(url) as client:
+            status = client.status()
+            assert status["engine"]["store"]["entries"] == 1
+            assert client.tasks() == []  # no demo workload with a cache directory
+    finally:
+        assert _stop(proc) == 0
