@@ -88,3 +88,30 @@ def test_sigkill_at_random_moments_never_leaves_a_wrong_value(tmp_path: Path) ->
     store.put("x", b"x" * 5000)  # the first write of a process removes dead writers' temp files
     store.close()
     assert os.listdir(path / "objects" / "tmp") == []
+
+
+def test_orphaned_object_files_are_swept(tmp_path: Path) -> None:
+    from reckon.core.stores import _objects
+
+    store = LocalStore(tmp_path, sync=True)
+    store.put("kept", b"k" * 10_000)
+    store.close()
+    objects = str(tmp_path / "objects")
+    data = b"orphan" * 2_000  # as if its writer died between placing the file and committing
+    digest = _objects.content_digest(data)
+    orphan = _objects.object_path(objects, digest.hex())
+    _objects.place(_objects.write_temp(objects, "lost", data, digest, False), orphan, False)
+    (tmp_path / "objects" / "ab").mkdir(exist_ok=True)
+    stranger = tmp_path / "objects" / "ab" / "not-an-object"
+    stranger.write_bytes(b"?")
+    two_hours_ago = time.time() - 7200
+    for f in (*Path(objects).glob("??/*"), tmp_path / "swept"):
+        if f.exists():
+            os.utime(f, (two_hours_ago, two_hours_ago))
+    os.utime(tmp_path / "swept", (0, 0))  # the last sweep was long ago
+    store = LocalStore(tmp_path, sync=True)
+    store.put("trigger", b"t")  # the first write of a process does the housekeeping
+    assert not os.path.exists(orphan)
+    assert stranger.exists()
+    assert bytes(store.get("kept") or b"") == b"k" * 10_000
+    store.close()

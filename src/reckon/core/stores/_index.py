@@ -359,3 +359,26 @@ class Index:
                     removed += 1
             wconn.execute("DELETE FROM garbage")
         return removed
+
+    def sweep_orphans(self, min_age: float) -> int:
+        """Unlink object files no row knows, older than ``min_age`` seconds: left by a writer
+        killed after placing a file and before committing its row. Unknown names are left alone."""
+        now = time.time()
+        conn = self.conn()
+        known = "SELECT 1 FROM objects WHERE digest = ?"
+        candidates = [
+            (path, digest)
+            for path, digest, mtime in _objects.iter_object_names(self.objects_dir)
+            if now - mtime >= min_age and conn.execute(known, (digest,)).fetchone() is None
+        ]
+        removed = 0
+        if candidates:
+            with self.write() as wconn:  # re-checked under the lock a put places files under
+                for path, digest in candidates:
+                    if wconn.execute(known, (digest,)).fetchone() is None:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(path)
+                            removed += 1
+        if removed:
+            log.info("store %s: removed %d orphaned object files", self.root, removed)
+        return removed

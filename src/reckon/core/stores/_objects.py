@@ -175,6 +175,32 @@ def any_objects(objects_dir: str) -> bool:
     return False
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def iter_object_names(objects_dir: str) -> Iterator[tuple[str, str, float]]:
+    """(path, hex digest, mtime) of every file named like an object file; contents unread."""
+    try:
+        subdirs = list(os.scandir(objects_dir))
+    except OSError:
+        return
+    for sub in subdirs:
+        if len(sub.name) != 2 or not _HEX.issuperset(sub.name) or not sub.is_dir():
+            continue
+        try:
+            files = list(os.scandir(sub.path))
+        except OSError:
+            continue
+        for entry in files:
+            if len(entry.name) != 30 or not _HEX.issuperset(entry.name):
+                continue
+            try:
+                mtime = entry.stat().st_mtime
+            except OSError:
+                continue
+            yield entry.path, sub.name + entry.name, mtime
+
+
 def iter_objects(objects_dir: str) -> Iterator[tuple[str, Header, float]]:
     """Every object file whose header is valid and whose length matches it (for a rebuild)."""
     try:

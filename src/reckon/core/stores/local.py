@@ -64,6 +64,7 @@ _FOLD = (
 )
 _TOUCH_BATCH = 512  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
+_SWEEP_EVERY = 86_400.0  # seconds between sweeps for orphaned object files
 
 
 def default_directory() -> str:
@@ -496,7 +497,7 @@ class LocalStore:
     def _apply(self, ops: list[Op]) -> None:
         if not self._cleaned:
             self._cleaned = True
-            _objects.clean_temps(self._objects_dir, older_than=3600.0, now=time.time())
+            self._housekeeping()
         prepared: list[_Put | Op] = []
         try:
             for op in ops:
@@ -541,6 +542,24 @@ class LocalStore:
                         os.unlink(item.temp)
         self._collect()
         self._notify_evicted(evicted)
+
+    def _housekeeping(self) -> None:
+        """Once per process (on its first write): remove temp files of dead writers; once a day
+        per directory: remove object files orphaned by writers killed mid-put."""
+        now = time.time()
+        _objects.clean_temps(self._objects_dir, older_than=3600.0, now=now)
+        stamp = os.path.join(self.path, "swept")
+        try:
+            due = now - os.stat(stamp).st_mtime > _SWEEP_EVERY
+        except FileNotFoundError:
+            due = True
+        if due:
+            with open(stamp, "a"):
+                os.utime(stamp)
+            try:
+                self._index.sweep_orphans(min_age=3600.0)
+            except sqlite3.Error as exc:
+                self._db_error(exc, "orphan sweep")
 
     def _place(self, conn: sqlite3.Connection, item: _Put) -> None:
         """Under the write lock: make sure the object file of ``item`` is in place and sound."""
