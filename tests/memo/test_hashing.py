@@ -101,6 +101,26 @@ def test_equal_values_hash_equal_whatever_the_insertion_order(value: Any) -> Non
 
 @SETTINGS
 @given(
+    st.lists(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=20)
+        | st.binary(max_size=20)
+        | st.integers(2040, 2060).map(lambda n: "é" * n)  # around the 4 KiB direct-feed size
+        | st.integers(4090, 4100).map(lambda n: b"x" * n),
+        max_size=6,
+    ).map(tuple)
+)
+def test_inline_tuple_path_writes_what_the_handlers_write(value: tuple[Any, ...]) -> None:
+    h = Hasher()
+    h.update(value)  # the general path (per-type handlers)
+    assert hash_value(value) == h.digest()
+
+
+@SETTINGS
+@given(
     st.dictionaries(st.text(max_size=5) | st.integers(), st.integers(), max_size=8), st.randoms()
 )
 def test_dict_order_does_not_matter(d: dict[Any, int], rnd: random.Random) -> None:

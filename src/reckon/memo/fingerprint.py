@@ -308,7 +308,7 @@ def _walk(value: object, path: str, chain: tuple[str, ...]) -> tuple[object, str
             break
         if module_origin(value.__name__).external:
             break
-        nxt = getattr(value, attr, _MISSING)
+        nxt = vars(value).get(attr, _MISSING)  # not getattr: no lazy-module imports
         if nxt is _MISSING:
             nxt = sys.modules.get(f"{value.__name__}.{attr}", _MISSING)
         if nxt is _MISSING:
@@ -423,6 +423,8 @@ def _local_function(func: types.FunctionType) -> _Local:
     _feed_code(b, func.__code__)
     b.value("defaults", func.__defaults__)
     b.value("keyword defaults", func.__kwdefaults__)
+    for default in (*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()):
+        _instance_class(b, default)
     code = func.__code__
     cells = func.__closure__ or ()
     for name, cell in zip(code.co_freevars, cells, strict=False):

@@ -1079,11 +1079,52 @@ def unregister_hasher(tp: type) -> None:
 _POOL: list[Hasher] = []
 
 
+def _flat(obj: tuple[Any, ...]) -> bytearray | None:
+    """The stream of a tuple of small scalars, written inline (the common argument tuple).
+
+    Writes exactly what the handlers would; returns None as soon as an element needs them.
+    """
+    buf = bytearray(_TAG_LEN(T_TUPLE, len(obj)))
+    for x in obj:
+        tp = type(x)
+        if tp is int:
+            if not _I64_MIN <= x <= _I64_MAX:
+                return None
+            buf += _TAG_I64(T_INT, x)
+        elif tp is str:
+            data = x.encode("utf-8", "surrogatepass")
+            if len(data) >= _DIRECT:
+                return None
+            buf += _TAG_LEN(T_STR, len(data))
+            buf += data
+        elif tp is float:
+            if x != x:
+                buf.append(T_NAN)
+            else:
+                buf += _TAG_F64(T_FLOAT, x)
+        elif x is None:
+            buf.append(T_NONE)
+        elif x is True:
+            buf.append(T_TRUE)
+        elif x is False:
+            buf.append(T_FALSE)
+        elif tp is bytes and len(x) < _DIRECT:
+            buf += _TAG_LEN(T_BYTES, len(x))
+            buf += x
+        else:
+            return None
+    return buf
+
+
 def hash_value(obj: object, *, path: str = "value") -> bytes:
     """16-byte xxh3-128 digest of ``obj`` by value, equal across processes and hash seeds.
 
     ``path`` names the value in error messages (the decorator passes the argument's name).
     """
+    if type(obj) is tuple:
+        flat = _flat(obj)
+        if flat is not None:
+            return _xxh3_digest(flat)
     try:
         h = _POOL.pop()
     except IndexError:

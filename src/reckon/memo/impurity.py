@@ -165,7 +165,7 @@ def _resolve(ref: Ref, globals_: dict[str, Any]) -> list[object]:
     seen = [value]
     for attr in ref.chain:
         if isinstance(value, types.ModuleType):
-            nxt = getattr(value, attr, _NONE)
+            nxt = vars(value).get(attr, _NONE)  # not getattr: no lazy-module imports
             if nxt is _NONE:
                 nxt = sys.modules.get(f"{value.__name__}.{attr}", _NONE)
             if nxt is _NONE:
