@@ -26,7 +26,9 @@ names = st.text(alphabet="abcdefghijklmnopqrstuvwxyzXYZ_", min_size=1, max_size=
 ids = st.sampled_from(["", "epics:nt/NTScalar:1.0", "alarm_t", "x" * 300])
 
 
-def _fields(children: st.SearchStrategy[FieldDesc]) -> st.SearchStrategy[list[tuple[str, FieldDesc]]]:
+def _fields(
+    children: st.SearchStrategy[FieldDesc],
+) -> st.SearchStrategy[list[tuple[str, FieldDesc]]]:
     return st.lists(st.tuples(names, children), max_size=4, unique_by=lambda p: p[0])
 
 
@@ -45,9 +47,7 @@ legacy_leaf_types: st.SearchStrategy[FieldDesc] = st.one_of(
 def _extend(children: st.SearchStrategy[FieldDesc]) -> st.SearchStrategy[FieldDesc]:
     structs = st.builds(Structure, _fields(children), ids)
     unions = st.builds(Union, _fields(children), ids)
-    return st.one_of(
-        structs, unions, structs.map(StructureArray), unions.map(UnionArray)
-    )
+    return st.one_of(structs, unions, structs.map(StructureArray), unions.map(UnionArray))
 
 
 def types(legacy: bool = False) -> st.SearchStrategy[FieldDesc]:
@@ -88,7 +88,14 @@ def scalar_values(kind: str) -> st.SearchStrategy[Any]:
 small_variant_types = st.one_of(
     st.sampled_from(KINDS).map(Scalar),
     st.sampled_from(KINDS).map(ScalarArray),
-    st.builds(Structure, st.lists(st.tuples(names, st.sampled_from(KINDS).map(Scalar)), max_size=3, unique_by=lambda p: p[0])),
+    st.builds(
+        Structure,
+        st.lists(
+            st.tuples(names, st.sampled_from(KINDS).map(Scalar)),
+            max_size=3,
+            unique_by=lambda p: p[0],
+        ),
+    ),
 )
 
 
@@ -123,7 +130,9 @@ def values(t: FieldDesc) -> st.SearchStrategy[Any]:
     if isinstance(t, StructureArray):
         return st.lists(st.one_of(st.none(), values(t.element)), max_size=3)
     if isinstance(t, UnionArray):
-        return st.lists(st.one_of(st.none(), values(t.element).filter(lambda v: v is not None)), max_size=3)
+        return st.lists(
+            st.one_of(st.none(), values(t.element).filter(lambda v: v is not None)), max_size=3
+        )
     if isinstance(t, VariantArray):
         return st.lists(values(Variant()), max_size=3)
     raise AssertionError(t)

@@ -126,7 +126,10 @@ def test_put_get_and_reads(pair: Any) -> None:
     assert isinstance(pg, PutGet) and pg.value == {"value": 4}
     [resp] = pair.s2c(PutGetResponse(3, value={"value": 4, "result": 16.0}))
     assert isinstance(resp, PutGetResponse) and resp.value == {"value": 4, "result": 16.0}
-    for part, t, val in (("get", get_t, {"value": 4, "result": 16.0}), ("put", put_t, {"value": 4})):
+    for part, t, val in (
+        ("get", get_t, {"value": 4, "result": 16.0}),
+        ("put", put_t, {"value": 4}),
+    ):
         [rd] = pair.c2s(PutGetRead(7, 3, part))  # type: ignore[arg-type]
         assert isinstance(rd, PutGetRead) and rd.part == part
         [rr] = pair.s2c(PutGetReadResponse(3, part, value=val))  # type: ignore[arg-type]
@@ -197,7 +200,9 @@ def test_rpc_process_getfield_message_array(pair: Any) -> None:
     assert pair.c2s(ArraySetLength(2, 23, 10)) == [ArraySetLength(2, 23, 10)]
     pair.s2c(ArraySetLengthResponse(23))
     assert pair.c2s(ArrayGetLength(2, 23)) == [ArrayGetLength(2, 23)]
-    assert pair.s2c(ArrayGetLengthResponse(23, length=10)) == [ArrayGetLengthResponse(23, length=10)]
+    assert pair.s2c(ArrayGetLengthResponse(23, length=10)) == [
+        ArrayGetLengthResponse(23, length=10)
+    ]
 
 
 def test_destroy_races_are_dropped_quietly(pair: Any) -> None:

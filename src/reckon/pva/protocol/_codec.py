@@ -105,13 +105,13 @@ class Codec:
             mask = 1
         from ._bitset import encode_bitset
 
-        out += encode_bitset(mask, self.big_endian)
-        if mask == 1:
-            self.encode_value(t, value, out)
+        if mask == 1 or mask == 0:
+            out += encode_bitset(mask, self.big_endian)
+            if mask == 1:
+                self.encode_value(t, value, out)
             return
-        if mask == 0:
-            return
-        enc = _partial_encoder(t, self.big_endian, mask)
+        enc, wire_mask = _partial_encoder(t, self.big_endian, mask)
+        out += encode_bitset(wire_mask, self.big_endian)
         try:
             enc(value, out, self)
         except (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError):
@@ -180,7 +180,7 @@ def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
 _CACHE_LIMIT = 2048
 _ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
-_PENC: OrderedDict[tuple[FieldDesc, bool, int], Encoder] = OrderedDict()
+_PENC: OrderedDict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = OrderedDict()
 _PDEC: OrderedDict[tuple[FieldDesc, bool, int], PartialDecoder] = OrderedDict()
 
 
@@ -204,11 +204,12 @@ def decoder(t: FieldDesc, be: bool) -> Decoder:
     return f
 
 
-def _partial_encoder(t: Structure, be: bool, mask: int) -> Encoder:
+def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
+    """(encoder, the mask as sent: bits below a whole-structure bit dropped, as pvxs does)."""
     key = (t, be, mask)
     f = _PENC.get(key)
     if f is None:
-        f = _gen_struct_encoder(t, be, mask)
+        f = (_gen_struct_encoder(t, be, mask), _normalize(t, mask))
         _PENC[key] = f
         if len(_PENC) > _CACHE_LIMIT:
             _PENC.popitem(last=False)
@@ -588,6 +589,17 @@ def _selected(t: Structure, base: int, mask: int | None) -> list[tuple[str, Fiel
         elif isinstance(ft, Structure) and (mask >> off) & ((1 << span) - 1):
             out.append((name, ft, off, "part"))
         off += span
+    return out
+
+
+def _normalize(t: Structure, mask: int, base: int = 0) -> int:
+    out = 0
+    for _, ft, off, how in _selected(t, base, mask):
+        if how == "all":
+            out |= 1 << off
+        else:
+            assert isinstance(ft, Structure)
+            out |= _normalize(ft, mask, off)
     return out
 
 

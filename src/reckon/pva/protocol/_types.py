@@ -99,7 +99,15 @@ class FieldDesc:
         return self._hash == other._hash and self._key() == other._key()
 
     def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("use the constructor")  # pragma: no cover
+        if isinstance(self, _Compound):
+            return (type(self), (self.fields, self.id))
+        return (type(self), self._key())
+
+    def __copy__(self) -> FieldDesc:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> FieldDesc:
+        return self
 
     def default(self) -> object:
         """The value a field of this type has before anything is assigned."""

@@ -40,6 +40,9 @@ class UnionValue:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("UnionValue is immutable")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (UnionValue, (self.field, self.value))
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, UnionValue)
@@ -78,6 +81,9 @@ class VariantValue:
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("VariantValue is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (VariantValue, (self.type, self.value))
 
     def __eq__(self, other: object) -> bool:
         return (
