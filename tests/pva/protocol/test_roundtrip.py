@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import structures, types, values  # type: ignore[import-not-found]
 
 from reckon.pva.protocol import (
     Beacon,
@@ -30,8 +31,6 @@ from reckon.pva.protocol import (
     values_equal,
 )
 from reckon.pva.protocol._wire import read_size, size_bytes
-
-from strategies import structures, types, values  # type: ignore[import-not-found]
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 orders = st.booleans()

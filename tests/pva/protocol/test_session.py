@@ -72,7 +72,6 @@ from reckon.pva.protocol import (
     request_options,
 )
 
-
 NT = nt.NTScalar("d")
 
 
