@@ -74,3 +74,36 @@ def test_serve_a_cache_directory(tmp_path: Path) -> None:
             assert client.tasks() == []  # no demo workload with a cache directory
     finally:
         assert _stop(proc) == 0
+
+
+def test_python_m_reckon_observe_runs_a_script_with_a_server(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import sys\n"
+        "from reckon.core import CachingLevel, RequestId, default_engine\n"
+        "default_engine().get(RequestId('job'), CachingLevel.MEMORY, lambda: 1, title='from script')\n"
+        "print('computed', sys.argv[1:], flush=True)\n"
+        "sys.stdin.readline()\n"
+    )
+    env = dict(os.environ, RECKON_OBSERVE="127.0.0.1:0", RECKON_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reckon.observe", str(script), "--flag"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None and proc.stdin is not None
+        banner = proc.stderr.readline()
+        assert banner.startswith("reckon observe: serving http://127.0.0.1:"), banner
+        assert proc.stdout.readline().strip() == "computed ['--flag']"
+        with Client(banner.split("serving ", 1)[1].strip()) as client:
+            assert [t["title"] for t in client.tasks()] == ["from script"]
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,9 +1,10 @@
 """Start a server because the environment asks for one: ``RECKON_OBSERVE=127.0.0.1:PORT``.
 
 The core must not import observe (layers import downwards only), so the engine cannot start a
-server by itself. Instead the layers that run user programs call :func:`autostart` once: the
-``reckon`` command line does for every command, and a program may call it itself (one line,
-a no-op when the variable is unset). It serves the process-wide default engine unless given one.
+server by itself. Instead :func:`autostart` is called by whatever runs the user's code: the
+program itself (one line, a no-op when the variable is unset), ``python -m reckon.observe
+script.py`` (which calls it, then runs the script), or a higher layer when it creates its engine.
+It serves the process-wide default engine unless given one.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def parse_address(value: str) -> tuple[str, int]:
 def autostart(engine: Engine | None = None) -> ServerHandle | None:
     """Serve ``engine`` (default: the process-wide engine) when ``$RECKON_OBSERVE`` is set.
 
-    Idempotent: the first call in a process starts the server, later calls return it. Returns
+    Idempotent: the first call in a process starts the server, later calls return it (until it
+    is stopped: then the next call starts a new one). Returns
     None when the variable is unset or empty. Prints the URL (with the token, if one is needed)
     to stderr so the person who set the variable can find it.
     """
@@ -55,7 +57,7 @@ def autostart(engine: Engine | None = None) -> ServerHandle | None:
     if not value:
         return None
     with _lock:
-        if _handle is not None:
+        if _handle is not None and _handle.running:
             return _handle
         host, port = parse_address(value)
         if engine is None:

@@ -582,6 +582,10 @@ class ServerHandle:
     def token(self) -> str | None:
         return self.server.token
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Close the port and every connection, then end the thread. Idempotent."""
         if not self._thread.is_alive():
