@@ -70,8 +70,22 @@ def _encode(part: object, out: list[bytes]) -> None:
 
 def canonical_bytes(parts: tuple[Any, ...]) -> bytes:
     """The stable byte encoding both keys are computed from (exposed for tests and tools)."""
-    out: list[bytes] = [_PREFIX]
-    _encode(parts, out)
+    # The top level inlined for the common flat ids (same bytes as _encode(parts, out)).
+    out: list[bytes] = [_PREFIX, b"t", len(parts).to_bytes(8, "little")]
+    append = out.append
+    for part in parts:
+        t = type(part)
+        if t is str:
+            raw = part.encode("utf-8")
+            append(b"s")
+            append(len(raw).to_bytes(8, "little"))
+            append(raw)
+        elif t is bytes:
+            append(b"b")
+            append(len(part).to_bytes(8, "little"))
+            append(part)
+        else:
+            _encode(part, out)
     return b"".join(out)
 
 
@@ -92,12 +106,11 @@ class RequestId:
     def __init__(self, *parts: Part) -> None:
         canonical = canonical_bytes(parts)
         key = _xxh3_128(canonical)
-        setattr_ = object.__setattr__
-        setattr_(self, "memory_key", key)
-        setattr_(self, "_hash", hash(key))
-        setattr_(self, "parts", parts)
-        setattr_(self, "_canonical", canonical)
-        setattr_(self, "_digest", None)
+        _set_key(self, key)
+        _set_hash(self, hash(key))
+        _set_parts(self, parts)
+        _set_canonical(self, canonical)
+        _set_digest(self, None)
 
     @classmethod
     def from_digest(cls, digest: bytes | str) -> RequestId:
@@ -106,7 +119,9 @@ class RequestId:
         Its ``disk_key`` is that digest, so it addresses the same store entry as any other id with
         the same digest.
         """
-        if isinstance(digest, str):
+        if type(digest) is bytes and len(digest) == 32:
+            raw = digest
+        elif isinstance(digest, str):
             try:
                 raw = bytes.fromhex(digest)
             except ValueError:
@@ -127,12 +142,11 @@ class RequestId:
             )
         self = cls.__new__(cls)
         key = _xxh3_128(_DIGEST_PREFIX + raw)
-        setattr_ = object.__setattr__
-        setattr_(self, "memory_key", key)
-        setattr_(self, "_hash", hash(key))
-        setattr_(self, "parts", None)
-        setattr_(self, "_canonical", None)
-        setattr_(self, "_digest", raw.hex())
+        _set_key(self, key)
+        _set_hash(self, hash(key))
+        _set_parts(self, None)
+        _set_canonical(self, None)
+        _set_digest(self, raw.hex())
         return self
 
     @property
@@ -143,9 +157,9 @@ class RequestId:
             canonical = self._canonical
             assert canonical is not None
             digest = hashlib.sha256(canonical).hexdigest()
-            object.__setattr__(self, "_digest", digest)
+            _set_digest(self, digest)
             # The canonical bytes were kept only for this; let them go.
-            object.__setattr__(self, "_canonical", None)
+            _set_canonical(self, None)
         return digest
 
     def __eq__(self, other: object) -> bool:
@@ -189,3 +203,12 @@ class RequestId:
         if self.parts is None:
             return f"RequestId.from_digest({self.disk_key!r})"
         return f"RequestId({self.short(200)})"
+
+
+# Slot setters that bypass the immutability guard of __setattr__ (a C call each, cheaper than
+# object.__setattr__): only the constructors and the lazy disk key use them.
+_set_key = RequestId.__dict__["memory_key"].__set__
+_set_hash = RequestId.__dict__["_hash"].__set__
+_set_parts = RequestId.__dict__["parts"].__set__
+_set_canonical = RequestId.__dict__["_canonical"].__set__
+_set_digest = RequestId.__dict__["_digest"].__set__
