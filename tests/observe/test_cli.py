@@ -81,7 +81,8 @@ def test_python_m_reckon_observe_runs_a_script_with_a_server(tmp_path: Path) -> 
     script.write_text(
         "import sys\n"
         "from reckon.core import CachingLevel, RequestId, default_engine\n"
-        "default_engine().get(RequestId('job'), CachingLevel.MEMORY, lambda: 1, title='from script')\n"
+        "engine = default_engine()\n"
+        "engine.get(RequestId('job'), CachingLevel.MEMORY, lambda: 1, title='from script')\n"
         "print('computed', sys.argv[1:], flush=True)\n"
         "sys.stdin.readline()\n"
     )
