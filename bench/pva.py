@@ -141,15 +141,19 @@ def serve_reckon() -> None:
 
         server.add("bench:x", x)
         server.add("bench:rpc", rpc)
-        bursts = {name: SharedPV(nt.NTScalar("d"), 0.0) for name in ("bench:burst1", "bench:burst2")}
+        bursts = {
+            name: SharedPV(nt.NTScalar("d"), 0.0) for name in ("bench:burst1", "bench:burst2")
+        }
         for name, pv in bursts.items():
             server.add(name, pv)
         await server.start()
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str] = asyncio.Queue()
         threading.Thread(
-            target=lambda: [loop.call_soon_threadsafe(lines.put_nowait, ln) for ln in sys.stdin]
-            + [loop.call_soon_threadsafe(lines.put_nowait, "")],
+            target=lambda: (
+                [loop.call_soon_threadsafe(lines.put_nowait, ln) for ln in sys.stdin]
+                + [loop.call_soon_threadsafe(lines.put_nowait, "")]
+            ),
             daemon=True,
         ).start()
         print("ready", flush=True)

@@ -108,7 +108,9 @@ class Child:
         try:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise TimeoutError(f"child gave no output in {timeout}s; stderr: {self.err()}") from None
+            raise TimeoutError(
+                f"child gave no output in {timeout}s; stderr: {self.err()}"
+            ) from None
         if line is None:
             raise EOFError(f"child exited ({self.proc.poll()}); stderr: {self.err()}")
         return line

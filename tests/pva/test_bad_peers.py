@@ -87,7 +87,7 @@ class RawPeer:
         ev = await self._until("CreateChannelResponse")
         return int(ev.sid)
 
-    async def closed_by_server(self, timeout: float = 10) -> bool:
+    async def closed_by_server(self, timeout: float = 10) -> bool:  # noqa: ASYNC109
         """True when the server hangs up on us (EOF or reset) within ``timeout``."""
         assert self.reader is not None
         try:
@@ -144,8 +144,12 @@ BAD_INPUTS = {
     "four_gigabyte_header": header(0x0A, 0xFFFFFFFF),
     "unknown_command": header(0x77, 4) + b"\x00\x00\x00\x00",
     "truncated_body": header(0x07, 3) + b"\x01\x00\x00",  # create channel cut short
-    "bad_type_cache_key": header(0x0A, 14) + b"\x01\x00\x00\x00" + b"\x02\x00\x00\x00"
-    + b"\x08" + b"\xfe\x33\x33" + b"\x00\x00",
+    "bad_type_cache_key": header(0x0A, 14)
+    + b"\x01\x00\x00\x00"
+    + b"\x02\x00\x00\x00"
+    + b"\x08"
+    + b"\xfe\x33\x33"
+    + b"\x00\x00",
     "nested_10000_deep": b"",  # built in the test (needs a live sid)
     "get_before_init": header(0x0A, 9) + b"\x01\x00\x00\x00" + b"\x07\x00\x00\x00" + b"\x00",
     "server_flagged_message": header(0x07, 4, flags=0x40) + b"\x00\x00\x00\x00",

@@ -84,7 +84,7 @@ emit(plain(ctx.get('t:arr:s'))['value'])
 
 def test_nttable_and_enum(reckon_server: Any, pva_env: dict[str, str]) -> None:
     table = nt.NTTable([("name", "s"), ("x", "d"), ("n", "i")])
-    data = {"name": ["a", "b"], "x": [1.5, 2.5], "n": [7, 8]}
+    data: dict[str, list[Any]] = {"name": ["a", "b"], "x": [1.5, 2.5], "n": [7, 8]}
     mode = SharedPV(nt.NTEnum(), {"value": {"index": 0, "choices": ["off", "on"]}})
     reckon_server({"t:table": SharedPV(table, table.wrap(data)), "t:mode": mode})
     out = run_p4p_client(
@@ -181,7 +181,7 @@ def test_monitor_burst_delivers_last_value(
 ) -> None:
     """A burst far larger than the queue (and the pipeline window) ends with its last value."""
     counter = SharedPV(nt.NTScalar("i"), 0)
-    st = reckon_server({"t:count": counter})
+    reckon_server({"t:count": counter})
     n = 3000
     client = start_p4p_client(
         f"""
@@ -216,9 +216,7 @@ sub.close()
         client.kill()
 
 
-def test_pvs_added_and_removed_while_running(
-    reckon_server: Any, pva_env: dict[str, str]
-) -> None:
+def test_pvs_added_and_removed_while_running(reckon_server: Any, pva_env: dict[str, str]) -> None:
     st = reckon_server({"t:a": SharedPV(nt.NTScalar("i"), 1)})
     client = start_p4p_client(
         """

@@ -12,11 +12,9 @@ from reckon.errors import PvaRemoteError, PvaTimeoutError
 from reckon.pva import Client, SyncClient, nt
 from reckon.pva.protocol import ScalarArray, Structure
 
-from .conftest import start_p4p_server
-
 KINDS = "?bBhHiIlLfds"
 
-SPEC: list[dict[str, Any]] = [
+_BASE: list[dict[str, Any]] = [
     {"name": "p:x", "type": "d", "initial": 1.5},
     {"name": "p:i", "type": "i", "initial": 7},
     {"name": "p:s", "type": "s", "initial": "hello"},
@@ -30,7 +28,8 @@ SPEC: list[dict[str, Any]] = [
         "initial": {"name": ["a", "b"], "x": [1.0, 2.0]},
     },
     {"name": "p:mode", "kind": "enum", "initial": 1, "choices": ["off", "on"]},
-] + [
+]
+_ARRAYS: list[dict[str, Any]] = [
     {
         "name": f"p:arr:{k}",
         "kind": "array",
@@ -39,6 +38,7 @@ SPEC: list[dict[str, Any]] = [
     }
     for k in KINDS
 ]
+SPEC = _BASE + _ARRAYS
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ async def test_monitor(p4p: Any, request_text: str | None) -> None:
         for i in (1, 2, 3):
             await asyncio.to_thread(p4p.send, {"op": "post", "name": "p:count", "value": i})
             await asyncio.to_thread(p4p.read_json)
-        seen = []
+        seen: list[int] = []
         while not seen or seen[-1] != 3:
             seen.append((await sub.next(timeout=10)).value["value"])
         assert seen == sorted(seen) and seen[-1] == 3
@@ -121,9 +121,7 @@ async def test_timeout_names_the_pv(p4p: Any) -> None:
             await c.get("no:such:pv", timeout=0.5)
 
 
-async def test_reconnects_after_server_restart(
-    p4p_server: Any, pva_env: dict[str, str]
-) -> None:
+async def test_reconnects_after_server_restart(p4p_server: Any, pva_env: dict[str, str]) -> None:
     first = p4p_server(SPEC)
     async with Client() as c, c.monitor("p:x") as sub:
         assert (await c.get("p:x", timeout=10))["value"] == 1.5

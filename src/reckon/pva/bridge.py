@@ -207,7 +207,7 @@ def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
         code = str(entry.get("type", ""))
         if not code:
             if value is None:
-                raise ConfigurationError(f"PV {name!r}: give a type (e.g. type = \"d\") or a value")
+                raise ConfigurationError(f'PV {name!r}: give a type (e.g. type = "d") or a value')
             helper: Any = nt.for_value(value)
         elif code.startswith("a"):
             helper = nt.NTScalarArray(code[1:])

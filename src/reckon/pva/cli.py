@@ -27,9 +27,7 @@ app = typer.Typer(
 )
 
 TimeoutOpt = Annotated[float, typer.Option("--timeout", "-w", help="Seconds to wait.")]
-RequestOpt = Annotated[
-    str, typer.Option("--request", "-r", help='pvRequest, e.g. "field(value)".')
-]
+RequestOpt = Annotated[str, typer.Option("--request", "-r", help='pvRequest, e.g. "field(value)".')]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Print the whole structure as a tree.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print values as JSON lines.")]
 
@@ -137,7 +135,7 @@ def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
         return [f"{pad}{KIND_NAMES[t.kind]}[]{suffix}"]
     if isinstance(t, (Structure, Union)):
         kw = "struct" if isinstance(t, Structure) else "union"
-        head = f'{pad}{kw}{(" " + json.dumps(t.id)) if t.id else ""}{suffix}'
+        head = f"{pad}{kw}{(' ' + json.dumps(t.id)) if t.id else ''}{suffix}"
         out = [head]
         for fname, ft in t.fields:
             out.extend(format_type(ft, fname, indent + 4))
@@ -332,9 +330,7 @@ def info(
 @app.command()
 def call(
     name: Annotated[str, typer.Argument(help="RPC PV name.")],
-    args: Annotated[
-        list[str] | None, typer.Argument(help="Query arguments as name=value.")
-    ] = None,
+    args: Annotated[list[str] | None, typer.Argument(help="Query arguments as name=value.")] = None,
     timeout: TimeoutOpt = 5.0,
     raw: RawOpt = False,
     as_json: JsonOpt = False,
@@ -383,10 +379,7 @@ def load_spec(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigurationError(f"cannot read {path}: {exc}") from None
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = tomllib.loads(text)
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"{path} is not valid {path.suffix or 'TOML'}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("pv", {}), dict):
@@ -413,7 +406,9 @@ def serve(
     async def main() -> None:
         server = Server(pvs)
         await server.start()
-        stats_name = spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
+        stats_name = (
+            spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
+        )
         publisher = None
         if stats_name:
             from reckon.core import default_engine
@@ -434,3 +429,7 @@ def serve(
         await server.stop()
 
     _run(main())
+
+
+if __name__ == "__main__":  # ``python -m reckon.pva.cli``: the same commands without the rest
+    app()

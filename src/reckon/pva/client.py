@@ -17,7 +17,7 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -92,7 +92,7 @@ def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> Vari
     from reckon.pva.protocol import pv_request
 
     if isinstance(request, str):
-        return pv_request(request)  # type: ignore[no-any-return]
+        return pv_request(request)
     return VariantValue.of(dict(request))
 
 
@@ -428,7 +428,7 @@ class Subscription:
         self._ack()
         return item
 
-    async def next(self, timeout: float | None = DEFAULT_TIMEOUT) -> Update:
+    async def next(self, timeout: float | None = DEFAULT_TIMEOUT) -> Update:  # noqa: ASYNC109
         """The next update, or PvaTimeoutError."""
         try:
             async with asyncio.timeout(timeout):
@@ -600,8 +600,9 @@ class Client:
         try:
             conn = await self._connect(addr, self._name_conns, name_server=True)
             conn.send(
-                SearchRequest(sequence=seq, channels=tuple(pairs), reply_required=False,
-                              unicast=True)
+                SearchRequest(
+                    sequence=seq, channels=tuple(pairs), reply_required=False, unicast=True
+                )
             )
         except (OSError, PvaError, ProtocolError) as exc:
             log.debug("pva client: name server %s:%d: %s", addr[0], addr[1], exc)
@@ -662,8 +663,11 @@ class Client:
     def _connection_lost(self, conn: _ClientProtocol) -> None:
         for table in (self._conns, self._name_conns):
             fut = table.get(conn.address)
-            if fut is not None and fut.done() and not fut.cancelled() and (
-                fut.exception() is None and fut.result() is conn
+            if (
+                fut is not None
+                and fut.done()
+                and not fut.cancelled()
+                and (fut.exception() is None and fut.result() is conn)
             ):
                 del table[conn.address]
         for ch in list(conn.channels.values()):
@@ -683,7 +687,7 @@ class Client:
                     await ch.connected.wait()
         return ch
 
-    async def _run(self, name: str, what: str, timeout: float | None, body: Any) -> Any:
+    async def _run(self, name: str, what: str, timeout: float | None, body: Any) -> Any:  # noqa: ASYNC109
         t = self.timeout if timeout is None else timeout
         deadline = self.loop.time() + t
         while True:
@@ -692,13 +696,15 @@ class Client:
                     ch = await self._connected(name, deadline)
                     return await body(ch)
             except TimeoutError:
-                ch = self._channels.get(name)
-                if ch is not None and ch.error is not None:
+                known = self._channels.get(name)
+                if known is not None and known.error is not None:
                     raise PvaTimeoutError(
-                        f"{what} {name!r}: no answer within {t}s ({ch.error})"
+                        f"{what} {name!r}: no answer within {t}s ({known.error})"
                     ) from None
-                state = "connected but no reply" if ch and ch.connected.is_set() else (
-                    "not found: no server answered the search"
+                state = (
+                    "connected but no reply"
+                    if known and known.connected.is_set()
+                    else ("not found: no server answered the search")
                 )
                 raise PvaTimeoutError(f"{what} {name!r}: {state} within {t}s") from None
             except _Disconnected:
@@ -714,8 +720,11 @@ class Client:
         return conn, op
 
     async def get(
-        self, name: str, request: str | Mapping[str, Any] | None = None, *,
-        timeout: float | None = None,
+        self,
+        name: str,
+        request: str | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """The PV's current value (a dict; ``["value"]`` for NT types)."""
         req = make_request(request)
@@ -746,8 +755,12 @@ class Client:
         return result
 
     async def put(
-        self, name: str, value: Any, request: str | Mapping[str, Any] | None = None, *,
-        timeout: float | None = None,
+        self,
+        name: str,
+        value: Any,
+        request: str | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> None:
         """Write ``value`` (a plain value sets ``value``; a dict sets the fields it names)."""
         req = make_request(request)
@@ -776,8 +789,12 @@ class Client:
         await self._run(name, "put", timeout, body)
 
     async def put_get(
-        self, name: str, value: Any, request: str | Mapping[str, Any] | None = None, *,
-        timeout: float | None = None,
+        self,
+        name: str,
+        value: Any,
+        request: str | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """Write ``value`` and return the value the server answers with, in one round trip."""
         req = make_request(request)
@@ -804,13 +821,19 @@ class Client:
         return result
 
     async def rpc(
-        self, name: str, argument: Any = None, request: str | Mapping[str, Any] | None = None,
-        *, timeout: float | None = None,
+        self,
+        name: str,
+        argument: Any = None,
+        request: str | Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
         """Call an RPC PV; ``argument`` is a typed value (``nt.NTURI.build(...)``) or a dict."""
         req = make_request(request)
-        arg = argument if isinstance(argument, VariantValue) or argument is None else (
-            VariantValue.of(argument)
+        arg = (
+            argument
+            if isinstance(argument, VariantValue) or argument is None
+            else (VariantValue.of(argument))
         )
 
         async def body(ch: _Channel) -> Any:
@@ -841,7 +864,11 @@ class Client:
         return await self._run(name, "rpc", timeout, body)
 
     async def info(
-        self, name: str, sub_field: str = "", *, timeout: float | None = None
+        self,
+        name: str,
+        sub_field: str = "",
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
     ) -> FieldDesc:
         """The PV's type (pvxinfo / get-field)."""
 
@@ -861,7 +888,10 @@ class Client:
         return result
 
     def monitor(
-        self, name: str, request: str | Mapping[str, Any] | None = None, *,
+        self,
+        name: str,
+        request: str | Mapping[str, Any] | None = None,
+        *,
         max_queue: int = 1000,
     ) -> Subscription:
         """Subscribe: ``async with client.monitor("x") as sub: async for u in sub: ...``.
@@ -870,7 +900,7 @@ class Client:
         """
         return Subscription(self, name, make_request(request), max_queue)
 
-    async def connected(self, name: str, timeout: float | None = None) -> bool:
+    async def connected(self, name: str, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until ``name`` is connected (PvaTimeoutError if it is not found in time)."""
 
         async def body(ch: _Channel) -> bool:
@@ -921,8 +951,9 @@ class SyncClient:
 
     def __init__(self, config: ClientConfig | None = None, **kw: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="reckon-pva-client")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="reckon-pva-client"
+        )
         self._thread.start()
         self._client = self._call(self._make(config, kw))
 
@@ -938,24 +969,28 @@ class SyncClient:
     def get(self, name: str, request: Any = None, *, timeout: float | None = None) -> Any:
         return self._call(self._client.get(name, request, timeout=timeout))
 
-    def put(self, name: str, value: Any, request: Any = None, *,
-            timeout: float | None = None) -> None:
+    def put(
+        self, name: str, value: Any, request: Any = None, *, timeout: float | None = None
+    ) -> None:
         self._call(self._client.put(name, value, request, timeout=timeout))
 
-    def put_get(self, name: str, value: Any, request: Any = None, *,
-                timeout: float | None = None) -> Any:
+    def put_get(
+        self, name: str, value: Any, request: Any = None, *, timeout: float | None = None
+    ) -> Any:
         return self._call(self._client.put_get(name, value, request, timeout=timeout))
 
-    def rpc(self, name: str, argument: Any = None, request: Any = None, *,
-            timeout: float | None = None) -> Any:
+    def rpc(
+        self, name: str, argument: Any = None, request: Any = None, *, timeout: float | None = None
+    ) -> Any:
         return self._call(self._client.rpc(name, argument, request, timeout=timeout))
 
     def info(self, name: str, sub_field: str = "", *, timeout: float | None = None) -> FieldDesc:
         result: FieldDesc = self._call(self._client.info(name, sub_field, timeout=timeout))
         return result
 
-    def monitor(self, name: str, request: Any = None, *,
-                timeout: float | None = None) -> Iterator[Update]:
+    def monitor(
+        self, name: str, request: Any = None, *, timeout: float | None = None
+    ) -> Generator[Update, None, None]:
         """Blocking iterator of updates; stop with ``break`` (the subscription is closed)."""
         sub = self._client.monitor(name, request)
         self._call(sub.start())

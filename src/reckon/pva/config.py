@@ -121,7 +121,9 @@ class ServerConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
         """Read the settings the way pvxs does (server names first, then the client twins)."""
         env = os.environ if env is None else env
-        tcp_port = _port(env, DEFAULT_SERVER_PORT, "EPICS_PVAS_SERVER_PORT", "EPICS_PVA_SERVER_PORT")
+        tcp_port = _port(
+            env, DEFAULT_SERVER_PORT, "EPICS_PVAS_SERVER_PORT", "EPICS_PVA_SERVER_PORT"
+        )
         udp_port = _port(
             env, DEFAULT_BROADCAST_PORT, "EPICS_PVAS_BROADCAST_PORT", "EPICS_PVA_BROADCAST_PORT"
         )
@@ -137,8 +139,9 @@ class ServerConfig:
             auto_beacon=_bool(
                 env, True, "EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST"
             ),
-            beacon_period=_seconds(env, DEFAULT_BEACON_PERIOD, "EPICS_PVAS_BEACON_PERIOD",
-                                   "EPICS_PVA_BEACON_PERIOD"),
+            beacon_period=_seconds(
+                env, DEFAULT_BEACON_PERIOD, "EPICS_PVAS_BEACON_PERIOD", "EPICS_PVA_BEACON_PERIOD"
+            ),
             conn_timeout=_seconds(env, DEFAULT_CONN_TMO, "EPICS_PVA_CONN_TMO"),
         )
 
@@ -165,7 +168,9 @@ class ClientConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
         env = os.environ if env is None else env
         udp_port = _port(env, DEFAULT_BROADCAST_PORT, "EPICS_PVA_BROADCAST_PORT")
-        tcp_port = _port(env, DEFAULT_SERVER_PORT, "EPICS_PVA_SERVER_PORT", "EPICS_PVAS_SERVER_PORT")
+        tcp_port = _port(
+            env, DEFAULT_SERVER_PORT, "EPICS_PVA_SERVER_PORT", "EPICS_PVAS_SERVER_PORT"
+        )
         return cls(
             address_list=_addresses(env, udp_port, "EPICS_PVA_ADDR_LIST"),
             auto_address_list=_bool(env, True, "EPICS_PVA_AUTO_ADDR_LIST"),

@@ -8,6 +8,7 @@ level and ignored: on UDP there is no peer to drop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -118,10 +119,8 @@ class SearchResponder:
     async def stop(self) -> None:
         if self._beacon_task is not None:
             self._beacon_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._beacon_task
-            except asyncio.CancelledError:
-                pass
             self._beacon_task = None
         if self.transport is not None:
             self.transport.close()

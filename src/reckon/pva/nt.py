@@ -59,11 +59,15 @@ def _kind_of(value: Any) -> str:
 
 def for_value(value: Any) -> NTScalar | NTScalarArray | NTTable:
     """The NT a plain value is published as: scalars, arrays, or dict-of-columns tables."""
-    if isinstance(value, Mapping) and value and all(
-        isinstance(v, (list, tuple, np.ndarray)) for v in value.values()
+    if (
+        isinstance(value, Mapping)
+        and value
+        and all(isinstance(v, (list, tuple, np.ndarray)) for v in value.values())
     ):
-        cols = [(str(k), _kind_of(list(v) if not isinstance(v, np.ndarray) else v))
-                for k, v in value.items()]
+        cols = [
+            (str(k), _kind_of(list(v) if not isinstance(v, np.ndarray) else v))
+            for k, v in value.items()
+        ]
         return NTTable(cols)
     if isinstance(value, (list, tuple, np.ndarray)):
         return NTScalarArray(_kind_of(list(value) if not isinstance(value, np.ndarray) else value))

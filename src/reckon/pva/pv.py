@@ -118,7 +118,7 @@ class RpcOperation:
         return dict(v) if isinstance(v, dict) else {}
 
 
-PutHandler = Callable[[PutOperation], "None | Awaitable[None]"]
+PutHandler = Callable[[PutOperation], "Awaitable[None] | None"]
 RpcHandler = Callable[[RpcOperation], Any]
 
 
@@ -190,11 +190,11 @@ def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
 
 def _leaf_paths(update: Mapping[str, Any], t: Structure, prefix: str = "") -> Iterable[str]:
     for name, v in update.items():
-        sub = t[name] if name in t else None
-        if sub is None:
+        if name not in t:
             raise PvaTypeError(
                 f"no field {prefix + name!r} in {t.id or 'structure'}; it has {list(t.names)}"
             )
+        sub = t[name]
         if isinstance(sub, Structure) and isinstance(v, Mapping):
             yield from _leaf_paths(v, sub, prefix + name + ".")
         else:
@@ -209,7 +209,9 @@ def merge(
     mask = 0
     for name, v in update.items():
         if name not in t:
-            raise PvaTypeError(f"no field {name!r} in {t.id or 'structure'}; it has {list(t.names)}")
+            raise PvaTypeError(
+                f"no field {name!r} in {t.id or 'structure'}; it has {list(t.names)}"
+            )
         sub = t[name]
         if isinstance(sub, Structure) and isinstance(v, Mapping):
             child, _ = merge(sub, old.get(name) or sub.default(), v)

@@ -19,7 +19,7 @@ from p4p.client.thread import Context
 
 def plain(value: Any) -> Any:
     if isinstance(value, Value):
-        return {key: plain(value[key]) for key in value.keys()}
+        return {key: plain(value[key]) for key in value.keys()}  # noqa: SIM118 (a p4p Value)
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, (bool, np.bool_)):
@@ -50,8 +50,15 @@ def wait_line() -> str:
 def main() -> None:
     code = sys.argv[1]
     ctx = Context("pva", nt=False)
-    scope = {"ctx": ctx, "emit": emit, "plain": plain, "wait_line": wait_line, "time": time,
-             "np": np, "json": json}
+    scope = {
+        "ctx": ctx,
+        "emit": emit,
+        "plain": plain,
+        "wait_line": wait_line,
+        "time": time,
+        "np": np,
+        "json": json,
+    }
     try:
         exec(compile(code, "<p4p-client>", "exec"), scope)
     except Exception as exc:
