@@ -150,3 +150,24 @@ def test_numpy_buffer_put(store: LocalStore) -> None:
     got = store.get("arr")
     assert got is not None
     assert np.array_equal(np.frombuffer(got, dtype=np.float64).reshape(100, 1000), arr)
+
+
+def test_long_keys(tmp_path: Path) -> None:
+    s = LocalStore(tmp_path, sync=True, mmap_threshold=50_000)
+    long_key = "k" * 10_000  # a header much larger than a page
+    s.put(long_key, b"v" * 10_000)
+    s.put(long_key + "m", b"m" * 60_000)
+    assert s.get(long_key) == b"v" * 10_000
+    assert bytes(s.get(long_key + "m") or b"") == b"m" * 60_000
+    with pytest.raises(StoreError, match="too long"):
+        s.put("k" * 20_000, b"v")
+    s.close()
+
+
+def test_fsync_mode_works(tmp_path: Path) -> None:
+    s = LocalStore(tmp_path, sync=True, fsync=True)
+    s.put("small", b"s")
+    s.put("big", b"b" * 100_000)
+    assert s.get("small") == b"s"
+    assert s.get("big") == b"b" * 100_000
+    s.close()

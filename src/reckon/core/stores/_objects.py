@@ -13,6 +13,7 @@ renamed over the final name, so a reader sees either nothing or a complete file.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ _FIXED = struct.Struct(
 _CHECK = struct.Struct("<Q")
 _PREFIX = _FIXED.size + _CHECK.size  # 48: where the key starts
 TMP_DIR = "tmp"
+MAX_KEY = 16_384  # bytes of UTF-8 key a header may hold
+MAX_HEADER = _PREFIX + MAX_KEY + ALIGN
 
 
 def content_digest(data: bytes | memoryview) -> bytes:
@@ -57,7 +60,7 @@ def encode_header(key: str, size: int, digest: bytes) -> bytes:
     return fixed + _CHECK.pack(xxhash.xxh3_64_intdigest(fixed + rest)) + rest
 
 
-def parse_header(buf: bytes | memoryview) -> Header | None:
+def parse_header(buf: bytes | memoryview | mmap.mmap) -> Header | None:
     """The header at the start of ``buf``, or None when it is not a valid, complete header."""
     if len(buf) < _PREFIX:
         return None

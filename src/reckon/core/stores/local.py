@@ -248,14 +248,17 @@ class LocalStore:
         try:
             view: memoryview
             if size < self.mmap_threshold:
-                buf = os.pread(fd, size + 4096, 0)
+                length = os.fstat(fd).st_size
+                if not size < length <= size + _objects.MAX_HEADER:
+                    raise ValueError(f"{length} bytes on disk for a value of {size}")
+                buf = os.pread(fd, length, 0)
                 header = _objects.parse_header(buf)
                 view = memoryview(buf)
             else:
                 mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-                header = _objects.parse_header(mm[:4096])
+                header = _objects.parse_header(mm)
                 view = memoryview(mm)
-        except (OSError, ValueError) as exc:  # ValueError: mmap of an empty file
+        except (OSError, ValueError) as exc:  # ValueError: wrong length, or mmap of an empty file
             self._drop_object(key, digest, f"unreadable object file ({exc})")
             return None
         finally:
@@ -335,6 +338,11 @@ class LocalStore:
         self._check_open()
         if not isinstance(key, str) or not key:
             raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
+        if len(key) > 1024 and len(key.encode("utf-8")) > _objects.MAX_KEY:
+            raise StoreError(
+                f"store key of {len(key.encode('utf-8'))} bytes is too long (at most "
+                f"{_objects.MAX_KEY}): use a digest such as RequestId.disk_key"
+            )
         value = _bytes_like(data)
         op = Op(PUT, key, value, float(cost), self._stamp())
         if self.budget is not None and op.size > self.budget:
