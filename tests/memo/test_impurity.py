@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from reckon.memo.helpers import FileContents
 from reckon.memo.impurity import find_impurities
 
 # Module-level functions: the scan resolves globals of this module.
@@ -144,3 +145,17 @@ def test_result_is_cached_and_copied() -> None:
     first = find_impurities(uses_time)
     first.append("mutated by the caller")
     assert find_impurities(uses_time) == ["calls time.time"]
+
+
+def reads_file_contents(src: FileContents) -> str:
+    with open(src) as fh:
+        return fh.read()
+
+
+def builds_file_contents(path: str) -> Any:
+    return FileContents(path), Path(path).read_text(), time.time()
+
+
+def test_file_io_with_file_contents_is_not_reported() -> None:
+    assert find_impurities(reads_file_contents) == []
+    assert find_impurities(builds_file_contents) == ["calls time.time"]

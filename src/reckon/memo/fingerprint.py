@@ -166,8 +166,10 @@ _ORIGIN_FREE = (
 )
 
 
-def _classify(obj: Any) -> object:
+def _classify(obj: Any, _depth: int = 0) -> object:
     """A node (the object itself, or a stand-in) or a _Leaf."""
+    if _depth > 32:  # a __wrapped__ chain that loops
+        return _Leaf(type_name(type(obj)), _digest("opaque", type_name(type(obj))))
     version = getattr(obj, "__reckon_version__", None)
     if version is not None and not isinstance(obj, types.ModuleType):
         name = _qualname(getattr(obj, "__wrapped__", obj))
@@ -191,7 +193,7 @@ def _classify(obj: Any) -> object:
     if wrapped is not None:
         # lru_cache, a memoized function, any functools.wraps-style wrapper: a node when it wraps
         # the user's code, the wrapped leaf when it wraps a library's (numpy's dispatchers).
-        inner = _classify(wrapped)
+        inner = _classify(wrapped, _depth + 1)
         return inner if isinstance(inner, _Leaf) else obj
     return _Leaf(type_name(type(obj)), _digest("opaque", type_name(type(obj))))
 

@@ -163,12 +163,13 @@ def _resolve(ref: Ref, globals_: dict[str, Any]) -> list[object]:
         if value is _NONE:
             return []
     seen = [value]
-    for attr in ref.chain:
+    for i, attr in enumerate(ref.chain):
         if isinstance(value, types.ModuleType):
             nxt = vars(value).get(attr, _NONE)  # not getattr: no lazy-module imports
             if nxt is _NONE:
                 nxt = sys.modules.get(f"{value.__name__}.{attr}", _NONE)
-            if nxt is _NONE:
+            if nxt is _NONE:  # not loaded yet (numpy.random is lazy): match by name
+                seen.append(_Dotted((*value.__name__.split("."), *ref.chain[i:])))
                 break
             value = nxt
             seen.append(value)
@@ -177,6 +178,22 @@ def _resolve(ref: Ref, globals_: dict[str, Any]) -> list[object]:
             seen.append(_ClassAttr(value, attr))
         break
     return seen
+
+
+class _Dotted:
+    """A dotted name through a module that is not loaded yet."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[str, ...]) -> None:
+        self.parts = parts
+
+
+# numpy.random attributes that are not the legacy global generator.
+_NUMPY_RANDOM_PURE = frozenset(
+    {"default_rng", "Generator", "RandomState", "SeedSequence", "BitGenerator", "PCG64",
+     "PCG64DXSM", "MT19937", "Philox", "SFC64", "bit_generator", "mtrand"}
+)  # fmt: skip
 
 
 class _ClassAttr:
@@ -191,6 +208,12 @@ _NONE = object()
 
 
 def _check(obj: object) -> str | None:
+    if isinstance(obj, _Dotted):
+        parts = obj.parts
+        is_numpy_random = parts[:2] == ("numpy", "random") and len(parts) > 2
+        if is_numpy_random and parts[2] not in _NUMPY_RANDOM_PURE:
+            return f"calls numpy.random.{parts[2]}"
+        return None
     if isinstance(obj, _ClassAttr):
         _objects_table()
         for klass in obj.cls.__mro__:
@@ -234,12 +257,27 @@ def _function_impurities(func: types.FunctionType) -> list[str]:
 
 
 _cache: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+_FILE_IO = ("opens files", "touches the file system")
+
+
+def _uses_file_contents(func: object) -> bool:
+    """Whether the function declares (annotation) or builds (reference) a FileContents."""
+    if not isinstance(func, types.FunctionType):
+        return False
+    from reckon.memo.helpers import FileContents
+
+    for annotation in getattr(func, "__annotations__", {}).values():
+        if annotation is FileContents or "FileContents" in str(annotation):
+            return True
+    return any(FileContents in _resolve(ref, func.__globals__) for ref in scan(func.__code__).refs)
 
 
 def find_impurities(func: Callable[..., object]) -> list[str]:
     """Impure things ``func`` reaches, transitively through the user's code; [] if none.
 
     Entries found outside ``func`` itself name where: ``"calls time.time (in mod.helper)"``.
+    File I/O is not reported for a function that works with ``FileContents`` (a parameter
+    annotated with it, or a reference to it): the file's contents are then part of the key.
     """
     try:
         cached = _cache.get(func)
@@ -249,15 +287,24 @@ def find_impurities(func: Callable[..., object]) -> list[str]:
         return list(cached)
     from reckon.memo.fingerprint import _classify, _Leaf, _qualname, _walk_graph
 
-    root = _classify(func)
+    target: Any = func
+    for _ in range(16):  # through memoized wrappers to the user's function
+        inner = getattr(target, "__wrapped__", None)
+        if inner is None or isinstance(target, types.FunctionType):
+            break
+        target = inner
+    root = _classify(target)
     result: list[str] = []
     if not isinstance(root, _Leaf):
+        files_ok = _uses_file_contents(root)
         seen: set[str] = set()
         for _depth, node, local, _earlier in _walk_graph(root):
             if local is None or not isinstance(node, types.FunctionType):
                 continue
             where = "" if node is root else f" (in {_qualname(node)})"
             for label in _function_impurities(node):
+                if files_ok and label.startswith(_FILE_IO):
+                    continue
                 text = label + where
                 if text not in seen:
                     seen.add(text)
