@@ -20,7 +20,7 @@ from typing import Any
 from ._arrays import HAVE_NUMPY, ITEM_SIZE, decode_numeric, encode_numeric
 from ._arrays import _np as _np
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
-from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
+from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
 from ._types import (
     STRUCT_CHARS,
     BoundedString,
@@ -74,9 +74,7 @@ class Codec:
         return encode_type(t, self.big_endian, self.send_cache)
 
     def decode_type(self, data: bytes, pos: int) -> tuple[FieldDesc | None, int]:
-        return decode_type(
-            data, pos, self.big_endian, self.recv_cache, self.max_depth - self.depth, 0
-        )
+        return read_type(data, pos, self.big_endian, self.recv_cache, self.max_depth - self.depth)
 
     # -- values ------------------------------------------------------------------------------
     def encode_value(self, t: FieldDesc, value: Any, out: bytearray) -> None:

@@ -11,7 +11,9 @@ the peer) and :class:`TypeRecvCache` (what the peer defined for us).
 
 from __future__ import annotations
 
-from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+import struct
+
+from ._errors import DecodeError, LimitExceededError, LocalProtocolError, RemoteProtocolError
 from ._types import (
     SCALAR_KINDS,
     BoundedString,
@@ -103,6 +105,22 @@ def encode_type(
 
 def decode_type(
     data: bytes,
+    pos: int = 0,
+    big_endian: bool = False,
+    cache: TypeRecvCache | None = None,
+    max_depth: int = 32,
+) -> tuple[FieldDesc | None, int]:
+    """(type or None, position after it). Raises only DecodeError/LimitExceededError."""
+    try:
+        return read_type(bytes(data), pos, big_endian, cache, max_depth)
+    except (IndexError, struct.error, ValueError, OverflowError) as exc:
+        if isinstance(exc, RemoteProtocolError):
+            raise
+        raise DecodeError(f"truncated or malformed type description: {exc!r}") from None
+
+
+def read_type(
+    data: bytes,
     pos: int,
     big_endian: bool,
     cache: TypeRecvCache | None,
@@ -127,7 +145,7 @@ def decode_type(
             if t is None:
                 raise DecodeError(f"type cache reference to undefined key {key}")
             return t, pos
-        t, pos = decode_type(data, pos, big_endian, cache, max_depth, depth + 1)
+        t, pos = read_type(data, pos, big_endian, cache, max_depth, depth + 1)
         if t is None:
             raise DecodeError(f"type cache definition of key {key} holds no type")
         if key not in cache.types and len(cache.types) >= cache.max_size:
@@ -169,7 +187,7 @@ def _decode_body(
         fields: list[tuple[str, FieldDesc]] = []
         for _ in range(n):
             name, pos = read_string(data, pos, be)
-            ft, pos = decode_type(data, pos, be, cache, max_depth, depth + 1)
+            ft, pos = read_type(data, pos, be, cache, max_depth, depth + 1)
             if ft is None:
                 raise DecodeError(f"field {name!r} has a null type")
             fields.append((name, ft))
@@ -182,7 +200,7 @@ def _decode_body(
         n, pos = read_size(data, pos, be)
         return BoundedString(n), pos
     if code in (0x88, 0x89):
-        el, pos = decode_type(data, pos, be, cache, max_depth, depth + 1)
+        el, pos = read_type(data, pos, be, cache, max_depth, depth + 1)
         if code == 0x88:
             if not isinstance(el, Structure):
                 raise DecodeError("structure array element is not a structure")
