@@ -91,6 +91,7 @@ def _rebuilt(value: Any) -> Any:
 # -- properties ----------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")  # the strategy's own repr
 @SETTINGS
 @given(values)
 def test_equal_values_hash_equal_whatever_the_insertion_order(value: Any) -> None:
@@ -373,6 +374,15 @@ def test_structured_objects() -> None:
     )
     assert hash_value(io.BytesIO(b"abc")) == hash_value(io.BytesIO(b"abc"))
     assert hash_value(re.compile("a+")) != hash_value(re.compile("b+"))
+
+
+def test_main_script_classes_agree_with_multiprocessing_workers() -> None:
+    def make(module: str) -> Any:
+        cls = type("Thing", (), {"__module__": module, "__init__": Plain.__init__})
+        return cls(1, 2)
+
+    assert hash_value(make("__main__")) == hash_value(make("__mp_main__"))
+    assert hash_value(make("__main__")) != hash_value(make("elsewhere"))
 
 
 def test_register_hasher() -> None:

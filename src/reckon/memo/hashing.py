@@ -141,12 +141,17 @@ _TYPE_NAMES: dict[type, str] = {}
 
 
 def type_name(tp: type) -> str:
-    """``module.qualname`` of a type, cached (the name identifies the type inside keys)."""
+    """``module.qualname`` of a type, cached (the name identifies the type inside keys).
+
+    A class of the main script is ``__main__.X`` in the parent and ``__mp_main__.X`` in
+    multiprocessing workers: both are written as ``__main__.X`` so their keys agree.
+    """
     name = _TYPE_NAMES.get(tp)
     if name is None:
-        name = (
-            f"{getattr(tp, '__module__', None) or '?'}.{getattr(tp, '__qualname__', tp.__name__)}"
-        )
+        module = getattr(tp, "__module__", None) or "?"
+        if module == "__mp_main__":
+            module = "__main__"
+        name = f"{module}.{getattr(tp, '__qualname__', tp.__name__)}"
         _TYPE_NAMES[tp] = name
     return name
 
