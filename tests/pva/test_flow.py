@@ -1,0 +1,126 @@
+"""Monitor flow control and the less common operations, checked message by message with a
+hand-driven peer (the protocol library frames its messages): the pipeline window, coalescing,
+array and process operations."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+
+from reckon.pva import Server, SharedPV, nt
+from reckon.pva.protocol import (
+    NEED_DATA,
+    ArrayGet,
+    ArrayGetLength,
+    ArrayInit,
+    ArrayPut,
+    ArraySetLength,
+    MonitorAck,
+    MonitorInit,
+    MonitorStart,
+    MonitorUpdate,
+    Process,
+    ProcessInit,
+    pv_request,
+)
+
+from .test_bad_peers import RawPeer
+
+
+async def collect(peer: RawPeer, kind: type, n: int, timeout: float = 5.0) -> list[Any]:  # noqa: ASYNC109
+    """The next ``n`` events of type ``kind`` (fewer if ``timeout`` passes first)."""
+    assert peer.reader is not None
+    got: list[Any] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while len(got) < n:
+        ev = peer.conn.next_event()
+        if ev is NEED_DATA:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                data = await asyncio.wait_for(peer.reader.read(65536), remaining)
+            except TimeoutError:
+                break
+            assert data, "server closed the connection"
+            peer.conn.receive_data(data)
+        elif isinstance(ev, kind):
+            got.append(ev)
+    return got
+
+
+async def test_pipeline_window_and_acks_never_stall(pva_env: dict[str, str]) -> None:
+    counter = SharedPV(nt.NTScalar("i"), 0)
+    async with Server({"f:count": counter}) as server:
+        peer = await RawPeer(server.tcp_port).open()
+        sid = await peer.channel("f:count")
+        request = pv_request("record[pipeline=true,queueSize=3]")
+        peer.send_event(MonitorInit(sid, 5, request, queue_size=3))
+        await peer._until("MonitorInitResponse")
+        peer.send_event(MonitorStart(sid, 5))
+        [initial] = await collect(peer, MonitorUpdate, 1)  # uses 1 of the window of 3
+        assert initial.value["value"] == 0
+        for i in range(1, 11):
+            counter.post(i)  # no yield: the queue (3) holds 1, 2 and 3..10 coalesced into 10
+        sent = await collect(peer, MonitorUpdate, 2)
+        assert [u.value["value"] for u in sent] == [1, 2]
+        # the window is used up: 10 waits for an acknowledgement, and so do later posts
+        assert await collect(peer, MonitorUpdate, 1, timeout=0.5) == []
+        for i in range(11, 21):
+            counter.post(i)  # queue: 10, 11, then 12..20 coalesced into 20
+        peer.send_event(MonitorAck(sid, 5, 1))
+        [one] = await collect(peer, MonitorUpdate, 1)
+        assert one.value["value"] == 10
+        # an ack alone (no new post) resumes the queue: the burst's last value arrives
+        peer.send_event(MonitorAck(sid, 5, 2))
+        rest = await collect(peer, MonitorUpdate, 2)
+        assert [u.value["value"] for u in rest] == [11, 20]
+        peer.close()
+
+
+async def test_default_queue_coalesces_for_a_slow_consumer(pva_env: dict[str, str]) -> None:
+    counter = SharedPV(nt.NTScalar("i"), 0)
+    async with Server({"f:count": counter}) as server:
+        peer = await RawPeer(server.tcp_port).open()
+        sid = await peer.channel("f:count")
+        peer.send_event(MonitorInit(sid, 6, pv_request("record[queueSize=2]")))
+        await peer._until("MonitorInitResponse")
+        peer.send_event(MonitorStart(sid, 6))
+        [initial] = await collect(peer, MonitorUpdate, 1)
+        assert initial.value["value"] == 0
+        for i in range(1, 101):
+            counter.post(i)  # no yield: queue of 2 keeps 1 and the newest
+        updates = await collect(peer, MonitorUpdate, 3, timeout=1.0)
+        assert [u.value["value"] for u in updates] == [1, 100]
+        peer.close()
+
+
+async def test_array_and_process_operations(pva_env: dict[str, str]) -> None:
+    wave = SharedPV(nt.NTScalarArray("i"), [1, 2, 3, 4, 5])
+    async with Server({"f:wave": wave}) as server:
+        peer = await RawPeer(server.tcp_port).open()
+        sid = await peer.channel("f:wave")
+        peer.send_event(ArrayInit(sid, 7, None))
+        init = await peer._until("ArrayInitResponse")
+        assert init.status.success
+        peer.send_event(ArrayGet(sid, 7, offset=1, count=2))
+        got = await peer._until("ArrayGetResponse")
+        assert list(got.value) == [2, 3]
+        peer.send_event(ArrayPut(sid, 7, np.array([9, 9], dtype=np.int32), offset=3))
+        assert (await peer._until("ArrayPutResponse")).status.success
+        assert list(wave.value["value"]) == [1, 2, 3, 9, 9]
+        peer.send_event(ArraySetLength(sid, 7, 2))
+        await peer._until("ArraySetLengthResponse")
+        peer.send_event(ArrayGetLength(sid, 7))
+        assert (await peer._until("ArrayGetLengthResponse")).length == 2
+        before = wave.value["timeStamp"]
+        peer.send_event(ProcessInit(sid, 8, None))
+        await peer._until("ProcessInitResponse")
+        await asyncio.sleep(0.01)
+        peer.send_event(Process(sid, 8))
+        assert (await peer._until("ProcessResponse")).status.success
+        assert wave.value["timeStamp"] != before  # processing re-posts with a new timestamp
+        peer.close()
