@@ -25,7 +25,7 @@ from reckon.errors import (
 )
 from reckon.observe import AsyncClient, Client, EventsPush, ServerHandle, serve, serve_async
 from reckon.observe import protocol as p
-from reckon.observe.autostart import _reset_for_tests, autostart, parse_address
+from reckon.observe.startup import _reset_for_tests, autostart, parse_address
 from reckon.observe.client import resolve_url
 from reckon.observe.server import HARD_FRAME_LIMIT, ObserveServer, _EventQueue, is_loopback
 

@@ -15,14 +15,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reckon.observe.autostart import autostart, parse_address
+    from reckon.observe.startup import autostart, parse_address
     from reckon.observe.client import AsyncClient, AsyncSubscription, Client, Subscription
     from reckon.observe.protocol import PROTOCOL_VERSION, EventsPush, StatusPush
     from reckon.observe.server import ObserveServer, ServerHandle, serve, serve_async
 
 _WHERE = {
-    "autostart": "autostart",
-    "parse_address": "autostart",
+    "autostart": "startup",
+    "parse_address": "startup",
     "AsyncClient": "client",
     "AsyncSubscription": "client",
     "Client": "client",

@@ -12,7 +12,7 @@ import os
 import runpy
 import sys
 
-from reckon.observe.autostart import ENV, autostart
+from reckon.observe.startup import ENV, autostart
 
 USAGE = "usage: python -m reckon.observe SCRIPT [ARGS...]   (RECKON_OBSERVE=HOST:PORT to choose)"
 

@@ -441,21 +441,31 @@ class ObserveServer:
             raise p.ProtocolViolation(
                 p.E_NOT_FOUND, f"no task {task_id} (finished tasks leave history when it is full)"
             )
-        budget = [p.MAX_TREE_NODES]
-        seen: set[int] = set()
-
-        def node(record: Any) -> dict[str, Any]:
-            budget[0] -= 1
-            seen.add(record.task_id)
-            children = []
-            for child in intro.children(record.task_id):
-                if budget[0] <= 0:
-                    break
-                if child.task_id not in seen:
-                    children.append(node(child))
-            return {"task": _record_dict(record), "children": children}
-
-        return node(root)
+        # One pass over the records builds the parent index (asking the introspector for the
+        # children of every node would rescan its whole history per node).
+        by_parent: dict[int, list[Any]] = {}
+        for record in intro.tasks():
+            if record.parent is not None:
+                by_parent.setdefault(record.parent, []).append(record)
+        budget = p.MAX_TREE_NODES - 1
+        seen = {root.task_id}
+        tree: dict[str, Any] = {"task": _record_dict(root), "children": []}
+        frontier = [(root, tree)]
+        while frontier and budget > 0:  # breadth first: a cut tree keeps its upper levels
+            nxt = []
+            for record, out in frontier:
+                for child in sorted(by_parent.get(record.task_id, ()), key=lambda r: r.task_id):
+                    if budget <= 0:
+                        break
+                    if child.task_id in seen:
+                        continue
+                    seen.add(child.task_id)
+                    budget -= 1
+                    node: dict[str, Any] = {"task": _record_dict(child), "children": []}
+                    out["children"].append(node)
+                    nxt.append((child, node))
+            frontier = nxt
+        return tree
 
     def _subscribe(
         self,

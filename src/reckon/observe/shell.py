@@ -33,6 +33,9 @@ STATE_STYLES = {
     "done": "green",
     "failed": "bold red",
     "cancelled": "dim",
+    "computed": "green",
+    "memory_hit": "green",
+    "store_hit": "magenta",
 }
 FINISHED = ("done", "failed", "cancelled")
 

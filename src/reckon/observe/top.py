@@ -35,7 +35,7 @@ class TopApp(App[None]):
     CSS = """
     #summary { height: auto; padding: 0 1; background: $boost; }
     .heading { padding: 0 1; text-style: bold; color: $accent; }
-    #running { height: 1fr; min-height: 5; }
+    #running { height: auto; max-height: 45%; min-height: 4; }
     #recent { height: 1fr; min-height: 5; }
     #filter { dock: bottom; display: none; }
     #filter.visible { display: block; }
