@@ -25,9 +25,9 @@ from reckon.errors import (
 )
 from reckon.observe import AsyncClient, Client, EventsPush, ServerHandle, serve, serve_async
 from reckon.observe import protocol as p
-from reckon.observe.startup import _reset_for_tests, autostart, parse_address
 from reckon.observe.client import resolve_url
 from reckon.observe.server import HARD_FRAME_LIMIT, ObserveServer, _EventQueue, is_loopback
+from reckon.observe.startup import _reset_for_tests, autostart, parse_address
 
 
 def _raw(handle: ServerHandle, frame: bytes | str, **kw: Any) -> dict[str, Any]:

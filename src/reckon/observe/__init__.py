@@ -15,10 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from reckon.observe.startup import autostart, parse_address
     from reckon.observe.client import AsyncClient, AsyncSubscription, Client, Subscription
     from reckon.observe.protocol import PROTOCOL_VERSION, EventsPush, StatusPush
     from reckon.observe.server import ObserveServer, ServerHandle, serve, serve_async
+    from reckon.observe.startup import autostart, parse_address
 
 _WHERE = {
     "autostart": "startup",
