@@ -530,7 +530,7 @@ class Engine:
         start = time.perf_counter()
         try:
             value = compute()
-            if inspect.isawaitable(value):
+            if _is_awaitable(value):
                 value = self._await_in_thread(flight, value)
         except BaseException as exc:
             self._fail(flight, exc)
@@ -604,7 +604,7 @@ class Engine:
             except Exception as exc:
                 self._fail(flight, exc)
                 return
-            if type(result) is _CoroutineType or inspect.isawaitable(result):
+            if _is_awaitable(result):
                 # Created while _CURRENT is this flight: the task's context copy inherits it.
                 flight.awaitable = result
                 flight.task = loop.create_task(self._drive(flight, result, start))
@@ -649,7 +649,7 @@ class Engine:
             self._running(flight)
             start = time.perf_counter()
             value = compute()
-            if inspect.isawaitable(value):
+            if _is_awaitable(value):
                 value = await value
             self._complete(flight, value, Outcome.COMPUTED, time.perf_counter() - start)
         except asyncio.CancelledError:
@@ -737,7 +737,10 @@ class Engine:
             if exc is None and flight.level and not self._closed:
                 # Pinned until the last waiter has its value, so it cannot be evicted between
                 # being computed and being delivered.
-                pin = flight.waiters > 0
+                # (A thread finishing its own computation takes the value from the flight, not
+                # from memory: it needs no pin for itself.)
+                others = flight.waiters - (flight.thread == threading.get_ident())
+                pin = others > 0
                 self.memory.put(flight.key, value, size or 0, pin=pin)
                 flight.pinned = pin
             futures, flight.futures = flight.futures, []
@@ -852,6 +855,20 @@ class Engine:
             type(exc).__name__,
             exc,
         )
+
+
+_NEVER_AWAITABLE = frozenset(
+    {int, float, str, bytes, bool, tuple, list, dict, set, frozenset, type(None), bytearray}
+)
+
+
+def _is_awaitable(value: object) -> bool:
+    t = type(value)
+    if t is _CoroutineType:
+        return True
+    if t in _NEVER_AWAITABLE:
+        return False
+    return inspect.isawaitable(value)
 
 
 def _cancel(task: asyncio.Task[None], awaitable: Awaitable[Any] | None) -> None:
