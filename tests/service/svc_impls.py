@@ -74,8 +74,14 @@ class CatalogService(Service):
         item.tags.append("vinyl")
         return item
 
+    cancelled: list[str] = []
+
     async def Sleep(self, request: pb.SleepRequest, ctx: CallContext) -> pb.Empty:
-        await asyncio.sleep(request.seconds)
+        try:
+            await asyncio.sleep(request.seconds)
+        except asyncio.CancelledError:
+            CatalogService.cancelled.append(f"{request.seconds}")
+            raise
         return pb.Empty()
 
     async def Who(self, request: pb.Empty, ctx: CallContext) -> pb.WhoAmI:

@@ -12,6 +12,8 @@ The caller's user, credentials and deadline follow nested calls through the curr
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable
 from typing import Any
 
@@ -215,6 +217,9 @@ def _connect_call(
                 timeout_ms=None if t is None else max(int(t * 1000), 1),
             )
         except ConnectError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None  # our caller cancelled: stay cancelled
             raise error_for(exc.code.name, f"{m.path}: {exc.message}") from None
         return response
 

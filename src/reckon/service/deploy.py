@@ -116,44 +116,52 @@ class Deployment:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], root: str | Path = ".") -> Deployment:
-        data = dict(data)
+        data = dict(_table(data, "the deployment"))
         unknown = set(data) - {"unit", "services", "auth"}
         if unknown:
             raise DeploymentError(
                 f"unknown top-level tables {sorted(unknown)}; use [unit], [auth], [services.NAME]"
             )
-        unit = dict(data.get("unit", {}))
+        unit = _table(data.get("unit", {}), "[unit]")
         bad = set(unit) - _UNIT_KEYS
         if bad:
             raise DeploymentError(
                 f"[unit]: unknown keys {sorted(bad)} (known: {sorted(_UNIT_KEYS)})"
             )
         services: dict[str, ServiceSpec] = {}
-        for name, table in sorted(data.get("services", {}).items()):
+        for name, table in sorted(_table(data.get("services", {}), "[services]").items()):
             services[name] = _service_spec(name, table)
         if not services:
             raise DeploymentError("the deployment lists no services; add a [services.NAME] table")
-        auth = dict(data.get("auth", {}))
+        auth = _table(data.get("auth", {}), "[auth]")
         if set(auth) - {"users"}:
             raise DeploymentError(f"[auth]: unknown keys {sorted(set(auth) - {'users'})}")
         log = str(unit.get("log", "dev"))
         if log not in ("dev", "json", "test", "off"):
             raise DeploymentError(f"[unit] log = {log!r}; use 'dev', 'json', 'test' or 'off'")
         seed = unit.get("seed")
-        return cls(
-            name=str(unit.get("name", "unit")),
-            root=Path(root).resolve(),
-            services=services,
-            path=tuple(str(x) for x in unit.get("path", ())),
-            data_dir=unit.get("data_dir"),
-            log=log,
-            pulse=float(unit.get("pulse", 0.2)),
-            strict=bool(unit.get("strict", False)),
-            seed=None if seed is None else int(seed),
-            shutdown_grace=float(unit.get("shutdown_grace", 5.0)),
-            users={str(k): str(v) for k, v in auth.get("users", {}).items()},
-            raw=data,
-        )
+        data_dir = unit.get("data_dir")
+        if data_dir is not None and not isinstance(data_dir, str):
+            raise DeploymentError("[unit] data_dir must be a string (a folder path)")
+        try:
+            return cls(
+                name=str(unit.get("name", "unit")),
+                root=Path(root).resolve(),
+                services=services,
+                path=tuple(str(x) for x in _list(unit.get("path", []), "[unit] path")),
+                data_dir=data_dir,
+                log=log,
+                pulse=float(unit.get("pulse", 0.2)),
+                strict=bool(unit.get("strict", False)),
+                seed=None if seed is None else int(seed),
+                shutdown_grace=float(unit.get("shutdown_grace", 5.0)),
+                users={
+                    str(k): str(v) for k, v in _table(auth.get("users", {}), "[auth] users").items()
+                },
+                raw=data,
+            )
+        except (TypeError, ValueError) as exc:
+            raise DeploymentError(f"[unit]: a value has the wrong type: {exc}") from None
 
     def with_services(self, services: dict[str, ServiceSpec]) -> Deployment:
         return replace(self, services=services)
@@ -164,6 +172,18 @@ class Deployment:
             full = str((self.root / entry).resolve())
             if full not in sys.path:
                 sys.path.insert(0, full)
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DeploymentError(f"{where} must be a table, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise DeploymentError(f"{where} must be a list, not {type(value).__name__}")
+    return value
 
 
 def _service_spec(name: str, table: Any) -> ServiceSpec:
@@ -204,30 +224,33 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
     requires = table.get("requires", [])
     if isinstance(requires, str) or not all(isinstance(r, str) for r in requires):
         raise DeploymentError(f"{where}: requires must be a list of service names")
-    return ServiceSpec(
-        name=name,
-        definition=str(table["definition"]),
-        implementation=impl,
-        command=command,
-        placement=placement,
-        address=table.get("address"),
-        connect_address=table.get("connect_address"),
-        requires=tuple(requires),
-        restart=restart,
-        max_restarts=int(table.get("max_restarts", 3)),
-        call_limit=_opt_float(table.get("call_limit")),
-        time_limit=_opt_float(table.get("time_limit")),
-        connect=bool(table.get("connect", False)),
-        expose=bool(table.get("expose", False)),
-        port=int(table.get("port", 0)),
-        connect_port=int(table.get("connect_port", 0)),
-        auth=auth,
-        env={str(k): str(v) for k, v in table.get("env", {}).items()},
-        config=dict(table.get("config", {})),
-        health_interval=float(table.get("health_interval", 1.0)),
-        start_timeout=float(table.get("start_timeout", 60.0)),
-        cwd=table.get("cwd"),
-    )
+    try:
+        return ServiceSpec(
+            name=name,
+            definition=str(table["definition"]),
+            implementation=impl,
+            command=command,
+            placement=placement,
+            address=table.get("address"),
+            connect_address=table.get("connect_address"),
+            requires=tuple(requires),
+            restart=restart,
+            max_restarts=int(table.get("max_restarts", 3)),
+            call_limit=_opt_float(table.get("call_limit")),
+            time_limit=_opt_float(table.get("time_limit")),
+            connect=bool(table.get("connect", False)),
+            expose=bool(table.get("expose", False)),
+            port=int(table.get("port", 0)),
+            connect_port=int(table.get("connect_port", 0)),
+            auth=auth,
+            env={str(k): str(v) for k, v in _table(table.get("env", {}), f"{where} env").items()},
+            config=dict(_table(table.get("config", {}), f"{where} config")),
+            health_interval=float(table.get("health_interval", 1.0)),
+            start_timeout=float(table.get("start_timeout", 60.0)),
+            cwd=table.get("cwd"),
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise DeploymentError(f"{where}: a value has the wrong type: {exc}") from None
 
 
 def _opt_float(v: Any) -> float | None:

@@ -49,6 +49,8 @@ _SPECIFIC: dict[str, type[ServiceCallError]] = {
 def error_for(code: str, message: str) -> ServiceCallError:
     """The reckon exception for a status code name (``"NOT_FOUND"``) and message."""
     code = code.upper()
+    if code == "CANCELED":  # Connect's spelling
+        code = "CANCELLED"
     if code not in CODES:
         code = "UNKNOWN"
     cls = _SPECIFIC.get(code)
