@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -47,10 +48,8 @@ def _junk(address: str, payloads: list[bytes]) -> None:
         with socket.create_connection((host, int(port)), timeout=5) as s:
             s.sendall(data)
             s.settimeout(2)
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionError):
                 s.recv(1024)
-            except (TimeoutError, ConnectionError):
-                pass
 
 
 async def test_servers_survive_bad_peers(tmp_path: Path) -> None:
@@ -106,10 +105,8 @@ _values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["unit", "services", "auth", "x"]), _values, max_size=3))
 def test_bad_deployment_dicts_raise_deployment_error(data: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(DeploymentError):
         Deployment.from_dict(data)
-    except DeploymentError:
-        pass
 
 
 def test_svc_run_reports_a_bad_deployment_and_exits_2(tmp_path: Path) -> None:
@@ -157,7 +154,5 @@ _service_keys = st.sampled_from(
 def test_bad_service_tables_raise_deployment_error(
     services: dict[str, Any], unit: dict[str, Any]
 ) -> None:
-    try:
+    with contextlib.suppress(DeploymentError):
         Deployment.from_dict({"unit": unit, "services": services})
-    except DeploymentError:
-        pass

@@ -13,7 +13,6 @@ The caller's user, credentials and deadline follow nested calls through the curr
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Callable
 from typing import Any
 
