@@ -747,18 +747,28 @@ class Engine:
             event = flight.event
         if event is not None:
             event.set()
+        if futures:
+            self._deliver(flight, futures)
+        self._record_end(flight, outcome, size, exc)
+        return True
+
+    def _deliver(self, flight: _Flight, futures: list[asyncio.Future[Any]]) -> None:
+        """Settle the waiters' futures: directly on this thread's loop, and with one thread-safe
+        call per other loop (however many of its tasks wait)."""
         running = asyncio._get_running_loop()
+        elsewhere: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
         for fut in futures:
             loop = fut.get_loop()
             if loop is running:
                 _settle(fut, flight)
             else:
-                try:
-                    loop.call_soon_threadsafe(_settle, fut, flight)
-                except RuntimeError:
-                    self._leave(flight)  # its loop is closed: that waiter is gone
-        self._record_end(flight, outcome, size, exc)
-        return True
+                elsewhere.setdefault(loop, []).append(fut)
+        for loop, futs in elsewhere.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, futs, flight)
+            except RuntimeError:  # that loop is closed: its waiters are gone
+                for _ in futs:
+                    self._leave(flight)
 
     def _record_end(
         self, flight: _Flight, outcome: Outcome, size: int | None, exc: BaseException | None
@@ -890,6 +900,11 @@ def _not_an_id(id: object) -> InvalidRequestIdError:
         f"expected a RequestId, got {type(id).__name__} ({id!r:.60}): build one with "
         f"RequestId(*parts)"
     )
+
+
+def _settle_all(futures: list[asyncio.Future[Any]], flight: _Flight) -> None:
+    for fut in futures:
+        _settle(fut, flight)
 
 
 def _settle(fut: asyncio.Future[Any], flight: _Flight) -> None:
