@@ -355,6 +355,9 @@ def test_a_non_loopback_bind_requires_a_token(engine: Engine, monkeypatch: Any) 
     monkeypatch.setenv("RECKON_OBSERVE_TOKEN", "from-env")
     assert ObserveServer(engine, "192.168.1.4").token == "from-env"
     assert ObserveServer(engine, "127.0.0.1").require_token is False
+    assert ObserveServer(engine, "127.0.0.1", token="given").require_token is True
+    with pytest.raises(ConfigurationError):
+        ObserveServer(engine, "0.0.0.0", require_token=False)
 
 
 def test_token_mode(engine: Engine) -> None:

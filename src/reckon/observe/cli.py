@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True)
 
-URL_HELP = "Server address, e.g. http://127.0.0.1:8765/ (default: $RECKON_OBSERVE)"
+URL_HELP = "Server address, e.g. http://127.0.0.1:8765/ (default: $RECKON_OBSERVE, else that one)"
 
 
 @app.command()
@@ -100,7 +100,7 @@ def shell(
     ] = False,
 ) -> None:
     """An interactive Python session connected to a server: tasks(), status(), tree(id), watch()."""
-    from reckon.errors import ObserveError
+    from reckon.errors import ConfigurationError, ObserveError
     from reckon.observe.shell import run_shell
 
     if console not in ("auto", "ipython", "plain"):
@@ -108,7 +108,7 @@ def shell(
     kind: ConsoleKind = console  # type: ignore[assignment]
     try:
         run_shell(url, token=token, console=kind, simple_prompt=simple_prompt)
-    except ObserveError as exc:
+    except (ObserveError, ConfigurationError) as exc:
         print(f"reckon shell: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
 

@@ -39,6 +39,7 @@ Push = p.EventsPush | p.StatusPush
 URL_ENV = "RECKON_OBSERVE"
 #: Events a subscription holds for a reader that is behind; more are dropped and counted.
 CLIENT_QUEUE = 100_000
+DEFAULT_ADDRESS = "127.0.0.1:8765"
 
 
 def resolve_url(url: str | None = None) -> tuple[str, str | None]:
@@ -46,14 +47,10 @@ def resolve_url(url: str | None = None) -> tuple[str, str | None]:
 
     Accepts what people paste: ``http://127.0.0.1:8765/?token=...`` (the web page's address),
     ``ws://127.0.0.1:8765/ws``, ``127.0.0.1:8765`` or ``:8765``. Without ``url``,
-    ``$RECKON_OBSERVE`` is used.
+    ``$RECKON_OBSERVE``, else ``reckon serve``'s default address, 127.0.0.1:8765.
     """
     if url is None:
-        url = os.environ.get(URL_ENV)
-        if not url:
-            raise ConfigurationError(
-                f"no server given: pass a URL such as http://127.0.0.1:8765/ or set ${URL_ENV}"
-            )
+        url = os.environ.get(URL_ENV) or DEFAULT_ADDRESS
     raw = url.strip()
     if "://" not in raw:
         raw = "ws://" + (raw if not raw.startswith(":") else "127.0.0.1" + raw)

@@ -176,6 +176,11 @@ class ObserveServer:
         self._requested_port = port
         if require_token is None:
             require_token = not is_loopback(host) or token is not None
+        elif not require_token and not is_loopback(host):
+            raise ConfigurationError(
+                f"binding {host!r} exposes the engine beyond this machine: it requires a token "
+                "(leave require_token unset, or bind 127.0.0.1)"
+            )
         if require_token and token is None:
             token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
         self.require_token = require_token

@@ -32,6 +32,10 @@ function connect() {
       setConn("open", `${hello.engine} · ${hello.server}`);
       setCapture(hello.capture);
       const tasks = await request("tasks", { limit: 300 });
+      // A (re)connection starts from the server's view: forget what an earlier one showed.
+      state.tasks.clear();
+      state.durations = [];
+      state.lastCounters = null;
       for (const t of tasks.reverse()) upsert(t, false);
       await request("subscribe", { events: true, status_interval: 1.0, coalesce: true });
       state.dirty = true;
