@@ -119,6 +119,8 @@ def _digest(*parts: object) -> bytes:
 
 def _qualname(obj: object) -> str:
     module = getattr(obj, "__module__", None)
+    if module == "__mp_main__":  # the main script as multiprocessing workers import it
+        module = "__main__"
     qual = (
         getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or type_name(type(obj))
     )
@@ -152,9 +154,28 @@ def _builtin_origin(obj: Any) -> Origin:
             module = getattr(owner, "__module__", None)
     origin = module_origin(module)
     if not origin.external:
-        # C code has no bytecode to fingerprint: count it by name inside the user's module.
-        return Origin("user-c", f"compiled code in {module}", f"c:{module}")
+        # Compiled code in the user's tree has no bytecode: count it by its file's contents.
+        return Origin("user-c", f"compiled code in {module}", f"c:{module}:{_file_token(module)}")
     return origin
+
+
+_file_tokens: dict[str, str] = {}
+
+
+def _file_token(module_name: str | None) -> str:
+    """xxh3 of a compiled module's file (cached per module name for the process)."""
+    if not module_name:
+        return "-"
+    token = _file_tokens.get(module_name)
+    if token is None:
+        file = getattr(sys.modules.get(module_name), "__file__", None)
+        try:
+            with open(file, "rb") as fh:  # type: ignore[arg-type]
+                token = xxhash.xxh3_128_hexdigest(fh.read())
+        except (OSError, TypeError):
+            token = "-"
+        _file_tokens[module_name] = token
+    return token
 
 
 _ORIGIN_FREE = (
