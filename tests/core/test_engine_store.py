@@ -260,21 +260,31 @@ LEASE_CHILD = textwrap.dedent(
     print("ready", flush=True)
     while not os.path.exists(go_path):
         time.sleep(0.001)
-    value = engine.get(RequestId("leased"), CachingLevel.FULL, compute)
+    if sys.argv[4] == "async":
+        import asyncio
+
+        async def compute_async():
+            await asyncio.sleep(0)
+            return compute()
+
+        value = asyncio.run(engine.resolve(RequestId("leased"), CachingLevel.FULL, compute_async))
+    else:
+        value = engine.get(RequestId("leased"), CachingLevel.FULL, compute)
     print(value, engine.introspector.history()[0].outcome.value, flush=True)
     engine.close()
     """
 )
 
 
-def test_two_processes_asking_at_once_compute_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_two_processes_asking_at_once_compute_once(tmp_path: Path, mode: str) -> None:
     store_dir, log, go = tmp_path / "store", tmp_path / "log", tmp_path / "go"
     LocalStore(store_dir).close()
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", LEASE_CHILD, str(store_dir), str(log), str(go)],
+            [sys.executable, "-c", LEASE_CHILD, str(store_dir), str(log), str(go), mode],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
