@@ -62,7 +62,7 @@ _FOLD = (
     " priority = (SELECT clock FROM stats WHERE id = 0) + entries.cost / max(entries.size, 1)"
     " FROM (SELECT ref, max(t) AS t FROM hits GROUP BY ref) AS h WHERE entries.rowid = h.ref"
 )
-_TOUCH_BATCH = 512  # hits remembered in memory before the writer appends them
+_TOUCH_BATCH = 4096  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
 _SWEEP_EVERY = 86_400.0  # seconds between sweeps for orphaned object files
 
