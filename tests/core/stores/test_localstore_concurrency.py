@@ -230,12 +230,12 @@ def test_connections_of_finished_threads_are_released(tmp_path: Path) -> None:
 
 def test_many_hits_are_recorded_for_lru(tmp_path: Path) -> None:
     store = LocalStore(tmp_path, budget=None)
-    for i in range(1_200):
+    for i in range(4_200):
         store.put(f"k{i}", b"x" * 10)
     store.flush()
-    for i in range(1_100):  # more than one batch of hits, handed to the writer
+    for i in range(4_150):  # more than one batch of hits: the first is handed to the writer
         assert store.get(f"k{i}") == b"x" * 10
     store.flush()
-    assert store.evict(11_000) == 100  # the 100 never read go first
-    assert sorted(store.keys()) == sorted(f"k{i}" for i in range(1_100))
+    assert store.evict(41_500) == 50  # the 50 never read go first
+    assert sorted(store.keys()) == sorted(f"k{i}" for i in range(4_150))
     store.close()
