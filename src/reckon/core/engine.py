@@ -11,10 +11,11 @@ How a request travels:
    event loop. The flight delivers its value (or its exception) to every waiter.
 3. **The flight**: at level FULL it first tries the store, then takes the store's lease for the
    key (so two processes compute once), looks again, computes, delivers, and writes the encoded
-   value to the store. ``get`` computes in the calling thread; ``resolve`` computes in a task of
-   its own on the caller's loop, so cancelling the caller does not cancel the computation while
-   other waiters remain. When the last waiter of a resolve leaves by cancellation, the
-   computation is cancelled.
+   value to the store. ``get`` computes in the calling thread. ``resolve`` calls ``compute`` on
+   the caller's loop and awaits what it returns in a task of its own, so cancelling the caller
+   does not cancel the computation while other waiters remain; when the last waiter leaves by
+   cancellation, the computation is cancelled. (A plain value completes at once: a synchronous
+   function cannot be interrupted midway anyway.)
 
 Failures are delivered, never cached. Store failures are logged and become misses.
 """
@@ -77,8 +78,6 @@ class _Flight:
         "key",
         "level",
         "loop",
-        "operator_cancel",
-        "outcome",
         "parent",
         "pinned",
         "record",
@@ -102,7 +101,6 @@ class _Flight:
         self.done = False
         self.value: Any = None
         self.exc: BaseException | None = None
-        self.outcome: Outcome | None = None
         self.event: threading.Event | None = None
         self.futures: list[asyncio.Future[Any]] = []
         self.task: asyncio.Task[None] | None = None
@@ -110,7 +108,6 @@ class _Flight:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: int | None = None
         self.pinned = False
-        self.operator_cancel = False
 
 
 # The flight whose computation is running in this context: the parent of requests made now.
@@ -302,7 +299,6 @@ class Engine:
             flight = self._by_task.get(task_id)
             if flight is None or flight.done:
                 return False
-            flight.operator_cancel = True
             self._forget_locked(flight)
         self._finish(
             flight,
@@ -513,17 +509,15 @@ class Engine:
                     # between our first look and taking the lease.
                     if self._load(flight) is not MISSING:
                         return
-                    self._compute_sync(flight, compute, lease)
+                    self._compute_sync(flight, compute)
                 finally:
                     lease.release()
             else:
-                self._compute_sync(flight, compute, None)
+                self._compute_sync(flight, compute)
         finally:
             _CURRENT.reset(token)
 
-    def _compute_sync(
-        self, flight: _Flight, compute: Callable[[], Any], lease: _GuardedLease | None
-    ) -> None:
+    def _compute_sync(self, flight: _Flight, compute: Callable[[], Any]) -> None:
         if flight.done:  # cancelled by an operator while waiting for the lease
             return
         self._running(flight)
@@ -601,8 +595,10 @@ class Engine:
             start = time.perf_counter()
             try:
                 result = compute()
-            except Exception as exc:
+            except BaseException as exc:
                 self._fail(flight, exc)
+                if not isinstance(exc, Exception):
+                    raise
                 return
             if _is_awaitable(result):
                 # Created while _CURRENT is this flight: the task's context copy inherits it.
@@ -732,7 +728,6 @@ class Engine:
             flight.done = True
             flight.value = value
             flight.exc = exc
-            flight.outcome = outcome
             self._forget_locked(flight)
             if exc is None and flight.level and not self._closed:
                 # Pinned until the last waiter has its value, so it cannot be evicted between
