@@ -15,8 +15,9 @@ from reckon.observe import protocol as p
 
 def test_request_round_trips_in_both_codecs() -> None:
     req = p.Request(7, "tasks", {"state": "running", "title": "fit", "limit": 5})
-    for codec in ("msgpack", "json"):
-        frame = p.encode_request(req, codec)  # type: ignore[arg-type]
+    codecs: tuple[p.Codec, ...] = ("msgpack", "json")
+    for codec in codecs:
+        frame = p.encode_request(req, codec)
         assert isinstance(frame, bytes if codec == "msgpack" else str)
         assert p.decode_request(frame) == req
 

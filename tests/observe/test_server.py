@@ -14,6 +14,7 @@ import msgpack
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
+from websockets.typing import Origin
 
 from reckon.core import CachingLevel, Engine, LocalStore, RequestId
 from reckon.errors import (
@@ -252,10 +253,10 @@ def test_json_subprotocol_for_the_web_page(server: ServerHandle) -> None:
 
 def test_foreign_browser_origins_are_refused(server: ServerHandle) -> None:
     with pytest.raises(InvalidStatus) as info:
-        ws_connect(server.ws_url, origin="http://evil.example")  # type: ignore[arg-type]
+        ws_connect(server.ws_url, origin=Origin("http://evil.example"))
     assert info.value.response.status_code == 403
     own = f"http://127.0.0.1:{server.port}"
-    with ws_connect(server.ws_url, origin=own) as ws:  # type: ignore[arg-type]
+    with ws_connect(server.ws_url, origin=Origin(own)) as ws:
         ws.send(p.encode_request(p.Request(1, "ping")))
         assert p.loads(ws.recv(timeout=10))["type"] == "result"
 
@@ -328,12 +329,13 @@ def test_coalesced_subscriptions_get_the_latest_state_of_each_task(
 def test_event_queue_drops_and_counts_when_full() -> None:
     async def main() -> None:
         q = _EventQueue(asyncio.get_running_loop(), maxsize=3)
-        for i in range(5):
-            q.put(i)  # type: ignore[arg-type]
+        items: list[Any] = [object() for _ in range(6)]
+        for item in items[:5]:
+            q.put(item)
         assert q.dropped == 2
-        assert await q.get_batch(10) == [0, 1, 2]
-        q.put(9)  # type: ignore[arg-type]
-        assert await asyncio.wait_for(q.get_batch(10), 5) == [9]
+        assert await q.get_batch(10) == items[:3]
+        q.put(items[5])
+        assert await asyncio.wait_for(q.get_batch(10), 5) == items[5:]
 
     asyncio.run(main())
 
