@@ -18,6 +18,7 @@ def test_gen_writes_a_typed_package_with_relative_imports() -> None:
     names = sorted(p.name for p in pkg.iterdir() if p.is_file())
     assert names == [
         "__init__.py",
+        "_descriptors.binpb",
         "rtest_pb2.py",
         "rtest_pb2.pyi",
         "rtest_pb2_grpc.py",
