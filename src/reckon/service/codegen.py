@@ -15,7 +15,6 @@ from pathlib import Path
 
 from reckon.errors import ConfigurationError
 
-
 #: The FileDescriptorSet (with source comments) written beside the generated package.
 DESCRIPTOR_SET = "_descriptors.binpb"
 
