@@ -100,7 +100,9 @@ def test_full_writes_once_with_its_cost_and_reads_in_a_fresh_engine() -> None:
         time.sleep(0.02)
         return "value"
 
-    assert Engine(store=store).get(rid, FULL, slow) == "value"
+    first = Engine(store=store)
+    assert first.get(rid, FULL, slow) == "value"
+    assert first.stats()["counters"]["stored"] == 1
     assert list(store.data) == [rid.disk_key]
     assert store.costs[rid.disk_key] >= 0.015
     fresh = Engine(store=store)

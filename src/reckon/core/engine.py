@@ -851,6 +851,8 @@ class Engine:
             store.put(flight.id.disk_key, data, cost=cost)
         except Exception as exc:
             self._store_failed("put", exc)
+        else:
+            self.introspector.count("stored")
 
     def _store_failed(self, operation: str, exc: BaseException) -> None:
         self.introspector.count("store_errors")

@@ -196,6 +196,7 @@ COUNTER_NAMES = (
     "failed",
     "cancelled",
     "shared",
+    "stored",
     "store_errors",
     "encode_errors",
 )
