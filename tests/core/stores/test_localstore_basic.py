@@ -171,3 +171,15 @@ def test_fsync_mode_works(tmp_path: Path) -> None:
     assert s.get("small") == b"s"
     assert s.get("big") == b"b" * 100_000
     s.close()
+
+
+def test_odd_buffers(store: LocalStore) -> None:
+    strided = memoryview(bytes(range(200)))[::2]
+    store.put("strided", strided)
+    store.put("signed", memoryview(bytearray(b"abc")).cast("b"))
+    arr = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+    store.put("fortran", memoryview(np.asfortranarray(arr)))
+    store.flush()
+    assert bytes(store.get("strided") or b"") == bytes(range(0, 200, 2))
+    assert bytes(store.get("signed") or b"") == b"abc"
+    assert bytes(store.get("fortran") or b"") == arr.tobytes()  # what bytes(view) gives

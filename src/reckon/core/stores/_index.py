@@ -140,6 +140,7 @@ class Index:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: weakref.WeakKeyDictionary[_Conn, int] = weakref.WeakKeyDictionary()
+        self._epoch = 0  # bumped by a rebuild: every thread reconnects on its next use
         self.open()
         _indexes.add(self)
 
@@ -169,7 +170,7 @@ class Index:
         """This thread's connection; a new one after fork, or when the index file was replaced."""
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.gen == _generation[0]:
+        if conn is not None and local.gen == _generation[0] and local.epoch == self._epoch:
             now = time.monotonic()
             if now < local.next_check:
                 return conn
@@ -178,10 +179,14 @@ class Index:
                 return conn
             self._drop(conn)
         elif conn is not None:
-            _abandoned.append(conn)
+            if local.gen == _generation[0]:
+                self._drop(conn)  # the index was rebuilt under this thread's feet
+            else:
+                _abandoned.append(conn)
         conn = self._connect()
         local.conn = conn
         local.gen = _generation[0]
+        local.epoch = self._epoch
         local.ino = self._current_ino()
         local.next_check = time.monotonic() + 1.0
         return conn
@@ -305,7 +310,8 @@ class Index:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.path + suffix, aside + suffix)
-        self.close()
+        self.reset_thread()
+        self._epoch += 1
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
             recovered = self._create(conn, recover=True)

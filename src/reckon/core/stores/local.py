@@ -90,11 +90,9 @@ def _bytes_like(data: object) -> bytes | memoryview:
             f"a store holds bytes; got {type(data).__name__}: encode the value first "
             "(Engine does this with its codec)"
         ) from None
-    if view.ndim == 1 and view.format in ("B", "b", "c"):
-        return view
-    if view.c_contiguous:
-        return view.cast("B")
-    return memoryview(view.tobytes())
+    if not view.c_contiguous:
+        return memoryview(view.tobytes())
+    return view if view.ndim == 1 and view.format == "B" else view.cast("B")
 
 
 class _Put:
