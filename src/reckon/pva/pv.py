@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -188,40 +188,55 @@ def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
     return value
 
 
-def _leaf_paths(update: Mapping[str, Any], t: Structure, prefix: str = "") -> Iterable[str]:
+_LAYOUT: dict[Structure, dict[str, tuple[FieldDesc, int, bool]]] = {}
+
+
+def _layout(t: Structure) -> dict[str, tuple[FieldDesc, int, bool]]:
+    """name -> (type, bit offset relative to ``t``, is a structure), computed once per type."""
+    lay = _LAYOUT.get(t)
+    if lay is None:
+        offsets = t.offsets
+        lay = {name: (sub, offsets[name], isinstance(sub, Structure)) for name, sub in t.fields}
+        if len(_LAYOUT) > 4096:
+            _LAYOUT.clear()
+        _LAYOUT[t] = lay
+    return lay
+
+
+def _merge(
+    t: Structure, old: Mapping[str, Any], update: Mapping[str, Any], base: int, prefix: str
+) -> tuple[dict[str, Any], int]:
+    lay = _layout(t)
+    new = dict(old)
+    mask = 0
     for name, v in update.items():
-        if name not in t:
+        entry = lay.get(name)
+        if entry is None:
             raise PvaTypeError(
                 f"no field {prefix + name!r} in {t.id or 'structure'}; it has {list(t.names)}"
             )
-        sub = t[name]
-        if isinstance(sub, Structure) and isinstance(v, Mapping):
-            yield from _leaf_paths(v, sub, prefix + name + ".")
+        sub, off, is_struct = entry
+        if is_struct and isinstance(v, Mapping):
+            assert isinstance(sub, Structure)
+            child, m = _merge(
+                sub, old.get(name) or sub.default(), v, base + off, prefix + name + "."
+            )
+            new[name] = child
+            mask |= m
         else:
-            yield prefix + name
+            new[name] = coerce(sub, v, prefix + name)
+            mask |= 1 << (base + off)
+    return new, mask
 
 
 def merge(
     t: Structure, old: dict[str, Any], update: Mapping[str, Any]
 ) -> tuple[dict[str, Any], int]:
-    """A new value: ``old`` with ``update`` applied (copy-on-write), and the changed-bit mask."""
-    new = dict(old)
-    mask = 0
-    for name, v in update.items():
-        if name not in t:
-            raise PvaTypeError(
-                f"no field {name!r} in {t.id or 'structure'}; it has {list(t.names)}"
-            )
-        sub = t[name]
-        if isinstance(sub, Structure) and isinstance(v, Mapping):
-            child, _ = merge(sub, old.get(name) or sub.default(), v)
-            new[name] = child
-        else:
-            new[name] = coerce(sub, v, name)
-    offsets = t.offsets
-    for path in _leaf_paths(update, t):
-        mask |= 1 << offsets[path]
-    return new, mask
+    """A new value: ``old`` with ``update`` applied (copy-on-write), and the changed-bit mask.
+
+    Unchanged sub-structures are shared with ``old``; the mask has one bit per field set.
+    """
+    return _merge(t, old, update, 0, "")
 
 
 def _now() -> dict[str, int]:
