@@ -187,3 +187,26 @@ def test_non_contiguous_array_views_keep_their_values() -> None:
     view = base[::3, 1::2]
     assert not view.flags.c_contiguous
     assert np.array_equal(codec.decode(codec.encode(view)), view)
+
+
+def test_compression_from_many_threads_at_once() -> None:
+    import threading
+
+    codec = PickleCodec(compress_threshold=0)
+    values = [{"n": i, "text": "reckon " * (100 + i)} for i in range(8)]
+    errors: list[BaseException] = []
+
+    def work(value: dict[str, object]) -> None:
+        try:
+            for _ in range(200):
+                assert codec.decode(codec.encode(value)) == value
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(v,)) for v in values]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert pickle.loads(pickle.dumps(codec)).decode(codec.encode(values)) == values

@@ -23,6 +23,7 @@ import mmap
 import pickle
 import struct
 import sys
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 from reckon.errors import CodecError
@@ -87,8 +88,8 @@ class PickleCodec:
         self.compress_threshold = compress_threshold
         self.compress_level = compress_level
         self.buffer_threshold = buffer_threshold
-        self._zc: Any = None
-        self._zd: Any = None
+        # zstd (de)compressors must not be shared between threads: one of each per thread.
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return (
@@ -150,20 +151,31 @@ class PickleCodec:
         return out
 
     def _compress(self, data: bytes) -> bytes:
-        if self._zc is None:
+        zc = getattr(self._local, "zc", None)
+        if zc is None:
             import zstandard
 
-            self._zc = zstandard.ZstdCompressor(level=self.compress_level)
-        out: bytes = self._zc.compress(data)
+            zc = self._local.zc = zstandard.ZstdCompressor(level=self.compress_level)
+        out: bytes = zc.compress(data)
         return out
 
     def _decompress(self, data: memoryview, size: int) -> bytes:
-        if self._zd is None:
+        zd = getattr(self._local, "zd", None)
+        if zd is None:
             import zstandard
 
-            self._zd = zstandard.ZstdDecompressor()
-        out: bytes = self._zd.decompress(data, max_output_size=size)
+            zd = self._local.zd = zstandard.ZstdDecompressor()
+        out: bytes = zd.decompress(data, max_output_size=size)
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     # ------------------------------------------------------------------ decode
     def decode(self, data: bytes | memoryview) -> object:
