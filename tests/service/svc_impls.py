@@ -133,3 +133,9 @@ class MemoStock(StockService):
     async def Count(self, request: pb.Key, ctx: CallContext) -> pb.Item:
         MemoStock.computed.append(request.id)
         return pb.Item(id=request.id, count=len(MemoStock.computed))
+
+
+class BrokenCatalog(CatalogService):
+    async def ready(self) -> None:
+        await super().ready()
+        raise RuntimeError("the record player is on fire")

@@ -204,3 +204,17 @@ def test_children_die_with_a_runtime_killed_by_sigkill(tmp_path: Path, node_modu
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_a_failing_ready_stops_what_had_started(tmp_path: Path) -> None:
+    from reckon.errors import DeploymentError, ServiceNotFoundError
+
+    services = two_services("inprocess", implementation="svc_impls:BrokenCatalog")
+    services["stock"]["placement"] = "process"
+    unit = Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path)))
+    with pytest.raises(DeploymentError, match="'catalog' failed in ready\\(\\): RuntimeError"):
+        await unit.start()
+    stock = unit.children["stock"]
+    assert stock.proc is not None and stock.proc.returncode is not None
+    with pytest.raises(ServiceNotFoundError, match="not running"):
+        unit.locate(Catalog)

@@ -214,6 +214,10 @@ class Unit:
         token = current_call.set(CallContext(sctx, "ready"))  # its calls come from it
         try:
             await instance.ready()
+        except Exception as exc:
+            raise DeploymentError(
+                f"service {name!r} failed in ready(): {type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             current_call.reset(token)
         self.started.append(name)
@@ -261,7 +265,11 @@ class Unit:
     # -- locate --------------------------------------------------------------------------------
 
     def _target(self, definition: ServiceDef[Any]) -> str:
-        assert self.plan is not None, "the unit is not started"
+        if self.plan is None or self._stopped:
+            raise ServiceNotFoundError(
+                f"unit {self.deployment.name!r} is not running; locate services between "
+                "start() and stop() (or inside `async with Unit(...)`)"
+            )
         name = self.plan.exporter(definition)
         if name is None:
             raise ServiceNotFoundError(
