@@ -108,3 +108,17 @@ def test_python_m_reckon_observe_runs_a_script_with_a_server(tmp_path: Path) -> 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_on_a_busy_port_is_a_clear_error() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [RECKON, "serve", "--port", str(port)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 1
+    assert "address already in use" in done.stderr and "Traceback" not in done.stderr

@@ -48,6 +48,7 @@ def serve(
 ) -> None:
     """Serve an engine's introspection: websocket API and web page on one port."""
     from reckon.core import Engine, LocalStore
+    from reckon.errors import ReckonError
     from reckon.observe.server import serve as start_server
     from reckon.observe.workload import DemoWorkload
 
@@ -57,10 +58,16 @@ def serve(
     if cache_dir is None:
         temp = tempfile.TemporaryDirectory(prefix="reckon-serve-")
         cache_dir = Path(temp.name)
-    engine = Engine(store=LocalStore(cache_dir), name=f"serve:{cache_dir.name}")
-    handle = start_server(
-        engine, host, port, token=token, require_token=True if require_token else None
-    )
+    try:
+        engine = Engine(store=LocalStore(cache_dir), name=f"serve:{cache_dir.name}")
+        handle = start_server(
+            engine, host, port, token=token, require_token=True if require_token else None
+        )
+    except ReckonError as exc:
+        print(f"reckon serve: {exc}", file=sys.stderr)
+        if temp is not None:
+            temp.cleanup()
+        raise typer.Exit(1) from None
     workload = DemoWorkload(engine, workers=workers).start() if demo else None
     print(f"reckon observe: serving {handle.url}", flush=True)
     print(f"  websocket API {handle.ws_url}   cache {cache_dir}", flush=True)
