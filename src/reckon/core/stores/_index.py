@@ -115,6 +115,8 @@ def _after_fork_in_child() -> None:
     _generation[0] += 1
     _abandoned.extend(_fork_guard)
     _fork_guard.clear()
+    for index in list(_indexes):
+        index._lock = threading.Lock()  # another thread may have held it at the fork
 
 
 os.register_at_fork(

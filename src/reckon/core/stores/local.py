@@ -147,7 +147,11 @@ class LocalStore:
             raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
         if inline_threshold < 0 or mmap_threshold < 0 or queue_bytes <= 0:
             raise StoreError("inline_threshold and mmap_threshold must be >= 0, queue_bytes > 0")
-        self.path = os.path.abspath(os.fspath(path)) if path is not None else default_directory()
+        self.path = (
+            os.path.abspath(os.path.expanduser(os.fspath(path)))
+            if path is not None
+            else default_directory()
+        )
         self.budget = budget
         self.policy: Policy = policy
         self.inline_threshold = inline_threshold
