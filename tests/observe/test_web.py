@@ -100,6 +100,28 @@ async def test_page_shows_a_new_computation_within_a_second(
     await page.wait_for_function(
         "document.querySelectorAll('#tasks tbody tr').length === 1", timeout=10_000
     )
+
+    # The buttons: capture off and on, clear memory, clear history.
+    await page.click("#btn-capture")
+    await page.wait_for_selector("#btn-capture:text('capture: off')", timeout=10_000)
+    assert engine.introspector.capture is False
+    await page.click("#btn-capture")
+    await page.wait_for_selector("#btn-capture:text('capture: on')", timeout=10_000)
+    assert engine.introspector.capture is True
+    assert len(engine.memory) > 0
+    await page.click("#btn-clear-memory")
+    await page.wait_for_function("document.getElementById('c-memory').textContent !== ''")
+    for _ in range(100):
+        if len(engine.memory) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert len(engine.memory) == 0
+    await page.fill("#filter", "")
+    await page.click("#btn-clear-history")
+    await page.wait_for_function(
+        "document.querySelectorAll('#tasks tbody tr').length === 0", timeout=10_000
+    )
+    assert engine.introspector.history() == []
     assert errors == []
 
 
