@@ -167,6 +167,72 @@ def bench_big_array(mb: int = 100) -> None:
     )
 
 
+# ------------------------------------------------------------------------------ engine + store
+_ENGINE_HIT_CHILD = r"""
+import sys, time
+kind, path, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if kind == "reckon":
+    from reckon.core import CachingLevel, Engine, LocalStore, RequestId
+    engine = Engine(store=LocalStore(path))
+    ids = [RequestId("bench", "small", i) for i in range(n)]
+    def fail():
+        raise SystemExit("a miss")
+    t = time.perf_counter()
+    for rid in ids:
+        engine.get(rid, CachingLevel.FULL, fail)
+else:
+    import diskcache
+    cache = diskcache.Cache(path)
+    keys = [f"small-{i}" for i in range(n)]
+    t = time.perf_counter()
+    for k in keys:
+        if cache.get(k) is None:
+            raise SystemExit("a miss")
+print((time.perf_counter() - t) / n * 1e6)
+"""
+
+
+def bench_engine_store_hit(n: int = 2_000) -> None:
+    """Store hits through the whole engine (decode, record, memory insert) in a fresh process,
+    beside diskcache.Cache.get of the same values."""
+    import subprocess
+
+    values = [{"i": i, "payload": os.urandom(32).hex()} for i in range(n)]
+
+    def once(kind: str) -> float:
+        root = tempfile.mkdtemp(prefix="reckon-bench-")
+        try:
+            if kind == "reckon":
+                with Engine(store=LocalStore(root)) as engine:
+                    for i, v in enumerate(values):
+                        engine.get(RequestId("bench", "small", i), CachingLevel.FULL, lambda v=v: v)
+            else:
+                import diskcache
+
+                with diskcache.Cache(root) as cache:
+                    for i, v in enumerate(values):
+                        cache.set(f"small-{i}", v)
+            out = subprocess.run(
+                [sys.executable, "-c", _ENGINE_HIT_CHILD, kind, root, str(n)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            return float(out)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    ROWS.append(
+        (
+            f"Engine.get FULL store hit, fresh process ({n:,} values)",
+            "us/op",
+            median(lambda: once("reckon"), 3),
+            "diskcache.Cache.get",
+            median(lambda: once("diskcache"), 3),
+        )
+    )
+
+
 # ------------------------------------------------------------------------------ store rows
 def bench_store() -> None:
     try:
@@ -183,6 +249,7 @@ def main() -> None:
     bench_memory_hit()
     bench_concurrent_resolves()
     bench_big_array()
+    bench_engine_store_hit()
     bench_store()
     higher_is_better = {"resolves/s"}
     print()

@@ -19,6 +19,7 @@ Frames (first byte is the kind):
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import pickle
 import struct
@@ -223,49 +224,53 @@ class PickleCodec:
         return estimate_size(value)
 
 
-_ATOMIC = (int, float, bool, complex, type(None))
+_ATOMIC = frozenset({int, float, bool, complex, type(None)})
+_TEXT = frozenset({str, bytes, bytearray})
+_SEQUENCES = (list, tuple, set, frozenset)
 _SAMPLE = 64
+_getsizeof = sys.getsizeof
 
 
 def estimate_size(value: object, _depth: int = 0) -> int:
     """A cheap estimate of the bytes ``value`` holds: exact for bytes, str and arrays, sampled for
     large containers (at most 64 items per level, three levels deep)."""
     t = type(value)
-    if t is bytes or t is str or t is bytearray:
-        return sys.getsizeof(value)
     if t in _ATOMIC:
         return 32
+    if t in _TEXT:
+        return _getsizeof(value)
     nbytes = getattr(value, "nbytes", None)
-    if isinstance(nbytes, int) and not isinstance(value, type):
+    if type(nbytes) is int and not isinstance(value, type):
         return nbytes + 128  # numpy arrays, memoryviews, ... (buffer plus object header)
     try:
-        base = sys.getsizeof(value)
+        base = _getsizeof(value)
     except TypeError:
         base = 64
     if _depth >= 3:
         return base
-    if t is dict or isinstance(value, dict):
-        n = len(value)  # type: ignore[arg-type]
-        if not n:
-            return base
-        items = list(_take(value.items(), _SAMPLE))  # type: ignore[attr-defined]
-        sampled = sum(estimate_size(k, _depth + 1) + estimate_size(v, _depth + 1) for k, v in items)
-        return base + sampled * n // len(items)
-    if isinstance(value, list | tuple | set | frozenset):
+    depth = _depth + 1
+    total = 0
+    if isinstance(value, dict):
         n = len(value)
         if not n:
             return base
-        items = list(_take(value, _SAMPLE))
-        sampled = sum(estimate_size(v, _depth + 1) for v in items)
-        return base + sampled * n // len(items)
+        items = value.items() if n <= _SAMPLE else itertools.islice(value.items(), _SAMPLE)
+        seen = 0
+        for k, v in items:
+            total += estimate_size(k, depth) + estimate_size(v, depth)
+            seen += 1
+        return base + total * n // seen
+    if isinstance(value, _SEQUENCES):
+        n = len(value)
+        if not n:
+            return base
+        elements = value if n <= _SAMPLE else itertools.islice(value, _SAMPLE)
+        seen = 0
+        for v in elements:
+            total += estimate_size(v, depth)
+            seen += 1
+        return base + total * n // seen
     attrs = getattr(value, "__dict__", None)
     if isinstance(attrs, dict):
-        return base + estimate_size(attrs, _depth + 1)
+        return base + estimate_size(attrs, depth)
     return base
-
-
-def _take(iterable: Any, n: int) -> Any:
-    for i, item in enumerate(iterable):
-        if i >= n:
-            return
-        yield item
