@@ -91,11 +91,12 @@ def _inprocess_call(
             user, auth = parent.user, parent.authorization
             if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
                 deadline = parent.deadline
+        md = None if metadata is None else _metadata_dict(metadata)
         if strict:
             request = expected.FromString(request.SerializeToString())
-            response = await invoke(m, request, user, auth, deadline, _metadata_dict(metadata))
+            response = await invoke(m, request, user, auth, deadline, md)
             return m.output.FromString(response.SerializeToString())
-        return await invoke(m, request, user, auth, deadline, _metadata_dict(metadata))
+        return await invoke(m, request, user, auth, deadline, md)
 
     call.__name__ = m.name
     return call

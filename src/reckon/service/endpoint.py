@@ -85,7 +85,14 @@ class Endpoint:
             raise UnauthenticatedError(
                 f"{self.definition.full_name}/{method.name} requires basic authentication"
             )
-        ctx = CallContext(self.sctx, method.name, user, authorization, deadline, metadata or {})
+        ctx = CallContext(
+            self.sctx,
+            method.name,
+            user,
+            authorization,
+            deadline,
+            {} if metadata is None else metadata,
+        )
         parent = current_call.get()
         token = current_call.set(ctx)
         call_id = -1
@@ -124,7 +131,7 @@ class Endpoint:
             current_call.reset(token)
             if call_id >= 0:
                 self.inflight.pop(call_id, None)
-        if not isinstance(response, method.output):
+        if type(response) is not method.output and not isinstance(response, method.output):
             err = ServiceCallError(
                 f"{self.name}/{method.name} returned {type(response).__name__}, "
                 f"expected {method.output.DESCRIPTOR.full_name}",
@@ -132,7 +139,8 @@ class Endpoint:
             )
             self._trace(parent, method, request, None, err, start)
             raise err
-        self._trace(parent, method, request, response, None, start)
+        if self.tracer is not None:
+            self._trace(parent, method, request, response, None, start)
         return response
 
     def _trace(
