@@ -19,6 +19,7 @@ from typing import Any
 
 from ._arrays import HAVE_NUMPY, ITEM_SIZE, decode_numeric, encode_numeric
 from ._arrays import _np as _np
+from ._bitset import encode_bitset
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
 from ._types import (
@@ -98,15 +99,13 @@ class Codec:
 
     def encode_partial(self, t: Structure, value: Any, mask: int, out: bytearray) -> None:
         """Bitset then the selected fields (bit 0 = everything)."""
-        mask &= (1 << t.bit_count) - 1
         if mask & 1:
-            mask = 1
-        from ._bitset import encode_bitset
-
-        if mask == 1 or mask == 0:
-            out += encode_bitset(mask, self.big_endian)
-            if mask == 1:
-                self.encode_value(t, value, out)
+            out += b"\x01\x01"
+            self.encode_value(t, value, out)
+            return
+        mask &= (1 << t.bit_count) - 1
+        if mask == 0:
+            out += b"\x00"
             return
         enc, wire_mask = _partial_encoder(t, self.big_endian, mask)
         out += encode_bitset(wire_mask, self.big_endian)

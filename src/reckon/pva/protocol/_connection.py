@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._codec import Codec
-from ._constants import HEADER_SIZE, Command, ControlCommand, Flags
+from ._constants import HEADER_SIZE, Command, ControlCommand
 from ._errors import (
     DecodeError,
     LimitExceededError,
@@ -47,6 +47,7 @@ from ._events import (
     Event,
     GetField,
     GetFieldResponse,
+    GetResponse,
     MarkTotalBytesSent,
     Message,
     MonitorAck,
@@ -81,6 +82,7 @@ from ._state import (
 )
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache
+from ._types import Structure
 
 
 class _Sentinel:
@@ -117,6 +119,16 @@ class RequestInfo(OpContext):
     cancelled: bool = False
 
 
+_HDR = {False: struct.Struct("<BBBBI"), True: struct.Struct(">BBBBI")}
+_U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
+_CONTROL, _SEG_FIRST, _SEG_LAST, _SEG_MIDDLE, _FROM_SERVER, _BIG = (
+    0x01,
+    0x10,
+    0x20,
+    0x30,
+    0x40,
+    0x80,
+)
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 _TOMBSTONES = 1024
@@ -236,8 +248,7 @@ class _Connection:
                         self.state = ConnectionState.CLOSED
                         return ConnectionClosed()
                     return NEED_DATA
-                header, payload = msg
-                events = self._receive(header.command, header.flags, header.size, payload)
+                events = self._receive(*msg)
             except RemoteProtocolError as exc:
                 self._fail(exc)
             except LocalProtocolError as exc:  # an event built from wire data was invalid
@@ -262,6 +273,11 @@ class _Connection:
         """Bytes for one event; LocalProtocolError if the state does not allow it."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
+        t = type(event)
+        if (t is MonitorUpdate or t is GetResponse) and self._server and not self.segment_size:
+            fast = self._send_value_fast(event)  # type: ignore[arg-type]
+            if fast is not None:
+                return fast
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
         ctl = _CONTROL_EVENTS.get(type(event))
@@ -281,12 +297,53 @@ class _Connection:
         self.bytes_sent += len(data)
         return data
 
+    def _send_value_fast(self, ev: MonitorUpdate | GetResponse) -> bytes | None:
+        """The server's hot path (monitor updates, get responses): one buffer, no detours.
+        Returns None to fall back to the general path for anything unusual."""
+        req = self._requests.get(ev.ioid)
+        if req is None or self.state is not ConnectionState.VALIDATED:
+            return None
+        st = req.type
+        if not isinstance(st, Structure):
+            return None
+        be = self.big_endian
+        tx = self._tx
+        tx.big_endian = be
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ev.ioid)
+        if type(ev) is MonitorUpdate:
+            assert isinstance(ev, MonitorUpdate)
+            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
+                return None
+            out.append(0)
+            tx.encode_partial(st, ev.value, ev.changed.mask, out)
+            out += ev.overrun.encode(be) if ev.overrun.mask else b"\x00"
+            cmd = Command.MONITOR
+        else:
+            assert isinstance(ev, GetResponse)
+            if (
+                req.command != Command.GET
+                or req.state is not RequestState.EXECUTING
+                or ev.status is not Status.OK
+                or ev.value is None
+                or ev.destroy
+                or req.last
+            ):
+                return None
+            out += b"\x00\xff"
+            tx.encode_partial(st, ev.value, ev.changed.mask, out)
+            req.state = RequestState.READY
+            cmd = Command.GET
+        _HDR[be].pack_into(out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), cmd, len(out) - 8)
+        self.bytes_sent += len(out)
+        return bytes(out)
+
     def send_many(self, events: Iterable[Event]) -> bytes:
         return b"".join(self.send(e) for e in events)
 
     # ------------------------------------------------------------------- framing
     def _flags(self) -> int:
-        return Flags.FROM_SERVER if self._server else 0
+        return _FROM_SERVER if self._server else 0
 
     def _frame(self, cmd: int, payload: bytes) -> bytes:
         be = self.big_endian
@@ -297,11 +354,11 @@ class _Connection:
         out = bytearray()
         for i, part in enumerate(parts):
             if i == 0:
-                f = Flags.SEGMENT_FIRST
+                f = _SEG_FIRST
             elif i == len(parts) - 1:
-                f = Flags.SEGMENT_LAST
+                f = _SEG_LAST
             else:
-                f = Flags.SEGMENT_MIDDLE
+                f = _SEG_MIDDLE
             out += encode_header(cmd, self._flags() | f, len(part), be)
             out += part
         return bytes(out)
@@ -318,7 +375,7 @@ class _Connection:
             value = event.total
         elif isinstance(event, (ControlEchoRequest, ControlEchoResponse)):
             value = event.value
-        data = encode_header(ctl, self._flags() | Flags.CONTROL, value, be)
+        data = encode_header(ctl, self._flags() | _CONTROL, value, be)
         self.bytes_sent += len(data)
         return data
 
@@ -329,9 +386,9 @@ class _Connection:
 
     # ------------------------------------------------------------------- receiving
     def _receive(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
-        if flags & Flags.CONTROL:
+        if flags & _CONTROL:
             if cmd == ControlCommand.SET_BYTE_ORDER:
-                be = bool(flags & Flags.BIG_ENDIAN)
+                be = bool(flags & _BIG)
                 if not self._server:
                     self.big_endian = be
                 return [SetByteOrder(be)]
@@ -344,7 +401,7 @@ class _Connection:
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        self._rx.big_endian = bool(flags & Flags.BIG_ENDIAN)
+        self._rx.big_endian = bool(flags & _BIG)
         if cmd in _IGNORED_COMMANDS:
             return []
         if cmd in (Command.BEACON, Command.ORIGIN_TAG):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._bitset import BitSet
@@ -95,6 +95,7 @@ __all__ = [
 
 ALL_CHANGED = BitSet.from_mask(1)
 """Bit 0 alone: the whole structure."""
+NO_BITS = BitSet.from_mask(0)
 
 
 def _check_u(name: str, v: object, bits: int) -> None:
@@ -114,28 +115,71 @@ def _check_addr(name: str, v: object) -> None:
         raise LocalProtocolError(f"{name} must be an IPv4 or IPv6 address, not {v!r}") from None
 
 
+def _check_u32(name: str, v: object) -> None:
+    if v.__class__ is not int or not 0 <= v <= 0xFFFFFFFF:
+        _check_u(name, v, 32)
+
+
+def _check_status(name: str, v: object) -> None:
+    if not isinstance(v, Status):
+        raise LocalProtocolError(f"status must be a Status, not {v!r}")
+
+
+def _check_bitset(name: str, v: object) -> None:
+    if not isinstance(v, BitSet):
+        raise LocalProtocolError(f"{name} must be a BitSet, not {v!r}")
+
+
+def _check_request(name: str, v: object) -> None:
+    if v is not None and not isinstance(v, VariantValue):
+        raise LocalProtocolError("pv_request must be a VariantValue (see pv_request()) or None")
+
+
+_FIELD_CHECKS: dict[str, Any] = {
+    "sid": _check_u32,
+    "cid": _check_u32,
+    "ioid": _check_u32,
+    "sequence": _check_u32,
+    "port": lambda n, v: _check_u(n, v, 16),
+    "change_count": lambda n, v: _check_u(n, v, 16),
+    "address": _check_addr,
+    "response_address": _check_addr,
+    "status": _check_status,
+    "changed": _check_bitset,
+    "pv_request": _check_request,
+}
+_CHECKS: dict[type, tuple[tuple[str, Any], ...]] = {}
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class Event:
     """Base of every event."""
 
     __slots__ = ()
 
     def _validate(self) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            if f.name in ("sid", "cid", "ioid", "sequence"):
-                _check_u(f.name, v, 32)
-            elif f.name in ("port", "change_count"):
-                _check_u(f.name, v, 16)
-            elif f.name in ("address", "response_address"):
-                _check_addr(f.name, v)
-            elif f.name == "status" and not isinstance(v, Status):
-                raise LocalProtocolError(f"status must be a Status, not {v!r}")
-            elif f.name == "changed" and not isinstance(v, BitSet):
-                raise LocalProtocolError(f"changed must be a BitSet, not {v!r}")
-            elif f.name == "pv_request" and v is not None and not isinstance(v, VariantValue):
-                raise LocalProtocolError(
-                    "pv_request must be a VariantValue (see pv_request()) or None"
-                )
+        cls = type(self)
+        checks = _CHECKS.get(cls)
+        if checks is None:
+            checks = _CHECKS[cls] = tuple(
+                (f.name, _FIELD_CHECKS[f.name])
+                for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if f.name in _FIELD_CHECKS
+            )
+        for name, check in checks:
+            check(name, getattr(self, name))
+
+    @classmethod
+    def _trusted(cls, *args: Any) -> Any:
+        """Build without validation: for events decoded from bytes that are valid by
+        construction (hot receive paths)."""
+        names = _NAMES.get(cls)
+        if names is None:
+            names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        ev = object.__new__(cls)
+        for name, value in zip(names, args, strict=True):
+            object.__setattr__(ev, name, value)
+        return ev
 
     def __post_init__(self) -> None:
         self._validate()
@@ -643,7 +687,7 @@ class MonitorUpdate(Event):
     ioid: int
     value: dict[str, Any]
     changed: BitSet = ALL_CHANGED
-    overrun: BitSet = field(default_factory=BitSet)
+    overrun: BitSet = NO_BITS
 
     def _validate(self) -> None:
         Event._validate(self)

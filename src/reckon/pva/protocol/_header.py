@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Flags
 from ._errors import DecodeError, LimitExceededError
 
+_CONTROL = 0x01
+_SEG_FIRST = 0x10
+_SEG_LAST = 0x20
+_SEG_MASK = 0x30
+_FROM_SERVER = 0x40
+_BIG = 0x80
 _LE = struct.Struct("<BBBBI")
 _BE = struct.Struct(">BBBBI")
 
@@ -43,11 +49,15 @@ class Header:
         return self.flags & Flags.SEGMENT_MASK
 
 
+def flags_be(data: bytes | bytearray, pos: int) -> int:
+    return data[pos + 2] & _BIG
+
+
 def encode_header(command: int, flags: int, size: int, big_endian: bool) -> bytes:
     """Header bytes; the byte-order flag is set from ``big_endian``."""
     if big_endian:
-        return _BE.pack(MAGIC, PROTOCOL_VERSION, flags | Flags.BIG_ENDIAN, command, size)
-    return _LE.pack(MAGIC, PROTOCOL_VERSION, flags & ~Flags.BIG_ENDIAN & 0xFF, command, size)
+        return _BE.pack(MAGIC, PROTOCOL_VERSION, int(flags) | _BIG, command, size)
+    return _LE.pack(MAGIC, PROTOCOL_VERSION, int(flags) & 0x7F, command, size)
 
 
 def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:
@@ -92,8 +102,9 @@ class Framer:
         """Bytes received but not yet returned as messages."""
         return len(self._buf) - self._pos + self._seg_size
 
-    def next_message(self) -> tuple[Header, bytes] | None:
-        """The next complete message, or None when more bytes are needed."""
+    def next_message(self) -> tuple[int, int, int, bytes] | None:
+        """The next complete message as (command, flags, size, payload), or None when more
+        bytes are needed. ``size`` is the control datum for control messages."""
         while True:
             buf = self._buf
             pos = self._pos
@@ -101,53 +112,60 @@ class Framer:
             if avail < HEADER_SIZE:
                 self._compact()
                 return None
-            h = decode_header(buf, pos)
-            if self.expect_from_server is not None and h.from_server != self.expect_from_server:
-                who = "server" if self.expect_from_server else "client"
+            magic, version, flags, command, size = (_BE if flags_be(buf, pos) else _LE).unpack_from(
+                buf, pos
+            )
+            if magic != MAGIC:
+                raise DecodeError(
+                    f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer"
+                )
+            if version == 0:
+                raise DecodeError("header version 0 is invalid")
+            expect = self.expect_from_server
+            if expect is not None and bool(flags & _FROM_SERVER) != expect:
+                who = "server" if expect else "client"
                 raise DecodeError(f"message direction flag is wrong: expected one from the {who}")
-            if h.flags & Flags.CONTROL:
+            if flags & _CONTROL:
                 self._pos = pos + HEADER_SIZE
-                return h, b""
-            if h.size > self.max_message_size or self._seg_size + h.size > self.max_message_size:
+                return command, flags, size, b""
+            if size > self.max_message_size or self._seg_size + size > self.max_message_size:
                 raise LimitExceededError(
-                    f"message of {self._seg_size + h.size} bytes is over the limit of "
+                    f"message of {self._seg_size + size} bytes is over the limit of "
                     f"{self.max_message_size} bytes (max_message_size)"
                 )
-            if avail < HEADER_SIZE + h.size:
+            if avail < HEADER_SIZE + size:
                 self._compact()
                 return None
             start = pos + HEADER_SIZE
-            payload = bytes(buf[start : start + h.size])
-            self._pos = start + h.size
-            seg = h.flags & Flags.SEGMENT_MASK
+            payload = bytes(buf[start : start + size])
+            self._pos = start + size
+            seg = flags & _SEG_MASK
             if seg == 0:
                 if self._seg_header is not None:
                     raise DecodeError("unsegmented message inside a segmented one")
-                return h, payload
-            if seg == Flags.SEGMENT_FIRST:
+                return command, flags, size, payload
+            if seg == _SEG_FIRST:
                 if self._seg_header is not None:
                     raise DecodeError("a new first segment before the last one of the previous")
-                self._seg_header = h
+                self._seg_header = Header(command, flags, size, version)
                 self._seg_parts = [payload]
-                self._seg_size = h.size
+                self._seg_size = size
                 continue
             first = self._seg_header
             if first is None:
                 raise DecodeError("middle or last segment without a first segment")
-            if h.command != first.command:
+            if command != first.command:
                 raise DecodeError(
-                    f"segment of command 0x{h.command:02x} inside a message of "
-                    f"0x{first.command:02x}"
+                    f"segment of command 0x{command:02x} inside a message of 0x{first.command:02x}"
                 )
             self._seg_parts.append(payload)
-            self._seg_size += h.size
-            if seg == Flags.SEGMENT_LAST:
+            self._seg_size += size
+            if seg == _SEG_LAST:
                 joined = b"".join(self._seg_parts)
                 self._seg_header = None
                 self._seg_parts = []
                 self._seg_size = 0
-                flags = first.flags & ~Flags.SEGMENT_MASK & 0xFF
-                return Header(first.command, flags, len(joined), first.version), joined
+                return first.command, first.flags & ~_SEG_MASK & 0xFF, len(joined), joined
 
     def _compact(self) -> None:
         if self._pos:

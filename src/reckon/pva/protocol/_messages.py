@@ -725,7 +725,7 @@ def decode_op_request(cmd: int, data: bytes, c: Codec, op: OpContext) -> list[Ev
     destroy = bool(sub & DESTROY)
     pos = 9
     if cmd == Command.GET:
-        return [Get(sid, ioid, destroy)]
+        return [Get._trusted(sid, ioid, destroy)]
     if cmd == Command.PUT:
         if sub & GET:
             return [PutRead(sid, ioid, destroy)]
@@ -794,7 +794,10 @@ def decode_op_response(cmd: int, data: bytes, c: Codec, op: OpContext) -> Event:
         mask, value, pos = c.decode_partial(st_type, data, 5, op.value)
         overrun, pos = read_bitset(data, pos, be) if pos < len(data) else (0, pos)
         op.value = value
-        return MonitorUpdate(ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun))
+        ev: Event = MonitorUpdate._trusted(
+            ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun)
+        )
+        return ev
     st, pos = decode_status(data, 5, be)
     if cmd == Command.MONITOR and destroy and not sub & INIT:
         return MonitorFinish(ioid, st)
@@ -832,7 +835,8 @@ def decode_op_response(cmd: int, data: bytes, c: Codec, op: OpContext) -> Event:
             mask, value, pos = c.decode_partial(_structure(op.type, "type"), data, pos, op.value)
             op.value = value
         cls = GetResponse if cmd == Command.GET else PutReadResponse
-        return cls(ioid, st, value, BitSet.from_mask(mask), destroy)
+        gr: Event = cls._trusted(ioid, st, value, BitSet.from_mask(mask), destroy)
+        return gr
     if cmd == Command.PUT:
         return PutResponse(ioid, st, destroy)
     if cmd == Command.PUT_GET:
