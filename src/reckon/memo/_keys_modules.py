@@ -10,14 +10,13 @@ invalidates keys: the version string of a package under development says nothing
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata as _md
 import importlib.util
 import os
 import sys
-import sysconfig
 import threading
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 __all__ = ["Origin", "module_origin", "python_token"]
 
@@ -55,7 +54,16 @@ _dist_by_top: dict[str, tuple[str, ...]] = {}
 _packages_distributions: dict[str, list[str]] | None = None
 
 
+def _md() -> Any:
+    """importlib.metadata, imported on first need (it costs ~15 ms at startup)."""
+    import importlib.metadata
+
+    return importlib.metadata
+
+
 def _stdlib_dirs() -> tuple[str, ...]:
+    import sysconfig
+
     dirs = {os.path.dirname(os.path.realpath(os.__file__))}
     for key in ("stdlib", "platstdlib"):
         try:
@@ -69,7 +77,7 @@ def _stdlib_dirs() -> tuple[str, ...]:
     return tuple(sorted(dirs))
 
 
-_STDLIB_DIRS = _stdlib_dirs()
+_STDLIB_DIRS: tuple[str, ...] | None = None
 
 
 def _is_installed_path(path: str) -> bool:
@@ -78,13 +86,17 @@ def _is_installed_path(path: str) -> bool:
 
 
 def _is_stdlib_path(path: str) -> bool:
+    global _STDLIB_DIRS
+    if _STDLIB_DIRS is None:
+        _STDLIB_DIRS = _stdlib_dirs()
     return any(path == d or path.startswith(d + os.sep) for d in _STDLIB_DIRS)
 
 
 def _reckon_origin() -> Origin:
+    md = _md()
     try:
-        version = _md.version("reckon")
-    except _md.PackageNotFoundError:  # running from a source tree
+        version = md.version("reckon")
+    except md.PackageNotFoundError:  # running from a source tree
         import reckon
 
         version = getattr(reckon, "__version__", "0")
@@ -103,18 +115,19 @@ def _distributions_for(module_name: str) -> tuple[str, ...]:
     if found is not None:
         return found
     # Cheap first: most distributions are named like the package they provide.
+    md = _md()
     parts = module_name.split(".")
     for n in range(len(parts), 0, -1):
         candidate = ".".join(parts[:n])
         try:
-            dist = _md.distribution(candidate)
-        except (_md.PackageNotFoundError, ValueError):
+            dist = md.distribution(candidate)
+        except (md.PackageNotFoundError, ValueError):
             continue
         result: tuple[str, ...] = (dist.metadata["Name"] or candidate,)
         _dist_by_top[module_name] = result
         return result
     if _packages_distributions is None:
-        _packages_distributions = dict(_md.packages_distributions())
+        _packages_distributions = dict(md.packages_distributions())
     names = sorted(set(_packages_distributions.get(top, ())))
     if len(names) > 1:  # a namespace package shared by several distributions
         prefixes = {_normalize(".".join(parts[:n])) for n in range(1, len(parts) + 1)}
@@ -129,11 +142,12 @@ def _dist_origin(module_name: str) -> Origin | None:
     names = _distributions_for(module_name)
     if not names:
         return None
+    md = _md()
     pinned = []
     for name in names:
         try:
-            pinned.append(f"{name}=={_md.version(name)}")
-        except _md.PackageNotFoundError:
+            pinned.append(f"{name}=={md.version(name)}")
+        except md.PackageNotFoundError:
             pinned.append(f"{name}==?")
     text = ", ".join(pinned)
     return Origin(DIST, text, "dist:" + text)
