@@ -589,3 +589,45 @@ def test_docs_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
         code = compile(block, f"docs/memo-keys.md[block {i}]", "exec")
         exec(code, namespace)
     assert "function memo_keys_doc.total" in capsys.readouterr().out
+
+
+def test_contiguous_arrays_are_not_copied() -> None:
+    import tracemalloc
+
+    a = np.ones(10 * 1024 * 1024 // 8)
+    hash_value(a)  # warm the dispatch table
+    tracemalloc.start()
+    try:
+        hash_value(a)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, peak
+
+
+class Nested:
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+
+    def __reckon_hash__(self) -> object:
+        return [hash_value(p) for p in self.parts]  # re-entrant use of hash_value
+
+
+def test_reentrant_and_threaded_use() -> None:
+    values = [Nested([i, str(i), {"k": [i]}]) for i in range(50)]
+    expected = [hash_value(v) for v in values]
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                assert [hash_value(v) for v in values] == expected
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
