@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from _store_helpers import (
     check_index_invariants,
     check_values,
@@ -238,4 +239,25 @@ def test_many_hits_are_recorded_for_lru(tmp_path: Path) -> None:
     store.flush()
     assert store.evict(41_500) == 50  # the 50 never read go first
     assert sorted(store.keys()) == sorted(f"k{i}" for i in range(4_150))
+    store.close()
+
+
+def _mp_writer(path: str) -> None:
+    store = LocalStore(path)
+    for i in range(50):
+        store.put(f"k{i}", bytes([i]) * 100)
+    # no flush: the child ends through multiprocessing, which skips atexit
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_queued_writes_survive_multiprocessing_exit(tmp_path: Path, method: str) -> None:
+    import multiprocessing
+
+    proc = multiprocessing.get_context(method).Process(target=_mp_writer, args=(str(tmp_path),))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 0
+    store = LocalStore(tmp_path, sync=True)
+    assert store.usage().entries == 50
+    assert all(store.get(f"k{i}") == bytes([i]) * 100 for i in range(50))
     store.close()

@@ -32,6 +32,7 @@ import logging
 import mmap
 import os
 import sqlite3
+import sys
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ from typing import Literal
 
 import xxhash
 
-from reckon.core.stores import _lease, _objects
+from reckon.core.stores import _index, _lease, _objects
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreUsage
@@ -358,6 +359,8 @@ class LocalStore:
             self.delete(key)
             return
         if self._writer is not None:
+            if _exit_hook[0] != _index._generation[0]:
+                _hook_multiprocessing_exit()
             self._writer.submit(op)
         else:
             self._apply_safely([op])
@@ -701,6 +704,19 @@ def _flush_at_exit() -> None:
             store.close()
         except Exception:
             log.exception("store %s: flush at exit failed", store.path)
+
+
+_exit_hook = [-1]  # the fork generation in which the multiprocessing exit hook was registered
+
+
+def _hook_multiprocessing_exit() -> None:
+    """multiprocessing children (fork and forkserver) end with os._exit: atexit never runs there,
+    only multiprocessing's own finalizers do. Register the flush with them too, once per process
+    (the child clears the finalizers it inherits, so this runs again on a child's first put)."""
+    _exit_hook[0] = _index._generation[0]
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _flush_at_exit, exitpriority=100)
 
 
 def _before_fork() -> None:
