@@ -147,3 +147,37 @@ def test_format_value_alarm_and_tree() -> None:
         "    b",
         '        c "t"',
     ]
+
+
+def test_p4p_client_reconnects_after_reckon_server_restart(
+    tmp_path: Path, pva_env: dict[str, str]
+) -> None:
+    """kill -9 the served reckon process, start a new one: p4p's monitor carries on."""
+    spec = tmp_path / "pvs.toml"
+    spec.write_text('[pv."cli:r"]\ntype = "i"\nvalue = 1\n')
+    server = Child([RECKON, "pva", "serve", str(spec)], pva_env)
+    monitor = Child(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "peers" / "p4p_client.py"),
+            "import queue\nq = queue.Queue()\nsub = ctx.monitor('cli:r', q.put, notify_disconnect=True)\n"
+            "while True:\n    v = q.get(timeout=60)\n"
+            "    emit(plain(v)['value'] if not isinstance(v, Exception) else type(v).__name__)\n",
+        ],
+        pva_env,
+    )
+    try:
+        assert server.readline(timeout=60).startswith("serving")
+        first = monitor.read_json(timeout=60)
+        if first == "Disconnected":  # p4p reports "not yet connected" first
+            first = monitor.read_json(timeout=60)
+        assert first == 1
+        server.kill()
+        assert monitor.read_json(timeout=60) == "Disconnected"
+        spec.write_text('[pv."cli:r"]\ntype = "i"\nvalue = 2\n')
+        server = Child([RECKON, "pva", "serve", str(spec)], pva_env)
+        assert server.readline(timeout=60).startswith("serving")
+        assert monitor.read_json(timeout=90) == 2
+    finally:
+        monitor.kill()
+        server.kill()

@@ -290,8 +290,7 @@ class _ServerProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
         peername = transport.get_extra_info("peername") or ("?", 0)
         self.peer = Peer((str(peername[0]), int(peername[1])))
         sock = transport.get_extra_info("socket")
