@@ -160,7 +160,8 @@ def test_p4p_client_reconnects_after_reckon_server_restart(
         [
             sys.executable,
             str(Path(__file__).parent / "peers" / "p4p_client.py"),
-            "import queue\nq = queue.Queue()\nsub = ctx.monitor('cli:r', q.put, notify_disconnect=True)\n"
+            "import queue\nq = queue.Queue()\n"
+            "sub = ctx.monitor('cli:r', q.put, notify_disconnect=True)\n"
             "while True:\n    v = q.get(timeout=60)\n"
             "    emit(plain(v)['value'] if not isinstance(v, Exception) else type(v).__name__)\n",
         ],
