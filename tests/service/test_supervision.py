@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -128,6 +129,55 @@ async def test_restart_never_and_exit_when_every_process_ended(tmp_path: Path) -
         os.kill(pids[1], signal.SIGKILL)
         await asyncio.wait_for(waiter, 30)
         assert all(c.restarts == 0 for c in unit.children.values())
+        for child in unit.children.values():  # ports and temp dirs are released
+            assert child.tmp_dir is None
+            with socket.socket() as s:  # (SO_REUSEADDR as servers do: TIME_WAIT remains)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", child.port))
+                s.listen()
+
+
+def test_svc_run_exits_when_every_process_has_ended(tmp_path: Path) -> None:
+    deploy = tmp_path / "deploy.toml"
+    services = {"stock": {**STOCK, "placement": "process", "restart": "never"}}
+    _write_toml(deploy, make_deployment(services, tmp_path=tmp_path))
+    status = tmp_path / "status.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reckon.cli",
+            "svc",
+            "run",
+            str(deploy),
+            "--status-file",
+            str(status),
+        ]
+    )
+    try:
+        limit = time.monotonic() + 60
+        while not status.exists():
+            assert proc.poll() is None and time.monotonic() < limit
+            time.sleep(0.05)
+        os.kill(json.loads(status.read_text())["stock"]["pid"], signal.SIGKILL)
+        assert proc.wait(timeout=30) == 0  # nothing left to run: the runtime exits by itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def test_a_killed_service_reopens_its_database(tmp_path: Path) -> None:
+    from rtest_gen.rtest_reckon import Stock
+
+    services = {"stock": {**STOCK, "placement": "process"}}
+    async with Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))) as unit:
+        stock = unit.locate(Stock)
+        assert (await stock.Count(pb.Key(id="a"))).count == 3
+        child = unit.children["stock"]
+        os.kill(child.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        await _until(lambda: child.restarts == 1 and child.state == "running")
+        # Migrations are not applied twice (the INSERT would fail on the primary key).
+        assert (await stock.Count(pb.Key(id="a"), timeout=20)).count == 3
 
 
 async def test_time_limit_kills_a_process_that_runs_too_long(tmp_path: Path) -> None:

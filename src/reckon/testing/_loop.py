@@ -4,7 +4,9 @@
 would block in ``select(timeout)`` until the next timer; the :class:`VirtualSelector` instead polls
 real file descriptors without waiting and, if none is ready, moves the clock forward by
 ``timeout``. So ``await asyncio.sleep(3600)`` returns at once with the clock one hour later, and
-timers fire in deadline order (ties in scheduling order), the same on every run.
+timers fire in deadline order, the same on every run. Work sent to an executor
+(``asyncio.to_thread``, ``run_in_executor``) runs inline, since a real thread would race the
+virtual clock.
 """
 
 from __future__ import annotations
@@ -65,6 +67,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.now
+
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
+        """Run ``func`` inline: a thread would race the virtual clock; inline is reproducible."""
+        fut: asyncio.Future[Any] = self.create_future()
+        try:
+            fut.set_result(func(*args))
+        except BaseException as exc:  # delivered to the awaiting coroutine
+            fut.set_exception(exc)
+        return fut
 
 
 def run_virtual(coro: Any, *, start: float = 0.0) -> Any:
