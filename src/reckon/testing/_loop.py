@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class VirtualClock:
@@ -68,9 +71,11 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self.clock.now
 
-    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
         """Run ``func`` inline: a thread would race the virtual clock; inline is reproducible."""
-        fut: asyncio.Future[Any] = self.create_future()
+        fut: asyncio.Future[T] = self.create_future()
         try:
             fut.set_result(func(*args))
         except BaseException as exc:  # delivered to the awaiting coroutine
