@@ -30,7 +30,7 @@ from reckon.core.stores import _objects
 
 log = logging.getLogger("reckon.core.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INDEX_NAME = "index.sqlite3"
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
@@ -61,7 +61,7 @@ CREATE TABLE objects (
     refs INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE garbage (digest TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE hits (ref INTEGER NOT NULL, t REAL NOT NULL);
+CREATE TABLE hits (key TEXT NOT NULL, t REAL NOT NULL);
 
 CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
     UPDATE stats SET entries = entries + 1,
@@ -289,7 +289,7 @@ class Index:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("SELECT entries, bytes, clock FROM stats WHERE id = 0").fetchone()
             conn.execute("SELECT key, size, checksum, digest, access FROM entries LIMIT 1")
-            conn.execute("SELECT ref, t FROM hits LIMIT 1")
+            conn.execute("SELECT key, t FROM hits LIMIT 1")
             if thorough:
                 result = conn.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":

@@ -50,18 +50,18 @@ log = logging.getLogger("reckon.core.store")
 
 Policy = Literal["lru", "gds"]
 
-_GET = "SELECT rowid, size, checksum, digest, value FROM entries WHERE key = ?"
+_GET = "SELECT size, checksum, digest, value FROM entries WHERE key = ?"
 _INSERT = (
     "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Hits are appended to an unindexed table (cheap) and folded into the indexed access times and
 # GDS priorities only when an eviction needs them, or when the table grows large.
-_HIT = "INSERT INTO hits (ref, t) VALUES (?, ?)"
+_HIT = "INSERT INTO hits (key, t) VALUES (?, ?)"
 _FOLD = (
     "UPDATE entries SET access = max(entries.access, h.t),"
     " priority = (SELECT clock FROM stats WHERE id = 0) + entries.cost / max(entries.size, 1)"
-    " FROM (SELECT ref, max(t) AS t FROM hits GROUP BY ref) AS h WHERE entries.rowid = h.ref"
+    " FROM (SELECT key, max(t) AS t FROM hits GROUP BY key) AS h WHERE entries.key = h.key"
 )
 _TOUCH_BATCH = 4096  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
@@ -170,7 +170,7 @@ class LocalStore:
                 f"cannot open the store index in {self.path}: {exc}. Check that the directory is "
                 "on a local filesystem you can write, or point RECKON_CACHE_DIR elsewhere"
             ) from exc
-        self._touched: dict[int, float] = {}  # rowid -> time of the latest hit
+        self._touched: dict[str, float] = {}  # key -> time of its latest hit
         self._touch_requested = False
         self._last_stamp = 0.0
         self._closed = False
@@ -218,7 +218,7 @@ class LocalStore:
             return None
         if row is None:
             return None
-        rowid, size, checksum, digest, value = row
+        size, checksum, digest, value = row
         data: bytes | memoryview | None
         if digest is None:
             if value is None or len(value) != size or _checksum(value) != checksum:
@@ -230,7 +230,7 @@ class LocalStore:
             if data is None:
                 return None
         touched = self._touched
-        touched[rowid] = time.time()
+        touched[key] = time.time()
         if len(touched) >= _TOUCH_BATCH:
             self._hand_over_touches()
         return data
