@@ -144,3 +144,17 @@ def test_hits_from_many_threads_while_evicting() -> None:
     assert errors == []
     usage = engine.memory.usage()
     assert usage["bytes"] <= usage["budget"] and usage["pinned"] == 0
+
+
+def test_bad_budgets_and_sizes_raise_configuration_errors() -> None:
+    import pytest
+
+    from reckon.core import Introspector
+    from reckon.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="budget"):
+        Engine(memory_budget=-1)
+    with pytest.raises(ConfigurationError, match="history"):
+        Introspector(history=-5)
+    with pytest.raises(ConfigurationError, match="maxsize"):
+        Introspector().subscribe(maxsize=0)

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from reckon.errors import ConfigurationError
+
 __all__ = ["MISSING", "MemoryTier"]
 
 
@@ -36,7 +38,9 @@ class MemoryTier:
 
     def __init__(self, budget: int = 1 << 30) -> None:
         if budget < 0:
-            raise ValueError(f"memory budget must be >= 0 bytes, got {budget}")
+            raise ConfigurationError(
+                f"memory budget must be >= 0 bytes, got {budget}: pass a byte count such as 1 << 30"
+            )
         self._budget = budget
         self._lock = threading.Lock()
         # Unpinned entries in LRU order (least recent first). Never replaced, only mutated, so
@@ -151,7 +155,7 @@ class MemoryTier:
     @budget.setter
     def budget(self, value: int) -> None:
         if value < 0:
-            raise ValueError(f"memory budget must be >= 0 bytes, got {value}")
+            raise ConfigurationError(f"memory budget must be >= 0 bytes, got {value}")
         with self._lock:
             self._budget = value
             self._evict_locked(value)

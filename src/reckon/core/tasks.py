@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reckon.core.levels import CachingLevel
+from reckon.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from reckon.core.ids import RequestId
@@ -207,7 +208,9 @@ class Introspector:
 
     def __init__(self, history: int = 10_000, capture: bool = True) -> None:
         if history < 0:
-            raise ValueError(f"history must be >= 0, got {history}")
+            raise ConfigurationError(
+                f"history must be >= 0 records, got {history} (0 keeps none, capture=False none)"
+            )
         self.capture = capture
         self._lock = threading.Lock()
         self._live: dict[int, TaskRecord] = {}
@@ -369,7 +372,7 @@ class Subscription:
 
     def __init__(self, introspector: Introspector, maxsize: int = 10_000) -> None:
         if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+            raise ConfigurationError(f"a subscription needs maxsize >= 1 events, got {maxsize}")
         self._introspector = introspector
         self._maxsize = maxsize
         self._lock = threading.Lock()
