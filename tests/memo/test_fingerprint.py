@@ -489,3 +489,46 @@ def test_global_instance_of_user_class_follows_its_methods() -> None:
         exec(src.format(op=op), ns)
         fps.append(fingerprint(ns["f"]))
     assert fps[0] != fps[1]
+
+
+def test_functions_inside_constants_and_partials() -> None:
+    src = (
+        "import functools\n"
+        "def a(x):\n    return x {op} 1\n"
+        "def b(x):\n    return x * 2\n"
+        "TABLE = {{'a': a, 'b': b}}\n"
+        "BOUND = functools.partial(b, 3)\n"
+        "def via_table(k, x):\n    return TABLE[k](x)\n"
+        "def via_partial():\n    return BOUND()\n"
+    )
+    results = []
+    for op in ("+", "-"):
+        ns: dict[str, Any] = {"__name__": "tables_ns"}
+        exec(src.format(op=op), ns)
+        results.append((fingerprint(ns["via_table"]), fingerprint(ns["via_partial"])))
+    assert results[0][0] != results[1][0]  # a changed, and TABLE holds a
+    assert results[0][1] == results[1][1]  # BOUND holds b only
+
+
+def test_imports_inside_the_function_body(tmp_path: Path) -> None:
+    pkg = tmp_path / "kf_pkg_inner"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "helpers.py").write_text("def helper(x):\n    return x + 1\n")
+    (pkg / "main.py").write_text(
+        "def f(x):\n"
+        "    from . import helpers\n"
+        "    from .helpers import helper as h\n"
+        "    import kf_pkg_inner.helpers as hh\n"
+        "    return helpers.helper(x) + h(x) + hh.helper(x)\n"
+    )
+    code = (
+        "import json, kf_pkg_inner.main as m\n"
+        "from reckon.memo.fingerprint import fingerprint, explain\n"
+        "print(json.dumps([fingerprint(m.f).hex(), explain(m.f)]))\n"
+    )
+    fp1, lines = json.loads(_run(code, _env(1, tmp_path)))
+    assert any("function kf_pkg_inner.helpers.helper" in line for line in lines)
+    (pkg / "helpers.py").write_text("def helper(x):\n    return x + 2\n")
+    fp2, _ = json.loads(_run(code, _env(2, tmp_path)))
+    assert fp1 != fp2

@@ -310,6 +310,7 @@ _UNUSED = ("unused-constant",)
 
 
 def _resolve_import(ref: Ref, globals_: dict[str, Any]) -> tuple[object, str] | None:
+    """The module an import in a function body names: (module or Origin, absolute name)."""
     name = ref.name
     if ref.level:
         package = globals_.get("__package__") or ""
@@ -317,10 +318,37 @@ def _resolve_import(ref: Ref, globals_: dict[str, Any]) -> tuple[object, str] | 
             name = importlib.util.resolve_name("." * ref.level + ref.name, package)
         except (ImportError, ValueError):
             return None
-    module = sys.modules.get(name)
+    module = _load(name)
     if module is None:
         return None
     return module, name
+
+
+def _load(name: str) -> types.ModuleType | Origin | None:
+    """A module the function imports in its body, which may not have run yet.
+
+    The user's modules are imported now (the body would import them anyway, and their code must
+    be read); for others the Origin is enough, found without importing them.
+    """
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+    if spec is None:
+        return None
+    hint = spec.origin
+    if not (hint and os.path.isabs(hint)):
+        hint = next(iter(spec.submodule_search_locations or ()), None)
+    origin = module_origin(name, hint)
+    if origin.external:
+        return origin
+    try:
+        return importlib.import_module(name)
+    except Exception:  # a module that fails to import: the call would fail too
+        return None
 
 
 def _walk(value: object, path: str, chain: tuple[str, ...]) -> tuple[object, str, int]:
@@ -332,8 +360,9 @@ def _walk(value: object, path: str, chain: tuple[str, ...]) -> tuple[object, str
         if module_origin(value.__name__).external:
             break
         nxt = vars(value).get(attr, _MISSING)  # not getattr: no lazy-module imports
-        if nxt is _MISSING:
-            nxt = sys.modules.get(f"{value.__name__}.{attr}", _MISSING)
+        if nxt is _MISSING and hasattr(value, "__path__"):  # a submodule not imported yet
+            loaded = _load(f"{value.__name__}.{attr}")
+            nxt = loaded if isinstance(loaded, types.ModuleType) else _MISSING
         if nxt is _MISSING:
             break
         value = nxt
@@ -354,6 +383,10 @@ def _feed_ref(b: _NodeBuilder, ref: Ref, globals_: dict[str, Any]) -> None:
             return
         root, path = found
         chain = ref.chain
+        if isinstance(root, Origin):  # an installed or standard module, not imported yet
+            b.hasher.update(("import", path, root.token, chain))
+            b.local.notes.append(f"uses {path} ({root.label})")
+            return
     else:
         if ref.name in globals_:
             root = globals_[ref.name]

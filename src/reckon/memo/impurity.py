@@ -154,6 +154,8 @@ def _resolve(ref: Ref, globals_: dict[str, Any]) -> list[object]:
         if found is None:
             return []
         value: object = found[0]
+        if not isinstance(value, types.ModuleType):  # external, not imported yet: by name
+            return [_Dotted((*found[1].split("."), *ref.chain))]
     elif ref.name in globals_:
         value = globals_[ref.name]
     else:
