@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Generator, Mapping
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.config import Address, ClientConfig
@@ -171,7 +171,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

@@ -20,7 +20,7 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from reckon.errors import PvaAccessDeniedError, PvaError
 from reckon.pva.config import ServerConfig
@@ -290,16 +290,18 @@ class _ServerProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        # cast, not isinstance: uvloop's transports are not subclasses of asyncio.Transport
+        tr = cast(asyncio.Transport, transport)
+        self.transport = tr
         peername = transport.get_extra_info("peername") or ("?", 0)
         self.peer = Peer((str(peername[0]), int(peername[1])))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.set_write_buffer_limits(high=self.server.send_high_water)
+        tr.set_write_buffer_limits(high=self.server.send_high_water)
         self.server._connections.add(self)
-        transport.write(self.conn.initiate(self.server.config.auth_methods))
+        tr.write(self.conn.initiate(self.server.config.auth_methods))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
