@@ -566,7 +566,9 @@ class Engine:
             if owner:
                 flight.loop = loop
                 if flight.level is _FULL and self.store is not None:
-                    flight.task = loop.create_task(self._run_async(flight, compute))
+                    # A store hit completes right here; a miss goes on in a task of its own.
+                    if self._load(flight) is MISSING:
+                        flight.task = loop.create_task(self._run_async(flight, compute))
                 else:
                     self._start_inline(flight, compute, loop)
             try:
@@ -633,8 +635,7 @@ class Engine:
         lease: _GuardedLease | None = None
         try:
             if flight.level is _FULL and self.store is not None:
-                if self._load(flight) is not MISSING:
-                    return
+                # (The store was tried before this task was created.)
                 lease = self._lease(flight)
                 await self._acquire_async(lease)
                 # Look again whether the lease was ours or not (see _run_sync).
