@@ -11,12 +11,20 @@ with ``maxmemory`` and ``maxmemory-policy allkeys-lru`` and pass ``budget=None``
 evicts on its own and ``usage()`` may count values Redis already dropped. ``ttl`` gives every
 value an expiry; expired values are misses, and their bookkeeping is cleaned when evicted.
 
+``lease()`` gives the engine cross-process (and cross-machine) single flight, as LocalStore's does:
+the lease is a Redis key set with NX and an expiry, kept alive by a heartbeat thread while its
+holder lives; a holder that dies (even by SIGKILL) stops renewing it, and it expires after
+``lease_ttl`` seconds so a waiter takes over.
+
 redis-py is imported here only, so the core does not depend on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
@@ -76,6 +84,21 @@ return evicted
 """
 
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 def _checksum(data: bytes | memoryview) -> bytes:
     return xxhash.xxh3_64_digest(data)
 
@@ -92,9 +115,12 @@ class RedisStore:
         budget: int | None = None,
         ttl: float | None = None,
         on_evict: Callable[[str], None] | None = None,
+        lease_ttl: float = 30.0,
     ) -> None:
         if budget is not None and budget < 0:
             raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
+        if lease_ttl <= 0:
+            raise StoreError(f"lease_ttl must be a positive number of seconds, got {lease_ttl}")
         if ttl is not None and ttl <= 0:
             raise StoreError(f"ttl must be a positive number of seconds or None, got {ttl}")
         self.url = url
@@ -102,6 +128,7 @@ class RedisStore:
         self.budget = budget
         self.ttl = ttl
         self.on_evict = on_evict
+        self.lease_ttl = lease_ttl
         self._owns_client = client is None
         try:
             self._r: redis_py.Redis = client if client is not None else redis_py.Redis.from_url(url)
@@ -118,6 +145,8 @@ class RedisStore:
         self._put_script = self._r.register_script(_PUT)
         self._delete_script = self._r.register_script(_DELETE)
         self._evict_script = self._r.register_script(_EVICT)
+        self._renew_script = self._r.register_script(_RENEW)
+        self._release_script = self._r.register_script(_RELEASE)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -247,6 +276,66 @@ class RedisStore:
                 except Exception:
                     log.exception("store %s: on_evict callback failed for %s", self, key)
         return len(evicted)
+
+    def lease(
+        self, key: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """Cross-process single flight for ``key`` (see the module docstring). Yields True when
+        the caller should compute and put the value, False when another holder put it meanwhile.
+        When ``timeout`` passes first, or Redis fails, yields True without the lease."""
+        return self._lease(key, timeout)
+
+    @contextlib.contextmanager
+    def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
+        name = self.prefix + "lease:" + key
+        token = os.urandom(16).hex()
+        ttl_ms = max(1, int(self.lease_ttl * 1000))
+        if not self._acquire(name, token, ttl_ms, timeout):
+            yield True  # timed out, or Redis failed: compute without the lease
+            return
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat,
+            args=(name, token, ttl_ms, stop),
+            daemon=True,
+            name="reckon-redis-lease",
+        )
+        beat.start()
+        try:
+            yield not self.contains(key)
+        finally:
+            stop.set()
+            beat.join()
+            try:
+                self._release_script(keys=[name], args=[token])
+            except redis_py.RedisError as exc:
+                self._fail("lease release", exc)
+
+    def _acquire(self, name: str, token: str, ttl_ms: int, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        try:
+            while not self._r.set(name, token, nx=True, px=ttl_ms):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    log.info("store %s: lease %s not granted in %ss", self, name, timeout)
+                    return False
+                time.sleep(delay if remaining is None else min(delay, remaining))
+                delay = min(delay * 2, 0.1)
+        except redis_py.RedisError as exc:
+            self._fail("lease", exc)
+            return False
+        return True
+
+    def _heartbeat(self, name: str, token: str, ttl_ms: int, stop: threading.Event) -> None:
+        while not stop.wait(self.lease_ttl / 3):
+            try:
+                if not self._renew_script(keys=[name], args=[token, ttl_ms]):
+                    log.warning("store %s: lease %s expired while held", self, name)
+                    return
+            except redis_py.RedisError as exc:
+                self._fail("lease renewal", exc)
+                return
 
     def flush(self) -> None:
         """Writes are synchronous: nothing to wait for."""

@@ -1,0 +1,113 @@
+"""RedisStore leases: single flight across processes; a killed holder's lease expires."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import redis
+
+from reckon.core.stores import RedisStore
+
+KEY = "b" * 64
+
+
+def _fork(body) -> int:  # type: ignore[no-untyped-def]
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 0
+        try:
+            body()
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _wait(pid: int) -> int:
+    _, status = os.waitpid(pid, 0)
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def test_two_processes_compute_once(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    log = tmp_path / "computed"
+    go_r, go_w = os.pipe()
+
+    def contender() -> None:
+        store = RedisStore(redis_url)
+        os.read(go_r, 1)
+        with store.lease(KEY, timeout=60) as mine:
+            if mine:
+                with open(log, "a") as f:
+                    f.write(f"{os.getpid()}\n")
+                time.sleep(0.3)
+                store.put(KEY, b"result")
+            else:
+                assert store.get(KEY) == b"result"
+        assert store.get(KEY) == b"result"
+        store.close()
+
+    pids = [_fork(contender) for _ in range(2)]
+    os.write(go_w, b"gg")
+    assert [_wait(p) for p in pids] == [0, 0]
+    assert len(log.read_text().splitlines()) == 1
+    assert redis_client.keys("reckon:lease:*") == []
+
+
+def test_heartbeat_keeps_a_live_holder_s_lease(redis_url: str, redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_url, lease_ttl=0.3)
+    with store.lease(KEY) as mine:
+        assert mine
+        time.sleep(1.0)  # more than three times the ttl
+        assert redis_client.exists("reckon:lease:" + KEY)
+    assert not redis_client.exists("reckon:lease:" + KEY)
+    store.close()
+
+
+def test_killed_holder_s_lease_expires(redis_url: str, redis_client: redis.Redis) -> None:
+    ready_r, ready_w = os.pipe()
+
+    def holder() -> None:
+        s = RedisStore(redis_url, lease_ttl=0.5)
+        with s.lease(KEY):
+            os.write(ready_w, b"r")
+            time.sleep(600)
+
+    pid = _fork(holder)
+    assert os.read(ready_r, 1) == b"r"
+    store = RedisStore(redis_url, lease_ttl=0.5)
+    granted = threading.Event()
+    result: list[bool] = []
+
+    def waiter() -> None:
+        with store.lease(KEY, timeout=60) as mine:
+            result.append(mine)
+            granted.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert not granted.wait(1.0)  # the holder's heartbeat keeps it
+    os.kill(pid, signal.SIGKILL)
+    assert _wait(pid) == -9
+    assert granted.wait(30)
+    t.join()
+    assert result == [True]
+    store.close()
+
+
+def test_lease_on_present_value_and_timeout(redis_url: str, redis_client: redis.Redis) -> None:
+    store = RedisStore(redis_url)
+    store.put(KEY, b"v")
+    with store.lease(KEY) as mine:
+        assert mine is False
+        with store.lease(KEY, timeout=0.1) as again:  # held: times out, computes without it
+            assert again is True
+    store.close()
