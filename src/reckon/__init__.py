@@ -15,7 +15,9 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from reckon.core import CachingLevel, Engine, LocalStore, RequestId
-    from reckon.memo import TTL, FileContents, Memoized, MemoizedGroup, memoize
+    from reckon.memo.group import MemoizedGroup
+    from reckon.memo.helpers import TTL, FileContents
+    from reckon.memo.memoize import Memoized, memoize
 
 _EXPORTS = {
     "memoize": "reckon.memo",

@@ -101,14 +101,24 @@ _all_groups: weakref.WeakSet[MemoizedGroup] = weakref.WeakSet()
 
 
 def _on_evict_for(index_ref: list[MemoIndex]) -> Any:
+    """The store's eviction callback: log which call went, and drop its index row.
+
+    It runs on the store's thread; the work is handed to the index's writer, after the index
+    writes queued before it (the row of an entry evicted right after it was stored included).
+    """
+
     def on_evict(key: str) -> None:
         index = index_ref[0] if index_ref else None
         if index is None:
             return
-        row = index.entry(key)
-        what = f"{row.function}({row.args})" if row else key[:16]
-        log.event("evict", f"{what} (over the group's size budget)")
-        index.delete_entry(key)
+
+        def forget() -> None:
+            row = index.entry(key)
+            what = f"{row.function}({row.args})" if row else f"entry {key[:16]} (not indexed)"
+            log.event("evict", f"{what} (over the group's size budget)")
+            index.delete_entries_now([key])
+
+        index.call_soon(forget)
 
     return on_evict
 

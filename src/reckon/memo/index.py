@@ -13,14 +13,14 @@ costs no SQLite transaction; ``flush()`` waits for them. Many processes share on
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import os
-import queue
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,8 @@ class EntryRow:
     fingerprint: str
 
 
-_STOP = object()
+#: How long the writer lets operations pile up before doing them in bulk.
+COALESCE_SECONDS = 0.02
 _live: weakref.WeakSet[MemoIndex] = weakref.WeakSet()
 
 
@@ -81,7 +82,8 @@ class MemoIndex:
         self.path = Path(path) if path is not None else None
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._ops: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         _live.add(self)
 
@@ -117,60 +119,92 @@ class MemoIndex:
         # The parent's connection and writer thread do not exist in a forked child.
         self._lock = threading.RLock()
         self._conn = None
-        self._queue = queue.Queue()
+        self._ops = collections.deque()
+        self._wake = threading.Event()
         self._thread = None
 
-    # -- background writes ------------------------------------------------------------------
+    # -- background work --------------------------------------------------------------------
+    #
+    # Operations go into a deque (an append is all the caller pays); the writer thread wakes on
+    # the first one, lets more accumulate for a moment, then does them in bulk: one SELECT for
+    # every pending check, one transaction for every pending write. This keeps the callers'
+    # hot path free of locks, SQLite and thread switches.
+
+    def _push(self, op: tuple[Any, ...]) -> None:
+        self._ops.append(op)
+        if self._thread is None:
+            self._start_writer()
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._writer, name="reckon-memo-index", daemon=True
+                )
+                thread.start()
+                self._thread = thread
 
     def _submit(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._submit_item((sql, params))
-
-    def _submit_item(self, item: Any) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._writer, name="reckon-memo-index", daemon=True
-                    )
-                    self._thread.start()
-        self._queue.put(item)
+        self._push(("sql", sql, params))
 
     def call_soon(self, fn: Any) -> None:
         """Run ``fn()`` on the writer thread, after the writes queued before it."""
-        self._submit_item(fn)
+        self._push(("call", fn))
+
+    def check_soon(
+        self,
+        key: str,
+        if_missing: Callable[[], None] | None = None,
+        if_present: Callable[[], None] | None = None,
+    ) -> None:
+        """Look ``key`` up in the background (before writes queued with it) and call back."""
+        self._push(("check", key, if_missing, if_present))
 
     def _writer(self) -> None:
-        q = self._queue
+        ops = self._ops
+        wake = self._wake
         while True:
-            item = q.get()
-            if item is _STOP:
+            wake.wait()
+            time.sleep(COALESCE_SECONDS)
+            wake.clear()
+            batch: list[tuple[Any, ...]] = []
+            while ops:
+                batch.append(ops.popleft())
+            if batch and not self._run_batch(batch):
                 return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            if callable(item):
-                self._run_callable(item)
-                continue
-            batch = [item]
-            pending: list[Any] = []
-            # Coalesce whatever is queued into one transaction; markers wait for the commit.
-            while len(batch) < 1000:
-                try:
-                    nxt = q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP or isinstance(nxt, threading.Event) or callable(nxt):
-                    pending.append(nxt)
-                    break
-                batch.append(nxt)
-            self._write_batch(batch)
-            for marker in pending:
-                if marker is _STOP:
-                    return
-                if isinstance(marker, threading.Event):
-                    marker.set()
-                else:
-                    self._run_callable(marker)
+
+    def _run_batch(self, batch: list[tuple[Any, ...]]) -> bool:
+        checks = [op for op in batch if op[0] == "check"]
+        if checks:
+            self._run_checks(checks)
+        writes = [(op[1], op[2]) for op in batch if op[0] == "sql"]
+        if writes:
+            self._write_batch(writes)
+        keep_running = True
+        for op in batch:
+            kind = op[0]
+            if kind == "call":
+                self._run_callable(op[1])
+            elif kind == "mark":
+                op[1].set()
+            elif kind == "stop":
+                keep_running = False
+        return keep_running
+
+    def _run_checks(self, checks: list[tuple[Any, ...]]) -> None:
+        keys = list({op[1] for op in checks})
+        present: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._execute(f"SELECT key FROM entries WHERE key IN ({marks})", tuple(chunk))
+            present.update(r[0] for r in rows)
+        for _kind, key, if_missing, if_present in checks:
+            callback = if_present if key in present else if_missing
+            if callback is not None:
+                self._run_callable(callback)
 
     def _run_callable(self, fn: Any) -> None:
         try:
@@ -196,20 +230,21 @@ class MemoIndex:
                 )
 
     def flush(self) -> None:
-        """Wait until every queued write is committed."""
+        """Wait until every queued operation is done."""
         thread = self._thread
-        if thread is None or not thread.is_alive():
+        if thread is None or not thread.is_alive() or thread is threading.current_thread():
             return
         done = threading.Event()
-        self._queue.put(done)
+        self._push(("mark", done))
         done.wait(timeout=60)
 
     def close(self) -> None:
-        self.flush()
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                self._queue.put(_STOP)
-                self._thread.join(timeout=10)
+            thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._push(("stop",))
+            thread.join(timeout=10)
+        with self._lock:
             self._thread = None
             if self._conn is not None:
                 self._conn.close()
@@ -217,33 +252,36 @@ class MemoIndex:
 
     # -- entries ----------------------------------------------------------------------------
 
-    def record_entry(self, row: EntryRow) -> None:
-        self._submit(
-            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.key,
-                row.function,
-                row.args,
-                row.created,
-                row.compute_seconds,
-                row.size,
-                row.fingerprint,
-            ),
+    _INSERT = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+    @staticmethod
+    def _row_params(row: EntryRow) -> tuple[Any, ...]:
+        return (
+            row.key,
+            row.function,
+            row.args,
+            row.created,
+            row.compute_seconds,
+            row.size,
+            row.fingerprint,
         )
+
+    def record_entry(self, row: EntryRow) -> None:
+        """Index an entry (in the background)."""
+        self._submit(self._INSERT, self._row_params(row))
+
+    def record_entry_now(self, row: EntryRow) -> None:
+        """Index an entry before returning (for callbacks already on the writer thread)."""
+        self._write_batch([(self._INSERT, self._row_params(row))])
 
     def delete_entry(self, key: str) -> None:
         self._submit("DELETE FROM entries WHERE key = ?", (key,))
 
     def delete_entries_now(self, keys: list[str]) -> None:
+        """Drop index rows before returning (after the writes queued before)."""
         self.flush()
-        with self._lock:
-            try:
-                conn = self._connect()
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k in keys])
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                logger.warning("memo index %s: delete failed: %s", self.path, exc)
+        if keys:
+            self._write_batch([("DELETE FROM entries WHERE key = ?", (k,)) for k in keys])
 
     def entry(self, key: str) -> EntryRow | None:
         rows = self._execute("SELECT * FROM entries WHERE key = ?", (key,))

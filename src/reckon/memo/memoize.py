@@ -259,6 +259,7 @@ class Memoized(Generic[P, R]):
         self._watch_cells: tuple[Any, ...] = ()
         self._watch_globals: tuple[str, ...] = ()
         self._watch_snapshot: list[object] = []
+        self._watching = False
         self._known: set[RequestId] = set()
         self._hits = 0
         self._misses = 0
@@ -348,6 +349,7 @@ class Memoized(Generic[P, R]):
                 n for n in dict.fromkeys(fn.__code__.co_names) if n in g and g[n] is not self
             )
             self._watch_snapshot = self._watch_now()
+            self._watching = bool(self._watch_cells or self._watch_globals)
             self._fp = fp
             self._fpkey = xxhash.xxh3_128_digest(_KEY_SALT + self.name.encode() + b"\x00" + fp)
             self._fphex = self._fpkey.hex()
@@ -474,11 +476,16 @@ class Memoized(Generic[P, R]):
         return self._call(args, kwargs)  # type: ignore[no-any-return,unused-ignore]
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self._ready or (
-            (self._watch_cells or self._watch_globals) and self._watch_changed()
-        ):
+        # The hot path: everything below is attribute reads, two dict lookups and Engine.get.
+        if not self._ready or (self._watching and self._watch_changed()):
             self._prepare()
-        rid = self._request_id(args, kwargs)
+        rid = None
+        if not kwargs and self._plain_ok:
+            types_ = tuple(map(type, args))
+            if _PLAIN.issuperset(types_):
+                rid = self._ids_by_args.get((types_, args))
+        if rid is None:
+            rid = self._request_id(args, kwargs)
         ran: list[int] = []
 
         def compute() -> Entry:
@@ -487,6 +494,18 @@ class Memoized(Generic[P, R]):
 
         entry = self._engine.get(rid, self._level, compute, title=self._title)
         if ran:
+            return entry.value
+        if (
+            type(entry) is Entry
+            and entry.seen
+            and self._ttl is None
+            and not entry.stdout
+            and not entry.files
+        ):
+            self._hits += 1
+            self._saved_s += entry.compute_seconds
+            if _logger.isEnabledFor(_DEBUG):
+                log.event("hit", f"{self._call_text(args, kwargs)}")
             return entry.value
         return self._hit(entry, rid, args, kwargs)
 
@@ -554,27 +573,27 @@ class Memoized(Generic[P, R]):
         if not self._has_store:
             return
         index = self._index
-        row = EntryRow(
-            rid.disk_key,
-            self.name,
-            self._args_text(args, kwargs),
-            entry.created,
-            entry.compute_seconds,
-            self._size_of(entry),
-            self._fphex,
-        )
+        key = rid.disk_key
 
         def recover() -> None:
-            if index.entry(row.key) is None:
-                log.event(
-                    "orphan",
-                    f"{self.name}({row.args}) was in the store but not in the index; recovered "
-                    f"(not recomputed)",
-                    logging.INFO,
-                )
-                index.record_entry(row)
+            row = EntryRow(
+                key,
+                self.name,
+                self._args_text(args, kwargs),
+                entry.created,
+                entry.compute_seconds,
+                self._size_of(entry),
+                self._fphex,
+            )
+            log.event(
+                "orphan",
+                f"{self.name}({row.args}) was in the store but not in the index; recovered "
+                f"(not recomputed)",
+                logging.INFO,
+            )
+            index.record_entry_now(row)
 
-        index.call_soon(recover)
+        index.check_soon(key, if_missing=recover)
 
     def _run_body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
         t0 = _perf()
@@ -588,18 +607,16 @@ class Memoized(Generic[P, R]):
         if _logger.isEnabledFor(_DEBUG):
             log.event("miss", self._call_text(args, kwargs))
         if self._has_store:
-            index, key, text = self._index, rid.disk_key, self._call_text(args, kwargs)
 
-            def check() -> None:
-                if index.entry(key) is not None:
-                    log.event(
-                        "corrupt",
-                        f"{text} was indexed but its stored value was missing or unreadable; "
-                        f"recomputing",
-                        logging.WARNING,
-                    )
+            def corrupt() -> None:
+                log.event(
+                    "corrupt",
+                    f"{self._call_text(args, kwargs)} was indexed but its stored value was "
+                    f"missing or unreadable; recomputing",
+                    logging.WARNING,
+                )
 
-            index.call_soon(check)
+            self._index.check_soon(rid.disk_key, if_present=corrupt)
 
     def _after_compute(
         self,
