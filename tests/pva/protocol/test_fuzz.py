@@ -394,3 +394,32 @@ def test_a_dropped_peer_leaves_other_connections_alone() -> None:
     drop(bad, msg(0x55, b""))
     good.receive_data(get_init(b"\xff"))
     assert isinstance(next(good.events()), GetInit)
+
+
+def test_types_with_too_many_fields_and_cache_byte_budget() -> None:
+    n = 30_000
+    wide = b"\x80\x00\xfe" + struct.pack("<I", n) + b"\x01a\x22" * n
+    err = drop(validated_server(), get_init(wide))
+    assert isinstance(err, LimitExceededError) and "max_fields" in str(err)
+    with pytest.raises(LimitExceededError):
+        decode_type(wide)
+    # many large cached definitions: the receive cache stops at its byte budget
+    srv = validated_server()
+    srv._rx.recv_cache.max_bytes = 10_000  # type: ignore[union-attr]
+    fields = b"".join(bytes([len(f"f{i}")]) + f"f{i}".encode() + b"\x22" for i in range(1000))
+    big = b"\x80\x00\xfe" + struct.pack("<I", 1000) + fields
+    value = bytes(4 * 1000)
+    data = b"".join(
+        get_init(b"\xfd" + struct.pack("<H", k) + big + value, ioid=k) for k in range(5)
+    )
+    assert isinstance(drop(srv, data), LimitExceededError)
+
+
+def test_object_arrays_are_capped() -> None:
+    srv = validated_server(max_elements=10)
+    # pvRequest {string[] a} holding 11 empty strings
+    body = bytes.fromhex("80 00 01 01 61 68") + b"\x0b" + b"\x00" * 11
+    assert isinstance(drop(srv, get_init(body)), LimitExceededError)
+    ok = validated_server(max_elements=11)
+    ok.receive_data(get_init(body))
+    assert isinstance(next(ok.events()), GetInit)

@@ -50,7 +50,16 @@ class Codec:
     connection sets it per message on receive.
     """
 
-    __slots__ = ("big_endian", "depth", "max_depth", "recv_cache", "send_cache", "use_numpy")
+    __slots__ = (
+        "big_endian",
+        "depth",
+        "max_depth",
+        "max_elements",
+        "max_fields",
+        "recv_cache",
+        "send_cache",
+        "use_numpy",
+    )
 
     def __init__(
         self,
@@ -60,6 +69,8 @@ class Codec:
         use_numpy: bool = True,
         send_cache: TypeSendCache | None = None,
         recv_cache: TypeRecvCache | None = None,
+        max_fields: int = 20_000,
+        max_elements: int = 1_000_000,
     ) -> None:
         if not 1 <= max_depth <= 200:
             raise LocalProtocolError("max_depth must be 1..200")
@@ -69,13 +80,26 @@ class Codec:
         self.send_cache = send_cache
         self.recv_cache = recv_cache
         self.depth = 0
+        #: fields one received type description may declare (bounds decode and codegen work)
+        self.max_fields = max_fields
+        #: elements of one received array of strings/structures/unions/variants (each becomes
+        #: a Python object, so this bounds the memory a message can expand into)
+        self.max_elements = max_elements
 
     # -- types -------------------------------------------------------------------------------
     def encode_type(self, t: FieldDesc | None) -> bytes:
         return encode_type(t, self.big_endian, self.send_cache)
 
     def decode_type(self, data: bytes, pos: int) -> tuple[FieldDesc | None, int]:
-        return read_type(data, pos, self.big_endian, self.recv_cache, self.max_depth - self.depth)
+        return read_type(
+            data,
+            pos,
+            self.big_endian,
+            self.recv_cache,
+            self.max_depth - self.depth,
+            0,
+            [self.max_fields],
+        )
 
     # -- values ------------------------------------------------------------------------------
     def encode_value(self, t: FieldDesc, value: Any, out: bytearray) -> None:
@@ -422,6 +446,8 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
             n, pos = read_size(data, pos, be)
             if n > len(data) - pos:
                 raise DecodeError(f"structure array of {n} elements is longer than the message")
+            if n > c.max_elements:
+                raise LimitExceededError(f"structure array of {n} elements (max_elements)")
             items: list[Any] = []
             for _ in range(n):
                 flag = data[pos]
@@ -441,6 +467,8 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
             n, pos = read_size(data, pos, be)
             if n > len(data) - pos:
                 raise DecodeError(f"union array of {n} elements is longer than the message")
+            if n > c.max_elements:
+                raise LimitExceededError(f"union array of {n} elements (max_elements)")
             items: list[Any] = []
             for _ in range(n):
                 flag = data[pos]
@@ -459,6 +487,8 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
             n, pos = read_size(data, pos, be)
             if n > len(data) - pos:
                 raise DecodeError(f"variant array of {n} elements is longer than the message")
+            if n > c.max_elements:
+                raise LimitExceededError(f"variant array of {n} elements (max_elements)")
             items: list[Any] = []
             for _ in range(n):
                 flag = data[pos]
@@ -520,6 +550,8 @@ def _array_decoder(t: ScalarArray, be: bool) -> Decoder:
                 n, pos = read_size(data, pos, be)
             if n > len(data) - pos:
                 raise DecodeError(f"string array of {n} elements is longer than the message")
+            if n > c.max_elements:
+                raise LimitExceededError(f"string array of {n} elements (max_elements)")
             if size is not None and n > size:
                 raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
             items: list[str] = []

@@ -170,6 +170,8 @@ class _Connection:
         use_numpy: bool = True,
         cache_types: bool = False,
         segment_size: int | None = None,
+        max_fields: int = 20_000,
+        max_elements: int = 1_000_000,
     ) -> None:
         if max_message_size < 16:
             raise LocalProtocolError("max_message_size must be at least 16 bytes")
@@ -189,7 +191,13 @@ class _Connection:
             use_numpy=use_numpy,
             send_cache=TypeSendCache() if cache_types else None,
         )
-        self._rx = Codec(max_depth=max_depth, use_numpy=use_numpy, recv_cache=TypeRecvCache())
+        self._rx = Codec(
+            max_depth=max_depth,
+            use_numpy=use_numpy,
+            recv_cache=TypeRecvCache(),
+            max_fields=max_fields,
+            max_elements=max_elements,
+        )
         self._pending: deque[Event] = deque()
         self._error: RemoteProtocolError | None = None
         self._eof = False

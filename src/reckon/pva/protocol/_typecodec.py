@@ -45,11 +45,14 @@ class TypeSendCache:
 
 
 class TypeRecvCache:
-    """Types the peer defined with 0xFD, by key."""
+    """Types the peer defined with 0xFD, by key; bounded in entries and in wire bytes."""
 
-    def __init__(self, max_size: int = 0x10000) -> None:
+    def __init__(self, max_size: int = 0x10000, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_size = max_size
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
         self.types: dict[int, FieldDesc] = {}
+        self._sizes: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.types)
@@ -109,10 +112,11 @@ def decode_type(
     big_endian: bool = False,
     cache: TypeRecvCache | None = None,
     max_depth: int = 32,
+    max_fields: int = 20_000,
 ) -> tuple[FieldDesc | None, int]:
     """(type or None, position after it). Raises only DecodeError/LimitExceededError."""
     try:
-        return read_type(bytes(data), pos, big_endian, cache, max_depth)
+        return read_type(bytes(data), pos, big_endian, cache, max_depth, 0, [max_fields])
     except (IndexError, struct.error, ValueError, OverflowError) as exc:
         if isinstance(exc, RemoteProtocolError):
             raise
@@ -126,9 +130,13 @@ def read_type(
     cache: TypeRecvCache | None,
     max_depth: int,
     depth: int = 0,
+    budget: list[int] | None = None,
 ) -> tuple[FieldDesc | None, int]:
     """(type or None, new position). Depth is checked before recursing, so a type nested
-    thousands deep costs at most ``max_depth`` frames."""
+    thousands deep costs at most ``max_depth`` frames; ``budget`` (a one-element list) is the
+    number of fields the whole description may still declare."""
+    if budget is None:
+        budget = [20_000]
     if depth >= max_depth:
         raise LimitExceededError(f"type nested more than {max_depth} deep (max_depth)")
     code = data[pos]
@@ -145,15 +153,21 @@ def read_type(
             if t is None:
                 raise DecodeError(f"type cache reference to undefined key {key}")
             return t, pos
-        t, pos = read_type(data, pos, big_endian, cache, max_depth, depth + 1)
+        start = pos
+        t, pos = read_type(data, pos, big_endian, cache, max_depth, depth + 1, budget)
         if t is None:
             raise DecodeError(f"type cache definition of key {key} holds no type")
         if key not in cache.types and len(cache.types) >= cache.max_size:
             raise LimitExceededError(f"peer defined more than {cache.max_size} cached types")
+        used = cache.used_bytes - cache._sizes.get(key, 0) + (pos - start)
+        if used > cache.max_bytes:
+            raise LimitExceededError(f"peer's cached types exceed {cache.max_bytes} bytes")
+        cache.used_bytes = used
+        cache._sizes[key] = pos - start
         cache.types[key] = t
         return t, pos
     try:
-        return _decode_body(code, data, pos, big_endian, cache, max_depth, depth)
+        return _decode_body(code, data, pos, big_endian, cache, max_depth, depth, budget)
     except LocalProtocolError as exc:  # invalid type built from wire data
         raise DecodeError(f"invalid type description: {exc}") from None
 
@@ -166,6 +180,7 @@ def _decode_body(
     cache: TypeRecvCache | None,
     max_depth: int,
     depth: int,
+    budget: list[int],
 ) -> tuple[FieldDesc, int]:
     if code & 0xE0 != 0x80:  # bool, integer, float, string
         scalar = code & 0xE7
@@ -184,10 +199,13 @@ def _decode_body(
         n, pos = read_size(data, pos, be)
         if n * 2 > len(data) - pos:
             raise DecodeError(f"compound type claims {n} fields, more than the message holds")
+        budget[0] -= n
+        if budget[0] < 0:
+            raise LimitExceededError("type description declares too many fields (max_fields)")
         fields: list[tuple[str, FieldDesc]] = []
         for _ in range(n):
             name, pos = read_string(data, pos, be)
-            ft, pos = read_type(data, pos, be, cache, max_depth, depth + 1)
+            ft, pos = read_type(data, pos, be, cache, max_depth, depth + 1, budget)
             if ft is None:
                 raise DecodeError(f"field {name!r} has a null type")
             fields.append((name, ft))
@@ -200,7 +218,7 @@ def _decode_body(
         n, pos = read_size(data, pos, be)
         return BoundedString(n), pos
     if code in (0x88, 0x89):
-        el, pos = read_type(data, pos, be, cache, max_depth, depth + 1)
+        el, pos = read_type(data, pos, be, cache, max_depth, depth + 1, budget)
         if code == 0x88:
             if not isinstance(el, Structure):
                 raise DecodeError("structure array element is not a structure")
