@@ -86,6 +86,23 @@ async def test_remote_placement_reaches_a_running_unit(tmp_path: Path) -> None:
             assert (await shop_session(client))[:4] == EXPECTED[:4]
 
 
+async def test_a_remote_service_that_does_not_answer_stops_the_start(tmp_path: Path) -> None:
+    from reckon.errors import DeploymentError
+    from reckon.service.servers import free_port
+
+    services = two_services("inprocess")
+    services["stock"] = {
+        "definition": "rtest_gen.rtest_reckon:Stock",
+        "placement": "remote",
+        "address": f"127.0.0.1:{free_port()}",
+        "start_timeout": 0.5,
+    }
+    unit = Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path)))
+    with pytest.raises(DeploymentError, match=r"'stock' at 127\.0\.0\.1:\d+ did not answer"):
+        await unit.start()
+    assert unit.started == []  # catalog (which requires stock) never started
+
+
 async def test_grpc_and_connect_transports_of_one_unit(tmp_path: Path) -> None:
     dep = Deployment.from_dict(
         make_deployment(two_services("inprocess", connect=True), tmp_path=tmp_path)

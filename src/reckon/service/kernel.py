@@ -40,7 +40,7 @@ from reckon.service.deploy import Deployment, Plan, Planned, plan
 from reckon.service.endpoint import Endpoint, Tracer
 from reckon.service.logs import ServiceLogger, Sink, make_sink
 from reckon.service.servers import ConnectServer, connect_app, free_port, start_grpc
-from reckon.service.supervisor import Address, ChildProcess
+from reckon.service.supervisor import Address, ChildProcess, wait_healthy
 
 T = TypeVar("T")
 
@@ -132,7 +132,10 @@ class Unit:
                 if procs:
                     await asyncio.gather(*(self._start_child(p) for p in procs))
                 for name in wave:
-                    if self.plan.services[name].spec.placement == "remote":
+                    spec = self.plan.services[name].spec
+                    if spec.placement == "remote":
+                        # Ready means answering: dependents start only after it does.
+                        await wait_healthy(name, spec.address or "", spec.start_timeout)
                         self.started.append(name)
         except BaseException:
             await self.stop()

@@ -77,6 +77,18 @@ async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASY
         return True
 
 
+async def wait_healthy(name: str, address: str, within: float) -> None:
+    """Until ``address`` answers health checks; DeploymentError naming ``name`` after timeout."""
+    limit = time.monotonic() + within
+    while not await health_check(address, timeout=min(1.0, max(within, 0.1))):
+        if time.monotonic() > limit:
+            raise DeploymentError(
+                f"service {name!r} at {address} did not answer gRPC health checks "
+                f"within {within}s; is it running?"
+            )
+        await asyncio.sleep(0.1)
+
+
 class ChildProcess:
     """One supervised service process; the port stays the same across restarts."""
 
