@@ -122,3 +122,23 @@ def test_serve_on_a_busy_port_is_a_clear_error() -> None:
         )
     assert done.returncode == 1
     assert "address already in use" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_demo_workload_produces_every_kind_of_outcome(tmp_path: Path) -> None:
+    from reckon.observe.workload import DemoWorkload
+
+    with Engine(store=LocalStore(tmp_path), name="demo") as eng:
+        work = DemoWorkload(eng, workers=2, speed=20.0, seed=1)
+        work.clear_every = 10.0  # at speed 20: every half second
+        work.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                counters = eng.stats()["counters"]
+                if all(counters[k] for k in ("memory_hit", "store_hit", "computed")):
+                    break
+                time.sleep(0.1)
+        finally:
+            work.stop()
+        assert all(counters[k] for k in ("memory_hit", "store_hit", "computed")), counters
+        assert any(r.parent is not None for r in eng.introspector.history())

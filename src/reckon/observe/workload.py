@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class DemoWorkload:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.requests = 0
+        self.clear_every = 20.0  # seconds between two clears of the memory tier
 
     def start(self) -> DemoWorkload:
         for index in range(self.workers):
@@ -54,7 +56,13 @@ class DemoWorkload:
         from reckon.errors import ReckonError
 
         rng = random.Random(self._rng.random() + index)
+        last_clear = time.monotonic()
         while not self._stop.is_set():
+            if index == 0 and time.monotonic() - last_clear > self.clear_every / self.speed:
+                # Now and then the memory tier is emptied (as after a restart), so the next
+                # requests are answered by the store: store hits show up in the views.
+                self.engine.clear(CachingLevel.MEMORY)
+                last_clear = time.monotonic()
             dataset = rng.choice(DATASETS)
             version = rng.randint(0, 40)  # a small key space: plenty of hits
             level = CachingLevel.FULL if rng.random() < 0.6 else CachingLevel.MEMORY
