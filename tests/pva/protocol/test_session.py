@@ -71,6 +71,9 @@ from reckon.pva.protocol import (
     pv_request,
     request_options,
 )
+from reckon.pva.protocol import (
+    SetByteOrder as SetByteOrderEvent,
+)
 
 NT = nt.NTScalar("d")
 
@@ -288,3 +291,57 @@ def test_remote_errors_are_sticky(pair: Any) -> None:
     with pytest.raises(LocalProtocolError):
         pair.server.send(Echo(b""))
     assert pair.client.next_event() is NEED_DATA
+
+
+def test_authnz_marks_search_over_tcp_and_messages_from_client(pair: Any) -> None:
+    from reckon.pva.protocol import (
+        AckTotalBytesReceived,
+        AuthNZ,
+        ControlEchoResponse,
+        MarkTotalBytesSent,
+        SearchRequest,
+        SearchResponse,
+    )
+
+    data = VariantValue.of({"token": "abc"})
+    assert pair.c2s(AuthNZ(data)) == [AuthNZ(data)]
+    assert pair.s2c(AuthNZ(None)) == [AuthNZ(None)]
+    assert pair.s2c(MarkTotalBytesSent(1234)) == [MarkTotalBytesSent(1234)]
+    assert pair.c2s(AckTotalBytesReceived(1234)) == [AckTotalBytesReceived(1234)]
+    assert pair.s2c(ControlEchoResponse(9)) == [ControlEchoResponse(9)]
+    search = SearchRequest(7, ((1, "a"), (2, "b")), reply_required=True)
+    assert pair.c2s(search) == [search]
+    resp = SearchResponse(b"x" * 12, 7, "127.0.0.1", 5075, True, (1,))
+    assert pair.s2c(resp) == [resp]
+    with pytest.raises(LocalProtocolError):
+        pair.client.send(SetByteOrderEvent(True))
+
+
+def test_failed_validation_and_channel_creation(make_pair: Any) -> None:
+    from reckon.pva.protocol import (
+        ClientConnection,
+        ConnectionValidated,
+        ConnectionValidationResponse,
+        CreateChannelRequest,
+        CreateChannelResponse,
+        ServerConnection,
+    )
+
+    srv, cli = ServerConnection(), ClientConnection()
+    cli.receive_data(srv.initiate())
+    list(cli.events())
+    srv.receive_data(cli.send(ConnectionValidationResponse("kerberos")))
+    list(srv.events())
+    cli.receive_data(srv.send(ConnectionValidated(Status.error("unsupported auth"))))
+    [v] = list(cli.events())
+    assert not v.status.success
+    assert cli.state is not ConnectionState.VALIDATED
+    with pytest.raises(LocalProtocolError):
+        cli.send(CreateChannelRequest(1, "x"))
+
+    p = make_pair()
+    p.c2s(CreateChannelRequest(1, "missing"))
+    [r] = p.s2c(CreateChannelResponse(1, 0, Status.error("no such channel")))
+    assert not r.status.success and p.client.channels == {} and p.server.channels == {}
+    p.channel(1, "again", 5)  # the cid is free again
+    assert p.client.channels[1].sid == 5 and p.server.channels[5].name == "again"
