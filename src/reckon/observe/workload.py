@@ -7,6 +7,7 @@ and sometimes slow enough to cancel from ``reckon top`` or the web page.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from reckon.core import Engine
+
+log = logging.getLogger("reckon.observe")
 
 DATASETS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 STEPS = ("load", "calibrate", "fit", "render")
@@ -32,6 +35,7 @@ class DemoWorkload:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.requests = 0
+        self.errors = 0
         self.clear_every = 20.0  # seconds between two clears of the memory tier
 
     def start(self) -> DemoWorkload:
@@ -78,10 +82,13 @@ class DemoWorkload:
 
             try:
                 self.engine.get(rid, level, report, title=f"report {dataset} v{version}")
-            except ReckonError:
-                pass  # cancelled from a front end: that is part of the show
-            except RuntimeError:
-                pass
+            except (ReckonError, RuntimeError):
+                pass  # cancelled from a front end, or a simulated failure: part of the show
+            except Exception:
+                # Anything else is a bug somewhere below; the demo keeps going so that the
+                # views stay alive, but says so.
+                log.exception("reckon demo: request failed")
+                self.errors += 1
             self.requests += 1
             self._sleep(rng.uniform(0.02, 0.4))
 
