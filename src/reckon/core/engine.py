@@ -178,6 +178,15 @@ class Engine:
         self._mem_get = self.memory._data.get
         self._mem_bump = self.memory._data.move_to_end
         self._hit = self.introspector.memory_hits.bump
+        bump = self.introspector.bumper
+        self._count_request = bump("requests")
+        self._count_shared = bump("shared")
+        self._count_end = {
+            Outcome.COMPUTED: bump("computed"),
+            Outcome.STORE_HIT: bump("store_hit"),
+            Outcome.FAILED: bump("failed"),
+            Outcome.CANCELLED: bump("cancelled"),
+        }
 
     def __repr__(self) -> str:
         return f"Engine(name={self.name!r}, store={self.store!r}, memory={len(self.memory)})"
@@ -387,7 +396,7 @@ class Engine:
                 if value is not MISSING:
                     self._hit()  # counts the request too
                     return None, False, value
-            introspector.count("requests")
+            self._count_request()
             flight = self._inflight.get(key)
             if flight is not None:
                 current = _CURRENT.get()
@@ -406,7 +415,7 @@ class Engine:
                     flight.futures.append(fut)
                 if thread_waiter and flight.event is None:
                     flight.event = threading.Event()
-                introspector.count("shared")
+                self._count_shared()
                 return flight, False, MISSING
             parent = _CURRENT.get()
             record = TaskRecord(
@@ -455,7 +464,8 @@ class Engine:
     def _get_slow(
         self, id: RequestId, level: CachingLevel, compute: Callable[[], T], title: str | None
     ) -> T:
-        level = as_level(level)
+        if type(level) is not CachingLevel:
+            level = as_level(level)
         for _ in range(_MAX_RETRIES):
             flight, owner, value = self._enter(id, level, title, None, True)
             if flight is None:
@@ -556,7 +566,8 @@ class Engine:
         compute: Callable[[], Any],
         title: str | None,
     ) -> Any:
-        level = as_level(level)
+        if type(level) is not CachingLevel:
+            level = as_level(level)
         loop = asyncio.get_running_loop()
         for _ in range(_MAX_RETRIES):
             fut: asyncio.Future[Any] = loop.create_future()
@@ -769,25 +780,19 @@ class Engine:
     def _record_end(
         self, flight: _Flight, outcome: Outcome, size: int | None, exc: BaseException | None
     ) -> None:
-        introspector = self.introspector
-        if outcome is Outcome.COMPUTED:
-            introspector.count("computed")
-            state = TaskState.DONE
-        elif outcome is Outcome.STORE_HIT:
-            introspector.count("store_hit")
+        self._count_end[outcome]()
+        if outcome is Outcome.COMPUTED or outcome is Outcome.STORE_HIT:
             state = TaskState.DONE
         elif outcome is Outcome.FAILED:
-            introspector.count("failed")
             state = TaskState.FAILED
         else:
-            introspector.count("cancelled")
             state = TaskState.CANCELLED
         error = None
         if exc is not None and outcome is Outcome.FAILED:
             error = f"{type(exc).__name__}: {exc}"
         elif isinstance(exc, ComputationCancelledError):
             error = str(exc)
-        introspector.transition(flight.record, state, outcome=outcome, size=size, error=error)
+        self.introspector.transition(flight.record, state, outcome=outcome, size=size, error=error)
 
     # ================================================================== the store
     def _lease(self, flight: _Flight) -> _GuardedLease:

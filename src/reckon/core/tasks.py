@@ -55,6 +55,7 @@ class TaskState(enum.StrEnum):
 
 
 FINISHED_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+_DONE, _FAILED, _CANCELLED = TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED
 
 
 class Outcome(enum.StrEnum):
@@ -224,11 +225,15 @@ class Introspector:
 
     # ---------------------------------------------------------------- used by the engine
     def count(self, name: str) -> None:
+        self.bumper(name)()
+
+    def bumper(self, name: str) -> Callable[[], int]:
+        """The lock-free increment of counter ``name`` (created on first use), for hot paths."""
         counter = self._counters.get(name)
         if counter is None:
             with self._lock:
                 counter = self._counters.setdefault(name, _HitCounter())
-        counter.bump()
+        return counter.bump
 
     def begin(self, record: TaskRecord) -> None:
         """Register a new live record (capture on) and announce it."""
@@ -247,7 +252,8 @@ class Introspector:
         size: int | None = None,
         error: str | None = None,
     ) -> None:
-        if record.state in FINISHED_STATES:
+        current = record.state
+        if current is _DONE or current is _FAILED or current is _CANCELLED:
             return  # a finished record never changes again
         record.state = state
         record.times[state] = time.time()
@@ -259,7 +265,7 @@ class Introspector:
             record.error = error
         if not self.capture:
             return
-        if state in FINISHED_STATES:
+        if state is _DONE or state is _FAILED or state is _CANCELLED:
             with self._lock:
                 if self._live.pop(record.task_id, None) is None:
                     return  # captured after it began (capture was off then): nothing to finish
