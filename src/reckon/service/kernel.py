@@ -51,7 +51,11 @@ def service_seed(seed: int, name: str) -> int:
 
 
 class Unit:
-    """A running deployment. Use ``async with Unit(deployment) as unit:``."""
+    """A running deployment. Use ``async with Unit(deployment) as unit:``; a Unit runs once.
+
+    ``implementations`` maps service names to objects or classes used instead of the
+    deployment's (how ``reckon.testing`` puts mocks in place).
+    """
 
     def __init__(
         self,
@@ -174,7 +178,8 @@ class Unit:
         name = p.spec.name
         assert self._data_dir is not None
         area = self._data_dir / name
-        migrations = list(getattr(p.implementation, "migrations", ()))
+        impl = self.overrides.get(name, p.implementation)
+        migrations = list(getattr(impl, "migrations", ()))
         seed = None if self.seed is None else service_seed(self.seed, name)
         return ServiceContext(
             name,
