@@ -260,3 +260,44 @@ def test_default_engine_is_shared_and_recreated_after_fork(
         current = set_default_engine(old)
         if current is not None:
             current.close()
+
+
+def test_the_hit_path_takes_no_lock() -> None:
+    """Hits still answer while every lock of the engine, its memory tier and its introspector
+    is held by someone else."""
+    import threading
+
+    engine = Engine()
+    rid = RequestId("lock-free")
+    engine.get(rid, MEMORY, lambda: "cached")
+    got: list[object] = []
+
+    async def resolve() -> object:
+        return await engine.resolve(rid, MEMORY, lambda: "recomputed")
+
+    def hit() -> None:
+        got.append(engine.get(rid, MEMORY, lambda: "recomputed"))
+        got.append(asyncio.run(resolve()))
+
+    with engine._lock, engine.memory._lock, engine.introspector._lock:
+        worker = threading.Thread(target=hit)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive()
+    assert got == ["cached", "cached"]
+
+
+def test_get_with_an_async_compute_inside_a_running_loop_raises() -> None:
+    from reckon.errors import BlockingGetError
+
+    engine = Engine()
+
+    async def compute() -> int:
+        return 1
+
+    async def main() -> None:
+        with pytest.raises(BlockingGetError, match="resolve"):
+            engine.get(RequestId("async-in-loop"), MEMORY, compute)
+
+    asyncio.run(main())
+    assert not engine.contains(RequestId("async-in-loop"), MEMORY)
