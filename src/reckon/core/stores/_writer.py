@@ -60,7 +60,10 @@ class Writer:
         self._reset()
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # producers and flushers wait on it
+        self._work = threading.Condition(lock)  # the writer waits on it
+        self._idle = False
         self._queue: deque[Op] = deque()
         self.pending: dict[str, Op] = {}
         self._queued_bytes = 0
@@ -97,7 +100,8 @@ class Writer:
             self._submitted += 1
             if op.kind != TOUCH:
                 self.pending[op.key] = op
-            self._cond.notify_all()
+            if self._idle:  # wake the writer only when it sleeps: no handoff per put
+                self._work.notify()
             return True
 
     def _start(self) -> None:
@@ -117,7 +121,7 @@ class Writer:
         with self._cond:
             self._closing = True
             thread = self._thread
-            self._cond.notify_all()
+            self._work.notify()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
 
@@ -125,7 +129,9 @@ class Writer:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
-                    self._cond.wait()
+                    self._idle = True
+                    self._work.wait()
+                    self._idle = False
                 if not self._queue:
                     return
                 batch: list[Op] = []
