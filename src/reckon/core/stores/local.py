@@ -16,12 +16,14 @@ Why it is built this way:
   yields a miss, never a wrong value. A bad entry is removed and logged on the
   ``reckon.core.store`` logger.
 * Values of ``mmap_threshold`` bytes or more come back as a memoryview over a memory map of their
-  file (no copy), the rest as bytes.
+  file (no copy), smaller file values as a memoryview over one read, inline values as bytes.
 * With ``sync=False`` (the default) writes go through a background thread that commits them in
   batches: a put costs the caller a queue append. Reads see queued writes. ``flush()`` waits for
-  the queue; it is flushed at interpreter exit and by ``close()``.
-* Access times for LRU are batched in memory and written with the next batch of writes, so a hit
-  costs one indexed SELECT and no write transaction.
+  the queue; it is flushed by ``close()``, at interpreter exit, when a multiprocessing child ends
+  and before ``fork()``.
+* Hits are remembered in memory and appended, in batches, to an unindexed table; they are folded
+  into the indexed access times (LRU) and priorities (GDS) only when an eviction needs them. A hit
+  costs one indexed SELECT and a checksum, never a write transaction of its own.
 """
 
 from __future__ import annotations
