@@ -147,7 +147,8 @@ _ANY_STATE = (
     AckTotalBytesReceived,
     SetByteOrder,
 )
-_IGNORED_COMMANDS = (Command.ACL_CHANGE, Command.MULTIPLE_DATA)
+_IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
+_UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
 
 def _status(ev: Event) -> Status:
@@ -205,10 +206,19 @@ class _Connection:
         # server: sid -> channel (and cid -> channel while creating); client: cid -> channel
         self._channels: dict[int, ChannelInfo] = {}
         self._creating: dict[int, ChannelInfo] = {}
+        # the other id of live channels: server cid -> sid, client sid -> cid
+        self._other_ids: dict[int, int] = {}
         self._dead_channels: OrderedDict[int, None] = OrderedDict()
         self._requests: dict[int, RequestInfo] = {}
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
+        # the handshake table split per role and direction (enum hashing is slow)
+        self._send_table = {
+            t: tb for (r, d, t), tb in HANDSHAKE.items() if r is self.role and d == "send"
+        }
+        self._recv_table = {
+            t: tb for (r, d, t), tb in HANDSHAKE.items() if r is self.role and d == "recv"
+        }
 
     # ----------------------------------------------------------------------- public
     @property
@@ -412,7 +422,7 @@ class _Connection:
         self._rx.big_endian = bool(flags & _BIG)
         if cmd in _IGNORED_COMMANDS:
             return []
-        if cmd in (Command.BEACON, Command.ORIGIN_TAG):
+        if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
         if cmd in _OP_COMMANDS:
             self._require_validated(cmd)
@@ -437,8 +447,7 @@ class _Connection:
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
-        key = (self.role, "recv", type(ev))
-        table = HANDSHAKE.get(key)
+        table = self._recv_table.get(type(ev))
         if table is not None:
             new = table.get(self.state)
             if new is None:
@@ -462,7 +471,7 @@ class _Connection:
         if isinstance(ev, CreateChannelRequest):
             if not self._server:
                 raise RemoteProtocolError("a server sent CreateChannelRequest")
-            if ev.cid in self._creating or any(c.cid == ev.cid for c in self._channels.values()):
+            if ev.cid in self._creating or ev.cid in self._other_ids:
                 raise RemoteProtocolError(f"channel cid {ev.cid} is already in use")
             if len(self._channels) + len(self._creating) >= self.max_channels:
                 raise LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
@@ -480,6 +489,7 @@ class _Connection:
                 ch.sid = ev.sid
                 ch.state = ChannelState.CONNECTED
                 self._channels[ev.cid] = ch
+                self._other_ids[ev.sid] = ev.cid
             return True
         if isinstance(ev, DestroyChannel):
             key_id = ev.sid if self._server else ev.cid
@@ -618,6 +628,7 @@ class _Connection:
 
     def _drop_channel(self, key: int) -> None:
         ch = self._channels.pop(key)
+        self._other_ids.pop((ch.cid if self._server else ch.sid) or 0, None)
         self._dead_channels[key] = None
         while len(self._dead_channels) > _TOMBSTONES:
             self._dead_channels.popitem(last=False)
@@ -628,7 +639,7 @@ class _Connection:
     def _check_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         """Validate ``ev`` against the state (no changes yet). None = drop silently."""
         t = type(ev)
-        table = HANDSHAKE.get((self.role, "send", t))
+        table = self._send_table.get(t)
         if table is not None:
             if self.state not in table:
                 raise LocalProtocolError(f"cannot send {t.__name__} in state {self.state.value}")
@@ -707,7 +718,7 @@ class _Connection:
         if sid is None or ioid is None:
             raise LocalProtocolError(f"a client does not send {t.__name__}")
         if t in INITS or t is GetField:
-            if not any(c.sid == sid for c in self._channels.values()):
+            if sid not in self._other_ids:
                 raise LocalProtocolError(f"no connected channel with sid {sid}")
             if ioid in self._requests:
                 raise LocalProtocolError(f"ioid {ioid} is already in use")
@@ -732,7 +743,7 @@ class _Connection:
     def _commit_send(self, ev: Event) -> None:
         """Apply a sent event to the state (after it encoded without error)."""
         t = type(ev)
-        table = HANDSHAKE.get((self.role, "send", t))
+        table = self._send_table.get(t)
         if table is not None:
             if isinstance(ev, ConnectionValidated) and not ev.status.success:
                 return
@@ -744,6 +755,7 @@ class _Connection:
                 ch.sid = ev.sid
                 ch.state = ChannelState.CONNECTED
                 self._channels[ev.sid] = ch
+                self._other_ids[ev.cid] = ev.sid
             return
         if isinstance(ev, CreateChannelRequest):
             self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
@@ -807,7 +819,8 @@ class _Connection:
 
 
 _OP_COMMANDS = frozenset(
-    {
+    int(c)
+    for c in (
         Command.GET,
         Command.PUT,
         Command.PUT_GET,
@@ -816,7 +829,7 @@ _OP_COMMANDS = frozenset(
         Command.PROCESS,
         Command.GET_FIELD,
         Command.RPC,
-    }
+    )
 )
 
 
