@@ -51,12 +51,14 @@ class Writer:
         max_items: int = 10_000,
         batch_items: int = 1_000,
         batch_bytes: int = 32 << 20,
+        idle_timeout: float = 10.0,
     ) -> None:
         self._apply = apply
         self._max_bytes = max_bytes
         self._max_items = max_items
         self._batch_items = batch_items
         self._batch_bytes = batch_bytes
+        self._idle_timeout = idle_timeout
         self._reset()
 
     def _reset(self) -> None:
@@ -130,8 +132,13 @@ class Writer:
             with self._cond:
                 while not self._queue and not self._closing:
                     self._idle = True
-                    self._work.wait()
+                    woken = self._work.wait(self._idle_timeout)
                     self._idle = False
+                    if not woken and not self._queue:
+                        # Idle: end the thread (the next submit starts another), so an unused
+                        # store holds no thread or connection and can be garbage collected.
+                        self._thread = None
+                        return
                 if not self._queue:
                     return
                 batch: list[Op] = []
