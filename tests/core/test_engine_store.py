@@ -303,3 +303,15 @@ def test_two_processes_asking_at_once_compute_once(tmp_path: Path, mode: str) ->
     values = {out[0] for out in outputs}
     assert len(values) == 1  # both got the one computed value
     assert sorted(out[1] for out in outputs) == ["computed", "store_hit"]
+
+
+def test_a_broken_store_is_logged_once_in_a_while_not_at_every_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = Engine(store=BrokenStore())
+    with caplog.at_level("WARNING", logger="reckon.core"):
+        for i in range(50):
+            engine.get(RequestId("quiet", i), FULL, lambda: 1)
+    gets = [r for r in caplog.records if "store get failed" in r.getMessage()]
+    assert len(gets) == 1 and "disk on fire" in gets[0].getMessage()
+    assert engine.stats()["counters"]["store_errors"] >= 100  # all counted

@@ -174,6 +174,7 @@ class Engine:
         self._inflight: dict[int, _Flight] = {}
         self._by_task: dict[int, _Flight] = {}
         self._closed = False
+        self._store_log: dict[str, tuple[float, int]] = {}
         # The hit path's bound methods (the memory tier never replaces its dict).
         self._mem_get = self.memory._data.get
         self._mem_bump = self.memory._data.move_to_end
@@ -861,12 +862,21 @@ class Engine:
             self.introspector.count("stored")
 
     def _store_failed(self, operation: str, exc: BaseException) -> None:
+        """Count a store failure and log it, at most once per operation every 10 seconds (a
+        broken disk must not flood the log at every request)."""
         self.introspector.count("store_errors")
+        now = time.monotonic()
+        last, suppressed = self._store_log.get(operation, (0.0, 0))
+        if now - last < 10.0 and last:
+            self._store_log[operation] = (last, suppressed + 1)
+            return
+        self._store_log[operation] = (now, 0)
         log.warning(
-            "reckon: store %s failed (%s: %s); treated as a miss",
+            "reckon: store %s failed (%s: %s); treated as a miss%s",
             operation,
             type(exc).__name__,
             exc,
+            f" ({suppressed} more since the last report)" if suppressed else "",
         )
 
 
