@@ -295,3 +295,93 @@ def test_numpy_array_values_are_views_of_the_message() -> None:
     [got] = drain(cli)
     assert np.array_equal(got.value["value"], arr)
     assert got.value["value"].base is not None  # a view, not a copy
+
+
+# -- second capture (same setup): a pipelined monitor and an NTTable get -------------------
+C_PIPE_INIT = H(
+    "ca02000d4b000000010305070020001088800002056669656c64800000067265636f7264800001085f6f70"
+    "74696f6e7380000208706970656c696e656009717565756553697a65600474727565013404000000"
+)
+C_PIPE_ACK = H("ca02000d0d00000001030507002000108002000000")
+S_PIPE_UPDATES = H(
+    "ca02400d1000000000200010000102000000000000264000ca02400d1000000000200010000102000000000000284000"
+)
+NTTABLE_TYPE = H(
+    "801465706963733a6e742f4e545461626c653a312e3005066c6162656c73680576616c7565800002046e616d65"
+    "6801784b0a64657363726970746f726005616c61726d8007616c61726d5f7403087365766572697479220673"
+    "746174757322076d657373616765600974696d655374616d70800674696d655f7403107365636f6e64735061"
+    "737445706f6368230b6e616e6f7365636f6e647322077573657254616722"
+)
+S_TABLE_GET = H(
+    "ca02400a270000000120001000ff011a02046e616d65017802016102626302000000000000f03f0000000000000440"
+)
+
+
+def test_pipelined_monitor_matches_pvxs() -> None:
+    mon_ioid = 0x10002000
+    srv = ServerConnection()
+    srv.initiate()
+    srv.receive_data(C_VALIDATION)
+    list(srv.events())
+    srv.send(ConnectionValidated())
+    srv.receive_data(C_CREATE)
+    list(srv.events())
+    srv.send(CreateChannelResponse(CID, SID))
+    srv.receive_data(C_PIPE_INIT)
+    [init] = list(srv.events())
+    assert isinstance(init, MonitorInit) and init.queue_size == 4
+    from reckon.pva.protocol import request_options
+
+    assert request_options(init.pv_request) == {"pipeline": "true", "queueSize": "4"}
+    srv.send(MonitorInitResponse(mon_ioid, type=NT_D))
+    srv.receive_data(C_MON_START.replace(b"\x03\x20\x00\x10", b"\x00\x20\x00\x10"))
+    list(srv.events())
+    srv.receive_data(C_PIPE_ACK)
+    from reckon.pva.protocol import MonitorAck
+
+    assert list(srv.events()) == [MonitorAck(SID, mon_ioid, 2)]
+    v = nt.NTScalar("d").wrap(11.0)
+    out = srv.send(MonitorUpdate(mon_ioid, v, BitSet([1])))
+    out += srv.send(MonitorUpdate(mon_ioid, dict(v, value=12.0), BitSet([1])))
+    assert out == S_PIPE_UPDATES
+
+    cli = ClientConnection()
+    cli.receive_data(S_OPEN)
+    list(cli.events())
+    cli.send(ConnectionValidationResponse.ca("root", "vm"))
+    cli.receive_data(S_VALIDATED)
+    list(cli.events())
+    cli.send(CreateChannelRequest(CID, "TST"))
+    cli.receive_data(S_CREATE)
+    list(cli.events())
+    req = pv_request("record[pipeline=true,queueSize=4]")
+    assert cli.send(MonitorInit(SID, mon_ioid, req, queue_size=4)) == C_PIPE_INIT
+    cli.receive_data(S_MON_INIT.replace(b"\x03\x20\x00\x10", b"\x00\x20\x00\x10"))
+    list(cli.events())
+    cli.send(MonitorStart(SID, mon_ioid))
+    assert cli.send(MonitorAck(SID, mon_ioid, 2)) == C_PIPE_ACK
+
+
+def test_nttable_type_and_value_match_pvxs() -> None:
+    table = nt.NTTable([("name", "s"), ("x", "d")])
+    assert encode_type(table.type) == NTTABLE_TYPE
+    cli = ClientConnection()
+    cli.receive_data(S_OPEN)
+    list(cli.events())
+    cli.send(ConnectionValidationResponse.ca("root", "vm"))
+    cli.receive_data(S_VALIDATED)
+    list(cli.events())
+    cli.send(CreateChannelRequest(CID, "TBL"))
+    cli.receive_data(S_CREATE)
+    list(cli.events())
+    ioid = 0x10002001
+    cli.send(GetInit(SID, ioid, pv_request()))
+    cli.receive_data(H("ca02400aa90000000120001008ff") + NTTABLE_TYPE)
+    [init] = list(cli.events())
+    assert isinstance(init, GetInitResponse) and init.type == table.type
+    cli.send(Get(SID, ioid))
+    cli.receive_data(S_TABLE_GET)
+    [got] = list(cli.events())
+    assert got.changed == BitSet([1, 3, 4])
+    assert nt.NTTable.rows(got.value) == [{"name": "a", "x": 1.0}, {"name": "bc", "x": 2.5}]
+    assert got.value["labels"] == ["name", "x"]
