@@ -118,3 +118,38 @@ def test_arbitrary_bytes_never_escape_as_other_errors(frame: bytes) -> None:
             p.E_BAD_REQUEST,
             p.E_UNKNOWN_TYPE,
         )
+
+
+def test_version_negotiation() -> None:
+    assert p.negotiate(None) == p.PROTOCOL_VERSION
+    assert p.negotiate([1, 7]) == 1
+    with pytest.raises(ObserveProtocolError) as info:
+        p.negotiate([7, 8])
+    assert p.error_code(info.value) == p.E_UNSUPPORTED_VERSION
+    with pytest.raises(ObserveProtocolError):
+        p.parse_request({"v": 1, "id": 1, "type": "hello", "versions": []})
+
+
+_plain = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(
+    rid=st.integers(0, 2**63 - 1),
+    value=_plain,
+    codec=st.sampled_from(["msgpack", "json"]),
+)
+def test_server_messages_round_trip(rid: int, value: object, codec: p.Codec) -> None:
+    assert p.decode_server_message(p.encode_result(rid, value, codec)) == p.Result(rid, value)
+    events = [{"seq": 1, "task": value}]
+    push = p.decode_server_message(p.encode_events(3, events, rid, codec))
+    assert push == p.EventsPush(3, events, rid)

@@ -220,6 +220,9 @@ def test_unknown_and_malformed_messages_get_errors_and_the_connection_stays(
         ws.send(msgpack.packb({"v": 9, "id": 6, "type": "status"}))
         reply = p.loads(ws.recv(timeout=10))
         assert reply["code"] == "unsupported_version" and reply["id"] == 6
+        ws.send(p.encode_request(p.Request(8, "hello", {"versions": [7]})))
+        reply = p.loads(ws.recv(timeout=10))
+        assert reply["code"] == "unsupported_version" and reply["id"] == 8
         ws.send(p.encode_request(p.Request(7, "ping")))
         reply = p.loads(ws.recv(timeout=10))
         assert reply["type"] == "result" and reply["id"] == 7

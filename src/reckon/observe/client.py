@@ -201,7 +201,7 @@ class AsyncClient:
                 f"(reckon serve, or RECKON_OBSERVE=127.0.0.1:PORT in the observed program)?"
             ) from exc
         self._reader = asyncio.get_running_loop().create_task(self._read())
-        body: dict[str, Any] = {"client": self.name}
+        body: dict[str, Any] = {"client": self.name, "versions": list(p.SUPPORTED_VERSIONS)}
         if self.token:
             body["token"] = self.token
         try:

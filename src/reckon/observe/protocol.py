@@ -109,6 +109,27 @@ def _interval(v: Any) -> bool:
     )
 
 
+def _versions(v: Any) -> bool:
+    return (
+        isinstance(v, list)
+        and 0 < len(v) <= 16
+        and all(isinstance(x, int) and not isinstance(x, bool) and 0 < x < 2**31 for x in v)
+    )
+
+
+def negotiate(offered: list[int] | None) -> int:
+    """The highest version both sides speak, for a ``hello`` offering ``offered``."""
+    if offered is None:
+        return PROTOCOL_VERSION
+    common = set(offered) & set(SUPPORTED_VERSIONS)
+    if not common:
+        raise _error(
+            E_UNSUPPORTED_VERSION,
+            f"client speaks protocol versions {offered}, this server {list(SUPPORTED_VERSIONS)}",
+        )
+    return max(common)
+
+
 def _queue(v: Any) -> bool:
     return v is None or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1_000_000)
 
@@ -117,7 +138,12 @@ def _queue(v: Any) -> bool:
 #: typo is an error instead of a silently ignored option.
 REQUEST_TYPES: Final[dict[str, dict[str, tuple[Any, bool]]]] = {
     # Opens a session: version check and, when the server asks for one, the token.
-    "hello": {"token": (_opt_str, False), "client": (_opt_str, False)},
+    # ``versions``: the protocol versions the client speaks; the reply names the one chosen.
+    "hello": {
+        "token": (_opt_str, False),
+        "client": (_opt_str, False),
+        "versions": (_versions, False),
+    },
     # Engine.stats() plus the introspector's counters, capture flag and server counters.
     "status": {},
     # Live and finished task records, newest first.

@@ -373,7 +373,7 @@ class ObserveServer:
         kind = req.type
         if kind == "hello":
             return {
-                "protocol": p.PROTOCOL_VERSION,
+                "protocol": p.negotiate(body.get("versions")),
                 "versions": list(p.SUPPORTED_VERSIONS),
                 "server": f"reckon/{_version()}",
                 "engine": str(getattr(engine, "name", "default")),
