@@ -4,7 +4,9 @@ across reopenings, with values inline, in files, memory-mapped and shared."""
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
+from _store_helpers import check_index_invariants
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,7 @@ ops = st.lists(
         st.tuples(st.just("contains"), st.sampled_from(KEYS), st.just(0)),
         st.tuples(st.just("flush"), st.just(""), st.just(0)),
         st.tuples(st.just("reopen"), st.just(""), st.just(0)),
+        st.tuples(st.just("evict"), st.just(""), st.integers(0, 20_000)),
     ),
     max_size=40,
 )
@@ -48,6 +51,12 @@ def test_store_agrees_with_a_dict(ops: list[tuple[str, str, int]], sync: bool) -
                     assert store.contains(key) == (key in model)
                 elif op == "flush":
                     store.flush()
+                elif op == "evict":
+                    store.evict(vi)
+                    assert store.usage().bytes <= vi
+                    kept = set(store.keys())
+                    assert kept <= set(model)
+                    model = {k: v for k, v in model.items() if k in kept}
                 else:
                     store.close()
                     store = LocalStore(d, **opts)  # type: ignore[arg-type]
@@ -60,3 +69,4 @@ def test_store_agrees_with_a_dict(ops: list[tuple[str, str, int]], sync: bool) -
             )
         finally:
             store.close()
+        check_index_invariants(Path(d))
