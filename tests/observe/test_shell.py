@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ RECKON = str(Path(sys.executable).with_name("reckon"))
 
 def _spawn(*args: str) -> pexpect.spawn:
     env = dict(os.environ, NO_COLOR="1", COLUMNS="160", LINES="50", TERM="xterm")
+    env["IPYTHONDIR"] = tempfile.mkdtemp(prefix="reckon-ipython-")  # keep ~/.ipython untouched
     env.pop("RECKON_OBSERVE", None)
     child = pexpect.spawn(
         RECKON, ["shell", *args], env=env, encoding="utf-8", timeout=60, dimensions=(50, 160)
