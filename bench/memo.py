@@ -259,23 +259,28 @@ def fmt(v: object) -> str:
 
 
 def main() -> None:
+    import atexit
     import logging
+    import warnings
 
     logging.getLogger("charmonium.freeze").setLevel(logging.WARNING)
+    warnings.simplefilter("ignore")  # charmonium's CacheThrashingWarning on trivial functions
+    os.environ["PYTHONWARNINGS"] = "ignore"
     base = Path(tempfile.mkdtemp(prefix="reckon-bench-memo-"))
+    # Peers write lock files relative to the working directory (charmonium: .cache/.lock) and
+    # flush indexes at exit: work inside the temp dir, and remove it after their exit handlers.
+    os.chdir(base)
+    atexit.register(shutil.rmtree, base, True)
     results: dict[str, dict[str, object]] = {}
     t0 = time.time()
     peers = [p for p in sys.argv[1:] if p in PEERS] or PEERS
-    try:
-        for peer in peers:
-            t = time.time()
-            try:
-                results[peer] = measure(peer, base)
-            except Exception as exc:  # a peer failing must not hide the others
-                results[peer] = {"error": f"{type(exc).__name__}: {exc}"[:80]}
-            print(f"  {peer}: {time.time() - t:.1f} s", file=sys.stderr, flush=True)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    for peer in peers:
+        t = time.time()
+        try:
+            results[peer] = measure(peer, base)
+        except Exception as exc:  # a peer failing must not hide the others
+            results[peer] = {"error": f"{type(exc).__name__}: {exc}"[:80]}
+        print(f"  {peer}: {time.time() - t:.1f} s", file=sys.stderr, flush=True)
 
     rows = list(next(iter(results.values())).keys())
     for r in results.values():

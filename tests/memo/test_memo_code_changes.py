@@ -89,3 +89,32 @@ def test_fresh_process_hits_and_logs_invalidate(run_py: Any, tmp_path: Path) -> 
     changed = run_py(code.format(store=str(store), k=2))
     assert "VALUE 3" in changed.stdout
     assert "reckon.memo invalidate: shared.f" in changed.stdout
+
+
+COMPOSED = """
+from reckon import memoize
+
+@memoize(store={store!r}, assume_pure=True)
+def inner(x):
+    print("INNER")
+    return x + {inc}
+
+@memoize(store={store!r}, assume_pure=True)
+def outer(x):
+    print("OUTER")
+    return inner(x) * 2
+"""
+
+
+def test_editing_a_memoized_callee_misses_the_caller(run_py: Any, tmp_path: Path) -> None:
+    """Composition: the caller's fingerprint includes the memoized callee's code."""
+    path = tmp_path / "memo_composed.py"
+    code = "import memo_composed as m; print('VALUE', m.outer(1))"
+    path.write_text(COMPOSED.format(store=str(tmp_path / "cache"), inc=1))
+    first = run_py(code, pythonpath=[tmp_path]).stdout
+    assert "OUTER" in first and "INNER" in first and "VALUE 4" in first
+    again = run_py(code, pythonpath=[tmp_path]).stdout
+    assert "OUTER" not in again and "VALUE 4" in again
+    path.write_text(COMPOSED.format(store=str(tmp_path / "cache"), inc=2))
+    edited = run_py(code, pythonpath=[tmp_path]).stdout
+    assert "OUTER" in edited and "INNER" in edited and "VALUE 6" in edited

@@ -50,7 +50,7 @@ from reckon.memo.hashing import hash_value
 from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
-from reckon.memo.report import FunctionStats, format_report
+from reckon.memo.report import FunctionStats, format_report, human_bytes, human_duration
 
 __all__ = ["BoundMemoized", "Memoized", "memoize"]
 
@@ -505,7 +505,8 @@ class Memoized(Generic[P, R]):
             self._hits += 1
             self._saved_s += entry.compute_seconds
             if _logger.isEnabledFor(_DEBUG):
-                log.event("hit", f"{self._call_text(args, kwargs)}")
+                saved = human_duration(entry.compute_seconds)
+                log.event("hit", f"{self._call_text(args, kwargs)} (saved {saved})")
             return entry.value
         return self._hit(entry, rid, args, kwargs)
 
@@ -552,7 +553,8 @@ class Memoized(Generic[P, R]):
             restore_files(entry.value)
         if _logger.isEnabledFor(_DEBUG):
             log.event(
-                "hit", f"{self._call_text(args, kwargs)} (saved {entry.compute_seconds:.3g} s)"
+                "hit",
+                f"{self._call_text(args, kwargs)} (saved {human_duration(entry.compute_seconds)})",
             )
         return entry.value
 
@@ -648,7 +650,11 @@ class Memoized(Generic[P, R]):
                 )
             )
             if _logger.isEnabledFor(_DEBUG):
-                log.event("store", f"{self._call_text(args, kwargs)} ({seconds:.3g} s, ~{size} B)")
+                log.event(
+                    "store",
+                    f"{self._call_text(args, kwargs)} (computed in {human_duration(seconds)}, "
+                    f"~{human_bytes(size)})",
+                )
         return entry
 
     def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId) -> Entry:
