@@ -281,7 +281,9 @@ class AsyncClient:
             await self._ws.send(p.encode_request(p.Request(rid, kind, body)))
         except ConnectionClosed:
             self._pending.pop(rid, None)
-            await asyncio.sleep(0)
+            if self._reader is not None:  # let it record why (a refused token, say)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._reader), self.timeout)
             raise self._closed_error or ObserveConnectionError(
                 f"lost the server at {self.ws_url}"
             ) from None
