@@ -457,3 +457,21 @@ def test_autostart_follows_the_environment(engine: Engine, monkeypatch: Any) -> 
     assert parse_address("9000") == ("127.0.0.1", 9000)
     with pytest.raises(ConfigurationError):
         parse_address("127.0.0.1:http")
+
+
+def test_a_sync_subscription_that_is_not_read_drops_locally_and_counts(
+    server: ServerHandle, engine: Engine
+) -> None:
+    with Client(server.url) as client:
+        sub = client.subscribe()
+        sub._maxsize = 5  # a reader that fell behind: at most 5 events waiting
+        for i in range(10):
+            engine.get(RequestId("local-drop", i), CachingLevel.MEMORY, lambda: 0, title="ld")
+        deadline = time.monotonic() + 10
+        while sub.local_dropped + sub._queued < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sub._queued <= 5
+        assert sub.local_dropped + sub._queued == 30
+        assert sub.dropped == sub.local_dropped > 0
+        sub.close()
+        assert sub.get(timeout=0.1) is None
