@@ -117,6 +117,7 @@ def _after_fork_in_child() -> None:
     _fork_guard.clear()
     for index in list(_indexes):
         index._lock = threading.Lock()  # another thread may have held it at the fork
+        index._token = object()
 
 
 os.register_at_fork(
@@ -131,6 +132,24 @@ def is_corruption(exc: BaseException) -> bool:
     )
 
 
+_CHECK_EVERY = 256  # uses of a thread's connection between looks at the clock
+
+
+class _ThreadConn:
+    """One thread's connection, its reusable cursor, and what tells when to replace them."""
+
+    __slots__ = ("conn", "countdown", "cursor", "gen", "ino", "next_check", "token")
+
+    def __init__(self, conn: sqlite3.Connection, token: object, ino: int) -> None:
+        self.conn = conn
+        self.cursor = conn.cursor()
+        self.token = token
+        self.gen = _generation[0]
+        self.ino = ino
+        self.countdown = _CHECK_EVERY
+        self.next_check = time.monotonic() + 1.0
+
+
 class Index:
     """Per-thread connections to one index file, reopened after fork or after a rebuild."""
 
@@ -142,7 +161,7 @@ class Index:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: weakref.WeakKeyDictionary[_Conn, int] = weakref.WeakKeyDictionary()
-        self._epoch = 0  # bumped by a rebuild: every thread reconnects on its next use
+        self._token = object()  # replaced by a rebuild or a fork: every thread reconnects
         self.open()
         _indexes.add(self)
 
@@ -170,28 +189,39 @@ class Index:
 
     def conn(self) -> sqlite3.Connection:
         """This thread's connection; a new one after fork, or when the index file was replaced."""
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.gen == _generation[0] and local.epoch == self._epoch:
-            now = time.monotonic()
-            if now < local.next_check:
-                return conn
-            local.next_check = now + 1.0
-            if self._current_ino() == local.ino:
-                return conn
-            self._drop(conn)
-        elif conn is not None:
-            if local.gen == _generation[0]:
-                self._drop(conn)  # the index was rebuilt under this thread's feet
-            else:
-                _abandoned.append(conn)
+        return self._thread_state().conn
+
+    def cursor(self) -> sqlite3.Cursor:
+        """This thread's reusable cursor (for the hot read path: no cursor made per call)."""
+        return self._thread_state().cursor
+
+    def _thread_state(self) -> _ThreadConn:
+        state: _ThreadConn | None = getattr(self._local, "state", None)
+        if state is not None and state.token is self._token:
+            state.countdown -= 1
+            if state.countdown > 0:
+                return state
+        return self._refresh(state)
+
+    def _refresh(self, state: _ThreadConn | None) -> _ThreadConn:
+        if state is not None:
+            if state.gen != _generation[0]:
+                _abandoned.append(state.conn)  # inherited through fork: never touch it
+            elif state.token is not self._token:
+                self._drop(state.conn)  # the index was rebuilt under this thread's feet
+            else:  # every _CHECK_EVERY uses, and at most once a second: was the file replaced?
+                state.countdown = _CHECK_EVERY
+                now = time.monotonic()
+                if now < state.next_check:
+                    return state
+                state.next_check = now + 1.0
+                if self._current_ino() == state.ino:
+                    return state
+                self._drop(state.conn)
         conn = self._connect()
-        local.conn = conn
-        local.gen = _generation[0]
-        local.epoch = self._epoch
-        local.ino = self._current_ino()
-        local.next_check = time.monotonic() + 1.0
-        return conn
+        state = _ThreadConn(conn, self._token, self._current_ino())
+        self._local.state = state
+        return state
 
     def _current_ino(self) -> int:
         try:
@@ -207,11 +237,11 @@ class Index:
 
     def reset_thread(self) -> None:
         """Forget this thread's connection (after an error that may have left it unusable)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
-            if self._local.gen == _generation[0]:
-                self._drop(conn)
+        state: _ThreadConn | None = getattr(self._local, "state", None)
+        if state is not None:
+            self._local.state = None
+            if state.gen == _generation[0]:
+                self._drop(state.conn)
 
     def close(self) -> None:
         with self._lock:
@@ -313,7 +343,7 @@ class Index:
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.path + suffix, aside + suffix)
         self.reset_thread()
-        self._epoch += 1
+        self._token = object()
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
             recovered = self._create(conn, recover=True)

@@ -214,7 +214,7 @@ class LocalStore:
             if op is not None:
                 return op.data if op.kind == PUT else None
         try:
-            row = self._index.conn().execute(_GET, (key,)).fetchone()
+            row = self._index.cursor().execute(_GET, (key,)).fetchone()
         except sqlite3.Error as exc:
             self._db_error(exc, "get")
             return None
