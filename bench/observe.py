@@ -236,7 +236,7 @@ def bare_loop(n: int) -> Callable[[], None]:
 
 
 def main() -> None:
-    console = Console()
+    console = Console(width=120)
     rows: list[tuple[str, float, float | None]] = []
 
     # ------------------------------------------------------------------ cost per computation
