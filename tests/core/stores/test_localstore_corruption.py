@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,21 @@ def test_stray_files_in_objects_dir_are_ignored_by_rebuild(tmp_path: Path) -> No
     s = LocalStore(path, sync=True)
     assert list(s.keys()) == ["big"]
     s.close()
+
+
+def test_open_store_follows_a_replaced_index(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    a = LocalStore(path, sync=True)
+    a.put("big", BIG)
+    assert a.get("big") == BIG
+    for suffix in ("", "-wal", "-shm"):  # someone removes the index under a's feet
+        (path / f"index.sqlite3{suffix}").unlink(missing_ok=True)
+    b = LocalStore(path, sync=True)  # makes a new one, recovering the object files
+    b.put("new", b"from b")
+    deadline = time.monotonic() + 30
+    while a.get("new") is None and time.monotonic() < deadline:
+        time.sleep(0.001)  # a notices the replaced file within a second and reconnects
+    assert a.get("new") == b"from b"
+    assert a.get("big") == BIG
+    a.close()
+    b.close()
