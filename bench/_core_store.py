@@ -47,10 +47,10 @@ def _best(fn: Callable[[], float]) -> float:
     return min(fn() for _ in range(REPEATS))
 
 
-def _reckon_store(path: str):  # type: ignore[no-untyped-def]
+def _reckon_store(path: str, sync: bool = False):  # type: ignore[no-untyped-def]
     from reckon.core.stores import LocalStore
 
-    return LocalStore(path)
+    return LocalStore(path, sync=sync)
 
 
 def _diskcache(path: str):  # type: ignore[no-untyped-def]
@@ -59,9 +59,9 @@ def _diskcache(path: str):  # type: ignore[no-untyped-def]
     return diskcache.Cache(path)
 
 
-def _put_small(kind: str) -> float:
+def _put_small(kind: str, sync: bool = False) -> float:
     with tempfile.TemporaryDirectory() as d:
-        store = _reckon_store(d) if kind == "reckon" else _diskcache(d)
+        store = _reckon_store(d, sync) if kind == "reckon" else _diskcache(d)
         put = store.put if kind == "reckon" else store.set
         t = time.perf_counter()
         for k, v in zip(KEYS, SMALL, strict=True):
@@ -149,6 +149,11 @@ def store_rows() -> list[tuple[str, float, float]]:
         (
             f"store put, small values (x{N_SMALL:,}, flushed)",
             _best(lambda: _put_small("reckon")),
+            _best(lambda: _put_small("diskcache")),
+        ),
+        (
+            "  the same, sync=True (one transaction per put)",
+            _best(lambda: _put_small("reckon", sync=True)),
             _best(lambda: _put_small("diskcache")),
         ),
     ]
