@@ -80,7 +80,7 @@ def _command_loop(post_burst: Any) -> None:
             return
         if cmd["op"] == "burst":
             start = time.monotonic()
-            post_burst(cmd["name"], int(cmd["n"]))
+            post_burst(cmd["name"], int(cmd["base"]), int(cmd["n"]))
             print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
 
 
@@ -109,9 +109,9 @@ def serve_p4p() -> None:
     for name in ("bench:burst1", "bench:burst2"):
         pvs[name] = SharedPV(nt=NTScalar("d"), initial=0.0)
 
-    def burst(name: str, n: int) -> None:
+    def burst(name: str, base: int, n: int) -> None:
         pv = pvs[name]
-        for i in range(1, n + 1):
+        for i in range(base + 1, base + n + 1):
             pv.post(float(i))
 
     with Server(providers=[pvs]):
@@ -167,7 +167,8 @@ def serve_reckon() -> None:
             if cmd["op"] == "burst":
                 pv = bursts[cmd["name"]]
                 start = time.monotonic()
-                for i in range(1, int(cmd["n"]) + 1):
+                base = int(cmd["base"])
+                for i in range(base + 1, base + int(cmd["n"]) + 1):
                     pv.post(float(i))
                     await asyncio.sleep(0)  # an asyncio app yields between posts
                 print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
@@ -177,119 +178,146 @@ def serve_reckon() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# clients (child processes): each prints one JSON result line
+# clients (child processes): long-lived, one JSON command per stdin line, one JSON result each
 # ---------------------------------------------------------------------------------------------
 
 
-def client_p4p(task: str) -> None:
+def _commands() -> Any:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["task"] == "quit":
+            return
+        yield cmd
+
+
+def client_p4p() -> None:
     from p4p.client.thread import Context
     from p4p.nt import NTURI
 
-    if task == "connect":
-        times = []
-        for _ in range(N_CONNECT):
-            t0 = time.perf_counter()
-            ctx = Context("pva")
-            ctx.get("bench:x", timeout=10)
-            times.append(time.perf_counter() - t0)
-            ctx.close()
-        print(json.dumps({"ms": statistics.median(times) * 1e3}), flush=True)
-        return
     ctx = Context("pva")
-    ctx.get("bench:x", timeout=10)
-    if task == "get":
-        t0 = time.perf_counter()
-        for _ in range(N_GET):
-            ctx.get("bench:x")
-        print(json.dumps({"rate": N_GET / (time.perf_counter() - t0)}), flush=True)
-    elif task == "put":
-        t0 = time.perf_counter()
-        for i in range(N_PUT):
-            ctx.put("bench:x", float(i))
-        print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
-    elif task == "rpc":
-        uri = NTURI([("a", "d"), ("b", "d")])
-        arg = uri.wrap("bench:rpc", kws={"a": 1.0, "b": 2.0})
-        t0 = time.perf_counter()
-        for _ in range(N_RPC):
-            ctx.rpc("bench:rpc", arg)
-        print(json.dumps({"rate": N_RPC / (time.perf_counter() - t0)}), flush=True)
-    elif task in ("monitor", "pipeline"):
-        name = "bench:burst1" if task == "monitor" else "bench:burst2"
-        request = PIPELINE_REQUEST if task == "pipeline" else None
-        got: queue.Queue[tuple[float, float]] = queue.Queue()
+    uri = NTURI([("a", "d"), ("b", "d")])
+    arg = uri.wrap("bench:rpc", kws={"a": 1.0, "b": 2.0})
+    for cmd in _commands():
+        task = cmd["task"]
+        if task == "connect":
+            times = []
+            for _ in range(N_CONNECT):
+                t0 = time.perf_counter()
+                fresh = Context("pva")
+                fresh.get("bench:x", timeout=10)
+                times.append(time.perf_counter() - t0)
+                fresh.close()
+            print(json.dumps({"ms": statistics.median(times) * 1e3}), flush=True)
+            continue
+        ctx.get("bench:x", timeout=10)
+        if task == "get":
+            t0 = time.perf_counter()
+            for _ in range(N_GET):
+                ctx.get("bench:x")
+            print(json.dumps({"rate": N_GET / (time.perf_counter() - t0)}), flush=True)
+        elif task == "put":
+            t0 = time.perf_counter()
+            for i in range(N_PUT):
+                ctx.put("bench:x", float(i))
+            print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
+        elif task == "rpc":
+            t0 = time.perf_counter()
+            for _ in range(N_RPC):
+                ctx.rpc("bench:rpc", arg)
+            print(json.dumps({"rate": N_RPC / (time.perf_counter() - t0)}), flush=True)
+        elif task == "monitor":
+            final = float(cmd["final"])
+            got: queue.Queue[tuple[float, float]] = queue.Queue()
 
-        def cb(value: Any) -> None:
-            got.put((float(value), time.monotonic()))
+            def cb(value: Any, got: queue.Queue[tuple[float, float]] = got) -> None:
+                got.put((float(value), time.monotonic()))
 
-        sub = ctx.monitor(name, cb, request=request)
-        got.get(timeout=10)  # the initial value
-        print("subscribed", flush=True)
-        count, last = 0, 0.0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                value, last = got.get(timeout=5)
-            except queue.Empty:
-                break
-            count += 1
-            if value >= N_BURST:
-                break
-        print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
-        sub.close()
+            sub = ctx.monitor(cmd["pv"], cb, request=cmd.get("request"))
+            got.get(timeout=10)  # the current value
+            print("subscribed", flush=True)
+            count, last, value = 0, 0.0, 0.0
+            while True:
+                try:
+                    value, last = got.get(timeout=5)
+                except queue.Empty:
+                    break  # stalled: the last value never came
+                count += 1
+                if value >= final:
+                    break
+            sub.close()
+            print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
     ctx.close()
 
 
-def client_reckon(task: str) -> None:
+def client_reckon() -> None:
     import asyncio
 
     from reckon.pva import Client, nt
 
     async def main() -> None:
-        if task == "connect":
-            times = []
-            for _ in range(N_CONNECT):
-                t0 = time.perf_counter()
-                async with Client() as c:
-                    await c.get("bench:x", timeout=10)
-                times.append(time.perf_counter() - t0)
-            print(json.dumps({"ms": statistics.median(times) * 1e3}), flush=True)
-            return
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def pump() -> None:
+            for ln in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, ln)
+            loop.call_soon_threadsafe(lines.put_nowait, "")
+
+        threading.Thread(target=pump, daemon=True).start()
+        arg = nt.uri("bench:rpc", {"a": 1.0, "b": 2.0})
+        print("ready", flush=True)
         async with Client() as c:
-            await c.get("bench:x", timeout=10)
-            if task == "get":
-                t0 = time.perf_counter()
-                for _ in range(N_GET):
-                    await c.get("bench:x")
-                print(json.dumps({"rate": N_GET / (time.perf_counter() - t0)}), flush=True)
-            elif task == "put":
-                t0 = time.perf_counter()
-                for i in range(N_PUT):
-                    await c.put("bench:x", float(i))
-                print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
-            elif task == "rpc":
-                arg = nt.uri("bench:rpc", {"a": 1.0, "b": 2.0})
-                t0 = time.perf_counter()
-                for _ in range(N_RPC):
-                    await c.rpc("bench:rpc", arg)
-                print(json.dumps({"rate": N_RPC / (time.perf_counter() - t0)}), flush=True)
-            elif task in ("monitor", "pipeline"):
-                name = "bench:burst1" if task == "monitor" else "bench:burst2"
-                request = PIPELINE_REQUEST if task == "pipeline" else None
-                count, last, value = 0, 0.0, 0.0
-                first = True
-                async with c.monitor(name, request=request) as updates:
-                    async for update in updates:
-                        if first:
-                            first = False
-                            print("subscribed", flush=True)
-                            continue
-                        value = float(update.value["value"])
-                        last = time.monotonic()
-                        count += 1
-                        if value >= N_BURST:
-                            break
-                print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
+            while True:
+                line = await lines.get()
+                if not line:
+                    return
+                cmd = json.loads(line)
+                task = cmd["task"]
+                if task == "quit":
+                    return
+                if task == "connect":
+                    times = []
+                    for _ in range(N_CONNECT):
+                        t0 = time.perf_counter()
+                        async with Client() as fresh:
+                            await fresh.get("bench:x", timeout=10)
+                        times.append(time.perf_counter() - t0)
+                    print(json.dumps({"ms": statistics.median(times) * 1e3}), flush=True)
+                    continue
+                await c.get("bench:x", timeout=10)
+                if task == "get":
+                    t0 = time.perf_counter()
+                    for _ in range(N_GET):
+                        await c.get("bench:x")
+                    print(json.dumps({"rate": N_GET / (time.perf_counter() - t0)}), flush=True)
+                elif task == "put":
+                    t0 = time.perf_counter()
+                    for i in range(N_PUT):
+                        await c.put("bench:x", float(i))
+                    print(json.dumps({"rate": N_PUT / (time.perf_counter() - t0)}), flush=True)
+                elif task == "rpc":
+                    t0 = time.perf_counter()
+                    for _ in range(N_RPC):
+                        await c.rpc("bench:rpc", arg)
+                    print(json.dumps({"rate": N_RPC / (time.perf_counter() - t0)}), flush=True)
+                elif task == "monitor":
+                    final = float(cmd["final"])
+                    count, last, value = 0, 0.0, 0.0
+                    async with c.monitor(cmd["pv"], cmd.get("request")) as sub:
+                        await sub.next(timeout=10)  # the current value
+                        print("subscribed", flush=True)
+                        while True:
+                            try:
+                                update = await sub.next(timeout=5)
+                            except Exception:
+                                break  # stalled: the last value never came
+                            value = float(update.value["value"])
+                            last = time.monotonic()
+                            count += 1
+                            if value >= final:
+                                break
+                    print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
 
     asyncio.run(main())
 
@@ -355,33 +383,66 @@ class Child:
             self.proc.wait()
 
 
-def measure(client: str, server: str) -> dict[str, float]:
-    env = epics_env()
-    srv = Child(["server", server], env)
-    if srv.line(60) != "ready":
-        raise RuntimeError("server did not start")
-    out: dict[str, float] = {}
+ROUNDS = 3  # each row is measured this many times per pair, interleaved; the best counts
+
+
+def start(argv: list[str], env: dict[str, str]) -> Child:
+    child = Child(argv, env)
+    line = child.line(60)
+    if line != "ready":
+        raise RuntimeError(f"{argv} did not start: {line} {''.join(child.err[-20:])}")
+    return child
+
+
+def measure(client: str) -> dict[str, dict[str, float]]:
+    """One client kind against both servers; every round alternates the servers."""
+    envs = {srv: epics_env() for srv in ("reckon", "p4p")}
+    servers = {srv: start(["server", srv], envs[srv]) for srv in envs}
+    clients = {srv: start(["client", client], envs[srv]) for srv in envs}
+    out: dict[str, dict[str, float]] = {srv: {} for srv in envs}
+    base = {srv: 0 for srv in envs}
+    order = ["reckon", "p4p"]
     try:
         for task in ("connect", "get", "put", "rpc"):
-            cl = Child(["client", client, task], env)
-            res = cl.json()
-            out[task] = res["ms"] if task == "connect" else res["rate"]
-            cl.close()
-        for task, pv in (("monitor", "bench:burst1"), ("pipeline", "bench:burst2")):
-            cl = Child(["client", client, task], env)
-            if cl.line(60) != "subscribed":
-                raise RuntimeError("monitor did not start")
-            srv.send({"op": "burst", "name": pv, "n": N_BURST})
-            times = srv.json()
-            res = cl.json(180)
-            cl.close()
-            if res["final"] < N_BURST:
-                print(f"  ! {client}->{server} {task}: last value {res['final']} never arrived")
-            elapsed = max(res["last"] - times["start"], 1e-9)
-            out[task] = res["count"] / elapsed
-            out[task + "_count"] = res["count"]
+            for r in range(ROUNDS):
+                for srv in order if r % 2 == 0 else order[::-1]:
+                    clients[srv].send({"task": task})
+                    res = clients[srv].json()
+                    if task == "connect":
+                        out[srv][task] = min(out[srv].get(task, 1e9), res["ms"])
+                    else:
+                        out[srv][task] = max(out[srv].get(task, 0.0), res["rate"])
+        for task, pv, request in (
+            ("monitor", "bench:burst1", None),
+            ("pipeline", "bench:burst2", PIPELINE_REQUEST),
+        ):
+            for r in range(2):
+                for srv in order if r % 2 == 0 else order[::-1]:
+                    final = base[srv] + N_BURST
+                    clients[srv].send(
+                        {"task": "monitor", "pv": pv, "request": request, "final": final}
+                    )
+                    if clients[srv].line(60) != "subscribed":
+                        raise RuntimeError("monitor did not start")
+                    servers[srv].send({"op": "burst", "name": pv, "base": base[srv], "n": N_BURST})
+                    times = servers[srv].json()
+                    res = clients[srv].json(180)
+                    stalled = res["final"] < final
+                    rate = res["count"] / max(res["last"] - times["start"], 1e-9)
+                    if rate > out[srv].get(task, -1.0):
+                        out[srv][task] = rate
+                        out[srv][task + "_count"] = res["count"]
+                    if stalled:
+                        out[srv][task + "_stalled"] = 1.0
+                        got = res["final"] - base[srv]
+                        print(
+                            f"  ! {client} client -> {srv} server, {task}: stalled after "
+                            f"{got:.0f} of {N_BURST} posts"
+                        )
+                    base[srv] = final
     finally:
-        srv.close()
+        for child in (*clients.values(), *servers.values()):
+            child.close()
     return out
 
 
@@ -395,18 +456,22 @@ ROWS = [
 ]
 
 
-def table(client: str, reckon: dict[str, float] | None, p4p: dict[str, float]) -> None:
-    print(f"\n{client} client      reckon server    p4p server   ratio (reckon/p4p; >=1 is better)")
+def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
+    print(
+        f"\n{client} client{'':22s}reckon server   p4p server   ratio (>= 1: reckon as fast or faster)"
+    )
     for key, label, higher in ROWS:
-        theirs = p4p.get(key, float("nan"))
-        if reckon is None or key not in reckon:
-            print(f"  {label:32s} {'-':>12s} {theirs:12.1f}")
-            continue
-        ours = reckon[key]
+        ours, theirs = reckon.get(key, float("nan")), p4p.get(key, float("nan"))
         ratio = ours / theirs if higher else theirs / ours
         extra = ""
         if key + "_count" in reckon:
-            extra = f"  (delivered {int(reckon[key + '_count'])} vs {int(p4p[key + '_count'])})"
+            extra = (
+                f"  delivered {int(reckon[key + '_count'])} vs {int(p4p.get(key + '_count', 0))}"
+            )
+            if p4p.get(key + "_stalled"):
+                extra += " (p4p server stalled: the last value never arrived)"
+            if reckon.get(key + "_stalled"):
+                extra += " (reckon server stalled!)"
         print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x{extra}")
 
 
@@ -416,28 +481,21 @@ def main() -> None:
         {"p4p": serve_p4p, "reckon": serve_reckon}[args[1]]()
         return
     if args[:1] == ["client"]:
-        {"p4p": client_p4p, "reckon": client_reckon}[args[1]](args[2])
+        {"p4p": client_p4p, "reckon": client_reckon}[args[1]]()
         return
-    global N_GET, N_PUT, N_RPC, N_BURST
+    global N_GET, N_PUT, N_RPC, N_BURST, ROUNDS
     if "--quick" in args:
         os.environ["PVA_BENCH_QUICK"] = "1"
-        N_GET, N_PUT, N_RPC, N_BURST = 200, 100, 100, 2000
-    only = [a for a in args if not a.startswith("--")]
-    pairs = [("p4p", "reckon"), ("p4p", "p4p"), ("reckon", "reckon"), ("reckon", "p4p")]
-    results: dict[tuple[str, str], dict[str, float]] = {}
+        N_GET, N_PUT, N_RPC, N_BURST, ROUNDS = 200, 100, 100, 2000, 1
+    clients = [a for a in args if not a.startswith("--")] or ["p4p", "reckon"]
     t0 = time.time()
-    for client, server in pairs:
-        if only and server not in only and client not in only:
-            continue
-        print(f"measuring {client} client -> {server} server ...", flush=True)
-        try:
-            results[(client, server)] = measure(client, server)
-        except Exception as exc:
-            print(f"  failed: {exc}")
-    for client in ("p4p", "reckon"):
-        if (client, "p4p") in results:
-            table(client, results.get((client, "reckon")), results[(client, "p4p")])
-    print(f"\n(total {time.time() - t0:.0f}s)")
+    results = {}
+    for client in clients:
+        print(f"measuring the {client} client against both servers ...", flush=True)
+        results[client] = measure(client)
+    for client, res in results.items():
+        table(client, res["reckon"], res["p4p"])
+    print(f"\n(best of {ROUNDS} interleaved rounds per row; total {time.time() - t0:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -64,37 +64,45 @@ async def test_pipeline_window_and_acks_never_stall(pva_env: dict[str, str]) -> 
         [initial] = await collect(peer, MonitorUpdate, 1)  # uses 1 of the window of 3
         assert initial.value["value"] == 0
         for i in range(1, 11):
-            counter.post(i)  # no yield: the queue (3) holds 1, 2 and 3..10 coalesced into 10
+            counter.post(i)  # 1 and 2 use the window; the queue (3) holds 3, 4 and 5..10 as 10
         sent = await collect(peer, MonitorUpdate, 2)
         assert [u.value["value"] for u in sent] == [1, 2]
-        # the window is used up: 10 waits for an acknowledgement, and so do later posts
+        # the window is used up: the queue waits for an acknowledgement
         assert await collect(peer, MonitorUpdate, 1, timeout=0.5) == []
         for i in range(11, 21):
-            counter.post(i)  # queue: 10, 11, then 12..20 coalesced into 20
+            counter.post(i)  # the queue is full: its newest entry becomes 20
         peer.send_event(MonitorAck(sid, 5, 1))
         [one] = await collect(peer, MonitorUpdate, 1)
-        assert one.value["value"] == 10
+        assert one.value["value"] == 3
         # an ack alone (no new post) resumes the queue: the burst's last value arrives
         peer.send_event(MonitorAck(sid, 5, 2))
         rest = await collect(peer, MonitorUpdate, 2)
-        assert [u.value["value"] for u in rest] == [11, 20]
+        assert [u.value["value"] for u in rest] == [4, 20]
         peer.close()
 
 
 async def test_default_queue_coalesces_for_a_slow_consumer(pva_env: dict[str, str]) -> None:
-    counter = SharedPV(nt.NTScalar("i"), 0)
-    async with Server({"f:count": counter}) as server:
-        peer = await RawPeer(server.tcp_port).open()
-        sid = await peer.channel("f:count")
+    """A subscriber that reads slowly gets fewer updates, never an unbounded backlog, and
+    always the newest value last."""
+    wave = SharedPV(nt.NTScalarArray("d"), np.zeros(16 * 1024))  # 128 kB per update
+    async with Server({"f:wave": wave}, send_high_water=64 * 1024) as server:
+        peer = await RawPeer(server.tcp_port).open(rcvbuf=4096)
+        sid = await peer.channel("f:wave")
         peer.send_event(MonitorInit(sid, 6, pv_request("record[queueSize=2]")))
         await peer._until("MonitorInitResponse")
         peer.send_event(MonitorStart(sid, 6))
-        [initial] = await collect(peer, MonitorUpdate, 1)
-        assert initial.value["value"] == 0
-        for i in range(1, 101):
-            counter.post(i)  # no yield: queue of 2 keeps 1 and the newest
-        updates = await collect(peer, MonitorUpdate, 3, timeout=1.0)
-        assert [u.value["value"] for u in updates] == [1, 100]
+        assert len(await collect(peer, MonitorUpdate, 1)) == 1  # the current value
+        n = 50
+        for i in range(1, n + 1):
+            wave.post(np.full(16 * 1024, float(i)))
+            await asyncio.sleep(0)
+        conn = next(iter(server._connections))
+        assert len(conn.monitors[6].queue) <= 2
+        seen: list[float] = []
+        while not seen or seen[-1] != n:
+            [u] = await collect(peer, MonitorUpdate, 1, timeout=10)
+            seen.append(float(u.value["value"][0]))
+        assert seen == sorted(seen) and len(seen) < n  # coalesced, in order, newest last
         peer.close()
 
 

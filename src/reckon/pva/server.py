@@ -282,7 +282,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.ops: dict[int, _Op] = {}
         self.monitors: dict[int, _Monitor] = {}
         self._dirty: dict[int, _Monitor] = {}
-        self._flush_scheduled = False
+        self._busy = False
         self._write_paused = False
         self._closed = False
         self._out: list[bytes] = []
@@ -344,6 +344,7 @@ class _ServerProtocol(asyncio.Protocol):
     def _process(self) -> None:
         conn = self.conn
         out = self._out
+        self._busy = True
         try:
             while not self._write_paused and not self._closed:
                 ev = conn.next_event()
@@ -357,7 +358,11 @@ class _ServerProtocol(asyncio.Protocol):
             log.exception("pva server: internal protocol error with %s", self._who())
             self._drop(exc)
             return
-        if out:
+        finally:
+            self._busy = False
+        if self._dirty and not self._write_paused:
+            self._flush()  # monitor updates made while handling requests go out with replies
+        elif out:
             self._write()
 
     def _who(self) -> str:
@@ -402,13 +407,18 @@ class _ServerProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ monitors
     def want_flush(self, mon: _Monitor) -> None:
+        """A monitor has something to send: send it now unless the socket is congested.
+
+        Updates leave as soon as they are posted (lowest latency); they only queue, and
+        coalesce, while the transport is paused or the pipeline window is closed. Inside
+        request processing they are sent with the replies when the batch ends.
+        """
         self._dirty[mon.ioid] = mon
-        if not self._flush_scheduled and not self._write_paused:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        if self._write_paused or self._busy or self._closed:
+            return
+        self._flush()
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
         if self._closed or self._write_paused:
             return
         dirty = self._dirty
@@ -418,6 +428,8 @@ class _ServerProtocol(asyncio.Protocol):
             if not mon.closed or mon.finished:
                 mon.take(events)
         if not events:
+            if self._out:
+                self._write()
             return
         send = self.conn.send
         out = self._out
