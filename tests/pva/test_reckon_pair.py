@@ -159,3 +159,37 @@ def test_structure_of_a_custom_pv() -> None:
     assert pv.value["inner"]["n"] == 4 and pv.value["x"] == 1.0
     with pytest.raises(PvaTypeError, match="no 'value' field"):
         pv.post(5)
+
+
+async def test_idle_peers_dropped_echoing_clients_kept(pva_env: dict[str, str]) -> None:
+    """EPICS_PVA_CONN_TMO: silent peers are dropped; clients echo, so quiet monitors live."""
+    from .test_bad_peers import RawPeer
+
+    cfg = ServerConfig.from_env()
+    cfg.conn_timeout = 0.4
+    x = SharedPV(nt.NTScalar("i"), 1)
+    async with Server({"r:quiet": x}, config=cfg) as server:
+        ccfg = ClientConfig.from_env()
+        ccfg.conn_timeout = 0.4
+        async with Client(ccfg) as c, c.monitor("r:quiet") as sub:
+            assert (await sub.next(timeout=10)).value["value"] == 1
+            silent = await RawPeer(server.tcp_port).open()
+            assert await silent.closed_by_server(timeout=10)  # dropped after ~0.8 s of silence
+            await asyncio.sleep(1.5)  # the client says nothing but echoes
+            x.post(2)
+            assert (await sub.next(timeout=10)).value["value"] == 2
+            assert server.connections == 1
+
+
+async def test_anonymous_authentication(pva_env: dict[str, str]) -> None:
+    x = SharedPV(nt.NTScalar("i"), 0)
+    peers = []
+
+    @x.on_put
+    def record(op: PutOperation) -> None:
+        peers.append(op.peer)
+        op.pv.post(op.fields)
+
+    async with Server({"r:anon": x}), Client(auth="anonymous") as c:
+        await c.put("r:anon", 3, timeout=10)
+    assert peers[0].method == "anonymous" and peers[0].user == "" and peers[0].account == ""

@@ -169,6 +169,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.channels: dict[int, _Channel] = {}  # by cid
         self.ops: dict[int, _Op] = {}
         self.closed = False
+        self._keepalive: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -176,6 +177,20 @@ class _ClientProtocol(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._schedule_echo()
+
+    def _schedule_echo(self) -> None:
+        # Servers (pvxs, and reckon's) drop connections silent for EPICS_PVA_CONN_TMO; an echo
+        # every half of it keeps a quiet connection (say, a monitor of a still PV) alive.
+        self._keepalive = self.loop.call_later(self.client.config.conn_timeout / 2, self._echo)
+
+    def _echo(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
+            with contextlib.suppress(PvaError, ProtocolError):
+                self.send(Echo(b""))
+        self._schedule_echo()
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
@@ -193,6 +208,8 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         if not self.ready.done():
             self.ready.set_exception(_Disconnected(f"connection to {self.address} lost"))
         self.client._connection_lost(self)

@@ -283,6 +283,7 @@ class _ServerProtocol(asyncio.Protocol):
         self.monitors: dict[int, _Monitor] = {}
         self._dirty: dict[int, _Monitor] = {}
         self._busy = False
+        self.last_rx = server.loop.time()
         self._write_paused = False
         self._closed = False
         self._out: list[bytes] = []
@@ -330,6 +331,7 @@ class _ServerProtocol(asyncio.Protocol):
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self.last_rx = self.loop.time()
         try:
             self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -924,6 +926,7 @@ class Server:
         self._connections: set[_ServerProtocol] = set()
         self._tcp: asyncio.AbstractServer | None = None
         self._responder: SearchResponder | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.tcp_port = 0
         self.udp_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1005,10 +1008,25 @@ class Server:
         )
         await self._responder.start()
         self.udp_port = self._responder.udp_port
+        self._sweeper = self._loop.create_task(self._sweep_idle(), name="pva-idle-sweep")
         log.info("pva server: TCP %s:%d, UDP %d", host, self.tcp_port, self.udp_port)
         return self
 
+    async def _sweep_idle(self) -> None:
+        """Drop connections silent for twice EPICS_PVA_CONN_TMO (clients echo every half of
+        it), so peers that vanished without closing do not hold memory forever."""
+        limit = 2 * self.config.conn_timeout
+        while True:
+            await asyncio.sleep(max(limit / 4, 0.05))
+            now = self.loop.time()
+            for conn in list(self._connections):
+                if now - conn.last_rx > limit and not conn._closed:
+                    conn._drop(PvaError(f"silent for more than {limit:g}s"))
+
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._responder is not None:
             await self._responder.stop()
             self._responder = None
