@@ -52,7 +52,7 @@ test-rest: $(VENV)/.dev-installed sysdeps
 test: lint test-core test-rest
 
 bench: $(VENV)/.bench-installed sysdeps
-	@for b in bench/*.py; do echo "==== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "==== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) .mypy_cache .ruff_cache .pytest_cache
