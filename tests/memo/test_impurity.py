@@ -159,3 +159,30 @@ def builds_file_contents(path: str) -> Any:
 def test_file_io_with_file_contents_is_not_reported() -> None:
     assert find_impurities(reads_file_contents) == []
     assert find_impurities(builds_file_contents) == ["calls time.time"]
+
+
+class Store:
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+
+    def total(self) -> int:
+        return self.count() * 2
+
+    def count(self) -> int:
+        return len(self.rows)
+
+    def save(self, path: str) -> None:
+        with open(path, "w") as fh:
+            fh.write(str(self.rows))
+
+    @property
+    def stamp(self) -> float:
+        return time.time()
+
+    def stamped(self) -> float:
+        return self.stamp
+
+
+def test_methods_are_blamed_only_for_what_they_may_call() -> None:
+    assert find_impurities(Store.total) == []  # save() opens files, but total never calls it
+    assert find_impurities(Store.stamped) == [f"calls time.time (in {__name__}.Store.stamp)"]

@@ -274,6 +274,57 @@ def _uses_file_contents(func: object) -> bool:
     return any(FileContents in _resolve(ref, func.__globals__) for ref in scan(func.__code__).refs)
 
 
+def _members(cls: type) -> list[tuple[str, object]]:
+    """(name, code) pairs of a class's namespace, unwrapping descriptors."""
+    out: list[tuple[str, object]] = []
+    for name, value in vars(cls).items():
+        if isinstance(value, (staticmethod, classmethod)):
+            out.append((name, value.__func__))
+        elif isinstance(value, property):
+            out.extend((name, f) for f in (value.fget, value.fset, value.fdel) if f is not None)
+        else:
+            out.append((name, value))
+    return out
+
+
+def _called_functions(root: object, walk: Callable[[object], Any]) -> list[types.FunctionType]:
+    """The user's functions ``root`` may call, in the order the code graph is walked.
+
+    A class the code refers to contributes only the methods whose names the code loads as
+    attributes (``self.pick()``) and its dunders (called by syntax), so a memoized method is
+    not blamed for what an unrelated method of its class does.
+    """
+    edges: dict[int, list[object]] = {}
+    order: list[object] = []
+    for _depth, node, local, _earlier in walk(root):
+        if local is not None:
+            edges[id(node)] = local.edges
+            order.append(node)
+    used_attrs: set[str] = set()
+    reached: set[int] = set()
+    classes: list[type] = []
+    pending: list[object] = [root]
+    while pending:
+        while pending:
+            node = pending.pop()
+            if id(node) in reached or id(node) not in edges:
+                continue
+            reached.add(id(node))
+            if isinstance(node, types.FunctionType):
+                used_attrs |= scan(node.__code__).attr_names
+            if isinstance(node, type):
+                classes.append(node)
+                pending.extend(e for e in edges[id(node)] if isinstance(e, type))
+                continue
+            pending.extend(edges[id(node)])
+        for cls in classes:
+            for name, member in _members(cls):
+                called = name in used_attrs or (name.startswith("__") and name.endswith("__"))
+                if called and id(member) not in reached and id(member) in edges:
+                    pending.append(member)
+    return [n for n in order if id(n) in reached and isinstance(n, types.FunctionType)]
+
+
 def find_impurities(func: Callable[..., object]) -> list[str]:
     """Impure things ``func`` reaches, transitively through the user's code; [] if none.
 
@@ -300,9 +351,7 @@ def find_impurities(func: Callable[..., object]) -> list[str]:
     if not isinstance(root, _Leaf):
         files_ok = _uses_file_contents(root)
         seen: set[str] = set()
-        for _depth, node, local, _earlier in _walk_graph(root):
-            if local is None or not isinstance(node, types.FunctionType):
-                continue
+        for node in _called_functions(root, _walk_graph):
             where = "" if node is root else f" (in {_qualname(node)})"
             for label in _function_impurities(node):
                 if files_ok and label.startswith(_FILE_IO):
