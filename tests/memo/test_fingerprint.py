@@ -532,3 +532,48 @@ def test_imports_inside_the_function_body(tmp_path: Path) -> None:
     (pkg / "helpers.py").write_text("def helper(x):\n    return x + 2\n")
     fp2, _ = json.loads(_run(code, _env(2, tmp_path)))
     assert fp1 != fp2
+
+
+def test_misbehaving_values_degrade_or_raise_a_clear_error() -> None:
+    from reckon.errors import FingerprintError
+
+    class Proxy:
+        def __getattr__(self, name: str) -> Any:
+            raise KeyError(name)
+
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            raise RuntimeError("no state")
+
+    ns: dict[str, Any] = {"__name__": "proxy_ns", "P": Proxy()}
+    exec("def f():\n    return P.x\n", ns)
+    assert any("not hashable by value" in line for line in explain(ns["f"]))
+
+    class Odd:
+        def __init__(self) -> None:
+            self.value = 1
+
+        def __getstate__(self) -> Any:
+            raise ValueError("broken state")
+
+    ns2: dict[str, Any] = {"__name__": "odd_ns", "O": Odd()}
+    exec("def g():\n    return O.value\n", ns2)
+    assert len(fingerprint(ns2["g"])) == 16  # the broken global counts by its type name
+    deep: list[Any] = []
+    node = deep
+    for _ in range(100_000):
+        node.append([])
+        node = node[0]
+    ns3: dict[str, Any] = {"__name__": "deep_ns", "DEEP": deep}
+    exec("def h():\n    return DEEP\n", ns3)
+    assert any("DEEP: a builtins.list, not hashable" in line for line in explain(ns3["h"]))
+    # A class whose namespace cannot even be listed: a clear FingerprintError, not a crash.
+
+    class BadMeta(type):
+        def __getattribute__(cls, name: str) -> Any:
+            if name == "__bases__":
+                raise RuntimeError("no bases for you")
+            return super().__getattribute__(name)
+
+    bad = BadMeta("Bad", (), {"__module__": "bad_ns"})
+    with pytest.raises(FingerprintError, match="RuntimeError: no bases for you"):
+        fingerprint(bad)

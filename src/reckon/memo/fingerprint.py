@@ -187,11 +187,19 @@ _ORIGIN_FREE = (
 )
 
 
+def _attr(obj: object, name: str) -> Any:
+    """getattr that survives proxies whose __getattr__ raises something else than AttributeError."""
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
 def _classify(obj: Any, _depth: int = 0) -> object:
     """A node (the object itself, or a stand-in) or a _Leaf."""
     if _depth > 32:  # a __wrapped__ chain that loops
         return _Leaf(type_name(type(obj)), _digest("opaque", type_name(type(obj))))
-    version = getattr(obj, "__reckon_version__", None)
+    version = _attr(obj, "__reckon_version__")
     if version is not None and not isinstance(obj, types.ModuleType):
         name = _qualname(getattr(obj, "__wrapped__", obj))
         return _Leaf(f"{name} (version {version})", _digest("versioned", name, str(version)))
@@ -210,7 +218,7 @@ def _classify(obj: Any, _depth: int = 0) -> object:
         return _leaf(_builtin_origin(obj), _qualname(obj))
     if isinstance(obj, (staticmethod, classmethod)):
         return obj
-    wrapped = getattr(obj, "__wrapped__", None)
+    wrapped = _attr(obj, "__wrapped__")
     if wrapped is not None:
         # lru_cache, a memoized function, any functools.wraps-style wrapper: a node when it wraps
         # the user's code, the wrapped leaf when it wraps a library's (numpy's dispatchers).
@@ -441,8 +449,8 @@ def _is_code_like(value: object) -> bool:
                 classmethod,
             ),
         )
-        or (callable(value) and getattr(value, "__wrapped__", None) is not None)
-        or getattr(value, "__reckon_version__", None) is not None
+        or (callable(value) and _attr(value, "__wrapped__") is not None)
+        or _attr(value, "__reckon_version__") is not None
     )
 
 
@@ -635,6 +643,14 @@ def fingerprint(func: Callable[..., object] | type | types.ModuleType | object) 
         raise FingerprintError(
             f"cannot fingerprint {_qualname(func)}: a value it reads is nested too deeply. "
             "Fix: give the function an explicit version with @memoize(version=...)."
+        ) from exc
+    except FingerprintError:
+        raise
+    except Exception as exc:  # a value or module that misbehaves while being read
+        raise FingerprintError(
+            f"cannot fingerprint {_qualname(func)}: {type(exc).__name__}: {exc}. Fix: give the "
+            "function an explicit version with @memoize(version=...), or make the value it "
+            "reads hashable (__reckon_hash__)."
         ) from exc
     _cache_put(_fingerprints, func, result)
     return result

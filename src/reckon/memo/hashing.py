@@ -935,7 +935,11 @@ def _choose(tp: type) -> Handler:
 
 def _h_maybe_wrapper(h: Hasher, obj: Any) -> None:
     """A callable object: a decorator's wrapper (lru_cache, a memoized function) is code."""
-    if getattr(obj, "__wrapped__", None) is not None:
+    try:
+        wrapped = getattr(obj, "__wrapped__", None)
+    except Exception:  # a proxy whose __getattr__ raises something else
+        wrapped = None
+    if wrapped is not None:
         _h_code_ref(h, obj)
     else:
         _h_object(h, obj)
