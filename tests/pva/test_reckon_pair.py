@@ -193,3 +193,34 @@ async def test_anonymous_authentication(pva_env: dict[str, str]) -> None:
     async with Server({"r:anon": x}), Client(auth="anonymous") as c:
         await c.put("r:anon", 3, timeout=10)
     assert peers[0].method == "anonymous" and peers[0].user == "" and peers[0].account == ""
+
+
+async def test_concurrent_operations_and_a_timed_out_put(pva_env: dict[str, str]) -> None:
+    x = SharedPV(nt.NTScalar("i"), 0)
+    gate = asyncio.Event()
+
+    @x.on_put
+    async def slow(op: PutOperation) -> None:
+        if op.fields["value"] == 99:
+            await gate.wait()  # this put hangs until released
+        op.pv.post(op.fields)
+
+    async with Server({"r:c": x}), Client() as c:
+        values = await asyncio.gather(*(c.get("r:c", timeout=10) for _ in range(20)))
+        assert all(v["value"] == 0 for v in values)
+        await asyncio.gather(*(c.put("r:c", i, timeout=10) for i in range(1, 11)))
+        assert 1 <= x.value["value"] <= 10
+        with pytest.raises(PvaTimeoutError, match="r:c"):
+            await c.put("r:c", 99, timeout=0.3)
+        gate.set()
+        await c.put("r:c", 5, timeout=10)  # the stuck operation was dropped, a new one works
+        assert (await c.get("r:c", timeout=10))["value"] == 5
+
+
+async def test_pv_close_finishes_monitors(pva_env: dict[str, str]) -> None:
+    x = SharedPV(nt.NTScalar("i"), 0)
+    async with Server({"r:fin": x}), Client() as c, c.monitor("r:fin") as sub:
+        assert (await sub.next(timeout=10)).value["value"] == 0
+        x.close()
+        with pytest.raises(StopAsyncIteration):
+            await sub.next(timeout=10)

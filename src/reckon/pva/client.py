@@ -17,7 +17,7 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -47,7 +47,6 @@ from reckon.pva.protocol import (
     GetField,
     GetFieldResponse,
     GetInit,
-    GetInitResponse,
     GetResponse,
     Message,
     MonitorAck,
@@ -66,7 +65,6 @@ from reckon.pva.protocol import (
     PutInitResponse,
     PutResponse,
     RPCInit,
-    RPCInitResponse,
     RPCResponse,
     SearchRequest,
     SearchResponse,
@@ -127,11 +125,13 @@ class Update:
 
 
 class _Op:
-    __slots__ = ("channel", "ioid", "queue", "waiter")
+    __slots__ = ("busy", "channel", "info", "ioid", "queue", "waiter")
 
     def __init__(self, channel: _Channel, ioid: int) -> None:
         self.channel = channel
         self.ioid = ioid
+        self.busy = False
+        self.info: Event | None = None
         self.waiter: asyncio.Future[Event] | None = None
         self.queue: deque[Event] = deque()
 
@@ -293,7 +293,7 @@ class _Channel:
         self.search_step = 0
         self.next_search = 0.0
         self.monitors: set[Subscription] = set()
-        self.op_cache: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.op_cache: dict[tuple[str, str], _Op] = {}
 
     def _created(self, conn: _ClientProtocol, ev: CreateChannelResponse) -> None:
         if not ev.status.success:
@@ -735,6 +735,56 @@ class Client:
         conn.ops[ioid] = op
         return conn, op
 
+    @contextlib.asynccontextmanager
+    async def _use_op(
+        self,
+        ch: _Channel,
+        key: tuple[str, str],
+        init: Callable[[int], Event],
+        what: str,
+        name: str,
+    ) -> AsyncIterator[tuple[_ClientProtocol, _Op]]:
+        """An initialised operation: the channel's cached one when it is free, else a new one.
+
+        Reusing an operation makes a get one round trip instead of two. An operation that
+        failed, timed out or was cancelled mid-way is destroyed (its state is unknown); a
+        second, concurrent one is destroyed after use.
+        """
+        conn = ch.conn
+        if conn is None or conn is _PENDING:
+            raise _Disconnected("not connected")
+        op = ch.op_cache.get(key)
+        if op is None or op.busy or op.ioid not in conn.ops:
+            conn, op = await self._op(ch)
+            op.busy = True
+            try:
+                conn.send(init(op.ioid))
+                ev = await op.next(self.loop)
+                op.info = ev
+                _check(getattr(ev, "status", Status.OK), what, name)
+            except BaseException:
+                self._discard(conn, ch, op)
+                raise
+            if key not in ch.op_cache or ch.op_cache[key].ioid not in conn.ops:
+                ch.op_cache[key] = op
+        op.busy = True
+        ok = False
+        try:
+            yield conn, op
+            ok = True
+        finally:
+            op.busy = False
+            cached = ch.op_cache.get(key) is op
+            if not ok and cached:
+                del ch.op_cache[key]
+            if not ok or not cached:
+                self._discard(conn, ch, op)
+
+    def _discard(self, conn: _ClientProtocol, ch: _Channel, op: _Op) -> None:
+        if conn.ops.pop(op.ioid, None) is not None:
+            with contextlib.suppress(PvaError, ProtocolError):
+                conn.send(DestroyRequest(ch.sid, op.ioid))
+
     async def get(
         self,
         name: str,
@@ -746,26 +796,16 @@ class Client:
         req = make_request(request)
 
         async def body(ch: _Channel) -> dict[str, Any]:
-            key = ("get", repr(request))
-            cached = ch.op_cache.get(key)
-            conn = ch.conn
-            assert conn is not None
-            if cached is not None and cached[0] in conn.ops:
-                ioid = cached[0]
-                op = conn.ops[ioid]
-            else:
-                conn, op = await self._op(ch)
-                conn.send(GetInit(ch.sid, op.ioid, req))
+            def init(ioid: int) -> Event:
+                return GetInit(ch.sid, ioid, req)
+
+            async with self._use_op(ch, ("get", repr(request)), init, "get", name) as (conn, op):
+                conn.send(Get(ch.sid, op.ioid))
                 ev = await op.next(self.loop)
-                assert isinstance(ev, GetInitResponse)
+                assert isinstance(ev, GetResponse)
                 _check(ev.status, "get", name)
-                ch.op_cache[key] = (op.ioid, ev.type)
-            conn.send(Get(ch.sid, op.ioid))
-            ev = await op.next(self.loop)
-            assert isinstance(ev, GetResponse)
-            _check(ev.status, "get", name)
-            assert ev.value is not None
-            return ev.value
+                assert ev.value is not None
+                return ev.value
 
         result: dict[str, Any] = await self._run(name, "get", timeout, body)
         return result
@@ -782,25 +822,16 @@ class Client:
         req = make_request(request)
 
         async def body(ch: _Channel) -> None:
-            key = ("put", repr(request))
-            conn = ch.conn
-            assert conn is not None
-            cached = ch.op_cache.get(key)
-            if cached is not None and cached[0] in conn.ops:
-                op, t = conn.ops[cached[0]], cached[1]
-            else:
-                conn, op = await self._op(ch)
-                conn.send(PutInit(ch.sid, op.ioid, req))
+            def init(ioid: int) -> Event:
+                return PutInit(ch.sid, ioid, req)
+
+            async with self._use_op(ch, ("put", repr(request)), init, "put", name) as (conn, op):
+                assert isinstance(op.info, PutInitResponse)
+                full, mask = _build(op.info.type, value, name)
+                conn.send(Put(ch.sid, op.ioid, full, BitSet.from_mask(mask)))
                 ev = await op.next(self.loop)
-                assert isinstance(ev, PutInitResponse)
+                assert isinstance(ev, PutResponse)
                 _check(ev.status, "put", name)
-                t = ev.type
-                ch.op_cache[key] = (op.ioid, t)
-            full, mask = _build(t, value, name)
-            conn.send(Put(ch.sid, op.ioid, full, BitSet.from_mask(mask)))
-            ev = await op.next(self.loop)
-            assert isinstance(ev, PutResponse)
-            _check(ev.status, "put", name)
 
         await self._run(name, "put", timeout, body)
 
@@ -853,29 +884,15 @@ class Client:
         )
 
         async def body(ch: _Channel) -> Any:
-            key = ("rpc", repr(request))
-            conn = ch.conn
-            assert conn is not None
-            cached = ch.op_cache.get(key)
-            if cached is not None and cached[0] in conn.ops:
-                op = conn.ops[cached[0]]
-            else:
-                conn, op = await self._op(ch)
-                conn.send(RPCInit(ch.sid, op.ioid, req))
+            def init(ioid: int) -> Event:
+                return RPCInit(ch.sid, ioid, req)
+
+            async with self._use_op(ch, ("rpc", repr(request)), init, "rpc", name) as (conn, op):
+                conn.send(RPC(ch.sid, op.ioid, arg))
                 ev = await op.next(self.loop)
-                assert isinstance(ev, RPCInitResponse)
+                assert isinstance(ev, RPCResponse)
                 _check(ev.status, "rpc", name)
-                ch.op_cache[key] = (op.ioid, None)
-            conn.send(RPC(ch.sid, op.ioid, arg))
-            ev2 = await op.next(self.loop)
-            assert isinstance(ev2, RPCResponse)
-            if not ev2.status.success:
-                ch.op_cache.pop(key, None)
-                conn.ops.pop(op.ioid, None)
-                with contextlib.suppress(PvaError, ProtocolError):
-                    conn.send(DestroyRequest(ch.sid, op.ioid))
-            _check(ev2.status, "rpc", name)
-            return None if ev2.result is None else ev2.result.value
+                return None if ev.result is None else ev.result.value
 
         return await self._run(name, "rpc", timeout, body)
 
