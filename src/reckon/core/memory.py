@@ -81,7 +81,7 @@ class MemoryTier:
                 self._pinned[key] = [value, 1]
             else:
                 self._data[key] = value
-                self._evict_locked(self._budget)
+            self._evict_locked(self._budget)
 
     def pin(self, key: int) -> bool:
         """Keep ``key`` from eviction until a matching :meth:`unpin`; False when absent."""
