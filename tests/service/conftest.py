@@ -7,12 +7,20 @@ processes through ``[unit] path``.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# Each pytest process (xdist workers too) generates its own copy; subprocesses the tests start
+# inherit the variable and find the same one.
+os.environ["RECKON_SVC_TEST_GEN"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"reckon-svc-tests-{os.getpid()}"
+)
+
 from svc_helpers import GEN_ROOT, HERE
 
 NODE_DIR = HERE / "node"
