@@ -394,6 +394,16 @@ def start(argv: list[str], env: dict[str, str]) -> Child:
     return child
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def measure(client: str) -> dict[str, dict[str, float]]:
     """One client kind against both servers; every round alternates the servers."""
     envs = {srv: epics_env() for srv in ("reckon", "p4p")}
@@ -406,8 +416,14 @@ def measure(client: str) -> dict[str, dict[str, float]]:
         for task in ("connect", "get", "put", "rpc"):
             for r in range(ROUNDS):
                 for srv in order if r % 2 == 0 else order[::-1]:
+                    pid = servers[srv].proc.pid
+                    cpu0 = cpu_seconds(pid)
                     clients[srv].send({"task": task})
                     res = clients[srv].json()
+                    ops = {"get": N_GET, "put": N_PUT, "rpc": N_RPC}.get(task)
+                    if ops:
+                        us = (cpu_seconds(pid) - cpu0) / ops * 1e6
+                        out[srv][task + "_cpu"] = min(out[srv].get(task + "_cpu", 1e9), us)
                     if task == "connect":
                         out[srv][task] = min(out[srv].get(task, 1e9), res["ms"])
                     else:
@@ -424,9 +440,13 @@ def measure(client: str) -> dict[str, dict[str, float]]:
                     )
                     if clients[srv].line(60) != "subscribed":
                         raise RuntimeError("monitor did not start")
+                    pid = servers[srv].proc.pid
+                    cpu0 = cpu_seconds(pid)
                     servers[srv].send({"op": "burst", "name": pv, "base": base[srv], "n": N_BURST})
                     times = servers[srv].json()
                     res = clients[srv].json(180)
+                    us = (cpu_seconds(pid) - cpu0) / N_BURST * 1e6
+                    out[srv][task + "_cpu"] = min(out[srv].get(task + "_cpu", 1e9), us)
                     stalled = res["final"] < final
                     rate = res["count"] / max(res["last"] - times["start"], 1e-9)
                     if rate > out[srv].get(task, -1.0):
@@ -456,6 +476,15 @@ ROWS = [
 ]
 
 
+CPU_ROWS = [
+    ("get", "per get"),
+    ("put", "per put"),
+    ("rpc", "per RPC"),
+    ("monitor", "per post (default queue)"),
+    ("pipeline", "per post (pipelined)"),
+]
+
+
 def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
     print(
         f"\n{client} client{'':22s}reckon server   p4p server   ratio (>= 1: reckon as fast or faster)"
@@ -473,6 +502,12 @@ def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
             if reckon.get(key + "_stalled"):
                 extra += " (reckon server stalled!)"
         print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x{extra}")
+    print("  server CPU per operation (us; lower is better, less sensitive to machine load):")
+    for key, label in CPU_ROWS:
+        ours, theirs = reckon.get(key + "_cpu"), p4p.get(key + "_cpu")
+        if ours is None or theirs is None:
+            continue
+        print(f"    {label:30s} {ours:12.1f} {theirs:12.1f}   {theirs / max(ours, 1e-9):5.2f}x")
 
 
 def main() -> None:
