@@ -577,3 +577,45 @@ def test_misbehaving_values_degrade_or_raise_a_clear_error() -> None:
     bad = BadMeta("Bad", (), {"__module__": "bad_ns"})
     with pytest.raises(FingerprintError, match="RuntimeError: no bases for you"):
         fingerprint(bad)
+
+
+def test_count_by_version_for_an_editable_package(tmp_path: Path) -> None:
+    pkg = tmp_path / "kf_devlib"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("__version__ = '0.3'\ndef core(x):\n    return x + 1\n")
+    (tmp_path / "kf_devuser.py").write_text(
+        "import kf_devlib\ndef f(x):\n    return kf_devlib.core(x)\n"
+    )
+    code = (
+        "import json, sys, kf_devuser\n"
+        "from reckon.memo.fingerprint import count_by_version, explain, fingerprint\n"
+        "if sys.argv[1:] == ['declare']:\n"
+        "    count_by_version('kf_devlib')\n"
+        "print(json.dumps([fingerprint(kf_devuser.f).hex(), explain(kf_devuser.f)]))\n"
+    )
+    plain1, _ = json.loads(_run(code, _env(1, tmp_path)))
+    declared1, lines = json.loads(_run(code, _env(2, tmp_path), "declare"))
+    assert any("kf_devlib==0.3 (declared)" in line for line in lines)
+    (pkg / "__init__.py").write_text("__version__ = '0.3'\ndef core(x):\n    return x + 2\n")
+    plain2, _ = json.loads(_run(code, _env(3, tmp_path)))
+    declared2, _ = json.loads(_run(code, _env(4, tmp_path), "declare"))
+    assert plain1 != plain2  # by default, the editable package's code counts
+    assert declared1 == declared2  # declared: its version counts, not its code
+    (pkg / "__init__.py").write_text("__version__ = '0.4'\ndef core(x):\n    return x + 2\n")
+    declared3, _ = json.loads(_run(code, _env(5, tmp_path), "declare"))
+    assert declared3 != declared2
+
+
+def test_adding_a_log_handler_does_not_change_the_fingerprint() -> None:
+    import logging
+
+    ns: dict[str, Any] = {"__name__": "logging_ns", "log": logging.getLogger("kf.logging.test")}
+    exec("def f(x):\n    log.info('x=%s', x)\n    return x\n", ns)
+    before = fingerprint(ns["f"])
+    handler = logging.NullHandler()
+    ns["log"].addHandler(handler)
+    try:
+        copy = types.FunctionType(ns["f"].__code__, ns, "f")
+        assert fingerprint(copy) == before
+    finally:
+        ns["log"].removeHandler(handler)

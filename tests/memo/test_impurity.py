@@ -186,3 +186,16 @@ class Store:
 def test_methods_are_blamed_only_for_what_they_may_call() -> None:
     assert find_impurities(Store.total) == []  # save() opens files, but total never calls it
     assert find_impurities(Store.stamped) == [f"calls time.time (in {__name__}.Store.stamp)"]
+
+
+def reads_argv_and_cwd() -> Any:
+    import sys
+
+    return sys.argv[1:], os.getcwd()
+
+
+def test_command_line_and_working_directory() -> None:
+    assert set(find_impurities(reads_argv_and_cwd)) == {
+        "reads sys.argv",
+        "reads the working directory (os.getcwd)",
+    }

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["Origin", "module_origin", "python_token"]
+__all__ = ["Origin", "count_by_version", "module_origin", "python_token"]
 
 USER = "user"
 STDLIB = "stdlib"
@@ -166,11 +166,46 @@ def _module_file(module: ModuleType | None) -> str | None:
     return None
 
 
+_by_version: dict[str, str | None] = {}
+
+
+def count_by_version(package: str, version: str | None = None) -> None:
+    """Count ``package`` (and its submodules) by a version instead of by its code.
+
+    For a large library of your own installed in editable mode, whose code you do not want
+    fingerprinted: edits to it no longer change keys, a new ``version`` does. Without
+    ``version``, the installed distribution's version is used, else the package's
+    ``__version__``.
+    """
+    with _lock:
+        _by_version[package] = version
+        _origins.clear()
+
+
+def _declared_origin(name: str) -> Origin | None:
+    for package, version in _by_version.items():
+        if name == package or name.startswith(package + "."):
+            if version is None:
+                dist = _dist_origin(package)
+                if dist is not None:
+                    return dist
+                module = sys.modules.get(package)
+                version = str(getattr(module, "__version__", "?"))
+            return Origin(
+                DIST, f"{package}=={version} (declared)", f"declared:{package}=={version}"
+            )
+    return None
+
+
 def _classify(name: str | None, hint_file: str | None) -> Origin:
     if name is None or name == "__main__":
         return _USER
     if name == "reckon" or name.startswith("reckon."):
         return _reckon_origin()
+    if _by_version:
+        declared = _declared_origin(name)
+        if declared is not None:
+            return declared
     top = name.partition(".")[0]
     module = sys.modules.get(name) or sys.modules.get(top)
     file = _module_file(sys.modules.get(name)) or hint_file or _module_file(module)

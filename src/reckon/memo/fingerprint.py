@@ -40,11 +40,11 @@ import xxhash
 
 from reckon.errors import FingerprintError, UnhashableArgumentError
 from reckon.memo import _keys_modules
-from reckon.memo._keys_modules import Origin, module_origin, python_token
+from reckon.memo._keys_modules import Origin, count_by_version, module_origin, python_token
 from reckon.memo._keys_scan import Ref, scan
 from reckon.memo.hashing import FORMAT_VERSION, Hasher, type_name
 
-__all__ = ["explain", "fingerprint"]
+__all__ = ["count_by_version", "explain", "fingerprint"]
 
 _U32 = struct.Struct("<I").pack
 _SALT = f"reckon-fingerprint/{FORMAT_VERSION}/{python_token()}".encode()
