@@ -619,3 +619,12 @@ def test_adding_a_log_handler_does_not_change_the_fingerprint() -> None:
         assert fingerprint(copy) == before
     finally:
         ns["log"].removeHandler(handler)
+
+
+def test_partials_and_callable_objects_fingerprint_by_value() -> None:
+    def base(x: int, k: int) -> int:
+        return x + k
+
+    assert fingerprint(functools.partial(base, k=1)) == fingerprint(functools.partial(base, k=1))
+    assert fingerprint(functools.partial(base, k=1)) != fingerprint(functools.partial(base, k=2))
+    assert explain(functools.partial(base, k=1))[0] == "value functools.partial"

@@ -224,7 +224,16 @@ def _classify(obj: Any, _depth: int = 0) -> object:
         # the user's code, the wrapped leaf when it wraps a library's (numpy's dispatchers).
         inner = _classify(wrapped, _depth + 1)
         return inner if isinstance(inner, _Leaf) else obj
-    return _Leaf(type_name(type(obj)), _digest("opaque", type_name(type(obj))))
+    return _ValueNode(obj)  # functools.partial, a callable object, ...: by value
+
+
+class _ValueNode:
+    """Any other object fingerprinted directly: its value, code inside it as edges."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: object) -> None:
+        self.obj = obj
 
 
 class _NodeBuilder:
@@ -276,6 +285,8 @@ def _node_label(obj: object) -> str:
         return f"{type(obj).__name__} {_qualname(obj.__func__)}"
     if isinstance(obj, types.FunctionType):
         return f"function {_qualname(obj)}"
+    if isinstance(obj, _ValueNode):
+        return f"value {type_name(type(obj.obj))}"
     return f"wrapper {type_name(type(obj))} of {_qualname(getattr(obj, '__wrapped__', obj))}"
 
 
@@ -592,6 +603,12 @@ def _local(obj: Any) -> _Local:
         local = _local_method(obj)
     elif isinstance(obj, (staticmethod, classmethod)):
         local = _local_descriptor(obj)
+    elif isinstance(obj, _ValueNode):
+        b = _NodeBuilder(_node_label(obj))
+        b.hasher.update(("value", type_name(type(obj.obj))))
+        b.value("value", obj.obj)
+        _instance_class(b, obj.obj)
+        local = b.finish()
     else:
         local = _local_wrapper(obj)
     return local
