@@ -14,22 +14,22 @@ PYTEST_ARGS ?=
 # A stamp per installed extra set: editing pyproject.toml reinstalls.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --quiet -e '.[dev]'
 	touch $@
 
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.dev-installed
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m pip install --quiet --quiet -e '.[bench]'
 	touch $@
 
 # The core suite runs in an environment holding the core's dependencies alone, which proves the
 # core imports nothing it does not declare.
 $(CORE_VENV)/.installed: pyproject.toml
 	test -x $(CORE_VENV)/bin/python || $(PYTHON) -m venv $(CORE_VENV)
-	$(CORE_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(CORE_VENV)/bin/python -m pip install --quiet -e '.[test-core]'
+	$(CORE_VENV)/bin/python -m pip install --quiet --quiet --upgrade pip
+	$(CORE_VENV)/bin/python -m pip install --quiet --quiet -e '.[test-core]'
 	touch $@
 
 sysdeps:

@@ -4,6 +4,8 @@ tests/core runs in an environment that has nothing else."""
 from __future__ import annotations
 
 import os
+import tempfile
 
-# Never let a test write into the user's real cache directory.
-os.environ.setdefault("RECKON_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), "reckon-test-cache-unused"))
+# Never let a test write into the user's real cache directory: tests that want a persistent
+# cache give their own directory; anything that falls back to the default lands here.
+os.environ.setdefault("RECKON_CACHE_DIR", tempfile.mkdtemp(prefix="reckon-test-cache-"))
