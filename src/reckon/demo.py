@@ -169,6 +169,10 @@ def run() -> None:
     try:
         store = LocalStore(store_dir)
         with Engine(store=store, name="demo") as engine:
+            if os.environ.get("RECKON_OBSERVE"):  # watch the demo live: reckon top / the web page
+                from reckon.observe import autostart
+
+                autostart(engine)
             engine.clear(FULL)  # a fresh start, so every step computes the first time
             _levels(engine, console)
             _crowd(engine, console)
