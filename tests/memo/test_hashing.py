@@ -214,6 +214,10 @@ def test_numpy_scalars_objects_and_structured() -> None:
     s2[:] = s1  # same values, padding bytes may differ
     assert hash_value(s1) == hash_value(s2)
     assert hash_value(np.dtype("f8")) != hash_value(np.dtype("f4"))
+    masked = np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0])
+    assert hash_value(masked) == hash_value(np.ma.array([1.0, 99.0, 3.0], mask=[0, 1, 0]))
+    assert hash_value(masked) != hash_value(np.ma.array([1.0, 2.0, 3.0]))
+    assert hash_value(np.matrix([[1, 2]])) != hash_value(np.array([[1, 2]]))
     ld = np.array([1.5, 2.5], dtype=np.longdouble)
     assert hash_value(ld) == hash_value(ld.copy())
 

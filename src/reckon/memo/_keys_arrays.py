@@ -65,7 +65,8 @@ def _h_masked(h: Hasher, obj: Any) -> None:
     np = _np()
     _put_typename(h, type(obj))
     mask = np.ma.getmaskarray(obj)
-    data = np.asarray(obj.filled(0) if obj.dtype.fields is None and mask.any() else obj.data)
+    # Masked slots hold garbage: write the array's fill value there instead.
+    data = np.asarray(obj.filled() if mask.any() else obj.data)
     _h_ndarray(h, data)
     _h_ndarray(h, mask)
 
