@@ -283,6 +283,8 @@ class _ServerProtocol(asyncio.Protocol):
         self.monitors: dict[int, _Monitor] = {}
         self._dirty: dict[int, _Monitor] = {}
         self._busy = False
+        self._recent = False
+        self._flush_scheduled = False
         self.last_rx = server.loop.time()
         self._write_paused = False
         self._closed = False
@@ -409,15 +411,30 @@ class _ServerProtocol(asyncio.Protocol):
 
     # ------------------------------------------------------------------ monitors
     def want_flush(self, mon: _Monitor) -> None:
-        """A monitor has something to send: send it now unless the socket is congested.
+        """A monitor has something to send.
 
-        Updates leave as soon as they are posted (lowest latency); they only queue, and
-        coalesce, while the transport is paused or the pipeline window is closed. Inside
-        request processing they are sent with the replies when the batch ends.
+        The first update of an event-loop iteration leaves at once (lowest latency); later ones
+        in the same iteration are batched into one write at the start of the next, so a burst
+        costs one syscall per iteration, not per post. Updates queue, and coalesce, only while
+        the transport is paused or the pipeline window is closed. Inside request processing
+        they go out with the replies when the batch ends.
         """
         self._dirty[mon.ioid] = mon
-        if self._write_paused or self._busy or self._closed:
+        if self._write_paused or self._busy or self._closed or self._flush_scheduled:
             return
+        if self._recent:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._deferred_flush)
+            return
+        self._recent = True
+        self.loop.call_soon(self._clear_recent)
+        self._flush()
+
+    def _clear_recent(self) -> None:
+        self._recent = False
+
+    def _deferred_flush(self) -> None:
+        self._flush_scheduled = False
         self._flush()
 
     def _flush(self) -> None:
