@@ -217,7 +217,12 @@ def test_numpy_scalars_objects_and_structured() -> None:
     masked = np.ma.array([1.0, 2.0, 3.0], mask=[0, 1, 0])
     assert hash_value(masked) == hash_value(np.ma.array([1.0, 99.0, 3.0], mask=[0, 1, 0]))
     assert hash_value(masked) != hash_value(np.ma.array([1.0, 2.0, 3.0]))
-    assert hash_value(np.matrix([[1, 2]])) != hash_value(np.array([[1, 2]]))
+
+    class Tagged(np.ndarray):
+        pass
+
+    plain = np.array([[1, 2]])
+    assert hash_value(plain.view(Tagged)) != hash_value(plain)  # the subclass is part of it
     ld = np.array([1.5, 2.5], dtype=np.longdouble)
     assert hash_value(ld) == hash_value(ld.copy())
 
