@@ -59,16 +59,8 @@ from ._events import (
     SetByteOrder,
 )
 from ._header import Framer, encode_header
-from ._messages import (
-    OpContext,
-    decode_op_init,
-    decode_op_request,
-    decode_op_response,
-    decode_simple,
-    encode_array_event,
-    encode_event,
-    op_ids,
-)
+from ._messages import OpContext
+from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
     EXEC_RESPONSES,
     EXECS,
@@ -83,6 +75,7 @@ from ._state import (
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache
 from ._types import Structure
+from ._writers import encode_array_event, encode_event
 
 
 class _Sentinel:

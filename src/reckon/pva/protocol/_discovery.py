@@ -13,7 +13,8 @@ from ._constants import HEADER_SIZE, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
 from ._header import decode_header, encode_header
-from ._messages import decode_simple, encode_event
+from ._readers import decode_simple
+from ._writers import encode_event
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)
 _UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Command.ORIGIN_TAG}
