@@ -226,18 +226,11 @@ def test_children_die_with_a_runtime_killed_by_sigkill(tmp_path: Path, node_modu
     }
     _write_toml(deploy, make_deployment(services, tmp_path=tmp_path))
     status = tmp_path / "status.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reckon.cli",
-            "svc",
-            "run",
-            str(deploy),
-            "--status-file",
-            str(status),
-        ]
-    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    run = [sys.executable, "-m", "reckon.cli", "svc", "run", str(deploy)]
+    proc = subprocess.Popen([*run, "--status-file", str(status)], env=env)
     try:
         limit = time.monotonic() + 60
         while not status.exists():
@@ -251,6 +244,12 @@ def test_children_die_with_a_runtime_killed_by_sigkill(tmp_path: Path, node_modu
         while any(_alive(p) for p in pids) and time.monotonic() < limit:
             time.sleep(0.05)
         assert not any(_alive(p) for p in pids)
+        # Nobody cleaned up after the killed runtime; the next unit to start sweeps its dirs.
+        (stale,) = tmp.iterdir()
+        assert stale.name.startswith(f"reckon-unit-{proc.pid}-")
+        sweep = "from reckon.service.kernel import _sweep_stale_tmp as s; s()"
+        subprocess.run([sys.executable, "-c", sweep], env=env, check=True)
+        assert list(tmp.iterdir()) == []
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from reckon.service.deploy import Deployment
 from reckon.service.kernel import Unit
@@ -71,7 +72,9 @@ async def serve(env: dict[str, str]) -> None:
     name = env["RECKON_SVC_NAME"]
     # The watchdog kills the process, so the in-loop pulse must not cancel the call first.
     limit = dep.services[name].call_limit
-    unit = Unit(dep)
+    # Temp files go under the dir the parent made for this process and removes when it dies.
+    tmp = env.get("RECKON_SVC_TMP")
+    unit = Unit(dep, tmp_root=Path(tmp) if tmp else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -67,6 +68,7 @@ class Unit:
         seed: int | None = None,
         supervise: bool = True,
         implementations: dict[str, Any] | None = None,
+        tmp_root: Path | None = None,
     ) -> None:
         self.deployment = deployment
         self.tracer = tracer
@@ -91,6 +93,7 @@ class Unit:
         self._pulse_task: asyncio.Task[None] | None = None
         self._all_ended = asyncio.Event()
         self._tmp_root: Path | None = None
+        self._given_tmp_root = tmp_root
         self._data_dir: Path | None = None
         self._own_data_dir = False
         self._clock = time.monotonic
@@ -114,7 +117,14 @@ class Unit:
         self.plan = plan(self.deployment)  # raises DeploymentError before anything starts
         self._clock = asyncio.get_running_loop().time
         self._all_ended = asyncio.Event()
-        self._tmp_root = Path(tempfile.mkdtemp(prefix=f"reckon-unit-{self.deployment.name}-"))
+        if self._given_tmp_root is not None:  # a child: its parent removes it when it dies
+            self._tmp_root = self._given_tmp_root
+            self._tmp_root.mkdir(parents=True, exist_ok=True)
+        else:
+            _sweep_stale_tmp()
+            self._tmp_root = Path(
+                tempfile.mkdtemp(prefix=f"reckon-unit-{os.getpid()}-{self.deployment.name}-")
+            )
         if self.deployment.data_dir is not None:
             self._data_dir = (self.deployment.root / self.deployment.data_dir).resolve()
         else:
@@ -442,6 +452,25 @@ class Unit:
         if self._tmp_root is not None:
             shutil.rmtree(self._tmp_root, ignore_errors=True)
         self.log.info("unit stopped", unit=self.deployment.name)
+
+
+def _sweep_stale_tmp() -> None:
+    """Remove temp dirs left by runtimes that died without cleaning up (kill -9, power loss).
+
+    A unit's temp root is ``reckon-unit-<pid>-<name>-*``; the dirs of its children are inside.
+    When that pid is gone, nobody uses them any more.
+    """
+    root = Path(tempfile.gettempdir())
+    for entry in root.glob("reckon-unit-*-*-*"):
+        pid = entry.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(entry, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
 
 
 def _refusing(client: Any, error: UnauthenticatedError) -> Any:
