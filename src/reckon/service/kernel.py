@@ -95,7 +95,6 @@ class Unit:
         self._tmp_root: Path | None = None
         self._given_tmp_root = tmp_root
         self._data_dir: Path | None = None
-        self._own_data_dir = False
         self._clock = time.monotonic
         self.log = ServiceLogger("reckon", self.sink, self._now)
         self._stopped = False
@@ -128,8 +127,7 @@ class Unit:
         if self.deployment.data_dir is not None:
             self._data_dir = (self.deployment.root / self.deployment.data_dir).resolve()
         else:
-            self._data_dir = self._tmp_root / "data"
-            self._own_data_dir = True
+            self._data_dir = self._tmp_root / "data"  # scratch: removed with the temp root
         self._data_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_addresses()
         try:
