@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reckon.memo.fingerprint import explain, fingerprint
 
@@ -628,3 +630,72 @@ def test_partials_and_callable_objects_fingerprint_by_value() -> None:
     assert fingerprint(functools.partial(base, k=1)) == fingerprint(functools.partial(base, k=1))
     assert fingerprint(functools.partial(base, k=1)) != fingerprint(functools.partial(base, k=2))
     assert explain(functools.partial(base, k=1))[0] == "value functools.partial"
+
+
+def test_docstrings_count_when_the_code_reads_them() -> None:
+    src = 'def f():\n    """{doc}"""\n    return f.__doc__.upper()\n'
+    fps = []
+    for doc in ("one", "two"):
+        ns: dict[str, Any] = {"__name__": "doc_ns"}
+        exec(src.format(doc=doc), ns)
+        fps.append(fingerprint(ns["f"]))
+    assert fps[0] != fps[1]
+
+
+_MODULE_SRC = '''\
+"""A module."""
+import math
+
+RATE = 0.25
+
+
+def helper(x):
+    """Help."""
+    total = 0
+    for i in range(x):
+        total += math.floor(i * RATE)
+    return total
+
+
+class Acc:
+    """Accumulate."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, v):
+        self.items.append(helper(v))
+        return self
+
+
+def target(n):
+    acc = Acc()
+    for i in range(n):
+        acc.add(i)
+    return sum(acc.items), [j * 2 for j in acc.items if j]
+'''
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, _MODULE_SRC.count("\n")),
+            st.sampled_from(["", "# note", "    # indented note", "\t# tab note"]),
+        ),
+        max_size=6,
+    )
+)
+def test_comments_and_blank_lines_never_change_the_fingerprint(
+    inserts: list[tuple[int, str]],
+) -> None:
+    def load(source: str) -> Any:
+        ns: dict[str, Any] = {"__name__": "prop_ns"}
+        exec(compile(source, "<prop>", "exec"), ns)
+        return ns["target"]
+
+    lines = _MODULE_SRC.splitlines()
+    for index, text in sorted(inserts, reverse=True):
+        lines.insert(index, text)
+    edited = "\n".join(lines) + "\n"
+    assert fingerprint(load(edited)) == fingerprint(load(_MODULE_SRC))

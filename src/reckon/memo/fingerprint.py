@@ -429,6 +429,8 @@ def _feed_ref(b: _NodeBuilder, ref: Ref, globals_: dict[str, Any]) -> None:
             return
     if _is_code_like(value):
         b.hasher.update(b.code_ref(value))
+        if chain[used : used + 1] == ("__doc__",):  # the one case where a docstring is data
+            b.value(f"{path}.__doc__", getattr(value, "__doc__", None))
         return
     special = _known_object_name(value)
     if special is not None:  # os.environ and friends: by name, never by (changing) content
