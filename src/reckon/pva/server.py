@@ -92,6 +92,8 @@ from reckon.pva.protocol import (
     Status,
     Structure,
     VariantValue,
+    request_fields,
+    request_options,
 )
 from reckon.pva.pv import Peer, PutOperation, RpcOperation, SharedPV, coerce
 
@@ -104,39 +106,17 @@ _ALL = 1  # bit 0: the whole structure
 DEFAULT_QUEUE_SIZE = 4
 
 
-def request_options(pv_request: VariantValue | None) -> dict[str, Any]:
-    """``record._options`` of a pvRequest as a plain dict (values as the client sent them)."""
-    if pv_request is None or not isinstance(pv_request.value, dict):
-        return {}
-    record = pv_request.value.get("record")
-    if not isinstance(record, dict):
-        return {}
-    opts = record.get("_options")
-    return dict(opts) if isinstance(opts, dict) else {}
-
-
 def request_mask(t: Structure, pv_request: VariantValue | None) -> int:
-    """The bit mask of the fields a pvRequest's ``field(...)`` selects (bit 0 = everything)."""
-    if pv_request is None or not isinstance(pv_request.value, dict):
-        return _ALL
-    fields = pv_request.value.get("field")
-    if not isinstance(fields, dict) or not fields:
-        return _ALL
-    mask = 0
+    """The bit mask of the fields a pvRequest's ``field(...)`` selects (bit 0 = everything).
+
+    Fields the structure does not have are ignored, as pvxs does.
+    """
     offsets = t.offsets
-
-    def walk(sel: dict[str, Any], prefix: str) -> None:
-        nonlocal mask
-        for name, sub in sel.items():
-            path = prefix + name
-            if path not in offsets:
-                continue
-            if isinstance(sub, dict) and sub:
-                walk(sub, path + ".")
-            else:
-                mask |= 1 << offsets[path]
-
-    walk(fields, "")
+    mask = 0
+    for path in request_fields(pv_request):
+        bit = offsets.get(path)
+        if bit is not None:
+            mask |= 1 << bit
     return mask or _ALL
 
 
