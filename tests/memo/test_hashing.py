@@ -640,3 +640,43 @@ def test_reentrant_and_threaded_use() -> None:
     for t in threads:
         t.join()
     assert not errors
+
+
+objects = st.recursive(
+    st.builds(Point, st.integers(), st.integers())
+    | st.builds(Box, st.floats(allow_nan=False), st.floats(allow_nan=False))
+    | st.builds(Slotted, st.integers(), st.tuples(st.integers()))
+    | st.sampled_from(Color)
+    | st.builds(pathlib.PurePosixPath, st.text(max_size=10))
+    | scalars,
+    lambda inner: (
+        st.builds(Plain, inner, inner)
+        | st.builds(WithSlots, inner)
+        | st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@SETTINGS
+@given(objects, objects)
+def test_objects_hash_by_value(a: Any, b: Any) -> None:
+    assert hash_value(copy.deepcopy(a)) == hash_value(a)
+    if hash_value(a) == hash_value(b):
+        assert repr(_plain(a)) == repr(_plain(b))
+
+
+def _plain(value: Any) -> Any:
+    """A comparable rendering of an object tree (Plain and WithSlots compare by identity)."""
+    if isinstance(value, Plain):
+        return ("Plain", _plain(value.a), _plain(value.b))
+    if isinstance(value, WithSlots):
+        return ("WithSlots", _plain(value.a))
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return (type(value).__name__, value)
