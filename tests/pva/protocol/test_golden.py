@@ -385,3 +385,30 @@ def test_nttable_type_and_value_match_pvxs() -> None:
     assert got.changed == BitSet([1, 3, 4])
     assert nt.NTTable.rows(got.value) == [{"name": "a", "x": 1.0}, {"name": "bc", "x": 2.5}]
     assert got.value["labels"] == ["name", "x"]
+
+
+# -- UDP, captured from p4p: a server beacon and a client's unicast search (both big-endian) --
+UDP_BEACON = H(
+    "ca02c00000000027256357c3f56129668d9711ac0000000100000000000000000000ffff000000008cd903746370ff"
+)
+UDP_SEARCH = H(
+    "ca0280030000003266696e648000000000000000000000000000000000000000bbf301037463700001"
+    "123456780c5544503a5345415243484544"
+)
+
+
+def test_udp_datagrams_match_pvxs() -> None:
+    from reckon.pva.protocol import Beacon
+
+    d = Discovery(big_endian=True)
+    [beacon] = d.decode(UDP_BEACON)
+    assert beacon == Beacon(
+        H("256357c3f56129668d9711ac"), sequence=0, change_count=1, address="0.0.0.0",
+        port=0x8CD9, protocol="tcp", flags=0, status=None,
+    )  # fmt: skip
+    assert d.encode(beacon) == UDP_BEACON
+    [search] = d.decode(UDP_SEARCH)
+    assert search == SearchRequest(
+        0x66696E64, ((CID, "UDP:SEARCHED"),), "0.0.0.0", 0xBBF3, unicast=True
+    )
+    assert d.encode(search) == UDP_SEARCH
