@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._codec import Codec
+from ._bitset import BitSet
+from ._codec import Codec, read_bitset
 from ._constants import HEADER_SIZE, Command, ControlCommand
 from ._errors import (
     DecodeError,
@@ -112,6 +113,7 @@ class RequestInfo(OpContext):
     cancelled: bool = False
 
 
+_MONITOR = int(Command.MONITOR)
 _HDR = {False: struct.Struct("<BBBBI"), True: struct.Struct(">BBBBI")}
 _U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
 _CONTROL, _SEG_FIRST, _SEG_LAST, _SEG_MIDDLE, _FROM_SERVER, _BIG = (
@@ -412,7 +414,11 @@ class _Connection:
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        self._rx.big_endian = bool(flags & _BIG)
+        be = self._rx.big_endian = bool(flags & _BIG)
+        if cmd == _MONITOR and not self._server and len(payload) > 5 and payload[4] == 0:
+            fast = self._monitor_update_fast(payload, be)
+            if fast is not None:
+                return fast
         if cmd in _IGNORED_COMMANDS:
             return []
         if cmd in _UDP_ONLY:
@@ -430,6 +436,28 @@ class _Connection:
             if self._accept(ev):
                 out.append(ev)
         return out
+
+    def _monitor_update_fast(self, data: bytes, be: bool) -> list[Event] | None:
+        """The client's hot path: a plain update of a live, initialised monitor."""
+        req = self._requests.get(_U32[be].unpack_from(data, 0)[0])
+        st = req.type if req is not None else None
+        if (
+            req is None
+            or req.command != _MONITOR
+            or req.state is RequestState.INIT_PENDING
+            or not isinstance(st, Structure)
+            or self.state is not ConnectionState.VALIDATED
+        ):
+            return None
+        mask, value, pos = self._rx.decode_partial(st, data, 5, req.value)
+        overrun = 0
+        if pos < len(data):
+            overrun, pos = read_bitset(data, pos, be)
+        req.value = value
+        ev: Event = MonitorUpdate._trusted(
+            req.ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun)
+        )
+        return [ev]
 
     def _require_validated(self, cmd: int) -> None:
         if self.state is not ConnectionState.VALIDATED:
