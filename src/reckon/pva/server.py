@@ -338,8 +338,8 @@ class _ServerProtocol(asyncio.Protocol):
         except RemoteProtocolError as exc:
             self._drop(exc)
             return
-        except ProtocolError as exc:  # we tried to send something invalid: a bug of ours
-            log.exception("pva server: internal protocol error with %s", self._who())
+        except Exception as exc:  # a bug of ours (or an invalid send): this peer only
+            log.exception("pva server: internal error serving %s", self._who())
             self._drop(exc)
             return
         finally:
@@ -584,8 +584,8 @@ class _ServerProtocol(asyncio.Protocol):
         if handler is None:
             try:
                 pv.post(put.fields)
-            except PvaError as exc:
-                self._reply_put(ev, op, Status.error(str(exc)))
+            except Exception as exc:  # a value the PV cannot take: tell the client
+                self._reply_put(ev, op, _status_of(exc))
                 return
             self._reply_put(ev, op, Status.OK)
             return
