@@ -165,6 +165,12 @@ class Codec:
 
 
 def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
+    n = data[pos]
+    if n < 8:  # the usual case: no whole 64-bit word, bytes least significant first
+        end = pos + 1 + n
+        if end > len(data):
+            raise DecodeError(f"bitset of {n} bytes runs past the end of the message")
+        return int.from_bytes(data[pos + 1 : end], "little"), end
     nbytes, pos = read_size(data, pos, big_endian)
     end = pos + nbytes
     if end > len(data):
