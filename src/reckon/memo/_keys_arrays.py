@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from reckon.memo import hashing as _h
+from reckon.memo._keys_objects import h_object
 from reckon.memo.hashing import (
     _TAG_LEN,
     T_NDARRAY,
@@ -196,7 +197,7 @@ def pandas_handler(tp: type) -> Handler | None:
         return _h_extension_array
     # Timestamp, Timedelta, NaT, NA, Period, ...: their pickled state is exact (a Timestamp
     # subclasses datetime but carries nanoseconds the datetime handler would drop).
-    return _h._h_object
+    return h_object
 
 
 def _h_dataframe(h: Hasher, df: Any) -> None:

@@ -15,6 +15,10 @@ canonical, type-tagged byte stream that is fed to one xxh3-128 state:
 - Functions, classes and modules hash by their fingerprint (``reckon.memo.fingerprint``), so an
   argument that is code changes the key when the code changes.
 
+This module holds the stream, the built-in scalars and containers, and the dispatch table;
+``_keys_stdlib`` the standard library's value types, ``_keys_objects`` the choice of a handler for a
+new type and objects hashed by their state, ``_keys_arrays`` numpy and pandas.
+
 Decisions a user may trip over (documented in ``docs/memo-keys.md``): type is part of the value
 (``1``, ``1.0``, ``True`` and ``np.int64(1)`` are four keys), ``-0.0`` and ``0.0`` are different
 keys (``math.copysign`` and ``atan2`` tell them apart) while every NaN is one key; ``Decimal``
@@ -24,18 +28,8 @@ hashes its representation (``1.0`` and ``1.00`` differ); datetimes hash their wa
 
 from __future__ import annotations
 
-import copyreg
-import dataclasses
-import datetime as _dt
-import decimal
-import enum
-import fractions
-import io
-import pathlib
 import struct
 import types
-import uuid
-from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -463,176 +457,6 @@ def _put_typename(h: Hasher, tp: type) -> None:
     h._buf += data
 
 
-def _h_path(h: Hasher, obj: pathlib.PurePath) -> None:
-    h._buf.append(T_PATH)
-    _put_typename(h, type(obj))
-    _h_str(h, str(obj))
-
-
-def _h_tzinfo(h: Hasher, tz: _dt.tzinfo | None) -> None:
-    if tz is None:
-        h._buf.append(T_NONE)
-    else:
-        h._feed(tz)
-
-
-def _h_datetime(h: Hasher, obj: _dt.datetime) -> None:
-    h._buf += struct.pack(
-        "<BHBBBBBIB",
-        T_DATETIME,
-        obj.year,
-        obj.month,
-        obj.day,
-        obj.hour,
-        obj.minute,
-        obj.second,
-        obj.microsecond,
-        obj.fold,
-    )
-    _h_tzinfo(h, obj.tzinfo)
-
-
-def _h_date(h: Hasher, obj: _dt.date) -> None:
-    h._buf += struct.pack("<BHBB", T_DATE, obj.year, obj.month, obj.day)
-
-
-def _h_time(h: Hasher, obj: _dt.time) -> None:
-    h._buf += struct.pack(
-        "<BBBBIB", T_TIME, obj.hour, obj.minute, obj.second, obj.microsecond, obj.fold
-    )
-    _h_tzinfo(h, obj.tzinfo)
-
-
-def _h_timedelta(h: Hasher, obj: _dt.timedelta) -> None:
-    h._buf += struct.pack("<BqqI", T_TIMEDELTA, obj.days, obj.seconds, obj.microseconds)
-
-
-def _h_timezone(h: Hasher, obj: _dt.timezone) -> None:
-    off = obj.utcoffset(None)
-    h._buf += struct.pack("<Bqq", T_TIMEZONE, off.days * 86400 + off.seconds, off.microseconds)
-    _h_str(h, obj.tzname(None) or "")
-
-
-def _h_zoneinfo(h: Hasher, obj: Any) -> None:
-    key = getattr(obj, "key", None)
-    if key is None:  # a zone built from a file: fall back to its pickled state
-        _h_object(h, obj)
-        return
-    h._buf.append(T_ZONEINFO)
-    _h_str(h, key)
-
-
-def _h_decimal(h: Hasher, obj: decimal.Decimal) -> None:
-    text = str(obj).encode()
-    h._buf += _TAG_LEN(T_DECIMAL, len(text))
-    h._buf += text
-
-
-def _h_fraction(h: Hasher, obj: fractions.Fraction) -> None:
-    h._buf.append(T_FRACTION)
-    _h_int(h, obj.numerator)
-    _h_int(h, obj.denominator)
-
-
-def _h_uuid(h: Hasher, obj: uuid.UUID) -> None:
-    h._buf.append(T_UUID)
-    h._buf += obj.bytes
-
-
-def _h_range(h: Hasher, obj: range) -> None:
-    h._buf.append(T_RANGE)
-    _h_int(h, obj.start)
-    _h_int(h, obj.stop)
-    _h_int(h, obj.step)
-
-
-def _h_slice(h: Hasher, obj: slice) -> None:
-    h._buf.append(T_SLICE)
-    try:
-        h._feed(obj.start)
-        h._feed(obj.stop)
-        h._feed(obj.step)
-    except _Unhashable as exc:
-        exc.parts.append("<slice>")
-        raise
-
-
-def _h_ordereddict(h: Hasher, obj: OrderedDict[Any, Any]) -> None:
-    # OrderedDicts compare with order, so the order is part of the value.
-    if not h._enter(obj):
-        return
-    k: Any = None
-    try:
-        h._buf += _TAG_LEN(T_ORDEREDDICT, len(obj))
-        for k, v in obj.items():
-            h._feed(k)
-            h._feed(v)
-    except _Unhashable as exc:
-        exc.parts.append(f"[{_short_repr(k)}]")
-        raise
-    finally:
-        h._leave(obj)
-
-
-def _h_defaultdict(h: Hasher, obj: defaultdict[Any, Any]) -> None:
-    if not h._enter(obj):
-        return
-    try:
-        h._buf.append(T_DEFAULTDICT)
-        try:
-            h._feed(obj.default_factory)
-        except _Unhashable as exc:
-            exc.parts.append(".default_factory")
-            raise
-        _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
-    finally:
-        h._leave(obj)
-
-
-def _h_counter(h: Hasher, obj: Counter[Any]) -> None:
-    if not h._enter(obj):
-        return
-    try:
-        h._buf.append(T_COUNTER)
-        _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
-    finally:
-        h._leave(obj)
-
-
-def _h_deque(h: Hasher, obj: deque[Any]) -> None:
-    if not h._enter(obj):
-        return
-    try:
-        h._buf.append(T_DEQUE)
-        h._feed(obj.maxlen)
-        _h_list(h, list(obj))
-    finally:
-        h._leave(obj)
-
-
-def _h_mappingproxy(h: Hasher, obj: types.MappingProxyType[Any, Any]) -> None:
-    h._buf.append(T_MAPPINGPROXY)
-    _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
-
-
-def _h_bytesio(h: Hasher, obj: io.BytesIO) -> None:
-    h._buf.append(T_BYTESIO)
-    _h_bytes(h, obj.getvalue())
-    _h_int(h, obj.tell())
-
-
-def _h_stringio(h: Hasher, obj: io.StringIO) -> None:
-    h._buf.append(T_STRINGIO)
-    _h_str(h, obj.getvalue())
-    _h_int(h, obj.tell())
-
-
-def _h_array(h: Hasher, obj: Any) -> None:
-    h._buf.append(T_ARRAY)
-    _h_str(h, obj.typecode)
-    _h_memoryview(h, memoryview(obj))
-
-
 def _h_code_ref(h: Hasher, obj: object) -> None:
     """Functions, classes, modules, methods: written as their fingerprint."""
     hook = h.code_hook
@@ -646,74 +470,6 @@ def _h_code_ref(h: Hasher, obj: object) -> None:
     h._buf += data
 
 
-# -- handlers chosen once per type ---------------------------------------------------------------
-
-
-def _standin_handler(tp: type, fn: Callable[[Any], object], label: str) -> Handler:
-    def handler(h: Hasher, obj: Any) -> None:
-        if not h._enter(obj):
-            return
-        try:
-            try:
-                standin = fn(obj)
-            except _Unhashable:
-                raise
-            except Exception as exc:
-                raise _Unhashable(type_name(tp), f"{label} raised {exc!r}") from exc
-            h._buf.append(T_STANDIN)
-            _put_typename(h, tp)
-            try:
-                h._feed(standin)
-            except _Unhashable as exc:
-                exc.parts.append(f"<{label}>")
-                raise
-        finally:
-            h._leave(obj)
-
-    return handler
-
-
-def _call_reckon_hash(obj: Any) -> object:
-    return obj.__reckon_hash__()
-
-
-def _enum_handler(h: Hasher, obj: enum.Enum) -> None:
-    h._buf.append(T_ENUM)
-    _put_typename(h, type(obj))
-    name = obj._name_
-    if name is None:  # pragma: no cover - composite flags have names since 3.11
-        h._feed(obj._value_)
-    else:
-        _h_str(h, name)
-
-
-def _namedtuple_handler(h: Hasher, obj: tuple[Any, ...]) -> None:
-    h._buf.append(T_NAMEDTUPLE)
-    _put_typename(h, type(obj))
-    _h_tuple(h, obj)
-
-
-def _dataclass_handler(tp: type) -> Handler:
-    names = tuple(f.name for f in dataclasses.fields(tp) if f.compare)
-
-    def handler(h: Hasher, obj: Any) -> None:
-        if not h._enter(obj):
-            return
-        name = ""
-        try:
-            h._buf += _TAG_LEN(T_DATACLASS, len(names))
-            _put_typename(h, tp)
-            for name in names:
-                h._feed(getattr(obj, name, _ABSENT))
-        except _Unhashable as exc:
-            exc.parts.append(f".{name}")
-            raise
-        finally:
-            h._leave(obj)
-
-    return handler
-
-
 class _Absent:
     """Marker for a declared field or slot that has no value."""
 
@@ -725,246 +481,13 @@ def _h_absent(h: Hasher, obj: object) -> None:
     h._buf.append(T_ABSENT)
 
 
-def _refuse(reason: str) -> Handler:
-    def handler(h: Hasher, obj: Any) -> None:
-        raise _Unhashable(type_name(type(obj)), reason)
-
-    return handler
-
-
-def _h_object(h: Hasher, obj: Any) -> None:
-    """Any other object: its type's name and its pickled state (``__reduce_ex__``)."""
-    tp = type(obj)
-    try:
-        reducer = copyreg.dispatch_table.get(tp)  # as pickle does: re.Pattern, ...
-        rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
-    except Exception as exc:
-        raise _Unhashable(type_name(tp), f"it has no state to hash by value: {exc}") from exc
-    if isinstance(rv, str):  # a global singleton, pickled by name
-        h._buf.append(T_REDUCE_STR)
-        _put_typename(h, tp)
-        _h_str(h, rv)
-        return
-    if not isinstance(rv, tuple) or not 2 <= len(rv) <= 6:
-        raise _Unhashable(type_name(tp), "its __reduce_ex__ returned an unusable value")
-    if not h._enter(obj):
-        return
-    try:
-        h._buf += _TAG_LEN(T_OBJECT, len(rv))
-        _put_typename(h, tp)
-        func, args = rv[0], rv[1]
-        if (func is _NEWOBJ or func is _NEWOBJ_EX) and args and args[0] is tp:
-            func, args = None, args[1:]  # the class itself is already written as the type name
-        try:
-            if func is not None:
-                h._feed(func)
-            h._feed(tuple(args))
-        except _Unhashable as exc:
-            exc.parts.append("<constructor args>")
-            raise
-        state = rv[2] if len(rv) > 2 else None
-        _feed_state(h, state)
-        if len(rv) > 3 and rv[3] is not None:
-            items = list(rv[3])
-            try:
-                _h_list(h, items)
-            except _Unhashable as exc:
-                exc.parts.append("<items>")
-                raise
-        else:
-            h._buf.append(T_NONE)
-        if len(rv) > 4 and rv[4] is not None:
-            pairs = dict(rv[4])
-            _feed_items_unordered(h, T_DICT, T_DICT_STR, pairs, len(pairs))
-        else:
-            h._buf.append(T_NONE)
-    finally:
-        h._leave(obj)
-
-
-_NEWOBJ = getattr(copyreg, "__newobj__", None)
-_NEWOBJ_EX = getattr(copyreg, "__newobj_ex__", None)
-
-
-def _feed_state(h: Hasher, state: Any) -> None:
-    """Object state: a dict of attributes, or (dict, slots dict) with None parts allowed."""
-    if (
-        type(state) is tuple
-        and len(state) == 2
-        and (state[0] is None or type(state[0]) is dict)
-        and type(state[1]) is dict
-    ):
-        h._buf += _TAG_LEN(T_TUPLE, 2)
-        _feed_attrs(h, state[0])
-        _feed_attrs(h, state[1])
-    elif type(state) is dict:
-        _feed_attrs(h, state)
-    else:
-        try:
-            h._feed(state)
-        except _Unhashable as exc:
-            exc.parts.append("<state>")
-            raise
-
-
-def _feed_attrs(h: Hasher, attrs: dict[Any, Any] | None) -> None:
-    if attrs is None:
-        h._buf.append(T_NONE)
-        return
-    if all(type(k) is str for k in attrs):
-        name = ""
-        try:
-            h._buf += _TAG_LEN(T_DICT_STR, len(attrs))
-            for name in sorted(attrs):
-                _h_str(h, name)
-                h._feed(attrs[name])
-        except _Unhashable as exc:
-            exc.parts.append(f".{name}")
-            raise
-    else:
-        _h_dict(h, attrs)
-
-
-# Module names whose objects are resources (files, sockets, locks, threads, processes, event
-# loops), never values. Checked on the type's module, so private submodules are covered too.
-_RESOURCE_MODULES = (
-    "_io",
-    "io",
-    "_thread",
-    "threading",
-    "socket",
-    "_socket",
-    "ssl",
-    "_ssl",
-    "select",
-    "selectors",
-    "subprocess",
-    "multiprocessing",
-    "concurrent.futures",
-    "asyncio",
-    "sqlite3",
-    "_sqlite3",
-    "mmap",
-    "queue",
-    "_queue",
-    "tempfile",
-)
-
-_REFUSED_TYPES: dict[type, str] = {
-    types.GeneratorType: "a generator is consumed by hashing it; pass a list or tuple",
-    types.CoroutineType: "a coroutine is not a value; await it and pass the result",
-    types.AsyncGeneratorType: "an async generator is not a value; collect it into a list",
-    types.FrameType: "a frame is interpreter state, not a value",
-    types.TracebackType: "a traceback is interpreter state, not a value",
-}
-
-
-def _resource_reason(tp: type) -> str | None:
-    module = getattr(tp, "__module__", "") or ""
-    top = module.split(".", 1)[0]
-    if module in _RESOURCE_MODULES or top in _RESOURCE_MODULES:
-        if issubclass(tp, io.IOBase):
-            return "open files and streams are not values; pass the path or the contents"
-        return "locks, threads, sockets, files and processes are resources, not values"
-    if issubclass(tp, io.IOBase):
-        return "open files and streams are not values; pass the path or the contents"
-    return None
-
-
-_CODE_TYPES: tuple[type, ...] = (
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
-    types.ModuleType,
-    types.MethodWrapperType,
-    types.WrapperDescriptorType,
-    types.MethodDescriptorType,
-    types.ClassMethodDescriptorType,
-    staticmethod,
-    classmethod,
-)
-
-
 def _resolve(tp: type) -> Handler:
     """Choose the handler for a type not in the table yet, and remember it."""
-    handler = _choose(tp)
+    from reckon.memo._keys_objects import choose
+
+    handler = choose(tp)
     _DISPATCH[tp] = handler
     return handler
-
-
-def _choose(tp: type) -> Handler:
-    builtin = _BASE.get(tp)  # the table may be momentarily empty while a hasher is registered
-    if builtin is not None and not _REGISTERED:
-        return builtin
-    for base in tp.__mro__:
-        fn = _REGISTERED.get(base)
-        if fn is not None:
-            return _standin_handler(tp, fn, f"the hasher registered for {type_name(base)}")
-    if getattr(tp, "__reckon_hash__", None) is not None:
-        return _standin_handler(tp, _call_reckon_hash, "__reckon_hash__()")
-    if issubclass(tp, type) or issubclass(tp, _CODE_TYPES):
-        return _h_code_ref
-    reason = _REFUSED_TYPES.get(tp)
-    if reason is not None:
-        return _refuse(reason)
-    module = getattr(tp, "__module__", "") or ""
-    top = module.split(".", 1)[0]
-    if top in ("numpy", "pandas"):
-        special = _scientific_handler(tp, top)
-        if special is not None:
-            return special
-    if issubclass(tp, enum.Enum):
-        return _enum_handler
-    if issubclass(tp, tuple) and hasattr(tp, "_fields"):
-        return _namedtuple_handler
-    if dataclasses.is_dataclass(tp):
-        return _dataclass_handler(tp)
-    for base in tp.__mro__[1:]:
-        if base in _SUBCLASSABLE:
-            inherited = _SUBCLASSABLE[base]
-            if base in (dict, list, set, tuple, str, bytes, int, float) and _has_extra_state(tp):
-                break  # a builtin subclass with attributes: hash the whole state
-            return _subclass_handler(tp, inherited)
-    reason = _resource_reason(tp)
-    if reason is not None:
-        return _refuse(reason)
-    if any("__call__" in vars(base) for base in tp.__mro__ if base is not object):
-        return _h_maybe_wrapper
-    return _h_object
-
-
-def _h_maybe_wrapper(h: Hasher, obj: Any) -> None:
-    """A callable object: a decorator's wrapper (lru_cache, a memoized function) is code."""
-    try:
-        wrapped = getattr(obj, "__wrapped__", None)
-    except Exception:  # a proxy whose __getattr__ raises something else
-        wrapped = None
-    if wrapped is not None:
-        _h_code_ref(h, obj)
-    else:
-        _h_object(h, obj)
-
-
-def _has_extra_state(tp: type) -> bool:
-    return "__dict__" in dir(tp) or bool(getattr(tp, "__slots__", ()))
-
-
-def _subclass_handler(tp: type, inherited: Handler) -> Handler:
-    """A subclass of a value type without extra state: its name, then the value."""
-
-    def handler(h: Hasher, obj: Any) -> None:
-        _put_typename(h, tp)
-        inherited(h, obj)
-
-    return handler
-
-
-def _scientific_handler(tp: type, top: str) -> Handler | None:
-    from reckon.memo import _keys_arrays
-
-    if top == "numpy":
-        return _keys_arrays.numpy_handler(tp)
-    return _keys_arrays.pandas_handler(tp)
 
 
 # Exact-type dispatch table. _BASE holds the built-in handlers; _DISPATCH adds handlers resolved
@@ -986,23 +509,6 @@ _BASE: dict[type, Handler] = {
     frozenset: _h_frozenset,
     type(...): _h_ellipsis,
     type(NotImplemented): _h_notimplemented,
-    range: _h_range,
-    slice: _h_slice,
-    _dt.datetime: _h_datetime,
-    _dt.date: _h_date,
-    _dt.time: _h_time,
-    _dt.timedelta: _h_timedelta,
-    _dt.timezone: _h_timezone,
-    decimal.Decimal: _h_decimal,
-    fractions.Fraction: _h_fraction,
-    uuid.UUID: _h_uuid,
-    OrderedDict: _h_ordereddict,
-    defaultdict: _h_defaultdict,
-    Counter: _h_counter,
-    deque: _h_deque,
-    types.MappingProxyType: _h_mappingproxy,
-    io.BytesIO: _h_bytesio,
-    io.StringIO: _h_stringio,
     _Absent: _h_absent,
     types.FunctionType: _h_code_ref,
     types.BuiltinFunctionType: _h_code_ref,
@@ -1010,15 +516,6 @@ _BASE: dict[type, Handler] = {
     types.ModuleType: _h_code_ref,
     type: _h_code_ref,
 }
-for _path_type in (
-    pathlib.PurePath,
-    pathlib.PurePosixPath,
-    pathlib.PureWindowsPath,
-    pathlib.Path,
-    pathlib.PosixPath,
-    pathlib.WindowsPath,
-):
-    _BASE[_path_type] = _h_path
 
 # Subclasses of these (without extra attributes) hash as their base, prefixed by their name.
 _SUBCLASSABLE: dict[type, Handler] = {
@@ -1031,35 +528,14 @@ _SUBCLASSABLE: dict[type, Handler] = {
     dict: _h_dict,
     set: _h_set,
     frozenset: _h_frozenset,
-    OrderedDict: _h_ordereddict,
-    defaultdict: _h_defaultdict,
-    Counter: _h_counter,
-    pathlib.PurePath: _h_path,
-    _dt.datetime: _h_datetime,
-    _dt.date: _h_date,
-    _dt.timedelta: _h_timedelta,
-    decimal.Decimal: _h_decimal,
-    fractions.Fraction: _h_fraction,
 }
 
+# The standard library's value types (datetime, decimal, collections, pathlib, ...) live in their
+# own module, which needs the primitives above: imported here, once they exist.
+from reckon.memo import _keys_stdlib  # noqa: E402
 
-def _zoneinfo_types() -> None:
-    try:
-        import zoneinfo
-    except ImportError:  # pragma: no cover - always present on 3.9+
-        return
-    _BASE[zoneinfo.ZoneInfo] = _h_zoneinfo
-
-
-def _array_types() -> None:
-    import array
-
-    _BASE[array.array] = _h_array
-
-
-_zoneinfo_types()
-_array_types()
-
+_BASE.update(_keys_stdlib.HANDLERS)
+_SUBCLASSABLE.update(_keys_stdlib.SUBCLASSABLE)
 _REGISTERED: dict[type, Callable[[Any], object]] = {}
 _DISPATCH: dict[type, Handler] = dict(_BASE)
 
