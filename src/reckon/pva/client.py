@@ -572,7 +572,15 @@ class Client:
             ch = _Channel(self, name, next(self._cids) & 0xFFFFFFFF)
             self._channels[name] = ch
             self._by_cid[ch.cid] = ch
-            self._searching(ch)
+            if self._udp is not None and self._loop is not None:
+                # search at once (no wait for the search loop's next turn), then on its backoff
+                self._send_search([ch])
+                ch.search_step = 1
+                ch.next_search = self._loop.time() + _SEARCH_DELAYS[1]
+                if self._search_wake is not None:
+                    self._search_wake.set()
+            else:
+                self._searching(ch)
         return ch
 
     def _searching(self, ch: _Channel) -> None:
