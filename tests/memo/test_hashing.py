@@ -680,3 +680,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return "nan"
     return (type(value).__name__, value)
+
+
+def test_long_keys_and_values_cross_the_direct_feed_size() -> None:
+    long_a, long_b = "a" * 5000, "a" * 4999 + "b"
+    d1 = {long_a: 1, "k": b"x" * 10_000}
+    d2 = {"k": b"x" * 10_000, long_a: 1}
+    assert hash_value(d1) == hash_value(d2)
+    assert hash_value(d1) != hash_value({long_b: 1, "k": b"x" * 10_000})
+    h = Hasher()
+    h.update(d1)
+    assert h.digest() == hash_value(d1)
+    assert hash_value([d1, {1: d1}]) == hash_value([d2, {1: d2}])

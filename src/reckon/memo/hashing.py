@@ -387,11 +387,23 @@ def _feed_items_unordered(h: Hasher, tag: int, tag_str: int, items: Any, n: int)
     """Dict-like entries, independent of insertion order."""
     k: Any = None
     try:
-        if all(type(k) is str for k in items):
-            h._buf += _TAG_LEN(tag_str, n)
-            for k in sorted(items.keys()):
-                _h_str(h, k)
-                h._feed(items[k])
+        for k in items:
+            if type(k) is not str:
+                break
+        else:  # every key is a str: sort the keys themselves (cheaper than digests)
+            buf = h._buf  # stable: _buf is cleared in place, and _sub_digest restores it
+            buf += _TAG_LEN(tag_str, n)
+            get = _DISPATCH.get
+            for k in sorted(items):
+                data = k.encode("utf-8", "surrogatepass")
+                if len(data) < _DIRECT:
+                    buf += _TAG_LEN(T_STR, len(data))
+                    buf += data
+                else:
+                    _h_str(h, k)
+                v = items[k]
+                tp = type(v)
+                (get(tp) or _resolve(tp))(h, v)
             return
         digests = []
         for k, v in items.items():
@@ -405,12 +417,17 @@ def _feed_items_unordered(h: Hasher, tag: int, tag_str: int, items: Any, n: int)
 
 
 def _h_dict(h: Hasher, obj: dict[Any, Any]) -> None:
-    if not h._enter(obj):
+    stack = h._stack
+    oid = id(obj)
+    depth = stack.get(oid)
+    if depth is not None:  # a cycle: as Hasher._enter, inlined on this hot path
+        h._buf += _TAG_LEN(T_CYCLE, len(stack) - depth)
         return
+    stack[oid] = len(stack)
     try:
         _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
     finally:
-        h._leave(obj)
+        del stack[oid]
 
 
 def _feed_set(h: Hasher, obj: Any, tag: int, tag_sorted: int) -> None:
