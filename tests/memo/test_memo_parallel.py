@@ -80,9 +80,10 @@ def test_multiprocessing_pool(shared: str, start_method: str) -> None:
     ctx = multiprocessing.get_context(start_method)
     calls = _overlapping(4, 3)
     with ctx.Pool(2) as pool:
-        results = pool.starmap(
+        # A bounded wait: a pool whose workers cannot start re-spawns them forever.
+        results = pool.starmap_async(
             memo_workers.square_all, [(memo_workers.square, shared, c) for c in calls]
-        )
+        ).get(timeout=90)
     assert results == [[x * x for x in c] for c in calls]
     unique = {x for c in calls for x in c}
     runs = [int(line.split()[1]) for line in memo_workers.body_runs(shared)]
@@ -106,7 +107,8 @@ def test_repeated_multiprocessing(shared: str) -> None:
     ctx = multiprocessing.get_context("fork")
     for _ in range(3):
         with ctx.Pool(2) as pool:
-            assert pool.starmap(memo_workers.square, [(shared, 5), (shared, 6)]) == [25, 36]
+            jobs = pool.starmap_async(memo_workers.square, [(shared, 5), (shared, 6)])
+            assert jobs.get(timeout=90) == [25, 36]
     assert len(memo_workers.body_runs(shared)) == 2
 
 
