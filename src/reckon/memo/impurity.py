@@ -85,6 +85,15 @@ def _build() -> dict[int, tuple[object, str]]:
     _add(getattr(os, "putenv", None), "writes os.environ (os.putenv)")
     _add(os.urandom, "calls os.urandom")
     _add(os.getcwd, "reads the working directory (os.getcwd)")
+    _add(os.getpid, "reads the process id (os.getpid)")
+    for module_name, attr in (
+        ("socket", "gethostname"),
+        ("getpass", "getuser"),
+        ("platform", "node"),
+    ):  # only if already imported: the table never imports anything new
+        module = sys.modules.get(module_name)
+        if module is not None:
+            _add(getattr(module, attr, None), f"reads the machine ({module_name}.{attr})")
     _add(sys.argv, "reads sys.argv")
     _add(builtins.input, "reads stdin (input)")
     _add(getattr(os, "getrandom", None), "calls os.getrandom")
