@@ -1,16 +1,21 @@
-"""pvAccess benchmark: reckon's server and client beside p4p's (pvxs), in one run.
+"""pvAccess benchmark: reckon's server beside p4p's (pvxs), with p4p's client and with reckon's.
 
 Each server and each client runs in its own process (as in production, and so p4p's global
-contexts never mix with reckon's event loop). Rows, for every (client, server) pair:
+contexts never mix with reckon's event loop). For each client kind, both servers run at once and
+every row is measured in interleaved rounds (reckon, p4p, p4p, reckon, ...), best round kept,
+so a busy machine disturbs both sides alike:
 
 - gets/s    sequential ``get`` of an NTScalar double (2,000)
 - puts/s    sequential ``put`` (1,000)
-- RPC/s     sequential RPC returning an NTScalar (1,000)
+- RPC/s     sequential RPC with an NTURI argument returning an NTScalar (1,000)
 - monitor   updates/s delivered for a burst of 20,000 posts, default queue and pipelined
-            (rate = updates received / time from the first post to the last value's arrival)
+            (updates received / time from the first post to the arrival of the last value;
+            a server whose burst never ends with its last value is reported as stalled)
 - connect   ms from a fresh client context to the first get (search + handshake + get)
+- server CPU per operation (from /proc): what each server process spent, which load on the
+  machine disturbs much less than rates
 
-Usage: ``python bench/pva.py`` (``--quick`` for a smoke run). Child modes are internal.
+Usage: ``python bench/pva.py [p4p|reckon] [--quick]``. Child modes are internal.
 """
 
 from __future__ import annotations
