@@ -699,3 +699,26 @@ def test_comments_and_blank_lines_never_change_the_fingerprint(
         lines.insert(index, text)
     edited = "\n".join(lines) + "\n"
     assert fingerprint(load(edited)) == fingerprint(load(_MODULE_SRC))
+
+
+def test_memoized_methods_depend_on_their_class() -> None:
+    from reckon.core import CachingLevel
+    from reckon.memo import memoize
+
+    src = (
+        "class K:\n"
+        "    def helper(self):\n        return {k}\n"
+        "    def run(self):\n        return self.helper()\n"
+    )
+    fps = []
+    for k in (1, 2):
+        ns: dict[str, Any] = {"__name__": "memo_method_ns"}
+        exec(src.format(k=k), ns)
+        cls = ns["K"]
+        cls.run = memoize(level=CachingLevel.MEMORY)(cls.__dict__["run"])  # as in a class body
+        sys.modules["memo_method_ns"] = types.SimpleNamespace(K=cls)  # type: ignore[assignment]
+        try:
+            fps.append(fingerprint(cls.__dict__["run"].__wrapped__))
+        finally:
+            del sys.modules["memo_method_ns"]
+    assert fps[0] != fps[1]

@@ -488,8 +488,9 @@ def _owner_class(func: types.FunctionType) -> type | None:
         if obj is None:
             return None
     if isinstance(obj, type) and any(
-        v is func or getattr(v, "__func__", None) is func for v in vars(obj).values()
-    ):
+        v is func or _attr(v, "__func__") is func or _attr(v, "__wrapped__") is func
+        for v in vars(obj).values()
+    ):  # the function itself, a static/class method, or a memoized method wrapping it
         return obj
     return None
 
