@@ -134,3 +134,22 @@ def test_parse_duration_and_human_duration() -> None:
     assert human_duration(1.5) == "1.5 s"
     assert human_duration(200) == "3 min 20 s"
     assert human_duration(90061) == "1 d 1 h"
+
+
+def test_size_budget_without_store_gets_a_group_dir(tmp_path: Path, run_py: Any) -> None:
+    root = tmp_path / "root"
+    code = """
+        from reckon import memoize
+        @memoize(size="1 MiB", name="budgeted.f")
+        def f(x):
+            return x
+        f(1)
+        print("GROUPDIR", f.group.path)
+    """
+    out = run_py(code, env={"RECKON_CACHE_DIR": str(root)}).stdout
+    group_dir = Path(out.split("GROUPDIR")[1].strip())
+    assert group_dir.parent == root / "groups"
+    assert (group_dir / "memo-index.sqlite").exists()
+    root.mkdir(exist_ok=True)
+    listing = _invoke("ls", "--dir", str(root)).output
+    assert "budgeted.f" in listing, "ls finds the group directories below the cache dir"

@@ -343,7 +343,12 @@ def group_for_store(
     for group in list(_all_groups):
         if group.store_spec == spec and group.size == nbytes and group.policy == pol:
             return group
-    name = f"store:{spec}" if isinstance(spec, str) or spec is None else f"store:{id(spec):x}"
+    if spec is None:
+        name = f"budget-{nbytes}-{pol}"  # its own directory under the default cache dir
+    elif isinstance(spec, str):
+        name = f"store:{spec}"
+    else:
+        name = f"store:{id(spec):x}"
     return MemoizedGroup(name, store=store, size=nbytes, policy=pol)
 
 
