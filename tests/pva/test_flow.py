@@ -77,6 +77,9 @@ async def test_pipeline_window_and_acks_never_stall(pva_env: dict[str, str]) -> 
         peer.send_event(MonitorAck(sid, 5, 2))
         rest = await collect(peer, MonitorUpdate, 2)
         assert [u.value["value"] for u in rest] == [10, 20]
+        # the coalesced entries say which fields changed more than once (overrun)
+        value_bit = counter.type.offset_of("value")  # type: ignore[union-attr]
+        assert value_bit in rest[1].overrun and value_bit in rest[0].overrun
         assert await collect(peer, MonitorUpdate, 1, timeout=0.3) == []
         peer.close()
 

@@ -159,7 +159,7 @@ class _Op:
 
 
 class _Monitor:
-    """One subscription: a bounded queue of (changed mask, value) that coalesces when full."""
+    """One subscription: a bounded queue of [changed, value, overrun] that coalesces when full."""
 
     __slots__ = (
         "closed", "conn", "expanded", "finished", "ioid", "limit", "loop", "mask", "pipelined",
@@ -193,7 +193,7 @@ class _Monitor:
         self.running = True
         self.pv._subscribe(self)
         self.queue.clear()
-        self.queue.append([_ALL if self.mask == _ALL else self.mask, self.pv.value])
+        self.queue.append([self.mask, self.pv.value, 0])
         self.conn.want_flush(self)
 
     def stop(self) -> None:
@@ -209,9 +209,11 @@ class _Monitor:
                 return
         q = self.queue
         if len(q) < self.limit:
-            q.append([mask, value])
+            q.append([mask, value, 0])
         else:
+            # full: fold into the newest entry; fields changed twice are marked as overrun
             last = q[-1]
+            last[2] |= last[0] & mask
             last[0] |= mask
             last[1] = value
             self.squashed += 1
@@ -231,8 +233,15 @@ class _Monitor:
         """Move what the window allows from the queue into ``out``."""
         q = self.queue
         while q and (not self.pipelined or self.window > 0):
-            mask, value = q.popleft()
-            out.append(MonitorUpdate(self.ioid, value, BitSet.from_mask(mask)))
+            mask, value, overrun = q.popleft()
+            if overrun:
+                out.append(
+                    MonitorUpdate(
+                        self.ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun)
+                    )
+                )
+            else:
+                out.append(MonitorUpdate(self.ioid, value, BitSet.from_mask(mask)))
             if self.pipelined:
                 self.window -= 1
         if self.finished and not q and not self.closed:
