@@ -237,7 +237,9 @@ def test_ttl_option_expires(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     now[0] += 5
     f(1)
     assert calls == [1]
+    assert f.would_hit(1)
     now[0] += 10
+    assert not f.would_hit(1)
     f(1)
     assert calls == [1, 1]
 

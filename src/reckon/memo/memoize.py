@@ -715,7 +715,16 @@ class Memoized(Generic[P, R]):
         self._ensure()
         if self._level is _NONE:
             return False
-        return bool(self._engine.contains(self._request_id(args, kwargs), self._level))
+        rid = self._request_id(args, kwargs)
+        if not self._engine.contains(rid, self._level):
+            return False
+        if self._ttl is not None:
+            # An expired entry still in memory would be recomputed: not a hit. (One only in the
+            # store is judged when loaded.)
+            entry = self._engine.memory.lookup(rid.memory_key)
+            if type(entry) is Entry and self._expired(entry):
+                return False
+        return True
 
     def evict(self, *args: Any, **kwargs: Any) -> None:
         """Forget the cached result of ``f(*args, **kwargs)`` (memory and store)."""
