@@ -195,8 +195,13 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
         raise DeploymentError(
             f"{where}: unknown keys {sorted(bad)} (known: {sorted(_SERVICE_KEYS)})"
         )
-    if "definition" not in table:
-        raise DeploymentError(f"{where}: missing 'definition' (e.g. 'gen.catalog_reckon:Catalog')")
+    if not isinstance(table.get("definition"), str):
+        raise DeploymentError(
+            f"{where}: 'definition' must be a string like 'gen.catalog_reckon:Catalog'"
+        )
+    for key in ("implementation", "address", "connect_address", "auth", "cwd"):
+        if table.get(key) is not None and not isinstance(table[key], str):
+            raise DeploymentError(f"{where}: {key} must be a string")
     placement = str(table.get("placement", "inprocess"))
     if placement not in PLACEMENTS:
         raise DeploymentError(f"{where}: placement {placement!r}; use one of {PLACEMENTS}")
@@ -205,7 +210,7 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
         raise DeploymentError(f"{where}: restart {restart!r}; use one of {RESTARTS}")
     command = table.get("command")
     if command is not None:
-        if isinstance(command, str) or not all(isinstance(c, str) for c in command):
+        if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
             raise DeploymentError(f"{where}: command must be a list of strings")
         command = tuple(command)
     impl = table.get("implementation")
@@ -222,7 +227,7 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
     if auth not in (None, "basic"):
         raise DeploymentError(f"{where}: auth {auth!r}; the only scheme is 'basic'")
     requires = table.get("requires", [])
-    if isinstance(requires, str) or not all(isinstance(r, str) for r in requires):
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         raise DeploymentError(f"{where}: requires must be a list of service names")
     try:
         return ServiceSpec(
