@@ -103,7 +103,13 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
             dt = dtype_for(kind, big_endian)
             if isinstance(value, _np.ndarray) and value.dtype == dt and value.ndim == 1:
                 return int(value.size), value.tobytes()
-            src = _np.asarray(value)
+            if not isinstance(value, _np.ndarray):
+                # straight to the wire dtype: large uint64 values must not detour via float
+                arr = _np.array(value, dtype=dt)
+                if arr.ndim != 1:
+                    arr = arr.reshape(-1)
+                return int(arr.size), arr.tobytes()
+            src = value
             if src.ndim != 1:
                 src = src.reshape(-1)
             if src.dtype.kind in "fc" and kind not in "fd":

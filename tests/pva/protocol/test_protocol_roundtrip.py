@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import structures, types, values  # type: ignore[import-not-found]
+from pva_protocol_strategies import structures, types, values  # type: ignore[import-not-found]
 
 from reckon.pva.protocol import (
     Beacon,

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import test_golden as golden  # type: ignore[import-not-found]
+import test_protocol_golden as golden  # type: ignore[import-not-found]
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import types  # type: ignore[import-not-found]
+from pva_protocol_strategies import types  # type: ignore[import-not-found]
 
 from reckon.pva.protocol import (
     RPC,
