@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.config import Address, ClientConfig
@@ -76,8 +76,6 @@ from reckon.pva.protocol import (
 from reckon.pva.pv import merge
 
 log = logging.getLogger("reckon.pva.client")
-
-T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
 _SEARCH_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
