@@ -315,3 +315,66 @@ def test_a_broken_store_is_logged_once_in_a_while_not_at_every_request(
     gets = [r for r in caplog.records if "store get failed" in r.getMessage()]
     assert len(gets) == 1 and "disk on fire" in gets[0].getMessage()
     assert engine.stats()["counters"]["store_errors"] >= 100  # all counted
+
+
+def test_a_store_hit_is_recorded_and_announced_like_a_flight_load() -> None:
+    """A store hit made without a flight (nobody else computing the id) still leaves a finished
+    record with its three states, its parent, and one event per state, in order."""
+    store = RecordingStore()
+    rid = RequestId("hit-record")
+    Engine(store=store).get(rid, FULL, lambda: {"v": 1})
+    engine = Engine(store=store)
+    events: list[Any] = []
+    engine.introspector.add_listener(events.append)
+
+    def outer() -> Any:
+        return engine.get(rid, FULL, lambda: pytest.fail("must come from the store"), title="in")
+
+    assert engine.get(RequestId("outer"), MEMORY, outer, title="out") == {"v": 1}
+    records = {r.title: r for r in engine.introspector.history()}
+    inner = records["in"]
+    assert inner.outcome is Outcome.STORE_HIT and inner.finished and inner.error is None
+    assert inner.parent == records["out"].task_id and inner.level is FULL
+    assert [s.value for s in inner.times] == ["pending", "loading", "done"]
+    assert list(inner.times.values()) == sorted(inner.times.values())
+    assert inner.size is not None and inner.size > 0
+    assert engine.introspector.live() == []
+    mine = [e for e in events if e.record.task_id == inner.task_id]
+    assert [e.record.state.value for e in mine] == ["pending", "loading", "done"]
+    assert [len(e.record.times) for e in mine] == [1, 2, 3]
+    assert [e.record.outcome for e in mine] == [None, None, Outcome.STORE_HIT]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    counters = engine.stats()["counters"]
+    assert counters["store_hit"] == 1 and counters["requests"] == 2
+    assert engine.get(rid, FULL, lambda: pytest.fail("now from memory")) == {"v": 1}
+
+
+async def test_a_store_hit_in_resolve_is_recorded() -> None:
+    store = RecordingStore()
+    rid = RequestId("hit-resolve")
+    Engine(store=store).get(rid, FULL, lambda: [1, 2])
+    store.calls.clear()
+    engine = Engine(store=store)
+    assert await engine.resolve(rid, FULL, lambda: pytest.fail("from the store")) == [1, 2]
+    (record,) = engine.introspector.history()
+    assert record.outcome is Outcome.STORE_HIT
+    assert [c for c in store.calls if c[0] == "get"] == [("get", rid.disk_key)]
+
+
+def test_a_full_miss_reads_the_store_once_before_the_lease_and_once_after() -> None:
+    store = RecordingStore()
+    engine = Engine(store=store)
+    rid = RequestId("miss-reads")
+    assert engine.get(rid, FULL, lambda: 3) == 3
+    assert [c for c in store.calls if c[0] == "get"] == [("get", rid.disk_key)] * 2
+
+
+def test_a_store_hit_does_not_capture_when_capture_is_off() -> None:
+    store = RecordingStore()
+    rid = RequestId("hit-nocapture")
+    Engine(store=store).get(rid, FULL, lambda: 5)
+    engine = Engine(store=store)
+    engine.introspector.capture = False
+    assert engine.get(rid, FULL, lambda: pytest.fail("from the store")) == 5
+    assert engine.introspector.history() == []
+    assert engine.stats()["counters"]["store_hit"] == 1

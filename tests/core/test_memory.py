@@ -158,3 +158,17 @@ def test_bad_budgets_and_sizes_raise_configuration_errors() -> None:
         Introspector(history=-5)
     with pytest.raises(ConfigurationError, match="maxsize"):
         Introspector().subscribe(maxsize=0)
+
+
+def test_add_keeps_the_value_already_present_and_evicts_over_the_budget() -> None:
+    tier = MemoryTier(budget=300)
+    first, second = object(), object()
+    assert tier.add(1, first, 100) is first
+    assert tier.add(1, second, 100) is first  # present: the first object wins, size unchanged
+    assert tier.bytes == 100
+    tier.put(2, "pinned", 100, pin=True)
+    assert tier.add(2, "other", 100) == "pinned" and tier.is_pinned(2)
+    tier.add(3, "v3", 100)
+    tier.add(4, "v4", 150)  # over the budget: the least recent unpinned entries go
+    assert tier.lookup(1) is MISSING and tier.lookup(3) is MISSING
+    assert list(tier.keys()) == [4, 2] and tier.bytes == 250

@@ -180,6 +180,14 @@ class PickleCodec:
 
     # ------------------------------------------------------------------ decode
     def decode(self, data: bytes | memoryview) -> object:
+        if type(data) is bytes and data and data[0] == _PLAIN:
+            # The common store hit: a small inline value, as bytes.
+            try:
+                return pickle.loads(memoryview(data)[1:])
+            except Exception as exc:
+                raise CodecError(
+                    f"cannot decode a stored value: {type(exc).__name__}: {exc}"
+                ) from exc
         view = data if isinstance(data, memoryview) else memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
@@ -227,6 +235,7 @@ class PickleCodec:
 _ATOMIC = frozenset({int, float, bool, complex, type(None)})
 _TEXT = frozenset({str, bytes, bytearray})
 _SEQUENCES = (list, tuple, set, frozenset)
+_PLAIN_CONTAINERS = frozenset({dict, list, tuple, set, frozenset})
 _SAMPLE = 64
 _getsizeof = sys.getsizeof
 
@@ -239,13 +248,18 @@ def estimate_size(value: object, _depth: int = 0) -> int:
         return 32
     if t in _TEXT:
         return _getsizeof(value)
-    nbytes = getattr(value, "nbytes", None)
-    if type(nbytes) is int and not isinstance(value, type):
-        return nbytes + 128  # numpy arrays, memoryviews, ... (buffer plus object header)
-    try:
+    if t in _PLAIN_CONTAINERS:
+        # No ``nbytes`` to look for (a failed getattr raises and catches an AttributeError,
+        # which costs more than the rest of a small dict's estimate).
         base = _getsizeof(value)
-    except TypeError:
-        base = 64
+    else:
+        nbytes = getattr(value, "nbytes", None)
+        if type(nbytes) is int and not isinstance(value, type):
+            return nbytes + 128  # numpy arrays, memoryviews, ... (buffer plus object header)
+        try:
+            base = _getsizeof(value)
+        except TypeError:
+            base = 64
     if _depth >= 3:
         return base
     depth = _depth + 1
@@ -256,8 +270,23 @@ def estimate_size(value: object, _depth: int = 0) -> int:
             return base
         items = value.items() if n <= _SAMPLE else itertools.islice(value.items(), _SAMPLE)
         seen = 0
+        # The atomic and text cases inlined (the same figures as the recursive call): small
+        # dicts of str keys are what most store hits decode.
         for k, v in items:
-            total += estimate_size(k, depth) + estimate_size(v, depth)
+            t = type(k)
+            if t in _ATOMIC:
+                total += 32
+            elif t in _TEXT:
+                total += _getsizeof(k)
+            else:
+                total += estimate_size(k, depth)
+            t = type(v)
+            if t in _ATOMIC:
+                total += 32
+            elif t in _TEXT:
+                total += _getsizeof(v)
+            else:
+                total += estimate_size(v, depth)
             seen += 1
         return base + total * n // seen
     if isinstance(value, _SEQUENCES):
@@ -267,7 +296,13 @@ def estimate_size(value: object, _depth: int = 0) -> int:
         elements = value if n <= _SAMPLE else itertools.islice(value, _SAMPLE)
         seen = 0
         for v in elements:
-            total += estimate_size(v, depth)
+            t = type(v)
+            if t in _ATOMIC:
+                total += 32
+            elif t in _TEXT:
+                total += _getsizeof(v)
+            else:
+                total += estimate_size(v, depth)
             seen += 1
         return base + total * n // seen
     attrs = getattr(value, "__dict__", None)

@@ -39,7 +39,14 @@ from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING, MemoryTier
 from reckon.core.stores.base import Store
-from reckon.core.tasks import Introspector, Outcome, TaskRecord, TaskState, new_task_id
+from reckon.core.tasks import (
+    Introspector,
+    Outcome,
+    TaskRecord,
+    TaskState,
+    finished_record,
+    new_task_id,
+)
 from reckon.errors import (
     BlockingGetError,
     CodecError,
@@ -57,6 +64,11 @@ log = logging.getLogger("reckon.core")
 
 _FULL = CachingLevel.FULL
 _MEMORY = CachingLevel.MEMORY
+# Enum members read from module globals: ``Outcome.STORE_HIT`` costs a class attribute lookup
+# through the enum metaclass, several times a global's.
+_STORE_HIT = Outcome.STORE_HIT
+_PENDING, _LOADING, _DONE = TaskState.PENDING, TaskState.LOADING, TaskState.DONE
+_now = time.time
 _MAX_RETRIES = 8  # restarts of a flight whose event loop went away under it
 
 
@@ -188,6 +200,7 @@ class Engine:
             Outcome.FAILED: bump("failed"),
             Outcome.CANCELLED: bump("cancelled"),
         }
+        self._count_store_hit = self._count_end[Outcome.STORE_HIT]
 
     def __repr__(self) -> str:
         return f"Engine(name={self.name!r}, store={self.store!r}, memory={len(self.memory)})"
@@ -467,6 +480,12 @@ class Engine:
     ) -> T:
         if type(level) is not CachingLevel:
             level = as_level(level)
+        # At FULL, when nobody computes this id, read the store without starting a flight.
+        looked = level is _FULL and self.store is not None and id.memory_key not in self._inflight
+        if looked:
+            value = self._load_direct(id, title)
+            if value is not MISSING:
+                return cast(T, value)
         for _ in range(_MAX_RETRIES):
             flight, owner, value = self._enter(id, level, title, None, True)
             if flight is None:
@@ -474,7 +493,7 @@ class Engine:
             if owner:
                 flight.thread = threading.get_ident()
                 try:
-                    self._run_sync(flight, compute)
+                    self._run_sync(flight, compute, looked)
                 except BaseException:
                     self._leave(flight)
                     raise
@@ -499,18 +518,20 @@ class Engine:
             if exc is None:
                 return cast(T, flight.value)
             if isinstance(exc, _Abandoned):
+                looked = False
                 continue
             raise exc
         raise ComputationCancelledError(
             f"request {id.short()} was abandoned {_MAX_RETRIES} times by its event loop"
         )
 
-    def _run_sync(self, flight: _Flight, compute: Callable[[], Any]) -> None:
+    def _run_sync(self, flight: _Flight, compute: Callable[[], Any], looked: bool = False) -> None:
+        """``looked``: the store was read (a miss) just before this flight started, so the first
+        look is skipped; the look after taking the lease still happens."""
         token = _CURRENT.set(flight)
         try:
             if flight.level is _FULL and self.store is not None:
-                value = self._load(flight)
-                if value is not MISSING:
+                if not looked and self._load(flight) is not MISSING:
                     return
                 lease = self._lease(flight)
                 lease.acquire()
@@ -570,6 +591,12 @@ class Engine:
         if type(level) is not CachingLevel:
             level = as_level(level)
         loop = asyncio.get_running_loop()
+        # At FULL, when nobody computes this id, read the store without starting a flight.
+        looked = level is _FULL and self.store is not None and id.memory_key not in self._inflight
+        if looked:
+            value = self._load_direct(id, title)
+            if value is not MISSING:
+                return value
         for _ in range(_MAX_RETRIES):
             fut: asyncio.Future[Any] = loop.create_future()
             flight, owner, value = self._enter(id, level, title, fut, False)
@@ -579,7 +606,7 @@ class Engine:
                 flight.loop = loop
                 if flight.level is _FULL and self.store is not None:
                     # A store hit completes right here; a miss goes on in a task of its own.
-                    if self._load(flight) is MISSING:
+                    if looked or self._load(flight) is MISSING:
                         flight.task = loop.create_task(self._run_async(flight, compute))
                 else:
                     self._start_inline(flight, compute, loop)
@@ -587,6 +614,7 @@ class Engine:
                 value = await fut
             except _Abandoned:
                 self._leave(flight)
+                looked = False
                 continue
             except BaseException:
                 self._leave(flight)
@@ -824,17 +852,80 @@ class Engine:
         try:
             value = self.codec.decode(data)
         except Exception as exc:
-            log.warning(
-                "reckon: dropping the stored value of %s (%s): it cannot be decoded (%s)",
-                flight.record.title,
-                key,
-                exc,
-            )
-            self.introspector.count("store_errors")
-            with contextlib.suppress(Exception):
-                store.delete(key)
+            self._undecodable(flight.record.title, key, exc)
             return MISSING
         self._complete(flight, value, Outcome.STORE_HIT)
+        return value
+
+    def _undecodable(self, title: str, key: str, exc: Exception) -> None:
+        log.warning(
+            "reckon: dropping the stored value of %s (%s): it cannot be decoded (%s)",
+            title,
+            key,
+            exc,
+        )
+        self.introspector.count("store_errors")
+        store = self.store
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.delete(key)
+
+    def _load_direct(self, id: RequestId, title: str | None) -> Any:
+        """A FULL request nobody is computing: read the store without a flight (no waiters to
+        share with, so none of a flight's bookkeeping). A hit is recorded as a finished store
+        load, with the same counters and events as one made by a flight; MISSING on a miss, a
+        store failure or an undecodable entry (the caller then computes, after the lease)."""
+        if self._closed:
+            raise EngineClosedError(
+                f"engine {self.name!r} is closed; create a new Engine to make requests"
+            )
+        store = self.store
+        assert store is not None
+        disk_key = id.disk_key
+        started = _now()
+        try:
+            data = store.get(disk_key)
+        except Exception as exc:
+            self._store_failed("get", exc)
+            return MISSING
+        if data is None:
+            return MISSING
+        loaded = _now()
+        codec = self.codec
+        try:
+            value = codec.decode(data)
+        except Exception as exc:
+            self._undecodable(title if title is not None else id.short(), disk_key, exc)
+            return MISSING
+        try:
+            size = codec.estimate_size(value)
+        except Exception:
+            size = 0
+        # When a flight filled memory meanwhile (between the caller's look at memory and its
+        # look at the flights), everyone gets the one object that flight made.
+        memory = self.memory
+        value = memory.add(id.memory_key, value, size)
+        if self._closed:  # closed meanwhile: close() empties memory, and so must we
+            memory.discard(id.memory_key)
+        self._count_request()
+        self._count_store_hit()
+        introspector = self.introspector
+        if introspector.capture:
+            parent = _CURRENT.get()
+            introspector.finished(
+                finished_record(
+                    new_task_id(),
+                    id,
+                    title,
+                    _FULL,
+                    self.name,
+                    None if parent is None else parent.task_id,
+                    _DONE,
+                    {_PENDING: started, _LOADING: loaded, _DONE: _now()},
+                    _STORE_HIT,
+                    size,
+                )
+            )
         return value
 
     def _write(self, flight: _Flight, value: Any, cost: float) -> None:

@@ -83,6 +83,24 @@ class MemoryTier:
                 self._data[key] = value
             self._evict_locked(self._budget)
 
+    def add(self, key: int, value: Any, size: int) -> Any:
+        """Insert ``key`` unless it is present; returns the value now held (the one already
+        there wins, so everyone shares the first object). One lock for the store-hit path."""
+        with self._lock:
+            current = self._data.get(key, MISSING)
+            if current is not MISSING:
+                return current
+            pinned = self._pinned.get(key)
+            if pinned is not None:
+                return pinned[0]
+            size = max(int(size), 0)
+            self._sizes[key] = size
+            self._bytes += size
+            self._data[key] = value
+            if self._bytes > self._budget:
+                self._evict_locked(self._budget)
+            return value
+
     def pin(self, key: int) -> bool:
         """Keep ``key`` from eviction until a matching :meth:`unpin`; False when absent."""
         with self._lock:
