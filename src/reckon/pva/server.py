@@ -146,7 +146,7 @@ def _truthy(v: Any) -> bool:
 # ------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Op:
     kind: str
     sid: int
@@ -156,6 +156,7 @@ class _Op:
     mask: int = _ALL
     request: VariantValue | None = None
     task: asyncio.Task[None] | None = None
+    changed: BitSet | None = None
 
 
 class _Monitor:
@@ -543,7 +544,10 @@ class _ServerProtocol(asyncio.Protocol):
         op = self.ops.get(ev.ioid)
         if op is None:
             return
-        self._send(GetResponse(ev.ioid, value=op.pv.value, changed=BitSet.from_mask(op.mask)))
+        changed = op.changed
+        if changed is None:
+            changed = op.changed = BitSet.from_mask(op.mask)
+        self._send(GetResponse(ev.ioid, value=op.pv.value, changed=changed))
         if ev.destroy:
             self.ops.pop(ev.ioid, None)
 
