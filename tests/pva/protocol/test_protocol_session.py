@@ -69,6 +69,7 @@ from reckon.pva.protocol import (
     VariantValue,
     nt,
     pv_request,
+    request_fields,
     request_options,
 )
 from reckon.pva.protocol import (
@@ -345,3 +346,49 @@ def test_failed_validation_and_channel_creation(make_pair: Any) -> None:
     assert not r.status.success and p.client.channels == {} and p.server.channels == {}
     p.channel(1, "again", 5)  # the cid is free again
     assert p.client.channels[1].sid == 5 and p.server.channels[5].name == "again"
+
+
+def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
+    from reckon.pva.protocol import PreparedUpdate
+
+    pairs = [make_pair(), make_pair(), make_pair(big_endian=True)]
+    for p in pairs:
+        p.channel(1, "x", 2)
+        p.c2s(MonitorInit(2, 5))
+        p.s2c(MonitorInitResponse(5, type=NT.type))
+        p.c2s(MonitorStart(2, 5))
+    v = NT.wrap(3.0)
+    upd = PreparedUpdate(NT.type, v, BitSet([1]))
+    outs = [p.server.send_update(5, upd) for p in pairs]
+    assert outs[0] == outs[1] == pairs[0].server.send(MonitorUpdate(5, v, BitSet([1])))
+    for p, out in zip(pairs, outs, strict=True):
+        p.client.receive_data(out)
+        [u] = list(p.client.events())
+        assert isinstance(u, MonitorUpdate) and u.value["value"] == 3.0
+    with pytest.raises(LocalProtocolError):
+        pairs[0].server.send_update(99, upd)
+    with pytest.raises(LocalProtocolError):
+        pairs[0].server.send_update(5, PreparedUpdate(Structure([("value", "i")]), {"value": 1}))
+    pairs[0].c2s(DestroyRequest(2, 5))
+    assert pairs[0].server.send_update(5, upd) == b""
+
+
+def test_repeated_type_descriptions_are_recognised(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    req = pv_request("field(value)")
+    [a] = pair.c2s(GetInit(2, 1, req))
+    [b] = pair.c2s(GetInit(2, 2, req))
+    assert a.pv_request.type is b.pv_request.type  # decoded once, then recognised by its bytes
+    [c] = pair.c2s(GetInit(2, 3, pv_request("field(alarm)")))
+    assert c.pv_request.type != a.pv_request.type
+    assert request_fields(c.pv_request) == ["alarm"]
+
+
+def test_destroy_flag_is_echoed_on_the_response(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    pair.c2s(ProcessInit(2, 1))
+    pair.s2c(ProcessInitResponse(1))
+    pair.c2s(Process(2, 1, destroy=True))
+    [r] = pair.s2c(ProcessResponse(1))
+    assert r == ProcessResponse(1, destroy=True)
+    assert 1 not in pair.server.requests and 1 not in pair.client.requests

@@ -38,6 +38,7 @@ from ._errors import (
 )
 from ._events import *  # noqa: F403
 from ._events import __all__ as _events_all
+from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
@@ -74,6 +75,7 @@ __all__ = [
     "LimitExceededError",
     "LocalProtocolError",
     "MessageSeverity",
+    "PreparedUpdate",
     "ProtocolError",
     "RemoteProtocolError",
     "RequestInfo",

@@ -56,6 +56,7 @@ class Codec:
         "max_depth",
         "max_elements",
         "max_fields",
+        "recent_types",
         "recv_cache",
         "send_cache",
         "use_numpy",
@@ -85,21 +86,27 @@ class Codec:
         #: elements of one received array of strings/structures/unions/variants (each becomes
         #: a Python object, so this bounds the memory a message can expand into)
         self.max_elements = max_elements
+        self.recent_types: list[tuple[bytes, FieldDesc]] = []
 
     # -- types -------------------------------------------------------------------------------
     def encode_type(self, t: FieldDesc | None) -> bytes:
         return encode_type(t, self.big_endian, self.send_cache)
 
     def decode_type(self, data: bytes, pos: int) -> tuple[FieldDesc | None, int]:
-        return read_type(
-            data,
-            pos,
-            self.big_endian,
-            self.recv_cache,
-            self.max_depth - self.depth,
-            0,
-            [self.max_fields],
-        )
+        """A type at ``pos``. Peers send the same descriptions again and again (p4p's
+        pvRequest on every get), so the last few are recognised by their bytes: a type
+        encoding is self-delimiting, so equal bytes at ``pos`` mean the same type."""
+        room = self.max_depth - self.depth
+        for raw, known in self.recent_types:
+            if data.startswith(raw, pos) and known.depth <= room:
+                return known, pos + len(raw)
+        t, end = read_type(data, pos, self.big_endian, self.recv_cache, room, 0, [self.max_fields])
+        if t is not None and end - pos <= 4096:
+            raw = bytes(data[pos:end])
+            if b"\xfd" not in raw and b"\xfe" not in raw:  # no cache references: stable
+                self.recent_types.insert(0, (raw, t))
+                del self.recent_types[8:]
+        return t, end
 
     # -- values ------------------------------------------------------------------------------
     def encode_value(self, t: FieldDesc, value: Any, out: bytearray) -> None:

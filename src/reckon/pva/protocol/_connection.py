@@ -14,7 +14,6 @@ right) and dropped. Responses the local user sends for them become ``b""``.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -61,6 +60,7 @@ from ._events import (
 )
 from ._header import Framer, encode_header
 from ._messages import OpContext
+from ._prepared import PreparedUpdate
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
     EXEC_RESPONSES,
@@ -114,6 +114,7 @@ class RequestInfo(OpContext):
 
 
 _MONITOR = int(Command.MONITOR)
+_NO_BITS = BitSet.from_mask(0)
 _HDR = {False: struct.Struct("<BBBBI"), True: struct.Struct(">BBBBI")}
 _U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
 _CONTROL, _SEG_FIRST, _SEG_LAST, _SEG_MIDDLE, _FROM_SERVER, _BIG = (
@@ -712,7 +713,7 @@ class _Connection:
             if req.state is not RequestState.EXECUTING:
                 raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not executing")
             if req.last and not getattr(ev, "destroy", True):
-                ev = dataclasses.replace(ev, destroy=True)  # type: ignore[type-var]
+                ev = ev._replaced(destroy=True)
             return ev, req
         if t in (MonitorUpdate, MonitorFinish):
             if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
@@ -864,6 +865,32 @@ class ServerConnection(_Connection):
         return self.send(SetByteOrder(self.big_endian)) + self.send(
             ConnectionValidationRequest(tuple(auth_methods))
         )
+
+    def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
+        """A MonitorUpdate whose value was encoded once for all subscribers.
+
+        Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
+        same type; an ioid the client just destroyed gives ``b""``.
+        """
+        if self._error is not None:
+            raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
+        req = self._requests.get(ioid)
+        if req is None:
+            if ioid in self._dead_requests:
+                return b""
+            raise LocalProtocolError(f"no operation ioid {ioid}")
+        if req.command != _MONITOR or req.state is RequestState.INIT_PENDING:
+            raise LocalProtocolError(f"send_update: ioid {ioid} is not an initialised monitor")
+        if req.type is not update.type and req.type != update.type:
+            raise LocalProtocolError(f"send_update: ioid {ioid} has another type")
+        be = self.big_endian
+        payload = bytearray(_U32[be].pack(ioid))
+        payload.append(0)
+        payload += update.partial(be)
+        payload += overrun.encode(be) if overrun.mask else b"\x00"
+        data = self._frame(_MONITOR, bytes(payload))
+        self.bytes_sent += len(data)
+        return data
 
 
 class ClientConnection(_Connection):

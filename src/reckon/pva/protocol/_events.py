@@ -169,6 +169,13 @@ class Event:
         for name, check in checks:
             check(name, getattr(self, name))
 
+    def _replaced(self, **changes: Any) -> Any:
+        """A copy with some fields changed, without validation (the caller vouches)."""
+        names = _NAMES.get(type(self))
+        if names is None:
+            names = _NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
+        return self._trusted(*[changes.get(n, getattr(self, n)) for n in names])
+
     @classmethod
     def _trusted(cls, *args: Any) -> Any:
         """Build without validation: for events decoded from bytes that are valid by
