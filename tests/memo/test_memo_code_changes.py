@@ -118,3 +118,25 @@ def test_editing_a_memoized_callee_misses_the_caller(run_py: Any, tmp_path: Path
     path.write_text(COMPOSED.format(store=str(tmp_path / "cache"), inc=2))
     edited = run_py(code, pythonpath=[tmp_path]).stdout
     assert "OUTER" in edited and "INNER" in edited and "VALUE 6" in edited
+
+
+def test_adding_a_log_handler_keeps_hits(run_py: Any, tmp_path: Path) -> None:
+    """charmonium TODO: configuring logging must not invalidate the cache."""
+    path = tmp_path / "memo_logged.py"
+    path.write_text(
+        "import logging\n"
+        "from reckon import memoize\n"
+        "log = logging.getLogger('memo_logged')\n"
+        f"@memoize(store={str(tmp_path / 'cache')!r}, assume_pure=True)\n"
+        "def f(x):\n"
+        "    log.info('computing %s', x)\n"
+        "    print('RAN')\n"
+        "    return x\n"
+    )
+    plain = "import memo_logged as m; m.f(1)"
+    configured = (
+        "import logging, sys; logging.basicConfig(stream=sys.stderr, level=logging.DEBUG); "
+        "logging.getLogger('memo_logged').addHandler(logging.StreamHandler()); " + plain
+    )
+    assert "RAN" in run_py(plain, pythonpath=[tmp_path]).stdout
+    assert "RAN" not in run_py(configured, pythonpath=[tmp_path]).stdout
