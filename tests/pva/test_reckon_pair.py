@@ -224,3 +224,15 @@ async def test_pv_close_finishes_monitors(pva_env: dict[str, str]) -> None:
         x.close()
         with pytest.raises(StopAsyncIteration):
             await sub.next(timeout=10)
+
+
+def test_post_fast_path_matches_the_general_one() -> None:
+    a = SharedPV(nt.NTScalar("i"), 1)
+    b = SharedPV(nt.NTScalar("i"), 1)
+    a.post(7)  # plain value: the fast path
+    b.post({"value": 7})  # a dict: the general merge
+    assert a.value["value"] == b.value["value"] == 7
+    assert a.value["timeStamp"]["secondsPastEpoch"] > 0
+    assert set(a.value) == set(b.value) and a.value["alarm"] == b.value["alarm"]
+    with pytest.raises(PvaTypeError):
+        a.post("not a number")

@@ -274,8 +274,19 @@ class SharedPV:
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
         self._lock = threading.Lock()
-        self._loops: set[asyncio.AbstractEventLoop] = set()
         self.value: dict[str, Any] = {}
+        # post(plain value) on a structure with a plain "value" field (NTScalar, NTScalarArray)
+        # skips the generic merge: (value type, its bit, the timestamp's bits or 0)
+        self._fast: tuple[FieldDesc, int, int] | None = None
+        if type is not None and "value" in type and not isinstance(type["value"], Structure):
+            ts_bits = 0
+            if self.timestamp and isinstance(type["timeStamp"], Structure):
+                ts_t = type["timeStamp"]
+                if "secondsPastEpoch" in ts_t and "nanoseconds" in ts_t:
+                    ts_bits = (1 << type.offset_of("timeStamp.secondsPastEpoch")) | (
+                        1 << type.offset_of("timeStamp.nanoseconds")
+                    )
+            self._fast = (type["value"], 1 << type.offset_of("value"), ts_bits)
         if type is not None:
             self.value = type.default()
             if initial is not None:
@@ -324,14 +335,31 @@ class SharedPV:
         """
         if self.type is None:
             raise PvaTypeError("an RPC-only PV has no value to post")
-        update = self._as_update(value)
         stamp = self.timestamp if timestamp is None else timestamp
-        if stamp and "timeStamp" not in update:
-            update = {**update, "timeStamp": _now()}
-        with self._lock:
-            self.value, mask = merge(self.type, self.value, update)
-            snapshot = self.value
-            subs = list(self._subs)
+        fast = self._fast
+        if fast is not None and not isinstance(value, Mapping) and (not stamp or fast[2]):
+            vt, mask, ts_bits = fast
+            v = coerce(vt, value)
+            with self._lock:
+                new = dict(self.value)
+                new["value"] = v
+                if stamp:
+                    ns = time.time_ns()
+                    ts = dict(new["timeStamp"])
+                    ts["secondsPastEpoch"] = ns // 1_000_000_000
+                    ts["nanoseconds"] = ns % 1_000_000_000
+                    new["timeStamp"] = ts
+                    mask |= ts_bits
+                self.value = snapshot = new
+                subs = list(self._subs)
+        else:
+            update = self._as_update(value)
+            if stamp and "timeStamp" not in update:
+                update = {**update, "timeStamp": _now()}
+            with self._lock:
+                self.value, mask = merge(self.type, self.value, update)
+                snapshot = self.value
+                subs = list(self._subs)
         if not subs:
             return
         try:
