@@ -129,6 +129,8 @@ class ChildProcess:
         self._health_task: asyncio.Task[None] | None = None
         self._restart_task: asyncio.Task[None] | None = None
         self.kill_reason: str | None = None
+        #: Why the supervisor killed this service's processes, oldest first.
+        self.kills: list[str] = []
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -243,6 +245,7 @@ class ChildProcess:
     def kill(self, reason: str) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.kill_reason = reason
+            self.kills.append(reason)
             self._log.error("killing process", service=self.name, pid=self.proc.pid, reason=reason)
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
