@@ -337,6 +337,14 @@ class SharedPV:
             raise PvaTypeError("an RPC-only PV has no value to post")
         stamp = self.timestamp if timestamp is None else timestamp
         fast = self._fast
+        if (
+            fast is not None
+            and isinstance(value, Mapping)
+            and len(value) == 1
+            and "value" in value
+            and not isinstance(value["value"], Mapping)
+        ):
+            value = value["value"]  # {"value": x} is post(x): take the fast path (puts do this)
         if fast is not None and not isinstance(value, Mapping) and (not stamp or fast[2]):
             vt, mask, ts_bits = fast
             v = coerce(vt, value)
