@@ -36,9 +36,9 @@ class RecordingStore:
         self.calls.append(("get", key))
         return self.data.get(key)
 
-    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None:
+    def put(self, key: str, data: Any, *, cost: float = 0.0) -> None:
         self.calls.append(("put", key))
-        self.data[key] = bytes(data)
+        self.data[key] = b"".join(data) if isinstance(data, list | tuple) else bytes(data)
         self.costs[key] = cost
 
     def delete(self, key: str) -> bool:
@@ -378,3 +378,24 @@ def test_a_store_hit_does_not_capture_when_capture_is_off() -> None:
     assert engine.get(rid, FULL, lambda: pytest.fail("from the store")) == 5
     assert engine.introspector.history() == []
     assert engine.stats()["counters"]["store_hit"] == 1
+
+
+def test_an_array_reaches_the_store_as_pieces_not_copied(store_dir: Path) -> None:
+    """At FULL the codec's out-of-band buffers go to the store as they are: the store is handed
+    the array's own memory (no joined copy), and reads it back whole."""
+    handed: list[Any] = []
+
+    class Watching(LocalStore):
+        def put(self, key: str, data: Any, *, cost: float = 0.0) -> None:
+            handed.append(data)
+            super().put(key, data, cost=cost)
+
+    array = np.arange(300_000, dtype=np.float64).reshape(300, 1000)
+    with Engine(store=Watching(store_dir)) as engine:
+        engine.get(RequestId("pieces"), FULL, lambda: array)
+    (data,) = handed
+    assert isinstance(data, list) and len(data) >= 2
+    assert any(np.shares_memory(np.frombuffer(p, np.uint8), array) for p in data)
+    with Engine(store=LocalStore(store_dir)) as engine:
+        back = engine.get(RequestId("pieces"), FULL, lambda: pytest.fail("from the store"))
+    assert np.array_equal(back, array)

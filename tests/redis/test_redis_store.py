@@ -156,3 +156,14 @@ def test_server_going_away_degrades_to_misses(
     assert s.evict(0) == 0
     assert "failed" in caplog.text
     s.close()
+
+
+def test_put_takes_pieces_of_one_value(store: RedisStore) -> None:
+    pieces = [b"head", memoryview(os.urandom(100_000)), bytearray(b"tail")]
+    store.put("p", pieces)
+    store.put("t", (b"a", b"b"))
+    assert bytes(store.get("p") or b"") == b"".join(bytes(p) for p in pieces)
+    assert bytes(store.get("t") or b"") == b"ab"
+    assert store.usage().bytes == 100_008 + 2
+    with pytest.raises(StoreError):
+        store.put("bad", [b"ok", 3])  # type: ignore[list-item]

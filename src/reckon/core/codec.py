@@ -2,10 +2,12 @@
 
 :class:`PickleCodec` uses pickle protocol 5 with out-of-band buffers: the bytes of contiguous
 numpy arrays (and other ``PickleBuffer`` producers) are not copied into the pickle stream but laid
-out after it, each aligned to 64 bytes. Encoding copies each buffer once, into the single
-contiguous block a store takes. Decoding hands the buffers to pickle as slices of the input, so
-when a store returns a memory-mapped file the arrays are views of the mapping: nothing is copied
-and pages are read on first touch.
+out after it, each aligned to 64 bytes. :meth:`PickleCodec.encode_buffers` hands those buffers
+out as they are (views of the value's memory, between the frame head and padding), and stores
+write the pieces straight to disk, so the engine never copies them; :meth:`PickleCodec.encode`
+joins them into one block (one copy). Decoding hands the buffers to pickle as slices of the
+input, so when a store returns a memory-mapped file the arrays are views of the mapping: nothing
+is copied and pages are read on first touch.
 
 Frames (first byte is the kind):
 
@@ -54,6 +56,9 @@ def _pad(n: int) -> int:
     return (-n) % _ALIGN
 
 
+_ZEROS = bytes(_ALIGN)
+
+
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _BIG = 1 << 20
 
@@ -100,6 +105,27 @@ class PickleCodec:
 
     # ------------------------------------------------------------------ encode
     def encode(self, value: object) -> bytes | memoryview:
+        parts = self.encode_buffers(value)
+        if len(parts) == 1:
+            return parts[0]
+        total = 0
+        for part in parts:
+            total += part.nbytes if isinstance(part, memoryview) else len(part)
+        out = _allocate(total)
+        pos = 0
+        for part in parts:
+            n = part.nbytes if isinstance(part, memoryview) else len(part)
+            out[pos : pos + n] = part
+            pos += n
+        return out
+
+    def encode_buffers(self, value: object) -> list[bytes | memoryview]:
+        """The encoding of ``value`` as consecutive pieces (their concatenation is what
+        :meth:`encode` returns), without copying out-of-band buffers: the pieces after the
+        first are views of the value's own memory (numpy arrays, large bytes) and padding.
+        Stores accept such a list (``Store.put``) and write it in one pass, so a large array
+        reaches the disk without ever being copied in memory. The views are only valid while
+        the value is unchanged."""
         t = type(value)
         if (t is bytes or t is bytearray) and len(value) >= self.buffer_threshold:  # type: ignore[arg-type]
             return self._encode_raw(value, t is bytearray)  # type: ignore[arg-type]
@@ -115,8 +141,8 @@ class PickleCodec:
         compress = threshold is not None and len(stream) >= threshold
         if not buffers:
             if compress:
-                return bytes((_ZSTD,)) + self._compress(stream)
-            return bytes((_PLAIN,)) + stream
+                return [bytes((_ZSTD,)) + self._compress(stream)]
+            return [bytes((_PLAIN,)) + stream]
         raw_len = len(stream)
         if compress:
             stream = self._compress(stream)
@@ -127,29 +153,25 @@ class PickleCodec:
             except BufferError as exc:  # a non-contiguous buffer: pickle it in-band instead
                 raise CodecError(f"cannot encode a non-contiguous buffer: {exc}") from exc
         nbuf = len(views)
-        head_len = _FRAME_HEAD.size + 8 * nbuf
-        total = head_len + len(stream)
-        offsets: list[int] = []
+        head = _FRAME_HEAD.pack(_FRAMED, _FLAG_ZSTD if compress else 0, nbuf, len(stream), raw_len)
+        head += struct.pack(f"<{nbuf}Q", *(v.nbytes for v in views))
+        total = len(head) + len(stream)
+        parts: list[bytes | memoryview] = [b"".join((head, stream))]
         for view in views:
-            total += _pad(total)
-            offsets.append(total)
+            pad = _pad(total)
+            if pad:
+                parts.append(_ZEROS[:pad])
+                total += pad
+            if view.nbytes:
+                parts.append(view if view.format == "B" else view.cast("B"))
             total += view.nbytes
-        out = _allocate(total)
-        _FRAME_HEAD.pack_into(
-            out, 0, _FRAMED, _FLAG_ZSTD if compress else 0, nbuf, len(stream), raw_len
-        )
-        struct.pack_into(f"<{nbuf}Q", out, _FRAME_HEAD.size, *(v.nbytes for v in views))
-        out[head_len : head_len + len(stream)] = stream
-        for off, view in zip(offsets, views, strict=True):
-            out[off : off + view.nbytes] = view
-        return out
+        return parts
 
-    def _encode_raw(self, value: bytes | bytearray, is_bytearray: bool) -> memoryview:
-        out = _allocate(_ALIGN + len(value))
-        out[0] = _RAW
-        out[1] = 1 if is_bytearray else 0
-        out[_ALIGN:] = value
-        return out
+    def _encode_raw(self, value: bytes | bytearray, is_bytearray: bool) -> list[bytes | memoryview]:
+        head = bytearray(_ALIGN)
+        head[0] = _RAW
+        head[1] = 1 if is_bytearray else 0
+        return [bytes(head), memoryview(value)]
 
     def _compress(self, data: bytes) -> bytes:
         zc = getattr(self._local, "zc", None)

@@ -38,7 +38,7 @@ from reckon.core.codec import Codec, PickleCodec
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING, MemoryTier
-from reckon.core.stores.base import Store
+from reckon.core.stores.base import Store, StoreData
 from reckon.core.tasks import (
     Introspector,
     Outcome,
@@ -932,8 +932,16 @@ class Engine:
         store = self.store
         if store is None:
             return
+        codec = self.codec
+        # Pieces when the codec can give them (out-of-band buffers, never joined in memory).
+        encode_buffers = getattr(codec, "encode_buffers", None)
+        data: StoreData
         try:
-            data = self.codec.encode(value)
+            if encode_buffers is not None:
+                pieces = encode_buffers(value)
+                data = pieces[0] if len(pieces) == 1 else pieces
+            else:
+                data = codec.encode(value)
         except Exception as exc:
             self.introspector.count("encode_errors")
             reason = str(exc) if isinstance(exc, CodecError) else f"{type(exc).__name__}: {exc}"

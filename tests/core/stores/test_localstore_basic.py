@@ -183,3 +183,36 @@ def test_odd_buffers(store: LocalStore) -> None:
     assert bytes(store.get("strided") or b"") == bytes(range(0, 200, 2))
     assert bytes(store.get("signed") or b"") == b"abc"
     assert bytes(store.get("fortran") or b"") == arr.tobytes()  # what bytes(view) gives
+
+
+def test_put_takes_pieces_of_one_value(store: LocalStore, tmp_path: Path) -> None:
+    """A list or tuple of buffers is one value (their concatenation): small ones are joined
+    inline, large ones written piece by piece into one object file, equal values shared."""
+    arr = np.arange(50_000, dtype=np.int32)
+    big = [b"head", memoryview(arr), b"", bytearray(b"tail")]
+    big_bytes = b"head" + arr.tobytes() + b"tail"
+    small = (b"a", memoryview(b"bc"), bytearray(b"d"))
+    many = [bytes([i % 256]) * 3 for i in range(1_500)]  # more pieces than one writev takes
+    store.put("big", big)
+    store.put("small", small)
+    store.put("many", many)
+    store.put("one", [b"x" * 100])
+    store.put("same", big_bytes)  # the same bytes given whole: one object file for both
+    for _ in range(2):  # queued (read-your-writes), then committed
+        assert bytes(store.get("big") or b"") == big_bytes
+        assert store.get("small") == b"abcd"
+        assert bytes(store.get("many") or b"") == b"".join(many)
+        assert bytes(store.get("one") or b"") == b"x" * 100
+        store.flush()
+    usage = store.usage()
+    assert usage.entries == 5
+    assert usage.bytes == len(big_bytes) + 4 + 4_500 + 100  # shared bytes count once
+    root = tmp_path / "store" / "objects"
+    objects = [f for f in root.rglob("*") if f.is_file() and f.relative_to(root).parts[0] != "tmp"]
+    assert len(objects) == 3  # big/same shared, many, one (small is inline)
+    with pytest.raises(StoreError):
+        store.put("bad", [b"ok", 3])  # type: ignore[list-item]
+    store.close()
+    again = LocalStore(tmp_path / "store", sync=True)
+    assert bytes(again.get("big") or b"") == big_bytes
+    again.close()

@@ -28,16 +28,17 @@ class Op:
         self,
         kind: int,
         key: str,
-        data: bytes | memoryview | None = None,
+        data: bytes | memoryview | tuple[bytes | memoryview, ...] | None = None,
         cost: float = 0.0,
         stamp: float = 0.0,
+        size: int | None = None,
     ) -> None:
         self.kind = kind
         self.key = key
-        self.data = data
+        self.data = data  # one buffer, or a tuple of pieces (``size`` is then their total)
         self.cost = cost
         self.stamp = stamp
-        self.size = 0 if data is None else len(data)
+        self.size = size if size is not None else 0 if data is None else len(data)
 
 
 class Writer:

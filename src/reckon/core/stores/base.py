@@ -7,9 +7,19 @@ codec's business.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
+
+StoreData: TypeAlias = "bytes | memoryview | Sequence[bytes | memoryview]"
+"""What ``Store.put`` takes: one buffer, or consecutive pieces of one value (list or tuple)."""
+
+
+def joined(data: StoreData) -> bytes | memoryview:
+    """``data`` as one buffer (pieces are concatenated: one copy)."""
+    if isinstance(data, list | tuple):
+        return data[0] if len(data) == 1 else b"".join(data)
+    return data  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +46,10 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes | memoryview | None: ...
 
-    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None: ...
+    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
+        """Store ``data``: one bytes-like buffer, or a list/tuple of them whose concatenation is
+        the value (a codec's out-of-band buffers, written without being joined first)."""
+        ...
 
     def delete(self, key: str) -> bool: ...
 

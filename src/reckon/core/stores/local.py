@@ -45,7 +45,7 @@ import xxhash
 from reckon.core.stores import _index, _lease, _objects
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
-from reckon.core.stores.base import StoreUsage
+from reckon.core.stores.base import StoreData, StoreUsage
 from reckon.errors import StoreError
 
 log = logging.getLogger("reckon.core.store")
@@ -98,6 +98,19 @@ def _bytes_like(data: object) -> bytes | memoryview:
     return view if view.ndim == 1 and view.format == "B" else view.cast("B")
 
 
+def _pieces(data: list[object] | tuple[object, ...]) -> tuple[bytes | memoryview, ...]:
+    """The pieces of a put, each as bytes or a 1-D byte view (validated, nothing copied)."""
+    return tuple(_bytes_like(piece) for piece in data)
+
+
+def _payload(op: Op) -> bytes | memoryview | None:
+    """A queued put's value as one buffer (pieces are joined: reads of queued puts are rare)."""
+    data = op.data
+    if isinstance(data, tuple):
+        return b"".join(data)
+    return data
+
+
 class _Put:
     """A put made ready outside the write lock: checksummed, its object file written."""
 
@@ -107,15 +120,17 @@ class _Put:
         data = op.data
         assert data is not None
         self.key = op.key
-        self.size = len(data)
+        self.size = op.size
         self.cost = op.cost
         self.stamp = op.stamp
         self.temp: str | None = None
         self._data = data
         if self.size <= inline_threshold:
+            value = _payload(op)
+            assert value is not None
             self.digest: str | None = None
-            self.value: bytes | memoryview | None = data
-            self.checksum: int = _checksum(data)
+            self.value: bytes | memoryview | None = value
+            self.checksum: int = _checksum(value)
         else:
             digest = _objects.content_digest(data)
             self.digest = digest.hex()
@@ -124,7 +139,7 @@ class _Put:
             final = _objects.object_path(store._objects_dir, self.digest)
             if not os.path.exists(final):
                 self.temp = _objects.write_temp(
-                    store._objects_dir, op.key, data, digest, store._fsync
+                    store._objects_dir, op.key, data, digest, store._fsync, self.size
                 )
 
 
@@ -212,7 +227,7 @@ class LocalStore:
         if writer is not None and writer.pending:
             op = writer.pending.get(key)
             if op is not None:
-                return op.data if op.kind == PUT else None
+                return _payload(op) if op.kind == PUT else None
         try:
             row = self._index.cursor().execute(_GET, (key,)).fetchone()
         except sqlite3.Error as exc:
@@ -337,9 +352,13 @@ class LocalStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None:
-        """Store ``data`` under ``key``. With sync=False the caller must not mutate a buffer it
-        passed until ``flush()``: the queue holds it by reference (no copy)."""
+    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
+        """Store ``data`` (one buffer, or a list/tuple of pieces of one value) under ``key``.
+
+        Pieces are written straight into the object file (one writev; the checksum is computed
+        piece by piece), or joined when the value is small enough to live inline. With
+        sync=False the caller must not mutate a buffer it passed until ``flush()``: the queue
+        holds it by reference (no copy)."""
         self._check_open()
         if not isinstance(key, str) or not key:
             raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
@@ -348,8 +367,19 @@ class LocalStore:
                 f"store key of {len(key.encode('utf-8'))} bytes is too long (at most "
                 f"{_objects.MAX_KEY}): use a digest such as RequestId.disk_key"
             )
-        value = _bytes_like(data)
-        op = Op(PUT, key, value, float(cost), self._stamp())
+        if isinstance(data, list | tuple):
+            pieces = _pieces(data)
+            size = sum(map(len, pieces))
+            value: bytes | memoryview | tuple[bytes | memoryview, ...]
+            if len(pieces) == 1:
+                value = pieces[0]
+            elif size <= self.inline_threshold:
+                value = b"".join(pieces)  # small: one inline buffer
+            else:
+                value = pieces
+            op = Op(PUT, key, value, float(cost), self._stamp(), size)
+        else:
+            op = Op(PUT, key, _bytes_like(data), float(cost), self._stamp())
         if self.budget is not None and op.size > self.budget:
             log.info(
                 "store %s: value of %d bytes for %s exceeds the budget of %d bytes; not stored",

@@ -32,7 +32,7 @@ from typing import Any, cast
 import redis as redis_py
 import xxhash
 
-from reckon.core.stores.base import StoreUsage
+from reckon.core.stores.base import StoreData, StoreUsage
 from reckon.errors import StoreError
 
 log = logging.getLogger("reckon.core.store")
@@ -175,21 +175,29 @@ class RedisStore:
             return None
         return view[_HEAD:] if len(raw) - _HEAD >= _VIEW_THRESHOLD else raw[_HEAD:]
 
-    def put(self, key: str, data: bytes | memoryview, *, cost: float = 0.0) -> None:
+    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
+        """Store ``data`` (one buffer, or a list/tuple of pieces of one value: checksummed piece
+        by piece and joined once, into the blob sent to Redis)."""
         if not isinstance(key, str) or not key:
             raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
-        try:
-            body = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        except TypeError:
-            raise StoreError(f"a store holds bytes; got {type(data).__name__}") from None
-        size = len(body)
+        given: list[Any] = list(data) if isinstance(data, list | tuple) else [data]
+        pieces: list[bytes | memoryview] = []
+        for piece in given:
+            try:
+                pieces.append(piece if isinstance(piece, bytes) else memoryview(piece).cast("B"))
+            except TypeError:
+                raise StoreError(f"a store holds bytes; got {type(piece).__name__}") from None
+        size = sum(map(len, pieces))
         if self.budget is not None and size > self.budget:
             log.info(
                 "store %s: value of %d bytes for %s exceeds the budget; not stored", self, size, key
             )
             self._delete(key)
             return
-        blob = b"".join((_MAGIC, _checksum(body), body))
+        hasher = xxhash.xxh3_64()
+        for piece in pieces:
+            hasher.update(piece)
+        blob = b"".join((_MAGIC, hasher.digest(), *pieces))
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
         try:
             total = int(
