@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -76,7 +77,10 @@ async def test_page_shows_a_new_computation_within_a_second(
     row = page.locator("#tasks tbody tr", has_text="browser probe")
     await row.wait_for(timeout=1_000)
     assert time.monotonic() - started < 5  # generous bound on the whole round trip
-    assert await row.get_attribute("data-state") == "running"
+    # The row may first show "pending" (pushed before "running"); the next push moves it on.
+    await page.locator("#tasks tbody tr[data-state='running']", has_text="browser probe").wait_for(
+        timeout=5_000
+    )
 
     # Status pushes fill the cards and charts.
     await page.wait_for_function(
@@ -134,3 +138,176 @@ async def test_page_with_token(browser: Any, engine: Engine) -> None:
         await bad.goto(handle.url.replace("page-token", "nope"))
         await bad.wait_for_selector("#conn[data-state='closed']", timeout=15_000)
         assert "refused" in (await bad.text_content("#conn-text") or "")
+
+
+# Counts the pixels of a canvas drawn in the page's accent colour (#4fb3ff) below ``top`` css px:
+# the bars of the histogram and the memory line of the hit-rate chart.
+_ACCENT_PIXELS = """([id, top]) => {
+  const c = document.getElementById(id);
+  const ratio = c.width / c.clientWidth;
+  const y0 = Math.round(top * ratio);
+  const data = c.getContext('2d').getImageData(0, y0, c.width, c.height - y0).data;
+  let n = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.abs(data[i] - 79) < 30 && Math.abs(data[i + 1] - 179) < 30 && data[i + 2] > 220) n++;
+  }
+  return n;
+}"""
+
+
+async def _data(page: Any, selector: str, name: str) -> str | None:
+    value: str | None = await page.get_attribute(selector, f"data-{name}")
+    return value
+
+
+async def test_charts_follow_the_pushes(browser: Any, server: ServerHandle, engine: Engine) -> None:
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(server.url)
+    await page.wait_for_selector("#conn[data-state='open']", timeout=15_000)
+    # Two status pushes make the first sample; nothing has been requested yet.
+    await page.wait_for_function(
+        "Number(document.getElementById('chart-hits').dataset.samples) >= 1", timeout=10_000
+    )
+    assert await _data(page, "#chart-hits", "requests") == "0"
+    assert await _data(page, "#chart-durations", "count") == "0"
+    assert await page.evaluate(_ACCENT_PIXELS, ["chart-durations", 0]) == 0
+    assert await page.evaluate(_ACCENT_PIXELS, ["chart-hits", 22]) == 0
+    assert await _data(page, "#chart-usage", "memory-entries") == "0"
+
+    # 6 computations, then 6 memory hits: 12 requests, half of them hits.
+    for _ in range(2):
+        for i in range(6):
+            await asyncio.to_thread(
+                engine.get,
+                RequestId("chart", i),
+                CachingLevel.MEMORY,
+                lambda: b"c" * 1000,
+                title=f"chart {i}",
+            )
+
+    # The histogram counts every finished computation, from the task events pushed.
+    await page.wait_for_function(
+        "document.getElementById('chart-durations').dataset.count === '6'", timeout=10_000
+    )
+    assert await page.evaluate(_ACCENT_PIXELS, ["chart-durations", 0]) > 0
+    # The hit-rate series sums the counters of the status pushes.
+    await page.wait_for_function(
+        "document.getElementById('chart-hits').dataset.requests === '12'"
+        " && document.getElementById('chart-hits').dataset.hits === '6'",
+        timeout=10_000,
+    )
+    await page.wait_for_function(
+        "document.getElementById('hit-now').textContent.includes('50.0% overall')",
+        timeout=10_000,
+    )
+    assert await page.evaluate(_ACCENT_PIXELS, ["chart-hits", 22]) > 0
+    # Cache usage follows the memory tier, down to empty after a clear.
+    await page.wait_for_function(
+        "document.getElementById('chart-usage').dataset.memoryEntries === '6'", timeout=10_000
+    )
+    assert int(await _data(page, "#chart-usage", "memory-bytes") or 0) >= 6000
+    await asyncio.to_thread(engine.clear, CachingLevel.MEMORY)
+    await page.wait_for_function(
+        "document.getElementById('chart-usage').dataset.memoryEntries === '0'", timeout=10_000
+    )
+    assert errors == []
+
+
+def _family(engine: Engine, gate: threading.Event, more: threading.Event) -> threading.Thread:
+    """A running parent with two finished children; a third child starts when ``more`` is set,
+    and the parent finishes when ``gate`` is."""
+
+    def child(name: str) -> str:
+        return engine.get(
+            RequestId("family", name), CachingLevel.MEMORY, lambda: name, title=f"child {name}"
+        )
+
+    def parent() -> str:
+        out = child("a") + child("b")
+        more.wait(30)
+        out += child("c")
+        gate.wait(30)
+        return out
+
+    thread = threading.Thread(
+        target=engine.get,
+        args=(RequestId("family"), CachingLevel.MEMORY, parent),
+        kwargs={"title": "family parent"},
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
+async def test_click_a_task_to_see_its_tree_of_children(
+    browser: Any, server: ServerHandle, engine: Engine
+) -> None:
+    gate, more = threading.Event(), threading.Event()
+    thread = _family(engine, gate, more)
+    try:
+        page = await browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto(server.url)
+        await page.wait_for_selector("#conn[data-state='open']", timeout=15_000)
+        parent_row = page.locator("#tasks tbody tr", has_text="family parent")
+        await page.locator("#tasks tbody tr", has_text="child b").wait_for(timeout=10_000)
+        parent_id = int(await parent_row.get_attribute("data-task") or 0)
+
+        # A click on the row opens the panel: the task, then its tree.
+        await parent_row.locator("td.title").click()
+        panel = page.locator("#detail")
+        await panel.wait_for(state="visible", timeout=5_000)
+        assert await page.text_content("#detail-title") == f"Task #{parent_id}"
+        assert page.url.endswith(f"#task={parent_id}")
+        root = page.locator(f"#tree li.root[data-tree-task='{parent_id}']")
+        await root.wait_for(timeout=10_000)
+        await page.wait_for_function(
+            "document.querySelectorAll('#tree li[data-tree-task]').length === 3", timeout=10_000
+        )
+        titles = await page.locator("#tree li:not(.root) .t").all_text_contents()
+        assert titles == ["child a", "child b"]
+        assert "running" in (await page.text_content("#detail-fields") or "")
+        assert "selected" in (await parent_row.get_attribute("class") or "")
+
+        # A child started now joins the open tree (pushed event, tree fetched again).
+        more.set()
+        await page.wait_for_function(
+            "document.querySelectorAll('#tree li[data-tree-task]').length === 4", timeout=10_000
+        )
+        gate.set()
+        await asyncio.to_thread(thread.join, 10)
+        await page.locator("#detail-fields .state.done").wait_for(timeout=10_000)
+
+        # A child in the tree opens its own panel, which links back to the parent.
+        await page.locator("#tree a", has_text="child b").click()
+        await page.wait_for_function(
+            f"document.getElementById('detail-title').textContent !== 'Task #{parent_id}'",
+            timeout=5_000,
+        )
+        fields = await page.text_content("#detail-fields") or ""
+        assert "child b" in fields and f"#{parent_id}" in fields
+        assert await page.locator("#tree li[data-tree-task]").count() == 1
+        await page.click("#detail-fields a.parent")
+        await page.wait_for_function(
+            f"document.getElementById('detail-title').textContent === 'Task #{parent_id}'",
+            timeout=5_000,
+        )
+        # Escape closes the panel; the address names a task, so a pasted link opens it.
+        await page.keyboard.press("Escape")
+        await panel.wait_for(state="hidden", timeout=5_000)
+        linked = await browser.new_page()
+        await linked.goto(f"{server.url}#task={parent_id}")
+        await linked.wait_for_function(
+            "document.querySelectorAll('#tree li[data-tree-task]').length === 4", timeout=15_000
+        )
+        # An unknown task says so instead of showing nothing.
+        await linked.goto(f"{server.url}#task=999999")
+        await linked.locator("#detail-error", has_text="not_found").wait_for(timeout=15_000)
+        assert errors == []
+    finally:
+        more.set()
+        gate.set()
+        thread.join(10)

@@ -16,6 +16,8 @@ const state = {
   ws: null, nextId: 1, pending: new Map(), tasks: new Map(), durations: [],
   hits: [], lastCounters: null, status: null, dropped: 0, capture: null, dirty: true,
   fresh: new Set(),
+  // The task panel: which task it shows, the ids in its tree, and the last tree fetched.
+  detail: { id: null, ids: new Set(), tree: null, refreshAt: 0, timer: null, collapsed: new Set() },
 };
 
 // ---------------------------------------------------------------------------- connection
@@ -39,6 +41,7 @@ function connect() {
       for (const t of tasks.reverse()) upsert(t, false);
       await request("subscribe", { events: true, status_interval: 1.0, coalesce: true });
       state.dirty = true;
+      openFromHash();
     } catch (err) {
       setConn("closed", String(err.message || err));
     }
@@ -73,7 +76,13 @@ function onMessage(msg) {
     if (msg.type === "result") p.resolve(msg.result);
     else p.reject(new Error(`${msg.code}: ${msg.message}`));
   } else if (msg.type === "events") {
-    for (const ev of msg.events) upsert(ev.task, true);
+    let touchesTree = false;
+    const d = state.detail;
+    for (const ev of msg.events) {
+      upsert(ev.task, true);
+      if (d.id !== null && (d.ids.has(ev.task.task_id) || d.ids.has(ev.task.parent))) touchesTree = true;
+    }
+    if (touchesTree) scheduleTreeRefresh();
     state.dropped = msg.dropped;
     state.dirty = true;
   } else if (msg.type === "status") {
@@ -136,7 +145,7 @@ function onStatus(status) {
     const dReq = (c.requests || 0) - (prev.requests || 0);
     const dMem = (c.memory_hit || 0) - (prev.memory_hit || 0);
     const dHit = hits - (prev.memory_hit || 0) - (prev.store_hit || 0);
-    state.hits.push({ t: status.time, all: dReq > 0 ? dHit / dReq : null, mem: dReq > 0 ? dMem / dReq : null, req: dReq });
+    state.hits.push({ t: status.time, all: dReq > 0 ? dHit / dReq : null, mem: dReq > 0 ? dMem / dReq : null, req: dReq, hit: dHit });
     if (state.hits.length > HIT_POINTS) state.hits.shift();
   }
   state.lastCounters = c;
@@ -218,6 +227,7 @@ function renderTable(now) {
     if (!tr) {
       tr = document.createElement("tr");
       tr.dataset.task = t.task_id;
+      tr.title = "click: this task and its tree of children";
       if (state.fresh.has(t.task_id)) tr.className = "fresh";
       rowCache.set(t.task_id, tr);
     }
@@ -237,6 +247,7 @@ function renderTable(now) {
     const text = fmtDuration(s === null ? null : (e ?? now) - s);
     const cell = tr.cells[3];
     if (cell.textContent !== text) cell.textContent = text;
+    tr.classList.toggle("selected", t.task_id === state.detail.id);
     const want = prev ? prev.nextSibling : tbody.firstChild;
     if (want !== tr) tbody.insertBefore(tr, want);
     prev = tr;
@@ -285,19 +296,40 @@ function axes(ctx, w, h, pad, yLabels) {
 
 function renderHits() {
   const { ctx, w, h } = canvasContext("chart-hits");
-  const pad = { l: 36, r: 8, t: 8, b: 18 };
+  const pad = { l: 36, r: 8, t: 22, b: 18 };
+  // Legend in the strip above the plot (memory is drawn over "all": equal without store hits).
+  let right = w - pad.r;
+  for (const [label, color] of [["memory", COLORS.accent], ["all hits", COLORS.ok]]) {
+    const tw = ctx.measureText(label).width;
+    ctx.fillStyle = color;
+    ctx.fillText(label, right - tw, 11);
+    ctx.fillRect(right - tw - 16, 6, 12, 3);
+    right -= tw + 30;
+  }
   axes(ctx, w, h, pad, [[0, "0%"], [0.5, "50%"], [1, "100%"]]);
   const pts = state.hits;
   const last = [...pts].reverse().find((p) => p.all !== null);
   const c = (state.status && state.status.engine && state.status.engine.counters) || {};
   const overall = c.requests ? `${((100 * ((c.memory_hit || 0) + (c.store_hit || 0))) / c.requests).toFixed(1)}% overall` : "";
   $("hit-now").textContent = [last ? `${(100 * last.all).toFixed(1)}% last second` : "", overall].filter(Boolean).join(" · ");
+  const canvas = $("chart-hits");
+  // What the chart plots, for tests and the curious: samples, and the requests and hits they sum.
+  canvas.dataset.samples = String(pts.length);
+  canvas.dataset.requests = String(pts.reduce((n, p) => n + p.req, 0));
+  canvas.dataset.hits = String(pts.reduce((n, p) => n + p.hit, 0));
+  canvas.dataset.last = last ? last.all.toFixed(4) : "";
+  const x = (i) => pad.l + ((w - pad.l - pad.r) * i) / (HIT_POINTS - 1);
+  // One sample a second (the status push): the axis spans the last HIT_POINTS seconds.
+  ctx.fillStyle = COLORS.muted;
+  ctx.textAlign = "center";
+  for (const ago of [180, 120, 60]) ctx.fillText(`−${ago / 60} min`, x(Math.max(0, HIT_POINTS - 1 - ago)), h - 4);
+  ctx.textAlign = "right";
+  ctx.fillText("now", w - pad.r, h - 4);
+  ctx.textAlign = "left";
   if (pts.length < 2) {
-    ctx.fillStyle = COLORS.muted;
     ctx.fillText("waiting for requests…", pad.l + 8, h / 2);
     return;
   }
-  const x = (i) => pad.l + ((w - pad.l - pad.r) * i) / (HIT_POINTS - 1);
   const y = (v) => pad.t + (h - pad.t - pad.b) * (1 - v);
   const offset = HIT_POINTS - pts.length;
   for (const [key, color] of [["all", COLORS.ok], ["mem", COLORS.accent]]) {
@@ -314,8 +346,6 @@ function renderHits() {
       if (p[key] !== null) { ctx.beginPath(); ctx.arc(x(i + offset), y(p[key]), 2, 0, 2 * Math.PI); ctx.fill(); }
     });
   }
-  ctx.fillStyle = COLORS.ok; ctx.fillText("all hits", w - 120, h - 4);
-  ctx.fillStyle = COLORS.accent; ctx.fillText("memory", w - 60, h - 4);
 }
 
 function renderDurations() {
@@ -323,6 +353,7 @@ function renderDurations() {
   const pad = { l: 36, r: 8, t: 8, b: 18 };
   const d = state.durations;
   $("dur-count").textContent = d.length ? `${fmtInt(d.length)} finished` : "";
+  $("chart-durations").dataset.count = String(d.length);
   // Logarithmic buckets, two per decade, from 10 µs to 1000 s.
   const lo = -5, hi = 3, perDecade = 2, n = (hi - lo) * perDecade;
   const counts = new Array(n).fill(0);
@@ -354,6 +385,11 @@ function renderUsage() {
     if (s.engine.memory) rows.push(["memory", s.engine.memory, COLORS.accent]);
     if (s.engine.store) rows.push(["store", s.engine.store, COLORS.store]);
   }
+  const canvas = $("chart-usage");
+  for (const [name, u] of rows) {
+    canvas.dataset[`${name}Bytes`] = String(u.bytes);
+    canvas.dataset[`${name}Entries`] = String(u.entries);
+  }
   if (!rows.length) { ctx.fillStyle = COLORS.muted; ctx.fillText("waiting for status…", 8, h / 2); return; }
   const barH = 26, gap = 34;
   rows.forEach(([name, u, color], i) => {
@@ -372,11 +408,121 @@ function renderUsage() {
   });
 }
 
+// ---------------------------------------------------------------------------- task panel
+// One task and its tree of children (the "task" request), in a panel beside the table. The
+// address carries it (#task=ID) so the back button and a pasted link work; the tree is fetched
+// again when a pushed event touches one of its tasks.
+
+function showTask(id) {
+  const hash = id === null ? "" : `#task=${id}`;
+  if (location.hash !== hash) {
+    history.pushState(null, "", hash || location.pathname + location.search);
+  }
+  openFromHash();
+}
+
+function openFromHash() {
+  const m = /^#task=(\d+)$/.exec(location.hash);
+  const d = state.detail;
+  if (!m) {
+    d.id = null; d.ids = new Set(); d.tree = null;
+    $("detail").hidden = true;
+    state.dirty = true;
+    return;
+  }
+  const id = Number(m[1]);
+  if (d.id !== id) { d.tree = null; d.ids = new Set([id]); }
+  d.id = id;
+  $("detail").hidden = false;
+  $("detail-title").textContent = `Task #${id}`;
+  state.dirty = true;
+  fetchTree();
+}
+
+async function fetchTree() {
+  const d = state.detail;
+  const id = d.id;
+  if (id === null || !state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+  d.refreshAt = Date.now();
+  try {
+    const tree = await request("task", { task_id: id });
+    if (d.id !== id) return;  // another task was opened meanwhile
+    d.tree = tree;
+    d.ids = new Set();
+    (function collect(node) { d.ids.add(node.task.task_id); node.children.forEach(collect); })(tree);
+    $("detail-error").hidden = true;
+  } catch (err) {
+    if (d.id !== id) return;
+    d.tree = null;
+    $("detail-error").hidden = false;
+    $("detail-error").textContent = String(err.message || err);
+  }
+  renderDetail();
+}
+
+function scheduleTreeRefresh() {
+  const d = state.detail;
+  if (d.timer !== null) return;
+  const wait = Math.max(0, 300 - (Date.now() - d.refreshAt));
+  d.timer = setTimeout(() => { d.timer = null; fetchTree(); }, wait);
+}
+
+function taskDuration(t, now) {
+  const s = startTime(t), e = endTime(t);
+  return s === null ? null : (e ?? now) - s;
+}
+
+function renderDetail() {
+  const d = state.detail;
+  const fields = $("detail-fields"), treeBox = $("tree");
+  if (!d.tree) { fields.innerHTML = ""; treeBox.innerHTML = ""; $("tree-count").textContent = ""; return; }
+  const now = Date.now() / 1000;
+  const t = d.tree.task;
+  const live = !TERMINAL.has(t.state);
+  const started = startTime(t);
+  const rows = [
+    ["title", esc(t.title || "")],
+    ["state", `<span class="state ${esc(t.state)}">${esc(t.state)}</span>` +
+      (live ? ` <button class="cancel" data-cancel="${t.task_id}" type="button">cancel</button>` : "")],
+    ["outcome", esc(t.outcome || "")],
+    [live ? "elapsed" : "duration", fmtDuration(taskDuration(t, now))],
+    ["started", started === null ? "" : new Date(started * 1000).toLocaleTimeString()],
+    ["cache level", t.level === 2 ? "memory + store" : t.level === 1 ? "memory" : esc(t.level ?? "")],
+    ["size", t.size == null ? "" : fmtBytes(t.size)],
+    ["parent", t.parent == null ? "none (a top-level request)" : `<a class="parent" href="#task=${t.parent}">#${t.parent}</a>`],
+    ["request id", `<span title="${esc(t.request_id || "")}">${esc(String(t.request_id || "").slice(0, 16))}…</span>`],
+  ];
+  if (t.error) rows.push(["error", `<span class="err">${esc(t.error)}</span>`]);
+  fields.innerHTML = rows.map(([k, v]) => `<dt>${k}</dt><dd${k === "request id" ? ' class="mono"' : ""}>${v}</dd>`).join("");
+  $("tree-count").textContent = `${fmtInt(d.ids.size)} task${d.ids.size === 1 ? "" : "s"}`;
+  treeBox.innerHTML = `<ul>${treeNode(d.tree, now, true)}</ul>`;
+}
+
+function treeNode(node, now, root) {
+  const t = node.task;
+  const dur = fmtDuration(taskDuration(t, now));
+  const label =
+    `<a href="#task=${t.task_id}" data-node="${t.task_id}"><span class="id">#${t.task_id}</span>` +
+    `<span class="t">${esc(t.title || "")}</span></a> ` +
+    `<span class="state ${esc(t.state)}">${esc(t.state)}</span>` +
+    `<span class="meta">${dur}${t.outcome ? ` · ${esc(t.outcome)}` : ""}</span>` +
+    (t.error ? ` <span class="err">${esc(t.error)}</span>` : "");
+  const cls = root ? ' class="root"' : "";
+  if (!node.children.length) return `<li${cls} data-tree-task="${t.task_id}"><div class="leaf">${label}</div></li>`;
+  const kids = node.children.map((c) => treeNode(c, now, false)).join("");
+  const open = state.detail.collapsed.has(t.task_id) ? "" : " open";
+  return `<li${cls} data-tree-task="${t.task_id}"><details${open}><summary>${label}</summary><ul>${kids}</ul></details></li>`;
+}
+
 // ---------------------------------------------------------------------------- actions
 
 $("tasks").addEventListener("click", async (ev) => {
   const id = ev.target && ev.target.dataset && ev.target.dataset.cancel;
-  if (!id) return;
+  if (!id) {
+    const tr = ev.target.closest && ev.target.closest("tr[data-task]");
+    if (tr) showTask(Number(tr.dataset.task));
+    return;
+  }
   ev.target.disabled = true;
   try { await request("cancel", { task_id: Number(id) }); } catch (err) { console.warn(err); }
 });
@@ -394,9 +540,31 @@ $("btn-clear-history").addEventListener("click", async () => {
 $("btn-clear-memory").addEventListener("click", async () => {
   try { await request("clear_cache", { level: "memory" }); } catch (err) { console.warn(err); }
 });
+$("detail").addEventListener("click", async (ev) => {
+  const id = ev.target && ev.target.dataset && ev.target.dataset.cancel;
+  if (!id) return;
+  ev.target.disabled = true;
+  try { await request("cancel", { task_id: Number(id) }); } catch (err) { console.warn(err); }
+});
+// Redraws rebuild the tree: remember which branches the user folded.
+$("tree").addEventListener("toggle", (ev) => {
+  const li = ev.target.closest("li[data-tree-task]");
+  if (!li) return;
+  const id = Number(li.dataset.treeTask);
+  if (ev.target.open) state.detail.collapsed.delete(id); else state.detail.collapsed.add(id);
+}, true);
+$("detail-close").addEventListener("click", () => showTask(null));
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && state.detail.id !== null) showTask(null);
+});
+window.addEventListener("hashchange", openFromHash);
 $("filter").addEventListener("input", () => { state.dirty = true; });
 $("state-filter").addEventListener("change", () => { state.dirty = true; });
 window.addEventListener("resize", () => { state.dirty = true; });
+
+function hasLive(node) {
+  return !TERMINAL.has(node.task.state) || node.children.some(hasLive);
+}
 
 // Redraw on changes, at most 10 times a second; running rows tick their elapsed time 4 times a
 // second. (A timer rather than requestAnimationFrame: it keeps running in background tabs.)
@@ -404,5 +572,6 @@ let ticks = 0;
 setInterval(() => {
   if (++ticks % 3 === 0) state.dirty = true;
   if (state.dirty) { state.dirty = false; render(); }
+  if (ticks % 6 === 0 && state.detail.tree && hasLive(state.detail.tree)) renderDetail();
 }, 80);
 connect();
