@@ -72,6 +72,8 @@ class EntryRow:
 
 #: How long the writer lets operations pile up before doing them in bulk.
 COALESCE_SECONDS = 0.02
+#: Most keys of one function version loaded up front to spare its hits the orphan check.
+KNOWN_KEYS_LIMIT = 20_000
 _live: weakref.WeakSet[MemoIndex] = weakref.WeakSet()
 
 
@@ -313,8 +315,16 @@ class MemoIndex:
 
     # -- fingerprints -----------------------------------------------------------------------
 
-    def swap_fingerprint(self, function: str, fingerprint: str) -> str | None:
-        """Record ``fingerprint`` as the function's latest; return the previous one, if any."""
+    def swap_fingerprint(
+        self, function: str, fingerprint: str, keys: set[str] | None = None
+    ) -> str | None:
+        """Record ``fingerprint`` as the function's latest; return the previous one, if any.
+
+        With ``keys``, also add to it the indexed keys of this function and fingerprint (the only
+        entries a call can hit), when there are at most :data:`KNOWN_KEYS_LIMIT` of them: a hit
+        on one of those needs no orphan check. Same transaction, so a fresh process pays one
+        round trip for both.
+        """
         with self._lock:
             try:
                 conn = self._connect()
@@ -323,6 +333,14 @@ class MemoIndex:
                     row = conn.execute(
                         "SELECT fingerprint FROM functions WHERE name = ?", (function,)
                     ).fetchone()
+                    if keys is not None:
+                        found = conn.execute(
+                            "SELECT key FROM entries WHERE function = ? AND fingerprint = ? "
+                            "LIMIT ?",
+                            (function, fingerprint, KNOWN_KEYS_LIMIT + 1),
+                        ).fetchall()
+                        if len(found) <= KNOWN_KEYS_LIMIT:
+                            keys.update(r[0] for r in found)
                     conn.execute(
                         "INSERT OR REPLACE INTO functions VALUES (?, ?, ?)",
                         (function, fingerprint, time.time()),

@@ -259,6 +259,7 @@ class Memoized(Generic[P, R]):
         self._watch_cells: tuple[Any, ...] = ()
         self._watch_globals: tuple[str, ...] = ()
         self._watch_snapshot: list[object] = []
+        self._watch_snapshot_cells: list[object] = []
         self._watching = False
         self._known: set[RequestId] = set()
         self._hits = 0
@@ -269,6 +270,9 @@ class Memoized(Generic[P, R]):
         self._seed_fp: bytes | None = None
         self._ids: dict[bytes, RequestId] = {}
         self._ids_by_args: dict[tuple[Any, ...], RequestId] = {}
+        #: Disk keys of this code version the index held when the function was prepared: a
+        #: store hit on one of them needs no orphan check.
+        self._indexed: set[str] = set()
         self._plain_ok = self._key is None and not self._ignore and self._kind != "classmethod"
         _live.add(self)
 
@@ -320,16 +324,24 @@ class Memoized(Generic[P, R]):
             self._prepare()
         return self._fpkey
 
-    def _watch_now(self) -> list[object]:
-        values = [_cell_value(c) for c in self._watch_cells]
+    def _take_watch_snapshot(self) -> None:
         g = self.__wrapped__.__globals__
-        values.extend(map(g.get, self._watch_globals))
-        return values
+        self._watch_snapshot = list(map(g.get, self._watch_globals))
+        self._watch_snapshot_cells = list(map(_cell_value, self._watch_cells))
 
     def _watch_changed(self) -> bool:
-        if not self._watch_cells and not self._watch_globals:
-            return False
-        return any(map(is_not, self._watch_now(), self._watch_snapshot))
+        # Called on every call of a function that reads globals: no list is built, the globals
+        # (the common case) are compared first and the first difference stops the scan.
+        snapshot = self._watch_snapshot
+        names = self._watch_globals
+        if names:
+            g = self.__wrapped__.__globals__
+            if any(map(is_not, map(g.get, names), snapshot)):
+                return True
+        cells = self._watch_cells
+        if cells:
+            return any(map(is_not, map(_cell_value, cells), self._watch_snapshot_cells))
+        return False
 
     def _prepare(self) -> None:
         """Fingerprint the code, bind to the group's engine; again when a watched value moved."""
@@ -341,14 +353,14 @@ class Memoized(Generic[P, R]):
             else:
                 fp = fingerprint(fn if first else _copy_function(fn))
             if not first and fp == self._fp and self._ready:
-                self._watch_snapshot = self._watch_now()
+                self._take_watch_snapshot()
                 return
             self._watch_cells = tuple(fn.__closure__ or ())
             g = fn.__globals__
             self._watch_globals = tuple(
                 n for n in dict.fromkeys(fn.__code__.co_names) if n in g and g[n] is not self
             )
-            self._watch_snapshot = self._watch_now()
+            self._take_watch_snapshot()
             self._watching = bool(self._watch_cells or self._watch_globals)
             self._fp = fp
             self._fpkey = xxhash.xxh3_128_digest(_KEY_SALT + self.name.encode() + b"\x00" + fp)
@@ -360,8 +372,9 @@ class Memoized(Generic[P, R]):
             self._index = backend.index
             self._level = self.level
             self._has_store = self._level is _FULL and self._engine.store is not None
+            self._indexed = set()
             if self._has_store and self._index.path is not None:
-                previous = self._index.swap_fingerprint(self.name, self._fphex)
+                previous = self._index.swap_fingerprint(self.name, self._fphex, self._indexed)
                 if previous is not None and previous != self._fphex:
                     log.event(
                         "invalidate",
@@ -451,13 +464,17 @@ class Memoized(Generic[P, R]):
             if _PLAIN.issuperset(types_):
                 fast_key = (types_, args)
                 rid = self._ids_by_args.get(fast_key)
-                if rid is None:
-                    rid = self._id_for_digest(self._args_digest(args, kwargs))
-                    if len(self._ids_by_args) >= _ID_CACHE:
-                        self._ids_by_args.clear()
-                    self._ids_by_args[fast_key] = rid
-                return rid
+                return rid if rid is not None else self._plain_id(fast_key, args)
         return self._id_for_digest(self._args_digest(args, kwargs))
+
+    def _plain_id(self, fast_key: tuple[Any, ...], args: tuple[Any, ...]) -> RequestId:
+        """The id of a call of plain scalars seen for the first time (remembered by value)."""
+        rid = _from_digest(self._fpkey + self._args_digest(args, {}))
+        ids = self._ids_by_args
+        if len(ids) >= _ID_CACHE:
+            ids.clear()
+        ids[fast_key] = rid
+        return rid
 
     def _id_for_digest(self, digest: bytes) -> RequestId:
         rid = self._ids.get(digest)
@@ -479,13 +496,17 @@ class Memoized(Generic[P, R]):
         # The hot path: everything below is attribute reads, two dict lookups and Engine.get.
         if not self._ready or (self._watching and self._watch_changed()):
             self._prepare()
-        rid = None
         if not kwargs and self._plain_ok:
             types_ = tuple(map(type, args))
             if _PLAIN.issuperset(types_):
-                rid = self._ids_by_args.get((types_, args))
-        if rid is None:
-            rid = self._request_id(args, kwargs)
+                fast_key = (types_, args)
+                rid = self._ids_by_args.get(fast_key)
+                if rid is None:
+                    rid = self._plain_id(fast_key, args)
+            else:
+                rid = self._id_for_digest(self._args_digest(args, kwargs))
+        else:
+            rid = self._id_for_digest(self._args_digest(args, kwargs))
         ran: list[int] = []
 
         def compute() -> Entry:
@@ -495,13 +516,13 @@ class Memoized(Generic[P, R]):
         entry = self._engine.get(rid, self._level, compute, title=self._title)
         if ran:
             return entry.value
-        if (
-            type(entry) is Entry
-            and entry.seen
-            and self._ttl is None
-            and not entry.stdout
-            and not entry.files
-        ):
+        if type(entry) is Entry and self._ttl is None and not entry.stdout and not entry.files:
+            if not entry.seen:
+                # First hit in this process on an entry loaded from the store: it needs the
+                # orphan check unless the index listed its key when the function was prepared.
+                entry.seen = True
+                if self._has_store and rid.disk_key not in self._indexed:
+                    self._check_indexed(entry, rid, args, kwargs)
             self._hits += 1
             self._saved_s += entry.compute_seconds
             if _logger.isEnabledFor(_DEBUG):
@@ -572,8 +593,13 @@ class Memoized(Generic[P, R]):
     ) -> None:
         """An entry another process stored: make sure the index knows it (recover orphans)."""
         entry.seen = True
-        if not self._has_store:
-            return
+        if self._has_store and rid.disk_key not in self._indexed:
+            self._check_indexed(entry, rid, args, kwargs)
+
+    def _check_indexed(
+        self, entry: Entry, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Look the key up in the index in the background; re-index it if it is missing."""
         index = self._index
         key = rid.disk_key
 
