@@ -66,8 +66,10 @@ _FULL = CachingLevel.FULL
 _MEMORY = CachingLevel.MEMORY
 # Enum members read from module globals: ``Outcome.STORE_HIT`` costs a class attribute lookup
 # through the enum metaclass, several times a global's.
-_STORE_HIT = Outcome.STORE_HIT
-_PENDING, _LOADING, _DONE = TaskState.PENDING, TaskState.LOADING, TaskState.DONE
+_STORE_HIT, _COMPUTED = Outcome.STORE_HIT, Outcome.COMPUTED
+_FAILED_OUTCOME, _CANCELLED_OUTCOME = Outcome.FAILED, Outcome.CANCELLED
+_PENDING, _RUNNING, _LOADING = TaskState.PENDING, TaskState.RUNNING, TaskState.LOADING
+_DONE, _FAILED, _CANCELLED = TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED
 _now = time.time
 _MAX_RETRIES = 8  # restarts of a flight whose event loop went away under it
 
@@ -228,6 +230,12 @@ class Engine:
                 pass
             self._hit()
             return value  # type: ignore[no-any-return]  # (cast() would cost a call)
+        if level is _FULL and key not in self._inflight and self.store is not None:
+            # Nobody computes it: try the store without a flight (see _load_direct).
+            value = self._load_direct(id, title)
+            if value is not MISSING:
+                return value  # type: ignore[no-any-return]
+            return self._get_slow(id, level, compute, title, True)
         return self._get_slow(id, level, compute, title)
 
     @overload
@@ -328,7 +336,7 @@ class Engine:
             exc=ComputationCancelledError(
                 f"computation {task_id} ({flight.record.title}) was cancelled by an operator"
             ),
-            outcome=Outcome.CANCELLED,
+            outcome=_CANCELLED_OUTCOME,
         )
         self._cancel_task(flight)
         return True
@@ -471,21 +479,21 @@ class Engine:
             self.memory.unpin(flight.key)
         elif abandon:
             # Every waiter was cancelled: cancel the computation itself.
-            self._finish(flight, exc=asyncio.CancelledError(), outcome=Outcome.CANCELLED)
+            self._finish(flight, exc=asyncio.CancelledError(), outcome=_CANCELLED_OUTCOME)
             self._cancel_task(flight)
 
     # ================================================================== sync path
     def _get_slow(
-        self, id: RequestId, level: CachingLevel, compute: Callable[[], T], title: str | None
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], T],
+        title: str | None,
+        looked: bool = False,
     ) -> T:
+        """``looked``: the store was just read (a miss) by :meth:`_load_direct`."""
         if type(level) is not CachingLevel:
             level = as_level(level)
-        # At FULL, when nobody computes this id, read the store without starting a flight.
-        looked = level is _FULL and self.store is not None and id.memory_key not in self._inflight
-        if looked:
-            value = self._load_direct(id, title)
-            if value is not MISSING:
-                return cast(T, value)
         for _ in range(_MAX_RETRIES):
             flight, owner, value = self._enter(id, level, title, None, True)
             if flight is None:
@@ -513,7 +521,10 @@ class Engine:
                 except BaseException:
                     self._leave(flight)
                     raise
-            self._leave(flight)
+            if flight.waiters != 1 or flight.pinned or not flight.done:
+                self._leave(flight)
+            # (Else: the last waiter of a finished flight, which nobody can join any more, and
+            # nothing to unpin: leaving would only take the lock to count down to zero.)
             exc = flight.exc
             if exc is None:
                 return cast(T, flight.value)
@@ -564,7 +575,7 @@ class Engine:
                 raise
             return
         cost = time.perf_counter() - start
-        self._complete(flight, value, Outcome.COMPUTED, cost)
+        self._complete(flight, value, _COMPUTED, cost)
 
     def _await_in_thread(self, flight: _Flight, awaitable: Awaitable[Any]) -> Any:
         if asyncio._get_running_loop() is not None:
@@ -647,7 +658,7 @@ class Engine:
                 flight.awaitable = result
                 flight.task = loop.create_task(self._drive(flight, result, start))
             else:
-                self._complete(flight, result, Outcome.COMPUTED, time.perf_counter() - start)
+                self._complete(flight, result, _COMPUTED, time.perf_counter() - start)
         finally:
             _CURRENT.reset(token)
 
@@ -658,10 +669,10 @@ class Engine:
                     awaitable.close()
                 return
             value = await awaitable
-            self._complete(flight, value, Outcome.COMPUTED, time.perf_counter() - start)
+            self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
         except asyncio.CancelledError:
             if not flight.done:
-                self._finish(flight, exc=_Abandoned(), outcome=Outcome.CANCELLED)
+                self._finish(flight, exc=_Abandoned(), outcome=_CANCELLED_OUTCOME)
             raise
         except BaseException as exc:
             self._fail(flight, exc)
@@ -688,12 +699,12 @@ class Engine:
             value = compute()
             if _is_awaitable(value):
                 value = await value
-            self._complete(flight, value, Outcome.COMPUTED, time.perf_counter() - start)
+            self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
         except asyncio.CancelledError:
             if not flight.done:
                 # Nobody asked for this (every waiter would have marked the flight done): the
                 # loop is shutting down. The waiters start over elsewhere.
-                self._finish(flight, exc=_Abandoned(), outcome=Outcome.CANCELLED)
+                self._finish(flight, exc=_Abandoned(), outcome=_CANCELLED_OUTCOME)
             raise
         except BaseException as exc:
             self._fail(flight, exc)
@@ -729,7 +740,7 @@ class Engine:
 
     # ================================================================== finishing a flight
     def _running(self, flight: _Flight) -> None:
-        self.introspector.transition(flight.record, TaskState.RUNNING)
+        self.introspector.transition(flight.record, _RUNNING)
 
     def _complete(self, flight: _Flight, value: Any, outcome: Outcome, cost: float = 0.0) -> None:
         size: int | None = None
@@ -739,7 +750,7 @@ class Engine:
             except Exception:
                 size = 0
         delivered = self._finish(flight, value=value, outcome=outcome, size=size)
-        if delivered and outcome is Outcome.COMPUTED and flight.level is _FULL:
+        if delivered and outcome is _COMPUTED and flight.level is _FULL:
             self._write(flight, value, cost)
 
     def _fail(self, flight: _Flight, exc: BaseException) -> None:
@@ -751,7 +762,7 @@ class Engine:
             )
         else:
             deliver = exc
-        self._finish(flight, exc=deliver, outcome=Outcome.FAILED)
+        self._finish(flight, exc=deliver, outcome=_FAILED_OUTCOME)
 
     def _finish(
         self,
@@ -810,14 +821,14 @@ class Engine:
         self, flight: _Flight, outcome: Outcome, size: int | None, exc: BaseException | None
     ) -> None:
         self._count_end[outcome]()
-        if outcome is Outcome.COMPUTED or outcome is Outcome.STORE_HIT:
-            state = TaskState.DONE
-        elif outcome is Outcome.FAILED:
-            state = TaskState.FAILED
+        if outcome is _COMPUTED or outcome is _STORE_HIT:
+            state = _DONE
+        elif outcome is _FAILED_OUTCOME:
+            state = _FAILED
         else:
-            state = TaskState.CANCELLED
+            state = _CANCELLED
         error = None
-        if exc is not None and outcome is Outcome.FAILED:
+        if exc is not None and outcome is _FAILED_OUTCOME:
             error = f"{type(exc).__name__}: {exc}"
         elif isinstance(exc, ComputationCancelledError):
             error = str(exc)
@@ -848,13 +859,13 @@ class Engine:
             return MISSING
         if data is None:
             return MISSING
-        self.introspector.transition(flight.record, TaskState.LOADING)
+        self.introspector.transition(flight.record, _LOADING)
         try:
             value = self.codec.decode(data)
         except Exception as exc:
             self._undecodable(flight.record.title, key, exc)
             return MISSING
-        self._complete(flight, value, Outcome.STORE_HIT)
+        self._complete(flight, value, _STORE_HIT)
         return value
 
     def _undecodable(self, title: str, key: str, exc: Exception) -> None:

@@ -294,8 +294,9 @@ class Introspector:
         """Register a new live record (capture on) and announce it."""
         if not self.capture:
             return
-        with self._lock:
-            self._live[record.task_id] = record
+        # No lock: one dict store is atomic under the GIL, and readers copy the table in one C
+        # call under the lock (only the move from live to history must be seen whole).
+        self._live[record.task_id] = record
         self._emit(record)
 
     def transition(
