@@ -21,6 +21,7 @@ def _spawn(*args: str) -> pexpect.spawn:
     env = dict(os.environ, NO_COLOR="1", COLUMNS="160", LINES="50", TERM="xterm")
     env["IPYTHONDIR"] = tempfile.mkdtemp(prefix="reckon-ipython-")  # keep ~/.ipython untouched
     env.pop("RECKON_OBSERVE", None)
+    env.pop("RECKON_OBSERVE_TOKEN", None)
     child = pexpect.spawn(
         RECKON, ["shell", *args], env=env, encoding="utf-8", timeout=60, dimensions=(50, 160)
     )
@@ -104,3 +105,35 @@ def test_unreachable_server_is_a_clear_error() -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1
+
+
+def test_token_in_the_url_and_as_an_option(engine: Engine) -> None:
+    from reckon.observe import serve
+
+    engine.get(RequestId("shell", "tok"), CachingLevel.MEMORY, lambda: 1, title="token probe")
+    with serve(engine, require_token=True, token="shell-token") as handle:
+        # The page URL as reckon serve prints it: http://127.0.0.1:PORT/?token=...
+        assert handle.url.endswith("?token=shell-token")
+        for args in ([handle.url], [handle.ws_url, "--token", "shell-token"]):
+            child = _spawn(*args, "--console", "plain")
+            try:
+                child.expect("reckon shell: connected")
+                child.expect(">>> ")
+                child.sendline("tasks()")
+                child.expect("token probe")
+                child.expect(">>> ")
+                child.sendline("client.server_info['token_required']")
+                child.expect("True")
+                child.expect(">>> ")
+                child.sendline("exit()")
+                child.expect(pexpect.EOF)
+            finally:
+                child.close(force=True)
+        for args in ([handle.url.replace("shell-token", "wrong")], [handle.ws_url]):
+            child = _spawn(*args, "--console", "plain")
+            try:
+                child.expect("refused the token")
+                child.expect(pexpect.EOF)
+            finally:
+                child.close()
+            assert child.exitstatus == 1

@@ -241,7 +241,7 @@ class AsyncClient:
                 elif isinstance(msg, p.Error):
                     fut = self._pending.pop(msg.id, None)
                     if fut is not None and not fut.done():
-                        fut.set_exception(_error_for(msg))
+                        fut.set_exception(_error_for(msg, self.ws_url))
                 else:
                     sub = self._subs.get(msg.sub)
                     if sub is not None:
@@ -255,10 +255,7 @@ class AsyncClient:
         except ConnectionClosed as exc:
             error = ObserveConnectionError(f"lost the server at {self.ws_url}: {exc}")
         if ws.close_code == p.CLOSE_POLICY:
-            error = ObserveAuthError(
-                f"{self.ws_url} refused the token ({ws.close_reason or 'policy violation'}); "
-                "pass token=... or set RECKON_OBSERVE_TOKEN to the token the server printed"
-            )
+            error = ObserveAuthError(_refused(self.ws_url, ws.close_reason or "policy violation"))
         self._closed_error = error
         for fut in self._pending.values():
             if not fut.done():
@@ -372,10 +369,18 @@ class AsyncClient:
         return bool((await self.request("cancel", task_id=task_id))["cancelled"])
 
 
-def _error_for(msg: p.Error) -> ObserveError:
+def _error_for(msg: p.Error, ws_url: str) -> ObserveError:
     if msg.code == p.E_UNAUTHORIZED:
-        return ObserveAuthError(msg.message)
+        return ObserveAuthError(_refused(ws_url, msg.message))
     return ObserveRequestError(msg.message, msg.code)
+
+
+def _refused(ws_url: str, why: str) -> str:
+    """What to say about a refused token: the server's reason and how to present the right one."""
+    return (
+        f"{ws_url} refused the token ({why}); give the URL reckon serve printed (it carries "
+        "?token=...), or --token / token=..., or set RECKON_OBSERVE_TOKEN"
+    )
 
 
 class Subscription:
