@@ -217,7 +217,7 @@ async def test_locate_refuses_services_not_required(tmp_path: Path) -> None:
 
 
 async def test_call_limit_cancels_an_in_process_call(tmp_path: Path) -> None:
-    dep = make_deployment(two_services("inprocess", call_limit=0.3), tmp_path=tmp_path)
+    dep = make_deployment(two_services("inprocess", call_limit=1.0), tmp_path=tmp_path)
     async with Unit(Deployment.from_dict(dep)) as unit:
         with pytest.raises(ServiceCallError) as info:
             await asyncio.wait_for(
