@@ -705,12 +705,14 @@ class _Connection:
         if cmd is not None:
             if req.command != cmd or req.state is not RequestState.INIT_PENDING:
                 raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not waiting for an init")
-            return ev, self._with_types(req, ev)
+            return ev, req
         cmd = EXEC_RESPONSES.get(t)
         if cmd is not None or t is GetFieldResponse:
-            if t is not GetFieldResponse and req.command != cmd:
+            if req.command != (cmd if cmd is not None else Command.GET_FIELD):
                 raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
             if req.state is not RequestState.EXECUTING:
+                if req.cancelled:
+                    return None  # the client cancelled it meanwhile
                 raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not executing")
             if req.last and not getattr(ev, "destroy", True):
                 ev = ev._replaced(destroy=True)
@@ -720,9 +722,6 @@ class _Connection:
                 raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
             return ev, req
         raise LocalProtocolError(f"a server does not send {t.__name__}")
-
-    def _with_types(self, req: RequestInfo, ev: Event) -> RequestInfo:
-        return req
 
     def _check_client_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         t = type(ev)
