@@ -42,10 +42,10 @@ from reckon.errors import (
     NotMemoizableError,
     UnhashableArgumentError,
 )
-from reckon.memo import log
+from reckon.memo import log, watch
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
-from reckon.memo.group import MemoizedGroup, Policy, get_group, group_for_store
+from reckon.memo.group import MemoizedGroup, Policy, get_group, group_for_store, store_path
 from reckon.memo.hashing import hash_value
 from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
@@ -136,6 +136,17 @@ class _ClassState:
 
 
 _DESCRIPTORS = (classmethod, staticmethod, property, types.MemberDescriptorType)
+
+
+def _declared_paths(args: tuple[Any, ...], kwargs: dict[str, Any], value: object) -> list[str]:
+    """Paths of the FileContents a call takes or returns: its declared file I/O."""
+    out: list[str] = []
+    for item in (*args, *kwargs.values(), value):
+        if type(item) is FileContents:
+            out.append(os.fspath(item))
+        elif type(item) is tuple or type(item) is list:
+            out.extend(os.fspath(v) for v in item if type(v) is FileContents)
+    return out
 
 
 def _has_files(value: object) -> bool:
@@ -253,6 +264,8 @@ class Memoized(Generic[P, R]):
         self._setup_binding(ignore)
         self._ready = False
         self._warned = False
+        #: An ImpurityWarning was issued (static or run-time): the run-time watch stops.
+        self._impure_warned = False
         self._fp: bytes = b""
         self._fpkey: bytes = b""
         self._fphex = ""
@@ -369,6 +382,9 @@ class Memoized(Generic[P, R]):
             self._ids_by_args = {}
             backend = self._group.backend
             self._engine = backend.engine
+            if self._engine.store is not None:
+                watch.add_quiet_root(store_path(self._engine.store))
+            watch.add_quiet_root(backend.index.path)
             self._index = backend.index
             self._level = self.level
             self._has_store = self._level is _FULL and self._engine.store is not None
@@ -389,6 +405,7 @@ class Memoized(Generic[P, R]):
                 self._warned = True
                 impurities = find_impurities(fn)
                 if impurities:
+                    self._impure_warned = True
                     warnings.warn(
                         f"{self.name} may be impure: it {'; '.join(impurities)}. A cached "
                         f"result may not be what a new call would return. Pass the varying "
@@ -686,17 +703,69 @@ class Memoized(Generic[P, R]):
     def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId) -> Entry:
         self._before_compute(rid, args, kwargs)
         buf: list[str] | None = None
-        if self._replay:
-            _ensure_tee()
-            buf = []
-            token = _capture.set(buf)
-            try:
+        watching = not self._assume_pure and not self._impure_warned
+        if watching:
+            seen, wtoken = watch.start()
+            random_before = watch.random_state()
+        try:
+            if self._replay:
+                _ensure_tee()
+                buf = []
+                token = _capture.set(buf)
+                try:
+                    value, seconds = self._run_body(args, kwargs)
+                finally:
+                    _capture.reset(token)
+            else:
                 value, seconds = self._run_body(args, kwargs)
-            finally:
-                _capture.reset(token)
-        else:
-            value, seconds = self._run_body(args, kwargs)
+        finally:
+            if watching:
+                watch.stop(wtoken)
+        if watching:
+            self._report_side_effects(seen, random_before, value, rid, args, kwargs)
         return self._after_compute(value, seconds, buf, rid, args, kwargs)
+
+    def _report_side_effects(
+        self,
+        seen: watch.Watch,
+        random_before: tuple[object, ...],
+        value: object,
+        rid: RequestId,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """One ImpurityWarning if the body did something a hit will not do again."""
+        found = seen.side_effects(_declared_paths(args, kwargs, value))
+        if self._key is None and (kwargs or not _PLAIN.issuperset(map(type, args))):
+            try:
+                again = self._args_digest(args, kwargs)
+            except Exception:  # an argument that broke while running: nothing to compare
+                again = b""
+            if again and again != bytes.fromhex(rid.disk_key)[16:]:
+                found.append("changes its arguments in place")
+        if self._watching and self._watch_changed():
+            g = self.__wrapped__.__globals__
+            moved = [
+                n
+                for n, old in zip(self._watch_globals, self._watch_snapshot, strict=True)
+                if g.get(n) is not old
+            ]
+            what = f"global(s) {', '.join(moved)}" if moved else "closure variable(s)"
+            found.append(f"rebinds the {what} it reads")
+        if watch.random_state() != random_before:
+            found.append("draws from the global random generator (random or numpy.random)")
+        if not found:
+            return
+        self._impure_warned = True
+        text = "; ".join(found[:6]) + ("; ..." if len(found) > 6 else "")
+        log.event("impure", f"{self.name} while computing: {text}", logging.INFO)
+        warnings.warn(
+            f"{self.name} had side effects while computing: it {text}. A hit returns the cached "
+            f"result without doing them again. Pass what it reads as arguments (FileContents for "
+            f"files), or memoize(assume_pure=True) if the side effects do not matter.",
+            ImpurityWarning,
+            stacklevel=2,
+        )
 
     async def _acompute(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId
@@ -704,6 +773,10 @@ class Memoized(Generic[P, R]):
         self._before_compute(rid, args, kwargs)
         buf: list[str] | None = None
         token = None
+        watching = not self._assume_pure and not self._impure_warned
+        if watching:
+            seen, wtoken = watch.start()
+            random_before = watch.random_state()
         if self._replay:
             _ensure_tee()
             buf = []
@@ -715,6 +788,10 @@ class Memoized(Generic[P, R]):
         finally:
             if token is not None:
                 _capture.reset(token)
+            if watching:
+                watch.stop(wtoken)
+        if watching:
+            self._report_side_effects(seen, random_before, value, rid, args, kwargs)
         return self._after_compute(value, seconds, buf, rid, args, kwargs)
 
     def _size_of(self, entry: Entry) -> int:
