@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +15,11 @@ from typing import Any
 
 import pexpect
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Static, Tree
 
 from reckon.core import CachingLevel, Engine, LocalStore, RequestId
 from reckon.observe import ServerHandle, serve
-from reckon.observe.top import TopApp
+from reckon.observe.top import TopApp, TreeScreen
 
 RECKON = str(Path(sys.executable).with_name("reckon"))
 
@@ -161,6 +162,75 @@ async def test_top_keys_x_m_p_clear_history_memory_and_toggle_capture(
     await _until(pilot, lambda: "capture off" in str(app.query_one("#summary", Static).render()))
     await pilot.press("p")
     await _until(pilot, lambda: engine.introspector.capture is True)
+
+
+def _labels(tree: Tree[Any]) -> list[str]:
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        out.append(str(node.label))
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root)
+    return out
+
+
+async def test_top_key_t_shows_the_tree_of_the_highlighted_task(
+    top: tuple[TopApp, Any], engine: Engine
+) -> None:
+    app, pilot = top
+    more, gate = threading.Event(), threading.Event()
+
+    def child(name: str) -> str:
+        return engine.get(
+            RequestId("kid", name), CachingLevel.MEMORY, lambda: name, title=f"child {name}"
+        )
+
+    def parent() -> str:
+        out = child("a") + child("b")
+        more.wait(30)
+        out += child("c")
+        gate.wait(30)
+        return out
+
+    thread = threading.Thread(
+        target=engine.get,
+        args=(RequestId("kid-parent"), CachingLevel.MEMORY, parent),
+        kwargs={"title": "parent job"},
+        daemon=True,
+    )
+    thread.start()
+    try:
+        running, recent = _tables(app)
+        await _until(pilot, lambda: running.row_count == 1 and recent.row_count == 2)
+        running.focus()
+        await pilot.press("t")
+        await _until(pilot, lambda: isinstance(app.screen, TreeScreen))
+        tree = app.screen.query_one("#tree", Tree)
+        await _until(pilot, lambda: len(_labels(tree)) == 3)
+        labels = _labels(tree)
+        assert "parent job" in labels[0] and "running" in labels[0]
+        assert "child a" in labels[1] and "done" in labels[1] and "child b" in labels[2]
+        more.set()  # a new child joins the open tree: fetched again while the parent runs
+        await _until(pilot, lambda: len(_labels(tree)) == 4)
+        await pilot.press("escape")
+        await _until(pilot, lambda: not isinstance(app.screen, TreeScreen))
+
+        # From the outcomes table (tab moves the focus there): a finished child's own tree.
+        await pilot.press("tab")
+        assert app.focused is recent
+        title = _column(recent, 1)[recent.cursor_row]
+        await pilot.press("enter")
+        await _until(pilot, lambda: isinstance(app.screen, TreeScreen))
+        tree = app.screen.query_one("#tree", Tree)
+        await _until(pilot, lambda: title in _labels(tree)[0])
+        assert len(_labels(tree)) == 1
+        await pilot.press("escape")
+    finally:
+        more.set()
+        gate.set()
+        thread.join(10)
 
 
 async def test_top_key_shift_m_clears_memory_and_store(tmp_path: Path) -> None:

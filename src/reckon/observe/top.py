@@ -1,7 +1,8 @@
 """``reckon top``: a live full-screen view of an engine's computations (textual).
 
 Running computations with their elapsed time, recent outcomes, hit ratios per tier, memory and
-store use; keys to filter, sort, cancel and clear. Everything comes from one subscription
+store use; keys to filter, sort, cancel and clear, and ``t`` (or enter) for the highlighted
+task's tree of children. Everything comes from one subscription
 (task events plus a status push every second), so the view costs the observed program one
 client's worth of events.
 """
@@ -16,7 +17,8 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Label, Static
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static, Tree
 
 from reckon.errors import ObserveError
 from reckon.observe.client import AsyncClient, AsyncSubscription, resolve_url
@@ -25,6 +27,98 @@ from reckon.observe.shell import FINISHED, fmt_bytes, fmt_duration, state_text, 
 
 SORTS = ("elapsed", "title", "id")
 RECENT = 200
+
+
+def _right(text: str) -> Text:
+    """A number column's cell: right-aligned, so durations and sizes line up by magnitude."""
+    return Text(text, justify="right")
+
+
+def _tree_label(task: dict[str, Any]) -> Text:
+    _, seconds = task_times(task)
+    label = Text(f"#{task.get('task_id')} ", style="dim")
+    label.append(str(task.get("title", "")), style="bold")
+    label.append(" ")
+    label.append_text(state_text(str(task.get("state", ""))))
+    label.append(f"  {fmt_duration(seconds)}", style="dim")
+    if task.get("outcome"):
+        label.append(f" · {task['outcome']}", style="dim")
+    if task.get("error"):
+        label.append(f"  {task['error']}", style="red")
+    return label
+
+
+def _has_live(node: dict[str, Any]) -> bool:
+    return node["task"].get("state") not in FINISHED or any(
+        _has_live(c) for c in node.get("children", [])
+    )
+
+
+class TreeScreen(ModalScreen[None]):
+    """One task and its tree of children (the ``task`` request), fetched again every second
+    while any of them runs; escape closes it."""
+
+    CSS = """
+    TreeScreen { align: center middle; }
+    #tree-box {
+        width: 90%; height: auto; max-height: 80%;
+        border: round $accent; background: $panel; padding: 0 1;
+    }
+    #tree-title { text-style: bold; color: $accent; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "close"),
+        Binding("t", "close", "close", show=False),
+        Binding("q", "close", "close", show=False),
+    ]
+
+    def __init__(self, client: AsyncClient, task_id: int) -> None:
+        super().__init__()
+        self.client = client
+        self.task_id = task_id
+        self.tree_data: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="tree-box"):
+            yield Label(f"Task #{self.task_id} and its tree of children", id="tree-title")
+            yield Tree[int](f"#{self.task_id}", id="tree")
+
+    async def on_mount(self) -> None:
+        await self.refresh_tree()
+        self.set_interval(1.0, self._tick)
+
+    async def _tick(self) -> None:
+        if self.tree_data is not None and _has_live(self.tree_data):
+            await self.refresh_tree()
+
+    async def refresh_tree(self) -> None:
+        widget = self.query_one("#tree", Tree)
+        try:
+            data = await self.client.task(self.task_id)
+        except ObserveError as exc:
+            widget.root.set_label(Text(str(exc), style="red"))
+            return
+        self.tree_data = data
+        widget.clear()
+        widget.root.set_label(_tree_label(data["task"]))
+        widget.root.data = int(data["task"]["task_id"])
+
+        def add(parent: Any, children: list[dict[str, Any]]) -> None:
+            for child in children:
+                kids = child.get("children", [])
+                node = parent.add(
+                    _tree_label(child["task"]),
+                    int(child["task"]["task_id"]),
+                    expand=True,
+                    allow_expand=bool(kids),
+                )
+                add(node, kids)
+
+        add(widget.root, data.get("children", []))
+        widget.root.expand()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 class TopApp(App[None]):
@@ -45,6 +139,7 @@ class TopApp(App[None]):
         Binding("f", "filter", "filter"),
         Binding("s", "sort", "sort"),
         Binding("c", "cancel", "cancel task"),
+        Binding("t", "tree", "tree of task"),
         Binding("x", "clear_history", "clear history"),
         Binding("m", "clear_memory", "clear memory"),
         Binding("M", "clear_full", "clear memory+store", show=False),
@@ -77,6 +172,7 @@ class TopApp(App[None]):
         self.message = ""
         self._sub: AsyncSubscription | None = None
         self._dirty = True
+        self._recent_rows: list[dict[str, Any]] = []
 
     # -- layout ------------------------------------------------------------------------------------
 
@@ -231,8 +327,8 @@ class TopApp(App[None]):
                 str(t["task_id"]),
                 str(t.get("title", "")),
                 state_text(str(t.get("state", ""))),
-                fmt_duration(seconds),
-                "" if t.get("parent") is None else str(t["parent"]),
+                _right(fmt_duration(seconds)),
+                _right("" if t.get("parent") is None else str(t["parent"])),
                 key=str(t["task_id"]),
             )
         self.query_one("#running-label", Label).update(f"Running ({len(rows)})")
@@ -245,7 +341,9 @@ class TopApp(App[None]):
     def _render_recent(self) -> None:
         table = self.query_one("#recent", DataTable)
         table.clear()
-        for t in [t for t in self.recent if self._matches(t)][:100]:
+        self._recent_rows = [t for t in self.recent if self._matches(t)][:100]
+        cursor = table.cursor_row
+        for t in self._recent_rows:
             _, seconds = task_times(t)
             times = t.get("times") or {}
             finished = times.get(str(t.get("state")))
@@ -253,11 +351,13 @@ class TopApp(App[None]):
                 str(t["task_id"]),
                 str(t.get("title", "")),
                 state_text(str(t.get("outcome") or t.get("state", ""))),
-                fmt_duration(seconds),
-                fmt_bytes(t.get("size")),
+                _right(fmt_duration(seconds)),
+                _right(fmt_bytes(t.get("size"))),
                 time.strftime("%H:%M:%S", time.localtime(finished)) if finished else "",
                 Text(str(t.get("error") or ""), style="red"),
             )
+        if self._recent_rows:
+            table.move_cursor(row=min(cursor, len(self._recent_rows) - 1), animate=False)
 
     def selected_task_id(self) -> int | None:
         table = self.query_one("#running", DataTable)
@@ -268,6 +368,15 @@ class TopApp(App[None]):
         except Exception:
             return None
         return int(row_key.value) if row_key.value is not None else None
+
+    def highlighted_task_id(self) -> int | None:
+        """The task under the cursor of whichever table has the focus."""
+        recent = self.query_one("#recent", DataTable)
+        if self.focused is recent:
+            if 0 <= recent.cursor_row < len(self._recent_rows):
+                return int(self._recent_rows[recent.cursor_row]["task_id"])
+            return None
+        return self.selected_task_id()
 
     # -- actions -----------------------------------------------------------------------------------
 
@@ -308,6 +417,17 @@ class TopApp(App[None]):
             self.notify(str(exc), severity="error")
             return
         self.notify(f"cancelled #{task_id}" if ok else f"#{task_id} was not running")
+
+    def action_tree(self) -> None:
+        task_id = self.highlighted_task_id()
+        if task_id is None or self.client is None:
+            self.notify("no task highlighted (tab moves between the tables)")
+            return
+        self.push_screen(TreeScreen(self.client, task_id))
+
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        # Enter (or a click) on a row opens its tree, like ``t``.
+        self.action_tree()
 
     async def action_clear_history(self) -> None:
         if self.client is not None:
