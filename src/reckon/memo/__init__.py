@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from reckon.memo.group import MemoizedGroup
 from reckon.memo.helpers import TTL, FileContents
-from reckon.memo.memoize import BoundMemoized, Memoized, all_memoized, memoize, usage_report
+from reckon.memo.memoize import (
+    BoundMemoized,
+    Memoized,
+    all_memoized,
+    commit,
+    memoize,
+    usage_report,
+)
 from reckon.memo.report import FunctionStats, human_duration
 
 __all__ = [
@@ -20,6 +27,7 @@ __all__ = [
     "Memoized",
     "MemoizedGroup",
     "all_memoized",
+    "commit",
     "human_duration",
     "memoize",
     "usage_report",

@@ -352,6 +352,15 @@ def group_for_store(
     return MemoizedGroup(name, store=store, size=nbytes, policy=pol)
 
 
+def flush_all() -> None:
+    """Wait for every background store and index write of this process (see ``commit()``)."""
+    with _backends_lock:
+        backends = list(_backends.values())
+    for backend in backends:
+        backend.engine.flush()
+        backend.index.flush()
+
+
 def _reset_after_fork() -> None:
     global _backends_lock
     _backends_lock = threading.RLock()

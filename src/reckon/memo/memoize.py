@@ -45,14 +45,21 @@ from reckon.errors import (
 from reckon.memo import log, watch
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
-from reckon.memo.group import MemoizedGroup, Policy, get_group, group_for_store, store_path
+from reckon.memo.group import (
+    MemoizedGroup,
+    Policy,
+    flush_all,
+    get_group,
+    group_for_store,
+    store_path,
+)
 from reckon.memo.hashing import hash_value
 from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
 from reckon.memo.report import FunctionStats, format_report, human_bytes, human_duration
 
-__all__ = ["BoundMemoized", "Memoized", "memoize"]
+__all__ = ["BoundMemoized", "Memoized", "commit", "memoize"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -1159,6 +1166,22 @@ def all_memoized() -> list[Memoized[Any, Any]]:
 def usage_report() -> str:
     """This process's usage report (every memoized function that was called)."""
     return format_report(m._stats() for m in _live if m._stats().calls)
+
+
+def commit() -> None:
+    """Make this process's cache writes durable now: stored values, index rows, usage counters.
+
+    Values and index rows are written by background threads (a miss never waits for the disk)
+    and flushed at exit, also after an uncaught exception. Call ``commit()`` before something
+    that may end the process without exiting (a kill, ``os._exit``, a segfaulting extension) or
+    before handing work to other processes that should find these results.
+    """
+    flush_all()
+    for m in list(_live):
+        try:
+            m._persist_stats()
+        except Exception:
+            _logger.debug("could not persist stats of %s", m.name, exc_info=True)
 
 
 def _at_exit() -> None:
