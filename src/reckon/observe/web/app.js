@@ -14,7 +14,7 @@ const token = params.get("token");
 
 const state = {
   ws: null, nextId: 1, pending: new Map(), tasks: new Map(), durations: [],
-  hits: [], lastCounters: null, status: null, dropped: 0, capture: null, dirty: true,
+  hits: [], usage: [], lastCounters: null, status: null, dropped: 0, capture: null, dirty: true,
   fresh: new Set(),
   // The task panel: which task it shows, the ids in its tree, and the last tree fetched.
   detail: { id: null, ids: new Set(), tree: null, refreshAt: 0, timer: null, collapsed: new Set() },
@@ -149,6 +149,9 @@ function onStatus(status) {
     if (state.hits.length > HIT_POINTS) state.hits.shift();
   }
   state.lastCounters = c;
+  const e = status.engine || {};
+  state.usage.push({ memory: e.memory ? e.memory.bytes : null, store: e.store ? e.store.bytes : null });
+  if (state.usage.length > HIT_POINTS) state.usage.shift();
   state.dirty = true;
 }
 
@@ -391,20 +394,40 @@ function renderUsage() {
     canvas.dataset[`${name}Entries`] = String(u.entries);
   }
   if (!rows.length) { ctx.fillStyle = COLORS.muted; ctx.fillText("waiting for status…", 8, h / 2); return; }
-  const barH = 26, gap = 34;
+  // Per tier: what it holds against its budget (a thin bar), and below it the bytes held over
+  // the same three minutes as the hit-rate chart, scaled to the most seen (a budget of GiB
+  // would flatten any real use to nothing).
+  const slot = (h - 4) / rows.length;
   rows.forEach(([name, u, color], i) => {
-    const y = 14 + i * (barH + gap);
+    const y = 12 + i * slot;
     const frac = u.budget ? Math.min(1, u.bytes / u.budget) : 0;
     ctx.fillStyle = COLORS.muted;
-    ctx.fillText(`${name}: ${fmtBytes(u.bytes)}${u.budget ? ` of ${fmtBytes(u.budget)}` : ""} · ${fmtInt(u.entries)} entries`, 8, y);
-    ctx.fillStyle = COLORS.grid; ctx.fillRect(8, y + 6, w - 16, barH);
-    ctx.fillStyle = color; ctx.fillRect(8, y + 6, Math.max(2, (w - 16) * frac), barH);
+    ctx.textAlign = "left";
+    ctx.fillText(`${name}: ${fmtBytes(u.bytes)} · ${fmtInt(u.entries)} entries`, 8, y);
     if (u.budget) {
-      ctx.fillStyle = "#d9e1ea";
       ctx.textAlign = "right";
-      ctx.fillText(`${(100 * frac).toFixed(1)}% used`, w - 14, y + 6 + barH / 2 + 4);
+      ctx.fillText(`${(100 * frac).toFixed(frac < 0.001 ? 2 : 1)}% of ${fmtBytes(u.budget)}`, w - 8, y);
       ctx.textAlign = "left";
     }
+    ctx.fillStyle = COLORS.grid; ctx.fillRect(8, y + 5, w - 16, 4);
+    ctx.fillStyle = color; ctx.fillRect(8, y + 5, Math.max(2, (w - 16) * frac), 4);
+    const top = y + 14, bottom = y + slot - 18;
+    const series = state.usage.map((p) => p[name]);
+    const max = Math.max(1, ...series.filter((v) => v !== null));
+    ctx.strokeStyle = COLORS.grid; ctx.lineWidth = 1;
+    ctx.beginPath(); ctx.moveTo(8, bottom + 0.5); ctx.lineTo(w - 8, bottom + 0.5); ctx.stroke();
+    ctx.fillStyle = COLORS.muted;
+    ctx.fillText(`${fmtBytes(max)} (most in 3 min)`, 8, top + 8);
+    const x = (k) => 8 + ((w - 16) * (HIT_POINTS - series.length + k)) / (HIT_POINTS - 1);
+    const yv = (v) => bottom - ((bottom - top) * v) / max;
+    ctx.beginPath();
+    let pen = false;
+    series.forEach((v, k) => {
+      if (v === null) { pen = false; return; }
+      if (pen) ctx.lineTo(x(k), yv(v)); else ctx.moveTo(x(k), yv(v));
+      pen = true;
+    });
+    ctx.strokeStyle = color; ctx.lineWidth = 1.6; ctx.stroke();
   });
 }
 
