@@ -18,6 +18,7 @@ from reckon.memo.memoize import (
     usage_report,
 )
 from reckon.memo.report import FunctionStats, human_duration
+from reckon.memo.versions import code_version, count_requirements_by_version
 
 __all__ = [
     "TTL",
@@ -27,7 +28,9 @@ __all__ = [
     "Memoized",
     "MemoizedGroup",
     "all_memoized",
+    "code_version",
     "commit",
+    "count_requirements_by_version",
     "human_duration",
     "memoize",
     "usage_report",

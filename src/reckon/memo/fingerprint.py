@@ -199,7 +199,10 @@ def _classify(obj: Any, _depth: int = 0) -> object:
     """A node (the object itself, or a stand-in) or a _Leaf."""
     if _depth > 32:  # a __wrapped__ chain that loops
         return _Leaf(type_name(type(obj)), _digest("opaque", type_name(type(obj))))
-    version = _attr(obj, "__reckon_version__")
+    if isinstance(obj, type):  # a class's own version only: subclasses do not inherit it
+        version = vars(obj).get("__reckon_version__")
+    else:
+        version = _attr(obj, "__reckon_version__")
     if version is not None and not isinstance(obj, types.ModuleType):
         name = _qualname(getattr(obj, "__wrapped__", obj))
         return _Leaf(f"{name} (version {version})", _digest("versioned", name, str(version)))
