@@ -22,11 +22,19 @@ def _root() -> None:
 
 
 @app.command()
-def demo() -> None:
-    """Run the demonstration on the embedded defaults (what `make demo` runs)."""
-    from reckon.demo import run
+def demo(
+    act: str | None = typer.Option(
+        None, "--act", help="Run one act: core, memo, observe, pva or services."
+    ),
+) -> None:
+    """Run the guided tour on the embedded defaults (what `make demo` runs)."""
+    from reckon.demo import ACTS, run
 
-    run()
+    if act is not None and act not in ACTS:
+        raise typer.BadParameter(
+            f"no act {act!r}; choose one of: {', '.join(ACTS)}", param_hint="--act"
+        )
+    raise typer.Exit(run(act))
 
 
 # Layer command groups. Each line is owned by its layer; keep one line per layer.

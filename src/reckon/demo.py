@@ -1,193 +1,135 @@
-"""``reckon demo``: the inner core in a few seconds.
+"""``reckon demo``: a guided tour of reckon in five short acts, on the embedded defaults.
 
-One computation at each caching level, 50 concurrent callers (threads and asyncio tasks) sharing
-one computation, nested computations recording their parent, and a second process served from the
-store on disk; then the recorded tasks as a table. The store lives in a temporary directory unless
-``RECKON_CACHE_DIR`` is set (then in ``$RECKON_CACHE_DIR/demo``).
+1. core: one computation at each caching level, 50 concurrent callers sharing one computation,
+   nested computations recording their parent, a second process served from the store, and the
+   task table; 2. memo: ``@memoize`` hits in memory, then from disk in a new process, then
+   misses once a helper's code is edited; 3. observe: the introspection server and its client;
+   4. pva: a PV and the engine's statistics over pvAccess, on loopback; 5. services: the vinyl
+   shop's deployment, called through its storefront.
+
+Every act runs in a thread of its own with a time limit, so a failing or stuck act is reported
+and the tour goes on (the exit status is then 1). Files go to a temporary directory, or to
+``$RECKON_CACHE_DIR/demo`` when that is set, removed at the end. ``reckon demo --act NAME``
+runs one act.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 import threading
 import time
-from typing import Any
+import traceback
+from collections.abc import Callable
+from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from reckon.core import CachingLevel, Engine, LocalStore, RequestId, TaskRecord
+from reckon._demo import core, memo, observe, pva, services
+from reckon._demo.common import Act
+from reckon.core import Engine, LocalStore
 
-NONE, MEMORY, FULL = CachingLevel.NONE, CachingLevel.MEMORY, CachingLevel.FULL
-
-
-def _slow_square(x: int, seconds: float = 0.05) -> int:
-    time.sleep(seconds)
-    return x * x
-
-
-def _levels(engine: Engine, console: Console) -> None:
-    console.rule("[bold]1. one computation at each level")
-    for level in (NONE, MEMORY, FULL):
-        rid = RequestId("demo", "square", level.name)
-        calls = 0
-
-        def compute() -> int:
-            nonlocal calls
-            calls += 1
-            return _slow_square(7)
-
-        for _ in range(2):
-            engine.get(rid, level, compute, title=f"square(7) at {level.name}")
-        kept = "kept nowhere" if level is NONE else "kept in memory"
-        if level is FULL:
-            kept = "kept in memory and in the store"
-        console.print(f"  {level.name:<6} asked twice, computed {calls}x, {kept}")
+ACTS: dict[str, tuple[str, Callable[[Act], None]]] = {
+    "core": ("the core: computed once, whoever asks", core.run),
+    "memo": ("@memoize: results that outlive the process and follow the code", memo.run),
+    "observe": ("observe: watching the engine from outside", observe.run),
+    "pva": ("pvAccess: reckon's values on EPICS control-system screens", pva.run),
+    "services": ("services: one definition, placed by a deployment file", services.run),
+}
+ACT_TIMEOUT = 90.0  # seconds; far above what any act takes, so only a real hang hits it
 
 
-def _crowd(engine: Engine, console: Console) -> None:
-    console.rule("[bold]2. 50 concurrent callers, one computation")
-    rid = RequestId("demo", "crowd")
-    calls = 0
-    lock = threading.Lock()
-
-    def compute() -> str:
-        nonlocal calls
-        with lock:
-            calls += 1
-        time.sleep(0.3)
-        return "shared result"
-
-    async def compute_async() -> str:
-        return await asyncio.to_thread(compute)
-
-    results: list[Any] = []
-    barrier = threading.Barrier(26)
-
-    def thread_caller() -> None:
-        barrier.wait()
-        results.append(engine.get(rid, MEMORY, compute, title="crowd"))
-
-    async def tasks() -> None:
-        barrier.wait()
-        values: list[str] = await asyncio.gather(
-            *(engine.resolve(rid, MEMORY, compute_async, title="crowd") for _ in range(25))
-        )
-        results.extend(values)
-
-    threads = [threading.Thread(target=thread_caller) for _ in range(25)]
-    threads.append(threading.Thread(target=asyncio.run, args=(tasks(),)))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    console.print(
-        f"  {len(results)} callers (25 threads, 25 asyncio tasks) got "
-        f"{set(results)!r}; computed {calls}x"
-    )
+def _workspace() -> Path:
+    base = os.environ.get("RECKON_CACHE_DIR")
+    if base:
+        root = Path(base) / "demo"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        return root
+    return Path(tempfile.mkdtemp(prefix="reckon-demo-"))
 
 
-def _nested(engine: Engine, console: Console) -> None:
-    console.rule("[bold]3. nested computations record their parent")
+def _play(name: str, act: Act) -> tuple[str | None, bool]:
+    """Run one act in a thread with a time limit: (what went wrong or None, still running)."""
+    errors: list[str] = []
 
-    def part(i: int) -> int:
-        return engine.get(
-            RequestId("demo", "part", i), FULL, lambda: _slow_square(i, 0.01), title=f"part {i}"
-        )
+    def target() -> None:
+        try:
+            ACTS[name][1](act)
+        except BaseException as exc:  # reported, never raised: the other acts still run
+            errors.append(f"{type(exc).__name__}: {exc}")
+            if os.environ.get("RECKON_DEMO_DEBUG"):
+                traceback.print_exc()
 
-    def total() -> int:
-        return sum(part(i) for i in range(3))
-
-    value = engine.get(RequestId("demo", "total"), FULL, total, title="total of parts")
-    console.print(f"  total = {value}; its parts appear under it in the table below")
-
-
-_SECOND_RUN = """
-import sys
-from reckon.core import CachingLevel, Engine, LocalStore, RequestId
-engine = Engine(store=LocalStore(sys.argv[1]), name="second process")
-def fail():
-    raise SystemExit("the second run must not compute")
-value = engine.get(RequestId("demo", "total"), CachingLevel.FULL, fail, title="total of parts")
-record = engine.introspector.history()[0]
-print(value, record.outcome.value, f"{record.duration * 1e3:.1f}")
-"""
+    thread = threading.Thread(target=target, name=f"demo-{name}", daemon=True)
+    thread.start()
+    thread.join(ACT_TIMEOUT)
+    if thread.is_alive():
+        return f"did not finish within {ACT_TIMEOUT:.0f} s", True
+    return (errors[0] if errors else None), False
 
 
-def _second_run(store_dir: str, console: Console) -> None:
-    console.rule("[bold]4. a second process, served from the store")
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run(
-        [sys.executable, "-c", _SECOND_RUN, store_dir],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=60,
-    ).stdout.split()
-    console.print(
-        f"  pid {os.getpid()} computed it; a new process read {out[0]} ({out[1]}, "
-        f"{out[2]} ms), without computing"
-    )
-
-
-def _table(records: list[TaskRecord]) -> Table:
-    table = Table(title="recorded tasks (Engine.introspector.history())")
-    for column in ("task", "title", "level", "state", "outcome", "parent", "size", "ms"):
-        table.add_column(
-            column, justify="right" if column in ("task", "parent", "size", "ms") else "left"
-        )
-    for r in records:
-        table.add_row(
-            str(r.task_id),
-            r.title,
-            r.level.name,
-            r.state.value,
-            r.outcome.value if r.outcome else "",
-            "" if r.parent is None else str(r.parent),
-            "" if r.size is None else f"{r.size:,}",
-            f"{(r.duration or 0) * 1e3:.1f}",
-        )
-    return table
-
-
-def run() -> None:
+def run(act: str | None = None) -> int:
+    """Play the tour (or the one act named); 0 when every act worked, else 1."""
+    if act is not None and act not in ACTS:
+        raise ValueError(f"no act {act!r}; choose one of: {', '.join(ACTS)}")
+    names = [act] if act else list(ACTS)
     console = Console()
     started = time.perf_counter()
-    base = os.environ.get("RECKON_CACHE_DIR")
-    holder = None
-    if base:
-        store_dir = os.path.join(base, "demo")
-    else:
-        holder = tempfile.TemporaryDirectory(prefix="reckon-demo-")
-        store_dir = holder.name
+    root = _workspace()
+    failed: list[str] = []
+    stuck = False
+    console.print(
+        "[bold]reckon[/bold] makes expensive computations happen once. "
+        f"{'This act' if act else 'Five acts'} on the embedded defaults, files under {root}.",
+        highlight=False,
+    )
     try:
-        store = LocalStore(store_dir)
-        with Engine(store=store, name="demo") as engine:
+        with Engine(store=LocalStore(str(root / "store")), name="demo") as engine:
+            shared: dict[str, object] = {"store_dir": str(root / "store")}
             if os.environ.get("RECKON_OBSERVE"):  # watch the demo live: reckon top / the web page
                 from reckon.observe import autostart
 
-                autostart(engine)
-            engine.clear(FULL)  # a fresh start, so every step computes the first time
-            _levels(engine, console)
-            _crowd(engine, console)
-            _nested(engine, console)
-            engine.flush()
-            _second_run(store_dir, console)
-            console.print()
-            console.print(_table(sorted(engine.introspector.history(), key=lambda r: r.task_id)))
-            counters = engine.stats()["counters"]
-            console.print("  counters: " + ", ".join(f"{k}={v}" for k, v in counters.items() if v))
+                shared["observe"] = autostart(engine)
+            for name in names:
+                number = list(ACTS).index(name) + 1
+                console.print()
+                console.rule(f"[bold]{number}. {ACTS[name][0]}[/bold]  (--act {name})")
+                workdir = root / name
+                workdir.mkdir()
+                act_started = time.perf_counter()
+                error, stuck_now = _play(name, Act(console, engine, workdir, shared))
+                took = time.perf_counter() - act_started
+                if error is None:
+                    console.print(f"  [green]act {name} done in {took:.1f} s[/green]")
+                else:
+                    failed.append(name)
+                    console.print(f"  [bold red]act {name} FAILED after {took:.1f} s: {error}")
+                if stuck_now:
+                    stuck = True
+                    break  # a stuck act may hold the engine: stop here rather than hang
+            handle = shared.get("observe")
+            if handle is not None and not stuck:
+                handle.stop()  # type: ignore[attr-defined]
     finally:
-        if holder is not None:
-            holder.cleanup()
-    console.print(f"[dim]demo finished in {time.perf_counter() - started:.1f} s[/dim]")
+        shutil.rmtree(root, ignore_errors=True)
+    console.print()
+    total = time.perf_counter() - started
+    if failed:
+        console.print(
+            f"[bold red]demo finished in {total:.1f} s; failed: {', '.join(failed)}[/bold red] "
+            "(RECKON_DEMO_DEBUG=1 prints the tracebacks)"
+        )
+    else:
+        console.print(f"[dim]demo finished in {total:.1f} s, every act worked[/dim]")
+    if stuck:  # a thread we cannot stop: leave without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    run()
+    sys.exit(run(sys.argv[1] if len(sys.argv) > 1 else None))

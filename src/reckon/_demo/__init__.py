@@ -1,0 +1,1 @@
+"""The acts of ``reckon demo``, one small module each; :mod:`reckon.demo` runs them in order."""
