@@ -153,3 +153,29 @@ def test_size_budget_without_store_gets_a_group_dir(tmp_path: Path, run_py: Any)
     root.mkdir(exist_ok=True)
     listing = _invoke("ls", "--dir", str(root)).output
     assert "budgeted.f" in listing, "ls finds the group directories below the cache dir"
+
+
+def test_prune_stale_removes_old_code_versions(
+    cache_dir: Path, run_py: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    code = """
+        from reckon import memoize
+        @memoize(store={store!r}, name="cli.versioned", version={version!r})
+        def f(x):
+            return x
+        f(1)
+        f(2)
+    """
+    run_py(code.format(store=str(cache_dir), version="1"))
+    run_py(code.format(store=str(cache_dir), version="2"))
+    assert "4 entries" in _invoke("ls", "--dir", str(cache_dir)).output
+    caplog.set_level(logging.INFO, logger="reckon.memo")
+    out = _invoke("prune", "--dir", str(cache_dir), "--stale").output
+    assert "removed 2 entries" in out
+    lines = [r.getMessage() for r in caplog.records if r.name == "reckon.memo"]
+    assert sum("stale code version" in line for line in lines) == 2
+    assert "2 entries" in _invoke("ls", "--dir", str(cache_dir)).output
+    again = run_py(code.format(store=str(cache_dir), version="2") + "\n        print(f.stats())")
+    assert "'misses': 0" in again.stdout

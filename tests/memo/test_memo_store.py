@@ -188,3 +188,39 @@ def test_group_pickles_as_configuration(cache_dir: Path) -> None:
     again = pickle.loads(pickle.dumps(group))
     assert again is group
     assert repr(group).startswith("MemoizedGroup('pickled'")
+
+
+def test_clear_stale_cascades_to_old_code_versions(
+    cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """charmonium deletes an old version's entries when the function's code changes (its
+    "cascading delete"); reckon keeps them (changing the code back hits again) until asked."""
+    caplog.set_level(logging.INFO, logger="reckon.memo")
+    group = MemoizedGroup("stale", store=cache_dir)
+
+    def make(version: str) -> Any:
+        @memoize(group=group, name="stale.f", version=version)
+        def f(x: int) -> int:
+            calls.append((version, x))
+            return x
+
+        return f
+
+    v1 = make("1")
+    v1(1)
+    v1(2)
+    v2 = make("2")  # the code changed: v1's entries are now stale
+    v2(1)
+    group.flush()
+    assert v2.clear(stale=True) == 2
+    evicted = _memo_lines(caplog, "evict")
+    assert sorted(line.split(" (")[0] for line in evicted) == [
+        "evict: stale.f(1)",
+        "evict: stale.f(2)",
+    ]
+    assert all("stale: code version" in line for line in evicted)
+    group.engine.clear(CachingLevel.MEMORY)
+    assert v2.would_hit(1)
+    assert group.usage()["store"]["entries"] == 1
+    assert [r.args for r in group.index.entries("stale.f")] == ["1"]
+    assert v2.clear(stale=True) == 0

@@ -12,6 +12,7 @@ per-user cache dir) and the group directories below it (``<dir>/groups/<name>``)
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from reckon.core import LocalStore
+from reckon.memo import log
 from reckon.memo.group import default_cache_dir, parse_size
 from reckon.memo.index import INDEX_FILENAME, EntryRow, MemoIndex
 from reckon.memo.report import (
@@ -200,6 +202,10 @@ def prune_command(
     orphans: Annotated[
         bool, typer.Option(help="Drop index rows whose stored value is gone.")
     ] = True,
+    stale: Annotated[
+        bool,
+        typer.Option(help="Remove entries of earlier code versions of their function."),
+    ] = False,
 ) -> None:
     """Remove old entries, orphaned index rows, or evict down to a size."""
     console = _console()
@@ -229,6 +235,16 @@ def prune_command(
                     elif orphans and not store.contains(row.key):
                         orphaned.append(row.key)
                     progress.advance(task)
+            if stale:
+                for row in index.stale_entries(function):
+                    if row.key not in doomed:
+                        store.delete(row.key)
+                        doomed.append(row.key)
+                        log.event(
+                            "evict",
+                            f"{row.function}({row.args}) (stale code version)",
+                            logging.INFO,
+                        )
             index.delete_entries_now(doomed + orphaned)
             evicted = 0
             if target is not None:

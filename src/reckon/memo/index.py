@@ -299,6 +299,19 @@ class MemoIndex:
             )
         return [EntryRow(*r) for r in rows]
 
+    def stale_entries(self, function: str | None = None) -> list[EntryRow]:
+        """Entries made by another code version than their function's latest (by fingerprint)."""
+        self.flush()
+        sql = (
+            "SELECT e.* FROM entries e JOIN functions f ON e.function = f.name "
+            "WHERE e.fingerprint != f.fingerprint"
+        )
+        if function is None:
+            rows = self._execute(sql + " ORDER BY e.function, e.created")
+        else:
+            rows = self._execute(sql + " AND e.function = ? ORDER BY e.created", (function,))
+        return [EntryRow(*r) for r in rows]
+
     def keys_of(self, function: str) -> list[str]:
         self.flush()
         return [

@@ -845,10 +845,16 @@ class Memoized(Generic[P, R]):
         if self._has_store:
             self._index.delete_entry(rid.disk_key)
 
-    def clear(self) -> int:
+    def clear(self, *, stale: bool = False) -> int:
         """Forget every cached result of this function (every code version); returns how many
-        stored entries were removed."""
+        stored entries were removed.
+
+        ``stale=True`` removes only the entries of earlier code versions (they hit again only if
+        the code is changed back), one ``evict`` log line each.
+        """
         self._ensure()
+        if stale:
+            return self._clear_stale()
         for rid in list(self._known):
             self._engine.evict(rid)
         self._known.clear()
@@ -861,6 +867,21 @@ class Memoized(Generic[P, R]):
             removed = len(keys)
         log.event("evict", f"{self.name}: cleared {removed} stored entries", logging.INFO)
         return removed
+
+    def _clear_stale(self) -> int:
+        if not self._has_store:
+            return 0
+        rows = self._index.stale_entries(self.name)
+        for row in rows:
+            self._engine.evict(_from_digest(row.key))
+            log.event(
+                "evict",
+                f"{self.name}({row.args}) (stale: code version {row.fingerprint[:12]}, now "
+                f"{self._fphex[:12]})",
+                logging.INFO,
+            )
+        self._index.delete_entries_now([row.key for row in rows])
+        return len(rows)
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: hits, misses, calls, hit_ratio, compute_seconds (time spent
