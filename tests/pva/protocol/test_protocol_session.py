@@ -393,3 +393,20 @@ def test_destroy_flag_is_echoed_on_the_response(pair: Any) -> None:
     [r] = pair.s2c(ProcessResponse(1))
     assert r == ProcessResponse(1, destroy=True)
     assert 1 not in pair.server.requests and 1 not in pair.client.requests
+
+
+def test_big_arrays_travel_with_few_copies(pair: Any) -> None:
+    a = nt.NTScalarArray("d")
+    pair.channel(1, "img", 2)
+    pair.c2s(MonitorInit(2, 1))
+    pair.s2c(MonitorInitResponse(1, type=a.type))
+    pair.c2s(MonitorStart(2, 1))
+    arr = np.arange(200_000, dtype=">f8" if pair.server.big_endian else "<f8")
+    data = pair.server.send(MonitorUpdate(1, a.wrap(arr)))
+    assert len(data) > 1_600_000  # bytes-like (a bytearray: no copy into a bytes object)
+    half = len(data) // 2
+    pair.client.receive_data(data[:half])
+    assert list(pair.client.events()) == []
+    pair.client.receive_data(bytes(data[half:]))
+    [u] = list(pair.client.events())
+    assert np.array_equal(u.value["value"], arr)

@@ -92,8 +92,9 @@ def decode_numeric(
     return a.tolist(), end
 
 
-def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, bytes]:
-    """(element count, element bytes) of a numeric array value (numpy array or sequence)."""
+def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, bytes | memoryview]:
+    """(element count, element bytes) of a numeric array value (numpy array or sequence).
+    A contiguous array already in the wire dtype is returned as a view (no copy)."""
     if HAVE_NUMPY:
         assert _np is not None
         try:
@@ -102,6 +103,8 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
                 return int(arr.size), arr.tobytes()
             dt = dtype_for(kind, big_endian)
             if isinstance(value, _np.ndarray) and value.dtype == dt and value.ndim == 1:
+                if value.flags.c_contiguous:
+                    return int(value.size), value.data.cast("B")
                 return int(value.size), value.tobytes()
             if not isinstance(value, _np.ndarray):
                 # straight to the wire dtype: large uint64 values must not detour via float

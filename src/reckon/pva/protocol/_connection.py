@@ -350,7 +350,9 @@ class _Connection:
             cmd = Command.GET
         _HDR[be].pack_into(out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), cmd, len(out) - 8)
         self.bytes_sent += len(out)
-        return bytes(out)
+        # a big message (an image) is handed over as the bytearray it was built in: copying
+        # megabytes into a bytes object would cost more than encoding them
+        return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
 
     def send_many(self, events: Iterable[Event]) -> bytes:
         return b"".join(self.send(e) for e in events)

@@ -86,7 +86,8 @@ class Framer:
     def __init__(self, max_message_size: int, *, expect_from_server: bool | None = None) -> None:
         self.max_message_size = max_message_size
         self.expect_from_server = expect_from_server
-        self._buf = bytearray()
+        # bytes while it holds one received chunk (no copy), bytearray once chunks are joined
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._seg_header: Header | None = None
         self._seg_parts: list[bytes] = []
@@ -94,7 +95,17 @@ class Framer:
         self.bytes_received = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+        buf = self._buf
+        if self._pos >= len(buf):
+            # nothing pending: keep the chunk as it came (a big array is copied only once,
+            # when its message is cut out)
+            self._buf = data if isinstance(data, bytes) else bytes(data)
+            self._pos = 0
+        else:
+            if not isinstance(buf, bytearray):
+                buf = self._buf = bytearray(memoryview(buf)[self._pos :])
+                self._pos = 0
+            buf += data
         self.bytes_received += len(data)
 
     @property
@@ -137,7 +148,10 @@ class Framer:
                 self._compact()
                 return None
             start = pos + HEADER_SIZE
-            payload = bytes(buf[start : start + size])
+            if start == 0 and size == len(buf) and isinstance(buf, bytes):
+                payload = buf
+            else:
+                payload = bytes(memoryview(buf)[start : start + size])
             self._pos = start + size
             seg = flags & _SEG_MASK
             if seg == 0:
@@ -169,5 +183,9 @@ class Framer:
 
     def _compact(self) -> None:
         if self._pos:
-            del self._buf[: self._pos]
+            buf = self._buf
+            if isinstance(buf, bytearray):
+                del buf[: self._pos]
+            else:
+                self._buf = buf[self._pos :]
             self._pos = 0
