@@ -44,7 +44,6 @@ from reckon.core.tasks import (
     Outcome,
     TaskRecord,
     TaskState,
-    finished_record,
     new_task_id,
 )
 from reckon.errors import (
@@ -924,18 +923,15 @@ class Engine:
         if introspector.capture:
             parent = _CURRENT.get()
             introspector.finished(
-                finished_record(
-                    new_task_id(),
-                    id,
-                    title,
-                    _FULL,
-                    self.name,
-                    None if parent is None else parent.task_id,
-                    _DONE,
-                    {_PENDING: started, _LOADING: loaded, _DONE: _now()},
-                    _STORE_HIT,
-                    size,
-                )
+                id,
+                title,
+                _FULL,
+                self.name,
+                None if parent is None else parent.task_id,
+                _DONE,
+                {_PENDING: started, _LOADING: loaded, _DONE: _now()},
+                _STORE_HIT,
+                size,
             )
         return value
 

@@ -184,34 +184,6 @@ class TaskEvent:
 _new_record = object.__new__
 
 
-def finished_record(
-    task_id: int,
-    request_id: RequestId,
-    title: str | None,
-    level: CachingLevel,
-    engine: str,
-    parent: int | None,
-    state: TaskState,
-    times: dict[TaskState, float],
-    outcome: Outcome,
-    size: int | None,
-) -> TaskRecord:
-    """A record built already finished (a store load made without a flight), in one step."""
-    record: TaskRecord = _new_record(TaskRecord)
-    record._title = title
-    record.engine = engine
-    record.error = None
-    record.level = level
-    record.outcome = outcome
-    record.parent = parent
-    record.request_id = request_id
-    record.size = size
-    record.state = state
-    record.task_id = task_id
-    record.times = times
-    return record
-
-
 def _make_event(seq: int, record: TaskRecord) -> TaskEvent:
     """``TaskEvent(seq, record)`` without the frozen dataclass's ``object.__setattr__`` calls
     (the same object: the fields go straight into its ``__dict__``)."""
@@ -330,10 +302,36 @@ class Introspector:
             return
         self._emit(record)
 
-    def finished(self, record: TaskRecord) -> None:
+    def finished(
+        self,
+        request_id: RequestId,
+        title: str | None,
+        level: CachingLevel,
+        engine: str,
+        parent: int | None,
+        state: TaskState,
+        times: dict[TaskState, float],
+        outcome: Outcome,
+        size: int | None,
+    ) -> None:
         """Record a task that began and finished in one step (a store load made without a
-        flight): into the history at once, and, for observers, one event per state it went
-        through, as if it had been followed live."""
+        flight; ``times`` holds every state it went through, ``state`` the final one):
+        into the history at once, and, for observers, one event per state, as if it had been
+        followed live. The record is built here, slot by slot, with no constructor call."""
+        if not self.capture:
+            return
+        record: TaskRecord = _new_record(TaskRecord)
+        record._title = title
+        record.engine = engine
+        record.error = None
+        record.level = level
+        record.outcome = outcome
+        record.parent = parent
+        record.request_id = request_id
+        record.size = size
+        record.state = state
+        record.task_id = _next_task_id()
+        record.times = times
         with self._lock:
             self._history.append(record)
         if not self._listeners and not self._subscriptions:
