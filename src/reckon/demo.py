@@ -38,6 +38,13 @@ ACTS: dict[str, tuple[str, Callable[[Act], None]]] = {
     "pva": ("pvAccess: reckon's values on EPICS control-system screens", pva.run),
     "services": ("services: one definition, placed by a deployment file", services.run),
 }
+DOCS = {
+    "core": "docs/core.md",
+    "memo": "docs/memo.md",
+    "observe": "docs/observe.md",
+    "pva": "docs/pva.md",
+    "services": "docs/service.md, examples/vinyl/README.md",
+}
 ACT_TIMEOUT = 90.0  # seconds; far above what any act takes, so only a real hang hits it
 
 
@@ -83,7 +90,8 @@ def run(act: str | None = None) -> int:
     stuck = False
     console.print(
         "[bold]reckon[/bold] makes expensive computations happen once. "
-        f"{'This act' if act else 'Five acts'} on the embedded defaults, files under {root}.",
+        f"{'This act' if act else 'Five acts'} on the embedded defaults, files under {root}"
+        f"{'' if act else ' (reckon demo --act NAME plays one)'}.",
         highlight=False,
     )
     try:
@@ -103,7 +111,11 @@ def run(act: str | None = None) -> int:
                 error, stuck_now = _play(name, Act(console, engine, workdir, shared))
                 took = time.perf_counter() - act_started
                 if error is None:
-                    console.print(f"  [green]act {name} done in {took:.1f} s[/green]")
+                    console.print(
+                        f"  [green]act {name} done in {took:.1f} s[/green]; "
+                        f"more in {DOCS.get(name, 'the docs')}",
+                        highlight=False,
+                    )
                 else:
                     failed.append(name)
                     console.print(f"  [bold red]act {name} FAILED after {took:.1f} s: {error}")

@@ -114,7 +114,10 @@ def run(act: Act) -> None:
         asyncio.run(asyncio.wait_for(_session(act, dep), 60))
     finally:
         sys.path.remove(str(VINYL))
-    act.say("the same session over gRPC, one process per service: python shop.py deploy-split.toml")
+    act.say(
+        "the same session over gRPC, one process per service: "
+        "cd examples/vinyl && python shop.py deploy-split.toml"
+    )
     act.why(
         "services are written once; the deployment file alone decides what shares a process "
         "and what talks gRPC, and calls look the same either way."
