@@ -35,7 +35,14 @@ $(CORE_VENV)/.installed: pyproject.toml
 sysdeps:
 	bash scripts/sysdeps.sh
 
-demo: $(VENV)/.dev-installed
+# The vinyl example's Node.js service (npm packages into its own folder; skipped without npm, when
+# the demo runs a Python stand-in and says so).
+examples/vinyl/recommendations/node_modules: examples/vinyl/recommendations/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd examples/vinyl/recommendations && npm ci --silent --no-audit --no-fund && touch node_modules; \
+	else echo "demo: npm not found; the vinyl act will use its Python recommendations"; fi
+
+demo: $(VENV)/.dev-installed examples/vinyl/recommendations/node_modules
 	$(BIN)/reckon demo
 
 lint: $(VENV)/.dev-installed
