@@ -73,6 +73,9 @@ _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_O
 _KEY_SALT = b"reckon.memo.v1\x00"
 _from_digest = RequestId.from_digest
 _perf = time.perf_counter
+_watched = watch.current.get
+_unwatch = watch.current.set
+_rewatch = watch.current.reset
 
 _live: weakref.WeakSet[Memoized[Any, Any]] = weakref.WeakSet()
 #: Argument types whose equal values always hash equal (so the argument tuple can key an id).
@@ -537,7 +540,14 @@ class Memoized(Generic[P, R]):
             ran.append(1)
             return self._compute(args, kwargs, rid)
 
-        entry = self._engine.get(rid, self._level, compute, title=self._title)
+        if _watched() is None:
+            entry = self._engine.get(rid, self._level, compute, title=self._title)
+        else:  # called from a watched body: the cache's own I/O is not that body's side effect
+            wtoken = _unwatch(None)
+            try:
+                entry = self._engine.get(rid, self._level, compute, title=self._title)
+            finally:
+                _rewatch(wtoken)
         if ran:
             return entry.value
         if type(entry) is Entry and self._ttl is None and not entry.stdout and not entry.files:
@@ -565,7 +575,12 @@ class Memoized(Generic[P, R]):
             ran.append(1)
             return await self._acompute(args, kwargs, rid)
 
-        entry: Any = await self._engine.resolve(rid, self._level, compute, title=self._title)
+        wtoken = _unwatch(None) if _watched() is not None else None
+        try:
+            entry: Any = await self._engine.resolve(rid, self._level, compute, title=self._title)
+        finally:
+            if wtoken is not None:
+                _rewatch(wtoken)
         if ran:
             return entry.value
         if type(entry) is Entry and self._expired(entry):

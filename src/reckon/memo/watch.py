@@ -70,9 +70,11 @@ _CODE_SUFFIXES = (".py", ".pyc", ".so", ".pyd", ".pth", ".pyi", ".dylib")
 #: Most side effects remembered per computation (the warning names a few).
 _MAX_EVENTS = 20
 
-_current: contextvars.ContextVar[Watch | None] = contextvars.ContextVar(
+#: The watch of the computation running in this context (None: nothing is watched).
+current: contextvars.ContextVar[Watch | None] = contextvars.ContextVar(
     "reckon_memo_watch", default=None
 )
+_current = current
 _installed = False
 _install_lock = threading.Lock()
 _quiet_roots: set[str] = set()
