@@ -27,6 +27,7 @@ import pickle
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from reckon.errors import CodecError
@@ -250,8 +251,9 @@ class PickleCodec:
         return pickle.loads(stream, buffers=buffers)
 
     # ------------------------------------------------------------------ sizes
-    def estimate_size(self, value: object) -> int:
-        return estimate_size(value)
+    # The module function itself (assigned after it is defined, below): no method frame on
+    # every computation and store hit.
+    estimate_size: Callable[[object], int]
 
 
 _ATOMIC = frozenset({int, float, bool, complex, type(None)})
@@ -290,8 +292,12 @@ def estimate_size(value: object, _depth: int = 0) -> int:
         n = len(value)
         if not n:
             return base
-        items = value.items() if n <= _SAMPLE else itertools.islice(value.items(), _SAMPLE)
-        seen = 0
+        if n <= _SAMPLE:
+            seen = n  # every item is counted below: the scaling is 1
+            items: Any = value.items()
+        else:
+            seen = _SAMPLE
+            items = itertools.islice(value.items(), _SAMPLE)
         # The atomic and text cases inlined (the same figures as the recursive call): small
         # dicts of str keys are what most store hits decode.
         for k, v in items:
@@ -309,14 +315,17 @@ def estimate_size(value: object, _depth: int = 0) -> int:
                 total += _getsizeof(v)
             else:
                 total += estimate_size(v, depth)
-            seen += 1
         return base + total * n // seen
     if isinstance(value, _SEQUENCES):
         n = len(value)
         if not n:
             return base
-        elements = value if n <= _SAMPLE else itertools.islice(value, _SAMPLE)
-        seen = 0
+        if n <= _SAMPLE:
+            seen = n
+            elements: Any = value
+        else:
+            seen = _SAMPLE
+            elements = itertools.islice(value, _SAMPLE)
         for v in elements:
             t = type(v)
             if t in _ATOMIC:
@@ -325,9 +334,11 @@ def estimate_size(value: object, _depth: int = 0) -> int:
                 total += _getsizeof(v)
             else:
                 total += estimate_size(v, depth)
-            seen += 1
         return base + total * n // seen
     attrs = getattr(value, "__dict__", None)
     if isinstance(attrs, dict):
         return base + estimate_size(attrs, depth)
     return base
+
+
+PickleCodec.estimate_size = staticmethod(estimate_size)
