@@ -34,6 +34,7 @@ OPTION_SETS: list[dict[str, Any]] = [
     {"ttl": 3600},
     {"version": "1.0"},
     {"replay_stdout": True},
+    {"replay_logs": True},
     {"assume_pure": True},
     {"key": lambda x: x % 100},
 ]

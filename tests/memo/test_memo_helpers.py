@@ -136,3 +136,54 @@ async def test_replay_stdout_async_tasks_do_not_mix(
     capsys.readouterr()
     await talk(1)
     assert capsys.readouterr().out == "1.0\n1.1\n1.2\n"
+
+
+def test_replay_logs(cache_dir: Path, caplog: pytest.LogCaptureFixture, run_py: Any) -> None:
+    import logging
+
+    log = logging.getLogger("tests.replay")
+
+    @memoize(store=cache_dir, replay_logs=True)
+    def train(n: int) -> int:
+        log.info("epoch %d of %d", 1, n)
+        log.warning("loss is %s", "high")
+        return n
+
+    def lines() -> list[tuple[str, int, str]]:
+        return [(r.name, r.levelno, r.getMessage()) for r in caplog.records if r.name == log.name]
+
+    caplog.set_level(logging.INFO, logger="tests.replay")
+    assert train(2) == 2
+    first = lines()
+    assert first == [
+        ("tests.replay", logging.INFO, "epoch 1 of 2"),
+        ("tests.replay", logging.WARNING, "loss is high"),
+    ]
+    caplog.clear()
+    assert train(2) == 2  # a hit logs the same records again
+    assert lines() == first
+    assert train.stats()["hits"] == 1
+
+    @memoize(store=cache_dir)
+    def quiet(n: int) -> int:
+        log.info("computing %d", n)
+        return n
+
+    quiet(1)
+    caplog.clear()
+    quiet(1)
+    assert lines() == []  # without replay_logs a hit logs nothing
+
+    code = f"""
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(name)s %(message)s")
+        from reckon import memoize
+        @memoize(store={str(cache_dir)!r}, name="replay.logs", replay_logs=True)
+        def g(x):
+            logging.getLogger("child").info("made %s", x)
+            return x
+        g(5)
+    """
+    assert "child made 5" in run_py(code).stdout
+    again = run_py(code + "\n        print('STATS', g.stats()['hits'])").stdout
+    assert "child made 5" in again and "STATS 1" in again

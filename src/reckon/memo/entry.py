@@ -10,7 +10,8 @@ from typing import Any
 
 
 class Entry:
-    """A cached result: ``value``, the ``stdout`` the computing call printed (when captured),
+    """A cached result: ``value``, the ``stdout`` the computing call printed and the log records
+    it emitted, as (logger, level, message) (when captured),
     when it was computed and how long it took (what a hit saves), and whether ``value`` carries
     files to put back on a hit.
 
@@ -18,7 +19,7 @@ class Entry:
     first hit on it in this process can re-index it if the index lost it.
     """
 
-    __slots__ = ("compute_seconds", "created", "files", "seen", "stdout", "value")
+    __slots__ = ("compute_seconds", "created", "files", "logs", "seen", "stdout", "value")
 
     def __init__(
         self,
@@ -27,16 +28,24 @@ class Entry:
         created: float,
         compute_seconds: float,
         files: bool = False,
+        logs: tuple[tuple[str, int, str], ...] | None = None,
     ) -> None:
         self.value = value
         self.stdout = stdout
         self.created = created
         self.compute_seconds = compute_seconds
         self.files = files
+        self.logs = logs
         self.seen = False
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            Entry,
-            (self.value, self.stdout, self.created, self.compute_seconds, self.files),
+        args: tuple[Any, ...] = (
+            self.value,
+            self.stdout,
+            self.created,
+            self.compute_seconds,
+            self.files,
         )
+        if self.logs is not None:  # entries without logs keep the older, shorter form
+            args += (self.logs,)
+        return (Entry, args)

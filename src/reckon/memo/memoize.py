@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import functools
 import importlib
@@ -29,7 +30,7 @@ import time
 import types
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from operator import is_not
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -115,6 +116,35 @@ class _StdoutTee:
 def _ensure_tee() -> None:
     if not isinstance(sys.stdout, _StdoutTee):
         sys.stdout = _StdoutTee(sys.stdout)
+
+
+_log_capture: contextvars.ContextVar[list[tuple[str, int, str]] | None] = contextvars.ContextVar(
+    "reckon_memo_logs", default=None
+)
+
+
+class _LogCapture(logging.Handler):
+    """On the root logger: copies the records of calls that replay their logs (reckon's own
+    cache events excluded: a hit writes its own)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logs = _log_capture.get()
+        if logs is not None and not record.name.startswith("reckon."):
+            try:
+                logs.append((record.name, record.levelno, record.getMessage()))
+            except Exception:
+                self.handleError(record)
+
+
+_log_handler: _LogCapture | None = None
+
+
+def _ensure_log_handler() -> None:
+    global _log_handler
+    root = logging.getLogger()
+    if _log_handler is None or _log_handler not in root.handlers:
+        _log_handler = _LogCapture()
+        root.addHandler(_log_handler)
 
 
 # ------------------------------------------------------------------------------------------
@@ -244,6 +274,7 @@ class Memoized(Generic[P, R]):
         key: Callable[..., Any] | None = None,
         replay_stdout: bool = False,
         assume_pure: bool = False,
+        replay_logs: bool = False,
     ) -> None:
         kind = "function"
         raw: Any = func
@@ -269,6 +300,7 @@ class Memoized(Generic[P, R]):
         self._version = version
         self._key = key
         self._replay = replay_stdout
+        self._replay_logs = replay_logs
         self._assume_pure = assume_pure
         self._lock = threading.RLock()
         self._setup_binding(ignore)
@@ -550,7 +582,13 @@ class Memoized(Generic[P, R]):
                 _rewatch(wtoken)
         if ran:
             return entry.value
-        if type(entry) is Entry and self._ttl is None and not entry.stdout and not entry.files:
+        if (
+            type(entry) is Entry
+            and self._ttl is None
+            and not entry.stdout
+            and not entry.files
+            and entry.logs is None
+        ):
             if not entry.seen:
                 # First hit in this process on an entry loaded from the store: it needs the
                 # orphan check unless the index listed its key when the function was prepared.
@@ -609,6 +647,9 @@ class Memoized(Generic[P, R]):
             self._first_load(entry, rid, args, kwargs)
         if entry.stdout:
             sys.stdout.write(entry.stdout)
+        if entry.logs:
+            for name, levelno, message in entry.logs:
+                logging.getLogger(name).log(levelno, "%s", message)
         if entry.files:
             restore_files(entry.value)
         if _logger.isEnabledFor(_DEBUG):
@@ -693,11 +734,19 @@ class Memoized(Generic[P, R]):
         rid: RequestId,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        logs: list[tuple[str, int, str]] | None = None,
     ) -> Entry:
         files = _has_files(value)
         if files:
             snapshot_files(value)
-        entry = Entry(value, "".join(stdout) if stdout else None, time.time(), seconds, files)
+        entry = Entry(
+            value,
+            "".join(stdout) if stdout else None,
+            time.time(),
+            seconds,
+            files,
+            tuple(logs) if logs else None,
+        )
         entry.seen = True
         self._compute_s += seconds
         self._known.add(rid)
@@ -729,15 +778,11 @@ class Memoized(Generic[P, R]):
         if watching:
             seen, wtoken = watch.start()
             random_before = watch.random_state()
+        logs: list[tuple[str, int, str]] | None = None
         try:
-            if self._replay:
-                _ensure_tee()
-                buf = []
-                token = _capture.set(buf)
-                try:
+            if self._replay or self._replay_logs:
+                with self._captures() as (buf, logs):
                     value, seconds = self._run_body(args, kwargs)
-                finally:
-                    _capture.reset(token)
             else:
                 value, seconds = self._run_body(args, kwargs)
         finally:
@@ -745,7 +790,29 @@ class Memoized(Generic[P, R]):
                 watch.stop(wtoken)
         if watching:
             self._report_side_effects(seen, random_before, value, rid, args, kwargs)
-        return self._after_compute(value, seconds, buf, rid, args, kwargs)
+        return self._after_compute(value, seconds, buf, rid, args, kwargs, logs)
+
+    @contextlib.contextmanager
+    def _captures(
+        self,
+    ) -> Iterator[tuple[list[str] | None, list[tuple[str, int, str]] | None]]:
+        """Collect what the body prints (replay_stdout) and logs (replay_logs)."""
+        buf: list[str] | None = None
+        logs: list[tuple[str, int, str]] | None = None
+        tokens: list[Any] = []
+        if self._replay:
+            _ensure_tee()
+            buf = []
+            tokens.append((_capture, _capture.set(buf)))
+        if self._replay_logs:
+            _ensure_log_handler()
+            logs = []
+            tokens.append((_log_capture, _log_capture.set(logs)))
+        try:
+            yield buf, logs
+        finally:
+            for var, token in reversed(tokens):
+                var.reset(token)
 
     def _report_side_effects(
         self,
@@ -793,28 +860,21 @@ class Memoized(Generic[P, R]):
         self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId
     ) -> Entry:
         self._before_compute(rid, args, kwargs)
-        buf: list[str] | None = None
-        token = None
         watching = not self._assume_pure and not self._impure_warned
         if watching:
             seen, wtoken = watch.start()
             random_before = watch.random_state()
-        if self._replay:
-            _ensure_tee()
-            buf = []
-            token = _capture.set(buf)
         try:
-            t0 = _perf()
-            value = await self.__wrapped__(*args, **kwargs)
-            seconds = _perf() - t0
+            with self._captures() as (buf, logs):
+                t0 = _perf()
+                value = await self.__wrapped__(*args, **kwargs)
+                seconds = _perf() - t0
         finally:
-            if token is not None:
-                _capture.reset(token)
             if watching:
                 watch.stop(wtoken)
         if watching:
             self._report_side_effects(seen, random_before, value, rid, args, kwargs)
-        return self._after_compute(value, seconds, buf, rid, args, kwargs)
+        return self._after_compute(value, seconds, buf, rid, args, kwargs, logs)
 
     def _size_of(self, entry: Entry) -> int:
         try:
@@ -968,6 +1028,7 @@ class Memoized(Generic[P, R]):
             "name": self.name,
             "ttl": self._ttl,
             "replay_stdout": self._replay,
+            "replay_logs": self._replay_logs,
             "assume_pure": self._assume_pure,
         }
 
@@ -1065,6 +1126,7 @@ def _apply_config(obj: Memoized[Any, Any], config: dict[str, Any]) -> None:
         obj._ready = False
     obj._ttl = config["ttl"]
     obj._replay = config["replay_stdout"]
+    obj._replay_logs = config.get("replay_logs", False)
     obj._assume_pure = config["assume_pure"]
 
 
@@ -1079,6 +1141,7 @@ def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
         ignore=state["ignore"],
         key=state["key"],
         replay_stdout=state["replay_stdout"],
+        replay_logs=state.get("replay_logs", False),
         assume_pure=state["assume_pure"],
     )
     fp: bytes = state.get("fp", b"")
@@ -1114,6 +1177,7 @@ def memoize(
     key: Callable[..., Any] | None = ...,
     replay_stdout: bool = ...,
     assume_pure: bool = ...,
+    replay_logs: bool = ...,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
 
@@ -1133,6 +1197,7 @@ def memoize(
     key: Callable[..., Any] | None = None,
     replay_stdout: bool = False,
     assume_pure: bool = False,
+    replay_logs: bool = False,
 ) -> Any:
     """Cache a function's results by its code and arguments, in memory and on disk.
 
@@ -1143,7 +1208,8 @@ def memoize(
     (seconds or timedelta after which an entry is recomputed), ``version`` (an explicit code
     version: the fingerprint stops there), ``ignore`` (parameter names left out of the key),
     ``key`` (a function of the arguments whose result is hashed instead), ``replay_stdout``
-    (print on a hit what the computing call printed), ``assume_pure`` (no impurity warning).
+    (print on a hit what the computing call printed), ``replay_logs`` (log again on a hit
+    the records the computing call logged), ``assume_pure`` (no impurity warning).
     """
     if level is not None and not isinstance(level, CachingLevel):
         try:
@@ -1182,6 +1248,7 @@ def memoize(
             key=key,
             replay_stdout=replay_stdout,
             assume_pure=assume_pure,
+            replay_logs=replay_logs,
         )
 
     if func is not None:
