@@ -374,3 +374,22 @@ def test_impurity_warns_once_unless_assume_pure(cache_dir: Path) -> None:
             return time.time() + x
 
         stamp2(1)
+
+
+def test_time_accounting_is_not_overreported(cache_dir: Path) -> None:
+    """charmonium's time_cost bug: time is counted once, for the body only; a hit adds the
+    entry's compute time to time saved and nothing to time computing."""
+
+    @memoize(store=cache_dir, assume_pure=True)
+    def slow(x: int) -> int:
+        time.sleep(0.02)
+        return x
+
+    slow(1)
+    computed = slow.stats()["compute_seconds"]
+    assert 0.02 <= computed < 30
+    slow(1)
+    slow(1)
+    s = slow.stats()
+    assert s["compute_seconds"] == computed
+    assert s["saved_seconds"] == pytest.approx(2 * computed)
