@@ -216,3 +216,26 @@ def test_put_takes_pieces_of_one_value(store: LocalStore, tmp_path: Path) -> Non
     again = LocalStore(tmp_path / "store", sync=True)
     assert bytes(again.get("big") or b"") == big_bytes
     again.close()
+
+
+def test_large_values_are_hashed_while_written(store: LocalStore, tmp_path: Path) -> None:
+    """Values of 8 MiB and more take the one-pass path (hash each chunk as it is written, the
+    header last); whole or in pieces, equal values still share one file, no temp file stays."""
+    arr = np.random.default_rng(1).random((9 << 20) // 8)
+    whole = arr.tobytes()
+    store.put("pieces", [b"h" * 100, memoryview(arr), b"t"])
+    store.put("whole", b"h" * 100 + whole + b"t")
+    store.put("again", (b"h" * 100, whole, b"t"))
+    store.flush()
+    expected = b"h" * 100 + whole + b"t"
+    for key in ("pieces", "whole", "again"):
+        got = store.get(key)
+        assert got is not None and len(got) == len(expected) and bytes(got) == expected
+    root = tmp_path / "store" / "objects"
+    files = [f for f in root.rglob("*") if f.is_file()]
+    assert len(files) == 1 and files[0].relative_to(root).parts[0] != "tmp"
+    assert store.usage().bytes == len(expected)
+    store.close()
+    again = LocalStore(tmp_path / "store", sync=True)
+    assert bytes(again.get("pieces") or b"") == expected
+    again.close()

@@ -146,6 +146,59 @@ def write_temp(
     return name
 
 
+_CHUNK = 1 << 20  # bytes hashed then written while still in the CPU cache
+
+
+def write_temp_hashing(
+    objects_dir: str,
+    key: str,
+    data: bytes | memoryview | tuple[bytes | memoryview, ...],
+    size: int,
+    fsync: bool,
+) -> tuple[str, bytes]:
+    """Write a complete object file under a temporary name in one pass over ``data``: each
+    chunk is hashed and written while it is in the CPU cache (for large values, reading them
+    twice from memory costs as much as the write). The header, which holds the hash, goes in
+    last, at the start of the file. Returns the file's name and the value's digest."""
+    tmp_dir = os.path.join(objects_dir, TMP_DIR)
+    name = os.path.join(tmp_dir, f"{os.getpid()}-{os.urandom(8).hex()}")
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        os.makedirs(tmp_dir, exist_ok=True)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    hasher = xxhash.xxh3_128()
+    update = hasher.update
+    try:
+        try:
+            os.lseek(fd, data_offset(len(key.encode("utf-8"))), os.SEEK_SET)
+            batch: list[bytes | memoryview] = []
+            nbatch = 0
+            for piece in data if isinstance(data, tuple) else (data,):
+                view = memoryview(piece)
+                for start in range(0, len(view), _CHUNK):
+                    chunk = view[start : start + _CHUNK]
+                    update(chunk)
+                    batch.append(chunk)
+                    nbatch += len(chunk)
+                    if nbatch >= _CHUNK or len(batch) >= _IOV_MAX:
+                        write_all(fd, batch)
+                        batch, nbatch = [], 0
+            write_all(fd, batch)
+            digest = hasher.digest()
+            header = encode_header(key, size, digest)
+            if os.pwrite(fd, header, 0) != len(header):
+                raise OSError(f"short write of an object header ({name})")
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _unlink_quietly(name)
+        raise
+    return name, digest
+
+
 def place(temp: str, final: str, fsync: bool) -> None:
     """Rename a finished temporary file over its final, content-addressed name."""
     try:

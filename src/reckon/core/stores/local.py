@@ -68,6 +68,7 @@ _FOLD = (
 _TOUCH_BATCH = 4096  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
 _SWEEP_EVERY = 86_400.0  # seconds between sweeps for orphaned object files
+_ONE_PASS = 8 << 20  # values this big are hashed while written (see _objects.write_temp_hashing)
 
 
 def default_directory() -> str:
@@ -131,6 +132,15 @@ class _Put:
             self.digest: str | None = None
             self.value: bytes | memoryview | None = value
             self.checksum: int = _checksum(value)
+        elif self.size >= _ONE_PASS:
+            # Large: hash while writing (one pass over memory). A value stored already is then
+            # written for nothing, and its temp file dropped in _place (rare for large ones).
+            self.value = None
+            self.checksum = 0
+            self.temp, digest = _objects.write_temp_hashing(
+                store._objects_dir, op.key, data, self.size, store._fsync
+            )
+            self.digest = digest.hex()
         else:
             digest = _objects.content_digest(data)
             self.digest = digest.hex()
