@@ -54,8 +54,8 @@ def test_plain_console_helpers(server: ServerHandle, engine: Engine, blocked: An
         child.expect("computed")
         child.expect(">>> ")
         child.sendline(f"tree({parent_id})")
-        child.expect("parent job")
-        child.expect("kid")
+        child.expect(r"#\d+ \S*parent job\S* \S*done[^\n]* computed")  # pexpect: DOTALL
+        child.expect(r"└── #\d+ \S*kid\S* \S*done[^\n]* computed")  # pexpect: DOTALL
         child.expect(">>> ")
         child.sendline("[t['title'] for t in running()]")
         child.expect(r"\['pexpect probe'\]")

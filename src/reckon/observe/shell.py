@@ -151,6 +151,10 @@ def tree_view(node: dict[str, Any]) -> Tree:
         text.append(" ")
         text.append_text(state_text(str(task.get("state", ""))))
         text.append(f" {fmt_duration(seconds)}", style="dim")
+        if task.get("outcome"):
+            text.append(f" · {task['outcome']}", style="dim")
+        if task.get("error"):
+            text.append(f" {task['error']}", style="red")
         return text
 
     root = Tree(label(node["task"]))
