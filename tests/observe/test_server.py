@@ -172,6 +172,26 @@ def test_clear_history(server: ServerHandle, engine: Engine) -> None:
         assert client.tasks(title="old") == []
 
 
+def test_status_counts_store_hits_and_store_use(tmp_path: Any) -> None:
+    with Engine(store=LocalStore(tmp_path, sync=True), name="tiers") as eng:
+        rid = RequestId("tier", 1)
+        eng.get(rid, CachingLevel.FULL, lambda: b"s" * 2000, title="stored")
+        eng.flush()
+        eng.clear(CachingLevel.MEMORY)
+        eng.get(rid, CachingLevel.FULL, lambda: b"never", title="stored")  # from the store
+        eng.get(rid, CachingLevel.FULL, lambda: b"never", title="stored")  # from memory again
+        with serve(eng) as handle, Client(handle.url) as client:
+            status = client.status()
+            (from_store,) = client.tasks(title="stored", limit=1)
+    counters = status["engine"]["counters"]
+    assert (counters["computed"], counters["store_hit"], counters["memory_hit"]) == (1, 1, 1)
+    assert counters["requests"] == 3
+    store, memory = status["engine"]["store"], status["engine"]["memory"]
+    assert store["entries"] == 1 and store["bytes"] >= 2000
+    assert memory["entries"] == 1 and memory["bytes"] >= 2000
+    assert from_store["outcome"] == "store_hit"
+
+
 def test_clear_cache_levels(tmp_path: Any) -> None:
     with Engine(store=LocalStore(tmp_path, sync=True), name="full") as eng:
         rid = RequestId("clear", 1)

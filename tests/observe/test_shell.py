@@ -83,7 +83,7 @@ def test_plain_console_helpers(server: ServerHandle, engine: Engine, blocked: An
 def test_ipython_console(server: ServerHandle, engine: Engine) -> None:
     pytest.importorskip("IPython")
     engine.get(RequestId("shell", "ipy"), CachingLevel.MEMORY, lambda: 1, title="ipython probe")
-    child = _spawn(server.url, "--console", "ipython", "--simple-prompt")
+    child = _spawn(server.url, "--simple-prompt")  # auto: IPython, since it is installed
     try:
         child.expect("reckon shell: connected")
         child.expect(r"In \[1\]: ")
