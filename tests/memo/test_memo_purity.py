@@ -16,6 +16,7 @@ import pytest
 
 from reckon import CachingLevel, FileContents, memoize
 from reckon.errors import ImpurityWarning
+from reckon.memo import audit_side_effects
 
 COUNTER = 0
 
@@ -24,7 +25,34 @@ def _impurity_messages(record: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in record if issubclass(w.category, ImpurityWarning)]
 
 
-def test_file_io_inside_a_library_warns_once(cache_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def audited() -> None:
+    audit_side_effects()  # for the rest of this test process: opt-in, irreversible
+
+
+def test_audit_events_are_opt_in(cache_dir: Path, run_py: Any) -> None:
+    code = f"""
+        import subprocess, sys, warnings
+        warnings.simplefilter("error")
+        from reckon import memoize
+        from reckon.memo import watch
+        @memoize(store={str(cache_dir)!r})
+        def run(n):
+            return subprocess.run([sys.executable, "-c", "pass"]).returncode + n
+        try:
+            run({{n}})
+            print("QUIET", watch._installed)
+        except Warning as w:
+            print("WARNED", w)
+    """
+    assert "QUIET False" in run_py(code.format(n=1)).stdout
+    out = run_py(code.format(n=2), env={"RECKON_AUDIT": "1"}).stdout
+    assert "WARNED" in out and "starts the process" in out
+
+
+def test_file_io_inside_a_library_warns_once(
+    cache_dir: Path, tmp_path: Path, audited: None
+) -> None:
     src = tmp_path / "src.txt"
     src.write_text("data")
 
@@ -44,7 +72,7 @@ def test_file_io_inside_a_library_warns_once(cache_dir: Path, tmp_path: Path) ->
     assert "side effects while computing" in messages[0]
 
 
-def test_processes_are_side_effects(cache_dir: Path) -> None:
+def test_processes_are_side_effects(cache_dir: Path, audited: None) -> None:
     @memoize(store=cache_dir)
     def run_true(n: int) -> int:
         return subprocess.run([sys.executable, "-c", "pass"], check=True).returncode + n
@@ -86,7 +114,7 @@ def test_global_random_generator(cache_dir: Path) -> None:
 
 
 def test_pure_work_declared_files_imports_and_store_reads_are_quiet(
-    cache_dir: Path, tmp_path: Path
+    cache_dir: Path, tmp_path: Path, audited: None
 ) -> None:
     (tmp_path / "purity_helper_mod.py").write_text("def triple(x):\n    return 3 * x\n")
     sys.path.insert(0, str(tmp_path))
@@ -122,7 +150,7 @@ def test_pure_work_declared_files_imports_and_store_reads_are_quiet(
         sys.modules.pop("purity_helper_mod", None)
 
 
-def test_assume_pure_turns_the_watch_off(cache_dir: Path) -> None:
+def test_assume_pure_turns_the_watch_off(cache_dir: Path, audited: None) -> None:
     @memoize(store=cache_dir, assume_pure=True)
     def grow(items: list[int]) -> int:
         items.append(0)

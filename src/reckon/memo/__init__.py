@@ -20,6 +20,7 @@ from reckon.memo.memoize import (
 )
 from reckon.memo.report import FunctionStats, human_duration
 from reckon.memo.versions import code_version, count_requirements_by_version
+from reckon.memo.watch import audit_side_effects
 
 __all__ = [
     "TTL",
@@ -30,6 +31,7 @@ __all__ = [
     "Memoized",
     "MemoizedGroup",
     "all_memoized",
+    "audit_side_effects",
     "code_version",
     "commit",
     "count_requirements_by_version",

@@ -4,12 +4,14 @@ The static scan (:mod:`reckon.memo.impurity`) reads the user's bytecode and cann
 installed packages: ``pandas.read_csv(path)`` opens a file it never mentions. While a memoized
 body computes (never on a hit), this module watches what actually happens:
 
-- **audit events** (PEP 578): files opened, directories listed or changed, processes started,
-  sockets connected, ``os.environ`` written. One process-wide hook is installed on the first
-  watched computation; it costs a context-variable read per audit event while nothing is watched.
+- **audit events** (PEP 578), when turned on (:func:`audit_side_effects` or
+  ``RECKON_AUDIT=1``): files opened, directories listed or changed, processes started, sockets
+  connected, ``os.environ`` written. Opt-in because an audit hook can never be removed and
+  CPython then calls it for *every* audited operation of the process (``id()``,
+  ``sys._getframe()`` in each log call, ``open``...): about 0.2 µs each, for the process's life.
   Opens that are part of running Python (imports: ``.py``, ``.pyc``, extension modules), of the
-  cache itself (paths under a store directory) or of the function's declared files (its
-  ``FileContents`` arguments and return values) are not side effects.
+  cache itself (paths under a store directory, nested memoized calls) or of the function's
+  declared files (its ``FileContents`` arguments and return values) are not side effects.
 - **arguments changed in place**: the arguments are hashed again after the call and compared to
   the key they were called with (a hit returns the result without repeating that change);
 - **globals rebound** that the function reads (``global counter; counter += 1``);
@@ -31,7 +33,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Watch", "add_quiet_root", "random_state", "start", "stop"]
+__all__ = ["Watch", "add_quiet_root", "audit_side_effects", "random_state", "start", "stop"]
 
 #: Audit events that are side effects, and how to describe them (``{0}``: the first argument).
 _EVENTS: dict[str, str] = {
@@ -77,6 +79,7 @@ current: contextvars.ContextVar[Watch | None] = contextvars.ContextVar(
 _current = current
 _installed = False
 _install_lock = threading.Lock()
+_audit_wanted = os.environ.get("RECKON_AUDIT", "").strip() not in ("", "0")
 _quiet_roots: set[str] = set()
 
 
@@ -178,9 +181,20 @@ def _install() -> None:
             _installed = True
 
 
+def audit_side_effects() -> None:
+    """Also watch memoized bodies through audit events (files, processes, sockets) from now on.
+
+    Process-wide and irreversible (an audit hook cannot be removed): see the module docstring
+    for its cost. ``RECKON_AUDIT=1`` in the environment does the same at the first computation.
+    """
+    global _audit_wanted
+    _audit_wanted = True
+    _install()
+
+
 def start() -> tuple[Watch, contextvars.Token[Watch | None]]:
     """Watch the current thread/task until :func:`stop` (nested watches stack)."""
-    if not _installed:
+    if _audit_wanted and not _installed:
         _install()
     watch = Watch()
     return watch, _current.set(watch)
