@@ -224,3 +224,31 @@ def test_clear_stale_cascades_to_old_code_versions(
     assert group.usage()["store"]["entries"] == 1
     assert [r.args for r in group.index.entries("stale.f")] == ["1"]
     assert v2.clear(stale=True) == 0
+
+
+def test_fresh_process_hits_on_indexed_keys_skip_the_orphan_check(
+    cache_dir: Path, run_py: Any
+) -> None:
+    """The index lists a function's keys when it is first called, so a fresh process's hits on
+    them cost no background index lookup (an unlisted key still gets one: see the orphan test)."""
+    code = f"""
+        from reckon import memoize
+        from reckon.memo.index import MemoIndex
+        checks = []
+        original = MemoIndex.check_soon
+        def counting(self, key, *a, **k):
+            checks.append(key)
+            return original(self, key, *a, **k)
+        MemoIndex.check_soon = counting
+        @memoize(store={str(cache_dir)!r}, name="known.f")
+        def f(x):
+            print("RAN", x)
+            return x
+        for x in (1, 2, 3):
+            f(x)
+        print("CHECKS", len(checks))
+    """
+    first = run_py(code).stdout
+    assert "RAN 3" in first and "CHECKS 3" in first  # misses check for corrupt entries
+    again = run_py(code).stdout
+    assert "RAN" not in again and "CHECKS 0" in again

@@ -335,25 +335,24 @@ class MemoIndex:
 
         With ``keys``, also add to it the indexed keys of this function and fingerprint (the only
         entries a call can hit), when there are at most :data:`KNOWN_KEYS_LIMIT` of them: a hit
-        on one of those needs no orphan check. Same transaction, so a fresh process pays one
-        round trip for both.
+        on one of those needs no orphan check. The keys are read before the write transaction,
+        so other processes' writers never wait for that read.
         """
         with self._lock:
             try:
                 conn = self._connect()
+                if keys is not None:
+                    found = conn.execute(
+                        "SELECT key FROM entries WHERE function = ? AND fingerprint = ? LIMIT ?",
+                        (function, fingerprint, KNOWN_KEYS_LIMIT + 1),
+                    ).fetchall()
+                    if len(found) <= KNOWN_KEYS_LIMIT:
+                        keys.update(r[0] for r in found)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     row = conn.execute(
                         "SELECT fingerprint FROM functions WHERE name = ?", (function,)
                     ).fetchone()
-                    if keys is not None:
-                        found = conn.execute(
-                            "SELECT key FROM entries WHERE function = ? AND fingerprint = ? "
-                            "LIMIT ?",
-                            (function, fingerprint, KNOWN_KEYS_LIMIT + 1),
-                        ).fetchall()
-                        if len(found) <= KNOWN_KEYS_LIMIT:
-                            keys.update(r[0] for r in found)
                     conn.execute(
                         "INSERT OR REPLACE INTO functions VALUES (?, ?, ?)",
                         (function, fingerprint, time.time()),
