@@ -399,3 +399,42 @@ def test_an_array_reaches_the_store_as_pieces_not_copied(store_dir: Path) -> Non
     with Engine(store=LocalStore(store_dir)) as engine:
         back = engine.get(RequestId("pieces"), FULL, lambda: pytest.fail("from the store"))
     assert np.array_equal(back, array)
+
+
+def test_store_hits_without_observers_read_back_as_full_records() -> None:
+    """Without observers a store hit is kept compactly; every query still sees a whole
+    TaskRecord (the same object each time), in order, bounded, with its parent."""
+    from reckon.core import Introspector, TaskRecord, TaskState
+
+    store = RecordingStore()
+    writer = Engine(store=store)
+    for i in range(6):
+        writer.get(RequestId("lazy", i), FULL, lambda i=i: {"i": i})
+    engine = Engine(store=store, introspector=Introspector(history=5))
+
+    def outer() -> int:
+        return sum(
+            engine.get(RequestId("lazy", i), FULL, lambda: pytest.fail("store"), title=f"l{i}")["i"]
+            for i in range(6)
+        )
+
+    assert engine.get(RequestId("sum"), MEMORY, outer, title="sum") == 15
+    history = engine.introspector.history()
+    assert all(type(r) is TaskRecord for r in history)
+    assert [r.title for r in history] == ["l2", "l3", "l4", "l5", "sum"]  # bounded, in order
+    assert engine.introspector.history()[0] is history[0]
+    (total,) = engine.introspector.tasks(title="sum")
+    loads = engine.introspector.children(total.task_id)
+    assert [r.title for r in loads] == ["l2", "l3", "l4", "l5"]
+    for r in loads:
+        assert r.state is TaskState.DONE and r.outcome is Outcome.STORE_HIT and r.level is FULL
+        assert list(r.times) == [TaskState.PENDING, TaskState.LOADING, TaskState.DONE]
+        assert r.size is not None and r.size > 0 and r.engine == "default"
+        assert engine.introspector.task(r.task_id) is r
+        assert r.to_dict()["times"].keys() == {"pending", "loading", "done"}
+    assert len(engine.introspector.tasks(state=TaskState.DONE)) == 5
+    assert sorted(r.task_id for r in loads) == [r.task_id for r in history[:4]]
+    engine.get(RequestId("lazy", 0), FULL, lambda: 0)  # a memory hit now: no record
+    engine.evict(RequestId("lazy", 1))
+    engine.introspector.clear_history()
+    assert engine.introspector.history() == []
