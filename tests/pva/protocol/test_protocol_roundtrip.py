@@ -83,6 +83,9 @@ def test_partial_round_trip(data: st.DataObject, be: bool) -> None:
     changed = BitSet(bits)
     raw = encode_partial(t, new, changed, big_endian=be)
     got_changed, merged = decode_partial(t, raw, big_endian=be, base=base)
+    # a mask seen for the first time is walked, afterwards it is compiled: both must agree
+    again_changed, again = decode_partial(t, raw, big_endian=be, base=base)
+    assert again_changed == got_changed and values_equal(again, merged)
     # what travels: bit 0 alone, or the bits without those below a whole-structure bit
     expected = _apply(t, base, new, changed.mask)
     assert values_equal(merged, expected)

@@ -216,6 +216,7 @@ _ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
 _PENC: OrderedDict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = OrderedDict()
 _PDEC: OrderedDict[tuple[FieldDesc, bool, int], PartialDecoder] = OrderedDict()
+_PSEEN: OrderedDict[tuple[FieldDesc, bool, int], int] = OrderedDict()
 
 
 def encoder(t: FieldDesc, be: bool) -> Encoder:
@@ -251,14 +252,41 @@ def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
 
 
 def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
+    """Compiled decoder for a mask seen before; the first time a mask arrives it is decoded
+    by walking the type, so a peer cycling through masks cannot make us compile for each
+    message (compiling costs far more than one walk)."""
     key = (t, be, mask)
     f = _PDEC.get(key)
     if f is None:
+        seen = _PSEEN.get(key, 0) + 1
+        if seen < 2:
+            _PSEEN[key] = seen
+            if len(_PSEEN) > _CACHE_LIMIT:
+                _PSEEN.popitem(last=False)
+
+            def walk(data: bytes, pos: int, c: Codec, base: Any) -> tuple[Any, int]:
+                return _walk_partial(t, be, mask, 0, data, pos, c, base)
+
+            return walk
+        _PSEEN.pop(key, None)
         f = _gen_struct_decoder(t, be, mask)
         _PDEC[key] = f
         if len(_PDEC) > _CACHE_LIMIT:
             _PDEC.popitem(last=False)
     return f
+
+
+def _walk_partial(
+    t: Structure, be: bool, mask: int, base_off: int, data: bytes, pos: int, c: Codec, base: Any
+) -> tuple[Any, int]:
+    out = dict(base)
+    for name, ft, off, how in _selected(t, base_off, mask):
+        if how == "all":
+            out[name], pos = decoder(ft, be)(data, pos, c)
+        else:
+            assert isinstance(ft, Structure)
+            out[name], pos = _walk_partial(ft, be, mask, off, data, pos, c, base[name])
+    return out, pos
 
 
 # ------------------------------------------------------------------ non-structure codecs
