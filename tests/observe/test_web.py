@@ -99,7 +99,13 @@ async def test_page_shows_a_new_computation_within_a_second(
     await asyncio.to_thread(job.release)
     assert type(job.error).__name__ == "ComputationCancelledError"
 
-    # Filter by title.
+    # Filter by state, then by title.
+    await page.select_option("#state-filter", "cancelled")
+    await page.wait_for_function(
+        "document.querySelectorAll('#tasks tbody tr').length === 1", timeout=10_000
+    )
+    assert "browser probe" in (await page.text_content("#tasks tbody") or "")
+    await page.select_option("#state-filter", "")
     await page.fill("#filter", "warm-up 3")
     await page.wait_for_function(
         "document.querySelectorAll('#tasks tbody tr').length === 1", timeout=10_000
