@@ -418,7 +418,10 @@ def measure(client: str) -> dict[str, dict[str, float]]:
     base = {srv: 0 for srv in envs}
     order = ["reckon", "p4p"]
     try:
+        only = os.environ.get("PVA_BENCH_ONLY", "").split(",")
         for task in ("connect", "get", "put", "rpc"):
+            if only != [""] and task not in only:
+                continue
             for r in range(ROUNDS):
                 for srv in order if r % 2 == 0 else order[::-1]:
                     pid = servers[srv].proc.pid
@@ -437,6 +440,8 @@ def measure(client: str) -> dict[str, dict[str, float]]:
             ("monitor", "bench:burst1", None),
             ("pipeline", "bench:burst2", PIPELINE_REQUEST),
         ):
+            if only != [""] and task not in only:
+                continue
             for r in range(2):
                 for srv in order if r % 2 == 0 else order[::-1]:
                     final = base[srv] + N_BURST

@@ -104,6 +104,8 @@ AccessHook = Callable[[Peer, str, str], bool]
 
 _ALL = 1  # bit 0: the whole structure
 DEFAULT_QUEUE_SIZE = 4
+#: monitor updates posted within this many seconds of the last write share the next write
+COALESCE = 0.0001
 
 
 def request_mask(t: Structure, pv_request: VariantValue | None) -> int:
@@ -273,8 +275,8 @@ class _ServerProtocol(asyncio.Protocol):
         self.monitors: dict[int, _Monitor] = {}
         self._dirty: dict[int, _Monitor] = {}
         self._busy = False
-        self._recent = False
-        self._flush_scheduled = False
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._last_write = 0.0
         self.last_rx = server.loop.time()
         self._write_paused = False
         self._closed = False
@@ -308,6 +310,9 @@ class _ServerProtocol(asyncio.Protocol):
         self.ops.clear()
         self.channels.clear()
         self._dirty.clear()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -317,7 +322,7 @@ class _ServerProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._process()
-        if self._dirty:
+        if self._dirty or self._out:
             self._flush()
         if self.transport is not None and not self._write_paused and not self._closed:
             self.transport.resume_reading()
@@ -385,6 +390,7 @@ class _ServerProtocol(asyncio.Protocol):
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._pending = 0
+        self._last_write = self.loop.time()
         self.transport.write(data)
 
     def send_later(self, ev: Event) -> None:
@@ -403,31 +409,30 @@ class _ServerProtocol(asyncio.Protocol):
     def want_flush(self, mon: _Monitor) -> None:
         """A monitor has something to send.
 
-        The first update of an event-loop iteration leaves at once (lowest latency); later ones
-        in the same iteration are batched into one write at the start of the next, so a burst
-        costs one syscall per iteration, not per post. Updates queue, and coalesce, only while
-        the transport is paused or the pipeline window is closed. Inside request processing
-        they go out with the replies when the batch ends.
+        An update after a quiet spell leaves at once (lowest latency). Updates within
+        ``COALESCE`` seconds of the last write are encoded at once (so the queue stays drained
+        and nothing is squashed while the client keeps up) and written together when the
+        window ends: a burst costs one syscall per window, not per post, and the client reads
+        many updates per wakeup. Updates queue, and coalesce, only while the transport is paused
+        or the pipeline window is closed. Inside request processing they go out with the
+        replies when the batch ends.
         """
         self._dirty[mon.ioid] = mon
-        if self._write_paused or self._busy or self._closed or self._flush_scheduled:
+        if self._write_paused or self._busy or self._closed:
             return
-        if self._recent:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._deferred_flush)
+        if self._write_timer is None and self.loop.time() - self._last_write >= COALESCE:
+            self._flush()
             return
-        self._recent = True
-        self.loop.call_soon(self._clear_recent)
+        self._take()
+        if self._write_timer is None and self._out:
+            self._write_timer = self.loop.call_at(self._last_write + COALESCE, self._timed_write)
+
+    def _timed_write(self) -> None:
+        self._write_timer = None
         self._flush()
 
-    def _clear_recent(self) -> None:
-        self._recent = False
-
-    def _deferred_flush(self) -> None:
-        self._flush_scheduled = False
-        self._flush()
-
-    def _flush(self) -> None:
+    def _take(self) -> None:
+        """Encode what the dirty monitors may send into the pending output."""
         if self._closed or self._write_paused:
             return
         dirty = self._dirty
@@ -437,17 +442,29 @@ class _ServerProtocol(asyncio.Protocol):
             if not mon.closed or mon.finished:
                 mon.take(events)
         if not events:
-            if self._out:
-                self._write()
             return
         send = self.conn.send
         out = self._out
+        n = self._pending
         for ev in events:
             try:
-                out.append(send(ev))
+                data = send(ev)
             except ProtocolError as exc:  # the client destroyed it meanwhile
                 log.debug("pva server: monitor update dropped: %s", exc)
-        self._write()
+                continue
+            out.append(data)
+            n += len(data)
+        self._pending = n
+        if n > 65536:
+            self._write()
+
+    def _flush(self) -> None:
+        if self._closed:
+            return
+        if not self._write_paused:
+            self._take()
+        if self._out:
+            self._write()
 
     # ------------------------------------------------------------------ dispatch
     def _handle(self, ev: Event) -> None:
