@@ -52,6 +52,8 @@ def test_value_round_trip(data: st.DataObject, be: bool, numpy: bool) -> None:
     raw = encode_value(t, v, big_endian=be)
     back = decode_value(t, raw, big_endian=be, use_numpy=numpy)
     assert values_equal(back, v)
+    # a structure is walked the first time it is seen and compiled the second time
+    assert values_equal(decode_value(t, raw, big_endian=be, use_numpy=numpy), v)
 
 
 def _apply(t: Structure, base: dict[str, Any], value: dict[str, Any], mask: int) -> dict[str, Any]:

@@ -216,6 +216,7 @@ _ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
 _PENC: OrderedDict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = OrderedDict()
 _PDEC: OrderedDict[tuple[FieldDesc, bool, int], PartialDecoder] = OrderedDict()
+_TSEEN: OrderedDict[tuple[FieldDesc, bool], None] = OrderedDict()
 _PSEEN: OrderedDict[tuple[FieldDesc, bool, int], int] = OrderedDict()
 
 
@@ -230,13 +231,47 @@ def encoder(t: FieldDesc, be: bool) -> Encoder:
 
 
 def decoder(t: FieldDesc, be: bool) -> Decoder:
+    """The decoder of a type. A structure seen for the first time is walked field by field;
+    it is compiled when it comes back, so types that arrive once (inside variants of a
+    hostile peer, say) cost a walk, not a compile."""
     key = (t, be)
     f = _DEC.get(key)
     if f is None:
+        if isinstance(t, Structure) and key not in _TSEEN:
+            _TSEEN[key] = None
+            if len(_TSEEN) > _CACHE_LIMIT:
+                _TSEEN.popitem(last=False)
+            return _struct_walker(t, be)
+        _TSEEN.pop(key, None)
         if len(_DEC) >= _CACHE_LIMIT:
             _DEC.clear()
         f = _DEC[key] = _make_decoder(t, be)
     return f
+
+
+def _late(t: FieldDesc, be: bool) -> Decoder:
+    """The compiled decoder if there is one, else one that looks it up at each call (so a
+    structure inside an array or union gets compiled once it has been seen twice)."""
+    f = _DEC.get((t, be))
+    if f is not None:
+        return f
+
+    def late(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+        return decoder(t, be)(data, pos, c)
+
+    return late
+
+
+def _struct_walker(t: Structure, be: bool) -> Decoder:
+    fields = [(name, decoder(ft, be)) for name, ft in t.fields]
+
+    def walk(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+        out: dict[str, Any] = {}
+        for name, dec in fields:
+            out[name], pos = dec(data, pos, c)
+        return out, pos
+
+    return walk
 
 
 def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
@@ -481,7 +516,7 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
     if isinstance(t, Variant):
         return _dec_variant
     if isinstance(t, StructureArray):
-        el = decoder(t.element, be)
+        el = _late(t.element, be)
 
         def dec_sa(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
             n, pos = read_size(data, pos, be)
@@ -562,7 +597,7 @@ def _dec_variant(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
 
 
 def _union_decoder(t: Union, be: bool) -> Decoder:
-    members = [(name, decoder(ft, be)) for name, ft in t.fields]
+    members = [(name, _late(ft, be)) for name, ft in t.fields]
     count = len(members)
 
     def dec_union(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
