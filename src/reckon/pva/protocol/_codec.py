@@ -8,6 +8,10 @@ a monitor usually posts the same set of fields again and again.
 
 Decoders check every count against the bytes left before allocating, and track the nesting of
 variant values (whose types come from the wire) against ``max_depth``.
+
+Compiling is worth it only for types that come back: a structure (or a partial-update mask)
+seen for the first time is decoded by walking it, and compiled when it is seen again, so a
+peer sending a new type or mask with every message costs walks, never a compile each.
 """
 
 from __future__ import annotations
