@@ -170,3 +170,25 @@ async def test_async_bodies_are_watched(cache_dir: Path) -> None:
 
     with pytest.warns(ImpurityWarning, match="changes its arguments in place"):
         assert await grow([1]) == 2
+
+
+def test_a_ttl_bucket_moving_during_the_call_is_not_a_mutation(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from reckon import TTL
+
+    now = [1000.0]
+    monkeypatch.setattr(
+        sys.modules["reckon.memo.helpers"], "time", types.SimpleNamespace(time=lambda: now[0])
+    )
+
+    @memoize(store=cache_dir)
+    def fetch(items: list[int], fresh: TTL) -> int:
+        now[0] += 60  # the call spans a bucket boundary
+        return len(items)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fetch([1, 2], TTL(30)) == 2

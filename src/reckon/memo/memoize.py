@@ -55,7 +55,7 @@ from reckon.memo.group import (
     store_path,
 )
 from reckon.memo.hashing import hash_value
-from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
+from reckon.memo.helpers import TTL, FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
 from reckon.memo.report import FunctionStats, format_report, human_bytes, human_duration
@@ -825,7 +825,12 @@ class Memoized(Generic[P, R]):
     ) -> None:
         """One ImpurityWarning if the body did something a hit will not do again."""
         found = seen.side_effects(_declared_paths(args, kwargs, value))
-        if self._key is None and (kwargs or not _PLAIN.issuperset(map(type, args))):
+        values = (*args, *kwargs.values())
+        if (
+            self._key is None
+            and not _PLAIN.issuperset(map(type, values))
+            and not any(type(v) is TTL for v in values)  # a TTL's key moves with the clock
+        ):
             try:
                 again = self._args_digest(args, kwargs)
             except Exception:  # an argument that broke while running: nothing to compare
