@@ -72,6 +72,18 @@ def epics_env() -> dict[str, str]:
     return env
 
 
+def _run(coro: Any) -> None:
+    """asyncio.run, on uvloop's loop when PVA_BENCH_UVLOOP=1 (reckon's children only)."""
+    import asyncio
+
+    if os.environ.get("PVA_BENCH_UVLOOP"):
+        import uvloop
+
+        uvloop.run(coro)
+    else:
+        asyncio.run(coro)
+
+
 # ---------------------------------------------------------------------------------------------
 # servers (child processes)
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +191,7 @@ def serve_reckon() -> None:
                 print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
         await server.stop()
 
-    asyncio.run(main())
+    _run(main())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +336,7 @@ def client_reckon() -> None:
                                 break
                     print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
 
-    asyncio.run(main())
+    _run(main())
 
 
 # ---------------------------------------------------------------------------------------------

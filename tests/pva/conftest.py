@@ -255,3 +255,12 @@ def reckon_server(pva_env: dict[str, str]) -> Iterator[Any]:
     yield start
     for st in started:
         st.stop()
+
+
+if os.environ.get("RECKON_PVA_UVLOOP"):
+    # RECKON_PVA_UVLOOP=1 runs the same tests on uvloop's event loop (the server and client must
+    # be correct on both; the default run uses asyncio's own loop)
+    import uvloop
+
+    def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+        return {"uvloop": uvloop.new_event_loop}
