@@ -9,9 +9,23 @@ dependencies are imported only by code that uses that layer.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if os.environ.get("RECKON_OBSERVE", "").strip():
+    # Serve the first engine this process creates (memoize's, the default one, or the program's
+    # own) on the address in $RECKON_OBSERVE. The core knows nothing of observe: it only calls
+    # the hook; observe is imported when the first engine exists, not before.
+    def _observe_first_engine(engine: Engine) -> None:
+        from reckon.observe import autostart
+
+        autostart(engine)
+
+    from reckon.core.engine import on_engine_created as _on_engine_created
+
+    _on_engine_created(_observe_first_engine)
 
 if TYPE_CHECKING:
     from reckon.core import CachingLevel, Engine, LocalStore, RequestId

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from reckon.core.codec import Codec, PickleCodec, estimate_size
 from reckon.core.defaults import default_engine, set_default_engine
-from reckon.core.engine import Engine, current_task_id
+from reckon.core.engine import Engine, current_task_id, on_engine_created
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel
 from reckon.core.memory import MemoryTier
@@ -44,5 +44,6 @@ __all__ = [
     "current_task_id",
     "default_engine",
     "estimate_size",
+    "on_engine_created",
     "set_default_engine",
 ]

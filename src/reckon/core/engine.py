@@ -56,7 +56,7 @@ from reckon.errors import (
     InvalidRequestIdError,
 )
 
-__all__ = ["Engine", "current_task_id"]
+__all__ = ["Engine", "current_task_id", "on_engine_created"]
 
 T = TypeVar("T")
 log = logging.getLogger("reckon.core")
@@ -133,6 +133,26 @@ def current_task_id() -> int | None:
     return None if flight is None else flight.task_id
 
 
+_CREATED_HOOKS: list[Callable[[Engine], None]] = []
+
+
+def on_engine_created(hook: Callable[[Engine], None]) -> Callable[[], None]:
+    """Call ``hook(engine)`` for every Engine created from now on; returns a function removing it.
+
+    This is how layers above the core learn of engines without the core importing them: the
+    package root registers ``reckon.observe.autostart`` here when ``$RECKON_OBSERVE`` is set, so
+    a plain program that memoizes is served live. Hooks run in the creating thread, after the
+    engine is complete; an exception in a hook is logged, never raised.
+    """
+    _CREATED_HOOKS.append(hook)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _CREATED_HOOKS.remove(hook)
+
+    return remove
+
+
 class _GuardedLease:
     """A store lease whose failures degrade to "compute anyway" instead of failing the request."""
 
@@ -202,6 +222,11 @@ class Engine:
             Outcome.CANCELLED: bump("cancelled"),
         }
         self._count_store_hit = self._count_end[Outcome.STORE_HIT]
+        for hook in tuple(_CREATED_HOOKS):
+            try:
+                hook(self)
+            except Exception:  # a watcher that fails must not take the engine down with it
+                log.exception("an on_engine_created hook failed for engine %r", name)
 
     def __repr__(self) -> str:
         return f"Engine(name={self.name!r}, store={self.store!r}, memory={len(self.memory)})"
