@@ -352,7 +352,7 @@ def test_failed_validation_and_channel_creation(make_pair: Any) -> None:
 def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
     from reckon.pva.protocol import PreparedUpdate
 
-    pairs = [make_pair(), make_pair(), make_pair(big_endian=True)]
+    pairs = [make_pair(), make_pair(), make_pair(big_endian=True), make_pair(segment_size=16)]
     for p in pairs:
         p.channel(1, "x", 2)
         p.c2s(MonitorInit(2, 5))
@@ -362,6 +362,7 @@ def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
     upd = PreparedUpdate(NT.type, v, BitSet([1]))
     outs = [p.server.send_update(5, upd) for p in pairs]
     assert outs[0] == outs[1] == pairs[0].server.send(MonitorUpdate(5, v, BitSet([1])))
+    assert len(outs[3]) > len(outs[0])  # split into segments, reassembled by the client
     for p, out in zip(pairs, outs, strict=True):
         p.client.receive_data(out)
         [u] = list(p.client.events())

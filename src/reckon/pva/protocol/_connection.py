@@ -885,13 +885,22 @@ class ServerConnection(_Connection):
         if req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"send_update: ioid {ioid} has another type")
         be = self.big_endian
-        payload = bytearray(_U32[be].pack(ioid))
-        payload.append(0)
-        payload += update.partial(be)
-        payload += overrun.encode(be) if overrun.mask else b"\x00"
-        data = self._frame(_MONITOR, bytes(payload))
-        self.bytes_sent += len(data)
-        return data
+        body = update.partial(be)
+        if self.segment_size:
+            payload = _U32[be].pack(ioid) + b"\x00" + body
+            payload += overrun.encode(be) if overrun.mask else b"\x00"
+            data = self._frame(_MONITOR, payload)
+            self.bytes_sent += len(data)
+            return data
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ioid)
+        out.append(0)
+        out += body
+        out += overrun.encode(be) if overrun.mask else b"\x00"
+        flags = _FROM_SERVER | (_BIG if be else 0)
+        _HDR[be].pack_into(out, 0, 0xCA, 2, flags, _MONITOR, len(out) - HEADER_SIZE)
+        self.bytes_sent += len(out)
+        return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
 
 
 class ClientConnection(_Connection):
