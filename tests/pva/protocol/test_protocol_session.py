@@ -352,7 +352,7 @@ def test_failed_validation_and_channel_creation(make_pair: Any) -> None:
 def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
     from reckon.pva.protocol import PreparedUpdate
 
-    pairs = [make_pair(), make_pair(), make_pair(big_endian=True), make_pair(segment_size=16)]
+    pairs = [make_pair(), make_pair(), make_pair(big_endian=True), make_pair(segment_size=8)]
     for p in pairs:
         p.channel(1, "x", 2)
         p.c2s(MonitorInit(2, 5))
