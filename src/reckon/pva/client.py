@@ -155,9 +155,13 @@ class _Op:
         return await w
 
 
-class _ClientProtocol(asyncio.Protocol):
+class _ClientProtocol(asyncio.BufferedProtocol):
+    """One server connection; reads into the client's one receive buffer (``recv_into``: no
+    256 KiB allocation per read, as a plain Protocol's transport makes)."""
+
     def __init__(self, client: Client, address: Address, name_server: bool = False) -> None:
         self.client = client
+        self._rxbuf = client._rxbuf
         self.address = address
         self.name_server = name_server
         self.loop = client.loop
@@ -190,7 +194,14 @@ class _ClientProtocol(asyncio.Protocol):
                 self.send(Echo(b""))
         self._schedule_echo()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._rxbuf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # receive_data copies the bytes out (the buffer is reused by the next read)
+        self.data_received(self._rxbuf[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         conn = self.conn
         try:
             conn.receive_data(data)
@@ -505,6 +516,9 @@ class Client:
         self._conns: dict[Address, asyncio.Future[_ClientProtocol]] = {}
         self._name_conns: dict[Address, asyncio.Future[_ClientProtocol]] = {}
         self._cids = itertools.count(1)
+        # every connection of this client reads into this buffer (one event loop; each read is
+        # copied into its connection's framer before the next)
+        self._rxbuf = memoryview(bytearray(256 * 1024))
         self._ioids = itertools.count(1)
         self._seq = itertools.count(1)
         self._udp: SearchClient | None = None
