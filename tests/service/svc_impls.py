@@ -139,3 +139,24 @@ class BrokenCatalog(CatalogService):
     async def ready(self) -> None:
         await super().ready()
         raise RuntimeError("the record player is on fire")
+
+
+class DeadlineCatalog(CatalogService):
+    """Sleep records the deadline it was given (seconds left on arrival) before sleeping."""
+
+    remaining: list[float | None] = []
+
+    async def Sleep(self, request: pb.SleepRequest, ctx: CallContext) -> pb.Empty:
+        DeadlineCatalog.remaining.append(ctx.time_remaining())
+        return await super().Sleep(request, ctx)
+
+
+class SleepyRecommender(Service):
+    """Calls Catalog.Sleep with no timeout of its own: only the caller's deadline bounds it."""
+
+    definition = Recommender
+    requires = (Catalog,)
+
+    async def Recommend(self, request: pb.Key, ctx: CallContext) -> pb.Item:
+        await ctx.locate(Catalog).Sleep(pb.SleepRequest(seconds=30))
+        return pb.Item(id=request.id)

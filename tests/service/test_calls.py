@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from rtest_gen import rtest_pb2 as pb
-from rtest_gen.rtest_reckon import Catalog, Stock
+from rtest_gen.rtest_reckon import Catalog, Recommender, Stock
 from svc_helpers import make_deployment, two_services
 
 from reckon.errors import (
@@ -226,3 +226,76 @@ async def test_call_limit_cancels_an_in_process_call(tmp_path: Path) -> None:
         assert info.value.code == "CANCELLED" and "call limit" in str(info.value)
         # The unit keeps serving.
         assert (await unit.locate(Catalog).Get(pb.Key(id="a"))).count == 3
+
+
+CONNECT_ERRORS = [
+    # (method, JSON body, extra headers, HTTP status, Connect error code, reckon error code)
+    ("Sleep", {"seconds": 30}, {"Connect-Timeout-Ms": "300"}, 504, "deadline_exceeded", None),
+    ("Fail", {"code": "FAILED_PRECONDITION", "message": "nope"}, {}, 400, "failed_precondition",
+     "FAILED_PRECONDITION"),
+    ("Fail", {"code": "PERMISSION_DENIED", "message": "no"}, {}, 403, "permission_denied",
+     "PERMISSION_DENIED"),
+    ("Fail", {"code": "crash", "message": "boom"}, {}, 500, "unknown", "UNKNOWN"),
+    ("Get", {"id": 5}, {}, 400, "invalid_argument", None),
+    ("Get", {"id": "a"}, {"Authorization": "Basic !!!"}, 401, "unauthenticated", None),
+]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_connect_errors_reach_curl_as_connect_error_json(tmp_path: Path) -> None:
+    """Every failure a plain HTTP client can cause comes back as Connect's error JSON
+    (``{"code": ..., "message": ...}``) with the HTTP status the Connect protocol assigns; a
+    deadline given as ``Connect-Timeout-Ms`` cancels the handler."""
+    from svc_impls import CatalogService
+
+    CatalogService.cancelled.clear()
+    dep = make_deployment(two_services("inprocess", connect=True), tmp_path=tmp_path)
+    dep["auth"] = {"users": {"alice": "wonderland"}}
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        base = unit.addresses["catalog"].connect
+        for method, body, headers, status, code, reckon_code in CONNECT_ERRORS:
+            got = await asyncio.to_thread(_curl, f"{base}/rtest.Catalog/{method}", body, headers)
+            assert got[0] == status and got[1]["code"] == code, (method, body, got)
+            assert isinstance(got[1]["message"], str) and got[1]["message"]
+            if reckon_code is not None:  # the same failure through reckon's Connect client
+                with pytest.raises(ServiceCallError) as info:
+                    await unit.locate(Catalog, transport="connect").Fail(pb.Failure(**body))
+                assert info.value.code == reckon_code
+        # The Sleep handler behind the 504 was cancelled by the deadline, not left running.
+        for _ in range(200):
+            if CatalogService.cancelled:
+                break
+            await asyncio.sleep(0.05)
+        assert CatalogService.cancelled == ["30.0"]
+        # Unknown routes are plain 404s (the Connect protocol's answer for a missing procedure).
+        assert (await asyncio.to_thread(_curl, f"{base}/rtest.Catalog/Nope", {}, {}))[0] == 404
+
+
+@pytest.mark.parametrize("transport", ["grpc", "connect"])
+async def test_a_deadline_follows_the_call_across_two_wires(transport: str, tmp_path: Path) -> None:
+    """test -> recommender (child process, over ``transport``) -> catalog (back in this process,
+    over gRPC): the caller's deadline reaches catalog's handler, which is cancelled by it."""
+    from svc_impls import CatalogService, DeadlineCatalog
+
+    DeadlineCatalog.remaining.clear()
+    CatalogService.cancelled.clear()
+    services = two_services("inprocess", implementation="svc_impls:DeadlineCatalog")
+    services["recs"] = {
+        "definition": "rtest_gen.rtest_reckon:Recommender",
+        "implementation": "svc_impls:SleepyRecommender",
+        "placement": "process",
+        "requires": ["catalog"],
+        "connect": True,
+    }
+    dep = Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))
+    async with Unit(dep) as unit:
+        recs = unit.locate(Recommender, transport=transport)
+        with pytest.raises(DeadlineExceededError):
+            await recs.Recommend(pb.Key(id="a"), timeout=4.0)
+        for _ in range(200):
+            if CatalogService.cancelled:
+                break
+            await asyncio.sleep(0.05)
+    [left] = DeadlineCatalog.remaining
+    assert left is not None and 0 < left <= 4.0  # without propagation it would be None
+    assert CatalogService.cancelled == ["30.0"]  # and the nested handler did not sleep on

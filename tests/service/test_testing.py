@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from rtest_gen import rtest_pb2 as pb
@@ -136,3 +138,46 @@ def test_a_command_service_must_be_mocked() -> None:
         return (await unit.locate(Recommender).Recommend(pb.Key(id="z"))).title
 
     assert h.run(scenario) == "mocked"
+
+
+def test_the_trace_would_change_if_scheduling_were_not_deterministic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 20-run test can fail: the same scenario on a loop that runs each turn's ready
+    callbacks in a shuffled order (what real I/O and threads do to a program) gives traces that
+    differ from the deterministic one and from each other."""
+    import random
+
+    from reckon.testing import VirtualTimeLoop, _harness
+
+    class ShuffledLoop(VirtualTimeLoop):
+        def __init__(self, seed: int) -> None:
+            super().__init__()
+            self._shuffle = random.Random(seed)
+
+        def _run_once(self) -> None:
+            ready = list(self._ready)  # type: ignore[attr-defined]
+            self._shuffle.shuffle(ready)
+            self._ready.clear()  # type: ignore[attr-defined]
+            self._ready.extend(ready)  # type: ignore[attr-defined]
+            super()._run_once()  # type: ignore[misc]
+
+    def shuffled(seed: int) -> Callable[..., Any]:
+        def run(coro: Any, *, start: float = 0.0) -> Any:
+            loop = ShuffledLoop(seed)
+            asyncio.set_event_loop(loop)
+            try:
+                return loop.run_until_complete(coro)
+            finally:
+                asyncio.set_event_loop(None)
+                loop.close()
+
+        return run
+
+    deterministic, _, _ = run_once()
+    traces = []
+    for seed in range(3):
+        monkeypatch.setattr(_harness, "run_virtual", shuffled(seed))
+        traces.append(run_once()[0])
+    assert deterministic not in traces
+    assert len(set(traces)) == 3

@@ -171,3 +171,126 @@ def _urllib(*args: str) -> str:
     req = urllib.request.Request(args[-1], data=opts["-d"].encode(), headers=headers)
     with urllib.request.urlopen(req, timeout=30) as resp:
         return resp.read().decode()
+
+
+def _readme_blocks() -> list[tuple[str, str]]:
+    import re
+
+    text = (VINYL / "README.md").read_text()
+    return re.findall(r"```(\w*)\n(.*?)```", text, re.S)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[str], limit: float = 60.0) -> None:
+    import socket
+    import time
+
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) -> None:
+    """Every shell command of examples/vinyl/README.md, run as written in a copy of the example
+    (the generated package and docs removed first, so `reckon svc gen` / `svc docs` rebuild
+    them). The one exception is `npm install`, replaced by a link to the test's node_modules."""
+    import time
+
+    work = tmp_path / "vinyl"
+    shutil.copytree(
+        VINYL,
+        work,
+        ignore=shutil.ignore_patterns("node_modules", "__pycache__", ".vinyl-data", "vinyl_api"),
+    )
+    (work / "docs" / "api.md").unlink()
+    (work / "recommendations" / "node_modules").symlink_to(node_modules)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("NODE_PATH", None)
+    blocks = _readme_blocks()
+    commands = [
+        line
+        for lang, body in blocks
+        if lang == "sh"
+        for line in body.replace("\\\n", " ").splitlines()
+        if line.strip()
+    ]
+    expected = next(body for lang, body in blocks if lang == "" and "anonymous buy" in body)
+    assert expected.splitlines() == EXPECTED
+
+    def sh(cmd: str) -> str:
+        out = subprocess.run(
+            ["bash", "-c", cmd], cwd=work, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, (cmd, out.stdout, out.stderr)
+        return out.stdout
+
+    server: subprocess.Popen[str] | None = None
+    pages: list[dict[str, object]] = []
+    try:
+        for cmd in commands:
+            if "npm install" in cmd:
+                continue
+            if cmd.startswith("reckon svc run"):
+                server = subprocess.Popen(
+                    ["bash", "-c", f"exec {cmd}"],
+                    cwd=work,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    start_new_session=True,
+                )
+                _wait_port(8750, server)
+                continue
+            out = sh(cmd)
+            if cmd.startswith("python shop.py"):
+                assert out.splitlines()[-len(EXPECTED) :] == EXPECTED, out
+            if cmd.startswith("reckon svc check"):
+                assert out.splitlines()[-1] == "wave 3: storefront (process)"
+            if cmd.startswith("curl"):
+                pages.append(json.loads(out))
+        assert (work / "docs" / "api.md").read_text() == (VINYL / "docs" / "api.md").read_text()
+        assert [p.get("copiesInStock", p.get("customer")) for p in pages] == [2, "alice"]
+        # "Kill the Node.js process with kill -9: the runtime restarts it on the same port."
+        assert server is not None
+        node = subprocess.run(
+            ["pgrep", "-s", str(server.pid), "-f", "recommendations/server.js"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(node) == 1
+        os.kill(int(node[0]), signal.SIGKILL)
+        for _ in range(300):
+            again = subprocess.run(
+                ["pgrep", "-s", str(server.pid), "-f", "recommendations/server.js"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if again and again != node:
+                break
+            time.sleep(0.1)
+        assert again and again != node
+        for _ in range(300):  # the RecordPage curl, once the new process is up
+            page = json.loads(sh(commands[-2]))
+            if "recommended" in page:
+                break
+            assert "code" in page, page  # a Connect error only while node restarts
+            time.sleep(0.1)
+        assert [r["title"] for r in page["recommended"]] == ["Blue Train", "A Love Supreme"]
+        # "Ctrl-C (or SIGTERM) stops every process cleanly."
+        server.send_signal(signal.SIGINT)
+        log, _ = server.communicate(timeout=60)
+        assert server.returncode == 0, log
+        assert "restarting" in log and "unit stopped" in log
+        leftover = subprocess.run(["pgrep", "-s", str(server.pid)], capture_output=True)
+        assert leftover.stdout == b""
+    finally:
+        if server is not None and server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
