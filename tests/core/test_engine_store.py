@@ -438,3 +438,47 @@ def test_store_hits_without_observers_read_back_as_full_records() -> None:
     engine.evict(RequestId("lazy", 1))
     engine.introspector.clear_history()
     assert engine.introspector.history() == []
+
+
+def test_a_store_hit_is_sized_by_the_bytes_read_and_other_codecs_by_their_estimate() -> None:
+    """Store hits are sized with their decode (no walk of the value); a codec without
+    ``decode_sized`` is sized by its own estimate, and a codec swapped in later is used."""
+    import pickle
+    import sys
+
+    from reckon.core import PickleCodec
+
+    store = RecordingStore()
+    value = {"i": 1, "payload": "x" * 40}
+    rid = RequestId("sized")
+    Engine(store=store).get(rid, FULL, lambda: value)
+    encoded = PickleCodec().encode(value)
+    engine = Engine(store=store)
+    got = engine.get(rid, FULL, lambda: pytest.fail("from the store"))
+    assert got == value
+    expected = len(encoded) + sys.getsizeof(got)
+    assert engine.memory.size_of(rid.memory_key) == expected
+    (record,) = engine.introspector.history()
+    assert record.outcome is Outcome.STORE_HIT and record.size == expected
+
+    class PlainCodec:
+        """A codec with the three methods of the protocol only."""
+
+        def encode(self, value: object) -> bytes:
+            return pickle.dumps(value)
+
+        def decode(self, data: bytes | memoryview) -> object:
+            return pickle.loads(data)
+
+        def estimate_size(self, value: object) -> int:
+            return 12345
+
+    plain = PlainCodec()
+    Engine(store=store, codec=plain).get(RequestId("plain"), FULL, lambda: [1, 2])
+    other = Engine(store=store, codec=plain)
+    assert other.get(RequestId("plain"), FULL, lambda: pytest.fail("store")) == [1, 2]
+    assert other.memory.size_of(RequestId("plain").memory_key) == 12345
+    swapped = Engine(store=store)
+    swapped.codec = plain  # replaced after construction: store hits decode with it
+    assert swapped.get(RequestId("plain"), FULL, lambda: pytest.fail("store")) == [1, 2]
+    assert swapped.memory.size_of(RequestId("plain").memory_key) == 12345

@@ -121,6 +121,24 @@ def test_from_digest() -> None:
             RequestId.from_digest(bad)  # type: ignore[arg-type]
 
 
+def test_from_digest_keys_follow_the_digest_whatever_its_spelling() -> None:
+    raw = bytes(range(32))
+    ids = [
+        RequestId.from_digest(raw),
+        RequestId.from_digest(raw.hex()),
+        RequestId.from_digest(raw.hex().upper()),
+        RequestId.from_digest(bytearray(raw)),
+        RequestId.from_digest(memoryview(raw)),
+    ]
+    assert all(i == ids[0] and hash(i) == hash(ids[0]) for i in ids)
+    assert {i.disk_key for i in ids} == {raw.hex()}  # lowercase hex, made on first use
+    assert repr(ids[2]) == f"RequestId.from_digest({raw.hex()!r})"
+    # A digest id is not the parts id whose disk key it names, but addresses the same entry.
+    plain = RequestId("x")
+    named = RequestId.from_digest(plain.disk_key)
+    assert named != plain and named.disk_key == plain.disk_key == RequestId("x").disk_key
+
+
 def test_immutable_and_never_copied() -> None:
     rid = RequestId("a")
     with pytest.raises(AttributeError):

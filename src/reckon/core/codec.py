@@ -233,6 +233,27 @@ class PickleCodec:
             raise CodecError(f"cannot decode a stored value: {type(exc).__name__}: {exc}") from exc
         raise CodecError(f"cannot decode a stored value: unknown frame kind {kind}")
 
+    def decode_sized(self, data: bytes | memoryview) -> tuple[object, int]:
+        """The decoded value and its size for the memory tier, in one call (the store-hit path).
+
+        A small plain frame is sized by the bytes just read plus its top object's own size:
+        free, where walking the value with :func:`estimate_size` would cost more than the decode
+        itself. Other frames (compressed, raw, out-of-band buffers) are sized by the estimate,
+        which is exact for their buffers and negligible beside their decode."""
+        if type(data) is bytes and data and data[0] == _PLAIN:
+            try:
+                value = pickle.loads(memoryview(data)[1:])
+            except Exception as exc:
+                raise CodecError(
+                    f"cannot decode a stored value: {type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                return value, len(data) + _getsizeof(value)
+            except TypeError:  # a __sizeof__ that does not answer
+                return value, len(data)
+        value = self.decode(data)
+        return value, estimate_size(value)
+
     def _decode_framed(self, view: memoryview) -> object:
         _, flags, nbuf, stream_len, raw_len = _FRAME_HEAD.unpack_from(view, 0)
         lengths = struct.unpack_from(f"<{nbuf}Q", view, _FRAME_HEAD.size)

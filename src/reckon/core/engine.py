@@ -222,6 +222,12 @@ class Engine:
             Outcome.CANCELLED: bump("cancelled"),
         }
         self._count_store_hit = self._count_end[Outcome.STORE_HIT]
+        # The store-hit path's bound methods and codec entry point (see _load_direct).
+        self._mem_add = self.memory.add
+        self._finished = self.introspector.finished
+        self._sized_codec: Codec | None = None
+        self._decode_sized: Callable[[Any], tuple[Any, int]]
+        self._decoder()
         for hook in tuple(_CREATED_HOOKS):
             try:
                 hook(self)
@@ -766,9 +772,15 @@ class Engine:
     def _running(self, flight: _Flight) -> None:
         self.introspector.transition(flight.record, _RUNNING)
 
-    def _complete(self, flight: _Flight, value: Any, outcome: Outcome, cost: float = 0.0) -> None:
-        size: int | None = None
-        if flight.level:
+    def _complete(
+        self,
+        flight: _Flight,
+        value: Any,
+        outcome: Outcome,
+        cost: float = 0.0,
+        size: int | None = None,
+    ) -> None:
+        if size is None and flight.level:
             try:
                 size = self.codec.estimate_size(value)
             except Exception:
@@ -885,12 +897,32 @@ class Engine:
             return MISSING
         self.introspector.transition(flight.record, _LOADING)
         try:
-            value = self.codec.decode(data)
+            value, size = self._decoder()(data)
         except Exception as exc:
             self._undecodable(flight.record.title, key, exc)
             return MISSING
-        self._complete(flight, value, _STORE_HIT)
+        self._complete(flight, value, _STORE_HIT, size=size)
         return value
+
+    def _decoder(self) -> Callable[[Any], tuple[Any, int]]:
+        """The codec's ``decode_sized`` (value and memory size in one call), else decode followed
+        by the estimate. Looked up again only when :attr:`codec` was replaced."""
+        codec = self.codec
+        if codec is self._sized_codec:
+            return self._decode_sized
+        sized = getattr(codec, "decode_sized", None)
+        if sized is None:
+
+            def sized(data: Any) -> tuple[Any, int]:
+                value = codec.decode(data)
+                try:
+                    return value, codec.estimate_size(value)
+                except Exception:
+                    return value, 0
+
+        self._sized_codec = codec
+        self._decode_sized = sized
+        return sized
 
     def _undecodable(self, title: str, key: str, exc: Exception) -> None:
         log.warning(
@@ -909,45 +941,42 @@ class Engine:
         """A FULL request nobody is computing: read the store without a flight (no waiters to
         share with, so none of a flight's bookkeeping). A hit is recorded as a finished store
         load, with the same counters and events as one made by a flight; MISSING on a miss, a
-        store failure or an undecodable entry (the caller then computes, after the lease)."""
+        store failure or an undecodable entry (the caller then computes, after the lease).
+
+        This is the fresh process's hit path, so it is kept flat: the value is sized with its
+        decode (the codec's ``decode_sized``: the bytes just read, no walk of the value), put in
+        memory under one lock, and recorded with one call."""
         if self._closed:
             raise EngineClosedError(
                 f"engine {self.name!r} is closed; create a new Engine to make requests"
             )
-        store = self.store
-        assert store is not None
         disk_key = id.disk_key
         started = _now()
         try:
-            data = store.get(disk_key)
+            data = self.store.get(disk_key)  # type: ignore[union-attr]  # (callers checked)
         except Exception as exc:
             self._store_failed("get", exc)
             return MISSING
         if data is None:
             return MISSING
         loaded = _now()
-        codec = self.codec
+        decode = self._decode_sized if self.codec is self._sized_codec else self._decoder()
         try:
-            value = codec.decode(data)
+            value, size = decode(data)
         except Exception as exc:
             self._undecodable(title if title is not None else id.short(), disk_key, exc)
             return MISSING
-        try:
-            size = codec.estimate_size(value)
-        except Exception:
-            size = 0
         # When a flight filled memory meanwhile (between the caller's look at memory and its
         # look at the flights), everyone gets the one object that flight made.
-        memory = self.memory
-        value = memory.add(id.memory_key, value, size)
+        key = id.memory_key
+        value = self._mem_add(key, value, size)
         if self._closed:  # closed meanwhile: close() empties memory, and so must we
-            memory.discard(id.memory_key)
+            self.memory.discard(key)
         self._count_request()
         self._count_store_hit()
-        introspector = self.introspector
-        if introspector.capture:
+        if self.introspector.capture:
             parent = _CURRENT.get()
-            introspector.finished(
+            self._finished(
                 id,
                 title,
                 _FULL,

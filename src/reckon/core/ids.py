@@ -95,12 +95,14 @@ class RequestId:
     Build it once per request and pass it around; it is never copied or re-hashed.
     """
 
-    __slots__ = ("_canonical", "_digest", "_hash", "memory_key", "parts")
+    __slots__ = ("_digest", "_hash", "memory_key", "parts")
 
     memory_key: int
     parts: tuple[Any, ...] | None
-    _canonical: bytes | None
-    _digest: str | None
+    # The disk key once known (str); until then the bytes it is made from: the canonical bytes
+    # of a parts-built id, the raw digest of a digest-built one (``parts`` is None). One slot for
+    # both keeps construction to four slot stores.
+    _digest: str | bytes
     _hash: int
 
     def __init__(self, *parts: Part) -> None:
@@ -109,8 +111,7 @@ class RequestId:
         _set_key(self, key)
         _set_hash(self, hash(key))
         _set_parts(self, parts)
-        _set_canonical(self, canonical)
-        _set_digest(self, None)
+        _set_digest(self, canonical)
 
     @classmethod
     def from_digest(cls, digest: bytes | str) -> RequestId:
@@ -119,6 +120,9 @@ class RequestId:
         Its ``disk_key`` is that digest, so it addresses the same store entry as any other id with
         the same digest.
         """
+        # Memoized calls name their requests this way, and a fresh process makes one id per
+        # hit: the common case (32 bytes) goes straight through, and the hex of the digest is
+        # made only when the disk key is first asked for.
         if type(digest) is bytes and len(digest) == 32:
             raw = digest
         elif isinstance(digest, str):
@@ -140,27 +144,25 @@ class RequestId:
             raise InvalidRequestIdError(
                 f"RequestId.from_digest needs bytes or a hex str; got {type(digest).__name__}"
             )
-        self = cls.__new__(cls)
+        self = _new(cls)
         key = _xxh3_128(_DIGEST_PREFIX + raw)
         _set_key(self, key)
         _set_hash(self, hash(key))
         _set_parts(self, None)
-        _set_canonical(self, None)
-        _set_digest(self, raw.hex())
+        _set_digest(self, raw)
         return self
 
     @property
     def disk_key(self) -> str:
         """SHA-256 hex of the canonical bytes: the key of this request in every store."""
         digest = self._digest
-        if digest is None:
-            canonical = self._canonical
-            assert canonical is not None
-            digest = hashlib.sha256(canonical).hexdigest()
-            _set_digest(self, digest)
-            # The canonical bytes were kept only for this; let them go.
-            _set_canonical(self, None)
-        return digest
+        if type(digest) is str:
+            return digest
+        assert type(digest) is bytes
+        # (The canonical bytes, kept only for this, are let go.)
+        text = digest.hex() if self.parts is None else hashlib.sha256(digest).hexdigest()
+        _set_digest(self, text)
+        return text
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, RequestId):
@@ -210,5 +212,5 @@ class RequestId:
 _set_key = RequestId.__dict__["memory_key"].__set__
 _set_hash = RequestId.__dict__["_hash"].__set__
 _set_parts = RequestId.__dict__["parts"].__set__
-_set_canonical = RequestId.__dict__["_canonical"].__set__
+_new = object.__new__
 _set_digest = RequestId.__dict__["_digest"].__set__

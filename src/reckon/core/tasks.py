@@ -175,6 +175,32 @@ class TaskRecord:
         )
 
 
+_Compact = tuple[
+    int, "RequestId", "str | None", CachingLevel, str, "int | None", TaskState,
+    dict[TaskState, float], Outcome, "int | None",
+]  # fmt: skip
+"""A finished record's fields, in _from_compact's order (see Introspector.finished)."""
+
+
+def _from_compact(fields: _Compact) -> TaskRecord:
+    """A TaskRecord from its fields, slot by slot (no constructor call)."""
+    record: TaskRecord = _new_record(TaskRecord)
+    (
+        record.task_id,
+        record.request_id,
+        record._title,
+        record.level,
+        record.engine,
+        record.parent,
+        record.state,
+        record.times,
+        record.outcome,
+        record.size,
+    ) = fields
+    record.error = None
+    return record
+
+
 @dataclass(frozen=True)
 class TaskEvent:
     seq: int
@@ -242,7 +268,11 @@ class Introspector:
         self.capture = capture
         self._lock = threading.Lock()
         self._live: dict[int, TaskRecord] = {}
-        self._history: deque[TaskRecord] = deque(maxlen=history)
+        # Finished records, oldest first. A store hit made without observers is kept as the
+        # tuple of its fields (_Compact) and made a TaskRecord when first read (_records_locked):
+        # building one slot by slot costs more than the rest of the hit's bookkeeping.
+        self._history: deque[TaskRecord | _Compact] = deque(maxlen=history)
+        self._compact = 0  # compact entries appended since the history was last made whole
         # Lock-free counters (itertools.count steps atomically under the GIL).
         self._counters: dict[str, _HitCounter] = {name: _HitCounter() for name in COUNTER_NAMES}
         self.memory_hits = self._counters["memory_hit"]
@@ -317,25 +347,32 @@ class Introspector:
         """Record a task that began and finished in one step (a store load made without a
         flight; ``times`` holds every state it went through, ``state`` the final one):
         into the history at once, and, for observers, one event per state, as if it had been
-        followed live. The record is built here, slot by slot, with no constructor call."""
+        followed live. Without observers it is kept as a tuple of its fields and made a record
+        when the history is first read (most histories are never read)."""
         if not self.capture:
             return
-        record: TaskRecord = _new_record(TaskRecord)
-        record._title = title
-        record.engine = engine
-        record.error = None
-        record.level = level
-        record.outcome = outcome
-        record.parent = parent
-        record.request_id = request_id
-        record.size = size
-        record.state = state
-        record.task_id = _next_task_id()
-        record.times = times
+        if not self._listeners and not self._subscriptions:
+            compact: _Compact = (
+                _next_task_id(),
+                request_id,
+                title,
+                level,
+                engine,
+                parent,
+                state,
+                times,
+                outcome,
+                size,
+            )
+            with self._lock:
+                self._history.append(compact)
+                self._compact += 1
+            return
+        record = _from_compact(
+            (_next_task_id(), request_id, title, level, engine, parent, state, times, outcome, size)
+        )
         with self._lock:
             self._history.append(record)
-        if not self._listeners and not self._subscriptions:
-            return
         final = record.state
         seen: dict[TaskState, float] = {}
         for state, t in record.times.items():
@@ -369,9 +406,21 @@ class Introspector:
         with self._lock:
             return sorted(self._live.values(), key=lambda r: r.task_id)
 
+    def _records_locked(self) -> deque[TaskRecord]:
+        """The history with every compact entry made a record (once: the history keeps the
+        record, so later reads return the same object). Call with the lock held."""
+        history = self._history
+        if self._compact:
+            self._compact = 0
+            history = self._history = deque(
+                (r if type(r) is TaskRecord else _from_compact(r) for r in history),  # type: ignore[arg-type]
+                maxlen=history.maxlen,
+            )
+        return history  # type: ignore[return-value]
+
     def history(self) -> list[TaskRecord]:
         with self._lock:
-            return list(self._history)
+            return list(self._records_locked())
 
     def tasks(
         self,
@@ -382,7 +431,7 @@ class Introspector:
     ) -> list[TaskRecord]:
         """Live and finished records, newest first; ``title`` matches a substring."""
         with self._lock:
-            records = list(self._live.values()) + list(self._history)
+            records = list(self._live.values()) + list(self._records_locked())
         records.sort(key=lambda r: r.task_id, reverse=True)
         if state is not None:
             wanted = TaskState(state)
@@ -398,14 +447,14 @@ class Introspector:
             record = self._live.get(task_id)
             if record is not None:
                 return record
-            for record in self._history:
+            for record in self._records_locked():
                 if record.task_id == task_id:
                     return record
         return None
 
     def children(self, task_id: int) -> list[TaskRecord]:
         with self._lock:
-            records = list(self._live.values()) + list(self._history)
+            records = list(self._live.values()) + list(self._records_locked())
         return sorted((r for r in records if r.parent == task_id), key=lambda r: r.task_id)
 
     def counters(self) -> dict[str, int]:
@@ -416,6 +465,7 @@ class Introspector:
     def clear_history(self) -> None:
         with self._lock:
             self._history.clear()
+            self._compact = 0
 
     def reset_counters(self) -> None:
         with self._lock:
