@@ -103,6 +103,7 @@ log = logging.getLogger("reckon.pva.server")
 AccessHook = Callable[[Peer, str, str], bool]
 
 _ALL = 1  # bit 0: the whole structure
+_ALL_BITS = BitSet.from_mask(_ALL)
 DEFAULT_QUEUE_SIZE = 4
 #: bytes one read may take from a socket
 RECEIVE_BUFFER = 256 * 1024
@@ -161,6 +162,12 @@ class _Op:
     request: VariantValue | None = None
     task: asyncio.Task[None] | None = None
     changed: BitSet | None = None
+    #: request_options(request), computed on first use (p4p sends one put per operation, but
+    #: reckon's client and others reuse an operation for many)
+    options: dict[str, Any] | None = None
+    #: the paths of the last put's changed mask (puts usually set the same fields each time)
+    put_mask: int = -1
+    put_paths: tuple[str, ...] = ()
 
 
 class _Monitor:
@@ -285,6 +292,8 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self._busy = False
         self._write_timer: asyncio.TimerHandle | None = None
         self._last_write = 0.0
+        #: set on every read; the idle sweeper turns it into ``last_rx`` (no clock per read)
+        self.heard = False
         self.last_rx = server.loop.time()
         self._write_paused = False
         self._closed = False
@@ -339,11 +348,17 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         return self._rxbuf
 
     def buffer_updated(self, nbytes: int) -> None:
-        # receive_data copies the bytes out (the buffer is reused by the next read)
-        self.data_received(self._rxbuf[:nbytes])
+        self.heard = True
+        try:
+            # receive_data copies the bytes out (the buffer is reused by the next read)
+            self.conn.receive_data(self._rxbuf[:nbytes])
+        except ProtocolError as exc:
+            self._drop(exc)
+            return
+        self._process()
 
     def data_received(self, data: bytes | memoryview) -> None:
-        self.last_rx = self.loop.time()
+        self.heard = True
         try:
             self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -360,11 +375,16 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         out = self._out
         self._busy = True
         try:
+            handlers = _HANDLERS
             while not self._write_paused and not self._closed:
                 ev = conn.next_event()
                 if ev is NEED_DATA:
                     break
-                self._handle(ev)
+                handler = handlers.get(type(ev))
+                if handler is None:
+                    self._handle(ev)  # logs and ignores it
+                else:
+                    handler(self, ev)
         except RemoteProtocolError as exc:
             self._drop(exc)
             return
@@ -405,7 +425,6 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._pending = 0
-        self._last_write = self.loop.time()
         self.transport.write(data)
 
     def send_later(self, ev: Event) -> None:
@@ -435,7 +454,9 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self._dirty[mon.ioid] = mon
         if self._write_paused or self._busy or self._closed:
             return
-        if self._write_timer is None and self.loop.time() - self._last_write >= COALESCE:
+        now = self.loop.time()
+        if self._write_timer is None and now - self._last_write >= COALESCE:
+            self._last_write = now
             self._flush()
             return
         self._take()
@@ -444,6 +465,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
 
     def _timed_write(self) -> None:
         self._write_timer = None
+        self._last_write = self.loop.time()
         self._flush()
 
     def _take(self) -> None:
@@ -605,7 +627,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         op = self.ops.get(ev.ioid)
         if op is None:
             return
-        self._send(PutReadResponse(ev.ioid, value=op.pv.value, changed=BitSet.from_mask(_ALL)))
+        self._send(PutReadResponse(ev.ioid, value=op.pv.value, changed=_ALL_BITS))
 
     def _on_put_get_read(self, ev: PutGetRead) -> None:
         op = self.ops.get(ev.ioid)
@@ -619,8 +641,14 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             return
         pv = op.pv
         assert pv.type is not None
-        changed = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
-        put = PutOperation(pv, op.name, self.peer, ev.value, changed, request_options(op.request))
+        mask = ev.changed.mask
+        if mask != op.put_mask:
+            op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
+            op.put_mask = mask
+        options = op.options
+        if options is None:
+            options = op.options = request_options(op.request)
+        put = PutOperation(pv, op.name, self.peer, ev.value, op.put_paths, dict(options))
         access = self.server.access
         if access is not None and not access(self.peer, op.name, "put"):
             self._reply_put(ev, op, Status.error(f"put to {op.name} refused by access control"))
@@ -1065,7 +1093,10 @@ class Server:
             await asyncio.sleep(max(limit / 4, 0.05))
             now = self.loop.time()
             for conn in list(self._connections):
-                if now - conn.last_rx > limit and not conn._closed:
+                if conn.heard:
+                    conn.heard = False
+                    conn.last_rx = now
+                elif now - conn.last_rx > limit and not conn._closed:
                     conn._drop(PvaError(f"silent for more than {limit:g}s"))
 
     async def stop(self) -> None:
