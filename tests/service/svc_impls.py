@@ -160,3 +160,13 @@ class SleepyRecommender(Service):
     async def Recommend(self, request: pb.Key, ctx: CallContext) -> pb.Item:
         await ctx.locate(Catalog).Sleep(pb.SleepRequest(seconds=30))
         return pb.Item(id=request.id)
+
+
+SHARED_ITEM = pb.Item(id="a", title="Abbey Road")
+
+
+class SharedItemCatalog(CatalogService):
+    """Returns one shared response object (as a cache would): callers must not mutate it."""
+
+    async def Get(self, request: pb.Key, ctx: CallContext) -> pb.Item:
+        return SHARED_ITEM

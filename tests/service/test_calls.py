@@ -67,6 +67,8 @@ async def test_same_calling_code_in_process_and_split(placement: str, tmp_path: 
         assert await shop_session(unit) == EXPECTED
         who = await unit.locate(Catalog).Who(pb.Empty())
         assert (who.pid == os.getpid()) == (placement == "inprocess")
+        # In one process nothing listens: no server, no port, no serialization on the way.
+        assert (unit.addresses == {}) == (placement == "inprocess")
 
 
 async def test_remote_placement_reaches_a_running_unit(tmp_path: Path) -> None:
@@ -204,6 +206,22 @@ async def test_strict_mode_catches_shared_mutation(tmp_path: Path) -> None:
     async with Unit(dep, strict=True) as unit:
         await unit.locate(Catalog).Get(request)
     assert request.id == "a"  # strict mode copies through the wire form, like gRPC would
+
+
+async def test_strict_mode_copies_responses_too(tmp_path: Path) -> None:
+    """A caller that edits a response it got in-process edits the callee's object (a cached
+    response, here); strict mode hands it a copy, as the wire would."""
+    from svc_impls import SHARED_ITEM
+
+    services = two_services("inprocess", implementation="svc_impls:SharedItemCatalog")
+    dep = Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))
+    for strict, second in ((False, "scribbled"), (True, "Abbey Road")):
+        SHARED_ITEM.title = "Abbey Road"
+        async with Unit(dep, strict=strict) as unit:
+            first = await unit.locate(Catalog).Get(pb.Key(id="a"))
+            first.title = "scribbled"
+            assert (await unit.locate(Catalog).Get(pb.Key(id="a"))).title == second
+    SHARED_ITEM.title = "Abbey Road"
 
 
 async def test_locate_refuses_services_not_required(tmp_path: Path) -> None:
