@@ -86,18 +86,17 @@ class MemoryTier:
     def add(self, key: int, value: Any, size: int) -> Any:
         """Insert ``key`` unless it is present; returns the value now held (the one already
         there wins, so everyone shares the first object). One lock for the store-hit path."""
+        if size < 0:
+            size = 0
         with self._lock:
-            current = self._data.get(key, MISSING)
-            if current is not MISSING:
-                return current
-            pinned = self._pinned.get(key)
-            if pinned is not None:
-                return pinned[0]
-            size = max(int(size), 0)
-            self._sizes[key] = size
-            self._bytes += size
+            sizes = self._sizes
+            if key in sizes:  # present, pinned or not: share the object held
+                current = self._data.get(key, MISSING)
+                return current if current is not MISSING else self._pinned[key][0]
+            sizes[key] = size
             self._data[key] = value
-            if self._bytes > self._budget:
+            held = self._bytes = self._bytes + size
+            if held > self._budget:
                 self._evict_locked(self._budget)
             return value
 

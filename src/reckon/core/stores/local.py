@@ -80,8 +80,11 @@ def default_directory() -> str:
     return os.path.join(os.path.abspath(base), "reckon")
 
 
+_xxh3_64 = xxhash.xxh3_64_intdigest
+
+
 def _checksum(data: bytes | memoryview) -> int:
-    return xxhash.xxh3_64_intdigest(data) >> 1  # 63 bits: fits SQLite's signed INTEGER
+    return _xxh3_64(data) >> 1  # 63 bits: fits SQLite's signed INTEGER
 
 
 def _bytes_like(data: object) -> bytes | memoryview:
@@ -248,7 +251,8 @@ class LocalStore:
         size, checksum, digest, value = row
         data: bytes | memoryview | None
         if digest is None:
-            if value is None or len(value) != size or _checksum(value) != checksum:
+            # (_checksum inlined: this is every small hit's path.)
+            if value is None or len(value) != size or _xxh3_64(value) >> 1 != checksum:
                 self._drop_inline(key, checksum, "checksum mismatch")
                 return None
             data = value
