@@ -191,9 +191,11 @@ async def interleaved(
         for _ in range(100):
             await fn()  # warm up connections
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            samples[k].append(await rate(fn, seconds))
+    names = list(fns)
+    for r in range(rounds):
+        # Rotate who goes first so no contender always follows the same neighbour.
+        for k in names[r % len(names) :] + names[: r % len(names)]:
+            samples[k].append(await rate(fns[k], seconds))
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
