@@ -135,3 +135,29 @@ async def test_array_and_process_operations(pva_env: dict[str, str]) -> None:
         assert (await peer._until("ProcessResponse")).status.success
         assert wave.value["timeStamp"] != before  # processing re-posts with a new timestamp
         peer.close()
+
+
+async def test_a_post_is_encoded_once_per_field_selection(pva_env: dict[str, str]) -> None:
+    """Subscribers that send the same fields of a posted value share one encoding; each
+    subscriber still gets exactly the fields its pvRequest selected."""
+    temp = SharedPV(nt.NTScalar("d"), 1.0)
+    async with Server({"f:temp": temp}) as server:
+        peers = [await RawPeer(server.tcp_port).open() for _ in range(3)]
+        requests = ["", "", "field(value)"]
+        for n, (peer, request) in enumerate(zip(peers, requests, strict=True)):
+            sid = await peer.channel("f:temp")
+            peer.send_event(MonitorInit(sid, 10 + n, pv_request(request)))
+            await peer._until("MonitorInitResponse")
+            peer.send_event(MonitorStart(sid, 10 + n))
+            [first] = await collect(peer, MonitorUpdate, 1)
+            assert first.value["value"] == 1.0
+        temp.post(2.5)
+        updates = [(await collect(peer, MonitorUpdate, 1))[0] for peer in peers]
+        assert [u.value["value"] for u in updates] == [2.5, 2.5, 2.5]
+        ts = temp.type.offset_of("timeStamp")  # type: ignore[union-attr]
+        assert any(b >= ts for b in updates[0].changed)  # the whole monitor sees the timestamp
+        assert all(b < ts for b in updates[2].changed)  # field(value) does not
+        value, by_mask = temp._prep
+        assert value is temp.value and len(by_mask) == 2  # two selections, two encodings
+        for peer in peers:
+            peer.close()

@@ -20,7 +20,9 @@ import numpy as np
 
 from reckon.errors import PvaTypeError
 from reckon.pva.protocol import (
+    BitSet,
     FieldDesc,
+    PreparedUpdate,
     Scalar,
     ScalarArray,
     Structure,
@@ -273,6 +275,9 @@ class SharedPV:
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
+        # (value, {changed mask: its encoding}): a posted value is encoded once for all the
+        # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
+        self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         # post(plain value) on a structure with a plain "value" field (NTScalar, NTScalarArray)
@@ -383,6 +388,18 @@ class SharedPV:
 
     def current(self) -> dict[str, Any]:
         return self.value
+
+    def _prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
+        """``value``'s fields in ``mask``, encoded once however many monitors send them."""
+        cached, by_mask = self._prep
+        if cached is not value:
+            by_mask = {}
+            self._prep = (value, by_mask)
+        update = by_mask.get(mask)
+        if update is None:
+            assert self.type is not None
+            update = by_mask[mask] = PreparedUpdate(self.type, value, BitSet.from_mask(mask))
+        return update
 
     # -------------------------------------------------------------------- subscribers
     def _subscribe(self, sub: _Subscriber) -> None:

@@ -64,7 +64,6 @@ from reckon.pva.protocol import (
     MonitorInitResponse,
     MonitorStart,
     MonitorStop,
-    MonitorUpdate,
     Process,
     ProcessInit,
     ProcessInitResponse,
@@ -229,6 +228,8 @@ class _Monitor:
             last[0] |= mask
             last[1] = value
             self.squashed += 1
+        if self.pipelined and self.window <= 0:
+            return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)
 
     def on_close(self) -> None:
@@ -241,19 +242,14 @@ class _Monitor:
         if self.queue:
             self.conn.want_flush(self)
 
-    def take(self, out: list[Event]) -> None:
-        """Move what the window allows from the queue into ``out``."""
+    def take(self, out: list[Any]) -> None:
+        """Move what the window allows from the queue into ``out``: (ioid, update encoded once
+        for every subscriber with the same fields, overrun mask) tuples, or MonitorFinish."""
         q = self.queue
+        prepared = self.pv._prepared
         while q and (not self.pipelined or self.window > 0):
             mask, value, overrun = q.popleft()
-            if overrun:
-                out.append(
-                    MonitorUpdate(
-                        self.ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun)
-                    )
-                )
-            else:
-                out.append(MonitorUpdate(self.ioid, value, BitSet.from_mask(mask)))
+            out.append((self.ioid, prepared(value, mask), overrun))
             if self.pipelined:
                 self.window -= 1
         if self.finished and not q and not self.closed:
@@ -474,23 +470,32 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             return
         dirty = self._dirty
         self._dirty = {}
-        events: list[Event] = []
+        items: list[Any] = []
         for mon in dirty.values():
             if not mon.closed or mon.finished:
-                mon.take(events)
-        if not events:
+                mon.take(items)
+        if not items:
             return
-        send = self.conn.send
+        conn = self.conn
+        send_update = conn.send_update
         out = self._out
         n = self._pending
-        for ev in events:
+        for item in items:
             try:
-                data = send(ev)
+                if type(item) is tuple:
+                    ioid, update, overrun = item
+                    if overrun:
+                        data = send_update(ioid, update, BitSet.from_mask(overrun))
+                    else:
+                        data = send_update(ioid, update)
+                else:
+                    data = conn.send(item)
             except ProtocolError as exc:  # the client destroyed it meanwhile
                 log.debug("pva server: monitor update dropped: %s", exc)
                 continue
-            out.append(data)
-            n += len(data)
+            if data:
+                out.append(data)
+                n += len(data)
         self._pending = n
         if n > 65536:
             self._write()
