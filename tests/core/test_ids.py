@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import pickle
 import subprocess
 import sys
@@ -55,10 +56,17 @@ def test_canonical_bytes_layout_is_the_documented_one() -> None:
 
 def test_disk_key_is_the_same_in_another_process() -> None:
     code = "from reckon.core import RequestId; print(RequestId('a', 1, (b'x', -3)).disk_key)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == RequestId("a", 1, (b"x", -3)).disk_key
+    for seed in ("0", "12345"):  # str hashing differs between these processes: keys must not
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+            env=env,
+        )
+        assert out.stdout.strip() == RequestId("a", 1, (b"x", -3)).disk_key
 
 
 @settings(max_examples=300, deadline=None)
