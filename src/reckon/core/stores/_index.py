@@ -164,6 +164,10 @@ class Index:
         self._token = object()  # replaced by a rebuild or a fork: every thread reconnects
         self.open()
         _indexes.add(self)
+        # The opening thread's connection now, not on its first read: a store is mostly used by
+        # the thread that opened it, and that first read is usually a request someone waits for
+        # (a fresh process's first hit would otherwise pay for connecting, ~0.3-3 ms).
+        self._thread_state()
 
     # -- connections ---------------------------------------------------------------------------
 
