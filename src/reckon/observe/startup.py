@@ -56,14 +56,16 @@ def autostart(engine: Engine | None = None) -> ServerHandle | None:
     value = os.environ.get(ENV, "").strip()
     if not value:
         return None
+    host, port = parse_address(value)
+    if engine is None:
+        # Outside the lock: creating the default engine runs the core's on_engine_created hooks,
+        # and the package root's hook calls autostart() itself when $RECKON_OBSERVE is set.
+        from reckon.core import default_engine
+
+        engine = default_engine()
     with _lock:
         if _handle is not None and _handle.running:
             return _handle
-        host, port = parse_address(value)
-        if engine is None:
-            from reckon.core import default_engine
-
-            engine = default_engine()
         from reckon.observe.server import serve
 
         _handle = serve(engine, host, port)
