@@ -315,5 +315,5 @@ async def test_a_deadline_follows_the_call_across_two_wires(transport: str, tmp_
                 break
             await asyncio.sleep(0.05)
     [left] = DeadlineCatalog.remaining
-    assert left is not None and 0 < left <= 4.0  # without propagation it would be None
+    assert left is not None and 0 < left < 4.5  # without propagation it would be None
     assert CatalogService.cancelled == ["30.0"]  # and the nested handler did not sleep on
