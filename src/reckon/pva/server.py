@@ -597,7 +597,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if op.pv.type is None:
             self._send(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
-        self._send(GetInitResponse(ev.ioid, type=op.pv.type))
+        self._send(GetInitResponse.unchecked(ev.ioid, Status.OK, op.pv.type))
 
     def _on_get(self, ev: Get) -> None:
         op = self.ops.get(ev.ioid)
@@ -606,7 +606,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         changed = op.changed
         if changed is None:
             changed = op.changed = BitSet.from_mask(op.mask)
-        self._send(GetResponse(ev.ioid, value=op.pv.value, changed=changed))
+        self._send(GetResponse.unchecked(ev.ioid, Status.OK, op.pv.value, changed, False))
         if ev.destroy:
             self.ops.pop(ev.ioid, None)
 
@@ -617,7 +617,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if op.pv.type is None or not op.pv.writable:
             self._send(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        self._send(PutInitResponse(ev.ioid, type=op.pv.type))
+        self._send(PutInitResponse.unchecked(ev.ioid, Status.OK, op.pv.type))
 
     def _on_put_get_init(self, ev: PutGetInit) -> None:
         op = self._init(ev, "putget")
@@ -632,7 +632,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         op = self.ops.get(ev.ioid)
         if op is None:
             return
-        self._send(PutReadResponse(ev.ioid, value=op.pv.value, changed=_ALL_BITS))
+        self._send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, _ALL_BITS, False))
 
     def _on_put_get_read(self, ev: PutGetRead) -> None:
         op = self.ops.get(ev.ioid)
@@ -695,7 +695,7 @@ class _ServerProtocol(asyncio.BufferedProtocol):
             value = op.pv.value if status.success else None
             reply: Event = PutGetResponse(ev.ioid, status, value=value)
         else:
-            reply = PutResponse(ev.ioid, status)
+            reply = PutResponse.unchecked(ev.ioid, status, False)
         if ev.destroy:
             self.ops.pop(ev.ioid, None)
         if later:

@@ -45,8 +45,11 @@ from ._events import (
     DestroyChannel,
     DestroyRequest,
     Event,
+    Get,
     GetField,
     GetFieldResponse,
+    GetInit,
+    GetInitResponse,
     GetResponse,
     MarkTotalBytesSent,
     Message,
@@ -56,10 +59,17 @@ from ._events import (
     MonitorStart,
     MonitorStop,
     MonitorUpdate,
+    ProcessInit,
+    PutGetInit,
+    PutInit,
+    PutInitResponse,
+    PutRead,
+    PutReadResponse,
+    RPCInit,
     SetByteOrder,
 )
 from ._header import Framer, encode_header
-from ._messages import OpContext
+from ._messages import DESTROY, GET, INIT, OpContext, read_variant
 from ._prepared import PreparedUpdate
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
@@ -74,8 +84,9 @@ from ._state import (
     Role,
 )
 from ._status import Status
-from ._typecodec import TypeRecvCache, TypeSendCache
+from ._typecodec import TypeRecvCache, TypeSendCache, encode_type
 from ._types import Structure
+from ._values import VariantValue
 from ._writers import encode_array_event, encode_event
 
 
@@ -206,6 +217,8 @@ class _Connection:
         self._other_ids: dict[int, int] = {}
         self._dead_channels: OrderedDict[int, None] = OrderedDict()
         self._requests: dict[int, RequestInfo] = {}
+        # server: pvRequest bytes of INITs seen before -> their decoded value (shared)
+        self._request_cache: dict[bytes, VariantValue | None] = {}
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
         # the handshake table split per role and direction (enum hashing is slow)
@@ -262,6 +275,10 @@ class _Connection:
                         self.state = ConnectionState.CLOSED
                         return ConnectionClosed()
                     return NEED_DATA
+                if self._server and not msg[1] & _CONTROL:
+                    ev = self._server_fast(msg[0], msg[1], msg[3])
+                    if ev is not None:
+                        return ev
                 events = self._receive(*msg)
             except RemoteProtocolError as exc:
                 self._fail(exc)
@@ -272,6 +289,73 @@ class _Connection:
             if events:
                 self._pending.extend(events[1:])
                 return events[0]
+
+    def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
+        """The server's hot path for the messages of p4p's get and put cycles (an INIT whose
+        pvRequest bytes were seen before, a GET, a put's read, a destroy): no decoder layers.
+        None hands anything unusual (errors included) to the general path."""
+        if cmd not in _FAST_SERVER or len(data) < 8 or self.state is not _VALIDATED:
+            return None
+        be = self._rx.big_endian = bool(flags & _BIG)
+        sid, ioid = _U32x2[be].unpack_from(data, 0)
+        if cmd == _DESTROY_REQUEST:
+            req = self._requests.get(ioid)
+            if req is None or req.sid != sid:
+                return None
+            self._drop_request(ioid)
+            return DestroyRequest._trusted(sid, ioid)  # type: ignore[no-any-return]
+        if len(data) < 9:
+            return None
+        sub = data[8]
+        if sub & _INIT:
+            raw = data[9:]
+            cached = self._request_cache.get(raw, _MISSING)
+            if cached is _MISSING:
+                return None
+            if (
+                sid not in self._channels
+                or ioid in self._requests
+                or len(self._requests) >= self.max_requests
+            ):
+                return None
+            self._dead_requests.pop(ioid, None)
+            self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+            return _INIT_EVENTS[cmd]._trusted(sid, ioid, cached)  # type: ignore[no-any-return]
+        req = self._requests.get(ioid)
+        if (
+            req is None
+            or req.command != cmd
+            or req.sid != sid
+            or req.state is not RequestState.READY
+            or len(data) != 9
+        ):
+            return None
+        if cmd == _GET:
+            ev: Event = Get._trusted(sid, ioid, bool(sub & _DESTROY_BIT))
+        elif cmd == _PUT and sub & _GET_BIT:
+            ev = PutRead._trusted(sid, ioid, bool(sub & _DESTROY_BIT))
+        else:
+            return None
+        req.state = RequestState.EXECUTING
+        req.cancelled = False
+        req.last = bool(sub & _DESTROY_BIT)
+        return ev
+
+    def _remember_request(self, data: bytes) -> None:
+        """Note the pvRequest of an INIT decoded on the general path, so the next INIT with
+        the same bytes takes the fast path (p4p sends one per get and put)."""
+        raw = data[9:]
+        if len(raw) > 1024 or b"\xfd" in raw or b"\xfe" in raw:
+            return  # type-cache definitions or references depend on the connection's state
+        try:
+            req, end = read_variant(self._rx, raw, 0)
+        except Exception:
+            return
+        if end != len(raw):
+            return
+        if len(self._request_cache) >= 16:
+            self._request_cache.clear()
+        self._request_cache[bytes(raw)] = req
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
@@ -288,10 +372,15 @@ class _Connection:
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         t = type(event)
-        if (t is MonitorUpdate or t is GetResponse) and self._server and not self.segment_size:
-            fast = self._send_value_fast(event)  # type: ignore[arg-type]
-            if fast is not None:
-                return fast
+        if self._server and not self.segment_size:
+            if t is MonitorUpdate or t is GetResponse or t is PutReadResponse:
+                fast = self._send_value_fast(event)  # type: ignore[arg-type]
+                if fast is not None:
+                    return fast
+            elif t is GetInitResponse or t is PutInitResponse:
+                fast = self._send_init_fast(event)  # type: ignore[arg-type]
+                if fast is not None:
+                    return fast
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
         ctl = _CONTROL_EVENTS.get(type(event))
@@ -311,7 +400,38 @@ class _Connection:
         self.bytes_sent += len(data)
         return data
 
-    def _send_value_fast(self, ev: MonitorUpdate | GetResponse) -> bytes | None:
+    def _send_init_fast(self, ev: GetInitResponse | PutInitResponse) -> bytes | None:
+        """A successful get/put init response (p4p sends one init per get and put): the
+        type's encoding is cached per type, so the message is a few copies. None falls back
+        to the general path (failures, the type cache, anything unusual)."""
+        req = self._requests.get(ev.ioid)
+        st = ev.type
+        if (
+            req is None
+            or req.state is not RequestState.INIT_PENDING
+            or req.command != (_GET if type(ev) is GetInitResponse else _PUT)
+            or ev.status is not Status.OK
+            or st.__class__ is not Structure
+            or self._tx.send_cache is not None
+            or self.state is not _VALIDATED
+        ):
+            return None
+        be = self.big_endian
+        body = encode_type(st, be)
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ev.ioid)
+        out += b"\x08\xff"  # INIT, status OK
+        out += body
+        _HDR[be].pack_into(
+            out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), req.command, len(out) - 8
+        )
+        req.state = RequestState.READY
+        req.type = st
+        req.get_type = None
+        self.bytes_sent += len(out)
+        return bytes(out)
+
+    def _send_value_fast(self, ev: MonitorUpdate | GetResponse | PutReadResponse) -> bytes | None:
         """The server's hot path (monitor updates, get responses): one buffer, no detours.
         Returns None to fall back to the general path for anything unusual."""
         req = self._requests.get(ev.ioid)
@@ -332,11 +452,12 @@ class _Connection:
             out.append(0)
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
             out += ev.overrun.encode(be) if ev.overrun.mask else b"\x00"
-            cmd = Command.MONITOR
+            cmd = _MONITOR
         else:
-            assert isinstance(ev, GetResponse)
+            assert isinstance(ev, (GetResponse, PutReadResponse))
+            cmd = _GET if type(ev) is GetResponse else _PUT
             if (
-                req.command != Command.GET
+                req.command != cmd
                 or req.state is not RequestState.EXECUTING
                 or ev.status is not Status.OK
                 or ev.value is None
@@ -344,10 +465,9 @@ class _Connection:
                 or req.last
             ):
                 return None
-            out += b"\x00\xff"
+            out += b"\x00\xff" if cmd == _GET else b"\x40\xff"
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
             req.state = RequestState.READY
-            cmd = Command.GET
         _HDR[be].pack_into(out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), cmd, len(out) - 8)
         self.bytes_sent += len(out)
         # a big message (an image) is handed over as the bytearray it was built in: copying
@@ -569,6 +689,8 @@ class _Connection:
             else:
                 ev = decode_op_init(cmd, data, self._rx)
                 state = RequestState.INIT_PENDING
+                if cmd in _FAST_INITS:
+                    self._remember_request(data)
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
             new.queue_size = getattr(ev, "queue_size", None)
@@ -840,6 +962,23 @@ class _Connection:
             req.state = RequestState.READY
             req.cancelled = True
 
+
+_GET = int(Command.GET)
+_PUT = int(Command.PUT)
+_DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
+_VALIDATED = ConnectionState.VALIDATED
+_INIT, _DESTROY_BIT, _GET_BIT = INIT, DESTROY, GET
+_U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
+_MISSING: Any = object()
+_INIT_EVENTS: dict[int, Any] = {
+    int(Command.GET): GetInit,
+    int(Command.PUT): PutInit,
+    int(Command.PUT_GET): PutGetInit,
+    int(Command.PROCESS): ProcessInit,
+    int(Command.RPC): RPCInit,
+}
+_FAST_INITS = frozenset(_INIT_EVENTS)
+_FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
 
 _OP_COMMANDS = frozenset(
     int(c)

@@ -1,0 +1,164 @@
+"""The server's fast paths (p4p's get and put cycles) keep every rule of the general path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reckon.pva.protocol import (
+    ALL_CHANGED,
+    BitSet,
+    DestroyRequest,
+    Get,
+    GetInit,
+    GetInitResponse,
+    GetResponse,
+    Put,
+    PutInit,
+    PutInitResponse,
+    PutRead,
+    PutReadResponse,
+    PutResponse,
+    RemoteProtocolError,
+    RequestState,
+    Status,
+    encode_type,
+    encode_value,
+    nt,
+    pv_request,
+)
+
+NT = nt.NTScalar("d")
+
+
+def _get_cycle(pair: Any, ioid: int, req: Any) -> Any:
+    [init] = pair.c2s(GetInit(2, ioid, req))
+    [resp] = pair.s2c(GetInitResponse.unchecked(ioid, Status.OK, NT.type))
+    assert resp == GetInitResponse(ioid, type=NT.type)
+    assert pair.c2s(Get(2, ioid)) == [Get(2, ioid)]
+    [got] = pair.s2c(GetResponse.unchecked(ioid, Status.OK, NT.wrap(1.5), ALL_CHANGED, False))
+    assert got.value["value"] == 1.5
+    assert pair.c2s(DestroyRequest(2, ioid)) == [DestroyRequest(2, ioid)]
+    assert ioid not in pair.server.requests
+    return init
+
+
+def test_repeated_pv_request_is_decoded_once_and_shared(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    req = pv_request("field(value,alarm)")
+    first = _get_cycle(pair, 1, req)
+    second = _get_cycle(pair, 2, req)
+    third = _get_cycle(pair, 3, req)
+    assert first.pv_request == req and second.pv_request == req
+    assert second.pv_request is third.pv_request  # the bytes were recognised, not decoded
+    other = _get_cycle(pair, 4, pv_request("field(alarm)"))
+    assert other.pv_request != req
+
+
+def test_fast_path_keeps_the_rules(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    req = pv_request("field(value)")
+    _get_cycle(pair, 1, req)
+    pair.c2s(GetInit(2, 5, req))  # recognised pvRequest: the fast path
+    assert pair.server.requests[5].state is RequestState.INIT_PENDING
+    # a GET before the init response is refused as on the general path
+    bad = pair.client.send(GetInit(2, 6, req))  # another live ioid on the client side
+    pair.server.receive_data(bad)
+    list(pair.server.events())
+    raw = bytearray(pair.server.send(GetInitResponse(6, type=NT.type)))
+    assert bytes(raw[8:]) == (
+        (6).to_bytes(4, "big" if pair.server.big_endian else "little")
+        + b"\x08\xff"
+        + encode_type(NT.type, pair.server.big_endian)
+    )
+    with pytest.raises(RemoteProtocolError, match="before its init completed"):
+        pair.server.receive_data(_raw_get(pair, 2, 5))
+        list(pair.server.events())
+
+
+def test_fast_path_refuses_reused_ioids_and_unknown_channels(make_pair: Any) -> None:
+    req = pv_request("field(value)")
+    pair = make_pair()
+    pair.channel(1, "x", 2)
+    _get_cycle(pair, 1, req)
+    pair.c2s(GetInit(2, 7, req))
+    with pytest.raises(RemoteProtocolError, match="already in use"):
+        pair.server.receive_data(_raw_init(pair, 2, 7, req))
+        list(pair.server.events())
+    pair = make_pair()
+    pair.channel(1, "x", 2)
+    _get_cycle(pair, 1, req)
+    with pytest.raises(RemoteProtocolError, match="unknown channel"):
+        pair.server.receive_data(_raw_init(pair, 9, 8, req))
+        list(pair.server.events())
+    pair = make_pair()
+    pair.channel(1, "x", 2)
+    _get_cycle(pair, 1, req)
+    with pytest.raises(RemoteProtocolError, match="unknown ioid"):
+        pair.server.receive_data(_raw_destroy(pair, 2, 99))
+        list(pair.server.events())
+
+
+def test_destroy_races_still_dropped_quietly(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    _get_cycle(pair, 1, pv_request("field(value)"))
+    pair.server.receive_data(_raw_destroy(pair, 2, 1))  # destroyed twice: a normal race
+    assert list(pair.server.events()) == []
+
+
+def test_put_cycle_with_read_back(pair: Any) -> None:
+    pair.channel(1, "x", 2)
+    req = pv_request("field(value)")
+    for ioid in (1, 2):
+        [init] = pair.c2s(PutInit(2, ioid, req))
+        assert init == PutInit(2, ioid, req)
+        [r] = pair.s2c(PutInitResponse.unchecked(ioid, Status.OK, NT.type))
+        assert r.type == NT.type
+        assert pair.c2s(PutRead(2, ioid)) == [PutRead(2, ioid)]
+        [got] = pair.s2c(PutReadResponse(ioid, value=NT.wrap(3.0)))
+        assert got.value["value"] == 3.0
+        [put] = pair.c2s(Put(2, ioid, NT.wrap(4.0), BitSet([NT.type.offset_of("value")])))
+        assert put.value["value"] == 4.0
+        assert pair.s2c(PutResponse(ioid)) == [PutResponse(ioid)]
+        pair.c2s(DestroyRequest(2, ioid))
+    assert not pair.server.requests
+
+
+def test_type_cache_references_are_not_taken_for_repeats(make_pair: Any) -> None:
+    pair = make_pair(cache_types=True)
+    pair.channel(1, "x", 2)
+    req = pv_request("field(value)")
+    for ioid in (1, 2, 3):  # the first carries 0xFD (define), the others 0xFE (reuse)
+        [init] = pair.c2s(GetInit(2, ioid, req))
+        assert init.pv_request == req
+        pair.s2c(GetInitResponse(ioid, type=NT.type))
+        pair.c2s(DestroyRequest(2, ioid))
+
+
+def _ids(pair: Any, sid: int, ioid: int) -> bytes:
+    order = "big" if pair.client.big_endian else "little"
+    return sid.to_bytes(4, order) + ioid.to_bytes(4, order)
+
+
+def _frame(pair: Any, cmd: int, payload: bytes) -> bytes:
+    be = pair.client.big_endian
+    return (
+        bytes([0xCA, 2, 0x80 if be else 0, cmd])
+        + len(payload).to_bytes(4, "big" if be else "little")
+        + payload
+    )
+
+
+def _raw_get(pair: Any, sid: int, ioid: int) -> bytes:
+    return _frame(pair, 0x0A, _ids(pair, sid, ioid) + b"\x00")
+
+
+def _raw_destroy(pair: Any, sid: int, ioid: int) -> bytes:
+    return _frame(pair, 0x0F, _ids(pair, sid, ioid))
+
+
+def _raw_init(pair: Any, sid: int, ioid: int, req: Any) -> bytes:
+    be = pair.client.big_endian
+    body = encode_type(req.type, be) + encode_value(req.type, req.value, big_endian=be)
+    return _frame(pair, 0x0A, _ids(pair, sid, ioid) + b"\x08" + body)
