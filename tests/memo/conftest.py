@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from memo_support import child_env
 
 HERE = Path(__file__).resolve().parent
 
@@ -19,19 +19,6 @@ def cache_dir(tmp_path: Path) -> Path:
     path = tmp_path / "cache"
     path.mkdir()
     return path
-
-
-def child_env(
-    extra: dict[str, str] | None = None, pythonpath: list[Path] | None = None
-) -> dict[str, str]:
-    env = dict(os.environ)
-    paths = [str(p) for p in (pythonpath or [])] + [str(HERE)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    env.pop("RECKON_REPORT", None)
-    env.update(extra or {})
-    return env
 
 
 RunPy = Callable[..., subprocess.CompletedProcess[str]]

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import child_env
+from memo_support import child_env
 
 MODULE = """
 from reckon import memoize
