@@ -162,3 +162,19 @@ def _raw_init(pair: Any, sid: int, ioid: int, req: Any) -> bytes:
     be = pair.client.big_endian
     body = encode_type(req.type, be) + encode_value(req.type, req.value, big_endian=be)
     return _frame(pair, 0x0A, _ids(pair, sid, ioid) + b"\x08" + body)
+
+
+def test_structure_default_is_fresh_each_time() -> None:
+    from reckon.pva.protocol import Structure
+
+    t = nt.NTScalarArray("d").type
+    a, b = t.default(), t.default()
+    assert a["alarm"] == {"severity": 0, "status": 0, "message": ""}
+    a["alarm"]["severity"] = 2
+    a["value"] = None
+    assert b["alarm"]["severity"] == 0 and t.default()["alarm"]["severity"] == 0
+    assert len(t.default()["value"]) == 0
+    odd = Structure([("it's", "s"), ("b", "?"), ("n", Structure([("x", "i")]))])
+    assert odd.default() == {"it's": "", "b": False, "n": {"x": 0}}
+    wide = Structure([(f"f{i}", "i") for i in range(2500)])  # over the generated-code limit
+    assert wide.default()["f2499"] == 0

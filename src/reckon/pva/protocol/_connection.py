@@ -60,16 +60,18 @@ from ._events import (
     MonitorStop,
     MonitorUpdate,
     ProcessInit,
+    Put,
     PutGetInit,
     PutInit,
     PutInitResponse,
     PutRead,
     PutReadResponse,
+    PutResponse,
     RPCInit,
     SetByteOrder,
 )
 from ._header import Framer, encode_header
-from ._messages import DESTROY, GET, INIT, OpContext, read_variant
+from ._messages import DESTROY, GET, GET_PUT, INIT, OpContext, read_variant
 from ._prepared import PreparedUpdate
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
@@ -327,13 +329,20 @@ class _Connection:
             or req.command != cmd
             or req.sid != sid
             or req.state is not RequestState.READY
-            or len(data) != 9
         ):
             return None
-        if cmd == _GET:
-            ev: Event = Get._trusted(sid, ioid, bool(sub & _DESTROY_BIT))
-        elif cmd == _PUT and sub & _GET_BIT:
-            ev = PutRead._trusted(sid, ioid, bool(sub & _DESTROY_BIT))
+        destroy = bool(sub & _DESTROY_BIT)
+        if cmd == _GET and len(data) == 9:
+            ev: Event = Get._trusted(sid, ioid, destroy)
+        elif cmd == _PUT and sub & _GET_BIT and len(data) == 9:
+            ev = PutRead._trusted(sid, ioid, destroy)
+        elif cmd == _PUT and not sub & (_GET_BIT | _GET_PUT_BIT):
+            st = req.type
+            if st.__class__ is not Structure:
+                return None
+            assert isinstance(st, Structure)
+            mask, value, _ = self._rx.decode_partial(st, data, 9, None)
+            ev = Put._trusted(sid, ioid, value, BitSet.from_mask(mask), destroy)
         else:
             return None
         req.state = RequestState.EXECUTING
@@ -381,6 +390,10 @@ class _Connection:
                 fast = self._send_init_fast(event)  # type: ignore[arg-type]
                 if fast is not None:
                     return fast
+            elif t is PutResponse:
+                fast = self._send_put_done_fast(event)  # type: ignore[arg-type]
+                if fast is not None:
+                    return fast
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
         ctl = _CONTROL_EVENTS.get(type(event))
@@ -399,6 +412,28 @@ class _Connection:
         data = self._frame(cmd, payload)
         self.bytes_sent += len(data)
         return data
+
+    def _send_put_done_fast(self, ev: PutResponse) -> bytes | None:
+        """A successful put's reply: eight bytes of header and six of body."""
+        req = self._requests.get(ev.ioid)
+        if (
+            req is None
+            or req.command != _PUT
+            or req.state is not RequestState.EXECUTING
+            or ev.status is not Status.OK
+            or ev.destroy
+            or req.last
+            or self.state is not _VALIDATED
+        ):
+            return None
+        be = self.big_endian
+        req.state = RequestState.READY
+        self.bytes_sent += 14
+        return (
+            _HDR[be].pack(0xCA, 2, _FROM_SERVER | (_BIG if be else 0), _PUT, 6)
+            + _U32[be].pack(ev.ioid)
+            + b"\x00\xff"
+        )
 
     def _send_init_fast(self, ev: GetInitResponse | PutInitResponse) -> bytes | None:
         """A successful get/put init response (p4p sends one init per get and put): the
@@ -967,7 +1002,7 @@ _GET = int(Command.GET)
 _PUT = int(Command.PUT)
 _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
-_INIT, _DESTROY_BIT, _GET_BIT = INIT, DESTROY, GET
+_INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
 _MISSING: Any = object()
 _INIT_EVENTS: dict[int, Any] = {
