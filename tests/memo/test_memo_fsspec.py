@@ -13,8 +13,8 @@ import pytest
 
 from reckon import CachingLevel, MemoizedGroup, memoize
 from reckon.core import Store
+from reckon.core.stores import ObjectStore
 from reckon.errors import ConfigurationError
-from reckon.memo import FsspecStore
 
 calls: list[Any] = []
 
@@ -29,7 +29,7 @@ def _memory_url() -> str:
 
 
 def test_memoize_on_the_memory_file_system() -> None:
-    store = FsspecStore(_memory_url())
+    store = ObjectStore(_memory_url())
     assert isinstance(store, Store)
 
     @memoize(store=store)
@@ -51,8 +51,8 @@ def test_processes_share_a_cache_through_a_url(tmp_path: Path, run_py: Any) -> N
     url = f"file://{tmp_path / 'bucket'}"
     code = f"""
         from reckon import memoize
-        from reckon.memo import FsspecStore
-        @memoize(store=FsspecStore({url!r}), name="fsspec.f")
+        from reckon.core.stores import ObjectStore
+        @memoize(store=ObjectStore({url!r}), name="fsspec.f")
         def f(x):
             print("RAN", x)
             return x + 1
@@ -64,7 +64,7 @@ def test_processes_share_a_cache_through_a_url(tmp_path: Path, run_py: Any) -> N
 
 
 def test_corrupt_objects_are_dropped_and_recomputed() -> None:
-    store = FsspecStore(_memory_url())
+    store = ObjectStore(_memory_url())
     group = MemoizedGroup(f"fsspec-corrupt-{uuid.uuid4().hex}", store=store)
 
     @memoize(group=group)
@@ -86,7 +86,7 @@ def test_corrupt_objects_are_dropped_and_recomputed() -> None:
 
 def test_budget_evicts_the_oldest_writes() -> None:
     evicted: list[str] = []
-    store = FsspecStore(_memory_url(), budget=2500, on_evict=evicted.append)
+    store = ObjectStore(_memory_url(), budget=2500, on_evict=evicted.append)
     keys = [f"{i:064x}" for i in range(4)]
     for key in keys:
         store.put(key, b"x" * 1000)
@@ -99,7 +99,7 @@ def test_budget_evicts_the_oldest_writes() -> None:
 
 
 def test_pieces_keys_and_errors() -> None:
-    store = FsspecStore(_memory_url())
+    store = ObjectStore(_memory_url())
     key = "ab" * 32
     store.put(key, [b"hello ", memoryview(b"world")])
     assert store.get(key) == b"hello world"
@@ -108,11 +108,11 @@ def test_pieces_keys_and_errors() -> None:
     with pytest.raises(ValueError):
         store.get("not-a-key")
     with pytest.raises(ConfigurationError):
-        FsspecStore(_memory_url(), budget=0)
+        ObjectStore(_memory_url(), budget=0)
 
 
 def test_store_and_group_pickle(tmp_path: Path) -> None:
-    store = FsspecStore(f"file://{tmp_path / 'b'}", budget=10_000)
+    store = ObjectStore(f"file://{tmp_path / 'b'}", budget=10_000)
     again = pickle.loads(pickle.dumps(store))
     assert (again.url, again.budget) == (store.url, store.budget)
     group = MemoizedGroup(f"fsspec-pickle-{uuid.uuid4().hex}", store=store)
@@ -123,7 +123,7 @@ def test_store_and_group_pickle(tmp_path: Path) -> None:
 def test_store_reads_of_nested_calls_are_not_side_effects(tmp_path: Path) -> None:
     import warnings
 
-    store = FsspecStore(f"file://{tmp_path / 'nested'}")
+    store = ObjectStore(f"file://{tmp_path / 'nested'}")
     group = MemoizedGroup(f"fsspec-nested-{uuid.uuid4().hex}", store=store)
 
     @memoize(group=group)

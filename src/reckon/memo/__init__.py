@@ -7,7 +7,6 @@ See ``docs/memo.md``.
 
 from __future__ import annotations
 
-from reckon.memo.fsspec_store import FsspecStore
 from reckon.memo.group import MemoizedGroup
 from reckon.memo.helpers import TTL, FileContents
 from reckon.memo.memoize import (
@@ -26,7 +25,6 @@ __all__ = [
     "TTL",
     "BoundMemoized",
     "FileContents",
-    "FsspecStore",
     "FunctionStats",
     "Memoized",
     "MemoizedGroup",

@@ -6,8 +6,9 @@ and the layers above use stores only through that protocol.
 
 from reckon.core.stores.base import Store, StoreUsage
 from reckon.core.stores.local import LocalStore, default_directory
+from reckon.core.stores.objectstore import ObjectStore
 
-__all__ = ["LocalStore", "RedisStore", "Store", "StoreUsage", "default_directory"]
+__all__ = ["LocalStore", "ObjectStore", "RedisStore", "Store", "StoreUsage", "default_directory"]
 
 
 def __getattr__(name: str) -> object:

@@ -1,13 +1,13 @@
 """A :class:`~reckon.core.Store` on any fsspec file system: S3, GCS, Azure, a local directory,
 or fsspec's in-memory file system.
 
-DESIGN.md plans an ``ObjectStore`` under ``core/stores``; until the core has one, memo carries
-this small implementation of the same protocol so ``@memoize(store=FsspecStore("s3://..."))``
-works. Each entry is one object ``<root>/<key[:2]>/<key>``: a 16-byte header (magic, length,
-xxh3-64 checksum) and the value's bytes. Object stores publish an object whole when its upload
-completes, so readers never see half a value; on a local file system the object is written to
-a temporary name and renamed. A read whose header, length or checksum does not match is dropped
-and reported as a miss, as every store must.
+fsspec is not a core dependency: it is imported when an ObjectStore is created (``pip install
+fsspec``, plus s3fs or gcsfs for those schemes), so ``@memoize(store=ObjectStore("s3://..."))``
+works wherever fsspec does. Each entry is one object ``<root>/<key[:2]>/<key>``: a 16-byte
+header (magic, length, xxh3-64 checksum) and the value's bytes. Object stores publish an object
+whole when its upload completes, so readers never see half a value; on a local file system the
+object is written to a temporary name and renamed. A read whose header, length or checksum does
+not match is dropped and reported as a miss, as every store must.
 
 Eviction is least-recently-*written* (objects' modification times; object stores do not record
 reads) down to the budget, checked after writes. The ``cost`` a put carries is not kept.
@@ -24,10 +24,10 @@ from typing import Any
 
 import xxhash
 
-from reckon.core import StoreUsage
+from reckon.core.stores.base import StoreUsage
 from reckon.errors import ConfigurationError
 
-__all__ = ["FsspecStore"]
+__all__ = ["ObjectStore"]
 
 logger = logging.getLogger("reckon.memo")
 
@@ -45,7 +45,7 @@ def _is_key(name: str) -> bool:
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
-class FsspecStore:
+class ObjectStore:
     """Bytes in, bytes out, on ``url`` (``"s3://bucket/cache"``, ``"memory://cache"``,
     ``"file:///tmp/cache"``, a plain path). ``storage_options`` go to ``fsspec.filesystem``
     (credentials, endpoint); ``budget``: bytes kept before the oldest writes are evicted."""
@@ -62,7 +62,7 @@ class FsspecStore:
             import fsspec
         except ImportError:  # pragma: no cover - fsspec is in the memo extra
             raise ConfigurationError(
-                "FsspecStore needs fsspec (and s3fs for s3://): pip install fsspec s3fs"
+                "ObjectStore needs fsspec (and s3fs for s3://): pip install fsspec s3fs"
             ) from None
         if budget is not None and budget <= 0:
             raise ConfigurationError(f"budget must be a positive number of bytes, got {budget}")
@@ -80,7 +80,7 @@ class FsspecStore:
         fs.makedirs(self._root, exist_ok=True)
 
     def __repr__(self) -> str:
-        return f"FsspecStore({self.url!r}, budget={self.budget})"
+        return f"ObjectStore({self.url!r}, budget={self.budget})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self.url, self.budget, self.storage_options))
@@ -234,5 +234,5 @@ def _modified(info: dict[str, Any]) -> float:
     return 0.0
 
 
-def _restore(url: str, budget: int | None, storage_options: dict[str, Any]) -> FsspecStore:
-    return FsspecStore(url, budget=budget, storage_options=storage_options)
+def _restore(url: str, budget: int | None, storage_options: dict[str, Any]) -> ObjectStore:
+    return ObjectStore(url, budget=budget, storage_options=storage_options)
