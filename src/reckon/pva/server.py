@@ -283,6 +283,9 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self.peer = Peer(("?", 0))
         self.channels: dict[int, tuple[str, SharedPV, int]] = {}  # sid -> (name, pv, cid)
         self.ops: dict[int, _Op] = {}
+        # (id(pvRequest), id(type)) -> (pvRequest, type, mask, changed): the protocol shares
+        # the decoded pvRequest of repeated INITs, so p4p's one-op-per-get costs a lookup
+        self._selections: dict[tuple[int, int], tuple[Any, Any, int, BitSet]] = {}
         self.monitors: dict[int, _Monitor] = {}
         self._dirty: dict[int, _Monitor] = {}
         self._busy = False
@@ -585,8 +588,16 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         if ch is None:
             raise RemoteProtocolError(f"{kind} on unknown channel sid {ev.sid}")
         name, pv = ch
-        mask = _ALL if pv.type is None else request_mask(pv.type, ev.pv_request)
-        op = _Op(kind, ev.sid, ev.ioid, pv, name, mask, ev.pv_request)
+        req = ev.pv_request
+        t = pv.type
+        key = (id(req), id(t))
+        sel = self._selections.get(key)
+        if sel is None or sel[0] is not req or sel[1] is not t:
+            mask = _ALL if t is None else request_mask(t, req)
+            if len(self._selections) >= 32:
+                self._selections.clear()
+            sel = self._selections[key] = (req, t, mask, BitSet.from_mask(mask))
+        op = _Op(kind, ev.sid, ev.ioid, pv, name, sel[2], req, None, sel[3])
         self.ops[ev.ioid] = op
         return op
 
