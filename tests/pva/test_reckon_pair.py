@@ -236,3 +236,18 @@ def test_post_fast_path_matches_the_general_one() -> None:
     assert set(a.value) == set(b.value) and a.value["alarm"] == b.value["alarm"]
     with pytest.raises(PvaTypeError):
         a.post("not a number")
+
+
+async def test_alternating_field_selections_on_one_connection(pva_env: dict[str, str]) -> None:
+    # the server reuses a pvRequest's decoded value and field selection per connection: each
+    # request must still select its own fields
+    x = SharedPV(nt.NTScalar("d"), 2.5)
+    x.post({"alarm": {"severity": 1}})
+    async with Server({"r:x": x}), Client() as c:
+        for _ in range(3):
+            v = await c.get("r:x", "field(value)", timeout=10)
+            assert v["value"] == 2.5 and v["alarm"]["severity"] == 0
+            a = await c.get("r:x", "field(alarm)", timeout=10)
+            assert a["value"] == 0.0 and a["alarm"]["severity"] == 1
+            both = await c.get("r:x", timeout=10)
+            assert both["value"] == 2.5 and both["alarm"]["severity"] == 1
