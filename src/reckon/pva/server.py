@@ -572,7 +572,13 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         self._dirty.pop(ioid, None)
 
     def _on_destroy_request(self, ev: DestroyRequest | MonitorDestroy) -> None:
-        self._forget(ev.ioid)
+        ioid = ev.ioid
+        op = self.ops.pop(ioid, None)
+        if op is not None and op.task is None and ioid not in self.monitors:
+            return  # a finished get or put (p4p destroys one per operation)
+        if op is not None:
+            self.ops[ioid] = op
+        self._forget(ioid)
 
     def _on_cancel(self, ev: CancelRequest) -> None:
         op = self.ops.get(ev.ioid)
@@ -584,10 +590,10 @@ class _ServerProtocol(asyncio.BufferedProtocol):
         return None if ch is None else (ch[0], ch[1])
 
     def _init(self, ev: Any, kind: str) -> _Op | None:
-        ch = self._channel(ev.sid)
+        ch = self.channels.get(ev.sid)
         if ch is None:
             raise RemoteProtocolError(f"{kind} on unknown channel sid {ev.sid}")
-        name, pv = ch
+        name, pv = ch[0], ch[1]
         req = ev.pv_request
         t = pv.type
         key = (id(req), id(t))

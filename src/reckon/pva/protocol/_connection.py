@@ -69,6 +69,7 @@ from ._events import (
     PutResponse,
     RPCInit,
     SetByteOrder,
+    maker,
 )
 from ._header import Framer, encode_header
 from ._messages import DESTROY, GET, GET_PUT, INIT, OpContext, read_variant
@@ -86,7 +87,8 @@ from ._state import (
     Role,
 )
 from ._status import Status
-from ._typecodec import TypeRecvCache, TypeSendCache, encode_type
+from ._typecodec import TypeRecvCache, TypeSendCache
+from ._typecodec import _full as full_type_bytes
 from ._types import Structure
 from ._values import VariantValue
 from ._writers import encode_array_event, encode_event
@@ -268,9 +270,12 @@ class _Connection:
             raise self._error
         if self._pending:
             return self._pending.popleft()
+        framer = self._framer
+        if framer._pos >= len(framer._buf) and not self._eof:
+            return NEED_DATA  # everything received is consumed (no call into the framer)
         while True:
             try:
-                msg = self._framer.next_message()
+                msg = framer.next_message()
                 if msg is None:
                     if self._eof and not self._closed_reported:
                         self._closed_reported = True
@@ -305,7 +310,7 @@ class _Connection:
             if req is None or req.sid != sid:
                 return None
             self._drop_request(ioid)
-            return DestroyRequest._trusted(sid, ioid)  # type: ignore[no-any-return]
+            return _NEW_DESTROY(sid, ioid)  # type: ignore[no-any-return]
         if len(data) < 9:
             return None
         sub = data[8]
@@ -322,7 +327,7 @@ class _Connection:
                 return None
             self._dead_requests.pop(ioid, None)
             self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
-            return _INIT_EVENTS[cmd]._trusted(sid, ioid, cached)  # type: ignore[no-any-return]
+            return _INIT_MAKERS[cmd](sid, ioid, cached)  # type: ignore[no-any-return]
         req = self._requests.get(ioid)
         if (
             req is None
@@ -333,7 +338,7 @@ class _Connection:
             return None
         destroy = bool(sub & _DESTROY_BIT)
         if cmd == _GET and len(data) == 9:
-            ev: Event = Get._trusted(sid, ioid, destroy)
+            ev: Event = _NEW_GET(sid, ioid, destroy)
         elif cmd == _PUT and sub & _GET_BIT and len(data) == 9:
             ev = PutRead._trusted(sid, ioid, destroy)
         elif cmd == _PUT and not sub & (_GET_BIT | _GET_PUT_BIT):
@@ -452,7 +457,7 @@ class _Connection:
         ):
             return None
         be = self.big_endian
-        body = encode_type(st, be)
+        body = full_type_bytes(st, be)
         out = bytearray(HEADER_SIZE)
         out += _U32[be].pack(ev.ioid)
         out += b"\x08\xff"  # INIT, status OK
@@ -1013,6 +1018,9 @@ _INIT_EVENTS: dict[int, Any] = {
     int(Command.RPC): RPCInit,
 }
 _FAST_INITS = frozenset(_INIT_EVENTS)
+_INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
+_NEW_GET = maker(Get)
+_NEW_DESTROY = maker(DestroyRequest)
 _FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
 
 _OP_COMMANDS = frozenset(

@@ -155,6 +155,14 @@ _NAMES: dict[type, tuple[str, ...]] = {}
 _MAKERS: dict[type, Any] = {}
 
 
+def maker(cls: type) -> Any:
+    """The generated unchecked constructor of an event class (made once, then cached)."""
+    make = _MAKERS.get(cls)
+    if make is None:
+        make = _MAKERS[cls] = _maker(cls)
+    return make
+
+
 def _maker(cls: type) -> Any:
     """A constructor of ``cls`` that stores each field through its slot descriptor (frozen
     dataclasses refuse ``setattr``), generated once per class: about a third of the cost of
@@ -200,7 +208,7 @@ class Event:
         construction (hot receive paths)."""
         make = _MAKERS.get(cls)
         if make is None:
-            make = _MAKERS[cls] = _maker(cls)
+            make = maker(cls)
         return make(*args)
 
     @classmethod
@@ -209,7 +217,10 @@ class Event:
         responses built from values it already holds (ids it received, types and values of
         its own PVs), on paths where checking each field would cost more than encoding it.
         Passing wrong types gives undefined results; use the normal constructor otherwise."""
-        return cls._trusted(*args)
+        make = _MAKERS.get(cls)
+        if make is None:
+            make = maker(cls)
+        return make(*args)
 
     def __post_init__(self) -> None:
         self._validate()

@@ -123,9 +123,9 @@ class Framer:
             if avail < HEADER_SIZE:
                 self._compact()
                 return None
-            magic, version, flags, command, size = (_BE if flags_be(buf, pos) else _LE).unpack_from(
-                buf, pos
-            )
+            magic, version, flags, command, size = (
+                _BE if buf[pos + 2] & _BIG else _LE
+            ).unpack_from(buf, pos)
             if magic != MAGIC:
                 raise DecodeError(
                     f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer"
