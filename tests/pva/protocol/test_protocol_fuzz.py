@@ -5,6 +5,7 @@ makes us allocate what the message cannot hold."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import struct
 import tracemalloc
@@ -423,3 +424,37 @@ def test_object_arrays_are_capped() -> None:
     ok = validated_server(max_elements=11)
     ok.receive_data(get_init(body))
     assert isinstance(next(ok.events()), GetInit)
+
+
+# p4p's get cycle twice: the second INIT takes the server's fast path (pvRequest bytes seen
+# before), as do GET, DESTROY_REQUEST and the put's read and value
+FAST_MESSAGES = [
+        golden.C_VALIDATION, golden.C_CREATE, golden.C_GET_INIT, golden.C_GET,
+        golden.C_DESTROY_GET, golden.C_GET_INIT, golden.C_GET, golden.C_DESTROY_GET,
+        golden.C_PUT_INIT, golden.C_PUT_READ, golden.C_PUT,
+]  # fmt: skip
+FAST_STREAM = b"".join(FAST_MESSAGES)
+FAST_BOUNDARIES = [sum(len(m) for m in FAST_MESSAGES[:i]) for i in range(len(FAST_MESSAGES) + 1)]
+
+
+def test_the_fast_path_stream_is_accepted() -> None:
+    chunks = [FAST_STREAM[a:b] for a, b in itertools.pairwise(FAST_BOUNDARIES)]
+    assert run_server(chunks) == "ok"
+
+
+@FUZZ
+@given(
+    muts=st.lists(
+        st.tuples(st.integers(FAST_BOUNDARIES[5], len(FAST_STREAM) - 1), st.integers(0, 255)),
+        min_size=1,
+        max_size=4,
+    ),
+    cut=st.integers(FAST_BOUNDARIES[5], len(FAST_STREAM)),
+)
+def test_mutated_fast_path_messages_into_server(muts: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray(FAST_STREAM)
+    for pos, byte in muts:
+        data[pos] = byte
+    data = data[:cut]
+    bounds = [b for b in FAST_BOUNDARIES if b < len(data)] + [len(data)]
+    run_server([bytes(data[a:b]) for a, b in itertools.pairwise(bounds)])
