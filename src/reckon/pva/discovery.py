@@ -131,13 +131,9 @@ class SearchResponder:
         cids = tuple(cid for cid, name in req.channels if self.has_channel(name))
         if not cids and not (req.reply_required or not req.channels):
             return None
-        return SearchResponse(
-            guid=self.guid,
-            sequence=req.sequence,
-            address=self.interface if self.interface != "0.0.0.0" else "0.0.0.0",
-            port=self.tcp_port,
-            found=bool(cids),
-            cids=cids,
+        # every field is ours or was decoded: no checks (a search answer is on the connect path)
+        return SearchResponse.unchecked(
+            self.guid, req.sequence, self.interface, self.tcp_port, bool(cids), cids, "tcp"
         )
 
     def _on_datagram(self, data: bytes, source: Address) -> None:

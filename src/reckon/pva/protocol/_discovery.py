@@ -21,6 +21,12 @@ _UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Comman
 _FROM_SERVER = (Beacon, SearchResponse)
 
 
+# plain ints: enum arithmetic costs a call per operation
+_CONTROL_OR_SEGMENTED = int(Flags.CONTROL | Flags.SEGMENT_MASK)
+_BIG_ENDIAN = int(Flags.BIG_ENDIAN)
+_FROM_SRV = int(Flags.FROM_SERVER)
+
+
 class Discovery:
     """Encode and decode discovery datagrams. One datagram may hold several messages."""
 
@@ -51,7 +57,8 @@ class Discovery:
                 if len(data) - pos < HEADER_SIZE:
                     raise DecodeError("truncated header at the end of the datagram")
                 h = decode_header(data, pos)
-                if h.flags & (Flags.CONTROL | Flags.SEGMENT_MASK):
+                flags = h.flags
+                if flags & _CONTROL_OR_SEGMENTED:
                     raise DecodeError("control or segmented message in a datagram")
                 start = pos + HEADER_SIZE
                 end = start + h.size
@@ -59,9 +66,9 @@ class Discovery:
                     raise DecodeError("message size runs past the end of the datagram")
                 if h.command not in _UDP_COMMANDS:
                     raise DecodeError(f"command 0x{h.command:02x} is not a discovery message")
-                self._codec.big_endian = h.big_endian
+                self._codec.big_endian = bool(flags & _BIG_ENDIAN)
                 events += decode_simple(
-                    h.command, data[start:end], self._codec, from_server=h.from_server
+                    h.command, data[start:end], self._codec, from_server=bool(flags & _FROM_SRV)
                 )
                 pos = end
         except RemoteProtocolError:

@@ -72,7 +72,7 @@ def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Head
         raise DecodeError(f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer")
     if version == 0:
         raise DecodeError("header version 0 is invalid")
-    size = (_BE if flags & Flags.BIG_ENDIAN else _LE).unpack_from(data, offset)[4]
+    size = (_BE if flags & _BIG else _LE).unpack_from(data, offset)[4]
     return Header(command, flags, size, version)
 
 

@@ -8,6 +8,7 @@ agreed at init and the last value of the request. The connection passes it in as
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,12 @@ def decode_status(data: bytes, pos: int, be: bool) -> tuple[Status, int]:
 
 def encode_address(addr: str, any_as_zeros: bool = False) -> bytes:
     """16 bytes, IPv4 mapped into IPv6. pvxs writes "any" as 16 zero bytes in searches."""
+    return _encode_address(addr, any_as_zeros)
+
+
+@functools.lru_cache(maxsize=256)
+def _encode_address(addr: str, any_as_zeros: bool) -> bytes:
+    # a server answers every search with the same address: parse it once
     ip = ipaddress.ip_address(addr)
     if any_as_zeros and ip.packed == bytes(len(ip.packed)):
         return bytes(16)
@@ -63,12 +70,15 @@ def encode_address(addr: str, any_as_zeros: bool = False) -> bytes:
     return ip.packed
 
 
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+
+
 def decode_address(data: bytes, pos: int) -> tuple[str, int]:
     raw = data[pos : pos + 16]
     if len(raw) != 16:
         raise DecodeError("address runs past the end of the message")
-    if raw[:12] == b"\x00" * 10 + b"\xff\xff":
-        return str(ipaddress.IPv4Address(raw[12:])), pos + 16
+    if raw[:12] == _V4_MAPPED:
+        return f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}", pos + 16
     if raw == b"\x00" * 16:
         return "0.0.0.0", pos + 16
     return str(ipaddress.IPv6Address(raw)), pos + 16

@@ -153,8 +153,9 @@ def decode_simple(cmd: int, data: bytes, c: Codec, from_server: bool) -> list[Ev
             cid = u32(data, pos)[0]
             name, pos = rs(data, pos + 4)
             chans.append((cid, name))
+        # valid by construction (u32, u16, an address decode_address formatted): no checks
         return [
-            SearchRequest(
+            SearchRequest._trusted(
                 seq, tuple(chans), addr, port, bool(flags & 0x01), bool(flags & 0x80), tuple(protos)
             )
         ]
@@ -172,7 +173,7 @@ def decode_simple(cmd: int, data: bytes, c: Codec, from_server: bool) -> list[Ev
         if n * 4 > len(data) - pos:
             raise DecodeError("cid count is larger than the message")
         cids = struct.unpack_from(("<" if not be else ">") + f"{n}I", data, pos)
-        return [SearchResponse(bytes(guid), seq, addr, port, found, tuple(cids), proto)]
+        return [SearchResponse._trusted(bytes(guid), seq, addr, port, found, tuple(cids), proto)]
     if cmd == Command.ORIGIN_TAG:
         addr, pos = decode_address(data, 0)
         return [OriginTag(addr)]
