@@ -178,3 +178,18 @@ def test_structure_default_is_fresh_each_time() -> None:
     assert odd.default() == {"it's": "", "b": False, "n": {"x": 0}}
     wide = Structure([(f"f{i}", "i") for i in range(2500)])  # over the generated-code limit
     assert wide.default()["f2499"] == 0
+
+
+def test_a_new_connection_recognises_a_pv_request_seen_on_another(make_pair: Any) -> None:
+    req = pv_request("field(value,timeStamp)")
+    first = make_pair()
+    first.channel(1, "x", 2)
+    a = _get_cycle(first, 1, req)
+    second = make_pair()  # p4p opens a new connection per context: same bytes again
+    second.channel(1, "x", 2)
+    b = _get_cycle(second, 1, req)
+    assert a.pv_request is b.pv_request
+    limited = make_pair(max_depth=8)  # other limits: decoded under its own limits
+    limited.channel(1, "x", 2)
+    c = _get_cycle(limited, 1, req)
+    assert c.pv_request == req and c.pv_request is not a.pv_request

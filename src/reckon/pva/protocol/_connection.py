@@ -72,7 +72,7 @@ from ._events import (
     maker,
 )
 from ._header import Framer, encode_header
-from ._messages import DESTROY, GET, GET_PUT, INIT, OpContext, read_variant
+from ._messages import DESTROY, GET, GET_PUT, INIT, OpContext
 from ._prepared import PreparedUpdate
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
@@ -222,7 +222,11 @@ class _Connection:
         self._dead_channels: OrderedDict[int, None] = OrderedDict()
         self._requests: dict[int, RequestInfo] = {}
         # server: pvRequest bytes of INITs seen before -> their decoded value (shared)
-        self._request_cache: dict[bytes, VariantValue | None] = {}
+        rx = self._rx
+        self._request_caches = {
+            be: _REQUESTS.setdefault((be, rx.max_depth, rx.max_fields, rx.max_elements), {})
+            for be in (False, True)
+        }
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
         # the handshake table split per role and direction (enum hashing is slow)
@@ -316,7 +320,7 @@ class _Connection:
         sub = data[8]
         if sub & _INIT:
             raw = data[9:]
-            cached = self._request_cache.get(raw, _MISSING)
+            cached = self._request_caches[be].get(raw, _MISSING)
             if cached is _MISSING:
                 return None
             if (
@@ -355,21 +359,18 @@ class _Connection:
         req.last = bool(sub & _DESTROY_BIT)
         return ev
 
-    def _remember_request(self, data: bytes) -> None:
+    def _remember_request(self, data: bytes, req: VariantValue | None) -> None:
         """Note the pvRequest of an INIT decoded on the general path, so the next INIT with
-        the same bytes takes the fast path (p4p sends one per get and put)."""
+        the same bytes (on any connection with the same limits) takes the fast path: p4p
+        sends one per get and put, and each new client connection the same bytes again. The
+        decoded value is shared: treat it as read-only."""
         raw = data[9:]
         if len(raw) > 1024 or b"\xfd" in raw or b"\xfe" in raw:
             return  # type-cache definitions or references depend on the connection's state
-        try:
-            req, end = read_variant(self._rx, raw, 0)
-        except Exception:
-            return
-        if end != len(raw):
-            return
-        if len(self._request_cache) >= 16:
-            self._request_cache.clear()
-        self._request_cache[bytes(raw)] = req
+        cache = self._request_caches[self._rx.big_endian]
+        if len(cache) >= 64:
+            cache.clear()
+        cache[bytes(raw)] = req
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
@@ -730,7 +731,7 @@ class _Connection:
                 ev = decode_op_init(cmd, data, self._rx)
                 state = RequestState.INIT_PENDING
                 if cmd in _FAST_INITS:
-                    self._remember_request(data)
+                    self._remember_request(data, ev.pv_request)  # type: ignore[attr-defined]
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
             new.queue_size = getattr(ev, "queue_size", None)
@@ -1022,6 +1023,11 @@ _INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.ite
 _NEW_GET = maker(Get)
 _NEW_DESTROY = maker(DestroyRequest)
 _FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
+
+# pvRequest bytes -> decoded value, shared by the connections with the same limits (the
+# same bytes decode to the same value: equal type bytes are the same type, see decode_type)
+_REQUESTS: dict[tuple[bool, int, int, int], dict[bytes, VariantValue | None]] = {}
+
 
 _OP_COMMANDS = frozenset(
     int(c)
