@@ -193,3 +193,16 @@ def test_a_new_connection_recognises_a_pv_request_seen_on_another(make_pair: Any
     limited.channel(1, "x", 2)
     c = _get_cycle(limited, 1, req)
     assert c.pv_request == req and c.pv_request is not a.pv_request
+
+
+def test_type_descriptions_are_recognised_across_connections(make_pair: Any) -> None:
+    from reckon.pva.protocol import ConnectionValidationResponse
+
+    a, b = make_pair(), make_pair()  # both validated with "ca": a structure of user and host
+    assert a.server.state == b.server.state
+    for p in (a, b):
+        p.channel(1, "x", 2)
+    t1 = a.c2s(PutInit(2, 1, pv_request("field(value,alarm.severity)")))[0].pv_request.type
+    t2 = b.c2s(PutInit(2, 1, pv_request("field(value,alarm.severity)")))[0].pv_request.type
+    assert t1 is t2
+    assert ConnectionValidationResponse.ca("u", "h") == ConnectionValidationResponse.ca("u", "h")

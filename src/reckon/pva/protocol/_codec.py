@@ -47,6 +47,11 @@ Decoder = Callable[[bytes, int, "Codec"], tuple[Any, int]]
 PartialDecoder = Callable[[bytes, int, "Codec", Any], tuple[Any, int]]
 
 
+# recently decoded type descriptions by their bytes (no type-cache references), per
+# (max_fields, byte order)
+_RECENT: dict[tuple[int, bool], list[tuple[bytes, FieldDesc]]] = {}
+
+
 class Codec:
     """Per-connection (per-direction) coding state: byte order, type caches, limits.
 
@@ -90,7 +95,13 @@ class Codec:
         #: elements of one received array of strings/structures/unions/variants (each becomes
         #: a Python object, so this bounds the memory a message can expand into)
         self.max_elements = max_elements
-        self.recent_types: list[tuple[bytes, FieldDesc]] = []
+        # shared by every codec with the same field limit: a new connection recognises the
+        # descriptions earlier ones received (p4p's pvRequest, the "ca" credentials)
+        # (per byte order: a Size of 254 or more reads differently in the other one)
+        self.recent_types: tuple[list[tuple[bytes, FieldDesc]], ...] = (
+            _RECENT.setdefault((max_fields, False), []),
+            _RECENT.setdefault((max_fields, True), []),
+        )
 
     # -- types -------------------------------------------------------------------------------
     def encode_type(self, t: FieldDesc | None) -> bytes:
@@ -101,15 +112,16 @@ class Codec:
         pvRequest on every get), so the last few are recognised by their bytes: a type
         encoding is self-delimiting, so equal bytes at ``pos`` mean the same type."""
         room = self.max_depth - self.depth
-        for raw, known in self.recent_types:
+        recent = self.recent_types[self.big_endian]
+        for raw, known in recent:
             if data.startswith(raw, pos) and known.depth <= room:
                 return known, pos + len(raw)
         t, end = read_type(data, pos, self.big_endian, self.recv_cache, room, 0, [self.max_fields])
         if t is not None and end - pos <= 4096:
             raw = bytes(data[pos:end])
             if b"\xfd" not in raw and b"\xfe" not in raw:  # no cache references: stable
-                self.recent_types.insert(0, (raw, t))
-                del self.recent_types[8:]
+                recent.insert(0, (raw, t))
+                del recent[16:]
         return t, end
 
     # -- values ------------------------------------------------------------------------------
