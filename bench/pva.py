@@ -10,10 +10,19 @@ so a busy machine disturbs both sides alike:
 - RPC/s     sequential RPC with an NTURI argument returning an NTScalar (1,000)
 - monitor   updates/s delivered for a burst of 20,000 posts, default queue and pipelined
             (updates received / time from the first post to the arrival of the last value;
-            a server whose burst never ends with its last value is reported as stalled)
+            a server whose burst never ends with its last value is reported as stalled).
+            Both server processes post the burst the same way: a tight loop of ``post()``
+            calls in a thread that is not the server's (p4p: the command thread, pvxs sends
+            from its own; reckon: a worker thread, the event loop sends), never yielding per
+            value. Earlier versions had reckon's loop ``await asyncio.sleep(0)`` after every
+            post, which handed its sender a turn per value that p4p's poster never gives.
 - connect   ms from a fresh client context to the first get (search + handshake + get)
 - server CPU per operation (from /proc): what each server process spent, which load on the
   machine disturbs much less than rates
+
+Reckon's children run on uvloop when it is importable, as ``reckon pva serve`` does
+(``RECKON_PVA_UVLOOP=0`` for asyncio's own loop). ``PVA_BENCH_ONLY=get,pipeline`` measures only
+the rows named (connect, get, put, rpc, monitor, pipeline).
 
 Usage: ``python bench/pva.py [p4p|reckon] [--quick]``. Child modes are internal.
 """
@@ -73,15 +82,11 @@ def epics_env() -> dict[str, str]:
 
 
 def _run(coro: Any) -> None:
-    """asyncio.run, on uvloop's loop when PVA_BENCH_UVLOOP=1 (reckon's children only)."""
-    import asyncio
+    """Reckon's children run as ``reckon pva serve`` does: on uvloop when it is importable
+    (``RECKON_PVA_UVLOOP=0`` for asyncio's own loop)."""
+    from reckon.pva import runloop
 
-    if os.environ.get("PVA_BENCH_UVLOOP"):
-        import uvloop
-
-        uvloop.run(coro)
-    else:
-        asyncio.run(coro)
+    runloop.run(coro)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,6 +140,11 @@ def serve_p4p() -> None:
         _command_loop(burst)
 
 
+def _post_range(pv: Any, base: int, n: int) -> None:
+    for i in range(base + 1, base + n + 1):
+        pv.post(float(i))
+
+
 def serve_reckon() -> None:
     import asyncio
 
@@ -185,9 +195,9 @@ def serve_reckon() -> None:
                 pv = bursts[cmd["name"]]
                 start = time.monotonic()
                 base = int(cmd["base"])
-                for i in range(base + 1, base + int(cmd["n"]) + 1):
-                    pv.post(float(i))
-                    await asyncio.sleep(0)  # an asyncio app yields between posts
+                # as p4p's server posts: a tight loop in a thread of its own while the server's
+                # loop sends (post() is thread-safe and hands each update to the loop)
+                await asyncio.to_thread(_post_range, pv, base, int(cmd["n"]))
                 print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
         await server.stop()
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from reckon.pva import runloop
+
 PEERS = Path(__file__).parent / "peers"
 PYTHON = sys.executable
 
@@ -257,10 +259,11 @@ def reckon_server(pva_env: dict[str, str]) -> Iterator[Any]:
         st.stop()
 
 
-if os.environ.get("RECKON_PVA_UVLOOP"):
-    # RECKON_PVA_UVLOOP=1 runs the same tests on uvloop's event loop (the server and client must
-    # be correct on both; the default run uses asyncio's own loop)
-    import uvloop
-
+if runloop.loop_factory() is not None:
+    # the tests run on uvloop, as `reckon pva serve` does, when it is importable;
+    # RECKON_PVA_UVLOOP=0 runs them on asyncio's own loop (the server and client must be
+    # correct on both)
     def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
-        return {"uvloop": uvloop.new_event_loop}
+        factory = runloop.loop_factory()
+        assert factory is not None
+        return {"uvloop": factory}

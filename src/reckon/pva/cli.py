@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from reckon.pva import runloop
+
 app = typer.Typer(
     name="pva",
     help="EPICS pvAccess: serve PVs from a file; get, put, monitor, info, call.",
@@ -188,7 +190,7 @@ def _fail(message: str) -> None:
 
 
 def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    return runloop.run(coro)  # uvloop when importable, unless RECKON_PVA_UVLOOP=0
 
 
 @app.command()
