@@ -241,6 +241,38 @@ def merge(
     return _merge(t, old, update, 0, "")
 
 
+# Posts from threads other than a server's loop, waiting for that loop: one wake-up
+# (call_soon_threadsafe) per batch, not per post, so a thread posting in a tight loop costs the
+# loop one self-pipe write however many values it posts before the loop runs. A loop's key is
+# present exactly while a drain is scheduled on it.
+_handoff: dict[asyncio.AbstractEventLoop, list[tuple[Any, int, dict[str, Any]]]] = {}
+_handoff_lock = threading.Lock()
+
+
+def _hand_off(loop: asyncio.AbstractEventLoop, sub: Any, mask: int, snapshot: Any) -> None:
+    with _handoff_lock:
+        pending = _handoff.get(loop)
+        if pending is not None:
+            pending.append((sub, mask, snapshot))
+            return
+        _handoff[loop] = [(sub, mask, snapshot)]
+        try:
+            loop.call_soon_threadsafe(_drain, loop)
+        except RuntimeError:  # the loop is closed: nothing will drain it
+            del _handoff[loop]
+            raise
+
+
+def _drain(loop: asyncio.AbstractEventLoop) -> None:
+    with _handoff_lock:
+        pending = _handoff.pop(loop, [])
+    for sub, mask, snapshot in pending:  # in posting order
+        try:
+            sub.on_post(mask, snapshot)
+        except Exception as exc:  # one broken monitor must not lose the others' updates
+            loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
+
+
 def _now() -> dict[str, int]:
     ns = time.time_ns()
     return {"secondsPastEpoch": ns // 1_000_000_000, "nanoseconds": ns % 1_000_000_000}
@@ -384,7 +416,7 @@ class SharedPV:
             if loop is None or loop is running:
                 sub.on_post(mask, snapshot)
             else:
-                loop.call_soon_threadsafe(sub.on_post, mask, snapshot)
+                _hand_off(loop, sub, mask, snapshot)
 
     def current(self) -> dict[str, Any]:
         return self.value

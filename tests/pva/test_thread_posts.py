@@ -1,0 +1,70 @@
+"""Posts from a thread other than the server's loop: every value in order, the last one always
+delivered, and one loop wake-up per batch (a tight posting loop must not cost one each)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from reckon.pva import Client, Server, SharedPV, nt
+
+
+class _Recorder:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.got: list[float] = []
+
+    def on_post(self, mask: int, value: dict[str, Any]) -> None:
+        self.got.append(value["value"])
+
+    def on_close(self) -> None:
+        pass
+
+
+def test_a_burst_from_a_thread_wakes_the_loop_once() -> None:
+    loop = asyncio.SelectorEventLoop()
+    calls = 0
+    original = loop.call_soon_threadsafe
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kw)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0)
+        subs = [_Recorder(loop), _Recorder(loop)]
+        for sub in subs:
+            pv._subscribe(sub)
+        poster = threading.Thread(target=lambda: [pv.post(float(i)) for i in range(1, 501)])
+        poster.start()
+        poster.join()
+        assert calls == 1  # the loop has not run: all 1,000 updates wait for one drain
+        loop.run_until_complete(asyncio.sleep(0))
+        for sub in subs:
+            assert sub.got == [float(i) for i in range(1, 501)]
+        pv.post(7.0)  # from here (no running loop in this thread) it is handed off again
+        assert calls == 2
+        loop.run_until_complete(asyncio.sleep(0))
+        assert subs[0].got[-1] == 7.0
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("request_", [None, "record[pipeline=true,queueSize=4]"])
+async def test_tight_thread_burst_ends_with_its_last_value(
+    pva_env: dict[str, str], request_: str | None
+) -> None:
+    x = SharedPV(nt.NTScalar("d"), 0.0)
+    n = 3000
+    async with Server({"t:burst": x}), Client() as c, c.monitor("t:burst", request_) as sub:
+        assert (await sub.next(timeout=10)).value["value"] == 0.0
+        await asyncio.to_thread(lambda: [x.post(float(i)) for i in range(1, n + 1)])
+        seen: list[float] = []
+        while not seen or seen[-1] != n:
+            seen.append((await sub.next(timeout=20)).value["value"])
+        assert seen == sorted(seen) and len(set(seen)) == len(seen)
