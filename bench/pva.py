@@ -32,13 +32,14 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from typing import Any
+
+from reckon.pva.config import loopback_environment
 
 N_GET = 2000
 N_PUT = 1000
@@ -54,30 +55,10 @@ PIPELINE_REQUEST = "record[pipeline=true,queueSize=16]"
 # ---------------------------------------------------------------------------------------------
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def epics_env() -> dict[str, str]:
-    tcp = _free_port(socket.SOCK_STREAM)
-    udp = _free_port(socket.SOCK_DGRAM)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
-    env.update(
-        {
-            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-            "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-            "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-            "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-            "EPICS_PVA_SERVER_PORT": str(tcp),
-            "EPICS_PVAS_SERVER_PORT": str(tcp),
-            "EPICS_PVA_BROADCAST_PORT": str(udp),
-            "EPICS_PVAS_BROADCAST_PORT": str(udp),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
+    env.update(loopback_environment())
+    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 

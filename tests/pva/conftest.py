@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from reckon.pva import runloop
+from reckon.pva.config import loopback_environment
 
 PEERS = Path(__file__).parent / "peers"
 PYTHON = sys.executable
@@ -43,20 +44,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 def epics_env(server_port: int | None = None, udp_port: int | None = None) -> dict[str, str]:
     """The EPICS variables that keep pvAccess on loopback, on the given (or fresh) ports."""
-    server_port = server_port or free_port()
-    udp_port = udp_port or free_port(socket.SOCK_DGRAM)
-    return {
-        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-        "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVA_SERVER_PORT": str(server_port),
-        "EPICS_PVAS_SERVER_PORT": str(server_port),
-        "EPICS_PVA_BROADCAST_PORT": str(udp_port),
-        "EPICS_PVAS_BROADCAST_PORT": str(udp_port),
-        "EPICS_PVA_CONN_TMO": "30",
-    }
+    return {**loopback_environment(server_port, udp_port), "EPICS_PVA_CONN_TMO": "30"}
 
 
 def child_env(env: dict[str, str]) -> dict[str, str]:

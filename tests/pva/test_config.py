@@ -72,3 +72,16 @@ def test_bad_values_say_what_is_wrong(env: dict[str, str], message: str) -> None
 def test_parse_addresses() -> None:
     assert parse_addresses("a b:1, c:2", 9) == [("a", 9), ("b", 1), ("c", 2)]
     assert parse_addresses("", 9) == []
+
+
+def test_loopback_environment_keeps_server_and_client_on_this_machine() -> None:
+    from reckon.pva.config import ClientConfig, ServerConfig, loopback_environment
+
+    env = loopback_environment(15075, 15076)
+    server, client = ServerConfig.from_env(env), ClientConfig.from_env(env)
+    assert server.interfaces == ["127.0.0.1"]
+    assert (server.tcp_port, server.udp_port) == (15075, 15076)
+    assert server.beacon_targets() == [("127.0.0.1", 15076)]
+    assert client.search_targets() == [("127.0.0.1", 15076)]
+    fresh = loopback_environment()
+    assert fresh["EPICS_PVA_SERVER_PORT"] == fresh["EPICS_PVAS_SERVER_PORT"] != "15075"

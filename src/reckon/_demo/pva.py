@@ -6,30 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 from collections.abc import Iterator
 
-from reckon._demo.common import Act, child_env, free_port
+from reckon._demo.common import Act, child_env
 from reckon.core import CachingLevel, RequestId
+from reckon.pva.config import loopback_environment
 
 NAME, STATS = "demo:temperature", "demo:engine"
 
 
 def loopback_env() -> dict[str, str]:
     """EPICS variables that keep server and client on loopback, on fresh ports."""
-    tcp, udp = free_port(), free_port(socket.SOCK_DGRAM)
-    return {
-        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-        "EPICS_PVA_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
-        "EPICS_PVA_SERVER_PORT": str(tcp),
-        "EPICS_PVAS_SERVER_PORT": str(tcp),
-        "EPICS_PVA_BROADCAST_PORT": str(udp),
-        "EPICS_PVAS_BROADCAST_PORT": str(udp),
-    }
+    return loopback_environment()
 
 
 @contextlib.contextmanager

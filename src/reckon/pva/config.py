@@ -9,6 +9,7 @@ what tests do when they want no dependence on the process environment.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -186,3 +187,34 @@ class ClientConfig:
         if self.auto_address_list:
             targets.append(("255.255.255.255", self.udp_port))
         return targets
+
+
+def _free_port(kind: socket.SocketKind) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def loopback_environment(
+    server_port: int | None = None, udp_port: int | None = None
+) -> dict[str, str]:
+    """The EPICS variables that keep pvAccess on this machine: servers listen and beacon on
+    127.0.0.1 only, clients search 127.0.0.1 only, on the given ports or fresh free ones.
+
+    The same variables configure reckon, p4p and the pvxs tools, so a test (or a demo) can set
+    them for a server and hand them to any client process: nothing is broadcast to the network,
+    and tests on fresh ports can run side by side.
+    """
+    tcp = server_port if server_port is not None else _free_port(socket.SOCK_STREAM)
+    udp = udp_port if udp_port is not None else _free_port(socket.SOCK_DGRAM)
+    return {
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVA_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_INTF_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_PVAS_BEACON_ADDR_LIST": "127.0.0.1",
+        "EPICS_PVA_SERVER_PORT": str(tcp),
+        "EPICS_PVAS_SERVER_PORT": str(tcp),
+        "EPICS_PVA_BROADCAST_PORT": str(udp),
+        "EPICS_PVAS_BROADCAST_PORT": str(udp),
+    }
