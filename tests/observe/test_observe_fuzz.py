@@ -3,6 +3,7 @@ and the server stay up."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +41,11 @@ def _roundtrip(ws: ClientConnection, frame: bytes | str) -> dict[str, Any]:
     return reply
 
 
-_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+_FUZZ = settings(
+    max_examples=int(os.environ.get("RECKON_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 _scalars = (
     st.none()

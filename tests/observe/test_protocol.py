@@ -39,6 +39,12 @@ def test_request_round_trips_in_both_codecs() -> None:
         ({"v": 1, "id": 1, "type": "tasks", "limit": p.MAX_LIST_LIMIT + 1}, p.E_BAD_REQUEST),
         ({"v": 1, "id": 1, "type": "tasks", "colour": "red"}, p.E_BAD_REQUEST),
         ({"v": 1, "id": 1, "type": "clear_cache", "level": "disk"}, p.E_BAD_REQUEST),
+        # Unhashable and bool levels: found by the fuzz test (``[] in dict`` raised TypeError).
+        ({"v": 1, "id": 1, "type": "clear_cache", "level": []}, p.E_BAD_REQUEST),
+        ({"v": 1, "id": 1, "type": "clear_cache", "level": {}}, p.E_BAD_REQUEST),
+        ({"v": 1, "id": 1, "type": "clear_cache", "level": True}, p.E_BAD_REQUEST),
+        ({"v": 1, "id": 1, "type": "clear_cache", "level": 1.0}, p.E_BAD_REQUEST),
+        ({"v": 1, "id": 1, "type": "tasks", "state": ["done"]}, p.E_BAD_REQUEST),
         ({"v": 1, "id": 1, "type": "subscribe", "status_interval": 0.0}, p.E_BAD_REQUEST),
         ({"v": 1, "id": 1, "type": "subscribe", "status_interval": float("nan")}, p.E_BAD_REQUEST),
         ({"v": 1, "id": 1, "type": "capture", "enabled": "yes"}, p.E_BAD_REQUEST),

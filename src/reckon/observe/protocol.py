@@ -87,7 +87,7 @@ def _task_id(v: Any) -> bool:
 
 
 def _opt_state(v: Any) -> bool:
-    return v is None or v in TASK_STATES
+    return v is None or (isinstance(v, str) and v in TASK_STATES)
 
 
 def _limit(v: Any) -> bool:
@@ -97,7 +97,10 @@ def _limit(v: Any) -> bool:
 
 
 def _level(v: Any) -> bool:
-    return v in CACHE_LEVELS or v in (1, 2)
+    # Type first: a list is unhashable (``[] in dict`` raises) and ``True == 1``.
+    if isinstance(v, str):
+        return v in CACHE_LEVELS
+    return type(v) is int and v in (1, 2)
 
 
 def _interval(v: Any) -> bool:

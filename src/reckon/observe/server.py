@@ -333,6 +333,12 @@ class ObserveServer:
                             rid = p.peek_id(p.loads(frame))
                     await conn.send(p.encode_error(rid, exc.code, str(exc), codec))
                     continue
+                except Exception as exc:  # a validator bug must not cost the peer its session
+                    log.exception("observe: could not validate a request")
+                    await conn.send(
+                        p.encode_error(0, p.E_BAD_REQUEST, f"{type(exc).__name__}: {exc}", codec)
+                    )
+                    continue
                 if not authed:
                     if request.type == "hello" and self._token_ok(request.body.get("token")):
                         authed = True
