@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from reckon.pva import Client, Server, SharedPV, nt
+from reckon.pva import pv as pv_module
 
 
 class _Recorder:
@@ -24,7 +26,9 @@ class _Recorder:
         pass
 
 
-def test_a_burst_from_a_thread_wakes_the_loop_once() -> None:
+def test_a_burst_from_a_thread_wakes_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a loop that is not running: the poster waits for it once, then stops waiting
+    monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 0.05)
     loop = asyncio.SelectorEventLoop()
     calls = 0
     original = loop.call_soon_threadsafe
@@ -41,8 +45,10 @@ def test_a_burst_from_a_thread_wakes_the_loop_once() -> None:
         for sub in subs:
             pv._subscribe(sub)
         poster = threading.Thread(target=lambda: [pv.post(float(i)) for i in range(1, 501)])
+        started = time.monotonic()
         poster.start()
         poster.join()
+        assert time.monotonic() - started < 2  # one 50 ms wait, not one per RUN_AHEAD posts
         assert calls == 1  # the loop has not run: all 1,000 updates wait for one drain
         loop.run_until_complete(asyncio.sleep(0))
         for sub in subs:
@@ -68,3 +74,37 @@ async def test_tight_thread_burst_ends_with_its_last_value(
         while not seen or seen[-1] != n:
             seen.append((await sub.next(timeout=20)).value["value"])
         assert seen == sorted(seen) and len(set(seen)) == len(seen)
+
+
+def test_a_thread_poster_gives_the_loop_its_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop thread sees each value while the poster is at most two batches ahead: it is
+    not starved of the GIL (which squashed a burst into a handful of updates)."""
+    monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 30.0)  # never give up: the bound is exact
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    posted = 0
+    lags: list[int] = []
+
+    class Lagging(_Recorder):
+        def on_post(self, mask: int, value: dict[str, Any]) -> None:
+            super().on_post(mask, value)
+            lags.append(posted - int(value["value"]))
+
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0)
+        sub = Lagging(loop)
+        pv._subscribe(sub)
+        n = 2000
+        for i in range(1, n + 1):
+            pv.post(float(i))
+            posted = i
+        deadline = time.monotonic() + 20
+        while len(sub.got) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sub.got == [float(i) for i in range(1, n + 1)]
+        assert max(lags) <= 2 * pv_module.RUN_AHEAD
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()

@@ -245,32 +245,61 @@ def merge(
 # (call_soon_threadsafe) per batch, not per post, so a thread posting in a tight loop costs the
 # loop one self-pipe write however many values it posts before the loop runs. A loop's key is
 # present exactly while a drain is scheduled on it.
-_handoff: dict[asyncio.AbstractEventLoop, list[tuple[Any, int, dict[str, Any]]]] = {}
+#
+# A poster that gets RUN_AHEAD values ahead of the loop waits (up to YIELD_TIMEOUT) until the
+# loop has taken them and served one round of I/O. Without that the two threads convoy on the
+# GIL: the poster never blocks, so every time the loop thread gives the GIL up (a socket read
+# or write, epoll) it waits a whole switch interval (5 ms) to get it back, and a burst of posts
+# reaches the client as a handful of squashed updates. A poster in C++ (pvxs) has no GIL to
+# share; this gives the loop the same chance to send while the thread posts.
+RUN_AHEAD = 16
+YIELD_TIMEOUT = 0.005
+
+
+class _Batch:
+    __slots__ = ("done", "items", "stuck")
+
+    def __init__(self, first: tuple[Any, int, dict[str, Any]]) -> None:
+        self.items = [first]
+        self.done = threading.Event()
+        #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
+        self.stuck = False
+
+
+_handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
 _handoff_lock = threading.Lock()
 
 
 def _hand_off(loop: asyncio.AbstractEventLoop, sub: Any, mask: int, snapshot: Any) -> None:
     with _handoff_lock:
-        pending = _handoff.get(loop)
-        if pending is not None:
-            pending.append((sub, mask, snapshot))
+        batch = _handoff.get(loop)
+        if batch is None:
+            batch = _handoff[loop] = _Batch((sub, mask, snapshot))
+            try:
+                loop.call_soon_threadsafe(_drain, loop)
+            except RuntimeError:  # the loop is closed: nothing will drain it
+                del _handoff[loop]
+                raise
             return
-        _handoff[loop] = [(sub, mask, snapshot)]
-        try:
-            loop.call_soon_threadsafe(_drain, loop)
-        except RuntimeError:  # the loop is closed: nothing will drain it
-            del _handoff[loop]
-            raise
+        batch.items.append((sub, mask, snapshot))
+        if len(batch.items) < RUN_AHEAD or batch.stuck:
+            return
+    if not batch.done.wait(YIELD_TIMEOUT):
+        batch.stuck = True
 
 
 def _drain(loop: asyncio.AbstractEventLoop) -> None:
     with _handoff_lock:
-        pending = _handoff.pop(loop, [])
-    for sub, mask, snapshot in pending:  # in posting order
+        batch = _handoff.pop(loop, None)
+    if batch is None:
+        return
+    for sub, mask, snapshot in batch.items:  # in posting order
         try:
             sub.on_post(mask, snapshot)
         except Exception as exc:  # one broken monitor must not lose the others' updates
             loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
+    # release waiting posters after the loop's next round of I/O (client acks, socket writes)
+    loop.call_soon(batch.done.set)
 
 
 def _now() -> dict[str, int]:
