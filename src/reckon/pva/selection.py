@@ -1,0 +1,49 @@
+"""What a pvRequest selects: the changed-bit masks of its ``field(...)`` list.
+
+Bit 0 stands for the whole structure; a structure's bit covers all of its fields. The server
+computes a mask once per (pvRequest, type) and shares it by every operation that uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reckon.pva.protocol import Structure, VariantValue, request_fields
+
+ALL = 1  # bit 0: the whole structure
+
+
+def request_mask(t: Structure, pv_request: VariantValue | None) -> int:
+    """The bit mask of the fields a pvRequest's ``field(...)`` selects (bit 0 = everything).
+
+    Fields the structure does not have are ignored, as pvxs does.
+    """
+    offsets = t.offsets
+    mask = 0
+    for path in request_fields(pv_request):
+        bit = offsets.get(path)
+        if bit is not None:
+            mask |= 1 << bit
+    return mask or ALL
+
+
+def expand_mask(t: Structure, mask: int) -> int:
+    """Every offset a mask covers (a structure's bit covers its fields)."""
+    if mask & ALL:
+        return (1 << t.bit_count) - 1
+    out = 0
+    m = mask
+    while m:
+        low = m & -m
+        bit = low.bit_length() - 1
+        m ^= low
+        _, sub = t.field_at(bit)
+        out |= ((1 << sub.bit_count) - 1) << bit
+    return out
+
+
+def truthy(v: Any) -> bool:
+    """A pvRequest option as a bool: pvxs sends options as strings ("true")."""
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    return bool(v)
