@@ -17,7 +17,6 @@ from ._connection import (
     RequestInfo,
     RequestState,
     Role,
-    ServerConnection,
 )
 from ._constants import (
     Command,
@@ -40,6 +39,7 @@ from ._events import *  # noqa: F403
 from ._events import __all__ as _events_all
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
+from ._server_connection import ServerConnection
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (

@@ -1,0 +1,271 @@
+"""The server side of a connection, with its hot paths.
+
+p4p's client opens a new operation for every get and put (INIT, GET, DESTROY: three messages)
+and every monitor update and get reply is a value message. These paths decode and encode
+exactly those messages without the general decoder's layers; anything unusual (an error, a
+segmented connection, a state they do not expect) returns None and takes the general path in
+:class:`_Connection`, with all its checks.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from ._bitset import BitSet
+from ._connection import (
+    _BIG,
+    _FAST_INITS,
+    _FROM_SERVER,
+    _HDR,
+    _INIT_EVENTS,
+    _MONITOR,
+    _NO_BITS,
+    _U32,
+    RequestInfo,
+    _Connection,
+)
+from ._constants import HEADER_SIZE, Command
+from ._errors import (
+    LocalProtocolError,
+)
+from ._events import (
+    ConnectionValidationRequest,
+    DestroyRequest,
+    Event,
+    Get,
+    GetInitResponse,
+    GetResponse,
+    MonitorUpdate,
+    Put,
+    PutInitResponse,
+    PutRead,
+    PutReadResponse,
+    PutResponse,
+    SetByteOrder,
+    maker,
+)
+from ._messages import DESTROY, GET, GET_PUT, INIT
+from ._prepared import PreparedUpdate
+from ._state import (
+    ConnectionState,
+    RequestState,
+    Role,
+)
+from ._status import Status
+from ._typecodec import _full as full_type_bytes
+from ._types import Structure
+
+_GET = int(Command.GET)
+_PUT = int(Command.PUT)
+_DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
+_VALIDATED = ConnectionState.VALIDATED
+_INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
+_U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
+_MISSING: Any = object()
+_INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
+_NEW_GET = maker(Get)
+_NEW_DESTROY = maker(DestroyRequest)
+_FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
+
+
+class ServerConnection(_Connection):
+    """The server side of one TCP connection."""
+
+    role = Role.SERVER
+
+    def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
+        """The server's hot path for the messages of p4p's get and put cycles (an INIT whose
+        pvRequest bytes were seen before, a GET, a put's read, a destroy): no decoder layers.
+        None hands anything unusual (errors included) to the general path."""
+        if cmd not in _FAST_SERVER or len(data) < 8 or self.state is not _VALIDATED:
+            return None
+        be = self._rx.big_endian = bool(flags & _BIG)
+        sid, ioid = _U32x2[be].unpack_from(data, 0)
+        if cmd == _DESTROY_REQUEST:
+            req = self._requests.get(ioid)
+            if req is None or req.sid != sid:
+                return None
+            self._drop_request(ioid)
+            return _NEW_DESTROY(sid, ioid)  # type: ignore[no-any-return]
+        if len(data) < 9:
+            return None
+        sub = data[8]
+        if sub & _INIT:
+            raw = data[9:]
+            cached = self._request_caches[be].get(raw, _MISSING)
+            if cached is _MISSING:
+                return None
+            if (
+                sid not in self._channels
+                or ioid in self._requests
+                or len(self._requests) >= self.max_requests
+            ):
+                return None
+            self._dead_requests.pop(ioid, None)
+            self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+            return _INIT_MAKERS[cmd](sid, ioid, cached)  # type: ignore[no-any-return]
+        req = self._requests.get(ioid)
+        if (
+            req is None
+            or req.command != cmd
+            or req.sid != sid
+            or req.state is not RequestState.READY
+        ):
+            return None
+        destroy = bool(sub & _DESTROY_BIT)
+        if cmd == _GET and len(data) == 9:
+            ev: Event = _NEW_GET(sid, ioid, destroy)
+        elif cmd == _PUT and sub & _GET_BIT and len(data) == 9:
+            ev = PutRead._trusted(sid, ioid, destroy)
+        elif cmd == _PUT and not sub & (_GET_BIT | _GET_PUT_BIT):
+            st = req.type
+            if st.__class__ is not Structure:
+                return None
+            assert isinstance(st, Structure)
+            mask, value, _ = self._rx.decode_partial(st, data, 9, None)
+            ev = Put._trusted(sid, ioid, value, BitSet.from_mask(mask), destroy)
+        else:
+            return None
+        req.state = RequestState.EXECUTING
+        req.cancelled = False
+        req.last = bool(sub & _DESTROY_BIT)
+        return ev
+
+    def _send_put_done_fast(self, ev: PutResponse) -> bytes | None:
+        """A successful put's reply: eight bytes of header and six of body."""
+        req = self._requests.get(ev.ioid)
+        if (
+            req is None
+            or req.command != _PUT
+            or req.state is not RequestState.EXECUTING
+            or ev.status is not Status.OK
+            or ev.destroy
+            or req.last
+            or self.state is not _VALIDATED
+        ):
+            return None
+        be = self.big_endian
+        req.state = RequestState.READY
+        self.bytes_sent += 14
+        return (
+            _HDR[be].pack(0xCA, 2, _FROM_SERVER | (_BIG if be else 0), _PUT, 6)
+            + _U32[be].pack(ev.ioid)
+            + b"\x00\xff"
+        )
+
+    def _send_init_fast(self, ev: GetInitResponse | PutInitResponse) -> bytes | None:
+        """A successful get/put init response (p4p sends one init per get and put): the
+        type's encoding is cached per type, so the message is a few copies. None falls back
+        to the general path (failures, the type cache, anything unusual)."""
+        req = self._requests.get(ev.ioid)
+        st = ev.type
+        if (
+            req is None
+            or req.state is not RequestState.INIT_PENDING
+            or req.command != (_GET if type(ev) is GetInitResponse else _PUT)
+            or ev.status is not Status.OK
+            or st.__class__ is not Structure
+            or self._tx.send_cache is not None
+            or self.state is not _VALIDATED
+        ):
+            return None
+        be = self.big_endian
+        body = full_type_bytes(st, be)
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ev.ioid)
+        out += b"\x08\xff"  # INIT, status OK
+        out += body
+        _HDR[be].pack_into(
+            out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), req.command, len(out) - 8
+        )
+        req.state = RequestState.READY
+        req.type = st
+        req.get_type = None
+        self.bytes_sent += len(out)
+        return bytes(out)
+
+    def _send_value_fast(self, ev: MonitorUpdate | GetResponse | PutReadResponse) -> bytes | None:
+        """The server's hot path (monitor updates, get responses): one buffer, no detours.
+        Returns None to fall back to the general path for anything unusual."""
+        req = self._requests.get(ev.ioid)
+        if req is None or self.state is not ConnectionState.VALIDATED:
+            return None
+        st = req.type
+        if not isinstance(st, Structure):
+            return None
+        be = self.big_endian
+        tx = self._tx
+        tx.big_endian = be
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ev.ioid)
+        if type(ev) is MonitorUpdate:
+            assert isinstance(ev, MonitorUpdate)
+            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
+                return None
+            out.append(0)
+            tx.encode_partial(st, ev.value, ev.changed.mask, out)
+            out += ev.overrun.encode(be) if ev.overrun.mask else b"\x00"
+            cmd = _MONITOR
+        else:
+            assert isinstance(ev, (GetResponse, PutReadResponse))
+            cmd = _GET if type(ev) is GetResponse else _PUT
+            if (
+                req.command != cmd
+                or req.state is not RequestState.EXECUTING
+                or ev.status is not Status.OK
+                or ev.value is None
+                or ev.destroy
+                or req.last
+            ):
+                return None
+            out += b"\x00\xff" if cmd == _GET else b"\x40\xff"
+            tx.encode_partial(st, ev.value, ev.changed.mask, out)
+            req.state = RequestState.READY
+        _HDR[be].pack_into(out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), cmd, len(out) - 8)
+        self.bytes_sent += len(out)
+        # a big message (an image) is handed over as the bytearray it was built in: copying
+        # megabytes into a bytes object would cost more than encoding them
+        return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
+
+    def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
+        """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
+        return self.send(SetByteOrder(self.big_endian)) + self.send(
+            ConnectionValidationRequest(tuple(auth_methods))
+        )
+
+    def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
+        """A MonitorUpdate whose value was encoded once for all subscribers.
+
+        Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
+        same type; an ioid the client just destroyed gives ``b""``.
+        """
+        if self._error is not None:
+            raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
+        req = self._requests.get(ioid)
+        if req is None:
+            if ioid in self._dead_requests:
+                return b""
+            raise LocalProtocolError(f"no operation ioid {ioid}")
+        if req.command != _MONITOR or req.state is RequestState.INIT_PENDING:
+            raise LocalProtocolError(f"send_update: ioid {ioid} is not an initialised monitor")
+        if req.type is not update.type and req.type != update.type:
+            raise LocalProtocolError(f"send_update: ioid {ioid} has another type")
+        be = self.big_endian
+        body = update.partial(be)
+        if self.segment_size:
+            payload = _U32[be].pack(ioid) + b"\x00" + body
+            payload += overrun.encode(be) if overrun.mask else b"\x00"
+            data = self._frame(_MONITOR, payload)
+            self.bytes_sent += len(data)
+            return data
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ioid)
+        out.append(0)
+        out += body
+        out += overrun.encode(be) if overrun.mask else b"\x00"
+        flags = _FROM_SERVER | (_BIG if be else 0)
+        _HDR[be].pack_into(out, 0, 0xCA, 2, flags, _MONITOR, len(out) - HEADER_SIZE)
+        self.bytes_sent += len(out)
+        return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
