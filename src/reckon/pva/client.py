@@ -73,31 +73,11 @@ from reckon.pva.protocol import (
     Structure,
     VariantValue,
 )
-from reckon.pva.pv import merge
+from reckon.pva.request import DEFAULT_TIMEOUT, _build, _check, _options, make_request
 
 log = logging.getLogger("reckon.pva.client")
 
-DEFAULT_TIMEOUT = 5.0
 _SEARCH_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
-
-
-def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> VariantValue | None:
-    """A pvRequest from ``"field(value)record[queueSize=4]"``, a dict, or an existing value."""
-    if request is None or isinstance(request, VariantValue):
-        return request
-    from reckon.pva.protocol import pv_request
-
-    if isinstance(request, str):
-        return pv_request(request)
-    return VariantValue.of(dict(request))
-
-
-def _options(request: VariantValue | None) -> dict[str, Any]:
-    if request is None or not isinstance(request.value, dict):
-        return {}
-    rec = request.value.get("record")
-    opts = rec.get("_options") if isinstance(rec, dict) else None
-    return dict(opts) if isinstance(opts, dict) else {}
 
 
 class _Disconnected(PvaError):
@@ -968,23 +948,6 @@ class _PendingConn:
 
 
 _PENDING: Any = _PendingConn()
-
-
-def _check(status: Status, what: str, name: str) -> None:
-    if not status.success:
-        raise PvaRemoteError(f"{what} {name!r}: {status.message or 'error'}")
-
-
-def _build(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
-    if not isinstance(t, Structure):
-        raise PvaError(f"put {name!r}: the server gave no structure type")
-    if isinstance(value, Mapping) and set(value) <= set(t.names):
-        update: Mapping[str, Any] = value
-    elif "value" in t:
-        update = {"value": value}
-    else:
-        raise PvaError(f"put {name!r}: it has no 'value' field; put a dict of {list(t.names)}")
-    return merge(t, t.default(), update)
 
 
 def _user() -> str:
