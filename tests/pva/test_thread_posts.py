@@ -108,3 +108,26 @@ def test_a_thread_poster_gives_the_loop_its_turn(monkeypatch: pytest.MonkeyPatch
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+def test_a_poster_running_its_own_loop_never_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Posting from another event loop's thread to a server loop that is not running: the
+    posting loop must not stall (a thread without a loop would wait once, YIELD_TIMEOUT)."""
+    monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 5.0)
+    server_loop = asyncio.SelectorEventLoop()  # never runs: its posters could only time out
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0)
+        sub = _Recorder(server_loop)
+        pv._subscribe(sub)
+
+        async def post_all() -> float:
+            started = time.monotonic()
+            for i in range(1, 101):
+                pv.post(float(i))
+            return time.monotonic() - started
+
+        assert asyncio.run(post_all()) < 2.5  # waiting once would take 5 s
+        server_loop.run_until_complete(asyncio.sleep(0))
+        assert sub.got == [float(i) for i in range(1, 101)]
+    finally:
+        server_loop.close()

@@ -247,7 +247,8 @@ def merge(
 # present exactly while a drain is scheduled on it.
 #
 # A poster that gets RUN_AHEAD values ahead of the loop waits (up to YIELD_TIMEOUT) until the
-# loop has taken them and served one round of I/O. Without that the two threads convoy on the
+# loop has taken them and served one round of I/O (a thread running an event loop of its own
+# never waits: that would stall its loop). Without that the two threads convoy on the
 # GIL: the poster never blocks, so every time the loop thread gives the GIL up (a socket read
 # or write, epoll) it waits a whole switch interval (5 ms) to get it back, and a burst of posts
 # reaches the client as a handful of squashed updates. A poster in C++ (pvxs) has no GIL to
@@ -270,7 +271,9 @@ _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
 _handoff_lock = threading.Lock()
 
 
-def _hand_off(loop: asyncio.AbstractEventLoop, sub: Any, mask: int, snapshot: Any) -> None:
+def _hand_off(
+    loop: asyncio.AbstractEventLoop, sub: Any, mask: int, snapshot: Any, may_wait: bool
+) -> None:
     with _handoff_lock:
         batch = _handoff.get(loop)
         if batch is None:
@@ -282,7 +285,7 @@ def _hand_off(loop: asyncio.AbstractEventLoop, sub: Any, mask: int, snapshot: An
                 raise
             return
         batch.items.append((sub, mask, snapshot))
-        if len(batch.items) < RUN_AHEAD or batch.stuck:
+        if len(batch.items) < RUN_AHEAD or batch.stuck or not may_wait:
             return
     if not batch.done.wait(YIELD_TIMEOUT):
         batch.stuck = True
@@ -445,7 +448,8 @@ class SharedPV:
             if loop is None or loop is running:
                 sub.on_post(mask, snapshot)
             else:
-                _hand_off(loop, sub, mask, snapshot)
+                # a thread that runs an event loop of its own is never made to wait
+                _hand_off(loop, sub, mask, snapshot, running is None)
 
     def current(self) -> dict[str, Any]:
         return self.value
