@@ -20,27 +20,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from concurrent.futures import Future as ConcurrentFuture
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
+from reckon.pva.client_connection import _PENDING, _Channel, _ClientProtocol, _Disconnected, _Op
 from reckon.pva.config import Address, ClientConfig
 from reckon.pva.discovery import SearchClient
 from reckon.pva.protocol import (
-    NEED_DATA,
     RPC,
     BitSet,
-    ClientConnection,
-    ConnectionClosed,
-    ConnectionValidated,
-    ConnectionValidationRequest,
-    ConnectionValidationResponse,
-    ControlEchoRequest,
-    ControlEchoResponse,
     CreateChannelRequest,
-    CreateChannelResponse,
-    DestroyChannel,
     DestroyRequest,
-    Echo,
     Event,
     FieldDesc,
     Get,
@@ -48,7 +38,6 @@ from reckon.pva.protocol import (
     GetFieldResponse,
     GetInit,
     GetResponse,
-    Message,
     MonitorAck,
     MonitorFinish,
     MonitorInit,
@@ -68,7 +57,6 @@ from reckon.pva.protocol import (
     RPCResponse,
     SearchRequest,
     SearchResponse,
-    SetByteOrder,
     Status,
     Structure,
     VariantValue,
@@ -78,10 +66,6 @@ from reckon.pva.request import DEFAULT_TIMEOUT, _build, _check, _options, make_r
 log = logging.getLogger("reckon.pva.client")
 
 _SEARCH_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
-
-
-class _Disconnected(PvaError):
-    """Internal: the channel's connection dropped while an operation waited (it is retried)."""
 
 
 @dataclass
@@ -95,218 +79,6 @@ class Update:
     @property
     def changed_fields(self) -> list[str]:
         return [self.type.field_at(b)[0] for b in self.changed]
-
-
-# ------------------------------------------------------------------------------------------
-# one TCP connection to a server
-# ------------------------------------------------------------------------------------------
-
-
-class _Op:
-    __slots__ = ("busy", "channel", "info", "ioid", "queue", "waiter")
-
-    def __init__(self, channel: _Channel, ioid: int) -> None:
-        self.channel = channel
-        self.ioid = ioid
-        self.busy = False
-        self.info: Event | None = None
-        self.waiter: asyncio.Future[Event] | None = None
-        self.queue: deque[Event] = deque()
-
-    def deliver(self, ev: Event) -> None:
-        w = self.waiter
-        if w is not None and not w.done():
-            self.waiter = None
-            w.set_result(ev)
-        else:
-            self.queue.append(ev)
-
-    def fail(self, exc: BaseException) -> None:
-        w = self.waiter
-        if w is not None and not w.done():
-            self.waiter = None
-            w.set_exception(exc)
-
-    async def next(self, loop: asyncio.AbstractEventLoop) -> Event:
-        if self.queue:
-            return self.queue.popleft()
-        w: asyncio.Future[Event] = loop.create_future()
-        self.waiter = w
-        return await w
-
-
-class _ClientProtocol(asyncio.BufferedProtocol):
-    """One server connection; reads into the client's one receive buffer (``recv_into``: no
-    256 KiB allocation per read, as a plain Protocol's transport makes)."""
-
-    def __init__(self, client: Client, address: Address, name_server: bool = False) -> None:
-        self.client = client
-        self._rxbuf = client._rxbuf
-        self.address = address
-        self.name_server = name_server
-        self.loop = client.loop
-        self.conn = ClientConnection()
-        self.transport: asyncio.Transport | None = None
-        self.ready: asyncio.Future[None] = self.loop.create_future()
-        self.channels: dict[int, _Channel] = {}  # by cid
-        self.ops: dict[int, _Op] = {}
-        self.closed = False
-        self._keepalive: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._schedule_echo()
-
-    def _schedule_echo(self) -> None:
-        # Servers (pvxs, and reckon's) drop connections silent for EPICS_PVA_CONN_TMO; an echo
-        # every half of it keeps a quiet connection (say, a monitor of a still PV) alive.
-        self._keepalive = self.loop.call_later(self.client.config.conn_timeout / 2, self._echo)
-
-    def _echo(self) -> None:
-        if self.closed or self.transport is None:
-            return
-        if self.ready.done() and not self.ready.cancelled() and self.ready.exception() is None:
-            with contextlib.suppress(PvaError, ProtocolError):
-                self.send(Echo(b""))
-        self._schedule_echo()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._rxbuf
-
-    def buffer_updated(self, nbytes: int) -> None:
-        # receive_data copies the bytes out (the buffer is reused by the next read)
-        self.data_received(self._rxbuf[:nbytes])
-
-    def data_received(self, data: bytes | memoryview) -> None:
-        conn = self.conn
-        try:
-            conn.receive_data(data)
-            while True:
-                ev = conn.next_event()
-                if ev is NEED_DATA:
-                    break
-                self._handle(ev)
-        except ProtocolError as exc:
-            log.warning("pva client: dropping server %s:%d: %s", *self.address, exc)
-            if self.transport is not None:
-                self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-        if not self.ready.done():
-            self.ready.set_exception(_Disconnected(f"connection to {self.address} lost"))
-        self.client._connection_lost(self)
-        for op in list(self.ops.values()):
-            op.fail(_Disconnected("server disconnected"))
-        self.ops.clear()
-
-    def send(self, ev: Event) -> None:
-        if self.closed or self.transport is None:
-            raise _Disconnected("server disconnected")
-        self.transport.write(self.conn.send(ev))
-
-    def _handle(self, ev: Event) -> None:
-        t = type(ev)
-        if t is ConnectionValidationRequest:
-            assert isinstance(ev, ConnectionValidationRequest)
-            c = self.client
-            if "ca" in ev.auth_methods and c.auth == "ca":
-                reply = ConnectionValidationResponse.ca(c.user, c.host)
-            else:
-                reply = ConnectionValidationResponse()
-            self.send(reply)
-        elif t is ConnectionValidated:
-            assert isinstance(ev, ConnectionValidated)
-            if not self.ready.done():
-                if ev.status.success:
-                    self.ready.set_result(None)
-                else:
-                    self.ready.set_exception(
-                        PvaRemoteError(f"server {self.address} refused us: {ev.status.message}")
-                    )
-        elif t is CreateChannelResponse:
-            assert isinstance(ev, CreateChannelResponse)
-            ch = self.channels.get(ev.cid)
-            if ch is not None:
-                ch._created(self, ev)
-        elif t is DestroyChannel:
-            assert isinstance(ev, DestroyChannel)
-            ch = self.channels.pop(ev.cid, None)
-            if ch is not None:
-                ch._lost(self)
-        elif t is SearchResponse:
-            assert isinstance(ev, SearchResponse)
-            self.client._on_search_response(ev, self.address)
-        elif t is Echo:
-            pass
-        elif t is ControlEchoRequest:
-            assert isinstance(ev, ControlEchoRequest)
-            self.send(ControlEchoResponse(ev.value))
-        elif t is SetByteOrder or t is ControlEchoResponse:
-            pass
-        elif t is Message:
-            assert isinstance(ev, Message)
-            log.info("pva client: message from %s: %s", self.address, ev.text)
-        elif t is ConnectionClosed:
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            ioid = getattr(ev, "ioid", None)
-            if ioid is None:
-                return
-            op = self.ops.get(ioid)
-            if op is not None:
-                op.deliver(ev)
-
-
-# ------------------------------------------------------------------------------------------
-# channels
-# ------------------------------------------------------------------------------------------
-
-
-class _Channel:
-    def __init__(self, client: Client, name: str, cid: int) -> None:
-        self.client = client
-        self.name = name
-        self.cid = cid
-        self.conn: _ClientProtocol | None = None
-        self.sid = 0
-        self.connected = asyncio.Event()
-        self.error: Exception | None = None
-        self.search_step = 0
-        self.next_search = 0.0
-        self.monitors: set[Subscription] = set()
-        self.op_cache: dict[tuple[str, str], _Op] = {}
-
-    def _created(self, conn: _ClientProtocol, ev: CreateChannelResponse) -> None:
-        if not ev.status.success:
-            self.error = PvaRemoteError(f"{self.name}: server refused channel: {ev.status.message}")
-            conn.channels.pop(self.cid, None)
-            self.conn = None
-            self.client._searching(self)
-            return
-        self.conn = conn
-        self.sid = ev.sid
-        self.error = None
-        self.op_cache.clear()
-        self.connected.set()
-        for sub in list(self.monitors):
-            sub._reconnected()
-
-    def _lost(self, conn: _ClientProtocol) -> None:
-        if self.conn is not conn and self.conn is not None:
-            return
-        self.conn = None
-        self.op_cache.clear()
-        self.connected.clear()
-        self.search_step = 0
-        self.client._searching(self)
 
 
 # ------------------------------------------------------------------------------------------
@@ -941,13 +713,6 @@ class Client:
 
         result: bool = await self._run(name, "connect", timeout, body)
         return result
-
-
-class _PendingConn:
-    """Marker: the channel was found and its connection is being made."""
-
-
-_PENDING: Any = _PendingConn()
 
 
 def _user() -> str:
