@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
-import contextvars
 import functools
 import importlib
 import inspect
@@ -30,7 +28,7 @@ import time
 import types
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from operator import is_not
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -44,6 +42,7 @@ from reckon.errors import (
     UnhashableArgumentError,
 )
 from reckon.memo import log, watch
+from reckon.memo.capture import captured
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.group import (
@@ -83,68 +82,6 @@ _live: weakref.WeakSet[Memoized[Any, Any]] = weakref.WeakSet()
 _PLAIN = frozenset({int, str, bytes, bool, type(None)})
 #: Ids remembered per function before the memo of ids starts over.
 _ID_CACHE = 4096
-
-
-# ------------------------------------------------------------------------------------------
-# stdout capture (a tee routed by a context variable: right for threads and asyncio tasks)
-# ------------------------------------------------------------------------------------------
-
-_capture: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
-    "reckon_memo_stdout", default=None
-)
-
-
-class _StdoutTee:
-    """Passes writes through to the real stdout and copies those of capturing calls."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def write(self, text: str) -> int:
-        buf = _capture.get()
-        if buf is not None:
-            buf.append(text)
-        return int(self._inner.write(text))
-
-    def flush(self) -> None:
-        self._inner.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-def _ensure_tee() -> None:
-    if not isinstance(sys.stdout, _StdoutTee):
-        sys.stdout = _StdoutTee(sys.stdout)
-
-
-_log_capture: contextvars.ContextVar[list[tuple[str, int, str]] | None] = contextvars.ContextVar(
-    "reckon_memo_logs", default=None
-)
-
-
-class _LogCapture(logging.Handler):
-    """On the root logger: copies the records of calls that replay their logs (reckon's own
-    cache events excluded: a hit writes its own)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        logs = _log_capture.get()
-        if logs is not None and not record.name.startswith("reckon."):
-            try:
-                logs.append((record.name, record.levelno, record.getMessage()))
-            except Exception:
-                self.handleError(record)
-
-
-_log_handler: _LogCapture | None = None
-
-
-def _ensure_log_handler() -> None:
-    global _log_handler
-    root = logging.getLogger()
-    if _log_handler is None or _log_handler not in root.handlers:
-        _log_handler = _LogCapture()
-        root.addHandler(_log_handler)
 
 
 # ------------------------------------------------------------------------------------------
@@ -781,7 +718,7 @@ class Memoized(Generic[P, R]):
         logs: list[tuple[str, int, str]] | None = None
         try:
             if self._replay or self._replay_logs:
-                with self._captures() as (buf, logs):
+                with captured(self._replay, self._replay_logs) as (buf, logs):
                     value, seconds = self._run_body(args, kwargs)
             else:
                 value, seconds = self._run_body(args, kwargs)
@@ -791,28 +728,6 @@ class Memoized(Generic[P, R]):
         if watching:
             self._report_side_effects(seen, random_before, value, rid, args, kwargs)
         return self._after_compute(value, seconds, buf, rid, args, kwargs, logs)
-
-    @contextlib.contextmanager
-    def _captures(
-        self,
-    ) -> Iterator[tuple[list[str] | None, list[tuple[str, int, str]] | None]]:
-        """Collect what the body prints (replay_stdout) and logs (replay_logs)."""
-        buf: list[str] | None = None
-        logs: list[tuple[str, int, str]] | None = None
-        tokens: list[Any] = []
-        if self._replay:
-            _ensure_tee()
-            buf = []
-            tokens.append((_capture, _capture.set(buf)))
-        if self._replay_logs:
-            _ensure_log_handler()
-            logs = []
-            tokens.append((_log_capture, _log_capture.set(logs)))
-        try:
-            yield buf, logs
-        finally:
-            for var, token in reversed(tokens):
-                var.reset(token)
 
     def _report_side_effects(
         self,
@@ -870,7 +785,7 @@ class Memoized(Generic[P, R]):
             seen, wtoken = watch.start()
             random_before = watch.random_state()
         try:
-            with self._captures() as (buf, logs):
+            with captured(self._replay, self._replay_logs) as (buf, logs):
                 t0 = _perf()
                 value = await self.__wrapped__(*args, **kwargs)
                 seconds = _perf() - t0
