@@ -37,7 +37,8 @@ from reckon.pva.protocol import (
 )
 
 if TYPE_CHECKING:
-    from reckon.pva.client import Client, Subscription
+    from reckon.pva.client import Client
+    from reckon.pva.subscription import Subscription
 
 # the client's logger name, kept from before the client was split into modules
 log = logging.getLogger("reckon.pva.client")
