@@ -16,7 +16,6 @@ belongs to (for ``clear()``, the CLI and eviction logs).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
 import importlib
 import inspect
@@ -27,7 +26,6 @@ import threading
 import time
 import types
 import warnings
-import weakref
 from collections.abc import Callable, Iterable
 from operator import is_not
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -41,14 +39,13 @@ from reckon.errors import (
     NotMemoizableError,
     UnhashableArgumentError,
 )
-from reckon.memo import log, watch
+from reckon.memo import log, registry, watch
 from reckon.memo.capture import captured
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.group import (
     MemoizedGroup,
     Policy,
-    flush_all,
     get_group,
     group_for_store,
     store_path,
@@ -57,7 +54,10 @@ from reckon.memo.hashing import hash_value
 from reckon.memo.helpers import TTL, FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
-from reckon.memo.report import FunctionStats, format_report, human_bytes, human_duration
+from reckon.memo.registry import all_memoized as all_memoized
+from reckon.memo.registry import commit as commit
+from reckon.memo.registry import usage_report as usage_report
+from reckon.memo.report import FunctionStats, human_bytes, human_duration
 
 __all__ = ["BoundMemoized", "Memoized", "commit", "memoize"]
 
@@ -77,7 +77,6 @@ _watched = watch.current.get
 _unwatch = watch.current.set
 _rewatch = watch.current.reset
 
-_live: weakref.WeakSet[Memoized[Any, Any]] = weakref.WeakSet()
 #: Argument types whose equal values always hash equal (so the argument tuple can key an id).
 _PLAIN = frozenset({int, str, bytes, bool, type(None)})
 #: Ids remembered per function before the memo of ids starts over.
@@ -266,7 +265,7 @@ class Memoized(Generic[P, R]):
         #: store hit on one of them needs no orphan check.
         self._indexed: set[str] = set()
         self._plain_ok = self._key is None and not self._ignore and self._kind != "classmethod"
-        _live.add(self)
+        registry.add(self)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -1174,54 +1173,3 @@ def memoize(
     if func is not None:
         return decorate(func)
     return decorate
-
-
-# ------------------------------------------------------------------------------------------
-# process lifecycle
-# ------------------------------------------------------------------------------------------
-
-
-def all_memoized() -> list[Memoized[Any, Any]]:
-    """Every memoized function alive in this process."""
-    return list(_live)
-
-
-def usage_report() -> str:
-    """This process's usage report (every memoized function that was called)."""
-    return format_report(m._stats() for m in _live if m._stats().calls)
-
-
-def commit() -> None:
-    """Make this process's cache writes durable now: stored values, index rows, usage counters.
-
-    Values and index rows are written by background threads (a miss never waits for the disk)
-    and flushed at exit, also after an uncaught exception. Call ``commit()`` before something
-    that may end the process without exiting (a kill, ``os._exit``, a segfaulting extension) or
-    before handing work to other processes that should find these results.
-    """
-    flush_all()
-    for m in list(_live):
-        try:
-            m._persist_stats()
-        except Exception:
-            _logger.debug("could not persist stats of %s", m.name, exc_info=True)
-
-
-def _at_exit() -> None:
-    for m in list(_live):
-        try:
-            m._persist_stats()
-        except Exception:
-            _logger.debug("could not persist stats of %s", m.name, exc_info=True)
-    if os.environ.get("RECKON_REPORT", "").strip() not in ("", "0"):
-        sys.stderr.write(usage_report())
-        sys.stderr.flush()
-
-
-def _reset_after_fork() -> None:
-    for m in list(_live):
-        m._after_fork()
-
-
-atexit.register(_at_exit)
-os.register_at_fork(after_in_child=_reset_after_fork)
