@@ -477,10 +477,21 @@ class ServerProtocol(asyncio.BufferedProtocol):
         op = self.ops.get(ev.ioid)
         if op is None:
             return
+        pv = op.pv
+        data = None
+        if not ev.destroy and pv.type is not None:
+            # the value's encoding is shared with every get and monitor that sends it
+            data = self.conn.send_get_update(ev.ioid, pv._prepared(pv.value, op.mask))
+        if data is not None:
+            self._out.append(data)
+            self._pending += len(data)
+            if self._pending > 65536:
+                self._write()  # as _send does: past the high-water mark, backpressure
+            return
         changed = op.changed
         if changed is None:
             changed = op.changed = BitSet.from_mask(op.mask)
-        self._send(GetResponse.unchecked(ev.ioid, Status.OK, op.pv.value, changed, False))
+        self._send(GetResponse.unchecked(ev.ioid, Status.OK, pv.value, changed, False))
         if ev.destroy:
             self.ops.pop(ev.ioid, None)
 

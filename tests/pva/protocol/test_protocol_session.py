@@ -411,3 +411,51 @@ def test_big_arrays_travel_with_few_copies(pair: Any) -> None:
     pair.client.receive_data(bytes(data[half:]))
     [u] = list(pair.client.events())
     assert np.array_equal(u.value["value"], arr)
+
+
+def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
+    """send_get_update gives the bytes send(GetResponse(...)) gives, moves the request to READY
+    like it, and declines (None) whenever the general path must decide."""
+    from reckon.pva.protocol import PreparedUpdate
+
+    v = NT.wrap(4.5, severity=1)
+    changed = BitSet([NT.type.offset_of("value")])
+    upd = PreparedUpdate(NT.type, v, changed)
+    for kw in ({}, {"big_endian": True}):
+        prepared, general = make_pair(**kw), make_pair(**kw)
+        for p in (prepared, general):
+            p.channel(1, "x", 2)
+            p.c2s(GetInit(2, 7))
+            p.s2c(GetInitResponse(7, type=NT.type))
+        assert prepared.server.send_get_update(7, upd) is None  # no GET executing yet
+        for _ in range(2):  # the second get reuses the encoding
+            prepared.c2s(Get(2, 7))
+            general.c2s(Get(2, 7))
+            out = prepared.server.send_get_update(7, upd)
+            reference = general.server.send(GetResponse(7, value=v, changed=changed))
+            assert out == reference
+            assert prepared.server.requests[7].state is RequestState.READY
+            assert prepared.server.bytes_sent == general.server.bytes_sent
+            for p, data in ((prepared, out), (general, reference)):
+                assert data is not None
+                p.client.receive_data(data)
+                [r] = list(p.client.events())
+                assert isinstance(r, GetResponse) and r.value["value"] == 4.5
+    p = make_pair()
+    p.channel(1, "x", 2)
+    p.c2s(GetInit(2, 7))
+    p.s2c(GetInitResponse(7, type=NT.type))
+    p.c2s(Get(2, 7, destroy=True))
+    assert p.server.send_get_update(7, upd) is None  # destroying: the general path replies
+    p.c2s(GetInit(2, 8))
+    p.s2c(GetInitResponse(8, type=NT.type))
+    p.c2s(Get(2, 8))
+    other = PreparedUpdate(Structure([("value", "i")]), {"value": 1})
+    assert p.server.send_get_update(8, other) is None  # another type
+    assert p.server.send_get_update(99, upd) is None  # unknown operation
+    seg = make_pair(segment_size=8)
+    seg.channel(1, "x", 2)
+    seg.c2s(GetInit(2, 7))
+    seg.s2c(GetInitResponse(7, type=NT.type))
+    seg.c2s(Get(2, 7))
+    assert seg.server.send_get_update(7, upd) is None  # segmented: the general path frames it

@@ -235,6 +235,37 @@ class ServerConnection(_Connection):
             ConnectionValidationRequest(tuple(auth_methods))
         )
 
+    def send_get_update(self, ioid: int, update: PreparedUpdate) -> bytes | None:
+        """The reply to a GET whose value was encoded once (a PV nobody posted to since the
+        last get costs no encoding at all), or None when this get cannot take the shortcut:
+        then send a :class:`GetResponse` (the general path decides, with all its checks).
+
+        The shortcut covers a successful reply on an unsegmented, validated connection to a
+        get that is executing and does not destroy its operation.
+        """
+        req = self._requests.get(ioid)
+        if (
+            req is None
+            or self.segment_size
+            or self._error is not None
+            or self.state is not ConnectionState.VALIDATED
+            or req.command != _GET
+            or req.state is not RequestState.EXECUTING
+            or req.last
+            or (req.type is not update.type and req.type != update.type)
+        ):
+            return None
+        be = self.big_endian
+        body = update.partial(be)
+        out = bytearray(HEADER_SIZE)
+        out += _U32[be].pack(ioid)
+        out += b"\x00\xff"
+        out += body
+        _HDR[be].pack_into(out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), _GET, len(out) - 8)
+        req.state = RequestState.READY
+        self.bytes_sent += len(out)
+        return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
+
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
 
