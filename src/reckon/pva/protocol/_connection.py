@@ -120,6 +120,9 @@ class RequestInfo(OpContext):
     queue_size: int | None = None
     last: bool = False
     cancelled: bool = False
+    #: (prepared update, byte order, reply bytes) of the last send_get_update: a get of a PV
+    #: that has not changed since is answered with the same bytes
+    get_reply: tuple[Any, bool, bytes] | None = None
 
 
 _MONITOR = int(Command.MONITOR)
