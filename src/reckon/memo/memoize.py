@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import inspect
 import logging
 import os
@@ -39,7 +38,7 @@ from reckon.errors import (
     NotMemoizableError,
     UnhashableArgumentError,
 )
-from reckon.memo import log, registry, watch
+from reckon.memo import log, pickling, registry, watch
 from reckon.memo.capture import captured
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
@@ -152,35 +151,6 @@ def _copy_function(func: types.FunctionType) -> types.FunctionType:
     new.__module__ = func.__module__
     new.__dict__.update(func.__dict__)
     return new
-
-
-def _inside_cloudpickle() -> bool:
-    frame = sys._getframe(2)
-    for _ in range(40):
-        if frame is None:
-            return False
-        if str(frame.f_globals.get("__name__", "")).startswith("cloudpickle"):
-            return True
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
-
-
-def _pickled_by_value(module: str) -> bool:
-    cp = sys.modules.get("cloudpickle")
-    if cp is None:
-        return False
-    try:
-        return module in cp.list_registry_pickle_by_value()
-    except Exception:
-        return False
-
-
-def _lookup(module: str, qualname: str) -> object:
-    obj: object = importlib.import_module(module)
-    for part in qualname.split("."):
-        inside_class = isinstance(obj, type) and part in vars(obj)
-        obj = vars(obj)[part] if inside_class else getattr(obj, part)
-    return obj
 
 
 # ------------------------------------------------------------------------------------------
@@ -940,39 +910,10 @@ class Memoized(Generic[P, R]):
 
     # -- pickling: by reference where possible, configuration only ----------------------------
 
-    def _config(self) -> dict[str, Any]:
-        return {
-            "group": self._group,
-            "level": None if self._level_override is None else int(self._level_override),
-            "name": self.name,
-            "ttl": self._ttl,
-            "replay_stdout": self._replay,
-            "replay_logs": self._replay_logs,
-            "assume_pure": self._assume_pure,
-        }
-
     def __reduce__(self) -> tuple[Any, ...]:
-        module, qualname = self.__module__, self.__qualname__
-        by_reference = False
-        if "<locals>" not in qualname and not _pickled_by_value(module):
-            try:
-                by_reference = _lookup(module, qualname) is self
-            except Exception:
-                by_reference = False
-            if by_reference and module == "__main__" and _inside_cloudpickle():
-                by_reference = False
-        if by_reference:
-            return (_load_memoized, (module, qualname, self._config()))
-        func: Any = self.__wrapped__
-        if self._kind == "classmethod":
-            func = classmethod(func)
-        elif self._kind == "staticmethod":
-            func = staticmethod(func)
-        state = self._config()
-        state["key"] = self._key
-        state["ignore"] = tuple(sorted(self._ignore))
-        state["fp"] = self._fp if self._ready else b""
-        return (_rebuild_memoized, (func, state))
+        if pickling.by_reference(self):
+            return (_load_memoized, (self.__module__, self.__qualname__, pickling.config_of(self)))
+        return (_rebuild_memoized, pickling.by_value(self))
 
 
 class BoundMemoized:
@@ -1027,29 +968,17 @@ def _check_memoizable(func: object) -> None:
 
 
 def _load_memoized(module: str, qualname: str, config: dict[str, Any]) -> Any:
-    obj = _lookup(module, qualname)
+    """Unpickle a memoized function sent by reference: the receiver's own object, configured like
+    the sender's. (Pickles name this function here: it must stay in this module.)"""
+    obj = pickling.lookup(module, qualname)
     if isinstance(obj, Memoized):
-        _apply_config(obj, config)
+        pickling.apply_config(obj, config)
     return obj
 
 
-def _apply_config(obj: Memoized[Any, Any], config: dict[str, Any]) -> None:
-    group = config["group"]
-    level = config["level"]
-    if group is not obj._group:
-        obj._group = group
-        obj._ready = False
-    new_level = None if level is None else CachingLevel(level)
-    if new_level != obj._level_override:
-        obj._level_override = new_level
-        obj._ready = False
-    obj._ttl = config["ttl"]
-    obj._replay = config["replay_stdout"]
-    obj._replay_logs = config.get("replay_logs", False)
-    obj._assume_pure = config["assume_pure"]
-
-
 def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
+    """Unpickle a memoized function sent by value. (Pickles name this function here: it must stay
+    in this module.)"""
     level = state["level"]
     m: Memoized[Any, Any] = Memoized(
         func,
