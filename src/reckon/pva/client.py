@@ -1,10 +1,15 @@
-"""The asyncio pvAccess client (and :class:`SyncClient`, a thread-backed blocking wrapper).
+"""The asyncio pvAccess client, :class:`Client`.
 
 One :class:`Client` shares a UDP search socket and one TCP connection per server among all its
 channels. Channels search until found (UDP address list, then TCP name servers), connect, and
 go back to searching when their server goes away, so operations and monitors survive a server
 restart. Every operation takes a timeout and raises :class:`~reckon.errors.PvaTimeoutError`
 naming the PV; error statuses from the server raise :class:`~reckon.errors.PvaRemoteError`.
+
+The pieces live beside it: the server connection and channels in
+:mod:`reckon.pva.client_connection`, monitors in :mod:`reckon.pva.subscription`, pvRequest and
+put-value helpers in :mod:`reckon.pva.request`, and the blocking :class:`SyncClient` in
+:mod:`reckon.pva.sync`. All the names callers use are still importable from here.
 """
 
 from __future__ import annotations
@@ -15,10 +20,8 @@ import getpass
 import itertools
 import logging
 import socket
-import threading
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
-from concurrent.futures import Future as ConcurrentFuture
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaError, PvaTimeoutError
 from reckon.pva.client_connection import _PENDING, _Channel, _ClientProtocol, _Disconnected, _Op
@@ -55,14 +58,33 @@ from reckon.pva.protocol import (
 from reckon.pva.request import DEFAULT_TIMEOUT, _build, _check, make_request
 from reckon.pva.subscription import Subscription, Update
 
+if TYPE_CHECKING:
+    from reckon.pva.sync import SyncClient
+
+__all__ = ["DEFAULT_TIMEOUT", "Client", "Subscription", "SyncClient", "Update", "make_request"]
+
 log = logging.getLogger("reckon.pva.client")
 
 _SEARCH_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
 
 
-# ------------------------------------------------------------------------------------------
-# the client
-# ------------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # SyncClient wraps Client, so reckon.pva.sync imports this module; it is re-exported here on
+    # first use so that neither module imports the other while it is still loading.
+    if name == "SyncClient":
+        from reckon.pva.sync import SyncClient
+
+        globals()[name] = SyncClient
+        return SyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _user() -> str:
+    """The user name "ca" authentication sends; a process with no passwd entry still connects."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
 
 
 class Client:
@@ -537,88 +559,3 @@ class Client:
 
         result: bool = await self._run(name, "connect", timeout, body)
         return result
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
-
-
-# ------------------------------------------------------------------------------------------
-# the blocking wrapper
-# ------------------------------------------------------------------------------------------
-
-
-class SyncClient:
-    """A blocking client: a private event loop in a daemon thread runs a :class:`Client`."""
-
-    def __init__(self, config: ClientConfig | None = None, **kw: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, daemon=True, name="reckon-pva-client"
-        )
-        self._thread.start()
-        self._client = self._call(self._make(config, kw))
-
-    async def _make(self, config: ClientConfig | None, kw: dict[str, Any]) -> Client:
-        c = Client(config, **kw)
-        await c._start()
-        return c
-
-    def _call(self, coro: Any, timeout: float | None = None) -> Any:
-        fut: ConcurrentFuture[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result(timeout)
-
-    def get(self, name: str, request: Any = None, *, timeout: float | None = None) -> Any:
-        return self._call(self._client.get(name, request, timeout=timeout))
-
-    def put(
-        self, name: str, value: Any, request: Any = None, *, timeout: float | None = None
-    ) -> None:
-        self._call(self._client.put(name, value, request, timeout=timeout))
-
-    def put_get(
-        self, name: str, value: Any, request: Any = None, *, timeout: float | None = None
-    ) -> Any:
-        return self._call(self._client.put_get(name, value, request, timeout=timeout))
-
-    def rpc(
-        self, name: str, argument: Any = None, request: Any = None, *, timeout: float | None = None
-    ) -> Any:
-        return self._call(self._client.rpc(name, argument, request, timeout=timeout))
-
-    def info(self, name: str, sub_field: str = "", *, timeout: float | None = None) -> FieldDesc:
-        result: FieldDesc = self._call(self._client.info(name, sub_field, timeout=timeout))
-        return result
-
-    def monitor(
-        self, name: str, request: Any = None, *, timeout: float | None = None
-    ) -> Generator[Update, None, None]:
-        """Blocking iterator of updates; stop with ``break`` (the subscription is closed)."""
-        sub = self._client.monitor(name, request)
-        self._call(sub.start())
-        try:
-            while True:
-                try:
-                    yield self._call(sub.next(timeout))
-                except StopAsyncIteration:
-                    return
-        finally:
-            self._call(sub.close())
-
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        with contextlib.suppress(Exception):
-            self._call(self._client.close(), timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-    def __enter__(self) -> SyncClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
