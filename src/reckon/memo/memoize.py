@@ -36,9 +36,9 @@ from reckon.errors import (
     ConfigurationError,
     ImpurityWarning,
     NotMemoizableError,
-    UnhashableArgumentError,
 )
 from reckon.memo import log, pickling, registry, watch
+from reckon.memo.arguments import PLAIN, Arguments
 from reckon.memo.capture import captured
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
@@ -49,7 +49,6 @@ from reckon.memo.group import (
     group_for_store,
     store_path,
 )
-from reckon.memo.hashing import hash_value
 from reckon.memo.helpers import TTL, FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
@@ -68,7 +67,6 @@ _logger = log.logger
 _NONE = CachingLevel.NONE
 _MEMORY = CachingLevel.MEMORY
 _FULL = CachingLevel.FULL
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _KEY_SALT = b"reckon.memo.v1\x00"
 _from_digest = RequestId.from_digest
 _perf = time.perf_counter
@@ -76,8 +74,6 @@ _watched = watch.current.get
 _unwatch = watch.current.set
 _rewatch = watch.current.reset
 
-#: Argument types whose equal values always hash equal (so the argument tuple can key an id).
-_PLAIN = frozenset({int, str, bytes, bool, type(None)})
 #: Ids remembered per function before the memo of ids starts over.
 _ID_CACHE = 4096
 
@@ -85,32 +81,6 @@ _ID_CACHE = 4096
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
-
-
-class _ClassState:
-    """The key of a class passed as ``cls``: its name and the data attributes it holds, so a
-    classmethod recomputes when class-level data changes."""
-
-    __slots__ = ("cls",)
-
-    def __init__(self, cls: type) -> None:
-        self.cls = cls
-
-    def __reckon_hash__(self) -> object:
-        cls = self.cls
-        state: list[tuple[str, bytes]] = []
-        for klass in reversed(cls.__mro__[:-1]):
-            for attr, value in vars(klass).items():
-                if attr.startswith("__") or callable(value) or isinstance(value, _DESCRIPTORS):
-                    continue
-                try:
-                    state.append((attr, hash_value(value, path=f"{cls.__qualname__}.{attr}")))
-                except UnhashableArgumentError:
-                    continue
-        return ("reckon.class", cls.__module__, cls.__qualname__, tuple(sorted(state)))
-
-
-_DESCRIPTORS = (classmethod, staticmethod, property, types.MemberDescriptorType)
 
 
 def _declared_paths(args: tuple[Any, ...], kwargs: dict[str, Any], value: object) -> list[str]:
@@ -209,7 +179,7 @@ class Memoized(Generic[P, R]):
         self._replay_logs = replay_logs
         self._assume_pure = assume_pure
         self._lock = threading.RLock()
-        self._setup_binding(ignore)
+        self._arguments = Arguments(fn, ignore, key, kind == "classmethod", self.__qualname__)
         self._ready = False
         self._warned = False
         #: An ImpurityWarning was issued (static or run-time): the run-time watch stops.
@@ -234,35 +204,10 @@ class Memoized(Generic[P, R]):
         #: Disk keys of this code version the index held when the function was prepared: a
         #: store hit on one of them needs no orphan check.
         self._indexed: set[str] = set()
-        self._plain_ok = self._key is None and not self._ignore and self._kind != "classmethod"
+        self._plain_ok = self._key is None and not self._arguments.ignore and kind != "classmethod"
         registry.add(self)
 
     # -- configuration ----------------------------------------------------------------------
-
-    def _setup_binding(self, ignore: Iterable[str]) -> None:
-        self._sig = inspect.signature(self.__wrapped__)
-        params = list(self._sig.parameters.values())
-        self._names = tuple(p.name for p in params)
-        ignored = set([ignore] if isinstance(ignore, str) else ignore)
-        unknown = ignored - set(self._names)
-        if unknown:
-            raise ConfigurationError(
-                f"ignore={sorted(unknown)} names no parameter of {self.__qualname__}"
-                f"{self._sig}; ignore takes parameter names"
-            )
-        self._ignore = frozenset(ignored)
-        self._keep = tuple(i for i, n in enumerate(self._names) if n not in ignored)
-        self._kept_names = tuple(self._names[i] for i in self._keep)
-        self._simple = all(p.kind in _POSITIONAL for p in params)
-        self._nparams = len(params)
-        tails: list[tuple[Any, ...] | None] = []
-        for k in range(len(params) + 1):
-            rest = params[k:]
-            if all(p.default is not inspect.Parameter.empty for p in rest):
-                tails.append(tuple(p.default for p in rest))
-            else:
-                tails.append(None)
-        self._tails = tuple(tails)
 
     @property
     def group(self) -> MemoizedGroup:
@@ -366,56 +311,8 @@ class Memoized(Generic[P, R]):
 
     # -- keys -------------------------------------------------------------------------------
 
-    def _canonical(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        if not kwargs and self._simple:
-            n = len(args)
-            if n == self._nparams:
-                canon = args
-            elif n < self._nparams and (tail := self._tails[n]) is not None:
-                canon = args + tail
-            else:
-                canon = self._bind(args, kwargs)
-        else:
-            canon = self._bind(args, kwargs)
-        if self._kind == "classmethod" and canon:
-            canon = (_ClassState(canon[0]), *canon[1:])
-        if self._ignore:
-            canon = tuple(canon[i] for i in self._keep)
-        return canon
-
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        try:
-            bound = self._sig.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.__qualname__}(): {exc}") from None
-        bound.apply_defaults()
-        arguments = bound.arguments
-        return tuple(arguments[n] for n in self._names)
-
     def _args_digest(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        if self._key is not None:
-            try:
-                return hash_value(("reckon.memo.key", self._key(*args, **kwargs)), path="key()")
-            except UnhashableArgumentError as exc:
-                raise UnhashableArgumentError(
-                    f"{self.name}: the key function returned a value that cannot be hashed: {exc}"
-                ) from None
-        canon = self._canonical(args, kwargs)
-        try:
-            return hash_value(canon, path="args")
-        except UnhashableArgumentError as exc:
-            detail = str(exc)
-            names = self._kept_names if len(canon) == len(self._kept_names) else ()
-            for argname, value in zip(names, canon, strict=False):
-                try:
-                    hash_value(value, path=argname)
-                except UnhashableArgumentError as inner:
-                    detail = str(inner)
-                    break
-            raise UnhashableArgumentError(
-                f"{self.name}: {detail} To leave an argument out of the key use "
-                f"memoize(ignore=[...]); to key it yourself use memoize(key=...)."
-            ) from None
+        return self._arguments.digest(args, kwargs, self.name, self.__qualname__)
 
     def _request_id(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestId:
         """The id of a call: digests of code and arguments side by side.
@@ -426,7 +323,7 @@ class Memoized(Generic[P, R]):
         """
         if not kwargs and self._plain_ok:
             types_ = tuple(map(type, args))
-            if _PLAIN.issuperset(types_):
+            if PLAIN.issuperset(types_):
                 fast_key = (types_, args)
                 rid = self._ids_by_args.get(fast_key)
                 return rid if rid is not None else self._plain_id(fast_key, args)
@@ -463,7 +360,7 @@ class Memoized(Generic[P, R]):
             self._prepare()
         if not kwargs and self._plain_ok:
             types_ = tuple(map(type, args))
-            if _PLAIN.issuperset(types_):
+            if PLAIN.issuperset(types_):
                 fast_key = (types_, args)
                 rid = self._ids_by_args.get(fast_key)
                 if rid is None:
@@ -712,7 +609,7 @@ class Memoized(Generic[P, R]):
         values = (*args, *kwargs.values())
         if (
             self._key is None
-            and not _PLAIN.issuperset(map(type, values))
+            and not PLAIN.issuperset(map(type, values))
             and not any(type(v) is TTL for v in values)  # a TTL's key moves with the clock
         ):
             try:
@@ -902,6 +799,7 @@ class Memoized(Generic[P, R]):
             # ``@classmethod`` applied over ``@memoize``: classmethod binds through us with the
             # class as the instance. Key the class by its data, as for memoize(classmethod).
             self._kind = "classmethod"
+            self._arguments.classmethod = True
             self._plain_ok = False
         return BoundMemoized(self, instance)
 

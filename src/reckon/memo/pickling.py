@@ -97,7 +97,7 @@ def by_value(memoized: Memoized[Any, Any]) -> tuple[Any, dict[str, Any]]:
         func = staticmethod(func)
     state = config_of(memoized)
     state["key"] = memoized._key
-    state["ignore"] = tuple(sorted(memoized._ignore))
+    state["ignore"] = tuple(sorted(memoized._arguments.ignore))
     state["fp"] = memoized._fp if memoized._ready else b""
     return func, state
 
