@@ -99,6 +99,8 @@ _ALL_BITS = BitSet.from_mask(ALL)
 DEFAULT_QUEUE_SIZE = 4
 #: monitor updates posted within this many seconds of the last write share the next write
 COALESCE = 0.0001
+#: bytes of a plain GET message (header, sid, ioid, subcommand)
+_GET_SIZE = 17
 
 
 @dataclass(slots=True)
@@ -205,6 +207,21 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.heard = True
+        if nbytes == _GET_SIZE and not self._write_paused and not self._closed:
+            # a client polling a PV: one GET per read, answered without the event machinery
+            ioid = self.conn.receive_get(self._rxbuf[:nbytes])
+            if ioid is not None:
+                try:
+                    self._answer_get(ioid, False)
+                except Exception as exc:  # a bug of ours: this peer only
+                    log.exception("pva server: internal error serving %s", self._who())
+                    self._drop(exc)
+                    return
+                if self._dirty:
+                    self._flush()
+                elif self._out:
+                    self._write()
+                return
         try:
             # receive_data copies the bytes out (the buffer is reused by the next read)
             self.conn.receive_data(self._rxbuf[:nbytes])
@@ -474,14 +491,17 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._send(GetInitResponse.unchecked(ev.ioid, Status.OK, op.pv.type))
 
     def _on_get(self, ev: Get) -> None:
-        op = self.ops.get(ev.ioid)
+        self._answer_get(ev.ioid, ev.destroy)
+
+    def _answer_get(self, ioid: int, destroy: bool) -> None:
+        op = self.ops.get(ioid)
         if op is None:
             return
         pv = op.pv
         data = None
-        if not ev.destroy and pv.type is not None:
+        if not destroy and pv.type is not None:
             # the value's encoding is shared with every get and monitor that sends it
-            data = self.conn.send_get_update(ev.ioid, pv._prepared(pv.value, op.mask))
+            data = self.conn.send_get_update(ioid, pv._prepared(pv.value, op.mask))
         if data is not None:
             self._out.append(data)
             self._pending += len(data)
@@ -491,9 +511,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
         changed = op.changed
         if changed is None:
             changed = op.changed = BitSet.from_mask(op.mask)
-        self._send(GetResponse.unchecked(ev.ioid, Status.OK, pv.value, changed, False))
-        if ev.destroy:
-            self.ops.pop(ev.ioid, None)
+        self._send(GetResponse.unchecked(ioid, Status.OK, pv.value, changed, False))
+        if destroy:
+            self.ops.pop(ioid, None)
 
     # put and put-get
     def _on_put_init(self, ev: PutInit) -> None:

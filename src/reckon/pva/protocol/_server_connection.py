@@ -16,6 +16,7 @@ from typing import Any
 from ._bitset import BitSet
 from ._connection import (
     _BIG,
+    _CONTROL,
     _FAST_INITS,
     _FROM_SERVER,
     _HDR,
@@ -63,6 +64,9 @@ _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
 _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
+_U32x3 = {False: struct.Struct("<III"), True: struct.Struct(">III")}
+_SEG_MASK = 0x30
+_GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
 _INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
 _NEW_GET = maker(Get)
@@ -74,6 +78,48 @@ class ServerConnection(_Connection):
     """The server side of one TCP connection."""
 
     role = Role.SERVER
+
+    def receive_get(self, data: bytes | bytearray | memoryview) -> int | None:
+        """Take ``data`` if it is exactly one plain GET of a ready get operation (the commonest
+        message a server receives: a client polling a PV) and return its ioid; the operation
+        is then executing, as after ``receive_data`` and ``next_event`` gave the Get event.
+
+        Anything else (other messages, more or fewer bytes, a destroy flag, buffered bytes or
+        events, an operation in another state) returns None and changes nothing: give the
+        bytes to :meth:`receive_data` as usual, which decides with all its checks.
+        """
+        if (
+            len(data) != _GET_MESSAGE_SIZE
+            or data[0] != 0xCA
+            or data[3] != _GET
+            or data[16] != 0  # subcommand: no init, no destroy
+            or data[1] == 0  # header version 0 is invalid: the general path says so
+            or data[2] & (_CONTROL | _SEG_MASK | _FROM_SERVER)
+            or self.state is not _VALIDATED
+            or self._error is not None
+            or self._pending
+        ):
+            return None
+        framer = self._framer
+        if framer._pos < len(framer._buf) or framer._seg_header is not None:
+            return None
+        be = bool(data[2] & _BIG)
+        size, sid, ioid = _U32x3[be].unpack_from(data, 4)
+        req = self._requests.get(ioid)
+        if (
+            size != 9
+            or req is None
+            or req.command != _GET
+            or req.sid != sid
+            or req.state is not RequestState.READY
+        ):
+            return None
+        framer.bytes_received += _GET_MESSAGE_SIZE
+        self._rx.big_endian = be
+        req.state = RequestState.EXECUTING
+        req.cancelled = False
+        req.last = False
+        return ioid  # type: ignore[no-any-return]
 
     def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
         """The server's hot path for the messages of p4p's get and put cycles (an INIT whose
