@@ -37,9 +37,8 @@ from reckon.errors import (
     ImpurityWarning,
     NotMemoizableError,
 )
-from reckon.memo import log, pickling, registry, watch
+from reckon.memo import log, miss, pickling, registry, watch
 from reckon.memo.arguments import PLAIN, Arguments
-from reckon.memo.capture import captured
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.group import (
@@ -49,7 +48,7 @@ from reckon.memo.group import (
     group_for_store,
     store_path,
 )
-from reckon.memo.helpers import TTL, FileContents, restore_files, snapshot_files, to_seconds
+from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
 from reckon.memo.registry import all_memoized as all_memoized
@@ -69,7 +68,6 @@ _MEMORY = CachingLevel.MEMORY
 _FULL = CachingLevel.FULL
 _KEY_SALT = b"reckon.memo.v1\x00"
 _from_digest = RequestId.from_digest
-_perf = time.perf_counter
 _watched = watch.current.get
 _unwatch = watch.current.set
 _rewatch = watch.current.reset
@@ -81,17 +79,6 @@ _ID_CACHE = 4096
 # ------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------
-
-
-def _declared_paths(args: tuple[Any, ...], kwargs: dict[str, Any], value: object) -> list[str]:
-    """Paths of the FileContents a call takes or returns: its declared file I/O."""
-    out: list[str] = []
-    for item in (*args, *kwargs.values(), value):
-        if type(item) is FileContents:
-            out.append(os.fspath(item))
-        elif type(item) is tuple or type(item) is list:
-            out.extend(os.fspath(v) for v in item if type(v) is FileContents)
-    return out
 
 
 def _has_files(value: object) -> bool:
@@ -506,29 +493,6 @@ class Memoized(Generic[P, R]):
 
         index.check_soon(key, if_missing=recover)
 
-    def _run_body(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, float]:
-        t0 = _perf()
-        value = self.__wrapped__(*args, **kwargs)
-        return value, _perf() - t0
-
-    def _before_compute(
-        self, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        self._misses += 1
-        if _logger.isEnabledFor(_DEBUG):
-            log.event("miss", self._call_text(args, kwargs))
-        if self._has_store:
-
-            def corrupt() -> None:
-                log.event(
-                    "corrupt",
-                    f"{self._call_text(args, kwargs)} was indexed but its stored value was "
-                    f"missing or unreadable; recomputing",
-                    logging.WARNING,
-                )
-
-            self._index.check_soon(rid.disk_key, if_present=corrupt)
-
     def _after_compute(
         self,
         value: Any,
@@ -575,92 +539,14 @@ class Memoized(Generic[P, R]):
         return entry
 
     def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId) -> Entry:
-        self._before_compute(rid, args, kwargs)
-        buf: list[str] | None = None
-        watching = not self._assume_pure and not self._impure_warned
-        if watching:
-            seen, wtoken = watch.start()
-            random_before = watch.random_state()
-        logs: list[tuple[str, int, str]] | None = None
-        try:
-            if self._replay or self._replay_logs:
-                with captured(self._replay, self._replay_logs) as (buf, logs):
-                    value, seconds = self._run_body(args, kwargs)
-            else:
-                value, seconds = self._run_body(args, kwargs)
-        finally:
-            if watching:
-                watch.stop(wtoken)
-        if watching:
-            self._report_side_effects(seen, random_before, value, rid, args, kwargs)
-        return self._after_compute(value, seconds, buf, rid, args, kwargs, logs)
-
-    def _report_side_effects(
-        self,
-        seen: watch.Watch,
-        random_before: tuple[object, ...],
-        value: object,
-        rid: RequestId,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        """One ImpurityWarning if the body did something a hit will not do again."""
-        found = seen.side_effects(_declared_paths(args, kwargs, value))
-        values = (*args, *kwargs.values())
-        if (
-            self._key is None
-            and not PLAIN.issuperset(map(type, values))
-            and not any(type(v) is TTL for v in values)  # a TTL's key moves with the clock
-        ):
-            try:
-                again = self._args_digest(args, kwargs)
-            except Exception:  # an argument that broke while running: nothing to compare
-                again = b""
-            if again and again != bytes.fromhex(rid.disk_key)[16:]:
-                found.append("changes its arguments in place")
-        if self._watching and self._watch_changed():
-            g = self.__wrapped__.__globals__
-            moved = [
-                n
-                for n, old in zip(self._watch_globals, self._watch_snapshot, strict=True)
-                if g.get(n) is not old
-            ]
-            what = f"global(s) {', '.join(moved)}" if moved else "closure variable(s)"
-            found.append(f"rebinds the {what} it reads")
-        if watch.random_state() != random_before:
-            found.append("draws from the global random generator (random or numpy.random)")
-        if not found:
-            return
-        self._impure_warned = True
-        text = "; ".join(found[:6]) + ("; ..." if len(found) > 6 else "")
-        log.event("impure", f"{self.name} while computing: {text}", logging.INFO)
-        warnings.warn(
-            f"{self.name} had side effects while computing: it {text}. A hit returns the cached "
-            f"result without doing them again. Pass what it reads as arguments (FileContents for "
-            f"files), or memoize(assume_pure=True) if the side effects do not matter.",
-            ImpurityWarning,
-            stacklevel=2,
-        )
+        value, seconds, stdout, logs = miss.run(self, args, kwargs, rid)
+        return self._after_compute(value, seconds, stdout, rid, args, kwargs, logs)
 
     async def _acompute(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId
     ) -> Entry:
-        self._before_compute(rid, args, kwargs)
-        watching = not self._assume_pure and not self._impure_warned
-        if watching:
-            seen, wtoken = watch.start()
-            random_before = watch.random_state()
-        try:
-            with captured(self._replay, self._replay_logs) as (buf, logs):
-                t0 = _perf()
-                value = await self.__wrapped__(*args, **kwargs)
-                seconds = _perf() - t0
-        finally:
-            if watching:
-                watch.stop(wtoken)
-        if watching:
-            self._report_side_effects(seen, random_before, value, rid, args, kwargs)
-        return self._after_compute(value, seconds, buf, rid, args, kwargs, logs)
+        value, seconds, stdout, logs = await miss.arun(self, args, kwargs, rid)
+        return self._after_compute(value, seconds, stdout, rid, args, kwargs, logs)
 
     def _size_of(self, entry: Entry) -> int:
         try:
