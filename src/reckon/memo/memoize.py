@@ -26,7 +26,6 @@ import time
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from operator import is_not
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import xxhash
@@ -51,6 +50,7 @@ from reckon.memo.group import (
 from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
 from reckon.memo.index import EntryRow
+from reckon.memo.reads import Reads, copy_function
 from reckon.memo.registry import all_memoized as all_memoized
 from reckon.memo.registry import commit as commit
 from reckon.memo.registry import usage_report as usage_report
@@ -82,32 +82,14 @@ _ID_CACHE = 4096
 
 
 def _has_files(value: object) -> bool:
+    """Whether a result is or holds FileContents: its files are snapshotted with it, so a hit
+    can write them back."""
     t = type(value)
     if t is FileContents:
         return True
     if t is tuple or t is list:
         return any(type(v) is FileContents for v in value)  # type: ignore[attr-defined]
     return False
-
-
-def _cell_value(cell: Any) -> object:
-    try:
-        return cell.cell_contents
-    except ValueError:  # an empty cell (a name assigned later in the enclosing scope)
-        return _cell_value
-
-
-def _copy_function(func: types.FunctionType) -> types.FunctionType:
-    """A new function object over the same code, globals and cells, so a fingerprint cached per
-    function object is computed afresh (after a global or closure value was rebound)."""
-    new = types.FunctionType(
-        func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__
-    )
-    new.__kwdefaults__ = func.__kwdefaults__
-    new.__qualname__ = func.__qualname__
-    new.__module__ = func.__module__
-    new.__dict__.update(func.__dict__)
-    return new
 
 
 # ------------------------------------------------------------------------------------------
@@ -174,10 +156,7 @@ class Memoized(Generic[P, R]):
         self._fp: bytes = b""
         self._fpkey: bytes = b""
         self._fphex = ""
-        self._watch_cells: tuple[Any, ...] = ()
-        self._watch_globals: tuple[str, ...] = ()
-        self._watch_snapshot: list[object] = []
-        self._watch_snapshot_cells: list[object] = []
+        self._reads = Reads()
         self._watching = False
         self._known: set[RequestId] = set()
         self._hits = 0
@@ -213,28 +192,9 @@ class Memoized(Generic[P, R]):
     @property
     def fingerprint(self) -> bytes:
         """The 16-byte key part naming this function's code (computed on first use)."""
-        if not self._ready or self._watch_changed():
+        if not self._ready or self._reads.changed():
             self._prepare()
         return self._fpkey
-
-    def _take_watch_snapshot(self) -> None:
-        g = self.__wrapped__.__globals__
-        self._watch_snapshot = list(map(g.get, self._watch_globals))
-        self._watch_snapshot_cells = list(map(_cell_value, self._watch_cells))
-
-    def _watch_changed(self) -> bool:
-        # Called on every call of a function that reads globals: no list is built, the globals
-        # (the common case) are compared first and the first difference stops the scan.
-        snapshot = self._watch_snapshot
-        names = self._watch_globals
-        if names:
-            g = self.__wrapped__.__globals__
-            if any(map(is_not, map(g.get, names), snapshot)):
-                return True
-        cells = self._watch_cells
-        if cells:
-            return any(map(is_not, map(_cell_value, cells), self._watch_snapshot_cells))
-        return False
 
     def _prepare(self) -> None:
         """Fingerprint the code, bind to the group's engine; again when a watched value moved."""
@@ -244,17 +204,12 @@ class Memoized(Generic[P, R]):
             if first and self._seed_fp:
                 fp = self._seed_fp
             else:
-                fp = fingerprint(fn if first else _copy_function(fn))
+                fp = fingerprint(fn if first else copy_function(fn))
             if not first and fp == self._fp and self._ready:
-                self._take_watch_snapshot()
+                self._reads.snapshot()
                 return
-            self._watch_cells = tuple(fn.__closure__ or ())
-            g = fn.__globals__
-            self._watch_globals = tuple(
-                n for n in dict.fromkeys(fn.__code__.co_names) if n in g and g[n] is not self
-            )
-            self._take_watch_snapshot()
-            self._watching = bool(self._watch_cells or self._watch_globals)
+            self._reads = Reads(fn, owner=self)
+            self._watching = bool(self._reads)
             self._fp = fp
             self._fpkey = xxhash.xxh3_128_digest(_KEY_SALT + self.name.encode() + b"\x00" + fp)
             self._fphex = self._fpkey.hex()
@@ -343,7 +298,7 @@ class Memoized(Generic[P, R]):
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # The hot path: everything below is attribute reads, two dict lookups and Engine.get.
-        if not self._ready or (self._watching and self._watch_changed()):
+        if not self._ready or (self._watching and self._reads.changed()):
             self._prepare()
         if not kwargs and self._plain_ok:
             types_ = tuple(map(type, args))
@@ -394,7 +349,7 @@ class Memoized(Generic[P, R]):
         return self._hit(entry, rid, args, kwargs)
 
     async def _acall(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if not self._ready or self._watch_changed():
+        if not self._ready or self._reads.changed():
             self._prepare()
         rid = self._request_id(args, kwargs)
         ran: list[int] = []
@@ -564,7 +519,7 @@ class Memoized(Generic[P, R]):
     # -- management -------------------------------------------------------------------------
 
     def _ensure(self) -> None:
-        if not self._ready or self._watch_changed():
+        if not self._ready or self._reads.changed():
             self._prepare()
 
     def would_hit(self, *args: Any, **kwargs: Any) -> bool:

@@ -148,13 +148,8 @@ def _report_side_effects(
             again = b""
         if again and again != bytes.fromhex(rid.disk_key)[16:]:
             found.append("changes its arguments in place")
-    if m._watching and m._watch_changed():
-        g = m.__wrapped__.__globals__
-        moved = [
-            n
-            for n, old in zip(m._watch_globals, m._watch_snapshot, strict=True)
-            if g.get(n) is not old
-        ]
+    if m._watching and m._reads.changed():
+        moved = m._reads.moved_globals()
         what = f"global(s) {', '.join(moved)}" if moved else "closure variable(s)"
         found.append(f"rebinds the {what} it reads")
     if watch.random_state() != random_before:
