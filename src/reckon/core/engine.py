@@ -225,6 +225,7 @@ class Engine:
         # The store-hit path's bound methods and codec entry point (see _load_direct).
         self._mem_add = self.memory.add
         self._finished = self.introspector.finished
+        self._log_load = self.introspector._log_load
         self._sized_codec: Codec | None = None
         self._decode_sized: Callable[[Any], tuple[Any, int]]
         self._decoder()
@@ -974,7 +975,23 @@ class Engine:
             self.memory.discard(key)
         self._count_request()
         self._count_store_hit()
-        if self.introspector.capture:
+        introspector = self.introspector
+        if introspector._quiet:  # capture on, nobody observing: a tuple, made a record when read
+            parent = _CURRENT.get()
+            self._log_load(
+                (
+                    new_task_id(),
+                    id,
+                    title,
+                    self.name,
+                    None if parent is None else parent.task_id,
+                    started,
+                    loaded,
+                    _now(),
+                    size,
+                )
+            )
+        elif introspector.capture:
             parent = _CURRENT.get()
             self._finished(
                 id,

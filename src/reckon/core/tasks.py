@@ -38,11 +38,8 @@ __all__ = [
 log = logging.getLogger("reckon.core")
 
 # Task ids are unique in the process and increasing, whichever engine or introspector made them.
-_next_task_id = itertools.count(1).__next__
-
-
-def new_task_id() -> int:
-    return _next_task_id()
+_next_task_id: Callable[[], int] = itertools.count(1).__next__
+new_task_id = _next_task_id  # (the C method itself: the store-hit path calls it)
 
 
 class TaskState(enum.StrEnum):
@@ -175,28 +172,37 @@ class TaskRecord:
         )
 
 
-_Compact = tuple[
-    int, "RequestId", "str | None", CachingLevel, str, "int | None", TaskState,
-    dict[TaskState, float], Outcome, "int | None",
+_Load = tuple[
+    int, "RequestId", "str | None", str, "int | None", float, float, float, "int | None"
 ]  # fmt: skip
-"""A finished record's fields, in _from_compact's order (see Introspector.finished)."""
+"""A store load made without a flight and without observers, kept as this tuple until the history
+is read: (task_id, request_id, title, engine, parent, pending, loading and done times, size). Its
+level (FULL), final state (DONE) and outcome (STORE_HIT) go without saying. Building a record, or
+even the dict of its times, costs more than the rest of the hit, and in a fresh process every
+byte a hit keeps is memory the kernel must first hand over (see Introspector._log_load)."""
+
+_FULL_LEVEL = CachingLevel.FULL
+_LOADING = TaskState.LOADING
 
 
-def _from_compact(fields: _Compact) -> TaskRecord:
-    """A TaskRecord from its fields, slot by slot (no constructor call)."""
+def _from_load(load: _Load) -> TaskRecord:
+    """The TaskRecord of a logged store load, slot by slot (no constructor call)."""
     record: TaskRecord = _new_record(TaskRecord)
     (
         record.task_id,
         record.request_id,
         record._title,
-        record.level,
         record.engine,
         record.parent,
-        record.state,
-        record.times,
-        record.outcome,
+        pending,
+        loading,
+        done,
         record.size,
-    ) = fields
+    ) = load
+    record.level = _FULL_LEVEL
+    record.state = _DONE
+    record.times = {_PENDING: pending, _LOADING: loading, _DONE: done}
+    record.outcome = Outcome.STORE_HIT
     record.error = None
     return record
 
@@ -265,20 +271,43 @@ class Introspector:
             raise ConfigurationError(
                 f"history must be >= 0 records, got {history} (0 keeps none, capture=False none)"
             )
-        self.capture = capture
         self._lock = threading.Lock()
         self._live: dict[int, TaskRecord] = {}
-        # Finished records, oldest first. A store hit made without observers is kept as the
-        # tuple of its fields (_Compact) and made a TaskRecord when first read (_records_locked):
-        # building one slot by slot costs more than the rest of the hit's bookkeeping.
-        self._history: deque[TaskRecord | _Compact] = deque(maxlen=history)
-        self._compact = 0  # compact entries appended since the history was last made whole
+        # Finished records, oldest first; appended to under the lock only. Store loads logged
+        # without observers (_log_load) are kept as tuples (_Load) and made TaskRecords when the
+        # history is first read (_records_locked).
+        self._history: deque[TaskRecord | _Load] = deque(maxlen=history)
+        self._compact = 0  # _Load entries moved in since the history was last made whole
+        # Logged store loads not yet moved into the history. Appended to without the lock
+        # (deque.append is atomic under the GIL; the deque is never replaced) and moved into the
+        # history, in order, before anything else is appended to it or it is read
+        # (_drain_locked). Bounded like the history: what falls out would fall out of it anyway.
+        self._loads: deque[_Load] = deque(maxlen=history)
+        # How the engine records a store load made without a flight while _quiet (capture on,
+        # nobody observing; else it calls finished()): one C call, no lock, no record built.
+        self._log_load: Callable[[_Load], None] = self._loads.append
         # Lock-free counters (itertools.count steps atomically under the GIL).
         self._counters: dict[str, _HitCounter] = {name: _HitCounter() for name in COUNTER_NAMES}
         self.memory_hits = self._counters["memory_hit"]
         self._seq = itertools.count(1).__next__
         self._listeners: list[Callable[[TaskEvent], None]] = []
         self._subscriptions: list[Subscription] = []
+        self._capture = bool(capture)
+        self._quiet = self._capture  # capture on and nobody observing (see _log_load)
+
+    @property
+    def capture(self) -> bool:
+        """Whether computations leave records and events (off: counters only)."""
+        return self._capture
+
+    @capture.setter
+    def capture(self, on: bool) -> None:
+        with self._lock:
+            self._capture = bool(on)
+            self._update_quiet_locked()
+
+    def _update_quiet_locked(self) -> None:
+        self._quiet = self._capture and not self._listeners and not self._subscriptions
 
     # ---------------------------------------------------------------- used by the engine
     def count(self, name: str) -> None:
@@ -294,7 +323,7 @@ class Introspector:
 
     def begin(self, record: TaskRecord) -> None:
         """Register a new live record (capture on) and announce it."""
-        if not self.capture:
+        if not self._capture:
             return
         # No lock: one dict store is atomic under the GIL, and readers copy the table in one C
         # call under the lock (only the move from live to history must be seen whole).
@@ -321,12 +350,13 @@ class Introspector:
             record.size = size
         if error is not None:
             record.error = error
-        if not self.capture:
+        if not self._capture:
             return
         if state is _DONE or state is _FAILED or state is _CANCELLED:
             with self._lock:
                 if self._live.pop(record.task_id, None) is None:
                     return  # captured after it began (capture was off then): nothing to finish
+                self._drain_locked()
                 self._history.append(record)
         elif record.task_id not in self._live:
             return
@@ -345,33 +375,25 @@ class Introspector:
         size: int | None,
     ) -> None:
         """Record a task that began and finished in one step (a store load made without a
-        flight; ``times`` holds every state it went through, ``state`` the final one):
-        into the history at once, and, for observers, one event per state, as if it had been
-        followed live. Without observers it is kept as a tuple of its fields and made a record
-        when the history is first read (most histories are never read)."""
-        if not self.capture:
+        flight while someone observes; ``times`` holds every state it went through, ``state`` the
+        final one): into the history at once, and one event per state, as if it had been
+        followed live. (Without observers the engine logs such loads with :attr:`_log_load`.)"""
+        if not self._capture:
             return
-        if not self._listeners and not self._subscriptions:
-            compact: _Compact = (
-                _next_task_id(),
-                request_id,
-                title,
-                level,
-                engine,
-                parent,
-                state,
-                times,
-                outcome,
-                size,
-            )
-            with self._lock:
-                self._history.append(compact)
-                self._compact += 1
-            return
-        record = _from_compact(
-            (_next_task_id(), request_id, title, level, engine, parent, state, times, outcome, size)
-        )
+        record: TaskRecord = _new_record(TaskRecord)
+        record.task_id = _next_task_id()
+        record.request_id = request_id
+        record._title = title
+        record.level = level
+        record.engine = engine
+        record.parent = parent
+        record.state = state
+        record.times = times
+        record.outcome = outcome
+        record.size = size
+        record.error = None
         with self._lock:
+            self._drain_locked()
             self._history.append(record)
         final = record.state
         seen: dict[TaskState, float] = {}
@@ -383,6 +405,18 @@ class Introspector:
             if state is not final:
                 snap.outcome = snap.size = snap.error = None
             self._emit_snapshot(snap)
+
+    def _drain_locked(self) -> None:
+        """Move the logged store loads into the history, oldest first (call with the lock held,
+        before appending to the history or reading it, so its order is the order of finishing).
+        Pops exactly as many as were there: loads logged meanwhile wait for the next drain."""
+        loads = self._loads
+        n = len(loads)
+        if n:
+            append, popleft = self._history.append, loads.popleft
+            for _ in range(n):
+                append(popleft())
+            self._compact += n
 
     def _emit(self, record: TaskRecord) -> None:
         listeners = self._listeners
@@ -409,11 +443,12 @@ class Introspector:
     def _records_locked(self) -> deque[TaskRecord]:
         """The history with every compact entry made a record (once: the history keeps the
         record, so later reads return the same object). Call with the lock held."""
+        self._drain_locked()
         history = self._history
         if self._compact:
             self._compact = 0
             history = self._history = deque(
-                (r if type(r) is TaskRecord else _from_compact(r) for r in history),  # type: ignore[arg-type]
+                (r if type(r) is TaskRecord else _from_load(r) for r in history),  # type: ignore[arg-type]
                 maxlen=history.maxlen,
             )
         return history  # type: ignore[return-value]
@@ -464,6 +499,7 @@ class Introspector:
 
     def clear_history(self) -> None:
         with self._lock:
+            self._loads.clear()
             self._history.clear()
             self._compact = 0
 
@@ -477,19 +513,23 @@ class Introspector:
         sub = Subscription(self, maxsize)
         with self._lock:
             self._subscriptions = [*self._subscriptions, sub]
+            self._update_quiet_locked()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             self._subscriptions = [s for s in self._subscriptions if s is not sub]
+            self._update_quiet_locked()
 
     def add_listener(self, fn: Callable[[TaskEvent], None]) -> Callable[[], None]:
         with self._lock:
             self._listeners = [*self._listeners, fn]
+            self._update_quiet_locked()
 
         def remove() -> None:
             with self._lock:
                 self._listeners = [f for f in self._listeners if f is not fn]
+                self._update_quiet_locked()
 
         return remove
 
