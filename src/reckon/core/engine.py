@@ -223,7 +223,6 @@ class Engine:
         }
         self._count_store_hit = self._count_end[Outcome.STORE_HIT]
         # The store-hit path's bound methods and codec entry point (see _load_direct).
-        self._mem_add = self.memory.add
         self._finished = self.introspector.finished
         self._log_load = self.introspector._log_load
         self._sized_codec: Codec | None = None
@@ -970,7 +969,7 @@ class Engine:
         # When a flight filled memory meanwhile (between the caller's look at memory and its
         # look at the flights), everyone gets the one object that flight made.
         key = id.memory_key
-        value = self._mem_add(key, value, size)
+        value = self.memory.add(key, value, size)
         if self._closed:  # closed meanwhile: close() empties memory, and so must we
             self.memory.discard(key)
         self._count_request()
