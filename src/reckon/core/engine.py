@@ -23,22 +23,30 @@ Failures are delivered, never cached. Store failures are logged and become misse
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
-import logging
 import threading
 import time
-import warnings
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from types import CoroutineType as _CoroutineType
 from typing import Any, TypeVar, cast, overload
 
+from reckon.core._engine_async import AsyncSide
+from reckon.core._engine_store import StoreSide
+from reckon.core._flight import (
+    CURRENT,
+    MAX_RETRIES,
+    Abandoned,
+    Flight,
+    current_task_id,
+    is_awaitable,
+    settle,
+    settle_all,
+)
 from reckon.core.codec import Codec, PickleCodec
+from reckon.core.hooks import on_engine_created, run_created_hooks
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING, MemoryTier
-from reckon.core.stores.base import Store, StoreData
+from reckon.core.stores.base import Store
 from reckon.core.tasks import (
     Introspector,
     Outcome,
@@ -48,8 +56,6 @@ from reckon.core.tasks import (
 )
 from reckon.errors import (
     BlockingGetError,
-    CodecError,
-    CodecWarning,
     ComputationCancelledError,
     CyclicRequestError,
     EngineClosedError,
@@ -59,7 +65,6 @@ from reckon.errors import (
 __all__ = ["Engine", "current_task_id", "on_engine_created"]
 
 T = TypeVar("T")
-log = logging.getLogger("reckon.core")
 
 _FULL = CachingLevel.FULL
 _MEMORY = CachingLevel.MEMORY
@@ -67,125 +72,17 @@ _MEMORY = CachingLevel.MEMORY
 # through the enum metaclass, several times a global's.
 _STORE_HIT, _COMPUTED = Outcome.STORE_HIT, Outcome.COMPUTED
 _FAILED_OUTCOME, _CANCELLED_OUTCOME = Outcome.FAILED, Outcome.CANCELLED
-_PENDING, _RUNNING, _LOADING = TaskState.PENDING, TaskState.RUNNING, TaskState.LOADING
+_RUNNING = TaskState.RUNNING
 _DONE, _FAILED, _CANCELLED = TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED
-_now = time.time
-_MAX_RETRIES = 8  # restarts of a flight whose event loop went away under it
 
 
-class _Abandoned(Exception):
-    """Delivered to waiters when the loop running their computation stopped under it (not a
-    cancellation anyone asked for): they start the request again."""
+class Engine(AsyncSide, StoreSide):
+    """Resolves requests through the memory tier and a store, computing each miss once.
 
-
-class _Flight:
-    """One computation in progress and the waiters sharing it."""
-
-    __slots__ = (
-        "awaitable",
-        "done",
-        "event",
-        "exc",
-        "futures",
-        "id",
-        "key",
-        "level",
-        "loop",
-        "parent",
-        "pinned",
-        "record",
-        "task",
-        "task_id",
-        "thread",
-        "value",
-        "waiters",
-    )
-
-    def __init__(
-        self, id: RequestId, level: CachingLevel, record: TaskRecord, parent: _Flight | None
-    ) -> None:
-        self.id = id
-        self.key = id.memory_key
-        self.level = level
-        self.record = record
-        self.task_id = record.task_id
-        self.parent = parent
-        self.waiters = 1
-        self.done = False
-        self.value: Any = None
-        self.exc: BaseException | None = None
-        self.event: threading.Event | None = None
-        self.futures: list[asyncio.Future[Any]] = []
-        self.task: asyncio.Task[None] | None = None
-        self.awaitable: Awaitable[Any] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: int | None = None
-        self.pinned = False
-
-
-# The flight whose computation is running in this context: the parent of requests made now.
-_CURRENT: ContextVar[_Flight | None] = ContextVar("reckon_current_flight", default=None)
-
-
-def current_task_id() -> int | None:
-    """The task id of the computation running in this context (None outside computations)."""
-    flight = _CURRENT.get()
-    return None if flight is None else flight.task_id
-
-
-_CREATED_HOOKS: list[Callable[[Engine], None]] = []
-
-
-def on_engine_created(hook: Callable[[Engine], None]) -> Callable[[], None]:
-    """Call ``hook(engine)`` for every Engine created from now on; returns a function removing it.
-
-    This is how layers above the core learn of engines without the core importing them: the
-    package root registers ``reckon.observe.autostart`` here when ``$RECKON_OBSERVE`` is set, so
-    a plain program that memoizes is served live. Hooks run in the creating thread, after the
-    engine is complete; an exception in a hook is logged, never raised.
+    The asyncio path (:class:`~reckon.core._engine_async.AsyncSide`) and the store's
+    (:class:`~reckon.core._engine_store.StoreSide`) are written in modules of their own; the
+    public API, the flight table and the synchronous path are here.
     """
-    _CREATED_HOOKS.append(hook)
-
-    def remove() -> None:
-        with contextlib.suppress(ValueError):
-            _CREATED_HOOKS.remove(hook)
-
-    return remove
-
-
-class _GuardedLease:
-    """A store lease whose failures degrade to "compute anyway" instead of failing the request."""
-
-    __slots__ = ("_cm", "_engine", "_entered")
-
-    def __init__(self, engine: Engine, cm: Any) -> None:
-        self._engine = engine
-        self._cm = cm
-        self._entered = False
-
-    def acquire(self) -> bool:
-        if self._cm is None:
-            return True
-        try:
-            mine = bool(self._cm.__enter__())
-        except Exception as exc:
-            self._engine._store_failed("lease", exc)
-            return True
-        self._entered = True
-        return mine
-
-    def release(self) -> None:
-        if not self._entered:
-            return
-        self._entered = False
-        try:
-            self._cm.__exit__(None, None, None)
-        except Exception as exc:
-            self._engine._store_failed("lease release", exc)
-
-
-class Engine:
-    """Resolves requests through the memory tier and a store, computing each miss once."""
 
     def __init__(
         self,
@@ -204,8 +101,8 @@ class Engine:
         )
         self.memory = MemoryTier(memory_budget)
         self._lock = threading.Lock()
-        self._inflight: dict[int, _Flight] = {}
-        self._by_task: dict[int, _Flight] = {}
+        self._inflight: dict[int, Flight] = {}
+        self._by_task: dict[int, Flight] = {}
         self._closed = False
         self._store_log: dict[str, tuple[float, int]] = {}
         # The hit path's bound methods (the memory tier never replaces its dict).
@@ -228,11 +125,7 @@ class Engine:
         self._sized_codec: Codec | None = None
         self._decode_sized: Callable[[Any], tuple[Any, int]]
         self._decoder()
-        for hook in tuple(_CREATED_HOOKS):
-            try:
-                hook(self)
-            except Exception:  # a watcher that fails must not take the engine down with it
-                log.exception("an on_engine_created hook failed for engine %r", name)
+        run_created_hooks(self)
 
     def __repr__(self) -> str:
         return f"Engine(name={self.name!r}, store={self.store!r}, memory={len(self.memory)})"
@@ -434,7 +327,7 @@ class Engine:
         title: str | None,
         fut: asyncio.Future[Any] | None,
         thread_waiter: bool,
-    ) -> tuple[_Flight | None, bool, Any]:
+    ) -> tuple[Flight | None, bool, Any]:
         """Under the lock: a hit (None, False, value), a joined flight, or a new one we own."""
         key = id.memory_key
         introspector = self.introspector
@@ -451,7 +344,7 @@ class Engine:
             self._count_request()
             flight = self._inflight.get(key)
             if flight is not None:
-                current = _CURRENT.get()
+                current = CURRENT.get()
                 while current is not None:
                     if current is flight:
                         raise CyclicRequestError(
@@ -469,7 +362,7 @@ class Engine:
                     flight.event = threading.Event()
                 self._count_shared()
                 return flight, False, MISSING
-            parent = _CURRENT.get()
+            parent = CURRENT.get()
             record = TaskRecord(
                 new_task_id(),
                 id,
@@ -478,7 +371,7 @@ class Engine:
                 self.name,
                 None if parent is None else parent.task_id,
             )
-            flight = _Flight(id, level, record, parent)
+            flight = Flight(id, level, record, parent)
             if fut is not None:
                 flight.futures.append(fut)
             self._inflight[key] = flight
@@ -486,13 +379,13 @@ class Engine:
         introspector.begin(record)
         return flight, True, MISSING
 
-    def _forget_locked(self, flight: _Flight) -> None:
+    def _forget_locked(self, flight: Flight) -> None:
         """Take ``flight`` out of the in-flight tables: later requests start afresh."""
         if self._inflight.get(flight.key) is flight:
             del self._inflight[flight.key]
         self._by_task.pop(flight.task_id, None)
 
-    def _leave(self, flight: _Flight) -> None:
+    def _leave(self, flight: Flight) -> None:
         """A waiter is done with ``flight`` (served, failed or cancelled)."""
         unpin = False
         abandon = False
@@ -524,7 +417,7 @@ class Engine:
         """``looked``: the store was just read (a miss) by :meth:`_load_direct`."""
         if type(level) is not CachingLevel:
             level = as_level(level)
-        for _ in range(_MAX_RETRIES):
+        for _ in range(MAX_RETRIES):
             flight, owner, value = self._enter(id, level, title, None, True)
             if flight is None:
                 return cast(T, value)
@@ -558,18 +451,18 @@ class Engine:
             exc = flight.exc
             if exc is None:
                 return cast(T, flight.value)
-            if isinstance(exc, _Abandoned):
+            if isinstance(exc, Abandoned):
                 looked = False
                 continue
             raise exc
         raise ComputationCancelledError(
-            f"request {id.short()} was abandoned {_MAX_RETRIES} times by its event loop"
+            f"request {id.short()} was abandoned {MAX_RETRIES} times by its event loop"
         )
 
-    def _run_sync(self, flight: _Flight, compute: Callable[[], Any], looked: bool = False) -> None:
+    def _run_sync(self, flight: Flight, compute: Callable[[], Any], looked: bool = False) -> None:
         """``looked``: the store was read (a miss) just before this flight started, so the first
         look is skipped; the look after taking the lease still happens."""
-        token = _CURRENT.set(flight)
+        token = CURRENT.set(flight)
         try:
             if flight.level is _FULL and self.store is not None:
                 if not looked and self._load(flight) is not MISSING:
@@ -588,16 +481,16 @@ class Engine:
             else:
                 self._compute_sync(flight, compute)
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
 
-    def _compute_sync(self, flight: _Flight, compute: Callable[[], Any]) -> None:
+    def _compute_sync(self, flight: Flight, compute: Callable[[], Any]) -> None:
         if flight.done:  # cancelled by an operator while waiting for the lease
             return
         self._running(flight)
         start = time.perf_counter()
         try:
             value = compute()
-            if _is_awaitable(value):
+            if is_awaitable(value):
                 value = self._await_in_thread(flight, value)
         except BaseException as exc:
             self._fail(flight, exc)
@@ -607,7 +500,7 @@ class Engine:
         cost = time.perf_counter() - start
         self._complete(flight, value, _COMPUTED, cost)
 
-    def _await_in_thread(self, flight: _Flight, awaitable: Awaitable[Any]) -> Any:
+    def _await_in_thread(self, flight: Flight, awaitable: Awaitable[Any]) -> Any:
         if asyncio._get_running_loop() is not None:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()
@@ -621,160 +514,13 @@ class Engine:
 
         return asyncio.run(run())
 
-    # ================================================================== async path
-    async def _resolve_slow(
-        self,
-        id: RequestId,
-        level: CachingLevel,
-        compute: Callable[[], Any],
-        title: str | None,
-    ) -> Any:
-        if type(level) is not CachingLevel:
-            level = as_level(level)
-        loop = asyncio.get_running_loop()
-        # At FULL, when nobody computes this id, read the store without starting a flight.
-        looked = level is _FULL and self.store is not None and id.memory_key not in self._inflight
-        if looked:
-            value = self._load_direct(id, title)
-            if value is not MISSING:
-                return value
-        for _ in range(_MAX_RETRIES):
-            fut: asyncio.Future[Any] = loop.create_future()
-            flight, owner, value = self._enter(id, level, title, fut, False)
-            if flight is None:
-                return value
-            if owner:
-                flight.loop = loop
-                if flight.level is _FULL and self.store is not None:
-                    # A store hit completes right here; a miss goes on in a task of its own.
-                    if looked or self._load(flight) is MISSING:
-                        flight.task = loop.create_task(self._run_async(flight, compute))
-                else:
-                    self._start_inline(flight, compute, loop)
-            try:
-                value = await fut
-            except _Abandoned:
-                self._leave(flight)
-                looked = False
-                continue
-            except BaseException:
-                self._leave(flight)
-                raise
-            self._leave(flight)
-            return value
-        raise ComputationCancelledError(
-            f"request {id.short()} was abandoned {_MAX_RETRIES} times by its event loop"
-        )
-
-    def _start_inline(
-        self, flight: _Flight, compute: Callable[[], Any], loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """Call ``compute`` right here: a plain value completes the flight at once (a sync
-        function cannot be cancelled midway anyway); an awaitable gets a task of its own, so
-        that cancelling this caller does not cancel it while others wait."""
-        token = _CURRENT.set(flight)
-        try:
-            self._running(flight)
-            start = time.perf_counter()
-            try:
-                result = compute()
-            except BaseException as exc:
-                self._fail(flight, exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            if _is_awaitable(result):
-                # Created while _CURRENT is this flight: the task's context copy inherits it.
-                flight.awaitable = result
-                flight.task = loop.create_task(self._drive(flight, result, start))
-            else:
-                self._complete(flight, result, _COMPUTED, time.perf_counter() - start)
-        finally:
-            _CURRENT.reset(token)
-
-    async def _drive(self, flight: _Flight, awaitable: Awaitable[Any], start: float) -> None:
-        try:
-            if flight.done:  # cancelled before this task first ran
-                if inspect.iscoroutine(awaitable):
-                    awaitable.close()
-                return
-            value = await awaitable
-            self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
-        except asyncio.CancelledError:
-            if not flight.done:
-                self._finish(flight, exc=_Abandoned(), outcome=_CANCELLED_OUTCOME)
-            raise
-        except BaseException as exc:
-            self._fail(flight, exc)
-            if not isinstance(exc, Exception):
-                raise
-
-    async def _run_async(self, flight: _Flight, compute: Callable[[], Any]) -> None:
-        if flight.done:
-            return
-        _CURRENT.set(flight)  # this task runs in a copy of the first caller's context
-        lease: _GuardedLease | None = None
-        try:
-            if flight.level is _FULL and self.store is not None:
-                # (The store was tried before this task was created.)
-                lease = self._lease(flight)
-                await self._acquire_async(lease)
-                # Look again whether the lease was ours or not (see _run_sync).
-                if self._load(flight) is not MISSING:
-                    return
-            if flight.done:
-                return
-            self._running(flight)
-            start = time.perf_counter()
-            value = compute()
-            if _is_awaitable(value):
-                value = await value
-            self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
-        except asyncio.CancelledError:
-            if not flight.done:
-                # Nobody asked for this (every waiter would have marked the flight done): the
-                # loop is shutting down. The waiters start over elsewhere.
-                self._finish(flight, exc=_Abandoned(), outcome=_CANCELLED_OUTCOME)
-            raise
-        except BaseException as exc:
-            self._fail(flight, exc)
-            if not isinstance(exc, Exception):
-                raise
-        finally:
-            if lease is not None:
-                lease.release()
-
-    async def _acquire_async(self, lease: _GuardedLease) -> bool:
-        if lease._cm is None:
-            return True
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, lease.acquire)
-        try:
-            return await asyncio.shield(fut)
-        except asyncio.CancelledError:
-            # The thread still takes the lease: give it back as soon as it has it.
-            fut.add_done_callback(lambda _: lease.release())
-            raise
-
-    def _cancel_task(self, flight: _Flight) -> None:
-        task, loop = flight.task, flight.loop
-        if task is None or loop is None or task.done():
-            return
-        try:
-            if asyncio._get_running_loop() is loop:
-                _cancel(task, flight.awaitable)
-            else:
-                loop.call_soon_threadsafe(_cancel, task, flight.awaitable)
-        except RuntimeError:
-            pass  # its loop is closed: the task is gone with it
-
     # ================================================================== finishing a flight
-    def _running(self, flight: _Flight) -> None:
+    def _running(self, flight: Flight) -> None:
         self.introspector.transition(flight.record, _RUNNING)
 
     def _complete(
         self,
-        flight: _Flight,
+        flight: Flight,
         value: Any,
         outcome: Outcome,
         cost: float = 0.0,
@@ -789,7 +535,7 @@ class Engine:
         if delivered and outcome is _COMPUTED and flight.level is _FULL:
             self._write(flight, value, cost)
 
-    def _fail(self, flight: _Flight, exc: BaseException) -> None:
+    def _fail(self, flight: Flight, exc: BaseException) -> None:
         if not isinstance(exc, Exception):
             # KeyboardInterrupt, SystemExit, ...: the computing thread was interrupted.
             deliver: BaseException = ComputationCancelledError(
@@ -802,7 +548,7 @@ class Engine:
 
     def _finish(
         self,
-        flight: _Flight,
+        flight: Flight,
         *,
         value: Any = None,
         exc: BaseException | None = None,
@@ -835,7 +581,7 @@ class Engine:
         self._record_end(flight, outcome, size, exc)
         return True
 
-    def _deliver(self, flight: _Flight, futures: list[asyncio.Future[Any]]) -> None:
+    def _deliver(self, flight: Flight, futures: list[asyncio.Future[Any]]) -> None:
         """Settle the waiters' futures: directly on this thread's loop, and with one thread-safe
         call per other loop (however many of its tasks wait)."""
         running = asyncio._get_running_loop()
@@ -843,18 +589,18 @@ class Engine:
         for fut in futures:
             loop = fut.get_loop()
             if loop is running:
-                _settle(fut, flight)
+                settle(fut, flight)
             else:
                 elsewhere.setdefault(loop, []).append(fut)
         for loop, futs in elsewhere.items():
             try:
-                loop.call_soon_threadsafe(_settle_all, futs, flight)
+                loop.call_soon_threadsafe(settle_all, futs, flight)
             except RuntimeError:  # that loop is closed: its waiters are gone
                 for _ in futs:
                     self._leave(flight)
 
     def _record_end(
-        self, flight: _Flight, outcome: Outcome, size: int | None, exc: BaseException | None
+        self, flight: Flight, outcome: Outcome, size: int | None, exc: BaseException | None
     ) -> None:
         self._count_end[outcome]()
         if outcome is _COMPUTED or outcome is _STORE_HIT:
@@ -870,238 +616,9 @@ class Engine:
             error = str(exc)
         self.introspector.transition(flight.record, state, outcome=outcome, size=size, error=error)
 
-    # ================================================================== the store
-    def _lease(self, flight: _Flight) -> _GuardedLease:
-        store = self.store
-        lease = getattr(store, "lease", None)
-        if lease is None:
-            return _GuardedLease(self, None)
-        try:
-            cm = lease(flight.id.disk_key)
-        except Exception as exc:
-            self._store_failed("lease", exc)
-            cm = None
-        return _GuardedLease(self, cm)
-
-    def _load(self, flight: _Flight) -> Any:
-        """Try the store; on a hit deliver the value (outcome STORE_HIT). MISSING otherwise."""
-        store = self.store
-        assert store is not None
-        key = flight.id.disk_key
-        try:
-            data = store.get(key)
-        except Exception as exc:
-            self._store_failed("get", exc)
-            return MISSING
-        if data is None:
-            return MISSING
-        self.introspector.transition(flight.record, _LOADING)
-        try:
-            value, size = self._decoder()(data)
-        except Exception as exc:
-            self._undecodable(flight.record.title, key, exc)
-            return MISSING
-        self._complete(flight, value, _STORE_HIT, size=size)
-        return value
-
-    def _decoder(self) -> Callable[[Any], tuple[Any, int]]:
-        """The codec's ``decode_sized`` (value and memory size in one call), else decode followed
-        by the estimate. Looked up again only when :attr:`codec` was replaced."""
-        codec = self.codec
-        if codec is self._sized_codec:
-            return self._decode_sized
-        sized = getattr(codec, "decode_sized", None)
-        if sized is None:
-
-            def sized(data: Any) -> tuple[Any, int]:
-                value = codec.decode(data)
-                try:
-                    return value, codec.estimate_size(value)
-                except Exception:
-                    return value, 0
-
-        self._sized_codec = codec
-        self._decode_sized = sized
-        return sized
-
-    def _undecodable(self, title: str, key: str, exc: Exception) -> None:
-        log.warning(
-            "reckon: dropping the stored value of %s (%s): it cannot be decoded (%s)",
-            title,
-            key,
-            exc,
-        )
-        self.introspector.count("store_errors")
-        store = self.store
-        if store is not None:
-            with contextlib.suppress(Exception):
-                store.delete(key)
-
-    def _load_direct(self, id: RequestId, title: str | None) -> Any:
-        """A FULL request nobody is computing: read the store without a flight (no waiters to
-        share with, so none of a flight's bookkeeping). A hit is recorded as a finished store
-        load, with the same counters and events as one made by a flight; MISSING on a miss, a
-        store failure or an undecodable entry (the caller then computes, after the lease).
-
-        This is the fresh process's hit path, so it is kept flat: the value is sized with its
-        decode (the codec's ``decode_sized``: the bytes just read, no walk of the value), put in
-        memory under one lock, and recorded with one call."""
-        if self._closed:
-            raise EngineClosedError(
-                f"engine {self.name!r} is closed; create a new Engine to make requests"
-            )
-        disk_key = id.disk_key
-        started = _now()
-        try:
-            data = self.store.get(disk_key)  # type: ignore[union-attr]  # (callers checked)
-        except Exception as exc:
-            self._store_failed("get", exc)
-            return MISSING
-        if data is None:
-            return MISSING
-        loaded = _now()
-        decode = self._decode_sized if self.codec is self._sized_codec else self._decoder()
-        try:
-            value, size = decode(data)
-        except Exception as exc:
-            self._undecodable(title if title is not None else id.short(), disk_key, exc)
-            return MISSING
-        # When a flight filled memory meanwhile (between the caller's look at memory and its
-        # look at the flights), everyone gets the one object that flight made.
-        key = id.memory_key
-        value = self.memory.add(key, value, size)
-        if self._closed:  # closed meanwhile: close() empties memory, and so must we
-            self.memory.discard(key)
-        self._count_request()
-        self._count_store_hit()
-        introspector = self.introspector
-        if introspector._quiet:  # capture on, nobody observing: a tuple, made a record when read
-            parent = _CURRENT.get()
-            self._log_load(
-                (
-                    new_task_id(),
-                    id,
-                    title,
-                    self.name,
-                    None if parent is None else parent.task_id,
-                    started,
-                    loaded,
-                    _now(),
-                    size,
-                )
-            )
-        elif introspector.capture:
-            parent = _CURRENT.get()
-            self._finished(
-                id,
-                title,
-                _FULL,
-                self.name,
-                None if parent is None else parent.task_id,
-                _DONE,
-                {_PENDING: started, _LOADING: loaded, _DONE: _now()},
-                _STORE_HIT,
-                size,
-            )
-        return value
-
-    def _write(self, flight: _Flight, value: Any, cost: float) -> None:
-        store = self.store
-        if store is None:
-            return
-        codec = self.codec
-        # Pieces when the codec can give them (out-of-band buffers, never joined in memory).
-        encode_buffers = getattr(codec, "encode_buffers", None)
-        data: StoreData
-        try:
-            if encode_buffers is not None:
-                pieces = encode_buffers(value)
-                data = pieces[0] if len(pieces) == 1 else pieces
-            else:
-                data = codec.encode(value)
-        except Exception as exc:
-            self.introspector.count("encode_errors")
-            reason = str(exc) if isinstance(exc, CodecError) else f"{type(exc).__name__}: {exc}"
-            warnings.warn(
-                f"reckon: the value of request {flight.record.title!r} (type "
-                f"{type(value).__module__}.{type(value).__qualname__}) cannot be encoded, so it "
-                f"is kept in memory only and not stored: {reason}",
-                CodecWarning,
-                stacklevel=2,
-            )
-            return
-        try:
-            store.put(flight.id.disk_key, data, cost=cost)
-        except Exception as exc:
-            self._store_failed("put", exc)
-        else:
-            self.introspector.count("stored")
-
-    def _store_failed(self, operation: str, exc: BaseException) -> None:
-        """Count a store failure and log it, at most once per operation every 10 seconds (a
-        broken disk must not flood the log at every request)."""
-        self.introspector.count("store_errors")
-        now = time.monotonic()
-        last, suppressed = self._store_log.get(operation, (0.0, 0))
-        if now - last < 10.0 and last:
-            self._store_log[operation] = (last, suppressed + 1)
-            return
-        self._store_log[operation] = (now, 0)
-        log.warning(
-            "reckon: store %s failed (%s: %s); treated as a miss%s",
-            operation,
-            type(exc).__name__,
-            exc,
-            f" ({suppressed} more since the last report)" if suppressed else "",
-        )
-
-
-_NEVER_AWAITABLE = frozenset(
-    {int, float, str, bytes, bool, tuple, list, dict, set, frozenset, type(None), bytearray}
-)
-
-
-def _is_awaitable(value: object) -> bool:
-    t = type(value)
-    if t is _CoroutineType:
-        return True
-    if t in _NEVER_AWAITABLE:
-        return False
-    return inspect.isawaitable(value)
-
-
-def _cancel(task: asyncio.Task[None], awaitable: Awaitable[Any] | None) -> None:
-    task.cancel()
-    if inspect.iscoroutine(awaitable):
-        # A task cancelled before its first step never starts its coroutine, so the compute's
-        # coroutine it would have awaited must be closed here (else: "never awaited").
-        coro = awaitable
-
-        def close(_: object) -> None:
-            if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
-                coro.close()
-
-        task.add_done_callback(close)
-
 
 def _not_an_id(id: object) -> InvalidRequestIdError:
     return InvalidRequestIdError(
         f"expected a RequestId, got {type(id).__name__} ({id!r:.60}): build one with "
         f"RequestId(*parts)"
     )
-
-
-def _settle_all(futures: list[asyncio.Future[Any]], flight: _Flight) -> None:
-    for fut in futures:
-        _settle(fut, flight)
-
-
-def _settle(fut: asyncio.Future[Any], flight: _Flight) -> None:
-    if fut.done():
-        return
-    if flight.exc is None:
-        fut.set_result(flight.value)
-    elif isinstance(flight.exc, asyncio.CancelledError):
-        fut.cancel()
-    else:
-        fut.set_exception(flight.exc)

@@ -1,0 +1,234 @@
+"""The engine's asyncio side: :meth:`Engine.resolve` past the memory tier.
+
+The first caller of a key starts the flight on its own loop. A plain value from ``compute``
+completes the flight at once; an awaitable (or, at FULL, the store lease and the computation)
+runs in a task of its own, so cancelling one caller does not cancel a computation others wait
+for; when the last waiter is cancelled, the task is. A waiter whose loop stopped under the flight
+(:class:`~reckon.core._flight.Abandoned`) starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from reckon.core._engine_store import GuardedLease
+from reckon.core._flight import (
+    CURRENT,
+    MAX_RETRIES,
+    Abandoned,
+    Flight,
+    cancel_task,
+    is_awaitable,
+)
+from reckon.core.ids import RequestId
+from reckon.core.levels import CachingLevel, as_level
+from reckon.core.memory import MISSING
+from reckon.core.stores.base import Store
+from reckon.core.tasks import Outcome
+from reckon.errors import ComputationCancelledError
+
+__all__ = ["AsyncSide"]
+
+_FULL = CachingLevel.FULL
+_COMPUTED = Outcome.COMPUTED
+_CANCELLED_OUTCOME = Outcome.CANCELLED
+
+
+class AsyncSide:
+    """The asyncio half of :class:`~reckon.core.engine.Engine` (a base class of it)."""
+
+    # Set by Engine.__init__ (declared here for the type checker).
+    store: Store | None
+    _inflight: dict[int, Flight]
+
+    if TYPE_CHECKING:
+
+        def _enter(
+            self,
+            id: RequestId,
+            level: CachingLevel,
+            title: str | None,
+            fut: asyncio.Future[Any] | None,
+            thread_waiter: bool,
+        ) -> tuple[Flight | None, bool, Any]: ...
+
+        def _leave(self, flight: Flight) -> None: ...
+
+        def _running(self, flight: Flight) -> None: ...
+
+        def _complete(
+            self,
+            flight: Flight,
+            value: Any,
+            outcome: Outcome,
+            cost: float = 0.0,
+            size: int | None = None,
+        ) -> None: ...
+
+        def _fail(self, flight: Flight, exc: BaseException) -> None: ...
+
+        def _finish(
+            self,
+            flight: Flight,
+            *,
+            value: Any = None,
+            exc: BaseException | None = None,
+            outcome: Outcome,
+            size: int | None = None,
+        ) -> bool: ...
+
+        def _lease(self, flight: Flight) -> GuardedLease: ...
+
+        def _load(self, flight: Flight) -> Any: ...
+
+        def _load_direct(self, id: RequestId, title: str | None) -> Any: ...
+
+    async def _resolve_slow(
+        self,
+        id: RequestId,
+        level: CachingLevel,
+        compute: Callable[[], Any],
+        title: str | None,
+    ) -> Any:
+        if type(level) is not CachingLevel:
+            level = as_level(level)
+        loop = asyncio.get_running_loop()
+        # At FULL, when nobody computes this id, read the store without starting a flight.
+        looked = level is _FULL and self.store is not None and id.memory_key not in self._inflight
+        if looked:
+            value = self._load_direct(id, title)
+            if value is not MISSING:
+                return value
+        for _ in range(MAX_RETRIES):
+            fut: asyncio.Future[Any] = loop.create_future()
+            flight, owner, value = self._enter(id, level, title, fut, False)
+            if flight is None:
+                return value
+            if owner:
+                flight.loop = loop
+                if flight.level is _FULL and self.store is not None:
+                    # A store hit completes right here; a miss goes on in a task of its own.
+                    if looked or self._load(flight) is MISSING:
+                        flight.task = loop.create_task(self._run_async(flight, compute))
+                else:
+                    self._start_inline(flight, compute, loop)
+            try:
+                value = await fut
+            except Abandoned:
+                self._leave(flight)
+                looked = False
+                continue
+            except BaseException:
+                self._leave(flight)
+                raise
+            self._leave(flight)
+            return value
+        raise ComputationCancelledError(
+            f"request {id.short()} was abandoned {MAX_RETRIES} times by its event loop"
+        )
+
+    def _start_inline(
+        self, flight: Flight, compute: Callable[[], Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Call ``compute`` right here: a plain value completes the flight at once (a sync
+        function cannot be cancelled midway anyway); an awaitable gets a task of its own, so
+        that cancelling this caller does not cancel it while others wait."""
+        token = CURRENT.set(flight)
+        try:
+            self._running(flight)
+            start = time.perf_counter()
+            try:
+                result = compute()
+            except BaseException as exc:
+                self._fail(flight, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            if is_awaitable(result):
+                # Created while CURRENT is this flight: the task's context copy inherits it.
+                flight.awaitable = result
+                flight.task = loop.create_task(self._drive(flight, result, start))
+            else:
+                self._complete(flight, result, _COMPUTED, time.perf_counter() - start)
+        finally:
+            CURRENT.reset(token)
+
+    async def _drive(self, flight: Flight, awaitable: Awaitable[Any], start: float) -> None:
+        try:
+            if flight.done:  # cancelled before this task first ran
+                if inspect.iscoroutine(awaitable):
+                    awaitable.close()
+                return
+            value = await awaitable
+            self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
+        except asyncio.CancelledError:
+            if not flight.done:
+                self._finish(flight, exc=Abandoned(), outcome=_CANCELLED_OUTCOME)
+            raise
+        except BaseException as exc:
+            self._fail(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _run_async(self, flight: Flight, compute: Callable[[], Any]) -> None:
+        if flight.done:
+            return
+        CURRENT.set(flight)  # this task runs in a copy of the first caller's context
+        lease: GuardedLease | None = None
+        try:
+            if flight.level is _FULL and self.store is not None:
+                # (The store was tried before this task was created.)
+                lease = self._lease(flight)
+                await self._acquire_async(lease)
+                # Look again whether the lease was ours or not (see _run_sync).
+                if self._load(flight) is not MISSING:
+                    return
+            if flight.done:
+                return
+            self._running(flight)
+            start = time.perf_counter()
+            value = compute()
+            if is_awaitable(value):
+                value = await value
+            self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
+        except asyncio.CancelledError:
+            if not flight.done:
+                # Nobody asked for this (every waiter would have marked the flight done): the
+                # loop is shutting down. The waiters start over elsewhere.
+                self._finish(flight, exc=Abandoned(), outcome=_CANCELLED_OUTCOME)
+            raise
+        except BaseException as exc:
+            self._fail(flight, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if lease is not None:
+                lease.release()
+
+    async def _acquire_async(self, lease: GuardedLease) -> bool:
+        if lease._cm is None:
+            return True
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, lease.acquire)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The thread still takes the lease: give it back as soon as it has it.
+            fut.add_done_callback(lambda _: lease.release())
+            raise
+
+    def _cancel_task(self, flight: Flight) -> None:
+        task, loop = flight.task, flight.loop
+        if task is None or loop is None or task.done():
+            return
+        try:
+            if asyncio._get_running_loop() is loop:
+                cancel_task(task, flight.awaitable)
+            else:
+                loop.call_soon_threadsafe(cancel_task, task, flight.awaitable)
+        except RuntimeError:
+            pass  # its loop is closed: the task is gone with it
