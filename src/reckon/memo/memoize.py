@@ -11,6 +11,14 @@ What is stored is an :class:`~reckon.memo.entry.Entry`: the value plus what a hi
 the call (captured stdout, files to put back) and to account for itself (compute time = time a
 hit saves). Beside the store, a small index records which function and arguments each entry
 belongs to (for ``clear()``, the CLI and eviction logs).
+
+This module keeps what every call goes through (the id, the engine lookup, the hit, the entry a
+miss stores) and the decorator. The rest sits beside it: :mod:`~reckon.memo.arguments` (arguments
+to digest), :mod:`~reckon.memo.reads` (the globals and closure values whose rebinding means new
+code), :mod:`~reckon.memo.miss` (running the body on a miss), :mod:`~reckon.memo.capture`
+(stdout and logs kept for replay), :mod:`~reckon.memo.pickling` (sending a memoized function to
+another process) and :mod:`~reckon.memo.registry` (every memoized function of the process:
+report, ``commit()``, exit and fork).
 """
 
 from __future__ import annotations
@@ -251,7 +259,7 @@ class Memoized(Generic[P, R]):
                     )
             self._ready = True
 
-    # -- keys -------------------------------------------------------------------------------
+    # -- request ids ------------------------------------------------------------------------
 
     def _args_digest(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         return self._arguments.digest(args, kwargs, self.name, self.__qualname__)
@@ -300,6 +308,8 @@ class Memoized(Generic[P, R]):
         # The hot path: everything below is attribute reads, two dict lookups and Engine.get.
         if not self._ready or (self._watching and self._reads.changed()):
             self._prepare()
+        # (Arguments.digest is called directly, not through _args_digest: one call less on every
+        # hit whose arguments are hashed.)
         if not kwargs and self._plain_ok:
             types_ = tuple(map(type, args))
             if PLAIN.issuperset(types_):
@@ -308,9 +318,11 @@ class Memoized(Generic[P, R]):
                 if rid is None:
                     rid = self._plain_id(fast_key, args)
             else:
-                rid = self._id_for_digest(self._args_digest(args, kwargs))
+                digest = self._arguments.digest(args, kwargs, self.name, self.__qualname__)
+                rid = self._id_for_digest(digest)
         else:
-            rid = self._id_for_digest(self._args_digest(args, kwargs))
+            digest = self._arguments.digest(args, kwargs, self.name, self.__qualname__)
+            rid = self._id_for_digest(digest)
         ran: list[int] = []
 
         def compute() -> Entry:
