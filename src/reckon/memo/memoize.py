@@ -16,9 +16,10 @@ This module keeps what every call goes through (the id, the engine lookup, the h
 miss stores) and the decorator. The rest sits beside it: :mod:`~reckon.memo.arguments` (arguments
 to digest), :mod:`~reckon.memo.reads` (the globals and closure values whose rebinding means new
 code), :mod:`~reckon.memo.miss` (running the body on a miss), :mod:`~reckon.memo.capture`
-(stdout and logs kept for replay), :mod:`~reckon.memo.pickling` (sending a memoized function to
-another process) and :mod:`~reckon.memo.registry` (every memoized function of the process:
-report, ``commit()``, exit and fork).
+(stdout and logs kept for replay), :mod:`~reckon.memo.indexing` (the index rows, kept true to
+the store), :mod:`~reckon.memo.pickling` (sending a memoized function to another process) and
+:mod:`~reckon.memo.registry` (every memoized function of the process: report, ``commit()``,
+exit and fork).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from reckon.errors import (
     ImpurityWarning,
     NotMemoizableError,
 )
-from reckon.memo import log, miss, pickling, registry, watch
+from reckon.memo import indexing, log, miss, pickling, registry, watch
 from reckon.memo.arguments import PLAIN, Arguments
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
@@ -57,12 +58,11 @@ from reckon.memo.group import (
 )
 from reckon.memo.helpers import FileContents, restore_files, snapshot_files, to_seconds
 from reckon.memo.impurity import find_impurities
-from reckon.memo.index import EntryRow
 from reckon.memo.reads import Reads, copy_function
 from reckon.memo.registry import all_memoized as all_memoized
 from reckon.memo.registry import commit as commit
 from reckon.memo.registry import usage_report as usage_report
-from reckon.memo.report import FunctionStats, human_bytes, human_duration
+from reckon.memo.report import FunctionStats, human_duration
 
 __all__ = ["BoundMemoized", "Memoized", "commit", "memoize"]
 
@@ -351,7 +351,7 @@ class Memoized(Generic[P, R]):
                 # orphan check unless the index listed its key when the function was prepared.
                 entry.seen = True
                 if self._has_store and rid.disk_key not in self._indexed:
-                    self._check_indexed(entry, rid, args, kwargs)
+                    indexing.recover_if_missing(self, entry, rid, args, kwargs)
             self._hits += 1
             self._saved_s += entry.compute_seconds
             if _logger.isEnabledFor(_DEBUG):
@@ -431,34 +431,7 @@ class Memoized(Generic[P, R]):
         """An entry another process stored: make sure the index knows it (recover orphans)."""
         entry.seen = True
         if self._has_store and rid.disk_key not in self._indexed:
-            self._check_indexed(entry, rid, args, kwargs)
-
-    def _check_indexed(
-        self, entry: Entry, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        """Look the key up in the index in the background; re-index it if it is missing."""
-        index = self._index
-        key = rid.disk_key
-
-        def recover() -> None:
-            row = EntryRow(
-                key,
-                self.name,
-                self._args_text(args, kwargs),
-                entry.created,
-                entry.compute_seconds,
-                self._size_of(entry),
-                self._fphex,
-            )
-            log.event(
-                "orphan",
-                f"{self.name}({row.args}) was in the store but not in the index; recovered "
-                f"(not recomputed)",
-                logging.INFO,
-            )
-            index.record_entry_now(row)
-
-        index.check_soon(key, if_missing=recover)
+            indexing.recover_if_missing(self, entry, rid, args, kwargs)
 
     def _after_compute(
         self,
@@ -485,24 +458,7 @@ class Memoized(Generic[P, R]):
         self._compute_s += seconds
         self._known.add(rid)
         if self._has_store:
-            size = self._size_of(entry)
-            self._index.record_entry(
-                EntryRow(
-                    rid.disk_key,
-                    self.name,
-                    self._args_text(args, kwargs),
-                    entry.created,
-                    seconds,
-                    size,
-                    self._fphex,
-                )
-            )
-            if _logger.isEnabledFor(_DEBUG):
-                log.event(
-                    "store",
-                    f"{self._call_text(args, kwargs)} (computed in {human_duration(seconds)}, "
-                    f"~{human_bytes(size)})",
-                )
+            indexing.record(self, entry, rid, args, kwargs)
         return entry
 
     def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId) -> Entry:
@@ -514,16 +470,6 @@ class Memoized(Generic[P, R]):
     ) -> Entry:
         value, seconds, stdout, logs = await miss.arun(self, args, kwargs, rid)
         return self._after_compute(value, seconds, stdout, rid, args, kwargs, logs)
-
-    def _size_of(self, entry: Entry) -> int:
-        try:
-            return int(self._engine.codec.estimate_size(entry.value))
-        except Exception:
-            return 0
-
-    def _args_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        call = log.format_call("", args, kwargs)
-        return call[1:-1]
 
     def _call_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return log.format_call(self.name, args, kwargs)
@@ -568,7 +514,7 @@ class Memoized(Generic[P, R]):
         """
         self._ensure()
         if stale:
-            return self._clear_stale()
+            return indexing.clear_stale(self) if self._has_store else 0
         for rid in list(self._known):
             self._engine.evict(rid)
         self._known.clear()
@@ -581,21 +527,6 @@ class Memoized(Generic[P, R]):
             removed = len(keys)
         log.event("evict", f"{self.name}: cleared {removed} stored entries", logging.INFO)
         return removed
-
-    def _clear_stale(self) -> int:
-        if not self._has_store:
-            return 0
-        rows = self._index.stale_entries(self.name)
-        for row in rows:
-            self._engine.evict(_from_digest(row.key))
-            log.event(
-                "evict",
-                f"{self.name}({row.args}) (stale: code version {row.fingerprint[:12]}, now "
-                f"{self._fphex[:12]})",
-                logging.INFO,
-            )
-        self._index.delete_entries_now([row.key for row in rows])
-        return len(rows)
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: hits, misses, calls, hit_ratio, compute_seconds (time spent

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.core import RequestId
 from reckon.errors import ImpurityWarning
-from reckon.memo import log, watch
+from reckon.memo import indexing, log, watch
 from reckon.memo.arguments import PLAIN
 from reckon.memo.capture import LogRecords, captured
 from reckon.memo.helpers import TTL, FileContents
@@ -102,16 +102,7 @@ def _before(
     if _logger.isEnabledFor(_DEBUG):
         log.event("miss", m._call_text(args, kwargs))
     if m._has_store:
-
-        def corrupt() -> None:
-            log.event(
-                "corrupt",
-                f"{m._call_text(args, kwargs)} was indexed but its stored value was "
-                f"missing or unreadable; recomputing",
-                logging.WARNING,
-            )
-
-        m._index.check_soon(rid.disk_key, if_present=corrupt)
+        indexing.report_if_indexed(m, rid, args, kwargs)
 
 
 def _declared_paths(args: tuple[Any, ...], kwargs: dict[str, Any], value: object) -> list[str]:
