@@ -1,21 +1,21 @@
-"""`reckon demo` runs (in a subprocess: the demo uses rich, which the core suite never imports)."""
+"""`python -m reckon.demo ACT` runs one act of the tour (the module entry point; the `reckon demo`
+command is tested in test_demo_tour.py). It lived in tests/core, whose venv has no rich, so CI
+always skipped it: here it runs with the full install."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-import pytest
-from _core_helpers import SRC
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("rich") is None, reason="the demo needs rich")
-def test_demo_runs_and_shows_each_step(tmp_path: object) -> None:
+def test_the_core_act_runs_alone_from_the_module(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=SRC, RECKON_CACHE_DIR=str(tmp_path), COLUMNS="160")
     out = subprocess.run(
-        [sys.executable, "-m", "reckon.demo"],
+        [sys.executable, "-m", "reckon.demo", "core"],
         capture_output=True,
         text=True,
         env=env,
@@ -27,3 +27,4 @@ def test_demo_runs_and_shows_each_step(tmp_path: object) -> None:
     assert "50 callers" in out and "computed 1x" in out
     assert "store_hit" in out and "without computing" in out
     assert "recorded tasks" in out
+    assert "act core done" in out and "act memo" not in out  # that act alone
