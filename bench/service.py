@@ -204,9 +204,9 @@ async def wire(root: Path) -> dict[str, float]:
     from benchsvc_gen import benchsvc_pb2 as pb
     from benchsvc_gen.benchsvc_reckon import Echo
 
+    from reckon._net import free_port
     from reckon.service import Unit
     from reckon.service.clients import grpc_client
-    from reckon.service.servers import free_port
 
     req = pb.Key(id="k")
     port = free_port()

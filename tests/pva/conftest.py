@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import subprocess
 import sys
 import threading
@@ -24,22 +23,6 @@ from reckon.pva.config import loopback_environment
 
 PEERS = Path(__file__).parent / "peers"
 PYTHON = sys.executable
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (the kernel picks it)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-        with socket.socket(socket.AF_INET, other) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return int(port)
-    raise RuntimeError("no free port")
 
 
 def epics_env(server_port: int | None = None, udp_port: int | None = None) -> dict[str, str]:

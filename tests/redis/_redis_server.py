@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from reckon._net import free_port
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start redis-server on a free port; return it and its URL once it answers."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             binary,

@@ -89,8 +89,8 @@ async def test_remote_placement_reaches_a_running_unit(tmp_path: Path) -> None:
 
 
 async def test_a_remote_service_that_does_not_answer_stops_the_start(tmp_path: Path) -> None:
+    from reckon._net import free_port
     from reckon.errors import DeploymentError
-    from reckon.service.servers import free_port
 
     services = two_services("inprocess")
     services["stock"] = {

@@ -7,7 +7,6 @@ Acts run on one demo engine and in a scratch directory of their own, so each can
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -67,19 +66,3 @@ def run_python(code: str, *args: str, timeout: float = 60.0, **env: str) -> str:
         tail = "\n".join(done.stderr.strip().splitlines()[-8:])
         raise RuntimeError(f"the child process exited with {done.returncode}:\n{tail}")
     return done.stdout
-
-
-def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A 127.0.0.1 port free for both TCP and UDP (pvAccess uses one number for each)."""
-    other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket(socket.AF_INET, other) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port on 127.0.0.1")

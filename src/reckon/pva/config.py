@@ -13,6 +13,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reckon._net import free_port
 from reckon.errors import ConfigurationError
 
 DEFAULT_SERVER_PORT = 5075
@@ -189,12 +190,6 @@ class ClientConfig:
         return targets
 
 
-def _free_port(kind: socket.SocketKind) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def loopback_environment(
     server_port: int | None = None, udp_port: int | None = None
 ) -> dict[str, str]:
@@ -205,8 +200,8 @@ def loopback_environment(
     them for a server and hand them to any client process: nothing is broadcast to the network,
     and tests on fresh ports can run side by side.
     """
-    tcp = server_port if server_port is not None else _free_port(socket.SOCK_STREAM)
-    udp = udp_port if udp_port is not None else _free_port(socket.SOCK_DGRAM)
+    tcp = server_port if server_port is not None else free_port(socket.SOCK_STREAM)
+    udp = udp_port if udp_port is not None else free_port(socket.SOCK_DGRAM)
     return {
         "EPICS_PVA_AUTO_ADDR_LIST": "NO",
         "EPICS_PVA_ADDR_LIST": "127.0.0.1",

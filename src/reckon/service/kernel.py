@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
+from reckon._net import free_port
 from reckon.errors import (
     DeploymentError,
     ServiceNotFoundError,
@@ -40,7 +41,7 @@ from reckon.service.definition import ServiceDef
 from reckon.service.deploy import Deployment, Plan, Planned, plan
 from reckon.service.endpoint import Endpoint, Tracer
 from reckon.service.logs import ServiceLogger, Sink, make_sink
-from reckon.service.servers import ConnectServer, connect_app, free_port, start_grpc
+from reckon.service.servers import ConnectServer, connect_app, start_grpc
 from reckon.service.supervisor import Address, ChildProcess, wait_healthy
 
 T = TypeVar("T")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,14 +24,6 @@ from reckon.service.endpoint import Endpoint
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _health_handler() -> grpc.GenericRpcHandler:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from reckon._net import free_port
 from reckon.pva.protocol import (
     NEED_DATA,
     RPC,
@@ -63,14 +64,6 @@ pytestmark = pytest.mark.timeout(60)
 
 NT = nt.NTScalar("d")
 ARR = nt.NTScalarArray("i")
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class TinyServer:
