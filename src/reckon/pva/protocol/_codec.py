@@ -532,68 +532,36 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
     if isinstance(t, Variant):
         return _dec_variant
     if isinstance(t, StructureArray):
-        el = _late(t.element, be)
-
-        def dec_sa(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-            n, pos = read_size(data, pos, be)
-            if n > len(data) - pos:
-                raise DecodeError(f"structure array of {n} elements is longer than the message")
-            if n > c.max_elements:
-                raise LimitExceededError(f"structure array of {n} elements (max_elements)")
-            items: list[Any] = []
-            for _ in range(n):
-                flag = data[pos]
-                pos += 1
-                if flag:
-                    item, pos = el(data, pos, c)
-                    items.append(item)
-                else:
-                    items.append(None)
-            return items, pos
-
-        return dec_sa
+        return _nullable_array_decoder("structure", _late(t.element, be), be)
     if isinstance(t, UnionArray):
-        udec = _union_decoder(t.element, be)
-
-        def dec_ua(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-            n, pos = read_size(data, pos, be)
-            if n > len(data) - pos:
-                raise DecodeError(f"union array of {n} elements is longer than the message")
-            if n > c.max_elements:
-                raise LimitExceededError(f"union array of {n} elements (max_elements)")
-            items: list[Any] = []
-            for _ in range(n):
-                flag = data[pos]
-                pos += 1
-                if flag:
-                    item, pos = udec(data, pos, c)
-                    items.append(item)
-                else:
-                    items.append(None)
-            return items, pos
-
-        return dec_ua
+        return _nullable_array_decoder("union", _union_decoder(t.element, be), be)
     if isinstance(t, VariantArray):
-
-        def dec_va(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-            n, pos = read_size(data, pos, be)
-            if n > len(data) - pos:
-                raise DecodeError(f"variant array of {n} elements is longer than the message")
-            if n > c.max_elements:
-                raise LimitExceededError(f"variant array of {n} elements (max_elements)")
-            items: list[Any] = []
-            for _ in range(n):
-                flag = data[pos]
-                pos += 1
-                if flag:
-                    item, pos = _dec_variant(data, pos, c)
-                    items.append(item)
-                else:
-                    items.append(None)
-            return items, pos
-
-        return dec_va
+        return _nullable_array_decoder("variant", _dec_variant, be)
     raise LocalProtocolError(f"no decoder for {t!r}")  # pragma: no cover
+
+
+def _nullable_array_decoder(what: str, element: Decoder, be: bool) -> Decoder:
+    """Structure, union and variant arrays share one layout: a Size, then per element a
+    presence byte and, when it is set, the element."""
+
+    def dec(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
+        n, pos = read_size(data, pos, be)
+        if n > len(data) - pos:
+            raise DecodeError(f"{what} array of {n} elements is longer than the message")
+        if n > c.max_elements:
+            raise LimitExceededError(f"{what} array of {n} elements (max_elements)")
+        items: list[Any] = []
+        for _ in range(n):
+            flag = data[pos]
+            pos += 1
+            if flag:
+                item, pos = element(data, pos, c)
+                items.append(item)
+            else:
+                items.append(None)
+        return items, pos
+
+    return dec
 
 
 def _dec_variant(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
