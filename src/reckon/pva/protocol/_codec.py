@@ -382,49 +382,37 @@ def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
     if isinstance(t, Variant):
         return _enc_variant
     if isinstance(t, StructureArray):
-        el = encoder(t.element, be)
+        el, element_type = encoder(t.element, be), t.element
 
-        def enc_sa(v: Any, out: bytearray, c: Codec) -> None:
-            items = list(v)
-            out += size_bytes(len(items), be)
-            for item in items:
-                if item is None:
-                    out.append(0)
-                else:
-                    out.append(1)
-                    c.encode_value(t.element, item, out) if not isinstance(item, dict) else el(
-                        item, out, c
-                    )
+        def enc_element(item: Any, out: bytearray, c: Codec) -> None:
+            if isinstance(item, dict):
+                el(item, out, c)
+            else:  # a typed value or another mapping: the general path converts it
+                c.encode_value(element_type, item, out)
 
-        return enc_sa
+        return _nullable_array_encoder(enc_element, be)
     if isinstance(t, UnionArray):
-        uenc = _union_encoder(t.element, be)
-
-        def enc_ua(v: Any, out: bytearray, c: Codec) -> None:
-            items = list(v)
-            out += size_bytes(len(items), be)
-            for item in items:
-                if item is None:
-                    out.append(0)
-                else:
-                    out.append(1)
-                    uenc(item, out, c)
-
-        return enc_ua
+        return _nullable_array_encoder(_union_encoder(t.element, be), be)
     if isinstance(t, VariantArray):
-
-        def enc_va(v: Any, out: bytearray, c: Codec) -> None:
-            items = list(v)
-            out += size_bytes(len(items), be)
-            for item in items:
-                if item is None:
-                    out.append(0)
-                else:
-                    out.append(1)
-                    _enc_variant(item, out, c)
-
-        return enc_va
+        return _nullable_array_encoder(_enc_variant, be)
     raise LocalProtocolError(f"no encoder for {t!r}")  # pragma: no cover
+
+
+def _nullable_array_encoder(element: Encoder, be: bool) -> Encoder:
+    """Structure, union and variant arrays: a Size, then per element a presence byte and, for
+    an element that is not None, the element."""
+
+    def enc(v: Any, out: bytearray, c: Codec) -> None:
+        items = list(v)
+        out += size_bytes(len(items), be)
+        for item in items:
+            if item is None:
+                out.append(0)
+            else:
+                out.append(1)
+                element(item, out, c)
+
+    return enc
 
 
 def _enc_variant(v: Any, out: bytearray, c: Codec) -> None:
