@@ -151,6 +151,30 @@ async def test_rpc_returns_plain_values(pva_env: dict[str, str]) -> None:
         assert t is True
 
 
+async def test_coroutine_rpc_handler_results_errors_and_options(pva_env: dict[str, str]) -> None:
+    """A coroutine RPC handler: its value, its exception (an error status naming it) and the
+    pvRequest options it was called with, on an operation the client reuses."""
+    seen: list[dict[str, Any]] = []
+
+    async def shout(op: Any) -> Any:
+        await asyncio.sleep(0.01)
+        seen.append(op.request)
+        if op.query["text"] == "":
+            raise ValueError("nothing to shout")
+        return op.query["text"].upper()
+
+    async with Server({"r:shout": SharedPV.rpc_only(shout)}), Client() as c:
+        for text in ("hi", "there"):
+            result = await c.rpc("r:shout", nt.uri("r:shout", {"text": text}), timeout=10)
+            assert result["value"] == text.upper()
+        with pytest.raises(PvaRemoteError, match="nothing to shout"):
+            await c.rpc("r:shout", nt.uri("r:shout", {"text": ""}), timeout=10)
+        await c.rpc("r:shout", nt.uri("r:shout", {"text": "x"}), "record[mode=loud]", timeout=10)
+    assert seen[-1] == {"mode": "loud"} and seen[0] == {}
+    seen[0]["mutated"] = True  # each call gets its own options dict
+    assert "mutated" not in seen[1]
+
+
 def test_structure_of_a_custom_pv() -> None:
     t = Structure([("x", "d"), ("tags", "as"), ("inner", Structure([("n", "i")]))], id="demo")
     pv = SharedPV(t, {"x": 1, "tags": ["a"], "inner": {"n": "3"}})

@@ -555,14 +555,11 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if mask != op.put_mask:
             op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
             op.put_mask = mask
-        options = op.options
-        if options is None:
-            options = op.options = request_options(op.request)
-        put = PutOperation(pv, op.name, self.peer, ev.value, op.put_paths, dict(options))
         access = self.server.access
         if access is not None and not access(self.peer, op.name, "put"):
             self._reply_put(ev, op, Status.error(f"put to {op.name} refused by access control"))
             return
+        put = PutOperation(pv, op.name, self.peer, ev.value, op.put_paths, self._options(op))
         handler = pv.put_handler
         if handler is None:
             try:
@@ -578,22 +575,36 @@ class ServerProtocol(asyncio.BufferedProtocol):
             self._reply_put(ev, op, status_of(exc))
             return
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            op.task = self.loop.create_task(self._finish_put(ev, op, result))
+            op.task = self.loop.create_task(
+                self._finish_later(op, result, lambda st, _: self._reply_put(ev, op, st, True))
+            )
         else:
             self._reply_put(ev, op, Status.OK)
 
-    async def _finish_put(self, ev: Put | PutGet, op: _Op, pending: Any) -> None:
+    async def _finish_later(
+        self, op: _Op, pending: Any, reply: Callable[[Status, Any], None]
+    ) -> None:
+        """Await a put or RPC handler's awaitable and reply with its outcome (a cancelled or
+        failed handler gives the client an error status, never a silent operation)."""
         try:
-            await pending
+            result = await pending
         except asyncio.CancelledError:
-            self._reply_put(ev, op, Status.error("cancelled"), later=True)
+            reply(Status.error("cancelled"), None)
             return
         except Exception as exc:
-            self._reply_put(ev, op, status_of(exc), later=True)
+            reply(status_of(exc), None)
             return
         finally:
             op.task = None
-        self._reply_put(ev, op, Status.OK, later=True)
+        reply(Status.OK, result)
+
+    def _options(self, op: _Op) -> dict[str, Any]:
+        """The operation's pvRequest options, parsed once per operation (clients that reuse an
+        operation send the same pvRequest only at INIT); a fresh dict for each handler."""
+        options = op.options
+        if options is None:
+            options = op.options = request_options(op.request)
+        return dict(options)
 
     def _reply_put(self, ev: Put | PutGet, op: _Op, status: Status, later: bool = False) -> None:
         if isinstance(ev, PutGet):
@@ -663,29 +674,18 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if self.server.access is not None and not self.server.access(self.peer, op.name, "rpc"):
             self._reply_rpc(ev, Status.error(f"RPC to {op.name} refused by access control"), None)
             return
-        call = RpcOperation(op.pv, op.name, self.peer, ev.argument, request_options(op.request))
+        call = RpcOperation(op.pv, op.name, self.peer, ev.argument, self._options(op))
         try:
             result = handler(call)
         except Exception as exc:
             self._reply_rpc(ev, status_of(exc), None)
             return
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-            op.task = self.loop.create_task(self._finish_rpc(ev, op, result))
+            op.task = self.loop.create_task(
+                self._finish_later(op, result, lambda st, r: self._reply_rpc(ev, st, r, True))
+            )
         else:
             self._reply_rpc(ev, Status.OK, result)
-
-    async def _finish_rpc(self, ev: RPC, op: _Op, pending: Any) -> None:
-        try:
-            result = await pending
-        except asyncio.CancelledError:
-            self._reply_rpc(ev, Status.error("cancelled"), None, later=True)
-            return
-        except Exception as exc:
-            self._reply_rpc(ev, status_of(exc), None, later=True)
-            return
-        finally:
-            op.task = None
-        self._reply_rpc(ev, Status.OK, result, later=True)
 
     def _reply_rpc(self, ev: RPC, status: Status, result: Any, later: bool = False) -> None:
         typed: VariantValue | None = None
