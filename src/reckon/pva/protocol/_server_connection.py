@@ -74,6 +74,23 @@ _NEW_DESTROY = maker(DestroyRequest)
 _FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
 
 
+def _value_message(be: bool, cmd: int, ioid: int, head: bytes, body: bytes, tail: bytes) -> bytes:
+    """One unsegmented message from the server carrying an already encoded value: header,
+    ioid, ``head`` (subcommand, status), the value's bytes, ``tail`` (a monitor's overrun set).
+
+    A big message (an image) stays the bytearray it was built in, never mutated again: copying
+    megabytes into a bytes object would cost more than encoding them.
+    """
+    out = bytearray(HEADER_SIZE)
+    out += _U32[be].pack(ioid)
+    out += head
+    out += body
+    out += tail
+    flags = _FROM_SERVER | (_BIG if be else 0)
+    _HDR[be].pack_into(out, 0, 0xCA, 2, flags, cmd, len(out) - HEADER_SIZE)
+    return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
+
+
 class ServerConnection(_Connection):
     """The server side of one TCP connection."""
 
@@ -307,15 +324,7 @@ class ServerConnection(_Connection):
         if last is not None and last[0] is update and last[1] is be:
             data = last[2]
         else:
-            out = bytearray(HEADER_SIZE)
-            out += _U32[be].pack(ioid)
-            out += b"\x00\xff"
-            out += update.partial(be)
-            flags = _FROM_SERVER | (_BIG if be else 0)
-            _HDR[be].pack_into(out, 0, 0xCA, 2, flags, _GET, len(out) - HEADER_SIZE)
-            # a big reply (an image) stays the bytearray it was built in (never mutated
-            # again): copying megabytes into a bytes object would cost more than encoding
-            data = out if len(out) > 65536 else bytes(out)  # type: ignore[assignment]
+            data = _value_message(be, _GET, ioid, b"\x00\xff", update.partial(be), b"")
             req.get_reply = (update, be, data)
         self.bytes_sent += len(data)
         return data
@@ -345,12 +354,7 @@ class ServerConnection(_Connection):
             data = self._frame(_MONITOR, payload)
             self.bytes_sent += len(data)
             return data
-        out = bytearray(HEADER_SIZE)
-        out += _U32[be].pack(ioid)
-        out.append(0)
-        out += body
-        out += overrun.encode(be) if overrun.mask else b"\x00"
-        flags = _FROM_SERVER | (_BIG if be else 0)
-        _HDR[be].pack_into(out, 0, 0xCA, 2, flags, _MONITOR, len(out) - HEADER_SIZE)
-        self.bytes_sent += len(out)
-        return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
+        tail = overrun.encode(be) if overrun.mask else b"\x00"
+        data = _value_message(be, _MONITOR, ioid, b"\x00", body, tail)
+        self.bytes_sent += len(data)
+        return data
