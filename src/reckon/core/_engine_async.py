@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from reckon.core._engine_store import GuardedLease
+from reckon.core._engine_store import GuardedLease, StoreSide
 from reckon.core._flight import (
     CURRENT,
     MAX_RETRIES,
@@ -27,7 +27,6 @@ from reckon.core._flight import (
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING
-from reckon.core.stores.base import Store
 from reckon.core.tasks import Outcome
 from reckon.errors import ComputationCancelledError
 
@@ -38,11 +37,11 @@ _COMPUTED = Outcome.COMPUTED
 _CANCELLED_OUTCOME = Outcome.CANCELLED
 
 
-class AsyncSide:
-    """The asyncio half of :class:`~reckon.core.engine.Engine` (a base class of it)."""
+class AsyncSide(StoreSide):
+    """The asyncio half of :class:`~reckon.core.engine.Engine` (its base class; the store
+    half, :class:`StoreSide`, is this one's, so each declaration below is made once)."""
 
     # Set by Engine.__init__ (declared here for the type checker).
-    store: Store | None
     _inflight: dict[int, Flight]
 
     if TYPE_CHECKING:
@@ -60,15 +59,6 @@ class AsyncSide:
 
         def _running(self, flight: Flight) -> None: ...
 
-        def _complete(
-            self,
-            flight: Flight,
-            value: Any,
-            outcome: Outcome,
-            cost: float = 0.0,
-            size: int | None = None,
-        ) -> None: ...
-
         def _fail(self, flight: Flight, exc: BaseException) -> None: ...
 
         def _finish(
@@ -80,12 +70,6 @@ class AsyncSide:
             outcome: Outcome,
             size: int | None = None,
         ) -> bool: ...
-
-        def _lease(self, flight: Flight) -> GuardedLease: ...
-
-        def _load(self, flight: Flight) -> Any: ...
-
-        def _load_direct(self, id: RequestId, title: str | None) -> Any: ...
 
     async def _resolve_slow(
         self,

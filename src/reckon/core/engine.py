@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast, overload
 
 from reckon.core._engine_async import AsyncSide
-from reckon.core._engine_store import StoreSide
 from reckon.core._flight import (
     CURRENT,
     MAX_RETRIES,
@@ -76,7 +75,7 @@ _RUNNING = TaskState.RUNNING
 _DONE, _FAILED, _CANCELLED = TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED
 
 
-class Engine(AsyncSide, StoreSide):
+class Engine(AsyncSide):
     """Resolves requests through the memory tier and a store, computing each miss once.
 
     The asyncio path (:class:`~reckon.core._engine_async.AsyncSide`) and the store's
