@@ -10,62 +10,17 @@ import textwrap
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from _core_helpers import SRC, run_python
+from _core_helpers import SRC, RecordingStore, run_python
 
-from reckon.core import CachingLevel, Engine, LocalStore, Outcome, RequestId, StoreUsage
+from reckon.core import CachingLevel, Engine, LocalStore, Outcome, RequestId
 from reckon.errors import CodecWarning
 
 NONE, MEMORY, FULL = CachingLevel.NONE, CachingLevel.MEMORY, CachingLevel.FULL
-
-
-class RecordingStore:
-    """A Store (protocol) in a dict that records every call, to prove which levels touch it."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-        self.calls: list[tuple[str, Any]] = []
-        self.costs: dict[str, float] = {}
-
-    def get(self, key: str) -> bytes | None:
-        self.calls.append(("get", key))
-        return self.data.get(key)
-
-    def put(self, key: str, data: Any, *, cost: float = 0.0) -> None:
-        self.calls.append(("put", key))
-        self.data[key] = b"".join(data) if isinstance(data, list | tuple) else bytes(data)
-        self.costs[key] = cost
-
-    def delete(self, key: str) -> bool:
-        self.calls.append(("delete", key))
-        return self.data.pop(key, None) is not None
-
-    def contains(self, key: str) -> bool:
-        self.calls.append(("contains", key))
-        return key in self.data
-
-    def keys(self) -> Iterator[str]:
-        return iter(list(self.data))
-
-    def usage(self) -> StoreUsage:
-        return StoreUsage(len(self.data), sum(map(len, self.data.values())), None)
-
-    def evict(self, target_bytes: int | None = None) -> int:
-        n = len(self.data)
-        if target_bytes == 0:
-            self.data.clear()
-        return n
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class BrokenStore(RecordingStore):

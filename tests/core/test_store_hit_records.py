@@ -4,10 +4,10 @@ history in the order things finished, bounded, and followed live as soon as some
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _core_helpers import RecordingStore
 
 from reckon.core import (
     CachingLevel,
@@ -15,7 +15,6 @@ from reckon.core import (
     Introspector,
     Outcome,
     RequestId,
-    StoreUsage,
     TaskRecord,
     TaskState,
 )
@@ -23,43 +22,9 @@ from reckon.core import (
 MEMORY, FULL = CachingLevel.MEMORY, CachingLevel.FULL
 
 
-class DictStore:
-    """The Store protocol over a dict (no leases, no background writes)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def put(self, key: str, data: Any, *, cost: float = 0.0) -> None:
-        self.data[key] = b"".join(data) if isinstance(data, list | tuple) else bytes(data)
-
-    def delete(self, key: str) -> bool:
-        return self.data.pop(key, None) is not None
-
-    def contains(self, key: str) -> bool:
-        return key in self.data
-
-    def keys(self) -> Iterator[str]:
-        return iter(list(self.data))
-
-    def usage(self) -> StoreUsage:
-        return StoreUsage(len(self.data), sum(map(len, self.data.values())), None)
-
-    def evict(self, target_bytes: int | None = None) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def stored(n: int, prefix: str = "l") -> tuple[DictStore, list[RequestId]]:
+def stored(n: int, prefix: str = "l") -> tuple[RecordingStore, list[RequestId]]:
     """A store holding ``n`` values, written by an engine that is then dropped."""
-    store = DictStore()
+    store = RecordingStore()
     ids = [RequestId(prefix, i) for i in range(n)]
     writer = Engine(store=store)
     for i, rid in enumerate(ids):
