@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 
 from reckon import CachingLevel, Memoized, MemoizedGroup, memoize
-from reckon.errors import ConfigurationError, NotMemoizableError, UnhashableArgumentError
+from reckon.errors import (
+    ConfigurationError,
+    InvalidCachingLevelError,
+    NotMemoizableError,
+    UnhashableArgumentError,
+)
 
 calls: list[Any] = []
 
@@ -287,6 +292,26 @@ def test_bad_configuration() -> None:
         MemoizedGroup("bad", policy="fifo")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="either group"):
         memoize(group="x", store="/tmp/x")
+    # levels are checked by the core's as_level, for the decorator and for groups alike
+    for make in (lambda lv: memoize(level=lv), lambda lv: MemoizedGroup("lv", level=lv)):
+        with pytest.raises(InvalidCachingLevelError, match="'disk'"):
+            make("disk")
+        with pytest.raises(InvalidCachingLevelError, match="7"):
+            make(7)
+
+
+def test_levels_by_name_or_number(cache_dir: Path) -> None:
+    calls: list[int] = []
+
+    @memoize(level="memory")
+    def once(x: int) -> int:
+        calls.append(x)
+        return x
+
+    once(1)
+    once(1)
+    assert calls == [1] and once.level is CachingLevel.MEMORY
+    assert MemoizedGroup("by-number", level=0).level is CachingLevel.NONE
 
 
 async def test_async_functions(cache_dir: Path) -> None:

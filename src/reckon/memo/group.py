@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reckon.core import CachingLevel, Engine, LocalStore, Store, default_engine
+from reckon.core.levels import as_level
 from reckon.errors import ConfigurationError
 from reckon.memo import log
 from reckon.memo.index import MemoIndex
@@ -148,13 +149,7 @@ class MemoizedGroup:
             raise ConfigurationError(f"a group name must be a non-empty str, got {name!r}")
         if policy not in ("lru", "gds"):
             raise ConfigurationError(f"policy must be 'lru' or 'gds', got {policy!r}")
-        if not isinstance(level, CachingLevel):
-            try:
-                level = CachingLevel(level)
-            except ValueError:
-                raise ConfigurationError(
-                    f"level must be a CachingLevel (NONE, MEMORY, FULL), got {level!r}"
-                ) from None
+        level = as_level(level)
         self.name = name
         self.store_spec: str | Store | None = (
             os.fspath(store) if isinstance(store, str | os.PathLike) else store

@@ -40,6 +40,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 import xxhash
 
 from reckon.core import CachingLevel, RequestId, Store
+from reckon.core.levels import as_level
 from reckon.errors import (
     ConfigurationError,
     ImpurityWarning,
@@ -741,13 +742,8 @@ def memoize(
     (print on a hit what the computing call printed), ``replay_logs`` (log again on a hit
     the records the computing call logged), ``assume_pure`` (no impurity warning).
     """
-    if level is not None and not isinstance(level, CachingLevel):
-        try:
-            level = CachingLevel(level)
-        except ValueError:
-            raise ConfigurationError(
-                f"level must be a CachingLevel (NONE, MEMORY, FULL), got {level!r}"
-            ) from None
+    if level is not None:
+        level = as_level(level)  # the core's check: InvalidCachingLevelError naming the value
     if group is not None and (store is not None or size is not None or policy is not None):
         raise ConfigurationError(
             "pass either group= or store=/size=/policy= (the group carries its own store)"
