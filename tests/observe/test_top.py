@@ -15,6 +15,7 @@ from typing import Any
 
 import pexpect
 import pytest
+from observe_workloads import family
 from textual.widgets import DataTable, Static, Tree
 
 from reckon.core import CachingLevel, Engine, LocalStore, RequestId
@@ -181,26 +182,7 @@ async def test_top_key_t_shows_the_tree_of_the_highlighted_task(
 ) -> None:
     app, pilot = top
     more, gate = threading.Event(), threading.Event()
-
-    def child(name: str) -> str:
-        return engine.get(
-            RequestId("kid", name), CachingLevel.MEMORY, lambda: name, title=f"child {name}"
-        )
-
-    def parent() -> str:
-        out = child("a") + child("b")
-        more.wait(30)
-        out += child("c")
-        gate.wait(30)
-        return out
-
-    thread = threading.Thread(
-        target=engine.get,
-        args=(RequestId("kid-parent"), CachingLevel.MEMORY, parent),
-        kwargs={"title": "parent job"},
-        daemon=True,
-    )
-    thread.start()
+    thread = family(engine, gate, more, key="kid", title="parent job")
     try:
         running, recent = _tables(app)
         await _until(pilot, lambda: running.row_count == 1 and recent.row_count == 2)

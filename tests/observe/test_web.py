@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from observe_workloads import family
 
 from reckon.core import CachingLevel, Engine, RequestId
 from reckon.observe import ServerHandle, serve
@@ -221,37 +222,11 @@ async def test_charts_follow_the_pushes(browser: Any, server: ServerHandle, engi
     assert errors == []
 
 
-def _family(engine: Engine, gate: threading.Event, more: threading.Event) -> threading.Thread:
-    """A running parent with two finished children; a third child starts when ``more`` is set,
-    and the parent finishes when ``gate`` is."""
-
-    def child(name: str) -> str:
-        return engine.get(
-            RequestId("family", name), CachingLevel.MEMORY, lambda: name, title=f"child {name}"
-        )
-
-    def parent() -> str:
-        out = child("a") + child("b")
-        more.wait(30)
-        out += child("c")
-        gate.wait(30)
-        return out
-
-    thread = threading.Thread(
-        target=engine.get,
-        args=(RequestId("family"), CachingLevel.MEMORY, parent),
-        kwargs={"title": "family parent"},
-        daemon=True,
-    )
-    thread.start()
-    return thread
-
-
 async def test_click_a_task_to_see_its_tree_of_children(
     browser: Any, server: ServerHandle, engine: Engine
 ) -> None:
     gate, more = threading.Event(), threading.Event()
-    thread = _family(engine, gate, more)
+    thread = family(engine, gate, more)
     try:
         page = await browser.new_page()
         errors: list[str] = []
