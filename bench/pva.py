@@ -20,6 +20,13 @@ so a busy machine disturbs both sides alike:
 - server CPU per operation (from /proc): what each server process spent, which load on the
   machine disturbs much less than rates
 
+Both servers publish the same content: values stamped with the time of each post (a
+control system's values carry their timestamps), so each get or update carries the value and
+the two timestamp fields on both sides. p4p stamps only when asked (``timestamp=``) and reckon
+by default; before this was made equal reckon's values carried a timestamp and p4p's did not,
+which cost reckon's client (and reckon's server's share of the row) a bigger value to encode
+and decode. ``PVA_BENCH_TIMESTAMPS=0`` measures both without timestamps.
+
 Reckon's children run on uvloop when it is importable, as ``reckon pva serve`` does
 (``RECKON_PVA_UVLOOP=0`` for asyncio's own loop). ``PVA_BENCH_ONLY=get,pipeline`` measures only
 the rows named (connect, get, put, rpc, monitor, pipeline).
@@ -48,6 +55,7 @@ N_BURST = 20000
 if os.environ.get("PVA_BENCH_QUICK"):  # children of a --quick run
     N_GET, N_PUT, N_RPC, N_BURST = 200, 100, 100, 2000
 N_CONNECT = 7
+STAMP = os.environ.get("PVA_BENCH_TIMESTAMPS", "1") != "0"
 PIPELINE_REQUEST = "record[pipeline=true,queueSize=16]"
 
 # ---------------------------------------------------------------------------------------------
@@ -93,11 +101,19 @@ def serve_p4p() -> None:
     from p4p.server.thread import SharedPV
 
     pvs: dict[str, SharedPV] = {}
-    x = SharedPV(nt=NTScalar("d"), initial=0.0)
+    scalar = NTScalar("d")
+
+    def stamp() -> dict[str, float]:
+        return {"timestamp": time.time()} if STAMP else {}
+
+    def new_pv() -> SharedPV:
+        return SharedPV(nt=scalar, initial=scalar.wrap(0.0, **stamp()))
+
+    x = new_pv()
 
     @x.put
     def _put(pv: Any, op: Any) -> None:
-        pv.post(op.value())
+        pv.post(op.value(), **stamp())
         op.done()
 
     rpc = SharedPV()
@@ -110,12 +126,16 @@ def serve_p4p() -> None:
     pvs["bench:x"] = x
     pvs["bench:rpc"] = rpc
     for name in ("bench:burst1", "bench:burst2"):
-        pvs[name] = SharedPV(nt=NTScalar("d"), initial=0.0)
+        pvs[name] = new_pv()
 
     def burst(name: str, base: int, n: int) -> None:
         pv = pvs[name]
-        for i in range(base + 1, base + n + 1):
-            pv.post(float(i))
+        if STAMP:
+            for i in range(base + 1, base + n + 1):
+                pv.post(float(i), timestamp=time.time())
+        else:
+            for i in range(base + 1, base + n + 1):
+                pv.post(float(i))
 
     with Server(providers=[pvs]):
         _command_loop(burst)
@@ -133,7 +153,7 @@ def serve_reckon() -> None:
 
     async def main() -> None:
         server = Server()
-        x = SharedPV(nt.NTScalar("d"), 0.0)
+        x = SharedPV(nt.NTScalar("d"), 0.0, timestamp=STAMP)
 
         @x.on_put
         def _put(op: Any) -> None:
@@ -150,7 +170,8 @@ def serve_reckon() -> None:
         server.add("bench:x", x)
         server.add("bench:rpc", rpc)
         bursts = {
-            name: SharedPV(nt.NTScalar("d"), 0.0) for name in ("bench:burst1", "bench:burst2")
+            name: SharedPV(nt.NTScalar("d"), 0.0, timestamp=STAMP)
+            for name in ("bench:burst1", "bench:burst2")
         }
         for name, pv in bursts.items():
             server.add(name, pv)
@@ -517,10 +538,13 @@ def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
         print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x{extra}")
     print("  server CPU per operation (us; lower is better, less sensitive to machine load):")
     for key, label in CPU_ROWS:
-        ours, theirs = reckon.get(key + "_cpu"), p4p.get(key + "_cpu")
-        if ours is None or theirs is None:
+        cpu_ours, cpu_theirs = reckon.get(key + "_cpu"), p4p.get(key + "_cpu")
+        if cpu_ours is None or cpu_theirs is None:
             continue
-        print(f"    {label:30s} {ours:12.1f} {theirs:12.1f}   {theirs / max(ours, 1e-9):5.2f}x")
+        print(
+            f"    {label:30s} {cpu_ours:12.1f} {cpu_theirs:12.1f}   "
+            f"{cpu_theirs / max(cpu_ours, 1e-9):5.2f}x"
+        )
 
 
 def main() -> None:

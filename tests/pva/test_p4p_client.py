@@ -242,3 +242,36 @@ except Exception as e:
         assert client.read_json().startswith("gone")
     finally:
         client.kill()
+
+
+def test_a_get_sends_only_fields_that_were_given_a_value(
+    reckon_server: Any, pva_env: dict[str, str]
+) -> None:
+    """As pvxs does: fields never given a value still hold their defaults, which the client
+    fills in itself, so a get reply leaves them out (p4p marks what arrived as changed)."""
+    alarmed = SharedPV(nt.NTScalar("d"), 1.5, timestamp=False)
+    alarmed.post({"alarm": {"severity": 2}})
+    reckon_server(
+        {
+            "t:bare": SharedPV(nt.NTScalar("d"), 1.5, timestamp=False),
+            "t:stamped": SharedPV(nt.NTScalar("d"), 1.5),
+            "t:alarmed": alarmed,
+        }
+    )
+    out = run_p4p_client(
+        """
+for name in ('t:bare', 't:stamped', 't:alarmed'):
+    v = ctx.get(name)
+    emit([sorted(v.changedSet()), plain(v)['value'], plain(v)['alarm']['severity']])
+v = ctx.get('t:stamped', request='field(value,alarm)')
+emit(sorted(v.changedSet()))
+""",
+        pva_env,
+    )
+    stamp = ["timeStamp.nanoseconds", "timeStamp.secondsPastEpoch"]
+    assert out == [
+        [["value"], 1.5, 0],
+        [sorted(["value", *stamp]), 1.5, 0],
+        [["alarm.severity", "value"], 1.5, 2],
+        ["value"],
+    ]

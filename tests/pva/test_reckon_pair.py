@@ -275,3 +275,27 @@ async def test_alternating_field_selections_on_one_connection(pva_env: dict[str,
             assert a["value"] == 0.0 and a["alarm"]["severity"] == 1
             both = await c.get("r:x", timeout=10)
             assert both["value"] == 2.5 and both["alarm"]["severity"] == 1
+
+
+async def test_polling_gets_follow_every_change(pva_env: dict[str, str]) -> None:
+    """A client that gets one PV again and again sends the same bytes each time, and the
+    server answers a repeat with its last reply: only while nothing changed in between."""
+    x = SharedPV(nt.NTScalar("d"), 1.0)
+    async with Server({"r:poll": x}) as server, Client() as c:
+        for i in range(1, 6):
+            assert (await c.get("r:poll", timeout=10))["value"] == i
+            assert (await c.get("r:poll"))["value"] == i  # a repeat: the same reply
+            x.post(float(i + 1))  # a new value: the next get must not be the old reply
+        await asyncio.to_thread(x.post, 7.0)  # from another thread too
+        assert (await c.get("r:poll"))["value"] == 7.0
+        await c.put("r:poll", 8.0)  # the same connection's put between two gets
+        assert (await c.get("r:poll"))["value"] == 8.0
+        async with c.monitor("r:poll") as sub:  # monitor traffic between two gets
+            await sub.next(timeout=10)
+            x.post(9.0)
+            assert (await sub.next(timeout=10)).value["value"] == 9.0
+            assert (await c.get("r:poll"))["value"] == 9.0
+            assert (await c.get("r:poll"))["value"] == 9.0
+        server.remove("r:poll")  # gone: a repeat must not be answered from the old reply
+        with pytest.raises(PvaTimeoutError):
+            await c.get("r:poll", timeout=0.5)

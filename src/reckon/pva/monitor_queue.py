@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.pva.protocol import MonitorFinish, Status
 from reckon.pva.pv import SharedPV
-from reckon.pva.selection import ALL, expand_mask
+from reckon.pva.selection import ALL, expand_mask, sent_mask
 
 if TYPE_CHECKING:
     from reckon.pva.server_connection import ServerProtocol
@@ -51,7 +51,10 @@ class MonitorQueue:
         self.running = True
         self.pv._subscribe(self)
         self.queue.clear()
-        self.queue.append([self.mask, self.pv.value, 0])
+        value = self.pv.value
+        assert self.pv.type is not None
+        first = sent_mask(self.pv.type, self.mask, self.pv.assigned)  # as a get sends
+        self.queue.append([first, value, 0])
         self.conn.want_flush(self)
 
     def stop(self) -> None:

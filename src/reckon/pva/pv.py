@@ -344,6 +344,10 @@ class SharedPV:
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
+        #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
+        #: a post or a put): a full reply sends only these, as pvxs sends only "marked" fields.
+        #: The others are still their type's defaults, which a client fills in itself.
+        self.assigned = 0
         # post(plain value) on a structure with a plain "value" field (NTScalar, NTScalarArray)
         # skips the generic merge: (value type, its bit, the timestamp's bits or 0)
         self._fast: tuple[FieldDesc, int, int] | None = None
@@ -359,9 +363,11 @@ class SharedPV:
         if type is not None:
             self.value = type.default()
             if initial is not None:
-                self.value, _ = merge(type, self.value, self._as_update(initial))
+                self.value, assigned = merge(type, self.value, self._as_update(initial))
+                self.assigned |= assigned
             if self.timestamp:
-                self.value, _ = merge(type, self.value, {"timeStamp": _now()})
+                self.value, assigned = merge(type, self.value, {"timeStamp": _now()})
+                self.assigned |= assigned
 
     @classmethod
     def rpc_only(cls, on_rpc: RpcHandler | None = None) -> SharedPV:
@@ -428,6 +434,7 @@ class SharedPV:
                     new["timeStamp"] = ts
                     mask |= ts_bits
                 self.value = snapshot = new
+                self.assigned |= mask
                 subs = list(self._subs)
         else:
             update = self._as_update(value)
@@ -435,6 +442,7 @@ class SharedPV:
                 update = {**update, "timeStamp": _now()}
             with self._lock:
                 self.value, mask = merge(self.type, self.value, update)
+                self.assigned |= mask
                 snapshot = self.value
                 subs = list(self._subs)
         if not subs:

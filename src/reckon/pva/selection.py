@@ -42,6 +42,19 @@ def expand_mask(t: Structure, mask: int) -> int:
     return out
 
 
+def sent_mask(t: Structure, selected: int, assigned: int) -> int:
+    """What a full reply (a get, a monitor's first update) sends: the selected fields that were
+    ever assigned. pvxs sends only such ("marked") fields too: the rest still hold their
+    defaults, which a client fills in itself, so sending them costs both ends for nothing.
+
+    Bit 0 when that is everything; else one bit per field (a structure's bit only with all of
+    its fields).
+    """
+    full = (1 << t.bit_count) - 1
+    mask = expand_mask(t, selected) & expand_mask(t, assigned) if assigned else 0
+    return ALL if mask == full else mask
+
+
 def truthy(v: Any) -> bool:
     """A pvRequest option as a bool: pvxs sends options as strings ("true")."""
     if isinstance(v, str):

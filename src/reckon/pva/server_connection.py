@@ -15,7 +15,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from reckon.pva.monitor_queue import MonitorQueue
@@ -34,6 +34,7 @@ from reckon.pva.protocol import (
     ArraySetLengthResponse,
     BitSet,
     CancelRequest,
+    Command,
     ConnectionClosed,
     ConnectionValidated,
     ConnectionValidationResponse,
@@ -87,7 +88,7 @@ from reckon.pva.protocol import (
 )
 from reckon.pva.pv import Peer, PutOperation, RpcOperation, SharedPV, coerce
 from reckon.pva.replies import status_of, to_typed
-from reckon.pva.selection import ALL, request_mask, truthy
+from reckon.pva.selection import ALL, request_mask, sent_mask, truthy
 
 if TYPE_CHECKING:
     from reckon.pva.server import Server
@@ -99,8 +100,7 @@ _ALL_BITS = BitSet.from_mask(ALL)
 DEFAULT_QUEUE_SIZE = 4
 #: monitor updates posted within this many seconds of the last write share the next write
 COALESCE = 0.0001
-#: bytes of a plain GET message (header, sid, ioid, subcommand)
-_GET_SIZE = 17
+_GET, _PUT = int(Command.GET), int(Command.PUT)
 
 
 @dataclass(slots=True)
@@ -113,7 +113,9 @@ class _Op:
     mask: int = ALL
     request: VariantValue | None = None
     task: asyncio.Task[None] | None = None
-    changed: BitSet | None = None
+    #: pv.assigned -> (what a full reply sends: sent_mask, its BitSet), shared by the
+    #: operations of one selection (p4p makes one get operation per get)
+    sent: dict[int, tuple[int, BitSet]] = field(default_factory=dict)
     #: request_options(request), computed on first use (p4p sends one put per operation, but
     #: reckon's client and others reuse an operation for many)
     options: dict[str, Any] | None = None
@@ -142,9 +144,11 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.peer = Peer(("?", 0))
         self.channels: dict[int, tuple[str, SharedPV, int]] = {}  # sid -> (name, pv, cid)
         self.ops: dict[int, _Op] = {}
-        # (id(pvRequest), id(type)) -> (pvRequest, type, mask, changed): the protocol shares
-        # the decoded pvRequest of repeated INITs, so p4p's one-op-per-get costs a lookup
-        self._selections: dict[tuple[int, int], tuple[Any, Any, int, BitSet]] = {}
+        # (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent): the protocol shares the
+        # decoded pvRequest of repeated INITs, so p4p's one-op-per-get costs a lookup
+        self._selections: dict[
+            tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]
+        ] = {}
         self.monitors: dict[int, MonitorQueue] = {}
         self._dirty: dict[int, MonitorQueue] = {}
         self._busy = False
@@ -157,6 +161,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._closed = False
         self._out: list[bytes] = []
         self._pending = 0
+        #: a polled PV's GET bytes -> (op, the value answered, the reply): a client that gets
+        #: the same PV again and again sends the same 17 bytes; while nothing else happens on
+        #: the connection and the value is the same, the answer is the same bytes
+        self._repeats: dict[bytes, tuple[_Op, Any, bytes]] = {}
 
     # ------------------------------------------------------------------ transport callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -175,6 +183,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._repeats.clear()
         self.server._connections.discard(self)
         for mon in self.monitors.values():
             mon.close()
@@ -191,6 +200,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        self._repeats.clear()
         if self.transport is not None:
             self.transport.pause_reading()
 
@@ -207,24 +217,51 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.heard = True
-        if nbytes == _GET_SIZE and not self._write_paused and not self._closed:
-            # a client polling a PV: one GET per read, answered without the event machinery
-            ioid = self.conn.receive_get(self._rxbuf[:nbytes])
-            if ioid is not None:
-                try:
-                    self._answer_get(ioid, False)
-                except Exception as exc:  # a bug of ours: this peer only
-                    log.exception("pva server: internal error serving %s", self._who())
-                    self._drop(exc)
-                    return
-                if self._dirty:
-                    self._flush()
-                elif self._out:
-                    self._write()
+        data = self._rxbuf[:nbytes].tobytes()  # the buffer is reused by the next read
+        if self._write_paused or self._closed:
+            self._receive(data)
+            return
+        repeats = self._repeats
+        if repeats:
+            # a client polling a PV sends the same GET again: while nothing else happened on
+            # the connection and the value is the one answered, so is the answer
+            hit = repeats.get(data)
+            if hit is not None and hit[0].pv.value is hit[1]:
+                reply = hit[2]
+                self.conn.repeat_get(reply)
+                self.transport.write(reply)  # type: ignore[union-attr]
                 return
+            repeats.clear()
+        # one request per read (the usual case) skips the framer and the event queue
+        ev = self.conn.receive_message(data)
+        if ev is None:
+            self._receive(data)
+            return
+        self._busy = True
         try:
-            # receive_data copies the bytes out (the buffer is reused by the next read)
-            self.conn.receive_data(self._rxbuf[:nbytes])
+            if type(ev) is Get and not ev.destroy:
+                self._answer_get(ev.ioid, False, data)
+            else:
+                _HANDLERS[type(ev)](self, ev)
+        except RemoteProtocolError as exc:
+            self._drop(exc)
+            return
+        except Exception as exc:  # a bug of ours: this peer only
+            log.exception("pva server: internal error serving %s", self._who())
+            self._drop(exc)
+            return
+        finally:
+            self._busy = False
+        if self._dirty and not self._write_paused:
+            self._flush()
+        elif self._out:
+            self._write()
+
+    def _receive(self, data: bytes) -> None:
+        """The general path: buffer the bytes, then handle every event they complete."""
+        self._repeats.clear()
+        try:
+            self.conn.receive_data(data)
         except ProtocolError as exc:
             self._drop(exc)
             return
@@ -232,12 +269,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         self.heard = True
-        try:
-            self.conn.receive_data(data)
-        except ProtocolError as exc:
-            self._drop(exc)
-            return
-        self._process()
+        self._receive(bytes(data))
 
     def eof_received(self) -> bool | None:
         return None
@@ -278,10 +310,12 @@ class ServerProtocol(asyncio.BufferedProtocol):
     def _drop(self, exc: BaseException) -> None:
         log.warning("pva server: dropping client %s: %s", self._who(), exc)
         self._closed = True
+        self._repeats.clear()
         if self.transport is not None:
             self.transport.abort()
 
     def _send(self, ev: Event) -> None:
+        self._repeats.clear()
         data = self.conn.send(ev)
         self._out.append(data)
         self._pending += len(data)
@@ -345,6 +379,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         """Encode what the dirty monitors may send into the pending output."""
         if self._closed or self._write_paused:
             return
+        self._repeats.clear()
         dirty = self._dirty
         self._dirty = {}
         items: list[Any] = []
@@ -437,6 +472,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._send(DestroyChannel(ev.sid, ev.cid))
 
     def _forget(self, ioid: int) -> None:
+        self._repeats.clear()
         op = self.ops.pop(ioid, None)
         if op is not None and op.task is not None:
             op.task.cancel()
@@ -476,7 +512,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
             mask = ALL if t is None else request_mask(t, req)
             if len(self._selections) >= 32:
                 self._selections.clear()
-            sel = self._selections[key] = (req, t, mask, BitSet.from_mask(mask))
+            sel = self._selections[key] = (req, t, mask, {})
         op = _Op(kind, ev.sid, ev.ioid, pv, name, sel[2], req, None, sel[3])
         self.ops[ev.ioid] = op
         return op
@@ -488,30 +524,56 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if op.pv.type is None:
             self._send(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
-        self._send(GetInitResponse.unchecked(ev.ioid, Status.OK, op.pv.type))
+        self._init_ok(ev.ioid, _GET, op.pv.type)
+
+    def _init_ok(self, ioid: int, command: int, t: Any) -> None:
+        data = self.conn.send_init_ok(ioid, command, t)
+        if data is None:
+            cls = GetInitResponse if command == _GET else PutInitResponse
+            self._send(cls.unchecked(ioid, Status.OK, t))
+            return
+        self._repeats.clear()
+        self._out.append(data)
+        self._pending += len(data)
 
     def _on_get(self, ev: Get) -> None:
         self._answer_get(ev.ioid, ev.destroy)
 
-    def _answer_get(self, ioid: int, destroy: bool) -> None:
+    def _answer_get(self, ioid: int, destroy: bool, request: bytes | None = None) -> None:
+        """Answer a GET. ``request``: its bytes, when it came alone through ``receive_message``
+        (then the operation is back as the GET found it once answered, and the same bytes again
+        can be answered with the same reply while nothing else happens: see
+        ``buffer_updated``)."""
         op = self.ops.get(ioid)
         if op is None:
             return
         pv = op.pv
+        if pv.type is None:  # its GET init failed: a client that gets anyway is told so
+            self._send(GetResponse(ioid, Status.error(f"{op.name} only supports RPC")))
+            if destroy:
+                self.ops.pop(ioid, None)
+            return
+        value = pv.value
+        assigned = pv.assigned  # read after the value: it covers every field the value set
+        sent = op.sent.get(assigned)
+        if sent is None:
+            if len(op.sent) >= 64:
+                op.sent.clear()
+            mask = sent_mask(pv.type, op.mask, assigned)
+            sent = op.sent[assigned] = (mask, BitSet.from_mask(mask))
         data = None
-        if not destroy and pv.type is not None:
+        if not destroy:
             # the value's encoding is shared with every get and monitor that sends it
-            data = self.conn.send_get_update(ioid, pv._prepared(pv.value, op.mask))
+            data = self.conn.send_get_update(ioid, pv._prepared(value, sent[0]))
+            if data is not None and request is not None and not self._out:
+                self._repeats[request] = (op, value, data)
         if data is not None:
             self._out.append(data)
             self._pending += len(data)
             if self._pending > 65536:
                 self._write()  # as _send does: past the high-water mark, backpressure
             return
-        changed = op.changed
-        if changed is None:
-            changed = op.changed = BitSet.from_mask(op.mask)
-        self._send(GetResponse.unchecked(ioid, Status.OK, pv.value, changed, False))
+        self._send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))
         if destroy:
             self.ops.pop(ioid, None)
 
@@ -522,7 +584,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if op.pv.type is None or not op.pv.writable:
             self._send(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        self._send(PutInitResponse.unchecked(ev.ioid, Status.OK, op.pv.type))
+        self._init_ok(ev.ioid, _PUT, op.pv.type)
 
     def _on_put_get_init(self, ev: PutGetInit) -> None:
         op = self._init(ev, "putget")

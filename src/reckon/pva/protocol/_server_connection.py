@@ -21,6 +21,7 @@ from ._connection import (
     _FROM_SERVER,
     _HDR,
     _INIT_EVENTS,
+    _LOW_LEVEL,
     _MONITOR,
     _NO_BITS,
     _U32,
@@ -30,6 +31,7 @@ from ._connection import (
 from ._constants import HEADER_SIZE, Command
 from ._errors import (
     LocalProtocolError,
+    ProtocolError,
 )
 from ._events import (
     ConnectionValidationRequest,
@@ -96,47 +98,61 @@ class ServerConnection(_Connection):
 
     role = Role.SERVER
 
-    def receive_get(self, data: bytes | bytearray | memoryview) -> int | None:
-        """Take ``data`` if it is exactly one plain GET of a ready get operation (the commonest
-        message a server receives: a client polling a PV) and return its ioid; the operation
-        is then executing, as after ``receive_data`` and ``next_event`` gave the Get event.
+    def receive_message(self, data: bytes) -> Event | None:
+        """Take ``data`` if it is exactly one whole message of the kinds a client polling or
+        writing a PV sends (an INIT whose pvRequest bytes were seen before, a GET, a PUT, a
+        put's read, a destroy) and return its event: the connection is then as after
+        ``receive_data(data)`` and ``next_event()`` gave that event, without the framer and
+        the general decoder's layers. This is what a server mostly reads: one request per read.
 
-        Anything else (other messages, more or fewer bytes, a destroy flag, buffered bytes or
-        events, an operation in another state) returns None and changes nothing: give the
-        bytes to :meth:`receive_data` as usual, which decides with all its checks.
+        Anything else (other messages, more or fewer bytes, buffered bytes or events, a state
+        or an operation the message does not fit, bytes that do not decode) returns None and
+        changes nothing: give the bytes to :meth:`receive_data` as usual, which decides with
+        all its checks.
         """
+        n = len(data)
         if (
-            len(data) != _GET_MESSAGE_SIZE
+            n < 16
             or data[0] != 0xCA
-            or data[3] != _GET
-            or data[16] != 0  # subcommand: no init, no destroy
             or data[1] == 0  # header version 0 is invalid: the general path says so
             or data[2] & (_CONTROL | _SEG_MASK | _FROM_SERVER)
+            or data[3] not in _FAST_SERVER
             or self.state is not _VALIDATED
             or self._error is not None
             or self._pending
+            or self._eof
         ):
             return None
         framer = self._framer
-        if framer._pos < len(framer._buf) or framer._seg_header is not None:
-            return None
-        be = bool(data[2] & _BIG)
-        size, sid, ioid = _U32x3[be].unpack_from(data, 4)
-        req = self._requests.get(ioid)
         if (
-            size != 9
-            or req is None
-            or req.command != _GET
-            or req.sid != sid
-            or req.state is not RequestState.READY
+            framer._pos < len(framer._buf)
+            or framer._seg_header is not None
+            or n - HEADER_SIZE > framer.max_message_size
+            or _U32[bool(data[2] & _BIG)].unpack_from(data, 4)[0] != n - HEADER_SIZE
         ):
             return None
-        framer.bytes_received += _GET_MESSAGE_SIZE
-        self._rx.big_endian = be
-        req.state = RequestState.EXECUTING
-        req.cancelled = False
-        req.last = False
-        return ioid  # type: ignore[no-any-return]
+        try:
+            ev = self._server_fast(data[3], data[2], data[HEADER_SIZE:])
+        except (*_LOW_LEVEL, ProtocolError):
+            # a put whose value does not decode: it changed nothing, and the general path
+            # reports it as the error it is
+            return None
+        if ev is not None:
+            framer.bytes_received += n
+        return ev
+
+    def repeat_get(self, reply: bytes) -> None:
+        """Count one GET answered again with the same ``reply``, which the caller writes.
+
+        Only valid when nothing has reached or left this connection since that GET went
+        through :meth:`receive_message` and :meth:`send_get_update` with the same request
+        bytes: the operation is back in the state the GET found it in, so a repeat of those
+        bytes has the same effect and the same answer while the value is the same. The caller
+        keeps that promise (the server forgets its repeats on any other traffic); this keeps
+        the byte counts true.
+        """
+        self._framer.bytes_received += _GET_MESSAGE_SIZE
+        self.bytes_sent += len(reply)
 
     def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
         """The server's hot path for the messages of p4p's get and put cycles (an INIT whose
@@ -219,32 +235,36 @@ class ServerConnection(_Connection):
         )
 
     def _send_init_fast(self, ev: GetInitResponse | PutInitResponse) -> bytes | None:
-        """A successful get/put init response (p4p sends one init per get and put): the
-        type's encoding is cached per type, so the message is a few copies. None falls back
-        to the general path (failures, the type cache, anything unusual)."""
-        req = self._requests.get(ev.ioid)
-        st = ev.type
+        if ev.status is not Status.OK:
+            return None
+        return self.send_init_ok(ev.ioid, _GET if type(ev) is GetInitResponse else _PUT, ev.type)
+
+    def send_init_ok(self, ioid: int, command: int, type: Any) -> bytes | None:
+        """The bytes of a successful get (``command`` GET) or put (PUT) init response with
+        ``type``: what ``send(GetInitResponse(ioid, type=type))`` gives, in a few copies (the
+        type's encoding is cached per type; p4p sends one init per get and put). None when
+        the shortcut does not apply (the type cache, anything unusual): then send the event.
+        """
+        req = self._requests.get(ioid)
         if (
             req is None
             or req.state is not RequestState.INIT_PENDING
-            or req.command != (_GET if type(ev) is GetInitResponse else _PUT)
-            or ev.status is not Status.OK
-            or st.__class__ is not Structure
+            or req.command != command
+            or type.__class__ is not Structure
             or self._tx.send_cache is not None
             or self.state is not _VALIDATED
         ):
             return None
         be = self.big_endian
-        body = full_type_bytes(st, be)
+        body = full_type_bytes(type, be)
         out = bytearray(HEADER_SIZE)
-        out += _U32[be].pack(ev.ioid)
+        out += _U32[be].pack(ioid)
         out += b"\x08\xff"  # INIT, status OK
         out += body
-        _HDR[be].pack_into(
-            out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), req.command, len(out) - 8
-        )
+        flags = _FROM_SERVER | (_BIG if be else 0)
+        _HDR[be].pack_into(out, 0, 0xCA, 2, flags, command, len(out) - HEADER_SIZE)
         req.state = RequestState.READY
-        req.type = st
+        req.type = type
         req.get_type = None
         self.bytes_sent += len(out)
         return bytes(out)
