@@ -66,7 +66,7 @@ _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
 _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
-_U32x3 = {False: struct.Struct("<III"), True: struct.Struct(">III")}
+_HEAD_IDS = {False: struct.Struct("<BBBBIII"), True: struct.Struct(">BBBBIII")}  # + sid, ioid
 _SEG_MASK = 0x30
 _GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
@@ -113,10 +113,6 @@ class ServerConnection(_Connection):
         n = len(data)
         if (
             n < 16
-            or data[0] != 0xCA
-            or data[1] == 0  # header version 0 is invalid: the general path says so
-            or data[2] & (_CONTROL | _SEG_MASK | _FROM_SERVER)
-            or data[3] not in _FAST_SERVER
             or self.state is not _VALIDATED
             or self._error is not None
             or self._pending
@@ -128,11 +124,22 @@ class ServerConnection(_Connection):
             framer._pos < len(framer._buf)
             or framer._seg_header is not None
             or n - HEADER_SIZE > framer.max_message_size
-            or _U32[bool(data[2] & _BIG)].unpack_from(data, 4)[0] != n - HEADER_SIZE
         ):
             return None
+        flags = data[2]
+        be = flags >= _BIG  # the byte-order flag is the top bit
+        magic, version, _, cmd, size, sid, ioid = _HEAD_IDS[be].unpack_from(data)
+        if (
+            magic != 0xCA
+            or version == 0  # header version 0 is invalid: the general path says so
+            or flags & (_CONTROL | _SEG_MASK | _FROM_SERVER)
+            or size != n - HEADER_SIZE
+            or cmd not in _FAST_SERVER
+        ):
+            return None
+        self._rx.big_endian = be
         try:
-            ev = self._server_fast(data[3], data[2], data[HEADER_SIZE:])
+            ev = self._fast_request(cmd, sid, ioid, data, HEADER_SIZE)
         except (*_LOW_LEVEL, ProtocolError):
             # a put whose value does not decode: it changed nothing, and the general path
             # reports it as the error it is
@@ -162,18 +169,24 @@ class ServerConnection(_Connection):
             return None
         be = self._rx.big_endian = bool(flags & _BIG)
         sid, ioid = _U32x2[be].unpack_from(data, 0)
+        return self._fast_request(cmd, sid, ioid, data, 0)
+
+    def _fast_request(self, cmd: int, sid: int, ioid: int, data: bytes, off: int) -> Event | None:
+        """The request whose body starts at ``data[off]`` (its sid and ioid already read), for
+        a validated connection whose byte order for it is set; None for the general path."""
         if cmd == _DESTROY_REQUEST:
             req = self._requests.get(ioid)
             if req is None or req.sid != sid:
                 return None
             self._drop_request(ioid)
             return _NEW_DESTROY(sid, ioid)  # type: ignore[no-any-return]
-        if len(data) < 9:
+        size = len(data) - off
+        if size < 9:
             return None
-        sub = data[8]
+        sub = data[off + 8]
         if sub & _INIT:
-            raw = data[9:]
-            cached = self._request_caches[be].get(raw, _MISSING)
+            raw = data[off + 9 :]
+            cached = self._request_caches[self._rx.big_endian].get(raw, _MISSING)
             if cached is _MISSING:
                 return None
             if (
@@ -194,16 +207,16 @@ class ServerConnection(_Connection):
         ):
             return None
         destroy = bool(sub & _DESTROY_BIT)
-        if cmd == _GET and len(data) == 9:
+        if cmd == _GET and size == 9:
             ev: Event = _NEW_GET(sid, ioid, destroy)
-        elif cmd == _PUT and sub & _GET_BIT and len(data) == 9:
+        elif cmd == _PUT and sub & _GET_BIT and size == 9:
             ev = PutRead._trusted(sid, ioid, destroy)
         elif cmd == _PUT and not sub & (_GET_BIT | _GET_PUT_BIT):
             st = req.type
             if st.__class__ is not Structure:
                 return None
             assert isinstance(st, Structure)
-            mask, value, _ = self._rx.decode_partial(st, data, 9, None)
+            mask, value, _ = self._rx.decode_partial(st, data, off + 9, None)
             ev = Put._trusted(sid, ioid, value, BitSet.from_mask(mask), destroy)
         else:
             return None
