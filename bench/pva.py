@@ -3,7 +3,9 @@
 Each server and each client runs in its own process (as in production, and so p4p's global
 contexts never mix with reckon's event loop). For each client kind, both servers run at once and
 every row is measured in interleaved rounds (reckon, p4p, p4p, reckon, ...), best round kept,
-so a busy machine disturbs both sides alike:
+so a busy machine disturbs both sides alike; the ratio of the rounds' medians is printed beside
+the ratio of the bests (on a machine whose load comes and goes one side's best can be a lucky
+round):
 
 - gets/s    sequential ``get`` of an NTScalar double (2,000)
 - puts/s    sequential ``put`` (1,000)
@@ -412,7 +414,10 @@ class Child:
             self.proc.wait()
 
 
-ROUNDS = 3  # each row is measured this many times per pair, interleaved; the best counts
+# each row is measured this many times per pair, interleaved; the best counts (the figure of a
+# quiet machine), and the ratio of the medians is printed beside it (the typical figure)
+ROUNDS = 5
+BURST_ROUNDS = 3
 
 
 def start(argv: list[str], env: dict[str, str]) -> Child:
@@ -441,6 +446,7 @@ def measure(client: str) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {srv: {} for srv in envs}
     base = {srv: 0 for srv in envs}
     order = ["reckon", "p4p"]
+    samples: dict[tuple[str, str], list[float]] = {}  # (server, row) -> every round's figure
     try:
         only = os.environ.get("PVA_BENCH_ONLY", "").split(",")
         for task in ("connect", "get", "put", "rpc"):
@@ -460,13 +466,14 @@ def measure(client: str) -> dict[str, dict[str, float]]:
                         out[srv][task] = min(out[srv].get(task, 1e9), res["ms"])
                     else:
                         out[srv][task] = max(out[srv].get(task, 0.0), res["rate"])
+                    samples.setdefault((srv, task), []).append(res.get("ms", res.get("rate")))
         for task, pv, request in (
             ("monitor", "bench:burst1", None),
             ("pipeline", "bench:burst2", PIPELINE_REQUEST),
         ):
             if only != [""] and task not in only:
                 continue
-            for r in range(2):
+            for r in range(BURST_ROUNDS):
                 for srv in order if r % 2 == 0 else order[::-1]:
                     final = base[srv] + N_BURST
                     clients[srv].send(
@@ -483,6 +490,7 @@ def measure(client: str) -> dict[str, dict[str, float]]:
                     out[srv][task + "_cpu"] = min(out[srv].get(task + "_cpu", 1e9), us)
                     stalled = res["final"] < final
                     rate = res["count"] / max(res["last"] - times["start"], 1e-9)
+                    samples.setdefault((srv, task), []).append(rate)
                     if rate > out[srv].get(task, -1.0):
                         out[srv][task] = rate
                         out[srv][task + "_count"] = res["count"]
@@ -497,6 +505,8 @@ def measure(client: str) -> dict[str, dict[str, float]]:
     finally:
         for child in (*clients.values(), *servers.values()):
             child.close()
+    for (srv, task), figures in samples.items():
+        out[srv][task + "_median"] = statistics.median(figures)
     return out
 
 
@@ -521,11 +531,15 @@ CPU_ROWS = [
 
 def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
     print(
-        f"\n{client} client{'':22s}reckon server   p4p server   ratio (>= 1: reckon as fast or faster)"
+        f"\n{client} client{'':22s}reckon server   p4p server   ratio (>= 1: reckon as fast or "
+        "faster; of the medians)"
     )
     for key, label, higher in ROWS:
         ours, theirs = reckon.get(key, float("nan")), p4p.get(key, float("nan"))
         ratio = ours / theirs if higher else theirs / ours
+        m_ours = reckon.get(key + "_median", float("nan"))
+        m_theirs = p4p.get(key + "_median", float("nan"))
+        m_ratio = m_ours / m_theirs if higher else m_theirs / m_ours
         extra = ""
         if key + "_count" in reckon:
             extra = (
@@ -535,7 +549,7 @@ def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
                 extra += " (p4p server stalled: the last value never arrived)"
             if reckon.get(key + "_stalled"):
                 extra += " (reckon server stalled!)"
-        print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x{extra}")
+        print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x ({m_ratio:.2f}x){extra}")
     print("  server CPU per operation (us; lower is better, less sensitive to machine load):")
     for key, label in CPU_ROWS:
         cpu_ours, cpu_theirs = reckon.get(key + "_cpu"), p4p.get(key + "_cpu")
@@ -543,7 +557,7 @@ def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
             continue
         print(
             f"    {label:30s} {cpu_ours:12.1f} {cpu_theirs:12.1f}   "
-            f"{cpu_theirs / max(cpu_ours, 1e-9):5.2f}x"
+            f"{cpu_theirs / cpu_ours if cpu_ours else float('nan'):5.2f}x"
         )
 
 
@@ -555,10 +569,10 @@ def main() -> None:
     if args[:1] == ["client"]:
         {"p4p": client_p4p, "reckon": client_reckon}[args[1]]()
         return
-    global N_GET, N_PUT, N_RPC, N_BURST, ROUNDS
+    global N_GET, N_PUT, N_RPC, N_BURST, ROUNDS, BURST_ROUNDS
     if "--quick" in args:
         os.environ["PVA_BENCH_QUICK"] = "1"
-        N_GET, N_PUT, N_RPC, N_BURST, ROUNDS = 200, 100, 100, 2000, 1
+        N_GET, N_PUT, N_RPC, N_BURST, ROUNDS, BURST_ROUNDS = 200, 100, 100, 2000, 1, 1
     clients = [a for a in args if not a.startswith("--")] or ["p4p", "reckon"]
     t0 = time.time()
     results = {}
@@ -567,7 +581,10 @@ def main() -> None:
         results[client] = measure(client)
     for client, res in results.items():
         table(client, res["reckon"], res["p4p"])
-    print(f"\n(best of {ROUNDS} interleaved rounds per row; total {time.time() - t0:.0f}s)")
+    print(
+        f"\n(best of {ROUNDS} interleaved rounds per row, {BURST_ROUNDS} for bursts; in brackets "
+        f"the ratio of the medians; total {time.time() - t0:.0f}s)"
+    )
 
 
 if __name__ == "__main__":
