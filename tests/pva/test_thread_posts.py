@@ -76,9 +76,13 @@ async def test_tight_thread_burst_ends_with_its_last_value(
         assert seen == sorted(seen) and len(set(seen)) == len(seen)
 
 
-def test_a_thread_poster_gives_the_loop_its_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("queue", [None, 4])
+def test_a_thread_poster_gives_the_loop_its_turn(
+    monkeypatch: pytest.MonkeyPatch, queue: int | None
+) -> None:
     """The loop thread sees each value while the poster is at most two batches ahead: it is
-    not starved of the GIL (which squashed a burst into a handful of updates)."""
+    not starved of the GIL (which squashed a burst into a handful of updates). A batch is as
+    long as the smallest queue it feeds (a monitor's queueSize), else RUN_AHEAD."""
     monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 30.0)  # never give up: the bound is exact
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
@@ -94,6 +98,8 @@ def test_a_thread_poster_gives_the_loop_its_turn(monkeypatch: pytest.MonkeyPatch
     try:
         pv = SharedPV(nt.NTScalar("d"), 0.0)
         sub = Lagging(loop)
+        if queue is not None:
+            sub.limit = queue  # type: ignore[attr-defined]
         pv._subscribe(sub)
         n = 2000
         for i in range(1, n + 1):
@@ -103,7 +109,7 @@ def test_a_thread_poster_gives_the_loop_its_turn(monkeypatch: pytest.MonkeyPatch
         while len(sub.got) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         assert sub.got == [float(i) for i in range(1, n + 1)]
-        assert max(lags) <= 2 * pv_module.RUN_AHEAD
+        assert max(lags) <= 2 * (queue or pv_module.RUN_AHEAD)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
