@@ -6,33 +6,14 @@ import os
 import signal
 import threading
 import time
-import traceback
 from pathlib import Path
 
 import redis
+from _forking import fork_child, wait_exit
 
 from reckon.core.stores import RedisStore
 
 KEY = "b" * 64
-
-
-def _fork(body) -> int:  # type: ignore[no-untyped-def]
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 0
-        try:
-            body()
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _wait(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
-    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
 def test_two_processes_compute_once(
@@ -55,9 +36,9 @@ def test_two_processes_compute_once(
         assert store.get(KEY) == b"result"
         store.close()
 
-    pids = [_fork(contender) for _ in range(2)]
+    pids = [fork_child(contender) for _ in range(2)]
     os.write(go_w, b"gg")
-    assert [_wait(p) for p in pids] == [0, 0]
+    assert [wait_exit(p) for p in pids] == [0, 0]
     assert len(log.read_text().splitlines()) == 1
     assert redis_client.keys("reckon:lease:*") == []
 
@@ -81,7 +62,7 @@ def test_killed_holder_s_lease_expires(redis_url: str, redis_client: redis.Redis
             os.write(ready_w, b"r")
             time.sleep(600)
 
-    pid = _fork(holder)
+    pid = fork_child(holder)
     assert os.read(ready_r, 1) == b"r"
     store = RedisStore(redis_url, lease_ttl=0.5)
     granted = threading.Event()
@@ -96,7 +77,7 @@ def test_killed_holder_s_lease_expires(redis_url: str, redis_client: redis.Redis
     t.start()
     assert not granted.wait(1.0)  # the holder's heartbeat keeps it
     os.kill(pid, signal.SIGKILL)
-    assert _wait(pid) == -9
+    assert wait_exit(pid) == -9
     assert granted.wait(30)
     t.join()
     assert result == [True]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import signal
 import sqlite3
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
+from _forking import fork_child, kill9, wait_exit
+
 from reckon.core.stores import LocalStore
+
+__all__ = [
+    "check_index_invariants",
+    "check_values",
+    "fork_child",
+    "kill9",
+    "value_for",
+    "wait_exit",
+]
 
 
 def value_for(key: str) -> bytes:
@@ -27,34 +33,6 @@ def value_for(key: str) -> bytes:
     else:
         size = 40_000 + group * 1_733
     return (seed * (size // len(seed) + 1))[:size]
-
-
-def fork_child(body: Callable[[], None]) -> int:
-    """Run ``body`` in a forked child that never returns into pytest. Exit code 0 on success,
-    1 (with the traceback on stderr) on an exception."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        code = 0
-        try:
-            body()
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def wait_exit(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
-def kill9(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def check_index_invariants(path: Path) -> None:
