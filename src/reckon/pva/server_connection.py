@@ -243,19 +243,12 @@ class ServerProtocol(asyncio.BufferedProtocol):
                 self._answer_get(ev.ioid, False, data)
             else:
                 _HANDLERS[type(ev)](self, ev)
-        except RemoteProtocolError as exc:
-            self._drop(exc)
-            return
-        except Exception as exc:  # a bug of ours: this peer only
-            log.exception("pva server: internal error serving %s", self._who())
-            self._drop(exc)
+        except Exception as exc:
+            self._failed(exc)
             return
         finally:
             self._busy = False
-        if self._dirty and not self._write_paused:
-            self._flush()
-        elif self._out:
-            self._write()
+        self._end_batch()
 
     def _receive(self, data: bytes) -> None:
         """The general path: buffer the bytes, then handle every event they complete."""
@@ -277,7 +270,6 @@ class ServerProtocol(asyncio.BufferedProtocol):
     # ------------------------------------------------------------------ event loop
     def _process(self) -> None:
         conn = self.conn
-        out = self._out
         self._busy = True
         try:
             handlers = _HANDLERS
@@ -290,18 +282,26 @@ class ServerProtocol(asyncio.BufferedProtocol):
                     self._handle(ev)  # logs and ignores it
                 else:
                     handler(self, ev)
-        except RemoteProtocolError as exc:
-            self._drop(exc)
-            return
-        except Exception as exc:  # a bug of ours (or an invalid send): this peer only
-            log.exception("pva server: internal error serving %s", self._who())
-            self._drop(exc)
+        except Exception as exc:
+            self._failed(exc)
             return
         finally:
             self._busy = False
+        self._end_batch()
+
+    def _failed(self, exc: Exception) -> None:
+        """Handling this peer's requests raised: drop the peer, only it. Call from the except
+        block (a bug of ours, or an invalid send, is logged with its traceback)."""
+        if not isinstance(exc, RemoteProtocolError):
+            log.exception("pva server: internal error serving %s", self._who())
+        self._drop(exc)
+
+    def _end_batch(self) -> None:
+        """After the requests of one read: monitor updates made while handling them go out in
+        the same write as the replies."""
         if self._dirty and not self._write_paused:
-            self._flush()  # monitor updates made while handling requests go out with replies
-        elif out:
+            self._flush()
+        elif self._out:
             self._write()
 
     def _who(self) -> str:
