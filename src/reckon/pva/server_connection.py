@@ -101,6 +101,9 @@ DEFAULT_QUEUE_SIZE = 4
 #: monitor updates posted within this many seconds of the last write share the next write
 COALESCE = 0.0001
 _GET, _PUT = int(Command.GET), int(Command.PUT)
+#: reads up to this size may be one whole request, taken by the shortcut; bigger ones (array
+#: values) go straight to the framer, which copies them out of the receive buffer only once
+_ONE_REQUEST_MAX = 4096
 
 
 @dataclass(slots=True)
@@ -217,10 +220,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.heard = True
-        data = self._rxbuf[:nbytes].tobytes()  # the buffer is reused by the next read
-        if self._write_paused or self._closed:
-            self._receive(data)
+        if nbytes > _ONE_REQUEST_MAX or self._write_paused or self._closed:
+            self._receive(self._rxbuf[:nbytes])  # copied out by the framer, once
             return
+        data = self._rxbuf[:nbytes].tobytes()  # the buffer is reused by the next read
         repeats = self._repeats
         if repeats:
             # a client polling a PV sends the same GET again: while nothing else happened on
@@ -250,7 +253,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
             self._busy = False
         self._end_batch()
 
-    def _receive(self, data: bytes) -> None:
+    def _receive(self, data: bytes | memoryview) -> None:
         """The general path: buffer the bytes, then handle every event they complete."""
         self._repeats.clear()
         try:
@@ -262,7 +265,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     def data_received(self, data: bytes | memoryview) -> None:
         self.heard = True
-        self._receive(bytes(data))
+        self._receive(data)
 
     def eof_received(self) -> bool | None:
         return None
