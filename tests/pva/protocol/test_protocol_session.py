@@ -441,6 +441,13 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
                 p.client.receive_data(data)
                 [r] = list(p.client.events())
                 assert isinstance(r, GetResponse) and r.value["value"] == 4.5
+        # another operation getting the same value (p4p makes one per get): its own ioid
+        for p in (prepared, general):
+            p.c2s(GetInit(2, 9))
+            p.s2c(GetInitResponse(9, type=NT.type))
+            p.c2s(Get(2, 9))
+        out = prepared.server.send_get_update(9, upd)
+        assert out == general.server.send(GetResponse(9, value=v, changed=changed))
     p = make_pair()
     p.channel(1, "x", 2)
     p.c2s(GetInit(2, 7))

@@ -20,7 +20,7 @@ class PreparedUpdate:
     :meth:`ServerConnection.send_update`.
     """
 
-    __slots__ = ("_bodies", "changed", "type", "value")
+    __slots__ = ("_bodies", "changed", "get_replies", "type", "value")
 
     def __init__(self, type: Structure, value: Any, changed: BitSet = _ALL) -> None:
         if not isinstance(type, Structure):
@@ -31,6 +31,9 @@ class PreparedUpdate:
         self.value = value
         self.changed = changed
         self._bodies: list[bytes | None] = [None, None]
+        #: per byte order, a whole GET reply carrying this value, ioid 0: a get on a new
+        #: operation (p4p makes one per get) only writes its ioid into a copy
+        self.get_replies: list[bytes | None] = [None, None]
 
     def partial(self, big_endian: bool) -> bytes:
         """The changed bitset followed by the changed fields, in one byte order."""

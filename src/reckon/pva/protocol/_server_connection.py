@@ -74,6 +74,9 @@ _INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.ite
 _NEW_GET = maker(Get)
 _NEW_DESTROY = maker(DestroyRequest)
 _FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
+#: (type, byte order, command) -> a successful init response with ioid 0: an init (p4p sends
+#: one per get and put) copies it and writes its ioid
+_INIT_OK: dict[tuple[Any, bool, int], bytes] = {}
 
 
 def _value_message(be: bool, cmd: int, ioid: int, head: bytes, body: bytes, tail: bytes) -> bytes:
@@ -269,13 +272,20 @@ class ServerConnection(_Connection):
         ):
             return None
         be = self.big_endian
-        body = full_type_bytes(type, be)
-        out = bytearray(HEADER_SIZE)
-        out += _U32[be].pack(ioid)
-        out += b"\x08\xff"  # INIT, status OK
-        out += body
-        flags = _FROM_SERVER | (_BIG if be else 0)
-        _HDR[be].pack_into(out, 0, 0xCA, 2, flags, command, len(out) - HEADER_SIZE)
+        key = (type, be, command)
+        reply = _INIT_OK.get(key)
+        if reply is None:
+            body = full_type_bytes(type, be)
+            build = bytearray(HEADER_SIZE + 4)
+            build += b"\x08\xff"  # INIT, status OK
+            build += body
+            flags = _FROM_SERVER | (_BIG if be else 0)
+            _HDR[be].pack_into(build, 0, 0xCA, 2, flags, command, len(build) - HEADER_SIZE)
+            if len(_INIT_OK) >= 256:
+                _INIT_OK.clear()
+            reply = _INIT_OK[key] = bytes(build)
+        out = bytearray(reply)
+        _U32[be].pack_into(out, HEADER_SIZE, ioid)
         req.state = RequestState.READY
         req.type = type
         req.get_type = None
@@ -357,7 +367,14 @@ class ServerConnection(_Connection):
         if last is not None and last[0] is update and last[1] is be:
             data = last[2]
         else:
-            data = _value_message(be, _GET, ioid, b"\x00\xff", update.partial(be), b"")
+            reply = update.get_replies[be]
+            if reply is None:
+                reply = _value_message(be, _GET, 0, b"\x00\xff", update.partial(be), b"")
+                update.get_replies[be] = reply
+            out = bytearray(reply)
+            _U32[be].pack_into(out, HEADER_SIZE, ioid)
+            # a big message (an image) stays the bytearray: copying megabytes costs more
+            data = out if len(out) > 65536 else bytes(out)  # type: ignore[assignment]
             req.get_reply = (update, be, data)
         self.bytes_sent += len(data)
         return data
