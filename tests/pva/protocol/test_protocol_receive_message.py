@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from reckon.pva.protocol import (
@@ -157,6 +157,7 @@ def test_shortcut_agrees_with_the_general_path(
         del data[-cut:]
     before = _snapshot(fast)
     ev = fast.server.receive_message(bytes(data))
+    event(f"{kind}: {'declined' if ev is None else 'taken'}")
     if ev is None:
         assert _snapshot(fast) == before
         return
