@@ -466,3 +466,37 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
     seg.s2c(GetInitResponse(7, type=NT.type))
     seg.c2s(Get(2, 7))
     assert seg.server.send_get_update(7, upd) is None  # segmented: the general path frames it
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_new_connections_opening_is_the_events_it_stands_for(big: bool) -> None:
+    """initiate() replays the bytes it encoded for an earlier connection: they, the state and
+    the byte count are what sending the two events gives, and a client validates on them."""
+    from reckon.pva.protocol import (
+        ClientConnection,
+        ConnectionValidationRequest,
+        ServerConnection,
+        SetByteOrder,
+    )
+
+    methods = ("anonymous", "ca", f"x{int(big)}")
+    first = ServerConnection(big_endian=big).initiate(methods)
+    reference = ServerConnection(big_endian=big)
+    expect = reference.send(SetByteOrder(big)) + reference.send(
+        ConnectionValidationRequest(methods)
+    )
+    for _ in range(2):  # the first call above encoded; these replay
+        server = ServerConnection(big_endian=big)
+        assert server.initiate(methods) == expect == first
+        assert server.state is reference.state is ConnectionState.VALIDATION_REQUESTED
+        assert server.bytes_sent == reference.bytes_sent == len(expect)
+        client = ClientConnection()
+        client.receive_data(expect)
+        events = list(client.events())
+        assert [type(e) for e in events] == [SetByteOrder, ConnectionValidationRequest]
+        assert events[1].auth_methods == methods
+    # a connection past its opening is not sent it again from the cache: send() decides
+    server = ServerConnection(big_endian=big)
+    server.initiate(methods)
+    with pytest.raises(LocalProtocolError):
+        server.initiate(methods)

@@ -165,6 +165,19 @@ def _status(ev: Event) -> Status:
     return st
 
 
+_TABLES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {}
+
+
+def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
+    """HANDSHAKE's (send, recv) transitions of one role, keyed by event type."""
+    tables = _TABLES.get(role)
+    if tables is None:
+        send = {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"}
+        recv = {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"}
+        tables = _TABLES[role] = (send, recv)
+    return tables
+
+
 class _Connection:
     role: Role
 
@@ -226,13 +239,9 @@ class _Connection:
         }
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
-        # the handshake table split per role and direction (enum hashing is slow)
-        self._send_table = {
-            t: tb for (r, d, t), tb in HANDSHAKE.items() if r is self.role and d == "send"
-        }
-        self._recv_table = {
-            t: tb for (r, d, t), tb in HANDSHAKE.items() if r is self.role and d == "recv"
-        }
+        # the handshake table split per role and direction (enum hashing is slow), shared
+        # read-only by the role's connections
+        self._send_table, self._recv_table = _handshake_tables(self.role)
 
     # ----------------------------------------------------------------------- public
     @property
