@@ -109,6 +109,7 @@ class SearchResponder:
         self._beacon_task: asyncio.Task[None] | None = None
         self._beacon_seq = 0
         self.searches_answered = 0
+        self._answerer: tuple[tuple[bytes, str, int], Callable[..., bytes]] | None = None
 
     async def start(self) -> None:
         self.transport, _ = await open_udp((self.interface, self.udp_port), self._on_datagram)
@@ -126,10 +127,17 @@ class SearchResponder:
             self.transport.close()
             self.transport = None
 
-    def answer(self, req: SearchRequest, source: Address) -> SearchResponse | None:
-        """The response to a search (None when we have none of the names and none is needed)."""
+    def _found(self, req: SearchRequest) -> tuple[int, ...] | None:
+        """The cids of the names we have, or None when we have none and no answer is due."""
         cids = tuple(cid for cid, name in req.channels if self.has_channel(name))
         if not cids and not (req.reply_required or not req.channels):
+            return None
+        return cids
+
+    def answer(self, req: SearchRequest, source: Address) -> SearchResponse | None:
+        """The response to a search (None when we have none of the names and none is needed)."""
+        cids = self._found(req)
+        if cids is None:
             return None
         # every field is ours or was decoded: no checks (a search answer is on the connect path)
         return SearchResponse.unchecked(
@@ -146,15 +154,23 @@ class SearchResponder:
             if isinstance(ev, OriginTag):
                 continue
             if isinstance(ev, SearchRequest):
-                reply = self.answer(ev, source)
-                if reply is None or self.transport is None:
+                cids = self._found(ev)
+                if cids is None or self.transport is None:
                     continue
                 host = ev.response_address
                 if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
                     host = source[0]
                 port = ev.response_port or source[1]
                 self.searches_answered += 1
-                self.transport.sendto(self.codec.encode(reply), (host, port))
+                self.transport.sendto(self._answers(ev.sequence, bool(cids), cids), (host, port))
+
+    def _answers(self, sequence: int, found: bool, cids: tuple[int, ...]) -> bytes:
+        """A search response's datagram; what does not change between answers is encoded on
+        the first and reused (an answer is on every client's connect path)."""
+        key = (self.guid, self.interface, self.tcp_port)
+        if self._answerer is None or self._answerer[0] != key:
+            self._answerer = (key, self.codec.search_answers(*key))
+        return self._answerer[1](sequence, found, cids)
 
     async def _beacons(self) -> None:
         # Fast beacons right after start (clients waiting on a restart find us at once), then

@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reckon.pva.protocol import (
     ALL_CHANGED,
     BitSet,
     DestroyRequest,
+    Discovery,
     Get,
     GetInit,
     GetInitResponse,
     GetResponse,
+    LocalProtocolError,
     Put,
     PutInit,
     PutInitResponse,
@@ -22,6 +26,7 @@ from reckon.pva.protocol import (
     PutResponse,
     RemoteProtocolError,
     RequestState,
+    SearchResponse,
     Status,
     encode_type,
     encode_value,
@@ -206,3 +211,40 @@ def test_type_descriptions_are_recognised_across_connections(make_pair: Any) -> 
     t2 = b.c2s(PutInit(2, 1, pv_request("field(value,alarm.severity)")))[0].pv_request.type
     assert t1 is t2
     assert ConnectionValidationResponse.ca("u", "h") == ConnectionValidationResponse.ca("u", "h")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    big=st.booleans(),
+    guid=st.binary(min_size=12, max_size=12),
+    address=st.sampled_from(["127.0.0.1", "10.1.2.3", "0.0.0.0", "::1", "fe80::1"]),
+    port=st.integers(0, 0xFFFF),
+    protocol=st.sampled_from(["tcp", "tls"]),
+    sequence=st.integers(0, 0xFFFFFFFF),
+    found=st.booleans(),
+    cids=st.lists(st.integers(0, 0xFFFFFFFF), max_size=20),
+)
+def test_search_answers_are_the_encoded_response(
+    big: bool,
+    guid: bytes,
+    address: str,
+    port: int,
+    protocol: str,
+    sequence: int,
+    found: bool,
+    cids: list[int],
+) -> None:
+    """The responder's precomputed answer is the datagram encode(SearchResponse(...)) gives."""
+    d = Discovery(big_endian=big)
+    answer = d.search_answers(guid, address, port, protocol)
+    expect = d.encode(SearchResponse(guid, sequence, address, port, found, tuple(cids), protocol))
+    assert answer(sequence, found, tuple(cids)) == expect
+    [back] = Discovery().decode(expect)
+    assert isinstance(back, SearchResponse) and back.cids == tuple(cids)
+
+
+def test_search_answers_check_what_they_encode_once() -> None:
+    with pytest.raises(LocalProtocolError):
+        Discovery().search_answers(b"short", "127.0.0.1", 5075)
+    with pytest.raises(LocalProtocolError):
+        Discovery().search_answers(b"g" * 12, "127.0.0.1", 70000)

@@ -7,13 +7,16 @@ tag). UDP messages are never segmented and never control messages.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Sequence
 
 from ._codec import Codec
 from ._constants import HEADER_SIZE, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
 from ._header import decode_header, encode_header
+from ._messages import encode_address
 from ._readers import decode_simple
+from ._wire import U16, U32, string_bytes
 from ._writers import encode_event
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)
@@ -46,6 +49,38 @@ class Discovery:
             out += encode_header(cmd, flags, len(payload), self.big_endian)
             out += payload
         return bytes(out)
+
+    def search_answers(
+        self, guid: bytes, address: str, port: int, protocol: str = "tcp"
+    ) -> Callable[[int, bool, Sequence[int]], bytes]:
+        """A function giving the datagram of a :class:`SearchResponse` from ``guid`` at
+        ``address``:``port`` for (sequence, found, cids): what ``encode(SearchResponse(guid,
+        sequence, address, port, found, cids, protocol))`` gives.
+
+        A server answers every search with the same guid, address, port and protocol: they
+        are checked and encoded once, and an answer on the connect path is a few copies.
+        """
+        SearchResponse(guid, 0, address, port, False, (), protocol)  # the checks, once
+        be = self.big_endian
+        flags = Flags.FROM_SERVER
+        u32, u16 = U32[be].pack, U16[be].pack
+        middle = encode_address(address) + u16(port) + string_bytes(protocol, be)
+        order = ">" if be else "<"
+
+        def answer(sequence: int, found: bool, cids: Sequence[int]) -> bytes:
+            body = b"".join(
+                (
+                    guid,
+                    u32(sequence),
+                    middle,
+                    b"\x01" if found else b"\x00",
+                    u16(len(cids)),
+                    struct.pack(f"{order}{len(cids)}I", *cids),
+                )
+            )
+            return encode_header(Command.SEARCH_RESPONSE, flags, len(body), be) + body
+
+        return answer
 
     def decode(self, datagram: bytes | bytearray | memoryview) -> list[Event]:
         """Every message in a datagram; RemoteProtocolError if it is malformed."""
