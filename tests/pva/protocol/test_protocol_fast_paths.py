@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from reckon.pva.protocol import (
     ALL_CHANGED,
     BitSet,
+    Command,
     DestroyRequest,
     Discovery,
     Get,
@@ -248,3 +249,21 @@ def test_search_answers_check_what_they_encode_once() -> None:
         Discovery().search_answers(b"short", "127.0.0.1", 5075)
     with pytest.raises(LocalProtocolError):
         Discovery().search_answers(b"g" * 12, "127.0.0.1", 70000)
+
+
+def test_init_shortcut_leaves_segmenting_connections_to_send(make_pair: Any) -> None:
+    """send_init_ok declines where send() must decide: a connection that cuts messages into
+    segments, a request that is not waiting for its init response."""
+    p = make_pair(segment_size=16)
+    p.channel(1, "x", 2)
+    p.c2s(GetInit(2, 7))
+    assert p.server.send_init_ok(7, int(Command.GET), NT.type) is None
+    [resp] = p.s2c(GetInitResponse(7, type=NT.type))  # segmented by send(), reassembled
+    assert resp == GetInitResponse(7, type=NT.type)
+    q = make_pair()
+    q.channel(1, "x", 2)
+    q.c2s(GetInit(2, 7))
+    assert q.server.send_init_ok(7, int(Command.PUT), NT.type) is None  # a get, not a put
+    assert q.server.send_init_ok(8, int(Command.GET), NT.type) is None  # no such request
+    assert q.server.send_init_ok(7, int(Command.GET), NT.type) is not None
+    assert q.server.send_init_ok(7, int(Command.GET), NT.type) is None  # answered already

@@ -272,6 +272,8 @@ class ServerConnection(_Connection):
             or type.__class__ is not Structure
             or self._tx.send_cache is not None
             or self.state is not _VALIDATED
+            or self.segment_size  # then messages may need cutting: send() does that
+            or self._error is not None
         ):
             return None
         be = self.big_endian
