@@ -677,8 +677,14 @@ class ServerProtocol(asyncio.BufferedProtocol):
             reply: Event = PutGetResponse(ev.ioid, status, value=value)
         else:
             reply = PutResponse.unchecked(ev.ioid, status, False)
-        if ev.destroy:
-            self.ops.pop(ev.ioid, None)
+        self._reply(ev.ioid, ev.destroy, reply, later)
+
+    def _reply(self, ioid: int, destroy: bool, reply: Event, later: bool) -> None:
+        """Send an operation's reply: ``later`` from a handler's task (it writes at once), else
+        with the replies of the read being handled; a request that destroys its operation ends
+        it here."""
+        if destroy:
+            self.ops.pop(ioid, None)
         if later:
             self.send_later(reply)
         else:
@@ -759,13 +765,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
                 typed = to_typed(result)
             except Exception as exc:
                 status = Status.error(f"RPC handler returned an unusable value: {exc}")
-        reply = RPCResponse(ev.ioid, status, result=typed)
-        if ev.destroy:
-            self.ops.pop(ev.ioid, None)
-        if later:
-            self.send_later(reply)
-        else:
-            self._send(reply)
+        self._reply(ev.ioid, ev.destroy, RPCResponse(ev.ioid, status, result=typed), later)
 
     # get-field
     def _on_get_field(self, ev: GetField) -> None:
