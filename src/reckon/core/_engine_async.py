@@ -149,14 +149,20 @@ class AsyncSide(StoreSide):
                 return
             value = await awaitable
             self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            self._ended_by(flight, exc)
+            if not isinstance(exc, Exception):
+                raise  # cancellation, KeyboardInterrupt, SystemExit: the task ends with them
+
+    def _ended_by(self, flight: Flight, exc: BaseException) -> None:
+        """A computation's task raised ``exc``. A cancellation nobody asked for (every waiter
+        that cancels marks the flight done first) means the loop is shutting down: the flight
+        is abandoned and its waiters start over elsewhere. Anything else fails the flight."""
+        if isinstance(exc, asyncio.CancelledError):
             if not flight.done:
                 self._finish(flight, exc=Abandoned(), outcome=_CANCELLED_OUTCOME)
-            raise
-        except BaseException as exc:
+        else:
             self._fail(flight, exc)
-            if not isinstance(exc, Exception):
-                raise
 
     async def _run_async(self, flight: Flight, compute: Callable[[], Any]) -> None:
         if flight.done:
@@ -179,14 +185,8 @@ class AsyncSide(StoreSide):
             if is_awaitable(value):
                 value = await value
             self._complete(flight, value, _COMPUTED, time.perf_counter() - start)
-        except asyncio.CancelledError:
-            if not flight.done:
-                # Nobody asked for this (every waiter would have marked the flight done): the
-                # loop is shutting down. The waiters start over elsewhere.
-                self._finish(flight, exc=Abandoned(), outcome=_CANCELLED_OUTCOME)
-            raise
         except BaseException as exc:
-            self._fail(flight, exc)
+            self._ended_by(flight, exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
