@@ -83,26 +83,25 @@ def test_fast_path_keeps_the_rules(pair: Any) -> None:
         list(pair.server.events())
 
 
-def test_fast_path_refuses_reused_ioids_and_unknown_channels(make_pair: Any) -> None:
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (lambda p, req: _raw_init(p, 2, 7, req), "already in use"),  # ioid 7 is live
+        (lambda p, req: _raw_init(p, 9, 8, req), "unknown channel"),
+        (lambda p, req: _raw_destroy(p, 2, 99), "unknown ioid"),
+    ],
+    ids=["reused ioid", "unknown channel", "unknown ioid"],
+)
+def test_fast_path_refuses_reused_ioids_and_unknown_channels(
+    make_pair: Any, bad: Any, error: str
+) -> None:
     req = pv_request("field(value)")
     pair = make_pair()
     pair.channel(1, "x", 2)
     _get_cycle(pair, 1, req)
     pair.c2s(GetInit(2, 7, req))
-    with pytest.raises(RemoteProtocolError, match="already in use"):
-        pair.server.receive_data(_raw_init(pair, 2, 7, req))
-        list(pair.server.events())
-    pair = make_pair()
-    pair.channel(1, "x", 2)
-    _get_cycle(pair, 1, req)
-    with pytest.raises(RemoteProtocolError, match="unknown channel"):
-        pair.server.receive_data(_raw_init(pair, 9, 8, req))
-        list(pair.server.events())
-    pair = make_pair()
-    pair.channel(1, "x", 2)
-    _get_cycle(pair, 1, req)
-    with pytest.raises(RemoteProtocolError, match="unknown ioid"):
-        pair.server.receive_data(_raw_destroy(pair, 2, 99))
+    with pytest.raises(RemoteProtocolError, match=error):
+        pair.server.receive_data(bad(pair, req))
         list(pair.server.events())
 
 
