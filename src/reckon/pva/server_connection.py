@@ -125,6 +125,8 @@ class _Op:
     #: the paths of the last put's changed mask (puts usually set the same fields each time)
     put_mask: int = -1
     put_paths: tuple[str, ...] = ()
+    #: a get was answered on this operation before (a client polling through it)
+    polled: bool = False
 
 
 # ------------------------------------------------------------------------------------------
@@ -569,7 +571,11 @@ class ServerProtocol(asyncio.BufferedProtocol):
             # the value's encoding is shared with every get and monitor that sends it
             data = self.conn.send_get_update(ioid, pv._prepared(value, sent[0]))
             if data is not None and request is not None and not self._out:
-                self._repeats[request] = (op, value, data)
+                # remembered from an operation's second get on: p4p's client makes one
+                # operation per get and would only fill and empty the table
+                if op.polled:
+                    self._repeats[request] = (op, value, data)
+                op.polled = True
         if data is not None:
             self._out.append(data)
             self._pending += len(data)
