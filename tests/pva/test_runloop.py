@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 
@@ -44,3 +45,40 @@ def test_cli_runs_on_the_chosen_loop(monkeypatch: pytest.MonkeyPatch) -> None:
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
         )
         assert out.stdout.strip().startswith(want)
+
+
+async def _no_delay_on_both_ends() -> tuple[int, int, int]:
+    """A reckon server and client on the running loop: TCP_NODELAY on each end's socket, and
+    how many connections the server built ahead of time were used."""
+    from reckon.pva import Client, Server, SharedPV, nt
+
+    server = Server()
+    server.add("x", SharedPV(nt.NTScalar("d"), 1.0))
+    await server.start()
+    try:
+        spare = server._spare
+        async with Client() as client:
+            assert (await client.get("x", timeout=10))["value"] == 1.0
+            [conn] = server._connections
+            [fut] = client._conns.values()
+            ends = [conn.transport, fut.result().transport]
+            flags = [
+                t.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                for t in ends
+                if t is not None
+            ]
+        return flags[0], flags[1], int(conn is spare and server._spare is not None)
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("loop", ["1", "0"])
+def test_connections_send_small_messages_at_once_on_both_loops(
+    monkeypatch: pytest.MonkeyPatch, pva_env: dict[str, str], loop: str
+) -> None:
+    """reckon relies on the loops' TCP transports setting TCP_NODELAY (asyncio and uvloop
+    both do), rather than a system call of its own per connection: a request or reply of a
+    few bytes must not wait for Nagle's timer. The accepted connection is the one the server
+    built ahead of time, and the next one is built once it answered."""
+    monkeypatch.setenv(runloop.ENV, loop)
+    assert runloop.run(_no_delay_on_both_ends()) == (1, 1, 1)

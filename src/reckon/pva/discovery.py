@@ -19,7 +19,6 @@ from reckon.pva.config import Address
 from reckon.pva.protocol import (
     Beacon,
     Discovery,
-    OriginTag,
     ProtocolError,
     SearchRequest,
     SearchResponse,
@@ -145,24 +144,29 @@ class SearchResponder:
         )
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
+        search = self.codec.search_request(data)  # the usual datagram, on a short path
+        if search is not None:
+            self._answer(search, source)
+            return
         try:
             events = self.codec.decode(data)
         except ProtocolError as exc:
             log.debug("ignoring a bad datagram from %s:%d: %s", source[0], source[1], exc)
             return
         for ev in events:
-            if isinstance(ev, OriginTag):
-                continue
             if isinstance(ev, SearchRequest):
-                cids = self._found(ev)
-                if cids is None or self.transport is None:
-                    continue
-                host = ev.response_address
-                if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
-                    host = source[0]
-                port = ev.response_port or source[1]
-                self.searches_answered += 1
-                self.transport.sendto(self._answers(ev.sequence, bool(cids), cids), (host, port))
+                self._answer(ev, source)
+
+    def _answer(self, ev: SearchRequest, source: Address) -> None:
+        cids = self._found(ev)
+        if cids is None or self.transport is None:
+            return
+        host = ev.response_address
+        if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
+            host = source[0]
+        port = ev.response_port or source[1]
+        self.searches_answered += 1
+        self.transport.sendto(self._answers(ev.sequence, bool(cids), cids), (host, port))
 
     def _answers(self, sequence: int, found: bool, cids: tuple[int, ...]) -> bytes:
         """A search response's datagram; what does not change between answers is encoded on

@@ -11,9 +11,7 @@ processing buffered requests (backpressure); monitor queues hold at most ``queue
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -178,13 +176,13 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.transport = tr
         peername = transport.get_extra_info("peername") or ("?", 0)
         self.peer = Peer((str(peername[0]), int(peername[1])))
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # no TCP_NODELAY here: asyncio's and uvloop's TCP transports both set it
         tr.set_write_buffer_limits(high=self.server.send_high_water)
-        self.server._connections.add(self)
-        tr.write(self.conn.initiate(self.server.config.auth_methods))
+        self.heard = True  # connecting counts as hearing from the peer (the state may be old)
+        server = self.server
+        server._connections.add(self)
+        tr.write(self.conn.initiate(server.config.auth_methods))
+        self.loop.call_soon(server.build_spare)  # the next connection's, after this write
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

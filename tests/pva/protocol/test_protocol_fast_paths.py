@@ -27,6 +27,7 @@ from reckon.pva.protocol import (
     PutResponse,
     RemoteProtocolError,
     RequestState,
+    SearchRequest,
     SearchResponse,
     Status,
     encode_type,
@@ -241,6 +242,54 @@ def test_search_answers_are_the_encoded_response(
     assert answer(sequence, found, tuple(cids)) == expect
     [back] = Discovery().decode(expect)
     assert isinstance(back, SearchResponse) and back.cids == tuple(cids)
+
+
+_names = st.text(st.characters(codec="utf-8"), max_size=40)
+_searches = st.builds(
+    SearchRequest,
+    sequence=st.integers(0, 0xFFFFFFFF),
+    channels=st.lists(st.tuples(st.integers(0, 0xFFFFFFFF), _names), max_size=6),
+    response_address=st.sampled_from(["0.0.0.0", "127.0.0.1", "10.1.2.3", "::1", "fe80::1"]),
+    response_port=st.integers(0, 0xFFFF),
+    reply_required=st.booleans(),
+    unicast=st.booleans(),
+    protocols=st.sampled_from([("tcp",), ("tls",), ("tcp", "tls"), ()]),
+)
+
+
+def _decoded(data: bytes) -> list[Any] | None:
+    try:
+        return Discovery().decode(data)
+    except RemoteProtocolError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    search=_searches,
+    big=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3),
+    cut=st.integers(-3, 3),
+)
+def test_the_search_shortcut_reads_what_decode_reads(
+    search: SearchRequest, big: bool, edits: list[tuple[int, int]], cut: int
+) -> None:
+    """``search_request`` (the responder's short path) gives, for any datagram, either None or
+    the one event ``decode`` gives: valid searches of every shape, then bytes changed, cut
+    short or lengthened. It takes the usual shape (protocol "tcp", an IPv4 or unspecified
+    address): a shortcut that took nothing would pass the first assertion, not the second."""
+    data = bytearray(Discovery(big_endian=big).encode(search))
+    usual = search.protocols == ("tcp",) and ":" not in search.response_address
+    taken = Discovery().search_request(bytes(data))
+    assert taken is None or [taken] == _decoded(bytes(data))
+    if usual and all(len(name.encode()) < 254 for _, name in search.channels):
+        assert taken == search
+    for pos, byte in edits:
+        if pos < len(data):
+            data[pos] = byte
+    data = data[: len(data) + cut] if cut < 0 else data + bytes(cut)
+    taken = Discovery().search_request(bytes(data))
+    assert taken is None or [taken] == _decoded(bytes(data))
 
 
 def test_search_answers_check_what_they_encode_once() -> None:

@@ -14,7 +14,7 @@ from ._constants import HEADER_SIZE, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
 from ._header import decode_header, encode_header
-from ._messages import encode_address
+from ._messages import _V4_MAPPED, encode_address
 from ._readers import decode_simple
 from ._wire import U16, U32, string_bytes
 from ._writers import encode_event
@@ -28,6 +28,13 @@ _FROM_SERVER = (Beacon, SearchResponse)
 _CONTROL_OR_SEGMENTED = int(Flags.CONTROL | Flags.SEGMENT_MASK)
 _BIG_ENDIAN = int(Flags.BIG_ENDIAN)
 _FROM_SRV = int(Flags.FROM_SERVER)
+_SEARCH = int(Command.SEARCH)
+#: a search body's fixed part: sequence, flags, 3 reserved bytes, response address and port
+_SEARCH_HEAD = {be: struct.Struct(">IB3x16sH" if be else "<IB3x16sH") for be in (False, True)}
+_U32 = {be: struct.Struct(">I" if be else "<I") for be in (False, True)}
+_U16 = {be: struct.Struct(">H" if be else "<H") for be in (False, True)}
+_ONLY_TCP = b"\x01\x03tcp"  # one protocol, "tcp": what every client asks for
+_ANY_ADDRESS = bytes(16)
 
 
 class Discovery:
@@ -81,6 +88,54 @@ class Discovery:
             return encode_header(Command.SEARCH_RESPONSE, flags, len(body), be) + body
 
         return answer
+
+    def search_request(self, datagram: bytes) -> SearchRequest | None:
+        """The search request ``datagram`` holds, when it holds exactly one of the usual shape
+        (protocol "tcp", names shorter than 254 bytes, an IPv4 or unspecified response
+        address); None otherwise, and then :meth:`decode` reads it with all its checks.
+
+        This is what a server reads most, and it is on every client's connect path: after an
+        idle spell the first code to run pays for every line it touches (tens of
+        microseconds for the general decoder's layers), so the usual case takes one short
+        path. Where it gives an event, :meth:`decode` gives ``[that event]``.
+        """
+        n = len(datagram)
+        if n < 41 or datagram[0] != 0xCA or datagram[1] == 0 or datagram[3] != _SEARCH:
+            return None
+        flags = datagram[2]
+        if flags & (_CONTROL_OR_SEGMENTED | _FROM_SRV):
+            return None
+        be = flags >= _BIG_ENDIAN  # the byte-order flag is the top bit
+        if _U32[be].unpack_from(datagram, 4)[0] != n - HEADER_SIZE:
+            return None
+        seq, sflags, raw, port = _SEARCH_HEAD[be].unpack_from(datagram, HEADER_SIZE)
+        if raw[:12] == _V4_MAPPED:
+            address = f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}"
+        elif raw == _ANY_ADDRESS:
+            address = "0.0.0.0"
+        else:
+            return None
+        if datagram[34:39] != _ONLY_TCP:
+            return None
+        count = _U16[be].unpack_from(datagram, 39)[0]
+        pos = 41
+        u32 = _U32[be].unpack_from
+        channels = []
+        for _ in range(count):
+            if pos + 5 > n:
+                return None
+            cid = u32(datagram, pos)[0]
+            size = datagram[pos + 4]
+            pos += 5
+            if size >= 254 or pos + size > n:
+                return None
+            channels.append((cid, datagram[pos : pos + size].decode("utf-8", "replace")))
+            pos += size
+        if pos != n:
+            return None
+        return SearchRequest._trusted(  # type: ignore[no-any-return]
+            seq, tuple(channels), address, port, bool(sflags & 0x01), bool(sflags & 0x80), ("tcp",)
+        )
 
     def decode(self, datagram: bytes | bytearray | memoryview) -> list[Event]:
         """Every message in a datagram; RemoteProtocolError if it is malformed."""
