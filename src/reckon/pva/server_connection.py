@@ -440,7 +440,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
             self.peer = Peer(self.peer.address, "ca", ev.user or "", ev.host or "")
         else:
             self.peer = Peer(self.peer.address, method)
-        self._send(ConnectionValidated(Status.OK))
+        self._send(ConnectionValidated.unchecked(Status.OK))
 
     def _on_echo(self, ev: Echo) -> None:
         self._send(Echo(ev.payload))

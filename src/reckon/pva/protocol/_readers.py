@@ -118,7 +118,8 @@ def decode_simple(cmd: int, data: bytes, c: Codec, from_server: bool) -> list[Ev
             for _ in range(n):
                 m, pos = rs(data, pos)
                 methods.append(m)
-            return [ConnectionValidationRequest(tuple(methods), buf, reg)]
+            # valid by construction (decoded strings, a u32 and a u16): no checks
+            return [ConnectionValidationRequest._trusted(tuple(methods), buf, reg)]
         buf = u32(data, 0)[0]
         reg = u16(data, 4)[0]
         qos = u16(data, 6)[0]
@@ -126,10 +127,11 @@ def decode_simple(cmd: int, data: bytes, c: Codec, from_server: bool) -> list[Ev
         auth: VariantValue | None = None
         if pos < len(data):
             auth, pos = read_variant(c, data, pos)
-        return [ConnectionValidationResponse(method, auth, buf, reg, qos)]
+        # valid by construction (a decoded string and variant, u32 and u16s): no checks
+        return [ConnectionValidationResponse._trusted(method, auth, buf, reg, qos)]
     if cmd == Command.CONNECTION_VALIDATED:
         st, pos = decode_status(data, 0, be)
-        return [ConnectionValidated(st)]
+        return [ConnectionValidated._trusted(st)]
     if cmd == Command.ECHO:
         return [Echo(bytes(data))]
     if cmd == Command.SEARCH:
