@@ -174,7 +174,7 @@ class Server:
     def build_spare(self) -> None:
         """Build the next connection's state now, unless it is there (called once a new
         connection has written its first bytes)."""
-        if self._spare is None and self._tcp is not None:
+        if self._spare is None and self._tcp is not None and self._tcp.is_serving():
             self._spare = ServerProtocol(self)
 
     async def _sweep_idle(self) -> None:
