@@ -137,6 +137,48 @@ async def test_array_and_process_operations(pva_env: dict[str, str]) -> None:
         peer.close()
 
 
+async def test_array_writes_are_puts_under_the_same_rules(pva_env: dict[str, str]) -> None:
+    """An array put or a new length is a put: refused on a read-only PV and by the access
+    hook (the client gets an error status, the value stays); a string array grows with empty
+    strings; a length no message could fill is refused, not allocated; the connection lives
+    on through all of it."""
+    names = SharedPV(nt.NTScalarArray("s"), ["a", "b"])
+    frozen = SharedPV(nt.NTScalarArray("i"), [1, 2], writable=False)
+    guarded = SharedPV(nt.NTScalarArray("i"), [1, 2])
+
+    def access(peer: Any, name: str, op: str) -> bool:
+        return name != "f:guarded"
+
+    pvs = {"f:names": names, "f:frozen": frozen, "f:guarded": guarded}
+    async with Server(pvs, access=access) as server:
+        peer = await RawPeer(server.tcp_port).open()
+        sid: dict[int, int] = {}
+        for ioid, name in ((1, "f:names"), (2, "f:frozen"), (3, "f:guarded")):
+            sid[ioid] = await peer.channel(name, cid=ioid)
+            peer.send_event(ArrayInit(sid[ioid], ioid, None))
+            assert (await peer._until("ArrayInitResponse")).status.success
+        peer.send_event(ArraySetLength(sid[1], 1, 4))
+        assert (await peer._until("ArraySetLengthResponse")).status.success
+        assert list(names.value["value"]) == ["a", "b", "", ""]
+        peer.send_event(ArraySetLength(sid[1], 1, 0xFFFFFFFF))
+        refused = await peer._until("ArraySetLengthResponse")
+        assert not refused.status.success and "grow" in refused.status.message
+        peer.send_event(ArrayPut(sid[1], 1, ["z"], offset=0xFFFFFFF0))
+        assert not (await peer._until("ArrayPutResponse")).status.success
+        assert len(names.value["value"]) == 4
+        for ioid, pv, why in ((2, frozen, "not writable"), (3, guarded, "access control")):
+            peer.send_event(ArrayPut(sid[ioid], ioid, np.array([7], dtype=np.int32)))
+            put = await peer._until("ArrayPutResponse")
+            assert not put.status.success and why in put.status.message
+            peer.send_event(ArraySetLength(sid[ioid], ioid, 1))
+            cut = await peer._until("ArraySetLengthResponse")
+            assert not cut.status.success and why in cut.status.message
+            assert list(pv.value["value"]) == [1, 2]
+        peer.send_event(ArrayGetLength(sid[1], 1))
+        assert (await peer._until("ArrayGetLengthResponse")).length == 4
+        peer.close()
+
+
 async def test_a_post_is_encoded_once_per_field_selection(pva_env: dict[str, str]) -> None:
     """Subscribers that send the same fields of a posted value share one encoding; each
     subscriber still gets exactly the fields its pvRequest selected."""

@@ -833,36 +833,96 @@ class ServerProtocol(asyncio.BufferedProtocol):
         end = len(arr) if ev.count == 0 else ev.offset + ev.count * max(ev.stride, 1)
         self._send(ArrayGetResponse(ev.ioid, value=arr[ev.offset : end : max(ev.stride, 1)]))
 
+    def _array_write(
+        self, ioid: int, op: _Op, reply: type[ArrayPutResponse | ArraySetLengthResponse]
+    ) -> ScalarArray | None:
+        """The array type of a write (a put or a new length) this peer may make, or None once
+        the refusal is sent: both are puts, under the PV's ``writable`` and the access hook."""
+        at = self._array_type(op)
+        if at is None or not op.pv.writable:
+            self._send(reply(ioid, Status.error(f"{op.name} is not writable")))
+            return None
+        access = self.server.access
+        if access is not None and not access(self.peer, op.name, "put"):
+            self._send(reply(ioid, Status.error(f"put to {op.name} refused by access control")))
+            return None
+        return at
+
+    def _array_post(
+        self,
+        ioid: int,
+        op: _Op,
+        at: ScalarArray,
+        values: list[Any],
+        reply: type[ArrayPutResponse | ArraySetLengthResponse],
+    ) -> None:
+        """Post the new array and answer; a value the PV cannot take is the client's error,
+        not a reason to drop it."""
+        try:
+            op.pv.post({"value": coerce(at, values)})
+        except Exception as exc:
+            self._send(reply(ioid, status_of(exc)))
+            return
+        self._send(reply(ioid))
+
+    def _grown(
+        self,
+        ioid: int,
+        op: _Op,
+        at: ScalarArray,
+        values: list[Any],
+        length: int,
+        reply: type[ArrayPutResponse | ArraySetLengthResponse],
+    ) -> list[Any] | None:
+        """``values`` grown to ``length`` with the element type's zero ("" for strings), or
+        None once refused: an offset or length is a 32-bit number in a message of a few
+        bytes, so growth is bounded by what one message could carry (memory stays bounded
+        whatever a peer asks)."""
+        if length <= len(values):
+            return values
+        limit = max(len(values), self.server.max_message_size // 8)
+        if length > limit:
+            self._send(
+                reply(
+                    ioid,
+                    Status.error(
+                        f"{op.name}: an array write may grow it to {limit} elements, not {length}"
+                    ),
+                )
+            )
+            return None
+        return values + ["" if at.kind == "s" else 0] * (length - len(values))
+
     def _on_array_put(self, ev: ArrayPut) -> None:
         op = self.ops.get(ev.ioid)
         if op is None:
             return
-        at = self._array_type(op)
-        assert at is not None
-        if self.server.access is not None and not self.server.access(self.peer, op.name, "put"):
-            self._send(ArrayPutResponse(ev.ioid, Status.error("put refused by access control")))
+        at = self._array_write(ev.ioid, op, ArrayPutResponse)
+        if at is None:
             return
         cur = list(op.pv.value["value"])
         stride = max(ev.stride, 1)
         new = list(ev.value)
         need = ev.offset + (len(new) - 1) * stride + 1 if new else 0
-        if need > len(cur):
-            cur.extend(["" if at.kind == "s" else 0] * (need - len(cur)))
+        grown = self._grown(ev.ioid, op, at, cur, need, ArrayPutResponse)
+        if grown is None:
+            return
+        cur = grown
         for i, v in enumerate(new):
             cur[ev.offset + i * stride] = v
-        op.pv.post({"value": coerce(at, cur)})
-        self._send(ArrayPutResponse(ev.ioid))
+        self._array_post(ev.ioid, op, at, cur, ArrayPutResponse)
 
     def _on_array_set_length(self, ev: ArraySetLength) -> None:
         op = self.ops.get(ev.ioid)
         if op is None:
             return
-        cur = list(op.pv.value["value"])
-        cur = cur[: ev.length] + [0] * max(0, ev.length - len(cur))
-        at = self._array_type(op)
-        assert at is not None
-        op.pv.post({"value": coerce(at, cur)})
-        self._send(ArraySetLengthResponse(ev.ioid))
+        at = self._array_write(ev.ioid, op, ArraySetLengthResponse)
+        if at is None:
+            return
+        kept = list(op.pv.value["value"])[: ev.length]
+        cur = self._grown(ev.ioid, op, at, kept, ev.length, ArraySetLengthResponse)
+        if cur is not None:
+            self._array_post(ev.ioid, op, at, cur, ArraySetLengthResponse)
 
     def _on_array_get_length(self, ev: ArrayGetLength) -> None:
         op = self.ops.get(ev.ioid)
