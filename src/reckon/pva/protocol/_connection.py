@@ -85,6 +85,7 @@ from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache
 from ._types import Structure
 from ._values import VariantValue
+from ._wire import U32
 from ._writers import encode_array_event, encode_event
 
 
@@ -128,7 +129,7 @@ class RequestInfo(OpContext):
 _MONITOR = int(Command.MONITOR)
 _NO_BITS = BitSet.from_mask(0)
 _HDR = {False: struct.Struct("<BBBBI"), True: struct.Struct(">BBBBI")}
-_U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
+_U32 = U32  # the wire module's, under the name this module's users import
 _CONTROL, _SEG_FIRST, _SEG_LAST, _SEG_MIDDLE, _FROM_SERVER, _BIG = (
     0x01,
     0x10,

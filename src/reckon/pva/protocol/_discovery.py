@@ -31,8 +31,6 @@ _FROM_SRV = int(Flags.FROM_SERVER)
 _SEARCH = int(Command.SEARCH)
 #: a search body's fixed part: sequence, flags, 3 reserved bytes, response address and port
 _SEARCH_HEAD = {be: struct.Struct(">IB3x16sH" if be else "<IB3x16sH") for be in (False, True)}
-_U32 = {be: struct.Struct(">I" if be else "<I") for be in (False, True)}
-_U16 = {be: struct.Struct(">H" if be else "<H") for be in (False, True)}
 _ONLY_TCP = b"\x01\x03tcp"  # one protocol, "tcp": what every client asks for
 _ANY_ADDRESS = bytes(16)
 
@@ -106,7 +104,7 @@ class Discovery:
         if flags & (_CONTROL_OR_SEGMENTED | _FROM_SRV):
             return None
         be = flags >= _BIG_ENDIAN  # the byte-order flag is the top bit
-        if _U32[be].unpack_from(datagram, 4)[0] != n - HEADER_SIZE:
+        if U32[be].unpack_from(datagram, 4)[0] != n - HEADER_SIZE:
             return None
         seq, sflags, raw, port = _SEARCH_HEAD[be].unpack_from(datagram, HEADER_SIZE)
         if raw[:12] == _V4_MAPPED:
@@ -117,9 +115,9 @@ class Discovery:
             return None
         if datagram[34:39] != _ONLY_TCP:
             return None
-        count = _U16[be].unpack_from(datagram, 39)[0]
+        count = U16[be].unpack_from(datagram, 39)[0]
         pos = 41
-        u32 = _U32[be].unpack_from
+        u32 = U32[be].unpack_from
         channels = []
         for _ in range(count):
             if pos + 5 > n:
