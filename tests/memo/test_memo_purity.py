@@ -172,6 +172,41 @@ async def test_async_bodies_are_watched(cache_dir: Path) -> None:
         assert await grow([1]) == 2
 
 
+async def test_the_warning_names_reckons_memoize_module_for_filters(cache_dir: Path) -> None:
+    """The warning is attributed to reckon.memo.memoize, sync and async alike, so a filter such
+    as ``ignore::reckon.errors.ImpurityWarning:reckon.memo.memoize`` silences exactly it."""
+
+    @memoize(store=cache_dir)
+    def grow(items: list[int]) -> int:
+        items.append(0)
+        return len(items)
+
+    @memoize(store=cache_dir)
+    async def agrow(items: list[int]) -> int:
+        items.append(0)
+        return len(items)
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        grow([1])
+        await agrow([1])
+    impure = [w for w in record if issubclass(w.category, ImpurityWarning)]
+    assert len(impure) == 2
+    assert {Path(w.filename).name for w in impure} == {"memoize.py"}
+    assert {Path(w.filename).parent.name for w in impure} == {"memo"}
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=ImpurityWarning, module="reckon.memo.memoize")
+
+        @memoize(store=cache_dir)
+        def grow_again(items: list[int]) -> int:
+            items.append(0)
+            return len(items)
+
+        grow_again([2])
+    assert not _impurity_messages(record)
+
+
 def test_a_ttl_bucket_moving_during_the_call_is_not_a_mutation(
     cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,22 +45,14 @@ def run(
     """Run the body of ``m`` for a miss on ``rid``: counted, logged, captured, timed, watched."""
     _before(m, rid, args, kwargs)
     buf: list[str] | None = None
-    watching = not m._assume_pure and not m._impure_warned
-    if watching:
-        seen, wtoken = watch.start()
-        random_before = watch.random_state()
     logs: LogRecords | None = None
-    try:
+    with _Watching(m) as watching:
         if m._replay or m._replay_logs:
             with captured(m._replay, m._replay_logs) as (buf, logs):
                 value, seconds = _run_body(m, args, kwargs)
         else:
             value, seconds = _run_body(m, args, kwargs)
-    finally:
-        if watching:
-            watch.stop(wtoken)
-    if watching:
-        _report_side_effects(m, seen, random_before, value, rid, args, kwargs)
+    watching.report(value, rid, args, kwargs)
     return value, seconds, buf, logs
 
 
@@ -69,21 +61,41 @@ async def arun(
 ) -> Run:
     """:func:`run` for an ``async def`` body (always under :func:`captured`: it is cheap)."""
     _before(m, rid, args, kwargs)
-    watching = not m._assume_pure and not m._impure_warned
-    if watching:
-        seen, wtoken = watch.start()
-        random_before = watch.random_state()
-    try:
-        with captured(m._replay, m._replay_logs) as (buf, logs):
-            t0 = _perf()
-            value = await m.__wrapped__(*args, **kwargs)
-            seconds = _perf() - t0
-    finally:
-        if watching:
-            watch.stop(wtoken)
-    if watching:
-        _report_side_effects(m, seen, random_before, value, rid, args, kwargs)
+    with _Watching(m) as watching, captured(m._replay, m._replay_logs) as (buf, logs):
+        t0 = _perf()
+        value = await m.__wrapped__(*args, **kwargs)
+        seconds = _perf() - t0
+    watching.report(value, rid, args, kwargs)
     return value, seconds, buf, logs
+
+
+class _Watching:
+    """The watch over one run of a body (none for a function declared pure, or one already
+    warned about): open for the run and only the run, then asked what it saw. A body that
+    raises reports nothing: there is no result for a hit to stand in for."""
+
+    __slots__ = ("m", "random_before", "seen", "token")
+
+    def __init__(self, m: Memoized[Any, Any]) -> None:
+        self.m = m
+        self.seen: watch.Watch | None = None
+
+    def __enter__(self) -> _Watching:
+        m = self.m
+        if not m._assume_pure and not m._impure_warned:
+            self.seen, self.token = watch.start()
+            self.random_before = watch.random_state()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.seen is not None:
+            watch.stop(self.token)
+
+    def report(
+        self, value: object, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        if self.seen is not None:
+            _report_side_effects(self.m, self.seen, self.random_before, value, rid, args, kwargs)
 
 
 def _run_body(
@@ -155,7 +167,7 @@ def _report_side_effects(
         f"result without doing them again. Pass what it reads as arguments (FileContents for "
         f"files), or memoize(assume_pure=True) if the side effects do not matter.",
         ImpurityWarning,
-        # 3: the caller of run/arun, Memoized in reckon.memo.memoize (the module warning filters
-        # name), rather than this helper module.
-        stacklevel=3,
+        # 4: the caller of run/arun, Memoized in reckon.memo.memoize (the module warning filters
+        # name), rather than this helper module (report, then run/arun, sit between).
+        stacklevel=4,
     )
