@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reckon.core._engine_store import GuardedLease, StoreSide
 from reckon.core._flight import (
@@ -21,7 +21,6 @@ from reckon.core._flight import (
     MAX_RETRIES,
     Abandoned,
     Flight,
-    cancel_task,
     is_awaitable,
 )
 from reckon.core.ids import RequestId
@@ -39,37 +38,7 @@ _CANCELLED_OUTCOME = Outcome.CANCELLED
 
 class AsyncSide(StoreSide):
     """The asyncio half of :class:`~reckon.core.engine.Engine` (its base class; the store
-    half, :class:`StoreSide`, is this one's, so each declaration below is made once)."""
-
-    # Set by Engine.__init__ (declared here for the type checker).
-    _inflight: dict[int, Flight]
-
-    if TYPE_CHECKING:
-
-        def _enter(
-            self,
-            id: RequestId,
-            level: CachingLevel,
-            title: str | None,
-            fut: asyncio.Future[Any] | None,
-            thread_waiter: bool,
-        ) -> tuple[Flight | None, bool, Any]: ...
-
-        def _leave(self, flight: Flight) -> None: ...
-
-        def _running(self, flight: Flight) -> None: ...
-
-        def _fail(self, flight: Flight, exc: BaseException) -> None: ...
-
-        def _finish(
-            self,
-            flight: Flight,
-            *,
-            value: Any = None,
-            exc: BaseException | None = None,
-            outcome: Outcome,
-            size: int | None = None,
-        ) -> bool: ...
+    half, :class:`StoreSide`, and the flight table's, ``FlightSide``, are this one's bases)."""
 
     async def _resolve_slow(
         self,
@@ -204,15 +173,3 @@ class AsyncSide(StoreSide):
             # The thread still takes the lease: give it back as soon as it has it.
             fut.add_done_callback(lambda _: lease.release())
             raise
-
-    def _cancel_task(self, flight: Flight) -> None:
-        task, loop = flight.task, flight.loop
-        if task is None or loop is None or task.done():
-            return
-        try:
-            if asyncio._get_running_loop() is loop:
-                cancel_task(task, flight.awaitable)
-            else:
-                loop.call_soon_threadsafe(cancel_task, task, flight.awaitable)
-        except RuntimeError:
-            pass  # its loop is closed: the task is gone with it

@@ -12,15 +12,16 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from reckon.core._engine_flights import FlightSide
 from reckon.core._flight import CURRENT, Flight
 from reckon.core.codec import Codec
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel
-from reckon.core.memory import MISSING, MemoryTier
+from reckon.core.memory import MISSING
 from reckon.core.stores.base import Store, StoreData
-from reckon.core.tasks import Introspector, Outcome, TaskState, new_task_id
+from reckon.core.tasks import Outcome, TaskState, new_task_id
 from reckon.errors import CodecError, CodecWarning, EngineClosedError
 
 __all__ = ["GuardedLease", "StoreSide"]
@@ -28,7 +29,7 @@ __all__ = ["GuardedLease", "StoreSide"]
 log = logging.getLogger("reckon.core")
 
 _FULL = CachingLevel.FULL
-_STORE_HIT = Outcome.STORE_HIT
+_STORE_HIT, _COMPUTED = Outcome.STORE_HIT, Outcome.COMPUTED
 _PENDING, _LOADING, _DONE = TaskState.PENDING, TaskState.LOADING, TaskState.DONE
 _now = time.time
 
@@ -64,35 +65,39 @@ class GuardedLease:
             self._engine._store_failed("lease release", exc)
 
 
-class StoreSide:
+class StoreSide(FlightSide):
     """The store half of :class:`~reckon.core.engine.Engine` (a base class of it: the methods
     below run on the engine itself, so the hit path pays no extra hop)."""
 
-    # Set by Engine.__init__ (declared here for the type checker).
-    name: str
+    # Set by Engine.__init__ (declared here for the type checker; the flight table's are
+    # FlightSide's).
     store: Store | None
     codec: Codec
-    introspector: Introspector
-    memory: MemoryTier
-    _closed: bool
     _store_log: dict[str, tuple[float, int]]
-    _count_request: Callable[[], int]
     _count_store_hit: Callable[[], int]
     _finished: Callable[..., None]
     _log_load: Callable[[Any], None]
     _sized_codec: Codec | None
     _decode_sized: Callable[[Any], tuple[Any, int]]
 
-    if TYPE_CHECKING:
-
-        def _complete(
-            self,
-            flight: Flight,
-            value: Any,
-            outcome: Outcome,
-            cost: float = 0.0,
-            size: int | None = None,
-        ) -> None: ...
+    def _complete(
+        self,
+        flight: Flight,
+        value: Any,
+        outcome: Outcome,
+        cost: float = 0.0,
+        size: int | None = None,
+    ) -> None:
+        """Finish ``flight`` with ``value`` for its waiters, then (a value computed at FULL)
+        write it to the store: the waiters never wait for the write."""
+        if size is None and flight.level:
+            try:
+                size = self.codec.estimate_size(value)
+            except Exception:
+                size = 0
+        delivered = self._finish(flight, value=value, outcome=outcome, size=size)
+        if delivered and outcome is _COMPUTED and flight.level is _FULL:
+            self._write(flight, value, cost)
 
     def _lease(self, flight: Flight) -> GuardedLease:
         store = self.store
