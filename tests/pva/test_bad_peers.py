@@ -63,16 +63,21 @@ class RawPeer:
         return self
 
     async def _until(self, name: str) -> Any:
+        """The next event called ``name``; the events before it are skipped."""
+        while True:
+            ev = await self._next(name)
+            if type(ev).__name__ == name:
+                return ev
+
+    async def _next(self, waiting_for: str = "the next event") -> Any:
         assert self.reader is not None
         while True:
             ev = self.conn.next_event()
-            if ev is NEED_DATA:
-                data = await asyncio.wait_for(self.reader.read(65536), 10)
-                assert data, f"server closed before {name}"
-                self.conn.receive_data(data)
-                continue
-            if type(ev).__name__ == name:
+            if ev is not NEED_DATA:
                 return ev
+            data = await asyncio.wait_for(self.reader.read(65536), 10)
+            assert data, f"server closed before {waiting_for}"
+            self.conn.receive_data(data)
 
     def send_event(self, ev: Any) -> None:
         assert self.writer is not None

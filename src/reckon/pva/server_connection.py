@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
+    GET_EXECUTE,
+    GET_INIT,
     NEED_DATA,
     RPC,
     ArrayGet,
@@ -235,17 +237,62 @@ class ServerProtocol(asyncio.BufferedProtocol):
                 self.transport.write(reply)  # type: ignore[union-attr]
                 return
             repeats.clear()
-        # one request per read (the usual case) skips the framer and the event queue
-        ev = self.conn.receive_message(data)
-        if ev is None:
-            self._receive(data)
-            return
+        # one request per read (the usual case) skips the framer and the event queue; the
+        # messages of a get (p4p's client: INIT, GET, DESTROY for every get) skip the events
+        conn = self.conn
+        got = conn.receive_get(data)
+        if got is not None and not self._out and not self._dirty:
+            step, sid, ioid, detail = got
+            if step == GET_INIT:
+                ch = self.channels.get(sid)
+                if ch is not None:
+                    t = ch[1].type
+                    sel = self._selections.get((id(detail), id(t)))
+                    if sel is not None and sel[0] is detail and sel[1] is t:
+                        answer = conn.send_init_ok(ioid, _GET, t)
+                        if answer is not None:
+                            self.ops[ioid] = _Op(
+                                "get", sid, ioid, ch[1], ch[0], sel[2], detail, None, sel[3]
+                            )
+                            self.transport.write(answer)  # type: ignore[union-attr]
+                            return
+            elif step == GET_EXECUTE:
+                op = self.ops.get(ioid)
+                if op is not None and not detail:
+                    pv = op.pv
+                    value = pv.value
+                    sent = op.sent.get(pv.assigned)  # read after the value, as _answer_get
+                    if sent is not None:
+                        answer = conn.send_get_update(ioid, pv._prepared(value, sent[0]))
+                        if answer is not None:
+                            if op.polled:
+                                self._repeats[data] = (op, value, answer)
+                            op.polled = True
+                            self.transport.write(answer)  # type: ignore[union-attr]
+                            return
+            else:
+                op = self.ops.get(ioid)
+                if op is not None and op.task is None and ioid not in self.monitors:
+                    del self.ops[ioid]
+                    return
+        ev = None
+        if got is None:
+            ev = conn.receive_message(data)
+            if ev is None:
+                self._receive(data)
+                return
         self._busy = True
         try:
-            if type(ev) is Get and not ev.destroy:
-                self._answer_get(ev.ioid, False, data)
-            else:
+            if got is None:
                 _HANDLERS[type(ev)](self, ev)
+            else:
+                step, sid, ioid, detail = got
+                if step == GET_EXECUTE:
+                    self._answer_get(ioid, detail, None if detail else data)
+                elif step == GET_INIT:
+                    self._get_init(sid, ioid, detail)
+                else:
+                    self._destroy(ioid)
         except Exception as exc:
             self._failed(exc)
             return
@@ -485,7 +532,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._dirty.pop(ioid, None)
 
     def _on_destroy_request(self, ev: DestroyRequest | MonitorDestroy) -> None:
-        ioid = ev.ioid
+        self._destroy(ev.ioid)
+
+    def _destroy(self, ioid: int) -> None:
         op = self.ops.pop(ioid, None)
         if op is not None and op.task is None and ioid not in self.monitors:
             return  # a finished get or put (p4p destroys one per operation)
@@ -502,12 +551,11 @@ class ServerProtocol(asyncio.BufferedProtocol):
         ch = self.channels.get(sid)
         return None if ch is None else (ch[0], ch[1])
 
-    def _init(self, ev: Any, kind: str) -> _Op | None:
-        ch = self.channels.get(ev.sid)
+    def _init(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> _Op:
+        ch = self.channels.get(sid)
         if ch is None:
-            raise RemoteProtocolError(f"{kind} on unknown channel sid {ev.sid}")
+            raise RemoteProtocolError(f"{kind} on unknown channel sid {sid}")
         name, pv = ch[0], ch[1]
-        req = ev.pv_request
         t = pv.type
         key = (id(req), id(t))
         sel = self._selections.get(key)
@@ -516,18 +564,27 @@ class ServerProtocol(asyncio.BufferedProtocol):
             if len(self._selections) >= 32:
                 self._selections.clear()
             sel = self._selections[key] = (req, t, mask, {})
-        op = _Op(kind, ev.sid, ev.ioid, pv, name, sel[2], req, None, sel[3])
-        self.ops[ev.ioid] = op
+        op = _Op(kind, sid, ioid, pv, name, sel[2], req, None, sel[3])
+        self.ops[ioid] = op
         return op
+
+    def _refuse(self, reply: Any) -> None:
+        """Send an init's failure: the client forgets the operation, and so does the server
+        (kept, a client that retries on new ioids would fill the table)."""
+        self.ops.pop(reply.ioid, None)
+        self._send(reply)
 
     # get
     def _on_get_init(self, ev: GetInit) -> None:
-        op = self._init(ev, "get")
-        assert op is not None
-        if op.pv.type is None:
-            self._send(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
+        self._get_init(ev.sid, ev.ioid, ev.pv_request)
+
+    def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> None:
+        t = self._init(sid, ioid, request, "get").pv.type
+        if t is None:
+            name = self.ops[ioid].name
+            self._refuse(GetInitResponse(ioid, Status.error(f"{name} only supports RPC")))
             return
-        self._init_ok(ev.ioid, _GET, op.pv.type)
+        self._init_ok(ioid, _GET, t)
 
     def _init_ok(self, ioid: int, command: int, t: Any) -> None:
         data = self.conn.send_init_ok(ioid, command, t)
@@ -550,18 +607,14 @@ class ServerProtocol(asyncio.BufferedProtocol):
         op = self.ops.get(ioid)
         if op is None:
             return
-        pv = op.pv
-        if pv.type is None:  # its GET init failed: a client that gets anyway is told so
-            self._send(GetResponse(ioid, Status.error(f"{op.name} only supports RPC")))
-            if destroy:
-                self.ops.pop(ioid, None)
-            return
+        pv = op.pv  # (a PV without a type refused the init, and forgot the operation)
         value = pv.value
         assigned = pv.assigned  # read after the value: it covers every field the value set
         sent = op.sent.get(assigned)
         if sent is None:
             if len(op.sent) >= 64:
                 op.sent.clear()
+            assert pv.type is not None
             mask = sent_mask(pv.type, op.mask, assigned)
             sent = op.sent[assigned] = (mask, BitSet.from_mask(mask))
         data = None
@@ -586,19 +639,17 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     # put and put-get
     def _on_put_init(self, ev: PutInit) -> None:
-        op = self._init(ev, "put")
-        assert op is not None
+        op = self._init(ev.sid, ev.ioid, ev.pv_request, "put")
         if op.pv.type is None or not op.pv.writable:
-            self._send(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
+            self._refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
         self._init_ok(ev.ioid, _PUT, op.pv.type)
 
     def _on_put_get_init(self, ev: PutGetInit) -> None:
-        op = self._init(ev, "putget")
-        assert op is not None
+        op = self._init(ev.sid, ev.ioid, ev.pv_request, "putget")
         t = op.pv.type
         if t is None or not op.pv.writable:
-            self._send(PutGetInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
+            self._refuse(PutGetInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
         self._send(PutGetInitResponse(ev.ioid, put_type=t, get_type=t))
 
@@ -696,11 +747,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     # monitor
     def _on_monitor_init(self, ev: MonitorInit) -> None:
-        op = self._init(ev, "monitor")
-        assert op is not None
+        op = self._init(ev.sid, ev.ioid, ev.pv_request, "monitor")
         pv = op.pv
         if pv.type is None:
-            self._send(MonitorInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
+            self._refuse(MonitorInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
         opts = request_options(ev.pv_request)
         limit = DEFAULT_QUEUE_SIZE
@@ -733,10 +783,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     # rpc
     def _on_rpc_init(self, ev: RPCInit) -> None:
-        op = self._init(ev, "rpc")
-        assert op is not None
+        op = self._init(ev.sid, ev.ioid, ev.pv_request, "rpc")
         if op.pv.rpc_handler is None:
-            self._send(RPCInitResponse(ev.ioid, Status.error(f"{op.name} does not support RPC")))
+            self._refuse(RPCInitResponse(ev.ioid, Status.error(f"{op.name} does not support RPC")))
             return
         self._send(RPCInitResponse(ev.ioid))
 
@@ -791,7 +840,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     # process
     def _on_process_init(self, ev: ProcessInit) -> None:
-        self._init(ev, "process")
+        self._init(ev.sid, ev.ioid, ev.pv_request, "process")
         self._send(ProcessInitResponse(ev.ioid))
 
     def _on_process(self, ev: Process) -> None:
@@ -817,11 +866,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         return vt if isinstance(vt, ScalarArray) else None
 
     def _on_array_init(self, ev: ArrayInit) -> None:
-        op = self._init(ev, "array")
-        assert op is not None
+        op = self._init(ev.sid, ev.ioid, ev.pv_request, "array")
         at = self._array_type(op)
         if at is None:
-            self._send(ArrayInitResponse(ev.ioid, Status.error(f"{op.name} has no array value")))
+            self._refuse(ArrayInitResponse(ev.ioid, Status.error(f"{op.name} has no array value")))
             return
         self._send(ArrayInitResponse(ev.ioid, type=at))
 

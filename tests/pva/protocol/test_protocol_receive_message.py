@@ -1,7 +1,10 @@
 """ServerConnection.receive_message, the server's shortcut for a read that holds exactly one
 request of a polling or writing client (INIT with a known pvRequest, GET, PUT, a put's read,
 DESTROY_REQUEST): it takes exactly what the general path (receive_data, next_event) turns into
-the same event, with the same effect, and declines everything else without changing anything."""
+the same event, with the same effect, and declines everything else without changing anything.
+
+ServerConnection.receive_get is the same shortcut for a get operation's three messages, giving
+a tuple instead of an event; it is held to the same contract."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from reckon.pva.protocol import (
+    GET_DESTROY,
+    GET_EXECUTE,
+    GET_INIT,
     NEED_DATA,
     BitSet,
     DestroyRequest,
@@ -64,6 +70,26 @@ def _messages(pair: Any) -> dict[str, bytes]:
     }
 
 
+def _event_of(got: tuple[int, int, int, Any] | None) -> Any:
+    """receive_get's tuple as the event receive_message gives for the same bytes."""
+    if got is None:
+        return None
+    step, sid, ioid, detail = got
+    if step == GET_INIT:
+        return GetInit(sid, ioid, detail)
+    if step == GET_EXECUTE:
+        return Get(sid, ioid, detail)
+    assert step == GET_DESTROY and detail is None
+    return DestroyRequest(sid, ioid)
+
+
+def _receive(pair: Any, method: str, data: bytes) -> Any:
+    """The event the shortcut ``method`` makes of ``data``, or None."""
+    if method == "get":
+        return _event_of(pair.server.receive_get(data))
+    return pair.server.receive_message(data)
+
+
 def _u32(data: bytes, offset: int, value: int) -> bytes:
     """``data`` with a little-endian u32 (a sid, an ioid) replaced: requests the client's
     encoder would refuse to make."""
@@ -99,6 +125,40 @@ def test_a_get_cycle_of_new_operations_is_taken_whole(pair: Any) -> None:
         assert isinstance(ev, DestroyRequest) and ioid not in pair.server.requests
 
 
+def test_receive_get_takes_p4ps_get_cycle_and_nothing_else(pair: Any) -> None:
+    """INIT, GET, DESTROY as tuples, each with the general path's effect; a put, a GET that
+    destroys and the messages of other operations are not its to take."""
+    _ready(pair)
+    s = pair.server
+    for ioid in (20, 21):
+        data = pair.client.send(GetInit(2, ioid, REQ))
+        before = s.bytes_received
+        assert s.receive_get(data) == (GET_INIT, 2, ioid, REQ)
+        assert s.requests[ioid].state is RequestState.INIT_PENDING
+        assert s.bytes_received == before + len(data)
+        assert s.next_event() is NEED_DATA
+        pair.s2c(GetInitResponse(ioid, type=NT.type))
+        assert s.receive_get(pair.client.send(Get(2, ioid))) == (GET_EXECUTE, 2, ioid, False)
+        assert s.requests[ioid].state is RequestState.EXECUTING
+        pair.s2c(GetResponse(ioid, value=NT.wrap(1.0)))
+        assert s.receive_get(pair.client.send(DestroyRequest(2, ioid))) == (
+            GET_DESTROY,
+            2,
+            ioid,
+            None,
+        )
+        assert ioid not in s.requests
+    value_bit = BitSet.from_mask(1 << NT.type.offset_of("value"))
+    put = pair.client.send(Put(2, 8, NT.wrap(2.5), value_bit))
+    before = _snapshot(pair)
+    assert s.receive_get(put) is None
+    assert s.receive_get(pair.client.send(PutInit(2, 30, REQ))) is None
+    assert _snapshot(pair) == before
+    # a GET that also destroys its operation is taken, and says so
+    assert s.receive_get(pair.client.send(Get(2, 7, destroy=True))) == (GET_EXECUTE, 2, 7, True)
+    assert s.requests[7].last
+
+
 def test_everything_else_is_declined_untouched(make_pair: Any) -> None:
     p, q = make_pair(), make_pair()
     _ready(p)
@@ -119,17 +179,20 @@ def test_everything_else_is_declined_untouched(make_pair: Any) -> None:
         "a put that does not decode": msgs["put"][:-3],
     }
     for name, data in cases.items():
-        before = _snapshot(p)
-        assert p.server.receive_message(data) is None, name
-        assert _snapshot(p) == before, name
+        for method in ("message", "get"):
+            before = _snapshot(p)
+            assert _receive(p, method, data) is None, (name, method)
+            assert _snapshot(p) == before, (name, method)
     # bytes already buffered: the next GET belongs after them
     p.server.receive_data(get[:5])
     assert p.server.receive_message(get) is None
+    assert p.server.receive_get(get) is None
     p.server.receive_data(get[5:])
     [ev] = list(p.server.events())
     assert isinstance(ev, Get)
     # executing: a second GET before the reply is the general path's to reject
     assert p.server.receive_message(get) is None
+    assert p.server.receive_get(get) is None
 
 
 @settings(
@@ -137,12 +200,13 @@ def test_everything_else_is_declined_untouched(make_pair: Any) -> None:
 )
 @given(
     kind=st.sampled_from(["get", "put", "init", "destroy"]),
+    method=st.sampled_from(["message", "get"]),
     big=st.booleans(),
     edits=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=3),
     cut=st.integers(0, 3),
 )
 def test_shortcut_agrees_with_the_general_path(
-    make_pair: Any, kind: str, big: bool, edits: list[tuple[int, int]], cut: int
+    make_pair: Any, kind: str, method: str, big: bool, edits: list[tuple[int, int]], cut: int
 ) -> None:
     """Any bytes near a valid request: taken only if the general path makes the same event of
     them, and then with the same effect on the connection."""
@@ -156,8 +220,8 @@ def test_shortcut_agrees_with_the_general_path(
     if cut:
         del data[-cut:]
     before = _snapshot(fast)
-    ev = fast.server.receive_message(bytes(data))
-    event(f"{kind}: {'declined' if ev is None else 'taken'}")
+    ev = _receive(fast, method, bytes(data))
+    event(f"{kind} by receive_{method}: {'declined' if ev is None else 'taken'}")
     if ev is None:
         assert _snapshot(fast) == before
         return

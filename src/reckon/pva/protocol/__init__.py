@@ -39,7 +39,7 @@ from ._events import *  # noqa: F403
 from ._events import __all__ as _events_all
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
-from ._server_connection import ServerConnection
+from ._server_connection import GET_DESTROY, GET_EXECUTE, GET_INIT, ServerConnection
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (
@@ -84,6 +84,9 @@ __all__ = [
     "Scalar",
     "ScalarArray",
     "SearchFlags",
+    "GET_DESTROY",
+    "GET_EXECUTE",
+    "GET_INIT",
     "ServerConnection",
     "Status",
     "StatusType",

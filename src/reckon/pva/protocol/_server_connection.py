@@ -70,13 +70,16 @@ _HEAD_IDS = {False: struct.Struct("<BBBBIII"), True: struct.Struct(">BBBBIII")} 
 _SEG_MASK = 0x30
 _GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
+_READY, _EXECUTING = RequestState.READY, RequestState.EXECUTING
+#: the steps :meth:`ServerConnection.receive_get` reports
+GET_INIT, GET_EXECUTE, GET_DESTROY = 0, 1, 2
 _INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
 _NEW_GET = maker(Get)
 _NEW_DESTROY = maker(DestroyRequest)
 _FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
-#: (type, byte order, command) -> a successful init response with ioid 0: an init (p4p sends
-#: one per get and put) copies it and writes its ioid
-_INIT_OK: dict[tuple[Any, bool, int], bytes] = {}
+#: (id of the type, byte order, command) -> (the type, a successful init response with ioid
+#: 0): an init (p4p sends one per get and put) copies it and writes its ioid
+_INIT_OK: dict[tuple[int, bool, int], tuple[Any, bytes]] = {}
 #: (byte order, auth methods, segment size) -> (a new connection's opening bytes, the state
 #: sending them leaves it in)
 _OPENINGS: dict[tuple[bool, tuple[str, ...], int | None], tuple[bytes, ConnectionState]] = {}
@@ -116,6 +119,43 @@ class ServerConnection(_Connection):
         changes nothing: give the bytes to :meth:`receive_data` as usual, which decides with
         all its checks.
         """
+        head = self._one_message(data)
+        if head is None:
+            return None
+        cmd, sid, ioid = head
+        try:
+            ev = self._fast_request(cmd, sid, ioid, data, HEADER_SIZE)
+        except (*_LOW_LEVEL, ProtocolError):
+            # a put whose value does not decode: it changed nothing, and the general path
+            # reports it as the error it is
+            return None
+        if ev is not None:
+            self._framer.bytes_received += len(data)
+        return ev
+
+    def receive_get(self, data: bytes) -> tuple[int, int, int, Any] | None:
+        """:meth:`receive_message` for the messages of a get operation's life, as a tuple
+        ``(step, sid, ioid, detail)`` instead of an event: ``GET_INIT`` (detail: the
+        pvRequest), ``GET_EXECUTE`` (detail: whether the GET destroys the operation) or
+        ``GET_DESTROY`` (a destroy of any operation; detail None).
+
+        p4p's client makes a new operation for every get, so these three messages are most of
+        what a polled server reads; the tuple spares each of them an event object and the
+        dispatch on its class. Same contract as :meth:`receive_message`: taken with the
+        effect of ``receive_data(data)`` then ``next_event()``, or None with nothing changed.
+        """
+        head = self._one_message(data)
+        if head is None:
+            return None
+        got = self._take_get(head[0], head[1], head[2], data, HEADER_SIZE)
+        if got is not None:
+            self._framer.bytes_received += len(data)
+        return got
+
+    def _one_message(self, data: bytes) -> tuple[int, int, int] | None:
+        """``(command, sid, ioid)`` of ``data`` when it is one whole unsegmented application
+        message of at least a sid and an ioid, on a validated connection with nothing buffered
+        or pending ahead of it (its byte order is then the decoder's); otherwise None."""
         n = len(data)
         if (
             n < 16
@@ -144,15 +184,7 @@ class ServerConnection(_Connection):
         ):
             return None
         self._rx.big_endian = be
-        try:
-            ev = self._fast_request(cmd, sid, ioid, data, HEADER_SIZE)
-        except (*_LOW_LEVEL, ProtocolError):
-            # a put whose value does not decode: it changed nothing, and the general path
-            # reports it as the error it is
-            return None
-        if ev is not None:
-            framer.bytes_received += n
-        return ev
+        return cmd, sid, ioid
 
     def repeat_get(self, reply: bytes) -> None:
         """Count one GET answered again with the same ``reply``, which the caller writes.
@@ -180,43 +212,31 @@ class ServerConnection(_Connection):
     def _fast_request(self, cmd: int, sid: int, ioid: int, data: bytes, off: int) -> Event | None:
         """The request whose body starts at ``data[off]`` (its sid and ioid already read), for
         a validated connection whose byte order for it is set; None for the general path."""
-        if cmd == _DESTROY_REQUEST:
-            req = self._requests.get(ioid)
-            if req is None or req.sid != sid:
+        if cmd in (_GET, _DESTROY_REQUEST):
+            got = self._take_get(cmd, sid, ioid, data, off)
+            if got is None:
                 return None
-            self._drop_request(ioid)
-            return _NEW_DESTROY(sid, ioid)  # type: ignore[no-any-return]
+            step = got[0]
+            if step == GET_EXECUTE:
+                return _NEW_GET(sid, ioid, got[3])  # type: ignore[no-any-return]
+            if step == GET_DESTROY:
+                return _NEW_DESTROY(sid, ioid)  # type: ignore[no-any-return]
+            return _INIT_MAKERS[cmd](sid, ioid, got[3])  # type: ignore[no-any-return]
         size = len(data) - off
         if size < 9:
             return None
         sub = data[off + 8]
         if sub & _INIT:
-            raw = data[off + 9 :]
-            cached = self._request_caches[self._rx.big_endian].get(raw, _MISSING)
+            cached = self._open_known(cmd, sid, ioid, data, off)
             if cached is _MISSING:
                 return None
-            if (
-                sid not in self._channels
-                or ioid in self._requests
-                or len(self._requests) >= self.max_requests
-            ):
-                return None
-            self._dead_requests.pop(ioid, None)
-            self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
             return _INIT_MAKERS[cmd](sid, ioid, cached)  # type: ignore[no-any-return]
-        req = self._requests.get(ioid)
-        if (
-            req is None
-            or req.command != cmd
-            or req.sid != sid
-            or req.state is not RequestState.READY
-        ):
+        req = self._ready_request(cmd, sid, ioid)
+        if req is None:
             return None
         destroy = bool(sub & _DESTROY_BIT)
-        if cmd == _GET and size == 9:
-            ev: Event = _NEW_GET(sid, ioid, destroy)
-        elif cmd == _PUT and sub & _GET_BIT and size == 9:
-            ev = PutRead._trusted(sid, ioid, destroy)
+        if cmd == _PUT and sub & _GET_BIT and size == 9:
+            ev: Event = PutRead._trusted(sid, ioid, destroy)
         elif cmd == _PUT and not sub & (_GET_BIT | _GET_PUT_BIT):
             st = req.type
             if st.__class__ is not Structure:
@@ -226,10 +246,60 @@ class ServerConnection(_Connection):
             ev = Put._trusted(sid, ioid, value, BitSet.from_mask(mask), destroy)
         else:
             return None
-        req.state = RequestState.EXECUTING
+        req.state = _EXECUTING
         req.cancelled = False
-        req.last = bool(sub & _DESTROY_BIT)
+        req.last = destroy
         return ev
+
+    def _take_get(
+        self, cmd: int, sid: int, ioid: int, data: bytes, off: int
+    ) -> tuple[int, int, int, Any] | None:
+        """:meth:`receive_get`'s steps, from a message whose body starts at ``data[off]``."""
+        if cmd == _DESTROY_REQUEST:
+            req = self._requests.get(ioid)
+            if req is None or req.sid != sid:
+                return None
+            self._drop_request(ioid)
+            return (GET_DESTROY, sid, ioid, None)
+        if cmd != _GET or len(data) - off < 9:
+            return None
+        sub = data[off + 8]
+        if sub & _INIT:
+            cached = self._open_known(cmd, sid, ioid, data, off)
+            if cached is _MISSING:
+                return None
+            return (GET_INIT, sid, ioid, cached)
+        req = self._ready_request(cmd, sid, ioid)
+        if req is None or len(data) - off != 9:
+            return None
+        destroy = bool(sub & _DESTROY_BIT)
+        req.state = _EXECUTING
+        req.cancelled = False
+        req.last = destroy
+        return (GET_EXECUTE, sid, ioid, destroy)
+
+    def _open_known(self, cmd: int, sid: int, ioid: int, data: bytes, off: int) -> Any:
+        """Open operation ``ioid`` for a ``cmd`` INIT whose pvRequest bytes were seen before,
+        when it may open on channel ``sid`` now: its decoded pvRequest. ``_MISSING`` (and
+        nothing opened) when the general path decides."""
+        cached = self._request_caches[self._rx.big_endian].get(data[off + 9 :], _MISSING)
+        if (
+            cached is _MISSING
+            or sid not in self._channels
+            or ioid in self._requests
+            or len(self._requests) >= self.max_requests
+        ):
+            return _MISSING
+        self._dead_requests.pop(ioid, None)
+        self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+        return cached
+
+    def _ready_request(self, cmd: int, sid: int, ioid: int) -> RequestInfo | None:
+        """Operation ``ioid`` when a ``cmd`` message on channel ``sid`` may execute it now."""
+        req = self._requests.get(ioid)
+        if req is None or req.command != cmd or req.sid != sid or req.state is not _READY:
+            return None
+        return req
 
     def _send_put_done_fast(self, ev: PutResponse) -> bytes | None:
         """A successful put's reply: eight bytes of header and six of body."""
@@ -277,8 +347,10 @@ class ServerConnection(_Connection):
         ):
             return None
         be = self.big_endian
-        key = (type, be, command)
-        reply = _INIT_OK.get(key)
+        # keyed by the type's identity: its hash is a Python method, a call per init
+        key = (id(type), be, command)
+        known = _INIT_OK.get(key)
+        reply = known[1] if known is not None and known[0] is type else None
         if reply is None:
             body = full_type_bytes(type, be)
             build = bytearray(HEADER_SIZE + 4)
@@ -288,7 +360,8 @@ class ServerConnection(_Connection):
             _HDR[be].pack_into(build, 0, 0xCA, 2, flags, command, len(build) - HEADER_SIZE)
             if len(_INIT_OK) >= 256:
                 _INIT_OK.clear()
-            reply = _INIT_OK[key] = bytes(build)
+            reply = bytes(build)
+            _INIT_OK[key] = (type, reply)
         out = bytearray(reply)
         _U32[be].pack_into(out, HEADER_SIZE, ioid)
         req.state = RequestState.READY
