@@ -111,7 +111,7 @@ class ChannelInfo:
     state: ChannelState = ChannelState.CREATING
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class RequestInfo(OpContext):
     """One operation: its ids, state and the types/values its messages need."""
 

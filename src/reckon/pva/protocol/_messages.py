@@ -24,7 +24,7 @@ from ._wire import READ_STRING, string_bytes
 INIT, DESTROY, GET, GET_PUT, PROCESS = 0x08, 0x10, 0x40, 0x80, 0x04
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class OpContext:
     """What an operation's messages need from the connection: agreed types, last values."""
 
