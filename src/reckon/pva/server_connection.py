@@ -241,63 +241,36 @@ class ServerProtocol(asyncio.BufferedProtocol):
         # messages of a get (p4p's client: INIT, GET, DESTROY for every get) skip the events
         conn = self.conn
         got = conn.receive_get(data)
-        if got is not None and not self._out and not self._dirty:
-            step, sid, ioid, detail = got
-            if step == GET_INIT:
-                ch = self.channels.get(sid)
-                if ch is not None:
-                    t = ch[1].type
-                    sel = self._selections.get((id(detail), id(t)))
-                    if sel is not None and sel[0] is detail and sel[1] is t:
-                        answer = conn.send_init_ok(ioid, _GET, t)
-                        if answer is not None:
-                            self.ops[ioid] = _Op(
-                                "get", sid, ioid, ch[1], ch[0], sel[2], detail, None, sel[3]
-                            )
-                            self.transport.write(answer)  # type: ignore[union-attr]
-                            return
-            elif step == GET_EXECUTE:
-                op = self.ops.get(ioid)
-                if op is not None and not detail:
-                    pv = op.pv
-                    value = pv.value
-                    sent = op.sent.get(pv.assigned)  # read after the value, as _answer_get
-                    if sent is not None:
-                        answer = conn.send_get_update(ioid, pv._prepared(value, sent[0]))
-                        if answer is not None:
-                            if op.polled:
-                                self._repeats[data] = (op, value, answer)
-                            op.polled = True
-                            self.transport.write(answer)  # type: ignore[union-attr]
-                            return
-            else:
-                op = self.ops.get(ioid)
-                if op is not None and op.task is None and ioid not in self.monitors:
-                    del self.ops[ioid]
-                    return
-        ev = None
         if got is None:
             ev = conn.receive_message(data)
             if ev is None:
                 self._receive(data)
                 return
+        quiet = not self._out and not self._dirty
         self._busy = True
         try:
             if got is None:
                 _HANDLERS[type(ev)](self, ev)
+                answer = None
             else:
                 step, sid, ioid, detail = got
                 if step == GET_EXECUTE:
-                    self._answer_get(ioid, detail, None if detail else data)
+                    answer = self._answer_get(ioid, detail, None if detail else data)
                 elif step == GET_INIT:
-                    self._get_init(sid, ioid, detail)
+                    answer = self._get_init(sid, ioid, detail)
                 else:
                     self._destroy(ioid)
+                    answer = None
         except Exception as exc:
             self._failed(exc)
             return
         finally:
             self._busy = False
+        if answer is not None and quiet and not self._out and not self._dirty:
+            # a get's one reply, and nothing to send before or with it (the usual case)
+            self.transport.write(answer)  # type: ignore[union-attr]
+            return
+        self._queue(answer)
         self._end_batch()
 
     def _receive(self, data: bytes | memoryview) -> None:
@@ -576,37 +549,51 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     # get
     def _on_get_init(self, ev: GetInit) -> None:
-        self._get_init(ev.sid, ev.ioid, ev.pv_request)
+        self._queue(self._get_init(ev.sid, ev.ioid, ev.pv_request))
 
-    def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> None:
+    def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> bytes | None:
+        """Open a get operation; its reply's bytes when they are the caller's to send (see
+        ``_init_ok``)."""
         t = self._init(sid, ioid, request, "get").pv.type
         if t is None:
             name = self.ops[ioid].name
             self._refuse(GetInitResponse(ioid, Status.error(f"{name} only supports RPC")))
-            return
-        self._init_ok(ioid, _GET, t)
+            return None
+        return self._init_ok(ioid, _GET, t)
 
-    def _init_ok(self, ioid: int, command: int, t: Any) -> None:
+    def _init_ok(self, ioid: int, command: int, t: Any) -> bytes | None:
+        """A get or put init's success: the reply's bytes, from the type's cached encoding,
+        for the caller to queue (``_queue``) or write; None when it went the general way
+        (queued already)."""
         data = self.conn.send_init_ok(ioid, command, t)
         if data is None:
             cls = GetInitResponse if command == _GET else PutInitResponse
             self._send(cls.unchecked(ioid, Status.OK, t))
-            return
+            return None
         self._repeats.clear()
+        return data
+
+    def _queue(self, data: bytes | None) -> None:
+        """Queue a reply made by a shortcut for the batch's write (nothing for None)."""
+        if data is None:
+            return
         self._out.append(data)
         self._pending += len(data)
+        if self._pending > 65536:
+            self._write()  # as _send does: past the high-water mark, backpressure
 
     def _on_get(self, ev: Get) -> None:
-        self._answer_get(ev.ioid, ev.destroy)
+        self._queue(self._answer_get(ev.ioid, ev.destroy))
 
-    def _answer_get(self, ioid: int, destroy: bool, request: bytes | None = None) -> None:
-        """Answer a GET. ``request``: its bytes, when it came alone through ``receive_message``
-        (then the operation is back as the GET found it once answered, and the same bytes again
-        can be answered with the same reply while nothing else happens: see
-        ``buffer_updated``)."""
+    def _answer_get(self, ioid: int, destroy: bool, request: bytes | None = None) -> bytes | None:
+        """Answer a GET: the reply's bytes when the PV's shared encoding makes them, for the
+        caller to queue or write; None when it went the general way (queued already).
+        ``request``: the GET's bytes, when it came alone through ``receive_get`` (then the
+        operation is back as the GET found it once answered, and the same bytes again can be
+        answered with the same reply while nothing else happens: see ``buffer_updated``)."""
         op = self.ops.get(ioid)
         if op is None:
-            return
+            return None
         pv = op.pv  # (a PV without a type refused the init, and forgot the operation)
         value = pv.value
         assigned = pv.assigned  # read after the value: it covers every field the value set
@@ -628,14 +615,11 @@ class ServerProtocol(asyncio.BufferedProtocol):
                     self._repeats[request] = (op, value, data)
                 op.polled = True
         if data is not None:
-            self._out.append(data)
-            self._pending += len(data)
-            if self._pending > 65536:
-                self._write()  # as _send does: past the high-water mark, backpressure
-            return
+            return data
         self._send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))
         if destroy:
             self.ops.pop(ioid, None)
+        return None
 
     # put and put-get
     def _on_put_init(self, ev: PutInit) -> None:
@@ -643,7 +627,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if op.pv.type is None or not op.pv.writable:
             self._refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        self._init_ok(ev.ioid, _PUT, op.pv.type)
+        self._queue(self._init_ok(ev.ioid, _PUT, op.pv.type))
 
     def _on_put_get_init(self, ev: PutGetInit) -> None:
         op = self._init(ev.sid, ev.ioid, ev.pv_request, "putget")

@@ -77,6 +77,8 @@ _INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.ite
 _NEW_GET = maker(Get)
 _NEW_DESTROY = maker(DestroyRequest)
 _FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
+#: the commands :meth:`ServerConnection.receive_get` takes: GET (an INIT or an execution), DESTROY
+_GET_LIFE = frozenset({_GET, _DESTROY_REQUEST})
 #: (id of the type, byte order, command) -> (the type, a successful init response with ioid
 #: 0): an init (p4p sends one per get and put) copies it and writes its ioid
 _INIT_OK: dict[tuple[int, bool, int], tuple[Any, bytes]] = {}
@@ -145,9 +147,9 @@ class ServerConnection(_Connection):
         effect of ``receive_data(data)`` then ``next_event()``, or None with nothing changed.
         """
         head = self._one_message(data)
-        if head is None:
+        if head is None or head[0] not in _GET_LIFE:
             return None
-        got = self._take_get(head[0], head[1], head[2], data, HEADER_SIZE)
+        got = self._take_step(head[0], head[1], head[2], data, HEADER_SIZE)
         if got is not None:
             self._framer.bytes_received += len(data)
         return got
@@ -212,8 +214,9 @@ class ServerConnection(_Connection):
     def _fast_request(self, cmd: int, sid: int, ioid: int, data: bytes, off: int) -> Event | None:
         """The request whose body starts at ``data[off]`` (its sid and ioid already read), for
         a validated connection whose byte order for it is set; None for the general path."""
-        if cmd in (_GET, _DESTROY_REQUEST):
-            got = self._take_get(cmd, sid, ioid, data, off)
+        size = len(data) - off
+        if cmd in _GET_LIFE or (size >= 9 and data[off + 8] & _INIT):
+            got = self._take_step(cmd, sid, ioid, data, off)
             if got is None:
                 return None
             step = got[0]
@@ -222,18 +225,12 @@ class ServerConnection(_Connection):
             if step == GET_DESTROY:
                 return _NEW_DESTROY(sid, ioid)  # type: ignore[no-any-return]
             return _INIT_MAKERS[cmd](sid, ioid, got[3])  # type: ignore[no-any-return]
-        size = len(data) - off
         if size < 9:
             return None
-        sub = data[off + 8]
-        if sub & _INIT:
-            cached = self._open_known(cmd, sid, ioid, data, off)
-            if cached is _MISSING:
-                return None
-            return _INIT_MAKERS[cmd](sid, ioid, cached)  # type: ignore[no-any-return]
         req = self._ready_request(cmd, sid, ioid)
         if req is None:
             return None
+        sub = data[off + 8]
         destroy = bool(sub & _DESTROY_BIT)
         if cmd == _PUT and sub & _GET_BIT and size == 9:
             ev: Event = PutRead._trusted(sid, ioid, destroy)
@@ -251,24 +248,37 @@ class ServerConnection(_Connection):
         req.last = destroy
         return ev
 
-    def _take_get(
+    def _take_step(
         self, cmd: int, sid: int, ioid: int, data: bytes, off: int
     ) -> tuple[int, int, int, Any] | None:
-        """:meth:`receive_get`'s steps, from a message whose body starts at ``data[off]``."""
+        """:meth:`receive_get`'s steps, from a message whose body starts at ``data[off]``; the
+        INIT step also for the other commands whose INITs take the shortcut (``_fast_request``
+        makes their events of it)."""
         if cmd == _DESTROY_REQUEST:
             req = self._requests.get(ioid)
             if req is None or req.sid != sid:
                 return None
             self._drop_request(ioid)
             return (GET_DESTROY, sid, ioid, None)
-        if cmd != _GET or len(data) - off < 9:
+        if len(data) - off < 9:
             return None
         sub = data[off + 8]
         if sub & _INIT:
-            cached = self._open_known(cmd, sid, ioid, data, off)
-            if cached is _MISSING:
+            # an INIT whose pvRequest bytes were seen before, which may open ioid now
+            requests = self._requests
+            cached = self._request_caches[self._rx.big_endian].get(data[off + 9 :], _MISSING)
+            if (
+                cached is _MISSING
+                or sid not in self._channels
+                or ioid in requests
+                or len(requests) >= self.max_requests
+            ):
                 return None
+            self._dead_requests.pop(ioid, None)
+            requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
             return (GET_INIT, sid, ioid, cached)
+        if cmd != _GET:
+            return None
         req = self._ready_request(cmd, sid, ioid)
         if req is None or len(data) - off != 9:
             return None
@@ -277,22 +287,6 @@ class ServerConnection(_Connection):
         req.cancelled = False
         req.last = destroy
         return (GET_EXECUTE, sid, ioid, destroy)
-
-    def _open_known(self, cmd: int, sid: int, ioid: int, data: bytes, off: int) -> Any:
-        """Open operation ``ioid`` for a ``cmd`` INIT whose pvRequest bytes were seen before,
-        when it may open on channel ``sid`` now: its decoded pvRequest. ``_MISSING`` (and
-        nothing opened) when the general path decides."""
-        cached = self._request_caches[self._rx.big_endian].get(data[off + 9 :], _MISSING)
-        if (
-            cached is _MISSING
-            or sid not in self._channels
-            or ioid in self._requests
-            or len(self._requests) >= self.max_requests
-        ):
-            return _MISSING
-        self._dead_requests.pop(ioid, None)
-        self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
-        return cached
 
     def _ready_request(self, cmd: int, sid: int, ioid: int) -> RequestInfo | None:
         """Operation ``ioid`` when a ``cmd`` message on channel ``sid`` may execute it now."""
