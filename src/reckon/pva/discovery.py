@@ -144,9 +144,14 @@ class SearchResponder:
         )
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
-        search = self.codec.search_request(data)  # the usual datagram, on a short path
-        if search is not None:
-            self._answer(search, source)
+        one = self.codec.search_one(data)  # the usual datagram, on a short path
+        if one is not None:
+            sequence, cid, name, host, port, required = one
+            found = self.has_channel(name)
+            if found or required:
+                self._send(
+                    self._answer_with(sequence, found, (cid,) if found else ()), host, port, source
+                )
             return
         try:
             events = self.codec.decode(data)
@@ -155,20 +160,21 @@ class SearchResponder:
             return
         for ev in events:
             if isinstance(ev, SearchRequest):
-                self._answer(ev, source)
+                cids = self._found(ev)
+                if cids is not None:
+                    answer = self._answer_with(ev.sequence, bool(cids), cids)
+                    self._send(answer, ev.response_address, ev.response_port, source)
 
-    def _answer(self, ev: SearchRequest, source: Address) -> None:
-        cids = self._found(ev)
-        if cids is None or self.transport is None:
+    def _send(self, answer: bytes, host: str, port: int, source: Address) -> None:
+        """Send a search's answer where it asks (its sender, for an unspecified address)."""
+        if self.transport is None:
             return
-        host = ev.response_address
         if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
             host = source[0]
-        port = ev.response_port or source[1]
         self.searches_answered += 1
-        self.transport.sendto(self._answers(ev.sequence, bool(cids), cids), (host, port))
+        self.transport.sendto(answer, (host, port or source[1]))
 
-    def _answers(self, sequence: int, found: bool, cids: tuple[int, ...]) -> bytes:
+    def _answer_with(self, sequence: int, found: bool, cids: tuple[int, ...]) -> bytes:
         """A search response's datagram; what does not change between answers is encoded on
         the first and reused (an answer is on every client's connect path)."""
         key = (self.guid, self.interface, self.tcp_port)

@@ -16,7 +16,7 @@ from typing import Any
 from reckon.errors import PvaError
 from reckon.pva.config import ServerConfig
 from reckon.pva.discovery import SearchResponder, new_guid
-from reckon.pva.protocol import DestroyChannel
+from reckon.pva.protocol import BitSet, DestroyChannel
 from reckon.pva.pv import Peer, SharedPV
 from reckon.pva.server_connection import ServerProtocol
 
@@ -67,6 +67,12 @@ class Server:
         self._change_count = 0
         self._sid = 0
         self._connections: set[ServerProtocol] = set()
+        #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent), for every connection: the
+        #: protocol shares the decoded pvRequest of repeated INITs, so an INIT (p4p sends one
+        #: per get and put) costs a lookup, and a new connection's first one too
+        self._selections: dict[
+            tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]
+        ] = {}
         #: the next accepted connection's state, built ahead (see _accepted)
         self._spare: ServerProtocol | None = None
         self._tcp: asyncio.AbstractServer | None = None

@@ -149,11 +149,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.peer = Peer(("?", 0))
         self.channels: dict[int, tuple[str, SharedPV, int]] = {}  # sid -> (name, pv, cid)
         self.ops: dict[int, _Op] = {}
-        # (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent): the protocol shares the
-        # decoded pvRequest of repeated INITs, so p4p's one-op-per-get costs a lookup
-        self._selections: dict[
-            tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]
-        ] = {}
+        self._selections = server._selections
         self.monitors: dict[int, MonitorQueue] = {}
         self._dirty: dict[int, MonitorQueue] = {}
         self._busy = False
@@ -485,7 +481,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
             return
         sid = self.server._next_sid()
         self.channels[sid] = (ev.name, pv, ev.cid)
-        self._send(CreateChannelResponse(ev.cid, sid))
+        self._send(CreateChannelResponse.unchecked(ev.cid, sid, Status.OK))
 
     def _on_destroy_channel(self, ev: DestroyChannel) -> None:
         if self.channels.pop(ev.sid, None) is None:

@@ -354,6 +354,10 @@ class _Connection:
                 fast = self._send_put_done_fast(event)  # type: ignore[arg-type]
                 if fast is not None:
                     return fast
+            elif t is CreateChannelResponse or t is ConnectionValidated:
+                fast = self._send_opening_fast(event)  # type: ignore[arg-type]
+                if fast is not None:
+                    return fast
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
         ctl = _CONTROL_EVENTS.get(type(event))
@@ -380,6 +384,9 @@ class _Connection:
         return None
 
     def _send_value_fast(self, ev: MonitorUpdate | GetResponse | PutReadResponse) -> bytes | None:
+        return None
+
+    def _send_opening_fast(self, ev: ConnectionValidated | CreateChannelResponse) -> bytes | None:
         return None
 
     def send_many(self, events: Iterable[Event]) -> bytes:
