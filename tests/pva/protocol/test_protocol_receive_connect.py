@@ -183,6 +183,14 @@ def test_everything_else_is_declined_untouched() -> None:
     connected.receive_data(create)
     with pytest.raises(RemoteProtocolError, match="already in use"):
         connected.next_event()
+    # an event decoded and not yet taken: the next message belongs after it
+    pending, client = _validated(False)
+    pending.receive_data(_two_channels(client.send(CreateChannelRequest(5, "pv"))))
+    assert pending.next_event() == CreateChannelRequest(5, "pv")
+    before = _effect(pending)
+    assert pending.receive_message(client.send(CreateChannelRequest(6, "other"))) is None
+    assert _effect(pending) == before
+    assert pending.next_event() == CreateChannelRequest(9, "pv")
     full, client = _validated(False, max_channels=1)
     full.receive_data(client.send(CreateChannelRequest(1, "pv")))
     full.next_event()

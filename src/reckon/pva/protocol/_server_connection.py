@@ -73,7 +73,6 @@ _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
 _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
-_HEAD_IDS = {False: struct.Struct("<BBBBIII"), True: struct.Struct(">BBBBIII")}  # + sid, ioid
 _SEG_MASK = 0x30
 _GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
@@ -184,38 +183,36 @@ class ServerConnection(_Connection):
         return got
 
     def _one_message(self, data: bytes) -> tuple[int, int, int] | None:
-        """``(command, sid, ioid)`` of ``data`` when it is one whole unsegmented application
-        message of at least a sid and an ioid, on a validated connection with nothing buffered
-        or pending ahead of it (its byte order is then the decoder's); otherwise None."""
+        """``(command, sid, ioid)`` of ``data`` when it is one whole message of a command the
+        shortcuts take (see :meth:`_alone`) on a validated connection (its byte order is then
+        the decoder's); otherwise None."""
+        if len(data) < 16 or data[3] not in _FAST_SERVER or self.state is not _VALIDATED:
+            return None
+        if not self._alone(data):
+            return None
+        be = self._rx.big_endian = data[2] >= _BIG  # the byte-order flag is the top bit
+        sid, ioid = _U32x2[be].unpack_from(data, HEADER_SIZE)
+        return data[3], sid, ioid
+
+    def _alone(self, data: bytes) -> bool:
+        """Whether ``data`` (8 bytes or more) is one whole unsegmented application message from
+        a client with nothing buffered, pending or failed ahead of it: what a shortcut may
+        take as the general path would."""
+        framer = self._framer
         n = len(data)
-        if (
-            n < 16
-            or self.state is not _VALIDATED
-            or self._error is not None
+        flags = data[2]
+        return not (
+            self._error is not None
             or self._pending
             or self._eof
-        ):
-            return None
-        framer = self._framer
-        if (
-            framer._pos < len(framer._buf)
+            or framer._pos < len(framer._buf)
             or framer._seg_header is not None
             or n - HEADER_SIZE > framer.max_message_size
-        ):
-            return None
-        flags = data[2]
-        be = flags >= _BIG  # the byte-order flag is the top bit
-        magic, version, _, cmd, size, sid, ioid = _HEAD_IDS[be].unpack_from(data)
-        if (
-            magic != 0xCA
-            or version == 0  # header version 0 is invalid: the general path says so
+            or data[0] != 0xCA
+            or data[1] == 0  # header version 0 is invalid: the general path says so
             or flags & (_CONTROL | _SEG_MASK | _FROM_SERVER)
-            or size != n - HEADER_SIZE
-            or cmd not in _FAST_SERVER
-        ):
-            return None
-        self._rx.big_endian = be
-        return cmd, sid, ioid
+            or _U32[flags >= _BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
+        )
 
     def _opening(self, data: bytes) -> Event | None:
         """:meth:`receive_message` for the two messages of a client's connect that the server
@@ -225,30 +222,13 @@ class ServerConnection(_Connection):
         itself up: the general decoder's layers (the framer, the variant's type decoder, the
         state tables) are then code and data the CPU no longer holds, tens of microseconds
         each. This reads the usual shapes with a struct and a few slices."""
-        n = len(data)
-        if n < 12 or data[1] == 0 or self._error is not None or self._pending or self._eof:
+        cmd = data[3] if len(data) >= 12 else 0
+        if (cmd != _VALIDATION and cmd != _CREATE_CHANNEL) or not self._alone(data):
             return None
-        cmd = data[3]
-        flags = data[2]
-        if (
-            (cmd != _VALIDATION and cmd != _CREATE_CHANNEL)
-            or data[0] != 0xCA
-            or flags & (_CONTROL | _SEG_MASK | _FROM_SERVER)
-        ):
-            return None
-        framer = self._framer
-        if (
-            framer._pos < len(framer._buf)
-            or framer._seg_header is not None
-            or n - HEADER_SIZE > framer.max_message_size
-        ):
-            return None
-        be = flags >= _BIG  # the byte-order flag is the top bit
-        if _U32[be].unpack_from(data, 4)[0] != n - HEADER_SIZE:
-            return None
+        be = data[2] >= _BIG
         ev = self._validation(data, be) if cmd == _VALIDATION else self._creation(data, be)
         if ev is not None:
-            framer.bytes_received += n
+            self._framer.bytes_received += len(data)
         return ev
 
     def _validation(self, data: bytes, be: bool) -> Event | None:
