@@ -530,10 +530,9 @@ class _Connection:
         if isinstance(ev, CreateChannelRequest):
             if not self._server:
                 raise RemoteProtocolError("a server sent CreateChannelRequest")
-            if ev.cid in self._creating or ev.cid in self._other_ids:
-                raise RemoteProtocolError(f"channel cid {ev.cid} is already in use")
-            if len(self._channels) + len(self._creating) >= self.max_channels:
-                raise LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
+            refused = self._creation_refused(ev.cid)
+            if refused is not None:
+                raise refused
             self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
             return True
         if isinstance(ev, CreateChannelResponse):
@@ -573,6 +572,22 @@ class _Connection:
                 req.cancelled = True
             return True
         raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
+
+    def _creation_refused(self, cid: int) -> RemoteProtocolError | None:
+        """Why a client may not create a channel it numbers ``cid`` now (server side), or
+        None when it may."""
+        if cid in self._creating or cid in self._other_ids:
+            return RemoteProtocolError(f"channel cid {cid} is already in use")
+        if len(self._channels) + len(self._creating) >= self.max_channels:
+            return LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
+        return None
+
+    def _created(self, ch: ChannelInfo, cid: int, sid: int) -> None:
+        """Channel ``cid``, no longer being created, is ``sid`` now (server side)."""
+        ch.sid = sid
+        ch.state = ChannelState.CONNECTED
+        self._channels[sid] = ch
+        self._other_ids[cid] = sid
 
     # ------------------------------------------------------------------ operations
     def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
@@ -812,10 +827,7 @@ class _Connection:
         if isinstance(ev, CreateChannelResponse):
             ch = self._creating.pop(ev.cid)
             if ev.status.success:
-                ch.sid = ev.sid
-                ch.state = ChannelState.CONNECTED
-                self._channels[ev.sid] = ch
-                self._other_ids[ev.cid] = ev.sid
+                self._created(ch, ev.cid, ev.sid)
             return
         if isinstance(ev, CreateChannelRequest):
             self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)

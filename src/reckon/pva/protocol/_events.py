@@ -323,6 +323,11 @@ class ConnectionValidationRequest(Event):
         _check_u("registry_size", self.registry_size, 16)
 
 
+#: the type of the "ca" method's credentials: the user and host names the peer states (shared:
+#: types are immutable, and a server reads one per connect)
+CA_CREDENTIALS = Structure([("user", "s"), ("host", "s")])
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class ConnectionValidationResponse(Event):
     """Client -> server: the chosen auth method and its data (``ca``: user and host)."""
@@ -344,8 +349,7 @@ class ConnectionValidationResponse(Event):
     @classmethod
     def ca(cls, user: str, host: str) -> ConnectionValidationResponse:
         """The "ca" method: the peer states its user and host names (no proof)."""
-        t = Structure([("user", "s"), ("host", "s")])
-        return cls("ca", VariantValue(t, {"user": user, "host": host}))
+        return cls("ca", VariantValue(CA_CREDENTIALS, {"user": user, "host": host}))
 
     def _auth_field(self, name: str) -> str | None:
         d = self.auth_data

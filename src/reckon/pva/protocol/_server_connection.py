@@ -35,6 +35,7 @@ from ._errors import (
     ProtocolError,
 )
 from ._events import (
+    CA_CREDENTIALS,
     ConnectionValidated,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
@@ -57,7 +58,6 @@ from ._events import (
 from ._messages import DESTROY, GET, GET_PUT, INIT
 from ._prepared import PreparedUpdate
 from ._state import (
-    ChannelState,
     ConnectionState,
     RequestState,
     Role,
@@ -89,14 +89,12 @@ _VALIDATION = int(Command.CONNECTION_VALIDATION)
 _CREATE_CHANNEL = int(Command.CREATE_CHANNEL)
 _VALIDATED_CMD = int(Command.CONNECTION_VALIDATED)
 _ASKED, _ANSWERED = ConnectionState.VALIDATION_REQUESTED, ConnectionState.VALIDATION_ANSWERED
-_CONNECTED = ChannelState.CONNECTED
 #: a validation response's fixed part: buffer size, registry size, quality of service
 _VALIDATION_HEAD = {False: struct.Struct("<IHH"), True: struct.Struct(">IHH")}
 #: a channel creation's fixed part for one channel: count, cid, the name's one-byte size
 _CREATE_HEAD = {False: struct.Struct("<HIB"), True: struct.Struct(">HIB")}
-#: the type of the "ca" credentials as pvxs and reckon send them: {string user; string host}
+#: the "ca" credentials' type as pvxs and reckon send it: {string user; string host}
 _CA_TYPE_BYTES = b"\x80\x00\x02\x04user\x60\x04host\x60"
-_CA_TYPE = Structure([("user", "s"), ("host", "s")])
 #: header, cid, sid and status OK: a created channel's reply
 _CREATED = {False: struct.Struct("<BBBBIIIB"), True: struct.Struct(">BBBBIIIB")}
 #: a successful ConnectionValidated, by byte order: the same 9 bytes on every connection
@@ -257,7 +255,7 @@ class ServerConnection(_Connection):
                 pos += size
             if pos != n:
                 return None
-            auth = VariantValue(_CA_TYPE, {"user": fields[0], "host": fields[1]})
+            auth = VariantValue(CA_CREDENTIALS, {"user": fields[0], "host": fields[1]})
         self.state = _ANSWERED
         return _NEW_VALIDATION(  # type: ignore[no-any-return]
             method, auth, buffer_size, registry_size, qos
@@ -271,15 +269,10 @@ class ServerConnection(_Connection):
         count, cid, size = _CREATE_HEAD[be].unpack_from(data, HEADER_SIZE)
         if count != 1 or size >= 254 or 15 + size != n:  # (n >= 16: a name)
             return None
-        creating = self._creating
-        if (
-            cid in creating
-            or cid in self._other_ids
-            or len(self._channels) + len(creating) >= self.max_channels
-        ):
-            return None
+        if self._creation_refused(cid) is not None:
+            return None  # the general path says why
         name = data[15:].decode("utf-8", "replace")
-        creating[cid] = ChannelInfo(cid, name)
+        self._creating[cid] = ChannelInfo(cid, name)
         return _NEW_CREATE(cid, name)  # type: ignore[no-any-return]
 
     def _send_opening_fast(self, ev: ConnectionValidated | CreateChannelResponse) -> bytes | None:
@@ -296,20 +289,16 @@ class ServerConnection(_Connection):
         else:
             assert isinstance(ev, CreateChannelResponse)
             cid, sid = ev.cid, ev.sid
-            channels = self._channels
             ch = self._creating.get(cid)
             if (
                 ch is None
                 or self.state is not _VALIDATED
-                or sid in channels
+                or sid in self._channels
                 or not 0 <= sid <= 0xFFFFFFFF
             ):
                 return None
             del self._creating[cid]
-            ch.sid = sid
-            ch.state = _CONNECTED
-            channels[sid] = ch
-            self._other_ids[cid] = sid
+            self._created(ch, cid, sid)
             flags = _FROM_SERVER | (_BIG if be else 0)
             data = _CREATED[be].pack(0xCA, 2, flags, _CREATE_CHANNEL, 9, cid, sid, 0xFF)
         self.bytes_sent += len(data)
