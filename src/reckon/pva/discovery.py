@@ -108,7 +108,9 @@ class SearchResponder:
         self._beacon_task: asyncio.Task[None] | None = None
         self._beacon_seq = 0
         self.searches_answered = 0
-        self._answerer: tuple[tuple[bytes, str, int], Callable[..., bytes]] | None = None
+        #: a search response's datagram for (sequence, found, cids): what never changes
+        #: between answers (guid, address, port) is checked and encoded once, here
+        self._answer_with = self.codec.search_answers(guid, interface, tcp_port)
 
     async def start(self) -> None:
         self.transport, _ = await open_udp((self.interface, self.udp_port), self._on_datagram)
@@ -173,14 +175,6 @@ class SearchResponder:
             host = source[0]
         self.searches_answered += 1
         self.transport.sendto(answer, (host, port or source[1]))
-
-    def _answer_with(self, sequence: int, found: bool, cids: tuple[int, ...]) -> bytes:
-        """A search response's datagram; what does not change between answers is encoded on
-        the first and reused (an answer is on every client's connect path)."""
-        key = (self.guid, self.interface, self.tcp_port)
-        if self._answerer is None or self._answerer[0] != key:
-            self._answerer = (key, self.codec.search_answers(*key))
-        return self._answerer[1](sequence, found, cids)
 
     async def _beacons(self) -> None:
         # Fast beacons right after start (clients waiting on a restart find us at once), then
