@@ -2,10 +2,13 @@
 
 Each server and each client runs in its own process (as in production, and so p4p's global
 contexts never mix with reckon's event loop). For each client kind, both servers run at once and
-every row is measured in interleaved rounds (reckon, p4p, p4p, reckon, ...), best round kept,
-so a busy machine disturbs both sides alike; the ratio of the rounds' medians is printed beside
-the ratio of the bests (on a machine whose load comes and goes one side's best can be a lucky
-round):
+every row is measured in interleaved rounds (reckon, p4p, p4p, reckon, ...). Each round's
+reckon figure is divided by the p4p figure measured beside it, and the table prints the median
+of those ratios with a 90% confidence interval and a verdict: ``above`` or ``below`` when the
+whole interval lies on one side of 1, ``at`` when the run cannot tell the servers apart (see
+``bench/_paired.py``; on this kind of machine one run's best round can differ from the next
+run's by 10-20%, so a ratio of bests, printed before 2026-11-22, said more about luck than
+about the servers). The two servers' columns are the medians of their rounds.
 
 - gets/s    sequential ``get`` of an NTScalar double (2,000)
 - puts/s    sequential ``put`` (1,000)
@@ -18,9 +21,10 @@ round):
             from its own; reckon: a worker thread, the event loop sends), never yielding per
             value. Earlier versions had reckon's loop ``await asyncio.sleep(0)`` after every
             post, which handed its sender a turn per value that p4p's poster never gives.
-- connect   ms from a fresh client context to the first get (search + handshake + get)
-- server CPU per operation (from /proc): what each server process spent, which load on the
-  machine disturbs much less than rates
+- connect   ms from a fresh client context to the first get (search + handshake + get); each
+            round's figure is the median of 7 connects
+- server CPU per operation (from /proc): what each server process spent (median of the
+  rounds), which load on the machine disturbs much less than rates
 
 Both servers publish the same content: values stamped with the time of each post (a
 control system's values carry their timestamps), so each get or update carries the value and
@@ -31,7 +35,8 @@ and decode. ``PVA_BENCH_TIMESTAMPS=0`` measures both without timestamps.
 
 Reckon's children run on uvloop when it is importable, as ``reckon pva serve`` does
 (``RECKON_PVA_UVLOOP=0`` for asyncio's own loop). ``PVA_BENCH_ONLY=get,pipeline`` measures only
-the rows named (connect, get, put, rpc, monitor, pipeline).
+the rows named (connect, get, put, rpc, monitor, pipeline); ``PVA_BENCH_ROUNDS=15`` measures
+each row in more rounds (a narrower interval).
 
 Usage: ``python bench/pva.py [p4p|reckon] [--quick]``. Child modes are internal.
 """
@@ -47,6 +52,8 @@ import sys
 import threading
 import time
 from typing import Any
+
+from _paired import paired
 
 from reckon.pva.config import loopback_environment
 
@@ -414,10 +421,11 @@ class Child:
             self.proc.wait()
 
 
-# each row is measured this many times per pair, interleaved; the best counts (the figure of a
-# quiet machine), and the ratio of the medians is printed beside it (the typical figure)
-ROUNDS = 5
-BURST_ROUNDS = 3
+# each row is measured this many times per server, interleaved; nine rounds give a 96% interval
+# between the second-smallest and second-largest of the ratios, five one of 94% between the
+# extremes (bursts take longer: a second or more per round)
+ROUNDS = int(os.environ.get("PVA_BENCH_ROUNDS", "9"))
+BURST_ROUNDS = max(ROUNDS * 5 // 9, 1)
 
 
 def start(argv: list[str], env: dict[str, str]) -> Child:
@@ -454,15 +462,22 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def measure(client: str) -> dict[str, dict[str, float]]:
-    """One client kind against both servers; every round alternates the servers."""
+def measure(client: str) -> dict[tuple[str, str], list[float]]:
+    """One client kind against both servers; every round alternates the servers. Gives every
+    round's figure per (server, row), in round order (so the two servers' i-th figures were
+    measured together), and per (server, row + "_cpu") the server's CPU per operation."""
     envs = {srv: epics_env() for srv in ("reckon", "p4p")}
     servers = {srv: start(["server", srv], envs[srv]) for srv in envs}
     clients = {srv: start(["client", client], envs[srv]) for srv in envs}
-    out: dict[str, dict[str, float]] = {srv: {} for srv in envs}
     base = {srv: 0 for srv in envs}
     order = ["reckon", "p4p"]
-    samples: dict[tuple[str, str], list[float]] = {}  # (server, row) -> every round's figure
+    samples: dict[tuple[str, str], list[float]] = {}
+
+    def record(srv: str, row: str, figure: float, cpu_us: float | None) -> None:
+        samples.setdefault((srv, row), []).append(figure)
+        if cpu_us is not None:
+            samples.setdefault((srv, row + "_cpu"), []).append(cpu_us)
+
     try:
         only = os.environ.get("PVA_BENCH_ONLY", "").split(",")
         for task in ("connect", "get", "put", "rpc"):
@@ -475,14 +490,8 @@ def measure(client: str) -> dict[str, dict[str, float]]:
                     clients[srv].send({"task": task})
                     res = clients[srv].json()
                     ops = {"get": N_GET, "put": N_PUT, "rpc": N_RPC}.get(task)
-                    if ops:
-                        us = (cpu_seconds(pid) - cpu0) / ops * 1e6
-                        out[srv][task + "_cpu"] = min(out[srv].get(task + "_cpu", 1e9), us)
-                    if task == "connect":
-                        out[srv][task] = min(out[srv].get(task, 1e9), res["ms"])
-                    else:
-                        out[srv][task] = max(out[srv].get(task, 0.0), res["rate"])
-                    samples.setdefault((srv, task), []).append(res.get("ms", res.get("rate")))
+                    us = (cpu_seconds(pid) - cpu0) / ops * 1e6 if ops else None
+                    record(srv, task, res["ms"] if task == "connect" else res["rate"], us)
         for task, pv, request in (
             ("monitor", "bench:burst1", None),
             ("pipeline", "bench:burst2", PIPELINE_REQUEST),
@@ -503,15 +512,11 @@ def measure(client: str) -> dict[str, dict[str, float]]:
                     times = servers[srv].json()
                     res = clients[srv].json(180)
                     us = (cpu_seconds(pid) - cpu0) / N_BURST * 1e6
-                    out[srv][task + "_cpu"] = min(out[srv].get(task + "_cpu", 1e9), us)
-                    stalled = res["final"] < final
                     rate = res["count"] / max(res["last"] - times["start"], 1e-9)
-                    samples.setdefault((srv, task), []).append(rate)
-                    if rate > out[srv].get(task, -1.0):
-                        out[srv][task] = rate
-                        out[srv][task + "_count"] = res["count"]
-                    if stalled:
-                        out[srv][task + "_stalled"] = 1.0
+                    record(srv, task, rate, us)
+                    samples.setdefault((srv, task + "_count"), []).append(res["count"])
+                    if res["final"] < final:
+                        samples.setdefault((srv, task + "_stalled"), []).append(1.0)
                         got = res["final"] - base[srv]
                         print(
                             f"  ! {client} client -> {srv} server, {task}: stalled after "
@@ -521,9 +526,7 @@ def measure(client: str) -> dict[str, dict[str, float]]:
     finally:
         for child in (*clients.values(), *servers.values()):
             child.close()
-    for (srv, task), figures in samples.items():
-        out[srv][task + "_median"] = statistics.median(figures)
-    return out
+    return samples
 
 
 ROWS = [
@@ -545,36 +548,51 @@ CPU_ROWS = [
 ]
 
 
-def table(client: str, reckon: dict[str, float], p4p: dict[str, float]) -> None:
+def table(client: str, samples: dict[tuple[str, str], list[float]]) -> list[str]:
+    """Print one client kind's rows; give the labels of the rows where reckon's server was
+    measurably slower (its interval wholly below 1)."""
+    below = []
     print(
-        f"\n{client} client{'':22s}reckon server   p4p server   ratio (>= 1: reckon as fast or "
-        "faster; of the medians)"
+        f"\n{client} client{'':22s}reckon server   p4p server   reckon / p4p per round: median "
+        "[90% interval] (>= 1: reckon as fast or faster)"
     )
     for key, label, higher in ROWS:
-        ours, theirs = reckon.get(key, float("nan")), p4p.get(key, float("nan"))
-        ratio = ours / theirs if higher else theirs / ours
-        m_ours = reckon.get(key + "_median", float("nan"))
-        m_theirs = p4p.get(key + "_median", float("nan"))
-        m_ratio = m_ours / m_theirs if higher else m_theirs / m_ours
-        extra = ""
-        if key + "_count" in reckon:
-            extra = (
-                f"  delivered {int(reckon[key + '_count'])} vs {int(p4p.get(key + '_count', 0))}"
-            )
-            if p4p.get(key + "_stalled"):
-                extra += " (p4p server stalled: the last value never arrived)"
-            if reckon.get(key + "_stalled"):
-                extra += " (reckon server stalled!)"
-        print(f"  {label:32s} {ours:12.1f} {theirs:12.1f}   {ratio:5.2f}x ({m_ratio:.2f}x){extra}")
-    print("  server CPU per operation (us; lower is better, less sensitive to machine load):")
-    for key, label in CPU_ROWS:
-        cpu_ours, cpu_theirs = reckon.get(key + "_cpu"), p4p.get(key + "_cpu")
-        if cpu_ours is None or cpu_theirs is None:
+        ours, theirs = samples.get(("reckon", key)), samples.get(("p4p", key))
+        if not ours or not theirs:
             continue
+        cmp = paired(ours, theirs, higher_is_better=higher)
+        if cmp.verdict == "below":
+            below.append(f"{client} client, {label}")
+        extra = ""
+        counts = samples.get(("reckon", key + "_count"))
+        if counts:
+            theirs_counts = samples.get(("p4p", key + "_count"), [0.0])
+            extra = (
+                f"  delivered {statistics.median(counts):.0f} vs "
+                f"{statistics.median(theirs_counts):.0f}"
+            )
+            if samples.get(("p4p", key + "_stalled")):
+                extra += " (p4p server stalled: the last value never arrived)"
+            if samples.get(("reckon", key + "_stalled")):
+                extra += " (reckon server stalled!)"
         print(
-            f"    {label:30s} {cpu_ours:12.1f} {cpu_theirs:12.1f}   "
-            f"{cpu_theirs / cpu_ours if cpu_ours else float('nan'):5.2f}x"
+            f"  {label:32s} {statistics.median(ours):12.1f} {statistics.median(theirs):12.1f}"
+            f"   {cmp}{extra}"
         )
+    print("  server CPU per operation (us, median; lower is better, less sensitive to load):")
+    for key, label in CPU_ROWS:
+        cpu_ours, cpu_theirs = (
+            samples.get(("reckon", key + "_cpu")),
+            samples.get(("p4p", key + "_cpu")),
+        )
+        if not cpu_ours or not cpu_theirs:
+            continue
+        cmp = paired(cpu_ours, cpu_theirs, higher_is_better=False)
+        print(
+            f"    {label:30s} {statistics.median(cpu_ours):12.1f} "
+            f"{statistics.median(cpu_theirs):12.1f}   {cmp}"
+        )
+    return below
 
 
 def main() -> None:
@@ -595,12 +613,18 @@ def main() -> None:
     for client in clients:
         print(f"measuring the {client} client against both servers ...", flush=True)
         results[client] = measure(client)
-    for client, res in results.items():
-        table(client, res["reckon"], res["p4p"])
+    below = []
+    for client, samples in results.items():
+        below += table(client, samples)
     print(
-        f"\n(best of {ROUNDS} interleaved rounds per row, {BURST_ROUNDS} for bursts; in brackets "
-        f"the ratio of the medians; total {time.time() - t0:.0f}s)"
+        f"\n({ROUNDS} interleaved rounds per row, {BURST_ROUNDS} for bursts; the servers' columns "
+        f"are the medians of their rounds; total {time.time() - t0:.0f}s)"
     )
+    if ROUNDS > 1:
+        print(
+            "reckon's server at or above p4p's on every row: "
+            + ("yes" if not below else "no, measurably slower on: " + "; ".join(below))
+        )
 
 
 if __name__ == "__main__":

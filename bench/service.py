@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _paired import paired
 from rich.console import Console
 from rich.table import Table
 
@@ -181,11 +182,12 @@ async def rate(fn: Any, seconds: float) -> float:
 
 async def interleaved(
     fns: dict[str, Any], rounds: int = 12, seconds: float = 0.4
-) -> dict[str, float]:
-    """Median calls/s of each callable over alternating short rounds.
+) -> dict[str, list[float]]:
+    """Calls/s of each callable in every one of alternating short rounds, in round order.
 
     The machine is shared: alternating rounds exposes every contender to the same background
-    load, and the median drops the rounds a neighbour's burst spoiled.
+    load, and comparing each round with its partner (``bench/_paired.py``) keeps a neighbour's
+    burst from deciding the ratio.
     """
     for fn in fns.values():
         for _ in range(100):
@@ -196,10 +198,10 @@ async def interleaved(
         # Rotate who goes first so no contender always follows the same neighbour.
         for k in names[r % len(names) :] + names[: r % len(names)]:
             samples[k].append(await rate(fns[k], seconds))
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return samples
 
 
-async def wire(root: Path) -> dict[str, float]:
+async def wire(root: Path) -> dict[str, list[float]]:
     import grpc
     from benchsvc_gen import benchsvc_pb2 as pb
     from benchsvc_gen.benchsvc_reckon import Echo
@@ -280,7 +282,8 @@ async def main() -> None:
         root = Path(tmp)
         setup(root)
         plain, inproc = await inprocess_overhead(root)
-        rates = await wire(root)
+        samples = await wire(root)
+        rates = {k: statistics.median(v) for k, v in samples.items()}
         start_in = await startup(root, "inprocess")
         start_split = await startup(root, "process")
 
@@ -298,13 +301,15 @@ async def main() -> None:
         f"+{overhead:.2f} us",
         "overhead <= 5 us " + ("ok" if overhead <= 5 else "MISSED"),
     )
-    ratio = rates["reckon gRPC"] / rates["raw grpcio"]
+    # each round's reckon figure beside raw grpcio's from the same round: the median ratio and
+    # its 90% interval (bench/_paired.py)
+    grpc_cmp = paired(samples["reckon gRPC"], samples["raw grpcio"], higher_is_better=True)
     t.add_row(
         "gRPC unary (calls/s, sequential)",
         f"{rates['reckon gRPC']:,.0f}",
         f"{rates['raw grpcio']:,.0f} raw grpcio",
-        f"{ratio:.2f}x",
-        ">= 0.9x " + ("ok" if ratio >= 0.9 else "MISSED"),
+        f"{grpc_cmp.ratio:.2f}x [{grpc_cmp.low:.2f}-{grpc_cmp.high:.2f}]",
+        ">= 0.9x " + ("ok" if grpc_cmp.ratio >= 0.9 else "MISSED"),
     )
     t.add_row(
         "gRPC via unit.locate, child process",
