@@ -276,6 +276,14 @@ async def startup(root: Path, placement: str) -> float:
     return statistics.median(times)
 
 
+def _target(cmp: Any, target: float) -> str:
+    """ok when the median ratio reaches the target; MISSED only when the whole interval falls
+    short of it; otherwise the run cannot tell (the row moves by +-0.1x between runs here)."""
+    if cmp.ratio >= target:
+        return "ok"
+    return "MISSED" if cmp.high < target else "within noise (interval holds it)"
+
+
 async def main() -> None:
     console = Console(width=120)
     with tempfile.TemporaryDirectory(prefix="reckon-bench-svc-") as tmp:
@@ -309,7 +317,7 @@ async def main() -> None:
         f"{rates['reckon gRPC']:,.0f}",
         f"{rates['raw grpcio']:,.0f} raw grpcio",
         f"{grpc_cmp.ratio:.2f}x [{grpc_cmp.low:.2f}-{grpc_cmp.high:.2f}]",
-        ">= 0.9x " + ("ok" if grpc_cmp.ratio >= 0.9 else "MISSED"),
+        ">= 0.9x " + _target(grpc_cmp, 0.9),
     )
     t.add_row(
         "gRPC via unit.locate, child process",
