@@ -136,3 +136,27 @@ def values(t: FieldDesc) -> st.SearchStrategy[Any]:
     if isinstance(t, VariantArray):
         return st.lists(values(Variant()), max_size=3)
     raise AssertionError(t)
+
+
+# --- bytes near a valid message, for the shortcuts' agreement with the general path -----------
+
+Damage = tuple[list[tuple[int, int]], int]
+
+
+def damage(reach: int, cut: tuple[int, int] = (-3, 3)) -> st.SearchStrategy[Damage]:
+    """Up to three bytes overwritten within the first ``reach``, then the message shortened
+    (a negative length change) or lengthened with zeros by up to the bounds of ``cut``."""
+    return st.tuples(
+        st.lists(st.tuples(st.integers(0, reach), st.integers(0, 255)), max_size=3),
+        st.integers(*cut),
+    )
+
+
+def damaged(data: bytes | bytearray, how: Damage) -> bytes:
+    """``data`` with ``how`` applied (edits past the end are ignored)."""
+    edits, cut = how
+    out = bytearray(data)
+    for pos, value in edits:
+        if pos < len(out):
+            out[pos] = value
+    return bytes(out[: len(out) + cut] if cut < 0 else out + bytes(cut))

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pva_protocol_strategies import Damage, damage, damaged  # type: ignore[import-not-found]
 
 from reckon.pva.protocol import (
     ALL_CHANGED,
@@ -291,11 +292,10 @@ def _agrees(taken: tuple[int, int, str, str, int, bool] | None, data: bytes) -> 
 @given(
     search=_searches,
     big=st.booleans(),
-    edits=st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=3),
-    cut=st.integers(-3, 3),
+    how=damage(200),
 )
 def test_the_search_shortcut_reads_what_decode_reads(
-    search: SearchRequest, big: bool, edits: list[tuple[int, int]], cut: int
+    search: SearchRequest, big: bool, how: Damage
 ) -> None:
     """``search_one`` (the responder's short path) gives, for any datagram, either None or
     what ``decode`` reads in it: valid searches of every shape, then bytes changed, cut short
@@ -315,11 +315,8 @@ def test_the_search_shortcut_reads_what_decode_reads(
             search.response_port,
             search.reply_required,
         )
-    for pos, byte in edits:
-        if pos < len(data):
-            data[pos] = byte
-    data = data[: len(data) + cut] if cut < 0 else data + bytes(cut)
-    assert _agrees(Discovery().search_one(bytes(data)), bytes(data))
+    near = damaged(data, how)
+    assert _agrees(Discovery().search_one(near), near)
 
 
 def test_search_answers_check_what_they_encode_once() -> None:

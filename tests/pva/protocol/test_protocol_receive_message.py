@@ -13,6 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from pva_protocol_strategies import Damage, damage, damaged  # type: ignore[import-not-found]
 
 from reckon.pva.protocol import (
     GET_DESTROY,
@@ -202,23 +203,17 @@ def test_everything_else_is_declined_untouched(make_pair: Any) -> None:
     kind=st.sampled_from(["get", "put", "init", "destroy"]),
     method=st.sampled_from(["message", "get"]),
     big=st.booleans(),
-    edits=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 255)), max_size=3),
-    cut=st.integers(0, 3),
+    how=damage(40, cut=(-3, 0)),
 )
 def test_shortcut_agrees_with_the_general_path(
-    make_pair: Any, kind: str, method: str, big: bool, edits: list[tuple[int, int]], cut: int
+    make_pair: Any, kind: str, method: str, big: bool, how: Damage
 ) -> None:
     """Any bytes near a valid request: taken only if the general path makes the same event of
     them, and then with the same effect on the connection."""
     fast, slow = make_pair(big_endian=big), make_pair(big_endian=big)
     for p in (fast, slow):
         _ready(p)
-    data = bytearray(_messages(fast)[kind])
-    for pos, value in edits:
-        if pos < len(data):
-            data[pos] = value
-    if cut:
-        del data[-cut:]
+    data = damaged(_messages(fast)[kind], how)
     before = _snapshot(fast)
     ev = _receive(fast, method, bytes(data))
     event(f"{kind} by receive_{method}: {'declined' if ev is None else 'taken'}")
