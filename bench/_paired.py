@@ -32,6 +32,8 @@ class Paired:
 
     @property
     def verdict(self) -> str:
+        if math.isnan(self.ratio):
+            return "no figure"  # a round measured nothing (zero or negative): no comparison
         if self.rounds < 2:
             return "one round"
         if self.low > 1.0:

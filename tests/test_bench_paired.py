@@ -75,3 +75,8 @@ def test_mismatched_rounds_are_refused() -> None:
         paired([1.0, 2.0], [1.0], higher_is_better=True)
     with pytest.raises(ValueError):
         paired([], [], higher_is_better=True)
+
+
+def test_a_round_without_a_figure_gives_no_verdict() -> None:
+    cmp = paired([10.0, 0.0, 11.0], [10.0, 10.0, 10.0], higher_is_better=True)
+    assert math.isnan(cmp.ratio) and cmp.verdict == "no figure"
