@@ -5,10 +5,11 @@ lines on stdin. The process prints ``ready`` once serving, and one JSON line per
 It runs in its own process so each test gets a fresh environment and p4p's global contexts never
 leak between tests.
 
-Spec entries: ``{"name": ..., "kind": "scalar"|"array"|"table"|"rpc"|"enum", "type": code,
-"initial": value}``. Commands: ``{"op": "post", "name", "value"}``,
-``{"op": "burst", "name", "n"}`` (posts 1..n as fast as possible, replies with the start time
-on the monotonic clock) and ``{"op": "quit"}``.
+Spec entries: ``{"name": ..., "kind": "scalar"|"array"|"table"|"rpc"|"enum"|"compound",
+"type": code, "initial": value}``. A "compound" PV has :func:`compound_type` (a union, an any, and
+arrays of structures, unions and anys); in its JSON initial value a union is ``[member, value]``.
+Commands: ``{"op": "post", "name", "value"}``, ``{"op": "burst", "name", "n"}`` (posts 1..n as
+fast as possible, replies with the start time on the monotonic clock) and ``{"op": "quit"}``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,24 @@ import json
 import sys
 import time
 
+from p4p import Type
 from p4p.nt import NTEnum, NTScalar, NTTable
 from p4p.server import Server
 from p4p.server.thread import SharedPV
+
+
+def compound_type() -> Type:
+    member = [("a", "i"), ("b", "s")]
+    return Type(
+        [
+            ("u", ("U", None, member)),
+            ("v", "v"),
+            ("sa", ("aS", None, [("x", "d"), ("name", "s")])),
+            ("ua", ("aU", None, member)),
+            ("va", "av"),
+        ],
+        id="test:compound",
+    )
 
 
 def make_pv(entry: dict) -> SharedPV:  # type: ignore[type-arg]
@@ -49,6 +65,11 @@ def make_pv(entry: dict) -> SharedPV:  # type: ignore[type-arg]
         rows = [dict(zip(names, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
         initial = nt.wrap(rows)
         pv = SharedPV(nt=nt, initial=initial)
+    elif kind == "compound":
+        init = dict(entry["initial"])
+        init["u"] = tuple(init["u"])
+        init["ua"] = [tuple(u) for u in init["ua"]]
+        pv = SharedPV(initial=compound_type()(init))
     elif kind == "enum":
         pv = SharedPV(nt=NTEnum(), initial={"index": entry["initial"], "choices": entry["choices"]})
     else:
