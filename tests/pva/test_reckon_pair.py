@@ -250,6 +250,28 @@ async def test_pv_close_finishes_monitors(pva_env: dict[str, str]) -> None:
             await sub.next(timeout=10)
 
 
+async def test_monitor_is_an_async_iterator_that_ends_with_the_pv(
+    pva_env: dict[str, str],
+) -> None:
+    x = SharedPV(nt.NTScalar("i"), 0)
+    seen: list[int] = []
+    async with Server({"r:iter": x}), Client() as c, c.monitor("r:iter") as sub:
+
+        async def post_then_close() -> None:
+            await c.get("r:iter", timeout=10)  # the monitor's channel is up
+            for i in range(1, 6):
+                x.post(i)
+                await asyncio.sleep(0.01)
+            x.close()
+
+        poster = asyncio.create_task(post_then_close())
+        async with asyncio.timeout(20):
+            async for update in sub:  # ends when the server finishes the monitor
+                seen.append(update.value["value"])
+        await poster
+    assert seen[0] == 0 and seen[-1] == 5 and seen == sorted(set(seen))
+
+
 def test_post_fast_path_matches_the_general_one() -> None:
     a = SharedPV(nt.NTScalar("i"), 1)
     b = SharedPV(nt.NTScalar("i"), 1)
