@@ -47,7 +47,6 @@ from reckon.core.stores.base import Store
 from reckon.core.tasks import (
     Introspector,
     Outcome,
-    TaskState,
 )
 from reckon.errors import (
     BlockingGetError,
@@ -61,12 +60,9 @@ T = TypeVar("T")
 
 _FULL = CachingLevel.FULL
 _MEMORY = CachingLevel.MEMORY
-# Enum members read from module globals: ``Outcome.STORE_HIT`` costs a class attribute lookup
+# Enum members read from module globals: ``Outcome.COMPUTED`` costs a class attribute lookup
 # through the enum metaclass, several times a global's.
-_STORE_HIT, _COMPUTED = Outcome.STORE_HIT, Outcome.COMPUTED
-_FAILED_OUTCOME, _CANCELLED_OUTCOME = Outcome.FAILED, Outcome.CANCELLED
-_RUNNING = TaskState.RUNNING
-_DONE, _FAILED, _CANCELLED = TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED
+_COMPUTED, _CANCELLED_OUTCOME = Outcome.COMPUTED, Outcome.CANCELLED
 
 
 class Engine(AsyncSide):
