@@ -172,8 +172,10 @@ class ServerConnection(_Connection):
         dispatch on its class. Same contract as :meth:`receive_message`: taken with the
         effect of ``receive_data(data)`` then ``next_event()``, or None with nothing changed.
         """
+        if len(data) < 16 or data[3] not in _GET_LIFE:
+            return None  # (before the checks below: receive_message makes them for the rest)
         head = self._one_message(data)
-        if head is None or head[0] not in _GET_LIFE:
+        if head is None:
             return None
         got = self._take_step(head[0], head[1], head[2], data, HEADER_SIZE)
         if got is not None:
