@@ -67,7 +67,16 @@ from ._events import (
     RPCInit,
     SetByteOrder,
 )
-from ._header import Framer, encode_header
+from ._header import (
+    FLAG_BIG,
+    FLAG_CONTROL,
+    FLAG_FROM_SERVER,
+    FLAG_SEG_FIRST,
+    FLAG_SEG_LAST,
+    FLAG_SEG_MIDDLE,
+    Framer,
+    encode_header,
+)
 from ._messages import OpContext
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
@@ -128,16 +137,7 @@ class RequestInfo(OpContext):
 
 _MONITOR = int(Command.MONITOR)
 _NO_BITS = BitSet.from_mask(0)
-_HDR = {False: struct.Struct("<BBBBI"), True: struct.Struct(">BBBBI")}
 _U32 = U32  # the wire module's, under the name this module's users import
-_CONTROL, _SEG_FIRST, _SEG_LAST, _SEG_MIDDLE, _FROM_SERVER, _BIG = (
-    0x01,
-    0x10,
-    0x20,
-    0x30,
-    0x40,
-    0x80,
-)
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 _TOMBSTONES = 1024
@@ -293,7 +293,7 @@ class _Connection:
                         self.state = ConnectionState.CLOSED
                         return ConnectionClosed()
                     return NEED_DATA
-                if self._server and not msg[1] & _CONTROL:
+                if self._server and not msg[1] & FLAG_CONTROL:
                     ev = self._server_fast(msg[0], msg[1], msg[3])
                     if ev is not None:
                         return ev
@@ -394,7 +394,7 @@ class _Connection:
 
     # ------------------------------------------------------------------- framing
     def _flags(self) -> int:
-        return _FROM_SERVER if self._server else 0
+        return FLAG_FROM_SERVER if self._server else 0
 
     def _frame(self, cmd: int, payload: bytes) -> bytes:
         be = self.big_endian
@@ -405,11 +405,11 @@ class _Connection:
         out = bytearray()
         for i, part in enumerate(parts):
             if i == 0:
-                f = _SEG_FIRST
+                f = FLAG_SEG_FIRST
             elif i == len(parts) - 1:
-                f = _SEG_LAST
+                f = FLAG_SEG_LAST
             else:
-                f = _SEG_MIDDLE
+                f = FLAG_SEG_MIDDLE
             out += encode_header(cmd, self._flags() | f, len(part), be)
             out += part
         return bytes(out)
@@ -426,7 +426,7 @@ class _Connection:
             value = event.total
         elif isinstance(event, (ControlEchoRequest, ControlEchoResponse)):
             value = event.value
-        data = encode_header(ctl, self._flags() | _CONTROL, value, be)
+        data = encode_header(ctl, self._flags() | FLAG_CONTROL, value, be)
         self.bytes_sent += len(data)
         return data
 
@@ -437,9 +437,9 @@ class _Connection:
 
     # ------------------------------------------------------------------- receiving
     def _receive(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
-        if flags & _CONTROL:
+        if flags & FLAG_CONTROL:
             if cmd == ControlCommand.SET_BYTE_ORDER:
-                be = bool(flags & _BIG)
+                be = bool(flags & FLAG_BIG)
                 if not self._server:
                     self.big_endian = be
                 return [SetByteOrder(be)]
@@ -452,7 +452,7 @@ class _Connection:
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        be = self._rx.big_endian = bool(flags & _BIG)
+        be = self._rx.big_endian = bool(flags & FLAG_BIG)
         if cmd == _MONITOR and not self._server and len(payload) > 5 and payload[4] == 0:
             fast = self._monitor_update_fast(payload, be)
             if fast is not None:

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Flags
 from ._errors import DecodeError, LimitExceededError
 
-_CONTROL = 0x01
-_SEG_FIRST = 0x10
-_SEG_LAST = 0x20
-_SEG_MASK = 0x30
-_FROM_SERVER = 0x40
-_BIG = 0x80
-_LE = struct.Struct("<BBBBI")
-_BE = struct.Struct(">BBBBI")
+# The flag bits as plain ints, not :class:`Flags` members: every message's framing tests them,
+# and an IntFlag operation costs several times an int's. The connection modules import these.
+FLAG_CONTROL = int(Flags.CONTROL)
+FLAG_SEG_FIRST = int(Flags.SEGMENT_FIRST)
+FLAG_SEG_LAST = int(Flags.SEGMENT_LAST)
+FLAG_SEG_MIDDLE = int(Flags.SEGMENT_MIDDLE)
+FLAG_SEG_MASK = int(Flags.SEGMENT_MASK)
+FLAG_FROM_SERVER = int(Flags.FROM_SERVER)
+FLAG_BIG = int(Flags.BIG_ENDIAN)
+#: the header's layout by byte order (keyed by "big endian?")
+HEADER_STRUCT = {False: struct.Struct("<BBBBI"), True: struct.Struct(">BBBBI")}
+_LE = HEADER_STRUCT[False]
+_BE = HEADER_STRUCT[True]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +55,13 @@ class Header:
 
 
 def flags_be(data: bytes | bytearray, pos: int) -> int:
-    return data[pos + 2] & _BIG
+    return data[pos + 2] & FLAG_BIG
 
 
 def encode_header(command: int, flags: int, size: int, big_endian: bool) -> bytes:
     """Header bytes; the byte-order flag is set from ``big_endian``."""
     if big_endian:
-        return _BE.pack(MAGIC, PROTOCOL_VERSION, int(flags) | _BIG, command, size)
+        return _BE.pack(MAGIC, PROTOCOL_VERSION, int(flags) | FLAG_BIG, command, size)
     return _LE.pack(MAGIC, PROTOCOL_VERSION, int(flags) & 0x7F, command, size)
 
 
@@ -72,7 +77,7 @@ def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Head
         raise DecodeError(f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer")
     if version == 0:
         raise DecodeError("header version 0 is invalid")
-    size = (_BE if flags & _BIG else _LE).unpack_from(data, offset)[4]
+    size = (_BE if flags & FLAG_BIG else _LE).unpack_from(data, offset)[4]
     return Header(command, flags, size, version)
 
 
@@ -124,7 +129,7 @@ class Framer:
                 self._compact()
                 return None
             magic, version, flags, command, size = (
-                _BE if buf[pos + 2] & _BIG else _LE
+                _BE if buf[pos + 2] & FLAG_BIG else _LE
             ).unpack_from(buf, pos)
             if magic != MAGIC:
                 raise DecodeError(
@@ -133,10 +138,10 @@ class Framer:
             if version == 0:
                 raise DecodeError("header version 0 is invalid")
             expect = self.expect_from_server
-            if expect is not None and bool(flags & _FROM_SERVER) != expect:
+            if expect is not None and bool(flags & FLAG_FROM_SERVER) != expect:
                 who = "server" if expect else "client"
                 raise DecodeError(f"message direction flag is wrong: expected one from the {who}")
-            if flags & _CONTROL:
+            if flags & FLAG_CONTROL:
                 self._pos = pos + HEADER_SIZE
                 return command, flags, size, b""
             if size > self.max_message_size or self._seg_size + size > self.max_message_size:
@@ -153,12 +158,12 @@ class Framer:
             else:
                 payload = bytes(memoryview(buf)[start : start + size])
             self._pos = start + size
-            seg = flags & _SEG_MASK
+            seg = flags & FLAG_SEG_MASK
             if seg == 0:
                 if self._seg_header is not None:
                     raise DecodeError("unsegmented message inside a segmented one")
                 return command, flags, size, payload
-            if seg == _SEG_FIRST:
+            if seg == FLAG_SEG_FIRST:
                 if self._seg_header is not None:
                     raise DecodeError("a new first segment before the last one of the previous")
                 self._seg_header = Header(command, flags, size, version)
@@ -174,12 +179,12 @@ class Framer:
                 )
             self._seg_parts.append(payload)
             self._seg_size += size
-            if seg == _SEG_LAST:
+            if seg == FLAG_SEG_LAST:
                 joined = b"".join(self._seg_parts)
                 self._seg_header = None
                 self._seg_parts = []
                 self._seg_size = 0
-                return first.command, first.flags & ~_SEG_MASK & 0xFF, len(joined), joined
+                return first.command, first.flags & ~FLAG_SEG_MASK & 0xFF, len(joined), joined
 
     def _compact(self) -> None:
         if self._pos:

@@ -15,11 +15,7 @@ from typing import Any
 
 from ._bitset import BitSet
 from ._connection import (
-    _BIG,
-    _CONTROL,
     _FAST_INITS,
-    _FROM_SERVER,
-    _HDR,
     _INIT_EVENTS,
     _LOW_LEVEL,
     _MONITOR,
@@ -55,6 +51,7 @@ from ._events import (
     SetByteOrder,
     maker,
 )
+from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._messages import DESTROY, GET, GET_PUT, INIT
 from ._prepared import PreparedUpdate
 from ._state import (
@@ -73,7 +70,6 @@ _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
 _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
-_SEG_MASK = 0x30
 _GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
 _READY, _EXECUTING = RequestState.READY, RequestState.EXECUTING
@@ -97,9 +93,11 @@ _CREATE_HEAD = {False: struct.Struct("<HIB"), True: struct.Struct(">HIB")}
 _CA_TYPE_BYTES = b"\x80\x00\x02\x04user\x60\x04host\x60"
 #: header, cid, sid and status OK: a created channel's reply
 _CREATED = {False: struct.Struct("<BBBBIIIB"), True: struct.Struct(">BBBBIIIB")}
+#: the flags byte of a server's application message, by byte order
+_SERVER_FLAGS = {False: FLAG_FROM_SERVER, True: FLAG_FROM_SERVER | FLAG_BIG}
 #: a successful ConnectionValidated, by byte order: the same 9 bytes on every connection
 _VALIDATED_OK = {
-    be: _HDR[be].pack(0xCA, 2, _FROM_SERVER | (_BIG if be else 0), _VALIDATED_CMD, 1) + b"\xff"
+    be: HEADER_STRUCT[be].pack(0xCA, 2, _SERVER_FLAGS[be], _VALIDATED_CMD, 1) + b"\xff"
     for be in (False, True)
 }
 _NEW_VALIDATION = maker(ConnectionValidationResponse)
@@ -124,8 +122,8 @@ def _value_message(be: bool, cmd: int, ioid: int, head: bytes, body: bytes, tail
     out += head
     out += body
     out += tail
-    flags = _FROM_SERVER | (_BIG if be else 0)
-    _HDR[be].pack_into(out, 0, 0xCA, 2, flags, cmd, len(out) - HEADER_SIZE)
+    flags = _SERVER_FLAGS[be]
+    HEADER_STRUCT[be].pack_into(out, 0, 0xCA, 2, flags, cmd, len(out) - HEADER_SIZE)
     return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
 
 
@@ -190,7 +188,7 @@ class ServerConnection(_Connection):
             return None
         if not self._alone(data):
             return None
-        be = self._rx.big_endian = data[2] >= _BIG  # the byte-order flag is the top bit
+        be = self._rx.big_endian = data[2] >= FLAG_BIG  # the byte-order flag is the top bit
         sid, ioid = _U32x2[be].unpack_from(data, HEADER_SIZE)
         return data[3], sid, ioid
 
@@ -210,8 +208,8 @@ class ServerConnection(_Connection):
             or n - HEADER_SIZE > framer.max_message_size
             or data[0] != 0xCA
             or data[1] == 0  # header version 0 is invalid: the general path says so
-            or flags & (_CONTROL | _SEG_MASK | _FROM_SERVER)
-            or _U32[flags >= _BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
+            or flags & (FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER)
+            or _U32[flags >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
         )
 
     def _opening(self, data: bytes) -> Event | None:
@@ -225,7 +223,7 @@ class ServerConnection(_Connection):
         cmd = data[3] if len(data) >= 12 else 0
         if (cmd != _VALIDATION and cmd != _CREATE_CHANNEL) or not self._alone(data):
             return None
-        be = data[2] >= _BIG
+        be = data[2] >= FLAG_BIG
         ev = self._validation(data, be) if cmd == _VALIDATION else self._creation(data, be)
         if ev is not None:
             self._framer.bytes_received += len(data)
@@ -301,7 +299,7 @@ class ServerConnection(_Connection):
                 return None
             del self._creating[cid]
             self._created(ch, cid, sid)
-            flags = _FROM_SERVER | (_BIG if be else 0)
+            flags = _SERVER_FLAGS[be]
             data = _CREATED[be].pack(0xCA, 2, flags, _CREATE_CHANNEL, 9, cid, sid, 0xFF)
         self.bytes_sent += len(data)
         return data
@@ -325,7 +323,7 @@ class ServerConnection(_Connection):
         None hands anything unusual (errors included) to the general path."""
         if cmd not in _FAST_SERVER or len(data) < 8 or self.state is not _VALIDATED:
             return None
-        be = self._rx.big_endian = bool(flags & _BIG)
+        be = self._rx.big_endian = bool(flags & FLAG_BIG)
         sid, ioid = _U32x2[be].unpack_from(data, 0)
         return self._fast_request(cmd, sid, ioid, data, 0)
 
@@ -430,7 +428,7 @@ class ServerConnection(_Connection):
         req.state = RequestState.READY
         self.bytes_sent += 14
         return (
-            _HDR[be].pack(0xCA, 2, _FROM_SERVER | (_BIG if be else 0), _PUT, 6)
+            HEADER_STRUCT[be].pack(0xCA, 2, _SERVER_FLAGS[be], _PUT, 6)
             + _U32[be].pack(ev.ioid)
             + b"\x00\xff"
         )
@@ -468,8 +466,8 @@ class ServerConnection(_Connection):
             build = bytearray(HEADER_SIZE + 4)
             build += b"\x08\xff"  # INIT, status OK
             build += body
-            flags = _FROM_SERVER | (_BIG if be else 0)
-            _HDR[be].pack_into(build, 0, 0xCA, 2, flags, command, len(build) - HEADER_SIZE)
+            flags = _SERVER_FLAGS[be]
+            HEADER_STRUCT[be].pack_into(build, 0, 0xCA, 2, flags, command, len(build) - HEADER_SIZE)
             if len(_INIT_OK) >= 256:
                 _INIT_OK.clear()
             reply = bytes(build)
@@ -519,7 +517,7 @@ class ServerConnection(_Connection):
             out += b"\x00\xff" if cmd == _GET else b"\x40\xff"
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
             req.state = RequestState.READY
-        _HDR[be].pack_into(out, 0, 0xCA, 2, _FROM_SERVER | (_BIG if be else 0), cmd, len(out) - 8)
+        HEADER_STRUCT[be].pack_into(out, 0, 0xCA, 2, _SERVER_FLAGS[be], cmd, len(out) - 8)
         self.bytes_sent += len(out)
         # a big message (an image) is handed over as the bytearray it was built in: copying
         # megabytes into a bytes object would cost more than encoding them
