@@ -10,7 +10,7 @@ import struct
 from collections.abc import Callable, Sequence
 
 from ._codec import Codec
-from ._constants import HEADER_SIZE, Command, Flags
+from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
 from ._header import decode_header, encode_header
@@ -108,7 +108,7 @@ class Discovery:
         n = len(datagram)
         if (
             n < 46
-            or datagram[0] != 0xCA
+            or datagram[0] != MAGIC
             or datagram[1] == 0
             or datagram[3] != _SEARCH
             or datagram[34:39] != _ONLY_TCP

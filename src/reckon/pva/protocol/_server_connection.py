@@ -25,7 +25,7 @@ from ._connection import (
     RequestInfo,
     _Connection,
 )
-from ._constants import HEADER_SIZE, Command
+from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import (
     LocalProtocolError,
     ProtocolError,
@@ -97,7 +97,8 @@ _CREATED = {False: struct.Struct("<BBBBIIIB"), True: struct.Struct(">BBBBIIIB")}
 _SERVER_FLAGS = {False: FLAG_FROM_SERVER, True: FLAG_FROM_SERVER | FLAG_BIG}
 #: a successful ConnectionValidated, by byte order: the same 9 bytes on every connection
 _VALIDATED_OK = {
-    be: HEADER_STRUCT[be].pack(0xCA, 2, _SERVER_FLAGS[be], _VALIDATED_CMD, 1) + b"\xff"
+    be: HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _VALIDATED_CMD, 1)
+    + b"\xff"
     for be in (False, True)
 }
 _NEW_VALIDATION = maker(ConnectionValidationResponse)
@@ -123,7 +124,7 @@ def _value_message(be: bool, cmd: int, ioid: int, head: bytes, body: bytes, tail
     out += body
     out += tail
     flags = _SERVER_FLAGS[be]
-    HEADER_STRUCT[be].pack_into(out, 0, 0xCA, 2, flags, cmd, len(out) - HEADER_SIZE)
+    HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, len(out) - HEADER_SIZE)
     return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
 
 
@@ -206,7 +207,7 @@ class ServerConnection(_Connection):
             or framer._pos < len(framer._buf)
             or framer._seg_header is not None
             or n - HEADER_SIZE > framer.max_message_size
-            or data[0] != 0xCA
+            or data[0] != MAGIC
             or data[1] == 0  # header version 0 is invalid: the general path says so
             or flags & (FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER)
             or _U32[flags >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
@@ -300,7 +301,9 @@ class ServerConnection(_Connection):
             del self._creating[cid]
             self._created(ch, cid, sid)
             flags = _SERVER_FLAGS[be]
-            data = _CREATED[be].pack(0xCA, 2, flags, _CREATE_CHANNEL, 9, cid, sid, 0xFF)
+            data = _CREATED[be].pack(
+                MAGIC, PROTOCOL_VERSION, flags, _CREATE_CHANNEL, 9, cid, sid, 0xFF
+            )
         self.bytes_sent += len(data)
         return data
 
@@ -428,7 +431,7 @@ class ServerConnection(_Connection):
         req.state = RequestState.READY
         self.bytes_sent += 14
         return (
-            HEADER_STRUCT[be].pack(0xCA, 2, _SERVER_FLAGS[be], _PUT, 6)
+            HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _PUT, 6)
             + _U32[be].pack(ev.ioid)
             + b"\x00\xff"
         )
@@ -467,7 +470,9 @@ class ServerConnection(_Connection):
             build += b"\x08\xff"  # INIT, status OK
             build += body
             flags = _SERVER_FLAGS[be]
-            HEADER_STRUCT[be].pack_into(build, 0, 0xCA, 2, flags, command, len(build) - HEADER_SIZE)
+            HEADER_STRUCT[be].pack_into(
+                build, 0, MAGIC, PROTOCOL_VERSION, flags, command, len(build) - HEADER_SIZE
+            )
             if len(_INIT_OK) >= 256:
                 _INIT_OK.clear()
             reply = bytes(build)
@@ -517,7 +522,9 @@ class ServerConnection(_Connection):
             out += b"\x00\xff" if cmd == _GET else b"\x40\xff"
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
             req.state = RequestState.READY
-        HEADER_STRUCT[be].pack_into(out, 0, 0xCA, 2, _SERVER_FLAGS[be], cmd, len(out) - 8)
+        HEADER_STRUCT[be].pack_into(
+            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, len(out) - 8
+        )
         self.bytes_sent += len(out)
         # a big message (an image) is handed over as the bytearray it was built in: copying
         # megabytes into a bytes object would cost more than encoding them
