@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from reckon.observe.shell import ConsoleKind
 
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 URL_HELP = "Server address, e.g. http://127.0.0.1:8765/ (default: $RECKON_OBSERVE, else that one)"
 
@@ -96,7 +96,7 @@ def serve(
 
 @app.command()
 def shell(
-    url: Annotated[str | None, typer.Argument(help=URL_HELP)] = None,
+    url: Annotated[str | None, typer.Argument(help=URL_HELP, metavar="URL")] = None,
     token: Annotated[str | None, typer.Option(help="Token, when the server requires one.")] = None,
     console: Annotated[
         str, typer.Option(help="auto (IPython when installed), ipython or plain.")
@@ -122,7 +122,7 @@ def shell(
 
 @app.command()
 def top(
-    url: Annotated[str | None, typer.Argument(help=URL_HELP)] = None,
+    url: Annotated[str | None, typer.Argument(help=URL_HELP, metavar="URL")] = None,
     token: Annotated[str | None, typer.Option(help="Token, when the server requires one.")] = None,
 ) -> None:
     """A live full-screen view: running computations, outcomes, hit ratios, cache use."""

@@ -35,6 +35,14 @@ def _pick(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
+def check_port(port: int, name: str) -> int:
+    """``port`` when it is a port number (0: any free one), else a ConfigurationError naming
+    the setting it came from."""
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"{name}={port!r} is out of range; use a port in 1-65535")
+    return port
+
+
 def _port(env: Mapping[str, str], default: int, *names: str) -> int:
     picked = _pick(env, *names)
     if picked is None:
@@ -44,9 +52,7 @@ def _port(env: Mapping[str, str], default: int, *names: str) -> int:
         port = int(value)
     except ValueError:
         raise ConfigurationError(f"{name}={value!r} is not a port number; use e.g. 5075") from None
-    if not 0 <= port <= 65535:
-        raise ConfigurationError(f"{name}={value!r} is out of range; use a port in 1-65535")
-    return port
+    return check_port(port, name)
 
 
 def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:

@@ -15,15 +15,18 @@ app = typer.Typer(
     help="Services: generate code, check and run deployment units, write API docs.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
 @app.command()
 def gen(
-    protos: Annotated[list[Path], typer.Argument(help=".proto files to compile")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="package folder to write")],
+    protos: Annotated[list[Path], typer.Argument(help=".proto files to compile", metavar="PROTO")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="package folder to write", metavar="DIR")
+    ],
     include: Annotated[
-        list[Path] | None, typer.Option("--include", "-I", help="import roots")
+        list[Path] | None, typer.Option("--include", "-I", help="import roots", metavar="DIR")
     ] = None,
 ) -> None:
     """Compile .proto files into a typed Python package (grpcio-tools + mypy-protobuf)."""
@@ -34,7 +37,9 @@ def gen(
 
 
 @app.command()
-def check(deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)")]) -> None:
+def check(
+    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)", metavar="DEPLOY")],
+) -> None:
     """Check a deployment without starting it; print the start order in waves."""
     from reckon.errors import DeploymentError
     from reckon.service.deploy import Deployment, plan
@@ -51,7 +56,7 @@ def check(deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.t
 
 @app.command()
 def run(
-    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)")],
+    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)", metavar="DEPLOY")],
     status_file: Annotated[
         Path | None, typer.Option(help="write the unit's addresses and pids here once ready")
     ] = None,
@@ -97,10 +102,14 @@ def run(
 
 @app.command()
 def docs(
-    modules: Annotated[list[str], typer.Argument(help="generated *_pb2 modules to document")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write")],
+    modules: Annotated[
+        list[str], typer.Argument(help="generated *_pb2 modules to document", metavar="MODULE")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Markdown file to write", metavar="FILE")
+    ],
     path: Annotated[
-        list[Path] | None, typer.Option("--path", help="folders to add to sys.path")
+        list[Path] | None, typer.Option("--path", help="folders to add to sys.path", metavar="DIR")
     ] = None,
 ) -> None:
     """Write Markdown API docs from the descriptors of generated modules."""
