@@ -77,11 +77,11 @@ LAYERS: dict[str, Layer] = {
     "top": Layer(
         "reckon.observe.cli", "A live view of a server.", "observe", _OBSERVE, group=False
     ),
-    "pva": Layer("reckon.pva.cli", "EPICS pvAccess: serve, get, put, monitor.", "pva", _PVA),
+    "pva": Layer("reckon.pva.cli", "pvAccess PVs: serve, get, put, monitor.", "pva", _PVA),
     "svc": Layer("reckon.service.cli", "Services: generate, check, run.", "service", _SERVICE),
     "demo": Layer(
         "reckon.cli",
-        "Play the guided tour (what `make demo` runs).",
+        "The guided tour (`make demo`).",
         "all",
         _OBSERVE + _PVA + _SERVICE,
         attr="demo_app",
@@ -96,7 +96,9 @@ def _stand_in(name: str, help: str, run: Any = None) -> Any:
     stub = typer.Typer(add_completion=False, rich_markup_mode=None)
     settings = {"ignore_unknown_options": True, "allow_extra_args": True}
 
-    @stub.command(name, help=help, add_help_option=run is None, context_settings=settings)
+    @stub.command(
+        name, help=help, short_help=help, add_help_option=run is None, context_settings=settings
+    )
     def command() -> None:
         if run is not None:
             run()
@@ -115,7 +117,7 @@ def _missing_extra_command(name: str, layer: Layer, missing: list[str]) -> Any:
         )
         raise typer.Exit(EXIT_FAILURE)
 
-    return _stand_in(name, f"{layer.help} (needs {layer.install_hint()})", run)
+    return _stand_in(name, f"{layer.help} (install {DISTRIBUTION}[{layer.extra}])", run)
 
 
 def load_command(name: str) -> Any:
