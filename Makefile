@@ -62,8 +62,8 @@ demo: $(VENV)/.dev-installed examples/vinyl/recommendations/node_modules
 	$(BIN)/reckon demo
 
 lint: $(VENV)/.dev-installed check-lock
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples scripts
+	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
 
 test-core: $(CORE_VENV)/.installed

@@ -83,4 +83,4 @@ def test_this_environment_was_installed_from_the_lock() -> None:
         for name, version in installed.items()
         if name in pins and Version(version) != pins[name]
     }
-    assert not differ, f"installed versions differ from constraints.txt (locked, installed): {differ}"
+    assert not differ, f"installed differs from constraints.txt (locked, installed): {differ}"

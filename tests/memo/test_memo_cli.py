@@ -57,9 +57,7 @@ def test_ls_lists_entries_with_arguments(filled: Path) -> None:
     assert _listed(filled) == {"cli.square": 5, "cli.cube": 1}
     assert _listed(filled, "--function", "cli.cube") == {"cli.cube": 1}
     [cache] = json.loads(_invoke("ls", "--dir", str(filled), "--json").output)
-    assert sorted(e["arguments"] for e in cache["entries"] if e["function"] == "cli.cube") == [
-        "2"
-    ]
+    assert sorted(e["arguments"] for e in cache["entries"] if e["function"] == "cli.cube") == ["2"]
     table = _invoke("ls", "--dir", str(filled)).output  # the table a person reads
     assert "cli.square" in table and "cli.cube" in table
 
