@@ -68,6 +68,7 @@ E_BAD_REQUEST: Final = "bad_request"  # known type, invalid body
 E_UNAUTHORIZED: Final = "unauthorized"
 E_NOT_FOUND: Final = "not_found"
 E_INTERNAL: Final = "internal"
+E_LIMIT: Final = "limit"  # the server's limits (connections, subscriptions, queued bytes)
 
 
 def _bool(v: Any) -> bool:
