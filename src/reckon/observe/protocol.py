@@ -148,8 +148,10 @@ REQUEST_TYPES: Final[dict[str, dict[str, tuple[Any, bool]]]] = {
         "client": (_opt_str, False),
         "versions": (_versions, False),
     },
-    # Engine.stats() plus the introspector's counters, capture flag and server counters.
-    "status": {},
+    # Engine.stats() plus the introspector's counters, capture flag and server counters;
+    # with history=true also the server's samples of the last minutes (one a second), so a
+    # chart can start from them.
+    "status": {"history": (_bool, False)},
     # Live and finished task records, newest first.
     "tasks": {"state": (_opt_state, False), "title": (_opt_str, False), "limit": (_limit, False)},
     # One task and its tree of children.

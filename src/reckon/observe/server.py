@@ -68,6 +68,9 @@ EVENTS_PER_FRAME = 2_000
 #: Seconds a subscription lets events gather between two pushes (the latency it adds).
 PUSH_INTERVAL = 0.02
 DEFAULT_QUEUE = 10_000
+#: The status history the server keeps for charts: one sample a second, the last three minutes.
+HISTORY_INTERVAL = 1.0
+HISTORY_POINTS = 180
 #: What one queued task event holds, counted generously: a record snapshot measures 500-800
 #: bytes with its share of the engine's own bookkeeping (tests/observe measures it).
 EVENT_BYTES = 1024
@@ -235,6 +238,8 @@ class ObserveServer:
         self._sub_ids = 0
         self._subscriptions = 0  # held by every connection together
         self._reserved_bytes = 0  # queue bytes granted to every subscription together
+        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_POINTS)
+        self._sampler: asyncio.Task[None] | None = None
         self.started_at = time.time()
         self._web: dict[str, tuple[bytes, str]] = {}
 
@@ -261,11 +266,15 @@ class ObserveServer:
                 f"cannot listen on {self.host}:{self._requested_port}: {exc}; "
                 "choose another port (0 picks a free one)"
             ) from exc
+        self._sampler = asyncio.get_running_loop().create_task(self._sample_history())
         log.info("reckon observe serving %s", self.url)
 
     async def stop(self) -> None:
         if self._server is None:
             return
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
         server, self._server = self._server, None
         server.close()
         # A browser may hold an idle HTTP connection open; do not wait on it for long.
@@ -442,7 +451,10 @@ class ObserveServer:
         if kind == "ping":
             return {"time": time.time()}
         if kind == "status":
-            return await self._status(subs)
+            status = await self._status(subs)
+            if body.get("history"):
+                status["history"] = list(self._history)
+            return status
         if kind == "tasks":
             from reckon.core import TaskState
 
@@ -498,6 +510,25 @@ class ObserveServer:
                 "limits": asdict(self.limits),
             },
         }
+
+    async def _sample_history(self) -> None:
+        """Keep the engine's counters and usage once a second, so a page opened later can draw
+        the last minutes instead of starting empty (what ``status`` with history=true returns)."""
+        while True:
+            try:
+                stats = await asyncio.to_thread(self.engine.stats)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a closed engine or a failing store: try again next time
+                log.debug("observe: no status sample", exc_info=True)
+            else:
+                self._history.append(
+                    {
+                        "time": time.time(),
+                        "engine": {k: stats.get(k) for k in ("counters", "memory", "store")},
+                    }
+                )
+            await asyncio.sleep(HISTORY_INTERVAL)
 
     def _tree(self, task_id: int) -> dict[str, Any]:
         intro = self.engine.introspector
