@@ -88,6 +88,13 @@ def test_no_arguments_prints_the_commands() -> None:
         (["nosuchcommand"], 2, "No such command 'nosuchcommand'"),
         (["pva", "get"], 2, "Missing argument"),
         (["demo", "--act", "nope"], 2, "no act 'nope'"),
+        (["pva", "get", "-r", "field((", "x"], 2, "cannot parse pvRequest 'field(('"),
+        (["pva", "monitor", "-w", "0", "x"], 2, "give a positive number of seconds"),
+        (["svc", "docs", "nope_pb2", "-o", "x.md"], 2, "cannot import nope_pb2"),
+        (["svc", "check", "nope.toml"], 2, "nope.toml: no such deployment file"),
+        (["serve", "--port", "99999"], 2, "port 99999 is not a TCP port"),
+        (["shell", "nonsense://x"], 2, "'nonsense://x' is not a server address"),
+        (["cache", "prune", "--max-size", "12XB"], 2, "--max-size='12XB' is not a size"),
     ],
 )
 def test_user_mistakes_are_one_line(

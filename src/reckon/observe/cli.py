@@ -48,7 +48,7 @@ def serve(
 ) -> None:
     """Serve an engine's introspection: websocket API and web page on one port."""
     from reckon.core import Engine, LocalStore
-    from reckon.errors import ReckonError
+    from reckon.errors import ConfigurationError, ReckonError
     from reckon.observe.server import serve as start_server
     from reckon.observe.workload import DemoWorkload
 
@@ -67,7 +67,7 @@ def serve(
         print(f"reckon serve: {exc}", file=sys.stderr)
         if temp is not None:
             temp.cleanup()
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, ConfigurationError) else 1) from None
     workload = DemoWorkload(engine, workers=workers).start() if demo else None
     print(f"reckon observe: serving {handle.url}", flush=True)
     print(f"  websocket API {handle.ws_url}   cache {cache_dir}", flush=True)
@@ -117,7 +117,7 @@ def shell(
         run_shell(url, token=token, console=kind, simple_prompt=simple_prompt)
     except (ObserveError, ConfigurationError) as exc:
         print(f"reckon shell: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, ConfigurationError) else 1) from None
 
 
 @app.command()

@@ -29,8 +29,36 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-TimeoutOpt = Annotated[float, typer.Option("--timeout", "-w", help="Seconds to wait.")]
-RequestOpt = Annotated[str, typer.Option("--request", "-r", help='pvRequest, e.g. "field(value)".')]
+
+def _check_timeout(seconds: float) -> float:
+    if not seconds > 0:
+        raise typer.BadParameter(f"{seconds}: give a positive number of seconds, e.g. -w 5")
+    return seconds
+
+
+def _check_request(text: str) -> str:
+    """A pvRequest that does not parse is a usage error, found before anything is sent."""
+    if text:
+        from reckon.pva.protocol import ProtocolError
+        from reckon.pva.request import make_request
+
+        try:
+            make_request(text)
+        except ProtocolError as exc:
+            raise typer.BadParameter(f"{exc}; e.g. -r 'field(value)'") from None
+    return text
+
+
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", "-w", help="Seconds to wait.", callback=_check_timeout),
+]
+RequestOpt = Annotated[
+    str,
+    typer.Option(
+        "--request", "-r", help='pvRequest, e.g. "field(value)".', callback=_check_request
+    ),
+]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Print the whole structure as a tree.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print values as JSON lines.")]
 

@@ -115,9 +115,17 @@ def docs(
     """Write Markdown API docs from the descriptors of generated modules."""
     import sys
 
+    from reckon.errors import ConfigurationError
     from reckon.service.docgen import markdown
 
     for p in path or ():
         sys.path.insert(0, str(p.resolve()))
-    out.write_text(markdown(modules))
+    try:
+        text = markdown(modules)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import {exc.name or 'a module'} ({exc}); name generated *_pb2 modules "
+            "importable from here, or add their folder with --path"
+        ) from None
+    out.write_text(text)
     typer.echo(str(out))
