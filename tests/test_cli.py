@@ -86,6 +86,7 @@ def test_no_arguments_prints_the_commands() -> None:
         ),
         (["pva", "serve", "nope.toml"], 2, "reckon: error: cannot read nope.toml"),
         (["nosuchcommand"], 2, "No such command 'nosuchcommand'"),
+        (["pv", "get", "x"], 2, "No such command 'pv'. Did you mean 'pva'?"),
         (["pva", "get"], 2, "Missing argument"),
         (["demo", "--act", "nope"], 2, "no act 'nope'"),
         (["pva", "get", "-r", "field((", "x"], 2, "cannot parse pvRequest 'field(('"),

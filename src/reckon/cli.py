@@ -12,6 +12,7 @@ line naming the problem and exits with 2 (usage) or 1 (anything else that failed
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import os
@@ -155,6 +156,11 @@ class LazyGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         if args and args[0] in LAYERS:
             return args[0], load_command(args[0]), args[1:]
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and super().get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=2)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
         return super().resolve_command(ctx, args)
 
 
