@@ -151,3 +151,15 @@ def test_stand_in_commands_import_nothing() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_top_of_an_unreachable_server_is_one_line_on_an_untouched_terminal() -> None:
+    import socket
+
+    with socket.socket() as held:  # a port that is bound and never listens: nobody answers
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        r = run("top", f"http://127.0.0.1:{port}/", TERM="xterm-256color")
+    assert r.returncode == 1
+    assert r.stderr.startswith("reckon top: cannot reach the reckon observe server")
+    assert "\x1b" not in r.stdout + r.stderr  # the screen was never taken over

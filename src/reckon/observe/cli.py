@@ -126,14 +126,21 @@ def top(
     token: Annotated[str | None, typer.Option(help="Token, when the server requires one.")] = None,
 ) -> None:
     """A live full-screen view: running computations, outcomes, hit ratios, cache use."""
-    from reckon.errors import ConfigurationError
+    from reckon.errors import ConfigurationError, ObserveError
+    from reckon.observe.client import Client
     from reckon.observe.top import TopApp
 
     try:
         app_ = TopApp(url, token=token)
+        # Reach the server (and present the token) before the screen is taken over, so an
+        # unreachable server or a refused token is one line on a terminal left as it was.
+        Client(url, token=token, name="top").close()
     except ConfigurationError as exc:
         print(f"reckon top: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
+    except ObserveError as exc:
+        print(f"reckon top: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
     app_.run()
     if app_.return_code:
         raise typer.Exit(app_.return_code)
