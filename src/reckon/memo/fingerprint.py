@@ -42,7 +42,7 @@ from reckon.errors import FingerprintError, UnhashableArgumentError
 from reckon.memo import _keys_modules
 from reckon.memo._keys_modules import Origin, count_by_version, module_origin, python_token
 from reckon.memo._keys_scan import Ref, scan
-from reckon.memo.hashing import FORMAT_VERSION, Hasher, type_name
+from reckon.memo.hashing import FORMAT_VERSION, Hasher, set_code_writer, type_name
 
 __all__ = ["count_by_version", "explain", "fingerprint"]
 
@@ -530,7 +530,24 @@ def _local_function(func: types.FunctionType) -> _Local:
     wrapped = getattr(func, "__wrapped__", None)
     if wrapped is not None:
         b.hasher.update(("wraps", b.code_ref(wrapped)))
+    _feed_registry(b, func)
     return b.finish()
+
+
+def _feed_registry(b: _NodeBuilder, obj: object) -> None:
+    """Functions a dispatcher keeps in a registry outside its own closure.
+
+    ``functools.singledispatch`` keeps its implementations in a dict closed over by ``dispatch``
+    and ``register``, not by the wrapper that is called; the wrapper shows it as ``registry``.
+    Every implementation is code the call may run, so each is an edge (in the order of the
+    registered types' names, which is stable across runs).
+    """
+    registry = _attr(obj, "registry")
+    if not isinstance(registry, (dict, types.MappingProxyType)) or _attr(obj, "dispatch") is None:
+        return
+    items = sorted(registry.items(), key=lambda kv: _qualname(kv[0]))
+    for tp, impl in items:
+        b.hasher.update(("registered", _qualname(tp), b.code_ref(impl)))
 
 
 def _local_class(cls: type) -> _Local:
@@ -700,3 +717,6 @@ def forget() -> None:
     with _lock:
         _fingerprints.clear()
     _keys_modules.forget()
+
+
+set_code_writer(fingerprint)

@@ -283,7 +283,11 @@ def _uses_file_contents(func: object) -> bool:
     for annotation in getattr(func, "__annotations__", {}).values():
         if annotation is FileContents or "FileContents" in str(annotation):
             return True
-    return any(FileContents in _resolve(ref, func.__globals__) for ref in scan(func.__code__).refs)
+    # By identity: a global may be any object (a numpy array's == is elementwise, so ``in`` on a
+    # list holding one raises).
+    globals_ = func.__globals__
+    refs = scan(func.__code__).refs
+    return any(obj is FileContents for ref in refs for obj in _resolve(ref, globals_))
 
 
 def _members(cls: type) -> list[tuple[str, object]]:
