@@ -302,8 +302,19 @@ class Memoized(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self._is_async:
-            return self._acall(args, kwargs)  # type: ignore[return-value]
-        return self._call(args, kwargs)  # type: ignore[no-any-return,unused-ignore]
+            return self._acall_clean(args, kwargs)  # type: ignore[return-value]
+        try:
+            return self._call(args, kwargs)  # type: ignore[no-any-return,unused-ignore]
+        except BaseException as exc:
+            _from_user(exc, self.__wrapped__.__code__)
+            raise
+
+    async def _acall_clean(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return await self._acall(args, kwargs)
+        except BaseException as exc:
+            _from_user(exc, self.__wrapped__.__code__)
+            raise
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # The hot path: everything below is attribute reads, two dict lookups and Engine.get.
@@ -611,8 +622,12 @@ class BoundMemoized:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         m = self.__func__
         if m._is_async:
-            return m._acall((self.__self__, *args), kwargs)
-        return m._call((self.__self__, *args), kwargs)
+            return m._acall_clean((self.__self__, *args), kwargs)
+        try:
+            return m._call((self.__self__, *args), kwargs)
+        except BaseException as exc:
+            _from_user(exc, m.__wrapped__.__code__)
+            raise
 
     def would_hit(self, *args: Any, **kwargs: Any) -> bool:
         return self.__func__.would_hit(self.__self__, *args, **kwargs)
@@ -625,6 +640,23 @@ class BoundMemoized:
 
     def __repr__(self) -> str:
         return f"<bound {self.__func__!r} of {log.short_repr(self.__self__)}>"
+
+
+def _from_user(exc: BaseException, code: types.CodeType) -> None:
+    """Start the traceback of ``exc`` at the user's function, if the function raised it.
+
+    Between the caller and the function sit the decorator, the engine and the miss path; none of
+    them is where the error is, so the traceback drops them, and the bare ``raise`` that follows
+    adds no frame of its own: the caller sees its own line, then the user's function on down.
+    An exception raised by reckon itself (an argument that cannot be hashed) keeps its whole
+    traceback.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            exc.__traceback__ = tb
+            return
+        tb = tb.tb_next
 
 
 def _check_memoizable(func: object) -> None:
