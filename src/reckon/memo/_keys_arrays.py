@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from reckon.memo import _keys_stream as _h
-from reckon.memo._keys_objects import h_object
+from reckon.memo._keys_state import h_object
 from reckon.memo._keys_stream import (
     T_NDARRAY,
     T_NDARRAY_OBJECT,
