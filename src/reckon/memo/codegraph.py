@@ -36,6 +36,7 @@ from reckon.memo._impure_objects import known_object_name
 from reckon.memo._keys_modules import Origin, module_origin
 from reckon.memo._keys_scan import Ref, scan
 from reckon.memo.hashing import Hasher, type_name
+from reckon.memo.log import short_repr
 
 __all__ = [
     "ORIGIN_FREE",
@@ -92,6 +93,8 @@ class Local:
     digest: bytes = b""
     edges: list[object] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The values hashed into the node, for saying what changed: (what, digest hex, short repr).
+    items: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +262,10 @@ class _NodeBuilder:
             self.local.notes.append(f"{what}: a {tname}, not hashable by value (type name used)")
             self.hasher.update(("unhashable", tname))
             return
-        self.hasher.update(sub.digest())
+        digest = sub.digest()
+        self.hasher.update(digest)
+        if not what.startswith("constant "):  # constants are code: the source shows them
+            self.local.items.append((what, digest.hex(), short_repr(value)))
 
     def finish(self) -> Local:
         self.local.digest = self.hasher.digest()
