@@ -251,3 +251,47 @@ def test_globals_that_refuse_comparison_do_not_break_the_impurity_check() -> Non
     }
     exec("def f(x):\n    return A.sum() + len(DF) + (T is None) + x\n", namespace)
     assert find_impurities(namespace["f"]) == []
+
+
+# -- needless recomputes, narrowed where it is safe ------------------------------------------------
+
+SETTINGS = """
+from reckon import memoize
+
+HANDLERS = {{"double": lambda x: x * 2, "triple": lambda x: x * {triple}}}
+SETTINGS = {{"scale": {scale}, "unused": {unused}}}
+
+@memoize(store={store!r}, assume_pure=True)
+def scaled(x):
+    print("RAN")
+    return x * SETTINGS["scale"] + SETTINGS.get("offset", 0) + HANDLERS["double"](x)
+
+@memoize(store={store!r}, assume_pure=True)
+def counted(x):
+    print("RAN")
+    return x * SETTINGS["scale"] + len(SETTINGS)
+"""
+
+
+@pytest.mark.parametrize(
+    ("call", "edit", "recomputes"),
+    [
+        ("scaled(2)", {"unused": 7}, False),
+        ("scaled(2)", {"triple": 4}, False),
+        ("scaled(2)", {"scale": 5}, True),
+        ("counted(2)", {"unused": 7}, True),
+    ],
+    ids=["unused-entry-hits", "unused-handler-hits", "used-entry-recomputes", "whole-dict-read"],
+)
+def test_only_the_entries_of_a_global_dict_the_code_looks_up_count(
+    run_py: Any, tmp_path: Path, call: str, edit: dict[str, int], recomputes: bool
+) -> None:
+    base = {"scale": 3, "unused": 1, "triple": 3}
+    name = f"settings_{call[:-3]}_{'_'.join(edit)}"
+    store = str(tmp_path / "cache")
+    ran: list[bool] = []
+    for values in (base, base, {**base, **edit}):
+        (tmp_path / f"{name}.py").write_text(SETTINGS.format(store=store, **values))
+        proc = run_py(f"import {name}; print('VALUE', {name}.{call})", pythonpath=[tmp_path])
+        ran.append("RAN" in proc.stdout)
+    assert ran == [True, False, recomputes]

@@ -391,7 +391,40 @@ def _walk(value: object, path: str, chain: tuple[str, ...]) -> tuple[object, str
 _MISSING = object()
 
 
-def _feed_ref(b: _NodeBuilder, ref: Ref, globals_: dict[str, Any]) -> None:
+def _feed_dict_keys(
+    b: _NodeBuilder, name: str, table: dict[Any, Any], keys: frozenset[object]
+) -> bool:
+    """A global dict the code only looks up with constant keys: only those entries count.
+
+    Editing another entry of the dict cannot change what the code computes (the lookup of a
+    ``str``, ``int`` or ``bytes`` key in an exact ``dict`` reads that entry only), so it must
+    not change the key either. False (hash the whole dict) if a stored key refuses comparison.
+    """
+    entries: list[tuple[str, object]] = []
+    try:
+        for key in sorted(keys, key=lambda k: (type(k).__name__, repr(k))):
+            entries.append((repr(key), table.get(key, _MISSING_KEY)))
+    except Exception:
+        return False
+    b.hasher.update(("ref", "global-keys", name, tuple(k for k, _ in entries)))
+    b.local.notes.append(f"reads {name}[{', '.join(k for k, _ in entries)}] (dict entries)")
+    for text, value in entries:
+        if value is _MISSING_KEY:
+            b.hasher.update(("missing-key", text))
+        else:
+            b.value(f"global {name}[{text}]", value)
+    return True
+
+
+_MISSING_KEY = object()
+
+
+def _feed_ref(
+    b: _NodeBuilder,
+    ref: Ref,
+    globals_: dict[str, Any],
+    keyed: dict[str, frozenset[object]] | None = None,
+) -> None:
     if ref.kind == "import":
         found = resolve_import(ref, globals_)
         if found is None:
@@ -405,6 +438,10 @@ def _feed_ref(b: _NodeBuilder, ref: Ref, globals_: dict[str, Any]) -> None:
             b.local.notes.append(f"uses {path} ({root.label})")
             return
     else:
+        keys = keyed.get(ref.name) if keyed else None
+        table = globals_.get(ref.name)
+        if keys is not None and type(table) is dict and _feed_dict_keys(b, ref.name, table, keys):
+            return
         if ref.name in globals_:
             root = globals_[ref.name]
         else:
@@ -511,8 +548,9 @@ def _local_function(func: types.FunctionType) -> Local:
             b.value(f"closure variable {name}", content)
             _instance_class(b, content)
     globals_ = func.__globals__
-    for ref in scan(code).refs:
-        _feed_ref(b, ref, globals_)
+    info = scan(code)
+    for ref in info.refs:
+        _feed_ref(b, ref, globals_, info.keyed)
     owner = _owner_class(func)
     if owner is not None:
         b.hasher.update(("owner", b.code_ref(owner)))
