@@ -279,3 +279,21 @@ def test_argument_reprs_are_one_line_and_short() -> None:
     assert short_repr(np.zeros((1000, 3))) == "ndarray(shape=(1000, 3), dtype=float64)"
     text = format_call("f", (Chatty(), list(range(1000))), {"k": "y" * 1000})
     assert "\n" not in text and len(text) <= 210
+
+
+def test_damaged_notes_never_break_a_call(run_py: Any, cache_dir: Path) -> None:
+    """What explains misses is only read to explain: garbage there changes no result."""
+    code = f"""
+        import logging, sys
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO)
+        from reckon import memoize
+        @memoize(store={str(cache_dir)!r}, name="damaged.f", verbose=True)
+        def f(x):
+            return x + {{k}}
+        print("VALUE", f(1), f.explain(1).hit)
+    """
+    assert "VALUE 2 True" in run_py(code.format(k=1)).stdout
+    for path in (cache_dir / "memo-why").iterdir():
+        path.write_bytes(b"\\x00not json\\n{]\\n")
+    out = run_py(code.format(k=2)).stdout
+    assert "VALUE 3 True" in out

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from reckon.memo import codegraph, log
+from reckon.memo._keys_modules import module_origin
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.hashing import hash_value
 
@@ -106,6 +107,8 @@ def _save_manifest(base: Path | None, fp: str, manifest: list[dict[str, Any]]) -
         _memory[f"manifest:{fp}"] = manifest
         return
     target = base / f"{fp}.json"
+    with _lock:
+        _manifests[target] = manifest
     if target.exists():
         return
     base.mkdir(parents=True, exist_ok=True)
@@ -115,15 +118,31 @@ def _save_manifest(base: Path | None, fp: str, manifest: list[dict[str, Any]]) -
 
 
 def load_manifest(base: Path | None, fp: str) -> list[dict[str, Any]] | None:
-    """The manifest of code version ``fp`` (a memoized function's key prefix, hex)."""
+    """The manifest of code version ``fp`` (a memoized function's key prefix, hex).
+
+    A code version's manifest never changes, so one read is kept for the process.
+    """
     if base is None:
         found = _memory.get(f"manifest:{fp}")
         return found if isinstance(found, list) else None
+    path = base / f"{fp}.json"
+    cached = _manifests.get(path)
+    if cached is not None:
+        return cached
     try:
-        data = json.loads((base / f"{fp}.json").read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, list) else None
+    if not isinstance(data, list):
+        return None
+    with _lock:
+        if len(_manifests) >= 256:
+            _manifests.clear()
+        _manifests[path] = data
+    return data
+
+
+_manifests: dict[Path, list[dict[str, Any]]] = {}
 
 
 def _append_note(base: Path | None, function: str, note: dict[str, Any]) -> None:
@@ -135,14 +154,32 @@ def _append_note(base: Path | None, function: str, note: dict[str, Any]) -> None
         return
     base.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(note) + "\n").encode()
-    fd = os.open(_notes_file(base, function), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    path = _notes_file(base, function)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)  # one write with O_APPEND: lines of several processes do not mix
+        size = os.fstat(fd).st_size
     finally:
         os.close(fd)
+    if size > _MAX_NOTES_BYTES:
+        _compact(path)
 
 
-_read: dict[Path, tuple[int, list[dict[str, Any]]]] = {}
+#: A function's notes file is cut back to its newest notes when it grows past this.
+_MAX_NOTES_BYTES = 8 << 20
+
+
+def _compact(path: Path) -> None:
+    """Keep the newest notes only (a note another process appends meanwhile may be lost: notes
+    only explain, they never decide a hit)."""
+    with contextlib.suppress(OSError):
+        lines = path.read_bytes().splitlines(keepends=True)[-_MAX_NOTES:]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(b"".join(lines))
+        os.replace(tmp, path)
+
+
+_read: dict[Path, tuple[int, int, list[dict[str, Any]]]] = {}
 
 
 def _load_notes(base: Path | None, function: str) -> list[dict[str, Any]]:
@@ -152,11 +189,12 @@ def _load_notes(base: Path | None, function: str) -> list[dict[str, Any]]:
             return list(_memory.get(f"notes:{function}", [])[-_MAX_NOTES:])
     path = _notes_file(base, function)
     with _lock:
-        done, notes = _read.get(path, (0, []))
+        inode, done, notes = _read.get(path, (0, 0, []))
         try:
             with open(path, "rb") as fh:
-                if os.fstat(fh.fileno()).st_size < done:  # the file was replaced
-                    done, notes = 0, []
+                stat = os.fstat(fh.fileno())
+                if stat.st_ino != inode or stat.st_size < done:  # new, or compacted
+                    inode, done, notes = stat.st_ino, 0, []
                 fh.seek(done)
                 data = fh.read()
         except OSError:
@@ -166,7 +204,7 @@ def _load_notes(base: Path | None, function: str) -> list[dict[str, Any]]:
             with contextlib.suppress(ValueError):
                 notes.append(json.loads(line))
         notes = notes[-_MAX_NOTES:]
-        _read[path] = (done + end, notes)
+        _read[path] = (inode, done + end, notes)
         return list(notes)
 
 
@@ -310,7 +348,7 @@ def _argument_notes(
 def _class_version(value: object) -> str:
     """The code version of an argument's class when it is the user's (else "")."""
     cls = type(value)
-    if isinstance(codegraph.classify(cls), codegraph.Leaf):
+    if module_origin(getattr(cls, "__module__", None)).external:
         return ""
     try:
         return fingerprint(cls).hex()
