@@ -295,3 +295,60 @@ def test_only_the_entries_of_a_global_dict_the_code_looks_up_count(
         proc = run_py(f"import {name}; print('VALUE', {name}.{call})", pythonpath=[tmp_path])
         ran.append("RAN" in proc.stdout)
     assert ran == [True, False, recomputes]
+
+
+class _Hostile:
+    """Refuses everything a careless check might try: attributes, ==, truth, hash, pickling."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no attribute {name}")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparing")
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth")
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError("no pickling")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _odd_globals() -> dict[str, Any]:
+    import sqlite3
+    import threading
+
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    return {
+        "structured": np.zeros(2, dtype=[("a", "i4"), ("b", "f8")]),
+        "masked": np.ma.masked_array([1, 2], mask=[0, 1]),
+        "frame_of_objects": pd.DataFrame({"o": [object(), None]}),
+        "multiindex": pd.MultiIndex.from_tuples([(1, 2)]),
+        "nat": pd.NaT,
+        "na": pd.NA,
+        "lock": threading.Lock(),
+        "connection": sqlite3.connect(":memory:"),
+        "generator": (i for i in range(3)),
+        "hostile": _Hostile(),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["structured", "masked", "frame_of_objects", "multiindex", "nat", "na", "lock", "connection",
+     "generator", "hostile"],
+)  # fmt: skip
+def test_any_global_of_any_type_is_read_without_crashing(cache_dir: Path, name: str) -> None:
+    import warnings
+
+    from reckon import memoize
+
+    namespace: dict[str, Any] = {"__name__": "odd_globals", "G": _odd_globals()[name]}
+    exec("def f(x):\n    g = G\n    return x + 1\n", namespace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a lock or a connection read as a global may warn
+        f = memoize(store=cache_dir, name=f"odd.{name}")(namespace["f"])
+        assert (f(1), f(1)) == (2, 2)
+    assert f.stats()["hits"] == 1

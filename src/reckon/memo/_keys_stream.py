@@ -20,7 +20,7 @@ from typing import Any
 import xxhash
 
 from reckon.errors import FingerprintError, UnhashableArgumentError
-from reckon.memo._keys_modules import module_origin
+from reckon.memo._keys_modules import module_of, module_origin
 
 __all__ = ["CHOOSER", "CODE_WRITER", "Hasher", "type_name"]
 
@@ -136,7 +136,7 @@ def type_name(tp: type) -> str:
     """
     name = _TYPE_NAMES.get(tp)
     if name is None:
-        module = getattr(tp, "__module__", None) or "?"
+        module = module_of(tp) or "?"
         if module == "__mp_main__":
             module = "__main__"
         name = f"{module}.{getattr(tp, '__qualname__', tp.__name__)}"
@@ -476,7 +476,7 @@ def put_typename(h: Hasher, tp: type) -> None:
     h._buf += data
     user = _USER_CLASS.get(tp)
     if user is None:
-        user = _USER_CLASS[tp] = not module_origin(getattr(tp, "__module__", None)).external
+        user = _USER_CLASS[tp] = not module_origin(module_of(tp)).external
     if user:
         try:
             h_code_ref(h, tp)

@@ -33,7 +33,7 @@ import xxhash
 
 from reckon.errors import UnhashableArgumentError
 from reckon.memo._impure_objects import known_object_name
-from reckon.memo._keys_modules import Origin, module_origin
+from reckon.memo._keys_modules import Origin, module_of, module_origin
 from reckon.memo._keys_scan import Ref, scan
 from reckon.memo.hashing import Hasher, type_name
 from reckon.memo.log import short_repr
@@ -110,7 +110,7 @@ def digest(*parts: object) -> bytes:
 
 
 def qualname(obj: object) -> str:
-    module = getattr(obj, "__module__", None)
+    module = module_of(obj)
     if module == "__mp_main__":  # the main script as multiprocessing workers import it
         module = "__main__"
     qual = (
@@ -133,7 +133,7 @@ def _leaf(origin: Origin, name: str) -> Leaf:
 
 def _builtin_origin(obj: Any) -> Origin:
     """Origin of C functions, method descriptors and slot wrappers."""
-    module = getattr(obj, "__module__", None)
+    module = module_of(obj)
     if not module:
         owner = getattr(obj, "__objclass__", None)
         if owner is None:
@@ -143,7 +143,7 @@ def _builtin_origin(obj: Any) -> Origin:
             elif bound is not None:
                 owner = bound if isinstance(bound, type) else type(bound)
         if owner is not None:
-            module = getattr(owner, "__module__", None)
+            module = module_of(owner)
     origin = module_origin(module)
     if not origin.external:
         # Compiled code in the user's tree has no bytecode: count it by its file's contents.
@@ -202,7 +202,7 @@ def classify(obj: Any, _depth: int = 0) -> object:
         origin = module_origin(obj.__module__, _code_file(obj))
         return obj if not origin.external else _leaf(origin, qualname(obj))
     if isinstance(obj, type):
-        origin = module_origin(getattr(obj, "__module__", None))
+        origin = module_origin(module_of(obj))
         return obj if not origin.external else _leaf(origin, qualname(obj))
     if isinstance(obj, types.ModuleType):
         origin = module_origin(obj.__name__)
@@ -479,7 +479,7 @@ def _feed_ref(
 def _instance_class(b: _NodeBuilder, value: object) -> None:
     """An instance of the user's class: its methods are code the function may call."""
     cls = type(value)
-    if not module_origin(getattr(cls, "__module__", None)).external:
+    if not module_origin(module_of(cls)).external:
         b.hasher.update(("instance-of", b.code_ref(cls)))
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from reckon.memo import codegraph, log
-from reckon.memo._keys_modules import module_origin
+from reckon.memo._keys_modules import module_of, module_origin
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.hashing import hash_value
 
@@ -348,7 +348,7 @@ def _argument_notes(
 def _class_version(value: object) -> str:
     """The code version of an argument's class when it is the user's (else "")."""
     cls = type(value)
-    if module_origin(getattr(cls, "__module__", None)).external:
+    if module_origin(module_of(cls)).external:
         return ""
     try:
         return fingerprint(cls).hex()
