@@ -748,6 +748,7 @@ def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
         replay_stdout=state["replay_stdout"],
         replay_logs=state.get("replay_logs", False),
         assume_pure=state["assume_pure"],
+        verbose=state.get("verbose"),
     )
     fp: bytes = state.get("fp", b"")
     if fp:
