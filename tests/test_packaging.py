@@ -20,14 +20,15 @@ import reckon
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.slow
+# Building and installing from the index take minutes on a busy machine: more than the default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def sh(
     *args: str | Path, cwd: Path | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-    env.update(COLUMNS="100", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.update(COLUMNS="100", PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_TIMEOUT="60")
     env.pop("RECKON_DEBUG", None)
     return subprocess.run(
         [str(a) for a in args],
