@@ -94,7 +94,15 @@ class CatalogService(Service):
             import time
 
             time.sleep(3600)  # noqa: ASYNC251 (blocks the loop: only the watchdog ends it)
+        if request.code == "cancel":
+            raise asyncio.CancelledError(request.message)
         raise ServiceCallError(request.message, request.code)
+
+    async def Echo(self, request: pb.Empty, ctx: CallContext) -> pb.Metadata:
+        out = pb.Metadata()
+        for k, v in ctx.metadata.items():
+            out.entries[k] = v if isinstance(v, bytes) else b"text:" + v.encode()
+        return out
 
 
 class MutatingCatalog(CatalogService):

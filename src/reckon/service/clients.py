@@ -24,6 +24,7 @@ from reckon.errors import ServiceCallError
 from reckon.service.context import User, current_call
 from reckon.service.definition import MethodDef, ServiceDef
 from reckon.service.endpoint import Endpoint
+from reckon.service.metadata import Metadata, from_pairs, to_headers
 from reckon.service.status import error_for
 
 
@@ -36,14 +37,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<{self._transport} client of {self._definition.full_name}>"
-
-
-def _metadata_dict(metadata: Any) -> dict[str, str] | None:
-    if metadata is None:
-        return None
-    if isinstance(metadata, dict):
-        return {str(k): str(v) for k, v in metadata.items()}
-    return {str(k): str(v) for k, v in metadata}
 
 
 def inprocess_client(
@@ -91,7 +84,7 @@ def _inprocess_call(
             user, auth = parent.user, parent.authorization
             if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
                 deadline = parent.deadline
-        md = None if metadata is None else _metadata_dict(metadata)
+        md = None if metadata is None else from_pairs(metadata)
         if strict:
             request = expected.FromString(request.SerializeToString())
             response = await invoke(m, request, user, auth, deadline, md)
@@ -104,19 +97,14 @@ def _inprocess_call(
 
 def _outgoing(
     metadata: Any, timeout: float | None, auth0: str | None, clock: Callable[[], float]
-) -> tuple[list[tuple[str, str]] | None, float | None]:
-    """Metadata and timeout for a wire call, carrying the current caller's credentials."""
+) -> tuple[Metadata, str | None, float | None]:
+    """Metadata, credentials and timeout for a wire call, carrying the current caller's."""
     parent = current_call.get()
     auth = auth0 if parent is None else parent.authorization
-    md: list[tuple[str, str]] | None = None
-    if metadata is not None:
-        md = list(metadata.items()) if isinstance(metadata, dict) else list(metadata)
-    if auth is not None:
-        md = [*(md or ()), ("authorization", auth)]
     if parent is not None and parent.deadline is not None:
         left = max(parent.deadline - clock(), 0.0)
         timeout = left if timeout is None else min(timeout, left)
-    return md, timeout
+    return from_pairs(metadata), auth, timeout
 
 
 def grpc_client(
@@ -152,7 +140,10 @@ def _grpc_call(
         if auth0 is None and metadata is None and current_call.get() is None:
             md, t = None, timeout  # the common fast path: nothing to add
         else:
-            md, t = _outgoing(metadata, timeout, auth0, clock)
+            extra, auth, t = _outgoing(metadata, timeout, auth0, clock)
+            md = list(extra.items())
+            if auth is not None:
+                md.append(("authorization", auth))
         try:
             response: Message = await mc(request, timeout=t, metadata=md)
         except grpc.aio.AioRpcError as exc:
@@ -208,12 +199,15 @@ def _connect_call(
         metadata: Any = None,
         **_: Any,
     ) -> Message:
-        md, t = _outgoing(metadata, timeout, auth0, clock)
+        extra, auth, t = _outgoing(metadata, timeout, auth0, clock)
+        headers = to_headers(extra)
+        if auth is not None:
+            headers["authorization"] = auth
         try:
             response: Message = await cc.execute_unary(
                 request=request,
                 method=info,
-                headers=dict(md) if md else None,
+                headers=headers or None,
                 timeout_ms=None if t is None else max(int(t * 1000), 1),
             )
         except ConnectError as exc:

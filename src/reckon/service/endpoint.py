@@ -20,6 +20,7 @@ from reckon.errors import CallCancelledError, ServiceCallError, UnauthenticatedE
 from reckon.service.auth import Authenticator
 from reckon.service.context import CallContext, ServiceContext, User, current_call
 from reckon.service.definition import MethodDef, ServiceDef
+from reckon.service.metadata import Metadata
 from reckon.service.status import from_handler_exception
 
 Handler = Callable[[Message, CallContext], Awaitable[Message]]
@@ -78,7 +79,7 @@ class Endpoint:
         user: User | None,
         authorization: str | None,
         deadline: float | None,
-        metadata: dict[str, str] | None = None,
+        metadata: Metadata | None = None,
     ) -> Message:
         """Run one call of ``method``; raises ServiceCallError on every failure."""
         if user is None and self.auth_required:
@@ -120,7 +121,9 @@ class Endpoint:
                 )
                 self._trace(parent, method, request, None, err, start)
                 raise err from None
-            if not isinstance(exc, Exception):
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
+                raise  # the caller went away (or the unit stops): stay cancelled
+            if not isinstance(exc, Exception | asyncio.CancelledError):
                 raise
             err = from_handler_exception(exc, f"{self.name}/{method.name}")
             self._trace(parent, method, request, None, err, start)
@@ -169,3 +172,10 @@ class Endpoint:
         entry = self.inflight.pop(call_id, None)
         if entry is not None:
             entry[1].cancel()
+
+
+def _cancelled_from_outside() -> bool:
+    """True when this task is being cancelled; False when a handler raised CancelledError itself
+    (which must end its call with CANCELLED at once, not leave it open)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -401,6 +401,11 @@ class Unit:
         """Return once every child process has ended for good (never, with none)."""
         await self._all_ended.wait()
 
+    def failures(self) -> dict[str, str]:
+        """Services whose processes ended for good by failing (crash loop, time-limit kill),
+        with why; ``svc run`` exits non-zero when it stops because of these."""
+        return {n: c.failure for n, c in self.children.items() if c.failure is not None}
+
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         assert self.plan is not None

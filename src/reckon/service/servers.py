@@ -15,12 +15,14 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from reckon.errors import ServiceCallError
 from reckon.service.clients import method_info
 from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
+from reckon.service.metadata import from_headers, from_pairs
+from reckon.service.status import connect_code
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
@@ -36,10 +38,11 @@ def _health_handler() -> grpc.GenericRpcHandler:
 
 
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
+    # Requests arrive as bytes and are parsed by the handler, so that a malformed body is
+    # INVALID_ARGUMENT (as over Connect), not the UNKNOWN grpc gives a failed deserializer.
     handlers = {
         m.name: grpc.unary_unary_rpc_method_handler(
             _grpc_method(endpoint, m),
-            request_deserializer=m.input.FromString,
             response_serializer=m.output.SerializeToString,
         )
         for m in endpoint.definition.methods.values()
@@ -47,19 +50,32 @@ def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(endpoint.definition.full_name, handlers)
 
 
+def parse_request(m: MethodDef, data: bytes) -> Message:
+    """The request message of ``m`` from its wire form; INVALID_ARGUMENT when malformed."""
+    try:
+        return m.input.FromString(data)
+    except DecodeError as exc:
+        raise ServiceCallError(
+            f"{m.path}: the request is not a valid {m.input.DESCRIPTOR.full_name} ({exc})",
+            "INVALID_ARGUMENT",
+        ) from None
+
+
 def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
     invoke = endpoint.invoke
     check = endpoint.authenticator.check
     clock = endpoint.clock
 
-    async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+    async def handle(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
         try:
-            md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            authorization = md.get("authorization")
+            request = parse_request(m, data)
+            raw = context.invocation_metadata() or ()
+            found = next((v for k, v in raw if k == "authorization"), None)
+            authorization = found if isinstance(found, str) else None
             user = check(authorization)
             remaining = context.time_remaining()
             deadline = None if remaining is None else clock() + remaining
-            return await invoke(m, request, user, authorization, deadline, md)
+            return await invoke(m, request, user, authorization, deadline, from_pairs(raw))
         except ServiceCallError as exc:
             code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
             await context.abort(code, str(exc))
@@ -98,13 +114,15 @@ def connect_app(endpoint: Endpoint) -> Any:
     def make(m: MethodDef) -> Callable[..., Any]:
         async def handle(request: Message, ctx: Any) -> Message:
             try:
-                authorization = ctx.request_headers.get("authorization")
+                headers = ctx.request_headers
+                authorization = headers.get("authorization")
                 user = check(authorization)
                 left = ctx.timeout_ms
                 deadline = None if left is None else clock() + left / 1000.0
-                return await endpoint.invoke(m, request, user, authorization, deadline)
+                md = from_headers(headers.items())
+                return await endpoint.invoke(m, request, user, authorization, deadline, md)
             except ServiceCallError as exc:
-                raise ConnectError(getattr(Code, exc.code, Code.UNKNOWN), str(exc)) from None
+                raise ConnectError(Code(connect_code(exc.code)), str(exc)) from None
 
         return handle
 

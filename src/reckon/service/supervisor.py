@@ -131,6 +131,8 @@ class ChildProcess:
         self.kill_reason: str | None = None
         #: Why the supervisor killed this service's processes, oldest first.
         self.kills: list[str] = []
+        #: Why this service ended for good when it ended by failing (None: still up, or clean).
+        self.failure: str | None = None
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -266,7 +268,14 @@ class ChildProcess:
             self._restart_task = asyncio.create_task(self._restart())
         else:
             self.state = "ended"
-            self._log.info("process ended", service=self.name, code=code)
+            if failed:
+                why = self.kill_reason or f"exited with code {code}"
+                self.failure = f"{why}, after {self.restarts} restarts"
+                self._log.warning(
+                    "process failed; not restarting", service=self.name, code=code, reason=why
+                )
+            else:
+                self._log.info("process ended", service=self.name, code=code)
         self._on_change()
 
     async def _restart(self) -> None:
@@ -280,6 +289,7 @@ class ChildProcess:
                 await self.proc.wait()
             self._cleanup()
             self.state = "ended"
+            self.failure = f"restart {self.restarts} failed: {exc}"
             self._on_change()
         finally:
             self._restart_task = None

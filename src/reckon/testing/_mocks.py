@@ -12,9 +12,9 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from reckon.errors import ServiceCallError
 from reckon.service.context import CallContext
 from reckon.service.definition import MethodDef, ServiceDef
+from reckon.service.status import CODES, error_for
 
 
 class MockMethod:
@@ -47,8 +47,13 @@ class MockMethod:
         return self
 
     def raises(self, code: str, message: str = "mock error") -> MockMethod:
-        """Fail every call with this status code."""
-        self._error = (code, message)
+        """Fail every call with this status code (the same exception class a real service's
+        failure with that code reaches callers as)."""
+        if code.upper() not in CODES[1:]:
+            raise ValueError(
+                f"{code!r} is not a gRPC failure code; use one of {', '.join(CODES[1:])}"
+            )
+        self._error = (code.upper(), message)
         return self
 
     async def __call__(self, request: Message, ctx: CallContext) -> Message:
@@ -56,7 +61,7 @@ class MockMethod:
         copy.CopyFrom(request)
         self.calls.append(copy)
         if self._error is not None:
-            raise ServiceCallError(self._error[1], self._error[0])
+            raise error_for(self._error[0], self._error[1])
         if self._fn is not None:
             return self._fn(request)
         if self._queue:
