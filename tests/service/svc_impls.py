@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from rtest_gen import rtest_pb2 as pb
-from rtest_gen.rtest_reckon import Catalog, Front, Recommender, Stock
+from rtest_gen.rtest_reckon import Catalog, Feed, Front, Recommender, Stock
 
 from reckon.core import CachingLevel
 from reckon.errors import ServiceCallError
@@ -178,3 +179,50 @@ class SharedItemCatalog(CatalogService):
 
     async def Get(self, request: pb.Key, ctx: CallContext) -> pb.Item:
         return SHARED_ITEM
+
+
+class FeedService(Service):
+    """The four call kinds; ``produced`` counts the items Ticks made, ``closed`` records how each
+    Ticks call ended (to see cancellation and backpressure from outside)."""
+
+    definition = Feed
+    produced: list[int] = []
+    closed: list[str] = []
+
+    async def Count(self, request: pb.Key, ctx: CallContext) -> pb.Item:
+        return pb.Item(id=request.id, count=len(request.id))
+
+    async def Ticks(self, request: pb.TickRequest, ctx: CallContext) -> AsyncIterator[pb.Item]:
+        how = "finished"
+        try:
+            for i in range(request.count):
+                if request.fail_code and i == request.fail_after:
+                    raise ServiceCallError(f"failed after {i}", request.fail_code)
+                if request.interval:
+                    await asyncio.sleep(request.interval)
+                FeedService.produced.append(i)
+                yield pb.Item(id=f"t{i}", count=i)
+        except asyncio.CancelledError:
+            how = "cancelled"
+            raise
+        except GeneratorExit:
+            how = "closed"
+            raise
+        except ServiceCallError:
+            how = "failed"
+            raise
+        finally:
+            FeedService.closed.append(how)
+
+    async def Sum(self, request: AsyncIterator[pb.Item], ctx: CallContext) -> pb.Item:
+        total, ids = 0, []
+        async for item in request:
+            total += item.count
+            ids.append(item.id)
+        return pb.Item(id="+".join(ids), count=total, tags=[ctx.user.name if ctx.user else ""])
+
+    async def Echo(
+        self, request: AsyncIterator[pb.Item], ctx: CallContext
+    ) -> AsyncIterator[pb.Item]:
+        async for item in request:
+            yield pb.Item(id=item.id, count=item.count * 2)

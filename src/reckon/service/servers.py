@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -19,9 +19,10 @@ from google.protobuf.message import DecodeError, Message
 
 from reckon.errors import ServiceCallError
 from reckon.service.clients import method_info
+from reckon.service.context import User
 from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
-from reckon.service.metadata import from_headers, from_pairs
+from reckon.service.metadata import Metadata, from_headers, from_pairs
 from reckon.service.status import connect_code
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -40,13 +41,17 @@ def _health_handler() -> grpc.GenericRpcHandler:
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
     # Requests arrive as bytes and are parsed by the handler, so that a malformed body is
     # INVALID_ARGUMENT (as over Connect), not the UNKNOWN grpc gives a failed deserializer.
-    handlers = {
-        m.name: grpc.unary_unary_rpc_method_handler(
-            _grpc_method(endpoint, m),
-            response_serializer=m.output.SerializeToString,
+    handlers = {}
+    for m in endpoint.definition.methods.values():
+        kind = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[m.client_streaming, m.server_streaming]
+        handlers[m.name] = kind(
+            _grpc_method(endpoint, m), response_serializer=m.output.SerializeToString
         )
-        for m in endpoint.definition.methods.values()
-    }
     return grpc.method_handlers_generic_handler(endpoint.definition.full_name, handlers)
 
 
@@ -61,24 +66,47 @@ def parse_request(m: MethodDef, data: bytes) -> Message:
         ) from None
 
 
+async def _parsed(m: MethodDef, frames: AsyncIterator[bytes]) -> AsyncIterator[Message]:
+    async for data in frames:
+        yield parse_request(m, data)
+
+
 def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
-    invoke = endpoint.invoke
     check = endpoint.authenticator.check
     clock = endpoint.clock
 
-    async def handle(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+    def begin(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
+        request = _parsed(m, data) if m.client_streaming else parse_request(m, data)
+        raw = context.invocation_metadata() or ()
+        found = next((v for k, v in raw if k == "authorization"), None)
+        authorization = found if isinstance(found, str) else None
+        user = check(authorization)
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else clock() + remaining
+        return request, user, authorization, deadline, from_pairs(raw)
+
+    async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: ServiceCallError) -> None:
+        code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
+        await context.abort(code, str(exc))
+
+    if m.server_streaming:
+
+        async def handle_stream(
+            data: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Message]:
+            try:
+                async for response in endpoint.stream(m, *begin(data, context)):
+                    yield response
+            except ServiceCallError as exc:
+                await abort(context, exc)
+
+        return handle_stream
+
+    async def handle(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
         try:
-            request = parse_request(m, data)
-            raw = context.invocation_metadata() or ()
-            found = next((v for k, v in raw if k == "authorization"), None)
-            authorization = found if isinstance(found, str) else None
-            user = check(authorization)
-            remaining = context.time_remaining()
-            deadline = None if remaining is None else clock() + remaining
-            return await invoke(m, request, user, authorization, deadline, from_pairs(raw))
+            return await endpoint.invoke(m, *begin(data, context))
         except ServiceCallError as exc:
-            code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
-            await context.abort(code, str(exc))
+            await abort(context, exc)
             raise  # unreachable: abort raises
 
     return handle
@@ -103,7 +131,12 @@ async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio
 def connect_app(endpoint: Endpoint) -> Any:
     """An ASGI application answering Connect (and gRPC-Web) for one service."""
     from connectrpc._server_async import ConnectASGIApplication
-    from connectrpc._server_shared import EndpointUnary
+    from connectrpc._server_shared import (
+        EndpointBidiStream,
+        EndpointClientStream,
+        EndpointServerStream,
+        EndpointUnary,
+    )
     from connectrpc.code import Code
     from connectrpc.compat import google_protobuf_codecs
     from connectrpc.errors import ConnectError
@@ -111,26 +144,42 @@ def connect_app(endpoint: Endpoint) -> Any:
     check = endpoint.authenticator.check
     clock = endpoint.clock
 
-    def make(m: MethodDef) -> Callable[..., Any]:
-        async def handle(request: Message, ctx: Any) -> Message:
-            try:
-                headers = ctx.request_headers
-                authorization = headers.get("authorization")
-                user = check(authorization)
-                left = ctx.timeout_ms
-                deadline = None if left is None else clock() + left / 1000.0
-                md = from_headers(headers.items())
-                return await endpoint.invoke(m, request, user, authorization, deadline, md)
-            except ServiceCallError as exc:
-                raise ConnectError(Code(connect_code(exc.code)), str(exc)) from None
+    def begin(ctx: Any) -> tuple[User | None, str | None, float | None, Metadata]:
+        headers = ctx.request_headers
+        authorization = headers.get("authorization")
+        user = check(authorization)
+        left = ctx.timeout_ms
+        deadline = None if left is None else clock() + left / 1000.0
+        return user, authorization, deadline, from_headers(headers.items())
 
-        return handle
+    def failed(exc: ServiceCallError) -> ConnectError:
+        return ConnectError(Code(connect_code(exc.code)), str(exc))
+
+    def make(m: MethodDef) -> Any:
+        info = method_info(m)
+        if m.server_streaming:
+
+            async def handle_stream(request: Any, ctx: Any) -> AsyncIterator[Message]:
+                try:
+                    async for response in endpoint.stream(m, request, *begin(ctx)):
+                        yield response
+                except ServiceCallError as exc:
+                    raise failed(exc) from None
+
+            cls: Any = EndpointBidiStream if m.client_streaming else EndpointServerStream
+            return cls(method=info, function=handle_stream)
+
+        async def handle(request: Any, ctx: Any) -> Message:
+            try:
+                return await endpoint.invoke(m, request, *begin(ctx))
+            except ServiceCallError as exc:
+                raise failed(exc) from None
+
+        unary_out: Any = EndpointClientStream if m.client_streaming else EndpointUnary
+        return unary_out(method=info, function=handle)
 
     path = "/" + endpoint.definition.full_name
-    table = {
-        m.path: EndpointUnary(method=method_info(m), function=make(m))
-        for m in endpoint.definition.methods.values()
-    }
+    table = {m.path: make(m) for m in endpoint.definition.methods.values()}
 
     class _App(ConnectASGIApplication[Endpoint]):
         @property
