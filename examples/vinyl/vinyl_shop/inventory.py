@@ -87,4 +87,5 @@ class InventoryService(Service):
                 last = shelf.copies
                 yield inventory_pb2.StockLevel(record_id=shelf.record_id, copies=shelf.copies)
             async with self._changed:
-                await self._changed.wait_for(lambda: self._version != seen)
+                while self._version == seen:
+                    await self._changed.wait()
