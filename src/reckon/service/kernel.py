@@ -42,6 +42,7 @@ from reckon.service.deploy import Deployment, Plan, Planned, plan
 from reckon.service.endpoint import Endpoint, Tracer
 from reckon.service.logs import ServiceLogger, Sink, make_sink
 from reckon.service.servers import ConnectServer, connect_app, start_grpc
+from reckon.service.standard import STANDARD, HealthBoard, standard_services
 from reckon.service.supervisor import Address, ChildProcess, wait_healthy
 
 T = TypeVar("T")
@@ -89,6 +90,7 @@ class Unit:
         self._contexts: dict[str, ServiceContext] = {}
         self._grpc_servers: list[grpc.aio.Server] = []
         self._connect_servers: list[ConnectServer] = []
+        self._boards: list[HealthBoard] = []
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._clients: dict[tuple[str, str, str | None], Any] = {}
         self._pulse_task: asyncio.Task[None] | None = None
@@ -240,15 +242,51 @@ class Unit:
         self.started.append(name)
         sctx.log.debug("ready")
         if name in self._exposed:
-            server, port = await start_grpc([endpoint], p.spec.port)
+            served = [endpoint, *self._standard_endpoints([p.definition.full_name], tmp_dir)]
+            server, port = await start_grpc(served, p.spec.port)
             self._grpc_servers.append(server)
             connect = None
             if p.spec.connect:
-                cs = ConnectServer(connect_app(endpoint), p.spec.connect_port or free_port())
+                cs = ConnectServer(connect_app(served), p.spec.connect_port or free_port())
                 await cs.start()
                 self._connect_servers.append(cs)
                 connect = f"http://127.0.0.1:{cs.port}"
             self.addresses[name] = Address(f"127.0.0.1:{port}", connect)
+
+    def _standard_endpoints(self, served: list[str], tmp_dir: Path) -> list[Endpoint]:
+        """Health and reflection for a server of ``served`` (not traced: tools' calls)."""
+        board = HealthBoard([*served, *(d.full_name for d in STANDARD)])
+        self._boards.append(board)
+        out = []
+        for instance in standard_services(served, board):
+            definition = instance.definition
+            sctx = ServiceContext(
+                definition.full_name,
+                definition,
+                locate=_locates_nothing,
+                log=ServiceLogger(definition.full_name, self.sink, self._now),
+                data_dir=tmp_dir,
+                tmp_dir=tmp_dir,
+                seed=None,
+                config={},
+                clock=self._now,
+                open_db=_no_database,
+                open_files=_no_files,
+            )
+            instance.ctx = sctx
+            out.append(
+                Endpoint(
+                    definition.full_name,
+                    definition,
+                    instance,
+                    sctx,
+                    authenticator=self.authenticator,
+                    auth_required=False,
+                    call_limit=None,
+                    clock=self._now,
+                )
+            )
+        return out
 
     def _unit_env(self) -> dict[str, str]:
         assert self._data_dir is not None
@@ -431,6 +469,8 @@ class Unit:
             self._pulse_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pulse_task
+        for board in self._boards:  # health watchers hear it before the servers go
+            await board.stopping()
         for cs in reversed(self._connect_servers):
             await cs.stop()
         for server in reversed(self._grpc_servers):
@@ -475,6 +515,18 @@ def _sweep_stale_tmp() -> None:
             shutil.rmtree(entry, ignore_errors=True)
         except PermissionError:
             pass  # another user's live process
+
+
+def _locates_nothing(definition: ServiceDef[Any]) -> Any:
+    raise ServiceNotFoundError(f"the standard services locate nothing ({definition.full_name})")
+
+
+def _no_database() -> Database:
+    raise DeploymentError("the standard services have no database")
+
+
+def _no_files() -> FileArea:
+    raise DeploymentError("the standard services have no file area")
 
 
 def _refusing(client: Any, error: UnauthenticatedError) -> Any:

@@ -1,16 +1,17 @@
-"""Serving an :class:`Endpoint` over the wire: gRPC (grpc.aio) and Connect (connectrpc + uvicorn).
+"""Serving an :class:`Endpoint` over the wire: gRPC (grpc.aio) and Connect (connectrpc + hypercorn).
 
 Both are built from the service descriptor: one generic gRPC handler per service, one Connect
-endpoint per method. Each server also answers the standard ``grpc.health.v1.Health/Check`` so the
-supervisor (and any gRPC tooling) can probe it. Handler failures become status codes; a bad peer
-never takes a server down.
+endpoint per method, for each of the four call kinds. The runtime serves the standard services
+(health, reflection: :mod:`reckon.service.standard`) beside each service the same way. Handler
+failures become status codes; a bad peer never takes a server down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -24,18 +25,6 @@ from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
 from reckon.service.metadata import Metadata, from_headers, from_pairs
 from reckon.service.status import connect_code
-
-HEALTH_SERVICE = "grpc.health.v1.Health"
-_SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
-
-
-def _health_handler() -> grpc.GenericRpcHandler:
-    async def check(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        return _SERVING
-
-    return grpc.method_handlers_generic_handler(
-        HEALTH_SERVICE, {"Check": grpc.unary_unary_rpc_method_handler(check)}
-    )
 
 
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
@@ -113,9 +102,9 @@ def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
 
 
 async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio.Server, int]:
-    """Serve ``endpoints`` (plus health) on 127.0.0.1; returns the server and its port."""
+    """Serve ``endpoints`` on 127.0.0.1; returns the server and its port."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers([_health_handler(), *(grpc_handler(e) for e in endpoints)])
+    server.add_generic_rpc_handlers([grpc_handler(e) for e in endpoints])
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     if bound == 0:
         raise OSError(f"could not bind gRPC server to 127.0.0.1:{port}")
@@ -128,8 +117,8 @@ async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio
 # ---------------------------------------------------------------------------------------------
 
 
-def connect_app(endpoint: Endpoint) -> Any:
-    """An ASGI application answering Connect (and gRPC-Web) for one service."""
+def connect_app(endpoints: list[Endpoint]) -> Any:
+    """An ASGI application answering Connect (and gRPC-Web) for these services."""
     from connectrpc._server_async import ConnectASGIApplication
     from connectrpc._server_shared import (
         EndpointBidiStream,
@@ -141,27 +130,26 @@ def connect_app(endpoint: Endpoint) -> Any:
     from connectrpc.compat import google_protobuf_codecs
     from connectrpc.errors import ConnectError
 
-    check = endpoint.authenticator.check
-    clock = endpoint.clock
-
-    def begin(ctx: Any) -> tuple[User | None, str | None, float | None, Metadata]:
+    def begin(
+        endpoint: Endpoint, ctx: Any
+    ) -> tuple[User | None, str | None, float | None, Metadata]:
         headers = ctx.request_headers
         authorization = headers.get("authorization")
-        user = check(authorization)
+        user = endpoint.authenticator.check(authorization)
         left = ctx.timeout_ms
-        deadline = None if left is None else clock() + left / 1000.0
+        deadline = None if left is None else endpoint.clock() + left / 1000.0
         return user, authorization, deadline, from_headers(headers.items())
 
     def failed(exc: ServiceCallError) -> ConnectError:
         return ConnectError(Code(connect_code(exc.code)), str(exc))
 
-    def make(m: MethodDef) -> Any:
+    def make(endpoint: Endpoint, m: MethodDef) -> Any:
         info = method_info(m)
         if m.server_streaming:
 
             async def handle_stream(request: Any, ctx: Any) -> AsyncIterator[Message]:
                 try:
-                    async for response in endpoint.stream(m, request, *begin(ctx)):
+                    async for response in endpoint.stream(m, request, *begin(endpoint, ctx)):
                         yield response
                 except ServiceCallError as exc:
                     raise failed(exc) from None
@@ -171,54 +159,69 @@ def connect_app(endpoint: Endpoint) -> Any:
 
         async def handle(request: Any, ctx: Any) -> Message:
             try:
-                return await endpoint.invoke(m, request, *begin(ctx))
+                return await endpoint.invoke(m, request, *begin(endpoint, ctx))
             except ServiceCallError as exc:
                 raise failed(exc) from None
 
         unary_out: Any = EndpointClientStream if m.client_streaming else EndpointUnary
         return unary_out(method=info, function=handle)
 
-    path = "/" + endpoint.definition.full_name
-    table = {m.path: make(m) for m in endpoint.definition.methods.values()}
+    path = "/" + endpoints[0].definition.full_name
+    table = {m.path: make(e, m) for e in endpoints for m in e.definition.methods.values()}
 
     class _App(ConnectASGIApplication[Endpoint]):
         @property
         def path(self) -> str:
             return path
 
-    return _App(service=endpoint, endpoints=lambda _svc: table, codecs=google_protobuf_codecs())
+    return _App(service=endpoints[0], endpoints=lambda _svc: table, codecs=google_protobuf_codecs())
 
 
 class ConnectServer:
-    """uvicorn serving one Connect app on 127.0.0.1, without touching signal handlers."""
+    """Hypercorn serving an ASGI app on 127.0.0.1: Connect, gRPC-Web and gRPC, over HTTP/1.1 and
+    HTTP/2 without TLS (h2c, by prior knowledge or by upgrade), all on one port.
 
-    def __init__(self, app: Any, port: int) -> None:
-        import uvicorn
+    The socket is bound here (port 0: any free port, read back into ``port``) and handed to
+    hypercorn, which installs no signal handlers when given a shutdown trigger.
+    """
 
-        class _Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:  # the runtime owns signals
-                yield
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
-        )
-        self._server = _Server(config)
-        self.port = port
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self._app = app
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(f"could not bind the Connect server to 127.0.0.1:{port}: {exc}") from exc
+        self._sock.listen(128)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise OSError(f"Connect server on 127.0.0.1:{self.port} did not start")
-            await asyncio.sleep(0.01)
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"fd://{self._sock.fileno()}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.keep_alive_max_requests = 2**62  # hypercorn would end a connection after 1000
+        config.graceful_timeout = 1.0
+        self._sock.detach()  # hypercorn owns the descriptor from here on
+        self._task = asyncio.create_task(
+            serve(self._app, config, shutdown_trigger=self._stop.wait, mode="asgi")
+        )
+        await asyncio.sleep(0)
+        if self._task.done():
+            self._task.result()
 
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._server.should_exit = True
+        self._stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 5)
         self._task = None
