@@ -25,6 +25,7 @@ from reckon.errors import (
     UnauthenticatedError,
 )
 from reckon.service import Deployment, Unit
+from reckon.service.auth import hash_password
 
 
 async def shop_session(unit: Unit, transport: str | None = None) -> list[str]:
@@ -158,7 +159,7 @@ async def test_connect_answers_plain_curl_with_json(tmp_path: Path) -> None:
 async def test_basic_auth_and_user_in_context(placement: str, tmp_path: Path) -> None:
     services = two_services(placement, auth="basic")
     dep = make_deployment(services, tmp_path=tmp_path)
-    dep["auth"] = {"users": {"alice": "wonderland", "bob": "sha256:" + _sha("builder")}}
+    dep["auth"] = {"users": {"alice": "wonderland", "bob": hash_password("builder")}}
     async with Unit(Deployment.from_dict(dep)) as unit:
         with pytest.raises(UnauthenticatedError):
             await unit.locate(Catalog).Who(pb.Empty())
@@ -170,12 +171,6 @@ async def test_basic_auth_and_user_in_context(placement: str, tmp_path: Path) ->
         assert who.user == "bob"
         # Stock does not require auth: anonymous calls work there.
         assert (await unit.locate(Stock).Who(pb.Empty())).user == ""
-
-
-def _sha(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def test_user_follows_nested_calls(tmp_path: Path) -> None:

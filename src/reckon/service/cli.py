@@ -104,6 +104,18 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("hash-password")
+def hash_password_command(
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="the password to hash")
+    ],
+) -> None:
+    """Print a salted scrypt hash of a password, for ``[auth] users`` in a deployment file."""
+    from reckon.service.auth import hash_password
+
+    typer.echo(hash_password(password))
+
+
 @app.command()
 def docs(
     modules: Annotated[list[str], typer.Argument(help="generated *_pb2 modules to document")],

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from reckon.errors import DeploymentError
+from reckon.service.auth import SCHEMES, check_stored
 from reckon.service.base import check_implementation
 from reckon.service.definition import ServiceDef, load_definition, load_object
 
@@ -101,6 +102,8 @@ class Deployment:
     seed: int | None = None
     shutdown_grace: float = 5.0
     users: dict[str, str] = field(default_factory=dict)
+    #: ``"module:function"`` checking bearer tokens: ``fn(token) -> user name or None``.
+    bearer: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -134,8 +137,23 @@ class Deployment:
         if not services:
             raise DeploymentError("the deployment lists no services; add a [services.NAME] table")
         auth = _table(data.get("auth", {}), "[auth]")
-        if set(auth) - {"users"}:
-            raise DeploymentError(f"[auth]: unknown keys {sorted(set(auth) - {'users'})}")
+        if set(auth) - {"users", "bearer"}:
+            raise DeploymentError(
+                f"[auth]: unknown keys {sorted(set(auth) - {'users', 'bearer'})} "
+                "(known: users, bearer)"
+            )
+        users = {str(k): str(v) for k, v in _table(auth.get("users", {}), "[auth] users").items()}
+        for user, stored in users.items():
+            check_stored(user, stored)
+        bearer = auth.get("bearer")
+        if bearer is not None and not isinstance(bearer, str):
+            raise DeploymentError("[auth] bearer must be 'module:function' (a token check)")
+        for name, spec in services.items():
+            if spec.auth == "bearer" and bearer is None:
+                raise DeploymentError(
+                    f"[services.{name}]: auth = 'bearer' needs a token check: set [auth] bearer "
+                    "= 'module:function'"
+                )
         log = str(unit.get("log", "dev"))
         if log not in ("dev", "json", "test", "off"):
             raise DeploymentError(f"[unit] log = {log!r}; use 'dev', 'json', 'test' or 'off'")
@@ -155,9 +173,8 @@ class Deployment:
                 strict=bool(unit.get("strict", False)),
                 seed=None if seed is None else int(seed),
                 shutdown_grace=float(unit.get("shutdown_grace", 5.0)),
-                users={
-                    str(k): str(v) for k, v in _table(auth.get("users", {}), "[auth] users").items()
-                },
+                users=users,
+                bearer=bearer,
                 raw=data,
             )
         except (TypeError, ValueError) as exc:
@@ -224,8 +241,10 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
             f"{where}: a command runs in its own process; set placement = 'process'"
         )
     auth = table.get("auth")
-    if auth not in (None, "basic"):
-        raise DeploymentError(f"{where}: auth {auth!r}; the only scheme is 'basic'")
+    if auth is not None and auth not in SCHEMES:
+        raise DeploymentError(
+            f"{where}: auth {auth!r}; use 'basic', 'bearer' (a [auth] bearer hook) or 'any'"
+        )
     requires = table.get("requires", [])
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         raise DeploymentError(f"{where}: requires must be a list of service names")

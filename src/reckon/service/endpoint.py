@@ -56,7 +56,7 @@ class Endpoint:
         sctx: ServiceContext,
         *,
         authenticator: Authenticator,
-        auth_required: bool,
+        auth: str | None,
         call_limit: float | None,
         clock: Callable[[], float],
         tracer: Tracer | None = None,
@@ -66,7 +66,9 @@ class Endpoint:
         self.instance = instance
         self.sctx = sctx
         self.authenticator = authenticator
-        self.auth_required = auth_required
+        #: The schemes callers must authenticate with (``"basic"``, ``"bearer"``, ``"any"``), or
+        #: None: anonymous calls welcome.
+        self.auth = auth
         self.call_limit = call_limit
         self.clock = clock
         self.tracer = tracer
@@ -83,9 +85,9 @@ class Endpoint:
         deadline: float | None,
         metadata: Metadata | None,
     ) -> CallContext:
-        if user is None and self.auth_required:
+        if user is None and self.auth is not None:
             raise UnauthenticatedError(
-                f"{self.definition.full_name}/{method.name} requires basic authentication"
+                f"{self.definition.full_name}/{method.name} requires authentication ({self.auth})"
             )
         return CallContext(
             self.sctx,

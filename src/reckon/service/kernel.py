@@ -37,7 +37,7 @@ from reckon.service.auth import Authenticator, basic_header
 from reckon.service.batteries import Database, FileArea
 from reckon.service.clients import connect_client, grpc_client, inprocess_client
 from reckon.service.context import CallContext, ServiceContext, User, current_call
-from reckon.service.definition import ServiceDef
+from reckon.service.definition import ServiceDef, load_object
 from reckon.service.deploy import Deployment, Plan, Planned, plan
 from reckon.service.endpoint import Endpoint, Tracer
 from reckon.service.logs import ServiceLogger, Sink, make_sink
@@ -85,7 +85,11 @@ class Unit:
         self.children: dict[str, ChildProcess] = {}
         self.addresses: dict[str, Address] = {}
         self.started: list[str] = []
-        self.authenticator = Authenticator(deployment.users)
+        bearer = None
+        if deployment.bearer is not None:
+            deployment.install_path()
+            bearer = load_object(deployment.bearer, "[auth] bearer")
+        self.authenticator = Authenticator(deployment.users, bearer)
         self._instances: dict[str, Any] = {}
         self._contexts: dict[str, ServiceContext] = {}
         self._grpc_servers: list[grpc.aio.Server] = []
@@ -224,7 +228,7 @@ class Unit:
             instance,
             sctx,
             authenticator=self.authenticator,
-            auth_required=p.spec.auth == "basic",
+            auth=p.spec.auth,
             call_limit=p.spec.call_limit,
             clock=self._now,
             tracer=self.tracer,
@@ -281,7 +285,7 @@ class Unit:
                     instance,
                     sctx,
                     authenticator=self.authenticator,
-                    auth_required=False,
+                    auth=None,
                     call_limit=None,
                     clock=self._now,
                 )
@@ -291,7 +295,6 @@ class Unit:
     def _unit_env(self) -> dict[str, str]:
         assert self._data_dir is not None
         return {
-            "RECKON_SVC_DEPLOYMENT": json.dumps(self.deployment.raw, sort_keys=True, default=str),
             "RECKON_SVC_ROOT": str(self.deployment.root),
             "RECKON_SVC_DATA_DIR": str(self._data_dir),
         }
@@ -306,6 +309,9 @@ class Unit:
         child = ChildProcess(
             p,
             unit_env=self._unit_env(),
+            # The deployment holds the users' password hashes: it goes by a file only the
+            # child's user can read, never by the environment (which `ps e` and /proc show).
+            secret=json.dumps(self.deployment.raw, sort_keys=True, default=str),
             addresses=lambda: self.addresses,
             port=port,
             connect_port=cport,
@@ -347,16 +353,20 @@ class Unit:
         self,
         definition: ServiceDef[T],
         *,
-        credentials: tuple[str, str] | None = None,
+        credentials: tuple[str, str] | str | None = None,
         transport: str | None = None,
     ) -> T:
         """A typed client for the service exporting ``definition``.
 
         ``transport`` is ``None`` (in-process when the service is, else gRPC), ``"grpc"`` or
-        ``"connect"``; ``credentials`` are a basic-auth ``(user, password)``.
+        ``"connect"``; ``credentials`` are a basic-auth ``(user, password)`` or a whole
+        ``authorization`` value (``"Bearer TOKEN"``).
         """
         target = self._target(definition)
-        header = None if credentials is None else basic_header(*credentials)
+        if credentials is None or isinstance(credentials, str):
+            header = credentials
+        else:
+            header = basic_header(*credentials)
         result: T = self._client(target, header, transport)
         return result
 
@@ -371,7 +381,7 @@ class Unit:
             user: User | None = None
             bad = None
             try:
-                user = self.authenticator.check(header)
+                user = self.authenticator.check(header, self.endpoints[target].auth)
             except UnauthenticatedError as exc:
                 bad = exc
             client = inprocess_client(

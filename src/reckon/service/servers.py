@@ -69,7 +69,7 @@ def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
         raw = context.invocation_metadata() or ()
         found = next((v for k, v in raw if k == "authorization"), None)
         authorization = found if isinstance(found, str) else None
-        user = check(authorization)
+        user = check(authorization, endpoint.auth)
         remaining = context.time_remaining()
         deadline = None if remaining is None else clock() + remaining
         return request, user, authorization, deadline, from_pairs(raw)
@@ -135,7 +135,7 @@ def connect_app(endpoints: list[Endpoint]) -> Any:
     ) -> tuple[User | None, str | None, float | None, Metadata]:
         headers = ctx.request_headers
         authorization = headers.get("authorization")
-        user = endpoint.authenticator.check(authorization)
+        user = endpoint.authenticator.check(authorization, endpoint.auth)
         left = ctx.timeout_ms
         deadline = None if left is None else endpoint.clock() + left / 1000.0
         return user, authorization, deadline, from_headers(headers.items())

@@ -97,6 +97,7 @@ class ChildProcess:
         planned: Planned,
         *,
         unit_env: dict[str, str],
+        secret: str = "{}",
         addresses: Callable[[], dict[str, Address]],
         port: int,
         connect_port: int | None,
@@ -113,6 +114,7 @@ class ChildProcess:
             f"127.0.0.1:{port}", f"http://127.0.0.1:{connect_port}" if connect_port else None
         )
         self._unit_env = unit_env
+        self._secret = secret
         self._addresses = addresses
         self._log = log
         self._tmp_root = tmp_root
@@ -167,8 +169,18 @@ class ChildProcess:
             argv = [sys.executable, "-S", "-c", _SHIM, *(a.format(**subst) for a in spec.command)]
         else:
             argv = [sys.executable, "-m", "reckon.service.child"]
+            env["RECKON_SVC_DEPLOYMENT_FILE"] = str(self._write_secret())
         cwd = str(Path(self._unit_env["RECKON_SVC_ROOT"]) / (spec.cwd or "."))
         return argv, env, cwd
+
+    def _write_secret(self) -> Path:
+        """The deployment, in the child's temp dir (0700), in a file of mode 0600 from birth."""
+        assert self.tmp_dir is not None
+        path = self.tmp_dir / "deployment.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self._secret)
+        return path
 
     async def spawn(self) -> None:
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"reckon-{self.name}-", dir=self._tmp_root))
