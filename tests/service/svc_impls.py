@@ -10,13 +10,14 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from rtest_gen import rtest_pb2 as pb
 from rtest_gen.rtest_reckon import Catalog, Feed, Front, Recommender, Stock
 
 from reckon.core import CachingLevel
 from reckon.errors import ServiceCallError
-from reckon.service import CallContext, Query, Service, memoized_rpc
+from reckon.service import CallContext, Interceptor, Query, Service, memoized_rpc
 
 
 @dataclass(frozen=True)
@@ -231,3 +232,31 @@ class FeedService(Service):
 def check_token(token: str) -> str | None:
     """The bearer hook of the auth tests: one good token."""
     return {"t0k3n": "robot"}.get(token)
+
+
+class Stamp(Interceptor):
+    """Marks every response (so the test sees it ran, in any process) and refuses calls that
+    carry ``x-deny`` metadata."""
+
+    async def unary(self, request: Any, ctx: CallContext, proceed: Any) -> Any:
+        if "x-deny" in ctx.metadata:
+            raise ServiceCallError(f"{ctx.method} denied by an interceptor", "PERMISSION_DENIED")
+        response = await proceed(request)
+        response.tags.append(f"stamped:{ctx.method}")
+        return response
+
+    async def stream(self, request: Any, ctx: CallContext, proceed: Any) -> AsyncIterator[Any]:
+        if "x-deny" in ctx.metadata:
+            raise ServiceCallError(f"{ctx.method} denied by an interceptor", "PERMISSION_DENIED")
+        async for response in proceed(request):
+            response.tags.append(f"stamped:{ctx.method}")
+            yield response
+
+
+class Outer(Interceptor):
+    """Runs outside Stamp: its mark comes after Stamp's."""
+
+    async def unary(self, request: Any, ctx: CallContext, proceed: Any) -> Any:
+        response = await proceed(request)
+        response.tags.append("outer")
+        return response

@@ -33,7 +33,19 @@ from reckon.service.definition import ServiceDef, load_definition, load_object
 PLACEMENTS = ("inprocess", "process", "remote")
 RESTARTS = ("never", "on-failure", "always")
 
-_UNIT_KEYS = {"name", "path", "data_dir", "log", "pulse", "strict", "seed", "shutdown_grace"}
+_UNIT_KEYS = {
+    "name",
+    "path",
+    "data_dir",
+    "log",
+    "pulse",
+    "strict",
+    "seed",
+    "shutdown_grace",
+    "interceptors",
+    "max_message_bytes",
+    "keepalive",
+}
 _SERVICE_KEYS = {
     "definition",
     "implementation",
@@ -56,6 +68,9 @@ _SERVICE_KEYS = {
     "health_interval",
     "start_timeout",
     "cwd",
+    "interceptors",
+    "max_message_bytes",
+    "keepalive",
 }
 
 
@@ -85,6 +100,12 @@ class ServiceSpec:
     health_interval: float = 1.0
     start_timeout: float = 60.0
     cwd: str | None = None
+    #: ``"module:Name"`` interceptors for this service, inside the unit's.
+    interceptors: tuple[str, ...] = ()
+    #: The largest message this service takes or sends on the wire (None: the unit's).
+    max_message_bytes: int | None = None
+    #: Seconds between HTTP/2 keepalive pings on its connections (None: the unit's; 0: none).
+    keepalive: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,10 @@ class Deployment:
     strict: bool = False
     seed: int | None = None
     shutdown_grace: float = 5.0
+    #: ``"module:Name"`` interceptors for every Python service, outermost first.
+    interceptors: tuple[str, ...] = ()
+    max_message_bytes: int = 4 * 1024 * 1024
+    keepalive: float = 0.0
     users: dict[str, str] = field(default_factory=dict)
     #: ``"module:function"`` checking bearer tokens: ``fn(token) -> user name or None``.
     bearer: str | None = None
@@ -173,12 +198,25 @@ class Deployment:
                 strict=bool(unit.get("strict", False)),
                 seed=None if seed is None else int(seed),
                 shutdown_grace=float(unit.get("shutdown_grace", 5.0)),
+                interceptors=_strings(unit.get("interceptors", []), "[unit] interceptors"),
+                max_message_bytes=int(unit.get("max_message_bytes", 4 * 1024 * 1024)),
+                keepalive=float(unit.get("keepalive", 0.0)),
                 users=users,
                 bearer=bearer,
                 raw=data,
             )
         except (TypeError, ValueError) as exc:
             raise DeploymentError(f"[unit]: a value has the wrong type: {exc}") from None
+
+    def max_message_bytes_of(self, spec: ServiceSpec) -> int:
+        """The service's own limit, else the unit's."""
+        n = self.max_message_bytes if spec.max_message_bytes is None else spec.max_message_bytes
+        if n <= 0:
+            raise DeploymentError(f"[services.{spec.name}] max_message_bytes must be > 0")
+        return n
+
+    def keepalive_of(self, spec: ServiceSpec) -> float:
+        return self.keepalive if spec.keepalive is None else spec.keepalive
 
     def with_services(self, services: dict[str, ServiceSpec]) -> Deployment:
         return replace(self, services=services)
@@ -272,6 +310,9 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
             health_interval=float(table.get("health_interval", 1.0)),
             start_timeout=float(table.get("start_timeout", 60.0)),
             cwd=table.get("cwd"),
+            interceptors=_strings(table.get("interceptors", []), f"{where} interceptors"),
+            max_message_bytes=_opt_int(table.get("max_message_bytes")),
+            keepalive=_opt_float(table.get("keepalive")),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise DeploymentError(f"{where}: a value has the wrong type: {exc}") from None
@@ -279,6 +320,16 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
 
 def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _strings(v: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise DeploymentError(f"{where} must be a list of 'module:Name' strings")
+    return tuple(v)
 
 
 @dataclass(frozen=True)

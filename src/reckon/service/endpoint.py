@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
@@ -21,6 +21,7 @@ from reckon.errors import CallCancelledError, ServiceCallError, UnauthenticatedE
 from reckon.service.auth import Authenticator
 from reckon.service.context import CallContext, ServiceContext, User, current_call
 from reckon.service.definition import MethodDef, ServiceDef
+from reckon.service.interceptors import Interceptor, intercepted
 from reckon.service.metadata import Metadata
 from reckon.service.status import from_handler_exception
 
@@ -60,6 +61,7 @@ class Endpoint:
         call_limit: float | None,
         clock: Callable[[], float],
         tracer: Tracer | None = None,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         self.name = name
         self.definition = definition
@@ -72,7 +74,10 @@ class Endpoint:
         self.call_limit = call_limit
         self.clock = clock
         self.tracer = tracer
-        self.handlers: dict[str, Handler] = {m: getattr(instance, m) for m in definition.methods}
+        self.handlers: dict[str, Handler] = {
+            name: intercepted(getattr(instance, name), m, interceptors)
+            for name, m in definition.methods.items()
+        }
         #: call id -> (start time, task); filled only when a call limit is set.
         self.inflight: dict[int, tuple[float, asyncio.Task[Any]]] = {}
         self._ids = itertools.count()

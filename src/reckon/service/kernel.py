@@ -40,8 +40,9 @@ from reckon.service.context import CallContext, ServiceContext, User, current_ca
 from reckon.service.definition import ServiceDef, load_object
 from reckon.service.deploy import Deployment, Plan, Planned, plan
 from reckon.service.endpoint import Endpoint, Tracer
+from reckon.service.interceptors import load_interceptors
 from reckon.service.logs import ServiceLogger, Sink, make_sink
-from reckon.service.servers import ConnectServer, connect_app, start_grpc
+from reckon.service.servers import ConnectServer, connect_app, grpc_options, start_grpc
 from reckon.service.standard import STANDARD, HealthBoard, standard_services
 from reckon.service.supervisor import Address, ChildProcess, wait_healthy
 
@@ -232,6 +233,10 @@ class Unit:
             call_limit=p.spec.call_limit,
             clock=self._now,
             tracer=self.tracer,
+            interceptors=[
+                *load_interceptors(self.deployment.interceptors, "[unit]"),
+                *load_interceptors(p.spec.interceptors, f"[services.{name}]"),
+            ],
         )
         self.endpoints[name] = endpoint
         token = current_call.set(CallContext(sctx, "ready"))  # its calls come from it
@@ -247,11 +252,14 @@ class Unit:
         sctx.log.debug("ready")
         if name in self._exposed:
             served = [endpoint, *self._standard_endpoints([p.definition.full_name], tmp_dir)]
-            server, port = await start_grpc(served, p.spec.port)
+            limit = self.deployment.max_message_bytes_of(p.spec)
+            options = grpc_options(limit, self.deployment.keepalive_of(p.spec))
+            server, port = await start_grpc(served, p.spec.port, options)
             self._grpc_servers.append(server)
             connect = None
             if p.spec.connect:
-                cs = ConnectServer(connect_app(served), p.spec.connect_port or free_port())
+                app = connect_app(served, read_max_bytes=limit)
+                cs = ConnectServer(app, p.spec.connect_port or free_port())
                 await cs.start()
                 self._connect_servers.append(cs)
                 connect = f"http://127.0.0.1:{cs.port}"
@@ -400,8 +408,12 @@ class Unit:
                     f"service {target!r} is in-process and not served over gRPC; "
                     "set expose = true in its deployment entry"
                 )
+            spec = self.plan.services[target].spec
+            options = grpc_options(
+                self.deployment.max_message_bytes_of(spec), self.deployment.keepalive_of(spec)
+            )
             client = grpc_client(
-                self._channel(addr.grpc), definition, authorization=header, clock=self._now
+                self._channel(addr.grpc, options), definition, authorization=header, clock=self._now
             )
         elif transport == "connect":
             addr = self.addresses.get(target)
@@ -415,10 +427,10 @@ class Unit:
         self._clients[key] = client
         return client
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    def _channel(self, address: str, options: list[tuple[str, int]]) -> grpc.aio.Channel:
         ch = self._channels.get(address)
         if ch is None:
-            ch = grpc.aio.insecure_channel(address)
+            ch = grpc.aio.insecure_channel(address, options=options)
             self._channels[address] = ch
         return ch
 

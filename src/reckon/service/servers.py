@@ -101,9 +101,29 @@ def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
     return handle
 
 
-async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio.Server, int]:
+def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, int]]:
+    """grpc channel and server options for a service's message size limit and keepalive."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if keepalive > 0:
+        ms = int(keepalive * 1000)
+        options += [
+            ("grpc.keepalive_time_ms", ms),
+            ("grpc.keepalive_timeout_ms", max(ms, 20_000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", ms),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+    return options
+
+
+async def start_grpc(
+    endpoints: list[Endpoint], port: int = 0, options: list[tuple[str, int]] | None = None
+) -> tuple[grpc.aio.Server, int]:
     """Serve ``endpoints`` on 127.0.0.1; returns the server and its port."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *(options or ())])
     server.add_generic_rpc_handlers([grpc_handler(e) for e in endpoints])
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     if bound == 0:
@@ -117,7 +137,7 @@ async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio
 # ---------------------------------------------------------------------------------------------
 
 
-def connect_app(endpoints: list[Endpoint]) -> Any:
+def connect_app(endpoints: list[Endpoint], *, read_max_bytes: int = 4 * 1024 * 1024) -> Any:
     """An ASGI application answering Connect (and gRPC-Web) for these services."""
     from connectrpc._server_async import ConnectASGIApplication
     from connectrpc._server_shared import (
@@ -174,7 +194,12 @@ def connect_app(endpoints: list[Endpoint]) -> Any:
         def path(self) -> str:
             return path
 
-    return _App(service=endpoints[0], endpoints=lambda _svc: table, codecs=google_protobuf_codecs())
+    return _App(
+        service=endpoints[0],
+        endpoints=lambda _svc: table,
+        codecs=google_protobuf_codecs(),
+        read_max_bytes=read_max_bytes,
+    )
 
 
 class ConnectServer:
