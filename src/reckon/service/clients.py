@@ -294,11 +294,17 @@ def connect_client(
     *,
     authorization: str | None,
     clock: Callable[[], float],
+    ca: bytes | None = None,
 ) -> Any:
     from connectrpc.client import ConnectClient
     from connectrpc.compat import google_protobuf_binary_codec
 
-    cc = ConnectClient(base_url, codec=google_protobuf_binary_codec())
+    http_client = None
+    if ca is not None:  # trust the deployment's certificate authority (TLS)
+        import pyqwest
+
+        http_client = pyqwest.Client(pyqwest.HTTPTransport(tls_ca_cert=ca))
+    cc = ConnectClient(base_url, codec=google_protobuf_binary_codec(), http_client=http_client)
     client = Client(definition, "Connect")
     client._connect = cc  # type: ignore[attr-defined]
     for m in definition.methods.values():

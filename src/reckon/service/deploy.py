@@ -29,6 +29,7 @@ from reckon.errors import DeploymentError
 from reckon.service.auth import SCHEMES, check_stored
 from reckon.service.base import check_implementation
 from reckon.service.definition import ServiceDef, load_definition, load_object
+from reckon.service.tls import Tls
 
 PLACEMENTS = ("inprocess", "process", "remote")
 RESTARTS = ("never", "on-failure", "always")
@@ -45,6 +46,7 @@ _UNIT_KEYS = {
     "interceptors",
     "max_message_bytes",
     "keepalive",
+    "tls",
 }
 _SERVICE_KEYS = {
     "definition",
@@ -71,6 +73,7 @@ _SERVICE_KEYS = {
     "interceptors",
     "max_message_bytes",
     "keepalive",
+    "tls",
 }
 
 
@@ -106,6 +109,8 @@ class ServiceSpec:
     max_message_bytes: int | None = None
     #: Seconds between HTTP/2 keepalive pings on its connections (None: the unit's; 0: none).
     keepalive: float | None = None
+    #: PEM files ``{cert, key, ca}`` (None: the unit's); see reckon.service.tls.
+    tls: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class Deployment:
     interceptors: tuple[str, ...] = ()
     max_message_bytes: int = 4 * 1024 * 1024
     keepalive: float = 0.0
+    tls: dict[str, str] | None = None
     users: dict[str, str] = field(default_factory=dict)
     #: ``"module:function"`` checking bearer tokens: ``fn(token) -> user name or None``.
     bearer: str | None = None
@@ -201,6 +207,7 @@ class Deployment:
                 interceptors=_strings(unit.get("interceptors", []), "[unit] interceptors"),
                 max_message_bytes=int(unit.get("max_message_bytes", 4 * 1024 * 1024)),
                 keepalive=float(unit.get("keepalive", 0.0)),
+                tls=unit.get("tls"),
                 users=users,
                 bearer=bearer,
                 raw=data,
@@ -217,6 +224,13 @@ class Deployment:
 
     def keepalive_of(self, spec: ServiceSpec) -> float:
         return self.keepalive if spec.keepalive is None else spec.keepalive
+
+    def tls_of(self, spec: ServiceSpec) -> Tls | None:
+        """The service's TLS files, else the unit's; None: plain text."""
+        table = self.tls if spec.tls is None else spec.tls
+        if not table:
+            return None
+        return Tls.from_table(table, self.root, f"[services.{spec.name}]")
 
     def with_services(self, services: dict[str, ServiceSpec]) -> Deployment:
         return replace(self, services=services)
@@ -313,6 +327,7 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
             interceptors=_strings(table.get("interceptors", []), f"{where} interceptors"),
             max_message_bytes=_opt_int(table.get("max_message_bytes")),
             keepalive=_opt_float(table.get("keepalive")),
+            tls=table.get("tls"),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise DeploymentError(f"{where}: a value has the wrong type: {exc}") from None
@@ -367,6 +382,7 @@ def plan(deployment: Deployment) -> Plan:
     for name, spec in deployment.services.items():
         where = f"service {name!r}"
         try:
+            deployment.tls_of(spec)  # the files exist and the table has the right keys
             defs[name] = load_definition(spec.definition, where)
             impl = None
             if spec.implementation is not None and spec.placement != "remote":

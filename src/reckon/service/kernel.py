@@ -44,7 +44,8 @@ from reckon.service.interceptors import load_interceptors
 from reckon.service.logs import ServiceLogger, Sink, make_sink
 from reckon.service.servers import ConnectServer, connect_app, grpc_options, start_grpc
 from reckon.service.standard import STANDARD, HealthBoard, standard_services
-from reckon.service.supervisor import Address, ChildProcess, wait_healthy
+from reckon.service.supervisor import Address, ChildProcess, open_channel, wait_healthy
+from reckon.service.tls import Tls
 
 T = TypeVar("T")
 
@@ -155,7 +156,12 @@ class Unit:
                     spec = self.plan.services[name].spec
                     if spec.placement == "remote":
                         # Ready means answering: dependents start only after it does.
-                        await wait_healthy(name, spec.address or "", spec.start_timeout)
+                        await wait_healthy(
+                            name,
+                            spec.address or "",
+                            spec.start_timeout,
+                            self.deployment.tls_of(spec),
+                        )
                         self.started.append(name)
         except BaseException:
             await self.stop()
@@ -176,16 +182,17 @@ class Unit:
         self._exposed: set[str] = set()
         for name, p in self.plan.services.items():
             spec = p.spec
+            scheme = "http" if self.deployment.tls_of(spec) is None else "https"
             if spec.placement == "remote":
                 connect = spec.connect_address
                 if connect is not None and not connect.startswith("http"):
-                    connect = f"http://{connect}"
+                    connect = f"{scheme}://{connect}"
                 self.addresses[name] = Address(spec.address, connect)
             elif spec.placement == "process":
                 port = spec.port or free_port()
                 cport = (spec.connect_port or free_port()) if spec.connect else None
                 self.addresses[name] = Address(
-                    f"127.0.0.1:{port}", f"http://127.0.0.1:{cport}" if cport else None
+                    f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{cport}" if cport else None
                 )
             elif spec.expose or spec.connect or spec.port or name in outside:
                 self._exposed.add(name)
@@ -254,15 +261,16 @@ class Unit:
             served = [endpoint, *self._standard_endpoints([p.definition.full_name], tmp_dir)]
             limit = self.deployment.max_message_bytes_of(p.spec)
             options = grpc_options(limit, self.deployment.keepalive_of(p.spec))
-            server, port = await start_grpc(served, p.spec.port, options)
+            tls = self.deployment.tls_of(p.spec)
+            server, port = await start_grpc(served, p.spec.port, options, tls)
             self._grpc_servers.append(server)
             connect = None
             if p.spec.connect:
                 app = connect_app(served, read_max_bytes=limit)
-                cs = ConnectServer(app, p.spec.connect_port or free_port())
+                cs = ConnectServer(app, p.spec.connect_port or free_port(), tls)
                 await cs.start()
                 self._connect_servers.append(cs)
-                connect = f"http://127.0.0.1:{cs.port}"
+                connect = f"{'http' if tls is None else 'https'}://127.0.0.1:{cs.port}"
             self.addresses[name] = Address(f"127.0.0.1:{port}", connect)
 
     def _standard_endpoints(self, served: list[str], tmp_dir: Path) -> list[Endpoint]:
@@ -326,6 +334,7 @@ class Unit:
             log=self.log,
             tmp_root=self._tmp_root,
             on_change=self._check_all_ended,
+            tls=self.deployment.tls_of(p.spec),
         )
         self.children[name] = child
         await child.start()
@@ -412,25 +421,33 @@ class Unit:
             options = grpc_options(
                 self.deployment.max_message_bytes_of(spec), self.deployment.keepalive_of(spec)
             )
-            client = grpc_client(
-                self._channel(addr.grpc, options), definition, authorization=header, clock=self._now
-            )
+            channel = self._channel(addr.grpc, options, self.deployment.tls_of(spec))
+            client = grpc_client(channel, definition, authorization=header, clock=self._now)
         elif transport == "connect":
             addr = self.addresses.get(target)
             if addr is None or addr.connect is None:
                 raise ServiceNotFoundError(
                     f"service {target!r} does not serve Connect; set connect = true"
                 )
-            client = connect_client(addr.connect, definition, authorization=header, clock=self._now)
+            tls = self.deployment.tls_of(self.plan.services[target].spec)
+            client = connect_client(
+                addr.connect,
+                definition,
+                authorization=header,
+                clock=self._now,
+                ca=None if tls is None else tls.ca_bytes(),
+            )
         else:
             raise DeploymentError(f"transport {transport!r}; use None, 'grpc' or 'connect'")
         self._clients[key] = client
         return client
 
-    def _channel(self, address: str, options: list[tuple[str, int]]) -> grpc.aio.Channel:
+    def _channel(
+        self, address: str, options: list[tuple[str, int]], tls: Tls | None
+    ) -> grpc.aio.Channel:
         ch = self._channels.get(address)
         if ch is None:
-            ch = grpc.aio.insecure_channel(address, options=options)
+            ch = open_channel(address, tls, options)
             self._channels[address] = ch
         return ch
 

@@ -25,6 +25,7 @@ from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
 from reckon.service.metadata import Metadata, from_headers, from_pairs
 from reckon.service.status import connect_code
+from reckon.service.tls import Tls
 
 
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
@@ -120,12 +121,19 @@ def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, in
 
 
 async def start_grpc(
-    endpoints: list[Endpoint], port: int = 0, options: list[tuple[str, int]] | None = None
+    endpoints: list[Endpoint],
+    port: int = 0,
+    options: list[tuple[str, int]] | None = None,
+    tls: Tls | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Serve ``endpoints`` on 127.0.0.1; returns the server and its port."""
+    """Serve ``endpoints`` on 127.0.0.1 (with TLS when given); returns the server and port."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *(options or ())])
     server.add_generic_rpc_handlers([grpc_handler(e) for e in endpoints])
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    where = f"127.0.0.1:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(where)
+    else:
+        bound = server.add_secure_port(where, tls.server_credentials())
     if bound == 0:
         raise OSError(f"could not bind gRPC server to 127.0.0.1:{port}")
     await server.start()
@@ -210,8 +218,9 @@ class ConnectServer:
     hypercorn, which installs no signal handlers when given a shutdown trigger.
     """
 
-    def __init__(self, app: Any, port: int = 0) -> None:
+    def __init__(self, app: Any, port: int = 0, tls: Tls | None = None) -> None:
         self._app = app
+        self._tls = tls
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -234,6 +243,9 @@ class ConnectServer:
         config.accesslog = None
         config.errorlog = None
         config.keep_alive_max_requests = 2**62  # hypercorn would end a connection after 1000
+        if self._tls is not None:
+            config.certfile = str(self._tls.cert)
+            config.keyfile = str(self._tls.key)
         config.graceful_timeout = 1.0
         self._sock.detach()  # hypercorn owns the descriptor from here on
         self._task = asyncio.create_task(

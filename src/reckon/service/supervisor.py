@@ -31,6 +31,7 @@ import grpc.aio
 from reckon.errors import DeploymentError
 from reckon.service.deploy import Planned
 from reckon.service.logs import ServiceLogger
+from reckon.service.tls import Tls
 
 
 @dataclass
@@ -66,9 +67,20 @@ _SHIM = (  # die_with_parent, then exec the command (python -S: no site, fast st
 )
 
 
-async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+def open_channel(address: str, tls: Tls | None, options: Any = None) -> grpc.aio.Channel:
+    """A gRPC channel to ``address``: TLS checked against ``tls.ca`` when given."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=options)
+
+
+async def health_check(
+    address: str,
+    timeout: float = 2.0,  # noqa: ASYNC109
+    tls: Tls | None = None,
+) -> bool:
     """True when ``address`` answers gRPC health (UNIMPLEMENTED counts: it answered)."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls) as channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check", None, None)
         try:
             await check(b"", timeout=timeout)
@@ -77,10 +89,10 @@ async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASY
         return True
 
 
-async def wait_healthy(name: str, address: str, within: float) -> None:
+async def wait_healthy(name: str, address: str, within: float, tls: Tls | None = None) -> None:
     """Until ``address`` answers health checks; DeploymentError naming ``name`` after timeout."""
     limit = time.monotonic() + within
-    while not await health_check(address, timeout=min(1.0, max(within, 0.1))):
+    while not await health_check(address, timeout=min(1.0, max(within, 0.1)), tls=tls):
         if time.monotonic() > limit:
             raise DeploymentError(
                 f"service {name!r} at {address} did not answer gRPC health checks "
@@ -104,14 +116,17 @@ class ChildProcess:
         log: ServiceLogger,
         tmp_root: Path,
         on_change: Callable[[], None],
+        tls: Tls | None = None,
     ) -> None:
         self.planned = planned
         self.spec = planned.spec
         self.name = planned.spec.name
         self.port = port
         self.connect_port = connect_port
+        self.tls = tls
+        scheme = "http" if tls is None else "https"
         self.address = Address(
-            f"127.0.0.1:{port}", f"http://127.0.0.1:{connect_port}" if connect_port else None
+            f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{connect_port}" if connect_port else None
         )
         self._unit_env = unit_env
         self._secret = secret
@@ -206,7 +221,7 @@ class ChildProcess:
                 raise DeploymentError(
                     f"service {self.name!r} exited with code {self.proc.returncode} while starting"
                 )
-            if await health_check(self.address.grpc or "", timeout=0.5):
+            if await health_check(self.address.grpc or "", timeout=0.5, tls=self.tls):
                 break
             if time.monotonic() > limit:
                 self.kill("did not become healthy in time")
@@ -244,7 +259,7 @@ class ChildProcess:
         try:
             # Generous: a busy machine must not look like a frozen process.
             wait = max(2.0, self.spec.health_interval)
-            ok = await health_check(self.address.grpc or "", timeout=wait)
+            ok = await health_check(self.address.grpc or "", timeout=wait, tls=self.tls)
         except Exception:
             ok = False
         finally:
