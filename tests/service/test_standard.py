@@ -164,9 +164,9 @@ async def test_connect_node_client_over_http1_and_http2_on_one_port(
     async with Unit(feed_unit(placement, tmp_path)) as unit:
         base = unit.addresses["feed"].connect or ""
         ways = [("1.1", "connect"), ("1.1", "grpcweb"), ("2", "connect"), ("2", "grpcweb")]
-        ways.append(("2", "grpc"))
-        for http, protocol in ways:
-            cmd = ["node", str(connect_node), base, str(descriptors), http, protocol]
+        ways += [("2", "grpc"), ("2", "grpc", "json"), ("1.1", "connect", "json")]
+        for http, protocol, *fmt in ways:
+            cmd = ["node", str(connect_node), base, str(descriptors), http, protocol, *fmt]
             done = await asyncio.to_thread(
                 subprocess.run, cmd, capture_output=True, text=True, timeout=60
             )

@@ -1,5 +1,7 @@
-// Drives rtest.Feed with @connectrpc/connect-node: node client.mjs BASE_URL DESCRIPTORS HTTP PROTOCOL
-// HTTP is "1.1" or "2"; PROTOCOL is connect, grpc or grpcweb. Prints what it got as JSON.
+// Drives rtest.Feed with @connectrpc/connect-node:
+//   node client.mjs BASE_URL DESCRIPTORS HTTP PROTOCOL [json]
+// HTTP is "1.1" or "2"; PROTOCOL is connect, grpc or grpcweb; "json" sends JSON bodies
+// (application/grpc+json for gRPC) instead of binary protobuf. Prints what it got as JSON.
 import { readFileSync } from "node:fs";
 import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -10,7 +12,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 
-const [baseUrl, descriptors, httpVersion, protocol] = process.argv.slice(2);
+const [baseUrl, descriptors, httpVersion, protocol, format] = process.argv.slice(2);
 const registry = createFileRegistry(
   fromBinary(FileDescriptorSetSchema, readFileSync(descriptors)),
 );
@@ -20,7 +22,8 @@ const make = {
   grpc: createGrpcTransport,
   grpcweb: createGrpcWebTransport,
 }[protocol];
-const client = createClient(Feed, make({ baseUrl, httpVersion }));
+const useBinaryFormat = format !== "json";
+const client = createClient(Feed, make({ baseUrl, httpVersion, useBinaryFormat }));
 const opts = { timeoutMs: 20000 };
 
 const out = {};
