@@ -177,3 +177,31 @@ async def test_connect_node_client_over_http1_and_http2_on_one_port(
                 want.update(sum=6, echo=[2, 4])
             want["error"] = [14, "failed after 1"]  # 14: Connect's code for UNAVAILABLE
             assert got == want, (http, protocol)
+
+
+async def test_the_services_of_a_process_share_its_ports(buf: Path, tmp_path: Path) -> None:
+    """Three services exposed from one process: one gRPC port and one port for every protocol
+    for the two with the same settings (reflection and health list both); the one with its own
+    message size limit gets its own."""
+    from svc_helpers import two_services
+
+    services = two_services("inprocess", expose=True, connect=True)
+    services["stock"]["expose"] = True  # joins without asking for Connect: served there anyway
+    services["feed"] = {**FEED, "expose": True, "connect": True, "max_message_bytes": 1 << 20}
+    async with Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))) as unit:
+        shop, stock, feed = (unit.addresses[n] for n in ("catalog", "stock", "feed"))
+        assert shop == stock and shop.connect is not None
+        assert feed.grpc != shop.grpc and feed.connect != shop.connect
+        listed = await buf_list(buf, "--protocol", "connect", shop.connect)
+        assert listed == sorted(["rtest.Catalog", "rtest.Stock", *STANDARD])
+        got = await buf_curl(buf, "--protocol", "grpcweb", "-d", '{"id": "a"}',
+                             f"{shop.connect}/rtest.Stock/Count")  # fmt: skip
+        assert got == [{"id": "a", "count": 3}]
+        async with grpc.aio.insecure_channel(shop.grpc or "") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in ("rtest.Catalog", "rtest.Stock"):
+                got_status = await health.Check(health_pb2.HealthCheckRequest(service=name))
+                assert got_status.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await health.Check(health_pb2.HealthCheckRequest(service="rtest.Feed"))
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -38,14 +38,15 @@ from reckon.service.batteries import Database, FileArea
 from reckon.service.clients import connect_client, grpc_client, inprocess_client
 from reckon.service.context import CallContext, ServiceContext, User, current_call
 from reckon.service.definition import ServiceDef, load_object
-from reckon.service.deploy import Deployment, Plan, Planned, plan
+from reckon.service.deploy import Deployment, Plan, Planned, ServiceSpec, plan
 from reckon.service.endpoint import Endpoint, Tracer
 from reckon.service.interceptors import load_interceptors
 from reckon.service.logs import ServiceLogger, Sink, make_sink
-from reckon.service.servers import ConnectServer, connect_app, grpc_options, start_grpc
-from reckon.service.standard import STANDARD, HealthBoard, standard_services
+from reckon.service.servers import grpc_options
+from reckon.service.standard import HealthBoard, standard_services
 from reckon.service.supervisor import Address, ChildProcess, open_channel, wait_healthy
 from reckon.service.tls import Tls
+from reckon.service.wire import WireServer
 
 T = TypeVar("T")
 
@@ -94,9 +95,7 @@ class Unit:
         self.authenticator = Authenticator(deployment.users, bearer)
         self._instances: dict[str, Any] = {}
         self._contexts: dict[str, ServiceContext] = {}
-        self._grpc_servers: list[grpc.aio.Server] = []
-        self._connect_servers: list[ConnectServer] = []
-        self._boards: list[HealthBoard] = []
+        self._wires: dict[tuple[Any, ...], WireServer] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._clients: dict[tuple[str, str, str | None], Any] = {}
         self._pulse_task: asyncio.Task[None] | None = None
@@ -258,27 +257,35 @@ class Unit:
         self.started.append(name)
         sctx.log.debug("ready")
         if name in self._exposed:
-            served = [endpoint, *self._standard_endpoints([p.definition.full_name], tmp_dir)]
-            limit = self.deployment.max_message_bytes_of(p.spec)
-            options = grpc_options(limit, self.deployment.keepalive_of(p.spec))
-            tls = self.deployment.tls_of(p.spec)
-            server, port = await start_grpc(served, p.spec.port, options, tls)
-            self._grpc_servers.append(server)
-            connect = None
-            if p.spec.connect:
-                app = connect_app(served, read_max_bytes=limit)
-                cs = ConnectServer(app, p.spec.connect_port or free_port(), tls)
-                await cs.start()
-                self._connect_servers.append(cs)
-                connect = f"{'http' if tls is None else 'https'}://127.0.0.1:{cs.port}"
-            self.addresses[name] = Address(f"127.0.0.1:{port}", connect)
+            wire = self._wire_for(p.spec, tmp_dir)
+            await wire.add(name, endpoint, p.spec.connect)
+            for n in wire.names:  # a server's Connect port may open with a later service
+                self.addresses[n] = Address(wire.grpc_address, wire.connect_url)
 
-    def _standard_endpoints(self, served: list[str], tmp_dir: Path) -> list[Endpoint]:
-        """Health and reflection for a server of ``served`` (not traced: tools' calls)."""
-        board = HealthBoard([*served, *(d.full_name for d in STANDARD)])
-        self._boards.append(board)
+    def _wire_for(self, spec: ServiceSpec, tmp_dir: Path) -> WireServer:
+        """The servers ``spec``'s service joins: shared by every service with its settings."""
+        limit = self.deployment.max_message_bytes_of(spec)
+        keepalive = self.deployment.keepalive_of(spec)
+        tls = self.deployment.tls_of(spec)
+        key = (spec.port, spec.connect_port, limit, keepalive, tls)
+        wire = self._wires.get(key)
+        if wire is None:
+            board = HealthBoard()
+            wire = self._wires[key] = WireServer(
+                port=spec.port,
+                connect_port=spec.connect_port,
+                options=grpc_options(limit, keepalive),
+                tls=tls,
+                read_max_bytes=limit,
+                standard=self._standard_endpoints(board, tmp_dir),
+                board=board,
+            )
+        return wire
+
+    def _standard_endpoints(self, board: HealthBoard, tmp_dir: Path) -> list[Endpoint]:
+        """Health and reflection for a server (not traced: tools' calls)."""
         out = []
-        for instance in standard_services(served, board):
+        for instance in standard_services(board):
             definition = instance.definition
             sctx = ServiceContext(
                 definition.full_name,
@@ -508,12 +515,8 @@ class Unit:
             self._pulse_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pulse_task
-        for board in self._boards:  # health watchers hear it before the servers go
-            await board.stopping()
-        for cs in reversed(self._connect_servers):
-            await cs.stop()
-        for server in reversed(self._grpc_servers):
-            await server.stop(0.5)
+        for wire in reversed(list(self._wires.values())):
+            await wire.stop()
         grace = self.deployment.shutdown_grace
         for name in reversed(list(self.children)):
             await self.children[name].stop(grace)

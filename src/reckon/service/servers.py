@@ -29,6 +29,24 @@ from reckon.service.tls import Tls
 
 
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
+    """A grpc generic handler serving ``endpoint``'s methods."""
+    return Router(grpc_method_handlers(endpoint))
+
+
+class Router(grpc.GenericRpcHandler):
+    """Finds a method's handler by its path; ``handlers`` may grow while the server runs."""
+
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler] | None = None) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = dict(handlers or {})
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        return self.handlers.get(handler_call_details.method)
+
+
+def grpc_method_handlers(endpoint: Endpoint) -> dict[str, grpc.RpcMethodHandler]:
+    """Each method's grpc handler, by path (``/pkg.Service/Method``)."""
     # Requests arrive as bytes and are parsed by the handler, so that a malformed body is
     # INVALID_ARGUMENT (as over Connect), not the UNKNOWN grpc gives a failed deserializer.
     handlers = {}
@@ -39,10 +57,10 @@ def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
             (False, True): grpc.unary_stream_rpc_method_handler,
             (True, True): grpc.stream_stream_rpc_method_handler,
         }[m.client_streaming, m.server_streaming]
-        handlers[m.name] = kind(
+        handlers[m.path] = kind(
             _grpc_method(endpoint, m), response_serializer=m.output.SerializeToString
         )
-    return grpc.method_handlers_generic_handler(endpoint.definition.full_name, handlers)
+    return handlers
 
 
 def parse_request(m: MethodDef, data: bytes) -> Message:
@@ -121,14 +139,15 @@ def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, in
 
 
 async def start_grpc(
-    endpoints: list[Endpoint],
+    router: Router,
     port: int = 0,
     options: list[tuple[str, int]] | None = None,
     tls: Tls | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Serve ``endpoints`` on 127.0.0.1 (with TLS when given); returns the server and port."""
+    """Serve ``router``'s methods on 127.0.0.1 (with TLS when given); returns the server and
+    its port."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *(options or ())])
-    server.add_generic_rpc_handlers([grpc_handler(e) for e in endpoints])
+    server.add_generic_rpc_handlers([router])
     where = f"127.0.0.1:{port}"
     if tls is None:
         bound = server.add_insecure_port(where)
@@ -145,9 +164,28 @@ async def start_grpc(
 # ---------------------------------------------------------------------------------------------
 
 
-def connect_app(endpoints: list[Endpoint], *, read_max_bytes: int = 4 * 1024 * 1024) -> Any:
-    """An ASGI application answering Connect (and gRPC-Web) for these services."""
+def connect_app(routes: dict[str, Any], *, read_max_bytes: int = 4 * 1024 * 1024) -> Any:
+    """An ASGI application answering Connect, gRPC-Web and gRPC for ``routes`` (from
+    :func:`connect_routes`); the dict may grow while the app serves (connectrpc keeps it as
+    given when no connectrpc interceptors are set, and looks each path up per request)."""
     from connectrpc._server_async import ConnectASGIApplication
+    from connectrpc.compat import google_protobuf_codecs
+
+    class _App(ConnectASGIApplication[object]):
+        @property
+        def path(self) -> str:
+            return "/"
+
+    return _App(
+        service=object(),
+        endpoints=lambda _svc: routes,
+        codecs=google_protobuf_codecs(),
+        read_max_bytes=read_max_bytes,
+    )
+
+
+def connect_routes(endpoints: list[Endpoint]) -> dict[str, Any]:
+    """connectrpc endpoints, by path, for every method of ``endpoints``."""
     from connectrpc._server_shared import (
         EndpointBidiStream,
         EndpointClientStream,
@@ -155,7 +193,6 @@ def connect_app(endpoints: list[Endpoint], *, read_max_bytes: int = 4 * 1024 * 1
         EndpointUnary,
     )
     from connectrpc.code import Code
-    from connectrpc.compat import google_protobuf_codecs
     from connectrpc.errors import ConnectError
 
     def begin(
@@ -194,20 +231,7 @@ def connect_app(endpoints: list[Endpoint], *, read_max_bytes: int = 4 * 1024 * 1
         unary_out: Any = EndpointClientStream if m.client_streaming else EndpointUnary
         return unary_out(method=info, function=handle)
 
-    path = "/" + endpoints[0].definition.full_name
-    table = {m.path: make(e, m) for e in endpoints for m in e.definition.methods.values()}
-
-    class _App(ConnectASGIApplication[Endpoint]):
-        @property
-        def path(self) -> str:
-            return path
-
-    return _App(
-        service=endpoints[0],
-        endpoints=lambda _svc: table,
-        codecs=google_protobuf_codecs(),
-        read_max_bytes=read_max_bytes,
-    )
+    return {m.path: make(e, m) for e in endpoints for m in e.definition.methods.values()}
 
 
 class ConnectServer:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool
@@ -69,9 +69,9 @@ STANDARD = (HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA)
 class HealthBoard:
     """The serving status of each service of one server; watchers wake on every change."""
 
-    def __init__(self, services: Iterable[str]) -> None:
+    def __init__(self, services: Iterable[str] = ()) -> None:
         self._status: dict[str, int] = {"": SERVING}
-        for s in services:
+        for s in (*services, *(d.full_name for d in STANDARD)):
             self._status[s] = SERVING
         self._version = 0
         self._changed: asyncio.Condition | None = None
@@ -157,17 +157,21 @@ class HealthService(Service):
 
 
 class ReflectionService(Service):
-    """``grpc.reflection.v1alpha.ServerReflection``: grpcio-reflection's servicer."""
+    """``grpc.reflection.v1alpha.ServerReflection``: grpcio-reflection's servicer, over the
+    services the server serves when the call comes (services join a server as they start)."""
 
     definition = REFLECTION_V1ALPHA
 
-    def __init__(self, services: Iterable[str]) -> None:
-        self._servicer = ReflectionServicer(sorted(set(services)))
+    def __init__(self, services: Callable[[], Iterable[str]]) -> None:
+        self._services = services
+
+    def _servicer(self) -> ReflectionServicer:
+        return ReflectionServicer(sorted({*self._services(), *(d.full_name for d in STANDARD)}))
 
     async def ServerReflectionInfo(
         self, request: AsyncIterator[Any], ctx: CallContext
     ) -> AsyncIterator[Any]:
-        async for response in self._servicer.ServerReflectionInfo(request, None):
+        async for response in self._servicer().ServerReflectionInfo(request, None):
             yield response
 
 
@@ -186,11 +190,14 @@ class ReflectionV1Service(ReflectionService):
             async for r in request:
                 yield v1alpha_pb2.ServerReflectionRequest.FromString(r.SerializeToString())
 
-        async for response in self._servicer.ServerReflectionInfo(as_v1alpha(), None):
+        async for response in self._servicer().ServerReflectionInfo(as_v1alpha(), None):
             yield method.output.FromString(response.SerializeToString())
 
 
-def standard_services(served: Iterable[str], board: HealthBoard) -> list[Service]:
-    """Health and reflection for a server serving the services named ``served``."""
-    names = [*served, *(d.full_name for d in STANDARD)]
-    return [HealthService(board), ReflectionV1Service(names), ReflectionService(names)]
+def standard_services(board: HealthBoard) -> list[Service]:
+    """Health and reflection for a server whose services are those on ``board``."""
+
+    def served() -> list[str]:
+        return [name for name in board.all() if name]
+
+    return [HealthService(board), ReflectionV1Service(served), ReflectionService(served)]
