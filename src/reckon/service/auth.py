@@ -13,6 +13,7 @@ clear text is accepted for tests. Unsalted digests are refused when the deployme
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -105,6 +106,13 @@ class Authenticator:
         if cached is None:
             cached = self._good[header] = self._basic(token)
         return cached
+
+    async def check_async(self, header: str | None, accept: str | None = "basic") -> User | None:
+        """:meth:`check` for servers: a Basic password not seen before is verified in a worker
+        thread (scrypt takes ~50 ms of CPU), so the event loop keeps serving meanwhile."""
+        if header is None or header in self._good or header[:6].lower() != "basic ":
+            return self.check(header, accept)
+        return await asyncio.to_thread(self.check, header, accept)
 
     def _basic(self, token: str) -> User:
         if not token:

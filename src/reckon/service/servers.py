@@ -80,17 +80,17 @@ async def _parsed(m: MethodDef, frames: AsyncIterator[bytes]) -> AsyncIterator[M
 
 
 def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
-    check = endpoint.authenticator.check
+    check = endpoint.authenticator.check_async
     clock = endpoint.clock
 
-    def begin(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
+    async def begin(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else clock() + remaining
         request = _parsed(m, data) if m.client_streaming else parse_request(m, data)
         raw = context.invocation_metadata() or ()
         found = next((v for k, v in raw if k == "authorization"), None)
         authorization = found if isinstance(found, str) else None
-        user = check(authorization, endpoint.auth)
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else clock() + remaining
+        user = await check(authorization, endpoint.auth)
         return request, user, authorization, deadline, from_pairs(raw)
 
     async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: ServiceCallError) -> None:
@@ -103,7 +103,7 @@ def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
             data: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Message]:
             try:
-                async for response in endpoint.stream(m, *begin(data, context)):
+                async for response in endpoint.stream(m, *(await begin(data, context))):
                     yield response
             except ServiceCallError as exc:
                 await abort(context, exc)
@@ -112,7 +112,7 @@ def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
 
     async def handle(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
         try:
-            return await endpoint.invoke(m, *begin(data, context))
+            return await endpoint.invoke(m, *(await begin(data, context)))
         except ServiceCallError as exc:
             await abort(context, exc)
             raise  # unreachable: abort raises
@@ -195,14 +195,14 @@ def connect_routes(endpoints: list[Endpoint]) -> dict[str, Any]:
     from connectrpc.code import Code
     from connectrpc.errors import ConnectError
 
-    def begin(
+    async def begin(
         endpoint: Endpoint, ctx: Any
     ) -> tuple[User | None, str | None, float | None, Metadata]:
-        headers = ctx.request_headers
-        authorization = headers.get("authorization")
-        user = endpoint.authenticator.check(authorization, endpoint.auth)
         left = ctx.timeout_ms
         deadline = None if left is None else endpoint.clock() + left / 1000.0
+        headers = ctx.request_headers
+        authorization = headers.get("authorization")
+        user = await endpoint.authenticator.check_async(authorization, endpoint.auth)
         return user, authorization, deadline, from_headers(headers.items())
 
     def failed(exc: ServiceCallError) -> ConnectError:
@@ -214,7 +214,9 @@ def connect_routes(endpoints: list[Endpoint]) -> dict[str, Any]:
 
             async def handle_stream(request: Any, ctx: Any) -> AsyncIterator[Message]:
                 try:
-                    async for response in endpoint.stream(m, request, *begin(endpoint, ctx)):
+                    async for response in endpoint.stream(
+                        m, request, *(await begin(endpoint, ctx))
+                    ):
                         yield response
                 except ServiceCallError as exc:
                     raise failed(exc) from None
@@ -224,7 +226,7 @@ def connect_routes(endpoints: list[Endpoint]) -> dict[str, Any]:
 
         async def handle(request: Any, ctx: Any) -> Message:
             try:
-                return await endpoint.invoke(m, request, *begin(endpoint, ctx))
+                return await endpoint.invoke(m, request, *(await begin(endpoint, ctx)))
             except ServiceCallError as exc:
                 raise failed(exc) from None
 
