@@ -392,6 +392,14 @@ def load_spec(path: Path) -> dict[str, Any]:
 @app.command()
 def serve(
     file: Annotated[Path, typer.Argument(help="TOML or JSON file describing the PVs.")],
+    share: Annotated[
+        str | None,
+        typer.Option(
+            "--share",
+            help="Serve the PVs together with every instance on this Redis "
+            "(redis://HOST:PORT/DB, ?prefix=NAME for one key prefix per deployment).",
+        ),
+    ] = None,
 ) -> None:
     """Publish the PVs described in FILE until interrupted (see docs/pva.md for the format)."""
     from reckon.errors import ConfigurationError
@@ -406,7 +414,7 @@ def serve(
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        server = Server(pvs)
+        server = Server(pvs, share=share)
         await server.start()
         stats_name = (
             spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
@@ -420,6 +428,11 @@ def serve(
             f"serving {len(server.names())} PVs on TCP port {server.tcp_port} "
             f"(UDP search port {server.udp_port}): {', '.join(server.names())}"
         )
+        if server.share is not None:
+            typer.echo(
+                f"instance {server.share.guid} on {server.share.host}, shared through "
+                f"{server.share.url} (prefix {server.share.prefix!r})"
+            )
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -430,7 +443,13 @@ def serve(
             publisher.stop()
         await server.stop()
 
-    _run(main())
+    from reckon.errors import PvaShareError
+
+    try:
+        _run(main())
+    except (ConfigurationError, PvaShareError) as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":  # ``python -m reckon.pva.cli``: the same commands without the rest
