@@ -678,6 +678,24 @@ def _id(entry_id: Any) -> tuple[int, int]:
     return int(ms or 0), int(seq or 0)
 
 
+async def shared_names(url: str, *, wait: float = 2.0) -> list[str]:
+    """The names of the PVs a deployment shares (``url`` as given to ``serve --share``);
+    ``wait`` bounds each Redis call."""
+    import redis.asyncio as aredis
+
+    base, prefix = split_url(url)
+    client = aredis.Redis.from_url(
+        base, socket_timeout=wait, socket_connect_timeout=wait, retry_on_timeout=False
+    )
+    try:
+        names = await client.hkeys(f"{prefix}:types")
+    except _connection_errors() as exc:
+        raise PvaShareError(f"cannot list the PVs shared at {url}: {exc}") from None
+    finally:
+        await client.aclose()
+    return sorted(n.decode() if isinstance(n, bytes) else n for n in names)
+
+
 def open_share(share: str | RedisShare) -> RedisShare:
     """``Server(share=...)`` takes a URL or a :class:`RedisShare`."""
     if isinstance(share, RedisShare):
