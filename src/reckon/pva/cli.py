@@ -452,5 +452,53 @@ def serve(
         raise typer.Exit(2) from None
 
 
+# ------------------------------------------------------------------------------------------
+# views
+# ------------------------------------------------------------------------------------------
+
+PatternsArg = Annotated[
+    list[str], typer.Argument(help="PV names, or glob patterns (demo:*) matched with --share.")
+]
+ShareListOpt = Annotated[
+    str | None,
+    typer.Option("--share", help="Match patterns against the PVs shared at this Redis URL."),
+]
+
+
+@app.command()
+def top(names: PatternsArg, share: ShareListOpt = None) -> None:
+    """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
+    from reckon.errors import ReckonError
+    from reckon.pva.views.commands import run_top
+
+    try:
+        code = run_top(names, share)
+    except ReckonError as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def web(
+    names: PatternsArg,
+    share: ShareListOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 0,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Require this token (any non-loopback bind does).")
+    ] = None,
+) -> None:
+    """A live web page of PVs: table, history and array plots, images (until Ctrl-C)."""
+    from reckon.errors import ReckonError
+    from reckon.pva.views.commands import run_web
+
+    try:
+        run_web(names, host=host, port=port, token=token, share=share)
+    except ReckonError as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
+
+
 if __name__ == "__main__":  # ``python -m reckon.pva.cli``: the same commands without the rest
     app()
