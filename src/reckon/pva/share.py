@@ -68,6 +68,8 @@ HEARTBEAT = 3.0
 READ_BLOCK_MS = 500
 #: entries taken per read
 READ_COUNT = 1000
+#: posts written per Redis transaction
+WRITE_BATCH = 256
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
@@ -415,7 +417,7 @@ class RedisShare:
             log.warning(
                 "pva share: Redis at %s unreachable (%s); serving the last values and retrying",
                 self.url,
-                exc or type(exc).__name__,
+                str(exc) or repr(exc),
             )
 
     # ---------------------------------------------------------------------- Redis side
@@ -587,7 +589,11 @@ class RedisShare:
             self._wake.clear()
             if not self.connected or not self._outbox:
                 continue
-            batch, self._outbox = self._outbox, []
+            # at most WRITE_BATCH posts per transaction, so each call's timeout means Redis
+            # stopped answering, not that a burst made the transaction long
+            batch, self._outbox = self._outbox[:WRITE_BATCH], self._outbox[WRITE_BATCH:]
+            if self._outbox:
+                self._wake.set()
             try:
                 await asyncio.wait_for(self._write(batch), self.timeout)
             except _connection_errors() as exc:
