@@ -7,8 +7,9 @@ prefix per deployment, and sends every change through one Redis stream that all 
 - ``PREFIX:types`` (hash): PV name -> its type description;
 - ``PREFIX:value:NAME`` (hash): dotted field path -> that field's value, for every field ever
   given one;
-- ``PREFIX:log`` (stream, trimmed to about ``stream_length`` entries): one entry per post, with
-  the instance's GUID, its sequence number, the PV's name and the fields it changed;
+- ``PREFIX:log`` (stream, trimmed to about ``stream_length`` entries): the posts, one entry per
+  PV per batch an instance writes, with the instance's GUID, the PV's name, and each post's
+  sequence number and the fields it changed;
 - ``PREFIX:epoch``: a token set when the store was first filled (a Redis restarted empty has
   none, so instances know to fill it again);
 - ``PREFIX:instances`` (hash) and ``PREFIX:alive:GUID`` (expiring): who serves, on which host.
@@ -570,15 +571,30 @@ class RedisShare:
             self._applying = False
 
     async def _write(self, batch: list[_Entry]) -> None:
-        pipe = self._r.pipeline(transaction=True)
+        """One transaction: per PV, its fields' newest values into its hash and all its posts,
+        in order, as one stream entry (a burst costs Redis and every reader one entry per PV
+        per batch, not one per post)."""
+        by_pv: dict[str, list[_Entry]] = {}
         for e in batch:
-            if e.announce is not None:
-                pipe.hset(self._k_types, e.name, e.announce)
-            if e.delta:
-                pipe.hset(self._k_value(e.name), mapping={p: pack(v) for p, v in e.delta.items()})
-            entry = {b"g": self.guid, b"s": e.seq, b"n": e.name, b"d": pack(e.delta)}
-            if e.announce is not None:
-                entry[b"t"] = e.announce
+            by_pv.setdefault(e.name, []).append(e)
+        pipe = self._r.pipeline(transaction=True)
+        for name, entries in by_pv.items():
+            announce = next((e.announce for e in entries if e.announce is not None), None)
+            if announce is not None:
+                pipe.hset(self._k_types, name, announce)
+            latest: dict[str, Any] = {}
+            for e in entries:
+                latest.update(e.delta)
+            if latest:
+                pipe.hset(self._k_value(name), mapping={p: pack(v) for p, v in latest.items()})
+            entry = {
+                b"g": self.guid,
+                b"n": name,
+                b"s": pack([e.seq for e in entries]),
+                b"d": pack([e.delta for e in entries]),
+            }
+            if announce is not None:
+                entry[b"t"] = announce
             pipe.xadd(self._k_log, entry, maxlen=self.stream_length, approximate=True)
         await pipe.execute()
 
@@ -647,16 +663,22 @@ class RedisShare:
                 await self._heartbeat()
 
     def _on_entry(self, fields: dict[bytes, bytes]) -> None:
+        """Apply one stream entry: one PV's posts of one instance's batch, in order."""
         try:
             guid = fields[b"g"].decode()
             name = fields[b"n"].decode()
-            seq = int(fields[b"s"])
-            delta = unpack(fields[b"d"])
+            seqs = unpack(fields[b"s"])
+            deltas = unpack(fields[b"d"])
             announce = fields.get(b"t")
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise PvaShareError(f"malformed entry ({exc!r:.60})") from None
-        if not isinstance(delta, dict):
-            raise PvaShareError("an entry's fields are not a map")
+        if (
+            not isinstance(seqs, list)
+            or not isinstance(deltas, list)
+            or len(seqs) != len(deltas)
+            or not all(isinstance(d, dict) for d in deltas)
+        ):
+            raise PvaShareError("an entry's posts are not a list of field maps")
         w = self._watches.get(name)
         if w is None and announce is not None and guid != self.guid:
             t = type_from_obj(unpack(announce))
@@ -669,13 +691,15 @@ class RedisShare:
                 w = self._watches.get(name)
         if w is None:
             return
-        if guid == self.guid:
-            posted_at = self._pending.pop(seq, None)
-            if posted_at is not None and posted_at == w.remote:
-                return  # nothing from elsewhere came in between: our monitors have it
-        else:
-            w.remote += 1
-        self._apply(w, delta)
+        mine = guid == self.guid
+        for seq, delta in zip(seqs, deltas, strict=True):
+            if mine:
+                posted_at = self._pending.pop(seq, None)
+                if posted_at is not None and posted_at == w.remote:
+                    continue  # nothing from elsewhere came in between: our monitors have it
+            else:
+                w.remote += 1
+            self._apply(w, delta)
 
 
 def _id(entry_id: Any) -> tuple[int, int]:
