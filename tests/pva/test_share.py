@@ -152,13 +152,10 @@ def test_redis_killed_and_restarted_mid_run(instances: Any, redis_proc: RedisPro
         redis_proc.start()  # the same port, empty
         # instance 2's put of the outage reaches the others once it is back
         assert wait_for(watch, 11.0, timeout=30)[-1] == 11.0
-        deadline = time.monotonic() + 10
-        while p4p_get(one) != 11.0:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        assert wait_value(one, 11.0)
         p4p_put(one, 12.0)
         assert wait_for(watch, 12.0)[-1] == 12.0
-        assert p4p_get(two) == 12.0 or wait_two(two, 12.0)
+        assert wait_value(two, 12.0)
         # the store is whole again: a new instance starts with the current values
         assert p4p_get(instances()) == 12.0
         # each instance said once that Redis was gone, and once that it was back
@@ -169,7 +166,27 @@ def test_redis_killed_and_restarted_mid_run(instances: Any, redis_proc: RedisPro
         watch.kill()
 
 
-def wait_two(inst: Instance, value: float) -> bool:
+def test_a_frozen_redis_delays_nothing_for_long(instances: Any, redis_proc: RedisProcess) -> None:
+    """SIGSTOP Redis: puts are still answered (within the share's timeout) and served locally;
+    after SIGCONT the change reaches the other instances."""
+    one, two = instances(), instances()
+    watch = p4p_watch(two)
+    try:
+        assert watch.read_json() == 1.0
+        redis_proc.freeze()
+        try:
+            started = time.monotonic()
+            p4p_put(one, 77.0)
+            assert time.monotonic() - started < 15  # the put's wait for Redis is bounded
+            assert p4p_get(one) == 77.0
+        finally:
+            redis_proc.thaw()
+        assert wait_for(watch, 77.0, timeout=30)[-1] == 77.0
+    finally:
+        watch.kill()
+
+
+def wait_value(inst: Instance, value: float) -> bool:
     deadline = time.monotonic() + 10
     while p4p_get(inst) != value:
         assert time.monotonic() < deadline
