@@ -124,6 +124,35 @@ async def test_a_thread_burst_ends_with_its_last_value_everywhere(servers: Any) 
     assert seen == sorted(seen) and seen[-1] == 2000
 
 
+async def test_concurrent_posts_on_every_instance_converge(servers: Any) -> None:
+    """Three instances post to the same PV at once, from threads: they all end with one value
+    (the stream's last), field by field, and Redis holds it too."""
+    pvs = [SharedPV(nt.NTScalar("i", display=True), 0) for _ in range(3)]
+    started = [await servers({"s:race": pv}) for pv in pvs]
+
+    def hammer(k: int) -> None:
+        for i in range(300):
+            pvs[k].post({"value": k * 1000 + i, "display": {"description": f"from {k}"}})
+
+    threads = [threading.Thread(target=hammer, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for _ in range(200):
+        values = [(pv.value["value"], pv.value["display"]["description"]) for pv in pvs]
+        if len(set(values)) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert len(set(values)) == 1, values
+    value, described = values[0]
+    assert value % 1000 == 299 and described == f"from {value // 1000}"  # someone's last post
+    share = started[0].share
+    assert share is not None
+    stored = await share.stored_value("s:race")
+    assert stored["value"] == value and stored["display"]["description"] == described
+
+
 async def test_new_instances_start_with_current_values_and_learn_new_pvs(servers: Any) -> None:
     first = SharedPV(nt.NTScalar("d", display=True), 1.0)
     a = await servers({"s:t": first})

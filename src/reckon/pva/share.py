@@ -451,6 +451,19 @@ class RedisShare:
                 out.append(unpack(data))
         return sorted(out, key=lambda i: (i["host"], i["guid"]))
 
+    async def stored_value(self, name: str) -> dict[str, Any]:
+        """The fields of ``name`` as Redis holds them now (dotted paths nested back into dicts),
+        for tools and tests that check what the deployment agrees on."""
+        t = unpack_type(await self._r.hget(self._k_types, name) or b"")
+        if not isinstance(t, Structure):
+            raise PvaShareError(f"{name!r} is not shared under {self.prefix!r}")
+        stored = await self._r.hgetall(self._k_value(name))
+        flat = {}
+        for raw_path, data in stored.items():
+            path = raw_path.decode()
+            flat[path] = value_from_obj(t.field_at(t.offset_of(path))[1], unpack(data))
+        return _nest(flat)
+
     async def _trimmed_before(self) -> tuple[int, int]:
         """The newest entry id trimmed off the stream (0-0 when none, or no stream yet)."""
         import redis.exceptions
