@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -100,3 +101,34 @@ def test_summaries_of_each_kind() -> None:
     for v in (1.0, 2.0, 3.0):
         state.apply({"value": v})
     assert state.sparkline() == "▁▄█" and state.rate() > 0
+
+
+async def test_the_views_read_a_p4p_server(p4p_server: Any, pva_env: dict[str, str]) -> None:
+    """The model behind both views, against pvxs (p4p's server): any pvAccess server works."""
+    from reckon.pva.views.model import PvWatch
+
+    server = p4p_server(
+        [
+            {"name": "p4p:x", "kind": "scalar", "type": "d", "initial": 2.5},
+            {"name": "p4p:arr", "kind": "array", "type": "i", "initial": [1, 2, 3]},
+            {"name": "p4p:mode", "kind": "enum", "initial": 1, "choices": ["a", "b"]},
+        ]
+    )
+    async with Client() as client:
+        watch = await PvWatch(client, ["p4p:x", "p4p:arr", "p4p:mode"]).start()
+        try:
+            for _ in range(200):
+                if all(s.updates for s in watch.states.values()):
+                    break
+                await asyncio.sleep(0.05)
+            server.send({"op": "post", "name": "p4p:x", "value": 3.5})
+            for _ in range(200):
+                if watch.states["p4p:x"].text == "3.5":
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await watch.stop()
+    x, arr, mode = (watch.states[n] for n in ("p4p:x", "p4p:arr", "p4p:mode"))
+    assert x.text == "3.5" and x.kind == "scalar" and x.updates == 2
+    assert arr.shape == (3,) and arr.text == "[1, 2, 3]"
+    assert mode.text == "(1) b"

@@ -449,6 +449,8 @@ class RedisShare:
         for guid, data in raw.items():
             if await self._r.exists(self._k_alive(guid.decode())):
                 out.append(unpack(data))
+            else:  # gone for longer than ALIVE_TTL (killed, or cut off: it adds itself again)
+                await self._r.hdel(self._k_instances, guid)
         return sorted(out, key=lambda i: (i["host"], i["guid"]))
 
     async def stored_value(self, name: str) -> dict[str, Any]:
