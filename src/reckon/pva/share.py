@@ -595,8 +595,8 @@ class RedisShare:
         pipe = self._r.pipeline(transaction=True)
         for name, entries in by_pv.items():
             announce = next((e.announce for e in entries if e.announce is not None), None)
-            if announce is not None:
-                pipe.hset(self._k_types, name, announce)
+            if announce is not None:  # a PV created while running (the first type stays)
+                pipe.hsetnx(self._k_types, name, announce)
             latest: dict[str, Any] = {}
             for e in entries:
                 latest.update(e.delta)
