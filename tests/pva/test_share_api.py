@@ -207,6 +207,49 @@ async def test_redis_unreachable_at_start_serves_local_values(
     assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
 
 
+async def test_garbage_in_the_stream_is_skipped(
+    servers: Any, share_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever else writes to the deployment's stream, instances log it and keep following."""
+    import redis.asyncio as aredis
+
+    here, there = SharedPV(nt.NTScalar("d"), 0.0), SharedPV(nt.NTScalar("d"), 0.0)
+    await servers({"s:g": here})
+    await servers({"s:g": there})
+    base, prefix = split_url(share_url)
+    r = aredis.Redis.from_url(base)
+    garbage: list[dict[bytes, bytes]] = [
+        {b"x": b"1"},
+        {b"g": b"zz", b"n": b"s:g", b"s": b"\xc1", b"d": b"\xc1"},
+        {b"g": b"zz", b"n": b"s:g", b"s": msgpack.packb([1]), b"d": msgpack.packb(["no"])},
+        {
+            b"g": b"zz",
+            b"n": b"s:g",
+            b"s": msgpack.packb([1]),
+            b"d": msgpack.packb([{"value": "x"}]),
+        },
+        {b"g": b"zz", b"n": b"s:g", b"s": msgpack.packb([1]), b"d": msgpack.packb([{"nope": 1}])},
+        {
+            b"g": b"zz",
+            b"n": b"s:new",
+            b"s": msgpack.packb([1]),
+            b"d": msgpack.packb([{}]),
+            b"t": b"\x92\xa1S",
+        },
+    ]
+    with caplog.at_level(logging.ERROR, logger="reckon.pva.share"):
+        for fields in garbage:
+            await r.xadd(f"{prefix}:log", fields)  # type: ignore[arg-type]
+        await r.aclose()
+        here.post(4.5)
+        for _ in range(200):
+            if there.value["value"] == 4.5:
+                break
+            await asyncio.sleep(0.02)
+    assert there.value["value"] == 4.5
+    assert any("skipped" in rec.getMessage() or "s:g" in rec.getMessage() for rec in caplog.records)
+
+
 def test_share_urls() -> None:
     assert split_url("redis://h:1/2?prefix=plant") == ("redis://h:1/2", "plant")
     assert split_url("redis://h:1/0") == ("redis://h:1/0", "reckon:pva")

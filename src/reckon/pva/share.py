@@ -669,6 +669,8 @@ class RedisShare:
                         self._on_entry(fields)
                     except PvaShareError as exc:
                         log.error("pva share: skipped a stream entry: %s", exc)
+                    except Exception:  # a value the PV refused: one entry, not the reader
+                        log.exception("pva share: skipped a stream entry")
                 if len(entries) >= READ_COUNT and await self._trimmed_before() > _id(self._last_id):
                     # behind by more than the stream keeps: read the whole store again
                     self._epoch = None
