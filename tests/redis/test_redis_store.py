@@ -53,7 +53,7 @@ def test_corrupt_value_is_a_logged_miss(
     raw[20] ^= 1
     redis_client.set("reckon:v:k", bytes(raw))
     assert store.get("k") is None
-    assert "checksum mismatch" in caplog.text
+    assert "failed authentication" in caplog.text
     assert not store.contains("k")
     assert store.usage().entries == 0
     redis_client.set("reckon:v:short", b"xx")  # not even a header

@@ -11,10 +11,11 @@ Why it is built this way:
 
 * Equal values share one object file (content addressing plus a reference count kept by SQLite
   triggers), so two requests with equal results store the bytes once.
-* An object file is complete before its row commits (temp file + rename), and every read checks a
-  checksum (xxh3-64 of inline values, the xxh3-128 name of object files), so a crash or a bit flip
-  yields a miss, never a wrong value. A bad entry is removed and logged on the
-  ``reckon.core.store`` logger.
+* An object file is complete before its row commits (temp file + rename), and every entry carries
+  a signature of its key and value under the deployment's secret key (``signing``), checked on
+  every read before the value is returned: a crash, a bit flip, or an entry written by someone
+  without the key yields a miss, never a wrong or a forged value. A bad entry is removed and
+  logged on the ``reckon.core.store`` logger.
 * Values of ``mmap_threshold`` bytes or more come back as a memoryview over a memory map of their
   file (no copy), smaller file values as a memoryview over one read, inline values as bytes.
 * With ``sync=False`` (the default) writes go through a background thread that commits them in
@@ -23,7 +24,7 @@ Why it is built this way:
   and before ``fork()``.
 * Hits are remembered in memory and appended, in batches, to an unindexed table; they are folded
   into the indexed access times (LRU) and priorities (GDS) only when an eviction needs them. A hit
-  costs one indexed SELECT and a checksum, never a write transaction of its own.
+  costs one indexed SELECT and a signature check, never a write transaction of its own.
 """
 
 from __future__ import annotations
@@ -40,21 +41,20 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-import xxhash
-
 from reckon.core.stores import _index, _lease, _objects
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreData, StoreUsage
+from reckon.core.stores.signing import Rejections, Signer, check_outside, default_signer
 from reckon.errors import StoreError
 
 log = logging.getLogger("reckon.core.store")
 
 Policy = Literal["lru", "gds"]
 
-_GET = "SELECT size, checksum, digest, value FROM entries WHERE key = ?"
+_GET = "SELECT size, tag, digest, value FROM entries WHERE key = ?"
 _INSERT = (
-    "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
+    "INSERT INTO entries (key, size, tag, digest, value, access, priority, cost)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Hits are appended to an unindexed table (cheap) and folded into the indexed access times and
@@ -78,13 +78,6 @@ def default_directory() -> str:
         return os.path.abspath(os.path.expanduser(env))
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(os.path.abspath(base), "reckon")
-
-
-_xxh3_64 = xxhash.xxh3_64_intdigest
-
-
-def _checksum(data: bytes | memoryview) -> int:
-    return _xxh3_64(data) >> 1  # 63 bits: fits SQLite's signed INTEGER
 
 
 def _bytes_like(data: object) -> bytes | memoryview:
@@ -116,9 +109,9 @@ def _payload(op: Op) -> bytes | memoryview | None:
 
 
 class _Put:
-    """A put made ready outside the write lock: checksummed, its object file written."""
+    """A put made ready outside the write lock: signed, its object file written."""
 
-    __slots__ = ("_data", "checksum", "cost", "digest", "key", "size", "stamp", "temp", "value")
+    __slots__ = ("_data", "cost", "digest", "key", "size", "stamp", "tag", "temp", "value")
 
     def __init__(self, op: Op, inline_threshold: int, store: LocalStore) -> None:
         data = op.data
@@ -129,30 +122,28 @@ class _Put:
         self.stamp = op.stamp
         self.temp: str | None = None
         self._data = data
+        self.tag: bytes = store._signer.sign(op.key, data)
         if self.size <= inline_threshold:
             value = _payload(op)
             assert value is not None
             self.digest: str | None = None
             self.value: bytes | memoryview | None = value
-            self.checksum: int = _checksum(value)
         elif self.size >= _ONE_PASS:
             # Large: hash while writing (one pass over memory). A value stored already is then
             # written for nothing, and its temp file dropped in _place (rare for large ones).
             self.value = None
-            self.checksum = 0
             self.temp, digest = _objects.write_temp_hashing(
-                store._objects_dir, op.key, data, self.size, store._fsync
+                store._objects_dir, op.key, data, self.size, store._fsync, self.tag
             )
             self.digest = digest.hex()
         else:
             digest = _objects.content_digest(data)
             self.digest = digest.hex()
             self.value = None
-            self.checksum = 0
             final = _objects.object_path(store._objects_dir, self.digest)
             if not os.path.exists(final):
                 self.temp = _objects.write_temp(
-                    store._objects_dir, op.key, data, digest, store._fsync, self.size
+                    store._objects_dir, op.key, data, digest, self.tag, store._fsync, self.size
                 )
 
 
@@ -171,6 +162,7 @@ class LocalStore:
         fsync: bool = False,
         mmap_threshold: int = 1 << 20,
         queue_bytes: int = 64 << 20,
+        signer: Signer | None = None,
     ) -> None:
         if policy not in ("lru", "gds"):
             raise StoreError(f"unknown eviction policy {policy!r}: use 'lru' or 'gds'")
@@ -193,6 +185,11 @@ class LocalStore:
         self._objects_dir = os.path.join(self.path, "objects")
         self._leases_dir = os.path.join(self.path, "leases")
         self._prepare_directory()
+        if signer is None:
+            check_outside(self.path)
+            signer = default_signer()
+        self._signer = signer
+        self.rejections = Rejections(self.path)
         try:
             self._index = Index(self.path, self._objects_dir, fsync=fsync)
         except (sqlite3.Error, OSError) as exc:
@@ -248,16 +245,18 @@ class LocalStore:
             return None
         if row is None:
             return None
-        size, checksum, digest, value = row
+        size, tag, digest, value = row
         data: bytes | memoryview | None
         if digest is None:
-            # (_checksum inlined: this is every small hit's path.)
-            if value is None or len(value) != size or _xxh3_64(value) >> 1 != checksum:
-                self._drop_inline(key, checksum, "checksum mismatch")
+            if value is None or len(value) != size:
+                self._drop_inline(key, tag, "inline value of the wrong length")
+                return None
+            if not self._signer.verify(key, value, tag):
+                self._reject(key, tag)
                 return None
             data = value
         else:
-            data = self._read_object(key, digest, size)
+            data = self._read_object(key, digest, size, tag)
             if data is None:
                 return None
         touched = self._touched
@@ -267,14 +266,14 @@ class LocalStore:
         return data
 
     def _read_object(
-        self, key: str, digest: str, size: int, retry: bool = True
+        self, key: str, digest: str, size: int, tag: bytes | None, retry: bool = True
     ) -> bytes | memoryview | None:
         path = _objects.object_path(self._objects_dir, digest)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             if self._drop_object(key, digest, "object file missing") and retry:
-                return self._read_object(key, digest, size, retry=False)
+                return self._read_object(key, digest, size, tag, retry=False)
             return None
         except OSError as exc:
             log.warning("store %s: cannot read %s for key %s: %s", self.path, path, key, exc)
@@ -304,10 +303,20 @@ class LocalStore:
             self._drop_object(key, digest, "object file truncated or extended")
             return None
         data = view[header.offset :]
-        if xxhash.xxh3_128_hexdigest(data) != digest:
-            self._drop_object(key, digest, "object file checksum mismatch")
+        if not self._signer.verify(key, data, tag):
+            self._reject(key, tag)
             return None
         return data
+
+    def _reject(self, key: str, tag: bytes | None) -> None:
+        """An entry whose signature does not verify: drop it (only if unchanged meanwhile)."""
+        try:
+            with self._index.write() as conn:
+                conn.execute("DELETE FROM entries WHERE key = ? AND tag IS ?", (key, tag))
+        except sqlite3.Error as exc:
+            self._db_error(exc, "removing an unauthenticated entry")
+        self.rejections.report(key, self._signer.why_not(tag))
+        self._collect()
 
     def contains(self, key: str) -> bool:
         self._check_open()
@@ -584,7 +593,7 @@ class LocalStore:
                         (
                             item.key,
                             item.size,
-                            item.checksum,
+                            item.tag,
                             item.digest,
                             item.value,
                             item.stamp,
@@ -629,7 +638,12 @@ class LocalStore:
             return  # the same bytes are stored already: share them
         if item.temp is None:  # a leftover file with no row: do not trust it, write afresh
             item.temp = _objects.write_temp(
-                self._objects_dir, item.key, item._data, bytes.fromhex(item.digest), self._fsync
+                self._objects_dir,
+                item.key,
+                item._data,
+                bytes.fromhex(item.digest),
+                item.tag,
+                self._fsync,
             )
         _objects.place(item.temp, final, self._fsync)
         item.temp = None
@@ -677,12 +691,12 @@ class LocalStore:
 
     # -- bad entries ---------------------------------------------------------------------------
 
-    def _drop_inline(self, key: str, checksum: int, reason: str) -> None:
+    def _drop_inline(self, key: str, tag: bytes | None, reason: str) -> None:
         try:
             with self._index.write() as conn:
                 gone = conn.execute(
-                    "DELETE FROM entries WHERE key = ? AND digest IS NULL AND checksum = ?",
-                    (key, checksum),
+                    "DELETE FROM entries WHERE key = ? AND digest IS NULL AND tag IS ?",
+                    (key, tag),
                 ).rowcount
         except sqlite3.Error as exc:
             self._db_error(exc, "removing a corrupt entry")

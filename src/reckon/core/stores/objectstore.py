@@ -3,11 +3,12 @@ or fsspec's in-memory file system.
 
 fsspec is not a core dependency: it is imported when an ObjectStore is created (``pip install
 fsspec``, plus s3fs or gcsfs for those schemes), so ``@memoize(store=ObjectStore("s3://..."))``
-works wherever fsspec does. Each entry is one object ``<root>/<key[:2]>/<key>``: a 16-byte
-header (magic, length, xxh3-64 checksum) and the value's bytes. Object stores publish an object
+works wherever fsspec does. Each entry is one object ``<root>/<key[:2]>/<key>``: a 45-byte
+header (magic, length, the signature of key and value under the deployment's secret key, see
+``signing``) and the value's bytes. Object stores publish an object
 whole when its upload completes, so readers never see half a value; on a local file system the
-object is written to a temporary name and renamed. A read whose header, length or checksum does
-not match is dropped and reported as a miss, as every store must.
+object is written to a temporary name and renamed. A read whose header, length or signature does
+not match is dropped and reported as a miss (never decoded), as every store must.
 
 Eviction is least-recently-*written* (objects' modification times; object stores do not record
 reads) down to the budget, checked after writes. The ``cost`` a put carries is not kept.
@@ -22,23 +23,17 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import xxhash
-
 from reckon.core.stores.base import StoreUsage
+from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import ConfigurationError
 
 __all__ = ["ObjectStore"]
 
 logger = logging.getLogger("reckon.memo")
 
-_MAGIC = b"RKFS"
-_HEADER = struct.Struct("<4sIQ")  # magic, value length, xxh3-64 of the value
+_MAGIC = b"RKF2"
+_HEADER = struct.Struct(f"<4sQ{TAG_SIZE}s")  # magic, value length, signature
 _HEADER_SIZE = _HEADER.size
-_MAX_LENGTH = (1 << 32) - 1
-
-
-def _checksum(data: bytes) -> int:
-    return int(xxhash.xxh3_64_intdigest(data))
 
 
 def _is_key(name: str) -> bool:
@@ -57,6 +52,7 @@ class ObjectStore:
         budget: int | None = None,
         storage_options: dict[str, Any] | None = None,
         on_evict: Callable[[str], None] | None = None,
+        signer: Signer | None = None,
     ) -> None:
         try:
             import fsspec
@@ -70,6 +66,8 @@ class ObjectStore:
         self.budget = budget
         self.storage_options = dict(storage_options or {})
         self._on_evict = on_evict
+        self._signer = signer if signer is not None else default_signer()
+        self.rejections = Rejections(url)
         fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         self._fs: Any = fs
         self._root = root.rstrip("/")
@@ -101,13 +99,14 @@ class ObjectStore:
         except Exception as exc:
             logger.warning("fsspec store %s: read of %s failed: %s", self.url, key[:16], exc)
             return None
+        tag: bytes | None = None
         if len(blob) >= _HEADER_SIZE:
-            magic, length, checksum = _HEADER.unpack_from(blob)
-            data = blob[_HEADER_SIZE:]
-            if magic == _MAGIC and length == len(data) and _checksum(data) == checksum:
+            magic, length, tag = _HEADER.unpack_from(blob)
+            data = memoryview(blob)[_HEADER_SIZE:]
+            if magic == _MAGIC and length == len(data) and self._signer.verify(key, data, tag):
                 return bytes(data)
-        logger.warning("fsspec store %s: entry %s is corrupt; dropped", self.url, key[:16])
         self.delete(key)
+        self.rejections.report(key, self._signer.why_not(tag))
         return None
 
     def contains(self, key: str) -> bool:
@@ -155,10 +154,9 @@ class ObjectStore:
         cost: float = 0.0,
     ) -> None:
         payload = b"".join(data) if isinstance(data, list | tuple) else bytes(data)  # type: ignore[arg-type]
-        if len(payload) > _MAX_LENGTH:
-            logger.warning("fsspec store %s: value of %d bytes too large", self.url, len(payload))
-            return
-        blob = _HEADER.pack(_MAGIC, len(payload), xxhash.xxh3_64_intdigest(payload)) + payload
+        self._path(key)  # a bad key raises before anything is signed
+        tag = self._signer.sign(key, payload)
+        blob = _HEADER.pack(_MAGIC, len(payload), tag) + payload
         path = self._path(key)
         try:
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -1,7 +1,9 @@
 """RedisStore: the Store protocol on a Redis server, for caches shared across machines.
 
-Values are stored with a small header (magic + xxh3-64 checksum) and verified on every read: a
-value that does not match is deleted, logged and reported as a miss. Bookkeeping lives beside
+Values are stored with a small header (magic + the signature of key and value under the
+deployment's secret key, see ``signing``) and verified on every read before a byte is returned: a
+value that does not verify (corrupt, written with another key, or forged) is deleted, logged once
+per store and reported as a miss. Bookkeeping lives beside
 the values under the same prefix: a hash of sizes, a sorted set of access times (for LRU) and a
 byte counter, all updated by Lua scripts so that each put, delete and eviction is atomic on the
 server even with many clients.
@@ -30,15 +32,15 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import redis as redis_py
-import xxhash
 
 from reckon.core.stores.base import StoreData, StoreUsage
+from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import StoreError
 
 log = logging.getLogger("reckon.core.store")
 
-_MAGIC = b"RKR1"
-_HEAD = len(_MAGIC) + 8
+_MAGIC = b"RKR2"
+_HEAD = len(_MAGIC) + TAG_SIZE
 _VIEW_THRESHOLD = 64 << 10
 
 _PUT = """
@@ -99,10 +101,6 @@ return 0
 """
 
 
-def _checksum(data: bytes | memoryview) -> bytes:
-    return xxhash.xxh3_64_digest(data)
-
-
 class RedisStore:
     """A store on a Redis server (see the module docstring)."""
 
@@ -116,6 +114,7 @@ class RedisStore:
         ttl: float | None = None,
         on_evict: Callable[[str], None] | None = None,
         lease_ttl: float = 30.0,
+        signer: Signer | None = None,
     ) -> None:
         if budget is not None and budget < 0:
             raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
@@ -130,6 +129,8 @@ class RedisStore:
         self.on_evict = on_evict
         self.lease_ttl = lease_ttl
         self._owns_client = client is None
+        self._signer = signer if signer is not None else default_signer()
+        self.rejections = Rejections(repr(self))
         try:
             self._r: redis_py.Redis = client if client is not None else redis_py.Redis.from_url(url)
             self._r.ping()
@@ -169,15 +170,16 @@ class RedisStore:
         if raw is None:
             return None
         view = memoryview(raw)
-        if len(raw) < _HEAD or raw[:4] != _MAGIC or _checksum(view[_HEAD:]) != raw[4:_HEAD]:
-            log.warning("store %s: dropped entry %s: checksum mismatch", self, key)
+        tag = raw[4:_HEAD] if len(raw) >= _HEAD and raw[:4] == _MAGIC else None
+        if tag is None or not self._signer.verify(key, view[_HEAD:], tag):
             self._delete(key)
+            self.rejections.report(key, self._signer.why_not(tag))
             return None
         return view[_HEAD:] if len(raw) - _HEAD >= _VIEW_THRESHOLD else raw[_HEAD:]
 
     def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
-        """Store ``data`` (one buffer, or a list/tuple of pieces of one value: checksummed piece
-        by piece and joined once, into the blob sent to Redis)."""
+        """Store ``data`` (one buffer, or a list/tuple of pieces of one value: signed piece by
+        piece and joined once, into the blob sent to Redis)."""
         if not isinstance(key, str) or not key:
             raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
         given: list[Any] = list(data) if isinstance(data, list | tuple) else [data]
@@ -194,10 +196,7 @@ class RedisStore:
             )
             self._delete(key)
             return
-        hasher = xxhash.xxh3_64()
-        for piece in pieces:
-            hasher.update(piece)
-        blob = b"".join((_MAGIC, hasher.digest(), *pieces))
+        blob = b"".join((_MAGIC, self._signer.sign(key, pieces), *pieces))
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
         try:
             total = int(
