@@ -15,3 +15,11 @@ os.environ.setdefault(
     "RECKON_CACHE_KEY_FILE",
     os.path.join(tempfile.mkdtemp(prefix="reckon-test-key-"), "cache-key"),
 )
+
+# Command-line output (rich tables, typer's help, wrapped log lines) is laid out for the terminal
+# it runs in. Tests read that output, so they fix the terminal's size here, for themselves and
+# for every process they start: what a test sees then depends on the code alone, not on the
+# width of the terminal (or CI's lack of one) it was started from. Tests of layout itself set
+# their own size (pseudo-terminals, textual's pilot).
+os.environ["COLUMNS"] = "120"
+os.environ["LINES"] = "40"
