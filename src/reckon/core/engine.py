@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING, MemoryTier
 from reckon.core.stores.base import Store
+from reckon.core.stores.urls import open_store
 from reckon.core.tasks import (
     Introspector,
     Outcome,
@@ -77,13 +79,15 @@ class Engine(AsyncSide):
     def __init__(
         self,
         *,
-        store: Store | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
         memory_budget: int = 1 << 30,
         codec: Codec | None = None,
         introspector: Introspector | None = None,
         name: str = "default",
     ) -> None:
         self.name = name
+        if isinstance(store, str | os.PathLike):
+            store = open_store(store)  # a URL or a directory
         self.store: Store | None = store
         self.codec: Codec = codec if codec is not None else PickleCodec()
         self.introspector: Introspector = (

@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from reckon.core.stores import _index, _lease, _objects
+from reckon.core.stores import _index, _lease, _objects, urls
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreData, StoreUsage
@@ -69,6 +69,17 @@ _TOUCH_BATCH = 4096  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
 _SWEEP_EVERY = 86_400.0  # seconds between sweeps for orphaned object files
 _ONE_PASS = 8 << 20  # values this big are hashed while written (see _objects.write_temp_hashing)
+
+
+_DEFAULTS: dict[str, object] = {
+    "budget": 10 << 30,
+    "policy": "lru",
+    "sync": False,
+    "fsync": False,
+    "inline_threshold": 4096,
+    "mmap_threshold": 1 << 20,
+    "queue_bytes": 64 << 20,
+}
 
 
 def default_directory() -> str:
@@ -206,6 +217,28 @@ class LocalStore:
             self._writer = Writer(self._apply_safely, max_bytes=queue_bytes)
         self._cleaned = False
         _open_stores.add(self)
+        self.url = "file://" + self.path
+        self.options = urls.non_default(
+            {
+                "budget": budget,
+                "policy": policy,
+                "sync": sync,
+                "fsync": fsync,
+                "inline_threshold": inline_threshold,
+                "mmap_threshold": mmap_threshold,
+                "queue_bytes": queue_bytes,
+            },
+            _DEFAULTS,
+        )
+        urls.remember(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """A store pickles as its URL and options: see ``urls``."""
+        return (urls.reopen, (self.url, self.options))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _prepare_directory(self) -> None:
         hint = "pass a directory you can write, or set RECKON_CACHE_DIR to one"
@@ -485,6 +518,7 @@ class LocalStore:
         self._closed = True
         self._index.close()
         _open_stores.discard(self)
+        urls.forget(self)
 
     def __enter__(self) -> LocalStore:
         return self

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from reckon.core.stores import urls
 from reckon.core.stores.base import StoreUsage
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import ConfigurationError
@@ -76,12 +77,19 @@ class ObjectStore:
         self._lock = threading.Lock()
         self._bytes: int | None = None  # running total, from one listing on first need
         fs.makedirs(self._root, exist_ok=True)
+        self.options = urls.non_default(
+            {"budget": budget, "storage_options": self.storage_options},
+            {"budget": None, "storage_options": {}},
+        )
+        self.closed = False
+        urls.remember(self)
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r}, budget={self.budget})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (self.url, self.budget, self.storage_options))
+        """A store pickles as its URL and options: see ``urls``."""
+        return (urls.reopen, (self.url, self.options))
 
     def _path(self, key: str) -> str:
         if not _is_key(key):
@@ -216,6 +224,8 @@ class ObjectStore:
 
     def close(self) -> None:
         """Nothing to release (fsspec file systems are shared and cached by fsspec)."""
+        self.closed = True
+        urls.forget(self)
 
 
 def _modified(info: dict[str, Any]) -> float:
@@ -230,7 +240,3 @@ def _modified(info: dict[str, Any]) -> float:
         except (TypeError, ValueError):
             continue
     return 0.0
-
-
-def _restore(url: str, budget: int | None, storage_options: dict[str, Any]) -> ObjectStore:
-    return ObjectStore(url, budget=budget, storage_options=storage_options)

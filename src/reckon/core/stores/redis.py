@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import redis as redis_py
 
+from reckon.core.stores import urls
 from reckon.core.stores.base import StoreData, StoreUsage
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import StoreError
@@ -148,6 +149,16 @@ class RedisStore:
         self._evict_script = self._r.register_script(_EVICT)
         self._renew_script = self._r.register_script(_RENEW)
         self._release_script = self._r.register_script(_RELEASE)
+        self.options = urls.non_default(
+            {"prefix": prefix, "budget": budget, "ttl": ttl, "lease_ttl": lease_ttl},
+            {"prefix": "reckon:", "budget": None, "ttl": None, "lease_ttl": 30.0},
+        )
+        self.closed = False
+        urls.remember(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """A store pickles as its URL and options (never its connections): see ``urls``."""
+        return (urls.reopen, (self.url, self.options))
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -348,5 +359,7 @@ class RedisStore:
         """Writes are synchronous: nothing to wait for."""
 
     def close(self) -> None:
+        self.closed = True
+        urls.forget(self)
         if self._owns_client:
             self._r.close()
