@@ -14,9 +14,16 @@ evicts on its own and ``usage()`` may count values Redis already dropped. ``ttl`
 value an expiry; expired values are misses, and their bookkeeping is cleaned when evicted.
 
 ``lease()`` gives the engine cross-process (and cross-machine) single flight, as LocalStore's does:
-the lease is a Redis key set with NX and an expiry, kept alive by a heartbeat thread while its
-holder lives; a holder that dies (even by SIGKILL) stops renewing it, and it expires after
-``lease_ttl`` seconds so a waiter takes over.
+the lease is a Redis key set with NX and an expiry (``lease_ttl``, 4 s), renewed four times per
+expiry by a heartbeat thread while its holder lives; a holder that dies (even by SIGKILL) stops
+renewing it, so a waiter takes over within ``lease_ttl`` seconds. A waiter that sees the value
+appear stops waiting at once. The lease's random token is a fencing token: the holder's put is
+refused by the server if the lease has passed to another holder meanwhile.
+
+Every call has a deadline (``timeout``, ``connect_timeout``; also settable in the URL). A server
+that cannot be reached, when the store opens or later, never fails a call: the store warns once
+per outage, answers misses and drops writes (counted in ``unstored``) at once without waiting,
+and probes the server again every few seconds until it is back.
 
 redis-py is imported here only, so the core does not depend on it.
 """
@@ -32,8 +39,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import redis as redis_py
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from reckon.core.stores import urls
+from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreData, StoreUsage
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import StoreError
@@ -45,6 +55,10 @@ _HEAD = len(_MAGIC) + TAG_SIZE
 _VIEW_THRESHOLD = 64 << 10
 
 _PUT = """
+if ARGV[6] ~= '' then
+  local holder = redis.call('GET', KEYS[5])
+  if holder and holder ~= ARGV[6] then return -1 end
+end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then redis.call('DECRBY', KEYS[4], old) end
 if tonumber(ARGV[5]) > 0 then
@@ -87,6 +101,8 @@ return evicted
 """
 
 
+_UNREACHABLE = (redis_py.ConnectionError, redis_py.TimeoutError)
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -114,8 +130,10 @@ class RedisStore:
         budget: int | None = None,
         ttl: float | None = None,
         on_evict: Callable[[str], None] | None = None,
-        lease_ttl: float = 30.0,
+        lease_ttl: float = 4.0,
         signer: Signer | None = None,
+        timeout: float = 5.0,
+        connect_timeout: float = 2.0,
     ) -> None:
         if budget is not None and budget < 0:
             raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
@@ -129,16 +147,41 @@ class RedisStore:
         self.ttl = ttl
         self.on_evict = on_evict
         self.lease_ttl = lease_ttl
+        if timeout <= 0 or connect_timeout <= 0:
+            raise StoreError("timeout and connect_timeout must be positive numbers of seconds")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._owns_client = client is None
         self._signer = signer if signer is not None else default_signer()
         self.rejections = Rejections(repr(self))
+        self._outage = Outage(repr(self))
         try:
-            self._r: redis_py.Redis = client if client is not None else redis_py.Redis.from_url(url)
-            self._r.ping()
-        except (redis_py.RedisError, ValueError) as exc:
+            # Every call has a deadline (a frozen server must not block callers), and no call is
+            # retried by redis-py: a store that fails is skipped (see _outage), not waited for.
+            self._r: redis_py.Redis = (
+                client
+                if client is not None
+                else redis_py.Redis.from_url(
+                    url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=connect_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    retry_on_timeout=False,
+                )
+            )
+        except ValueError as exc:
             raise StoreError(
-                f"cannot reach Redis at {url}: {exc}. Start redis-server or pass the right URL "
-                "(redis://host:port/db)"
+                f"cannot use the Redis URL {url}: {exc}. Use redis://host:port/db, "
+                "rediss://host:port/db or unix:///path/to/redis.sock"
+            ) from exc
+        try:
+            self._r.ping()
+            self._outage.ok()
+        except _UNREACHABLE as exc:  # not fatal: compute without the store until it is back
+            self._outage.failed("connect", exc)
+        except redis_py.RedisError as exc:  # reachable but refusing (auth, ...): a real error
+            raise StoreError(
+                f"Redis at {url} refused reckon: {exc}. Check the URL's user, password and database"
             ) from exc
         self._sizes = prefix + "sizes"
         self._access = prefix + "access"
@@ -150,10 +193,26 @@ class RedisStore:
         self._renew_script = self._r.register_script(_RENEW)
         self._release_script = self._r.register_script(_RELEASE)
         self.options = urls.non_default(
-            {"prefix": prefix, "budget": budget, "ttl": ttl, "lease_ttl": lease_ttl},
-            {"prefix": "reckon:", "budget": None, "ttl": None, "lease_ttl": 30.0},
+            {
+                "prefix": prefix,
+                "budget": budget,
+                "ttl": ttl,
+                "lease_ttl": lease_ttl,
+                "timeout": timeout,
+                "connect_timeout": connect_timeout,
+            },
+            {
+                "prefix": "reckon:",
+                "budget": None,
+                "ttl": None,
+                "lease_ttl": 4.0,
+                "timeout": 5.0,
+                "connect_timeout": 2.0,
+            },
         )
         self.closed = False
+        self.unstored = 0  # puts that did not reach Redis (down, failed, or fenced off)
+        self._held: dict[str, str] = {}  # key -> token of a lease this process holds
         urls.remember(self)
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -167,14 +226,25 @@ class RedisStore:
         return self._vprefix + key
 
     def _fail(self, what: str, exc: Exception) -> None:
-        log.warning("store %s: %s failed: %s: %s", self, what, type(exc).__name__, exc)
+        if isinstance(exc, _UNREACHABLE):
+            self._outage.failed(what, exc)
+        else:
+            log.warning("store %s: %s failed: %s: %s", self, what, type(exc).__name__, exc)
+
+    @property
+    def reachable(self) -> bool:
+        """False during an outage (operations are then misses and no-ops, not waits)."""
+        return not self._outage.down
 
     def get(self, key: str) -> bytes | memoryview | None:
+        if self._outage.skip():
+            return None
         try:
             pipe = self._r.pipeline(transaction=False)
             pipe.get(self._vkey(key))
             pipe.zadd(self._access, {key: time.time()}, xx=True)
             raw = cast(bytes | None, pipe.execute()[0])
+            self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("get", exc)
             return None
@@ -207,25 +277,48 @@ class RedisStore:
             )
             self._delete(key)
             return
+        if self._outage.skip():
+            self.unstored += 1
+            return
         blob = b"".join((_MAGIC, self._signer.sign(key, pieces), *pieces))
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
+        token = self._held.get(key, "")
         try:
             total = int(
                 cast(
                     Any,
                     self._put_script(
-                        keys=[self._vkey(key), self._sizes, self._access, self._bytes],
-                        args=[key, blob, size, time.time(), ttl_ms],
+                        keys=[
+                            self._vkey(key),
+                            self._sizes,
+                            self._access,
+                            self._bytes,
+                            self._lease_name(key),
+                        ],
+                        args=[key, blob, size, time.time(), ttl_ms, token],
                     ),
                 )
             )
+            self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("put", exc)
+            self.unstored += 1
+            return
+        if total < 0:
+            log.warning(
+                "store %s: value for %s not written: its lease passed to another holder "
+                "(fencing token)",
+                self,
+                key,
+            )
+            self.unstored += 1
             return
         if self.budget is not None and total > self.budget:
             self.evict(self.budget)
 
     def _delete(self, key: str) -> bool:
+        if self._outage.skip():
+            return False
         try:
             return bool(
                 cast(
@@ -243,6 +336,8 @@ class RedisStore:
         return self._delete(key)
 
     def contains(self, key: str) -> bool:
+        if self._outage.skip():
+            return False
         try:
             return bool(self._r.exists(self._vkey(key)))
         except redis_py.RedisError as exc:
@@ -250,6 +345,8 @@ class RedisStore:
             return False
 
     def keys(self) -> Iterator[str]:
+        if self._outage.skip():
+            return iter(())
         try:
             found = [
                 (k.decode() if isinstance(k, bytes) else str(k))
@@ -261,6 +358,8 @@ class RedisStore:
         return iter(found)
 
     def usage(self) -> StoreUsage:
+        if self._outage.skip():
+            return StoreUsage(0, 0, self.budget)
         try:
             pipe = self._r.pipeline(transaction=False)
             pipe.hlen(self._sizes)
@@ -273,7 +372,7 @@ class RedisStore:
 
     def evict(self, target_bytes: int | None = None) -> int:
         target = self.budget if target_bytes is None else target_bytes
-        if target is None:
+        if target is None or self._outage.skip():
             return 0
         try:
             raw = cast(
@@ -303,14 +402,22 @@ class RedisStore:
         When ``timeout`` passes first, or Redis fails, yields True without the lease."""
         return self._lease(key, timeout)
 
+    def _lease_name(self, key: str) -> str:
+        return self.prefix + "lease:" + key
+
     @contextlib.contextmanager
     def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
-        name = self.prefix + "lease:" + key
+        name = self._lease_name(key)
         token = os.urandom(16).hex()
         ttl_ms = max(1, int(self.lease_ttl * 1000))
-        if not self._acquire(name, token, ttl_ms, timeout):
+        got = self._acquire(key, name, token, ttl_ms, timeout)
+        if got is None:
+            yield False  # the holder's value appeared while we waited
+            return
+        if not got:
             yield True  # timed out, or Redis failed: compute without the lease
             return
+        self._held[key] = token  # puts of this key carry the token (fencing)
         stop = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat,
@@ -322,6 +429,8 @@ class RedisStore:
         try:
             yield not self.contains(key)
         finally:
+            if self._held.get(key) == token:
+                del self._held[key]
             stop.set()
             beat.join()
             try:
@@ -329,24 +438,31 @@ class RedisStore:
             except redis_py.RedisError as exc:
                 self._fail("lease release", exc)
 
-    def _acquire(self, name: str, token: str, ttl_ms: int, timeout: float | None) -> bool:
+    def _acquire(
+        self, key: str, name: str, token: str, ttl_ms: int, timeout: float | None
+    ) -> bool | None:
+        """True: the lease is ours; False: compute without it; None: the value appeared."""
+        if self._outage.skip():
+            return False
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         try:
             while not self._r.set(name, token, nx=True, px=ttl_ms):
+                if self._r.exists(self._vkey(key)):
+                    return None  # the holder finished: stop waiting at once
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     log.info("store %s: lease %s not granted in %ss", self, name, timeout)
                     return False
                 time.sleep(delay if remaining is None else min(delay, remaining))
-                delay = min(delay * 2, 0.1)
+                delay = min(delay * 2, 0.05)
         except redis_py.RedisError as exc:
             self._fail("lease", exc)
             return False
         return True
 
     def _heartbeat(self, name: str, token: str, ttl_ms: int, stop: threading.Event) -> None:
-        while not stop.wait(self.lease_ttl / 3):
+        while not stop.wait(self.lease_ttl / 4):
             try:
                 if not self._renew_script(keys=[name], args=[token, ttl_ms]):
                     log.warning("store %s: lease %s expired while held", self, name)

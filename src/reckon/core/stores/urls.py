@@ -11,7 +11,8 @@ a path, ``file:///path``        :class:`~reckon.core.stores.LocalStore` in that 
 ==============================  ===========================================================
 
 Query options reckon reads itself: ``budget`` (bytes, or ``10GiB``), ``policy`` (``lru`` or
-``gds``, LocalStore), ``sync`` (LocalStore), ``prefix``, ``ttl``, ``lease_ttl`` (RedisStore).
+``gds``, LocalStore), ``sync`` (LocalStore), ``prefix``, ``ttl``, ``lease_ttl``, ``timeout``,
+``connect_timeout`` (RedisStore).
 Keyword options of :func:`open_store` win over the URL's.
 
 Every store pickles as its URL and options (never its connections, callbacks or key), and
@@ -122,6 +123,8 @@ _READERS: dict[str, dict[str, Any]] = {
         "prefix": lambda v, w: str(v),
         "ttl": _float,
         "lease_ttl": _float,
+        "timeout": _float,
+        "connect_timeout": _float,
     },
     "object": {"budget": parse_size},
 }
