@@ -123,3 +123,36 @@ def test_unreachable_at_import_never_fails_the_import(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "3"]
+
+
+def test_s3_endpoint_going_away(caplog: pytest.LogCaptureFixture) -> None:
+    """moto's server killed mid-run: calls compute, one warning; the endpoint unreachable when
+    the store opens is not an error either."""
+    import s3fs
+    from _s3_server import s3_options, start_s3
+
+    from reckon.core.stores import ObjectStore
+
+    proc, endpoint = start_s3()
+    try:
+        s3fs.S3FileSystem(**s3_options(endpoint)).mkdir("outage")
+        store = ObjectStore(
+            "s3://outage/c", storage_options=s3_options(endpoint), timeout=1.0, connect_timeout=0.5
+        )
+        engine = Engine(store=store, memory_budget=0)
+        assert _calls(engine, "s3-before", 3) == [0, 3, 6]
+        proc.kill()
+        proc.wait(30)
+        t0 = time.monotonic()
+        assert _calls(engine, "s3-down", 20) == [i * 3 for i in range(20)]
+        assert time.monotonic() - t0 < 20
+        assert not store.reachable
+        assert _warnings(caplog) == 1
+        engine.close()
+        again = ObjectStore(
+            "s3://outage/d", storage_options=s3_options(endpoint), timeout=1.0, connect_timeout=0.5
+        )
+        assert again.get(RequestId("x").disk_key) is None
+    finally:
+        proc.kill()
+        proc.wait(30)
