@@ -261,12 +261,15 @@ class MemoizedGroup:
 
     # -- operations -------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Wait for background store and index writes."""
+    def flush(self) -> list[str]:
+        """Wait for background store and index writes; returns the keys whose values could not
+        be stored (see ``Engine.flush``)."""
         backend = self._backend
+        failed: list[str] = []
         if backend is not None:
-            backend.engine.flush()
+            failed = backend.engine.flush()
             backend.index.flush()
+        return failed
 
     def usage(self) -> dict[str, Any]:
         """Store usage of the group (entries, bytes, budget), or None without a store."""

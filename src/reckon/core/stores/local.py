@@ -36,6 +36,7 @@ import mmap
 import os
 import sqlite3
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -68,6 +69,7 @@ _FOLD = (
 _TOUCH_BATCH = 4096  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
 _SWEEP_EVERY = 86_400.0  # seconds between sweeps for orphaned object files
+_MAX_FAILED = 10_000  # failed keys kept for flush() to report
 _ONE_PASS = 8 << 20  # values this big are hashed while written (see _objects.write_temp_hashing)
 
 
@@ -216,6 +218,10 @@ class LocalStore:
         if not sync:
             self._writer = Writer(self._apply_safely, max_bytes=queue_bytes)
         self._cleaned = False
+        self.unstored = 0  # puts that were not stored (disk full, I/O errors), over its life
+        self._failed: list[str] = []  # their keys, since the last flush()
+        self._failed_lock = threading.Lock()
+        self._failed_logged = 0.0
         _open_stores.add(self)
         self.url = "file://" + self.path
         self.options = urls.non_default(
@@ -445,13 +451,29 @@ class LocalStore:
                 self.budget,
             )
             self.delete(key)
+            if self._writer is None:
+                raise StoreError(
+                    f"value of {op.size} bytes for {key} not stored: it exceeds the store's "
+                    f"budget of {self.budget} bytes (raise budget= to keep values this large)"
+                )
             return
         if self._writer is not None:
             if _exit_hook[0] != _index._generation[0]:
                 _hook_multiprocessing_exit()
             self._writer.submit(op)
-        else:
-            self._apply_safely([op])
+            return
+        # sync: the caller learns whether the value is stored
+        try:
+            failed = self._apply([op])
+        except Exception as exc:
+            failed = [(op, exc)]
+        if failed:
+            self._write_failed(failed)
+            cause = failed[0][1]
+            raise StoreError(
+                f"value for {key} not stored in {self.path}: {type(cause).__name__}: {cause}. "
+                "Free space on the disk or give the store a budget that fits it"
+            ) from cause
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True when it was present."""
@@ -500,11 +522,15 @@ class LocalStore:
         self._notify_evicted(evicted)
         return len(evicted)
 
-    def flush(self) -> None:
+    def flush(self) -> list[str]:
         """Wait until every queued write is committed (durable unless the machine loses power
-        and ``fsync`` is off)."""
+        and ``fsync`` is off). Returns the keys whose writes failed since the last flush (empty
+        when every value is stored); ``unstored`` counts them over the store's life."""
         if self._writer is not None:
             self._writer.flush()
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        return failed
 
     def close(self) -> None:
         """Flush, persist access times, release connections. Idempotent."""
@@ -582,29 +608,68 @@ class LocalStore:
             conn.execute("DELETE FROM hits")
 
     def _apply_safely(self, ops: list[Op]) -> None:
+        """The writer's entry point: never raises. A failed write is recorded (``flush()``
+        reports it, ``unstored`` counts it), and one failing op never takes the others of its
+        batch with it: a batch that fails as a whole is applied again op by op."""
         try:
-            self._apply(ops)
+            failed = self._apply(ops)
         except Exception as exc:
             if isinstance(exc, sqlite3.Error):
                 self._db_error(exc, f"write of {len(ops)} entries")
+            if len(ops) == 1:
+                failed = [(ops[0], exc)]
             else:
-                log.warning(
-                    "store %s: write of %d entries failed: %s: %s",
-                    self.path,
-                    len(ops),
-                    type(exc).__name__,
-                    exc,
-                )
+                failed = []
+                for op in ops:
+                    if op.kind == TOUCH:
+                        continue
+                    try:
+                        failed.extend(self._apply([op]))
+                    except Exception as one:
+                        failed.append((op, one))
+        if failed:
+            self._write_failed(failed)
 
-    def _apply(self, ops: list[Op]) -> None:
+    def _write_failed(self, failed: list[tuple[Op, BaseException]]) -> None:
+        puts = [op for op, _exc in failed if op.kind == PUT]
+        if not puts:
+            return
+        with self._failed_lock:
+            self.unstored += len(puts)
+            room = _MAX_FAILED - len(self._failed)
+            self._failed.extend(op.key for op in puts[: max(0, room)])
+            now = time.monotonic()
+            quiet = now - self._failed_logged < 10.0
+            if not quiet:
+                self._failed_logged = now
+        if not quiet:  # at most one line per 10 s: a full disk must not flood the log
+            exc = failed[0][1]
+            log.warning(
+                "store %s: %d value%s not stored (%s: %s); they are misses, not errors. "
+                "%d not stored so far",
+                self.path,
+                len(puts),
+                "" if len(puts) == 1 else "s",
+                type(exc).__name__,
+                exc,
+                self.unstored,
+            )
+
+    def _apply(self, ops: list[Op]) -> list[tuple[Op, BaseException]]:
+        """Commit ``ops`` in one transaction; returns the puts that could not be prepared (their
+        file could not be written: they are left out, the others commit)."""
         if not self._cleaned:
             self._cleaned = True
             self._housekeeping()
         prepared: list[_Put | Op] = []
+        failed: list[tuple[Op, BaseException]] = []
         try:
             for op in ops:
                 if op.kind == PUT:
-                    prepared.append(_Put(op, self.inline_threshold, self))
+                    try:
+                        prepared.append(_Put(op, self.inline_threshold, self))
+                    except OSError as exc:
+                        failed.append((op, exc))
                 elif op.kind == DELETE:
                     prepared.append(op)
             evicted: list[str] = []
@@ -644,6 +709,7 @@ class LocalStore:
                         os.unlink(item.temp)
         self._collect()
         self._notify_evicted(evicted)
+        return failed
 
     def _housekeeping(self) -> None:
         """Once per process (on its first write): remove temp files of dead writers; once a day

@@ -127,6 +127,7 @@ class ObjectStore:
             },
         )
         self.closed = False
+        self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach the file system
         urls.remember(self)
 
@@ -238,7 +239,7 @@ class ObjectStore:
         blob = _HEADER.pack(_MAGIC, len(payload), tag) + payload
         path = self._path(key)
         if self._outage.skip():
-            self.unstored += 1
+            self._not_stored(key)
             return
         try:
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
@@ -250,7 +251,7 @@ class ObjectStore:
                 self._fs.pipe_file(path, blob)
         except Exception as exc:
             self._outage.failed("put", exc)
-            self.unstored += 1
+            self._not_stored(key)
             return
         self._outage.ok()
         if self.budget is not None:
@@ -412,8 +413,16 @@ class ObjectStore:
                 self._outage.failed("lease renewal", exc)
                 return
 
-    def flush(self) -> None:
-        """Writes are synchronous: nothing is pending."""
+    def _not_stored(self, key: str) -> None:
+        self.unstored += 1
+        if len(self._failed) < 10_000:
+            self._failed.append(key)
+
+    def flush(self) -> list[str]:
+        """Writes are synchronous: nothing is pending. Returns the keys whose puts did not
+        reach the file system since the last flush."""
+        failed, self._failed = self._failed, []
+        return failed
 
     def close(self) -> None:
         """Nothing to release (fsspec file systems are shared and cached by fsspec)."""

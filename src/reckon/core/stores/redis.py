@@ -211,6 +211,7 @@ class RedisStore:
             },
         )
         self.closed = False
+        self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach Redis (down, failed, or fenced off)
         self._held: dict[str, str] = {}  # key -> token of a lease this process holds
         urls.remember(self)
@@ -278,7 +279,7 @@ class RedisStore:
             self._delete(key)
             return
         if self._outage.skip():
-            self.unstored += 1
+            self._not_stored(key)
             return
         blob = b"".join((_MAGIC, self._signer.sign(key, pieces), *pieces))
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
@@ -302,7 +303,7 @@ class RedisStore:
             self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("put", exc)
-            self.unstored += 1
+            self._not_stored(key)
             return
         if total < 0:
             log.warning(
@@ -311,7 +312,7 @@ class RedisStore:
                 self,
                 key,
             )
-            self.unstored += 1
+            self._not_stored(key)
             return
         if self.budget is not None and total > self.budget:
             self.evict(self.budget)
@@ -471,8 +472,16 @@ class RedisStore:
                 self._fail("lease renewal", exc)
                 return
 
-    def flush(self) -> None:
-        """Writes are synchronous: nothing to wait for."""
+    def _not_stored(self, key: str) -> None:
+        self.unstored += 1
+        if len(self._failed) < 10_000:
+            self._failed.append(key)
+
+    def flush(self) -> list[str]:
+        """Writes are synchronous: nothing to wait for. Returns the keys whose puts did not
+        reach the server since the last flush."""
+        failed, self._failed = self._failed, []
+        return failed
 
     def close(self) -> None:
         self.closed = True
