@@ -15,6 +15,7 @@ from _s3_server import s3_options
 from reckon import memoize
 from reckon.core import CachingLevel, Engine, RequestId, open_store
 from reckon.core.stores import LocalStore, ObjectStore, RedisStore
+from reckon.core.stores.near import NearStore
 from reckon.errors import ConfigurationError
 
 
@@ -27,10 +28,13 @@ def test_each_scheme_opens_its_kind(
 ) -> None:
     assert isinstance(open_store(tmp_path / "a"), LocalStore)
     assert isinstance(open_store(f"file://{tmp_path}/b"), LocalStore)
-    assert isinstance(open_store(f"{redis_url}?prefix=urls:"), RedisStore)
-    assert isinstance(open_store("memory://urls-test"), ObjectStore)
+    assert isinstance(open_store(f"{redis_url}?prefix=urls:&near=off"), RedisStore)
+    assert isinstance(open_store("memory://urls-test?near=off"), ObjectStore)
+    near = open_store(f"{redis_url}?prefix=urls:")  # far stores get a near tier by default
+    assert isinstance(near, NearStore) and isinstance(near.far, RedisStore)
+    assert isinstance(open_store("memory://urls-test", near=None), ObjectStore)
     s3 = open_store(s3_url(s3_endpoint, s3_bucket))
-    assert isinstance(s3, ObjectStore)
+    assert isinstance(s3, NearStore) and isinstance(s3.far, ObjectStore)
     s3.put(RequestId("x").disk_key, b"through moto")
     assert s3.get(RequestId("x").disk_key) == b"through moto"
 
@@ -39,7 +43,7 @@ def test_query_options_and_keywords(tmp_path: Path, redis_url: str) -> None:
     local = open_store(f"file://{tmp_path}/c?budget=1MiB&policy=gds&sync=true")
     assert isinstance(local, LocalStore)
     assert (local.budget, local.policy, local.sync) == (1 << 20, "gds", True)
-    redis = open_store(f"{redis_url}?prefix=q:&ttl=60", budget=1000)
+    redis = open_store(f"{redis_url}?prefix=q:&ttl=60&near=off", budget=1000)
     assert isinstance(redis, RedisStore)
     assert (redis.prefix, redis.ttl, redis.budget) == ("q:", 60.0, 1000)
     with pytest.raises(ConfigurationError, match="not a size"):
@@ -53,7 +57,9 @@ def test_one_store_per_url_and_options(tmp_path: Path, redis_url: str) -> None:
     assert open_store(f"file://{tmp_path}/e") is a
     assert open_store(tmp_path / "e", budget=5000) is not a
     direct = RedisStore(redis_url, prefix="direct:")
-    assert open_store(f"{redis_url}?prefix=direct:") is direct
+    assert open_store(f"{redis_url}?prefix=direct:&near=off") is direct
+    near = open_store(f"{redis_url}?prefix=direct:")
+    assert isinstance(near, NearStore) and near.far is direct  # one far store per process
     a.close()
     assert open_store(tmp_path / "e") is not a  # a closed store is not handed out
 
@@ -111,10 +117,10 @@ def test_engine_and_memoize_take_urls(tmp_path: Path, redis_url: str) -> None:
 def test_reckon_store_names_the_default_store(tmp_path: Path, redis_url: str) -> None:
     code = (
         "from reckon.core import default_engine; s = default_engine().store;"
-        "print(type(s).__name__, s.prefix)"
+        "print(type(s).__name__, type(s.far).__name__, s.far.prefix)"
     )
     env = dict(os.environ, RECKON_STORE=f"{redis_url}?prefix=env:")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["RedisStore", "env:"]
+    assert out.stdout.split() == ["NearStore", "RedisStore", "env:"]

@@ -13,7 +13,9 @@ a path, ``file:///path``        :class:`~reckon.core.stores.LocalStore` in that 
 Query options reckon reads itself: ``budget`` (bytes, or ``10GiB``), ``policy`` (``lru`` or
 ``gds``, LocalStore), ``sync`` (LocalStore), ``prefix``, ``ttl``, ``lease_ttl``, ``timeout``,
 ``connect_timeout`` (RedisStore).
-Keyword options of :func:`open_store` win over the URL's.
+Keyword options of :func:`open_store` win over the URL's. A far store (Redis, object stores) gets
+a near tier in front of it (see ``near``): ``near=off`` (or ``near=None``) turns it off,
+``near=/some/dir`` puts it there, ``near_budget`` sizes it (default 2 GiB).
 
 Every store pickles as its URL and options (never its connections, callbacks or key), and
 unpickling returns the store this process already has for them, or opens one: so an object that
@@ -125,9 +127,31 @@ _READERS: dict[str, dict[str, Any]] = {
         "lease_ttl": _float,
         "timeout": _float,
         "connect_timeout": _float,
+        "near": lambda v, w: _near(v),
+        "near_budget": parse_size,
     },
-    "object": {"budget": parse_size},
+    "object": {
+        "budget": parse_size,
+        "timeout": _float,
+        "connect_timeout": _float,
+        "lease_ttl": _float,
+        "near": lambda v, w: _near(v),
+        "near_budget": parse_size,
+    },
 }
+
+NEAR_AUTO = "auto"
+
+
+def _near(value: object) -> str | None:
+    """``near=`` of a far store: ``auto`` (a directory under the local cache directory), a
+    directory, or off (``off``, ``none``, ``false``, ``0``, None)."""
+    if value is None:
+        return None
+    text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+    if text.strip().lower() in ("off", "none", "false", "no", "0", ""):
+        return None
+    return text
 
 
 def split_options(url: str) -> tuple[str, str, dict[str, Any]]:
@@ -207,26 +231,58 @@ def open_store(url: str | os.PathLike[str] | Store | None = None, /, **options: 
             canonical = "file://" + path
         else:
             canonical = rest
-        picklable = {k: v for k, v in parsed.items() if k not in ("on_evict", "signer", "client")}
-        found = _open.get(_registry_key(canonical, picklable))
-        if found is not None and not getattr(found, "closed", False):
-            return found  # type: ignore[no-any-return]
         if kind == "local":
+            picklable = {k: v for k, v in parsed.items() if k not in ("on_evict", "signer")}
+            found = _open.get(_registry_key(canonical, picklable))
+            if found is not None and not getattr(found, "closed", False):
+                return found  # type: ignore[no-any-return]
             from reckon.core.stores.local import LocalStore
 
             return LocalStore(path, **parsed)
-        if kind == "redis":
-            from reckon.core.stores.redis import RedisStore
+        # A far store: the near tier in front of it, unless turned off.
+        near = _near(parsed.pop("near", NEAR_AUTO))
+        near_budget = parsed.pop("near_budget", None)
+        if near is None:
+            return _open_far(kind, canonical, parsed)
+        near_options: dict[str, Any] = {"near": near}
+        if near_budget is not None:
+            near_options["near_budget"] = near_budget
+        picklable = {k: v for k, v in parsed.items() if k not in ("on_evict", "signer", "client")}
+        found = _open.get(_registry_key(canonical, picklable | near_options))
+        if found is not None and not getattr(found, "closed", False):
+            return found  # type: ignore[no-any-return]
+        far = _open_far(kind, canonical, parsed)
+        from reckon.core.stores.local import LocalStore
+        from reckon.core.stores.near import DEFAULT_NEAR_BUDGET, NearStore, near_directory
 
-            return RedisStore(canonical, **parsed)
-        from reckon.core.stores.objectstore import ObjectStore
+        directory = near_directory(canonical) if near == NEAR_AUTO else local_path(near)
+        budget = DEFAULT_NEAR_BUDGET if near_budget is None else near_budget
+        return NearStore(far, LocalStore(directory, budget=budget), options=near_options)
 
-        return ObjectStore(canonical, **parsed)
+
+def _open_far(kind: str, canonical: str, options: dict[str, Any]) -> Store:
+    """The far store itself (shared by every near tier in front of it in this process)."""
+    picklable = {k: v for k, v in options.items() if k not in ("on_evict", "signer", "client")}
+    found = _open.get(_registry_key(canonical, picklable))
+    if found is not None and not getattr(found, "closed", False):
+        return found  # type: ignore[no-any-return]
+    if kind == "redis":
+        from reckon.core.stores.redis import RedisStore
+
+        return RedisStore(canonical, **options)
+    from reckon.core.stores.objectstore import ObjectStore
+
+    return ObjectStore(canonical, **options)
 
 
 def reopen(url: str, options: dict[str, Any]) -> Store:
     """What an unpickled store becomes: this process's store for ``url`` and ``options``."""
     return open_store(url, **options)
+
+
+def reopen_far(url: str, options: dict[str, Any]) -> Store:
+    """What an unpickled far store (Redis, object store) without a near tier becomes."""
+    return open_store(url, near=None, **options)
 
 
 def non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
