@@ -136,7 +136,7 @@ class ObjectStore:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """A store pickles as its URL and options: see ``urls``."""
-        return (urls.reopen_far, (self.url, self.options))
+        return (urls.reopen_far, ("object", self.url, self.options))
 
     def _path(self, key: str) -> str:
         if not _is_key(key):

@@ -218,7 +218,7 @@ class RedisStore:
 
     def __reduce__(self) -> tuple[object, ...]:
         """A store pickles as its URL and options (never its connections): see ``urls``."""
-        return (urls.reopen_far, (self.url, self.options))
+        return (urls.reopen_far, ("redis", self.url, self.options))
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"

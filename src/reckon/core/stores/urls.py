@@ -280,9 +280,11 @@ def reopen(url: str, options: dict[str, Any]) -> Store:
     return open_store(url, **options)
 
 
-def reopen_far(url: str, options: dict[str, Any]) -> Store:
-    """What an unpickled far store (Redis, object store) without a near tier becomes."""
-    return open_store(url, near=None, **options)
+def reopen_far(kind: str, url: str, options: dict[str, Any]) -> Store:
+    """What an unpickled far store (``kind`` ``redis`` or ``object``) without a near tier
+    becomes: this process's store for ``url`` and ``options``. (The kind is explicit: an
+    ObjectStore on ``file://`` is not a LocalStore.)"""
+    return _open_far(kind, url, dict(options))
 
 
 def non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
