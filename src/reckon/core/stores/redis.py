@@ -174,9 +174,12 @@ class RedisStore:
                 f"cannot use the Redis URL {url}: {exc}. Use redis://host:port/db, "
                 "rediss://host:port/db or unix:///path/to/redis.sock"
             ) from exc
+        self._max_value: int | None = None  # the server's largest value (proto-max-bulk-len)
+        self._too_big_said = False
         try:
             self._r.ping()
             self._outage.ok()
+            self._max_value = self._server_limit()
         except _UNREACHABLE as exc:  # not fatal: compute without the store until it is back
             self._outage.failed("connect", exc)
         except redis_py.RedisError as exc:  # reachable but refusing (auth, ...): a real error
@@ -225,6 +228,16 @@ class RedisStore:
 
     def _vkey(self, key: str) -> str:
         return self._vprefix + key
+
+    def _server_limit(self) -> int:
+        """The largest value the server accepts (``proto-max-bulk-len``; 512 MB by default and
+        when the server will not say)."""
+        try:
+            raw = cast(dict[Any, Any], self._r.config_get("proto-max-bulk-len"))
+            value = raw.get("proto-max-bulk-len", raw.get(b"proto-max-bulk-len"))
+            return int(value) if value is not None else 512 << 20
+        except (redis_py.RedisError, TypeError, ValueError):
+            return 512 << 20
 
     def _fail(self, what: str, exc: Exception) -> None:
         if isinstance(exc, _UNREACHABLE):
@@ -280,6 +293,24 @@ class RedisStore:
             return
         if self._outage.skip():
             self._not_stored(key)
+            return
+        if self._max_value is None:
+            self._max_value = self._server_limit()
+        if size + _HEAD > self._max_value:
+            self._not_stored(key)
+            level = logging.DEBUG if self._too_big_said else logging.WARNING
+            self._too_big_said = True
+            log.log(
+                level,
+                "store %s: value of %d bytes for %s not stored: the server takes values of at "
+                "most %d bytes (proto-max-bulk-len). Raise it (CONFIG SET proto-max-bulk-len), "
+                "or keep such values near (the near tier of open_store keeps them on this "
+                "machine) or in an object store",
+                self,
+                size,
+                key,
+                self._max_value,
+            )
             return
         blob = b"".join((_MAGIC, self._signer.sign(key, pieces), *pieces))
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
