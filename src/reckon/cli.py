@@ -63,7 +63,26 @@ class Layer:
 
 _OBSERVE = ("websockets", "msgpack", "textual")
 _PVA = ("numpy",)
-_SERVICE = ("grpc", "grpc_tools", "google.protobuf", "connectrpc", "uvicorn")
+_SERVICE = ("grpc", "grpc_tools", "google.protobuf", "connectrpc", "hypercorn")
+
+# Which extra brings a module, for a command that needs more than its own extra (``reckon pva
+# top`` needs observe's textual too): an import of one of these that fails names its extra.
+MODULE_EXTRAS = {
+    "numpy": "pva",
+    "uvloop": "pva",
+    "websockets": "observe",
+    "msgpack": "observe",
+    "textual": "observe",
+    "grpc": "service",
+    "grpc_tools": "service",
+    "google": "service",
+    "connectrpc": "service",
+    "hypercorn": "service",
+    "redis": "redis",
+    "hiredis": "pva-share",
+    "fsspec": "objectstore",
+    "s3fs": "s3",
+}
 
 # The commands, in the order `reckon --help` lists them. One entry per command; a layer that
 # adds a command adds a line here (its help line is kept here so listing imports nothing).
@@ -244,6 +263,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = EXIT_USAGE if isinstance(exc, ConfigurationError) else EXIT_FAILURE
         typer.echo(f"reckon: error: {_one_line(exc)}", err=True)
         sys.exit(code)
+    except ModuleNotFoundError as exc:
+        extra = MODULE_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or debug_requested():
+            raise
+        typer.echo(
+            f"reckon: needs the '{extra}' extra ({exc.name} not installed); install it with:"
+            f" pip install '{DISTRIBUTION}[{extra}]'",
+            err=True,
+        )
+        sys.exit(EXIT_FAILURE)
     except Exception as exc:
         if debug_requested():
             raise
