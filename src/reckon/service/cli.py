@@ -115,7 +115,7 @@ def hash_password_command(
         str, typer.Option(prompt=True, hide_input=True, help="the password to hash")
     ],
 ) -> None:
-    """Print a salted scrypt hash of a password, for ``[auth] users`` in a deployment file."""
+    """Print a salted scrypt hash of a password, for [auth] users in a deployment file."""
     from reckon.service.auth import hash_password
 
     typer.echo(hash_password(password))
