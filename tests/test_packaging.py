@@ -1,8 +1,9 @@
 """The distribution as a new user gets it: build the wheel and sdist, install the wheel into a
 clean virtual environment (no extras, then with ``[pva]``) and run the ``reckon`` command.
 
-Dependencies come from the package index through pip (its cache makes reruns quick); nothing of
-the development environment leaks into the clean one.
+Dependencies come from the package index through pip, at the versions of the lock
+(constraints.txt), so the test installs the same thing on every machine; nothing of the
+development environment leaks into the clean one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import reckon
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "constraints.txt"
 
 # Building and installing from the index take minutes on a busy machine: more than the default.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -67,7 +69,7 @@ def test_clean_install_without_then_with_an_extra(dist: Path, tmp_path: Path) ->
     venv = tmp_path / "venv"
     sh(sys.executable, "-m", "venv", venv)
     py, reckon_cmd = venv / "bin" / "python", venv / "bin" / "reckon"
-    sh(py, "-m", "pip", "install", "--quiet", wheel)
+    sh(py, "-m", "pip", "install", "--quiet", "-c", LOCK, wheel)
 
     # The base install: the core, @memoize and the command.
     r = sh(reckon_cmd, "--version")
@@ -94,7 +96,7 @@ def test_clean_install_without_then_with_an_extra(dist: Path, tmp_path: Path) ->
         assert "needs the" in line and "pip install 'reckon-toolkit[" in line, line
 
     # With the extra, the command works.
-    sh(py, "-m", "pip", "install", "--quiet", f"{wheel}[pva]")
+    sh(py, "-m", "pip", "install", "--quiet", "-c", LOCK, f"{wheel}[pva]")
     r = sh(reckon_cmd, "pva", "--help")
     assert "monitor" in r.stdout
     r = sh(reckon_cmd, "pva", "get", "--help")
