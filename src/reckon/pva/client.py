@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaError, PvaTimeoutError
 from reckon.pva.client_connection import _PENDING, _Channel, _ClientProtocol, _Disconnected, _Op
-from reckon.pva.config import Address, ClientConfig
+from reckon.pva.config import MAX_MESSAGE_SIZE, Address, ClientConfig
 from reckon.pva.discovery import SearchClient
 from reckon.pva.protocol import (
     RPC,
@@ -102,8 +102,11 @@ class Client:
         auth: str = "ca",
         user: str | None = None,
         host: str | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self.config = config or ClientConfig.from_env()
+        #: a reply over this many bytes fails its operation (the connection stays up)
+        self.max_message_size = max_message_size
         self.timeout = timeout
         self.auth = auth
         self.user = user if user is not None else _user()

@@ -93,7 +93,7 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         self.address = address
         self.name_server = name_server
         self.loop = client.loop
-        self.conn = ClientConnection()
+        self.conn = ClientConnection(max_message_size=client.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self.loop.create_future()
         self.channels: dict[int, _Channel] = {}  # by cid

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reckon.errors import PvaError
-from reckon.pva.config import ServerConfig
+from reckon.pva.config import MAX_MESSAGE_SIZE, MAX_QUEUE_BYTES, ServerConfig
 from reckon.pva.discovery import SearchResponder, new_guid
 from reckon.pva.protocol import BitSet, DestroyChannel
 from reckon.pva.pv import Peer, SharedPV
@@ -41,6 +41,11 @@ class Server:
     :class:`ServerConfig` to set things explicitly. ``access(peer, name, operation)`` may refuse
     puts, RPCs and process requests. PVs can be added and removed while running.
 
+    Memory per client is bounded in bytes: a request over ``max_message_size`` is read past and
+    answered with an error; the monitor updates queued for a client that does not read are
+    held to ``max_queue_bytes`` per connection (then they coalesce) and its replies to
+    ``send_high_water`` (then its requests wait); ``max_queue_size`` caps any one ``queueSize``.
+
     Use ``async with Server() as s:`` or ``await s.start()`` / ``await s.stop()``.
     """
 
@@ -50,15 +55,17 @@ class Server:
         *,
         config: ServerConfig | None = None,
         access: AccessHook | None = None,
-        max_message_size: int = 16 * 1024 * 1024,
+        max_message_size: int = MAX_MESSAGE_SIZE,
         send_high_water: int = 4 * 1024 * 1024,
         max_queue_size: int = 10_000,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
     ) -> None:
         self.config = config or ServerConfig.from_env()
         self.access = access
         self.max_message_size = max_message_size
         self.send_high_water = send_high_water
         self.max_queue_size = max_queue_size
+        self.max_queue_bytes = max_queue_bytes
         self.guid = new_guid()
         # every connection of this server reads into this buffer: all run on one event loop,
         # and each read is consumed (copied into the connection's framer) before the next

@@ -52,6 +52,7 @@ from reckon.pva.protocol import (
     GetInit,
     GetInitResponse,
     GetResponse,
+    MessageTooBig,
     MonitorAck,
     MonitorDestroy,
     MonitorInit,
@@ -151,6 +152,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.ops: dict[int, _Op] = {}
         self._selections = server._selections
         self.monitors: dict[int, MonitorQueue] = {}
+        #: bytes of the monitor updates queued behind others (see MonitorQueue), and the limit
+        self.queued_bytes = 0
+        self.max_queue_bytes = server.max_queue_bytes
         self._dirty: dict[int, MonitorQueue] = {}
         self._busy = False
         self._write_timer: asyncio.TimerHandle | None = None
@@ -958,6 +962,13 @@ class ServerProtocol(asyncio.BufferedProtocol):
             return
         self._send(ArrayGetLengthResponse(ev.ioid, length=len(op.pv.value["value"])))
 
+    def _on_too_big(self, ev: MessageTooBig) -> None:
+        """A request over ``max_message_size``, read past: its error reply says so."""
+        log.info("pva server: %s sent %d bytes, over max_message_size", self._who(), ev.size)
+        if ev.destroy:
+            self.ops.pop(ev.ioid, None)
+        self._send(ev.reply)
+
     def _on_closed(self, ev: ConnectionClosed) -> None:
         if self.transport is not None:
             self.transport.close()
@@ -996,4 +1007,5 @@ _HANDLERS: dict[type, Callable[[ServerProtocol, Any], None]] = {
     ArraySetLength: ServerProtocol._on_array_set_length,
     ArrayGetLength: ServerProtocol._on_array_get_length,
     ConnectionClosed: ServerProtocol._on_closed,
+    MessageTooBig: ServerProtocol._on_too_big,
 }

@@ -34,6 +34,7 @@ from ._events import (
     AckTotalBytesReceived,
     ArrayGetResponse,
     ArrayPut,
+    ArrayPutResponse,
     CancelRequest,
     ConnectionClosed,
     ConnectionValidated,
@@ -52,6 +53,7 @@ from ._events import (
     GetResponse,
     MarkTotalBytesSent,
     Message,
+    MessageTooBig,
     MonitorAck,
     MonitorDestroy,
     MonitorFinish,
@@ -59,12 +61,15 @@ from ._events import (
     MonitorStop,
     MonitorUpdate,
     ProcessInit,
+    ProcessResponse,
     PutGetInit,
+    PutGetResponse,
     PutInit,
     PutInitResponse,
     PutReadResponse,
     PutResponse,
     RPCInit,
+    RPCResponse,
     SetByteOrder,
 )
 from ._header import (
@@ -74,6 +79,7 @@ from ._header import (
     FLAG_SEG_FIRST,
     FLAG_SEG_LAST,
     FLAG_SEG_MIDDLE,
+    FLAG_TOO_BIG,
     Framer,
     encode_header,
 )
@@ -138,7 +144,9 @@ class RequestInfo(OpContext):
 _MONITOR = int(Command.MONITOR)
 _NO_BITS = BitSet.from_mask(0)
 _U32 = U32  # the wire module's, under the name this module's users import
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
+#: past unbuffered and answered with an error, so the default only has to fit real data
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 _TOMBSTONES = 1024
 _LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError, KeyError)
@@ -293,7 +301,7 @@ class _Connection:
                         self.state = ConnectionState.CLOSED
                         return ConnectionClosed()
                     return NEED_DATA
-                if self._server and not msg[1] & FLAG_CONTROL:
+                if self._server and not msg[1] & (FLAG_CONTROL | FLAG_TOO_BIG):
                     ev = self._server_fast(msg[0], msg[1], msg[3])
                     if ev is not None:
                         return ev
@@ -437,6 +445,8 @@ class _Connection:
 
     # ------------------------------------------------------------------- receiving
     def _receive(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
+        if flags & FLAG_TOO_BIG:
+            return self._too_big(cmd, flags, size, payload)
         if flags & FLAG_CONTROL:
             if cmd == ControlCommand.SET_BYTE_ORDER:
                 be = bool(flags & FLAG_BIG)
@@ -589,6 +599,77 @@ class _Connection:
         self._channels[sid] = ch
         self._other_ids[cid] = sid
 
+    def _too_big(self, cmd: int, flags: int, size: int, head: bytes) -> list[Event]:
+        """A message the framer read past, over ``max_message_size``. An operation's request
+        (server side) or reply (client side) fails that operation alone, with a status that
+        says why and how to raise the limit; anything else is no message a peer sends that
+        big, and drops it as before."""
+        limit = self._framer.max_message_size
+        if cmd not in _OP_COMMANDS or len(head) < (5 if not self._server else 9):
+            raise LimitExceededError(
+                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
+            )
+        self._require_validated(cmd)
+        be = bool(flags & FLAG_BIG)
+        sid, ioid, sub = op_ids(cmd, head, be, not self._server)
+        who = "server" if self._server else "client"
+        status = Status.error(
+            f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
+            f"raise the {who}'s max_message_size to transfer it"
+        )
+        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
+        if self._server:
+            if init:
+                if sid not in self._channels:
+                    if sid in self._dead_channels:
+                        return []
+                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+                if ioid in self._requests:
+                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
+                self._dead_requests.pop(ioid, None)
+                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+                reply: Event = _INIT_REPLIES[cmd](ioid, status)
+                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
+            req, live = self._lookup(ioid)
+            if req is None or req.command != cmd or req.sid != sid:
+                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+            cls = _EXEC_REPLIES.get(cmd)
+            if not live:
+                return []
+            if cls is None or req.state is not RequestState.READY:
+                raise LimitExceededError(
+                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
+                )
+            destroy = bool(sub & 0x10)
+            req.state = RequestState.EXECUTING
+            req.cancelled = False
+            req.last = destroy
+            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
+        # client: the reply fails its operation, as an error reply would
+        req, live = self._lookup(ioid)
+        if req is None or req.command != cmd:
+            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if not live:
+            return []
+        if cmd == _MONITOR and not init:
+            self._drop_request(ioid)
+            return [MonitorFinish(ioid, status)]
+        if init:
+            if req.state is not RequestState.INIT_PENDING:
+                raise RemoteProtocolError(f"second init response for ioid {ioid}")
+            self._drop_request(ioid)
+            return [_INIT_REPLIES[cmd](ioid, status)]
+        if req.state is not RequestState.EXECUTING:
+            raise RemoteProtocolError(f"a reply for ioid {ioid} that is not executing")
+        if sub & 0x10:
+            self._drop_request(ioid)
+        else:
+            req.state = RequestState.READY
+        if cmd == Command.PUT and sub & 0x40:
+            return [PutReadResponse(ioid, status)]
+        cls = _EXEC_REPLIES.get(cmd, GetResponse)
+        return [cls(ioid, status) if cmd != Command.ARRAY else ArrayGetResponse(ioid, status)]
+
     # ------------------------------------------------------------------ operations
     def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
         req = self._requests.get(ioid)
@@ -639,6 +720,7 @@ class _Connection:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
         events = decode_op_request(cmd, data, self._rx, req)
         if not live:
+            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
         out: list[Event] = []
         for ev in events:
@@ -670,6 +752,7 @@ class _Connection:
             )
         ev = decode_op_response(cmd, data, self._rx, req)
         if not live:
+            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
         t = type(ev)
         if t in INIT_RESPONSES:
@@ -698,6 +781,10 @@ class _Connection:
     def _drop_request(self, ioid: int) -> None:
         req = self._requests.pop(ioid, None)
         if req is not None:
+            # a tombstone only tells a late message for a destroyed operation from a bad one
+            # (and decodes it, for the type cache): it keeps the agreed types, never a value or
+            # a reply, so a thousand finished gets of an image hold no image
+            req.value = req.get_value = req.get_reply = None
             self._dead_requests[ioid] = req
             while len(self._dead_requests) > _TOMBSTONES:
                 self._dead_requests.popitem(last=False)
@@ -898,6 +985,17 @@ _INIT_EVENTS: dict[int, Any] = {
     int(Command.RPC): RPCInit,
 }
 _FAST_INITS = frozenset(_INIT_EVENTS)
+#: command -> its init's response, and its execution's (a request that carries a value: the
+#: replies a message over the size limit is answered with)
+_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
+_EXEC_REPLIES: dict[int, Any] = {
+    int(Command.GET): GetResponse,
+    int(Command.PUT): PutResponse,
+    int(Command.PUT_GET): PutGetResponse,
+    int(Command.ARRAY): ArrayPutResponse,
+    int(Command.PROCESS): ProcessResponse,
+    int(Command.RPC): RPCResponse,
+}
 
 # pvRequest bytes -> decoded value, shared by the connections with the same limits (the
 # same bytes decode to the same value: equal type bytes are the same type, see decode_type)

@@ -204,8 +204,7 @@ class ServerConnection(_Connection):
             self._error is not None
             or self._pending
             or self._eof
-            or framer._pos < len(framer._buf)
-            or framer._seg_header is not None
+            or not framer.idle
             or n - HEADER_SIZE > framer.max_message_size
             or data[0] != MAGIC
             or data[1] == 0  # header version 0 is invalid: the general path says so
