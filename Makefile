@@ -8,28 +8,44 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORE_VENV := .venv-core
 PYTEST_ARGS ?=
+# Every install takes its versions from the lock (constraints.txt, written by `make lock` from
+# pyproject.toml), so a fresh machine gets what the last green run had. The installers themselves
+# are pinned here.
+LOCK := constraints.txt
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
+PIP_INSTALL = -m pip install --quiet --quiet --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test test-core test-rest lint bench sysdeps clean
+.PHONY: demo test test-core test-rest lint lock check-lock bench sysdeps clean
 
-# A stamp per installed extra set: editing pyproject.toml reinstalls.
+# A stamp per installed extra set: editing pyproject.toml or the lock reinstalls.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check pip==$(PIP_VERSION)
 
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --quiet -e '.[dev]'
+$(VENV)/.dev-installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python $(PIP_INSTALL) -e '.[dev]'
 	touch $@
 
-$(VENV)/.bench-installed: pyproject.toml $(VENV)/.dev-installed
-	$(BIN)/python -m pip install --quiet --quiet -e '.[bench]'
+$(VENV)/.bench-installed: pyproject.toml $(LOCK) $(VENV)/.dev-installed
+	$(BIN)/python $(PIP_INSTALL) -e '.[bench]'
 	touch $@
+
+# Resolve every extra again (uv's resolver) and rewrite the lock; commit the result.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/python scripts/lock.py
+
+# Fails when pyproject.toml's dependencies changed since the lock was written.
+check-lock:
+	$(PYTHON) scripts/lock.py --check
 
 # The core suite runs in an environment holding the core's dependencies alone, which proves the
 # core imports nothing it does not declare.
-$(CORE_VENV)/.installed: pyproject.toml
+$(CORE_VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(CORE_VENV)/bin/python || $(PYTHON) -m venv $(CORE_VENV)
-	$(CORE_VENV)/bin/python -m pip install --quiet --quiet --upgrade pip
-	$(CORE_VENV)/bin/python -m pip install --quiet --quiet -e '.[test-core]'
+	$(CORE_VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(CORE_VENV)/bin/python $(PIP_INSTALL) -e '.[test-core]'
 	touch $@
 
 sysdeps:
@@ -45,9 +61,9 @@ examples/vinyl/recommendations/node_modules: examples/vinyl/recommendations/pack
 demo: $(VENV)/.dev-installed examples/vinyl/recommendations/node_modules
 	$(BIN)/reckon demo
 
-lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+lint: $(VENV)/.dev-installed check-lock
+	$(BIN)/ruff check src tests bench examples scripts
+	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
 
 test-core: $(CORE_VENV)/.installed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -43,29 +44,38 @@ def _invoke(*args: str) -> Any:
     return result
 
 
+def _listed(directory: Path, *args: str) -> dict[str, int]:
+    """``ls --json``: entries per function, over every cache directory below ``directory``."""
+    found: dict[str, int] = {}
+    for cache in json.loads(_invoke("ls", "--dir", str(directory), "--json", *args).output):
+        for entry in cache["entries"]:
+            found[entry["function"]] = found.get(entry["function"], 0) + 1
+    return found
+
+
 def test_ls_lists_entries_with_arguments(filled: Path) -> None:
-    out = _invoke("ls", "--dir", str(filled)).output
-    assert "cli.square" in out and "cli.cube" in out
-    assert "6 entries" in out
-    only = _invoke("ls", "--dir", str(filled), "--function", "cli.cube").output
-    assert "cli.cube" in only and "cli.square" not in only
+    assert _listed(filled) == {"cli.square": 5, "cli.cube": 1}
+    assert _listed(filled, "--function", "cli.cube") == {"cli.cube": 1}
+    [cache] = json.loads(_invoke("ls", "--dir", str(filled), "--json").output)
+    assert sorted(e["arguments"] for e in cache["entries"] if e["function"] == "cli.cube") == ["2"]
+    table = _invoke("ls", "--dir", str(filled)).output  # the table a person reads
+    assert "cli.square" in table and "cli.cube" in table
 
 
 def test_stats_sums_per_function(filled: Path) -> None:
-    out = _invoke("stats", "--dir", str(filled)).output
-    assert "cli.square" in out
-    assert "store: 6 entries" in out
+    [cache] = json.loads(_invoke("stats", "--dir", str(filled), "--json").output)
+    assert cache["functions"]["cli.square"]["entries"] == 5
+    assert cache["store"]["entries"] == 6 and cache["indexed"] == 6
+    assert "cli.square" in _invoke("stats", "--dir", str(filled)).output
 
 
 def test_report_shows_persisted_usage(filled: Path, run_py: Any) -> None:
     run_py(FILL.format(store=str(filled)))  # a second process: all hits
-    out = _invoke("report", "--dir", str(filled)).output
-    assert "cli.square" in out
-    line = next(x for x in out.splitlines() if "cli.square" in x)
-    cells = [c for c in line.replace("│", " ").split() if c]
+    report = json.loads(_invoke("report", "--dir", str(filled), "--json").output)
     # calls, hits, misses summed over both processes: 20 calls, 15 hits, 5 misses
-    assert cells[1:4] == ["20", "15", "5"], cells
-    assert "time saved" in out
+    square = report["cli.square"]
+    assert (square["calls"], square["hits"], square["misses"]) == (20, 15, 5)
+    assert "time saved" in _invoke("report", "--dir", str(filled)).output
 
 
 def test_prune_older_than_and_orphans(filled: Path) -> None:
@@ -79,22 +89,19 @@ def test_prune_older_than_and_orphans(filled: Path) -> None:
         )
     out = _invoke("prune", "--dir", str(filled), "--older-than", "7d").output
     assert "removed 1 entries" in out and "dropped 1 orphaned" in out
-    listing = _invoke("ls", "--dir", str(filled)).output
-    assert "cli.cube" not in listing and "cli.ghost" not in listing
-    assert "5 entries" in listing
+    assert _listed(filled) == {"cli.square": 5}
 
 
 def test_prune_max_size_evicts(filled: Path) -> None:
     out = _invoke("prune", "--dir", str(filled), "--max-size", "1B").output
     assert "removed 6 entries" in out
-    assert "0 entries" in _invoke("ls", "--dir", str(filled)).output
+    assert _listed(filled) == {}
 
 
 def test_clear_one_function_then_all(filled: Path) -> None:
     out = _invoke("clear", "--dir", str(filled), "--function", "cli.square", "--yes").output
     assert "removed 5 entries" in out
-    listing = _invoke("ls", "--dir", str(filled)).output
-    assert "cli.square" not in listing and "cli.cube" in listing
+    assert _listed(filled) == {"cli.cube": 1}
     refused = runner.invoke(app, ["cache", "clear", "--dir", str(filled)], input="n\n")
     assert refused.exit_code != 0
     assert "removed 1 entries" in _invoke("clear", "--dir", str(filled), "-y").output
@@ -151,8 +158,7 @@ def test_size_budget_without_store_gets_a_group_dir(tmp_path: Path, run_py: Any)
     assert group_dir.parent == root / "groups"
     assert (group_dir / "memo-index.sqlite").exists()
     root.mkdir(exist_ok=True)
-    listing = _invoke("ls", "--dir", str(root)).output
-    assert "budgeted.f" in listing, "ls finds the group directories below the cache dir"
+    assert _listed(root) == {"budgeted.f": 1}, "ls finds the group directories below the dir"
 
 
 def test_prune_stale_removes_old_code_versions(
@@ -170,12 +176,12 @@ def test_prune_stale_removes_old_code_versions(
     """
     run_py(code.format(store=str(cache_dir), version="1"))
     run_py(code.format(store=str(cache_dir), version="2"))
-    assert "4 entries" in _invoke("ls", "--dir", str(cache_dir)).output
+    assert _listed(cache_dir) == {"cli.versioned": 4}
     caplog.set_level(logging.INFO, logger="reckon.memo")
     out = _invoke("prune", "--dir", str(cache_dir), "--stale").output
     assert "removed 2 entries" in out
     lines = [r.getMessage() for r in caplog.records if r.name == "reckon.memo"]
     assert sum("stale code version" in line for line in lines) == 2
-    assert "2 entries" in _invoke("ls", "--dir", str(cache_dir)).output
+    assert _listed(cache_dir) == {"cli.versioned": 2}
     again = run_py(code.format(store=str(cache_dir), version="2") + "\n        print(f.stats())")
     assert "'misses': 0" in again.stdout

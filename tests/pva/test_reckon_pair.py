@@ -4,7 +4,6 @@ beacons, coroutine handlers, many clients) and the server's publishing API."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any
 
 import numpy as np
@@ -80,10 +79,8 @@ async def test_beacons_guid_and_change_count(pva_env: dict[str, str]) -> None:
             if isinstance(ev, Beacon):
                 beacons.put_nowait(ev)
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        beacon_port = s.getsockname()[1]
-    transport, _ = await open_udp(("127.0.0.1", beacon_port), got)
+    transport, _ = await open_udp(("127.0.0.1", 0), got)
+    beacon_port = transport.get_extra_info("sockname")[1]
     cfg = ServerConfig.from_env()
     cfg.beacon_destinations = [("127.0.0.1", beacon_port)]
     cfg.udp_port = listen_port

@@ -21,6 +21,7 @@ os.environ["RECKON_SVC_TEST_GEN"] = str(
     Path(os.environ.get("TMPDIR", "/tmp")) / f"reckon-svc-tests-{os.getpid()}"
 )
 
+from _npm import npm_install
 from svc_helpers import GEN_ROOT, HERE
 
 NODE_DIR = HERE / "node"
@@ -65,12 +66,4 @@ def gen_root() -> Path:
 @pytest.fixture(scope="session")
 def node_modules() -> Path:
     """@grpc/grpc-js and @grpc/proto-loader, installed by npm into tests/service/node/."""
-    modules = NODE_DIR / "node_modules"
-    if not (modules / "@grpc" / "grpc-js").exists():
-        if shutil.which("npm") is None:
-            pytest.fail("npm is not installed; the Node.js service tests need node 20 and npm")
-        cmd = ["npm", "ci"] if (NODE_DIR / "package-lock.json").exists() else ["npm", "install"]
-        subprocess.run(
-            [*cmd, "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, capture_output=True
-        )
-    return modules
+    return npm_install(NODE_DIR)

@@ -89,19 +89,24 @@ async def test_remote_placement_reaches_a_running_unit(tmp_path: Path) -> None:
 
 
 async def test_a_remote_service_that_does_not_answer_stops_the_start(tmp_path: Path) -> None:
-    from reckon._net import free_port
+    import socket
+
     from reckon.errors import DeploymentError
 
     services = two_services("inprocess")
-    services["stock"] = {
-        "definition": "rtest_gen.rtest_reckon:Stock",
-        "placement": "remote",
-        "address": f"127.0.0.1:{free_port()}",
-        "start_timeout": 0.5,
-    }
-    unit = Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path)))
-    with pytest.raises(DeploymentError, match=r"'stock' at 127\.0\.0\.1:\d+ did not answer"):
-        await unit.start()
+    # A port held by a socket that never listens: connections to it are refused for as long as
+    # the test runs, whatever else runs on the machine.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        services["stock"] = {
+            "definition": "rtest_gen.rtest_reckon:Stock",
+            "placement": "remote",
+            "address": f"127.0.0.1:{held.getsockname()[1]}",
+            "start_timeout": 0.5,
+        }
+        unit = Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path)))
+        with pytest.raises(DeploymentError, match=r"'stock' at 127\.0\.0\.1:\d+ did not answer"):
+            await unit.start()
     assert unit.started == []  # catalog (which requires stock) never started
 
 

@@ -95,7 +95,7 @@ def _is_stdlib_path(path: str) -> bool:
 def _reckon_origin() -> Origin:
     md = _md()
     try:
-        version = md.version("reckon")
+        version = md.version("reckon-toolkit")
     except md.PackageNotFoundError:  # running from a source tree
         import reckon
 

@@ -12,6 +12,7 @@ per-user cache dir) and the group directories below it (``<dir>/groups/<name>``)
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -53,6 +54,13 @@ DirOption = Annotated[
 FunctionOption = Annotated[
     str | None,
     typer.Option("--function", "-f", help="Only entries of this function (module.qualname)."),
+]
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print JSON instead of a table: for scripts, independent of the terminal."
+    ),
 ]
 
 _DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|min|h|d|w)?\s*$")
@@ -101,15 +109,37 @@ def ls_command(
     directory: DirOption = None,
     function: FunctionOption = None,
     limit: Annotated[int, typer.Option(help="Show at most this many entries.")] = 200,
+    as_json: JsonOption = False,
 ) -> None:
     """List cached entries: function, arguments, size, compute time, age."""
     console = _console()
     now = time.time()
     shown = 0
+    listed: list[dict[str, object]] = []
     for path in _check_root(directory):
         store, index = _open(path)
         try:
             rows = index.entries(function)
+            if as_json:
+                listed.append(
+                    {
+                        "directory": str(path),
+                        "entries": [
+                            {
+                                "function": row.function,
+                                "arguments": row.args,
+                                "size": row.size,
+                                "compute_seconds": row.compute_seconds,
+                                "created": row.created,
+                                "key": row.key,
+                            }
+                            for row in rows[: max(0, limit - shown)]
+                        ],
+                        "total": len(rows),
+                    }
+                )
+                shown += min(len(rows), max(0, limit - shown))
+                continue
             table = Table(title=f"{path} ({len(rows)} entries)")
             for col in ("function", "arguments", "size", "compute", "age", "key"):
                 table.add_column(col, overflow="fold")
@@ -129,12 +159,15 @@ def ls_command(
         finally:
             index.close()
             store.close()
+    if as_json:
+        typer.echo(json.dumps(listed, indent=2))
 
 
 @app.command("stats")
-def stats_command(directory: DirOption = None) -> None:
+def stats_command(directory: DirOption = None, as_json: JsonOption = False) -> None:
     """Entries and bytes per function, and the store's usage against its budget."""
     console = _console()
+    summary: list[dict[str, object]] = []
     for path in _check_root(directory):
         store, index = _open(path)
         try:
@@ -143,6 +176,27 @@ def stats_command(directory: DirOption = None) -> None:
             per: dict[str, list[EntryRow]] = {}
             for row in rows:
                 per.setdefault(row.function, []).append(row)
+            if as_json:
+                summary.append(
+                    {
+                        "directory": str(path),
+                        "functions": {
+                            name: {
+                                "entries": len(entries),
+                                "bytes": sum(e.size for e in entries),
+                                "compute_seconds": sum(e.compute_seconds for e in entries),
+                            }
+                            for name, entries in sorted(per.items())
+                        },
+                        "store": {
+                            "entries": usage.entries,
+                            "bytes": usage.bytes,
+                            "budget": usage.budget,
+                        },
+                        "indexed": len(rows),
+                    }
+                )
+                continue
             table = Table(title=f"{path}")
             for col in ("function", "entries", "bytes", "compute time kept"):
                 table.add_column(col, justify="left" if col == "function" else "right")
@@ -163,10 +217,12 @@ def stats_command(directory: DirOption = None) -> None:
         finally:
             index.close()
             store.close()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("report")
-def report_command(directory: DirOption = None) -> None:
+def report_command(directory: DirOption = None, as_json: JsonOption = False) -> None:
     """Usage report across every process that used the cache: was memoizing worth it?"""
     console = _console()
     totals: dict[str, FunctionStats] = {}
@@ -177,6 +233,23 @@ def report_command(directory: DirOption = None) -> None:
                 totals.setdefault(s.name, FunctionStats(s.name)).add(s)
         finally:
             index.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    name: {
+                        "calls": s.calls,
+                        "hits": s.hits,
+                        "misses": s.misses,
+                        "compute_seconds": s.compute_seconds,
+                        "saved_seconds": s.saved_seconds,
+                    }
+                    for name, s in sorted(totals.items())
+                },
+                indent=2,
+            )
+        )
+        return
     table = Table(title="reckon usage report")
     for n, col in enumerate(REPORT_COLUMNS):
         table.add_column(col, justify="left" if n == 0 else "right")

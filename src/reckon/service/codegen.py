@@ -28,7 +28,7 @@ def _plugin(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise ConfigurationError(
-            f"{name} not found; install mypy-protobuf (pip install 'reckon[service]')"
+            f"{name} not found; install mypy-protobuf (pip install 'reckon-toolkit[service]')"
         )
     return found
 
