@@ -164,7 +164,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self.last_rx = server.loop.time()
         self._write_paused = False
         self._closed = False
-        self._out: list[bytes] = []
+        self._out: list[Any] = []  # buffers to write, in order
         self._pending = 0
         #: a polled PV's GET bytes -> (op, the value answered, the reply): a client that gets
         #: the same PV again and again sends the same 17 bytes; while nothing else happens on
@@ -257,7 +257,8 @@ class ServerProtocol(asyncio.BufferedProtocol):
                 if step == GET_EXECUTE:
                     answer = self._answer_get(ioid, detail, None if detail else data)
                 elif step == GET_INIT:
-                    answer = self._get_init(sid, ioid, detail)
+                    init = self._get_init(sid, ioid, detail)
+                    answer = None if init is None else [init]
                 else:
                     self._destroy(ioid)
                     answer = None
@@ -268,7 +269,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
             self._busy = False
         if answer is not None and quiet and not self._out and not self._dirty:
             # a get's one reply, and nothing to send before or with it (the usual case)
-            self.transport.write(answer)  # type: ignore[union-attr]
+            if len(answer) == 1:
+                self.transport.write(answer[0])  # type: ignore[union-attr]
+            else:
+                self.transport.writelines(answer)  # type: ignore[union-attr]
             return
         self._queue(answer)
         self._end_batch()
@@ -352,10 +356,14 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if not out or self.transport is None or self._closed:
             out.clear()
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
         self._pending = 0
-        self.transport.write(data)
+        if len(out) == 1:
+            self.transport.write(out.pop())
+            return
+        # one vectored write: big arrays go from their own buffers (uvloop: writev; asyncio
+        # before 3.12 joins them, once)
+        self._out = []
+        self.transport.writelines(out)
 
     def send_later(self, ev: Event) -> None:
         """Send from a task (handler completion)."""
@@ -412,7 +420,7 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if not items:
             return
         conn = self.conn
-        send_update = conn.send_update
+        send_update = conn.send_update_pieces
         out = self._out
         n = self._pending
         for item in items:
@@ -420,17 +428,18 @@ class ServerProtocol(asyncio.BufferedProtocol):
                 if type(item) is tuple:
                     ioid, update, overrun = item
                     if overrun:
-                        data = send_update(ioid, update, BitSet.from_mask(overrun))
+                        pieces = send_update(ioid, update, BitSet.from_mask(overrun))
                     else:
-                        data = send_update(ioid, update)
+                        pieces = send_update(ioid, update)
                 else:
-                    data = conn.send(item)
+                    pieces = [conn.send(item)]
             except ProtocolError as exc:  # the client destroyed it meanwhile
                 log.debug("pva server: monitor update dropped: %s", exc)
                 continue
-            if data:
-                out.append(data)
-                n += len(data)
+            for data in pieces:
+                if data:
+                    out.append(data)
+                    n += len(data)
         self._pending = n
         if n > 65536:
             self._write()
@@ -549,7 +558,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
 
     # get
     def _on_get_init(self, ev: GetInit) -> None:
-        self._queue(self._get_init(ev.sid, ev.ioid, ev.pv_request))
+        data = self._get_init(ev.sid, ev.ioid, ev.pv_request)
+        if data is not None:
+            self._queue([data])
 
     def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> bytes | None:
         """Open a get operation; its reply's bytes when they are the caller's to send (see
@@ -573,20 +584,22 @@ class ServerProtocol(asyncio.BufferedProtocol):
         self._repeats.clear()
         return data
 
-    def _queue(self, data: bytes | None) -> None:
-        """Queue a reply made by a shortcut for the batch's write (nothing for None)."""
-        if data is None:
+    def _queue(self, pieces: list[Any] | None) -> None:
+        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
+        if pieces is None:
             return
-        self._out.append(data)
-        self._pending += len(data)
+        self._out += pieces
+        self._pending += sum(len(p) for p in pieces)
         if self._pending > 65536:
             self._write()  # as _send does: past the high-water mark, backpressure
 
     def _on_get(self, ev: Get) -> None:
         self._queue(self._answer_get(ev.ioid, ev.destroy))
 
-    def _answer_get(self, ioid: int, destroy: bool, request: bytes | None = None) -> bytes | None:
-        """Answer a GET: the reply's bytes when the PV's shared encoding makes them, for the
+    def _answer_get(
+        self, ioid: int, destroy: bool, request: bytes | None = None
+    ) -> list[Any] | None:
+        """Answer a GET: the reply's buffers when the PV's shared encoding makes them, for the
         caller to queue or write; None when it went the general way (queued already).
         ``request``: the GET's bytes, when it came alone through ``receive_get`` (then the
         operation is back as the GET found it once answered, and the same bytes again can be
@@ -607,12 +620,12 @@ class ServerProtocol(asyncio.BufferedProtocol):
         data = None
         if not destroy:
             # the value's encoding is shared with every get and monitor that sends it
-            data = self.conn.send_get_update(ioid, pv._prepared(value, sent[0]))
-            if data is not None and request is not None and not self._out:
+            data = self.conn.send_get_update_pieces(ioid, pv._prepared(value, sent[0]))
+            if data is not None and request is not None and not self._out and len(data) == 1:
                 # remembered from an operation's second get on: p4p's client makes one
                 # operation per get and would only fill and empty the table
                 if op.polled:
-                    self._repeats[request] = (op, value, data)
+                    self._repeats[request] = (op, value, data[0])
                 op.polled = True
         if data is not None:
             return data
@@ -627,7 +640,9 @@ class ServerProtocol(asyncio.BufferedProtocol):
         if op.pv.type is None or not op.pv.writable:
             self._refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        self._queue(self._init_ok(ev.ioid, _PUT, op.pv.type))
+        data = self._init_ok(ev.ioid, _PUT, op.pv.type)
+        if data is not None:
+            self._queue([data])
 
     def _on_put_get_init(self, ev: PutGetInit) -> None:
         op = self._init(ev.sid, ev.ioid, ev.pv_request, "putget")

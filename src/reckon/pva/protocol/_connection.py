@@ -136,9 +136,6 @@ class RequestInfo(OpContext):
     queue_size: int | None = None
     last: bool = False
     cancelled: bool = False
-    #: (prepared update, byte order, reply bytes) of the last send_get_update: a get of a PV
-    #: that has not changed since is answered with the same bytes
-    get_reply: tuple[Any, bool, bytes] | None = None
 
 
 _MONITOR = int(Command.MONITOR)
@@ -784,7 +781,7 @@ class _Connection:
             # a tombstone only tells a late message for a destroyed operation from a bad one
             # (and decodes it, for the type cache): it keeps the agreed types, never a value or
             # a reply, so a thousand finished gets of an image hold no image
-            req.value = req.get_value = req.get_reply = None
+            req.value = req.get_value = None
             self._dead_requests[ioid] = req
             while len(self._dead_requests) > _TOMBSTONES:
                 self._dead_requests.popitem(last=False)

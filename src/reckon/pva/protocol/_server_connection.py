@@ -111,23 +111,6 @@ _INIT_OK: dict[tuple[int, bool, int], tuple[Any, bytes]] = {}
 _OPENINGS: dict[tuple[bool, tuple[str, ...], int | None], tuple[bytes, ConnectionState]] = {}
 
 
-def _value_message(be: bool, cmd: int, ioid: int, head: bytes, body: bytes, tail: bytes) -> bytes:
-    """One unsegmented message from the server carrying an already encoded value: header,
-    ioid, ``head`` (subcommand, status), the value's bytes, ``tail`` (a monitor's overrun set).
-
-    A big message (an image) stays the bytearray it was built in, never mutated again: copying
-    megabytes into a bytes object would cost more than encoding them.
-    """
-    out = bytearray(HEADER_SIZE)
-    out += _U32[be].pack(ioid)
-    out += head
-    out += body
-    out += tail
-    flags = _SERVER_FLAGS[be]
-    HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, len(out) - HEADER_SIZE)
-    return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
-
-
 class ServerConnection(_Connection):
     """The server side of one TCP connection."""
 
@@ -558,6 +541,12 @@ class ServerConnection(_Connection):
         The shortcut covers a successful reply on an unsegmented, validated connection to a
         get that is executing and does not destroy its operation.
         """
+        pieces = self.send_get_update_pieces(ioid, update)
+        return None if pieces is None else _joined(pieces)
+
+    def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> list[Any] | None:
+        """:meth:`send_get_update` as buffers for a vectored write (``writelines``): a head
+        of its own, then the update's shared pieces (a big array is sent from its buffer)."""
         req = self._requests.get(ioid)
         if (
             req is None
@@ -572,21 +561,7 @@ class ServerConnection(_Connection):
             return None
         be = self.big_endian
         req.state = RequestState.READY
-        last = req.get_reply
-        if last is not None and last[0] is update and last[1] is be:
-            data = last[2]
-        else:
-            reply = update.get_replies[be]
-            if reply is None:
-                reply = _value_message(be, _GET, 0, b"\x00\xff", update.partial(be), b"")
-                update.get_replies[be] = reply
-            out = bytearray(reply)
-            _U32[be].pack_into(out, HEADER_SIZE, ioid)
-            # a big message (an image) stays the bytearray: copying megabytes costs more
-            data = out if len(out) > 65536 else bytes(out)  # type: ignore[assignment]
-            req.get_reply = (update, be, data)
-        self.bytes_sent += len(data)
-        return data
+        return self._value_message(be, _GET, ioid, b"\x00\xff", update, b"")
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
@@ -594,26 +569,54 @@ class ServerConnection(_Connection):
         Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
         same type; an ioid the client just destroyed gives ``b""``.
         """
+        return _joined(self.send_update_pieces(ioid, update, overrun))
+
+    def send_update_pieces(
+        self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS
+    ) -> list[Any]:
+        """:meth:`send_update` as buffers for a vectored write: every subscriber's message is
+        a head of its own and the same shared pieces (no copy per connection)."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         req = self._requests.get(ioid)
         if req is None:
             if ioid in self._dead_requests:
-                return b""
+                return []
             raise LocalProtocolError(f"no operation ioid {ioid}")
         if req.command != _MONITOR or req.state is RequestState.INIT_PENDING:
             raise LocalProtocolError(f"send_update: ioid {ioid} is not an initialised monitor")
         if req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"send_update: ioid {ioid} has another type")
         be = self.big_endian
-        body = update.partial(be)
+        tail = overrun.encode(be) if overrun.mask else b"\x00"
         if self.segment_size:
-            payload = _U32[be].pack(ioid) + b"\x00" + body
-            payload += overrun.encode(be) if overrun.mask else b"\x00"
+            payload = _U32[be].pack(ioid) + b"\x00" + update.partial(be) + tail
             data = self._frame(_MONITOR, payload)
             self.bytes_sent += len(data)
-            return data
-        tail = overrun.encode(be) if overrun.mask else b"\x00"
-        data = _value_message(be, _MONITOR, ioid, b"\x00", body, tail)
-        self.bytes_sent += len(data)
-        return data
+            return [data]
+        return self._value_message(be, _MONITOR, ioid, b"\x00", update, tail)
+
+    def _value_message(
+        self, be: bool, cmd: int, ioid: int, head: bytes, update: PreparedUpdate, tail: bytes
+    ) -> list[Any]:
+        """One unsegmented message carrying an encoded value, as buffers: header, ioid,
+        ``head`` (subcommand, status), the update's pieces, ``tail`` (a monitor's overrun set).
+        A small one is joined into one bytes object (one buffer is cheaper to write)."""
+        pieces = update.pieces(be)
+        size = 4 + len(head) + update.size(be) + len(tail)
+        first = (
+            HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
+            + _U32[be].pack(ioid)
+            + head
+        )
+        self.bytes_sent += HEADER_SIZE + size
+        if size < 65536:
+            return [b"".join((first, *pieces, tail))]
+        return [first, *pieces, tail] if tail else [first, *pieces]
+
+
+def _joined(pieces: list[Any]) -> bytes:
+    """Buffers as one bytes-like object (a lone one as it is)."""
+    if len(pieces) == 1:
+        return pieces[0]  # type: ignore[no-any-return]
+    return b"".join(pieces)
