@@ -46,8 +46,8 @@ from ._events import (
     DestroyChannel,
     DestroyRequest,
     Event,
+    Get,
     GetField,
-    GetFieldResponse,
     GetInit,
     GetInitResponse,
     GetResponse,
@@ -55,10 +55,7 @@ from ._events import (
     Message,
     MessageTooBig,
     MonitorAck,
-    MonitorDestroy,
     MonitorFinish,
-    MonitorStart,
-    MonitorStop,
     MonitorUpdate,
     ProcessInit,
     ProcessResponse,
@@ -86,15 +83,15 @@ from ._header import (
 from ._messages import OpContext
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
-    EXEC_RESPONSES,
-    EXECS,
     HANDSHAKE,
     INIT_RESPONSES,
-    INITS,
+    OPENERS,
+    OPERATIONS,
     ChannelState,
     ConnectionState,
     RequestState,
     Role,
+    Step,
 )
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache
@@ -163,6 +160,17 @@ _ANY_STATE = (
 )
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
+
+
+def _refusal(req: RequestInfo, row: Step, event: type) -> str | None:
+    """Why the operation table's ``row`` may not apply to ``req`` now (None when it may): the
+    text of the error the side that meets it raises (local when sending, remote when
+    receiving)."""
+    if row.command is not None and req.command != row.command:
+        return f"{event.__name__}: ioid {req.ioid} is a 0x{req.command:02x} operation"
+    if req.state not in row.before:
+        return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
+    return None
 
 
 def _status(ev: Event) -> Status:
@@ -572,11 +580,7 @@ class _Connection:
                 raise RemoteProtocolError(f"{name} for unknown ioid {ev.ioid}")
             if req.sid != ev.sid:
                 raise RemoteProtocolError(f"{name}: ioid {ev.ioid} is not on channel sid {ev.sid}")
-            if isinstance(ev, DestroyRequest):
-                self._drop_request(ev.ioid)
-            elif req.state is RequestState.EXECUTING:
-                req.state = RequestState.READY
-                req.cancelled = True
+            self._apply(req, OPERATIONS[type(ev)], ev)
             return True
         raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
 
@@ -638,9 +642,7 @@ class _Connection:
                     f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
                 )
             destroy = bool(sub & 0x10)
-            req.state = RequestState.EXECUTING
-            req.cancelled = False
-            req.last = destroy
+            self._step(req, _EXECUTE, destroy)  # as the request would have
             return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
         # client: the reply fails its operation, as an error reply would
         req, live = self._lookup(ioid)
@@ -649,23 +651,21 @@ class _Connection:
         if not live:
             return []
         if cmd == _MONITOR and not init:
-            self._drop_request(ioid)
-            return [MonitorFinish(ioid, status)]
-        if init:
-            if req.state is not RequestState.INIT_PENDING:
-                raise RemoteProtocolError(f"second init response for ioid {ioid}")
-            self._drop_request(ioid)
-            return [_INIT_REPLIES[cmd](ioid, status)]
-        if req.state is not RequestState.EXECUTING:
-            raise RemoteProtocolError(f"a reply for ioid {ioid} that is not executing")
-        if sub & 0x10:
-            self._drop_request(ioid)
+            ev: Event = MonitorFinish(ioid, status)
+        elif init:
+            ev = _INIT_REPLIES[cmd](ioid, status)
+        elif cmd == Command.PUT and sub & 0x40:
+            ev = PutReadResponse(ioid, status)
+        elif cmd == Command.ARRAY:
+            ev = ArrayGetResponse(ioid, status)
         else:
-            req.state = RequestState.READY
-        if cmd == Command.PUT and sub & 0x40:
-            return [PutReadResponse(ioid, status)]
-        cls = _EXEC_REPLIES.get(cmd, GetResponse)
-        return [cls(ioid, status) if cmd != Command.ARRAY else ArrayGetResponse(ioid, status)]
+            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
+        row = OPERATIONS[type(ev)]
+        why = _refusal(req, row, type(ev))
+        if why is not None:
+            raise RemoteProtocolError(why)
+        self._step(req, row, bool(sub & 0x10), failed=True)
+        return [ev]
 
     # ------------------------------------------------------------------ operations
     def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
@@ -719,25 +719,14 @@ class _Connection:
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
-        out: list[Event] = []
         for ev in events:
-            t = type(ev)
-            if t in EXECS:
-                if req.state is not RequestState.READY:
-                    raise RemoteProtocolError(
-                        f"{t.__name__} on ioid {ioid} while it is {req.state.value}"
-                    )
-                req.state = RequestState.EXECUTING
-                req.cancelled = False
-                req.last = bool(getattr(ev, "destroy", False))
-            elif t is MonitorStart:
-                req.state = RequestState.RUNNING
-            elif t is MonitorStop:
-                req.state = RequestState.READY
-            elif t is MonitorDestroy:
-                self._drop_request(ioid)
-            out.append(ev)
-        return out
+            row = OPERATIONS.get(type(ev))
+            if row is not None:
+                why = _refusal(req, row, type(ev))
+                if why is not None:
+                    raise RemoteProtocolError(why)
+                self._apply(req, row, ev)
+        return events
 
     def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
         req, live = self._lookup(ioid)
@@ -751,29 +740,40 @@ class _Connection:
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
-        t = type(ev)
-        if t in INIT_RESPONSES:
-            if req.state is not RequestState.INIT_PENDING:
-                raise RemoteProtocolError(f"second init response for ioid {ioid}")
-            if _status(ev).success:
-                req.state = RequestState.READY
-            else:
-                self._drop_request(ioid)
-        elif t in EXEC_RESPONSES or t is GetFieldResponse:
-            if req.state is not RequestState.EXECUTING:
-                if req.cancelled:
-                    return []
-                raise RemoteProtocolError(f"{t.__name__} for ioid {ioid} that is not executing")
-            if getattr(ev, "destroy", False) or t is GetFieldResponse:
-                self._drop_request(ioid)
-            else:
-                req.state = RequestState.READY
-        elif t is MonitorUpdate:
-            if req.state is RequestState.INIT_PENDING:
-                raise RemoteProtocolError(f"monitor update for ioid {ioid} before its init")
-        elif t is MonitorFinish:
-            self._drop_request(ioid)
+        row = OPERATIONS[type(ev)]
+        why = _refusal(req, row, type(ev))
+        if why is not None:
+            if row.drop_if_cancelled and req.cancelled:
+                return []  # the answer to an execution this client cancelled meanwhile
+            raise RemoteProtocolError(why)
+        self._apply(req, row, ev)
         return [ev]
+
+    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
+        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
+        failed = row.ends_on_failure and not _status(ev).success
+        self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
+
+    def _step(
+        self, req: RequestInfo, row: Step, destroy: bool = False, failed: bool = False
+    ) -> None:
+        """Apply a row of the operation table to ``req`` (checked already: ``_refusal``):
+        ``destroy`` is the message's destroy flag, ``failed`` whether an init response's
+        status is a failure. The one place an operation changes state."""
+        if row.cancels:
+            if req.state is RequestState.EXECUTING:
+                req.state = RequestState.READY
+                req.cancelled = True
+            return
+        if row.ends or (row.ends_if_destroy and destroy) or (row.ends_on_failure and failed):
+            self._drop_request(req.ioid)
+            return
+        after = row.after
+        if after is RequestState.EXECUTING:
+            req.cancelled = False
+            req.last = destroy
+        if after is not None:
+            req.state = after
 
     def _drop_request(self, ioid: int) -> None:
         req = self._requests.pop(ioid, None)
@@ -839,27 +839,17 @@ class _Connection:
             if ioid in self._dead_requests:
                 return None  # the client destroyed it meanwhile
             raise LocalProtocolError(f"no operation ioid {ioid}")
-        cmd = INIT_RESPONSES.get(t)
-        if cmd is not None:
-            if req.command != cmd or req.state is not RequestState.INIT_PENDING:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not waiting for an init")
-            return ev, req
-        cmd = EXEC_RESPONSES.get(t)
-        if cmd is not None or t is GetFieldResponse:
-            if req.command != (cmd if cmd is not None else Command.GET_FIELD):
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
-            if req.state is not RequestState.EXECUTING:
-                if req.cancelled:
-                    return None  # the client cancelled it meanwhile
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not executing")
-            if req.last and not getattr(ev, "destroy", True):
-                ev = ev._replaced(destroy=True)
-            return ev, req
-        if t in (MonitorUpdate, MonitorFinish):
-            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
-            return ev, req
-        raise LocalProtocolError(f"a server does not send {t.__name__}")
+        row = OPERATIONS.get(t)
+        if row is None or row.by is not Role.SERVER:
+            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        why = _refusal(req, row, t)
+        if why is not None:
+            if row.drop_if_cancelled and req.cancelled and req.command == row.command:
+                return None  # the client cancelled it meanwhile
+            raise LocalProtocolError(why)
+        if row.ends_if_destroy and req.last and not getattr(ev, "destroy", True):
+            ev = ev._replaced(destroy=True)  # the request destroyed the operation: say so
+        return ev, req
 
     def _check_client_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         t = type(ev)
@@ -876,7 +866,7 @@ class _Connection:
         ioid = getattr(ev, "ioid", None)
         if sid is None or ioid is None:
             raise LocalProtocolError(f"a client does not send {t.__name__}")
-        if t in INITS or t is GetField:
+        if t in OPENERS:
             if sid not in self._other_ids:
                 raise LocalProtocolError(f"no connected channel with sid {sid}")
             if ioid in self._requests:
@@ -885,19 +875,13 @@ class _Connection:
         req = self._requests.get(ioid)
         if req is None or req.sid != sid:
             raise LocalProtocolError(f"no operation ioid {ioid} on channel sid {sid}")
-        if t in EXECS:
-            if req.command != EXECS[t]:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
-            if req.state is not RequestState.READY:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is {req.state.value}")
-            return ev, req
-        if t in (MonitorStart, MonitorStop, MonitorAck, MonitorDestroy):
-            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
-            return ev, req
-        if t in (DestroyRequest, CancelRequest):
-            return ev, req
-        raise LocalProtocolError(f"a client does not send {t.__name__}")
+        row = OPERATIONS.get(t)
+        if row is None or row.by is not Role.CLIENT:
+            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        why = _refusal(req, row, t)
+        if why is not None:
+            raise LocalProtocolError(why)
+        return ev, req
 
     def _commit_send(self, ev: Event) -> None:
         """Apply a sent event to the state (after it encoded without error)."""
@@ -924,54 +908,26 @@ class _Connection:
         ioid = getattr(ev, "ioid", None)
         if ioid is None:
             return
-        if self._server:
-            req = self._requests.get(ioid)
-            if req is None:
-                return
-            if t in INIT_RESPONSES:
-                if _status(ev).success:
-                    req.state = RequestState.READY
-                    req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-                    req.get_type = getattr(ev, "get_type", None)
-                else:
-                    self._drop_request(ioid)
-            elif t in EXEC_RESPONSES or t is GetFieldResponse:
-                if getattr(ev, "destroy", False) or t is GetFieldResponse:
-                    self._drop_request(ioid)
-                else:
-                    req.state = RequestState.READY
-            elif t is MonitorFinish:
-                self._drop_request(ioid)
-            return
-        # client
-        sid = getattr(ev, "sid", 0)
-        if t in INITS or t is GetField:
+        command = OPENERS.get(t)
+        if command is not None:  # a client opening an operation
             self._dead_requests.pop(ioid, None)
-            req = RequestInfo(
-                command=INITS.get(t, Command.GET_FIELD),
+            new = RequestInfo(
+                command=command,
                 ioid=ioid,
-                sid=sid,
+                sid=getattr(ev, "sid", 0),
                 state=RequestState.EXECUTING if t is GetField else RequestState.INIT_PENDING,
             )
-            req.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = req
+            new.queue_size = getattr(ev, "queue_size", None)
+            self._requests[ioid] = new
             return
         req = self._requests.get(ioid)
-        if req is None:
+        row = OPERATIONS.get(t)
+        if req is None or row is None:
             return
-        if t in EXECS:
-            req.state = RequestState.EXECUTING
-            req.cancelled = False
-            req.last = bool(getattr(ev, "destroy", False))
-        elif t is MonitorStart:
-            req.state = RequestState.RUNNING
-        elif t is MonitorStop:
-            req.state = RequestState.READY
-        elif t in (DestroyRequest, MonitorDestroy):
-            self._drop_request(ioid)
-        elif t is CancelRequest and req.state is RequestState.EXECUTING:
-            req.state = RequestState.READY
-            req.cancelled = True
+        if t in INIT_RESPONSES and _status(ev).success:  # the types its messages will carry
+            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+            req.get_type = getattr(ev, "get_type", None)
+        self._apply(req, row, ev)
 
 
 _INIT_EVENTS: dict[int, Any] = {
@@ -982,6 +938,8 @@ _INIT_EVENTS: dict[int, Any] = {
     int(Command.RPC): RPCInit,
 }
 _FAST_INITS = frozenset(_INIT_EVENTS)
+#: the operation table's row of an execution request (READY -> EXECUTING)
+_EXECUTE = OPERATIONS[Get]
 #: command -> its init's response, and its execution's (a request that carries a value: the
 #: replies a message over the size limit is answered with)
 _INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}

@@ -55,6 +55,7 @@ from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HE
 from ._messages import DESTROY, GET, GET_PUT, INIT
 from ._prepared import PreparedUpdate
 from ._state import (
+    OPERATIONS,
     ConnectionState,
     RequestState,
     Role,
@@ -72,7 +73,11 @@ _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
 _GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
-_READY, _EXECUTING = RequestState.READY, RequestState.EXECUTING
+_READY = RequestState.READY
+#: the operation table's rows the shortcuts apply: an execution (GET, PUT) starts, is answered
+#: (a successful response that does not destroy it), an init is answered, a destroy
+_EXECUTE, _ANSWER = OPERATIONS[Get], OPERATIONS[GetResponse]
+_INITIALISE, _DESTROY = OPERATIONS[GetInitResponse], OPERATIONS[DestroyRequest]
 #: the steps :meth:`ServerConnection.receive_get` reports
 GET_INIT, GET_EXECUTE, GET_DESTROY = 0, 1, 2
 _INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
@@ -344,9 +349,7 @@ class ServerConnection(_Connection):
             ev = Put._trusted(sid, ioid, value, BitSet.from_mask(mask), destroy)
         else:
             return None
-        req.state = _EXECUTING
-        req.cancelled = False
-        req.last = destroy
+        self._step(req, _EXECUTE, destroy)
         return ev
 
     def _take_step(
@@ -359,7 +362,7 @@ class ServerConnection(_Connection):
             req = self._requests.get(ioid)
             if req is None or req.sid != sid:
                 return None
-            self._drop_request(ioid)
+            self._step(req, _DESTROY)
             return (GET_DESTROY, sid, ioid, None)
         if len(data) - off < 9:
             return None
@@ -384,9 +387,7 @@ class ServerConnection(_Connection):
         if req is None or len(data) - off != 9:
             return None
         destroy = bool(sub & _DESTROY_BIT)
-        req.state = _EXECUTING
-        req.cancelled = False
-        req.last = destroy
+        self._step(req, _EXECUTE, destroy)
         return (GET_EXECUTE, sid, ioid, destroy)
 
     def _ready_request(self, cmd: int, sid: int, ioid: int) -> RequestInfo | None:
@@ -410,7 +411,7 @@ class ServerConnection(_Connection):
         ):
             return None
         be = self.big_endian
-        req.state = RequestState.READY
+        self._step(req, _ANSWER)
         self.bytes_sent += 14
         return (
             HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _PUT, 6)
@@ -461,7 +462,7 @@ class ServerConnection(_Connection):
             _INIT_OK[key] = (type, reply)
         out = bytearray(reply)
         _U32[be].pack_into(out, HEADER_SIZE, ioid)
-        req.state = RequestState.READY
+        self._step(req, _INITIALISE)
         req.type = type
         req.get_type = None
         self.bytes_sent += len(out)
@@ -503,7 +504,7 @@ class ServerConnection(_Connection):
                 return None
             out += b"\x00\xff" if cmd == _GET else b"\x40\xff"
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
-            req.state = RequestState.READY
+            self._step(req, _ANSWER)
         HEADER_STRUCT[be].pack_into(
             out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, len(out) - 8
         )
@@ -560,7 +561,7 @@ class ServerConnection(_Connection):
         ):
             return None
         be = self.big_endian
-        req.state = RequestState.READY
+        self._step(req, _ANSWER)
         return self._value_message(be, _GET, ioid, b"\x00\xff", update, b"")
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
