@@ -208,6 +208,7 @@ class _Connection:
         segment_size: int | None = None,
         max_fields: int = 20_000,
         max_elements: int = 1_000_000,
+        shortcuts: bool = True,
     ) -> None:
         if max_message_size < 16:
             raise LocalProtocolError("max_message_size must be at least 16 bytes")
@@ -219,6 +220,10 @@ class _Connection:
         self.max_channels = max_channels
         self.max_requests = max_requests
         self.segment_size = segment_size
+        #: take the hot paths (p4p's get and put cycles, monitor updates) without the general
+        #: decoder's and encoder's layers; False sends everything through the table-driven
+        #: general path (the differential tests compare the two)
+        self.shortcuts = shortcuts
         self._server = self.role is Role.SERVER
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
@@ -306,7 +311,7 @@ class _Connection:
                         self.state = ConnectionState.CLOSED
                         return ConnectionClosed()
                     return NEED_DATA
-                if self._server and not msg[1] & (FLAG_CONTROL | FLAG_TOO_BIG):
+                if self._server and self.shortcuts and not msg[1] & (FLAG_CONTROL | FLAG_TOO_BIG):
                     ev = self._server_fast(msg[0], msg[1], msg[3])
                     if ev is not None:
                         return ev
@@ -354,7 +359,7 @@ class _Connection:
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         t = type(event)
-        if self._server and not self.segment_size:
+        if self._server and self.shortcuts and not self.segment_size:
             if t is MonitorUpdate or t is GetResponse or t is PutReadResponse:
                 fast = self._send_value_fast(event)  # type: ignore[arg-type]
                 if fast is not None:
@@ -468,7 +473,13 @@ class _Connection:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
         be = self._rx.big_endian = bool(flags & FLAG_BIG)
-        if cmd == _MONITOR and not self._server and len(payload) > 5 and payload[4] == 0:
+        if (
+            cmd == _MONITOR
+            and not self._server
+            and self.shortcuts
+            and len(payload) > 5
+            and payload[4] == 0
+        ):
             fast = self._monitor_update_fast(payload, be)
             if fast is not None:
                 return fast

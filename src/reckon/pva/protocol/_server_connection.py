@@ -189,7 +189,8 @@ class ServerConnection(_Connection):
         n = len(data)
         flags = data[2]
         return not (
-            self._error is not None
+            not self.shortcuts
+            or self._error is not None
             or self._pending
             or self._eof
             or not framer.idle
@@ -440,6 +441,7 @@ class ServerConnection(_Connection):
             or self.state is not _VALIDATED
             or self.segment_size  # then messages may need cutting: send() does that
             or self._error is not None
+            or not self.shortcuts
         ):
             return None
         be = self.big_endian
@@ -552,6 +554,7 @@ class ServerConnection(_Connection):
         if (
             req is None
             or self.segment_size
+            or not self.shortcuts
             or self._error is not None
             or self.state is not ConnectionState.VALIDATED
             or req.command != _GET
