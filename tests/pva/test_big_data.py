@@ -108,7 +108,7 @@ def test_a_client_that_asks_a_big_queue_and_does_not_read_is_bounded_in_bytes(
         before = rss()
         for i in range(1500):  # 150 MB of values, none read
             st.run(wave.post, np.full(12_800, float(i)))
-        queued = st.run(lambda: max(c.queued_bytes for c in st.server._connections))
+        queued = st.run(lambda: max(c.queued_bytes for c in st.server.context.sessions))
         growth = rss() - before
     finally:
         sock.close()

@@ -7,14 +7,22 @@ dropping is what guarantees the last value always arrives.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reckon.pva.protocol import MonitorFinish, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
-if TYPE_CHECKING:
-    from reckon.pva.server_connection import ServerProtocol
+
+class Owner(Protocol):
+    """The connection a monitor sends on (a :class:`~reckon.pva.server_session.ServerSession`):
+    told when the monitor has something to send, and keeping the byte budget of its queues."""
+
+    loop: Any
+    queued_bytes: int
+    max_queue_bytes: int
+
+    def want_flush(self, mon: MonitorQueue) -> None: ...
 
 
 def footprint(value: Any) -> int:
@@ -47,7 +55,7 @@ class MonitorQueue:
     )  # fmt: skip
 
     def __init__(
-        self, conn: ServerProtocol, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
+        self, conn: Owner, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
         window: int | None,
     ) -> None:  # fmt: skip
         assert pv.type is not None
@@ -71,7 +79,7 @@ class MonitorQueue:
         if self.running or self.closed:
             return
         self.running = True
-        self.pv._subscribe(self)
+        self.pv.subscribe(self)
         self._clear()
         value = self.pv.value
         assert self.pv.type is not None
@@ -81,7 +89,7 @@ class MonitorQueue:
 
     def stop(self) -> None:
         self.running = False
-        self.pv._unsubscribe(self)
+        self.pv.unsubscribe(self)
 
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running or self.closed:
@@ -127,7 +135,7 @@ class MonitorQueue:
         """Move what the window allows from the queue into ``out``: (ioid, update encoded once
         for every subscriber with the same fields, overrun mask) tuples, or MonitorFinish."""
         q = self.queue
-        prepared = self.pv._prepared
+        prepared = self.pv.prepared
         charged = 0
         while q and (not self.pipelined or self.window > 0):
             mask, value, overrun, size = q.popleft()
@@ -149,4 +157,4 @@ class MonitorQueue:
         self.closed = True
         self.running = False
         self._clear()
-        self.pv._unsubscribe(self)
+        self.pv.unsubscribe(self)
