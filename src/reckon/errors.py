@@ -150,6 +150,11 @@ class PvaAccessDeniedError(PvaError, PermissionError):
     """The server's access control refused the operation."""
 
 
+class PvaShareError(PvaError):
+    """PVs shared through Redis disagree (a type differs between instances, a stored value
+    cannot be read); the message names the PV and what to change."""
+
+
 # --------------------------------------------------------------------------------------------
 # service
 # --------------------------------------------------------------------------------------------

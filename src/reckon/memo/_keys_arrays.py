@@ -13,19 +13,19 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from reckon.memo import hashing as _h
-from reckon.memo._keys_objects import h_object
-from reckon.memo.hashing import (
-    _TAG_LEN,
+from reckon.memo import _keys_stream as _h
+from reckon.memo._keys_state import h_object
+from reckon.memo._keys_stream import (
     T_NDARRAY,
     T_NDARRAY_OBJECT,
     T_NDARRAY_STRUCT,
     T_NPSCALAR,
     T_PANDAS,
+    TAG_LEN,
     Handler,
     Hasher,
-    _put_typename,
-    _Unhashable,
+    Unhashable,
+    put_typename,
 )
 
 T_STR_ARRAY = 0x60
@@ -56,7 +56,7 @@ def numpy_handler(tp: type) -> Handler | None:
 
 def _ndarray_subclass(tp: type) -> Handler:
     def handler(h: Hasher, obj: Any) -> None:
-        _put_typename(h, tp)
+        put_typename(h, tp)
         _h_ndarray(h, obj.view(_np().ndarray))
 
     return handler
@@ -64,7 +64,7 @@ def _ndarray_subclass(tp: type) -> Handler:
 
 def _h_masked(h: Hasher, obj: Any) -> None:
     np = _np()
-    _put_typename(h, type(obj))
+    put_typename(h, type(obj))
     mask = np.ma.getmaskarray(obj)
     # Masked slots hold garbage: write the array's fill value there instead.
     data = np.asarray(obj.filled() if mask.any() else obj.data)
@@ -74,7 +74,7 @@ def _h_masked(h: Hasher, obj: Any) -> None:
 
 def _h_dtype(h: Hasher, obj: Any) -> None:
     h._buf.append(T_NDARRAY_STRUCT)
-    _h._h_str(h, _dtype_text(obj))
+    _h.h_str(h, _dtype_text(obj))
 
 
 def _dtype_text(dt: Any) -> str:
@@ -89,9 +89,9 @@ def _h_npscalar(h: Hasher, obj: Any) -> None:
 
 
 def _put_shape(h: Hasher, shape: tuple[int, ...]) -> None:
-    h._buf += _TAG_LEN(len(shape), len(shape))
+    h._buf += TAG_LEN(len(shape), len(shape))
     for dim in shape:
-        h._buf += _TAG_LEN(0, dim)
+        h._buf += TAG_LEN(0, dim)
 
 
 def _h_ndarray(h: Hasher, a: Any) -> None:
@@ -100,13 +100,13 @@ def _h_ndarray(h: Hasher, a: Any) -> None:
     if dt.fields is not None:
         # Field by field: padding bytes between fields are not part of the value.
         h._buf.append(T_NDARRAY_STRUCT)
-        _h._h_str(h, repr(dt.descr))
+        _h.h_str(h, repr(dt.descr))
         _put_shape(h, a.shape)
         name = ""
         try:
             for name in dt.names:
                 _h_ndarray(h, a[name])
-        except _Unhashable as exc:
+        except Unhashable as exc:
             exc.parts.append(f"[{name!r}]")
             raise
         return
@@ -119,10 +119,10 @@ def _h_ndarray(h: Hasher, a: Any) -> None:
         dt = dt.newbyteorder("<")
         a = a.astype(dt)
     h._buf.append(T_NDARRAY)
-    _h._h_str(h, dt.str)
+    _h.h_str(h, dt.str)
     _put_shape(h, a.shape)
     nbytes = a.nbytes
-    h._buf += _TAG_LEN(0, nbytes)
+    h._buf += TAG_LEN(0, nbytes)
     if _has_padding(dt):
         _feed_longdouble(h, a)
         return
@@ -164,16 +164,16 @@ def _feed_objects(h: Hasher, items: list[Any]) -> None:
         np = _np()
         lengths = np.fromiter(map(len, items), dtype="<i8", count=len(items))
         data = "".join(items).encode("utf-8", "surrogatepass")
-        h._buf += _TAG_LEN(T_STR_ARRAY, len(items))
+        h._buf += TAG_LEN(T_STR_ARRAY, len(items))
         h._put_buffer(memoryview(lengths.view(np.uint8)), lengths.nbytes)
-        h._buf += _TAG_LEN(0, len(data))
+        h._buf += TAG_LEN(0, len(data))
         h._put_buffer(data, len(data))
         return
     i = 0
     try:
         for i, x in enumerate(items):  # noqa: B007 - i is read when an element fails
             h._feed(x)
-    except _Unhashable as exc:
+    except Unhashable as exc:
         exc.parts.append(f"[{i}]")
         raise
 
@@ -203,15 +203,15 @@ def pandas_handler(tp: type) -> Handler | None:
 def _h_dataframe(h: Hasher, df: Any) -> None:
     h._buf.append(T_PANDAS)
     h._buf.append(ord("D"))
-    _put_typename(h, type(df))
+    put_typename(h, type(df))
     _h_index(h, df.columns)
     _h_index(h, df.index)
-    h._buf += _TAG_LEN(0, df.shape[1])
+    h._buf += TAG_LEN(0, df.shape[1])
     i = 0
     try:
         for i in range(df.shape[1]):
             _feed_values(h, df.iloc[:, i].array)
-    except _Unhashable as exc:
+    except Unhashable as exc:
         exc.parts.append(f".iloc[:, {i}]")
         raise
 
@@ -219,10 +219,10 @@ def _h_dataframe(h: Hasher, df: Any) -> None:
 def _h_series(h: Hasher, s: Any) -> None:
     h._buf.append(T_PANDAS)
     h._buf.append(ord("S"))
-    _put_typename(h, type(s))
+    put_typename(h, type(s))
     try:
         h._feed(s.name)
-    except _Unhashable as exc:
+    except Unhashable as exc:
         exc.parts.append(".name")
         raise
     _h_index(h, s.index)
@@ -233,14 +233,14 @@ def _h_index(h: Hasher, idx: Any) -> None:
     pd = _pd()
     h._buf.append(T_PANDAS)
     h._buf.append(ord("I"))
-    _put_typename(h, type(idx))
+    put_typename(h, type(idx))
     try:
         h._feed(tuple(idx.names))
-    except _Unhashable as exc:
+    except Unhashable as exc:
         exc.parts.append(".names")
         raise
     if isinstance(idx, pd.MultiIndex):
-        h._buf += _TAG_LEN(0, idx.nlevels)
+        h._buf += TAG_LEN(0, idx.nlevels)
         for level in idx.levels:
             _h_index(h, level)
         for codes in idx.codes:
@@ -254,7 +254,7 @@ def _h_index(h: Hasher, idx: Any) -> None:
 def _h_extension_array(h: Hasher, values: Any) -> None:
     h._buf.append(T_PANDAS)
     h._buf.append(ord("E"))
-    _put_typename(h, type(values))
+    put_typename(h, type(values))
     _feed_values(h, values)
 
 
@@ -262,7 +262,7 @@ def _feed_values(h: Hasher, values: Any) -> None:
     """A column's values: numpy data by buffer, extension arrays by their parts."""
     np = _np()
     pd = _pd()
-    _h._h_str(h, str(values.dtype))
+    _h.h_str(h, str(values.dtype))
     if isinstance(values, np.ndarray):
         _h_ndarray(h, values)
         return

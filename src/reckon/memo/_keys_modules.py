@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["Origin", "count_by_version", "module_origin", "python_token"]
+__all__ = ["Origin", "count_by_version", "module_of", "module_origin", "python_token"]
 
 USER = "user"
 STDLIB = "stdlib"
@@ -227,6 +227,31 @@ def _classify(name: str | None, hint_file: str | None) -> Origin:
     if _is_stdlib_path(file) and top.startswith("_"):
         return _STDLIB
     return _USER
+
+
+_TYPE_MODULE = type.__dict__["__module__"]
+
+
+def module_of(obj: object) -> str | None:
+    """``obj.__module__`` as a str (or None), even for the odd compiled class that shadows it.
+
+    Some extension types (pandas' ``NaTType``) define ``__module__`` for their instances, so
+    reading it on the class gives a descriptor: the class's own module is then read through
+    ``type``'s descriptor. Anything else that is not a str counts as no module.
+    """
+    try:
+        name = getattr(obj, "__module__", None)
+    except Exception:  # a proxy whose __getattr__ raises
+        return None
+    if name is None or isinstance(name, str):
+        return name
+    if isinstance(obj, type):
+        try:
+            name = _TYPE_MODULE.__get__(obj, type)
+        except Exception:
+            return None
+        return name if isinstance(name, str) else None
+    return None
 
 
 def module_origin(name: str | None, hint_file: str | None = None) -> Origin:

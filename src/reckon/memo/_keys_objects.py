@@ -8,7 +8,6 @@ name and pickled state (``__reduce_ex__``: ``__getstate__``, ``__dict__``, ``__s
 
 from __future__ import annotations
 
-import copyreg
 import dataclasses
 import enum
 import io
@@ -16,36 +15,29 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from reckon.memo.hashing import (
-    _ABSENT,
-    _BASE,
-    _REGISTERED,
-    _SUBCLASSABLE,
-    _TAG_LEN,
+from reckon.memo import _keys_arrays
+from reckon.memo._keys_state import h_object
+from reckon.memo._keys_stream import (
+    ABSENT,
+    BASE,
+    REGISTERED,
+    SUBCLASSABLE,
     T_DATACLASS,
-    T_DICT,
-    T_DICT_STR,
     T_ENUM,
     T_NAMEDTUPLE,
-    T_NONE,
-    T_OBJECT,
-    T_REDUCE_STR,
     T_STANDIN,
-    T_TUPLE,
+    TAG_LEN,
     Handler,
     Hasher,
-    _feed_items_unordered,
-    _h_code_ref,
-    _h_dict,
-    _h_list,
-    _h_str,
-    _h_tuple,
-    _put_typename,
-    _Unhashable,
+    Unhashable,
+    h_code_ref,
+    h_str,
+    h_tuple,
+    put_typename,
     type_name,
 )
 
-__all__ = ["choose", "h_object"]
+__all__ = ["choose"]
 
 
 def _standin_handler(tp: type, fn: Callable[[Any], object], label: str) -> Handler:
@@ -55,15 +47,15 @@ def _standin_handler(tp: type, fn: Callable[[Any], object], label: str) -> Handl
         try:
             try:
                 standin = fn(obj)
-            except _Unhashable:
+            except Unhashable:
                 raise
             except Exception as exc:
-                raise _Unhashable(type_name(tp), f"{label} raised {exc!r}") from exc
+                raise Unhashable(type_name(tp), f"{label} raised {exc!r}") from exc
             h._buf.append(T_STANDIN)
-            _put_typename(h, tp)
+            put_typename(h, tp)
             try:
                 h._feed(standin)
-            except _Unhashable as exc:
+            except Unhashable as exc:
                 exc.parts.append(f"<{label}>")
                 raise
         finally:
@@ -78,18 +70,18 @@ def _call_reckon_hash(obj: Any) -> object:
 
 def _enum_handler(h: Hasher, obj: enum.Enum) -> None:
     h._buf.append(T_ENUM)
-    _put_typename(h, type(obj))
+    put_typename(h, type(obj))
     name = obj._name_
     if name is None:  # pragma: no cover - composite flags have names since 3.11
         h._feed(obj._value_)
     else:
-        _h_str(h, name)
+        h_str(h, name)
 
 
 def _namedtuple_handler(h: Hasher, obj: tuple[Any, ...]) -> None:
     h._buf.append(T_NAMEDTUPLE)
-    _put_typename(h, type(obj))
-    _h_tuple(h, obj)
+    put_typename(h, type(obj))
+    h_tuple(h, obj)
 
 
 def _dataclass_handler(tp: type) -> Handler:
@@ -100,11 +92,11 @@ def _dataclass_handler(tp: type) -> Handler:
             return
         name = ""
         try:
-            h._buf += _TAG_LEN(T_DATACLASS, len(names))
-            _put_typename(h, tp)
+            h._buf += TAG_LEN(T_DATACLASS, len(names))
+            put_typename(h, tp)
             for name in names:
-                h._feed(getattr(obj, name, _ABSENT))
-        except _Unhashable as exc:
+                h._feed(getattr(obj, name, ABSENT))
+        except Unhashable as exc:
             exc.parts.append(f".{name}")
             raise
         finally:
@@ -115,102 +107,9 @@ def _dataclass_handler(tp: type) -> Handler:
 
 def _refuse(reason: str) -> Handler:
     def handler(h: Hasher, obj: Any) -> None:
-        raise _Unhashable(type_name(type(obj)), reason)
+        raise Unhashable(type_name(type(obj)), reason)
 
     return handler
-
-
-def h_object(h: Hasher, obj: Any) -> None:
-    """Any other object: its type's name and its pickled state (``__reduce_ex__``)."""
-    tp = type(obj)
-    try:
-        reducer = copyreg.dispatch_table.get(tp)  # as pickle does: re.Pattern, ...
-        rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
-    except Exception as exc:
-        raise _Unhashable(type_name(tp), f"it has no state to hash by value: {exc}") from exc
-    if isinstance(rv, str):  # a global singleton, pickled by name
-        h._buf.append(T_REDUCE_STR)
-        _put_typename(h, tp)
-        _h_str(h, rv)
-        return
-    if not isinstance(rv, tuple) or not 2 <= len(rv) <= 6:
-        raise _Unhashable(type_name(tp), "its __reduce_ex__ returned an unusable value")
-    if not h._enter(obj):
-        return
-    try:
-        h._buf += _TAG_LEN(T_OBJECT, len(rv))
-        _put_typename(h, tp)
-        func, args = rv[0], rv[1]
-        if (func is _NEWOBJ or func is _NEWOBJ_EX) and args and args[0] is tp:
-            func, args = None, args[1:]  # the class itself is already written as the type name
-        try:
-            if func is not None:
-                h._feed(func)
-            h._feed(tuple(args))
-        except _Unhashable as exc:
-            exc.parts.append("<constructor args>")
-            raise
-        state = rv[2] if len(rv) > 2 else None
-        _feed_state(h, state)
-        if len(rv) > 3 and rv[3] is not None:
-            items = list(rv[3])
-            try:
-                _h_list(h, items)
-            except _Unhashable as exc:
-                exc.parts.append("<items>")
-                raise
-        else:
-            h._buf.append(T_NONE)
-        if len(rv) > 4 and rv[4] is not None:
-            pairs = dict(rv[4])
-            _feed_items_unordered(h, T_DICT, T_DICT_STR, pairs, len(pairs))
-        else:
-            h._buf.append(T_NONE)
-    finally:
-        h._leave(obj)
-
-
-_NEWOBJ = getattr(copyreg, "__newobj__", None)
-_NEWOBJ_EX = getattr(copyreg, "__newobj_ex__", None)
-
-
-def _feed_state(h: Hasher, state: Any) -> None:
-    """Object state: a dict of attributes, or (dict, slots dict) with None parts allowed."""
-    if (
-        type(state) is tuple
-        and len(state) == 2
-        and (state[0] is None or type(state[0]) is dict)
-        and type(state[1]) is dict
-    ):
-        h._buf += _TAG_LEN(T_TUPLE, 2)
-        _feed_attrs(h, state[0])
-        _feed_attrs(h, state[1])
-    elif type(state) is dict:
-        _feed_attrs(h, state)
-    else:
-        try:
-            h._feed(state)
-        except _Unhashable as exc:
-            exc.parts.append("<state>")
-            raise
-
-
-def _feed_attrs(h: Hasher, attrs: dict[Any, Any] | None) -> None:
-    if attrs is None:
-        h._buf.append(T_NONE)
-        return
-    if all(type(k) is str for k in attrs):
-        name = ""
-        try:
-            h._buf += _TAG_LEN(T_DICT_STR, len(attrs))
-            for name in sorted(attrs):
-                _h_str(h, name)
-                h._feed(attrs[name])
-        except _Unhashable as exc:
-            exc.parts.append(f".{name}")
-            raise
-    else:
-        _h_dict(h, attrs)
 
 
 # Module names whose objects are resources (files, sockets, locks, threads, processes, event
@@ -275,17 +174,17 @@ _CODE_TYPES: tuple[type, ...] = (
 
 def choose(tp: type) -> Handler:
     """The handler for ``tp`` (called once per type; ``hashing`` caches the answer)."""
-    builtin = _BASE.get(tp)  # the table may be momentarily empty while a hasher is registered
-    if builtin is not None and not _REGISTERED:
+    builtin = BASE.get(tp)  # the table may be momentarily empty while a hasher is registered
+    if builtin is not None and not REGISTERED:
         return builtin
     for base in tp.__mro__:
-        fn = _REGISTERED.get(base)
+        fn = REGISTERED.get(base)
         if fn is not None:
             return _standin_handler(tp, fn, f"the hasher registered for {type_name(base)}")
     if getattr(tp, "__reckon_hash__", None) is not None:
         return _standin_handler(tp, _call_reckon_hash, "__reckon_hash__()")
     if issubclass(tp, type) or issubclass(tp, _CODE_TYPES):
-        return _h_code_ref
+        return h_code_ref
     reason = _REFUSED_TYPES.get(tp)
     if reason is not None:
         return _refuse(reason)
@@ -302,8 +201,8 @@ def choose(tp: type) -> Handler:
     if dataclasses.is_dataclass(tp):
         return _dataclass_handler(tp)
     for base in tp.__mro__[1:]:
-        if base in _SUBCLASSABLE:
-            inherited = _SUBCLASSABLE[base]
+        if base in SUBCLASSABLE:
+            inherited = SUBCLASSABLE[base]
             if base in (dict, list, set, tuple, str, bytes, int, float) and _has_extra_state(tp):
                 break  # a builtin subclass with attributes: hash the whole state
             return _subclass_handler(tp, inherited)
@@ -322,7 +221,7 @@ def _h_maybe_wrapper(h: Hasher, obj: Any) -> None:
     except Exception:  # a proxy whose __getattr__ raises something else
         wrapped = None
     if wrapped is not None:
-        _h_code_ref(h, obj)
+        h_code_ref(h, obj)
     else:
         h_object(h, obj)
 
@@ -335,15 +234,13 @@ def _subclass_handler(tp: type, inherited: Handler) -> Handler:
     """A subclass of a value type without extra state: its name, then the value."""
 
     def handler(h: Hasher, obj: Any) -> None:
-        _put_typename(h, tp)
+        put_typename(h, tp)
         inherited(h, obj)
 
     return handler
 
 
 def _scientific_handler(tp: type, top: str) -> Handler | None:
-    from reckon.memo import _keys_arrays
-
     if top == "numpy":
         return _keys_arrays.numpy_handler(tp)
     return _keys_arrays.pandas_handler(tp)

@@ -45,6 +45,14 @@ class CodeInfo:
     refs: tuple[Ref, ...]  # sorted, unique, over this code and every nested code object
     attr_names: frozenset[str]  # every attribute name loaded anywhere (for impurity heuristics)
     used_consts: frozenset[int]  # indices of co_consts the bytecode of *this* code object loads
+    #: Globals that are only ever looked up with constant keys (``CONFIG["a"]``,
+    #: ``CONFIG.get("b")``, ``CONFIG.get("c", 3)``), and those keys; a global loaded any other
+    #: way anywhere in the code is not here.
+    keyed: dict[str, frozenset[object]]
+
+
+#: Constant types a dict lookup can be narrowed to: their equality is their value.
+_KEY_TYPES = (str, int, bytes)
 
 
 _cache: weakref.WeakKeyDictionary[types.CodeType, CodeInfo] = weakref.WeakKeyDictionary()
@@ -61,8 +69,10 @@ def scan(code: types.CodeType) -> CodeInfo:
         return info
     refs: set[Ref] = set()
     attrs: set[str] = set()
-    used = _scan_one(code, refs, attrs, {})
-    info = CodeInfo(tuple(sorted(refs)), frozenset(attrs), frozenset(used))
+    keyed: dict[str, set[object] | None] = {}
+    used = _scan_one(code, refs, attrs, {}, keyed)
+    narrowed = {name: frozenset(keys) for name, keys in keyed.items() if keys is not None}
+    info = CodeInfo(tuple(sorted(refs)), frozenset(attrs), frozenset(used), narrowed)
     with _cache_lock, contextlib.suppress(TypeError):
         _cache[code] = info
     return info
@@ -90,6 +100,7 @@ def _scan_one(
     refs: set[Ref],
     attrs: set[str],
     aliases: dict[str, tuple[str, int, tuple[str, ...]]],
+    keyed: dict[str, set[object] | None],
 ) -> set[int]:
     instrs = list(dis.get_instructions(code))
     aliases = dict(aliases)  # nested code sees the enclosing imports, not the other way round
@@ -106,12 +117,64 @@ def _scan_one(
             refs.add(Ref("import", module, level, base + _chain(instrs, i + 1, attrs)))
         elif op in _LOADS_ROOT and isinstance(ins.argval, str):
             refs.add(Ref("global", ins.argval, 0, _chain(instrs, i + 1, attrs)))
+            _note_lookup(instrs, i, keyed)
         elif op == "IMPORT_NAME":
             _scan_import(instrs, i, n, refs, aliases)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            _scan_one(const, refs, attrs, aliases)
+            _scan_one(const, refs, attrs, aliases, keyed)
     return used
+
+
+def _const_key(ins: dis.Instruction) -> tuple[bool, object]:
+    if ins.opname in ("LOAD_CONST", "LOAD_SMALL_INT") and type(ins.argval) in _KEY_TYPES:
+        return True, ins.argval
+    return False, None
+
+
+def _note_lookup(
+    instrs: list[dis.Instruction], i: int, keyed: dict[str, set[object] | None]
+) -> None:
+    """Record the constant key a global is looked up with here, or that it is used otherwise."""
+    name = instrs[i].argval
+    key = _lookup_key(instrs, i)
+    if key is _NOT_A_LOOKUP:
+        keyed[name] = None
+        return
+    keys = keyed.setdefault(name, set())
+    if keys is not None:
+        keys.add(key)
+
+
+_NOT_A_LOOKUP = object()
+
+
+def _lookup_key(instrs: list[dis.Instruction], i: int) -> object:
+    """``G[const]`` or ``G.get(const)`` / ``G.get(const, const)`` right after the load at ``i``."""
+    n = len(instrs)
+    if i + 2 < n:
+        ok, key = _const_key(instrs[i + 1])
+        sub = instrs[i + 2]
+        if ok and (
+            sub.opname == "BINARY_SUBSCR" or (sub.opname == "BINARY_OP" and sub.argrepr == "[]")
+        ):
+            return key
+    if (
+        i + 3 < n
+        and instrs[i + 1].opname in ("LOAD_METHOD", "LOAD_ATTR")
+        and instrs[i + 1].argval == "get"
+    ):
+        ok, key = _const_key(instrs[i + 2])
+        j = i + 3
+        nargs = 1
+        if ok and j < n and _const_key(instrs[j])[0]:
+            j += 1
+            nargs = 2
+        while j < n and instrs[j].opname in ("PRECALL", "PUSH_NULL"):
+            j += 1
+        if ok and j < n and instrs[j].opname == "CALL" and instrs[j].arg == nargs:
+            return key
+    return _NOT_A_LOOKUP
 
 
 def _scan_import(

@@ -20,8 +20,7 @@ import zoneinfo
 from collections import Counter, OrderedDict, defaultdict, deque
 from typing import Any
 
-from reckon.memo.hashing import (
-    _TAG_LEN,
+from reckon.memo._keys_stream import (
     T_ARRAY,
     T_BYTESIO,
     T_COUNTER,
@@ -45,24 +44,25 @@ from reckon.memo.hashing import (
     T_TIMEZONE,
     T_UUID,
     T_ZONEINFO,
+    TAG_LEN,
     Handler,
     Hasher,
-    _feed_items_unordered,
-    _h_bytes,
-    _h_int,
-    _h_list,
-    _h_memoryview,
-    _h_str,
-    _put_typename,
-    _short_repr,
-    _Unhashable,
+    Unhashable,
+    feed_items_unordered,
+    h_bytes,
+    h_int,
+    h_list,
+    h_memoryview,
+    h_str,
+    put_typename,
+    short_repr,
 )
 
 
 def _h_path(h: Hasher, obj: pathlib.PurePath) -> None:
     h._buf.append(T_PATH)
-    _put_typename(h, type(obj))
-    _h_str(h, str(obj))
+    put_typename(h, type(obj))
+    h_str(h, str(obj))
 
 
 def _h_tzinfo(h: Hasher, tz: _dt.tzinfo | None) -> None:
@@ -106,7 +106,7 @@ def _h_timedelta(h: Hasher, obj: _dt.timedelta) -> None:
 def _h_timezone(h: Hasher, obj: _dt.timezone) -> None:
     off = obj.utcoffset(None)
     h._buf += struct.pack("<Bqq", T_TIMEZONE, off.days * 86400 + off.seconds, off.microseconds)
-    _h_str(h, obj.tzname(None) or "")
+    h_str(h, obj.tzname(None) or "")
 
 
 def _h_zoneinfo(h: Hasher, obj: Any) -> None:
@@ -117,19 +117,19 @@ def _h_zoneinfo(h: Hasher, obj: Any) -> None:
         h_object(h, obj)
         return
     h._buf.append(T_ZONEINFO)
-    _h_str(h, key)
+    h_str(h, key)
 
 
 def _h_decimal(h: Hasher, obj: decimal.Decimal) -> None:
     text = str(obj).encode()
-    h._buf += _TAG_LEN(T_DECIMAL, len(text))
+    h._buf += TAG_LEN(T_DECIMAL, len(text))
     h._buf += text
 
 
 def _h_fraction(h: Hasher, obj: fractions.Fraction) -> None:
     h._buf.append(T_FRACTION)
-    _h_int(h, obj.numerator)
-    _h_int(h, obj.denominator)
+    h_int(h, obj.numerator)
+    h_int(h, obj.denominator)
 
 
 def _h_uuid(h: Hasher, obj: uuid.UUID) -> None:
@@ -139,9 +139,9 @@ def _h_uuid(h: Hasher, obj: uuid.UUID) -> None:
 
 def _h_range(h: Hasher, obj: range) -> None:
     h._buf.append(T_RANGE)
-    _h_int(h, obj.start)
-    _h_int(h, obj.stop)
-    _h_int(h, obj.step)
+    h_int(h, obj.start)
+    h_int(h, obj.stop)
+    h_int(h, obj.step)
 
 
 def _h_slice(h: Hasher, obj: slice) -> None:
@@ -150,7 +150,7 @@ def _h_slice(h: Hasher, obj: slice) -> None:
         h._feed(obj.start)
         h._feed(obj.stop)
         h._feed(obj.step)
-    except _Unhashable as exc:
+    except Unhashable as exc:
         exc.parts.append("<slice>")
         raise
 
@@ -161,12 +161,12 @@ def _h_ordereddict(h: Hasher, obj: OrderedDict[Any, Any]) -> None:
         return
     k: Any = None
     try:
-        h._buf += _TAG_LEN(T_ORDEREDDICT, len(obj))
+        h._buf += TAG_LEN(T_ORDEREDDICT, len(obj))
         for k, v in obj.items():
             h._feed(k)
             h._feed(v)
-    except _Unhashable as exc:
-        exc.parts.append(f"[{_short_repr(k)}]")
+    except Unhashable as exc:
+        exc.parts.append(f"[{short_repr(k)}]")
         raise
     finally:
         h._leave(obj)
@@ -179,10 +179,10 @@ def _h_defaultdict(h: Hasher, obj: defaultdict[Any, Any]) -> None:
         h._buf.append(T_DEFAULTDICT)
         try:
             h._feed(obj.default_factory)
-        except _Unhashable as exc:
+        except Unhashable as exc:
             exc.parts.append(".default_factory")
             raise
-        _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
+        feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
     finally:
         h._leave(obj)
 
@@ -192,7 +192,7 @@ def _h_counter(h: Hasher, obj: Counter[Any]) -> None:
         return
     try:
         h._buf.append(T_COUNTER)
-        _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
+        feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
     finally:
         h._leave(obj)
 
@@ -203,32 +203,32 @@ def _h_deque(h: Hasher, obj: deque[Any]) -> None:
     try:
         h._buf.append(T_DEQUE)
         h._feed(obj.maxlen)
-        _h_list(h, list(obj))
+        h_list(h, list(obj))
     finally:
         h._leave(obj)
 
 
 def _h_mappingproxy(h: Hasher, obj: types.MappingProxyType[Any, Any]) -> None:
     h._buf.append(T_MAPPINGPROXY)
-    _feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
+    feed_items_unordered(h, T_DICT, T_DICT_STR, obj, len(obj))
 
 
 def _h_bytesio(h: Hasher, obj: io.BytesIO) -> None:
     h._buf.append(T_BYTESIO)
-    _h_bytes(h, obj.getvalue())
-    _h_int(h, obj.tell())
+    h_bytes(h, obj.getvalue())
+    h_int(h, obj.tell())
 
 
 def _h_stringio(h: Hasher, obj: io.StringIO) -> None:
     h._buf.append(T_STRINGIO)
-    _h_str(h, obj.getvalue())
-    _h_int(h, obj.tell())
+    h_str(h, obj.getvalue())
+    h_int(h, obj.tell())
 
 
 def _h_array(h: Hasher, obj: Any) -> None:
     h._buf.append(T_ARRAY)
-    _h_str(h, obj.typecode)
-    _h_memoryview(h, memoryview(obj))
+    h_str(h, obj.typecode)
+    h_memoryview(h, memoryview(obj))
 
 
 HANDLERS: dict[type, Handler] = {

@@ -3,8 +3,8 @@
 ``ls`` lists entries (function, arguments, size, compute time, age), ``stats`` sums them per
 function and shows the store's usage against its budget, ``report`` shows the usage report
 persisted by every process that used the cache (hits, misses, time computing, time saved),
-``prune`` removes old, orphaned or over-budget entries (with a progress bar), ``clear`` removes
-everything or one function's entries.
+``why`` says what changed in the code behind stale entries, ``prune`` removes old, orphaned or
+over-budget entries (with a progress bar), ``clear`` removes everything or one function's entries.
 
 Every command works on one cache directory (``--dir``, default ``$RECKON_CACHE_DIR`` or the
 per-user cache dir) and the group directories below it (``<dir>/groups/<name>``).
@@ -12,6 +12,7 @@ per-user cache dir) and the group directories below it (``<dir>/groups/<name>``)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -25,7 +26,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from reckon.core import LocalStore
-from reckon.memo import log
+from reckon.memo import log, why
 from reckon.memo.group import default_cache_dir, parse_size
 from reckon.memo.index import INDEX_FILENAME, EntryRow, MemoIndex
 from reckon.memo.report import (
@@ -38,7 +39,7 @@ from reckon.memo.report import (
 
 app = typer.Typer(
     name="cache",
-    help="Inspect and tidy the memo cache: ls, stats, report, prune, clear.",
+    help="Inspect and tidy the memo cache: ls, stats, report, why, prune, clear.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -111,7 +112,9 @@ def ls_command(
     limit: Annotated[int, typer.Option(help="Show at most this many entries.")] = 200,
     as_json: JsonOption = False,
 ) -> None:
-    """List cached entries: function, arguments, size, compute time, age."""
+    """List cached entries: function, arguments, size, compute time, age; "stale" marks an entry
+    made by an earlier version of its function's code (it hits only if the code is changed
+    back; `reckon cache why` says what changed)."""
     console = _console()
     now = time.time()
     shown = 0
@@ -120,6 +123,7 @@ def ls_command(
         store, index = _open(path)
         try:
             rows = index.entries(function)
+            stale = {row.key for row in index.stale_entries(function)}
             if as_json:
                 listed.append(
                     {
@@ -132,6 +136,7 @@ def ls_command(
                                 "compute_seconds": row.compute_seconds,
                                 "created": row.created,
                                 "key": row.key,
+                                "stale": row.key in stale,
                             }
                             for row in rows[: max(0, limit - shown)]
                         ],
@@ -141,7 +146,7 @@ def ls_command(
                 shown += min(len(rows), max(0, limit - shown))
                 continue
             table = Table(title=f"{path} ({len(rows)} entries)")
-            for col in ("function", "arguments", "size", "compute", "age", "key"):
+            for col in ("function", "arguments", "size", "compute", "age", "key", "code"):
                 table.add_column(col, overflow="fold")
             for row in rows:
                 if shown >= limit:
@@ -154,6 +159,7 @@ def ls_command(
                     human_duration(row.compute_seconds),
                     human_duration(now - row.created),
                     row.key[:12],
+                    "stale" if row.key in stale else "",
                 )
             console.print(table)
         finally:
@@ -259,6 +265,56 @@ def report_command(directory: DirOption = None, as_json: JsonOption = False) -> 
     saved = sum(s.saved_seconds for s in totals.values())
     spent = sum(s.compute_seconds for s in totals.values())
     console.print(f"time computing {human_duration(spent)}, time saved {human_duration(saved)}")
+
+
+@app.command("why")
+def why_command(
+    directory: DirOption = None,
+    function: FunctionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Why stored entries no longer hit: per function and earlier code version, what changed
+    (the function, the first differing line, the global or closure value)."""
+    console = _console()
+    found: list[dict[str, object]] = []
+    for path in _check_root(directory):
+        index = MemoIndex(path)
+        try:
+            stale_rows = index.stale_entries(function)
+            if not stale_rows:
+                continue
+            groups: dict[tuple[str, str], list[EntryRow]] = {}
+            for row in stale_rows:
+                groups.setdefault((row.function, row.fingerprint), []).append(row)
+            stale_keys = {row.key for row in stale_rows}
+            for (name, old), rows in groups.items():
+                current = why.current_version(
+                    path, name, [r for r in index.entries(name) if r.key not in stale_keys]
+                )
+                changes = why.explain_stale(path, name, current, old)
+                found.append(
+                    {
+                        "directory": str(path),
+                        "function": name,
+                        "entries": len(rows),
+                        "arguments": [r.args for r in rows[:20]],
+                        "changes": [dataclasses.asdict(c) for c in changes],
+                    }
+                )
+        finally:
+            index.close()
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        console.print("no stale entries: every stored entry matches its function's current code")
+        return
+    for item in found:
+        console.print(
+            f"[bold]{item['function']}[/]: {item['entries']} entries from an earlier code version"
+        )
+        for change in item["changes"]:  # type: ignore[attr-defined]
+            console.print(f"  {change['where']}: {change['detail']}", markup=False)
 
 
 @app.command("prune")

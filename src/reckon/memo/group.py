@@ -132,7 +132,8 @@ class MemoizedGroup:
     per-user cache dir); ``None`` with a ``size`` gets its own directory under it.
     ``size``: the store's byte budget (``"10 GiB"``); ``policy``: ``"gds"`` or ``"lru"``;
     ``level``: the default caching level of the group's functions; ``memory_budget``: bytes of
-    the in-memory tier.
+    the in-memory tier; ``verbose``: one line on stderr per call of its functions (unless a
+    function says otherwise).
     """
 
     def __init__(
@@ -144,6 +145,7 @@ class MemoizedGroup:
         policy: Policy = "gds",
         level: CachingLevel = CachingLevel.FULL,
         memory_budget: int | str | None = None,
+        verbose: bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"a group name must be a non-empty str, got {name!r}")
@@ -163,6 +165,8 @@ class MemoizedGroup:
         self.policy: Policy = policy
         self.level = level
         self.memory_budget = parse_size(memory_budget, "memory_budget")
+        #: One line on stderr per call of the group's functions (see ``memoize(verbose=...)``).
+        self.verbose = verbose
         self._backend: _Backend | None = None
         self._lock = threading.Lock()
         _all_groups.add(self)

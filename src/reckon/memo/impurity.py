@@ -17,152 +17,22 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 import types
 import weakref
 from collections.abc import Callable
 from typing import Any
 
+from reckon.memo import _impure_objects as known
 from reckon.memo._keys_scan import Ref, scan
+from reckon.memo.codegraph import Leaf, classify, qualname, resolve_import, walk
 
-__all__ = ["find_impurities", "known_object_name"]
-
-_table: dict[int, tuple[object, str]] | None = None
-_class_attrs: dict[tuple[int, str], str] = {}
-_objects: dict[int, tuple[object, str]] = {}
-_table_lock = threading.Lock()
-_PATH_IO = ("read_text", "read_bytes", "write_text", "write_bytes")
-
-
-def _add(obj: object, label: str) -> None:
-    if obj is not None:
-        _objects[id(obj)] = (obj, label)
-
-
-def _build() -> dict[int, tuple[object, str]]:
-    import builtins
-    import datetime
-    import io
-    import os
-    import pathlib
-    import random
-    import secrets
-    import time
-    import uuid
-
-    for name in (
-        "time",
-        "time_ns",
-        "perf_counter",
-        "perf_counter_ns",
-        "monotonic",
-        "monotonic_ns",
-        "process_time",
-        "process_time_ns",
-        "thread_time",
-        "thread_time_ns",
-        "localtime",
-        "gmtime",
-        "ctime",
-        "asctime",
-        "strftime",
-        "clock_gettime",
-        "clock_gettime_ns",
-    ):
-        _add(getattr(time, name, None), f"calls time.{name}")
-    inst = getattr(random, "_inst", None)
-    for name in dir(random):
-        obj = getattr(random, name)
-        if getattr(obj, "__self__", None) is inst and inst is not None:
-            _add(obj, f"calls random.{name}")
-    _add(random.SystemRandom, "uses random.SystemRandom")
-    for name in secrets.__all__:
-        _add(getattr(secrets, name, None), f"calls secrets.{name}")
-    _add(os.environ, "reads os.environ")
-    _add(getattr(os, "environb", None), "reads os.environb")
-    _add(os.getenv, "reads os.environ (os.getenv)")
-    _add(getattr(os, "getenvb", None), "reads os.environ (os.getenvb)")
-    _add(getattr(os, "putenv", None), "writes os.environ (os.putenv)")
-    _add(os.urandom, "calls os.urandom")
-    _add(os.getcwd, "reads the working directory (os.getcwd)")
-    _add(os.getpid, "reads the process id (os.getpid)")
-    for module_name, attr in (
-        ("socket", "gethostname"),
-        ("getpass", "getuser"),
-        ("platform", "node"),
-    ):  # only if already imported: the table never imports anything new
-        module = sys.modules.get(module_name)
-        if module is not None:
-            _add(getattr(module, attr, None), f"reads the machine ({module_name}.{attr})")
-    _add(sys.argv, "reads sys.argv")
-    _add(builtins.input, "reads stdin (input)")
-    _add(getattr(os, "getrandom", None), "calls os.getrandom")
-    _add(uuid.uuid1, "calls uuid.uuid1")
-    _add(uuid.uuid4, "calls uuid.uuid4")
-    _add(builtins.open, "opens files (open)")
-    _add(io.FileIO, "opens files (io.FileIO)")
-    for name in ("open", "read", "write", "listdir", "scandir", "walk", "stat", "remove"):
-        _add(getattr(os, name, None), f"touches the file system (os.{name})")
-    for name in ("open", "read_text", "read_bytes", "write_text", "write_bytes", "iterdir", "glob"):
-        _add(getattr(pathlib.Path, name, None), f"touches the file system (pathlib.Path.{name})")
-    for name in ("now", "utcnow", "today"):
-        _class_attrs[(id(datetime.datetime), name)] = f"calls datetime.datetime.{name}"
-    _class_attrs[(id(datetime.date), "today")] = "calls datetime.date.today"
-    for name in (*_PATH_IO, "open", "iterdir", "glob"):
-        _class_attrs[(id(pathlib.Path), name)] = f"touches the file system (pathlib.Path.{name})"
-    _add_numpy_random()
-    return _objects
-
-
-def _add_numpy_random() -> None:
-    """numpy's legacy global generator (np.random.rand, ...), if numpy is already imported."""
-    nprandom = sys.modules.get("numpy.random")
-    if nprandom is None:
-        return
-    global_rng = getattr(getattr(nprandom, "mtrand", None), "_rand", None)
-    if global_rng is None:  # pragma: no cover - every numpy since 1.17 has it
-        return
-    for name in getattr(nprandom, "__all__", ()):
-        obj = getattr(nprandom, name, None)
-        if getattr(obj, "__self__", None) is global_rng:
-            _add(obj, f"calls numpy.random.{name}")
-
-
-def _objects_table() -> dict[int, tuple[object, str]]:
-    global _table
-    if _table is None:
-        with _table_lock:
-            if _table is None:
-                _table = _build()
-    elif "numpy.random" in sys.modules and not any(
-        label.startswith("calls numpy.random.") for _, label in _table.values()
-    ):
-        with _table_lock:
-            _add_numpy_random()
-    return _table
-
-
-def _label(obj: object) -> str | None:
-    entry = _objects_table().get(id(obj))
-    if entry is not None and entry[0] is obj:
-        return entry[1]
-    return None
-
-
-def known_object_name(value: object) -> str | None:
-    """A stable name for impure *data* objects (os.environ): the fingerprint keys them by name."""
-    entry = _objects_table().get(id(value))
-    if entry is not None and entry[0] is value and not callable(value):
-        return entry[1]
-    return None
+__all__ = ["find_impurities"]
 
 
 def _resolve(ref: Ref, globals_: dict[str, Any]) -> list[object]:
     """Objects a reference names: the root, each module hop, and one attribute of a class."""
     if ref.kind == "import":
-        from reckon.memo.fingerprint import _resolve_import
-
-        found = _resolve_import(ref, globals_)
+        found = resolve_import(ref, globals_)
         if found is None:
             return []
         value: object = found[0]
@@ -229,13 +99,8 @@ def _check(obj: object) -> str | None:
             return f"calls numpy.random.{parts[2]}"
         return None
     if isinstance(obj, _ClassAttr):
-        _objects_table()
-        for klass in obj.cls.__mro__:
-            label = _class_attrs.get((id(klass), obj.attr))
-            if label is not None:
-                return label
-        return None
-    return _label(obj)
+        return known.class_attr_label(obj.cls, obj.attr)
+    return known.label(obj)
 
 
 def _function_impurities(func: types.FunctionType) -> list[str]:
@@ -253,7 +118,7 @@ def _function_impurities(func: types.FunctionType) -> list[str]:
             if obj is pathlib.Path or obj is pathlib.PurePath:
                 uses_path_class = True
     if uses_path_class:
-        for name in sorted(info.attr_names.intersection(_PATH_IO)):
+        for name in sorted(info.attr_names.intersection(known.PATH_IO)):
             found.append(f"touches the file system (pathlib.Path.{name})")
     values: list[object] = list(func.__defaults__ or ()) + list(
         (func.__kwdefaults__ or {}).values()
@@ -264,9 +129,9 @@ def _function_impurities(func: types.FunctionType) -> list[str]:
         except ValueError:
             continue
     for value in values:
-        label = _label(value)
-        if label is not None:
-            found.append(label)
+        text = known.label(value)
+        if text is not None:
+            found.append(text)
     return found
 
 
@@ -283,7 +148,11 @@ def _uses_file_contents(func: object) -> bool:
     for annotation in getattr(func, "__annotations__", {}).values():
         if annotation is FileContents or "FileContents" in str(annotation):
             return True
-    return any(FileContents in _resolve(ref, func.__globals__) for ref in scan(func.__code__).refs)
+    # By identity: a global may be any object (a numpy array's == is elementwise, so ``in`` on a
+    # list holding one raises).
+    globals_ = func.__globals__
+    refs = scan(func.__code__).refs
+    return any(obj is FileContents for ref in refs for obj in _resolve(ref, globals_))
 
 
 def _members(cls: type) -> list[tuple[str, object]]:
@@ -350,21 +219,19 @@ def find_impurities(func: Callable[..., object]) -> list[str]:
         cached = None
     if cached is not None:
         return list(cached)
-    from reckon.memo.fingerprint import _classify, _Leaf, _qualname, _walk_graph
-
     target: Any = func
     for _ in range(16):  # through memoized wrappers to the user's function
         inner = getattr(target, "__wrapped__", None)
         if inner is None or isinstance(target, types.FunctionType):
             break
         target = inner
-    root = _classify(target)
+    root = classify(target)
     result: list[str] = []
-    if not isinstance(root, _Leaf):
+    if not isinstance(root, Leaf):
         files_ok = _uses_file_contents(root)
         seen: set[str] = set()
-        for node in _called_functions(root, _walk_graph):
-            where = "" if node is root else f" (in {_qualname(node)})"
+        for node in _called_functions(root, walk):
+            where = "" if node is root else f" (in {qualname(node)})"
             for label in _function_impurities(node):
                 if files_ok and label.startswith(_FILE_IO):
                     continue

@@ -9,16 +9,36 @@ with a 10 MB array must not write 10 MB of log.
 from __future__ import annotations
 
 import logging
+import re
 import reprlib
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 logger = logging.getLogger("reckon.memo")
 
+_NEWLINES = re.compile(r"\s*\n\s*")
+
 #: Longest argument list (in characters) written in one log line.
 MAX_ARGS_CHARS = 200
 
-_repr = reprlib.Repr()
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr, plus arrays and tables described rather than printed."""
+
+    def repr_ndarray(self, obj: Any, level: int) -> str:
+        return f"ndarray(shape={tuple(obj.shape)}, dtype={obj.dtype})"
+
+    def repr_DataFrame(self, obj: Any, level: int) -> str:
+        dtypes = ", ".join(f"{c}: {t}" for c, t in list(obj.dtypes.items())[:6])
+        more = ", ..." if obj.shape[1] > 6 else ""
+        return f"DataFrame({obj.shape[0]} rows x {obj.shape[1]} columns; {dtypes}{more})"
+
+    def repr_Series(self, obj: Any, level: int) -> str:
+        return f"Series({len(obj)} rows, dtype={obj.dtype}, name={obj.name!r})"
+
+
+_repr = _ShortRepr()
 _repr.maxstring = 60
 _repr.maxother = 60
 _repr.maxlist = 6
@@ -29,11 +49,16 @@ _repr.maxlevel = 3
 
 
 def short_repr(value: object, limit: int = 80) -> str:
-    """A repr that never grows past ``limit`` characters and never raises."""
+    """A one-line repr that never grows past ``limit`` characters and never raises.
+
+    An array shows its shape and dtype, a DataFrame its shape and column dtypes, not their data.
+    """
     try:
         text = _repr.repr(value)
     except Exception as exc:  # a broken __repr__ must not break a cache lookup
         text = f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
+    if "\n" in text:
+        text = _NEWLINES.sub(" ", text)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
@@ -55,3 +80,8 @@ def event(kind: str, message: str, level: int = logging.DEBUG) -> None:
     """Emit one cache event line: ``<kind>: <message>``."""
     if logger.isEnabledFor(level):
         logger.log(level, "%s: %s", kind, message)
+
+
+def say(kind: str, call: str, detail: str) -> None:
+    """One line on stderr for ``verbose=True``: ``reckon: hit  f(1, 2) (saved 1.2 s)``."""
+    sys.stderr.write(f"reckon: {kind} {call} ({detail})\n")

@@ -46,7 +46,7 @@ from reckon.errors import (
     ImpurityWarning,
     NotMemoizableError,
 )
-from reckon.memo import indexing, log, miss, pickling, registry, watch
+from reckon.memo import indexing, log, miss, pickling, registry, watch, why
 from reckon.memo.arguments import PLAIN, Arguments
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
@@ -129,6 +129,7 @@ class Memoized(Generic[P, R]):
         replay_stdout: bool = False,
         assume_pure: bool = False,
         replay_logs: bool = False,
+        verbose: bool | None = None,
     ) -> None:
         kind = "function"
         raw: Any = func
@@ -174,6 +175,10 @@ class Memoized(Generic[P, R]):
         self._saved_s = 0.0
         self._persisted = FunctionStats(self.name)
         self._seed_fp: bytes | None = None
+        #: Code versions (and argument classes) whose manifest this process wrote.
+        self._why_saved: set[str] = set()
+        self._verbose_option = verbose
+        self._verbose = False
         self._ids: dict[bytes, RequestId] = {}
         self._ids_by_args: dict[tuple[Any, ...], RequestId] = {}
         #: Disk keys of this code version the index held when the function was prepared: a
@@ -231,6 +236,7 @@ class Memoized(Generic[P, R]):
             watch.add_quiet_root(backend.index.path)
             self._index = backend.index
             self._level = self.level
+            self._verbose = _verbose(self._verbose_option, self._group)
             self._has_store = self._level is _FULL and self._engine.store is not None
             self._indexed = set()
             if self._has_store and self._index.path is not None:
@@ -302,8 +308,19 @@ class Memoized(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if self._is_async:
-            return self._acall(args, kwargs)  # type: ignore[return-value]
-        return self._call(args, kwargs)  # type: ignore[no-any-return,unused-ignore]
+            return self._acall_clean(args, kwargs)  # type: ignore[return-value]
+        try:
+            return self._call(args, kwargs)  # type: ignore[no-any-return,unused-ignore]
+        except BaseException as exc:
+            _from_user(exc, self.__wrapped__.__code__)
+            raise
+
+    async def _acall_clean(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return await self._acall(args, kwargs)
+        except BaseException as exc:
+            _from_user(exc, self.__wrapped__.__code__)
+            raise
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # The hot path: everything below is attribute reads, two dict lookups and Engine.get.
@@ -355,6 +372,12 @@ class Memoized(Generic[P, R]):
                     indexing.recover_if_missing(self, entry, rid, args, kwargs)
             self._hits += 1
             self._saved_s += entry.compute_seconds
+            if self._verbose:
+                log.say(
+                    "hit ",
+                    self._call_text(args, kwargs),
+                    f"saved {human_duration(entry.compute_seconds)}",
+                )
             if _logger.isEnabledFor(_DEBUG):
                 saved = human_duration(entry.compute_seconds)
                 log.event("hit", f"{self._call_text(args, kwargs)} (saved {saved})")
@@ -410,6 +433,12 @@ class Memoized(Generic[P, R]):
                 logging.getLogger(name).log(levelno, "%s", message)
         if entry.files:
             restore_files(entry.value)
+        if self._verbose:
+            log.say(
+                "hit ",
+                self._call_text(args, kwargs),
+                f"saved {human_duration(entry.compute_seconds)}",
+            )
         if _logger.isEnabledFor(_DEBUG):
             log.event(
                 "hit",
@@ -472,6 +501,10 @@ class Memoized(Generic[P, R]):
         value, seconds, stdout, logs = await miss.arun(self, args, kwargs, rid)
         return self._after_compute(value, seconds, stdout, rid, args, kwargs, logs)
 
+    def _say_hit(self, entry: Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        saved = human_duration(entry.compute_seconds)
+        log.say("hit ", self._call_text(args, kwargs), f"saved {saved}")
+
     def _call_text(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         return log.format_call(self.name, args, kwargs)
 
@@ -480,6 +513,14 @@ class Memoized(Generic[P, R]):
     def _ensure(self) -> None:
         if not self._ready or self._reads.changed():
             self._prepare()
+
+    def explain(self, *args: Any, **kwargs: Any) -> why.Why:
+        """Why ``f(*args, **kwargs)`` would recompute now: the code, value or argument that
+        changed since the nearest stored call of this function (or that it would hit).
+
+        ``str()`` of the answer is the line logged for such a miss; ``.changes`` the data.
+        """
+        return why.explain(self, args, kwargs)
 
     def would_hit(self, *args: Any, **kwargs: Any) -> bool:
         """Whether ``f(*args, **kwargs)`` would be answered from the cache now."""
@@ -611,11 +652,18 @@ class BoundMemoized:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         m = self.__func__
         if m._is_async:
-            return m._acall((self.__self__, *args), kwargs)
-        return m._call((self.__self__, *args), kwargs)
+            return m._acall_clean((self.__self__, *args), kwargs)
+        try:
+            return m._call((self.__self__, *args), kwargs)
+        except BaseException as exc:
+            _from_user(exc, m.__wrapped__.__code__)
+            raise
 
     def would_hit(self, *args: Any, **kwargs: Any) -> bool:
         return self.__func__.would_hit(self.__self__, *args, **kwargs)
+
+    def explain(self, *args: Any, **kwargs: Any) -> why.Why:
+        return self.__func__.explain(self.__self__, *args, **kwargs)
 
     def evict(self, *args: Any, **kwargs: Any) -> None:
         self.__func__.evict(self.__self__, *args, **kwargs)
@@ -625,6 +673,32 @@ class BoundMemoized:
 
     def __repr__(self) -> str:
         return f"<bound {self.__func__!r} of {log.short_repr(self.__self__)}>"
+
+
+def _verbose(option: bool | None, group: MemoizedGroup) -> bool:
+    """``verbose=`` of the function, else of its group, else ``$RECKON_VERBOSE``."""
+    if option is not None:
+        return option
+    if getattr(group, "verbose", None) is not None:
+        return bool(group.verbose)
+    return os.environ.get("RECKON_VERBOSE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _from_user(exc: BaseException, code: types.CodeType) -> None:
+    """Start the traceback of ``exc`` at the user's function, if the function raised it.
+
+    Between the caller and the function sit the decorator, the engine and the miss path; none of
+    them is where the error is, so the traceback drops them, and the bare ``raise`` that follows
+    adds no frame of its own: the caller sees its own line, then the user's function on down.
+    An exception raised by reckon itself (an argument that cannot be hashed) keeps its whole
+    traceback.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            exc.__traceback__ = tb
+            return
+        tb = tb.tb_next
 
 
 def _check_memoizable(func: object) -> None:
@@ -674,6 +748,7 @@ def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
         replay_stdout=state["replay_stdout"],
         replay_logs=state.get("replay_logs", False),
         assume_pure=state["assume_pure"],
+        verbose=state.get("verbose"),
     )
     fp: bytes = state.get("fp", b"")
     if fp:
@@ -709,6 +784,7 @@ def memoize(
     replay_stdout: bool = ...,
     assume_pure: bool = ...,
     replay_logs: bool = ...,
+    verbose: bool | None = ...,
 ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
 
@@ -729,6 +805,7 @@ def memoize(
     replay_stdout: bool = False,
     assume_pure: bool = False,
     replay_logs: bool = False,
+    verbose: bool | None = None,
 ) -> Any:
     """Cache a function's results by its code and arguments, in memory and on disk.
 
@@ -740,7 +817,9 @@ def memoize(
     version: the fingerprint stops there), ``ignore`` (parameter names left out of the key),
     ``key`` (a function of the arguments whose result is hashed instead), ``replay_stdout``
     (print on a hit what the computing call printed), ``replay_logs`` (log again on a hit
-    the records the computing call logged), ``assume_pure`` (no impurity warning).
+    the records the computing call logged), ``assume_pure`` (no impurity warning), ``verbose``
+    (one line on stderr per call: hit or miss, the call, time saved or taken, why it
+    recomputed; default: the group's ``verbose``, else ``$RECKON_VERBOSE``).
     """
     if level is not None:
         level = as_level(level)  # the core's check: InvalidCachingLevelError naming the value
@@ -775,6 +854,7 @@ def memoize(
             replay_stdout=replay_stdout,
             assume_pure=assume_pure,
             replay_logs=replay_logs,
+            verbose=verbose,
         )
 
     if func is not None:

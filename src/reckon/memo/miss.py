@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.core import RequestId
 from reckon.errors import ImpurityWarning
-from reckon.memo import indexing, log, watch
+from reckon.memo import indexing, log, watch, why
 from reckon.memo.arguments import PLAIN
 from reckon.memo.capture import LogRecords, captured
 from reckon.memo.helpers import TTL, FileContents
+from reckon.memo.report import human_duration
 
 if TYPE_CHECKING:
     from reckon.memo.memoize import Memoized
@@ -35,6 +36,7 @@ __all__ = ["Run", "arun", "run"]
 Run = tuple[Any, float, list[str] | None, LogRecords | None]
 
 _DEBUG = logging.DEBUG
+_INFO = logging.INFO
 _logger = log.logger
 _perf = time.perf_counter
 
@@ -43,7 +45,7 @@ def run(
     m: Memoized[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId
 ) -> Run:
     """Run the body of ``m`` for a miss on ``rid``: counted, logged, captured, timed, watched."""
-    _before(m, rid, args, kwargs)
+    reason = _before(m, rid, args, kwargs)
     buf: list[str] | None = None
     logs: LogRecords | None = None
     with _Watching(m) as watching:
@@ -53,6 +55,7 @@ def run(
         else:
             value, seconds = _run_body(m, args, kwargs)
     watching.report(value, rid, args, kwargs)
+    _after(m, rid, args, kwargs, seconds, reason)
     return value, seconds, buf, logs
 
 
@@ -60,12 +63,13 @@ async def arun(
     m: Memoized[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], rid: RequestId
 ) -> Run:
     """:func:`run` for an ``async def`` body (always under :func:`captured`: it is cheap)."""
-    _before(m, rid, args, kwargs)
+    reason = _before(m, rid, args, kwargs)
     with _Watching(m) as watching, captured(m._replay, m._replay_logs) as (buf, logs):
         t0 = _perf()
         value = await m.__wrapped__(*args, **kwargs)
         seconds = _perf() - t0
     watching.report(value, rid, args, kwargs)
+    _after(m, rid, args, kwargs, seconds, reason)
     return value, seconds, buf, logs
 
 
@@ -108,13 +112,43 @@ def _run_body(
 
 def _before(
     m: Memoized[Any, Any], rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
-    """Count and log the miss; if the index lists this key, its stored value was lost: say so."""
+) -> str:
+    """Count and log the miss (one line, with why when a stored call of the same function says
+    so); if the index lists this key, its stored value was lost: say so. Returns the why."""
     m._misses += 1
-    if _logger.isEnabledFor(_DEBUG):
+    reason = ""
+    if m._has_store and (m._verbose or _logger.isEnabledFor(_INFO)):
+        try:
+            found = why.changes(m, args, kwargs, flush=False)
+        except Exception:  # explaining must never break the call
+            _logger.debug("could not explain a miss of %s", m.name, exc_info=True)
+            found = []
+        if found and found[0].kind != "new":
+            reason = "; ".join(str(c) for c in found[:3])
+            explained = why.Why(m.name, m._call_text(args, kwargs), False, tuple(found))
+            log.event("miss", str(explained), _INFO)  # the words of f.explain(...)
+    if not reason and _logger.isEnabledFor(_DEBUG):
         log.event("miss", m._call_text(args, kwargs))
     if m._has_store:
         indexing.report_if_indexed(m, rid, args, kwargs)
+    return reason
+
+
+def _after(
+    m: Memoized[Any, Any],
+    rid: RequestId,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    seconds: float,
+    reason: str,
+) -> None:
+    """A body that returned: say so when verbose, and leave the note that explains later
+    misses."""
+    if m._verbose:
+        because = f"; {reason}" if reason else ""
+        log.say("miss", m._call_text(args, kwargs), f"took {human_duration(seconds)}{because}")
+    if m._has_store:
+        why.record(m, rid, args, kwargs)
 
 
 def _declared_paths(args: tuple[Any, ...], kwargs: dict[str, Any], value: object) -> list[str]:

@@ -85,6 +85,7 @@ def config_of(memoized: Memoized[Any, Any]) -> dict[str, Any]:
         "replay_stdout": memoized._replay,
         "replay_logs": memoized._replay_logs,
         "assume_pure": memoized._assume_pure,
+        "verbose": memoized._verbose_option,
     }
 
 
@@ -118,3 +119,6 @@ def apply_config(obj: Memoized[Any, Any], config: dict[str, Any]) -> None:
     obj._replay = config["replay_stdout"]
     obj._replay_logs = config.get("replay_logs", False)
     obj._assume_pure = config["assume_pure"]
+    if config.get("verbose", obj._verbose_option) != obj._verbose_option:
+        obj._verbose_option = config.get("verbose")
+        obj._ready = False

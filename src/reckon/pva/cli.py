@@ -392,6 +392,14 @@ def load_spec(path: Path) -> dict[str, Any]:
 @app.command()
 def serve(
     file: Annotated[Path, typer.Argument(help="TOML or JSON file describing the PVs.")],
+    share: Annotated[
+        str | None,
+        typer.Option(
+            "--share",
+            help="Serve the PVs together with every instance on this Redis "
+            "(redis://HOST:PORT/DB, ?prefix=NAME for one key prefix per deployment).",
+        ),
+    ] = None,
 ) -> None:
     """Publish the PVs described in FILE until interrupted (see docs/pva.md for the format)."""
     from reckon.errors import ConfigurationError
@@ -406,7 +414,7 @@ def serve(
         raise typer.Exit(2) from None
 
     async def main() -> None:
-        server = Server(pvs)
+        server = Server(pvs, share=share)
         await server.start()
         stats_name = (
             spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
@@ -420,6 +428,11 @@ def serve(
             f"serving {len(server.names())} PVs on TCP port {server.tcp_port} "
             f"(UDP search port {server.udp_port}): {', '.join(server.names())}"
         )
+        if server.share is not None:
+            typer.echo(
+                f"instance {server.share.guid} on {server.share.host}, shared through "
+                f"{server.share.url} (prefix {server.share.prefix!r})"
+            )
         sys.stdout.flush()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -430,7 +443,61 @@ def serve(
             publisher.stop()
         await server.stop()
 
-    _run(main())
+    from reckon.errors import PvaShareError
+
+    try:
+        _run(main())
+    except (ConfigurationError, PvaShareError) as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
+
+
+# ------------------------------------------------------------------------------------------
+# views
+# ------------------------------------------------------------------------------------------
+
+PatternsArg = Annotated[
+    list[str], typer.Argument(help="PV names, or glob patterns (demo:*) matched with --share.")
+]
+ShareListOpt = Annotated[
+    str | None,
+    typer.Option("--share", help="Match patterns against the PVs shared at this Redis URL."),
+]
+
+
+@app.command()
+def top(names: PatternsArg, share: ShareListOpt = None) -> None:
+    """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
+    from reckon.errors import ReckonError
+    from reckon.pva.views.commands import run_top
+
+    try:
+        code = run_top(names, share)
+    except ReckonError as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def web(
+    names: PatternsArg,
+    share: ShareListOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: a free one).")] = 0,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Require this token (any non-loopback bind does).")
+    ] = None,
+) -> None:
+    """A live web page of PVs: table, history and array plots, images (until Ctrl-C)."""
+    from reckon.errors import ReckonError
+    from reckon.pva.views.commands import run_web
+
+    try:
+        run_web(names, host=host, port=port, token=token, share=share)
+    except ReckonError as exc:
+        _fail(str(exc))
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":  # ``python -m reckon.pva.cli``: the same commands without the rest

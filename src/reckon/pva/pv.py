@@ -494,6 +494,15 @@ class SharedPV:
         with self._lock:
             self._subs.discard(sub)
 
+    def add_watcher(self, watcher: _Subscriber) -> None:
+        """Have ``watcher.on_post(mask, value)`` called for every post (and ``on_close()`` on
+        close), like a monitor: on ``watcher.loop`` when it has one, in posting order.
+        Sharing PVs through Redis watches them this way."""
+        self.subscribe(watcher)
+
+    def remove_watcher(self, watcher: _Subscriber) -> None:
+        self.unsubscribe(watcher)
+
     def close(self) -> None:
         """Finish every subscription (clients see the monitor end)."""
         with self._lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaError
 from reckon.pva.config import MAX_MESSAGE_SIZE, MAX_QUEUE_BYTES, ServerConfig
@@ -20,6 +20,9 @@ from reckon.pva.discovery import SearchResponder, new_guid
 from reckon.pva.pv import SharedPV
 from reckon.pva.server_connection import ServerProtocol
 from reckon.pva.server_context import AccessHook, ServerContext
+
+if TYPE_CHECKING:
+    from reckon.pva.share import RedisShare
 
 log = logging.getLogger("reckon.pva.server")
 
@@ -40,6 +43,8 @@ class Server:
     ``Server()`` reads EPICS_PVAS_* / EPICS_PVA_* from the environment; pass a
     :class:`ServerConfig` to set things explicitly. ``access(peer, name, operation)`` may refuse
     puts, RPCs and process requests. PVs can be added and removed while running.
+    ``share="redis://host:port/db"`` (or a :class:`~reckon.pva.share.RedisShare`) serves the
+    PVs together with every other instance on that Redis (see :mod:`reckon.pva.share`).
 
     Memory per client is bounded in bytes: a request over ``max_message_size`` is read past and
     answered with an error; the monitor updates queued for a client that does not read are
@@ -59,6 +64,7 @@ class Server:
         send_high_water: int = 4 * 1024 * 1024,
         max_queue_size: int = 10_000,
         max_queue_bytes: int = MAX_QUEUE_BYTES,
+        share: str | RedisShare | None = None,
     ) -> None:
         self.config = config or ServerConfig.from_env()
         self.guid = new_guid()
@@ -84,6 +90,13 @@ class Server:
         self.tcp_port = 0
         self.udp_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.share: RedisShare | None = None
+        if share is not None:
+            from reckon.pva.share import open_share
+
+            self.share = open_share(share)
+            for name, pv in self._pvs.items():
+                self.share.attach(name, pv)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -101,6 +114,10 @@ class Server:
         self._change_count += 1
         if old is not None and old is not pv:
             self.context.close_pv(name)
+        if self.share is not None:
+            if old is not None and old is not pv:
+                self.share.detach(name)
+            self.share.attach(name, pv)
         return pv
 
     def create(self, name: str, type: Any, initial: Any = None, **kw: Any) -> SharedPV:
@@ -113,6 +130,8 @@ class Server:
         if pv is not None:
             self._change_count += 1
             self.context.close_pv(name)
+            if self.share is not None:
+                self.share.detach(name)
         return pv
 
     def __contains__(self, name: str) -> bool:
@@ -145,6 +164,8 @@ class Server:
     # ---------------------------------------------------------------------- lifecycle
     async def start(self) -> Server:
         self._loop = asyncio.get_running_loop()
+        if self.share is not None:  # current values first, then clients
+            await self.share.start(self)
         cfg = self.config
         host = cfg.interfaces[0] if cfg.interfaces else "0.0.0.0"
         try:
@@ -212,6 +233,8 @@ class Server:
                     session.drop(PvaError(f"silent for more than {limit:g}s"))
 
     async def stop(self) -> None:
+        if self.share is not None:
+            await self.share.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None

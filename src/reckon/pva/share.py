@@ -1,0 +1,752 @@
+"""PVs shared by any number of server instances through Redis.
+
+``Server(pvs, share="redis://host:6379/0")`` (or ``reckon pva serve FILE --share URL``) keeps
+each PV's type and current value in Redis, in msgpack (:mod:`reckon.pva.packing`), under one key
+prefix per deployment, and sends every change through one Redis stream that all instances read:
+
+- ``PREFIX:types`` (hash): PV name -> its type description;
+- ``PREFIX:value:NAME`` (hash): dotted field path -> that field's value, for every field ever
+  given one;
+- ``PREFIX:log`` (stream, trimmed to about ``stream_length`` entries): the posts, one entry per
+  PV per batch an instance writes, with the instance's GUID, the PV's name, and each post's
+  sequence number and the fields it changed;
+- ``PREFIX:epoch``: a token set when the store was first filled (a Redis restarted empty has
+  none, so instances know to fill it again);
+- ``PREFIX:instances`` (hash) and ``PREFIX:alive:GUID`` (expiring): who serves, on which host.
+
+A post on an instance updates its own monitors at once (as without sharing) and is written to
+the value hash and the stream in one transaction; every instance applies the stream's entries
+in stream order, so all of them end with the value of the stream's last entry for each field,
+whichever instances posted. An instance's own entry is skipped when nothing from elsewhere
+changed that PV since it posted it (its monitors already have it) and applied again otherwise.
+A put is answered once its change is in Redis (or Redis is unreachable), so a put a client saw
+succeed survives the instance being killed right after. Put handlers and the access hook run
+only on the instance the client talks to; the others see the posts they make.
+
+When Redis goes away, instances keep serving (and posting) locally, log it once, retry, and on
+return read what they missed from the stream (or the whole store, when the stream was trimmed
+past them or Redis restarted empty), then write their own changes of the outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from reckon.errors import ConfigurationError, PvaShareError
+from reckon.pva.packing import (
+    pack,
+    pack_type,
+    type_from_obj,
+    unpack,
+    unpack_type,
+    value_from_obj,
+    value_to_obj,
+)
+from reckon.pva.protocol import FieldDesc, Structure, values_equal
+from reckon.pva.pv import PutOperation, SharedPV, call_handler
+
+if TYPE_CHECKING:
+    from reckon.pva.server import Server
+
+log = logging.getLogger("reckon.pva.share")
+
+DEFAULT_PREFIX = "reckon:pva"
+
+#: how long an instance's liveness key lasts without a heartbeat, and the heartbeat period
+ALIVE_TTL = 10
+HEARTBEAT = 3.0
+#: how long the stream reader waits in Redis for new entries per call (ms)
+READ_BLOCK_MS = 500
+#: entries taken per read
+READ_COUNT = 1000
+#: posts written per Redis transaction
+WRITE_BATCH = 256
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions
+
+    return (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.BusyLoadingError,
+        OSError,
+        asyncio.TimeoutError,
+    )
+
+
+@dataclass
+class _Entry:
+    """One post waiting to be written: the changed fields as packed-ready data."""
+
+    name: str
+    delta: dict[str, Any]
+    seq: int
+    announce: bytes | None = None
+
+
+class _Watch:
+    """Sees every post of one PV (on the server's loop) and hands it to the share."""
+
+    __slots__ = ("loop", "name", "own_put", "pv", "remote", "share", "user_put")
+
+    def __init__(self, share: RedisShare, name: str, pv: SharedPV) -> None:
+        self.share = share
+        self.name = name
+        self.pv = pv
+        #: the server's loop: posts from other threads reach on_post there, in order
+        self.loop: asyncio.AbstractEventLoop | None = share.loop
+        #: changes from other instances applied to this PV so far
+        self.remote = 0
+        self.user_put = pv.put_handler
+        self.own_put: Any = None
+
+    def on_post(self, mask: int, value: dict[str, Any]) -> None:
+        self.share._posted(self, mask, value)
+
+    def on_close(self) -> None:
+        pass
+
+
+_LEAVES: dict[Structure, tuple[tuple[str, int, FieldDesc], ...]] = {}
+
+
+def _leaves(t: Structure) -> tuple[tuple[str, int, FieldDesc], ...]:
+    """(path, bit, type) of every field of ``t`` that is not a structure."""
+    out = _LEAVES.get(t)
+    if out is None:
+        out = tuple(
+            (path, bit, t.field_at(bit)[1])
+            for path, bit in t.offsets.items()
+            if not isinstance(t.field_at(bit)[1], Structure)
+        )
+        _LEAVES[t] = out
+    return out
+
+
+def _get(value: dict[str, Any], path: str) -> Any:
+    v: Any = value
+    for part in path.split("."):
+        v = v[part]
+    return v
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"alarm.severity": 2}`` -> ``{"alarm": {"severity": 2}}`` (what ``post()`` takes)."""
+    out: dict[str, Any] = {}
+    for path, v in flat.items():
+        parts = path.split(".")
+        d = out
+        for part in parts[:-1]:
+            d = d.setdefault(part, {})
+        d[parts[-1]] = v
+    return out
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``redis://h:p/0?prefix=plant1`` -> (``redis://h:p/0``, ``plant1``); the prefix defaults
+    to ``reckon:pva``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"--share takes a Redis URL like redis://127.0.0.1:6379/0, not {url!r}"
+        )
+    query = parse_qsl(parts.query)
+    prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+class RedisShare:
+    """Shares a server's PVs with every other instance on the same Redis and key prefix.
+
+    ``url`` is a Redis URL (``redis://host:port/db``; ``?prefix=NAME`` sets the key prefix, one
+    per deployment). ``timeout`` bounds every Redis call (the stream reader's blocking read
+    waits ``READ_BLOCK_MS`` more). ``host`` is what the instance reports as its host name
+    (``$HOSTNAME`` or the machine's name by default, a pod's name in Kubernetes).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str | None = None,
+        timeout: float = 2.0,
+        stream_length: int = 10_000,
+        max_outbox: int = 100_000,
+        host: str | None = None,
+    ) -> None:
+        self.url, url_prefix = split_url(url)
+        self.prefix = prefix or url_prefix
+        self.timeout = timeout
+        self.stream_length = stream_length
+        self.max_outbox = max_outbox
+        self.host = host or os.environ.get("HOSTNAME") or socket.gethostname()
+        #: the instance's GUID (the server's pvAccess GUID, in hex, once started)
+        self.guid = uuid.uuid4().hex[:24]
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.connected = False
+        self._server: Server | None = None
+        self._watches: dict[str, _Watch] = {}
+        self._outbox: list[_Entry] = []
+        self._seq = 0
+        self._written = 0
+        #: own seq -> the PV's remote count when it was posted (-1: apply it again anyway)
+        self._pending: dict[int, int] = {}
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._applying = False
+        self._adopting = False
+        self._warned = False
+        self._epoch: bytes | None = None
+        self._last_id = b"0-0"
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._r: Any = None
+        self._rx: Any = None
+        self._k_types = f"{self.prefix}:types"
+        self._k_log = f"{self.prefix}:log"
+        self._k_epoch = f"{self.prefix}:epoch"
+        self._k_instances = f"{self.prefix}:instances"
+
+    def _k_value(self, name: str) -> str:
+        return f"{self.prefix}:value:{name}"
+
+    def _k_alive(self, guid: str) -> str:
+        return f"{self.prefix}:alive:{guid}"
+
+    def __repr__(self) -> str:
+        return f"RedisShare({self.url!r}, prefix={self.prefix!r}, guid={self.guid})"
+
+    # ---------------------------------------------------------------------- PVs
+    def attach(self, name: str, pv: SharedPV) -> None:
+        """Share ``pv`` as ``name`` (the server calls this for each PV it publishes)."""
+        if pv.type is None or name in self._watches:
+            return  # an RPC-only PV has no value to share
+        w = _Watch(self, name, pv)
+        self._watches[name] = w
+        self._wrap_put(w)
+        pv.add_watcher(w)
+        if self.loop is not None and not self._adopting:
+            # added while running: tell the others, with its current value
+            self._queue(w, pv.assigned, pv.value, announce=pack_type(pv.type))
+
+    def detach(self, name: str) -> None:
+        w = self._watches.pop(name, None)
+        if w is None:
+            return
+        w.pv.remove_watcher(w)
+        if w.pv.put_handler is w.own_put:
+            w.pv.on_put(w.user_put)  # type: ignore[arg-type]
+
+    def _wrap_put(self, w: _Watch) -> None:
+        """Answer a put once its change is in Redis: a client that saw its put succeed does
+        not lose it when this instance dies right after. The user's handler (or the plain
+        post) still runs here, once."""
+        user = w.user_put
+
+        async def put(op: PutOperation) -> None:
+            if user is None:
+                op.pv.post(op.fields)
+            else:
+                await call_handler(user, op)
+            await self.flushed()
+
+        w.own_put = put
+        w.pv.on_put(put)
+
+    # ---------------------------------------------------------------------- local posts
+    def _posted(self, w: _Watch, mask: int, value: dict[str, Any]) -> None:
+        if self._applying or self._watches.get(w.name) is not w:
+            return  # a change from Redis being applied, or a PV no longer shared
+        self._queue(w, mask, value)
+
+    def _queue(
+        self, w: _Watch, mask: int, value: dict[str, Any], announce: bytes | None = None
+    ) -> None:
+        t = w.pv.type
+        assert t is not None
+        delta: dict[str, Any] = {}
+        for bit in _bits(mask):
+            path, ft = t.field_at(bit)
+            if isinstance(ft, Structure):  # a whole sub-structure: its fields
+                base = f"{path}." if path else ""
+                for p, _b, lt in _leaves(t):
+                    if p.startswith(base):
+                        delta[p] = value_to_obj(lt, _get(value, p))
+                continue
+            delta[path] = value_to_obj(ft, _get(value, path))
+        if not delta and announce is None:
+            return
+        self._seq += 1
+        self._outbox.append(_Entry(w.name, delta, self._seq, announce))
+        self._pending[self._seq] = w.remote
+        if len(self._outbox) > self.max_outbox:
+            self._fold()
+        if self._wake is not None:
+            self._wake.set()
+
+    def _fold(self) -> None:
+        """Squash the waiting posts into one entry per PV (the newest value of each field):
+        memory stays bounded by the PVs' size while Redis is away; the end state is the same."""
+        merged: dict[str, _Entry] = {}
+        for e in self._outbox:
+            m = merged.get(e.name)
+            if m is None:
+                merged[e.name] = _Entry(e.name, dict(e.delta), e.seq, e.announce)
+            else:
+                m.delta.update(e.delta)
+                m.seq = e.seq
+                m.announce = m.announce or e.announce
+            self._pending.pop(e.seq, None)
+        self._outbox = sorted(merged.values(), key=lambda e: e.seq)
+        for e in self._outbox:
+            self._pending[e.seq] = -1
+
+    async def flushed(self) -> None:
+        """Wait until every post so far is in Redis (at most ``timeout``; at once when Redis is
+        unreachable, since the posts then wait for its return)."""
+        target = self._seq
+        if not self.connected or self._written >= target or self.loop is None:
+            return
+        fut = self.loop.create_future()
+        self._waiters.append((target, fut))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+
+    def _release(self, upto: int | None) -> None:
+        keep = []
+        for seq, fut in self._waiters:
+            if upto is None or seq <= upto:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((seq, fut))
+        self._waiters = keep
+
+    # ---------------------------------------------------------------------- lifecycle
+    async def start(self, server: Server) -> None:
+        """Connect, fill in or read the current values, and start following the stream. A
+        Redis that does not answer is reported and retried in the background; a PV whose type
+        differs from the one stored raises :class:`PvaShareError`."""
+        import redis.asyncio as aredis
+
+        self._server = server
+        self.guid = server.guid.hex()  # the GUID its searches and beacons carry
+        self.loop = asyncio.get_running_loop()
+        # posts made before the server started are part of its initial values, not changes
+        self._outbox.clear()
+        self._pending.clear()
+        for w in self._watches.values():
+            w.loop = self.loop
+        self._wake = asyncio.Event()
+        self._r = aredis.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            retry_on_timeout=False,
+        )
+        self._rx = aredis.Redis.from_url(
+            self.url,
+            socket_timeout=self.timeout + READ_BLOCK_MS / 1000,
+            socket_connect_timeout=self.timeout,
+            retry_on_timeout=False,
+        )
+        try:
+            await asyncio.wait_for(self._sync(), 4 * self.timeout)
+            self.connected = True
+        except _connection_errors() as exc:
+            self._lost(exc)
+        self._tasks = [
+            self.loop.create_task(self._follow(), name="pva-share-follow"),
+            self.loop.create_task(self._write_loop(), name="pva-share-write"),
+        ]
+        log.info(
+            "pva share: instance %s on %s, %d PVs shared through %s (prefix %r)%s",
+            self.guid,
+            self.host,
+            len(self._watches),
+            self.url,
+            self.prefix,
+            "" if self.connected else " (Redis unreachable: serving local values)",
+        )
+
+    async def stop(self) -> None:
+        """Write what is still waiting (within ``timeout``), leave the instance list, close."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self.connected and self._outbox:
+            with contextlib.suppress(*_connection_errors()):
+                batch, self._outbox = self._outbox, []
+                await asyncio.wait_for(self._write(batch), self.timeout)
+        if self.connected:
+            with contextlib.suppress(*_connection_errors()):
+                await self._r.delete(self._k_alive(self.guid))
+                await self._r.hdel(self._k_instances, self.guid)
+        self._release(None)
+        for client in (self._r, self._rx):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self.connected = False
+
+    def _lost(self, exc: BaseException) -> None:
+        self.connected = False
+        self._release(None)
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "pva share: Redis at %s unreachable (%s); serving the last values and retrying",
+                self.url,
+                str(exc) or repr(exc),
+            )
+
+    # ---------------------------------------------------------------------- Redis side
+    def _info(self) -> bytes:
+        server = self._server
+        return pack(
+            {
+                "guid": self.guid,
+                "host": self.host,
+                "pid": os.getpid(),
+                "tcp_port": server.tcp_port if server is not None else 0,
+                "udp_port": server.udp_port if server is not None else 0,
+                "pvs": len(self._watches),
+                "since": time.time(),
+            }
+        )
+
+    async def _heartbeat(self) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hset(self._k_instances, self.guid, self._info())
+        pipe.set(self._k_alive(self.guid), b"1", ex=ALIVE_TTL)
+        await pipe.execute()
+
+    async def instances(self) -> list[dict[str, Any]]:
+        """The instances serving this deployment now: GUID, host, pid and ports of each."""
+        raw = await self._r.hgetall(self._k_instances)
+        out = []
+        for guid, data in raw.items():
+            if await self._r.exists(self._k_alive(guid.decode())):
+                out.append(unpack(data))
+            else:  # gone for longer than ALIVE_TTL (killed, or cut off: it adds itself again)
+                await self._r.hdel(self._k_instances, guid)
+        return sorted(out, key=lambda i: (i["host"], i["guid"]))
+
+    async def stored_value(self, name: str) -> dict[str, Any]:
+        """The fields of ``name`` as Redis holds them now (dotted paths nested back into dicts),
+        for tools and tests that check what the deployment agrees on."""
+        t = unpack_type(await self._r.hget(self._k_types, name) or b"")
+        if not isinstance(t, Structure):
+            raise PvaShareError(f"{name!r} is not shared under {self.prefix!r}")
+        stored = await self._r.hgetall(self._k_value(name))
+        flat = {}
+        for raw_path, data in stored.items():
+            path = raw_path.decode()
+            flat[path] = value_from_obj(t.field_at(t.offset_of(path))[1], unpack(data))
+        return _nest(flat)
+
+    async def _trimmed_before(self) -> tuple[int, int]:
+        """The newest entry id trimmed off the stream (0-0 when none, or no stream yet)."""
+        import redis.exceptions
+
+        try:
+            info = await self._r.xinfo_stream(self._k_log)
+        except redis.exceptions.ResponseError:
+            return (0, 0)
+        return _id(info.get("max-deleted-entry-id", b"0-0"))
+
+    async def _stream_end(self) -> bytes:
+        last = await self._r.xrevrange(self._k_log, count=1)
+        return bytes(last[0][0]) if last else b"0-0"
+
+    async def _sync(self) -> None:
+        """Connect (again) and bring this instance and the store up to date with each other."""
+        r = self._r
+        await r.ping()
+        epoch = await r.get(self._k_epoch)
+        if epoch is None:  # a new deployment, or a Redis that restarted empty
+            await r.set(self._k_epoch, uuid.uuid4().hex.encode(), nx=True)
+            epoch = await r.get(self._k_epoch)
+        # the same store: the reader resumes after the last entry it applied, unless the
+        # stream was trimmed past it
+        if (
+            self._epoch is not None
+            and epoch == self._epoch
+            and await self._trimmed_before() <= _id(self._last_id)
+        ):
+            await self._heartbeat()
+            return
+        end = await self._stream_end()
+        stored_types = await r.hgetall(self._k_types)
+        for name, w in list(self._watches.items()):
+            await self._sync_pv(w, stored_types.get(name.encode()))
+        for raw_name, raw_type in stored_types.items():
+            name = raw_name.decode()
+            if name not in self._watches:
+                await self._adopt(name, unpack_type(raw_type))
+        self._last_id = end
+        self._epoch = epoch
+        await self._heartbeat()
+
+    async def _sync_pv(self, w: _Watch, stored_type: bytes | None) -> None:
+        """Fill in the fields Redis lacks with this instance's values (a new deployment, a
+        Redis that restarted empty), then take Redis's values for the rest."""
+        t = w.pv.type
+        assert t is not None
+        r = self._r
+        mine = pack_type(t)
+        if stored_type is None:
+            await r.hsetnx(self._k_types, w.name, mine)
+            stored_type = await r.hget(self._k_types, w.name)
+        if stored_type != mine and unpack_type(stored_type) != t:
+            message = (
+                f"{w.name!r} is shared under {self.prefix!r} as {unpack_type(stored_type)!r}, "
+                f"but this instance serves it as {t!r}: give it the same type, or use another "
+                f"prefix (redis://...?prefix=NAME)"
+            )
+            if not self._tasks:  # starting: refuse to start
+                raise PvaShareError(message)
+            log.error("pva share: %s; not sharing it", message)
+            self.detach(w.name)
+            return
+        key = self._k_value(w.name)
+        pipe = r.pipeline(transaction=True)
+        for path, bit, lt in _leaves(t):
+            if (w.pv.assigned >> bit) & 1:
+                pipe.hsetnx(key, path, pack(value_to_obj(lt, _get(w.pv.value, path))))
+        pipe.hgetall(key)
+        stored = (await pipe.execute())[-1]
+        # what this instance posted but Redis did not take must be applied again when its own
+        # entries come back (see _on_entry)
+        w.remote += 1
+        self._apply(w, {p.decode(): unpack(v) for p, v in stored.items()})
+
+    async def _adopt(self, name: str, t: FieldDesc) -> None:
+        """Serve a PV another instance shares (its type and value come from Redis)."""
+        if not isinstance(t, Structure) or self._server is None:
+            return
+        stored = await self._r.hgetall(self._k_value(name))
+        pv = SharedPV(t, timestamp=False)
+        self._adopting = True
+        try:
+            self._server.add(name, pv)
+        finally:
+            self._adopting = False
+        w = self._watches.get(name)
+        if w is not None:
+            w.remote += 1
+            self._apply(w, {p.decode(): unpack(v) for p, v in stored.items()})
+
+    def _apply(self, w: _Watch, flat: dict[str, Any]) -> None:
+        """Post fields that came from Redis to the local PV (and its monitors), without
+        sending them back."""
+        t = w.pv.type
+        assert t is not None
+        changed = {}
+        for path, obj in flat.items():
+            try:
+                bit = t.offset_of(path)
+            except Exception:
+                continue  # a field this type does not have
+            ft = t.field_at(bit)[1]
+            try:
+                v = value_from_obj(ft, obj)
+            except PvaShareError as exc:
+                log.error("pva share: %s.%s: %s", w.name, path, exc)
+                continue
+            if not (w.pv.assigned >> bit) & 1 or not values_equal(v, _get(w.pv.value, path)):
+                changed[path] = v
+        if not changed:
+            return
+        self._applying = True
+        try:
+            w.pv.post(_nest(changed), timestamp=False)
+        finally:
+            self._applying = False
+
+    async def _write(self, batch: list[_Entry]) -> None:
+        """One transaction: per PV, its fields' newest values into its hash and all its posts,
+        in order, as one stream entry (a burst costs Redis and every reader one entry per PV
+        per batch, not one per post)."""
+        by_pv: dict[str, list[_Entry]] = {}
+        for e in batch:
+            by_pv.setdefault(e.name, []).append(e)
+        pipe = self._r.pipeline(transaction=True)
+        for name, entries in by_pv.items():
+            announce = next((e.announce for e in entries if e.announce is not None), None)
+            if announce is not None:  # a PV created while running (the first type stays)
+                pipe.hsetnx(self._k_types, name, announce)
+            latest: dict[str, Any] = {}
+            for e in entries:
+                latest.update(e.delta)
+            if latest:
+                pipe.hset(self._k_value(name), mapping={p: pack(v) for p, v in latest.items()})
+            entry = {
+                b"g": self.guid,
+                b"n": name,
+                b"s": pack([e.seq for e in entries]),
+                b"d": pack([e.delta for e in entries]),
+            }
+            if announce is not None:
+                entry[b"t"] = announce
+            pipe.xadd(self._k_log, entry, maxlen=self.stream_length, approximate=True)
+        await pipe.execute()
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self.connected or not self._outbox:
+                continue
+            # at most WRITE_BATCH posts per transaction, so each call's timeout means Redis
+            # stopped answering, not that a burst made the transaction long
+            batch, self._outbox = self._outbox[:WRITE_BATCH], self._outbox[WRITE_BATCH:]
+            if self._outbox:
+                self._wake.set()
+            try:
+                await asyncio.wait_for(self._write(batch), self.timeout)
+            except _connection_errors() as exc:
+                self._outbox[:0] = batch
+                if len(self._outbox) > self.max_outbox:
+                    self._fold()
+                self._lost(exc)
+                continue
+            self._written = batch[-1].seq
+            self._release(self._written)
+
+    async def _follow(self) -> None:
+        """Apply the stream's entries as they come; on a lost connection, retry and resync."""
+        backoff = 0.05
+        while True:
+            try:
+                if not self.connected:
+                    await asyncio.wait_for(self._sync(), 4 * self.timeout)
+                    self.connected = True
+                    backoff = 0.05
+                    if self._warned:
+                        self._warned = False
+                        log.warning("pva share: Redis at %s is back; resynchronised", self.url)
+                    assert self._wake is not None
+                    self._wake.set()
+                await self._read_until_lost()
+            except _connection_errors() as exc:
+                self._lost(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    async def _read_until_lost(self) -> None:
+        beat = 0.0  # at once: the server's ports are known by now
+        while self.connected:
+            reply = await self._rx.xread(
+                {self._k_log: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
+            )
+            for _stream, entries in reply or ():
+                for entry_id, fields in entries:
+                    self._last_id = bytes(entry_id)
+                    try:
+                        self._on_entry(fields)
+                    except PvaShareError as exc:
+                        log.error("pva share: skipped a stream entry: %s", exc)
+                    except Exception:  # a value the PV refused: one entry, not the reader
+                        log.exception("pva share: skipped a stream entry")
+                if len(entries) >= READ_COUNT and await self._trimmed_before() > _id(self._last_id):
+                    # behind by more than the stream keeps: read the whole store again
+                    self._epoch = None
+                    raise ConnectionError("the stream was trimmed past this reader")
+            if time.monotonic() - beat > HEARTBEAT:
+                beat = time.monotonic()
+                await self._heartbeat()
+
+    def _on_entry(self, fields: dict[bytes, bytes]) -> None:
+        """Apply one stream entry: one PV's posts of one instance's batch, in order."""
+        try:
+            guid = fields[b"g"].decode()
+            name = fields[b"n"].decode()
+            seqs = unpack(fields[b"s"])
+            deltas = unpack(fields[b"d"])
+            announce = fields.get(b"t")
+        except (KeyError, ValueError, UnicodeDecodeError) as exc:
+            raise PvaShareError(f"malformed entry ({exc!r:.60})") from None
+        if (
+            not isinstance(seqs, list)
+            or not isinstance(deltas, list)
+            or len(seqs) != len(deltas)
+            or not all(isinstance(d, dict) for d in deltas)
+        ):
+            raise PvaShareError("an entry's posts are not a list of field maps")
+        w = self._watches.get(name)
+        if w is None and announce is not None and guid != self.guid:
+            t = type_from_obj(unpack(announce))
+            if isinstance(t, Structure) and self._server is not None:
+                self._adopting = True
+                try:
+                    self._server.add(name, SharedPV(t, timestamp=False))
+                finally:
+                    self._adopting = False
+                w = self._watches.get(name)
+        if w is None:
+            return
+        mine = guid == self.guid
+        for seq, delta in zip(seqs, deltas, strict=True):
+            if mine:
+                posted_at = self._pending.pop(seq, None)
+                if posted_at is not None and posted_at == w.remote:
+                    continue  # nothing from elsewhere came in between: our monitors have it
+            else:
+                w.remote += 1
+            self._apply(w, delta)
+
+
+def _id(entry_id: Any) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    ms, _, seq = text.partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
+async def shared_names(url: str, *, wait: float = 2.0) -> list[str]:
+    """The names of the PVs a deployment shares (``url`` as given to ``serve --share``);
+    ``wait`` bounds each Redis call."""
+    import redis.asyncio as aredis
+
+    base, prefix = split_url(url)
+    client = aredis.Redis.from_url(
+        base, socket_timeout=wait, socket_connect_timeout=wait, retry_on_timeout=False
+    )
+    try:
+        names = await client.hkeys(f"{prefix}:types")
+    except _connection_errors() as exc:
+        raise PvaShareError(f"cannot list the PVs shared at {url}: {exc}") from None
+    finally:
+        await client.aclose()
+    return sorted(n.decode() if isinstance(n, bytes) else n for n in names)
+
+
+def open_share(share: str | RedisShare) -> RedisShare:
+    """``Server(share=...)`` takes a URL or a :class:`RedisShare`."""
+    if isinstance(share, RedisShare):
+        return share
+    if isinstance(share, str):
+        return RedisShare(share)
+    raise ConfigurationError(f"share= takes a redis:// URL or a RedisShare, not {share!r}")
