@@ -135,15 +135,21 @@ class RequestInfo(OpContext):
     cancelled: bool = False
 
 
-_MONITOR = int(Command.MONITOR)
-_NO_BITS = BitSet.from_mask(0)
-_U32 = U32  # the wire module's, under the name this module's users import
+MONITOR = int(Command.MONITOR)
+NO_BITS = BitSet.from_mask(0)
 #: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 _TOMBSTONES = 1024
-_LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError, KeyError)
+LOW_LEVEL_ERRORS = (
+    IndexError,
+    struct.error,
+    ValueError,
+    OverflowError,
+    UnicodeDecodeError,
+    KeyError,
+)
 _CONTROL_EVENTS: dict[type, ControlCommand] = {
     SetByteOrder: ControlCommand.SET_BYTE_ORDER,
     MarkTotalBytesSent: ControlCommand.MARK_TOTAL_BYTES_SENT,
@@ -192,7 +198,7 @@ def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
     return tables
 
 
-class _Connection:
+class BaseConnection:
     role: Role
 
     def __init__(
@@ -320,7 +326,7 @@ class _Connection:
                 self._fail(exc)
             except LocalProtocolError as exc:  # an event built from wire data was invalid
                 self._fail(DecodeError(str(exc)))
-            except _LOW_LEVEL as exc:
+            except LOW_LEVEL_ERRORS as exc:
                 self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))
             if events:
                 self._pending.extend(events[1:])
@@ -474,7 +480,7 @@ class _Connection:
             return []  # unknown control messages carry nothing: ignore, like pvxs
         be = self._rx.big_endian = bool(flags & FLAG_BIG)
         if (
-            cmd == _MONITOR
+            cmd == MONITOR
             and not self._server
             and self.shortcuts
             and len(payload) > 5
@@ -503,11 +509,11 @@ class _Connection:
 
     def _monitor_update_fast(self, data: bytes, be: bool) -> list[Event] | None:
         """The client's hot path: a plain update of a live, initialised monitor."""
-        req = self._requests.get(_U32[be].unpack_from(data, 0)[0])
+        req = self._requests.get(U32[be].unpack_from(data, 0)[0])
         st = req.type if req is not None else None
         if (
             req is None
-            or req.command != _MONITOR
+            or req.command != MONITOR
             or req.state is RequestState.INIT_PENDING
             or not isinstance(st, Structure)
             or self.state is not ConnectionState.VALIDATED
@@ -661,7 +667,7 @@ class _Connection:
             raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
         if not live:
             return []
-        if cmd == _MONITOR and not init:
+        if cmd == MONITOR and not init:
             ev: Event = MonitorFinish(ioid, status)
         elif init:
             ev = _INIT_REPLIES[cmd](ioid, status)
@@ -708,7 +714,7 @@ class _Connection:
             else:
                 ev = decode_op_init(cmd, data, self._rx)
                 state = RequestState.INIT_PENDING
-                if cmd in _FAST_INITS:
+                if cmd in FAST_INITS:
                     self._remember_request(data, ev.pv_request)  # type: ignore[attr-defined]
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
@@ -941,14 +947,14 @@ class _Connection:
         self._apply(req, row, ev)
 
 
-_INIT_EVENTS: dict[int, Any] = {
+INIT_EVENTS: dict[int, Any] = {
     int(Command.GET): GetInit,
     int(Command.PUT): PutInit,
     int(Command.PUT_GET): PutGetInit,
     int(Command.PROCESS): ProcessInit,
     int(Command.RPC): RPCInit,
 }
-_FAST_INITS = frozenset(_INIT_EVENTS)
+FAST_INITS = frozenset(INIT_EVENTS)
 #: the operation table's row of an execution request (READY -> EXECUTING)
 _EXECUTE = OPERATIONS[Get]
 #: command -> its init's response, and its execution's (a request that carries a value: the
@@ -983,7 +989,7 @@ _OP_COMMANDS = frozenset(
 )
 
 
-class ClientConnection(_Connection):
+class ClientConnection(BaseConnection):
     """The client side of one TCP connection."""
 
     role = Role.CLIENT

@@ -4,7 +4,7 @@ p4p's client opens a new operation for every get and put (INIT, GET, DESTROY: th
 and every monitor update and get reply is a value message. These paths decode and encode
 exactly those messages without the general decoder's layers; anything unusual (an error, a
 segmented connection, a state they do not expect) returns None and takes the general path in
-:class:`_Connection`, with all its checks.
+:class:`BaseConnection`, with all its checks.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from typing import Any
 
 from ._bitset import BitSet
 from ._connection import (
-    _FAST_INITS,
-    _INIT_EVENTS,
-    _LOW_LEVEL,
-    _MONITOR,
-    _NO_BITS,
-    _U32,
+    FAST_INITS,
+    INIT_EVENTS,
+    LOW_LEVEL_ERRORS,
+    MONITOR,
+    NO_BITS,
+    BaseConnection,
     ChannelInfo,
     RequestInfo,
-    _Connection,
 )
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import (
@@ -61,9 +60,10 @@ from ._state import (
     Role,
 )
 from ._status import Status
-from ._typecodec import _full as full_type_bytes
+from ._typecodec import full_type_bytes
 from ._types import Structure
 from ._values import VariantValue
+from ._wire import U32
 
 _GET = int(Command.GET)
 _PUT = int(Command.PUT)
@@ -80,10 +80,10 @@ _EXECUTE, _ANSWER = OPERATIONS[Get], OPERATIONS[GetResponse]
 _INITIALISE, _DESTROY = OPERATIONS[GetInitResponse], OPERATIONS[DestroyRequest]
 #: the steps :meth:`ServerConnection.receive_get` reports
 GET_INIT, GET_EXECUTE, GET_DESTROY = 0, 1, 2
-_INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
+_INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in INIT_EVENTS.items()}
 _NEW_GET = maker(Get)
 _NEW_DESTROY = maker(DestroyRequest)
-_FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
+_FAST_SERVER = frozenset({*FAST_INITS, _DESTROY_REQUEST})
 #: the commands :meth:`ServerConnection.receive_get` takes: GET (an INIT or an execution), DESTROY
 _GET_LIFE = frozenset({_GET, _DESTROY_REQUEST})
 _VALIDATION = int(Command.CONNECTION_VALIDATION)
@@ -116,7 +116,7 @@ _INIT_OK: dict[tuple[int, bool, int], tuple[Any, bytes]] = {}
 _OPENINGS: dict[tuple[bool, tuple[str, ...], int | None], tuple[bytes, ConnectionState]] = {}
 
 
-class ServerConnection(_Connection):
+class ServerConnection(BaseConnection):
     """The server side of one TCP connection."""
 
     role = Role.SERVER
@@ -140,7 +140,7 @@ class ServerConnection(_Connection):
         cmd, sid, ioid = head
         try:
             ev = self._fast_request(cmd, sid, ioid, data, HEADER_SIZE)
-        except (*_LOW_LEVEL, ProtocolError):
+        except (*LOW_LEVEL_ERRORS, ProtocolError):
             # a put whose value does not decode: it changed nothing, and the general path
             # reports it as the error it is
             return None
@@ -198,7 +198,7 @@ class ServerConnection(_Connection):
             or data[0] != MAGIC
             or data[1] == 0  # header version 0 is invalid: the general path says so
             or flags & (FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER)
-            or _U32[flags >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
+            or U32[flags >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
         )
 
     def _opening(self, data: bytes) -> Event | None:
@@ -416,7 +416,7 @@ class ServerConnection(_Connection):
         self.bytes_sent += 14
         return (
             HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _PUT, 6)
-            + _U32[be].pack(ev.ioid)
+            + U32[be].pack(ev.ioid)
             + b"\x00\xff"
         )
 
@@ -463,7 +463,7 @@ class ServerConnection(_Connection):
             reply = bytes(build)
             _INIT_OK[key] = (type, reply)
         out = bytearray(reply)
-        _U32[be].pack_into(out, HEADER_SIZE, ioid)
+        U32[be].pack_into(out, HEADER_SIZE, ioid)
         self._step(req, _INITIALISE)
         req.type = type
         req.get_type = None
@@ -483,7 +483,7 @@ class ServerConnection(_Connection):
         tx = self._tx
         tx.big_endian = be
         out = bytearray(HEADER_SIZE)
-        out += _U32[be].pack(ev.ioid)
+        out += U32[be].pack(ev.ioid)
         if type(ev) is MonitorUpdate:
             assert isinstance(ev, MonitorUpdate)
             if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
@@ -491,7 +491,7 @@ class ServerConnection(_Connection):
             out.append(0)
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
             out += ev.overrun.encode(be) if ev.overrun.mask else b"\x00"
-            cmd = _MONITOR
+            cmd = MONITOR
         else:
             assert isinstance(ev, (GetResponse, PutReadResponse))
             cmd = _GET if type(ev) is GetResponse else _PUT
@@ -567,7 +567,7 @@ class ServerConnection(_Connection):
         self._step(req, _ANSWER)
         return self._value_message(be, _GET, ioid, b"\x00\xff", update, b"")
 
-    def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
+    def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
 
         Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
@@ -576,7 +576,7 @@ class ServerConnection(_Connection):
         return _joined(self.send_update_pieces(ioid, update, overrun))
 
     def send_update_pieces(
-        self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS
+        self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS
     ) -> list[Any]:
         """:meth:`send_update` as buffers for a vectored write: every subscriber's message is
         a head of its own and the same shared pieces (no copy per connection)."""
@@ -587,18 +587,18 @@ class ServerConnection(_Connection):
             if ioid in self._dead_requests:
                 return []
             raise LocalProtocolError(f"no operation ioid {ioid}")
-        if req.command != _MONITOR or req.state is RequestState.INIT_PENDING:
+        if req.command != MONITOR or req.state is RequestState.INIT_PENDING:
             raise LocalProtocolError(f"send_update: ioid {ioid} is not an initialised monitor")
         if req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"send_update: ioid {ioid} has another type")
         be = self.big_endian
         tail = overrun.encode(be) if overrun.mask else b"\x00"
         if self.segment_size:
-            payload = _U32[be].pack(ioid) + b"\x00" + update.partial(be) + tail
-            data = self._frame(_MONITOR, payload)
+            payload = U32[be].pack(ioid) + b"\x00" + update.partial(be) + tail
+            data = self._frame(MONITOR, payload)
             self.bytes_sent += len(data)
             return [data]
-        return self._value_message(be, _MONITOR, ioid, b"\x00", update, tail)
+        return self._value_message(be, MONITOR, ioid, b"\x00", update, tail)
 
     def _value_message(
         self, be: bool, cmd: int, ioid: int, head: bytes, update: PreparedUpdate, tail: bytes
@@ -610,7 +610,7 @@ class ServerConnection(_Connection):
         size = 4 + len(head) + update.size(be) + len(tail)
         first = (
             HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
-            + _U32[be].pack(ioid)
+            + U32[be].pack(ioid)
             + head
         )
         self.bytes_sent += HEADER_SIZE + size
