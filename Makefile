@@ -16,7 +16,7 @@ PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 PIP_INSTALL = -m pip install --quiet --quiet --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test test-core test-rest lint lock check-lock bench sysdeps clean
+.PHONY: demo test test-core test-rest lint lock lock-upgrade check-lock bench sysdeps clean
 
 # A stamp per installed extra set: editing pyproject.toml or the lock reinstalls.
 $(BIN)/python:
@@ -31,10 +31,15 @@ $(VENV)/.bench-installed: pyproject.toml $(LOCK) $(VENV)/.dev-installed
 	$(BIN)/python $(PIP_INSTALL) -e '.[bench]'
 	touch $@
 
-# Resolve every extra again (uv's resolver) and rewrite the lock; commit the result.
+# Resolve every extra again (uv's resolver) and rewrite the lock, keeping today's pins where they
+# still fit; lock-upgrade takes the newest versions instead. Commit the result.
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/python scripts/lock.py
+
+lock-upgrade: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/python scripts/lock.py --upgrade
 
 # Fails when pyproject.toml's dependencies changed since the lock was written.
 check-lock:

@@ -7,8 +7,11 @@
    body, both served by one server process on one channel (separate processes differ by +-30%
    on a shared machine, which would swamp the comparison). Target: >= 0.9x raw. Also shown: the
    same call to a child process placed by a unit, through ``unit.locate``.
-3. Connect unary calls/s (connectrpc client, uvicorn server) through reckon.
-4. Start-up time of a 5-service unit (a chain of requires): in-process and split into processes.
+3. Connect unary calls/s (connectrpc client; hypercorn serving connectrpc's ASGI app).
+4. gRPC server-streaming (messages/s, 100 per call) and bidi ping-pong (round trips/s, 20 per
+   call), reckon's server handler and client beside raw grpcio's in the same server process, in
+   alternating rounds like row 2. Target: >= 0.9x raw.
+5. Start-up time of a 5-service unit (a chain of requires): in-process and split into processes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ syntax = "proto3";
 package benchsvc;
 message Key { string id = 1; }
 message Item { string id = 1; string title = 2; int32 count = 3; }
-service Echo { rpc Get(Key) returns (Item); }
+service Echo {
+  rpc Get(Key) returns (Item);
+  rpc Feed(Key) returns (stream Item);    // streams int(id) items
+  rpc Ping(stream Key) returns (stream Item);  // one answer per request
+}
 service S1 { rpc Get(Key) returns (Item); }
 service S2 { rpc Get(Key) returns (Item); }
 service S3 { rpc Get(Key) returns (Item); }
@@ -49,11 +56,31 @@ async def handle(request, ctx):
     return pb.Item(id=request.id, title="bench", count=1)
 
 
+async def feed(request, ctx):
+    item = pb.Item(id=request.id, title="bench", count=1)
+    for _ in range(int(request.id)):
+        yield item
+
+
+async def ping(requests, ctx):
+    async for r in requests:
+        yield pb.Item(id=r.id, title="bench", count=1)
+
+
 class EchoService(Service):
     definition = Echo
 
     async def Get(self, request, ctx):
         return pb.Item(id=request.id, title="bench", count=1)
+
+    async def Feed(self, request, ctx):
+        item = pb.Item(id=request.id, title="bench", count=1)
+        for _ in range(int(request.id)):
+            yield item
+
+    async def Ping(self, requests, ctx):
+        async for r in requests:
+            yield pb.Item(id=r.id, title="bench", count=1)
 
 
 def _chain(defn, prev):
@@ -83,7 +110,7 @@ SERVER = """
 import asyncio, sys
 import grpc
 sys.path.insert(0, sys.argv[2])
-from bench_impls import handle
+from bench_impls import feed, handle, ping
 from benchsvc_gen import benchsvc_pb2 as pb
 from reckon.service import Deployment, Unit
 from reckon.service.servers import grpc_handler
@@ -102,8 +129,15 @@ async def main():
         raw = grpc.unary_unary_rpc_method_handler(
             handle, request_deserializer=pb.Key.FromString,
             response_serializer=pb.Item.SerializeToString)
+        raw_feed = grpc.unary_stream_rpc_method_handler(
+            feed, request_deserializer=pb.Key.FromString,
+            response_serializer=pb.Item.SerializeToString)
+        raw_ping = grpc.stream_stream_rpc_method_handler(
+            ping, request_deserializer=pb.Key.FromString,
+            response_serializer=pb.Item.SerializeToString)
         server.add_generic_rpc_handlers([
-            grpc.method_handlers_generic_handler("benchsvc.S1", {"Get": raw}),
+            grpc.method_handlers_generic_handler(
+                "benchsvc.S1", {"Get": raw, "Feed": raw_feed, "Ping": raw_ping}),
             grpc_handler(unit.endpoints["echo"]),
         ])
         server.add_insecure_port("127.0.0.1:" + sys.argv[1])
@@ -171,12 +205,13 @@ async def inprocess_overhead(root: Path) -> tuple[float, float]:
 
 
 async def rate(fn: Any, seconds: float) -> float:
+    """Calls/s of ``await fn()``; or messages/s when ``fn`` returns how many it moved."""
     n = 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for _ in range(25):
-            await fn()
-        n += 25
+            moved = await fn()
+            n += moved if isinstance(moved, int) else 1
     return n / (time.perf_counter() - t0)
 
 
@@ -201,7 +236,11 @@ async def interleaved(
     return samples
 
 
-async def wire(root: Path) -> dict[str, list[float]]:
+FEED_ITEMS = 100  # messages per server-streaming call
+PINGS = 20  # round trips per bidi call
+
+
+async def wire(root: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     import grpc
     from benchsvc_gen import benchsvc_pb2 as pb
     from benchsvc_gen.benchsvc_reckon import Echo
@@ -242,7 +281,7 @@ async def wire(root: Path) -> dict[str, list[float]]:
             same_server = grpc_client(channel, Echo, authorization=None, clock=time.monotonic)
             placed = unit.locate(Echo)
             connect = unit.locate(Echo, transport="connect")
-            return await interleaved(
+            unary = await interleaved(
                 {
                     "raw grpcio": lambda: raw(req),
                     "reckon gRPC": lambda: same_server.Get(req),
@@ -250,9 +289,66 @@ async def wire(root: Path) -> dict[str, list[float]]:
                     "reckon Connect": lambda: connect.Get(req),
                 }
             )
+            streams = await interleaved(streaming(channel, same_server), rounds=12, seconds=0.4)
+            return unary, streams
     finally:
         server.terminate()
         await server.wait()
+
+
+def streaming(channel: Any, client: Any) -> dict[str, Any]:
+    """Server-streaming (messages/s) and bidi ping-pong (round trips/s): raw grpcio's
+    multi-callables beside reckon's client, against the same server process."""
+    import grpc
+    from benchsvc_gen import benchsvc_pb2 as pb
+
+    ser, de = pb.Key.SerializeToString, pb.Item.FromString
+    raw_feed = channel.unary_stream("/benchsvc.S1/Feed", ser, de)
+    raw_ping = channel.stream_stream("/benchsvc.S1/Ping", ser, de)
+    feed_req, ping = pb.Key(id=str(FEED_ITEMS)), pb.Key(id="p")
+
+    async def raw_stream() -> int:
+        n = 0
+        async for _ in raw_feed(feed_req):
+            n += 1
+        return n
+
+    async def reckon_stream() -> int:
+        n = 0
+        async for _ in client.Feed(feed_req):
+            n += 1
+        return n
+
+    async def raw_pingpong() -> int:
+        call = raw_ping()
+        for _ in range(PINGS):
+            await call.write(ping)
+            await call.read()
+        await call.done_writing()
+        await call.wait_for_connection()
+        assert await call.code() == grpc.StatusCode.OK
+        return PINGS
+
+    async def reckon_pingpong() -> int:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def pings() -> Any:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        n = 0
+        queue.put_nowait(ping)
+        async for _ in client.Ping(pings()):
+            n += 1
+            queue.put_nowait(ping if n < PINGS else None)
+        return n
+
+    return {
+        "raw stream": raw_stream,
+        "reckon stream": reckon_stream,
+        "raw ping-pong": raw_pingpong,
+        "reckon ping-pong": reckon_pingpong,
+    }
 
 
 async def startup(root: Path, placement: str) -> float:
@@ -290,7 +386,8 @@ async def main() -> None:
         root = Path(tmp)
         setup(root)
         plain, inproc = await inprocess_overhead(root)
-        samples = await wire(root)
+        samples, streams = await wire(root)
+        stream_rates = {k: statistics.median(v) for k, v in streams.items()}
         rates = {k: statistics.median(v) for k, v in samples.items()}
         start_in = await startup(root, "inprocess")
         start_split = await startup(root, "process")
@@ -333,6 +430,18 @@ async def main() -> None:
         f"{rates['reckon Connect'] / rates['raw grpcio']:.2f}x",
         "",
     )
+    for label, ours, theirs, unit_name in (
+        ("gRPC server-streaming", "reckon stream", "raw stream", "messages/s"),
+        ("gRPC bidi ping-pong", "reckon ping-pong", "raw ping-pong", "round trips/s"),
+    ):
+        cmp = paired(streams[ours], streams[theirs], higher_is_better=True)
+        t.add_row(
+            f"{label} ({unit_name})",
+            f"{stream_rates[ours]:,.0f}",
+            f"{stream_rates[theirs]:,.0f} raw grpcio",
+            f"{cmp.ratio:.2f}x [{cmp.low:.2f}-{cmp.high:.2f}]",
+            ">= 0.9x " + _target(cmp, 0.9),
+        )
     t.add_row(
         "start 5-service unit (s)",
         f"{start_in:.3f} in-process",

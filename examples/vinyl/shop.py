@@ -15,6 +15,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from vinyl_api.vinyl.catalog_pb2 import RecordId  # noqa: E402
+from vinyl_api.vinyl.inventory_reckon import Inventory  # noqa: E402
 from vinyl_api.vinyl.orders_pb2 import ListOrdersRequest  # noqa: E402
 from vinyl_api.vinyl.orders_reckon import Orders  # noqa: E402
 from vinyl_api.vinyl.storefront_pb2 import BuyRequest, PageRequest  # noqa: E402
@@ -45,11 +47,17 @@ async def session(unit: Unit) -> list[str]:
         await store.Buy(BuyRequest(record_id="bt"))
     except ServiceCallError as exc:
         out.append(f"anonymous buy: {exc.code}")
+    # A live stock feed (a server-streaming call): the level now, then each change.
+    feed = unit.locate(Inventory).WatchStock(RecordId(id="bt"))
+    before = await anext(feed)
     alice = unit.locate(Storefront, credentials=("alice", "wonderland"))
     order = await alice.Buy(BuyRequest(record_id="bt", copies=1))
     out.append(
         f"order {order.id}: {order.customer} bought {order.record_id} for {order.total_cents}"
     )
+    after = await anext(feed)
+    await feed.aclose()
+    out.append(f"live stock of bt: {before.copies} -> {after.copies}")
     try:
         await alice.Buy(BuyRequest(record_id="bt", copies=1))
     except ServiceCallError as exc:

@@ -67,3 +67,10 @@ def gen_root() -> Path:
 def node_modules() -> Path:
     """@grpc/grpc-js and @grpc/proto-loader, installed by npm into tests/service/node/."""
     return npm_install(NODE_DIR)
+
+
+@pytest.fixture(scope="session")
+def buf() -> Path:
+    """``buf`` (npm @bufbuild/buf), installed into tests/service/buf/: its ``buf curl`` speaks
+    gRPC, gRPC-Web and Connect and finds schemas by server reflection."""
+    return npm_install(HERE / "buf") / ".bin" / "buf"

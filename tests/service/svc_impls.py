@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from rtest_gen import rtest_pb2 as pb
-from rtest_gen.rtest_reckon import Catalog, Front, Recommender, Stock
+from rtest_gen.rtest_reckon import Catalog, Feed, Front, Recommender, Stock
 
 from reckon.core import CachingLevel
 from reckon.errors import ServiceCallError
-from reckon.service import CallContext, Query, Service, memoized_rpc
+from reckon.service import CallContext, Interceptor, Query, Service, memoized_rpc
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,15 @@ class CatalogService(Service):
             import time
 
             time.sleep(3600)  # noqa: ASYNC251 (blocks the loop: only the watchdog ends it)
+        if request.code == "cancel":
+            raise asyncio.CancelledError(request.message)
         raise ServiceCallError(request.message, request.code)
+
+    async def Echo(self, request: pb.Empty, ctx: CallContext) -> pb.Metadata:
+        out = pb.Metadata()
+        for k, v in ctx.metadata.items():
+            out.entries[k] = v if isinstance(v, bytes) else b"text:" + v.encode()
+        return out
 
 
 class MutatingCatalog(CatalogService):
@@ -170,3 +180,83 @@ class SharedItemCatalog(CatalogService):
 
     async def Get(self, request: pb.Key, ctx: CallContext) -> pb.Item:
         return SHARED_ITEM
+
+
+class FeedService(Service):
+    """The four call kinds; ``produced`` counts the items Ticks made, ``closed`` records how each
+    Ticks call ended (to see cancellation and backpressure from outside)."""
+
+    definition = Feed
+    produced: list[int] = []
+    closed: list[str] = []
+
+    async def Count(self, request: pb.Key, ctx: CallContext) -> pb.Item:
+        return pb.Item(id=request.id, count=len(request.id))
+
+    async def Ticks(self, request: pb.TickRequest, ctx: CallContext) -> AsyncIterator[pb.Item]:
+        how = "finished"
+        try:
+            for i in range(request.count):
+                if request.fail_code and i == request.fail_after:
+                    raise ServiceCallError(f"failed after {i}", request.fail_code)
+                if request.interval:
+                    await asyncio.sleep(request.interval)
+                FeedService.produced.append(i)
+                yield pb.Item(id=f"t{i}", count=i)
+        except asyncio.CancelledError:
+            how = "cancelled"
+            raise
+        except GeneratorExit:
+            how = "closed"
+            raise
+        except ServiceCallError:
+            how = "failed"
+            raise
+        finally:
+            FeedService.closed.append(how)
+
+    async def Sum(self, request: AsyncIterator[pb.Item], ctx: CallContext) -> pb.Item:
+        total, ids = 0, []
+        async for item in request:
+            total += item.count
+            ids.append(item.id)
+        return pb.Item(id="+".join(ids), count=total, tags=[ctx.user.name if ctx.user else ""])
+
+    async def Echo(
+        self, request: AsyncIterator[pb.Item], ctx: CallContext
+    ) -> AsyncIterator[pb.Item]:
+        async for item in request:
+            yield pb.Item(id=item.id, count=item.count * 2)
+
+
+def check_token(token: str) -> str | None:
+    """The bearer hook of the auth tests: one good token."""
+    return {"t0k3n": "robot"}.get(token)
+
+
+class Stamp(Interceptor):
+    """Marks every response (so the test sees it ran, in any process) and refuses calls that
+    carry ``x-deny`` metadata."""
+
+    async def unary(self, request: Any, ctx: CallContext, proceed: Any) -> Any:
+        if "x-deny" in ctx.metadata:
+            raise ServiceCallError(f"{ctx.method} denied by an interceptor", "PERMISSION_DENIED")
+        response = await proceed(request)
+        response.tags.append(f"stamped:{ctx.method}")
+        return response
+
+    async def stream(self, request: Any, ctx: CallContext, proceed: Any) -> AsyncIterator[Any]:
+        if "x-deny" in ctx.metadata:
+            raise ServiceCallError(f"{ctx.method} denied by an interceptor", "PERMISSION_DENIED")
+        async for response in proceed(request):
+            response.tags.append(f"stamped:{ctx.method}")
+            yield response
+
+
+class Outer(Interceptor):
+    """Runs outside Stamp: its mark comes after Stamp's."""
+
+    async def unary(self, request: Any, ctx: CallContext, proceed: Any) -> Any:
+        response = await proceed(request)
+        response.tags.append("outer")
+        return response

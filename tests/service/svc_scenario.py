@@ -24,15 +24,20 @@ def deployment() -> dict[str, Any]:
             "definition": "rtest_gen.rtest_reckon:Recommender",
             "implementation": "svc_impls:PyRecommender",
         },
+        "feed": {
+            "definition": "rtest_gen.rtest_reckon:Feed",
+            "implementation": "svc_impls:FeedService",
+        },
     }
     return make_deployment(services, log="test")
 
 
 async def scenario(unit: Unit) -> list[str]:
     from rtest_gen import rtest_pb2 as pb
-    from rtest_gen.rtest_reckon import Catalog, Recommender
+    from rtest_gen.rtest_reckon import Catalog, Feed, Recommender
 
     catalog = unit.locate(Catalog)
+    feed = unit.locate(Feed)
     rng = unit.instance("catalog").ctx.random  # seeded per service
 
     async def shopper(i: int) -> str:
@@ -40,6 +45,12 @@ async def scenario(unit: Unit) -> list[str]:
         item = await catalog.Get(pb.Key(id="abc"[i % 3]))
         if i % 4 == 0:
             item = await unit.locate(Recommender).Recommend(pb.Key(id=item.id))
+        if i % 3 == 1:  # the streaming kinds interleave with the rest under virtual time
+            ticks = pb.TickRequest(count=3, interval=rng.random())
+            counts = [t.count async for t in feed.Ticks(ticks)]
+            total = await feed.Sum([pb.Item(id=f"s{i}", count=c) for c in counts])
+            echoed = [e.count async for e in feed.Echo(pb.Item(count=c) for c in counts)]
+            return f"{i}:{item.title}:{total.count}:{echoed}"
         return f"{i}:{item.title}"
 
     done = await asyncio.gather(*(shopper(i) for i in range(12)))

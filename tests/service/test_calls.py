@@ -16,12 +16,16 @@ from rtest_gen.rtest_reckon import Catalog, Recommender, Stock
 from svc_helpers import make_deployment, two_services
 
 from reckon.errors import (
+    CallCancelledError,
     DeadlineExceededError,
+    PermissionDeniedError,
     ServiceCallError,
     ServiceNotFoundError,
+    ServiceUnavailableError,
     UnauthenticatedError,
 )
 from reckon.service import Deployment, Unit
+from reckon.service.auth import hash_password
 
 
 async def shop_session(unit: Unit, transport: str | None = None) -> list[str]:
@@ -155,7 +159,7 @@ async def test_connect_answers_plain_curl_with_json(tmp_path: Path) -> None:
 async def test_basic_auth_and_user_in_context(placement: str, tmp_path: Path) -> None:
     services = two_services(placement, auth="basic")
     dep = make_deployment(services, tmp_path=tmp_path)
-    dep["auth"] = {"users": {"alice": "wonderland", "bob": "sha256:" + _sha("builder")}}
+    dep["auth"] = {"users": {"alice": "wonderland", "bob": hash_password("builder")}}
     async with Unit(Deployment.from_dict(dep)) as unit:
         with pytest.raises(UnauthenticatedError):
             await unit.locate(Catalog).Who(pb.Empty())
@@ -167,12 +171,6 @@ async def test_basic_auth_and_user_in_context(placement: str, tmp_path: Path) ->
         assert who.user == "bob"
         # Stock does not require auth: anonymous calls work there.
         assert (await unit.locate(Stock).Who(pb.Empty())).user == ""
-
-
-def _sha(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 async def test_user_follows_nested_calls(tmp_path: Path) -> None:
@@ -322,3 +320,99 @@ async def test_a_deadline_follows_the_call_across_two_wires(transport: str, tmp_
     [left] = DeadlineCatalog.remaining
     assert left is not None and 0 < left < 4.5  # without propagation it would be None
     assert CatalogService.cancelled == ["30.0"]  # and the nested handler did not sleep on
+
+
+ERROR_CASES = [
+    # (what the handler raises, via Failure.code; the class and code every caller sees)
+    ("UNAVAILABLE", ServiceUnavailableError, "UNAVAILABLE"),
+    ("PERMISSION_DENIED", PermissionDeniedError, "PERMISSION_DENIED"),
+    ("DEADLINE_EXCEEDED", DeadlineExceededError, "DEADLINE_EXCEEDED"),
+    ("UNAUTHENTICATED", UnauthenticatedError, "UNAUTHENTICATED"),
+    ("NOT_FOUND", ServiceCallError, "NOT_FOUND"),
+    ("OK", ServiceCallError, "UNKNOWN"),  # not a failure code: must not leave the call open
+    ("no-such-code", ServiceCallError, "UNKNOWN"),
+    ("cancel", CallCancelledError, "CANCELLED"),  # the handler raised CancelledError itself
+    ("crash", ServiceCallError, "UNKNOWN"),
+]
+
+
+@pytest.mark.parametrize("placement", ["inprocess", "process"])
+async def test_one_error_model_in_process_and_over_grpc_and_connect(
+    placement: str, tmp_path: Path
+) -> None:
+    """The same failure reaches every caller as the same exception class with the same code,
+    at once: no handler failure (CancelledError and code "OK" included) leaves a call open."""
+    dep = make_deployment(two_services(placement, connect=True), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        transports = [None, "grpc", "connect"] if placement == "inprocess" else ["grpc", "connect"]
+        for transport in transports:
+            catalog = unit.locate(Catalog, transport=transport)
+            for code, cls, seen in ERROR_CASES:
+                with pytest.raises(ServiceCallError) as info:
+                    await asyncio.wait_for(catalog.Fail(pb.Failure(code=code, message="m")), 10)
+                got = (type(info.value), info.value.code)
+                assert got == (cls, seen), (transport, code, got)
+            # ... and the service keeps serving.
+            assert (await catalog.Get(pb.Key(id="a"), timeout=10)).count == 3
+
+
+async def test_mocks_raise_the_class_of_their_code(tmp_path: Path) -> None:
+    from reckon.testing import mock
+
+    stock = mock(Stock)
+    stock.Count.raises("UNAVAILABLE", "down")
+    dep = make_deployment({"stock": two_services("inprocess")["stock"]}, tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep), implementations={"stock": stock}) as unit:
+        with pytest.raises(ServiceUnavailableError, match="down"):
+            await unit.locate(Stock).Count(pb.Key(id="a"))
+    with pytest.raises(ValueError, match="not a gRPC failure code"):
+        stock.Count.raises("OK")
+
+
+def _post(url: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def test_malformed_requests_are_invalid_argument_on_every_transport(tmp_path: Path) -> None:
+    import grpc.aio
+
+    garbage = b"\xff\xff\xff\xff"  # a truncated varint: not any protobuf message
+    dep = make_deployment(two_services("inprocess", connect=True, expose=True), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        addr = unit.addresses["catalog"]
+        async with grpc.aio.insecure_channel(addr.grpc or "") as channel:
+            call = channel.unary_unary("/rtest.Catalog/Get")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(garbage, timeout=10)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "rtest.Key" in (info.value.details() or "")
+        url = f"{addr.connect}/rtest.Catalog/Get"
+        status, body = await asyncio.to_thread(_post, url, garbage, "application/proto")
+        assert (status, json.loads(body)["code"]) == (400, "invalid_argument")
+        status, body = await asyncio.to_thread(_post, url, b"{not json", "application/json")
+        assert (status, json.loads(body)["code"]) == (400, "invalid_argument")
+
+
+@pytest.mark.parametrize("placement", ["inprocess", "process"])
+async def test_request_metadata_text_and_binary_reaches_handlers(
+    placement: str, tmp_path: Path
+) -> None:
+    sent = {"x-text": "hello", "x-blob-bin": b"\x00\xffbin"}
+    want = {"x-text": b"text:hello", "x-blob-bin": b"\x00\xffbin"}
+    dep = make_deployment(two_services(placement, connect=True), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        transports = [None, "grpc", "connect"] if placement == "inprocess" else ["grpc", "connect"]
+        for transport in transports:
+            catalog = unit.locate(Catalog, transport=transport)
+            got = await catalog.Echo(pb.Empty(), metadata=sent, timeout=10)
+            assert dict(got.entries) == want, transport
+            got = await catalog.Echo(pb.Empty(), metadata=list(sent.items()), timeout=10)
+            assert dict(got.entries) == want, transport

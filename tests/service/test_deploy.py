@@ -30,7 +30,7 @@ def test_gen_writes_a_typed_package_with_relative_imports() -> None:
 
     # Read from the descriptor, not from a table.
     assert Catalog.full_name == "rtest.Catalog"
-    assert list(Catalog.methods) == ["Get", "Sleep", "Who", "Fail"]
+    assert list(Catalog.methods) == ["Get", "Sleep", "Who", "Fail", "Echo"]
     assert Catalog.methods["Get"].path == "/rtest.Catalog/Get"
     assert Catalog.methods["Get"].output.DESCRIPTOR.full_name == "rtest.Item"
 

@@ -84,6 +84,39 @@ def test_authorization_headers_fail_only_as_unauthenticated(header: str | None) 
     assert header is None and user is None
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.text(), st.sampled_from(["basic", "bearer", "any", None]))
+def test_any_header_on_any_service_is_a_user_anonymous_or_unauthenticated(
+    header: str, accept: str | None
+) -> None:
+    """Whatever the header, a check ends as a user, as anonymous (only where no auth is
+    asked), or as UnauthenticatedError; never another exception."""
+    auth = Authenticator({"alice": "pw"}, bearer=lambda token: "robot" if token == "t" else None)
+    try:
+        user = auth.check(header, accept)
+    except UnauthenticatedError:
+        return
+    assert user is not None or accept is None
+
+
+_md_keys = st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True).filter(
+    lambda k: not k.startswith(("grpc-", "connect-")) and k not in ("te", "host", "upgrade")
+)
+
+
+@given(st.dictionaries(_md_keys, st.one_of(st.binary(), st.text(st.characters(
+    min_codepoint=0x20, max_codepoint=0x7E), max_size=20))))  # fmt: skip
+def test_metadata_round_trips_through_http_headers(raw: dict[str, Any]) -> None:
+    """What a Connect client sends as headers is what a handler sees: text as text, ``-bin``
+    keys as the same bytes (base64 on the wire)."""
+    from reckon.service.metadata import from_headers, from_pairs, to_headers
+
+    md = {(k + "-bin" if isinstance(v, bytes) else k): v for k, v in raw.items()}
+    md = {k: v for k, v in md.items() if isinstance(v, bytes) or not k.endswith("-bin")}
+    sent = from_pairs(md)
+    assert from_headers(to_headers(sent)) == sent
+
+
 @given(st.text(min_size=1), st.text())
 def test_good_credentials_round_trip(user: str, password: str) -> None:
     if ":" in user:

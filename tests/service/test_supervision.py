@@ -160,10 +160,28 @@ def test_svc_run_exits_when_every_process_has_ended(tmp_path: Path) -> None:
             assert proc.poll() is None and time.monotonic() < limit
             time.sleep(0.05)
         os.kill(json.loads(status.read_text())["stock"]["pid"], signal.SIGKILL)
-        assert proc.wait(timeout=30) == 0  # nothing left to run: the runtime exits by itself
+        # Nothing left to run: the runtime exits by itself, and says the service failed.
+        assert proc.wait(timeout=30) == 1
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_svc_run_exits_non_zero_after_a_crash_loop(tmp_path: Path) -> None:
+    """A service killed over and over (here by its time limit) until the restart policy gives
+    up: ``svc run`` stops, exits 1, and names the service and why on stderr and in its log."""
+    deploy = tmp_path / "deploy.toml"
+    stock = {**STOCK, "placement": "process", "time_limit": 0.5, "max_restarts": 2}
+    _write_toml(deploy, make_deployment({"stock": stock}, tmp_path=tmp_path, log="json"))
+    run = [sys.executable, "-m", "reckon.cli", "svc", "run", str(deploy)]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "error: service 'stock' failed: ran longer than its time limit of 0.5s" in done.stderr
+    warnings = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert any(
+        w.get("level") == "warning" and w.get("service") == "stock" and "failed" in w["event"]
+        for w in warnings
+    ), done.stderr
 
 
 async def test_a_killed_service_reopens_its_database(tmp_path: Path) -> None:

@@ -58,7 +58,16 @@ def test_trace_records_every_call_with_virtual_times() -> None:
         ("client", "catalog", "Get"),
         ("client", "recs", "Recommend"),
         ("recs", "catalog", "Get"),
+        ("client", "feed", "Ticks"),
+        ("client", "feed", "Sum"),
+        ("client", "feed", "Echo"),
     }
+    # Streams are traced message by message, in order.
+    sums = [x for x in lines if x["method"] == "Sum"]
+    assert sums and all(len(x["requests"]) == 3 and "response" in x for x in sums)
+    ticks = [x for x in lines if x["method"] == "Ticks"]
+    assert ticks and all([r.get("count", 0) for r in x["responses"]] == [0, 1, 2] for x in ticks)
+    assert "1:Blue Train:3:[0, 2, 4]" in result
     last = lines[-1]
     assert last["error"]["code"] == "DEADLINE_EXCEEDED"
     assert last["end"] - last["start"] == pytest.approx(60.0)

@@ -26,6 +26,7 @@ EXPECTED = [
     "you may also like: Kind of Blue, A Love Supreme",
     "anonymous buy: UNAUTHENTICATED",
     "order 1: alice bought bt for 2900",
+    "live stock of bt: 1 -> 0",
     "second copy: FAILED_PRECONDITION",
     "alice has 1 order(s)",
 ]

@@ -1,7 +1,13 @@
-"""Inventory: copies on the shelf; reservations are transactions in its database."""
+"""Inventory: copies on the shelf; reservations are transactions in its database.
+
+``WatchStock`` streams a record's level as it changes: each reservation bumps a version number and
+wakes the watchers, which read the level again and send it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from vinyl_api.vinyl import catalog_pb2, inventory_pb2
@@ -28,6 +34,10 @@ class InventoryService(Service):
         "INSERT INTO shelf VALUES ('kob', 2), ('bt', 1), ('als', 3), ('ar', 5), ('dsm', 0),"
         " ('ws', 1)",
     )
+
+    async def ready(self) -> None:
+        self._changed = asyncio.Condition()
+        self._version = 0  # bumped by every change of any level
 
     def _level(self, record_id: str) -> Shelf:
         shelf = self.ctx.db.fetch_one(COPIES, (record_id,))
@@ -58,6 +68,24 @@ class InventoryService(Service):
                 (request.copies, request.record_id),
             )
         ctx.log.info("reserved", record=request.record_id, copies=request.copies)
+        async with self._changed:
+            self._version += 1
+            self._changed.notify_all()
         return inventory_pb2.StockLevel(
             record_id=request.record_id, copies=shelf.copies - request.copies
         )
+
+    async def WatchStock(
+        self, request: catalog_pb2.RecordId, ctx: CallContext
+    ) -> AsyncIterator[inventory_pb2.StockLevel]:
+        last = None
+        while True:
+            async with self._changed:
+                seen = self._version
+                shelf = self._level(request.id)
+            if shelf.copies != last:
+                last = shelf.copies
+                yield inventory_pb2.StockLevel(record_id=shelf.record_id, copies=shelf.copies)
+            async with self._changed:
+                while self._version == seen:
+                    await self._changed.wait()

@@ -11,6 +11,7 @@ from reckon.service.batteries import Database, FileArea, Query
 from reckon.service.context import CallContext, ServiceContext, User
 from reckon.service.definition import MethodDef, ServiceDef
 from reckon.service.deploy import Deployment, Plan, plan
+from reckon.service.interceptors import Interceptor
 from reckon.service.kernel import Unit
 from reckon.service.logs import JsonSink, LogRecord, MemorySink, ServiceLogger
 from reckon.service.memo import memoized_rpc, request_key
@@ -20,6 +21,7 @@ __all__ = [
     "Database",
     "Deployment",
     "FileArea",
+    "Interceptor",
     "JsonSink",
     "LogRecord",
     "MemorySink",

@@ -1,7 +1,9 @@
 """The base class of Python service implementations.
 
 An implementation names its definition and writes one ``async def`` per RPC, named as in the
-.proto, taking ``(request, ctx: CallContext)``. The runtime sets ``self.ctx`` and awaits
+.proto, taking ``(request, ctx: CallContext)``. A method whose requests stream gets an async
+iterator of them as ``request``; a method whose responses stream is an async generator that
+``yield``s them. The runtime sets ``self.ctx`` and awaits
 ``ready()`` once everything the service requires is ready; ``stop()`` runs at shutdown.
 """
 
@@ -48,14 +50,20 @@ def check_implementation(cls: type, definition: ServiceDef[Any], where: str) -> 
         )
     missing = []
     for name, m in definition.methods.items():
-        if not m.unary:
-            raise DeploymentError(
-                f"{where}: {definition.full_name}.{name} is a streaming RPC; reckon services "
-                "support unary methods only"
-            )
         fn = getattr(cls, name, None)
         if fn is None or not _is_async(fn):
             missing.append(name)
+        elif m.server_streaming and not _is_async_generator(fn):
+            raise DeploymentError(
+                f"{where}: {cls.__name__}.{name} streams its responses "
+                f"({definition.full_name}.{name} returns a stream): write it as an async "
+                "generator, `async def` that `yield`s each response"
+            )
+        elif not m.server_streaming and _is_async_generator(fn):
+            raise DeploymentError(
+                f"{where}: {cls.__name__}.{name} yields, but {definition.full_name}.{name} "
+                "returns one message: `return` it instead"
+            )
     if missing:
         raise DeploymentError(
             f"{where}: {cls.__name__} must define async methods {', '.join(sorted(missing))} "
@@ -64,9 +72,18 @@ def check_implementation(cls: type, definition: ServiceDef[Any], where: str) -> 
 
 
 def _is_async(fn: object) -> bool:
-    """An async def, or a wrapper of one (``@memoize`` and functools.wraps-style decorators)."""
+    """An async def (or async generator), or a wrapper of one (``@memoize`` and
+    functools.wraps-style decorators)."""
     while fn is not None:
-        if inspect.iscoroutinefunction(fn):
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+    return False
+
+
+def _is_async_generator(fn: object) -> bool:
+    while fn is not None:
+        if inspect.isasyncgenfunction(fn):
             return True
         fn = getattr(fn, "__wrapped__", None)
     return False

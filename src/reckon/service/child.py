@@ -1,6 +1,7 @@
 """Entry point of a Python service placed in its own process (``python -m reckon.service.child``).
 
-The parent hands over the whole deployment (``RECKON_SVC_DEPLOYMENT``), the service's name, its
+The parent hands over the whole deployment (in a file of mode 0600 named by
+``RECKON_SVC_DEPLOYMENT_FILE``: it holds the users' password hashes), the service's name, its
 port and the addresses of what it requires. The child rebuilds the same unit with that service
 in-process and exposed, and everything it requires as remote: the implementation's code is the
 same as in a single-process unit. A watchdog thread enforces ``call_limit`` by killing the process
@@ -26,7 +27,8 @@ from reckon.service.supervisor import die_with_parent
 
 
 def child_deployment(env: dict[str, str]) -> Deployment:
-    dep = Deployment.from_dict(json.loads(env["RECKON_SVC_DEPLOYMENT"]), env["RECKON_SVC_ROOT"])
+    raw = json.loads(Path(env["RECKON_SVC_DEPLOYMENT_FILE"]).read_text())
+    dep = Deployment.from_dict(raw, env["RECKON_SVC_ROOT"])
     name = env["RECKON_SVC_NAME"]
     addresses = json.loads(env.get("RECKON_SVC_ADDRESSES", "{}"))
     cport = int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0)

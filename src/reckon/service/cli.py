@@ -58,13 +58,14 @@ def run(
 ) -> None:
     """Start every service of a unit; stop cleanly on SIGINT/SIGTERM.
 
-    Exits when every child process has ended (after restarts), or at once on a signal.
+    Exits when every child process has ended (after restarts), or at once on a signal; the exit
+    status is 1 when it stopped because services failed (a crash loop, a time-limit kill).
     """
     from reckon.errors import DeploymentError
     from reckon.service.deploy import Deployment
     from reckon.service.kernel import Unit
 
-    async def main() -> None:
+    async def main() -> dict[str, str]:
         unit = Unit(Deployment.load(deploy))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -85,14 +86,34 @@ def run(
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for w in waiters:
                 w.cancel()
+            failed = {} if stop.is_set() else unit.failures()
+            for name, why in failed.items():
+                unit.log.warning("service failed; the unit stops", service=name, reason=why)
+            return failed
         finally:
             await unit.stop()
 
     try:
-        asyncio.run(main())
+        failed = asyncio.run(main())
     except DeploymentError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if failed:
+        for name, why in failed.items():
+            typer.echo(f"error: service {name!r} failed: {why}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("hash-password")
+def hash_password_command(
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="the password to hash")
+    ],
+) -> None:
+    """Print a salted scrypt hash of a password, for ``[auth] users`` in a deployment file."""
+    from reckon.service.auth import hash_password
+
+    typer.echo(hash_password(password))
 
 
 @app.command()

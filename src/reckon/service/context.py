@@ -100,7 +100,8 @@ class CallContext:
     user: User | None = None
     authorization: str | None = None
     deadline: float | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
+    #: The caller's metadata: text values as str, ``-bin`` keys as bytes, on every transport.
+    metadata: dict[str, str | bytes] = field(default_factory=dict)
 
     def locate(self, definition: ServiceDef[T]) -> T:
         return self.service.locate(definition)

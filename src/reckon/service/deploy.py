@@ -26,13 +26,28 @@ from pathlib import Path
 from typing import Any
 
 from reckon.errors import DeploymentError
+from reckon.service.auth import SCHEMES, check_stored
 from reckon.service.base import check_implementation
 from reckon.service.definition import ServiceDef, load_definition, load_object
+from reckon.service.tls import Tls
 
 PLACEMENTS = ("inprocess", "process", "remote")
 RESTARTS = ("never", "on-failure", "always")
 
-_UNIT_KEYS = {"name", "path", "data_dir", "log", "pulse", "strict", "seed", "shutdown_grace"}
+_UNIT_KEYS = {
+    "name",
+    "path",
+    "data_dir",
+    "log",
+    "pulse",
+    "strict",
+    "seed",
+    "shutdown_grace",
+    "interceptors",
+    "max_message_bytes",
+    "keepalive",
+    "tls",
+}
 _SERVICE_KEYS = {
     "definition",
     "implementation",
@@ -55,6 +70,10 @@ _SERVICE_KEYS = {
     "health_interval",
     "start_timeout",
     "cwd",
+    "interceptors",
+    "max_message_bytes",
+    "keepalive",
+    "tls",
 }
 
 
@@ -84,6 +103,14 @@ class ServiceSpec:
     health_interval: float = 1.0
     start_timeout: float = 60.0
     cwd: str | None = None
+    #: ``"module:Name"`` interceptors for this service, inside the unit's.
+    interceptors: tuple[str, ...] = ()
+    #: The largest message this service takes or sends on the wire (None: the unit's).
+    max_message_bytes: int | None = None
+    #: Seconds between HTTP/2 keepalive pings on its connections (None: the unit's; 0: none).
+    keepalive: float | None = None
+    #: PEM files ``{cert, key, ca}`` (None: the unit's); see reckon.service.tls.
+    tls: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,7 +127,14 @@ class Deployment:
     strict: bool = False
     seed: int | None = None
     shutdown_grace: float = 5.0
+    #: ``"module:Name"`` interceptors for every Python service, outermost first.
+    interceptors: tuple[str, ...] = ()
+    max_message_bytes: int = 4 * 1024 * 1024
+    keepalive: float = 0.0
+    tls: dict[str, str] | None = None
     users: dict[str, str] = field(default_factory=dict)
+    #: ``"module:function"`` checking bearer tokens: ``fn(token) -> user name or None``.
+    bearer: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -134,8 +168,23 @@ class Deployment:
         if not services:
             raise DeploymentError("the deployment lists no services; add a [services.NAME] table")
         auth = _table(data.get("auth", {}), "[auth]")
-        if set(auth) - {"users"}:
-            raise DeploymentError(f"[auth]: unknown keys {sorted(set(auth) - {'users'})}")
+        if set(auth) - {"users", "bearer"}:
+            raise DeploymentError(
+                f"[auth]: unknown keys {sorted(set(auth) - {'users', 'bearer'})} "
+                "(known: users, bearer)"
+            )
+        users = {str(k): str(v) for k, v in _table(auth.get("users", {}), "[auth] users").items()}
+        for user, stored in users.items():
+            check_stored(user, stored)
+        bearer = auth.get("bearer")
+        if bearer is not None and not isinstance(bearer, str):
+            raise DeploymentError("[auth] bearer must be 'module:function' (a token check)")
+        for name, spec in services.items():
+            if spec.auth == "bearer" and bearer is None:
+                raise DeploymentError(
+                    f"[services.{name}]: auth = 'bearer' needs a token check: set [auth] bearer "
+                    "= 'module:function'"
+                )
         log = str(unit.get("log", "dev"))
         if log not in ("dev", "json", "test", "off"):
             raise DeploymentError(f"[unit] log = {log!r}; use 'dev', 'json', 'test' or 'off'")
@@ -155,13 +204,33 @@ class Deployment:
                 strict=bool(unit.get("strict", False)),
                 seed=None if seed is None else int(seed),
                 shutdown_grace=float(unit.get("shutdown_grace", 5.0)),
-                users={
-                    str(k): str(v) for k, v in _table(auth.get("users", {}), "[auth] users").items()
-                },
+                interceptors=_strings(unit.get("interceptors", []), "[unit] interceptors"),
+                max_message_bytes=int(unit.get("max_message_bytes", 4 * 1024 * 1024)),
+                keepalive=float(unit.get("keepalive", 0.0)),
+                tls=unit.get("tls"),
+                users=users,
+                bearer=bearer,
                 raw=data,
             )
         except (TypeError, ValueError) as exc:
             raise DeploymentError(f"[unit]: a value has the wrong type: {exc}") from None
+
+    def max_message_bytes_of(self, spec: ServiceSpec) -> int:
+        """The service's own limit, else the unit's."""
+        n = self.max_message_bytes if spec.max_message_bytes is None else spec.max_message_bytes
+        if n <= 0:
+            raise DeploymentError(f"[services.{spec.name}] max_message_bytes must be > 0")
+        return n
+
+    def keepalive_of(self, spec: ServiceSpec) -> float:
+        return self.keepalive if spec.keepalive is None else spec.keepalive
+
+    def tls_of(self, spec: ServiceSpec) -> Tls | None:
+        """The service's TLS files, else the unit's; None: plain text."""
+        table = self.tls if spec.tls is None else spec.tls
+        if not table:
+            return None
+        return Tls.from_table(table, self.root, f"[services.{spec.name}]")
 
     def with_services(self, services: dict[str, ServiceSpec]) -> Deployment:
         return replace(self, services=services)
@@ -224,8 +293,10 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
             f"{where}: a command runs in its own process; set placement = 'process'"
         )
     auth = table.get("auth")
-    if auth not in (None, "basic"):
-        raise DeploymentError(f"{where}: auth {auth!r}; the only scheme is 'basic'")
+    if auth is not None and auth not in SCHEMES:
+        raise DeploymentError(
+            f"{where}: auth {auth!r}; use 'basic', 'bearer' (a [auth] bearer hook) or 'any'"
+        )
     requires = table.get("requires", [])
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         raise DeploymentError(f"{where}: requires must be a list of service names")
@@ -253,6 +324,10 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
             health_interval=float(table.get("health_interval", 1.0)),
             start_timeout=float(table.get("start_timeout", 60.0)),
             cwd=table.get("cwd"),
+            interceptors=_strings(table.get("interceptors", []), f"{where} interceptors"),
+            max_message_bytes=_opt_int(table.get("max_message_bytes")),
+            keepalive=_opt_float(table.get("keepalive")),
+            tls=table.get("tls"),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise DeploymentError(f"{where}: a value has the wrong type: {exc}") from None
@@ -260,6 +335,16 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
 
 def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _strings(v: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise DeploymentError(f"{where} must be a list of 'module:Name' strings")
+    return tuple(v)
 
 
 @dataclass(frozen=True)
@@ -297,6 +382,7 @@ def plan(deployment: Deployment) -> Plan:
     for name, spec in deployment.services.items():
         where = f"service {name!r}"
         try:
+            deployment.tls_of(spec)  # the files exist and the table has the right keys
             defs[name] = load_definition(spec.definition, where)
             impl = None
             if spec.implementation is not None and spec.placement != "remote":

@@ -37,12 +37,16 @@ from reckon.service.auth import Authenticator, basic_header
 from reckon.service.batteries import Database, FileArea
 from reckon.service.clients import connect_client, grpc_client, inprocess_client
 from reckon.service.context import CallContext, ServiceContext, User, current_call
-from reckon.service.definition import ServiceDef
-from reckon.service.deploy import Deployment, Plan, Planned, plan
+from reckon.service.definition import ServiceDef, load_object
+from reckon.service.deploy import Deployment, Plan, Planned, ServiceSpec, plan
 from reckon.service.endpoint import Endpoint, Tracer
+from reckon.service.interceptors import load_interceptors
 from reckon.service.logs import ServiceLogger, Sink, make_sink
-from reckon.service.servers import ConnectServer, connect_app, start_grpc
-from reckon.service.supervisor import Address, ChildProcess, wait_healthy
+from reckon.service.servers import grpc_options
+from reckon.service.standard import HealthBoard, standard_services
+from reckon.service.supervisor import Address, ChildProcess, open_channel, wait_healthy
+from reckon.service.tls import Tls
+from reckon.service.wire import WireServer
 
 T = TypeVar("T")
 
@@ -84,11 +88,14 @@ class Unit:
         self.children: dict[str, ChildProcess] = {}
         self.addresses: dict[str, Address] = {}
         self.started: list[str] = []
-        self.authenticator = Authenticator(deployment.users)
+        bearer = None
+        if deployment.bearer is not None:
+            deployment.install_path()
+            bearer = load_object(deployment.bearer, "[auth] bearer")
+        self.authenticator = Authenticator(deployment.users, bearer)
         self._instances: dict[str, Any] = {}
         self._contexts: dict[str, ServiceContext] = {}
-        self._grpc_servers: list[grpc.aio.Server] = []
-        self._connect_servers: list[ConnectServer] = []
+        self._wires: dict[tuple[Any, ...], WireServer] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._clients: dict[tuple[str, str, str | None], Any] = {}
         self._pulse_task: asyncio.Task[None] | None = None
@@ -148,7 +155,12 @@ class Unit:
                     spec = self.plan.services[name].spec
                     if spec.placement == "remote":
                         # Ready means answering: dependents start only after it does.
-                        await wait_healthy(name, spec.address or "", spec.start_timeout)
+                        await wait_healthy(
+                            name,
+                            spec.address or "",
+                            spec.start_timeout,
+                            self.deployment.tls_of(spec),
+                        )
                         self.started.append(name)
         except BaseException:
             await self.stop()
@@ -169,16 +181,17 @@ class Unit:
         self._exposed: set[str] = set()
         for name, p in self.plan.services.items():
             spec = p.spec
+            scheme = "http" if self.deployment.tls_of(spec) is None else "https"
             if spec.placement == "remote":
                 connect = spec.connect_address
                 if connect is not None and not connect.startswith("http"):
-                    connect = f"http://{connect}"
+                    connect = f"{scheme}://{connect}"
                 self.addresses[name] = Address(spec.address, connect)
             elif spec.placement == "process":
                 port = spec.port or free_port()
                 cport = (spec.connect_port or free_port()) if spec.connect else None
                 self.addresses[name] = Address(
-                    f"127.0.0.1:{port}", f"http://127.0.0.1:{cport}" if cport else None
+                    f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{cport}" if cport else None
                 )
             elif spec.expose or spec.connect or spec.port or name in outside:
                 self._exposed.add(name)
@@ -222,10 +235,14 @@ class Unit:
             instance,
             sctx,
             authenticator=self.authenticator,
-            auth_required=p.spec.auth == "basic",
+            auth=p.spec.auth,
             call_limit=p.spec.call_limit,
             clock=self._now,
             tracer=self.tracer,
+            interceptors=[
+                *load_interceptors(self.deployment.interceptors, "[unit]"),
+                *load_interceptors(p.spec.interceptors, f"[services.{name}]"),
+            ],
         )
         self.endpoints[name] = endpoint
         token = current_call.set(CallContext(sctx, "ready"))  # its calls come from it
@@ -240,20 +257,67 @@ class Unit:
         self.started.append(name)
         sctx.log.debug("ready")
         if name in self._exposed:
-            server, port = await start_grpc([endpoint], p.spec.port)
-            self._grpc_servers.append(server)
-            connect = None
-            if p.spec.connect:
-                cs = ConnectServer(connect_app(endpoint), p.spec.connect_port or free_port())
-                await cs.start()
-                self._connect_servers.append(cs)
-                connect = f"http://127.0.0.1:{cs.port}"
-            self.addresses[name] = Address(f"127.0.0.1:{port}", connect)
+            wire = self._wire_for(p.spec, tmp_dir)
+            await wire.add(name, endpoint, p.spec.connect)
+            for n in wire.names:  # a server's Connect port may open with a later service
+                self.addresses[n] = Address(wire.grpc_address, wire.connect_url)
+
+    def _wire_for(self, spec: ServiceSpec, tmp_dir: Path) -> WireServer:
+        """The servers ``spec``'s service joins: shared by every service with its settings."""
+        limit = self.deployment.max_message_bytes_of(spec)
+        keepalive = self.deployment.keepalive_of(spec)
+        tls = self.deployment.tls_of(spec)
+        key = (spec.port, spec.connect_port, limit, keepalive, tls)
+        wire = self._wires.get(key)
+        if wire is None:
+            board = HealthBoard()
+            wire = self._wires[key] = WireServer(
+                port=spec.port,
+                connect_port=spec.connect_port,
+                options=grpc_options(limit, keepalive),
+                tls=tls,
+                read_max_bytes=limit,
+                standard=self._standard_endpoints(board, tmp_dir),
+                board=board,
+            )
+        return wire
+
+    def _standard_endpoints(self, board: HealthBoard, tmp_dir: Path) -> list[Endpoint]:
+        """Health and reflection for a server (not traced: tools' calls)."""
+        out = []
+        for instance in standard_services(board):
+            definition = instance.definition
+            sctx = ServiceContext(
+                definition.full_name,
+                definition,
+                locate=_locates_nothing,
+                log=ServiceLogger(definition.full_name, self.sink, self._now),
+                data_dir=tmp_dir,
+                tmp_dir=tmp_dir,
+                seed=None,
+                config={},
+                clock=self._now,
+                open_db=_no_database,
+                open_files=_no_files,
+            )
+            instance.ctx = sctx
+            out.append(
+                Endpoint(
+                    definition.full_name,
+                    definition,
+                    instance,
+                    sctx,
+                    authenticator=self.authenticator,
+                    auth=None,
+                    call_limit=None,
+                    clock=self._now,
+                )
+            )
+        return out
 
     def _unit_env(self) -> dict[str, str]:
         assert self._data_dir is not None
         return {
-            "RECKON_SVC_DEPLOYMENT": json.dumps(self.deployment.raw, sort_keys=True, default=str),
             "RECKON_SVC_ROOT": str(self.deployment.root),
             "RECKON_SVC_DATA_DIR": str(self._data_dir),
         }
@@ -268,12 +332,16 @@ class Unit:
         child = ChildProcess(
             p,
             unit_env=self._unit_env(),
+            # The deployment holds the users' password hashes: it goes by a file only the
+            # child's user can read, never by the environment (which `ps e` and /proc show).
+            secret=json.dumps(self.deployment.raw, sort_keys=True, default=str),
             addresses=lambda: self.addresses,
             port=port,
             connect_port=cport,
             log=self.log,
             tmp_root=self._tmp_root,
             on_change=self._check_all_ended,
+            tls=self.deployment.tls_of(p.spec),
         )
         self.children[name] = child
         await child.start()
@@ -309,16 +377,20 @@ class Unit:
         self,
         definition: ServiceDef[T],
         *,
-        credentials: tuple[str, str] | None = None,
+        credentials: tuple[str, str] | str | None = None,
         transport: str | None = None,
     ) -> T:
         """A typed client for the service exporting ``definition``.
 
         ``transport`` is ``None`` (in-process when the service is, else gRPC), ``"grpc"`` or
-        ``"connect"``; ``credentials`` are a basic-auth ``(user, password)``.
+        ``"connect"``; ``credentials`` are a basic-auth ``(user, password)`` or a whole
+        ``authorization`` value (``"Bearer TOKEN"``).
         """
         target = self._target(definition)
-        header = None if credentials is None else basic_header(*credentials)
+        if credentials is None or isinstance(credentials, str):
+            header = credentials
+        else:
+            header = basic_header(*credentials)
         result: T = self._client(target, header, transport)
         return result
 
@@ -333,7 +405,7 @@ class Unit:
             user: User | None = None
             bad = None
             try:
-                user = self.authenticator.check(header)
+                user = self.authenticator.check(header, self.endpoints[target].auth)
             except UnauthenticatedError as exc:
                 bad = exc
             client = inprocess_client(
@@ -352,25 +424,37 @@ class Unit:
                     f"service {target!r} is in-process and not served over gRPC; "
                     "set expose = true in its deployment entry"
                 )
-            client = grpc_client(
-                self._channel(addr.grpc), definition, authorization=header, clock=self._now
+            spec = self.plan.services[target].spec
+            options = grpc_options(
+                self.deployment.max_message_bytes_of(spec), self.deployment.keepalive_of(spec)
             )
+            channel = self._channel(addr.grpc, options, self.deployment.tls_of(spec))
+            client = grpc_client(channel, definition, authorization=header, clock=self._now)
         elif transport == "connect":
             addr = self.addresses.get(target)
             if addr is None or addr.connect is None:
                 raise ServiceNotFoundError(
                     f"service {target!r} does not serve Connect; set connect = true"
                 )
-            client = connect_client(addr.connect, definition, authorization=header, clock=self._now)
+            tls = self.deployment.tls_of(self.plan.services[target].spec)
+            client = connect_client(
+                addr.connect,
+                definition,
+                authorization=header,
+                clock=self._now,
+                ca=None if tls is None else tls.ca_bytes(),
+            )
         else:
             raise DeploymentError(f"transport {transport!r}; use None, 'grpc' or 'connect'")
         self._clients[key] = client
         return client
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
+    def _channel(
+        self, address: str, options: list[tuple[str, int]], tls: Tls | None
+    ) -> grpc.aio.Channel:
         ch = self._channels.get(address)
         if ch is None:
-            ch = grpc.aio.insecure_channel(address)
+            ch = open_channel(address, tls, options)
             self._channels[address] = ch
         return ch
 
@@ -401,6 +485,11 @@ class Unit:
         """Return once every child process has ended for good (never, with none)."""
         await self._all_ended.wait()
 
+    def failures(self) -> dict[str, str]:
+        """Services whose processes ended for good by failing (crash loop, time-limit kill),
+        with why; ``svc run`` exits non-zero when it stops because of these."""
+        return {n: c.failure for n, c in self.children.items() if c.failure is not None}
+
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         assert self.plan is not None
@@ -426,10 +515,8 @@ class Unit:
             self._pulse_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pulse_task
-        for cs in reversed(self._connect_servers):
-            await cs.stop()
-        for server in reversed(self._grpc_servers):
-            await server.stop(0.5)
+        for wire in reversed(list(self._wires.values())):
+            await wire.stop()
         grace = self.deployment.shutdown_grace
         for name in reversed(list(self.children)):
             await self.children[name].stop(grace)
@@ -470,6 +557,18 @@ def _sweep_stale_tmp() -> None:
             shutil.rmtree(entry, ignore_errors=True)
         except PermissionError:
             pass  # another user's live process
+
+
+def _locates_nothing(definition: ServiceDef[Any]) -> Any:
+    raise ServiceNotFoundError(f"the standard services locate nothing ({definition.full_name})")
+
+
+def _no_database() -> Database:
+    raise DeploymentError("the standard services have no database")
+
+
+def _no_files() -> FileArea:
+    raise DeploymentError("the standard services have no file area")
 
 
 def _refusing(client: Any, error: UnauthenticatedError) -> Any:

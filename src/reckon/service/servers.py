@@ -1,78 +1,158 @@
-"""Serving an :class:`Endpoint` over the wire: gRPC (grpc.aio) and Connect (connectrpc + uvicorn).
+"""Serving an :class:`Endpoint` over the wire: gRPC (grpc.aio) and Connect (connectrpc + hypercorn).
 
 Both are built from the service descriptor: one generic gRPC handler per service, one Connect
-endpoint per method. Each server also answers the standard ``grpc.health.v1.Health/Check`` so the
-supervisor (and any gRPC tooling) can probe it. Handler failures become status codes; a bad peer
-never takes a server down.
+endpoint per method, for each of the four call kinds. The runtime serves the standard services
+(health, reflection: :mod:`reckon.service.standard`) beside each service the same way. Handler
+failures become status codes; a bad peer never takes a server down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from reckon.errors import ServiceCallError
 from reckon.service.clients import method_info
+from reckon.service.context import User
 from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
-
-HEALTH_SERVICE = "grpc.health.v1.Health"
-_SERVING = b"\x08\x01"  # HealthCheckResponse{status: SERVING}
-
-
-def _health_handler() -> grpc.GenericRpcHandler:
-    async def check(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        return _SERVING
-
-    return grpc.method_handlers_generic_handler(
-        HEALTH_SERVICE, {"Check": grpc.unary_unary_rpc_method_handler(check)}
-    )
+from reckon.service.metadata import Metadata, from_headers, from_pairs
+from reckon.service.status import connect_code
+from reckon.service.tls import Tls
 
 
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
-    handlers = {
-        m.name: grpc.unary_unary_rpc_method_handler(
-            _grpc_method(endpoint, m),
-            request_deserializer=m.input.FromString,
-            response_serializer=m.output.SerializeToString,
+    """A grpc generic handler serving ``endpoint``'s methods."""
+    return Router(grpc_method_handlers(endpoint))
+
+
+class Router(grpc.GenericRpcHandler):
+    """Finds a method's handler by its path; ``handlers`` may grow while the server runs."""
+
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler] | None = None) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = dict(handlers or {})
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        return self.handlers.get(handler_call_details.method)
+
+
+def grpc_method_handlers(endpoint: Endpoint) -> dict[str, grpc.RpcMethodHandler]:
+    """Each method's grpc handler, by path (``/pkg.Service/Method``)."""
+    # Requests arrive as bytes and are parsed by the handler, so that a malformed body is
+    # INVALID_ARGUMENT (as over Connect), not the UNKNOWN grpc gives a failed deserializer.
+    handlers = {}
+    for m in endpoint.definition.methods.values():
+        kind = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[m.client_streaming, m.server_streaming]
+        handlers[m.path] = kind(
+            _grpc_method(endpoint, m), response_serializer=m.output.SerializeToString
         )
-        for m in endpoint.definition.methods.values()
-    }
-    return grpc.method_handlers_generic_handler(endpoint.definition.full_name, handlers)
+    return handlers
+
+
+def parse_request(m: MethodDef, data: bytes) -> Message:
+    """The request message of ``m`` from its wire form; INVALID_ARGUMENT when malformed."""
+    try:
+        return m.input.FromString(data)
+    except DecodeError as exc:
+        raise ServiceCallError(
+            f"{m.path}: the request is not a valid {m.input.DESCRIPTOR.full_name} ({exc})",
+            "INVALID_ARGUMENT",
+        ) from None
+
+
+async def _parsed(m: MethodDef, frames: AsyncIterator[bytes]) -> AsyncIterator[Message]:
+    async for data in frames:
+        yield parse_request(m, data)
 
 
 def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
-    invoke = endpoint.invoke
-    check = endpoint.authenticator.check
+    check = endpoint.authenticator.check_async
     clock = endpoint.clock
 
-    async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+    async def begin(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else clock() + remaining
+        request = _parsed(m, data) if m.client_streaming else parse_request(m, data)
+        raw = context.invocation_metadata() or ()
+        found = next((v for k, v in raw if k == "authorization"), None)
+        authorization = found if isinstance(found, str) else None
+        user = await check(authorization, endpoint.auth)
+        return request, user, authorization, deadline, from_pairs(raw)
+
+    async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: ServiceCallError) -> None:
+        code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
+        await context.abort(code, str(exc))
+
+    if m.server_streaming:
+
+        async def handle_stream(
+            data: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Message]:
+            try:
+                async for response in endpoint.stream(m, *(await begin(data, context))):
+                    yield response
+            except ServiceCallError as exc:
+                await abort(context, exc)
+
+        return handle_stream
+
+    async def handle(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
         try:
-            md = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            authorization = md.get("authorization")
-            user = check(authorization)
-            remaining = context.time_remaining()
-            deadline = None if remaining is None else clock() + remaining
-            return await invoke(m, request, user, authorization, deadline, md)
+            return await endpoint.invoke(m, *(await begin(data, context)))
         except ServiceCallError as exc:
-            code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
-            await context.abort(code, str(exc))
+            await abort(context, exc)
             raise  # unreachable: abort raises
 
     return handle
 
 
-async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio.Server, int]:
-    """Serve ``endpoints`` (plus health) on 127.0.0.1; returns the server and its port."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-    server.add_generic_rpc_handlers([_health_handler(), *(grpc_handler(e) for e in endpoints)])
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, int]]:
+    """grpc channel and server options for a service's message size limit and keepalive."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    if keepalive > 0:
+        ms = int(keepalive * 1000)
+        options += [
+            ("grpc.keepalive_time_ms", ms),
+            ("grpc.keepalive_timeout_ms", max(ms, 20_000)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", ms),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+    return options
+
+
+async def start_grpc(
+    router: Router,
+    port: int = 0,
+    options: list[tuple[str, int]] | None = None,
+    tls: Tls | None = None,
+) -> tuple[grpc.aio.Server, int]:
+    """Serve ``router``'s methods on 127.0.0.1 (with TLS when given); returns the server and
+    its port."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *(options or ())])
+    server.add_generic_rpc_handlers([router])
+    where = f"127.0.0.1:{port}"
+    if tls is None:
+        bound = server.add_insecure_port(where)
+    else:
+        bound = server.add_secure_port(where, tls.server_credentials())
     if bound == 0:
         raise OSError(f"could not bind gRPC server to 127.0.0.1:{port}")
     await server.start()
@@ -84,74 +164,127 @@ async def start_grpc(endpoints: list[Endpoint], port: int = 0) -> tuple[grpc.aio
 # ---------------------------------------------------------------------------------------------
 
 
-def connect_app(endpoint: Endpoint) -> Any:
-    """An ASGI application answering Connect (and gRPC-Web) for one service."""
+def connect_app(routes: dict[str, Any], *, read_max_bytes: int = 4 * 1024 * 1024) -> Any:
+    """An ASGI application answering Connect, gRPC-Web and gRPC for ``routes`` (from
+    :func:`connect_routes`); the dict may grow while the app serves (connectrpc keeps it as
+    given when no connectrpc interceptors are set, and looks each path up per request)."""
     from connectrpc._server_async import ConnectASGIApplication
-    from connectrpc._server_shared import EndpointUnary
-    from connectrpc.code import Code
     from connectrpc.compat import google_protobuf_codecs
-    from connectrpc.errors import ConnectError
 
-    check = endpoint.authenticator.check
-    clock = endpoint.clock
-
-    def make(m: MethodDef) -> Callable[..., Any]:
-        async def handle(request: Message, ctx: Any) -> Message:
-            try:
-                authorization = ctx.request_headers.get("authorization")
-                user = check(authorization)
-                left = ctx.timeout_ms
-                deadline = None if left is None else clock() + left / 1000.0
-                return await endpoint.invoke(m, request, user, authorization, deadline)
-            except ServiceCallError as exc:
-                raise ConnectError(getattr(Code, exc.code, Code.UNKNOWN), str(exc)) from None
-
-        return handle
-
-    path = "/" + endpoint.definition.full_name
-    table = {
-        m.path: EndpointUnary(method=method_info(m), function=make(m))
-        for m in endpoint.definition.methods.values()
-    }
-
-    class _App(ConnectASGIApplication[Endpoint]):
+    class _App(ConnectASGIApplication[object]):
         @property
         def path(self) -> str:
-            return path
+            return "/"
 
-    return _App(service=endpoint, endpoints=lambda _svc: table, codecs=google_protobuf_codecs())
+    return _App(
+        service=object(),
+        endpoints=lambda _svc: routes,
+        codecs=google_protobuf_codecs(),
+        read_max_bytes=read_max_bytes,
+    )
+
+
+def connect_routes(endpoints: list[Endpoint]) -> dict[str, Any]:
+    """connectrpc endpoints, by path, for every method of ``endpoints``."""
+    from connectrpc._server_shared import (
+        EndpointBidiStream,
+        EndpointClientStream,
+        EndpointServerStream,
+        EndpointUnary,
+    )
+    from connectrpc.code import Code
+    from connectrpc.errors import ConnectError
+
+    async def begin(
+        endpoint: Endpoint, ctx: Any
+    ) -> tuple[User | None, str | None, float | None, Metadata]:
+        left = ctx.timeout_ms
+        deadline = None if left is None else endpoint.clock() + left / 1000.0
+        headers = ctx.request_headers
+        authorization = headers.get("authorization")
+        user = await endpoint.authenticator.check_async(authorization, endpoint.auth)
+        return user, authorization, deadline, from_headers(headers.items())
+
+    def failed(exc: ServiceCallError) -> ConnectError:
+        return ConnectError(Code(connect_code(exc.code)), str(exc))
+
+    def make(endpoint: Endpoint, m: MethodDef) -> Any:
+        info = method_info(m)
+        if m.server_streaming:
+
+            async def handle_stream(request: Any, ctx: Any) -> AsyncIterator[Message]:
+                try:
+                    async for response in endpoint.stream(
+                        m, request, *(await begin(endpoint, ctx))
+                    ):
+                        yield response
+                except ServiceCallError as exc:
+                    raise failed(exc) from None
+
+            cls: Any = EndpointBidiStream if m.client_streaming else EndpointServerStream
+            return cls(method=info, function=handle_stream)
+
+        async def handle(request: Any, ctx: Any) -> Message:
+            try:
+                return await endpoint.invoke(m, request, *(await begin(endpoint, ctx)))
+            except ServiceCallError as exc:
+                raise failed(exc) from None
+
+        unary_out: Any = EndpointClientStream if m.client_streaming else EndpointUnary
+        return unary_out(method=info, function=handle)
+
+    return {m.path: make(e, m) for e in endpoints for m in e.definition.methods.values()}
 
 
 class ConnectServer:
-    """uvicorn serving one Connect app on 127.0.0.1, without touching signal handlers."""
+    """Hypercorn serving an ASGI app on 127.0.0.1: Connect, gRPC-Web and gRPC, over HTTP/1.1 and
+    HTTP/2 without TLS (h2c, by prior knowledge or by upgrade), all on one port.
 
-    def __init__(self, app: Any, port: int) -> None:
-        import uvicorn
+    The socket is bound here (port 0: any free port, read back into ``port``) and handed to
+    hypercorn, which installs no signal handlers when given a shutdown trigger.
+    """
 
-        class _Server(uvicorn.Server):
-            @contextlib.contextmanager
-            def capture_signals(self) -> Iterator[None]:  # the runtime owns signals
-                yield
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", access_log=False
-        )
-        self._server = _Server(config)
-        self.port = port
+    def __init__(self, app: Any, port: int = 0, tls: Tls | None = None) -> None:
+        self._app = app
+        self._tls = tls
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            self._sock.close()
+            raise OSError(f"could not bind the Connect server to 127.0.0.1:{port}: {exc}") from exc
+        self._sock.listen(128)
+        self.port: int = self._sock.getsockname()[1]
+        self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise OSError(f"Connect server on 127.0.0.1:{self.port} did not start")
-            await asyncio.sleep(0.01)
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"fd://{self._sock.fileno()}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.keep_alive_max_requests = 2**62  # hypercorn would end a connection after 1000
+        if self._tls is not None:
+            config.certfile = str(self._tls.cert)
+            config.keyfile = str(self._tls.key)
+        config.graceful_timeout = 1.0
+        self._sock.detach()  # hypercorn owns the descriptor from here on
+        self._task = asyncio.create_task(
+            serve(self._app, config, shutdown_trigger=self._stop.wait, mode="asgi")
+        )
+        await asyncio.sleep(0)
+        if self._task.done():
+            self._task.result()
 
     async def stop(self) -> None:
         if self._task is None:
             return
-        self._server.should_exit = True
+        self._stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 5)
         self._task = None

@@ -31,6 +31,7 @@ import grpc.aio
 from reckon.errors import DeploymentError
 from reckon.service.deploy import Planned
 from reckon.service.logs import ServiceLogger
+from reckon.service.tls import Tls
 
 
 @dataclass
@@ -66,9 +67,20 @@ _SHIM = (  # die_with_parent, then exec the command (python -S: no site, fast st
 )
 
 
-async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASYNC109
+def open_channel(address: str, tls: Tls | None, options: Any = None) -> grpc.aio.Channel:
+    """A gRPC channel to ``address``: TLS checked against ``tls.ca`` when given."""
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=options)
+
+
+async def health_check(
+    address: str,
+    timeout: float = 2.0,  # noqa: ASYNC109
+    tls: Tls | None = None,
+) -> bool:
     """True when ``address`` answers gRPC health (UNIMPLEMENTED counts: it answered)."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address, tls) as channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check", None, None)
         try:
             await check(b"", timeout=timeout)
@@ -77,10 +89,10 @@ async def health_check(address: str, timeout: float = 2.0) -> bool:  # noqa: ASY
         return True
 
 
-async def wait_healthy(name: str, address: str, within: float) -> None:
+async def wait_healthy(name: str, address: str, within: float, tls: Tls | None = None) -> None:
     """Until ``address`` answers health checks; DeploymentError naming ``name`` after timeout."""
     limit = time.monotonic() + within
-    while not await health_check(address, timeout=min(1.0, max(within, 0.1))):
+    while not await health_check(address, timeout=min(1.0, max(within, 0.1)), tls=tls):
         if time.monotonic() > limit:
             raise DeploymentError(
                 f"service {name!r} at {address} did not answer gRPC health checks "
@@ -97,22 +109,27 @@ class ChildProcess:
         planned: Planned,
         *,
         unit_env: dict[str, str],
+        secret: str = "{}",
         addresses: Callable[[], dict[str, Address]],
         port: int,
         connect_port: int | None,
         log: ServiceLogger,
         tmp_root: Path,
         on_change: Callable[[], None],
+        tls: Tls | None = None,
     ) -> None:
         self.planned = planned
         self.spec = planned.spec
         self.name = planned.spec.name
         self.port = port
         self.connect_port = connect_port
+        self.tls = tls
+        scheme = "http" if tls is None else "https"
         self.address = Address(
-            f"127.0.0.1:{port}", f"http://127.0.0.1:{connect_port}" if connect_port else None
+            f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{connect_port}" if connect_port else None
         )
         self._unit_env = unit_env
+        self._secret = secret
         self._addresses = addresses
         self._log = log
         self._tmp_root = tmp_root
@@ -131,6 +148,8 @@ class ChildProcess:
         self.kill_reason: str | None = None
         #: Why the supervisor killed this service's processes, oldest first.
         self.kills: list[str] = []
+        #: Why this service ended for good when it ended by failing (None: still up, or clean).
+        self.failure: str | None = None
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -165,8 +184,18 @@ class ChildProcess:
             argv = [sys.executable, "-S", "-c", _SHIM, *(a.format(**subst) for a in spec.command)]
         else:
             argv = [sys.executable, "-m", "reckon.service.child"]
+            env["RECKON_SVC_DEPLOYMENT_FILE"] = str(self._write_secret())
         cwd = str(Path(self._unit_env["RECKON_SVC_ROOT"]) / (spec.cwd or "."))
         return argv, env, cwd
+
+    def _write_secret(self) -> Path:
+        """The deployment, in the child's temp dir (0700), in a file of mode 0600 from birth."""
+        assert self.tmp_dir is not None
+        path = self.tmp_dir / "deployment.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self._secret)
+        return path
 
     async def spawn(self) -> None:
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"reckon-{self.name}-", dir=self._tmp_root))
@@ -192,7 +221,7 @@ class ChildProcess:
                 raise DeploymentError(
                     f"service {self.name!r} exited with code {self.proc.returncode} while starting"
                 )
-            if await health_check(self.address.grpc or "", timeout=0.5):
+            if await health_check(self.address.grpc or "", timeout=0.5, tls=self.tls):
                 break
             if time.monotonic() > limit:
                 self.kill("did not become healthy in time")
@@ -230,7 +259,7 @@ class ChildProcess:
         try:
             # Generous: a busy machine must not look like a frozen process.
             wait = max(2.0, self.spec.health_interval)
-            ok = await health_check(self.address.grpc or "", timeout=wait)
+            ok = await health_check(self.address.grpc or "", timeout=wait, tls=self.tls)
         except Exception:
             ok = False
         finally:
@@ -266,7 +295,14 @@ class ChildProcess:
             self._restart_task = asyncio.create_task(self._restart())
         else:
             self.state = "ended"
-            self._log.info("process ended", service=self.name, code=code)
+            if failed:
+                why = self.kill_reason or f"exited with code {code}"
+                self.failure = f"{why}, after {self.restarts} restarts"
+                self._log.warning(
+                    "process failed; not restarting", service=self.name, code=code, reason=why
+                )
+            else:
+                self._log.info("process ended", service=self.name, code=code)
         self._on_change()
 
     async def _restart(self) -> None:
@@ -280,6 +316,7 @@ class ChildProcess:
                 await self.proc.wait()
             self._cleanup()
             self.state = "ended"
+            self.failure = f"restart {self.restarts} failed: {exc}"
             self._on_change()
         finally:
             self._restart_task = None

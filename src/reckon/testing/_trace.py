@@ -32,8 +32,8 @@ class Trace:
         caller: str,
         callee: str,
         method: str,
-        request: Message,
-        response: Message | None,
+        request: Message | list[Message],
+        response: Message | list[Message] | None,
         error: ServiceCallError | None,
         start: float,
         end: float,
@@ -44,11 +44,17 @@ class Trace:
             "caller": caller,
             "callee": callee,
             "method": method,
-            "request": message_dict(request),
         }
+        # A stream is a list of its messages, in order ("requests"/"responses").
+        if isinstance(request, list):
+            entry["requests"] = [message_dict(m) for m in request]
+        else:
+            entry["request"] = message_dict(request)
+        if isinstance(response, list):
+            entry["responses"] = [message_dict(m) for m in response]
         if error is not None:
             entry["error"] = {"code": error.code, "message": str(error)}
-        elif response is not None:
+        elif response is not None and not isinstance(response, list):
             entry["response"] = message_dict(response)
         self.lines.append(json.dumps(entry, sort_keys=True, separators=(",", ":")))
 

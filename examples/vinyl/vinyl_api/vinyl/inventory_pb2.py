@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ..vinyl import catalog_pb2 as vinyl_dot_catalog__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15vinyl/inventory.proto\x12\x05vinyl\x1a\x13vinyl/catalog.proto\"/\n\nStockLevel\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63opies\x18\x02 \x01(\x05\"0\n\x0bReservation\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63opies\x18\x02 \x01(\x05\x32m\n\tInventory\x12.\n\x08GetStock\x12\x0f.vinyl.RecordId\x1a\x11.vinyl.StockLevel\x12\x30\n\x07Reserve\x12\x12.vinyl.Reservation\x1a\x11.vinyl.StockLevelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15vinyl/inventory.proto\x12\x05vinyl\x1a\x13vinyl/catalog.proto\"/\n\nStockLevel\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63opies\x18\x02 \x01(\x05\"0\n\x0bReservation\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63opies\x18\x02 \x01(\x05\x32\xa1\x01\n\tInventory\x12.\n\x08GetStock\x12\x0f.vinyl.RecordId\x1a\x11.vinyl.StockLevel\x12\x30\n\x07Reserve\x12\x12.vinyl.Reservation\x1a\x11.vinyl.StockLevel\x12\x32\n\nWatchStock\x12\x0f.vinyl.RecordId\x1a\x11.vinyl.StockLevel0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOCKLEVEL']._serialized_end=100
   _globals['_RESERVATION']._serialized_start=102
   _globals['_RESERVATION']._serialized_end=150
-  _globals['_INVENTORY']._serialized_start=152
-  _globals['_INVENTORY']._serialized_end=261
+  _globals['_INVENTORY']._serialized_start=153
+  _globals['_INVENTORY']._serialized_end=314
 # @@protoc_insertion_point(module_scope)

@@ -6,7 +6,7 @@ import warnings
 from ..vinyl import catalog_pb2 as vinyl_dot_catalog__pb2
 from ..vinyl import inventory_pb2 as vinyl_dot_inventory__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -45,6 +45,11 @@ class InventoryStub:
                 request_serializer=vinyl_dot_inventory__pb2.Reservation.SerializeToString,
                 response_deserializer=vinyl_dot_inventory__pb2.StockLevel.FromString,
                 _registered_method=True)
+        self.WatchStock = channel.unary_stream(
+                '/vinyl.Inventory/WatchStock',
+                request_serializer=vinyl_dot_catalog__pb2.RecordId.SerializeToString,
+                response_deserializer=vinyl_dot_inventory__pb2.StockLevel.FromString,
+                _registered_method=True)
 
 
 class InventoryServicer:
@@ -63,6 +68,14 @@ class InventoryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStock(self, request, context):
+        """A live feed of one record's stock: the level now, then each new level as it changes.
+        NOT_FOUND when the record is not stocked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InventoryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +87,11 @@ def add_InventoryServicer_to_server(servicer, server):
             'Reserve': grpc.unary_unary_rpc_method_handler(
                     servicer.Reserve,
                     request_deserializer=vinyl_dot_inventory__pb2.Reservation.FromString,
+                    response_serializer=vinyl_dot_inventory__pb2.StockLevel.SerializeToString,
+            ),
+            'WatchStock': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStock,
+                    request_deserializer=vinyl_dot_catalog__pb2.RecordId.FromString,
                     response_serializer=vinyl_dot_inventory__pb2.StockLevel.SerializeToString,
             ),
     }
@@ -130,6 +148,33 @@ class Inventory:
             target,
             '/vinyl.Inventory/Reserve',
             vinyl_dot_inventory__pb2.Reservation.SerializeToString,
+            vinyl_dot_inventory__pb2.StockLevel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vinyl.Inventory/WatchStock',
+            vinyl_dot_catalog__pb2.RecordId.SerializeToString,
             vinyl_dot_inventory__pb2.StockLevel.FromString,
             options,
             channel_credentials,

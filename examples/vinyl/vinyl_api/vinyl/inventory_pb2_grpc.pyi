@@ -35,6 +35,10 @@ class InventoryStub:
     GetStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.RecordId, _inventory_pb2.StockLevel]
     Reserve: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.Reservation, _inventory_pb2.StockLevel]
     """Takes copies off the shelf; FAILED_PRECONDITION when there are not enough."""
+    WatchStock: _grpc.UnaryStreamMultiCallable[_catalog_pb2.RecordId, _inventory_pb2.StockLevel]
+    """A live feed of one record's stock: the level now, then each new level as it changes.
+    NOT_FOUND when the record is not stocked.
+    """
 
 @_typing.type_check_only
 class InventoryAsyncStub(InventoryStub):
@@ -42,6 +46,10 @@ class InventoryAsyncStub(InventoryStub):
     GetStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.RecordId, _inventory_pb2.StockLevel]  # type: ignore[assignment]
     Reserve: _aio.UnaryUnaryMultiCallable[_inventory_pb2.Reservation, _inventory_pb2.StockLevel]  # type: ignore[assignment]
     """Takes copies off the shelf; FAILED_PRECONDITION when there are not enough."""
+    WatchStock: _aio.UnaryStreamMultiCallable[_catalog_pb2.RecordId, _inventory_pb2.StockLevel]  # type: ignore[assignment]
+    """A live feed of one record's stock: the level now, then each new level as it changes.
+    NOT_FOUND when the record is not stocked.
+    """
 
 class InventoryServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -58,5 +66,15 @@ class InventoryServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.StockLevel, _abc.Awaitable[_inventory_pb2.StockLevel]]:
         """Takes copies off the shelf; FAILED_PRECONDITION when there are not enough."""
+
+    @_abc_1.abstractmethod
+    def WatchStock(
+        self,
+        request: _catalog_pb2.RecordId,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_inventory_pb2.StockLevel], _abc.AsyncIterator[_inventory_pb2.StockLevel]]:
+        """A live feed of one record's stock: the level now, then each new level as it changes.
+        NOT_FOUND when the record is not stocked.
+        """
 
 def add_InventoryServicer_to_server(servicer: InventoryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
