@@ -116,8 +116,6 @@ class Op:
     #: the paths of the last put's changed mask (puts usually set the same fields each time)
     put_mask: int = -1
     put_paths: tuple[str, ...] = ()
-    #: a get was answered on this operation before (a client polling through it)
-    polled: bool = False
 
 
 # ------------------------------------------------------------------------------------------
@@ -152,10 +150,6 @@ class ServerSession:
         self._closed = False
         self._out: list[Any] = []  # buffers to write, in order
         self._pending = 0
-        #: a polled PV's GET bytes -> (op, the value answered, the reply): a client that gets
-        #: the same PV again and again sends the same 17 bytes; while nothing else happens on
-        #: the connection and the value is the same, the answer is the same bytes
-        self._repeats: dict[bytes, tuple[Op, Any, bytes]] = {}
 
     # ------------------------------------------------------------------ the sink's life
     def opened(self, sink: ByteSink, address: tuple[str, int]) -> None:
@@ -173,7 +167,6 @@ class ServerSession:
     def lost(self) -> None:
         """The connection is gone: end every operation and monitor."""
         self._closed = True
-        self._repeats.clear()
         self.context.sessions.discard(self)
         for mon in self.monitors.values():
             mon.close()
@@ -191,7 +184,6 @@ class ServerSession:
     def pause(self) -> None:
         """The sink is full: take no more requests until :meth:`resume`."""
         self._write_paused = True
-        self._repeats.clear()
         if self.sink is not None:
             self.sink.pause_reading()
 
@@ -212,17 +204,6 @@ class ServerSession:
             self._receive(view)  # copied out by the framer, once
             return
         data = view.tobytes()
-        repeats = self._repeats
-        if repeats:
-            # a client polling a PV sends the same GET again: while nothing else happened on
-            # the connection and the value is the one answered, so is the answer
-            hit = repeats.get(data)
-            if hit is not None and hit[0].pv.value is hit[1]:
-                reply = hit[2]
-                self.conn.repeat_get(reply)
-                self.sink.write(reply)  # type: ignore[union-attr]
-                return
-            repeats.clear()
         # one request per read (the usual case) skips the framer and the event queue; the
         # messages of a get (p4p's client: INIT, GET, DESTROY for every get) skip the events
         conn = self.conn
@@ -241,7 +222,7 @@ class ServerSession:
             else:
                 step, sid, ioid, detail = got
                 if step == GET_EXECUTE:
-                    answer = self._answer_get(ioid, detail, None if detail else data)
+                    answer = self._answer_get(ioid, detail)
                 elif step == GET_INIT:
                     init = self._get_init(sid, ioid, detail)
                     answer = None if init is None else [init]
@@ -265,7 +246,6 @@ class ServerSession:
 
     def _receive(self, data: bytes | memoryview) -> None:
         """The general path: buffer the bytes, then handle every event they complete."""
-        self._repeats.clear()
         try:
             self.conn.receive_data(data)
         except ProtocolError as exc:
@@ -317,12 +297,10 @@ class ServerSession:
         """Disconnect the peer, saying why in the log."""
         log.warning("pva server: dropping client %s: %s", self._who(), exc)
         self._closed = True
-        self._repeats.clear()
         if self.sink is not None:
             self.sink.abort()
 
     def send(self, ev: Event) -> None:
-        self._repeats.clear()
         data = self.conn.send(ev)
         self._out.append(data)
         self._pending += len(data)
@@ -390,7 +368,6 @@ class ServerSession:
         """Encode what the dirty monitors may send into the pending output."""
         if self._closed or self._write_paused:
             return
-        self._repeats.clear()
         dirty = self._dirty
         self._dirty = {}
         items: list[Any] = []
@@ -492,7 +469,6 @@ class ServerSession:
             self.send_later(DestroyChannel(sid, cid))
 
     def _forget(self, ioid: int) -> None:
-        self._repeats.clear()
         op = self.ops.pop(ioid, None)
         if op is not None and op.task is not None:
             op.task.cancel()
@@ -569,7 +545,6 @@ class ServerSession:
             cls = GetInitResponse if command == _GET else PutInitResponse
             self.send(cls.unchecked(ioid, Status.OK, t))
             return None
-        self._repeats.clear()
         return data
 
     def _queue(self, pieces: list[Any] | None) -> None:
@@ -584,14 +559,11 @@ class ServerSession:
     def _on_get(self, ev: Get) -> None:
         self._queue(self._answer_get(ev.ioid, ev.destroy))
 
-    def _answer_get(
-        self, ioid: int, destroy: bool, request: bytes | None = None
-    ) -> list[Any] | None:
-        """Answer a GET: the reply's buffers when the PV's shared encoding makes them, for the
-        caller to queue or write; None when it went the general way (queued already).
-        ``request``: the GET's bytes, when it came alone through ``receive_get`` (then the
-        operation is back as the GET found it once answered, and the same bytes again can be
-        answered with the same reply while nothing else happens: see ``buffer_updated``)."""
+    def _answer_get(self, ioid: int, destroy: bool) -> list[Any] | None:
+        """Answer a GET: the reply's buffers when the PV's shared encoding makes them (the
+        value's prepared pieces behind a head of this reply's own: a PV nobody posted to since
+        costs no encoding), for the caller to queue or write; None when it went the general
+        way (queued already)."""
         op = self.ops.get(ioid)
         if op is None:
             return None
@@ -609,12 +581,6 @@ class ServerSession:
         if not destroy:
             # the value's encoding is shared with every get and monitor that sends it
             data = self.conn.send_get_update_pieces(ioid, pv.prepared(value, sent[0]))
-            if data is not None and request is not None and not self._out and len(data) == 1:
-                # remembered from an operation's second get on: p4p's client makes one
-                # operation per get and would only fill and empty the table
-                if op.polled:
-                    self._repeats[request] = (op, value, data[0])
-                op.polled = True
         if data is not None:
             return data
         self.send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))

@@ -71,7 +71,6 @@ _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
 _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
-_GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
 _READY = RequestState.READY
 #: the operation table's rows the shortcuts apply: an execution (GET, PUT) starts, is answered
@@ -294,19 +293,6 @@ class ServerConnection(BaseConnection):
             )
         self.bytes_sent += len(data)
         return data
-
-    def repeat_get(self, reply: bytes) -> None:
-        """Count one GET answered again with the same ``reply``, which the caller writes.
-
-        Only valid when nothing has reached or left this connection since that GET went
-        through :meth:`receive_message` and :meth:`send_get_update` with the same request
-        bytes: the operation is back in the state the GET found it in, so a repeat of those
-        bytes has the same effect and the same answer while the value is the same. The caller
-        keeps that promise (the server forgets its repeats on any other traffic); this keeps
-        the byte counts true.
-        """
-        self._framer.bytes_received += _GET_MESSAGE_SIZE
-        self.bytes_sent += len(reply)
 
     def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
         """The server's hot path for the messages of p4p's get and put cycles (an INIT whose
