@@ -20,6 +20,12 @@ DEFAULT_SERVER_PORT = 5075
 DEFAULT_BROADCAST_PORT = 5076
 DEFAULT_BEACON_PERIOD = 15.0
 DEFAULT_CONN_TMO = 30.0
+#: the largest message a server or client takes (both settable: ``max_message_size=``); one
+#: over it is read past unbuffered and fails its operation with an error the peer sees
+MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+#: bytes of monitor updates one server connection may hold queued for a client that does not
+#: read (past it, its queues coalesce: the newest value always arrives)
+MAX_QUEUE_BYTES = 32 * 1024 * 1024
 
 Address = tuple[str, int]
 
