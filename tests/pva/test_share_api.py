@@ -30,7 +30,7 @@ from reckon.pva.protocol import values_equal
 from reckon.pva.share import RedisShare, split_url
 
 from .protocol.pva_protocol_strategies import types, values
-from .share_support import RedisProcess
+from .share_support import RedisProcess, until
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ async def servers(share_url: str) -> AsyncIterator[Any]:
     started: list[Server] = []
 
     async def start(pvs: dict[str, SharedPV], **kw: Any) -> Server:
-        server = Server(pvs, config=_config(), share=share_url, **kw)
+        server = Server(pvs, config=_config(), **{"share": share_url, **kw})
         await server.start()
         started.append(server)
         return server
@@ -95,18 +95,15 @@ async def test_posts_and_puts_reach_every_instance_and_handlers_run_once(servers
         async with client_c.monitor("s:sp") as sub:
             assert (await sub.next()).value["value"] == 0.0
             await client_a.put("s:sp", 5.0)  # put on a, seen on c
-            assert (await sub.next(5)).value["value"] == 5.0
+            assert (await sub.next(30)).value["value"] == 5.0
             assert calls == ["a"]  # the handler ran once, on the instance that took the put
             with pytest.raises(PvaRemoteError, match="negative"):
                 await client_a.put("s:sp", -1.0)
             pvs[1].post(7.0)  # a post on b
-            update = await sub.next(5)
+            update = await sub.next(30)
             assert update.value["value"] == 7.0
     assert calls == ["a", "a"]
-    for _ in range(100):  # instance a applies b's post in its own time
-        if pvs[0].value["value"] == 7.0:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: pvs[0].value["value"] == 7.0)  # a applies b's post in its own time
     assert pvs[0].value["value"] == pvs[2].value["value"] == 7.0
     # the timestamp travels with the value
     assert pvs[0].value["timeStamp"] == pvs[1].value["timeStamp"]
@@ -123,16 +120,19 @@ async def test_a_thread_burst_ends_with_its_last_value_everywhere(servers: Any) 
         poster.start()
         seen = []
         while not seen or seen[-1] != 2000:
-            seen.append((await sub.next(10)).value["value"])
+            seen.append((await sub.next(30)).value["value"])
         poster.join()
     assert seen == sorted(seen) and seen[-1] == 2000
 
 
-async def test_concurrent_posts_on_every_instance_converge(servers: Any) -> None:
+async def test_concurrent_posts_on_every_instance_converge(servers: Any, share_url: str) -> None:
     """Three instances post to the same PV at once, from threads: they all end with one value
     (the stream's last), field by field, and Redis holds it too."""
     pvs = [SharedPV(nt.NTScalar("i", display=True), 0) for _ in range(3)]
-    started = [await servers({"s:race": pv}) for pv in pvs]
+    # flushed() below waits up to the share's timeout: a generous one
+    shares = [RedisShare(share_url, timeout=60) for _ in pvs]
+    for pv, share in zip(pvs, shares, strict=True):
+        await servers({"s:race": pv}, share=share)
 
     def hammer(k: int) -> None:
         for i in range(300):
@@ -143,18 +143,63 @@ async def test_concurrent_posts_on_every_instance_converge(servers: Any) -> None
         t.start()
     for t in threads:
         t.join()
-    for _ in range(200):
-        values = [(pv.value["value"], pv.value["display"]["description"]) for pv in pvs]
-        if len(set(values)) == 1:
-            break
-        await asyncio.sleep(0.05)
-    assert len(set(values)) == 1, values
-    value, described = values[0]
+    # the threads' last posts reach the shares when the loop next runs (their hand-off is
+    # already scheduled); then every post is in Redis once each share has flushed
+    await asyncio.sleep(0)
+    for share in shares:
+        await share.flushed()
+    stored = await shares[0].stored_value("s:race")
+    value, described = stored["value"], stored["display"]["description"]
     assert value % 1000 == 299 and described == f"from {value // 1000}"  # someone's last post
-    share = started[0].share
-    assert share is not None
-    stored = await share.stored_value("s:race")
-    assert stored["value"] == value and stored["display"]["description"] == described
+    # every instance reads the stream to its end in its own time and holds the same
+    await until(
+        lambda: all(
+            (pv.value["value"], pv.value["display"]["description"]) == (value, described)
+            for pv in pvs
+        )
+    )
+
+
+class _PostFromThreadOnce:
+    """A watcher that, the first time its PV changes, has a thread post ``value`` to ``target``
+    and waits for it: the post's value is set at once, but the share sees it only when the
+    server's loop next runs, after whatever the loop is doing now."""
+
+    loop = None  # called where the post happens (here: the share applying a stream entry)
+
+    def __init__(self, target: SharedPV, value: int) -> None:
+        self.target, self.value, self.done = target, value, False
+
+    def on_post(self, mask: int, value: Any) -> None:
+        if not self.done:
+            self.done = True
+            poster = threading.Thread(target=self.target.post, args=(self.value,))
+            poster.start()
+            poster.join()
+
+    def on_close(self) -> None:
+        pass
+
+
+async def test_a_thread_post_overtaken_by_a_stream_entry_still_ends_everywhere(
+    servers: Any,
+) -> None:
+    """A thread posts on instance a just before a's reader applies b's newer-in-the-stream
+    post of the same PV, and a's share learns of its own post only afterwards: its post comes
+    last in the stream, so every instance (a too) must end with it."""
+    a_trigger, a_race = SharedPV(nt.NTScalar("i"), 0), SharedPV(nt.NTScalar("i"), 0)
+    b_trigger, b_race = SharedPV(nt.NTScalar("i"), 0), SharedPV(nt.NTScalar("i"), 0)
+    await servers({"s:trigger": a_trigger, "s:race": a_race})
+    b = await servers({"s:trigger": b_trigger, "s:race": b_race})
+    a_trigger.add_watcher(_PostFromThreadOnce(a_race, 2))
+    # one transaction from b: a's reader applies both entries in one go, the thread's post
+    # (made while applying the first) lands between them
+    b_trigger.post(1)
+    b_race.post(1)
+    assert b.share is not None
+    await until(lambda: b_race.value["value"] == 2)  # a's post came after b's in the stream
+    assert (await b.share.stored_value("s:race"))["value"] == 2
+    await until(lambda: a_race.value["value"] == 2)
 
 
 async def test_new_instances_start_with_current_values_and_learn_new_pvs(servers: Any) -> None:
@@ -171,10 +216,7 @@ async def test_new_instances_start_with_current_values_and_learn_new_pvs(servers
         assert table["value"]["name"] == ["p"] and list(table["value"]["x"]) == [2.5]
         # a PV created on a running instance appears on the others
         a.create("s:late", nt.NTScalarArray("i"), [1, 2, 3])
-        for _ in range(100):
-            if "s:late" in b:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: "s:late" in b)
         assert list((await client.get("s:late"))["value"]) == [1, 2, 3]
 
 
@@ -242,11 +284,7 @@ async def test_garbage_in_the_stream_is_skipped(
             await r.xadd(f"{prefix}:log", fields)  # type: ignore[arg-type]
         await r.aclose()
         here.post(4.5)
-        for _ in range(200):
-            if there.value["value"] == 4.5:
-                break
-            await asyncio.sleep(0.02)
-    assert there.value["value"] == 4.5
+        await until(lambda: there.value["value"] == 4.5)
     assert any("skipped" in rec.getMessage() or "s:g" in rec.getMessage() for rec in caplog.records)
 
 

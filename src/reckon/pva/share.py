@@ -17,8 +17,11 @@ prefix per deployment, and sends every change through one Redis stream that all 
 A post on an instance updates its own monitors at once (as without sharing) and is written to
 the value hash and the stream in one transaction; every instance applies the stream's entries
 in stream order, so all of them end with the value of the stream's last entry for each field,
-whichever instances posted. An instance's own entry is skipped when nothing from elsewhere
-changed that PV since it posted it (its monitors already have it) and applied again otherwise.
+whichever instances posted. An instance's own entries are not applied again field by field
+where it has posted that field since (the newer post comes later in the stream); for the rest
+it makes sure the PV holds the entry's value, which puts it back when an entry from elsewhere
+was applied in between. That check waits while a post from another thread is on its way to
+the server's loop (set on the PV, not yet seen by the share), so it never undoes that post.
 A put is answered once its change is in Redis (or Redis is unreachable), so a put a client saw
 succeed survives the instance being killed right after. Put handlers and the access hook run
 only on the instance the client talks to; the others see the posts they make.
@@ -37,6 +40,7 @@ import os
 import socket
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,7 +102,7 @@ class _Entry:
 class _Watch:
     """Sees every post of one PV (on the server's loop) and hands it to the share."""
 
-    __slots__ = ("loop", "name", "own_put", "pv", "remote", "share", "user_put")
+    __slots__ = ("last", "loop", "mine", "name", "owed", "own_put", "pv", "share", "user_put")
 
     def __init__(self, share: RedisShare, name: str, pv: SharedPV) -> None:
         self.share = share
@@ -106,8 +110,15 @@ class _Watch:
         self.pv = pv
         #: the server's loop: posts from other threads reach on_post there, in order
         self.loop: asyncio.AbstractEventLoop | None = share.loop
-        #: changes from other instances applied to this PV so far
-        self.remote = 0
+        #: the values of the last few posts the share has seen (a thread's post reaches it after
+        #: a change applied on the loop since, so not always the newest): when the PV holds none
+        #: of them, a post from another thread is still on its way to the loop
+        self.last: deque[Any] = deque([pv.value], maxlen=4)
+        #: field path -> sequence number of this instance's newest post of it
+        self.mine: dict[str, int] = {}
+        #: own fields whose stream entries came back: the PV must hold these values once no
+        #: post is on its way (a later entry from elsewhere, or a newer own post, drops them)
+        self.owed: dict[str, Any] = {}
         self.user_put = pv.put_handler
         self.own_put: Any = None
 
@@ -208,8 +219,6 @@ class RedisShare:
         self._outbox: list[_Entry] = []
         self._seq = 0
         self._written = 0
-        #: own seq -> the PV's remote count when it was posted (-1: apply it again anyway)
-        self._pending: dict[int, int] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._applying = False
         self._adopting = False
@@ -273,9 +282,23 @@ class RedisShare:
 
     # ---------------------------------------------------------------------- local posts
     def _posted(self, w: _Watch, mask: int, value: dict[str, Any]) -> None:
+        w.last.append(value)
         if self._applying or self._watches.get(w.name) is not w:
             return  # a change from Redis being applied, or a PV no longer shared
         self._queue(w, mask, value)
+        if w.owed and self.loop is not None:
+            # not from inside this post: its other monitors have yet to see it
+            self.loop.call_soon(self._settle, w)
+
+    def _settle(self, w: _Watch) -> None:
+        """Put back the owed fields of own entries, unless a post is still on its way (its
+        arrival calls this again)."""
+        if not w.owed or self._watches.get(w.name) is not w:
+            return
+        now = w.pv.value
+        if any(v is now for v in w.last):
+            owed, w.owed = w.owed, {}
+            self._apply(w, owed)
 
     def _queue(
         self, w: _Watch, mask: int, value: dict[str, Any], announce: bytes | None = None
@@ -296,7 +319,9 @@ class RedisShare:
             return
         self._seq += 1
         self._outbox.append(_Entry(w.name, delta, self._seq, announce))
-        self._pending[self._seq] = w.remote
+        for path in delta:
+            w.mine[path] = self._seq
+            w.owed.pop(path, None)
         if len(self._outbox) > self.max_outbox:
             self._fold()
         if self._wake is not None:
@@ -314,10 +339,7 @@ class RedisShare:
                 m.delta.update(e.delta)
                 m.seq = e.seq
                 m.announce = m.announce or e.announce
-            self._pending.pop(e.seq, None)
         self._outbox = sorted(merged.values(), key=lambda e: e.seq)
-        for e in self._outbox:
-            self._pending[e.seq] = -1
 
     async def flushed(self) -> None:
         """Wait until every post so far is in Redis (at most ``timeout``; at once when Redis is
@@ -352,9 +374,11 @@ class RedisShare:
         self.loop = asyncio.get_running_loop()
         # posts made before the server started are part of its initial values, not changes
         self._outbox.clear()
-        self._pending.clear()
         for w in self._watches.values():
             w.loop = self.loop
+            w.last.append(w.pv.value)
+            w.mine.clear()
+            w.owed.clear()
         self._wake = asyncio.Event()
         self._r = aredis.Redis.from_url(
             self.url,
@@ -537,9 +561,8 @@ class RedisShare:
                 pipe.hsetnx(key, path, pack(value_to_obj(lt, _get(w.pv.value, path))))
         pipe.hgetall(key)
         stored = (await pipe.execute())[-1]
-        # what this instance posted but Redis did not take must be applied again when its own
+        # what this instance posted but Redis does not have yet is put back when its own
         # entries come back (see _on_entry)
-        w.remote += 1
         self._apply(w, {p.decode(): unpack(v) for p, v in stored.items()})
 
     async def _adopt(self, name: str, t: FieldDesc) -> None:
@@ -555,7 +578,6 @@ class RedisShare:
             self._adopting = False
         w = self._watches.get(name)
         if w is not None:
-            w.remote += 1
             self._apply(w, {p.decode(): unpack(v) for p, v in stored.items()})
 
     def _apply(self, w: _Watch, flat: dict[str, Any]) -> None:
@@ -708,15 +730,17 @@ class RedisShare:
                 w = self._watches.get(name)
         if w is None:
             return
-        mine = guid == self.guid
+        if guid != self.guid:
+            for delta in deltas:
+                for path in delta:
+                    w.owed.pop(path, None)  # this entry comes later in the stream
+                self._apply(w, delta)
+            return
         for seq, delta in zip(seqs, deltas, strict=True):
-            if mine:
-                posted_at = self._pending.pop(seq, None)
-                if posted_at is not None and posted_at == w.remote:
-                    continue  # nothing from elsewhere came in between: our monitors have it
-            else:
-                w.remote += 1
-            self._apply(w, delta)
+            for path, obj in delta.items():
+                if w.mine.get(path, 0) <= seq:  # no newer own post of it follows
+                    w.owed[path] = obj
+        self._settle(w)
 
 
 def _id(entry_id: Any) -> tuple[int, int]:
