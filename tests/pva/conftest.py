@@ -6,13 +6,15 @@ client and server contexts never outlive (or leak into) a test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +250,13 @@ if runloop.loop_factory() is not None:
         factory = runloop.loop_factory()
         assert factory is not None
         return {"uvloop": factory}
+
+
+async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
+    """Wait for ``condition()`` to hold, checking often, for at most ``within`` seconds: a
+    bound for a hung test on a loaded machine, never a guess at how long things take."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the condition still fails after {within} s")
+        await asyncio.sleep(0.01)

@@ -3,13 +3,11 @@ instances (`reckon pva serve FILE --share URL`) as separate processes."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -101,13 +99,3 @@ class Instance:
                 self.child.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.child.kill()
-
-
-async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
-    """Wait for ``condition()`` to hold, checking often, for at most ``within`` seconds: a
-    bound for a hung test on a loaded machine, never a guess at how long things take."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the condition still fails after {within} s")
-        await asyncio.sleep(0.01)

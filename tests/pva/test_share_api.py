@@ -29,8 +29,9 @@ from reckon.pva.packing import (
 from reckon.pva.protocol import values_equal
 from reckon.pva.share import RedisShare, split_url
 
+from .conftest import until
 from .protocol.pva_protocol_strategies import types, values
-from .share_support import RedisProcess, until
+from .share_support import RedisProcess
 
 
 @pytest.fixture(scope="module")

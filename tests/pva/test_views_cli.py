@@ -60,13 +60,13 @@ def test_web_command_serves_the_pvs_a_pattern_matches(
             proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
         )
         url = line.split()[3]
-        with connect(url.replace("http://", "ws://") + "ws", open_timeout=10) as ws:
-            hello = json.loads(ws.recv(timeout=10))
+        with connect(url.replace("http://", "ws://") + "ws", open_timeout=60) as ws:
+            hello = json.loads(ws.recv(timeout=60))
             assert hello["pvs"] == ["view:a", "view:b"]
             seen: dict[str, str] = {}
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while len(seen) < 2 and time.monotonic() < deadline:
-                frame = json.loads(ws.recv(timeout=20))
+                frame = json.loads(ws.recv(timeout=60))
                 if frame["updates"]:
                     seen[frame["name"]] = frame["text"]
         assert seen == {"view:a": "1.5", "view:b": "7"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,8 +14,10 @@ from reckon.pva.config import loopback_environment
 from reckon.pva.views.model import PvState, summarize
 from reckon.pva.views.top import PvTopApp, cell_texts
 
+from .conftest import until
 
-async def _until(pilot: Any, predicate: Any, within: float = 15.0) -> None:
+
+async def _until(pilot: Any, predicate: Any, within: float = 60.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
@@ -86,8 +87,7 @@ async def test_top_shows_values_severity_rate_and_shapes(served: Any) -> None:
         await _until(pilot, lambda: row("top:temp")[1] == "29 C")
         await pilot.press("s")
         assert app.sort_key == "rate"
-        await pilot.pause(0.1)
-        assert cell_texts(app)[0][0] == "top:temp"  # the busiest first
+        await _until(pilot, lambda: cell_texts(app)[0][0] == "top:temp")  # the busiest first
         await pilot.press("q")
 
 
@@ -117,15 +117,9 @@ async def test_the_views_read_a_p4p_server(p4p_server: Any, pva_env: dict[str, s
     async with Client() as client:
         watch = await PvWatch(client, ["p4p:x", "p4p:arr", "p4p:mode"]).start()
         try:
-            for _ in range(200):
-                if all(s.updates for s in watch.states.values()):
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: all(s.updates for s in watch.states.values()))
             server.send({"op": "post", "name": "p4p:x", "value": 3.5})
-            for _ in range(200):
-                if watch.states["p4p:x"].text == "3.5":
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: watch.states["p4p:x"].text == "3.5")
         finally:
             await watch.stop()
     x, arr, mode = (watch.states[n] for n in ("p4p:x", "p4p:arr", "p4p:mode"))

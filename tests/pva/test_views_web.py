@@ -87,13 +87,13 @@ async def test_a_posted_value_appears_on_the_page(browser: Any, served: Any) -> 
         await page.wait_for_function(
             "document.querySelector('tr[data-name=\"web:temp\"] td.value').textContent"
             " === '21.25 C'",
-            timeout=15000,
+            timeout=60000,
         )
         pvs["web:temp"].post({"value": 30.0, "alarm": {"severity": 2, "message": "hot"}})
         await page.wait_for_function(
             "document.querySelector('tr[data-name=\"web:temp\"] td.severity').textContent"
             " === 'MAJOR'",
-            timeout=15000,
+            timeout=60000,
         )
         severity = page.locator('tr[data-name="web:temp"] td.severity')
         assert await severity.get_attribute("class") == "severity sev-2"
@@ -182,6 +182,6 @@ async def test_a_page_that_does_not_read_holds_bounded_bytes(served: Any) -> Non
             # once it reads, the last value arrives
             last = None
             while last != 599.0:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
                 if frame.get("name") == "web:temp" and frame["updates"]:
                     last = float(frame["text"])
