@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from reckon._net import free_port
 from reckon.errors import (
     DeploymentError,
     ServiceNotFoundError,
@@ -188,11 +187,7 @@ class Unit:
                     connect = f"{scheme}://{connect}"
                 self.addresses[name] = Address(spec.address, connect)
             elif spec.placement == "process":
-                port = spec.port or free_port()
-                cport = (spec.connect_port or free_port()) if spec.connect else None
-                self.addresses[name] = Address(
-                    f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{cport}" if cport else None
-                )
+                pass  # known once the child reports the ports it bound (_start_child)
             elif spec.expose or spec.connect or spec.port or name in outside:
                 self._exposed.add(name)
 
@@ -325,10 +320,6 @@ class Unit:
     async def _start_child(self, p: Planned) -> None:
         assert self._tmp_root is not None
         name = p.spec.name
-        addr = self.addresses[name]
-        assert addr.grpc is not None
-        port = int(addr.grpc.rpartition(":")[2])
-        cport = int(addr.connect.rpartition(":")[2]) if addr.connect else None
         child = ChildProcess(
             p,
             unit_env=self._unit_env(),
@@ -336,8 +327,8 @@ class Unit:
             # child's user can read, never by the environment (which `ps e` and /proc show).
             secret=json.dumps(self.deployment.raw, sort_keys=True, default=str),
             addresses=lambda: self.addresses,
-            port=port,
-            connect_port=cport,
+            port=p.spec.port,
+            connect_port=p.spec.connect_port if p.spec.connect else None,
             log=self.log,
             tmp_root=self._tmp_root,
             on_change=self._check_all_ended,
@@ -345,6 +336,8 @@ class Unit:
         )
         self.children[name] = child
         await child.start()
+        # The ports the child bound; they stay across its restarts.
+        self.addresses[name] = child.address
         self.started.append(name)
 
     # -- locate --------------------------------------------------------------------------------
