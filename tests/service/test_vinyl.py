@@ -227,15 +227,16 @@ def _readme_blocks() -> list[tuple[str, str]]:
 
 
 def _announced_port(proc: subprocess.Popen[str], name: str) -> tuple[int, list[str]]:
-    """The port for every protocol that `reckon svc run` prints for service ``name`` once the
+    """The port (for every protocol) that `reckon svc run` prints for service ``name`` once the
     unit is ready (it reads back what it bound), and the lines printed up to there."""
     assert proc.stdout is not None
     seen: list[str] = []
     for line in proc.stdout:  # ends when the process does
         seen.append(line)
-        found = re.match(rf"{name}\s.*\sconnect http://127\.0\.0\.1:(\d+)", line)
+        found = re.match(rf"{name}\s+\w+\s+http://127\.0\.0\.1:(\d+)", line)
         if found:
             return int(found.group(1)), seen
+        assert not line.startswith(f"{name} "), f"{name} has no address: {''.join(seen)}"
     raise AssertionError(f"`reckon svc run` ended before announcing {name}: {''.join(seen)}")
 
 
@@ -253,10 +254,12 @@ def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) 
         ignore=shutil.ignore_patterns("node_modules", "__pycache__", ".vinyl-data", "vinyl_api"),
     )
     (work / "docs" / "api.md").unlink()
-    # The README names port 8750; the test must not need it free: its copy asks for any port,
-    # and the curl commands use the one `reckon svc run` prints.
+    # The README names port 8750; the test must not need it free: its copy serves the storefront
+    # at any free port, and the curl commands use the one `reckon svc run` prints.
     for toml in work.glob("deploy*.toml"):
-        toml.write_text(toml.read_text().replace("connect_port = 8750", "connect_port = 0"))
+        text = toml.read_text()
+        assert "\nport = 8750" in text
+        toml.write_text(text.replace("\nport = 8750", "\nexpose = true"))
     (work / "recommendations" / "node_modules").symlink_to(node_modules)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("NODE_PATH", None)

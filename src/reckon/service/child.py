@@ -36,8 +36,10 @@ def child_deployment(env: dict[str, str]) -> Deployment:
         dep.services[name],
         placement="inprocess",
         expose=True,
-        port=int(env.get("RECKON_SVC_PORT", "0") or 0),  # 0: any free port, reported below
-        connect_port=int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0),
+        # 0: any free port, reported below. RECKON_SVC_PORT is the internal gRPC port here.
+        port=int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0),
+        connect_port=0,
+        grpc_port=int(env.get("RECKON_SVC_PORT", "0") or 0),
         requires=tuple(json.loads(env.get("RECKON_SVC_REQUIRES", "[]"))),
     )
     services = {name: me}

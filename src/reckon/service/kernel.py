@@ -3,8 +3,9 @@
 Start-up follows the plan's waves (topological order of ``requires``, ties broken by name): in a
 wave, in-process services get ``ready()`` one by one in name order and child processes start
 together; nothing in a wave starts before every earlier wave is ready. An in-process service is
-served over gRPC when something outside the process needs it (a child requires it, or
-``expose``/``connect`` is set).
+served over the wire (its one address for every protocol, and the internal gRPC port between
+reckon's processes) when something outside the process needs it (a child requires it, or
+``expose``, ``connect`` or ``port`` is set).
 
 A timing pulse (every ``[unit] pulse`` seconds) reaps and restarts children, runs health checks,
 kills processes past their time limit, cancels in-process calls past their call limit, and
@@ -188,7 +189,7 @@ class Unit:
                 self.addresses[name] = Address(spec.address, connect)
             elif spec.placement == "process":
                 pass  # known once the child reports the ports it bound (_start_child)
-            elif spec.expose or spec.connect or spec.port or name in outside:
+            elif spec.expose or spec.connect or spec.public_port or name in outside:
                 self._exposed.add(name)
 
     def _service_context(self, p: Planned, tmp_dir: Path) -> ServiceContext:
@@ -253,22 +254,21 @@ class Unit:
         sctx.log.debug("ready")
         if name in self._exposed:
             wire = self._wire_for(p.spec, tmp_dir)
-            await wire.add(name, endpoint, p.spec.connect)
-            for n in wire.names:  # a server's Connect port may open with a later service
-                self.addresses[n] = Address(wire.grpc_address, wire.connect_url)
+            await wire.add(name, endpoint)
+            self.addresses[name] = Address(wire.grpc_address, wire.connect_url)
 
     def _wire_for(self, spec: ServiceSpec, tmp_dir: Path) -> WireServer:
         """The servers ``spec``'s service joins: shared by every service with its settings."""
         limit = self.deployment.max_message_bytes_of(spec)
         keepalive = self.deployment.keepalive_of(spec)
         tls = self.deployment.tls_of(spec)
-        key = (spec.port, spec.connect_port, limit, keepalive, tls)
+        key = (spec.public_port, spec.grpc_port, limit, keepalive, tls)
         wire = self._wires.get(key)
         if wire is None:
             board = HealthBoard()
             wire = self._wires[key] = WireServer(
-                port=spec.port,
-                connect_port=spec.connect_port,
+                grpc_port=spec.grpc_port,
+                port=spec.public_port,
                 options=grpc_options(limit, keepalive),
                 tls=tls,
                 read_max_bytes=limit,
@@ -327,8 +327,10 @@ class Unit:
             # child's user can read, never by the environment (which `ps e` and /proc show).
             secret=json.dumps(self.deployment.raw, sort_keys=True, default=str),
             addresses=lambda: self.addresses,
-            port=p.spec.port,
-            connect_port=p.spec.connect_port if p.spec.connect else None,
+            # A command serves gRPC on the one port it has; a Python child serves its port for
+            # every protocol where the deployment says, and its internal gRPC port anywhere.
+            port=p.spec.public_port if p.spec.command is not None else 0,
+            connect_port=None if p.spec.command is not None else p.spec.public_port,
             log=self.log,
             tmp_root=self._tmp_root,
             on_change=self._check_all_ended,

@@ -205,8 +205,7 @@ class ChildProcess:
         assert self.tmp_dir is not None
         spec = self.spec
         subst = {
-            "port": str(self.port),
-            "connect_port": str(self.connect_port or ""),
+            "port": str(self.port if self.connect_port is None else self.connect_port),
             "tmp": str(self.tmp_dir),
             "root": self._unit_env["RECKON_SVC_ROOT"],
             "python": sys.executable,
