@@ -96,18 +96,30 @@ def recover_if_missing(
 def report_if_indexed(
     m: Memoized[Any, Any], rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
-    """On a miss: if the index lists this key, its stored value was lost or unreadable. Say so
-    (in the background)."""
+    """On a miss: if the index lists this key, its stored value was lost or unreadable. Say so.
 
-    def corrupt() -> None:
-        log.event(
-            "corrupt",
-            f"{m._call_text(args, kwargs)} was indexed but its stored value was "
-            f"missing or unreadable; recomputing",
-            logging.WARNING,
-        )
-
-    m._index.check_soon(rid.disk_key, if_present=corrupt)
+    Asked at once, not in the background: the miss runs under the store's lease right after the
+    store said the value is absent, and only the index as it is now says whether the key was
+    listed then. A check made later would also see rows that other processes wrote meanwhile
+    for a value they have just stored (or read back), and call a sound value corrupt. A row
+    found is confirmed against the store, which a writer without the lease may have filled
+    since the look.
+    """
+    key = rid.disk_key
+    if not m._index.indexed(key):
+        return
+    store = m._engine.store
+    try:
+        if store is not None and store.contains(key):
+            return
+    except Exception:  # a store that cannot say: the row stands
+        pass
+    log.event(
+        "corrupt",
+        f"{m._call_text(args, kwargs)} was indexed but its stored value was "
+        f"missing or unreadable; recomputing",
+        logging.WARNING,
+    )
 
 
 def clear_stale(m: Memoized[Any, Any]) -> int:
