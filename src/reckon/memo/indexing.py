@@ -24,7 +24,7 @@ from reckon.memo.report import human_bytes, human_duration
 if TYPE_CHECKING:
     from reckon.memo.memoize import Memoized
 
-__all__ = ["clear_stale", "record", "recover_if_missing", "report_if_indexed"]
+__all__ = ["clear_shared", "clear_stale", "record", "recover_if_missing", "report_if_indexed"]
 
 _DEBUG = logging.DEBUG
 _logger = log.logger
@@ -136,6 +136,29 @@ def clear_stale(m: Memoized[Any, Any]) -> int:
         )
     m._index.delete_entries_now([row.key for row in rows])
     return len(rows)
+
+
+def clear_shared(m: Memoized[Any, Any], done: set[str]) -> int:
+    """Remove from the store every entry of ``m``'s current code version that ``done`` does not
+    hold: those other machines wrote into a shared store, which this machine's index never saw.
+    Returns how many.
+
+    A memo key is the code version's 16-byte digest followed by the arguments', so the store's
+    own key list names them: no index is needed to find them.
+    """
+    store = m._engine.store
+    if store is None:
+        return 0
+    prefix = m._fphex
+    try:
+        listed = store.keys()  # (a Store, not a mapping: it cannot be iterated itself)
+        found = [k for k in listed if k.startswith(prefix) and k not in done]
+    except Exception as exc:
+        _logger.warning("%s.clear(): could not list the store's keys (%s)", m.name, exc)
+        return 0
+    for key in found:
+        m._engine.evict(_from_digest(key))
+    return len(found)
 
 
 def _size_of(m: Memoized[Any, Any], entry: Entry) -> int:
