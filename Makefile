@@ -8,6 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORE_VENV := .venv-core
 PYTEST_ARGS ?=
+# The rest of the suite runs on two workers (the machines have two cores); every test is written
+# to pass beside any other. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 # Every install takes its versions from the lock (constraints.txt, written by `make lock` from
 # pyproject.toml), so a fresh machine gets what the last green run had. The installers themselves
 # are pinned here.
@@ -75,7 +78,7 @@ test-core: $(CORE_VENV)/.installed
 	$(CORE_VENV)/bin/python -m pytest tests/core -p no:cacheprovider $(PYTEST_ARGS)
 
 test-rest: $(VENV)/.dev-installed sysdeps
-	$(BIN)/python -m pytest tests --ignore=tests/core -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --ignore=tests/core -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint test-core test-rest
 
