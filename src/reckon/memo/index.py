@@ -92,7 +92,7 @@ class MemoIndex:
         #: A second connection for :meth:`indexed`, so a miss never waits behind the writer.
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
-        #: Keys whose queued deletes are not committed yet (key -> how many).
+        #: Keys whose queued deletes are not committed yet (key -> how many; under _read_lock).
         self._deleting: dict[str, int] = {}
         _live.add(self)
 
@@ -295,21 +295,23 @@ class MemoIndex:
 
     def delete_entry(self, key: str) -> None:
         """Drop the row of ``key`` (in the background; :meth:`indexed` says False at once)."""
-        deleting = self._deleting
-        deleting[key] = deleting.get(key, 0) + 1
+        with self._read_lock:
+            deleting = self._deleting
+            deleting[key] = deleting.get(key, 0) + 1
         self._submit(_DELETE, (key,))
 
     def _deleted(self, batch: list[tuple[Any, ...]]) -> None:
         """The queued deletes of ``batch`` are committed (or failed): forget them."""
-        deleting = self._deleting
-        for op in batch:
-            if op[0] == "sql" and op[1] is _DELETE:
-                key = op[2][0]
-                left = deleting.get(key, 1) - 1
-                if left > 0:
-                    deleting[key] = left
-                else:
-                    deleting.pop(key, None)
+        with self._read_lock:
+            deleting = self._deleting
+            for op in batch:
+                if op[0] == "sql" and op[1] is _DELETE:
+                    key = op[2][0]
+                    left = deleting.get(key, 1) - 1
+                    if left > 0:
+                        deleting[key] = left
+                    else:
+                        deleting.pop(key, None)
 
     def indexed(self, key: str) -> bool:
         """Whether the index lists ``key`` now, read at once (not queued behind the writer).
