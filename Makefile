@@ -19,7 +19,7 @@ PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 PIP_INSTALL = -m pip install --quiet --quiet --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test test-core test-rest lint lock lock-upgrade check-lock bench sysdeps clean
+.PHONY: demo test test-core test-rest lint docs lock lock-upgrade check-lock bench sysdeps clean
 
 # A stamp per installed extra set: editing pyproject.toml or the lock reinstalls.
 $(BIN)/python:
@@ -74,16 +74,21 @@ lint: $(VENV)/.dev-installed check-lock
 	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
 
+# The documentation site, every warning an error (broken links, bad docstrings, missing pages).
+# It builds offline: nothing is fetched at build time.
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 test-core: $(CORE_VENV)/.installed
 	$(CORE_VENV)/bin/python -m pytest tests/core -p no:cacheprovider $(PYTEST_ARGS)
 
 test-rest: $(VENV)/.dev-installed sysdeps
 	$(BIN)/python -m pytest tests --ignore=tests/core -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-test: lint test-core test-rest
+test: lint docs test-core test-rest
 
 bench: $(VENV)/.bench-installed sysdeps
 	@for b in bench/[!_]*.py; do echo "==== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(CORE_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CORE_VENV) .mypy_cache .ruff_cache .pytest_cache site

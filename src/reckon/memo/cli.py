@@ -46,6 +46,7 @@ app = typer.Typer(
     help="Inspect and tidy the memo cache: ls, stats, report, why, prune, clear.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 DirOption = Annotated[
