@@ -8,6 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORE_VENV := .venv-core
 PYTEST_ARGS ?=
+# The rest of the suite runs on two workers (the machines have two cores); every test is written
+# to pass beside any other. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 # Every install takes its versions from the lock (constraints.txt, written by `make lock` from
 # pyproject.toml), so a fresh machine gets what the last green run had. The installers themselves
 # are pinned here.
@@ -16,7 +19,7 @@ PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 PIP_INSTALL = -m pip install --quiet --quiet --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test test-core test-rest lint lock check-lock bench sysdeps clean
+.PHONY: demo test test-core test-rest lint docs lock lock-upgrade check-lock bench sysdeps clean
 
 # A stamp per installed extra set: editing pyproject.toml or the lock reinstalls.
 $(BIN)/python:
@@ -31,10 +34,15 @@ $(VENV)/.bench-installed: pyproject.toml $(LOCK) $(VENV)/.dev-installed
 	$(BIN)/python $(PIP_INSTALL) -e '.[bench]'
 	touch $@
 
-# Resolve every extra again (uv's resolver) and rewrite the lock; commit the result.
+# Resolve every extra again (uv's resolver) and rewrite the lock, keeping today's pins where they
+# still fit; lock-upgrade takes the newest versions instead. Commit the result.
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/python scripts/lock.py
+
+lock-upgrade: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/python scripts/lock.py --upgrade
 
 # Fails when pyproject.toml's dependencies changed since the lock was written.
 check-lock:
@@ -66,16 +74,21 @@ lint: $(VENV)/.dev-installed check-lock
 	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
 
+# The documentation site, every warning an error (broken links, bad docstrings, missing pages).
+# It builds offline: nothing is fetched at build time.
+docs: $(VENV)/.dev-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 test-core: $(CORE_VENV)/.installed
 	$(CORE_VENV)/bin/python -m pytest tests/core -p no:cacheprovider $(PYTEST_ARGS)
 
 test-rest: $(VENV)/.dev-installed sysdeps
-	$(BIN)/python -m pytest tests --ignore=tests/core -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests --ignore=tests/core -p no:cacheprovider -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-test: lint test-core test-rest
+test: lint docs test-core test-rest
 
 bench: $(VENV)/.bench-installed sysdeps
 	@for b in bench/[!_]*.py; do echo "==== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(CORE_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(CORE_VENV) .mypy_cache .ruff_cache .pytest_cache site

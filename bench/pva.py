@@ -23,6 +23,12 @@ about the servers). The two servers' columns are the medians of their rounds.
             post, which handed its sender a turn per value that p4p's poster never gives.
 - connect   ms from a fresh client context to the first get (search + handshake + get); each
             round's figure is the median of 7 connects
+- big get   gets/s of a 10 M-double array (80 MB per get; 3 per round)
+- image     monitor updates/s of a 1024x1024 uint16 NTNDArray (2 MB), a burst of 30 posts
+- fan-out   updates/s delivered to 50 clients (one connection each) monitoring one PV, for a
+            burst of 300 posts (every update every client receives counts)
+- RSS       each server's resident memory growth (MB) over 300 gets of the 2 MB image on one
+            connection (once per client kind; not a ratio: it should stay small)
 - server CPU per operation (from /proc): what each server process spent (median of the
   rounds), which load on the machine disturbs much less than rates
 
@@ -64,6 +70,14 @@ N_BURST = 20000
 if os.environ.get("PVA_BENCH_QUICK"):  # children of a --quick run
     N_GET, N_PUT, N_RPC, N_BURST = 200, 100, 100, 2000
 N_CONNECT = 7
+N_BIG = 10_000_000  # doubles in the big array
+N_BIG_GET = 3
+N_IMAGES = 30
+N_FAN = 50  # clients
+N_FAN_POSTS = 300
+N_RSS_GETS = 300
+if os.environ.get("PVA_BENCH_QUICK"):
+    N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS = 1, 5, 5, 30, 30
 STAMP = os.environ.get("PVA_BENCH_TIMESTAMPS", "1") != "0"
 PIPELINE_REQUEST = "record[pipeline=true,queueSize=16]"
 
@@ -92,20 +106,42 @@ def _run(coro: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _command_loop(post_burst: Any) -> None:
+def _command_loop(post_burst: Any, post_images: Any) -> None:
     print("ready", flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["op"] == "quit":
             return
-        if cmd["op"] == "burst":
+        if cmd["op"] in ("burst", "images"):
             start = time.monotonic()
-            post_burst(cmd["name"], int(cmd["base"]), int(cmd["n"]))
+            post = post_burst if cmd["op"] == "burst" else post_images
+            post(cmd["name"], int(cmd["base"]), int(cmd["n"]))
             print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
 
 
+def _images() -> list[Any]:
+    """Two 1024x1024 uint16 images (posts alternate between them: no allocation per post)."""
+    import numpy as np
+
+    first = (np.arange(1024 * 1024, dtype=np.uint32) % 65521).astype(np.uint16)
+    return [first.reshape(1024, 1024), (first[::-1] + 1).reshape(1024, 1024)]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def serve_p4p() -> None:
-    from p4p.nt import NTScalar
+    import numpy as np
+    from p4p.nt import NTNDArray, NTScalar
     from p4p.server import Server
     from p4p.server.thread import SharedPV
 
@@ -134,8 +170,19 @@ def serve_p4p() -> None:
 
     pvs["bench:x"] = x
     pvs["bench:rpc"] = rpc
-    for name in ("bench:burst1", "bench:burst2"):
+    for name in ("bench:burst1", "bench:burst2", "bench:fan"):
         pvs[name] = new_pv()
+    pvs["bench:big"] = SharedPV(nt=NTScalar("ad"), initial=np.arange(N_BIG, dtype=np.float64))
+    ndnt = NTNDArray()
+    images = _images()
+    pvs["bench:image"] = SharedPV(initial=ndnt.wrap(images[0]))  # posts are wrapped Values
+
+    def post_images(name: str, base: int, n: int) -> None:
+        pv = pvs[name]
+        for i in range(base + 1, base + n + 1):
+            value = ndnt.wrap(images[i % 2])
+            value["uniqueId"] = i
+            pv.post(value)
 
     def burst(name: str, base: int, n: int) -> None:
         pv = pvs[name]
@@ -147,7 +194,7 @@ def serve_p4p() -> None:
                 pv.post(float(i))
 
     with Server(providers=[pvs]):
-        _command_loop(burst)
+        _command_loop(burst, post_images)
 
 
 def _post_range(pv: Any, base: int, n: int) -> None:
@@ -155,8 +202,19 @@ def _post_range(pv: Any, base: int, n: int) -> None:
         pv.post(float(i))
 
 
+def _post_images(pv: Any, base: int, n: int) -> None:
+    from reckon.pva import nt
+
+    ndnt = nt.NTNDArray()
+    images = _images()
+    for i in range(base + 1, base + n + 1):
+        pv.post(ndnt.wrap(images[i % 2], unique_id=i), timestamp=False)
+
+
 def serve_reckon() -> None:
     import asyncio
+
+    import numpy as np
 
     from reckon.pva import Server, SharedPV, nt
 
@@ -180,10 +238,14 @@ def serve_reckon() -> None:
         server.add("bench:rpc", rpc)
         bursts = {
             name: SharedPV(nt.NTScalar("d"), 0.0, timestamp=STAMP)
-            for name in ("bench:burst1", "bench:burst2")
+            for name in ("bench:burst1", "bench:burst2", "bench:fan")
         }
         for name, pv in bursts.items():
             server.add(name, pv)
+        server.add("bench:big", SharedPV(nt.NTScalarArray("d"), np.arange(N_BIG, dtype="f8")))
+        ndnt = nt.NTNDArray()
+        image = SharedPV(ndnt, ndnt.wrap(_images()[0]), timestamp=False)
+        server.add("bench:image", image)
         await server.start()
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str] = asyncio.Queue()
@@ -202,13 +264,16 @@ def serve_reckon() -> None:
             cmd = json.loads(line)
             if cmd["op"] == "quit":
                 break
-            if cmd["op"] == "burst":
-                pv = bursts[cmd["name"]]
+            if cmd["op"] in ("burst", "images"):
                 start = time.monotonic()
                 base = int(cmd["base"])
                 # as p4p's server posts: a tight loop in a thread of its own while the server's
                 # loop sends (post() is thread-safe and hands each update to the loop)
-                await asyncio.to_thread(_post_range, pv, base, int(cmd["n"]))
+                if cmd["op"] == "burst":
+                    pv = bursts[cmd["name"]]
+                    await asyncio.to_thread(_post_range, pv, base, int(cmd["n"]))
+                else:
+                    await asyncio.to_thread(_post_images, image, base, int(cmd["n"]))
                 print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
         await server.stop()
 
@@ -229,15 +294,73 @@ def _commands() -> Any:
         yield cmd
 
 
+def _drain(got: queue.Queue[tuple[float, float]], final: float, subs: int = 1) -> dict[str, float]:
+    """Count the updates arriving in ``got`` until ``subs`` subscriptions have seen ``final``
+    (or none arrived for 5 s: stalled)."""
+    count, last, value, done = 0, 0.0, 0.0, 0
+    while done < subs:
+        try:
+            value, last = got.get(timeout=5)
+        except queue.Empty:
+            break
+        count += 1
+        if value >= final:
+            done += 1
+    return {"count": count, "last": last, "final": final if done == subs else value}
+
+
 def client_p4p() -> None:
     from p4p.client.thread import Context
     from p4p.nt import NTURI
 
     ctx = Context("pva")
+    raw = Context("pva", nt=False)  # values as p4p Values: an image's uniqueId
+    fans: list[Any] = []
+    fan_q: queue.Queue[tuple[float, float]] = queue.Queue()
     uri = NTURI([("a", "d"), ("b", "d")])
     arg = uri.wrap("bench:rpc", kws={"a": 1.0, "b": 2.0})
     for cmd in _commands():
         task = cmd["task"]
+        if task == "bigget":
+            ctx.get("bench:big", timeout=60)
+            t0 = time.perf_counter()
+            for _ in range(N_BIG_GET):
+                ctx.get("bench:big", timeout=60)
+            print(json.dumps({"rate": N_BIG_GET / (time.perf_counter() - t0)}), flush=True)
+            continue
+        if task == "imgget":
+            for _ in range(int(cmd["n"])):
+                raw.get("bench:image", timeout=30)
+            print(json.dumps({"done": True}), flush=True)
+            continue
+        if task == "image":
+            final = float(cmd["final"])
+            seen: queue.Queue[tuple[float, float]] = queue.Queue()
+            sub = raw.monitor(
+                "bench:image",
+                lambda v, q=seen: q.put((float(v["uniqueId"]), time.monotonic())),
+            )
+            seen.get(timeout=30)
+            print("subscribed", flush=True)
+            print(json.dumps(_drain(seen, final)), flush=True)
+            sub.close()
+            continue
+        if task == "fan":
+            # subscribed once, for every round: p4p loses updates of a subscription being
+            # closed, and 50 fresh subscriptions per round only measure their setup
+            final = float(cmd["final"])
+            if not fans:
+                for _ in range(N_FAN):
+                    f = Context("pva")
+                    cb = lambda v, q=fan_q: q.put((float(v), time.monotonic()))  # noqa: E731
+                    fans.append((f, f.monitor("bench:fan", cb)))
+                for _ in range(N_FAN):
+                    fan_q.get(timeout=60)
+            while not fan_q.empty():
+                fan_q.get_nowait()
+            print("subscribed", flush=True)
+            print(json.dumps(_drain(fan_q, final, N_FAN)), flush=True)
+            continue
         if task == "connect":
             times = []
             for _ in range(N_CONNECT):
@@ -285,6 +408,9 @@ def client_p4p() -> None:
                     break
             sub.close()
             print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
+    for f, sub in fans:
+        sub.close()
+        f.close()
     ctx.close()
 
 
@@ -305,15 +431,68 @@ def client_reckon() -> None:
         threading.Thread(target=pump, daemon=True).start()
         arg = nt.uri("bench:rpc", {"a": 1.0, "b": 2.0})
         print("ready", flush=True)
+        fans: list[Any] = []
         async with Client() as c:
             while True:
                 line = await lines.get()
                 if not line:
-                    return
+                    break
                 cmd = json.loads(line)
                 task = cmd["task"]
                 if task == "quit":
-                    return
+                    break
+                if task == "bigget":
+                    await c.get("bench:big", timeout=60)
+                    t0 = time.perf_counter()
+                    for _ in range(N_BIG_GET):
+                        await c.get("bench:big", timeout=60)
+                    rate = N_BIG_GET / (time.perf_counter() - t0)
+                    print(json.dumps({"rate": rate}), flush=True)
+                    continue
+                if task == "imgget":
+                    for _ in range(int(cmd["n"])):
+                        await c.get("bench:image", timeout=30)
+                    print(json.dumps({"done": True}), flush=True)
+                    continue
+                if task in ("image", "fan"):
+                    final = float(cmd["final"])
+                    if task == "fan":
+                        while len(fans) < N_FAN:
+                            fans.append(await Client().__aenter__())
+                    pv, field = (
+                        ("bench:image", "uniqueId") if task == "image" else ("bench:fan", "value")
+                    )
+                    clients = [c] if task == "image" else fans
+                    arrived: asyncio.Queue[tuple[float, float]] = asyncio.Queue()
+                    subs = [cl.monitor(pv) for cl in clients]
+
+                    async def pump_sub(sub: Any, field: str = field, q: Any = arrived) -> None:
+                        while True:
+                            update = await sub.next(timeout=None)
+                            q.put_nowait((float(update.value[field]), time.monotonic()))
+
+                    for sub in subs:
+                        await sub.start()
+                    tasks = [asyncio.create_task(pump_sub(sub)) for sub in subs]
+                    for _ in subs:
+                        await asyncio.wait_for(arrived.get(), 30)
+                    print("subscribed", flush=True)
+                    count, last, value, done = 0, 0.0, 0.0, 0
+                    while done < len(subs):
+                        try:
+                            value, last = await asyncio.wait_for(arrived.get(), 5)
+                        except TimeoutError:
+                            break
+                        count += 1
+                        if value >= final:
+                            done += 1
+                    for t in tasks:
+                        t.cancel()
+                    for sub in subs:
+                        await sub.close()
+                    reached = final if done == len(subs) else value
+                    print(json.dumps({"count": count, "last": last, "final": reached}), flush=True)
+                    continue
                 if task == "connect":
                     times = []
                     for _ in range(N_CONNECT):
@@ -356,6 +535,8 @@ def client_reckon() -> None:
                             if value >= final:
                                 break
                     print(json.dumps({"count": count, "last": last, "final": value}), flush=True)
+        for fan in fans:
+            await fan.close()
 
     _run(main())
 
@@ -469,7 +650,7 @@ def measure(client: str) -> dict[tuple[str, str], list[float]]:
     envs = {srv: epics_env() for srv in ("reckon", "p4p")}
     servers = {srv: start(["server", srv], envs[srv]) for srv in envs}
     clients = {srv: start(["client", client], envs[srv]) for srv in envs}
-    base = {srv: 0 for srv in envs}
+    base: dict[tuple[str, str], int] = {}  # (server, PV) -> the last value posted to it
     order = ["reckon", "p4p"]
     samples: dict[tuple[str, str], list[float]] = {}
 
@@ -480,49 +661,62 @@ def measure(client: str) -> dict[tuple[str, str], list[float]]:
 
     try:
         only = os.environ.get("PVA_BENCH_ONLY", "").split(",")
-        for task in ("connect", "get", "put", "rpc"):
+        if only == [""] or "rss" in only:
+            for srv in order:
+                clients[srv].send({"task": "imgget", "n": 10})  # warm: the first replies
+                clients[srv].json(300)
+                before = rss_mb(servers[srv].proc.pid)
+                clients[srv].send({"task": "imgget", "n": N_RSS_GETS})
+                clients[srv].json(600)
+                record(srv, "rss", rss_mb(servers[srv].proc.pid) - before, None)
+        for task in ("connect", "get", "put", "rpc", "bigget"):
             if only != [""] and task not in only:
                 continue
-            for r in range(ROUNDS):
+            for r in range(BURST_ROUNDS if task == "bigget" else ROUNDS):
                 for srv in order if r % 2 == 0 else order[::-1]:
                     pid = servers[srv].proc.pid
                     cpu0 = cpu_seconds(pid)
                     clients[srv].send({"task": task})
-                    res = clients[srv].json()
-                    ops = {"get": N_GET, "put": N_PUT, "rpc": N_RPC}.get(task)
+                    res = clients[srv].json(600)
+                    ops = {"get": N_GET, "put": N_PUT, "rpc": N_RPC, "bigget": N_BIG_GET}.get(task)
                     us = (cpu_seconds(pid) - cpu0) / ops * 1e6 if ops else None
                     record(srv, task, res["ms"] if task == "connect" else res["rate"], us)
-        for task, pv, request in (
-            ("monitor", "bench:burst1", None),
-            ("pipeline", "bench:burst2", PIPELINE_REQUEST),
+        for task, pv, request, n in (
+            ("monitor", "bench:burst1", None, N_BURST),
+            ("pipeline", "bench:burst2", PIPELINE_REQUEST, N_BURST),
+            ("image", "bench:image", None, N_IMAGES),
+            ("fan", "bench:fan", None, N_FAN_POSTS),
         ):
             if only != [""] and task not in only:
                 continue
+            op = "images" if task == "image" else "burst"
+            client_task = task if task in ("image", "fan") else "monitor"
             for r in range(BURST_ROUNDS):
                 for srv in order if r % 2 == 0 else order[::-1]:
-                    final = base[srv] + N_BURST
+                    final = base.get((srv, pv), 0) + n
                     clients[srv].send(
-                        {"task": "monitor", "pv": pv, "request": request, "final": final}
+                        {"task": client_task, "pv": pv, "request": request, "final": final}
                     )
-                    if clients[srv].line(60) != "subscribed":
+                    if clients[srv].line(120) != "subscribed":
                         raise RuntimeError("monitor did not start")
                     pid = servers[srv].proc.pid
                     cpu0 = cpu_seconds(pid)
-                    servers[srv].send({"op": "burst", "name": pv, "base": base[srv], "n": N_BURST})
-                    times = servers[srv].json()
-                    res = clients[srv].json(180)
-                    us = (cpu_seconds(pid) - cpu0) / N_BURST * 1e6
+                    start_at = base.get((srv, pv), 0)
+                    servers[srv].send({"op": op, "name": pv, "base": start_at, "n": n})
+                    times = servers[srv].json(300)
+                    res = clients[srv].json(300)
+                    us = (cpu_seconds(pid) - cpu0) / n * 1e6
                     rate = res["count"] / max(res["last"] - times["start"], 1e-9)
                     record(srv, task, rate, us)
                     samples.setdefault((srv, task + "_count"), []).append(res["count"])
                     if res["final"] < final:
                         samples.setdefault((srv, task + "_stalled"), []).append(1.0)
-                        got = res["final"] - base[srv]
+                        got = res["final"] - start_at
                         print(
                             f"  ! {client} client -> {srv} server, {task}: stalled after "
-                            f"{got:.0f} of {N_BURST} posts"
+                            f"{got:.0f} of {n} posts"
                         )
-                    base[srv] = final
+                    base[(srv, pv)] = final
     finally:
         for child in (*clients.values(), *servers.values()):
             child.close()
@@ -536,6 +730,9 @@ ROWS = [
     ("monitor", "monitor updates/s (default)", True),
     ("pipeline", "monitor updates/s (pipelined)", True),
     ("connect", "connect ms (lower is better)", False),
+    ("bigget", "10 M-double gets/s", True),
+    ("image", "1024x1024 image updates/s", True),
+    ("fan", f"updates/s to {N_FAN} monitors", True),
 ]
 
 
@@ -545,6 +742,9 @@ CPU_ROWS = [
     ("rpc", "per RPC"),
     ("monitor", "per post (default queue)"),
     ("pipeline", "per post (pipelined)"),
+    ("bigget", "per 10 M-double get"),
+    ("image", "per image post"),
+    ("fan", f"per post to {N_FAN} monitors"),
 ]
 
 
@@ -579,6 +779,12 @@ def table(client: str, samples: dict[tuple[str, str], list[float]]) -> list[str]
             f"  {label:32s} {statistics.median(ours):12.1f} {statistics.median(theirs):12.1f}"
             f"   {cmp}{extra}"
         )
+    rss_ours, rss_theirs = samples.get(("reckon", "rss")), samples.get(("p4p", "rss"))
+    if rss_ours and rss_theirs:
+        print(
+            f"  {'RSS growth, ' + str(N_RSS_GETS) + ' gets of 2 MB (MB)':32s} "
+            f"{rss_ours[0]:12.1f} {rss_theirs[0]:12.1f}   (one connection; should stay small)"
+        )
     print("  server CPU per operation (us, median; lower is better, less sensitive to load):")
     for key, label in CPU_ROWS:
         cpu_ours, cpu_theirs = (
@@ -604,9 +810,11 @@ def main() -> None:
         {"p4p": client_p4p, "reckon": client_reckon}[args[1]]()
         return
     global N_GET, N_PUT, N_RPC, N_BURST, ROUNDS, BURST_ROUNDS
+    global N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS
     if "--quick" in args:
         os.environ["PVA_BENCH_QUICK"] = "1"
         N_GET, N_PUT, N_RPC, N_BURST, ROUNDS, BURST_ROUNDS = 200, 100, 100, 2000, 1, 1
+        N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS = 1, 5, 5, 30, 30
     clients = [a for a in args if not a.startswith("--")] or ["p4p", "reckon"]
     t0 = time.time()
     results = {}

@@ -5,8 +5,9 @@ so a fresh machine gets the versions the last green run had instead of whatever 
 Its first line records a digest of pyproject.toml's dependency tables; ``tests/test_lock.py``
 recomputes it and fails when someone edits the dependencies without running ``make lock``.
 
-Run through ``make lock`` (which installs the pinned uv first); ``python scripts/lock.py --check``
-only compares the digest.
+Run through ``make lock`` (which installs the pinned uv first; it keeps today's pins where they
+still fit) or ``make lock-upgrade`` (the newest versions that fit); ``python scripts/lock.py
+--check`` only compares the digest.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ def recorded_digest(lock: Path = LOCK) -> str | None:
     return None
 
 
-def write_lock() -> None:
-    resolved = subprocess.run(
+def write_lock(upgrade: bool = False) -> None:
+    """Resolve again, keeping today's pins where they still fit (uv reads the lock it rewrites
+    as its preferences) unless ``upgrade``, which takes the newest versions that fit."""
+    subprocess.run(
         [
             sys.executable,
             "-m",
@@ -65,12 +68,16 @@ def write_lock() -> None:
             PLATFORM,
             "--no-header",
             "--quiet",
+            "--output-file",
+            str(LOCK.relative_to(ROOT)),
+            *(["--upgrade"] if upgrade else []),
         ],
         cwd=ROOT,
         check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    )
+    resolved = "".join(
+        line for line in LOCK.read_text().splitlines(keepends=True) if not line.startswith("#")
+    )
     header = (
         "# The exact versions `make test`, `make demo` and `make bench` install (pip -c).\n"
         "# Written by `make lock` (uv pip compile --all-extras); do not edit by hand.\n"
@@ -88,7 +95,7 @@ def main() -> int:
             )
             return 1
         return 0
-    write_lock()
+    write_lock(upgrade="--upgrade" in sys.argv[1:])
     print(f"wrote {LOCK.relative_to(ROOT)}")
     return 0
 

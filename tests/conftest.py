@@ -9,6 +9,12 @@ import tempfile
 # Never let a test write into the user's real cache directory: tests that want a persistent
 # cache give their own directory; anything that falls back to the default lands here.
 os.environ.setdefault("RECKON_CACHE_DIR", tempfile.mkdtemp(prefix="reckon-test-cache-"))
+# Nor into the user's real cache key: stores sign with a key file made for this run, outside
+# the cache directory (as the real one is).
+os.environ.setdefault(
+    "RECKON_CACHE_KEY_FILE",
+    os.path.join(tempfile.mkdtemp(prefix="reckon-test-key-"), "cache-key"),
+)
 
 # Command-line output (rich tables, typer's help, wrapped log lines) is laid out for the terminal
 # it runs in. Tests read that output, so they fix the terminal's size here, for themselves and

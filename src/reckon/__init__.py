@@ -28,7 +28,7 @@ if os.environ.get("RECKON_OBSERVE", "").strip():
     _on_engine_created(_observe_first_engine)
 
 if TYPE_CHECKING:
-    from reckon.core import CachingLevel, Engine, LocalStore, RequestId
+    from reckon.core import CachingLevel, Engine, LocalStore, RequestId, open_store
     from reckon.memo.group import MemoizedGroup
     from reckon.memo.helpers import TTL, FileContents
     from reckon.memo.memoize import Memoized, memoize
@@ -43,6 +43,7 @@ _EXPORTS = {
     "Engine": "reckon.core",
     "RequestId": "reckon.core",
     "LocalStore": "reckon.core",
+    "open_store": "reckon.core",
 }
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "RequestId",
     "__version__",
     "memoize",
+    "open_store",
 ]
 
 

@@ -187,3 +187,20 @@ def test_replay_logs(cache_dir: Path, caplog: pytest.LogCaptureFixture, run_py: 
     assert "child made 5" in run_py(code).stdout
     again = run_py(code + "\n        print('STATS', g.stats()['hits'])").stdout
     assert "child made 5" in again and "STATS 1" in again
+
+
+def test_task_titles_show_short_arguments_and_never_a_big_repr() -> None:
+    import numpy as np
+
+    from reckon.memo.log import task_title
+
+    class Loud:
+        def __repr__(self) -> str:  # a repr a title must never call (a DataFrame's is slow)
+            raise AssertionError("repr called")
+
+    assert task_title("m.f", (12, 1.5, None), {}) == "m.f(12, 1.5, None)"
+    assert task_title("m.f", ("north",), {"window": 7}) == "m.f('north', window=7)"
+    assert task_title("m.f", ("x" * 100,), {}) == f"m.f('{'x' * 21}...')"
+    assert task_title("m.f", (np.zeros((3, 2)), Loud()), {}) == "m.f(<ndarray 3x2>, <Loud>)"
+    assert task_title("m.f", (1, 2, 3, 4), {"k": 5}) == "m.f(1, 2, 3, ...)"
+    assert task_title("m.f", (), {}) == "m.f()"

@@ -40,3 +40,6 @@ def test_reckon_observe_serves_a_plain_memoizing_program(tmp_path: Path) -> None
     assert re.search(r"serving http://127\.0\.0\.1:[1-9][0-9]*/", done.stderr), done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("TITLES"))
     assert line.count("square") == 3, line
+    # Memoized computations are titled with their (short) arguments, not just the function.
+    for i in range(3):
+        assert f"job.square({i})" in line or f"__main__.square({i})" in line, line

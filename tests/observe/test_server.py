@@ -495,3 +495,21 @@ def test_a_sync_subscription_that_is_not_read_drops_locally_and_counts(
         assert sub.dropped == sub.local_dropped > 0
         sub.close()
         assert sub.get(timeout=0.1) is None
+
+
+def test_status_history_holds_the_last_minutes(engine: Engine) -> None:
+    """The server samples counters and usage once a second, from the start, for the page."""
+    with serve(engine) as handle, Client(handle.url) as client:
+        for i in range(4):
+            engine.get(RequestId("history", i % 2), CachingLevel.MEMORY, lambda: 1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            history = client.status(history=True)["history"]
+            if len(history) >= 2 and history[-1]["engine"]["counters"]["requests"] >= 4:
+                break
+            time.sleep(0.2)
+        assert len(history) >= 2
+        times = [s["time"] for s in history]
+        assert times == sorted(times)
+        assert history[-1]["engine"]["counters"]["memory_hit"] >= 2
+        assert "history" not in client.status()  # only when asked for

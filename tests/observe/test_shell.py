@@ -80,6 +80,27 @@ def test_plain_console_helpers(server: ServerHandle, engine: Engine, blocked: An
     assert type(job.error).__name__ == "ComputationCancelledError"
 
 
+@pytest.mark.parametrize("console", ["plain", "ipython"])
+def test_a_helper_mistake_is_one_line(server: ServerHandle, console: str) -> None:
+    """tree() of an id that does not exist: one line naming the problem, no traceback."""
+    if console == "ipython":
+        pytest.importorskip("IPython")
+    child = _spawn(server.url, "--console", console, "--simple-prompt")
+    prompt = ">>> " if console == "plain" else r"In \[\d+\]: "
+    try:
+        child.expect("reckon shell: connected")
+        child.expect(prompt)
+        child.sendline("tree(999999)")
+        child.expect(prompt)
+        reply = child.before
+        assert "999999" in reply and "Error" in reply, reply
+        assert "Traceback" not in reply and len(reply.strip().splitlines()) <= 2, reply
+        child.sendline("exit()")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+
+
 def test_ipython_console(server: ServerHandle, engine: Engine) -> None:
     pytest.importorskip("IPython")
     engine.get(RequestId("shell", "ipy"), CachingLevel.MEMORY, lambda: 1, title="ipython probe")

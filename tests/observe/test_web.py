@@ -222,6 +222,35 @@ async def test_charts_follow_the_pushes(browser: Any, server: ServerHandle, engi
     assert errors == []
 
 
+async def test_charts_start_from_the_servers_history(
+    browser: Any, server: ServerHandle, engine: Engine
+) -> None:
+    """Requests made before the page opened are on its hit-rate chart: it draws the server's
+    samples of the last minutes. (Without them it would only sum requests made while open.)"""
+    from reckon.observe import Client
+
+    for _ in range(2):
+        for i in range(3):
+            await asyncio.to_thread(
+                engine.get, RequestId("before", i), CachingLevel.MEMORY, lambda: 1
+            )
+    with Client(server.url) as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            history = await asyncio.to_thread(client.status, True)
+            if history["history"] and history["history"][-1]["engine"]["counters"]["requests"] >= 6:
+                break
+            await asyncio.sleep(0.2)
+    page = await browser.new_page()
+    await page.goto(server.url)
+    await page.wait_for_selector("#conn[data-state='open']", timeout=15_000)
+    await page.wait_for_function(
+        "document.getElementById('chart-hits').dataset.requests === '6'"
+        " && document.getElementById('chart-hits').dataset.hits === '3'",
+        timeout=10_000,
+    )
+
+
 async def test_click_a_task_to_see_its_tree_of_children(
     browser: Any, server: ServerHandle, engine: Engine
 ) -> None:

@@ -134,6 +134,16 @@ def start_p4p_client(code: str, env: dict[str, str]) -> Child:
     return Child([PYTHON, str(PEERS / "p4p_client.py"), code], env)
 
 
+def start_pvapy(code: str, env: dict[str, str], tcp_port: int | None = None) -> Child:
+    """pvapy (pvAccessCPP) running ``code`` in a child (see peers/pvapy_peer.py). Its client
+    searches only the first address of a list on one host, so it is pointed at a server's
+    ``tcp_port`` directly, as a name server."""
+    pytest.importorskip("pvaccess")
+    if tcp_port is not None:
+        env = {**env, "EPICS_PVA_NAME_SERVERS": f"127.0.0.1:{tcp_port}"}
+    return Child([PYTHON, str(PEERS / "pvapy_peer.py"), code], env)
+
+
 def run_p4p_client(code: str, env: dict[str, str], timeout: float = 60.0) -> list[Any]:
     """Run a snippet with p4p's client; return the JSON objects it emitted."""
     proc = subprocess.run(

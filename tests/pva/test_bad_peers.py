@@ -228,10 +228,10 @@ async def test_slow_reader_memory_is_bounded(world: Any) -> None:
         world.big.post(chunk + i)
         await asyncio.sleep(0)
     await asyncio.sleep(0.2)
-    slow = [c for c in world.server._connections if 9 in c.monitors]
+    slow = [c for c in world.server.context.sessions if 9 in c.monitors]
     assert len(slow) == 1
     conn = slow[0]
-    assert conn.transport.get_write_buffer_size() < 3 * 1024 * 1024
+    assert conn.sink.get_write_buffer_size() < 3 * 1024 * 1024
     assert len(conn.monitors[9].queue) <= conn.monitors[9].limit
     await good_client_still_works(world, 21)
     peer.close()
@@ -249,9 +249,9 @@ async def test_get_flood_without_reading_is_bounded(world: Any) -> None:
     flood = peer.conn.send(Get(sid, 4)) * 2000  # 1 GB of replies
     peer.send_raw(flood)
     await asyncio.sleep(0.5)
-    conns = [c for c in world.server._connections if 4 in c.ops]
+    conns = [c for c in world.server.context.sessions if 4 in c.ops]
     assert len(conns) == 1
-    assert conns[0].transport.get_write_buffer_size() < 3 * 1024 * 1024
+    assert conns[0].sink.get_write_buffer_size() < 3 * 1024 * 1024
     await good_client_still_works(world, 8)
     peer.close()
 

@@ -99,7 +99,7 @@ async def test_default_queue_coalesces_for_a_slow_consumer(pva_env: dict[str, st
         for i in range(1, n + 1):
             wave.post(np.full(16 * 1024, float(i)))
             await asyncio.sleep(0)
-        conn = next(iter(server._connections))
+        conn = next(iter(server.context.sessions))
         assert len(conn.monitors[6].queue) <= 2
         seen: list[float] = []
         while not seen or seen[-1] != n:

@@ -59,15 +59,16 @@ async def _no_delay_on_both_ends() -> tuple[int, int, int]:
         spare = server._spare
         async with Client() as client:
             assert (await client.get("x", timeout=10))["value"] == 1.0
-            [conn] = server._connections
+            [conn] = server.context.sessions
             [fut] = client._conns.values()
-            ends = [conn.transport, fut.result().transport]
+            ends = [conn.sink, fut.result().transport]
             flags = [
                 t.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 for t in ends
                 if t is not None
             ]
-        return flags[0], flags[1], int(conn is spare and server._spare is not None)
+        used = spare is not None and conn is spare.session
+        return flags[0], flags[1], int(used and server._spare is not None)
     finally:
         await server.stop()
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reckon.pva import Server, SharedPV, nt
-from reckon.pva import server_connection as server_connection_module
+from reckon.pva import server_session as server_session_module
 from reckon.pva.protocol import (
     DestroyRequest,
     Get,
@@ -71,7 +71,7 @@ async def test_a_get_per_operation_follows_every_post(pva_env: dict[str, str]) -
             assert reply.status.success
             assert reply.value["value"] == float(i - i % 3)
         # every finished operation is forgotten on both layers of the server
-        [conn] = server._connections
+        [conn] = server.context.sessions
         assert not conn.ops
         assert not conn.conn.requests
         peer.close()
@@ -97,7 +97,7 @@ async def test_gets_between_monitor_updates_keep_their_order(pva_env: dict[str, 
         x.post(99.0)
         assert (await get_once(peer, sid, 501, seen)).value["value"] == 99.0
         assert seen[-1] == 29.0
-        [conn] = server._connections
+        [conn] = server.context.sessions
         assert not conn.monitors
         peer.close()
 
@@ -107,7 +107,7 @@ async def test_a_get_never_overtakes_an_update_waiting_to_go_out(
 ) -> None:
     """An update posted right after another waits for the coalescing window to end; a get that
     arrives meanwhile must send its reply after it (a long window makes that deterministic)."""
-    monkeypatch.setattr(server_connection_module, "COALESCE", 5.0)
+    monkeypatch.setattr(server_session_module, "COALESCE", 5.0)
     x = SharedPV(nt.NTScalar("d"), 0.0)
     async with Server({"c:x": x}) as server:
         peer, sid = await watching(server)
@@ -117,7 +117,7 @@ async def test_a_get_never_overtakes_an_update_waiting_to_go_out(
             # opens the window, every later one is held until the window ends
             x.post(i - 0.5)
             x.post(float(i))
-            [conn] = server._connections
+            [conn] = server.context.sessions
             assert conn._out, "the update should be waiting for the window to end"
             reply = await get_once(peer, sid, 400 + i, seen)
             assert reply.value["value"] == float(i)
@@ -138,6 +138,6 @@ async def test_an_rpc_only_pv_refuses_gets_every_time(pva_env: dict[str, str]) -
             assert "only supports RPC" in refused.status.message
             assert (await get_once(peer, xs, 100 + ioid)).value["value"] == 1.0
         # the refused operations are forgotten, not kept until the channel closes
-        [conn] = server._connections
+        [conn] = server.context.sessions
         assert not conn.ops
         peer.close()

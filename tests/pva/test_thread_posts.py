@@ -43,7 +43,7 @@ def test_a_burst_from_a_thread_wakes_the_loop_once(monkeypatch: pytest.MonkeyPat
         pv = SharedPV(nt.NTScalar("d"), 0.0)
         subs = [_Recorder(loop), _Recorder(loop)]
         for sub in subs:
-            pv._subscribe(sub)
+            pv.subscribe(sub)
         poster = threading.Thread(target=lambda: [pv.post(float(i)) for i in range(1, 501)])
         started = time.monotonic()
         poster.start()
@@ -100,7 +100,7 @@ def test_a_thread_poster_gives_the_loop_its_turn(
         sub = Lagging(loop)
         if queue is not None:
             sub.limit = queue  # type: ignore[attr-defined]
-        pv._subscribe(sub)
+        pv.subscribe(sub)
         n = 2000
         for i in range(1, n + 1):
             pv.post(float(i))
@@ -124,7 +124,7 @@ def test_a_poster_running_its_own_loop_never_waits(monkeypatch: pytest.MonkeyPat
     try:
         pv = SharedPV(nt.NTScalar("d"), 0.0)
         sub = _Recorder(server_loop)
-        pv._subscribe(sub)
+        pv.subscribe(sub)
 
         async def post_all() -> float:
             started = time.monotonic()

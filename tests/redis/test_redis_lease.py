@@ -86,9 +86,13 @@ def test_killed_holder_s_lease_expires(redis_url: str, redis_client: redis.Redis
 
 def test_lease_on_present_value_and_timeout(redis_url: str, redis_client: redis.Redis) -> None:
     store = RedisStore(redis_url)
-    store.put(KEY, b"v")
     with store.lease(KEY) as mine:
-        assert mine is False
+        assert mine is True
         with store.lease(KEY, timeout=0.1) as again:  # held: times out, computes without it
             assert again is True
+        store.put(KEY, b"v")
+        with store.lease(KEY, timeout=10) as late:  # held, but the value is there: no wait
+            assert late is False
+    with store.lease(KEY) as after:
+        assert after is False
     store.close()

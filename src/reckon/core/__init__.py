@@ -15,7 +15,7 @@ from reckon.core.engine import Engine, current_task_id, on_engine_created
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel
 from reckon.core.memory import MemoryTier
-from reckon.core.stores import LocalStore, Store, StoreUsage
+from reckon.core.stores import LocalStore, Store, StoreUsage, open_store
 from reckon.core.tasks import (
     Introspector,
     Outcome,
@@ -45,5 +45,6 @@ __all__ = [
     "default_engine",
     "estimate_size",
     "on_engine_created",
+    "open_store",
     "set_default_engine",
 ]

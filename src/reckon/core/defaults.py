@@ -1,8 +1,9 @@
 """The process-wide engine, for code that does not manage engines of its own.
 
-It is created on first use, with a :class:`~reckon.core.stores.LocalStore` at ``$RECKON_CACHE_DIR``
-(else the per-user cache directory), and re-created in a forked child: a child must not share the
-parent's locks, threads or in-flight table.
+It is created on first use, with the store ``$RECKON_STORE`` names (a URL, see
+:func:`~reckon.core.stores.open_store`), else a :class:`~reckon.core.stores.LocalStore` at
+``$RECKON_CACHE_DIR`` (else the per-user cache directory), and re-created in a forked child: a
+child must not share the parent's locks, threads or in-flight table.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def default_engine() -> Engine:
         return engine
     with _lock:
         if _engine is None or _pid != os.getpid() or _engine.closed:
-            from reckon.core.stores import LocalStore
+            from reckon.core.stores import open_store
 
-            _engine = Engine(store=LocalStore(), name="default")
+            _engine = Engine(store=open_store(), name="default")
             _pid = os.getpid()
         return _engine
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING, MemoryTier
 from reckon.core.stores.base import Store
+from reckon.core.stores.urls import open_store
 from reckon.core.tasks import (
     Introspector,
     Outcome,
@@ -77,13 +79,15 @@ class Engine(AsyncSide):
     def __init__(
         self,
         *,
-        store: Store | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
         memory_budget: int = 1 << 30,
         codec: Codec | None = None,
         introspector: Introspector | None = None,
         name: str = "default",
     ) -> None:
         self.name = name
+        if isinstance(store, str | os.PathLike):
+            store = open_store(store)  # a URL or a directory
         self.store: Store | None = store
         self.codec: Codec = codec if codec is not None else PickleCodec()
         self.introspector: Introspector = (
@@ -95,6 +99,8 @@ class Engine(AsyncSide):
         self._by_task: dict[int, Flight] = {}
         self._closed = False
         self._store_log: dict[str, tuple[float, int]] = {}
+        seen = getattr(self.store, "unstored", 0)
+        self._unstored_seen = seen if isinstance(seen, int) else 0
         # The hit path's bound methods (the memory tier never replaces its dict).
         self._mem_get = self.memory._data.get
         self._mem_bump = self.memory._data.move_to_end
@@ -267,6 +273,7 @@ class Engine(AsyncSide):
                 }
             except Exception as exc:
                 self._store_failed("usage", exc)
+            self._count_unstored()
         with self._lock:
             inflight = len(self._inflight)
         return {
@@ -277,13 +284,31 @@ class Engine(AsyncSide):
             "inflight": inflight,
         }
 
-    def flush(self) -> None:
-        """Wait until every value handed to the store has been written."""
+    def flush(self) -> list[str]:
+        """Wait until every value handed to the store has been written. Returns the keys whose
+        writes failed since the last flush (they also count in ``store_errors``)."""
+        failed: list[str] = []
         if self.store is not None:
             try:
-                self.store.flush()
+                failed = list(self.store.flush() or ())
             except Exception as exc:
                 self._store_failed("flush", exc)
+            self._count_unstored()
+        return failed
+
+    def _count_unstored(self) -> None:
+        """Writes the store failed in the background count as ``store_errors`` here."""
+        unstored = getattr(self.store, "unstored", None)
+        if not isinstance(unstored, int):
+            return
+        with self._lock:
+            new = unstored - self._unstored_seen
+            if new <= 0:
+                return
+            self._unstored_seen = unstored
+        bump = self.introspector.bumper("store_errors")
+        for _ in range(new):
+            bump()
 
     def close(self) -> None:
         """Flush, then refuse new requests (hits included: the memory tier is emptied)."""

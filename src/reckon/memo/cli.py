@@ -7,7 +7,10 @@ persisted by every process that used the cache (hits, misses, time computing, ti
 over-budget entries (with a progress bar), ``clear`` removes everything or one function's entries.
 
 Every command works on one cache directory (``--dir``, default ``$RECKON_CACHE_DIR`` or the
-per-user cache dir) and the group directories below it (``<dir>/groups/<name>``).
+per-user cache dir) and the group directories below it (``<dir>/groups/<name>``). ``stats`` and
+``clear`` also take ``--store URL`` (any store :func:`~reckon.core.open_store` opens: Redis, S3,
+...): there they show the store's usage and remove every entry; the per-function views need the
+memo index, which lives beside directory stores only.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from reckon.core import LocalStore
+from reckon.core import LocalStore, open_store
+from reckon.core.stores.urls import local_path
 from reckon.memo import log, why
 from reckon.memo.group import default_cache_dir, parse_size
 from reckon.memo.index import INDEX_FILENAME, EntryRow, MemoIndex
@@ -42,6 +46,7 @@ app = typer.Typer(
     help="Inspect and tidy the memo cache: ls, stats, report, why, prune, clear.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 DirOption = Annotated[
@@ -50,6 +55,14 @@ DirOption = Annotated[
         "--dir",
         "-d",
         help="Cache directory (default: $RECKON_CACHE_DIR or the per-user cache dir).",
+    ),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        "-s",
+        help="A store URL (redis://..., s3://..., a path); a path or file:// URL means --dir.",
     ),
 ]
 FunctionOption = Annotated[
@@ -94,6 +107,16 @@ def cache_dirs(root: Path | None) -> list[Path]:
 
 def _open(path: Path) -> tuple[LocalStore, MemoIndex]:
     return LocalStore(path, budget=None, sync=True), MemoIndex(path)
+
+
+def _shared_store(url: str | None, directory: Path | None) -> str | None:
+    """The URL of a non-directory store named by ``--store`` (None: work on directories)."""
+    if url is None:
+        return None
+    if directory is not None:
+        typer.echo("give --dir or --store, not both", err=True)
+        raise typer.Exit(2)
+    return None if local_path(url) is not None else url
 
 
 def _check_root(root: Path | None) -> list[Path]:
@@ -170,10 +193,31 @@ def ls_command(
 
 
 @app.command("stats")
-def stats_command(directory: DirOption = None, as_json: JsonOption = False) -> None:
+def stats_command(
+    directory: DirOption = None, store_url: StoreOption = None, as_json: JsonOption = False
+) -> None:
     """Entries and bytes per function, and the store's usage against its budget."""
     console = _console()
     summary: list[dict[str, object]] = []
+    shared = _shared_store(store_url, directory)
+    if shared is not None:
+        usage = open_store(shared, near=None).usage()
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    [{"store_url": shared, "store": usage.to_dict()}],
+                    indent=2,
+                )
+            )
+        else:
+            budget = human_bytes(usage.budget) if usage.budget else "none"
+            console.print(
+                f"store {shared}: {usage.entries} entries, {human_bytes(usage.bytes)} "
+                f"(budget {budget})"
+            )
+        return
+    if store_url is not None:
+        directory = Path(local_path(store_url) or store_url)
     for path in _check_root(directory):
         store, index = _open(path)
         try:
@@ -392,14 +436,31 @@ def prune_command(
 @app.command("clear")
 def clear_command(
     directory: DirOption = None,
+    store_url: StoreOption = None,
     function: FunctionOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove every entry (or one function's entries)."""
     what = f"the entries of {function}" if function else "every cached entry"
+    shared = _shared_store(store_url, directory)
+    if shared is not None and function:
+        typer.echo(
+            "--function needs the memo index, which is kept beside directory stores only: "
+            "call f.clear() in a process that uses the function, or clear the whole store",
+            err=True,
+        )
+        raise typer.Exit(2)
     if not yes:
         typer.confirm(f"Remove {what}?", abort=True)
     removed = 0
+    if shared is not None:
+        far = open_store(shared, near=None)  # the shared store itself, not a near copy
+        for key in list(far.keys()):
+            removed += bool(far.delete(key))
+        typer.echo(f"removed {removed} entries")
+        return
+    if store_url is not None:
+        directory = Path(local_path(store_url) or store_url)
     for path in _check_root(directory):
         store, index = _open(path)
         try:

@@ -16,8 +16,9 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal
 
-from reckon.core import CachingLevel, Engine, LocalStore, Store, default_engine
+from reckon.core import CachingLevel, Engine, LocalStore, Store, default_engine, open_store
 from reckon.core.levels import as_level
+from reckon.core.stores.urls import local_path
 from reckon.errors import ConfigurationError
 from reckon.memo import log
 from reckon.memo.index import MemoIndex
@@ -127,7 +128,8 @@ def _on_evict_for(index_ref: list[MemoIndex]) -> Any:
 class MemoizedGroup:
     """Where a set of memoized functions keep their entries, and under which budget.
 
-    ``store``: a directory (a :class:`~reckon.core.LocalStore` is opened there) or a Store;
+    ``store``: a directory (a :class:`~reckon.core.LocalStore` is opened there), a store URL
+    (``redis://...``, ``s3://...``: see :func:`~reckon.core.open_store`) or a Store;
     ``None`` with no ``size`` uses the process-wide default engine (``$RECKON_CACHE_DIR`` or the
     per-user cache dir); ``None`` with a ``size`` gets its own directory under it.
     ``size``: the store's byte budget (``"10 GiB"``); ``policy``: ``"gds"`` or ``"lru"``;
@@ -179,7 +181,8 @@ class MemoizedGroup:
     def path(self) -> Path | None:
         """The directory of the group's store (None for a non-directory store)."""
         if isinstance(self.store_spec, str):
-            return Path(self.store_spec)
+            path = local_path(self.store_spec)
+            return Path(path) if path is not None else None
         if self.store_spec is not None:
             return store_path(self.store_spec)
         if self.size is not None or self.memory_budget is not None:
@@ -200,8 +203,10 @@ class MemoizedGroup:
                     backend = _Backend(engine, MemoIndex(path), owned=False)
                     _backends[key] = backend
             return backend
+        if isinstance(spec, str) and local_path(spec) is None:
+            spec = open_store(spec)  # a URL of a shared store: one per process, like a Store
         if isinstance(spec, str) or spec is None:
-            path = Path(spec) if spec is not None else self.path
+            path = self.path
             assert path is not None
             key = ("dir", str(path.resolve()))
             with _backends_lock:
@@ -220,6 +225,7 @@ class MemoizedGroup:
                     backend = _Backend(engine, index, owned=True)
                     _backends[key] = backend
             return backend
+        assert not isinstance(spec, str)
         key = ("store", id(spec))
         with _backends_lock:
             backend = _backends.get(key)
@@ -259,12 +265,15 @@ class MemoizedGroup:
 
     # -- operations -------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Wait for background store and index writes."""
+    def flush(self) -> list[str]:
+        """Wait for background store and index writes; returns the keys whose values could not
+        be stored (see ``Engine.flush``)."""
         backend = self._backend
+        failed: list[str] = []
         if backend is not None:
-            backend.engine.flush()
+            failed = backend.engine.flush()
             backend.index.flush()
+        return failed
 
     def usage(self) -> dict[str, Any]:
         """Store usage of the group (entries, bytes, budget), or None without a store."""

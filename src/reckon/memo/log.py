@@ -76,6 +76,36 @@ def format_call(
     return f"{name}({inner})"
 
 
+_PLAIN = (int, float, bool, type(None))
+#: Arguments shown in a task title, and the longest string argument shown whole.
+TITLE_ARGS = 3
+TITLE_STR = 24
+
+
+def _title_arg(value: object) -> str:
+    if isinstance(value, _PLAIN):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= TITLE_STR else repr(value[: TITLE_STR - 3] + "...")
+    shape = getattr(value, "shape", None)  # arrays and frames: their type and shape, no repr
+    if type(shape) is tuple:
+        return f"<{type(value).__name__} {'x'.join(map(str, shape))}>"
+    return f"<{type(value).__name__}>"
+
+
+def task_title(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    """The title a memoized call's task gets (what ``reckon top`` and the web page show):
+    ``module.func(12, 'north', <DataFrame 8760x2>)``. Built on every call, so it never calls a
+    ``repr`` of anything but numbers and strings, and shows at most a few arguments."""
+    parts = [_title_arg(a) for a in args[:TITLE_ARGS]]
+    room = TITLE_ARGS - len(parts)
+    for k, v in list(kwargs.items())[:room]:
+        parts.append(f"{k}={_title_arg(v)}")
+    if len(args) + len(kwargs) > TITLE_ARGS:
+        parts.append("...")
+    return f"{name}({', '.join(parts)})"
+
+
 def event(kind: str, message: str, level: int = logging.DEBUG) -> None:
     """Emit one cache event line: ``<kind>: <message>``."""
     if logger.isEnabledFor(level):

@@ -148,7 +148,6 @@ class Memoized(Generic[P, R]):
         if self._is_async:
             self._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
         self.name = name or f"{fn.__module__}.{fn.__qualname__}"
-        self._title = self.name
         self._level_override = level
         self._group = group
         self._ttl = ttl
@@ -348,11 +347,15 @@ class Memoized(Generic[P, R]):
             return self._compute(args, kwargs, rid)
 
         if _watched() is None:
-            entry = self._engine.get(rid, self._level, compute, title=self._title)
+            entry = self._engine.get(
+                rid, self._level, compute, title=log.task_title(self.name, args, kwargs)
+            )
         else:  # called from a watched body: the cache's own I/O is not that body's side effect
             wtoken = _unwatch(None)
             try:
-                entry = self._engine.get(rid, self._level, compute, title=self._title)
+                entry = self._engine.get(
+                    rid, self._level, compute, title=log.task_title(self.name, args, kwargs)
+                )
             finally:
                 _rewatch(wtoken)
         if ran:
@@ -396,7 +399,9 @@ class Memoized(Generic[P, R]):
 
         wtoken = _unwatch(None) if _watched() is not None else None
         try:
-            entry: Any = await self._engine.resolve(rid, self._level, compute, title=self._title)
+            entry: Any = await self._engine.resolve(
+                rid, self._level, compute, title=log.task_title(self.name, args, kwargs)
+            )
         finally:
             if wtoken is not None:
                 _rewatch(wtoken)
@@ -551,6 +556,9 @@ class Memoized(Generic[P, R]):
         """Forget every cached result of this function (every code version); returns how many
         stored entries were removed.
 
+        That is every entry this machine's index lists, and every entry of the current code
+        version in the store, whichever machine wrote it (a shared store such as Redis or S3).
+
         ``stale=True`` removes only the entries of earlier code versions (they hit again only if
         the code is changed back), one ``evict`` log line each.
         """
@@ -566,7 +574,7 @@ class Memoized(Generic[P, R]):
             for key in keys:
                 self._engine.evict(_from_digest(key))
             self._index.delete_entries_now(keys)
-            removed = len(keys)
+            removed = len(keys) + indexing.clear_shared(self, set(keys))
         log.event("evict", f"{self.name}: cleared {removed} stored entries", logging.INFO)
         return removed
 

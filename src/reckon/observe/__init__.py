@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from reckon.observe.client import AsyncClient, AsyncSubscription, Client, Subscription
     from reckon.observe.protocol import PROTOCOL_VERSION, EventsPush, StatusPush
-    from reckon.observe.server import ObserveServer, ServerHandle, serve, serve_async
+    from reckon.observe.server import Limits, ObserveServer, ServerHandle, serve, serve_async
     from reckon.observe.startup import autostart, parse_address
 
 _WHERE = {
@@ -30,6 +30,7 @@ _WHERE = {
     "PROTOCOL_VERSION": "protocol",
     "EventsPush": "protocol",
     "StatusPush": "protocol",
+    "Limits": "server",
     "ObserveServer": "server",
     "ServerHandle": "server",
     "serve": "server",
@@ -42,6 +43,7 @@ __all__ = [
     "AsyncSubscription",
     "Client",
     "EventsPush",
+    "Limits",
     "ObserveServer",
     "ServerHandle",
     "StatusPush",

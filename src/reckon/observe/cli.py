@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from reckon.observe.shell import ConsoleKind
 
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 URL_HELP = "Server address, e.g. http://127.0.0.1:8765/ (default: $RECKON_OBSERVE, else that one)"
 
@@ -48,7 +48,7 @@ def serve(
 ) -> None:
     """Serve an engine's introspection: websocket API and web page on one port."""
     from reckon.core import Engine, LocalStore
-    from reckon.errors import ReckonError
+    from reckon.errors import ConfigurationError, ReckonError
     from reckon.observe.server import serve as start_server
     from reckon.observe.workload import DemoWorkload
 
@@ -67,7 +67,7 @@ def serve(
         print(f"reckon serve: {exc}", file=sys.stderr)
         if temp is not None:
             temp.cleanup()
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, ConfigurationError) else 1) from None
     workload = DemoWorkload(engine, workers=workers).start() if demo else None
     print(f"reckon observe: serving {handle.url}", flush=True)
     print(f"  websocket API {handle.ws_url}   cache {cache_dir}", flush=True)
@@ -96,7 +96,7 @@ def serve(
 
 @app.command()
 def shell(
-    url: Annotated[str | None, typer.Argument(help=URL_HELP)] = None,
+    url: Annotated[str | None, typer.Argument(help=URL_HELP, metavar="URL")] = None,
     token: Annotated[str | None, typer.Option(help="Token, when the server requires one.")] = None,
     console: Annotated[
         str, typer.Option(help="auto (IPython when installed), ipython or plain.")
@@ -117,23 +117,30 @@ def shell(
         run_shell(url, token=token, console=kind, simple_prompt=simple_prompt)
     except (ObserveError, ConfigurationError) as exc:
         print(f"reckon shell: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, ConfigurationError) else 1) from None
 
 
 @app.command()
 def top(
-    url: Annotated[str | None, typer.Argument(help=URL_HELP)] = None,
+    url: Annotated[str | None, typer.Argument(help=URL_HELP, metavar="URL")] = None,
     token: Annotated[str | None, typer.Option(help="Token, when the server requires one.")] = None,
 ) -> None:
     """A live full-screen view: running computations, outcomes, hit ratios, cache use."""
-    from reckon.errors import ConfigurationError
+    from reckon.errors import ConfigurationError, ObserveError
+    from reckon.observe.client import Client
     from reckon.observe.top import TopApp
 
     try:
         app_ = TopApp(url, token=token)
+        # Reach the server (and present the token) before the screen is taken over, so an
+        # unreachable server or a refused token is one line on a terminal left as it was.
+        Client(url, token=token, name="top").close()
     except ConfigurationError as exc:
         print(f"reckon top: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
+    except ObserveError as exc:
+        print(f"reckon top: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
     app_.run()
     if app_.return_code:
         raise typer.Exit(app_.return_code)

@@ -297,8 +297,11 @@ class AsyncClient:
     async def ping(self) -> float:
         return float((await self.request("ping"))["time"])
 
-    async def status(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("status")
+    async def status(self, history: bool = False) -> dict[str, Any]:
+        """The engine's counters and usage; with ``history``, also the server's samples of the
+        last minutes (``result["history"]``, one a second, oldest first)."""
+        body = {"history": True} if history else {}
+        result: dict[str, Any] = await self.request("status", **body)
         return result
 
     async def tasks(
@@ -513,8 +516,9 @@ class Client:
     def ping(self) -> float:
         return self._run(self._aio.ping())
 
-    def status(self) -> dict[str, Any]:
-        return self._run(self._aio.status())
+    def status(self, history: bool = False) -> dict[str, Any]:
+        """See :meth:`AsyncClient.status`."""
+        return self._run(self._aio.status(history))
 
     def tasks(
         self, state: str | None = None, title: str | None = None, limit: int | None = None

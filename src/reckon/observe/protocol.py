@@ -68,6 +68,7 @@ E_BAD_REQUEST: Final = "bad_request"  # known type, invalid body
 E_UNAUTHORIZED: Final = "unauthorized"
 E_NOT_FOUND: Final = "not_found"
 E_INTERNAL: Final = "internal"
+E_LIMIT: Final = "limit"  # the server's limits (connections, subscriptions, queued bytes)
 
 
 def _bool(v: Any) -> bool:
@@ -147,8 +148,10 @@ REQUEST_TYPES: Final[dict[str, dict[str, tuple[Any, bool]]]] = {
         "client": (_opt_str, False),
         "versions": (_versions, False),
     },
-    # Engine.stats() plus the introspector's counters, capture flag and server counters.
-    "status": {},
+    # Engine.stats() plus the introspector's counters, capture flag and server counters;
+    # with history=true also the server's samples of the last minutes (one a second), so a
+    # chart can start from them.
+    "status": {"history": (_bool, False)},
     # Live and finished task records, newest first.
     "tasks": {"state": (_opt_state, False), "title": (_opt_str, False), "limit": (_limit, False)},
     # One task and its tree of children.

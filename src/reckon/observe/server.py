@@ -8,6 +8,12 @@ The engine is never slowed by a client. Task events reach a subscription through
 queue filled by an introspector listener that only appends and, once per batch, wakes the
 server's loop; a subscriber that reads too slowly loses events (counted and reported to it in
 every push), never blocks a computation.
+
+What clients can make the server hold is bounded (:class:`Limits`): connections, subscriptions
+per connection and in all, and the bytes their event queues may hold, per connection and in all.
+A subscription's queue is granted out of those byte budgets when it is made (its reply says how
+many events it got) and returned when it ends, so the defaults hold the server under ~100 MB
+whatever its clients ask.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,13 +60,44 @@ _CONTENT_TYPES = {
 }
 #: Frames above this are refused by the websocket layer itself (connection closed, code 1009);
 #: frames between ``MAX_REQUEST_BYTES`` and this get an error reply and the connection stays.
-HARD_FRAME_LIMIT = 1 << 20
+HARD_FRAME_LIMIT = 4 * p.MAX_REQUEST_BYTES
+#: Frames a connection may have received and not yet handled (websockets' ``max_queue``).
+INCOMING_FRAMES = 4
 #: Events per push frame: large enough to amortise framing, small enough to keep frames small.
 EVENTS_PER_FRAME = 2_000
 #: Seconds a subscription lets events gather between two pushes (the latency it adds).
 PUSH_INTERVAL = 0.02
 DEFAULT_QUEUE = 10_000
+#: The status history the server keeps for charts: one sample a second, the last three minutes.
+HISTORY_INTERVAL = 1.0
+HISTORY_POINTS = 180
+#: What one queued task event holds, counted generously: a record snapshot measures 500-800
+#: bytes with its share of the engine's own bookkeeping (tests/observe measures it).
+EVENT_BYTES = 1024
+MiB = 1 << 20
 TOKEN_ENV = "RECKON_OBSERVE_TOKEN"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What clients can make one server hold. Each limit reached is an error reply naming it
+    (code ``limit``), or for connections an HTTP 503, never a slower engine.
+
+    With the defaults the server holds at most 40 MiB of queued events, 16 MiB of received
+    frames (16 connections x 4 frames x 256 KiB) and one push frame per subscription being
+    written (32 x ~0.5 MiB): under 100 MB, whatever queue sizes and numbers clients ask for.
+    """
+
+    connections: int = 16
+    subscriptions_per_connection: int = 4
+    subscriptions: int = 32
+    queued_bytes_per_connection: int = 16 * MiB
+    queued_bytes: int = 40 * MiB
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"Limits.{name}={value!r}: give a positive integer")
 
 
 def is_loopback(host: str) -> bool:
@@ -126,10 +164,16 @@ class _EventQueue:
 
 class _Subscription:
     def __init__(
-        self, sub_id: int, queue: _EventQueue | None, title: str | None, coalesce: bool = False
+        self,
+        sub_id: int,
+        queue: _EventQueue | None,
+        title: str | None,
+        coalesce: bool = False,
+        reserved: int = 0,
     ) -> None:
         self.sub_id = sub_id
         self.queue = queue
+        self.reserved = reserved  # bytes of the server's queue budget this subscription holds
         self.title = title
         self.coalesce = coalesce
         self.remove_listener: Callable[[], None] | None = None
@@ -170,8 +214,10 @@ class ObserveServer:
         require_token: bool | None = None,
         max_request_bytes: int = p.MAX_REQUEST_BYTES,
         queue_size: int = DEFAULT_QUEUE,
+        limits: Limits | None = None,
     ) -> None:
         self.engine = engine
+        self.limits = limits or Limits()
         self.host = host
         self._requested_port = port
         if require_token is None:
@@ -190,6 +236,10 @@ class ObserveServer:
         self._server: Server | None = None
         self._connections: set[ServerConnection] = set()
         self._sub_ids = 0
+        self._subscriptions = 0  # held by every connection together
+        self._reserved_bytes = 0  # queue bytes granted to every subscription together
+        self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_POINTS)
+        self._sampler: asyncio.Task[None] | None = None
         self.started_at = time.time()
         self._web: dict[str, tuple[bytes, str]] = {}
 
@@ -206,6 +256,7 @@ class ObserveServer:
                 subprotocols=[Subprotocol(s) for s in p.SUBPROTOCOLS],
                 select_subprotocol=self._select_subprotocol,
                 max_size=HARD_FRAME_LIMIT,
+                max_queue=INCOMING_FRAMES,
                 compression=None,
                 server_header=f"reckon-observe/{_version()}",
                 logger=log,
@@ -215,11 +266,15 @@ class ObserveServer:
                 f"cannot listen on {self.host}:{self._requested_port}: {exc}; "
                 "choose another port (0 picks a free one)"
             ) from exc
+        self._sampler = asyncio.get_running_loop().create_task(self._sample_history())
         log.info("reckon observe serving %s", self.url)
 
     async def stop(self) -> None:
         if self._server is None:
             return
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
         server, self._server = self._server, None
         server.close()
         # A browser may hold an idle HTTP connection open; do not wait on it for long.
@@ -282,6 +337,12 @@ class ObserveServer:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             if not self._origin_allowed(request.headers.get("Origin")):
                 return connection.respond(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+            if len(self._connections) >= self.limits.connections:
+                return connection.respond(
+                    HTTPStatus.SERVICE_UNAVAILABLE,
+                    f"too many connections (limit {self.limits.connections}); close one, or "
+                    "serve with a larger Limits(connections=...)\n",
+                )
             return None
         path = urlsplit(request.path).path
         entry = self._web.get(path)
@@ -365,7 +426,7 @@ class ObserveServer:
         finally:
             self._connections.discard(conn)
             for sub in subs.values():
-                sub.close()
+                self._close(sub)
 
     async def _dispatch(
         self,
@@ -390,7 +451,10 @@ class ObserveServer:
         if kind == "ping":
             return {"time": time.time()}
         if kind == "status":
-            return await self._status(subs)
+            status = await self._status(subs)
+            if body.get("history"):
+                status["history"] = list(self._history)
+            return status
         if kind == "tasks":
             from reckon.core import TaskState
 
@@ -408,7 +472,7 @@ class ObserveServer:
             sub = subs.pop(body["sub"], None)
             if sub is None:
                 raise p.ProtocolViolation(p.E_NOT_FOUND, f"no subscription {body['sub']}")
-            sub.close()
+            self._close(sub)
             return {"sub": sub.sub_id, "dropped": sub.dropped}
         if kind == "capture":
             if body.get("enabled") is not None:
@@ -442,8 +506,29 @@ class ObserveServer:
                 "uptime": time.time() - self.started_at,
                 "connections": len(self._connections),
                 "subscriptions": {str(s.sub_id): {"dropped": s.dropped} for s in subs.values()},
+                "queued_bytes_reserved": self._reserved_bytes,
+                "limits": asdict(self.limits),
             },
         }
+
+    async def _sample_history(self) -> None:
+        """Keep the engine's counters and usage once a second, so a page opened later can draw
+        the last minutes instead of starting empty (what ``status`` with history=true returns)."""
+        while True:
+            try:
+                stats = await asyncio.to_thread(self.engine.stats)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a closed engine or a failing store: try again next time
+                log.debug("observe: no status sample", exc_info=True)
+            else:
+                self._history.append(
+                    {
+                        "time": time.time(),
+                        "engine": {k: stats.get(k) for k in ("counters", "memory", "store")},
+                    }
+                )
+            await asyncio.sleep(HISTORY_INTERVAL)
 
     def _tree(self, task_id: int) -> dict[str, Any]:
         intro = self.engine.introspector
@@ -485,12 +570,45 @@ class ObserveServer:
         codec: p.Codec,
         subs: dict[int, _Subscription],
     ) -> dict[str, Any]:
+        limits = self.limits
+        if len(subs) >= limits.subscriptions_per_connection:
+            raise p.ProtocolViolation(
+                p.E_LIMIT,
+                f"this connection holds {len(subs)} subscriptions, the limit per connection; "
+                "unsubscribe one first",
+            )
+        if self._subscriptions >= limits.subscriptions:
+            raise p.ProtocolViolation(
+                p.E_LIMIT,
+                f"the server holds {self._subscriptions} subscriptions, its limit; try later",
+            )
+        want_events = body.get("events", True)
+        reserved = 0
+        granted = 0
+        if want_events:
+            # The queue is granted out of the byte budgets, up to what was asked for.
+            asked = body.get("queue") or self.queue_size
+            left = min(
+                limits.queued_bytes_per_connection - sum(s.reserved for s in subs.values()),
+                limits.queued_bytes - self._reserved_bytes,
+            )
+            granted = min(asked, left // EVENT_BYTES)
+            if granted < 1:
+                raise p.ProtocolViolation(
+                    p.E_LIMIT,
+                    "no room left to queue events (the queued-bytes limit is reached); "
+                    "unsubscribe, or subscribe with events=false",
+                )
+            reserved = granted * EVENT_BYTES
         self._sub_ids += 1
         sub_id = self._sub_ids
-        want_events = body.get("events", True)
         loop = asyncio.get_running_loop()
-        queue = _EventQueue(loop, body.get("queue") or self.queue_size) if want_events else None
-        sub = _Subscription(sub_id, queue, body.get("title"), bool(body.get("coalesce")))
+        queue = _EventQueue(loop, granted) if want_events else None
+        sub = _Subscription(
+            sub_id, queue, body.get("title"), bool(body.get("coalesce")), reserved=reserved
+        )
+        self._subscriptions += 1
+        self._reserved_bytes += reserved
         if queue is not None:
             sub.remove_listener = self.engine.introspector.add_listener(queue.put)
             sub.tasks.append(loop.create_task(self._pump_events(sub, queue, conn, codec)))
@@ -501,9 +619,17 @@ class ObserveServer:
         return {
             "sub": sub_id,
             "events": want_events,
+            "queue": granted,
             "status_interval": interval,
             "coalesce": sub.coalesce,
         }
+
+    def _close(self, sub: _Subscription) -> None:
+        """End a subscription and give its share of the budgets back."""
+        sub.close()
+        self._subscriptions -= 1
+        self._reserved_bytes -= sub.reserved
+        sub.reserved = 0
 
     async def _pump_events(
         self, sub: _Subscription, queue: _EventQueue, conn: ServerConnection, codec: p.Codec

@@ -12,6 +12,8 @@ import code
 import contextlib
 import datetime as dt
 import io
+import os
+import sys
 import time
 from typing import Any, Literal
 
@@ -21,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from reckon.errors import ReckonError
 from reckon.observe.client import Client
 from reckon.observe.protocol import EventsPush
 
@@ -342,6 +345,29 @@ def run_shell(
         client.close()
 
 
+def _debug() -> bool:
+    """``RECKON_DEBUG=1`` (or ``reckon -v shell``) keeps full tracebacks for every error."""
+    return os.environ.get("RECKON_DEBUG", "").strip().lower() not in ("", "0", "no", "false", "off")
+
+
+def one_line_error(exc: BaseException) -> str | None:
+    """The one line a helper's failure prints: for reckon's errors (a mistake such as an unknown
+    task id, or an unreachable server) the message names the problem and the fix, and a traceback
+    would only bury it. ``None`` for anything else (a bug), which keeps its traceback."""
+    if isinstance(exc, ReckonError) and not _debug():
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return None
+
+
+class _PlainConsole(code.InteractiveConsole):
+    def showtraceback(self) -> None:
+        line = one_line_error(sys.exc_info()[1] or Exception())
+        if line is None:
+            super().showtraceback()
+        else:
+            self.write(line + "\n")
+
+
 def _run_ipython(namespace: dict[str, Any], banner: str, simple_prompt: bool) -> None:
     from IPython.terminal.embed import InteractiveShellEmbed
     from traitlets.config import Config
@@ -351,11 +377,22 @@ def _run_ipython(namespace: dict[str, Any], banner: str, simple_prompt: bool) ->
     config.TerminalInteractiveShell.confirm_exit = False
     config.HistoryManager.enabled = False
     shell = InteractiveShellEmbed(config=config, banner1=banner, user_ns=namespace)
+
+    def one_line(
+        shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None
+    ) -> None:
+        line = one_line_error(value)
+        if line is None:
+            shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
+        else:
+            print(line, file=sys.stderr)
+
+    shell.set_custom_exc((ReckonError,), one_line)
     shell()
 
 
 def _run_plain(namespace: dict[str, Any], banner: str) -> None:
     with contextlib.suppress(ImportError):  # line editing and history for input()
         import readline  # noqa: F401
-    console = code.InteractiveConsole(namespace)
+    console = _PlainConsole(namespace)
     console.interact(banner=banner, exitmsg="")

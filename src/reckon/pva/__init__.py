@@ -15,16 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reckon.pva import nt
-    from reckon.pva.client import Client, Subscription, SyncClient, Update
+    from reckon.pva.client import Client
     from reckon.pva.config import ClientConfig, ServerConfig
     from reckon.pva.pv import Peer, PutOperation, RpcOperation, SharedPV
     from reckon.pva.server import Server
+    from reckon.pva.subscription import Subscription, Update
+    from reckon.pva.sync import SyncClient
 
 _EXPORTS = {
     "Client": "reckon.pva.client",
-    "Subscription": "reckon.pva.client",
-    "SyncClient": "reckon.pva.client",
-    "Update": "reckon.pva.client",
+    "Subscription": "reckon.pva.subscription",
+    "SyncClient": "reckon.pva.sync",
+    "Update": "reckon.pva.subscription",
     "ClientConfig": "reckon.pva.config",
     "ServerConfig": "reckon.pva.config",
     "Peer": "reckon.pva.pv",

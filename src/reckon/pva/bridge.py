@@ -9,6 +9,7 @@ panel can watch a result without recomputing it.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import logging
 import re
@@ -183,6 +184,97 @@ def _rpc_builtin(kind: str) -> Callable[[RpcOperation], Any]:
     raise ConfigurationError(f"unknown rpc {kind!r}: use 'echo' or 'sum'")
 
 
+# Every key a serve file may hold, with the type its value must have: a typo is an error that
+# names the key, never a setting silently ignored (the rule deploy.toml follows too).
+_TOP_KEYS: dict[str, tuple[type, ...]] = {"pv": (dict,), "engine": (dict,)}
+_ENGINE_KEYS: dict[str, tuple[type, ...]] = {"stats": (str,)}
+_PV_KEYS: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "value": (bool, int, float, str, list, dict),
+    "units": (str,),
+    "description": (str,),
+    "writable": (bool,),
+    "enum": (list,),
+    "table": (list, dict),
+    "rpc": (str,),
+}
+_KINDS = ("type", "enum", "table", "rpc")
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
+
+
+def _check_keys(
+    table: Mapping[str, Any], known: Mapping[str, tuple[type, ...]], where: str
+) -> None:
+    for key, value in table.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigurationError(
+                f"{where}: unknown key {key!r}; {hint}known keys: {', '.join(known)}"
+            )
+        allowed = known[key]
+        ok = isinstance(value, allowed) and not (bool not in allowed and isinstance(value, bool))
+        if not ok:
+            want = " or ".join(_TYPE_NAMES[t] for t in allowed)
+            raise ConfigurationError(
+                f"{where}: {key} must be {want}, not {type(value).__name__} {value!r}"
+            )
+
+
+def check_serve_spec(data: Mapping[str, Any], where: str = "serve file") -> None:
+    """Check a serve file's structure before anything is built: unknown keys, empty tables and
+    values of the wrong type are errors naming the key (``[pv."x"]: unknown key 'valu'; ...``)."""
+    _check_keys(data, _TOP_KEYS, where)
+    engine = data.get("engine", {})
+    _check_keys(engine, _ENGINE_KEYS, f"{where} [engine]")
+    pvs = data.get("pv", {})
+    if not pvs and not engine.get("stats"):
+        raise ConfigurationError(
+            f'{where}: no PVs to serve; add a table like [pv."demo:x"] with type = "d" and value'
+        )
+    for name, entry in pvs.items():
+        check_pv_entry(str(name), entry, f'{where} [pv."{name}"]')
+
+
+def check_pv_entry(name: str, entry: Any, at: str) -> None:
+    """One ``[pv."name"]`` table of a serve file, checked as check_serve_spec says."""
+    if not isinstance(entry, Mapping):
+        raise ConfigurationError(f"{at}: must be a table with type and value")
+    if not entry:
+        raise ConfigurationError(f'{at}: empty table; give a type (e.g. type = "d") or a value')
+    _check_keys(entry, _PV_KEYS, at)
+    kinds = [k for k in _KINDS if k in entry]
+    if len(kinds) > 1:
+        raise ConfigurationError(f"{at}: {' and '.join(kinds)} exclude each other; keep one")
+    if "enum" in entry:
+        choices = entry["enum"]
+        if not choices or not all(isinstance(c, str) for c in choices):
+            raise ConfigurationError(f'{at}: enum must be a list of names, e.g. ["off", "on"]')
+        value = entry.get("value", 0)
+        if isinstance(value, str) and value not in choices:
+            raise ConfigurationError(f"{at}: value {value!r} is not one of enum {choices}")
+        if not isinstance(value, str) and not (
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(choices)
+        ):
+            raise ConfigurationError(
+                f"{at}: value must be a choice name or an index below {len(choices)}"
+            )
+
+
+def enum_index(choices: list[str], value: Any) -> int:
+    """An NTEnum's index from a choice name or an index (how serve files and puts name one)."""
+    if isinstance(value, str) and value in choices:
+        return choices.index(value)
+    return int(value or 0)
+
+
 def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
     """One PV from a serve-file entry (see docs/pva.md for the keys)."""
     if not isinstance(entry, Mapping):
@@ -196,7 +288,7 @@ def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
             choices = [str(c) for c in entry["enum"]]
             return SharedPV(
                 nt.NTEnum(),
-                {"value": {"index": int(value or 0), "choices": choices}},
+                {"value": {"index": enum_index(choices, value), "choices": choices}},
                 writable=writable,
             )
         if "table" in entry:
@@ -225,5 +317,7 @@ def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
 
 
 def build_pvs(spec: Mapping[str, Any]) -> dict[str, SharedPV]:
-    """Every PV of a serve file's ``[pv."name"]`` tables."""
+    """Every PV of a serve file's ``[pv."name"]`` tables (checked first: see check_serve_spec)."""
+    for name, entry in spec.items():
+        check_pv_entry(str(name), entry, f'[pv."{name}"]')
     return {str(name): build_pv(str(name), entry) for name, entry in spec.items()}

@@ -26,10 +26,39 @@ app = typer.Typer(
     help="EPICS pvAccess: serve PVs from a file; get, put, monitor, info, call.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
-TimeoutOpt = Annotated[float, typer.Option("--timeout", "-w", help="Seconds to wait.")]
-RequestOpt = Annotated[str, typer.Option("--request", "-r", help='pvRequest, e.g. "field(value)".')]
+
+def _check_timeout(seconds: float) -> float:
+    if not seconds > 0:
+        raise typer.BadParameter(f"{seconds}: give a positive number of seconds, e.g. -w 5")
+    return seconds
+
+
+def _check_request(text: str) -> str:
+    """A pvRequest that does not parse is a usage error, found before anything is sent."""
+    if text:
+        from reckon.pva.protocol import ProtocolError
+        from reckon.pva.request import make_request
+
+        try:
+            make_request(text)
+        except ProtocolError as exc:
+            raise typer.BadParameter(f"{exc}; e.g. -r 'field(value)'") from None
+    return text
+
+
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", "-w", help="Seconds to wait.", callback=_check_timeout),
+]
+RequestOpt = Annotated[
+    str,
+    typer.Option(
+        "--request", "-r", help='pvRequest, e.g. "field(value)".', callback=_check_request
+    ),
+]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Print the whole structure as a tree.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print values as JSON lines.")]
 
@@ -184,6 +213,20 @@ def _fail(message: str) -> None:
     typer.echo(message, err=True)
 
 
+async def _enum_choice(client: Any, name: str, text: str) -> Any:
+    """``text`` as what to put: the index of the choice it names when the PV is an NTEnum."""
+    from reckon.errors import ConfigurationError
+
+    current = await client.get(name)
+    v = current.get("value")
+    if not (isinstance(v, Mapping) and set(v) >= {"index", "choices"}):
+        return text
+    choices = [str(c) for c in v["choices"]]
+    if text not in choices:
+        raise ConfigurationError(f"{name}: {text!r} is not one of its choices {choices}")
+    return {"value": {"index": choices.index(text)}}
+
+
 # ------------------------------------------------------------------------------------------
 # client commands
 # ------------------------------------------------------------------------------------------
@@ -195,7 +238,7 @@ def _run(coro: Any) -> Any:
 
 @app.command()
 def get(
-    names: Annotated[list[str], typer.Argument(help="PV names.")],
+    names: Annotated[list[str], typer.Argument(help="PV names.", metavar="NAME")],
     timeout: TimeoutOpt = 5.0,
     request: RequestOpt = "",
     raw: RawOpt = False,
@@ -228,13 +271,16 @@ def get(
 
 @app.command()
 def put(
-    name: Annotated[str, typer.Argument(help="PV name.")],
-    values: Annotated[list[str], typer.Argument(help="VALUE, or field=value pairs.")],
+    name: Annotated[str, typer.Argument(help="PV name.", metavar="NAME")],
+    values: Annotated[
+        list[str], typer.Argument(help="VALUE, or field=value pairs.", metavar="VALUE")
+    ],
     timeout: TimeoutOpt = 5.0,
     request: RequestOpt = "",
     raw: RawOpt = False,
 ) -> None:
-    """Write a PV (like pvxput): ``put NAME 1.5`` or ``put NAME value.index=1``."""
+    """Write a PV (like pvxput): put NAME 1.5, put NAME value.index=1, or an enum's choice by
+    name: put NAME off."""
     from reckon.errors import PvaError
     from reckon.pva.client import Client
 
@@ -243,7 +289,11 @@ def put(
     async def main() -> int:
         async with Client(timeout=timeout) as c:
             try:
-                await c.put(name, value, request or None)
+                if isinstance(value, str):  # an enum's choice by name, else a string PV's value
+                    value_ = await _enum_choice(c, name, value)
+                else:
+                    value_ = value
+                await c.put(name, value_, request or None)
                 after = await c.get(name)
             except PvaError as exc:
                 _fail(f"{name}: {exc}")
@@ -256,7 +306,7 @@ def put(
 
 @app.command()
 def monitor(
-    names: Annotated[list[str], typer.Argument(help="PV names.")],
+    names: Annotated[list[str], typer.Argument(help="PV names.", metavar="NAME")],
     request: RequestOpt = "",
     count: Annotated[
         int, typer.Option("--count", "-n", help="Exit after this many updates (0: never).")
@@ -265,16 +315,28 @@ def monitor(
     raw: RawOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print every update of PVs until interrupted (like pvxmonitor)."""
+    """Print every update of PVs until interrupted (like pvxmonitor).
+
+    A PV that does not connect within the timeout is reported on stderr; the command goes on
+    with the others and exits 1 when none connected.
+    """
+    from reckon.errors import PvaError
     from reckon.pva.client import Client
 
     async def main() -> int:
         seen = 0
+        failed = 0
         done = asyncio.Event()
         async with Client(timeout=timeout) as c:
 
-            async def watch(name: str) -> None:
-                nonlocal seen
+            async def watch(name: str) -> bool:
+                nonlocal seen, failed
+                try:
+                    await c.connected(name)
+                except PvaError as exc:
+                    _fail(f"{name}: {exc}")
+                    failed += 1
+                    return False
                 async with c.monitor(name, request or None) as sub:
                     async for u in sub:
                         if as_json:
@@ -286,15 +348,28 @@ def monitor(
                         seen += 1
                         if count and seen >= count:
                             done.set()
-                            return
+                            return True
+                return True  # the server closed the PV
 
             tasks = [asyncio.create_task(watch(n)) for n in names]
             waiter = asyncio.create_task(done.wait())
-            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for t in [waiter, *tasks]:
-                t.cancel()
-            await asyncio.gather(waiter, *tasks, return_exceptions=True)
-        return 0
+            pending: set[asyncio.Task[Any]] = {waiter, *tasks}
+            try:
+                while pending:
+                    finished, pending = await asyncio.wait(
+                        pending, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    # Stop when asked, when a monitor ended, or when every PV failed to
+                    # connect; a PV that failed to connect leaves the others running.
+                    if waiter in finished or failed == len(names):
+                        break
+                    if any(t.result() for t in finished):  # result() raises a monitor's error
+                        break
+            finally:
+                for t in [waiter, *tasks]:
+                    t.cancel()
+                await asyncio.gather(waiter, *tasks, return_exceptions=True)
+        return 1 if failed else 0
 
     try:
         raise typer.Exit(_run(main()))
@@ -304,7 +379,7 @@ def monitor(
 
 @app.command()
 def info(
-    names: Annotated[list[str], typer.Argument(help="PV names.")],
+    names: Annotated[list[str], typer.Argument(help="PV names.", metavar="NAME")],
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Print the type of PVs (like pvxinfo)."""
@@ -331,13 +406,16 @@ def info(
 
 @app.command()
 def call(
-    name: Annotated[str, typer.Argument(help="RPC PV name.")],
-    args: Annotated[list[str] | None, typer.Argument(help="Query arguments as name=value.")] = None,
+    name: Annotated[str, typer.Argument(help="RPC PV name.", metavar="NAME")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="Query arguments as name=value.", metavar="ARG=VALUE"),
+    ] = None,
     timeout: TimeoutOpt = 5.0,
     raw: RawOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Call an RPC PV with NTURI arguments (like pvxcall): ``call NAME a=1 b=2``."""
+    """Call an RPC PV with NTURI arguments (like pvxcall): call NAME a=1 b=2."""
     from reckon.errors import PvaError
     from reckon.pva import nt
     from reckon.pva.client import Client
@@ -373,25 +451,50 @@ def call(
 
 
 def load_spec(path: Path) -> dict[str, Any]:
-    """Read a serve file (TOML, or JSON when it ends in .json)."""
+    """Read a serve file (TOML, or JSON when it ends in .json) and check it: unknown keys,
+    empty tables and values of the wrong type are errors naming the key."""
     from reckon.errors import ConfigurationError
+    from reckon.pva.bridge import check_serve_spec
 
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigurationError(f"cannot read {path}: {exc}") from None
+        raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"{path} is not valid {path.suffix or 'TOML'}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("pv", {}), dict):
+    if not isinstance(data, dict):
         raise ConfigurationError(f'{path}: expected tables like [pv."name"] with type and value')
+    check_serve_spec(data, str(path))
     return data
 
 
 @app.command()
 def serve(
-    file: Annotated[Path, typer.Argument(help="TOML or JSON file describing the PVs.")],
+    file: Annotated[
+        Path, typer.Argument(help="TOML or JSON file describing the PVs.", metavar="FILE")
+    ],
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", "-p", help="TCP port (0: any free one; default: $EPICS_PVAS_SERVER_PORT)."
+        ),
+    ] = None,
+    udp_port: Annotated[
+        int | None,
+        typer.Option(
+            "--udp-port", help="UDP search port (default: $EPICS_PVAS_BROADCAST_PORT, else 5076)."
+        ),
+    ] = None,
+    interface: Annotated[
+        str | None,
+        typer.Option(
+            "--interface",
+            "-i",
+            help="Address to listen on, e.g. 127.0.0.1 (default: $EPICS_PVAS_INTF_ADDR_LIST).",
+        ),
+    ] = None,
     share: Annotated[
         str | None,
         typer.Option(
@@ -401,20 +504,24 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Publish the PVs described in FILE until interrupted (see docs/pva.md for the format)."""
+    """Publish the PVs described in FILE until interrupted (the format is in the pva guide)."""
     from reckon.errors import ConfigurationError
     from reckon.pva.bridge import build_pvs, publish_engine_stats
+    from reckon.pva.config import ServerConfig, check_port
     from reckon.pva.server import Server
 
-    try:
-        spec = load_spec(file)
-        pvs = build_pvs(spec.get("pv", {}))
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        raise typer.Exit(2) from None
+    spec = load_spec(file)  # a ConfigurationError is one line and exit status 2 (reckon.cli)
+    pvs = build_pvs(spec.get("pv", {}))
+    config = ServerConfig.from_env()
+    if port is not None:
+        config.tcp_port = check_port(port, "--port")
+    if udp_port is not None:
+        config.udp_port = check_port(udp_port, "--udp-port")
+    if interface is not None:
+        config.interfaces = [interface]
 
     async def main() -> None:
-        server = Server(pvs, share=share)
+        server = Server(pvs, config=config, share=share)
         await server.start()
         stats_name = (
             spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
@@ -457,7 +564,10 @@ def serve(
 # ------------------------------------------------------------------------------------------
 
 PatternsArg = Annotated[
-    list[str], typer.Argument(help="PV names, or glob patterns (demo:*) matched with --share.")
+    list[str],
+    typer.Argument(
+        help="PV names, or glob patterns (demo:*) matched with --share.", metavar="NAME"
+    ),
 ]
 ShareListOpt = Annotated[
     str | None,
@@ -500,5 +610,7 @@ def web(
         raise typer.Exit(2) from None
 
 
-if __name__ == "__main__":  # ``python -m reckon.pva.cli``: the same commands without the rest
-    app()
+if __name__ == "__main__":  # ``python -m reckon.pva.cli``: ``reckon pva``, with its error handling
+    from reckon.cli import main as reckon_main
+
+    reckon_main(["pva", *sys.argv[1:]])

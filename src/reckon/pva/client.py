@@ -9,7 +9,7 @@ naming the PV; error statuses from the server raise :class:`~reckon.errors.PvaRe
 The pieces live beside it: the server connection and channels in
 :mod:`reckon.pva.client_connection`, monitors in :mod:`reckon.pva.subscription`, pvRequest and
 put-value helpers in :mod:`reckon.pva.request`, and the blocking :class:`SyncClient` in
-:mod:`reckon.pva.sync`. All the names callers use are still importable from here.
+:mod:`reckon.pva.sync` (also importable from :mod:`reckon.pva`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import itertools
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reckon.errors import PvaError, PvaTimeoutError
-from reckon.pva.client_connection import _PENDING, _Channel, _ClientProtocol, _Disconnected, _Op
-from reckon.pva.config import Address, ClientConfig
+from reckon.pva.client_connection import PENDING, Channel, ClientProtocol, Disconnected, Op
+from reckon.pva.config import MAX_MESSAGE_SIZE, Address, ClientConfig
 from reckon.pva.discovery import SearchClient
 from reckon.pva.protocol import (
     RPC,
@@ -55,28 +55,14 @@ from reckon.pva.protocol import (
     Status,
     VariantValue,
 )
-from reckon.pva.request import DEFAULT_TIMEOUT, _build, _check, make_request
+from reckon.pva.request import DEFAULT_TIMEOUT, build_value, check_status, make_request
 from reckon.pva.subscription import Subscription, Update
 
-if TYPE_CHECKING:
-    from reckon.pva.sync import SyncClient
-
-__all__ = ["DEFAULT_TIMEOUT", "Client", "Subscription", "SyncClient", "Update", "make_request"]
+__all__ = ["DEFAULT_TIMEOUT", "Client", "Subscription", "Update", "make_request"]
 
 log = logging.getLogger("reckon.pva.client")
 
 _SEARCH_DELAYS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0)
-
-
-def __getattr__(name: str) -> Any:
-    # SyncClient wraps Client, so reckon.pva.sync imports this module; it is re-exported here on
-    # first use so that neither module imports the other while it is still loading.
-    if name == "SyncClient":
-        from reckon.pva.sync import SyncClient
-
-        globals()[name] = SyncClient
-        return SyncClient
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _user() -> str:
@@ -102,21 +88,24 @@ class Client:
         auth: str = "ca",
         user: str | None = None,
         host: str | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         self.config = config or ClientConfig.from_env()
+        #: a reply over this many bytes fails its operation (the connection stays up)
+        self.max_message_size = max_message_size
         self.timeout = timeout
         self.auth = auth
         self.user = user if user is not None else _user()
         self.host = host if host is not None else socket.gethostname()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._channels: dict[str, _Channel] = {}
-        self._by_cid: dict[int, _Channel] = {}
-        self._conns: dict[Address, asyncio.Future[_ClientProtocol]] = {}
-        self._name_conns: dict[Address, asyncio.Future[_ClientProtocol]] = {}
+        self._channels: dict[str, Channel] = {}
+        self._by_cid: dict[int, Channel] = {}
+        self._conns: dict[Address, asyncio.Future[ClientProtocol]] = {}
+        self._name_conns: dict[Address, asyncio.Future[ClientProtocol]] = {}
         self._cids = itertools.count(1)
         # every connection of this client reads into this buffer (one event loop; each read is
         # copied into its connection's framer before the next)
-        self._rxbuf = memoryview(bytearray(256 * 1024))
+        self.receive_buffer = memoryview(bytearray(256 * 1024))
         self._ioids = itertools.count(1)
         self._seq = itertools.count(1)
         self._udp: SearchClient | None = None
@@ -131,19 +120,19 @@ class Client:
         return self._loop
 
     async def __aenter__(self) -> Client:
-        await self._start()
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _start(self) -> None:
+    async def start(self) -> None:
         if self._udp is not None or self._closed:
             return
         self._loop = asyncio.get_running_loop()
         self._search_wake = asyncio.Event()
         self._udp = SearchClient(
-            self.config.search_targets(), self._on_search_response, lambda b, a: None
+            self.config.search_targets(), self.on_search_response, lambda b, a: None
         )
         await self._udp.start()
         self._search_task = self.loop.create_task(self._search_loop())
@@ -170,16 +159,16 @@ class Client:
         self._conns.clear()
         self._name_conns.clear()
 
-    def _next_ioid(self) -> int:
+    def next_ioid(self) -> int:
         return next(self._ioids) & 0xFFFFFFFF
 
     # ---------------------------------------------------------------------- search
-    def _channel(self, name: str) -> _Channel:
+    def channel(self, name: str) -> Channel:
         if not isinstance(name, str) or not name:
             raise PvaError(f"a PV name is a non-empty string, not {name!r}")
         ch = self._channels.get(name)
         if ch is None:
-            ch = _Channel(self, name, next(self._cids) & 0xFFFFFFFF)
+            ch = Channel(self, name, next(self._cids) & 0xFFFFFFFF)
             self._channels[name] = ch
             self._by_cid[ch.cid] = ch
             if self._udp is not None and self._loop is not None:
@@ -190,10 +179,10 @@ class Client:
                 if self._search_wake is not None:
                     self._search_wake.set()
             else:
-                self._searching(ch)
+                self.searching(ch)
         return ch
 
-    def _searching(self, ch: _Channel) -> None:
+    def searching(self, ch: Channel) -> None:
         ch.next_search = 0.0
         if self._search_wake is not None:
             self._search_wake.set()
@@ -202,7 +191,7 @@ class Client:
         assert self._search_wake is not None
         while not self._closed:
             now = self.loop.time()
-            due: list[_Channel] = []
+            due: list[Channel] = []
             wait = 5.0
             for ch in self._channels.values():
                 if ch.connected.is_set() or ch.conn is not None:
@@ -220,7 +209,7 @@ class Client:
                 async with asyncio.timeout(max(wait, 0.01)):
                     await self._search_wake.wait()
 
-    def _send_search(self, due: list[_Channel]) -> None:
+    def _send_search(self, due: list[Channel]) -> None:
         seq = next(self._seq) & 0xFFFFFFFF
         pairs = [(ch.cid, ch.name) for ch in due]
         if self._udp is not None:
@@ -241,7 +230,7 @@ class Client:
         except (OSError, PvaError, ProtocolError) as exc:
             log.debug("pva client: name server %s:%d: %s", addr[0], addr[1], exc)
 
-    def _on_search_response(self, ev: SearchResponse, source: Address) -> None:
+    def on_search_response(self, ev: SearchResponse, source: Address) -> None:
         if not ev.found or self._closed:
             return
         host = ev.address
@@ -254,10 +243,10 @@ class Client:
             ch = self._by_cid.get(cid)
             if ch is None or ch.conn is not None or ch.connected.is_set():
                 continue
-            ch.conn = _PENDING
+            ch.conn = PENDING
             self.loop.create_task(self._create_channel(ch, server))
 
-    async def _create_channel(self, ch: _Channel, server: Address) -> None:
+    async def _create_channel(self, ch: Channel, server: Address) -> None:
         try:
             conn = await self._connect(server, self._conns)
             ch.conn = None
@@ -268,21 +257,21 @@ class Client:
             log.debug("pva client: connecting %s to %s: %s", ch.name, server, exc)
             ch.conn = None
             ch.error = exc if isinstance(exc, PvaError) else None
-            self._searching(ch)
+            self.searching(ch)
 
     async def _connect(
         self,
         addr: Address,
-        table: dict[Address, asyncio.Future[_ClientProtocol]],
+        table: dict[Address, asyncio.Future[ClientProtocol]],
         name_server: bool = False,
-    ) -> _ClientProtocol:
+    ) -> ClientProtocol:
         fut = table.get(addr)
         if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
             fut = self.loop.create_future()
             table[addr] = fut
             try:
                 _, proto = await self.loop.create_connection(
-                    lambda: _ClientProtocol(self, addr, name_server), addr[0], addr[1]
+                    lambda: ClientProtocol(self, addr, name_server), addr[0], addr[1]
                 )
                 await asyncio.wait_for(asyncio.shield(proto.ready), self.config.conn_timeout)
             except BaseException as exc:
@@ -294,7 +283,7 @@ class Client:
             return proto
         return await asyncio.shield(fut)
 
-    def _connection_lost(self, conn: _ClientProtocol) -> None:
+    def forget_connection(self, conn: ClientProtocol) -> None:
         for table in (self._conns, self._name_conns):
             fut = table.get(conn.address)
             if (
@@ -305,14 +294,14 @@ class Client:
             ):
                 del table[conn.address]
         for ch in list(conn.channels.values()):
-            ch._lost(conn)
+            ch.lost(conn)
         conn.channels.clear()
 
     # ---------------------------------------------------------------------- operations
-    async def _connected(self, name: str, deadline: float) -> _Channel:
-        await self._start()
-        ch = self._channel(name)
-        while not ch.connected.is_set() or ch.conn is None or ch.conn is _PENDING:
+    async def _connected(self, name: str, deadline: float) -> Channel:
+        await self.start()
+        ch = self.channel(name)
+        while not ch.connected.is_set() or ch.conn is None or ch.conn is PENDING:
             remaining = deadline - self.loop.time()
             if remaining <= 0:
                 raise TimeoutError
@@ -341,27 +330,27 @@ class Client:
                     else ("not found: no server answered the search")
                 )
                 raise PvaTimeoutError(f"{what} {name!r}: {state} within {t}s") from None
-            except _Disconnected:
+            except Disconnected:
                 continue  # the server went away mid-operation: search again and retry
 
-    async def _op(self, ch: _Channel) -> tuple[_ClientProtocol, _Op]:
+    async def _op(self, ch: Channel) -> tuple[ClientProtocol, Op]:
         conn = ch.conn
-        if conn is None or conn is _PENDING:
-            raise _Disconnected("not connected")
-        ioid = self._next_ioid()
-        op = _Op(ch, ioid)
+        if conn is None or conn is PENDING:
+            raise Disconnected("not connected")
+        ioid = self.next_ioid()
+        op = Op(ch, ioid)
         conn.ops[ioid] = op
         return conn, op
 
     @contextlib.asynccontextmanager
     async def _use_op(
         self,
-        ch: _Channel,
+        ch: Channel,
         key: tuple[str, str],
         init: Callable[[int], Event],
         what: str,
         name: str,
-    ) -> AsyncIterator[tuple[_ClientProtocol, _Op]]:
+    ) -> AsyncIterator[tuple[ClientProtocol, Op]]:
         """An initialised operation: the channel's cached one when it is free, else a new one.
 
         Reusing an operation makes a get one round trip instead of two. An operation that
@@ -369,8 +358,8 @@ class Client:
         second, concurrent one is destroyed after use.
         """
         conn = ch.conn
-        if conn is None or conn is _PENDING:
-            raise _Disconnected("not connected")
+        if conn is None or conn is PENDING:
+            raise Disconnected("not connected")
         op = ch.op_cache.get(key)
         if op is None or op.busy or op.ioid not in conn.ops:
             conn, op = await self._op(ch)
@@ -379,7 +368,7 @@ class Client:
                 conn.send(init(op.ioid))
                 ev = await op.next(self.loop)
                 op.info = ev
-                _check(getattr(ev, "status", Status.OK), what, name)
+                check_status(getattr(ev, "status", Status.OK), what, name)
             except BaseException:
                 self._discard(conn, ch, op)
                 raise
@@ -398,7 +387,7 @@ class Client:
             if not ok or not cached:
                 self._discard(conn, ch, op)
 
-    def _discard(self, conn: _ClientProtocol, ch: _Channel, op: _Op) -> None:
+    def _discard(self, conn: ClientProtocol, ch: Channel, op: Op) -> None:
         if conn.ops.pop(op.ioid, None) is not None:
             with contextlib.suppress(PvaError, ProtocolError):
                 conn.send(DestroyRequest(ch.sid, op.ioid))
@@ -413,7 +402,7 @@ class Client:
         """The PV's current value (a dict; ``["value"]`` for NT types)."""
         req = make_request(request)
 
-        async def body(ch: _Channel) -> dict[str, Any]:
+        async def body(ch: Channel) -> dict[str, Any]:
             def init(ioid: int) -> Event:
                 return GetInit(ch.sid, ioid, req)
 
@@ -421,7 +410,7 @@ class Client:
                 conn.send(Get(ch.sid, op.ioid))
                 ev = await op.next(self.loop)
                 assert isinstance(ev, GetResponse)
-                _check(ev.status, "get", name)
+                check_status(ev.status, "get", name)
                 assert ev.value is not None
                 return ev.value
 
@@ -439,17 +428,17 @@ class Client:
         """Write ``value`` (a plain value sets ``value``; a dict sets the fields it names)."""
         req = make_request(request)
 
-        async def body(ch: _Channel) -> None:
+        async def body(ch: Channel) -> None:
             def init(ioid: int) -> Event:
                 return PutInit(ch.sid, ioid, req)
 
             async with self._use_op(ch, ("put", repr(request)), init, "put", name) as (conn, op):
                 assert isinstance(op.info, PutInitResponse)
-                full, mask = _build(op.info.type, value, name)
+                full, mask = build_value(op.info.type, value, name)
                 conn.send(Put(ch.sid, op.ioid, full, BitSet.from_mask(mask)))
                 ev = await op.next(self.loop)
                 assert isinstance(ev, PutResponse)
-                _check(ev.status, "put", name)
+                check_status(ev.status, "put", name)
 
         await self._run(name, "put", timeout, body)
 
@@ -464,19 +453,19 @@ class Client:
         """Write ``value`` and return the value the server answers with, in one round trip."""
         req = make_request(request)
 
-        async def body(ch: _Channel) -> dict[str, Any]:
+        async def body(ch: Channel) -> dict[str, Any]:
             conn, op = await self._op(ch)
             try:
                 conn.send(PutGetInit(ch.sid, op.ioid, req))
                 ev = await op.next(self.loop)
                 assert isinstance(ev, PutGetInitResponse)
-                _check(ev.status, "put-get", name)
+                check_status(ev.status, "put-get", name)
                 assert ev.put_type is not None
-                full, mask = _build(ev.put_type, value, name)
+                full, mask = build_value(ev.put_type, value, name)
                 conn.send(PutGet(ch.sid, op.ioid, full, BitSet.from_mask(mask), destroy=True))
                 ev2 = await op.next(self.loop)
                 assert isinstance(ev2, PutGetResponse)
-                _check(ev2.status, "put-get", name)
+                check_status(ev2.status, "put-get", name)
                 assert ev2.value is not None
                 return ev2.value
             finally:
@@ -501,7 +490,7 @@ class Client:
             else (VariantValue.of(argument))
         )
 
-        async def body(ch: _Channel) -> Any:
+        async def body(ch: Channel) -> Any:
             def init(ioid: int) -> Event:
                 return RPCInit(ch.sid, ioid, req)
 
@@ -509,7 +498,7 @@ class Client:
                 conn.send(RPC(ch.sid, op.ioid, arg))
                 ev = await op.next(self.loop)
                 assert isinstance(ev, RPCResponse)
-                _check(ev.status, "rpc", name)
+                check_status(ev.status, "rpc", name)
                 return None if ev.result is None else ev.result.value
 
         return await self._run(name, "rpc", timeout, body)
@@ -523,13 +512,13 @@ class Client:
     ) -> FieldDesc:
         """The PV's type (pvxinfo / get-field)."""
 
-        async def body(ch: _Channel) -> FieldDesc:
+        async def body(ch: Channel) -> FieldDesc:
             conn, op = await self._op(ch)
             try:
                 conn.send(GetField(ch.sid, op.ioid, sub_field))
                 ev = await op.next(self.loop)
                 assert isinstance(ev, GetFieldResponse)
-                _check(ev.status, "info", name)
+                check_status(ev.status, "info", name)
                 assert ev.type is not None
                 return ev.type
             finally:
@@ -554,7 +543,7 @@ class Client:
     async def connected(self, name: str, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until ``name`` is connected (PvaTimeoutError if it is not found in time)."""
 
-        async def body(ch: _Channel) -> bool:
+        async def body(ch: Channel) -> bool:
             return True
 
         result: bool = await self._run(name, "connect", timeout, body)

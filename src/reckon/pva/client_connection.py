@@ -1,8 +1,8 @@
 """One TCP connection of the client to a server, and the channels and operations it carries.
 
-A :class:`_ClientProtocol` turns bytes into events with the sans-I/O ``ClientConnection``
+A :class:`ClientProtocol` turns bytes into events with the sans-I/O ``ClientConnection``
 and routes each to its channel (by cid) or its operation (by ioid). When the connection drops,
-every waiting operation fails with :class:`_Disconnected` (the client retries it) and every
+every waiting operation fails with :class:`Disconnected` (the client retries it) and every
 channel goes back to searching, which is how operations and monitors survive a server restart.
 """
 
@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from reckon.errors import PvaError, PvaRemoteError
-from reckon.pva.config import Address
+from reckon.pva.config import Address, ClientConfig
 from reckon.pva.protocol import (
     NEED_DATA,
     ClientConnection,
@@ -35,25 +35,53 @@ from reckon.pva.protocol import (
     SetByteOrder,
 )
 
-if TYPE_CHECKING:
-    from reckon.pva.client import Client
-    from reckon.pva.subscription import Subscription
+
+class ClientHooks(Protocol):
+    """What a connection needs of its client (a :class:`~reckon.pva.client.Client` is one):
+    its settings and identity, the receive buffer its connections share, and where to report
+    search answers, lost connections and channels that must search again."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    config: ClientConfig
+    auth: str
+    user: str
+    host: str
+    receive_buffer: memoryview
+    max_message_size: int
+
+    def forget_connection(self, conn: ClientProtocol) -> None: ...
+
+    def on_search_response(self, ev: SearchResponse, source: Address) -> None: ...
+
+    def searching(self, ch: Channel) -> None: ...
+
+
+class Watcher(Protocol):
+    """A monitor of a channel (a :class:`~reckon.pva.subscription.Subscription` is one): told
+    when the channel connected again, to subscribe anew; closed with its client."""
+
+    def reconnected(self) -> None: ...
+
+    async def close(self) -> None: ...
+
 
 # the client's logger name, kept from before the client was split into modules
 log = logging.getLogger("reckon.pva.client")
 
 
-class _Disconnected(PvaError):
+class Disconnected(PvaError):
     """Internal: the channel's connection dropped while an operation waited (it is retried)."""
 
 
-class _Op:
+class Op:
     """One operation (ioid) on a connection: replies that arrive before anyone awaits them
     queue up, so a caller never misses one between sending a request and awaiting its answer."""
 
     __slots__ = ("busy", "channel", "info", "ioid", "queue", "waiter")
 
-    def __init__(self, channel: _Channel, ioid: int) -> None:
+    def __init__(self, channel: Channel, ioid: int) -> None:
         self.channel = channel
         self.ioid = ioid
         self.busy = False
@@ -83,21 +111,21 @@ class _Op:
         return await w
 
 
-class _ClientProtocol(asyncio.BufferedProtocol):
+class ClientProtocol(asyncio.BufferedProtocol):
     """One server connection; reads into the client's one receive buffer (``recv_into``: no
     256 KiB allocation per read, as a plain Protocol's transport makes)."""
 
-    def __init__(self, client: Client, address: Address, name_server: bool = False) -> None:
+    def __init__(self, client: ClientHooks, address: Address, name_server: bool = False) -> None:
         self.client = client
-        self._rxbuf = client._rxbuf
+        self.receive_buffer = client.receive_buffer
         self.address = address
         self.name_server = name_server
         self.loop = client.loop
-        self.conn = ClientConnection()
+        self.conn = ClientConnection(max_message_size=client.max_message_size)
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = self.loop.create_future()
-        self.channels: dict[int, _Channel] = {}  # by cid
-        self.ops: dict[int, _Op] = {}
+        self.channels: dict[int, Channel] = {}  # by cid
+        self.ops: dict[int, Op] = {}
         self.closed = False
         self._keepalive: asyncio.TimerHandle | None = None
 
@@ -120,11 +148,11 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         self._schedule_echo()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._rxbuf
+        return self.receive_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         # receive_data copies the bytes out (the buffer is reused by the next read)
-        self.data_received(self._rxbuf[:nbytes])
+        self.data_received(self.receive_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
         conn = self.conn
@@ -145,15 +173,15 @@ class _ClientProtocol(asyncio.BufferedProtocol):
         if self._keepalive is not None:
             self._keepalive.cancel()
         if not self.ready.done():
-            self.ready.set_exception(_Disconnected(f"connection to {self.address} lost"))
-        self.client._connection_lost(self)
+            self.ready.set_exception(Disconnected(f"connection to {self.address} lost"))
+        self.client.forget_connection(self)
         for op in list(self.ops.values()):
-            op.fail(_Disconnected("server disconnected"))
+            op.fail(Disconnected("server disconnected"))
         self.ops.clear()
 
     def send(self, ev: Event) -> None:
         if self.closed or self.transport is None:
-            raise _Disconnected("server disconnected")
+            raise Disconnected("server disconnected")
         self.transport.write(self.conn.send(ev))
 
     def _handle(self, ev: Event) -> None:
@@ -179,15 +207,15 @@ class _ClientProtocol(asyncio.BufferedProtocol):
             assert isinstance(ev, CreateChannelResponse)
             ch = self.channels.get(ev.cid)
             if ch is not None:
-                ch._created(self, ev)
+                ch.created(self, ev)
         elif t is DestroyChannel:
             assert isinstance(ev, DestroyChannel)
             ch = self.channels.pop(ev.cid, None)
             if ch is not None:
-                ch._lost(self)
+                ch.lost(self)
         elif t is SearchResponse:
             assert isinstance(ev, SearchResponse)
-            self.client._on_search_response(ev, self.address)
+            self.client.on_search_response(ev, self.address)
         elif t is Echo:
             pass
         elif t is ControlEchoRequest:
@@ -215,29 +243,29 @@ class _ClientProtocol(asyncio.BufferedProtocol):
 # ------------------------------------------------------------------------------------------
 
 
-class _Channel:
+class Channel:
     """A PV name as the client tracks it across connections: it outlives any one server, so
     callers and monitors hold it while it searches, connects and reconnects."""
 
-    def __init__(self, client: Client, name: str, cid: int) -> None:
+    def __init__(self, client: ClientHooks, name: str, cid: int) -> None:
         self.client = client
         self.name = name
         self.cid = cid
-        self.conn: _ClientProtocol | None = None
+        self.conn: ClientProtocol | None = None
         self.sid = 0
         self.connected = asyncio.Event()
         self.error: Exception | None = None
         self.search_step = 0
         self.next_search = 0.0
-        self.monitors: set[Subscription] = set()
-        self.op_cache: dict[tuple[str, str], _Op] = {}
+        self.monitors: set[Watcher] = set()
+        self.op_cache: dict[tuple[str, str], Op] = {}
 
-    def _created(self, conn: _ClientProtocol, ev: CreateChannelResponse) -> None:
+    def created(self, conn: ClientProtocol, ev: CreateChannelResponse) -> None:
         if not ev.status.success:
             self.error = PvaRemoteError(f"{self.name}: server refused channel: {ev.status.message}")
             conn.channels.pop(self.cid, None)
             self.conn = None
-            self.client._searching(self)
+            self.client.searching(self)
             return
         self.conn = conn
         self.sid = ev.sid
@@ -245,20 +273,20 @@ class _Channel:
         self.op_cache.clear()
         self.connected.set()
         for sub in list(self.monitors):
-            sub._reconnected()
+            sub.reconnected()
 
-    def _lost(self, conn: _ClientProtocol) -> None:
+    def lost(self, conn: ClientProtocol) -> None:
         if self.conn is not conn and self.conn is not None:
             return
         self.conn = None
         self.op_cache.clear()
         self.connected.clear()
         self.search_step = 0
-        self.client._searching(self)
+        self.client.searching(self)
 
 
-class _PendingConn:
+class PendingConn:
     """Marker: the channel was found and its connection is being made."""
 
 
-_PENDING: Any = _PendingConn()
+PENDING: Any = PendingConn()

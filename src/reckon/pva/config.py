@@ -20,6 +20,12 @@ DEFAULT_SERVER_PORT = 5075
 DEFAULT_BROADCAST_PORT = 5076
 DEFAULT_BEACON_PERIOD = 15.0
 DEFAULT_CONN_TMO = 30.0
+#: the largest message a server or client takes (both settable: ``max_message_size=``); one
+#: over it is read past unbuffered and fails its operation with an error the peer sees
+MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+#: bytes of monitor updates one server connection may hold queued for a client that does not
+#: read (past it, its queues coalesce: the newest value always arrives)
+MAX_QUEUE_BYTES = 32 * 1024 * 1024
 
 Address = tuple[str, int]
 
@@ -35,6 +41,14 @@ def _pick(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
+def check_port(port: int, name: str) -> int:
+    """``port`` when it is a port number (0: any free one), else a ConfigurationError naming
+    the setting it came from."""
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"{name}={port!r} is out of range; use a port in 1-65535")
+    return port
+
+
 def _port(env: Mapping[str, str], default: int, *names: str) -> int:
     picked = _pick(env, *names)
     if picked is None:
@@ -44,9 +58,7 @@ def _port(env: Mapping[str, str], default: int, *names: str) -> int:
         port = int(value)
     except ValueError:
         raise ConfigurationError(f"{name}={value!r} is not a port number; use e.g. 5075") from None
-    if not 0 <= port <= 65535:
-        raise ConfigurationError(f"{name}={value!r} is out of range; use a port in 1-65535")
-    return port
+    return check_port(port, name)
 
 
 def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:

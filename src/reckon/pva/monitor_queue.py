@@ -1,23 +1,53 @@
-"""A monitor subscription's queue on the server: bounded at ``queueSize``, coalescing into
-the newest entry when full (fields changed twice are marked overrun), honouring the pipeline
-window. Coalescing instead of dropping is what guarantees the last value always arrives.
+"""A monitor subscription's queue on the server: bounded at ``queueSize`` and, with the other
+monitors of its connection, in bytes; coalescing into the newest entry when full (fields
+changed twice are marked overrun), honouring the pipeline window. Coalescing instead of
+dropping is what guarantees the last value always arrives.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reckon.pva.protocol import MonitorFinish, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
-if TYPE_CHECKING:
-    from reckon.pva.server_connection import ServerProtocol
+
+class Owner(Protocol):
+    """The connection a monitor sends on (a :class:`~reckon.pva.server_session.ServerSession`):
+    told when the monitor has something to send, and keeping the byte budget of its queues."""
+
+    loop: Any
+    queued_bytes: int
+    max_queue_bytes: int
+
+    def want_flush(self, mon: MonitorQueue) -> None: ...
+
+
+def footprint(value: Any) -> int:
+    """About the bytes ``value`` holds (arrays by their buffers): what a queued update costs.
+    Counts shared sub-structures again, so it errs on the safe side."""
+    if isinstance(value, dict):
+        return 64 + sum(footprint(v) for v in value.values())
+    nbytes = getattr(value, "nbytes", None)  # a numpy array
+    if nbytes is not None:
+        return int(nbytes) + 112
+    if isinstance(value, (str, bytes)):
+        return len(value) + 49
+    if isinstance(value, (list, tuple)):
+        return 56 + sum(8 + footprint(v) for v in value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return 32
+    return 48 + footprint(getattr(value, "value", None))  # a union's or variant's value
 
 
 class MonitorQueue:
-    """One subscription: a bounded queue of [changed, value, overrun] that coalesces when full."""
+    """One subscription: a bounded queue of [changed, value, overrun, bytes charged] that
+    coalesces when full. The entry at the head of an empty queue is not charged (it is the
+    PV's value, held anyway); each one queued behind it is, against the connection's
+    ``queued_bytes`` budget (``max_queue_bytes``): sized only when updates pile up, so a client
+    that keeps up costs no sizing."""
 
     __slots__ = (
         "closed", "conn", "expanded", "finished", "ioid", "limit", "loop", "mask", "pipelined",
@@ -25,7 +55,7 @@ class MonitorQueue:
     )  # fmt: skip
 
     def __init__(
-        self, conn: ServerProtocol, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
+        self, conn: Owner, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
         window: int | None,
     ) -> None:  # fmt: skip
         assert pv.type is not None
@@ -49,17 +79,17 @@ class MonitorQueue:
         if self.running or self.closed:
             return
         self.running = True
-        self.pv._subscribe(self)
-        self.queue.clear()
+        self.pv.subscribe(self)
+        self._clear()
         value = self.pv.value
         assert self.pv.type is not None
         first = sent_mask(self.pv.type, self.mask, self.pv.assigned)  # as a get sends
-        self.queue.append([first, value, 0])
+        self.queue.append([first, value, 0, 0])
         self.conn.want_flush(self)
 
     def stop(self) -> None:
         self.running = False
-        self.pv._unsubscribe(self)
+        self.pv.unsubscribe(self)
 
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running or self.closed:
@@ -69,15 +99,24 @@ class MonitorQueue:
             if not mask:
                 return
         q = self.queue
-        if len(q) < self.limit:
-            q.append([mask, value, 0])
+        if not q:
+            q.append([mask, value, 0, 0])
         else:
-            # full: fold into the newest entry; fields changed twice are marked as overrun
-            last = q[-1]
-            last[2] |= last[0] & mask
-            last[0] |= mask
-            last[1] = value
-            self.squashed += 1
+            conn = self.conn
+            size = footprint(value)
+            if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
+                q.append([mask, value, 0, size])
+                conn.queued_bytes += size
+            else:
+                # full: fold into the newest entry; fields changed twice are marked as overrun
+                last = q[-1]
+                last[2] |= last[0] & mask
+                last[0] |= mask
+                last[1] = value
+                if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
+                    conn.queued_bytes += size - last[3]
+                    last[3] = size
+                self.squashed += 1
         if self.pipelined and self.window <= 0:
             return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)
@@ -96,18 +135,26 @@ class MonitorQueue:
         """Move what the window allows from the queue into ``out``: (ioid, update encoded once
         for every subscriber with the same fields, overrun mask) tuples, or MonitorFinish."""
         q = self.queue
-        prepared = self.pv._prepared
+        prepared = self.pv.prepared
+        charged = 0
         while q and (not self.pipelined or self.window > 0):
-            mask, value, overrun = q.popleft()
+            mask, value, overrun, size = q.popleft()
+            charged += size
             out.append((self.ioid, prepared(value, mask), overrun))
             if self.pipelined:
                 self.window -= 1
+        self.conn.queued_bytes -= charged
         if self.finished and not q and not self.closed:
             out.append(MonitorFinish(self.ioid, Status.OK))
             self.closed = True
 
+    def _clear(self) -> None:
+        q = self.queue
+        self.conn.queued_bytes -= sum(entry[3] for entry in q)
+        q.clear()
+
     def close(self) -> None:
         self.closed = True
         self.running = False
-        self.queue.clear()
-        self.pv._unsubscribe(self)
+        self._clear()
+        self.pv.unsubscribe(self)

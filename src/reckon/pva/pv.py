@@ -473,7 +473,7 @@ class SharedPV:
     def current(self) -> dict[str, Any]:
         return self.value
 
-    def _prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
+    def prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
         """``value``'s fields in ``mask``, encoded once however many monitors send them."""
         cached, by_mask = self._prep
         if cached is not value:
@@ -486,11 +486,11 @@ class SharedPV:
         return update
 
     # -------------------------------------------------------------------- subscribers
-    def _subscribe(self, sub: _Subscriber) -> None:
+    def subscribe(self, sub: _Subscriber) -> None:
         with self._lock:
             self._subs.add(sub)
 
-    def _unsubscribe(self, sub: _Subscriber) -> None:
+    def unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:
             self._subs.discard(sub)
 
@@ -498,10 +498,10 @@ class SharedPV:
         """Have ``watcher.on_post(mask, value)`` called for every post (and ``on_close()`` on
         close), like a monitor: on ``watcher.loop`` when it has one, in posting order.
         Sharing PVs through Redis watches them this way."""
-        self._subscribe(watcher)
+        self.subscribe(watcher)
 
     def remove_watcher(self, watcher: _Subscriber) -> None:
-        self._unsubscribe(watcher)
+        self.unsubscribe(watcher)
 
     def close(self) -> None:
         """Finish every subscription (clients see the monitor end)."""

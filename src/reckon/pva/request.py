@@ -28,7 +28,7 @@ def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> Vari
     return VariantValue.of(dict(request))
 
 
-def _options(request: VariantValue | None) -> dict[str, Any]:
+def request_options_of(request: VariantValue | None) -> dict[str, Any]:
     """The ``record[...]`` options; a pipelined monitor acts on ``pipeline`` and ``queueSize``."""
     if request is None or not isinstance(request.value, dict):
         return {}
@@ -37,13 +37,13 @@ def _options(request: VariantValue | None) -> dict[str, Any]:
     return dict(opts) if isinstance(opts, dict) else {}
 
 
-def _check(status: Status, what: str, name: str) -> None:
+def check_status(status: Status, what: str, name: str) -> None:
     """Raise the server's error status with the operation and PV named, so it can be traced."""
     if not status.success:
         raise PvaRemoteError(f"{what} {name!r}: {status.message or 'error'}")
 
 
-def _build(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
+def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
     """A full value of the server's put type and the mask of the fields the caller set: a
     dict of field names sets those fields, anything else is the ``value`` field (NT types)."""
     if not isinstance(t, Structure):

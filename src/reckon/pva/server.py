@@ -1,8 +1,10 @@
 """The asyncio pvAccess server: the PVs it publishes by name, its TCP listener, its UDP search
 responder and beacons, and the idle sweep.
 
-What happens on one TCP connection (channels, operations, monitors, backpressure) is in
-:mod:`reckon.pva.server_connection`; a monitor's bounded queue in :mod:`reckon.pva.monitor_queue`.
+What its connections share is a framework-neutral :mod:`reckon.pva.server_context`; what
+happens on one connection (channels, operations, monitors, backpressure) is a
+:mod:`reckon.pva.server_session`, under the thin asyncio layer of
+:mod:`reckon.pva.server_connection`; a monitor's bounded queue is :mod:`reckon.pva.monitor_queue`.
 """
 
 from __future__ import annotations
@@ -10,23 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaError
-from reckon.pva.config import ServerConfig
+from reckon.pva.config import MAX_MESSAGE_SIZE, MAX_QUEUE_BYTES, ServerConfig
 from reckon.pva.discovery import SearchResponder, new_guid
-from reckon.pva.protocol import BitSet, DestroyChannel
-from reckon.pva.pv import Peer, SharedPV
+from reckon.pva.pv import SharedPV
 from reckon.pva.server_connection import ServerProtocol
+from reckon.pva.server_context import AccessHook, ServerContext
 
 if TYPE_CHECKING:
     from reckon.pva.share import RedisShare
 
 log = logging.getLogger("reckon.pva.server")
 
-#: access(peer, pv name, operation) -> allowed; operation is "put", "rpc" or "process"
-AccessHook = Callable[[Peer, str, str], bool]
+__all__ = ["AccessHook", "Server"]
 
 #: bytes one read may take from a socket
 RECEIVE_BUFFER = 256 * 1024
@@ -46,6 +46,11 @@ class Server:
     ``share="redis://host:port/db"`` (or a :class:`~reckon.pva.share.RedisShare`) serves the
     PVs together with every other instance on that Redis (see :mod:`reckon.pva.share`).
 
+    Memory per client is bounded in bytes: a request over ``max_message_size`` is read past and
+    answered with an error; the monitor updates queued for a client that does not read are
+    held to ``max_queue_bytes`` per connection (then they coalesce) and its replies to
+    ``send_high_water`` (then its requests wait); ``max_queue_size`` caps any one ``queueSize``.
+
     Use ``async with Server() as s:`` or ``await s.start()`` / ``await s.stop()``.
     """
 
@@ -55,30 +60,28 @@ class Server:
         *,
         config: ServerConfig | None = None,
         access: AccessHook | None = None,
-        max_message_size: int = 16 * 1024 * 1024,
+        max_message_size: int = MAX_MESSAGE_SIZE,
         send_high_water: int = 4 * 1024 * 1024,
         max_queue_size: int = 10_000,
+        max_queue_bytes: int = MAX_QUEUE_BYTES,
         share: str | RedisShare | None = None,
     ) -> None:
         self.config = config or ServerConfig.from_env()
-        self.access = access
-        self.max_message_size = max_message_size
-        self.send_high_water = send_high_water
-        self.max_queue_size = max_queue_size
         self.guid = new_guid()
         # every connection of this server reads into this buffer: all run on one event loop,
         # and each read is consumed (copied into the connection's framer) before the next
         self._rxbuf = memoryview(bytearray(RECEIVE_BUFFER))
         self._pvs: dict[str, SharedPV] = dict(pvs or {})
         self._change_count = 0
-        self._sid = 0
-        self._connections: set[ServerProtocol] = set()
-        #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent), for every connection: the
-        #: protocol shares the decoded pvRequest of repeated INITs, so an INIT (p4p sends one
-        #: per get and put) costs a lookup, and a new connection's first one too
-        self._selections: dict[
-            tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]
-        ] = {}
+        self.context = ServerContext(
+            self._pvs,
+            config=self.config,
+            access=access,
+            max_message_size=max_message_size,
+            send_high_water=send_high_water,
+            max_queue_size=max_queue_size,
+            max_queue_bytes=max_queue_bytes,
+        )
         #: the next accepted connection's state, built ahead (see _accepted)
         self._spare: ServerProtocol | None = None
         self._tcp: asyncio.AbstractServer | None = None
@@ -110,7 +113,7 @@ class Server:
         self._pvs[name] = pv
         self._change_count += 1
         if old is not None and old is not pv:
-            self._disconnect(name)
+            self.context.close_pv(name)
         if self.share is not None:
             if old is not None and old is not pv:
                 self.share.detach(name)
@@ -126,7 +129,7 @@ class Server:
         pv = self._pvs.pop(name, None)
         if pv is not None:
             self._change_count += 1
-            self._disconnect(name)
+            self.context.close_pv(name)
             if self.share is not None:
                 self.share.detach(name)
         return pv
@@ -137,19 +140,26 @@ class Server:
     def names(self) -> list[str]:
         return sorted(self._pvs)
 
-    def _disconnect(self, name: str) -> None:
-        for conn in list(self._connections):
-            for sid, (chname, _pv, cid) in list(conn.channels.items()):
-                if chname != name:
-                    continue
-                for ioid in [i for i, op in conn.ops.items() if op.sid == sid]:
-                    conn._forget(ioid)
-                del conn.channels[sid]
-                conn.send_later(DestroyChannel(sid, cid))
+    # the limits, kept by the context every connection shares
+    @property
+    def access(self) -> AccessHook | None:
+        return self.context.access
 
-    def _next_sid(self) -> int:
-        self._sid = (self._sid + 1) & 0xFFFFFFFF or 1
-        return self._sid
+    @property
+    def max_message_size(self) -> int:
+        return self.context.max_message_size
+
+    @property
+    def send_high_water(self) -> int:
+        return self.context.send_high_water
+
+    @property
+    def max_queue_size(self) -> int:
+        return self.context.max_queue_size
+
+    @property
+    def max_queue_bytes(self) -> int:
+        return self.context.max_queue_bytes
 
     # ---------------------------------------------------------------------- lifecycle
     async def start(self) -> Server:
@@ -179,9 +189,10 @@ class Server:
             change_count=lambda: self._change_count,
         )
         await self._responder.start()
+        self.context.search = self._responder.answer
         self.udp_port = self._responder.udp_port
         self._sweeper = self._loop.create_task(self._sweep_idle(), name="pva-idle-sweep")
-        self._spare = ServerProtocol(self)
+        self._spare = self._protocol()
         log.info("pva server: TCP %s:%d, UDP %d", host, self.tcp_port, self.udp_port)
         return self
 
@@ -194,15 +205,18 @@ class Server:
         went out (``build_spare``), off any client's path."""
         conn = self._spare
         if conn is None:
-            return ServerProtocol(self)
+            return self._protocol()
         self._spare = None
         return conn
+
+    def _protocol(self) -> ServerProtocol:
+        return ServerProtocol(self.context, self.loop, self._rxbuf, self.build_spare)
 
     def build_spare(self) -> None:
         """Build the next connection's state now, unless it is there (called once a new
         connection has written its first bytes)."""
         if self._spare is None and self._tcp is not None and self._tcp.is_serving():
-            self._spare = ServerProtocol(self)
+            self._spare = self._protocol()
 
     async def _sweep_idle(self) -> None:
         """Drop connections silent for twice EPICS_PVA_CONN_TMO (clients echo every half of
@@ -211,12 +225,12 @@ class Server:
         while True:
             await asyncio.sleep(max(limit / 4, 0.05))
             now = self.loop.time()
-            for conn in list(self._connections):
-                if conn.heard:
-                    conn.heard = False
-                    conn.last_rx = now
-                elif now - conn.last_rx > limit and not conn._closed:
-                    conn._drop(PvaError(f"silent for more than {limit:g}s"))
+            for session in list(self.context.sessions):
+                if session.heard:
+                    session.heard = False
+                    session.last_rx = now
+                elif now - session.last_rx > limit and not session.closed:
+                    session.drop(PvaError(f"silent for more than {limit:g}s"))
 
     async def stop(self) -> None:
         if self.share is not None:
@@ -225,14 +239,15 @@ class Server:
             self._sweeper.cancel()
             self._sweeper = None
         if self._responder is not None:
+            self.context.search = None
             await self._responder.stop()
             self._responder = None
         self._spare = None
         if self._tcp is not None:
             self._tcp.close()
-            for conn in list(self._connections):
-                if conn.transport is not None:
-                    conn.transport.abort()
+            for session in list(self.context.sessions):
+                if session.sink is not None:
+                    session.sink.abort()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._tcp.wait_closed(), 2)
             self._tcp = None
@@ -253,13 +268,14 @@ class Server:
 
     @property
     def connections(self) -> int:
-        return len(self._connections)
+        return len(self.context.sessions)
 
     def stats(self) -> dict[str, Any]:
+        sessions = self.context.sessions
         return {
             "pvs": len(self._pvs),
-            "connections": len(self._connections),
-            "channels": sum(len(c.channels) for c in self._connections),
-            "monitors": sum(len(c.monitors) for c in self._connections),
+            "connections": len(sessions),
+            "channels": sum(len(c.channels) for c in sessions),
+            "monitors": sum(len(c.monitors) for c in sessions),
             "searches_answered": self._responder.searches_answered if self._responder else 0,
         }

@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
-from reckon.pva.client_connection import _Channel, _Disconnected, _Op
+from reckon.pva.client_connection import Channel, Disconnected, Op
 from reckon.pva.protocol import (
     BitSet,
     DestroyRequest,
@@ -29,10 +29,19 @@ from reckon.pva.protocol import (
     Structure,
     VariantValue,
 )
-from reckon.pva.request import DEFAULT_TIMEOUT, _options
+from reckon.pva.request import DEFAULT_TIMEOUT, request_options_of
 
-if TYPE_CHECKING:
-    from reckon.pva.client import Client
+
+class Opener(Protocol):
+    """What a subscription needs of its client (a :class:`~reckon.pva.client.Client` is
+    one): its loop, the channel of a name, and fresh operation ids."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def channel(self, name: str) -> Channel: ...
+
+    def next_ioid(self) -> int: ...
 
 
 @dataclass
@@ -56,12 +65,12 @@ class Subscription:
     """
 
     def __init__(
-        self, client: Client, name: str, request: VariantValue | None, max_queue: int
+        self, client: Opener, name: str, request: VariantValue | None, max_queue: int
     ) -> None:
         self.client = client
         self.name = name
         self.request = request
-        opts = _options(request)
+        opts = request_options_of(request)
         pipeline = str(opts.get("pipeline", "")).lower() in ("true", "1", "yes")
         self.queue_size = int(opts.get("queueSize", 4)) if pipeline else None
         self.max_queue = max(max_queue, self.queue_size or 0)
@@ -69,20 +78,20 @@ class Subscription:
         self.waiter: asyncio.Future[None] | None = None
         self.type: Structure | None = None
         self._task: asyncio.Task[None] | None = None
-        self._channel: _Channel | None = None
-        self._op: _Op | None = None
+        self._channel: Channel | None = None
+        self._op: Op | None = None
         self._unacked = 0
         self._closed = False
 
     async def start(self) -> Subscription:
-        ch = self.client._channel(self.name)
+        ch = self.client.channel(self.name)
         self._channel = ch
         ch.monitors.add(self)
         if ch.connected.is_set():
-            self._reconnected()
+            self.reconnected()
         return self
 
-    def _reconnected(self) -> None:
+    def reconnected(self) -> None:
         if self._closed:
             return
         if self._task is not None and not self._task.done():
@@ -95,8 +104,8 @@ class Subscription:
         conn = ch.conn
         if conn is None:
             return
-        ioid = self.client._next_ioid()
-        op = _Op(ch, ioid)
+        ioid = self.client.next_ioid()
+        op = Op(ch, ioid)
         conn.ops[ioid] = op
         self._op = op
         loop = self.client.loop
@@ -119,7 +128,7 @@ class Subscription:
                         self._push(PvaRemoteError(f"monitor {self.name}: {ev.status.message}"))
                     self._push(None)
                     return
-        except _Disconnected:
+        except Disconnected:
             return  # the channel searches again and _reconnected restarts us
         finally:
             conn.ops.pop(ioid, None)

@@ -33,7 +33,7 @@ class SyncClient:
 
     async def _make(self, config: ClientConfig | None, kw: dict[str, Any]) -> Client:
         c = Client(config, **kw)
-        await c._start()
+        await c.start()
         return c
 
     def _call(self, coro: Any, timeout: float | None = None) -> Any:

@@ -15,15 +15,18 @@ app = typer.Typer(
     help="Services: generate code, check and run deployment units, write API docs.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 
 @app.command()
 def gen(
-    protos: Annotated[list[Path], typer.Argument(help=".proto files to compile")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="package folder to write")],
+    protos: Annotated[list[Path], typer.Argument(help=".proto files to compile", metavar="PROTO")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="package folder to write", metavar="DIR")
+    ],
     include: Annotated[
-        list[Path] | None, typer.Option("--include", "-I", help="import roots")
+        list[Path] | None, typer.Option("--include", "-I", help="import roots", metavar="DIR")
     ] = None,
 ) -> None:
     """Compile .proto files into a typed Python package (grpcio-tools + mypy-protobuf)."""
@@ -34,7 +37,9 @@ def gen(
 
 
 @app.command()
-def check(deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)")]) -> None:
+def check(
+    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)", metavar="DEPLOY")],
+) -> None:
     """Check a deployment without starting it; print the start order in waves."""
     from reckon.errors import DeploymentError
     from reckon.service.deploy import Deployment, plan
@@ -51,7 +56,7 @@ def check(deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.t
 
 @app.command()
 def run(
-    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)")],
+    deploy: Annotated[Path, typer.Argument(help="deployment file (deploy.toml)", metavar="DEPLOY")],
     status_file: Annotated[
         Path | None, typer.Option(help="write the unit's addresses and pids here once ready")
     ] = None,
@@ -111,7 +116,7 @@ def hash_password_command(
         str, typer.Option(prompt=True, hide_input=True, help="the password to hash")
     ],
 ) -> None:
-    """Print a salted scrypt hash of a password, for ``[auth] users`` in a deployment file."""
+    """Print a salted scrypt hash of a password, for [auth] users in a deployment file."""
     from reckon.service.auth import hash_password
 
     typer.echo(hash_password(password))
@@ -119,18 +124,30 @@ def hash_password_command(
 
 @app.command()
 def docs(
-    modules: Annotated[list[str], typer.Argument(help="generated *_pb2 modules to document")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write")],
+    modules: Annotated[
+        list[str], typer.Argument(help="generated *_pb2 modules to document", metavar="MODULE")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Markdown file to write", metavar="FILE")
+    ],
     path: Annotated[
-        list[Path] | None, typer.Option("--path", help="folders to add to sys.path")
+        list[Path] | None, typer.Option("--path", help="folders to add to sys.path", metavar="DIR")
     ] = None,
 ) -> None:
     """Write Markdown API docs from the descriptors of generated modules."""
     import sys
 
+    from reckon.errors import ConfigurationError
     from reckon.service.docgen import markdown
 
     for p in path or ():
         sys.path.insert(0, str(p.resolve()))
-    out.write_text(markdown(modules))
+    try:
+        text = markdown(modules)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import {exc.name or 'a module'} ({exc}); name generated *_pb2 modules "
+            "importable from here, or add their folder with --path"
+        ) from None
+    out.write_text(text)
     typer.echo(str(out))

@@ -114,7 +114,7 @@ def test_damaged_inline_row_is_a_miss(store: LocalStore, caplog: pytest.LogCaptu
     conn.commit()
     conn.close()
     assert store.get("k") is None
-    assert "checksum mismatch" in caplog.text
+    assert "failed authentication" in caplog.text
     assert not store.contains("k")
     check_index_invariants(Path(store.path))
 

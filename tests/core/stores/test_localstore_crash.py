@@ -100,7 +100,7 @@ def test_orphaned_object_files_are_swept(tmp_path: Path) -> None:
     data = b"orphan" * 2_000  # as if its writer died between placing the file and committing
     digest = _objects.content_digest(data)
     orphan = _objects.object_path(objects, digest.hex())
-    _objects.place(_objects.write_temp(objects, "lost", data, digest, False), orphan, False)
+    _objects.place(_objects.write_temp(objects, "lost", data, digest, b"", False), orphan, False)
     (tmp_path / "objects" / "ab").mkdir(exist_ok=True)
     stranger = tmp_path / "objects" / "ab" / "not-an-object"
     stranger.write_bytes(b"?")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reckon.core.stores import LocalStore
+from reckon.errors import StoreError
 
 
 @pytest.mark.parametrize("sync", [True, False])
@@ -98,7 +99,8 @@ def test_gds_hit_refreshes_priority(tmp_path: Path) -> None:
 def test_value_over_budget_is_not_stored(tmp_path: Path) -> None:
     s = LocalStore(tmp_path, budget=100, sync=True)
     s.put("k", b"small")
-    s.put("k", b"x" * 101)
+    with pytest.raises(StoreError, match="exceeds the store's budget"):
+        s.put("k", b"x" * 101)  # sync: a put that does not store says so
     assert s.get("k") is None
     assert s.usage().bytes == 0
     s.close()

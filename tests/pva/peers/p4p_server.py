@@ -5,8 +5,11 @@ lines on stdin. The process prints ``ready`` once serving, and one JSON line per
 It runs in its own process so each test gets a fresh environment and p4p's global contexts never
 leak between tests.
 
-Spec entries: ``{"name": ..., "kind": "scalar"|"array"|"table"|"rpc"|"enum"|"compound",
-"type": code, "initial": value}``. A "compound" PV has :func:`compound_type` (a union, an any, and
+Spec entries: ``{"name": ..., "kind": "scalar"|"array"|"table"|"rpc"|"enum"|"compound"|
+"ndarray", "type": code, "initial": value}``; an array may give ``"size": n`` instead of
+``initial`` (0.0, 1.0, ... n-1), an "ndarray" its ``"shape": [rows, columns]`` (a uint16
+NTNDArray image).
+A "compound" PV has :func:`compound_type` (a union, an any, and
 arrays of structures, unions and anys); in its JSON initial value a union is ``[member, value]``.
 Commands: ``{"op": "post", "name", "value"}``, ``{"op": "burst", "name", "n"}`` (posts 1..n as
 fast as possible, replies with the start time on the monotonic clock) and ``{"op": "quit"}``.
@@ -70,13 +73,26 @@ def make_pv(entry: dict) -> SharedPV:  # type: ignore[type-arg]
         init["u"] = tuple(init["u"])
         init["ua"] = [tuple(u) for u in init["ua"]]
         pv = SharedPV(initial=compound_type()(init))
+    elif kind == "ndarray":
+        # an image of entry["shape"] (rows, columns) of uint16 counting up
+        import numpy as np
+        from p4p.nt import NTNDArray
+
+        rows, cols = entry["shape"]
+        image = (np.arange(rows * cols, dtype=np.uint32) % 65536).astype(np.uint16)
+        pv = SharedPV(nt=NTNDArray(), initial=image.reshape(rows, cols))
     elif kind == "enum":
         pv = SharedPV(nt=NTEnum(), initial={"index": entry["initial"], "choices": entry["choices"]})
     else:
         code = entry["type"]
         if kind == "array" and not code.startswith("a"):
             code = "a" + code
-        pv = SharedPV(nt=NTScalar(code), initial=entry["initial"])
+        initial = entry.get("initial")
+        if "size" in entry:  # a big array: 0.0, 1.0, ... (size elements)
+            import numpy as np
+
+            initial = np.arange(int(entry["size"]), dtype=np.float64)
+        pv = SharedPV(nt=NTScalar(code), initial=initial)
 
     @pv.put
     def _put(pv, op):  # type: ignore[no-untyped-def]

@@ -500,3 +500,30 @@ def test_a_new_connections_opening_is_the_events_it_stands_for(big: bool) -> Non
     server.initiate(methods)
     with pytest.raises(LocalProtocolError):
         server.initiate(methods)
+
+
+def test_a_big_update_fans_out_without_copies(make_pair: Any) -> None:
+    """One encode for every subscriber (per byte order), and the array's bytes are the numpy
+    buffer itself in every connection's message: a vectored write sends it uncopied."""
+    from reckon.pva.protocol import PreparedUpdate
+
+    a = nt.NTScalarArray("d")
+    pairs = [make_pair() for _ in range(3)]
+    for p in pairs:
+        p.channel(1, "img", 2)
+        p.c2s(MonitorInit(2, 5))
+        p.s2c(MonitorInitResponse(5, type=a.type))
+        p.c2s(MonitorStart(2, 5))
+    arr = np.arange(100_000, dtype="<f8")
+    upd = PreparedUpdate(a.type, a.wrap(arr))
+    messages = [p.server.send_update_pieces(5, upd) for p in pairs]
+    bodies = [m[1:] for m in messages]
+    assert all(len(b) == len(bodies[0]) for b in bodies)
+    for i, piece in enumerate(bodies[0]):
+        assert all(b[i] is piece for b in bodies)  # the same objects: encoded once
+    big = [piece for piece in bodies[0] if len(piece) == arr.nbytes]
+    assert len(big) == 1 and np.shares_memory(np.frombuffer(big[0], dtype="<f8"), arr)
+    for p, m in zip(pairs, messages, strict=True):
+        p.client.receive_data(b"".join(m))
+        [u] = list(p.client.events())
+        assert np.array_equal(u.value["value"], arr)

@@ -1,14 +1,24 @@
 """Stores: where the engine keeps encoded values beyond the memory tier.
 
-Every store implements :class:`Store` (bytes in, bytes out, never a corrupt value). The engine
-and the layers above use stores only through that protocol.
+Every store implements :class:`Store` (bytes in, bytes out, never a corrupt or unauthenticated
+value). The engine and the layers above use stores only through that protocol, and name them by
+URL through :func:`open_store`.
 """
 
 from reckon.core.stores.base import Store, StoreUsage
 from reckon.core.stores.local import LocalStore, default_directory
 from reckon.core.stores.objectstore import ObjectStore
+from reckon.core.stores.urls import open_store
 
-__all__ = ["LocalStore", "ObjectStore", "RedisStore", "Store", "StoreUsage", "default_directory"]
+__all__ = [
+    "LocalStore",
+    "ObjectStore",
+    "RedisStore",
+    "Store",
+    "StoreUsage",
+    "default_directory",
+    "open_store",
+]
 
 
 def __getattr__(name: str) -> object:

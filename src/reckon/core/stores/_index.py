@@ -30,7 +30,7 @@ from reckon.core.stores import _objects
 
 log = logging.getLogger("reckon.core.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 INDEX_NAME = "index.sqlite3"
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 
@@ -45,7 +45,7 @@ INSERT INTO stats VALUES (0, 0, 0, 0.0);
 CREATE TABLE entries (
     key TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
-    checksum INTEGER NOT NULL,
+    tag BLOB,
     digest TEXT,
     value BLOB,
     access REAL NOT NULL,
@@ -322,7 +322,7 @@ class Index:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("SELECT entries, bytes, clock FROM stats WHERE id = 0").fetchone()
-            conn.execute("SELECT key, size, checksum, digest, access FROM entries LIMIT 1")
+            conn.execute("SELECT key, size, tag, digest, access FROM entries LIMIT 1")
             conn.execute("SELECT key, t FROM hits LIMIT 1")
             if thorough:
                 result = conn.execute("PRAGMA quick_check").fetchone()[0]
@@ -371,9 +371,9 @@ class Index:
         try:
             for key, (mtime, header) in latest.items():
                 conn.execute(
-                    "INSERT INTO entries (key, size, checksum, digest, value, access, priority,"
-                    " cost) VALUES (?, ?, 0, ?, NULL, ?, 0.0, 0.0)",
-                    (key, header.size, header.digest.hex(), mtime),
+                    "INSERT INTO entries (key, size, tag, digest, value, access, priority,"
+                    " cost) VALUES (?, ?, ?, ?, NULL, ?, 0.0, 0.0)",
+                    (key, header.size, header.tag or None, header.digest.hex(), mtime),
                 )
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             conn.execute("COMMIT")

@@ -1,7 +1,8 @@
 """Content-addressed object files: the on-disk format of values too large to live in the index.
 
 A file is named by the xxh3-128 hash of the value it holds and starts with a small header (magic,
-version, value size, value hash, the key that wrote it, a checksum of the header itself). The
+version, value size, value hash, the key that wrote it, that key's signature of the value (see
+``signing``), a checksum of the header itself). The
 header lets a reader reject a truncated or foreign file before trusting it, and lets a rebuild of
 a lost index recover entries from the files alone. The value starts at a 64-byte boundary so a
 memory-mapped numpy buffer inside it is aligned.
@@ -26,12 +27,13 @@ VERSION = 1
 ALIGN = 64
 _FIXED = struct.Struct(
     "<4sBBHQ16sII"
-)  # magic, version, flags, reserved, size, digest, klen, offset
+)  # magic, version, tag length, reserved, size, digest, klen, offset; then key, tag, padding
 _CHECK = struct.Struct("<Q")
 _PREFIX = _FIXED.size + _CHECK.size  # 48: where the key starts
 TMP_DIR = "tmp"
 MAX_KEY = 16_384  # bytes of UTF-8 key a header may hold
-MAX_HEADER = _PREFIX + MAX_KEY + ALIGN
+MAX_TAG = 255
+MAX_HEADER = _PREFIX + MAX_KEY + MAX_TAG + ALIGN
 
 
 def content_digest(data: bytes | memoryview | tuple[bytes | memoryview, ...]) -> bytes:
@@ -65,9 +67,10 @@ def write_all(fd: int, pieces: list[bytes | memoryview]) -> None:
                 n = 0
 
 
-def data_offset(key_bytes: int) -> int:
-    """Where the value starts in a file written for a key of ``key_bytes`` UTF-8 bytes."""
-    return -(-(_PREFIX + key_bytes) // ALIGN) * ALIGN
+def data_offset(key_bytes: int, tag_bytes: int = 0) -> int:
+    """Where the value starts in a file written for a key of ``key_bytes`` UTF-8 bytes and a
+    signature of ``tag_bytes``."""
+    return -(-(_PREFIX + key_bytes + tag_bytes) // ALIGN) * ALIGN
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +79,14 @@ class Header:
     size: int
     digest: bytes
     offset: int
+    tag: bytes  # the writer's signature of (key, value); b"" in files written before signing
 
 
-def encode_header(key: str, size: int, digest: bytes) -> bytes:
+def encode_header(key: str, size: int, digest: bytes, tag: bytes) -> bytes:
     kb = key.encode("utf-8")
-    offset = data_offset(len(kb))
-    fixed = _FIXED.pack(MAGIC, VERSION, 0, 0, size, digest, len(kb), offset)
-    rest = kb + b"\0" * (offset - _PREFIX - len(kb))
+    offset = data_offset(len(kb), len(tag))
+    fixed = _FIXED.pack(MAGIC, VERSION, len(tag), 0, size, digest, len(kb), offset)
+    rest = kb + tag + b"\0" * (offset - _PREFIX - len(kb) - len(tag))
     return fixed + _CHECK.pack(xxhash.xxh3_64_intdigest(fixed + rest)) + rest
 
 
@@ -91,10 +95,10 @@ def parse_header(buf: bytes | memoryview | mmap.mmap) -> Header | None:
     if len(buf) < _PREFIX:
         return None
     try:
-        magic, version, _flags, _res, size, digest, klen, offset = _FIXED.unpack_from(buf, 0)
+        magic, version, tlen, _res, size, digest, klen, offset = _FIXED.unpack_from(buf, 0)
     except struct.error:
         return None
-    if magic != MAGIC or version != VERSION or offset != data_offset(klen):
+    if magic != MAGIC or version != VERSION or offset != data_offset(klen, tlen):
         return None
     if len(buf) < offset:
         return None
@@ -107,7 +111,7 @@ def parse_header(buf: bytes | memoryview | mmap.mmap) -> Header | None:
         key = kb.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return Header(key, size, digest, offset)
+    return Header(key, size, digest, offset, rest[klen : klen + tlen])
 
 
 def object_path(objects_dir: str, hexdigest: str) -> str:
@@ -119,6 +123,7 @@ def write_temp(
     key: str,
     data: bytes | memoryview | tuple[bytes | memoryview, ...],
     digest: bytes,
+    tag: bytes,
     fsync: bool,
     size: int | None = None,
 ) -> str:
@@ -135,7 +140,7 @@ def write_temp(
         size = sum(len(p) for p in pieces)
     try:
         try:
-            write_all(fd, [encode_header(key, size, digest), *pieces])
+            write_all(fd, [encode_header(key, size, digest, tag), *pieces])
             if fsync:
                 os.fsync(fd)
         finally:
@@ -155,11 +160,13 @@ def write_temp_hashing(
     data: bytes | memoryview | tuple[bytes | memoryview, ...],
     size: int,
     fsync: bool,
+    tag: bytes,
 ) -> tuple[str, bytes]:
     """Write a complete object file under a temporary name in one pass over ``data``: each
-    chunk is hashed and written while it is in the CPU cache (for large values, reading them
-    twice from memory costs as much as the write). The header, which holds the hash, goes in
-    last, at the start of the file. Returns the file's name and the value's digest."""
+        chunk is hashed and written while it is in the CPU cache (for large values, reading them
+        twice from memory costs as much as the write). The header, which holds the hash, goes in
+        last, at the start of the file. ``tag`` is the writer's signature of the value. Returns
+    the file's name and the value's digest."""
     tmp_dir = os.path.join(objects_dir, TMP_DIR)
     name = os.path.join(tmp_dir, f"{os.getpid()}-{os.urandom(8).hex()}")
     try:
@@ -171,7 +178,7 @@ def write_temp_hashing(
     update = hasher.update
     try:
         try:
-            os.lseek(fd, data_offset(len(key.encode("utf-8"))), os.SEEK_SET)
+            os.lseek(fd, data_offset(len(key.encode("utf-8")), len(tag)), os.SEEK_SET)
             batch: list[bytes | memoryview] = []
             nbatch = 0
             for piece in data if isinstance(data, tuple) else (data,):
@@ -186,7 +193,7 @@ def write_temp_hashing(
                         batch, nbatch = [], 0
             write_all(fd, batch)
             digest = hasher.digest()
-            header = encode_header(key, size, digest)
+            header = encode_header(key, size, digest, tag)
             if os.pwrite(fd, header, 0) != len(header):
                 raise OSError(f"short write of an object header ({name})")
             if fsync:

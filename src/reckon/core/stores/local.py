@@ -11,10 +11,11 @@ Why it is built this way:
 
 * Equal values share one object file (content addressing plus a reference count kept by SQLite
   triggers), so two requests with equal results store the bytes once.
-* An object file is complete before its row commits (temp file + rename), and every read checks a
-  checksum (xxh3-64 of inline values, the xxh3-128 name of object files), so a crash or a bit flip
-  yields a miss, never a wrong value. A bad entry is removed and logged on the
-  ``reckon.core.store`` logger.
+* An object file is complete before its row commits (temp file + rename), and every entry carries
+  a signature of its key and value under the deployment's secret key (``signing``), checked on
+  every read before the value is returned: a crash, a bit flip, or an entry written by someone
+  without the key yields a miss, never a wrong or a forged value. A bad entry is removed and
+  logged on the ``reckon.core.store`` logger.
 * Values of ``mmap_threshold`` bytes or more come back as a memoryview over a memory map of their
   file (no copy), smaller file values as a memoryview over one read, inline values as bytes.
 * With ``sync=False`` (the default) writes go through a background thread that commits them in
@@ -23,7 +24,7 @@ Why it is built this way:
   and before ``fork()``.
 * Hits are remembered in memory and appended, in batches, to an unindexed table; they are folded
   into the indexed access times (LRU) and priorities (GDS) only when an eviction needs them. A hit
-  costs one indexed SELECT and a checksum, never a write transaction of its own.
+  costs one indexed SELECT and a signature check, never a write transaction of its own.
 """
 
 from __future__ import annotations
@@ -35,26 +36,26 @@ import mmap
 import os
 import sqlite3
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-import xxhash
-
-from reckon.core.stores import _index, _lease, _objects
+from reckon.core.stores import _index, _lease, _objects, urls
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreData, StoreUsage
+from reckon.core.stores.signing import Rejections, Signer, check_outside, default_signer
 from reckon.errors import StoreError
 
 log = logging.getLogger("reckon.core.store")
 
 Policy = Literal["lru", "gds"]
 
-_GET = "SELECT size, checksum, digest, value FROM entries WHERE key = ?"
+_GET = "SELECT size, tag, digest, value FROM entries WHERE key = ?"
 _INSERT = (
-    "INSERT INTO entries (key, size, checksum, digest, value, access, priority, cost)"
+    "INSERT INTO entries (key, size, tag, digest, value, access, priority, cost)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Hits are appended to an unindexed table (cheap) and folded into the indexed access times and
@@ -68,7 +69,19 @@ _FOLD = (
 _TOUCH_BATCH = 4096  # hits remembered in memory before the writer appends them
 _FOLD_ROWS = 100_000  # hits table size that triggers a fold without an eviction
 _SWEEP_EVERY = 86_400.0  # seconds between sweeps for orphaned object files
+_MAX_FAILED = 10_000  # failed keys kept for flush() to report
 _ONE_PASS = 8 << 20  # values this big are hashed while written (see _objects.write_temp_hashing)
+
+
+_DEFAULTS: dict[str, object] = {
+    "budget": 10 << 30,
+    "policy": "lru",
+    "sync": False,
+    "fsync": False,
+    "inline_threshold": 4096,
+    "mmap_threshold": 1 << 20,
+    "queue_bytes": 64 << 20,
+}
 
 
 def default_directory() -> str:
@@ -78,13 +91,6 @@ def default_directory() -> str:
         return os.path.abspath(os.path.expanduser(env))
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(os.path.abspath(base), "reckon")
-
-
-_xxh3_64 = xxhash.xxh3_64_intdigest
-
-
-def _checksum(data: bytes | memoryview) -> int:
-    return _xxh3_64(data) >> 1  # 63 bits: fits SQLite's signed INTEGER
 
 
 def _bytes_like(data: object) -> bytes | memoryview:
@@ -116,9 +122,9 @@ def _payload(op: Op) -> bytes | memoryview | None:
 
 
 class _Put:
-    """A put made ready outside the write lock: checksummed, its object file written."""
+    """A put made ready outside the write lock: signed, its object file written."""
 
-    __slots__ = ("_data", "checksum", "cost", "digest", "key", "size", "stamp", "temp", "value")
+    __slots__ = ("_data", "cost", "digest", "key", "size", "stamp", "tag", "temp", "value")
 
     def __init__(self, op: Op, inline_threshold: int, store: LocalStore) -> None:
         data = op.data
@@ -129,30 +135,28 @@ class _Put:
         self.stamp = op.stamp
         self.temp: str | None = None
         self._data = data
+        self.tag: bytes = store._signer.sign(op.key, data)
         if self.size <= inline_threshold:
             value = _payload(op)
             assert value is not None
             self.digest: str | None = None
             self.value: bytes | memoryview | None = value
-            self.checksum: int = _checksum(value)
         elif self.size >= _ONE_PASS:
             # Large: hash while writing (one pass over memory). A value stored already is then
             # written for nothing, and its temp file dropped in _place (rare for large ones).
             self.value = None
-            self.checksum = 0
             self.temp, digest = _objects.write_temp_hashing(
-                store._objects_dir, op.key, data, self.size, store._fsync
+                store._objects_dir, op.key, data, self.size, store._fsync, self.tag
             )
             self.digest = digest.hex()
         else:
             digest = _objects.content_digest(data)
             self.digest = digest.hex()
             self.value = None
-            self.checksum = 0
             final = _objects.object_path(store._objects_dir, self.digest)
             if not os.path.exists(final):
                 self.temp = _objects.write_temp(
-                    store._objects_dir, op.key, data, digest, store._fsync, self.size
+                    store._objects_dir, op.key, data, digest, self.tag, store._fsync, self.size
                 )
 
 
@@ -171,6 +175,7 @@ class LocalStore:
         fsync: bool = False,
         mmap_threshold: int = 1 << 20,
         queue_bytes: int = 64 << 20,
+        signer: Signer | None = None,
     ) -> None:
         if policy not in ("lru", "gds"):
             raise StoreError(f"unknown eviction policy {policy!r}: use 'lru' or 'gds'")
@@ -193,6 +198,11 @@ class LocalStore:
         self._objects_dir = os.path.join(self.path, "objects")
         self._leases_dir = os.path.join(self.path, "leases")
         self._prepare_directory()
+        if signer is None:
+            check_outside(self.path)
+            signer = default_signer()
+        self._signer = signer
+        self.rejections = Rejections(self.path)
         try:
             self._index = Index(self.path, self._objects_dir, fsync=fsync)
         except (sqlite3.Error, OSError) as exc:
@@ -208,7 +218,33 @@ class LocalStore:
         if not sync:
             self._writer = Writer(self._apply_safely, max_bytes=queue_bytes)
         self._cleaned = False
+        self.unstored = 0  # puts that were not stored (disk full, I/O errors), over its life
+        self._failed: list[str] = []  # their keys, since the last flush()
+        self._failed_lock = threading.Lock()
+        self._failed_logged = 0.0
         _open_stores.add(self)
+        self.url = "file://" + self.path
+        self.options = urls.non_default(
+            {
+                "budget": budget,
+                "policy": policy,
+                "sync": sync,
+                "fsync": fsync,
+                "inline_threshold": inline_threshold,
+                "mmap_threshold": mmap_threshold,
+                "queue_bytes": queue_bytes,
+            },
+            _DEFAULTS,
+        )
+        urls.remember(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """A store pickles as its URL and options: see ``urls``."""
+        return (urls.reopen, (self.url, self.options))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _prepare_directory(self) -> None:
         hint = "pass a directory you can write, or set RECKON_CACHE_DIR to one"
@@ -248,16 +284,18 @@ class LocalStore:
             return None
         if row is None:
             return None
-        size, checksum, digest, value = row
+        size, tag, digest, value = row
         data: bytes | memoryview | None
         if digest is None:
-            # (_checksum inlined: this is every small hit's path.)
-            if value is None or len(value) != size or _xxh3_64(value) >> 1 != checksum:
-                self._drop_inline(key, checksum, "checksum mismatch")
+            if value is None or len(value) != size:
+                self._drop_inline(key, tag, "inline value of the wrong length")
+                return None
+            if not self._signer.verify(key, value, tag):
+                self._reject(key, tag)
                 return None
             data = value
         else:
-            data = self._read_object(key, digest, size)
+            data = self._read_object(key, digest, size, tag)
             if data is None:
                 return None
         touched = self._touched
@@ -267,14 +305,14 @@ class LocalStore:
         return data
 
     def _read_object(
-        self, key: str, digest: str, size: int, retry: bool = True
+        self, key: str, digest: str, size: int, tag: bytes | None, retry: bool = True
     ) -> bytes | memoryview | None:
         path = _objects.object_path(self._objects_dir, digest)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             if self._drop_object(key, digest, "object file missing") and retry:
-                return self._read_object(key, digest, size, retry=False)
+                return self._read_object(key, digest, size, tag, retry=False)
             return None
         except OSError as exc:
             log.warning("store %s: cannot read %s for key %s: %s", self.path, path, key, exc)
@@ -304,10 +342,20 @@ class LocalStore:
             self._drop_object(key, digest, "object file truncated or extended")
             return None
         data = view[header.offset :]
-        if xxhash.xxh3_128_hexdigest(data) != digest:
-            self._drop_object(key, digest, "object file checksum mismatch")
+        if not self._signer.verify(key, data, tag):
+            self._reject(key, tag)
             return None
         return data
+
+    def _reject(self, key: str, tag: bytes | None) -> None:
+        """An entry whose signature does not verify: drop it (only if unchanged meanwhile)."""
+        try:
+            with self._index.write() as conn:
+                conn.execute("DELETE FROM entries WHERE key = ? AND tag IS ?", (key, tag))
+        except sqlite3.Error as exc:
+            self._db_error(exc, "removing an unauthenticated entry")
+        self.rejections.report(key, self._signer.why_not(tag))
+        self._collect()
 
     def contains(self, key: str) -> bool:
         self._check_open()
@@ -403,13 +451,29 @@ class LocalStore:
                 self.budget,
             )
             self.delete(key)
+            if self._writer is None:
+                raise StoreError(
+                    f"value of {op.size} bytes for {key} not stored: it exceeds the store's "
+                    f"budget of {self.budget} bytes (raise budget= to keep values this large)"
+                )
             return
         if self._writer is not None:
             if _exit_hook[0] != _index._generation[0]:
                 _hook_multiprocessing_exit()
             self._writer.submit(op)
-        else:
-            self._apply_safely([op])
+            return
+        # sync: the caller learns whether the value is stored
+        try:
+            failed = self._apply([op])
+        except Exception as exc:
+            failed = [(op, exc)]
+        if failed:
+            self._write_failed(failed)
+            cause = failed[0][1]
+            raise StoreError(
+                f"value for {key} not stored in {self.path}: {type(cause).__name__}: {cause}. "
+                "Free space on the disk or give the store a budget that fits it"
+            ) from cause
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True when it was present."""
@@ -458,11 +522,15 @@ class LocalStore:
         self._notify_evicted(evicted)
         return len(evicted)
 
-    def flush(self) -> None:
+    def flush(self) -> list[str]:
         """Wait until every queued write is committed (durable unless the machine loses power
-        and ``fsync`` is off)."""
+        and ``fsync`` is off). Returns the keys whose writes failed since the last flush (empty
+        when every value is stored); ``unstored`` counts them over the store's life."""
         if self._writer is not None:
             self._writer.flush()
+        with self._failed_lock:
+            failed, self._failed = self._failed, []
+        return failed
 
     def close(self) -> None:
         """Flush, persist access times, release connections. Idempotent."""
@@ -476,6 +544,7 @@ class LocalStore:
         self._closed = True
         self._index.close()
         _open_stores.discard(self)
+        urls.forget(self)
 
     def __enter__(self) -> LocalStore:
         return self
@@ -539,29 +608,68 @@ class LocalStore:
             conn.execute("DELETE FROM hits")
 
     def _apply_safely(self, ops: list[Op]) -> None:
+        """The writer's entry point: never raises. A failed write is recorded (``flush()``
+        reports it, ``unstored`` counts it), and one failing op never takes the others of its
+        batch with it: a batch that fails as a whole is applied again op by op."""
         try:
-            self._apply(ops)
+            failed = self._apply(ops)
         except Exception as exc:
             if isinstance(exc, sqlite3.Error):
                 self._db_error(exc, f"write of {len(ops)} entries")
+            if len(ops) == 1:
+                failed = [(ops[0], exc)]
             else:
-                log.warning(
-                    "store %s: write of %d entries failed: %s: %s",
-                    self.path,
-                    len(ops),
-                    type(exc).__name__,
-                    exc,
-                )
+                failed = []
+                for op in ops:
+                    if op.kind == TOUCH:
+                        continue
+                    try:
+                        failed.extend(self._apply([op]))
+                    except Exception as one:
+                        failed.append((op, one))
+        if failed:
+            self._write_failed(failed)
 
-    def _apply(self, ops: list[Op]) -> None:
+    def _write_failed(self, failed: list[tuple[Op, BaseException]]) -> None:
+        puts = [op for op, _exc in failed if op.kind == PUT]
+        if not puts:
+            return
+        with self._failed_lock:
+            self.unstored += len(puts)
+            room = _MAX_FAILED - len(self._failed)
+            self._failed.extend(op.key for op in puts[: max(0, room)])
+            now = time.monotonic()
+            quiet = now - self._failed_logged < 10.0
+            if not quiet:
+                self._failed_logged = now
+        if not quiet:  # at most one line per 10 s: a full disk must not flood the log
+            exc = failed[0][1]
+            log.warning(
+                "store %s: %d value%s not stored (%s: %s); they are misses, not errors. "
+                "%d not stored so far",
+                self.path,
+                len(puts),
+                "" if len(puts) == 1 else "s",
+                type(exc).__name__,
+                exc,
+                self.unstored,
+            )
+
+    def _apply(self, ops: list[Op]) -> list[tuple[Op, BaseException]]:
+        """Commit ``ops`` in one transaction; returns the puts that could not be prepared (their
+        file could not be written: they are left out, the others commit)."""
         if not self._cleaned:
             self._cleaned = True
             self._housekeeping()
         prepared: list[_Put | Op] = []
+        failed: list[tuple[Op, BaseException]] = []
         try:
             for op in ops:
                 if op.kind == PUT:
-                    prepared.append(_Put(op, self.inline_threshold, self))
+                    try:
+                        prepared.append(_Put(op, self.inline_threshold, self))
+                    except OSError as exc:
+                        failed.append((op, exc))
                 elif op.kind == DELETE:
                     prepared.append(op)
             evicted: list[str] = []
@@ -584,7 +692,7 @@ class LocalStore:
                         (
                             item.key,
                             item.size,
-                            item.checksum,
+                            item.tag,
                             item.digest,
                             item.value,
                             item.stamp,
@@ -601,6 +709,7 @@ class LocalStore:
                         os.unlink(item.temp)
         self._collect()
         self._notify_evicted(evicted)
+        return failed
 
     def _housekeeping(self) -> None:
         """Once per process (on its first write): remove temp files of dead writers; once a day
@@ -629,7 +738,12 @@ class LocalStore:
             return  # the same bytes are stored already: share them
         if item.temp is None:  # a leftover file with no row: do not trust it, write afresh
             item.temp = _objects.write_temp(
-                self._objects_dir, item.key, item._data, bytes.fromhex(item.digest), self._fsync
+                self._objects_dir,
+                item.key,
+                item._data,
+                bytes.fromhex(item.digest),
+                item.tag,
+                self._fsync,
             )
         _objects.place(item.temp, final, self._fsync)
         item.temp = None
@@ -677,12 +791,12 @@ class LocalStore:
 
     # -- bad entries ---------------------------------------------------------------------------
 
-    def _drop_inline(self, key: str, checksum: int, reason: str) -> None:
+    def _drop_inline(self, key: str, tag: bytes | None, reason: str) -> None:
         try:
             with self._index.write() as conn:
                 gone = conn.execute(
-                    "DELETE FROM entries WHERE key = ? AND digest IS NULL AND checksum = ?",
-                    (key, checksum),
+                    "DELETE FROM entries WHERE key = ? AND digest IS NULL AND tag IS ?",
+                    (key, tag),
                 ).rowcount
         except sqlite3.Error as exc:
             self._db_error(exc, "removing a corrupt entry")

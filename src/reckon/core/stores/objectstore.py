@@ -3,42 +3,54 @@ or fsspec's in-memory file system.
 
 fsspec is not a core dependency: it is imported when an ObjectStore is created (``pip install
 fsspec``, plus s3fs or gcsfs for those schemes), so ``@memoize(store=ObjectStore("s3://..."))``
-works wherever fsspec does. Each entry is one object ``<root>/<key[:2]>/<key>``: a 16-byte
-header (magic, length, xxh3-64 checksum) and the value's bytes. Object stores publish an object
+works wherever fsspec does. Each entry is one object ``<root>/<key[:2]>/<key>``: a 45-byte
+header (magic, length, the signature of key and value under the deployment's secret key, see
+``signing``) and the value's bytes. Object stores publish an object
 whole when its upload completes, so readers never see half a value; on a local file system the
-object is written to a temporary name and renamed. A read whose header, length or checksum does
-not match is dropped and reported as a miss, as every store must.
+object is written to a temporary name and renamed. A read whose header, length or signature does
+not match is dropped and reported as a miss (never decoded), as every store must.
 
 Eviction is least-recently-*written* (objects' modification times; object stores do not record
 reads) down to the budget, checked after writes. The ``cost`` a put carries is not kept.
+
+Every call has a deadline: on S3, ``timeout`` (read) and ``connect_timeout`` go to botocore,
+with no retries, unless ``storage_options`` set ``config_kwargs`` themselves. A file system that
+cannot be reached never fails a call: the store warns once per outage, answers misses at once,
+and probes again every few seconds (see ``_outage``).
+
+``lease(key)`` gives single flight across machines: the lease is an object
+``<root>/leases/<key>.lease`` created only if absent (a conditional create: S3's
+``If-None-Match: *``, ``O_EXCL`` on local files), rewritten by a heartbeat every ``lease_ttl/4``
+seconds while its holder lives. A waiter that sees the lease unchanged for ``lease_ttl`` seconds
+of its own clock (no clocks are compared across machines) removes it and takes over; a waiter
+that sees the value appear stops waiting at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import xxhash
-
+from reckon.core.stores import urls
+from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreUsage
+from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import ConfigurationError
 
 __all__ = ["ObjectStore"]
 
-logger = logging.getLogger("reckon.memo")
+log = logging.getLogger("reckon.core.store")
 
-_MAGIC = b"RKFS"
-_HEADER = struct.Struct("<4sIQ")  # magic, value length, xxh3-64 of the value
+_MAGIC = b"RKF2"
+_HEADER = struct.Struct(f"<4sQ{TAG_SIZE}s")  # magic, value length, signature
 _HEADER_SIZE = _HEADER.size
-_MAX_LENGTH = (1 << 32) - 1
-
-
-def _checksum(data: bytes) -> int:
-    return int(xxhash.xxh3_64_intdigest(data))
 
 
 def _is_key(name: str) -> bool:
@@ -57,6 +69,10 @@ class ObjectStore:
         budget: int | None = None,
         storage_options: dict[str, Any] | None = None,
         on_evict: Callable[[str], None] | None = None,
+        signer: Signer | None = None,
+        timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+        lease_ttl: float = 4.0,
     ) -> None:
         try:
             import fsspec
@@ -70,20 +86,57 @@ class ObjectStore:
         self.budget = budget
         self.storage_options = dict(storage_options or {})
         self._on_evict = on_evict
-        fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+        self._signer = signer if signer is not None else default_signer()
+        self.rejections = Rejections(url)
+        if lease_ttl <= 0:
+            raise ConfigurationError(f"lease_ttl must be positive seconds, got {lease_ttl}")
+        self.lease_ttl = lease_ttl
+        self._outage = Outage(url)
+        fs_options = dict(self.storage_options)
+        if url.split("://", 1)[0] in ("s3", "s3a") and "config_kwargs" not in fs_options:
+            fs_options["config_kwargs"] = {
+                "connect_timeout": connect_timeout,
+                "read_timeout": timeout,
+                "retries": {"max_attempts": 1, "mode": "standard"},
+            }
+        fs, root = fsspec.core.url_to_fs(url, **fs_options)
         self._fs: Any = fs
         self._root = root.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self._local = protocol in ("file", "local")
         self._lock = threading.Lock()
         self._bytes: int | None = None  # running total, from one listing on first need
-        fs.makedirs(self._root, exist_ok=True)
+        try:
+            fs.makedirs(self._root, exist_ok=True)
+        except Exception as exc:  # not fatal: compute without the store until it is back
+            self._outage.failed("open", exc)
+        self.options = urls.non_default(
+            {
+                "budget": budget,
+                "storage_options": self.storage_options,
+                "timeout": timeout,
+                "connect_timeout": connect_timeout,
+                "lease_ttl": lease_ttl,
+            },
+            {
+                "budget": None,
+                "storage_options": {},
+                "timeout": 10.0,
+                "connect_timeout": 3.0,
+                "lease_ttl": 4.0,
+            },
+        )
+        self.closed = False
+        self._failed: list[str] = []
+        self.unstored = 0  # puts that did not reach the file system
+        urls.remember(self)
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r}, budget={self.budget})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (self.url, self.budget, self.storage_options))
+        """A store pickles as its URL and options: see ``urls``."""
+        return (urls.reopen_far, ("object", self.url, self.options))
 
     def _path(self, key: str) -> str:
         if not _is_key(key):
@@ -92,34 +145,55 @@ class ObjectStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes | None:
+    @property
+    def reachable(self) -> bool:
+        """False during an outage (operations are then misses and no-ops, not waits)."""
+        return not self._outage.down
+
+    def get(self, key: str) -> bytes | memoryview | None:
         path = self._path(key)
+        if self._outage.skip():
+            return None
         try:
             blob = self._fs.cat_file(path)
+            self._outage.ok()
         except FileNotFoundError:
+            self._outage.ok()
             return None
         except Exception as exc:
-            logger.warning("fsspec store %s: read of %s failed: %s", self.url, key[:16], exc)
+            self._outage.failed("get", exc)
             return None
+        tag: bytes | None = None
         if len(blob) >= _HEADER_SIZE:
-            magic, length, checksum = _HEADER.unpack_from(blob)
-            data = blob[_HEADER_SIZE:]
-            if magic == _MAGIC and length == len(data) and _checksum(data) == checksum:
-                return bytes(data)
-        logger.warning("fsspec store %s: entry %s is corrupt; dropped", self.url, key[:16])
+            magic, length, tag = _HEADER.unpack_from(blob)
+            data = memoryview(blob)[_HEADER_SIZE:]
+            if magic == _MAGIC and length == len(data) and self._signer.verify(key, data, tag):
+                return data  # a view into the object as read: no copy
         self.delete(key)
+        self.rejections.report(key, self._signer.why_not(tag))
         return None
 
     def contains(self, key: str) -> bool:
-        try:
-            return bool(self._fs.exists(self._path(key)))
-        except Exception:
+        path = self._path(key)
+        if self._outage.skip():
             return False
+        try:
+            found = bool(self._fs.exists(path))
+        except Exception as exc:
+            self._outage.failed("contains", exc)
+            return False
+        self._outage.ok()
+        return found
 
     def keys(self) -> Iterator[str]:
+        if self._outage.skip():
+            return iter(())
         try:
             paths = self._fs.find(self._root)
         except FileNotFoundError:
+            return iter(())
+        except Exception as exc:
+            self._outage.failed("keys", exc)
             return iter(())
         names = (p.rsplit("/", 1)[-1] for p in paths)
         return iter([n for n in names if _is_key(n)])
@@ -127,9 +201,14 @@ class ObjectStore:
     def _listing(self) -> list[tuple[str, int, float]]:
         """(key, size, modified) of every entry."""
         out: list[tuple[str, int, float]] = []
+        if self._outage.skip():
+            return out
         try:
             found = self._fs.find(self._root, detail=True)
         except FileNotFoundError:
+            return out
+        except Exception as exc:
+            self._outage.failed("listing", exc)
             return out
         for path, info in found.items():
             name = path.rsplit("/", 1)[-1]
@@ -154,12 +233,16 @@ class ObjectStore:
         *,
         cost: float = 0.0,
     ) -> None:
-        payload = b"".join(data) if isinstance(data, list | tuple) else bytes(data)  # type: ignore[arg-type]
-        if len(payload) > _MAX_LENGTH:
-            logger.warning("fsspec store %s: value of %d bytes too large", self.url, len(payload))
-            return
-        blob = _HEADER.pack(_MAGIC, len(payload), xxhash.xxh3_64_intdigest(payload)) + payload
+        pieces: list[Any] = list(data) if isinstance(data, list | tuple) else [data]
+        self._path(key)  # a bad key raises before anything is signed
+        tag = self._signer.sign(key, pieces)
+        size = sum(memoryview(p).nbytes for p in pieces)
+        # One copy: header and pieces joined once (s3fs uploads values over 100 MB in parts).
+        blob = b"".join([_HEADER.pack(_MAGIC, size, tag), *pieces])
         path = self._path(key)
+        if self._outage.skip():
+            self._not_stored(key)
+            return
         try:
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             if self._local:  # a file system can show a half-written file: write, then rename
@@ -169,8 +252,10 @@ class ObjectStore:
             else:  # object stores publish an object whole
                 self._fs.pipe_file(path, blob)
         except Exception as exc:
-            logger.warning("fsspec store %s: write of %s failed: %s", self.url, key[:16], exc)
+            self._outage.failed("put", exc)
+            self._not_stored(key)
             return
+        self._outage.ok()
         if self.budget is not None:
             with self._lock:
                 if self._bytes is not None:
@@ -181,13 +266,15 @@ class ObjectStore:
 
     def delete(self, key: str) -> bool:
         path = self._path(key)
+        if self._outage.skip():
+            return False
         try:
             size = int(self._fs.size(path) or 0)
             self._fs.rm_file(path)
         except FileNotFoundError:
             return False
         except Exception as exc:
-            logger.warning("fsspec store %s: delete of %s failed: %s", self.url, key[:16], exc)
+            self._outage.failed("delete", exc)
             return False
         with self._lock:
             if self._bytes is not None:
@@ -213,11 +300,136 @@ class ObjectStore:
             self._bytes = total
         return evicted
 
-    def flush(self) -> None:
-        """Writes are synchronous: nothing is pending."""
+    # -- leases -----------------------------------------------------------------------------
+
+    def lease(
+        self, key: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """Single flight for ``key`` across processes and machines (see the module docstring).
+        Yields True when the caller should compute and put the value, False when it is present
+        (another holder put it). When ``timeout`` passes first, or the store is unreachable,
+        yields True without the lease."""
+        return self._lease(key, timeout)
+
+    def _lease_path(self, key: str) -> str:
+        self._path(key)  # validates the key
+        return f"{self._root}/leases/{key}.lease"
+
+    @contextlib.contextmanager
+    def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
+        path = self._lease_path(key)
+        token = f"{os.getpid()}-{uuid.uuid4().hex}"
+        got = self._acquire(key, path, token, timeout)
+        if got is None:
+            yield False
+            return
+        if not got:
+            yield True
+            return
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(path, token, stop), daemon=True, name="reckon-os-lease"
+        )
+        beat.start()
+        try:
+            yield not self.contains(key)
+        finally:
+            stop.set()
+            beat.join()
+            with contextlib.suppress(Exception):
+                if self._read_lease(path) == token.encode():
+                    self._fs.rm_file(path)
+
+    def _create_lease(self, path: str, token: str) -> bool:
+        """Create the lease object only if absent (True), or see it held (False)."""
+        try:
+            self._fs.pipe_file(path, token.encode() + b" 0", mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # the leases directory of a local file system
+            self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            return self._create_lease(path, token)
+        except OSError as exc:
+            if getattr(exc, "errno", None) == 17 or "PreconditionFailed" in repr(exc):
+                return False
+            raise
+
+    def _read_lease(self, path: str) -> bytes | None:
+        try:
+            data: bytes = self._fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        return data.split(b" ", 1)[0]
+
+    def _acquire(self, key: str, path: str, token: str, timeout: float | None) -> bool | None:
+        """True: the lease is ours; False: compute without it; None: the value appeared."""
+        if self._outage.skip():
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: bytes | None = None
+        seen_since = time.monotonic()
+        delay = 0.01
+        try:
+            while True:
+                if self._create_lease(path, token):
+                    return True
+                if self._fs.exists(self._path(key)):
+                    return None
+                try:
+                    now_content: bytes | None = self._fs.cat_file(path)
+                except FileNotFoundError:
+                    now_content = None
+                now = time.monotonic()
+                if now_content != seen:  # the holder renewed (or changed): it is alive
+                    seen, seen_since = now_content, now
+                elif now_content is not None and now - seen_since > self.lease_ttl:
+                    log.info(
+                        "store %s: lease of %s not renewed for %.1fs: taking over",
+                        self.url,
+                        key[:16],
+                        now - seen_since,
+                    )
+                    with contextlib.suppress(FileNotFoundError):
+                        if self._fs.cat_file(path) == seen:
+                            self._fs.rm_file(path)
+                    continue
+                if deadline is not None and now >= deadline:
+                    return False
+                time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
+                delay = min(delay * 2, self.lease_ttl / 8)
+        except Exception as exc:
+            self._outage.failed("lease", exc)
+            return False
+
+    def _heartbeat(self, path: str, token: str, stop: threading.Event) -> None:
+        beat = 0
+        while not stop.wait(self.lease_ttl / 4):
+            beat += 1
+            try:
+                if self._read_lease(path) != token.encode():
+                    log.warning("store %s: lease %s passed to another holder", self.url, path)
+                    return
+                self._fs.pipe_file(path, f"{token} {beat}".encode())
+            except Exception as exc:
+                self._outage.failed("lease renewal", exc)
+                return
+
+    def _not_stored(self, key: str) -> None:
+        self.unstored += 1
+        if len(self._failed) < 10_000:
+            self._failed.append(key)
+
+    def flush(self) -> list[str]:
+        """Writes are synchronous: nothing is pending. Returns the keys whose puts did not
+        reach the file system since the last flush."""
+        failed, self._failed = self._failed, []
+        return failed
 
     def close(self) -> None:
         """Nothing to release (fsspec file systems are shared and cached by fsspec)."""
+        self.closed = True
+        urls.forget(self)
 
 
 def _modified(info: dict[str, Any]) -> float:
@@ -232,7 +444,3 @@ def _modified(info: dict[str, Any]) -> float:
         except (TypeError, ValueError):
             continue
     return 0.0
-
-
-def _restore(url: str, budget: int | None, storage_options: dict[str, Any]) -> ObjectStore:
-    return ObjectStore(url, budget=budget, storage_options=storage_options)

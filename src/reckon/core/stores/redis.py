@@ -1,7 +1,9 @@
 """RedisStore: the Store protocol on a Redis server, for caches shared across machines.
 
-Values are stored with a small header (magic + xxh3-64 checksum) and verified on every read: a
-value that does not match is deleted, logged and reported as a miss. Bookkeeping lives beside
+Values are stored with a small header (magic + the signature of key and value under the
+deployment's secret key, see ``signing``) and verified on every read before a byte is returned: a
+value that does not verify (corrupt, written with another key, or forged) is deleted, logged once
+per store and reported as a miss. Bookkeeping lives beside
 the values under the same prefix: a hash of sizes, a sorted set of access times (for LRU) and a
 byte counter, all updated by Lua scripts so that each put, delete and eviction is atomic on the
 server even with many clients.
@@ -12,9 +14,16 @@ evicts on its own and ``usage()`` may count values Redis already dropped. ``ttl`
 value an expiry; expired values are misses, and their bookkeeping is cleaned when evicted.
 
 ``lease()`` gives the engine cross-process (and cross-machine) single flight, as LocalStore's does:
-the lease is a Redis key set with NX and an expiry, kept alive by a heartbeat thread while its
-holder lives; a holder that dies (even by SIGKILL) stops renewing it, and it expires after
-``lease_ttl`` seconds so a waiter takes over.
+the lease is a Redis key set with NX and an expiry (``lease_ttl``, 4 s), renewed four times per
+expiry by a heartbeat thread while its holder lives; a holder that dies (even by SIGKILL) stops
+renewing it, so a waiter takes over within ``lease_ttl`` seconds. A waiter that sees the value
+appear stops waiting at once. The lease's random token is a fencing token: the holder's put is
+refused by the server if the lease has passed to another holder meanwhile.
+
+Every call has a deadline (``timeout``, ``connect_timeout``; also settable in the URL). A server
+that cannot be reached, when the store opens or later, never fails a call: the store warns once
+per outage, answers misses and drops writes (counted in ``unstored``) at once without waiting,
+and probes the server again every few seconds until it is back.
 
 redis-py is imported here only, so the core does not depend on it.
 """
@@ -30,18 +39,26 @@ from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import redis as redis_py
-import xxhash
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from reckon.core.stores import urls
+from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreData, StoreUsage
+from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import StoreError
 
 log = logging.getLogger("reckon.core.store")
 
-_MAGIC = b"RKR1"
-_HEAD = len(_MAGIC) + 8
+_MAGIC = b"RKR2"
+_HEAD = len(_MAGIC) + TAG_SIZE
 _VIEW_THRESHOLD = 64 << 10
 
 _PUT = """
+if ARGV[6] ~= '' then
+  local holder = redis.call('GET', KEYS[5])
+  if holder and holder ~= ARGV[6] then return -1 end
+end
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then redis.call('DECRBY', KEYS[4], old) end
 if tonumber(ARGV[5]) > 0 then
@@ -84,6 +101,8 @@ return evicted
 """
 
 
+_UNREACHABLE = (redis_py.ConnectionError, redis_py.TimeoutError)
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -99,10 +118,6 @@ return 0
 """
 
 
-def _checksum(data: bytes | memoryview) -> bytes:
-    return xxhash.xxh3_64_digest(data)
-
-
 class RedisStore:
     """A store on a Redis server (see the module docstring)."""
 
@@ -115,7 +130,10 @@ class RedisStore:
         budget: int | None = None,
         ttl: float | None = None,
         on_evict: Callable[[str], None] | None = None,
-        lease_ttl: float = 30.0,
+        lease_ttl: float = 4.0,
+        signer: Signer | None = None,
+        timeout: float = 5.0,
+        connect_timeout: float = 2.0,
     ) -> None:
         if budget is not None and budget < 0:
             raise StoreError(f"budget must be a byte count >= 0 or None, got {budget}")
@@ -129,14 +147,44 @@ class RedisStore:
         self.ttl = ttl
         self.on_evict = on_evict
         self.lease_ttl = lease_ttl
+        if timeout <= 0 or connect_timeout <= 0:
+            raise StoreError("timeout and connect_timeout must be positive numbers of seconds")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._owns_client = client is None
+        self._signer = signer if signer is not None else default_signer()
+        self.rejections = Rejections(repr(self))
+        self._outage = Outage(repr(self))
         try:
-            self._r: redis_py.Redis = client if client is not None else redis_py.Redis.from_url(url)
-            self._r.ping()
-        except (redis_py.RedisError, ValueError) as exc:
+            # Every call has a deadline (a frozen server must not block callers), and no call is
+            # retried by redis-py: a store that fails is skipped (see _outage), not waited for.
+            self._r: redis_py.Redis = (
+                client
+                if client is not None
+                else redis_py.Redis.from_url(
+                    url,
+                    socket_timeout=timeout,
+                    socket_connect_timeout=connect_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    retry_on_timeout=False,
+                )
+            )
+        except ValueError as exc:
             raise StoreError(
-                f"cannot reach Redis at {url}: {exc}. Start redis-server or pass the right URL "
-                "(redis://host:port/db)"
+                f"cannot use the Redis URL {url}: {exc}. Use redis://host:port/db, "
+                "rediss://host:port/db or unix:///path/to/redis.sock"
+            ) from exc
+        self._max_value: int | None = None  # the server's largest value (proto-max-bulk-len)
+        self._too_big_said = False
+        try:
+            self._r.ping()
+            self._outage.ok()
+            self._max_value = self._server_limit()
+        except _UNREACHABLE as exc:  # not fatal: compute without the store until it is back
+            self._outage.failed("connect", exc)
+        except redis_py.RedisError as exc:  # reachable but refusing (auth, ...): a real error
+            raise StoreError(
+                f"Redis at {url} refused reckon: {exc}. Check the URL's user, password and database"
             ) from exc
         self._sizes = prefix + "sizes"
         self._access = prefix + "access"
@@ -147,6 +195,33 @@ class RedisStore:
         self._evict_script = self._r.register_script(_EVICT)
         self._renew_script = self._r.register_script(_RENEW)
         self._release_script = self._r.register_script(_RELEASE)
+        self.options = urls.non_default(
+            {
+                "prefix": prefix,
+                "budget": budget,
+                "ttl": ttl,
+                "lease_ttl": lease_ttl,
+                "timeout": timeout,
+                "connect_timeout": connect_timeout,
+            },
+            {
+                "prefix": "reckon:",
+                "budget": None,
+                "ttl": None,
+                "lease_ttl": 4.0,
+                "timeout": 5.0,
+                "connect_timeout": 2.0,
+            },
+        )
+        self.closed = False
+        self._failed: list[str] = []
+        self.unstored = 0  # puts that did not reach Redis (down, failed, or fenced off)
+        self._held: dict[str, str] = {}  # key -> token of a lease this process holds
+        urls.remember(self)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """A store pickles as its URL and options (never its connections): see ``urls``."""
+        return (urls.reopen_far, ("redis", self.url, self.options))
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -154,30 +229,52 @@ class RedisStore:
     def _vkey(self, key: str) -> str:
         return self._vprefix + key
 
+    def _server_limit(self) -> int:
+        """The largest value the server accepts (``proto-max-bulk-len``; 512 MB by default and
+        when the server will not say)."""
+        try:
+            raw = cast(dict[Any, Any], self._r.config_get("proto-max-bulk-len"))
+            value = raw.get("proto-max-bulk-len", raw.get(b"proto-max-bulk-len"))
+            return int(value) if value is not None else 512 << 20
+        except (redis_py.RedisError, TypeError, ValueError):
+            return 512 << 20
+
     def _fail(self, what: str, exc: Exception) -> None:
-        log.warning("store %s: %s failed: %s: %s", self, what, type(exc).__name__, exc)
+        if isinstance(exc, _UNREACHABLE):
+            self._outage.failed(what, exc)
+        else:
+            log.warning("store %s: %s failed: %s: %s", self, what, type(exc).__name__, exc)
+
+    @property
+    def reachable(self) -> bool:
+        """False during an outage (operations are then misses and no-ops, not waits)."""
+        return not self._outage.down
 
     def get(self, key: str) -> bytes | memoryview | None:
+        if self._outage.skip():
+            return None
         try:
             pipe = self._r.pipeline(transaction=False)
             pipe.get(self._vkey(key))
             pipe.zadd(self._access, {key: time.time()}, xx=True)
             raw = cast(bytes | None, pipe.execute()[0])
+            self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("get", exc)
             return None
         if raw is None:
             return None
         view = memoryview(raw)
-        if len(raw) < _HEAD or raw[:4] != _MAGIC or _checksum(view[_HEAD:]) != raw[4:_HEAD]:
-            log.warning("store %s: dropped entry %s: checksum mismatch", self, key)
+        tag = raw[4:_HEAD] if len(raw) >= _HEAD and raw[:4] == _MAGIC else None
+        if tag is None or not self._signer.verify(key, view[_HEAD:], tag):
             self._delete(key)
+            self.rejections.report(key, self._signer.why_not(tag))
             return None
         return view[_HEAD:] if len(raw) - _HEAD >= _VIEW_THRESHOLD else raw[_HEAD:]
 
     def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
-        """Store ``data`` (one buffer, or a list/tuple of pieces of one value: checksummed piece
-        by piece and joined once, into the blob sent to Redis)."""
+        """Store ``data`` (one buffer, or a list/tuple of pieces of one value: signed piece by
+        piece and joined once, into the blob sent to Redis)."""
         if not isinstance(key, str) or not key:
             raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
         given: list[Any] = list(data) if isinstance(data, list | tuple) else [data]
@@ -194,28 +291,66 @@ class RedisStore:
             )
             self._delete(key)
             return
-        hasher = xxhash.xxh3_64()
-        for piece in pieces:
-            hasher.update(piece)
-        blob = b"".join((_MAGIC, hasher.digest(), *pieces))
+        if self._outage.skip():
+            self._not_stored(key)
+            return
+        if self._max_value is None:
+            self._max_value = self._server_limit()
+        if size + _HEAD > self._max_value:
+            self._not_stored(key)
+            level = logging.DEBUG if self._too_big_said else logging.WARNING
+            self._too_big_said = True
+            log.log(
+                level,
+                "store %s: value of %d bytes for %s not stored: the server takes values of at "
+                "most %d bytes (proto-max-bulk-len). Raise it (CONFIG SET proto-max-bulk-len), "
+                "or keep such values near (the near tier of open_store keeps them on this "
+                "machine) or in an object store",
+                self,
+                size,
+                key,
+                self._max_value,
+            )
+            return
+        blob = b"".join((_MAGIC, self._signer.sign(key, pieces), *pieces))
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
+        token = self._held.get(key, "")
         try:
             total = int(
                 cast(
                     Any,
                     self._put_script(
-                        keys=[self._vkey(key), self._sizes, self._access, self._bytes],
-                        args=[key, blob, size, time.time(), ttl_ms],
+                        keys=[
+                            self._vkey(key),
+                            self._sizes,
+                            self._access,
+                            self._bytes,
+                            self._lease_name(key),
+                        ],
+                        args=[key, blob, size, time.time(), ttl_ms, token],
                     ),
                 )
             )
+            self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("put", exc)
+            self._not_stored(key)
+            return
+        if total < 0:
+            log.warning(
+                "store %s: value for %s not written: its lease passed to another holder "
+                "(fencing token)",
+                self,
+                key,
+            )
+            self._not_stored(key)
             return
         if self.budget is not None and total > self.budget:
             self.evict(self.budget)
 
     def _delete(self, key: str) -> bool:
+        if self._outage.skip():
+            return False
         try:
             return bool(
                 cast(
@@ -233,6 +368,8 @@ class RedisStore:
         return self._delete(key)
 
     def contains(self, key: str) -> bool:
+        if self._outage.skip():
+            return False
         try:
             return bool(self._r.exists(self._vkey(key)))
         except redis_py.RedisError as exc:
@@ -240,6 +377,8 @@ class RedisStore:
             return False
 
     def keys(self) -> Iterator[str]:
+        if self._outage.skip():
+            return iter(())
         try:
             found = [
                 (k.decode() if isinstance(k, bytes) else str(k))
@@ -251,6 +390,8 @@ class RedisStore:
         return iter(found)
 
     def usage(self) -> StoreUsage:
+        if self._outage.skip():
+            return StoreUsage(0, 0, self.budget)
         try:
             pipe = self._r.pipeline(transaction=False)
             pipe.hlen(self._sizes)
@@ -263,7 +404,7 @@ class RedisStore:
 
     def evict(self, target_bytes: int | None = None) -> int:
         target = self.budget if target_bytes is None else target_bytes
-        if target is None:
+        if target is None or self._outage.skip():
             return 0
         try:
             raw = cast(
@@ -293,14 +434,22 @@ class RedisStore:
         When ``timeout`` passes first, or Redis fails, yields True without the lease."""
         return self._lease(key, timeout)
 
+    def _lease_name(self, key: str) -> str:
+        return self.prefix + "lease:" + key
+
     @contextlib.contextmanager
     def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
-        name = self.prefix + "lease:" + key
+        name = self._lease_name(key)
         token = os.urandom(16).hex()
         ttl_ms = max(1, int(self.lease_ttl * 1000))
-        if not self._acquire(name, token, ttl_ms, timeout):
+        got = self._acquire(key, name, token, ttl_ms, timeout)
+        if got is None:
+            yield False  # the holder's value appeared while we waited
+            return
+        if not got:
             yield True  # timed out, or Redis failed: compute without the lease
             return
+        self._held[key] = token  # puts of this key carry the token (fencing)
         stop = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat,
@@ -312,6 +461,8 @@ class RedisStore:
         try:
             yield not self.contains(key)
         finally:
+            if self._held.get(key) == token:
+                del self._held[key]
             stop.set()
             beat.join()
             try:
@@ -319,24 +470,31 @@ class RedisStore:
             except redis_py.RedisError as exc:
                 self._fail("lease release", exc)
 
-    def _acquire(self, name: str, token: str, ttl_ms: int, timeout: float | None) -> bool:
+    def _acquire(
+        self, key: str, name: str, token: str, ttl_ms: int, timeout: float | None
+    ) -> bool | None:
+        """True: the lease is ours; False: compute without it; None: the value appeared."""
+        if self._outage.skip():
+            return False
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         try:
             while not self._r.set(name, token, nx=True, px=ttl_ms):
+                if self._r.exists(self._vkey(key)):
+                    return None  # the holder finished: stop waiting at once
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     log.info("store %s: lease %s not granted in %ss", self, name, timeout)
                     return False
                 time.sleep(delay if remaining is None else min(delay, remaining))
-                delay = min(delay * 2, 0.1)
+                delay = min(delay * 2, 0.05)
         except redis_py.RedisError as exc:
             self._fail("lease", exc)
             return False
         return True
 
     def _heartbeat(self, name: str, token: str, ttl_ms: int, stop: threading.Event) -> None:
-        while not stop.wait(self.lease_ttl / 3):
+        while not stop.wait(self.lease_ttl / 4):
             try:
                 if not self._renew_script(keys=[name], args=[token, ttl_ms]):
                     log.warning("store %s: lease %s expired while held", self, name)
@@ -345,9 +503,19 @@ class RedisStore:
                 self._fail("lease renewal", exc)
                 return
 
-    def flush(self) -> None:
-        """Writes are synchronous: nothing to wait for."""
+    def _not_stored(self, key: str) -> None:
+        self.unstored += 1
+        if len(self._failed) < 10_000:
+            self._failed.append(key)
+
+    def flush(self) -> list[str]:
+        """Writes are synchronous: nothing to wait for. Returns the keys whose puts did not
+        reach the server since the last flush."""
+        failed, self._failed = self._failed, []
+        return failed
 
     def close(self) -> None:
+        self.closed = True
+        urls.forget(self)
         if self._owns_client:
             self._r.close()

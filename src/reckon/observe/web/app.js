@@ -39,6 +39,12 @@ function connect() {
       state.durations = [];
       state.lastCounters = null;
       for (const t of tasks.reverse()) upsert(t, false);
+      // The charts start from the server's samples of the last minutes, not from empty.
+      const status = await request("status", { history: true });
+      state.hits = [];
+      state.usage = [];
+      for (const sample of status.history || []) onStatus({ ...sample, capture: status.capture });
+      onStatus(status);
       await request("subscribe", { events: true, status_interval: 1.0, coalesce: true });
       state.dirty = true;
       openFromHash();

@@ -40,6 +40,7 @@ from ._events import __all__ as _events_all
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
 from ._server_connection import GET_DESTROY, GET_EXECUTE, GET_INIT, ServerConnection
+from ._state import OPENERS, OPERATIONS, Step
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (
@@ -80,7 +81,10 @@ __all__ = [
     "RemoteProtocolError",
     "RequestInfo",
     "RequestState",
+    "OPENERS",
+    "OPERATIONS",
     "Role",
+    "Step",
     "Scalar",
     "ScalarArray",
     "SearchFlags",

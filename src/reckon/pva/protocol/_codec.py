@@ -68,6 +68,7 @@ class Codec:
         "recent_types",
         "recv_cache",
         "send_cache",
+        "spill",
         "use_numpy",
     )
 
@@ -90,6 +91,10 @@ class Codec:
         self.send_cache = send_cache
         self.recv_cache = recv_cache
         self.depth = 0
+        #: when a list: numeric arrays of SPILL_MIN bytes or more are not copied into the output
+        #: but listed here as (offset in the output, buffer), holes to fill at write time (a
+        #: vectored write sends an image straight from its numpy buffer)
+        self.spill: list[tuple[int, Any]] | None = None
         #: fields one received type description may declare (bounds decode and codegen work)
         self.max_fields = max_fields
         #: elements of one received array of strings/structures/unions/variants (each becomes
@@ -446,6 +451,10 @@ def _union_encoder(t: Union, be: bool) -> Encoder:
     return enc_union
 
 
+#: arrays at least this big are sent from their own buffer when the codec spills (see spill)
+SPILL_MIN = 64 * 1024
+
+
 def _array_encoder(t: ScalarArray, be: bool) -> Encoder:
     kind, size, fixed = t.kind, t.size, t.fixed
 
@@ -478,7 +487,11 @@ def _array_encoder(t: ScalarArray, be: bool) -> Encoder:
         check(n)
         if not fixed:
             out += SMALL[n] if n < 254 else size_bytes(n, be)
-        out += b
+        spill = c.spill
+        if spill is not None and len(b) >= SPILL_MIN:
+            spill.append((len(out), b))
+        else:
+            out += b
 
     return enc_arr
 

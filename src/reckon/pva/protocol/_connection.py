@@ -34,6 +34,7 @@ from ._events import (
     AckTotalBytesReceived,
     ArrayGetResponse,
     ArrayPut,
+    ArrayPutResponse,
     CancelRequest,
     ConnectionClosed,
     ConnectionValidated,
@@ -45,26 +46,27 @@ from ._events import (
     DestroyChannel,
     DestroyRequest,
     Event,
+    Get,
     GetField,
-    GetFieldResponse,
     GetInit,
     GetInitResponse,
     GetResponse,
     MarkTotalBytesSent,
     Message,
+    MessageTooBig,
     MonitorAck,
-    MonitorDestroy,
     MonitorFinish,
-    MonitorStart,
-    MonitorStop,
     MonitorUpdate,
     ProcessInit,
+    ProcessResponse,
     PutGetInit,
+    PutGetResponse,
     PutInit,
     PutInitResponse,
     PutReadResponse,
     PutResponse,
     RPCInit,
+    RPCResponse,
     SetByteOrder,
 )
 from ._header import (
@@ -74,21 +76,22 @@ from ._header import (
     FLAG_SEG_FIRST,
     FLAG_SEG_LAST,
     FLAG_SEG_MIDDLE,
+    FLAG_TOO_BIG,
     Framer,
     encode_header,
 )
 from ._messages import OpContext
 from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
-    EXEC_RESPONSES,
-    EXECS,
     HANDSHAKE,
     INIT_RESPONSES,
-    INITS,
+    OPENERS,
+    OPERATIONS,
     ChannelState,
     ConnectionState,
     RequestState,
     Role,
+    Step,
 )
 from ._status import Status
 from ._typecodec import TypeRecvCache, TypeSendCache
@@ -130,18 +133,23 @@ class RequestInfo(OpContext):
     queue_size: int | None = None
     last: bool = False
     cancelled: bool = False
-    #: (prepared update, byte order, reply bytes) of the last send_get_update: a get of a PV
-    #: that has not changed since is answered with the same bytes
-    get_reply: tuple[Any, bool, bytes] | None = None
 
 
-_MONITOR = int(Command.MONITOR)
-_NO_BITS = BitSet.from_mask(0)
-_U32 = U32  # the wire module's, under the name this module's users import
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+MONITOR = int(Command.MONITOR)
+NO_BITS = BitSet.from_mask(0)
+#: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
+#: past unbuffered and answered with an error, so the default only has to fit real data
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
 _TOMBSTONES = 1024
-_LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError, KeyError)
+LOW_LEVEL_ERRORS = (
+    IndexError,
+    struct.error,
+    ValueError,
+    OverflowError,
+    UnicodeDecodeError,
+    KeyError,
+)
 _CONTROL_EVENTS: dict[type, ControlCommand] = {
     SetByteOrder: ControlCommand.SET_BYTE_ORDER,
     MarkTotalBytesSent: ControlCommand.MARK_TOTAL_BYTES_SENT,
@@ -158,6 +166,17 @@ _ANY_STATE = (
 )
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
+
+
+def _refusal(req: RequestInfo, row: Step, event: type) -> str | None:
+    """Why the operation table's ``row`` may not apply to ``req`` now (None when it may): the
+    text of the error the side that meets it raises (local when sending, remote when
+    receiving)."""
+    if row.command is not None and req.command != row.command:
+        return f"{event.__name__}: ioid {req.ioid} is a 0x{req.command:02x} operation"
+    if req.state not in row.before:
+        return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
+    return None
 
 
 def _status(ev: Event) -> Status:
@@ -179,7 +198,7 @@ def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
     return tables
 
 
-class _Connection:
+class BaseConnection:
     role: Role
 
     def __init__(
@@ -195,6 +214,7 @@ class _Connection:
         segment_size: int | None = None,
         max_fields: int = 20_000,
         max_elements: int = 1_000_000,
+        shortcuts: bool = True,
     ) -> None:
         if max_message_size < 16:
             raise LocalProtocolError("max_message_size must be at least 16 bytes")
@@ -206,6 +226,10 @@ class _Connection:
         self.max_channels = max_channels
         self.max_requests = max_requests
         self.segment_size = segment_size
+        #: take the hot paths (p4p's get and put cycles, monitor updates) without the general
+        #: decoder's and encoder's layers; False sends everything through the table-driven
+        #: general path (the differential tests compare the two)
+        self.shortcuts = shortcuts
         self._server = self.role is Role.SERVER
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
@@ -293,7 +317,7 @@ class _Connection:
                         self.state = ConnectionState.CLOSED
                         return ConnectionClosed()
                     return NEED_DATA
-                if self._server and not msg[1] & FLAG_CONTROL:
+                if self._server and self.shortcuts and not msg[1] & (FLAG_CONTROL | FLAG_TOO_BIG):
                     ev = self._server_fast(msg[0], msg[1], msg[3])
                     if ev is not None:
                         return ev
@@ -302,7 +326,7 @@ class _Connection:
                 self._fail(exc)
             except LocalProtocolError as exc:  # an event built from wire data was invalid
                 self._fail(DecodeError(str(exc)))
-            except _LOW_LEVEL as exc:
+            except LOW_LEVEL_ERRORS as exc:
                 self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))
             if events:
                 self._pending.extend(events[1:])
@@ -341,7 +365,7 @@ class _Connection:
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         t = type(event)
-        if self._server and not self.segment_size:
+        if self._server and self.shortcuts and not self.segment_size:
             if t is MonitorUpdate or t is GetResponse or t is PutReadResponse:
                 fast = self._send_value_fast(event)  # type: ignore[arg-type]
                 if fast is not None:
@@ -437,6 +461,8 @@ class _Connection:
 
     # ------------------------------------------------------------------- receiving
     def _receive(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
+        if flags & FLAG_TOO_BIG:
+            return self._too_big(cmd, flags, size, payload)
         if flags & FLAG_CONTROL:
             if cmd == ControlCommand.SET_BYTE_ORDER:
                 be = bool(flags & FLAG_BIG)
@@ -453,7 +479,13 @@ class _Connection:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
         be = self._rx.big_endian = bool(flags & FLAG_BIG)
-        if cmd == _MONITOR and not self._server and len(payload) > 5 and payload[4] == 0:
+        if (
+            cmd == MONITOR
+            and not self._server
+            and self.shortcuts
+            and len(payload) > 5
+            and payload[4] == 0
+        ):
             fast = self._monitor_update_fast(payload, be)
             if fast is not None:
                 return fast
@@ -477,11 +509,11 @@ class _Connection:
 
     def _monitor_update_fast(self, data: bytes, be: bool) -> list[Event] | None:
         """The client's hot path: a plain update of a live, initialised monitor."""
-        req = self._requests.get(_U32[be].unpack_from(data, 0)[0])
+        req = self._requests.get(U32[be].unpack_from(data, 0)[0])
         st = req.type if req is not None else None
         if (
             req is None
-            or req.command != _MONITOR
+            or req.command != MONITOR
             or req.state is RequestState.INIT_PENDING
             or not isinstance(st, Structure)
             or self.state is not ConnectionState.VALIDATED
@@ -565,11 +597,7 @@ class _Connection:
                 raise RemoteProtocolError(f"{name} for unknown ioid {ev.ioid}")
             if req.sid != ev.sid:
                 raise RemoteProtocolError(f"{name}: ioid {ev.ioid} is not on channel sid {ev.sid}")
-            if isinstance(ev, DestroyRequest):
-                self._drop_request(ev.ioid)
-            elif req.state is RequestState.EXECUTING:
-                req.state = RequestState.READY
-                req.cancelled = True
+            self._apply(req, OPERATIONS[type(ev)], ev)
             return True
         raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
 
@@ -588,6 +616,73 @@ class _Connection:
         ch.state = ChannelState.CONNECTED
         self._channels[sid] = ch
         self._other_ids[cid] = sid
+
+    def _too_big(self, cmd: int, flags: int, size: int, head: bytes) -> list[Event]:
+        """A message the framer read past, over ``max_message_size``. An operation's request
+        (server side) or reply (client side) fails that operation alone, with a status that
+        says why and how to raise the limit; anything else is no message a peer sends that
+        big, and drops it as before."""
+        limit = self._framer.max_message_size
+        if cmd not in _OP_COMMANDS or len(head) < (5 if not self._server else 9):
+            raise LimitExceededError(
+                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
+            )
+        self._require_validated(cmd)
+        be = bool(flags & FLAG_BIG)
+        sid, ioid, sub = op_ids(cmd, head, be, not self._server)
+        who = "server" if self._server else "client"
+        status = Status.error(
+            f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
+            f"raise the {who}'s max_message_size to transfer it"
+        )
+        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
+        if self._server:
+            if init:
+                if sid not in self._channels:
+                    if sid in self._dead_channels:
+                        return []
+                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+                if ioid in self._requests:
+                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
+                self._dead_requests.pop(ioid, None)
+                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+                reply: Event = _INIT_REPLIES[cmd](ioid, status)
+                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
+            req, live = self._lookup(ioid)
+            if req is None or req.command != cmd or req.sid != sid:
+                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+            cls = _EXEC_REPLIES.get(cmd)
+            if not live:
+                return []
+            if cls is None or req.state is not RequestState.READY:
+                raise LimitExceededError(
+                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
+                )
+            destroy = bool(sub & 0x10)
+            self._step(req, _EXECUTE, destroy)  # as the request would have
+            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
+        # client: the reply fails its operation, as an error reply would
+        req, live = self._lookup(ioid)
+        if req is None or req.command != cmd:
+            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if not live:
+            return []
+        if cmd == MONITOR and not init:
+            ev: Event = MonitorFinish(ioid, status)
+        elif init:
+            ev = _INIT_REPLIES[cmd](ioid, status)
+        elif cmd == Command.PUT and sub & 0x40:
+            ev = PutReadResponse(ioid, status)
+        elif cmd == Command.ARRAY:
+            ev = ArrayGetResponse(ioid, status)
+        else:
+            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
+        row = OPERATIONS[type(ev)]
+        why = _refusal(req, row, type(ev))
+        if why is not None:
+            raise RemoteProtocolError(why)
+        self._step(req, row, bool(sub & 0x10), failed=True)
+        return [ev]
 
     # ------------------------------------------------------------------ operations
     def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
@@ -619,7 +714,7 @@ class _Connection:
             else:
                 ev = decode_op_init(cmd, data, self._rx)
                 state = RequestState.INIT_PENDING
-                if cmd in _FAST_INITS:
+                if cmd in FAST_INITS:
                     self._remember_request(data, ev.pv_request)  # type: ignore[attr-defined]
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
@@ -639,26 +734,16 @@ class _Connection:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
         events = decode_op_request(cmd, data, self._rx, req)
         if not live:
+            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
-        out: list[Event] = []
         for ev in events:
-            t = type(ev)
-            if t in EXECS:
-                if req.state is not RequestState.READY:
-                    raise RemoteProtocolError(
-                        f"{t.__name__} on ioid {ioid} while it is {req.state.value}"
-                    )
-                req.state = RequestState.EXECUTING
-                req.cancelled = False
-                req.last = bool(getattr(ev, "destroy", False))
-            elif t is MonitorStart:
-                req.state = RequestState.RUNNING
-            elif t is MonitorStop:
-                req.state = RequestState.READY
-            elif t is MonitorDestroy:
-                self._drop_request(ioid)
-            out.append(ev)
-        return out
+            row = OPERATIONS.get(type(ev))
+            if row is not None:
+                why = _refusal(req, row, type(ev))
+                if why is not None:
+                    raise RemoteProtocolError(why)
+                self._apply(req, row, ev)
+        return events
 
     def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
         req, live = self._lookup(ioid)
@@ -670,34 +755,50 @@ class _Connection:
             )
         ev = decode_op_response(cmd, data, self._rx, req)
         if not live:
+            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
-        t = type(ev)
-        if t in INIT_RESPONSES:
-            if req.state is not RequestState.INIT_PENDING:
-                raise RemoteProtocolError(f"second init response for ioid {ioid}")
-            if _status(ev).success:
-                req.state = RequestState.READY
-            else:
-                self._drop_request(ioid)
-        elif t in EXEC_RESPONSES or t is GetFieldResponse:
-            if req.state is not RequestState.EXECUTING:
-                if req.cancelled:
-                    return []
-                raise RemoteProtocolError(f"{t.__name__} for ioid {ioid} that is not executing")
-            if getattr(ev, "destroy", False) or t is GetFieldResponse:
-                self._drop_request(ioid)
-            else:
-                req.state = RequestState.READY
-        elif t is MonitorUpdate:
-            if req.state is RequestState.INIT_PENDING:
-                raise RemoteProtocolError(f"monitor update for ioid {ioid} before its init")
-        elif t is MonitorFinish:
-            self._drop_request(ioid)
+        row = OPERATIONS[type(ev)]
+        why = _refusal(req, row, type(ev))
+        if why is not None:
+            if row.drop_if_cancelled and req.cancelled:
+                return []  # the answer to an execution this client cancelled meanwhile
+            raise RemoteProtocolError(why)
+        self._apply(req, row, ev)
         return [ev]
+
+    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
+        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
+        failed = row.ends_on_failure and not _status(ev).success
+        self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
+
+    def _step(
+        self, req: RequestInfo, row: Step, destroy: bool = False, failed: bool = False
+    ) -> None:
+        """Apply a row of the operation table to ``req`` (checked already: ``_refusal``):
+        ``destroy`` is the message's destroy flag, ``failed`` whether an init response's
+        status is a failure. The one place an operation changes state."""
+        if row.cancels:
+            if req.state is RequestState.EXECUTING:
+                req.state = RequestState.READY
+                req.cancelled = True
+            return
+        if row.ends or (row.ends_if_destroy and destroy) or (row.ends_on_failure and failed):
+            self._drop_request(req.ioid)
+            return
+        after = row.after
+        if after is RequestState.EXECUTING:
+            req.cancelled = False
+            req.last = destroy
+        if after is not None:
+            req.state = after
 
     def _drop_request(self, ioid: int) -> None:
         req = self._requests.pop(ioid, None)
         if req is not None:
+            # a tombstone only tells a late message for a destroyed operation from a bad one
+            # (and decodes it, for the type cache): it keeps the agreed types, never a value or
+            # a reply, so a thousand finished gets of an image hold no image
+            req.value = req.get_value = None
             self._dead_requests[ioid] = req
             while len(self._dead_requests) > _TOMBSTONES:
                 self._dead_requests.popitem(last=False)
@@ -755,27 +856,17 @@ class _Connection:
             if ioid in self._dead_requests:
                 return None  # the client destroyed it meanwhile
             raise LocalProtocolError(f"no operation ioid {ioid}")
-        cmd = INIT_RESPONSES.get(t)
-        if cmd is not None:
-            if req.command != cmd or req.state is not RequestState.INIT_PENDING:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not waiting for an init")
-            return ev, req
-        cmd = EXEC_RESPONSES.get(t)
-        if cmd is not None or t is GetFieldResponse:
-            if req.command != (cmd if cmd is not None else Command.GET_FIELD):
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
-            if req.state is not RequestState.EXECUTING:
-                if req.cancelled:
-                    return None  # the client cancelled it meanwhile
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not executing")
-            if req.last and not getattr(ev, "destroy", True):
-                ev = ev._replaced(destroy=True)
-            return ev, req
-        if t in (MonitorUpdate, MonitorFinish):
-            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
-            return ev, req
-        raise LocalProtocolError(f"a server does not send {t.__name__}")
+        row = OPERATIONS.get(t)
+        if row is None or row.by is not Role.SERVER:
+            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        why = _refusal(req, row, t)
+        if why is not None:
+            if row.drop_if_cancelled and req.cancelled and req.command == row.command:
+                return None  # the client cancelled it meanwhile
+            raise LocalProtocolError(why)
+        if row.ends_if_destroy and req.last and not getattr(ev, "destroy", True):
+            ev = ev._replaced(destroy=True)  # the request destroyed the operation: say so
+        return ev, req
 
     def _check_client_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         t = type(ev)
@@ -792,7 +883,7 @@ class _Connection:
         ioid = getattr(ev, "ioid", None)
         if sid is None or ioid is None:
             raise LocalProtocolError(f"a client does not send {t.__name__}")
-        if t in INITS or t is GetField:
+        if t in OPENERS:
             if sid not in self._other_ids:
                 raise LocalProtocolError(f"no connected channel with sid {sid}")
             if ioid in self._requests:
@@ -801,19 +892,13 @@ class _Connection:
         req = self._requests.get(ioid)
         if req is None or req.sid != sid:
             raise LocalProtocolError(f"no operation ioid {ioid} on channel sid {sid}")
-        if t in EXECS:
-            if req.command != EXECS[t]:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is another operation")
-            if req.state is not RequestState.READY:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is {req.state.value}")
-            return ev, req
-        if t in (MonitorStart, MonitorStop, MonitorAck, MonitorDestroy):
-            if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
-                raise LocalProtocolError(f"{t.__name__}: ioid {ioid} is not an initialised monitor")
-            return ev, req
-        if t in (DestroyRequest, CancelRequest):
-            return ev, req
-        raise LocalProtocolError(f"a client does not send {t.__name__}")
+        row = OPERATIONS.get(t)
+        if row is None or row.by is not Role.CLIENT:
+            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        why = _refusal(req, row, t)
+        if why is not None:
+            raise LocalProtocolError(why)
+        return ev, req
 
     def _commit_send(self, ev: Event) -> None:
         """Apply a sent event to the state (after it encoded without error)."""
@@ -840,64 +925,49 @@ class _Connection:
         ioid = getattr(ev, "ioid", None)
         if ioid is None:
             return
-        if self._server:
-            req = self._requests.get(ioid)
-            if req is None:
-                return
-            if t in INIT_RESPONSES:
-                if _status(ev).success:
-                    req.state = RequestState.READY
-                    req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-                    req.get_type = getattr(ev, "get_type", None)
-                else:
-                    self._drop_request(ioid)
-            elif t in EXEC_RESPONSES or t is GetFieldResponse:
-                if getattr(ev, "destroy", False) or t is GetFieldResponse:
-                    self._drop_request(ioid)
-                else:
-                    req.state = RequestState.READY
-            elif t is MonitorFinish:
-                self._drop_request(ioid)
-            return
-        # client
-        sid = getattr(ev, "sid", 0)
-        if t in INITS or t is GetField:
+        command = OPENERS.get(t)
+        if command is not None:  # a client opening an operation
             self._dead_requests.pop(ioid, None)
-            req = RequestInfo(
-                command=INITS.get(t, Command.GET_FIELD),
+            new = RequestInfo(
+                command=command,
                 ioid=ioid,
-                sid=sid,
+                sid=getattr(ev, "sid", 0),
                 state=RequestState.EXECUTING if t is GetField else RequestState.INIT_PENDING,
             )
-            req.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = req
+            new.queue_size = getattr(ev, "queue_size", None)
+            self._requests[ioid] = new
             return
         req = self._requests.get(ioid)
-        if req is None:
+        row = OPERATIONS.get(t)
+        if req is None or row is None:
             return
-        if t in EXECS:
-            req.state = RequestState.EXECUTING
-            req.cancelled = False
-            req.last = bool(getattr(ev, "destroy", False))
-        elif t is MonitorStart:
-            req.state = RequestState.RUNNING
-        elif t is MonitorStop:
-            req.state = RequestState.READY
-        elif t in (DestroyRequest, MonitorDestroy):
-            self._drop_request(ioid)
-        elif t is CancelRequest and req.state is RequestState.EXECUTING:
-            req.state = RequestState.READY
-            req.cancelled = True
+        if t in INIT_RESPONSES and _status(ev).success:  # the types its messages will carry
+            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+            req.get_type = getattr(ev, "get_type", None)
+        self._apply(req, row, ev)
 
 
-_INIT_EVENTS: dict[int, Any] = {
+INIT_EVENTS: dict[int, Any] = {
     int(Command.GET): GetInit,
     int(Command.PUT): PutInit,
     int(Command.PUT_GET): PutGetInit,
     int(Command.PROCESS): ProcessInit,
     int(Command.RPC): RPCInit,
 }
-_FAST_INITS = frozenset(_INIT_EVENTS)
+FAST_INITS = frozenset(INIT_EVENTS)
+#: the operation table's row of an execution request (READY -> EXECUTING)
+_EXECUTE = OPERATIONS[Get]
+#: command -> its init's response, and its execution's (a request that carries a value: the
+#: replies a message over the size limit is answered with)
+_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
+_EXEC_REPLIES: dict[int, Any] = {
+    int(Command.GET): GetResponse,
+    int(Command.PUT): PutResponse,
+    int(Command.PUT_GET): PutGetResponse,
+    int(Command.ARRAY): ArrayPutResponse,
+    int(Command.PROCESS): ProcessResponse,
+    int(Command.RPC): RPCResponse,
+}
 
 # pvRequest bytes -> decoded value, shared by the connections with the same limits (the
 # same bytes decode to the same value: equal type bytes are the same type, see decode_type)
@@ -919,7 +989,7 @@ _OP_COMMANDS = frozenset(
 )
 
 
-class ClientConnection(_Connection):
+class ClientConnection(BaseConnection):
     """The client side of one TCP connection."""
 
     role = Role.CLIENT

@@ -60,6 +60,7 @@ __all__ = [
     "GetResponse",
     "MarkTotalBytesSent",
     "Message",
+    "MessageTooBig",
     "MonitorAck",
     "MonitorDestroy",
     "MonitorFinish",
@@ -746,6 +747,22 @@ class MonitorFinish(Event):
 
     ioid: int
     status: Status = Status.OK
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MessageTooBig(Event):
+    """Server side: a client's request over ``max_message_size`` was skipped, unbuffered.
+    Send ``reply`` (the request's error response, which says so) and the client sees why:
+    the connection stays up. (A client receiving a reply over its limit gets that reply as an
+    error response event instead: a get fails once, with a message saying so.)"""
+
+    command: int
+    sid: int
+    ioid: int
+    size: int
+    limit: int
+    reply: Any = None
+    destroy: bool = False
 
 
 # -------------------------------------------------------------------------------- array

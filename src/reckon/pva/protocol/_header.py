@@ -81,11 +81,24 @@ def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Head
     return Header(command, flags, size, version)
 
 
+#: a flag outside the wire's flags byte: the message was over ``max_message_size`` and was
+#: skipped as it arrived, never buffered; its payload is only its first ``TOO_BIG_HEAD`` bytes
+#: (the ids, for an error reply) and its size what the header(s) claimed
+FLAG_TOO_BIG = 0x100
+TOO_BIG_HEAD = 16
+#: a header claiming more than this is no pvAccess peer's (pvxs and pvAccessCPP keep sizes in
+#: a signed 32-bit int): refused, not skipped
+SKIP_LIMIT = 0x7FFFFFFF
+
+
 class Framer:
     """Accumulates received bytes and yields complete ``(header, payload)`` messages.
 
     Segmented messages come out once, joined, with the header of the first segment (segment
-    bits cleared). Control messages come out with an empty payload.
+    bits cleared). Control messages come out with an empty payload. A message over
+    ``max_message_size`` is read past without being buffered and comes out with
+    ``FLAG_TOO_BIG`` set, so the connection can answer it with an error instead of dropping
+    the peer: memory stays bounded either way.
     """
 
     def __init__(self, max_message_size: int, *, expect_from_server: bool | None = None) -> None:
@@ -98,6 +111,12 @@ class Framer:
         self._seg_parts: list[bytes] = []
         self._seg_size = 0
         self.bytes_received = 0
+        #: reading past an oversized message: bytes of it still to come, and whether
+        #: segments of it follow; what to report once it is over
+        self._skipping = False
+        self._skip_left = 0
+        self._skip_segments = False
+        self._skipped: tuple[int, int, int, bytes] | None = None
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         buf = self._buf
@@ -118,6 +137,16 @@ class Framer:
         """Bytes received but not yet returned as messages."""
         return len(self._buf) - self._pos + self._seg_size
 
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no message under way: the next bytes start a new message."""
+        return (
+            self._pos >= len(self._buf)
+            and self._seg_header is None
+            and not self._skipping
+            and not self._skip_segments
+        )
+
     def next_message(self) -> tuple[int, int, int, bytes] | None:
         """The next complete message as (command, flags, size, payload), or None when more
         bytes are needed. ``size`` is the control datum for control messages."""
@@ -125,6 +154,18 @@ class Framer:
             buf = self._buf
             pos = self._pos
             avail = len(buf) - pos
+            if self._skipping:
+                n = min(self._skip_left, avail)
+                self._pos = pos = pos + n
+                self._skip_left -= n
+                if self._skip_left:
+                    self._compact()
+                    return None
+                self._skipping = False
+                if not self._skip_segments:
+                    report, self._skipped = self._skipped, None
+                    return report
+                continue
             if avail < HEADER_SIZE:
                 self._compact()
                 return None
@@ -144,11 +185,23 @@ class Framer:
             if flags & FLAG_CONTROL:
                 self._pos = pos + HEADER_SIZE
                 return command, flags, size, b""
-            if size > self.max_message_size or self._seg_size + size > self.max_message_size:
-                raise LimitExceededError(
-                    f"message of {self._seg_size + size} bytes is over the limit of "
-                    f"{self.max_message_size} bytes (max_message_size)"
-                )
+            seg = flags & FLAG_SEG_MASK
+            if self._skip_segments:
+                self._skip_segment(command, seg, size)
+                continue
+            total = self._seg_size + size
+            if total > self.max_message_size:
+                if size > SKIP_LIMIT:
+                    raise LimitExceededError(
+                        f"message of {total} bytes is over the limit of "
+                        f"{self.max_message_size} bytes (max_message_size)"
+                    )
+                want = min(size, TOO_BIG_HEAD)
+                if self._seg_header is None and avail < HEADER_SIZE + want:
+                    self._compact()
+                    return None
+                self._start_skip(buf, pos, command, flags, seg, size)
+                continue
             if avail < HEADER_SIZE + size:
                 self._compact()
                 return None
@@ -158,7 +211,6 @@ class Framer:
             else:
                 payload = bytes(memoryview(buf)[start : start + size])
             self._pos = start + size
-            seg = flags & FLAG_SEG_MASK
             if seg == 0:
                 if self._seg_header is not None:
                     raise DecodeError("unsegmented message inside a segmented one")
@@ -185,6 +237,52 @@ class Framer:
                 self._seg_parts = []
                 self._seg_size = 0
                 return first.command, first.flags & ~FLAG_SEG_MASK & 0xFF, len(joined), joined
+
+    def _start_skip(
+        self, buf: bytes | bytearray, pos: int, command: int, flags: int, seg: int, size: int
+    ) -> None:
+        """Read past the message whose (segment) header is at ``pos``: it is over the limit."""
+        first = self._seg_header
+        if first is None:
+            if seg not in (0, FLAG_SEG_FIRST):
+                raise DecodeError("middle or last segment without a first segment")
+            start = pos + HEADER_SIZE
+            head = bytes(memoryview(buf)[start : start + min(size, TOO_BIG_HEAD)])
+            cmd, fl = command, flags
+        else:
+            if seg in (0, FLAG_SEG_FIRST):
+                raise DecodeError("a new message before the last segment of the previous")
+            if command != first.command:
+                raise DecodeError(
+                    f"segment of command 0x{command:02x} inside a message of 0x{first.command:02x}"
+                )
+            head = self._seg_parts[0][:TOO_BIG_HEAD]
+            cmd, fl = first.command, first.flags
+        total = self._seg_size + size
+        self._seg_header = None
+        self._seg_parts = []
+        self._seg_size = 0
+        self._skipped = (cmd, (fl & ~FLAG_SEG_MASK & 0xFF) | FLAG_TOO_BIG, total, head)
+        self._skip_segments = seg in (FLAG_SEG_FIRST, FLAG_SEG_MIDDLE)
+        self._pos = pos + HEADER_SIZE
+        self._skip_left = size
+        self._skipping = True
+
+    def _skip_segment(self, command: int, seg: int, size: int) -> None:
+        """The next segment of a message being read past: read past it too."""
+        skipped = self._skipped
+        assert skipped is not None
+        if seg in (0, FLAG_SEG_FIRST):
+            raise DecodeError("a new message before the last segment of the previous")
+        if command != skipped[0]:
+            raise DecodeError(
+                f"segment of command 0x{command:02x} inside a message of 0x{skipped[0]:02x}"
+            )
+        self._skipped = (skipped[0], skipped[1], min(skipped[2] + size, SKIP_LIMIT), skipped[3])
+        self._skip_segments = seg != FLAG_SEG_LAST
+        self._pos += HEADER_SIZE
+        self._skip_left = size
+        self._skipping = True
 
     def _compact(self) -> None:
         if self._pos:

@@ -1,5 +1,5 @@
 """Values encoded once and sent on many connections (a monitor post fanned out to N
-subscribers costs one encode per byte order, not N)."""
+subscribers costs one encode per byte order, not N, and no copy per connection)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ _ALL = BitSet.from_mask(1)
 class PreparedUpdate:
     """A structure value and the fields that changed, encoded lazily once per byte order.
 
-    The encoding never uses a type cache, so it is valid on every connection. Send it with
-    :meth:`ServerConnection.send_update`.
+    The encoding never uses a type cache, so it is valid on every connection. It is kept as
+    pieces: the encoded bytes, with big numeric arrays left in their own buffers (see
+    ``Codec.spill``), so a message carrying it is a small head of its own followed by these
+    shared pieces, written with a vectored write. Send it with
+    :meth:`ServerConnection.send_update` (or ``send_update_pieces``).
     """
 
-    __slots__ = ("_bodies", "changed", "get_replies", "type", "value")
+    __slots__ = ("_bodies", "_pieces", "_sizes", "changed", "type", "value")
 
     def __init__(self, type: Structure, value: Any, changed: BitSet = _ALL) -> None:
         if not isinstance(type, Structure):
@@ -30,18 +33,42 @@ class PreparedUpdate:
         self.type = type
         self.value = value
         self.changed = changed
+        self._pieces: list[tuple[Any, ...] | None] = [None, None]
+        self._sizes = [0, 0]
         self._bodies: list[bytes | None] = [None, None]
-        #: per byte order, a whole GET reply carrying this value, ioid 0: a get on a new
-        #: operation (p4p makes one per get) only writes its ioid into a copy
-        self.get_replies: list[bytes | None] = [None, None]
+
+    def pieces(self, big_endian: bool) -> tuple[Any, ...]:
+        """The changed bitset and fields in one byte order, as buffers to write in order
+        (bytes, and the memory of big arrays, uncopied)."""
+        pieces = self._pieces[big_endian]
+        if pieces is None:
+            out = bytearray()
+            codec = Codec(big_endian=big_endian)
+            holes: list[tuple[int, Any]] = []
+            codec.spill = holes
+            codec.encode_partial(self.type, self.value, self.changed.mask, out)
+            parts: list[Any] = []
+            start = 0
+            for at, buf in holes:
+                if at > start:
+                    parts.append(bytes(memoryview(out)[start:at]))
+                parts.append(buf)
+                start = at
+            if start < len(out) or not parts:
+                parts.append(bytes(memoryview(out)[start:]))
+            pieces = self._pieces[big_endian] = tuple(parts)
+            self._sizes[big_endian] = len(out) + sum(len(buf) for _, buf in holes)
+        return pieces
+
+    def size(self, big_endian: bool) -> int:
+        """Bytes of :meth:`pieces` together."""
+        self.pieces(big_endian)
+        return self._sizes[big_endian]
 
     def partial(self, big_endian: bool) -> bytes:
-        """The changed bitset followed by the changed fields, in one byte order."""
+        """The changed bitset followed by the changed fields, in one byte order, as one bytes
+        object (joined once; a vectored write takes :meth:`pieces` without joining)."""
         body = self._bodies[big_endian]
         if body is None:
-            out = bytearray()
-            Codec(big_endian=big_endian).encode_partial(
-                self.type, self.value, self.changed.mask, out
-            )
-            body = self._bodies[big_endian] = bytes(out)
+            body = self._bodies[big_endian] = b"".join(self.pieces(big_endian))
         return body

@@ -4,7 +4,7 @@ p4p's client opens a new operation for every get and put (INIT, GET, DESTROY: th
 and every monitor update and get reply is a value message. These paths decode and encode
 exactly those messages without the general decoder's layers; anything unusual (an error, a
 segmented connection, a state they do not expect) returns None and takes the general path in
-:class:`_Connection`, with all its checks.
+:class:`BaseConnection`, with all its checks.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ from typing import Any
 
 from ._bitset import BitSet
 from ._connection import (
-    _FAST_INITS,
-    _INIT_EVENTS,
-    _LOW_LEVEL,
-    _MONITOR,
-    _NO_BITS,
-    _U32,
+    FAST_INITS,
+    INIT_EVENTS,
+    LOW_LEVEL_ERRORS,
+    MONITOR,
+    NO_BITS,
+    BaseConnection,
     ChannelInfo,
     RequestInfo,
-    _Connection,
 )
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import (
@@ -55,14 +54,16 @@ from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HE
 from ._messages import DESTROY, GET, GET_PUT, INIT
 from ._prepared import PreparedUpdate
 from ._state import (
+    OPERATIONS,
     ConnectionState,
     RequestState,
     Role,
 )
 from ._status import Status
-from ._typecodec import _full as full_type_bytes
+from ._typecodec import full_type_bytes
 from ._types import Structure
 from ._values import VariantValue
+from ._wire import U32
 
 _GET = int(Command.GET)
 _PUT = int(Command.PUT)
@@ -70,15 +71,18 @@ _DESTROY_REQUEST = int(Command.DESTROY_REQUEST)
 _VALIDATED = ConnectionState.VALIDATED
 _INIT, _DESTROY_BIT, _GET_BIT, _GET_PUT_BIT = INIT, DESTROY, GET, GET_PUT
 _U32x2 = {False: struct.Struct("<II"), True: struct.Struct(">II")}
-_GET_MESSAGE_SIZE = 8 + 9  # header, then sid, ioid and the subcommand
 _MISSING: Any = object()
-_READY, _EXECUTING = RequestState.READY, RequestState.EXECUTING
+_READY = RequestState.READY
+#: the operation table's rows the shortcuts apply: an execution (GET, PUT) starts, is answered
+#: (a successful response that does not destroy it), an init is answered, a destroy
+_EXECUTE, _ANSWER = OPERATIONS[Get], OPERATIONS[GetResponse]
+_INITIALISE, _DESTROY = OPERATIONS[GetInitResponse], OPERATIONS[DestroyRequest]
 #: the steps :meth:`ServerConnection.receive_get` reports
 GET_INIT, GET_EXECUTE, GET_DESTROY = 0, 1, 2
-_INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in _INIT_EVENTS.items()}
+_INIT_MAKERS: dict[int, Any] = {cmd: maker(cls) for cmd, cls in INIT_EVENTS.items()}
 _NEW_GET = maker(Get)
 _NEW_DESTROY = maker(DestroyRequest)
-_FAST_SERVER = frozenset({*_FAST_INITS, _DESTROY_REQUEST})
+_FAST_SERVER = frozenset({*FAST_INITS, _DESTROY_REQUEST})
 #: the commands :meth:`ServerConnection.receive_get` takes: GET (an INIT or an execution), DESTROY
 _GET_LIFE = frozenset({_GET, _DESTROY_REQUEST})
 _VALIDATION = int(Command.CONNECTION_VALIDATION)
@@ -111,24 +115,7 @@ _INIT_OK: dict[tuple[int, bool, int], tuple[Any, bytes]] = {}
 _OPENINGS: dict[tuple[bool, tuple[str, ...], int | None], tuple[bytes, ConnectionState]] = {}
 
 
-def _value_message(be: bool, cmd: int, ioid: int, head: bytes, body: bytes, tail: bytes) -> bytes:
-    """One unsegmented message from the server carrying an already encoded value: header,
-    ioid, ``head`` (subcommand, status), the value's bytes, ``tail`` (a monitor's overrun set).
-
-    A big message (an image) stays the bytearray it was built in, never mutated again: copying
-    megabytes into a bytes object would cost more than encoding them.
-    """
-    out = bytearray(HEADER_SIZE)
-    out += _U32[be].pack(ioid)
-    out += head
-    out += body
-    out += tail
-    flags = _SERVER_FLAGS[be]
-    HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, len(out) - HEADER_SIZE)
-    return out if len(out) > 65536 else bytes(out)  # type: ignore[return-value]
-
-
-class ServerConnection(_Connection):
+class ServerConnection(BaseConnection):
     """The server side of one TCP connection."""
 
     role = Role.SERVER
@@ -152,7 +139,7 @@ class ServerConnection(_Connection):
         cmd, sid, ioid = head
         try:
             ev = self._fast_request(cmd, sid, ioid, data, HEADER_SIZE)
-        except (*_LOW_LEVEL, ProtocolError):
+        except (*LOW_LEVEL_ERRORS, ProtocolError):
             # a put whose value does not decode: it changed nothing, and the general path
             # reports it as the error it is
             return None
@@ -201,16 +188,16 @@ class ServerConnection(_Connection):
         n = len(data)
         flags = data[2]
         return not (
-            self._error is not None
+            not self.shortcuts
+            or self._error is not None
             or self._pending
             or self._eof
-            or framer._pos < len(framer._buf)
-            or framer._seg_header is not None
+            or not framer.idle
             or n - HEADER_SIZE > framer.max_message_size
             or data[0] != MAGIC
             or data[1] == 0  # header version 0 is invalid: the general path says so
             or flags & (FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER)
-            or _U32[flags >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
+            or U32[flags >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
         )
 
     def _opening(self, data: bytes) -> Event | None:
@@ -307,19 +294,6 @@ class ServerConnection(_Connection):
         self.bytes_sent += len(data)
         return data
 
-    def repeat_get(self, reply: bytes) -> None:
-        """Count one GET answered again with the same ``reply``, which the caller writes.
-
-        Only valid when nothing has reached or left this connection since that GET went
-        through :meth:`receive_message` and :meth:`send_get_update` with the same request
-        bytes: the operation is back in the state the GET found it in, so a repeat of those
-        bytes has the same effect and the same answer while the value is the same. The caller
-        keeps that promise (the server forgets its repeats on any other traffic); this keeps
-        the byte counts true.
-        """
-        self._framer.bytes_received += _GET_MESSAGE_SIZE
-        self.bytes_sent += len(reply)
-
     def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
         """The server's hot path for the messages of p4p's get and put cycles (an INIT whose
         pvRequest bytes were seen before, a GET, a put's read, a destroy): no decoder layers.
@@ -362,9 +336,7 @@ class ServerConnection(_Connection):
             ev = Put._trusted(sid, ioid, value, BitSet.from_mask(mask), destroy)
         else:
             return None
-        req.state = _EXECUTING
-        req.cancelled = False
-        req.last = destroy
+        self._step(req, _EXECUTE, destroy)
         return ev
 
     def _take_step(
@@ -377,7 +349,7 @@ class ServerConnection(_Connection):
             req = self._requests.get(ioid)
             if req is None or req.sid != sid:
                 return None
-            self._drop_request(ioid)
+            self._step(req, _DESTROY)
             return (GET_DESTROY, sid, ioid, None)
         if len(data) - off < 9:
             return None
@@ -402,9 +374,7 @@ class ServerConnection(_Connection):
         if req is None or len(data) - off != 9:
             return None
         destroy = bool(sub & _DESTROY_BIT)
-        req.state = _EXECUTING
-        req.cancelled = False
-        req.last = destroy
+        self._step(req, _EXECUTE, destroy)
         return (GET_EXECUTE, sid, ioid, destroy)
 
     def _ready_request(self, cmd: int, sid: int, ioid: int) -> RequestInfo | None:
@@ -428,11 +398,11 @@ class ServerConnection(_Connection):
         ):
             return None
         be = self.big_endian
-        req.state = RequestState.READY
+        self._step(req, _ANSWER)
         self.bytes_sent += 14
         return (
             HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _PUT, 6)
-            + _U32[be].pack(ev.ioid)
+            + U32[be].pack(ev.ioid)
             + b"\x00\xff"
         )
 
@@ -457,6 +427,7 @@ class ServerConnection(_Connection):
             or self.state is not _VALIDATED
             or self.segment_size  # then messages may need cutting: send() does that
             or self._error is not None
+            or not self.shortcuts
         ):
             return None
         be = self.big_endian
@@ -478,8 +449,8 @@ class ServerConnection(_Connection):
             reply = bytes(build)
             _INIT_OK[key] = (type, reply)
         out = bytearray(reply)
-        _U32[be].pack_into(out, HEADER_SIZE, ioid)
-        req.state = RequestState.READY
+        U32[be].pack_into(out, HEADER_SIZE, ioid)
+        self._step(req, _INITIALISE)
         req.type = type
         req.get_type = None
         self.bytes_sent += len(out)
@@ -498,7 +469,7 @@ class ServerConnection(_Connection):
         tx = self._tx
         tx.big_endian = be
         out = bytearray(HEADER_SIZE)
-        out += _U32[be].pack(ev.ioid)
+        out += U32[be].pack(ev.ioid)
         if type(ev) is MonitorUpdate:
             assert isinstance(ev, MonitorUpdate)
             if req.command != Command.MONITOR or req.state is RequestState.INIT_PENDING:
@@ -506,7 +477,7 @@ class ServerConnection(_Connection):
             out.append(0)
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
             out += ev.overrun.encode(be) if ev.overrun.mask else b"\x00"
-            cmd = _MONITOR
+            cmd = MONITOR
         else:
             assert isinstance(ev, (GetResponse, PutReadResponse))
             cmd = _GET if type(ev) is GetResponse else _PUT
@@ -521,7 +492,7 @@ class ServerConnection(_Connection):
                 return None
             out += b"\x00\xff" if cmd == _GET else b"\x40\xff"
             tx.encode_partial(st, ev.value, ev.changed.mask, out)
-            req.state = RequestState.READY
+            self._step(req, _ANSWER)
         HEADER_STRUCT[be].pack_into(
             out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, len(out) - 8
         )
@@ -559,10 +530,17 @@ class ServerConnection(_Connection):
         The shortcut covers a successful reply on an unsegmented, validated connection to a
         get that is executing and does not destroy its operation.
         """
+        pieces = self.send_get_update_pieces(ioid, update)
+        return None if pieces is None else _joined(pieces)
+
+    def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> list[Any] | None:
+        """:meth:`send_get_update` as buffers for a vectored write (``writelines``): a head
+        of its own, then the update's shared pieces (a big array is sent from its buffer)."""
         req = self._requests.get(ioid)
         if (
             req is None
             or self.segment_size
+            or not self.shortcuts
             or self._error is not None
             or self.state is not ConnectionState.VALIDATED
             or req.command != _GET
@@ -572,49 +550,63 @@ class ServerConnection(_Connection):
         ):
             return None
         be = self.big_endian
-        req.state = RequestState.READY
-        last = req.get_reply
-        if last is not None and last[0] is update and last[1] is be:
-            data = last[2]
-        else:
-            reply = update.get_replies[be]
-            if reply is None:
-                reply = _value_message(be, _GET, 0, b"\x00\xff", update.partial(be), b"")
-                update.get_replies[be] = reply
-            out = bytearray(reply)
-            _U32[be].pack_into(out, HEADER_SIZE, ioid)
-            # a big message (an image) stays the bytearray: copying megabytes costs more
-            data = out if len(out) > 65536 else bytes(out)  # type: ignore[assignment]
-            req.get_reply = (update, be, data)
-        self.bytes_sent += len(data)
-        return data
+        self._step(req, _ANSWER)
+        return self._value_message(be, _GET, ioid, b"\x00\xff", update, b"")
 
-    def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = _NO_BITS) -> bytes:
+    def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
 
         Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
         same type; an ioid the client just destroyed gives ``b""``.
         """
+        return _joined(self.send_update_pieces(ioid, update, overrun))
+
+    def send_update_pieces(
+        self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS
+    ) -> list[Any]:
+        """:meth:`send_update` as buffers for a vectored write: every subscriber's message is
+        a head of its own and the same shared pieces (no copy per connection)."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         req = self._requests.get(ioid)
         if req is None:
             if ioid in self._dead_requests:
-                return b""
+                return []
             raise LocalProtocolError(f"no operation ioid {ioid}")
-        if req.command != _MONITOR or req.state is RequestState.INIT_PENDING:
+        if req.command != MONITOR or req.state is RequestState.INIT_PENDING:
             raise LocalProtocolError(f"send_update: ioid {ioid} is not an initialised monitor")
         if req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"send_update: ioid {ioid} has another type")
         be = self.big_endian
-        body = update.partial(be)
-        if self.segment_size:
-            payload = _U32[be].pack(ioid) + b"\x00" + body
-            payload += overrun.encode(be) if overrun.mask else b"\x00"
-            data = self._frame(_MONITOR, payload)
-            self.bytes_sent += len(data)
-            return data
         tail = overrun.encode(be) if overrun.mask else b"\x00"
-        data = _value_message(be, _MONITOR, ioid, b"\x00", body, tail)
-        self.bytes_sent += len(data)
-        return data
+        if self.segment_size:
+            payload = U32[be].pack(ioid) + b"\x00" + update.partial(be) + tail
+            data = self._frame(MONITOR, payload)
+            self.bytes_sent += len(data)
+            return [data]
+        return self._value_message(be, MONITOR, ioid, b"\x00", update, tail)
+
+    def _value_message(
+        self, be: bool, cmd: int, ioid: int, head: bytes, update: PreparedUpdate, tail: bytes
+    ) -> list[Any]:
+        """One unsegmented message carrying an encoded value, as buffers: header, ioid,
+        ``head`` (subcommand, status), the update's pieces, ``tail`` (a monitor's overrun set).
+        A small one is joined into one bytes object (one buffer is cheaper to write)."""
+        pieces = update.pieces(be)
+        size = 4 + len(head) + update.size(be) + len(tail)
+        first = (
+            HEADER_STRUCT[be].pack(MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
+            + U32[be].pack(ioid)
+            + head
+        )
+        self.bytes_sent += HEADER_SIZE + size
+        if size < 65536:
+            return [b"".join((first, *pieces, tail))]
+        return [first, *pieces, tail] if tail else [first, *pieces]
+
+
+def _joined(pieces: list[Any]) -> bytes:
+    """Buffers as one bytes-like object (a lone one as it is)."""
+    if len(pieces) == 1:
+        return pieces[0]  # type: ignore[no-any-return]
+    return b"".join(pieces)

@@ -19,6 +19,7 @@ Operations (per ioid)::
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from ._constants import Command
 from ._events import (
@@ -33,15 +34,25 @@ from ._events import (
     ArrayPutResponse,
     ArraySetLength,
     ArraySetLengthResponse,
+    CancelRequest,
     ConnectionValidated,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
+    DestroyRequest,
     Get,
+    GetField,
+    GetFieldResponse,
     GetInit,
     GetInitResponse,
     GetResponse,
+    MonitorAck,
+    MonitorDestroy,
+    MonitorFinish,
     MonitorInit,
     MonitorInitResponse,
+    MonitorStart,
+    MonitorStop,
+    MonitorUpdate,
     Process,
     ProcessInit,
     ProcessInitResponse,
@@ -159,4 +170,76 @@ EXEC_RESPONSES: dict[type, Command] = {
     ArrayGetLengthResponse: Command.ARRAY,
     ProcessResponse: Command.PROCESS,
     RPCResponse: Command.RPC,
+}
+
+
+# ----------------------------------------------------------------------------- operations
+_R = RequestState
+_ANY = frozenset(_R)
+_INITIALISED = _ANY - {_R.INIT_PENDING}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One row of the operation table: what an event on an operation (an ioid) needs and what
+    it does. Both sides apply the same row: the client when it sends a request and the server
+    when it receives it, the server when it sends a response and the client when it receives
+    it; only the error each raises differs (local or remote)."""
+
+    #: the role that sends it
+    by: Role
+    #: the operation kind it belongs to (None: any kind)
+    command: int | None
+    #: the states it may come in
+    before: frozenset[RequestState]
+    #: the state it leads to (None: unchanged)
+    after: RequestState | None = None
+    #: it ends the operation: always, when its destroy flag is set (an execution's response),
+    #: or when its status is a failure (an init's response)
+    ends: bool = False
+    ends_if_destroy: bool = False
+    ends_on_failure: bool = False
+    #: a response to an execution the client cancelled meanwhile: dropped, not an error
+    drop_if_cancelled: bool = False
+    #: an execution in progress goes back to READY, marked cancelled (CancelRequest)
+    cancels: bool = False
+
+
+_C, _S2 = Role.CLIENT, Role.SERVER
+#: event type -> its row (the inits, which create an operation, and GetField are not here:
+#: they need a free ioid, not a state)
+OPERATIONS: dict[type, Step] = {
+    **{
+        t: Step(_S2, int(c), frozenset({_R.INIT_PENDING}), _R.READY, ends_on_failure=True)
+        for t, c in INIT_RESPONSES.items()
+    },
+    **{t: Step(_C, int(c), frozenset({_R.READY}), _R.EXECUTING) for t, c in EXECS.items()},
+    **{
+        t: Step(
+            _S2,
+            int(c),
+            frozenset({_R.EXECUTING}),
+            _R.READY,
+            ends_if_destroy=True,
+            drop_if_cancelled=True,
+        )
+        for t, c in EXEC_RESPONSES.items()
+    },
+    GetFieldResponse: Step(
+        _S2, int(Command.GET_FIELD), frozenset({_R.EXECUTING}), ends=True, drop_if_cancelled=True
+    ),
+    MonitorStart: Step(_C, int(Command.MONITOR), _INITIALISED, _R.RUNNING),
+    MonitorStop: Step(_C, int(Command.MONITOR), _INITIALISED, _R.READY),
+    MonitorAck: Step(_C, int(Command.MONITOR), _INITIALISED),
+    MonitorDestroy: Step(_C, int(Command.MONITOR), _INITIALISED, ends=True),
+    MonitorUpdate: Step(_S2, int(Command.MONITOR), _INITIALISED),
+    MonitorFinish: Step(_S2, int(Command.MONITOR), _INITIALISED, ends=True),
+    DestroyRequest: Step(_C, None, _ANY, ends=True),
+    CancelRequest: Step(_C, None, _ANY, cancels=True),
+}
+#: the client's messages that open an operation: init request -> command (GetField executes
+#: at once: its operation starts EXECUTING)
+OPENERS: dict[type, int] = {
+    **{t: int(c) for t, c in INITS.items()},
+    GetField: int(Command.GET_FIELD),
 }

@@ -58,7 +58,7 @@ class TypeRecvCache:
         return len(self.types)
 
 
-def _full(t: FieldDesc, be: bool) -> bytes:
+def full_type_bytes(t: FieldDesc, be: bool) -> bytes:
     key = (t, be)
     b = _ENCODED.get(key)
     if b is None:
@@ -78,9 +78,9 @@ def _encode_full(t: FieldDesc, out: bytearray, be: bool) -> None:
         out += size_bytes(len(t.fields), be)
         for name, ft in t.fields:
             out += string_bytes(name, be)
-            out += _full(ft, be)
+            out += full_type_bytes(ft, be)
     elif isinstance(t, (StructureArray, UnionArray)):
-        out += _full(t.element, be)
+        out += full_type_bytes(t.element, be)
     elif isinstance(t, ScalarArray):
         if t.size is not None:
             out += size_bytes(t.size, be)
@@ -102,8 +102,8 @@ def encode_type(
         if len(cache.keys) < cache.max_size:
             key = len(cache.keys)
             cache.keys[t] = key
-            return b"\xfd" + U16[big_endian].pack(key) + _full(t, big_endian)
-    return _full(t, big_endian)
+            return b"\xfd" + U16[big_endian].pack(key) + full_type_bytes(t, big_endian)
+    return full_type_bytes(t, big_endian)
 
 
 def decode_type(

@@ -1,0 +1,392 @@
+"""One cache shared by many processes: reckon's shared stores beside Dask's and joblib's answers.
+
+Run: ``python bench/scale.py`` (starts its own redis-server and moto S3 server on 127.0.0.1; a
+few minutes). Environment: ``SCALE_TASKS`` (400), ``SCALE_KEYS`` (100), ``SCALE_BIG_MB`` (200).
+
+1. Dask, 4 worker processes, TASKS tasks over KEYS keys, a 0.1 s body, in random order and with
+   each key's copies at once: body runs per key and wall time, for reckon on Redis, on S3 and on
+   Redis with the near tier, beside no memoization, Dask's own ``pure=True`` and
+   ``joblib.Memory`` on a shared directory.
+2. A store hit (decode included, memory tier off) from the near tier and from the far store,
+   beside a LocalStore hit: paired rounds, ratios with their spread.
+3. Takeover after ``kill -9`` of a lease holder (Redis, S3).
+4. A big value through Redis and S3, beside a raw SET/GET and an s3fs put/get.
+5. The cost of signing: verifying a tag, small and 100 MB, against the hit it is part of.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _paired import paired
+
+TASKS = int(os.environ.get("SCALE_TASKS", "400"))
+KEYS = int(os.environ.get("SCALE_KEYS", "100"))
+BIG_MB = int(os.environ.get("SCALE_BIG_MB", "200"))
+BODY = 0.1
+WORK = Path(tempfile.mkdtemp(prefix="reckon-scale-"))
+os.environ.setdefault("RECKON_CACHE_KEY", "reckon scale bench " + uuid.uuid4().hex)
+os.environ["RECKON_CACHE_DIR"] = str(WORK / "cache")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+_MOTO = """
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import make_server
+server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    import redis
+
+    from reckon._net import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(WORK),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(600):
+        try:
+            client.ping()
+            return proc, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def start_s3() -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MOTO], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert proc.stdout is not None
+    return proc, f"http://127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def s3_url(endpoint: str, near: bool = False) -> str:
+    import s3fs
+
+    bucket = "scale-" + uuid.uuid4().hex[:12]
+    s3fs.S3FileSystem(key="k", secret="s", client_kwargs={"endpoint_url": endpoint}).mkdir(bucket)
+    tail = "" if near else "&near=off"
+    return f"s3://{bucket}/c?endpoint_url={endpoint}&key=k&secret=s{tail}"
+
+
+# -- 1. Dask -----------------------------------------------------------------------------------
+
+
+def body(x: int, log: str) -> int:
+    with open(log, "a") as f:
+        f.write(f"{x}\n")
+    time.sleep(BODY)
+    return x * x
+
+
+def memoized(url: str) -> Callable[[int, str], int]:
+    from reckon import memoize
+
+    return memoize(store=url, assume_pure=True)(body)  # type: ignore[no-any-return]
+
+
+def orders() -> dict[str, list[int]]:
+    copies = TASKS // KEYS
+    together = [k for k in range(KEYS) for _ in range(copies)]
+    shuffled = list(together)
+    random.Random(7).shuffle(shuffled)
+    return {"random": shuffled, "copies at once": together}
+
+
+def dask_rows(client: Any, redis_url: str, endpoint: str) -> list[tuple[str, str, float, float]]:
+    import joblib
+
+    rows = []
+    # Warm the workers first (imports, the first store connection): the first configuration
+    # measured would otherwise pay for them all.
+    warm = str(WORK / "warm-runs")
+    Path(warm).touch()
+    for fn in (body, memoized(f"{redis_url}?prefix=warm:&near=off")):
+        client.gather(client.map(fn, list(range(8)), [warm] * 8, pure=False))
+    for order, keys in orders().items():
+        configs: dict[str, Callable[[], Any]] = {}
+
+        def run(
+            fn: Callable[..., Any], log: str, pure: bool = False, keys: list[int] = keys
+        ) -> Any:
+            futures = client.map(fn, keys, [log] * len(keys), pure=pure)
+            return client.gather(futures)
+
+        configs["no memoization"] = lambda log: run(body, log)
+        configs["dask pure=True"] = lambda log: run(body, log, pure=True)
+        configs["joblib.Memory (shared dir)"] = lambda log: run(
+            joblib.Memory(str(WORK / f"joblib-{uuid.uuid4().hex}"), verbose=0).cache(body), log
+        )
+        configs["reckon Redis"] = lambda log: run(
+            memoized(f"{redis_url}?prefix={uuid.uuid4().hex}:&near=off"), log
+        )
+        configs["reckon S3"] = lambda log: run(memoized(s3_url(endpoint)), log)
+        configs["reckon Redis + near"] = lambda log: run(
+            memoized(f"{redis_url}?prefix={uuid.uuid4().hex}:"), log
+        )
+        for name, go in configs.items():
+            log = str(WORK / f"runs-{uuid.uuid4().hex}")
+            Path(log).touch()
+            t0 = time.perf_counter()
+            results = go(log)
+            wall = time.perf_counter() - t0
+            assert results == [k * k for k in keys], f"{name}: wrong values"
+            runs = len(Path(log).read_text().split()) / KEYS
+            rows.append((name, order, wall, runs))
+    return rows
+
+
+# -- 2. hits -----------------------------------------------------------------------------------
+
+
+def hit_rows(redis_url: str) -> list[tuple[str, str]]:
+    from reckon.core import CachingLevel, Engine, RequestId, open_store
+
+    out = []
+    for size in (8 << 10, 1 << 20):
+        value = os.urandom(size)
+        rid = RequestId("hit", size)
+        prefix = uuid.uuid4().hex
+        stores = {
+            "LocalStore": open_store(WORK / f"local-{prefix}"),
+            "near tier": open_store(f"{redis_url}?prefix={prefix}:&near={WORK}/near-{prefix}"),
+            "far (Redis)": open_store(f"{redis_url}?prefix={prefix}:&near=off"),
+        }
+        engines = {name: Engine(store=s, memory_budget=0) for name, s in stores.items()}
+        for e in engines.values():
+            e.get(rid, CachingLevel.FULL, lambda value=value: value)
+            e.flush()
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        for _ in range(9):
+            for name, e in engines.items():
+                n = 200 if size < (1 << 20) else 40
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    e.get(rid, CachingLevel.FULL, lambda: b"")
+                times[name].append((time.perf_counter() - t0) / n)
+        base = times["LocalStore"]
+        for name in ("near tier", "far (Redis)"):
+            p = paired(times[name], base, higher_is_better=False)
+            out.append(
+                (
+                    f"hit {size >> 10} KiB: {name} / LocalStore",
+                    f"{statistics.median(times[name]) * 1e6:9.1f} us vs "
+                    f"{statistics.median(base) * 1e6:7.1f} us   cost ratio {1 / p.ratio:5.2f}x "
+                    f"[{1 / p.high:.2f}-{1 / p.low:.2f}]",
+                )
+            )
+        for e in engines.values():
+            e.close()
+    return out
+
+
+# -- 3. takeover -------------------------------------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from reckon.core import open_store
+store = open_store(sys.argv[1])
+with store.lease(sys.argv[2]) as mine:
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def takeover(url: str) -> float:
+    from reckon.core import RequestId, open_store
+
+    key = RequestId("takeover", uuid.uuid4().hex).disk_key
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, url, key], stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    store = open_store(url)
+    time.sleep(0.3)
+    killed = time.perf_counter()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    with store.lease(key) as mine:
+        assert mine
+        return time.perf_counter() - killed
+
+
+# -- 4. big values -----------------------------------------------------------------------------
+
+
+def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, float, float]]:
+    import redis
+    import s3fs
+
+    from reckon.core import RequestId, open_store
+
+    value = os.urandom(BIG_MB << 20)
+    key = RequestId("big", BIG_MB).disk_key
+    rows = []
+    store = open_store(f"{redis_url}?prefix=big:&near=off&timeout=60")
+    t0 = time.perf_counter()
+    store.put(key, value)
+    put = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = store.get(key)
+    get = time.perf_counter() - t0
+    ok = got is not None and len(got) == len(value)
+    del got
+    store.delete(key)
+    client = redis.Redis.from_url(redis_url)
+    t0 = time.perf_counter()
+    client.set("raw", value)
+    raw_put = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    client.get("raw")
+    raw_get = time.perf_counter() - t0
+    client.delete("raw")
+    rows.append((f"Redis {BIG_MB} MB{'' if ok else ' (NOT STORED)'}", put, get, raw_put, raw_get))
+    url = s3_url(endpoint)
+    s3 = open_store(url.replace("&near=off", "&near=off&timeout=120"))
+    t0 = time.perf_counter()
+    s3.put(key, value)
+    put = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = s3.get(key)
+    get = time.perf_counter() - t0
+    ok = got is not None and len(got) == len(value)
+    del got
+    fs = s3fs.S3FileSystem(key="k", secret="s", client_kwargs={"endpoint_url": endpoint})
+    path = url.split("?")[0].removeprefix("s3://") + "/raw"
+    t0 = time.perf_counter()
+    fs.pipe_file(path, value)
+    raw_put = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fs.cat_file(path)
+    raw_get = time.perf_counter() - t0
+    rows.append((f"S3 {BIG_MB} MB{'' if ok else ' (NOT STORED)'}", put, get, raw_put, raw_get))
+    return rows
+
+
+# -- 5. signing --------------------------------------------------------------------------------
+
+
+def signing_rows() -> list[str]:
+    from reckon.core import open_store
+    from reckon.core.stores.signing import Signer
+
+    out = []
+    for algorithm in ("blake3", "hmac-sha256"):
+        try:
+            signer = Signer("bench", algorithm=algorithm)
+        except Exception as exc:
+            out.append(f"{algorithm}: unavailable ({exc})")
+            continue
+        small = os.urandom(100)
+        tag = signer.sign("k" * 64, small)
+        n = 20_000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            signer.verify("k" * 64, small, tag)
+        small_us = (time.perf_counter() - t0) / n * 1e6
+        big = os.urandom(100 << 20)
+        tag = signer.sign("k" * 64, big)
+        verify = min(_timed(signer.verify, "k" * 64, big, tag) for _ in range(3))
+        store = open_store(WORK / f"sign-{algorithm}", sync=True, signer=signer, budget=None)
+        store.put("k" * 64, big)
+        hit = min(_timed(store.get, "k" * 64) for _ in range(3))
+        store.close()
+        share = verify / hit if hit > 0 else float("nan")
+        out.append(
+            f"{algorithm:12} verify 100 B: {small_us:6.2f} us   verify 100 MB: {verify * 1e3:7.1f} ms"
+            f"   of a 100 MB LocalStore hit of {hit * 1e3:7.1f} ms: {share:5.0%}"
+        )
+    return out
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    import cloudpickle
+    import dask
+    import distributed
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    redis_proc, redis_url = start_redis()
+    s3_proc, endpoint = start_s3()
+    try:
+        print(f"== Dask, 4 worker processes, {TASKS} tasks over {KEYS} keys, body {BODY} s")
+        with (
+            dask.config.set({"distributed.worker.daemon": False}),
+            distributed.LocalCluster(
+                n_workers=4,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=50,
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            rows = dask_rows(client, redis_url, endpoint)
+        pure = {order: wall for name, order, wall, _ in rows if name == "dask pure=True"}
+        print(f"{'':28} {'order':16} {'wall s':>7} {'runs/key':>9} {'wall / dask pure':>17}")
+        for name, order, wall, runs in rows:
+            print(f"{name:28} {order:16} {wall:7.2f} {runs:9.2f} {wall / pure[order]:16.2f}x")
+        print("\n== A hit, memory tier off (decode included), 9 paired rounds")
+        for name, text in hit_rows(redis_url):
+            print(f"{name:38} {text}")
+        print("\n== Takeover after kill -9 of the lease holder (default lease 4 s)")
+        for name, url in (
+            ("Redis", f"{redis_url}?prefix=take:&near=off"),
+            ("S3", s3_url(endpoint)),
+        ):
+            times = [takeover(url) for _ in range(3)]
+            print(f"{name:8} " + "  ".join(f"{t:5.2f} s" for t in times))
+        print(f"\n== A {BIG_MB} MB value (one round, seconds)")
+        print(f"{'':22} {'put':>7} {'get':>7} {'raw put':>8} {'raw get':>8}")
+        for name, put, get, raw_put, raw_get in big_rows(redis_url, endpoint):
+            print(f"{name:22} {put:7.2f} {get:7.2f} {raw_put:8.2f} {raw_get:8.2f}")
+        print("\n== Signing")
+        for line in signing_rows():
+            print(line)
+    finally:
+        redis_proc.kill()
+        s3_proc.kill()
+        redis_proc.wait()
+        s3_proc.wait()
+        shutil.rmtree(WORK, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

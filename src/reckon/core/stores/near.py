@@ -1,0 +1,172 @@
+"""The near tier: a far store (Redis, S3, ...) fronted by a LocalStore on this machine.
+
+A hit in a fresh process should cost what a local hit costs, even when the value was computed on
+another machine. So reads go to the near LocalStore first and, on a miss there, to the far store;
+a value found far is kept near (read-through). Writes go to both: near at once (through its own
+background writer), far through a background writer of this store, so a put costs the caller a
+queue append (write-through, far write in the background). ``flush()`` waits for both and reports
+what either failed to store.
+
+The far store stays the shared truth: ``keys``, ``usage``, ``evict`` and ``lease`` are its. The
+near tier has its own directory and budget (LRU), and drops values only to stay in budget. Leaving
+a lease waits for this key's far write, so a process waiting on another machine sees the value
+when the lease ends. Entries deleted far by another machine stay in this machine's near tier until
+it evicts them (for memoized values, which keys determine, they are still right); ``delete`` and
+``clear`` through this store remove both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from reckon.core.stores import urls
+from reckon.core.stores._writer import DELETE, PUT, Op, Writer
+from reckon.core.stores.base import Store, StoreData, StoreUsage
+from reckon.core.stores.local import LocalStore, default_directory
+
+log = logging.getLogger("reckon.core.store")
+
+DEFAULT_NEAR_BUDGET = 2 << 30
+
+
+def near_directory(far_url: str) -> str:
+    """Where the near tier of ``far_url`` lives by default: one directory per far store, under
+    the local cache directory."""
+    name = hashlib.sha256(far_url.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(default_directory(), "near", name)
+
+
+class NearStore:
+    """``far`` behind a LocalStore ``near`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        far: Store,
+        near: LocalStore,
+        *,
+        options: dict[str, Any] | None = None,
+        queue_bytes: int = 256 << 20,
+    ) -> None:
+        self.far = far
+        self.near = near
+        self.url: str = getattr(far, "url", repr(far))
+        far_options = getattr(far, "options", {})
+        self.options: dict[str, Any] = dict(far_options) | dict(options or {})
+        self._writer = Writer(self._write_far, max_bytes=queue_bytes)
+        self.closed = False
+        urls.remember(self)
+
+    def __repr__(self) -> str:
+        return f"NearStore(far={self.far!r}, near={self.near.path!r})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickles as the far store's URL and options (the near tier is each machine's own)."""
+        return (urls.reopen, (self.url, self.options))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> bytes | memoryview | None:
+        data = self.near.get(key)
+        if data is not None:
+            return data
+        pending = self._writer.pending.get(key)
+        if pending is not None:  # on its way far (and too big for the near budget)
+            if pending.kind != PUT or pending.data is None:
+                return None
+            return b"".join(pending.data) if isinstance(pending.data, tuple) else pending.data
+        data = self.far.get(key)
+        if data is not None:
+            self.near.put(key, data)  # read-through: the next process here hits near
+        return data
+
+    def contains(self, key: str) -> bool:
+        return self.near.contains(key) or self.far.contains(key)
+
+    def keys(self) -> Iterator[str]:
+        return self.far.keys()
+
+    def usage(self) -> StoreUsage:
+        return self.far.usage()
+
+    @property
+    def unstored(self) -> int:
+        far = getattr(self.far, "unstored", 0)
+        return self.near.unstored + (far if isinstance(far, int) else 0)
+
+    @property
+    def reachable(self) -> bool:
+        return bool(getattr(self.far, "reachable", True))
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
+        self.near.put(key, data, cost=cost)
+        value: bytes | memoryview | tuple[bytes | memoryview, ...]
+        if isinstance(data, list | tuple):
+            value = tuple(memoryview(p).cast("B") if not isinstance(p, bytes) else p for p in data)
+            size = sum(map(len, value))
+        else:
+            value = data if isinstance(data, bytes) else memoryview(data).cast("B")  # type: ignore[arg-type]
+            size = len(value)
+        self._writer.submit(Op(PUT, key, value, cost, 0.0, size))
+
+    def delete(self, key: str) -> bool:
+        near = self.near.delete(key)
+        self._writer.flush()
+        return self.far.delete(key) or near
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        self._writer.flush()
+        return self.far.evict(target_bytes)
+
+    def _write_far(self, ops: list[Op]) -> None:
+        for op in ops:
+            try:
+                if op.kind == PUT:
+                    data = op.data
+                    assert data is not None
+                    self.far.put(op.key, list(data) if isinstance(data, tuple) else data)
+                elif op.kind == DELETE:
+                    self.far.delete(op.key)
+            except Exception as exc:  # a far store says what it did not store; never raise here
+                log.warning("store %s: far write of %s failed: %s", self, op.key, exc)
+
+    def flush(self) -> list[str]:
+        """Wait for the near and far writes; the keys either failed to store since the last
+        flush."""
+        self._writer.flush()
+        failed = list(self.near.flush())
+        failed.extend(self.far.flush() or ())
+        return failed
+
+    def lease(
+        self, key: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """The far store's lease (the shared one); leaving it waits for the far write."""
+        return self._lease(key, timeout)
+
+    @contextlib.contextmanager
+    def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
+        lease = getattr(self.far, "lease", None)
+        if lease is None:
+            yield not self.contains(key)
+            return
+        with lease(key, timeout) as mine:
+            try:
+                yield mine
+            finally:
+                self._writer.flush()  # others see the value when the lease ends
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._writer.close()
+        self.closed = True
+        urls.forget(self)
+        self.near.close()
+        self.far.close()

@@ -1,0 +1,282 @@
+"""Signed values: every store entry carries a MAC under the deployment's secret key.
+
+A value read from a store is unpickled, and unpickling runs code. Anyone who can write a store
+(a shared directory, a Redis server, a bucket) could otherwise run code in every process that
+reads it. So every put computes a tag over the entry's key and bytes with a secret key, and every
+get checks the tag before a single byte is handed to the codec: an entry without a valid tag is a
+miss, dropped, and reported once per store with the fix.
+
+The tag is 33 bytes: one byte naming the algorithm, then 32 bytes of keyed BLAKE3 (when the
+optional ``blake3`` package is installed: fast enough for values of hundreds of MB) or of
+HMAC-SHA256 (the standard library). Readers check either. The entry's key is inside the tag, so
+a valid value cannot be replayed under another key.
+
+Where the secret comes from (first match wins):
+
+1. ``RECKON_CACHE_KEY``: any string; the key is derived from it. A team shares a cache by
+   sharing this string.
+2. A per-user key file, ``$RECKON_CACHE_KEY_FILE`` or ``$XDG_CONFIG_HOME/reckon/cache-key``
+   (``~/.config/reckon/cache-key``), created with mode 0600 on first use. It lives outside the
+   cache directory on purpose: whoever can write the cache must not be able to read the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import stat
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from reckon.errors import ConfigurationError
+
+log = logging.getLogger("reckon.core.store")
+
+TAG_SIZE: Final = 33
+HMAC_SHA256: Final = 1
+BLAKE3: Final = 2
+_DOMAIN = b"reckon-store-v1\0"
+_THREADED = 8 << 20  # values this large are hashed by blake3 on several threads
+_SMALL = 4096  # below this, one hmac.digest call over a joined buffer is cheapest
+
+Buffer = bytes | memoryview | bytearray
+
+
+def _blake3() -> Any:
+    try:
+        import blake3
+    except ImportError:
+        return None
+    return blake3
+
+
+def _derive(secret: str | bytes) -> bytes:
+    raw = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hashlib.sha256(b"reckon cache key v1\0" + raw).digest()
+
+
+def _prefix(key: str) -> bytes:
+    kb = key.encode("utf-8")
+    return _DOMAIN + struct.pack("<I", len(kb)) + kb
+
+
+class Signer:
+    """Signs and verifies store entries under one secret (see the module docstring).
+
+    ``algorithm`` is ``"blake3"``, ``"hmac-sha256"`` or None (BLAKE3 when installed)."""
+
+    __slots__ = ("_b3", "_b3key", "_hkey", "algorithm", "key_id")
+
+    def __init__(self, secret: str | bytes, *, algorithm: str | None = None) -> None:
+        if not secret:
+            raise ConfigurationError(
+                "the cache key is empty: set RECKON_CACHE_KEY to a long random string, e.g. "
+                "the output of `python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        master = _derive(secret)
+        self._hkey = hashlib.sha256(b"hmac-sha256\0" + master).digest()
+        self._b3key = hashlib.sha256(b"blake3\0" + master).digest()
+        self._b3 = _blake3()
+        if algorithm is None:
+            algorithm = "blake3" if self._b3 is not None else "hmac-sha256"
+        if algorithm == "blake3" and self._b3 is None:
+            raise ConfigurationError(
+                "algorithm 'blake3' needs the blake3 package: pip install blake3"
+            )
+        if algorithm not in ("blake3", "hmac-sha256"):
+            raise ConfigurationError(
+                f"unknown signing algorithm {algorithm!r}: use 'blake3' or 'hmac-sha256'"
+            )
+        self.algorithm = algorithm
+        # A public name for the key (safe to log): lets two machines see whether they agree.
+        self.key_id = hashlib.sha256(b"key id\0" + master).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"Signer(key_id={self.key_id!r}, algorithm={self.algorithm!r})"
+
+    def sign(self, key: str, data: Buffer | Sequence[Buffer]) -> bytes:
+        """The 33-byte tag of ``data`` (one buffer, or pieces of one value) stored under ``key``."""
+        pieces: Iterable[Buffer] = data if isinstance(data, list | tuple) else (data,)
+        if self.algorithm == "blake3":
+            return bytes((BLAKE3,)) + self._blake3_tag(key, pieces)
+        return bytes((HMAC_SHA256,)) + self._hmac_tag(key, pieces)
+
+    def verify(self, key: str, data: Buffer | Sequence[Buffer], tag: bytes | None) -> bool:
+        """True when ``tag`` is a valid tag of ``data`` under ``key``, by either algorithm."""
+        if tag is None or len(tag) != TAG_SIZE:
+            return False
+        pieces: Iterable[Buffer] = data if isinstance(data, list | tuple) else (data,)
+        alg = tag[0]
+        if alg == BLAKE3:
+            if self._b3 is None:
+                return False
+            expected = self._blake3_tag(key, pieces)
+        elif alg == HMAC_SHA256:
+            expected = self._hmac_tag(key, pieces)
+        else:
+            return False
+        return hmac.compare_digest(expected, bytes(tag[1:]))
+
+    def why_not(self, tag: bytes | None) -> str:
+        """Why a tag that failed :meth:`verify` failed, as advice for the log."""
+        if tag is None or len(tag) != TAG_SIZE:
+            return "it carries no signature (written by an older reckon, or not by reckon)"
+        if tag[0] == BLAKE3 and self._b3 is None:
+            return (
+                "it is signed with keyed BLAKE3, which this process cannot check: "
+                "pip install blake3"
+            )
+        return (
+            "it was signed with another key, or forged, or corrupted. If this store is shared, "
+            "set RECKON_CACHE_KEY to the same secret in every process that uses it "
+            f"(this process's key id is {self.key_id})"
+        )
+
+    def _blake3_tag(self, key: str, pieces: Iterable[Buffer]) -> bytes:
+        b3 = self._b3
+        pieces = list(pieces)
+        if sum(map(len, pieces)) >= _THREADED:  # large: hash on every core
+            hasher = b3.blake3(_prefix(key), key=self._b3key, max_threads=b3.blake3.AUTO)
+        else:
+            hasher = b3.blake3(_prefix(key), key=self._b3key)
+        for piece in pieces:
+            hasher.update(piece)
+        digest: bytes = hasher.digest()
+        return digest
+
+    def _hmac_tag(self, key: str, pieces: Iterable[Buffer]) -> bytes:
+        if isinstance(pieces, tuple) and len(pieces) == 1 and len(pieces[0]) < _SMALL:
+            return hmac.digest(self._hkey, _prefix(key) + pieces[0], "sha256")
+        mac = hmac.new(self._hkey, _prefix(key), "sha256")
+        for piece in pieces:
+            mac.update(piece)
+        return mac.digest()
+
+
+# -- the process's key ------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_default: list[Signer] = []
+
+
+def key_file_path() -> str:
+    """Where the per-user key file lives (it need not exist yet)."""
+    env = os.environ.get("RECKON_CACHE_KEY_FILE")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(os.path.abspath(base), "reckon", "cache-key")
+
+
+def _read_or_create_key_file(path: str) -> str:
+    try:
+        return _read_key_file(path)
+    except FileNotFoundError:
+        pass
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        temp = f"{path}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, os.urandom(32).hex().encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temp, path)  # atomic and exclusive: of two first users, one key wins
+            log.info("created the cache key file %s (mode 0600)", path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temp)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the cache key file {path}: {exc}. Set RECKON_CACHE_KEY to a secret "
+            "string, or RECKON_CACHE_KEY_FILE to a file you can write"
+        ) from exc
+    return _read_key_file(path)
+
+
+def _read_key_file(path: str) -> str:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        info = os.fstat(fd)
+        text = os.read(fd, 4096).decode("utf-8", "replace").strip()
+    finally:
+        os.close(fd)
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "the cache key file %s can be read by others (mode %o): anyone who can read it can "
+            "write values every reader will trust; chmod 600 %s",
+            path,
+            stat.S_IMODE(info.st_mode),
+            path,
+        )
+    if not text:
+        raise ConfigurationError(
+            f"the cache key file {path} is empty: delete it (a new key is made on next use) or "
+            "write a long random string into it"
+        )
+    return text
+
+
+def default_signer() -> Signer:
+    """The process's signer: from ``RECKON_CACHE_KEY``, else the per-user key file (created on
+    first use). Resolved once per process."""
+    if _default:
+        return _default[0]
+    with _lock:
+        if not _default:
+            secret = os.environ.get("RECKON_CACHE_KEY", "").strip()  # as a key file's contents
+            if not secret:
+                secret = _read_or_create_key_file(key_file_path())
+            _default.append(Signer(secret))
+    return _default[0]
+
+
+def reset_default_signer() -> None:
+    """Forget the process's signer (after changing ``RECKON_CACHE_KEY``, e.g. in tests)."""
+    with _lock:
+        _default.clear()
+
+
+def check_outside(directory: str) -> None:
+    """Refuse a key file inside ``directory`` (a cache directory): whoever can write the cache
+    could then read the key. Only the key file is checked; ``RECKON_CACHE_KEY`` has no path."""
+    if os.environ.get("RECKON_CACHE_KEY"):
+        return
+    path = os.path.realpath(key_file_path())
+    root = os.path.realpath(directory)
+    if path == root or path.startswith(root.rstrip(os.sep) + os.sep):
+        raise ConfigurationError(
+            f"the cache key file {path} is inside the cache directory {root}: anyone who can "
+            "write the cache could read it. Set RECKON_CACHE_KEY_FILE to a path outside it, or "
+            "set RECKON_CACHE_KEY"
+        )
+
+
+class Rejections:
+    """Counts entries a store refused as unauthenticated, and logs the first one with the fix
+    (then at debug level): one warning per store, not one per read."""
+
+    __slots__ = ("count", "store")
+
+    def __init__(self, store: str) -> None:
+        self.store = store
+        self.count = 0
+
+    def report(self, key: str, reason: str) -> None:
+        self.count += 1
+        level = logging.WARNING if self.count == 1 else logging.DEBUG
+        log.log(
+            level,
+            "store %s: entry %s failed authentication and was dropped (a miss, never decoded): %s",
+            self.store,
+            key[:64],
+            reason,
+        )

@@ -1,0 +1,235 @@
+"""The operations that run a PV's handlers on a server session: put and put-get (a
+``put_handler``, or ``post()`` of what the client set), RPC (an ``rpc_handler``) and process.
+A handler may be a plain callable or return an awaitable: its reply then goes out when it
+completes, and a failed or cancelled handler is an error status the client sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from reckon.pva.protocol import (
+    RPC,
+    BitSet,
+    Event,
+    Process,
+    ProcessInit,
+    ProcessInitResponse,
+    ProcessResponse,
+    Put,
+    PutGet,
+    PutGetInit,
+    PutGetInitResponse,
+    PutGetRead,
+    PutGetReadResponse,
+    PutGetResponse,
+    PutRead,
+    PutReadResponse,
+    PutResponse,
+    RPCInit,
+    RPCInitResponse,
+    RPCResponse,
+    Status,
+    VariantValue,
+    request_options,
+)
+from reckon.pva.pv import Peer, PutOperation, RpcOperation
+from reckon.pva.replies import status_of, to_typed
+from reckon.pva.selection import ALL
+from reckon.pva.server_context import ServerContext
+
+_ALL_BITS = BitSet.from_mask(ALL)
+
+
+class Session(Protocol):
+    """What these operations need of a session (a ServerSession is one)."""
+
+    ops: dict[int, Any]
+    context: ServerContext
+    peer: Peer
+    loop: Any
+
+    def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Any: ...
+
+    def refuse(self, reply: Any) -> None: ...
+
+    def send(self, ev: Event) -> None: ...
+
+    def send_later(self, ev: Event) -> None: ...
+
+
+def on_put_get_init(session: Session, ev: PutGetInit) -> None:
+    op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "putget")
+    t = op.pv.type
+    if t is None or not op.pv.writable:
+        session.refuse(PutGetInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
+        return
+    session.send(PutGetInitResponse(ev.ioid, put_type=t, get_type=t))
+
+
+def on_put_read(session: Session, ev: PutRead) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, _ALL_BITS, False))
+
+
+def on_put_get_read(session: Session, ev: PutGetRead) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    session.send(PutGetReadResponse(ev.ioid, ev.part, value=op.pv.value))
+
+
+def on_put(session: Session, ev: Put | PutGet) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    pv = op.pv
+    assert pv.type is not None
+    mask = ev.changed.mask
+    if mask != op.put_mask:
+        op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
+        op.put_mask = mask
+    access = session.context.access
+    if access is not None and not access(session.peer, op.name, "put"):
+        _reply_put(session, ev, op, Status.error(f"put to {op.name} refused by access control"))
+        return
+    put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, _options(op))
+    handler = pv.put_handler
+    if handler is None:
+        try:
+            pv.post(put.fields)
+        except Exception as exc:  # a value the PV cannot take: tell the client
+            _reply_put(session, ev, op, status_of(exc))
+            return
+        _reply_put(session, ev, op, Status.OK)
+        return
+    try:
+        result = handler(put)
+    except Exception as exc:
+        _reply_put(session, ev, op, status_of(exc))
+        return
+    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        op.task = session.loop.create_task(
+            _finish_later(op, result, lambda st, _: _reply_put(session, ev, op, st, True))
+        )
+    else:
+        _reply_put(session, ev, op, Status.OK)
+
+
+async def _finish_later(
+    op: Any, pending: Awaitable[Any], reply: Callable[[Status, Any], None]
+) -> None:
+    """Await a put or RPC handler's awaitable and reply with its outcome (a cancelled or
+    failed handler gives the client an error status, never a silent operation)."""
+    try:
+        result = await pending
+    except asyncio.CancelledError:
+        reply(Status.error("cancelled"), None)
+        return
+    except Exception as exc:
+        reply(status_of(exc), None)
+        return
+    finally:
+        op.task = None
+    reply(Status.OK, result)
+
+
+def _options(op: Any) -> dict[str, Any]:
+    """The operation's pvRequest options, parsed once per operation (clients that reuse an
+    operation send the same pvRequest only at INIT); a fresh dict for each handler."""
+    options = op.options
+    if options is None:
+        options = op.options = request_options(op.request)
+    return dict(options)
+
+
+def _reply_put(
+    session: Session, ev: Put | PutGet, op: Any, status: Status, later: bool = False
+) -> None:
+    if isinstance(ev, PutGet):
+        value = op.pv.value if status.success else None
+        reply: Event = PutGetResponse(ev.ioid, status, value=value)
+    else:
+        reply = PutResponse.unchecked(ev.ioid, status, False)
+    _reply(session, ev.ioid, ev.destroy, reply, later)
+
+
+def _reply(session: Session, ioid: int, destroy: bool, reply: Event, later: bool) -> None:
+    """Send an operation's reply: ``later`` from a handler's task (it writes at once), else
+    with the replies of the read being handled; a request that destroys its operation ends
+    it here."""
+    if destroy:
+        session.ops.pop(ioid, None)
+    if later:
+        session.send_later(reply)
+    else:
+        session.send(reply)
+
+
+def on_rpc_init(session: Session, ev: RPCInit) -> None:
+    op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "rpc")
+    if op.pv.rpc_handler is None:
+        session.refuse(RPCInitResponse(ev.ioid, Status.error(f"{op.name} does not support RPC")))
+        return
+    session.send(RPCInitResponse(ev.ioid))
+
+
+def on_rpc(session: Session, ev: RPC) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    handler = op.pv.rpc_handler
+    assert handler is not None
+    if session.context.access is not None and not session.context.access(
+        session.peer, op.name, "rpc"
+    ):
+        _reply_rpc(session, ev, Status.error(f"RPC to {op.name} refused by access control"), None)
+        return
+    call = RpcOperation(op.pv, op.name, session.peer, ev.argument, _options(op))
+    try:
+        result = handler(call)
+    except Exception as exc:
+        _reply_rpc(session, ev, status_of(exc), None)
+        return
+    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        op.task = session.loop.create_task(
+            _finish_later(op, result, lambda st, r: _reply_rpc(session, ev, st, r, True))
+        )
+    else:
+        _reply_rpc(session, ev, Status.OK, result)
+
+
+def _reply_rpc(session: Session, ev: RPC, status: Status, result: Any, later: bool = False) -> None:
+    typed: VariantValue | None = None
+    if status.success:
+        try:
+            typed = to_typed(result)
+        except Exception as exc:
+            status = Status.error(f"RPC handler returned an unusable value: {exc}")
+    _reply(session, ev.ioid, ev.destroy, RPCResponse(ev.ioid, status, result=typed), later)
+
+
+def on_process_init(session: Session, ev: ProcessInit) -> None:
+    session.open_op(ev.sid, ev.ioid, ev.pv_request, "process")
+    session.send(ProcessInitResponse(ev.ioid))
+
+
+def on_process(session: Session, ev: Process) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    if session.context.access is not None and not session.context.access(
+        session.peer, op.name, "process"
+    ):
+        session.send(ProcessResponse(ev.ioid, Status.error("process refused by access control")))
+    else:
+        # processing a SharedPV re-posts its value (monitors see a fresh timestamp)
+        if op.pv.type is not None:
+            op.pv.post({})
+        session.send(ProcessResponse(ev.ioid))
+    if ev.destroy:
+        session.ops.pop(ev.ioid, None)

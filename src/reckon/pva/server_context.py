@@ -1,0 +1,116 @@
+"""What the connections of one server share, without I/O framework: where PVs come from, the
+limits every connection keeps, access control, channel ids, and the live sessions.
+
+The asyncio server (:mod:`reckon.pva.server`) builds one and gives it to every connection's
+:class:`~reckon.pva.server_session.ServerSession`; a session reaches the server through
+nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from reckon.pva.config import ServerConfig
+from reckon.pva.protocol import BitSet, Event, SearchRequest
+from reckon.pva.pv import Peer, SharedPV
+
+#: access(peer, pv name, operation) -> allowed; operation is "put", "rpc" or "process"
+AccessHook = Callable[[Peer, str, str], bool]
+#: answer(search, the searcher's address) -> the reply to send back on its connection, or None
+SearchHook = Callable[[SearchRequest, tuple[str, int]], "Event | None"]
+
+
+class PvSource(Protocol):
+    """Where a server's PVs come from: a name to a PV, or None when there is none (a dict of
+    :class:`SharedPV` is one)."""
+
+    def get(self, name: str, /) -> SharedPV | None: ...
+
+    def __contains__(self, name: object, /) -> bool: ...
+
+
+class Session(Protocol):
+    """What the context needs of a connection's session."""
+
+    channels: dict[int, Any]
+    monitors: dict[int, Any]
+
+    def close_pv(self, name: str) -> None: ...
+
+
+class ByteSink(Protocol):
+    """Where a session's bytes go (an asyncio transport is one): writes that never block, and
+    reading paused while the peer does not take what was written."""
+
+    def write(self, data: Any, /) -> None: ...
+
+    def writelines(self, pieces: Any, /) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What a session needs of an event loop (an asyncio loop is one)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object], /) -> Any: ...
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], /) -> asyncio.Task[Any]: ...
+
+
+class ServerContext:
+    """The state every connection of one server shares (see the module's docstring)."""
+
+    def __init__(
+        self,
+        pvs: PvSource,
+        *,
+        config: ServerConfig,
+        access: AccessHook | None,
+        max_message_size: int,
+        send_high_water: int,
+        max_queue_size: int,
+        max_queue_bytes: int,
+    ) -> None:
+        self.pvs = pvs
+        self.config = config
+        self.access = access
+        self.max_message_size = max_message_size
+        self.send_high_water = send_high_water
+        self.max_queue_size = max_queue_size
+        self.max_queue_bytes = max_queue_bytes
+        #: answers searches that arrive over TCP (set while the server's UDP responder runs)
+        self.search: SearchHook | None = None
+        self.sessions: set[Any] = set()
+        #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent), for every connection:
+        #: the protocol shares the decoded pvRequest of repeated INITs, so an INIT (p4p sends
+        #: one per get and put) costs a lookup, and a new connection's first one too
+        self.selections: dict[
+            tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]
+        ] = {}
+        self._sid = 0
+
+    def pv(self, name: str) -> SharedPV | None:
+        return self.pvs.get(name)
+
+    def next_sid(self) -> int:
+        """A channel id no live channel of this server has (they wrap at 32 bits)."""
+        self._sid = (self._sid + 1) & 0xFFFFFFFF or 1
+        return self._sid
+
+    def answer_search(self, ev: SearchRequest, address: tuple[str, int]) -> Event | None:
+        return None if self.search is None else self.search(ev, address)
+
+    def close_pv(self, name: str) -> None:
+        """``name`` is gone or replaced: every session destroys its channels to it."""
+        for session in list(self.sessions):
+            session.close_pv(name)

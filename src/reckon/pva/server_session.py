@@ -1,0 +1,701 @@
+"""One connection's PV semantics, without I/O framework: its channels, operations and
+monitors over one sans-I/O ``ServerConnection`` (bytes in, events out, replies written
+straight back to a byte sink).
+
+A :class:`ServerSession` is given the bytes its peer sent (``receive``) and writes its replies
+to a sink with ``write``/``writelines`` (an asyncio transport is one; see
+:mod:`reckon.pva.server_connection`). It runs its handlers' coroutines and its write timer on
+a scheduler (``time``, ``call_at``, ``create_task``: an asyncio loop is one), and reaches the
+server only through its :class:`~reckon.pva.server_context.ServerContext`.
+
+A peer that breaks the protocol is logged and dropped; nothing it sends can reach another
+connection. Memory stays bounded in bytes: the receive side by the protocol's
+``max_message_size`` (a message over it is read past and answered with an error); when the
+sink passes its high-water mark the session stops taking requests (backpressure); the monitor
+updates queued behind others are held to ``max_queue_bytes`` (then they coalesce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reckon.pva import server_arrays, server_calls
+from reckon.pva.monitor_queue import MonitorQueue
+from reckon.pva.protocol import (
+    GET_EXECUTE,
+    GET_INIT,
+    NEED_DATA,
+    RPC,
+    ArrayGet,
+    ArrayGetLength,
+    ArrayInit,
+    ArrayPut,
+    ArraySetLength,
+    BitSet,
+    CancelRequest,
+    Command,
+    ConnectionClosed,
+    ConnectionValidated,
+    ConnectionValidationResponse,
+    ControlEchoRequest,
+    ControlEchoResponse,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    DestroyChannel,
+    DestroyRequest,
+    Echo,
+    Event,
+    Get,
+    GetField,
+    GetFieldResponse,
+    GetInit,
+    GetInitResponse,
+    GetResponse,
+    MessageTooBig,
+    MonitorAck,
+    MonitorDestroy,
+    MonitorInit,
+    MonitorInitResponse,
+    MonitorStart,
+    MonitorStop,
+    Process,
+    ProcessInit,
+    ProtocolError,
+    Put,
+    PutGet,
+    PutGetInit,
+    PutGetRead,
+    PutInit,
+    PutInitResponse,
+    PutRead,
+    RemoteProtocolError,
+    RPCInit,
+    SearchRequest,
+    ServerConnection,
+    Status,
+    VariantValue,
+    request_options,
+)
+from reckon.pva.pv import Peer, SharedPV
+from reckon.pva.selection import ALL, request_mask, sent_mask, truthy
+from reckon.pva.server_context import ByteSink, Scheduler, ServerContext
+
+log = logging.getLogger("reckon.pva.server")
+
+
+_ALL_BITS = BitSet.from_mask(ALL)
+DEFAULT_QUEUE_SIZE = 4
+#: monitor updates posted within this many seconds of the last write share the next write
+COALESCE = 0.0001
+_GET, _PUT = int(Command.GET), int(Command.PUT)
+#: reads up to this size may be one whole request, taken by the shortcut; bigger ones (array
+#: values) go straight to the framer, which copies them out of the receive buffer only once
+_ONE_REQUEST_MAX = 4096
+
+
+@dataclass(slots=True)
+class Op:
+    kind: str
+    sid: int
+    ioid: int
+    pv: SharedPV
+    name: str
+    mask: int = ALL
+    request: VariantValue | None = None
+    task: asyncio.Task[None] | None = None
+    #: pv.assigned -> (what a full reply sends: sent_mask, its BitSet), shared by the
+    #: operations of one selection (p4p makes one get operation per get)
+    sent: dict[int, tuple[int, BitSet]] = field(default_factory=dict)
+    #: request_options(request), computed on first use (p4p sends one put per operation, but
+    #: reckon's client and others reuse an operation for many)
+    options: dict[str, Any] | None = None
+    #: the paths of the last put's changed mask (puts usually set the same fields each time)
+    put_mask: int = -1
+    put_paths: tuple[str, ...] = ()
+
+
+# ------------------------------------------------------------------------------------------
+# one connection
+# ------------------------------------------------------------------------------------------
+
+
+class ServerSession:
+    """One connection's channels, operations and monitors (see the module's docstring)."""
+
+    def __init__(self, context: ServerContext, scheduler: Scheduler) -> None:
+        self.context = context
+        self.loop = scheduler
+        self.conn = ServerConnection(max_message_size=context.max_message_size)
+        self.sink: ByteSink | None = None
+        self.peer = Peer(("?", 0))
+        self.channels: dict[int, tuple[str, SharedPV, int]] = {}  # sid -> (name, pv, cid)
+        self.ops: dict[int, Op] = {}
+        self._selections = context.selections
+        self.monitors: dict[int, MonitorQueue] = {}
+        #: bytes of the monitor updates queued behind others (see MonitorQueue), and the limit
+        self.queued_bytes = 0
+        self.max_queue_bytes = context.max_queue_bytes
+        self._dirty: dict[int, MonitorQueue] = {}
+        self._busy = False
+        self._write_timer: Any = None  # the scheduler's handle of a pending write
+        self._last_write = 0.0
+        #: set on every read; the idle sweeper turns it into ``last_rx`` (no clock per read)
+        self.heard = False
+        self.last_rx = scheduler.time()
+        self._write_paused = False
+        self._closed = False
+        self._out: list[Any] = []  # buffers to write, in order
+        self._pending = 0
+
+    # ------------------------------------------------------------------ the sink's life
+    def opened(self, sink: ByteSink, address: tuple[str, int]) -> None:
+        """The peer at ``address`` connected; bytes for it go to ``sink``."""
+        self.sink = sink
+        self.peer = Peer(address)
+        self.heard = True  # connecting counts as hearing from the peer (the state may be old)
+        self.context.sessions.add(self)
+        sink.write(self.conn.initiate(self.context.config.auth_methods))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def lost(self) -> None:
+        """The connection is gone: end every operation and monitor."""
+        self._closed = True
+        self.context.sessions.discard(self)
+        for mon in self.monitors.values():
+            mon.close()
+        self.monitors.clear()
+        for op in self.ops.values():
+            if op.task is not None:
+                op.task.cancel()
+        self.ops.clear()
+        self.channels.clear()
+        self._dirty.clear()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def pause(self) -> None:
+        """The sink is full: take no more requests until :meth:`resume`."""
+        self._write_paused = True
+        if self.sink is not None:
+            self.sink.pause_reading()
+
+    def resume(self) -> None:
+        self._write_paused = False
+        self._process()
+        if self._dirty or self._out:
+            self._flush()
+        if self.sink is not None and not self._write_paused and not self._closed:
+            self.sink.resume_reading()
+
+    def receive(self, view: memoryview) -> None:
+        """Bytes from the peer, in a buffer the caller reuses once this returns. One whole
+        request (the usual read) takes the protocol's shortcuts; anything else the general
+        path, which copies what it keeps."""
+        self.heard = True
+        if len(view) > _ONE_REQUEST_MAX or self._write_paused or self._closed:
+            self._receive(view)  # copied out by the framer, once
+            return
+        data = view.tobytes()
+        # one request per read (the usual case) skips the framer and the event queue; the
+        # messages of a get (p4p's client: INIT, GET, DESTROY for every get) skip the events
+        conn = self.conn
+        got = conn.receive_get(data)
+        if got is None:
+            ev = conn.receive_message(data)
+            if ev is None:
+                self._receive(data)
+                return
+        quiet = not self._out and not self._dirty
+        self._busy = True
+        try:
+            if got is None:
+                _HANDLERS[type(ev)](self, ev)
+                answer = None
+            else:
+                step, sid, ioid, detail = got
+                if step == GET_EXECUTE:
+                    answer = self._answer_get(ioid, detail)
+                elif step == GET_INIT:
+                    init = self._get_init(sid, ioid, detail)
+                    answer = None if init is None else [init]
+                else:
+                    self._destroy(ioid)
+                    answer = None
+        except Exception as exc:
+            self._failed(exc)
+            return
+        finally:
+            self._busy = False
+        if answer is not None and quiet and not self._out and not self._dirty:
+            # a get's one reply, and nothing to send before or with it (the usual case)
+            if len(answer) == 1:
+                self.sink.write(answer[0])  # type: ignore[union-attr]
+            else:
+                self.sink.writelines(answer)  # type: ignore[union-attr]
+            return
+        self._queue(answer)
+        self._end_batch()
+
+    def _receive(self, data: bytes | memoryview) -> None:
+        """The general path: buffer the bytes, then handle every event they complete."""
+        try:
+            self.conn.receive_data(data)
+        except ProtocolError as exc:
+            self.drop(exc)
+            return
+        self._process()
+
+    # ------------------------------------------------------------------ event loop
+    def _process(self) -> None:
+        conn = self.conn
+        self._busy = True
+        try:
+            handlers = _HANDLERS
+            while not self._write_paused and not self._closed:
+                ev = conn.next_event()
+                if ev is NEED_DATA:
+                    break
+                handler = handlers.get(type(ev))
+                if handler is None:
+                    self._handle(ev)  # logs and ignores it
+                else:
+                    handler(self, ev)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        finally:
+            self._busy = False
+        self._end_batch()
+
+    def _failed(self, exc: Exception) -> None:
+        """Handling this peer's requests raised: drop the peer, only it. Call from the except
+        block (a bug of ours, or an invalid send, is logged with its traceback)."""
+        if not isinstance(exc, RemoteProtocolError):
+            log.exception("pva server: internal error serving %s", self._who())
+        self.drop(exc)
+
+    def _end_batch(self) -> None:
+        """After the requests of one read: monitor updates made while handling them go out in
+        the same write as the replies."""
+        if self._dirty and not self._write_paused:
+            self._flush()
+        elif self._out:
+            self._write()
+
+    def _who(self) -> str:
+        return f"{self.peer.address[0]}:{self.peer.address[1]}"
+
+    def drop(self, exc: BaseException) -> None:
+        """Disconnect the peer, saying why in the log."""
+        log.warning("pva server: dropping client %s: %s", self._who(), exc)
+        self._closed = True
+        if self.sink is not None:
+            self.sink.abort()
+
+    def send(self, ev: Event) -> None:
+        data = self.conn.send(ev)
+        self._out.append(data)
+        self._pending += len(data)
+        if self._pending > 65536:
+            # hand big batches to the transport now: past its high-water mark it calls
+            # pause_writing(), which stops _process() from answering more requests
+            self._write()
+
+    def _write(self) -> None:
+        out = self._out
+        if not out or self.sink is None or self._closed:
+            out.clear()
+            return
+        self._pending = 0
+        if len(out) == 1:
+            self.sink.write(out.pop())
+            return
+        # one vectored write: big arrays go from their own buffers (uvloop: writev; asyncio
+        # before 3.12 joins them, once)
+        self._out = []
+        self.sink.writelines(out)
+
+    def send_later(self, ev: Event) -> None:
+        """Send from a task (handler completion)."""
+        if self._closed:
+            return
+        try:
+            self.send(ev)
+        except ProtocolError as exc:
+            log.debug("pva server: not sent to %s: %s", self._who(), exc)
+            self._out.clear()
+            return
+        self._write()
+
+    # ------------------------------------------------------------------ monitors
+    def want_flush(self, mon: MonitorQueue) -> None:
+        """A monitor has something to send.
+
+        An update after a quiet spell leaves at once (lowest latency). Updates within
+        ``COALESCE`` seconds of the last write are encoded at once (so the queue stays drained
+        and nothing is squashed while the client keeps up) and written together when the
+        window ends: a burst costs one syscall per window, not per post, and the client reads
+        many updates per wakeup. Updates queue, and coalesce, only while the transport is paused
+        or the pipeline window is closed. Inside request processing they go out with the
+        replies when the batch ends.
+        """
+        self._dirty[mon.ioid] = mon
+        if self._write_paused or self._busy or self._closed:
+            return
+        now = self.loop.time()
+        if self._write_timer is None and now - self._last_write >= COALESCE:
+            self._last_write = now
+            self._flush()
+            return
+        self._take()
+        if self._write_timer is None and self._out:
+            self._write_timer = self.loop.call_at(self._last_write + COALESCE, self._timed_write)
+
+    def _timed_write(self) -> None:
+        self._write_timer = None
+        self._last_write = self.loop.time()
+        self._flush()
+
+    def _take(self) -> None:
+        """Encode what the dirty monitors may send into the pending output."""
+        if self._closed or self._write_paused:
+            return
+        dirty = self._dirty
+        self._dirty = {}
+        items: list[Any] = []
+        for mon in dirty.values():
+            if not mon.closed or mon.finished:
+                mon.take(items)
+        if not items:
+            return
+        conn = self.conn
+        send_update = conn.send_update_pieces
+        out = self._out
+        n = self._pending
+        for item in items:
+            try:
+                if type(item) is tuple:
+                    ioid, update, overrun = item
+                    if overrun:
+                        pieces = send_update(ioid, update, BitSet.from_mask(overrun))
+                    else:
+                        pieces = send_update(ioid, update)
+                else:
+                    pieces = [conn.send(item)]
+            except ProtocolError as exc:  # the client destroyed it meanwhile
+                log.debug("pva server: monitor update dropped: %s", exc)
+                continue
+            for data in pieces:
+                if data:
+                    out.append(data)
+                    n += len(data)
+        self._pending = n
+        if n > 65536:
+            self._write()
+
+    def _flush(self) -> None:
+        if self._closed:
+            return
+        if not self._write_paused:
+            self._take()
+        if self._out:
+            self._write()
+
+    # ------------------------------------------------------------------ dispatch
+    def _handle(self, ev: Event) -> None:
+        handler = _HANDLERS.get(type(ev))
+        if handler is None:
+            log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
+            return
+        handler(self, ev)
+
+    def _on_validation(self, ev: ConnectionValidationResponse) -> None:
+        method = ev.auth_method or "anonymous"
+        if method not in self.context.config.auth_methods:
+            self.send(ConnectionValidated(Status.error(f"authentication {method!r} refused")))
+            return
+        if method == "ca":
+            self.peer = Peer(self.peer.address, "ca", ev.user or "", ev.host or "")
+        else:
+            self.peer = Peer(self.peer.address, method)
+        self.send(ConnectionValidated.unchecked(Status.OK))
+
+    def _on_echo(self, ev: Echo) -> None:
+        self.send(Echo(ev.payload))
+
+    def _on_control_echo(self, ev: ControlEchoRequest) -> None:
+        self.send(ControlEchoResponse(ev.value))
+
+    def _on_search(self, ev: SearchRequest) -> None:
+        reply = self.context.answer_search(ev, self.peer.address)
+        if reply is not None:
+            self.send(reply)
+
+    def _on_create_channel(self, ev: CreateChannelRequest) -> None:
+        pv = self.context.pv(ev.name)
+        if pv is None:
+            self.send(
+                CreateChannelResponse(ev.cid, 0xFFFFFFFF, Status.error(f"no PV named {ev.name!r}"))
+            )
+            return
+        sid = self.context.next_sid()
+        self.channels[sid] = (ev.name, pv, ev.cid)
+        self.send(CreateChannelResponse.unchecked(ev.cid, sid, Status.OK))
+
+    def _on_destroy_channel(self, ev: DestroyChannel) -> None:
+        if self.channels.pop(ev.sid, None) is None:
+            return
+        for ioid in [i for i, op in self.ops.items() if op.sid == ev.sid]:
+            self._forget(ioid)
+        self.send(DestroyChannel(ev.sid, ev.cid))
+
+    def close_pv(self, name: str) -> None:
+        """``name`` is no longer published: its channels here are destroyed (the client sees
+        them go), with their operations and monitors."""
+        for sid, (chname, _pv, cid) in list(self.channels.items()):
+            if chname != name:
+                continue
+            for ioid in [i for i, op in self.ops.items() if op.sid == sid]:
+                self._forget(ioid)
+            del self.channels[sid]
+            self.send_later(DestroyChannel(sid, cid))
+
+    def _forget(self, ioid: int) -> None:
+        op = self.ops.pop(ioid, None)
+        if op is not None and op.task is not None:
+            op.task.cancel()
+        mon = self.monitors.pop(ioid, None)
+        if mon is not None:
+            mon.close()
+        self._dirty.pop(ioid, None)
+
+    def _on_destroy_request(self, ev: DestroyRequest | MonitorDestroy) -> None:
+        self._destroy(ev.ioid)
+
+    def _destroy(self, ioid: int) -> None:
+        op = self.ops.pop(ioid, None)
+        if op is not None and op.task is None and ioid not in self.monitors:
+            return  # a finished get or put (p4p destroys one per operation)
+        if op is not None:
+            self.ops[ioid] = op
+        self._forget(ioid)
+
+    def _on_cancel(self, ev: CancelRequest) -> None:
+        op = self.ops.get(ev.ioid)
+        if op is not None and op.task is not None:
+            op.task.cancel()
+
+    def _channel(self, sid: int) -> tuple[str, SharedPV] | None:
+        ch = self.channels.get(sid)
+        return None if ch is None else (ch[0], ch[1])
+
+    def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
+        ch = self.channels.get(sid)
+        if ch is None:
+            raise RemoteProtocolError(f"{kind} on unknown channel sid {sid}")
+        name, pv = ch[0], ch[1]
+        t = pv.type
+        key = (id(req), id(t))
+        sel = self._selections.get(key)
+        if sel is None or sel[0] is not req or sel[1] is not t:
+            mask = ALL if t is None else request_mask(t, req)
+            if len(self._selections) >= 32:
+                self._selections.clear()
+            sel = self._selections[key] = (req, t, mask, {})
+        op = Op(kind, sid, ioid, pv, name, sel[2], req, None, sel[3])
+        self.ops[ioid] = op
+        return op
+
+    def refuse(self, reply: Any) -> None:
+        """Send an init's failure: the client forgets the operation, and so does the server
+        (kept, a client that retries on new ioids would fill the table)."""
+        self.ops.pop(reply.ioid, None)
+        self.send(reply)
+
+    # get
+    def _on_get_init(self, ev: GetInit) -> None:
+        data = self._get_init(ev.sid, ev.ioid, ev.pv_request)
+        if data is not None:
+            self._queue([data])
+
+    def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> bytes | None:
+        """Open a get operation; its reply's bytes when they are the caller's to send (see
+        ``_init_ok``)."""
+        t = self.open_op(sid, ioid, request, "get").pv.type
+        if t is None:
+            name = self.ops[ioid].name
+            self.refuse(GetInitResponse(ioid, Status.error(f"{name} only supports RPC")))
+            return None
+        return self._init_ok(ioid, _GET, t)
+
+    def _init_ok(self, ioid: int, command: int, t: Any) -> bytes | None:
+        """A get or put init's success: the reply's bytes, from the type's cached encoding,
+        for the caller to queue (``_queue``) or write; None when it went the general way
+        (queued already)."""
+        data = self.conn.send_init_ok(ioid, command, t)
+        if data is None:
+            cls = GetInitResponse if command == _GET else PutInitResponse
+            self.send(cls.unchecked(ioid, Status.OK, t))
+            return None
+        return data
+
+    def _queue(self, pieces: list[Any] | None) -> None:
+        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
+        if pieces is None:
+            return
+        self._out += pieces
+        self._pending += sum(len(p) for p in pieces)
+        if self._pending > 65536:
+            self._write()  # as _send does: past the high-water mark, backpressure
+
+    def _on_get(self, ev: Get) -> None:
+        self._queue(self._answer_get(ev.ioid, ev.destroy))
+
+    def _answer_get(self, ioid: int, destroy: bool) -> list[Any] | None:
+        """Answer a GET: the reply's buffers when the PV's shared encoding makes them (the
+        value's prepared pieces behind a head of this reply's own: a PV nobody posted to since
+        costs no encoding), for the caller to queue or write; None when it went the general
+        way (queued already)."""
+        op = self.ops.get(ioid)
+        if op is None:
+            return None
+        pv = op.pv  # (a PV without a type refused the init, and forgot the operation)
+        value = pv.value
+        assigned = pv.assigned  # read after the value: it covers every field the value set
+        sent = op.sent.get(assigned)
+        if sent is None:
+            if len(op.sent) >= 64:
+                op.sent.clear()
+            assert pv.type is not None
+            mask = sent_mask(pv.type, op.mask, assigned)
+            sent = op.sent[assigned] = (mask, BitSet.from_mask(mask))
+        data = None
+        if not destroy:
+            # the value's encoding is shared with every get and monitor that sends it
+            data = self.conn.send_get_update_pieces(ioid, pv.prepared(value, sent[0]))
+        if data is not None:
+            return data
+        self.send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))
+        if destroy:
+            self.ops.pop(ioid, None)
+        return None
+
+    # put and put-get
+    def _on_put_init(self, ev: PutInit) -> None:
+        op = self.open_op(ev.sid, ev.ioid, ev.pv_request, "put")
+        if op.pv.type is None or not op.pv.writable:
+            self.refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
+            return
+        data = self._init_ok(ev.ioid, _PUT, op.pv.type)
+        if data is not None:
+            self._queue([data])
+
+    # monitor
+    def _on_monitor_init(self, ev: MonitorInit) -> None:
+        op = self.open_op(ev.sid, ev.ioid, ev.pv_request, "monitor")
+        pv = op.pv
+        if pv.type is None:
+            self.refuse(MonitorInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
+            return
+        opts = request_options(ev.pv_request)
+        limit = DEFAULT_QUEUE_SIZE
+        try:
+            if "queueSize" in opts:
+                limit = max(2, int(opts["queueSize"]))
+        except (TypeError, ValueError):
+            pass
+        limit = min(limit, self.context.max_queue_size)
+        window: int | None = None
+        if ev.queue_size is not None or truthy(opts.get("pipeline", False)):
+            window = ev.queue_size if ev.queue_size is not None else limit
+        self.monitors[ev.ioid] = MonitorQueue(self, ev.sid, ev.ioid, pv, op.mask, limit, window)
+        self.send(MonitorInitResponse(ev.ioid, type=pv.type))
+
+    def _on_monitor_start(self, ev: MonitorStart) -> None:
+        mon = self.monitors.get(ev.ioid)
+        if mon is not None:
+            mon.start()
+
+    def _on_monitor_stop(self, ev: MonitorStop) -> None:
+        mon = self.monitors.get(ev.ioid)
+        if mon is not None:
+            mon.stop()
+
+    def _on_monitor_ack(self, ev: MonitorAck) -> None:
+        mon = self.monitors.get(ev.ioid)
+        if mon is not None and mon.pipelined:
+            mon.ack(ev.nfree)
+
+    # get-field
+    def _on_get_field(self, ev: GetField) -> None:
+        ch = self._channel(ev.sid)
+        if ch is None:
+            raise RemoteProtocolError(f"get-field on unknown channel sid {ev.sid}")
+        name, pv = ch
+        if pv.type is None:
+            self.send(GetFieldResponse(ev.ioid, Status.error(f"{name} only supports RPC")))
+            return
+        t: Any = pv.type
+        if ev.sub_field:
+            try:
+                t = pv.type[ev.sub_field]
+            except Exception:
+                self.send(GetFieldResponse(ev.ioid, Status.error(f"no field {ev.sub_field!r}")))
+                return
+        self.send(GetFieldResponse(ev.ioid, type=t))
+
+    def _on_too_big(self, ev: MessageTooBig) -> None:
+        """A request over ``max_message_size``, read past: its error reply says so."""
+        log.info("pva server: %s sent %d bytes, over max_message_size", self._who(), ev.size)
+        if ev.destroy:
+            self.ops.pop(ev.ioid, None)
+        self.send(ev.reply)
+
+    def _on_closed(self, ev: ConnectionClosed) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+_HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
+    ConnectionValidationResponse: ServerSession._on_validation,
+    Echo: ServerSession._on_echo,
+    ControlEchoRequest: ServerSession._on_control_echo,
+    SearchRequest: ServerSession._on_search,
+    CreateChannelRequest: ServerSession._on_create_channel,
+    DestroyChannel: ServerSession._on_destroy_channel,
+    DestroyRequest: ServerSession._on_destroy_request,
+    MonitorDestroy: ServerSession._on_destroy_request,
+    CancelRequest: ServerSession._on_cancel,
+    GetInit: ServerSession._on_get_init,
+    Get: ServerSession._on_get,
+    PutInit: ServerSession._on_put_init,
+    Put: server_calls.on_put,
+    PutRead: server_calls.on_put_read,
+    PutGetInit: server_calls.on_put_get_init,
+    PutGet: server_calls.on_put,
+    PutGetRead: server_calls.on_put_get_read,
+    MonitorInit: ServerSession._on_monitor_init,
+    MonitorStart: ServerSession._on_monitor_start,
+    MonitorStop: ServerSession._on_monitor_stop,
+    MonitorAck: ServerSession._on_monitor_ack,
+    RPCInit: server_calls.on_rpc_init,
+    RPC: server_calls.on_rpc,
+    GetField: ServerSession._on_get_field,
+    ProcessInit: server_calls.on_process_init,
+    Process: server_calls.on_process,
+    ArrayInit: server_arrays.on_array_init,
+    ArrayGet: server_arrays.on_array_get,
+    ArrayPut: server_arrays.on_array_put,
+    ArraySetLength: server_arrays.on_array_set_length,
+    ArrayGetLength: server_arrays.on_array_get_length,
+    ConnectionClosed: ServerSession._on_closed,
+    MessageTooBig: ServerSession._on_too_big,
+}

@@ -1,0 +1,124 @@
+"""The signing of store entries: where the key comes from, and that a tag binds key and value."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reckon.core import LocalStore
+from reckon.core.stores import signing
+from reckon.core.stores.signing import TAG_SIZE, Signer, default_signer
+from reckon.errors import ConfigurationError
+
+ALGORITHMS = ["hmac-sha256"] + (["blake3"] if signing._blake3() is not None else [])
+
+
+@pytest.fixture
+def fresh_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A process key resolved afresh from a key file under ``tmp_path``."""
+    path = tmp_path / "config" / "reckon" / "cache-key"
+    monkeypatch.delenv("RECKON_CACHE_KEY", raising=False)
+    monkeypatch.setenv("RECKON_CACHE_KEY_FILE", str(path))
+    signing.reset_default_signer()
+    yield path
+    signing.reset_default_signer()
+
+
+def test_key_file_is_created_private_on_first_use_and_kept(fresh_key: Path) -> None:
+    assert not fresh_key.exists()
+    first = default_signer()
+    assert stat.S_IMODE(fresh_key.stat().st_mode) == 0o600
+    signing.reset_default_signer()
+    again = default_signer()
+    assert again.key_id == first.key_id
+    tag = first.sign("k", b"v")
+    assert again.verify("k", b"v", tag)
+
+
+def test_key_file_inside_the_cache_directory_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RECKON_CACHE_KEY", raising=False)
+    monkeypatch.setenv("RECKON_CACHE_KEY_FILE", str(tmp_path / "cache" / "key"))
+    signing.reset_default_signer()
+    try:
+        with pytest.raises(ConfigurationError, match="inside the cache directory"):
+            LocalStore(tmp_path / "cache")
+    finally:
+        signing.reset_default_signer()
+
+
+def test_a_team_shares_a_key_by_sharing_the_string(tmp_path: Path) -> None:
+    """Two processes with the same RECKON_CACHE_KEY trust each other's entries; another string
+    does not."""
+    script = (
+        "from reckon.core.stores.signing import default_signer;"
+        "print(default_signer().sign('k', b'value').hex())"
+    )
+
+    def tag_in_child(secret: str) -> bytes:
+        env = dict(os.environ, RECKON_CACHE_KEY=secret)
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        return bytes.fromhex(out.stdout.strip())
+
+    ours = Signer("correct horse battery staple")
+    assert ours.verify("k", b"value", tag_in_child("correct horse battery staple"))
+    assert not ours.verify("k", b"value", tag_in_child("another team's key"))
+
+
+def test_the_key_file_and_the_variable_agree(
+    fresh_key: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copying the key file's contents into RECKON_CACHE_KEY elsewhere gives the same key."""
+    from_file = default_signer()
+    monkeypatch.setenv("RECKON_CACHE_KEY", fresh_key.read_text())
+    signing.reset_default_signer()
+    assert default_signer().key_id == from_file.key_id
+
+
+def test_an_empty_key_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="RECKON_CACHE_KEY"):
+        Signer("")
+
+
+@pytest.mark.parametrize("writer", ALGORITHMS)
+@pytest.mark.parametrize("reader", ALGORITHMS)
+def test_readers_check_either_algorithm(writer: str, reader: str) -> None:
+    tag = Signer("s", algorithm=writer).sign("key", [b"pie", memoryview(b"ces")])
+    assert len(tag) == TAG_SIZE
+    assert Signer("s", algorithm=reader).verify("key", b"pieces", tag)
+
+
+@given(
+    key=st.text(min_size=1, max_size=80),
+    data=st.binary(max_size=2000),
+    flip=st.integers(min_value=0, max_value=10_000),
+    algorithm=st.sampled_from(ALGORITHMS),
+)
+def test_any_change_to_key_value_or_tag_fails(
+    key: str, data: bytes, flip: int, algorithm: str
+) -> None:
+    signer = Signer("property", algorithm=algorithm)
+    tag = signer.sign(key, data)
+    assert signer.verify(key, data, tag)
+    assert not signer.verify(key + "x", data, tag)
+    assert not Signer("other", algorithm=algorithm).verify(key, data, tag)
+    if data:
+        changed = bytearray(data)
+        changed[flip % len(data)] ^= 1 << (flip % 8)
+        assert not signer.verify(key, bytes(changed), tag)
+    bad = bytearray(tag)
+    bad[1 + flip % (TAG_SIZE - 1)] ^= 1
+    assert not signer.verify(key, data, bytes(bad))
+    assert not signer.verify(key, data, tag[:-1])
+    assert not signer.verify(key, data, None)
