@@ -109,7 +109,7 @@ S5Service = _chain(S5, S4)
 SERVER = """
 import asyncio, sys
 import grpc
-sys.path.insert(0, sys.argv[2])
+sys.path.insert(0, sys.argv[1])
 from bench_impls import feed, handle, ping
 from benchsvc_gen import benchsvc_pb2 as pb
 from reckon.service import Deployment, Unit
@@ -140,9 +140,9 @@ async def main():
                 "benchsvc.S1", {"Get": raw, "Feed": raw_feed, "Ping": raw_ping}),
             grpc_handler(unit.endpoints["echo"]),
         ])
-        server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+        port = server.add_insecure_port("127.0.0.1:0")  # any free port, printed below
         await server.start()
-        print("ready", flush=True)
+        print("ready", port, flush=True)
         await server.wait_for_termination()
 
 asyncio.run(main())
@@ -245,16 +245,13 @@ async def wire(root: Path) -> tuple[dict[str, list[float]], dict[str, list[float
     from benchsvc_gen import benchsvc_pb2 as pb
     from benchsvc_gen.benchsvc_reckon import Echo
 
-    from reckon._net import free_port
     from reckon.service import Unit
     from reckon.service.clients import grpc_client
 
     req = pb.Key(id="k")
-    port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         str(root / "server.py"),
-        str(port),
         str(root),
         stdout=asyncio.subprocess.PIPE,
     )
@@ -271,8 +268,12 @@ async def wire(root: Path) -> tuple[dict[str, list[float]], dict[str, list[float
     )
     try:
         assert server.stdout is not None
-        assert (await server.stdout.readline()).strip() == b"ready"
-        async with Unit(dep) as unit, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        word, port = (await server.stdout.readline()).split()
+        assert word == b"ready"
+        async with (
+            Unit(dep) as unit,
+            grpc.aio.insecure_channel(f"127.0.0.1:{int(port)}") as channel,
+        ):
             raw = channel.unary_unary(
                 "/benchsvc.S1/Get",
                 request_serializer=pb.Key.SerializeToString,

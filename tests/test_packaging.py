@@ -62,6 +62,9 @@ def test_wheel_and_sdist_contents(dist: Path) -> None:
     with tarfile.open(sdist) as tar:
         members = {m.split("/", 1)[1] for m in tar.getnames() if "/" in m}
     assert {"README.md", "LICENSE", "pyproject.toml", "src/reckon/__init__.py"} <= members
+    # Nothing a checkout grows: make test creates .venv and .venv-core, npm node_modules.
+    grown = [m for m in members if m.startswith((".venv", "site/")) or "node_modules" in m]
+    assert not grown, grown[:5]
 
 
 def test_clean_install_without_then_with_an_extra(dist: Path, tmp_path: Path) -> None:

@@ -27,9 +27,13 @@ from reckon.service import Deployment, Unit  # noqa: E402
 
 
 def load(deploy: str | Path, data_dir: str | Path) -> Deployment:
-    """The deployment file as written, on a given data dir and free ports."""
+    """The deployment file as written, on a given data dir and any free ports (what has a
+    port in the file stays served over the wire)."""
     dep = Deployment.load(HERE / deploy)
-    services = {n: replace(s, port=0, connect_port=0) for n, s in dep.services.items()}
+    services = {
+        n: replace(s, port=0, connect_port=0, expose=s.expose or s.public_port > 0)
+        for n, s in dep.services.items()
+    }
     return replace(dep, services=services, data_dir=str(data_dir))
 
 

@@ -416,3 +416,32 @@ async def test_request_metadata_text_and_binary_reaches_handlers(
             assert dict(got.entries) == want, transport
             got = await catalog.Echo(pb.Empty(), metadata=list(sent.items()), timeout=10)
             assert dict(got.entries) == want, transport
+
+
+@pytest.mark.parametrize("placement", ["inprocess", "process"])
+async def test_the_published_address_serves_grpc_and_connect_without_asking(
+    placement: str, tmp_path: Path
+) -> None:
+    """A service served over the wire has one address for users (`unit.addresses[..].connect`,
+    what `svc run` prints), with no `connect` key needed: grpcio stubs and Connect (JSON and
+    binary) reach the same handler there."""
+    import grpc.aio
+    from rtest_gen import rtest_pb2_grpc
+
+    dep = make_deployment(two_services(placement, expose=True), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        url = unit.addresses["catalog"].connect
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        async with grpc.aio.insecure_channel(url.removeprefix("http://")) as channel:
+            item = await rtest_pb2_grpc.CatalogStub(channel).Get(pb.Key(id="a"), timeout=20)
+        status, body = await asyncio.to_thread(
+            _post, f"{url}/rtest.Catalog/Get", b'{"id": "a"}', "application/json"
+        )
+        assert status == 200 and json.loads(body)["title"] == item.title
+        status, body = await asyncio.to_thread(
+            _post,
+            f"{url}/rtest.Catalog/Get",
+            pb.Key(id="a").SerializeToString(),
+            "application/proto",
+        )
+        assert status == 200 and pb.Item.FromString(body) == item

@@ -85,6 +85,14 @@ def test_missing_service_is_reported() -> None:
         plan(Deployment.from_dict(make_deployment({"catalog": dict(CATALOG)})))
 
 
+def test_port_and_connect_port_name_one_port() -> None:
+    """``connect_port`` is another name of ``port`` (the one address); two values are refused."""
+    same = Deployment.from_dict(make_deployment({"a": {**STOCK, "connect_port": 4711}}))
+    assert same.services["a"].public_port == 4711
+    with pytest.raises(DeploymentError, match=r"port and connect_port name the same port"):
+        Deployment.from_dict(make_deployment({"a": {**STOCK, "port": 4711, "connect_port": 4712}}))
+
+
 def test_unknown_names_are_reported() -> None:
     with pytest.raises(DeploymentError, match=r"requires 'nowhere'"):
         plan(Deployment.from_dict(make_deployment(_services(x={**STOCK, "requires": ["nowhere"]}))))

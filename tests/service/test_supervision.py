@@ -17,7 +17,7 @@ from rtest_gen import rtest_pb2 as pb
 from rtest_gen.rtest_reckon import Catalog
 from svc_helpers import CATALOG, STOCK, make_deployment, two_services
 
-from reckon.errors import ServiceCallError
+from reckon.errors import DeploymentError, ServiceCallError
 from reckon.service import Deployment, Unit
 
 
@@ -102,6 +102,7 @@ async def test_kill_9_restarts_on_failure_and_keeps_the_port(tmp_path: Path) -> 
     async with Unit(Deployment.from_dict(dep)) as unit:
         child = unit.children["catalog"]
         first = child.proc.pid  # type: ignore[union-attr]
+        first_address = unit.addresses["catalog"]
         first_tmp = child.tmp_dir
         assert first_tmp is not None and first_tmp.exists()
         os.kill(first, signal.SIGKILL)
@@ -110,8 +111,52 @@ async def test_kill_9_restarts_on_failure_and_keeps_the_port(tmp_path: Path) -> 
         assert not first_tmp.exists()  # the dead process's temp dir was removed
         assert child.proc.pid != first  # type: ignore[union-attr]
         # Same address: the client does not change.
+        assert unit.addresses["catalog"] == first_address == child.address
         who = await unit.locate(Catalog).Who(pb.Empty(), timeout=20)
         assert who.pid == child.proc.pid  # type: ignore[union-attr]
+
+
+def _listening(pid: int) -> set[int]:
+    import psutil
+
+    return {
+        c.laddr.port
+        for c in psutil.Process(pid).net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+
+
+async def test_children_bind_their_own_ports_and_report_them(tmp_path: Path) -> None:
+    """Without ports in the deployment nobody picks one for a child to bind later: each child
+    binds port 0 and the unit publishes the ports that child's own sockets listen on: the one
+    for every protocol, and the internal gRPC port between reckon's processes."""
+    dep = make_deployment(two_services("process"), tmp_path=tmp_path)
+    async with Unit(Deployment.from_dict(dep)) as unit:
+        for name, child in unit.children.items():
+            address = unit.addresses[name]
+            assert address == child.address and address.grpc is not None
+            mine = {int(address.grpc.rpartition(":")[2])}
+            if address.connect is not None:
+                mine.add(int(address.connect.rpartition(":")[2]))
+            assert len(mine) == 2
+            assert _listening(child.proc.pid) == mine  # type: ignore[union-attr]
+        assert (await unit.locate(Catalog, transport="connect").Who(pb.Empty())).pid == (
+            unit.children["catalog"].proc.pid  # type: ignore[union-attr]
+        )
+
+
+async def test_a_command_that_never_reports_its_port_fails_saying_how(tmp_path: Path) -> None:
+    services = {
+        "catalog": {
+            **{k: v for k, v in CATALOG.items() if k != "implementation"},
+            "placement": "process",
+            "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+            "start_timeout": 1.0,
+        }
+    }
+    with pytest.raises(DeploymentError, match="RECKON_SVC_PORT_FILE"):
+        async with Unit(Deployment.from_dict(make_deployment(services, tmp_path=tmp_path))):
+            pass
 
 
 async def test_restart_never_and_exit_when_every_process_ended(tmp_path: Path) -> None:

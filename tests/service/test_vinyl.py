@@ -226,19 +226,18 @@ def _readme_blocks() -> list[tuple[str, str]]:
     return re.findall(r"```(\w*)\n(.*?)```", text, re.S)
 
 
-def _wait_port(port: int, proc: subprocess.Popen[str], limit: float = 60.0) -> None:
-    import socket
-    import time
-
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}")
+def _announced_port(proc: subprocess.Popen[str], name: str) -> tuple[int, list[str]]:
+    """The port (for every protocol) that `reckon svc run` prints for service ``name`` once the
+    unit is ready (it reads back what it bound), and the lines printed up to there."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:  # ends when the process does
+        seen.append(line)
+        found = re.match(rf"{name}\s+\w+\s+http://127\.0\.0\.1:(\d+)", line)
+        if found:
+            return int(found.group(1)), seen
+        assert not line.startswith(f"{name} "), f"{name} has no address: {''.join(seen)}"
+    raise AssertionError(f"`reckon svc run` ended before announcing {name}: {''.join(seen)}")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -255,6 +254,12 @@ def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) 
         ignore=shutil.ignore_patterns("node_modules", "__pycache__", ".vinyl-data", "vinyl_api"),
     )
     (work / "docs" / "api.md").unlink()
+    # The README names port 8750; the test must not need it free: its copy serves the storefront
+    # at any free port, and the curl commands use the one `reckon svc run` prints.
+    for toml in work.glob("deploy*.toml"):
+        text = toml.read_text()
+        assert "\nport = 8750" in text
+        toml.write_text(text.replace("\nport = 8750", "\nexpose = true"))
     (work / "recommendations" / "node_modules").symlink_to(node_modules)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("NODE_PATH", None)
@@ -277,6 +282,8 @@ def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) 
         return out.stdout
 
     server: subprocess.Popen[str] | None = None
+    port = 0
+    started: list[str] = []
     pages: list[dict[str, object]] = []
     try:
         for cmd in commands:
@@ -292,9 +299,9 @@ def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) 
                     text=True,
                     start_new_session=True,
                 )
-                _wait_port(8750, server)
+                port, started = _announced_port(server, "storefront")
                 continue
-            out = sh(cmd)
+            out = sh(cmd.replace("127.0.0.1:8750", f"127.0.0.1:{port}"))
             if cmd.startswith("python shop.py"):
                 assert out.splitlines()[-len(EXPECTED) :] == EXPECTED, out
             if cmd.startswith("reckon svc check"):
@@ -323,7 +330,7 @@ def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) 
             time.sleep(0.1)
         assert again and again != node
         for _ in range(300):  # the RecordPage curl, once the new process is up
-            page = json.loads(sh(commands[-2]))
+            page = json.loads(sh(commands[-2].replace("127.0.0.1:8750", f"127.0.0.1:{port}")))
             if "recommended" in page:
                 break
             assert "code" in page, page  # a Connect error only while node restarts
@@ -331,7 +338,8 @@ def test_readme_walkthrough_runs_as_written(node_modules: Path, tmp_path: Path) 
         assert [r["title"] for r in page["recommended"]] == ["Blue Train", "A Love Supreme"]
         # "Ctrl-C (or SIGTERM) stops every process cleanly."
         server.send_signal(signal.SIGINT)
-        log, _ = server.communicate(timeout=60)
+        rest, _ = server.communicate(timeout=60)
+        log = "".join(started) + rest
         assert server.returncode == 0, log
         assert "restarting" in log and "unit stopped" in log
         leftover = subprocess.run(["pgrep", "-s", str(server.pid)], capture_output=True)

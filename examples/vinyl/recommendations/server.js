@@ -1,9 +1,11 @@
 // Recommendations, in Node.js with @grpc/grpc-js: serves vinyl.Recommendations from the same
 // .proto files as the Python services, and calls the (Python) Catalog back.
-// The reckon runtime starts it with RECKON_SVC_PORT (where to serve) and RECKON_SVC_ADDR_CATALOG
+// The reckon runtime starts it with RECKON_SVC_PORT (where to serve; 0:
+// any free port, reported in RECKON_SVC_PORT_FILE) and RECKON_SVC_ADDR_CATALOG
 // (where the Catalog answers), and probes it with grpc.health.v1.Health/Check.
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -53,10 +55,16 @@ const server = new grpc.Server();
 server.addService(vinyl.Recommendations.service, { Recommend: recommend });
 server.addService(health, { Check: (c, cb) => cb(null, Buffer.from([8, 1])) }); // SERVING
 const port = process.env.RECKON_SVC_PORT;
-server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
+// Port 0 means any free one: the runtime learns which from RECKON_SVC_PORT_FILE.
+server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
   if (err) {
     console.error(`recommendations: cannot bind 127.0.0.1:${port}: ${err.message}`);
     process.exit(1);
+  }
+  const report = process.env.RECKON_SVC_PORT_FILE;
+  if (report) {
+    fs.writeFileSync(`${report}.tmp`, JSON.stringify({ port: bound }));
+    fs.renameSync(`${report}.tmp`, report); // whole or absent for the runtime
   }
 });
 

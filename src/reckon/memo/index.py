@@ -70,6 +70,8 @@ class EntryRow:
     fingerprint: str
 
 
+_DELETE = "DELETE FROM entries WHERE key = ?"
+
 #: How long the writer lets operations pile up before doing them in bulk.
 COALESCE_SECONDS = 0.02
 #: Most keys of one function version loaded up front to spare its hits the orphan check.
@@ -87,6 +89,11 @@ class MemoIndex:
         self._ops: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        #: A second connection for :meth:`indexed`, so a miss never waits behind the writer.
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        #: Keys whose queued deletes are not committed yet (key -> how many; under _read_lock).
+        self._deleting: dict[str, int] = {}
         _live.add(self)
 
     # -- connection -------------------------------------------------------------------------
@@ -94,19 +101,20 @@ class MemoIndex:
     def _connect(self) -> sqlite3.Connection:
         conn = self._conn
         if conn is None:
-            if self.path is None:
-                target = ":memory:"
-            else:
-                self.path.mkdir(parents=True, exist_ok=True)
-                target = str(self.path / INDEX_FILENAME)
-            conn = sqlite3.connect(
-                target, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            if self.path is not None:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            conn = self._conn = self._open()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        if self.path is None:
+            target = ":memory:"
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            target = str(self.path / INDEX_FILENAME)
+        conn = sqlite3.connect(target, timeout=30.0, isolation_level=None, check_same_thread=False)
+        if self.path is not None:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
         return conn
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -124,6 +132,9 @@ class MemoIndex:
         self._ops = collections.deque()
         self._wake = threading.Event()
         self._thread = None
+        self._reader = None
+        self._read_lock = threading.Lock()
+        self._deleting = {}
 
     # -- background work --------------------------------------------------------------------
     #
@@ -184,6 +195,8 @@ class MemoIndex:
         writes = [(op[1], op[2]) for op in batch if op[0] == "sql"]
         if writes:
             self._write_batch(writes)
+            if self._deleting:
+                self._deleted(batch)
         keep_running = True
         for op in batch:
             kind = op[0]
@@ -251,6 +264,10 @@ class MemoIndex:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     # -- entries ----------------------------------------------------------------------------
 
@@ -277,7 +294,47 @@ class MemoIndex:
         self._write_batch([(self._INSERT, self._row_params(row))])
 
     def delete_entry(self, key: str) -> None:
-        self._submit("DELETE FROM entries WHERE key = ?", (key,))
+        """Drop the row of ``key`` (in the background; :meth:`indexed` says False at once)."""
+        with self._read_lock:
+            deleting = self._deleting
+            deleting[key] = deleting.get(key, 0) + 1
+        self._submit(_DELETE, (key,))
+
+    def _deleted(self, batch: list[tuple[Any, ...]]) -> None:
+        """The queued deletes of ``batch`` are committed (or failed): forget them."""
+        with self._read_lock:
+            deleting = self._deleting
+            for op in batch:
+                if op[0] == "sql" and op[1] is _DELETE:
+                    key = op[2][0]
+                    left = deleting.get(key, 1) - 1
+                    if left > 0:
+                        deleting[key] = left
+                    else:
+                        deleting.pop(key, None)
+
+    def indexed(self, key: str) -> bool:
+        """Whether the index lists ``key`` now, read at once (not queued behind the writer).
+
+        The miss path asks this while it holds the store's lease, right after the store said the
+        value is absent, so "indexed" means the index listed the key when its value was missing,
+        not later, when another process may have stored and indexed it meanwhile. The read uses
+        a connection of its own: in WAL mode it never waits for another process's write.
+        """
+        if key in self._deleting:
+            return False
+        if self.path is None:  # in memory: one database, reached through the one connection
+            return bool(self._execute("SELECT 1 FROM entries WHERE key = ?", (key,)))
+        with self._read_lock:
+            try:
+                conn = self._reader
+                if conn is None:
+                    conn = self._reader = self._open()
+                row = conn.execute("SELECT 1 FROM entries WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                logger.warning("memo index %s: lookup failed: %s", self.path, exc)
+                return False
+        return row is not None
 
     def delete_entries_now(self, keys: list[str]) -> None:
         """Drop index rows before returning (after the writes queued before)."""

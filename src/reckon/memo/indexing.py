@@ -24,7 +24,7 @@ from reckon.memo.report import human_bytes, human_duration
 if TYPE_CHECKING:
     from reckon.memo.memoize import Memoized
 
-__all__ = ["clear_stale", "record", "recover_if_missing", "report_if_indexed"]
+__all__ = ["clear_shared", "clear_stale", "record", "recover_if_missing", "report_if_indexed"]
 
 _DEBUG = logging.DEBUG
 _logger = log.logger
@@ -96,18 +96,30 @@ def recover_if_missing(
 def report_if_indexed(
     m: Memoized[Any, Any], rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
-    """On a miss: if the index lists this key, its stored value was lost or unreadable. Say so
-    (in the background)."""
+    """On a miss: if the index lists this key, its stored value was lost or unreadable. Say so.
 
-    def corrupt() -> None:
-        log.event(
-            "corrupt",
-            f"{m._call_text(args, kwargs)} was indexed but its stored value was "
-            f"missing or unreadable; recomputing",
-            logging.WARNING,
-        )
-
-    m._index.check_soon(rid.disk_key, if_present=corrupt)
+    Asked at once, not in the background: the miss runs under the store's lease right after the
+    store said the value is absent, and only the index as it is now says whether the key was
+    listed then. A check made later would also see rows that other processes wrote meanwhile
+    for a value they have just stored (or read back), and call a sound value corrupt. A row
+    found is confirmed against the store, which a writer without the lease may have filled
+    since the look.
+    """
+    key = rid.disk_key
+    if not m._index.indexed(key):
+        return
+    store = m._engine.store
+    try:
+        if store is not None and store.contains(key):
+            return
+    except Exception:  # a store that cannot say: the row stands
+        pass
+    log.event(
+        "corrupt",
+        f"{m._call_text(args, kwargs)} was indexed but its stored value was "
+        f"missing or unreadable; recomputing",
+        logging.WARNING,
+    )
 
 
 def clear_stale(m: Memoized[Any, Any]) -> int:
@@ -124,6 +136,29 @@ def clear_stale(m: Memoized[Any, Any]) -> int:
         )
     m._index.delete_entries_now([row.key for row in rows])
     return len(rows)
+
+
+def clear_shared(m: Memoized[Any, Any], done: set[str]) -> int:
+    """Remove from the store every entry of ``m``'s current code version that ``done`` does not
+    hold: those other machines wrote into a shared store, which this machine's index never saw.
+    Returns how many.
+
+    A memo key is the code version's 16-byte digest followed by the arguments', so the store's
+    own key list names them: no index is needed to find them.
+    """
+    store = m._engine.store
+    if store is None:
+        return 0
+    prefix = m._fphex
+    try:
+        listed = store.keys()  # (a Store, not a mapping: it cannot be iterated itself)
+        found = [k for k in listed if k.startswith(prefix) and k not in done]
+    except Exception as exc:
+        _logger.warning("%s.clear(): could not list the store's keys (%s)", m.name, exc)
+        return 0
+    for key in found:
+        m._engine.evict(_from_digest(key))
+    return len(found)
 
 
 def _size_of(m: Memoized[Any, Any], entry: Entry) -> int:

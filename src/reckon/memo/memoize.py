@@ -556,6 +556,9 @@ class Memoized(Generic[P, R]):
         """Forget every cached result of this function (every code version); returns how many
         stored entries were removed.
 
+        That is every entry this machine's index lists, and every entry of the current code
+        version in the store, whichever machine wrote it (a shared store such as Redis or S3).
+
         ``stale=True`` removes only the entries of earlier code versions (they hit again only if
         the code is changed back), one ``evict`` log line each.
         """
@@ -571,7 +574,7 @@ class Memoized(Generic[P, R]):
             for key in keys:
                 self._engine.evict(_from_digest(key))
             self._index.delete_entries_now(keys)
-            removed = len(keys)
+            removed = len(keys) + indexing.clear_shared(self, set(keys))
         log.event("evict", f"{self.name}: cleared {removed} stored entries", logging.INFO)
         return removed
 

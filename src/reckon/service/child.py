@@ -2,7 +2,8 @@
 
 The parent hands over the whole deployment (in a file of mode 0600 named by
 ``RECKON_SVC_DEPLOYMENT_FILE``: it holds the users' password hashes), the service's name, its
-port and the addresses of what it requires. The child rebuilds the same unit with that service
+ports (0: bind any free one and report it in the file named by ``RECKON_SVC_PORT_FILE``) and the
+addresses of what it requires. The child rebuilds the same unit with that service
 in-process and exposed, and everything it requires as remote: the implementation's code is the
 same as in a single-process unit. A watchdog thread enforces ``call_limit`` by killing the process
 when a call overruns it (a stuck handler may block the event loop, so only the process can go);
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from reckon.service.deploy import Deployment
 from reckon.service.kernel import Unit
-from reckon.service.supervisor import die_with_parent
+from reckon.service.supervisor import die_with_parent, write_port_report
 
 
 def child_deployment(env: dict[str, str]) -> Deployment:
@@ -31,14 +32,14 @@ def child_deployment(env: dict[str, str]) -> Deployment:
     dep = Deployment.from_dict(raw, env["RECKON_SVC_ROOT"])
     name = env["RECKON_SVC_NAME"]
     addresses = json.loads(env.get("RECKON_SVC_ADDRESSES", "{}"))
-    cport = int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0)
     me = replace(
         dep.services[name],
         placement="inprocess",
         expose=True,
-        port=int(env["RECKON_SVC_PORT"]),
-        connect=cport > 0,
-        connect_port=cport,
+        # 0: any free port, reported below. RECKON_SVC_PORT is the internal gRPC port here.
+        port=int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0),
+        connect_port=0,
+        grpc_port=int(env.get("RECKON_SVC_PORT", "0") or 0),
         requires=tuple(json.loads(env.get("RECKON_SVC_REQUIRES", "[]"))),
     )
     services = {name: me}
@@ -82,6 +83,12 @@ async def serve(env: dict[str, str]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await unit.start()
+    report = env.get("RECKON_SVC_PORT_FILE")
+    if report:  # the parent waits for the ports this process bound
+        address = unit.addresses[name]
+        assert address.grpc is not None
+        cport = address.connect.rpartition(":")[2] if address.connect else None
+        write_port_report(report, int(address.grpc.rpartition(":")[2]), int(cport or 0))
     if limit is not None:
         unit.endpoints[name].overdue = lambda now: []  # type: ignore[method-assign]
         threading.Thread(target=_watchdog, args=(unit, name, limit), daemon=True).start()

@@ -61,7 +61,7 @@ def run(
         Path | None, typer.Option(help="write the unit's addresses and pids here once ready")
     ] = None,
 ) -> None:
-    """Start every service of a unit; stop cleanly on SIGINT/SIGTERM.
+    """Start every service of a unit, print where each answers; stop cleanly on SIGINT/SIGTERM.
 
     Exits when every child process has ended (after restarts), or at once on a signal; the exit
     status is 1 when it stopped because services failed (a crash loop, a time-limit kill).
@@ -79,10 +79,11 @@ def run(
         await unit.start()
         try:
             for name, info in unit.status().items():
-                where = info.get("grpc") or "in-process"
-                extra = f"  connect {info['connect']}" if info.get("connect") else ""
+                # The one address users' clients need: the port for every protocol, or the
+                # gRPC address of a command or remote service that has only that.
+                where = info.get("connect") or info.get("grpc") or "in-process"
                 pid = f"  pid {info['pid']}" if info.get("pid") else ""
-                typer.echo(f"{name:<20} {info['placement']:<10} {where}{extra}{pid}")
+                typer.echo(f"{name:<20} {info['placement']:<10} {where}{pid}")
             if status_file is not None:
                 tmp = status_file.with_name(status_file.name + ".tmp")
                 tmp.write_text(json.dumps(unit.status(), indent=2, sort_keys=True))

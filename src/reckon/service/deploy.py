@@ -95,8 +95,12 @@ class ServiceSpec:
     time_limit: float | None = None
     connect: bool = False
     expose: bool = False
+    #: The port for every protocol (``connect_port`` is another name for it); 0: any free one.
     port: int = 0
     connect_port: int = 0
+    #: The internal gRPC port between reckon's processes (not a deployment key: a restarted
+    #: child gets back the one it had); 0: any free one.
+    grpc_port: int = 0
     auth: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +115,11 @@ class ServiceSpec:
     keepalive: float | None = None
     #: PEM files ``{cert, key, ca}`` (None: the unit's); see reckon.service.tls.
     tls: dict[str, str] | None = None
+
+    @property
+    def public_port(self) -> int:
+        """The port the deployment names for the service (0: any free one)."""
+        return self.port or self.connect_port
 
 
 @dataclass(frozen=True)
@@ -296,6 +305,11 @@ def _service_spec(name: str, table: Any) -> ServiceSpec:
     if auth is not None and auth not in SCHEMES:
         raise DeploymentError(
             f"{where}: auth {auth!r}; use 'basic', 'bearer' (a [auth] bearer hook) or 'any'"
+        )
+    if table.get("port") and table.get("connect_port") and table["port"] != table["connect_port"]:
+        raise DeploymentError(
+            f"{where}: port and connect_port name the same port (the one for every protocol); "
+            "give one of them"
         )
     requires = table.get("requires", [])
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):

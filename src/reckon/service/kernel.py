@@ -3,8 +3,9 @@
 Start-up follows the plan's waves (topological order of ``requires``, ties broken by name): in a
 wave, in-process services get ``ready()`` one by one in name order and child processes start
 together; nothing in a wave starts before every earlier wave is ready. An in-process service is
-served over gRPC when something outside the process needs it (a child requires it, or
-``expose``/``connect`` is set).
+served over the wire (its one address for every protocol, and the internal gRPC port between
+reckon's processes) when something outside the process needs it (a child requires it, or
+``expose``, ``connect`` or ``port`` is set).
 
 A timing pulse (every ``[unit] pulse`` seconds) reaps and restarts children, runs health checks,
 kills processes past their time limit, cancels in-process calls past their call limit, and
@@ -27,7 +28,6 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from reckon._net import free_port
 from reckon.errors import (
     DeploymentError,
     ServiceNotFoundError,
@@ -188,12 +188,8 @@ class Unit:
                     connect = f"{scheme}://{connect}"
                 self.addresses[name] = Address(spec.address, connect)
             elif spec.placement == "process":
-                port = spec.port or free_port()
-                cport = (spec.connect_port or free_port()) if spec.connect else None
-                self.addresses[name] = Address(
-                    f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{cport}" if cport else None
-                )
-            elif spec.expose or spec.connect or spec.port or name in outside:
+                pass  # known once the child reports the ports it bound (_start_child)
+            elif spec.expose or spec.connect or spec.public_port or name in outside:
                 self._exposed.add(name)
 
     def _service_context(self, p: Planned, tmp_dir: Path) -> ServiceContext:
@@ -258,22 +254,21 @@ class Unit:
         sctx.log.debug("ready")
         if name in self._exposed:
             wire = self._wire_for(p.spec, tmp_dir)
-            await wire.add(name, endpoint, p.spec.connect)
-            for n in wire.names:  # a server's Connect port may open with a later service
-                self.addresses[n] = Address(wire.grpc_address, wire.connect_url)
+            await wire.add(name, endpoint)
+            self.addresses[name] = Address(wire.grpc_address, wire.connect_url)
 
     def _wire_for(self, spec: ServiceSpec, tmp_dir: Path) -> WireServer:
         """The servers ``spec``'s service joins: shared by every service with its settings."""
         limit = self.deployment.max_message_bytes_of(spec)
         keepalive = self.deployment.keepalive_of(spec)
         tls = self.deployment.tls_of(spec)
-        key = (spec.port, spec.connect_port, limit, keepalive, tls)
+        key = (spec.public_port, spec.grpc_port, limit, keepalive, tls)
         wire = self._wires.get(key)
         if wire is None:
             board = HealthBoard()
             wire = self._wires[key] = WireServer(
-                port=spec.port,
-                connect_port=spec.connect_port,
+                grpc_port=spec.grpc_port,
+                port=spec.public_port,
                 options=grpc_options(limit, keepalive),
                 tls=tls,
                 read_max_bytes=limit,
@@ -325,10 +320,6 @@ class Unit:
     async def _start_child(self, p: Planned) -> None:
         assert self._tmp_root is not None
         name = p.spec.name
-        addr = self.addresses[name]
-        assert addr.grpc is not None
-        port = int(addr.grpc.rpartition(":")[2])
-        cport = int(addr.connect.rpartition(":")[2]) if addr.connect else None
         child = ChildProcess(
             p,
             unit_env=self._unit_env(),
@@ -336,8 +327,10 @@ class Unit:
             # child's user can read, never by the environment (which `ps e` and /proc show).
             secret=json.dumps(self.deployment.raw, sort_keys=True, default=str),
             addresses=lambda: self.addresses,
-            port=port,
-            connect_port=cport,
+            # A command serves gRPC on the one port it has; a Python child serves its port for
+            # every protocol where the deployment says, and its internal gRPC port anywhere.
+            port=p.spec.public_port if p.spec.command is not None else 0,
+            connect_port=None if p.spec.command is not None else p.spec.public_port,
             log=self.log,
             tmp_root=self._tmp_root,
             on_change=self._check_all_ended,
@@ -345,6 +338,8 @@ class Unit:
         )
         self.children[name] = child
         await child.start()
+        # The ports the child bound; they stay across its restarts.
+        self.addresses[name] = child.address
         self.started.append(name)
 
     # -- locate --------------------------------------------------------------------------------

@@ -101,8 +101,46 @@ async def wait_healthy(name: str, address: str, within: float, tls: Tls | None =
         await asyncio.sleep(0.1)
 
 
+PORT_FILE = "port.json"
+
+
+def read_port_report(path: Path) -> dict[str, int] | None:
+    """What a child wrote to ``RECKON_SVC_PORT_FILE`` once it listens: a JSON object with
+    ``port`` (its gRPC port) and, when it serves one, ``connect_port``; None until written.
+
+    Children write it to a temporary name and rename it, so a file that exists is whole.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("port"), int) or raw["port"] <= 0:
+        return None
+    out = {"port": int(raw["port"])}
+    if isinstance(raw.get("connect_port"), int) and raw["connect_port"] > 0:
+        out["connect_port"] = int(raw["connect_port"])
+    return out
+
+
+def write_port_report(path: str, port: int, connect_port: int | None = None) -> None:
+    """The child's side of :func:`read_port_report` (atomic: temporary file, then rename)."""
+    body: dict[str, int] = {"port": port}
+    if connect_port:
+        body["connect_port"] = connect_port
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(body, f)
+    os.replace(tmp, path)
+
+
 class ChildProcess:
-    """One supervised service process; the port stays the same across restarts."""
+    """One supervised service process.
+
+    Without a port in the deployment the child binds port 0 itself and reports the port it got
+    in the file named by ``RECKON_SVC_PORT_FILE``: nobody picks a port for another process to
+    bind later (another program could take it in between). Restarts rebind the reported port,
+    so dependents keep their address.
+    """
 
     def __init__(
         self,
@@ -121,13 +159,11 @@ class ChildProcess:
         self.planned = planned
         self.spec = planned.spec
         self.name = planned.spec.name
+        #: The gRPC port; 0 until the child reports the one it bound.
         self.port = port
+        #: The port for every protocol (None: not served; 0 until reported).
         self.connect_port = connect_port
         self.tls = tls
-        scheme = "http" if tls is None else "https"
-        self.address = Address(
-            f"127.0.0.1:{port}", f"{scheme}://127.0.0.1:{connect_port}" if connect_port else None
-        )
         self._unit_env = unit_env
         self._secret = secret
         self._addresses = addresses
@@ -151,14 +187,25 @@ class ChildProcess:
         #: Why this service ended for good when it ended by failing (None: still up, or clean).
         self.failure: str | None = None
 
+    @property
+    def address(self) -> Address:
+        scheme = "http" if self.tls is None else "https"
+        cport = self.connect_port
+        return Address(
+            f"127.0.0.1:{self.port}" if self.port else None,
+            f"{scheme}://127.0.0.1:{cport}" if cport else None,
+        )
+
+    def _known(self) -> bool:
+        return self.port > 0 and self.connect_port != 0
+
     # -- starting ------------------------------------------------------------------------------
 
     def _command(self) -> tuple[list[str], dict[str, str], str]:
         assert self.tmp_dir is not None
         spec = self.spec
         subst = {
-            "port": str(self.port),
-            "connect_port": str(self.connect_port or ""),
+            "port": str(self.port if self.connect_port is None else self.connect_port),
             "tmp": str(self.tmp_dir),
             "root": self._unit_env["RECKON_SVC_ROOT"],
             "python": sys.executable,
@@ -172,6 +219,7 @@ class ChildProcess:
             RECKON_SVC_PORT=str(self.port),
             RECKON_SVC_CONNECT_PORT=str(self.connect_port or 0),
             RECKON_SVC_TMP=str(self.tmp_dir),
+            RECKON_SVC_PORT_FILE=str(self.tmp_dir / PORT_FILE),
             RECKON_SVC_ADDRESSES=json.dumps(required, sort_keys=True),
             RECKON_SVC_REQUIRES=json.dumps(list(self.planned.requires)),
         )
@@ -216,15 +264,31 @@ class ChildProcess:
         """Until the process answers health checks; fails if it exits or takes too long."""
         assert self.proc is not None
         limit = time.monotonic() + self.spec.start_timeout
+        assert self.tmp_dir is not None
+        report = self.tmp_dir / PORT_FILE
         while True:
             if self.proc.returncode is not None:
                 raise DeploymentError(
                     f"service {self.name!r} exited with code {self.proc.returncode} while starting"
                 )
-            if await health_check(self.address.grpc or "", timeout=0.5, tls=self.tls):
+            got = read_port_report(report)
+            if got is not None:
+                self.port = got["port"]
+                if self.connect_port is not None:
+                    self.connect_port = got.get("connect_port", self.connect_port)
+            if self._known() and await health_check(
+                self.address.grpc or "", timeout=0.5, tls=self.tls
+            ):
                 break
             if time.monotonic() > limit:
                 self.kill("did not become healthy in time")
+                if not self._known():
+                    raise DeploymentError(
+                        f"service {self.name!r} did not report the port it listens on within "
+                        f"{self.spec.start_timeout}s: a service given port 0 in RECKON_SVC_PORT "
+                        'binds any free port and writes {"port": N} to the file named by '
+                        "RECKON_SVC_PORT_FILE (or set `port` in the deployment)"
+                    )
                 raise DeploymentError(
                     f"service {self.name!r} did not answer health checks on port {self.port} "
                     f"within {self.spec.start_timeout}s"

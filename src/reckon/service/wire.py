@@ -1,10 +1,13 @@
-"""A process's servers: one gRPC port, and one port for every protocol, for all its services.
+"""A process's servers: one port for every protocol, for all its services, and an internal gRPC
+port beside it.
 
 The in-process services a unit serves over the wire join one :class:`WireServer` as they start
-(services whose port, TLS, message size or keepalive settings differ get a server of their own):
-its gRPC port (``grpc.aio``, the fast path between reckon's processes) and, once any of them asks
-for ``connect``, its port for every protocol (hypercorn: Connect, gRPC-Web and gRPC over HTTP/1.1
-and HTTP/2). Both answer the standard health and reflection services for everything on them.
+(services whose port, TLS, message size or keepalive settings differ get a server of their own).
+Its port for every protocol (hypercorn: Connect, gRPC-Web and gRPC over HTTP/1.1 and HTTP/2) is
+the address the deployment names and users' clients use. Its gRPC port (``grpc.aio``) is the
+fast path between reckon's own processes only: grpcio's C core costs less per call than
+hypercorn's pure-Python HTTP/2, and no user needs to know that port. Both answer the standard
+health and reflection services for everything on them.
 """
 
 from __future__ import annotations
@@ -32,16 +35,16 @@ class WireServer:
     def __init__(
         self,
         *,
+        grpc_port: int,
         port: int,
-        connect_port: int,
         options: list[tuple[str, int]],
         tls: Tls | None,
         read_max_bytes: int,
         standard: list[Endpoint],
         board: HealthBoard,
     ) -> None:
+        self._grpc_port = grpc_port
         self._port = port
-        self._connect_port = connect_port
         self._options = options
         self.tls = tls
         self._read_max_bytes = read_max_bytes
@@ -59,18 +62,18 @@ class WireServer:
         self._router.handlers.update(grpc_method_handlers(endpoint))
         self._routes.update(connect_routes([endpoint]))
 
-    async def add(self, name: str, endpoint: Endpoint, connect: bool) -> None:
+    async def add(self, name: str, endpoint: Endpoint) -> None:
         """Serve ``endpoint`` (as service ``name``) on this server's ports, starting them."""
         self._register(endpoint)
         self.names.append(name)
         await self.board.set(endpoint.definition.full_name, SERVING)
         if self._grpc is None:
             self._grpc, self.grpc_port = await start_grpc(
-                self._router, self._port, self._options, self.tls
+                self._router, self._grpc_port, self._options, self.tls
             )
-        if connect and self.connect is None:
+        if self.connect is None:
             app = connect_app(self._routes, read_max_bytes=self._read_max_bytes)
-            self.connect = ConnectServer(app, self._connect_port, self.tls)
+            self.connect = ConnectServer(app, self._port, self.tls)
             await self.connect.start()
 
     @property

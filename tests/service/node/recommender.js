@@ -1,9 +1,11 @@
 // The Recommender service of rtest.proto, in Node.js with @grpc/grpc-js.
-// The reckon runtime starts it with RECKON_SVC_PORT (where to serve) and RECKON_SVC_ADDR_CATALOG
+// The reckon runtime starts it with RECKON_SVC_PORT (where to serve; 0:
+// any free port, reported in RECKON_SVC_PORT_FILE) and RECKON_SVC_ADDR_CATALOG
 // (where the Catalog it requires answers); it calls Catalog back for every recommendation,
 // forwarding the caller's credentials, and answers grpc.health.v1 so the supervisor can probe it.
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -45,10 +47,16 @@ const server = new grpc.Server();
 server.addService(rtest.Recommender.service, { Recommend: recommend });
 server.addService(health, { Check: (call, cb) => cb(null, Buffer.from([8, 1])) });
 const port = process.env.RECKON_SVC_PORT;
-server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err) => {
+// Port 0 means any free one: the runtime learns which from RECKON_SVC_PORT_FILE.
+server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
   if (err) {
     console.error(`recommender: cannot bind 127.0.0.1:${port}: ${err.message}`);
     process.exit(1);
+  }
+  const report = process.env.RECKON_SVC_PORT_FILE;
+  if (report) {
+    fs.writeFileSync(`${report}.tmp`, JSON.stringify({ port: bound }));
+    fs.renameSync(`${report}.tmp`, report); // whole or absent for the runtime
   }
 });
 

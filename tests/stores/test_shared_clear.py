@@ -1,0 +1,80 @@
+"""``f.clear()`` on one machine removes what another machine's process stored in a shared store.
+
+"Machines" are processes with their own cache directory (so their own near tier and their own
+memo index) sharing one Redis, or one S3 bucket served by moto.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _s3_server import s3_options
+
+from reckon.core import open_store
+
+_MACHINE = """
+import sys
+from reckon import memoize
+
+url, action = sys.argv[1], sys.argv[2]
+
+
+@memoize(store=url, name="shared.f", assume_pure=True)
+def f(x):
+    print("RAN", x)
+    return x * 10
+
+
+if action == "compute":
+    assert [f(x) for x in range(5)] == [0, 10, 20, 30, 40]
+    f.group.flush()
+else:
+    print("REMOVED", f.clear())
+    f.group.flush()
+"""
+
+
+def _url(kind: str, request: pytest.FixtureRequest, unique: str) -> str:
+    if kind == "redis":
+        return request.getfixturevalue("redis_url") + f"?prefix=clear{unique}:&timeout=5"
+    endpoint = request.getfixturevalue("s3_endpoint")
+    o = s3_options(endpoint)
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/c?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
+
+
+def _machine(script: Path, home: Path, url: str, action: str) -> str:
+    env = {**os.environ, "RECKON_CACHE_DIR": str(home)}
+    done = subprocess.run(
+        [sys.executable, str(script), url, action],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("kind", ["redis", "s3"])
+def test_clear_on_machine_b_removes_what_machine_a_stored(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str
+) -> None:
+    url = _url(kind, request, unique)
+    script = tmp_path / "machine.py"
+    script.write_text(_MACHINE)
+    a, b = tmp_path / "machine-a", tmp_path / "machine-b"
+    assert _machine(script, a, url, "compute").count("RAN") == 5
+    far = open_store(url, near=None)
+    assert len(list(far.keys())) == 5
+    assert "RAN" not in _machine(script, b, url, "compute")  # B shares A's values
+    # B's index lists the entries only because B read them; a third machine never did.
+    c = tmp_path / "machine-c"
+    assert "REMOVED 5" in _machine(script, c, url, "clear")
+    assert list(far.keys()) == []
+    assert _machine(script, tmp_path / "machine-d", url, "compute").count("RAN") == 5
