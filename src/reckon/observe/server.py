@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -37,7 +35,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
@@ -45,6 +42,7 @@ from websockets.typing import Subprotocol
 
 from reckon.errors import ConfigurationError, ObserveError
 from reckon.observe import protocol as p
+from reckon.observe.pages import PageFiles, is_loopback, origin_allowed, token_matches
 
 if TYPE_CHECKING:
     from reckon.core import Engine, TaskEvent
@@ -52,12 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("reckon.observe")
 
 WEB_DIR = Path(__file__).with_name("web")
-_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-}
 #: Frames above this are refused by the websocket layer itself (connection closed, code 1009);
 #: frames between ``MAX_REQUEST_BYTES`` and this get an error reply and the connection stays.
 HARD_FRAME_LIMIT = 4 * p.MAX_REQUEST_BYTES
@@ -98,16 +90,6 @@ class Limits:
         for name, value in asdict(self).items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigurationError(f"Limits.{name}={value!r}: give a positive integer")
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach; any other bind needs a token."""
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _version() -> str:
@@ -241,12 +223,11 @@ class ObserveServer:
         self._history: collections.deque[dict[str, Any]] = collections.deque(maxlen=HISTORY_POINTS)
         self._sampler: asyncio.Task[None] | None = None
         self.started_at = time.time()
-        self._web: dict[str, tuple[bytes, str]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._load_web()
+        self._page = PageFiles(WEB_DIR)
         try:
             self._server = await ws_serve(
                 self._handle,
@@ -304,14 +285,6 @@ class ObserveServer:
 
     # -- HTTP ----------------------------------------------------------------------------------
 
-    def _load_web(self) -> None:
-        for path in WEB_DIR.glob("*"):
-            ctype = _CONTENT_TYPES.get(path.suffix)
-            if ctype is not None and path.is_file():
-                self._web["/" + path.name] = (path.read_bytes(), ctype)
-        if "/index.html" in self._web:
-            self._web["/"] = self._web["/index.html"]
-
     def _select_subprotocol(self, connection: ServerConnection, offered: Any) -> Subprotocol | None:
         for name in p.SUBPROTOCOLS:
             if name in offered:
@@ -319,17 +292,9 @@ class ObserveServer:
         return None  # no subprotocol: msgpack, the default
 
     def _origin_allowed(self, origin: str | None) -> bool:
-        """Browsers send Origin; only our own page may drive the API from a browser, so a
-        web site the user happens to visit cannot cancel their computations."""
-        if origin is None:
-            return True
-        parts = urlsplit(origin)
-        if parts.port != self.port:
-            return False
-        hostname = parts.hostname or ""
-        return hostname == self.host.strip("[]") or (
-            is_loopback(hostname) and is_loopback(self.host)
-        )
+        """Only our own page may drive the API from a browser, so a web site the user happens
+        to visit cannot cancel their computations."""
+        return origin_allowed(origin, self.host, self.port)
 
     def _process_request(
         self, connection: ServerConnection, request: HttpRequest
@@ -344,33 +309,14 @@ class ObserveServer:
                     "serve with a larger Limits(connections=...)\n",
                 )
             return None
-        path = urlsplit(request.path).path
-        entry = self._web.get(path)
-        if entry is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"not found: {path}\n")
-        body, ctype = entry
-        headers = Headers(
-            [
-                ("Content-Type", ctype),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-                (
-                    "Content-Security-Policy",
-                    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
-                ),
-            ]
-        )
-        return HttpResponse(200, "OK", headers, body)
+        return self._page.respond(connection, urlsplit(request.path).path)
 
     # -- websocket -----------------------------------------------------------------------------
 
     def _token_ok(self, presented: object) -> bool:
         if not self.require_token:
             return True
-        if not isinstance(presented, str) or self.token is None:
-            return False
-        return hmac.compare_digest(presented.encode(), self.token.encode())
+        return self.token is not None and token_matches(self.token, presented)
 
     async def _handle(self, conn: ServerConnection) -> None:
         codec: p.Codec = "json" if conn.subprotocol == p.SUBPROTOCOL_JSON else "msgpack"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import json
 import logging
 import math
@@ -40,24 +39,19 @@ import numpy as np
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from reckon.errors import ConfigurationError
-from reckon.observe.server import TOKEN_ENV, is_loopback
+from reckon.observe.pages import PageFiles, is_loopback, origin_allowed, token_matches
+from reckon.observe.server import TOKEN_ENV
 from reckon.pva.client import Client
 from reckon.pva.views.model import PvState, PvWatch, image_of
 
 log = logging.getLogger("reckon.pva.web")
 
 WEB_DIR = Path(__file__).with_name("web")
-_CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-}
 #: seconds between two frames of one PV (changes in between are coalesced)
 PUSH_INTERVAL = 0.05
 #: points of a 1-D array sent to the page
@@ -172,16 +166,11 @@ class PvWebServer:
         self._dirty: set[str] = set()
         self._server: WsServer | None = None
         self._flusher: asyncio.Task[None] | None = None
-        self._web: dict[str, tuple[bytes, str]] = {}
+        self._page = PageFiles(WEB_DIR)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> PvWebServer:
-        for path in WEB_DIR.glob("*"):
-            ctype = _CONTENT_TYPES.get(path.suffix)
-            if ctype is not None:
-                self._web["/" + path.name] = (path.read_bytes(), ctype)
-        self._web["/"] = self._web["/index.html"]
         self.watch.listeners.append(lambda s: self._dirty.add(s.name))
         await self.watch.start()
         self._server = await ws_serve(
@@ -288,22 +277,10 @@ class PvWebServer:
     # -- HTTP and websocket --------------------------------------------------------------------
 
     def _origin_allowed(self, origin: str | None) -> bool:
-        if origin is None:
-            return True
-        parts = urlsplit(origin)
-        if parts.port != self.port:
-            return False
-        hostname = parts.hostname or ""
-        return hostname == self.host.strip("[]") or (
-            is_loopback(hostname) and is_loopback(self.host)
-        )
+        return origin_allowed(origin, self.host, self.port)
 
     def _token_ok(self, presented: str | None) -> bool:
-        if self.token is None:
-            return True
-        return presented is not None and hmac.compare_digest(
-            presented.encode(), self.token.encode()
-        )
+        return token_matches(self.token, presented)
 
     def _process_request(
         self, connection: ServerConnection, request: HttpRequest
@@ -316,23 +293,7 @@ class PvWebServer:
             if not self._token_ok(token):
                 return connection.respond(HTTPStatus.UNAUTHORIZED, "token required\n")
             return None
-        entry = self._web.get(parts.path)
-        if entry is None:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"not found: {parts.path}\n")
-        body, ctype = entry
-        headers = Headers(
-            [
-                ("Content-Type", ctype),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-                (
-                    "Content-Security-Policy",
-                    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
-                ),
-            ]
-        )
-        return HttpResponse(200, "OK", headers, body)
+        return self._page.respond(connection, parts.path)
 
     async def _handle(self, conn: ServerConnection) -> None:
         page = _Page(conn, self.max_client_bytes)
