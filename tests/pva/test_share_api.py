@@ -323,3 +323,34 @@ def test_a_type_nested_too_deep_is_refused() -> None:
         obj = ["S", "", [["f", obj]]]
     with pytest.raises(PvaShareError, match="deeper"):
         unpack_type(msgpack.packb(obj))
+
+
+async def test_stop_ends_while_the_stream_reader_is_busy(servers: Any, share_url: str) -> None:
+    """stop() ends even when a cancel of the stream reader is lost (Python 3.11's wait_for,
+    which redis-py wraps each command's write in, drops a cancel that arrives as the write
+    completes: the reader then read on and stop() waited for it forever). Another instance
+    keeps the stream busy, so the reader is stopped between commands again and again."""
+    pv = SharedPV(nt.NTScalar("d"), 0.0)
+    await servers({"share:x": pv})
+    busy = True
+
+    async def burst() -> None:
+        n = 0
+        while busy:
+            n += 1
+            pv.post(float(n))
+            await asyncio.sleep(0)
+
+    poster = asyncio.create_task(burst())
+    try:
+        for i in range(20):
+            two = Server(
+                {"share:x": SharedPV(nt.NTScalar("d"), 0.0)}, config=_config(), share=share_url
+            )
+            await two.start()
+            await asyncio.sleep(0.003 * (i % 7))
+            async with asyncio.timeout(10):  # without the fix: forever, now and then
+                await two.stop()
+    finally:
+        busy = False
+        await poster

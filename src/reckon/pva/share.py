@@ -73,6 +73,8 @@ HEARTBEAT = 3.0
 READ_BLOCK_MS = 500
 #: entries taken per read
 READ_COUNT = 1000
+#: how often stop() asks its tasks again to end (a cancel can be lost, see _end_tasks)
+STOP_RETRY = 0.05
 #: posts written per Redis transaction
 WRITE_BATCH = 256
 
@@ -413,12 +415,7 @@ class RedisShare:
 
     async def stop(self) -> None:
         """Write what is still waiting (within ``timeout``), leave the instance list, close."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        await self._end_tasks()
         if self.connected and self._outbox:
             with contextlib.suppress(*_connection_errors()):
                 batch, self._outbox = self._outbox, []
@@ -433,6 +430,26 @@ class RedisShare:
                 with contextlib.suppress(Exception):
                     await client.aclose()
         self.connected = False
+
+    async def _end_tasks(self) -> None:
+        """Cancel the stream reader and the writer and wait for them, asking again until they
+        end. A cancel can be lost: on Python 3.11 ``asyncio.wait_for`` drops one that arrives
+        as the call it waits for completes, and redis-py wraps every command's write in it, so
+        a reader cancelled then carries on reading the stream and a plain ``await task`` never
+        returns. Bounded: a task that outlives ``timeout`` plus a blocking read is left."""
+        pending = set(self._tasks)
+        self._tasks = []
+        deadline = time.monotonic() + self.timeout + READ_BLOCK_MS / 1000
+        while pending:
+            for task in pending:
+                task.cancel()
+            done, pending = await asyncio.wait(pending, timeout=STOP_RETRY)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: it ends with the share either way
+            if pending and time.monotonic() > deadline:
+                log.error("pva share: %d task(s) did not stop; leaving them", len(pending))
+                return
 
     def _lost(self, exc: BaseException) -> None:
         self.connected = False
