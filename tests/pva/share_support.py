@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import redis
+from _redis import start_redis
 
-from reckon._net import free_port
 from reckon.pva.config import loopback_environment
 
 from .conftest import Child
@@ -25,9 +25,10 @@ class RedisProcess:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        # The first start takes a port of its own (the server answering must be this process);
+        # restarts come back on the same port.
+        self.proc, url = start_redis(workdir)
+        self.port = int(url.rsplit(":", 1)[1].split("/")[0])
 
     @property
     def url(self) -> str:

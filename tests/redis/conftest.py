@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from _redis_server import start_redis
+from _redis import start_redis
 
 
 @pytest.fixture(scope="session")

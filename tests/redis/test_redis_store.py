@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from _redis_server import start_redis
+from _redis import start_redis
 
 from reckon.core.stores import RedisStore, Store, StoreUsage
 from reckon.errors import StoreError

@@ -4,15 +4,11 @@ on 127.0.0.1; a fresh prefix or bucket per test."""
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "redis"))
-from _redis_server import start_redis
+from _redis import start_redis
 from _s3_server import s3_options, start_s3
 
 

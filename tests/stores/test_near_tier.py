@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _redis_server import start_redis
+from _redis import start_redis
 
 from reckon.core import RequestId, open_store
 from reckon.core.stores.near import NearStore

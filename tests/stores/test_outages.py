@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from _redis_server import start_redis, start_redis_on
+from _redis import start_redis, start_redis_on
 
 from reckon.core import CachingLevel, Engine, RequestId
 from reckon.core.stores import RedisStore

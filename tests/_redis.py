@@ -1,5 +1,8 @@
 """Starting a real redis-server for the tests: a free loopback port, nothing persisted.
 
+At the top of ``tests/`` (on sys.path through its conftest) so the store tests and the pvAccess
+sharing tests start Redis the same way.
+
 redis-server cannot be handed a socket, so the port is chosen before it starts and another
 process may take it in between. The server is therefore accepted only once the one answering on
 the port is the process started here (its pid, from INFO); otherwise it starts again on a new
