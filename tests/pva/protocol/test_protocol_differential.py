@@ -270,12 +270,16 @@ def test_every_row_is_covered() -> None:
     }
 
 
-@pytest.mark.parametrize("opener", sorted(OPENERS, key=str))
-@settings(
+# Every differential test: a few examples per row (each builds a connected pair), no deadline.
+EXAMPLES = settings(
     max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+
+
+@pytest.mark.parametrize("opener", sorted(OPENERS, key=str))
+@EXAMPLES
 @given(
     be=st.booleans(),
     ioid=st.integers(1, 0xFFFFFFFF),
@@ -298,11 +302,7 @@ def test_opening_an_operation(
 
 
 @pytest.mark.parametrize("row", REQUEST_ROWS, ids=lambda t: t.__name__)
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@EXAMPLES
 @given(
     be=st.booleans(),
     ioid=st.integers(1, 0xFFFFFFFF),
@@ -326,11 +326,7 @@ def test_a_request_on_an_operation(
 
 
 @pytest.mark.parametrize("row", RESPONSE_ROWS, ids=lambda t: t.__name__)
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@EXAMPLES
 @given(
     be=st.booleans(),
     ioid=st.integers(1, 0xFFFFFFFF),
