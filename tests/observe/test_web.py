@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -12,47 +11,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _browser import HAVE_CHROMIUM, chromium
 from observe_workloads import family
 
 from reckon.core import CachingLevel, Engine, RequestId
 from reckon.observe import ServerHandle, serve
 
-CHROMIUM = os.environ.get("RECKON_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT_DIR = os.environ.get("RECKON_SCREENSHOTS")  # set to keep a picture of the page
 
 pytestmark = pytest.mark.skipif(
-    not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists(),
+    not HAVE_CHROMIUM,
     reason="chromium is not installed (make sysdeps installs it)",
 )
 
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        context = await pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            bypass_csp=True,  # wait_for_function evaluates strings; the page itself runs with CSP
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
+    async with chromium(tmp_path / "chromium-profile") as context:
+        yield context
 
 
 async def test_page_shows_a_new_computation_within_a_second(

@@ -5,35 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _browser import HAVE_CHROMIUM, chromium
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from reckon.pva import Client, ClientConfig, Server, ServerConfig, SharedPV, nt
 from reckon.pva.config import loopback_environment
 from reckon.pva.views.web import PvWebServer
-
-CHROMIUM = os.environ.get("RECKON_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-HAVE_CHROMIUM = bool(shutil.which(CHROMIUM)) or Path(CHROMIUM).exists()
 
 
 @pytest.fixture
@@ -57,21 +41,8 @@ async def served() -> AsyncIterator[tuple[Server, dict[str, SharedPV], Client]]:
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        context = await pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            bypass_csp=True,  # wait_for_function evaluates strings; the page runs with its CSP
-            viewport={"width": 1400, "height": 1000},
-        )
-        try:
-            yield context
-        finally:
-            await context.close()
+    async with chromium(tmp_path / "chromium-profile") as context:
+        yield context
 
 
 @pytest.mark.skipif(not HAVE_CHROMIUM, reason="chromium is not installed (make sysdeps does)")
