@@ -1,7 +1,10 @@
 """One cache shared by many processes: reckon's shared stores beside Dask's and joblib's answers.
 
 Run: ``python bench/scale.py`` (starts its own redis-server and moto S3 server on 127.0.0.1; a
-few minutes). Environment: ``SCALE_TASKS`` (400), ``SCALE_KEYS`` (100), ``SCALE_BIG_MB`` (200).
+few minutes). Environment: ``SCALE_TASKS`` (400), ``SCALE_KEYS`` (100), ``SCALE_BIG_MB`` (200),
+``SCALE_ONLY`` (comma-separated sections to run: dask, hits, takeover, big, signing; default all),
+``SCALE_ROUNDS`` (1: rounds of the Dask rows, each a paired comparison with Dask's ``pure=True``),
+``SCALE_ORDERS`` and ``SCALE_CONFIGS`` (subsets of the Dask rows).
 
 1. Dask, 4 worker processes, TASKS tasks over KEYS keys, a 0.1 s body, in random order and with
    each key's copies at once: body runs per key and wall time, for reckon on Redis, on S3 and on
@@ -37,6 +40,18 @@ TASKS = int(os.environ.get("SCALE_TASKS", "400"))
 KEYS = int(os.environ.get("SCALE_KEYS", "100"))
 BIG_MB = int(os.environ.get("SCALE_BIG_MB", "200"))
 BODY = 0.1
+ROUNDS = int(
+    os.environ.get("SCALE_ROUNDS", "1")
+)  # Dask rounds (paired: every configuration per round)
+# Subsets of the Dask rows, comma-separated (default all): SCALE_ORDERS ("random", "copies at once")
+# and SCALE_CONFIGS (substrings of the configuration names, e.g. "Redis,S3"; Dask's pure=True
+# always runs, as every ratio's denominator).
+ORDERS = set(filter(None, os.environ.get("SCALE_ORDERS", "").split(",")))
+CONFIGS = set(filter(None, os.environ.get("SCALE_CONFIGS", "").split(",")))
+SECTIONS = ("dask", "hits", "takeover", "big", "signing")
+ONLY = set(filter(None, os.environ.get("SCALE_ONLY", ",".join(SECTIONS)).split(",")))
+if ONLY - set(SECTIONS):
+    raise SystemExit(f"SCALE_ONLY: unknown sections {sorted(ONLY - set(SECTIONS))}; use {SECTIONS}")
 WORK = Path(tempfile.mkdtemp(prefix="reckon-scale-"))
 os.environ.setdefault("RECKON_CACHE_KEY", "reckon scale bench " + uuid.uuid4().hex)
 os.environ["RECKON_CACHE_DIR"] = str(WORK / "cache")
@@ -126,10 +141,14 @@ def orders() -> dict[str, list[int]]:
     return {"random": shuffled, "copies at once": together}
 
 
-def dask_rows(client: Any, redis_url: str, endpoint: str) -> list[tuple[str, str, float, float]]:
+def dask_rows(
+    client: Any, redis_url: str, endpoint: str
+) -> list[tuple[str, str, list[float], float]]:
+    """Per configuration and order: the wall time of each round and the worst body runs per key
+    (every configuration runs once per round, in the same order: paired rounds)."""
     import joblib
 
-    rows = []
+    rows: dict[tuple[str, str], tuple[list[float], float]] = {}
     # Warm the workers first (imports, the first store connection): the first configuration
     # measured would otherwise pay for them all.
     warm = str(WORK / "warm-runs")
@@ -137,6 +156,8 @@ def dask_rows(client: Any, redis_url: str, endpoint: str) -> list[tuple[str, str
     for fn in (body, memoized(f"{redis_url}?prefix=warm:&near=off")):
         client.gather(client.map(fn, list(range(8)), [warm] * 8, pure=False))
     for order, keys in orders().items():
+        if ORDERS and order not in ORDERS:
+            continue
         configs: dict[str, Callable[[], Any]] = {}
 
         def run(
@@ -157,16 +178,20 @@ def dask_rows(client: Any, redis_url: str, endpoint: str) -> list[tuple[str, str
         configs["reckon Redis + near"] = lambda log: run(
             memoized(f"{redis_url}?prefix={uuid.uuid4().hex}:"), log
         )
-        for name, go in configs.items():
-            log = str(WORK / f"runs-{uuid.uuid4().hex}")
-            Path(log).touch()
-            t0 = time.perf_counter()
-            results = go(log)
-            wall = time.perf_counter() - t0
-            assert results == [k * k for k in keys], f"{name}: wrong values"
-            runs = len(Path(log).read_text().split()) / KEYS
-            rows.append((name, order, wall, runs))
-    return rows
+        for _ in range(ROUNDS):
+            for name, go in configs.items():
+                if CONFIGS and name != "dask pure=True" and not any(c in name for c in CONFIGS):
+                    continue
+                log = str(WORK / f"runs-{uuid.uuid4().hex}")
+                Path(log).touch()
+                t0 = time.perf_counter()
+                results = go(log)
+                wall = time.perf_counter() - t0
+                assert results == [k * k for k in keys], f"{name}: wrong values"
+                runs = len(Path(log).read_text().split()) / KEYS
+                walls, worst = rows.get((name, order), ([], 0.0))
+                rows[(name, order)] = ([*walls, wall], max(worst, runs))
+    return [(name, order, walls, runs) for (name, order), (walls, runs) in rows.items()]
 
 
 # -- 2. hits -----------------------------------------------------------------------------------
@@ -297,37 +322,173 @@ def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, flo
 # -- 5. signing --------------------------------------------------------------------------------
 
 
+class NoKey:
+    """A signer that signs nothing and trusts everything: the store hit without a key, the
+    denominator of what signing adds (the same store and hit path otherwise)."""
+
+    algorithm = "none"
+    key_id = "none"
+
+    def sign(self, key: str, data: Any) -> bytes:
+        return bytes(33)
+
+    def verify(self, key: str, data: Any, tag: Any) -> bool:
+        return True
+
+    def seal(self, record: bytes) -> bytes:
+        return bytes(32)
+
+    def check_seal(self, record: bytes, seal: Any) -> bool:
+        return True
+
+    def why_not(self, tag: Any) -> str:
+        return ""
+
+
+def _signer(spec: Any) -> Any:
+    from reckon.core.stores.signing import Signer
+
+    return Signer(spec) if isinstance(spec, str) else spec
+
+
+def _added(with_key: list[float], without: list[float]) -> str:
+    """The median of the rounds' differences, with its distribution-free 90% interval."""
+    from _paired import median_interval
+
+    diffs = sorted(a - b for a, b in zip(with_key, without, strict=True))
+    k, _ = median_interval(len(diffs), 0.9)
+    return (
+        f"{statistics.median(diffs) * 1e6:+7.2f} us [{diffs[k - 1] * 1e6:+.2f} to"
+        f" {diffs[len(diffs) - k] * 1e6:+.2f}]"
+    )
+
+
 def signing_rows() -> list[str]:
+    """What signing adds to a LocalStore hit: the same store with the process's key and with
+    ``NoKey``, hit in alternating paired rounds (CPU time of this thread: the machine's other
+    load does not count)."""
     from reckon.core import open_store
+    from reckon.core.stores import _seals
     from reckon.core.stores.signing import Signer
 
     out = []
-    for algorithm in ("blake3", "hmac-sha256"):
-        try:
-            signer = Signer("bench", algorithm=algorithm)
-        except Exception as exc:
-            out.append(f"{algorithm}: unavailable ({exc})")
-            continue
+    key = "k" * 64
+    rounds = 15
+    for algorithm in ("auto", "blake3", "hmac-sha256"):
+        signer = Signer("bench", algorithm=algorithm)
         small = os.urandom(100)
-        tag = signer.sign("k" * 64, small)
+        tag = signer.sign(key, small)
         n = 20_000
-        t0 = time.perf_counter()
-        for _ in range(n):
-            signer.verify("k" * 64, small, tag)
-        small_us = (time.perf_counter() - t0) / n * 1e6
-        big = os.urandom(100 << 20)
-        tag = signer.sign("k" * 64, big)
-        verify = min(_timed(signer.verify, "k" * 64, big, tag) for _ in range(3))
-        store = open_store(WORK / f"sign-{algorithm}", sync=True, signer=signer, budget=None)
-        store.put("k" * 64, big)
-        hit = min(_timed(store.get, "k" * 64) for _ in range(3))
+        verify = []
+        for _ in range(rounds):
+            t0 = time.thread_time()
+            for _ in range(n):
+                signer.verify(key, small, tag)
+            verify.append((time.thread_time() - t0) / n)
+        out.append(f"{algorithm:12} verify 100 B: {statistics.median(verify) * 1e6:6.2f} us")
+    signers: dict[str, Any] = {"key": "bench", "no key": NoKey()}  # a Signer from the string
+    # small: an inline value (one SELECT and the tag check)
+    stores = {
+        name: open_store(WORK / f"sign-small-{name.replace(' ', '')}", sync=True, signer=_signer(s))
+        for name, s in signers.items()
+    }
+    small = os.urandom(100)
+    for store in stores.values():
+        store.put(key, small)
+    times: dict[str, list[float]] = {name: [] for name in stores}
+    n = 5_000
+    for _ in range(rounds):
+        for name, store in stores.items():
+            get = store.get
+            t0 = time.thread_time()
+            for _ in range(n):
+                get(key)
+            times[name].append((time.thread_time() - t0) / n)
+    out.append(
+        f"hit 100 B (inline) with key {statistics.median(times['key']) * 1e6:6.2f} us,"
+        f" without {statistics.median(times['no key']) * 1e6:6.2f} us:"
+        f" signing adds {_added(times['key'], times['no key'])}"
+    )
+    for store in stores.values():
         store.close()
-        share = verify / hit if hit > 0 else float("nan")
-        out.append(
-            f"{algorithm:12} verify 100 B: {small_us:6.2f} us   verify 100 MB: {verify * 1e3:7.1f} ms"
-            f"   of a 100 MB LocalStore hit of {hit * 1e3:7.1f} ms: {share:5.0%}"
+    # 100 MB: a memory-mapped file value; the first hit verifies it in full and seals the file,
+    # later hits (this process or another) check the seal
+    big = os.urandom(100 << 20)
+    stores = {
+        name: open_store(
+            WORK / f"sign-big-{name.replace(' ', '')}", sync=True, signer=_signer(s), budget=None
         )
+        for name, s in signers.items()
+    }
+    for store in stores.values():
+        store.put(key, big)
+    del big
+    time.sleep(_seals.SETTLE + 0.1)  # a file is sealed once it has settled (see _seals)
+    first = {}
+    for name, store in stores.items():
+        t0 = time.perf_counter()
+        view = store.get(key)
+        first[name] = time.perf_counter() - t0
+        assert view is not None and len(view) == 100 << 20
+        del view
+    times = {name: [] for name in stores}
+    n = 200
+    for _ in range(rounds):
+        for name, store in stores.items():
+            get = store.get
+            t0 = time.thread_time()
+            for _ in range(n):
+                get(key)
+            times[name].append((time.thread_time() - t0) / n)
+    fresh = {}
+    for name, store in stores.items():  # another process's first hit: the seal from the index
+        fresh[name] = _fresh_hit(store.path, signers[name], key)
+    p = paired(times["key"], times["no key"], higher_is_better=False)
+    out.append(
+        f"hit 100 MB (mapped) with key {statistics.median(times['key']) * 1e6:6.1f} us,"
+        f" without {statistics.median(times['no key']) * 1e6:6.1f} us:"
+        f" cost ratio {1 / p.ratio:5.3f}x [{1 / p.high:.3f}-{1 / p.low:.3f}]"
+        f" (signing adds {_added(times['key'], times['no key'])})"
+    )
+    out.append(
+        f"hit 100 MB, first in a fresh process (sealed by another): with key"
+        f" {fresh['key'] * 1e6:7.1f} us, without {fresh['no key'] * 1e6:7.1f} us"
+    )
+    out.append(
+        f"hit 100 MB, the first after the write (verified in full, then sealed): with key"
+        f" {first['key'] * 1e3:6.1f} ms, without {first['no key'] * 1e3:6.1f} ms"
+    )
+    for store in stores.values():
+        store.close()
     return out
+
+
+_FRESH = """
+import pickle, sys, time
+from reckon.core.stores import LocalStore
+from reckon.core.stores.signing import Signer
+path, signer, key = pickle.loads(bytes.fromhex(sys.argv[1]))
+store = LocalStore(path, signer=Signer(signer) if isinstance(signer, str) else signer, budget=None)
+t0 = time.perf_counter()
+view = store.get(key)
+took = time.perf_counter() - t0
+assert view is not None
+print(took)
+"""
+
+
+def _fresh_hit(path: str, signer: Any, key: str) -> float:
+    """The best of 3 first hits, each in a new process."""
+    import cloudpickle
+
+    arg = cloudpickle.dumps((path, signer, key)).hex()
+    best = float("inf")
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", _FRESH, arg], capture_output=True, text=True, check=True
+        )
+        best = min(best, float(out.stdout.strip()))
+    return best
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> float:
@@ -336,50 +497,65 @@ def _timed(fn: Callable[..., Any], *args: Any) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    import cloudpickle
+def dask_section(redis_url: str, endpoint: str) -> None:
     import dask
     import distributed
+
+    print(f"== Dask, 4 worker processes, {TASKS} tasks over {KEYS} keys, body {BODY} s")
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        distributed.LocalCluster(
+            n_workers=4,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        rows = dask_rows(client, redis_url, endpoint)
+    print(f"{'':28} {'order':16} {'wall s':>7} {'runs/key':>9} {'wall / dask pure':>17}")
+    for name, order, walls, runs in rows:
+        base = next(w for n, o, w, _ in rows if n == "dask pure=True" and o == order)
+        p = paired(walls, base, higher_is_better=False)
+        spread = f" [{1 / p.high:.2f}-{1 / p.low:.2f}]" if len(walls) > 1 else ""
+        print(
+            f"{name:28} {order:16} {statistics.median(walls):7.2f} {runs:9.2f}"
+            f" {1 / p.ratio:16.2f}x{spread}"
+        )
+
+
+def main() -> None:
+    import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     redis_proc, redis_url = start_redis()
     s3_proc, endpoint = start_s3()
     try:
-        print(f"== Dask, 4 worker processes, {TASKS} tasks over {KEYS} keys, body {BODY} s")
-        with (
-            dask.config.set({"distributed.worker.daemon": False}),
-            distributed.LocalCluster(
-                n_workers=4,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                silence_logs=50,
-            ) as cluster,
-            distributed.Client(cluster) as client,
-        ):
-            rows = dask_rows(client, redis_url, endpoint)
-        pure = {order: wall for name, order, wall, _ in rows if name == "dask pure=True"}
-        print(f"{'':28} {'order':16} {'wall s':>7} {'runs/key':>9} {'wall / dask pure':>17}")
-        for name, order, wall, runs in rows:
-            print(f"{name:28} {order:16} {wall:7.2f} {runs:9.2f} {wall / pure[order]:16.2f}x")
-        print("\n== A hit, memory tier off (decode included), 9 paired rounds")
-        for name, text in hit_rows(redis_url):
-            print(f"{name:38} {text}")
-        print("\n== Takeover after kill -9 of the lease holder (default lease 4 s)")
-        for name, url in (
-            ("Redis", f"{redis_url}?prefix=take:&near=off"),
-            ("S3", s3_url(endpoint)),
-        ):
-            times = [takeover(url) for _ in range(3)]
-            print(f"{name:8} " + "  ".join(f"{t:5.2f} s" for t in times))
-        print(f"\n== A {BIG_MB} MB value (one round, seconds)")
-        print(f"{'':22} {'put':>7} {'get':>7} {'raw put':>8} {'raw get':>8}")
-        for name, put, get, raw_put, raw_get in big_rows(redis_url, endpoint):
-            print(f"{name:22} {put:7.2f} {get:7.2f} {raw_put:8.2f} {raw_get:8.2f}")
-        print("\n== Signing")
-        for line in signing_rows():
-            print(line)
+        if "dask" in ONLY:
+            dask_section(redis_url, endpoint)
+        if "hits" in ONLY:
+            print("\n== A hit, memory tier off (decode included), 9 paired rounds")
+            for name, text in hit_rows(redis_url):
+                print(f"{name:38} {text}")
+        if "takeover" in ONLY:
+            print("\n== Takeover after kill -9 of the lease holder (default lease 4 s)")
+            for name, url in (
+                ("Redis", f"{redis_url}?prefix=take:&near=off"),
+                ("S3", s3_url(endpoint)),
+            ):
+                times = [takeover(url) for _ in range(3)]
+                print(f"{name:8} " + "  ".join(f"{t:5.2f} s" for t in times))
+        if "big" in ONLY:
+            print(f"\n== A {BIG_MB} MB value (one round, seconds)")
+            print(f"{'':22} {'put':>7} {'get':>7} {'raw put':>8} {'raw get':>8}")
+            for name, put, get, raw_put, raw_get in big_rows(redis_url, endpoint):
+                print(f"{name:22} {put:7.2f} {get:7.2f} {raw_put:8.2f} {raw_get:8.2f}")
+        if "signing" in ONLY:
+            print("\n== Signing")
+            for line in signing_rows():
+                print(line)
     finally:
         redis_proc.kill()
         s3_proc.kill()

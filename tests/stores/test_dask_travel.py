@@ -98,3 +98,34 @@ def test_memoized_function_travels_and_hits(
     # And here, in the process that sent it: a hit as well.
     assert f(5) == 25
     assert len(Path(log).read_text().split()) == len(keys)
+
+
+def _timed_body(url: str, log: str) -> Any:
+    @memoize(store=url, assume_pure=True)
+    def slow(x: int) -> int:
+        start = time.time()
+        time.sleep(1.0)
+        with open(log, "a") as f:
+            f.write(f"{x} {start} {time.time()}\n")
+        return x * x
+
+    return slow
+
+
+def test_waiting_copies_give_their_worker_slot_away(
+    client: Any, tmp_path: Path, redis_url: str, unique: str
+) -> None:
+    """Each key's eight copies at once on four one-thread workers: those that wait for the
+    lease (or for a copy computing in their own worker) leave the worker's pool meanwhile, so the
+    next keys' bodies run beside the first instead of after it; each key is still computed once,
+    and nothing deadlocks when a waiter that left must rejoin."""
+    log = str(tmp_path / "bodies")
+    f = _timed_body(f"{redis_url}?prefix=slot{unique}:&near=off", log)
+    keys = [k for k in range(4) for _ in range(8)]  # two copies or more per worker
+    values = client.gather(client.map(f, keys, pure=False), asynchronous=False)
+    assert values == [k * k for k in keys]
+    bodies = [line.split() for line in Path(log).read_text().splitlines()]
+    assert sorted(int(b[0]) for b in bodies) == list(range(4)), "each key computed once"
+    spans = sorted((float(b[1]), float(b[2])) for b in bodies)
+    overlapping = max(sum(1 for start, end in spans if start <= t < end) for t, _end in spans)
+    assert overlapping >= 2, f"bodies ran one after another: {spans}"

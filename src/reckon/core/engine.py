@@ -39,6 +39,7 @@ from reckon.core._flight import (
     current_task_id,
     is_awaitable,
 )
+from reckon.core._waiting import waiting
 from reckon.core.codec import Codec, PickleCodec
 from reckon.core.hooks import on_engine_created, run_created_hooks
 from reckon.core.ids import RequestId
@@ -369,7 +370,9 @@ class Engine(AsyncSide):
                             f"the computation it waits for; use `await engine.resolve(...)`"
                         )
                 try:
-                    event.wait()
+                    if not event.is_set():
+                        with waiting():  # gives a Dask worker's slot away meanwhile
+                            event.wait()
                 except BaseException:
                     self._leave(flight)
                     raise

@@ -18,7 +18,9 @@ from reckon.core.stores import signing
 from reckon.core.stores.signing import TAG_SIZE, Signer, default_signer
 from reckon.errors import ConfigurationError
 
-ALGORITHMS = ["hmac-sha256"] + (["blake3"] if signing._blake3() is not None else [])
+ALGORITHMS = ["auto", "blake2b", "hmac-sha256"]
+if signing._blake3() is not None:
+    ALGORITHMS.append("blake3")
 
 
 @pytest.fixture
@@ -122,3 +124,26 @@ def test_any_change_to_key_value_or_tag_fails(
     assert not signer.verify(key, data, bytes(bad))
     assert not signer.verify(key, data, tag[:-1])
     assert not signer.verify(key, data, None)
+
+
+def test_the_default_signs_small_values_with_blake2b_and_large_ones_with_blake3() -> None:
+    signer = Signer("s")
+    assert signer.sign("k", b"small")[0] == signing.BLAKE2B
+    large = os.urandom(64 << 10)
+    tag = signer.sign("k", [large[:10], large[10:]])
+    expected = signing.BLAKE3 if signing._blake3() is not None else signing.BLAKE2B
+    assert tag[0] == expected
+    assert Signer("s", algorithm="hmac-sha256").verify("k", large, tag)
+
+
+def test_a_seal_is_never_a_tag_nor_a_tag_a_seal() -> None:
+    signer = Signer("s")
+    record = b"a record"
+    seal = signer.seal(record)
+    assert signer.check_seal(record, seal)
+    assert not signer.check_seal(record + b"x", seal)
+    assert not Signer("t").check_seal(record, seal)
+    assert not signer.check_seal(record, None)
+    tag = signer.sign("", record)
+    assert not signer.check_seal(record, tag[1:])
+    assert not signer.verify("", record, bytes((signing.BLAKE2B,)) + seal)

@@ -89,6 +89,22 @@ END;
 """
 
 
+_SEALS = """
+CREATE TABLE IF NOT EXISTS seals (key TEXT PRIMARY KEY, seal BLOB NOT NULL) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS seals_gone AFTER DELETE ON entries BEGIN
+    DELETE FROM seals WHERE key = OLD.key;
+END;
+"""
+
+
+def _add_seals(conn: sqlite3.Connection) -> None:
+    """The table of seals (see ``_seals``), added to indexes made before it (the schema version
+    stays: a reckon that does not know seals ignores them). A seal goes with its entry."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'seals_gone'").fetchone() is None:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+            conn.executescript(_SEALS)
+
+
 class _Conn(sqlite3.Connection):
     """A connection that can be weakly referenced (the base type cannot): a thread's connection
     is closed when the thread ends, instead of leaking with its file descriptors."""
@@ -310,6 +326,7 @@ class Index:
                 if tables:
                     return "unknown tables and no schema version"
                 recovered = self._create(conn, recover=_objects.any_objects(self.objects_dir))
+                _add_seals(conn)
                 if recovered:
                     log.warning(
                         "store index %s was missing: %d entries recovered from object files",
@@ -321,6 +338,7 @@ class Index:
                 return f"schema version {version}, this reckon reads {SCHEMA_VERSION}"
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
+            _add_seals(conn)
             conn.execute("SELECT entries, bytes, clock FROM stats WHERE id = 0").fetchone()
             conn.execute("SELECT key, size, tag, digest, access FROM entries LIMIT 1")
             conn.execute("SELECT key, t FROM hits LIMIT 1")

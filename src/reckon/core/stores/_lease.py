@@ -18,6 +18,8 @@ import re
 import time
 from collections.abc import Callable, Iterator
 
+from reckon.core._waiting import Pause, waiting
+
 log = logging.getLogger("reckon.core.store")
 
 _SAFE = re.compile(r"[0-9A-Za-z_.-]{1,128}")
@@ -47,21 +49,21 @@ def _lock(fd: int, deadline: float | None) -> bool:
         return True
     except BlockingIOError:
         pass
-    if deadline is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return True
-    delay = 0.001
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.05)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with waiting():
+        if deadline is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             return True
-        except BlockingIOError:
-            continue
+        pause = Pause(0.001, 0.05)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(pause.next(), remaining))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                continue
 
 
 def acquire(path: str, timeout: float | None) -> tuple[int | None, bool]:

@@ -42,7 +42,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from reckon.core.stores import _index, _lease, _objects, urls
+from reckon.core.stores import _index, _lease, _objects, _seals, urls
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreData, StoreUsage
@@ -54,6 +54,12 @@ log = logging.getLogger("reckon.core.store")
 Policy = Literal["lru", "gds"]
 
 _GET = "SELECT size, tag, digest, value FROM entries WHERE key = ?"
+_SEAL_GET = "SELECT seal FROM seals WHERE key = ?"
+_SEAL_PUT = (  # only while the entry is the one verified (a seal goes with its entry)
+    "INSERT OR REPLACE INTO seals (key, seal) SELECT ?, ?"
+    " WHERE EXISTS (SELECT 1 FROM entries WHERE key = ? AND tag = ? AND digest = ?)"
+)
+_MAX_VERIFIED = 10_000  # mapped files remembered as verified by this process
 _INSERT = (
     "INSERT INTO entries (key, size, tag, digest, value, access, priority, cost)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -211,6 +217,8 @@ class LocalStore:
                 "on a local filesystem you can write, or point RECKON_CACHE_DIR elsewhere"
             ) from exc
         self._touched: dict[str, float] = {}  # key -> time of its latest hit
+        # key -> (tag, digest, file identity) of mapped values this process has verified
+        self._verified: dict[str, tuple[bytes, str, _seals.Identity]] = {}
         self._touch_requested = False
         self._last_stamp = 0.0
         self._closed = False
@@ -319,8 +327,12 @@ class LocalStore:
             return None
         try:
             view: memoryview
-            if size < self.mmap_threshold:
-                length = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            length = st.st_size
+            mapped = size >= self.mmap_threshold and _seals.private(st)
+            if not mapped:
+                # Small, or a file someone else could change under a map after the check (see
+                # _seals): one read into private memory.
                 if not size < length <= size + _objects.MAX_HEADER:
                     raise ValueError(f"{length} bytes on disk for a value of {size}")
                 buf = os.pread(fd, length, 0)
@@ -342,10 +354,51 @@ class LocalStore:
             self._drop_object(key, digest, "object file truncated or extended")
             return None
         data = view[header.offset :]
-        if not self._signer.verify(key, data, tag):
+        if not (
+            self._sealed(key, tag, digest, st, data)
+            if mapped
+            else self._signer.verify(key, data, tag)
+        ):
             self._reject(key, tag)
             return None
         return data
+
+    def _sealed(
+        self, key: str, tag: bytes | None, digest: str, st: os.stat_result, data: memoryview
+    ) -> bool:
+        """Whether a mapped value is authentic: by its seal when it has one for this very file
+        (see ``_seals``), else by verifying it in full, after which the file is sealed."""
+        if tag is None:
+            return False
+        ident = _seals.identity(st)
+        if self._verified.get(key) == (tag, digest, ident):  # checked by this process already
+            return True
+        boot = _seals.boot_id()
+        record = None if boot is None else _seals.record(key, tag, digest, ident, boot)
+        if record is not None:
+            try:
+                row = self._index.cursor().execute(_SEAL_GET, (key,)).fetchone()
+            except sqlite3.Error:
+                row = None
+            if row is not None and self._signer.check_seal(record, row[0]):
+                self._remember(key, tag, digest, ident)
+                return True
+        if not self._signer.verify(key, data, tag):
+            return False
+        if record is not None and _seals.settled(st):
+            self._remember(key, tag, digest, ident)
+            try:
+                with self._index.write() as conn:
+                    conn.execute(_SEAL_PUT, (key, self._signer.seal(record), key, tag, digest))
+            except sqlite3.Error as exc:
+                self._db_error(exc, "sealing a verified file")
+        return True
+
+    def _remember(self, key: str, tag: bytes, digest: str, ident: _seals.Identity) -> None:
+        verified = self._verified
+        if len(verified) >= _MAX_VERIFIED:
+            verified.clear()
+        verified[key] = (tag, digest, ident)
 
     def _reject(self, key: str, tag: bytes | None) -> None:
         """An entry whose signature does not verify: drop it (only if unchanged meanwhile)."""

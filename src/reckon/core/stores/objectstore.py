@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from reckon.core._waiting import Pause, waiting
 from reckon.core.stores import urls
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreUsage
@@ -369,35 +370,40 @@ class ObjectStore:
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: bytes | None = None
         seen_since = time.monotonic()
-        delay = 0.01
         try:
-            while True:
-                if self._create_lease(path, token):
-                    return True
-                if self._fs.exists(self._path(key)):
-                    return None
-                try:
-                    now_content: bytes | None = self._fs.cat_file(path)
-                except FileNotFoundError:
-                    now_content = None
-                now = time.monotonic()
-                if now_content != seen:  # the holder renewed (or changed): it is alive
-                    seen, seen_since = now_content, now
-                elif now_content is not None and now - seen_since > self.lease_ttl:
-                    log.info(
-                        "store %s: lease of %s not renewed for %.1fs: taking over",
-                        self.url,
-                        key[:16],
-                        now - seen_since,
-                    )
-                    with contextlib.suppress(FileNotFoundError):
-                        if self._fs.cat_file(path) == seen:
-                            self._fs.rm_file(path)
-                    continue
-                if deadline is not None and now >= deadline:
-                    return False
-                time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
-                delay = min(delay * 2, self.lease_ttl / 8)
+            if self._create_lease(path, token):
+                return True
+            with waiting():
+                pause = Pause(0.005, self.lease_ttl / 8)
+                while True:
+                    if self._fs.exists(self._path(key)):
+                        return None
+                    try:
+                        now_content: bytes | None = self._fs.cat_file(path)
+                    except FileNotFoundError:
+                        now_content = None
+                    now = time.monotonic()
+                    if now_content is None:  # released: try to take it
+                        if self._create_lease(path, token):
+                            return True
+                        continue
+                    if now_content != seen:  # the holder renewed (or changed): it is alive
+                        seen, seen_since = now_content, now
+                    elif now - seen_since > self.lease_ttl:
+                        log.info(
+                            "store %s: lease of %s not renewed for %.1fs: taking over",
+                            self.url,
+                            key[:16],
+                            now - seen_since,
+                        )
+                        with contextlib.suppress(FileNotFoundError):
+                            if self._fs.cat_file(path) == seen:
+                                self._fs.rm_file(path)
+                        continue
+                    if deadline is not None and now >= deadline:
+                        return False
+                    delay = pause.next()
+                    time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
         except Exception as exc:
             self._outage.failed("lease", exc)
             return False

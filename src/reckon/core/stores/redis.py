@@ -42,6 +42,7 @@ import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from reckon.core._waiting import Pause, waiting
 from reckon.core.stores import urls
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreData, StoreUsage
@@ -477,21 +478,24 @@ class RedisStore:
         if self._outage.skip():
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.005
         try:
-            while not self._r.set(name, token, nx=True, px=ttl_ms):
-                if self._r.exists(self._vkey(key)):
-                    return None  # the holder finished: stop waiting at once
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    log.info("store %s: lease %s not granted in %ss", self, name, timeout)
-                    return False
-                time.sleep(delay if remaining is None else min(delay, remaining))
-                delay = min(delay * 2, 0.05)
+            if self._r.set(name, token, nx=True, px=ttl_ms):
+                return True
+            with waiting():
+                pause = Pause(0.002, 0.05)
+                while True:
+                    if self._r.exists(self._vkey(key)):
+                        return None  # the holder finished: stop waiting at once
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        log.info("store %s: lease %s not granted in %ss", self, name, timeout)
+                        return False
+                    time.sleep(pause.next() if remaining is None else min(pause.next(), remaining))
+                    if self._r.set(name, token, nx=True, px=ttl_ms):
+                        return True
         except redis_py.RedisError as exc:
             self._fail("lease", exc)
             return False
-        return True
 
     def _heartbeat(self, name: str, token: str, ttl_ms: int, stop: threading.Event) -> None:
         while not stop.wait(self.lease_ttl / 4):

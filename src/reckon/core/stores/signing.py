@@ -6,10 +6,11 @@ reads it. So every put computes a tag over the entry's key and bytes with a secr
 get checks the tag before a single byte is handed to the codec: an entry without a valid tag is a
 miss, dropped, and reported once per store with the fix.
 
-The tag is 33 bytes: one byte naming the algorithm, then 32 bytes of keyed BLAKE3 (when the
-optional ``blake3`` package is installed: fast enough for values of hundreds of MB) or of
-HMAC-SHA256 (the standard library). Readers check either. The entry's key is inside the tag, so
-a valid value cannot be replayed under another key.
+The tag is 33 bytes: one byte naming the algorithm, then 32 bytes of keyed BLAKE2b (the standard
+library; the cheapest per call, so every small value uses it), keyed BLAKE3 (values of 16 KiB and
+more when the optional ``blake3`` package is installed: fast enough for values of hundreds of MB,
+on every core) or HMAC-SHA256 (on request). Readers check any. The entry's key is inside the tag,
+so a valid value cannot be replayed under another key.
 
 Where the secret comes from (first match wins):
 
@@ -29,7 +30,7 @@ import os
 import stat
 import struct
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from reckon.errors import ConfigurationError
@@ -39,9 +40,13 @@ log = logging.getLogger("reckon.core.store")
 TAG_SIZE: Final = 33
 HMAC_SHA256: Final = 1
 BLAKE3: Final = 2
+BLAKE2B: Final = 3
 _DOMAIN = b"reckon-store-v1\0"
+_SEAL_DOMAIN = b"reckon-seal-v1\0"
 _THREADED = 8 << 20  # values this large are hashed by blake3 on several threads
-_SMALL = 4096  # below this, one hmac.digest call over a joined buffer is cheapest
+_SMALL = 16 << 10  # below this, the default signs with BLAKE2b (its per-call cost is lowest)
+_LEN = struct.Struct("<I").pack
+_ALGORITHMS = ("auto", "blake3", "blake2b", "hmac-sha256")
 
 Buffer = bytes | memoryview | bytearray
 
@@ -61,15 +66,31 @@ def _derive(secret: str | bytes) -> bytes:
 
 def _prefix(key: str) -> bytes:
     kb = key.encode("utf-8")
-    return _DOMAIN + struct.pack("<I", len(kb)) + kb
+    return _DOMAIN + _LEN(len(kb)) + kb
 
 
 class Signer:
     """Signs and verifies store entries under one secret (see the module docstring).
 
-    ``algorithm`` is ``"blake3"``, ``"hmac-sha256"`` or None (BLAKE3 when installed)."""
+    ``algorithm`` is ``"auto"`` (the default: keyed BLAKE2b for values under 16 KiB, whose
+    per-call cost is the lowest, keyed BLAKE3 on every core above when the ``blake3`` package is
+    installed, else BLAKE2b), or one algorithm for every value: ``"blake3"``, ``"blake2b"``,
+    ``"hmac-sha256"``. Readers check every algorithm, whichever the writer used.
 
-    __slots__ = ("_b3", "_b3key", "_hkey", "algorithm", "key_id")
+    Hashers keyed once (domain included) are copied per call: a small value's tag costs one
+    copy, two updates and a digest, no key schedule."""
+
+    __slots__ = (
+        "_b2",
+        "_b3",
+        "_b3base",
+        "_b3key",
+        "_hkey",
+        "_seal",
+        "_sign_big",
+        "algorithm",
+        "key_id",
+    )
 
     def __init__(self, secret: str | bytes, *, algorithm: str | None = None) -> None:
         if not secret:
@@ -80,18 +101,23 @@ class Signer:
         master = _derive(secret)
         self._hkey = hashlib.sha256(b"hmac-sha256\0" + master).digest()
         self._b3key = hashlib.sha256(b"blake3\0" + master).digest()
+        b2key = hashlib.sha256(b"blake2b\0" + master).digest()
+        self._b2 = hashlib.blake2b(_DOMAIN, key=b2key, digest_size=32)
+        self._seal = hashlib.blake2b(_SEAL_DOMAIN, key=b2key, digest_size=32)
         self._b3 = _blake3()
-        if algorithm is None:
-            algorithm = "blake3" if self._b3 is not None else "hmac-sha256"
+        self._b3base = None if self._b3 is None else self._b3.blake3(_DOMAIN, key=self._b3key)
+        algorithm = algorithm or "auto"
+        if algorithm not in _ALGORITHMS:
+            raise ConfigurationError(
+                f"unknown signing algorithm {algorithm!r}: use one of {', '.join(_ALGORITHMS)}"
+            )
         if algorithm == "blake3" and self._b3 is None:
             raise ConfigurationError(
                 "algorithm 'blake3' needs the blake3 package: pip install blake3"
             )
-        if algorithm not in ("blake3", "hmac-sha256"):
-            raise ConfigurationError(
-                f"unknown signing algorithm {algorithm!r}: use 'blake3' or 'hmac-sha256'"
-            )
         self.algorithm = algorithm
+        big = {"blake3": BLAKE3, "blake2b": BLAKE2B, "hmac-sha256": HMAC_SHA256}.get(algorithm)
+        self._sign_big = big or (BLAKE3 if self._b3 is not None else BLAKE2B)
         # A public name for the key (safe to log): lets two machines see whether they agree.
         self.key_id = hashlib.sha256(b"key id\0" + master).hexdigest()[:12]
 
@@ -100,26 +126,37 @@ class Signer:
 
     def sign(self, key: str, data: Buffer | Sequence[Buffer]) -> bytes:
         """The 33-byte tag of ``data`` (one buffer, or pieces of one value) stored under ``key``."""
-        pieces: Iterable[Buffer] = data if isinstance(data, list | tuple) else (data,)
-        if self.algorithm == "blake3":
-            return bytes((BLAKE3,)) + self._blake3_tag(key, pieces)
-        return bytes((HMAC_SHA256,)) + self._hmac_tag(key, pieces)
+        pieces: Sequence[Buffer] = data if isinstance(data, list | tuple) else (data,)
+        alg = self._sign_big
+        if self.algorithm == "auto" and sum(map(len, pieces)) < _SMALL:
+            alg = BLAKE2B
+        tag = self._tag(alg, key, pieces)
+        assert tag is not None
+        return bytes((alg,)) + tag
 
     def verify(self, key: str, data: Buffer | Sequence[Buffer], tag: bytes | None) -> bool:
-        """True when ``tag`` is a valid tag of ``data`` under ``key``, by either algorithm."""
+        """True when ``tag`` is a valid tag of ``data`` under ``key``, by any algorithm."""
         if tag is None or len(tag) != TAG_SIZE:
             return False
-        pieces: Iterable[Buffer] = data if isinstance(data, list | tuple) else (data,)
         alg = tag[0]
-        if alg == BLAKE3:
-            if self._b3 is None:
-                return False
-            expected = self._blake3_tag(key, pieces)
-        elif alg == HMAC_SHA256:
-            expected = self._hmac_tag(key, pieces)
-        else:
-            return False
-        return hmac.compare_digest(expected, bytes(tag[1:]))
+        if alg == BLAKE2B and isinstance(data, bytes | memoryview | bytearray):  # small values
+            kb = key.encode("utf-8")
+            h = self._b2.copy()
+            h.update(_LEN(len(kb)) + kb)
+            h.update(data)
+            return hmac.compare_digest(h.digest(), tag[1:])
+        expected = self._tag(alg, key, data if isinstance(data, list | tuple) else (data,))
+        return expected is not None and hmac.compare_digest(expected, tag[1:])
+
+    def seal(self, record: bytes) -> bytes:
+        """A 32-byte MAC of a record the store keeps about an entry (see ``LocalStore``), under
+        its own domain: never valid as an entry's tag, nor the reverse."""
+        h = self._seal.copy()
+        h.update(record)
+        return h.digest()
+
+    def check_seal(self, record: bytes, seal: bytes | None) -> bool:
+        return seal is not None and hmac.compare_digest(self.seal(record), seal)
 
     def why_not(self, tag: bytes | None) -> str:
         """Why a tag that failed :meth:`verify` failed, as advice for the log."""
@@ -136,25 +173,31 @@ class Signer:
             f"(this process's key id is {self.key_id})"
         )
 
-    def _blake3_tag(self, key: str, pieces: Iterable[Buffer]) -> bytes:
-        b3 = self._b3
-        pieces = list(pieces)
-        if sum(map(len, pieces)) >= _THREADED:  # large: hash on every core
-            hasher = b3.blake3(_prefix(key), key=self._b3key, max_threads=b3.blake3.AUTO)
+    def _tag(self, alg: int, key: str, pieces: Sequence[Buffer]) -> bytes | None:
+        """The 32-byte MAC of (key, pieces) by algorithm ``alg``; None for one this process
+        cannot compute (unknown, or BLAKE3 without the package)."""
+        kb = key.encode("utf-8")
+        head = _LEN(len(kb)) + kb
+        h: Any
+        if alg == BLAKE2B:
+            h = self._b2.copy()
+        elif alg == BLAKE3:
+            if self._b3base is None:
+                return None
+            if sum(map(len, pieces)) >= _THREADED:  # large: hash on every core
+                b3 = self._b3.blake3
+                h = b3(_DOMAIN, key=self._b3key, max_threads=b3.AUTO)
+            else:
+                h = self._b3base.copy()
+        elif alg == HMAC_SHA256:
+            h = hmac.new(self._hkey, _DOMAIN, "sha256")
         else:
-            hasher = b3.blake3(_prefix(key), key=self._b3key)
+            return None
+        h.update(head)
         for piece in pieces:
-            hasher.update(piece)
-        digest: bytes = hasher.digest()
+            h.update(piece)
+        digest: bytes = h.digest()
         return digest
-
-    def _hmac_tag(self, key: str, pieces: Iterable[Buffer]) -> bytes:
-        if isinstance(pieces, tuple) and len(pieces) == 1 and len(pieces[0]) < _SMALL:
-            return hmac.digest(self._hkey, _prefix(key) + pieces[0], "sha256")
-        mac = hmac.new(self._hkey, _prefix(key), "sha256")
-        for piece in pieces:
-            mac.update(piece)
-        return mac.digest()
 
 
 # -- the process's key ------------------------------------------------------------------------
