@@ -22,6 +22,8 @@ Why it is built this way:
   batches: a put costs the caller a queue append. Reads see queued writes. ``flush()`` waits for
   the queue; it is flushed by ``close()``, at interpreter exit, when a multiprocessing child ends
   and before ``fork()``.
+* An entry's metadata (see ``metadata``: a small signed JSON object, e.g. which memoized call
+  it is) lives in its index row, written and removed with it; ``entries()`` lists it.
 * Hits are remembered in memory and appended, in batches, to an unindexed table; they are folded
   into the indexed access times (LRU) and priorities (GDS) only when an eviction needs them. A hit
   costs one indexed SELECT and a signature check, never a write transaction of its own.

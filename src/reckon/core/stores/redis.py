@@ -17,8 +17,14 @@ value an expiry; expired values are misses, and their bookkeeping is cleaned whe
 the lease is a Redis key set with NX and an expiry (``lease_ttl``, 4 s), renewed four times per
 expiry by a heartbeat thread while its holder lives; a holder that dies (even by SIGKILL) stops
 renewing it, so a waiter takes over within ``lease_ttl`` seconds. A waiter that sees the value
-appear stops waiting at once. The lease's random token is a fencing token: the holder's put is
-refused by the server if the lease has passed to another holder meanwhile.
+appear stops waiting at once. Each lease granted for a key also gets the next fencing number of
+that key (a hash beside the values); the put script refuses a holder's write when a newer lease
+was granted since (or the lease is held by another), so a holder whose lease lapsed never
+overwrites the value of the one that took over. (Deleting an entry forgets its number.)
+
+Values above the server's ``proto-max-bulk-len`` are stored in chunks, published by a manifest
+(see ``_put_chunked``); an entry's metadata (see ``metadata``) sits in a hash beside the values
+and is set and removed by the same scripts as the value.
 
 Every call has a deadline (``timeout``, ``connect_timeout``; also settable in the URL). A server
 that cannot be reached, when the store opens or later, never fails a call: the store warns once
@@ -110,11 +116,12 @@ return redis.call('INCRBY', KEYS[4], ARGV[3])
 """
 )
 
-# KEYS: value, sizes, access, bytes, meta; ARGV: key, chunk prefix
+# KEYS: value, sizes, access, bytes, meta, fences; ARGV: key, chunk prefix
 _DELETE = (
     _DROP_CHUNKS
     + """
 drop_chunks(KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[6], ARGV[1])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then
   redis.call('DECRBY', KEYS[4], old)
@@ -126,7 +133,7 @@ return redis.call('DEL', KEYS[1])
 """
 )
 
-# KEYS: sizes, access, bytes, meta; ARGV: target, value prefix, chunk prefix
+# KEYS: sizes, access, bytes, meta, fences; ARGV: target, value prefix, chunk prefix
 _EVICT = (
     _DROP_CHUNKS
     + """
@@ -143,6 +150,7 @@ while total > target do
     total = redis.call('DECRBY', KEYS[3], size)
   end
   redis.call('HDEL', KEYS[4], key)
+  redis.call('HDEL', KEYS[5], key)
   drop_chunks(ARGV[2] .. key, ARGV[3] .. key .. ':')
   redis.call('DEL', ARGV[2] .. key)
   evicted[#evicted + 1] = key
@@ -504,7 +512,14 @@ class RedisStore:
                 cast(
                     Any,
                     self._delete_script(
-                        keys=[self._vkey(key), self._sizes, self._access, self._bytes, self._meta],
+                        keys=[
+                            self._vkey(key),
+                            self._sizes,
+                            self._access,
+                            self._bytes,
+                            self._meta,
+                            self._fences,
+                        ],
                         args=[key, self._chunk_prefix(key)],
                     ),
                 )
@@ -594,7 +609,7 @@ class RedisStore:
             raw = cast(
                 list[bytes],
                 self._evict_script(
-                    keys=[self._sizes, self._access, self._bytes, self._meta],
+                    keys=[self._sizes, self._access, self._bytes, self._meta, self._fences],
                     args=[max(0, target), self._vprefix, self._cprefix],
                 ),
             )
