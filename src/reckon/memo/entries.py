@@ -137,7 +137,9 @@ def _stats_key(function: str, writer: str) -> str:
 
 def write_stats(store: Any, total: FunctionStats) -> None:
     """Record this process's counters of one function (its running total: written again under
-    the same key as it grows)."""
+    the same key as it grows). A store that keeps no metadata keeps no counters."""
+    if not getattr(store, "keeps_metadata", False):
+        return
     meta = {**_meta_of_total(total), "updated": time.time()}
     store.put(_stats_key(total.name, _PROCESS), b"", meta=meta)
 
