@@ -84,25 +84,59 @@ def test_gds_keeps_what_was_expensive(cache_dir: Path) -> None:
     assert not (work.would_hit(2, 0.0) and work.would_hit(3, 0.0)), "a cheap one went"
 
 
-def test_cache_of_an_older_reckon_keeps_hitting_and_says_so(cache_dir: Path, run_py: Any) -> None:
-    """A cache directory with the memo index file of an older reckon: its entries still hit; the
-    file is no longer read, and one INFO line says so."""
+_OLD_SCHEMA = """
+CREATE TABLE entries (key TEXT PRIMARY KEY, function TEXT NOT NULL, args TEXT NOT NULL,
+    created REAL NOT NULL, compute_s REAL NOT NULL, size INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL);
+CREATE TABLE functions (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, seen REAL NOT NULL);
+"""
+
+
+def test_cache_of_an_older_reckon_keeps_working(cache_dir: Path, run_py: Any) -> None:
+    """A cache directory as an older reckon left it: values without metadata in the store, what
+    they are in ``memo-index.sqlite`` beside it. The descriptions move into the store on first
+    use (the file is renamed), entries still hit, and clear() finds every code version."""
     code = f"""
-        import logging, sys
+        import logging, os, sys
         logging.basicConfig(stream=sys.stdout, level=logging.INFO)
         from reckon import memoize
-        @memoize(store={str(cache_dir)!r}, name="old.f")
+        @memoize(store={str(cache_dir)!r}, name="old.f", version=os.environ["OLD_VERSION"])
         def f(x):
-            print("RAN")
+            print("RAN", x)
             return x * 2
         print("VALUE", f(21))
+        if os.environ.get("OLD_CLEAR"):
+            print("REMOVED", f.clear())
     """
-    assert "RAN" in run_py(code).stdout
-    with sqlite3.connect(cache_dir / "memo-index.sqlite") as conn:  # what an older reckon left
-        conn.execute("CREATE TABLE entries (key TEXT PRIMARY KEY, function TEXT NOT NULL)")
-    out = run_py(code).stdout
+    for version in ("1", "2"):
+        assert "RAN 21" in run_py(code, env={"OLD_VERSION": version}).stdout
+    with sqlite3.connect(cache_dir / "index.sqlite3") as conn:  # what an older reckon stored
+        conn.execute("DELETE FROM entries WHERE size = 0")  # (usage counters: none then)
+        conn.execute("UPDATE entries SET meta = NULL")
+        keys = [k for (k,) in conn.execute("SELECT key FROM entries ORDER BY key")]
+    with sqlite3.connect(cache_dir / "memo-index.sqlite") as conn:
+        conn.executescript(_OLD_SCHEMA)
+        for key in keys:
+            conn.execute(
+                "INSERT INTO entries VALUES (?, 'old.f', '21', ?, 0.5, 10, ?)",
+                (key, time.time(), key[:32]),
+            )
+    store = LocalStore(cache_dir, sync=True)
+    rows, unknown = read_rows(store)
+    assert rows == [] and len(unknown) == 2, "two entries nobody can describe yet"
+    store.close()
+    out = run_py(code, env={"OLD_VERSION": "2"}).stdout
     assert "RAN" not in out and "VALUE 42" in out
-    assert "memo-index.sqlite was written by an older reckon and is no longer read" in out
+    assert "the descriptions of 2 entries moved into the store" in out
+    assert not (cache_dir / "memo-index.sqlite").exists()
+    assert (cache_dir / "memo-index.sqlite.imported").exists()
+    store = LocalStore(cache_dir, sync=True)
+    rows, unknown = read_rows(store, "old.f")
+    store.close()
+    assert [(r.args, r.compute_seconds) for r in rows] == [("21", 0.5), ("21", 0.5)]
+    assert unknown == []
+    cleared = run_py(code, env={"OLD_VERSION": "2", "OLD_CLEAR": "1"}).stdout
+    assert "REMOVED 2" in cleared, "both code versions"
 
 
 def test_metadata_is_stored_with_each_entry(cache_dir: Path) -> None:

@@ -38,6 +38,7 @@ from reckon.memo.entries import (
     OLD_INDEX,
     EntryRow,
     fold_stats,
+    import_old_index,
     read_rows,
     read_stats,
     stale_rows,
@@ -144,12 +145,13 @@ def _targets(directory: Path | None, store_url: str | None) -> Iterator[list[_Ta
         else:
             root = Path(local_path(store_url) or store_url) if store_url else directory
             for path in _check_root(root):
-                opened.append(_Target(str(path), LocalStore(path, budget=None, sync=True), path))
-                if (path / OLD_INDEX).exists():
+                store = LocalStore(path, budget=None, sync=True)
+                opened.append(_Target(str(path), store, path))
+                imported = import_old_index(store, path)
+                if imported is not None:
                     typer.echo(
-                        f"note: {path / OLD_INDEX} was written by an older reckon and is no "
-                        "longer read; entries stored before are listed as unknown until they "
-                        "are recomputed or cleared (delete the file to silence this)",
+                        f"note: {path / OLD_INDEX} was written by an older reckon: the "
+                        f"descriptions of {imported} entries moved into the store",
                         err=True,
                     )
         yield opened

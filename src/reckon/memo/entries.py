@@ -11,18 +11,23 @@ The usage counters (hits, misses, time computing, time saved) live in the store 
 process writes one small entry per function at exit, under a key of its own (no two processes
 ever update one entry), and the report sums them; ``reckon cache prune`` folds them into one.
 
-Entries written before memo kept metadata in the store have none: they still hit, and are listed
-as of an unknown function until they are recomputed or cleared.
+A cache directory written by an older reckon kept this in a file of its own beside the store
+(``memo-index.sqlite``): :func:`import_old_index` carries its descriptions into the store once,
+then renames the file. Entries that have no metadata anyway still hit, and are listed as of an
+unknown function until they are recomputed or cleared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from reckon.core.stores.metadata import EntryInfo, entries_of, finite
@@ -44,7 +49,8 @@ KIND: Final = "memo"
 STATS_KIND: Final = "memo-stats"
 _SCHEMA: Final = 1
 OLD_INDEX: Final = "memo-index.sqlite"
-"""The file memo kept its metadata in before it moved into the store (no longer read)."""
+"""The file memo kept its metadata in before it moved into the store (read once, to import)."""
+IMPORTED_SUFFIX: Final = ".imported"
 
 
 @dataclass(frozen=True)
@@ -209,3 +215,35 @@ def _meta_of_total(total: FunctionStats) -> dict[str, Any]:
         "compute_s": finite(total.compute_seconds),
         "saved_s": finite(total.saved_seconds),
     }
+
+
+def import_old_index(store: Any, directory: Path) -> int | None:
+    """Carry the descriptions of an older reckon's ``memo-index.sqlite`` in ``directory`` into
+    ``store`` (a LocalStore on that directory), then rename the file (``.imported``). Returns how
+    many entries took a description, None when there was nothing to import (or it failed: the
+    file is then left for the next try)."""
+    old = directory / OLD_INDEX
+    setter = getattr(store, "set_metadata", None)
+    if setter is None or not old.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{old}?mode=ro", uri=True, timeout=30.0)
+        try:
+            rows = conn.execute(
+                "SELECT key, function, args, created, compute_s, fingerprint FROM entries"
+            ).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    items = [
+        (str(key), entry_meta(str(fn), str(args), str(fp), float(created), float(seconds)))
+        for key, fn, args, created, seconds, fp in rows
+    ]
+    imported = int(setter(items))
+    with contextlib.suppress(OSError):  # another process may have renamed it first
+        os.replace(old, old.with_name(OLD_INDEX + IMPORTED_SUFFIX))
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(str(old) + suffix)
+    return imported

@@ -23,7 +23,7 @@ from reckon.core.levels import as_level
 from reckon.core.stores.urls import local_path
 from reckon.errors import ConfigurationError
 from reckon.memo import background, log
-from reckon.memo.entries import OLD_INDEX
+from reckon.memo.entries import IMPORTED_SUFFIX, OLD_INDEX, import_old_index
 
 Policy = Literal["lru", "gds"]
 
@@ -99,8 +99,8 @@ class _Backend:
         self.local_dir = local_dir
         self.owned = owned
         self.names: dict[str, str] = {}
-        if local_dir is not None:
-            _mention_old_index(local_dir)
+        if local_dir is not None and engine.store is not None:
+            _import_old_index(engine.store, local_dir)
 
     def named(self, key: str, call: str) -> None:
         names = self.names
@@ -116,19 +116,24 @@ _all_groups: weakref.WeakSet[MemoizedGroup] = weakref.WeakSet()
 _mentioned: set[Path] = set()
 
 
-def _mention_old_index(directory: Path) -> None:
-    """Say once per directory that the memo index file of an older reckon is no longer used."""
+def _import_old_index(store: Store, directory: Path) -> None:
+    """Once per directory: carry an older reckon's memo index file into the store's metadata."""
     old = directory / OLD_INDEX
     if directory in _mentioned or not old.exists():
         return
     _mentioned.add(directory)
-    log.event(
-        "index",
-        f"{old} was written by an older reckon and is no longer read: memo keeps what each "
-        f"entry is in the store now. Entries stored before still hit; `reckon cache ls` shows "
-        f"them as unknown until they are recomputed or cleared. Delete the file to silence this",
-        logging.INFO,
-    )
+    found = store_path(store)
+    if found is None or found.resolve() != directory.resolve():
+        return
+    imported = import_old_index(store, directory)
+    if imported is not None:
+        log.event(
+            "index",
+            f"{old} was written by an older reckon: the descriptions of {imported} entries "
+            f"moved into the store, which keeps them now (the file is renamed "
+            f"{OLD_INDEX}{IMPORTED_SUFFIX})",
+            logging.INFO,
+        )
 
 
 def local_dir_of(store: Store | None) -> Path | None:

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from reckon.core.stores import _index, _lease, _objects, urls
@@ -434,6 +434,27 @@ class LocalStore:
             self._db_error(exc, "metadata")
             return None
         return None if row is None else md.decode(self._signer, key, row[0])
+
+    def set_metadata(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Attach metadata to entries stored without any (one transaction); returns how many
+        took it. For descriptions carried over from elsewhere: entries that have metadata, or
+        are absent, are left as they are (a put sets value and metadata together)."""
+        self._check_open()
+        rows = [(md.encode(self._signer, key, meta), key) for key, meta in items]
+        if not rows:
+            return 0
+        self.flush()
+        try:
+            with self._index.write() as conn:
+                return sum(
+                    conn.execute(
+                        "UPDATE entries SET meta = ? WHERE key = ? AND meta IS NULL", row
+                    ).rowcount
+                    for row in rows
+                )
+        except sqlite3.Error as exc:
+            self._db_error(exc, "set_metadata")
+            return 0
 
     def entries(self, prefix: str = "") -> Iterator[md.EntryInfo]:
         """Every entry whose key starts with ``prefix``: key, size and authenticated metadata
