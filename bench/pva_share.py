@@ -73,6 +73,7 @@ def instance(share: str | None) -> None:
         pv.add_watcher(Count())
         server = Server({NAME: pv}, config=ServerConfig.from_env(), share=share)
         await server.start()
+        runloop.freeze_heap()  # as `reckon pva serve` does
         print(json.dumps({"tcp": server.tcp_port, "udp": server.udp_port}), flush=True)
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str] = asyncio.Queue()

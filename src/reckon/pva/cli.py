@@ -523,6 +523,7 @@ def serve(
     async def main() -> None:
         server = Server(pvs, config=config, share=share)
         await server.start()
+        runloop.freeze_heap()  # startup's heap is here to stay: no full collection walks it
         stats_name = (
             spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
         )

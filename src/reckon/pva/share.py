@@ -352,7 +352,8 @@ class RedisShare:
         fut = self.loop.create_future()
         self._waiters.append((target, fut))
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await fut
 
     def _release(self, upto: int | None) -> None:
         keep = []
@@ -382,26 +383,27 @@ class RedisShare:
             w.mine.clear()
             w.owed.clear()
         self._wake = asyncio.Event()
+        # Every call below runs under an ``asyncio.timeout`` of the share's own rather than
+        # redis-py's socket_timeout: that one wraps each command's write in
+        # ``asyncio.wait_for``, a task (one more trip through the loop) per command on the
+        # post-to-monitor path, and a cancel that Python 3.11 can lose. redis-py drops a
+        # connection whose read is cancelled, so a timed-out reply is never read as the next.
         self._r = aredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            retry_on_timeout=False,
+            self.url, socket_timeout=None, socket_connect_timeout=self.timeout
         )
         self._rx = aredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout + READ_BLOCK_MS / 1000,
-            socket_connect_timeout=self.timeout,
-            retry_on_timeout=False,
+            self.url, socket_timeout=None, socket_connect_timeout=self.timeout
         )
         try:
-            await asyncio.wait_for(self._sync(), 4 * self.timeout)
+            async with asyncio.timeout(4 * self.timeout):
+                await self._sync()
             self.connected = True
         except _connection_errors() as exc:
             self._lost(exc)
         self._tasks = [
             self.loop.create_task(self._follow(), name="pva-share-follow"),
             self.loop.create_task(self._write_loop(), name="pva-share-write"),
+            self.loop.create_task(self._beat(), name="pva-share-heartbeat"),
         ]
         log.info(
             "pva share: instance %s on %s, %d PVs shared through %s (prefix %r)%s",
@@ -419,11 +421,13 @@ class RedisShare:
         if self.connected and self._outbox:
             with contextlib.suppress(*_connection_errors()):
                 batch, self._outbox = self._outbox, []
-                await asyncio.wait_for(self._write(batch), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self._write(batch)
         if self.connected:
             with contextlib.suppress(*_connection_errors()):
-                await self._r.delete(self._k_alive(self.guid))
-                await self._r.hdel(self._k_instances, self.guid)
+                async with asyncio.timeout(self.timeout):
+                    await self._r.delete(self._k_alive(self.guid))
+                    await self._r.hdel(self._k_instances, self.guid)
         self._release(None)
         for client in (self._r, self._rx):
             if client is not None:
@@ -432,11 +436,11 @@ class RedisShare:
         self.connected = False
 
     async def _end_tasks(self) -> None:
-        """Cancel the stream reader and the writer and wait for them, asking again until they
-        end. A cancel can be lost: on Python 3.11 ``asyncio.wait_for`` drops one that arrives
-        as the call it waits for completes, and redis-py wraps every command's write in it, so
-        a reader cancelled then carries on reading the stream and a plain ``await task`` never
-        returns. Bounded: a task that outlives ``timeout`` plus a blocking read is left."""
+        """Cancel the share's tasks and wait for them, asking again until they end. A cancel
+        can be lost: on Python 3.11 ``asyncio.wait_for`` drops one that arrives as the call it
+        waits for completes (the share's own calls use ``asyncio.timeout``, but a library below
+        may not), and a plain ``await task`` would then never return. Bounded: a task that
+        outlives ``timeout`` plus a blocking read is left."""
         pending = set(self._tasks)
         self._tasks = []
         deadline = time.monotonic() + self.timeout + READ_BLOCK_MS / 1000
@@ -481,26 +485,40 @@ class RedisShare:
         pipe = self._r.pipeline(transaction=False)
         pipe.hset(self._k_instances, self.guid, self._info())
         pipe.set(self._k_alive(self.guid), b"1", ex=ALIVE_TTL)
-        await pipe.execute()
+        async with asyncio.timeout(self.timeout):
+            await pipe.execute()
+
+    async def _beat(self) -> None:
+        """Renew this instance's liveness key every ``HEARTBEAT`` seconds, in a task of its own
+        so the stream reader never waits for it. A failed beat is the reader's to notice."""
+        while True:
+            if self.connected:
+                with contextlib.suppress(*_connection_errors()):
+                    await self._heartbeat()
+            # soon again while the server is still opening the ports the beat reports
+            opening = self._server is not None and not self._server.udp_port
+            await asyncio.sleep(STOP_RETRY if opening else HEARTBEAT)
 
     async def instances(self) -> list[dict[str, Any]]:
         """The instances serving this deployment now: GUID, host, pid and ports of each."""
-        raw = await self._r.hgetall(self._k_instances)
         out = []
-        for guid, data in raw.items():
-            if await self._r.exists(self._k_alive(guid.decode())):
-                out.append(unpack(data))
-            else:  # gone for longer than ALIVE_TTL (killed, or cut off: it adds itself again)
-                await self._r.hdel(self._k_instances, guid)
+        async with asyncio.timeout(self.timeout):
+            raw = await self._r.hgetall(self._k_instances)
+            for guid, data in raw.items():
+                if await self._r.exists(self._k_alive(guid.decode())):
+                    out.append(unpack(data))
+                else:  # gone for longer than ALIVE_TTL (killed, or cut off: it comes back)
+                    await self._r.hdel(self._k_instances, guid)
         return sorted(out, key=lambda i: (i["host"], i["guid"]))
 
     async def stored_value(self, name: str) -> dict[str, Any]:
         """The fields of ``name`` as Redis holds them now (dotted paths nested back into dicts),
         for tools and tests that check what the deployment agrees on."""
-        t = unpack_type(await self._r.hget(self._k_types, name) or b"")
-        if not isinstance(t, Structure):
-            raise PvaShareError(f"{name!r} is not shared under {self.prefix!r}")
-        stored = await self._r.hgetall(self._k_value(name))
+        async with asyncio.timeout(self.timeout):
+            t = unpack_type(await self._r.hget(self._k_types, name) or b"")
+            if not isinstance(t, Structure):
+                raise PvaShareError(f"{name!r} is not shared under {self.prefix!r}")
+            stored = await self._r.hgetall(self._k_value(name))
         flat = {}
         for raw_path, data in stored.items():
             path = raw_path.decode()
@@ -665,7 +683,8 @@ class RedisShare:
             if self._outbox:
                 self._wake.set()
             try:
-                await asyncio.wait_for(self._write(batch), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self._write(batch)
             except _connection_errors() as exc:
                 self._outbox[:0] = batch
                 if len(self._outbox) > self.max_outbox:
@@ -681,7 +700,8 @@ class RedisShare:
         while True:
             try:
                 if not self.connected:
-                    await asyncio.wait_for(self._sync(), 4 * self.timeout)
+                    async with asyncio.timeout(4 * self.timeout):
+                        await self._sync()
                     self.connected = True
                     backoff = 0.05
                     if self._warned:
@@ -696,11 +716,11 @@ class RedisShare:
                 backoff = min(backoff * 2, 1.0)
 
     async def _read_until_lost(self) -> None:
-        beat = 0.0  # at once: the server's ports are known by now
         while self.connected:
-            reply = await self._rx.xread(
-                {self._k_log: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-            )
+            async with asyncio.timeout(self.timeout + READ_BLOCK_MS / 1000):
+                reply = await self._rx.xread(
+                    {self._k_log: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
+                )
             for _stream, entries in reply or ():
                 for entry_id, fields in entries:
                     self._last_id = bytes(entry_id)
@@ -710,13 +730,14 @@ class RedisShare:
                         log.error("pva share: skipped a stream entry: %s", exc)
                     except Exception:  # a value the PV refused: one entry, not the reader
                         log.exception("pva share: skipped a stream entry")
-                if len(entries) >= READ_COUNT and await self._trimmed_before() > _id(self._last_id):
+                if len(entries) < READ_COUNT:
+                    continue
+                async with asyncio.timeout(self.timeout):
+                    trimmed = await self._trimmed_before()
+                if trimmed > _id(self._last_id):
                     # behind by more than the stream keeps: read the whole store again
                     self._epoch = None
                     raise ConnectionError("the stream was trimmed past this reader")
-            if time.monotonic() - beat > HEARTBEAT:
-                beat = time.monotonic()
-                await self._heartbeat()
 
     def _on_entry(self, fields: dict[bytes, bytes]) -> None:
         """Apply one stream entry: one PV's posts of one instance's batch, in order."""
