@@ -210,7 +210,7 @@ async def floor(poster: Child, url: str) -> tuple[float, float, int]:
     read here from the stream: the same wake-ups as sharing, without pvAccess or reckon."""
     import redis.asyncio as aredis
 
-    r = aredis.Redis.from_url(url)
+    r: Any = aredis.Redis.from_url(url)
     last = (await r.xrevrange(FLOOR_STREAM, count=1) or [(b"0-0", {})])[0][0]
     poster.send({"op": "floor", "n": N_PACED, "url": url})
     lat: list[float] = []
