@@ -27,7 +27,8 @@ from reckon.pva.packing import (
     unpack_value,
 )
 from reckon.pva.protocol import values_equal
-from reckon.pva.share import RedisShare, split_url
+from reckon.pva.share import RedisShare
+from reckon.pva.share_layout import split_url
 
 from .conftest import until
 from .protocol.pva_protocol_strategies import types, values
