@@ -50,6 +50,7 @@ from reckon.pva.share_layout import (
     read_entry,
     split_url,
 )
+from reckon.pva.stopping import end_tasks
 
 if TYPE_CHECKING:
     from reckon.pva.server import Server
@@ -62,8 +63,8 @@ HEARTBEAT = 3.0
 READ_BLOCK_MS = 500
 #: entries taken per read
 READ_COUNT = 1000
-#: how often stop() asks its tasks again to end (a cancel can be lost, see _end_tasks)
-STOP_RETRY = 0.05
+#: how soon the heartbeat runs again while the server is still opening its ports
+PORTS_WAIT = 0.05
 #: posts written per Redis transaction
 WRITE_BATCH = 256
 
@@ -327,24 +328,13 @@ class RedisShare:
         self.connected = False
 
     async def _end_tasks(self) -> None:
-        """Cancel the share's tasks and wait for them, asking again until they end. A cancel
-        can be lost: on Python 3.11 ``asyncio.wait_for`` drops one that arrives as the call it
-        waits for completes (the share's own calls use ``asyncio.timeout``, but a library below
-        may not), and a plain ``await task`` would then never return. Bounded: a task that
-        outlives ``timeout`` plus a blocking read is left."""
-        pending = set(self._tasks)
-        self._tasks = []
-        deadline = time.monotonic() + self.timeout + READ_BLOCK_MS / 1000
-        while pending:
-            for task in pending:
-                task.cancel()
-            done, pending = await asyncio.wait(pending, timeout=STOP_RETRY)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # retrieved: it ends with the share either way
-            if pending and time.monotonic() > deadline:
-                log.error("pva share: %d task(s) did not stop; leaving them", len(pending))
-                return
+        """Cancel the share's tasks and wait for them (:func:`reckon.pva.stopping.end_tasks`:
+        asking again, since a library below may lose a cancel), for at most ``timeout`` plus a
+        blocking read."""
+        tasks, self._tasks = self._tasks, []
+        left = await end_tasks(tasks, within=self.timeout + READ_BLOCK_MS / 1000)
+        if left:
+            log.error("pva share: %d task(s) did not stop; leaving them", len(left))
 
     def _lost(self, exc: BaseException) -> None:
         self.connected = False
@@ -383,7 +373,7 @@ class RedisShare:
                     await self._heartbeat()
             # soon again while the server is still opening the ports the beat reports
             opening = self._server is not None and not self._server.udp_port
-            await asyncio.sleep(STOP_RETRY if opening else HEARTBEAT)
+            await asyncio.sleep(PORTS_WAIT if opening else HEARTBEAT)
 
     async def instances(self) -> list[dict[str, Any]]:
         """The instances serving this deployment now: GUID, host, pid and ports of each."""
