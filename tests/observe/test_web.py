@@ -273,6 +273,13 @@ async def test_click_a_task_to_see_its_tree_of_children(
             f"document.getElementById('detail-title').textContent !== 'Task #{parent_id}'",
             timeout=5_000,
         )
+        # The title changes at once; the fields follow when the child's tree arrives, and
+        # until then the panel shows no fields rather than the parent's.
+        assert "family parent" not in (await page.text_content("#detail-fields") or "")
+        await page.wait_for_function(
+            "document.getElementById('detail-fields').textContent.includes('child b')",
+            timeout=10_000,
+        )
         fields = await page.text_content("#detail-fields") or ""
         assert "child b" in fields and f"#{parent_id}" in fields
         assert await page.locator("#tree li[data-tree-task]").count() == 1
