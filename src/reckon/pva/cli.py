@@ -477,7 +477,7 @@ def serve(
         typer.Argument(
             help="TOML or JSON file describing the PVs (with --share, may be left out: serve "
             "the PVs the deployment already shares).",
-            metavar="[FILE]",
+            metavar="FILE",
         ),
     ] = None,
     port: Annotated[
