@@ -94,3 +94,25 @@ async def test_children_get_secrets_by_a_private_file_not_the_environment(
             pb.Empty(), timeout=20
         )
         assert who.user == "alice"
+
+
+def test_svc_check_refuses_a_clear_text_password_saying_how_to_hash_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dep = make_deployment(two_services("inprocess"))
+    deploy = tmp_path / "deploy.toml"
+    lines = ["[unit]", f"name = {dep['unit']['name']!r}", f"path = {dep['unit']['path']!r}"]
+    lines += ["[auth]", "users = { alice = 'wonderland' }"]
+    for name, table in dep["services"].items():
+        lines += [f"[services.{name}]", *(f"{k} = {v!r}" for k, v in table.items())]
+    deploy.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "reckon.cli", "svc", "check", str(deploy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out
+    assert "'alice' has a clear-text password" in out.stderr
+    assert "reckon svc hash-password" in out.stderr
