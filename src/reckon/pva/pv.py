@@ -383,8 +383,11 @@ class SharedPV:
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
-        # (value, its footprint): what a queued update of it costs, sized once per post
+        # (value, its footprint): what a queued update of it costs, sized once per post; and
+        # field name -> (the sub-structure, its footprint): the sub-structures a post left as
+        # they were (shared with the value before) are not sized again
         self._size: tuple[Any, int] = (None, 0)
+        self._field_sizes: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -467,8 +470,7 @@ class SharedPV:
             vt, mask, ts_bits = fast
             v = coerce(vt, value)
             with self._lock:
-                old = self.value
-                new = dict(old)
+                new = dict(self.value)
                 new["value"] = v
                 if stamp:
                     ns = time.time_ns()
@@ -479,9 +481,6 @@ class SharedPV:
                     mask |= ts_bits
                 self.value = snapshot = new
                 self.assigned |= mask
-                sized, size = self._size
-                if sized is old:  # only the value changed size (a timestamp's ints do not)
-                    self._size = (new, size - footprint(old["value"]) + footprint(v))
                 subs = list(self._subs)
         else:
             update = self._as_update(value)
@@ -533,11 +532,22 @@ class SharedPV:
 
     def footprint(self, value: dict[str, Any]) -> int:
         """:func:`footprint` of ``value``, computed once per posted value however many
-        monitors queue it."""
+        monitors queue it, and only for the fields that changed since the last one sized
+        (a post shares the others with the value before it)."""
         sized, size = self._size
-        if sized is not value:
-            size = footprint(value)
-            self._size = (value, size)
+        if sized is value:
+            return size
+        known = self._field_sizes
+        size = 64
+        for name, field_value in value.items():
+            if type(field_value) is not dict:
+                size += footprint(field_value)  # a leaf: sized at once (an array by nbytes)
+                continue
+            entry = known.get(name)
+            if entry is None or entry[0] is not field_value:
+                entry = known[name] = (field_value, footprint(field_value))
+            size += entry[1]
+        self._size = (value, size)
         return size
 
     # -------------------------------------------------------------------- subscribers
