@@ -15,7 +15,18 @@ from hypothesis import strategies as st
 
 from reckon.pva import Client, Server, SharedPV, nt
 from reckon.pva import pv as pv_module
-from reckon.pva.protocol import PreparedUpdate
+from reckon.pva.protocol import (
+    NEED_DATA,
+    ClientConnection,
+    ConnectionValidationResponse,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    MonitorInit,
+    MonitorStart,
+    MonitorUpdate,
+    PreparedUpdate,
+)
+from reckon.pva.server_session import ServerSession
 
 
 class CountingPV(SharedPV):
@@ -60,6 +71,85 @@ async def test_a_post_to_many_monitors_is_encoded_once(pva_env: dict[str, str]) 
     for updates in posted:
         assert len(updates) >= n_clients  # every monitor sent it ...
         assert len({id(u) for u in updates}) == 1  # ... from one encoding
+
+
+class CountingSink:
+    """Where a session's bytes go: kept, with the number of writes that brought them."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.writes = 0
+
+    def write(self, data: Any) -> None:
+        self.data.append(bytes(data))
+        self.writes += 1
+
+    def writelines(self, pieces: Any) -> None:
+        self.data.extend(bytes(p) for p in pieces)
+        self.writes += 1
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _events(sink: CountingSink, peer: ClientConnection) -> list[Any]:
+    peer.receive_data(b"".join(sink.data))
+    sink.data.clear()
+    events = []
+    while (ev := peer.next_event()) is not NEED_DATA:
+        events.append(ev)
+    return events
+
+
+async def test_posts_of_one_loop_turn_leave_in_one_write_per_connection(
+    pva_env: dict[str, str],
+) -> None:
+    """Sessions over sinks that count writes (the session is sans-I/O): four posts made in one
+    turn of the loop reach each monitoring connection in one write, in order."""
+    x = SharedPV(nt.NTScalar("d"), 0.0)
+    server = Server({"f:x": x})  # (not started: its context serves the sessions)
+    loop = asyncio.get_running_loop()
+    peers = []
+    for i in range(5):
+        session, sink, peer = (
+            ServerSession(server.context, loop),
+            CountingSink(),
+            ClientConnection(),
+        )
+        session.opened(sink, ("127.0.0.1", 1000 + i))
+        _events(sink, peer)
+        session.receive(memoryview(peer.send(ConnectionValidationResponse())))
+        _events(sink, peer)
+        session.receive(memoryview(peer.send(CreateChannelRequest(1, "f:x"))))
+        [sid] = [ev.sid for ev in _events(sink, peer) if isinstance(ev, CreateChannelResponse)]
+        session.receive(memoryview(peer.send(MonitorInit(sid, 7, None))))
+        _events(sink, peer)
+        session.receive(memoryview(peer.send(MonitorStart(sid, 7))))
+        await asyncio.sleep(0.01)
+        [first] = [ev for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
+        assert first.value["value"] == 0.0
+        peers.append((session, sink, peer))
+    for round_ in range(3):
+        for _, sink, _ in peers:
+            sink.writes = 0
+        for i in range(1, 5):
+            x.post(float(10 * round_ + i))
+        await asyncio.sleep(0.01)  # the loop turns (and any coalescing window ends)
+        for _, sink, peer in peers:
+            assert sink.writes == 1
+            got = [ev.value["value"] for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
+            assert got == [float(10 * round_ + i) for i in range(1, 5)]
+    for session, _, _ in peers:
+        session.lost()
 
 
 class _Recorder:

@@ -279,6 +279,8 @@ def merge(
 # not monitors: a post to 50 monitors of one loop is one item of the batch (and one wait at
 # most), where counting each monitor made the poster wait a dozen times inside every post.
 RUN_AHEAD = 16
+#: types a posted value often has that are never a Mapping (post() checks these first)
+_PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
 YIELD_TIMEOUT = 0.005
 
 
@@ -458,15 +460,18 @@ class SharedPV:
             raise PvaTypeError("an RPC-only PV has no value to post")
         stamp = self.timestamp if timestamp is None else timestamp
         fast = self._fast
+        # (a number, string or array is no Mapping: asking the ABC costs more than the check)
+        plain = type(value) in _PLAIN or not isinstance(value, Mapping)
         if (
             fast is not None
-            and isinstance(value, Mapping)
+            and not plain
             and len(value) == 1
             and "value" in value
             and not isinstance(value["value"], Mapping)
         ):
             value = value["value"]  # {"value": x} is post(x): take the fast path (puts do this)
-        if fast is not None and not isinstance(value, Mapping) and (not stamp or fast[2]):
+            plain = True
+        if fast is not None and plain and (not stamp or fast[2]):
             vt, mask, ts_bits = fast
             v = coerce(vt, value)
             with self._lock:
@@ -498,12 +503,14 @@ class SharedPV:
         except RuntimeError:
             running = None
         # one hand-off per post and loop, however many of its monitors the post feeds
-        elsewhere: dict[Any, tuple[list[Any], list[int]]] = {}
+        elsewhere: dict[Any, tuple[list[Any], list[int]]] | None = None
         for sub in subs:
             loop = getattr(sub, "loop", None)
             if loop is None or loop is running:
                 sub.on_post(mask, snapshot)
                 continue
+            if elsewhere is None:
+                elsewhere = {}
             group = elsewhere.get(loop)
             if group is None:
                 group = elsewhere[loop] = ([], [RUN_AHEAD])
@@ -511,6 +518,8 @@ class SharedPV:
             limit = getattr(sub, "limit", RUN_AHEAD)
             if limit < group[1][0]:
                 group[1][0] = limit
+        if elsewhere is None:
+            return
         for loop, (group_subs, limit_box) in elsewhere.items():
             # a thread that runs an event loop of its own is never made to wait
             _hand_off(loop, group_subs, limit_box[0], mask, snapshot, running is None)

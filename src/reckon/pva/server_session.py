@@ -366,9 +366,9 @@ class ServerSession:
 
     def _take(self) -> None:
         """Encode what the dirty monitors may send into the pending output."""
-        if self._closed or self._write_paused:
-            return
         dirty = self._dirty
+        if not dirty or self._closed or self._write_paused:
+            return
         self._dirty = {}
         items: list[Any] = []
         for mon in dirty.values():
