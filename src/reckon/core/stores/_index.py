@@ -50,7 +50,8 @@ CREATE TABLE entries (
     value BLOB,
     access REAL NOT NULL,
     priority REAL NOT NULL,
-    cost REAL NOT NULL
+    cost REAL NOT NULL,
+    meta BLOB
 );
 CREATE INDEX entries_access ON entries (access);
 CREATE INDEX entries_priority ON entries (priority, access);
@@ -103,6 +104,15 @@ def _add_seals(conn: sqlite3.Connection) -> None:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'seals_gone'").fetchone() is None:
         with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
             conn.executescript(_SEALS)
+
+
+def _add_meta_column(conn: sqlite3.Connection) -> None:
+    """Indexes made before entries had metadata gain its column (NULL: no metadata). The schema
+    version stays: readers and writers that predate the column keep working beside it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+    if "meta" not in columns:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+            conn.execute("ALTER TABLE entries ADD COLUMN meta BLOB")
 
 
 class _Conn(sqlite3.Connection):
@@ -339,6 +349,7 @@ class Index:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
             _add_seals(conn)
+            _add_meta_column(conn)
             conn.execute("SELECT entries, bytes, clock FROM stats WHERE id = 0").fetchone()
             conn.execute("SELECT key, size, tag, digest, access FROM entries LIMIT 1")
             conn.execute("SELECT key, t FROM hits LIMIT 1")
