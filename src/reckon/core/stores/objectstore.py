@@ -58,6 +58,14 @@ log = logging.getLogger("reckon.core.store")
 _MAGIC = b"RKF2"
 _HEADER = struct.Struct(f"<4sQ{TAG_SIZE}s")  # magic, value length, signature
 _HEADER_SIZE = _HEADER.size
+_FIRST_READ = 2 << 20  # a get's first read: the whole object for most values, else the header
+_PART = 16 << 20  # a large put's part (S3's multipart uploads need 5 MB or more per part)
+
+
+def _range_size(length: int) -> int:
+    """The size of a large get's ranges: about a sixteenth of the value (so the read costs at
+    most that beside the value), between 1 and 16 MB (fewer requests for large values)."""
+    return max(1 << 20, min(16 << 20, length // 16))
 
 
 def _is_key(name: str) -> bool:
@@ -163,7 +171,7 @@ class ObjectStore:
         if self._outage.skip():
             return None
         try:
-            blob = self._fs.cat_file(path)
+            blob = self._fs.cat_file(path, start=0, end=_FIRST_READ)
             self._outage.ok()
         except FileNotFoundError:
             self._outage.ok()
@@ -176,7 +184,55 @@ class ObjectStore:
             magic, length, tag = _HEADER.unpack_from(blob)
             data = memoryview(blob)[_HEADER_SIZE:]
             if magic == _MAGIC and length == len(data) and self._signer.verify(key, data, tag):
-                return data  # a view into the object as read: no copy
+                return data  # the whole object in one read: a view into it, no copy
+            if magic == _MAGIC and length > len(data) and len(blob) == _FIRST_READ:
+                del data
+                try:
+                    return self._get_ranged(key, path, blob, length, tag)
+                except FileNotFoundError:
+                    return None  # removed meanwhile: a plain miss
+                except Exception as exc:
+                    self._outage.failed("get", exc)
+                    return None
+        self.delete(key)
+        self.rejections.report(key, self._signer.why_not(tag))
+        return None
+
+    def _get_ranged(
+        self, key: str, path: str, first: bytes, length: int, tag: bytes
+    ) -> memoryview | None:
+        """A value larger than the first read: the rest read in ranges of a few MB straight
+        into one buffer of the value's size, each range fed to the signature check as it
+        arrives; the buffer is handed out only once the whole value verifies (so a hit peaks
+        at the value plus one range, never two copies). The header's length is checked against
+        the object's real size first: a forged length cannot make the reader allocate."""
+        for attempt in range(2):  # a second try when the object was replaced mid-read
+            if int(self._fs.size(path) or 0) != _HEADER_SIZE + length:
+                break
+            buf = bytearray(length)
+            view = memoryview(buf)
+            check = self._signer.verifier(key, tag, length)
+            if attempt == 0:
+                head = memoryview(first)[_HEADER_SIZE:]
+                pos = len(head)
+                view[:pos] = head
+                check.update(head)
+                del head
+            else:
+                pos = 0
+            block = _range_size(length)
+            while pos < length:
+                end = min(length, pos + block)
+                piece = self._fs.cat_file(path, start=_HEADER_SIZE + pos, end=_HEADER_SIZE + end)
+                if len(piece) != end - pos:
+                    break  # shorter than its header says: replaced or truncated
+                view[pos:end] = piece
+                check.update(view[pos:end])
+                pos = end
+                del piece
+            if pos == length and check.ok():
+                return view
+            del view, buf
         self.delete(key)
         self.rejections.report(key, self._signer.why_not(tag))
         return None
@@ -247,8 +303,7 @@ class ObjectStore:
         meta_blob = None if meta is None else md.encode(self._signer, key, meta)
         tag = self._signer.sign(key, pieces)
         size = sum(memoryview(p).nbytes for p in pieces)
-        # One copy: header and pieces joined once (s3fs uploads values over 100 MB in parts).
-        blob = b"".join([_HEADER.pack(_MAGIC, size, tag), *pieces])
+        head = _HEADER.pack(_MAGIC, size, tag)
         path = self._path(key)
         if self._outage.skip():
             self._not_stored(key)
@@ -257,7 +312,10 @@ class ObjectStore:
             if not self._still_held(key):
                 return
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            self._write_whole(path, blob)
+            if size <= _PART:  # small: one joined copy, one request
+                self._write_whole(path, b"".join([head, *pieces]))
+            else:  # large: streamed in parts (a multipart upload on S3), never joined
+                self._write_streamed(path, head, pieces)
             if meta_blob is not None:
                 self._write_whole(path + ".meta", meta_blob)
         except Exception as exc:
@@ -268,7 +326,7 @@ class ObjectStore:
         if self.budget is not None:
             with self._lock:
                 if self._bytes is not None:
-                    self._bytes += len(blob)
+                    self._bytes += _HEADER_SIZE + size
                 over = self._bytes is None or self._bytes > self.budget
             if over:
                 self.evict()
@@ -280,6 +338,32 @@ class ObjectStore:
             self._fs.mv(temp, path)
         else:  # object stores publish an object whole
             self._fs.pipe_file(path, blob)
+
+    def _write_streamed(self, path: str, head: bytes, pieces: Sequence[Any]) -> None:
+        """The header, then each piece in slices of one part: the file object uploads a part
+        as soon as it has one (S3: a multipart upload, published whole when it completes), so
+        at most a part or two is buffered beside the value. A failed write is discarded (the
+        multipart upload aborted), never published."""
+        target = f"{path}.{uuid.uuid4().hex}.tmp" if self._local else path
+        f = self._fs.open(target, "wb", block_size=_PART)
+        try:
+            f.write(head)
+            for piece in pieces:
+                view = memoryview(piece).cast("B")
+                for start in range(0, view.nbytes, _PART):
+                    f.write(view[start : start + _PART])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.discard()
+            with contextlib.suppress(Exception):
+                f.close()
+            if self._local:
+                with contextlib.suppress(Exception):
+                    self._fs.rm_file(target)
+            raise
+        f.close()
+        if self._local:
+            self._fs.mv(target, path)
 
     def _still_held(self, key: str) -> bool:
         """Fencing: False (and the put counted as not stored) when this process took the lease

@@ -173,18 +173,25 @@ class Signer:
             f"(this process's key id is {self.key_id})"
         )
 
-    def _tag(self, alg: int, key: str, pieces: Sequence[Buffer]) -> bytes | None:
-        """The 32-byte MAC of (key, pieces) by algorithm ``alg``; None for one this process
-        cannot compute (unknown, or BLAKE3 without the package)."""
+    def verifier(self, key: str, tag: bytes | None, size: int) -> Verifier:
+        """An incremental :meth:`verify` of a value of ``size`` bytes that arrives in blocks:
+        feed each block to ``update`` as it comes, then ask ``ok()``. Lets a store check a
+        large value while reading it, without holding a second copy."""
+        alg = tag[0] if tag is not None and len(tag) == TAG_SIZE else 0
+        h = self._hasher(alg, key, size)
+        return Verifier(h, None if h is None or tag is None else tag[1:])
+
+    def _hasher(self, alg: int, key: str, size: int) -> Any:
+        """A keyed hasher for algorithm ``alg``, already fed the key; None for an algorithm
+        this process cannot compute (unknown, or BLAKE3 without the package)."""
         kb = key.encode("utf-8")
-        head = _LEN(len(kb)) + kb
         h: Any
         if alg == BLAKE2B:
             h = self._b2.copy()
         elif alg == BLAKE3:
             if self._b3base is None:
                 return None
-            if sum(map(len, pieces)) >= _THREADED:  # large: hash on every core
+            if size >= _THREADED:  # large: hash on every core
                 b3 = self._b3.blake3
                 h = b3(_DOMAIN, key=self._b3key, max_threads=b3.AUTO)
             else:
@@ -193,11 +200,39 @@ class Signer:
             h = hmac.new(self._hkey, _DOMAIN, "sha256")
         else:
             return None
-        h.update(head)
+        h.update(_LEN(len(kb)) + kb)
+        return h
+
+    def _tag(self, alg: int, key: str, pieces: Sequence[Buffer]) -> bytes | None:
+        """The 32-byte MAC of (key, pieces) by algorithm ``alg``; None for one this process
+        cannot compute (unknown, or BLAKE3 without the package)."""
+        h = self._hasher(alg, key, sum(map(len, pieces)))
+        if h is None:
+            return None
         for piece in pieces:
             h.update(piece)
         digest: bytes = h.digest()
         return digest
+
+
+class Verifier:
+    """A MAC being checked block by block (see :meth:`Signer.verifier`)."""
+
+    __slots__ = ("_expected", "_h")
+
+    def __init__(self, hasher: Any, expected: bytes | None) -> None:
+        self._h = hasher
+        self._expected = expected
+
+    def update(self, block: Buffer) -> None:
+        if self._h is not None:
+            self._h.update(block)
+
+    def ok(self) -> bool:
+        """True when every byte fed so far is exactly the value the tag was made for."""
+        if self._h is None or self._expected is None:
+            return False
+        return hmac.compare_digest(self._h.digest(), self._expected)
 
 
 # -- the process's key ------------------------------------------------------------------------
