@@ -13,7 +13,8 @@ few minutes). Environment: ``SCALE_TASKS`` (400), ``SCALE_KEYS`` (100), ``SCALE_
 2. A store hit (decode included, memory tier off) from the near tier and from the far store,
    beside a LocalStore hit: paired rounds, ratios with their spread.
 3. Takeover after ``kill -9`` of a lease holder (Redis, S3).
-4. A big value through Redis and S3, beside a raw SET/GET and an s3fs put/get.
+4. A big value through Redis and S3, beside a raw SET/GET and an s3fs put/get (times, and a
+   get's peak of Python allocations as a multiple of the value).
 5. The cost of signing: verifying a tag, small and 100 MB, against the hit it is part of.
 """
 
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -269,13 +271,29 @@ def takeover(url: str) -> float:
 # -- 4. big values -----------------------------------------------------------------------------
 
 
-def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, float, float]]:
+def _peak(read: Callable[[], object], size: int) -> float:
+    """The peak of Python allocations (every thread, tracemalloc) during ``read()``, as a
+    multiple of ``size``: measured in a pass of its own, apart from the timed one."""
+    tracemalloc.start()
+    try:
+        got = read()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del got
+    return peak / size
+
+
+def big_rows(
+    redis_url: str, endpoint: str
+) -> list[tuple[str, float, float, float, float, float, float]]:
     import redis
     import s3fs
 
     from reckon.core import RequestId, open_store
 
-    value = os.urandom(BIG_MB << 20)
+    size = BIG_MB << 20
+    value = os.urandom(size)
     key = RequestId("big", BIG_MB).disk_key
     rows = []
     store = open_store(f"{redis_url}?prefix=big:&near=off&timeout=60")
@@ -287,6 +305,7 @@ def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, flo
     get = time.perf_counter() - t0
     ok = got is not None and len(got) == len(value)
     del got
+    peak = _peak(lambda: store.get(key), size)
     store.delete(key)
     client = redis.Redis.from_url(redis_url)
     t0 = time.perf_counter()
@@ -295,8 +314,10 @@ def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, flo
     t0 = time.perf_counter()
     client.get("raw")
     raw_get = time.perf_counter() - t0
+    raw_peak = _peak(lambda: client.get("raw"), size)
     client.delete("raw")
-    rows.append((f"Redis {BIG_MB} MB{'' if ok else ' (NOT STORED)'}", put, get, raw_put, raw_get))
+    name = f"Redis {BIG_MB} MB{'' if ok else ' (NOT STORED)'}"
+    rows.append((name, put, get, raw_put, raw_get, peak, raw_peak))
     url = s3_url(endpoint)
     s3 = open_store(url.replace("&near=off", "&near=off&timeout=120"))
     t0 = time.perf_counter()
@@ -307,6 +328,7 @@ def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, flo
     get = time.perf_counter() - t0
     ok = got is not None and len(got) == len(value)
     del got
+    peak = _peak(lambda: s3.get(key), size)
     fs = s3fs.S3FileSystem(key="k", secret="s", client_kwargs={"endpoint_url": endpoint})
     path = url.split("?")[0].removeprefix("s3://") + "/raw"
     t0 = time.perf_counter()
@@ -315,7 +337,9 @@ def big_rows(redis_url: str, endpoint: str) -> list[tuple[str, float, float, flo
     t0 = time.perf_counter()
     fs.cat_file(path)
     raw_get = time.perf_counter() - t0
-    rows.append((f"S3 {BIG_MB} MB{'' if ok else ' (NOT STORED)'}", put, get, raw_put, raw_get))
+    raw_peak = _peak(lambda: fs.cat_file(path), size)
+    name = f"S3 {BIG_MB} MB{'' if ok else ' (NOT STORED)'}"
+    rows.append((name, put, get, raw_put, raw_get, peak, raw_peak))
     return rows
 
 
@@ -558,9 +582,15 @@ def main() -> None:
                 print(f"{name:8} " + "  ".join(f"{t:5.2f} s" for t in times))
         if "big" in ONLY:
             print(f"\n== A {BIG_MB} MB value (one round, seconds)")
-            print(f"{'':22} {'put':>7} {'get':>7} {'raw put':>8} {'raw get':>8}")
-            for name, put, get, raw_put, raw_get in big_rows(redis_url, endpoint):
-                print(f"{name:22} {put:7.2f} {get:7.2f} {raw_put:8.2f} {raw_get:8.2f}")
+            print(
+                f"{'':22} {'put':>7} {'get':>7} {'raw put':>8} {'raw get':>8}"
+                f" {'get peak':>9} {'raw peak':>9}  (peak: Python allocations / value)"
+            )
+            for name, put, get, raw_put, raw_get, peak, raw_peak in big_rows(redis_url, endpoint):
+                print(
+                    f"{name:22} {put:7.2f} {get:7.2f} {raw_put:8.2f} {raw_get:8.2f}"
+                    f" {peak:8.2f}x {raw_peak:8.2f}x"
+                )
         if "signing" in ONLY:
             print("\n== Signing")
             for line in signing_rows():

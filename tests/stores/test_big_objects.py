@@ -21,7 +21,7 @@ from reckon.core import CachingLevel, Engine, PickleCodec, RequestId
 from reckon.core.stores import ObjectStore
 from reckon.core.stores.signing import Signer
 
-SIZE = 40 << 20  # three 16 MB parts; the get reads it in ranges of 2.5 MB
+SIZE = 40 << 20  # three 16 MB parts; the get reads it in ranges of 2.5 MB, two at a time
 
 
 @pytest.fixture

@@ -62,9 +62,13 @@ _FIRST_READ = 2 << 20  # a get's first read: the whole object for most values, e
 _PART = 16 << 20  # a large put's part (S3's multipart uploads need 5 MB or more per part)
 
 
+_IN_FLIGHT = 2  # ranges a large get reads at once
+
+
 def _range_size(length: int) -> int:
-    """The size of a large get's ranges: about a sixteenth of the value (so the read costs at
-    most that beside the value), between 1 and 16 MB (fewer requests for large values)."""
+    """The size of a large get's ranges: a 16th of the value, so the ranges in flight (each
+    briefly held twice by the HTTP client) cost at most a quarter of it beside the value;
+    between 1 and 16 MB (fewer requests when large)."""
     return max(1 << 20, min(16 << 20, length // 16))
 
 
@@ -201,11 +205,12 @@ class ObjectStore:
     def _get_ranged(
         self, key: str, path: str, first: bytes, length: int, tag: bytes
     ) -> memoryview | None:
-        """A value larger than the first read: the rest read in ranges of a few MB straight
-        into one buffer of the value's size, each range fed to the signature check as it
-        arrives; the buffer is handed out only once the whole value verifies (so a hit peaks
-        at the value plus one range, never two copies). The header's length is checked against
-        the object's real size first: a forged length cannot make the reader allocate."""
+        """A value larger than the first read: the rest read in ranges of a few MB, a few at
+        once, straight into one buffer of the value's size, each range fed to the signature
+        check as it arrives; the buffer is handed out only once the whole value verifies (so a
+        hit peaks at the value plus the ranges in flight, never two copies). The header's
+        length is checked against the object's real size first: a forged length cannot make
+        the reader allocate."""
         for attempt in range(2):  # a second try when the object was replaced mid-read
             if int(self._fs.size(path) or 0) != _HEADER_SIZE + length:
                 break
@@ -222,14 +227,26 @@ class ObjectStore:
                 pos = 0
             block = _range_size(length)
             while pos < length:
-                end = min(length, pos + block)
-                piece = self._fs.cat_file(path, start=_HEADER_SIZE + pos, end=_HEADER_SIZE + end)
-                if len(piece) != end - pos:
-                    break  # shorter than its header says: replaced or truncated
-                view[pos:end] = piece
-                check.update(view[pos:end])
-                pos = end
-                del piece
+                spans = [
+                    (start, min(length, start + block))
+                    for start in range(pos, min(length, pos + _IN_FLIGHT * block), block)
+                ]
+                pieces = self._fs.cat_ranges(
+                    [path] * len(spans),
+                    [_HEADER_SIZE + a for a, _ in spans],
+                    [_HEADER_SIZE + b for _, b in spans],
+                    on_error="raise",
+                )
+                for i, (a, b) in enumerate(spans):
+                    if len(pieces[i]) != b - a:
+                        break  # shorter than its header says: replaced or truncated
+                    view[a:b] = pieces[i]
+                    pieces[i] = b""  # freed as soon as it is in the buffer
+                    check.update(view[a:b])
+                    pos = b
+                del pieces
+                if pos != spans[-1][1]:
+                    break
             if pos == length and check.ok():
                 return view
             del view, buf
