@@ -26,8 +26,6 @@ from typing import Any
 from reckon.pva import server_arrays, server_calls
 from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
-    GET_EXECUTE,
-    GET_INIT,
     NEED_DATA,
     RPC,
     ArrayGet,
@@ -204,45 +202,11 @@ class ServerSession:
             self._receive(view)  # copied out by the framer, once
             return
         data = view.tobytes()
-        # one request per read (the usual case) skips the framer and the event queue; the
-        # messages of a get (p4p's client: INIT, GET, DESTROY for every get) skip the events
-        conn = self.conn
-        got = conn.receive_get(data)
-        if got is None:
-            ev = conn.receive_message(data)
-            if ev is None:
-                self._receive(data)
-                return
-        quiet = not self._out and not self._dirty
-        self._busy = True
-        try:
-            if got is None:
-                _HANDLERS[type(ev)](self, ev)
-                answer = None
-            else:
-                step, sid, ioid, detail = got
-                if step == GET_EXECUTE:
-                    answer = self._answer_get(ioid, detail)
-                elif step == GET_INIT:
-                    init = self._get_init(sid, ioid, detail)
-                    answer = None if init is None else [init]
-                else:
-                    self._destroy(ioid)
-                    answer = None
-        except Exception as exc:
-            self._failed(exc)
+        # one request per read (the usual case) skips the framer's copy
+        if not self.conn.receive_message(data):
+            self._receive(data)
             return
-        finally:
-            self._busy = False
-        if answer is not None and quiet and not self._out and not self._dirty:
-            # a get's one reply, and nothing to send before or with it (the usual case)
-            if len(answer) == 1:
-                self.sink.write(answer[0])  # type: ignore[union-attr]
-            else:
-                self.sink.writelines(answer)  # type: ignore[union-attr]
-            return
-        self._queue(answer)
-        self._end_batch()
+        self._process()
 
     def _receive(self, data: bytes | memoryview) -> None:
         """The general path: buffer the bytes, then handle every event they complete."""

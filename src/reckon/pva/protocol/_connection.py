@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._bitset import BitSet
-from ._codec import Codec, read_bitset
-from ._constants import HEADER_SIZE, Command, ControlCommand
+from ._codec import Codec
+from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command, ControlCommand
 from ._errors import (
     DecodeError,
     LimitExceededError,
@@ -33,7 +33,6 @@ from ._errors import (
 from ._events import (
     AckTotalBytesReceived,
     ArrayGetResponse,
-    ArrayPut,
     ArrayPutResponse,
     CancelRequest,
     ConnectionClosed,
@@ -48,27 +47,20 @@ from ._events import (
     Event,
     Get,
     GetField,
-    GetInit,
-    GetInitResponse,
     GetResponse,
     MarkTotalBytesSent,
     Message,
     MessageTooBig,
     MonitorAck,
     MonitorFinish,
-    MonitorUpdate,
-    ProcessInit,
     ProcessResponse,
-    PutGetInit,
     PutGetResponse,
-    PutInit,
-    PutInitResponse,
     PutReadResponse,
     PutResponse,
-    RPCInit,
     RPCResponse,
     SetByteOrder,
 )
+from ._generate import OpContext, op_ids, read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -77,11 +69,10 @@ from ._header import (
     FLAG_SEG_LAST,
     FLAG_SEG_MIDDLE,
     FLAG_TOO_BIG,
+    HEADER_STRUCT,
     Framer,
     encode_header,
 )
-from ._messages import OpContext
-from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
 from ._state import (
     HANDSHAKE,
     INIT_RESPONSES,
@@ -94,11 +85,8 @@ from ._state import (
     Step,
 )
 from ._status import Status
+from ._table import OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
-from ._types import Structure
-from ._values import VariantValue
-from ._wire import U32
-from ._writers import encode_array_event, encode_event
 
 
 class _Sentinel:
@@ -214,7 +202,6 @@ class BaseConnection:
         segment_size: int | None = None,
         max_fields: int = 20_000,
         max_elements: int = 1_000_000,
-        shortcuts: bool = True,
     ) -> None:
         if max_message_size < 16:
             raise LocalProtocolError("max_message_size must be at least 16 bytes")
@@ -226,10 +213,6 @@ class BaseConnection:
         self.max_channels = max_channels
         self.max_requests = max_requests
         self.segment_size = segment_size
-        #: take the hot paths (p4p's get and put cycles, monitor updates) without the general
-        #: decoder's and encoder's layers; False sends everything through the table-driven
-        #: general path (the differential tests compare the two)
-        self.shortcuts = shortcuts
         self._server = self.role is Role.SERVER
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
@@ -256,12 +239,6 @@ class BaseConnection:
         self._other_ids: dict[int, int] = {}
         self._dead_channels: OrderedDict[int, None] = OrderedDict()
         self._requests: dict[int, RequestInfo] = {}
-        # server: pvRequest bytes of INITs seen before -> their decoded value (shared)
-        rx = self._rx
-        self._request_caches = {
-            be: _REQUESTS.setdefault((be, rx.max_depth, rx.max_fields, rx.max_elements), {})
-            for be in (False, True)
-        }
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
         # the handshake table split per role and direction (enum hashing is slow), shared
@@ -311,44 +288,30 @@ class BaseConnection:
         while True:
             try:
                 msg = framer.next_message()
-                if msg is None:
-                    if self._eof and not self._closed_reported:
-                        self._closed_reported = True
-                        self.state = ConnectionState.CLOSED
-                        return ConnectionClosed()
-                    return NEED_DATA
-                if self._server and self.shortcuts and not msg[1] & (FLAG_CONTROL | FLAG_TOO_BIG):
-                    ev = self._server_fast(msg[0], msg[1], msg[3])
-                    if ev is not None:
-                        return ev
-                events = self._receive(*msg)
             except RemoteProtocolError as exc:
                 self._fail(exc)
-            except LocalProtocolError as exc:  # an event built from wire data was invalid
-                self._fail(DecodeError(str(exc)))
-            except LOW_LEVEL_ERRORS as exc:
-                self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))
+            if msg is None:
+                if self._eof and not self._closed_reported:
+                    self._closed_reported = True
+                    self.state = ConnectionState.CLOSED
+                    return ConnectionClosed()
+                return NEED_DATA
+            events = self._decoded(*msg)
             if events:
                 self._pending.extend(events[1:])
                 return events[0]
 
-    # The server's fast paths, overridden by ServerConnection: None hands the message or
-    # event to the general path.
-    def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
-        return None
-
-    def _remember_request(self, data: bytes, req: VariantValue | None) -> None:
-        """Note the pvRequest of an INIT decoded on the general path, so the next INIT with
-        the same bytes (on any connection with the same limits) takes the fast path: p4p
-        sends one per get and put, and each new client connection the same bytes again. The
-        decoded value is shared: treat it as read-only."""
-        raw = data[9:]
-        if len(raw) > 1024 or b"\xfd" in raw or b"\xfe" in raw:
-            return  # type-cache definitions or references depend on the connection's state
-        cache = self._request_caches[self._rx.big_endian]
-        if len(cache) >= 64:
-            cache.clear()
-        cache[bytes(raw)] = req
+    def _decoded(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
+        """The events of one whole message, applied to the state; bad input fails the
+        connection (sticky RemoteProtocolError)."""
+        try:
+            return self._receive(cmd, flags, size, payload)
+        except RemoteProtocolError as exc:
+            return self._fail(exc)  # type: ignore[no-any-return]
+        except LocalProtocolError as exc:  # an event built from wire data was invalid
+            return self._fail(DecodeError(str(exc)))  # type: ignore[no-any-return]
+        except LOW_LEVEL_ERRORS as exc:
+            return self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))  # type: ignore[no-any-return]
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
@@ -364,24 +327,6 @@ class BaseConnection:
         """Bytes for one event; LocalProtocolError if the state does not allow it."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
-        t = type(event)
-        if self._server and self.shortcuts and not self.segment_size:
-            if t is MonitorUpdate or t is GetResponse or t is PutReadResponse:
-                fast = self._send_value_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
-            elif t is GetInitResponse or t is PutInitResponse:
-                fast = self._send_init_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
-            elif t is PutResponse:
-                fast = self._send_put_done_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
-            elif t is CreateChannelResponse or t is ConnectionValidated:
-                fast = self._send_opening_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
         ctl = _CONTROL_EVENTS.get(type(event))
@@ -391,27 +336,14 @@ class BaseConnection:
         if commit is None:
             return b""
         event, op = commit
-        self._tx.big_endian = self.big_endian
-        if isinstance(event, (ArrayPut, ArrayGetResponse)):
-            cmd, payload = encode_array_event(event, self._tx, op)
-        else:
-            cmd, payload = encode_event(event, self._tx, op)
+        tx = self._tx
+        tx.big_endian = self.big_endian
+        out = bytearray(HEADER_SIZE)
+        cmd = write_payload(event, tx, op, out)
         self._commit_send(event)
-        data = self._frame(cmd, payload)
+        data = self._framed(cmd, out)
         self.bytes_sent += len(data)
         return data
-
-    def _send_put_done_fast(self, ev: PutResponse) -> bytes | None:
-        return None
-
-    def _send_init_fast(self, ev: GetInitResponse | PutInitResponse) -> bytes | None:
-        return None
-
-    def _send_value_fast(self, ev: MonitorUpdate | GetResponse | PutReadResponse) -> bytes | None:
-        return None
-
-    def _send_opening_fast(self, ev: ConnectionValidated | CreateChannelResponse) -> bytes | None:
-        return None
 
     def send_many(self, events: Iterable[Event]) -> bytes:
         return b"".join(self.send(e) for e in events)
@@ -419,6 +351,20 @@ class BaseConnection:
     # ------------------------------------------------------------------- framing
     def _flags(self) -> int:
         return FLAG_FROM_SERVER if self._server else 0
+
+    def _framed(self, cmd: int, out: bytearray) -> bytes:
+        """The message whose payload follows ``HEADER_SIZE`` free bytes in ``out``: its
+        header written there (or the payload cut into segments). A big message is handed over
+        as the bytearray it was built in: copying megabytes would cost more than encoding."""
+        be = self.big_endian
+        seg = self.segment_size
+        size = len(out) - HEADER_SIZE
+        if seg is None or size <= seg:
+            HEADER_STRUCT[be].pack_into(
+                out, 0, MAGIC, PROTOCOL_VERSION, self._flags() | (FLAG_BIG if be else 0), cmd, size
+            )
+            return out if size > 65536 else bytes(out)  # type: ignore[return-value]
+        return self._frame(cmd, bytes(out[HEADER_SIZE:]))
 
     def _frame(self, cmd: int, payload: bytes) -> bytes:
         be = self.big_endian
@@ -478,56 +424,20 @@ class BaseConnection:
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        be = self._rx.big_endian = bool(flags & FLAG_BIG)
-        if (
-            cmd == MONITOR
-            and not self._server
-            and self.shortcuts
-            and len(payload) > 5
-            and payload[4] == 0
-        ):
-            fast = self._monitor_update_fast(payload, be)
-            if fast is not None:
-                return fast
+        self._rx.big_endian = bool(flags & FLAG_BIG)
         if cmd in _IGNORED_COMMANDS:
             return []
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
-        if cmd in _OP_COMMANDS:
+        if cmd in OP_COMMANDS:
             self._require_validated(cmd)
             return self._receive_op(cmd, payload)
-        try:
-            known = Command(cmd)
-        except ValueError:
-            raise DecodeError(f"unknown command 0x{cmd:02x}") from None
-        events = decode_simple(known, payload, self._rx, from_server=not self._server)
+        events = read_message(cmd, payload, self._rx, not self._server)
         out: list[Event] = []
         for ev in events:
             if self._accept(ev):
                 out.append(ev)
         return out
-
-    def _monitor_update_fast(self, data: bytes, be: bool) -> list[Event] | None:
-        """The client's hot path: a plain update of a live, initialised monitor."""
-        req = self._requests.get(U32[be].unpack_from(data, 0)[0])
-        st = req.type if req is not None else None
-        if (
-            req is None
-            or req.command != MONITOR
-            or req.state is RequestState.INIT_PENDING
-            or not isinstance(st, Structure)
-            or self.state is not ConnectionState.VALIDATED
-        ):
-            return None
-        mask, value, pos = self._rx.decode_partial(st, data, 5, req.value)
-        overrun = 0
-        if pos < len(data):
-            overrun, pos = read_bitset(data, pos, be)
-        req.value = value
-        ev: Event = MonitorUpdate._trusted(
-            req.ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun)
-        )
-        return [ev]
 
     def _require_validated(self, cmd: int) -> None:
         if self.state is not ConnectionState.VALIDATED:
@@ -623,7 +533,7 @@ class BaseConnection:
         says why and how to raise the limit; anything else is no message a peer sends that
         big, and drops it as before."""
         limit = self._framer.max_message_size
-        if cmd not in _OP_COMMANDS or len(head) < (5 if not self._server else 9):
+        if cmd not in OP_COMMANDS or len(head) < (5 if not self._server else 9):
             raise LimitExceededError(
                 f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
             )
@@ -708,14 +618,10 @@ class BaseConnection:
                 raise RemoteProtocolError(f"ioid {ioid} is already in use")
             if len(self._requests) >= self.max_requests:
                 raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-            if cmd == Command.GET_FIELD:
-                [ev] = decode_op_request(cmd, data, self._rx, OpContext(command=cmd))
-                state = RequestState.EXECUTING
-            else:
-                ev = decode_op_init(cmd, data, self._rx)
-                state = RequestState.INIT_PENDING
-                if cmd in FAST_INITS:
-                    self._remember_request(data, ev.pv_request)  # type: ignore[attr-defined]
+            [ev] = read_message(cmd, data, self._rx, False)
+            state = (
+                RequestState.EXECUTING if cmd == Command.GET_FIELD else RequestState.INIT_PENDING
+            )
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
             new.queue_size = getattr(ev, "queue_size", None)
@@ -732,7 +638,7 @@ class BaseConnection:
             raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
         if req.state is RequestState.INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
-        events = decode_op_request(cmd, data, self._rx, req)
+        events = read_message(cmd, data, self._rx, False, req)
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
@@ -753,7 +659,7 @@ class BaseConnection:
             raise RemoteProtocolError(
                 f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
             )
-        ev = decode_op_response(cmd, data, self._rx, req)
+        [ev] = read_message(cmd, data, self._rx, True, req)
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
@@ -763,8 +669,17 @@ class BaseConnection:
             if row.drop_if_cancelled and req.cancelled:
                 return []  # the answer to an execution this client cancelled meanwhile
             raise RemoteProtocolError(why)
+        if type(ev) in INIT_RESPONSES:
+            self._agree(req, ev)
         self._apply(req, row, ev)
         return [ev]
+
+    @staticmethod
+    def _agree(req: RequestInfo, ev: Any) -> None:
+        """An init response's success: the types the operation's messages will carry."""
+        if ev.status.success:
+            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+            req.get_type = getattr(ev, "get_type", None)
 
     def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
         """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
@@ -941,20 +856,11 @@ class BaseConnection:
         row = OPERATIONS.get(t)
         if req is None or row is None:
             return
-        if t in INIT_RESPONSES and _status(ev).success:  # the types its messages will carry
-            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-            req.get_type = getattr(ev, "get_type", None)
+        if t in INIT_RESPONSES:
+            self._agree(req, ev)
         self._apply(req, row, ev)
 
 
-INIT_EVENTS: dict[int, Any] = {
-    int(Command.GET): GetInit,
-    int(Command.PUT): PutInit,
-    int(Command.PUT_GET): PutGetInit,
-    int(Command.PROCESS): ProcessInit,
-    int(Command.RPC): RPCInit,
-}
-FAST_INITS = frozenset(INIT_EVENTS)
 #: the operation table's row of an execution request (READY -> EXECUTING)
 _EXECUTE = OPERATIONS[Get]
 #: command -> its init's response, and its execution's (a request that carries a value: the
@@ -968,25 +874,6 @@ _EXEC_REPLIES: dict[int, Any] = {
     int(Command.PROCESS): ProcessResponse,
     int(Command.RPC): RPCResponse,
 }
-
-# pvRequest bytes -> decoded value, shared by the connections with the same limits (the
-# same bytes decode to the same value: equal type bytes are the same type, see decode_type)
-_REQUESTS: dict[tuple[bool, int, int, int], dict[bytes, VariantValue | None]] = {}
-
-
-_OP_COMMANDS = frozenset(
-    int(c)
-    for c in (
-        Command.GET,
-        Command.PUT,
-        Command.PUT_GET,
-        Command.MONITOR,
-        Command.ARRAY,
-        Command.PROCESS,
-        Command.GET_FIELD,
-        Command.RPC,
-    )
-)
 
 
 class ClientConnection(BaseConnection):
