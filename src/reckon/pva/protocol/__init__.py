@@ -38,6 +38,8 @@ from ._errors import (
 from ._events import *  # noqa: F403
 from ._events import __all__ as _events_all
 from ._generate import OpContext, read_message, write_payload
+from ._op_events import *  # noqa: F403
+from ._op_events import __all__ as _op_events_all
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
 from ._server_connection import ServerConnection
@@ -123,4 +125,5 @@ __all__ = [
     "values_equal",
     "write_payload",
     *_events_all,
+    *_op_events_all,
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._bitset import BitSet
@@ -32,8 +31,6 @@ from ._errors import (
 )
 from ._events import (
     AckTotalBytesReceived,
-    ArrayGetResponse,
-    ArrayPutResponse,
     CancelRequest,
     ConnectionClosed,
     ConnectionValidated,
@@ -45,22 +42,11 @@ from ._events import (
     DestroyChannel,
     DestroyRequest,
     Event,
-    Get,
-    GetField,
-    GetResponse,
     MarkTotalBytesSent,
     Message,
-    MessageTooBig,
-    MonitorAck,
-    MonitorFinish,
-    ProcessResponse,
-    PutGetResponse,
-    PutReadResponse,
-    PutResponse,
-    RPCResponse,
     SetByteOrder,
 )
-from ._generate import OpContext, op_ids, read_message, write_payload
+from ._generate import read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -73,6 +59,11 @@ from ._header import (
     Framer,
     encode_header,
 )
+from ._op_events import (
+    GetField,
+    MonitorAck,
+)
+from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (
     HANDSHAKE,
     INIT_RESPONSES,
@@ -82,9 +73,7 @@ from ._state import (
     ConnectionState,
     RequestState,
     Role,
-    Step,
 )
-from ._status import Status
 from ._table import OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
 
@@ -103,33 +92,12 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 """Returned by ``next_event()`` when the buffered bytes hold no complete message."""
 
 
-@dataclass
-class ChannelInfo:
-    cid: int
-    name: str
-    sid: int | None = None
-    state: ChannelState = ChannelState.CREATING
-
-
-@dataclass(kw_only=True, slots=True)
-class RequestInfo(OpContext):
-    """One operation: its ids, state and the types/values its messages need."""
-
-    ioid: int
-    sid: int
-    state: RequestState = RequestState.INIT_PENDING
-    queue_size: int | None = None
-    last: bool = False
-    cancelled: bool = False
-
-
 MONITOR = int(Command.MONITOR)
 NO_BITS = BitSet.from_mask(0)
 #: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
-_TOMBSTONES = 1024
 LOW_LEVEL_ERRORS = (
     IndexError,
     struct.error,
@@ -156,23 +124,6 @@ _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DAT
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
 
-def _refusal(req: RequestInfo, row: Step, event: type) -> str | None:
-    """Why the operation table's ``row`` may not apply to ``req`` now (None when it may): the
-    text of the error the side that meets it raises (local when sending, remote when
-    receiving)."""
-    if row.command is not None and req.command != row.command:
-        return f"{event.__name__}: ioid {req.ioid} is a 0x{req.command:02x} operation"
-    if req.state not in row.before:
-        return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
-    return None
-
-
-def _status(ev: Event) -> Status:
-    st = getattr(ev, "status", None)
-    assert isinstance(st, Status)
-    return st
-
-
 _TABLES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {}
 
 
@@ -186,7 +137,7 @@ def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
     return tables
 
 
-class BaseConnection:
+class BaseConnection(Operations):
     role: Role
 
     def __init__(
@@ -439,13 +390,6 @@ class BaseConnection:
                 out.append(ev)
         return out
 
-    def _require_validated(self, cmd: int) -> None:
-        if self.state is not ConnectionState.VALIDATED:
-            raise RemoteProtocolError(
-                f"command 0x{cmd:02x} before the connection was validated "
-                f"(state {self.state.value})"
-            )
-
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
         table = self._recv_table.get(type(ev))
@@ -527,202 +471,11 @@ class BaseConnection:
         self._channels[sid] = ch
         self._other_ids[cid] = sid
 
-    def _too_big(self, cmd: int, flags: int, size: int, head: bytes) -> list[Event]:
-        """A message the framer read past, over ``max_message_size``. An operation's request
-        (server side) or reply (client side) fails that operation alone, with a status that
-        says why and how to raise the limit; anything else is no message a peer sends that
-        big, and drops it as before."""
-        limit = self._framer.max_message_size
-        if cmd not in OP_COMMANDS or len(head) < (5 if not self._server else 9):
-            raise LimitExceededError(
-                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-            )
-        self._require_validated(cmd)
-        be = bool(flags & FLAG_BIG)
-        sid, ioid, sub = op_ids(cmd, head, be, not self._server)
-        who = "server" if self._server else "client"
-        status = Status.error(
-            f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
-            f"raise the {who}'s max_message_size to transfer it"
-        )
-        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
-        if self._server:
-            if init:
-                if sid not in self._channels:
-                    if sid in self._dead_channels:
-                        return []
-                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-                if ioid in self._requests:
-                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
-                self._dead_requests.pop(ioid, None)
-                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
-                reply: Event = _INIT_REPLIES[cmd](ioid, status)
-                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
-            req, live = self._lookup(ioid)
-            if req is None or req.command != cmd or req.sid != sid:
-                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-            cls = _EXEC_REPLIES.get(cmd)
-            if not live:
-                return []
-            if cls is None or req.state is not RequestState.READY:
-                raise LimitExceededError(
-                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-                )
-            destroy = bool(sub & 0x10)
-            self._step(req, _EXECUTE, destroy)  # as the request would have
-            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
-        # client: the reply fails its operation, as an error reply would
-        req, live = self._lookup(ioid)
-        if req is None or req.command != cmd:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if not live:
-            return []
-        if cmd == MONITOR and not init:
-            ev: Event = MonitorFinish(ioid, status)
-        elif init:
-            ev = _INIT_REPLIES[cmd](ioid, status)
-        elif cmd == Command.PUT and sub & 0x40:
-            ev = PutReadResponse(ioid, status)
-        elif cmd == Command.ARRAY:
-            ev = ArrayGetResponse(ioid, status)
-        else:
-            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
-        row = OPERATIONS[type(ev)]
-        why = _refusal(req, row, type(ev))
-        if why is not None:
-            raise RemoteProtocolError(why)
-        self._step(req, row, bool(sub & 0x10), failed=True)
-        return [ev]
-
-    # ------------------------------------------------------------------ operations
-    def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
-        req = self._requests.get(ioid)
-        if req is not None:
-            return req, True
-        return self._dead_requests.get(ioid), False
-
-    def _receive_op(self, cmd: int, data: bytes) -> list[Event]:
-        sid, ioid, sub = op_ids(cmd, data, self._rx.big_endian, not self._server)
-        if self._server:
-            return self._server_op(cmd, sid, ioid, sub, data)
-        return self._client_op(cmd, ioid, data)
-
-    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
-        is_init = cmd != Command.GET_FIELD and sub & 0x08
-        if is_init or cmd == Command.GET_FIELD:
-            if sid not in self._channels:
-                if sid in self._dead_channels:
-                    return []
-                raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-            if ioid in self._requests:
-                raise RemoteProtocolError(f"ioid {ioid} is already in use")
-            if len(self._requests) >= self.max_requests:
-                raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-            [ev] = read_message(cmd, data, self._rx, False)
-            state = (
-                RequestState.EXECUTING if cmd == Command.GET_FIELD else RequestState.INIT_PENDING
-            )
-            self._dead_requests.pop(ioid, None)
-            new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
-            new.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = new
-            return [ev]
-        req, live = self._lookup(ioid)
-        if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if req.command != cmd:
-            raise RemoteProtocolError(
-                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
-            )
-        if req.sid != sid:
-            raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
-        if req.state is RequestState.INIT_PENDING:
-            raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
-        events = read_message(cmd, data, self._rx, False, req)
-        if not live:
-            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
-            return []
-        for ev in events:
-            row = OPERATIONS.get(type(ev))
-            if row is not None:
-                why = _refusal(req, row, type(ev))
-                if why is not None:
-                    raise RemoteProtocolError(why)
-                self._apply(req, row, ev)
-        return events
-
-    def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
-        req, live = self._lookup(ioid)
-        if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if req.command != cmd:
-            raise RemoteProtocolError(
-                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
-            )
-        [ev] = read_message(cmd, data, self._rx, True, req)
-        if not live:
-            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
-            return []
-        row = OPERATIONS[type(ev)]
-        why = _refusal(req, row, type(ev))
-        if why is not None:
-            if row.drop_if_cancelled and req.cancelled:
-                return []  # the answer to an execution this client cancelled meanwhile
-            raise RemoteProtocolError(why)
-        if type(ev) in INIT_RESPONSES:
-            self._agree(req, ev)
-        self._apply(req, row, ev)
-        return [ev]
-
-    @staticmethod
-    def _agree(req: RequestInfo, ev: Any) -> None:
-        """An init response's success: the types the operation's messages will carry."""
-        if ev.status.success:
-            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-            req.get_type = getattr(ev, "get_type", None)
-
-    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
-        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
-        failed = row.ends_on_failure and not _status(ev).success
-        self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
-
-    def _step(
-        self, req: RequestInfo, row: Step, destroy: bool = False, failed: bool = False
-    ) -> None:
-        """Apply a row of the operation table to ``req`` (checked already: ``_refusal``):
-        ``destroy`` is the message's destroy flag, ``failed`` whether an init response's
-        status is a failure. The one place an operation changes state."""
-        if row.cancels:
-            if req.state is RequestState.EXECUTING:
-                req.state = RequestState.READY
-                req.cancelled = True
-            return
-        if row.ends or (row.ends_if_destroy and destroy) or (row.ends_on_failure and failed):
-            self._drop_request(req.ioid)
-            return
-        after = row.after
-        if after is RequestState.EXECUTING:
-            req.cancelled = False
-            req.last = destroy
-        if after is not None:
-            req.state = after
-
-    def _drop_request(self, ioid: int) -> None:
-        req = self._requests.pop(ioid, None)
-        if req is not None:
-            # a tombstone only tells a late message for a destroyed operation from a bad one
-            # (and decodes it, for the type cache): it keeps the agreed types, never a value or
-            # a reply, so a thousand finished gets of an image hold no image
-            req.value = req.get_value = None
-            self._dead_requests[ioid] = req
-            while len(self._dead_requests) > _TOMBSTONES:
-                self._dead_requests.popitem(last=False)
-
     def _drop_channel(self, key: int) -> None:
         ch = self._channels.pop(key)
         self._other_ids.pop((ch.cid if self._server else ch.sid) or 0, None)
         self._dead_channels[key] = None
-        while len(self._dead_channels) > _TOMBSTONES:
+        while len(self._dead_channels) > TOMBSTONES:
             self._dead_channels.popitem(last=False)
         for ioid in [i for i, r in self._requests.items() if r.sid == ch.sid]:
             self._drop_request(ioid)
@@ -774,7 +527,7 @@ class BaseConnection:
         row = OPERATIONS.get(t)
         if row is None or row.by is not Role.SERVER:
             raise LocalProtocolError(f"a server does not send {t.__name__}")
-        why = _refusal(req, row, t)
+        why = refusal(req, row, t)
         if why is not None:
             if row.drop_if_cancelled and req.cancelled and req.command == row.command:
                 return None  # the client cancelled it meanwhile
@@ -810,7 +563,7 @@ class BaseConnection:
         row = OPERATIONS.get(t)
         if row is None or row.by is not Role.CLIENT:
             raise LocalProtocolError(f"a client does not send {t.__name__}")
-        why = _refusal(req, row, t)
+        why = refusal(req, row, t)
         if why is not None:
             raise LocalProtocolError(why)
         return ev, req
@@ -859,21 +612,6 @@ class BaseConnection:
         if t in INIT_RESPONSES:
             self._agree(req, ev)
         self._apply(req, row, ev)
-
-
-#: the operation table's row of an execution request (READY -> EXECUTING)
-_EXECUTE = OPERATIONS[Get]
-#: command -> its init's response, and its execution's (a request that carries a value: the
-#: replies a message over the size limit is answered with)
-_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
-_EXEC_REPLIES: dict[int, Any] = {
-    int(Command.GET): GetResponse,
-    int(Command.PUT): PutResponse,
-    int(Command.PUT_GET): PutGetResponse,
-    int(Command.ARRAY): ArrayPutResponse,
-    int(Command.PROCESS): ProcessResponse,
-    int(Command.RPC): RPCResponse,
-}
 
 
 class ClientConnection(BaseConnection):

@@ -15,7 +15,7 @@ from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
 from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
-from ._messages import _V4_MAPPED, encode_address
+from ._messages import V4_MAPPED, encode_address
 from ._wire import U16, U32, string_bytes
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)
@@ -123,7 +123,7 @@ class Discovery:
             return None
         if raw == _ANY_ADDRESS:
             address = "0.0.0.0"
-        elif raw[:12] == _V4_MAPPED:
+        elif raw[:12] == V4_MAPPED:
             address = f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}"
         else:
             return None

@@ -21,7 +21,7 @@ from ._bitset import BitSet
 from ._codec import Codec, read_bitset
 from ._constants import Command, MessageSeverity
 from ._errors import DecodeError, LocalProtocolError
-from ._events import Event, maker
+from ._event import Event, maker
 from ._messages import (
     decode_address,
     decode_status,

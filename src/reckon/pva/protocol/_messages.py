@@ -50,14 +50,14 @@ def _encode_address(addr: str, any_as_zeros: bool) -> bytes:
     return ip.packed
 
 
-_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 
 def decode_address(data: bytes, pos: int) -> tuple[str, int]:
     raw = data[pos : pos + 16]
     if len(raw) != 16:
         raise DecodeError("address runs past the end of the message")
-    if raw[:12] == _V4_MAPPED:
+    if raw[:12] == V4_MAPPED:
         return f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}", pos + 16
     if raw == b"\x00" * 16:
         return "0.0.0.0", pos + 16
@@ -94,6 +94,7 @@ def structure(t: FieldDesc | None, what: str) -> Structure:
 
 
 __all__ = [
+    "V4_MAPPED",
     "decode_address",
     "decode_status",
     "encode_address",

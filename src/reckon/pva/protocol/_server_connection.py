@@ -20,14 +20,16 @@ from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     ConnectionValidationRequest,
     Event,
-    GetInitResponse,
-    GetResponse,
-    MonitorUpdate,
-    PutInitResponse,
     SetByteOrder,
 )
 from ._generate import write_around
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
+from ._op_events import (
+    GetInitResponse,
+    GetResponse,
+    MonitorUpdate,
+    PutInitResponse,
+)
 from ._prepared import PreparedUpdate
 from ._state import ConnectionState, RequestState, Role
 from ._status import Status

@@ -23,6 +23,13 @@ from dataclasses import dataclass
 
 from ._constants import Command
 from ._events import (
+    CancelRequest,
+    ConnectionValidated,
+    ConnectionValidationRequest,
+    ConnectionValidationResponse,
+    DestroyRequest,
+)
+from ._op_events import (
     RPC,
     ArrayGet,
     ArrayGetLength,
@@ -34,11 +41,6 @@ from ._events import (
     ArrayPutResponse,
     ArraySetLength,
     ArraySetLengthResponse,
-    CancelRequest,
-    ConnectionValidated,
-    ConnectionValidationRequest,
-    ConnectionValidationResponse,
-    DestroyRequest,
     Get,
     GetField,
     GetFieldResponse,
