@@ -43,7 +43,7 @@ def test_virtual_time_makes_sleeps_instant() -> None:
     t0, t1 = run_virtual(main())
     assert run_virtual(asyncio.to_thread(sum, [1, 2, 3])) == 6  # executors run inline
     assert (t0, t1) == (0.0, 3602.0)
-    assert time.monotonic() - wall < 5
+    assert time.monotonic() - wall < 60  # an hour of virtual time, not of waiting
 
 
 def test_trace_records_every_call_with_virtual_times() -> None:

@@ -460,10 +460,13 @@ function openFromHash() {
     return;
   }
   const id = Number(m[1]);
-  if (d.id !== id) { d.tree = null; d.ids = new Set([id]); }
+  const other = d.id !== id;
+  if (other) { d.tree = null; d.ids = new Set([id]); }
   d.id = id;
   $("detail").hidden = false;
   $("detail-title").textContent = `Task #${id}`;
+  // Never show one task's fields under another's title while the new tree is fetched.
+  if (other) renderDetail();
   state.dirty = true;
   fetchTree();
 }
