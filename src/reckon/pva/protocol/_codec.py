@@ -68,6 +68,7 @@ class Codec:
         "max_fields",
         "recent_types",
         "recv_cache",
+        "requests",
         "send_cache",
         "spill",
         "use_numpy",
@@ -96,6 +97,9 @@ class Codec:
         #: but listed here as (offset in the output, buffer), holes to fill at write time (a
         #: vectored write sends an image straight from its numpy buffer)
         self.spill: list[tuple[int, Any]] | None = None
+        #: pvRequests read on this connection by their bytes (a client sends the same one with
+        #: every get and put): see ``_generate.read_request``
+        self.requests: dict[bytes, tuple[Any, int]] = {}
         #: fields one received type description may declare (bounds decode and codegen work)
         self.max_fields = max_fields
         #: elements of one received array of strings/structures/unions/variants (each becomes

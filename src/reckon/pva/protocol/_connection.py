@@ -392,6 +392,8 @@ class BaseConnection(Operations):
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
+        if ev.__class__ is DestroyRequest or ev.__class__ is CancelRequest:
+            return self._end_or_cancel(ev)
         table = self._recv_table.get(type(ev))
         if table is not None:
             new = table.get(self.state)
@@ -443,17 +445,22 @@ class BaseConnection(Operations):
             if key_id in self._dead_channels:
                 return not self._server  # the server's echo confirms our destroy
             raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
-        if isinstance(ev, (DestroyRequest, CancelRequest)):
-            req = self._requests.get(ev.ioid)
-            if req is None:
-                if ev.ioid in self._dead_requests:
-                    return False
-                raise RemoteProtocolError(f"{name} for unknown ioid {ev.ioid}")
-            if req.sid != ev.sid:
-                raise RemoteProtocolError(f"{name}: ioid {ev.ioid} is not on channel sid {ev.sid}")
-            self._apply(req, OPERATIONS[type(ev)], ev)
-            return True
         raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
+
+    def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
+        """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
+        self._require_validated(0)
+        req = self._requests.get(ev.ioid)
+        if req is None:
+            if ev.ioid in self._dead_requests:
+                return False
+            raise RemoteProtocolError(f"{type(ev).__name__} for unknown ioid {ev.ioid}")
+        if req.sid != ev.sid:
+            raise RemoteProtocolError(
+                f"{type(ev).__name__}: ioid {ev.ioid} is not on channel sid {ev.sid}"
+            )
+        self._apply(req, OPERATIONS[type(ev)], ev)
+        return True
 
     def _creation_refused(self, cid: int) -> RemoteProtocolError | None:
         """Why a client may not create a channel it numbers ``cid`` now (server side), or
@@ -484,6 +491,8 @@ class BaseConnection(Operations):
     def _check_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         """Validate ``ev`` against the state (no changes yet). None = drop silently."""
         t = type(ev)
+        if t in _SERVER_ROWS and self._server and self.state is ConnectionState.VALIDATED:
+            return self._check_server_send(ev)  # (a server's reply: what it sends most)
         table = self._send_table.get(t)
         if table is not None:
             if self.state not in table:
@@ -571,6 +580,14 @@ class BaseConnection(Operations):
     def _commit_send(self, ev: Event) -> None:
         """Apply a sent event to the state (after it encoded without error)."""
         t = type(ev)
+        row = OPERATIONS.get(t)
+        if row is not None:  # a message on an operation (inits, which open one, are not rows)
+            req = self._requests.get(ev.ioid)  # type: ignore[attr-defined]
+            if req is not None:
+                if t in INIT_RESPONSES:
+                    self._agree(req, ev)
+                self._apply(req, row, ev)
+            return
         table = self._send_table.get(t)
         if table is not None:
             if isinstance(ev, ConnectionValidated) and not ev.status.success:
@@ -612,6 +629,10 @@ class BaseConnection(Operations):
         if t in INIT_RESPONSES:
             self._agree(req, ev)
         self._apply(req, row, ev)
+
+
+#: the operation table's rows a server sends
+_SERVER_ROWS = frozenset(t for t, row in OPERATIONS.items() if row.by is Role.SERVER)
 
 
 class ClientConnection(BaseConnection):

@@ -96,6 +96,21 @@ def _guid(data: bytes, pos: int) -> bytes:
     return guid
 
 
+def _read_request(c: Codec, data: bytes, pos: int) -> tuple[VariantValue | None, int]:
+    """A pvRequest, the last thing in an INIT (but a monitor's queue size): the same bytes as
+    one read before on this connection give the same (shared, read-only) value undecoded."""
+    rest = bytes(data[pos:])
+    known = c.requests.get(rest)
+    if known is not None:
+        return known[0], pos + known[1]
+    value, end = read_variant(c, data, pos)
+    if len(rest) <= 1024 and b"\xfd" not in rest and b"\xfe" not in rest:
+        if len(c.requests) >= 64:  # bounded: a peer sending new ones costs decodes
+            c.requests.clear()
+        c.requests[rest] = (value, end - pos)  # (type-cache bytes depend on the state)
+    return value, end
+
+
 def _name(name: str) -> str:
     if not name:
         raise DecodeError("empty channel name")
@@ -131,6 +146,7 @@ _ENV: dict[str, Any] = {
     "h_count": _count,
     "h_guid": _guid,
     "h_channel_name": _name,
+    "h_read_request": _read_request,
     "h_unpack_from": struct.unpack_from,
 }
 
@@ -158,7 +174,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     ),
     "request": (
         "h_write_variant(c, h_EMPTY_REQUEST if ev.{a} is None else ev.{a}, out)",
-        "{a}, pos = h_read_variant(c, data, pos)",
+        "{a}, pos = h_read_request(c, data, pos)",
     ),
     "type": ("out += c.encode_type(ev.{a})", "{a}, pos = c.decode_type(data, pos)"),
     "stype": (
@@ -382,16 +398,30 @@ _WHEN: dict[type, Callable[[int], Any]] = {
 }
 
 
+#: (command, sent by the server, big endian) -> its rows' (when, reader), in table order
+_READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]] = {
+    (cmd, by_server, be): [(_WHEN[r.event], _CODECS[r.event][be][1]) for r in rows]
+    for (cmd, by_server), rows in _BY_COMMAND.items()
+    for be in (False, True)
+}
+
+
 def write_payload(ev: Event, c: Codec, op: OpContext | None, out: bytearray) -> int:
     """Append ``ev``'s payload to ``out`` (in ``c``'s byte order); returns its command."""
-    row = _ROW_OF.get(type(ev))
-    if row is None:
+    got = _WRITERS.get((type(ev), c.big_endian))
+    if got is None:
         raise LocalProtocolError(f"{type(ev).__name__} is not an application message")
-    _CODECS[type(ev)][c.big_endian][0](ev, c, op, out)
-    return row
+    got[1](ev, c, op, out)
+    return got[0]
 
 
 _ROW_OF: dict[type, int] = {row.event: int(row.command) for row in MESSAGES}
+#: (event class, big endian) -> (command, writer)
+_WRITERS: dict[tuple[type, bool], tuple[int, Writer]] = {
+    (row.event, be): (int(row.command), _CODECS[row.event][be][0])
+    for row in MESSAGES
+    for be in (False, True)
+}
 
 
 def write_around(
@@ -411,22 +441,19 @@ def read_message(
 ) -> list[Event]:
     """The events of one message's payload (in ``c``'s byte order). DecodeError for a command
     no row reads."""
-    rows = _BY_COMMAND.get((cmd, from_server))
-    if rows is None:
+    readers = _READERS.get((cmd, from_server, c.big_endian))
+    if readers is None:
         raise DecodeError(f"unknown or unexpected command 0x{cmd:02x}")
-    be = c.big_endian
-    if len(rows) == 1:
-        got = _CODECS[rows[0].event][be][1](data, c, op)
-        return got if isinstance(got, list) else [got]
+    if len(readers) == 1:
+        got = readers[0][1](data, c, op)
+        return got if got.__class__ is list else [got]
     sub = data[4] if from_server else data[8]
-    combined = not from_server and cmd in COMBINED
-    out: list[Event] = []
-    for row in rows:
-        if _WHEN[row.event](sub):
-            out.append(_CODECS[row.event][be][1](data, c, op))
-            if not combined or sub & INIT:
-                break
-    return out
+    if not from_server and cmd in COMBINED and not sub & INIT:
+        return [read(data, c, op) for when, read in readers if when(sub)]
+    for when, read in readers:
+        if when(sub):
+            return [read(data, c, op)]
+    return []
 
 
 def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int, int]:
