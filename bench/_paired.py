@@ -85,3 +85,33 @@ def paired(
         return Paired(mid, mid, mid, 0.0, n)
     k, coverage = median_interval(n, confidence)
     return Paired(mid, ratios[k - 1], ratios[n - k], coverage, n)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure measured once per round: the rounds' median and a confidence interval for it."""
+
+    median: float
+    low: float
+    high: float
+    coverage: float
+    rounds: int
+
+    def __str__(self) -> str:
+        if self.rounds < 2:
+            return f"{self.median:8.3f}"
+        return f"{self.median:8.3f} [{self.low:.2f}-{self.high:.2f}]"
+
+
+def spread(values: list[float], confidence: float = 0.9) -> Spread:
+    """The median of ``values`` (one per round) with the distribution-free interval that
+    brackets it with at least ``confidence`` (see :func:`median_interval`)."""
+    if not values:
+        raise ValueError("need at least one round")
+    v = sorted(values)
+    n = len(v)
+    mid = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+    if n < 2:
+        return Spread(mid, mid, mid, 0.0, n)
+    k, coverage = median_interval(n, confidence)
+    return Spread(mid, v[k - 1], v[n - k], coverage, n)

@@ -27,10 +27,18 @@ about the servers). The two servers' columns are the medians of their rounds.
 - image     monitor updates/s of a 1024x1024 uint16 NTNDArray (2 MB), a burst of 30 posts
 - fan-out   updates/s delivered to 50 clients (one connection each) monitoring one PV, for a
             burst of 300 posts (every update every client receives counts)
+- paced     the pipelined monitor (1,000 posts) and the fan-out (300 posts) again, with a pause
+            after each post (1 ms, 4 ms) long enough for either server to send every update:
+            their CPU per post compares the two servers doing the same work (in a burst a
+            server that squashes more updates spends less per post). No rate is printed (the
+            pacing sets it), only the updates delivered, which show the work was the same
 - RSS       each server's resident memory growth (MB) over 300 gets of the 2 MB image on one
             connection (once per client kind; not a ratio: it should stay small)
 - server CPU per operation (from /proc): what each server process spent (median of the
-  rounds), which load on the machine disturbs much less than rates
+  rounds), which load on the machine disturbs much less than rates. For the bursts it is shown
+  per post and per update delivered: per post alone favours the server that squashes more of
+  a burst (pvxs delivered a tenth of the 50-monitor fan-out's updates, reckon all of them),
+  per update the one that delivers more; where the two servers deliver alike they agree
 
 Both servers publish the same content: values stamped with the time of each post (a
 control system's values carry their timestamps), so each get or update carries the value and
@@ -75,9 +83,12 @@ N_BIG_GET = 3
 N_IMAGES = 30
 N_FAN = 50  # clients
 N_FAN_POSTS = 300
+N_PACED = 1000  # posts of the paced pipelined row
+PAUSE = {"fan_paced": 0.004, "pipeline_paced": 0.001}  # seconds between paced posts
 N_RSS_GETS = 300
 if os.environ.get("PVA_BENCH_QUICK"):
     N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS = 1, 5, 5, 30, 30
+    N_PACED = 100
 STAMP = os.environ.get("PVA_BENCH_TIMESTAMPS", "1") != "0"
 PIPELINE_REQUEST = "record[pipeline=true,queueSize=16]"
 
@@ -114,8 +125,10 @@ def _command_loop(post_burst: Any, post_images: Any) -> None:
             return
         if cmd["op"] in ("burst", "images"):
             start = time.monotonic()
-            post = post_burst if cmd["op"] == "burst" else post_images
-            post(cmd["name"], int(cmd["base"]), int(cmd["n"]))
+            if cmd["op"] == "burst":
+                post_burst(cmd["name"], int(cmd["base"]), int(cmd["n"]), cmd.get("pause") or 0.0)
+            else:
+                post_images(cmd["name"], int(cmd["base"]), int(cmd["n"]))
             print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
 
 
@@ -184,9 +197,13 @@ def serve_p4p() -> None:
             value["uniqueId"] = i
             pv.post(value)
 
-    def burst(name: str, base: int, n: int) -> None:
+    def burst(name: str, base: int, n: int, pause: float) -> None:
         pv = pvs[name]
-        if STAMP:
+        if pause:
+            for i in range(base + 1, base + n + 1):
+                pv.post(float(i), **stamp())
+                time.sleep(pause)
+        elif STAMP:
             for i in range(base + 1, base + n + 1):
                 pv.post(float(i), timestamp=time.time())
         else:
@@ -197,7 +214,12 @@ def serve_p4p() -> None:
         _command_loop(burst, post_images)
 
 
-def _post_range(pv: Any, base: int, n: int) -> None:
+def _post_range(pv: Any, base: int, n: int, pause: float = 0.0) -> None:
+    if pause:
+        for i in range(base + 1, base + n + 1):
+            pv.post(float(i))
+            time.sleep(pause)
+        return
     for i in range(base + 1, base + n + 1):
         pv.post(float(i))
 
@@ -271,7 +293,8 @@ def serve_reckon() -> None:
                 # loop sends (post() is thread-safe and hands each update to the loop)
                 if cmd["op"] == "burst":
                     pv = bursts[cmd["name"]]
-                    await asyncio.to_thread(_post_range, pv, base, int(cmd["n"]))
+                    pause = float(cmd.get("pause") or 0.0)
+                    await asyncio.to_thread(_post_range, pv, base, int(cmd["n"]), pause)
                 else:
                     await asyncio.to_thread(_post_images, image, base, int(cmd["n"]))
                 print(json.dumps({"start": start, "end": time.monotonic()}), flush=True)
@@ -686,11 +709,13 @@ def measure(client: str) -> dict[tuple[str, str], list[float]]:
             ("pipeline", "bench:burst2", PIPELINE_REQUEST, N_BURST),
             ("image", "bench:image", None, N_IMAGES),
             ("fan", "bench:fan", None, N_FAN_POSTS),
+            ("pipeline_paced", "bench:burst2", PIPELINE_REQUEST, N_PACED),
+            ("fan_paced", "bench:fan", None, N_FAN_POSTS),
         ):
             if only != [""] and task not in only:
                 continue
             op = "images" if task == "image" else "burst"
-            client_task = task if task in ("image", "fan") else "monitor"
+            client_task = {"image": "image", "fan": "fan", "fan_paced": "fan"}.get(task, "monitor")
             for r in range(BURST_ROUNDS):
                 for srv in order if r % 2 == 0 else order[::-1]:
                     final = base.get((srv, pv), 0) + n
@@ -702,13 +727,18 @@ def measure(client: str) -> dict[tuple[str, str], list[float]]:
                     pid = servers[srv].proc.pid
                     cpu0 = cpu_seconds(pid)
                     start_at = base.get((srv, pv), 0)
-                    servers[srv].send({"op": op, "name": pv, "base": start_at, "n": n})
+                    servers[srv].send(
+                        {"op": op, "name": pv, "base": start_at, "n": n, "pause": PAUSE.get(task)}
+                    )
                     times = servers[srv].json(300)
                     res = clients[srv].json(300)
                     us = (cpu_seconds(pid) - cpu0) / n * 1e6
                     rate = res["count"] / max(res["last"] - times["start"], 1e-9)
                     record(srv, task, rate, us)
                     samples.setdefault((srv, task + "_count"), []).append(res["count"])
+                    # the same CPU over the updates the clients received (see CPU_PER_UPDATE)
+                    per_update = us * n / res["count"] if res["count"] else 0.0
+                    samples.setdefault((srv, task + "_cpu_update"), []).append(per_update)
                     if res["final"] < final:
                         samples.setdefault((srv, task + "_stalled"), []).append(1.0)
                         got = res["final"] - start_at
@@ -745,6 +775,26 @@ CPU_ROWS = [
     ("bigget", "per 10 M-double get"),
     ("image", "per image post"),
     ("fan", f"per post to {N_FAN} monitors"),
+]
+
+# the paced bursts: no rate (the pacing sets it), the updates delivered (which should be all of
+# them, from both servers) and the server CPU per post for that same work
+PACED_ROWS = [
+    ("pipeline_paced", "per post (pipelined, 1 ms apart)"),
+    ("fan_paced", f"per post to {N_FAN} mon., 4 ms apart"),
+]
+
+# CPU per post rewards the server that sends less: a server that squashes a burst into a few
+# updates per client spends little per post (pvxs delivered 10-16% of the 50-monitor fan-out's
+# updates, reckon all of them; 14-35% of the pipelined burst, reckon 16-45%). Divided by the
+# updates its clients actually received, each server's CPU is compared for the same work
+# (its per-post share, which coalescing leaves whole, then counts against the server that
+# delivers less: print both).
+CPU_PER_UPDATE = [
+    ("monitor", "per update delivered (default)"),
+    ("pipeline", "per update delivered (pipelined)"),
+    ("image", "per image update delivered"),
+    ("fan", f"per update delivered ({N_FAN} mon.)"),
 ]
 
 
@@ -798,6 +848,32 @@ def table(client: str, samples: dict[tuple[str, str], list[float]]) -> list[str]
             f"    {label:30s} {statistics.median(cpu_ours):12.1f} "
             f"{statistics.median(cpu_theirs):12.1f}   {cmp}"
         )
+    for key, label in CPU_PER_UPDATE:
+        cpu_ours = samples.get(("reckon", key + "_cpu_update"))
+        cpu_theirs = samples.get(("p4p", key + "_cpu_update"))
+        if not cpu_ours or not cpu_theirs:
+            continue
+        cmp = paired(cpu_ours, cpu_theirs, higher_is_better=False)
+        print(
+            f"    {label:30s} {statistics.median(cpu_ours):12.1f} "
+            f"{statistics.median(cpu_theirs):12.1f}   {cmp}"
+        )
+    paced = [
+        (key, label, samples.get(("reckon", key + "_cpu")), samples.get(("p4p", key + "_cpu")))
+        for key, label in PACED_ROWS
+    ]
+    if any(ours and theirs for _, _, ours, theirs in paced):
+        print("  server CPU per post when both servers send every update (paced posts):")
+    for key, label, cpu_ours, cpu_theirs in paced:
+        if not cpu_ours or not cpu_theirs:
+            continue
+        cmp = paired(cpu_ours, cpu_theirs, higher_is_better=False)
+        delivered = [statistics.median(samples[(srv, key + "_count")]) for srv in ("reckon", "p4p")]
+        print(
+            f"    {label:30s} {statistics.median(cpu_ours):12.1f} "
+            f"{statistics.median(cpu_theirs):12.1f}   {cmp}  delivered "
+            f"{delivered[0]:.0f} vs {delivered[1]:.0f}"
+        )
     return below
 
 
@@ -810,11 +886,12 @@ def main() -> None:
         {"p4p": client_p4p, "reckon": client_reckon}[args[1]]()
         return
     global N_GET, N_PUT, N_RPC, N_BURST, ROUNDS, BURST_ROUNDS
-    global N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS
+    global N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS, N_PACED
     if "--quick" in args:
         os.environ["PVA_BENCH_QUICK"] = "1"
         N_GET, N_PUT, N_RPC, N_BURST, ROUNDS, BURST_ROUNDS = 200, 100, 100, 2000, 1, 1
         N_BIG_GET, N_IMAGES, N_FAN, N_FAN_POSTS, N_RSS_GETS = 1, 5, 5, 30, 30
+        N_PACED = 100
     clients = [a for a in args if not a.startswith("--")] or ["p4p", "reckon"]
     t0 = time.time()
     results = {}

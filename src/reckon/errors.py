@@ -168,6 +168,11 @@ class DeploymentError(ServiceError):
     """A deployment cannot start: a cycle, a missing or unknown service, a bad file."""
 
 
+class ClearTextPasswordError(DeploymentError):
+    """A deployment file stores a password as clear text (or an unsalted digest) instead of the
+    salted scrypt hash ``reckon svc hash-password`` prints."""
+
+
 class ServiceCallError(ServiceError):
     """A service call failed; ``code`` is the gRPC status code name (e.g. ``"NOT_FOUND"``)."""
 

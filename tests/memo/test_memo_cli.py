@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,8 @@ def test_ls_lists_entries_with_arguments(filled: Path) -> None:
 def test_stats_sums_per_function(filled: Path) -> None:
     [cache] = json.loads(_invoke("stats", "--dir", str(filled), "--json").output)
     assert cache["functions"]["cli.square"]["entries"] == 5
-    assert cache["store"]["entries"] == 6 and cache["indexed"] == 6
+    assert cache["described"] == 6 and cache["unknown"] == 0
+    assert cache["store"]["entries"] == 6 + 2, "and the usage counters of its two functions"
     assert "cli.square" in _invoke("stats", "--dir", str(filled)).output
 
 
@@ -78,18 +78,14 @@ def test_report_shows_persisted_usage(filled: Path, run_py: Any) -> None:
     assert "time saved" in _invoke("report", "--dir", str(filled)).output
 
 
-def test_prune_older_than_and_orphans(filled: Path) -> None:
-    with sqlite3.connect(filled / "memo-index.sqlite") as conn:
-        old = time.time() - 10 * 86400
-        conn.execute("UPDATE entries SET created = ? WHERE function = 'cli.cube'", (old,))
-        conn.execute(  # an index row whose value is not in the store
-            "INSERT INTO entries VALUES "
-            "('f' || hex(randomblob(31)), 'cli.ghost', '1', ?, 0, 0, '')",
-            (time.time(),),
-        )
-    out = _invoke("prune", "--dir", str(filled), "--older-than", "7d").output
-    assert "removed 1 entries" in out and "dropped 1 orphaned" in out
-    assert _listed(filled) == {"cli.square": 5}
+def test_prune_older_than(filled: Path, run_py: Any) -> None:
+    time.sleep(1.5)
+    run_py(FILL.replace("cube(2)", "cube(3)").format(store=str(filled)))  # one new entry
+    out = _invoke("prune", "--dir", str(filled), "--older-than", "1s").output
+    assert "removed 6 entries" in out
+    assert _listed(filled) == {"cli.cube": 1}
+    report = json.loads(_invoke("report", "--dir", str(filled), "--json").output)
+    assert report["cli.square"]["calls"] == 20, "prune folds the counters, losing none"
 
 
 def test_prune_max_size_evicts(filled: Path) -> None:
@@ -156,7 +152,7 @@ def test_size_budget_without_store_gets_a_group_dir(tmp_path: Path, run_py: Any)
     out = run_py(code, env={"RECKON_CACHE_DIR": str(root)}).stdout
     group_dir = Path(out.split("GROUPDIR")[1].strip())
     assert group_dir.parent == root / "groups"
-    assert (group_dir / "memo-index.sqlite").exists()
+    assert (group_dir / "index.sqlite3").exists()
     root.mkdir(exist_ok=True)
     assert _listed(root) == {"budgeted.f": 1}, "ls finds the group directories below the dir"
 

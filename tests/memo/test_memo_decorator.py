@@ -74,7 +74,7 @@ def test_group_option_and_group_by_name(cache_dir: Path) -> None:
     assert f.group is group
     assert [f(1), f(1)] == [2, 2]
     assert calls == [1]
-    assert (cache_dir / "memo-index.sqlite").exists()
+    assert (cache_dir / "index.sqlite3").exists()
 
 
 def test_level_none_always_computes(cache_dir: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from memo_support import child_env
+
+from reckon.core import LocalStore
+from reckon.memo.entries import read_rows
 
 MODULE = """
 from reckon import memoize
@@ -32,8 +34,13 @@ def _write_module(where: Path) -> Path:
 
 
 def _index_rows(cache: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(cache / "memo-index.sqlite") as conn:
-        return list(conn.execute("SELECT function, args FROM entries ORDER BY args"))
+    """(function, arguments) of the memo entries the store in ``cache`` describes."""
+    store = LocalStore(cache, budget=None, sync=True)
+    try:
+        rows, _unknown = read_rows(store)
+    finally:
+        store.close()
+    return sorted((row.function, row.args) for row in rows)
 
 
 def test_commit_survives_kill_9(tmp_path: Path, run_py: Any) -> None:
@@ -128,7 +135,7 @@ def test_cache_dir_from_the_environment(tmp_path: Path, run_py: Any) -> None:
     assert ran(first)
     assert not ran(first)
     assert ran(second)
-    assert (first / "memo-index.sqlite").exists() and (second / "memo-index.sqlite").exists()
+    assert _index_rows(first) == _index_rows(second) == [("durable.f", "3")]
 
 
 def test_default_cache_is_per_user_not_per_working_directory(tmp_path: Path, run_py: Any) -> None:
@@ -143,8 +150,8 @@ def test_default_cache_is_per_user_not_per_working_directory(tmp_path: Path, run
     call = "from durable_mod import f\nf(4)"
     assert "RAN 4" in run_py(call, env=env, pythonpath=[mod], cwd=a).stdout
     assert "RAN 4" not in run_py(call, env=env, pythonpath=[mod], cwd=b).stdout
-    assert (xdg / "reckon" / "memo-index.sqlite").exists()
-    assert not any(p.name == "memo-index.sqlite" for p in a.rglob("*"))
+    assert _index_rows(xdg / "reckon") == [("durable.f", "4")]
+    assert not any(p.name == "index.sqlite3" for p in a.rglob("*"))
     assert os.listdir(b) == []
 
 

@@ -1,15 +1,17 @@
-"""The store side: eviction by budget, the memo index (orphans, corruption), persistence."""
+"""The store side: eviction by budget, the metadata stored with each entry, persistence."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reckon import CachingLevel, LocalStore, MemoizedGroup, memoize
+from reckon.memo.entries import read_rows
 
 calls: list[Any] = []
 
@@ -56,14 +58,8 @@ def test_eviction_by_group_budget(
     assert usage["bytes"] <= 1500
     evicted = _memo_lines(caplog, "evict")
     assert evicted and any("big_fn(70" in line for line in evicted)
-    # The evicted entry left the index too.
-    group.index.flush()
-    keys = {
-        row.args
-        for row in group.index.entries(
-            "test_memo_store.test_eviction_by_group_budget.<locals>.big_fn"
-        )
-    }
+    # The evicted entry's metadata went with it.
+    keys = {row.args for row in read_rows(group.engine.store, big_fn.name)[0]}
     assert "2" in keys and "3" in keys
     assert not {"700", "701"} <= keys
 
@@ -88,59 +84,74 @@ def test_gds_keeps_what_was_expensive(cache_dir: Path) -> None:
     assert not (work.would_hit(2, 0.0) and work.would_hit(3, 0.0)), "a cheap one went"
 
 
-def test_index_lost_entry_is_recovered_not_recomputed(
-    cache_dir: Path, caplog: pytest.LogCaptureFixture, run_py: Any
-) -> None:
+_OLD_SCHEMA = """
+CREATE TABLE entries (key TEXT PRIMARY KEY, function TEXT NOT NULL, args TEXT NOT NULL,
+    created REAL NOT NULL, compute_s REAL NOT NULL, size INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL);
+CREATE TABLE functions (name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, seen REAL NOT NULL);
+"""
+
+
+def test_cache_of_an_older_reckon_keeps_working(cache_dir: Path, run_py: Any) -> None:
+    """A cache directory as an older reckon left it: values without metadata in the store, what
+    they are in ``memo-index.sqlite`` beside it. The descriptions move into the store on first
+    use (the file is renamed), entries still hit, and clear() finds every code version."""
     code = f"""
+        import logging, os, sys
+        logging.basicConfig(stream=sys.stdout, level=logging.INFO)
         from reckon import memoize
-        @memoize(store={str(cache_dir)!r}, name="orphans.f")
+        @memoize(store={str(cache_dir)!r}, name="old.f", version=os.environ["OLD_VERSION"])
         def f(x):
-            print("RAN")
+            print("RAN", x)
             return x * 2
         print("VALUE", f(21))
+        if os.environ.get("OLD_CLEAR"):
+            print("REMOVED", f.clear())
     """
-    assert "RAN" in run_py(code).stdout
-    # The index forgets the entry (a crash between store write and index write, a lost file).
+    for version in ("1", "2"):
+        assert "RAN 21" in run_py(code, env={"OLD_VERSION": version}).stdout
+    with sqlite3.connect(cache_dir / "index.sqlite3") as conn:  # what an older reckon stored
+        conn.execute("DELETE FROM entries WHERE size = 0")  # (usage counters: none then)
+        conn.execute("UPDATE entries SET meta = NULL")
+        keys = [k for (k,) in conn.execute("SELECT key FROM entries ORDER BY key")]
     with sqlite3.connect(cache_dir / "memo-index.sqlite") as conn:
-        conn.execute("DELETE FROM entries")
-    caplog.set_level(logging.INFO, logger="reckon.memo")
-    logged = code.replace(
-        "from reckon import memoize",
-        "import logging, sys\n        logging.basicConfig(stream=sys.stdout, level=logging.INFO)"
-        "\n        from reckon import memoize",
-    )
-    out = run_py(logged).stdout
+        conn.executescript(_OLD_SCHEMA)
+        for key in keys:
+            conn.execute(
+                "INSERT INTO entries VALUES (?, 'old.f', '21', ?, 0.5, 10, ?)",
+                (key, time.time(), key[:32]),
+            )
+    store = LocalStore(cache_dir, sync=True)
+    rows, unknown = read_rows(store)
+    assert rows == [] and len(unknown) == 2, "two entries nobody can describe yet"
+    store.close()
+    out = run_py(code, env={"OLD_VERSION": "2"}).stdout
     assert "RAN" not in out and "VALUE 42" in out
-    assert "orphan: orphans.f(21)" in out
-    with sqlite3.connect(cache_dir / "memo-index.sqlite") as conn:
-        rows = conn.execute("SELECT function, args FROM entries").fetchall()
-    assert rows == [("orphans.f", "21")]
+    assert "the descriptions of 2 entries moved into the store" in out
+    assert not (cache_dir / "memo-index.sqlite").exists()
+    assert (cache_dir / "memo-index.sqlite.imported").exists()
+    store = LocalStore(cache_dir, sync=True)
+    rows, unknown = read_rows(store, "old.f")
+    store.close()
+    assert [(r.args, r.compute_seconds) for r in rows] == [("21", 0.5), ("21", 0.5)]
+    assert unknown == []
+    cleared = run_py(code, env={"OLD_VERSION": "2", "OLD_CLEAR": "1"}).stdout
+    assert "REMOVED 2" in cleared, "both code versions"
 
 
-def test_indexed_but_missing_value_is_reported_corrupt(
-    cache_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="reckon.memo")
-    group = MemoizedGroup("corrupt", store=cache_dir)
+def test_metadata_is_stored_with_each_entry(cache_dir: Path) -> None:
+    group = MemoizedGroup("described", store=cache_dir)
 
-    @memoize(group=group)
-    def f(x: int) -> int:
-        calls.append(x)
-        return x
+    @memoize(group=group, name="described.f", assume_pure=True)
+    def f(x: int, *, scale: float = 1.0) -> float:
+        return x * scale
 
-    f(1)
+    f(2, scale=0.5)
     group.flush()
-    store = group.engine.store
-    assert store is not None
-    for key in list(store.keys()):
-        store.delete(key)  # the value disappears behind the index's back
-    group.engine.clear(CachingLevel.MEMORY)
-    assert f(1) == 1
-    group.flush()
-    assert calls == [1, 1]
-    assert any(
-        "indexed but its stored value was missing" in m for m in _memo_lines(caplog, "corrupt")
-    )
+    [row] = read_rows(group.engine.store, "described.f")[0]
+    assert (row.function, row.args) == ("described.f", "2, scale=0.5")
+    assert row.fingerprint == f.fingerprint.hex() and row.size > 0
+    assert 0 < time.time() - row.created < 60
 
 
 def test_evicted_then_recomputed_is_not_reported_corrupt(
@@ -247,39 +258,5 @@ def test_clear_stale_cascades_to_old_code_versions(
     group.engine.clear(CachingLevel.MEMORY)
     assert v2.would_hit(1)
     assert group.usage()["store"]["entries"] == 1
-    assert [r.args for r in group.index.entries("stale.f")] == ["1"]
+    assert [r.args for r in read_rows(group.engine.store, "stale.f")[0]] == ["1"]
     assert v2.clear(stale=True) == 0
-
-
-def test_fresh_process_hits_on_indexed_keys_skip_the_orphan_check(
-    cache_dir: Path, run_py: Any
-) -> None:
-    """The index lists a function's keys when it is first called, so a fresh process's hits on
-    them cost no background index lookup (an unlisted key still gets one: see the orphan test)."""
-    code = f"""
-        from reckon import memoize
-        from reckon.memo.index import MemoIndex
-        checks = []
-        original = MemoIndex.check_soon
-        def counting(self, key, *a, **k):
-            checks.append(key)
-            return original(self, key, *a, **k)
-        MemoIndex.check_soon = counting
-        looked = []
-        original_indexed = MemoIndex.indexed
-        def looking(self, key):
-            looked.append(key)
-            return original_indexed(self, key)
-        MemoIndex.indexed = looking
-        @memoize(store={str(cache_dir)!r}, name="known.f")
-        def f(x):
-            print("RAN", x)
-            return x
-        for x in (1, 2, 3):
-            f(x)
-        print("CHECKS", len(checks), "LOOKED", len(looked))
-    """
-    first = run_py(code).stdout
-    assert "RAN 3" in first and "CHECKS 0 LOOKED 3" in first  # misses look for corrupt entries
-    again = run_py(code).stdout
-    assert "RAN" not in again and "CHECKS 0 LOOKED 0" in again

@@ -69,11 +69,13 @@ class RedisProcess:
 
 
 class Instance:
-    """One `reckon pva serve FILE --share URL` process and the environment its clients use."""
+    """One `reckon pva serve [FILE] --share URL` process and the environment its clients use
+    (without FILE it serves what the deployment already shares)."""
 
-    def __init__(self, spec: Path, share: str) -> None:
+    def __init__(self, spec: Path | None, share: str) -> None:
         env = {**loopback_environment(), "EPICS_PVA_CONN_TMO": "30"}
-        self.child = Child([*PVA_CLI, "serve", str(spec), "--share", share], env)
+        files = [str(spec)] if spec is not None else []
+        self.child = Child([*PVA_CLI, "serve", *files, "--share", share], env)
         line = self.child.readline(timeout=60)
         assert line.startswith("serving"), line + self.child.err()
         # "serving N PVs on TCP port P (UDP search port U): ..."

@@ -125,3 +125,10 @@ def test_serve_file_with_engine_stats_only_is_valid(tmp_path: Path) -> None:
     path = tmp_path / "pvs.toml"
     path.write_text('[engine]\nstats = "reckon:stats"\n')
     assert load_spec(path)["engine"] == {"stats": "reckon:stats"}
+
+
+def test_serve_without_a_file_needs_share(pva_env: dict[str, str]) -> None:
+    r = reckon(pva_env, "serve")
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("reckon: error: ") and "--share" in line

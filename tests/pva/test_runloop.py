@@ -83,3 +83,14 @@ def test_connections_send_small_messages_at_once_on_both_loops(
     built ahead of time, and the next one is built once it answered."""
     monkeypatch.setenv(runloop.ENV, loop)
     assert runloop.run(_no_delay_on_both_ends()) == (1, 1, 1)
+
+
+def test_freeze_heap_leaves_the_startup_heap_out_of_collections() -> None:
+    import gc
+
+    gc.unfreeze()
+    try:
+        runloop.freeze_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

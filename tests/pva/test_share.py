@@ -39,8 +39,8 @@ def instances(tmp_path: Path, redis_proc: RedisProcess) -> Iterator[Any]:
     spec.write_text(SPEC)
     started: list[Instance] = []
 
-    def start() -> Instance:
-        inst = Instance(spec, redis_proc.url)
+    def start(with_file: bool = True) -> Instance:
+        inst = Instance(spec if with_file else None, redis_proc.url)
         started.append(inst)
         return inst
 
@@ -120,6 +120,20 @@ def test_a_put_on_one_instance_reaches_monitors_on_the_others(instances: Any) ->
         while p4p_get(three, "share:wave") != [5.0, 6.0, 7.0]:
             assert time.monotonic() < deadline, "the array put did not reach instance 3"
             time.sleep(0.05)
+    finally:
+        watch.kill()
+
+
+def test_an_instance_without_a_file_serves_what_the_deployment_shares(instances: Any) -> None:
+    first = instances()
+    p4p_put(first, 7.5)
+    bare = instances(with_file=False)  # `reckon pva serve --share URL`: no FILE
+    assert p4p_get(bare) == 7.5
+    assert p4p_get(bare, "share:wave") == [1.0, 2.0]
+    watch = p4p_watch(first)
+    try:
+        run_p4p_client("ctx.put('share:x', 8.5); emit('ok')", bare.env)
+        assert wait_for(watch, 8.5)[-1] == 8.5  # a put on the bare instance reaches the first
     finally:
         watch.kill()
 

@@ -27,7 +27,8 @@ from reckon.pva.packing import (
     unpack_value,
 )
 from reckon.pva.protocol import values_equal
-from reckon.pva.share import RedisShare, split_url
+from reckon.pva.share import RedisShare
+from reckon.pva.share_layout import split_url
 
 from .conftest import until
 from .protocol.pva_protocol_strategies import types, values
@@ -326,10 +327,11 @@ def test_a_type_nested_too_deep_is_refused() -> None:
 
 
 async def test_stop_ends_while_the_stream_reader_is_busy(servers: Any, share_url: str) -> None:
-    """stop() ends even when a cancel of the stream reader is lost (Python 3.11's wait_for,
-    which redis-py wraps each command's write in, drops a cancel that arrives as the write
-    completes: the reader then read on and stop() waited for it forever). Another instance
-    keeps the stream busy, so the reader is stopped between commands again and again."""
+    """stop() ends however its tasks are caught by the cancel (Python 3.11's wait_for, which
+    redis-py wraps each command's write in when given a socket timeout, drops a cancel that
+    arrives as the write completes: a reader then read on and stop() waited for it forever).
+    Another instance keeps the stream busy, so the reader is stopped between commands again
+    and again."""
     pv = SharedPV(nt.NTScalar("d"), 0.0)
     await servers({"share:x": pv})
     busy = True

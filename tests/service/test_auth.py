@@ -12,7 +12,7 @@ from rtest_gen import rtest_pb2 as pb
 from rtest_gen.rtest_reckon import Catalog, Stock
 from svc_helpers import make_deployment, two_services
 
-from reckon.errors import DeploymentError, UnauthenticatedError
+from reckon.errors import ClearTextPasswordError, DeploymentError, UnauthenticatedError
 from reckon.service import Deployment, Unit
 from reckon.service.auth import Authenticator, basic_header, hash_password
 
@@ -53,9 +53,21 @@ def test_passwords_are_salted_scrypt_hashes() -> None:
     with pytest.raises(UnauthenticatedError):
         auth.check(basic_header("alice", "pW"))
     services = two_services("inprocess")
-    with pytest.raises(DeploymentError, match="unsalted sha256 digest"):
+    # Nothing but a salted hash is taken: the error says how to make one.
+    for stored, why in (
+        ("sha256:" + "0" * 64, "unsalted sha256 digest"),
+        ("wonderland", "clear-text password"),
+        ("", "clear-text password"),
+    ):
+        with pytest.raises(ClearTextPasswordError, match=why) as info:
+            Deployment.from_dict({**make_deployment(services), "auth": {"users": {"bob": stored}}})
+        assert "reckon svc hash-password" in str(info.value)
+        assert isinstance(info.value, DeploymentError)  # what `svc run` reports and exits 2 on
+        with pytest.raises(ClearTextPasswordError):
+            Authenticator({"bob": stored})
+    with pytest.raises(DeploymentError, match="malformed scrypt hash"):
         Deployment.from_dict(
-            {**make_deployment(services), "auth": {"users": {"bob": "sha256:" + "0" * 64}}}
+            {**make_deployment(services), "auth": {"users": {"bob": "scrypt$1$2$3$!!$??"}}}
         )
     services["catalog"]["auth"] = "bearer"
     with pytest.raises(DeploymentError, match=r"needs a token check: set \[auth\] bearer"):
@@ -82,3 +94,25 @@ async def test_children_get_secrets_by_a_private_file_not_the_environment(
             pb.Empty(), timeout=20
         )
         assert who.user == "alice"
+
+
+def test_svc_check_refuses_a_clear_text_password_saying_how_to_hash_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dep = make_deployment(two_services("inprocess"))
+    deploy = tmp_path / "deploy.toml"
+    lines = ["[unit]", f"name = {dep['unit']['name']!r}", f"path = {dep['unit']['path']!r}"]
+    lines += ["[auth]", "users = { alice = 'wonderland' }"]
+    for name, table in dep["services"].items():
+        lines += [f"[services.{name}]", *(f"{k} = {v!r}" for k, v in table.items())]
+    deploy.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "reckon.cli", "svc", "check", str(deploy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out
+    assert "'alice' has a clear-text password" in out.stderr
+    assert "reckon svc hash-password" in out.stderr

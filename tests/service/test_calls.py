@@ -137,7 +137,7 @@ def _curl(url: str, body: dict[str, object], headers: dict[str, str]) -> tuple[i
 async def test_connect_answers_plain_curl_with_json(tmp_path: Path) -> None:
     services = two_services("process", connect=True, auth="basic")
     dep = make_deployment(services, tmp_path=tmp_path)
-    dep["auth"] = {"users": {"alice": "wonderland"}}
+    dep["auth"] = {"users": {"alice": hash_password("wonderland")}}
     async with Unit(Deployment.from_dict(dep)) as unit:
         base = unit.addresses["catalog"].connect
         assert base is not None
@@ -159,7 +159,7 @@ async def test_connect_answers_plain_curl_with_json(tmp_path: Path) -> None:
 async def test_basic_auth_and_user_in_context(placement: str, tmp_path: Path) -> None:
     services = two_services(placement, auth="basic")
     dep = make_deployment(services, tmp_path=tmp_path)
-    dep["auth"] = {"users": {"alice": "wonderland", "bob": hash_password("builder")}}
+    dep["auth"] = {"users": {"alice": hash_password("wonderland"), "bob": hash_password("builder")}}
     async with Unit(Deployment.from_dict(dep)) as unit:
         with pytest.raises(UnauthenticatedError):
             await unit.locate(Catalog).Who(pb.Empty())
@@ -190,7 +190,7 @@ async def test_user_follows_nested_calls(tmp_path: Path) -> None:
         services = two_services("inprocess")
         services["stock"]["placement"] = "process"
         dep = make_deployment(services, tmp_path=tmp_path)
-        dep["auth"] = {"users": {"carol": "pw"}}
+        dep["auth"] = {"users": {"carol": hash_password("pw")}}
         async with Unit(Deployment.from_dict(dep)) as unit:
             await unit.locate(Catalog, credentials=("carol", "pw")).Get(pb.Key(id="a"))
     finally:
@@ -271,7 +271,7 @@ async def test_connect_errors_reach_curl_as_connect_error_json(tmp_path: Path) -
 
     CatalogService.cancelled.clear()
     dep = make_deployment(two_services("inprocess", connect=True), tmp_path=tmp_path)
-    dep["auth"] = {"users": {"alice": "wonderland"}}
+    dep["auth"] = {"users": {"alice": hash_password("wonderland")}}
     async with Unit(Deployment.from_dict(dep)) as unit:
         base = unit.addresses["catalog"].connect
         for method, body, headers, status, code, reckon_code in CONNECT_ERRORS:

@@ -19,7 +19,9 @@ from svc_helpers import make_deployment, two_services
 
 from reckon.errors import DeploymentError, UnauthenticatedError
 from reckon.service import Deployment, Unit
-from reckon.service.auth import Authenticator, basic_header
+from reckon.service.auth import Authenticator, basic_header, hash_password
+
+PW_HASH = hash_password("pw")  # once: scrypt is slow on purpose
 
 
 @pytest.mark.parametrize("transport", ["grpc", "connect"])
@@ -76,7 +78,7 @@ async def test_servers_survive_bad_peers(tmp_path: Path) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(), st.binary().map(lambda b: "Basic " + b.hex()), st.none()))
 def test_authorization_headers_fail_only_as_unauthenticated(header: str | None) -> None:
-    auth = Authenticator({"alice": "pw"})
+    auth = Authenticator({"alice": PW_HASH})
     try:
         user = auth.check(header)
     except UnauthenticatedError:
@@ -91,7 +93,7 @@ def test_any_header_on_any_service_is_a_user_anonymous_or_unauthenticated(
 ) -> None:
     """Whatever the header, a check ends as a user, as anonymous (only where no auth is
     asked), or as UnauthenticatedError; never another exception."""
-    auth = Authenticator({"alice": "pw"}, bearer=lambda token: "robot" if token == "t" else None)
+    auth = Authenticator({"alice": PW_HASH}, bearer=lambda token: "robot" if token == "t" else None)
     try:
         user = auth.check(header, accept)
     except UnauthenticatedError:
@@ -117,11 +119,12 @@ def test_metadata_round_trips_through_http_headers(raw: dict[str, Any]) -> None:
     assert from_headers(to_headers(sent)) == sent
 
 
+@settings(max_examples=25, deadline=None)  # scrypt costs ~50 ms per example
 @given(st.text(min_size=1), st.text())
 def test_good_credentials_round_trip(user: str, password: str) -> None:
     if ":" in user:
         return
-    auth = Authenticator({user: password})
+    auth = Authenticator({user: hash_password(password)})
     found = auth.check(basic_header(user, password))
     assert found is not None and found.name == user
 

@@ -193,7 +193,8 @@ async def test_plain_grpcio_stubs_drive_all_four_kinds(tmp_path: Path) -> None:
     from svc_impls import FeedService
 
     async with Unit(feed_unit("process", tmp_path)) as unit:
-        address = unit.addresses["feed"].grpc or ""
+        # the one address the unit publishes (what `svc run` prints): gRPC is served there too
+        address = (unit.addresses["feed"].connect or "").removeprefix("http://")
         async with grpc.aio.insecure_channel(address) as channel:
             stub = pbg.FeedStub(channel)
             assert (await stub.Count(pb.Key(id="ab"), timeout=10)).count == 2

@@ -128,8 +128,8 @@ def _listening(pid: int) -> set[int]:
 
 async def test_children_bind_their_own_ports_and_report_them(tmp_path: Path) -> None:
     """Without ports in the deployment nobody picks one for a child to bind later: each child
-    binds port 0 and the unit publishes the ports that child's own sockets listen on: the one
-    for every protocol, and the internal gRPC port between reckon's processes."""
+    binds port 0 and the unit publishes the port that child's own socket listens on: one port
+    for every protocol and every client, reckon's own included, and no other."""
     dep = make_deployment(two_services("process"), tmp_path=tmp_path)
     async with Unit(Deployment.from_dict(dep)) as unit:
         for name, child in unit.children.items():
@@ -138,7 +138,7 @@ async def test_children_bind_their_own_ports_and_report_them(tmp_path: Path) -> 
             mine = {int(address.grpc.rpartition(":")[2])}
             if address.connect is not None:
                 mine.add(int(address.connect.rpartition(":")[2]))
-            assert len(mine) == 2
+            assert len(mine) == 1
             assert _listening(child.proc.pid) == mine  # type: ignore[union-attr]
         assert (await unit.locate(Catalog, transport="connect").Who(pb.Empty())).pid == (
             unit.children["catalog"].proc.pid  # type: ignore[union-attr]

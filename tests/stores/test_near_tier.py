@@ -81,39 +81,3 @@ def test_values_bigger_than_the_near_budget_still_reach_far(
     assert store.flush() == []
     assert isinstance(store, NearStore)
     assert store.far.get(key) == value
-
-
-def test_a_value_over_the_redis_limit_is_refused_once_and_kept_near(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Never a value Redis rejects, sent again and recomputed forever: it is refused with one
-    clear warning, reported by flush(), and the near tier keeps it on this machine."""
-    import redis
-
-    from reckon.core import CachingLevel, Engine
-
-    proc, redis_url = start_redis(tmp_path)
-    try:
-        redis.Redis.from_url(redis_url).config_set("proto-max-bulk-len", "1mb")
-        store = open_store(f"{redis_url}?prefix=limit:&near={tmp_path}/near")
-        assert isinstance(store, NearStore)
-        engine = Engine(store=store, memory_budget=0)
-        runs: list[int] = []
-
-        def compute(i: int) -> bytes:
-            runs.append(i)
-            return os.urandom(2 << 20)
-
-        for i in range(3):
-            engine.get(RequestId("limit", i), CachingLevel.FULL, lambda i=i: compute(i))
-        failed = store.flush()
-        assert len(failed) == 3
-        said = [r for r in caplog.records if "proto-max-bulk-len" in r.getMessage()]
-        assert [r.levelname for r in said] == ["WARNING"], "said once per store"
-        for i in range(3):
-            engine.get(RequestId("limit", i), CachingLevel.FULL, lambda i=i: compute(i))
-        assert runs == [0, 1, 2], "hits from the near tier: nothing recomputed"
-        engine.close()
-    finally:
-        proc.kill()
-        proc.wait(30)

@@ -21,6 +21,7 @@ from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel
 from reckon.core.memory import MISSING
 from reckon.core.stores.base import Store, StoreData
+from reckon.core.stores.metadata import put_meta
 from reckon.core.tasks import Outcome, TaskState, new_task_id
 from reckon.errors import CodecError, CodecWarning, EngineClosedError
 
@@ -259,7 +260,11 @@ class StoreSide(FlightSide):
             )
             return
         try:
-            store.put(flight.id.disk_key, data, cost=cost)
+            meta = _metadata_of(value)
+            if meta is None:
+                store.put(flight.id.disk_key, data, cost=cost)
+            else:
+                put_meta(store, flight.id.disk_key, data, cost, meta)
         except Exception as exc:
             self._store_failed("put", exc)
         else:
@@ -282,3 +287,10 @@ class StoreSide(FlightSide):
             exc,
             f" ({suppressed} more since the last report)" if suppressed else "",
         )
+
+
+def _metadata_of(value: Any) -> Any:
+    """The metadata a computed value asks to be stored with (its type's ``__reckon_meta__``,
+    a JSON-able mapping, e.g. memo's entries: which function and arguments), else None."""
+    hook = getattr(type(value), "__reckon_meta__", None)
+    return None if hook is None else hook(value)

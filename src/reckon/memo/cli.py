@@ -7,10 +7,10 @@ persisted by every process that used the cache (hits, misses, time computing, ti
 over-budget entries (with a progress bar), ``clear`` removes everything or one function's entries.
 
 Every command works on one cache directory (``--dir``, default ``$RECKON_CACHE_DIR`` or the
-per-user cache dir) and the group directories below it (``<dir>/groups/<name>``). ``stats`` and
-``clear`` also take ``--store URL`` (any store :func:`~reckon.core.open_store` opens: Redis, S3,
-...): there they show the store's usage and remove every entry; the per-function views need the
-memo index, which lives beside directory stores only.
+per-user cache dir) and the group directories below it (``<dir>/groups/<name>``), or on any store
+named by ``--store URL`` (what :func:`~reckon.core.open_store` opens: Redis, S3, a directory,
+``memory://``). What each entry is (function, arguments, code version, compute time) is read
+from the store's own metadata, so every machine sharing a store sees and manages the same cache.
 """
 
 from __future__ import annotations
@@ -20,19 +20,31 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from reckon.core import LocalStore, open_store
+from reckon.core import LocalStore, Store, open_store
 from reckon.core.stores.urls import local_path
 from reckon.memo import log, why
+from reckon.memo.entries import (
+    OLD_INDEX,
+    EntryRow,
+    fold_stats,
+    import_old_index,
+    read_rows,
+    read_stats,
+    stale_rows,
+    stats_entries,
+)
 from reckon.memo.group import default_cache_dir, parse_size
-from reckon.memo.index import INDEX_FILENAME, EntryRow, MemoIndex
 from reckon.memo.report import (
     REPORT_COLUMNS,
     FunctionStats,
@@ -62,7 +74,7 @@ StoreOption = Annotated[
     typer.Option(
         "--store",
         "-s",
-        help="A store URL (redis://..., s3://..., a path); a path or file:// URL means --dir.",
+        help="A store URL (redis://..., s3://..., memory://..., a path) instead of --dir.",
     ),
 ]
 FunctionOption = Annotated[
@@ -94,29 +106,61 @@ def _console() -> Console:
 
 
 def cache_dirs(root: Path | None) -> list[Path]:
-    """The cache directory and the group directories below it that hold a memo index."""
+    """The cache directory and the group directories below it."""
     base = root if root is not None else default_cache_dir()
     found: list[Path] = []
     if base.is_dir():
         found.append(base)
         groups = base / "groups"
         if groups.is_dir():
-            found.extend(sorted(p for p in groups.iterdir() if (p / INDEX_FILENAME).exists()))
+            found.extend(sorted(p for p in groups.iterdir() if p.is_dir()))
     return found
 
 
-def _open(path: Path) -> tuple[LocalStore, MemoIndex]:
-    return LocalStore(path, budget=None, sync=True), MemoIndex(path)
+@dataclass
+class _Target:
+    """One store a command works on: a cache directory, or a store named by URL."""
+
+    label: str
+    store: Store
+    directory: Path | None  # this machine's directory of it (for `why`'s notes), if any
+
+    def as_json(self) -> dict[str, str]:
+        if self.directory is not None:
+            return {"directory": self.label}
+        return {"store_url": self.label}
 
 
-def _shared_store(url: str | None, directory: Path | None) -> str | None:
-    """The URL of a non-directory store named by ``--store`` (None: work on directories)."""
-    if url is None:
-        return None
-    if directory is not None:
+@contextmanager
+def _targets(directory: Path | None, store_url: str | None) -> Iterator[list[_Target]]:
+    """The stores ``--dir`` / ``--store`` name, opened for the command and closed after."""
+    if store_url is not None and directory is not None:
         typer.echo("give --dir or --store, not both", err=True)
         raise typer.Exit(2)
-    return None if local_path(url) is not None else url
+    opened: list[_Target] = []
+    try:
+        if store_url is not None and local_path(store_url) is None:
+            far = open_store(store_url, near=None)  # the shared store itself, not a near copy
+            opened.append(_Target(store_url, far, None))
+        else:
+            root = Path(local_path(store_url) or store_url) if store_url else directory
+            for path in _check_root(root):
+                store = LocalStore(path, budget=None, sync=True)
+                opened.append(_Target(str(path), store, path))
+                imported = import_old_index(store, path)
+                if imported is not None:
+                    typer.echo(
+                        f"note: {path / OLD_INDEX} was written by an older reckon: the "
+                        f"descriptions of {imported} entries moved into the store",
+                        err=True,
+                    )
+        yield opened
+    finally:
+        for target in opened:
+            if target.directory is not None:
+                target.store.close()
+            else:
+                target.store.flush()
 
 
 def _check_root(root: Path | None) -> list[Path]:
@@ -128,9 +172,22 @@ def _check_root(root: Path | None) -> list[Path]:
     return dirs
 
 
+def _row_json(row: EntryRow, stale: set[str]) -> dict[str, Any]:
+    return {
+        "function": row.function,
+        "arguments": row.args,
+        "size": row.size,
+        "compute_seconds": row.compute_seconds,
+        "created": row.created,
+        "key": row.key,
+        "stale": row.key in stale,
+    }
+
+
 @app.command("ls")
 def ls_command(
     directory: DirOption = None,
+    store_url: StoreOption = None,
     function: FunctionOption = None,
     limit: Annotated[int, typer.Option(help="Show at most this many entries.")] = 200,
     as_json: JsonOption = False,
@@ -142,33 +199,22 @@ def ls_command(
     now = time.time()
     shown = 0
     listed: list[dict[str, object]] = []
-    for path in _check_root(directory):
-        store, index = _open(path)
-        try:
-            rows = index.entries(function)
-            stale = {row.key for row in index.stale_entries(function)}
+    with _targets(directory, store_url) as targets:
+        for target in targets:
+            rows, unknown = read_rows(target.store, function)
+            stale = {row.key for row in stale_rows(rows)}
             if as_json:
                 listed.append(
                     {
-                        "directory": str(path),
-                        "entries": [
-                            {
-                                "function": row.function,
-                                "arguments": row.args,
-                                "size": row.size,
-                                "compute_seconds": row.compute_seconds,
-                                "created": row.created,
-                                "key": row.key,
-                                "stale": row.key in stale,
-                            }
-                            for row in rows[: max(0, limit - shown)]
-                        ],
+                        **target.as_json(),
+                        "entries": [_row_json(r, stale) for r in rows[: max(0, limit - shown)]],
                         "total": len(rows),
+                        "unknown": len(unknown) if function is None else 0,
                     }
                 )
                 shown += min(len(rows), max(0, limit - shown))
                 continue
-            table = Table(title=f"{path} ({len(rows)} entries)")
+            table = Table(title=f"{target.label} ({len(rows)} entries)")
             for col in ("function", "arguments", "size", "compute", "age", "key", "code"):
                 table.add_column(col, overflow="fold")
             for row in rows:
@@ -185,51 +231,33 @@ def ls_command(
                     "stale" if row.key in stale else "",
                 )
             console.print(table)
-        finally:
-            index.close()
-            store.close()
+            if unknown and function is None:
+                console.print(f"and {len(unknown)} entries without memo metadata (unknown)")
     if as_json:
         typer.echo(json.dumps(listed, indent=2))
 
 
 @app.command("stats")
 def stats_command(
-    directory: DirOption = None, store_url: StoreOption = None, as_json: JsonOption = False
+    directory: DirOption = None,
+    store_url: StoreOption = None,
+    function: FunctionOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Entries and bytes per function, and the store's usage against its budget."""
     console = _console()
     summary: list[dict[str, object]] = []
-    shared = _shared_store(store_url, directory)
-    if shared is not None:
-        usage = open_store(shared, near=None).usage()
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    [{"store_url": shared, "store": usage.to_dict()}],
-                    indent=2,
-                )
-            )
-        else:
-            budget = human_bytes(usage.budget) if usage.budget else "none"
-            console.print(
-                f"store {shared}: {usage.entries} entries, {human_bytes(usage.bytes)} "
-                f"(budget {budget})"
-            )
-        return
-    if store_url is not None:
-        directory = Path(local_path(store_url) or store_url)
-    for path in _check_root(directory):
-        store, index = _open(path)
-        try:
-            usage = store.usage()
-            rows = index.entries()
+    with _targets(directory, store_url) as targets:
+        for target in targets:
+            usage = target.store.usage()
+            rows, unknown = read_rows(target.store, function)
             per: dict[str, list[EntryRow]] = {}
             for row in rows:
                 per.setdefault(row.function, []).append(row)
             if as_json:
                 summary.append(
                     {
-                        "directory": str(path),
+                        **target.as_json(),
                         "functions": {
                             name: {
                                 "entries": len(entries),
@@ -238,16 +266,13 @@ def stats_command(
                             }
                             for name, entries in sorted(per.items())
                         },
-                        "store": {
-                            "entries": usage.entries,
-                            "bytes": usage.bytes,
-                            "budget": usage.budget,
-                        },
-                        "indexed": len(rows),
+                        "store": usage.to_dict(),
+                        "described": len(rows),
+                        "unknown": len(unknown) if function is None else 0,
                     }
                 )
                 continue
-            table = Table(title=f"{path}")
+            table = Table(title=target.label)
             for col in ("function", "entries", "bytes", "compute time kept"):
                 table.add_column(col, justify="left" if col == "function" else "right")
             for name in sorted(per):
@@ -262,27 +287,27 @@ def stats_command(
             budget = human_bytes(usage.budget) if usage.budget else "none"
             console.print(
                 f"store: {usage.entries} entries, {human_bytes(usage.bytes)} "
-                f"(budget {budget}); indexed: {len(rows)}"
+                f"(budget {budget}); of memoized functions: {len(rows)}"
             )
-        finally:
-            index.close()
-            store.close()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("report")
-def report_command(directory: DirOption = None, as_json: JsonOption = False) -> None:
+def report_command(
+    directory: DirOption = None,
+    store_url: StoreOption = None,
+    function: FunctionOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Usage report across every process that used the cache: was memoizing worth it?"""
     console = _console()
     totals: dict[str, FunctionStats] = {}
-    for path in _check_root(directory):
-        index = MemoIndex(path)
-        try:
-            for s in index.stats():
-                totals.setdefault(s.name, FunctionStats(s.name)).add(s)
-        finally:
-            index.close()
+    with _targets(directory, store_url) as targets:
+        for target in targets:
+            for name, s in read_stats(target.store).items():
+                if function is None or name == function:
+                    totals.setdefault(name, FunctionStats(name)).add(s)
     if as_json:
         typer.echo(
             json.dumps(
@@ -321,32 +346,32 @@ def why_command(
     (the function, the first differing line, the global or closure value)."""
     console = _console()
     found: list[dict[str, object]] = []
-    for path in _check_root(directory):
-        index = MemoIndex(path)
-        try:
-            stale_rows = index.stale_entries(function)
-            if not stale_rows:
+    with _targets(directory, None) as targets:
+        for target in targets:
+            path = target.directory
+            assert path is not None
+            rows, _unknown = read_rows(target.store, function)
+            stale_list = stale_rows(rows)
+            if not stale_list:
                 continue
             groups: dict[tuple[str, str], list[EntryRow]] = {}
-            for row in stale_rows:
+            for row in stale_list:
                 groups.setdefault((row.function, row.fingerprint), []).append(row)
-            stale_keys = {row.key for row in stale_rows}
-            for (name, old), rows in groups.items():
+            stale_keys = {row.key for row in stale_list}
+            for (name, old), old_rows in groups.items():
                 current = why.current_version(
-                    path, name, [r for r in index.entries(name) if r.key not in stale_keys]
+                    path, name, [r for r in rows if r.function == name and r.key not in stale_keys]
                 )
                 changes = why.explain_stale(path, name, current, old)
                 found.append(
                     {
                         "directory": str(path),
                         "function": name,
-                        "entries": len(rows),
-                        "arguments": [r.args for r in rows[:20]],
+                        "entries": len(old_rows),
+                        "arguments": [r.args for r in old_rows[:20]],
                         "changes": [dataclasses.asdict(c) for c in changes],
                     }
                 )
-        finally:
-            index.close()
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
@@ -364,6 +389,7 @@ def why_command(
 @app.command("prune")
 def prune_command(
     directory: DirOption = None,
+    store_url: StoreOption = None,
     function: FunctionOption = None,
     older_than: Annotated[
         str | None, typer.Option("--older-than", help="Remove entries computed before, e.g. 7d.")
@@ -372,26 +398,22 @@ def prune_command(
         str | None,
         typer.Option("--max-size", help="Evict (by the store's policy) down to this size."),
     ] = None,
-    orphans: Annotated[
-        bool, typer.Option(help="Drop index rows whose stored value is gone.")
-    ] = True,
     stale: Annotated[
         bool,
         typer.Option(help="Remove entries of earlier code versions of their function."),
     ] = False,
 ) -> None:
-    """Remove old entries, orphaned index rows, or evict down to a size."""
+    """Remove old entries or those of earlier code versions, or evict down to a size; also folds
+    the usage counters of past processes into one entry per function."""
     console = _console()
     cutoff = time.time() - parse_duration(older_than) if older_than else None
-    target = parse_size(max_size, "--max-size") if max_size else None
+    target_bytes = parse_size(max_size, "--max-size") if max_size else None
     total_removed = 0
-    total_orphans = 0
-    for path in _check_root(directory):
-        store, index = _open(path)
-        try:
-            rows = index.entries(function)
-            doomed: list[str] = []
-            orphaned: list[str] = []
+    with _targets(directory, store_url) as targets:
+        for target in targets:
+            store = target.store
+            rows, _unknown = read_rows(store, function)
+            doomed: set[str] = set()
             with Progress(
                 TextColumn("[bold]prune[/] {task.description}"),
                 BarColumn(),
@@ -400,37 +422,24 @@ def prune_command(
                 console=console,
                 transient=len(rows) < 1000,
             ) as progress:
-                task = progress.add_task(str(path), total=len(rows))
+                task = progress.add_task(target.label, total=len(rows))
                 for row in rows:
-                    if cutoff is not None and row.created < cutoff:
-                        store.delete(row.key)
-                        doomed.append(row.key)
-                    elif orphans and not store.contains(row.key):
-                        orphaned.append(row.key)
+                    if cutoff is not None and row.created < cutoff and store.delete(row.key):
+                        doomed.add(row.key)
                     progress.advance(task)
             if stale:
-                for row in index.stale_entries(function):
-                    if row.key not in doomed:
-                        store.delete(row.key)
-                        doomed.append(row.key)
+                for row in stale_rows(rows):
+                    if row.key not in doomed and store.delete(row.key):
+                        doomed.add(row.key)
                         log.event(
                             "evict",
                             f"{row.function}({row.args}) (stale code version)",
                             logging.INFO,
                         )
-            index.delete_entries_now(doomed + orphaned)
-            evicted = 0
-            if target is not None:
-                before = set(store.keys())
-                evicted = store.evict(target)
-                gone = [k for k in before if not store.contains(k)]
-                index.delete_entries_now(gone)
+            evicted = store.evict(target_bytes) if target_bytes is not None else 0
+            fold_stats(store)
             total_removed += len(doomed) + evicted
-            total_orphans += len(orphaned)
-        finally:
-            index.close()
-            store.close()
-    console.print(f"removed {total_removed} entries, dropped {total_orphans} orphaned index rows")
+    console.print(f"removed {total_removed} entries")
 
 
 @app.command("clear")
@@ -440,44 +449,24 @@ def clear_command(
     function: FunctionOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Remove every entry (or one function's entries)."""
+    """Remove every entry (or one function's entries and usage counters)."""
     what = f"the entries of {function}" if function else "every cached entry"
-    shared = _shared_store(store_url, directory)
-    if shared is not None and function:
-        typer.echo(
-            "--function needs the memo index, which is kept beside directory stores only: "
-            "call f.clear() in a process that uses the function, or clear the whole store",
-            err=True,
-        )
-        raise typer.Exit(2)
     if not yes:
         typer.confirm(f"Remove {what}?", abort=True)
     removed = 0
-    if shared is not None:
-        far = open_store(shared, near=None)  # the shared store itself, not a near copy
-        for key in list(far.keys()):
-            removed += bool(far.delete(key))
-        typer.echo(f"removed {removed} entries")
-        return
-    if store_url is not None:
-        directory = Path(local_path(store_url) or store_url)
-    for path in _check_root(directory):
-        store, index = _open(path)
-        try:
+    with _targets(directory, store_url) as targets:
+        for target in targets:
+            store = target.store
             if function:
-                keys = [r.key for r in index.entries(function)]
-                for key in keys:
-                    store.delete(key)
-                index.delete_entries_now(keys)
-                index.forget_function(function)
-                removed += len(keys)
+                rows, _unknown = read_rows(store, function)
+                for row in rows:
+                    removed += bool(store.delete(row.key))
+                for key, stats in stats_entries(store):
+                    if stats.name == function:
+                        store.delete(key)
             else:
-                keys = list(store.keys())
-                for key in keys:
-                    store.delete(key)
-                index.delete_entries_now([r.key for r in index.entries()])
-                removed += len(keys)
-        finally:
-            index.close()
-            store.close()
+                counters = {key for key, _stats in stats_entries(store)}
+                for key in list(store.keys()):
+                    gone = bool(store.delete(key))
+                    removed += gone and key not in counters
     typer.echo(f"removed {removed} entries")

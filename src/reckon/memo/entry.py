@@ -15,11 +15,12 @@ class Entry:
     when it was computed and how long it took (what a hit saves), and whether ``value`` carries
     files to put back on a hit.
 
-    ``seen`` is process-local (not pickled): False on an entry just loaded from a store, so the
-    first hit on it in this process can re-index it if the index lost it.
+    ``seen`` and ``meta`` are process-local (not pickled): ``seen`` is False on an entry just
+    loaded from a store; ``meta`` is what a computed entry is stored with as the store's
+    metadata of it (which function and arguments: see ``reckon.memo.entries``).
     """
 
-    __slots__ = ("compute_seconds", "created", "files", "logs", "seen", "stdout", "value")
+    __slots__ = ("compute_seconds", "created", "files", "logs", "meta", "seen", "stdout", "value")
 
     def __init__(
         self,
@@ -37,6 +38,11 @@ class Entry:
         self.files = files
         self.logs = logs
         self.seen = False
+        self.meta: dict[str, Any] | None = None
+
+    def __reckon_meta__(self) -> dict[str, Any] | None:
+        """The engine stores this with the entry (see ``reckon.core.stores.metadata``)."""
+        return self.meta
 
     def __reduce__(self) -> tuple[Any, ...]:
         args: tuple[Any, ...] = (

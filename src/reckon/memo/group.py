@@ -3,12 +3,14 @@
 A group is configuration, not state: it names where entries live (a directory, or any
 :class:`~reckon.core.Store`), how big that may grow and what is evicted first (``"gds"``:
 GreedyDual-Size, keeps what was expensive to compute per byte; ``"lru"``: least recently used).
-The engine and index behind it are built on first use and rebuilt in a forked child, so a group
-pickles as its configuration and means the same cache in every process that unpickles it.
+The engine behind it is built on first use and rebuilt in a forked child, so a group pickles as
+its configuration and means the same cache in every process that unpickles it. What each entry
+is (function, arguments, code version) is stored with it, in the store (see ``entries``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -20,8 +22,8 @@ from reckon.core import CachingLevel, Engine, LocalStore, Store, default_engine,
 from reckon.core.levels import as_level
 from reckon.core.stores.urls import local_path
 from reckon.errors import ConfigurationError
-from reckon.memo import log
-from reckon.memo.index import MemoIndex
+from reckon.memo import background, log
+from reckon.memo.entries import IMPORTED_SUFFIX, OLD_INDEX, import_old_index
 
 Policy = Literal["lru", "gds"]
 
@@ -88,39 +90,71 @@ def store_path(store: object) -> Path | None:
 
 
 class _Backend:
-    """An engine and the memo index beside its store; shared by groups on the same store."""
+    """An engine, and this machine's directory for the group's notes; shared by groups on the
+    same store. ``names`` remembers the calls of entries this process stored (by key), for the
+    eviction log."""
 
-    def __init__(self, engine: Engine, index: MemoIndex, owned: bool) -> None:
+    def __init__(self, engine: Engine, local_dir: Path | None, owned: bool) -> None:
         self.engine = engine
-        self.index = index
+        self.local_dir = local_dir
         self.owned = owned
+        self.names: dict[str, str] = {}
+        if local_dir is not None and engine.store is not None:
+            _import_old_index(engine.store, local_dir)
+
+    def named(self, key: str, call: str) -> None:
+        names = self.names
+        if len(names) >= 10_000:
+            names.clear()
+        names[key] = call
 
 
 _backends: dict[tuple[Any, ...], _Backend] = {}
 _backends_lock = threading.RLock()
 _groups: dict[str, MemoizedGroup] = {}
 _all_groups: weakref.WeakSet[MemoizedGroup] = weakref.WeakSet()
+_mentioned: set[Path] = set()
 
 
-def _on_evict_for(index_ref: list[MemoIndex]) -> Any:
-    """The store's eviction callback: log which call went, and drop its index row.
+def _import_old_index(store: Store, directory: Path) -> None:
+    """Once per directory: carry an older reckon's memo index file into the store's metadata."""
+    old = directory / OLD_INDEX
+    if directory in _mentioned or not old.exists():
+        return
+    _mentioned.add(directory)
+    found = store_path(store)
+    if found is None or found.resolve() != directory.resolve():
+        return
+    imported = import_old_index(store, directory)
+    if imported is not None:
+        log.event(
+            "index",
+            f"{old} was written by an older reckon: the descriptions of {imported} entries "
+            f"moved into the store, which keeps them now (the file is renamed "
+            f"{OLD_INDEX}{IMPORTED_SUFFIX})",
+            logging.INFO,
+        )
 
-    It runs on the store's thread; the work is handed to the index's writer, after the index
-    writes queued before it (the row of an entry evicted right after it was stored included).
-    """
+
+def local_dir_of(store: Store | None) -> Path | None:
+    """This machine's directory of ``store``: its own (a LocalStore) or its near tier's."""
+    if store is None:
+        return None
+    path = store_path(store)
+    if path is not None:
+        return path
+    near = getattr(store, "near", None)
+    return store_path(near) if near is not None else None
+
+
+def _on_evict_for(backend_ref: list[_Backend]) -> Any:
+    """The store's eviction callback: log which call went (when this process stored it)."""
 
     def on_evict(key: str) -> None:
-        index = index_ref[0] if index_ref else None
-        if index is None:
-            return
-
-        def forget() -> None:
-            row = index.entry(key)
-            what = f"{row.function}({row.args})" if row else f"entry {key[:16]} (not indexed)"
-            log.event("evict", f"{what} (over the group's size budget)")
-            index.delete_entries_now([key])
-
-        index.call_soon(forget)
+        backend = backend_ref[0] if backend_ref else None
+        call = backend.names.pop(key, None) if backend is not None else None
+        what = call if call is not None else f"entry {key[:16]}"
+        log.event("evict", f"{what} (over the group's size budget)")
 
     return on_evict
 
@@ -193,14 +227,14 @@ class MemoizedGroup:
         spec = self.store_spec
         if spec is None and self.size is None and self.memory_budget is None:
             engine = default_engine()
-            path = store_path(engine.store) if engine.store is not None else None
+            path = local_dir_of(engine.store)
             if path is None and engine.store is not None:
                 path = default_cache_dir()
             key: tuple[Any, ...] = ("default", id(engine))
             with _backends_lock:
                 backend = _backends.get(key)
                 if backend is None:
-                    backend = _Backend(engine, MemoIndex(path), owned=False)
+                    backend = _Backend(engine, path, owned=False)
                     _backends[key] = backend
             return backend
         if isinstance(spec, str) and local_path(spec) is None:
@@ -212,17 +246,15 @@ class MemoizedGroup:
             with _backends_lock:
                 backend = _backends.get(key)
                 if backend is None:
-                    index_ref: list[MemoIndex] = []
+                    backend_ref: list[_Backend] = []
                     local = LocalStore(
                         path,
                         budget=self.size if self.size is not None else 10 << 30,
                         policy=self.policy,
-                        on_evict=_on_evict_for(index_ref),
+                        on_evict=_on_evict_for(backend_ref),
                     )
-                    engine = self._engine_for(local)
-                    index = MemoIndex(path)
-                    index_ref.append(index)
-                    backend = _Backend(engine, index, owned=True)
+                    backend = _Backend(self._engine_for(local), path, owned=True)
+                    backend_ref.append(backend)
                     _backends[key] = backend
             return backend
         assert not isinstance(spec, str)
@@ -230,7 +262,7 @@ class MemoizedGroup:
         with _backends_lock:
             backend = _backends.get(key)
             if backend is None:
-                backend = _Backend(self._engine_for(spec), MemoIndex(store_path(spec)), owned=True)
+                backend = _Backend(self._engine_for(spec), local_dir_of(spec), owned=True)
                 _backends[key] = backend
         return backend
 
@@ -254,11 +286,6 @@ class MemoizedGroup:
         """The engine the group's functions resolve through."""
         return self.backend.engine
 
-    @property
-    def index(self) -> MemoIndex:
-        """The memo index beside the group's store."""
-        return self.backend.index
-
     def _after_fork(self) -> None:
         self._backend = None
         self._lock = threading.Lock()
@@ -266,13 +293,13 @@ class MemoizedGroup:
     # -- operations -------------------------------------------------------------------------
 
     def flush(self) -> list[str]:
-        """Wait for background store and index writes; returns the keys whose values could not
-        be stored (see ``Engine.flush``)."""
+        """Wait for background store writes (and memo's notes); returns the keys whose values
+        could not be stored (see ``Engine.flush``)."""
         backend = self._backend
         failed: list[str] = []
         if backend is not None:
             failed = backend.engine.flush()
-            backend.index.flush()
+        background.flush()
         return failed
 
     def usage(self) -> dict[str, Any]:
@@ -361,12 +388,12 @@ def group_for_store(
 
 
 def flush_all() -> None:
-    """Wait for every background store and index write of this process (see ``commit()``)."""
+    """Wait for every background store write of this process (see ``commit()``)."""
     with _backends_lock:
         backends = list(_backends.values())
     for backend in backends:
         backend.engine.flush()
-        backend.index.flush()
+    background.flush()
 
 
 def _reset_after_fork() -> None:

@@ -1,11 +1,10 @@
-"""The memo index's side of a memoized function: its rows, and keeping them true to the store.
+"""A memoized function's side of the store's metadata: what its entries say they are, and
+clearing them by function.
 
-The store holds values under opaque keys; the index (:mod:`reckon.memo.index`) says which
-function, arguments and code version each key belongs to, for ``clear()``, the CLI and eviction
-logs. The two are written separately (in the background, by several processes), so they can
-disagree, and each disagreement is handled where it shows: a value in the store that the index
-lost is re-indexed on its first hit (not recomputed); a key the index lists whose value was lost
-is reported when the call misses. No call ever waits for these checks.
+The store keeps a small JSON object with each value (:mod:`reckon.memo.entries`): which function,
+arguments and code version. It is written with the value, in the same put, so the two never
+disagree and no second index has to be kept true to the store; every machine sharing the store
+reads the same metadata.
 
 Plain functions of the memoized function, called only when its group has a store.
 """
@@ -17,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.core import RequestId
 from reckon.memo import log
+from reckon.memo.entries import entry_meta, read_rows, stale_rows
 from reckon.memo.entry import Entry
-from reckon.memo.index import EntryRow
 from reckon.memo.report import human_bytes, human_duration
 
 if TYPE_CHECKING:
     from reckon.memo.memoize import Memoized
 
-__all__ = ["clear_shared", "clear_stale", "record", "recover_if_missing", "report_if_indexed"]
+__all__ = ["clear_all", "clear_stale", "record"]
 
 _DEBUG = logging.DEBUG
 _logger = log.logger
@@ -38,95 +37,28 @@ def record(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> None:
-    """Index an entry just computed (in the background)."""
-    size = _size_of(m, entry)
-    seconds = entry.compute_seconds
-    m._index.record_entry(
-        EntryRow(
-            rid.disk_key,
-            m.name,
-            _args_text(args, kwargs),
-            entry.created,
-            seconds,
-            size,
-            m._fphex,
-        )
-    )
+    """Give an entry just computed the metadata it is stored with."""
+    text = _args_text(args, kwargs)
+    entry.meta = entry_meta(m.name, text, m._fphex, entry.created, entry.compute_seconds)
+    m._group.backend.named(rid.disk_key, f"{m.name}({text})")
     if _logger.isEnabledFor(_DEBUG):
         log.event(
             "store",
-            f"{m._call_text(args, kwargs)} (computed in {human_duration(seconds)}, "
-            f"~{human_bytes(size)})",
+            f"{m._call_text(args, kwargs)} (computed in {human_duration(entry.compute_seconds)}, "
+            f"~{human_bytes(_size_of(m, entry))})",
         )
-
-
-def recover_if_missing(
-    m: Memoized[Any, Any],
-    entry: Entry,
-    rid: RequestId,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
-    """Look the key of an entry loaded from the store up in the index in the background;
-    re-index it if it is missing."""
-    index = m._index
-    key = rid.disk_key
-
-    def recover() -> None:
-        row = EntryRow(
-            key,
-            m.name,
-            _args_text(args, kwargs),
-            entry.created,
-            entry.compute_seconds,
-            _size_of(m, entry),
-            m._fphex,
-        )
-        log.event(
-            "orphan",
-            f"{m.name}({row.args}) was in the store but not in the index; recovered "
-            f"(not recomputed)",
-            logging.INFO,
-        )
-        index.record_entry_now(row)
-
-    index.check_soon(key, if_missing=recover)
-
-
-def report_if_indexed(
-    m: Memoized[Any, Any], rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
-    """On a miss: if the index lists this key, its stored value was lost or unreadable. Say so.
-
-    Asked at once, not in the background: the miss runs under the store's lease right after the
-    store said the value is absent, and only the index as it is now says whether the key was
-    listed then. A check made later would also see rows that other processes wrote meanwhile
-    for a value they have just stored (or read back), and call a sound value corrupt. A row
-    found is confirmed against the store, which a writer without the lease may have filled
-    since the look.
-    """
-    key = rid.disk_key
-    if not m._index.indexed(key):
-        return
-    store = m._engine.store
-    try:
-        if store is not None and store.contains(key):
-            return
-    except Exception:  # a store that cannot say: the row stands
-        pass
-    log.event(
-        "corrupt",
-        f"{m._call_text(args, kwargs)} was indexed but its stored value was "
-        f"missing or unreadable; recomputing",
-        logging.WARNING,
-    )
 
 
 def clear_stale(m: Memoized[Any, Any]) -> int:
-    """Remove the entries of ``m``'s earlier code versions (memory, store, index), one ``evict``
-    log line each; returns how many."""
-    rows = m._index.stale_entries(m.name)
-    for row in rows:
+    """Remove the entries of ``m``'s earlier code versions (memory, store), one ``evict`` log
+    line each; returns how many."""
+    store = m._engine.store
+    if store is None:
+        return 0
+    m._engine.flush()
+    rows, _unknown = read_rows(store, m.name)
+    stale = stale_rows(rows, {m.name: m._fphex})
+    for row in stale:
         m._engine.evict(_from_digest(row.key))
         log.event(
             "evict",
@@ -134,35 +66,37 @@ def clear_stale(m: Memoized[Any, Any]) -> int:
             f"{m._fphex[:12]})",
             logging.INFO,
         )
-    m._index.delete_entries_now([row.key for row in rows])
-    return len(rows)
+    return len(stale)
 
 
-def clear_shared(m: Memoized[Any, Any], done: set[str]) -> int:
-    """Remove from the store every entry of ``m``'s current code version that ``done`` does not
-    hold: those other machines wrote into a shared store, which this machine's index never saw.
-    Returns how many.
+def clear_all(m: Memoized[Any, Any]) -> int:
+    """Remove from the store every entry of ``m``, of every code version, whichever machine
+    wrote it. Returns how many.
 
-    A memo key is the code version's 16-byte digest followed by the arguments', so the store's
-    own key list names them: no index is needed to find them.
+    The entries of the current code version are found by key (a memo key is the code version's
+    16-byte digest followed by the arguments': the store's keys name them, metadata or not); the
+    others by the function named in their metadata.
     """
     store = m._engine.store
     if store is None:
         return 0
+    m._engine.flush()
     prefix = m._fphex
     try:
         listed = store.keys()  # (a Store, not a mapping: it cannot be iterated itself)
-        found = [k for k in listed if k.startswith(prefix) and k not in done]
+        found = {k for k in listed if k.startswith(prefix)}
+        rows, _unknown = read_rows(store, m.name)
     except Exception as exc:
-        _logger.warning("%s.clear(): could not list the store's keys (%s)", m.name, exc)
+        _logger.warning("%s.clear(): could not list the store's entries (%s)", m.name, exc)
         return 0
+    found.update(row.key for row in rows)
     for key in found:
         m._engine.evict(_from_digest(key))
     return len(found)
 
 
 def _size_of(m: Memoized[Any, Any], entry: Entry) -> int:
-    # An estimate for the index and the logs: a value the codec cannot size counts as 0.
+    # An estimate for the logs: a value the codec cannot size counts as 0.
     try:
         return int(m._engine.codec.estimate_size(entry.value))
     except Exception:

@@ -9,15 +9,16 @@ few dictionary lookups.
 
 What is stored is an :class:`~reckon.memo.entry.Entry`: the value plus what a hit needs to act like
 the call (captured stdout, files to put back) and to account for itself (compute time = time a
-hit saves). Beside the store, a small index records which function and arguments each entry
-belongs to (for ``clear()``, the CLI and eviction logs).
+hit saves). It is stored with metadata saying which function, arguments and code version it
+belongs to (for ``clear()``, the CLI and eviction logs, on every machine that shares the store).
 
 This module keeps what every call goes through (the id, the engine lookup, the hit, the entry a
 miss stores) and the decorator. The rest sits beside it: :mod:`~reckon.memo.arguments` (arguments
 to digest), :mod:`~reckon.memo.reads` (the globals and closure values whose rebinding means new
 code), :mod:`~reckon.memo.miss` (running the body on a miss), :mod:`~reckon.memo.capture`
-(stdout and logs kept for replay), :mod:`~reckon.memo.indexing` (the index rows, kept true to
-the store), :mod:`~reckon.memo.pickling` (sending a memoized function to another process) and
+(stdout and logs kept for replay), :mod:`~reckon.memo.indexing` (what a stored
+entry says it is, and clearing by function), :mod:`~reckon.memo.pickling` (sending a memoized
+function to another process) and
 :mod:`~reckon.memo.registry` (every memoized function of the process: report, ``commit()``,
 exit and fork).
 """
@@ -48,6 +49,7 @@ from reckon.errors import (
 )
 from reckon.memo import indexing, log, miss, pickling, registry, watch, why
 from reckon.memo.arguments import PLAIN, Arguments
+from reckon.memo.entries import write_stats
 from reckon.memo.entry import Entry
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.group import (
@@ -173,6 +175,8 @@ class Memoized(Generic[P, R]):
         self._compute_s = 0.0
         self._saved_s = 0.0
         self._persisted = FunctionStats(self.name)
+        #: Counters zeroed by reset_stats, still part of this process's total in the store.
+        self._carried = FunctionStats(self.name)
         self._seed_fp: bytes | None = None
         #: Code versions (and argument classes) whose manifest this process wrote.
         self._why_saved: set[str] = set()
@@ -180,9 +184,6 @@ class Memoized(Generic[P, R]):
         self._verbose = False
         self._ids: dict[bytes, RequestId] = {}
         self._ids_by_args: dict[tuple[Any, ...], RequestId] = {}
-        #: Disk keys of this code version the index held when the function was prepared: a
-        #: store hit on one of them needs no orphan check.
-        self._indexed: set[str] = set()
         self._plain_ok = self._key is None and not self._arguments.ignore and kind != "classmethod"
         registry.add(self)
 
@@ -232,14 +233,13 @@ class Memoized(Generic[P, R]):
             self._engine = backend.engine
             if self._engine.store is not None:
                 watch.add_quiet_root(store_path(self._engine.store))
-            watch.add_quiet_root(backend.index.path)
-            self._index = backend.index
+            watch.add_quiet_root(backend.local_dir)
             self._level = self.level
             self._verbose = _verbose(self._verbose_option, self._group)
             self._has_store = self._level is _FULL and self._engine.store is not None
-            self._indexed = set()
-            if self._has_store and self._index.path is not None:
-                previous = self._index.swap_fingerprint(self.name, self._fphex, self._indexed)
+            if self._has_store:
+                notes = why.notes_dir(backend.local_dir)
+                previous = why.swap_version(notes, self.name, self._fphex)
                 if previous is not None and previous != self._fphex:
                     log.event(
                         "invalidate",
@@ -367,12 +367,6 @@ class Memoized(Generic[P, R]):
             and not entry.files
             and entry.logs is None
         ):
-            if not entry.seen:
-                # First hit in this process on an entry loaded from the store: it needs the
-                # orphan check unless the index listed its key when the function was prepared.
-                entry.seen = True
-                if self._has_store and rid.disk_key not in self._indexed:
-                    indexing.recover_if_missing(self, entry, rid, args, kwargs)
             self._hits += 1
             self._saved_s += entry.compute_seconds
             if self._verbose:
@@ -429,8 +423,6 @@ class Memoized(Generic[P, R]):
             return self._call(args, kwargs)
         self._hits += 1
         self._saved_s += entry.compute_seconds
-        if not entry.seen:
-            self._first_load(entry, rid, args, kwargs)
         if entry.stdout:
             sys.stdout.write(entry.stdout)
         if entry.logs:
@@ -457,16 +449,6 @@ class Memoized(Generic[P, R]):
     def _expire(self, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         log.event("expire", f"{self._call_text(args, kwargs)} is older than ttl={self._ttl:g} s")
         self._engine.evict(rid)
-        if self._has_store:
-            self._index.delete_entry(rid.disk_key)
-
-    def _first_load(
-        self, entry: Entry, rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        """An entry another process stored: make sure the index knows it (recover orphans)."""
-        entry.seen = True
-        if self._has_store and rid.disk_key not in self._indexed:
-            indexing.recover_if_missing(self, entry, rid, args, kwargs)
 
     def _after_compute(
         self,
@@ -549,15 +531,13 @@ class Memoized(Generic[P, R]):
         rid = self._request_id(args, kwargs)
         self._engine.evict(rid)
         self._known.discard(rid)
-        if self._has_store:
-            self._index.delete_entry(rid.disk_key)
 
     def clear(self, *, stale: bool = False) -> int:
         """Forget every cached result of this function (every code version); returns how many
         stored entries were removed.
 
-        That is every entry this machine's index lists, and every entry of the current code
-        version in the store, whichever machine wrote it (a shared store such as Redis or S3).
+        That is every entry of this function in the store, whichever machine wrote it (a shared
+        store such as Redis or S3): the store's metadata says which function each entry is of.
 
         ``stale=True`` removes only the entries of earlier code versions (they hit again only if
         the code is changed back), one ``evict`` log line each.
@@ -565,16 +545,10 @@ class Memoized(Generic[P, R]):
         self._ensure()
         if stale:
             return indexing.clear_stale(self) if self._has_store else 0
+        removed = indexing.clear_all(self) if self._has_store else 0  # before: it counts them
         for rid in list(self._known):
             self._engine.evict(rid)
         self._known.clear()
-        removed = 0
-        if self._has_store:
-            keys = self._index.keys_of(self.name)
-            for key in keys:
-                self._engine.evict(_from_digest(key))
-            self._index.delete_entries_now(keys)
-            removed = len(keys) + indexing.clear_shared(self, set(keys))
         log.event("evict", f"{self.name}: cleared {removed} stored entries", logging.INFO)
         return removed
 
@@ -589,6 +563,7 @@ class Memoized(Generic[P, R]):
     def reset_stats(self) -> None:
         """Zero this process's counters (persisted totals are kept)."""
         self._persist_stats()
+        self._carried.add(self._stats())
         self._hits = self._misses = 0
         self._compute_s = self._saved_s = 0.0
         self._persisted = FunctionStats(self.name)
@@ -604,9 +579,13 @@ class Memoized(Generic[P, R]):
         )
         if delta.calls == 0 or not self._ready or not self._has_store:
             return
-        if self._index.path is None:
+        store = self._engine.store
+        if store is None:
             return
-        self._index.add_stats(delta)
+        total = FunctionStats(self.name)
+        total.add(self._carried)
+        total.add(now)
+        write_stats(store, total)  # this process's running total, under its own key
         self._persisted = now
 
     def _after_fork(self) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.core import RequestId
 from reckon.errors import ImpurityWarning
-from reckon.memo import indexing, log, watch, why
+from reckon.memo import log, watch, why
 from reckon.memo.arguments import PLAIN
 from reckon.memo.capture import LogRecords, captured
 from reckon.memo.helpers import TTL, FileContents
@@ -114,7 +114,8 @@ def _before(
     m: Memoized[Any, Any], rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> str:
     """Count and log the miss (one line, with why when a stored call of the same function says
-    so); if the index lists this key, its stored value was lost: say so. Returns the why."""
+    so). Returns the why. (A stored value that was lost or damaged is the store's to report: it
+    logs what it drops.)"""
     m._misses += 1
     reason = ""
     if m._has_store and (m._verbose or _logger.isEnabledFor(_INFO)):
@@ -129,8 +130,6 @@ def _before(
             log.event("miss", str(explained), _INFO)  # the words of f.explain(...)
     if not reason and _logger.isEnabledFor(_DEBUG):
         log.event("miss", m._call_text(args, kwargs))
-    if m._has_store:
-        indexing.report_if_indexed(m, rid, args, kwargs)
     return reason
 
 

@@ -5,9 +5,10 @@ forked child must not reuse its parent's locks or its record of what is cached i
 set keeps them without keeping them alive: a function defined in a loop or a test goes away as
 usual.
 
-This module imports :mod:`reckon.memo.group` (and through it the index) before it registers
-its exit hook, so the hook runs before the index's own exit flush (``atexit`` runs hooks
-last-registered first): the usage counters persisted here are still written by that flush.
+This module imports :mod:`reckon.memo.group` (and through it the stores) before it registers
+its exit hook, so the hook runs before the stores' own exit flush (``atexit`` runs hooks
+last-registered first); it also flushes what it wrote itself: the usage counters, kept in each
+group's store.
 """
 
 from __future__ import annotations
@@ -47,14 +48,18 @@ def usage_report() -> str:
 
 
 def commit() -> None:
-    """Make this process's cache writes durable now: stored values, index rows, usage counters.
+    """Make this process's cache writes durable now: stored values and usage counters.
 
-    Values and index rows are written by background threads (a miss never waits for the disk)
+    Values are written by background threads (a miss never waits for the disk)
     and flushed at exit, also after an uncaught exception. Call ``commit()`` before something
     that may end the process without exiting (a kill, ``os._exit``, a segfaulting extension) or
     before handing work to other processes that should find these results.
     """
+    _persist_all()
     flush_all()
+
+
+def _persist_all() -> None:
     for m in list(_live):
         try:
             m._persist_stats()
@@ -63,11 +68,11 @@ def commit() -> None:
 
 
 def _at_exit() -> None:
-    for m in list(_live):
-        try:
-            m._persist_stats()
-        except Exception:
-            _logger.debug("could not persist stats of %s", m.name, exc_info=True)
+    _persist_all()
+    try:
+        flush_all()
+    except Exception:
+        _logger.debug("could not flush the stores at exit", exc_info=True)
     if os.environ.get("RECKON_REPORT", "").strip() not in ("", "0"):
         sys.stderr.write(usage_report())
         sys.stderr.flush()

@@ -14,8 +14,10 @@ note of the same function:
   class's changed code when that is the cause;
 - nothing alike: the call is new (the nearest note's differing arguments are named).
 
-Manifests and notes live beside the memo index (``<index dir>/memo-why/``): written on misses,
-in the background, never read on a hit. Without an index directory they are kept in memory.
+Manifests and notes live on this machine, in the directory of the group's store or of its near
+tier (``<dir>/memo-why/``): written on misses, in the background, never read on a hit. Without
+a local directory they are kept in memory. The latest code version seen of each function is kept
+there too, to say when it changed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from reckon.memo import codegraph, log
+from reckon.memo import background, codegraph, log
 from reckon.memo._keys_modules import module_of, module_origin
 from reckon.memo.fingerprint import fingerprint
 from reckon.memo.hashing import hash_value
@@ -94,8 +96,33 @@ _lock = threading.Lock()
 
 
 def _dir(m: Memoized[Any, Any]) -> Path | None:
-    path = getattr(m._index, "path", None)
-    return None if path is None else Path(path) / _DIRNAME
+    return notes_dir(m._group.backend.local_dir)
+
+
+def notes_dir(local_dir: Path | None) -> Path | None:
+    """Where the notes of a group whose store has ``local_dir`` live (None: in memory)."""
+    return None if local_dir is None else Path(local_dir) / _DIRNAME
+
+
+def swap_version(base: Path | None, function: str, fp: str) -> str | None:
+    """Record ``fp`` as the latest code version seen of ``function``; return the one before."""
+    name = f"latest-{xxhash.xxh3_64_hexdigest(function.encode())}"
+    if base is None:
+        previous = _memory.get(name)
+        _memory[name] = fp
+        return previous if isinstance(previous, str) else None
+    target = base / name
+    try:
+        previous_text: str | None = target.read_text().strip()
+    except OSError:
+        previous_text = None
+    if previous_text != fp:
+        with contextlib.suppress(OSError):
+            base.mkdir(parents=True, exist_ok=True)
+            tmp = base / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_text(fp)
+            os.replace(tmp, target)
+    return previous_text or None
 
 
 def _notes_file(base: Path, function: str) -> Path:
@@ -360,7 +387,7 @@ def record(
     m: Memoized[Any, Any], rid: RequestId, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     """Leave the note of a computed call (and the manifest of its code version) for later
-    explanations. Called on a miss; the writing happens on the index's background thread."""
+    explanations. Called on a miss; the writing happens on memo's background thread."""
     base = _dir(m)
     try:
         note = {"key": rid.disk_key, "fp": m._fphex, "args": _argument_notes(m, args, kwargs)}
@@ -387,7 +414,7 @@ def record(
     if base is None:
         write()
     else:
-        m._index.call_soon(write)
+        background.call_soon(write)
 
 
 def _values(
@@ -419,7 +446,7 @@ def changes(
     m._ensure()
     if flush:
         with contextlib.suppress(Exception):
-            m._index.flush()  # notes of calls just made are written on the writer thread
+            background.flush()  # notes of calls just made are written in the background
     base = _dir(m)
     rid = m._request_id(args, kwargs)
     now = _argument_notes(m, args, kwargs)

@@ -473,8 +473,13 @@ def load_spec(path: Path) -> dict[str, Any]:
 @app.command()
 def serve(
     file: Annotated[
-        Path, typer.Argument(help="TOML or JSON file describing the PVs.", metavar="FILE")
-    ],
+        Path | None,
+        typer.Argument(
+            help="TOML or JSON file describing the PVs (with --share, may be left out: serve "
+            "the PVs the deployment already shares).",
+            metavar="FILE",
+        ),
+    ] = None,
     port: Annotated[
         int | None,
         typer.Option(
@@ -504,13 +509,19 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Publish the PVs described in FILE until interrupted (the format is in the pva guide)."""
+    """Publish the PVs described in FILE until interrupted (the format is in the pva guide);
+    with --share and no FILE, serve the PVs already shared through that Redis."""
     from reckon.errors import ConfigurationError
     from reckon.pva.bridge import build_pvs, publish_engine_stats
     from reckon.pva.config import ServerConfig, check_port
     from reckon.pva.server import Server
 
-    spec = load_spec(file)  # a ConfigurationError is one line and exit status 2 (reckon.cli)
+    if file is None and share is None:
+        raise ConfigurationError(
+            "serve needs a FILE of PVs, or --share URL to serve the PVs a deployment shares"
+        )
+    # a ConfigurationError is one line and exit status 2 (reckon.cli)
+    spec = load_spec(file) if file is not None else {}
     pvs = build_pvs(spec.get("pv", {}))
     config = ServerConfig.from_env()
     if port is not None:
@@ -523,6 +534,7 @@ def serve(
     async def main() -> None:
         server = Server(pvs, config=config, share=share)
         await server.start()
+        runloop.freeze_heap()  # startup's heap is here to stay: no full collection walks it
         stats_name = (
             spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
         )

@@ -56,6 +56,7 @@ from reckon.pva.protocol import (
     VariantValue,
 )
 from reckon.pva.request import DEFAULT_TIMEOUT, build_value, check_status, make_request
+from reckon.pva.stopping import end_tasks
 from reckon.pva.subscription import Subscription, Update
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "Subscription", "Update", "make_request"]
@@ -142,10 +143,7 @@ class Client:
         for ch in self._channels.values():
             for sub in list(ch.monitors):
                 await sub.close()
-        if self._search_task is not None:
-            self._search_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._search_task
+        await end_tasks([self._search_task], within=self.config.conn_timeout)
         if self._udp is not None:
             self._udp.close()
         for futs in (self._conns, self._name_conns):
@@ -273,7 +271,10 @@ class Client:
                 _, proto = await self.loop.create_connection(
                     lambda: ClientProtocol(self, addr, name_server), addr[0], addr[1]
                 )
-                await asyncio.wait_for(asyncio.shield(proto.ready), self.config.conn_timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that
+                # arrives as the handshake completes
+                async with asyncio.timeout(self.config.conn_timeout):
+                    await asyncio.shield(proto.ready)
             except BaseException as exc:
                 table.pop(addr, None)
                 fut.set_exception(exc if isinstance(exc, Exception) else PvaError(str(exc)))

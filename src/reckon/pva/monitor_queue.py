@@ -25,23 +25,6 @@ class Owner(Protocol):
     def want_flush(self, mon: MonitorQueue) -> None: ...
 
 
-def footprint(value: Any) -> int:
-    """About the bytes ``value`` holds (arrays by their buffers): what a queued update costs.
-    Counts shared sub-structures again, so it errs on the safe side."""
-    if isinstance(value, dict):
-        return 64 + sum(footprint(v) for v in value.values())
-    nbytes = getattr(value, "nbytes", None)  # a numpy array
-    if nbytes is not None:
-        return int(nbytes) + 112
-    if isinstance(value, (str, bytes)):
-        return len(value) + 49
-    if isinstance(value, (list, tuple)):
-        return 56 + sum(8 + footprint(v) for v in value)
-    if isinstance(value, (int, float, bool)) or value is None:
-        return 32
-    return 48 + footprint(getattr(value, "value", None))  # a union's or variant's value
-
-
 class MonitorQueue:
     """One subscription: a bounded queue of [changed, value, overrun, bytes charged] that
     coalesces when full. The entry at the head of an empty queue is not charged (it is the
@@ -103,7 +86,7 @@ class MonitorQueue:
             q.append([mask, value, 0, 0])
         else:
             conn = self.conn
-            size = footprint(value)
+            size = self.pv.footprint(value)  # sized once per post, for every monitor
             if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
                 q.append([mask, value, 0, size])
                 conn.queued_bytes += size

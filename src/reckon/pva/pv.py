@@ -190,6 +190,23 @@ def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
     return value
 
 
+def footprint(value: Any) -> int:
+    """About the bytes ``value`` holds (arrays by their buffers): what a queued update costs.
+    Counts shared sub-structures again, so it errs on the safe side."""
+    if isinstance(value, dict):
+        return 64 + sum(footprint(v) for v in value.values())
+    nbytes = getattr(value, "nbytes", None)  # a numpy array
+    if nbytes is not None:
+        return int(nbytes) + 112
+    if isinstance(value, (str, bytes)):
+        return len(value) + 49
+    if isinstance(value, (list, tuple)):
+        return 56 + sum(8 + footprint(v) for v in value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return 32
+    return 48 + footprint(getattr(value, "value", None))  # a union's or variant's value
+
+
 _LAYOUT: dict[Structure, dict[str, tuple[FieldDesc, int, bool]]] = {}
 
 
@@ -258,21 +275,26 @@ def merge(
 # queueSize, 4 by default), at most RUN_AHEAD: a poster further ahead than a monitor's queue
 # makes the queue squash values the client could have had, had the loop been given its turn.
 # (With 16 for every queue, p4p's client received a quarter of a 20,000-post burst on the
-# default queue of 4, where pvxs's sender thread delivered about half.)
+# default queue of 4, where pvxs's sender thread delivered about half.) "Ahead" counts posts,
+# not monitors: a post to 50 monitors of one loop is one item of the batch (and one wait at
+# most), where counting each monitor made the poster wait a dozen times inside every post.
 RUN_AHEAD = 16
+#: types a posted value often has that are never a Mapping (post() checks these first)
+_PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
 YIELD_TIMEOUT = 0.005
 
 
 class _Batch:
     __slots__ = ("ahead", "done", "items", "stuck")
 
-    def __init__(self, first: tuple[Any, int, dict[str, Any]]) -> None:
-        self.items = [first]
+    def __init__(self, ahead: int) -> None:
+        #: (the loop's subscribers, changed mask, value) per post, in posting order
+        self.items: list[tuple[list[Any], int, dict[str, Any]]] = []
         self.done = threading.Event()
         #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
         self.stuck = False
         #: posts a poster may get ahead of the loop: the smallest queue the batch feeds
-        self.ahead = min(RUN_AHEAD, max(1, getattr(first[0], "limit", RUN_AHEAD)))
+        self.ahead = ahead
 
 
 _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
@@ -280,22 +302,31 @@ _handoff_lock = threading.Lock()
 
 
 def _hand_off(
-    loop: asyncio.AbstractEventLoop, sub: Any, mask: int, snapshot: Any, may_wait: bool
+    loop: asyncio.AbstractEventLoop,
+    subs: list[Any],
+    limit: int,
+    mask: int,
+    snapshot: Any,
+    may_wait: bool,
 ) -> None:
+    """Give one post to ``loop`` for its subscribers ``subs`` (the smallest queue among them
+    holds ``limit`` updates)."""
+    item = (subs, mask, snapshot)
+    ahead = min(RUN_AHEAD, max(1, limit))
     with _handoff_lock:
         batch = _handoff.get(loop)
         if batch is None:
-            batch = _handoff[loop] = _Batch((sub, mask, snapshot))
+            batch = _handoff[loop] = _Batch(ahead)
+            batch.items.append(item)
             try:
                 loop.call_soon_threadsafe(_drain, loop)
             except RuntimeError:  # the loop is closed: nothing will drain it
                 del _handoff[loop]
                 raise
             return
-        batch.items.append((sub, mask, snapshot))
-        limit = getattr(sub, "limit", RUN_AHEAD)
-        if limit < batch.ahead:
-            batch.ahead = max(1, limit)
+        batch.items.append(item)
+        if ahead < batch.ahead:
+            batch.ahead = ahead
         if len(batch.items) < batch.ahead or batch.stuck or not may_wait:
             return
     if not batch.done.wait(YIELD_TIMEOUT):
@@ -307,11 +338,12 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
         batch = _handoff.pop(loop, None)
     if batch is None:
         return
-    for sub, mask, snapshot in batch.items:  # in posting order
-        try:
-            sub.on_post(mask, snapshot)
-        except Exception as exc:  # one broken monitor must not lose the others' updates
-            loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
+    for subs, mask, snapshot in batch.items:  # in posting order
+        for sub in subs:
+            try:
+                sub.on_post(mask, snapshot)
+            except Exception as exc:  # one broken monitor must not lose the others' updates
+                loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
     # release waiting posters after the loop's next round of I/O (client acks, socket writes)
     loop.call_soon(batch.done.set)
 
@@ -353,6 +385,11 @@ class SharedPV:
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
+        # (value, its footprint): what a queued update of it costs, sized once per post; and
+        # field name -> (the sub-structure, its footprint): the sub-structures a post left as
+        # they were (shared with the value before) are not sized again
+        self._size: tuple[Any, int] = (None, 0)
+        self._field_sizes: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -423,15 +460,18 @@ class SharedPV:
             raise PvaTypeError("an RPC-only PV has no value to post")
         stamp = self.timestamp if timestamp is None else timestamp
         fast = self._fast
+        # (a number, string or array is no Mapping: asking the ABC costs more than the check)
+        plain = type(value) in _PLAIN or not isinstance(value, Mapping)
         if (
             fast is not None
-            and isinstance(value, Mapping)
+            and not plain
             and len(value) == 1
             and "value" in value
             and not isinstance(value["value"], Mapping)
         ):
             value = value["value"]  # {"value": x} is post(x): take the fast path (puts do this)
-        if fast is not None and not isinstance(value, Mapping) and (not stamp or fast[2]):
+            plain = True
+        if fast is not None and plain and (not stamp or fast[2]):
             vt, mask, ts_bits = fast
             v = coerce(vt, value)
             with self._lock:
@@ -462,13 +502,27 @@ class SharedPV:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        # one hand-off per post and loop, however many of its monitors the post feeds
+        elsewhere: dict[Any, tuple[list[Any], list[int]]] | None = None
         for sub in subs:
             loop = getattr(sub, "loop", None)
             if loop is None or loop is running:
                 sub.on_post(mask, snapshot)
-            else:
-                # a thread that runs an event loop of its own is never made to wait
-                _hand_off(loop, sub, mask, snapshot, running is None)
+                continue
+            if elsewhere is None:
+                elsewhere = {}
+            group = elsewhere.get(loop)
+            if group is None:
+                group = elsewhere[loop] = ([], [RUN_AHEAD])
+            group[0].append(sub)
+            limit = getattr(sub, "limit", RUN_AHEAD)
+            if limit < group[1][0]:
+                group[1][0] = limit
+        if elsewhere is None:
+            return
+        for loop, (group_subs, limit_box) in elsewhere.items():
+            # a thread that runs an event loop of its own is never made to wait
+            _hand_off(loop, group_subs, limit_box[0], mask, snapshot, running is None)
 
     def current(self) -> dict[str, Any]:
         return self.value
@@ -484,6 +538,26 @@ class SharedPV:
             assert self.type is not None
             update = by_mask[mask] = PreparedUpdate(self.type, value, BitSet.from_mask(mask))
         return update
+
+    def footprint(self, value: dict[str, Any]) -> int:
+        """:func:`footprint` of ``value``, computed once per posted value however many
+        monitors queue it, and only for the fields that changed since the last one sized
+        (a post shares the others with the value before it)."""
+        sized, size = self._size
+        if sized is value:
+            return size
+        known = self._field_sizes
+        size = 64
+        for name, field_value in value.items():
+            if type(field_value) is not dict:
+                size += footprint(field_value)  # a leaf: sized at once (an array by nbytes)
+                continue
+            entry = known.get(name)
+            if entry is None or entry[0] is not field_value:
+                entry = known[name] = (field_value, footprint(field_value))
+            size += entry[1]
+        self._size = (value, size)
+        return size
 
     # -------------------------------------------------------------------- subscribers
     def subscribe(self, sub: _Subscriber) -> None:

@@ -4,9 +4,9 @@ straight back to a byte sink).
 
 A :class:`ServerSession` is given the bytes its peer sent (``receive``) and writes its replies
 to a sink with ``write``/``writelines`` (an asyncio transport is one; see
-:mod:`reckon.pva.server_connection`). It runs its handlers' coroutines and its write timer on
-a scheduler (``time``, ``call_at``, ``create_task``: an asyncio loop is one), and reaches the
-server only through its :class:`~reckon.pva.server_context.ServerContext`.
+:mod:`reckon.pva.server_connection`). It runs its handlers' coroutines and its writes on a
+scheduler (``time``, ``call_soon``, ``call_at``, ``create_task``: an asyncio loop is one), and
+reaches the server only through its :class:`~reckon.pva.server_context.ServerContext`.
 
 A peer that breaks the protocol is logged and dropped; nothing it sends can reach another
 connection. Memory stays bounded in bytes: the receive side by the protocol's
@@ -303,25 +303,25 @@ class ServerSession:
     def want_flush(self, mon: MonitorQueue) -> None:
         """A monitor has something to send.
 
-        An update after a quiet spell leaves at once (lowest latency). Updates within
-        ``COALESCE`` seconds of the last write are encoded at once (so the queue stays drained
-        and nothing is squashed while the client keeps up) and written together when the
-        window ends: a burst costs one syscall per window, not per post, and the client reads
-        many updates per wakeup. Updates queue, and coalesce, only while the transport is paused
-        or the pipeline window is closed. Inside request processing they go out with the
-        replies when the batch ends.
+        It is encoded at once (so the queue stays drained and nothing is squashed while the
+        client keeps up) and written at the end of this turn of the loop, with whatever else
+        this turn adds: the updates of every post a thread handed over in one batch go out
+        in one write per connection, not one per post. Within ``COALESCE`` seconds of the last
+        write they wait for the window to end instead: a burst costs one syscall per window,
+        and the client reads many updates per wakeup. Updates queue, and coalesce, only while
+        the transport is paused or the pipeline window is closed. Inside request processing
+        they go out with the replies when the batch ends.
         """
         self._dirty[mon.ioid] = mon
         if self._write_paused or self._busy or self._closed:
             return
-        now = self.loop.time()
-        if self._write_timer is None and now - self._last_write >= COALESCE:
-            self._last_write = now
-            self._flush()
-            return
         self._take()
         if self._write_timer is None and self._out:
-            self._write_timer = self.loop.call_at(self._last_write + COALESCE, self._timed_write)
+            loop = self.loop
+            if loop.time() - self._last_write >= COALESCE:
+                self._write_timer = loop.call_soon(self._timed_write)
+            else:
+                self._write_timer = loop.call_at(self._last_write + COALESCE, self._timed_write)
 
     def _timed_write(self) -> None:
         self._write_timer = None
@@ -330,9 +330,9 @@ class ServerSession:
 
     def _take(self) -> None:
         """Encode what the dirty monitors may send into the pending output."""
-        if self._closed or self._write_paused:
-            return
         dirty = self._dirty
+        if not dirty or self._closed or self._write_paused:
+            return
         self._dirty = {}
         items: list[Any] = []
         for mon in dirty.values():

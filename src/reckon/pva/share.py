@@ -1,18 +1,9 @@
 """PVs shared by any number of server instances through Redis.
 
 ``Server(pvs, share="redis://host:6379/0")`` (or ``reckon pva serve FILE --share URL``) keeps
-each PV's type and current value in Redis, in msgpack (:mod:`reckon.pva.packing`), under one key
-prefix per deployment, and sends every change through one Redis stream that all instances read:
-
-- ``PREFIX:types`` (hash): PV name -> its type description;
-- ``PREFIX:value:NAME`` (hash): dotted field path -> that field's value, for every field ever
-  given one;
-- ``PREFIX:log`` (stream, trimmed to about ``stream_length`` entries): the posts, one entry per
-  PV per batch an instance writes, with the instance's GUID, the PV's name, and each post's
-  sequence number and the fields it changed;
-- ``PREFIX:epoch``: a token set when the store was first filled (a Redis restarted empty has
-  none, so instances know to fill it again);
-- ``PREFIX:instances`` (hash) and ``PREFIX:alive:GUID`` (expiring): who serves, on which host.
+each PV's type and current value in Redis, in msgpack, under one key prefix per deployment, and
+sends every change through one Redis stream that all instances read (the keys and the entries
+are :mod:`reckon.pva.share_layout`).
 
 A post on an instance updates its own monitors at once (as without sharing) and is written to
 the value hash and the stream in one transaction; every instance applies the stream's entries
@@ -41,64 +32,41 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from reckon.errors import ConfigurationError, PvaShareError
-from reckon.pva.packing import (
-    pack,
-    pack_type,
-    type_from_obj,
-    unpack,
-    unpack_type,
-    value_from_obj,
-    value_to_obj,
-)
+from reckon.pva.packing import pack_type, unpack_type, value_from_obj, value_to_obj
 from reckon.pva.protocol import FieldDesc, Structure, values_equal
 from reckon.pva.pv import PutOperation, SharedPV, call_handler
+from reckon.pva.share_layout import (
+    Layout,
+    Post,
+    changed_fields,
+    connection_errors,
+    entry_id,
+    field,
+    leaves,
+    nest,
+    read_entry,
+    split_url,
+)
+from reckon.pva.stopping import end_tasks
 
 if TYPE_CHECKING:
     from reckon.pva.server import Server
 
 log = logging.getLogger("reckon.pva.share")
 
-DEFAULT_PREFIX = "reckon:pva"
-
-#: how long an instance's liveness key lasts without a heartbeat, and the heartbeat period
-ALIVE_TTL = 10
+#: how often an instance renews its liveness key (it lasts share_layout.ALIVE_TTL)
 HEARTBEAT = 3.0
 #: how long the stream reader waits in Redis for new entries per call (ms)
 READ_BLOCK_MS = 500
 #: entries taken per read
 READ_COUNT = 1000
-#: how often stop() asks its tasks again to end (a cancel can be lost, see _end_tasks)
-STOP_RETRY = 0.05
+#: how soon the heartbeat runs again while the server is still opening its ports
+PORTS_WAIT = 0.05
 #: posts written per Redis transaction
 WRITE_BATCH = 256
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    import redis.exceptions
-
-    return (
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        redis.exceptions.BusyLoadingError,
-        OSError,
-        asyncio.TimeoutError,
-    )
-
-
-@dataclass
-class _Entry:
-    """One post waiting to be written: the changed fields as packed-ready data."""
-
-    name: str
-    delta: dict[str, Any]
-    seq: int
-    announce: bytes | None = None
 
 
 class _Watch:
@@ -129,62 +97,6 @@ class _Watch:
 
     def on_close(self) -> None:
         pass
-
-
-_LEAVES: dict[Structure, tuple[tuple[str, int, FieldDesc], ...]] = {}
-
-
-def _leaves(t: Structure) -> tuple[tuple[str, int, FieldDesc], ...]:
-    """(path, bit, type) of every field of ``t`` that is not a structure."""
-    out = _LEAVES.get(t)
-    if out is None:
-        out = tuple(
-            (path, bit, t.field_at(bit)[1])
-            for path, bit in t.offsets.items()
-            if not isinstance(t.field_at(bit)[1], Structure)
-        )
-        _LEAVES[t] = out
-    return out
-
-
-def _get(value: dict[str, Any], path: str) -> Any:
-    v: Any = value
-    for part in path.split("."):
-        v = v[part]
-    return v
-
-
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """``{"alarm.severity": 2}`` -> ``{"alarm": {"severity": 2}}`` (what ``post()`` takes)."""
-    out: dict[str, Any] = {}
-    for path, v in flat.items():
-        parts = path.split(".")
-        d = out
-        for part in parts[:-1]:
-            d = d.setdefault(part, {})
-        d[parts[-1]] = v
-    return out
-
-
-def _bits(mask: int) -> Iterator[int]:
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """``redis://h:p/0?prefix=plant1`` -> (``redis://h:p/0``, ``plant1``); the prefix defaults
-    to ``reckon:pva``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(
-            f"--share takes a Redis URL like redis://127.0.0.1:6379/0, not {url!r}"
-        )
-    query = parse_qsl(parts.query)
-    prefix = next((v for k, v in query if k == "prefix"), DEFAULT_PREFIX)
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix
 
 
 class RedisShare:
@@ -218,7 +130,7 @@ class RedisShare:
         self.connected = False
         self._server: Server | None = None
         self._watches: dict[str, _Watch] = {}
-        self._outbox: list[_Entry] = []
+        self._outbox: list[Post] = []
         self._seq = 0
         self._written = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -231,16 +143,7 @@ class RedisShare:
         self._tasks: list[asyncio.Task[None]] = []
         self._r: Any = None
         self._rx: Any = None
-        self._k_types = f"{self.prefix}:types"
-        self._k_log = f"{self.prefix}:log"
-        self._k_epoch = f"{self.prefix}:epoch"
-        self._k_instances = f"{self.prefix}:instances"
-
-    def _k_value(self, name: str) -> str:
-        return f"{self.prefix}:value:{name}"
-
-    def _k_alive(self, guid: str) -> str:
-        return f"{self.prefix}:alive:{guid}"
+        self._keys = Layout(self.prefix)
 
     def __repr__(self) -> str:
         return f"RedisShare({self.url!r}, prefix={self.prefix!r}, guid={self.guid})"
@@ -307,20 +210,11 @@ class RedisShare:
     ) -> None:
         t = w.pv.type
         assert t is not None
-        delta: dict[str, Any] = {}
-        for bit in _bits(mask):
-            path, ft = t.field_at(bit)
-            if isinstance(ft, Structure):  # a whole sub-structure: its fields
-                base = f"{path}." if path else ""
-                for p, _b, lt in _leaves(t):
-                    if p.startswith(base):
-                        delta[p] = value_to_obj(lt, _get(value, p))
-                continue
-            delta[path] = value_to_obj(ft, _get(value, path))
+        delta = changed_fields(t, mask, value)
         if not delta and announce is None:
             return
         self._seq += 1
-        self._outbox.append(_Entry(w.name, delta, self._seq, announce))
+        self._outbox.append(Post(w.name, delta, self._seq, announce))
         for path in delta:
             w.mine[path] = self._seq
             w.owed.pop(path, None)
@@ -332,11 +226,11 @@ class RedisShare:
     def _fold(self) -> None:
         """Squash the waiting posts into one entry per PV (the newest value of each field):
         memory stays bounded by the PVs' size while Redis is away; the end state is the same."""
-        merged: dict[str, _Entry] = {}
+        merged: dict[str, Post] = {}
         for e in self._outbox:
             m = merged.get(e.name)
             if m is None:
-                merged[e.name] = _Entry(e.name, dict(e.delta), e.seq, e.announce)
+                merged[e.name] = Post(e.name, dict(e.delta), e.seq, e.announce)
             else:
                 m.delta.update(e.delta)
                 m.seq = e.seq
@@ -352,7 +246,8 @@ class RedisShare:
         fut = self.loop.create_future()
         self._waiters.append((target, fut))
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                await fut
 
     def _release(self, upto: int | None) -> None:
         keep = []
@@ -382,26 +277,27 @@ class RedisShare:
             w.mine.clear()
             w.owed.clear()
         self._wake = asyncio.Event()
+        # Every call below runs under an ``asyncio.timeout`` of the share's own rather than
+        # redis-py's socket_timeout: that one wraps each command's write in
+        # ``asyncio.wait_for``, a task (one more trip through the loop) per command on the
+        # post-to-monitor path, and a cancel that Python 3.11 can lose. redis-py drops a
+        # connection whose read is cancelled, so a timed-out reply is never read as the next.
         self._r = aredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            retry_on_timeout=False,
+            self.url, socket_timeout=None, socket_connect_timeout=self.timeout
         )
         self._rx = aredis.Redis.from_url(
-            self.url,
-            socket_timeout=self.timeout + READ_BLOCK_MS / 1000,
-            socket_connect_timeout=self.timeout,
-            retry_on_timeout=False,
+            self.url, socket_timeout=None, socket_connect_timeout=self.timeout
         )
         try:
-            await asyncio.wait_for(self._sync(), 4 * self.timeout)
+            async with asyncio.timeout(4 * self.timeout):
+                await self._sync()
             self.connected = True
-        except _connection_errors() as exc:
+        except connection_errors() as exc:
             self._lost(exc)
         self._tasks = [
             self.loop.create_task(self._follow(), name="pva-share-follow"),
             self.loop.create_task(self._write_loop(), name="pva-share-write"),
+            self.loop.create_task(self._beat(), name="pva-share-heartbeat"),
         ]
         log.info(
             "pva share: instance %s on %s, %d PVs shared through %s (prefix %r)%s",
@@ -417,13 +313,13 @@ class RedisShare:
         """Write what is still waiting (within ``timeout``), leave the instance list, close."""
         await self._end_tasks()
         if self.connected and self._outbox:
-            with contextlib.suppress(*_connection_errors()):
+            with contextlib.suppress(*connection_errors()):
                 batch, self._outbox = self._outbox, []
-                await asyncio.wait_for(self._write(batch), self.timeout)
+                await self._write(batch)
         if self.connected:
-            with contextlib.suppress(*_connection_errors()):
-                await self._r.delete(self._k_alive(self.guid))
-                await self._r.hdel(self._k_instances, self.guid)
+            with contextlib.suppress(*connection_errors()):
+                async with asyncio.timeout(self.timeout):
+                    await self._keys.leave(self._r, self.guid)
         self._release(None)
         for client in (self._r, self._rx):
             if client is not None:
@@ -432,24 +328,13 @@ class RedisShare:
         self.connected = False
 
     async def _end_tasks(self) -> None:
-        """Cancel the stream reader and the writer and wait for them, asking again until they
-        end. A cancel can be lost: on Python 3.11 ``asyncio.wait_for`` drops one that arrives
-        as the call it waits for completes, and redis-py wraps every command's write in it, so
-        a reader cancelled then carries on reading the stream and a plain ``await task`` never
-        returns. Bounded: a task that outlives ``timeout`` plus a blocking read is left."""
-        pending = set(self._tasks)
-        self._tasks = []
-        deadline = time.monotonic() + self.timeout + READ_BLOCK_MS / 1000
-        while pending:
-            for task in pending:
-                task.cancel()
-            done, pending = await asyncio.wait(pending, timeout=STOP_RETRY)
-            for task in done:
-                if not task.cancelled():
-                    task.exception()  # retrieved: it ends with the share either way
-            if pending and time.monotonic() > deadline:
-                log.error("pva share: %d task(s) did not stop; leaving them", len(pending))
-                return
+        """Cancel the share's tasks and wait for them (:func:`reckon.pva.stopping.end_tasks`:
+        asking again, since a library below may lose a cancel), for at most ``timeout`` plus a
+        blocking read."""
+        tasks, self._tasks = self._tasks, []
+        left = await end_tasks(tasks, within=self.timeout + READ_BLOCK_MS / 1000)
+        if left:
+            log.error("pva share: %d task(s) did not stop; leaving them", len(left))
 
     def _lost(self, exc: BaseException) -> None:
         self.connected = False
@@ -463,83 +348,64 @@ class RedisShare:
             )
 
     # ---------------------------------------------------------------------- Redis side
-    def _info(self) -> bytes:
+    def _info(self) -> dict[str, Any]:
         server = self._server
-        return pack(
-            {
-                "guid": self.guid,
-                "host": self.host,
-                "pid": os.getpid(),
-                "tcp_port": server.tcp_port if server is not None else 0,
-                "udp_port": server.udp_port if server is not None else 0,
-                "pvs": len(self._watches),
-                "since": time.time(),
-            }
-        )
+        return {
+            "guid": self.guid,
+            "host": self.host,
+            "pid": os.getpid(),
+            "tcp_port": server.tcp_port if server is not None else 0,
+            "udp_port": server.udp_port if server is not None else 0,
+            "pvs": len(self._watches),
+            "since": time.time(),
+        }
 
     async def _heartbeat(self) -> None:
-        pipe = self._r.pipeline(transaction=False)
-        pipe.hset(self._k_instances, self.guid, self._info())
-        pipe.set(self._k_alive(self.guid), b"1", ex=ALIVE_TTL)
-        await pipe.execute()
+        async with asyncio.timeout(self.timeout):
+            await self._keys.heartbeat(self._r, self.guid, self._info())
+
+    async def _beat(self) -> None:
+        """Renew this instance's liveness key every ``HEARTBEAT`` seconds, in a task of its own
+        so the stream reader never waits for it. A failed beat is the reader's to notice."""
+        while True:
+            if self.connected:
+                with contextlib.suppress(*connection_errors()):
+                    await self._heartbeat()
+            # soon again while the server is still opening the ports the beat reports
+            opening = self._server is not None and not self._server.udp_port
+            await asyncio.sleep(PORTS_WAIT if opening else HEARTBEAT)
 
     async def instances(self) -> list[dict[str, Any]]:
         """The instances serving this deployment now: GUID, host, pid and ports of each."""
-        raw = await self._r.hgetall(self._k_instances)
-        out = []
-        for guid, data in raw.items():
-            if await self._r.exists(self._k_alive(guid.decode())):
-                out.append(unpack(data))
-            else:  # gone for longer than ALIVE_TTL (killed, or cut off: it adds itself again)
-                await self._r.hdel(self._k_instances, guid)
-        return sorted(out, key=lambda i: (i["host"], i["guid"]))
+        async with asyncio.timeout(self.timeout):
+            return await self._keys.live_instances(self._r)
 
     async def stored_value(self, name: str) -> dict[str, Any]:
         """The fields of ``name`` as Redis holds them now (dotted paths nested back into dicts),
         for tools and tests that check what the deployment agrees on."""
-        t = unpack_type(await self._r.hget(self._k_types, name) or b"")
-        if not isinstance(t, Structure):
-            raise PvaShareError(f"{name!r} is not shared under {self.prefix!r}")
-        stored = await self._r.hgetall(self._k_value(name))
-        flat = {}
-        for raw_path, data in stored.items():
-            path = raw_path.decode()
-            flat[path] = value_from_obj(t.field_at(t.offset_of(path))[1], unpack(data))
-        return _nest(flat)
-
-    async def _trimmed_before(self) -> tuple[int, int]:
-        """The newest entry id trimmed off the stream (0-0 when none, or no stream yet)."""
-        import redis.exceptions
-
-        try:
-            info = await self._r.xinfo_stream(self._k_log)
-        except redis.exceptions.ResponseError:
-            return (0, 0)
-        return _id(info.get("max-deleted-entry-id", b"0-0"))
-
-    async def _stream_end(self) -> bytes:
-        last = await self._r.xrevrange(self._k_log, count=1)
-        return bytes(last[0][0]) if last else b"0-0"
+        async with asyncio.timeout(self.timeout):
+            return await self._keys.stored_value(self._r, name)
 
     async def _sync(self) -> None:
         """Connect (again) and bring this instance and the store up to date with each other."""
         r = self._r
         await r.ping()
-        epoch = await r.get(self._k_epoch)
+        keys = self._keys
+        epoch = await r.get(keys.epoch)
         if epoch is None:  # a new deployment, or a Redis that restarted empty
-            await r.set(self._k_epoch, uuid.uuid4().hex.encode(), nx=True)
-            epoch = await r.get(self._k_epoch)
+            await r.set(keys.epoch, uuid.uuid4().hex.encode(), nx=True)
+            epoch = await r.get(keys.epoch)
         # the same store: the reader resumes after the last entry it applied, unless the
         # stream was trimmed past it
         if (
             self._epoch is not None
             and epoch == self._epoch
-            and await self._trimmed_before() <= _id(self._last_id)
+            and await keys.trimmed_before(r) <= entry_id(self._last_id)
         ):
             await self._heartbeat()
             return
-        end = await self._stream_end()
-        stored_types = await r.hgetall(self._k_types)
+        end = await keys.stream_end(r)
+        stored_types = await r.hgetall(keys.types)
         for name, w in list(self._watches.items()):
             await self._sync_pv(w, stored_types.get(name.encode()))
         for raw_name, raw_type in stored_types.items():
@@ -558,8 +424,8 @@ class RedisShare:
         r = self._r
         mine = pack_type(t)
         if stored_type is None:
-            await r.hsetnx(self._k_types, w.name, mine)
-            stored_type = await r.hget(self._k_types, w.name)
+            await r.hsetnx(self._keys.types, w.name, mine)
+            stored_type = await r.hget(self._keys.types, w.name)
         if stored_type != mine and unpack_type(stored_type) != t:
             message = (
                 f"{w.name!r} is shared under {self.prefix!r} as {unpack_type(stored_type)!r}, "
@@ -571,22 +437,21 @@ class RedisShare:
             log.error("pva share: %s; not sharing it", message)
             self.detach(w.name)
             return
-        key = self._k_value(w.name)
-        pipe = r.pipeline(transaction=True)
-        for path, bit, lt in _leaves(t):
-            if (w.pv.assigned >> bit) & 1:
-                pipe.hsetnx(key, path, pack(value_to_obj(lt, _get(w.pv.value, path))))
-        pipe.hgetall(key)
-        stored = (await pipe.execute())[-1]
+        mine_fields = {
+            path: value_to_obj(lt, field(w.pv.value, path))
+            for path, bit, lt in leaves(t)
+            if (w.pv.assigned >> bit) & 1
+        }
+        stored = await self._keys.fill_in(r, w.name, mine_fields)
         # what this instance posted but Redis does not have yet is put back when its own
         # entries come back (see _on_entry)
-        self._apply(w, {p.decode(): unpack(v) for p, v in stored.items()})
+        self._apply(w, stored)
 
     async def _adopt(self, name: str, t: FieldDesc) -> None:
         """Serve a PV another instance shares (its type and value come from Redis)."""
         if not isinstance(t, Structure) or self._server is None:
             return
-        stored = await self._r.hgetall(self._k_value(name))
+        stored = await self._keys.stored_fields(self._r, name)
         pv = SharedPV(t, timestamp=False)
         self._adopting = True
         try:
@@ -595,7 +460,7 @@ class RedisShare:
             self._adopting = False
         w = self._watches.get(name)
         if w is not None:
-            self._apply(w, {p.decode(): unpack(v) for p, v in stored.items()})
+            self._apply(w, stored)
 
     def _apply(self, w: _Watch, flat: dict[str, Any]) -> None:
         """Post fields that came from Redis to the local PV (and its monitors), without
@@ -614,43 +479,19 @@ class RedisShare:
             except PvaShareError as exc:
                 log.error("pva share: %s.%s: %s", w.name, path, exc)
                 continue
-            if not (w.pv.assigned >> bit) & 1 or not values_equal(v, _get(w.pv.value, path)):
+            if not (w.pv.assigned >> bit) & 1 or not values_equal(v, field(w.pv.value, path)):
                 changed[path] = v
         if not changed:
             return
         self._applying = True
         try:
-            w.pv.post(_nest(changed), timestamp=False)
+            w.pv.post(nest(changed), timestamp=False)
         finally:
             self._applying = False
 
-    async def _write(self, batch: list[_Entry]) -> None:
-        """One transaction: per PV, its fields' newest values into its hash and all its posts,
-        in order, as one stream entry (a burst costs Redis and every reader one entry per PV
-        per batch, not one per post)."""
-        by_pv: dict[str, list[_Entry]] = {}
-        for e in batch:
-            by_pv.setdefault(e.name, []).append(e)
-        pipe = self._r.pipeline(transaction=True)
-        for name, entries in by_pv.items():
-            announce = next((e.announce for e in entries if e.announce is not None), None)
-            if announce is not None:  # a PV created while running (the first type stays)
-                pipe.hsetnx(self._k_types, name, announce)
-            latest: dict[str, Any] = {}
-            for e in entries:
-                latest.update(e.delta)
-            if latest:
-                pipe.hset(self._k_value(name), mapping={p: pack(v) for p, v in latest.items()})
-            entry = {
-                b"g": self.guid,
-                b"n": name,
-                b"s": pack([e.seq for e in entries]),
-                b"d": pack([e.delta for e in entries]),
-            }
-            if announce is not None:
-                entry[b"t"] = announce
-            pipe.xadd(self._k_log, entry, maxlen=self.stream_length, approximate=True)
-        await pipe.execute()
+    async def _write(self, batch: list[Post]) -> None:
+        async with asyncio.timeout(self.timeout):
+            await self._keys.write(self._r, self.guid, batch, self.stream_length)
 
     async def _write_loop(self) -> None:
         assert self._wake is not None
@@ -665,8 +506,8 @@ class RedisShare:
             if self._outbox:
                 self._wake.set()
             try:
-                await asyncio.wait_for(self._write(batch), self.timeout)
-            except _connection_errors() as exc:
+                await self._write(batch)
+            except connection_errors() as exc:
                 self._outbox[:0] = batch
                 if len(self._outbox) > self.max_outbox:
                     self._fold()
@@ -681,7 +522,8 @@ class RedisShare:
         while True:
             try:
                 if not self.connected:
-                    await asyncio.wait_for(self._sync(), 4 * self.timeout)
+                    async with asyncio.timeout(4 * self.timeout):
+                        await self._sync()
                     self.connected = True
                     backoff = 0.05
                     if self._warned:
@@ -690,54 +532,42 @@ class RedisShare:
                     assert self._wake is not None
                     self._wake.set()
                 await self._read_until_lost()
-            except _connection_errors() as exc:
+            except connection_errors() as exc:
                 self._lost(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
 
     async def _read_until_lost(self) -> None:
-        beat = 0.0  # at once: the server's ports are known by now
         while self.connected:
-            reply = await self._rx.xread(
-                {self._k_log: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
-            )
+            async with asyncio.timeout(self.timeout + READ_BLOCK_MS / 1000):
+                reply = await self._rx.xread(
+                    {self._keys.log: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS
+                )
             for _stream, entries in reply or ():
-                for entry_id, fields in entries:
-                    self._last_id = bytes(entry_id)
+                for eid, fields in entries:
+                    self._last_id = bytes(eid)
                     try:
                         self._on_entry(fields)
                     except PvaShareError as exc:
                         log.error("pva share: skipped a stream entry: %s", exc)
                     except Exception:  # a value the PV refused: one entry, not the reader
                         log.exception("pva share: skipped a stream entry")
-                if len(entries) >= READ_COUNT and await self._trimmed_before() > _id(self._last_id):
+                if len(entries) < READ_COUNT:
+                    continue
+                async with asyncio.timeout(self.timeout):
+                    trimmed = await self._keys.trimmed_before(self._r)
+                if trimmed > entry_id(self._last_id):
                     # behind by more than the stream keeps: read the whole store again
                     self._epoch = None
                     raise ConnectionError("the stream was trimmed past this reader")
-            if time.monotonic() - beat > HEARTBEAT:
-                beat = time.monotonic()
-                await self._heartbeat()
 
     def _on_entry(self, fields: dict[bytes, bytes]) -> None:
         """Apply one stream entry: one PV's posts of one instance's batch, in order."""
-        try:
-            guid = fields[b"g"].decode()
-            name = fields[b"n"].decode()
-            seqs = unpack(fields[b"s"])
-            deltas = unpack(fields[b"d"])
-            announce = fields.get(b"t")
-        except (KeyError, ValueError, UnicodeDecodeError) as exc:
-            raise PvaShareError(f"malformed entry ({exc!r:.60})") from None
-        if (
-            not isinstance(seqs, list)
-            or not isinstance(deltas, list)
-            or len(seqs) != len(deltas)
-            or not all(isinstance(d, dict) for d in deltas)
-        ):
-            raise PvaShareError("an entry's posts are not a list of field maps")
+        entry = read_entry(fields)
+        name = entry.name
         w = self._watches.get(name)
-        if w is None and announce is not None and guid != self.guid:
-            t = type_from_obj(unpack(announce))
+        if w is None and entry.announce is not None and entry.guid != self.guid:
+            t = unpack_type(entry.announce)
             if isinstance(t, Structure) and self._server is not None:
                 self._adopting = True
                 try:
@@ -747,41 +577,17 @@ class RedisShare:
                 w = self._watches.get(name)
         if w is None:
             return
-        if guid != self.guid:
-            for delta in deltas:
+        if entry.guid != self.guid:
+            for delta in entry.deltas:
                 for path in delta:
                     w.owed.pop(path, None)  # this entry comes later in the stream
                 self._apply(w, delta)
             return
-        for seq, delta in zip(seqs, deltas, strict=True):
+        for seq, delta in zip(entry.seqs, entry.deltas, strict=True):
             for path, obj in delta.items():
                 if w.mine.get(path, 0) <= seq:  # no newer own post of it follows
                     w.owed[path] = obj
         self._settle(w)
-
-
-def _id(entry_id: Any) -> tuple[int, int]:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    ms, _, seq = text.partition("-")
-    return int(ms or 0), int(seq or 0)
-
-
-async def shared_names(url: str, *, wait: float = 2.0) -> list[str]:
-    """The names of the PVs a deployment shares (``url`` as given to ``serve --share``);
-    ``wait`` bounds each Redis call."""
-    import redis.asyncio as aredis
-
-    base, prefix = split_url(url)
-    client = aredis.Redis.from_url(
-        base, socket_timeout=wait, socket_connect_timeout=wait, retry_on_timeout=False
-    )
-    try:
-        names = await client.hkeys(f"{prefix}:types")
-    except _connection_errors() as exc:
-        raise PvaShareError(f"cannot list the PVs shared at {url}: {exc}") from None
-    finally:
-        await client.aclose()
-    return sorted(n.decode() if isinstance(n, bytes) else n for n in names)
 
 
 def open_share(share: str | RedisShare) -> RedisShare:

@@ -30,6 +30,7 @@ from reckon.pva.protocol import (
     VariantValue,
 )
 from reckon.pva.request import DEFAULT_TIMEOUT, request_options_of
+from reckon.pva.stopping import end_tasks
 
 
 class Opener(Protocol):
@@ -188,10 +189,7 @@ class Subscription:
         self._closed = True
         if self._channel is not None:
             self._channel.monitors.discard(self)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await end_tasks([self._task], within=DEFAULT_TIMEOUT)
         ch, op = self._channel, self._op
         if ch is not None and op is not None and ch.conn is not None:
             with contextlib.suppress(PvaError, ProtocolError):

@@ -7,8 +7,9 @@ reckon clients. A service with ``auth`` set refuses calls without valid credenti
 it accepts; a service without ``auth`` takes every call, and a header of a scheme nobody here
 checks leaves its caller anonymous there (a proxy's token is no reason to refuse).
 
-Passwords are stored as salted scrypt hashes (``hash_password``, ``reckon svc hash-password``);
-clear text is accepted for tests. Unsalted digests are refused when the deployment is loaded.
+Passwords are stored as salted scrypt hashes (``hash_password``, ``reckon svc hash-password``)
+and nothing else: clear text and unsalted digests are refused when the deployment is loaded, so a
+deployment file never holds a password anyone could read and reuse.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hmac
 import os
 from collections.abc import Callable, Mapping
 
-from reckon.errors import DeploymentError, UnauthenticatedError
+from reckon.errors import ClearTextPasswordError, DeploymentError, UnauthenticatedError
 from reckon.service.context import User
 
 #: What a service's ``auth`` may say: the schemes it accepts.
@@ -48,41 +49,54 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 
 
 def check_stored(user: str, stored: str) -> None:
-    """Refuse, when the deployment loads, a stored password that is an unsalted digest or a
-    malformed scrypt hash."""
+    """Refuse, when the deployment loads, a stored password that is not a salted scrypt hash:
+    clear text, an unsalted digest, or a malformed hash."""
+    fix = (
+        "run `reckon svc hash-password` (or call reckon.service.auth.hash_password) and store "
+        f'what it prints: users = {{ {user} = "scrypt$16384$8$1$..." }}'
+    )
     if stored.startswith("sha256:"):
-        raise DeploymentError(
-            f"[auth] users: {user!r} has an unsalted sha256 digest; store a salted scrypt hash "
-            "instead (`reckon svc hash-password`)"
+        raise ClearTextPasswordError(
+            f"[auth] users: {user!r} has an unsalted sha256 digest, which is refused; {fix}"
         )
-    if stored.startswith("scrypt$") and len(stored.split("$")) != 6:
+    if not stored.startswith("scrypt$"):
+        raise ClearTextPasswordError(
+            f"[auth] users: {user!r} has a clear-text password, which is refused; {fix}"
+        )
+    parts = stored.split("$")
+    try:
+        ok = len(parts) == 6 and all(int(x) > 0 for x in parts[1:4])
+        ok = ok and all(base64.b64decode(x, validate=True) for x in parts[4:])
+    except (ValueError, binascii.Error):
+        ok = False
+    if not ok:
         raise DeploymentError(
             f"[auth] users: {user!r} has a malformed scrypt hash; expected "
-            "scrypt$n$r$p$salt$hash as `reckon svc hash-password` prints"
+            f"scrypt$n$r$p$salt$hash as `reckon svc hash-password` prints; {fix}"
         )
 
 
 def _matches(stored: str, password: str) -> bool:
-    if stored.startswith("scrypt$"):
-        _, n, r, p, salt, digest = stored.split("$")
-        want = base64.b64decode(digest)
-        got = hashlib.scrypt(
-            password.encode(),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(want),
-            maxmem=2**27,
-        )
-        return hmac.compare_digest(got, want)
-    return hmac.compare_digest(stored.encode(), password.encode())
+    _, n, r, p, salt, digest = stored.split("$")  # the shape check_stored let through
+    want = base64.b64decode(digest)
+    got = hashlib.scrypt(
+        password.encode(),
+        salt=base64.b64decode(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(want),
+        maxmem=2**27,
+    )
+    return hmac.compare_digest(got, want)
 
 
 class Authenticator:
     """Checks headers against the unit's users and bearer hook; caches good headers."""
 
     def __init__(self, users: Mapping[str, str], bearer: BearerHook | None = None) -> None:
+        for user, stored in users.items():
+            check_stored(user, stored)
         self._users = dict(users)
         self._bearer = bearer
         self._good: dict[str, User] = {}

@@ -36,10 +36,10 @@ def child_deployment(env: dict[str, str]) -> Deployment:
         dep.services[name],
         placement="inprocess",
         expose=True,
-        # 0: any free port, reported below. RECKON_SVC_PORT is the internal gRPC port here.
-        port=int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0),
+        # 0: any free port, reported below; a restart gets back the one it had.
+        port=int(env.get("RECKON_SVC_CONNECT_PORT", "0") or 0)
+        or int(env.get("RECKON_SVC_PORT", "0") or 0),
         connect_port=0,
-        grpc_port=int(env.get("RECKON_SVC_PORT", "0") or 0),
         requires=tuple(json.loads(env.get("RECKON_SVC_REQUIRES", "[]"))),
     )
     services = {name: me}
@@ -60,7 +60,7 @@ def _watchdog(unit: Unit, name: str, limit: float) -> None:
     while True:
         time.sleep(min(0.1, limit / 4))
         now = unit._now()
-        for start, _task in list(endpoint.inflight.values()):
+        for start in endpoint.open_since():  # unary calls and open streams alike
             if now - start > limit:
                 sys.stderr.write(
                     f"reckon: {name}: a call ran past its call limit of {limit}s; "
@@ -90,7 +90,7 @@ async def serve(env: dict[str, str]) -> None:
         cport = address.connect.rpartition(":")[2] if address.connect else None
         write_port_report(report, int(address.grpc.rpartition(":")[2]), int(cport or 0))
     if limit is not None:
-        unit.endpoints[name].overdue = lambda now: []  # type: ignore[method-assign]
+        unit.endpoints[name].limit_in_loop = False
         threading.Thread(target=_watchdog, args=(unit, name, limit), daemon=True).start()
     try:
         await stop.wait()

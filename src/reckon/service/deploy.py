@@ -98,9 +98,6 @@ class ServiceSpec:
     #: The port for every protocol (``connect_port`` is another name for it); 0: any free one.
     port: int = 0
     connect_port: int = 0
-    #: The internal gRPC port between reckon's processes (not a deployment key: a restarted
-    #: child gets back the one it had); 0: any free one.
-    grpc_port: int = 0
     auth: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)

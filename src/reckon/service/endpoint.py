@@ -78,8 +78,16 @@ class Endpoint:
             name: intercepted(getattr(instance, name), m, interceptors)
             for name, m in definition.methods.items()
         }
-        #: call id -> (start time, task); filled only when a call limit is set.
+        #: call id -> (start time, task) of unary and client-streaming calls; filled only when
+        #: a call limit is set (the timing pulse cancels the overdue ones).
         self.inflight: dict[int, tuple[float, asyncio.Task[Any]]] = {}
+        #: call id -> start time of server- and bidi-streaming calls while they are open; filled
+        #: only when a call limit is set. Each step of such a call is bounded by the limit itself
+        #: (the task pulling a stream may be the reader's own, which the pulse must not cancel).
+        self.streams: dict[int, float] = {}
+        #: False in a child process, whose watchdog thread kills the process instead (a stuck
+        #: handler may block the event loop).
+        self.limit_in_loop = True
         self._ids = itertools.count()
 
     def _begin(
@@ -111,6 +119,12 @@ class Endpoint:
         if not isinstance(exc, Exception | asyncio.CancelledError):
             return None
         return from_handler_exception(exc, f"{self.name}/{method.name}")
+
+    def _overran(self, method: MethodDef) -> CallCancelledError:
+        return CallCancelledError(
+            f"{self.name}/{method.name} ran past its call limit "
+            f"of {self.call_limit}s and was cancelled"
+        )
 
     def _wrong_type(self, method: MethodDef, response: object) -> ServiceCallError:
         return ServiceCallError(
@@ -157,10 +171,7 @@ class Endpoint:
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
-                err: ServiceCallError | None = CallCancelledError(
-                    f"{self.name}/{method.name} ran past its call limit "
-                    f"of {self.call_limit}s and was cancelled"
-                )
+                err: ServiceCallError | None = self._overran(method)
                 assert err is not None
                 self._trace(parent, method, traced, None, err, start)
                 raise err from None
@@ -195,8 +206,10 @@ class Endpoint:
         """The responses of a server- or bidi-streaming call, pulled one at a time from the
         handler (an async generator), so a slow reader slows the handler down (backpressure).
 
-        The deadline bounds the whole call: each step gets only the time that is left. When the
-        reader stops early, the handler is closed (its ``finally`` blocks run).
+        The deadline bounds the whole call: each step gets only the time that is left. So does
+        the service's call limit, counted from the first step while the stream is open (ending
+        it with CANCELLED). When the reader stops early, the handler is closed (its ``finally``
+        blocks run).
         """
         ctx = self._begin(method, user, authorization, deadline, metadata)
         parent = current_call.get()
@@ -223,19 +236,33 @@ class Endpoint:
             self._trace(parent, method, traced, None, err, start)
             raise err
         agen: AsyncIterator[Message] = responses
+        call_id, limit_end = -1, None
+        if self.call_limit is not None:
+            call_id = next(self._ids)
+            opened = self.streams[call_id] = self.clock()
+            if self.limit_in_loop:
+                limit_end = opened + self.call_limit
+        ends = [t for t in (deadline, limit_end) if t is not None]
+        bound = min(ends) if ends else None  # the earlier of the two bounds every step
         try:
             while True:
+                if limit_end is not None and self.clock() >= limit_end:
+                    err = self._overran(method)  # it overran while the reader was away
+                    self._trace(parent, method, traced, sent, err, start)
+                    raise err
                 token = current_call.set(ctx)
+                timer = None if bound is None else asyncio.timeout(bound - self.clock())
                 try:
-                    if deadline is None:
+                    if timer is None:
                         item = await agen.__anext__()
                     else:
-                        async with asyncio.timeout(deadline - self.clock()):
+                        async with timer:
                             item = await agen.__anext__()
                 except StopAsyncIteration:
                     break
                 except BaseException as exc:
-                    failure = self._failure(exc, method)
+                    overran = timer is not None and timer.expired() and bound == limit_end
+                    failure = self._overran(method) if overran else self._failure(exc, method)
                     if failure is None:
                         raise
                     self._trace(parent, method, traced, sent, failure, start)
@@ -252,6 +279,7 @@ class Endpoint:
                     sent.append(item)
                 yield item
         finally:
+            self.streams.pop(call_id, None)
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -281,10 +309,16 @@ class Endpoint:
         )
 
     def overdue(self, now: float) -> list[int]:
-        """Calls that have run longer than the call limit (the pulse cancels them)."""
-        if self.call_limit is None:
+        """Unary and client-streaming calls that have run longer than the call limit (the pulse
+        cancels them)."""
+        if self.call_limit is None or not self.limit_in_loop:
             return []
         return [cid for cid, (t0, _) in self.inflight.items() if now - t0 > self.call_limit]
+
+    def open_since(self) -> list[float]:
+        """When each call in flight began, streams included (a child's watchdog reads it from
+        its thread: copies, since the loop changes the dicts meanwhile)."""
+        return [t0 for t0, _ in list(self.inflight.values())] + list(self.streams.copy().values())
 
     def cancel(self, call_id: int) -> None:
         entry = self.inflight.pop(call_id, None)

@@ -3,9 +3,9 @@
 Start-up follows the plan's waves (topological order of ``requires``, ties broken by name): in a
 wave, in-process services get ``ready()`` one by one in name order and child processes start
 together; nothing in a wave starts before every earlier wave is ready. An in-process service is
-served over the wire (its one address for every protocol, and the internal gRPC port between
-reckon's processes) when something outside the process needs it (a child requires it, or
-``expose``, ``connect`` or ``port`` is set).
+served over the wire (its one address for every protocol, reckon's own clients included) when
+something outside the process needs it (a child requires it, or ``expose``, ``connect`` or
+``port`` is set).
 
 A timing pulse (every ``[unit] pulse`` seconds) reaps and restarts children, runs health checks,
 kills processes past their time limit, cancels in-process calls past their call limit, and
@@ -262,12 +262,11 @@ class Unit:
         limit = self.deployment.max_message_bytes_of(spec)
         keepalive = self.deployment.keepalive_of(spec)
         tls = self.deployment.tls_of(spec)
-        key = (spec.public_port, spec.grpc_port, limit, keepalive, tls)
+        key = (spec.public_port, limit, keepalive, tls)
         wire = self._wires.get(key)
         if wire is None:
             board = HealthBoard()
             wire = self._wires[key] = WireServer(
-                grpc_port=spec.grpc_port,
                 port=spec.public_port,
                 options=grpc_options(limit, keepalive),
                 tls=tls,

@@ -8,9 +8,6 @@ failures become status codes; a bad peer never takes a server down.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -25,7 +22,6 @@ from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
 from reckon.service.metadata import Metadata, from_headers, from_pairs
 from reckon.service.status import connect_code
-from reckon.service.tls import Tls
 
 
 def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
@@ -140,21 +136,16 @@ def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, in
 
 async def start_grpc(
     router: Router,
-    port: int = 0,
+    where: str,
     options: list[tuple[str, int]] | None = None,
-    tls: Tls | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """Serve ``router``'s methods on 127.0.0.1 (with TLS when given); returns the server and
-    its port."""
+    """Serve ``router``'s methods at ``where`` (``unix:/path``, or ``host:port``); returns the
+    server and its port (0 for a Unix socket)."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *(options or ())])
     server.add_generic_rpc_handlers([router])
-    where = f"127.0.0.1:{port}"
-    if tls is None:
-        bound = server.add_insecure_port(where)
-    else:
-        bound = server.add_secure_port(where, tls.server_credentials())
-    if bound == 0:
-        raise OSError(f"could not bind gRPC server to 127.0.0.1:{port}")
+    bound = server.add_insecure_port(where)
+    if bound == 0 and not where.startswith("unix:"):
+        raise OSError(f"could not bind the gRPC server to {where}")
     await server.start()
     return server, bound
 
@@ -234,57 +225,3 @@ def connect_routes(endpoints: list[Endpoint]) -> dict[str, Any]:
         return unary_out(method=info, function=handle)
 
     return {m.path: make(e, m) for e in endpoints for m in e.definition.methods.values()}
-
-
-class ConnectServer:
-    """Hypercorn serving an ASGI app on 127.0.0.1: Connect, gRPC-Web and gRPC, over HTTP/1.1 and
-    HTTP/2 without TLS (h2c, by prior knowledge or by upgrade), all on one port.
-
-    The socket is bound here (port 0: any free port, read back into ``port``) and handed to
-    hypercorn, which installs no signal handlers when given a shutdown trigger.
-    """
-
-    def __init__(self, app: Any, port: int = 0, tls: Tls | None = None) -> None:
-        self._app = app
-        self._tls = tls
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self._sock.bind(("127.0.0.1", port))
-        except OSError as exc:
-            self._sock.close()
-            raise OSError(f"could not bind the Connect server to 127.0.0.1:{port}: {exc}") from exc
-        self._sock.listen(128)
-        self.port: int = self._sock.getsockname()[1]
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        from hypercorn.asyncio import serve
-        from hypercorn.config import Config
-
-        config = Config()
-        config.bind = [f"fd://{self._sock.fileno()}"]
-        config.accesslog = None
-        config.errorlog = None
-        config.keep_alive_max_requests = 2**62  # hypercorn would end a connection after 1000
-        if self._tls is not None:
-            config.certfile = str(self._tls.cert)
-            config.keyfile = str(self._tls.key)
-        config.graceful_timeout = 1.0
-        self._sock.detach()  # hypercorn owns the descriptor from here on
-        self._task = asyncio.create_task(
-            serve(self._app, config, shutdown_trigger=self._stop.wait, mode="asgi")
-        )
-        await asyncio.sleep(0)
-        if self._task.done():
-            self._task.result()
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._task, 5)
-        self._task = None

@@ -1,24 +1,24 @@
-"""A process's servers: one port for every protocol, for all its services, and an internal gRPC
-port beside it.
+"""A process's server for its services: one port for every protocol.
 
 The in-process services a unit serves over the wire join one :class:`WireServer` as they start
 (services whose port, TLS, message size or keepalive settings differ get a server of their own).
-Its port for every protocol (hypercorn: Connect, gRPC-Web and gRPC over HTTP/1.1 and HTTP/2) is
-the address the deployment names and users' clients use. Its gRPC port (``grpc.aio``) is the
-fast path between reckon's own processes only: grpcio's C core costs less per call than
-hypercorn's pure-Python HTTP/2, and no user needs to know that port. Both answer the standard
-health and reflection services for everything on them.
+Its one port (:class:`reckon.service.front.Front`) is the address the deployment names, and the
+only one: gRPC connections are relayed to ``grpc.aio`` listening on an abstract Unix socket (no
+port), the rest (Connect, gRPC-Web, HTTP/1.1) is served by hypercorn on the accepted socket.
+Both answer the standard health and reflection services for everything on them.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from typing import Any
 
 import grpc.aio
 
 from reckon.service.endpoint import Endpoint
+from reckon.service.front import Front
 from reckon.service.servers import (
-    ConnectServer,
     Router,
     connect_app,
     connect_routes,
@@ -35,7 +35,6 @@ class WireServer:
     def __init__(
         self,
         *,
-        grpc_port: int,
         port: int,
         options: list[tuple[str, int]],
         tls: Tls | None,
@@ -43,8 +42,11 @@ class WireServer:
         standard: list[Endpoint],
         board: HealthBoard,
     ) -> None:
-        self._grpc_port = grpc_port
         self._port = port
+        # Linux's abstract namespace: no file to leave behind when the process is killed, and
+        # no path length limit. Whoever may reach the port may reach this name, no one else
+        # needs it, and the calls it takes pass the same authentication.
+        self._socket_name = f"reckon-grpc-{os.getpid()}-{secrets.token_hex(8)}"
         self._options = options
         self.tls = tls
         self._read_max_bytes = read_max_bytes
@@ -53,8 +55,7 @@ class WireServer:
         self._router = Router()
         self._routes: dict[str, Any] = {}
         self._grpc: grpc.aio.Server | None = None
-        self.grpc_port = 0
-        self.connect: ConnectServer | None = None
+        self.connect: Front | None = None
         for e in standard:
             self._register(e)
 
@@ -68,17 +69,19 @@ class WireServer:
         self.names.append(name)
         await self.board.set(endpoint.definition.full_name, SERVING)
         if self._grpc is None:
-            self._grpc, self.grpc_port = await start_grpc(
-                self._router, self._grpc_port, self._options, self.tls
+            self._grpc, _ = await start_grpc(
+                self._router, f"unix-abstract:{self._socket_name}", self._options
             )
         if self.connect is None:
             app = connect_app(self._routes, read_max_bytes=self._read_max_bytes)
-            self.connect = ConnectServer(app, self._port, self.tls)
+            self.connect = Front(app, "\0" + self._socket_name, self._port, self.tls)
             await self.connect.start()
 
     @property
     def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        """The same port as :attr:`connect_url`, for gRPC clients (``host:port``)."""
+        assert self.connect is not None
+        return f"127.0.0.1:{self.connect.port}"
 
     @property
     def connect_url(self) -> str | None:

@@ -50,7 +50,8 @@ CREATE TABLE entries (
     value BLOB,
     access REAL NOT NULL,
     priority REAL NOT NULL,
-    cost REAL NOT NULL
+    cost REAL NOT NULL,
+    meta BLOB
 );
 CREATE INDEX entries_access ON entries (access);
 CREATE INDEX entries_priority ON entries (priority, access);
@@ -87,6 +88,15 @@ CREATE TRIGGER objects_delete AFTER DELETE ON objects BEGIN
     UPDATE stats SET bytes = bytes - OLD.size;
 END;
 """
+
+
+def _add_meta_column(conn: sqlite3.Connection) -> None:
+    """Indexes made before entries had metadata gain its column (NULL: no metadata). The schema
+    version stays: readers and writers that predate the column keep working beside it."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+    if "meta" not in columns:
+        with contextlib.suppress(sqlite3.OperationalError):  # another process added it first
+            conn.execute("ALTER TABLE entries ADD COLUMN meta BLOB")
 
 
 class _Conn(sqlite3.Connection):
@@ -321,6 +331,7 @@ class Index:
                 return f"schema version {version}, this reckon reads {SCHEMA_VERSION}"
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode=WAL")
+            _add_meta_column(conn)
             conn.execute("SELECT entries, bytes, clock FROM stats WHERE id = 0").fetchone()
             conn.execute("SELECT key, size, tag, digest, access FROM entries LIMIT 1")
             conn.execute("SELECT key, t FROM hits LIMIT 1")

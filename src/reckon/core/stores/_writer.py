@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 log = logging.getLogger("reckon.core.store")
 
@@ -22,7 +22,7 @@ TOUCH: Final = 3  # no payload: wakes the writer to persist batched access times
 
 
 class Op:
-    __slots__ = ("cost", "data", "key", "kind", "size", "stamp")
+    __slots__ = ("cost", "data", "key", "kind", "meta", "size", "stamp")
 
     def __init__(
         self,
@@ -32,6 +32,7 @@ class Op:
         cost: float = 0.0,
         stamp: float = 0.0,
         size: int | None = None,
+        meta: Any = None,
     ) -> None:
         self.kind = kind
         self.key = key
@@ -39,6 +40,7 @@ class Op:
         self.cost = cost
         self.stamp = stamp
         self.size = size if size is not None else 0 if data is None else len(data)
+        self.meta = meta  # a put's metadata (the store's form of it), or None
 
 
 class Writer:

@@ -42,6 +42,11 @@ class Store(Protocol):
     A store never returns a partial or corrupt value: a bad entry is dropped and reported as a
     miss (``None``). Failures while reading or writing degrade to misses; they never fail the
     request that asked.
+
+    reckon's stores also keep per-entry metadata (``keeps_metadata = True``): ``put`` takes
+    ``meta=`` (a small JSON object, signed like the value), and ``metadata(key)`` and
+    ``entries(prefix)`` read it back. Those are optional for other stores: the layers above
+    call them through ``reckon.core.stores.metadata``, which falls back to ``keys()``.
     """
 
     def get(self, key: str) -> bytes | memoryview | None: ...

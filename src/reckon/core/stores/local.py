@@ -22,6 +22,8 @@ Why it is built this way:
   batches: a put costs the caller a queue append. Reads see queued writes. ``flush()`` waits for
   the queue; it is flushed by ``close()``, at interpreter exit, when a multiprocessing child ends
   and before ``fork()``.
+* An entry's metadata (see ``metadata``: a small signed JSON object, e.g. which memoized call
+  it is) lives in its index row, written and removed with it; ``entries()`` lists it.
 * Hits are remembered in memory and appended, in batches, to an unindexed table; they are folded
   into the indexed access times (LRU) and priorities (GDS) only when an eviction needs them. A hit
   costs one indexed SELECT and a signature check, never a write transaction of its own.
@@ -39,10 +41,11 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal
 
 from reckon.core.stores import _index, _lease, _objects, urls
+from reckon.core.stores import metadata as md
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreData, StoreUsage
@@ -55,8 +58,8 @@ Policy = Literal["lru", "gds"]
 
 _GET = "SELECT size, tag, digest, value FROM entries WHERE key = ?"
 _INSERT = (
-    "INSERT INTO entries (key, size, tag, digest, value, access, priority, cost)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO entries (key, size, tag, digest, value, access, priority, cost, meta)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Hits are appended to an unindexed table (cheap) and folded into the indexed access times and
 # GDS priorities only when an eviction needs them, or when the table grows large.
@@ -124,7 +127,18 @@ def _payload(op: Op) -> bytes | memoryview | None:
 class _Put:
     """A put made ready outside the write lock: signed, its object file written."""
 
-    __slots__ = ("_data", "cost", "digest", "key", "size", "stamp", "tag", "temp", "value")
+    __slots__ = (
+        "_data",
+        "cost",
+        "digest",
+        "key",
+        "meta",
+        "size",
+        "stamp",
+        "tag",
+        "temp",
+        "value",
+    )
 
     def __init__(self, op: Op, inline_threshold: int, store: LocalStore) -> None:
         data = op.data
@@ -133,6 +147,7 @@ class _Put:
         self.size = op.size
         self.cost = op.cost
         self.stamp = op.stamp
+        self.meta = op.meta
         self.temp: str | None = None
         self._data = data
         self.tag: bytes = store._signer.sign(op.key, data)
@@ -397,6 +412,86 @@ class LocalStore:
             found.extend(k for k, op in pending.items() if op.kind == PUT and k not in present)
         return iter(found)
 
+    # -- metadata (see ``metadata``) ----------------------------------------------------------
+
+    keeps_metadata = True
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        """The authenticated metadata ``key`` was put with, or None."""
+        self._check_open()
+        writer = self._writer
+        if writer is not None and writer.pending:
+            op = writer.pending.get(key)
+            if op is not None:
+                return md.decode(self._signer, key, op.meta) if op.kind == PUT else None
+        try:
+            row = (
+                self._index.conn()
+                .execute("SELECT meta FROM entries WHERE key = ?", (key,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            self._db_error(exc, "metadata")
+            return None
+        return None if row is None else md.decode(self._signer, key, row[0])
+
+    def set_metadata(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> int:
+        """Attach metadata to entries stored without any (one transaction); returns how many
+        took it. For descriptions carried over from elsewhere: entries that have metadata, or
+        are absent, are left as they are (a put sets value and metadata together)."""
+        self._check_open()
+        rows = [(md.encode(self._signer, key, meta), key) for key, meta in items]
+        if not rows:
+            return 0
+        self.flush()
+        try:
+            with self._index.write() as conn:
+                return sum(
+                    conn.execute(
+                        "UPDATE entries SET meta = ? WHERE key = ? AND meta IS NULL", row
+                    ).rowcount
+                    for row in rows
+                )
+        except sqlite3.Error as exc:
+            self._db_error(exc, "set_metadata")
+            return 0
+
+    def entries(self, prefix: str = "") -> Iterator[md.EntryInfo]:
+        """Every entry whose key starts with ``prefix``: key, size and authenticated metadata
+        (queued puts included; a snapshot taken when iteration starts)."""
+        self._check_open()
+        found: dict[str, md.EntryInfo] = {}
+        decode = md.decode
+        signer = self._signer
+        try:
+            conn = self._index.conn()
+            last = prefix
+            first = True
+            while True:
+                rows = conn.execute(
+                    "SELECT key, size, meta FROM entries WHERE key >= ? AND key > ?"
+                    " ORDER BY key LIMIT 1000",
+                    (prefix, "" if first else last),
+                ).fetchall()
+                first = False
+                rows = [r for r in rows if r[0].startswith(prefix)]
+                if not rows:
+                    break
+                for key, size, raw in rows:
+                    found[key] = md.EntryInfo(key, size, decode(signer, key, raw))
+                last = rows[-1][0]
+        except sqlite3.Error as exc:
+            self._db_error(exc, "entries")
+        pending = dict(self._writer.pending) if self._writer is not None else {}
+        for key, op in pending.items():
+            if not key.startswith(prefix):
+                continue
+            if op.kind == PUT:
+                found[key] = md.EntryInfo(key, op.size, decode(signer, key, op.meta))
+            else:
+                found.pop(key, None)
+        return iter(sorted(found.values(), key=lambda e: e.key))
+
     def usage(self) -> StoreUsage:
         """Committed entries and bytes (queued writes count once flushed)."""
         self._check_open()
@@ -414,8 +509,16 @@ class LocalStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
-        """Store ``data`` (one buffer, or a list/tuple of pieces of one value) under ``key``.
+    def put(
+        self,
+        key: str,
+        data: StoreData,
+        *,
+        cost: float = 0.0,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store ``data`` (one buffer, or a list/tuple of pieces of one value) under ``key``,
+        with ``meta`` (a small JSON object, see ``metadata``) beside it when given.
 
         Pieces are written straight into the object file (one writev; the checksum is computed
         piece by piece), or joined when the value is small enough to live inline. With
@@ -442,6 +545,8 @@ class LocalStore:
             op = Op(PUT, key, value, float(cost), self._stamp(), size)
         else:
             op = Op(PUT, key, _bytes_like(data), float(cost), self._stamp())
+        if meta is not None:
+            op.meta = md.encode(self._signer, key, meta)
         if self.budget is not None and op.size > self.budget:
             log.info(
                 "store %s: value of %d bytes for %s exceeds the budget of %d bytes; not stored",
@@ -698,6 +803,7 @@ class LocalStore:
                             item.stamp,
                             clock + item.cost / max(item.size, 1),
                             item.cost,
+                            item.meta,
                         ),
                     )
                 if self.budget is not None:

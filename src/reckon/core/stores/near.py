@@ -21,9 +21,10 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
 from reckon.core.stores._writer import DELETE, PUT, Op, Writer
 from reckon.core.stores.base import Store, StoreData, StoreUsage
@@ -93,6 +94,18 @@ class NearStore:
     def usage(self) -> StoreUsage:
         return self.far.usage()
 
+    # -- metadata: the far store's (the shared truth) ---------------------------------------
+
+    keeps_metadata = True
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        self._writer.flush()
+        return md.metadata_of(self.far, key)
+
+    def entries(self, prefix: str = "") -> Iterator[md.EntryInfo]:
+        self._writer.flush()
+        return md.entries_of(self.far, prefix)
+
     @property
     def unstored(self) -> int:
         far = getattr(self.far, "unstored", 0)
@@ -104,8 +117,15 @@ class NearStore:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
-        self.near.put(key, data, cost=cost)
+    def put(
+        self,
+        key: str,
+        data: StoreData,
+        *,
+        cost: float = 0.0,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.near.put(key, data, cost=cost, meta=meta)
         value: bytes | memoryview | tuple[bytes | memoryview, ...]
         if isinstance(data, list | tuple):
             value = tuple(memoryview(p).cast("B") if not isinstance(p, bytes) else p for p in data)
@@ -113,7 +133,7 @@ class NearStore:
         else:
             value = data if isinstance(data, bytes) else memoryview(data).cast("B")  # type: ignore[arg-type]
             size = len(value)
-        self._writer.submit(Op(PUT, key, value, cost, 0.0, size))
+        self._writer.submit(Op(PUT, key, value, cost, 0.0, size, meta))
 
     def delete(self, key: str) -> bool:
         near = self.near.delete(key)
@@ -130,7 +150,8 @@ class NearStore:
                 if op.kind == PUT:
                     data = op.data
                     assert data is not None
-                    self.far.put(op.key, list(data) if isinstance(data, tuple) else data)
+                    value = list(data) if isinstance(data, tuple) else data
+                    md.put_meta(self.far, op.key, value, op.cost, op.meta)
                 elif op.kind == DELETE:
                     self.far.delete(op.key)
             except Exception as exc:  # a far store says what it did not store; never raise here

@@ -23,7 +23,12 @@ and probes again every few seconds (see ``_outage``).
 ``If-None-Match: *``, ``O_EXCL`` on local files), rewritten by a heartbeat every ``lease_ttl/4``
 seconds while its holder lives. A waiter that sees the lease unchanged for ``lease_ttl`` seconds
 of its own clock (no clocks are compared across machines) removes it and takes over; a waiter
-that sees the value appear stops waiting at once.
+that sees the value appear stops waiting at once. The lease's token fences writes: a holder
+whose lease lapsed (paused, or cut off longer than ``lease_ttl``) reads the lease object before
+it writes the value and, finding it gone or another holder's, does not write.
+
+An entry's metadata (see ``metadata``) is a small object beside it, ``<key>.meta``, written after
+the value and removed with it.
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreUsage
@@ -129,6 +135,7 @@ class ObjectStore:
         self.closed = False
         self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach the file system
+        self._held: dict[str, str] = {}  # key -> token of a lease this process holds
         urls.remember(self)
 
     def __repr__(self) -> str:
@@ -232,9 +239,11 @@ class ObjectStore:
         data: bytes | memoryview | Sequence[bytes | memoryview],
         *,
         cost: float = 0.0,
+        meta: Mapping[str, Any] | None = None,
     ) -> None:
         pieces: list[Any] = list(data) if isinstance(data, list | tuple) else [data]
         self._path(key)  # a bad key raises before anything is signed
+        meta_blob = None if meta is None else md.encode(self._signer, key, meta)
         tag = self._signer.sign(key, pieces)
         size = sum(memoryview(p).nbytes for p in pieces)
         # One copy: header and pieces joined once (s3fs uploads values over 100 MB in parts).
@@ -244,13 +253,12 @@ class ObjectStore:
             self._not_stored(key)
             return
         try:
+            if not self._still_held(key):
+                return
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            if self._local:  # a file system can show a half-written file: write, then rename
-                temp = f"{path}.{uuid.uuid4().hex}.tmp"
-                self._fs.pipe_file(temp, blob)
-                self._fs.mv(temp, path)
-            else:  # object stores publish an object whole
-                self._fs.pipe_file(path, blob)
+            self._write_whole(path, blob)
+            if meta_blob is not None:
+                self._write_whole(path + ".meta", meta_blob)
         except Exception as exc:
             self._outage.failed("put", exc)
             self._not_stored(key)
@@ -264,6 +272,32 @@ class ObjectStore:
             if over:
                 self.evict()
 
+    def _write_whole(self, path: str, blob: bytes) -> None:
+        if self._local:  # a file system can show a half-written file: write, then rename
+            temp = f"{path}.{uuid.uuid4().hex}.tmp"
+            self._fs.pipe_file(temp, blob)
+            self._fs.mv(temp, path)
+        else:  # object stores publish an object whole
+            self._fs.pipe_file(path, blob)
+
+    def _still_held(self, key: str) -> bool:
+        """Fencing: False (and the put counted as not stored) when this process took the lease
+        of ``key`` and the lease object no longer carries its token: it lapsed, and another
+        holder may have written a newer value."""
+        token = self._held.get(key)
+        if token is None:
+            return True
+        if self._read_lease(self._lease_path(key)) == token.encode():
+            return True
+        log.warning(
+            "store %s: value for %s not written: its lease lapsed and passed to another "
+            "holder (fencing token)",
+            self.url,
+            key[:16],
+        )
+        self._not_stored(key)
+        return False
+
     def delete(self, key: str) -> bool:
         path = self._path(key)
         if self._outage.skip():
@@ -272,14 +306,73 @@ class ObjectStore:
             size = int(self._fs.size(path) or 0)
             self._fs.rm_file(path)
         except FileNotFoundError:
+            self._drop_meta(path)
             return False
         except Exception as exc:
             self._outage.failed("delete", exc)
             return False
+        self._drop_meta(path)
         with self._lock:
             if self._bytes is not None:
                 self._bytes -= size
         return True
+
+    def _drop_meta(self, path: str) -> None:
+        with contextlib.suppress(Exception):
+            self._fs.rm_file(path + ".meta")
+
+    # -- metadata (see ``metadata``) --------------------------------------------------------
+
+    keeps_metadata = True
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        """The authenticated metadata ``key`` was put with, or None."""
+        path = self._path(key) + ".meta"
+        if self._outage.skip():
+            return None
+        try:
+            raw = self._fs.cat_file(path)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            self._outage.failed("metadata", exc)
+            return None
+        return md.decode(self._signer, key, raw)
+
+    def entries(self, prefix: str = "") -> Iterator[md.EntryInfo]:
+        """Every entry whose key starts with ``prefix``: key, size and authenticated metadata
+        (one listing, then the metadata objects read together)."""
+        if self._outage.skip():
+            return iter(())
+        where = f"{self._root}/{prefix[:2]}" if len(prefix) >= 2 else self._root
+        try:
+            found = self._fs.find(where, detail=True)
+        except FileNotFoundError:
+            return iter(())
+        except Exception as exc:
+            self._outage.failed("entries", exc)
+            return iter(())
+        sizes: dict[str, int] = {}
+        metas: dict[str, str] = {}
+        for path, info in found.items():
+            name = path.rsplit("/", 1)[-1]
+            if _is_key(name) and name.startswith(prefix):
+                sizes[name] = max(0, int(info.get("size") or 0) - _HEADER_SIZE)
+            elif name.endswith(".meta") and _is_key(name[:-5]) and name.startswith(prefix):
+                metas[name[:-5]] = path
+        wanted = [metas[k] for k in sizes if k in metas]
+        raws: dict[str, Any] = {}
+        if wanted:
+            try:
+                raws = self._fs.cat(wanted, on_error="omit")
+            except Exception as exc:
+                self._outage.failed("entries", exc)
+        by_key = {p.rsplit("/", 1)[-1][:-5]: raw for p, raw in raws.items()}
+        out = [
+            md.EntryInfo(k, size, md.decode(self._signer, k, by_key.get(k)))
+            for k, size in sorted(sizes.items())
+        ]
+        return iter(out)
 
     def evict(self, target_bytes: int | None = None) -> int:
         """Delete the oldest writes until at most ``target_bytes`` (default: the budget) remain."""
@@ -326,6 +419,7 @@ class ObjectStore:
         if not got:
             yield True
             return
+        self._held[key] = token  # puts of this key check that the lease is still ours
         stop = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat, args=(path, token, stop), daemon=True, name="reckon-os-lease"
@@ -334,6 +428,8 @@ class ObjectStore:
         try:
             yield not self.contains(key)
         finally:
+            if self._held.get(key) == token:
+                del self._held[key]
             stop.set()
             beat.join()
             with contextlib.suppress(Exception):

@@ -17,8 +17,14 @@ value an expiry; expired values are misses, and their bookkeeping is cleaned whe
 the lease is a Redis key set with NX and an expiry (``lease_ttl``, 4 s), renewed four times per
 expiry by a heartbeat thread while its holder lives; a holder that dies (even by SIGKILL) stops
 renewing it, so a waiter takes over within ``lease_ttl`` seconds. A waiter that sees the value
-appear stops waiting at once. The lease's random token is a fencing token: the holder's put is
-refused by the server if the lease has passed to another holder meanwhile.
+appear stops waiting at once. Each lease granted for a key also gets the next fencing number of
+that key (a hash beside the values); the put script refuses a holder's write when a newer lease
+was granted since (or the lease is held by another), so a holder whose lease lapsed never
+overwrites the value of the one that took over. (Deleting an entry forgets its number.)
+
+Values above the server's ``proto-max-bulk-len`` are stored in chunks, published by a manifest
+(see ``_put_chunked``); an entry's metadata (see ``metadata``) sits in a hash beside the values
+and is set and removed by the same scripts as the value.
 
 Every call has a deadline (``timeout``, ``connect_timeout``; also settable in the URL). A server
 that cannot be reached, when the store opens or later, never fails a call: the store warns once
@@ -35,13 +41,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreData, StoreUsage
@@ -51,37 +58,85 @@ from reckon.errors import StoreError
 log = logging.getLogger("reckon.core.store")
 
 _MAGIC = b"RKR2"
+_CHUNKED = b"RKC2"  # a manifest: the value lives in chunk keys (see _put_chunked)
 _HEAD = len(_MAGIC) + TAG_SIZE
 _VIEW_THRESHOLD = 64 << 10
+_CHUNK_MARGIN = 4096  # bytes below the server's limit a chunk stays (room for the command)
+_ORPHAN_MS = 3_600_000  # chunks of a put that never published its manifest expire after 1 h
 
-_PUT = """
+# Lua shared by the scripts that replace or remove a value: the chunks of a chunked value (its
+# manifest names them) go with it. Only the manifest's head is read (GETRANGE), never a value.
+_DROP_CHUNKS = """
+local function drop_chunks(vkey, cprefix)
+  local head = redis.call('GETRANGE', vkey, 0, 120)
+  if string.sub(head, 1, 4) == 'RKC2' then
+    local wid, n = string.match(string.sub(head, 38), '^(%x+):(%d+):')
+    if wid then
+      for i = 0, tonumber(n) - 1 do redis.call('DEL', cprefix .. wid .. ':' .. i) end
+    end
+  end
+end
+"""
+
+# KEYS: value, sizes, access, bytes, lease, meta, fences
+# ARGV: key, blob, size, now, ttl_ms, lease token, fence, meta blob, chunk prefix, "wid:n"
+_PUT = (
+    _DROP_CHUNKS
+    + """
 if ARGV[6] ~= '' then
   local holder = redis.call('GET', KEYS[5])
   if holder and holder ~= ARGV[6] then return -1 end
+  local latest = redis.call('HGET', KEYS[7], ARGV[1])
+  if latest and tonumber(latest) > tonumber(ARGV[7]) then return -1 end
 end
+drop_chunks(KEYS[1], ARGV[9])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then redis.call('DECRBY', KEYS[4], old) end
-if tonumber(ARGV[5]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[5])
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 else
   redis.call('SET', KEYS[1], ARGV[2])
+end
+if ARGV[10] ~= '' then
+  local wid, n = string.match(ARGV[10], '^(%x+):(%d+)$')
+  for i = 0, tonumber(n) - 1 do
+    local chunk = ARGV[9] .. wid .. ':' .. i
+    if ttl > 0 then redis.call('PEXPIRE', chunk, ttl) else redis.call('PERSIST', chunk) end
+  end
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[8])
+else
+  redis.call('HDEL', KEYS[6], ARGV[1])
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 return redis.call('INCRBY', KEYS[4], ARGV[3])
 """
+)
 
-_DELETE = """
+# KEYS: value, sizes, access, bytes, meta, fences; ARGV: key, chunk prefix
+_DELETE = (
+    _DROP_CHUNKS
+    + """
+drop_chunks(KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[6], ARGV[1])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 if old then
   redis.call('DECRBY', KEYS[4], old)
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
+redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return redis.call('DEL', KEYS[1])
 """
+)
 
-_EVICT = """
+# KEYS: sizes, access, bytes, meta, fences; ARGV: target, value prefix, chunk prefix
+_EVICT = (
+    _DROP_CHUNKS
+    + """
 local target = tonumber(ARGV[1])
 local evicted = {}
 local total = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -94,11 +149,15 @@ while total > target do
     redis.call('HDEL', KEYS[1], key)
     total = redis.call('DECRBY', KEYS[3], size)
   end
+  redis.call('HDEL', KEYS[4], key)
+  redis.call('HDEL', KEYS[5], key)
+  drop_chunks(ARGV[2] .. key, ARGV[3] .. key .. ':')
   redis.call('DEL', ARGV[2] .. key)
   evicted[#evicted + 1] = key
 end
 return evicted
 """
+)
 
 
 _UNREACHABLE = (redis_py.ConnectionError, redis_py.TimeoutError)
@@ -175,7 +234,6 @@ class RedisStore:
                 "rediss://host:port/db or unix:///path/to/redis.sock"
             ) from exc
         self._max_value: int | None = None  # the server's largest value (proto-max-bulk-len)
-        self._too_big_said = False
         try:
             self._r.ping()
             self._outage.ok()
@@ -190,6 +248,9 @@ class RedisStore:
         self._access = prefix + "access"
         self._bytes = prefix + "bytes"
         self._vprefix = prefix + "v:"
+        self._cprefix = prefix + "c:"
+        self._meta = prefix + "meta"
+        self._fences = prefix + "fences"
         self._put_script = self._r.register_script(_PUT)
         self._delete_script = self._r.register_script(_DELETE)
         self._evict_script = self._r.register_script(_EVICT)
@@ -216,7 +277,7 @@ class RedisStore:
         self.closed = False
         self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach Redis (down, failed, or fenced off)
-        self._held: dict[str, str] = {}  # key -> token of a lease this process holds
+        self._held: dict[str, tuple[str, int]] = {}  # key -> (token, fence) of a lease held
         urls.remember(self)
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -228,6 +289,9 @@ class RedisStore:
 
     def _vkey(self, key: str) -> str:
         return self._vprefix + key
+
+    def _chunk_prefix(self, key: str) -> str:
+        return self._cprefix + key + ":"
 
     def _server_limit(self) -> int:
         """The largest value the server accepts (``proto-max-bulk-len``; 512 MB by default and
@@ -264,6 +328,8 @@ class RedisStore:
             return None
         if raw is None:
             return None
+        if raw[:4] == _CHUNKED:
+            return self._get_chunked(key, raw)
         view = memoryview(raw)
         tag = raw[4:_HEAD] if len(raw) >= _HEAD and raw[:4] == _MAGIC else None
         if tag is None or not self._signer.verify(key, view[_HEAD:], tag):
@@ -272,9 +338,17 @@ class RedisStore:
             return None
         return view[_HEAD:] if len(raw) - _HEAD >= _VIEW_THRESHOLD else raw[_HEAD:]
 
-    def put(self, key: str, data: StoreData, *, cost: float = 0.0) -> None:
+    def put(
+        self,
+        key: str,
+        data: StoreData,
+        *,
+        cost: float = 0.0,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
         """Store ``data`` (one buffer, or a list/tuple of pieces of one value: signed piece by
-        piece and joined once, into the blob sent to Redis)."""
+        piece and joined once, into the blob sent to Redis), with ``meta`` beside it. A value
+        larger than the server takes is stored in chunks (see ``_put_chunked``)."""
         if not isinstance(key, str) or not key:
             raise StoreError(f"store keys are non-empty strings (RequestId.disk_key), got {key!r}")
         given: list[Any] = list(data) if isinstance(data, list | tuple) else [data]
@@ -284,6 +358,7 @@ class RedisStore:
                 pieces.append(piece if isinstance(piece, bytes) else memoryview(piece).cast("B"))
             except TypeError:
                 raise StoreError(f"a store holds bytes; got {type(piece).__name__}") from None
+        meta_blob = b"" if meta is None else md.encode(self._signer, key, meta)
         size = sum(map(len, pieces))
         if self.budget is not None and size > self.budget:
             log.info(
@@ -296,25 +371,22 @@ class RedisStore:
             return
         if self._max_value is None:
             self._max_value = self._server_limit()
-        if size + _HEAD > self._max_value:
-            self._not_stored(key)
-            level = logging.DEBUG if self._too_big_said else logging.WARNING
-            self._too_big_said = True
-            log.log(
-                level,
-                "store %s: value of %d bytes for %s not stored: the server takes values of at "
-                "most %d bytes (proto-max-bulk-len). Raise it (CONFIG SET proto-max-bulk-len), "
-                "or keep such values near (the near tier of open_store keeps them on this "
-                "machine) or in an object store",
-                self,
-                size,
-                key,
-                self._max_value,
-            )
-            return
-        blob = b"".join((_MAGIC, self._signer.sign(key, pieces), *pieces))
+        tag = self._signer.sign(key, pieces)
+        chunks = ""
+        if size + _HEAD + len(meta_blob) + _CHUNK_MARGIN > self._max_value:
+            written = self._put_chunked(key, pieces, size, tag)
+            if written is None:
+                return
+            blob, chunks = written
+        else:
+            blob = b"".join((_MAGIC, tag, *pieces))
+        self._publish(key, blob, size, meta_blob, chunks)
+
+    def _publish(self, key: str, blob: bytes, size: int, meta_blob: bytes, chunks: str) -> None:
+        """Set the value (or a chunked value's manifest) with its bookkeeping, in one script:
+        refused when this process's lease on the key has passed to a newer holder (fencing)."""
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
-        token = self._held.get(key, "")
+        token, fence = self._held.get(key, ("", 0))
         try:
             total = int(
                 cast(
@@ -326,8 +398,21 @@ class RedisStore:
                             self._access,
                             self._bytes,
                             self._lease_name(key),
+                            self._meta,
+                            self._fences,
                         ],
-                        args=[key, blob, size, time.time(), ttl_ms, token],
+                        args=[
+                            key,
+                            blob,
+                            size,
+                            time.time(),
+                            ttl_ms,
+                            token,
+                            fence,
+                            meta_blob,
+                            self._chunk_prefix(key),
+                            chunks,
+                        ],
                     ),
                 )
             )
@@ -335,18 +420,89 @@ class RedisStore:
         except redis_py.RedisError as exc:
             self._fail("put", exc)
             self._not_stored(key)
+            self._drop_unpublished(key, chunks)
             return
         if total < 0:
             log.warning(
-                "store %s: value for %s not written: its lease passed to another holder "
+                "store %s: value for %s not written: its lease passed to a newer holder "
                 "(fencing token)",
                 self,
                 key,
             )
             self._not_stored(key)
+            self._drop_unpublished(key, chunks)
             return
         if self.budget is not None and total > self.budget:
             self.evict(self.budget)
+
+    def _put_chunked(
+        self, key: str, pieces: list[bytes | memoryview], size: int, tag: bytes
+    ) -> tuple[bytes, str] | None:
+        """Write a value larger than the server takes as chunks under a fresh write id; return
+        the manifest to publish (signed: the tag covers the whole value) and ``"wid:n"``.
+
+        Chunks first, manifest last: a reader finds either the old value, or the manifest of
+        a value whose chunks are all written. Chunks expire after an hour until the manifest is
+        published (the put script then makes them permanent), so a writer that dies midway
+        leaves nothing behind for long. None when a chunk could not be written."""
+        assert self._max_value is not None
+        step = max(64 << 10, self._max_value - _CHUNK_MARGIN)
+        wid = os.urandom(8).hex()
+        prefix = self._chunk_prefix(key) + wid + ":"
+        n = 0
+        try:
+            for chunk in _chunks(pieces, step):
+                self._r.set(prefix + str(n), chunk, px=_ORPHAN_MS)
+                n += 1
+            self._outage.ok()
+        except redis_py.RedisError as exc:
+            self._fail("put", exc)
+            self._not_stored(key)
+            self._drop_unpublished(key, f"{wid}:{n + 1}")
+            return None
+        manifest = b"".join((_CHUNKED, tag, f"{wid}:{n}:{size}".encode()))
+        return manifest, f"{wid}:{n}"
+
+    def _drop_unpublished(self, key: str, chunks: str) -> None:
+        if not chunks:
+            return
+        wid, n = chunks.split(":")
+        prefix = self._chunk_prefix(key) + wid + ":"
+        with contextlib.suppress(redis_py.RedisError):
+            self._r.delete(*(prefix + str(i) for i in range(int(n))))
+
+    def _get_chunked(self, key: str, manifest: bytes) -> bytes | memoryview | None:
+        """A chunked value: its chunks read one by one into one buffer, then verified whole."""
+        tag = manifest[4:_HEAD]
+        try:
+            wid, n_text, size_text = manifest[_HEAD:].decode("ascii").split(":")
+            n, size = int(n_text), int(size_text)
+            int(wid, 16)
+        except ValueError:
+            n = size = -1
+        if len(tag) != TAG_SIZE or n < 1 or size < 0:
+            self._delete(key)
+            self.rejections.report(key, "its chunk manifest is malformed")
+            return None
+        buf = bytearray(size)
+        offset = 0
+        prefix = self._chunk_prefix(key) + wid + ":"
+        try:
+            for i in range(n):
+                chunk = cast(bytes | None, self._r.get(prefix + str(i)))
+                if chunk is None or offset + len(chunk) > size:
+                    return None  # replaced or removed meanwhile: a plain miss
+                buf[offset : offset + len(chunk)] = chunk
+                offset += len(chunk)
+        except redis_py.RedisError as exc:
+            self._fail("get", exc)
+            return None
+        view = memoryview(buf)
+        if offset != size or not self._signer.verify(key, view, tag):
+            self._delete(key)
+            self.rejections.report(key, self._signer.why_not(tag))
+            return None
+        return view
 
     def _delete(self, key: str) -> bool:
         if self._outage.skip():
@@ -356,7 +512,15 @@ class RedisStore:
                 cast(
                     Any,
                     self._delete_script(
-                        keys=[self._vkey(key), self._sizes, self._access, self._bytes], args=[key]
+                        keys=[
+                            self._vkey(key),
+                            self._sizes,
+                            self._access,
+                            self._bytes,
+                            self._meta,
+                            self._fences,
+                        ],
+                        args=[key, self._chunk_prefix(key)],
                     ),
                 )
             )
@@ -389,6 +553,41 @@ class RedisStore:
             found = []
         return iter(found)
 
+    # -- metadata (see ``metadata``) ----------------------------------------------------------
+
+    keeps_metadata = True
+
+    def metadata(self, key: str) -> dict[str, Any] | None:
+        """The authenticated metadata ``key`` was put with, or None."""
+        if self._outage.skip():
+            return None
+        try:
+            raw = cast(bytes | None, self._r.hget(self._meta, key))
+        except redis_py.RedisError as exc:
+            self._fail("metadata", exc)
+            return None
+        return md.decode(self._signer, key, raw)
+
+    def entries(self, prefix: str = "") -> Iterator[md.EntryInfo]:
+        """Every entry whose key starts with ``prefix``: key, size, authenticated metadata."""
+        if self._outage.skip():
+            return iter(())
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        try:
+            sized: list[tuple[str, int]] = []
+            for k, v in self._r.hscan_iter(self._sizes, match=pattern, count=1000):
+                sized.append((k.decode() if isinstance(k, bytes) else str(k), int(v)))
+            found: list[md.EntryInfo] = []
+            for start in range(0, len(sized), 500):
+                batch = sized[start : start + 500]
+                raws = cast(list[Any], self._r.hmget(self._meta, [k for k, _ in batch]))
+                for (k, size), raw in zip(batch, raws, strict=True):
+                    found.append(md.EntryInfo(k, size, md.decode(self._signer, k, raw)))
+        except redis_py.RedisError as exc:
+            self._fail("entries", exc)
+            return iter(())
+        return iter(sorted(found, key=lambda e: e.key))
+
     def usage(self) -> StoreUsage:
         if self._outage.skip():
             return StoreUsage(0, 0, self.budget)
@@ -410,8 +609,8 @@ class RedisStore:
             raw = cast(
                 list[bytes],
                 self._evict_script(
-                    keys=[self._sizes, self._access, self._bytes],
-                    args=[max(0, target), self._vprefix],
+                    keys=[self._sizes, self._access, self._bytes, self._meta, self._fences],
+                    args=[max(0, target), self._vprefix, self._cprefix],
                 ),
             )
         except redis_py.RedisError as exc:
@@ -449,7 +648,12 @@ class RedisStore:
         if not got:
             yield True  # timed out, or Redis failed: compute without the lease
             return
-        self._held[key] = token  # puts of this key carry the token (fencing)
+        try:
+            fence = int(cast(Any, self._r.hincrby(self._fences, key, 1)))
+        except redis_py.RedisError as exc:
+            self._fail("lease", exc)
+            fence = 0
+        self._held[key] = (token, fence)  # puts of this key carry them (fencing)
         stop = threading.Event()
         beat = threading.Thread(
             target=self._heartbeat,
@@ -461,7 +665,7 @@ class RedisStore:
         try:
             yield not self.contains(key)
         finally:
-            if self._held.get(key) == token:
+            if self._held.get(key, ("", 0))[0] == token:
                 del self._held[key]
             stop.set()
             beat.join()
@@ -519,3 +723,22 @@ class RedisStore:
         urls.forget(self)
         if self._owns_client:
             self._r.close()
+
+
+def _chunks(pieces: list[bytes | memoryview], step: int) -> Iterator[bytes | memoryview]:
+    """The concatenation of ``pieces`` cut into consecutive chunks of ``step`` bytes (the last
+    one shorter); a chunk inside one piece is a view of it, not a copy."""
+    pending: list[bytes | memoryview] = []
+    have = 0
+    for piece in pieces:
+        view = memoryview(piece).cast("B") if not isinstance(piece, memoryview) else piece
+        while len(view):
+            take = min(step - have, len(view))
+            pending.append(view[:take])
+            have += take
+            view = view[take:]
+            if have == step:
+                yield pending[0] if len(pending) == 1 else b"".join(pending)
+                pending, have = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else b"".join(pending)

@@ -198,7 +198,7 @@ async def resolve(
                 "against the names a shared deployment serves, or give the names"
             )
         if listed is None:
-            from reckon.pva.share import shared_names
+            from reckon.pva.share_layout import shared_names
 
             listed = await shared_names(share, wait=wait)
         matched = [n for n in listed if fnmatch.fnmatchcase(n, pattern)]
