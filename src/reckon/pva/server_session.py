@@ -237,7 +237,8 @@ class ServerSession:
             return
         finally:
             self._busy = False
-        self._end_batch()
+        if self._out or self._dirty:
+            self._end_batch()
 
     def _failed(self, exc: Exception) -> None:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except
@@ -516,7 +517,8 @@ class ServerSession:
         if pieces is None:
             return
         self._out += pieces
-        self._pending += sum(len(p) for p in pieces)
+        for p in pieces:
+            self._pending += len(p)
         if self._pending > 65536:
             self._write()  # as _send does: past the high-water mark, backpressure
 

@@ -46,7 +46,7 @@ from ._events import (
     Message,
     SetByteOrder,
 )
-from ._generate import read_message, write_payload
+from ._generate import op_ids, read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -375,14 +375,18 @@ class BaseConnection(Operations):
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        self._rx.big_endian = bool(flags & FLAG_BIG)
+        be = self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag is the top bit)
+        if cmd in OP_COMMANDS:
+            if self.state is not ConnectionState.VALIDATED:
+                self._require_validated(cmd)
+            sid, ioid, sub = op_ids(cmd, payload, be, not self._server)
+            if self._server:
+                return self._server_op(cmd, sid, ioid, sub, payload)
+            return self._client_op(cmd, ioid, payload)
         if cmd in _IGNORED_COMMANDS:
             return []
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
-        if cmd in OP_COMMANDS:
-            self._require_validated(cmd)
-            return self._receive_op(cmd, payload)
         events = read_message(cmd, payload, self._rx, not self._server)
         out: list[Event] = []
         for ev in events:

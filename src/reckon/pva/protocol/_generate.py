@@ -406,6 +406,14 @@ _READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]
 }
 
 
+#: (command, sent by the server, big endian) -> for each subcommand byte, the reader of the
+#: first row whose "when" takes it (None: no row does); the same choice, made once
+_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
+    key: tuple(next((read for when, read in readers if when(sub)), None) for sub in range(256))
+    for key, readers in _READERS.items()
+}
+
+
 def write_payload(ev: Event, c: Codec, op: OpContext | None, out: bytearray) -> int:
     """Append ``ev``'s payload to ``out`` (in ``c``'s byte order); returns its command."""
     got = _WRITERS.get((type(ev), c.big_endian))
@@ -441,7 +449,8 @@ def read_message(
 ) -> list[Event]:
     """The events of one message's payload (in ``c``'s byte order). DecodeError for a command
     no row reads."""
-    readers = _READERS.get((cmd, from_server, c.big_endian))
+    key = (cmd, from_server, c.big_endian)
+    readers = _READERS.get(key)
     if readers is None:
         raise DecodeError(f"unknown or unexpected command 0x{cmd:02x}")
     if len(readers) == 1:
@@ -450,10 +459,17 @@ def read_message(
     sub = data[4] if from_server else data[8]
     if not from_server and cmd in COMBINED and not sub & INIT:
         return [read(data, c, op) for when, read in readers if when(sub)]
-    for when, read in readers:
-        if when(sub):
-            return [read(data, c, op)]
-    return []
+    read = _BY_SUB[key][sub]
+    return [] if read is None else [read(data, c, op)]
+
+
+def ioid_offset(event: type) -> int:
+    """Where ``event``'s ioid starts in its payload, for a prepared message that leaves it as
+    a hole (responses write it first)."""
+    row = next(r for r in MESSAGES if r.event is event)
+    if not row.layout.startswith("ioid:u32"):
+        raise LocalProtocolError(f"{event.__name__} does not start with its ioid")
+    return 0
 
 
 def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int, int]:
@@ -464,4 +480,4 @@ def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int
     return u32(data, 0)[0], u32(data, 4)[0], data[8] if cmd != Command.GET_FIELD else 0
 
 
-__all__ = ["OpContext", "op_ids", "read_message", "write_around", "write_payload"]
+__all__ = ["OpContext", "ioid_offset", "op_ids", "read_message", "write_around", "write_payload"]

@@ -169,12 +169,6 @@ class Operations:
             return req, True
         return self._dead_requests.get(ioid), False
 
-    def _receive_op(self, cmd: int, data: bytes) -> list[Event]:
-        sid, ioid, sub = op_ids(cmd, data, self._rx.big_endian, not self._server)
-        if self._server:
-            return self._server_op(cmd, sid, ioid, sub, data)
-        return self._client_op(cmd, ioid, data)
-
     def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
         is_init = cmd != Command.GET_FIELD and sub & 0x08
         if is_init or cmd == Command.GET_FIELD:
@@ -195,9 +189,12 @@ class Operations:
             new.queue_size = getattr(ev, "queue_size", None)
             self._requests[ioid] = new
             return [ev]
-        req, live = self._lookup(ioid)
+        req = self._requests.get(ioid)
+        live = req is not None
         if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+            req = self._dead_requests.get(ioid)
+            if req is None:
+                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
         if req.command != cmd:
             raise RemoteProtocolError(
                 f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"

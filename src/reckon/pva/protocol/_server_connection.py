@@ -9,7 +9,6 @@ message's own, written by the same generated writers.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,7 +21,7 @@ from ._events import (
     Event,
     SetByteOrder,
 )
-from ._generate import write_around
+from ._generate import ioid_offset, write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
     GetInitResponse,
@@ -30,12 +29,25 @@ from ._op_events import (
     MonitorUpdate,
     PutInitResponse,
 )
+from ._operations import refusal
 from ._prepared import PreparedUpdate
-from ._state import ConnectionState, RequestState, Role
+from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
 from ._wire import SMALL, U32
 
 _GET = int(Command.GET)
+#: prepared replies kept per connection
+_MAX_REPLIES = 32
+_SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
+_INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
+_GET_RESPONSE_ROW = OPERATIONS[GetResponse]
+#: where a response's ioid is in its message (the table writes it first: a hole to fill)
+_IOID_AT = HEADER_SIZE + ioid_offset(GetResponse)
+assert (
+    _IOID_AT
+    == HEADER_SIZE + ioid_offset(GetInitResponse)
+    == HEADER_SIZE + ioid_offset(PutInitResponse)
+)
 _NOT_ONE_REQUEST = FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER
 
 
@@ -43,6 +55,13 @@ class ServerConnection(BaseConnection):
     """The server side of one TCP connection."""
 
     role = Role.SERVER
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, event)
+        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, Any]] = {}
+        #: a successful GET reply's head, per byte order (see send_get_update_pieces)
+        self._get_heads: list[bytes | None] = [None, None]
 
     def receive_message(self, data: bytes) -> bool:
         """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
@@ -66,8 +85,10 @@ class ServerConnection(BaseConnection):
         ):
             return False
         framer.bytes_received += n
-        with contextlib.suppress(RemoteProtocolError):  # sticky: next_event() raises it
+        try:  # noqa: SIM105 (contextlib.suppress costs three calls per message)
             self._pending.extend(self._decoded(data[3], data[2], n - HEADER_SIZE, data[8:]))
+        except RemoteProtocolError:
+            pass  # sticky: next_event() raises it
         return True
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
@@ -79,9 +100,42 @@ class ServerConnection(BaseConnection):
     def send_init_ok(self, ioid: int, command: int, type: Any) -> bytes:
         """The bytes of a successful get (``command`` GET) or put (PUT) init response with
         ``type``: ``send(GetInitResponse(ioid, type=type))`` without checking the event's
-        fields (the server's own type and an ioid it received)."""
+        fields (the server's own type and an ioid it received).
+
+        p4p's client opens an operation for every get and put, so this is a prepared reply:
+        the generated writer's bytes for ``type`` with the ioid left as a hole, kept per
+        connection (bounded) while what they depend on (byte order, no segmenting, no type
+        cache) holds; the operation table's row checks and applies the step as ``send`` does.
+        """
         cls = GetInitResponse if command == _GET else PutInitResponse
-        return self.send(cls.unchecked(ioid, Status.OK, type))
+        req = self._requests.get(ioid)
+        row = _INIT_ROWS[cls]
+        if (
+            req is None
+            or self.state is not ConnectionState.VALIDATED
+            or self._error is not None
+            or self.segment_size
+            or self._tx.send_cache is not None
+            or refusal(req, row, cls) is not None
+        ):
+            return self.send(cls.unchecked(ioid, Status.OK, type))  # (raises what is wrong)
+        be = self.big_endian
+        key = (cls, be, id(type))
+        known = self._replies.get(key)
+        if known is None or known[0] is not type:
+            template = cls.unchecked(0, Status.OK, type)
+            out = bytearray(HEADER_SIZE)
+            self._tx.big_endian = be
+            cmd = write_payload(template, self._tx, None, out)
+            if len(self._replies) >= _MAX_REPLIES:
+                self._replies.clear()
+            known = self._replies[key] = (type, bytes(self._framed(cmd, out)), template)
+        out = bytearray(known[1])
+        U32[be].pack_into(out, _IOID_AT, ioid)
+        self._agree(req, known[2])
+        self._step(req, row)
+        self.bytes_sent += len(out)
+        return bytes(out)
 
     def send_get_update(self, ioid: int, update: PreparedUpdate) -> bytes | None:
         """The reply to a GET whose value was encoded once (a PV nobody posted to since the
@@ -105,8 +159,29 @@ class ServerConnection(BaseConnection):
             or (req.type is not update.type and req.type != update.type)
         ):
             return None
-        ev = GetResponse.unchecked(ioid, Status.OK, update.value, update.changed, False)
-        return self._send_prepared(ev, update)
+        if self._error is not None:
+            return None
+        # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
+        # ioid as a hole, then the value's shared pieces; the table's row applies the step
+        be = self.big_endian
+        head = self._get_heads[be]
+        if head is None:
+            template = GetResponse.unchecked(0, Status.OK, None, NO_BITS, False)
+            self._tx.big_endian = be
+            buf, tail = bytearray(HEADER_SIZE), bytearray()
+            write_around(template, self._tx, req, buf, tail)
+            assert not tail
+            head = self._get_heads[be] = bytes(buf)
+        out = bytearray(head)
+        size = len(out) - HEADER_SIZE + update.size(be)
+        HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _GET, size)
+        U32[be].pack_into(out, _IOID_AT, ioid)
+        self._step(req, _GET_RESPONSE_ROW)
+        self.bytes_sent += HEADER_SIZE + size
+        pieces = update.pieces(be)
+        if size < 65536:  # one buffer is cheaper to write
+            return [b"".join((out, *pieces))]
+        return [bytes(out), *pieces]
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
