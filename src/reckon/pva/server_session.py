@@ -266,13 +266,7 @@ class ServerSession:
             self.sink.abort()
 
     def send(self, ev: Event) -> None:
-        data = self.conn.send(ev)
-        self._out.append(data)
-        self._pending += len(data)
-        if self._pending > 65536:
-            # hand big batches to the transport now: past its high-water mark it calls
-            # pause_writing(), which stops _process() from answering more requests
-            self._write()
+        self._queue1(self.conn.send(ev))
 
     def _write(self) -> None:
         out = self._out
@@ -487,52 +481,39 @@ class ServerSession:
 
     # get
     def _on_get_init(self, ev: GetInit) -> None:
-        data = self._get_init(ev.sid, ev.ioid, ev.pv_request)
-        if data is not None:
-            self._queue([data])
-
-    def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> bytes | None:
-        """Open a get operation; its reply's bytes when they are the caller's to send (see
-        ``_init_ok``)."""
-        t = self.open_op(sid, ioid, request, "get").pv.type
+        op = self.open_op(ev.sid, ev.ioid, ev.pv_request, "get")
+        t = op.pv.type
         if t is None:
-            name = self.ops[ioid].name
-            self.refuse(GetInitResponse(ioid, Status.error(f"{name} only supports RPC")))
-            return None
-        return self._init_ok(ioid, _GET, t)
-
-    def _init_ok(self, ioid: int, command: int, t: Any) -> bytes | None:
-        """A get or put init's success: the reply's bytes, from the type's cached encoding,
-        for the caller to queue (``_queue``) or write; None when it went the general way
-        (queued already)."""
-        data = self.conn.send_init_ok(ioid, command, t)
-        if data is None:
-            cls = GetInitResponse if command == _GET else PutInitResponse
-            self.send(cls.unchecked(ioid, Status.OK, t))
-            return None
-        return data
-
-    def _queue(self, pieces: list[Any] | None) -> None:
-        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
-        if pieces is None:
+            self.refuse(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
+        # a prepared reply (the type's encoding with the ioid as a hole): p4p inits every get
+        self._queue1(self.conn.send_init_ok(ev.ioid, _GET, t))
+
+    def _queue(self, pieces: list[Any]) -> None:
+        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
         self._out += pieces
         for p in pieces:
             self._pending += len(p)
         if self._pending > 65536:
             self._write()  # as _send does: past the high-water mark, backpressure
 
-    def _on_get(self, ev: Get) -> None:
-        self._queue(self._answer_get(ev.ioid, ev.destroy))
+    def _queue1(self, data: bytes) -> None:
+        """:meth:`_queue` for one buffer."""
+        self._out.append(data)
+        self._pending += len(data)
+        if self._pending > 65536:
+            # hand big batches to the transport now: past its high-water mark it calls
+            # pause_writing(), which stops _process() from answering more requests
+            self._write()
 
-    def _answer_get(self, ioid: int, destroy: bool) -> list[Any] | None:
-        """Answer a GET: the reply's buffers when the PV's shared encoding makes them (the
-        value's prepared pieces behind a head of this reply's own: a PV nobody posted to since
-        costs no encoding), for the caller to queue or write; None when it went the general
-        way (queued already)."""
+    def _on_get(self, ev: Get) -> None:
+        """Answer a GET: the value's prepared pieces (shared with every get and monitor that
+        sends it: a PV nobody posted to since costs no encoding) behind a head of this
+        reply's own, or the general way."""
+        ioid, destroy = ev.ioid, ev.destroy
         op = self.ops.get(ioid)
         if op is None:
-            return None
+            return
         pv = op.pv  # (a PV without a type refused the init, and forgot the operation)
         value = pv.value
         assigned = pv.assigned  # read after the value: it covers every field the value set
@@ -543,16 +524,14 @@ class ServerSession:
             assert pv.type is not None
             mask = sent_mask(pv.type, op.mask, assigned)
             sent = op.sent[assigned] = (mask, BitSet.from_mask(mask))
-        data = None
         if not destroy:
-            # the value's encoding is shared with every get and monitor that sends it
             data = self.conn.send_get_update_pieces(ioid, pv.prepared(value, sent[0]))
-        if data is not None:
-            return data
+            if data is not None:
+                self._queue(data)
+                return
         self.send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))
         if destroy:
             self.ops.pop(ioid, None)
-        return None
 
     # put and put-get
     def _on_put_init(self, ev: PutInit) -> None:
@@ -560,9 +539,7 @@ class ServerSession:
         if op.pv.type is None or not op.pv.writable:
             self.refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        data = self._init_ok(ev.ioid, _PUT, op.pv.type)
-        if data is not None:
-            self._queue([data])
+        self._queue1(self.conn.send_init_ok(ev.ioid, _PUT, op.pv.type))
 
     # monitor
     def _on_monitor_init(self, ev: MonitorInit) -> None:

@@ -453,7 +453,8 @@ class BaseConnection(Operations):
 
     def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
         """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
-        self._require_validated(0)
+        if self.state is not ConnectionState.VALIDATED:
+            self._require_validated(0)
         req = self._requests.get(ev.ioid)
         if req is None:
             if ev.ioid in self._dead_requests:

@@ -90,6 +90,10 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
     ERROR = "error"
 
+    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
+    #: paid by every state table lookup and operation check)
+    __hash__ = object.__hash__
+
 
 class ChannelState(enum.Enum):
     CREATING = "creating"
@@ -101,6 +105,10 @@ class RequestState(enum.Enum):
     READY = "ready"
     EXECUTING = "executing"
     RUNNING = "running"
+
+    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
+    #: paid by every state table lookup and operation check)
+    __hash__ = object.__hash__
 
 
 _S = ConnectionState
