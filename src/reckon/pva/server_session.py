@@ -237,8 +237,10 @@ class ServerSession:
             return
         finally:
             self._busy = False
-        if self._out or self._dirty:
+        if self._dirty:
             self._end_batch()
+        elif self._out:
+            self._write()  # (what _end_batch does then)
 
     def _failed(self, exc: Exception) -> None:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except

@@ -464,7 +464,7 @@ class BaseConnection(Operations):
             raise RemoteProtocolError(
                 f"{type(ev).__name__}: ioid {ev.ioid} is not on channel sid {ev.sid}"
             )
-        self._apply(req, OPERATIONS[type(ev)], ev)
+        self._step(req, OPERATIONS[type(ev)])  # (neither has a status or a destroy flag)
         return True
 
     def _creation_refused(self, cid: int) -> RemoteProtocolError | None:

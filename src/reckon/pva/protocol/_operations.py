@@ -213,7 +213,8 @@ class Operations:
                 why = refusal(req, row, type(ev))
                 if why is not None:
                     raise RemoteProtocolError(why)
-                self._apply(req, row, ev)
+                # (a request has no status: _apply's failure is a response's)
+                self._step(req, row, getattr(ev, "destroy", False))
         return events
 
     def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:

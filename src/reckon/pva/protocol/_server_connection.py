@@ -29,7 +29,7 @@ from ._op_events import (
     MonitorUpdate,
     PutInitResponse,
 )
-from ._operations import refusal
+from ._operations import RequestInfo, refusal
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
@@ -59,7 +59,7 @@ class ServerConnection(BaseConnection):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, event)
-        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, Any]] = {}
+        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, RequestInfo]] = {}
         #: a successful GET reply's head, per byte order (see send_get_update_pieces)
         self._get_heads: list[bytes | None] = [None, None]
 
@@ -129,10 +129,13 @@ class ServerConnection(BaseConnection):
             cmd = write_payload(template, self._tx, None, out)
             if len(self._replies) >= _MAX_REPLIES:
                 self._replies.clear()
-            known = self._replies[key] = (type, bytes(self._framed(cmd, out)), template)
+            agreed = RequestInfo(command=command, ioid=0, sid=0)
+            self._agree(agreed, template)  # the types every such init agrees on
+            known = self._replies[key] = (type, bytes(self._framed(cmd, out)), agreed)
         out = bytearray(known[1])
         U32[be].pack_into(out, _IOID_AT, ioid)
-        self._agree(req, known[2])
+        agreed = known[2]
+        req.type, req.get_type = agreed.type, agreed.get_type
         self._step(req, row)
         self.bytes_sent += len(out)
         return bytes(out)
@@ -173,12 +176,12 @@ class ServerConnection(BaseConnection):
             assert not tail
             head = self._get_heads[be] = bytes(buf)
         out = bytearray(head)
-        size = len(out) - HEADER_SIZE + update.size(be)
+        body, pieces = update.encoded(be)
+        size = len(out) - HEADER_SIZE + body
         HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _GET, size)
         U32[be].pack_into(out, _IOID_AT, ioid)
         self._step(req, _GET_RESPONSE_ROW)
         self.bytes_sent += HEADER_SIZE + size
-        pieces = update.pieces(be)
         if size < 65536:  # one buffer is cheaper to write
             return [b"".join((out, *pieces))]
         return [bytes(out), *pieces]
