@@ -316,3 +316,16 @@ def test_init_ok_is_the_init_response_sent(make_pair: Any) -> None:
             p.server.send_init_ok(7, int(Command.GET), NT.type)  # answered already
         with pytest.raises(LocalProtocolError):
             p.server.send_init_ok(8, int(Command.GET), NT.type)  # no such request
+        # the prepared reply again (another ioid), for a put, and for another type
+        other = nt.NTScalar("i").type
+        for ioid, init, reply, cmd, t in (
+            (9, GetInit(2, 9), GetInitResponse, Command.GET, NT.type),
+            (11, PutInit(2, 11), PutInitResponse, Command.PUT, NT.type),
+            (13, GetInit(2, 13), GetInitResponse, Command.GET, other),
+        ):
+            for x in (p, q):
+                x.c2s(init)
+            data = p.server.send_init_ok(ioid, int(cmd), t)
+            assert data == q.server.send(reply(ioid, type=t))
+            p.client.receive_data(data)
+            assert list(p.client.events()) == [reply(ioid, type=t)]

@@ -120,6 +120,8 @@ _ANY_STATE = (
     AckTotalBytesReceived,
     SetByteOrder,
 )
+#: flags of a message that is not read as an operation's (see _receive)
+_NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
@@ -256,6 +258,15 @@ class BaseConnection(Operations):
         """The events of one whole message, applied to the state; bad input fails the
         connection (sticky RemoteProtocolError)."""
         try:
+            if cmd in OP_COMMANDS and not flags & _NOT_AN_OPERATION:
+                # an operation's message (most of what a server reads): no further dispatch
+                be = self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
+                if self.state is not ConnectionState.VALIDATED:
+                    self._require_validated(cmd)
+                sid, ioid, sub = op_ids(cmd, payload, be, not self._server)
+                if self._server:
+                    return self._server_op(cmd, sid, ioid, sub, payload)
+                return self._client_op(cmd, ioid, payload)
             return self._receive(cmd, flags, size, payload)
         except RemoteProtocolError as exc:
             return self._fail(exc)  # type: ignore[no-any-return]
@@ -375,14 +386,7 @@ class BaseConnection(Operations):
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        be = self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag is the top bit)
-        if cmd in OP_COMMANDS:
-            if self.state is not ConnectionState.VALIDATED:
-                self._require_validated(cmd)
-            sid, ioid, sub = op_ids(cmd, payload, be, not self._server)
-            if self._server:
-                return self._server_op(cmd, sid, ioid, sub, payload)
-            return self._client_op(cmd, ioid, payload)
+        self._rx.big_endian = bool(flags & FLAG_BIG)  # (operations were read by _decoded)
         if cmd in _IGNORED_COMMANDS:
             return []
         if cmd in _UDP_ONLY:
