@@ -439,9 +439,7 @@ class ServerSession:
         self._dirty.pop(ioid, None)
 
     def _on_destroy_request(self, ev: DestroyRequest | MonitorDestroy) -> None:
-        self._destroy(ev.ioid)
-
-    def _destroy(self, ioid: int) -> None:
+        ioid = ev.ioid
         op = self.ops.pop(ioid, None)
         if op is not None and op.task is None and ioid not in self.monitors:
             return  # a finished get or put (p4p destroys one per operation)
