@@ -1,8 +1,7 @@
 """p4p's get, as the server sees it: a new operation for every get (INIT, GET, DESTROY, one
-message per read), which the server answers without events (``receive_get``) while nothing else
-is going on, and through its general handlers otherwise. Both must answer alike: these tests
-drive the cycle over a real socket and mix in what sends it down the other path (monitor
-updates waiting to go out, an RPC-only PV, a destroyed monitor)."""
+message per read, each taken whole by ``receive_message``), answered from the PV's shared
+encoding. These tests drive the cycle over a real socket and mix in what else a connection
+carries (monitor updates waiting to go out, an RPC-only PV, a destroyed monitor)."""
 
 from __future__ import annotations
 

@@ -26,8 +26,6 @@ from typing import Any
 from reckon.pva import server_arrays, server_calls
 from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
-    GET_EXECUTE,
-    GET_INIT,
     NEED_DATA,
     RPC,
     ArrayGet,
@@ -204,45 +202,11 @@ class ServerSession:
             self._receive(view)  # copied out by the framer, once
             return
         data = view.tobytes()
-        # one request per read (the usual case) skips the framer and the event queue; the
-        # messages of a get (p4p's client: INIT, GET, DESTROY for every get) skip the events
-        conn = self.conn
-        got = conn.receive_get(data)
-        if got is None:
-            ev = conn.receive_message(data)
-            if ev is None:
-                self._receive(data)
-                return
-        quiet = not self._out and not self._dirty
-        self._busy = True
-        try:
-            if got is None:
-                _HANDLERS[type(ev)](self, ev)
-                answer = None
-            else:
-                step, sid, ioid, detail = got
-                if step == GET_EXECUTE:
-                    answer = self._answer_get(ioid, detail)
-                elif step == GET_INIT:
-                    init = self._get_init(sid, ioid, detail)
-                    answer = None if init is None else [init]
-                else:
-                    self._destroy(ioid)
-                    answer = None
-        except Exception as exc:
-            self._failed(exc)
+        # one request per read (the usual case) skips the framer's copy
+        if not self.conn.receive_message(data):
+            self._receive(data)
             return
-        finally:
-            self._busy = False
-        if answer is not None and quiet and not self._out and not self._dirty:
-            # a get's one reply, and nothing to send before or with it (the usual case)
-            if len(answer) == 1:
-                self.sink.write(answer[0])  # type: ignore[union-attr]
-            else:
-                self.sink.writelines(answer)  # type: ignore[union-attr]
-            return
-        self._queue(answer)
-        self._end_batch()
+        self._process()
 
     def _receive(self, data: bytes | memoryview) -> None:
         """The general path: buffer the bytes, then handle every event they complete."""
@@ -273,7 +237,10 @@ class ServerSession:
             return
         finally:
             self._busy = False
-        self._end_batch()
+        if self._dirty:
+            self._end_batch()
+        elif self._out:
+            self._write()  # (what _end_batch does then)
 
     def _failed(self, exc: Exception) -> None:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except
@@ -301,13 +268,7 @@ class ServerSession:
             self.sink.abort()
 
     def send(self, ev: Event) -> None:
-        data = self.conn.send(ev)
-        self._out.append(data)
-        self._pending += len(data)
-        if self._pending > 65536:
-            # hand big batches to the transport now: past its high-water mark it calls
-            # pause_writing(), which stops _process() from answering more requests
-            self._write()
+        self._queue1(self.conn.send(ev))
 
     def _write(self) -> None:
         out = self._out
@@ -478,9 +439,7 @@ class ServerSession:
         self._dirty.pop(ioid, None)
 
     def _on_destroy_request(self, ev: DestroyRequest | MonitorDestroy) -> None:
-        self._destroy(ev.ioid)
-
-    def _destroy(self, ioid: int) -> None:
+        ioid = ev.ioid
         op = self.ops.pop(ioid, None)
         if op is not None and op.task is None and ioid not in self.monitors:
             return  # a finished get or put (p4p destroys one per operation)
@@ -522,51 +481,39 @@ class ServerSession:
 
     # get
     def _on_get_init(self, ev: GetInit) -> None:
-        data = self._get_init(ev.sid, ev.ioid, ev.pv_request)
-        if data is not None:
-            self._queue([data])
-
-    def _get_init(self, sid: int, ioid: int, request: VariantValue | None) -> bytes | None:
-        """Open a get operation; its reply's bytes when they are the caller's to send (see
-        ``_init_ok``)."""
-        t = self.open_op(sid, ioid, request, "get").pv.type
+        op = self.open_op(ev.sid, ev.ioid, ev.pv_request, "get")
+        t = op.pv.type
         if t is None:
-            name = self.ops[ioid].name
-            self.refuse(GetInitResponse(ioid, Status.error(f"{name} only supports RPC")))
-            return None
-        return self._init_ok(ioid, _GET, t)
-
-    def _init_ok(self, ioid: int, command: int, t: Any) -> bytes | None:
-        """A get or put init's success: the reply's bytes, from the type's cached encoding,
-        for the caller to queue (``_queue``) or write; None when it went the general way
-        (queued already)."""
-        data = self.conn.send_init_ok(ioid, command, t)
-        if data is None:
-            cls = GetInitResponse if command == _GET else PutInitResponse
-            self.send(cls.unchecked(ioid, Status.OK, t))
-            return None
-        return data
-
-    def _queue(self, pieces: list[Any] | None) -> None:
-        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
-        if pieces is None:
+            self.refuse(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
+        # a prepared reply (the type's encoding with the ioid as a hole): p4p inits every get
+        self._queue1(self.conn.send_init_ok(ev.ioid, _GET, t))
+
+    def _queue(self, pieces: list[Any]) -> None:
+        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
         self._out += pieces
-        self._pending += sum(len(p) for p in pieces)
+        for p in pieces:
+            self._pending += len(p)
         if self._pending > 65536:
             self._write()  # as _send does: past the high-water mark, backpressure
 
-    def _on_get(self, ev: Get) -> None:
-        self._queue(self._answer_get(ev.ioid, ev.destroy))
+    def _queue1(self, data: bytes) -> None:
+        """:meth:`_queue` for one buffer."""
+        self._out.append(data)
+        self._pending += len(data)
+        if self._pending > 65536:
+            # hand big batches to the transport now: past its high-water mark it calls
+            # pause_writing(), which stops _process() from answering more requests
+            self._write()
 
-    def _answer_get(self, ioid: int, destroy: bool) -> list[Any] | None:
-        """Answer a GET: the reply's buffers when the PV's shared encoding makes them (the
-        value's prepared pieces behind a head of this reply's own: a PV nobody posted to since
-        costs no encoding), for the caller to queue or write; None when it went the general
-        way (queued already)."""
+    def _on_get(self, ev: Get) -> None:
+        """Answer a GET: the value's prepared pieces (shared with every get and monitor that
+        sends it: a PV nobody posted to since costs no encoding) behind a head of this
+        reply's own, or the general way."""
+        ioid, destroy = ev.ioid, ev.destroy
         op = self.ops.get(ioid)
         if op is None:
-            return None
+            return
         pv = op.pv  # (a PV without a type refused the init, and forgot the operation)
         value = pv.value
         assigned = pv.assigned  # read after the value: it covers every field the value set
@@ -577,16 +524,14 @@ class ServerSession:
             assert pv.type is not None
             mask = sent_mask(pv.type, op.mask, assigned)
             sent = op.sent[assigned] = (mask, BitSet.from_mask(mask))
-        data = None
         if not destroy:
-            # the value's encoding is shared with every get and monitor that sends it
             data = self.conn.send_get_update_pieces(ioid, pv.prepared(value, sent[0]))
-        if data is not None:
-            return data
+            if data is not None:
+                self._queue(data)
+                return
         self.send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))
         if destroy:
             self.ops.pop(ioid, None)
-        return None
 
     # put and put-get
     def _on_put_init(self, ev: PutInit) -> None:
@@ -594,9 +539,7 @@ class ServerSession:
         if op.pv.type is None or not op.pv.writable:
             self.refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        data = self._init_ok(ev.ioid, _PUT, op.pv.type)
-        if data is not None:
-            self._queue([data])
+        self._queue1(self.conn.send_init_ok(ev.ioid, _PUT, op.pv.type))
 
     # monitor
     def _on_monitor_init(self, ev: MonitorInit) -> None:

@@ -69,3 +69,9 @@ def _operation_table() -> str:
 
 def test_the_doc_draws_the_operation_table() -> None:
     assert _operation_table() in DOC.read_text()
+
+
+def test_the_docs_draw_the_message_table() -> None:
+    from reckon.pva.protocol._table import markdown
+
+    assert markdown() in DOC.read_text()

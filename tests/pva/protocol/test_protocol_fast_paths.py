@@ -1,4 +1,5 @@
-"""The server's fast paths (p4p's get and put cycles) keep every rule of the general path."""
+"""The server's get and put cycles (what p4p sends) and the discovery shortcuts keep every rule
+of the general path."""
 
 from __future__ import annotations
 
@@ -50,18 +51,6 @@ def _get_cycle(pair: Any, ioid: int, req: Any) -> Any:
     assert pair.c2s(DestroyRequest(2, ioid)) == [DestroyRequest(2, ioid)]
     assert ioid not in pair.server.requests
     return init
-
-
-def test_repeated_pv_request_is_decoded_once_and_shared(pair: Any) -> None:
-    pair.channel(1, "x", 2)
-    req = pv_request("field(value,alarm)")
-    first = _get_cycle(pair, 1, req)
-    second = _get_cycle(pair, 2, req)
-    third = _get_cycle(pair, 3, req)
-    assert first.pv_request == req and second.pv_request == req
-    assert second.pv_request is third.pv_request  # the bytes were recognised, not decoded
-    other = _get_cycle(pair, 4, pv_request("field(alarm)"))
-    assert other.pv_request != req
 
 
 def test_fast_path_keeps_the_rules(pair: Any) -> None:
@@ -185,21 +174,6 @@ def test_structure_default_is_fresh_each_time() -> None:
     assert odd.default() == {"it's": "", "b": False, "n": {"x": 0}}
     wide = Structure([(f"f{i}", "i") for i in range(2500)])  # over the generated-code limit
     assert wide.default()["f2499"] == 0
-
-
-def test_a_new_connection_recognises_a_pv_request_seen_on_another(make_pair: Any) -> None:
-    req = pv_request("field(value,timeStamp)")
-    first = make_pair()
-    first.channel(1, "x", 2)
-    a = _get_cycle(first, 1, req)
-    second = make_pair()  # p4p opens a new connection per context: same bytes again
-    second.channel(1, "x", 2)
-    b = _get_cycle(second, 1, req)
-    assert a.pv_request is b.pv_request
-    limited = make_pair(max_depth=8)  # other limits: decoded under its own limits
-    limited.channel(1, "x", 2)
-    c = _get_cycle(limited, 1, req)
-    assert c.pv_request == req and c.pv_request is not a.pv_request
 
 
 def test_type_descriptions_are_recognised_across_connections(make_pair: Any) -> None:
@@ -326,19 +300,32 @@ def test_search_answers_check_what_they_encode_once() -> None:
         Discovery().search_answers(b"g" * 12, "127.0.0.1", 70000)
 
 
-def test_init_shortcut_leaves_segmenting_connections_to_send(make_pair: Any) -> None:
-    """send_init_ok declines where send() must decide: a connection that cuts messages into
-    segments, a request that is not waiting for its init response."""
-    p = make_pair(segment_size=16)
-    p.channel(1, "x", 2)
-    p.c2s(GetInit(2, 7))
-    assert p.server.send_init_ok(7, int(Command.GET), NT.type) is None
-    [resp] = p.s2c(GetInitResponse(7, type=NT.type))  # segmented by send(), reassembled
-    assert resp == GetInitResponse(7, type=NT.type)
-    q = make_pair()
-    q.channel(1, "x", 2)
-    q.c2s(GetInit(2, 7))
-    assert q.server.send_init_ok(7, int(Command.PUT), NT.type) is None  # a get, not a put
-    assert q.server.send_init_ok(8, int(Command.GET), NT.type) is None  # no such request
-    assert q.server.send_init_ok(7, int(Command.GET), NT.type) is not None
-    assert q.server.send_init_ok(7, int(Command.GET), NT.type) is None  # answered already
+def test_init_ok_is_the_init_response_sent(make_pair: Any) -> None:
+    """send_init_ok gives the bytes send() gives for the same response, segmented or not, and
+    refuses what send() refuses."""
+    for kw in ({}, {"segment_size": 16}, {"big_endian": True}):
+        p, q = make_pair(**kw), make_pair(**kw)
+        for x in (p, q):
+            x.channel(1, "x", 2)
+            x.c2s(GetInit(2, 7))
+        data = p.server.send_init_ok(7, int(Command.GET), NT.type)
+        assert data == q.server.send(GetInitResponse(7, type=NT.type))
+        p.client.receive_data(data)
+        assert list(p.client.events()) == [GetInitResponse(7, type=NT.type)]
+        with pytest.raises(LocalProtocolError):
+            p.server.send_init_ok(7, int(Command.GET), NT.type)  # answered already
+        with pytest.raises(LocalProtocolError):
+            p.server.send_init_ok(8, int(Command.GET), NT.type)  # no such request
+        # the prepared reply again (another ioid), for a put, and for another type
+        other = nt.NTScalar("i").type
+        for ioid, init, reply, cmd, t in (
+            (9, GetInit(2, 9), GetInitResponse, Command.GET, NT.type),
+            (11, PutInit(2, 11), PutInitResponse, Command.PUT, NT.type),
+            (13, GetInit(2, 13), GetInitResponse, Command.GET, other),
+        ):
+            for x in (p, q):
+                x.c2s(init)
+            data = p.server.send_init_ok(ioid, int(cmd), t)
+            assert data == q.server.send(reply(ioid, type=t))
+            p.client.receive_data(data)
+            assert list(p.client.events()) == [reply(ioid, type=t)]

@@ -37,11 +37,15 @@ from ._errors import (
 )
 from ._events import *  # noqa: F403
 from ._events import __all__ as _events_all
+from ._generate import OpContext, read_message, write_payload
+from ._op_events import *  # noqa: F403
+from ._op_events import __all__ as _op_events_all
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
-from ._server_connection import GET_DESTROY, GET_EXECUTE, GET_INIT, ServerConnection
+from ._server_connection import ServerConnection
 from ._state import OPENERS, OPERATIONS, Step
 from ._status import Status
+from ._table import MESSAGES, Row
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (
     BoundedString,
@@ -81,16 +85,16 @@ __all__ = [
     "RemoteProtocolError",
     "RequestInfo",
     "RequestState",
+    "MESSAGES",
     "OPENERS",
+    "OpContext",
+    "Row",
     "OPERATIONS",
     "Role",
     "Step",
     "Scalar",
     "ScalarArray",
     "SearchFlags",
-    "GET_DESTROY",
-    "GET_EXECUTE",
-    "GET_INIT",
     "ServerConnection",
     "Status",
     "StatusType",
@@ -115,8 +119,11 @@ __all__ = [
     "nt",
     "parse_type",
     "pv_request",
+    "read_message",
     "request_fields",
     "request_options",
     "values_equal",
+    "write_payload",
     *_events_all,
+    *_op_events_all,
 ]

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import array as _array
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._errors import DecodeError, LocalProtocolError
+from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+from ._wire import READ_STRING, SMALL, read_size, size_bytes
+
+if TYPE_CHECKING:  # (_types imports this module)
+    from ._types import ScalarArray
 
 try:  # numpy is optional: the protocol library works with lists alone
     import numpy as _np
@@ -138,11 +142,103 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
     return len(a), a.tobytes()
 
 
+#: arrays at least this big are sent from their own buffer when the codec spills (see spill)
+SPILL_MIN = 64 * 1024
+
+
+def array_encoder(t: ScalarArray, be: bool) -> Any:
+    """The encoder of a scalar array type (numeric from numpy buffers, or strings)."""
+    kind, size, fixed = t.kind, t.size, t.fixed
+
+    def check(n: int) -> None:
+        if size is not None:
+            if fixed and n != size:
+                raise LocalProtocolError(f"fixed array needs exactly {size} elements, not {n}")
+            if n > size:
+                raise LocalProtocolError(f"bounded array holds at most {size} elements, not {n}")
+
+    if kind == "s":
+
+        def enc_as(v: Any, out: bytearray, c: Any) -> None:
+            if isinstance(v, str):
+                raise LocalProtocolError("a string array value is a list of str, not a str")
+            items = list(v)
+            check(len(items))
+            if not fixed:
+                out += size_bytes(len(items), be)
+            for s in items:
+                b = s.encode()
+                n = len(b)
+                out += SMALL[n] if n < 254 else size_bytes(n, be)
+                out += b
+
+        return enc_as
+
+    def enc_arr(v: Any, out: bytearray, c: Any) -> None:
+        n, b = encode_numeric(kind, v, be)
+        check(n)
+        if not fixed:
+            out += SMALL[n] if n < 254 else size_bytes(n, be)
+        spill = c.spill
+        if spill is not None and len(b) >= SPILL_MIN:
+            spill.append((len(out), b))
+        else:
+            out += b
+
+    return enc_arr
+
+
+def array_decoder(t: ScalarArray, be: bool) -> Any:
+    """The decoder of a scalar array type; counts are checked before allocating."""
+    kind, size, fixed = t.kind, t.size, t.fixed
+    if kind == "s":
+        rs = READ_STRING[be]
+
+        def dec_as(data: bytes, pos: int, c: Any) -> tuple[Any, int]:
+            if fixed:
+                assert size is not None
+                n = size
+            else:
+                n, pos = read_size(data, pos, be)
+            if n > len(data) - pos:
+                raise DecodeError(f"string array of {n} elements is longer than the message")
+            if n > c.max_elements:
+                raise LimitExceededError(f"string array of {n} elements (max_elements)")
+            if size is not None and n > size:
+                raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+            items: list[str] = []
+            for _ in range(n):
+                s, pos = rs(data, pos)
+                items.append(s)
+            return items, pos
+
+        return dec_as
+
+    def dec_arr(data: bytes, pos: int, c: Any) -> tuple[Any, int]:
+        if fixed:
+            assert size is not None
+            n = size
+        else:
+            n = data[pos]
+            if n < 254:
+                pos += 1
+            else:
+                n, pos = read_size(data, pos, be)
+        if size is not None and n > size:
+            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+        return decode_numeric(kind, data, pos, n, be, c.use_numpy)
+
+    return dec_arr
+
+
 __all__ = [
     "HAVE_NUMPY",
     "ITEM_SIZE",
     "NATIVE_BIG",
+    "SPILL_MIN",
     "_np",
+    "array_decoder",
+    "array_encoder",
     "decode_numeric",
     "dtype_for",
     "empty_array",

@@ -21,10 +21,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, ITEM_SIZE, decode_numeric, encode_numeric
+from ._arrays import HAVE_NUMPY, ITEM_SIZE, array_decoder, array_encoder
 from ._arrays import _np as _np
 from ._bitset import encode_bitset
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+from ._structgen import bo, normalize, selected, struct_decoder, struct_encoder
 from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
 from ._types import (
     STRUCT_CHARS,
@@ -67,6 +68,7 @@ class Codec:
         "max_fields",
         "recent_types",
         "recv_cache",
+        "requests",
         "send_cache",
         "spill",
         "use_numpy",
@@ -95,6 +97,9 @@ class Codec:
         #: but listed here as (offset in the output, buffer), holes to fill at write time (a
         #: vectored write sends an image straight from its numpy buffer)
         self.spill: list[tuple[int, Any]] | None = None
+        #: pvRequests read on this connection by their bytes (a client sends the same one with
+        #: every get and put): see ``_generate.read_request``
+        self.requests: dict[bytes, tuple[Any, int]] = {}
         #: fields one received type description may declare (bounds decode and codegen work)
         self.max_fields = max_fields
         #: elements of one received array of strings/structures/unions/variants (each becomes
@@ -300,7 +305,7 @@ def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
     key = (t, be, mask)
     f = _PENC.get(key)
     if f is None:
-        f = (_gen_struct_encoder(t, be, mask), _normalize(t, mask))
+        f = (struct_encoder(t, be, mask, encoder), normalize(t, mask))
         _PENC[key] = f
         if len(_PENC) > _CACHE_LIMIT:
             _PENC.popitem(last=False)
@@ -325,7 +330,7 @@ def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
 
             return walk
         _PSEEN.pop(key, None)
-        f = _gen_struct_decoder(t, be, mask)
+        f = struct_decoder(t, be, mask, decoder)
         _PDEC[key] = f
         if len(_PDEC) > _CACHE_LIMIT:
             _PDEC.popitem(last=False)
@@ -336,7 +341,7 @@ def _walk_partial(
     t: Structure, be: bool, mask: int, base_off: int, data: bytes, pos: int, c: Codec, base: Any
 ) -> tuple[Any, int]:
     out = dict(base)
-    for name, ft, off, how in _selected(t, base_off, mask):
+    for name, ft, off, how in selected(t, base_off, mask):
         if how == "all":
             out[name], pos = decoder(ft, be)(data, pos, c)
         else:
@@ -346,13 +351,10 @@ def _walk_partial(
 
 
 # ------------------------------------------------------------------ non-structure codecs
-def _bo(be: bool) -> str:
-    return ">" if be else "<"
-
-
 def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
     if isinstance(t, Structure):
-        return _gen_struct_encoder(t, be, None)
+        enc: Encoder = struct_encoder(t, be, None, encoder)
+        return enc
     if isinstance(t, Scalar):
         if t.kind == "s":
 
@@ -363,7 +365,7 @@ def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
                 out += b
 
             return enc_s
-        pack = struct.Struct(_bo(be) + STRUCT_CHARS[t.kind]).pack
+        pack = struct.Struct(bo(be) + STRUCT_CHARS[t.kind]).pack
 
         def enc_scalar(v: Any, out: bytearray, c: Codec) -> None:
             out += pack(v)
@@ -381,7 +383,8 @@ def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
 
         return enc_bs
     if isinstance(t, ScalarArray):
-        return _array_encoder(t, be)
+        arr: Encoder = array_encoder(t, be)
+        return arr
     if isinstance(t, Union):
         return _union_encoder(t, be)
     if isinstance(t, Variant):
@@ -451,54 +454,9 @@ def _union_encoder(t: Union, be: bool) -> Encoder:
     return enc_union
 
 
-#: arrays at least this big are sent from their own buffer when the codec spills (see spill)
-SPILL_MIN = 64 * 1024
-
-
-def _array_encoder(t: ScalarArray, be: bool) -> Encoder:
-    kind, size, fixed = t.kind, t.size, t.fixed
-
-    def check(n: int) -> None:
-        if size is not None:
-            if fixed and n != size:
-                raise LocalProtocolError(f"fixed array needs exactly {size} elements, not {n}")
-            if n > size:
-                raise LocalProtocolError(f"bounded array holds at most {size} elements, not {n}")
-
-    if kind == "s":
-
-        def enc_as(v: Any, out: bytearray, c: Codec) -> None:
-            if isinstance(v, str):
-                raise LocalProtocolError("a string array value is a list of str, not a str")
-            items = list(v)
-            check(len(items))
-            if not fixed:
-                out += size_bytes(len(items), be)
-            for s in items:
-                b = s.encode()
-                n = len(b)
-                out += SMALL[n] if n < 254 else size_bytes(n, be)
-                out += b
-
-        return enc_as
-
-    def enc_arr(v: Any, out: bytearray, c: Codec) -> None:
-        n, b = encode_numeric(kind, v, be)
-        check(n)
-        if not fixed:
-            out += SMALL[n] if n < 254 else size_bytes(n, be)
-        spill = c.spill
-        if spill is not None and len(b) >= SPILL_MIN:
-            spill.append((len(out), b))
-        else:
-            out += b
-
-    return enc_arr
-
-
 def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
     if isinstance(t, Structure):
-        fn: Decoder = _gen_struct_decoder(t, be, None)
+        fn: Decoder = struct_decoder(t, be, None, decoder)
         return fn
     if isinstance(t, Scalar):
         if t.kind == "s":
@@ -509,7 +467,7 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
                 return s, p
 
             return dec_s
-        st = struct.Struct(_bo(be) + STRUCT_CHARS[t.kind])
+        st = struct.Struct(bo(be) + STRUCT_CHARS[t.kind])
         unpack, sz = st.unpack_from, st.size
 
         def dec_scalar(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
@@ -527,7 +485,8 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
 
         return dec_bs
     if isinstance(t, ScalarArray):
-        return _array_decoder(t, be)
+        dec: Decoder = array_decoder(t, be)
+        return dec
     if isinstance(t, Union):
         return _union_decoder(t, be)
     if isinstance(t, Variant):
@@ -596,212 +555,6 @@ def _union_decoder(t: Union, be: bool) -> Decoder:
         return UnionValue(name, value), pos
 
     return dec_union
-
-
-def _array_decoder(t: ScalarArray, be: bool) -> Decoder:
-    kind, size, fixed = t.kind, t.size, t.fixed
-    if kind == "s":
-        rs = READ_STRING[be]
-
-        def dec_as(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-            if fixed:
-                assert size is not None
-                n = size
-            else:
-                n, pos = read_size(data, pos, be)
-            if n > len(data) - pos:
-                raise DecodeError(f"string array of {n} elements is longer than the message")
-            if n > c.max_elements:
-                raise LimitExceededError(f"string array of {n} elements (max_elements)")
-            if size is not None and n > size:
-                raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
-            items: list[str] = []
-            for _ in range(n):
-                s, pos = rs(data, pos)
-                items.append(s)
-            return items, pos
-
-        return dec_as
-
-    def dec_arr(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-        if fixed:
-            assert size is not None
-            n = size
-        else:
-            n = data[pos]
-            if n < 254:
-                pos += 1
-            else:
-                n, pos = read_size(data, pos, be)
-        if size is not None and n > size:
-            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
-        return decode_numeric(kind, data, pos, n, be, c.use_numpy)
-
-    return dec_arr
-
-
-# ------------------------------------------------------------------ structure codegen
-class _Gen:
-    """Builds the source of one function; constants go into its namespace."""
-
-    def __init__(self, be: bool) -> None:
-        self.be = be
-        self.ns: dict[str, Any] = {"SMALL": SMALL, "size_bytes": size_bytes, "BE": be}
-        self.lines: list[str] = []
-        self.n = 0
-
-    def name(self, prefix: str) -> str:
-        self.n += 1
-        return f"{prefix}{self.n}"
-
-    def const(self, obj: Any, prefix: str) -> str:
-        n = self.name(prefix)
-        self.ns[n] = obj
-        return n
-
-    def emit(self, line: str) -> None:
-        self.lines.append("    " + line)
-
-    def compile(self, header: str, fname: str) -> Any:
-        src = header + "\n" + ("\n".join(self.lines) or "    pass") + "\n"
-        exec(compile(src, f"<pva codec {fname}>", "exec"), self.ns)
-        return self.ns[fname]
-
-
-def _selected(t: Structure, base: int, mask: int | None) -> list[tuple[str, FieldDesc, int, str]]:
-    """(name, type, offset, how) for fields to write: how is 'all' or 'part'."""
-    out: list[tuple[str, FieldDesc, int, str]] = []
-    off = base + 1
-    for name, ft in t.fields:
-        span = ft.bit_count
-        if mask is None or (mask >> off) & 1:
-            out.append((name, ft, off, "all"))
-        elif isinstance(ft, Structure) and (mask >> off) & ((1 << span) - 1):
-            out.append((name, ft, off, "part"))
-        off += span
-    return out
-
-
-def _normalize(t: Structure, mask: int, base: int = 0) -> int:
-    out = 0
-    for _, ft, off, how in _selected(t, base, mask):
-        if how == "all":
-            out |= 1 << off
-        else:
-            assert isinstance(ft, Structure)
-            out |= _normalize(ft, mask, off)
-    return out
-
-
-def _gen_struct_encoder(t: Structure, be: bool, mask: int | None) -> Encoder:
-    g = _Gen(be)
-    pending: list[tuple[str, str]] = []  # (struct char, expression)
-
-    def flush() -> None:
-        if not pending:
-            return
-        fmt = _bo(be) + "".join(ch for ch, _ in pending)
-        s = g.const(struct.Struct(fmt).pack, "P")
-        g.emit(f"out += {s}({', '.join(e for _, e in pending)})")
-        pending.clear()
-
-    def field(ft: FieldDesc, expr: str) -> None:
-        if isinstance(ft, Scalar) and ft.kind != "s":
-            pending.append((STRUCT_CHARS[ft.kind], expr))
-            return
-        if isinstance(ft, Structure):
-            var = g.name("v")
-            g.emit(f"{var} = {expr}")
-            for name, sub in ft.fields:
-                field(sub, f"{var}[{name!r}]")
-            return
-        flush()
-        if isinstance(ft, Scalar):  # string
-            b = g.name("b")
-            g.emit(f"{b} = {expr}.encode()")
-            g.emit(f"out += SMALL[len({b})] if len({b}) < 254 else size_bytes(len({b}), BE)")
-            g.emit(f"out += {b}")
-            return
-        enc = g.const(encoder(ft, be), "E")
-        g.emit(f"{enc}({expr}, out, c)")
-
-    def walk(st: Structure, var: str, base: int) -> None:
-        for name, ft, off, how in _selected(st, base, mask):
-            expr = f"{var}[{name!r}]"
-            if how == "all":
-                field(ft, expr)
-            else:
-                assert isinstance(ft, Structure)
-                sub = g.name("v")
-                g.emit(f"{sub} = {expr}")
-                walk(ft, sub, off)
-
-    if mask is None:
-        for name, ft in t.fields:
-            field(ft, f"v[{name!r}]")
-    else:
-        walk(t, "v", 0)
-    flush()
-    fn: Encoder = g.compile("def enc(v, out, c):", "enc")
-    return fn
-
-
-def _gen_struct_decoder(t: Structure, be: bool, mask: int | None) -> Any:
-    g = _Gen(be)
-    g.ns["rs"] = READ_STRING[be]
-    pending: list[tuple[str, str]] = []  # (struct char, variable)
-
-    def flush() -> None:
-        if not pending:
-            return
-        fmt = _bo(be) + "".join(ch for ch, _ in pending)
-        st = struct.Struct(fmt)
-        s = g.const(st.unpack_from, "U")
-        targets = ", ".join(v for _, v in pending) + ","
-        g.emit(f"{targets} = {s}(data, pos)")
-        g.emit(f"pos += {st.size}")
-        pending.clear()
-
-    def field(ft: FieldDesc) -> str:
-        """Emit reads for one whole field; return the expression of its value."""
-        if isinstance(ft, Scalar) and ft.kind != "s":
-            var = g.name("x")
-            pending.append((STRUCT_CHARS[ft.kind], var))
-            return var
-        if isinstance(ft, Structure):
-            parts = [f"{name!r}: {field(sub)}" for name, sub in ft.fields]
-            return "{" + ", ".join(parts) + "}"
-        flush()
-        var = g.name("x")
-        if isinstance(ft, Scalar):
-            g.emit(f"{var}, pos = rs(data, pos)")
-        else:
-            dec = g.const(decoder(ft, be), "D")
-            g.emit(f"{var}, pos = {dec}(data, pos, c)")
-        return var
-
-    def walk(st: Structure, base_expr: str, base: int) -> str:
-        parts = [f"**{base_expr}"]
-        for name, ft, off, how in _selected(st, base, mask):
-            if how == "all":
-                parts.append(f"{name!r}: {field(ft)}")
-            else:
-                assert isinstance(ft, Structure)
-                bvar = g.name("b")
-                g.emit(f"{bvar} = {base_expr}[{name!r}]")
-                parts.append(f"{name!r}: {walk(ft, bvar, off)}")
-        return "{" + ", ".join(parts) + "}"
-
-    if mask is None:
-        parts = [f"{name!r}: {field(ft)}" for name, ft in t.fields]
-        result = "{" + ", ".join(parts) + "}"
-        flush()
-        g.emit(f"return {result}, pos")
-        return g.compile("def dec(data, pos, c):", "dec")
-    result = walk(t, "base", 0)
-    flush()
-    g.emit(f"return {result}, pos")
-    return g.compile("def dec(data, pos, c, base):", "dec")
 
 
 # ------------------------------------------------------------------ public helpers

@@ -17,12 +17,11 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ._bitset import BitSet
-from ._codec import Codec, read_bitset
-from ._constants import HEADER_SIZE, Command, ControlCommand
+from ._codec import Codec
+from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command, ControlCommand
 from ._errors import (
     DecodeError,
     LimitExceededError,
@@ -32,9 +31,6 @@ from ._errors import (
 )
 from ._events import (
     AckTotalBytesReceived,
-    ArrayGetResponse,
-    ArrayPut,
-    ArrayPutResponse,
     CancelRequest,
     ConnectionClosed,
     ConnectionValidated,
@@ -46,29 +42,11 @@ from ._events import (
     DestroyChannel,
     DestroyRequest,
     Event,
-    Get,
-    GetField,
-    GetInit,
-    GetInitResponse,
-    GetResponse,
     MarkTotalBytesSent,
     Message,
-    MessageTooBig,
-    MonitorAck,
-    MonitorFinish,
-    MonitorUpdate,
-    ProcessInit,
-    ProcessResponse,
-    PutGetInit,
-    PutGetResponse,
-    PutInit,
-    PutInitResponse,
-    PutReadResponse,
-    PutResponse,
-    RPCInit,
-    RPCResponse,
     SetByteOrder,
 )
+from ._generate import op_ids, read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -77,11 +55,15 @@ from ._header import (
     FLAG_SEG_LAST,
     FLAG_SEG_MIDDLE,
     FLAG_TOO_BIG,
+    HEADER_STRUCT,
     Framer,
     encode_header,
 )
-from ._messages import OpContext
-from ._readers import decode_op_init, decode_op_request, decode_op_response, decode_simple, op_ids
+from ._op_events import (
+    GetField,
+    MonitorAck,
+)
+from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (
     HANDSHAKE,
     INIT_RESPONSES,
@@ -91,14 +73,9 @@ from ._state import (
     ConnectionState,
     RequestState,
     Role,
-    Step,
 )
-from ._status import Status
+from ._table import OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
-from ._types import Structure
-from ._values import VariantValue
-from ._wire import U32
-from ._writers import encode_array_event, encode_event
 
 
 class _Sentinel:
@@ -115,33 +92,12 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 """Returned by ``next_event()`` when the buffered bytes hold no complete message."""
 
 
-@dataclass
-class ChannelInfo:
-    cid: int
-    name: str
-    sid: int | None = None
-    state: ChannelState = ChannelState.CREATING
-
-
-@dataclass(kw_only=True, slots=True)
-class RequestInfo(OpContext):
-    """One operation: its ids, state and the types/values its messages need."""
-
-    ioid: int
-    sid: int
-    state: RequestState = RequestState.INIT_PENDING
-    queue_size: int | None = None
-    last: bool = False
-    cancelled: bool = False
-
-
 MONITOR = int(Command.MONITOR)
 NO_BITS = BitSet.from_mask(0)
 #: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
-_TOMBSTONES = 1024
 LOW_LEVEL_ERRORS = (
     IndexError,
     struct.error,
@@ -164,25 +120,10 @@ _ANY_STATE = (
     AckTotalBytesReceived,
     SetByteOrder,
 )
+#: flags of a message that is not read as an operation's (see _receive)
+_NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
-
-
-def _refusal(req: RequestInfo, row: Step, event: type) -> str | None:
-    """Why the operation table's ``row`` may not apply to ``req`` now (None when it may): the
-    text of the error the side that meets it raises (local when sending, remote when
-    receiving)."""
-    if row.command is not None and req.command != row.command:
-        return f"{event.__name__}: ioid {req.ioid} is a 0x{req.command:02x} operation"
-    if req.state not in row.before:
-        return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
-    return None
-
-
-def _status(ev: Event) -> Status:
-    st = getattr(ev, "status", None)
-    assert isinstance(st, Status)
-    return st
 
 
 _TABLES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {}
@@ -198,7 +139,7 @@ def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
     return tables
 
 
-class BaseConnection:
+class BaseConnection(Operations):
     role: Role
 
     def __init__(
@@ -214,7 +155,6 @@ class BaseConnection:
         segment_size: int | None = None,
         max_fields: int = 20_000,
         max_elements: int = 1_000_000,
-        shortcuts: bool = True,
     ) -> None:
         if max_message_size < 16:
             raise LocalProtocolError("max_message_size must be at least 16 bytes")
@@ -226,10 +166,6 @@ class BaseConnection:
         self.max_channels = max_channels
         self.max_requests = max_requests
         self.segment_size = segment_size
-        #: take the hot paths (p4p's get and put cycles, monitor updates) without the general
-        #: decoder's and encoder's layers; False sends everything through the table-driven
-        #: general path (the differential tests compare the two)
-        self.shortcuts = shortcuts
         self._server = self.role is Role.SERVER
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
@@ -256,12 +192,6 @@ class BaseConnection:
         self._other_ids: dict[int, int] = {}
         self._dead_channels: OrderedDict[int, None] = OrderedDict()
         self._requests: dict[int, RequestInfo] = {}
-        # server: pvRequest bytes of INITs seen before -> their decoded value (shared)
-        rx = self._rx
-        self._request_caches = {
-            be: _REQUESTS.setdefault((be, rx.max_depth, rx.max_fields, rx.max_elements), {})
-            for be in (False, True)
-        }
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
         # the handshake table split per role and direction (enum hashing is slow), shared
@@ -311,44 +241,39 @@ class BaseConnection:
         while True:
             try:
                 msg = framer.next_message()
-                if msg is None:
-                    if self._eof and not self._closed_reported:
-                        self._closed_reported = True
-                        self.state = ConnectionState.CLOSED
-                        return ConnectionClosed()
-                    return NEED_DATA
-                if self._server and self.shortcuts and not msg[1] & (FLAG_CONTROL | FLAG_TOO_BIG):
-                    ev = self._server_fast(msg[0], msg[1], msg[3])
-                    if ev is not None:
-                        return ev
-                events = self._receive(*msg)
             except RemoteProtocolError as exc:
                 self._fail(exc)
-            except LocalProtocolError as exc:  # an event built from wire data was invalid
-                self._fail(DecodeError(str(exc)))
-            except LOW_LEVEL_ERRORS as exc:
-                self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))
+            if msg is None:
+                if self._eof and not self._closed_reported:
+                    self._closed_reported = True
+                    self.state = ConnectionState.CLOSED
+                    return ConnectionClosed()
+                return NEED_DATA
+            events = self._decoded(*msg)
             if events:
                 self._pending.extend(events[1:])
                 return events[0]
 
-    # The server's fast paths, overridden by ServerConnection: None hands the message or
-    # event to the general path.
-    def _server_fast(self, cmd: int, flags: int, data: bytes) -> Event | None:
-        return None
-
-    def _remember_request(self, data: bytes, req: VariantValue | None) -> None:
-        """Note the pvRequest of an INIT decoded on the general path, so the next INIT with
-        the same bytes (on any connection with the same limits) takes the fast path: p4p
-        sends one per get and put, and each new client connection the same bytes again. The
-        decoded value is shared: treat it as read-only."""
-        raw = data[9:]
-        if len(raw) > 1024 or b"\xfd" in raw or b"\xfe" in raw:
-            return  # type-cache definitions or references depend on the connection's state
-        cache = self._request_caches[self._rx.big_endian]
-        if len(cache) >= 64:
-            cache.clear()
-        cache[bytes(raw)] = req
+    def _decoded(self, cmd: int, flags: int, size: int, payload: bytes) -> list[Event]:
+        """The events of one whole message, applied to the state; bad input fails the
+        connection (sticky RemoteProtocolError)."""
+        try:
+            if cmd in OP_COMMANDS and not flags & _NOT_AN_OPERATION:
+                # an operation's message (most of what a server reads): no further dispatch
+                be = self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
+                if self.state is not ConnectionState.VALIDATED:
+                    self._require_validated(cmd)
+                sid, ioid, sub = op_ids(cmd, payload, be, not self._server)
+                if self._server:
+                    return self._server_op(cmd, sid, ioid, sub, payload)
+                return self._client_op(cmd, ioid, payload)
+            return self._receive(cmd, flags, size, payload)
+        except RemoteProtocolError as exc:
+            return self._fail(exc)  # type: ignore[no-any-return]
+        except LocalProtocolError as exc:  # an event built from wire data was invalid
+            return self._fail(DecodeError(str(exc)))  # type: ignore[no-any-return]
+        except LOW_LEVEL_ERRORS as exc:
+            return self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))  # type: ignore[no-any-return]
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
@@ -364,24 +289,6 @@ class BaseConnection:
         """Bytes for one event; LocalProtocolError if the state does not allow it."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
-        t = type(event)
-        if self._server and self.shortcuts and not self.segment_size:
-            if t is MonitorUpdate or t is GetResponse or t is PutReadResponse:
-                fast = self._send_value_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
-            elif t is GetInitResponse or t is PutInitResponse:
-                fast = self._send_init_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
-            elif t is PutResponse:
-                fast = self._send_put_done_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
-            elif t is CreateChannelResponse or t is ConnectionValidated:
-                fast = self._send_opening_fast(event)  # type: ignore[arg-type]
-                if fast is not None:
-                    return fast
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
         ctl = _CONTROL_EVENTS.get(type(event))
@@ -391,27 +298,14 @@ class BaseConnection:
         if commit is None:
             return b""
         event, op = commit
-        self._tx.big_endian = self.big_endian
-        if isinstance(event, (ArrayPut, ArrayGetResponse)):
-            cmd, payload = encode_array_event(event, self._tx, op)
-        else:
-            cmd, payload = encode_event(event, self._tx, op)
+        tx = self._tx
+        tx.big_endian = self.big_endian
+        out = bytearray(HEADER_SIZE)
+        cmd = write_payload(event, tx, op, out)
         self._commit_send(event)
-        data = self._frame(cmd, payload)
+        data = self._framed(cmd, out)
         self.bytes_sent += len(data)
         return data
-
-    def _send_put_done_fast(self, ev: PutResponse) -> bytes | None:
-        return None
-
-    def _send_init_fast(self, ev: GetInitResponse | PutInitResponse) -> bytes | None:
-        return None
-
-    def _send_value_fast(self, ev: MonitorUpdate | GetResponse | PutReadResponse) -> bytes | None:
-        return None
-
-    def _send_opening_fast(self, ev: ConnectionValidated | CreateChannelResponse) -> bytes | None:
-        return None
 
     def send_many(self, events: Iterable[Event]) -> bytes:
         return b"".join(self.send(e) for e in events)
@@ -419,6 +313,20 @@ class BaseConnection:
     # ------------------------------------------------------------------- framing
     def _flags(self) -> int:
         return FLAG_FROM_SERVER if self._server else 0
+
+    def _framed(self, cmd: int, out: bytearray) -> bytes:
+        """The message whose payload follows ``HEADER_SIZE`` free bytes in ``out``: its
+        header written there (or the payload cut into segments). A big message is handed over
+        as the bytearray it was built in: copying megabytes would cost more than encoding."""
+        be = self.big_endian
+        seg = self.segment_size
+        size = len(out) - HEADER_SIZE
+        if seg is None or size <= seg:
+            HEADER_STRUCT[be].pack_into(
+                out, 0, MAGIC, PROTOCOL_VERSION, self._flags() | (FLAG_BIG if be else 0), cmd, size
+            )
+            return out if size > 65536 else bytes(out)  # type: ignore[return-value]
+        return self._frame(cmd, bytes(out[HEADER_SIZE:]))
 
     def _frame(self, cmd: int, payload: bytes) -> bytes:
         be = self.big_endian
@@ -478,66 +386,22 @@ class BaseConnection:
             if cmd == ControlCommand.ECHO_RESPONSE:
                 return [ControlEchoResponse(size)]
             return []  # unknown control messages carry nothing: ignore, like pvxs
-        be = self._rx.big_endian = bool(flags & FLAG_BIG)
-        if (
-            cmd == MONITOR
-            and not self._server
-            and self.shortcuts
-            and len(payload) > 5
-            and payload[4] == 0
-        ):
-            fast = self._monitor_update_fast(payload, be)
-            if fast is not None:
-                return fast
+        self._rx.big_endian = bool(flags & FLAG_BIG)  # (operations were read by _decoded)
         if cmd in _IGNORED_COMMANDS:
             return []
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
-        if cmd in _OP_COMMANDS:
-            self._require_validated(cmd)
-            return self._receive_op(cmd, payload)
-        try:
-            known = Command(cmd)
-        except ValueError:
-            raise DecodeError(f"unknown command 0x{cmd:02x}") from None
-        events = decode_simple(known, payload, self._rx, from_server=not self._server)
+        events = read_message(cmd, payload, self._rx, not self._server)
         out: list[Event] = []
         for ev in events:
             if self._accept(ev):
                 out.append(ev)
         return out
 
-    def _monitor_update_fast(self, data: bytes, be: bool) -> list[Event] | None:
-        """The client's hot path: a plain update of a live, initialised monitor."""
-        req = self._requests.get(U32[be].unpack_from(data, 0)[0])
-        st = req.type if req is not None else None
-        if (
-            req is None
-            or req.command != MONITOR
-            or req.state is RequestState.INIT_PENDING
-            or not isinstance(st, Structure)
-            or self.state is not ConnectionState.VALIDATED
-        ):
-            return None
-        mask, value, pos = self._rx.decode_partial(st, data, 5, req.value)
-        overrun = 0
-        if pos < len(data):
-            overrun, pos = read_bitset(data, pos, be)
-        req.value = value
-        ev: Event = MonitorUpdate._trusted(
-            req.ioid, value, BitSet.from_mask(mask), BitSet.from_mask(overrun)
-        )
-        return [ev]
-
-    def _require_validated(self, cmd: int) -> None:
-        if self.state is not ConnectionState.VALIDATED:
-            raise RemoteProtocolError(
-                f"command 0x{cmd:02x} before the connection was validated "
-                f"(state {self.state.value})"
-            )
-
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
+        if ev.__class__ is DestroyRequest or ev.__class__ is CancelRequest:
+            return self._end_or_cancel(ev)
         table = self._recv_table.get(type(ev))
         if table is not None:
             new = table.get(self.state)
@@ -589,17 +453,23 @@ class BaseConnection:
             if key_id in self._dead_channels:
                 return not self._server  # the server's echo confirms our destroy
             raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
-        if isinstance(ev, (DestroyRequest, CancelRequest)):
-            req = self._requests.get(ev.ioid)
-            if req is None:
-                if ev.ioid in self._dead_requests:
-                    return False
-                raise RemoteProtocolError(f"{name} for unknown ioid {ev.ioid}")
-            if req.sid != ev.sid:
-                raise RemoteProtocolError(f"{name}: ioid {ev.ioid} is not on channel sid {ev.sid}")
-            self._apply(req, OPERATIONS[type(ev)], ev)
-            return True
         raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
+
+    def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
+        """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
+        if self.state is not ConnectionState.VALIDATED:
+            self._require_validated(0)
+        req = self._requests.get(ev.ioid)
+        if req is None:
+            if ev.ioid in self._dead_requests:
+                return False
+            raise RemoteProtocolError(f"{type(ev).__name__} for unknown ioid {ev.ioid}")
+        if req.sid != ev.sid:
+            raise RemoteProtocolError(
+                f"{type(ev).__name__}: ioid {ev.ioid} is not on channel sid {ev.sid}"
+            )
+        self._step(req, OPERATIONS[type(ev)])  # (neither has a status or a destroy flag)
+        return True
 
     def _creation_refused(self, cid: int) -> RemoteProtocolError | None:
         """Why a client may not create a channel it numbers ``cid`` now (server side), or
@@ -617,197 +487,11 @@ class BaseConnection:
         self._channels[sid] = ch
         self._other_ids[cid] = sid
 
-    def _too_big(self, cmd: int, flags: int, size: int, head: bytes) -> list[Event]:
-        """A message the framer read past, over ``max_message_size``. An operation's request
-        (server side) or reply (client side) fails that operation alone, with a status that
-        says why and how to raise the limit; anything else is no message a peer sends that
-        big, and drops it as before."""
-        limit = self._framer.max_message_size
-        if cmd not in _OP_COMMANDS or len(head) < (5 if not self._server else 9):
-            raise LimitExceededError(
-                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-            )
-        self._require_validated(cmd)
-        be = bool(flags & FLAG_BIG)
-        sid, ioid, sub = op_ids(cmd, head, be, not self._server)
-        who = "server" if self._server else "client"
-        status = Status.error(
-            f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
-            f"raise the {who}'s max_message_size to transfer it"
-        )
-        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
-        if self._server:
-            if init:
-                if sid not in self._channels:
-                    if sid in self._dead_channels:
-                        return []
-                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-                if ioid in self._requests:
-                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
-                self._dead_requests.pop(ioid, None)
-                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
-                reply: Event = _INIT_REPLIES[cmd](ioid, status)
-                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
-            req, live = self._lookup(ioid)
-            if req is None or req.command != cmd or req.sid != sid:
-                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-            cls = _EXEC_REPLIES.get(cmd)
-            if not live:
-                return []
-            if cls is None or req.state is not RequestState.READY:
-                raise LimitExceededError(
-                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-                )
-            destroy = bool(sub & 0x10)
-            self._step(req, _EXECUTE, destroy)  # as the request would have
-            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
-        # client: the reply fails its operation, as an error reply would
-        req, live = self._lookup(ioid)
-        if req is None or req.command != cmd:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if not live:
-            return []
-        if cmd == MONITOR and not init:
-            ev: Event = MonitorFinish(ioid, status)
-        elif init:
-            ev = _INIT_REPLIES[cmd](ioid, status)
-        elif cmd == Command.PUT and sub & 0x40:
-            ev = PutReadResponse(ioid, status)
-        elif cmd == Command.ARRAY:
-            ev = ArrayGetResponse(ioid, status)
-        else:
-            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
-        row = OPERATIONS[type(ev)]
-        why = _refusal(req, row, type(ev))
-        if why is not None:
-            raise RemoteProtocolError(why)
-        self._step(req, row, bool(sub & 0x10), failed=True)
-        return [ev]
-
-    # ------------------------------------------------------------------ operations
-    def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
-        req = self._requests.get(ioid)
-        if req is not None:
-            return req, True
-        return self._dead_requests.get(ioid), False
-
-    def _receive_op(self, cmd: int, data: bytes) -> list[Event]:
-        sid, ioid, sub = op_ids(cmd, data, self._rx.big_endian, not self._server)
-        if self._server:
-            return self._server_op(cmd, sid, ioid, sub, data)
-        return self._client_op(cmd, ioid, data)
-
-    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
-        is_init = cmd != Command.GET_FIELD and sub & 0x08
-        if is_init or cmd == Command.GET_FIELD:
-            if sid not in self._channels:
-                if sid in self._dead_channels:
-                    return []
-                raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-            if ioid in self._requests:
-                raise RemoteProtocolError(f"ioid {ioid} is already in use")
-            if len(self._requests) >= self.max_requests:
-                raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-            if cmd == Command.GET_FIELD:
-                [ev] = decode_op_request(cmd, data, self._rx, OpContext(command=cmd))
-                state = RequestState.EXECUTING
-            else:
-                ev = decode_op_init(cmd, data, self._rx)
-                state = RequestState.INIT_PENDING
-                if cmd in FAST_INITS:
-                    self._remember_request(data, ev.pv_request)  # type: ignore[attr-defined]
-            self._dead_requests.pop(ioid, None)
-            new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
-            new.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = new
-            return [ev]
-        req, live = self._lookup(ioid)
-        if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if req.command != cmd:
-            raise RemoteProtocolError(
-                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
-            )
-        if req.sid != sid:
-            raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
-        if req.state is RequestState.INIT_PENDING:
-            raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
-        events = decode_op_request(cmd, data, self._rx, req)
-        if not live:
-            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
-            return []
-        for ev in events:
-            row = OPERATIONS.get(type(ev))
-            if row is not None:
-                why = _refusal(req, row, type(ev))
-                if why is not None:
-                    raise RemoteProtocolError(why)
-                self._apply(req, row, ev)
-        return events
-
-    def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
-        req, live = self._lookup(ioid)
-        if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if req.command != cmd:
-            raise RemoteProtocolError(
-                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
-            )
-        ev = decode_op_response(cmd, data, self._rx, req)
-        if not live:
-            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
-            return []
-        row = OPERATIONS[type(ev)]
-        why = _refusal(req, row, type(ev))
-        if why is not None:
-            if row.drop_if_cancelled and req.cancelled:
-                return []  # the answer to an execution this client cancelled meanwhile
-            raise RemoteProtocolError(why)
-        self._apply(req, row, ev)
-        return [ev]
-
-    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
-        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
-        failed = row.ends_on_failure and not _status(ev).success
-        self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
-
-    def _step(
-        self, req: RequestInfo, row: Step, destroy: bool = False, failed: bool = False
-    ) -> None:
-        """Apply a row of the operation table to ``req`` (checked already: ``_refusal``):
-        ``destroy`` is the message's destroy flag, ``failed`` whether an init response's
-        status is a failure. The one place an operation changes state."""
-        if row.cancels:
-            if req.state is RequestState.EXECUTING:
-                req.state = RequestState.READY
-                req.cancelled = True
-            return
-        if row.ends or (row.ends_if_destroy and destroy) or (row.ends_on_failure and failed):
-            self._drop_request(req.ioid)
-            return
-        after = row.after
-        if after is RequestState.EXECUTING:
-            req.cancelled = False
-            req.last = destroy
-        if after is not None:
-            req.state = after
-
-    def _drop_request(self, ioid: int) -> None:
-        req = self._requests.pop(ioid, None)
-        if req is not None:
-            # a tombstone only tells a late message for a destroyed operation from a bad one
-            # (and decodes it, for the type cache): it keeps the agreed types, never a value or
-            # a reply, so a thousand finished gets of an image hold no image
-            req.value = req.get_value = None
-            self._dead_requests[ioid] = req
-            while len(self._dead_requests) > _TOMBSTONES:
-                self._dead_requests.popitem(last=False)
-
     def _drop_channel(self, key: int) -> None:
         ch = self._channels.pop(key)
         self._other_ids.pop((ch.cid if self._server else ch.sid) or 0, None)
         self._dead_channels[key] = None
-        while len(self._dead_channels) > _TOMBSTONES:
+        while len(self._dead_channels) > TOMBSTONES:
             self._dead_channels.popitem(last=False)
         for ioid in [i for i, r in self._requests.items() if r.sid == ch.sid]:
             self._drop_request(ioid)
@@ -816,6 +500,8 @@ class BaseConnection:
     def _check_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         """Validate ``ev`` against the state (no changes yet). None = drop silently."""
         t = type(ev)
+        if t in _SERVER_ROWS and self._server and self.state is ConnectionState.VALIDATED:
+            return self._check_server_send(ev)  # (a server's reply: what it sends most)
         table = self._send_table.get(t)
         if table is not None:
             if self.state not in table:
@@ -859,7 +545,7 @@ class BaseConnection:
         row = OPERATIONS.get(t)
         if row is None or row.by is not Role.SERVER:
             raise LocalProtocolError(f"a server does not send {t.__name__}")
-        why = _refusal(req, row, t)
+        why = refusal(req, row, t)
         if why is not None:
             if row.drop_if_cancelled and req.cancelled and req.command == row.command:
                 return None  # the client cancelled it meanwhile
@@ -895,7 +581,7 @@ class BaseConnection:
         row = OPERATIONS.get(t)
         if row is None or row.by is not Role.CLIENT:
             raise LocalProtocolError(f"a client does not send {t.__name__}")
-        why = _refusal(req, row, t)
+        why = refusal(req, row, t)
         if why is not None:
             raise LocalProtocolError(why)
         return ev, req
@@ -903,6 +589,14 @@ class BaseConnection:
     def _commit_send(self, ev: Event) -> None:
         """Apply a sent event to the state (after it encoded without error)."""
         t = type(ev)
+        row = OPERATIONS.get(t)
+        if row is not None:  # a message on an operation (inits, which open one, are not rows)
+            req = self._requests.get(ev.ioid)  # type: ignore[attr-defined]
+            if req is not None:
+                if t in INIT_RESPONSES:
+                    self._agree(req, ev)
+                self._apply(req, row, ev)
+            return
         table = self._send_table.get(t)
         if table is not None:
             if isinstance(ev, ConnectionValidated) and not ev.status.success:
@@ -941,52 +635,13 @@ class BaseConnection:
         row = OPERATIONS.get(t)
         if req is None or row is None:
             return
-        if t in INIT_RESPONSES and _status(ev).success:  # the types its messages will carry
-            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-            req.get_type = getattr(ev, "get_type", None)
+        if t in INIT_RESPONSES:
+            self._agree(req, ev)
         self._apply(req, row, ev)
 
 
-INIT_EVENTS: dict[int, Any] = {
-    int(Command.GET): GetInit,
-    int(Command.PUT): PutInit,
-    int(Command.PUT_GET): PutGetInit,
-    int(Command.PROCESS): ProcessInit,
-    int(Command.RPC): RPCInit,
-}
-FAST_INITS = frozenset(INIT_EVENTS)
-#: the operation table's row of an execution request (READY -> EXECUTING)
-_EXECUTE = OPERATIONS[Get]
-#: command -> its init's response, and its execution's (a request that carries a value: the
-#: replies a message over the size limit is answered with)
-_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
-_EXEC_REPLIES: dict[int, Any] = {
-    int(Command.GET): GetResponse,
-    int(Command.PUT): PutResponse,
-    int(Command.PUT_GET): PutGetResponse,
-    int(Command.ARRAY): ArrayPutResponse,
-    int(Command.PROCESS): ProcessResponse,
-    int(Command.RPC): RPCResponse,
-}
-
-# pvRequest bytes -> decoded value, shared by the connections with the same limits (the
-# same bytes decode to the same value: equal type bytes are the same type, see decode_type)
-_REQUESTS: dict[tuple[bool, int, int, int], dict[bytes, VariantValue | None]] = {}
-
-
-_OP_COMMANDS = frozenset(
-    int(c)
-    for c in (
-        Command.GET,
-        Command.PUT,
-        Command.PUT_GET,
-        Command.MONITOR,
-        Command.ARRAY,
-        Command.PROCESS,
-        Command.GET_FIELD,
-        Command.RPC,
-    )
-)
+#: the operation table's rows a server sends
+_SERVER_ROWS = frozenset(t for t, row in OPERATIONS.items() if row.by is Role.SERVER)
 
 
 class ClientConnection(BaseConnection):

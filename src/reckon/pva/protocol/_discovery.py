@@ -13,11 +13,10 @@ from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
+from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
-from ._messages import _V4_MAPPED, encode_address
-from ._readers import decode_simple
+from ._messages import V4_MAPPED, encode_address
 from ._wire import U16, U32, string_bytes
-from ._writers import encode_event
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)
 _UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Command.ORIGIN_TAG}
@@ -50,7 +49,8 @@ class Discovery:
         for ev in events:
             if not isinstance(ev, _UDP_EVENTS):
                 raise LocalProtocolError(f"{type(ev).__name__} is not a UDP discovery message")
-            cmd, payload = encode_event(ev, self._codec)
+            payload = bytearray()
+            cmd = write_payload(ev, self._codec, None, payload)
             flags = Flags.FROM_SERVER if isinstance(ev, _FROM_SERVER) else 0
             out += encode_header(cmd, flags, len(payload), self.big_endian)
             out += payload
@@ -123,7 +123,7 @@ class Discovery:
             return None
         if raw == _ANY_ADDRESS:
             address = "0.0.0.0"
-        elif raw[:12] == _V4_MAPPED:
+        elif raw[:12] == V4_MAPPED:
             address = f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}"
         else:
             return None
@@ -150,8 +150,8 @@ class Discovery:
                 if h.command not in _UDP_COMMANDS:
                     raise DecodeError(f"command 0x{h.command:02x} is not a discovery message")
                 self._codec.big_endian = bool(flags & _BIG_ENDIAN)
-                events += decode_simple(
-                    h.command, data[start:end], self._codec, from_server=bool(flags & _FROM_SRV)
+                events += read_message(
+                    h.command, data[start:end], self._codec, bool(flags & _FROM_SRV)
                 )
                 pos = end
         except RemoteProtocolError:

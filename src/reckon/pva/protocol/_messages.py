@@ -1,17 +1,10 @@
-"""Building blocks of message payloads shared by the readers and the writers: the
-operation context, status and address encodings, typed (variant) values.
-
-Operation messages (get, put, monitor, ...) need context the bytes do not carry: the types
-agreed at init and the last value of the request. The connection passes it in as an
-:class:`OpContext`.
-"""
+"""Building blocks of message payloads the generated readers and writers call: status and
+address encodings, typed (variant) values."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass
-from typing import Any
 
 from ._codec import Codec
 from ._constants import StatusType
@@ -20,19 +13,6 @@ from ._status import Status
 from ._types import FieldDesc, Structure
 from ._values import VariantValue
 from ._wire import READ_STRING, string_bytes
-
-INIT, DESTROY, GET, GET_PUT, PROCESS = 0x08, 0x10, 0x40, 0x80, 0x04
-
-
-@dataclass(kw_only=True, slots=True)
-class OpContext:
-    """What an operation's messages need from the connection: agreed types, last values."""
-
-    command: int
-    type: FieldDesc | None = None
-    get_type: Structure | None = None
-    value: Any = None
-    get_value: Any = None
 
 
 # ------------------------------------------------------------------------ primitives
@@ -70,14 +50,14 @@ def _encode_address(addr: str, any_as_zeros: bool) -> bytes:
     return ip.packed
 
 
-_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 
 def decode_address(data: bytes, pos: int) -> tuple[str, int]:
     raw = data[pos : pos + 16]
     if len(raw) != 16:
         raise DecodeError("address runs past the end of the message")
-    if raw[:12] == _V4_MAPPED:
+    if raw[:12] == V4_MAPPED:
         return f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}", pos + 16
     if raw == b"\x00" * 16:
         return "0.0.0.0", pos + 16
@@ -114,12 +94,7 @@ def structure(t: FieldDesc | None, what: str) -> Structure:
 
 
 __all__ = [
-    "DESTROY",
-    "GET",
-    "GET_PUT",
-    "INIT",
-    "PROCESS",
-    "OpContext",
+    "V4_MAPPED",
     "decode_address",
     "decode_status",
     "encode_address",

@@ -60,6 +60,13 @@ class PreparedUpdate:
             self._sizes[big_endian] = len(out) + sum(len(buf) for _, buf in holes)
         return pieces
 
+    def encoded(self, big_endian: bool) -> tuple[int, tuple[Any, ...]]:
+        """(:meth:`size`, :meth:`pieces`) in one call."""
+        pieces = self._pieces[big_endian]
+        if pieces is None:
+            pieces = self.pieces(big_endian)
+        return self._sizes[big_endian], pieces
+
     def size(self, big_endian: bool) -> int:
         """Bytes of :meth:`pieces` together."""
         self.pieces(big_endian)

@@ -23,6 +23,13 @@ from dataclasses import dataclass
 
 from ._constants import Command
 from ._events import (
+    CancelRequest,
+    ConnectionValidated,
+    ConnectionValidationRequest,
+    ConnectionValidationResponse,
+    DestroyRequest,
+)
+from ._op_events import (
     RPC,
     ArrayGet,
     ArrayGetLength,
@@ -34,11 +41,6 @@ from ._events import (
     ArrayPutResponse,
     ArraySetLength,
     ArraySetLengthResponse,
-    CancelRequest,
-    ConnectionValidated,
-    ConnectionValidationRequest,
-    ConnectionValidationResponse,
-    DestroyRequest,
     Get,
     GetField,
     GetFieldResponse,
@@ -88,6 +90,10 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
     ERROR = "error"
 
+    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
+    #: paid by every state table lookup and operation check)
+    __hash__ = object.__hash__
+
 
 class ChannelState(enum.Enum):
     CREATING = "creating"
@@ -99,6 +105,10 @@ class RequestState(enum.Enum):
     READY = "ready"
     EXECUTING = "executing"
     RUNNING = "running"
+
+    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
+    #: paid by every state table lookup and operation check)
+    __hash__ = object.__hash__
 
 
 _S = ConnectionState

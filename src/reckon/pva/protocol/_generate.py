@@ -1,0 +1,483 @@
+"""Readers and writers compiled from the message table (:mod:`._table`).
+
+Each row becomes, per byte order, one Python function that writes its event's payload into a
+buffer and one that reads it back, generated as source the way :mod:`._codec` generates value
+codecs, so a message costs what a hand-written decoder would. The connections call nothing
+else to turn events into bytes and bytes into events.
+
+Operation messages need context the bytes do not carry (the types agreed at init, the last
+value of the request): the connection passes it in as an :class:`OpContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._bitset import BitSet
+from ._codec import Codec, read_bitset
+from ._constants import Command, MessageSeverity
+from ._errors import DecodeError, LocalProtocolError
+from ._event import Event, maker
+from ._messages import (
+    decode_address,
+    decode_status,
+    encode_address,
+    encode_status,
+    read_variant,
+    structure,
+    write_variant,
+)
+from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row
+from ._types import FieldDesc, Structure
+from ._values import VariantValue
+from ._wire import READ_STRING, U16, U32, read_size, size_bytes, string_bytes
+
+
+@dataclass(kw_only=True, slots=True)
+class OpContext:
+    """What an operation's messages need from the connection: agreed types, last values."""
+
+    command: int
+    type: FieldDesc | None = None
+    get_type: Structure | None = None
+    value: Any = None
+    get_value: Any = None
+
+
+Writer = Callable[[Any, Codec, Any, bytearray], None]
+Reader = Callable[[bytes, Codec, Any], Any]
+
+_EMPTY_REQUEST = VariantValue(Structure([]), {})
+
+
+def _op_type(op: OpContext | None, row: str) -> Structure:
+    if op is None or not isinstance(op.type, Structure):
+        raise LocalProtocolError(
+            f"{row}: the request's type is not known yet (send the init first)"
+        )
+    return op.type
+
+
+def _get_type(op: OpContext | None, row: str) -> Structure:
+    if op is None or op.get_type is None:
+        raise LocalProtocolError(f"{row} before the get type is known")
+    return op.get_type
+
+
+def _array_type(op: OpContext | None, row: str) -> FieldDesc:
+    if op is None or op.type is None:
+        raise LocalProtocolError("the array type is not known yet (send the init first)")
+    return op.type
+
+
+def _array_type_in(op: OpContext | None) -> FieldDesc:
+    if op is None or op.type is None:
+        raise DecodeError("an array value before the array type is known")
+    return op.type
+
+
+def _need(row: str, what: str) -> Any:
+    raise LocalProtocolError(f"{row} with a success status needs a {what}")
+
+
+def _count(n: int, each: int, left: int, what: str) -> None:
+    if n * each > left:
+        raise DecodeError(f"{what} count is larger than the message")
+
+
+def _guid(data: bytes, pos: int) -> bytes:
+    guid = bytes(data[pos : pos + 12])
+    if len(guid) != 12:
+        raise DecodeError("a GUID runs past the end of the message")
+    return guid
+
+
+def _read_request(c: Codec, data: bytes, pos: int) -> tuple[VariantValue | None, int]:
+    """A pvRequest, the last thing in an INIT (but a monitor's queue size): the same bytes as
+    one read before on this connection give the same (shared, read-only) value undecoded."""
+    rest = bytes(data[pos:])
+    known = c.requests.get(rest)
+    if known is not None:
+        return known[0], pos + known[1]
+    value, end = read_variant(c, data, pos)
+    if len(rest) <= 1024 and b"\xfd" not in rest and b"\xfe" not in rest:
+        if len(c.requests) >= 64:  # bounded: a peer sending new ones costs decodes
+            c.requests.clear()
+        c.requests[rest] = (value, end - pos)  # (type-cache bytes depend on the state)
+    return value, end
+
+
+def _name(name: str) -> str:
+    if not name:
+        raise DecodeError("empty channel name")
+    return name
+
+
+_ENV: dict[str, Any] = {
+    "INIT": INIT,
+    "DESTROY": DESTROY,
+    "GET": GET,
+    "GET_PUT": GET_PUT,
+    "PROCESS": PROCESS,
+    "h_DecodeError": DecodeError,
+    "h_encode_status": encode_status,
+    "h_decode_status": decode_status,
+    "h_encode_address": encode_address,
+    "h_decode_address": decode_address,
+    "h_read_variant": read_variant,
+    "h_write_variant": write_variant,
+    "h_structure": structure,
+    "h_read_size": read_size,
+    "h_size_bytes": size_bytes,
+    "h_string_bytes": string_bytes,
+    "h_read_bitset": read_bitset,
+    "h_bits": BitSet.from_mask,
+    "h_Severity": MessageSeverity,
+    "h_EMPTY_REQUEST": _EMPTY_REQUEST,
+    "h_op_type": _op_type,
+    "h_get_type": _get_type,
+    "h_array_type": _array_type,
+    "h_array_type_in": _array_type_in,
+    "h_need": _need,
+    "h_count": _count,
+    "h_guid": _guid,
+    "h_channel_name": _name,
+    "h_read_request": _read_request,
+    "h_unpack_from": struct.unpack_from,
+}
+
+#: kind -> (writer lines, reader lines): ``{a}`` is the field, ``{b}`` a second field
+_KINDS: dict[str, tuple[str, str]] = {
+    "u8": ("out.append(ev.{a})", "{a} = data[pos]; pos += 1"),
+    "u16": ("out += u16(ev.{a})", "{a} = u16f(data, pos)[0]; pos += 2"),
+    "u32": ("out += u32(ev.{a})", "{a} = u32f(data, pos)[0]; pos += 4"),
+    "bool": ("out.append(1 if ev.{a} else 0)", "{a} = data[pos] != 0; pos += 1"),
+    "size": ("out += h_size_bytes(ev.{a}, BE)", "{a}, pos = h_read_size(data, pos, BE)"),
+    "size32": (
+        "out += h_size_bytes(ev.{a}, BE)",
+        "{a}, pos = h_read_size(data, pos, BE); {a} &= 0xFFFFFFFF",
+    ),
+    "str": ("out += h_string_bytes(ev.{a}, BE)", "{a}, pos = rs(data, pos)"),
+    "name": (
+        "out += h_string_bytes(ev.{a}, BE)",
+        "{a}, pos = rs(data, pos); h_channel_name({a})",
+    ),
+    "status": ("out += h_encode_status(ev.{a}, BE)", "{a}, pos = h_decode_status(data, pos, BE)"),
+    "variant": ("h_write_variant(c, ev.{a}, out)", "{a}, pos = h_read_variant(c, data, pos)"),
+    "variant?": (
+        "h_write_variant(c, ev.{a}, out)",
+        "{a}, pos = h_read_variant(c, data, pos) if pos < len(data) else (None, pos)",
+    ),
+    "request": (
+        "h_write_variant(c, h_EMPTY_REQUEST if ev.{a} is None else ev.{a}, out)",
+        "{a}, pos = h_read_request(c, data, pos)",
+    ),
+    "type": ("out += c.encode_type(ev.{a})", "{a}, pos = c.decode_type(data, pos)"),
+    "stype": (
+        "out += c.encode_type(ev.{a})",
+        "{a}, pos = c.decode_type(data, pos); {a} = h_structure({a}, 'operation type')",
+    ),
+    "guid": ("out += ev.{a}", "{a} = h_guid(data, pos); pos += 12"),
+    "addr": ("out += h_encode_address(ev.{a})", "{a}, pos = h_decode_address(data, pos)"),
+    "addr0": ("out += h_encode_address(ev.{a}, True)", "{a}, pos = h_decode_address(data, pos)"),
+    "strings": (
+        "out += h_size_bytes(len(ev.{a}), BE)\nfor s in ev.{a}: out += h_string_bytes(s, BE)",
+        "n, pos = h_read_size(data, pos, BE); h_count(n, 1, len(data) - pos, 'string')\n"
+        "{a} = []\nfor _ in range(n):\n    s, pos = rs(data, pos); {a}.append(s)\n"
+        "{a} = tuple({a})",
+    ),
+    "pairs16": (
+        "out += u16(len(ev.{a}))\nfor i, s in ev.{a}: out += u32(i); out += h_string_bytes(s, BE)",
+        "n = u16f(data, pos)[0]; pos += 2; h_count(n, 5, len(data) - pos, 'channel')\n"
+        "{a} = []\nfor _ in range(n):\n"
+        "    i = u32f(data, pos)[0]; s, pos = rs(data, pos + 4); {a}.append((i, s))\n"
+        "{a} = tuple({a})",
+    ),
+    "u32s16": (
+        "out += u16(len(ev.{a}))\nfor i in ev.{a}: out += u32(i)",
+        "n = u16f(data, pos)[0]; pos += 2; h_count(n, 4, len(data) - pos, 'cid')\n"
+        "{a} = h_unpack_from(U32N % n, data, pos); pos += 4 * n",
+    ),
+    "flags": (
+        "out.append((0x01 if ev.{a} else 0) | (0x80 if ev.{b} else 0)); out += bytes(3)",
+        "{a} = bool(data[pos] & 0x01); {b} = bool(data[pos] & 0x80); pos += 4",
+    ),
+    "severity": ("out.append(int(ev.{a}))", "{a} = h_Severity(min(data[pos], 3)); pos += 1"),
+    "rest": ("out += ev.{a}", "{a} = bytes(data[pos:]); pos = len(data)"),
+    "u32if": (
+        "if ev.{a} is not None: out += u32(ev.{a})",
+        "{a} = None\nif sub & GET_PUT: {a} = u32f(data, pos)[0]; pos += 4",
+    ),
+    "part": ("", "{a} = 'get' if sub & GET else 'put'"),
+    "array": (
+        "c.encode_value(h_array_type(op, NAME), ev.{a}, out)",
+        "{a}, pos = c.decode_value(h_array_type_in(op), data, pos)",
+    ),
+    "bitset?": (
+        "out += ev.{a}.encode(BE)",
+        "m = 0\nif pos < len(data): m, pos = h_read_bitset(data, pos, BE)\n{a} = h_bits(m)",
+    ),
+}
+#: partial values: (the type when writing, the type and the slot of the last value when
+#: reading a response; a request's value is not kept)
+_PARTIAL: dict[str, tuple[str, str, str]] = {
+    "partial": ("h_op_type(op, NAME)", "h_structure(op.type, 'type')", "value"),
+    "partial@get": ("h_get_type(op, NAME)", "h_structure(op.get_type, 'get type')", "get_value"),
+}
+#: the fields of a non-success response and what they read as
+_ABSENT = {"changed": "h_bits(0)", "length": "0"}
+
+
+class _Source:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 1
+
+    def add(self, code: str) -> None:
+        for line in code.split("\n"):
+            self.lines.append("    " * self.depth + line)
+
+
+def _tokens(row: Row) -> list[tuple[list[str], str]]:
+    out: list[tuple[list[str], str]] = []
+    for tok in row.layout.split():
+        if tok in (".sub", "|", "*"):
+            out.append(([], tok))
+        else:
+            names, kind = tok.split(":")
+            out.append((names.split(","), kind))
+    return out
+
+
+def _writer_source(row: Row, fields: set[str], name: str, part: int) -> str:
+    """The writer of ``row`` (``part`` 0), or of the fields before its value (1) or after it
+    (2): a prepared value goes between those two."""
+    src = _Source()
+    destroy = " | (DESTROY if ev.destroy else 0)" if "destroy" in fields else ""
+    ok = False
+    toks = _tokens(row)
+    at = next((i for i, (_, k) in enumerate(toks) if k.startswith("partial")), len(toks))
+    for i, (names, kind) in enumerate(toks):
+        if (part == 1 and i >= at) or (part == 2 and i <= at and kind != "|"):
+            continue
+        if kind == "*":
+            src.add("out += u16(1)")
+        elif kind == ".sub":
+            src.add(f"out.append({row.sub}{destroy})")
+        elif kind == "|":
+            src.add("if ev.status.success:")
+            src.depth += 1
+            src.add("pass")
+            ok = True
+        elif kind.startswith("partial"):
+            if ok:
+                src.add("if ev.value is None: h_need(NAME, 'value')")
+            if kind == "partial@part":
+                src.add("st = h_op_type(op, NAME) if ev.part == 'put' else h_get_type(op, NAME)")
+            else:
+                src.add(f"st = {_PARTIAL[kind][0]}")
+            src.add("c.encode_partial(st, ev.value, ev.changed.mask, out)")
+        else:
+            a = names[0]
+            if ok and kind in ("type", "stype", "array"):
+                src.add(f"if ev.{a} is None: h_need(NAME, '{a.replace('_', ' ')}')")
+            code = _KINDS[kind][0]
+            if code:
+                src.add(code.format(a=a, b=names[-1]))
+    return f"def {name}(ev, c, op, out):\n" + "\n".join(src.lines) + "\n    pass"
+
+
+def _reader_source(row: Row, fields: list[str], server_sent: bool) -> str:
+    src = _Source()
+    repeat = False
+    absent: list[str] = []
+    toks = _tokens(row)
+    for i, (names, kind) in enumerate(toks):
+        if kind == "*":
+            src.add("n = u16f(data, 0)[0]; pos = 2; h_count(n, 5, len(data) - pos, 'channel')")
+            src.add("events = []")
+            src.add("for _ in range(n):")
+            src.depth += 1
+            repeat = True
+        elif kind == ".sub":
+            src.add("sub = data[pos]; pos += 1")
+        elif kind == "|":
+            absent = [n for ns, _ in toks[i + 1 :] for n in ns]
+            src.add("if status.success:")
+            src.depth += 1
+            src.add("pass")
+        elif kind.startswith("partial"):
+            if kind == "partial@part":
+                src.add("if part == 'put':")
+                src.add("    st, base = h_structure(op.type, 'type'), op.value")
+                src.add("else:")
+                src.add("    st, base = h_structure(op.get_type, 'get type'), op.get_value")
+            else:
+                _, st, slot = _PARTIAL[kind]
+                src.add(f"st, base = {st}, {'op.' + slot if server_sent else 'None'}")
+            src.add("mask, value, pos = c.decode_partial(st, data, pos, base)")
+            if server_sent:
+                if kind == "partial@part":
+                    src.add("if part == 'put': op.value = value")
+                    src.add("else: op.get_value = value")
+                else:
+                    src.add(f"op.{_PARTIAL[kind][2]} = value")
+            src.add("changed = h_bits(mask)")
+        else:
+            src.add(_KINDS[kind][1].format(a=names[0], b=names[-1]))
+    if any(kind == "|" for _, kind in toks):
+        src.depth -= 1
+        if absent:
+            src.add("else:")
+            src.add("    " + "; ".join(f"{n} = {_ABSENT.get(n, 'None')}" for n in absent))
+    if "destroy" in fields:
+        src.add("destroy = bool(sub & DESTROY)")
+    call = f"make({', '.join(fields)})"
+    if repeat:
+        src.add(f"events.append({call})")
+        src.depth -= 1
+        src.add("return events")
+    else:
+        src.add(f"return {call}")
+    first = "    pos = 0\n" if not repeat else ""
+    return "def read(data, c, op):\n" + first + "\n".join(src.lines)
+
+
+def _compile(row: Row, be: bool) -> tuple[Writer, Reader, Writer, Writer]:
+    fields = [f.name for f in dataclasses.fields(row.event)]
+    env = dict(_ENV)
+    env.update(
+        BE=be,
+        NAME=row.event.__name__,
+        make=maker(row.event),
+        u16=U16[be].pack,
+        u32=U32[be].pack,
+        u16f=U16[be].unpack_from,
+        u32f=U32[be].unpack_from,
+        rs=READ_STRING[be],
+        U32N=(">" if be else "<") + "%dI",
+    )
+    server_sent = row.sender == "server"
+    code = "\n\n".join(
+        (
+            _writer_source(row, set(fields), "write", 0),
+            _reader_source(row, fields, server_sent),
+            _writer_source(row, set(fields), "head", 1),
+            _writer_source(row, set(fields), "tail", 2),
+        )
+    )
+    exec(compile(code, f"<pva message {row.event.__name__}>", "exec"), env)  # from our table
+    return env["write"], env["read"], env["head"], env["tail"]
+
+
+#: event class -> (writer, reader) per byte order (index: big_endian)
+_Compiled = tuple[Writer, Reader, Writer, Writer]
+_CODECS: dict[type, tuple[_Compiled, _Compiled]] = {
+    row.event: (_compile(row, False), _compile(row, True)) for row in MESSAGES
+}
+#: (command, sent by the server) -> the rows that may read it, in table order
+_BY_COMMAND: dict[tuple[int, bool], list[Row]] = {}
+for _row in MESSAGES:
+    for _by_server in (True, False):
+        if _row.sender == ("client" if _by_server else "server"):
+            continue
+        _BY_COMMAND.setdefault((int(_row.command), _by_server), []).append(_row)
+del _row, _by_server
+#: a command with one row is read whoever sent it (the connection says who may send it)
+for (_cmd, _by_server), _rows in list(_BY_COMMAND.items()):
+    _BY_COMMAND.setdefault((_cmd, not _by_server), _rows)
+del _cmd, _by_server, _rows
+#: a row -> its "when" predicate of the subcommand
+_WHEN: dict[type, Callable[[int], Any]] = {
+    row.event: eval(f"lambda sub: {row.when}", dict(_ENV))
+    for row in MESSAGES  # our table
+}
+
+
+#: (command, sent by the server, big endian) -> its rows' (when, reader), in table order
+_READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]] = {
+    (cmd, by_server, be): [(_WHEN[r.event], _CODECS[r.event][be][1]) for r in rows]
+    for (cmd, by_server), rows in _BY_COMMAND.items()
+    for be in (False, True)
+}
+
+
+#: (command, sent by the server, big endian) -> for each subcommand byte, the reader of the
+#: first row whose "when" takes it (None: no row does); the same choice, made once
+_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
+    key: tuple(next((read for when, read in readers if when(sub)), None) for sub in range(256))
+    for key, readers in _READERS.items()
+}
+
+
+def write_payload(ev: Event, c: Codec, op: OpContext | None, out: bytearray) -> int:
+    """Append ``ev``'s payload to ``out`` (in ``c``'s byte order); returns its command."""
+    got = _WRITERS.get((type(ev), c.big_endian))
+    if got is None:
+        raise LocalProtocolError(f"{type(ev).__name__} is not an application message")
+    got[1](ev, c, op, out)
+    return got[0]
+
+
+_ROW_OF: dict[type, int] = {row.event: int(row.command) for row in MESSAGES}
+#: (event class, big endian) -> (command, writer)
+_WRITERS: dict[tuple[type, bool], tuple[int, Writer]] = {
+    (row.event, be): (int(row.command), _CODECS[row.event][be][0])
+    for row in MESSAGES
+    for be in (False, True)
+}
+
+
+def write_around(
+    ev: Event, c: Codec, op: OpContext | None, head: bytearray, tail: bytearray
+) -> int:
+    """:func:`write_payload` for a message whose value is prepared elsewhere (encoded once for
+    many connections): the fields before the value to ``head``, those after it to ``tail``.
+    Returns the command."""
+    writers = _CODECS[type(ev)][c.big_endian]
+    writers[2](ev, c, op, head)
+    writers[3](ev, c, op, tail)
+    return _ROW_OF[type(ev)]
+
+
+def read_message(
+    cmd: int, data: bytes, c: Codec, from_server: bool, op: OpContext | None = None
+) -> list[Event]:
+    """The events of one message's payload (in ``c``'s byte order). DecodeError for a command
+    no row reads."""
+    key = (cmd, from_server, c.big_endian)
+    readers = _READERS.get(key)
+    if readers is None:
+        raise DecodeError(f"unknown or unexpected command 0x{cmd:02x}")
+    if len(readers) == 1:
+        got = readers[0][1](data, c, op)
+        return got if got.__class__ is list else [got]
+    sub = data[4] if from_server else data[8]
+    if not from_server and cmd in COMBINED and not sub & INIT:
+        return [read(data, c, op) for when, read in readers if when(sub)]
+    read = _BY_SUB[key][sub]
+    return [] if read is None else [read(data, c, op)]
+
+
+def ioid_offset(event: type) -> int:
+    """Where ``event``'s ioid starts in its payload, for a prepared message that leaves it as
+    a hole (responses write it first)."""
+    row = next(r for r in MESSAGES if r.event is event)
+    if not row.layout.startswith("ioid:u32"):
+        raise LocalProtocolError(f"{event.__name__} does not start with its ioid")
+    return 0
+
+
+def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int, int]:
+    """(sid or -1, ioid, subcommand) of an operation message (GET_FIELD has no subcommand)."""
+    u32 = U32[be].unpack_from
+    if from_server:
+        return -1, u32(data, 0)[0], data[4] if cmd != Command.GET_FIELD else 0
+    return u32(data, 0)[0], u32(data, 4)[0], data[8] if cmd != Command.GET_FIELD else 0
+
+
+__all__ = ["OpContext", "ioid_offset", "op_ids", "read_message", "write_around", "write_payload"]

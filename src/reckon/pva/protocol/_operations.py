@@ -1,0 +1,300 @@
+"""Operations (ioids) on a connection: how a received operation message is checked against
+the operation table and applied, the one place an operation changes state (``_step``), and the
+answer to a message over the size limit. The connection classes take these from
+:class:`Operations`; sending checks the same rows (``refusal``)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ._codec import Codec
+from ._constants import Command
+from ._errors import LimitExceededError, RemoteProtocolError
+from ._event import Event
+from ._generate import OpContext, op_ids, read_message
+from ._header import FLAG_BIG, Framer
+from ._op_events import (
+    ArrayGetResponse,
+    ArrayPutResponse,
+    Get,
+    GetResponse,
+    MessageTooBig,
+    MonitorFinish,
+    ProcessResponse,
+    PutGetResponse,
+    PutReadResponse,
+    PutResponse,
+    RPCResponse,
+)
+from ._state import INIT_RESPONSES, OPERATIONS, ChannelState, ConnectionState, RequestState, Step
+from ._status import Status
+from ._table import OP_COMMANDS
+
+#: finished operations and channels remembered (to tell a late message from a bad one)
+TOMBSTONES = 1024
+MONITOR = int(Command.MONITOR)
+
+
+@dataclass
+class ChannelInfo:
+    cid: int
+    name: str
+    sid: int | None = None
+    state: ChannelState = ChannelState.CREATING
+
+
+@dataclass(kw_only=True, slots=True)
+class RequestInfo(OpContext):
+    """One operation: its ids, state and the types/values its messages need."""
+
+    ioid: int
+    sid: int
+    state: RequestState = RequestState.INIT_PENDING
+    queue_size: int | None = None
+    last: bool = False
+    cancelled: bool = False
+
+
+def refusal(req: RequestInfo, row: Step, event: type) -> str | None:
+    """Why the operation table's ``row`` may not apply to ``req`` now (None when it may): the
+    text of the error the side that meets it raises (local when sending, remote when
+    receiving)."""
+    if row.command is not None and req.command != row.command:
+        return f"{event.__name__}: ioid {req.ioid} is a 0x{req.command:02x} operation"
+    if req.state not in row.before:
+        return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
+    return None
+
+
+def status_of(ev: Event) -> Status:
+    st = getattr(ev, "status", None)
+    assert isinstance(st, Status)
+    return st
+
+
+class Operations:
+    """The operation bookkeeping of a connection (mixed into :class:`BaseConnection`, which
+    owns these attributes)."""
+
+    state: ConnectionState
+    max_requests: int
+    _server: bool
+    _rx: Codec
+    _framer: Framer
+    _channels: dict[int, ChannelInfo]
+    _dead_channels: OrderedDict[int, None]
+    _requests: dict[int, RequestInfo]
+    _dead_requests: OrderedDict[int, RequestInfo]
+
+    def _require_validated(self, cmd: int) -> None:
+        if self.state is not ConnectionState.VALIDATED:
+            raise RemoteProtocolError(
+                f"command 0x{cmd:02x} before the connection was validated "
+                f"(state {self.state.value})"
+            )
+
+    def _too_big(self, cmd: int, flags: int, size: int, head: bytes) -> list[Event]:
+        """A message the framer read past, over ``max_message_size``. An operation's request
+        (server side) or reply (client side) fails that operation alone, with a status that
+        says why and how to raise the limit; anything else is no message a peer sends that
+        big, and drops it as before."""
+        limit = self._framer.max_message_size
+        if cmd not in OP_COMMANDS or len(head) < (5 if not self._server else 9):
+            raise LimitExceededError(
+                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
+            )
+        self._require_validated(cmd)
+        be = bool(flags & FLAG_BIG)
+        sid, ioid, sub = op_ids(cmd, head, be, not self._server)
+        who = "server" if self._server else "client"
+        status = Status.error(
+            f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
+            f"raise the {who}'s max_message_size to transfer it"
+        )
+        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
+        if self._server:
+            if init:
+                if sid not in self._channels:
+                    if sid in self._dead_channels:
+                        return []
+                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+                if ioid in self._requests:
+                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
+                self._dead_requests.pop(ioid, None)
+                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+                reply: Event = _INIT_REPLIES[cmd](ioid, status)
+                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
+            req, live = self._lookup(ioid)
+            if req is None or req.command != cmd or req.sid != sid:
+                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+            cls = _EXEC_REPLIES.get(cmd)
+            if not live:
+                return []
+            if cls is None or req.state is not RequestState.READY:
+                raise LimitExceededError(
+                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
+                )
+            destroy = bool(sub & 0x10)
+            self._step(req, _EXECUTE, destroy)  # as the request would have
+            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
+        # client: the reply fails its operation, as an error reply would
+        req, live = self._lookup(ioid)
+        if req is None or req.command != cmd:
+            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if not live:
+            return []
+        if cmd == MONITOR and not init:
+            ev: Event = MonitorFinish(ioid, status)
+        elif init:
+            ev = _INIT_REPLIES[cmd](ioid, status)
+        elif cmd == Command.PUT and sub & 0x40:
+            ev = PutReadResponse(ioid, status)
+        elif cmd == Command.ARRAY:
+            ev = ArrayGetResponse(ioid, status)
+        else:
+            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
+        row = OPERATIONS[type(ev)]
+        why = refusal(req, row, type(ev))
+        if why is not None:
+            raise RemoteProtocolError(why)
+        self._step(req, row, bool(sub & 0x10), failed=True)
+        return [ev]
+
+    # ------------------------------------------------------------------ operations
+    def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
+        req = self._requests.get(ioid)
+        if req is not None:
+            return req, True
+        return self._dead_requests.get(ioid), False
+
+    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
+        is_init = cmd != Command.GET_FIELD and sub & 0x08
+        if is_init or cmd == Command.GET_FIELD:
+            if sid not in self._channels:
+                if sid in self._dead_channels:
+                    return []
+                raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+            if ioid in self._requests:
+                raise RemoteProtocolError(f"ioid {ioid} is already in use")
+            if len(self._requests) >= self.max_requests:
+                raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
+            [ev] = read_message(cmd, data, self._rx, False)
+            state = (
+                RequestState.EXECUTING if cmd == Command.GET_FIELD else RequestState.INIT_PENDING
+            )
+            self._dead_requests.pop(ioid, None)
+            new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+            new.queue_size = getattr(ev, "queue_size", None)
+            self._requests[ioid] = new
+            return [ev]
+        req = self._requests.get(ioid)
+        live = req is not None
+        if req is None:
+            req = self._dead_requests.get(ioid)
+            if req is None:
+                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if req.command != cmd:
+            raise RemoteProtocolError(
+                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
+            )
+        if req.sid != sid:
+            raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
+        if req.state is RequestState.INIT_PENDING:
+            raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
+        events = read_message(cmd, data, self._rx, False, req)
+        if not live:
+            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
+            return []
+        for ev in events:
+            row = OPERATIONS.get(type(ev))
+            if row is not None:
+                why = refusal(req, row, type(ev))
+                if why is not None:
+                    raise RemoteProtocolError(why)
+                # (a request has no status: _apply's failure is a response's)
+                self._step(req, row, getattr(ev, "destroy", False))
+        return events
+
+    def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
+        req, live = self._lookup(ioid)
+        if req is None:
+            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        if req.command != cmd:
+            raise RemoteProtocolError(
+                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
+            )
+        [ev] = read_message(cmd, data, self._rx, True, req)
+        if not live:
+            req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
+            return []
+        row = OPERATIONS[type(ev)]
+        why = refusal(req, row, type(ev))
+        if why is not None:
+            if row.drop_if_cancelled and req.cancelled:
+                return []  # the answer to an execution this client cancelled meanwhile
+            raise RemoteProtocolError(why)
+        if type(ev) in INIT_RESPONSES:
+            self._agree(req, ev)
+        self._apply(req, row, ev)
+        return [ev]
+
+    @staticmethod
+    def _agree(req: RequestInfo, ev: Any) -> None:
+        """An init response's success: the types the operation's messages will carry."""
+        if ev.status.success:
+            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+            req.get_type = getattr(ev, "get_type", None)
+
+    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
+        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
+        failed = row.ends_on_failure and not status_of(ev).success
+        self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
+
+    def _step(
+        self, req: RequestInfo, row: Step, destroy: bool = False, failed: bool = False
+    ) -> None:
+        """Apply a row of the operation table to ``req`` (checked already: ``_refusal``):
+        ``destroy`` is the message's destroy flag, ``failed`` whether an init response's
+        status is a failure. The one place an operation changes state."""
+        if row.cancels:
+            if req.state is RequestState.EXECUTING:
+                req.state = RequestState.READY
+                req.cancelled = True
+            return
+        if row.ends or (row.ends_if_destroy and destroy) or (row.ends_on_failure and failed):
+            self._drop_request(req.ioid)
+            return
+        after = row.after
+        if after is RequestState.EXECUTING:
+            req.cancelled = False
+            req.last = destroy
+        if after is not None:
+            req.state = after
+
+    def _drop_request(self, ioid: int) -> None:
+        req = self._requests.pop(ioid, None)
+        if req is not None:
+            # a tombstone only tells a late message for a destroyed operation from a bad one
+            # (and decodes it, for the type cache): it keeps the agreed types, never a value or
+            # a reply, so a thousand finished gets of an image hold no image
+            req.value = req.get_value = None
+            self._dead_requests[ioid] = req
+            while len(self._dead_requests) > TOMBSTONES:
+                self._dead_requests.popitem(last=False)
+
+
+#: the operation table's row of an execution request (READY -> EXECUTING)
+_EXECUTE = OPERATIONS[Get]
+#: command -> its init's response, and its execution's (a request that carries a value: the
+#: replies a message over the size limit is answered with)
+_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
+_EXEC_REPLIES: dict[int, Any] = {
+    int(Command.GET): GetResponse,
+    int(Command.PUT): PutResponse,
+    int(Command.PUT_GET): PutGetResponse,
+    int(Command.ARRAY): ArrayPutResponse,
+    int(Command.PROCESS): ProcessResponse,
+    int(Command.RPC): RPCResponse,
+}

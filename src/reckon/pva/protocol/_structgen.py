@@ -1,0 +1,189 @@
+"""Structures compiled to Python source: runs of fixed-width fields, even across
+sub-structures, become one precompiled ``struct.Struct`` call, and a decoder builds the nested
+dicts in one expression (see :mod:`._codec`, which caches what these build)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from ._types import STRUCT_CHARS, FieldDesc, Scalar, Structure
+from ._wire import READ_STRING, SMALL, size_bytes
+
+
+def bo(be: bool) -> str:
+    return ">" if be else "<"
+
+
+class _Gen:
+    """Builds the source of one function; constants go into its namespace."""
+
+    def __init__(self, be: bool) -> None:
+        self.be = be
+        self.ns: dict[str, Any] = {"SMALL": SMALL, "size_bytes": size_bytes, "BE": be}
+        self.lines: list[str] = []
+        self.n = 0
+
+    def name(self, prefix: str) -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def const(self, obj: Any, prefix: str) -> str:
+        n = self.name(prefix)
+        self.ns[n] = obj
+        return n
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " + line)
+
+    def compile(self, header: str, fname: str) -> Any:
+        src = header + "\n" + ("\n".join(self.lines) or "    pass") + "\n"
+        exec(compile(src, f"<pva codec {fname}>", "exec"), self.ns)
+        return self.ns[fname]
+
+
+def selected(t: Structure, base: int, mask: int | None) -> list[tuple[str, FieldDesc, int, str]]:
+    """(name, type, offset, how) for fields to write: how is 'all' or 'part'."""
+    out: list[tuple[str, FieldDesc, int, str]] = []
+    off = base + 1
+    for name, ft in t.fields:
+        span = ft.bit_count
+        if mask is None or (mask >> off) & 1:
+            out.append((name, ft, off, "all"))
+        elif isinstance(ft, Structure) and (mask >> off) & ((1 << span) - 1):
+            out.append((name, ft, off, "part"))
+        off += span
+    return out
+
+
+def normalize(t: Structure, mask: int, base: int = 0) -> int:
+    out = 0
+    for _, ft, off, how in selected(t, base, mask):
+        if how == "all":
+            out |= 1 << off
+        else:
+            assert isinstance(ft, Structure)
+            out |= normalize(ft, mask, off)
+    return out
+
+
+def struct_encoder(
+    t: Structure, be: bool, mask: int | None, encoder: Callable[[FieldDesc, bool], Any]
+) -> Any:
+    """The generated encoder of ``t`` (the fields ``mask`` selects; None: all of them);
+    ``encoder`` gives the encoder of a field that is not a fixed-width scalar."""
+    g = _Gen(be)
+    pending: list[tuple[str, str]] = []  # (struct char, expression)
+
+    def flush() -> None:
+        if not pending:
+            return
+        fmt = bo(be) + "".join(ch for ch, _ in pending)
+        s = g.const(struct.Struct(fmt).pack, "P")
+        g.emit(f"out += {s}({', '.join(e for _, e in pending)})")
+        pending.clear()
+
+    def field(ft: FieldDesc, expr: str) -> None:
+        if isinstance(ft, Scalar) and ft.kind != "s":
+            pending.append((STRUCT_CHARS[ft.kind], expr))
+            return
+        if isinstance(ft, Structure):
+            var = g.name("v")
+            g.emit(f"{var} = {expr}")
+            for name, sub in ft.fields:
+                field(sub, f"{var}[{name!r}]")
+            return
+        flush()
+        if isinstance(ft, Scalar):  # string
+            b = g.name("b")
+            g.emit(f"{b} = {expr}.encode()")
+            g.emit(f"out += SMALL[len({b})] if len({b}) < 254 else size_bytes(len({b}), BE)")
+            g.emit(f"out += {b}")
+            return
+        enc = g.const(encoder(ft, be), "E")
+        g.emit(f"{enc}({expr}, out, c)")
+
+    def walk(st: Structure, var: str, base: int) -> None:
+        for name, ft, off, how in selected(st, base, mask):
+            expr = f"{var}[{name!r}]"
+            if how == "all":
+                field(ft, expr)
+            else:
+                assert isinstance(ft, Structure)
+                sub = g.name("v")
+                g.emit(f"{sub} = {expr}")
+                walk(ft, sub, off)
+
+    if mask is None:
+        for name, ft in t.fields:
+            field(ft, f"v[{name!r}]")
+    else:
+        walk(t, "v", 0)
+    flush()
+    return g.compile("def enc(v, out, c):", "enc")
+
+
+def struct_decoder(
+    t: Structure, be: bool, mask: int | None, decoder: Callable[[FieldDesc, bool], Any]
+) -> Any:
+    """The generated decoder of ``t`` (with ``mask``: of a partial value, merged into a
+    base); ``decoder`` gives the decoder of a field that is not a fixed-width scalar."""
+    g = _Gen(be)
+    g.ns["rs"] = READ_STRING[be]
+    pending: list[tuple[str, str]] = []  # (struct char, variable)
+
+    def flush() -> None:
+        if not pending:
+            return
+        fmt = bo(be) + "".join(ch for ch, _ in pending)
+        st = struct.Struct(fmt)
+        s = g.const(st.unpack_from, "U")
+        targets = ", ".join(v for _, v in pending) + ","
+        g.emit(f"{targets} = {s}(data, pos)")
+        g.emit(f"pos += {st.size}")
+        pending.clear()
+
+    def field(ft: FieldDesc) -> str:
+        """Emit reads for one whole field; return the expression of its value."""
+        if isinstance(ft, Scalar) and ft.kind != "s":
+            var = g.name("x")
+            pending.append((STRUCT_CHARS[ft.kind], var))
+            return var
+        if isinstance(ft, Structure):
+            parts = [f"{name!r}: {field(sub)}" for name, sub in ft.fields]
+            return "{" + ", ".join(parts) + "}"
+        flush()
+        var = g.name("x")
+        if isinstance(ft, Scalar):
+            g.emit(f"{var}, pos = rs(data, pos)")
+        else:
+            dec = g.const(decoder(ft, be), "D")
+            g.emit(f"{var}, pos = {dec}(data, pos, c)")
+        return var
+
+    def walk(st: Structure, base_expr: str, base: int) -> str:
+        parts = [f"**{base_expr}"]
+        for name, ft, off, how in selected(st, base, mask):
+            if how == "all":
+                parts.append(f"{name!r}: {field(ft)}")
+            else:
+                assert isinstance(ft, Structure)
+                bvar = g.name("b")
+                g.emit(f"{bvar} = {base_expr}[{name!r}]")
+                parts.append(f"{name!r}: {walk(ft, bvar, off)}")
+        return "{" + ", ".join(parts) + "}"
+
+    if mask is None:
+        parts = [f"{name!r}: {field(ft)}" for name, ft in t.fields]
+        result = "{" + ", ".join(parts) + "}"
+        flush()
+        g.emit(f"return {result}, pos")
+        return g.compile("def dec(data, pos, c):", "dec")
+    result = walk(t, "base", 0)
+    flush()
+    g.emit(f"return {result}, pos")
+    return g.compile("def dec(data, pos, c, base):", "dec")
+
+
+__all__ = ["bo", "normalize", "selected", "struct_decoder", "struct_encoder"]

@@ -1,0 +1,327 @@
+"""The message table: every pvAccess message's wire layout, written once, as data.
+
+One row per event class: the command it travels under, the role that sends it, its
+subcommand byte (what is written, and when a received one selects this row) and its fields in
+wire order. :mod:`._generate` compiles each row into the reader and the writer the connections
+use; docs/pva-protocol.md draws this table (a test keeps the two the same).
+
+A layout is a list of ``name:kind`` tokens (``a,b:kind`` when one kind fills two fields):
+
+==============  ============================================================================
+``u8 u16 u32``  fixed-width unsigned integers
+``bool``        one byte, nonzero is True
+``size``        pvAccess Size (1, 5 or 13 bytes); ``size32`` keeps its low 32 bits
+``str name``    a Size-prefixed UTF-8 string (``name``: a channel name, never empty)
+``status``      a status (one byte 0xff when OK without text)
+``variant``     a typed value (type then value; 0xff = none); ``variant?``: absent at the end
+                of the message means none; ``request``: a pvRequest (none is written as an
+                empty structure)
+``type stype``  a type description (``stype``: it must be a structure)
+``guid addr``   12 bytes; a 16-byte IPv6 or IPv4-mapped address (``addr0``: "any" as zeros)
+``strings``     a Size count then strings; ``pairs16``: a u16 count of (u32, string);
+                ``u32s16``: a u16 count of u32s
+``flags``       the search flags byte (reply required 0x01, unicast 0x80) and 3 reserved bytes
+``severity``    one byte, 0..3; ``rest``: every byte to the end
+``u32if``       a u32 present when the subcommand's GET_PUT bit is set (else None)
+``part``        no bytes: "get" or "put", from the subcommand's GET / GET_PUT bit
+``partial``     a bitset and the fields it names, of the operation's type (``partial@get``:
+                its get type; ``partial@part``: the type ``part`` names)
+``array``       a value of the operation's (array) type; ``bitset?``: an optional bitset
+==============  ============================================================================
+
+Two tokens are not fields: ``.sub`` is where the subcommand byte goes and ``|`` starts the
+fields present only when the status is a success. An event with a ``destroy`` field carries
+it in the subcommand's DESTROY bit. A layout starting with ``*`` repeats after a u16 count
+(a channel creation may ask for several channels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._constants import Command
+from ._events import (
+    AuthNZ,
+    Beacon,
+    CancelRequest,
+    ConnectionValidated,
+    ConnectionValidationRequest,
+    ConnectionValidationResponse,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    DestroyChannel,
+    DestroyRequest,
+    Echo,
+    Message,
+    OriginTag,
+    SearchRequest,
+    SearchResponse,
+)
+from ._op_events import (
+    RPC,
+    ArrayGet,
+    ArrayGetLength,
+    ArrayGetLengthResponse,
+    ArrayGetResponse,
+    ArrayInit,
+    ArrayInitResponse,
+    ArrayPut,
+    ArrayPutResponse,
+    ArraySetLength,
+    ArraySetLengthResponse,
+    Get,
+    GetField,
+    GetFieldResponse,
+    GetInit,
+    GetInitResponse,
+    GetResponse,
+    MonitorAck,
+    MonitorDestroy,
+    MonitorFinish,
+    MonitorInit,
+    MonitorInitResponse,
+    MonitorStart,
+    MonitorStop,
+    MonitorUpdate,
+    Process,
+    ProcessInit,
+    ProcessInitResponse,
+    ProcessResponse,
+    Put,
+    PutGet,
+    PutGetInit,
+    PutGetInitResponse,
+    PutGetRead,
+    PutGetReadResponse,
+    PutGetResponse,
+    PutInit,
+    PutInitResponse,
+    PutRead,
+    PutReadResponse,
+    PutResponse,
+    RPCInit,
+    RPCInitResponse,
+    RPCResponse,
+)
+
+#: the subcommand bits
+INIT, DESTROY, GET, GET_PUT, PROCESS = 0x08, 0x10, 0x40, 0x80, 0x04
+#: the commands whose messages belong to an operation (an ioid)
+OP_COMMANDS = frozenset(
+    int(c)
+    for c in (
+        Command.GET,
+        Command.PUT,
+        Command.PUT_GET,
+        Command.MONITOR,
+        Command.ARRAY,
+        Command.PROCESS,
+        Command.GET_FIELD,
+        Command.RPC,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One message: its event class, command, sender and wire layout."""
+
+    event: type
+    command: Command
+    #: who sends it: "client", "server" or "either"
+    sender: str
+    layout: str
+    #: the subcommand written, a Python expression of ``ev`` (the DESTROY bit is added from
+    #: ``ev.destroy`` when the event has one)
+    sub: str = "0"
+    #: when a received subcommand ``sub`` selects this row (rows of one command and sender are
+    #: tried in table order; the first that matches is taken)
+    when: str = "True"
+
+
+_C, _S, _E = "client", "server", "either"
+_REQ = "sid:u32 ioid:u32 .sub"
+_RESP = "ioid:u32 .sub status:status |"
+_IS_INIT = "sub & INIT"
+
+#: every message, in the order the docs draw them
+MESSAGES: tuple[Row, ...] = (
+    # connection and discovery
+    Row(
+        Beacon,
+        Command.BEACON,
+        _S,
+        "guid:guid flags:u8 sequence:u8 change_count:u16 address:addr port:u16 protocol:str "
+        "status:variant?",
+    ),
+    Row(
+        ConnectionValidationRequest,
+        Command.CONNECTION_VALIDATION,
+        _S,
+        "buffer_size:u32 registry_size:u16 auth_methods:strings",
+    ),
+    Row(
+        ConnectionValidationResponse,
+        Command.CONNECTION_VALIDATION,
+        _C,
+        "buffer_size:u32 registry_size:u16 qos:u16 auth_method:str auth_data:variant?",
+    ),
+    Row(ConnectionValidated, Command.CONNECTION_VALIDATED, _S, "status:status"),
+    Row(Echo, Command.ECHO, _E, "payload:rest"),
+    Row(
+        SearchRequest,
+        Command.SEARCH,
+        _C,
+        "sequence:u32 reply_required,unicast:flags response_address:addr0 response_port:u16 "
+        "protocols:strings channels:pairs16",
+    ),
+    Row(
+        SearchResponse,
+        Command.SEARCH_RESPONSE,
+        _S,
+        "guid:guid sequence:u32 address:addr port:u16 protocol:str found:bool cids:u32s16",
+    ),
+    Row(OriginTag, Command.ORIGIN_TAG, _C, "address:addr"),
+    Row(AuthNZ, Command.AUTHNZ, _E, "data:variant"),
+    # channels
+    Row(CreateChannelRequest, Command.CREATE_CHANNEL, _C, "* cid:u32 name:name"),
+    Row(CreateChannelResponse, Command.CREATE_CHANNEL, _S, "cid:u32 sid:u32 status:status"),
+    Row(DestroyChannel, Command.DESTROY_CHANNEL, _E, "sid:u32 cid:u32"),
+    Row(DestroyRequest, Command.DESTROY_REQUEST, _C, "sid:u32 ioid:u32"),
+    Row(CancelRequest, Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
+    Row(Message, Command.MESSAGE, _S, "ioid:u32 severity:severity text:str"),
+    # get
+    Row(GetInit, Command.GET, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    Row(GetInitResponse, Command.GET, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
+    Row(Get, Command.GET, _C, _REQ),
+    Row(GetResponse, Command.GET, _S, f"{_RESP} value,changed:partial"),
+    # put
+    Row(PutInit, Command.PUT, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    Row(PutInitResponse, Command.PUT, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
+    Row(PutRead, Command.PUT, _C, _REQ, "GET", "sub & GET"),
+    Row(PutReadResponse, Command.PUT, _S, f"{_RESP} value,changed:partial", "GET", "sub & GET"),
+    Row(Put, Command.PUT, _C, f"{_REQ} value,changed:partial"),
+    Row(PutResponse, Command.PUT, _S, _RESP),
+    # put-get
+    Row(PutGetInit, Command.PUT_GET, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    Row(
+        PutGetInitResponse,
+        Command.PUT_GET,
+        _S,
+        f"{_RESP} put_type:stype get_type:stype",
+        "INIT",
+        _IS_INIT,
+    ),
+    Row(
+        PutGetRead,
+        Command.PUT_GET,
+        _C,
+        f"{_REQ} part:part",
+        "GET if ev.part == 'get' else GET_PUT",
+        "sub & (GET | GET_PUT)",
+    ),
+    Row(
+        PutGetReadResponse,
+        Command.PUT_GET,
+        _S,
+        "ioid:u32 .sub part:part status:status | value,changed:partial@part",
+        "GET if ev.part == 'get' else GET_PUT",
+        "sub & (GET | GET_PUT)",
+    ),
+    Row(PutGet, Command.PUT_GET, _C, f"{_REQ} value,changed:partial"),
+    Row(PutGetResponse, Command.PUT_GET, _S, f"{_RESP} value,changed:partial@get"),
+    # monitor: a client's message may carry several of these at once (pvAccessCPP)
+    Row(
+        MonitorInit,
+        Command.MONITOR,
+        _C,
+        f"{_REQ} pv_request:request queue_size:u32if",
+        "INIT | (GET_PUT if ev.queue_size is not None else 0)",
+        _IS_INIT,
+    ),
+    Row(MonitorInitResponse, Command.MONITOR, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
+    Row(MonitorAck, Command.MONITOR, _C, f"{_REQ} nfree:u32", "GET_PUT", "sub & GET_PUT"),
+    Row(MonitorStart, Command.MONITOR, _C, _REQ, "GET | PROCESS", "sub & PROCESS and sub & GET"),
+    Row(MonitorStop, Command.MONITOR, _C, _REQ, "PROCESS", "sub & PROCESS and not sub & GET"),
+    Row(MonitorDestroy, Command.MONITOR, _C, _REQ, "DESTROY", "sub & DESTROY"),
+    Row(
+        MonitorFinish,
+        Command.MONITOR,
+        _S,
+        "ioid:u32 .sub status:status",
+        "DESTROY",
+        "sub & DESTROY",
+    ),
+    Row(MonitorUpdate, Command.MONITOR, _S, "ioid:u32 .sub value,changed:partial overrun:bitset?"),
+    # array
+    Row(ArrayInit, Command.ARRAY, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    Row(ArrayInitResponse, Command.ARRAY, _S, f"{_RESP} type:type", "INIT", _IS_INIT),
+    Row(
+        ArrayGet,
+        Command.ARRAY,
+        _C,
+        f"{_REQ} offset:size count:size stride:size",
+        "GET",
+        "sub & GET",
+    ),
+    Row(ArrayGetResponse, Command.ARRAY, _S, f"{_RESP} value:array", "GET", "sub & GET"),
+    Row(ArraySetLength, Command.ARRAY, _C, f"{_REQ} length:size", "GET_PUT", "sub & GET_PUT"),
+    Row(ArraySetLengthResponse, Command.ARRAY, _S, _RESP, "GET_PUT", "sub & GET_PUT"),
+    Row(ArrayGetLength, Command.ARRAY, _C, _REQ, "PROCESS", "sub & PROCESS"),
+    Row(
+        ArrayGetLengthResponse,
+        Command.ARRAY,
+        _S,
+        f"{_RESP} length:size32",
+        "PROCESS",
+        "sub & PROCESS",
+    ),
+    Row(ArrayPut, Command.ARRAY, _C, f"{_REQ} offset:size stride:size value:array"),
+    Row(ArrayPutResponse, Command.ARRAY, _S, _RESP),
+    # process
+    Row(ProcessInit, Command.PROCESS, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    Row(ProcessInitResponse, Command.PROCESS, _S, _RESP, "INIT", _IS_INIT),
+    Row(Process, Command.PROCESS, _C, _REQ),
+    Row(ProcessResponse, Command.PROCESS, _S, _RESP),
+    # get-field (no subcommand)
+    Row(GetField, Command.GET_FIELD, _C, "sid:u32 ioid:u32 sub_field:str"),
+    Row(GetFieldResponse, Command.GET_FIELD, _S, "ioid:u32 status:status | type:type"),
+    # rpc
+    Row(RPCInit, Command.RPC, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    Row(RPCInitResponse, Command.RPC, _S, _RESP, "INIT", _IS_INIT),
+    Row(RPC, Command.RPC, _C, f"{_REQ} argument:variant"),
+    Row(RPCResponse, Command.RPC, _S, f"{_RESP} result:variant"),
+)
+
+#: a command whose client messages may hold several of its rows' events at once
+COMBINED = frozenset({int(Command.MONITOR)})
+
+
+def markdown() -> str:
+    """The table as the docs draw it (docs/pva-protocol.md holds this text)."""
+    lines = [
+        "| message | command | sent by | subcommand | layout |",
+        "|---|---|---|---|---|",
+    ]
+    for r in MESSAGES:
+        sub = "" if ".sub" not in r.layout else f"`{r.sub}`"
+        layout = r.layout.replace("|", "\\|")
+        lines.append(
+            f"| {r.event.__name__} | {r.command.name} (0x{int(r.command):02x}) | {r.sender} "
+            f"| {sub} | `{layout}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "COMBINED",
+    "DESTROY",
+    "GET",
+    "GET_PUT",
+    "INIT",
+    "MESSAGES",
+    "OP_COMMANDS",
+    "PROCESS",
+    "Row",
+    "markdown",
+]
