@@ -59,7 +59,7 @@ async def test_page_shows_a_new_computation_within_a_second(
 
     # Status pushes fill the cards and charts.
     await page.wait_for_function(
-        "document.getElementById('c-computed').textContent === '7'", timeout=10_000
+        "document.getElementById('c-computed')?.textContent === '7'", timeout=10_000
     )
     assert await page.text_content("#c-memory") == "13"
     if SCREENSHOT_DIR:
@@ -95,7 +95,7 @@ async def test_page_shows_a_new_computation_within_a_second(
     assert engine.introspector.capture is True
     assert len(engine.memory) > 0
     await page.click("#btn-clear-memory")
-    await page.wait_for_function("document.getElementById('c-memory').textContent !== ''")
+    await page.wait_for_function("document.getElementById('c-memory')?.textContent !== ''")
     for _ in range(100):
         if len(engine.memory) == 0:
             break
@@ -180,7 +180,7 @@ async def test_charts_follow_the_pushes(browser: Any, server: ServerHandle, engi
         timeout=10_000,
     )
     await page.wait_for_function(
-        "document.getElementById('hit-now').textContent.includes('50.0% overall')",
+        "document.getElementById('hit-now')?.textContent.includes('50.0% overall')",
         timeout=10_000,
     )
     assert await page.evaluate(_ACCENT_PIXELS, ["chart-hits", 22]) > 0
@@ -268,14 +268,14 @@ async def test_click_a_task_to_see_its_tree_of_children(
         # A child in the tree opens its own panel, which links back to the parent.
         await page.locator("#tree a", has_text="child b").click()
         await page.wait_for_function(
-            f"document.getElementById('detail-title').textContent !== 'Task #{parent_id}'",
+            f"document.getElementById('detail-title')?.textContent !== 'Task #{parent_id}'",
             timeout=5_000,
         )
         # The title changes at once; the fields follow when the child's tree arrives, and
         # until then the panel shows no fields rather than the parent's.
         assert "family parent" not in (await page.text_content("#detail-fields") or "")
         await page.wait_for_function(
-            "document.getElementById('detail-fields').textContent.includes('child b')",
+            "document.getElementById('detail-fields')?.textContent.includes('child b')",
             timeout=10_000,
         )
         fields = await page.text_content("#detail-fields") or ""
@@ -283,7 +283,7 @@ async def test_click_a_task_to_see_its_tree_of_children(
         assert await page.locator("#tree li[data-tree-task]").count() == 1
         await page.click("#detail-fields a.parent")
         await page.wait_for_function(
-            f"document.getElementById('detail-title').textContent === 'Task #{parent_id}'",
+            f"document.getElementById('detail-title')?.textContent === 'Task #{parent_id}'",
             timeout=5_000,
         )
         # Escape closes the panel; the address names a task, so a pasted link opens it.

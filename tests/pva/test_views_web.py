@@ -56,13 +56,13 @@ async def test_a_posted_value_appears_on_the_page(browser: Any, served: Any) -> 
         await page.goto(web.url)
         pvs["web:temp"].post({"value": 21.25, "display": {"units": "C"}})
         await page.wait_for_function(
-            "document.querySelector('tr[data-name=\"web:temp\"] td.value').textContent"
+            "document.querySelector('tr[data-name=\"web:temp\"] td.value')?.textContent"
             " === '21.25 C'",
             timeout=60000,
         )
         pvs["web:temp"].post({"value": 30.0, "alarm": {"severity": 2, "message": "hot"}})
         await page.wait_for_function(
-            "document.querySelector('tr[data-name=\"web:temp\"] td.severity').textContent"
+            "document.querySelector('tr[data-name=\"web:temp\"] td.severity')?.textContent"
             " === 'MAJOR'",
             timeout=60000,
         )
@@ -71,21 +71,21 @@ async def test_a_posted_value_appears_on_the_page(browser: Any, served: Any) -> 
         # the history plot of a scalar: select the row, the canvas shows the line
         await page.click('tr[data-name="web:temp"]')
         await page.wait_for_function(
-            "document.getElementById('detail-info').textContent.endsWith('recent values')"
+            "document.getElementById('detail-info')?.textContent.endsWith('recent values')"
         )
         assert await _painted(page, "plot")
         # a 1-D array: downsampled to at most 2000 points for the plot
         await page.click('tr[data-name="web:wave"]')
         info = page.locator("#detail-info")
         await page.wait_for_function(
-            "document.getElementById('detail-info').textContent.startsWith('array of 5000')"
+            "document.getElementById('detail-info')?.textContent.startsWith('array of 5000')"
         )
         assert "every 3th point" in await info.text_content()
         assert await _painted(page, "plot")
         # an NTNDArray: drawn as an image of its own size
         await page.click('tr[data-name="web:image"]')
         await page.wait_for_function(
-            "document.getElementById('detail-info').textContent === 'image 8x6'"
+            "document.getElementById('detail-info')?.textContent === 'image 8x6'"
         )
         size = await page.evaluate(
             "[document.getElementById('image').width, document.getElementById('image').height]"
