@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._wire import READ_STRING, SMALL, read_size, size_bytes
 
-if TYPE_CHECKING:  # (_types imports this module)
+if TYPE_CHECKING:  # (_types imports this module at run time; this one only for types)
     from ._types import ScalarArray
 
 try:  # numpy is optional: the protocol library works with lists alone

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ._arrays import empty_array
 from ._errors import LocalProtocolError
 
 #: kind letter -> wire type code
@@ -204,8 +205,6 @@ class ScalarArray(FieldDesc):
         return f"ScalarArray({self.kind!r}, size={self.size}, fixed={self.fixed})"
 
     def default(self) -> object:
-        from ._arrays import empty_array
-
         return empty_array(self.kind)
 
 
