@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -124,6 +125,37 @@ def test_any_change_to_key_value_or_tag_fails(
     assert not signer.verify(key, data, bytes(bad))
     assert not signer.verify(key, data, tag[:-1])
     assert not signer.verify(key, data, None)
+
+
+@given(key=st.text(min_size=0, max_size=300), data=st.binary(max_size=600))
+def test_a_blake2b_tag_is_the_documented_mac(key: str, data: bytes) -> None:
+    """The BLAKE2b layout, computed here from its description: the MAC of domain, key length,
+    key, zero padding to one byte past a 128-byte block, then the value (keys of any length,
+    past a block too; the tag also verifies when the value comes as memoryview or pieces)."""
+    master = hashlib.sha256(b"reckon cache key v1\0" + b"secret").digest()
+    b2key = hashlib.sha256(b"blake2b\0" + master).digest()
+    kb = key.encode("utf-8")
+    head = b"reckon-store-v1\0" + len(kb).to_bytes(4, "little") + kb
+    head += bytes((1 - len(head)) % 128)
+    assert len(head) % 128 == 1
+    mac = hashlib.blake2b(head + data, key=b2key, digest_size=32).digest()
+    signer = Signer("secret", algorithm="blake2b")
+    assert signer.sign(key, data) == bytes((signing.BLAKE2B,)) + mac
+    assert signer.verify(key, memoryview(data), bytes((signing.BLAKE2B,)) + mac)
+    assert signer.verify(key, [data[:3], data[3:]], bytes((signing.BLAKE2B,)) + mac)
+
+
+def test_tags_stay_right_past_the_hashers_kept_per_key() -> None:
+    """The signer keeps a prepared hasher per recent key and drops them all when it holds
+    many: tags made before, across and after the drop all verify, under their own key only."""
+    signer = Signer("many keys")
+    tags = {f"{i:064x}": signer.sign(f"{i:064x}", b"v%d" % i) for i in range(3000)}
+    for i, (key, tag) in enumerate(tags.items()):
+        assert signer.verify(key, b"v%d" % i, tag)
+        assert not signer.verify(key, b"v%d" % (i + 1), tag)
+        assert not signer.verify(f"{i + 1:064x}", b"v%d" % i, tag)
+    assert not signer.verify("k", b"v", b"")
+    assert not signer.verify("k", b"v", bytes((signing.BLAKE2B,)))
 
 
 def test_the_default_signs_small_values_with_blake2b_and_large_ones_with_blake3() -> None:
