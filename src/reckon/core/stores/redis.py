@@ -170,12 +170,47 @@ end
 return 0
 """
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+# Waking waiters: a waiter blocks on the key's wake list (BLPOP) instead of polling. Whoever
+# ends a wait puts one token there (the holder leaving its lease; a waiter that found the value,
+# for the next waiter: a chain), so each waiter is woken once. The list holds at most one token
+# and expires; a token nobody was waiting for only wakes a later waiter once, to look again.
+_WAKE = """
+local function wake(list, ttl_ms)
+  redis.call('DEL', list)
+  redis.call('RPUSH', list, 1)
+  redis.call('PEXPIRE', list, ttl_ms)
+end
+"""
+
+# Take the lease in one round trip. KEYS: value, lease, fences, wake; ARGV: key, token, ttl_ms.
+# Returns -1 when the value is present (then wakes the next waiter), 0 when another holds the
+# lease, else the lease's fencing number (it is ours).
+_TAKE = (
+    _WAKE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  wake(KEYS[4], ARGV[3])
+  return -1
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 end
 return 0
 """
+)
+
+# KEYS: lease, wake; ARGV: token, ttl_ms
+_RELEASE = (
+    _WAKE
+    + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  wake(KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+)
 
 
 class RedisStore:
@@ -257,6 +292,7 @@ class RedisStore:
         self._evict_script = self._r.register_script(_EVICT)
         self._renew_script = self._r.register_script(_RENEW)
         self._release_script = self._r.register_script(_RELEASE)
+        self._take_script = self._r.register_script(_TAKE)
         self.options = urls.non_default(
             {
                 "prefix": prefix,
@@ -279,6 +315,9 @@ class RedisStore:
         self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach Redis (down, failed, or fenced off)
         self._held: dict[str, tuple[str, int]] = {}  # key -> (token, fence) of a lease held
+        self._renewing: dict[str, str] = {}  # lease name -> token, renewed by one thread
+        self._renewer: threading.Thread | None = None
+        self._renewer_lock = threading.Lock()
         urls.remember(self)
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -642,74 +681,108 @@ class RedisStore:
         name = self._lease_name(key)
         token = os.urandom(16).hex()
         ttl_ms = max(1, int(self.lease_ttl * 1000))
-        got = self._acquire(key, name, token, ttl_ms, timeout)
-        if got is None:
-            yield False  # the holder's value appeared while we waited
+        fence = self._acquire(key, name, token, ttl_ms, timeout)
+        if fence is None:
+            yield False  # the value is present (or appeared while we waited)
             return
-        if not got:
+        if not fence:
             yield True  # timed out, or Redis failed: compute without the lease
             return
-        try:
-            fence = int(cast(Any, self._r.hincrby(self._fences, key, 1)))
-        except redis_py.RedisError as exc:
-            self._fail("lease", exc)
-            fence = 0
         self._held[key] = (token, fence)  # puts of this key carry them (fencing)
-        stop = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat,
-            args=(name, token, ttl_ms, stop),
-            daemon=True,
-            name="reckon-redis-lease",
-        )
-        beat.start()
+        self._renew_while_held(name, token)
         try:
-            yield not self.contains(key)
+            yield True  # the value was absent when the lease was taken (same script)
         finally:
             if self._held.get(key, ("", 0))[0] == token:
                 del self._held[key]
-            stop.set()
-            beat.join()
+            with self._renewer_lock:
+                if self._renewing.get(name) == token:
+                    del self._renewing[name]
             try:
-                self._release_script(keys=[name], args=[token])
+                self._release_script(keys=[name, self._wake_name(key)], args=[token, ttl_ms])
             except redis_py.RedisError as exc:
                 self._fail("lease release", exc)
 
+    def _wake_name(self, key: str) -> str:
+        return self.prefix + "wake:" + key
+
     def _acquire(
         self, key: str, name: str, token: str, ttl_ms: int, timeout: float | None
-    ) -> bool | None:
-        """True: the lease is ours; False: compute without it; None: the value appeared."""
+    ) -> int | None:
+        """The lease's fencing number (> 0) when it is ours; 0: compute without it (timed out,
+        or Redis failed); None: the value is present.
+
+        A waiter blocks on the key's wake list (see ``_WAKE``), woken when the holder leaves;
+        the block ends every ``lease_ttl/16`` seconds at most (a holder that died wakes no
+        one: its lease expires, and the waiter takes it at its next look)."""
         if self._outage.skip():
-            return False
+            return 0
         deadline = None if timeout is None else time.monotonic() + timeout
+        keys = [self._vkey(key), name, self._fences, self._wake_name(key)]
+        args: list[str | int] = [key, token, ttl_ms]
         try:
-            if self._r.set(name, token, nx=True, px=ttl_ms):
-                return True
+            got = int(cast(Any, self._take_script(keys=keys, args=args)))
+            if got:
+                return None if got < 0 else got
+            wake = self._wake_name(key)
+            # Below the socket's deadline, so a long block is never taken for a dead server.
+            most = min(self.lease_ttl / 16, self.timeout / 2)
             with waiting():
-                pause = Pause(0.002, 0.05)
+                pause = Pause(min(0.05, most), most)
                 while True:
-                    if self._r.exists(self._vkey(key)):
-                        return None  # the holder finished: stop waiting at once
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         log.info("store %s: lease %s not granted in %ss", self, name, timeout)
-                        return False
-                    time.sleep(pause.next() if remaining is None else min(pause.next(), remaining))
-                    if self._r.set(name, token, nx=True, px=ttl_ms):
-                        return True
+                        return 0
+                    block = pause.next() if remaining is None else min(pause.next(), remaining)
+                    self._r.blpop([wake], timeout=max(0.01, block))
+                    got = int(cast(Any, self._take_script(keys=keys, args=args)))
+                    if got:
+                        return None if got < 0 else got
         except redis_py.RedisError as exc:
             self._fail("lease", exc)
-            return False
+            return 0
 
-    def _heartbeat(self, name: str, token: str, ttl_ms: int, stop: threading.Event) -> None:
-        while not stop.wait(self.lease_ttl / 4):
-            try:
-                if not self._renew_script(keys=[name], args=[token, ttl_ms]):
-                    log.warning("store %s: lease %s expired while held", self, name)
+    def _renew_while_held(self, name: str, token: str) -> None:
+        """Have this store's renewer (one thread for every lease the store holds) renew the
+        lease ``name``; start the thread when none runs (first lease, or after a fork)."""
+        with self._renewer_lock:
+            self._renewing[name] = token
+            thread = self._renewer
+            if thread is None or not thread.is_alive():
+                thread = threading.Thread(
+                    target=self._renew, daemon=True, name="reckon-redis-leases"
+                )
+                self._renewer = thread
+                thread.start()
+
+    def _renew(self) -> None:
+        """Renew every held lease four times per ``lease_ttl``, in one round trip; stop when
+        none is held (the next lease starts the thread again) or the store is closed."""
+        ttl_ms = max(1, int(self.lease_ttl * 1000))
+        while not self.closed:
+            time.sleep(self.lease_ttl / 4)
+            with self._renewer_lock:
+                held = list(self._renewing.items())
+                if not held:
+                    self._renewer = None
                     return
+            try:
+                pipe = self._r.pipeline(transaction=False)
+                for name, token in held:
+                    self._renew_script(keys=[name], args=[token, ttl_ms], client=pipe)
+                renewed = pipe.execute()
             except redis_py.RedisError as exc:
                 self._fail("lease renewal", exc)
-                return
+                continue
+            for (name, token), ok in zip(held, renewed, strict=True):
+                if not ok:
+                    with self._renewer_lock:
+                        lost = self._renewing.get(name) == token
+                        if lost:
+                            del self._renewing[name]
+                    if lost:
+                        log.warning("store %s: lease %s expired while held", self, name)
 
     def _not_stored(self, key: str) -> None:
         self.unstored += 1
