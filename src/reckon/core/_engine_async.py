@@ -142,9 +142,9 @@ class AsyncSide(StoreSide):
             if flight.level is _FULL and self.store is not None:
                 # (The store was tried before this task was created.)
                 lease = self._lease(flight)
-                await self._acquire_async(lease)
-                # Look again whether the lease was ours or not (see _run_sync).
-                if self._load(flight) is not MISSING:
+                mine = await self._acquire_async(lease)
+                # Look again unless a lease granted saw the value absent (see _run_sync).
+                if not (mine and lease.looked) and self._load(flight) is not MISSING:
                     return
             if flight.done:
                 return

@@ -46,6 +46,8 @@ class GuardedLease:
         self._entered = False
 
     def acquire(self) -> bool:
+        """True: compute (the store's lease said so, or there is no working lease); False:
+        another holder stored the value."""
         if self._cm is None:
             return True
         try:
@@ -55,6 +57,13 @@ class GuardedLease:
             return True
         self._entered = True
         return mine
+
+    @property
+    def looked(self) -> bool:
+        """Whether the store looked for the value after taking the lease: a store's lease
+        yields True only when the value was absent then (every shipped store checks, in the same
+        step as taking it where it can), so a look of our own would only repeat it."""
+        return self._entered
 
     def release(self) -> None:
         if not self._entered:

@@ -400,12 +400,12 @@ class Engine(AsyncSide):
                 if not looked and self._load(flight) is not MISSING:
                     return
                 lease = self._lease(flight)
-                lease.acquire()
+                mine = lease.acquire()
                 try:
-                    # Look again, whatever the lease said: when it was not ours, its holder has
-                    # just stored the value; when it was, another process may have finished
-                    # between our first look and taking the lease.
-                    if self._load(flight) is not MISSING:
+                    # Look again: when the lease was not ours, its holder has just stored the
+                    # value; without a lease (or when taking it failed), another process may
+                    # have finished since our first look. A lease granted saw the value absent.
+                    if not (mine and lease.looked) and self._load(flight) is not MISSING:
                         return
                     self._compute_sync(flight, compute)
                 finally:

@@ -726,11 +726,13 @@ class LocalStore:
         def present() -> bool:
             return self.contains(key)
 
-        def before_release() -> None:
-            if self._writer is not None and key in self._writer.pending:
-                self._writer.flush()
+        return _lease.lease(path, timeout, present, lambda: self.settle(key))
 
-        return _lease.lease(path, timeout, present, before_release)
+    def settle(self, key: str) -> None:
+        """Wait until a queued write of ``key`` is committed, so other processes see it (its
+        failure, if it fails, is reported by ``flush`` as any other)."""
+        if self._writer is not None and key in self._writer.pending:
+            self._writer.flush()
 
     # -- the write path ------------------------------------------------------------------------
 

@@ -181,7 +181,10 @@ class NearStore:
             try:
                 yield mine
             finally:
-                self._writer.flush()  # others see the value when the lease ends
+                # Others see the value when the lease ends: on the far store, and in this
+                # machine's near tier (its other processes then hit near, not far).
+                self.near.settle(key)
+                self._writer.flush()
 
     def close(self) -> None:
         if self.closed:

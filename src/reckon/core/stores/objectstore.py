@@ -63,6 +63,7 @@ _PART = 16 << 20  # a large put's part (S3's multipart uploads need 5 MB or more
 
 
 _IN_FLIGHT = 2  # ranges a large get reads at once
+_LEASE_READ = 4096  # a lease object is far smaller: a ranged read needs no size request first
 
 
 def _range_size(length: int) -> int:
@@ -149,6 +150,8 @@ class ObjectStore:
         self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach the file system
         self._held: dict[str, str] = {}  # key -> token of a lease this process holds
+        # key -> when (monotonic) the last write of that lease object that succeeded was sent
+        self._renewed: dict[str, float] = {}
         urls.remember(self)
 
     def __repr__(self) -> str:
@@ -328,7 +331,8 @@ class ObjectStore:
         try:
             if not self._still_held(key):
                 return
-            self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            if self._local:  # (object stores have no directories to make)
+                self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             if size <= _PART:  # small: one joined copy, one request
                 self._write_whole(path, b"".join([head, *pieces]))
             else:  # large: streamed in parts (a multipart upload on S3), never joined
@@ -382,12 +386,20 @@ class ObjectStore:
         if self._local:
             self._fs.mv(target, path)
 
+    def _fresh(self, key: str) -> bool:
+        """Whether this process's lease of ``key`` is certainly still its own, without asking
+        the store: a waiter takes a lease over only after seeing its object unchanged for
+        ``lease_ttl`` of its own clock, and it cannot have seen our last write before we sent
+        it; so for half a ``lease_ttl`` after sending that write, no one has taken over."""
+        sent = self._renewed.get(key)
+        return sent is not None and time.monotonic() - sent < self.lease_ttl / 2
+
     def _still_held(self, key: str) -> bool:
         """Fencing: False (and the put counted as not stored) when this process took the lease
         of ``key`` and the lease object no longer carries its token: it lapsed, and another
-        holder may have written a newer value."""
+        holder may have written a newer value. (A fresh lease needs no read: see ``_fresh``.)"""
         token = self._held.get(key)
-        if token is None:
+        if token is None or self._fresh(key):
             return True
         if self._read_lease(self._lease_path(key)) == token.encode():
             return True
@@ -524,41 +536,55 @@ class ObjectStore:
         self._held[key] = token  # puts of this key check that the lease is still ours
         stop = threading.Event()
         beat = threading.Thread(
-            target=self._heartbeat, args=(path, token, stop), daemon=True, name="reckon-os-lease"
+            target=self._heartbeat,
+            args=(key, path, token, stop),
+            daemon=True,
+            name="reckon-os-lease",
         )
         beat.start()
         try:
             yield not self.contains(key)
         finally:
-            if self._held.get(key) == token:
-                del self._held[key]
             stop.set()
             beat.join()
+            fresh = self._fresh(key)
+            if self._held.get(key) == token:
+                del self._held[key]
+                self._renewed.pop(key, None)
             with contextlib.suppress(Exception):
-                if self._read_lease(path) == token.encode():
+                if fresh or self._read_lease(path) == token.encode():
                     self._fs.rm_file(path)
 
-    def _create_lease(self, path: str, token: str) -> bool:
+    def _create_lease(self, key: str, path: str, token: str) -> bool:
         """Create the lease object only if absent (True), or see it held (False)."""
         try:
+            sent = time.monotonic()
             self._fs.pipe_file(path, token.encode() + b" 0", mode="create")
+            self._renewed[key] = sent
             return True
         except FileExistsError:
             return False
         except FileNotFoundError:  # the leases directory of a local file system
             self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            return self._create_lease(path, token)
+            return self._create_lease(key, path, token)
         except OSError as exc:
             if getattr(exc, "errno", None) == 17 or "PreconditionFailed" in repr(exc):
                 return False
             raise
 
-    def _read_lease(self, path: str) -> bytes | None:
+    def _lease_object(self, path: str) -> bytes | None:
+        """The lease object's contents (token and beat), None when there is none: one ranged
+        read (a whole read would ask for the object's size first on S3)."""
         try:
-            data: bytes = self._fs.cat_file(path)
+            data: bytes = self._fs.cat_file(path, start=0, end=_LEASE_READ)
         except FileNotFoundError:
             return None
-        return data.split(b" ", 1)[0]
+        return data
+
+    def _read_lease(self, path: str) -> bytes | None:
+        """The token of the lease object's holder, None when there is none."""
+        data = self._lease_object(path)
+        return None if data is None else data.split(b" ", 1)[0]
 
     def _acquire(self, key: str, path: str, token: str, timeout: float | None) -> bool | None:
         """True: the lease is ours; False: compute without it; None: the value appeared."""
@@ -568,20 +594,21 @@ class ObjectStore:
         seen: bytes | None = None
         seen_since = time.monotonic()
         try:
-            if self._create_lease(path, token):
+            if self._create_lease(key, path, token):
                 return True
             with waiting():
                 pause = Pause(0.005, self.lease_ttl / 8)
                 while True:
-                    if self._fs.exists(self._path(key)):
-                        return None
-                    try:
-                        now_content: bytes | None = self._fs.cat_file(path)
-                    except FileNotFoundError:
-                        now_content = None
+                    now_content = self._lease_object(path)
                     now = time.monotonic()
+                    # Has the value come? Asked when the lease is gone (its holder left), or
+                    # when it was not renewed lately (its holder may have died after writing):
+                    # a live holder's renewals cost a waiter one request per look.
+                    looks = now_content is None or now - seen_since > self.lease_ttl / 2
+                    if looks and self._fs.exists(self._path(key)):
+                        return None
                     if now_content is None:  # released: try to take it
-                        if self._create_lease(path, token):
+                        if self._create_lease(key, path, token):
                             return True
                         continue
                     if now_content != seen:  # the holder renewed (or changed): it is alive
@@ -594,7 +621,7 @@ class ObjectStore:
                             now - seen_since,
                         )
                         with contextlib.suppress(FileNotFoundError):
-                            if self._fs.cat_file(path) == seen:
+                            if self._lease_object(path) == seen:
                                 self._fs.rm_file(path)
                         continue
                     if deadline is not None and now >= deadline:
@@ -605,7 +632,7 @@ class ObjectStore:
             self._outage.failed("lease", exc)
             return False
 
-    def _heartbeat(self, path: str, token: str, stop: threading.Event) -> None:
+    def _heartbeat(self, key: str, path: str, token: str, stop: threading.Event) -> None:
         beat = 0
         while not stop.wait(self.lease_ttl / 4):
             beat += 1
@@ -613,7 +640,10 @@ class ObjectStore:
                 if self._read_lease(path) != token.encode():
                     log.warning("store %s: lease %s passed to another holder", self.url, path)
                     return
+                sent = time.monotonic()
                 self._fs.pipe_file(path, f"{token} {beat}".encode())
+                if self._held.get(key) == token:
+                    self._renewed[key] = sent
             except Exception as exc:
                 self._outage.failed("lease renewal", exc)
                 return
