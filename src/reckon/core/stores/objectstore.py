@@ -597,8 +597,15 @@ class ObjectStore:
             if self._create_lease(key, path, token):
                 return True
             with waiting():
-                pause = Pause(0.005, self.lease_ttl / 8)
+                # Each look is a request (tens of ms on S3): the first comes after 20 ms, and
+                # the pace slows with the wait (see Pause).
+                pause = Pause(0.02, self.lease_ttl / 8)
                 while True:
+                    now = time.monotonic()
+                    if deadline is not None and now >= deadline:
+                        return False
+                    delay = pause.next()
+                    time.sleep(delay if deadline is None else min(delay, deadline - now))
                     now_content = self._lease_object(path)
                     now = time.monotonic()
                     # Has the value come? Asked when the lease is gone (its holder left), or
@@ -610,8 +617,7 @@ class ObjectStore:
                     if now_content is None:  # released: try to take it
                         if self._create_lease(key, path, token):
                             return True
-                        continue
-                    if now_content != seen:  # the holder renewed (or changed): it is alive
+                    elif now_content != seen:  # the holder renewed (or changed): it is alive
                         seen, seen_since = now_content, now
                     elif now - seen_since > self.lease_ttl:
                         log.info(
@@ -623,11 +629,8 @@ class ObjectStore:
                         with contextlib.suppress(FileNotFoundError):
                             if self._lease_object(path) == seen:
                                 self._fs.rm_file(path)
-                        continue
-                    if deadline is not None and now >= deadline:
-                        return False
-                    delay = pause.next()
-                    time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - now)))
+                        if self._create_lease(key, path, token):
+                            return True
         except Exception as exc:
             self._outage.failed("lease", exc)
             return False
