@@ -129,3 +129,43 @@ def test_waiting_copies_give_their_worker_slot_away(
     spans = sorted((float(b[1]), float(b[2])) for b in bodies)
     overlapping = max(sum(1 for start, end in spans if start <= t < end) for t, _end in spans)
     assert overlapping >= 2, f"bodies ran one after another: {spans}"
+
+
+def _until(path: str, limit: float) -> bool:
+    """Wait (in a worker) until ``path`` exists, at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_waiter_that_got_the_value_does_not_wait_for_a_free_slot(
+    client: Any, tmp_path: Path, redis_url: str, unique: str
+) -> None:
+    """A copy that waited for another worker's computation, out of its worker's pool, returns
+    the value as soon as it is there: it does not queue to rejoin the pool behind the task that
+    took its slot meanwhile (here one that runs until the test ends it)."""
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+
+    @memoize(store=f"{redis_url}?prefix=free{unique}:&near=off", assume_pure=True)
+    def computed_once(x: int) -> int:
+        Path(started).touch()
+        time.sleep(1.0)
+        return x * x
+
+    one, two = sorted(client.scheduler_info()["workers"])[:2]
+    holder = client.submit(computed_once, 7, workers=[one], allow_other_workers=False, pure=False)
+    assert client.submit(_until, started, 60, workers=[two], pure=False).result(90)
+    waiter = client.submit(computed_once, 7, workers=[two], allow_other_workers=False, pure=False)
+    # Takes the slot the waiter gives away, and keeps it until the test releases it.
+    blocker = client.submit(_until, release, 120, workers=[two], pure=False)
+    try:
+        assert holder.result(60) == 49
+        distributed.wait([waiter], timeout=20)  # TimeoutError while the waiter queues
+        assert waiter.result() == 49
+        assert not blocker.done(), "the slot's new task ended: the test proves nothing"
+    finally:
+        Path(release).touch()
+    assert blocker.result(60)

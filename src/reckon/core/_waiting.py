@@ -8,10 +8,12 @@ Two rules, shared by every store's lease and the engine's flights:
   0.1 s within about 10 ms, and one waiting for an hour-long computation asks a few times a
   minute, not thousands of times.
 * **Do not hold a worker slot hostage.** Inside a Dask task, a waiter leaves the worker's thread
-  pool (``distributed.secede``) while it waits and rejoins when it stops waiting, so the worker
-  runs other tasks meanwhile. Copies of one computation that run at once on many workers then
-  cost one body, not a worker each for as long as the body takes. (Detected without importing
-  Dask: only when ``distributed`` is loaded and this thread runs a task.)
+  pool (``distributed.secede``) while it waits, so the worker runs other tasks meanwhile. Copies
+  of one computation that run at once on many workers then cost one body, not a worker each for
+  as long as the body takes. It rejoins the pool (``distributed.rejoin``) only if it goes on to
+  compute (:func:`rejoin_to_compute`): a waiter that got the value finishes its task outside
+  the pool, at once, instead of waiting for a free slot to read and return it. (Detected
+  without importing Dask: only when ``distributed`` is loaded and this thread runs a task.)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import contextvars
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -41,19 +44,39 @@ class Pause:
         return min(self._most, max(self._first, (time.monotonic() - self._start) / 10))
 
 
+_out = threading.local()  # .rejoin: how this thread gets back into the pool it left
+
+
 @contextlib.contextmanager
 def waiting() -> Iterator[None]:
-    """Around a wait for another holder: leave the Dask worker's thread pool meanwhile.
+    """Around a wait for another holder: leave the Dask worker's thread pool (for the rest of
+    the task, unless it computes: see :func:`rejoin_to_compute`).
 
     Every wait of a task's thread for another thread or process goes through here, the
     engine's flights included: a waiter that stayed in the pool could hold the only slot that a
     waiter who left needs to rejoin and finish."""
     rejoin = _secede()
+    if rejoin is not None:
+        _out.rejoin = rejoin
+    yield
+
+
+def rejoin_to_compute() -> None:
+    """Before this thread computes: back into the Dask worker's pool if a wait took it out
+    (waiting for a free slot, as a task would), so a worker never runs more computations at
+    once than it has threads."""
+    rejoin = getattr(_out, "rejoin", None)
+    if rejoin is None:
+        return
+    _out.rejoin = None
     try:
-        yield
-    finally:
-        if rejoin is not None:
-            rejoin()
+        from distributed.threadpoolexecutor import thread_state as pool_thread
+
+        if getattr(pool_thread, "proceed", True):
+            return  # back in the pool already (the task rejoined on its own)
+    except Exception:
+        return
+    rejoin()
 
 
 def _secede() -> Callable[[], None] | None:

@@ -39,7 +39,7 @@ from reckon.core._flight import (
     current_task_id,
     is_awaitable,
 )
-from reckon.core._waiting import waiting
+from reckon.core._waiting import rejoin_to_compute, waiting
 from reckon.core.codec import Codec, PickleCodec
 from reckon.core.hooks import on_engine_created, run_created_hooks
 from reckon.core.ids import RequestId
@@ -418,6 +418,7 @@ class Engine(AsyncSide):
     def _compute_sync(self, flight: Flight, compute: Callable[[], Any]) -> None:
         if flight.done:  # cancelled by an operator while waiting for the lease
             return
+        rejoin_to_compute()  # a wait for another holder may have taken us out of Dask's pool
         self._running(flight)
         start = time.perf_counter()
         try:
