@@ -15,12 +15,14 @@ value an expiry; expired values are misses, and their bookkeeping is cleaned whe
 
 ``lease()`` gives the engine cross-process (and cross-machine) single flight, as LocalStore's does:
 the lease is a Redis key set with NX and an expiry (``lease_ttl``, 4 s), renewed four times per
-expiry by a heartbeat thread while its holder lives; a holder that dies (even by SIGKILL) stops
-renewing it, so a waiter takes over within ``lease_ttl`` seconds. A waiter that sees the value
-appear stops waiting at once. Each lease granted for a key also gets the next fencing number of
-that key (a hash beside the values); the put script refuses a holder's write when a newer lease
-was granted since (or the lease is held by another), so a holder whose lease lapsed never
-overwrites the value of the one that took over. (Deleting an entry forgets its number.)
+expiry by the store's renewer thread while its holder lives; a holder that dies (even by SIGKILL)
+stops renewing it, so a waiter takes over within ``lease_ttl`` seconds. Waiters block on the
+key's wake list, filled when the holder leaves (see ``_WAKE``), so a waiter that the value
+appears for stops waiting at once, without polling. Each lease granted for a key also gets the
+next fencing number of that key (a hash beside the values); the put script refuses a holder's
+write when a newer lease was granted since (or the lease is held by another), so a holder whose
+lease lapsed never overwrites the value of the one that took over. (Deleting an entry forgets
+its number.)
 
 Values above the server's ``proto-max-bulk-len`` are stored in chunks, published by a manifest
 (see ``_put_chunked``); an entry's metadata (see ``metadata``) sits in a hash beside the values
