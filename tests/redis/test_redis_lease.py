@@ -96,3 +96,46 @@ def test_lease_on_present_value_and_timeout(redis_url: str, redis_client: redis.
     with store.lease(KEY) as after:
         assert after is False
     store.close()
+
+
+def _calls(client: redis.Redis) -> int:
+    """Commands the server has run so far (its own INFO and CONFIG left out)."""
+    stats = client.info("commandstats")
+    return sum(
+        int(v["calls"])
+        for k, v in stats.items()
+        if not k.startswith(("cmdstat_info", "cmdstat_config"))
+    )
+
+
+def test_a_waiter_is_woken_by_the_release_instead_of_polling(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A waiter blocks until the holder leaves (looking again every lease_ttl/16 meanwhile: 1 s
+    here), then finds the value: a wait of two seconds costs the server a few dozen commands
+    (scripts' own commands included), not a look every few milliseconds."""
+    holder = RedisStore(redis_url, prefix="wake:", lease_ttl=16)
+    waiter = RedisStore(redis_url, prefix="wake:", lease_ttl=16)
+    ready = threading.Event()
+    result: list[bool] = []
+
+    def wait() -> None:
+        ready.wait()
+        with waiter.lease(KEY) as mine:
+            result.append(mine)
+
+    t = threading.Thread(target=wait)
+    with holder.lease(KEY) as mine:
+        assert mine
+        before = _calls(redis_client)
+        t.start()
+        ready.set()
+        time.sleep(2.0)
+        holder.put(KEY, b"done")
+    t.join(30)
+    used = _calls(redis_client) - before
+    assert result == [False]  # woken, and the value was there
+    assert waiter.get(KEY) == b"done"
+    assert used < 80, f"{used} commands for a 2 s wait"
+    holder.close()
+    waiter.close()

@@ -50,7 +50,7 @@ import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reckon.core._waiting import Pause, waiting
+from reckon.core._waiting import waiting
 from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
 from reckon.core.stores._outage import Outage
@@ -727,16 +727,17 @@ class RedisStore:
             if got:
                 return None if got < 0 else got
             wake = self._wake_name(key)
-            # Below the socket's deadline, so a long block is never taken for a dead server.
+            # The holder's release wakes us; the block ends anyway every lease_ttl/16 (to see a
+            # holder that died), and below the socket's deadline (not to be taken for a dead
+            # server).
             most = min(self.lease_ttl / 16, self.timeout / 2)
             with waiting():
-                pause = Pause(min(0.05, most), most)
                 while True:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         log.info("store %s: lease %s not granted in %ss", self, name, timeout)
                         return 0
-                    block = pause.next() if remaining is None else min(pause.next(), remaining)
+                    block = most if remaining is None else min(most, remaining)
                     self._r.blpop([wake], timeout=max(0.01, block))
                     got = int(cast(Any, self._take_script(keys=keys, args=args)))
                     if got:
