@@ -205,17 +205,16 @@ class SearchResponder:
 
 
 class SearchClient:
-    """The client's UDP socket: sends searches, routes responses and beacons to callbacks."""
+    """The client's UDP socket: sends searches, routes their responses to a callback (beacons
+    are ignored: a channel searches again on its own when its server goes away)."""
 
     def __init__(
         self,
         targets: list[Address],
         on_response: Callable[[SearchResponse, Address], None],
-        on_beacon: Callable[[Beacon, Address], None],
     ) -> None:
         self.targets = [(_resolve(h), p) for h, p in targets]
         self.on_response = on_response
-        self.on_beacon = on_beacon
         self.codec = Discovery()
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -270,5 +269,3 @@ class SearchClient:
         for ev in events:
             if isinstance(ev, SearchResponse):
                 self.on_response(ev, source)
-            elif isinstance(ev, Beacon):
-                self.on_beacon(ev, source)

@@ -1,7 +1,8 @@
 """The operations that run a PV's handlers on a server session: put and put-get (a
 ``put_handler``, or ``post()`` of what the client set), RPC (an ``rpc_handler``) and process.
 A handler may be a plain callable or return an awaitable: its reply then goes out when it
-completes, and a failed or cancelled handler is an error status the client sees.
+completes, and a failed or cancelled handler is an error status the client sees; an RPC
+handler's plain Python return value becomes a typed value (it may return a float or a dict).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from reckon.errors import PvaAccessDeniedError
 from reckon.pva.protocol import (
     RPC,
     BitSet,
@@ -32,11 +34,11 @@ from reckon.pva.protocol import (
     RPCInitResponse,
     RPCResponse,
     Status,
+    Structure,
     VariantValue,
     request_options,
 )
-from reckon.pva.pv import Peer, PutOperation, RpcOperation
-from reckon.pva.replies import status_of, to_typed
+from reckon.pva.pv import Peer, PutOperation, RpcOperation, coerce
 from reckon.pva.selection import ALL
 from reckon.pva.server_context import ServerContext
 
@@ -93,9 +95,9 @@ def on_put(session: Session, ev: Put | PutGet) -> None:
     if mask != op.put_mask:
         op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
         op.put_mask = mask
-    access = session.context.access
-    if access is not None and not access(session.peer, op.name, "put"):
-        _reply_put(session, ev, op, Status.error(f"put to {op.name} refused by access control"))
+    refused = session.context.refused(session.peer, op.name, "put")
+    if refused is not None:
+        _reply_put(session, ev, op, refused)
         return
     put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, _options(op))
     handler = pv.put_handler
@@ -184,10 +186,9 @@ def on_rpc(session: Session, ev: RPC) -> None:
         return
     handler = op.pv.rpc_handler
     assert handler is not None
-    if session.context.access is not None and not session.context.access(
-        session.peer, op.name, "rpc"
-    ):
-        _reply_rpc(session, ev, Status.error(f"RPC to {op.name} refused by access control"), None)
+    refused = session.context.refused(session.peer, op.name, "rpc")
+    if refused is not None:
+        _reply_rpc(session, ev, refused, None)
         return
     call = RpcOperation(op.pv, op.name, session.peer, ev.argument, _options(op))
     try:
@@ -222,10 +223,9 @@ def on_process(session: Session, ev: Process) -> None:
     op = session.ops.get(ev.ioid)
     if op is None:
         return
-    if session.context.access is not None and not session.context.access(
-        session.peer, op.name, "process"
-    ):
-        session.send(ProcessResponse(ev.ioid, Status.error("process refused by access control")))
+    refused = session.context.refused(session.peer, op.name, "process")
+    if refused is not None:
+        session.send(ProcessResponse(ev.ioid, refused))
     else:
         # processing a SharedPV re-posts its value (monitors see a fresh timestamp)
         if op.pv.type is not None:
@@ -233,3 +233,30 @@ def on_process(session: Session, ev: Process) -> None:
         session.send(ProcessResponse(ev.ioid))
     if ev.destroy:
         session.ops.pop(ev.ioid, None)
+
+
+def status_of(exc: BaseException) -> Status:
+    """A handler's exception as the error status its client sees."""
+    if isinstance(exc, PvaAccessDeniedError):
+        return Status.error(f"access denied: {exc}")
+    return Status.error(str(exc) or type(exc).__name__)
+
+
+def to_typed(result: Any) -> VariantValue:
+    """An RPC handler's return value as a typed value (a dict infers a structure)."""
+    if isinstance(result, VariantValue):
+        return result
+    if hasattr(result, "typed") and callable(result.typed):
+        typed = result.typed()
+        assert isinstance(typed, VariantValue)
+        return typed
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Structure):
+        t, v = result
+        return VariantValue(t, coerce(t, v))
+    if result is None:
+        return VariantValue(Structure([]), {})
+    if not isinstance(result, dict):
+        from reckon.pva import nt
+
+        return nt.typed_scalar(result)
+    return VariantValue.of(result)
