@@ -160,26 +160,22 @@ def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
 
     pad = " " * indent
     suffix = f" {name}" if name else ""
-    if isinstance(t, Scalar):
-        return [f"{pad}{KIND_NAMES[t.kind]}{suffix}"]
-    if isinstance(t, ScalarArray):
-        return [f"{pad}{KIND_NAMES[t.kind]}[]{suffix}"]
+    if isinstance(t, (StructureArray, UnionArray)):
+        lines = format_type(t.element, "", indent)
+        lines[0] += f"[]{suffix}"
+        return lines
     if isinstance(t, (Structure, Union)):
         kw = "struct" if isinstance(t, Structure) else "union"
-        head = f"{pad}{kw}{(' ' + json.dumps(t.id)) if t.id else ''}{suffix}"
-        out = [head]
+        out = [f"{pad}{kw}{(' ' + json.dumps(t.id)) if t.id else ''}{suffix}"]
         for fname, ft in t.fields:
             out.extend(format_type(ft, fname, indent + 4))
         return out
-    if isinstance(t, (StructureArray, UnionArray)):
-        lines = format_type(t.element, "", indent)
-        lines[0] = lines[0] + f"[]{suffix}"
-        return lines
-    if isinstance(t, Variant):
-        return [f"{pad}any{suffix}"]
-    if isinstance(t, VariantArray):
-        return [f"{pad}any[]{suffix}"]
-    return [f"{pad}{t!r}{suffix}"]
+    if isinstance(t, (Scalar, ScalarArray)):
+        head = KIND_NAMES[t.kind]
+    else:
+        head = "any" if isinstance(t, (Variant, VariantArray)) else repr(t)
+    array = "[]" if isinstance(t, (ScalarArray, VariantArray)) else ""
+    return [f"{pad}{head}{array}{suffix}"]
 
 
 def parse_scalar(text: str) -> Any:
@@ -190,6 +186,14 @@ def parse_scalar(text: str) -> Any:
         return text
 
 
+def _pair(arg: str, usage: str) -> tuple[str, Any]:
+    """``name=value`` as (name, parsed value); anything else is a usage error saying ``usage``."""
+    key, sep, text = arg.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"{arg!r}: {usage}")
+    return key, parse_scalar(text)
+
+
 def parse_put_args(args: list[str]) -> Any:
     """``VALUE`` or ``field=value ...`` (dotted fields) into what Client.put accepts."""
     if len(args) == 1 and "=" not in args[0]:
@@ -198,19 +202,27 @@ def parse_put_args(args: list[str]) -> Any:
         return [parse_scalar(a) for a in args]  # an array, like pvxput
     out: dict[str, Any] = {}
     for a in args:
-        key, sep, text = a.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{a!r}: write VALUE, or field=value (e.g. value.index=1)")
+        key, value = _pair(a, "write VALUE, or field=value (e.g. value.index=1)")
         parts = key.split(".")
         d = out
         for p in parts[:-1]:
             d = d.setdefault(p, {})
-        d[parts[-1]] = parse_scalar(text)
+        d[parts[-1]] = value
     return out
 
 
 def _fail(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _show(name: str, value: Any, raw: bool, as_json: bool) -> None:
+    """Print a value as --json asks (one JSON line), else as :func:`format_value` does."""
+    if as_json:
+        typer.echo(json.dumps({"name": name, "value": _jsonable(value)}))
+    elif isinstance(value, Mapping):
+        typer.echo(format_value(name, value, raw))
+    else:
+        typer.echo(f"{name} {_short(value)}")  # an RPC's plain result
 
 
 async def _enum_choice(client: Any, name: str, text: str) -> Any:
@@ -260,10 +272,8 @@ def get(
                 status = 1
             elif isinstance(res, BaseException):
                 raise res
-            elif as_json:
-                typer.echo(json.dumps({"name": name, "value": _jsonable(res)}))
             else:
-                typer.echo(format_value(name, res, raw))
+                _show(name, res, raw, as_json)
         return status
 
     raise typer.Exit(_run(main()))
@@ -326,10 +336,11 @@ def monitor(
     async def main() -> int:
         seen = 0
         failed = 0
-        done = asyncio.Event()
         async with Client(timeout=timeout) as c:
 
             async def watch(name: str) -> bool:
+                """Print ``name``'s updates; True when the command should stop (--count
+                reached, or the server closed the PV), False when it did not connect."""
                 nonlocal seen, failed
                 try:
                     await c.connected(name)
@@ -339,36 +350,27 @@ def monitor(
                     return False
                 async with c.monitor(name, request or None) as sub:
                     async for u in sub:
-                        if as_json:
-                            line = json.dumps({"name": name, "value": _jsonable(u.value)})
-                        else:
-                            line = format_value(name, u.value, raw)
-                        typer.echo(line)
+                        _show(name, u.value, raw, as_json)
                         sys.stdout.flush()
                         seen += 1
                         if count and seen >= count:
-                            done.set()
                             return True
                 return True  # the server closed the PV
 
             tasks = [asyncio.create_task(watch(n)) for n in names]
-            waiter = asyncio.create_task(done.wait())
-            pending: set[asyncio.Task[Any]] = {waiter, *tasks}
+            pending: set[asyncio.Task[bool]] = set(tasks)
             try:
+                # a PV that failed to connect leaves the others running
                 while pending:
                     finished, pending = await asyncio.wait(
                         pending, return_when=asyncio.FIRST_COMPLETED
                     )
-                    # Stop when asked, when a monitor ended, or when every PV failed to
-                    # connect; a PV that failed to connect leaves the others running.
-                    if waiter in finished or failed == len(names):
-                        break
                     if any(t.result() for t in finished):  # result() raises a monitor's error
                         break
             finally:
-                for t in [waiter, *tasks]:
+                for t in tasks:
                     t.cancel()
-                await asyncio.gather(waiter, *tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
         return 1 if failed else 0
 
     try:
@@ -420,12 +422,7 @@ def call(
     from reckon.pva import nt
     from reckon.pva.client import Client
 
-    query: dict[str, Any] = {}
-    for a in args or []:
-        key, sep, text = a.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{a!r}: RPC arguments are name=value")
-        query[key] = parse_scalar(text)
+    query = dict(_pair(a, "RPC arguments are name=value") for a in args or [])
 
     async def main() -> int:
         async with Client(timeout=timeout) as c:
@@ -434,12 +431,7 @@ def call(
             except PvaError as exc:
                 _fail(f"{name}: {exc}")
                 return 1
-        if as_json:
-            typer.echo(json.dumps({"name": name, "value": _jsonable(result)}))
-        elif isinstance(result, Mapping):
-            typer.echo(format_value(name, result, raw))
-        else:
-            typer.echo(f"{name} {_short(result)}")
+        _show(name, result, raw, as_json)
         return 0
 
     raise typer.Exit(_run(main()))

@@ -39,6 +39,15 @@ def _resolve(host: str) -> str:
         return host
 
 
+def _send_all(transport: asyncio.DatagramTransport, data: bytes, targets: list[Address]) -> None:
+    """Send one datagram to every target; one that fails (no route) does not stop the rest."""
+    for target in targets:
+        try:
+            transport.sendto(data, target)
+        except OSError as exc:
+            log.debug("datagram to %s failed: %s", target, exc)
+
+
 class _Datagram(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes, Address], None]) -> None:
         self.on_datagram = on_datagram
@@ -192,16 +201,11 @@ class SearchResponder:
             guid=self.guid,
             sequence=self._beacon_seq & 0xFF,
             change_count=self.change_count() & 0xFFFF,
-            address=self.interface if self.interface != "0.0.0.0" else "0.0.0.0",
+            address=self.interface,
             port=self.tcp_port,
         )
         self._beacon_seq += 1
-        data = self.codec.encode(beacon)
-        for target in self.beacon_targets:
-            try:
-                self.transport.sendto(data, target)
-            except OSError as exc:
-                log.debug("beacon to %s failed: %s", target, exc)
+        _send_all(self.transport, self.codec.encode(beacon), self.beacon_targets)
 
 
 class SearchClient:
@@ -253,12 +257,7 @@ class SearchClient:
             reply_required=False,
             unicast=True,
         )
-        data = self.codec.encode(req)
-        for target in self.targets:
-            try:
-                self.transport.sendto(data, target)
-            except OSError as exc:
-                log.debug("search to %s failed: %s", target, exc)
+        _send_all(self.transport, self.codec.encode(req), self.targets)
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
         try:

@@ -28,15 +28,6 @@ def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> Vari
     return VariantValue.of(dict(request))
 
 
-def request_options_of(request: VariantValue | None) -> dict[str, Any]:
-    """The ``record[...]`` options; a pipelined monitor acts on ``pipeline`` and ``queueSize``."""
-    if request is None or not isinstance(request.value, dict):
-        return {}
-    rec = request.value.get("record")
-    opts = rec.get("_options") if isinstance(rec, dict) else None
-    return dict(opts) if isinstance(opts, dict) else {}
-
-
 def check_status(status: Status, what: str, name: str) -> None:
     """Raise the server's error status with the operation and PV named, so it can be traced."""
     if not status.success:

@@ -8,6 +8,7 @@ handler's plain Python return value becomes a typed value (it may return a float
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -95,31 +96,42 @@ def on_put(session: Session, ev: Put | PutGet) -> None:
     if mask != op.put_mask:
         op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
         op.put_mask = mask
-    refused = session.context.refused(session.peer, op.name, "put")
-    if refused is not None:
-        _reply_put(session, ev, op, refused)
-        return
     put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, _options(op))
-    handler = pv.put_handler
-    if handler is None:
-        try:
-            pv.post(put.fields)
-        except Exception as exc:  # a value the PV cannot take: tell the client
-            _reply_put(session, ev, op, status_of(exc))
-            return
-        _reply_put(session, ev, op, Status.OK)
+    reply = functools.partial(_reply_put, session, ev, op)
+    _run_handler(session, op, "put", pv.put_handler or _post_fields, put, reply)
+
+
+def _post_fields(put: PutOperation) -> None:
+    """A put to a PV without a put handler: post the fields the client set (a value the PV
+    cannot take is an error status the client sees)."""
+    put.pv.post(put.fields)
+
+
+def _run_handler(
+    session: Session,
+    op: Any,
+    operation: str,
+    handler: Callable[[Any], Any],
+    argument: Any,
+    reply: Callable[[Status, Any, bool], None],
+) -> None:
+    """Run a put or RPC handler and ``reply(status, result, later)`` with its outcome: access
+    refused, its exception, its result, or (later, from a task) its awaitable's."""
+    refused = session.context.refused(session.peer, op.name, operation)
+    if refused is not None:
+        reply(refused, None, False)
         return
     try:
-        result = handler(put)
+        result = handler(argument)
     except Exception as exc:
-        _reply_put(session, ev, op, status_of(exc))
+        reply(status_of(exc), None, False)
         return
     if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
         op.task = session.loop.create_task(
-            _finish_later(op, result, lambda st, _: _reply_put(session, ev, op, st, True))
+            _finish_later(op, result, lambda status, r: reply(status, r, True))
         )
     else:
-        _reply_put(session, ev, op, Status.OK)
+        reply(Status.OK, result, False)
 
 
 async def _finish_later(
@@ -150,7 +162,7 @@ def _options(op: Any) -> dict[str, Any]:
 
 
 def _reply_put(
-    session: Session, ev: Put | PutGet, op: Any, status: Status, later: bool = False
+    session: Session, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
 ) -> None:
     if isinstance(ev, PutGet):
         value = op.pv.value if status.success else None
@@ -186,22 +198,8 @@ def on_rpc(session: Session, ev: RPC) -> None:
         return
     handler = op.pv.rpc_handler
     assert handler is not None
-    refused = session.context.refused(session.peer, op.name, "rpc")
-    if refused is not None:
-        _reply_rpc(session, ev, refused, None)
-        return
     call = RpcOperation(op.pv, op.name, session.peer, ev.argument, _options(op))
-    try:
-        result = handler(call)
-    except Exception as exc:
-        _reply_rpc(session, ev, status_of(exc), None)
-        return
-    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-        op.task = session.loop.create_task(
-            _finish_later(op, result, lambda st, r: _reply_rpc(session, ev, st, r, True))
-        )
-    else:
-        _reply_rpc(session, ev, Status.OK, result)
+    _run_handler(session, op, "rpc", handler, call, functools.partial(_reply_rpc, session, ev))
 
 
 def _reply_rpc(session: Session, ev: RPC, status: Status, result: Any, later: bool = False) -> None:
