@@ -13,9 +13,9 @@ import json
 import signal
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -39,8 +39,8 @@ def _check_timeout(seconds: float) -> float:
 def _check_request(text: str) -> str:
     """A pvRequest that does not parse is a usage error, found before anything is sent."""
     if text:
+        from reckon.pva.client import make_request
         from reckon.pva.protocol import ProtocolError
-        from reckon.pva.request import make_request
 
         try:
             make_request(text)
@@ -248,6 +248,36 @@ def _run(coro: Any) -> Any:
     return runloop.run(coro)  # uvloop when importable, unless RECKON_PVA_UVLOOP=0
 
 
+def _run_each(
+    names: list[str],
+    timeout: float,
+    operation: Callable[[Any, str], Awaitable[Any]],
+    show: Callable[[str, Any], None],
+) -> NoReturn:
+    """Run ``operation(client, name)`` for every name at once; print the results in order
+    with ``show``, and the failures on stderr (exit status 1 when any failed)."""
+    from reckon.errors import PvaError
+    from reckon.pva.client import Client
+
+    async def main() -> int:
+        async with Client(timeout=timeout) as c:
+            results = await asyncio.gather(
+                *(operation(c, n) for n in names), return_exceptions=True
+            )
+        status = 0
+        for name, res in zip(names, results, strict=True):
+            if isinstance(res, PvaError):
+                _fail(f"{name}: {res}")
+                status = 1
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                show(name, res)
+        return status
+
+    raise typer.Exit(_run(main()))
+
+
 @app.command()
 def get(
     names: Annotated[list[str], typer.Argument(help="PV names.", metavar="NAME")],
@@ -257,26 +287,12 @@ def get(
     as_json: JsonOpt = False,
 ) -> None:
     """Read PVs once (like pvxget)."""
-    from reckon.errors import PvaError
-    from reckon.pva.client import Client
-
-    async def main() -> int:
-        status = 0
-        async with Client(timeout=timeout) as c:
-            results = await asyncio.gather(
-                *(c.get(n, request or None) for n in names), return_exceptions=True
-            )
-        for name, res in zip(names, results, strict=True):
-            if isinstance(res, PvaError):
-                _fail(f"{name}: {res}")
-                status = 1
-            elif isinstance(res, BaseException):
-                raise res
-            else:
-                _show(name, res, raw, as_json)
-        return status
-
-    raise typer.Exit(_run(main()))
+    _run_each(
+        names,
+        timeout,
+        lambda c, name: c.get(name, request or None),
+        lambda name, value: _show(name, value, raw, as_json),
+    )
 
 
 @app.command()
@@ -291,27 +307,15 @@ def put(
 ) -> None:
     """Write a PV (like pvxput): put NAME 1.5, put NAME value.index=1, or an enum's choice by
     name: put NAME off."""
-    from reckon.errors import PvaError
-    from reckon.pva.client import Client
-
     value = parse_put_args(values)
 
-    async def main() -> int:
-        async with Client(timeout=timeout) as c:
-            try:
-                if isinstance(value, str):  # an enum's choice by name, else a string PV's value
-                    value_ = await _enum_choice(c, name, value)
-                else:
-                    value_ = value
-                await c.put(name, value_, request or None)
-                after = await c.get(name)
-            except PvaError as exc:
-                _fail(f"{name}: {exc}")
-                return 1
-        typer.echo(format_value(name, after, raw))
-        return 0
+    async def put_and_read(c: Any, name: str) -> Any:
+        # a single word may be an enum's choice by name, else it is a string PV's value
+        choice = await _enum_choice(c, name, value) if isinstance(value, str) else value
+        await c.put(name, choice, request or None)
+        return await c.get(name)
 
-    raise typer.Exit(_run(main()))
+    _run_each([name], timeout, put_and_read, lambda n, after: _show(n, after, raw, False))
 
 
 @app.command()
@@ -385,25 +389,12 @@ def info(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Print the type of PVs (like pvxinfo)."""
-    from reckon.errors import PvaError
-    from reckon.pva.client import Client
-
-    async def main() -> int:
-        status = 0
-        async with Client(timeout=timeout) as c:
-            for name in names:
-                try:
-                    t = await c.info(name)
-                except PvaError as exc:
-                    _fail(f"{name}: {exc}")
-                    status = 1
-                    continue
-                typer.echo(name)
-                for line in format_type(t, indent=4):
-                    typer.echo(line)
-        return status
-
-    raise typer.Exit(_run(main()))
+    _run_each(
+        names,
+        timeout,
+        lambda c, name: c.info(name),
+        lambda name, t: typer.echo("\n".join([name, *format_type(t, indent=4)])),
+    )
 
 
 @app.command()
@@ -418,23 +409,15 @@ def call(
     as_json: JsonOpt = False,
 ) -> None:
     """Call an RPC PV with NTURI arguments (like pvxcall): call NAME a=1 b=2."""
-    from reckon.errors import PvaError
     from reckon.pva import nt
-    from reckon.pva.client import Client
 
     query = dict(_pair(a, "RPC arguments are name=value") for a in args or [])
-
-    async def main() -> int:
-        async with Client(timeout=timeout) as c:
-            try:
-                result = await c.rpc(name, nt.uri(name, query))
-            except PvaError as exc:
-                _fail(f"{name}: {exc}")
-                return 1
-        _show(name, result, raw, as_json)
-        return 0
-
-    raise typer.Exit(_run(main()))
+    _run_each(
+        [name],
+        timeout,
+        lambda c, name: c.rpc(name, nt.uri(name, query)),
+        lambda name, result: _show(name, result, raw, as_json),
+    )
 
 
 # ------------------------------------------------------------------------------------------

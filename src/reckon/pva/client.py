@@ -7,9 +7,8 @@ restart. Every operation takes a timeout and raises :class:`~reckon.errors.PvaTi
 naming the PV; error statuses from the server raise :class:`~reckon.errors.PvaRemoteError`.
 
 The pieces live beside it: the server connection and channels in
-:mod:`reckon.pva.client_connection`, monitors in :mod:`reckon.pva.subscription`, pvRequest and
-put-value helpers in :mod:`reckon.pva.request`, and the blocking :class:`SyncClient` in
-:mod:`reckon.pva.sync` (also importable from :mod:`reckon.pva`).
+:mod:`reckon.pva.client_connection`, monitors in :mod:`reckon.pva.subscription`, and the
+blocking :class:`SyncClient` in :mod:`reckon.pva.sync` (also importable from :mod:`reckon.pva`).
 """
 
 from __future__ import annotations
@@ -24,9 +23,9 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from reckon.errors import PvaError, PvaTimeoutError
+from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.client_connection import PENDING, Channel, ClientProtocol, Disconnected, Op
-from reckon.pva.config import MAX_MESSAGE_SIZE, Address, ClientConfig
+from reckon.pva.config import DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE, Address, ClientConfig
 from reckon.pva.discovery import SearchClient
 from reckon.pva.protocol import (
     RPC,
@@ -49,9 +48,11 @@ from reckon.pva.protocol import (
     SearchRequest,
     SearchResponse,
     Status,
+    Structure,
     VariantValue,
+    pv_request,
 )
-from reckon.pva.request import DEFAULT_TIMEOUT, build_value, check_status, make_request
+from reckon.pva.pv import merge
 from reckon.pva.stopping import end_tasks
 from reckon.pva.subscription import Subscription, Update
 
@@ -68,6 +69,41 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> VariantValue | None:
+    """A pvRequest from ``"field(value)record[queueSize=4]"``, a dict, or an existing value."""
+    if request is None or isinstance(request, VariantValue):
+        return request
+    if isinstance(request, str):
+        return pv_request(request)
+    return VariantValue.of(dict(request))
+
+
+def check_status(status: Status, what: str, name: str) -> None:
+    """Raise the server's error status with the operation and PV named, so it can be traced."""
+    if not status.success:
+        raise PvaRemoteError(f"{what} {name!r}: {status.message or 'error'}")
+
+
+def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
+    """A full value of the server's put type and the mask of the fields the caller set: a
+    dict of field names sets those fields, anything else is the ``value`` field (NT types)."""
+    if not isinstance(t, Structure):
+        raise PvaError(f"put {name!r}: the server gave no structure type")
+    if isinstance(value, Mapping) and set(value) <= set(t.names):
+        update: Mapping[str, Any] = value
+    elif "value" in t:
+        update = {"value": value}
+    else:
+        raise PvaError(f"put {name!r}: it has no 'value' field; put a dict of {list(t.names)}")
+    return merge(t, t.default(), update)
+
+
+def _made(fut: asyncio.Future[ClientProtocol]) -> ClientProtocol | None:
+    """The connection a connect future made, or None (still connecting, failed or cancelled)."""
+    ok = fut.done() and not fut.cancelled() and fut.exception() is None
+    return fut.result() if ok else None
 
 
 class Client:
@@ -142,12 +178,11 @@ class Client:
             self._udp.close()
         for futs in (self._conns, self._name_conns):
             for fut in futs.values():
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    t = fut.result().transport
-                    if t is not None:
-                        t.close()
-                else:
+                conn = _made(fut)
+                if conn is None:
                     fut.cancel()
+                elif conn.transport is not None:
+                    conn.transport.close()
         self._conns.clear()
         self._name_conns.clear()
 
@@ -258,7 +293,7 @@ class Client:
         name_server: bool = False,
     ) -> ClientProtocol:
         fut = table.get(addr)
-        if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+        if fut is None or (fut.done() and _made(fut) is None):
             fut = self.loop.create_future()
             table[addr] = fut
             try:
@@ -281,12 +316,7 @@ class Client:
     def forget_connection(self, conn: ClientProtocol) -> None:
         for table in (self._conns, self._name_conns):
             fut = table.get(conn.address)
-            if (
-                fut is not None
-                and fut.done()
-                and not fut.cancelled()
-                and (fut.exception() is None and fut.result() is conn)
-            ):
+            if fut is not None and _made(fut) is conn:
                 del table[conn.address]
         for ch in list(conn.channels.values()):
             ch.lost(conn)

@@ -20,6 +20,7 @@ DEFAULT_SERVER_PORT = 5075
 DEFAULT_BROADCAST_PORT = 5076
 DEFAULT_BEACON_PERIOD = 15.0
 DEFAULT_CONN_TMO = 30.0
+DEFAULT_TIMEOUT = 5.0  # seconds: search, connect and reply, unless a call says otherwise
 #: the largest message a server or client takes (both settable: ``max_message_size=``); one
 #: over it is read past unbuffered and fails its operation with an error the peer sees
 MAX_MESSAGE_SIZE = 256 * 1024 * 1024

@@ -86,14 +86,12 @@ class PutOperation:
         for path in self.changed:
             if path == "":
                 return dict(self.value)
+            *parents, leaf = path.split(".")
             src: Any = self.value
-            for part in path.split("."):
-                src = src[part]
             dst = out
-            parts = path.split(".")
-            for part in parts[:-1]:
-                dst = dst.setdefault(part, {})
-            dst[parts[-1]] = src
+            for part in parents:
+                src, dst = src[part], dst.setdefault(part, {})
+            dst[leaf] = src[leaf]
         return out
 
 

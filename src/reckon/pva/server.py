@@ -76,9 +76,6 @@ class ServerProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self.session.receive(self._rxbuf[:nbytes])
 
-    def eof_received(self) -> bool | None:
-        return None
-
 
 # ------------------------------------------------------------------------------------------
 # the server

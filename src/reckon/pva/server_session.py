@@ -350,12 +350,9 @@ class ServerSession:
             self._write()
 
     def _flush(self) -> None:
-        if self.closed:
-            return
-        if not self._write_paused:
-            self._take()
+        self._take()  # (nothing while closed or paused)
         if self._out:
-            self._write()
+            self._write()  # (drops it when closed)
 
     # ------------------------------------------------------------------ dispatch
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:

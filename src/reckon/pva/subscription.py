@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.client_connection import Channel, Disconnected, Op
+from reckon.pva.config import DEFAULT_TIMEOUT
 from reckon.pva.protocol import (
     BitSet,
     DestroyRequest,
@@ -30,7 +31,6 @@ from reckon.pva.protocol import (
     VariantValue,
     request_options,
 )
-from reckon.pva.request import DEFAULT_TIMEOUT
 from reckon.pva.selection import truthy
 from reckon.pva.stopping import end_tasks
 
