@@ -510,9 +510,7 @@ def serve(
         server = Server(pvs, config=config, share=share)
         await server.start()
         runloop.freeze_heap()  # startup's heap is here to stay: no full collection walks it
-        stats_name = (
-            spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
-        )
+        stats_name = spec.get("engine", {}).get("stats")  # (load_spec checked it is a table)
         publisher = None
         if stats_name:
             from reckon.core import default_engine

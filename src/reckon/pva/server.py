@@ -154,14 +154,11 @@ class Server:
         """Publish ``pv`` as ``name`` (replacing any PV of that name)."""
         if not name or not isinstance(name, str):
             raise PvaError(f"a PV name is a non-empty string, not {name!r}")
-        old = self._pvs.get(name)
+        if self._pvs.get(name, pv) is not pv:
+            self.remove(name)  # its clients see the old PV's channels destroyed
         self._pvs[name] = pv
         self._change_count += 1
-        if old is not None and old is not pv:
-            self.context.close_pv(name)
         if self.share is not None:
-            if old is not None and old is not pv:
-                self.share.detach(name)
             self.share.attach(name, pv)
         return pv
 
