@@ -268,8 +268,5 @@ class Channel:
         self.client.searching(self)
 
 
-class PendingConn:
-    """Marker: the channel was found and its connection is being made."""
-
-
-PENDING: Any = PendingConn()
+#: a channel's ``conn`` while the server was found and its connection is being made
+PENDING: Any = object()

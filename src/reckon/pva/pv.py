@@ -393,13 +393,11 @@ class SharedPV:
         # skips the generic merge: (value type, its bit, the timestamp's bits or 0)
         self._fast: tuple[FieldDesc, int, int] | None = None
         if type is not None and "value" in type and not isinstance(type["value"], Structure):
+            secs = type.offsets.get("timeStamp.secondsPastEpoch")
+            ns = type.offsets.get("timeStamp.nanoseconds")
             ts_bits = 0
-            if self.timestamp and isinstance(type["timeStamp"], Structure):
-                ts_t = type["timeStamp"]
-                if "secondsPastEpoch" in ts_t and "nanoseconds" in ts_t:
-                    ts_bits = (1 << type.offset_of("timeStamp.secondsPastEpoch")) | (
-                        1 << type.offset_of("timeStamp.nanoseconds")
-                    )
+            if self.timestamp and secs is not None and ns is not None:
+                ts_bits = (1 << secs) | (1 << ns)
             self._fast = (type["value"], 1 << type.offset_of("value"), ts_bits)
         if type is not None:
             self.value = type.default()

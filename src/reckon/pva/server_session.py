@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reckon.pva import server_arrays, server_calls
+from reckon.pva import server_calls
 from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
     NEED_DATA,
@@ -591,11 +591,11 @@ _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
     GetField: ServerSession._on_get_field,
     ProcessInit: server_calls.on_process_init,
     Process: server_calls.on_process,
-    ArrayInit: server_arrays.on_array_init,
-    ArrayGet: server_arrays.on_array_get,
-    ArrayPut: server_arrays.on_array_write,
-    ArraySetLength: server_arrays.on_array_write,
-    ArrayGetLength: server_arrays.on_array_get_length,
+    ArrayInit: server_calls.on_array_init,
+    ArrayGet: server_calls.on_array_get,
+    ArrayPut: server_calls.on_array_write,
+    ArraySetLength: server_calls.on_array_write,
+    ArrayGetLength: server_calls.on_array_get_length,
     ConnectionClosed: ServerSession._on_closed,
     MessageTooBig: ServerSession._on_too_big,
 }
