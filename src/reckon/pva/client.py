@@ -248,7 +248,7 @@ class Client:
         self, addr: Address, seq: int, pairs: list[tuple[int, str]]
     ) -> None:
         try:
-            conn = await self._connect(addr, self._name_conns, name_server=True)
+            conn = await self._connect(addr, self._name_conns)
             conn.send(
                 SearchRequest(
                     sequence=seq, channels=tuple(pairs), reply_required=False, unicast=True
@@ -287,10 +287,7 @@ class Client:
             self.searching(ch)
 
     async def _connect(
-        self,
-        addr: Address,
-        table: dict[Address, asyncio.Future[ClientProtocol]],
-        name_server: bool = False,
+        self, addr: Address, table: dict[Address, asyncio.Future[ClientProtocol]]
     ) -> ClientProtocol:
         fut = table.get(addr)
         if fut is None or (fut.done() and _made(fut) is None):
@@ -298,7 +295,7 @@ class Client:
             table[addr] = fut
             try:
                 _, proto = await self.loop.create_connection(
-                    lambda: ClientProtocol(self, addr, name_server), addr[0], addr[1]
+                    lambda: ClientProtocol(self, addr), addr[0], addr[1]
                 )
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that
                 # arrives as the handshake completes
@@ -323,16 +320,11 @@ class Client:
         conn.channels.clear()
 
     # ---------------------------------------------------------------------- operations
-    async def _connected(self, name: str, deadline: float) -> Channel:
+    async def _connected(self, name: str) -> Channel:
         await self.start()
         ch = self.channel(name)
         while not ch.connected.is_set() or ch.conn is None or ch.conn is PENDING:
-            remaining = deadline - self.loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await ch.connected.wait()
+            await ch.connected.wait()  # (bounded by the caller's deadline)
         return ch
 
     async def _run(self, name: str, what: str, timeout: float | None, body: Any) -> Any:  # noqa: ASYNC109
@@ -341,7 +333,7 @@ class Client:
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
-                    ch = await self._connected(name, deadline)
+                    ch = await self._connected(name)
                     return await body(ch)
             except TimeoutError:
                 known = self._channels.get(name)

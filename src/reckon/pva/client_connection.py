@@ -114,11 +114,10 @@ class ClientProtocol(asyncio.BufferedProtocol):
     """One server connection; reads into the client's one receive buffer (``recv_into``: no
     256 KiB allocation per read, as a plain Protocol's transport makes)."""
 
-    def __init__(self, client: ClientHooks, address: Address, name_server: bool = False) -> None:
+    def __init__(self, client: ClientHooks, address: Address) -> None:
         self.client = client
         self.receive_buffer = client.receive_buffer
         self.address = address
-        self.name_server = name_server
         self.loop = client.loop
         self.conn = ClientConnection(max_message_size=client.max_message_size)
         self.transport: asyncio.Transport | None = None

@@ -255,16 +255,10 @@ def status_of(exc: BaseException) -> Status:
 
 
 def to_typed(result: Any) -> VariantValue:
-    """An RPC handler's return value as a typed value (a dict infers a structure)."""
+    """An RPC handler's return value as a typed value: an ``nt.typed(...)`` value as it is, a
+    dict as the structure inferred from it, a plain value as the NT ``nt.for_value`` picks."""
     if isinstance(result, VariantValue):
         return result
-    if hasattr(result, "typed") and callable(result.typed):
-        typed = result.typed()
-        assert isinstance(typed, VariantValue)
-        return typed
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Structure):
-        t, v = result
-        return VariantValue(t, coerce(t, v))
     if result is None:
         return VariantValue(Structure([]), {})
     if not isinstance(result, dict):
