@@ -119,6 +119,10 @@ def _addresses(env: Mapping[str, str], default_port: int, *names: str) -> list[A
     return parse_addresses(value, default_port, name)
 
 
+def _with_broadcast(targets: list[Address], auto: bool, port: int) -> list[Address]:
+    return [*targets, ("255.255.255.255", port)] if auto else list(targets)
+
+
 @dataclass
 class ServerConfig:
     """Where a server listens and where it sends beacons."""
@@ -162,10 +166,7 @@ class ServerConfig:
 
     def beacon_targets(self) -> list[Address]:
         """Explicit destinations, plus the broadcast address when auto beacons are on."""
-        targets = list(self.beacon_destinations)
-        if self.auto_beacon:
-            targets.append(("255.255.255.255", self.udp_port))
-        return targets
+        return _with_broadcast(self.beacon_destinations, self.auto_beacon, self.udp_port)
 
 
 @dataclass
@@ -197,10 +198,7 @@ class ClientConfig:
 
     def search_targets(self) -> list[Address]:
         """UDP destinations for search requests."""
-        targets = list(self.address_list)
-        if self.auto_address_list:
-            targets.append(("255.255.255.255", self.udp_port))
-        return targets
+        return _with_broadcast(self.address_list, self.auto_address_list, self.udp_port)
 
 
 def loopback_environment(

@@ -8,7 +8,6 @@ level and ignored: on UDP there is no peer to drop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from reckon.pva.protocol import (
     SearchRequest,
     SearchResponse,
 )
+from reckon.pva.stopping import end_tasks
 
 log = logging.getLogger("reckon.pva.discovery")
 
@@ -128,11 +128,8 @@ class SearchResponder:
             self._beacon_task = asyncio.create_task(self._beacons(), name="pva-beacons")
 
     async def stop(self) -> None:
-        if self._beacon_task is not None:
-            self._beacon_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beacon_task
-            self._beacon_task = None
+        await end_tasks([self._beacon_task], within=1.0)
+        self._beacon_task = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
