@@ -554,24 +554,33 @@ PatternsArg = Annotated[
         help="PV names, or glob patterns (demo:*) matched with --share.", metavar="NAME"
     ),
 ]
+
+
 ShareListOpt = Annotated[
     str | None,
     typer.Option("--share", help="Match patterns against the PVs shared at this Redis URL."),
 ]
 
 
-@app.command()
-def top(names: PatternsArg, share: ShareListOpt = None) -> None:
-    """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
+def _run_view(run: Callable[[], int | None]) -> NoReturn:
+    """Run a view until it ends; reckon's errors (no PV matches, no Redis) are one line on
+    stderr and exit status 2."""
     from reckon.errors import ReckonError
-    from reckon.pva.views.commands import run_top
 
     try:
-        code = run_top(names, share)
+        code = run()
     except ReckonError as exc:
         _fail(str(exc))
         raise typer.Exit(2) from None
-    raise typer.Exit(code)
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def top(names: PatternsArg, share: ShareListOpt = None) -> None:
+    """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
+    from reckon.pva.views.commands import run_top
+
+    _run_view(lambda: run_top(names, share))
 
 
 @app.command()
@@ -585,14 +594,9 @@ def web(
     ] = None,
 ) -> None:
     """A live web page of PVs: table, history and array plots, images (until Ctrl-C)."""
-    from reckon.errors import ReckonError
     from reckon.pva.views.commands import run_web
 
-    try:
-        run_web(names, host=host, port=port, token=token, share=share)
-    except ReckonError as exc:
-        _fail(str(exc))
-        raise typer.Exit(2) from None
+    _run_view(lambda: run_web(names, host=host, port=port, token=token, share=share))
 
 
 if __name__ == "__main__":  # ``python -m reckon.pva.cli``: ``reckon pva``, with its error handling
