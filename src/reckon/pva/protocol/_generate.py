@@ -31,7 +31,7 @@ from ._messages import (
     structure,
     write_variant,
 )
-from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row
+from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row, tokens
 from ._types import FieldDesc, Structure
 from ._values import VariantValue
 from ._wire import READ_STRING, U16, U32, read_size, size_bytes, string_bytes
@@ -213,6 +213,7 @@ _KINDS: dict[str, tuple[str, str]] = {
         "{a} = None\nif sub & GET_PUT: {a} = u32f(data, pos)[0]; pos += 4",
     ),
     "part": ("", "{a} = 'get' if sub & GET else 'put'"),
+    "flag": ("", "{a} = bool(sub & DESTROY)"),
     "array": (
         "c.encode_value(h_array_type(op, NAME), ev.{a}, out)",
         "{a}, pos = c.decode_value(h_array_type_in(op), data, pos)",
@@ -242,24 +243,13 @@ class _Source:
             self.lines.append("    " * self.depth + line)
 
 
-def _tokens(row: Row) -> list[tuple[list[str], str]]:
-    out: list[tuple[list[str], str]] = []
-    for tok in row.layout.split():
-        if tok in (".sub", "|", "*"):
-            out.append(([], tok))
-        else:
-            names, kind = tok.split(":")
-            out.append((names.split(","), kind))
-    return out
-
-
 def _writer_source(row: Row, fields: set[str], name: str, part: int) -> str:
     """The writer of ``row`` (``part`` 0), or of the fields before its value (1) or after it
     (2): a prepared value goes between those two."""
     src = _Source()
     destroy = " | (DESTROY if ev.destroy else 0)" if "destroy" in fields else ""
     ok = False
-    toks = _tokens(row)
+    toks = tokens(row.layout)
     at = next((i for i, (_, k) in enumerate(toks) if k.startswith("partial")), len(toks))
     for i, (names, kind) in enumerate(toks):
         if (part == 1 and i >= at) or (part == 2 and i <= at and kind != "|"):
@@ -295,7 +285,7 @@ def _reader_source(row: Row, fields: list[str], server_sent: bool) -> str:
     src = _Source()
     repeat = False
     absent: list[str] = []
-    toks = _tokens(row)
+    toks = tokens(row.layout)
     for i, (names, kind) in enumerate(toks):
         if kind == "*":
             src.add("n = u16f(data, 0)[0]; pos = 2; h_count(n, 5, len(data) - pos, 'channel')")
@@ -334,8 +324,6 @@ def _reader_source(row: Row, fields: list[str], server_sent: bool) -> str:
         if absent:
             src.add("else:")
             src.add("    " + "; ".join(f"{n} = {_ABSENT.get(n, 'None')}" for n in absent))
-    if "destroy" in fields:
-        src.add("destroy = bool(sub & DESTROY)")
     call = f"make({', '.join(fields)})"
     if repeat:
         src.add(f"events.append({call})")
