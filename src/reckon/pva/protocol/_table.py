@@ -94,8 +94,13 @@ class Row:
     #: ``ev.destroy`` when the event has one)
     sub: str = "0"
     #: when a received subcommand ``sub`` selects this row (rows of one command and sender are
-    #: tried in table order; the first that matches is taken)
-    when: str = "True"
+    #: tried in table order; the first that matches is taken); by default, when it has the
+    #: bit the row writes (any subcommand for a row that writes 0)
+    when: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.when:
+            object.__setattr__(self, "when", "True" if self.sub == "0" else f"sub & {self.sub}")
 
 
 def tokens(layout: str) -> list[tuple[list[str], str]]:
@@ -113,8 +118,8 @@ def _op(
     sender: str,
     layout: str,
     sub: str = "0",
-    when: str = "True",
-    doc: str = "",
+    *,
+    when: str = "",
 ) -> Row:
     """The row of an operation's message, its event class generated from the layout."""
     fields: list[tuple[str, str, bool]] = []
@@ -122,7 +127,7 @@ def _op(
     for names, kind in tokens(layout):
         on_success = on_success or kind == "|"
         fields += [(n, kind, on_success) for n in names]
-    event = event_class(name, fields, doc, "reckon.pva.protocol._op_events")
+    event = event_class(name, fields, _DOCS.get(name, ""), "reckon.pva.protocol._op_events")
     return Row(event, command, sender, layout, sub, when)
 
 
@@ -132,7 +137,28 @@ _RESP = "ioid:u32 .sub status:status |"
 #: an execution (its request may end the operation) and its response
 _EXEC = "sid:u32 ioid:u32 .sub destroy:flag"
 _EXEC_RESP = "ioid:u32 .sub destroy:flag status:status |"
-_IS_INIT = "sub & INIT"
+
+#: the docstrings of the generated event classes
+_DOCS = {
+    "GetInitResponse": "``type`` is the structure later gets carry (None when status is not "
+    "success).",
+    "GetResponse": "``value`` is a full value; only the fields in ``changed`` travel.",
+    "PutRead": "PUT with the GET bit: read back the current value through a put operation.",
+    "Put": "Write the fields of ``value`` named by ``changed`` (others keep their defaults).",
+    "PutGetRead": 'Read the current "get" part (``part="get"``) or "put" part (``part="put"``).',
+    "PutGet": "Put ``value`` (of the put type) and receive a value of the get type.",
+    "MonitorInit": "Subscribe. ``queue_size`` set = pipelined (flow control by MonitorAck).",
+    "MonitorAck": "Pipeline: the client freed ``nfree`` queue slots; the server may send that "
+    "many more.",
+    "MonitorDestroy": "Monitor subcommand DESTROY (pvAccessCPP clients; pvxs uses DestroyRequest).",
+    "MonitorFinish": "Server -> client: the subscription ends (no more updates for ``ioid``).",
+    "MonitorUpdate": "A new value: fields in ``changed`` are new; ``overrun`` marks fields that "
+    "changed more than once since the last update.",
+    "ArrayInitResponse": "``type`` is the array field's type (a ScalarArray or array of "
+    "structures...).",
+    "GetField": "Ask for a channel's type (``sub_field`` empty = the whole structure).",
+    "RPC": "Call: ``argument`` is any typed value (usually an NTURI structure).",
+}
 
 #: every message, in the order the docs draw them
 MESSAGES: tuple[Row, ...] = (
@@ -181,61 +207,21 @@ MESSAGES: tuple[Row, ...] = (
     Row(CancelRequest, Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
     Row(Message, Command.MESSAGE, _S, "ioid:u32 severity:severity text:str"),
     # get
-    _op("GetInit", Command.GET, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    _op(
-        "GetInitResponse",
-        Command.GET,
-        _S,
-        f"{_RESP} type:stype",
-        "INIT",
-        _IS_INIT,
-        "``type`` is the structure later gets carry (None when status is not success).",
-    ),
+    _op("GetInit", Command.GET, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("GetInitResponse", Command.GET, _S, f"{_RESP} type:stype", "INIT"),
     _op("Get", Command.GET, _C, _EXEC),
-    _op(
-        "GetResponse",
-        Command.GET,
-        _S,
-        f"{_EXEC_RESP} value,changed:partial",
-        doc="``value`` is a full value; only the fields in ``changed`` travel.",
-    ),
+    _op("GetResponse", Command.GET, _S, f"{_EXEC_RESP} value,changed:partial"),
     # put
-    _op("PutInit", Command.PUT, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    _op("PutInitResponse", Command.PUT, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
-    _op(
-        "PutRead",
-        Command.PUT,
-        _C,
-        _EXEC,
-        "GET",
-        "sub & GET",
-        "PUT with the GET bit: read back the current value through a put operation.",
-    ),
-    _op(
-        "PutReadResponse",
-        Command.PUT,
-        _S,
-        f"{_EXEC_RESP} value,changed:partial",
-        "GET",
-        "sub & GET",
-    ),
-    _op(
-        "Put",
-        Command.PUT,
-        _C,
-        f"{_EXEC} value,changed:partial",
-        doc="Write the fields of ``value`` named by ``changed`` (others keep their defaults).",
-    ),
+    _op("PutInit", Command.PUT, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("PutInitResponse", Command.PUT, _S, f"{_RESP} type:stype", "INIT"),
+    _op("PutRead", Command.PUT, _C, _EXEC, "GET"),
+    _op("PutReadResponse", Command.PUT, _S, f"{_EXEC_RESP} value,changed:partial", "GET"),
+    _op("Put", Command.PUT, _C, f"{_EXEC} value,changed:partial"),
     _op("PutResponse", Command.PUT, _S, _EXEC_RESP),
     # put-get
-    _op("PutGetInit", Command.PUT_GET, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
+    _op("PutGetInit", Command.PUT_GET, _C, f"{_REQ} pv_request:request", "INIT"),
     _op(
-        "PutGetInitResponse",
-        Command.PUT_GET,
-        _S,
-        f"{_RESP} put_type:stype get_type:stype",
-        "INIT",
-        _IS_INIT,
+        "PutGetInitResponse", Command.PUT_GET, _S, f"{_RESP} put_type:stype get_type:stype", "INIT"
     ),
     _op(
         "PutGetRead",
@@ -243,8 +229,7 @@ MESSAGES: tuple[Row, ...] = (
         _C,
         f"{_EXEC} part:part",
         "GET if ev.part == 'get' else GET_PUT",
-        "sub & (GET | GET_PUT)",
-        'Read the current "get" part (``part="get"``) or "put" part (``part="put"``).',
+        when="sub & (GET | GET_PUT)",
     ),
     _op(
         "PutGetReadResponse",
@@ -252,15 +237,9 @@ MESSAGES: tuple[Row, ...] = (
         _S,
         "ioid:u32 .sub destroy:flag part:part status:status | value,changed:partial@part",
         "GET if ev.part == 'get' else GET_PUT",
-        "sub & (GET | GET_PUT)",
+        when="sub & (GET | GET_PUT)",
     ),
-    _op(
-        "PutGet",
-        Command.PUT_GET,
-        _C,
-        f"{_EXEC} value,changed:partial",
-        doc="Put ``value`` (of the put type) and receive a value of the get type.",
-    ),
+    _op("PutGet", Command.PUT_GET, _C, f"{_EXEC} value,changed:partial"),
     _op("PutGetResponse", Command.PUT_GET, _S, f"{_EXEC_RESP} value,changed:partial@get"),
     # monitor: a client's message may carry several of these at once (pvAccessCPP)
     _op(
@@ -269,104 +248,49 @@ MESSAGES: tuple[Row, ...] = (
         _C,
         f"{_REQ} pv_request:request queue_size:u32if",
         "INIT | (GET_PUT if ev.queue_size is not None else 0)",
-        _IS_INIT,
-        "Subscribe. ``queue_size`` set = pipelined (flow control by MonitorAck).",
+        when="sub & INIT",
     ),
-    _op("MonitorInitResponse", Command.MONITOR, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
+    _op("MonitorInitResponse", Command.MONITOR, _S, f"{_RESP} type:stype", "INIT"),
+    _op("MonitorAck", Command.MONITOR, _C, f"{_REQ} nfree:u32", "GET_PUT"),
     _op(
-        "MonitorAck",
-        Command.MONITOR,
-        _C,
-        f"{_REQ} nfree:u32",
-        "GET_PUT",
-        "sub & GET_PUT",
-        "Pipeline: the client freed ``nfree`` queue slots; the server may send that many more.",
-    ),
-    _op("MonitorStart", Command.MONITOR, _C, _REQ, "GET | PROCESS", "sub & PROCESS and sub & GET"),
-    _op("MonitorStop", Command.MONITOR, _C, _REQ, "PROCESS", "sub & PROCESS and not sub & GET"),
-    _op(
-        "MonitorDestroy",
+        "MonitorStart",
         Command.MONITOR,
         _C,
         _REQ,
-        "DESTROY",
-        "sub & DESTROY",
-        "Monitor subcommand DESTROY (pvAccessCPP clients; pvxs uses DestroyRequest).",
+        "GET | PROCESS",
+        when="sub & PROCESS and sub & GET",
     ),
     _op(
-        "MonitorFinish",
-        Command.MONITOR,
-        _S,
-        "ioid:u32 .sub status:status",
-        "DESTROY",
-        "sub & DESTROY",
-        "Server -> client: the subscription ends (no more updates for ``ioid``).",
+        "MonitorStop", Command.MONITOR, _C, _REQ, "PROCESS", when="sub & PROCESS and not sub & GET"
     ),
+    _op("MonitorDestroy", Command.MONITOR, _C, _REQ, "DESTROY"),
+    _op("MonitorFinish", Command.MONITOR, _S, "ioid:u32 .sub status:status", "DESTROY"),
     _op(
-        "MonitorUpdate",
-        Command.MONITOR,
-        _S,
-        "ioid:u32 .sub value,changed:partial overrun:bitset?",
-        doc="A new value: fields in ``changed`` are new; ``overrun`` marks fields that changed "
-        "more than once since the last update.",
+        "MonitorUpdate", Command.MONITOR, _S, "ioid:u32 .sub value,changed:partial overrun:bitset?"
     ),
     # array
-    _op("ArrayInit", Command.ARRAY, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    _op(
-        "ArrayInitResponse",
-        Command.ARRAY,
-        _S,
-        f"{_RESP} type:type",
-        "INIT",
-        _IS_INIT,
-        "``type`` is the array field's type (a ScalarArray or array of structures...).",
-    ),
-    _op(
-        "ArrayGet",
-        Command.ARRAY,
-        _C,
-        f"{_EXEC} offset:size count:size stride:size",
-        "GET",
-        "sub & GET",
-    ),
-    _op("ArrayGetResponse", Command.ARRAY, _S, f"{_EXEC_RESP} value:array", "GET", "sub & GET"),
-    _op("ArraySetLength", Command.ARRAY, _C, f"{_EXEC} length:size", "GET_PUT", "sub & GET_PUT"),
-    _op("ArraySetLengthResponse", Command.ARRAY, _S, _EXEC_RESP, "GET_PUT", "sub & GET_PUT"),
-    _op("ArrayGetLength", Command.ARRAY, _C, _EXEC, "PROCESS", "sub & PROCESS"),
-    _op(
-        "ArrayGetLengthResponse",
-        Command.ARRAY,
-        _S,
-        f"{_EXEC_RESP} length:size32",
-        "PROCESS",
-        "sub & PROCESS",
-    ),
+    _op("ArrayInit", Command.ARRAY, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("ArrayInitResponse", Command.ARRAY, _S, f"{_RESP} type:type", "INIT"),
+    _op("ArrayGet", Command.ARRAY, _C, f"{_EXEC} offset:size count:size stride:size", "GET"),
+    _op("ArrayGetResponse", Command.ARRAY, _S, f"{_EXEC_RESP} value:array", "GET"),
+    _op("ArraySetLength", Command.ARRAY, _C, f"{_EXEC} length:size", "GET_PUT"),
+    _op("ArraySetLengthResponse", Command.ARRAY, _S, _EXEC_RESP, "GET_PUT"),
+    _op("ArrayGetLength", Command.ARRAY, _C, _EXEC, "PROCESS"),
+    _op("ArrayGetLengthResponse", Command.ARRAY, _S, f"{_EXEC_RESP} length:size32", "PROCESS"),
     _op("ArrayPut", Command.ARRAY, _C, f"{_EXEC} offset:size stride:size value:array"),
     _op("ArrayPutResponse", Command.ARRAY, _S, _EXEC_RESP),
     # process
-    _op("ProcessInit", Command.PROCESS, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    _op("ProcessInitResponse", Command.PROCESS, _S, _RESP, "INIT", _IS_INIT),
+    _op("ProcessInit", Command.PROCESS, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("ProcessInitResponse", Command.PROCESS, _S, _RESP, "INIT"),
     _op("Process", Command.PROCESS, _C, _EXEC),
     _op("ProcessResponse", Command.PROCESS, _S, _EXEC_RESP),
     # get-field (no subcommand)
-    _op(
-        "GetField",
-        Command.GET_FIELD,
-        _C,
-        "sid:u32 ioid:u32 sub_field:str",
-        doc="Ask for a channel's type (``sub_field`` empty = the whole structure).",
-    ),
+    _op("GetField", Command.GET_FIELD, _C, "sid:u32 ioid:u32 sub_field:str"),
     _op("GetFieldResponse", Command.GET_FIELD, _S, "ioid:u32 status:status | type:type"),
     # rpc
-    _op("RPCInit", Command.RPC, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    _op("RPCInitResponse", Command.RPC, _S, _RESP, "INIT", _IS_INIT),
-    _op(
-        "RPC",
-        Command.RPC,
-        _C,
-        f"{_EXEC} argument:variant",
-        doc="Call: ``argument`` is any typed value (usually an NTURI structure).",
-    ),
+    _op("RPCInit", Command.RPC, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("RPCInitResponse", Command.RPC, _S, _RESP, "INIT"),
+    _op("RPC", Command.RPC, _C, f"{_EXEC} argument:variant"),
     _op("RPCResponse", Command.RPC, _S, f"{_EXEC_RESP} result:variant"),
 )
 
