@@ -31,19 +31,24 @@ from ._errors import (
 )
 from ._events import (
     AckTotalBytesReceived,
+    AuthNZ,
+    Beacon,
     CancelRequest,
     ConnectionClosed,
     ConnectionValidated,
-    ConnectionValidationRequest,
     ControlEchoRequest,
     ControlEchoResponse,
     CreateChannelRequest,
     CreateChannelResponse,
     DestroyChannel,
     DestroyRequest,
+    Echo,
     Event,
     MarkTotalBytesSent,
     Message,
+    OriginTag,
+    SearchRequest,
+    SearchResponse,
     SetByteOrder,
 )
 from ._generate import op_ids, read_message, write_payload
@@ -74,7 +79,7 @@ from ._state import (
     RequestState,
     Role,
 )
-from ._table import OP_COMMANDS
+from ._table import MESSAGES, OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
 
 
@@ -113,13 +118,10 @@ _CONTROL_EVENTS: dict[type, ControlCommand] = {
     ControlEchoRequest: ControlCommand.ECHO_REQUEST,
     ControlEchoResponse: ControlCommand.ECHO_RESPONSE,
 }
-_ANY_STATE = (
-    ControlEchoRequest,
-    ControlEchoResponse,
-    MarkTotalBytesSent,
-    AckTotalBytesReceived,
-    SetByteOrder,
-)
+#: who sends each message (the table's "sender")
+_SENT_BY: dict[type, str] = {row.event: row.sender for row in MESSAGES}
+#: messages taken in any state once validated, not about a channel or operation
+_ANY_TIME = frozenset({Echo, Message, SearchRequest, SearchResponse, AuthNZ})
 #: flags of a message that is not read as an operation's (see _receive)
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
@@ -167,6 +169,7 @@ class BaseConnection(Operations):
         self.max_requests = max_requests
         self.segment_size = segment_size
         self._server = self.role is Role.SERVER
+        self._peer = "client" if self._server else "server"
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
             big_endian=big_endian,
@@ -400,9 +403,14 @@ class BaseConnection(Operations):
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
-        if ev.__class__ is DestroyRequest or ev.__class__ is CancelRequest:
-            return self._end_or_cancel(ev)
-        table = self._recv_table.get(type(ev))
+        t = ev.__class__
+        if _SENT_BY[t] == self.role.value:
+            raise RemoteProtocolError(
+                f"{t.__name__} from a {self._peer}: only a {self._peer} gets it"
+            )
+        if t is DestroyRequest or t is CancelRequest:
+            return self._end_or_cancel(ev)  # type: ignore[arg-type]
+        table = self._recv_table.get(t)
         if table is not None:
             new = table.get(self.state)
             if new is None:
@@ -413,27 +421,16 @@ class BaseConnection(Operations):
                 return True
             self.state = new
             return True
-        if isinstance(ev, (ConnectionValidationRequest, ConnectionValidated)):
-            raise RemoteProtocolError(f"{type(ev).__name__} in the wrong direction")
-        name = type(ev).__name__
-        if name in ("Echo", "Message", "SearchRequest", "SearchResponse", "AuthNZ"):
-            if name == "SearchRequest" and not self._server:
-                raise RemoteProtocolError("a server sent a search request")
-            if name == "SearchResponse" and self._server:
-                raise RemoteProtocolError("a client sent a search response")
+        if t in _ANY_TIME:
             return True
         self._require_validated(0)
         if isinstance(ev, CreateChannelRequest):
-            if not self._server:
-                raise RemoteProtocolError("a server sent CreateChannelRequest")
             refused = self._creation_refused(ev.cid)
             if refused is not None:
                 raise refused
             self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
             return True
         if isinstance(ev, CreateChannelResponse):
-            if self._server:
-                raise RemoteProtocolError("a client sent CreateChannelResponse")
             ch = self._creating.pop(ev.cid, None)
             if ch is None:
                 if ev.cid in self._dead_channels:
@@ -453,7 +450,7 @@ class BaseConnection(Operations):
             if key_id in self._dead_channels:
                 return not self._server  # the server's echo confirms our destroy
             raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
-        raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
+        raise RemoteProtocolError(f"unexpected {t.__name__}")  # pragma: no cover
 
     def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
         """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
@@ -502,19 +499,17 @@ class BaseConnection(Operations):
         t = type(ev)
         if t in _SERVER_ROWS and self._server and self.state is ConnectionState.VALIDATED:
             return self._check_server_send(ev)  # (a server's reply: what it sends most)
+        name = t.__name__
+        if _SENT_BY.get(t, self._peer) == self._peer:
+            raise LocalProtocolError(f"a {self.role.value} does not send {name}")
         table = self._send_table.get(t)
         if table is not None:
             if self.state not in table:
-                raise LocalProtocolError(f"cannot send {t.__name__} in state {self.state.value}")
+                raise LocalProtocolError(f"cannot send {name} in state {self.state.value}")
             return ev, None
-        if isinstance(ev, (ConnectionValidationRequest, ConnectionValidated)) or (
-            t.__name__ == "ConnectionValidationResponse"
-        ):
-            raise LocalProtocolError(f"a {self.role.value} does not send {t.__name__}")
-        name = t.__name__
-        if name in ("Beacon", "OriginTag"):
+        if t is Beacon or t is OriginTag:
             raise LocalProtocolError(f"{name} is a UDP message: use Discovery")
-        if name in ("Echo", "AuthNZ", "Message", "SearchRequest", "SearchResponse"):
+        if t in _ANY_TIME:
             return ev, None
         if self.state is not ConnectionState.VALIDATED:
             raise LocalProtocolError(f"cannot send {name} before the connection is validated")
@@ -534,17 +529,13 @@ class BaseConnection(Operations):
             if ev.sid in self._channels or ev.sid in self._dead_channels:
                 return ev, None
             raise LocalProtocolError(f"no channel sid {ev.sid}")
-        ioid = getattr(ev, "ioid", None)
-        if ioid is None:
-            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        ioid = ev.ioid  # type: ignore[attr-defined]
         req = self._requests.get(ioid)
         if req is None:
             if ioid in self._dead_requests:
                 return None  # the client destroyed it meanwhile
             raise LocalProtocolError(f"no operation ioid {ioid}")
-        row = OPERATIONS.get(t)
-        if row is None or row.by is not Role.SERVER:
-            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        row = OPERATIONS[t]  # (every other message a server sends is checked before)
         why = refusal(req, row, t)
         if why is not None:
             if row.drop_if_cancelled and req.cancelled and req.command == row.command:
@@ -565,10 +556,7 @@ class BaseConnection(Operations):
             if ch is None or ch.sid != ev.sid:
                 raise LocalProtocolError(f"no connected channel cid {ev.cid} sid {ev.sid}")
             return ev, None
-        sid = getattr(ev, "sid", None)
-        ioid = getattr(ev, "ioid", None)
-        if sid is None or ioid is None:
-            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        sid, ioid = ev.sid, ev.ioid  # type: ignore[attr-defined]
         if t in OPENERS:
             if sid not in self._other_ids:
                 raise LocalProtocolError(f"no connected channel with sid {sid}")
@@ -578,9 +566,7 @@ class BaseConnection(Operations):
         req = self._requests.get(ioid)
         if req is None or req.sid != sid:
             raise LocalProtocolError(f"no operation ioid {ioid} on channel sid {sid}")
-        row = OPERATIONS.get(t)
-        if row is None or row.by is not Role.CLIENT:
-            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        row = OPERATIONS[t]  # (every other message a client sends is checked before)
         why = refusal(req, row, t)
         if why is not None:
             raise LocalProtocolError(why)
@@ -616,11 +602,9 @@ class BaseConnection(Operations):
             if key in self._channels:
                 self._drop_channel(key)
             return
-        ioid = getattr(ev, "ioid", None)
-        if ioid is None:
-            return
         command = OPENERS.get(t)
         if command is not None:  # a client opening an operation
+            ioid = ev.ioid  # type: ignore[attr-defined]
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(
                 command=command,
@@ -630,14 +614,6 @@ class BaseConnection(Operations):
             )
             new.queue_size = getattr(ev, "queue_size", None)
             self._requests[ioid] = new
-            return
-        req = self._requests.get(ioid)
-        row = OPERATIONS.get(t)
-        if req is None or row is None:
-            return
-        if t in INIT_RESPONSES:
-            self._agree(req, ev)
-        self._apply(req, row, ev)
 
 
 #: the operation table's rows a server sends
