@@ -451,6 +451,12 @@ def read_message(
     return [] if read is None else [read(data, c, op)]
 
 
+def reply_event(cmd: int, sub: int) -> Any:
+    """The event class of the server's message of command ``cmd`` that subcommand ``sub``
+    selects (a reply that answers a request with this subcommand)."""
+    return next(r.event for r in _BY_COMMAND[(cmd, True)] if _WHEN[r.event](sub))
+
+
 def ioid_offset(event: type) -> int:
     """Where ``event``'s ioid starts in its payload, for a prepared message that leaves it as
     a hole (responses write it first)."""
@@ -468,4 +474,12 @@ def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int
     return u32(data, 0)[0], u32(data, 4)[0], data[8] if cmd != Command.GET_FIELD else 0
 
 
-__all__ = ["OpContext", "ioid_offset", "op_ids", "read_message", "write_around", "write_payload"]
+__all__ = [
+    "OpContext",
+    "ioid_offset",
+    "op_ids",
+    "read_message",
+    "reply_event",
+    "write_around",
+    "write_payload",
+]

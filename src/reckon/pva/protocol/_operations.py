@@ -13,21 +13,9 @@ from ._codec import Codec
 from ._constants import Command
 from ._errors import LimitExceededError, RemoteProtocolError
 from ._event import Event
-from ._generate import OpContext, op_ids, read_message
+from ._generate import OpContext, op_ids, read_message, reply_event
 from ._header import FLAG_BIG, Framer
-from ._op_events import (
-    ArrayGetResponse,
-    ArrayPutResponse,
-    Get,
-    GetResponse,
-    MessageTooBig,
-    MonitorFinish,
-    ProcessResponse,
-    PutGetResponse,
-    PutReadResponse,
-    PutResponse,
-    RPCResponse,
-)
+from ._op_events import Get, MessageTooBig, MonitorFinish
 from ._state import INIT_RESPONSES, OPERATIONS, ChannelState, ConnectionState, RequestState, Step
 from ._status import Status
 from ._table import OP_COMMANDS
@@ -124,37 +112,30 @@ class Operations:
                     raise RemoteProtocolError(f"ioid {ioid} is already in use")
                 self._dead_requests.pop(ioid, None)
                 self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
-                reply: Event = _INIT_REPLIES[cmd](ioid, status)
+                reply = reply_event(cmd, sub)(ioid=ioid, status=status)
                 return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
             req, live = self._lookup(ioid)
             if req is None or req.command != cmd or req.sid != sid:
                 raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-            cls = _EXEC_REPLIES.get(cmd)
             if not live:
                 return []
-            if cls is None or req.state is not RequestState.READY:
+            if cmd == MONITOR or req.state is not RequestState.READY:
                 raise LimitExceededError(
                     f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
                 )
             destroy = bool(sub & 0x10)
             self._step(req, _EXECUTE, destroy)  # as the request would have
-            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
+            reply = reply_event(cmd, sub)(ioid=ioid, status=status)  # (the request's answer)
+            return [MessageTooBig(cmd, sid, ioid, size, limit, reply, destroy)]
         # client: the reply fails its operation, as an error reply would
         req, live = self._lookup(ioid)
         if req is None or req.command != cmd:
             raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
         if not live:
             return []
-        if cmd == MONITOR and not init:
-            ev: Event = MonitorFinish(ioid, status)
-        elif init:
-            ev = _INIT_REPLIES[cmd](ioid, status)
-        elif cmd == Command.PUT and sub & 0x40:
-            ev = PutReadResponse(ioid, status)
-        elif cmd == Command.ARRAY:
-            ev = ArrayGetResponse(ioid, status)
-        else:
-            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
+        # (a monitor's update fails as the subscription's end)
+        cls = MonitorFinish if cmd == MONITOR and not init else reply_event(cmd, sub)
+        ev: Event = cls(ioid=ioid, status=status)
         row = OPERATIONS[type(ev)]
         why = refusal(req, row, type(ev))
         if why is not None:
@@ -287,14 +268,3 @@ class Operations:
 
 #: the operation table's row of an execution request (READY -> EXECUTING)
 _EXECUTE = OPERATIONS[Get]
-#: command -> its init's response, and its execution's (a request that carries a value: the
-#: replies a message over the size limit is answered with)
-_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
-_EXEC_REPLIES: dict[int, Any] = {
-    int(Command.GET): GetResponse,
-    int(Command.PUT): PutResponse,
-    int(Command.PUT_GET): PutGetResponse,
-    int(Command.ARRAY): ArrayPutResponse,
-    int(Command.PROCESS): ProcessResponse,
-    int(Command.RPC): RPCResponse,
-}
