@@ -104,19 +104,11 @@ class Operations:
         init = cmd != Command.GET_FIELD and bool(sub & 0x08)
         if self._server:
             if init:
-                if sid not in self._channels:
-                    if sid in self._dead_channels:
-                        return []
-                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-                if ioid in self._requests:
-                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
-                self._dead_requests.pop(ioid, None)
-                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
+                if not self._open(cmd, sid, ioid, RequestState.INIT_PENDING):
+                    return []
                 reply = reply_event(cmd, sub)(ioid=ioid, status=status)
                 return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
-            req, live = self._lookup(ioid)
-            if req is None or req.command != cmd or req.sid != sid:
-                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+            req, live = self._known(cmd, ioid, sid)
             if not live:
                 return []
             if cmd == MONITOR or req.state is not RequestState.READY:
@@ -128,9 +120,7 @@ class Operations:
             reply = reply_event(cmd, sub)(ioid=ioid, status=status)  # (the request's answer)
             return [MessageTooBig(cmd, sid, ioid, size, limit, reply, destroy)]
         # client: the reply fails its operation, as an error reply would
-        req, live = self._lookup(ioid)
-        if req is None or req.command != cmd:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        req, live = self._known(cmd, ioid)
         if not live:
             return []
         # (a monitor's update fails as the subscription's end)
@@ -144,32 +134,24 @@ class Operations:
         return [ev]
 
     # ------------------------------------------------------------------ operations
-    def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
-        req = self._requests.get(ioid)
-        if req is not None:
-            return req, True
-        return self._dead_requests.get(ioid), False
+    def _open(self, cmd: int, sid: int, ioid: int, state: RequestState) -> bool:
+        """Server side: a client's message opens operation ``ioid`` on channel ``sid`` (False:
+        the client destroyed the channel meanwhile, drop the message)."""
+        if sid not in self._channels:
+            if sid in self._dead_channels:
+                return False
+            raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+        if ioid in self._requests:
+            raise RemoteProtocolError(f"ioid {ioid} is already in use")
+        if len(self._requests) >= self.max_requests:
+            raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
+        self._dead_requests.pop(ioid, None)
+        self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+        return True
 
-    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
-        is_init = cmd != Command.GET_FIELD and sub & 0x08
-        if is_init or cmd == Command.GET_FIELD:
-            if sid not in self._channels:
-                if sid in self._dead_channels:
-                    return []
-                raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-            if ioid in self._requests:
-                raise RemoteProtocolError(f"ioid {ioid} is already in use")
-            if len(self._requests) >= self.max_requests:
-                raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-            [ev] = read_message(cmd, data, self._rx, False)
-            state = (
-                RequestState.EXECUTING if cmd == Command.GET_FIELD else RequestState.INIT_PENDING
-            )
-            self._dead_requests.pop(ioid, None)
-            new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
-            new.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = new
-            return [ev]
+    def _known(self, cmd: int, ioid: int, sid: int | None = None) -> tuple[RequestInfo, bool]:
+        """The operation a message of command ``cmd`` on ``ioid`` (on channel ``sid``, as a
+        client says) is for, and whether it is live (else a tombstone: the message is late)."""
         req = self._requests.get(ioid)
         live = req is not None
         if req is None:
@@ -180,8 +162,20 @@ class Operations:
             raise RemoteProtocolError(
                 f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
             )
-        if req.sid != sid:
+        if sid is not None and req.sid != sid:
             raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
+        return req, live
+
+    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
+        if cmd == Command.GET_FIELD or sub & 0x08:  # (an init, or a get-field: it executes)
+            [ev] = read_message(cmd, data, self._rx, False)
+            get_field = cmd == Command.GET_FIELD
+            state = RequestState.EXECUTING if get_field else RequestState.INIT_PENDING
+            if not self._open(cmd, sid, ioid, state):
+                return []
+            self._requests[ioid].queue_size = getattr(ev, "queue_size", None)
+            return [ev]
+        req, live = self._known(cmd, ioid, sid)
         if req.state is RequestState.INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
         events = read_message(cmd, data, self._rx, False, req)
@@ -199,13 +193,7 @@ class Operations:
         return events
 
     def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
-        req, live = self._lookup(ioid)
-        if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if req.command != cmd:
-            raise RemoteProtocolError(
-                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
-            )
+        req, live = self._known(cmd, ioid)
         [ev] = read_message(cmd, data, self._rx, True, req)
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
