@@ -31,22 +31,13 @@ from ._errors import (
 )
 from ._events import (
     AckTotalBytesReceived,
-    AuthNZ,
     Beacon,
-    CancelRequest,
     ConnectionClosed,
-    ConnectionValidated,
     ControlEchoRequest,
     ControlEchoResponse,
-    CreateChannelRequest,
-    CreateChannelResponse,
-    DestroyChannel,
-    DestroyRequest,
-    Echo,
     Event,
     MarkTotalBytesSent,
     Message,
-    OriginTag,
     SearchRequest,
     SearchResponse,
     SetByteOrder,
@@ -65,8 +56,17 @@ from ._header import (
     encode_header,
 )
 from ._op_events import (
+    AuthNZ,
+    CancelRequest,
+    ConnectionValidated,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    DestroyChannel,
+    DestroyRequest,
+    Echo,
     GetField,
     MonitorAck,
+    OriginTag,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (

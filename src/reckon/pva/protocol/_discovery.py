@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
+from ._events import Beacon, Event, SearchRequest, SearchResponse
 from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
 from ._messages import V4_MAPPED, encode_address
+from ._op_events import OriginTag
 from ._wire import U16, U32, string_bytes
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)

@@ -75,6 +75,17 @@ def _check_u32_or_none(name: str, v: object) -> None:
         check_u32(name, v)
 
 
+def _check_bytes(name: str, v: object) -> None:
+    if not isinstance(v, bytes):
+        raise LocalProtocolError(f"{name} must be bytes, not {v!r:.60}")
+
+
+def _check_name(name: str, v: object) -> None:
+    check_str(name, v)
+    if not v:
+        raise LocalProtocolError("channel name must not be empty")
+
+
 def _check_part(name: str, v: object) -> None:
     if v not in ("get", "put"):
         raise LocalProtocolError(f"{name} must be 'get' or 'put', not {v!r}")
@@ -91,6 +102,9 @@ _KIND_CHECKS: dict[str, Any] = {
     "request": _check_request,
     "bitset?": _check_bitset,
     "part": _check_part,
+    "addr": check_addr,
+    "rest": _check_bytes,
+    "name": _check_name,
 }
 #: a field's default, by its name, else by its kind; a field with neither is required (one
 #: that only a success carries, after the status, defaults to None)
@@ -107,6 +121,8 @@ _KIND_DEFAULTS: dict[str, Any] = {
     "bitset?": NO_BITS,
     "size32": 0,
     "flag": False,
+    "addr": "0.0.0.0",
+    "rest": b"",
 }
 
 

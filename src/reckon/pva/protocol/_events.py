@@ -16,31 +16,21 @@ from dataclasses import dataclass
 from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
 from ._event import ALL_CHANGED, Event, check_addr, check_str, check_u
-from ._status import Status
 from ._types import Structure
 from ._values import VariantValue
 
 __all__ = [
     "ALL_CHANGED",
     "AckTotalBytesReceived",
-    "AuthNZ",
     "Beacon",
-    "CancelRequest",
     "ConnectionClosed",
-    "ConnectionValidated",
     "ConnectionValidationRequest",
     "ConnectionValidationResponse",
     "ControlEchoRequest",
     "ControlEchoResponse",
-    "CreateChannelRequest",
-    "CreateChannelResponse",
-    "DestroyChannel",
-    "DestroyRequest",
-    "Echo",
     "Event",
     "MarkTotalBytesSent",
     "Message",
-    "OriginTag",
     "SearchRequest",
     "SearchResponse",
     "SetByteOrder",
@@ -180,24 +170,6 @@ class ConnectionValidationResponse(Event):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ConnectionValidated(Event):
-    """Server -> client: the handshake result."""
-
-    status: Status = Status.OK
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Echo(Event):
-    """Application echo (keep-alive): a client sends it, the server returns the payload."""
-
-    payload: bytes = b""
-
-    def _validate(self) -> None:
-        if not isinstance(self.payload, bytes):
-            raise LocalProtocolError("echo payload must be bytes")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
 class SearchRequest(Event):
     """Who has these channels? ``channels`` are (cid, name) pairs; empty = list servers."""
 
@@ -250,68 +222,7 @@ class SearchResponse(Event):
             check_u("cid", c, 32)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class OriginTag(Event):
-    """UDP: the original destination of a forwarded search (pvxs forwarding)."""
-
-    address: str = "0.0.0.0"
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class AuthNZ(Event):
-    """Authentication plugin exchange (no plugin uses it today)."""
-
-    data: VariantValue | None = None
-
-
-# --------------------------------------------------------------------------------- channels
-@dataclass(frozen=True, slots=True, eq=False)
-class CreateChannelRequest(Event):
-    """Client -> server: open channel ``name``; the client numbers it ``cid``."""
-
-    cid: int
-    name: str
-
-    def _validate(self) -> None:
-        check_u("cid", self.cid, 32)
-        check_str("name", self.name)
-        if not self.name:
-            raise LocalProtocolError("channel name must not be empty")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CreateChannelResponse(Event):
-    """Server -> client: channel ``cid`` is ``sid`` on the server (if status is success)."""
-
-    cid: int
-    sid: int
-    status: Status = Status.OK
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class DestroyChannel(Event):
-    """Either way: close a channel (the server echoes a client's request)."""
-
-    sid: int
-    cid: int
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class DestroyRequest(Event):
-    """Client -> server: forget operation ``ioid``."""
-
-    sid: int
-    ioid: int
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CancelRequest(Event):
-    """Client -> server: abandon the running execution of ``ioid`` (the op stays usable)."""
-
-    sid: int
-    ioid: int
-
-
+# ------------------------------------------------------------------------------- messages
 @dataclass(frozen=True, slots=True, eq=False)
 class Message(Event):
     """Server -> client: a human-readable text about operation ``ioid``."""

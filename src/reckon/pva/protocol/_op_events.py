@@ -1,10 +1,12 @@
-"""The events of operations (an ``ioid`` on a channel): get, put, put-get, monitor, array,
-process, get-field and RPC. ``XInit``/``XInitResponse`` create an operation, ``X`` runs it and
+"""The events generated from the message table (:mod:`._table`): those of operations (an
+``ioid`` on a channel: get, put, put-get, monitor, array, process, get-field and RPC) and the
+plain messages of connections and channels (the others, with more to check, are written in
+:mod:`._events`). ``XInit``/``XInitResponse`` create an operation, ``X`` runs it and
 ``XResponse`` answers; responses leave ``destroy`` False (a connection echoes the request's
 destroy flag itself).
 
-Their classes are generated from the message table's rows (:mod:`._table`); the declarations
-under ``TYPE_CHECKING`` give them their types for a type checker (a test keeps both the same)."""
+The declarations under ``TYPE_CHECKING`` give the generated classes their types for a type
+checker (a test keeps both the same)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._event import Event
-from ._table import MESSAGES, OP_COMMANDS
+from ._table import MESSAGES
 
 if TYPE_CHECKING:
     from ._bitset import BitSet
@@ -62,6 +64,42 @@ if TYPE_CHECKING:
         value: dict[str, Any] | None = None
         changed: BitSet = ALL_CHANGED
         destroy: bool = False
+
+    @dataclass(frozen=True)
+    class ConnectionValidated(Event):
+        status: Status = Status.OK
+
+    @dataclass(frozen=True)
+    class Echo(Event):
+        payload: bytes = b""
+
+    @dataclass(frozen=True)
+    class OriginTag(Event):
+        address: str = "0.0.0.0"
+
+    @dataclass(frozen=True)
+    class AuthNZ(Event):
+        data: VariantValue | None = None
+
+    @dataclass(frozen=True)
+    class CreateChannelRequest(Event):
+        cid: int
+        name: str
+
+    @dataclass(frozen=True)
+    class CreateChannelResponse(Event):
+        cid: int
+        sid: int
+        status: Status = Status.OK
+
+    @dataclass(frozen=True)
+    class DestroyChannel(Event):
+        sid: int
+        cid: int
+
+    class DestroyRequest(_Ids): ...
+
+    class CancelRequest(_Ids): ...
 
     class GetInit(_Init): ...
 
@@ -201,7 +239,9 @@ if TYPE_CHECKING:
         destroy: bool = False
 
 else:
-    globals().update({r.event.__name__: r.event for r in MESSAGES if r.command in OP_COMMANDS})
+    globals().update(
+        {r.event.__name__: r.event for r in MESSAGES if r.event.__module__ == __name__}
+    )
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -232,6 +272,14 @@ __all__ = [
     "ArrayPutResponse",
     "ArraySetLength",
     "ArraySetLengthResponse",
+    "AuthNZ",
+    "CancelRequest",
+    "ConnectionValidated",
+    "CreateChannelRequest",
+    "CreateChannelResponse",
+    "DestroyChannel",
+    "DestroyRequest",
+    "Echo",
     "Get",
     "GetField",
     "GetFieldResponse",
@@ -247,6 +295,7 @@ __all__ = [
     "MonitorStart",
     "MonitorStop",
     "MonitorUpdate",
+    "OriginTag",
     "Process",
     "ProcessInit",
     "ProcessInitResponse",

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 from ._constants import Command
 from ._events import (
-    CancelRequest,
-    ConnectionValidated,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
-    DestroyRequest,
 )
 from ._op_events import (
+    CancelRequest,
+    ConnectionValidated,
+    DestroyRequest,
     GetField,
     GetFieldResponse,
     MonitorAck,

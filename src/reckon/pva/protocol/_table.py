@@ -46,19 +46,10 @@ from dataclasses import dataclass
 from ._constants import Command
 from ._event import event_class
 from ._events import (
-    AuthNZ,
     Beacon,
-    CancelRequest,
-    ConnectionValidated,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
-    CreateChannelRequest,
-    CreateChannelResponse,
-    DestroyChannel,
-    DestroyRequest,
-    Echo,
     Message,
-    OriginTag,
     SearchRequest,
     SearchResponse,
 )
@@ -121,7 +112,8 @@ def _op(
     *,
     when: str = "",
 ) -> Row:
-    """The row of an operation's message, its event class generated from the layout."""
+    """The row of a message whose event class is generated from the layout (an operation's,
+    and the plain messages of connections and channels)."""
     fields: list[tuple[str, str, bool]] = []
     on_success = False
     for names, kind in tokens(layout):
@@ -140,6 +132,18 @@ _EXEC_RESP = "ioid:u32 .sub destroy:flag status:status |"
 
 #: the docstrings of the generated event classes
 _DOCS = {
+    "ConnectionValidated": "Server -> client: the handshake result.",
+    "Echo": "Application echo (keep-alive): a client sends it, the server returns the payload.",
+    "OriginTag": "UDP: the original destination of a forwarded search (pvxs forwarding).",
+    "AuthNZ": "Authentication plugin exchange (no plugin uses it today).",
+    "CreateChannelRequest": "Client -> server: open channel ``name``; the client numbers it "
+    "``cid``.",
+    "CreateChannelResponse": "Server -> client: channel ``cid`` is ``sid`` on the server (if "
+    "status is success).",
+    "DestroyChannel": "Either way: close a channel (the server echoes a client's request).",
+    "DestroyRequest": "Client -> server: forget operation ``ioid``.",
+    "CancelRequest": "Client -> server: abandon the running execution of ``ioid`` (the op stays "
+    "usable).",
     "GetInitResponse": "``type`` is the structure later gets carry (None when status is not "
     "success).",
     "GetResponse": "``value`` is a full value; only the fields in ``changed`` travel.",
@@ -182,8 +186,8 @@ MESSAGES: tuple[Row, ...] = (
         _C,
         "buffer_size:u32 registry_size:u16 qos:u16 auth_method:str auth_data:variant?",
     ),
-    Row(ConnectionValidated, Command.CONNECTION_VALIDATED, _S, "status:status"),
-    Row(Echo, Command.ECHO, _E, "payload:rest"),
+    _op("ConnectionValidated", Command.CONNECTION_VALIDATED, _S, "status:status"),
+    _op("Echo", Command.ECHO, _E, "payload:rest"),
     Row(
         SearchRequest,
         Command.SEARCH,
@@ -197,14 +201,14 @@ MESSAGES: tuple[Row, ...] = (
         _S,
         "guid:guid sequence:u32 address:addr port:u16 protocol:str found:bool cids:u32s16",
     ),
-    Row(OriginTag, Command.ORIGIN_TAG, _C, "address:addr"),
-    Row(AuthNZ, Command.AUTHNZ, _E, "data:variant"),
+    _op("OriginTag", Command.ORIGIN_TAG, _C, "address:addr"),
+    _op("AuthNZ", Command.AUTHNZ, _E, "data:variant"),
     # channels
-    Row(CreateChannelRequest, Command.CREATE_CHANNEL, _C, "* cid:u32 name:name"),
-    Row(CreateChannelResponse, Command.CREATE_CHANNEL, _S, "cid:u32 sid:u32 status:status"),
-    Row(DestroyChannel, Command.DESTROY_CHANNEL, _E, "sid:u32 cid:u32"),
-    Row(DestroyRequest, Command.DESTROY_REQUEST, _C, "sid:u32 ioid:u32"),
-    Row(CancelRequest, Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
+    _op("CreateChannelRequest", Command.CREATE_CHANNEL, _C, "* cid:u32 name:name"),
+    _op("CreateChannelResponse", Command.CREATE_CHANNEL, _S, "cid:u32 sid:u32 status:status"),
+    _op("DestroyChannel", Command.DESTROY_CHANNEL, _E, "sid:u32 cid:u32"),
+    _op("DestroyRequest", Command.DESTROY_REQUEST, _C, "sid:u32 ioid:u32"),
+    _op("CancelRequest", Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
     Row(Message, Command.MESSAGE, _S, "ioid:u32 severity:severity text:str"),
     # get
     _op("GetInit", Command.GET, _C, f"{_REQ} pv_request:request", "INIT"),
