@@ -111,13 +111,15 @@ LOW_LEVEL_ERRORS = (
     UnicodeDecodeError,
     KeyError,
 )
-_CONTROL_EVENTS: dict[type, ControlCommand] = {
-    SetByteOrder: ControlCommand.SET_BYTE_ORDER,
-    MarkTotalBytesSent: ControlCommand.MARK_TOTAL_BYTES_SENT,
-    AckTotalBytesReceived: ControlCommand.ACK_TOTAL_BYTES_RECEIVED,
-    ControlEchoRequest: ControlCommand.ECHO_REQUEST,
-    ControlEchoResponse: ControlCommand.ECHO_RESPONSE,
+#: control messages: event -> (command, the field the header's size field carries)
+_CONTROL_EVENTS: dict[type, tuple[ControlCommand, str]] = {
+    SetByteOrder: (ControlCommand.SET_BYTE_ORDER, ""),
+    MarkTotalBytesSent: (ControlCommand.MARK_TOTAL_BYTES_SENT, "total"),
+    AckTotalBytesReceived: (ControlCommand.ACK_TOTAL_BYTES_RECEIVED, "total"),
+    ControlEchoRequest: (ControlCommand.ECHO_REQUEST, "value"),
+    ControlEchoResponse: (ControlCommand.ECHO_RESPONSE, "value"),
 }
+_CONTROL_OF = {int(cmd): cls for cls, (cmd, _) in _CONTROL_EVENTS.items()}
 #: who sends each message (the table's "sender")
 _SENT_BY: dict[type, str] = {row.event: row.sender for row in MESSAGES}
 #: messages taken in any state once validated, not about a channel or operation
@@ -349,19 +351,14 @@ class BaseConnection(Operations):
             out += part
         return bytes(out)
 
-    def _send_control(self, event: Event, ctl: ControlCommand) -> bytes:
-        value = 0
-        be = self.big_endian
+    def _send_control(self, event: Event, ctl: tuple[ControlCommand, str]) -> bytes:
+        value = getattr(event, ctl[1]) if ctl[1] else 0
         if isinstance(event, SetByteOrder):
             if not self._server:
                 raise LocalProtocolError("only the server sends SetByteOrder")
-            be = event.big_endian
-            self.big_endian = be
-        elif isinstance(event, (MarkTotalBytesSent, AckTotalBytesReceived)):
-            value = event.total
-        elif isinstance(event, (ControlEchoRequest, ControlEchoResponse)):
-            value = event.value
-        data = encode_header(ctl, self._flags() | FLAG_CONTROL, value, be)
+            self.big_endian = event.big_endian
+        be = self.big_endian
+        data = encode_header(ctl[0], self._flags() | FLAG_CONTROL, value, be)
         self.bytes_sent += len(data)
         return data
 
@@ -375,20 +372,15 @@ class BaseConnection(Operations):
         if flags & FLAG_TOO_BIG:
             return self._too_big(cmd, flags, size, payload)
         if flags & FLAG_CONTROL:
-            if cmd == ControlCommand.SET_BYTE_ORDER:
-                be = bool(flags & FLAG_BIG)
-                if not self._server:
-                    self.big_endian = be
-                return [SetByteOrder(be)]
-            if cmd == ControlCommand.MARK_TOTAL_BYTES_SENT:
-                return [MarkTotalBytesSent(size)]
-            if cmd == ControlCommand.ACK_TOTAL_BYTES_RECEIVED:
-                return [AckTotalBytesReceived(size)]
-            if cmd == ControlCommand.ECHO_REQUEST:
-                return [ControlEchoRequest(size)]
-            if cmd == ControlCommand.ECHO_RESPONSE:
-                return [ControlEchoResponse(size)]
-            return []  # unknown control messages carry nothing: ignore, like pvxs
+            cls = _CONTROL_OF.get(cmd)
+            if cls is None:
+                return []  # unknown control messages carry nothing: ignore, like pvxs
+            if cls is not SetByteOrder:
+                return [cls(size)]
+            be = bool(flags & FLAG_BIG)
+            if not self._server:
+                self.big_endian = be
+            return [SetByteOrder(be)]
         self._rx.big_endian = bool(flags & FLAG_BIG)  # (operations were read by _decoded)
         if cmd in _IGNORED_COMMANDS:
             return []

@@ -59,6 +59,8 @@ _FIELD_CHECKS: dict[str, Any] = {
     "cid": check_u32,
     "ioid": check_u32,
     "sequence": check_u32,
+    "total": check_u32,  # (control messages: a u32 in the header)
+    "value": check_u32,  # (control echoes; other events with a value are generated)
     "port": lambda n, v: check_u(n, v, 16),
     "change_count": lambda n, v: check_u(n, v, 16),
     "address": check_addr,

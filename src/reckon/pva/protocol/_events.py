@@ -51,18 +51,12 @@ class MarkTotalBytesSent(Event):
 
     total: int = 0
 
-    def __post_init__(self) -> None:
-        check_u("total", self.total, 32)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AckTotalBytesReceived(Event):
     """Control: answer to MarkTotalBytesSent."""
 
     total: int = 0
-
-    def __post_init__(self) -> None:
-        check_u("total", self.total, 32)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -71,16 +65,10 @@ class ControlEchoRequest(Event):
 
     value: int = 0
 
-    def __post_init__(self) -> None:
-        check_u("value", self.value, 32)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ControlEchoResponse(Event):
     value: int = 0
-
-    def __post_init__(self) -> None:
-        check_u("value", self.value, 32)
 
 
 # ---------------------------------------------------------------------- connection and discovery
