@@ -54,20 +54,23 @@ def _check_request(name: str, v: object) -> None:
         raise LocalProtocolError("pv_request must be a VariantValue (see pv_request()) or None")
 
 
+def _check_u16(name: str, v: object) -> None:
+    check_u(name, v, 16)
+
+
+def _check_guid(name: str, v: object) -> None:
+    if not isinstance(v, bytes) or len(v) != 12:
+        raise LocalProtocolError(f"{name} must be 12 bytes, not {v!r:.60}")
+
+
+#: the checks of the written (not generated) events' fields, by name
 _FIELD_CHECKS: dict[str, Any] = {
-    "sid": check_u32,
-    "cid": check_u32,
-    "ioid": check_u32,
-    "sequence": check_u32,
-    "total": check_u32,  # (control messages: a u32 in the header)
-    "value": check_u32,  # (control echoes; other events with a value are generated)
-    "port": lambda n, v: check_u(n, v, 16),
-    "change_count": lambda n, v: check_u(n, v, 16),
-    "address": check_addr,
-    "response_address": check_addr,
-    "status": _check_status,
-    "changed": _check_bitset,
-    "pv_request": _check_request,
+    **dict.fromkeys(("sid", "cid", "ioid", "sequence", "total", "value"), check_u32),
+    **dict.fromkeys(("buffer_size",), check_u32),
+    **dict.fromkeys(("port", "response_port", "change_count", "registry_size", "qos"), _check_u16),
+    **dict.fromkeys(("address", "response_address"), check_addr),
+    **dict.fromkeys(("protocol", "auth_method", "text"), check_str),
+    "guid": _check_guid,
 }
 _CHECKS: dict[type, tuple[tuple[str, Any], ...]] = {}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
-from ._event import ALL_CHANGED, Event, check_addr, check_str, check_u
+from ._event import ALL_CHANGED, Event, check_str, check_u
 from ._types import Structure
 from ._values import VariantValue
 
@@ -86,14 +86,9 @@ class Beacon(Event):
     status: VariantValue | None = None
 
     def _validate(self) -> None:
-        if not isinstance(self.guid, bytes) or len(self.guid) != 12:
-            raise LocalProtocolError("guid must be 12 bytes")
+        Event._validate(self)
         check_u("sequence", self.sequence, 8)
         check_u("flags", self.flags, 8)
-        check_u("change_count", self.change_count, 16)
-        check_u("port", self.port, 16)
-        check_addr("address", self.address)
-        check_str("protocol", self.protocol)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -108,8 +103,7 @@ class ConnectionValidationRequest(Event):
         object.__setattr__(self, "auth_methods", tuple(self.auth_methods))
         for m in self.auth_methods:
             check_str("auth method", m)
-        check_u("buffer_size", self.buffer_size, 32)
-        check_u("registry_size", self.registry_size, 16)
+        Event._validate(self)
 
 
 #: the type of the "ca" method's credentials: the user and host names the peer states (shared:
@@ -128,12 +122,9 @@ class ConnectionValidationResponse(Event):
     qos: int = 0
 
     def _validate(self) -> None:
-        check_str("auth_method", self.auth_method)
+        Event._validate(self)
         if self.auth_data is not None and not isinstance(self.auth_data, VariantValue):
             raise LocalProtocolError("auth_data must be a VariantValue or None")
-        check_u("buffer_size", self.buffer_size, 32)
-        check_u("registry_size", self.registry_size, 16)
-        check_u("qos", self.qos, 16)
 
     @classmethod
     def ca(cls, user: str, host: str) -> ConnectionValidationResponse:
@@ -170,9 +161,7 @@ class SearchRequest(Event):
     protocols: tuple[str, ...] = ("tcp",)
 
     def _validate(self) -> None:
-        check_u("sequence", self.sequence, 32)
-        check_u("response_port", self.response_port, 16)
-        check_addr("response_address", self.response_address)
+        Event._validate(self)
         object.__setattr__(self, "channels", tuple((c, n) for c, n in self.channels))
         object.__setattr__(self, "protocols", tuple(self.protocols))
         if len(self.channels) > 0xFFFF:
@@ -197,12 +186,7 @@ class SearchResponse(Event):
     protocol: str = "tcp"
 
     def _validate(self) -> None:
-        if not isinstance(self.guid, bytes) or len(self.guid) != 12:
-            raise LocalProtocolError("guid must be 12 bytes")
-        check_u("sequence", self.sequence, 32)
-        check_u("port", self.port, 16)
-        check_addr("address", self.address)
-        check_str("protocol", self.protocol)
+        Event._validate(self)
         object.__setattr__(self, "cids", tuple(self.cids))
         if len(self.cids) > 0xFFFF:
             raise LocalProtocolError("at most 65535 cids per search response")
@@ -220,14 +204,13 @@ class Message(Event):
     text: str
 
     def _validate(self) -> None:
-        check_u("ioid", self.ioid, 32)
+        Event._validate(self)
         try:
             object.__setattr__(self, "severity", MessageSeverity(self.severity))
         except ValueError:
             raise LocalProtocolError(
                 f"message severity must be 0..3, not {self.severity!r}"
             ) from None
-        check_str("text", self.text)
 
 
 # ------------------------------------------------------------------------------ transport
