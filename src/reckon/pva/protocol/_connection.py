@@ -124,6 +124,7 @@ _CONTROL_OF = {int(cmd): cls for cls, (cmd, _) in _CONTROL_EVENTS.items()}
 _SENT_BY: dict[type, str] = {row.event: row.sender for row in MESSAGES}
 #: messages taken in any state once validated, not about a channel or operation
 _ANY_TIME = frozenset({Echo, Message, SearchRequest, SearchResponse, AuthNZ})
+_CHANNEL_EVENTS = frozenset({CreateChannelRequest, CreateChannelResponse, DestroyChannel})
 #: flags of a message that is not read as an operation's (see _receive)
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
@@ -398,7 +399,7 @@ class BaseConnection(Operations):
         t = ev.__class__
         if _SENT_BY[t] == self.role.value:
             raise RemoteProtocolError(
-                f"{t.__name__} from a {self._peer}: only a {self._peer} gets it"
+                f"a {self._peer} sent {t.__name__} (only a {_SENT_BY[t]} does)"
             )
         if t is DestroyRequest or t is CancelRequest:
             return self._end_or_cancel(ev)  # type: ignore[arg-type]
@@ -420,29 +421,21 @@ class BaseConnection(Operations):
             refused = self._creation_refused(ev.cid)
             if refused is not None:
                 raise refused
-            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
-            return True
-        if isinstance(ev, CreateChannelResponse):
-            ch = self._creating.pop(ev.cid, None)
-            if ch is None:
+        elif isinstance(ev, CreateChannelResponse):
+            if ev.cid not in self._creating:
                 if ev.cid in self._dead_channels:
                     return False
                 raise RemoteProtocolError(f"create channel response for unknown cid {ev.cid}")
-            if ev.status.success:
-                ch.sid = ev.sid
-                ch.state = ChannelState.CONNECTED
-                self._channels[ev.cid] = ch
-                self._other_ids[ev.sid] = ev.cid
-            return True
-        if isinstance(ev, DestroyChannel):
-            key_id = ev.sid if self._server else ev.cid
-            if key_id in self._channels:
-                self._drop_channel(key_id)
-                return True
-            if key_id in self._dead_channels:
-                return not self._server  # the server's echo confirms our destroy
-            raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
-        raise RemoteProtocolError(f"unexpected {t.__name__}")  # pragma: no cover
+        elif isinstance(ev, DestroyChannel):
+            key = ev.sid if self._server else ev.cid
+            if key not in self._channels:
+                if key in self._dead_channels:
+                    return not self._server  # the server's echo confirms our destroy
+                raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
+        else:  # pragma: no cover
+            raise RemoteProtocolError(f"unexpected {t.__name__}")
+        self._apply_channel(ev)
+        return True
 
     def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
         """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
@@ -469,12 +462,23 @@ class BaseConnection(Operations):
             return LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
         return None
 
-    def _created(self, ch: ChannelInfo, cid: int, sid: int) -> None:
-        """Channel ``cid``, no longer being created, is ``sid`` now (server side)."""
-        ch.sid = sid
-        ch.state = ChannelState.CONNECTED
-        self._channels[sid] = ch
-        self._other_ids[cid] = sid
+    def _apply_channel(self, ev: Event) -> None:
+        """A channel's creation or destruction, sent or received (checked already): each side
+        keys its channels by its own id (server: sid, client: cid) and maps the other's."""
+        if isinstance(ev, CreateChannelRequest):
+            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
+        elif isinstance(ev, CreateChannelResponse):
+            ch = self._creating.pop(ev.cid)
+            if ev.status.success:
+                ch.sid = ev.sid
+                ch.state = ChannelState.CONNECTED
+                key, other = (ev.sid, ev.cid) if self._server else (ev.cid, ev.sid)
+                self._channels[key] = ch
+                self._other_ids[other] = key
+        elif isinstance(ev, DestroyChannel):
+            key = ev.sid if self._server else ev.cid
+            if key in self._channels:
+                self._drop_channel(key)
 
     def _drop_channel(self, key: int) -> None:
         ch = self._channels.pop(key)
@@ -581,18 +585,8 @@ class BaseConnection(Operations):
                 return
             self.state = table[self.state]
             return
-        if isinstance(ev, CreateChannelResponse):
-            ch = self._creating.pop(ev.cid)
-            if ev.status.success:
-                self._created(ch, ev.cid, ev.sid)
-            return
-        if isinstance(ev, CreateChannelRequest):
-            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
-            return
-        if isinstance(ev, DestroyChannel):
-            key = ev.sid if self._server else ev.cid
-            if key in self._channels:
-                self._drop_channel(key)
+        if t in _CHANNEL_EVENTS:
+            self._apply_channel(ev)
             return
         command = OPENERS.get(t)
         if command is not None:  # a client opening an operation
