@@ -131,17 +131,14 @@ _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DAT
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
 
-_TABLES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {}
-
-
-def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
-    """HANDSHAKE's (send, recv) transitions of one role, keyed by event type."""
-    tables = _TABLES.get(role)
-    if tables is None:
-        send = {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"}
-        recv = {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"}
-        tables = _TABLES[role] = (send, recv)
-    return tables
+#: HANDSHAKE's transitions per role, split by direction (send, recv) and keyed by event type
+_HANDSHAKES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {
+    role: (
+        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"},
+        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"},
+    )
+    for role in Role
+}
 
 
 class BaseConnection(Operations):
@@ -202,7 +199,7 @@ class BaseConnection(Operations):
         self.bytes_sent = 0
         # the handshake table split per role and direction (enum hashing is slow), shared
         # read-only by the role's connections
-        self._send_table, self._recv_table = _handshake_tables(self.role)
+        self._send_table, self._recv_table = _HANDSHAKES[self.role]
 
     # ----------------------------------------------------------------------- public
     @property
