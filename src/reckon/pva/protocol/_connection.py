@@ -71,7 +71,6 @@ from ._op_events import (
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (
     HANDSHAKE,
-    INIT_RESPONSES,
     OPENERS,
     OPERATIONS,
     ChannelState,
@@ -572,8 +571,6 @@ class BaseConnection(Operations):
         if row is not None:  # a message on an operation (inits, which open one, are not rows)
             req = self._requests.get(ev.ioid)  # type: ignore[attr-defined]
             if req is not None:
-                if t in INIT_RESPONSES:
-                    self._agree(req, ev)
                 self._apply(req, row, ev)
             return
         table = self._send_table.get(t)

@@ -16,7 +16,7 @@ from ._event import Event
 from ._generate import OpContext, op_ids, read_message, reply_event
 from ._header import FLAG_BIG, Framer
 from ._op_events import Get, MessageTooBig, MonitorFinish
-from ._state import INIT_RESPONSES, OPERATIONS, ChannelState, ConnectionState, RequestState, Step
+from ._state import OPERATIONS, ChannelState, ConnectionState, RequestState, Step
 from ._status import Status
 from ._table import OP_COMMANDS
 
@@ -54,12 +54,6 @@ def refusal(req: RequestInfo, row: Step, event: type) -> str | None:
     if req.state not in row.before:
         return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
     return None
-
-
-def status_of(ev: Event) -> Status:
-    st = getattr(ev, "status", None)
-    assert isinstance(st, Status)
-    return st
 
 
 class Operations:
@@ -204,8 +198,6 @@ class Operations:
             if row.drop_if_cancelled and req.cancelled:
                 return []  # the answer to an execution this client cancelled meanwhile
             raise RemoteProtocolError(why)
-        if type(ev) in INIT_RESPONSES:
-            self._agree(req, ev)
         self._apply(req, row, ev)
         return [ev]
 
@@ -216,9 +208,13 @@ class Operations:
             req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
             req.get_type = getattr(ev, "get_type", None)
 
-    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
-        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
-        failed = row.ends_on_failure and not status_of(ev).success
+    def _apply(self, req: RequestInfo, row: Step, ev: Any) -> None:
+        """Apply the operation table's ``row`` for event ``ev`` (checked already); an init's
+        response (the row that ends on failure) agrees the operation's types."""
+        failed = False
+        if row.ends_on_failure:
+            self._agree(req, ev)
+            failed = not ev.status.success
         self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
 
     def _step(
