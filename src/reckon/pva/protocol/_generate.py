@@ -367,18 +367,21 @@ _Compiled = tuple[Writer, Reader, Writer, Writer]
 _CODECS: dict[type, tuple[_Compiled, _Compiled]] = {
     row.event: (_compile(row, False), _compile(row, True)) for row in MESSAGES
 }
-#: (command, sent by the server) -> the rows that may read it, in table order
-_BY_COMMAND: dict[tuple[int, bool], list[Row]] = {}
-for _row in MESSAGES:
-    for _by_server in (True, False):
-        if _row.sender == ("client" if _by_server else "server"):
-            continue
-        _BY_COMMAND.setdefault((int(_row.command), _by_server), []).append(_row)
-del _row, _by_server
-#: a command with one row is read whoever sent it (the connection says who may send it)
-for (_cmd, _by_server), _rows in list(_BY_COMMAND.items()):
-    _BY_COMMAND.setdefault((_cmd, not _by_server), _rows)
-del _cmd, _by_server, _rows
+
+
+def _readers_of(cmd: int, by_server: bool) -> list[Row]:
+    """The rows that may read a message of ``cmd`` (sent by the server or not), in table
+    order; a command whose rows one side sends is read whoever sent it (the connection says
+    who may send it)."""
+    rows = [r for r in MESSAGES if r.command == cmd]
+    not_by = "client" if by_server else "server"
+    return [r for r in rows if r.sender != not_by] or rows
+
+
+#: (command, sent by the server) -> the rows that may read it
+_BY_COMMAND = {
+    (int(r.command), s): _readers_of(r.command, s) for r in MESSAGES for s in (True, False)
+}
 #: a row -> its "when" predicate of the subcommand
 _WHEN: dict[type, Callable[[int], Any]] = {
     row.event: eval(f"lambda sub: {row.when}", dict(_ENV))
@@ -411,7 +414,6 @@ def write_payload(ev: Event, c: Codec, op: OpContext | None, out: bytearray) -> 
     return got[0]
 
 
-_ROW_OF: dict[type, int] = {row.event: int(row.command) for row in MESSAGES}
 #: (event class, big endian) -> (command, writer)
 _WRITERS: dict[tuple[type, bool], tuple[int, Writer]] = {
     (row.event, be): (int(row.command), _CODECS[row.event][be][0])
@@ -429,7 +431,7 @@ def write_around(
     writers = _CODECS[type(ev)][c.big_endian]
     writers[2](ev, c, op, head)
     writers[3](ev, c, op, tail)
-    return _ROW_OF[type(ev)]
+    return _WRITERS[type(ev), c.big_endian][0]
 
 
 def read_message(
