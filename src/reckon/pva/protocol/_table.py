@@ -35,8 +35,10 @@ Two tokens are not fields: ``.sub`` is where the subcommand byte goes and ``|`` 
 fields present only when the status is a success. A layout starting with ``*`` repeats after
 a u16 count (a channel creation may ask for several channels).
 
-The event classes of operations' messages are generated from their rows (:func:`_op`): the
-fields in wire order, required ones first, defaults and checks by kind (:mod:`._event`).
+The event classes of the rows made by :func:`_op` (operations' messages, channels' and the
+plain connection messages) are generated from their layouts: the fields in wire order, required
+ones first and a request's ``destroy`` last, defaults and checks by kind (:mod:`._event`). The
+other rows' events, with more to check or convert, are written in :mod:`._events`.
 """
 
 from __future__ import annotations
