@@ -147,6 +147,7 @@ def format_value(name: str, value: Mapping[str, Any], raw: bool = False) -> str:
 def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
     """pvxinfo-style type listing."""
     from reckon.pva.protocol import (
+        KIND_NAMES,
         Scalar,
         ScalarArray,
         Structure,
@@ -156,7 +157,6 @@ def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
         Variant,
         VariantArray,
     )
-    from reckon.pva.protocol._types import KIND_NAMES
 
     pad = " " * indent
     suffix = f" {name}" if name else ""
