@@ -140,22 +140,41 @@ def _is_grpc(block: bytes) -> bool:
     return False
 
 
-class _Relay(asyncio.Protocol):
+#: Bytes one read of a relayed connection takes at most.
+READ_SIZE = 64 * 1024
+
+
+class _Relay(asyncio.BufferedProtocol):
     """One side of a relayed connection: what arrives is written to the other side; a side
-    whose buffer fills up pauses the other's reading (no unbounded buffering)."""
+    whose buffer fills up pauses the other's reading (no unbounded buffering).
+
+    A buffered protocol: the loop reads into one buffer kept for the connection's life. With a
+    plain protocol, asyncio allocates a fresh 256 KiB object for every read; that size is
+    above malloc's mmap threshold, so each relayed message cost an mmap, an munmap and a TLB
+    flush on every core the process runs on (measured: about a tenth of the server's CPU under
+    gRPC ping-pong, and the other core interrupted on each message). What is passed on is a
+    copy of the bytes read, the size of a message.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.other: _Relay | None = None
+        self._buffer = bytearray(READ_SIZE)
+        self._view = memoryview(self._buffer)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=256 * 1024)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
         if self.other is not None and self.other.transport is not None:
-            self.other.transport.write(data)
+            # a copy of what was read: a transport may keep what it cannot send at once, and
+            # from Python 3.12 on it keeps the very object it was given
+            self.other.transport.write(self._buffer[:nbytes])
 
     def eof_received(self) -> bool | None:
         other = self.other.transport if self.other is not None else None
@@ -194,11 +213,11 @@ class _Sniffer(_Relay):
             # without it, Nagle's algorithm and delayed ACKs hold small answers back ~40 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def data_received(self, data: bytes) -> None:
+    def buffer_updated(self, nbytes: int) -> None:
         if self._sniff.route is not None:
-            super().data_received(data)
+            super().buffer_updated(nbytes)
             return
-        reply = self._sniff.feed(data)
+        reply = self._sniff.feed(bytes(self._view[:nbytes]))
         if reply and self.transport is not None:
             self.transport.write(reply)
         if self._sniff.route is not None:
