@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import ssl
+import threading
 from typing import Any, Literal
 
 from reckon.service.tls import Tls
@@ -236,12 +238,25 @@ class _Sniffer(_Relay):
         return super().eof_received()
 
     def _go(self, where: Route) -> None:
-        assert self.transport is not None
+        transport = self.transport
+        assert transport is not None
         if where == "http":
-            self._front.to_hypercorn(self.transport, self._head)
-        else:
-            self.transport.pause_reading()
-            self._front.spawn(self._relay())
+            self._front.to_hypercorn(transport, self._head)
+            return
+        sock = transport.get_extra_info("socket")
+        if (
+            SPLICE
+            and self._front.tls is None
+            and sock is not None
+            and transport.get_write_buffer_size() == 0
+        ):
+            # plain TCP: the connection leaves the event loop for a pair of relay threads
+            fd = os.dup(sock.fileno())
+            transport.abort()  # the loop lets go of its copy; nothing is sent or closed
+            _Spliced(fd, self._head, self._front)
+            return
+        transport.pause_reading()  # TLS: the loop decrypts, so it relays too
+        self._front.spawn(self._relay())
 
     async def _relay(self) -> None:
         transport = self.transport
@@ -264,6 +279,95 @@ class _Sniffer(_Relay):
         transport.resume_reading()
 
 
+#: Linux moves bytes between two sockets through a pipe without copying them into the process.
+SPLICE = hasattr(os, "splice")
+
+
+class _Spliced:
+    """A plain gRPC connection relayed by two threads of its own, one per direction, each
+    moving bytes with ``os.splice`` (socket to pipe to socket, in the kernel).
+
+    Neither direction waits for the event loop, which runs the handlers: the relay threads
+    block in the kernel without the GIL and take it only between two splices. A server stream's
+    messages go on to the client while the loop makes the next one, and a busy loop does not
+    hold back another connection's bytes. Each direction blocks while the other side's buffer
+    is full (backpressure); an end of stream is passed on as a half close, and the sockets are
+    closed once both directions have ended (at once when either side fails). Like a relay in
+    the loop, a relayed connection outlives :meth:`Front.stop`: it ends when the gRPC server
+    closes its side (so what that server sends last, such as a health watcher's NOT_SERVING,
+    still reaches the client).
+    """
+
+    def __init__(self, client: int, head: bytes, front: Front) -> None:
+        self._client = socket.socket(fileno=client)
+        self._server: socket.socket | None = None
+        self._front = front
+        self._lock = threading.Lock()
+        self._open = 2  # directions still running
+        self._closed = False
+        self._head = head
+        threading.Thread(target=self._start, name="reckon-relay", daemon=True).start()
+
+    def _start(self) -> None:
+        back = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._client.setblocking(True)
+            back.settimeout(10)
+            back.connect(self._front.grpc_path)
+            back.setblocking(True)
+            back.sendall(self._head)
+        except OSError:
+            back.close()
+            self._open = 0
+            self._close()
+            return
+        self._server, self._head = back, b""
+        threading.Thread(
+            target=self._pump, args=(back, self._client), name="reckon-relay", daemon=True
+        ).start()
+        self._pump(self._client, back)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        r, w = os.pipe()
+        failed = False
+        try:
+            while n := os.splice(src.fileno(), w, READ_SIZE):
+                while n:
+                    n -= os.splice(r, dst.fileno(), n)
+        except OSError:
+            failed = True  # reset, or shut down by the other direction or by stop()
+        finally:
+            os.close(r)
+            os.close(w)
+        if failed:
+            self.shutdown()
+        else:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)  # the end of the stream, passed on
+        with self._lock:
+            self._open -= 1
+            last = self._open == 0
+        if last:
+            self._close()
+
+    def shutdown(self) -> None:
+        """End both directions (their threads then close the sockets)."""
+        with self._lock:
+            if self._closed:
+                return
+            for sock in (self._client, self._server):
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._client.close()
+            if self._server is not None:
+                self._server.close()
+
+
 class Front:
     """The published port: binds 127.0.0.1 (port 0: any free one, read back into ``port``),
     speaks TLS when given, and hands each connection to grpc.aio (at ``grpc_path``) or to
@@ -272,7 +376,7 @@ class Front:
     def __init__(self, app: Any, grpc_path: str, port: int = 0, tls: Tls | None = None) -> None:
         self._app = app
         self.grpc_path = grpc_path
-        self._tls = tls
+        self.tls = tls
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -299,10 +403,10 @@ class Front:
         # app, config, the worker's context (shutdown signalling), the lifespan state
         self._hyper = (ASGIWrapper(self._app), config, WorkerContext(None), {})
         context = None
-        if self._tls is not None:
+        if self.tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            assert self._tls.cert is not None and self._tls.key is not None
-            context.load_cert_chain(self._tls.cert, self._tls.key)
+            assert self.tls.cert is not None and self.tls.key is not None
+            context.load_cert_chain(self.tls.cert, self.tls.key)
             context.set_alpn_protocols(["h2", "http/1.1"])
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
