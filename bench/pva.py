@@ -57,9 +57,11 @@ Usage: ``python bench/pva.py [p4p|reckon] [--quick]``. Child modes are internal.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import queue
+import signal
 import statistics
 import subprocess
 import sys
@@ -579,6 +581,7 @@ class Child:
             stderr=subprocess.PIPE,
             text=True,
         )
+        self.argv = argv
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.err: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -599,9 +602,15 @@ class Child:
         try:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise RuntimeError(f"child timed out; stderr: {''.join(self.err[-20:])}") from None
+            # where is it stuck? (a peer library's hang and a reckon hang look alike from here)
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            raise RuntimeError(
+                f"child {self.argv} gave no answer in {timeout:.0f} s; its threads: "
+                + "".join(self.err[-80:])
+            ) from None
         if line is None:
-            raise RuntimeError(f"child exited; stderr: {''.join(self.err[-20:])}")
+            raise RuntimeError(f"child {self.argv} exited; stderr: {''.join(self.err[-20:])}")
         return line
 
     def json(self, timeout: float = 120) -> Any:
@@ -673,6 +682,8 @@ def measure(client: str) -> dict[tuple[str, str], list[float]]:
     envs = {srv: epics_env() for srv in ("reckon", "p4p")}
     servers = {srv: start(["server", srv], envs[srv]) for srv in envs}
     clients = {srv: start(["client", client], envs[srv]) for srv in envs}
+    for srv, child in clients.items():
+        child.argv = ["client", client, f"(of the {srv} server)"]
     base: dict[tuple[str, str], int] = {}  # (server, PV) -> the last value posted to it
     order = ["reckon", "p4p"]
     samples: dict[tuple[str, str], list[float]] = {}
@@ -879,6 +890,9 @@ def table(client: str, samples: dict[tuple[str, str], list[float]]) -> list[str]
 
 def main() -> None:
     args = sys.argv[1:]
+    if args[:1] in (["server"], ["client"]):
+        # a child the parent finds stuck is sent SIGUSR1 and prints where every thread is
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     if args[:1] == ["server"]:
         {"p4p": serve_p4p, "reckon": serve_reckon}[args[1]]()
         return
