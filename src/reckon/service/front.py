@@ -5,9 +5,12 @@ A gRPC client with protobuf bodies (HTTP/2 whose first request has ``content-typ
 application/grpc`` or ``application/grpc+proto``) is relayed, bytes as they come, to grpcio's
 C-core server (``grpc.aio``), which listens only on an abstract Unix socket of the process (a
 name, no port): grpcio cannot take a connection another server accepted, and its C core serves
-gRPC at about twice the speed of a pure-Python HTTP/2 stack. Every other connection (HTTP/1.1,
-HTTP/2 carrying Connect, gRPC-Web or gRPC with JSON, h2c by upgrade) goes to hypercorn in this
-process on the accepted socket itself, the bytes looked at fed back first: no second hop.
+gRPC at about twice the speed of a pure-Python HTTP/2 stack. The relay of a plain connection
+runs on two threads of its own (:class:`_Spliced`), out of the way of the event loop that runs
+the handlers; a TLS connection is decrypted and relayed by the loop. Every other connection
+(HTTP/1.1, HTTP/2 carrying Connect, gRPC-Web or gRPC with JSON, h2c by upgrade) goes to
+hypercorn in this process on the accepted socket itself, the bytes looked at fed back first: no
+second hop.
 
 The choice is made on the first request of a connection, once: clients use one protocol per
 connection. :class:`Sniff` is the whole decision, sans I/O (bytes in, a verdict out).
