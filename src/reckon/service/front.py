@@ -250,6 +250,7 @@ class _Sniffer(_Relay):
         if (
             SPLICE
             and self._front.tls is None
+            and self._front.spliced < SPLICED_MAX
             and sock is not None
             and transport.get_write_buffer_size() == 0
         ):
@@ -284,6 +285,9 @@ class _Sniffer(_Relay):
 
 #: Linux moves bytes between two sockets through a pipe without copying them into the process.
 SPLICE = hasattr(os, "splice")
+#: Connections relayed by threads at once, at most (two threads each); more are relayed by the
+#: event loop, so many clients cannot make the process start thousands of threads.
+SPLICED_MAX = 128
 
 
 class _Spliced:
@@ -309,6 +313,8 @@ class _Spliced:
         self._open = 2  # directions still running
         self._closed = False
         self._head = head
+        with front.lock:
+            front.spliced += 1
         threading.Thread(target=self._start, name="reckon-relay", daemon=True).start()
 
     def _start(self) -> None:
@@ -331,17 +337,18 @@ class _Spliced:
         self._pump(self._client, back)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        r, w = os.pipe()
         failed = False
         try:
-            while n := os.splice(src.fileno(), w, READ_SIZE):
-                while n:
-                    n -= os.splice(r, dst.fileno(), n)
+            r, w = os.pipe()
+            try:
+                while n := os.splice(src.fileno(), w, READ_SIZE):
+                    while n:
+                        n -= os.splice(r, dst.fileno(), n)
+            finally:
+                os.close(r)
+                os.close(w)
         except OSError:
-            failed = True  # reset, or shut down by the other direction or by stop()
-        finally:
-            os.close(r)
-            os.close(w)
+            failed = True  # reset, shut down by the other direction, or out of descriptors
         if failed:
             self.shutdown()
         else:
@@ -369,6 +376,8 @@ class _Spliced:
             self._client.close()
             if self._server is not None:
                 self._server.close()
+        with self._front.lock:
+            self._front.spliced -= 1
 
 
 class Front:
@@ -391,6 +400,9 @@ class Front:
         self.port: int = self._sock.getsockname()[1]
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: gRPC connections relayed by threads now (:class:`_Spliced`), counted under ``lock``.
+        self.spliced = 0
+        self.lock = threading.Lock()
         self._hyper: tuple[Any, Any, Any, Any] | None = None
 
     async def start(self) -> None:
