@@ -1,15 +1,23 @@
 """The one port's decision (reckon.service.front.Sniff), sans I/O: real HTTP/2 client bytes from
-the h2 library, the settings exchange a grpcio client waits for, and fuzzed input."""
+the h2 library, the settings exchange a grpcio client waits for, and fuzzed input; and the relay
+of a gRPC connection, with a real grpcio server and client."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
+import threading
+
+import grpc
+import grpc.aio
 import h2.config
 import h2.connection
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reckon.service.front import PREFACE, SERVER_SETTINGS, SNIFF_LIMIT, Sniff
+from reckon.service.front import PREFACE, SERVER_SETTINGS, SNIFF_LIMIT, Front, Sniff
 
 
 def client(content_type: str, *, padded: bool = False) -> tuple[bytes, bytes]:
@@ -114,3 +122,46 @@ def test_fuzzed_first_bytes_never_raise(head: bytes) -> None:
     sniff = Sniff()
     sniff.feed(head)
     assert sniff.route in (None, "grpc", "http")
+
+
+async def _echo(request: bytes, context: object) -> bytes:
+    return request
+
+
+async def test_a_relayed_grpc_connection_carries_big_messages_and_its_threads_end_with_it() -> None:
+    """The relay of a plain gRPC connection (two threads splicing bytes): a message larger
+    than a pipe holds goes through both ways intact, and the threads end once the client
+    closes its connection."""
+
+    def relays() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "reckon-relay"]
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "rtest.Echo", {"Say": grpc.unary_unary_rpc_method_handler(_echo)}
+            )
+        ]
+    )
+    name = f"reckon-test-{os.getpid()}-{secrets.token_hex(4)}"
+    server.add_insecure_port(f"unix-abstract:{name}")
+    await server.start()
+    front = Front(None, "\0" + name)
+    await front.start()
+    before = len(relays())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+            say = channel.unary_unary("/rtest.Echo/Say")
+            big = os.urandom(1 << 20)
+            assert await say(big, timeout=10) == big
+            assert await say(b"small", timeout=10) == b"small"
+            assert len(relays()) == before + 2  # one per direction of this connection
+        for _ in range(200):  # the client closed: both directions end, the threads with them
+            if len(relays()) == before:
+                break
+            await asyncio.sleep(0.05)
+        assert len(relays()) == before
+    finally:
+        await front.stop()
+        await server.stop(0)

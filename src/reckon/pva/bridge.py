@@ -277,8 +277,6 @@ def enum_index(choices: list[str], value: Any) -> int:
 
 def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
     """One PV from a serve-file entry (see docs/pva.md for the keys)."""
-    if not isinstance(entry, Mapping):
-        raise ConfigurationError(f"PV {name!r}: expected a table with type and value")
     writable = bool(entry.get("writable", True))
     value = entry.get("value")
     try:

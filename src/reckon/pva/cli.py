@@ -13,9 +13,9 @@ import json
 import signal
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -39,8 +39,8 @@ def _check_timeout(seconds: float) -> float:
 def _check_request(text: str) -> str:
     """A pvRequest that does not parse is a usage error, found before anything is sent."""
     if text:
+        from reckon.pva.client import make_request
         from reckon.pva.protocol import ProtocolError
-        from reckon.pva.request import make_request
 
         try:
             make_request(text)
@@ -147,6 +147,7 @@ def format_value(name: str, value: Mapping[str, Any], raw: bool = False) -> str:
 def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
     """pvxinfo-style type listing."""
     from reckon.pva.protocol import (
+        KIND_NAMES,
         Scalar,
         ScalarArray,
         Structure,
@@ -156,30 +157,25 @@ def format_type(t: Any, name: str = "", indent: int = 0) -> list[str]:
         Variant,
         VariantArray,
     )
-    from reckon.pva.protocol._types import KIND_NAMES
 
     pad = " " * indent
     suffix = f" {name}" if name else ""
-    if isinstance(t, Scalar):
-        return [f"{pad}{KIND_NAMES[t.kind]}{suffix}"]
-    if isinstance(t, ScalarArray):
-        return [f"{pad}{KIND_NAMES[t.kind]}[]{suffix}"]
+    if isinstance(t, (StructureArray, UnionArray)):
+        lines = format_type(t.element, "", indent)
+        lines[0] += f"[]{suffix}"
+        return lines
     if isinstance(t, (Structure, Union)):
         kw = "struct" if isinstance(t, Structure) else "union"
-        head = f"{pad}{kw}{(' ' + json.dumps(t.id)) if t.id else ''}{suffix}"
-        out = [head]
+        out = [f"{pad}{kw}{(' ' + json.dumps(t.id)) if t.id else ''}{suffix}"]
         for fname, ft in t.fields:
             out.extend(format_type(ft, fname, indent + 4))
         return out
-    if isinstance(t, (StructureArray, UnionArray)):
-        lines = format_type(t.element, "", indent)
-        lines[0] = lines[0] + f"[]{suffix}"
-        return lines
-    if isinstance(t, Variant):
-        return [f"{pad}any{suffix}"]
-    if isinstance(t, VariantArray):
-        return [f"{pad}any[]{suffix}"]
-    return [f"{pad}{t!r}{suffix}"]
+    if isinstance(t, (Scalar, ScalarArray)):
+        head = KIND_NAMES[t.kind]
+    else:
+        head = "any" if isinstance(t, (Variant, VariantArray)) else repr(t)
+    array = "[]" if isinstance(t, (ScalarArray, VariantArray)) else ""
+    return [f"{pad}{head}{array}{suffix}"]
 
 
 def parse_scalar(text: str) -> Any:
@@ -190,6 +186,14 @@ def parse_scalar(text: str) -> Any:
         return text
 
 
+def _pair(arg: str, usage: str) -> tuple[str, Any]:
+    """``name=value`` as (name, parsed value); anything else is a usage error saying ``usage``."""
+    key, sep, text = arg.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"{arg!r}: {usage}")
+    return key, parse_scalar(text)
+
+
 def parse_put_args(args: list[str]) -> Any:
     """``VALUE`` or ``field=value ...`` (dotted fields) into what Client.put accepts."""
     if len(args) == 1 and "=" not in args[0]:
@@ -198,19 +202,27 @@ def parse_put_args(args: list[str]) -> Any:
         return [parse_scalar(a) for a in args]  # an array, like pvxput
     out: dict[str, Any] = {}
     for a in args:
-        key, sep, text = a.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{a!r}: write VALUE, or field=value (e.g. value.index=1)")
+        key, value = _pair(a, "write VALUE, or field=value (e.g. value.index=1)")
         parts = key.split(".")
         d = out
         for p in parts[:-1]:
             d = d.setdefault(p, {})
-        d[parts[-1]] = parse_scalar(text)
+        d[parts[-1]] = value
     return out
 
 
 def _fail(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _show(name: str, value: Any, raw: bool, as_json: bool) -> None:
+    """Print a value as --json asks (one JSON line), else as :func:`format_value` does."""
+    if as_json:
+        typer.echo(json.dumps({"name": name, "value": _jsonable(value)}))
+    elif isinstance(value, Mapping):
+        typer.echo(format_value(name, value, raw))
+    else:
+        typer.echo(f"{name} {_short(value)}")  # an RPC's plain result
 
 
 async def _enum_choice(client: Any, name: str, text: str) -> Any:
@@ -236,6 +248,36 @@ def _run(coro: Any) -> Any:
     return runloop.run(coro)  # uvloop when importable, unless RECKON_PVA_UVLOOP=0
 
 
+def _run_each(
+    names: list[str],
+    timeout: float,
+    operation: Callable[[Any, str], Awaitable[Any]],
+    show: Callable[[str, Any], None],
+) -> NoReturn:
+    """Run ``operation(client, name)`` for every name at once; print the results in order
+    with ``show``, and the failures on stderr (exit status 1 when any failed)."""
+    from reckon.errors import PvaError
+    from reckon.pva.client import Client
+
+    async def main() -> int:
+        async with Client(timeout=timeout) as c:
+            results = await asyncio.gather(
+                *(operation(c, n) for n in names), return_exceptions=True
+            )
+        status = 0
+        for name, res in zip(names, results, strict=True):
+            if isinstance(res, PvaError):
+                _fail(f"{name}: {res}")
+                status = 1
+            elif isinstance(res, BaseException):
+                raise res
+            else:
+                show(name, res)
+        return status
+
+    raise typer.Exit(_run(main()))
+
+
 @app.command()
 def get(
     names: Annotated[list[str], typer.Argument(help="PV names.", metavar="NAME")],
@@ -245,28 +287,12 @@ def get(
     as_json: JsonOpt = False,
 ) -> None:
     """Read PVs once (like pvxget)."""
-    from reckon.errors import PvaError
-    from reckon.pva.client import Client
-
-    async def main() -> int:
-        status = 0
-        async with Client(timeout=timeout) as c:
-            results = await asyncio.gather(
-                *(c.get(n, request or None) for n in names), return_exceptions=True
-            )
-        for name, res in zip(names, results, strict=True):
-            if isinstance(res, PvaError):
-                _fail(f"{name}: {res}")
-                status = 1
-            elif isinstance(res, BaseException):
-                raise res
-            elif as_json:
-                typer.echo(json.dumps({"name": name, "value": _jsonable(res)}))
-            else:
-                typer.echo(format_value(name, res, raw))
-        return status
-
-    raise typer.Exit(_run(main()))
+    _run_each(
+        names,
+        timeout,
+        lambda c, name: c.get(name, request or None),
+        lambda name, value: _show(name, value, raw, as_json),
+    )
 
 
 @app.command()
@@ -281,27 +307,15 @@ def put(
 ) -> None:
     """Write a PV (like pvxput): put NAME 1.5, put NAME value.index=1, or an enum's choice by
     name: put NAME off."""
-    from reckon.errors import PvaError
-    from reckon.pva.client import Client
-
     value = parse_put_args(values)
 
-    async def main() -> int:
-        async with Client(timeout=timeout) as c:
-            try:
-                if isinstance(value, str):  # an enum's choice by name, else a string PV's value
-                    value_ = await _enum_choice(c, name, value)
-                else:
-                    value_ = value
-                await c.put(name, value_, request or None)
-                after = await c.get(name)
-            except PvaError as exc:
-                _fail(f"{name}: {exc}")
-                return 1
-        typer.echo(format_value(name, after, raw))
-        return 0
+    async def put_and_read(c: Any, name: str) -> Any:
+        # a single word may be an enum's choice by name, else it is a string PV's value
+        choice = await _enum_choice(c, name, value) if isinstance(value, str) else value
+        await c.put(name, choice, request or None)
+        return await c.get(name)
 
-    raise typer.Exit(_run(main()))
+    _run_each([name], timeout, put_and_read, lambda n, after: _show(n, after, raw, False))
 
 
 @app.command()
@@ -326,10 +340,11 @@ def monitor(
     async def main() -> int:
         seen = 0
         failed = 0
-        done = asyncio.Event()
         async with Client(timeout=timeout) as c:
 
             async def watch(name: str) -> bool:
+                """Print ``name``'s updates; True when the command should stop (--count
+                reached, or the server closed the PV), False when it did not connect."""
                 nonlocal seen, failed
                 try:
                     await c.connected(name)
@@ -339,36 +354,27 @@ def monitor(
                     return False
                 async with c.monitor(name, request or None) as sub:
                     async for u in sub:
-                        if as_json:
-                            line = json.dumps({"name": name, "value": _jsonable(u.value)})
-                        else:
-                            line = format_value(name, u.value, raw)
-                        typer.echo(line)
+                        _show(name, u.value, raw, as_json)
                         sys.stdout.flush()
                         seen += 1
                         if count and seen >= count:
-                            done.set()
                             return True
                 return True  # the server closed the PV
 
             tasks = [asyncio.create_task(watch(n)) for n in names]
-            waiter = asyncio.create_task(done.wait())
-            pending: set[asyncio.Task[Any]] = {waiter, *tasks}
+            pending: set[asyncio.Task[bool]] = set(tasks)
             try:
+                # a PV that failed to connect leaves the others running
                 while pending:
                     finished, pending = await asyncio.wait(
                         pending, return_when=asyncio.FIRST_COMPLETED
                     )
-                    # Stop when asked, when a monitor ended, or when every PV failed to
-                    # connect; a PV that failed to connect leaves the others running.
-                    if waiter in finished or failed == len(names):
-                        break
                     if any(t.result() for t in finished):  # result() raises a monitor's error
                         break
             finally:
-                for t in [waiter, *tasks]:
+                for t in tasks:
                     t.cancel()
-                await asyncio.gather(waiter, *tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
         return 1 if failed else 0
 
     try:
@@ -383,25 +389,12 @@ def info(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Print the type of PVs (like pvxinfo)."""
-    from reckon.errors import PvaError
-    from reckon.pva.client import Client
-
-    async def main() -> int:
-        status = 0
-        async with Client(timeout=timeout) as c:
-            for name in names:
-                try:
-                    t = await c.info(name)
-                except PvaError as exc:
-                    _fail(f"{name}: {exc}")
-                    status = 1
-                    continue
-                typer.echo(name)
-                for line in format_type(t, indent=4):
-                    typer.echo(line)
-        return status
-
-    raise typer.Exit(_run(main()))
+    _run_each(
+        names,
+        timeout,
+        lambda c, name: c.info(name),
+        lambda name, t: typer.echo("\n".join([name, *format_type(t, indent=4)])),
+    )
 
 
 @app.command()
@@ -416,33 +409,15 @@ def call(
     as_json: JsonOpt = False,
 ) -> None:
     """Call an RPC PV with NTURI arguments (like pvxcall): call NAME a=1 b=2."""
-    from reckon.errors import PvaError
     from reckon.pva import nt
-    from reckon.pva.client import Client
 
-    query: dict[str, Any] = {}
-    for a in args or []:
-        key, sep, text = a.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{a!r}: RPC arguments are name=value")
-        query[key] = parse_scalar(text)
-
-    async def main() -> int:
-        async with Client(timeout=timeout) as c:
-            try:
-                result = await c.rpc(name, nt.uri(name, query))
-            except PvaError as exc:
-                _fail(f"{name}: {exc}")
-                return 1
-        if as_json:
-            typer.echo(json.dumps({"name": name, "value": _jsonable(result)}))
-        elif isinstance(result, Mapping):
-            typer.echo(format_value(name, result, raw))
-        else:
-            typer.echo(f"{name} {_short(result)}")
-        return 0
-
-    raise typer.Exit(_run(main()))
+    query = dict(_pair(a, "RPC arguments are name=value") for a in args or [])
+    _run_each(
+        [name],
+        timeout,
+        lambda c, name: c.rpc(name, nt.uri(name, query)),
+        lambda name, result: _show(name, result, raw, as_json),
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -535,9 +510,7 @@ def serve(
         server = Server(pvs, config=config, share=share)
         await server.start()
         runloop.freeze_heap()  # startup's heap is here to stay: no full collection walks it
-        stats_name = (
-            spec.get("engine", {}).get("stats") if isinstance(spec.get("engine"), dict) else None
-        )
+        stats_name = spec.get("engine", {}).get("stats")  # (load_spec checked it is a table)
         publisher = None
         if stats_name:
             from reckon.core import default_engine
@@ -581,24 +554,33 @@ PatternsArg = Annotated[
         help="PV names, or glob patterns (demo:*) matched with --share.", metavar="NAME"
     ),
 ]
+
+
 ShareListOpt = Annotated[
     str | None,
     typer.Option("--share", help="Match patterns against the PVs shared at this Redis URL."),
 ]
 
 
-@app.command()
-def top(names: PatternsArg, share: ShareListOpt = None) -> None:
-    """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
+def _run_view(run: Callable[[], int | None]) -> NoReturn:
+    """Run a view until it ends; reckon's errors (no PV matches, no Redis) are one line on
+    stderr and exit status 2."""
     from reckon.errors import ReckonError
-    from reckon.pva.views.commands import run_top
 
     try:
-        code = run_top(names, share)
+        code = run()
     except ReckonError as exc:
         _fail(str(exc))
         raise typer.Exit(2) from None
-    raise typer.Exit(code)
+    raise typer.Exit(code or 0)
+
+
+@app.command()
+def top(names: PatternsArg, share: ShareListOpt = None) -> None:
+    """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
+    from reckon.pva.views.commands import run_top
+
+    _run_view(lambda: run_top(names, share))
 
 
 @app.command()
@@ -612,14 +594,9 @@ def web(
     ] = None,
 ) -> None:
     """A live web page of PVs: table, history and array plots, images (until Ctrl-C)."""
-    from reckon.errors import ReckonError
     from reckon.pva.views.commands import run_web
 
-    try:
-        run_web(names, host=host, port=port, token=token, share=share)
-    except ReckonError as exc:
-        _fail(str(exc))
-        raise typer.Exit(2) from None
+    _run_view(lambda: run_web(names, host=host, port=port, token=token, share=share))
 
 
 if __name__ == "__main__":  # ``python -m reckon.pva.cli``: ``reckon pva``, with its error handling

@@ -7,15 +7,15 @@ restart. Every operation takes a timeout and raises :class:`~reckon.errors.PvaTi
 naming the PV; error statuses from the server raise :class:`~reckon.errors.PvaRemoteError`.
 
 The pieces live beside it: the server connection and channels in
-:mod:`reckon.pva.client_connection`, monitors in :mod:`reckon.pva.subscription`, pvRequest and
-put-value helpers in :mod:`reckon.pva.request`, and the blocking :class:`SyncClient` in
-:mod:`reckon.pva.sync` (also importable from :mod:`reckon.pva`).
+:mod:`reckon.pva.client_connection`, monitors in :mod:`reckon.pva.subscription`, and the
+blocking :class:`SyncClient` in :mod:`reckon.pva.sync` (also importable from :mod:`reckon.pva`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import itertools
 import logging
@@ -23,9 +23,9 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from reckon.errors import PvaError, PvaTimeoutError
+from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.client_connection import PENDING, Channel, ClientProtocol, Disconnected, Op
-from reckon.pva.config import MAX_MESSAGE_SIZE, Address, ClientConfig
+from reckon.pva.config import DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE, Address, ClientConfig
 from reckon.pva.discovery import SearchClient
 from reckon.pva.protocol import (
     RPC,
@@ -36,26 +36,23 @@ from reckon.pva.protocol import (
     FieldDesc,
     Get,
     GetField,
-    GetFieldResponse,
     GetInit,
-    GetResponse,
     ProtocolError,
     Put,
     PutGet,
     PutGetInit,
     PutGetInitResponse,
-    PutGetResponse,
     PutInit,
     PutInitResponse,
-    PutResponse,
     RPCInit,
-    RPCResponse,
     SearchRequest,
     SearchResponse,
     Status,
+    Structure,
     VariantValue,
+    pv_request,
 )
-from reckon.pva.request import DEFAULT_TIMEOUT, build_value, check_status, make_request
+from reckon.pva.pv import merge
 from reckon.pva.stopping import end_tasks
 from reckon.pva.subscription import Subscription, Update
 
@@ -72,6 +69,41 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def make_request(request: str | Mapping[str, Any] | VariantValue | None) -> VariantValue | None:
+    """A pvRequest from ``"field(value)record[queueSize=4]"``, a dict, or an existing value."""
+    if request is None or isinstance(request, VariantValue):
+        return request
+    if isinstance(request, str):
+        return pv_request(request)
+    return VariantValue.of(dict(request))
+
+
+def check_status(status: Status, what: str, name: str) -> None:
+    """Raise the server's error status with the operation and PV named, so it can be traced."""
+    if not status.success:
+        raise PvaRemoteError(f"{what} {name!r}: {status.message or 'error'}")
+
+
+def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
+    """A full value of the server's put type and the mask of the fields the caller set: a
+    dict of field names sets those fields, anything else is the ``value`` field (NT types)."""
+    if not isinstance(t, Structure):
+        raise PvaError(f"put {name!r}: the server gave no structure type")
+    if isinstance(value, Mapping) and set(value) <= set(t.names):
+        update: Mapping[str, Any] = value
+    elif "value" in t:
+        update = {"value": value}
+    else:
+        raise PvaError(f"put {name!r}: it has no 'value' field; put a dict of {list(t.names)}")
+    return merge(t, t.default(), update)
+
+
+def _made(fut: asyncio.Future[ClientProtocol]) -> ClientProtocol | None:
+    """The connection a connect future made, or None (still connecting, failed or cancelled)."""
+    ok = fut.done() and not fut.cancelled() and fut.exception() is None
+    return fut.result() if ok else None
 
 
 class Client:
@@ -132,9 +164,7 @@ class Client:
             return
         self._loop = asyncio.get_running_loop()
         self._search_wake = asyncio.Event()
-        self._udp = SearchClient(
-            self.config.search_targets(), self.on_search_response, lambda b, a: None
-        )
+        self._udp = SearchClient(self.config.search_targets(), self.on_search_response)
         await self._udp.start()
         self._search_task = self.loop.create_task(self._search_loop())
 
@@ -148,12 +178,11 @@ class Client:
             self._udp.close()
         for futs in (self._conns, self._name_conns):
             for fut in futs.values():
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    t = fut.result().transport
-                    if t is not None:
-                        t.close()
-                else:
+                conn = _made(fut)
+                if conn is None:
                     fut.cancel()
+                elif conn.transport is not None:
+                    conn.transport.close()
         self._conns.clear()
         self._name_conns.clear()
 
@@ -219,7 +248,7 @@ class Client:
         self, addr: Address, seq: int, pairs: list[tuple[int, str]]
     ) -> None:
         try:
-            conn = await self._connect(addr, self._name_conns, name_server=True)
+            conn = await self._connect(addr, self._name_conns)
             conn.send(
                 SearchRequest(
                     sequence=seq, channels=tuple(pairs), reply_required=False, unicast=True
@@ -258,18 +287,15 @@ class Client:
             self.searching(ch)
 
     async def _connect(
-        self,
-        addr: Address,
-        table: dict[Address, asyncio.Future[ClientProtocol]],
-        name_server: bool = False,
+        self, addr: Address, table: dict[Address, asyncio.Future[ClientProtocol]]
     ) -> ClientProtocol:
         fut = table.get(addr)
-        if fut is None or (fut.done() and (fut.cancelled() or fut.exception() is not None)):
+        if fut is None or (fut.done() and _made(fut) is None):
             fut = self.loop.create_future()
             table[addr] = fut
             try:
                 _, proto = await self.loop.create_connection(
-                    lambda: ClientProtocol(self, addr, name_server), addr[0], addr[1]
+                    lambda: ClientProtocol(self, addr), addr[0], addr[1]
                 )
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that
                 # arrives as the handshake completes
@@ -287,28 +313,18 @@ class Client:
     def forget_connection(self, conn: ClientProtocol) -> None:
         for table in (self._conns, self._name_conns):
             fut = table.get(conn.address)
-            if (
-                fut is not None
-                and fut.done()
-                and not fut.cancelled()
-                and (fut.exception() is None and fut.result() is conn)
-            ):
+            if fut is not None and _made(fut) is conn:
                 del table[conn.address]
         for ch in list(conn.channels.values()):
             ch.lost(conn)
         conn.channels.clear()
 
     # ---------------------------------------------------------------------- operations
-    async def _connected(self, name: str, deadline: float) -> Channel:
+    async def _connected(self, name: str) -> Channel:
         await self.start()
         ch = self.channel(name)
         while not ch.connected.is_set() or ch.conn is None or ch.conn is PENDING:
-            remaining = deadline - self.loop.time()
-            if remaining <= 0:
-                raise TimeoutError
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await ch.connected.wait()
+            await ch.connected.wait()  # (bounded by the caller's deadline)
         return ch
 
     async def _run(self, name: str, what: str, timeout: float | None, body: Any) -> Any:  # noqa: ASYNC109
@@ -317,7 +333,7 @@ class Client:
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
-                    ch = await self._connected(name, deadline)
+                    ch = await self._connected(name)
                     return await body(ch)
             except TimeoutError:
                 known = self._channels.get(name)
@@ -334,25 +350,17 @@ class Client:
             except Disconnected:
                 continue  # the server went away mid-operation: search again and retry
 
-    async def _op(self, ch: Channel) -> tuple[ClientProtocol, Op]:
-        conn = ch.conn
-        if conn is None or conn is PENDING:
-            raise Disconnected("not connected")
-        ioid = self.next_ioid()
-        op = Op(ch, ioid)
-        conn.ops[ioid] = op
-        return conn, op
-
     @contextlib.asynccontextmanager
     async def _use_op(
         self,
         ch: Channel,
         key: tuple[str, str],
-        init: Callable[[int], Event],
+        init: Callable[[int], Event] | None,
         what: str,
         name: str,
     ) -> AsyncIterator[tuple[ClientProtocol, Op]]:
-        """An initialised operation: the channel's cached one when it is free, else a new one.
+        """An operation opened by ``init(ioid)``: the channel's cached one when it is free,
+        else a new one (without ``init``, a bare ioid for one request and its reply).
 
         Reusing an operation makes a get one round trip instead of two. An operation that
         failed, timed out or was cancelled mid-way is destroyed (its state is unknown); a
@@ -361,20 +369,22 @@ class Client:
         conn = ch.conn
         if conn is None or conn is PENDING:
             raise Disconnected("not connected")
-        op = ch.op_cache.get(key)
+        op = ch.op_cache.get(key) if init is not None else None
         if op is None or op.busy or op.ioid not in conn.ops:
-            conn, op = await self._op(ch)
-            op.busy = True
-            try:
-                conn.send(init(op.ioid))
-                ev = await op.next(self.loop)
-                op.info = ev
-                check_status(getattr(ev, "status", Status.OK), what, name)
-            except BaseException:
-                self._discard(conn, ch, op)
-                raise
-            if key not in ch.op_cache or ch.op_cache[key].ioid not in conn.ops:
-                ch.op_cache[key] = op
+            op = Op(ch, self.next_ioid())
+            conn.ops[op.ioid] = op
+            if init is not None:
+                op.busy = True
+                try:
+                    conn.send(init(op.ioid))
+                    ev = await op.next(self.loop)
+                    op.info = ev
+                    check_status(getattr(ev, "status", Status.OK), what, name)
+                except BaseException:
+                    self._discard(conn, ch, op)
+                    raise
+                if key not in ch.op_cache or ch.op_cache[key].ioid not in conn.ops:
+                    ch.op_cache[key] = op
         op.busy = True
         ok = False
         try:
@@ -385,13 +395,40 @@ class Client:
             cached = ch.op_cache.get(key) is op
             if not ok and cached:
                 del ch.op_cache[key]
-            if not ok or not cached:
+            if init is None:
+                conn.ops.pop(op.ioid, None)
+            elif not ok or not cached:
                 self._discard(conn, ch, op)
 
     def _discard(self, conn: ClientProtocol, ch: Channel, op: Op) -> None:
         if conn.ops.pop(op.ioid, None) is not None:
             with contextlib.suppress(PvaError, ProtocolError):
                 conn.send(DestroyRequest(ch.sid, op.ioid))
+
+    async def _exchange(
+        self,
+        name: str,
+        what: str,
+        timeout: float | None,  # noqa: ASYNC109
+        request: object,
+        init: Callable[[int, int], Event] | None,
+        message: Callable[[int, int, Any], Event],
+    ) -> Any:
+        """One request and its reply on ``name``'s channel, retried across reconnects within
+        ``timeout``: ``init(sid, ioid)`` opens the operation (kept by the channel for the next
+        call with the same ``request``), ``message(sid, ioid, init's reply)`` is sent, and the
+        reply, its status checked, returned."""
+
+        async def body(ch: Channel) -> Any:
+            opener = None if init is None else functools.partial(init, ch.sid)
+            key = (what, repr(request))
+            async with self._use_op(ch, key, opener, what, name) as (conn, op):
+                conn.send(message(ch.sid, op.ioid, op.info))
+                ev: Any = await op.next(self.loop)
+                check_status(ev.status, what, name)
+                return ev
+
+        return await self._run(name, what, timeout, body)
 
     async def get(
         self,
@@ -402,20 +439,16 @@ class Client:
     ) -> dict[str, Any]:
         """The PV's current value (a dict; ``["value"]`` for NT types)."""
         req = make_request(request)
-
-        async def body(ch: Channel) -> dict[str, Any]:
-            def init(ioid: int) -> Event:
-                return GetInit(ch.sid, ioid, req)
-
-            async with self._use_op(ch, ("get", repr(request)), init, "get", name) as (conn, op):
-                conn.send(Get(ch.sid, op.ioid))
-                ev = await op.next(self.loop)
-                assert isinstance(ev, GetResponse)
-                check_status(ev.status, "get", name)
-                assert ev.value is not None
-                return ev.value
-
-        result: dict[str, Any] = await self._run(name, "get", timeout, body)
+        ev = await self._exchange(
+            name,
+            "get",
+            timeout,
+            request,
+            lambda sid, ioid: GetInit(sid, ioid, req),
+            lambda sid, ioid, _: Get(sid, ioid),
+        )
+        assert ev.value is not None
+        result: dict[str, Any] = ev.value
         return result
 
     async def put(
@@ -429,19 +462,13 @@ class Client:
         """Write ``value`` (a plain value sets ``value``; a dict sets the fields it names)."""
         req = make_request(request)
 
-        async def body(ch: Channel) -> None:
-            def init(ioid: int) -> Event:
-                return PutInit(ch.sid, ioid, req)
+        def message(sid: int, ioid: int, info: PutInitResponse) -> Event:
+            full, mask = build_value(info.type, value, name)
+            return Put(sid, ioid, full, BitSet.from_mask(mask))
 
-            async with self._use_op(ch, ("put", repr(request)), init, "put", name) as (conn, op):
-                assert isinstance(op.info, PutInitResponse)
-                full, mask = build_value(op.info.type, value, name)
-                conn.send(Put(ch.sid, op.ioid, full, BitSet.from_mask(mask)))
-                ev = await op.next(self.loop)
-                assert isinstance(ev, PutResponse)
-                check_status(ev.status, "put", name)
-
-        await self._run(name, "put", timeout, body)
+        await self._exchange(
+            name, "put", timeout, request, lambda sid, ioid: PutInit(sid, ioid, req), message
+        )
 
     async def put_get(
         self,
@@ -454,25 +481,15 @@ class Client:
         """Write ``value`` and return the value the server answers with, in one round trip."""
         req = make_request(request)
 
-        async def body(ch: Channel) -> dict[str, Any]:
-            conn, op = await self._op(ch)
-            try:
-                conn.send(PutGetInit(ch.sid, op.ioid, req))
-                ev = await op.next(self.loop)
-                assert isinstance(ev, PutGetInitResponse)
-                check_status(ev.status, "put-get", name)
-                assert ev.put_type is not None
-                full, mask = build_value(ev.put_type, value, name)
-                conn.send(PutGet(ch.sid, op.ioid, full, BitSet.from_mask(mask), destroy=True))
-                ev2 = await op.next(self.loop)
-                assert isinstance(ev2, PutGetResponse)
-                check_status(ev2.status, "put-get", name)
-                assert ev2.value is not None
-                return ev2.value
-            finally:
-                conn.ops.pop(op.ioid, None)
+        def message(sid: int, ioid: int, info: PutGetInitResponse) -> Event:
+            full, mask = build_value(info.put_type, value, name)
+            return PutGet(sid, ioid, full, BitSet.from_mask(mask))
 
-        result: dict[str, Any] = await self._run(name, "put-get", timeout, body)
+        ev = await self._exchange(
+            name, "put-get", timeout, request, lambda sid, ioid: PutGetInit(sid, ioid, req), message
+        )
+        assert ev.value is not None
+        result: dict[str, Any] = ev.value
         return result
 
     async def rpc(
@@ -485,24 +502,18 @@ class Client:
     ) -> Any:
         """Call an RPC PV; ``argument`` is a typed value (``nt.NTURI.build(...)``) or a dict."""
         req = make_request(request)
-        arg = (
-            argument
-            if isinstance(argument, VariantValue) or argument is None
-            else (VariantValue.of(argument))
+        arg = argument
+        if not (isinstance(argument, VariantValue) or argument is None):
+            arg = VariantValue.of(argument)
+        ev = await self._exchange(
+            name,
+            "rpc",
+            timeout,
+            request,
+            lambda sid, ioid: RPCInit(sid, ioid, req),
+            lambda sid, ioid, _: RPC(sid, ioid, arg),
         )
-
-        async def body(ch: Channel) -> Any:
-            def init(ioid: int) -> Event:
-                return RPCInit(ch.sid, ioid, req)
-
-            async with self._use_op(ch, ("rpc", repr(request)), init, "rpc", name) as (conn, op):
-                conn.send(RPC(ch.sid, op.ioid, arg))
-                ev = await op.next(self.loop)
-                assert isinstance(ev, RPCResponse)
-                check_status(ev.status, "rpc", name)
-                return None if ev.result is None else ev.result.value
-
-        return await self._run(name, "rpc", timeout, body)
+        return None if ev.result is None else ev.result.value
 
     async def info(
         self,
@@ -512,20 +523,11 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> FieldDesc:
         """The PV's type (pvxinfo / get-field)."""
-
-        async def body(ch: Channel) -> FieldDesc:
-            conn, op = await self._op(ch)
-            try:
-                conn.send(GetField(ch.sid, op.ioid, sub_field))
-                ev = await op.next(self.loop)
-                assert isinstance(ev, GetFieldResponse)
-                check_status(ev.status, "info", name)
-                assert ev.type is not None
-                return ev.type
-            finally:
-                conn.ops.pop(op.ioid, None)
-
-        result: FieldDesc = await self._run(name, "info", timeout, body)
+        ev = await self._exchange(
+            name, "info", timeout, None, None, lambda sid, ioid, _: GetField(sid, ioid, sub_field)
+        )
+        assert ev.type is not None
+        result: FieldDesc = ev.type
         return result
 
     def monitor(

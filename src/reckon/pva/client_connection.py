@@ -32,7 +32,6 @@ from reckon.pva.protocol import (
     Message,
     ProtocolError,
     SearchResponse,
-    SetByteOrder,
 )
 
 
@@ -115,11 +114,10 @@ class ClientProtocol(asyncio.BufferedProtocol):
     """One server connection; reads into the client's one receive buffer (``recv_into``: no
     256 KiB allocation per read, as a plain Protocol's transport makes)."""
 
-    def __init__(self, client: ClientHooks, address: Address, name_server: bool = False) -> None:
+    def __init__(self, client: ClientHooks, address: Address) -> None:
         self.client = client
         self.receive_buffer = client.receive_buffer
         self.address = address
-        self.name_server = name_server
         self.loop = client.loop
         self.conn = ClientConnection(max_message_size=client.max_message_size)
         self.transport: asyncio.Transport | None = None
@@ -185,57 +183,41 @@ class ClientProtocol(asyncio.BufferedProtocol):
         self.transport.write(self.conn.send(ev))
 
     def _handle(self, ev: Event) -> None:
-        t = type(ev)
-        if t is ConnectionValidationRequest:
-            assert isinstance(ev, ConnectionValidationRequest)
-            c = self.client
-            if "ca" in ev.auth_methods and c.auth == "ca":
-                reply = ConnectionValidationResponse.ca(c.user, c.host)
-            else:
-                reply = ConnectionValidationResponse()
-            self.send(reply)
-        elif t is ConnectionValidated:
-            assert isinstance(ev, ConnectionValidated)
-            if not self.ready.done():
+        match ev:
+            case ConnectionValidationRequest():
+                c = self.client
+                if "ca" in ev.auth_methods and c.auth == "ca":
+                    self.send(ConnectionValidationResponse.ca(c.user, c.host))
+                else:
+                    self.send(ConnectionValidationResponse())
+            case ConnectionValidated() if not self.ready.done():
                 if ev.status.success:
                     self.ready.set_result(None)
                 else:
                     self.ready.set_exception(
                         PvaRemoteError(f"server {self.address} refused us: {ev.status.message}")
                     )
-        elif t is CreateChannelResponse:
-            assert isinstance(ev, CreateChannelResponse)
-            ch = self.channels.get(ev.cid)
-            if ch is not None:
-                ch.created(self, ev)
-        elif t is DestroyChannel:
-            assert isinstance(ev, DestroyChannel)
-            ch = self.channels.pop(ev.cid, None)
-            if ch is not None:
-                ch.lost(self)
-        elif t is SearchResponse:
-            assert isinstance(ev, SearchResponse)
-            self.client.on_search_response(ev, self.address)
-        elif t is Echo:
-            pass
-        elif t is ControlEchoRequest:
-            assert isinstance(ev, ControlEchoRequest)
-            self.send(ControlEchoResponse(ev.value))
-        elif t is SetByteOrder or t is ControlEchoResponse:
-            pass
-        elif t is Message:
-            assert isinstance(ev, Message)
-            log.info("pva client: message from %s: %s", self.address, ev.text)
-        elif t is ConnectionClosed:
-            if self.transport is not None:
-                self.transport.close()
-        else:
-            ioid = getattr(ev, "ioid", None)
-            if ioid is None:
-                return
-            op = self.ops.get(ioid)
-            if op is not None:
-                op.deliver(ev)
+            case CreateChannelResponse():
+                ch = self.channels.get(ev.cid)
+                if ch is not None:
+                    ch.created(self, ev)
+            case DestroyChannel():
+                ch = self.channels.pop(ev.cid, None)
+                if ch is not None:
+                    ch.lost(self)
+            case SearchResponse():
+                self.client.on_search_response(ev, self.address)
+            case ControlEchoRequest():
+                self.send(ControlEchoResponse(ev.value))
+            case Message():
+                log.info("pva client: message from %s: %s", self.address, ev.text)
+            case ConnectionClosed():
+                if self.transport is not None:
+                    self.transport.close()
+            case _:  # an operation's reply (Echo, SetByteOrder and the like have no ioid)
+                op = self.ops.get(getattr(ev, "ioid", -1))
+                if op is not None:
+                    op.deliver(ev)
 
 
 # ------------------------------------------------------------------------------------------
@@ -285,8 +267,5 @@ class Channel:
         self.client.searching(self)
 
 
-class PendingConn:
-    """Marker: the channel was found and its connection is being made."""
-
-
-PENDING: Any = PendingConn()
+#: a channel's ``conn`` while the server was found and its connection is being made
+PENDING: Any = object()

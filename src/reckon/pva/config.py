@@ -20,6 +20,7 @@ DEFAULT_SERVER_PORT = 5075
 DEFAULT_BROADCAST_PORT = 5076
 DEFAULT_BEACON_PERIOD = 15.0
 DEFAULT_CONN_TMO = 30.0
+DEFAULT_TIMEOUT = 5.0  # seconds: search, connect and reply, unless a call says otherwise
 #: the largest message a server or client takes (both settable: ``max_message_size=``); one
 #: over it is read past unbuffered and fails its operation with an error the peer sees
 MAX_MESSAGE_SIZE = 256 * 1024 * 1024
@@ -118,6 +119,10 @@ def _addresses(env: Mapping[str, str], default_port: int, *names: str) -> list[A
     return parse_addresses(value, default_port, name)
 
 
+def _with_broadcast(targets: list[Address], auto: bool, port: int) -> list[Address]:
+    return [*targets, ("255.255.255.255", port)] if auto else list(targets)
+
+
 @dataclass
 class ServerConfig:
     """Where a server listens and where it sends beacons."""
@@ -161,10 +166,7 @@ class ServerConfig:
 
     def beacon_targets(self) -> list[Address]:
         """Explicit destinations, plus the broadcast address when auto beacons are on."""
-        targets = list(self.beacon_destinations)
-        if self.auto_beacon:
-            targets.append(("255.255.255.255", self.udp_port))
-        return targets
+        return _with_broadcast(self.beacon_destinations, self.auto_beacon, self.udp_port)
 
 
 @dataclass
@@ -196,10 +198,7 @@ class ClientConfig:
 
     def search_targets(self) -> list[Address]:
         """UDP destinations for search requests."""
-        targets = list(self.address_list)
-        if self.auto_address_list:
-            targets.append(("255.255.255.255", self.udp_port))
-        return targets
+        return _with_broadcast(self.address_list, self.auto_address_list, self.udp_port)
 
 
 def loopback_environment(

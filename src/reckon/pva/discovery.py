@@ -8,7 +8,6 @@ level and ignored: on UDP there is no peer to drop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from reckon.pva.protocol import (
     SearchRequest,
     SearchResponse,
 )
+from reckon.pva.stopping import end_tasks
 
 log = logging.getLogger("reckon.pva.discovery")
 
@@ -37,6 +37,15 @@ def _resolve(host: str) -> str:
         return socket.gethostbyname(host)
     except OSError:
         return host
+
+
+def _send_all(transport: asyncio.DatagramTransport, data: bytes, targets: list[Address]) -> None:
+    """Send one datagram to every target; one that fails (no route) does not stop the rest."""
+    for target in targets:
+        try:
+            transport.sendto(data, target)
+        except OSError as exc:
+            log.debug("datagram to %s failed: %s", target, exc)
 
 
 class _Datagram(asyncio.DatagramProtocol):
@@ -119,11 +128,8 @@ class SearchResponder:
             self._beacon_task = asyncio.create_task(self._beacons(), name="pva-beacons")
 
     async def stop(self) -> None:
-        if self._beacon_task is not None:
-            self._beacon_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._beacon_task
-            self._beacon_task = None
+        await end_tasks([self._beacon_task], within=1.0)
+        self._beacon_task = None
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -192,30 +198,24 @@ class SearchResponder:
             guid=self.guid,
             sequence=self._beacon_seq & 0xFF,
             change_count=self.change_count() & 0xFFFF,
-            address=self.interface if self.interface != "0.0.0.0" else "0.0.0.0",
+            address=self.interface,
             port=self.tcp_port,
         )
         self._beacon_seq += 1
-        data = self.codec.encode(beacon)
-        for target in self.beacon_targets:
-            try:
-                self.transport.sendto(data, target)
-            except OSError as exc:
-                log.debug("beacon to %s failed: %s", target, exc)
+        _send_all(self.transport, self.codec.encode(beacon), self.beacon_targets)
 
 
 class SearchClient:
-    """The client's UDP socket: sends searches, routes responses and beacons to callbacks."""
+    """The client's UDP socket: sends searches, routes their responses to a callback (beacons
+    are ignored: a channel searches again on its own when its server goes away)."""
 
     def __init__(
         self,
         targets: list[Address],
         on_response: Callable[[SearchResponse, Address], None],
-        on_beacon: Callable[[Beacon, Address], None],
     ) -> None:
         self.targets = [(_resolve(h), p) for h, p in targets]
         self.on_response = on_response
-        self.on_beacon = on_beacon
         self.codec = Discovery()
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
@@ -254,12 +254,7 @@ class SearchClient:
             reply_required=False,
             unicast=True,
         )
-        data = self.codec.encode(req)
-        for target in self.targets:
-            try:
-                self.transport.sendto(data, target)
-            except OSError as exc:
-                log.debug("search to %s failed: %s", target, exc)
+        _send_all(self.transport, self.codec.encode(req), self.targets)
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
         try:
@@ -270,5 +265,3 @@ class SearchClient:
         for ev in events:
             if isinstance(ev, SearchResponse):
                 self.on_response(ev, source)
-            elif isinstance(ev, Beacon):
-                self.on_beacon(ev, source)

@@ -34,7 +34,7 @@ class MonitorQueue:
 
     __slots__ = (
         "closed", "conn", "expanded", "finished", "ioid", "limit", "loop", "mask", "pipelined",
-        "pv", "queue", "running", "sid", "squashed", "window",
+        "pv", "queue", "running", "sid", "window",
     )  # fmt: skip
 
     def __init__(
@@ -56,7 +56,6 @@ class MonitorQueue:
         self.running = False
         self.finished = False
         self.closed = False
-        self.squashed = 0
 
     def start(self) -> None:
         if self.running or self.closed:
@@ -99,7 +98,6 @@ class MonitorQueue:
                 if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
                     conn.queued_bytes += size - last[3]
                     last[3] = size
-                self.squashed += 1
         if self.pipelined and self.window <= 0:
             return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)

@@ -64,13 +64,9 @@ def for_value(value: Any) -> NTScalar | NTScalarArray | NTTable:
         and value
         and all(isinstance(v, (list, tuple, np.ndarray)) for v in value.values())
     ):
-        cols = [
-            (str(k), _kind_of(list(v) if not isinstance(v, np.ndarray) else v))
-            for k, v in value.items()
-        ]
-        return NTTable(cols)
+        return NTTable([(str(k), _kind_of(v)) for k, v in value.items()])
     if isinstance(value, (list, tuple, np.ndarray)):
-        return NTScalarArray(_kind_of(list(value) if not isinstance(value, np.ndarray) else value))
+        return NTScalarArray(_kind_of(value))
     return NTScalar(_kind_of(value))
 
 

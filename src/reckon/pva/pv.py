@@ -86,14 +86,12 @@ class PutOperation:
         for path in self.changed:
             if path == "":
                 return dict(self.value)
+            *parents, leaf = path.split(".")
             src: Any = self.value
-            for part in path.split("."):
-                src = src[part]
             dst = out
-            parts = path.split(".")
-            for part in parts[:-1]:
-                dst = dst.setdefault(part, {})
-            dst[parts[-1]] = src
+            for part in parents:
+                src, dst = src[part], dst.setdefault(part, {})
+            dst[leaf] = src[leaf]
         return out
 
 
@@ -222,9 +220,14 @@ def _layout(t: Structure) -> dict[str, tuple[FieldDesc, int, bool]]:
     return lay
 
 
-def _merge(
-    t: Structure, old: Mapping[str, Any], update: Mapping[str, Any], base: int, prefix: str
+def merge(
+    t: Structure, old: Mapping[str, Any], update: Mapping[str, Any], base: int = 0, prefix: str = ""
 ) -> tuple[dict[str, Any], int]:
+    """A new value: ``old`` with ``update`` applied (copy-on-write), and the changed-bit mask.
+
+    Unchanged sub-structures are shared with ``old``; the mask has one bit per field set
+    (``base`` and ``prefix``: where ``t`` sits in the structure a recursive call merges).
+    """
     lay = _layout(t)
     new = dict(old)
     mask = 0
@@ -237,7 +240,7 @@ def _merge(
         sub, off, is_struct = entry
         if is_struct and isinstance(v, Mapping):
             assert isinstance(sub, Structure)
-            child, m = _merge(
+            child, m = merge(
                 sub, old.get(name) or sub.default(), v, base + off, prefix + name + "."
             )
             new[name] = child
@@ -246,16 +249,6 @@ def _merge(
             new[name] = coerce(sub, v, prefix + name)
             mask |= 1 << (base + off)
     return new, mask
-
-
-def merge(
-    t: Structure, old: dict[str, Any], update: Mapping[str, Any]
-) -> tuple[dict[str, Any], int]:
-    """A new value: ``old`` with ``update`` applied (copy-on-write), and the changed-bit mask.
-
-    Unchanged sub-structures are shared with ``old``; the mask has one bit per field set.
-    """
-    return _merge(t, old, update, 0, "")
 
 
 # Posts from threads other than a server's loop, waiting for that loop: one wake-up
@@ -377,8 +370,8 @@ class SharedPV:
         if type is not None and not isinstance(type, Structure):
             raise PvaTypeError(f"a PV's type is a Structure (or an NT helper), not {type!r}")
         self.type: Structure | None = type
-        self._put_handler = on_put
-        self._rpc_handler = on_rpc
+        self.put_handler = on_put
+        self.rpc_handler = on_rpc
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
@@ -400,13 +393,11 @@ class SharedPV:
         # skips the generic merge: (value type, its bit, the timestamp's bits or 0)
         self._fast: tuple[FieldDesc, int, int] | None = None
         if type is not None and "value" in type and not isinstance(type["value"], Structure):
+            secs = type.offsets.get("timeStamp.secondsPastEpoch")
+            ns = type.offsets.get("timeStamp.nanoseconds")
             ts_bits = 0
-            if self.timestamp and isinstance(type["timeStamp"], Structure):
-                ts_t = type["timeStamp"]
-                if "secondsPastEpoch" in ts_t and "nanoseconds" in ts_t:
-                    ts_bits = (1 << type.offset_of("timeStamp.secondsPastEpoch")) | (
-                        1 << type.offset_of("timeStamp.nanoseconds")
-                    )
+            if self.timestamp and secs is not None and ns is not None:
+                ts_bits = (1 << secs) | (1 << ns)
             self._fast = (type["value"], 1 << type.offset_of("value"), ts_bits)
         if type is not None:
             self.value = type.default()
@@ -423,20 +414,12 @@ class SharedPV:
 
     # -------------------------------------------------------------------- handler decorators
     def on_put(self, fn: PutHandler) -> PutHandler:
-        self._put_handler = fn
+        self.put_handler = fn
         return fn
 
     def on_rpc(self, fn: RpcHandler) -> RpcHandler:
-        self._rpc_handler = fn
+        self.rpc_handler = fn
         return fn
-
-    @property
-    def put_handler(self) -> PutHandler | None:
-        return self._put_handler
-
-    @property
-    def rpc_handler(self) -> RpcHandler | None:
-        return self._rpc_handler
 
     # -------------------------------------------------------------------- values
     def _as_update(self, value: Any) -> Mapping[str, Any]:
@@ -503,26 +486,17 @@ class SharedPV:
         except RuntimeError:
             running = None
         # one hand-off per post and loop, however many of its monitors the post feeds
-        elsewhere: dict[Any, tuple[list[Any], list[int]]] | None = None
+        elsewhere: dict[Any, list[Any]] = {}
         for sub in subs:
             loop = getattr(sub, "loop", None)
             if loop is None or loop is running:
                 sub.on_post(mask, snapshot)
-                continue
-            if elsewhere is None:
-                elsewhere = {}
-            group = elsewhere.get(loop)
-            if group is None:
-                group = elsewhere[loop] = ([], [RUN_AHEAD])
-            group[0].append(sub)
-            limit = getattr(sub, "limit", RUN_AHEAD)
-            if limit < group[1][0]:
-                group[1][0] = limit
-        if elsewhere is None:
-            return
-        for loop, (group_subs, limit_box) in elsewhere.items():
+            else:
+                elsewhere.setdefault(loop, []).append(sub)
+        for loop, group in elsewhere.items():
+            limit = min(getattr(sub, "limit", RUN_AHEAD) for sub in group)
             # a thread that runs an event loop of its own is never made to wait
-            _hand_off(loop, group_subs, limit_box[0], mask, snapshot, running is None)
+            _hand_off(loop, group, limit, mask, snapshot, running is None)
 
     def current(self) -> dict[str, Any]:
         return self.value

@@ -1,17 +1,33 @@
-"""The operations that run a PV's handlers on a server session: put and put-get (a
-``put_handler``, or ``post()`` of what the client set), RPC (an ``rpc_handler``) and process.
+"""The operations of a server session beyond get and monitor: those that run a PV's handlers,
+put and put-get (a ``put_handler``, or ``post()`` of what the client set), RPC (an
+``rpc_handler``) and process; and the array operation (a slice of a PV's array ``value`` read
+or written in place, under the PV's ``writable`` flag and the access hook like a put).
+
 A handler may be a plain callable or return an awaitable: its reply then goes out when it
-completes, and a failed or cancelled handler is an error status the client sees.
+completes, and a failed or cancelled handler is an error status the client sees; an RPC
+handler's plain Python return value becomes a typed value (it may return a float or a dict).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from reckon.errors import PvaAccessDeniedError
 from reckon.pva.protocol import (
     RPC,
+    ArrayGet,
+    ArrayGetLength,
+    ArrayGetLengthResponse,
+    ArrayGetResponse,
+    ArrayInit,
+    ArrayInitResponse,
+    ArrayPut,
+    ArrayPutResponse,
+    ArraySetLength,
+    ArraySetLengthResponse,
     BitSet,
     Event,
     Process,
@@ -31,12 +47,13 @@ from reckon.pva.protocol import (
     RPCInit,
     RPCInitResponse,
     RPCResponse,
+    ScalarArray,
     Status,
+    Structure,
     VariantValue,
     request_options,
 )
-from reckon.pva.pv import Peer, PutOperation, RpcOperation
-from reckon.pva.replies import status_of, to_typed
+from reckon.pva.pv import Peer, PutOperation, RpcOperation, coerce
 from reckon.pva.selection import ALL
 from reckon.pva.server_context import ServerContext
 
@@ -93,31 +110,42 @@ def on_put(session: Session, ev: Put | PutGet) -> None:
     if mask != op.put_mask:
         op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
         op.put_mask = mask
-    access = session.context.access
-    if access is not None and not access(session.peer, op.name, "put"):
-        _reply_put(session, ev, op, Status.error(f"put to {op.name} refused by access control"))
-        return
     put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, _options(op))
-    handler = pv.put_handler
-    if handler is None:
-        try:
-            pv.post(put.fields)
-        except Exception as exc:  # a value the PV cannot take: tell the client
-            _reply_put(session, ev, op, status_of(exc))
-            return
-        _reply_put(session, ev, op, Status.OK)
+    reply = functools.partial(_reply_put, session, ev, op)
+    _run_handler(session, op, "put", pv.put_handler or _post_fields, put, reply)
+
+
+def _post_fields(put: PutOperation) -> None:
+    """A put to a PV without a put handler: post the fields the client set (a value the PV
+    cannot take is an error status the client sees)."""
+    put.pv.post(put.fields)
+
+
+def _run_handler(
+    session: Session,
+    op: Any,
+    operation: str,
+    handler: Callable[[Any], Any],
+    argument: Any,
+    reply: Callable[[Status, Any, bool], None],
+) -> None:
+    """Run a put or RPC handler and ``reply(status, result, later)`` with its outcome: access
+    refused, its exception, its result, or (later, from a task) its awaitable's."""
+    refused = session.context.refused(session.peer, op.name, operation)
+    if refused is not None:
+        reply(refused, None, False)
         return
     try:
-        result = handler(put)
+        result = handler(argument)
     except Exception as exc:
-        _reply_put(session, ev, op, status_of(exc))
+        reply(status_of(exc), None, False)
         return
     if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
         op.task = session.loop.create_task(
-            _finish_later(op, result, lambda st, _: _reply_put(session, ev, op, st, True))
+            _finish_later(op, result, lambda status, r: reply(status, r, True))
         )
     else:
-        _reply_put(session, ev, op, Status.OK)
+        reply(Status.OK, result, False)
 
 
 async def _finish_later(
@@ -148,7 +176,7 @@ def _options(op: Any) -> dict[str, Any]:
 
 
 def _reply_put(
-    session: Session, ev: Put | PutGet, op: Any, status: Status, later: bool = False
+    session: Session, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
 ) -> None:
     if isinstance(ev, PutGet):
         value = op.pv.value if status.success else None
@@ -184,23 +212,8 @@ def on_rpc(session: Session, ev: RPC) -> None:
         return
     handler = op.pv.rpc_handler
     assert handler is not None
-    if session.context.access is not None and not session.context.access(
-        session.peer, op.name, "rpc"
-    ):
-        _reply_rpc(session, ev, Status.error(f"RPC to {op.name} refused by access control"), None)
-        return
     call = RpcOperation(op.pv, op.name, session.peer, ev.argument, _options(op))
-    try:
-        result = handler(call)
-    except Exception as exc:
-        _reply_rpc(session, ev, status_of(exc), None)
-        return
-    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-        op.task = session.loop.create_task(
-            _finish_later(op, result, lambda st, r: _reply_rpc(session, ev, st, r, True))
-        )
-    else:
-        _reply_rpc(session, ev, Status.OK, result)
+    _run_handler(session, op, "rpc", handler, call, functools.partial(_reply_rpc, session, ev))
 
 
 def _reply_rpc(session: Session, ev: RPC, status: Status, result: Any, later: bool = False) -> None:
@@ -222,10 +235,9 @@ def on_process(session: Session, ev: Process) -> None:
     op = session.ops.get(ev.ioid)
     if op is None:
         return
-    if session.context.access is not None and not session.context.access(
-        session.peer, op.name, "process"
-    ):
-        session.send(ProcessResponse(ev.ioid, Status.error("process refused by access control")))
+    refused = session.context.refused(session.peer, op.name, "process")
+    if refused is not None:
+        session.send(ProcessResponse(ev.ioid, refused))
     else:
         # processing a SharedPV re-posts its value (monitors see a fresh timestamp)
         if op.pv.type is not None:
@@ -233,3 +245,98 @@ def on_process(session: Session, ev: Process) -> None:
         session.send(ProcessResponse(ev.ioid))
     if ev.destroy:
         session.ops.pop(ev.ioid, None)
+
+
+def status_of(exc: BaseException) -> Status:
+    """A handler's exception as the error status its client sees."""
+    if isinstance(exc, PvaAccessDeniedError):
+        return Status.error(f"access denied: {exc}")
+    return Status.error(str(exc) or type(exc).__name__)
+
+
+def to_typed(result: Any) -> VariantValue:
+    """An RPC handler's return value as a typed value: an ``nt.typed(...)`` value as it is, a
+    dict as the structure inferred from it, a plain value as the NT ``nt.for_value`` picks."""
+    if isinstance(result, VariantValue):
+        return result
+    if result is None:
+        return VariantValue(Structure([]), {})
+    if not isinstance(result, dict):
+        from reckon.pva import nt
+
+        return nt.typed_scalar(result)
+    return VariantValue.of(result)
+
+
+def _array_type(op: Any) -> ScalarArray | None:
+    t = op.pv.type
+    if t is None or "value" not in t:
+        return None
+    vt = t["value"]
+    return vt if isinstance(vt, ScalarArray) else None
+
+
+def on_array_init(session: Session, ev: ArrayInit) -> None:
+    op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "array")
+    at = _array_type(op)
+    if at is None:
+        session.refuse(ArrayInitResponse(ev.ioid, Status.error(f"{op.name} has no array value")))
+        return
+    session.send(ArrayInitResponse(ev.ioid, type=at))
+
+
+def on_array_get(session: Session, ev: ArrayGet) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    arr = op.pv.value["value"]
+    end = len(arr) if ev.count == 0 else ev.offset + ev.count * max(ev.stride, 1)
+    session.send(ArrayGetResponse(ev.ioid, value=arr[ev.offset : end : max(ev.stride, 1)]))
+
+
+def on_array_write(session: Session, ev: ArrayPut | ArraySetLength) -> None:
+    """A put of a slice, or a new length: both are puts, under the PV's ``writable`` and the
+    access hook. A value the PV cannot take is the client's error, not a reason to drop it.
+
+    Growth (new elements are the type's zero, "" for strings) is bounded by what one message
+    could carry: an offset or length is a 32-bit number in a message of a few bytes, and
+    memory stays bounded whatever a peer asks."""
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    reply = ArrayPutResponse if type(ev) is ArrayPut else ArraySetLengthResponse
+    at = _array_type(op)
+    status = Status.OK
+    if at is None or not op.pv.writable:
+        status = Status.error(f"{op.name} is not writable")
+    else:
+        status = session.context.refused(session.peer, op.name, "put") or status
+    if at is not None and status.success:
+        cur = list(op.pv.value["value"])
+        if isinstance(ev, ArrayPut):
+            new, offset, stride = list(ev.value), ev.offset, max(ev.stride, 1)
+            length = offset + (len(new) - 1) * stride + 1 if new else 0
+        else:
+            new, offset, stride, length = [], 0, 1, ev.length
+            cur = cur[:length]
+        limit = max(len(cur), session.context.max_message_size // 8)
+        if length > limit:
+            status = Status.error(
+                f"{op.name}: an array write may grow it to {limit} elements, not {length}"
+            )
+        else:
+            cur += ["" if at.kind == "s" else 0] * (length - len(cur))
+            for i, v in enumerate(new):
+                cur[offset + i * stride] = v
+            try:
+                op.pv.post({"value": coerce(at, cur)})
+            except Exception as exc:
+                status = status_of(exc)
+    session.send(reply(ev.ioid, status))
+
+
+def on_array_get_length(session: Session, ev: ArrayGetLength) -> None:
+    op = session.ops.get(ev.ioid)
+    if op is None:
+        return
+    session.send(ArrayGetLengthResponse(ev.ioid, length=len(op.pv.value["value"])))

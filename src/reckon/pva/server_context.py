@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from reckon.pva.config import ServerConfig
-from reckon.pva.protocol import BitSet, Event, SearchRequest
+from reckon.pva.protocol import BitSet, Event, SearchRequest, Status
 from reckon.pva.pv import Peer, SharedPV
 
 #: access(peer, pv name, operation) -> allowed; operation is "put", "rpc" or "process"
@@ -29,15 +29,6 @@ class PvSource(Protocol):
     def get(self, name: str, /) -> SharedPV | None: ...
 
     def __contains__(self, name: object, /) -> bool: ...
-
-
-class Session(Protocol):
-    """What the context needs of a connection's session."""
-
-    channels: dict[int, Any]
-    monitors: dict[int, Any]
-
-    def close_pv(self, name: str) -> None: ...
 
 
 class ByteSink(Protocol):
@@ -101,16 +92,17 @@ class ServerContext:
         ] = {}
         self._sid = 0
 
-    def pv(self, name: str) -> SharedPV | None:
-        return self.pvs.get(name)
+    def refused(self, peer: Peer, name: str, operation: str) -> Status | None:
+        """The error status of an ``operation`` ("put", "rpc", "process") on PV ``name`` the
+        access hook refuses to ``peer``, or None when it is allowed."""
+        if self.access is None or self.access(peer, name, operation):
+            return None
+        return Status.error(f"{operation} to {name} refused by access control")
 
     def next_sid(self) -> int:
         """A channel id no live channel of this server has (they wrap at 32 bits)."""
         self._sid = (self._sid + 1) & 0xFFFFFFFF or 1
         return self._sid
-
-    def answer_search(self, ev: SearchRequest, address: tuple[str, int]) -> Event | None:
-        return None if self.search is None else self.search(ev, address)
 
     def close_pv(self, name: str) -> None:
         """``name`` is gone or replaced: every session destroys its channels to it."""

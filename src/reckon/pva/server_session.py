@@ -4,7 +4,7 @@ straight back to a byte sink).
 
 A :class:`ServerSession` is given the bytes its peer sent (``receive``) and writes its replies
 to a sink with ``write``/``writelines`` (an asyncio transport is one; see
-:mod:`reckon.pva.server_connection`). It runs its handlers' coroutines and its writes on a
+:class:`reckon.pva.server.ServerProtocol`). It runs its handlers' coroutines and its writes on a
 scheduler (``time``, ``call_soon``, ``call_at``, ``create_task``: an asyncio loop is one), and
 reaches the server only through its :class:`~reckon.pva.server_context.ServerContext`.
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reckon.pva import server_arrays, server_calls
+from reckon.pva import server_calls
 from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
     NEED_DATA,
@@ -84,8 +84,6 @@ from reckon.pva.server_context import ByteSink, Scheduler, ServerContext
 
 log = logging.getLogger("reckon.pva.server")
 
-
-_ALL_BITS = BitSet.from_mask(ALL)
 DEFAULT_QUEUE_SIZE = 4
 #: monitor updates posted within this many seconds of the last write share the next write
 COALESCE = 0.0001
@@ -145,7 +143,7 @@ class ServerSession:
         self.heard = False
         self.last_rx = scheduler.time()
         self._write_paused = False
-        self._closed = False
+        self.closed = False
         self._out: list[Any] = []  # buffers to write, in order
         self._pending = 0
 
@@ -158,13 +156,9 @@ class ServerSession:
         self.context.sessions.add(self)
         sink.write(self.conn.initiate(self.context.config.auth_methods))
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def lost(self) -> None:
         """The connection is gone: end every operation and monitor."""
-        self._closed = True
+        self.closed = True
         self.context.sessions.discard(self)
         for mon in self.monitors.values():
             mon.close()
@@ -190,7 +184,7 @@ class ServerSession:
         self._process()
         if self._dirty or self._out:
             self._flush()
-        if self.sink is not None and not self._write_paused and not self._closed:
+        if self.sink is not None and not self._write_paused and not self.closed:
             self.sink.resume_reading()
 
     def receive(self, view: memoryview) -> None:
@@ -198,7 +192,7 @@ class ServerSession:
         request (the usual read) takes the protocol's shortcuts; anything else the general
         path, which copies what it keeps."""
         self.heard = True
-        if len(view) > _ONE_REQUEST_MAX or self._write_paused or self._closed:
+        if len(view) > _ONE_REQUEST_MAX or self._write_paused or self.closed:
             self._receive(view)  # copied out by the framer, once
             return
         data = view.tobytes()
@@ -223,13 +217,13 @@ class ServerSession:
         self._busy = True
         try:
             handlers = _HANDLERS
-            while not self._write_paused and not self._closed:
+            while not self._write_paused and not self.closed:
                 ev = conn.next_event()
                 if ev is NEED_DATA:
                     break
                 handler = handlers.get(type(ev))
                 if handler is None:
-                    self._handle(ev)  # logs and ignores it
+                    log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
                 else:
                     handler(self, ev)
         except Exception as exc:
@@ -237,10 +231,11 @@ class ServerSession:
             return
         finally:
             self._busy = False
-        if self._dirty:
-            self._end_batch()
+        # monitor updates made while handling the requests go out in the replies' write
+        if self._dirty and not self._write_paused:
+            self._flush()
         elif self._out:
-            self._write()  # (what _end_batch does then)
+            self._write()
 
     def _failed(self, exc: Exception) -> None:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except
@@ -249,30 +244,22 @@ class ServerSession:
             log.exception("pva server: internal error serving %s", self._who())
         self.drop(exc)
 
-    def _end_batch(self) -> None:
-        """After the requests of one read: monitor updates made while handling them go out in
-        the same write as the replies."""
-        if self._dirty and not self._write_paused:
-            self._flush()
-        elif self._out:
-            self._write()
-
     def _who(self) -> str:
         return f"{self.peer.address[0]}:{self.peer.address[1]}"
 
     def drop(self, exc: BaseException) -> None:
         """Disconnect the peer, saying why in the log."""
         log.warning("pva server: dropping client %s: %s", self._who(), exc)
-        self._closed = True
+        self.closed = True
         if self.sink is not None:
             self.sink.abort()
 
     def send(self, ev: Event) -> None:
-        self._queue1(self.conn.send(ev))
+        self._queue(self.conn.send(ev))
 
     def _write(self) -> None:
         out = self._out
-        if not out or self.sink is None or self._closed:
+        if not out or self.sink is None or self.closed:
             out.clear()
             return
         self._pending = 0
@@ -286,7 +273,7 @@ class ServerSession:
 
     def send_later(self, ev: Event) -> None:
         """Send from a task (handler completion)."""
-        if self._closed:
+        if self.closed:
             return
         try:
             self.send(ev)
@@ -310,7 +297,7 @@ class ServerSession:
         they go out with the replies when the batch ends.
         """
         self._dirty[mon.ioid] = mon
-        if self._write_paused or self._busy or self._closed:
+        if self._write_paused or self._busy or self.closed:
             return
         self._take()
         if self._write_timer is None and self._out:
@@ -328,7 +315,7 @@ class ServerSession:
     def _take(self) -> None:
         """Encode what the dirty monitors may send into the pending output."""
         dirty = self._dirty
-        if not dirty or self._closed or self._write_paused:
+        if not dirty or self.closed or self._write_paused:
             return
         self._dirty = {}
         items: list[Any] = []
@@ -363,21 +350,11 @@ class ServerSession:
             self._write()
 
     def _flush(self) -> None:
-        if self._closed:
-            return
-        if not self._write_paused:
-            self._take()
+        self._take()  # (nothing while closed or paused)
         if self._out:
-            self._write()
+            self._write()  # (drops it when closed)
 
     # ------------------------------------------------------------------ dispatch
-    def _handle(self, ev: Event) -> None:
-        handler = _HANDLERS.get(type(ev))
-        if handler is None:
-            log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
-            return
-        handler(self, ev)
-
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:
         method = ev.auth_method or "anonymous"
         if method not in self.context.config.auth_methods:
@@ -396,12 +373,13 @@ class ServerSession:
         self.send(ControlEchoResponse(ev.value))
 
     def _on_search(self, ev: SearchRequest) -> None:
-        reply = self.context.answer_search(ev, self.peer.address)
+        search = self.context.search
+        reply = None if search is None else search(ev, self.peer.address)
         if reply is not None:
             self.send(reply)
 
     def _on_create_channel(self, ev: CreateChannelRequest) -> None:
-        pv = self.context.pv(ev.name)
+        pv = self.context.pvs.get(ev.name)
         if pv is None:
             self.send(
                 CreateChannelResponse(ev.cid, 0xFFFFFFFF, Status.error(f"no PV named {ev.name!r}"))
@@ -412,22 +390,22 @@ class ServerSession:
         self.send(CreateChannelResponse.unchecked(ev.cid, sid, Status.OK))
 
     def _on_destroy_channel(self, ev: DestroyChannel) -> None:
-        if self.channels.pop(ev.sid, None) is None:
-            return
-        for ioid in [i for i, op in self.ops.items() if op.sid == ev.sid]:
-            self._forget(ioid)
-        self.send(DestroyChannel(ev.sid, ev.cid))
+        if self.channels.pop(ev.sid, None) is not None:
+            self._forget_channel(ev.sid)
+            self.send(DestroyChannel(ev.sid, ev.cid))
 
     def close_pv(self, name: str) -> None:
         """``name`` is no longer published: its channels here are destroyed (the client sees
         them go), with their operations and monitors."""
         for sid, (chname, _pv, cid) in list(self.channels.items()):
-            if chname != name:
-                continue
-            for ioid in [i for i, op in self.ops.items() if op.sid == sid]:
-                self._forget(ioid)
-            del self.channels[sid]
-            self.send_later(DestroyChannel(sid, cid))
+            if chname == name:
+                del self.channels[sid]
+                self._forget_channel(sid)
+                self.send_later(DestroyChannel(sid, cid))
+
+    def _forget_channel(self, sid: int) -> None:
+        for ioid in [i for i, op in self.ops.items() if op.sid == sid]:
+            self._forget(ioid)
 
     def _forget(self, ioid: int) -> None:
         op = self.ops.pop(ioid, None)
@@ -439,22 +417,12 @@ class ServerSession:
         self._dirty.pop(ioid, None)
 
     def _on_destroy_request(self, ev: DestroyRequest | MonitorDestroy) -> None:
-        ioid = ev.ioid
-        op = self.ops.pop(ioid, None)
-        if op is not None and op.task is None and ioid not in self.monitors:
-            return  # a finished get or put (p4p destroys one per operation)
-        if op is not None:
-            self.ops[ioid] = op
-        self._forget(ioid)
+        self._forget(ev.ioid)  # (p4p destroys every get and put it made)
 
     def _on_cancel(self, ev: CancelRequest) -> None:
         op = self.ops.get(ev.ioid)
         if op is not None and op.task is not None:
             op.task.cancel()
-
-    def _channel(self, sid: int) -> tuple[str, SharedPV] | None:
-        ch = self.channels.get(sid)
-        return None if ch is None else (ch[0], ch[1])
 
     def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
         ch = self.channels.get(sid)
@@ -487,20 +455,13 @@ class ServerSession:
             self.refuse(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
         # a prepared reply (the type's encoding with the ioid as a hole): p4p inits every get
-        self._queue1(self.conn.send_init_ok(ev.ioid, _GET, t))
+        self._queue(self.conn.send_init_ok(ev.ioid, _GET, t))
 
-    def _queue(self, pieces: list[Any]) -> None:
-        """Queue a reply made by a shortcut (its buffers) for the batch's write."""
+    def _queue(self, *pieces: Any) -> None:
+        """Queue a reply's buffers for the batch's write."""
         self._out += pieces
         for p in pieces:
             self._pending += len(p)
-        if self._pending > 65536:
-            self._write()  # as _send does: past the high-water mark, backpressure
-
-    def _queue1(self, data: bytes) -> None:
-        """:meth:`_queue` for one buffer."""
-        self._out.append(data)
-        self._pending += len(data)
         if self._pending > 65536:
             # hand big batches to the transport now: past its high-water mark it calls
             # pause_writing(), which stops _process() from answering more requests
@@ -527,7 +488,7 @@ class ServerSession:
         if not destroy:
             data = self.conn.send_get_update_pieces(ioid, pv.prepared(value, sent[0]))
             if data is not None:
-                self._queue(data)
+                self._queue(*data)
                 return
         self.send(GetResponse.unchecked(ioid, Status.OK, value, sent[1], False))
         if destroy:
@@ -539,7 +500,7 @@ class ServerSession:
         if op.pv.type is None or not op.pv.writable:
             self.refuse(PutInitResponse(ev.ioid, Status.error(f"{op.name} is not writable")))
             return
-        self._queue1(self.conn.send_init_ok(ev.ioid, _PUT, op.pv.type))
+        self._queue(self.conn.send_init_ok(ev.ioid, _PUT, op.pv.type))
 
     # monitor
     def _on_monitor_init(self, ev: MonitorInit) -> None:
@@ -562,27 +523,23 @@ class ServerSession:
         self.monitors[ev.ioid] = MonitorQueue(self, ev.sid, ev.ioid, pv, op.mask, limit, window)
         self.send(MonitorInitResponse(ev.ioid, type=pv.type))
 
-    def _on_monitor_start(self, ev: MonitorStart) -> None:
+    def _on_monitor(self, ev: MonitorStart | MonitorStop | MonitorAck) -> None:
         mon = self.monitors.get(ev.ioid)
-        if mon is not None:
+        if mon is None:
+            return
+        if isinstance(ev, MonitorStart):
             mon.start()
-
-    def _on_monitor_stop(self, ev: MonitorStop) -> None:
-        mon = self.monitors.get(ev.ioid)
-        if mon is not None:
+        elif isinstance(ev, MonitorStop):
             mon.stop()
-
-    def _on_monitor_ack(self, ev: MonitorAck) -> None:
-        mon = self.monitors.get(ev.ioid)
-        if mon is not None and mon.pipelined:
+        elif mon.pipelined:
             mon.ack(ev.nfree)
 
     # get-field
     def _on_get_field(self, ev: GetField) -> None:
-        ch = self._channel(ev.sid)
+        ch = self.channels.get(ev.sid)
         if ch is None:
             raise RemoteProtocolError(f"get-field on unknown channel sid {ev.sid}")
-        name, pv = ch
+        name, pv, _cid = ch
         if pv.type is None:
             self.send(GetFieldResponse(ev.ioid, Status.error(f"{name} only supports RPC")))
             return
@@ -626,19 +583,19 @@ _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
     PutGet: server_calls.on_put,
     PutGetRead: server_calls.on_put_get_read,
     MonitorInit: ServerSession._on_monitor_init,
-    MonitorStart: ServerSession._on_monitor_start,
-    MonitorStop: ServerSession._on_monitor_stop,
-    MonitorAck: ServerSession._on_monitor_ack,
+    MonitorStart: ServerSession._on_monitor,
+    MonitorStop: ServerSession._on_monitor,
+    MonitorAck: ServerSession._on_monitor,
     RPCInit: server_calls.on_rpc_init,
     RPC: server_calls.on_rpc,
     GetField: ServerSession._on_get_field,
     ProcessInit: server_calls.on_process_init,
     Process: server_calls.on_process,
-    ArrayInit: server_arrays.on_array_init,
-    ArrayGet: server_arrays.on_array_get,
-    ArrayPut: server_arrays.on_array_put,
-    ArraySetLength: server_arrays.on_array_set_length,
-    ArrayGetLength: server_arrays.on_array_get_length,
+    ArrayInit: server_calls.on_array_init,
+    ArrayGet: server_calls.on_array_get,
+    ArrayPut: server_calls.on_array_write,
+    ArraySetLength: server_calls.on_array_write,
+    ArrayGetLength: server_calls.on_array_get_length,
     ConnectionClosed: ServerSession._on_closed,
     MessageTooBig: ServerSession._on_too_big,
 }

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.client_connection import Channel, Disconnected, Op
+from reckon.pva.config import DEFAULT_TIMEOUT
 from reckon.pva.protocol import (
     BitSet,
     DestroyRequest,
@@ -28,8 +29,9 @@ from reckon.pva.protocol import (
     ProtocolError,
     Structure,
     VariantValue,
+    request_options,
 )
-from reckon.pva.request import DEFAULT_TIMEOUT, request_options_of
+from reckon.pva.selection import truthy
 from reckon.pva.stopping import end_tasks
 
 
@@ -71,9 +73,8 @@ class Subscription:
         self.client = client
         self.name = name
         self.request = request
-        opts = request_options_of(request)
-        pipeline = str(opts.get("pipeline", "")).lower() in ("true", "1", "yes")
-        self.queue_size = int(opts.get("queueSize", 4)) if pipeline else None
+        opts = request_options(request)
+        self.queue_size = int(opts.get("queueSize", 4)) if truthy(opts.get("pipeline")) else None
         self.max_queue = max(max_queue, self.queue_size or 0)
         self.updates: deque[Update | BaseException | None] = deque()
         self.waiter: asyncio.Future[None] | None = None

@@ -29,12 +29,8 @@ class SyncClient:
             target=self._loop.run_forever, daemon=True, name="reckon-pva-client"
         )
         self._thread.start()
-        self._client = self._call(self._make(config, kw))
-
-    async def _make(self, config: ClientConfig | None, kw: dict[str, Any]) -> Client:
-        c = Client(config, **kw)
-        await c.start()
-        return c
+        self._client = Client(config, **kw)
+        self._call(self._client.start())
 
     def _call(self, coro: Any, timeout: float | None = None) -> Any:
         fut: ConcurrentFuture[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -236,8 +236,6 @@ def _grpc_call(
         metadata: Any = None,
         **_: Any,
     ) -> Message:
-        if m.client_streaming:
-            request = as_async_iterator(request)
         if auth0 is None and metadata is None and current_call.get() is None:
             md, t = None, timeout  # the common fast path: nothing to add
         else:
@@ -270,8 +268,6 @@ def _grpc_stream_call(
         md: list[tuple[str, str | bytes]] = list(extra.items())
         if auth is not None:
             md.append(("authorization", auth))
-        if m.client_streaming:
-            request = as_async_iterator(request)
         return _grpc_responses(mc(request, timeout=t, metadata=md or None), m)
 
     call.__name__ = m.name
@@ -279,8 +275,9 @@ def _grpc_stream_call(
 
 
 async def _grpc_responses(rpc: Any, m: MethodDef) -> AsyncIterator[Message]:
+    # read() rather than ``async for``: grpc's own iterator is one more generator per message
     try:
-        async for response in rpc:
+        while (response := await rpc.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
             yield response
     except grpc.aio.AioRpcError as exc:
         raise error_for(exc.code().name, f"{m.path}: {exc.details()}") from None

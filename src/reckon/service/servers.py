@@ -70,8 +70,12 @@ def parse_request(m: MethodDef, data: bytes) -> Message:
         ) from None
 
 
-async def _parsed(m: MethodDef, frames: AsyncIterator[bytes]) -> AsyncIterator[Message]:
-    async for data in frames:
+async def _parsed(
+    m: MethodDef, context: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Message]:
+    """A request stream, read from the call itself (grpc's request iterator is one more
+    generator per message)."""
+    while (data := await context.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
         yield parse_request(m, data)
 
 
@@ -82,7 +86,7 @@ def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
     async def begin(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
         remaining = context.time_remaining()
         deadline = None if remaining is None else clock() + remaining
-        request = _parsed(m, data) if m.client_streaming else parse_request(m, data)
+        request = _parsed(m, context) if m.client_streaming else parse_request(m, data)
         raw = context.invocation_metadata() or ()
         found = next((v for k, v in raw if k == "authorization"), None)
         authorization = found if isinstance(found, str) else None

@@ -48,6 +48,7 @@ from ._status import Status
 from ._table import MESSAGES, Row
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
 from ._types import (
+    KIND_NAMES,
     BoundedString,
     FieldDesc,
     Scalar,
@@ -76,6 +77,7 @@ __all__ = [
     "DecodeError",
     "Discovery",
     "FieldDesc",
+    "KIND_NAMES",
     "Flags",
     "LimitExceededError",
     "LocalProtocolError",

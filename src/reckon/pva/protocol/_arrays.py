@@ -14,11 +14,11 @@ if TYPE_CHECKING:  # (_types imports this module at run time; this one only for 
     from ._types import ScalarArray
 
 try:  # numpy is optional: the protocol library works with lists alone
-    import numpy as _np
+    import numpy as np
 
     HAVE_NUMPY = True
 except ImportError:  # pragma: no cover - exercised only without numpy
-    _np = None  # type: ignore[assignment]
+    np = None  # type: ignore[assignment]
     HAVE_NUMPY = False
 
 NATIVE_BIG = sys.byteorder == "big"
@@ -46,26 +46,26 @@ def dtype_for(kind: str, big_endian: bool) -> Any:
     key = (kind, big_endian)
     dt = _DTYPES.get(key)
     if dt is None:
-        assert _np is not None
-        dt = _np.dtype((">" if big_endian else "<") + _NP_CODES[kind])
+        assert np is not None
+        dt = np.dtype((">" if big_endian else "<") + _NP_CODES[kind])
         _DTYPES[key] = dt
     return dt
 
 
 def native_dtype(kind: str) -> Any:
     """The numpy dtype users see for ``kind`` (bool for booleans)."""
-    assert _np is not None
+    assert np is not None
     if kind == "?":
-        return _np.dtype(bool)
-    return _np.dtype(_NP_CODES[kind])
+        return np.dtype(bool)
+    return np.dtype(_NP_CODES[kind])
 
 
 def empty_array(kind: str) -> object:
     if kind == "s":
         return []
     if HAVE_NUMPY:
-        assert _np is not None
-        return _np.zeros(0, dtype=native_dtype(kind))
+        assert np is not None
+        return np.zeros(0, dtype=native_dtype(kind))
     return []
 
 
@@ -81,11 +81,11 @@ def decode_numeric(
             f"array of {count} {kind!r} elements needs {nbytes} bytes, only {len(data) - pos} left"
         )
     if use_numpy and HAVE_NUMPY:
-        assert _np is not None
+        assert np is not None
         if kind == "?":
-            arr = _np.frombuffer(data, dtype=_np.uint8, count=count, offset=pos) != 0
+            arr = np.frombuffer(data, dtype=np.uint8, count=count, offset=pos) != 0
         else:
-            arr = _np.frombuffer(data, dtype=dtype_for(kind, big_endian), count=count, offset=pos)
+            arr = np.frombuffer(data, dtype=dtype_for(kind, big_endian), count=count, offset=pos)
         return arr, end
     a = _array.array(_ARRAY_CODES[kind])
     a.frombytes(data[pos:end])
@@ -100,19 +100,19 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
     """(element count, element bytes) of a numeric array value (numpy array or sequence).
     A contiguous array already in the wire dtype is returned as a view (no copy)."""
     if HAVE_NUMPY:
-        assert _np is not None
+        assert np is not None
         try:
             if kind == "?":
-                arr = _np.asarray(value, dtype=bool).astype(_np.uint8)
+                arr = np.asarray(value, dtype=bool).astype(np.uint8)
                 return int(arr.size), arr.tobytes()
             dt = dtype_for(kind, big_endian)
-            if isinstance(value, _np.ndarray) and value.dtype == dt and value.ndim == 1:
+            if isinstance(value, np.ndarray) and value.dtype == dt and value.ndim == 1:
                 if value.flags.c_contiguous:
                     return int(value.size), value.data.cast("B")
                 return int(value.size), value.tobytes()
-            if not isinstance(value, _np.ndarray):
+            if not isinstance(value, np.ndarray):
                 # straight to the wire dtype: large uint64 values must not detour via float
-                arr = _np.array(value, dtype=dt)
+                arr = np.array(value, dtype=dt)
                 if arr.ndim != 1:
                     arr = arr.reshape(-1)
                 return int(arr.size), arr.tobytes()
@@ -236,7 +236,6 @@ __all__ = [
     "ITEM_SIZE",
     "NATIVE_BIG",
     "SPILL_MIN",
-    "_np",
     "array_decoder",
     "array_encoder",
     "decode_numeric",
@@ -244,4 +243,5 @@ __all__ = [
     "empty_array",
     "encode_numeric",
     "native_dtype",
+    "np",
 ]

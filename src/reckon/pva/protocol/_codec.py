@@ -21,8 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, ITEM_SIZE, array_decoder, array_encoder
-from ._arrays import _np as _np
+from ._arrays import HAVE_NUMPY, ITEM_SIZE, array_decoder, array_encoder, np
 from ._bitset import encode_bitset
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._structgen import bo, normalize, selected, struct_decoder, struct_encoder
@@ -630,7 +629,7 @@ def encode_partial(
 
 
 def is_numeric_array(v: Any) -> bool:
-    return HAVE_NUMPY and _np is not None and isinstance(v, _np.ndarray)
+    return HAVE_NUMPY and np is not None and isinstance(v, np.ndarray)
 
 
 __all__ = [

@@ -31,19 +31,15 @@ from ._errors import (
 )
 from ._events import (
     AckTotalBytesReceived,
-    CancelRequest,
+    Beacon,
     ConnectionClosed,
-    ConnectionValidated,
-    ConnectionValidationRequest,
     ControlEchoRequest,
     ControlEchoResponse,
-    CreateChannelRequest,
-    CreateChannelResponse,
-    DestroyChannel,
-    DestroyRequest,
     Event,
     MarkTotalBytesSent,
     Message,
+    SearchRequest,
+    SearchResponse,
     SetByteOrder,
 )
 from ._generate import op_ids, read_message, write_payload
@@ -60,13 +56,21 @@ from ._header import (
     encode_header,
 )
 from ._op_events import (
+    AuthNZ,
+    CancelRequest,
+    ConnectionValidated,
+    CreateChannelRequest,
+    CreateChannelResponse,
+    DestroyChannel,
+    DestroyRequest,
+    Echo,
     GetField,
     MonitorAck,
+    OriginTag,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (
     HANDSHAKE,
-    INIT_RESPONSES,
     OPENERS,
     OPERATIONS,
     ChannelState,
@@ -74,7 +78,7 @@ from ._state import (
     RequestState,
     Role,
 )
-from ._table import OP_COMMANDS
+from ._table import MESSAGES, OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
 
 
@@ -106,37 +110,34 @@ LOW_LEVEL_ERRORS = (
     UnicodeDecodeError,
     KeyError,
 )
-_CONTROL_EVENTS: dict[type, ControlCommand] = {
-    SetByteOrder: ControlCommand.SET_BYTE_ORDER,
-    MarkTotalBytesSent: ControlCommand.MARK_TOTAL_BYTES_SENT,
-    AckTotalBytesReceived: ControlCommand.ACK_TOTAL_BYTES_RECEIVED,
-    ControlEchoRequest: ControlCommand.ECHO_REQUEST,
-    ControlEchoResponse: ControlCommand.ECHO_RESPONSE,
+#: control messages: event -> (command, the field the header's size field carries)
+_CONTROL_EVENTS: dict[type, tuple[ControlCommand, str]] = {
+    SetByteOrder: (ControlCommand.SET_BYTE_ORDER, ""),
+    MarkTotalBytesSent: (ControlCommand.MARK_TOTAL_BYTES_SENT, "total"),
+    AckTotalBytesReceived: (ControlCommand.ACK_TOTAL_BYTES_RECEIVED, "total"),
+    ControlEchoRequest: (ControlCommand.ECHO_REQUEST, "value"),
+    ControlEchoResponse: (ControlCommand.ECHO_RESPONSE, "value"),
 }
-_ANY_STATE = (
-    ControlEchoRequest,
-    ControlEchoResponse,
-    MarkTotalBytesSent,
-    AckTotalBytesReceived,
-    SetByteOrder,
-)
+_CONTROL_OF = {int(cmd): cls for cls, (cmd, _) in _CONTROL_EVENTS.items()}
+#: who sends each message (the table's "sender")
+_SENT_BY: dict[type, str] = {row.event: row.sender for row in MESSAGES}
+#: messages taken in any state once validated, not about a channel or operation
+_ANY_TIME = frozenset({Echo, Message, SearchRequest, SearchResponse, AuthNZ})
+_CHANNEL_EVENTS = frozenset({CreateChannelRequest, CreateChannelResponse, DestroyChannel})
 #: flags of a message that is not read as an operation's (see _receive)
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
 
-_TABLES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {}
-
-
-def _handshake_tables(role: Role) -> tuple[dict[type, Any], dict[type, Any]]:
-    """HANDSHAKE's (send, recv) transitions of one role, keyed by event type."""
-    tables = _TABLES.get(role)
-    if tables is None:
-        send = {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"}
-        recv = {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"}
-        tables = _TABLES[role] = (send, recv)
-    return tables
+#: HANDSHAKE's transitions per role, split by direction (send, recv) and keyed by event type
+_HANDSHAKES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {
+    role: (
+        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"},
+        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"},
+    )
+    for role in Role
+}
 
 
 class BaseConnection(Operations):
@@ -167,6 +168,7 @@ class BaseConnection(Operations):
         self.max_requests = max_requests
         self.segment_size = segment_size
         self._server = self.role is Role.SERVER
+        self._peer = "client" if self._server else "server"
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
             big_endian=big_endian,
@@ -196,7 +198,7 @@ class BaseConnection(Operations):
         self.bytes_sent = 0
         # the handshake table split per role and direction (enum hashing is slow), shared
         # read-only by the role's connections
-        self._send_table, self._recv_table = _handshake_tables(self.role)
+        self._send_table, self._recv_table = _HANDSHAKES[self.role]
 
     # ----------------------------------------------------------------------- public
     @property
@@ -346,19 +348,14 @@ class BaseConnection(Operations):
             out += part
         return bytes(out)
 
-    def _send_control(self, event: Event, ctl: ControlCommand) -> bytes:
-        value = 0
-        be = self.big_endian
+    def _send_control(self, event: Event, ctl: tuple[ControlCommand, str]) -> bytes:
+        value = getattr(event, ctl[1]) if ctl[1] else 0
         if isinstance(event, SetByteOrder):
             if not self._server:
                 raise LocalProtocolError("only the server sends SetByteOrder")
-            be = event.big_endian
-            self.big_endian = be
-        elif isinstance(event, (MarkTotalBytesSent, AckTotalBytesReceived)):
-            value = event.total
-        elif isinstance(event, (ControlEchoRequest, ControlEchoResponse)):
-            value = event.value
-        data = encode_header(ctl, self._flags() | FLAG_CONTROL, value, be)
+            self.big_endian = event.big_endian
+        be = self.big_endian
+        data = encode_header(ctl[0], self._flags() | FLAG_CONTROL, value, be)
         self.bytes_sent += len(data)
         return data
 
@@ -372,20 +369,15 @@ class BaseConnection(Operations):
         if flags & FLAG_TOO_BIG:
             return self._too_big(cmd, flags, size, payload)
         if flags & FLAG_CONTROL:
-            if cmd == ControlCommand.SET_BYTE_ORDER:
-                be = bool(flags & FLAG_BIG)
-                if not self._server:
-                    self.big_endian = be
-                return [SetByteOrder(be)]
-            if cmd == ControlCommand.MARK_TOTAL_BYTES_SENT:
-                return [MarkTotalBytesSent(size)]
-            if cmd == ControlCommand.ACK_TOTAL_BYTES_RECEIVED:
-                return [AckTotalBytesReceived(size)]
-            if cmd == ControlCommand.ECHO_REQUEST:
-                return [ControlEchoRequest(size)]
-            if cmd == ControlCommand.ECHO_RESPONSE:
-                return [ControlEchoResponse(size)]
-            return []  # unknown control messages carry nothing: ignore, like pvxs
+            cls = _CONTROL_OF.get(cmd)
+            if cls is None:
+                return []  # unknown control messages carry nothing: ignore, like pvxs
+            if cls is not SetByteOrder:
+                return [cls(size)]
+            be = bool(flags & FLAG_BIG)
+            if not self._server:
+                self.big_endian = be
+            return [SetByteOrder(be)]
         self._rx.big_endian = bool(flags & FLAG_BIG)  # (operations were read by _decoded)
         if cmd in _IGNORED_COMMANDS:
             return []
@@ -400,9 +392,14 @@ class BaseConnection(Operations):
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
-        if ev.__class__ is DestroyRequest or ev.__class__ is CancelRequest:
-            return self._end_or_cancel(ev)
-        table = self._recv_table.get(type(ev))
+        t = ev.__class__
+        if _SENT_BY[t] == self.role.value:
+            raise RemoteProtocolError(
+                f"a {self._peer} sent {t.__name__} (only a {_SENT_BY[t]} does)"
+            )
+        if t is DestroyRequest or t is CancelRequest:
+            return self._end_or_cancel(ev)  # type: ignore[arg-type]
+        table = self._recv_table.get(t)
         if table is not None:
             new = table.get(self.state)
             if new is None:
@@ -413,47 +410,28 @@ class BaseConnection(Operations):
                 return True
             self.state = new
             return True
-        if isinstance(ev, (ConnectionValidationRequest, ConnectionValidated)):
-            raise RemoteProtocolError(f"{type(ev).__name__} in the wrong direction")
-        name = type(ev).__name__
-        if name in ("Echo", "Message", "SearchRequest", "SearchResponse", "AuthNZ"):
-            if name == "SearchRequest" and not self._server:
-                raise RemoteProtocolError("a server sent a search request")
-            if name == "SearchResponse" and self._server:
-                raise RemoteProtocolError("a client sent a search response")
+        if t in _ANY_TIME:
             return True
         self._require_validated(0)
         if isinstance(ev, CreateChannelRequest):
-            if not self._server:
-                raise RemoteProtocolError("a server sent CreateChannelRequest")
             refused = self._creation_refused(ev.cid)
             if refused is not None:
                 raise refused
-            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
-            return True
-        if isinstance(ev, CreateChannelResponse):
-            if self._server:
-                raise RemoteProtocolError("a client sent CreateChannelResponse")
-            ch = self._creating.pop(ev.cid, None)
-            if ch is None:
+        elif isinstance(ev, CreateChannelResponse):
+            if ev.cid not in self._creating:
                 if ev.cid in self._dead_channels:
                     return False
                 raise RemoteProtocolError(f"create channel response for unknown cid {ev.cid}")
-            if ev.status.success:
-                ch.sid = ev.sid
-                ch.state = ChannelState.CONNECTED
-                self._channels[ev.cid] = ch
-                self._other_ids[ev.sid] = ev.cid
-            return True
-        if isinstance(ev, DestroyChannel):
-            key_id = ev.sid if self._server else ev.cid
-            if key_id in self._channels:
-                self._drop_channel(key_id)
-                return True
-            if key_id in self._dead_channels:
-                return not self._server  # the server's echo confirms our destroy
-            raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
-        raise RemoteProtocolError(f"unexpected {name}")  # pragma: no cover
+        elif isinstance(ev, DestroyChannel):
+            key = ev.sid if self._server else ev.cid
+            if key not in self._channels:
+                if key in self._dead_channels:
+                    return not self._server  # the server's echo confirms our destroy
+                raise RemoteProtocolError(f"destroy of unknown channel sid {ev.sid} cid {ev.cid}")
+        else:  # pragma: no cover
+            raise RemoteProtocolError(f"unexpected {t.__name__}")
+        self._apply_channel(ev)
+        return True
 
     def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
         """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
@@ -480,12 +458,23 @@ class BaseConnection(Operations):
             return LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
         return None
 
-    def _created(self, ch: ChannelInfo, cid: int, sid: int) -> None:
-        """Channel ``cid``, no longer being created, is ``sid`` now (server side)."""
-        ch.sid = sid
-        ch.state = ChannelState.CONNECTED
-        self._channels[sid] = ch
-        self._other_ids[cid] = sid
+    def _apply_channel(self, ev: Event) -> None:
+        """A channel's creation or destruction, sent or received (checked already): each side
+        keys its channels by its own id (server: sid, client: cid) and maps the other's."""
+        if isinstance(ev, CreateChannelRequest):
+            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
+        elif isinstance(ev, CreateChannelResponse):
+            ch = self._creating.pop(ev.cid)
+            if ev.status.success:
+                ch.sid = ev.sid
+                ch.state = ChannelState.CONNECTED
+                key, other = (ev.sid, ev.cid) if self._server else (ev.cid, ev.sid)
+                self._channels[key] = ch
+                self._other_ids[other] = key
+        elif isinstance(ev, DestroyChannel):
+            key = ev.sid if self._server else ev.cid
+            if key in self._channels:
+                self._drop_channel(key)
 
     def _drop_channel(self, key: int) -> None:
         ch = self._channels.pop(key)
@@ -502,19 +491,17 @@ class BaseConnection(Operations):
         t = type(ev)
         if t in _SERVER_ROWS and self._server and self.state is ConnectionState.VALIDATED:
             return self._check_server_send(ev)  # (a server's reply: what it sends most)
+        name = t.__name__
+        if _SENT_BY.get(t, self._peer) == self._peer:
+            raise LocalProtocolError(f"a {self.role.value} does not send {name}")
         table = self._send_table.get(t)
         if table is not None:
             if self.state not in table:
-                raise LocalProtocolError(f"cannot send {t.__name__} in state {self.state.value}")
+                raise LocalProtocolError(f"cannot send {name} in state {self.state.value}")
             return ev, None
-        if isinstance(ev, (ConnectionValidationRequest, ConnectionValidated)) or (
-            t.__name__ == "ConnectionValidationResponse"
-        ):
-            raise LocalProtocolError(f"a {self.role.value} does not send {t.__name__}")
-        name = t.__name__
-        if name in ("Beacon", "OriginTag"):
+        if t is Beacon or t is OriginTag:
             raise LocalProtocolError(f"{name} is a UDP message: use Discovery")
-        if name in ("Echo", "AuthNZ", "Message", "SearchRequest", "SearchResponse"):
+        if t in _ANY_TIME:
             return ev, None
         if self.state is not ConnectionState.VALIDATED:
             raise LocalProtocolError(f"cannot send {name} before the connection is validated")
@@ -534,17 +521,13 @@ class BaseConnection(Operations):
             if ev.sid in self._channels or ev.sid in self._dead_channels:
                 return ev, None
             raise LocalProtocolError(f"no channel sid {ev.sid}")
-        ioid = getattr(ev, "ioid", None)
-        if ioid is None:
-            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        ioid = ev.ioid  # type: ignore[attr-defined]
         req = self._requests.get(ioid)
         if req is None:
             if ioid in self._dead_requests:
                 return None  # the client destroyed it meanwhile
             raise LocalProtocolError(f"no operation ioid {ioid}")
-        row = OPERATIONS.get(t)
-        if row is None or row.by is not Role.SERVER:
-            raise LocalProtocolError(f"a server does not send {t.__name__}")
+        row = OPERATIONS[t]  # (every other message a server sends is checked before)
         why = refusal(req, row, t)
         if why is not None:
             if row.drop_if_cancelled and req.cancelled and req.command == row.command:
@@ -565,10 +548,7 @@ class BaseConnection(Operations):
             if ch is None or ch.sid != ev.sid:
                 raise LocalProtocolError(f"no connected channel cid {ev.cid} sid {ev.sid}")
             return ev, None
-        sid = getattr(ev, "sid", None)
-        ioid = getattr(ev, "ioid", None)
-        if sid is None or ioid is None:
-            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        sid, ioid = ev.sid, ev.ioid  # type: ignore[attr-defined]
         if t in OPENERS:
             if sid not in self._other_ids:
                 raise LocalProtocolError(f"no connected channel with sid {sid}")
@@ -578,9 +558,7 @@ class BaseConnection(Operations):
         req = self._requests.get(ioid)
         if req is None or req.sid != sid:
             raise LocalProtocolError(f"no operation ioid {ioid} on channel sid {sid}")
-        row = OPERATIONS.get(t)
-        if row is None or row.by is not Role.CLIENT:
-            raise LocalProtocolError(f"a client does not send {t.__name__}")
+        row = OPERATIONS[t]  # (every other message a client sends is checked before)
         why = refusal(req, row, t)
         if why is not None:
             raise LocalProtocolError(why)
@@ -593,8 +571,6 @@ class BaseConnection(Operations):
         if row is not None:  # a message on an operation (inits, which open one, are not rows)
             req = self._requests.get(ev.ioid)  # type: ignore[attr-defined]
             if req is not None:
-                if t in INIT_RESPONSES:
-                    self._agree(req, ev)
                 self._apply(req, row, ev)
             return
         table = self._send_table.get(t)
@@ -603,24 +579,12 @@ class BaseConnection(Operations):
                 return
             self.state = table[self.state]
             return
-        if isinstance(ev, CreateChannelResponse):
-            ch = self._creating.pop(ev.cid)
-            if ev.status.success:
-                self._created(ch, ev.cid, ev.sid)
-            return
-        if isinstance(ev, CreateChannelRequest):
-            self._creating[ev.cid] = ChannelInfo(ev.cid, ev.name)
-            return
-        if isinstance(ev, DestroyChannel):
-            key = ev.sid if self._server else ev.cid
-            if key in self._channels:
-                self._drop_channel(key)
-            return
-        ioid = getattr(ev, "ioid", None)
-        if ioid is None:
+        if t in _CHANNEL_EVENTS:
+            self._apply_channel(ev)
             return
         command = OPENERS.get(t)
         if command is not None:  # a client opening an operation
+            ioid = ev.ioid  # type: ignore[attr-defined]
             self._dead_requests.pop(ioid, None)
             new = RequestInfo(
                 command=command,
@@ -630,14 +594,6 @@ class BaseConnection(Operations):
             )
             new.queue_size = getattr(ev, "queue_size", None)
             self._requests[ioid] = new
-            return
-        req = self._requests.get(ioid)
-        row = OPERATIONS.get(t)
-        if req is None or row is None:
-            return
-        if t in INIT_RESPONSES:
-            self._agree(req, ev)
-        self._apply(req, row, ev)
 
 
 #: the operation table's rows a server sends

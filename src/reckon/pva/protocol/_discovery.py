@@ -12,11 +12,12 @@ from collections.abc import Callable, Sequence
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from ._events import Beacon, Event, OriginTag, SearchRequest, SearchResponse
+from ._events import Beacon, Event, SearchRequest, SearchResponse
 from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
-from ._messages import V4_MAPPED, encode_address
-from ._wire import U16, U32, string_bytes
+from ._messages import V4_MAPPED
+from ._op_events import OriginTag
+from ._wire import U32
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)
 _UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Command.ORIGIN_TAG}
@@ -68,28 +69,28 @@ class Discovery:
         """
         SearchResponse(guid, 0, address, port, False, (), protocol)  # the checks, once
         be = self.big_endian
-        flags = Flags.FROM_SERVER
-        u32, u16 = U32[be].pack, U16[be].pack
-        middle = encode_address(address) + u16(port) + string_bytes(protocol, be)
-        order = ">" if be else "<"
-        # an answer for one name (a client's connect) is these and two ints
-        one = encode_header(Command.SEARCH_RESPONSE, flags, 23 + len(middle), be) + guid
-        found_one = {True: b"\x01" + u16(1), False: b"\x00" + u16(1)}
+        u32 = U32[be]
+
+        def encoded(sequence: int, found: bool, cids: Sequence[int]) -> bytes:
+            payload = bytearray()
+            self._codec.big_endian = be  # (decode() sets it to what it reads)
+            ev = SearchResponse.unchecked(guid, sequence, address, port, found, cids, protocol)
+            write_payload(ev, self._codec, None, payload)
+            head = encode_header(Command.SEARCH_RESPONSE, Flags.FROM_SERVER, len(payload), be)
+            return head + payload
+
+        # an answer for one name (a client's connect) is this one with its sequence (after the
+        # guid), found byte and cid (the last 7 bytes) written in
+        one = encoded(0, False, (0,))
 
         def answer(sequence: int, found: bool, cids: Sequence[int]) -> bytes:
-            if len(cids) == 1:
-                return b"".join((one, u32(sequence), middle, found_one[found], u32(cids[0])))
-            body = b"".join(
-                (
-                    guid,
-                    u32(sequence),
-                    middle,
-                    b"\x01" if found else b"\x00",
-                    u16(len(cids)),
-                    struct.pack(f"{order}{len(cids)}I", *cids),
-                )
-            )
-            return encode_header(Command.SEARCH_RESPONSE, flags, len(body), be) + body
+            if len(cids) != 1:
+                return encoded(sequence, found, tuple(cids))
+            out = bytearray(one)
+            u32.pack_into(out, HEADER_SIZE + 12, sequence)
+            out[-7] = 1 if found else 0
+            u32.pack_into(out, len(out) - 4, cids[0])
+            return bytes(out)
 
         return answer
 

@@ -54,20 +54,114 @@ def _check_request(name: str, v: object) -> None:
         raise LocalProtocolError("pv_request must be a VariantValue (see pv_request()) or None")
 
 
+def _check_u16(name: str, v: object) -> None:
+    check_u(name, v, 16)
+
+
+def _check_guid(name: str, v: object) -> None:
+    if not isinstance(v, bytes) or len(v) != 12:
+        raise LocalProtocolError(f"{name} must be 12 bytes, not {v!r:.60}")
+
+
+#: the checks of the written (not generated) events' fields, by name
 _FIELD_CHECKS: dict[str, Any] = {
-    "sid": check_u32,
-    "cid": check_u32,
-    "ioid": check_u32,
-    "sequence": check_u32,
-    "port": lambda n, v: check_u(n, v, 16),
-    "change_count": lambda n, v: check_u(n, v, 16),
-    "address": check_addr,
-    "response_address": check_addr,
-    "status": _check_status,
-    "changed": _check_bitset,
-    "pv_request": _check_request,
+    **dict.fromkeys(("sid", "cid", "ioid", "sequence", "total", "value"), check_u32),
+    **dict.fromkeys(("buffer_size",), check_u32),
+    **dict.fromkeys(("port", "response_port", "change_count", "registry_size", "qos"), _check_u16),
+    **dict.fromkeys(("address", "response_address"), check_addr),
+    **dict.fromkeys(("protocol", "auth_method", "text"), check_str),
+    "guid": _check_guid,
 }
 _CHECKS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _check_u32_or_none(name: str, v: object) -> None:
+    if v is not None:
+        check_u32(name, v)
+
+
+def _check_bytes(name: str, v: object) -> None:
+    if not isinstance(v, bytes):
+        raise LocalProtocolError(f"{name} must be bytes, not {v!r:.60}")
+
+
+def _check_name(name: str, v: object) -> None:
+    check_str(name, v)
+    if not v:
+        raise LocalProtocolError("channel name must not be empty")
+
+
+def _check_part(name: str, v: object) -> None:
+    if v not in ("get", "put"):
+        raise LocalProtocolError(f"{name} must be 'get' or 'put', not {v!r}")
+
+
+#: what a field of a message table row is checked with on creation, by its kind (a partial
+#: value's ``changed`` as a ``bitset?``); kinds not here are not checked
+_KIND_CHECKS: dict[str, Any] = {
+    "u32": check_u32,
+    "size": check_u32,
+    "size32": check_u32,
+    "u32if": _check_u32_or_none,
+    "status": _check_status,
+    "request": _check_request,
+    "bitset?": _check_bitset,
+    "part": _check_part,
+    "addr": check_addr,
+    "rest": _check_bytes,
+    "name": _check_name,
+}
+#: a field's default, by its name, else by its kind; a field with neither is required (one
+#: that only a success carries, after the status, defaults to None)
+_NAME_DEFAULTS: dict[str, Any] = {"offset": 0, "count": 0, "stride": 1, "changed": ALL_CHANGED}
+_KIND_DEFAULTS: dict[str, Any] = {
+    "request": None,
+    "status": Status.OK,
+    "stype": None,
+    "type": None,
+    "u32if": None,
+    "part": "get",
+    "variant": None,
+    "str": "",
+    "bitset?": NO_BITS,
+    "size32": 0,
+    "flag": False,
+    "addr": "0.0.0.0",
+    "rest": b"",
+}
+
+
+def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module: str) -> type:
+    """The event class of a message table row, generated from its ``(name, kind, only on
+    success)`` fields in wire order: a frozen dataclass whose required fields come first,
+    each field checked by its kind (what a hand-written class for the row would be)."""
+    required: list[tuple[str, type]] = []
+    optional: list[tuple[str, type, Any]] = []
+    flags: list[tuple[str, type, Any]] = []  # (last: a request's destroy flag)
+    checks: list[tuple[str, Any]] = []
+    for field, kind, on_success in fields:
+        if field in _NAME_DEFAULTS or kind in _KIND_DEFAULTS or on_success:
+            default = _NAME_DEFAULTS.get(field, _KIND_DEFAULTS.get(kind))
+            to = flags if kind == "flag" else optional
+            to.append((field, object, dataclasses.field(default=default)))
+        else:
+            required.append((field, object))
+        check = _KIND_CHECKS.get("bitset?" if field == "changed" else kind)
+        if check is not None:
+            checks.append((field, check))
+    cls = dataclasses.make_dataclass(
+        name,
+        [*required, *optional, *flags],
+        bases=(Event,),
+        namespace={"__doc__": doc or None, "__module__": module},
+        frozen=True,
+        slots=True,
+        eq=False,
+    )
+    _CHECKS[cls] = tuple(checks)
+    return cls
+
+
 _NAMES: dict[type, tuple[str, ...]] = {}
 
 
@@ -155,4 +249,13 @@ class Event:
     __hash__ = None  # type: ignore[assignment]
 
 
-__all__ = ["ALL_CHANGED", "NO_BITS", "Event", "check_addr", "check_str", "check_u", "maker"]
+__all__ = [
+    "ALL_CHANGED",
+    "NO_BITS",
+    "Event",
+    "check_addr",
+    "check_str",
+    "check_u",
+    "event_class",
+    "maker",
+]

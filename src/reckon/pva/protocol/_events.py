@@ -15,32 +15,22 @@ from dataclasses import dataclass
 
 from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
-from ._event import ALL_CHANGED, Event, check_addr, check_str, check_u
-from ._status import Status
+from ._event import ALL_CHANGED, Event, check_str, check_u
 from ._types import Structure
 from ._values import VariantValue
 
 __all__ = [
     "ALL_CHANGED",
     "AckTotalBytesReceived",
-    "AuthNZ",
     "Beacon",
-    "CancelRequest",
     "ConnectionClosed",
-    "ConnectionValidated",
     "ConnectionValidationRequest",
     "ConnectionValidationResponse",
     "ControlEchoRequest",
     "ControlEchoResponse",
-    "CreateChannelRequest",
-    "CreateChannelResponse",
-    "DestroyChannel",
-    "DestroyRequest",
-    "Echo",
     "Event",
     "MarkTotalBytesSent",
     "Message",
-    "OriginTag",
     "SearchRequest",
     "SearchResponse",
     "SetByteOrder",
@@ -61,18 +51,12 @@ class MarkTotalBytesSent(Event):
 
     total: int = 0
 
-    def __post_init__(self) -> None:
-        check_u("total", self.total, 32)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class AckTotalBytesReceived(Event):
     """Control: answer to MarkTotalBytesSent."""
 
     total: int = 0
-
-    def __post_init__(self) -> None:
-        check_u("total", self.total, 32)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -81,16 +65,10 @@ class ControlEchoRequest(Event):
 
     value: int = 0
 
-    def __post_init__(self) -> None:
-        check_u("value", self.value, 32)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ControlEchoResponse(Event):
     value: int = 0
-
-    def __post_init__(self) -> None:
-        check_u("value", self.value, 32)
 
 
 # ---------------------------------------------------------------------- connection and discovery
@@ -108,14 +86,9 @@ class Beacon(Event):
     status: VariantValue | None = None
 
     def _validate(self) -> None:
-        if not isinstance(self.guid, bytes) or len(self.guid) != 12:
-            raise LocalProtocolError("guid must be 12 bytes")
+        Event._validate(self)
         check_u("sequence", self.sequence, 8)
         check_u("flags", self.flags, 8)
-        check_u("change_count", self.change_count, 16)
-        check_u("port", self.port, 16)
-        check_addr("address", self.address)
-        check_str("protocol", self.protocol)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -130,8 +103,7 @@ class ConnectionValidationRequest(Event):
         object.__setattr__(self, "auth_methods", tuple(self.auth_methods))
         for m in self.auth_methods:
             check_str("auth method", m)
-        check_u("buffer_size", self.buffer_size, 32)
-        check_u("registry_size", self.registry_size, 16)
+        Event._validate(self)
 
 
 #: the type of the "ca" method's credentials: the user and host names the peer states (shared:
@@ -150,12 +122,9 @@ class ConnectionValidationResponse(Event):
     qos: int = 0
 
     def _validate(self) -> None:
-        check_str("auth_method", self.auth_method)
+        Event._validate(self)
         if self.auth_data is not None and not isinstance(self.auth_data, VariantValue):
             raise LocalProtocolError("auth_data must be a VariantValue or None")
-        check_u("buffer_size", self.buffer_size, 32)
-        check_u("registry_size", self.registry_size, 16)
-        check_u("qos", self.qos, 16)
 
     @classmethod
     def ca(cls, user: str, host: str) -> ConnectionValidationResponse:
@@ -180,24 +149,6 @@ class ConnectionValidationResponse(Event):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ConnectionValidated(Event):
-    """Server -> client: the handshake result."""
-
-    status: Status = Status.OK
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Echo(Event):
-    """Application echo (keep-alive): a client sends it, the server returns the payload."""
-
-    payload: bytes = b""
-
-    def _validate(self) -> None:
-        if not isinstance(self.payload, bytes):
-            raise LocalProtocolError("echo payload must be bytes")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
 class SearchRequest(Event):
     """Who has these channels? ``channels`` are (cid, name) pairs; empty = list servers."""
 
@@ -210,9 +161,7 @@ class SearchRequest(Event):
     protocols: tuple[str, ...] = ("tcp",)
 
     def _validate(self) -> None:
-        check_u("sequence", self.sequence, 32)
-        check_u("response_port", self.response_port, 16)
-        check_addr("response_address", self.response_address)
+        Event._validate(self)
         object.__setattr__(self, "channels", tuple((c, n) for c, n in self.channels))
         object.__setattr__(self, "protocols", tuple(self.protocols))
         if len(self.channels) > 0xFFFF:
@@ -237,12 +186,7 @@ class SearchResponse(Event):
     protocol: str = "tcp"
 
     def _validate(self) -> None:
-        if not isinstance(self.guid, bytes) or len(self.guid) != 12:
-            raise LocalProtocolError("guid must be 12 bytes")
-        check_u("sequence", self.sequence, 32)
-        check_u("port", self.port, 16)
-        check_addr("address", self.address)
-        check_str("protocol", self.protocol)
+        Event._validate(self)
         object.__setattr__(self, "cids", tuple(self.cids))
         if len(self.cids) > 0xFFFF:
             raise LocalProtocolError("at most 65535 cids per search response")
@@ -250,68 +194,7 @@ class SearchResponse(Event):
             check_u("cid", c, 32)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class OriginTag(Event):
-    """UDP: the original destination of a forwarded search (pvxs forwarding)."""
-
-    address: str = "0.0.0.0"
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class AuthNZ(Event):
-    """Authentication plugin exchange (no plugin uses it today)."""
-
-    data: VariantValue | None = None
-
-
-# --------------------------------------------------------------------------------- channels
-@dataclass(frozen=True, slots=True, eq=False)
-class CreateChannelRequest(Event):
-    """Client -> server: open channel ``name``; the client numbers it ``cid``."""
-
-    cid: int
-    name: str
-
-    def _validate(self) -> None:
-        check_u("cid", self.cid, 32)
-        check_str("name", self.name)
-        if not self.name:
-            raise LocalProtocolError("channel name must not be empty")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CreateChannelResponse(Event):
-    """Server -> client: channel ``cid`` is ``sid`` on the server (if status is success)."""
-
-    cid: int
-    sid: int
-    status: Status = Status.OK
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class DestroyChannel(Event):
-    """Either way: close a channel (the server echoes a client's request)."""
-
-    sid: int
-    cid: int
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class DestroyRequest(Event):
-    """Client -> server: forget operation ``ioid``."""
-
-    sid: int
-    ioid: int
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class CancelRequest(Event):
-    """Client -> server: abandon the running execution of ``ioid`` (the op stays usable)."""
-
-    sid: int
-    ioid: int
-
-
+# ------------------------------------------------------------------------------- messages
 @dataclass(frozen=True, slots=True, eq=False)
 class Message(Event):
     """Server -> client: a human-readable text about operation ``ioid``."""
@@ -321,14 +204,13 @@ class Message(Event):
     text: str
 
     def _validate(self) -> None:
-        check_u("ioid", self.ioid, 32)
+        Event._validate(self)
         try:
             object.__setattr__(self, "severity", MessageSeverity(self.severity))
         except ValueError:
             raise LocalProtocolError(
                 f"message severity must be 0..3, not {self.severity!r}"
             ) from None
-        check_str("text", self.text)
 
 
 # ------------------------------------------------------------------------------ transport

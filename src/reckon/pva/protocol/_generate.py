@@ -31,7 +31,7 @@ from ._messages import (
     structure,
     write_variant,
 )
-from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row
+from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row, tokens
 from ._types import FieldDesc, Structure
 from ._values import VariantValue
 from ._wire import READ_STRING, U16, U32, read_size, size_bytes, string_bytes
@@ -213,6 +213,7 @@ _KINDS: dict[str, tuple[str, str]] = {
         "{a} = None\nif sub & GET_PUT: {a} = u32f(data, pos)[0]; pos += 4",
     ),
     "part": ("", "{a} = 'get' if sub & GET else 'put'"),
+    "flag": ("", "{a} = bool(sub & DESTROY)"),
     "array": (
         "c.encode_value(h_array_type(op, NAME), ev.{a}, out)",
         "{a}, pos = c.decode_value(h_array_type_in(op), data, pos)",
@@ -242,24 +243,13 @@ class _Source:
             self.lines.append("    " * self.depth + line)
 
 
-def _tokens(row: Row) -> list[tuple[list[str], str]]:
-    out: list[tuple[list[str], str]] = []
-    for tok in row.layout.split():
-        if tok in (".sub", "|", "*"):
-            out.append(([], tok))
-        else:
-            names, kind = tok.split(":")
-            out.append((names.split(","), kind))
-    return out
-
-
 def _writer_source(row: Row, fields: set[str], name: str, part: int) -> str:
     """The writer of ``row`` (``part`` 0), or of the fields before its value (1) or after it
     (2): a prepared value goes between those two."""
     src = _Source()
     destroy = " | (DESTROY if ev.destroy else 0)" if "destroy" in fields else ""
     ok = False
-    toks = _tokens(row)
+    toks = tokens(row.layout)
     at = next((i for i, (_, k) in enumerate(toks) if k.startswith("partial")), len(toks))
     for i, (names, kind) in enumerate(toks):
         if (part == 1 and i >= at) or (part == 2 and i <= at and kind != "|"):
@@ -295,7 +285,7 @@ def _reader_source(row: Row, fields: list[str], server_sent: bool) -> str:
     src = _Source()
     repeat = False
     absent: list[str] = []
-    toks = _tokens(row)
+    toks = tokens(row.layout)
     for i, (names, kind) in enumerate(toks):
         if kind == "*":
             src.add("n = u16f(data, 0)[0]; pos = 2; h_count(n, 5, len(data) - pos, 'channel')")
@@ -334,8 +324,6 @@ def _reader_source(row: Row, fields: list[str], server_sent: bool) -> str:
         if absent:
             src.add("else:")
             src.add("    " + "; ".join(f"{n} = {_ABSENT.get(n, 'None')}" for n in absent))
-    if "destroy" in fields:
-        src.add("destroy = bool(sub & DESTROY)")
     call = f"make({', '.join(fields)})"
     if repeat:
         src.add(f"events.append({call})")
@@ -379,18 +367,21 @@ _Compiled = tuple[Writer, Reader, Writer, Writer]
 _CODECS: dict[type, tuple[_Compiled, _Compiled]] = {
     row.event: (_compile(row, False), _compile(row, True)) for row in MESSAGES
 }
-#: (command, sent by the server) -> the rows that may read it, in table order
-_BY_COMMAND: dict[tuple[int, bool], list[Row]] = {}
-for _row in MESSAGES:
-    for _by_server in (True, False):
-        if _row.sender == ("client" if _by_server else "server"):
-            continue
-        _BY_COMMAND.setdefault((int(_row.command), _by_server), []).append(_row)
-del _row, _by_server
-#: a command with one row is read whoever sent it (the connection says who may send it)
-for (_cmd, _by_server), _rows in list(_BY_COMMAND.items()):
-    _BY_COMMAND.setdefault((_cmd, not _by_server), _rows)
-del _cmd, _by_server, _rows
+
+
+def _readers_of(cmd: int, by_server: bool) -> list[Row]:
+    """The rows that may read a message of ``cmd`` (sent by the server or not), in table
+    order; a command whose rows one side sends is read whoever sent it (the connection says
+    who may send it)."""
+    rows = [r for r in MESSAGES if r.command == cmd]
+    not_by = "client" if by_server else "server"
+    return [r for r in rows if r.sender != not_by] or rows
+
+
+#: (command, sent by the server) -> the rows that may read it
+_BY_COMMAND = {
+    (int(r.command), s): _readers_of(r.command, s) for r in MESSAGES for s in (True, False)
+}
 #: a row -> its "when" predicate of the subcommand
 _WHEN: dict[type, Callable[[int], Any]] = {
     row.event: eval(f"lambda sub: {row.when}", dict(_ENV))
@@ -423,7 +414,6 @@ def write_payload(ev: Event, c: Codec, op: OpContext | None, out: bytearray) -> 
     return got[0]
 
 
-_ROW_OF: dict[type, int] = {row.event: int(row.command) for row in MESSAGES}
 #: (event class, big endian) -> (command, writer)
 _WRITERS: dict[tuple[type, bool], tuple[int, Writer]] = {
     (row.event, be): (int(row.command), _CODECS[row.event][be][0])
@@ -441,7 +431,7 @@ def write_around(
     writers = _CODECS[type(ev)][c.big_endian]
     writers[2](ev, c, op, head)
     writers[3](ev, c, op, tail)
-    return _ROW_OF[type(ev)]
+    return _WRITERS[type(ev), c.big_endian][0]
 
 
 def read_message(
@@ -463,6 +453,12 @@ def read_message(
     return [] if read is None else [read(data, c, op)]
 
 
+def reply_event(cmd: int, sub: int) -> Any:
+    """The event class of the server's message of command ``cmd`` that subcommand ``sub``
+    selects (a reply that answers a request with this subcommand)."""
+    return next(r.event for r in _BY_COMMAND[(cmd, True)] if _WHEN[r.event](sub))
+
+
 def ioid_offset(event: type) -> int:
     """Where ``event``'s ioid starts in its payload, for a prepared message that leaves it as
     a hole (responses write it first)."""
@@ -480,4 +476,12 @@ def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int
     return u32(data, 0)[0], u32(data, 4)[0], data[8] if cmd != Command.GET_FIELD else 0
 
 
-__all__ = ["OpContext", "ioid_offset", "op_ids", "read_message", "write_around", "write_payload"]
+__all__ = [
+    "OpContext",
+    "ioid_offset",
+    "op_ids",
+    "read_message",
+    "reply_event",
+    "write_around",
+    "write_payload",
+]

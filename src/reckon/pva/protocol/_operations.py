@@ -13,22 +13,10 @@ from ._codec import Codec
 from ._constants import Command
 from ._errors import LimitExceededError, RemoteProtocolError
 from ._event import Event
-from ._generate import OpContext, op_ids, read_message
+from ._generate import OpContext, op_ids, read_message, reply_event
 from ._header import FLAG_BIG, Framer
-from ._op_events import (
-    ArrayGetResponse,
-    ArrayPutResponse,
-    Get,
-    GetResponse,
-    MessageTooBig,
-    MonitorFinish,
-    ProcessResponse,
-    PutGetResponse,
-    PutReadResponse,
-    PutResponse,
-    RPCResponse,
-)
-from ._state import INIT_RESPONSES, OPERATIONS, ChannelState, ConnectionState, RequestState, Step
+from ._op_events import Get, MessageTooBig, MonitorFinish
+from ._state import OPERATIONS, ChannelState, ConnectionState, RequestState, Step
 from ._status import Status
 from ._table import OP_COMMANDS
 
@@ -66,12 +54,6 @@ def refusal(req: RequestInfo, row: Step, event: type) -> str | None:
     if req.state not in row.before:
         return f"{event.__name__} on ioid {req.ioid} while it is {req.state.value}"
     return None
-
-
-def status_of(ev: Event) -> Status:
-    st = getattr(ev, "status", None)
-    assert isinstance(st, Status)
-    return st
 
 
 class Operations:
@@ -116,45 +98,28 @@ class Operations:
         init = cmd != Command.GET_FIELD and bool(sub & 0x08)
         if self._server:
             if init:
-                if sid not in self._channels:
-                    if sid in self._dead_channels:
-                        return []
-                    raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-                if ioid in self._requests:
-                    raise RemoteProtocolError(f"ioid {ioid} is already in use")
-                self._dead_requests.pop(ioid, None)
-                self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid)
-                reply: Event = _INIT_REPLIES[cmd](ioid, status)
+                if not self._open(cmd, sid, ioid, RequestState.INIT_PENDING):
+                    return []
+                reply = reply_event(cmd, sub)(ioid=ioid, status=status)
                 return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
-            req, live = self._lookup(ioid)
-            if req is None or req.command != cmd or req.sid != sid:
-                raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-            cls = _EXEC_REPLIES.get(cmd)
+            req, live = self._known(cmd, ioid, sid)
             if not live:
                 return []
-            if cls is None or req.state is not RequestState.READY:
+            if cmd == MONITOR or req.state is not RequestState.READY:
                 raise LimitExceededError(
                     f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
                 )
             destroy = bool(sub & 0x10)
             self._step(req, _EXECUTE, destroy)  # as the request would have
-            return [MessageTooBig(cmd, sid, ioid, size, limit, cls(ioid, status), destroy)]
+            reply = reply_event(cmd, sub)(ioid=ioid, status=status)  # (the request's answer)
+            return [MessageTooBig(cmd, sid, ioid, size, limit, reply, destroy)]
         # client: the reply fails its operation, as an error reply would
-        req, live = self._lookup(ioid)
-        if req is None or req.command != cmd:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
+        req, live = self._known(cmd, ioid)
         if not live:
             return []
-        if cmd == MONITOR and not init:
-            ev: Event = MonitorFinish(ioid, status)
-        elif init:
-            ev = _INIT_REPLIES[cmd](ioid, status)
-        elif cmd == Command.PUT and sub & 0x40:
-            ev = PutReadResponse(ioid, status)
-        elif cmd == Command.ARRAY:
-            ev = ArrayGetResponse(ioid, status)
-        else:
-            ev = _EXEC_REPLIES.get(cmd, GetResponse)(ioid, status)
+        # (a monitor's update fails as the subscription's end)
+        cls = MonitorFinish if cmd == MONITOR and not init else reply_event(cmd, sub)
+        ev: Event = cls(ioid=ioid, status=status)
         row = OPERATIONS[type(ev)]
         why = refusal(req, row, type(ev))
         if why is not None:
@@ -163,32 +128,24 @@ class Operations:
         return [ev]
 
     # ------------------------------------------------------------------ operations
-    def _lookup(self, ioid: int) -> tuple[RequestInfo | None, bool]:
-        req = self._requests.get(ioid)
-        if req is not None:
-            return req, True
-        return self._dead_requests.get(ioid), False
+    def _open(self, cmd: int, sid: int, ioid: int, state: RequestState) -> bool:
+        """Server side: a client's message opens operation ``ioid`` on channel ``sid`` (False:
+        the client destroyed the channel meanwhile, drop the message)."""
+        if sid not in self._channels:
+            if sid in self._dead_channels:
+                return False
+            raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
+        if ioid in self._requests:
+            raise RemoteProtocolError(f"ioid {ioid} is already in use")
+        if len(self._requests) >= self.max_requests:
+            raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
+        self._dead_requests.pop(ioid, None)
+        self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+        return True
 
-    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
-        is_init = cmd != Command.GET_FIELD and sub & 0x08
-        if is_init or cmd == Command.GET_FIELD:
-            if sid not in self._channels:
-                if sid in self._dead_channels:
-                    return []
-                raise RemoteProtocolError(f"operation on unknown channel sid {sid}")
-            if ioid in self._requests:
-                raise RemoteProtocolError(f"ioid {ioid} is already in use")
-            if len(self._requests) >= self.max_requests:
-                raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-            [ev] = read_message(cmd, data, self._rx, False)
-            state = (
-                RequestState.EXECUTING if cmd == Command.GET_FIELD else RequestState.INIT_PENDING
-            )
-            self._dead_requests.pop(ioid, None)
-            new = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
-            new.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = new
-            return [ev]
+    def _known(self, cmd: int, ioid: int, sid: int | None = None) -> tuple[RequestInfo, bool]:
+        """The operation a message of command ``cmd`` on ``ioid`` (on channel ``sid``, as a
+        client says) is for, and whether it is live (else a tombstone: the message is late)."""
         req = self._requests.get(ioid)
         live = req is not None
         if req is None:
@@ -199,8 +156,20 @@ class Operations:
             raise RemoteProtocolError(
                 f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
             )
-        if req.sid != sid:
+        if sid is not None and req.sid != sid:
             raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
+        return req, live
+
+    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
+        if cmd == Command.GET_FIELD or sub & 0x08:  # (an init, or a get-field: it executes)
+            [ev] = read_message(cmd, data, self._rx, False)
+            get_field = cmd == Command.GET_FIELD
+            state = RequestState.EXECUTING if get_field else RequestState.INIT_PENDING
+            if not self._open(cmd, sid, ioid, state):
+                return []
+            self._requests[ioid].queue_size = getattr(ev, "queue_size", None)
+            return [ev]
+        req, live = self._known(cmd, ioid, sid)
         if req.state is RequestState.INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
         events = read_message(cmd, data, self._rx, False, req)
@@ -218,13 +187,7 @@ class Operations:
         return events
 
     def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
-        req, live = self._lookup(ioid)
-        if req is None:
-            raise RemoteProtocolError(f"command 0x{cmd:02x} for unknown ioid {ioid}")
-        if req.command != cmd:
-            raise RemoteProtocolError(
-                f"ioid {ioid} is a 0x{req.command:02x} operation, not 0x{cmd:02x}"
-            )
+        req, live = self._known(cmd, ioid)
         [ev] = read_message(cmd, data, self._rx, True, req)
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
@@ -235,8 +198,6 @@ class Operations:
             if row.drop_if_cancelled and req.cancelled:
                 return []  # the answer to an execution this client cancelled meanwhile
             raise RemoteProtocolError(why)
-        if type(ev) in INIT_RESPONSES:
-            self._agree(req, ev)
         self._apply(req, row, ev)
         return [ev]
 
@@ -247,9 +208,13 @@ class Operations:
             req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
             req.get_type = getattr(ev, "get_type", None)
 
-    def _apply(self, req: RequestInfo, row: Step, ev: Event) -> None:
-        """Apply the operation table's ``row`` for event ``ev`` (checked already)."""
-        failed = row.ends_on_failure and not status_of(ev).success
+    def _apply(self, req: RequestInfo, row: Step, ev: Any) -> None:
+        """Apply the operation table's ``row`` for event ``ev`` (checked already); an init's
+        response (the row that ends on failure) agrees the operation's types."""
+        failed = False
+        if row.ends_on_failure:
+            self._agree(req, ev)
+            failed = not ev.status.success
         self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
 
     def _step(
@@ -287,14 +252,3 @@ class Operations:
 
 #: the operation table's row of an execution request (READY -> EXECUTING)
 _EXECUTE = OPERATIONS[Get]
-#: command -> its init's response, and its execution's (a request that carries a value: the
-#: replies a message over the size limit is answered with)
-_INIT_REPLIES: dict[int, Any] = {int(cmd): cls for cls, cmd in INIT_RESPONSES.items()}
-_EXEC_REPLIES: dict[int, Any] = {
-    int(Command.GET): GetResponse,
-    int(Command.PUT): PutResponse,
-    int(Command.PUT_GET): PutGetResponse,
-    int(Command.ARRAY): ArrayPutResponse,
-    int(Command.PROCESS): ProcessResponse,
-    int(Command.RPC): RPCResponse,
-}

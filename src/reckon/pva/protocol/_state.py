@@ -23,58 +23,23 @@ from dataclasses import dataclass
 
 from ._constants import Command
 from ._events import (
-    CancelRequest,
-    ConnectionValidated,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
-    DestroyRequest,
 )
 from ._op_events import (
-    RPC,
-    ArrayGet,
-    ArrayGetLength,
-    ArrayGetLengthResponse,
-    ArrayGetResponse,
-    ArrayInit,
-    ArrayInitResponse,
-    ArrayPut,
-    ArrayPutResponse,
-    ArraySetLength,
-    ArraySetLengthResponse,
-    Get,
+    CancelRequest,
+    ConnectionValidated,
+    DestroyRequest,
     GetField,
     GetFieldResponse,
-    GetInit,
-    GetInitResponse,
-    GetResponse,
     MonitorAck,
     MonitorDestroy,
     MonitorFinish,
-    MonitorInit,
-    MonitorInitResponse,
     MonitorStart,
     MonitorStop,
     MonitorUpdate,
-    Process,
-    ProcessInit,
-    ProcessInitResponse,
-    ProcessResponse,
-    Put,
-    PutGet,
-    PutGetInit,
-    PutGetInitResponse,
-    PutGetRead,
-    PutGetReadResponse,
-    PutGetResponse,
-    PutInit,
-    PutInitResponse,
-    PutRead,
-    PutReadResponse,
-    PutResponse,
-    RPCInit,
-    RPCInitResponse,
-    RPCResponse,
 )
+from ._table import MESSAGES
 
 
 class Role(enum.Enum):
@@ -133,54 +98,26 @@ HANDSHAKE: dict[tuple[Role, str, type], dict[ConnectionState, ConnectionState]] 
     (Role.CLIENT, "recv", ConnectionValidated): {_S.VALIDATION_ANSWERED: _S.VALIDATED},
 }
 
+
+def _rows(sender: str, init: bool) -> dict[type, Command]:
+    """The table's rows of operations that ``sender`` sends: an init's (``init``), else an
+    execution's (a row with a ``destroy`` flag) -> their command."""
+    return {
+        r.event: r.command
+        for r in MESSAGES
+        if r.sender == sender
+        and ("destroy:flag" in r.layout if not init else r.when == "sub & INIT")
+    }
+
+
 #: init request event -> command
-INITS: dict[type, Command] = {
-    GetInit: Command.GET,
-    PutInit: Command.PUT,
-    PutGetInit: Command.PUT_GET,
-    MonitorInit: Command.MONITOR,
-    ArrayInit: Command.ARRAY,
-    ProcessInit: Command.PROCESS,
-    RPCInit: Command.RPC,
-}
+INITS = _rows("client", True)
 #: init response event -> command
-INIT_RESPONSES: dict[type, Command] = {
-    GetInitResponse: Command.GET,
-    PutInitResponse: Command.PUT,
-    PutGetInitResponse: Command.PUT_GET,
-    MonitorInitResponse: Command.MONITOR,
-    ArrayInitResponse: Command.ARRAY,
-    ProcessInitResponse: Command.PROCESS,
-    RPCInitResponse: Command.RPC,
-}
+INIT_RESPONSES = _rows("server", True)
 #: execute request event -> command (READY -> EXECUTING)
-EXECS: dict[type, Command] = {
-    Get: Command.GET,
-    Put: Command.PUT,
-    PutRead: Command.PUT,
-    PutGet: Command.PUT_GET,
-    PutGetRead: Command.PUT_GET,
-    ArrayGet: Command.ARRAY,
-    ArrayPut: Command.ARRAY,
-    ArraySetLength: Command.ARRAY,
-    ArrayGetLength: Command.ARRAY,
-    Process: Command.PROCESS,
-    RPC: Command.RPC,
-}
+EXECS = _rows("client", False)
 #: execute response event -> command (EXECUTING -> READY)
-EXEC_RESPONSES: dict[type, Command] = {
-    GetResponse: Command.GET,
-    PutResponse: Command.PUT,
-    PutReadResponse: Command.PUT,
-    PutGetResponse: Command.PUT_GET,
-    PutGetReadResponse: Command.PUT_GET,
-    ArrayGetResponse: Command.ARRAY,
-    ArrayPutResponse: Command.ARRAY,
-    ArraySetLengthResponse: Command.ARRAY,
-    ArrayGetLengthResponse: Command.ARRAY,
-    ProcessResponse: Command.PROCESS,
-    RPCResponse: Command.RPC,
-}
+EXEC_RESPONSES = _rows("server", False)
 
 
 # ----------------------------------------------------------------------------- operations

@@ -24,15 +24,21 @@ A layout is a list of ``name:kind`` tokens (``a,b:kind`` when one kind fills two
 ``severity``    one byte, 0..3; ``rest``: every byte to the end
 ``u32if``       a u32 present when the subcommand's GET_PUT bit is set (else None)
 ``part``        no bytes: "get" or "put", from the subcommand's GET / GET_PUT bit
+``flag``        no bytes: the subcommand's DESTROY bit (``destroy``: the request ends the
+                operation, and its response says so)
 ``partial``     a bitset and the fields it names, of the operation's type (``partial@get``:
                 its get type; ``partial@part``: the type ``part`` names)
 ``array``       a value of the operation's (array) type; ``bitset?``: an optional bitset
 ==============  ============================================================================
 
 Two tokens are not fields: ``.sub`` is where the subcommand byte goes and ``|`` starts the
-fields present only when the status is a success. An event with a ``destroy`` field carries
-it in the subcommand's DESTROY bit. A layout starting with ``*`` repeats after a u16 count
-(a channel creation may ask for several channels).
+fields present only when the status is a success. A layout starting with ``*`` repeats after
+a u16 count (a channel creation may ask for several channels).
+
+The event classes of the rows made by :func:`_op` (operations' messages, channels' and the
+plain connection messages) are generated from their layouts: the fields in wire order, required
+ones first and a request's ``destroy`` last, defaults and checks by kind (:mod:`._event`). The
+other rows' events, with more to check or convert, are written in :mod:`._events`.
 """
 
 from __future__ import annotations
@@ -40,68 +46,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._constants import Command
+from ._event import event_class
 from ._events import (
-    AuthNZ,
     Beacon,
-    CancelRequest,
-    ConnectionValidated,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
-    CreateChannelRequest,
-    CreateChannelResponse,
-    DestroyChannel,
-    DestroyRequest,
-    Echo,
     Message,
-    OriginTag,
     SearchRequest,
     SearchResponse,
-)
-from ._op_events import (
-    RPC,
-    ArrayGet,
-    ArrayGetLength,
-    ArrayGetLengthResponse,
-    ArrayGetResponse,
-    ArrayInit,
-    ArrayInitResponse,
-    ArrayPut,
-    ArrayPutResponse,
-    ArraySetLength,
-    ArraySetLengthResponse,
-    Get,
-    GetField,
-    GetFieldResponse,
-    GetInit,
-    GetInitResponse,
-    GetResponse,
-    MonitorAck,
-    MonitorDestroy,
-    MonitorFinish,
-    MonitorInit,
-    MonitorInitResponse,
-    MonitorStart,
-    MonitorStop,
-    MonitorUpdate,
-    Process,
-    ProcessInit,
-    ProcessInitResponse,
-    ProcessResponse,
-    Put,
-    PutGet,
-    PutGetInit,
-    PutGetInitResponse,
-    PutGetRead,
-    PutGetReadResponse,
-    PutGetResponse,
-    PutInit,
-    PutInitResponse,
-    PutRead,
-    PutReadResponse,
-    PutResponse,
-    RPCInit,
-    RPCInitResponse,
-    RPCResponse,
 )
 
 #: the subcommand bits
@@ -135,14 +87,84 @@ class Row:
     #: ``ev.destroy`` when the event has one)
     sub: str = "0"
     #: when a received subcommand ``sub`` selects this row (rows of one command and sender are
-    #: tried in table order; the first that matches is taken)
-    when: str = "True"
+    #: tried in table order; the first that matches is taken); by default, when it has the
+    #: bit the row writes (any subcommand for a row that writes 0)
+    when: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.when:
+            object.__setattr__(self, "when", "True" if self.sub == "0" else f"sub & {self.sub}")
+
+
+def tokens(layout: str) -> list[tuple[list[str], str]]:
+    """A layout as (field names, kind); ``.sub``, ``|`` and ``*`` with no names."""
+    out: list[tuple[list[str], str]] = []
+    for tok in layout.split():
+        names, _, kind = tok.rpartition(":")
+        out.append((names.split(",") if names else [], kind))
+    return out
+
+
+def _op(
+    name: str,
+    command: Command,
+    sender: str,
+    layout: str,
+    sub: str = "0",
+    *,
+    when: str = "",
+) -> Row:
+    """The row of a message whose event class is generated from the layout (an operation's,
+    and the plain messages of connections and channels)."""
+    fields: list[tuple[str, str, bool]] = []
+    on_success = False
+    for names, kind in tokens(layout):
+        on_success = on_success or kind == "|"
+        fields += [(n, kind, on_success) for n in names]
+    event = event_class(name, fields, _DOCS.get(name, ""), "reckon.pva.protocol._op_events")
+    return Row(event, command, sender, layout, sub, when)
 
 
 _C, _S, _E = "client", "server", "either"
 _REQ = "sid:u32 ioid:u32 .sub"
 _RESP = "ioid:u32 .sub status:status |"
-_IS_INIT = "sub & INIT"
+#: an execution (its request may end the operation) and its response
+_EXEC = "sid:u32 ioid:u32 .sub destroy:flag"
+_EXEC_RESP = "ioid:u32 .sub destroy:flag status:status |"
+
+#: the docstrings of the generated event classes
+_DOCS = {
+    "ConnectionValidated": "Server -> client: the handshake result.",
+    "Echo": "Application echo (keep-alive): a client sends it, the server returns the payload.",
+    "OriginTag": "UDP: the original destination of a forwarded search (pvxs forwarding).",
+    "AuthNZ": "Authentication plugin exchange (no plugin uses it today).",
+    "CreateChannelRequest": "Client -> server: open channel ``name``; the client numbers it "
+    "``cid``.",
+    "CreateChannelResponse": "Server -> client: channel ``cid`` is ``sid`` on the server (if "
+    "status is success).",
+    "DestroyChannel": "Either way: close a channel (the server echoes a client's request).",
+    "DestroyRequest": "Client -> server: forget operation ``ioid``.",
+    "CancelRequest": "Client -> server: abandon the running execution of ``ioid`` (the op stays "
+    "usable).",
+    "GetInitResponse": "``type`` is the structure later gets carry (None when status is not "
+    "success).",
+    "GetResponse": "``value`` is a full value; only the fields in ``changed`` travel.",
+    "PutRead": "PUT with the GET bit: read back the current value through a put operation.",
+    "Put": "Write the fields of ``value`` named by ``changed`` (others keep their defaults).",
+    "PutGetRead": 'Read the current "get" part (``part="get"``) or "put" part (``part="put"``).',
+    "PutGet": "Put ``value`` (of the put type) and receive a value of the get type.",
+    "MonitorInit": "Subscribe. ``queue_size`` set = pipelined (flow control by MonitorAck).",
+    "MonitorAck": "Pipeline: the client freed ``nfree`` queue slots; the server may send that "
+    "many more.",
+    "MonitorDestroy": "Monitor subcommand DESTROY (pvAccessCPP clients; pvxs uses DestroyRequest).",
+    "MonitorFinish": "Server -> client: the subscription ends (no more updates for ``ioid``).",
+    "MonitorUpdate": "A new value: fields in ``changed`` are new; ``overrun`` marks fields that "
+    "changed more than once since the last update.",
+    "ArrayInitResponse": "``type`` is the array field's type (a ScalarArray or array of "
+    "structures...).",
+    "GetField": "Ask for a channel's type (``sub_field`` empty = the whole structure).",
+    "RPC": "Call: ``argument`` is any typed value (usually an NTURI structure).",
+}
 
 #: every message, in the order the docs draw them
 MESSAGES: tuple[Row, ...] = (
@@ -166,8 +188,8 @@ MESSAGES: tuple[Row, ...] = (
         _C,
         "buffer_size:u32 registry_size:u16 qos:u16 auth_method:str auth_data:variant?",
     ),
-    Row(ConnectionValidated, Command.CONNECTION_VALIDATED, _S, "status:status"),
-    Row(Echo, Command.ECHO, _E, "payload:rest"),
+    _op("ConnectionValidated", Command.CONNECTION_VALIDATED, _S, "status:status"),
+    _op("Echo", Command.ECHO, _E, "payload:rest"),
     Row(
         SearchRequest,
         Command.SEARCH,
@@ -181,116 +203,101 @@ MESSAGES: tuple[Row, ...] = (
         _S,
         "guid:guid sequence:u32 address:addr port:u16 protocol:str found:bool cids:u32s16",
     ),
-    Row(OriginTag, Command.ORIGIN_TAG, _C, "address:addr"),
-    Row(AuthNZ, Command.AUTHNZ, _E, "data:variant"),
+    _op("OriginTag", Command.ORIGIN_TAG, _C, "address:addr"),
+    _op("AuthNZ", Command.AUTHNZ, _E, "data:variant"),
     # channels
-    Row(CreateChannelRequest, Command.CREATE_CHANNEL, _C, "* cid:u32 name:name"),
-    Row(CreateChannelResponse, Command.CREATE_CHANNEL, _S, "cid:u32 sid:u32 status:status"),
-    Row(DestroyChannel, Command.DESTROY_CHANNEL, _E, "sid:u32 cid:u32"),
-    Row(DestroyRequest, Command.DESTROY_REQUEST, _C, "sid:u32 ioid:u32"),
-    Row(CancelRequest, Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
+    _op("CreateChannelRequest", Command.CREATE_CHANNEL, _C, "* cid:u32 name:name"),
+    _op("CreateChannelResponse", Command.CREATE_CHANNEL, _S, "cid:u32 sid:u32 status:status"),
+    _op("DestroyChannel", Command.DESTROY_CHANNEL, _E, "sid:u32 cid:u32"),
+    _op("DestroyRequest", Command.DESTROY_REQUEST, _C, "sid:u32 ioid:u32"),
+    _op("CancelRequest", Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
     Row(Message, Command.MESSAGE, _S, "ioid:u32 severity:severity text:str"),
     # get
-    Row(GetInit, Command.GET, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    Row(GetInitResponse, Command.GET, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
-    Row(Get, Command.GET, _C, _REQ),
-    Row(GetResponse, Command.GET, _S, f"{_RESP} value,changed:partial"),
+    _op("GetInit", Command.GET, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("GetInitResponse", Command.GET, _S, f"{_RESP} type:stype", "INIT"),
+    _op("Get", Command.GET, _C, _EXEC),
+    _op("GetResponse", Command.GET, _S, f"{_EXEC_RESP} value,changed:partial"),
     # put
-    Row(PutInit, Command.PUT, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    Row(PutInitResponse, Command.PUT, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
-    Row(PutRead, Command.PUT, _C, _REQ, "GET", "sub & GET"),
-    Row(PutReadResponse, Command.PUT, _S, f"{_RESP} value,changed:partial", "GET", "sub & GET"),
-    Row(Put, Command.PUT, _C, f"{_REQ} value,changed:partial"),
-    Row(PutResponse, Command.PUT, _S, _RESP),
+    _op("PutInit", Command.PUT, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("PutInitResponse", Command.PUT, _S, f"{_RESP} type:stype", "INIT"),
+    _op("PutRead", Command.PUT, _C, _EXEC, "GET"),
+    _op("PutReadResponse", Command.PUT, _S, f"{_EXEC_RESP} value,changed:partial", "GET"),
+    _op("Put", Command.PUT, _C, f"{_EXEC} value,changed:partial"),
+    _op("PutResponse", Command.PUT, _S, _EXEC_RESP),
     # put-get
-    Row(PutGetInit, Command.PUT_GET, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    Row(
-        PutGetInitResponse,
-        Command.PUT_GET,
-        _S,
-        f"{_RESP} put_type:stype get_type:stype",
-        "INIT",
-        _IS_INIT,
+    _op("PutGetInit", Command.PUT_GET, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op(
+        "PutGetInitResponse", Command.PUT_GET, _S, f"{_RESP} put_type:stype get_type:stype", "INIT"
     ),
-    Row(
-        PutGetRead,
+    _op(
+        "PutGetRead",
         Command.PUT_GET,
         _C,
-        f"{_REQ} part:part",
+        f"{_EXEC} part:part",
         "GET if ev.part == 'get' else GET_PUT",
-        "sub & (GET | GET_PUT)",
+        when="sub & (GET | GET_PUT)",
     ),
-    Row(
-        PutGetReadResponse,
+    _op(
+        "PutGetReadResponse",
         Command.PUT_GET,
         _S,
-        "ioid:u32 .sub part:part status:status | value,changed:partial@part",
+        "ioid:u32 .sub destroy:flag part:part status:status | value,changed:partial@part",
         "GET if ev.part == 'get' else GET_PUT",
-        "sub & (GET | GET_PUT)",
+        when="sub & (GET | GET_PUT)",
     ),
-    Row(PutGet, Command.PUT_GET, _C, f"{_REQ} value,changed:partial"),
-    Row(PutGetResponse, Command.PUT_GET, _S, f"{_RESP} value,changed:partial@get"),
+    _op("PutGet", Command.PUT_GET, _C, f"{_EXEC} value,changed:partial"),
+    _op("PutGetResponse", Command.PUT_GET, _S, f"{_EXEC_RESP} value,changed:partial@get"),
     # monitor: a client's message may carry several of these at once (pvAccessCPP)
-    Row(
-        MonitorInit,
+    _op(
+        "MonitorInit",
         Command.MONITOR,
         _C,
         f"{_REQ} pv_request:request queue_size:u32if",
         "INIT | (GET_PUT if ev.queue_size is not None else 0)",
-        _IS_INIT,
+        when="sub & INIT",
     ),
-    Row(MonitorInitResponse, Command.MONITOR, _S, f"{_RESP} type:stype", "INIT", _IS_INIT),
-    Row(MonitorAck, Command.MONITOR, _C, f"{_REQ} nfree:u32", "GET_PUT", "sub & GET_PUT"),
-    Row(MonitorStart, Command.MONITOR, _C, _REQ, "GET | PROCESS", "sub & PROCESS and sub & GET"),
-    Row(MonitorStop, Command.MONITOR, _C, _REQ, "PROCESS", "sub & PROCESS and not sub & GET"),
-    Row(MonitorDestroy, Command.MONITOR, _C, _REQ, "DESTROY", "sub & DESTROY"),
-    Row(
-        MonitorFinish,
+    _op("MonitorInitResponse", Command.MONITOR, _S, f"{_RESP} type:stype", "INIT"),
+    _op("MonitorAck", Command.MONITOR, _C, f"{_REQ} nfree:u32", "GET_PUT"),
+    _op(
+        "MonitorStart",
         Command.MONITOR,
-        _S,
-        "ioid:u32 .sub status:status",
-        "DESTROY",
-        "sub & DESTROY",
-    ),
-    Row(MonitorUpdate, Command.MONITOR, _S, "ioid:u32 .sub value,changed:partial overrun:bitset?"),
-    # array
-    Row(ArrayInit, Command.ARRAY, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    Row(ArrayInitResponse, Command.ARRAY, _S, f"{_RESP} type:type", "INIT", _IS_INIT),
-    Row(
-        ArrayGet,
-        Command.ARRAY,
         _C,
-        f"{_REQ} offset:size count:size stride:size",
-        "GET",
-        "sub & GET",
+        _REQ,
+        "GET | PROCESS",
+        when="sub & PROCESS and sub & GET",
     ),
-    Row(ArrayGetResponse, Command.ARRAY, _S, f"{_RESP} value:array", "GET", "sub & GET"),
-    Row(ArraySetLength, Command.ARRAY, _C, f"{_REQ} length:size", "GET_PUT", "sub & GET_PUT"),
-    Row(ArraySetLengthResponse, Command.ARRAY, _S, _RESP, "GET_PUT", "sub & GET_PUT"),
-    Row(ArrayGetLength, Command.ARRAY, _C, _REQ, "PROCESS", "sub & PROCESS"),
-    Row(
-        ArrayGetLengthResponse,
-        Command.ARRAY,
-        _S,
-        f"{_RESP} length:size32",
-        "PROCESS",
-        "sub & PROCESS",
+    _op(
+        "MonitorStop", Command.MONITOR, _C, _REQ, "PROCESS", when="sub & PROCESS and not sub & GET"
     ),
-    Row(ArrayPut, Command.ARRAY, _C, f"{_REQ} offset:size stride:size value:array"),
-    Row(ArrayPutResponse, Command.ARRAY, _S, _RESP),
+    _op("MonitorDestroy", Command.MONITOR, _C, _REQ, "DESTROY"),
+    _op("MonitorFinish", Command.MONITOR, _S, "ioid:u32 .sub status:status", "DESTROY"),
+    _op(
+        "MonitorUpdate", Command.MONITOR, _S, "ioid:u32 .sub value,changed:partial overrun:bitset?"
+    ),
+    # array
+    _op("ArrayInit", Command.ARRAY, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("ArrayInitResponse", Command.ARRAY, _S, f"{_RESP} type:type", "INIT"),
+    _op("ArrayGet", Command.ARRAY, _C, f"{_EXEC} offset:size count:size stride:size", "GET"),
+    _op("ArrayGetResponse", Command.ARRAY, _S, f"{_EXEC_RESP} value:array", "GET"),
+    _op("ArraySetLength", Command.ARRAY, _C, f"{_EXEC} length:size", "GET_PUT"),
+    _op("ArraySetLengthResponse", Command.ARRAY, _S, _EXEC_RESP, "GET_PUT"),
+    _op("ArrayGetLength", Command.ARRAY, _C, _EXEC, "PROCESS"),
+    _op("ArrayGetLengthResponse", Command.ARRAY, _S, f"{_EXEC_RESP} length:size32", "PROCESS"),
+    _op("ArrayPut", Command.ARRAY, _C, f"{_EXEC} offset:size stride:size value:array"),
+    _op("ArrayPutResponse", Command.ARRAY, _S, _EXEC_RESP),
     # process
-    Row(ProcessInit, Command.PROCESS, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    Row(ProcessInitResponse, Command.PROCESS, _S, _RESP, "INIT", _IS_INIT),
-    Row(Process, Command.PROCESS, _C, _REQ),
-    Row(ProcessResponse, Command.PROCESS, _S, _RESP),
+    _op("ProcessInit", Command.PROCESS, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("ProcessInitResponse", Command.PROCESS, _S, _RESP, "INIT"),
+    _op("Process", Command.PROCESS, _C, _EXEC),
+    _op("ProcessResponse", Command.PROCESS, _S, _EXEC_RESP),
     # get-field (no subcommand)
-    Row(GetField, Command.GET_FIELD, _C, "sid:u32 ioid:u32 sub_field:str"),
-    Row(GetFieldResponse, Command.GET_FIELD, _S, "ioid:u32 status:status | type:type"),
+    _op("GetField", Command.GET_FIELD, _C, "sid:u32 ioid:u32 sub_field:str"),
+    _op("GetFieldResponse", Command.GET_FIELD, _S, "ioid:u32 status:status | type:type"),
     # rpc
-    Row(RPCInit, Command.RPC, _C, f"{_REQ} pv_request:request", "INIT", _IS_INIT),
-    Row(RPCInitResponse, Command.RPC, _S, _RESP, "INIT", _IS_INIT),
-    Row(RPC, Command.RPC, _C, f"{_REQ} argument:variant"),
-    Row(RPCResponse, Command.RPC, _S, f"{_RESP} result:variant"),
+    _op("RPCInit", Command.RPC, _C, f"{_REQ} pv_request:request", "INIT"),
+    _op("RPCInitResponse", Command.RPC, _S, _RESP, "INIT"),
+    _op("RPC", Command.RPC, _C, f"{_EXEC} argument:variant"),
+    _op("RPCResponse", Command.RPC, _S, f"{_EXEC_RESP} result:variant"),
 )
 
 #: a command whose client messages may hold several of its rows' events at once
@@ -324,4 +331,5 @@ __all__ = [
     "PROCESS",
     "Row",
     "markdown",
+    "tokens",
 ]

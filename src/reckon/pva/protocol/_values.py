@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY
-from ._arrays import _np as _np
+from ._arrays import HAVE_NUMPY, np
 from ._errors import LocalProtocolError
 from ._types import (
     FieldDesc,
@@ -127,11 +126,11 @@ def infer_type(value: Any) -> FieldDesc:
         return Scalar("s")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return ScalarArray("B")
-    if HAVE_NUMPY and _np is not None:
-        if isinstance(value, _np.generic):
+    if HAVE_NUMPY and np is not None:
+        if isinstance(value, np.generic):
             value = value.item()
             return infer_type(value)
-        if isinstance(value, _np.ndarray):
+        if isinstance(value, np.ndarray):
             dt = value.dtype
             key = "b" if dt.kind == "b" else f"{dt.kind}{dt.itemsize}"
             if dt.kind in "US":
@@ -168,18 +167,14 @@ def values_equal(a: Any, b: Any) -> bool:
         return True
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if (
-        HAVE_NUMPY
-        and _np is not None
-        and (isinstance(a, _np.ndarray) or isinstance(b, _np.ndarray))
-    ):
+    if HAVE_NUMPY and np is not None and (isinstance(a, np.ndarray) or isinstance(b, np.ndarray)):
         try:
-            aa, bb = _np.asarray(a), _np.asarray(b)
+            aa, bb = np.asarray(a), np.asarray(b)
             if aa.shape != bb.shape:
                 return False
             if aa.size == 0:
                 return True
-            return bool(_np.array_equal(aa, bb, equal_nan=aa.dtype.kind == "f"))
+            return bool(np.array_equal(aa, bb, equal_nan=aa.dtype.kind == "f"))
         except (TypeError, ValueError):
             return False
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):

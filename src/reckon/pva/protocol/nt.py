@@ -14,8 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY
-from ._arrays import _np as _np
+from ._arrays import HAVE_NUMPY, np
 from ._errors import LocalProtocolError
 from ._types import (
     FieldDesc,
@@ -149,10 +148,10 @@ class NTScalarArray(_NT):
     ) -> dict[str, Any]:
         if self.kind == "s":
             value = [str(x) for x in value]
-        elif HAVE_NUMPY and _np is not None:
+        elif HAVE_NUMPY and np is not None:
             from ._arrays import native_dtype
 
-            value = _np.asarray(value, dtype=native_dtype(self.kind))
+            value = np.asarray(value, dtype=native_dtype(self.kind))
         else:
             value = list(value)
         return self._meta(value, timestamp, severity, status, message)
@@ -228,12 +227,12 @@ class NTTable(_NT):
         value: dict[str, Any] = {}
         for n in self.columns:
             kind = self._kinds[n]
-            if kind == "s" or not HAVE_NUMPY or _np is None:
+            if kind == "s" or not HAVE_NUMPY or np is None:
                 value[n] = cols[n]
             else:
                 from ._arrays import native_dtype
 
-                value[n] = _np.asarray(cols[n], dtype=native_dtype(kind))
+                value[n] = np.asarray(cols[n], dtype=native_dtype(kind))
         out = self.type.default()
         out["labels"] = list(labels) if labels is not None else list(self.columns)
         out["value"] = value
@@ -346,15 +345,15 @@ class NTNDArray:
     def wrap(
         self, array: Any, *, unique_id: int = 0, timestamp: float | None = None
     ) -> dict[str, Any]:
-        if not HAVE_NUMPY or _np is None:
+        if not HAVE_NUMPY or np is None:
             raise LocalProtocolError("NTNDArray.wrap needs numpy")
-        arr = _np.asarray(array)
+        arr = np.asarray(array)
         from ._values import infer_type
 
         t = infer_type(arr)
         if not isinstance(t, ScalarArray) or t.kind not in _ND_BY_KIND:
             raise LocalProtocolError(f"no NTNDArray member for dtype {arr.dtype}")
-        flat = _np.ascontiguousarray(arr).reshape(-1)
+        flat = np.ascontiguousarray(arr).reshape(-1)
         dims = [
             {"size": int(s), "offset": 0, "fullSize": int(s), "binning": 1, "reverse": False}
             for s in reversed(arr.shape)
@@ -375,14 +374,14 @@ class NTNDArray:
         return out
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
-        if not HAVE_NUMPY or _np is None:
+        if not HAVE_NUMPY or np is None:
             raise LocalProtocolError("NTNDArray.unwrap needs numpy")
         u = value["value"]
         if u is None:
-            return _np.zeros(0)
-        flat = _np.asarray(u.value)
+            return np.zeros(0)
+        flat = np.asarray(u.value)
         shape = [int(d["size"]) for d in reversed(value.get("dimension") or [])]
-        if shape and int(_np.prod(shape)) == flat.size:
+        if shape and int(np.prod(shape)) == flat.size:
             return flat.reshape(shape)
         return flat
 
