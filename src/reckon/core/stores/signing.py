@@ -54,8 +54,6 @@ _SMALL = 16 << 10  # below this, the default signs with BLAKE2b (its per-call co
 _LEN = struct.Struct("<I").pack
 _B2_BLOCK = 128
 _B2_KEYS = 1024  # per-key BLAKE2b hashers kept (see Signer._b2_of); all dropped when full
-_SEEN_VALUE = 4096  # small values verified once are recognised by comparison (see verify) ...
-_SEEN_BYTES = 1 << 20  # ... up to this many bytes of them, all forgotten when full
 _BUFFERS = (bytes, memoryview, bytearray)
 _B2_HEAD = bytes((BLAKE2B,))
 _ALGORITHMS = ("auto", "blake3", "blake2b", "hmac-sha256")
@@ -100,8 +98,6 @@ class Signer:
         "_b3key",
         "_hkey",
         "_seal",
-        "_seen",
-        "_seen_bytes",
         "_sign_big",
         "algorithm",
         "key_id",
@@ -119,8 +115,6 @@ class Signer:
         b2key = hashlib.sha256(b"blake2b\0" + master).digest()
         self._b2 = hashlib.blake2b(_DOMAIN, key=b2key, digest_size=32)
         self._b2keys: dict[str, Any] = {}
-        self._seen: dict[str, tuple[bytes, bytes]] = {}  # key -> (tag, value) verified
-        self._seen_bytes = 0
         self._seal = hashlib.blake2b(_SEAL_DOMAIN, key=b2key, digest_size=32)
         self._b3 = _blake3()
         self._b3base = None if self._b3 is None else self._b3.blake3(_DOMAIN, key=self._b3key)
@@ -157,20 +151,15 @@ class Signer:
         if tag is None:
             return False
         if tag[:1] == _B2_HEAD and isinstance(data, _BUFFERS):  # small values: the fast path
-            # The very tag and value this signer verified before under this key are still
-            # valid: compared (in constant time), not hashed again. (Both are the store's, as
-            # public as the entry: the comparison shows nothing of the key or of other tags.)
-            seen = self._seen.get(key)
-            if seen is not None and _compare(seen[0], tag) and _compare(seen[1], data):
-                return True
-            h = (self._b2keys.get(key) or self._b2_of(key)).copy()
-            h.update(data)
+            h = self._b2keys.get(key)
+            if h is None:  # a key first seen here: one update, nothing kept (see _b2_prefix)
+                h = self._b2.copy()
+                h.update(self._b2_prefix(key) + data)
+            else:  # a key this signer signed or hashed before: one compression
+                h = h.copy()
+                h.update(data)
             # One constant-time compare checks the algorithm byte, the length and the MAC.
-            if not _compare(_B2_HEAD + h.digest(), tag):
-                return False
-            if type(data) is bytes and type(tag) is bytes and len(data) <= _SEEN_VALUE:
-                self._remember(key, tag, data)
-            return True
+            return _compare(_B2_HEAD + h.digest(), tag)
         if len(tag) != TAG_SIZE:
             return False
         alg = tag[0]
@@ -232,23 +221,19 @@ class Signer:
         h.update(_LEN(len(kb)) + kb)
         return h
 
-    def _remember(self, key: str, tag: bytes, data: bytes) -> None:
-        """Keep a small value verified under ``key`` (see :meth:`verify`), within
-        ``_SEEN_BYTES`` (everything is forgotten when full: cheaper than an LRU per hit)."""
-        if self._seen_bytes + len(data) > _SEEN_BYTES:
-            self._seen.clear()
-            self._seen_bytes = 0
-        self._seen[key] = (tag, data)
-        self._seen_bytes += len(data)
+    @staticmethod
+    def _b2_prefix(key: str) -> bytes:
+        """What BLAKE2b tags sign after the domain and before the value: the key's length, the
+        key, and zero bytes up to one byte past a block (see the module docstring)."""
+        kb = key.encode("utf-8")
+        return _LEN(len(kb)) + kb + bytes((1 - len(_DOMAIN) - 4 - len(kb)) % _B2_BLOCK)
 
     def _b2_of(self, key: str) -> Any:
         """The BLAKE2b hasher of ``key``: keyed, fed the domain, the key and the padding that
         ends the prefix one byte past a block (see the module docstring); kept for the next
         call (up to ``_B2_KEYS`` keys). Callers copy it."""
-        kb = key.encode("utf-8")
-        head = len(_DOMAIN) + 4 + len(kb)
         h = self._b2.copy()
-        h.update(_LEN(len(kb)) + kb + bytes((1 - head) % _B2_BLOCK))
+        h.update(self._b2_prefix(key))
         keys = self._b2keys
         if len(keys) >= _B2_KEYS:
             keys.clear()
