@@ -56,6 +56,8 @@ _B2_BLOCK = 128
 _B2_KEYS = 1024  # per-key BLAKE2b hashers kept (see Signer._b2_of); all dropped when full
 _BUFFERS = (bytes, memoryview, bytearray)
 _B2_HEAD = bytes((BLAKE2B,))
+# the zero padding after a key of n bytes (mod a block), made once: see _b2_prefix
+_B2_PAD = [bytes((1 - len(_DOMAIN) - 4 - n) % _B2_BLOCK) for n in range(_B2_BLOCK)]
 _ALGORITHMS = ("auto", "blake3", "blake2b", "hmac-sha256")
 
 Buffer = bytes | memoryview | bytearray
@@ -226,7 +228,7 @@ class Signer:
         """What BLAKE2b tags sign after the domain and before the value: the key's length, the
         key, and zero bytes up to one byte past a block (see the module docstring)."""
         kb = key.encode("utf-8")
-        return _LEN(len(kb)) + kb + bytes((1 - len(_DOMAIN) - 4 - len(kb)) % _B2_BLOCK)
+        return _LEN(len(kb)) + kb + _B2_PAD[len(kb) % _B2_BLOCK]
 
     def _b2_of(self, key: str) -> Any:
         """The BLAKE2b hasher of ``key``: keyed, fed the domain, the key and the padding that
