@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from _redis import start_redis
@@ -41,6 +42,38 @@ def s3_bucket(s3_endpoint: str) -> str:
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> Callable[..., str]:
+    """``store_url(kind, name, **options)``: the URL of a store of its own for this test, of
+    kind "local" (a directory), "objfile" (an ObjectStore on local files), "memory", "redis" or
+    "s3" (moto), ``options`` in its query. Redis and S3 start only when a test asks for them."""
+
+    def make(kind: str, name: str = "c", **options: object) -> str:
+        query = "&".join(f"{k}={v}" for k, v in options.items())
+        if kind == "local":
+            return f"file://{tmp_path}/{name}?{query}" if query else str(tmp_path / name)
+        if kind == "objfile":
+            url = f"file://{tmp_path}/{name}"
+        elif kind == "memory":
+            url = f"memory://{name}-{unique}"
+        elif kind == "redis":
+            url = request.getfixturevalue("redis_url") + f"?prefix={name}{unique}:"
+        elif kind == "s3":
+            endpoint = request.getfixturevalue("s3_endpoint")
+            o = s3_options(endpoint)
+            bucket = request.getfixturevalue("s3_bucket")
+            url = (
+                f"s3://{bucket}/{name}?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
+            )
+        else:
+            raise ValueError(f"no store kind {kind!r}")
+        if not query:
+            return url
+        return url + ("&" if "?" in url else "?") + query
+
+    return make
 
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")

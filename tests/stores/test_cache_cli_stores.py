@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _s3_server import s3_options
 from typer.testing import CliRunner
 
 from reckon import memoize
@@ -18,17 +18,6 @@ from reckon.memo import commit
 from reckon.memo.entries import read_rows
 
 runner = CliRunner()
-
-
-def _url(kind: str, request: pytest.FixtureRequest, unique: str) -> str:
-    if kind == "redis":
-        return request.getfixturevalue("redis_url") + f"?prefix=cli{unique}:"
-    if kind == "memory":
-        return f"memory://cli-{unique}"
-    endpoint = request.getfixturevalue("s3_endpoint")
-    o = s3_options(endpoint)
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/c?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
 
 
 def _cache(*args: str) -> Any:
@@ -47,10 +36,8 @@ def _functions(url: str, *args: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("kind", ["redis", "s3", "memory"])
-def test_every_cache_command_on_a_shared_store(
-    kind: str, request: pytest.FixtureRequest, unique: str
-) -> None:
-    url = _url(kind, request, unique)
+def test_every_cache_command_on_a_shared_store(kind: str, store_url: Callable[..., str]) -> None:
+    url = store_url(kind, "cli")
 
     @memoize(store=url, name="cli.square", assume_pure=True)
     def square(x: int) -> int:
@@ -85,9 +72,9 @@ def test_every_cache_command_on_a_shared_store(
 
 @pytest.mark.parametrize("kind", ["redis", "s3"])
 def test_entries_without_metadata_are_listed_as_unknown(
-    kind: str, request: pytest.FixtureRequest, unique: str
+    kind: str, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, request, unique)
+    url = store_url(kind, "cli")
     store = open_store(url)
     for i in range(3):
         store.put(RequestId("cli", i).disk_key, b"x" * 100)

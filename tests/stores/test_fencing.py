@@ -12,11 +12,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _s3_server import s3_options
 
 from reckon.core import RequestId, open_store
 
@@ -33,19 +33,6 @@ with store.lease({key!r}) as mine:
 """
 
 
-def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "redis":
-        return request.getfixturevalue("redis_url") + f"?prefix=fence{id(tmp_path)}:&lease_ttl=1"
-    if kind == "objfile":
-        return f"file://{tmp_path}/objects"
-    endpoint = request.getfixturevalue("s3_endpoint")
-    o = s3_options(endpoint)
-    bucket = request.getfixturevalue("s3_bucket")
-    return (
-        f"s3://{bucket}/c?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}&lease_ttl=1"
-    )
-
-
 def _open(kind: str, url: str) -> Any:
     if kind == "objfile":
         from reckon.core.stores import ObjectStore
@@ -56,9 +43,10 @@ def _open(kind: str, url: str) -> Any:
 
 @pytest.mark.parametrize("kind", ["redis", "s3", "objfile"])
 def test_a_lapsed_holder_cannot_overwrite_the_newer_value(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    ttl = {} if kind == "objfile" else {"lease_ttl": 1}
+    url = store_url(kind, "fence", **ttl)
     key = RequestId("fence", kind).disk_key
     here = str(Path(__file__).parent)
     holder = subprocess.Popen(

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import tracemalloc
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from _s3_server import s3_options
 
 from reckon.core import CachingLevel, Engine, RequestId, open_store
 
@@ -23,25 +22,16 @@ np = pytest.importorskip("numpy")
 SIZE = 32 << 20
 
 
-def _url(kind: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str) -> str:
-    if kind == "local":
-        return str(tmp_path / "store")
-    if kind == "s3":
-        endpoint = request.getfixturevalue("s3_endpoint")
-        bucket = request.getfixturevalue("s3_bucket")
-        o = s3_options(endpoint)
-        return (
-            f"s3://{bucket}/mem?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
-            "&near=off&timeout=60"
-        )
-    return request.getfixturevalue("redis_url") + f"?prefix=mem{unique}:&near=off&timeout=30"
-
-
 @pytest.mark.parametrize("kind", ["local", "redis", "s3"])
 def test_an_array_hit_peaks_under_one_and_a_half_times_its_size(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str
+    kind: str, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, request, tmp_path, unique)
+    options = {"local": {}, "s3": {"near": "off", "timeout": 60}}
+    url = store_url(
+        kind,
+        "store" if kind == "local" else "mem",
+        **options.get(kind, {"near": "off", "timeout": 30}),
+    )
     rid = RequestId("hit-memory", kind)
     value = np.frombuffer(os.urandom(SIZE), dtype=np.uint8)
     with Engine(store=open_store(url)) as writer:

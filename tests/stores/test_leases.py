@@ -14,28 +14,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _s3_server import s3_options
 
 from reckon.core import CachingLevel, Engine, RequestId, open_store
 
 KINDS = ["local", "redis", "s3", "objfile"]
-
-
-def _url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if kind == "local":
-        return str(tmp_path / "cache")
-    if kind == "redis":
-        return request.getfixturevalue("redis_url") + f"?prefix=lease{id(tmp_path)}:"
-    if kind == "objfile":
-        return f"file://{tmp_path}/objects"
-    endpoint = request.getfixturevalue("s3_endpoint")
-    o = s3_options(endpoint)
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/c?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
 
 
 def _open(kind: str, url: str) -> Any:
@@ -59,9 +46,9 @@ with store.lease({key!r}) as mine:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_dead_holder_is_replaced_within_seconds(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    url = store_url(kind, "lease")
     key = RequestId("lease", kind).disk_key
     holder = subprocess.Popen(
         [
@@ -103,9 +90,9 @@ def test_dead_holder_is_replaced_within_seconds(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_waiter_stops_when_the_value_appears(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    url = store_url(kind, "lease")
     store = _open(kind, url)
     key = RequestId("appears", kind).disk_key
     seen: list[bool] = []
@@ -143,9 +130,9 @@ store.close()
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_copies_at_once_compute_each_key_once(
-    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, tmp_path: Path, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, tmp_path, request)
+    url = store_url(kind, "lease")
     _open(kind, url)  # creates what the store needs (bucket prefix, directory)
     log = tmp_path / "runs"
     script = _COMPUTE.format(here=str(Path(__file__).parent), kind=kind, url=url, log=str(log))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _s3_server import s3_options
 
 from reckon.core import open_store
 from reckon.memo.entries import read_rows
@@ -39,15 +39,6 @@ else:
 """
 
 
-def _url(kind: str, request: pytest.FixtureRequest, unique: str) -> str:
-    if kind == "redis":
-        return request.getfixturevalue("redis_url") + f"?prefix=clear{unique}:&timeout=5"
-    endpoint = request.getfixturevalue("s3_endpoint")
-    o = s3_options(endpoint)
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/c?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
-
-
 def _machine(script: Path, home: Path, url: str, action: str) -> str:
     env = {**os.environ, "RECKON_CACHE_DIR": str(home)}
     done = subprocess.run(
@@ -64,9 +55,9 @@ def _machine(script: Path, home: Path, url: str, action: str) -> str:
 
 @pytest.mark.parametrize("kind", ["redis", "s3"])
 def test_clear_on_machine_b_removes_what_machine_a_stored(
-    kind: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str
+    kind: str, tmp_path: Path, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, request, unique)
+    url = store_url(kind, "clear", **({"timeout": 5} if kind == "redis" else {}))
     script = tmp_path / "machine.py"
     script.write_text(_MACHINE)
     a, b = tmp_path / "machine-a", tmp_path / "machine-b"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
-from _s3_server import s3_options
 
 from reckon.core import RequestId, open_store
 from reckon.core.stores.signing import Signer
@@ -21,22 +21,9 @@ print(json.dumps([[e.key, e.size, e.meta] for e in store.entries(sys.argv[2])]))
 """
 
 
-def _url(kind: str, request: pytest.FixtureRequest, unique: str) -> str:
-    if kind == "redis":
-        return request.getfixturevalue("redis_url") + f"?prefix=meta{unique}:"
-    if kind == "memory":
-        return f"memory://meta-{unique}"
-    endpoint = request.getfixturevalue("s3_endpoint")
-    o = s3_options(endpoint)
-    bucket = request.getfixturevalue("s3_bucket")
-    return f"s3://{bucket}/m?endpoint_url={endpoint}&key={o['key']}&secret={o['secret']}"
-
-
 @pytest.mark.parametrize("kind", ["redis", "s3", "memory"])
-def test_metadata_is_kept_listed_and_removed(
-    kind: str, request: pytest.FixtureRequest, unique: str
-) -> None:
-    url = _url(kind, request, unique)
+def test_metadata_is_kept_listed_and_removed(kind: str, store_url: Callable[..., str]) -> None:
+    url = store_url(kind, "meta")
     store = open_store(url)  # with its near tier: metadata goes far with the value
     a, b, c = (RequestId("meta", i).disk_key for i in range(3))
     store.put(a, b"a" * 10, meta={"function": "f", "args": "0"})
@@ -68,9 +55,9 @@ def test_metadata_is_kept_listed_and_removed(
 
 @pytest.mark.parametrize("kind", ["redis", "s3"])
 def test_metadata_written_with_another_key_is_ignored(
-    kind: str, request: pytest.FixtureRequest, unique: str
+    kind: str, store_url: Callable[..., str]
 ) -> None:
-    url = _url(kind, request, unique)
+    url = store_url(kind, "meta")
     key = RequestId("forged-meta", 1).disk_key
     theirs = open_store(url, near=None, signer=Signer("not our key"))
     theirs.put(key, b"v", meta={"function": "evil"})
