@@ -847,21 +847,10 @@ def table(client: str, samples: dict[tuple[str, str], list[float]]) -> list[str]
             f"{rss_ours[0]:12.1f} {rss_theirs[0]:12.1f}   (one connection; should stay small)"
         )
     print("  server CPU per operation (us, median; lower is better, less sensitive to load):")
-    for key, label in CPU_ROWS:
-        cpu_ours, cpu_theirs = (
-            samples.get(("reckon", key + "_cpu")),
-            samples.get(("p4p", key + "_cpu")),
-        )
-        if not cpu_ours or not cpu_theirs:
-            continue
-        cmp = paired(cpu_ours, cpu_theirs, higher_is_better=False)
-        print(
-            f"    {label:30s} {statistics.median(cpu_ours):12.1f} "
-            f"{statistics.median(cpu_theirs):12.1f}   {cmp}"
-        )
-    for key, label in CPU_PER_UPDATE:
-        cpu_ours = samples.get(("reckon", key + "_cpu_update"))
-        cpu_theirs = samples.get(("p4p", key + "_cpu_update"))
+    cpu_rows = [(key + "_cpu", label) for key, label in CPU_ROWS]
+    cpu_rows += [(key + "_cpu_update", label) for key, label in CPU_PER_UPDATE]
+    for key, label in cpu_rows:
+        cpu_ours, cpu_theirs = samples.get(("reckon", key)), samples.get(("p4p", key))
         if not cpu_ours or not cpu_theirs:
             continue
         cmp = paired(cpu_ours, cpu_theirs, higher_is_better=False)
