@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import getpass
 import itertools
 import logging
@@ -86,9 +85,9 @@ def check_status(status: Status, what: str, name: str) -> None:
         raise PvaRemoteError(f"{what} {name!r}: {status.message or 'error'}")
 
 
-def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], int]:
-    """A full value of the server's put type and the mask of the fields the caller set: a
-    dict of field names sets those fields, anything else is the ``value`` field (NT types)."""
+def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], BitSet]:
+    """A full value of the server's put type and the fields the caller set: a dict of field
+    names sets those fields, anything else is the ``value`` field (NT types)."""
     if not isinstance(t, Structure):
         raise PvaError(f"put {name!r}: the server gave no structure type")
     if isinstance(value, Mapping) and set(value) <= set(t.names):
@@ -97,7 +96,8 @@ def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, A
         update = {"value": value}
     else:
         raise PvaError(f"put {name!r}: it has no 'value' field; put a dict of {list(t.names)}")
-    return merge(t, t.default(), update)
+    full, mask = merge(t, t.default(), update)
+    return full, BitSet.from_mask(mask)
 
 
 def _made(fut: asyncio.Future[ClientProtocol]) -> ClientProtocol | None:
@@ -410,17 +410,18 @@ class Client:
         name: str,
         what: str,
         timeout: float | None,  # noqa: ASYNC109
-        request: object,
-        init: Callable[[int, int], Event] | None,
+        request: str | Mapping[str, Any] | None,
+        init: Callable[[int, int, VariantValue | None], Event] | None,
         message: Callable[[int, int, Any], Event],
     ) -> Any:
         """One request and its reply on ``name``'s channel, retried across reconnects within
-        ``timeout``: ``init(sid, ioid)`` opens the operation (kept by the channel for the next
-        call with the same ``request``), ``message(sid, ioid, init's reply)`` is sent, and the
-        reply, its status checked, returned."""
+        ``timeout``: ``init(sid, ioid, pvRequest)`` opens the operation (kept by the channel
+        for the next call with the same ``request``), ``message(sid, ioid, init's reply)`` is
+        sent, and the reply, its status checked, returned."""
+        req = make_request(request)
 
         async def body(ch: Channel) -> Any:
-            opener = None if init is None else functools.partial(init, ch.sid)
+            opener = None if init is None else lambda ioid: init(ch.sid, ioid, req)
             key = (what, repr(request))
             async with self._use_op(ch, key, opener, what, name) as (conn, op):
                 conn.send(message(ch.sid, op.ioid, op.info))
@@ -438,18 +439,10 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """The PV's current value (a dict; ``["value"]`` for NT types)."""
-        req = make_request(request)
         ev = await self._exchange(
-            name,
-            "get",
-            timeout,
-            request,
-            lambda sid, ioid: GetInit(sid, ioid, req),
-            lambda sid, ioid, _: Get(sid, ioid),
+            name, "get", timeout, request, GetInit, lambda sid, ioid, _: Get(sid, ioid)
         )
-        assert ev.value is not None
-        result: dict[str, Any] = ev.value
-        return result
+        return ev.value
 
     async def put(
         self,
@@ -460,15 +453,11 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> None:
         """Write ``value`` (a plain value sets ``value``; a dict sets the fields it names)."""
-        req = make_request(request)
 
-        def message(sid: int, ioid: int, info: PutInitResponse) -> Event:
-            full, mask = build_value(info.type, value, name)
-            return Put(sid, ioid, full, BitSet.from_mask(mask))
+        def put(sid: int, ioid: int, info: PutInitResponse) -> Event:
+            return Put(sid, ioid, *build_value(info.type, value, name))
 
-        await self._exchange(
-            name, "put", timeout, request, lambda sid, ioid: PutInit(sid, ioid, req), message
-        )
+        await self._exchange(name, "put", timeout, request, PutInit, put)
 
     async def put_get(
         self,
@@ -479,18 +468,11 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> dict[str, Any]:
         """Write ``value`` and return the value the server answers with, in one round trip."""
-        req = make_request(request)
 
-        def message(sid: int, ioid: int, info: PutGetInitResponse) -> Event:
-            full, mask = build_value(info.put_type, value, name)
-            return PutGet(sid, ioid, full, BitSet.from_mask(mask))
+        def put(sid: int, ioid: int, info: PutGetInitResponse) -> Event:
+            return PutGet(sid, ioid, *build_value(info.put_type, value, name))
 
-        ev = await self._exchange(
-            name, "put-get", timeout, request, lambda sid, ioid: PutGetInit(sid, ioid, req), message
-        )
-        assert ev.value is not None
-        result: dict[str, Any] = ev.value
-        return result
+        return (await self._exchange(name, "put-get", timeout, request, PutGetInit, put)).value
 
     async def rpc(
         self,
@@ -501,17 +483,11 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
         """Call an RPC PV; ``argument`` is a typed value (``nt.NTURI.build(...)``) or a dict."""
-        req = make_request(request)
         arg = argument
         if not (isinstance(argument, VariantValue) or argument is None):
             arg = VariantValue.of(argument)
         ev = await self._exchange(
-            name,
-            "rpc",
-            timeout,
-            request,
-            lambda sid, ioid: RPCInit(sid, ioid, req),
-            lambda sid, ioid, _: RPC(sid, ioid, arg),
+            name, "rpc", timeout, request, RPCInit, lambda sid, ioid, _: RPC(sid, ioid, arg)
         )
         return None if ev.result is None else ev.result.value
 
@@ -526,9 +502,7 @@ class Client:
         ev = await self._exchange(
             name, "info", timeout, None, None, lambda sid, ioid, _: GetField(sid, ioid, sub_field)
         )
-        assert ev.type is not None
-        result: FieldDesc = ev.type
-        return result
+        return ev.type
 
     def monitor(
         self,
@@ -549,5 +523,4 @@ class Client:
         async def body(ch: Channel) -> bool:
             return True
 
-        result: bool = await self._run(name, "connect", timeout, body)
-        return result
+        return await self._run(name, "connect", timeout, body)

@@ -498,9 +498,6 @@ class SharedPV:
             # a thread that runs an event loop of its own is never made to wait
             _hand_off(loop, group, limit, mask, snapshot, running is None)
 
-    def current(self) -> dict[str, Any]:
-        return self.value
-
     def prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
         """``value``'s fields in ``mask``, encoded once however many monitors send them."""
         cached, by_mask = self._prep

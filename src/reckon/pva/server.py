@@ -182,25 +182,8 @@ class Server:
     def names(self) -> list[str]:
         return sorted(self._pvs)
 
-    # the limits, kept by the context every connection shares
     @property
-    def access(self) -> AccessHook | None:
-        return self.context.access
-
-    @property
-    def max_message_size(self) -> int:
-        return self.context.max_message_size
-
-    @property
-    def send_high_water(self) -> int:
-        return self.context.send_high_water
-
-    @property
-    def max_queue_size(self) -> int:
-        return self.context.max_queue_size
-
-    @property
-    def max_queue_bytes(self) -> int:
+    def max_queue_bytes(self) -> int:  # (kept by the context every connection shares)
         return self.context.max_queue_bytes
 
     # ---------------------------------------------------------------------- lifecycle
@@ -299,14 +282,6 @@ class Server:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    async def serve_forever(self) -> None:
-        if self._tcp is None:
-            await self.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.stop()
 
     @property
     def connections(self) -> int:
