@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaAccessDeniedError
 from reckon.pva.protocol import (
@@ -53,31 +53,16 @@ from reckon.pva.protocol import (
     VariantValue,
     request_options,
 )
-from reckon.pva.pv import Peer, PutOperation, RpcOperation, coerce
+from reckon.pva.pv import PutOperation, RpcOperation, coerce
 from reckon.pva.selection import ALL
-from reckon.pva.server_context import ServerContext
+
+if TYPE_CHECKING:  # (the session imports this module to dispatch to it)
+    from reckon.pva.server_session import Op, ServerSession
 
 _ALL_BITS = BitSet.from_mask(ALL)
 
 
-class Session(Protocol):
-    """What these operations need of a session (a ServerSession is one)."""
-
-    ops: dict[int, Any]
-    context: ServerContext
-    peer: Peer
-    loop: Any
-
-    def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Any: ...
-
-    def refuse(self, reply: Any) -> None: ...
-
-    def send(self, ev: Event) -> None: ...
-
-    def send_later(self, ev: Event) -> None: ...
-
-
-def on_put_get_init(session: Session, ev: PutGetInit) -> None:
+def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
     op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "putget")
     t = op.pv.type
     if t is None or not op.pv.writable:
@@ -86,24 +71,15 @@ def on_put_get_init(session: Session, ev: PutGetInit) -> None:
     session.send(PutGetInitResponse(ev.ioid, put_type=t, get_type=t))
 
 
-def on_put_read(session: Session, ev: PutRead) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_put_read(session: ServerSession, ev: PutRead, op: Op) -> None:
     session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, _ALL_BITS, False))
 
 
-def on_put_get_read(session: Session, ev: PutGetRead) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_put_get_read(session: ServerSession, ev: PutGetRead, op: Op) -> None:
     session.send(PutGetReadResponse(ev.ioid, ev.part, value=op.pv.value))
 
 
-def on_put(session: Session, ev: Put | PutGet) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_put(session: ServerSession, ev: Put | PutGet, op: Op) -> None:
     pv = op.pv
     assert pv.type is not None
     mask = ev.changed.mask
@@ -122,7 +98,7 @@ def _post_fields(put: PutOperation) -> None:
 
 
 def _run_handler(
-    session: Session,
+    session: ServerSession,
     op: Any,
     operation: str,
     handler: Callable[[Any], Any],
@@ -176,7 +152,7 @@ def _options(op: Any) -> dict[str, Any]:
 
 
 def _reply_put(
-    session: Session, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
+    session: ServerSession, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
 ) -> None:
     if isinstance(ev, PutGet):
         value = op.pv.value if status.success else None
@@ -186,7 +162,7 @@ def _reply_put(
     _reply(session, ev.ioid, ev.destroy, reply, later)
 
 
-def _reply(session: Session, ioid: int, destroy: bool, reply: Event, later: bool) -> None:
+def _reply(session: ServerSession, ioid: int, destroy: bool, reply: Event, later: bool) -> None:
     """Send an operation's reply: ``later`` from a handler's task (it writes at once), else
     with the replies of the read being handled; a request that destroys its operation ends
     it here."""
@@ -198,7 +174,7 @@ def _reply(session: Session, ioid: int, destroy: bool, reply: Event, later: bool
         session.send(reply)
 
 
-def on_rpc_init(session: Session, ev: RPCInit) -> None:
+def on_rpc_init(session: ServerSession, ev: RPCInit) -> None:
     op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "rpc")
     if op.pv.rpc_handler is None:
         session.refuse(RPCInitResponse(ev.ioid, Status.error(f"{op.name} does not support RPC")))
@@ -206,17 +182,14 @@ def on_rpc_init(session: Session, ev: RPCInit) -> None:
     session.send(RPCInitResponse(ev.ioid))
 
 
-def on_rpc(session: Session, ev: RPC) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_rpc(session: ServerSession, ev: RPC, op: Op) -> None:
     handler = op.pv.rpc_handler
     assert handler is not None
     call = RpcOperation(op.pv, op.name, session.peer, ev.argument, _options(op))
     _run_handler(session, op, "rpc", handler, call, functools.partial(_reply_rpc, session, ev))
 
 
-def _reply_rpc(session: Session, ev: RPC, status: Status, result: Any, later: bool = False) -> None:
+def _reply_rpc(session: ServerSession, ev: RPC, status: Status, result: Any, later: bool) -> None:
     typed: VariantValue | None = None
     if status.success:
         try:
@@ -226,25 +199,16 @@ def _reply_rpc(session: Session, ev: RPC, status: Status, result: Any, later: bo
     _reply(session, ev.ioid, ev.destroy, RPCResponse(ev.ioid, status, result=typed), later)
 
 
-def on_process_init(session: Session, ev: ProcessInit) -> None:
+def on_process_init(session: ServerSession, ev: ProcessInit) -> None:
     session.open_op(ev.sid, ev.ioid, ev.pv_request, "process")
     session.send(ProcessInitResponse(ev.ioid))
 
 
-def on_process(session: Session, ev: Process) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_process(session: ServerSession, ev: Process, op: Op) -> None:
     refused = session.context.refused(session.peer, op.name, "process")
-    if refused is not None:
-        session.send(ProcessResponse(ev.ioid, refused))
-    else:
-        # processing a SharedPV re-posts its value (monitors see a fresh timestamp)
-        if op.pv.type is not None:
-            op.pv.post({})
-        session.send(ProcessResponse(ev.ioid))
-    if ev.destroy:
-        session.ops.pop(ev.ioid, None)
+    if refused is None and op.pv.type is not None:
+        op.pv.post({})  # processing a SharedPV re-posts its value (monitors see a fresh timestamp)
+    _reply(session, ev.ioid, ev.destroy, ProcessResponse(ev.ioid, refused or Status.OK), False)
 
 
 def status_of(exc: BaseException) -> Status:
@@ -276,7 +240,7 @@ def _array_type(op: Any) -> ScalarArray | None:
     return vt if isinstance(vt, ScalarArray) else None
 
 
-def on_array_init(session: Session, ev: ArrayInit) -> None:
+def on_array_init(session: ServerSession, ev: ArrayInit) -> None:
     op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "array")
     at = _array_type(op)
     if at is None:
@@ -285,32 +249,25 @@ def on_array_init(session: Session, ev: ArrayInit) -> None:
     session.send(ArrayInitResponse(ev.ioid, type=at))
 
 
-def on_array_get(session: Session, ev: ArrayGet) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_array_get(session: ServerSession, ev: ArrayGet, op: Op) -> None:
     arr = op.pv.value["value"]
     end = len(arr) if ev.count == 0 else ev.offset + ev.count * max(ev.stride, 1)
     session.send(ArrayGetResponse(ev.ioid, value=arr[ev.offset : end : max(ev.stride, 1)]))
 
 
-def on_array_write(session: Session, ev: ArrayPut | ArraySetLength) -> None:
+def on_array_write(session: ServerSession, ev: ArrayPut | ArraySetLength, op: Op) -> None:
     """A put of a slice, or a new length: both are puts, under the PV's ``writable`` and the
     access hook. A value the PV cannot take is the client's error, not a reason to drop it.
 
     Growth (new elements are the type's zero, "" for strings) is bounded by what one message
     could carry: an offset or length is a 32-bit number in a message of a few bytes, and
     memory stays bounded whatever a peer asks."""
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
     reply = ArrayPutResponse if type(ev) is ArrayPut else ArraySetLengthResponse
     at = _array_type(op)
-    status = Status.OK
     if at is None or not op.pv.writable:
         status = Status.error(f"{op.name} is not writable")
     else:
-        status = session.context.refused(session.peer, op.name, "put") or status
+        status = session.context.refused(session.peer, op.name, "put") or Status.OK
     if at is not None and status.success:
         cur = list(op.pv.value["value"])
         if isinstance(ev, ArrayPut):
@@ -335,8 +292,38 @@ def on_array_write(session: Session, ev: ArrayPut | ArraySetLength) -> None:
     session.send(reply(ev.ioid, status))
 
 
-def on_array_get_length(session: Session, ev: ArrayGetLength) -> None:
-    op = session.ops.get(ev.ioid)
-    if op is None:
-        return
+def on_array_get_length(session: ServerSession, ev: ArrayGetLength, op: Op) -> None:
     session.send(ArrayGetLengthResponse(ev.ioid, length=len(op.pv.value["value"])))
+
+
+def _on_op(
+    handler: Callable[[ServerSession, Any, Op], None],
+) -> Callable[[ServerSession, Any], None]:
+    """``handler`` given the operation a request is for (a request for one the session does
+    not have, destroyed meanwhile, is ignored)."""
+
+    def handle(session: ServerSession, ev: Any) -> None:
+        op = session.ops.get(ev.ioid)
+        if op is not None:
+            handler(session, ev, op)
+
+    return handle
+
+
+#: the requests answered here, for the session's dispatch table
+HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
+    Put: _on_op(on_put),
+    PutRead: _on_op(on_put_read),
+    PutGetInit: on_put_get_init,
+    PutGet: _on_op(on_put),
+    PutGetRead: _on_op(on_put_get_read),
+    RPCInit: on_rpc_init,
+    RPC: _on_op(on_rpc),
+    ProcessInit: on_process_init,
+    Process: _on_op(on_process),
+    ArrayInit: on_array_init,
+    ArrayGet: _on_op(on_array_get),
+    ArrayPut: _on_op(on_array_write),
+    ArraySetLength: _on_op(on_array_write),
+    ArrayGetLength: _on_op(on_array_get_length),
+}

@@ -27,12 +27,6 @@ from reckon.pva import server_calls
 from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
     NEED_DATA,
-    RPC,
-    ArrayGet,
-    ArrayGetLength,
-    ArrayInit,
-    ArrayPut,
-    ArraySetLength,
     BitSet,
     CancelRequest,
     Command,
@@ -60,18 +54,10 @@ from reckon.pva.protocol import (
     MonitorInitResponse,
     MonitorStart,
     MonitorStop,
-    Process,
-    ProcessInit,
     ProtocolError,
-    Put,
-    PutGet,
-    PutGetInit,
-    PutGetRead,
     PutInit,
     PutInitResponse,
-    PutRead,
     RemoteProtocolError,
-    RPCInit,
     SearchRequest,
     ServerConnection,
     Status,
@@ -160,13 +146,8 @@ class ServerSession:
         """The connection is gone: end every operation and monitor."""
         self.closed = True
         self.context.sessions.discard(self)
-        for mon in self.monitors.values():
-            mon.close()
-        self.monitors.clear()
-        for op in self.ops.values():
-            if op.task is not None:
-                op.task.cancel()
-        self.ops.clear()
+        for ioid in [*self.ops, *self.monitors]:
+            self._forget(ioid)
         self.channels.clear()
         self._dirty.clear()
         if self._write_timer is not None:
@@ -424,11 +405,14 @@ class ServerSession:
         if op is not None and op.task is not None:
             op.task.cancel()
 
-    def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
+    def _channel(self, sid: int, kind: str) -> tuple[str, SharedPV, int]:
         ch = self.channels.get(sid)
         if ch is None:
             raise RemoteProtocolError(f"{kind} on unknown channel sid {sid}")
-        name, pv = ch[0], ch[1]
+        return ch
+
+    def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
+        name, pv, _cid = self._channel(sid, kind)
         t = pv.type
         key = (id(req), id(t))
         sel = self._selections.get(key)
@@ -536,10 +520,7 @@ class ServerSession:
 
     # get-field
     def _on_get_field(self, ev: GetField) -> None:
-        ch = self.channels.get(ev.sid)
-        if ch is None:
-            raise RemoteProtocolError(f"get-field on unknown channel sid {ev.sid}")
-        name, pv, _cid = ch
+        name, pv, _cid = self._channel(ev.sid, "get-field")
         if pv.type is None:
             self.send(GetFieldResponse(ev.ioid, Status.error(f"{name} only supports RPC")))
             return
@@ -577,25 +558,12 @@ _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
     GetInit: ServerSession._on_get_init,
     Get: ServerSession._on_get,
     PutInit: ServerSession._on_put_init,
-    Put: server_calls.on_put,
-    PutRead: server_calls.on_put_read,
-    PutGetInit: server_calls.on_put_get_init,
-    PutGet: server_calls.on_put,
-    PutGetRead: server_calls.on_put_get_read,
     MonitorInit: ServerSession._on_monitor_init,
     MonitorStart: ServerSession._on_monitor,
     MonitorStop: ServerSession._on_monitor,
     MonitorAck: ServerSession._on_monitor,
-    RPCInit: server_calls.on_rpc_init,
-    RPC: server_calls.on_rpc,
     GetField: ServerSession._on_get_field,
-    ProcessInit: server_calls.on_process_init,
-    Process: server_calls.on_process,
-    ArrayInit: server_calls.on_array_init,
-    ArrayGet: server_calls.on_array_get,
-    ArrayPut: server_calls.on_array_write,
-    ArraySetLength: server_calls.on_array_write,
-    ArrayGetLength: server_calls.on_array_get_length,
     ConnectionClosed: ServerSession._on_closed,
     MessageTooBig: ServerSession._on_too_big,
+    **server_calls.HANDLERS,
 }
