@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from reckon.errors import PvaError, PvaRemoteError
-from reckon.pva.config import Address, ClientConfig
+from reckon.pva.config import Address
 from reckon.pva.protocol import (
     NEED_DATA,
     ClientConnection,
@@ -34,37 +34,9 @@ from reckon.pva.protocol import (
     SearchResponse,
 )
 
-
-class ClientHooks(Protocol):
-    """What a connection needs of its client (a :class:`~reckon.pva.client.Client` is one):
-    its settings and identity, the receive buffer its connections share, and where to report
-    search answers, lost connections and channels that must search again."""
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
-
-    config: ClientConfig
-    auth: str
-    user: str
-    host: str
-    receive_buffer: memoryview
-    max_message_size: int
-
-    def forget_connection(self, conn: ClientProtocol) -> None: ...
-
-    def on_search_response(self, ev: SearchResponse, source: Address) -> None: ...
-
-    def searching(self, ch: Channel) -> None: ...
-
-
-class Watcher(Protocol):
-    """A monitor of a channel (a :class:`~reckon.pva.subscription.Subscription` is one): told
-    when the channel connected again, to subscribe anew; closed with its client."""
-
-    def reconnected(self) -> None: ...
-
-    async def close(self) -> None: ...
-
+if TYPE_CHECKING:  # (the client and its subscriptions import this module)
+    from reckon.pva.client import Client
+    from reckon.pva.subscription import Subscription
 
 # the client's logger name, kept from before the client was split into modules
 log = logging.getLogger("reckon.pva.client")
@@ -114,7 +86,7 @@ class ClientProtocol(asyncio.BufferedProtocol):
     """One server connection; reads into the client's one receive buffer (``recv_into``: no
     256 KiB allocation per read, as a plain Protocol's transport makes)."""
 
-    def __init__(self, client: ClientHooks, address: Address) -> None:
+    def __init__(self, client: Client, address: Address) -> None:
         self.client = client
         self.receive_buffer = client.receive_buffer
         self.address = address
@@ -229,7 +201,7 @@ class Channel:
     """A PV name as the client tracks it across connections: it outlives any one server, so
     callers and monitors hold it while it searches, connects and reconnects."""
 
-    def __init__(self, client: ClientHooks, name: str, cid: int) -> None:
+    def __init__(self, client: Client, name: str, cid: int) -> None:
         self.client = client
         self.name = name
         self.cid = cid
@@ -239,7 +211,7 @@ class Channel:
         self.error: Exception | None = None
         self.search_step = 0
         self.next_search = 0.0
-        self.monitors: set[Watcher] = set()
+        self.monitors: set[Subscription] = set()
         self.op_cache: dict[tuple[str, str], Op] = {}
 
     def created(self, conn: ClientProtocol, ev: CreateChannelResponse) -> None:

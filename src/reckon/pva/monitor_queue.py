@@ -7,22 +7,14 @@ dropping is what guarantees the last value always arrives.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from reckon.pva.protocol import MonitorFinish, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
-
-class Owner(Protocol):
-    """The connection a monitor sends on (a :class:`~reckon.pva.server_session.ServerSession`):
-    told when the monitor has something to send, and keeping the byte budget of its queues."""
-
-    loop: Any
-    queued_bytes: int
-    max_queue_bytes: int
-
-    def want_flush(self, mon: MonitorQueue) -> None: ...
+if TYPE_CHECKING:  # (the session imports this module)
+    from reckon.pva.server_session import ServerSession
 
 
 class MonitorQueue:
@@ -38,7 +30,7 @@ class MonitorQueue:
     )  # fmt: skip
 
     def __init__(
-        self, conn: Owner, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
+        self, conn: ServerSession, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
         window: int | None,
     ) -> None:  # fmt: skip
         assert pv.type is not None

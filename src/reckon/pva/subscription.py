@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
 from reckon.pva.client_connection import Channel, Disconnected, Op
@@ -34,17 +34,8 @@ from reckon.pva.protocol import (
 from reckon.pva.selection import truthy
 from reckon.pva.stopping import end_tasks
 
-
-class Opener(Protocol):
-    """What a subscription needs of its client (a :class:`~reckon.pva.client.Client` is
-    one): its loop, the channel of a name, and fresh operation ids."""
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
-
-    def channel(self, name: str) -> Channel: ...
-
-    def next_ioid(self) -> int: ...
+if TYPE_CHECKING:  # (the client imports this module)
+    from reckon.pva.client import Client
 
 
 @dataclass
@@ -68,7 +59,7 @@ class Subscription:
     """
 
     def __init__(
-        self, client: Opener, name: str, request: VariantValue | None, max_queue: int
+        self, client: Client, name: str, request: VariantValue | None, max_queue: int
     ) -> None:
         self.client = client
         self.name = name
