@@ -18,7 +18,7 @@ from typing import Any
 
 from reckon.errors import ConfigurationError
 from reckon.pva import nt
-from reckon.pva.protocol import Structure
+from reckon.pva.protocol import Structure, infer_type
 from reckon.pva.pv import RpcOperation, SharedPV
 from reckon.pva.server import Server
 
@@ -29,25 +29,16 @@ log = logging.getLogger("reckon.pva.bridge")
 # ------------------------------------------------------------------------------------------
 
 
-def _stats_type(stats: Mapping[str, Any]) -> Structure:
-    def struct(d: Mapping[str, Any]) -> Structure:
-        fields: list[tuple[str, Any]] = []
-        for k, v in d.items():
-            if isinstance(v, Mapping):
-                fields.append((k, struct(v)))
-            elif isinstance(v, bool):
-                fields.append((k, "?"))
-            elif isinstance(v, int):
-                fields.append((k, "l"))
-            elif isinstance(v, float):
-                fields.append((k, "d"))
-            elif v is None:
-                continue
-            else:
-                fields.append((k, "s"))
-        return Structure(fields)
+def _present(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The statistics without their empty (None) fields: those have no pvData type."""
+    return {
+        k: _present(v) if isinstance(v, Mapping) else v for k, v in stats.items() if v is not None
+    }
 
-    base = struct(stats)
+
+def _stats_type(stats: Mapping[str, Any]) -> Structure:
+    base = infer_type(_present(stats))  # as a variant's value would be typed
+    assert isinstance(base, Structure)
     return Structure([*base.fields, ("timeStamp", nt.time_t)], id="reckon:EngineStats:1.0")
 
 

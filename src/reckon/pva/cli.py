@@ -211,10 +211,6 @@ def parse_put_args(args: list[str]) -> Any:
     return out
 
 
-def _fail(message: str) -> None:
-    typer.echo(message, err=True)
-
-
 def _show(name: str, value: Any, raw: bool, as_json: bool) -> None:
     """Print a value as --json asks (one JSON line), else as :func:`format_value` does."""
     if as_json:
@@ -248,6 +244,19 @@ def _run(coro: Any) -> Any:
     return runloop.run(coro)  # uvloop when importable, unless RECKON_PVA_UVLOOP=0
 
 
+def _run_to_end(run: Callable[[], int | None]) -> NoReturn:
+    """Run a server or a view until it ends; reckon's errors (a bad file, no PV matches, no
+    Redis) are one line on stderr and exit status 2."""
+    from reckon.errors import ReckonError
+
+    try:
+        code = run()
+    except ReckonError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code or 0)
+
+
 def _run_each(
     names: list[str],
     timeout: float,
@@ -267,7 +276,7 @@ def _run_each(
         status = 0
         for name, res in zip(names, results, strict=True):
             if isinstance(res, PvaError):
-                _fail(f"{name}: {res}")
+                typer.echo(f"{name}: {res}", err=True)
                 status = 1
             elif isinstance(res, BaseException):
                 raise res
@@ -349,7 +358,7 @@ def monitor(
                 try:
                     await c.connected(name)
                 except PvaError as exc:
-                    _fail(f"{name}: {exc}")
+                    typer.echo(f"{name}: {exc}", err=True)
                     failed += 1
                     return False
                 async with c.monitor(name, request or None) as sub:
@@ -426,8 +435,7 @@ def call(
 
 
 def load_spec(path: Path) -> dict[str, Any]:
-    """Read a serve file (TOML, or JSON when it ends in .json) and check it: unknown keys,
-    empty tables and values of the wrong type are errors naming the key."""
+    """Read a serve file (TOML, or JSON when it ends in .json) and check it (check_serve_spec)."""
     from reckon.errors import ConfigurationError
     from reckon.pva.bridge import check_serve_spec
 
@@ -535,13 +543,7 @@ def serve(
             publisher.stop()
         await server.stop()
 
-    from reckon.errors import PvaShareError
-
-    try:
-        _run(main())
-    except (ConfigurationError, PvaShareError) as exc:
-        _fail(str(exc))
-        raise typer.Exit(2) from None
+    _run_to_end(lambda: _run(main()))
 
 
 # ------------------------------------------------------------------------------------------
@@ -562,25 +564,12 @@ ShareListOpt = Annotated[
 ]
 
 
-def _run_view(run: Callable[[], int | None]) -> NoReturn:
-    """Run a view until it ends; reckon's errors (no PV matches, no Redis) are one line on
-    stderr and exit status 2."""
-    from reckon.errors import ReckonError
-
-    try:
-        code = run()
-    except ReckonError as exc:
-        _fail(str(exc))
-        raise typer.Exit(2) from None
-    raise typer.Exit(code or 0)
-
-
 @app.command()
 def top(names: PatternsArg, share: ShareListOpt = None) -> None:
     """A live table of PVs: value, severity, rate, age, sparkline or shape (q quits)."""
     from reckon.pva.views.commands import run_top
 
-    _run_view(lambda: run_top(names, share))
+    _run_to_end(lambda: run_top(names, share))
 
 
 @app.command()
@@ -596,7 +585,7 @@ def web(
     """A live web page of PVs: table, history and array plots, images (until Ctrl-C)."""
     from reckon.pva.views.commands import run_web
 
-    _run_view(lambda: run_web(names, host=host, port=port, token=token, share=share))
+    _run_to_end(lambda: run_web(names, host=host, port=port, token=token, share=share))
 
 
 if __name__ == "__main__":  # ``python -m reckon.pva.cli``: ``reckon pva``, with its error handling

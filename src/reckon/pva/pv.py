@@ -35,19 +35,8 @@ from reckon.pva.protocol import (
     VariantValue,
 )
 
-_DTYPES = {
-    "?": np.bool_,
-    "b": np.int8,
-    "B": np.uint8,
-    "h": np.int16,
-    "H": np.uint16,
-    "i": np.int32,
-    "I": np.uint32,
-    "l": np.int64,
-    "L": np.uint64,
-    "f": np.float32,
-    "d": np.float64,
-}
+#: kind -> the numpy dtype of its arrays, as the protocol decodes them (an empty array's)
+_DTYPES: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -152,7 +141,9 @@ def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
                 if isinstance(value, str):
                     return [value]
                 return [str(v) for v in value]
-            dtype = _DTYPES[t.kind]
+            dtype = _DTYPES.get(t.kind)
+            if dtype is None:
+                dtype = _DTYPES[t.kind] = t.default().dtype  # type: ignore[attr-defined]
             if isinstance(value, np.ndarray) and value.dtype == dtype:
                 return value
             return np.asarray(value, dtype=dtype)
@@ -360,7 +351,6 @@ class SharedPV:
         type: Structure | _HasType | None,
         initial: Any = None,
         *,
-        on_put: PutHandler | None = None,
         on_rpc: RpcHandler | None = None,
         writable: bool = True,
         timestamp: bool = True,
@@ -370,7 +360,7 @@ class SharedPV:
         if type is not None and not isinstance(type, Structure):
             raise PvaTypeError(f"a PV's type is a Structure (or an NT helper), not {type!r}")
         self.type: Structure | None = type
-        self.put_handler = on_put
+        self.put_handler: PutHandler | None = None
         self.rpc_handler = on_rpc
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
