@@ -22,7 +22,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
+from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError, PvaTypeError
 from reckon.pva.client_connection import PENDING, Channel, ClientProtocol, Disconnected, Op
 from reckon.pva.config import DEFAULT_TIMEOUT, MAX_MESSAGE_SIZE, Address, ClientConfig
 from reckon.pva.discovery import SearchClient
@@ -51,7 +51,7 @@ from reckon.pva.protocol import (
     VariantValue,
     pv_request,
 )
-from reckon.pva.pv import merge
+from reckon.pva.pv import fields_update, merge
 from reckon.pva.stopping import end_tasks
 from reckon.pva.subscription import Subscription, Update
 
@@ -86,17 +86,14 @@ def check_status(status: Status, what: str, name: str) -> None:
 
 
 def build_value(t: FieldDesc | None, value: Any, name: str) -> tuple[dict[str, Any], BitSet]:
-    """A full value of the server's put type and the fields the caller set: a dict of field
-    names sets those fields, anything else is the ``value`` field (NT types)."""
+    """A full value of the server's put type and the fields ``value`` sets (see
+    :func:`~reckon.pva.pv.fields_update`)."""
     if not isinstance(t, Structure):
         raise PvaError(f"put {name!r}: the server gave no structure type")
-    if isinstance(value, Mapping) and set(value) <= set(t.names):
-        update: Mapping[str, Any] = value
-    elif "value" in t:
-        update = {"value": value}
-    else:
-        raise PvaError(f"put {name!r}: it has no 'value' field; put a dict of {list(t.names)}")
-    full, mask = merge(t, t.default(), update)
+    try:
+        full, mask = merge(t, t.default(), fields_update(t, value))
+    except PvaTypeError as exc:
+        raise PvaTypeError(f"put {name!r}: {exc}") from None
     return full, BitSet.from_mask(mask)
 
 
@@ -338,15 +335,12 @@ class Client:
             except TimeoutError:
                 known = self._channels.get(name)
                 if known is not None and known.error is not None:
-                    raise PvaTimeoutError(
-                        f"{what} {name!r}: no answer within {t}s ({known.error})"
-                    ) from None
-                state = (
-                    "connected but no reply"
-                    if known and known.connected.is_set()
-                    else ("not found: no server answered the search")
-                )
-                raise PvaTimeoutError(f"{what} {name!r}: {state} within {t}s") from None
+                    why = f"no answer within {t}s ({known.error})"
+                elif known is not None and known.connected.is_set():
+                    why = f"connected but no reply within {t}s"
+                else:
+                    why = f"not found: no server answered the search within {t}s"
+                raise PvaTimeoutError(f"{what} {name!r}: {why}") from None
             except Disconnected:
                 continue  # the server went away mid-operation: search again and retry
 

@@ -196,6 +196,18 @@ def footprint(value: Any) -> int:
     return 48 + footprint(getattr(value, "value", None))  # a union's or variant's value
 
 
+def fields_update(t: Structure, value: Any) -> Mapping[str, Any]:
+    """``value`` as an update of ``t``'s fields: a dict whose keys are all field names sets
+    those fields, anything else is the ``value`` field (NT types)."""
+    if isinstance(value, Mapping) and set(value) <= set(t.names):
+        return value
+    if "value" not in t:
+        raise PvaTypeError(
+            f"{t.id or 'structure'} has no 'value' field; give a dict of its fields {list(t.names)}"
+        )
+    return {"value": value}
+
+
 _LAYOUT: dict[Structure, dict[str, tuple[FieldDesc, int, bool]]] = {}
 
 
@@ -392,7 +404,7 @@ class SharedPV:
         if type is not None:
             self.value = type.default()
             if initial is not None:
-                self.value, assigned = merge(type, self.value, self._as_update(initial))
+                self.value, assigned = merge(type, self.value, fields_update(type, initial))
                 self.assigned |= assigned
             if self.timestamp:
                 self.value, assigned = merge(type, self.value, {"timeStamp": _now()})
@@ -412,18 +424,6 @@ class SharedPV:
         return fn
 
     # -------------------------------------------------------------------- values
-    def _as_update(self, value: Any) -> Mapping[str, Any]:
-        """A dict whose keys are all field names is a fields update; anything else is the value."""
-        assert self.type is not None
-        if isinstance(value, Mapping) and set(value) <= set(self.type.names):
-            return value
-        if "value" not in self.type:
-            raise PvaTypeError(
-                f"{self.type.id or 'structure'} has no 'value' field; post a dict of its fields "
-                f"{list(self.type.names)}"
-            )
-        return {"value": value}
-
     def post(self, value: Any, *, timestamp: bool | None = None) -> None:
         """Publish a new value (a plain value for ``value``, or a dict of fields).
 
@@ -461,7 +461,7 @@ class SharedPV:
                 self.assigned |= mask
                 subs = list(self._subs)
         else:
-            update = self._as_update(value)
+            update = fields_update(self.type, value)
             if stamp and "timeStamp" not in update:
                 update = {**update, "timeStamp": _now()}
             with self._lock:

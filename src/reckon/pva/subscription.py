@@ -52,11 +52,8 @@ class Update:
 
 
 class Subscription:
-    """An async iterator of :class:`Update` (use ``async with client.monitor(name) as sub``).
-
-    It survives server restarts (the first update after a reconnect is a full value). Updates
-    the consumer has not taken are held in a bounded queue that keeps the newest value.
-    """
+    """An async iterator of :class:`Update` (use ``async with client.monitor(name) as sub``),
+    surviving server restarts (see the module's docstring)."""
 
     def __init__(
         self, client: Client, name: str, request: VariantValue | None, max_queue: int
@@ -136,6 +133,9 @@ class Subscription:
                 q.append(item)
         else:
             q.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -186,9 +186,7 @@ class Subscription:
         if ch is not None and op is not None and ch.conn is not None:
             with contextlib.suppress(PvaError, ProtocolError):
                 ch.conn.send(DestroyRequest(ch.sid, op.ioid))
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        self._wake()
 
     async def __aenter__(self) -> Subscription:
         return await self.start()

@@ -55,8 +55,7 @@ class SyncClient:
         return self._call(self._client.rpc(name, argument, request, timeout=timeout))
 
     def info(self, name: str, sub_field: str = "", *, timeout: float | None = None) -> FieldDesc:
-        result: FieldDesc = self._call(self._client.info(name, sub_field, timeout=timeout))
-        return result
+        return self._call(self._client.info(name, sub_field, timeout=timeout))
 
     def monitor(
         self, name: str, request: Any = None, *, timeout: float | None = None
