@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from reckon.pva.config import Address
@@ -89,37 +90,29 @@ async def open_udp(
     return transport, proto
 
 
+@dataclass(eq=False, kw_only=True)
 class SearchResponder:
     """Answers UDP searches for the names ``has_channel`` knows, and sends beacons."""
 
-    def __init__(
-        self,
-        *,
-        interface: str,
-        udp_port: int,
-        tcp_port: int,
-        guid: bytes,
-        has_channel: Callable[[str], bool],
-        beacon_targets: list[Address],
-        beacon_period: float,
-        change_count: Callable[[], int],
-    ) -> None:
-        self.interface = interface
-        self.udp_port = udp_port
-        self.tcp_port = tcp_port
-        self.guid = guid
-        self.has_channel = has_channel
-        self.beacon_targets = [(_resolve(h), p) for h, p in beacon_targets]
-        self.beacon_period = beacon_period
-        self.change_count = change_count
+    interface: str
+    udp_port: int
+    tcp_port: int
+    guid: bytes
+    has_channel: Callable[[str], bool]
+    beacon_targets: list[Address]
+    beacon_period: float
+    change_count: Callable[[], int]
+    searches_answered: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.beacon_targets = [(_resolve(h), p) for h, p in self.beacon_targets]
         self.codec = Discovery()
         self.transport: asyncio.DatagramTransport | None = None
         self._beacon_task: asyncio.Task[None] | None = None
         self._beacon_seq = 0
-        self.searches_answered = 0
         #: a search response's datagram for (sequence, found, cids): what never changes
         #: between answers (guid, address, port) is checked and encoded once, here
-        self._answer_with = self.codec.search_answers(guid, interface, tcp_port)
+        self._answer_with = self.codec.search_answers(self.guid, self.interface, self.tcp_port)
 
     async def start(self) -> None:
         self.transport, _ = await open_udp((self.interface, self.udp_port), self._on_datagram)

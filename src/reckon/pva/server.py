@@ -119,7 +119,7 @@ class Server:
         self._pvs: dict[str, SharedPV] = dict(pvs or {})
         self._change_count = 0
         self.context = ServerContext(
-            self._pvs,
+            pvs=self._pvs,
             config=self.config,
             access=access,
             max_message_size=max_message_size,

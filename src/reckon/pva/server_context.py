@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reckon.pva.config import ServerConfig
@@ -60,37 +61,27 @@ class Scheduler(Protocol):
     def create_task(self, coro: Coroutine[Any, Any, Any], /) -> asyncio.Task[Any]: ...
 
 
+@dataclass(eq=False, kw_only=True)
 class ServerContext:
     """The state every connection of one server shares (see the module's docstring)."""
 
-    def __init__(
-        self,
-        pvs: PvSource,
-        *,
-        config: ServerConfig,
-        access: AccessHook | None,
-        max_message_size: int,
-        send_high_water: int,
-        max_queue_size: int,
-        max_queue_bytes: int,
-    ) -> None:
-        self.pvs = pvs
-        self.config = config
-        self.access = access
-        self.max_message_size = max_message_size
-        self.send_high_water = send_high_water
-        self.max_queue_size = max_queue_size
-        self.max_queue_bytes = max_queue_bytes
-        #: answers searches that arrive over TCP (set while the server's UDP responder runs)
-        self.search: SearchHook | None = None
-        self.sessions: set[Any] = set()
-        #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent), for every connection:
-        #: the protocol shares the decoded pvRequest of repeated INITs, so an INIT (p4p sends
-        #: one per get and put) costs a lookup, and a new connection's first one too
-        self.selections: dict[
-            tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]
-        ] = {}
-        self._sid = 0
+    pvs: PvSource
+    config: ServerConfig
+    access: AccessHook | None
+    max_message_size: int
+    send_high_water: int
+    max_queue_size: int
+    max_queue_bytes: int
+    #: answers searches that arrive over TCP (set while the server's UDP responder runs)
+    search: SearchHook | None = None
+    sessions: set[Any] = field(default_factory=set)
+    #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent), for every connection:
+    #: the protocol shares the decoded pvRequest of repeated INITs, so an INIT (p4p sends
+    #: one per get and put) costs a lookup, and a new connection's first one too
+    selections: dict[tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]] = field(
+        default_factory=dict
+    )
+    _sid: int = field(default=0, init=False)
 
     def refused(self, peer: Peer, name: str, operation: str) -> Status | None:
         """The error status of an ``operation`` ("put", "rpc", "process") on PV ``name`` the
