@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, cast
 from reckon.errors import PvaError, PvaRemoteError
 from reckon.pva.config import Address
 from reckon.pva.protocol import (
-    NEED_DATA,
     ClientConnection,
     ConnectionClosed,
     ConnectionValidated,
@@ -125,13 +124,9 @@ class ClientProtocol(asyncio.BufferedProtocol):
         self.data_received(self.receive_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
-        conn = self.conn
         try:
-            conn.receive_data(data)
-            while True:
-                ev = conn.next_event()
-                if ev is NEED_DATA:
-                    break
+            self.conn.receive_data(data)
+            for ev in self.conn.events():
                 self._handle(ev)
         except ProtocolError as exc:
             log.warning("pva client: dropping server %s:%d: %s", *self.address, exc)

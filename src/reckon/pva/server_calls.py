@@ -117,29 +117,27 @@ def _run_handler(
         reply(status_of(exc), None, False)
         return
     if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-        op.task = session.loop.create_task(
-            _finish_later(op, result, lambda status, r: reply(status, r, True))
-        )
+        op.task = session.loop.create_task(_finish_later(op, result, reply))
     else:
         reply(Status.OK, result, False)
 
 
 async def _finish_later(
-    op: Any, pending: Awaitable[Any], reply: Callable[[Status, Any], None]
+    op: Any, pending: Awaitable[Any], reply: Callable[[Status, Any, bool], None]
 ) -> None:
     """Await a put or RPC handler's awaitable and reply with its outcome (a cancelled or
     failed handler gives the client an error status, never a silent operation)."""
     try:
         result = await pending
     except asyncio.CancelledError:
-        reply(Status.error("cancelled"), None)
+        reply(Status.error("cancelled"), None, True)
         return
     except Exception as exc:
-        reply(status_of(exc), None)
+        reply(status_of(exc), None, True)
         return
     finally:
         op.task = None
-    reply(Status.OK, result)
+    reply(Status.OK, result, True)
 
 
 def _options(op: Any) -> dict[str, Any]:

@@ -494,16 +494,14 @@ class ServerSession:
             self.refuse(MonitorInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
         opts = request_options(ev.pv_request)
-        limit = DEFAULT_QUEUE_SIZE
         try:
-            if "queueSize" in opts:
-                limit = max(2, int(opts["queueSize"]))
+            limit = max(2, int(opts.get("queueSize", DEFAULT_QUEUE_SIZE)))
         except (TypeError, ValueError):
-            pass
+            limit = DEFAULT_QUEUE_SIZE
         limit = min(limit, self.context.max_queue_size)
-        window: int | None = None
-        if ev.queue_size is not None or truthy(opts.get("pipeline", False)):
-            window = ev.queue_size if ev.queue_size is not None else limit
+        window = ev.queue_size
+        if window is None and truthy(opts.get("pipeline", False)):
+            window = limit
         self.monitors[ev.ioid] = MonitorQueue(self, ev.sid, ev.ioid, pv, op.mask, limit, window)
         self.send(MonitorInitResponse(ev.ioid, type=pv.type))
 
