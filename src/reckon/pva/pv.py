@@ -522,6 +522,9 @@ class SharedPV:
 
     # -------------------------------------------------------------------- subscribers
     def subscribe(self, sub: _Subscriber) -> None:
+        """Have ``sub.on_post(mask, value)`` called for every post (and ``on_close()`` on
+        close), as a monitor is: on ``sub.loop`` when it has one, in posting order. Sharing
+        PVs through Redis watches them this way (as ``add_watcher``)."""
         with self._lock:
             self._subs.add(sub)
 
@@ -529,14 +532,8 @@ class SharedPV:
         with self._lock:
             self._subs.discard(sub)
 
-    def add_watcher(self, watcher: _Subscriber) -> None:
-        """Have ``watcher.on_post(mask, value)`` called for every post (and ``on_close()`` on
-        close), like a monitor: on ``watcher.loop`` when it has one, in posting order.
-        Sharing PVs through Redis watches them this way."""
-        self.subscribe(watcher)
-
-    def remove_watcher(self, watcher: _Subscriber) -> None:
-        self.unsubscribe(watcher)
+    add_watcher = subscribe
+    remove_watcher = unsubscribe
 
     def close(self) -> None:
         """Finish every subscription (clients see the monitor end)."""
