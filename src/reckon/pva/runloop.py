@@ -32,10 +32,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """asyncio.run on the loop :func:`loop_factory` picks."""
-    factory = loop_factory()
-    if factory is None:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coro)
 
 
