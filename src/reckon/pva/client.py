@@ -200,10 +200,8 @@ class Client:
                 self._send_search([ch])
                 ch.search_step = 1
                 ch.next_search = self._loop.time() + _SEARCH_DELAYS[1]
-                if self._search_wake is not None:
-                    self._search_wake.set()
-            else:
-                self.searching(ch)
+            if self._search_wake is not None:
+                self._search_wake.set()  # (a new channel's next_search starts at 0: now)
         return ch
 
     def searching(self, ch: Channel) -> None:
