@@ -47,8 +47,6 @@ class ServerProtocol(asyncio.BufferedProtocol):
         on_open: Callable[[], None],
     ) -> None:
         self.session = ServerSession(context, loop)
-        self._context = context
-        self._loop = loop
         self._rxbuf = rxbuf
         self._on_open = on_open
 
@@ -57,9 +55,10 @@ class ServerProtocol(asyncio.BufferedProtocol):
         tr = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername") or ("?", 0)
         # no TCP_NODELAY here: asyncio's and uvloop's TCP transports both set it
-        tr.set_write_buffer_limits(high=self._context.send_high_water)
+        tr.set_write_buffer_limits(high=self.session.context.send_high_water)
         self.session.opened(tr, (str(peername[0]), int(peername[1])))
-        self._loop.call_soon(self._on_open)  # (the next connection's state, after this write)
+        # (the next connection's state, built after this write)
+        self.session.loop.call_soon(self._on_open)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.session.lost()
