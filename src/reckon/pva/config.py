@@ -34,12 +34,13 @@ _TRUE = {"YES", "Y", "TRUE", "1", "ON"}
 _FALSE = {"NO", "N", "FALSE", "0", "OFF"}
 
 
-def _pick(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
+def _pick(env: Mapping[str, str], *names: str) -> tuple[str, str]:
+    """The first of ``names`` set (and not blank) in ``env``, with its value; else ("", "")."""
     for name in names:
-        value = env.get(name)
-        if value is not None and value.strip() != "":
-            return name, value.strip()
-    return None
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return "", ""
 
 
 def check_port(port: int, name: str) -> int:
@@ -51,10 +52,9 @@ def check_port(port: int, name: str) -> int:
 
 
 def _port(env: Mapping[str, str], default: int, *names: str) -> int:
-    picked = _pick(env, *names)
-    if picked is None:
+    name, value = _pick(env, *names)
+    if not value:
         return default
-    name, value = picked
     try:
         port = int(value)
     except ValueError:
@@ -63,10 +63,9 @@ def _port(env: Mapping[str, str], default: int, *names: str) -> int:
 
 
 def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:
-    picked = _pick(env, *names)
-    if picked is None:
+    name, value = _pick(env, *names)
+    if not value:
         return default
-    name, value = picked
     upper = value.upper()
     if upper in _TRUE:
         return True
@@ -76,10 +75,9 @@ def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:
 
 
 def _seconds(env: Mapping[str, str], default: float, *names: str) -> float:
-    picked = _pick(env, *names)
-    if picked is None:
+    name, value = _pick(env, *names)
+    if not value:
         return default
-    name, value = picked
     try:
         seconds = float(value)
     except ValueError:
@@ -112,11 +110,8 @@ def parse_addresses(text: str, default_port: int, name: str = "address list") ->
 
 
 def _addresses(env: Mapping[str, str], default_port: int, *names: str) -> list[Address]:
-    picked = _pick(env, *names)
-    if picked is None:
-        return []
-    name, value = picked
-    return parse_addresses(value, default_port, name)
+    name, value = _pick(env, *names)
+    return parse_addresses(value, default_port, name)  # (none when unset)
 
 
 def _with_broadcast(targets: list[Address], auto: bool, port: int) -> list[Address]:
