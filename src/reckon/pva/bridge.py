@@ -69,14 +69,12 @@ class EngineStatsPublisher:
             self._run(), name=f"pva-stats-{name}"
         )
 
-    def refresh(self) -> bool:
-        """Post the engine's current numbers if they changed; True when it posted."""
+    def refresh(self) -> None:
+        """Post the engine's current numbers if they changed."""
         stats = self.engine.stats()
-        if stats == self._last:
-            return False
-        self._last = stats
-        self.pv.post(_clean(stats, self.type))
-        return True
+        if stats != self._last:
+            self._last = stats
+            self.pv.post(_clean(stats, self.type))
 
     async def _run(self) -> None:
         while True:

@@ -81,7 +81,6 @@ _ONE_REQUEST_MAX = 4096
 
 @dataclass(slots=True)
 class Op:
-    kind: str
     sid: int
     ioid: int
     pv: SharedPV
@@ -421,7 +420,7 @@ class ServerSession:
             if len(self._selections) >= 32:
                 self._selections.clear()
             sel = self._selections[key] = (req, t, mask, {})
-        op = Op(kind, sid, ioid, pv, name, sel[2], req, None, sel[3])
+        op = Op(sid, ioid, pv, name, sel[2], req, None, sel[3])
         self.ops[ioid] = op
         return op
 
