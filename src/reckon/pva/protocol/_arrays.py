@@ -4,11 +4,12 @@ otherwise. Every decoder checks the element count against the bytes left before 
 from __future__ import annotations
 
 import array as _array
+import struct
 import sys
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
-from ._wire import READ_STRING, SMALL, read_size, size_bytes
+from ._wire import KINDS, READ_STRING, SMALL, read_size, size_bytes
 
 if TYPE_CHECKING:  # (_types imports this module at run time; this one only for types)
     from ._types import ScalarArray
@@ -23,20 +24,10 @@ except ImportError:  # pragma: no cover - exercised only without numpy
 
 NATIVE_BIG = sys.byteorder == "big"
 
+#: kind -> array module typecode (also a numpy dtype letter) with the wire's item size
+_ARRAY_CODES: dict[str, str] = {k: ch.replace("?", "B") for k, (_, ch, _) in KINDS.items() if ch}
 #: kind -> item size in bytes (strings have none)
-ITEM_SIZE: dict[str, int] = {
-    "?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "f": 4, "d": 8,
-}  # fmt: skip
-#: kind -> array module typecode with the same item size
-_ARRAY_CODES: dict[str, str] = {
-    "?": "B", "b": "b", "B": "B", "h": "h", "H": "H", "i": "i", "I": "I", "l": "q", "L": "Q",
-    "f": "f", "d": "d",
-}  # fmt: skip
-#: kind -> numpy dtype letter (without byte order)
-_NP_CODES: dict[str, str] = {
-    "?": "u1", "b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "l": "i8",
-    "L": "u8", "f": "f4", "d": "f8",
-}  # fmt: skip
+ITEM_SIZE: dict[str, int] = {k: struct.calcsize("<" + ch) for k, ch in _ARRAY_CODES.items()}
 
 _DTYPES: dict[tuple[str, bool], Any] = {}
 
@@ -47,7 +38,7 @@ def dtype_for(kind: str, big_endian: bool) -> Any:
     dt = _DTYPES.get(key)
     if dt is None:
         assert np is not None
-        dt = np.dtype((">" if big_endian else "<") + _NP_CODES[kind])
+        dt = np.dtype((">" if big_endian else "<") + _ARRAY_CODES[kind])
         _DTYPES[key] = dt
     return dt
 
@@ -57,7 +48,15 @@ def native_dtype(kind: str) -> Any:
     assert np is not None
     if kind == "?":
         return np.dtype(bool)
-    return np.dtype(_NP_CODES[kind])
+    return np.dtype(_ARRAY_CODES[kind])
+
+
+def kind_of_dtype(dt: Any) -> str | None:
+    """The kind of a numpy array's elements, whatever their byte order (None: no kind fits)."""
+    for kind in ITEM_SIZE:
+        if native_dtype(kind).kind == dt.kind and ITEM_SIZE[kind] == dt.itemsize:
+            return kind
+    return None
 
 
 def empty_array(kind: str) -> object:
@@ -242,6 +241,7 @@ __all__ = [
     "dtype_for",
     "empty_array",
     "encode_numeric",
+    "kind_of_dtype",
     "native_dtype",
     "np",
 ]

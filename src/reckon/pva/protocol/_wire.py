@@ -1,4 +1,5 @@
-"""Primitive wire encodings shared by every codec: Size, strings, fixed-width integers.
+"""Primitive wire encodings shared by every codec: Size, strings, fixed-width integers,
+the scalar kinds.
 
 Decoders work on ``(data, pos)`` and return ``(value, new_pos)``; they may raise IndexError or
 struct.error on truncated input, which the message boundary turns into DecodeError.
@@ -10,15 +11,29 @@ import struct
 
 from ._errors import DecodeError, LocalProtocolError
 
-U8 = struct.Struct("B")
 U16 = {False: struct.Struct("<H"), True: struct.Struct(">H")}
 U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
-I32 = {False: struct.Struct("<i"), True: struct.Struct(">i")}
 I64 = {False: struct.Struct("<q"), True: struct.Struct(">q")}
+
+#: scalar kind letter (as p4p spells them) -> (wire type code, struct format character, the
+#: name pvData uses); in the order of the codes, which NTNDArray's union members follow
+KINDS: dict[str, tuple[int, str, str]] = {
+    "?": (0x00, "?", "boolean"),
+    "b": (0x20, "b", "byte"),
+    "h": (0x21, "h", "short"),
+    "i": (0x22, "i", "int"),
+    "l": (0x23, "q", "long"),
+    "B": (0x24, "B", "ubyte"),
+    "H": (0x25, "H", "ushort"),
+    "I": (0x26, "I", "uint"),
+    "L": (0x27, "Q", "ulong"),
+    "f": (0x42, "f", "float"),
+    "d": (0x43, "d", "double"),
+    "s": (0x60, "", "string"),
+}
 
 #: single-byte Size encodings 0..253
 SMALL = [bytes((i,)) for i in range(254)]
-NULL_SIZE = b"\xff"
 _BIG_SIZE = 0x7FFFFFFF
 
 
