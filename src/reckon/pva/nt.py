@@ -13,40 +13,11 @@ from typing import Any
 import numpy as np
 
 from reckon.pva.protocol import Structure, VariantValue, infer_type
-from reckon.pva.protocol.nt import (
-    NTURI,
-    NTEnum,
-    NTNDArray,
-    NTScalar,
-    NTScalarArray,
-    NTTable,
-    alarm_t,
-    display_t,
-    enum_t,
-    is_nt,
-    time_t,
-    timestamp,
-)
+from reckon.pva.protocol.nt import *  # noqa: F403
+from reckon.pva.protocol.nt import NTURI, NTScalar, NTScalarArray, NTTable
+from reckon.pva.protocol.nt import __all__ as _protocol_all
 
-__all__ = [
-    "NTURI",
-    "NTEnum",
-    "NTNDArray",
-    "NTScalar",
-    "NTScalarArray",
-    "NTTable",
-    "alarm_t",
-    "display_t",
-    "enum_t",
-    "for_value",
-    "is_nt",
-    "plain",
-    "time_t",
-    "timestamp",
-    "typed",
-    "typed_scalar",
-    "uri",
-]
+__all__ = [*_protocol_all, "for_value", "plain", "typed", "typed_scalar", "uri"]
 
 
 def _kind_of(value: Any) -> str:
