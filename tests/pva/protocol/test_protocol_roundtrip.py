@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pva_protocol_strategies import structures, types, values  # type: ignore[import-not-found]
 
@@ -15,6 +15,7 @@ from reckon.pva.protocol import (
     BitSet,
     Discovery,
     FieldDesc,
+    LocalProtocolError,
     OriginTag,
     SearchRequest,
     SearchResponse,
@@ -54,6 +55,37 @@ def test_value_round_trip(data: st.DataObject, be: bool, numpy: bool) -> None:
     assert values_equal(back, v)
     # a structure is walked the first time it is seen and compiled the second time
     assert values_equal(decode_value(t, raw, big_endian=be, use_numpy=numpy), v)
+
+
+@SETTINGS
+@given(data=st.data(), be=orders)
+def test_missing_fields_are_sent_as_their_defaults(data: st.DataObject, be: bool) -> None:
+    t = data.draw(structures())
+    full = data.draw(values(t))
+    left_out = data.draw(st.sets(st.sampled_from(t.names)) if t.names else st.just(set()))
+    expected = {k: t[k].default() if k in left_out else v for k, v in full.items()}
+    raw = encode_value(t, {k: v for k, v in full.items() if k not in left_out}, big_endian=be)
+    # nothing of the first, failed attempt (fields before the missing one) stays in the output
+    assert raw == encode_value(t, expected, big_endian=be)
+    assert values_equal(decode_value(t, raw, big_endian=be), expected)
+
+
+class _Misfit:
+    """A value no pvData type takes (not even a boolean, which takes anything with a truth)."""
+
+    def __bool__(self) -> bool:
+        raise TypeError("no truth value")
+
+
+@SETTINGS
+@given(t=types(legacy=True), be=orders)
+def test_a_value_that_fits_no_type_is_refused_with_local_protocol_error(
+    t: FieldDesc, be: bool
+) -> None:
+    # a structure without fields reads nothing from its value: it encodes without looking
+    assume(not (isinstance(t, Structure) and not t.fields))
+    with pytest.raises(LocalProtocolError):
+        encode_value(t, _Misfit(), big_endian=be)
 
 
 def _apply(t: Structure, base: dict[str, Any], value: dict[str, Any], mask: int) -> dict[str, Any]:

@@ -17,17 +17,15 @@ peer sending a new type or mask with every message costs walks, never a compile 
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, ITEM_SIZE, array_decoder, array_encoder, np
-from ._bitset import encode_bitset
+from ._arrays import HAVE_NUMPY, array_decoder, array_encoder
+from ._bitset import BitSet, encode_bitset
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
-from ._structgen import bo, normalize, selected, struct_decoder, struct_encoder
+from ._structgen import normalize, selected, struct_decoder, struct_encoder
 from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
 from ._types import (
-    STRUCT_CHARS,
     BoundedString,
     FieldDesc,
     Scalar,
@@ -40,7 +38,7 @@ from ._types import (
     VariantArray,
 )
 from ._values import UnionValue, VariantValue
-from ._wire import READ_STRING, SMALL, read_selector, read_size, size_bytes
+from ._wire import READ_STRING, read_selector, read_size, size_bytes
 
 Encoder = Callable[[Any, bytearray, "Codec"], None]
 Decoder = Callable[[bytes, int, "Codec"], tuple[Any, int]]
@@ -135,20 +133,25 @@ class Codec:
 
     # -- values ------------------------------------------------------------------------------
     def encode_value(self, t: FieldDesc, value: Any, out: bytearray) -> None:
-        enc = encoder(t, self.big_endian)
+        self._encode(t, encoder(t, self.big_endian), value, out)
+
+    def _encode(self, t: FieldDesc, enc: Encoder, value: Any, out: bytearray) -> None:
+        """``enc(value)``; when that fails, a structure value with missing fields is encoded
+        again completed with their defaults (what ``enc`` wrote before failing is dropped)."""
+        start = len(out)
         try:
             enc(value, out, self)
-        except (KeyError, TypeError):
-            if isinstance(t, Structure) and isinstance(value, Mapping):
-                completed = complete(t, value)
-                try:
-                    enc(completed, out, self)
-                    return
-                except (KeyError, TypeError, struct.error, ValueError, OverflowError) as exc2:
-                    exc = exc2
-            raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
-        except (struct.error, ValueError, OverflowError, AttributeError) as exc:
-            raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+            return
+        except _MISFIT as exc:
+            error = exc
+        if isinstance(t, Structure):
+            del out[start:]
+            try:
+                enc(complete(t, value), out, self)
+                return
+            except _MISFIT as exc:
+                error = exc
+        raise LocalProtocolError(f"value does not fit type {t!r:.120}: {error!r}") from None
 
     def decode_value(self, t: FieldDesc, data: bytes, pos: int) -> tuple[Any, int]:
         return decoder(t, self.big_endian)(data, pos, self)
@@ -165,17 +168,7 @@ class Codec:
             return
         enc, wire_mask = _partial_encoder(t, self.big_endian, mask)
         out += encode_bitset(wire_mask, self.big_endian)
-        try:
-            enc(value, out, self)
-        except (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError):
-            if not isinstance(value, Mapping):
-                raise LocalProtocolError(
-                    f"structure value must be a dict, not {value!r:.60}"
-                ) from None
-            try:
-                enc(complete(t, value), out, self)
-            except (KeyError, TypeError, struct.error, ValueError, OverflowError) as exc:
-                raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+        self._encode(t, enc, value, out)
 
     def decode_partial(
         self, t: Structure, data: bytes, pos: int, base: Any = None
@@ -209,11 +202,9 @@ def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
         raise DecodeError(f"bitset of {nbytes} bytes runs past the end of the message")
     nwords, extra = divmod(nbytes, 8)
     mask = 0
-    if nwords:
-        for i in range(nwords):
-            chunk = data[pos + 8 * i : pos + 8 * i + 8]
-            w = int.from_bytes(chunk, "big") if big_endian else int.from_bytes(chunk, "little")
-            mask |= w << (64 * i)
+    for i in range(nwords):
+        chunk = data[pos + 8 * i : pos + 8 * i + 8]
+        mask |= int.from_bytes(chunk, "big" if big_endian else "little") << (64 * i)
     if extra:
         mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
     return mask, end
@@ -239,19 +230,33 @@ def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
 _CACHE_LIMIT = 2048
 _ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
-_PENC: OrderedDict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = OrderedDict()
-_PDEC: OrderedDict[tuple[FieldDesc, bool, int], PartialDecoder] = OrderedDict()
-_TSEEN: OrderedDict[tuple[FieldDesc, bool], None] = OrderedDict()
-_PSEEN: OrderedDict[tuple[FieldDesc, bool, int], int] = OrderedDict()
+_PENC: dict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = {}
+_PDEC: dict[tuple[FieldDesc, bool, int], PartialDecoder] = {}
+# structures (type, byte order) and partial masks (type, byte order, mask) seen once
+_SEEN: dict[tuple[Any, ...], None] = {}
+
+
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    """Store ``value``, forgetting the oldest entry beyond ``_CACHE_LIMIT``."""
+    cache[key] = value
+    if len(cache) > _CACHE_LIMIT:
+        del cache[next(iter(cache))]
+    return value
+
+
+def _first_sight(key: tuple[Any, ...]) -> bool:
+    """True the first time ``key`` comes, False the second (and it is forgotten then)."""
+    if key in _SEEN:
+        del _SEEN[key]
+        return False
+    _keep(_SEEN, key, None)
+    return True
 
 
 def encoder(t: FieldDesc, be: bool) -> Encoder:
-    key = (t, be)
-    f = _ENC.get(key)
+    f = _ENC.get((t, be))
     if f is None:
-        if len(_ENC) >= _CACHE_LIMIT:
-            _ENC.clear()
-        f = _ENC[key] = _make_encoder(t, be)
+        f = _keep(_ENC, (t, be), _make_encoder(t, be))
     return f
 
 
@@ -259,18 +264,11 @@ def decoder(t: FieldDesc, be: bool) -> Decoder:
     """The decoder of a type. A structure seen for the first time is walked field by field;
     it is compiled when it comes back, so types that arrive once (inside variants of a
     hostile peer, say) cost a walk, not a compile."""
-    key = (t, be)
-    f = _DEC.get(key)
+    f = _DEC.get((t, be))
     if f is None:
-        if isinstance(t, Structure) and key not in _TSEEN:
-            _TSEEN[key] = None
-            if len(_TSEEN) > _CACHE_LIMIT:
-                _TSEEN.popitem(last=False)
-            return _struct_walker(t, be)
-        _TSEEN.pop(key, None)
-        if len(_DEC) >= _CACHE_LIMIT:
-            _DEC.clear()
-        f = _DEC[key] = _make_decoder(t, be)
+        if isinstance(t, Structure) and _first_sight((t, be)):
+            return lambda data, pos, c: _walk_partial(t, be, None, 0, data, pos, c, {})
+        f = _keep(_DEC, (t, be), _make_decoder(t, be))
     return f
 
 
@@ -287,27 +285,12 @@ def _late(t: FieldDesc, be: bool) -> Decoder:
     return late
 
 
-def _struct_walker(t: Structure, be: bool) -> Decoder:
-    fields = [(name, decoder(ft, be)) for name, ft in t.fields]
-
-    def walk(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-        out: dict[str, Any] = {}
-        for name, dec in fields:
-            out[name], pos = dec(data, pos, c)
-        return out, pos
-
-    return walk
-
-
 def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
     """(encoder, the mask as sent: bits below a whole-structure bit dropped, as pvxs does)."""
-    key = (t, be, mask)
-    f = _PENC.get(key)
+    f = _PENC.get((t, be, mask))
     if f is None:
         f = (struct_encoder(t, be, mask, encoder), normalize(t, mask))
-        _PENC[key] = f
-        if len(_PENC) > _CACHE_LIMIT:
-            _PENC.popitem(last=False)
+        _keep(_PENC, (t, be, mask), f)
     return f
 
 
@@ -318,27 +301,23 @@ def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
     key = (t, be, mask)
     f = _PDEC.get(key)
     if f is None:
-        seen = _PSEEN.get(key, 0) + 1
-        if seen < 2:
-            _PSEEN[key] = seen
-            if len(_PSEEN) > _CACHE_LIMIT:
-                _PSEEN.popitem(last=False)
-
-            def walk(data: bytes, pos: int, c: Codec, base: Any) -> tuple[Any, int]:
-                return _walk_partial(t, be, mask, 0, data, pos, c, base)
-
-            return walk
-        _PSEEN.pop(key, None)
-        f = struct_decoder(t, be, mask, decoder)
-        _PDEC[key] = f
-        if len(_PDEC) > _CACHE_LIMIT:
-            _PDEC.popitem(last=False)
+        if _first_sight(key):
+            return lambda data, pos, c, base: _walk_partial(t, be, mask, 0, data, pos, c, base)
+        f = _keep(_PDEC, key, struct_decoder(t, be, mask, decoder))
     return f
 
 
 def _walk_partial(
-    t: Structure, be: bool, mask: int, base_off: int, data: bytes, pos: int, c: Codec, base: Any
+    t: Structure,
+    be: bool,
+    mask: int | None,
+    base_off: int,
+    data: bytes,
+    pos: int,
+    c: Codec,
+    base: Any,
 ) -> tuple[Any, int]:
+    """The fields of ``t`` that ``mask`` selects (None: all), merged into a copy of ``base``."""
     out = dict(base)
     for name, ft, off, how in selected(t, base_off, mask):
         if how == "all":
@@ -351,25 +330,9 @@ def _walk_partial(
 
 # ------------------------------------------------------------------ non-structure codecs
 def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
-    if isinstance(t, Structure):
+    if isinstance(t, (Structure, Scalar)):
         enc: Encoder = struct_encoder(t, be, None, encoder)
         return enc
-    if isinstance(t, Scalar):
-        if t.kind == "s":
-
-            def enc_s(v: Any, out: bytearray, c: Codec) -> None:
-                b = v.encode()
-                n = len(b)
-                out += SMALL[n] if n < 254 else size_bytes(n, be)
-                out += b
-
-            return enc_s
-        pack = struct.Struct(bo(be) + STRUCT_CHARS[t.kind]).pack
-
-        def enc_scalar(v: Any, out: bytearray, c: Codec) -> None:
-            out += pack(v)
-
-        return enc_scalar
     if isinstance(t, BoundedString):
         bound = t.bound
 
@@ -454,25 +417,9 @@ def _union_encoder(t: Union, be: bool) -> Encoder:
 
 
 def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
-    if isinstance(t, Structure):
+    if isinstance(t, (Structure, Scalar)):
         fn: Decoder = struct_decoder(t, be, None, decoder)
         return fn
-    if isinstance(t, Scalar):
-        if t.kind == "s":
-            rs = READ_STRING[be]
-
-            def dec_s(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-                s, p = rs(data, pos)
-                return s, p
-
-            return dec_s
-        st = struct.Struct(bo(be) + STRUCT_CHARS[t.kind])
-        unpack, sz = st.unpack_from, st.size
-
-        def dec_scalar(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-            return unpack(data, pos)[0], pos + sz
-
-        return dec_scalar
     if isinstance(t, BoundedString):
         rs = READ_STRING[be]
 
@@ -567,7 +514,20 @@ def encode_value(
     return bytes(out)
 
 
+_MISFIT = (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError)
 _LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError)
+
+
+def _whole(data: bytes, decode: Callable[[bytes], tuple[Any, int]]) -> Any:
+    """What ``decode`` reads from ``data``, which it must use up; truncated or malformed
+    input (an index or struct error deep in a decoder) becomes DecodeError."""
+    try:
+        result, pos = decode(data)
+    except _LOW_LEVEL as exc:
+        raise DecodeError(f"truncated or malformed value: {exc}") from None
+    if pos != len(data):
+        raise DecodeError(f"{len(data) - pos} bytes left after the value")
+    return result
 
 
 def decode_value(
@@ -580,18 +540,7 @@ def decode_value(
 ) -> Any:
     """Decode one full value of type ``t`` that fills ``data`` exactly."""
     c = codec or Codec(big_endian=big_endian, use_numpy=use_numpy)
-    data = bytes(data)
-    try:
-        value, pos = c.decode_value(t, data, 0)
-    except DecodeError:
-        raise
-    except LimitExceededError:
-        raise
-    except _LOW_LEVEL as exc:
-        raise DecodeError(f"truncated or malformed value: {exc}") from None
-    if pos != len(data):
-        raise DecodeError(f"{len(data) - pos} bytes left after the value")
-    return value
+    return _whole(bytes(data), lambda d: c.decode_value(t, d, 0))
 
 
 def decode_partial(
@@ -603,19 +552,14 @@ def decode_partial(
     codec: Codec | None = None,
 ) -> tuple[Any, Any]:
     """(changed BitSet, merged value) from a bitset followed by the fields it selects."""
-    from ._bitset import BitSet
-
     c = codec or Codec(big_endian=big_endian)
-    data = bytes(data)
-    try:
-        mask, value, pos = c.decode_partial(t, data, 0, base)
-    except (DecodeError, LimitExceededError):
-        raise
-    except _LOW_LEVEL as exc:
-        raise DecodeError(f"truncated or malformed value: {exc}") from None
-    if pos != len(data):
-        raise DecodeError(f"{len(data) - pos} bytes left after the value")
-    return BitSet.from_mask(mask), value
+
+    def read(d: bytes) -> tuple[tuple[BitSet, Any], int]:
+        mask, value, pos = c.decode_partial(t, d, 0, base)
+        return (BitSet.from_mask(mask), value), pos
+
+    changed, value = _whole(bytes(data), read)
+    return changed, value
 
 
 def encode_partial(
@@ -628,19 +572,12 @@ def encode_partial(
     return bytes(out)
 
 
-def is_numeric_array(v: Any) -> bool:
-    return HAVE_NUMPY and np is not None and isinstance(v, np.ndarray)
-
-
 __all__ = [
-    "ITEM_SIZE",
     "Codec",
-    "Sequence",
     "complete",
     "decode_partial",
     "decode_value",
     "encode_partial",
     "encode_value",
-    "is_numeric_array",
     "read_bitset",
 ]

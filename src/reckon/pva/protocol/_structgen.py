@@ -1,4 +1,4 @@
-"""Structures compiled to Python source: runs of fixed-width fields, even across
+"""Structures and scalars compiled to Python source: runs of fixed-width fields, even across
 sub-structures, become one precompiled ``struct.Struct`` call, and a decoder builds the nested
 dicts in one expression (see :mod:`._codec`, which caches what these build)."""
 
@@ -24,6 +24,8 @@ class _Gen:
         self.ns: dict[str, Any] = {"SMALL": SMALL, "size_bytes": size_bytes, "BE": be}
         self.lines: list[str] = []
         self.n = 0
+        #: fixed-width scalars not yet written or read: (struct char, expression or variable)
+        self.pending: list[tuple[str, str]] = []
 
     def name(self, prefix: str) -> str:
         self.n += 1
@@ -36,6 +38,19 @@ class _Gen:
 
     def emit(self, line: str) -> None:
         self.lines.append("    " + line)
+
+    def flush(self, write: bool) -> None:
+        """One struct call packs (``write``) or unpacks the pending fixed-width scalars."""
+        if not self.pending:
+            return
+        st = struct.Struct(bo(self.be) + "".join(ch for ch, _ in self.pending))
+        names = ", ".join(e for _, e in self.pending)
+        if write:
+            self.emit(f"out += {self.const(st.pack, 'P')}({names})")
+        else:
+            self.emit(f"{names}, = {self.const(st.unpack_from, 'U')}(data, pos)")
+            self.emit(f"pos += {st.size}")
+        self.pending.clear()
 
     def compile(self, header: str, fname: str) -> Any:
         src = header + "\n" + ("\n".join(self.lines) or "    pass") + "\n"
@@ -69,24 +84,15 @@ def normalize(t: Structure, mask: int, base: int = 0) -> int:
 
 
 def struct_encoder(
-    t: Structure, be: bool, mask: int | None, encoder: Callable[[FieldDesc, bool], Any]
+    t: Structure | Scalar, be: bool, mask: int | None, encoder: Callable[[FieldDesc, bool], Any]
 ) -> Any:
-    """The generated encoder of ``t`` (the fields ``mask`` selects; None: all of them);
-    ``encoder`` gives the encoder of a field that is not a fixed-width scalar."""
+    """The generated encoder of ``t`` (of a structure, the fields ``mask`` selects; None: all of
+    them); ``encoder`` gives the encoder of a field that is neither structure nor scalar."""
     g = _Gen(be)
-    pending: list[tuple[str, str]] = []  # (struct char, expression)
-
-    def flush() -> None:
-        if not pending:
-            return
-        fmt = bo(be) + "".join(ch for ch, _ in pending)
-        s = g.const(struct.Struct(fmt).pack, "P")
-        g.emit(f"out += {s}({', '.join(e for _, e in pending)})")
-        pending.clear()
 
     def field(ft: FieldDesc, expr: str) -> None:
         if isinstance(ft, Scalar) and ft.kind != "s":
-            pending.append((STRUCT_CHARS[ft.kind], expr))
+            g.pending.append((STRUCT_CHARS[ft.kind], expr))
             return
         if isinstance(ft, Structure):
             var = g.name("v")
@@ -94,7 +100,7 @@ def struct_encoder(
             for name, sub in ft.fields:
                 field(sub, f"{var}[{name!r}]")
             return
-        flush()
+        g.flush(write=True)
         if isinstance(ft, Scalar):  # string
             b = g.name("b")
             g.emit(f"{b} = {expr}.encode()")
@@ -115,45 +121,32 @@ def struct_encoder(
                 g.emit(f"{sub} = {expr}")
                 walk(ft, sub, off)
 
-    if mask is None:
-        for name, ft in t.fields:
-            field(ft, f"v[{name!r}]")
-    else:
+    if isinstance(t, Structure):
         walk(t, "v", 0)
-    flush()
+    else:
+        field(t, "v")
+    g.flush(write=True)
     return g.compile("def enc(v, out, c):", "enc")
 
 
 def struct_decoder(
-    t: Structure, be: bool, mask: int | None, decoder: Callable[[FieldDesc, bool], Any]
+    t: Structure | Scalar, be: bool, mask: int | None, decoder: Callable[[FieldDesc, bool], Any]
 ) -> Any:
-    """The generated decoder of ``t`` (with ``mask``: of a partial value, merged into a
-    base); ``decoder`` gives the decoder of a field that is not a fixed-width scalar."""
+    """The generated decoder of ``t`` (with ``mask``: of a partial structure value, merged into
+    a base); ``decoder`` gives the decoder of a field that is neither structure nor scalar."""
     g = _Gen(be)
     g.ns["rs"] = READ_STRING[be]
-    pending: list[tuple[str, str]] = []  # (struct char, variable)
-
-    def flush() -> None:
-        if not pending:
-            return
-        fmt = bo(be) + "".join(ch for ch, _ in pending)
-        st = struct.Struct(fmt)
-        s = g.const(st.unpack_from, "U")
-        targets = ", ".join(v for _, v in pending) + ","
-        g.emit(f"{targets} = {s}(data, pos)")
-        g.emit(f"pos += {st.size}")
-        pending.clear()
 
     def field(ft: FieldDesc) -> str:
         """Emit reads for one whole field; return the expression of its value."""
         if isinstance(ft, Scalar) and ft.kind != "s":
             var = g.name("x")
-            pending.append((STRUCT_CHARS[ft.kind], var))
+            g.pending.append((STRUCT_CHARS[ft.kind], var))
             return var
         if isinstance(ft, Structure):
             parts = [f"{name!r}: {field(sub)}" for name, sub in ft.fields]
             return "{" + ", ".join(parts) + "}"
-        flush()
+        g.flush(write=False)
         var = g.name("x")
         if isinstance(ft, Scalar):
             g.emit(f"{var}, pos = rs(data, pos)")
@@ -175,15 +168,13 @@ def struct_decoder(
         return "{" + ", ".join(parts) + "}"
 
     if mask is None:
-        parts = [f"{name!r}: {field(ft)}" for name, ft in t.fields]
-        result = "{" + ", ".join(parts) + "}"
-        flush()
-        g.emit(f"return {result}, pos")
-        return g.compile("def dec(data, pos, c):", "dec")
-    result = walk(t, "base", 0)
-    flush()
+        result = field(t)
+    else:
+        assert isinstance(t, Structure)
+        result = walk(t, "base", 0)
+    g.flush(write=False)
     g.emit(f"return {result}, pos")
-    return g.compile("def dec(data, pos, c, base):", "dec")
+    return g.compile("def dec(data, pos, c" + ("):" if mask is None else ", base):"), "dec")
 
 
 __all__ = ["bo", "normalize", "selected", "struct_decoder", "struct_encoder"]
