@@ -50,8 +50,7 @@ def typed(helper: Any, *args: Any, **kw: Any) -> VariantValue:
 
 def typed_scalar(value: Any) -> VariantValue:
     """A plain value as the NT ``for_value`` picks, typed (an RPC handler may return this)."""
-    helper = for_value(value)
-    return VariantValue(helper.type, helper.wrap(value))
+    return typed(for_value(value), value)
 
 
 def uri(path: str, query: Mapping[str, Any] | None = None) -> VariantValue:

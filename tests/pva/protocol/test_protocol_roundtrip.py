@@ -137,7 +137,7 @@ def test_size_round_trip(n: int, be: bool) -> None:
 @SETTINGS
 @given(bits=st.sets(st.integers(0, 200)), be=orders)
 def test_bitset_round_trip(bits: set[int], be: bool) -> None:
-    from reckon.pva.protocol._codec import read_bitset
+    from reckon.pva.protocol._bitset import read_bitset
 
     b = BitSet(bits).encode(be)
     assert read_bitset(b, 0, be) == (BitSet(bits).mask, len(b))

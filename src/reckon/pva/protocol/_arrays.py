@@ -100,33 +100,22 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
     A contiguous array already in the wire dtype is returned as a view (no copy)."""
     if HAVE_NUMPY:
         assert np is not None
+        dt = dtype_for(kind, big_endian)
         try:
             if kind == "?":
-                arr = np.asarray(value, dtype=bool).astype(np.uint8)
-                return int(arr.size), arr.tobytes()
-            dt = dtype_for(kind, big_endian)
-            if isinstance(value, np.ndarray) and value.dtype == dt and value.ndim == 1:
-                if value.flags.c_contiguous:
-                    return int(value.size), value.data.cast("B")
-                return int(value.size), value.tobytes()
-            if not isinstance(value, np.ndarray):
+                value = np.asarray(value, dtype=bool)
+            elif not isinstance(value, np.ndarray):
                 # straight to the wire dtype: large uint64 values must not detour via float
-                arr = np.array(value, dtype=dt)
-                if arr.ndim != 1:
-                    arr = arr.reshape(-1)
-                return int(arr.size), arr.tobytes()
-            src = value
-            if src.ndim != 1:
-                src = src.reshape(-1)
-            if src.dtype.kind in "fc" and kind not in "fd":
-                arr = src.astype(dt)  # float -> integer truncates like C; numpy would refuse
-            else:
-                arr = src.astype(dt, casting="unsafe")
-            return int(arr.size), arr.tobytes()
+                value = np.array(value, dtype=dt)
+            # astype casts unsafely: float -> integer truncates like C (numpy would refuse)
+            arr = value.reshape(-1).astype(dt, copy=False)
         except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(
                 f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
             ) from None
+        if arr.flags.c_contiguous:
+            return int(arr.size), arr.data.cast("B")
+        return int(arr.size), arr.tobytes()
     try:
         seq = list(value)  # type: ignore[call-overload]
         if kind == "?":
@@ -190,21 +179,26 @@ def array_encoder(t: ScalarArray, be: bool) -> Any:
 def array_decoder(t: ScalarArray, be: bool) -> Any:
     """The decoder of a scalar array type; counts are checked before allocating."""
     kind, size, fixed = t.kind, t.size, t.fixed
+
+    def count(data: bytes, pos: int) -> tuple[int, int]:
+        if fixed:
+            assert size is not None
+            return size, pos
+        n = data[pos]
+        n, pos = (n, pos + 1) if n < 254 else read_size(data, pos, be)
+        if size is not None and n > size:
+            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+        return n, pos
+
     if kind == "s":
         rs = READ_STRING[be]
 
         def dec_as(data: bytes, pos: int, c: Any) -> tuple[Any, int]:
-            if fixed:
-                assert size is not None
-                n = size
-            else:
-                n, pos = read_size(data, pos, be)
+            n, pos = count(data, pos)
             if n > len(data) - pos:
                 raise DecodeError(f"string array of {n} elements is longer than the message")
             if n > c.max_elements:
                 raise LimitExceededError(f"string array of {n} elements (max_elements)")
-            if size is not None and n > size:
-                raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
             items: list[str] = []
             for _ in range(n):
                 s, pos = rs(data, pos)
@@ -214,17 +208,7 @@ def array_decoder(t: ScalarArray, be: bool) -> Any:
         return dec_as
 
     def dec_arr(data: bytes, pos: int, c: Any) -> tuple[Any, int]:
-        if fixed:
-            assert size is not None
-            n = size
-        else:
-            n = data[pos]
-            if n < 254:
-                pos += 1
-            else:
-                n, pos = read_size(data, pos, be)
-        if size is not None and n > size:
-            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+        n, pos = count(data, pos)
         return decode_numeric(kind, data, pos, n, be, c.use_numpy)
 
     return dec_arr

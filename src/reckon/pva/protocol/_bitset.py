@@ -8,10 +8,10 @@ sent.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Iterator
 
-_Q = {False: struct.Struct("<Q"), True: struct.Struct(">Q")}
+from ._errors import DecodeError
+from ._wire import read_size, size_bytes
 
 
 class BitSet:
@@ -68,9 +68,6 @@ class BitSet:
     def __repr__(self) -> str:
         return f"BitSet({list(self)})"
 
-    def with_bit(self, bit: int) -> BitSet:
-        return BitSet.from_mask(self.mask | (1 << bit))
-
     def encode(self, big_endian: bool = False) -> bytes:
         """Wire form (Size byte count, words, tail bytes)."""
         return encode_bitset(self.mask, big_endian)
@@ -84,15 +81,31 @@ def encode_bitset(mask: int, big_endian: bool) -> bytes:
         # no whole word: bytes least significant first, whatever the byte order
         return bytes((nbytes,)) + mask.to_bytes(nbytes, "little")
     nwords, extra = divmod(nbytes, 8)
-    out = bytearray()
-    if nbytes < 254:
-        out.append(nbytes)
-    else:
-        out.append(254)
-        out += nbytes.to_bytes(4, "big" if big_endian else "little")
-    pack = _Q[big_endian].pack
+    out = bytearray(size_bytes(nbytes, big_endian))
     for i in range(nwords):
-        out += pack((mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF)
+        word = (mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF
+        out += word.to_bytes(8, "big" if big_endian else "little")
     if extra:
         out += (mask >> (64 * nwords)).to_bytes(extra, "little")
     return bytes(out)
+
+
+def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
+    n = data[pos]
+    if n < 8:  # the usual case: no whole 64-bit word, bytes least significant first
+        end = pos + 1 + n
+        if end > len(data):
+            raise DecodeError(f"bitset of {n} bytes runs past the end of the message")
+        return int.from_bytes(data[pos + 1 : end], "little"), end
+    nbytes, pos = read_size(data, pos, big_endian)
+    end = pos + nbytes
+    if end > len(data):
+        raise DecodeError(f"bitset of {nbytes} bytes runs past the end of the message")
+    nwords, extra = divmod(nbytes, 8)
+    mask = 0
+    for i in range(nwords):
+        chunk = data[pos + 8 * i : pos + 8 * i + 8]
+        mask |= int.from_bytes(chunk, "big" if big_endian else "little") << (64 * i)
+    if extra:
+        mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
+    return mask, end

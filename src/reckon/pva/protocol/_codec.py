@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._arrays import HAVE_NUMPY, array_decoder, array_encoder
-from ._bitset import BitSet, encode_bitset
+from ._bitset import BitSet, encode_bitset, read_bitset
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._structgen import normalize, selected, struct_decoder, struct_encoder
 from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
@@ -187,27 +187,6 @@ class Codec:
         dec = _partial_decoder(t, self.big_endian, mask)
         value, pos = dec(data, pos, self, base)
         return mask, value, pos
-
-
-def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
-    n = data[pos]
-    if n < 8:  # the usual case: no whole 64-bit word, bytes least significant first
-        end = pos + 1 + n
-        if end > len(data):
-            raise DecodeError(f"bitset of {n} bytes runs past the end of the message")
-        return int.from_bytes(data[pos + 1 : end], "little"), end
-    nbytes, pos = read_size(data, pos, big_endian)
-    end = pos + nbytes
-    if end > len(data):
-        raise DecodeError(f"bitset of {nbytes} bytes runs past the end of the message")
-    nwords, extra = divmod(nbytes, 8)
-    mask = 0
-    for i in range(nwords):
-        chunk = data[pos + 8 * i : pos + 8 * i + 8]
-        mask |= int.from_bytes(chunk, "big" if big_endian else "little") << (64 * i)
-    if extra:
-        mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
-    return mask, end
 
 
 def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -579,5 +558,4 @@ __all__ = [
     "decode_value",
     "encode_partial",
     "encode_value",
-    "read_bitset",
 ]

@@ -27,7 +27,7 @@ from ._types import (
     Variant,
     VariantArray,
 )
-from ._wire import U16, read_size, read_string, size_bytes, string_bytes
+from ._wire import READ_STRING, U16, read_size, size_bytes, string_bytes
 
 _ENCODED: dict[tuple[FieldDesc, bool], bytes] = {}
 _ENCODED_LIMIT = 4096
@@ -129,14 +129,12 @@ def read_type(
     big_endian: bool,
     cache: TypeRecvCache | None,
     max_depth: int,
-    depth: int = 0,
-    budget: list[int] | None = None,
+    depth: int,
+    budget: list[int],
 ) -> tuple[FieldDesc | None, int]:
     """(type or None, new position). Depth is checked before recursing, so a type nested
     thousands deep costs at most ``max_depth`` frames; ``budget`` (a one-element list) is the
     number of fields the whole description may still declare."""
-    if budget is None:
-        budget = [20_000]
     if depth >= max_depth:
         raise LimitExceededError(f"type nested more than {max_depth} deep (max_depth)")
     code = data[pos]
@@ -183,8 +181,7 @@ def _decode_body(
     budget: list[int],
 ) -> tuple[FieldDesc, int]:
     if code & 0xE0 != 0x80:  # bool, integer, float, string
-        scalar = code & 0xE7
-        kind = SCALAR_KINDS.get(scalar)
+        kind = SCALAR_KINDS.get(code & 0xE7)
         if kind is None:
             raise DecodeError(f"unknown type code 0x{code:02x}")
         arr = code & 0x18
@@ -195,7 +192,8 @@ def _decode_body(
         n, pos = read_size(data, pos, be)
         return ScalarArray(kind, n, fixed=arr == 0x18), pos
     if code in (0x80, 0x81):
-        tid, pos = read_string(data, pos, be)
+        rs = READ_STRING[be]
+        tid, pos = rs(data, pos)
         n, pos = read_size(data, pos, be)
         if n * 2 > len(data) - pos:
             raise DecodeError(f"compound type claims {n} fields, more than the message holds")
@@ -204,14 +202,12 @@ def _decode_body(
             raise LimitExceededError("type description declares too many fields (max_fields)")
         fields: list[tuple[str, FieldDesc]] = []
         for _ in range(n):
-            name, pos = read_string(data, pos, be)
+            name, pos = rs(data, pos)
             ft, pos = read_type(data, pos, be, cache, max_depth, depth + 1, budget)
             if ft is None:
                 raise DecodeError(f"field {name!r} has a null type")
             fields.append((name, ft))
-        if code == 0x80:
-            return Structure(fields, tid), pos
-        return Union(fields, tid), pos
+        return (Structure if code == 0x80 else Union)(fields, tid), pos
     if code == 0x82:
         return Variant(), pos
     if code == 0x83:

@@ -297,9 +297,9 @@ class Structure(_Compound):
     Values are plain ``dict`` objects keyed by field name.
     """
 
-    __slots__ = ("_make_default", "_offsets", "_paths")
-    _offsets: dict[str, int] | None
-    _paths: tuple[tuple[str, FieldDesc], ...] | None
+    __slots__ = ("_layout", "_make_default")
+    #: (offsets by dotted path, (path, type) by offset), built when first asked for
+    _layout: tuple[dict[str, int], tuple[tuple[str, FieldDesc], ...]] | None
     _make_default: Callable[[], dict[str, object]] | None
     _what, _code = "structure", 0x80
 
@@ -308,8 +308,7 @@ class Structure(_Compound):
         fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
         id: str = "",
     ) -> None:
-        object.__setattr__(self, "_offsets", None)
-        object.__setattr__(self, "_paths", None)
+        object.__setattr__(self, "_layout", None)
         object.__setattr__(self, "_make_default", None)
         super().__init__(fields, id)
 
@@ -325,29 +324,26 @@ class Structure(_Compound):
             object.__setattr__(self, "_make_default", make)
         return make()
 
-    def _build_offsets(self) -> None:
-        offsets: dict[str, int] = {}
-        paths: list[tuple[str, FieldDesc]] = [("", self)]
+    def _laid_out(self) -> tuple[dict[str, int], tuple[tuple[str, FieldDesc], ...]]:
+        if self._layout is None:
+            paths: list[tuple[str, FieldDesc]] = [("", self)]
 
-        def walk(s: Structure, prefix: str) -> None:
-            for name, t in s.fields:
-                path = prefix + name
-                offsets[path] = len(paths)
-                paths.append((path, t))
-                if isinstance(t, Structure):
-                    walk(t, path + ".")
+            def walk(s: Structure, prefix: str) -> None:
+                for name, t in s.fields:
+                    paths.append((prefix + name, t))
+                    if isinstance(t, Structure):
+                        walk(t, prefix + name + ".")
 
-        walk(self, "")
-        object.__setattr__(self, "_offsets", offsets)
-        object.__setattr__(self, "_paths", tuple(paths))
+            walk(self, "")
+            offsets = {path: i for i, (path, _) in enumerate(paths) if i}
+            object.__setattr__(self, "_layout", (offsets, tuple(paths)))
+        assert self._layout is not None
+        return self._layout
 
     @property
     def offsets(self) -> dict[str, int]:
         """Dotted path -> bit offset, for every field below this structure."""
-        if self._offsets is None:
-            self._build_offsets()
-        assert self._offsets is not None
-        return self._offsets
+        return self._laid_out()[0]
 
     def offset_of(self, path: str) -> int:
         """Bit offset of a dotted field path (``""`` is the structure itself, offset 0)."""
@@ -360,12 +356,10 @@ class Structure(_Compound):
 
     def field_at(self, offset: int) -> tuple[str, FieldDesc]:
         """(dotted path, type) of the field at a bit offset."""
-        if self._paths is None:
-            self._build_offsets()
-        assert self._paths is not None
-        if not 0 <= offset < len(self._paths):
+        paths = self._laid_out()[1]
+        if not 0 <= offset < len(paths):
             raise LocalProtocolError(f"offset {offset} is outside structure {self.id!r}")
-        return self._paths[offset]
+        return paths[offset]
 
 
 class Union(_Compound):

@@ -107,8 +107,7 @@ def infer_type(value: Any) -> FieldDesc:
         return ScalarArray("B")
     if HAVE_NUMPY and np is not None:
         if isinstance(value, np.generic):
-            value = value.item()
-            return infer_type(value)
+            return infer_type(value.item())
         if isinstance(value, np.ndarray):
             if value.dtype.kind in "US":
                 return ScalarArray("s")

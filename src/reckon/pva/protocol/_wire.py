@@ -8,6 +8,7 @@ struct.error on truncated input, which the message boundary turns into DecodeErr
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from ._errors import DecodeError, LocalProtocolError
 
@@ -80,32 +81,22 @@ def string_bytes(s: str, big_endian: bool) -> bytes:
     return size_bytes(n, big_endian) + b
 
 
-def read_string(data: bytes, pos: int, big_endian: bool) -> tuple[str, int]:
-    n = data[pos]
-    if n < 254:
-        pos += 1
-    elif n == 255:  # pvAccessJava's null string
-        return "", pos + 1
-    else:
-        n, pos = read_size(data, pos, big_endian)
-    end = pos + n
-    if end > len(data):
-        raise DecodeError(f"string of {n} bytes runs past the end of the message")
-    return data[pos:end].decode("utf-8", "replace"), end
-
-
-def _make_read_string(big_endian: bool):  # type: ignore[no-untyped-def]
+def _make_read_string(big_endian: bool) -> Callable[[bytes, int], tuple[str, int]]:
     def rs(data: bytes, pos: int) -> tuple[str, int]:
         n = data[pos]
         if n < 254:
             pos += 1
-            end = pos + n
-            if end > len(data):
-                raise DecodeError(f"string of {n} bytes runs past the end of the message")
-            return data[pos:end].decode("utf-8", "replace"), end
-        return read_string(data, pos, big_endian)
+        elif n == 255:  # pvAccessJava's null string
+            return "", pos + 1
+        else:
+            n, pos = read_size(data, pos, big_endian)
+        end = pos + n
+        if end > len(data):
+            raise DecodeError(f"string of {n} bytes runs past the end of the message")
+        return data[pos:end].decode("utf-8", "replace"), end
 
     return rs
 
 
+#: the string reader of each byte order (the code generators bind one, not passing the order)
 READ_STRING = {False: _make_read_string(False), True: _make_read_string(True)}

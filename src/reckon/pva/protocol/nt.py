@@ -62,6 +62,15 @@ def _alarm(severity: int, status: int, message: str) -> dict[str, Any]:
     return {"severity": severity, "status": status, "message": message}
 
 
+def _array(kind: str, values: Any) -> Any:
+    """An array of ``kind``: a list of str for strings, else numpy (a list without numpy)."""
+    if kind == "s":
+        return [str(x) for x in values]
+    if HAVE_NUMPY and np is not None:
+        return np.asarray(values, dtype=native_dtype(kind))
+    return list(values)
+
+
 class _NT:
     type: Structure
 
@@ -147,11 +156,7 @@ class NTScalarArray(_NTValue):
         return vt
 
     def _convert(self, value: Any) -> Any:
-        if self.kind == "s":
-            return [str(x) for x in value]
-        if HAVE_NUMPY and np is not None:
-            return np.asarray(value, dtype=native_dtype(self.kind))
-        return list(value)
+        return _array(self.kind, value)
 
 
 class NTEnum(_NT):
@@ -190,10 +195,7 @@ class NTTable(_NT):
     """
 
     def __init__(self, columns: Sequence[tuple[str, str]]) -> None:
-        cols: list[tuple[str, FieldSpec]] = []
-        for name, kind in columns:
-            t = parse_type(kind if kind.startswith("a") else "a" + kind)
-            cols.append((name, t))
+        cols = [(n, parse_type(k if k.startswith("a") else "a" + k)) for n, k in columns]
         self.columns = [n for n, _ in cols]
         self._kinds = {n: t.kind for n, t in cols if isinstance(t, ScalarArray)}
         self.type = Structure(
@@ -218,16 +220,9 @@ class NTTable(_NT):
             cols = {n: list(data.get(n, [])) for n in self.columns}
         else:
             cols = {n: [row[n] for row in data] for n in self.columns}
-        value: dict[str, Any] = {}
-        for n in self.columns:
-            kind = self._kinds[n]
-            if kind == "s" or not HAVE_NUMPY or np is None:
-                value[n] = cols[n]
-            else:
-                value[n] = np.asarray(cols[n], dtype=native_dtype(kind))
         out = self.type.default()
         out["labels"] = list(labels) if labels is not None else list(self.columns)
-        out["value"] = value
+        out["value"] = {n: _array(self._kinds[n], cols[n]) for n in self.columns}
         out["alarm"] = _alarm(0, 0, "")
         out["timeStamp"] = _timestamp(timestamp)
         return out
