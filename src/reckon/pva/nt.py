@@ -56,8 +56,7 @@ def typed_scalar(value: Any) -> VariantValue:
 def uri(path: str, query: Mapping[str, Any] | None = None) -> VariantValue:
     """An NTURI argument for RPC, with query field types inferred from the values."""
     query = dict(query or {})
-    helper = NTURI([(k, infer_type(v)) for k, v in query.items()])
-    return VariantValue(helper.type, helper.wrap(path, query))
+    return typed(NTURI([(k, infer_type(v)) for k, v in query.items()]), path, query)
 
 
 def plain(value: Any) -> Any:

@@ -213,3 +213,30 @@ def test_variant_inference(be: bool) -> None:
         vv = VariantValue.of(v)
         raw = encode_value(vv.type, vv.value, big_endian=be)
         assert values_equal(decode_value(vv.type, raw, big_endian=be), v)
+
+
+def test_arrays_round_trip_without_numpy() -> None:
+    """Without numpy, numeric arrays are lists packed by struct (a separate interpreter, where
+    importing numpy fails)."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+sys.modules["numpy"] = None
+from reckon.pva.protocol import LocalProtocolError, ScalarArray, decode_value, encode_value
+from reckon.pva.protocol._arrays import HAVE_NUMPY
+assert not HAVE_NUMPY
+for kind, v in [("?", [True, False]), ("b", [-1, 2]), ("L", [2**64 - 1]), ("f", [1.5]), ("d", [])]:
+    for be in (False, True):
+        raw = encode_value(ScalarArray(kind), v, big_endian=be)
+        assert decode_value(ScalarArray(kind), raw, big_endian=be) == v, (kind, v, be)
+try:
+    encode_value(ScalarArray("b"), [300])
+except LocalProtocolError:
+    pass
+else:
+    raise AssertionError("300 fitted a byte")
+assert encode_value(ScalarArray("h"), [1, 2], big_endian=True) == bytes([2, 0, 1, 0, 2])
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

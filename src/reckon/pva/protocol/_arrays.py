@@ -3,9 +3,7 @@ otherwise. Every decoder checks the element count against the bytes left before 
 
 from __future__ import annotations
 
-import array as _array
 import struct
-import sys
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
@@ -22,10 +20,8 @@ except ImportError:  # pragma: no cover - exercised only without numpy
     np = None  # type: ignore[assignment]
     HAVE_NUMPY = False
 
-NATIVE_BIG = sys.byteorder == "big"
-
-#: kind -> array module typecode (also a numpy dtype letter) with the wire's item size
-_ARRAY_CODES: dict[str, str] = {k: ch.replace("?", "B") for k, (_, ch, _) in KINDS.items() if ch}
+#: kind -> numpy dtype letter (a struct one) of the wire's item size
+_ARRAY_CODES: dict[str, str] = {k: r[1].replace("?", "B") for k, r in KINDS.items() if r[1]}
 #: kind -> item size in bytes (strings have none)
 ITEM_SIZE: dict[str, int] = {k: struct.calcsize("<" + ch) for k, ch in _ARRAY_CODES.items()}
 
@@ -86,13 +82,8 @@ def decode_numeric(
         else:
             arr = np.frombuffer(data, dtype=dtype_for(kind, big_endian), count=count, offset=pos)
         return arr, end
-    a = _array.array(_ARRAY_CODES[kind])
-    a.frombytes(data[pos:end])
-    if big_endian != NATIVE_BIG and size > 1:
-        a.byteswap()
-    if kind == "?":
-        return [x != 0 for x in a], end
-    return a.tolist(), end
+    fmt = f"{'>' if big_endian else '<'}{count}{KINDS[kind][1]}"
+    return list(struct.unpack_from(fmt, data, pos)), end
 
 
 def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, bytes | memoryview]:
@@ -118,16 +109,12 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
         return int(arr.size), arr.tobytes()
     try:
         seq = list(value)  # type: ignore[call-overload]
-        if kind == "?":
-            return len(seq), bytes(1 if x else 0 for x in seq)
-        a = _array.array(_ARRAY_CODES[kind], seq)
-    except (TypeError, ValueError, OverflowError) as exc:
+        fmt = f"{'>' if big_endian else '<'}{len(seq)}{KINDS[kind][1]}"
+        return len(seq), struct.pack(fmt, *seq)
+    except (TypeError, ValueError, OverflowError, struct.error) as exc:
         raise LocalProtocolError(
             f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
         ) from None
-    if big_endian != NATIVE_BIG and a.itemsize > 1:
-        a.byteswap()
-    return len(a), a.tobytes()
 
 
 #: arrays at least this big are sent from their own buffer when the codec spills (see spill)
@@ -217,7 +204,6 @@ def array_decoder(t: ScalarArray, be: bool) -> Any:
 __all__ = [
     "HAVE_NUMPY",
     "ITEM_SIZE",
-    "NATIVE_BIG",
     "SPILL_MIN",
     "array_decoder",
     "array_encoder",

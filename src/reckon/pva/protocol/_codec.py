@@ -375,8 +375,8 @@ def _enc_variant(v: Any, out: bytearray, c: Codec) -> None:
 
 
 def _union_encoder(t: Union, be: bool) -> Encoder:
-    members = [(name, ft, encoder(ft, be)) for name, ft in t.fields]
-    index = {name: i for i, (name, _, _) in enumerate(members)}
+    members = [encoder(ft, be) for _, ft in t.fields]
+    index = {name: i for i, (name, _) in enumerate(t.fields)}
 
     def enc_union(v: Any, out: bytearray, c: Codec) -> None:
         if v is None:
@@ -390,7 +390,7 @@ def _union_encoder(t: Union, be: bool) -> Encoder:
         if i is None:
             raise LocalProtocolError(f"union {t.id!r} has no member {name!r}; it has {list(index)}")
         out += size_bytes(i, be)
-        members[i][2](val, out, c)
+        members[i](val, out, c)
 
     return enc_union
 

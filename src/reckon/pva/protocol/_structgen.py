@@ -91,14 +91,9 @@ def struct_encoder(
     g = _Gen(be)
 
     def field(ft: FieldDesc, expr: str) -> None:
+        """Emit the write of a field that is not a structure."""
         if isinstance(ft, Scalar) and ft.kind != "s":
             g.pending.append((STRUCT_CHARS[ft.kind], expr))
-            return
-        if isinstance(ft, Structure):
-            var = g.name("v")
-            g.emit(f"{var} = {expr}")
-            for name, sub in ft.fields:
-                field(sub, f"{var}[{name!r}]")
             return
         g.flush(write=True)
         if isinstance(ft, Scalar):  # string
@@ -110,19 +105,18 @@ def struct_encoder(
         enc = g.const(encoder(ft, be), "E")
         g.emit(f"{enc}({expr}, out, c)")
 
-    def walk(st: Structure, var: str, base: int) -> None:
+    def walk(st: Structure, var: str, base: int, mask: int | None) -> None:
         for name, ft, off, how in selected(st, base, mask):
             expr = f"{var}[{name!r}]"
-            if how == "all":
-                field(ft, expr)
-            else:
-                assert isinstance(ft, Structure)
+            if isinstance(ft, Structure):
                 sub = g.name("v")
                 g.emit(f"{sub} = {expr}")
-                walk(ft, sub, off)
+                walk(ft, sub, off, None if how == "all" else mask)
+            else:
+                field(ft, expr)
 
     if isinstance(t, Structure):
-        walk(t, "v", 0)
+        walk(t, "v", 0, mask)
     else:
         field(t, "v")
     g.flush(write=True)
@@ -138,14 +132,11 @@ def struct_decoder(
     g.ns["rs"] = READ_STRING[be]
 
     def field(ft: FieldDesc) -> str:
-        """Emit reads for one whole field; return the expression of its value."""
+        """Emit the read of a field that is not a structure; return the expression of its value."""
         if isinstance(ft, Scalar) and ft.kind != "s":
             var = g.name("x")
             g.pending.append((STRUCT_CHARS[ft.kind], var))
             return var
-        if isinstance(ft, Structure):
-            parts = [f"{name!r}: {field(sub)}" for name, sub in ft.fields]
-            return "{" + ", ".join(parts) + "}"
         g.flush(write=False)
         var = g.name("x")
         if isinstance(ft, Scalar):
@@ -155,23 +146,24 @@ def struct_decoder(
             g.emit(f"{var}, pos = {dec}(data, pos, c)")
         return var
 
-    def walk(st: Structure, base_expr: str, base: int) -> str:
-        parts = [f"**{base_expr}"]
-        for name, ft, off, how in selected(st, base, mask):
-            if how == "all":
-                parts.append(f"{name!r}: {field(ft)}")
+    def walk(st: Structure, base_expr: str | None, base: int) -> str:
+        """A dict display of ``st``: whole, or (with a base) the fields ``mask`` selects
+        merged into the base."""
+        parts = [] if base_expr is None else [f"**{base_expr}"]
+        for name, ft, off, how in selected(st, base, None if base_expr is None else mask):
+            if not isinstance(ft, Structure):
+                expr = field(ft)
+            elif how == "all":
+                expr = walk(ft, None, off)
             else:
-                assert isinstance(ft, Structure)
                 bvar = g.name("b")
                 g.emit(f"{bvar} = {base_expr}[{name!r}]")
-                parts.append(f"{name!r}: {walk(ft, bvar, off)}")
+                expr = walk(ft, bvar, off)
+            parts.append(f"{name!r}: {expr}")
         return "{" + ", ".join(parts) + "}"
 
-    if mask is None:
-        result = field(t)
-    else:
-        assert isinstance(t, Structure)
-        result = walk(t, "base", 0)
+    base = None if mask is None else "base"
+    result = walk(t, base, 0) if isinstance(t, Structure) else field(t)
     g.flush(write=False)
     g.emit(f"return {result}, pos")
     return g.compile("def dec(data, pos, c" + ("):" if mask is None else ", base):"), "dec")

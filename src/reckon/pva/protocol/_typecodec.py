@@ -54,9 +54,6 @@ class TypeRecvCache:
         self.types: dict[int, FieldDesc] = {}
         self._sizes: dict[int, int] = {}
 
-    def __len__(self) -> int:
-        return len(self.types)
-
 
 def full_type_bytes(t: FieldDesc, be: bool) -> bytes:
     key = (t, be)

@@ -20,13 +20,13 @@ from ._errors import LocalProtocolError
 from ._wire import KINDS
 
 #: kind letter -> wire type code
-SCALAR_CODES: dict[str, int] = {k: code for k, (code, _, _) in KINDS.items()}
+SCALAR_CODES: dict[str, int] = {k: row[0] for k, row in KINDS.items()}
 #: wire type code -> kind letter
 SCALAR_KINDS: dict[int, str] = {code: k for k, code in SCALAR_CODES.items()}
 #: kind letter -> struct module format character (strings have none)
-STRUCT_CHARS: dict[str, str] = {k: ch for k, (_, ch, _) in KINDS.items() if ch}
+STRUCT_CHARS: dict[str, str] = {k: row[1] for k, row in KINDS.items() if row[1]}
 #: kind letter -> the names pvData uses (for messages and docs)
-KIND_NAMES: dict[str, str] = {k: name for k, (_, _, name) in KINDS.items()}
+KIND_NAMES: dict[str, str] = {k: row[2] for k, row in KINDS.items()}
 
 
 class FieldDesc:
@@ -103,14 +103,7 @@ class Scalar(FieldDesc):
         self._init(SCALAR_CODES[kind], 1, kind=kind)
 
     def default(self) -> object:
-        k = self.kind
-        if k == "s":
-            return ""
-        if k == "?":
-            return False
-        if k in "fd":
-            return 0.0
-        return 0
+        return KINDS[self.kind][3]
 
 
 class BoundedString(FieldDesc):
@@ -161,6 +154,8 @@ class ScalarArray(FieldDesc):
 
 
 FieldSpec = FieldDesc | str
+#: the fields of a structure or union: (name, type) pairs, or a mapping of names to types
+_Fields = Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec]
 
 
 def parse_type(spec: FieldSpec) -> FieldDesc:
@@ -183,30 +178,6 @@ def parse_type(spec: FieldSpec) -> FieldDesc:
     )
 
 
-def _fields(
-    fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec], what: str
-) -> tuple[tuple[str, FieldDesc], ...]:
-    items = fields.items() if isinstance(fields, Mapping) else fields
-    out: list[tuple[str, FieldDesc]] = []
-    seen: set[str] = set()
-    for item in items:
-        try:
-            name, spec = item
-        except (TypeError, ValueError):
-            raise LocalProtocolError(
-                f"{what} fields are (name, type) pairs, not {item!r}"
-            ) from None
-        if not isinstance(name, str) or not name or "." in name:
-            raise LocalProtocolError(
-                f"{what} field name {name!r} must be a non-empty string without '.'"
-            )
-        if name in seen:
-            raise LocalProtocolError(f"{what} field name {name!r} appears twice")
-        seen.add(name)
-        out.append((name, parse_type(spec)))
-    return tuple(out)
-
-
 class _Compound(FieldDesc):
     __slots__ = ("_index", "fields", "id")
     fields: tuple[tuple[str, FieldDesc], ...]
@@ -216,19 +187,32 @@ class _Compound(FieldDesc):
     _what: ClassVar[str]  # "structure" or "union", for messages
     _code: ClassVar[int]
 
-    def __init__(
-        self,
-        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
-        id: str = "",
-    ) -> None:
+    def __init__(self, fields: _Fields = (), id: str = "") -> None:
+        what = self._what
         if not isinstance(id, str):
-            raise LocalProtocolError(f"{self._what} id must be a string, not {id!r}")
-        flds = _fields(fields, self._what)
-        object.__setattr__(self, "_index", {n: i for i, (n, _) in enumerate(flds)})
+            raise LocalProtocolError(f"{what} id must be a string, not {id!r}")
+        index: dict[str, int] = {}
+        flds: list[tuple[str, FieldDesc]] = []
+        for item in fields.items() if isinstance(fields, Mapping) else fields:
+            try:
+                name, spec = item
+            except (TypeError, ValueError):
+                raise LocalProtocolError(
+                    f"{what} fields are (name, type) pairs, not {item!r}"
+                ) from None
+            if not isinstance(name, str) or not name or "." in name:
+                raise LocalProtocolError(
+                    f"{what} field name {name!r} must be a non-empty string without '.'"
+                )
+            if name in index:
+                raise LocalProtocolError(f"{what} field name {name!r} appears twice")
+            index[name] = len(flds)
+            flds.append((name, parse_type(spec)))
+        object.__setattr__(self, "_index", index)
         depth = 1 + max((t.depth for _, t in flds), default=0)
         # a structure's fields have offsets of their own; a union is one leaf
         bits = 1 + sum(t.bit_count for _, t in flds) if self._code == 0x80 else 1
-        self._init(self._code, depth, bits, fields=flds, id=id)
+        self._init(self._code, depth, bits, fields=tuple(flds), id=id)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self.fields)!r}, id={self.id!r})"
@@ -303,11 +287,7 @@ class Structure(_Compound):
     _make_default: Callable[[], dict[str, object]] | None
     _what, _code = "structure", 0x80
 
-    def __init__(
-        self,
-        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
-        id: str = "",
-    ) -> None:
+    def __init__(self, fields: _Fields = (), id: str = "") -> None:
         object.__setattr__(self, "_layout", None)
         object.__setattr__(self, "_make_default", None)
         super().__init__(fields, id)

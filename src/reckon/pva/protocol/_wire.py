@@ -17,20 +17,21 @@ U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
 I64 = {False: struct.Struct("<q"), True: struct.Struct(">q")}
 
 #: scalar kind letter (as p4p spells them) -> (wire type code, struct format character, the
-#: name pvData uses); in the order of the codes, which NTNDArray's union members follow
-KINDS: dict[str, tuple[int, str, str]] = {
-    "?": (0x00, "?", "boolean"),
-    "b": (0x20, "b", "byte"),
-    "h": (0x21, "h", "short"),
-    "i": (0x22, "i", "int"),
-    "l": (0x23, "q", "long"),
-    "B": (0x24, "B", "ubyte"),
-    "H": (0x25, "H", "ushort"),
-    "I": (0x26, "I", "uint"),
-    "L": (0x27, "Q", "ulong"),
-    "f": (0x42, "f", "float"),
-    "d": (0x43, "d", "double"),
-    "s": (0x60, "", "string"),
+#: name pvData uses, the value a field holds before anything is assigned); in the order of the
+#: codes, which NTNDArray's union members follow
+KINDS: dict[str, tuple[int, str, str, bool | int | float | str]] = {
+    "?": (0x00, "?", "boolean", False),
+    "b": (0x20, "b", "byte", 0),
+    "h": (0x21, "h", "short", 0),
+    "i": (0x22, "i", "int", 0),
+    "l": (0x23, "q", "long", 0),
+    "B": (0x24, "B", "ubyte", 0),
+    "H": (0x25, "H", "ushort", 0),
+    "I": (0x26, "I", "uint", 0),
+    "L": (0x27, "Q", "ulong", 0),
+    "f": (0x42, "f", "float", 0.0),
+    "d": (0x43, "d", "double", 0.0),
+    "s": (0x60, "", "string", ""),
 }
 
 #: single-byte Size encodings 0..253
