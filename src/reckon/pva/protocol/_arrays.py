@@ -3,11 +3,13 @@ otherwise. Every decoder checks the element count against the bytes left before 
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
-from ._wire import KINDS, READ_STRING, SMALL, read_size, size_bytes
+from ._wire import KINDS, READ_STRING, SMALL, read_size, size_bytes, string_bytes
 
 if TYPE_CHECKING:  # (_types imports this module at run time; this one only for types)
     from ._types import ScalarArray
@@ -25,18 +27,12 @@ _ARRAY_CODES: dict[str, str] = {k: r[1].replace("?", "B") for k, r in KINDS.item
 #: kind -> item size in bytes (strings have none)
 ITEM_SIZE: dict[str, int] = {k: struct.calcsize("<" + ch) for k, ch in _ARRAY_CODES.items()}
 
-_DTYPES: dict[tuple[str, bool], Any] = {}
 
-
+@functools.cache
 def dtype_for(kind: str, big_endian: bool) -> Any:
     """The numpy dtype of wire elements of ``kind`` in the given byte order."""
-    key = (kind, big_endian)
-    dt = _DTYPES.get(key)
-    if dt is None:
-        assert np is not None
-        dt = np.dtype((">" if big_endian else "<") + _ARRAY_CODES[kind])
-        _DTYPES[key] = dt
-    return dt
+    assert np is not None
+    return np.dtype((">" if big_endian else "<") + _ARRAY_CODES[kind])
 
 
 def native_dtype(kind: str) -> Any:
@@ -56,10 +52,7 @@ def kind_of_dtype(dt: Any) -> str | None:
 
 
 def empty_array(kind: str) -> object:
-    if kind == "s":
-        return []
-    if HAVE_NUMPY:
-        assert np is not None
+    if kind != "s" and HAVE_NUMPY and np is not None:
         return np.zeros(0, dtype=native_dtype(kind))
     return []
 
@@ -121,16 +114,19 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
 SPILL_MIN = 64 * 1024
 
 
-def array_encoder(t: ScalarArray, be: bool) -> Any:
+def array_encoder(t: ScalarArray, be: bool) -> Callable[[Any, bytearray, Any], None]:
     """The encoder of a scalar array type (numeric from numpy buffers, or strings)."""
     kind, size, fixed = t.kind, t.size, t.fixed
 
-    def check(n: int) -> None:
+    def count(n: int, out: bytearray) -> None:
+        """Check ``n`` elements against the size; write the count (a fixed array has none)."""
         if size is not None:
             if fixed and n != size:
                 raise LocalProtocolError(f"fixed array needs exactly {size} elements, not {n}")
             if n > size:
                 raise LocalProtocolError(f"bounded array holds at most {size} elements, not {n}")
+        if not fixed:
+            out += SMALL[n] if n < 254 else size_bytes(n, be)
 
     if kind == "s":
 
@@ -138,22 +134,15 @@ def array_encoder(t: ScalarArray, be: bool) -> Any:
             if isinstance(v, str):
                 raise LocalProtocolError("a string array value is a list of str, not a str")
             items = list(v)
-            check(len(items))
-            if not fixed:
-                out += size_bytes(len(items), be)
+            count(len(items), out)
             for s in items:
-                b = s.encode()
-                n = len(b)
-                out += SMALL[n] if n < 254 else size_bytes(n, be)
-                out += b
+                out += string_bytes(s, be)
 
         return enc_as
 
     def enc_arr(v: Any, out: bytearray, c: Any) -> None:
         n, b = encode_numeric(kind, v, be)
-        check(n)
-        if not fixed:
-            out += SMALL[n] if n < 254 else size_bytes(n, be)
+        count(n, out)
         spill = c.spill
         if spill is not None and len(b) >= SPILL_MIN:
             spill.append((len(out), b))
@@ -163,7 +152,7 @@ def array_encoder(t: ScalarArray, be: bool) -> Any:
     return enc_arr
 
 
-def array_decoder(t: ScalarArray, be: bool) -> Any:
+def array_decoder(t: ScalarArray, be: bool) -> Callable[[bytes, int, Any], tuple[Any, int]]:
     """The decoder of a scalar array type; counts are checked before allocating."""
     kind, size, fixed = t.kind, t.size, t.fixed
 

@@ -9,15 +9,16 @@ sent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from ._errors import DecodeError
 from ._wire import read_size, size_bytes
 
 
+@dataclass(frozen=True, slots=True, init=False, repr=False)
 class BitSet:
     """An immutable set of small non-negative integers, stored as one Python int."""
 
-    __slots__ = ("mask",)
     mask: int
 
     def __init__(self, bits: Iterable[int] = ()) -> None:
@@ -33,9 +34,6 @@ class BitSet:
         bs = cls.__new__(cls)
         object.__setattr__(bs, "mask", mask)
         return bs
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("BitSet is immutable")
 
     def __contains__(self, bit: object) -> bool:
         return isinstance(bit, int) and bit >= 0 and (self.mask >> bit) & 1 == 1
@@ -58,12 +56,6 @@ class BitSet:
 
     def __and__(self, other: BitSet) -> BitSet:
         return BitSet.from_mask(self.mask & other.mask)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BitSet) and other.mask == self.mask
-
-    def __hash__(self) -> int:
-        return hash(self.mask)
 
     def __repr__(self) -> str:
         return f"BitSet({list(self)})"

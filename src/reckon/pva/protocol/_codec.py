@@ -1,10 +1,8 @@
 """Values on the wire: full and partial (bitset) serialization, compiled per type.
 
-For every (type, byte order) we generate one Python function that encodes (and one that
-decodes) a whole structure: runs of fixed-width fields, even across sub-structures, become a
-single precompiled ``struct.Struct`` call, and the decoder builds the nested dicts in one
-expression. Partial forms (only the fields in a bitset) are compiled per mask and cached, since
-a monitor usually posts the same set of fields again and again.
+For every (type, byte order) :mod:`._structgen` generates one function that encodes (and one
+that decodes) a whole structure. Partial forms (only the fields in a bitset) are compiled per
+mask and cached, since a monitor usually posts the same set of fields again and again.
 
 Decoders check every count against the bytes left before allocating, and track the nesting of
 variant values (whose types come from the wire) against ``max_depth``.
@@ -16,6 +14,7 @@ peer sending a new type or mask with every message costs walks, never a compile 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -207,9 +206,7 @@ def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ caches
 _CACHE_LIMIT = 2048
-_ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
-_PENC: dict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = {}
 _PDEC: dict[tuple[FieldDesc, bool, int], PartialDecoder] = {}
 # structures (type, byte order) and partial masks (type, byte order, mask) seen once
 _SEEN: dict[tuple[Any, ...], None] = {}
@@ -232,11 +229,9 @@ def _first_sight(key: tuple[Any, ...]) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
 def encoder(t: FieldDesc, be: bool) -> Encoder:
-    f = _ENC.get((t, be))
-    if f is None:
-        f = _keep(_ENC, (t, be), _make_encoder(t, be))
-    return f
+    return _make_encoder(t, be)
 
 
 def decoder(t: FieldDesc, be: bool) -> Decoder:
@@ -246,7 +241,7 @@ def decoder(t: FieldDesc, be: bool) -> Decoder:
     f = _DEC.get((t, be))
     if f is None:
         if isinstance(t, Structure) and _first_sight((t, be)):
-            return lambda data, pos, c: _walk_partial(t, be, None, 0, data, pos, c, {})
+            return lambda data, pos, c: _walk_partial(t, None, 0, data, pos, c, {})
         f = _keep(_DEC, (t, be), _make_decoder(t, be))
     return f
 
@@ -254,23 +249,13 @@ def decoder(t: FieldDesc, be: bool) -> Decoder:
 def _late(t: FieldDesc, be: bool) -> Decoder:
     """The compiled decoder if there is one, else one that looks it up at each call (so a
     structure inside an array or union gets compiled once it has been seen twice)."""
-    f = _DEC.get((t, be))
-    if f is not None:
-        return f
-
-    def late(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-        return decoder(t, be)(data, pos, c)
-
-    return late
+    return _DEC.get((t, be)) or (lambda data, pos, c: decoder(t, be)(data, pos, c))
 
 
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
     """(encoder, the mask as sent: bits below a whole-structure bit dropped, as pvxs does)."""
-    f = _PENC.get((t, be, mask))
-    if f is None:
-        f = (struct_encoder(t, be, mask, encoder), normalize(t, mask))
-        _keep(_PENC, (t, be, mask), f)
-    return f
+    return struct_encoder(t, be, mask, encoder), normalize(t, mask)
 
 
 def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
@@ -281,37 +266,29 @@ def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
     f = _PDEC.get(key)
     if f is None:
         if _first_sight(key):
-            return lambda data, pos, c, base: _walk_partial(t, be, mask, 0, data, pos, c, base)
+            return lambda data, pos, c, base: _walk_partial(t, mask, 0, data, pos, c, base)
         f = _keep(_PDEC, key, struct_decoder(t, be, mask, decoder))
     return f
 
 
 def _walk_partial(
-    t: Structure,
-    be: bool,
-    mask: int | None,
-    base_off: int,
-    data: bytes,
-    pos: int,
-    c: Codec,
-    base: Any,
+    t: Structure, mask: int | None, base_off: int, data: bytes, pos: int, c: Codec, base: Any
 ) -> tuple[Any, int]:
     """The fields of ``t`` that ``mask`` selects (None: all), merged into a copy of ``base``."""
     out = dict(base)
     for name, ft, off, how in selected(t, base_off, mask):
         if how == "all":
-            out[name], pos = decoder(ft, be)(data, pos, c)
+            out[name], pos = decoder(ft, c.big_endian)(data, pos, c)
         else:
             assert isinstance(ft, Structure)
-            out[name], pos = _walk_partial(ft, be, mask, off, data, pos, c, base[name])
+            out[name], pos = _walk_partial(ft, mask, off, data, pos, c, base[name])
     return out, pos
 
 
 # ------------------------------------------------------------------ non-structure codecs
 def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
     if isinstance(t, (Structure, Scalar)):
-        enc: Encoder = struct_encoder(t, be, None, encoder)
-        return enc
+        return struct_encoder(t, be, None, encoder)
     if isinstance(t, BoundedString):
         bound = t.bound
 
@@ -324,8 +301,7 @@ def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
 
         return enc_bs
     if isinstance(t, ScalarArray):
-        arr: Encoder = array_encoder(t, be)
-        return arr
+        return array_encoder(t, be)
     if isinstance(t, Union):
         return _union_encoder(t, be)
     if isinstance(t, Variant):
@@ -368,8 +344,7 @@ def _enc_variant(v: Any, out: bytearray, c: Codec) -> None:
     if v is None:
         out.append(0xFF)
         return
-    if not isinstance(v, VariantValue):
-        v = VariantValue.of(v)
+    v = VariantValue.of(v)
     out += c.encode_type(v.type)
     encoder(v.type, c.big_endian)(v.value, out, c)
 
@@ -382,10 +357,7 @@ def _union_encoder(t: Union, be: bool) -> Encoder:
         if v is None:
             out.append(0xFF)
             return
-        if isinstance(v, UnionValue):
-            name, val = v.field, v.value
-        else:
-            name, val = v
+        name, val = (v.field, v.value) if isinstance(v, UnionValue) else v
         i = index.get(name)
         if i is None:
             raise LocalProtocolError(f"union {t.id!r} has no member {name!r}; it has {list(index)}")
@@ -397,8 +369,7 @@ def _union_encoder(t: Union, be: bool) -> Encoder:
 
 def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
     if isinstance(t, (Structure, Scalar)):
-        fn: Decoder = struct_decoder(t, be, None, decoder)
-        return fn
+        return struct_decoder(t, be, None, decoder)
     if isinstance(t, BoundedString):
         rs = READ_STRING[be]
 
@@ -410,8 +381,7 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
 
         return dec_bs
     if isinstance(t, ScalarArray):
-        dec: Decoder = array_decoder(t, be)
-        return dec
+        return array_decoder(t, be)
     if isinstance(t, Union):
         return _union_decoder(t, be)
     if isinstance(t, Variant):
@@ -437,13 +407,11 @@ def _nullable_array_decoder(what: str, element: Decoder, be: bool) -> Decoder:
             raise LimitExceededError(f"{what} array of {n} elements (max_elements)")
         items: list[Any] = []
         for _ in range(n):
-            flag = data[pos]
             pos += 1
-            if flag:
+            item = None
+            if data[pos - 1]:  # present
                 item, pos = element(data, pos, c)
-                items.append(item)
-            else:
-                items.append(None)
+            items.append(item)
         return items, pos
 
     return dec

@@ -85,7 +85,7 @@ def normalize(t: Structure, mask: int, base: int = 0) -> int:
 
 def struct_encoder(
     t: Structure | Scalar, be: bool, mask: int | None, encoder: Callable[[FieldDesc, bool], Any]
-) -> Any:
+) -> Callable[[Any, bytearray, Any], None]:
     """The generated encoder of ``t`` (of a structure, the fields ``mask`` selects; None: all of
     them); ``encoder`` gives the encoder of a field that is neither structure nor scalar."""
     g = _Gen(be)
@@ -120,12 +120,13 @@ def struct_encoder(
     else:
         field(t, "v")
     g.flush(write=True)
-    return g.compile("def enc(v, out, c):", "enc")
+    enc: Callable[[Any, bytearray, Any], None] = g.compile("def enc(v, out, c):", "enc")
+    return enc
 
 
 def struct_decoder(
     t: Structure | Scalar, be: bool, mask: int | None, decoder: Callable[[FieldDesc, bool], Any]
-) -> Any:
+) -> Callable[..., tuple[Any, int]]:
     """The generated decoder of ``t`` (with ``mask``: of a partial structure value, merged into
     a base); ``decoder`` gives the decoder of a field that is neither structure nor scalar."""
     g = _Gen(be)
@@ -166,7 +167,9 @@ def struct_decoder(
     result = walk(t, base, 0) if isinstance(t, Structure) else field(t)
     g.flush(write=False)
     g.emit(f"return {result}, pos")
-    return g.compile("def dec(data, pos, c" + ("):" if mask is None else ", base):"), "dec")
+    header = "def dec(data, pos, c):" if mask is None else "def dec(data, pos, c, base):"
+    dec: Callable[..., tuple[Any, int]] = g.compile(header, "dec")
+    return dec
 
 
 __all__ = ["bo", "normalize", "selected", "struct_decoder", "struct_encoder"]

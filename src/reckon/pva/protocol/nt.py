@@ -29,6 +29,7 @@ from ._types import (
     parse_type,
 )
 from ._values import UnionValue, infer_type
+from ._wire import KINDS
 
 alarm_t = Structure([("severity", "i"), ("status", "i"), ("message", "s")], id="alarm_t")
 time_t = Structure([("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")], id="time_t")
@@ -58,10 +59,6 @@ def timestamp(t: float | None = None) -> dict[str, int]:
 _timestamp = timestamp  # for the methods whose keyword argument ``timestamp`` hides it
 
 
-def _alarm(severity: int, status: int, message: str) -> dict[str, Any]:
-    return {"severity": severity, "status": status, "message": message}
-
-
 def _array(kind: str, values: Any) -> Any:
     """An array of ``kind``: a list of str for strings, else numpy (a list without numpy)."""
     if kind == "s":
@@ -84,7 +81,7 @@ class _NT:
     ) -> dict[str, Any]:
         out = self.type.default()
         out["value"] = value
-        out["alarm"] = _alarm(severity, status, message)
+        out["alarm"] = {"severity": severity, "status": status, "message": message}
         out["timeStamp"] = _timestamp(timestamp_)
         return out
 
@@ -137,13 +134,7 @@ class NTScalar(_NTValue):
         return vt
 
     def _convert(self, value: Any) -> Any:
-        if self.kind == "s":
-            return str(value)
-        if self.kind == "?":
-            return bool(value)
-        if self.kind in "fd":
-            return float(value)
-        return int(value)
+        return type(KINDS[self.kind][3])(value)  # the type of the kind's default: str, bool...
 
 
 class NTScalarArray(_NTValue):
@@ -223,7 +214,6 @@ class NTTable(_NT):
         out = self.type.default()
         out["labels"] = list(labels) if labels is not None else list(self.columns)
         out["value"] = {n: _array(self._kinds[n], cols[n]) for n in self.columns}
-        out["alarm"] = _alarm(0, 0, "")
         out["timeStamp"] = _timestamp(timestamp)
         return out
 
@@ -332,13 +322,11 @@ class NTNDArray:
         out = self.type.default()
         out.update(
             value=UnionValue(_ND_BY_KIND[t.kind], flat),
-            codec={"name": "", "parameters": None},
             compressedSize=int(flat.nbytes),
             uncompressedSize=int(flat.nbytes),
             dimension=dims,
             uniqueId=unique_id,
             dataTimeStamp=ts,
-            alarm=_alarm(0, 0, ""),
             timeStamp=ts,
         )
         return out
