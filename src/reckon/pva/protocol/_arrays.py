@@ -52,7 +52,7 @@ def kind_of_dtype(dt: Any) -> str | None:
 
 
 def empty_array(kind: str) -> object:
-    if kind != "s" and HAVE_NUMPY and np is not None:
+    if kind != "s" and np is not None:
         return np.zeros(0, dtype=native_dtype(kind))
     return []
 
@@ -68,8 +68,7 @@ def decode_numeric(
         raise DecodeError(
             f"array of {count} {kind!r} elements needs {nbytes} bytes, only {len(data) - pos} left"
         )
-    if use_numpy and HAVE_NUMPY:
-        assert np is not None
+    if use_numpy and np is not None:
         if kind == "?":
             arr = np.frombuffer(data, dtype=np.uint8, count=count, offset=pos) != 0
         else:
@@ -82,21 +81,24 @@ def decode_numeric(
 def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, bytes | memoryview]:
     """(element count, element bytes) of a numeric array value (numpy array or sequence).
     A contiguous array already in the wire dtype is returned as a view (no copy)."""
-    if HAVE_NUMPY:
+    if HAVE_NUMPY:  # (not "np is not None": mypy would then skip the code below)
         assert np is not None
         dt = dtype_for(kind, big_endian)
-        try:
-            if kind == "?":
-                value = np.asarray(value, dtype=bool)
-            elif not isinstance(value, np.ndarray):
-                # straight to the wire dtype: large uint64 values must not detour via float
-                value = np.array(value, dtype=dt)
-            # astype casts unsafely: float -> integer truncates like C (numpy would refuse)
-            arr = value.reshape(-1).astype(dt, copy=False)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise LocalProtocolError(
-                f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
-            ) from None
+        if kind != "?" and isinstance(value, np.ndarray) and value.dtype == dt and value.ndim == 1:
+            arr = value  # the usual case, and the quickest
+        else:
+            try:
+                if kind == "?":
+                    value = np.asarray(value, dtype=bool)
+                elif not isinstance(value, np.ndarray):
+                    # straight to the wire dtype: large uint64 values must not detour via float
+                    value = np.array(value, dtype=dt)
+                # astype casts unsafely: float -> integer truncates like C (numpy would refuse)
+                arr = value.reshape(-1).astype(dt, copy=False)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise LocalProtocolError(
+                    f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
+                ) from None
         if arr.flags.c_contiguous:
             return int(arr.size), arr.data.cast("B")
         return int(arr.size), arr.tobytes()

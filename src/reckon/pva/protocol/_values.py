@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, kind_of_dtype, np
+from ._arrays import kind_of_dtype, np
 from ._errors import LocalProtocolError
 from ._types import (
     FieldDesc,
@@ -105,7 +105,7 @@ def infer_type(value: Any) -> FieldDesc:
         return Scalar("s")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return ScalarArray("B")
-    if HAVE_NUMPY and np is not None:
+    if np is not None:
         if isinstance(value, np.generic):
             return infer_type(value.item())
         if isinstance(value, np.ndarray):
@@ -144,7 +144,7 @@ def values_equal(a: Any, b: Any) -> bool:
         return True
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if HAVE_NUMPY and np is not None and (isinstance(a, np.ndarray) or isinstance(b, np.ndarray)):
+    if np is not None and (isinstance(a, np.ndarray) or isinstance(b, np.ndarray)):
         try:
             aa, bb = np.asarray(a), np.asarray(b)
             if aa.shape != bb.shape:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from ._arrays import HAVE_NUMPY, ITEM_SIZE, native_dtype, np
+from ._arrays import ITEM_SIZE, native_dtype, np
 from ._errors import LocalProtocolError
 from ._types import (
     KIND_NAMES,
@@ -63,7 +63,7 @@ def _array(kind: str, values: Any) -> Any:
     """An array of ``kind``: a list of str for strings, else numpy (a list without numpy)."""
     if kind == "s":
         return [str(x) for x in values]
-    if HAVE_NUMPY and np is not None:
+    if np is not None:
         return np.asarray(values, dtype=native_dtype(kind))
     return list(values)
 
@@ -89,8 +89,12 @@ class _NT:
 class _NTValue(_NT):
     """NTScalar and NTScalarArray: ``value`` with alarm and timeStamp (display/control opt.)."""
 
+    _array: ClassVar[bool]  # NTScalarArray
+
     def __init__(self, kind: str = "d", *, display: bool = False, control: bool = False) -> None:
-        vt = self._value_type(kind)
+        vt = parse_type("a" + kind if self._array and len(kind) == 1 else kind)
+        if not isinstance(vt, ScalarArray if self._array else Scalar):
+            raise LocalProtocolError(f"{type(self).__name__} needs a scalar kind, not {kind!r}")
         fields: list[tuple[str, FieldSpec]] = [
             ("value", vt),
             ("alarm", alarm_t),
@@ -103,12 +107,6 @@ class _NTValue(_NT):
         self.kind = vt.kind
         self.type = Structure(fields, id=f"epics:nt/{type(self).__name__}:1.0")
 
-    def _value_type(self, kind: str) -> Scalar | ScalarArray:
-        raise NotImplementedError
-
-    def _convert(self, value: Any) -> Any:
-        raise NotImplementedError
-
     def wrap(
         self,
         value: Any,
@@ -118,7 +116,9 @@ class _NTValue(_NT):
         status: int = 0,
         message: str = "",
     ) -> dict[str, Any]:
-        return self._meta(self._convert(value), timestamp, severity, status, message)
+        # a scalar takes the type of its kind's default: str, bool, int or float
+        value = _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
+        return self._meta(value, timestamp, severity, status, message)
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
         return value["value"]
@@ -127,27 +127,13 @@ class _NTValue(_NT):
 class NTScalar(_NTValue):
     """``epics:nt/NTScalar:1.0``: one scalar with alarm and timeStamp (display/control opt.)."""
 
-    def _value_type(self, kind: str) -> Scalar:
-        vt = parse_type(kind)
-        if not isinstance(vt, Scalar):
-            raise LocalProtocolError(f"NTScalar needs a scalar kind, not {kind!r}")
-        return vt
-
-    def _convert(self, value: Any) -> Any:
-        return type(KINDS[self.kind][3])(value)  # the type of the kind's default: str, bool...
+    _array = False
 
 
 class NTScalarArray(_NTValue):
     """``epics:nt/NTScalarArray:1.0``: an array with alarm and timeStamp."""
 
-    def _value_type(self, kind: str) -> ScalarArray:
-        vt = parse_type("a" + kind if len(kind) == 1 else kind)
-        if not isinstance(vt, ScalarArray):
-            raise LocalProtocolError(f"NTScalarArray needs a scalar kind, not {kind!r}")
-        return vt
-
-    def _convert(self, value: Any) -> Any:
-        return _array(self.kind, value)
+    _array = True
 
 
 class NTEnum(_NT):
@@ -307,7 +293,7 @@ class NTNDArray:
     def wrap(
         self, array: Any, *, unique_id: int = 0, timestamp: float | None = None
     ) -> dict[str, Any]:
-        if not HAVE_NUMPY or np is None:
+        if np is None:
             raise LocalProtocolError("NTNDArray.wrap needs numpy")
         arr = np.asarray(array)
         t = infer_type(arr)
@@ -332,7 +318,7 @@ class NTNDArray:
         return out
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
-        if not HAVE_NUMPY or np is None:
+        if np is None:
             raise LocalProtocolError("NTNDArray.unwrap needs numpy")
         u = value["value"]
         if u is None:
