@@ -21,8 +21,7 @@ __all__ = [*_protocol_all, "for_value", "plain", "typed", "typed_scalar", "uri"]
 
 
 def _kind_of(value: Any) -> str:
-    t = infer_type(value)
-    kind = getattr(t, "kind", None)
+    kind = getattr(infer_type(value), "kind", None)
     if not isinstance(kind, str):
         raise TypeError(f"no scalar kind for {value!r:.60}")
     return kind

@@ -38,9 +38,7 @@ def dtype_for(kind: str, big_endian: bool) -> Any:
 def native_dtype(kind: str) -> Any:
     """The numpy dtype users see for ``kind`` (bool for booleans)."""
     assert np is not None
-    if kind == "?":
-        return np.dtype(bool)
-    return np.dtype(_ARRAY_CODES[kind])
+    return np.dtype(bool if kind == "?" else _ARRAY_CODES[kind])
 
 
 def kind_of_dtype(dt: Any) -> str | None:

@@ -66,11 +66,9 @@ class BitSet:
 
 
 def encode_bitset(mask: int, big_endian: bool) -> bytes:
-    if mask == 0:
-        return b"\x00"
     nbytes = (mask.bit_length() + 7) // 8
     if nbytes < 8:
-        # no whole word: bytes least significant first, whatever the byte order
+        # no whole word (or none at all): bytes least significant first, whatever the byte order
         return bytes((nbytes,)) + mask.to_bytes(nbytes, "little")
     nwords, extra = divmod(nbytes, 8)
     out = bytearray(size_bytes(nbytes, big_endian))

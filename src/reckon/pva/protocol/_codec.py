@@ -183,8 +183,7 @@ class Codec:
             base = t.default()
         if mask == 0:
             return 0, base, pos
-        dec = _partial_decoder(t, self.big_endian, mask)
-        value, pos = dec(data, pos, self, base)
+        value, pos = _partial_decoder(t, self.big_endian, mask)(data, pos, self, base)
         return mask, value, pos
 
 
@@ -227,11 +226,6 @@ def _first_sight(key: tuple[Any, ...]) -> bool:
         return False
     _keep(_SEEN, key, None)
     return True
-
-
-@functools.lru_cache(maxsize=_CACHE_LIMIT)
-def encoder(t: FieldDesc, be: bool) -> Encoder:
-    return _make_encoder(t, be)
 
 
 def decoder(t: FieldDesc, be: bool) -> Decoder:
@@ -285,8 +279,10 @@ def _walk_partial(
     return out, pos
 
 
-# ------------------------------------------------------------------ non-structure codecs
-def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
+# ------------------------------------------------------------------ encoders and decoders
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def encoder(t: FieldDesc, be: bool) -> Encoder:
+    """The encoder of a type, compiled (structures, scalars) or put together once."""
     if isinstance(t, (Structure, Scalar)):
         return struct_encoder(t, be, None, encoder)
     if isinstance(t, BoundedString):
@@ -422,10 +418,9 @@ def _dec_variant(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
     if t is None:
         return None, pos
     saved = c.depth
-    c.depth = saved + t.depth
-    if c.depth > c.max_depth:
-        c.depth = saved
+    if saved + t.depth > c.max_depth:
         raise LimitExceededError(f"variant values nested more than {c.max_depth} deep")
+    c.depth = saved + t.depth
     try:
         value, pos = decoder(t, c.big_endian)(data, pos, c)
     finally:

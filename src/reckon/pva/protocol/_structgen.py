@@ -12,10 +12,6 @@ from ._types import STRUCT_CHARS, FieldDesc, Scalar, Structure
 from ._wire import READ_STRING, SMALL, size_bytes
 
 
-def bo(be: bool) -> str:
-    return ">" if be else "<"
-
-
 class _Gen:
     """Builds the source of one function; constants go into its namespace."""
 
@@ -43,7 +39,7 @@ class _Gen:
         """One struct call packs (``write``) or unpacks the pending fixed-width scalars."""
         if not self.pending:
             return
-        st = struct.Struct(bo(self.be) + "".join(ch for ch, _ in self.pending))
+        st = struct.Struct((">" if self.be else "<") + "".join(ch for ch, _ in self.pending))
         names = ", ".join(e for _, e in self.pending)
         if write:
             self.emit(f"out += {self.const(st.pack, 'P')}({names})")
@@ -172,4 +168,4 @@ def struct_decoder(
     return dec
 
 
-__all__ = ["bo", "normalize", "selected", "struct_decoder", "struct_encoder"]
+__all__ = ["normalize", "selected", "struct_decoder", "struct_encoder"]

@@ -80,8 +80,9 @@ class FieldDesc:
         return self
 
     def default(self) -> object:
-        """The value a field of this type has before anything is assigned."""
-        raise NotImplementedError
+        """The value a field of this type has before anything is assigned (unions and variants:
+        None, no member and no value)."""
+        return None
 
 
 def _check_kind(kind: str) -> None:
@@ -348,9 +349,6 @@ class Union(_Compound):
     __slots__ = ()
     _what, _code = "union", 0x81
 
-    def default(self) -> object:
-        return None
-
 
 class Variant(FieldDesc):
     """The "any" type: each value carries its own type. Values are VariantValue or None."""
@@ -359,9 +357,6 @@ class Variant(FieldDesc):
 
     def __init__(self) -> None:
         self._init(0x82, 1)
-
-    def default(self) -> object:
-        return None
 
 
 class _ElementArray(FieldDesc):

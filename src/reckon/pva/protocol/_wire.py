@@ -76,10 +76,7 @@ def read_selector(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
 
 def string_bytes(s: str, big_endian: bool) -> bytes:
     b = s.encode()
-    n = len(b)
-    if n < 254:
-        return SMALL[n] + b
-    return size_bytes(n, big_endian) + b
+    return size_bytes(len(b), big_endian) + b
 
 
 def _make_read_string(big_endian: bool) -> Callable[[bytes, int], tuple[str, int]]:
