@@ -318,3 +318,16 @@ async def test_polling_gets_follow_every_change(pva_env: dict[str, str]) -> None
         server.remove("r:poll")  # gone: a repeat must not be answered from the old reply
         with pytest.raises(PvaTimeoutError):
             await c.get("r:poll", timeout=0.5)
+
+
+async def test_serve_forever_serves_until_cancelled(pva_env: dict[str, str]) -> None:
+    server = Server({"r:forever": SharedPV(nt.NTScalar("i"), 7)})
+    serving = asyncio.create_task(server.serve_forever())
+    async with Client() as c:
+        assert (await c.get("r:forever", timeout=10))["value"] == 7
+        serving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await serving
+        assert server.connections == 0
+        with pytest.raises(PvaTimeoutError):
+            await c.get("r:forever", timeout=0.5)

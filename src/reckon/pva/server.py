@@ -279,6 +279,16 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def serve_forever(self) -> None:
+        """Start (if not started) and serve until cancelled, then stop: the idiom of
+        :meth:`asyncio.Server.serve_forever`, for a program whose only job is serving."""
+        if self._tcp is None:
+            await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
     @property
     def connections(self) -> int:
         return len(self.context.sessions)
