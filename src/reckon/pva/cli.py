@@ -111,17 +111,16 @@ def _stamp(value: Mapping[str, Any]) -> str:
     return datetime.datetime.fromtimestamp(sec).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
-def tree(value: Any, indent: int = 4) -> list[str]:
+def tree(value: Mapping[str, Any], indent: int = 4) -> list[str]:
     """An indented ``name value`` tree of a structure value."""
     lines: list[str] = []
     pad = " " * indent
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            if isinstance(v, Mapping):
-                lines.append(f"{pad}{k}")
-                lines.extend(tree(v, indent + 4))
-            else:
-                lines.append(f"{pad}{k} {_short(v)}")
+    for k, v in value.items():
+        if isinstance(v, Mapping):
+            lines.append(f"{pad}{k}")
+            lines.extend(tree(v, indent + 4))
+        else:
+            lines.append(f"{pad}{k} {_short(v)}")
     return lines
 
 
@@ -371,14 +370,10 @@ def monitor(
                 return True  # the server closed the PV
 
             tasks = [asyncio.create_task(watch(n)) for n in names]
-            pending: set[asyncio.Task[bool]] = set(tasks)
             try:
                 # a PV that failed to connect leaves the others running
-                while pending:
-                    finished, pending = await asyncio.wait(
-                        pending, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if any(t.result() for t in finished):  # result() raises a monitor's error
+                for finished in asyncio.as_completed(tasks):
+                    if await finished:  # raises a monitor's error
                         break
             finally:
                 for t in tasks:
