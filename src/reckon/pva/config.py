@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from reckon._net import free_port
 from reckon.errors import ConfigurationError
@@ -30,20 +29,18 @@ MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 MAX_QUEUE_BYTES = 32 * 1024 * 1024
 
 Address = tuple[str, int]
-T = TypeVar("T")
 
 _TRUE = {"YES", "Y", "TRUE", "1", "ON"}
 _FALSE = {"NO", "N", "FALSE", "0", "OFF"}
 
 
-def _read(env: Mapping[str, str], parse: Callable[[str, str], T], default: T, *names: str) -> T:
-    """``parse(name, value)`` of the first of ``names`` set (and not blank) in ``env``, else
-    ``default``: the fallback order is the EPICS tools' (a server's name, then the client's)."""
+def _pick(env: Mapping[str, str], *names: str) -> tuple[str, str]:
+    """The first of ``names`` set (and not blank) in ``env``, with its value; else ("", "")."""
     for name in names:
         value = env.get(name, "").strip()
         if value:
-            return parse(name, value)
-    return default
+            return name, value
+    return "", ""
 
 
 def check_port(port: int, name: str) -> int:
@@ -54,7 +51,10 @@ def check_port(port: int, name: str) -> int:
     return port
 
 
-def _port(name: str, value: str) -> int:
+def _port(env: Mapping[str, str], default: int, *names: str) -> int:
+    name, value = _pick(env, *names)
+    if not value:
+        return default
     try:
         port = int(value)
     except ValueError:
@@ -62,15 +62,22 @@ def _port(name: str, value: str) -> int:
     return check_port(port, name)
 
 
-def _bool(name: str, value: str) -> bool:
-    if value.upper() in _TRUE:
+def _bool(env: Mapping[str, str], default: bool, *names: str) -> bool:
+    name, value = _pick(env, *names)
+    if not value:
+        return default
+    upper = value.upper()
+    if upper in _TRUE:
         return True
-    if value.upper() in _FALSE:
+    if upper in _FALSE:
         return False
     raise ConfigurationError(f"{name}={value!r} is not a boolean; use YES or NO")
 
 
-def _seconds(name: str, value: str) -> float:
+def _seconds(env: Mapping[str, str], default: float, *names: str) -> float:
+    name, value = _pick(env, *names)
+    if not value:
+        return default
     try:
         seconds = float(value)
     except ValueError:
@@ -103,7 +110,8 @@ def parse_addresses(text: str, default_port: int, name: str = "address list") ->
 
 
 def _addresses(env: Mapping[str, str], default_port: int, *names: str) -> list[Address]:
-    return _read(env, lambda name, text: parse_addresses(text, default_port, name), [], *names)
+    name, value = _pick(env, *names)
+    return parse_addresses(value, default_port, name)  # (none when unset)
 
 
 def _with_broadcast(targets: list[Address], auto: bool, port: int) -> list[Address]:
@@ -127,15 +135,11 @@ class ServerConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerConfig:
         """Read the settings the way pvxs does (server names first, then the client twins)."""
         env = os.environ if env is None else env
-        tcp_port = _read(
-            env, _port, DEFAULT_SERVER_PORT, "EPICS_PVAS_SERVER_PORT", "EPICS_PVA_SERVER_PORT"
+        tcp_port = _port(
+            env, DEFAULT_SERVER_PORT, "EPICS_PVAS_SERVER_PORT", "EPICS_PVA_SERVER_PORT"
         )
-        udp_port = _read(
-            env,
-            _port,
-            DEFAULT_BROADCAST_PORT,
-            "EPICS_PVAS_BROADCAST_PORT",
-            "EPICS_PVA_BROADCAST_PORT",
+        udp_port = _port(
+            env, DEFAULT_BROADCAST_PORT, "EPICS_PVAS_BROADCAST_PORT", "EPICS_PVA_BROADCAST_PORT"
         )
         intf = _addresses(env, tcp_port, "EPICS_PVAS_INTF_ADDR_LIST")
         interfaces = [host for host, _ in intf] or ["0.0.0.0"]
@@ -146,17 +150,13 @@ class ServerConfig:
             beacon_destinations=_addresses(
                 env, udp_port, "EPICS_PVAS_BEACON_ADDR_LIST", "EPICS_PVA_ADDR_LIST"
             ),
-            auto_beacon=_read(
-                env, _bool, True, "EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST"
+            auto_beacon=_bool(
+                env, True, "EPICS_PVAS_AUTO_BEACON_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST"
             ),
-            beacon_period=_read(
-                env,
-                _seconds,
-                DEFAULT_BEACON_PERIOD,
-                "EPICS_PVAS_BEACON_PERIOD",
-                "EPICS_PVA_BEACON_PERIOD",
+            beacon_period=_seconds(
+                env, DEFAULT_BEACON_PERIOD, "EPICS_PVAS_BEACON_PERIOD", "EPICS_PVA_BEACON_PERIOD"
             ),
-            conn_timeout=_read(env, _seconds, DEFAULT_CONN_TMO, "EPICS_PVA_CONN_TMO"),
+            conn_timeout=_seconds(env, DEFAULT_CONN_TMO, "EPICS_PVA_CONN_TMO"),
         )
 
     def beacon_targets(self) -> list[Address]:
@@ -178,17 +178,17 @@ class ClientConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientConfig:
         env = os.environ if env is None else env
-        udp_port = _read(env, _port, DEFAULT_BROADCAST_PORT, "EPICS_PVA_BROADCAST_PORT")
-        tcp_port = _read(
-            env, _port, DEFAULT_SERVER_PORT, "EPICS_PVA_SERVER_PORT", "EPICS_PVAS_SERVER_PORT"
+        udp_port = _port(env, DEFAULT_BROADCAST_PORT, "EPICS_PVA_BROADCAST_PORT")
+        tcp_port = _port(
+            env, DEFAULT_SERVER_PORT, "EPICS_PVA_SERVER_PORT", "EPICS_PVAS_SERVER_PORT"
         )
         return cls(
             address_list=_addresses(env, udp_port, "EPICS_PVA_ADDR_LIST"),
-            auto_address_list=_read(env, _bool, True, "EPICS_PVA_AUTO_ADDR_LIST"),
+            auto_address_list=_bool(env, True, "EPICS_PVA_AUTO_ADDR_LIST"),
             name_servers=_addresses(env, tcp_port, "EPICS_PVA_NAME_SERVERS"),
             udp_port=udp_port,
             tcp_port=tcp_port,
-            conn_timeout=_read(env, _seconds, DEFAULT_CONN_TMO, "EPICS_PVA_CONN_TMO"),
+            conn_timeout=_seconds(env, DEFAULT_CONN_TMO, "EPICS_PVA_CONN_TMO"),
         )
 
     def search_targets(self) -> list[Address]:
