@@ -257,13 +257,6 @@ def check_pv_entry(name: str, entry: Any, at: str) -> None:
             )
 
 
-def enum_index(choices: list[str], value: Any) -> int:
-    """An NTEnum's index from a choice name or an index (how serve files and puts name one)."""
-    if isinstance(value, str) and value in choices:
-        return choices.index(value)
-    return int(value or 0)
-
-
 def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
     """One PV from a serve-file entry (see docs/pva.md for the keys)."""
     writable = bool(entry.get("writable", True))
@@ -273,10 +266,10 @@ def build_pv(name: str, entry: Mapping[str, Any]) -> SharedPV:
             return SharedPV.rpc_only(_rpc_builtin(str(entry["rpc"])))
         if "enum" in entry:
             choices = [str(c) for c in entry["enum"]]
+            # a choice by name or by index (check_pv_entry made sure it is one of them)
+            index = choices.index(value) if isinstance(value, str) else int(value or 0)
             return SharedPV(
-                nt.NTEnum(),
-                {"value": {"index": enum_index(choices, value), "choices": choices}},
-                writable=writable,
+                nt.NTEnum(), {"value": {"index": index, "choices": choices}}, writable=writable
             )
         if "table" in entry:
             cols = entry["table"]
