@@ -93,9 +93,8 @@ def _jsonable(v: Any) -> Any:
 def _short(v: Any) -> str:
     v = _jsonable(v)
     if isinstance(v, list):
-        if len(v) > 20:
-            return "[" + ", ".join(map(str, v[:20])) + f", ... ({len(v)} elements)]"
-        return "[" + ", ".join(str(x) for x in v) + "]"
+        more = f", ... ({len(v)} elements)" if len(v) > 20 else ""
+        return "[" + ", ".join(map(str, v[:20])) + more + "]"
     if isinstance(v, str):
         return json.dumps(v)
     return str(v)
