@@ -131,33 +131,58 @@ _KIND_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: a field's type, by its kind (a partial value's ``changed`` as a ``bitset?``), as the
+#: generated classes annotate it and their stubs (:func:`._table.stubs`) declare it
+_KIND_TYPES: dict[str, str] = {
+    **dict.fromkeys(("u32", "size", "size32"), "int"),
+    **dict.fromkeys(("str", "name", "addr"), "str"),
+    **dict.fromkeys(("request", "variant"), "VariantValue | None"),
+    "u32if": "int | None",
+    "status": "Status",
+    "stype": "Structure | None",
+    "type": "FieldDesc | None",
+    "bitset?": "BitSet",
+    "part": 'Literal["get", "put"]',
+    "flag": "bool",
+    "rest": "bytes",
+    "array": "Any",
+    "partial": "dict[str, Any]",
+}
+
+
 def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module: str) -> type:
     """The event class of a message table row, generated from its ``(name, kind, only on
     success)`` fields in wire order: a frozen dataclass whose required fields come first,
-    each field checked by its kind (what a hand-written class for the row would be)."""
-    required: list[tuple[str, type]] = []
-    optional: list[tuple[str, type, Any]] = []
-    flags: list[tuple[str, type, Any]] = []  # (last: a request's destroy flag)
+    each field typed and checked by its kind (what a hand-written class for the row would
+    be)."""
+    required: list[tuple[str, str]] = []
+    optional: list[tuple[str, str, Any]] = []
+    flags: list[tuple[str, str, Any]] = []  # (last: a request's destroy flag)
     checks: list[tuple[str, Any]] = []
     for field, kind, on_success in fields:
+        kind = "bitset?" if field == "changed" else kind
+        typ = _KIND_TYPES[kind.partition("@")[0]]
         if field in _NAME_DEFAULTS or kind in _KIND_DEFAULTS or on_success:
             default = _NAME_DEFAULTS.get(field, _KIND_DEFAULTS.get(kind))
+            if default is None and "None" not in typ and typ != "Any":
+                typ += " | None"
             to = flags if kind == "flag" else optional
-            to.append((field, object, dataclasses.field(default=default)))
+            to.append((field, typ, dataclasses.field(default=default)))
         else:
-            required.append((field, object))
-        check = _KIND_CHECKS.get("bitset?" if field == "changed" else kind)
+            required.append((field, typ))
+        check = _KIND_CHECKS.get(kind)
         if check is not None:
             checks.append((field, check))
     cls = dataclasses.make_dataclass(
         name,
         [*required, *optional, *flags],
         bases=(Event,),
-        namespace={"__doc__": doc or None, "__module__": module},
+        namespace={"__doc__": doc or None},
         frozen=True,
         slots=True,
         eq=False,
     )
+    cls.__module__ = module  # (after: the types are strings of a module not loaded yet)
     _CHECKS[cls] = tuple(checks)
     return cls
 

@@ -12,6 +12,7 @@ connection hands out full values: a delta is merged into the previous value of t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
@@ -31,6 +32,7 @@ __all__ = [
     "Event",
     "MarkTotalBytesSent",
     "Message",
+    "MessageTooBig",
     "SearchRequest",
     "SearchResponse",
     "SetByteOrder",
@@ -211,6 +213,22 @@ class Message(Event):
             raise LocalProtocolError(
                 f"message severity must be 0..3, not {self.severity!r}"
             ) from None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MessageTooBig(Event):
+    """Server side: a client's request over ``max_message_size`` was skipped, unbuffered.
+    Send ``reply`` (the request's error response, which says so) and the client sees why:
+    the connection stays up. (A client receiving a reply over its limit gets that reply as an
+    error response event instead: a get fails once, with a message saying so.)"""
+
+    command: int
+    sid: int
+    ioid: int
+    size: int
+    limit: int
+    reply: Any = None
+    destroy: bool = False
 
 
 # ------------------------------------------------------------------------------ transport

@@ -13,9 +13,10 @@ from ._codec import Codec
 from ._constants import Command
 from ._errors import LimitExceededError, RemoteProtocolError
 from ._event import Event
+from ._events import MessageTooBig
 from ._generate import OpContext, op_ids, read_message, reply_event
 from ._header import FLAG_BIG, Framer
-from ._op_events import Get, MessageTooBig, MonitorFinish
+from ._op_events import Get, MonitorFinish
 from ._state import OPERATIONS, ChannelState, ConnectionState, RequestState, Step
 from ._status import Status
 from ._table import OP_COMMANDS

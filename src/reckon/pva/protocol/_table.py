@@ -43,6 +43,8 @@ other rows' events, with more to check or convert, are written in :mod:`._events
 
 from __future__ import annotations
 
+import dataclasses
+import textwrap
 from dataclasses import dataclass
 
 from ._constants import Command
@@ -320,6 +322,36 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+_STUB_HEAD = '''"""Types of the events generated from the message table (:mod:`._table`), for a type
+checker: written by ``make pva-stubs`` from :func:`._table.stubs` (do not edit)."""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._bitset import BitSet
+from ._event import Event
+from ._status import Status
+from ._types import FieldDesc, Structure
+from ._values import VariantValue
+'''
+
+
+def stubs() -> str:
+    """The type stub of the generated event classes (``_op_events.pyi`` holds this text)."""
+    classes = [r.event for r in MESSAGES if r.event.__module__.endswith("._op_events")]
+    names = sorted((c.__name__ for c in classes), key=lambda n: (not n.isupper(), n))
+    out = [_STUB_HEAD, "__all__ = [", *(f'    "{n}",' for n in names), "]"]
+    for cls in classes:
+        out += ["", "@dataclass(frozen=True)", f"class {cls.__name__}(Event):"]
+        doc = _DOCS.get(cls.__name__)
+        if doc:
+            out += [textwrap.indent(textwrap.fill(f'"""{doc}"""', 96), "    "), ""]
+        for f in dataclasses.fields(cls):
+            default = "" if f.default is dataclasses.MISSING else " = ..."
+            out.append(f"    {f.name}: {f.type}{default}")
+    return "\n".join(out) + "\n"
+
+
 __all__ = [
     "COMBINED",
     "DESTROY",
@@ -331,5 +363,6 @@ __all__ = [
     "PROCESS",
     "Row",
     "markdown",
+    "stubs",
     "tokens",
 ]
