@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._bitset import BitSet
@@ -308,9 +308,6 @@ class BaseConnection(Operations):
         data = self._framed(cmd, out)
         self.bytes_sent += len(data)
         return data
-
-    def send_many(self, events: Iterable[Event]) -> bytes:
-        return b"".join(self.send(e) for e in events)
 
     # ------------------------------------------------------------------- framing
     def _flags(self) -> int:

@@ -188,23 +188,15 @@ def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
-
-
 _MAKERS: dict[type, Any] = {}
 
 
 def maker(cls: type) -> Any:
-    """The generated unchecked constructor of an event class (made once, then cached)."""
-    make = _MAKERS.get(cls)
-    if make is None:
-        make = _MAKERS[cls] = _maker(cls)
-    return make
-
-
-def _maker(cls: type) -> Any:
-    """A constructor of ``cls`` that stores each field through its slot descriptor (frozen
-    dataclasses refuse ``setattr``), generated once per class: about a third of the cost of
-    a loop of ``object.__setattr__``."""
+    """The unchecked constructor of an event class: it stores each field through its slot
+    descriptor (frozen dataclasses refuse ``setattr``), generated once per class and cached:
+    about a third of the cost of a loop of ``object.__setattr__``."""
+    if cls in _MAKERS:
+        return _MAKERS[cls]
     names = tuple(f.name for f in dataclasses.fields(cls))
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     lines = [f"def make({', '.join(f'a{i}' for i in range(len(names)))}):", "    ev = _new(_cls)"]
@@ -213,7 +205,8 @@ def _maker(cls: type) -> Any:
         lines.append(f"    _s{i}(ev, a{i})")
     lines.append("    return ev")
     exec("\n".join(lines), env)  # field names come from our own dataclasses
-    return env["make"]
+    make = _MAKERS[cls] = env["make"]
+    return make
 
 
 class Event:
@@ -238,16 +231,7 @@ class Event:
         names = _NAMES.get(type(self))
         if names is None:
             names = _NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
-        return self._trusted(*[changes.get(n, getattr(self, n)) for n in names])
-
-    @classmethod
-    def _trusted(cls, *args: Any) -> Any:
-        """Build without validation: for events decoded from bytes that are valid by
-        construction (hot receive paths)."""
-        make = _MAKERS.get(cls)
-        if make is None:
-            make = maker(cls)
-        return make(*args)
+        return maker(type(self))(*[changes.get(n, getattr(self, n)) for n in names])
 
     @classmethod
     def unchecked(cls, *args: Any) -> Any:
@@ -255,10 +239,7 @@ class Event:
         responses built from values it already holds (ids it received, types and values of
         its own PVs), on paths where checking each field would cost more than encoding it.
         Passing wrong types gives undefined results; use the normal constructor otherwise."""
-        make = _MAKERS.get(cls)
-        if make is None:
-            make = maker(cls)
-        return make(*args)
+        return maker(cls)(*args)
 
     def __post_init__(self) -> None:
         self._validate()

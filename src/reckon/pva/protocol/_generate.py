@@ -459,15 +459,6 @@ def reply_event(cmd: int, sub: int) -> Any:
     return next(r.event for r in _BY_COMMAND[(cmd, True)] if _WHEN[r.event](sub))
 
 
-def ioid_offset(event: type) -> int:
-    """Where ``event``'s ioid starts in its payload, for a prepared message that leaves it as
-    a hole (responses write it first)."""
-    row = next(r for r in MESSAGES if r.event is event)
-    if not row.layout.startswith("ioid:u32"):
-        raise LocalProtocolError(f"{event.__name__} does not start with its ioid")
-    return 0
-
-
 def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int, int]:
     """(sid or -1, ioid, subcommand) of an operation message (GET_FIELD has no subcommand)."""
     u32 = U32[be].unpack_from
@@ -478,7 +469,6 @@ def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int
 
 __all__ = [
     "OpContext",
-    "ioid_offset",
     "op_ids",
     "read_message",
     "reply_event",

@@ -37,26 +37,6 @@ class Header:
     size: int
     version: int = PROTOCOL_VERSION
 
-    @property
-    def control(self) -> bool:
-        return bool(self.flags & Flags.CONTROL)
-
-    @property
-    def big_endian(self) -> bool:
-        return bool(self.flags & Flags.BIG_ENDIAN)
-
-    @property
-    def from_server(self) -> bool:
-        return bool(self.flags & Flags.FROM_SERVER)
-
-    @property
-    def segment(self) -> int:
-        return self.flags & Flags.SEGMENT_MASK
-
-
-def flags_be(data: bytes | bytearray, pos: int) -> int:
-    return data[pos + 2] & FLAG_BIG
-
 
 def encode_header(command: int, flags: int, size: int, big_endian: bool) -> bytes:
     """Header bytes; the byte-order flag is set from ``big_endian``."""
