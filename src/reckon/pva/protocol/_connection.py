@@ -42,7 +42,7 @@ from ._events import (
     SearchResponse,
     SetByteOrder,
 )
-from ._generate import op_ids, read_message, write_payload
+from ._generate import read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -262,13 +262,12 @@ class BaseConnection(Operations):
         try:
             if cmd in OP_COMMANDS and not flags & _NOT_AN_OPERATION:
                 # an operation's message (most of what a server reads): no further dispatch
-                be = self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
+                self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
                 if self.state is not ConnectionState.VALIDATED:
                     self._require_validated(cmd)
-                sid, ioid, sub = op_ids(cmd, payload, be, not self._server)
                 if self._server:
-                    return self._server_op(cmd, sid, ioid, sub, payload)
-                return self._client_op(cmd, ioid, payload)
+                    return self._server_op(cmd, payload)
+                return self._client_op(cmd, payload)
             return self._receive(cmd, flags, size, payload)
         except RemoteProtocolError as exc:
             return self._fail(exc)  # type: ignore[no-any-return]

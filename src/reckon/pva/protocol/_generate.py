@@ -19,7 +19,7 @@ from typing import Any
 
 from ._bitset import BitSet
 from ._codec import Codec, read_bitset
-from ._constants import Command, MessageSeverity
+from ._constants import MessageSeverity
 from ._errors import DecodeError, LocalProtocolError
 from ._event import Event, maker
 from ._messages import (
@@ -459,17 +459,8 @@ def reply_event(cmd: int, sub: int) -> Any:
     return next(r.event for r in _BY_COMMAND[(cmd, True)] if _WHEN[r.event](sub))
 
 
-def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int, int]:
-    """(sid or -1, ioid, subcommand) of an operation message (GET_FIELD has no subcommand)."""
-    u32 = U32[be].unpack_from
-    if from_server:
-        return -1, u32(data, 0)[0], data[4] if cmd != Command.GET_FIELD else 0
-    return u32(data, 0)[0], u32(data, 4)[0], data[8] if cmd != Command.GET_FIELD else 0
-
-
 __all__ = [
     "OpContext",
-    "op_ids",
     "read_message",
     "reply_event",
     "write_around",
