@@ -140,19 +140,18 @@ class Discovery:
             while pos < len(data):
                 if len(data) - pos < HEADER_SIZE:
                     raise DecodeError("truncated header at the end of the datagram")
-                h = decode_header(data, pos)
-                flags = h.flags
+                command, flags, size = decode_header(data, pos)
                 if flags & _CONTROL_OR_SEGMENTED:
                     raise DecodeError("control or segmented message in a datagram")
                 start = pos + HEADER_SIZE
-                end = start + h.size
+                end = start + size
                 if end > len(data):
                     raise DecodeError("message size runs past the end of the datagram")
-                if h.command not in _UDP_COMMANDS:
-                    raise DecodeError(f"command 0x{h.command:02x} is not a discovery message")
+                if command not in _UDP_COMMANDS:
+                    raise DecodeError(f"command 0x{command:02x} is not a discovery message")
                 self._codec.big_endian = bool(flags & _BIG_ENDIAN)
                 events += read_message(
-                    h.command, data[start:end], self._codec, bool(flags & _FROM_SRV)
+                    command, data[start:end], self._codec, bool(flags & _FROM_SRV)
                 )
                 pos = end
         except RemoteProtocolError:
