@@ -19,14 +19,12 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._bitset import BitSet
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command, ControlCommand
 from ._errors import (
     DecodeError,
     LimitExceededError,
     LocalProtocolError,
-    ProtocolError,
     RemoteProtocolError,
 )
 from ._events import (
@@ -65,7 +63,6 @@ from ._op_events import (
     DestroyRequest,
     Echo,
     GetField,
-    MonitorAck,
     OriginTag,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
@@ -96,8 +93,6 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 """Returned by ``next_event()`` when the buffered bytes hold no complete message."""
 
 
-MONITOR = int(Command.MONITOR)
-NO_BITS = BitSet.from_mask(0)
 #: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
@@ -600,19 +595,3 @@ class ClientConnection(BaseConnection):
     """The client side of one TCP connection."""
 
     role = Role.CLIENT
-
-
-__all__ = [
-    "HEADER_SIZE",
-    "NEED_DATA",
-    "ChannelInfo",
-    "ChannelState",
-    "ClientConnection",
-    "ConnectionState",
-    "Message",
-    "MonitorAck",
-    "ProtocolError",
-    "RequestInfo",
-    "RequestState",
-    "Role",
-]

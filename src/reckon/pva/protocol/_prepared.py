@@ -8,9 +8,8 @@ from typing import Any
 from ._bitset import BitSet
 from ._codec import Codec
 from ._errors import LocalProtocolError
+from ._event import ALL_CHANGED
 from ._types import Structure
-
-_ALL = BitSet.from_mask(1)
 
 
 class PreparedUpdate:
@@ -25,7 +24,7 @@ class PreparedUpdate:
 
     __slots__ = ("_bodies", "_pieces", "_sizes", "changed", "type", "value")
 
-    def __init__(self, type: Structure, value: Any, changed: BitSet = _ALL) -> None:
+    def __init__(self, type: Structure, value: Any, changed: BitSet = ALL_CHANGED) -> None:
         if not isinstance(type, Structure):
             raise LocalProtocolError(f"PreparedUpdate needs a Structure, not {type!r}")
         if not isinstance(changed, BitSet):

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._bitset import BitSet
-from ._connection import NO_BITS, BaseConnection
+from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._event import NO_BITS
 from ._events import (
     ConnectionValidationRequest,
     Event,
