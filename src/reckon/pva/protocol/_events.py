@@ -16,7 +16,7 @@ from typing import Any
 
 from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
-from ._event import ALL_CHANGED, Event, check_str, check_u
+from ._event import ALL_CHANGED, Event
 from ._types import Structure
 from ._values import VariantValue
 
@@ -87,11 +87,6 @@ class Beacon(Event):
     flags: int = 0
     status: VariantValue | None = None
 
-    def _validate(self) -> None:
-        Event._validate(self)
-        check_u("sequence", self.sequence, 8)
-        check_u("flags", self.flags, 8)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ConnectionValidationRequest(Event):
@@ -102,10 +97,8 @@ class ConnectionValidationRequest(Event):
     registry_size: int = 0x7FFF
 
     def _validate(self) -> None:
-        object.__setattr__(self, "auth_methods", tuple(self.auth_methods))
-        for m in self.auth_methods:
-            check_str("auth method", m)
         Event._validate(self)
+        object.__setattr__(self, "auth_methods", tuple(self.auth_methods))
 
 
 #: the type of the "ca" method's credentials: the user and host names the peer states (shared:
@@ -122,11 +115,6 @@ class ConnectionValidationResponse(Event):
     buffer_size: int = 0x10000
     registry_size: int = 0x7FFF
     qos: int = 0
-
-    def _validate(self) -> None:
-        Event._validate(self)
-        if self.auth_data is not None and not isinstance(self.auth_data, VariantValue):
-            raise LocalProtocolError("auth_data must be a VariantValue or None")
 
     @classmethod
     def ca(cls, user: str, host: str) -> ConnectionValidationResponse:
@@ -166,13 +154,6 @@ class SearchRequest(Event):
         Event._validate(self)
         object.__setattr__(self, "channels", tuple((c, n) for c, n in self.channels))
         object.__setattr__(self, "protocols", tuple(self.protocols))
-        if len(self.channels) > 0xFFFF:
-            raise LocalProtocolError("at most 65535 channels per search request")
-        for cid, name in self.channels:
-            check_u("cid", cid, 32)
-            check_str("channel name", name)
-        for p in self.protocols:
-            check_str("protocol", p)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -190,10 +171,6 @@ class SearchResponse(Event):
     def _validate(self) -> None:
         Event._validate(self)
         object.__setattr__(self, "cids", tuple(self.cids))
-        if len(self.cids) > 0xFFFF:
-            raise LocalProtocolError("at most 65535 cids per search response")
-        for c in self.cids:
-            check_u("cid", c, 32)
 
 
 # ------------------------------------------------------------------------------- messages

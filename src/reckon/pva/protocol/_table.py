@@ -48,7 +48,7 @@ import textwrap
 from dataclasses import dataclass
 
 from ._constants import Command
-from ._event import event_class
+from ._event import check_fields, event_class
 from ._events import (
     Beacon,
     ConnectionValidationRequest,
@@ -96,6 +96,10 @@ class Row:
     def __post_init__(self) -> None:
         if not self.when:
             object.__setattr__(self, "when", "True" if self.sub == "0" else f"sub & {self.sub}")
+        fields = [
+            (n, "bitset?" if n == "changed" else k) for ns, k in tokens(self.layout) for n in ns
+        ]
+        check_fields(self.event, fields)
 
 
 def tokens(layout: str) -> list[tuple[list[str], str]]:
