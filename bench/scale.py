@@ -3,7 +3,8 @@
 Run: ``python bench/scale.py`` (starts its own redis-server and moto S3 server on 127.0.0.1; a
 few minutes). Environment: ``SCALE_TASKS`` (400), ``SCALE_KEYS`` (100), ``SCALE_BIG_MB`` (200),
 ``SCALE_ONLY`` (comma-separated sections to run: dask, hits, takeover, big, signing; default all),
-``SCALE_ROUNDS`` (1: rounds of the Dask rows, each a paired comparison with Dask's ``pure=True``),
+``SCALE_ROUNDS`` (5: rounds of the Dask rows, each a paired comparison with Dask's ``pure=True``;
+five is the fewest whose extremes bracket the median with 90% confidence),
 ``SCALE_ORDERS`` and ``SCALE_CONFIGS`` (subsets of the Dask rows).
 
 1. Dask, 4 worker processes, TASKS tasks over KEYS keys, a 0.1 s body, in random order and with
@@ -44,7 +45,7 @@ KEYS = int(os.environ.get("SCALE_KEYS", "100"))
 BIG_MB = int(os.environ.get("SCALE_BIG_MB", "200"))
 BODY = 0.1
 ROUNDS = int(
-    os.environ.get("SCALE_ROUNDS", "1")
+    os.environ.get("SCALE_ROUNDS", "5")
 )  # Dask rounds (paired: every configuration per round)
 # Subsets of the Dask rows, comma-separated (default all): SCALE_ORDERS ("random", "copies at once")
 # and SCALE_CONFIGS (substrings of the configuration names, e.g. "Redis,S3"; Dask's pure=True
