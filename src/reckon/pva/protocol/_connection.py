@@ -62,7 +62,6 @@ from ._op_events import (
     DestroyChannel,
     DestroyRequest,
     Echo,
-    GetField,
     OriginTag,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
@@ -72,7 +71,6 @@ from ._state import (
     OPERATIONS,
     ChannelState,
     ConnectionState,
-    RequestState,
     Role,
 )
 from ._table import MESSAGES, OP_COMMANDS
@@ -164,6 +162,8 @@ class BaseConnection(Operations):
         self.segment_size = segment_size
         self._server = self.role is Role.SERVER
         self._peer = "client" if self._server else "server"
+        #: the header flags of every message this side sends
+        self._flags = FLAG_FROM_SERVER if self._server else 0
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
             big_endian=big_endian,
@@ -304,9 +304,6 @@ class BaseConnection(Operations):
         return data
 
     # ------------------------------------------------------------------- framing
-    def _flags(self) -> int:
-        return FLAG_FROM_SERVER if self._server else 0
-
     def _framed(self, cmd: int, out: bytearray) -> bytes:
         """The message whose payload follows ``HEADER_SIZE`` free bytes in ``out``: its
         header written there (or the payload cut into segments). A big message is handed over
@@ -316,7 +313,7 @@ class BaseConnection(Operations):
         size = len(out) - HEADER_SIZE
         if seg is None or size <= seg:
             HEADER_STRUCT[be].pack_into(
-                out, 0, MAGIC, PROTOCOL_VERSION, self._flags() | (FLAG_BIG if be else 0), cmd, size
+                out, 0, MAGIC, PROTOCOL_VERSION, self._flags | (FLAG_BIG if be else 0), cmd, size
             )
             return out if size > 65536 else bytes(out)  # type: ignore[return-value]
         return self._frame(cmd, bytes(out[HEADER_SIZE:]))
@@ -325,7 +322,7 @@ class BaseConnection(Operations):
         be = self.big_endian
         seg = self.segment_size
         if seg is None or len(payload) <= seg:
-            return encode_header(cmd, self._flags(), len(payload), be) + payload
+            return encode_header(cmd, self._flags, len(payload), be) + payload
         parts = [payload[i : i + seg] for i in range(0, len(payload), seg)]
         out = bytearray()
         for i, part in enumerate(parts):
@@ -335,7 +332,7 @@ class BaseConnection(Operations):
                 f = FLAG_SEG_LAST
             else:
                 f = FLAG_SEG_MIDDLE
-            out += encode_header(cmd, self._flags() | f, len(part), be)
+            out += encode_header(cmd, self._flags | f, len(part), be)
             out += part
         return bytes(out)
 
@@ -346,7 +343,7 @@ class BaseConnection(Operations):
                 raise LocalProtocolError("only the server sends SetByteOrder")
             self.big_endian = event.big_endian
         be = self.big_endian
-        data = encode_header(ctl[0], self._flags() | FLAG_CONTROL, value, be)
+        data = encode_header(ctl[0], self._flags | FLAG_CONTROL, value, be)
         self.bytes_sent += len(data)
         return data
 
@@ -575,16 +572,8 @@ class BaseConnection(Operations):
             return
         command = OPENERS.get(t)
         if command is not None:  # a client opening an operation
-            ioid = ev.ioid  # type: ignore[attr-defined]
-            self._dead_requests.pop(ioid, None)
-            new = RequestInfo(
-                command=command,
-                ioid=ioid,
-                sid=getattr(ev, "sid", 0),
-                state=RequestState.EXECUTING if t is GetField else RequestState.INIT_PENDING,
-            )
-            new.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = new
+            queue_size = getattr(ev, "queue_size", None)
+            self._add_request(command, ev.sid, ev.ioid, queue_size)  # type: ignore[attr-defined]
 
 
 #: the operation table's rows a server sends

@@ -54,24 +54,14 @@ Reader = Callable[[bytes, Codec, Any], Any]
 _EMPTY_REQUEST = VariantValue(Structure([]), {})
 
 
-def _op_type(op: OpContext | None, row: str) -> Structure:
-    if op is None or not isinstance(op.type, Structure):
-        raise LocalProtocolError(
-            f"{row}: the request's type is not known yet (send the init first)"
-        )
-    return op.type
-
-
-def _get_type(op: OpContext | None, row: str) -> Structure:
-    if op is None or op.get_type is None:
-        raise LocalProtocolError(f"{row} before the get type is known")
-    return op.get_type
-
-
-def _array_type(op: OpContext | None, row: str) -> FieldDesc:
-    if op is None or op.type is None:
-        raise LocalProtocolError("the array type is not known yet (send the init first)")
-    return op.type
+def _agreed(op: OpContext | None, slot: str, row: str, structure: bool = True) -> Any:
+    """The type the operation's init agreed (``slot``: "type" or "get_type") that ``row``'s
+    value is written in (a structure, unless it is an array's)."""
+    t = None if op is None else getattr(op, slot)
+    if t is None or (structure and not isinstance(t, Structure)):
+        what = slot.replace("_", " ")
+        raise LocalProtocolError(f"{row}: the {what} is not known yet (send the init first)")
+    return t
 
 
 def _array_type_in(op: OpContext | None) -> FieldDesc:
@@ -138,9 +128,7 @@ _ENV: dict[str, Any] = {
     "h_bits": BitSet.from_mask,
     "h_Severity": MessageSeverity,
     "h_EMPTY_REQUEST": _EMPTY_REQUEST,
-    "h_op_type": _op_type,
-    "h_get_type": _get_type,
-    "h_array_type": _array_type,
+    "h_agreed": _agreed,
     "h_array_type_in": _array_type_in,
     "h_need": _need,
     "h_count": _count,
@@ -215,7 +203,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "part": ("", "{a} = 'get' if sub & GET else 'put'"),
     "flag": ("", "{a} = bool(sub & DESTROY)"),
     "array": (
-        "c.encode_value(h_array_type(op, NAME), ev.{a}, out)",
+        "c.encode_value(h_agreed(op, 'type', NAME, False), ev.{a}, out)",
         "{a}, pos = c.decode_value(h_array_type_in(op), data, pos)",
     ),
     "bitset?": (
@@ -226,8 +214,12 @@ _KINDS: dict[str, tuple[str, str]] = {
 #: partial values: (the type when writing, the type and the slot of the last value when
 #: reading a response; a request's value is not kept)
 _PARTIAL: dict[str, tuple[str, str, str]] = {
-    "partial": ("h_op_type(op, NAME)", "h_structure(op.type, 'type')", "value"),
-    "partial@get": ("h_get_type(op, NAME)", "h_structure(op.get_type, 'get type')", "get_value"),
+    "partial": ("h_agreed(op, 'type', NAME)", "h_structure(op.type, 'type')", "value"),
+    "partial@get": (
+        "h_agreed(op, 'get_type', NAME)",
+        "h_structure(op.get_type, 'get type')",
+        "get_value",
+    ),
 }
 #: the fields of a non-success response and what they read as
 _ABSENT = {"changed": "h_bits(0)", "length": "0"}
@@ -267,7 +259,7 @@ def _writer_source(row: Row, fields: set[str], name: str, part: int) -> str:
             if ok:
                 src.add("if ev.value is None: h_need(NAME, 'value')")
             if kind == "partial@part":
-                src.add("st = h_op_type(op, NAME) if ev.part == 'put' else h_get_type(op, NAME)")
+                src.add("st = h_agreed(op, 'type' if ev.part == 'put' else 'get_type', NAME)")
             else:
                 src.add(f"st = {_PARTIAL[kind][0]}")
             src.add("c.encode_partial(st, ev.value, ev.changed.mask, out)")

@@ -34,14 +34,9 @@ def decode_status(data: bytes, pos: int, be: bool) -> tuple[Status, int]:
     return Status(StatusType(b), msg, tree), pos
 
 
+@functools.lru_cache(maxsize=256)  # a server answers every search with the same address
 def encode_address(addr: str, any_as_zeros: bool = False) -> bytes:
     """16 bytes, IPv4 mapped into IPv6. pvxs writes "any" as 16 zero bytes in searches."""
-    return _encode_address(addr, any_as_zeros)
-
-
-@functools.lru_cache(maxsize=256)
-def _encode_address(addr: str, any_as_zeros: bool) -> bytes:
-    # a server answers every search with the same address: parse it once
     ip = ipaddress.ip_address(addr)
     if any_as_zeros and ip.packed == bytes(len(ip.packed)):
         return bytes(16)

@@ -26,6 +26,7 @@ from ._wire import U32
 #: finished operations and channels remembered (to tell a late message from a bad one)
 TOMBSTONES = 1024
 MONITOR = int(Command.MONITOR)
+GET_FIELD = int(Command.GET_FIELD)
 #: the ids an operation's message starts with, by byte order: a client's sid and ioid
 _IDS = {be: struct.Struct(">II" if be else "<II") for be in (False, True)}
 
@@ -105,7 +106,7 @@ class Operations:
         init = cmd != Command.GET_FIELD and bool(sub & 0x08)
         if self._server:
             if init:
-                if not self._open(cmd, sid, ioid, RequestState.INIT_PENDING):
+                if not self._open(cmd, sid, ioid):
                     return []
                 reply = reply_event(cmd, sub)(ioid=ioid, status=status)
                 return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
@@ -135,7 +136,7 @@ class Operations:
         return [ev]
 
     # ------------------------------------------------------------------ operations
-    def _open(self, cmd: int, sid: int, ioid: int, state: RequestState) -> bool:
+    def _open(self, cmd: int, sid: int, ioid: int, queue_size: int | None = None) -> bool:
         """Server side: a client's message opens operation ``ioid`` on channel ``sid`` (False:
         the client destroyed the channel meanwhile, drop the message)."""
         if sid not in self._channels:
@@ -146,9 +147,17 @@ class Operations:
             raise RemoteProtocolError(f"ioid {ioid} is already in use")
         if len(self._requests) >= self.max_requests:
             raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-        self._dead_requests.pop(ioid, None)
-        self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+        self._add_request(cmd, sid, ioid, queue_size)
         return True
+
+    def _add_request(self, cmd: int, sid: int, ioid: int, queue_size: int | None) -> None:
+        """Operation ``ioid`` opens: an init's (INIT_PENDING) or a get-field's, which
+        executes at once."""
+        self._dead_requests.pop(ioid, None)
+        state = RequestState.EXECUTING if cmd == GET_FIELD else RequestState.INIT_PENDING
+        self._requests[ioid] = RequestInfo(
+            command=cmd, ioid=ioid, sid=sid, state=state, queue_size=queue_size
+        )
 
     def _known(self, cmd: int, ioid: int, sid: int | None = None) -> tuple[RequestInfo, bool]:
         """The operation a message of command ``cmd`` on ``ioid`` (on channel ``sid``, as a
@@ -171,11 +180,8 @@ class Operations:
         sid, ioid = _IDS[self._rx.big_endian].unpack_from(data)
         if cmd == Command.GET_FIELD or data[8] & 0x08:  # (an init, or a get-field: it executes)
             [ev] = read_message(cmd, data, self._rx, False)
-            get_field = cmd == Command.GET_FIELD
-            state = RequestState.EXECUTING if get_field else RequestState.INIT_PENDING
-            if not self._open(cmd, sid, ioid, state):
+            if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []
-            self._requests[ioid].queue_size = getattr(ev, "queue_size", None)
             return [ev]
         req = self._requests.get(ioid)
         if req is None or req.command != cmd or req.sid != sid:
