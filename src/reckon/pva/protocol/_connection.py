@@ -316,25 +316,14 @@ class BaseConnection(Operations):
                 out, 0, MAGIC, PROTOCOL_VERSION, self._flags | (FLAG_BIG if be else 0), cmd, size
             )
             return out if size > 65536 else bytes(out)  # type: ignore[return-value]
-        return self._frame(cmd, bytes(out[HEADER_SIZE:]))
-
-    def _frame(self, cmd: int, payload: bytes) -> bytes:
-        be = self.big_endian
-        seg = self.segment_size
-        if seg is None or len(payload) <= seg:
-            return encode_header(cmd, self._flags, len(payload), be) + payload
-        parts = [payload[i : i + seg] for i in range(0, len(payload), seg)]
-        out = bytearray()
-        for i, part in enumerate(parts):
-            if i == 0:
-                f = FLAG_SEG_FIRST
-            elif i == len(parts) - 1:
-                f = FLAG_SEG_LAST
-            else:
-                f = FLAG_SEG_MIDDLE
-            out += encode_header(cmd, self._flags | f, len(part), be)
-            out += part
-        return bytes(out)
+        payload = memoryview(out)[HEADER_SIZE:]
+        segments = bytearray()
+        for i in range(0, size, seg):
+            part = payload[i : i + seg]
+            f = FLAG_SEG_FIRST if i == 0 else FLAG_SEG_LAST if i + seg >= size else FLAG_SEG_MIDDLE
+            segments += encode_header(cmd, self._flags | f, len(part), be)
+            segments += part
+        return bytes(segments)
 
     def _send_control(self, event: Event, ctl: tuple[ControlCommand, str]) -> bytes:
         value = getattr(event, ctl[1]) if ctl[1] else 0
@@ -402,9 +391,10 @@ class BaseConnection(Operations):
             return True
         self._require_validated(0)
         if isinstance(ev, CreateChannelRequest):
-            refused = self._creation_refused(ev.cid)
-            if refused is not None:
-                raise refused
+            if ev.cid in self._creating or ev.cid in self._other_ids:
+                raise RemoteProtocolError(f"channel cid {ev.cid} is already in use")
+            if len(self._channels) + len(self._creating) >= self.max_channels:
+                raise LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
         elif isinstance(ev, CreateChannelResponse):
             if ev.cid not in self._creating:
                 if ev.cid in self._dead_channels:
@@ -436,15 +426,6 @@ class BaseConnection(Operations):
             )
         self._step(req, OPERATIONS[type(ev)])  # (neither has a status or a destroy flag)
         return True
-
-    def _creation_refused(self, cid: int) -> RemoteProtocolError | None:
-        """Why a client may not create a channel it numbers ``cid`` now (server side), or
-        None when it may."""
-        if cid in self._creating or cid in self._other_ids:
-            return RemoteProtocolError(f"channel cid {cid} is already in use")
-        if len(self._channels) + len(self._creating) >= self.max_channels:
-            return LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
-        return None
 
     def _apply_channel(self, ev: Event) -> None:
         """A channel's creation or destruction, sent or received (checked already): each side

@@ -219,7 +219,9 @@ class ServerConnection(BaseConnection):
         self._commit_send(ev)
         size = len(head) - HEADER_SIZE + update.size(be) + len(tail)
         if self.segment_size and size > self.segment_size:
-            data = self._frame(cmd, bytes(head[HEADER_SIZE:]) + update.partial(be) + tail)
+            head += update.partial(be)
+            head += tail
+            data = self._framed(cmd, head)
             self.bytes_sent += len(data)
             return [data]
         flags = FLAG_FROM_SERVER | (FLAG_BIG if be else 0)
