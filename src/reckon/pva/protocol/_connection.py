@@ -14,7 +14,6 @@ right) and dropped. Responses the local user sends for them become ``b""``.
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command, ControlCommand
 from ._errors import (
+    LOW_LEVEL_ERRORS,
     DecodeError,
     LimitExceededError,
     LocalProtocolError,
@@ -95,14 +95,6 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
-LOW_LEVEL_ERRORS = (
-    IndexError,
-    struct.error,
-    ValueError,
-    OverflowError,
-    UnicodeDecodeError,
-    KeyError,
-)
 #: control messages: event -> (command, the field the header's size field carries)
 _CONTROL_EVENTS: dict[type, tuple[ControlCommand, str]] = {
     SetByteOrder: (ControlCommand.SET_BYTE_ORDER, ""),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, Command, Flags
-from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from ._errors import LOW_LEVEL_ERRORS, DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, SearchRequest, SearchResponse
 from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
@@ -158,6 +158,6 @@ class Discovery:
             raise
         except LocalProtocolError as exc:
             raise DecodeError(str(exc)) from None
-        except (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError) as exc:
+        except LOW_LEVEL_ERRORS as exc:
             raise DecodeError(f"malformed datagram: {exc!r}") from None
         return events

@@ -217,7 +217,8 @@ class ServerConnection(BaseConnection):
         head, tail = bytearray(HEADER_SIZE), bytearray()
         cmd = write_around(ev, tx, req, head, tail)
         self._commit_send(ev)
-        size = len(head) - HEADER_SIZE + update.size(be) + len(tail)
+        body, pieces = update.encoded(be)
+        size = len(head) - HEADER_SIZE + body + len(tail)
         if self.segment_size and size > self.segment_size:
             head += update.partial(be)
             head += tail
@@ -227,7 +228,6 @@ class ServerConnection(BaseConnection):
         flags = FLAG_FROM_SERVER | (FLAG_BIG if be else 0)
         HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, size)
         self.bytes_sent += HEADER_SIZE + size
-        pieces = update.pieces(be)
         if size < 65536:  # one buffer is cheaper to write
             return [b"".join((head, *pieces, tail))]
         if not tail:
