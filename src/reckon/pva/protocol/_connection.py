@@ -115,16 +115,6 @@ _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DAT
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
 
-#: HANDSHAKE's transitions per role, split by direction (send, recv) and keyed by event type
-_HANDSHAKES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {
-    role: (
-        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"},
-        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"},
-    )
-    for role in Role
-}
-
-
 class BaseConnection(Operations):
     role: Role
 
@@ -183,9 +173,8 @@ class BaseConnection(Operations):
         self._requests: dict[int, RequestInfo] = {}
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
-        # the handshake table split per role and direction (enum hashing is slow), shared
-        # read-only by the role's connections
-        self._send_table, self._recv_table = _HANDSHAKES[self.role]
+        # the role's handshake tables, shared read-only by its connections
+        self._send_table, self._recv_table = HANDSHAKE[self.role]
 
     # ----------------------------------------------------------------------- public
     @property
