@@ -197,9 +197,9 @@ class Operations:
         for ev in events:
             row = OPERATIONS.get(type(ev))
             if row is not None:
-                why = refusal(req, row, type(ev))
-                if why is not None:
-                    raise RemoteProtocolError(why)
+                # (the operation is of the row's command: only the state is left to check)
+                if req.state not in row.before:
+                    raise RemoteProtocolError(refusal(req, row, type(ev)))
                 # (a request has no status: _apply's failure is a response's)
                 self._step(req, row, getattr(ev, "destroy", False))
         return events
