@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._codec import Codec
-from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command, ControlCommand
+from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import (
     LOW_LEVEL_ERRORS,
     DecodeError,
@@ -28,17 +28,12 @@ from ._errors import (
     RemoteProtocolError,
 )
 from ._events import (
-    AckTotalBytesReceived,
     Beacon,
     ConnectionClosed,
-    ControlEchoRequest,
-    ControlEchoResponse,
     Event,
-    MarkTotalBytesSent,
     Message,
     SearchRequest,
     SearchResponse,
-    SetByteOrder,
 )
 from ._generate import read_message, write_payload
 from ._header import (
@@ -63,6 +58,7 @@ from ._op_events import (
     DestroyRequest,
     Echo,
     OriginTag,
+    SetByteOrder,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (
@@ -73,7 +69,7 @@ from ._state import (
     ConnectionState,
     Role,
 )
-from ._table import MESSAGES, OP_COMMANDS
+from ._table import CONTROL, MESSAGES, OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
 
 
@@ -95,15 +91,7 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
-#: control messages: event -> (command, the field the header's size field carries)
-_CONTROL_EVENTS: dict[type, tuple[ControlCommand, str]] = {
-    SetByteOrder: (ControlCommand.SET_BYTE_ORDER, ""),
-    MarkTotalBytesSent: (ControlCommand.MARK_TOTAL_BYTES_SENT, "total"),
-    AckTotalBytesReceived: (ControlCommand.ACK_TOTAL_BYTES_RECEIVED, "total"),
-    ControlEchoRequest: (ControlCommand.ECHO_REQUEST, "value"),
-    ControlEchoResponse: (ControlCommand.ECHO_RESPONSE, "value"),
-}
-_CONTROL_OF = {int(cmd): cls for cls, (cmd, _) in _CONTROL_EVENTS.items()}
+_CONTROL_OF = {cmd: cls for cls, (cmd, _) in CONTROL.items()}
 #: who sends each message (the table's "sender")
 _SENT_BY: dict[type, str] = {row.event: row.sender for row in MESSAGES}
 #: messages taken in any state once validated, not about a channel or operation
@@ -268,7 +256,7 @@ class BaseConnection(Operations):
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
-        ctl = _CONTROL_EVENTS.get(type(event))
+        ctl = CONTROL.get(type(event))
         if ctl is not None:
             return self._send_control(event, ctl)
         commit = self._check_send(event)
@@ -306,7 +294,7 @@ class BaseConnection(Operations):
             segments += part
         return bytes(segments)
 
-    def _send_control(self, event: Event, ctl: tuple[ControlCommand, str]) -> bytes:
+    def _send_control(self, event: Event, ctl: tuple[int, str]) -> bytes:
         value = getattr(event, ctl[1]) if ctl[1] else 0
         if isinstance(event, SetByteOrder):
             if not self._server:

@@ -93,6 +93,7 @@ _KIND_DEFAULTS: dict[str, Any] = {
     "flag": False,
     "addr": "0.0.0.0",
     "rest": b"",
+    "datum": 0,
 }
 
 
@@ -112,6 +113,7 @@ _KIND_TYPES: dict[str, str] = {
     "rest": "bytes",
     "array": "Any",
     "partial": "dict[str, Any]",
+    "datum": "int",
 }
 
 

@@ -22,55 +22,16 @@ from ._values import VariantValue
 
 __all__ = [
     "ALL_CHANGED",
-    "AckTotalBytesReceived",
     "Beacon",
     "ConnectionClosed",
     "ConnectionValidationRequest",
     "ConnectionValidationResponse",
-    "ControlEchoRequest",
-    "ControlEchoResponse",
     "Event",
-    "MarkTotalBytesSent",
     "Message",
     "MessageTooBig",
     "SearchRequest",
     "SearchResponse",
-    "SetByteOrder",
 ]
-
-
-# ---------------------------------------------------------------------------- control messages
-@dataclass(frozen=True, slots=True, eq=False)
-class SetByteOrder(Event):
-    """Control: the server's first message; the client sends in this byte order from now on."""
-
-    big_endian: bool = False
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class MarkTotalBytesSent(Event):
-    """Control: flow-control marker (pvAccessCPP); nobody acts on it today."""
-
-    total: int = 0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class AckTotalBytesReceived(Event):
-    """Control: answer to MarkTotalBytesSent."""
-
-    total: int = 0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ControlEchoRequest(Event):
-    """Control echo (pvAccessCPP); ``value`` travels in the header's size field."""
-
-    value: int = 0
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ControlEchoResponse(Event):
-    value: int = 0
 
 
 # ---------------------------------------------------------------------- connection and discovery

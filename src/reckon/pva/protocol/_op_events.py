@@ -1,17 +1,19 @@
 """The events generated from the message table (:mod:`._table`): those of operations (an
-``ioid`` on a channel: get, put, put-get, monitor, array, process, get-field and RPC) and the
-plain messages of connections and channels (the others, with more to check, are written in
-:mod:`._events`). ``XInit``/``XInitResponse`` create an operation, ``X`` runs it and
-``XResponse`` answers; responses leave ``destroy`` False (a connection echoes the request's
-destroy flag itself).
+``ioid`` on a channel: get, put, put-get, monitor, array, process, get-field and RPC), the
+plain messages of connections and channels, and the control messages (the others, with more
+to check, are written in :mod:`._events`). ``XInit``/``XInitResponse`` create an operation,
+``X`` runs it and ``XResponse`` answers; responses leave ``destroy`` False (a connection
+echoes the request's destroy flag itself).
 
 A type checker reads their types in ``_op_events.pyi``, generated from the same classes
 (:func:`._table.stubs`; a test fails when it is stale)."""
 
 from __future__ import annotations
 
-from ._table import MESSAGES
+from ._table import CONTROL, MESSAGES
 
-_GENERATED = {r.event.__name__: r.event for r in MESSAGES if r.event.__module__ == __name__}
+_GENERATED = {
+    c.__name__: c for c in (*(r.event for r in MESSAGES), *CONTROL) if c.__module__ == __name__
+}
 globals().update(_GENERATED)
 __all__ = sorted(_GENERATED)

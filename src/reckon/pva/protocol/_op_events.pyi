@@ -12,6 +12,7 @@ from ._values import VariantValue
 
 __all__ = [
     "RPC",
+    "AckTotalBytesReceived",
     "ArrayGet",
     "ArrayGetLength",
     "ArrayGetLengthResponse",
@@ -25,6 +26,8 @@ __all__ = [
     "AuthNZ",
     "CancelRequest",
     "ConnectionValidated",
+    "ControlEchoRequest",
+    "ControlEchoResponse",
     "CreateChannelRequest",
     "CreateChannelResponse",
     "DestroyChannel",
@@ -36,6 +39,7 @@ __all__ = [
     "GetInit",
     "GetInitResponse",
     "GetResponse",
+    "MarkTotalBytesSent",
     "MonitorAck",
     "MonitorDestroy",
     "MonitorFinish",
@@ -64,6 +68,7 @@ __all__ = [
     "RPCInit",
     "RPCInitResponse",
     "RPCResponse",
+    "SetByteOrder",
 ]
 
 @dataclass(frozen=True)
@@ -440,3 +445,33 @@ class RPCResponse(Event):
     status: Status = ...
     result: VariantValue | None = ...
     destroy: bool = ...
+
+@dataclass(frozen=True)
+class SetByteOrder(Event):
+    """Control: the server's first message; the client sends in this byte order from now on."""
+
+    big_endian: bool = ...
+
+@dataclass(frozen=True)
+class MarkTotalBytesSent(Event):
+    """Control: flow-control marker (pvAccessCPP); nobody acts on it today."""
+
+    total: int = ...
+
+@dataclass(frozen=True)
+class AckTotalBytesReceived(Event):
+    """Control: answer to MarkTotalBytesSent."""
+
+    total: int = ...
+
+@dataclass(frozen=True)
+class ControlEchoRequest(Event):
+    """Control echo (pvAccessCPP); ``value`` travels in the header's size field."""
+
+    value: int = ...
+
+@dataclass(frozen=True)
+class ControlEchoResponse(Event):
+    """Control echo's answer."""
+
+    value: int = ...

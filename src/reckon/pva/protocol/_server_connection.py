@@ -20,7 +20,6 @@ from ._event import NO_BITS
 from ._events import (
     ConnectionValidationRequest,
     Event,
-    SetByteOrder,
 )
 from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
@@ -29,6 +28,7 @@ from ._op_events import (
     GetResponse,
     MonitorUpdate,
     PutInitResponse,
+    SetByteOrder,
 )
 from ._operations import RequestInfo, refusal
 from ._prepared import PreparedUpdate

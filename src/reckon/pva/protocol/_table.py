@@ -47,7 +47,7 @@ import dataclasses
 import textwrap
 from dataclasses import dataclass
 
-from ._constants import Command
+from ._constants import Command, ControlCommand
 from ._event import check_fields, event_class
 from ._events import (
     Beacon,
@@ -127,8 +127,12 @@ def _op(
     for names, kind in tokens(layout):
         on_success = on_success or kind == "|"
         fields += [(n, kind, on_success) for n in names]
-    event = event_class(name, fields, _DOCS.get(name, ""), "reckon.pva.protocol._op_events")
+    event = event_class(name, fields, _DOCS.get(name, ""), _GENERATED)
     return Row(event, command, sender, layout, sub, when)
+
+
+#: the module of the generated event classes
+_GENERATED = "reckon.pva.protocol._op_events"
 
 
 _C, _S, _E = "client", "server", "either"
@@ -170,6 +174,13 @@ _DOCS = {
     "structures...).",
     "GetField": "Ask for a channel's type (``sub_field`` empty = the whole structure).",
     "RPC": "Call: ``argument`` is any typed value (usually an NTURI structure).",
+    "SetByteOrder": "Control: the server's first message; the client sends in this byte order "
+    "from now on.",
+    "MarkTotalBytesSent": "Control: flow-control marker (pvAccessCPP); nobody acts on it today.",
+    "AckTotalBytesReceived": "Control: answer to MarkTotalBytesSent.",
+    "ControlEchoRequest": "Control echo (pvAccessCPP); ``value`` travels in the header's size "
+    "field.",
+    "ControlEchoResponse": "Control echo's answer.",
 }
 
 #: every message, in the order the docs draw them
@@ -309,6 +320,22 @@ MESSAGES: tuple[Row, ...] = (
 #: a command whose client messages may hold several of its rows' events at once
 COMBINED = frozenset({int(Command.MONITOR)})
 
+#: the control messages, a header alone: event class -> (command, the field the header's size
+#: carries; SetByteOrder's datum is the header's byte-order flag)
+CONTROL: dict[type, tuple[int, str]] = {
+    event_class(name, [(field, kind, False)], _DOCS[name], _GENERATED): (
+        int(cmd),
+        "" if kind == "flag" else field,
+    )
+    for name, cmd, field, kind in (
+        ("SetByteOrder", ControlCommand.SET_BYTE_ORDER, "big_endian", "flag"),
+        ("MarkTotalBytesSent", ControlCommand.MARK_TOTAL_BYTES_SENT, "total", "datum"),
+        ("AckTotalBytesReceived", ControlCommand.ACK_TOTAL_BYTES_RECEIVED, "total", "datum"),
+        ("ControlEchoRequest", ControlCommand.ECHO_REQUEST, "value", "datum"),
+        ("ControlEchoResponse", ControlCommand.ECHO_RESPONSE, "value", "datum"),
+    )
+}
+
 
 def markdown() -> str:
     """The table as the docs draw it (docs/pva-protocol.md holds this text)."""
@@ -342,7 +369,7 @@ from ._values import VariantValue
 
 def stubs() -> str:
     """The type stub of the generated event classes (``_op_events.pyi`` holds this text)."""
-    classes = [r.event for r in MESSAGES if r.event.__module__.endswith("._op_events")]
+    classes = [*(r.event for r in MESSAGES if r.event.__module__ == _GENERATED), *CONTROL]
     names = sorted((c.__name__ for c in classes), key=lambda n: (not n.isupper(), n))
     out = [_STUB_HEAD, "__all__ = [", *(f'    "{n}",' for n in names), "]"]
     for cls in classes:
@@ -358,6 +385,7 @@ def stubs() -> str:
 
 __all__ = [
     "COMBINED",
+    "CONTROL",
     "DESTROY",
     "GET",
     "GET_PUT",
