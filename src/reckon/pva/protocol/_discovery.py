@@ -39,9 +39,9 @@ _ANY_ADDRESS = bytes(16)
 class Discovery:
     """Encode and decode discovery datagrams. One datagram may hold several messages."""
 
-    def __init__(self, *, big_endian: bool = False, max_depth: int = 32) -> None:
+    def __init__(self, *, big_endian: bool = False) -> None:
         self.big_endian = big_endian
-        self._codec = Codec(big_endian=big_endian, max_depth=max_depth, use_numpy=False)
+        self._codec = Codec(big_endian=big_endian, use_numpy=False)
 
     def encode(self, *events: Event) -> bytes:
         """One datagram holding ``events`` (e.g. OriginTag then SearchRequest)."""

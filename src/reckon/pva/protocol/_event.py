@@ -213,13 +213,3 @@ class Event:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-__all__ = [
-    "ALL_CHANGED",
-    "NO_BITS",
-    "Event",
-    "check_fields",
-    "event_class",
-    "maker",
-]

@@ -113,7 +113,6 @@ _ENV: dict[str, Any] = {
     "GET": GET,
     "GET_PUT": GET_PUT,
     "PROCESS": PROCESS,
-    "h_DecodeError": DecodeError,
     "h_encode_status": encode_status,
     "h_decode_status": decode_status,
     "h_encode_address": encode_address,
@@ -449,12 +448,3 @@ def reply_event(cmd: int, sub: int) -> Any:
     """The event class of the server's message of command ``cmd`` that subcommand ``sub``
     selects (a reply that answers a request with this subcommand)."""
     return next(r.event for r in _BY_COMMAND[(cmd, True)] if _WHEN[r.event](sub))
-
-
-__all__ = [
-    "OpContext",
-    "read_message",
-    "reply_event",
-    "write_around",
-    "write_payload",
-]

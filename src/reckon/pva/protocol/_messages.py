@@ -86,15 +86,3 @@ def structure(t: FieldDesc | None, what: str) -> Structure:
     if not isinstance(t, Structure):
         raise DecodeError(f"{what} is not a structure")
     return t
-
-
-__all__ = [
-    "V4_MAPPED",
-    "decode_address",
-    "decode_status",
-    "encode_address",
-    "encode_status",
-    "read_variant",
-    "structure",
-    "write_variant",
-]

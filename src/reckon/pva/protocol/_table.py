@@ -381,20 +381,3 @@ def stubs() -> str:
             default = "" if f.default is dataclasses.MISSING else " = ..."
             out.append(f"    {f.name}: {f.type}{default}")
     return "\n".join(out) + "\n"
-
-
-__all__ = [
-    "COMBINED",
-    "CONTROL",
-    "DESTROY",
-    "GET",
-    "GET_PUT",
-    "INIT",
-    "MESSAGES",
-    "OP_COMMANDS",
-    "PROCESS",
-    "Row",
-    "markdown",
-    "stubs",
-    "tokens",
-]
