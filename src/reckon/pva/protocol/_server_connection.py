@@ -55,10 +55,9 @@ class ServerConnection(BaseConnection):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, event)
-        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, RequestInfo]] = {}
-        #: a successful GET reply's head, per byte order (see send_get_update_pieces)
-        self._get_heads: list[bytes | None] = [None, None]
+        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, what an init
+        #: agrees); a successful GET reply's head is (GetResponse, byte order, 0)'s
+        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, Any]] = {}
 
     def receive_message(self, data: bytes) -> bool:
         """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
@@ -131,8 +130,7 @@ class ServerConnection(BaseConnection):
             known = self._replies[key] = (type, bytes(self._framed(cmd, out)), agreed)
         out = bytearray(known[1])
         U32[be].pack_into(out, _IOID_AT, ioid)
-        agreed = known[2]
-        req.type, req.get_type = agreed.type, agreed.get_type
+        req.type, req.get_type = known[2].type, known[2].get_type
         self._step(req, row)
         self.bytes_sent += len(out)
         return bytes(out)
@@ -164,15 +162,15 @@ class ServerConnection(BaseConnection):
         # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
         # ioid as a hole, then the value's shared pieces; the table's row applies the step
         be = self.big_endian
-        head = self._get_heads[be]
-        if head is None:
+        known = self._replies.get((GetResponse, be, 0))
+        if known is None:
             template = GetResponse.unchecked(0, Status.OK, None, NO_BITS, False)
             self._tx.big_endian = be
             buf, tail = bytearray(HEADER_SIZE), bytearray()
             write_around(template, self._tx, req, buf, tail)
             assert not tail
-            head = self._get_heads[be] = bytes(buf)
-        out = bytearray(head)
+            known = self._replies[GetResponse, be, 0] = (None, bytes(buf), None)
+        out = bytearray(known[1])
         body, pieces = update.encoded(be)
         size = len(out) - HEADER_SIZE + body
         HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _GET, size)
