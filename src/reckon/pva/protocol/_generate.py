@@ -27,12 +27,10 @@ from ._messages import (
     decode_status,
     encode_address,
     encode_status,
-    read_variant,
     structure,
-    write_variant,
 )
 from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row, tokens
-from ._types import FieldDesc, Structure
+from ._types import FieldDesc, Structure, Variant
 from ._values import VariantValue
 from ._wire import READ_STRING, U16, U32, read_size, size_bytes, string_bytes
 
@@ -52,6 +50,8 @@ Writer = Callable[[Any, Codec, Any, bytearray], None]
 Reader = Callable[[bytes, Codec, Any], Any]
 
 _EMPTY_REQUEST = VariantValue(Structure([]), {})
+#: a typed value (type, then value; 0xff: none) is a value of type Variant to the codec
+_VARIANT = Variant()
 
 
 def _agreed(op: OpContext | None, slot: str, row: str, structure: bool = True) -> Any:
@@ -93,7 +93,7 @@ def _read_request(c: Codec, data: bytes, pos: int) -> tuple[VariantValue | None,
     known = c.requests.get(rest)
     if known is not None:
         return known[0], pos + known[1]
-    value, end = read_variant(c, data, pos)
+    value, end = c.decode_value(_VARIANT, data, pos)
     if len(rest) <= 1024 and b"\xfd" not in rest and b"\xfe" not in rest:
         if len(c.requests) >= 64:  # bounded: a peer sending new ones costs decodes
             c.requests.clear()
@@ -117,8 +117,7 @@ _ENV: dict[str, Any] = {
     "h_decode_status": decode_status,
     "h_encode_address": encode_address,
     "h_decode_address": decode_address,
-    "h_read_variant": read_variant,
-    "h_write_variant": write_variant,
+    "h_VARIANT": _VARIANT,
     "h_structure": structure,
     "h_read_size": read_size,
     "h_size_bytes": size_bytes,
@@ -154,13 +153,16 @@ _KINDS: dict[str, tuple[str, str]] = {
         "{a}, pos = rs(data, pos); h_channel_name({a})",
     ),
     "status": ("out += h_encode_status(ev.{a}, BE)", "{a}, pos = h_decode_status(data, pos, BE)"),
-    "variant": ("h_write_variant(c, ev.{a}, out)", "{a}, pos = h_read_variant(c, data, pos)"),
+    "variant": (
+        "c.encode_value(h_VARIANT, ev.{a}, out)",
+        "{a}, pos = c.decode_value(h_VARIANT, data, pos)",
+    ),
     "variant?": (
-        "h_write_variant(c, ev.{a}, out)",
-        "{a}, pos = h_read_variant(c, data, pos) if pos < len(data) else (None, pos)",
+        "c.encode_value(h_VARIANT, ev.{a}, out)",
+        "{a}, pos = c.decode_value(h_VARIANT, data, pos) if pos < len(data) else (None, pos)",
     ),
     "request": (
-        "h_write_variant(c, h_EMPTY_REQUEST if ev.{a} is None else ev.{a}, out)",
+        "c.encode_value(h_VARIANT, h_EMPTY_REQUEST if ev.{a} is None else ev.{a}, out)",
         "{a}, pos = h_read_request(c, data, pos)",
     ),
     "type": ("out += c.encode_type(ev.{a})", "{a}, pos = c.decode_type(data, pos)"),

@@ -1,17 +1,15 @@
 """Building blocks of message payloads the generated readers and writers call: status and
-address encodings, typed (variant) values."""
+address encodings (typed values are the codec's: a variant's value)."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
 
-from ._codec import Codec
 from ._constants import StatusType
 from ._errors import DecodeError
 from ._status import Status
 from ._types import FieldDesc, Structure
-from ._values import VariantValue
 from ._wire import READ_STRING, string_bytes
 
 
@@ -57,29 +55,6 @@ def decode_address(data: bytes, pos: int) -> tuple[str, int]:
     if raw == b"\x00" * 16:
         return "0.0.0.0", pos + 16
     return str(ipaddress.IPv6Address(raw)), pos + 16
-
-
-def write_variant(c: Codec, v: VariantValue | None, out: bytearray) -> None:
-    if v is None:
-        out.append(0xFF)
-        return
-    out += c.encode_type(v.type)
-    c.encode_value(v.type, v.value, out)
-
-
-def read_variant(c: Codec, data: bytes, pos: int) -> tuple[VariantValue | None, int]:
-    t, pos = c.decode_type(data, pos)
-    if t is None:
-        return None, pos
-    saved = c.depth
-    c.depth = saved + t.depth
-    try:
-        if c.depth > c.max_depth:
-            raise DecodeError(f"value nested more than {c.max_depth} deep")
-        value, pos = c.decode_value(t, data, pos)
-    finally:
-        c.depth = saved
-    return VariantValue(t, value), pos
 
 
 def structure(t: FieldDesc | None, what: str) -> Structure:

@@ -42,12 +42,18 @@ from ._op_events import (
 from ._table import MESSAGES, Row
 
 
+class _State(enum.Enum):
+    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
+    #: paid by every state table lookup and operation check)
+    __hash__ = object.__hash__
+
+
 class Role(enum.Enum):
     CLIENT = "client"
     SERVER = "server"
 
 
-class ConnectionState(enum.Enum):
+class ConnectionState(_State):
     IDLE = "idle"
     VALIDATION_REQUESTED = "validation requested"
     VALIDATION_ANSWERED = "validation answered"
@@ -55,25 +61,17 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
     ERROR = "error"
 
-    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
-    #: paid by every state table lookup and operation check)
-    __hash__ = object.__hash__
-
 
 class ChannelState(enum.Enum):
     CREATING = "creating"
     CONNECTED = "connected"
 
 
-class RequestState(enum.Enum):
+class RequestState(_State):
     INIT_PENDING = "init pending"
     READY = "ready"
     EXECUTING = "executing"
     RUNNING = "running"
-
-    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
-    #: paid by every state table lookup and operation check)
-    __hash__ = object.__hash__
 
 
 _S = ConnectionState
