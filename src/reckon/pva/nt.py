@@ -13,45 +13,15 @@ from typing import Any
 import numpy as np
 
 from reckon.pva.protocol import Structure, VariantValue, infer_type
-from reckon.pva.protocol.nt import (
-    NTURI,
-    NTEnum,
-    NTNDArray,
-    NTScalar,
-    NTScalarArray,
-    NTTable,
-    alarm_t,
-    display_t,
-    enum_t,
-    is_nt,
-    time_t,
-    timestamp,
-)
+from reckon.pva.protocol.nt import *  # noqa: F403
+from reckon.pva.protocol.nt import NTURI, NTScalar, NTScalarArray, NTTable
+from reckon.pva.protocol.nt import __all__ as _protocol_all
 
-__all__ = [
-    "NTURI",
-    "NTEnum",
-    "NTNDArray",
-    "NTScalar",
-    "NTScalarArray",
-    "NTTable",
-    "alarm_t",
-    "display_t",
-    "enum_t",
-    "for_value",
-    "is_nt",
-    "plain",
-    "time_t",
-    "timestamp",
-    "typed",
-    "typed_scalar",
-    "uri",
-]
+__all__ = [*_protocol_all, "for_value", "plain", "typed", "typed_scalar", "uri"]
 
 
 def _kind_of(value: Any) -> str:
-    t = infer_type(value)
-    kind = getattr(t, "kind", None)
+    kind = getattr(infer_type(value), "kind", None)
     if not isinstance(kind, str):
         raise TypeError(f"no scalar kind for {value!r:.60}")
     return kind
@@ -79,15 +49,13 @@ def typed(helper: Any, *args: Any, **kw: Any) -> VariantValue:
 
 def typed_scalar(value: Any) -> VariantValue:
     """A plain value as the NT ``for_value`` picks, typed (an RPC handler may return this)."""
-    helper = for_value(value)
-    return VariantValue(helper.type, helper.wrap(value))
+    return typed(for_value(value), value)
 
 
 def uri(path: str, query: Mapping[str, Any] | None = None) -> VariantValue:
     """An NTURI argument for RPC, with query field types inferred from the values."""
     query = dict(query or {})
-    helper = NTURI([(k, infer_type(v)) for k, v in query.items()])
-    return VariantValue(helper.type, helper.wrap(path, query))
+    return typed(NTURI([(k, infer_type(v)) for k, v in query.items()]), path, query)
 
 
 def plain(value: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reckon.pva.protocol import Structure, VariantValue, request_fields
+from reckon.pva.protocol import BitSet, Structure, VariantValue, request_fields
 
 ALL = 1  # bit 0: the whole structure
 
@@ -32,13 +32,8 @@ def expand_mask(t: Structure, mask: int) -> int:
     if mask & ALL:
         return (1 << t.bit_count) - 1
     out = 0
-    m = mask
-    while m:
-        low = m & -m
-        bit = low.bit_length() - 1
-        m ^= low
-        _, sub = t.field_at(bit)
-        out |= ((1 << sub.bit_count) - 1) << bit
+    for bit in BitSet.from_mask(mask):
+        out |= ((1 << t.field_at(bit)[1].bit_count) - 1) << bit
     return out
 
 

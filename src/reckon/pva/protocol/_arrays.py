@@ -3,12 +3,13 @@ otherwise. Every decoder checks the element count against the bytes left before 
 
 from __future__ import annotations
 
-import array as _array
-import sys
+import functools
+import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
-from ._wire import READ_STRING, SMALL, read_size, size_bytes
+from ._wire import KINDS, READ_STRING, SMALL, read_size, size_bytes, string_bytes
 
 if TYPE_CHECKING:  # (_types imports this module at run time; this one only for types)
     from ._types import ScalarArray
@@ -21,50 +22,35 @@ except ImportError:  # pragma: no cover - exercised only without numpy
     np = None  # type: ignore[assignment]
     HAVE_NUMPY = False
 
-NATIVE_BIG = sys.byteorder == "big"
-
+#: kind -> numpy dtype letter (a struct one) of the wire's item size
+_ARRAY_CODES: dict[str, str] = {k: r[1].replace("?", "B") for k, r in KINDS.items() if r[1]}
 #: kind -> item size in bytes (strings have none)
-ITEM_SIZE: dict[str, int] = {
-    "?": 1, "b": 1, "B": 1, "h": 2, "H": 2, "i": 4, "I": 4, "l": 8, "L": 8, "f": 4, "d": 8,
-}  # fmt: skip
-#: kind -> array module typecode with the same item size
-_ARRAY_CODES: dict[str, str] = {
-    "?": "B", "b": "b", "B": "B", "h": "h", "H": "H", "i": "i", "I": "I", "l": "q", "L": "Q",
-    "f": "f", "d": "d",
-}  # fmt: skip
-#: kind -> numpy dtype letter (without byte order)
-_NP_CODES: dict[str, str] = {
-    "?": "u1", "b": "i1", "B": "u1", "h": "i2", "H": "u2", "i": "i4", "I": "u4", "l": "i8",
-    "L": "u8", "f": "f4", "d": "f8",
-}  # fmt: skip
-
-_DTYPES: dict[tuple[str, bool], Any] = {}
+ITEM_SIZE: dict[str, int] = {k: struct.calcsize("<" + ch) for k, ch in _ARRAY_CODES.items()}
 
 
+@functools.cache
 def dtype_for(kind: str, big_endian: bool) -> Any:
     """The numpy dtype of wire elements of ``kind`` in the given byte order."""
-    key = (kind, big_endian)
-    dt = _DTYPES.get(key)
-    if dt is None:
-        assert np is not None
-        dt = np.dtype((">" if big_endian else "<") + _NP_CODES[kind])
-        _DTYPES[key] = dt
-    return dt
+    assert np is not None
+    return np.dtype((">" if big_endian else "<") + _ARRAY_CODES[kind])
 
 
 def native_dtype(kind: str) -> Any:
     """The numpy dtype users see for ``kind`` (bool for booleans)."""
     assert np is not None
-    if kind == "?":
-        return np.dtype(bool)
-    return np.dtype(_NP_CODES[kind])
+    return np.dtype(bool if kind == "?" else _ARRAY_CODES[kind])
+
+
+def kind_of_dtype(dt: Any) -> str | None:
+    """The kind of a numpy array's elements, whatever their byte order (None: no kind fits)."""
+    for kind in ITEM_SIZE:
+        if native_dtype(kind).kind == dt.kind and ITEM_SIZE[kind] == dt.itemsize:
+            return kind
+    return None
 
 
 def empty_array(kind: str) -> object:
-    if kind == "s":
-        return []
-    if HAVE_NUMPY:
-        assert np is not None
+    if kind != "s" and np is not None:
         return np.zeros(0, dtype=native_dtype(kind))
     return []
 
@@ -80,82 +66,67 @@ def decode_numeric(
         raise DecodeError(
             f"array of {count} {kind!r} elements needs {nbytes} bytes, only {len(data) - pos} left"
         )
-    if use_numpy and HAVE_NUMPY:
-        assert np is not None
+    if use_numpy and np is not None:
         if kind == "?":
             arr = np.frombuffer(data, dtype=np.uint8, count=count, offset=pos) != 0
         else:
             arr = np.frombuffer(data, dtype=dtype_for(kind, big_endian), count=count, offset=pos)
         return arr, end
-    a = _array.array(_ARRAY_CODES[kind])
-    a.frombytes(data[pos:end])
-    if big_endian != NATIVE_BIG and size > 1:
-        a.byteswap()
-    if kind == "?":
-        return [x != 0 for x in a], end
-    return a.tolist(), end
+    fmt = f"{'>' if big_endian else '<'}{count}{KINDS[kind][1]}"
+    return list(struct.unpack_from(fmt, data, pos)), end
 
 
 def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, bytes | memoryview]:
     """(element count, element bytes) of a numeric array value (numpy array or sequence).
     A contiguous array already in the wire dtype is returned as a view (no copy)."""
-    if HAVE_NUMPY:
+    if HAVE_NUMPY:  # (not "np is not None": mypy would then skip the code below)
         assert np is not None
-        try:
-            if kind == "?":
-                arr = np.asarray(value, dtype=bool).astype(np.uint8)
-                return int(arr.size), arr.tobytes()
-            dt = dtype_for(kind, big_endian)
-            if isinstance(value, np.ndarray) and value.dtype == dt and value.ndim == 1:
-                if value.flags.c_contiguous:
-                    return int(value.size), value.data.cast("B")
-                return int(value.size), value.tobytes()
-            if not isinstance(value, np.ndarray):
-                # straight to the wire dtype: large uint64 values must not detour via float
-                arr = np.array(value, dtype=dt)
-                if arr.ndim != 1:
-                    arr = arr.reshape(-1)
-                return int(arr.size), arr.tobytes()
-            src = value
-            if src.ndim != 1:
-                src = src.reshape(-1)
-            if src.dtype.kind in "fc" and kind not in "fd":
-                arr = src.astype(dt)  # float -> integer truncates like C; numpy would refuse
-            else:
-                arr = src.astype(dt, casting="unsafe")
-            return int(arr.size), arr.tobytes()
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise LocalProtocolError(
-                f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
-            ) from None
+        dt = dtype_for(kind, big_endian)
+        if kind != "?" and isinstance(value, np.ndarray) and value.dtype == dt and value.ndim == 1:
+            arr = value  # the usual case, and the quickest
+        else:
+            try:
+                if kind == "?":
+                    value = np.asarray(value, dtype=bool)
+                elif not isinstance(value, np.ndarray):
+                    # straight to the wire dtype: large uint64 values must not detour via float
+                    value = np.array(value, dtype=dt)
+                # astype casts unsafely: float -> integer truncates like C (numpy would refuse)
+                arr = value.reshape(-1).astype(dt, copy=False)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise LocalProtocolError(
+                    f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
+                ) from None
+        if arr.flags.c_contiguous:
+            return int(arr.size), arr.data.cast("B")
+        return int(arr.size), arr.tobytes()
     try:
         seq = list(value)  # type: ignore[call-overload]
-        if kind == "?":
-            return len(seq), bytes(1 if x else 0 for x in seq)
-        a = _array.array(_ARRAY_CODES[kind], seq)
-    except (TypeError, ValueError, OverflowError) as exc:
+        fmt = f"{'>' if big_endian else '<'}{len(seq)}{KINDS[kind][1]}"
+        return len(seq), struct.pack(fmt, *seq)
+    except (TypeError, ValueError, OverflowError, struct.error) as exc:
         raise LocalProtocolError(
             f"cannot encode {value!r:.80} as a {kind!r} array: {exc}"
         ) from None
-    if big_endian != NATIVE_BIG and a.itemsize > 1:
-        a.byteswap()
-    return len(a), a.tobytes()
 
 
 #: arrays at least this big are sent from their own buffer when the codec spills (see spill)
 SPILL_MIN = 64 * 1024
 
 
-def array_encoder(t: ScalarArray, be: bool) -> Any:
+def array_encoder(t: ScalarArray, be: bool) -> Callable[[Any, bytearray, Any], None]:
     """The encoder of a scalar array type (numeric from numpy buffers, or strings)."""
     kind, size, fixed = t.kind, t.size, t.fixed
 
-    def check(n: int) -> None:
+    def count(n: int, out: bytearray) -> None:
+        """Check ``n`` elements against the size; write the count (a fixed array has none)."""
         if size is not None:
             if fixed and n != size:
                 raise LocalProtocolError(f"fixed array needs exactly {size} elements, not {n}")
             if n > size:
                 raise LocalProtocolError(f"bounded array holds at most {size} elements, not {n}")
+        if not fixed:
+            out += SMALL[n] if n < 254 else size_bytes(n, be)
 
     if kind == "s":
 
@@ -163,22 +134,15 @@ def array_encoder(t: ScalarArray, be: bool) -> Any:
             if isinstance(v, str):
                 raise LocalProtocolError("a string array value is a list of str, not a str")
             items = list(v)
-            check(len(items))
-            if not fixed:
-                out += size_bytes(len(items), be)
+            count(len(items), out)
             for s in items:
-                b = s.encode()
-                n = len(b)
-                out += SMALL[n] if n < 254 else size_bytes(n, be)
-                out += b
+                out += string_bytes(s, be)
 
         return enc_as
 
     def enc_arr(v: Any, out: bytearray, c: Any) -> None:
         n, b = encode_numeric(kind, v, be)
-        check(n)
-        if not fixed:
-            out += SMALL[n] if n < 254 else size_bytes(n, be)
+        count(n, out)
         spill = c.spill
         if spill is not None and len(b) >= SPILL_MIN:
             spill.append((len(out), b))
@@ -188,24 +152,29 @@ def array_encoder(t: ScalarArray, be: bool) -> Any:
     return enc_arr
 
 
-def array_decoder(t: ScalarArray, be: bool) -> Any:
+def array_decoder(t: ScalarArray, be: bool) -> Callable[[bytes, int, Any], tuple[Any, int]]:
     """The decoder of a scalar array type; counts are checked before allocating."""
     kind, size, fixed = t.kind, t.size, t.fixed
+
+    def count(data: bytes, pos: int) -> tuple[int, int]:
+        if fixed:
+            assert size is not None
+            return size, pos
+        n = data[pos]
+        n, pos = (n, pos + 1) if n < 254 else read_size(data, pos, be)
+        if size is not None and n > size:
+            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+        return n, pos
+
     if kind == "s":
         rs = READ_STRING[be]
 
         def dec_as(data: bytes, pos: int, c: Any) -> tuple[Any, int]:
-            if fixed:
-                assert size is not None
-                n = size
-            else:
-                n, pos = read_size(data, pos, be)
+            n, pos = count(data, pos)
             if n > len(data) - pos:
                 raise DecodeError(f"string array of {n} elements is longer than the message")
             if n > c.max_elements:
                 raise LimitExceededError(f"string array of {n} elements (max_elements)")
-            if size is not None and n > size:
-                raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
             items: list[str] = []
             for _ in range(n):
                 s, pos = rs(data, pos)
@@ -215,17 +184,7 @@ def array_decoder(t: ScalarArray, be: bool) -> Any:
         return dec_as
 
     def dec_arr(data: bytes, pos: int, c: Any) -> tuple[Any, int]:
-        if fixed:
-            assert size is not None
-            n = size
-        else:
-            n = data[pos]
-            if n < 254:
-                pos += 1
-            else:
-                n, pos = read_size(data, pos, be)
-        if size is not None and n > size:
-            raise DecodeError(f"bounded array of {n} elements is over its bound {size}")
+        n, pos = count(data, pos)
         return decode_numeric(kind, data, pos, n, be, c.use_numpy)
 
     return dec_arr
@@ -234,7 +193,6 @@ def array_decoder(t: ScalarArray, be: bool) -> Any:
 __all__ = [
     "HAVE_NUMPY",
     "ITEM_SIZE",
-    "NATIVE_BIG",
     "SPILL_MIN",
     "array_decoder",
     "array_encoder",
@@ -242,6 +200,7 @@ __all__ = [
     "dtype_for",
     "empty_array",
     "encode_numeric",
+    "kind_of_dtype",
     "native_dtype",
     "np",
 ]

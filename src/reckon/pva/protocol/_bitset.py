@@ -8,16 +8,17 @@ sent.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
-_Q = {False: struct.Struct("<Q"), True: struct.Struct(">Q")}
+from ._errors import DecodeError
+from ._wire import read_size, size_bytes
 
 
+@dataclass(frozen=True, slots=True, init=False, repr=False)
 class BitSet:
     """An immutable set of small non-negative integers, stored as one Python int."""
 
-    __slots__ = ("mask",)
     mask: int
 
     def __init__(self, bits: Iterable[int] = ()) -> None:
@@ -33,9 +34,6 @@ class BitSet:
         bs = cls.__new__(cls)
         object.__setattr__(bs, "mask", mask)
         return bs
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("BitSet is immutable")
 
     def __contains__(self, bit: object) -> bool:
         return isinstance(bit, int) and bit >= 0 and (self.mask >> bit) & 1 == 1
@@ -59,17 +57,8 @@ class BitSet:
     def __and__(self, other: BitSet) -> BitSet:
         return BitSet.from_mask(self.mask & other.mask)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, BitSet) and other.mask == self.mask
-
-    def __hash__(self) -> int:
-        return hash(self.mask)
-
     def __repr__(self) -> str:
         return f"BitSet({list(self)})"
-
-    def with_bit(self, bit: int) -> BitSet:
-        return BitSet.from_mask(self.mask | (1 << bit))
 
     def encode(self, big_endian: bool = False) -> bytes:
         """Wire form (Size byte count, words, tail bytes)."""
@@ -77,22 +66,36 @@ class BitSet:
 
 
 def encode_bitset(mask: int, big_endian: bool) -> bytes:
-    if mask == 0:
-        return b"\x00"
     nbytes = (mask.bit_length() + 7) // 8
     if nbytes < 8:
-        # no whole word: bytes least significant first, whatever the byte order
+        # no whole word (or none at all): bytes least significant first, whatever the byte order
         return bytes((nbytes,)) + mask.to_bytes(nbytes, "little")
     nwords, extra = divmod(nbytes, 8)
-    out = bytearray()
-    if nbytes < 254:
-        out.append(nbytes)
-    else:
-        out.append(254)
-        out += nbytes.to_bytes(4, "big" if big_endian else "little")
-    pack = _Q[big_endian].pack
+    out = bytearray(size_bytes(nbytes, big_endian))
     for i in range(nwords):
-        out += pack((mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF)
+        word = (mask >> (64 * i)) & 0xFFFFFFFFFFFFFFFF
+        out += word.to_bytes(8, "big" if big_endian else "little")
     if extra:
         out += (mask >> (64 * nwords)).to_bytes(extra, "little")
     return bytes(out)
+
+
+def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
+    n = data[pos]
+    if n < 8:  # the usual case: no whole 64-bit word, bytes least significant first
+        end = pos + 1 + n
+        if end > len(data):
+            raise DecodeError(f"bitset of {n} bytes runs past the end of the message")
+        return int.from_bytes(data[pos + 1 : end], "little"), end
+    nbytes, pos = read_size(data, pos, big_endian)
+    end = pos + nbytes
+    if end > len(data):
+        raise DecodeError(f"bitset of {nbytes} bytes runs past the end of the message")
+    nwords, extra = divmod(nbytes, 8)
+    mask = 0
+    for i in range(nwords):
+        chunk = data[pos + 8 * i : pos + 8 * i + 8]
+        mask |= int.from_bytes(chunk, "big" if big_endian else "little") << (64 * i)
+    if extra:
+        mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
+    return mask, end

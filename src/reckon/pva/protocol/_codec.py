@@ -1,10 +1,8 @@
 """Values on the wire: full and partial (bitset) serialization, compiled per type.
 
-For every (type, byte order) we generate one Python function that encodes (and one that
-decodes) a whole structure: runs of fixed-width fields, even across sub-structures, become a
-single precompiled ``struct.Struct`` call, and the decoder builds the nested dicts in one
-expression. Partial forms (only the fields in a bitset) are compiled per mask and cached, since
-a monitor usually posts the same set of fields again and again.
+For every (type, byte order) :mod:`._structgen` generates one function that encodes (and one
+that decodes) a whole structure. Partial forms (only the fields in a bitset) are compiled per
+mask and cached, since a monitor usually posts the same set of fields again and again.
 
 Decoders check every count against the bytes left before allocating, and track the nesting of
 variant values (whose types come from the wire) against ``max_depth``.
@@ -16,18 +14,17 @@ peer sending a new type or mask with every message costs walks, never a compile 
 
 from __future__ import annotations
 
+import functools
 import struct
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, ITEM_SIZE, array_decoder, array_encoder, np
-from ._bitset import encode_bitset
+from ._arrays import HAVE_NUMPY, array_decoder, array_encoder
+from ._bitset import BitSet, encode_bitset, read_bitset
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
-from ._structgen import bo, normalize, selected, struct_decoder, struct_encoder
+from ._structgen import normalize, selected, struct_decoder, struct_encoder
 from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
 from ._types import (
-    STRUCT_CHARS,
     BoundedString,
     FieldDesc,
     Scalar,
@@ -40,7 +37,7 @@ from ._types import (
     VariantArray,
 )
 from ._values import UnionValue, VariantValue
-from ._wire import READ_STRING, SMALL, read_selector, read_size, size_bytes
+from ._wire import READ_STRING, read_selector, read_size, size_bytes
 
 Encoder = Callable[[Any, bytearray, "Codec"], None]
 Decoder = Callable[[bytes, int, "Codec"], tuple[Any, int]]
@@ -135,20 +132,25 @@ class Codec:
 
     # -- values ------------------------------------------------------------------------------
     def encode_value(self, t: FieldDesc, value: Any, out: bytearray) -> None:
-        enc = encoder(t, self.big_endian)
+        self._encode(t, encoder(t, self.big_endian), value, out)
+
+    def _encode(self, t: FieldDesc, enc: Encoder, value: Any, out: bytearray) -> None:
+        """``enc(value)``; when that fails, a structure value with missing fields is encoded
+        again completed with their defaults (what ``enc`` wrote before failing is dropped)."""
+        start = len(out)
         try:
             enc(value, out, self)
-        except (KeyError, TypeError):
-            if isinstance(t, Structure) and isinstance(value, Mapping):
-                completed = complete(t, value)
-                try:
-                    enc(completed, out, self)
-                    return
-                except (KeyError, TypeError, struct.error, ValueError, OverflowError) as exc2:
-                    exc = exc2
-            raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
-        except (struct.error, ValueError, OverflowError, AttributeError) as exc:
-            raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+            return
+        except _MISFIT as exc:
+            error = exc
+        if isinstance(t, Structure):
+            del out[start:]
+            try:
+                enc(complete(t, value), out, self)
+                return
+            except _MISFIT as exc:
+                error = exc
+        raise LocalProtocolError(f"value does not fit type {t!r:.120}: {error!r}") from None
 
     def decode_value(self, t: FieldDesc, data: bytes, pos: int) -> tuple[Any, int]:
         return decoder(t, self.big_endian)(data, pos, self)
@@ -165,17 +167,7 @@ class Codec:
             return
         enc, wire_mask = _partial_encoder(t, self.big_endian, mask)
         out += encode_bitset(wire_mask, self.big_endian)
-        try:
-            enc(value, out, self)
-        except (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError):
-            if not isinstance(value, Mapping):
-                raise LocalProtocolError(
-                    f"structure value must be a dict, not {value!r:.60}"
-                ) from None
-            try:
-                enc(complete(t, value), out, self)
-            except (KeyError, TypeError, struct.error, ValueError, OverflowError) as exc:
-                raise LocalProtocolError(f"value does not fit type {t!r:.120}: {exc!r}") from None
+        self._encode(t, enc, value, out)
 
     def decode_partial(
         self, t: Structure, data: bytes, pos: int, base: Any = None
@@ -191,32 +183,8 @@ class Codec:
             base = t.default()
         if mask == 0:
             return 0, base, pos
-        dec = _partial_decoder(t, self.big_endian, mask)
-        value, pos = dec(data, pos, self, base)
+        value, pos = _partial_decoder(t, self.big_endian, mask)(data, pos, self, base)
         return mask, value, pos
-
-
-def read_bitset(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
-    n = data[pos]
-    if n < 8:  # the usual case: no whole 64-bit word, bytes least significant first
-        end = pos + 1 + n
-        if end > len(data):
-            raise DecodeError(f"bitset of {n} bytes runs past the end of the message")
-        return int.from_bytes(data[pos + 1 : end], "little"), end
-    nbytes, pos = read_size(data, pos, big_endian)
-    end = pos + nbytes
-    if end > len(data):
-        raise DecodeError(f"bitset of {nbytes} bytes runs past the end of the message")
-    nwords, extra = divmod(nbytes, 8)
-    mask = 0
-    if nwords:
-        for i in range(nwords):
-            chunk = data[pos + 8 * i : pos + 8 * i + 8]
-            w = int.from_bytes(chunk, "big") if big_endian else int.from_bytes(chunk, "little")
-            mask |= w << (64 * i)
-    if extra:
-        mask |= int.from_bytes(data[pos + 8 * nwords : end], "little") << (64 * nwords)
-    return mask, end
 
 
 def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,78 +205,51 @@ def complete(t: Structure, value: Mapping[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ caches
 _CACHE_LIMIT = 2048
-_ENC: dict[tuple[FieldDesc, bool], Encoder] = {}
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
-_PENC: OrderedDict[tuple[FieldDesc, bool, int], tuple[Encoder, int]] = OrderedDict()
-_PDEC: OrderedDict[tuple[FieldDesc, bool, int], PartialDecoder] = OrderedDict()
-_TSEEN: OrderedDict[tuple[FieldDesc, bool], None] = OrderedDict()
-_PSEEN: OrderedDict[tuple[FieldDesc, bool, int], int] = OrderedDict()
+_PDEC: dict[tuple[FieldDesc, bool, int], PartialDecoder] = {}
+# structures (type, byte order) and partial masks (type, byte order, mask) seen once
+_SEEN: dict[tuple[Any, ...], None] = {}
 
 
-def encoder(t: FieldDesc, be: bool) -> Encoder:
-    key = (t, be)
-    f = _ENC.get(key)
-    if f is None:
-        if len(_ENC) >= _CACHE_LIMIT:
-            _ENC.clear()
-        f = _ENC[key] = _make_encoder(t, be)
-    return f
+def _keep(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    """Store ``value``, forgetting the oldest entry beyond ``_CACHE_LIMIT``."""
+    cache[key] = value
+    if len(cache) > _CACHE_LIMIT:
+        del cache[next(iter(cache))]
+    return value
+
+
+def _first_sight(key: tuple[Any, ...]) -> bool:
+    """True the first time ``key`` comes, False the second (and it is forgotten then)."""
+    if key in _SEEN:
+        del _SEEN[key]
+        return False
+    _keep(_SEEN, key, None)
+    return True
 
 
 def decoder(t: FieldDesc, be: bool) -> Decoder:
     """The decoder of a type. A structure seen for the first time is walked field by field;
     it is compiled when it comes back, so types that arrive once (inside variants of a
     hostile peer, say) cost a walk, not a compile."""
-    key = (t, be)
-    f = _DEC.get(key)
+    f = _DEC.get((t, be))
     if f is None:
-        if isinstance(t, Structure) and key not in _TSEEN:
-            _TSEEN[key] = None
-            if len(_TSEEN) > _CACHE_LIMIT:
-                _TSEEN.popitem(last=False)
-            return _struct_walker(t, be)
-        _TSEEN.pop(key, None)
-        if len(_DEC) >= _CACHE_LIMIT:
-            _DEC.clear()
-        f = _DEC[key] = _make_decoder(t, be)
+        if isinstance(t, Structure) and _first_sight((t, be)):
+            return lambda data, pos, c: _walk_partial(t, None, 0, data, pos, c, {})
+        f = _keep(_DEC, (t, be), _make_decoder(t, be))
     return f
 
 
 def _late(t: FieldDesc, be: bool) -> Decoder:
     """The compiled decoder if there is one, else one that looks it up at each call (so a
     structure inside an array or union gets compiled once it has been seen twice)."""
-    f = _DEC.get((t, be))
-    if f is not None:
-        return f
-
-    def late(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-        return decoder(t, be)(data, pos, c)
-
-    return late
+    return _DEC.get((t, be)) or (lambda data, pos, c: decoder(t, be)(data, pos, c))
 
 
-def _struct_walker(t: Structure, be: bool) -> Decoder:
-    fields = [(name, decoder(ft, be)) for name, ft in t.fields]
-
-    def walk(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-        out: dict[str, Any] = {}
-        for name, dec in fields:
-            out[name], pos = dec(data, pos, c)
-        return out, pos
-
-    return walk
-
-
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
 def _partial_encoder(t: Structure, be: bool, mask: int) -> tuple[Encoder, int]:
     """(encoder, the mask as sent: bits below a whole-structure bit dropped, as pvxs does)."""
-    key = (t, be, mask)
-    f = _PENC.get(key)
-    if f is None:
-        f = (struct_encoder(t, be, mask, encoder), normalize(t, mask))
-        _PENC[key] = f
-        if len(_PENC) > _CACHE_LIMIT:
-            _PENC.popitem(last=False)
-    return f
+    return struct_encoder(t, be, mask, encoder), normalize(t, mask)
 
 
 def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
@@ -318,58 +259,32 @@ def _partial_decoder(t: Structure, be: bool, mask: int) -> PartialDecoder:
     key = (t, be, mask)
     f = _PDEC.get(key)
     if f is None:
-        seen = _PSEEN.get(key, 0) + 1
-        if seen < 2:
-            _PSEEN[key] = seen
-            if len(_PSEEN) > _CACHE_LIMIT:
-                _PSEEN.popitem(last=False)
-
-            def walk(data: bytes, pos: int, c: Codec, base: Any) -> tuple[Any, int]:
-                return _walk_partial(t, be, mask, 0, data, pos, c, base)
-
-            return walk
-        _PSEEN.pop(key, None)
-        f = struct_decoder(t, be, mask, decoder)
-        _PDEC[key] = f
-        if len(_PDEC) > _CACHE_LIMIT:
-            _PDEC.popitem(last=False)
+        if _first_sight(key):
+            return lambda data, pos, c, base: _walk_partial(t, mask, 0, data, pos, c, base)
+        f = _keep(_PDEC, key, struct_decoder(t, be, mask, decoder))
     return f
 
 
 def _walk_partial(
-    t: Structure, be: bool, mask: int, base_off: int, data: bytes, pos: int, c: Codec, base: Any
+    t: Structure, mask: int | None, base_off: int, data: bytes, pos: int, c: Codec, base: Any
 ) -> tuple[Any, int]:
+    """The fields of ``t`` that ``mask`` selects (None: all), merged into a copy of ``base``."""
     out = dict(base)
     for name, ft, off, how in selected(t, base_off, mask):
         if how == "all":
-            out[name], pos = decoder(ft, be)(data, pos, c)
+            out[name], pos = decoder(ft, c.big_endian)(data, pos, c)
         else:
             assert isinstance(ft, Structure)
-            out[name], pos = _walk_partial(ft, be, mask, off, data, pos, c, base[name])
+            out[name], pos = _walk_partial(ft, mask, off, data, pos, c, base[name])
     return out, pos
 
 
-# ------------------------------------------------------------------ non-structure codecs
-def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
-    if isinstance(t, Structure):
-        enc: Encoder = struct_encoder(t, be, None, encoder)
-        return enc
-    if isinstance(t, Scalar):
-        if t.kind == "s":
-
-            def enc_s(v: Any, out: bytearray, c: Codec) -> None:
-                b = v.encode()
-                n = len(b)
-                out += SMALL[n] if n < 254 else size_bytes(n, be)
-                out += b
-
-            return enc_s
-        pack = struct.Struct(bo(be) + STRUCT_CHARS[t.kind]).pack
-
-        def enc_scalar(v: Any, out: bytearray, c: Codec) -> None:
-            out += pack(v)
-
-        return enc_scalar
+# ------------------------------------------------------------------ encoders and decoders
+@functools.lru_cache(maxsize=_CACHE_LIMIT)
+def encoder(t: FieldDesc, be: bool) -> Encoder:
+    """The encoder of a type, compiled (structures, scalars) or put together once."""
+    if isinstance(t, (Structure, Scalar)):
+        return struct_encoder(t, be, None, encoder)
     if isinstance(t, BoundedString):
         bound = t.bound
 
@@ -382,8 +297,7 @@ def _make_encoder(t: FieldDesc, be: bool) -> Encoder:
 
         return enc_bs
     if isinstance(t, ScalarArray):
-        arr: Encoder = array_encoder(t, be)
-        return arr
+        return array_encoder(t, be)
     if isinstance(t, Union):
         return _union_encoder(t, be)
     if isinstance(t, Variant):
@@ -426,53 +340,32 @@ def _enc_variant(v: Any, out: bytearray, c: Codec) -> None:
     if v is None:
         out.append(0xFF)
         return
-    if not isinstance(v, VariantValue):
-        v = VariantValue.of(v)
+    v = VariantValue.of(v)
     out += c.encode_type(v.type)
     encoder(v.type, c.big_endian)(v.value, out, c)
 
 
 def _union_encoder(t: Union, be: bool) -> Encoder:
-    members = [(name, ft, encoder(ft, be)) for name, ft in t.fields]
-    index = {name: i for i, (name, _, _) in enumerate(members)}
+    members = [encoder(ft, be) for _, ft in t.fields]
+    index = {name: i for i, (name, _) in enumerate(t.fields)}
 
     def enc_union(v: Any, out: bytearray, c: Codec) -> None:
         if v is None:
             out.append(0xFF)
             return
-        if isinstance(v, UnionValue):
-            name, val = v.field, v.value
-        else:
-            name, val = v
+        name, val = (v.field, v.value) if isinstance(v, UnionValue) else v
         i = index.get(name)
         if i is None:
             raise LocalProtocolError(f"union {t.id!r} has no member {name!r}; it has {list(index)}")
         out += size_bytes(i, be)
-        members[i][2](val, out, c)
+        members[i](val, out, c)
 
     return enc_union
 
 
 def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
-    if isinstance(t, Structure):
-        fn: Decoder = struct_decoder(t, be, None, decoder)
-        return fn
-    if isinstance(t, Scalar):
-        if t.kind == "s":
-            rs = READ_STRING[be]
-
-            def dec_s(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-                s, p = rs(data, pos)
-                return s, p
-
-            return dec_s
-        st = struct.Struct(bo(be) + STRUCT_CHARS[t.kind])
-        unpack, sz = st.unpack_from, st.size
-
-        def dec_scalar(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
-            return unpack(data, pos)[0], pos + sz
-
-        return dec_scalar
+    if isinstance(t, (Structure, Scalar)):
+        return struct_decoder(t, be, None, decoder)
     if isinstance(t, BoundedString):
         rs = READ_STRING[be]
 
@@ -484,8 +377,7 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
 
         return dec_bs
     if isinstance(t, ScalarArray):
-        dec: Decoder = array_decoder(t, be)
-        return dec
+        return array_decoder(t, be)
     if isinstance(t, Union):
         return _union_decoder(t, be)
     if isinstance(t, Variant):
@@ -511,13 +403,11 @@ def _nullable_array_decoder(what: str, element: Decoder, be: bool) -> Decoder:
             raise LimitExceededError(f"{what} array of {n} elements (max_elements)")
         items: list[Any] = []
         for _ in range(n):
-            flag = data[pos]
             pos += 1
-            if flag:
+            item = None
+            if data[pos - 1]:  # present
                 item, pos = element(data, pos, c)
-                items.append(item)
-            else:
-                items.append(None)
+            items.append(item)
         return items, pos
 
     return dec
@@ -528,10 +418,9 @@ def _dec_variant(data: bytes, pos: int, c: Codec) -> tuple[Any, int]:
     if t is None:
         return None, pos
     saved = c.depth
-    c.depth = saved + t.depth
-    if c.depth > c.max_depth:
-        c.depth = saved
+    if saved + t.depth > c.max_depth:
         raise LimitExceededError(f"variant values nested more than {c.max_depth} deep")
+    c.depth = saved + t.depth
     try:
         value, pos = decoder(t, c.big_endian)(data, pos, c)
     finally:
@@ -567,7 +456,20 @@ def encode_value(
     return bytes(out)
 
 
+_MISFIT = (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError)
 _LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError)
+
+
+def _whole(data: bytes, decode: Callable[[bytes], tuple[Any, int]]) -> Any:
+    """What ``decode`` reads from ``data``, which it must use up; truncated or malformed
+    input (an index or struct error deep in a decoder) becomes DecodeError."""
+    try:
+        result, pos = decode(data)
+    except _LOW_LEVEL as exc:
+        raise DecodeError(f"truncated or malformed value: {exc}") from None
+    if pos != len(data):
+        raise DecodeError(f"{len(data) - pos} bytes left after the value")
+    return result
 
 
 def decode_value(
@@ -580,18 +482,7 @@ def decode_value(
 ) -> Any:
     """Decode one full value of type ``t`` that fills ``data`` exactly."""
     c = codec or Codec(big_endian=big_endian, use_numpy=use_numpy)
-    data = bytes(data)
-    try:
-        value, pos = c.decode_value(t, data, 0)
-    except DecodeError:
-        raise
-    except LimitExceededError:
-        raise
-    except _LOW_LEVEL as exc:
-        raise DecodeError(f"truncated or malformed value: {exc}") from None
-    if pos != len(data):
-        raise DecodeError(f"{len(data) - pos} bytes left after the value")
-    return value
+    return _whole(bytes(data), lambda d: c.decode_value(t, d, 0))
 
 
 def decode_partial(
@@ -603,19 +494,14 @@ def decode_partial(
     codec: Codec | None = None,
 ) -> tuple[Any, Any]:
     """(changed BitSet, merged value) from a bitset followed by the fields it selects."""
-    from ._bitset import BitSet
-
     c = codec or Codec(big_endian=big_endian)
-    data = bytes(data)
-    try:
-        mask, value, pos = c.decode_partial(t, data, 0, base)
-    except (DecodeError, LimitExceededError):
-        raise
-    except _LOW_LEVEL as exc:
-        raise DecodeError(f"truncated or malformed value: {exc}") from None
-    if pos != len(data):
-        raise DecodeError(f"{len(data) - pos} bytes left after the value")
-    return BitSet.from_mask(mask), value
+
+    def read(d: bytes) -> tuple[tuple[BitSet, Any], int]:
+        mask, value, pos = c.decode_partial(t, d, 0, base)
+        return (BitSet.from_mask(mask), value), pos
+
+    changed, value = _whole(bytes(data), read)
+    return changed, value
 
 
 def encode_partial(
@@ -628,19 +514,11 @@ def encode_partial(
     return bytes(out)
 
 
-def is_numeric_array(v: Any) -> bool:
-    return HAVE_NUMPY and np is not None and isinstance(v, np.ndarray)
-
-
 __all__ = [
-    "ITEM_SIZE",
     "Codec",
-    "Sequence",
     "complete",
     "decode_partial",
     "decode_value",
     "encode_partial",
     "encode_value",
-    "is_numeric_array",
-    "read_bitset",
 ]

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._bitset import BitSet
-from ._codec import Codec, read_bitset
+from ._bitset import BitSet, read_bitset
+from ._codec import Codec
 from ._constants import MessageSeverity
 from ._errors import DecodeError, LocalProtocolError
 from ._event import Event, maker

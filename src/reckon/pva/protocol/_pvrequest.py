@@ -46,24 +46,15 @@ def pv_request(text: str = "") -> VariantValue:
                 options[k.strip()] = v.strip()
         pos = m.end()
 
-    def build(d: dict[str, Any]) -> tuple[Structure, dict[str, Any]]:
-        flds: list[tuple[str, FieldDesc]] = []
-        vals: dict[str, Any] = {}
-        for k, sub in d.items():
-            t, v = build(sub)
-            flds.append((k, t))
-            vals[k] = v
-        return Structure(flds), vals
+    def build(d: dict[str, Any]) -> Structure:
+        return Structure([(k, build(sub)) for k, sub in d.items()])
 
-    top: list[tuple[str, FieldDesc]] = []
-    value: dict[str, Any] = {}
-    ft, fv = build(fields)
-    top.append(("field", ft))
-    value["field"] = fv
+    top: list[tuple[str, FieldDesc]] = [("field", build(fields))]
+    value: dict[str, Any] = {"field": fields}  # the tree of names is the value: empty leaves
     if options:
         opt_t = Structure([(k, "s") for k in options])
         top.append(("record", Structure([("_options", opt_t)])))
-        value["record"] = {"_options": dict(options)}
+        value["record"] = {"_options": options}
     return VariantValue(Structure(top), value)
 
 

@@ -1,4 +1,4 @@
-"""Structures compiled to Python source: runs of fixed-width fields, even across
+"""Structures and scalars compiled to Python source: runs of fixed-width fields, even across
 sub-structures, become one precompiled ``struct.Struct`` call, and a decoder builds the nested
 dicts in one expression (see :mod:`._codec`, which caches what these build)."""
 
@@ -12,10 +12,6 @@ from ._types import STRUCT_CHARS, FieldDesc, Scalar, Structure
 from ._wire import READ_STRING, SMALL, size_bytes
 
 
-def bo(be: bool) -> str:
-    return ">" if be else "<"
-
-
 class _Gen:
     """Builds the source of one function; constants go into its namespace."""
 
@@ -24,6 +20,8 @@ class _Gen:
         self.ns: dict[str, Any] = {"SMALL": SMALL, "size_bytes": size_bytes, "BE": be}
         self.lines: list[str] = []
         self.n = 0
+        #: fixed-width scalars not yet written or read: (struct char, expression or variable)
+        self.pending: list[tuple[str, str]] = []
 
     def name(self, prefix: str) -> str:
         self.n += 1
@@ -36,6 +34,19 @@ class _Gen:
 
     def emit(self, line: str) -> None:
         self.lines.append("    " + line)
+
+    def flush(self, write: bool) -> None:
+        """One struct call packs (``write``) or unpacks the pending fixed-width scalars."""
+        if not self.pending:
+            return
+        st = struct.Struct((">" if self.be else "<") + "".join(ch for ch, _ in self.pending))
+        names = ", ".join(e for _, e in self.pending)
+        if write:
+            self.emit(f"out += {self.const(st.pack, 'P')}({names})")
+        else:
+            self.emit(f"{names}, = {self.const(st.unpack_from, 'U')}(data, pos)")
+            self.emit(f"pos += {st.size}")
+        self.pending.clear()
 
     def compile(self, header: str, fname: str) -> Any:
         src = header + "\n" + ("\n".join(self.lines) or "    pass") + "\n"
@@ -69,32 +80,18 @@ def normalize(t: Structure, mask: int, base: int = 0) -> int:
 
 
 def struct_encoder(
-    t: Structure, be: bool, mask: int | None, encoder: Callable[[FieldDesc, bool], Any]
-) -> Any:
-    """The generated encoder of ``t`` (the fields ``mask`` selects; None: all of them);
-    ``encoder`` gives the encoder of a field that is not a fixed-width scalar."""
+    t: Structure | Scalar, be: bool, mask: int | None, encoder: Callable[[FieldDesc, bool], Any]
+) -> Callable[[Any, bytearray, Any], None]:
+    """The generated encoder of ``t`` (of a structure, the fields ``mask`` selects; None: all of
+    them); ``encoder`` gives the encoder of a field that is neither structure nor scalar."""
     g = _Gen(be)
-    pending: list[tuple[str, str]] = []  # (struct char, expression)
-
-    def flush() -> None:
-        if not pending:
-            return
-        fmt = bo(be) + "".join(ch for ch, _ in pending)
-        s = g.const(struct.Struct(fmt).pack, "P")
-        g.emit(f"out += {s}({', '.join(e for _, e in pending)})")
-        pending.clear()
 
     def field(ft: FieldDesc, expr: str) -> None:
+        """Emit the write of a field that is not a structure."""
         if isinstance(ft, Scalar) and ft.kind != "s":
-            pending.append((STRUCT_CHARS[ft.kind], expr))
+            g.pending.append((STRUCT_CHARS[ft.kind], expr))
             return
-        if isinstance(ft, Structure):
-            var = g.name("v")
-            g.emit(f"{var} = {expr}")
-            for name, sub in ft.fields:
-                field(sub, f"{var}[{name!r}]")
-            return
-        flush()
+        g.flush(write=True)
         if isinstance(ft, Scalar):  # string
             b = g.name("b")
             g.emit(f"{b} = {expr}.encode()")
@@ -104,56 +101,40 @@ def struct_encoder(
         enc = g.const(encoder(ft, be), "E")
         g.emit(f"{enc}({expr}, out, c)")
 
-    def walk(st: Structure, var: str, base: int) -> None:
+    def walk(st: Structure, var: str, base: int, mask: int | None) -> None:
         for name, ft, off, how in selected(st, base, mask):
             expr = f"{var}[{name!r}]"
-            if how == "all":
-                field(ft, expr)
-            else:
-                assert isinstance(ft, Structure)
+            if isinstance(ft, Structure):
                 sub = g.name("v")
                 g.emit(f"{sub} = {expr}")
-                walk(ft, sub, off)
+                walk(ft, sub, off, None if how == "all" else mask)
+            else:
+                field(ft, expr)
 
-    if mask is None:
-        for name, ft in t.fields:
-            field(ft, f"v[{name!r}]")
+    if isinstance(t, Structure):
+        walk(t, "v", 0, mask)
     else:
-        walk(t, "v", 0)
-    flush()
-    return g.compile("def enc(v, out, c):", "enc")
+        field(t, "v")
+    g.flush(write=True)
+    enc: Callable[[Any, bytearray, Any], None] = g.compile("def enc(v, out, c):", "enc")
+    return enc
 
 
 def struct_decoder(
-    t: Structure, be: bool, mask: int | None, decoder: Callable[[FieldDesc, bool], Any]
-) -> Any:
-    """The generated decoder of ``t`` (with ``mask``: of a partial value, merged into a
-    base); ``decoder`` gives the decoder of a field that is not a fixed-width scalar."""
+    t: Structure | Scalar, be: bool, mask: int | None, decoder: Callable[[FieldDesc, bool], Any]
+) -> Callable[..., tuple[Any, int]]:
+    """The generated decoder of ``t`` (with ``mask``: of a partial structure value, merged into
+    a base); ``decoder`` gives the decoder of a field that is neither structure nor scalar."""
     g = _Gen(be)
     g.ns["rs"] = READ_STRING[be]
-    pending: list[tuple[str, str]] = []  # (struct char, variable)
-
-    def flush() -> None:
-        if not pending:
-            return
-        fmt = bo(be) + "".join(ch for ch, _ in pending)
-        st = struct.Struct(fmt)
-        s = g.const(st.unpack_from, "U")
-        targets = ", ".join(v for _, v in pending) + ","
-        g.emit(f"{targets} = {s}(data, pos)")
-        g.emit(f"pos += {st.size}")
-        pending.clear()
 
     def field(ft: FieldDesc) -> str:
-        """Emit reads for one whole field; return the expression of its value."""
+        """Emit the read of a field that is not a structure; return the expression of its value."""
         if isinstance(ft, Scalar) and ft.kind != "s":
             var = g.name("x")
-            pending.append((STRUCT_CHARS[ft.kind], var))
+            g.pending.append((STRUCT_CHARS[ft.kind], var))
             return var
-        if isinstance(ft, Structure):
-            parts = [f"{name!r}: {field(sub)}" for name, sub in ft.fields]
-            return "{" + ", ".join(parts) + "}"
-        flush()
+        g.flush(write=False)
         var = g.name("x")
         if isinstance(ft, Scalar):
             g.emit(f"{var}, pos = rs(data, pos)")
@@ -162,28 +143,29 @@ def struct_decoder(
             g.emit(f"{var}, pos = {dec}(data, pos, c)")
         return var
 
-    def walk(st: Structure, base_expr: str, base: int) -> str:
-        parts = [f"**{base_expr}"]
-        for name, ft, off, how in selected(st, base, mask):
-            if how == "all":
-                parts.append(f"{name!r}: {field(ft)}")
+    def walk(st: Structure, base_expr: str | None, base: int) -> str:
+        """A dict display of ``st``: whole, or (with a base) the fields ``mask`` selects
+        merged into the base."""
+        parts = [] if base_expr is None else [f"**{base_expr}"]
+        for name, ft, off, how in selected(st, base, None if base_expr is None else mask):
+            if not isinstance(ft, Structure):
+                expr = field(ft)
+            elif how == "all":
+                expr = walk(ft, None, off)
             else:
-                assert isinstance(ft, Structure)
                 bvar = g.name("b")
                 g.emit(f"{bvar} = {base_expr}[{name!r}]")
-                parts.append(f"{name!r}: {walk(ft, bvar, off)}")
+                expr = walk(ft, bvar, off)
+            parts.append(f"{name!r}: {expr}")
         return "{" + ", ".join(parts) + "}"
 
-    if mask is None:
-        parts = [f"{name!r}: {field(ft)}" for name, ft in t.fields]
-        result = "{" + ", ".join(parts) + "}"
-        flush()
-        g.emit(f"return {result}, pos")
-        return g.compile("def dec(data, pos, c):", "dec")
-    result = walk(t, "base", 0)
-    flush()
+    base = None if mask is None else "base"
+    result = walk(t, base, 0) if isinstance(t, Structure) else field(t)
+    g.flush(write=False)
     g.emit(f"return {result}, pos")
-    return g.compile("def dec(data, pos, c, base):", "dec")
+    header = "def dec(data, pos, c):" if mask is None else "def dec(data, pos, c, base):"
+    dec: Callable[..., tuple[Any, int]] = g.compile(header, "dec")
+    return dec
 
 
-__all__ = ["bo", "normalize", "selected", "struct_decoder", "struct_encoder"]
+__all__ = ["normalize", "selected", "struct_decoder", "struct_encoder"]

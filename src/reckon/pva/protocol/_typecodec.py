@@ -11,9 +11,10 @@ the peer) and :class:`TypeRecvCache` (what the peer defined for us).
 
 from __future__ import annotations
 
+import functools
 import struct
 
-from ._errors import DecodeError, LimitExceededError, LocalProtocolError, RemoteProtocolError
+from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._types import (
     SCALAR_KINDS,
     BoundedString,
@@ -27,10 +28,7 @@ from ._types import (
     Variant,
     VariantArray,
 )
-from ._wire import U16, read_size, read_string, size_bytes, string_bytes
-
-_ENCODED: dict[tuple[FieldDesc, bool], bytes] = {}
-_ENCODED_LIMIT = 4096
+from ._wire import READ_STRING, U16, read_size, size_bytes, string_bytes
 
 
 class TypeSendCache:
@@ -54,25 +52,10 @@ class TypeRecvCache:
         self.types: dict[int, FieldDesc] = {}
         self._sizes: dict[int, int] = {}
 
-    def __len__(self) -> int:
-        return len(self.types)
 
-
+@functools.lru_cache(maxsize=4096)
 def full_type_bytes(t: FieldDesc, be: bool) -> bytes:
-    key = (t, be)
-    b = _ENCODED.get(key)
-    if b is None:
-        out = bytearray()
-        _encode_full(t, out, be)
-        b = bytes(out)
-        if len(_ENCODED) >= _ENCODED_LIMIT:
-            _ENCODED.clear()
-        _ENCODED[key] = b
-    return b
-
-
-def _encode_full(t: FieldDesc, out: bytearray, be: bool) -> None:
-    out.append(t.code)
+    out = bytearray((t.code,))
     if isinstance(t, (Structure, Union)):
         out += string_bytes(t.id, be)
         out += size_bytes(len(t.fields), be)
@@ -86,6 +69,7 @@ def _encode_full(t: FieldDesc, out: bytearray, be: bool) -> None:
             out += size_bytes(t.size, be)
     elif isinstance(t, BoundedString):
         out += size_bytes(t.bound, be)
+    return bytes(out)
 
 
 def encode_type(
@@ -118,8 +102,6 @@ def decode_type(
     try:
         return read_type(bytes(data), pos, big_endian, cache, max_depth, 0, [max_fields])
     except (IndexError, struct.error, ValueError, OverflowError) as exc:
-        if isinstance(exc, RemoteProtocolError):
-            raise
         raise DecodeError(f"truncated or malformed type description: {exc!r}") from None
 
 
@@ -129,14 +111,12 @@ def read_type(
     big_endian: bool,
     cache: TypeRecvCache | None,
     max_depth: int,
-    depth: int = 0,
-    budget: list[int] | None = None,
+    depth: int,
+    budget: list[int],
 ) -> tuple[FieldDesc | None, int]:
     """(type or None, new position). Depth is checked before recursing, so a type nested
     thousands deep costs at most ``max_depth`` frames; ``budget`` (a one-element list) is the
     number of fields the whole description may still declare."""
-    if budget is None:
-        budget = [20_000]
     if depth >= max_depth:
         raise LimitExceededError(f"type nested more than {max_depth} deep (max_depth)")
     code = data[pos]
@@ -167,65 +147,45 @@ def read_type(
         cache.types[key] = t
         return t, pos
     try:
-        return _decode_body(code, data, pos, big_endian, cache, max_depth, depth, budget)
+        if code & 0xE0 != 0x80:  # bool, integer, float, string
+            kind = SCALAR_KINDS.get(code & 0xE7)
+            if kind is None:
+                raise DecodeError(f"unknown type code 0x{code:02x}")
+            arr = code & 0x18
+            if arr == 0:
+                return Scalar(kind), pos
+            if arr == 0x08:
+                return ScalarArray(kind), pos
+            n, pos = read_size(data, pos, big_endian)
+            return ScalarArray(kind, n, fixed=arr == 0x18), pos
+        if code in (0x80, 0x81):
+            rs = READ_STRING[big_endian]
+            tid, pos = rs(data, pos)
+            n, pos = read_size(data, pos, big_endian)
+            if n * 2 > len(data) - pos:
+                raise DecodeError(f"compound type claims {n} fields, more than the message holds")
+            budget[0] -= n
+            if budget[0] < 0:
+                raise LimitExceededError("type description declares too many fields (max_fields)")
+            fields: list[tuple[str, FieldDesc]] = []
+            for _ in range(n):
+                name, pos = rs(data, pos)
+                ft, pos = read_type(data, pos, big_endian, cache, max_depth, depth + 1, budget)
+                if ft is None:
+                    raise DecodeError(f"field {name!r} has a null type")
+                fields.append((name, ft))
+            return (Structure if code == 0x80 else Union)(fields, tid), pos
+        if code == 0x82:
+            return Variant(), pos
+        if code == 0x83:
+            n, pos = read_size(data, pos, big_endian)
+            return BoundedString(n), pos
+        if code in (0x88, 0x89):
+            el, pos = read_type(data, pos, big_endian, cache, max_depth, depth + 1, budget)
+            array = StructureArray if code == 0x88 else UnionArray
+            return array(el), pos  # type: ignore[arg-type]  # the class checks its element's type
+        if code == 0x8A:
+            return VariantArray(), pos
+        raise DecodeError(f"unknown type code 0x{code:02x}")
     except LocalProtocolError as exc:  # invalid type built from wire data
         raise DecodeError(f"invalid type description: {exc}") from None
-
-
-def _decode_body(
-    code: int,
-    data: bytes,
-    pos: int,
-    be: bool,
-    cache: TypeRecvCache | None,
-    max_depth: int,
-    depth: int,
-    budget: list[int],
-) -> tuple[FieldDesc, int]:
-    if code & 0xE0 != 0x80:  # bool, integer, float, string
-        scalar = code & 0xE7
-        kind = SCALAR_KINDS.get(scalar)
-        if kind is None:
-            raise DecodeError(f"unknown type code 0x{code:02x}")
-        arr = code & 0x18
-        if arr == 0:
-            return Scalar(kind), pos
-        if arr == 0x08:
-            return ScalarArray(kind), pos
-        n, pos = read_size(data, pos, be)
-        return ScalarArray(kind, n, fixed=arr == 0x18), pos
-    if code in (0x80, 0x81):
-        tid, pos = read_string(data, pos, be)
-        n, pos = read_size(data, pos, be)
-        if n * 2 > len(data) - pos:
-            raise DecodeError(f"compound type claims {n} fields, more than the message holds")
-        budget[0] -= n
-        if budget[0] < 0:
-            raise LimitExceededError("type description declares too many fields (max_fields)")
-        fields: list[tuple[str, FieldDesc]] = []
-        for _ in range(n):
-            name, pos = read_string(data, pos, be)
-            ft, pos = read_type(data, pos, be, cache, max_depth, depth + 1, budget)
-            if ft is None:
-                raise DecodeError(f"field {name!r} has a null type")
-            fields.append((name, ft))
-        if code == 0x80:
-            return Structure(fields, tid), pos
-        return Union(fields, tid), pos
-    if code == 0x82:
-        return Variant(), pos
-    if code == 0x83:
-        n, pos = read_size(data, pos, be)
-        return BoundedString(n), pos
-    if code in (0x88, 0x89):
-        el, pos = read_type(data, pos, be, cache, max_depth, depth + 1, budget)
-        if code == 0x88:
-            if not isinstance(el, Structure):
-                raise DecodeError("structure array element is not a structure")
-            return StructureArray(el), pos
-        if not isinstance(el, Union):
-            raise DecodeError("union array element is not a union")
-        return UnionArray(el), pos
-    if code == 0x8A:
-        return VariantArray(), pos
-    raise DecodeError(f"unknown type code 0x{code:02x}")

@@ -13,57 +13,20 @@ and arrays of structures are leaves (one offset each).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from ._arrays import empty_array
 from ._errors import LocalProtocolError
+from ._wire import KINDS
 
 #: kind letter -> wire type code
-SCALAR_CODES: dict[str, int] = {
-    "?": 0x00,
-    "b": 0x20,
-    "h": 0x21,
-    "i": 0x22,
-    "l": 0x23,
-    "B": 0x24,
-    "H": 0x25,
-    "I": 0x26,
-    "L": 0x27,
-    "f": 0x42,
-    "d": 0x43,
-    "s": 0x60,
-}
+SCALAR_CODES: dict[str, int] = {k: row[0] for k, row in KINDS.items()}
 #: wire type code -> kind letter
-SCALAR_KINDS: dict[int, str] = {v: k for k, v in SCALAR_CODES.items()}
-#: kind letter -> struct module format character (None for strings)
-STRUCT_CHARS: dict[str, str] = {
-    "?": "?",
-    "b": "b",
-    "B": "B",
-    "h": "h",
-    "H": "H",
-    "i": "i",
-    "I": "I",
-    "l": "q",
-    "L": "Q",
-    "f": "f",
-    "d": "d",
-}
+SCALAR_KINDS: dict[int, str] = {code: k for k, code in SCALAR_CODES.items()}
+#: kind letter -> struct module format character (strings have none)
+STRUCT_CHARS: dict[str, str] = {k: row[1] for k, row in KINDS.items() if row[1]}
 #: kind letter -> the names pvData uses (for messages and docs)
-KIND_NAMES: dict[str, str] = {
-    "?": "boolean",
-    "b": "byte",
-    "B": "ubyte",
-    "h": "short",
-    "H": "ushort",
-    "i": "int",
-    "I": "uint",
-    "l": "long",
-    "L": "ulong",
-    "f": "float",
-    "d": "double",
-    "s": "string",
-}
+KIND_NAMES: dict[str, str] = {k: row[2] for k, row in KINDS.items()}
 
 
 class FieldDesc:
@@ -76,11 +39,15 @@ class FieldDesc:
     #: how many bitset offsets the field occupies (1 except for structures)
     bit_count: int
     _hash: int
+    #: the attributes the constructor takes, in its order: they compare, hash, pickle and show
+    _args: ClassVar[tuple[str, ...]] = ()
 
     def _key(self) -> tuple[object, ...]:
-        raise NotImplementedError
+        return tuple(getattr(self, name) for name in self._args)
 
-    def _init(self, code: int, depth: int, bit_count: int = 1) -> None:
+    def _init(self, code: int, depth: int, bit_count: int = 1, **args: object) -> None:
+        for name, value in args.items():
+            object.__setattr__(self, name, value)
         object.__setattr__(self, "code", code)
         object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "bit_count", bit_count)
@@ -101,9 +68,10 @@ class FieldDesc:
         return self._hash == other._hash and self._key() == other._key()
 
     def __reduce__(self) -> tuple[object, ...]:
-        if isinstance(self, _Compound):
-            return (type(self), (self.fields, self.id))
         return (type(self), self._key())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(map(repr, self._key()))})"
 
     def __copy__(self) -> FieldDesc:
         return self
@@ -112,8 +80,16 @@ class FieldDesc:
         return self
 
     def default(self) -> object:
-        """The value a field of this type has before anything is assigned."""
-        raise NotImplementedError
+        """The value a field of this type has before anything is assigned (unions and variants:
+        None, no member and no value)."""
+        return None
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in SCALAR_CODES:
+        raise LocalProtocolError(
+            f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}"
+        )
 
 
 class Scalar(FieldDesc):
@@ -121,30 +97,14 @@ class Scalar(FieldDesc):
 
     __slots__ = ("kind",)
     kind: str
+    _args = ("kind",)
 
     def __init__(self, kind: str) -> None:
-        if kind not in SCALAR_CODES:
-            raise LocalProtocolError(
-                f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}"
-            )
-        object.__setattr__(self, "kind", kind)
-        self._init(SCALAR_CODES[kind], 1)
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.kind,)
-
-    def __repr__(self) -> str:
-        return f"Scalar({self.kind!r})"
+        _check_kind(kind)
+        self._init(SCALAR_CODES[kind], 1, kind=kind)
 
     def default(self) -> object:
-        k = self.kind
-        if k == "s":
-            return ""
-        if k == "?":
-            return False
-        if k in "fd":
-            return 0.0
-        return 0
+        return KINDS[self.kind][3]
 
 
 class BoundedString(FieldDesc):
@@ -152,18 +112,12 @@ class BoundedString(FieldDesc):
 
     __slots__ = ("bound",)
     bound: int
+    _args = ("bound",)
 
     def __init__(self, bound: int) -> None:
         if not isinstance(bound, int) or bound < 0 or bound > 0xFFFFFFFF:
             raise LocalProtocolError(f"bounded string bound must be 0..2**32-1, not {bound!r}")
-        object.__setattr__(self, "bound", bound)
-        self._init(0x83, 1)
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.bound,)
-
-    def __repr__(self) -> str:
-        return f"BoundedString({self.bound})"
+        self._init(0x83, 1, bound=bound)
 
     def default(self) -> object:
         return ""
@@ -180,24 +134,16 @@ class ScalarArray(FieldDesc):
     kind: str
     size: int | None
     fixed: bool
+    _args = ("kind", "size", "fixed")
 
     def __init__(self, kind: str, size: int | None = None, fixed: bool = False) -> None:
-        if kind not in SCALAR_CODES:
-            raise LocalProtocolError(
-                f"unknown scalar kind {kind!r}; use one of {''.join(SCALAR_CODES)}"
-            )
+        _check_kind(kind)
         if size is not None and (not isinstance(size, int) or size < 0 or size > 0xFFFFFFFF):
             raise LocalProtocolError(f"array size must be 0..2**32-1, not {size!r}")
         if fixed and size is None:
             raise LocalProtocolError("a fixed array needs a size")
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "size", size)
-        object.__setattr__(self, "fixed", bool(fixed))
         arr = 0x08 if size is None else (0x18 if fixed else 0x10)
-        self._init(SCALAR_CODES[kind] | arr, 1)
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.kind, self.size, self.fixed)
+        self._init(SCALAR_CODES[kind] | arr, 1, kind=kind, size=size, fixed=bool(fixed))
 
     def __repr__(self) -> str:
         if self.size is None:
@@ -209,6 +155,8 @@ class ScalarArray(FieldDesc):
 
 
 FieldSpec = FieldDesc | str
+#: the fields of a structure or union: (name, type) pairs, or a mapping of names to types
+_Fields = Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec]
 
 
 def parse_type(spec: FieldSpec) -> FieldDesc:
@@ -231,51 +179,44 @@ def parse_type(spec: FieldSpec) -> FieldDesc:
     )
 
 
-def _fields(
-    fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec], what: str
-) -> tuple[tuple[str, FieldDesc], ...]:
-    items = fields.items() if isinstance(fields, Mapping) else fields
-    out: list[tuple[str, FieldDesc]] = []
-    seen: set[str] = set()
-    for item in items:
-        try:
-            name, spec = item
-        except (TypeError, ValueError):
-            raise LocalProtocolError(
-                f"{what} fields are (name, type) pairs, not {item!r}"
-            ) from None
-        if not isinstance(name, str) or not name or "." in name:
-            raise LocalProtocolError(
-                f"{what} field name {name!r} must be a non-empty string without '.'"
-            )
-        if name in seen:
-            raise LocalProtocolError(f"{what} field name {name!r} appears twice")
-        seen.add(name)
-        out.append((name, parse_type(spec)))
-    return tuple(out)
-
-
 class _Compound(FieldDesc):
     __slots__ = ("_index", "fields", "id")
     fields: tuple[tuple[str, FieldDesc], ...]
     id: str
     _index: dict[str, int]
+    _args = ("fields", "id")
+    _what: ClassVar[str]  # "structure" or "union", for messages
+    _code: ClassVar[int]
 
-    def _setup(
-        self,
-        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec],
-        id: str,
-        what: str,
-    ) -> None:
+    def __init__(self, fields: _Fields = (), id: str = "") -> None:
+        what = self._what
         if not isinstance(id, str):
             raise LocalProtocolError(f"{what} id must be a string, not {id!r}")
-        flds = _fields(fields, what)
-        object.__setattr__(self, "fields", flds)
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "_index", {n: i for i, (n, _) in enumerate(flds)})
+        index: dict[str, int] = {}
+        flds: list[tuple[str, FieldDesc]] = []
+        for item in fields.items() if isinstance(fields, Mapping) else fields:
+            try:
+                name, spec = item
+            except (TypeError, ValueError):
+                raise LocalProtocolError(
+                    f"{what} fields are (name, type) pairs, not {item!r}"
+                ) from None
+            if not isinstance(name, str) or not name or "." in name:
+                raise LocalProtocolError(
+                    f"{what} field name {name!r} must be a non-empty string without '.'"
+                )
+            if name in index:
+                raise LocalProtocolError(f"{what} field name {name!r} appears twice")
+            index[name] = len(flds)
+            flds.append((name, parse_type(spec)))
+        object.__setattr__(self, "_index", index)
+        depth = 1 + max((t.depth for _, t in flds), default=0)
+        # a structure's fields have offsets of their own; a union is one leaf
+        bits = 1 + sum(t.bit_count for _, t in flds) if self._code == 0x80 else 1
+        self._init(self._code, depth, bits, fields=tuple(flds), id=id)
 
-    def _key(self) -> tuple[object, ...]:
-        return (self.id, self.fields)
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self.fields)!r}, id={self.id!r})"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -341,26 +282,16 @@ class Structure(_Compound):
     Values are plain ``dict`` objects keyed by field name.
     """
 
-    __slots__ = ("_make_default", "_offsets", "_paths")
-    _offsets: dict[str, int] | None
-    _paths: tuple[tuple[str, FieldDesc], ...] | None
+    __slots__ = ("_layout", "_make_default")
+    #: (offsets by dotted path, (path, type) by offset), built when first asked for
+    _layout: tuple[dict[str, int], tuple[tuple[str, FieldDesc], ...]] | None
     _make_default: Callable[[], dict[str, object]] | None
+    _what, _code = "structure", 0x80
 
-    def __init__(
-        self,
-        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
-        id: str = "",
-    ) -> None:
-        self._setup(fields, id, "structure")
-        object.__setattr__(self, "_offsets", None)
-        object.__setattr__(self, "_paths", None)
+    def __init__(self, fields: _Fields = (), id: str = "") -> None:
+        object.__setattr__(self, "_layout", None)
         object.__setattr__(self, "_make_default", None)
-        depth = 1 + max((t.depth for _, t in self.fields), default=0)
-        bits = 1 + sum(t.bit_count for _, t in self.fields)
-        self._init(0x80, depth, bits)
-
-    def __repr__(self) -> str:
-        return f"Structure({list(self.fields)!r}, id={self.id!r})"
+        super().__init__(fields, id)
 
     def default(self) -> dict[str, object]:
         # a fresh value every time (callers may change it), built by a function generated
@@ -374,29 +305,26 @@ class Structure(_Compound):
             object.__setattr__(self, "_make_default", make)
         return make()
 
-    def _build_offsets(self) -> None:
-        offsets: dict[str, int] = {}
-        paths: list[tuple[str, FieldDesc]] = [("", self)]
+    def _laid_out(self) -> tuple[dict[str, int], tuple[tuple[str, FieldDesc], ...]]:
+        if self._layout is None:
+            paths: list[tuple[str, FieldDesc]] = [("", self)]
 
-        def walk(s: Structure, prefix: str) -> None:
-            for name, t in s.fields:
-                path = prefix + name
-                offsets[path] = len(paths)
-                paths.append((path, t))
-                if isinstance(t, Structure):
-                    walk(t, path + ".")
+            def walk(s: Structure, prefix: str) -> None:
+                for name, t in s.fields:
+                    paths.append((prefix + name, t))
+                    if isinstance(t, Structure):
+                        walk(t, prefix + name + ".")
 
-        walk(self, "")
-        object.__setattr__(self, "_offsets", offsets)
-        object.__setattr__(self, "_paths", tuple(paths))
+            walk(self, "")
+            offsets = {path: i for i, (path, _) in enumerate(paths) if i}
+            object.__setattr__(self, "_layout", (offsets, tuple(paths)))
+        assert self._layout is not None
+        return self._layout
 
     @property
     def offsets(self) -> dict[str, int]:
         """Dotted path -> bit offset, for every field below this structure."""
-        if self._offsets is None:
-            self._build_offsets()
-        assert self._offsets is not None
-        return self._offsets
+        return self._laid_out()[0]
 
     def offset_of(self, path: str) -> int:
         """Bit offset of a dotted field path (``""`` is the structure itself, offset 0)."""
@@ -409,33 +337,17 @@ class Structure(_Compound):
 
     def field_at(self, offset: int) -> tuple[str, FieldDesc]:
         """(dotted path, type) of the field at a bit offset."""
-        if self._paths is None:
-            self._build_offsets()
-        assert self._paths is not None
-        if not 0 <= offset < len(self._paths):
+        paths = self._laid_out()[1]
+        if not 0 <= offset < len(paths):
             raise LocalProtocolError(f"offset {offset} is outside structure {self.id!r}")
-        return self._paths[offset]
+        return paths[offset]
 
 
 class Union(_Compound):
     """One of several named members (or nothing). Values are :class:`UnionValue` or None."""
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        fields: Iterable[tuple[str, FieldSpec]] | Mapping[str, FieldSpec] = (),
-        id: str = "",
-    ) -> None:
-        self._setup(fields, id, "union")
-        depth = 1 + max((t.depth for _, t in self.fields), default=0)
-        self._init(0x81, depth)
-
-    def __repr__(self) -> str:
-        return f"Union({list(self.fields)!r}, id={self.id!r})"
-
-    def default(self) -> object:
-        return None
+    _what, _code = "union", 0x81
 
 
 class Variant(FieldDesc):
@@ -446,58 +358,40 @@ class Variant(FieldDesc):
     def __init__(self) -> None:
         self._init(0x82, 1)
 
-    def _key(self) -> tuple[object, ...]:
-        return ()
 
-    def __repr__(self) -> str:
-        return "Variant()"
+class _ElementArray(FieldDesc):
+    """An array of structures or of unions: the element type follows the type code."""
+
+    __slots__ = ("element",)
+    element: _Compound
+    _args = ("element",)
+    _of: ClassVar[type[_Compound]]
+    _code: ClassVar[int]
+
+    def __init__(self, element: _Compound) -> None:
+        if not isinstance(element, self._of):
+            name = self._of.__name__
+            raise LocalProtocolError(f"{type(self).__name__} needs a {name}, not {element!r}")
+        self._init(self._code, element.depth + 1, element=element)
 
     def default(self) -> object:
-        return None
+        return []
 
 
-class StructureArray(FieldDesc):
+class StructureArray(_ElementArray):
     """Array of structures; values are lists of dicts (or None for null elements)."""
 
-    __slots__ = ("element",)
+    __slots__ = ()
     element: Structure
-
-    def __init__(self, element: Structure) -> None:
-        if not isinstance(element, Structure):
-            raise LocalProtocolError(f"StructureArray needs a Structure, not {element!r}")
-        object.__setattr__(self, "element", element)
-        self._init(0x88, element.depth + 1)
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.element,)
-
-    def __repr__(self) -> str:
-        return f"StructureArray({self.element!r})"
-
-    def default(self) -> object:
-        return []
+    _of, _code = Structure, 0x88
 
 
-class UnionArray(FieldDesc):
+class UnionArray(_ElementArray):
     """Array of unions; values are lists of UnionValue (or None)."""
 
-    __slots__ = ("element",)
+    __slots__ = ()
     element: Union
-
-    def __init__(self, element: Union) -> None:
-        if not isinstance(element, Union):
-            raise LocalProtocolError(f"UnionArray needs a Union, not {element!r}")
-        object.__setattr__(self, "element", element)
-        self._init(0x89, element.depth + 1)
-
-    def _key(self) -> tuple[object, ...]:
-        return (self.element,)
-
-    def __repr__(self) -> str:
-        return f"UnionArray({self.element!r})"
-
-    def default(self) -> object:
-        return []
+    _of, _code = Union, 0x89
 
 
 class VariantArray(FieldDesc):
@@ -507,12 +401,6 @@ class VariantArray(FieldDesc):
 
     def __init__(self) -> None:
         self._init(0x8A, 2)
-
-    def _key(self) -> tuple[object, ...]:
-        return ()
-
-    def __repr__(self) -> str:
-        return "VariantArray()"
 
     def default(self) -> object:
         return []

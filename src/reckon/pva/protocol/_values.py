@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._arrays import HAVE_NUMPY, np
+from ._arrays import kind_of_dtype, np
 from ._errors import LocalProtocolError
 from ._types import (
     FieldDesc,
@@ -23,7 +23,37 @@ from ._types import (
 )
 
 
-class UnionValue:
+class _Pair:
+    """An immutable pair (its ``__slots__``, in constructor order): equal when the first halves
+    are and the values are (deeply, see :func:`values_equal`)."""
+
+    __slots__ = ()
+
+    def _halves(self) -> tuple[Any, Any]:
+        names: tuple[str, ...] = self.__slots__
+        first, value = (getattr(self, name) for name in names)
+        return first, value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._halves())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return False
+        (a, x), (b, y) = self._halves(), other._halves()
+        return bool(a == b) and values_equal(x, y)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        first, value = self._halves()
+        return f"{type(self).__name__}({first!r}, {value!r})"
+
+
+class UnionValue(_Pair):
     """The selected member of a union: its name and its value."""
 
     __slots__ = ("field", "value")
@@ -36,26 +66,8 @@ class UnionValue:
         object.__setattr__(self, "field", field)
         object.__setattr__(self, "value", value)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("UnionValue is immutable")
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (UnionValue, (self.field, self.value))
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, UnionValue)
-            and other.field == self.field
-            and values_equal(self.value, other.value)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"UnionValue({self.field!r}, {self.value!r})"
-
-
-class VariantValue:
+class VariantValue(_Pair):
     """A value of a "variant" (any) field: a type description and a value of that type.
 
     ``VariantValue.of(1.5)`` infers the type (float -> double, int -> long, str -> string,
@@ -78,39 +90,6 @@ class VariantValue:
             return value
         return cls(infer_type(value), value)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError("VariantValue is immutable")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (VariantValue, (self.type, self.value))
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, VariantValue)
-            and other.type == self.type
-            and values_equal(self.value, other.value)
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"VariantValue({self.type!r}, {self.value!r})"
-
-
-_NP_KIND = {
-    "b": "?",
-    "i1": "b",
-    "u1": "B",
-    "i2": "h",
-    "u2": "H",
-    "i4": "i",
-    "u4": "I",
-    "i8": "l",
-    "u8": "L",
-    "f4": "f",
-    "f8": "d",
-}
-
 
 def infer_type(value: Any) -> FieldDesc:
     """The type a plain Python value gets when put in a variant."""
@@ -126,18 +105,16 @@ def infer_type(value: Any) -> FieldDesc:
         return Scalar("s")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return ScalarArray("B")
-    if HAVE_NUMPY and np is not None:
+    if np is not None:
         if isinstance(value, np.generic):
-            value = value.item()
-            return infer_type(value)
+            return infer_type(value.item())
         if isinstance(value, np.ndarray):
-            dt = value.dtype
-            key = "b" if dt.kind == "b" else f"{dt.kind}{dt.itemsize}"
-            if dt.kind in "US":
+            if value.dtype.kind in "US":
                 return ScalarArray("s")
-            if key not in _NP_KIND:
-                raise LocalProtocolError(f"no pvData array type for numpy dtype {dt}")
-            return ScalarArray(_NP_KIND[key])
+            kind = kind_of_dtype(value.dtype)
+            if kind is None:
+                raise LocalProtocolError(f"no pvData array type for numpy dtype {value.dtype}")
+            return ScalarArray(kind)
     if isinstance(value, Mapping):
         return Structure([(str(k), infer_type(v)) for k, v in value.items()])
     if isinstance(value, Sequence):
@@ -167,7 +144,7 @@ def values_equal(a: Any, b: Any) -> bool:
         return True
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    if HAVE_NUMPY and np is not None and (isinstance(a, np.ndarray) or isinstance(b, np.ndarray)):
+    if np is not None and (isinstance(a, np.ndarray) or isinstance(b, np.ndarray)):
         try:
             aa, bb = np.asarray(a), np.asarray(b)
             if aa.shape != bb.shape:

@@ -1,4 +1,5 @@
-"""Primitive wire encodings shared by every codec: Size, strings, fixed-width integers.
+"""Primitive wire encodings shared by every codec: Size, strings, fixed-width integers,
+the scalar kinds.
 
 Decoders work on ``(data, pos)`` and return ``(value, new_pos)``; they may raise IndexError or
 struct.error on truncated input, which the message boundary turns into DecodeError.
@@ -7,18 +8,34 @@ struct.error on truncated input, which the message boundary turns into DecodeErr
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from ._errors import DecodeError, LocalProtocolError
 
-U8 = struct.Struct("B")
 U16 = {False: struct.Struct("<H"), True: struct.Struct(">H")}
 U32 = {False: struct.Struct("<I"), True: struct.Struct(">I")}
-I32 = {False: struct.Struct("<i"), True: struct.Struct(">i")}
 I64 = {False: struct.Struct("<q"), True: struct.Struct(">q")}
+
+#: scalar kind letter (as p4p spells them) -> (wire type code, struct format character, the
+#: name pvData uses, the value a field holds before anything is assigned); in the order of the
+#: codes, which NTNDArray's union members follow
+KINDS: dict[str, tuple[int, str, str, bool | int | float | str]] = {
+    "?": (0x00, "?", "boolean", False),
+    "b": (0x20, "b", "byte", 0),
+    "h": (0x21, "h", "short", 0),
+    "i": (0x22, "i", "int", 0),
+    "l": (0x23, "q", "long", 0),
+    "B": (0x24, "B", "ubyte", 0),
+    "H": (0x25, "H", "ushort", 0),
+    "I": (0x26, "I", "uint", 0),
+    "L": (0x27, "Q", "ulong", 0),
+    "f": (0x42, "f", "float", 0.0),
+    "d": (0x43, "d", "double", 0.0),
+    "s": (0x60, "", "string", ""),
+}
 
 #: single-byte Size encodings 0..253
 SMALL = [bytes((i,)) for i in range(254)]
-NULL_SIZE = b"\xff"
 _BIG_SIZE = 0x7FFFFFFF
 
 
@@ -59,38 +76,25 @@ def read_selector(data: bytes, pos: int, big_endian: bool) -> tuple[int, int]:
 
 def string_bytes(s: str, big_endian: bool) -> bytes:
     b = s.encode()
-    n = len(b)
-    if n < 254:
-        return SMALL[n] + b
-    return size_bytes(n, big_endian) + b
+    return size_bytes(len(b), big_endian) + b
 
 
-def read_string(data: bytes, pos: int, big_endian: bool) -> tuple[str, int]:
-    n = data[pos]
-    if n < 254:
-        pos += 1
-    elif n == 255:  # pvAccessJava's null string
-        return "", pos + 1
-    else:
-        n, pos = read_size(data, pos, big_endian)
-    end = pos + n
-    if end > len(data):
-        raise DecodeError(f"string of {n} bytes runs past the end of the message")
-    return data[pos:end].decode("utf-8", "replace"), end
-
-
-def _make_read_string(big_endian: bool):  # type: ignore[no-untyped-def]
+def _make_read_string(big_endian: bool) -> Callable[[bytes, int], tuple[str, int]]:
     def rs(data: bytes, pos: int) -> tuple[str, int]:
         n = data[pos]
         if n < 254:
             pos += 1
-            end = pos + n
-            if end > len(data):
-                raise DecodeError(f"string of {n} bytes runs past the end of the message")
-            return data[pos:end].decode("utf-8", "replace"), end
-        return read_string(data, pos, big_endian)
+        elif n == 255:  # pvAccessJava's null string
+            return "", pos + 1
+        else:
+            n, pos = read_size(data, pos, big_endian)
+        end = pos + n
+        if end > len(data):
+            raise DecodeError(f"string of {n} bytes runs past the end of the message")
+        return data[pos:end].decode("utf-8", "replace"), end
 
     return rs
 
 
+#: the string reader of each byte order (the code generators bind one, not passing the order)
 READ_STRING = {False: _make_read_string(False), True: _make_read_string(True)}

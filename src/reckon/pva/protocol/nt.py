@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from ._arrays import HAVE_NUMPY, np
+from ._arrays import ITEM_SIZE, native_dtype, np
 from ._errors import LocalProtocolError
 from ._types import (
+    KIND_NAMES,
     FieldDesc,
     FieldSpec,
     Scalar,
@@ -27,10 +28,12 @@ from ._types import (
     Variant,
     parse_type,
 )
-from ._values import UnionValue
+from ._values import UnionValue, infer_type
+from ._wire import KINDS
 
 alarm_t = Structure([("severity", "i"), ("status", "i"), ("message", "s")], id="alarm_t")
 time_t = Structure([("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")], id="time_t")
+enum_t = Structure([("index", "i"), ("choices", "as")], id="enum_t")
 display_t = Structure(
     [
         ("limitLow", "d"),
@@ -38,12 +41,11 @@ display_t = Structure(
         ("description", "s"),
         ("units", "s"),
         ("precision", "i"),
-        ("form", Structure([("index", "i"), ("choices", "as")], id="enum_t")),
+        ("form", enum_t),
     ],
     id="display_t",
 )
 control_t = Structure([("limitLow", "d"), ("limitHigh", "d"), ("minStep", "d")], id="control_t")
-enum_t = Structure([("index", "i"), ("choices", "as")], id="enum_t")
 
 
 def timestamp(t: float | None = None) -> dict[str, int]:
@@ -54,8 +56,16 @@ def timestamp(t: float | None = None) -> dict[str, int]:
     return {"secondsPastEpoch": sec, "nanoseconds": int((t - sec) * 1e9), "userTag": 0}
 
 
-def _alarm(severity: int, status: int, message: str) -> dict[str, Any]:
-    return {"severity": severity, "status": status, "message": message}
+_timestamp = timestamp  # for the methods whose keyword argument ``timestamp`` hides it
+
+
+def _array(kind: str, values: Any) -> Any:
+    """An array of ``kind``: a list of str for strings, else numpy (a list without numpy)."""
+    if kind == "s":
+        return [str(x) for x in values]
+    if np is not None:
+        return np.asarray(values, dtype=native_dtype(kind))
+    return list(values)
 
 
 class _NT:
@@ -71,60 +81,20 @@ class _NT:
     ) -> dict[str, Any]:
         out = self.type.default()
         out["value"] = value
-        out["alarm"] = _alarm(severity, status, message)
-        out["timeStamp"] = timestamp(timestamp_)
+        out["alarm"] = {"severity": severity, "status": status, "message": message}
+        out["timeStamp"] = _timestamp(timestamp_)
         return out
 
 
-class NTScalar(_NT):
-    """``epics:nt/NTScalar:1.0``: one scalar with alarm and timeStamp (display/control opt.)."""
+class _NTValue(_NT):
+    """NTScalar and NTScalarArray: ``value`` with alarm and timeStamp (display/control opt.)."""
+
+    _array: ClassVar[bool]  # NTScalarArray
 
     def __init__(self, kind: str = "d", *, display: bool = False, control: bool = False) -> None:
-        vt = parse_type(kind)
-        if not isinstance(vt, Scalar):
-            raise LocalProtocolError(f"NTScalar needs a scalar kind, not {kind!r}")
-        fields: list[tuple[str, FieldSpec]] = [
-            ("value", vt),
-            ("alarm", alarm_t),
-            ("timeStamp", time_t),
-        ]
-        if display:
-            fields.append(("display", display_t))
-        if control:
-            fields.append(("control", control_t))
-        self.kind = kind
-        self.type = Structure(fields, id="epics:nt/NTScalar:1.0")
-
-    def wrap(
-        self,
-        value: Any,
-        *,
-        timestamp: float | None = None,
-        severity: int = 0,
-        status: int = 0,
-        message: str = "",
-    ) -> dict[str, Any]:
-        if self.kind == "s":
-            value = str(value)
-        elif self.kind == "?":
-            value = bool(value)
-        elif self.kind in "fd":
-            value = float(value)
-        else:
-            value = int(value)
-        return self._meta(value, timestamp, severity, status, message)
-
-    def unwrap(self, value: Mapping[str, Any]) -> Any:
-        return value["value"]
-
-
-class NTScalarArray(_NT):
-    """``epics:nt/NTScalarArray:1.0``: an array with alarm and timeStamp."""
-
-    def __init__(self, kind: str = "d", *, display: bool = False, control: bool = False) -> None:
-        vt = parse_type("a" + kind if len(kind) == 1 else kind)
-        if not isinstance(vt, ScalarArray):
-            raise LocalProtocolError(f"NTScalarArray needs a scalar kind, not {kind!r}")
+        vt = parse_type("a" + kind if self._array and len(kind) == 1 else kind)
+        if not isinstance(vt, ScalarArray if self._array else Scalar):
+            raise LocalProtocolError(f"{type(self).__name__} needs a scalar kind, not {kind!r}")
         fields: list[tuple[str, FieldSpec]] = [
             ("value", vt),
             ("alarm", alarm_t),
@@ -135,7 +105,7 @@ class NTScalarArray(_NT):
         if control:
             fields.append(("control", control_t))
         self.kind = vt.kind
-        self.type = Structure(fields, id="epics:nt/NTScalarArray:1.0")
+        self.type = Structure(fields, id=f"epics:nt/{type(self).__name__}:1.0")
 
     def wrap(
         self,
@@ -146,18 +116,24 @@ class NTScalarArray(_NT):
         status: int = 0,
         message: str = "",
     ) -> dict[str, Any]:
-        if self.kind == "s":
-            value = [str(x) for x in value]
-        elif HAVE_NUMPY and np is not None:
-            from ._arrays import native_dtype
-
-            value = np.asarray(value, dtype=native_dtype(self.kind))
-        else:
-            value = list(value)
+        # a scalar takes the type of its kind's default: str, bool, int or float
+        value = _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
         return self._meta(value, timestamp, severity, status, message)
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
         return value["value"]
+
+
+class NTScalar(_NTValue):
+    """``epics:nt/NTScalar:1.0``: one scalar with alarm and timeStamp (display/control opt.)."""
+
+    _array = False
+
+
+class NTScalarArray(_NTValue):
+    """``epics:nt/NTScalarArray:1.0``: an array with alarm and timeStamp."""
+
+    _array = True
 
 
 class NTEnum(_NT):
@@ -196,10 +172,7 @@ class NTTable(_NT):
     """
 
     def __init__(self, columns: Sequence[tuple[str, str]]) -> None:
-        cols: list[tuple[str, FieldSpec]] = []
-        for name, kind in columns:
-            t = parse_type(kind if kind.startswith("a") else "a" + kind)
-            cols.append((name, t))
+        cols = [(n, parse_type(k if k.startswith("a") else "a" + k)) for n, k in columns]
         self.columns = [n for n, _ in cols]
         self._kinds = {n: t.kind for n, t in cols if isinstance(t, ScalarArray)}
         self.type = Structure(
@@ -224,20 +197,10 @@ class NTTable(_NT):
             cols = {n: list(data.get(n, [])) for n in self.columns}
         else:
             cols = {n: [row[n] for row in data] for n in self.columns}
-        value: dict[str, Any] = {}
-        for n in self.columns:
-            kind = self._kinds[n]
-            if kind == "s" or not HAVE_NUMPY or np is None:
-                value[n] = cols[n]
-            else:
-                from ._arrays import native_dtype
-
-                value[n] = np.asarray(cols[n], dtype=native_dtype(kind))
         out = self.type.default()
         out["labels"] = list(labels) if labels is not None else list(self.columns)
-        out["value"] = value
-        out["alarm"] = _alarm(0, 0, "")
-        out["timeStamp"] = timestamp_value(timestamp)
+        out["value"] = {n: _array(self._kinds[n], cols[n]) for n in self.columns}
+        out["timeStamp"] = _timestamp(timestamp)
         return out
 
     def unwrap(self, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,10 +212,6 @@ class NTTable(_NT):
         names = list(cols)
         n = min((len(cols[c]) for c in names), default=0)
         return [{c: cols[c][i] for c in names} for i in range(n)]
-
-
-def timestamp_value(t: float | None) -> dict[str, int]:
-    return timestamp(t)
 
 
 class NTURI:
@@ -285,19 +244,8 @@ class NTURI:
         return str(value["path"]), dict(value.get("query", {}))
 
 
-_ND_MEMBERS = [
-    ("booleanValue", "?"),
-    ("byteValue", "b"),
-    ("shortValue", "h"),
-    ("intValue", "i"),
-    ("longValue", "l"),
-    ("ubyteValue", "B"),
-    ("ushortValue", "H"),
-    ("uintValue", "I"),
-    ("ulongValue", "L"),
-    ("floatValue", "f"),
-    ("doubleValue", "d"),
-]
+#: NTNDArray's union members, "booleanValue" to "doubleValue", in the order of the type codes
+_ND_MEMBERS = [(KIND_NAMES[k] + "Value", k) for k in ITEM_SIZE]
 _ND_BY_KIND = {k: n for n, k in _ND_MEMBERS}
 dimension_t = Structure(
     [("size", "i"), ("offset", "i"), ("fullSize", "i"), ("binning", "i"), ("reverse", "?")],
@@ -345,11 +293,9 @@ class NTNDArray:
     def wrap(
         self, array: Any, *, unique_id: int = 0, timestamp: float | None = None
     ) -> dict[str, Any]:
-        if not HAVE_NUMPY or np is None:
+        if np is None:
             raise LocalProtocolError("NTNDArray.wrap needs numpy")
         arr = np.asarray(array)
-        from ._values import infer_type
-
         t = infer_type(arr)
         if not isinstance(t, ScalarArray) or t.kind not in _ND_BY_KIND:
             raise LocalProtocolError(f"no NTNDArray member for dtype {arr.dtype}")
@@ -358,23 +304,21 @@ class NTNDArray:
             {"size": int(s), "offset": 0, "fullSize": int(s), "binning": 1, "reverse": False}
             for s in reversed(arr.shape)
         ]
-        ts = timestamp_value(timestamp)
+        ts = _timestamp(timestamp)
         out = self.type.default()
         out.update(
             value=UnionValue(_ND_BY_KIND[t.kind], flat),
-            codec={"name": "", "parameters": None},
             compressedSize=int(flat.nbytes),
             uncompressedSize=int(flat.nbytes),
             dimension=dims,
             uniqueId=unique_id,
             dataTimeStamp=ts,
-            alarm=_alarm(0, 0, ""),
             timeStamp=ts,
         )
         return out
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
-        if not HAVE_NUMPY or np is None:
+        if np is None:
             raise LocalProtocolError("NTNDArray.unwrap needs numpy")
         u = value["value"]
         if u is None:
