@@ -19,7 +19,7 @@ PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
 PIP_INSTALL = -m pip install --quiet --quiet --disable-pip-version-check -c $(LOCK)
 
-.PHONY: demo test test-core test-rest lint docs lock lock-upgrade check-lock bench sysdeps clean
+.PHONY: demo test test-core test-rest lint pva-stubs docs lock lock-upgrade check-lock bench sysdeps clean
 
 # A stamp per installed extra set: editing pyproject.toml or the lock reinstalls.
 $(BIN)/python:
@@ -73,6 +73,10 @@ lint: $(VENV)/.dev-installed check-lock
 	$(BIN)/ruff check src tests bench examples scripts
 	$(BIN)/ruff format --check src tests bench examples scripts
 	$(BIN)/mypy
+
+# The type stub of the pvAccess events generated from the message table (a test says when stale)
+pva-stubs: $(VENV)/.dev-installed
+	$(BIN)/python -c 'import pathlib, reckon.pva.protocol._table as t; pathlib.Path(t.__file__).with_name("_op_events.pyi").write_text(t.stubs())'
 
 # The documentation site, every warning an error (broken links, bad docstrings, missing pages).
 # It builds offline: nothing is fetched at build time.

@@ -77,39 +77,18 @@ def test_the_docs_draw_the_message_table() -> None:
     assert markdown() in DOC.read_text()
 
 
-def _declared_fields() -> dict[str, list[tuple[str, bool]]]:
-    """The fields (name, has a default) _op_events.py declares for a type checker, per class,
-    following each declaration's bases as dataclass inheritance does."""
-    import ast
+def test_the_type_stub_of_generated_events_is_the_generated_classes() -> None:
+    """_op_events.pyi, what a type checker reads of the generated classes, is what the table
+    generates now: each class's fields in order, typed by kind, required or not."""
+    from reckon.pva.protocol import MESSAGES, GetResponse, _op_events
+    from reckon.pva.protocol._table import stubs
 
-    from reckon.pva.protocol import _op_events
-
-    tree = ast.parse(pathlib.Path(_op_events.__file__).read_text())
-    block = next(n for n in tree.body if isinstance(n, ast.If))
-    declared: dict[str, list[tuple[str, bool]]] = {"Event": []}
-    for node in block.body:
-        if isinstance(node, ast.ClassDef):
-            base = node.bases[0]
-            assert isinstance(base, ast.Name)
-            fields = list(declared[base.id])
-            for st in node.body:
-                if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
-                    fields.append((st.target.id, st.value is not None))
-            declared[node.name] = fields
-    return declared
-
-
-def test_the_type_declarations_of_generated_events_are_the_generated_classes() -> None:
-    """Each generated class has the fields (in order, required or not) its declaration says."""
-    import dataclasses
-
-    from reckon.pva.protocol import MESSAGES, _op_events
-
-    declared = _declared_fields()
     rows = [r for r in MESSAGES if r.event.__module__ == _op_events.__name__]
     assert len(rows) == 53
-    for row in rows:
-        generated = [
-            (f.name, f.default is not dataclasses.MISSING) for f in dataclasses.fields(row.event)
-        ]
-        assert declared[row.event.__name__] == generated, row.event.__name__
+    stub = pathlib.Path(_op_events.__file__).with_suffix(".pyi")
+    assert stub.read_text() == stubs(), "stale: run `make pva-stubs`"
+    assert (
+        "    ioid: int\n    status: Status = ...\n    value: dict[str, Any] | None = ...\n"
+        in (stubs().split("class GetResponse(Event):")[1])
+    )
+    assert GetResponse.__module__ == _op_events.__name__

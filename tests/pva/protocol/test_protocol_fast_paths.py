@@ -329,3 +329,13 @@ def test_init_ok_is_the_init_response_sent(make_pair: Any) -> None:
             assert data == q.server.send(reply(ioid, type=t))
             p.client.receive_data(data)
             assert list(p.client.events()) == [reply(ioid, type=t)]
+
+
+def test_every_response_starts_with_its_ioid() -> None:
+    """A prepared reply leaves the ioid as a hole right after the header: every message a
+    server sends about an operation writes it first."""
+    from reckon.pva.protocol import MESSAGES
+
+    for row in MESSAGES:
+        if row.sender == "server" and "ioid" in row.layout:
+            assert row.layout.startswith("ioid:u32"), row.event.__name__

@@ -8,16 +8,7 @@ from __future__ import annotations
 from . import nt
 from ._bitset import BitSet
 from ._codec import Codec, decode_partial, decode_value, encode_partial, encode_value
-from ._connection import (
-    NEED_DATA,
-    ChannelInfo,
-    ChannelState,
-    ClientConnection,
-    ConnectionState,
-    RequestInfo,
-    RequestState,
-    Role,
-)
+from ._connection import NEED_DATA, ClientConnection
 from ._constants import (
     Command,
     ControlCommand,
@@ -40,10 +31,11 @@ from ._events import __all__ as _events_all
 from ._generate import OpContext, read_message, write_payload
 from ._op_events import *  # noqa: F403
 from ._op_events import __all__ as _op_events_all
+from ._operations import ChannelInfo, RequestInfo
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
 from ._server_connection import ServerConnection
-from ._state import OPENERS, OPERATIONS, Step
+from ._state import OPENERS, OPERATIONS, ChannelState, ConnectionState, RequestState, Role, Step
 from ._status import Status
 from ._table import MESSAGES, Row
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type

@@ -14,35 +14,28 @@ right) and dropped. Responses the local user sends for them become ``b""``.
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ._bitset import BitSet
 from ._codec import Codec
-from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command, ControlCommand
+from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import (
+    LOW_LEVEL_ERRORS,
     DecodeError,
     LimitExceededError,
     LocalProtocolError,
-    ProtocolError,
     RemoteProtocolError,
 )
 from ._events import (
-    AckTotalBytesReceived,
     Beacon,
     ConnectionClosed,
-    ControlEchoRequest,
-    ControlEchoResponse,
     Event,
-    MarkTotalBytesSent,
     Message,
     SearchRequest,
     SearchResponse,
-    SetByteOrder,
 )
-from ._generate import op_ids, read_message, write_payload
+from ._generate import read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -64,9 +57,8 @@ from ._op_events import (
     DestroyChannel,
     DestroyRequest,
     Echo,
-    GetField,
-    MonitorAck,
     OriginTag,
+    SetByteOrder,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal
 from ._state import (
@@ -75,10 +67,9 @@ from ._state import (
     OPERATIONS,
     ChannelState,
     ConnectionState,
-    RequestState,
     Role,
 )
-from ._table import MESSAGES, OP_COMMANDS
+from ._table import CONTROL, MESSAGES, OP_COMMANDS
 from ._typecodec import TypeRecvCache, TypeSendCache
 
 
@@ -96,29 +87,11 @@ NEED_DATA: Any = _Sentinel("NEED_DATA")
 """Returned by ``next_event()`` when the buffered bytes hold no complete message."""
 
 
-MONITOR = int(Command.MONITOR)
-NO_BITS = BitSet.from_mask(0)
 #: pvxs and pvAccessCPP take messages as big as memory allows; a message over this is read
 #: past unbuffered and answered with an error, so the default only has to fit real data
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 32
-LOW_LEVEL_ERRORS = (
-    IndexError,
-    struct.error,
-    ValueError,
-    OverflowError,
-    UnicodeDecodeError,
-    KeyError,
-)
-#: control messages: event -> (command, the field the header's size field carries)
-_CONTROL_EVENTS: dict[type, tuple[ControlCommand, str]] = {
-    SetByteOrder: (ControlCommand.SET_BYTE_ORDER, ""),
-    MarkTotalBytesSent: (ControlCommand.MARK_TOTAL_BYTES_SENT, "total"),
-    AckTotalBytesReceived: (ControlCommand.ACK_TOTAL_BYTES_RECEIVED, "total"),
-    ControlEchoRequest: (ControlCommand.ECHO_REQUEST, "value"),
-    ControlEchoResponse: (ControlCommand.ECHO_RESPONSE, "value"),
-}
-_CONTROL_OF = {int(cmd): cls for cls, (cmd, _) in _CONTROL_EVENTS.items()}
+_CONTROL_OF = {cmd: cls for cls, (cmd, _) in CONTROL.items()}
 #: who sends each message (the table's "sender")
 _SENT_BY: dict[type, str] = {row.event: row.sender for row in MESSAGES}
 #: messages taken in any state once validated, not about a channel or operation
@@ -128,16 +101,6 @@ _CHANNEL_EVENTS = frozenset({CreateChannelRequest, CreateChannelResponse, Destro
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
-
-
-#: HANDSHAKE's transitions per role, split by direction (send, recv) and keyed by event type
-_HANDSHAKES: dict[Role, tuple[dict[type, Any], dict[type, Any]]] = {
-    role: (
-        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "send"},
-        {t: tb for (r, d, t), tb in HANDSHAKE.items() if r is role and d == "recv"},
-    )
-    for role in Role
-}
 
 
 class BaseConnection(Operations):
@@ -169,6 +132,8 @@ class BaseConnection(Operations):
         self.segment_size = segment_size
         self._server = self.role is Role.SERVER
         self._peer = "client" if self._server else "server"
+        #: the header flags of every message this side sends
+        self._flags = FLAG_FROM_SERVER if self._server else 0
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
         self._tx = Codec(
             big_endian=big_endian,
@@ -196,9 +161,8 @@ class BaseConnection(Operations):
         self._requests: dict[int, RequestInfo] = {}
         self._dead_requests: OrderedDict[int, RequestInfo] = OrderedDict()
         self.bytes_sent = 0
-        # the handshake table split per role and direction (enum hashing is slow), shared
-        # read-only by the role's connections
-        self._send_table, self._recv_table = _HANDSHAKES[self.role]
+        # the role's handshake tables, shared read-only by its connections
+        self._send_table, self._recv_table = HANDSHAKE[self.role]
 
     # ----------------------------------------------------------------------- public
     @property
@@ -262,13 +226,12 @@ class BaseConnection(Operations):
         try:
             if cmd in OP_COMMANDS and not flags & _NOT_AN_OPERATION:
                 # an operation's message (most of what a server reads): no further dispatch
-                be = self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
+                self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
                 if self.state is not ConnectionState.VALIDATED:
                     self._require_validated(cmd)
-                sid, ioid, sub = op_ids(cmd, payload, be, not self._server)
                 if self._server:
-                    return self._server_op(cmd, sid, ioid, sub, payload)
-                return self._client_op(cmd, ioid, payload)
+                    return self._server_op(cmd, payload)
+                return self._client_op(cmd, payload)
             return self._receive(cmd, flags, size, payload)
         except RemoteProtocolError as exc:
             return self._fail(exc)  # type: ignore[no-any-return]
@@ -293,7 +256,7 @@ class BaseConnection(Operations):
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         if not isinstance(event, Event):
             raise LocalProtocolError(f"send() takes an Event, not {event!r:.60}")
-        ctl = _CONTROL_EVENTS.get(type(event))
+        ctl = CONTROL.get(type(event))
         if ctl is not None:
             return self._send_control(event, ctl)
         commit = self._check_send(event)
@@ -309,13 +272,7 @@ class BaseConnection(Operations):
         self.bytes_sent += len(data)
         return data
 
-    def send_many(self, events: Iterable[Event]) -> bytes:
-        return b"".join(self.send(e) for e in events)
-
     # ------------------------------------------------------------------- framing
-    def _flags(self) -> int:
-        return FLAG_FROM_SERVER if self._server else 0
-
     def _framed(self, cmd: int, out: bytearray) -> bytes:
         """The message whose payload follows ``HEADER_SIZE`` free bytes in ``out``: its
         header written there (or the payload cut into segments). A big message is handed over
@@ -325,37 +282,26 @@ class BaseConnection(Operations):
         size = len(out) - HEADER_SIZE
         if seg is None or size <= seg:
             HEADER_STRUCT[be].pack_into(
-                out, 0, MAGIC, PROTOCOL_VERSION, self._flags() | (FLAG_BIG if be else 0), cmd, size
+                out, 0, MAGIC, PROTOCOL_VERSION, self._flags | (FLAG_BIG if be else 0), cmd, size
             )
             return out if size > 65536 else bytes(out)  # type: ignore[return-value]
-        return self._frame(cmd, bytes(out[HEADER_SIZE:]))
+        payload = memoryview(out)[HEADER_SIZE:]
+        segments = bytearray()
+        for i in range(0, size, seg):
+            part = payload[i : i + seg]
+            f = FLAG_SEG_FIRST if i == 0 else FLAG_SEG_LAST if i + seg >= size else FLAG_SEG_MIDDLE
+            segments += encode_header(cmd, self._flags | f, len(part), be)
+            segments += part
+        return bytes(segments)
 
-    def _frame(self, cmd: int, payload: bytes) -> bytes:
-        be = self.big_endian
-        seg = self.segment_size
-        if seg is None or len(payload) <= seg:
-            return encode_header(cmd, self._flags(), len(payload), be) + payload
-        parts = [payload[i : i + seg] for i in range(0, len(payload), seg)]
-        out = bytearray()
-        for i, part in enumerate(parts):
-            if i == 0:
-                f = FLAG_SEG_FIRST
-            elif i == len(parts) - 1:
-                f = FLAG_SEG_LAST
-            else:
-                f = FLAG_SEG_MIDDLE
-            out += encode_header(cmd, self._flags() | f, len(part), be)
-            out += part
-        return bytes(out)
-
-    def _send_control(self, event: Event, ctl: tuple[ControlCommand, str]) -> bytes:
+    def _send_control(self, event: Event, ctl: tuple[int, str]) -> bytes:
         value = getattr(event, ctl[1]) if ctl[1] else 0
         if isinstance(event, SetByteOrder):
             if not self._server:
                 raise LocalProtocolError("only the server sends SetByteOrder")
             self.big_endian = event.big_endian
         be = self.big_endian
-        data = encode_header(ctl[0], self._flags() | FLAG_CONTROL, value, be)
+        data = encode_header(ctl[0], self._flags | FLAG_CONTROL, value, be)
         self.bytes_sent += len(data)
         return data
 
@@ -414,9 +360,10 @@ class BaseConnection(Operations):
             return True
         self._require_validated(0)
         if isinstance(ev, CreateChannelRequest):
-            refused = self._creation_refused(ev.cid)
-            if refused is not None:
-                raise refused
+            if ev.cid in self._creating or ev.cid in self._other_ids:
+                raise RemoteProtocolError(f"channel cid {ev.cid} is already in use")
+            if len(self._channels) + len(self._creating) >= self.max_channels:
+                raise LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
         elif isinstance(ev, CreateChannelResponse):
             if ev.cid not in self._creating:
                 if ev.cid in self._dead_channels:
@@ -448,15 +395,6 @@ class BaseConnection(Operations):
             )
         self._step(req, OPERATIONS[type(ev)])  # (neither has a status or a destroy flag)
         return True
-
-    def _creation_refused(self, cid: int) -> RemoteProtocolError | None:
-        """Why a client may not create a channel it numbers ``cid`` now (server side), or
-        None when it may."""
-        if cid in self._creating or cid in self._other_ids:
-            return RemoteProtocolError(f"channel cid {cid} is already in use")
-        if len(self._channels) + len(self._creating) >= self.max_channels:
-            return LimitExceededError(f"more than {self.max_channels} channels (max_channels)")
-        return None
 
     def _apply_channel(self, ev: Event) -> None:
         """A channel's creation or destruction, sent or received (checked already): each side
@@ -584,16 +522,8 @@ class BaseConnection(Operations):
             return
         command = OPENERS.get(t)
         if command is not None:  # a client opening an operation
-            ioid = ev.ioid  # type: ignore[attr-defined]
-            self._dead_requests.pop(ioid, None)
-            new = RequestInfo(
-                command=command,
-                ioid=ioid,
-                sid=getattr(ev, "sid", 0),
-                state=RequestState.EXECUTING if t is GetField else RequestState.INIT_PENDING,
-            )
-            new.queue_size = getattr(ev, "queue_size", None)
-            self._requests[ioid] = new
+            queue_size = getattr(ev, "queue_size", None)
+            self._add_request(command, ev.sid, ev.ioid, queue_size)  # type: ignore[attr-defined]
 
 
 #: the operation table's rows a server sends
@@ -604,19 +534,3 @@ class ClientConnection(BaseConnection):
     """The client side of one TCP connection."""
 
     role = Role.CLIENT
-
-
-__all__ = [
-    "HEADER_SIZE",
-    "NEED_DATA",
-    "ChannelInfo",
-    "ChannelState",
-    "ClientConnection",
-    "ConnectionState",
-    "Message",
-    "MonitorAck",
-    "ProtocolError",
-    "RequestInfo",
-    "RequestState",
-    "Role",
-]

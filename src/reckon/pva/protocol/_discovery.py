@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, Command, Flags
-from ._errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from ._errors import LOW_LEVEL_ERRORS, DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Beacon, Event, SearchRequest, SearchResponse
 from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
@@ -39,9 +39,9 @@ _ANY_ADDRESS = bytes(16)
 class Discovery:
     """Encode and decode discovery datagrams. One datagram may hold several messages."""
 
-    def __init__(self, *, big_endian: bool = False, max_depth: int = 32) -> None:
+    def __init__(self, *, big_endian: bool = False) -> None:
         self.big_endian = big_endian
-        self._codec = Codec(big_endian=big_endian, max_depth=max_depth, use_numpy=False)
+        self._codec = Codec(big_endian=big_endian, use_numpy=False)
 
     def encode(self, *events: Event) -> bytes:
         """One datagram holding ``events`` (e.g. OriginTag then SearchRequest)."""
@@ -140,25 +140,24 @@ class Discovery:
             while pos < len(data):
                 if len(data) - pos < HEADER_SIZE:
                     raise DecodeError("truncated header at the end of the datagram")
-                h = decode_header(data, pos)
-                flags = h.flags
+                command, flags, size = decode_header(data, pos)
                 if flags & _CONTROL_OR_SEGMENTED:
                     raise DecodeError("control or segmented message in a datagram")
                 start = pos + HEADER_SIZE
-                end = start + h.size
+                end = start + size
                 if end > len(data):
                     raise DecodeError("message size runs past the end of the datagram")
-                if h.command not in _UDP_COMMANDS:
-                    raise DecodeError(f"command 0x{h.command:02x} is not a discovery message")
+                if command not in _UDP_COMMANDS:
+                    raise DecodeError(f"command 0x{command:02x} is not a discovery message")
                 self._codec.big_endian = bool(flags & _BIG_ENDIAN)
                 events += read_message(
-                    h.command, data[start:end], self._codec, bool(flags & _FROM_SRV)
+                    command, data[start:end], self._codec, bool(flags & _FROM_SRV)
                 )
                 pos = end
         except RemoteProtocolError:
             raise
         except LocalProtocolError as exc:
             raise DecodeError(str(exc)) from None
-        except (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError) as exc:
+        except LOW_LEVEL_ERRORS as exc:
             raise DecodeError(f"malformed datagram: {exc!r}") from None
         return events

@@ -7,6 +7,8 @@ a connection, and a connection that raised it stays broken (the error is sticky)
 
 from __future__ import annotations
 
+import struct
+
 
 class ProtocolError(Exception):
     """Base of every error this package raises on purpose."""
@@ -32,3 +34,8 @@ class DecodeError(RemoteProtocolError):
 
 class LimitExceededError(RemoteProtocolError):
     """A well-formed message that breaks a configured limit (size, nesting, channels)."""
+
+
+#: what decoding malformed bytes raises below our own checks (UnicodeDecodeError is a
+#: ValueError): a connection or discovery turns it into DecodeError
+LOW_LEVEL_ERRORS = (IndexError, KeyError, ValueError, OverflowError, struct.error)

@@ -17,100 +17,65 @@ ALL_CHANGED = BitSet.from_mask(1)
 NO_BITS = BitSet.from_mask(0)
 
 
-def check_u(name: str, v: object, bits: int) -> None:
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < (1 << bits):
-        raise LocalProtocolError(f"{name} must be an unsigned {bits}-bit int, not {v!r}")
+def _unsigned(bits: int) -> Any:
+    top = 1 << bits
+    return lambda v: (
+        (v.__class__ is int or (isinstance(v, int) and type(v) is not bool)) and 0 <= v < top
+    )
 
 
-def check_str(name: str, v: object) -> None:
-    if not isinstance(v, str):
-        raise LocalProtocolError(f"{name} must be a str, not {v!r}")
-
-
-def check_addr(name: str, v: object) -> None:
+def _address(v: object) -> bool:
     try:
         ipaddress.ip_address(v)  # type: ignore[arg-type]
     except ValueError:
-        raise LocalProtocolError(f"{name} must be an IPv4 or IPv6 address, not {v!r}") from None
+        return False
+    return True
 
 
-def check_u32(name: str, v: object) -> None:
-    if v.__class__ is not int or not 0 <= v <= 0xFFFFFFFF:
-        check_u(name, v, 32)
-
-
-def _check_status(name: str, v: object) -> None:
-    if not isinstance(v, Status):
-        raise LocalProtocolError(f"status must be a Status, not {v!r}")
-
-
-def _check_bitset(name: str, v: object) -> None:
-    if not isinstance(v, BitSet):
-        raise LocalProtocolError(f"{name} must be a BitSet, not {v!r}")
-
-
-def _check_request(name: str, v: object) -> None:
-    if v is not None and not isinstance(v, VariantValue):
-        raise LocalProtocolError("pv_request must be a VariantValue (see pv_request()) or None")
-
-
-def _check_u16(name: str, v: object) -> None:
-    check_u(name, v, 16)
-
-
-def _check_guid(name: str, v: object) -> None:
-    if not isinstance(v, bytes) or len(v) != 12:
-        raise LocalProtocolError(f"{name} must be 12 bytes, not {v!r:.60}")
-
-
-#: the checks of the written (not generated) events' fields, by name
-_FIELD_CHECKS: dict[str, Any] = {
-    **dict.fromkeys(("sid", "cid", "ioid", "sequence", "total", "value"), check_u32),
-    **dict.fromkeys(("buffer_size",), check_u32),
-    **dict.fromkeys(("port", "response_port", "change_count", "registry_size", "qos"), _check_u16),
-    **dict.fromkeys(("address", "response_address"), check_addr),
-    **dict.fromkeys(("protocol", "auth_method", "text"), check_str),
-    "guid": _check_guid,
+_U32 = _unsigned(32)
+_VARIANT = (lambda v: v is None or isinstance(v, VariantValue), "a VariantValue or None")
+#: what a field must be, by its kind in the message table: (test, what the error says it must
+#: be); kinds not here are not checked
+_KIND_CHECKS: dict[str, tuple[Any, str]] = {
+    "u8": (_unsigned(8), "an unsigned 8-bit int"),
+    "u16": (_unsigned(16), "an unsigned 16-bit int"),
+    **dict.fromkeys(("u32", "size", "size32"), (_U32, "an unsigned 32-bit int")),
+    "u32if": (lambda v: v is None or _U32(v), "an unsigned 32-bit int or None"),
+    "str": (lambda v: isinstance(v, str), "a str"),
+    "name": (lambda v: isinstance(v, str) and v != "", "a channel name (a non-empty str)"),
+    **dict.fromkeys(("addr", "addr0"), (_address, "an IPv4 or IPv6 address")),
+    "guid": (lambda v: isinstance(v, bytes) and len(v) == 12, "12 bytes"),
+    "rest": (lambda v: isinstance(v, bytes), "bytes"),
+    "status": (lambda v: isinstance(v, Status), "a Status"),
+    "bitset?": (lambda v: isinstance(v, BitSet), "a BitSet"),
+    "part": (lambda v: v in ("get", "put"), "'get' or 'put'"),
+    "request": (_VARIANT[0], "a VariantValue (see pv_request()) or None"),
+    "variant": _VARIANT,
+    "variant?": _VARIANT,
+    "strings": (lambda v: all(isinstance(s, str) for s in v), "strings"),
+    "pairs16": (
+        lambda v: len(v) <= 0xFFFF and all(_U32(c) and isinstance(n, str) for c, n in v),
+        "at most 65535 (cid: unsigned 32-bit int, name: str) pairs",
+    ),
+    "u32s16": (
+        lambda v: len(v) <= 0xFFFF and all(_U32(c) for c in v),
+        "at most 65535 unsigned 32-bit ints",
+    ),
 }
-_CHECKS: dict[type, tuple[tuple[str, Any], ...]] = {}
+#: the kinds of the fields of the events outside the message table (control messages and
+#: MessageTooBig), by name
+_NAME_KINDS = {"total": "u32", "value": "u32", "sid": "u32", "ioid": "u32"}
+_CHECKS: dict[type, tuple[tuple[str, Any, str], ...]] = {}
 
 
-def _check_u32_or_none(name: str, v: object) -> None:
-    if v is not None:
-        check_u32(name, v)
+def check_fields(cls: type, fields: list[tuple[str, str]]) -> None:
+    """Check the ``(name, kind)`` fields of ``cls`` by kind when an event is made (the message
+    table's rows say their kinds; a partial value's ``changed`` is a ``bitset?``)."""
+    _CHECKS[cls] = tuple(
+        (name, *_KIND_CHECKS[kind]) for name, kind in fields if kind in _KIND_CHECKS
+    )
 
 
-def _check_bytes(name: str, v: object) -> None:
-    if not isinstance(v, bytes):
-        raise LocalProtocolError(f"{name} must be bytes, not {v!r:.60}")
-
-
-def _check_name(name: str, v: object) -> None:
-    check_str(name, v)
-    if not v:
-        raise LocalProtocolError("channel name must not be empty")
-
-
-def _check_part(name: str, v: object) -> None:
-    if v not in ("get", "put"):
-        raise LocalProtocolError(f"{name} must be 'get' or 'put', not {v!r}")
-
-
-#: what a field of a message table row is checked with on creation, by its kind (a partial
-#: value's ``changed`` as a ``bitset?``); kinds not here are not checked
-_KIND_CHECKS: dict[str, Any] = {
-    "u32": check_u32,
-    "size": check_u32,
-    "size32": check_u32,
-    "u32if": _check_u32_or_none,
-    "status": _check_status,
-    "request": _check_request,
-    "bitset?": _check_bitset,
-    "part": _check_part,
-    "addr": check_addr,
-    "rest": _check_bytes,
-    "name": _check_name,
-}
 #: a field's default, by its name, else by its kind; a field with neither is required (one
 #: that only a success carries, after the status, defaults to None)
 _NAME_DEFAULTS: dict[str, Any] = {"offset": 0, "count": 0, "stride": 1, "changed": ALL_CHANGED}
@@ -128,58 +93,71 @@ _KIND_DEFAULTS: dict[str, Any] = {
     "flag": False,
     "addr": "0.0.0.0",
     "rest": b"",
+    "datum": 0,
+}
+
+
+#: a field's type, by its kind (a partial value's ``changed`` as a ``bitset?``), as the
+#: generated classes annotate it and their stubs (:func:`._table.stubs`) declare it
+_KIND_TYPES: dict[str, str] = {
+    **dict.fromkeys(("u32", "size", "size32"), "int"),
+    **dict.fromkeys(("str", "name", "addr"), "str"),
+    **dict.fromkeys(("request", "variant"), "VariantValue | None"),
+    "u32if": "int | None",
+    "status": "Status",
+    "stype": "Structure | None",
+    "type": "FieldDesc | None",
+    "bitset?": "BitSet",
+    "part": 'Literal["get", "put"]',
+    "flag": "bool",
+    "rest": "bytes",
+    "array": "Any",
+    "partial": "dict[str, Any]",
+    "datum": "int",
 }
 
 
 def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module: str) -> type:
     """The event class of a message table row, generated from its ``(name, kind, only on
     success)`` fields in wire order: a frozen dataclass whose required fields come first,
-    each field checked by its kind (what a hand-written class for the row would be)."""
-    required: list[tuple[str, type]] = []
-    optional: list[tuple[str, type, Any]] = []
-    flags: list[tuple[str, type, Any]] = []  # (last: a request's destroy flag)
-    checks: list[tuple[str, Any]] = []
+    each field typed by its kind (what a hand-written class for the row would be)."""
+    required: list[tuple[str, str]] = []
+    optional: list[tuple[str, str, Any]] = []
+    flags: list[tuple[str, str, Any]] = []  # (last: a request's destroy flag)
     for field, kind, on_success in fields:
+        kind = "bitset?" if field == "changed" else kind
+        typ = _KIND_TYPES[kind.partition("@")[0]]
         if field in _NAME_DEFAULTS or kind in _KIND_DEFAULTS or on_success:
             default = _NAME_DEFAULTS.get(field, _KIND_DEFAULTS.get(kind))
+            if default is None and "None" not in typ and typ != "Any":
+                typ += " | None"
             to = flags if kind == "flag" else optional
-            to.append((field, object, dataclasses.field(default=default)))
+            to.append((field, typ, dataclasses.field(default=default)))
         else:
-            required.append((field, object))
-        check = _KIND_CHECKS.get("bitset?" if field == "changed" else kind)
-        if check is not None:
-            checks.append((field, check))
+            required.append((field, typ))
     cls = dataclasses.make_dataclass(
         name,
         [*required, *optional, *flags],
         bases=(Event,),
-        namespace={"__doc__": doc or None, "__module__": module},
+        namespace={"__doc__": doc or None},
         frozen=True,
         slots=True,
         eq=False,
     )
-    _CHECKS[cls] = tuple(checks)
+    cls.__module__ = module  # (after: the types are strings of a module not loaded yet)
     return cls
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
-
-
 _MAKERS: dict[type, Any] = {}
 
 
 def maker(cls: type) -> Any:
-    """The generated unchecked constructor of an event class (made once, then cached)."""
-    make = _MAKERS.get(cls)
-    if make is None:
-        make = _MAKERS[cls] = _maker(cls)
-    return make
-
-
-def _maker(cls: type) -> Any:
-    """A constructor of ``cls`` that stores each field through its slot descriptor (frozen
-    dataclasses refuse ``setattr``), generated once per class: about a third of the cost of
-    a loop of ``object.__setattr__``."""
+    """The unchecked constructor of an event class: it stores each field through its slot
+    descriptor (frozen dataclasses refuse ``setattr``), generated once per class and cached:
+    about a third of the cost of a loop of ``object.__setattr__``."""
+    if cls in _MAKERS:
+        return _MAKERS[cls]
     names = tuple(f.name for f in dataclasses.fields(cls))
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
     lines = [f"def make({', '.join(f'a{i}' for i in range(len(names)))}):", "    ev = _new(_cls)"]
@@ -188,7 +166,8 @@ def _maker(cls: type) -> Any:
         lines.append(f"    _s{i}(ev, a{i})")
     lines.append("    return ev")
     exec("\n".join(lines), env)  # field names come from our own dataclasses
-    return env["make"]
+    make = _MAKERS[cls] = env["make"]
+    return make
 
 
 class Event:
@@ -197,32 +176,22 @@ class Event:
     __slots__ = ()
 
     def _validate(self) -> None:
-        cls = type(self)
-        checks = _CHECKS.get(cls)
-        if checks is None:
-            checks = _CHECKS[cls] = tuple(
-                (f.name, _FIELD_CHECKS[f.name])
-                for f in dataclasses.fields(self)  # type: ignore[arg-type]
-                if f.name in _FIELD_CHECKS
-            )
-        for name, check in checks:
-            check(name, getattr(self, name))
+        checks = _CHECKS.get(type(self))
+        if checks is None:  # an event outside the message table
+            fields = [(f.name, _NAME_KINDS.get(f.name, "")) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+            check_fields(type(self), fields)
+            checks = _CHECKS[type(self)]
+        for name, test, what in checks:
+            v = getattr(self, name)
+            if not test(v):
+                raise LocalProtocolError(f"{name} must be {what}, not {v!r:.60}")
 
     def _replaced(self, **changes: Any) -> Any:
         """A copy with some fields changed, without validation (the caller vouches)."""
         names = _NAMES.get(type(self))
         if names is None:
             names = _NAMES[type(self)] = tuple(f.name for f in dataclasses.fields(self))  # type: ignore[arg-type]
-        return self._trusted(*[changes.get(n, getattr(self, n)) for n in names])
-
-    @classmethod
-    def _trusted(cls, *args: Any) -> Any:
-        """Build without validation: for events decoded from bytes that are valid by
-        construction (hot receive paths)."""
-        make = _MAKERS.get(cls)
-        if make is None:
-            make = maker(cls)
-        return make(*args)
+        return maker(type(self))(*[changes.get(n, getattr(self, n)) for n in names])
 
     @classmethod
     def unchecked(cls, *args: Any) -> Any:
@@ -230,10 +199,7 @@ class Event:
         responses built from values it already holds (ids it received, types and values of
         its own PVs), on paths where checking each field would cost more than encoding it.
         Passing wrong types gives undefined results; use the normal constructor otherwise."""
-        make = _MAKERS.get(cls)
-        if make is None:
-            make = maker(cls)
-        return make(*args)
+        return maker(cls)(*args)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -247,15 +213,3 @@ class Event:
         )
 
     __hash__ = None  # type: ignore[assignment]
-
-
-__all__ = [
-    "ALL_CHANGED",
-    "NO_BITS",
-    "Event",
-    "check_addr",
-    "check_str",
-    "check_u",
-    "event_class",
-    "maker",
-]

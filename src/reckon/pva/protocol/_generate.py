@@ -19,7 +19,7 @@ from typing import Any
 
 from ._bitset import BitSet, read_bitset
 from ._codec import Codec
-from ._constants import Command, MessageSeverity
+from ._constants import MessageSeverity
 from ._errors import DecodeError, LocalProtocolError
 from ._event import Event, maker
 from ._messages import (
@@ -27,12 +27,10 @@ from ._messages import (
     decode_status,
     encode_address,
     encode_status,
-    read_variant,
     structure,
-    write_variant,
 )
 from ._table import COMBINED, DESTROY, GET, GET_PUT, INIT, MESSAGES, PROCESS, Row, tokens
-from ._types import FieldDesc, Structure
+from ._types import FieldDesc, Structure, Variant
 from ._values import VariantValue
 from ._wire import READ_STRING, U16, U32, read_size, size_bytes, string_bytes
 
@@ -52,26 +50,18 @@ Writer = Callable[[Any, Codec, Any, bytearray], None]
 Reader = Callable[[bytes, Codec, Any], Any]
 
 _EMPTY_REQUEST = VariantValue(Structure([]), {})
+#: a typed value (type, then value; 0xff: none) is a value of type Variant to the codec
+_VARIANT = Variant()
 
 
-def _op_type(op: OpContext | None, row: str) -> Structure:
-    if op is None or not isinstance(op.type, Structure):
-        raise LocalProtocolError(
-            f"{row}: the request's type is not known yet (send the init first)"
-        )
-    return op.type
-
-
-def _get_type(op: OpContext | None, row: str) -> Structure:
-    if op is None or op.get_type is None:
-        raise LocalProtocolError(f"{row} before the get type is known")
-    return op.get_type
-
-
-def _array_type(op: OpContext | None, row: str) -> FieldDesc:
-    if op is None or op.type is None:
-        raise LocalProtocolError("the array type is not known yet (send the init first)")
-    return op.type
+def _agreed(op: OpContext | None, slot: str, row: str, structure: bool = True) -> Any:
+    """The type the operation's init agreed (``slot``: "type" or "get_type") that ``row``'s
+    value is written in (a structure, unless it is an array's)."""
+    t = None if op is None else getattr(op, slot)
+    if t is None or (structure and not isinstance(t, Structure)):
+        what = slot.replace("_", " ")
+        raise LocalProtocolError(f"{row}: the {what} is not known yet (send the init first)")
+    return t
 
 
 def _array_type_in(op: OpContext | None) -> FieldDesc:
@@ -103,7 +93,7 @@ def _read_request(c: Codec, data: bytes, pos: int) -> tuple[VariantValue | None,
     known = c.requests.get(rest)
     if known is not None:
         return known[0], pos + known[1]
-    value, end = read_variant(c, data, pos)
+    value, end = c.decode_value(_VARIANT, data, pos)
     if len(rest) <= 1024 and b"\xfd" not in rest and b"\xfe" not in rest:
         if len(c.requests) >= 64:  # bounded: a peer sending new ones costs decodes
             c.requests.clear()
@@ -123,13 +113,11 @@ _ENV: dict[str, Any] = {
     "GET": GET,
     "GET_PUT": GET_PUT,
     "PROCESS": PROCESS,
-    "h_DecodeError": DecodeError,
     "h_encode_status": encode_status,
     "h_decode_status": decode_status,
     "h_encode_address": encode_address,
     "h_decode_address": decode_address,
-    "h_read_variant": read_variant,
-    "h_write_variant": write_variant,
+    "h_VARIANT": _VARIANT,
     "h_structure": structure,
     "h_read_size": read_size,
     "h_size_bytes": size_bytes,
@@ -138,9 +126,7 @@ _ENV: dict[str, Any] = {
     "h_bits": BitSet.from_mask,
     "h_Severity": MessageSeverity,
     "h_EMPTY_REQUEST": _EMPTY_REQUEST,
-    "h_op_type": _op_type,
-    "h_get_type": _get_type,
-    "h_array_type": _array_type,
+    "h_agreed": _agreed,
     "h_array_type_in": _array_type_in,
     "h_need": _need,
     "h_count": _count,
@@ -167,13 +153,16 @@ _KINDS: dict[str, tuple[str, str]] = {
         "{a}, pos = rs(data, pos); h_channel_name({a})",
     ),
     "status": ("out += h_encode_status(ev.{a}, BE)", "{a}, pos = h_decode_status(data, pos, BE)"),
-    "variant": ("h_write_variant(c, ev.{a}, out)", "{a}, pos = h_read_variant(c, data, pos)"),
+    "variant": (
+        "c.encode_value(h_VARIANT, ev.{a}, out)",
+        "{a}, pos = c.decode_value(h_VARIANT, data, pos)",
+    ),
     "variant?": (
-        "h_write_variant(c, ev.{a}, out)",
-        "{a}, pos = h_read_variant(c, data, pos) if pos < len(data) else (None, pos)",
+        "c.encode_value(h_VARIANT, ev.{a}, out)",
+        "{a}, pos = c.decode_value(h_VARIANT, data, pos) if pos < len(data) else (None, pos)",
     ),
     "request": (
-        "h_write_variant(c, h_EMPTY_REQUEST if ev.{a} is None else ev.{a}, out)",
+        "c.encode_value(h_VARIANT, h_EMPTY_REQUEST if ev.{a} is None else ev.{a}, out)",
         "{a}, pos = h_read_request(c, data, pos)",
     ),
     "type": ("out += c.encode_type(ev.{a})", "{a}, pos = c.decode_type(data, pos)"),
@@ -215,7 +204,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "part": ("", "{a} = 'get' if sub & GET else 'put'"),
     "flag": ("", "{a} = bool(sub & DESTROY)"),
     "array": (
-        "c.encode_value(h_array_type(op, NAME), ev.{a}, out)",
+        "c.encode_value(h_agreed(op, 'type', NAME, False), ev.{a}, out)",
         "{a}, pos = c.decode_value(h_array_type_in(op), data, pos)",
     ),
     "bitset?": (
@@ -226,8 +215,12 @@ _KINDS: dict[str, tuple[str, str]] = {
 #: partial values: (the type when writing, the type and the slot of the last value when
 #: reading a response; a request's value is not kept)
 _PARTIAL: dict[str, tuple[str, str, str]] = {
-    "partial": ("h_op_type(op, NAME)", "h_structure(op.type, 'type')", "value"),
-    "partial@get": ("h_get_type(op, NAME)", "h_structure(op.get_type, 'get type')", "get_value"),
+    "partial": ("h_agreed(op, 'type', NAME)", "h_structure(op.type, 'type')", "value"),
+    "partial@get": (
+        "h_agreed(op, 'get_type', NAME)",
+        "h_structure(op.get_type, 'get type')",
+        "get_value",
+    ),
 }
 #: the fields of a non-success response and what they read as
 _ABSENT = {"changed": "h_bits(0)", "length": "0"}
@@ -267,7 +260,7 @@ def _writer_source(row: Row, fields: set[str], name: str, part: int) -> str:
             if ok:
                 src.add("if ev.value is None: h_need(NAME, 'value')")
             if kind == "partial@part":
-                src.add("st = h_op_type(op, NAME) if ev.part == 'put' else h_get_type(op, NAME)")
+                src.add("st = h_agreed(op, 'type' if ev.part == 'put' else 'get_type', NAME)")
             else:
                 src.add(f"st = {_PARTIAL[kind][0]}")
             src.add("c.encode_partial(st, ev.value, ev.changed.mask, out)")
@@ -457,31 +450,3 @@ def reply_event(cmd: int, sub: int) -> Any:
     """The event class of the server's message of command ``cmd`` that subcommand ``sub``
     selects (a reply that answers a request with this subcommand)."""
     return next(r.event for r in _BY_COMMAND[(cmd, True)] if _WHEN[r.event](sub))
-
-
-def ioid_offset(event: type) -> int:
-    """Where ``event``'s ioid starts in its payload, for a prepared message that leaves it as
-    a hole (responses write it first)."""
-    row = next(r for r in MESSAGES if r.event is event)
-    if not row.layout.startswith("ioid:u32"):
-        raise LocalProtocolError(f"{event.__name__} does not start with its ioid")
-    return 0
-
-
-def op_ids(cmd: int, data: bytes, be: bool, from_server: bool) -> tuple[int, int, int]:
-    """(sid or -1, ioid, subcommand) of an operation message (GET_FIELD has no subcommand)."""
-    u32 = U32[be].unpack_from
-    if from_server:
-        return -1, u32(data, 0)[0], data[4] if cmd != Command.GET_FIELD else 0
-    return u32(data, 0)[0], u32(data, 4)[0], data[8] if cmd != Command.GET_FIELD else 0
-
-
-__all__ = [
-    "OpContext",
-    "ioid_offset",
-    "op_ids",
-    "read_message",
-    "reply_event",
-    "write_around",
-    "write_payload",
-]

@@ -10,7 +10,7 @@ costs nothing; segments (first/middle/last) are joined into one payload under th
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import Any
 
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Flags
 from ._errors import DecodeError, LimitExceededError
@@ -30,34 +30,6 @@ _LE = HEADER_STRUCT[False]
 _BE = HEADER_STRUCT[True]
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
-    command: int
-    flags: int
-    size: int
-    version: int = PROTOCOL_VERSION
-
-    @property
-    def control(self) -> bool:
-        return bool(self.flags & Flags.CONTROL)
-
-    @property
-    def big_endian(self) -> bool:
-        return bool(self.flags & Flags.BIG_ENDIAN)
-
-    @property
-    def from_server(self) -> bool:
-        return bool(self.flags & Flags.FROM_SERVER)
-
-    @property
-    def segment(self) -> int:
-        return self.flags & Flags.SEGMENT_MASK
-
-
-def flags_be(data: bytes | bytearray, pos: int) -> int:
-    return data[pos + 2] & FLAG_BIG
-
-
 def encode_header(command: int, flags: int, size: int, big_endian: bool) -> bytes:
     """Header bytes; the byte-order flag is set from ``big_endian``."""
     if big_endian:
@@ -65,20 +37,17 @@ def encode_header(command: int, flags: int, size: int, big_endian: bool) -> byte
     return _LE.pack(MAGIC, PROTOCOL_VERSION, int(flags) & 0x7F, command, size)
 
 
-def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:
-    """Parse 8 bytes at ``offset`` (the caller guarantees they are there)."""
-    magic, version, flags, command = (
-        data[offset],
-        data[offset + 1],
-        data[offset + 2],
-        data[offset + 3],
-    )
+def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int]:
+    """(command, flags, size) of the 8 bytes at ``offset`` (the caller guarantees they are
+    there)."""
+    magic, version, flags, command, size = (
+        _BE if data[offset + 2] & FLAG_BIG else _LE
+    ).unpack_from(data, offset)
     if magic != MAGIC:
         raise DecodeError(f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer")
     if version == 0:
         raise DecodeError("header version 0 is invalid")
-    size = (_BE if flags & FLAG_BIG else _LE).unpack_from(data, offset)[4]
-    return Header(command, flags, size, version)
+    return command, flags, size
 
 
 #: a flag outside the wire's flags byte: the message was over ``max_message_size`` and was
@@ -89,6 +58,18 @@ TOO_BIG_HEAD = 16
 #: a header claiming more than this is no pvAccess peer's (pvxs and pvAccessCPP keep sizes in
 #: a signed 32-bit int): refused, not skipped
 SKIP_LIMIT = 0x7FFFFFFF
+
+
+def _check_segment(command: int, seg: int, first: tuple[Any, ...] | None) -> None:
+    """A message or segment header's segment bits ``seg`` may follow what came before: the
+    ``first`` segment (command, ...) of a message under way, or None."""
+    if first is None:
+        if seg not in (0, FLAG_SEG_FIRST):
+            raise DecodeError("middle or last segment without a first segment")
+    elif seg in (0, FLAG_SEG_FIRST):
+        raise DecodeError("a new message before the last segment of the previous")
+    elif command != first[0]:
+        raise DecodeError(f"segment of 0x{command:02x} inside a message of 0x{first[0]:02x}")
 
 
 class Framer:
@@ -107,7 +88,8 @@ class Framer:
         # bytes while it holds one received chunk (no copy), bytearray once chunks are joined
         self._buf: bytes | bytearray = b""
         self._pos = 0
-        self._seg_header: Header | None = None
+        #: a segmented message under way: its (command, flags)
+        self._seg_header: tuple[int, int] | None = None
         self._seg_parts: list[bytes] = []
         self._seg_size = 0
         self.bytes_received = 0
@@ -169,15 +151,7 @@ class Framer:
             if avail < HEADER_SIZE:
                 self._compact()
                 return None
-            magic, version, flags, command, size = (
-                _BE if buf[pos + 2] & FLAG_BIG else _LE
-            ).unpack_from(buf, pos)
-            if magic != MAGIC:
-                raise DecodeError(
-                    f"bad magic byte 0x{magic:02x} (expected 0xca): not a pvAccess peer"
-                )
-            if version == 0:
-                raise DecodeError("header version 0 is invalid")
+            command, flags, size = decode_header(buf, pos)
             expect = self.expect_from_server
             if expect is not None and bool(flags & FLAG_FROM_SERVER) != expect:
                 who = "server" if expect else "client"
@@ -211,24 +185,15 @@ class Framer:
             else:
                 payload = bytes(memoryview(buf)[start : start + size])
             self._pos = start + size
-            if seg == 0:
-                if self._seg_header is not None:
-                    raise DecodeError("unsegmented message inside a segmented one")
+            first = self._seg_header
+            if seg == 0 and first is None:
                 return command, flags, size, payload
-            if seg == FLAG_SEG_FIRST:
-                if self._seg_header is not None:
-                    raise DecodeError("a new first segment before the last one of the previous")
-                self._seg_header = Header(command, flags, size, version)
+            _check_segment(command, seg, first)
+            if first is None:
+                self._seg_header = (command, flags)
                 self._seg_parts = [payload]
                 self._seg_size = size
                 continue
-            first = self._seg_header
-            if first is None:
-                raise DecodeError("middle or last segment without a first segment")
-            if command != first.command:
-                raise DecodeError(
-                    f"segment of command 0x{command:02x} inside a message of 0x{first.command:02x}"
-                )
             self._seg_parts.append(payload)
             self._seg_size += size
             if seg == FLAG_SEG_LAST:
@@ -236,28 +201,21 @@ class Framer:
                 self._seg_header = None
                 self._seg_parts = []
                 self._seg_size = 0
-                return first.command, first.flags & ~FLAG_SEG_MASK & 0xFF, len(joined), joined
+                return first[0], first[1] & ~FLAG_SEG_MASK & 0xFF, len(joined), joined
 
     def _start_skip(
         self, buf: bytes | bytearray, pos: int, command: int, flags: int, seg: int, size: int
     ) -> None:
         """Read past the message whose (segment) header is at ``pos``: it is over the limit."""
         first = self._seg_header
+        _check_segment(command, seg, first)
         if first is None:
-            if seg not in (0, FLAG_SEG_FIRST):
-                raise DecodeError("middle or last segment without a first segment")
             start = pos + HEADER_SIZE
             head = bytes(memoryview(buf)[start : start + min(size, TOO_BIG_HEAD)])
             cmd, fl = command, flags
         else:
-            if seg in (0, FLAG_SEG_FIRST):
-                raise DecodeError("a new message before the last segment of the previous")
-            if command != first.command:
-                raise DecodeError(
-                    f"segment of command 0x{command:02x} inside a message of 0x{first.command:02x}"
-                )
             head = self._seg_parts[0][:TOO_BIG_HEAD]
-            cmd, fl = first.command, first.flags
+            cmd, fl = first
         total = self._seg_size + size
         self._seg_header = None
         self._seg_parts = []
@@ -272,12 +230,7 @@ class Framer:
         """The next segment of a message being read past: read past it too."""
         skipped = self._skipped
         assert skipped is not None
-        if seg in (0, FLAG_SEG_FIRST):
-            raise DecodeError("a new message before the last segment of the previous")
-        if command != skipped[0]:
-            raise DecodeError(
-                f"segment of command 0x{command:02x} inside a message of 0x{skipped[0]:02x}"
-            )
+        _check_segment(command, seg, skipped)
         self._skipped = (skipped[0], skipped[1], min(skipped[2] + size, SKIP_LIMIT), skipped[3])
         self._skip_segments = seg != FLAG_SEG_LAST
         self._pos += HEADER_SIZE

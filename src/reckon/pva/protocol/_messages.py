@@ -1,17 +1,15 @@
 """Building blocks of message payloads the generated readers and writers call: status and
-address encodings, typed (variant) values."""
+address encodings (typed values are the codec's: a variant's value)."""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
 
-from ._codec import Codec
 from ._constants import StatusType
 from ._errors import DecodeError
 from ._status import Status
 from ._types import FieldDesc, Structure
-from ._values import VariantValue
 from ._wire import READ_STRING, string_bytes
 
 
@@ -34,14 +32,9 @@ def decode_status(data: bytes, pos: int, be: bool) -> tuple[Status, int]:
     return Status(StatusType(b), msg, tree), pos
 
 
+@functools.lru_cache(maxsize=256)  # a server answers every search with the same address
 def encode_address(addr: str, any_as_zeros: bool = False) -> bytes:
     """16 bytes, IPv4 mapped into IPv6. pvxs writes "any" as 16 zero bytes in searches."""
-    return _encode_address(addr, any_as_zeros)
-
-
-@functools.lru_cache(maxsize=256)
-def _encode_address(addr: str, any_as_zeros: bool) -> bytes:
-    # a server answers every search with the same address: parse it once
     ip = ipaddress.ip_address(addr)
     if any_as_zeros and ip.packed == bytes(len(ip.packed)):
         return bytes(16)
@@ -64,42 +57,7 @@ def decode_address(data: bytes, pos: int) -> tuple[str, int]:
     return str(ipaddress.IPv6Address(raw)), pos + 16
 
 
-def write_variant(c: Codec, v: VariantValue | None, out: bytearray) -> None:
-    if v is None:
-        out.append(0xFF)
-        return
-    out += c.encode_type(v.type)
-    c.encode_value(v.type, v.value, out)
-
-
-def read_variant(c: Codec, data: bytes, pos: int) -> tuple[VariantValue | None, int]:
-    t, pos = c.decode_type(data, pos)
-    if t is None:
-        return None, pos
-    saved = c.depth
-    c.depth = saved + t.depth
-    try:
-        if c.depth > c.max_depth:
-            raise DecodeError(f"value nested more than {c.max_depth} deep")
-        value, pos = c.decode_value(t, data, pos)
-    finally:
-        c.depth = saved
-    return VariantValue(t, value), pos
-
-
 def structure(t: FieldDesc | None, what: str) -> Structure:
     if not isinstance(t, Structure):
         raise DecodeError(f"{what} is not a structure")
     return t
-
-
-__all__ = [
-    "V4_MAPPED",
-    "decode_address",
-    "decode_status",
-    "encode_address",
-    "encode_status",
-    "read_variant",
-    "structure",
-    "write_variant",
-]

@@ -5,6 +5,7 @@ answer to a message over the size limit. The connection classes take these from
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -13,16 +14,21 @@ from ._codec import Codec
 from ._constants import Command
 from ._errors import LimitExceededError, RemoteProtocolError
 from ._event import Event
-from ._generate import OpContext, op_ids, read_message, reply_event
+from ._events import MessageTooBig
+from ._generate import OpContext, read_message, reply_event
 from ._header import FLAG_BIG, Framer
-from ._op_events import Get, MessageTooBig, MonitorFinish
+from ._op_events import Get, MonitorFinish
 from ._state import OPERATIONS, ChannelState, ConnectionState, RequestState, Step
 from ._status import Status
 from ._table import OP_COMMANDS
+from ._wire import U32
 
 #: finished operations and channels remembered (to tell a late message from a bad one)
 TOMBSTONES = 1024
 MONITOR = int(Command.MONITOR)
+GET_FIELD = int(Command.GET_FIELD)
+#: the ids an operation's message starts with, by byte order: a client's sid and ioid
+_IDS = {be: struct.Struct(">II" if be else "<II") for be in (False, True)}
 
 
 @dataclass
@@ -89,7 +95,9 @@ class Operations:
             )
         self._require_validated(cmd)
         be = bool(flags & FLAG_BIG)
-        sid, ioid, sub = op_ids(cmd, head, be, not self._server)
+        ids = _IDS[be].unpack_from(head) if self._server else (-1, *U32[be].unpack_from(head))
+        sid, ioid = ids
+        sub = 0 if cmd == Command.GET_FIELD else head[8 if self._server else 4]
         who = "server" if self._server else "client"
         status = Status.error(
             f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
@@ -98,7 +106,7 @@ class Operations:
         init = cmd != Command.GET_FIELD and bool(sub & 0x08)
         if self._server:
             if init:
-                if not self._open(cmd, sid, ioid, RequestState.INIT_PENDING):
+                if not self._open(cmd, sid, ioid):
                     return []
                 reply = reply_event(cmd, sub)(ioid=ioid, status=status)
                 return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
@@ -128,7 +136,7 @@ class Operations:
         return [ev]
 
     # ------------------------------------------------------------------ operations
-    def _open(self, cmd: int, sid: int, ioid: int, state: RequestState) -> bool:
+    def _open(self, cmd: int, sid: int, ioid: int, queue_size: int | None = None) -> bool:
         """Server side: a client's message opens operation ``ioid`` on channel ``sid`` (False:
         the client destroyed the channel meanwhile, drop the message)."""
         if sid not in self._channels:
@@ -139,9 +147,17 @@ class Operations:
             raise RemoteProtocolError(f"ioid {ioid} is already in use")
         if len(self._requests) >= self.max_requests:
             raise LimitExceededError(f"more than {self.max_requests} operations (max_requests)")
-        self._dead_requests.pop(ioid, None)
-        self._requests[ioid] = RequestInfo(command=cmd, ioid=ioid, sid=sid, state=state)
+        self._add_request(cmd, sid, ioid, queue_size)
         return True
+
+    def _add_request(self, cmd: int, sid: int, ioid: int, queue_size: int | None) -> None:
+        """Operation ``ioid`` opens: an init's (INIT_PENDING) or a get-field's, which
+        executes at once."""
+        self._dead_requests.pop(ioid, None)
+        state = RequestState.EXECUTING if cmd == GET_FIELD else RequestState.INIT_PENDING
+        self._requests[ioid] = RequestInfo(
+            command=cmd, ioid=ioid, sid=sid, state=state, queue_size=queue_size
+        )
 
     def _known(self, cmd: int, ioid: int, sid: int | None = None) -> tuple[RequestInfo, bool]:
         """The operation a message of command ``cmd`` on ``ioid`` (on channel ``sid``, as a
@@ -160,16 +176,18 @@ class Operations:
             raise RemoteProtocolError(f"ioid {ioid} is not on channel sid {sid}")
         return req, live
 
-    def _server_op(self, cmd: int, sid: int, ioid: int, sub: int, data: bytes) -> list[Event]:
-        if cmd == Command.GET_FIELD or sub & 0x08:  # (an init, or a get-field: it executes)
+    def _server_op(self, cmd: int, data: bytes) -> list[Event]:
+        sid, ioid = _IDS[self._rx.big_endian].unpack_from(data)
+        if cmd == Command.GET_FIELD or data[8] & 0x08:  # (an init, or a get-field: it executes)
             [ev] = read_message(cmd, data, self._rx, False)
-            get_field = cmd == Command.GET_FIELD
-            state = RequestState.EXECUTING if get_field else RequestState.INIT_PENDING
-            if not self._open(cmd, sid, ioid, state):
+            if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []
-            self._requests[ioid].queue_size = getattr(ev, "queue_size", None)
             return [ev]
-        req, live = self._known(cmd, ioid, sid)
+        req = self._requests.get(ioid)
+        if req is None or req.command != cmd or req.sid != sid:
+            req, live = self._known(cmd, ioid, sid)  # (raises what is wrong, or it is late)
+        else:
+            live = True
         if req.state is RequestState.INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
         events = read_message(cmd, data, self._rx, False, req)
@@ -179,15 +197,15 @@ class Operations:
         for ev in events:
             row = OPERATIONS.get(type(ev))
             if row is not None:
-                why = refusal(req, row, type(ev))
-                if why is not None:
-                    raise RemoteProtocolError(why)
+                # (the operation is of the row's command: only the state is left to check)
+                if req.state not in row.before:
+                    raise RemoteProtocolError(refusal(req, row, type(ev)))
                 # (a request has no status: _apply's failure is a response's)
                 self._step(req, row, getattr(ev, "destroy", False))
         return events
 
-    def _client_op(self, cmd: int, ioid: int, data: bytes) -> list[Event]:
-        req, live = self._known(cmd, ioid)
+    def _client_op(self, cmd: int, data: bytes) -> list[Event]:
+        req, live = self._known(cmd, U32[self._rx.big_endian].unpack_from(data)[0])
         [ev] = read_message(cmd, data, self._rx, True, req)
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)

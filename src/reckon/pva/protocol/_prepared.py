@@ -8,9 +8,8 @@ from typing import Any
 from ._bitset import BitSet
 from ._codec import Codec
 from ._errors import LocalProtocolError
+from ._event import ALL_CHANGED
 from ._types import Structure
-
-_ALL = BitSet.from_mask(1)
 
 
 class PreparedUpdate:
@@ -23,9 +22,9 @@ class PreparedUpdate:
     :meth:`ServerConnection.send_update` (or ``send_update_pieces``).
     """
 
-    __slots__ = ("_bodies", "_pieces", "_sizes", "changed", "type", "value")
+    __slots__ = ("_bodies", "_encoded", "changed", "type", "value")
 
-    def __init__(self, type: Structure, value: Any, changed: BitSet = _ALL) -> None:
+    def __init__(self, type: Structure, value: Any, changed: BitSet = ALL_CHANGED) -> None:
         if not isinstance(type, Structure):
             raise LocalProtocolError(f"PreparedUpdate needs a Structure, not {type!r}")
         if not isinstance(changed, BitSet):
@@ -33,15 +32,14 @@ class PreparedUpdate:
         self.type = type
         self.value = value
         self.changed = changed
-        self._pieces: list[tuple[Any, ...] | None] = [None, None]
-        self._sizes = [0, 0]
+        self._encoded: list[tuple[int, tuple[Any, ...]] | None] = [None, None]
         self._bodies: list[bytes | None] = [None, None]
 
-    def pieces(self, big_endian: bool) -> tuple[Any, ...]:
-        """The changed bitset and fields in one byte order, as buffers to write in order
-        (bytes, and the memory of big arrays, uncopied)."""
-        pieces = self._pieces[big_endian]
-        if pieces is None:
+    def encoded(self, big_endian: bool) -> tuple[int, tuple[Any, ...]]:
+        """The changed bitset and fields in one byte order: (their size, the buffers to write
+        in order: bytes, and the memory of big arrays, uncopied)."""
+        got = self._encoded[big_endian]
+        if got is None:
             out = bytearray()
             codec = Codec(big_endian=big_endian)
             holes: list[tuple[int, Any]] = []
@@ -56,26 +54,14 @@ class PreparedUpdate:
                 start = at
             if start < len(out) or not parts:
                 parts.append(bytes(memoryview(out)[start:]))
-            pieces = self._pieces[big_endian] = tuple(parts)
-            self._sizes[big_endian] = len(out) + sum(len(buf) for _, buf in holes)
-        return pieces
-
-    def encoded(self, big_endian: bool) -> tuple[int, tuple[Any, ...]]:
-        """(:meth:`size`, :meth:`pieces`) in one call."""
-        pieces = self._pieces[big_endian]
-        if pieces is None:
-            pieces = self.pieces(big_endian)
-        return self._sizes[big_endian], pieces
-
-    def size(self, big_endian: bool) -> int:
-        """Bytes of :meth:`pieces` together."""
-        self.pieces(big_endian)
-        return self._sizes[big_endian]
+            size = len(out) + sum(len(buf) for _, buf in holes)
+            got = self._encoded[big_endian] = (size, tuple(parts))
+        return got
 
     def partial(self, big_endian: bool) -> bytes:
         """The changed bitset followed by the changed fields, in one byte order, as one bytes
-        object (joined once; a vectored write takes :meth:`pieces` without joining)."""
+        object (joined once; a vectored write takes the :meth:`encoded` pieces unjoined)."""
         body = self._bodies[big_endian]
         if body is None:
-            body = self._bodies[big_endian] = b"".join(self.pieces(big_endian))
+            body = self._bodies[big_endian] = b"".join(self.encoded(big_endian)[1])
         return body

@@ -13,21 +13,22 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._bitset import BitSet
-from ._connection import NO_BITS, BaseConnection
+from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._event import NO_BITS
 from ._events import (
     ConnectionValidationRequest,
     Event,
-    SetByteOrder,
 )
-from ._generate import ioid_offset, write_around, write_payload
+from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
     GetInitResponse,
     GetResponse,
     MonitorUpdate,
     PutInitResponse,
+    SetByteOrder,
 )
 from ._operations import RequestInfo, refusal
 from ._prepared import PreparedUpdate
@@ -41,13 +42,9 @@ _MAX_REPLIES = 32
 _SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
 _INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
 _GET_RESPONSE_ROW = OPERATIONS[GetResponse]
-#: where a response's ioid is in its message (the table writes it first: a hole to fill)
-_IOID_AT = HEADER_SIZE + ioid_offset(GetResponse)
-assert (
-    _IOID_AT
-    == HEADER_SIZE + ioid_offset(GetInitResponse)
-    == HEADER_SIZE + ioid_offset(PutInitResponse)
-)
+#: where a response's ioid is in its message (every response's layout starts with it, see
+#: ._table: a hole to fill)
+_IOID_AT = HEADER_SIZE
 _NOT_ONE_REQUEST = FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER
 
 
@@ -58,10 +55,9 @@ class ServerConnection(BaseConnection):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, event)
-        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, RequestInfo]] = {}
-        #: a successful GET reply's head, per byte order (see send_get_update_pieces)
-        self._get_heads: list[bytes | None] = [None, None]
+        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, what an init
+        #: agrees); a successful GET reply's head is (GetResponse, byte order, 0)'s
+        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, Any]] = {}
 
     def receive_message(self, data: bytes) -> bool:
         """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
@@ -134,8 +130,7 @@ class ServerConnection(BaseConnection):
             known = self._replies[key] = (type, bytes(self._framed(cmd, out)), agreed)
         out = bytearray(known[1])
         U32[be].pack_into(out, _IOID_AT, ioid)
-        agreed = known[2]
-        req.type, req.get_type = agreed.type, agreed.get_type
+        req.type, req.get_type = known[2].type, known[2].get_type
         self._step(req, row)
         self.bytes_sent += len(out)
         return bytes(out)
@@ -167,15 +162,15 @@ class ServerConnection(BaseConnection):
         # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
         # ioid as a hole, then the value's shared pieces; the table's row applies the step
         be = self.big_endian
-        head = self._get_heads[be]
-        if head is None:
+        known = self._replies.get((GetResponse, be, 0))
+        if known is None:
             template = GetResponse.unchecked(0, Status.OK, None, NO_BITS, False)
             self._tx.big_endian = be
             buf, tail = bytearray(HEADER_SIZE), bytearray()
             write_around(template, self._tx, req, buf, tail)
             assert not tail
-            head = self._get_heads[be] = bytes(buf)
-        out = bytearray(head)
+            known = self._replies[GetResponse, be, 0] = (None, bytes(buf), None)
+        out = bytearray(known[1])
         body, pieces = update.encoded(be)
         size = len(out) - HEADER_SIZE + body
         HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _GET, size)
@@ -220,15 +215,17 @@ class ServerConnection(BaseConnection):
         head, tail = bytearray(HEADER_SIZE), bytearray()
         cmd = write_around(ev, tx, req, head, tail)
         self._commit_send(ev)
-        size = len(head) - HEADER_SIZE + update.size(be) + len(tail)
+        body, pieces = update.encoded(be)
+        size = len(head) - HEADER_SIZE + body + len(tail)
         if self.segment_size and size > self.segment_size:
-            data = self._frame(cmd, bytes(head[HEADER_SIZE:]) + update.partial(be) + tail)
+            head += update.partial(be)
+            head += tail
+            data = self._framed(cmd, head)
             self.bytes_sent += len(data)
             return [data]
         flags = FLAG_FROM_SERVER | (FLAG_BIG if be else 0)
         HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, size)
         self.bytes_sent += HEADER_SIZE + size
-        pieces = update.pieces(be)
         if size < 65536:  # one buffer is cheaper to write
             return [b"".join((head, *pieces, tail))]
         if not tail:

@@ -39,7 +39,13 @@ from ._op_events import (
     MonitorStop,
     MonitorUpdate,
 )
-from ._table import MESSAGES
+from ._table import MESSAGES, Row
+
+
+class _State(enum.Enum):
+    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
+    #: paid by every state table lookup and operation check)
+    __hash__ = object.__hash__
 
 
 class Role(enum.Enum):
@@ -47,7 +53,7 @@ class Role(enum.Enum):
     SERVER = "server"
 
 
-class ConnectionState(enum.Enum):
+class ConnectionState(_State):
     IDLE = "idle"
     VALIDATION_REQUESTED = "validation requested"
     VALIDATION_ANSWERED = "validation answered"
@@ -55,69 +61,48 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
     ERROR = "error"
 
-    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
-    #: paid by every state table lookup and operation check)
-    __hash__ = object.__hash__
-
 
 class ChannelState(enum.Enum):
     CREATING = "creating"
     CONNECTED = "connected"
 
 
-class RequestState(enum.Enum):
+class RequestState(_State):
     INIT_PENDING = "init pending"
     READY = "ready"
     EXECUTING = "executing"
     RUNNING = "running"
 
-    #: members are singletons: hashed by identity in C (Enum's own hash is a Python call,
-    #: paid by every state table lookup and operation check)
-    __hash__ = object.__hash__
-
 
 _S = ConnectionState
-#: (role, direction, event type) -> {state before: state after}
-HANDSHAKE: dict[tuple[Role, str, type], dict[ConnectionState, ConnectionState]] = {
-    (Role.SERVER, "send", ConnectionValidationRequest): {
-        _S.IDLE: _S.VALIDATION_REQUESTED,
-        _S.VALIDATED: _S.VALIDATION_REQUESTED,
-    },
-    (Role.SERVER, "recv", ConnectionValidationResponse): {
-        _S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED,
-        _S.VALIDATED: _S.VALIDATION_ANSWERED,
-    },
-    (Role.SERVER, "send", ConnectionValidated): {_S.VALIDATION_ANSWERED: _S.VALIDATED},
-    (Role.CLIENT, "recv", ConnectionValidationRequest): {
-        _S.IDLE: _S.VALIDATION_REQUESTED,
-        _S.VALIDATED: _S.VALIDATION_REQUESTED,
-    },
-    (Role.CLIENT, "send", ConnectionValidationResponse): {
-        _S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED
-    },
-    (Role.CLIENT, "recv", ConnectionValidated): {_S.VALIDATION_ANSWERED: _S.VALIDATED},
+#: role -> (the events it sends, those it receives) -> {state before: state after}
+HANDSHAKE: dict[Role, tuple[dict[type, dict[_S, _S]], dict[type, dict[_S, _S]]]] = {
+    Role.SERVER: (
+        {
+            ConnectionValidationRequest: {
+                _S.IDLE: _S.VALIDATION_REQUESTED,
+                _S.VALIDATED: _S.VALIDATION_REQUESTED,
+            },
+            ConnectionValidated: {_S.VALIDATION_ANSWERED: _S.VALIDATED},
+        },
+        {
+            ConnectionValidationResponse: {
+                _S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED,
+                _S.VALIDATED: _S.VALIDATION_ANSWERED,
+            }
+        },
+    ),
+    Role.CLIENT: (
+        {ConnectionValidationResponse: {_S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED}},
+        {
+            ConnectionValidationRequest: {
+                _S.IDLE: _S.VALIDATION_REQUESTED,
+                _S.VALIDATED: _S.VALIDATION_REQUESTED,
+            },
+            ConnectionValidated: {_S.VALIDATION_ANSWERED: _S.VALIDATED},
+        },
+    ),
 }
-
-
-def _rows(sender: str, init: bool) -> dict[type, Command]:
-    """The table's rows of operations that ``sender`` sends: an init's (``init``), else an
-    execution's (a row with a ``destroy`` flag) -> their command."""
-    return {
-        r.event: r.command
-        for r in MESSAGES
-        if r.sender == sender
-        and ("destroy:flag" in r.layout if not init else r.when == "sub & INIT")
-    }
-
-
-#: init request event -> command
-INITS = _rows("client", True)
-#: init response event -> command
-INIT_RESPONSES = _rows("server", True)
-#: execute request event -> command (READY -> EXECUTING)
-EXECS = _rows("client", False)
-#: execute response event -> command (EXECUTING -> READY)
-EXEC_RESPONSES = _rows("server", False)
 
 
 # ----------------------------------------------------------------------------- operations
@@ -153,25 +138,28 @@ class Step:
 
 
 _C, _S2 = Role.CLIENT, Role.SERVER
+_INIT = "sub & INIT"  # (the rows of inits)
+
+
+def _derived(r: Row) -> Step | None:
+    """The operation table's row that a message table row implies: an init's response
+    (INIT_PENDING -> READY), an execution (READY -> EXECUTING) and its response (-> READY)."""
+    c = int(r.command)
+    if r.sender == "server" and r.when == _INIT:
+        return Step(_S2, c, frozenset({_R.INIT_PENDING}), _R.READY, ends_on_failure=True)
+    if "destroy:flag" not in r.layout:
+        return None
+    if r.sender == "client":
+        return Step(_C, c, frozenset({_R.READY}), _R.EXECUTING)
+    return Step(
+        _S2, c, frozenset({_R.EXECUTING}), _R.READY, ends_if_destroy=True, drop_if_cancelled=True
+    )
+
+
 #: event type -> its row (the inits, which create an operation, and GetField are not here:
 #: they need a free ioid, not a state)
 OPERATIONS: dict[type, Step] = {
-    **{
-        t: Step(_S2, int(c), frozenset({_R.INIT_PENDING}), _R.READY, ends_on_failure=True)
-        for t, c in INIT_RESPONSES.items()
-    },
-    **{t: Step(_C, int(c), frozenset({_R.READY}), _R.EXECUTING) for t, c in EXECS.items()},
-    **{
-        t: Step(
-            _S2,
-            int(c),
-            frozenset({_R.EXECUTING}),
-            _R.READY,
-            ends_if_destroy=True,
-            drop_if_cancelled=True,
-        )
-        for t, c in EXEC_RESPONSES.items()
-    },
+    **{r.event: step for r in MESSAGES if (step := _derived(r)) is not None},
     GetFieldResponse: Step(
         _S2, int(Command.GET_FIELD), frozenset({_R.EXECUTING}), ends=True, drop_if_cancelled=True
     ),
@@ -187,6 +175,8 @@ OPERATIONS: dict[type, Step] = {
 #: the client's messages that open an operation: init request -> command (GetField executes
 #: at once: its operation starts EXECUTING)
 OPENERS: dict[type, int] = {
-    **{t: int(c) for t, c in INITS.items()},
+    **{
+        r.event: int(r.command) for r in MESSAGES if r.sender == "client" and r.when == "sub & INIT"
+    },
     GetField: int(Command.GET_FIELD),
 }

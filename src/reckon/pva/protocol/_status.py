@@ -36,13 +36,5 @@ class Status:
     def error(cls, message: str, call_tree: str = "") -> Status:
         return cls(StatusType.ERROR, message, call_tree)
 
-    @classmethod
-    def warning(cls, message: str, call_tree: str = "") -> Status:
-        return cls(StatusType.WARNING, message, call_tree)
-
-    @classmethod
-    def fatal(cls, message: str, call_tree: str = "") -> Status:
-        return cls(StatusType.FATAL, message, call_tree)
-
 
 Status.OK = Status()

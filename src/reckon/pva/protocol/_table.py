@@ -43,10 +43,12 @@ other rows' events, with more to check or convert, are written in :mod:`._events
 
 from __future__ import annotations
 
+import dataclasses
+import textwrap
 from dataclasses import dataclass
 
-from ._constants import Command
-from ._event import event_class
+from ._constants import Command, ControlCommand
+from ._event import check_fields, event_class
 from ._events import (
     Beacon,
     ConnectionValidationRequest,
@@ -94,6 +96,10 @@ class Row:
     def __post_init__(self) -> None:
         if not self.when:
             object.__setattr__(self, "when", "True" if self.sub == "0" else f"sub & {self.sub}")
+        fields = [
+            (n, "bitset?" if n == "changed" else k) for ns, k in tokens(self.layout) for n in ns
+        ]
+        check_fields(self.event, fields)
 
 
 def tokens(layout: str) -> list[tuple[list[str], str]]:
@@ -121,8 +127,12 @@ def _op(
     for names, kind in tokens(layout):
         on_success = on_success or kind == "|"
         fields += [(n, kind, on_success) for n in names]
-    event = event_class(name, fields, _DOCS.get(name, ""), "reckon.pva.protocol._op_events")
+    event = event_class(name, fields, _DOCS.get(name, ""), _GENERATED)
     return Row(event, command, sender, layout, sub, when)
+
+
+#: the module of the generated event classes
+_GENERATED = "reckon.pva.protocol._op_events"
 
 
 _C, _S, _E = "client", "server", "either"
@@ -164,6 +174,13 @@ _DOCS = {
     "structures...).",
     "GetField": "Ask for a channel's type (``sub_field`` empty = the whole structure).",
     "RPC": "Call: ``argument`` is any typed value (usually an NTURI structure).",
+    "SetByteOrder": "Control: the server's first message; the client sends in this byte order "
+    "from now on.",
+    "MarkTotalBytesSent": "Control: flow-control marker (pvAccessCPP); nobody acts on it today.",
+    "AckTotalBytesReceived": "Control: answer to MarkTotalBytesSent.",
+    "ControlEchoRequest": "Control echo (pvAccessCPP); ``value`` travels in the header's size "
+    "field.",
+    "ControlEchoResponse": "Control echo's answer.",
 }
 
 #: every message, in the order the docs draw them
@@ -303,6 +320,22 @@ MESSAGES: tuple[Row, ...] = (
 #: a command whose client messages may hold several of its rows' events at once
 COMBINED = frozenset({int(Command.MONITOR)})
 
+#: the control messages, a header alone: event class -> (command, the field the header's size
+#: carries; SetByteOrder's datum is the header's byte-order flag)
+CONTROL: dict[type, tuple[int, str]] = {
+    event_class(name, [(field, kind, False)], _DOCS[name], _GENERATED): (
+        int(cmd),
+        "" if kind == "flag" else field,
+    )
+    for name, cmd, field, kind in (
+        ("SetByteOrder", ControlCommand.SET_BYTE_ORDER, "big_endian", "flag"),
+        ("MarkTotalBytesSent", ControlCommand.MARK_TOTAL_BYTES_SENT, "total", "datum"),
+        ("AckTotalBytesReceived", ControlCommand.ACK_TOTAL_BYTES_RECEIVED, "total", "datum"),
+        ("ControlEchoRequest", ControlCommand.ECHO_REQUEST, "value", "datum"),
+        ("ControlEchoResponse", ControlCommand.ECHO_RESPONSE, "value", "datum"),
+    )
+}
+
 
 def markdown() -> str:
     """The table as the docs draw it (docs/pva-protocol.md holds this text)."""
@@ -320,16 +353,31 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = [
-    "COMBINED",
-    "DESTROY",
-    "GET",
-    "GET_PUT",
-    "INIT",
-    "MESSAGES",
-    "OP_COMMANDS",
-    "PROCESS",
-    "Row",
-    "markdown",
-    "tokens",
-]
+_STUB_HEAD = '''"""Types of the events generated from the message table (:mod:`._table`), for a type
+checker: written by ``make pva-stubs`` from :func:`._table.stubs` (do not edit)."""
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ._bitset import BitSet
+from ._event import Event
+from ._status import Status
+from ._types import FieldDesc, Structure
+from ._values import VariantValue
+'''
+
+
+def stubs() -> str:
+    """The type stub of the generated event classes (``_op_events.pyi`` holds this text)."""
+    classes = [*(r.event for r in MESSAGES if r.event.__module__ == _GENERATED), *CONTROL]
+    names = sorted((c.__name__ for c in classes), key=lambda n: (not n.isupper(), n))
+    out = [_STUB_HEAD, "__all__ = [", *(f'    "{n}",' for n in names), "]"]
+    for cls in classes:
+        out += ["", "@dataclass(frozen=True)", f"class {cls.__name__}(Event):"]
+        doc = _DOCS.get(cls.__name__)
+        if doc:
+            out += [textwrap.indent(textwrap.fill(f'"""{doc}"""', 96), "    "), ""]
+        for f in dataclasses.fields(cls):
+            default = "" if f.default is dataclasses.MISSING else " = ..."
+            out.append(f"    {f.name}: {f.type}{default}")
+    return "\n".join(out) + "\n"
