@@ -10,8 +10,8 @@ five is the fewest whose extremes bracket the median with 90% confidence),
 1. Dask, 4 worker processes, TASKS tasks over KEYS keys, a 0.1 s body, in random order and with
    each key's copies at once: body runs per key and wall time, for reckon on Redis, on S3 and on
    Redis with the near tier, beside no memoization, Dask's own ``pure=True``, ``joblib.Memory``
-   on a shared directory, and the floor of any cache outside Dask's graph (every copy a task,
-   the copies free).
+   on a shared directory, and two floors of any cache outside Dask's graph (every copy a task:
+   the copies free, and the copies waiting outside the pool for the first, with no store).
 2. A store hit (decode included, memory tier off) from the near tier and from the far store,
    beside a LocalStore hit: paired rounds, ratios with their spread.
 3. Takeover after ``kill -9`` of a lease holder (Redis, S3).
@@ -140,6 +140,22 @@ def free_copies(x: int, first: bool, log: str) -> int:
     return x * x
 
 
+def waiting_copies(x: int, first: bool, log: str) -> int:
+    """The floor of any cache whose copies wait for the one computing, as they must when they
+    run at once: the first copy runs the body, the others leave the worker's thread pool (as
+    reckon's waiters do) and return when it is done (no store: they poll a marker file)."""
+    if first:
+        body(x, log)
+        Path(f"{log}.{x}.done").touch()
+        return x * x
+    import distributed
+
+    distributed.secede()
+    while not os.path.exists(f"{log}.{x}.done"):
+        time.sleep(0.002)
+    return x * x
+
+
 def memoized(url: str) -> Callable[[int, str], int]:
     from reckon import memoize
 
@@ -183,6 +199,9 @@ def dask_rows(
         configs["no memoization"] = lambda log: run(body, log)
         configs["floor: copies free"] = lambda log, firsts=firsts, keys=keys: client.gather(
             client.map(free_copies, keys, firsts, [log] * len(keys), pure=False)
+        )
+        configs["floor: copies wait"] = lambda log, firsts=firsts, keys=keys: client.gather(
+            client.map(waiting_copies, keys, firsts, [log] * len(keys), pure=False)
         )
         configs["dask pure=True"] = lambda log: run(body, log, pure=True)
         configs["joblib.Memory (shared dir)"] = lambda log: run(
