@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -240,3 +242,31 @@ else:
 assert encode_value(ScalarArray("h"), [1, 2], big_endian=True) == bytes([2, 0, 1, 0, 2])
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_decoders_shared_by_threads_survive_races() -> None:
+    """Every connection, on whatever thread, shares the compile caches: decoding the same new
+    types from many threads at once must neither fail nor mix them up."""
+    types = [Structure([(f"f{i}", "d"), ("n", "i")], id=f"race{i}") for i in range(3000)]
+    blobs = [encode_value(t, {f"f{i}": float(i), "n": i}) for i, t in enumerate(types)]
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(2):
+                for i, (t, b) in enumerate(zip(types, blobs, strict=True)):
+                    assert decode_value(t, b)["n"] == i
+        except BaseException as exc:
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, errors[:3]

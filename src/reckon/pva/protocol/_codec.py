@@ -14,6 +14,7 @@ peer sending a new type or mask with every message costs walks, never a compile 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 from collections.abc import Callable, Mapping
@@ -208,23 +209,27 @@ _CACHE_LIMIT = 2048
 _DEC: dict[tuple[FieldDesc, bool], Decoder] = {}
 _PDEC: dict[tuple[FieldDesc, bool, int], PartialDecoder] = {}
 # structures (type, byte order) and partial masks (type, byte order, mask) seen once
-_SEEN: dict[tuple[Any, ...], None] = {}
+_SEEN: dict[tuple[Any, ...], bool] = {}
 
 
 def _keep(cache: dict[Any, Any], key: Any, value: Any) -> Any:
-    """Store ``value``, forgetting the oldest entry beyond ``_CACHE_LIMIT``."""
+    """Store ``value``, forgetting the oldest entry beyond ``_CACHE_LIMIT``.
+
+    The caches are shared by every connection, whatever thread it runs on, and take no lock:
+    each step is one dict operation that cannot fail when another thread got there first."""
     cache[key] = value
     if len(cache) > _CACHE_LIMIT:
-        del cache[next(iter(cache))]
+        # (StopIteration, RuntimeError: emptied, or changed, by another thread meanwhile)
+        with contextlib.suppress(StopIteration, RuntimeError):
+            cache.pop(next(iter(cache)), None)
     return value
 
 
 def _first_sight(key: tuple[Any, ...]) -> bool:
     """True the first time ``key`` comes, False the second (and it is forgotten then)."""
-    if key in _SEEN:
-        del _SEEN[key]
+    if _SEEN.pop(key, False):
         return False
-    _keep(_SEEN, key, None)
+    _keep(_SEEN, key, True)
     return True
 
 
