@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import threading
+import time
 
 import grpc
 import grpc.aio
@@ -165,3 +167,59 @@ async def test_a_relayed_grpc_connection_carries_big_messages_and_its_thread_end
     finally:
         await front.stop()
         await server.stop(0)
+
+
+async def test_the_relay_holds_back_a_side_that_reads_nothing_and_loses_no_byte() -> None:
+    """A server that reads nothing while the client sends megabytes (and the reverse): each
+    direction waits for the other side's buffer instead of buffering without bound, every byte
+    arrives in order, and each side's end of stream reaches the other."""
+    name = f"reckon-test-{os.getpid()}-{secrets.token_hex(4)}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(1)
+    listener.settimeout(10)
+    front = Front(None, "\0" + name)
+    await front.start()
+    opening, request = client("application/grpc")
+    # far more than the buffers of a connection nobody reads hold (Linux grows a receive
+    # buffer only as its reader reads)
+    up, down = os.urandom(24 << 20), os.urandom(24 << 20)
+
+    def read_all(sock: socket.socket) -> bytes:
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def scenario() -> tuple[bytes, bytes]:
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as c:
+            c.sendall(opening + request)  # the first request: gRPC, so the relay takes it
+            server, _ = listener.accept()
+            with server:
+                server.settimeout(10)
+                head = b""
+                while len(head) < len(opening + request):
+                    head += server.recv(1 << 16)
+                assert head == opening + request
+                # the client sends 24 MiB nobody reads yet: the relay must stop reading it
+                sender = threading.Thread(target=lambda: (c.sendall(up), c.shutdown(1)))
+                sender.start()
+                time.sleep(0.5)
+                assert sender.is_alive()  # held back: the bytes did not all fit in buffers
+                got_up = read_all(server)
+                sender.join(10)
+                # and the other way round
+                replier = threading.Thread(target=lambda: (server.sendall(down), server.close()))
+                replier.start()
+                time.sleep(0.5)
+                got_down = read_all(c)
+                replier.join(10)
+        return got_up, got_down
+
+    try:
+        got_up, got_down = await asyncio.to_thread(scenario)
+        assert got_up == up
+        assert got_down == down
+    finally:
+        listener.close()
+        await front.stop()
