@@ -18,11 +18,12 @@
    raw grpcio behind the front (the relay alone), a raw grpcio client of reckon's server at the
    one port beside that (reckon's server side), and reckon's client of the raw handlers on
    grpcio's own port beside raw grpcio (reckon's client side).
-5. The same three ping-pong contenders (raw grpcio, reckon at the one port, raw grpcio behind
-   the front) in per-call pairs: one call of each in turn, each call's time beside its
-   neighbours', with the server process's CPU and context switches per round trip (Linux's
-   ``/proc``). A call lasts milliseconds, so the machine's load moves both sides of a pair alike
-   and the interval is narrow; CPU and switches per round trip hardly move with the load.
+5. Server streams and ping-pong again, three contenders each (raw grpcio, reckon at the one
+   port, raw grpcio behind the front), in per-call pairs: one call of each in turn, each
+   call's time beside its neighbours', with the server process's CPU and context switches
+   per message or round trip (Linux's ``/proc``). A call lasts milliseconds, so the machine's
+   load moves both sides of a pair alike and the interval is narrow; CPU and switches per
+   message hardly move with the load.
 6. Start-up time of a 5-service unit (a chain of requires): in-process and split into processes.
 """
 
@@ -366,6 +367,18 @@ async def wire(
                 },
                 server.pid,
             )
+            fronted_streams = streaming(
+                behind_front, same_server, behind_front, one_port, raw_server
+            )
+            pairs |= await per_call_pairs(
+                {
+                    "raw stream": contenders["raw stream"],
+                    "reckon stream": contenders["reckon stream"],
+                    "raw stream behind the front": fronted_streams["raw stream"],
+                },
+                server.pid,
+                calls=60,
+            )
             return unary, streams, pairs
     finally:
         server.terminate()
@@ -573,22 +586,42 @@ async def main() -> None:
             f"{cmp.ratio:.2f}x [{cmp.low:.2f}-{cmp.high:.2f}]",
             note,
         )
-    # per-call pairs: each call's time beside its neighbours' (time per round trip: lower is
+    # per-call pairs: each call's time beside its neighbours' (time per message: lower is
     # better, so the ratio is raw's time over reckon's, a rate ratio like the rows above)
-    raw_times, raw_cpu, raw_sw = pairs["raw ping-pong"]
-    for label, key in (
-        ("gRPC bidi ping-pong at the one port, per-call pairs", "reckon ping-pong"),
-        ("raw grpcio ping-pong behind the front, per-call pairs", "raw ping-pong behind the front"),
+    for label, key, raw_key, per, what in (
+        ("gRPC server-streaming at the one port", "reckon stream", "raw stream", FEED_ITEMS, "msg"),
+        (
+            "raw grpcio stream behind the front",
+            "raw stream behind the front",
+            "raw stream",
+            FEED_ITEMS,
+            "msg",
+        ),
+        (
+            "gRPC bidi ping-pong at the one port",
+            "reckon ping-pong",
+            "raw ping-pong",
+            PINGS,
+            "round trip",
+        ),
+        (
+            "raw grpcio ping-pong behind the front",
+            "raw ping-pong behind the front",
+            "raw ping-pong",
+            PINGS,
+            "round trip",
+        ),
     ):
         times, cpu, sw = pairs[key]
+        raw_times, raw_cpu, raw_sw = pairs[raw_key]
         cmp = paired(times, raw_times, higher_is_better=False)
         t.add_row(
-            label,
-            f"{statistics.median(times) / PINGS * 1e6:,.0f} us/round trip",
-            f"{statistics.median(raw_times) / PINGS * 1e6:,.0f} raw grpcio",
+            f"{label}, per-call pairs",
+            f"{statistics.median(times) / per * 1e6:,.0f} us/{what}",
+            f"{statistics.median(raw_times) / per * 1e6:,.0f} raw grpcio",
             f"{cmp.ratio:.2f}x [{cmp.low:.2f}-{cmp.high:.2f}]",
-            f"server per round trip: {cpu / PINGS * 1e6:,.0f} us CPU ({raw_cpu / PINGS * 1e6:,.0f}"
-            f" raw), {sw / PINGS:.1f} switches ({raw_sw / PINGS:.1f} raw)",
+            f"server per {what}: {cpu / per * 1e6:,.0f} us CPU ({raw_cpu / per * 1e6:,.0f}"
+            f" raw), {sw / per:.1f} switches ({raw_sw / per:.1f} raw)",
         )
     t.add_row(
         "start 5-service unit (s)",
