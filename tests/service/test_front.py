@@ -223,3 +223,50 @@ async def test_the_relay_holds_back_a_side_that_reads_nothing_and_loses_no_byte(
     finally:
         listener.close()
         await front.stop()
+
+
+def test_a_relayed_connection_ends_with_its_server_after_the_loop_is_gone() -> None:
+    """The loop relays what the client sends; once that loop has closed (the unit's
+    ``asyncio.run`` returned) a live connection still ends when its server closes: what the
+    server sent last arrives, then the end, and the relay lets go of the connection."""
+    name = f"reckon-test-{os.getpid()}-{secrets.token_hex(4)}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + name)
+    listener.listen(1)
+    listener.settimeout(10)
+    opening, request = client("application/grpc")
+    held: dict[str, object] = {}
+
+    async def relay_one() -> None:
+        front = Front(None, "\0" + name)
+        await front.start()
+        c = socket.create_connection(("127.0.0.1", front.port), timeout=10)
+        c.sendall(opening + request)
+        server, _ = await asyncio.to_thread(listener.accept)
+        server.settimeout(10)
+        head = b""
+        while len(head) < len(opening + request):
+            head += await asyncio.to_thread(server.recv, 1 << 16)
+        held.update(front=front, client=c, server=server)
+        await front.stop()
+
+    asyncio.run(relay_one())  # the loop closes; the connection stays open
+    front, c, server = held["front"], held["client"], held["server"]
+    assert isinstance(front, Front) and isinstance(c, socket.socket)
+    assert isinstance(server, socket.socket)
+    try:
+        assert front.spliced == 1
+        server.sendall(b"last words")
+        server.close()
+        got = b""
+        while chunk := c.recv(1 << 16):
+            got += chunk
+        assert got == b"last words"
+        for _ in range(200):
+            if front.spliced == 0:
+                break
+            time.sleep(0.05)
+        assert front.spliced == 0  # both sockets closed, the thread gone
+    finally:
+        c.close()
+        listener.close()
