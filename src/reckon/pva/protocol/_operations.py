@@ -219,20 +219,14 @@ class Operations:
         self._apply(req, row, ev)
         return [ev]
 
-    @staticmethod
-    def _agree(req: RequestInfo, ev: Any) -> None:
-        """An init response's success: the types the operation's messages will carry."""
-        if ev.status.success:
-            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-            req.get_type = getattr(ev, "get_type", None)
-
     def _apply(self, req: RequestInfo, row: Step, ev: Any) -> None:
         """Apply the operation table's ``row`` for event ``ev`` (checked already); an init's
-        response (the row that ends on failure) agrees the operation's types."""
-        failed = False
-        if row.ends_on_failure:
-            self._agree(req, ev)
-            failed = not ev.status.success
+        response (the row that ends on failure) agrees the types the operation's messages
+        will carry."""
+        failed = row.ends_on_failure and not ev.status.success
+        if row.ends_on_failure and not failed:
+            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+            req.get_type = getattr(ev, "get_type", None)
         self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
 
     def _step(
