@@ -161,9 +161,7 @@ class ServerSession:
 
     def resume(self) -> None:
         self._write_paused = False
-        self._process()
-        if self._dirty or self._out:
-            self._flush()
+        self._process()  # (it sends what waited, and what its requests add)
         if self.sink is not None and not self._write_paused and not self.closed:
             self.sink.resume_reading()
 
@@ -302,12 +300,8 @@ class ServerSession:
         for mon in dirty.values():
             if not mon.closed or mon.finished:
                 mon.take(items)
-        if not items:
-            return
         conn = self.conn
         send_update = conn.send_update_pieces
-        out = self._out
-        n = self._pending
         for item in items:
             try:
                 if type(item) is tuple:
@@ -321,13 +315,7 @@ class ServerSession:
             except ProtocolError as exc:  # the client destroyed it meanwhile
                 log.debug("pva server: monitor update dropped: %s", exc)
                 continue
-            for data in pieces:
-                if data:
-                    out.append(data)
-                    n += len(data)
-        self._pending = n
-        if n > 65536:
-            self._write()
+            self._queue(*pieces)
 
     def _flush(self) -> None:
         self._take()  # (nothing while closed or paused)
