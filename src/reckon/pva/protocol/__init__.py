@@ -35,7 +35,7 @@ from ._operations import ChannelInfo, RequestInfo
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
 from ._server_connection import ServerConnection
-from ._state import OPENERS, OPERATIONS, ChannelState, ConnectionState, RequestState, Role, Step
+from ._state import OPENERS, OPERATIONS, ConnectionState, RequestState, Role, Step
 from ._status import Status
 from ._table import MESSAGES, Row
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
@@ -61,7 +61,6 @@ __all__ = [
     "BoundedString",
     "Codec",
     "ChannelInfo",
-    "ChannelState",
     "ClientConnection",
     "Command",
     "ConnectionState",

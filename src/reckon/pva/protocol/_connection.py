@@ -65,7 +65,6 @@ from ._state import (
     HANDSHAKE,
     OPENERS,
     OPERATIONS,
-    ChannelState,
     ConnectionState,
     Role,
 )
@@ -405,7 +404,6 @@ class BaseConnection(Operations):
             ch = self._creating.pop(ev.cid)
             if ev.status.success:
                 ch.sid = ev.sid
-                ch.state = ChannelState.CONNECTED
                 key, other = (ev.sid, ev.cid) if self._server else (ev.cid, ev.sid)
                 self._channels[key] = ch
                 self._other_ids[other] = key

@@ -18,7 +18,7 @@ from ._events import MessageTooBig
 from ._generate import OpContext, read_message, reply_event
 from ._header import FLAG_BIG, Framer
 from ._op_events import Get, MonitorFinish
-from ._state import OPERATIONS, ChannelState, ConnectionState, RequestState, Step
+from ._state import OPERATIONS, ConnectionState, RequestState, Step
 from ._status import Status
 from ._table import OP_COMMANDS
 from ._wire import U32
@@ -36,7 +36,6 @@ class ChannelInfo:
     cid: int
     name: str
     sid: int | None = None
-    state: ChannelState = ChannelState.CREATING
 
 
 @dataclass(kw_only=True, slots=True)

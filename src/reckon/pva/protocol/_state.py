@@ -62,11 +62,6 @@ class ConnectionState(_State):
     ERROR = "error"
 
 
-class ChannelState(enum.Enum):
-    CREATING = "creating"
-    CONNECTED = "connected"
-
-
 class RequestState(_State):
     INIT_PENDING = "init pending"
     READY = "ready"
