@@ -14,9 +14,7 @@ from ._constants import (
     ControlCommand,
     Flags,
     MessageSeverity,
-    SearchFlags,
     StatusType,
-    Subcommand,
 )
 from ._discovery import Discovery
 from ._errors import (
@@ -87,13 +85,11 @@ __all__ = [
     "Step",
     "Scalar",
     "ScalarArray",
-    "SearchFlags",
     "ServerConnection",
     "Status",
     "StatusType",
     "Structure",
     "StructureArray",
-    "Subcommand",
     "Union",
     "UnionArray",
     "UnionValue",

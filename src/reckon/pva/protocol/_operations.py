@@ -20,7 +20,7 @@ from ._header import FLAG_BIG, Framer
 from ._op_events import Get, MonitorFinish
 from ._state import OPERATIONS, ConnectionState, RequestState, Step
 from ._status import Status
-from ._table import OP_COMMANDS
+from ._table import DESTROY, INIT, OP_COMMANDS
 from ._wire import U32
 
 #: finished operations and channels remembered (to tell a late message from a bad one)
@@ -102,7 +102,7 @@ class Operations:
             f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
             f"raise the {who}'s max_message_size to transfer it"
         )
-        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
+        init = cmd != Command.GET_FIELD and bool(sub & INIT)
         if self._server:
             if init:
                 if not self._open(cmd, sid, ioid):
@@ -116,7 +116,7 @@ class Operations:
                 raise LimitExceededError(
                     f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
                 )
-            destroy = bool(sub & 0x10)
+            destroy = bool(sub & DESTROY)
             self._step(req, _EXECUTE, destroy)  # as the request would have
             reply = reply_event(cmd, sub)(ioid=ioid, status=status)  # (the request's answer)
             return [MessageTooBig(cmd, sid, ioid, size, limit, reply, destroy)]
@@ -131,7 +131,7 @@ class Operations:
         why = refusal(req, row, type(ev))
         if why is not None:
             raise RemoteProtocolError(why)
-        self._step(req, row, bool(sub & 0x10), failed=True)
+        self._step(req, row, bool(sub & DESTROY), failed=True)
         return [ev]
 
     # ------------------------------------------------------------------ operations
@@ -177,7 +177,7 @@ class Operations:
 
     def _server_op(self, cmd: int, data: bytes) -> list[Event]:
         sid, ioid = _IDS[self._rx.big_endian].unpack_from(data)
-        if cmd == Command.GET_FIELD or data[8] & 0x08:  # (an init, or a get-field: it executes)
+        if cmd == Command.GET_FIELD or data[8] & INIT:  # (an init, or a get-field: it executes)
             [ev] = read_message(cmd, data, self._rx, False)
             if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []

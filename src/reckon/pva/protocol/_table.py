@@ -58,7 +58,7 @@ from ._events import (
     SearchResponse,
 )
 
-#: the subcommand bits
+#: the subcommand bits (what each means for a command: its rows below)
 INIT, DESTROY, GET, GET_PUT, PROCESS = 0x08, 0x10, 0x40, 0x80, 0x04
 #: the commands whose messages belong to an operation (an ioid)
 OP_COMMANDS = frozenset(
