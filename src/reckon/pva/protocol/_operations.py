@@ -88,36 +88,32 @@ class Operations:
         says why and how to raise the limit; anything else is no message a peer sends that
         big, and drops it as before."""
         limit = self._framer.max_message_size
+        over = f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
         if cmd not in OP_COMMANDS or len(head) < (5 if not self._server else 9):
-            raise LimitExceededError(
-                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-            )
+            raise LimitExceededError(over)
         self._require_validated(cmd)
         be = bool(flags & FLAG_BIG)
-        ids = _IDS[be].unpack_from(head) if self._server else (-1, *U32[be].unpack_from(head))
-        sid, ioid = ids
+        sid, ioid = _IDS[be].unpack_from(head) if self._server else (-1, *U32[be].unpack_from(head))
         sub = 0 if cmd == Command.GET_FIELD else head[8 if self._server else 4]
         who = "server" if self._server else "client"
         status = Status.error(
             f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
             f"raise the {who}'s max_message_size to transfer it"
         )
-        init = cmd != Command.GET_FIELD and bool(sub & INIT)
+        init = bool(sub & INIT)
         if self._server:
+            destroy = False
             if init:
                 if not self._open(cmd, sid, ioid):
                     return []
-                reply = reply_event(cmd, sub)(ioid=ioid, status=status)
-                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
-            req, live = self._known(cmd, ioid, sid)
-            if not live:
-                return []
-            if cmd == MONITOR or req.state is not RequestState.READY:
-                raise LimitExceededError(
-                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-                )
-            destroy = bool(sub & DESTROY)
-            self._step(req, _EXECUTE, destroy)  # as the request would have
+            else:
+                req, live = self._known(cmd, ioid, sid)
+                if not live:
+                    return []
+                if cmd == MONITOR or req.state is not RequestState.READY:
+                    raise LimitExceededError(over)
+                destroy = bool(sub & DESTROY)
+                self._step(req, _EXECUTE, destroy)  # as the request would have
             reply = reply_event(cmd, sub)(ioid=ioid, status=status)  # (the request's answer)
             return [MessageTooBig(cmd, sid, ioid, size, limit, reply, destroy)]
         # client: the reply fails its operation, as an error reply would
