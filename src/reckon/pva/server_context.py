@@ -94,8 +94,3 @@ class ServerContext:
         """A channel id no live channel of this server has (they wrap at 32 bits)."""
         self._sid = (self._sid + 1) & 0xFFFFFFFF or 1
         return self._sid
-
-    def close_pv(self, name: str) -> None:
-        """``name`` is gone or replaced: every session destroys its channels to it."""
-        for session in list(self.sessions):
-            session.close_pv(name)
