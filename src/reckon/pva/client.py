@@ -359,7 +359,7 @@ class Client:
             raise Disconnected("not connected")
         op = ch.op_cache.get(key) if init is not None else None
         if op is None or op.busy or op.ioid not in conn.ops:
-            op = Op(ch, self.next_ioid())
+            op = Op(self.next_ioid())
             conn.ops[op.ioid] = op
             if init is not None:
                 op.busy = True

@@ -489,7 +489,7 @@ class ServerSession:
         window = ev.queue_size
         if window is None and truthy(opts.get("pipeline", False)):
             window = limit
-        self.monitors[ev.ioid] = MonitorQueue(self, ev.sid, ev.ioid, pv, op.mask, limit, window)
+        self.monitors[ev.ioid] = MonitorQueue(self, ev.ioid, pv, op.mask, limit, window)
         self.send(MonitorInitResponse(ev.ioid, type=pv.type))
 
     def _on_monitor(self, ev: MonitorStart | MonitorStop | MonitorAck) -> None:
