@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaAccessDeniedError
 from reckon.pva.protocol import (
+    ALL_CHANGED,
     RPC,
     ArrayGet,
     ArrayGetLength,
@@ -28,7 +29,6 @@ from reckon.pva.protocol import (
     ArrayPutResponse,
     ArraySetLength,
     ArraySetLengthResponse,
-    BitSet,
     Event,
     Process,
     ProcessInit,
@@ -54,12 +54,9 @@ from reckon.pva.protocol import (
     request_options,
 )
 from reckon.pva.pv import PutOperation, RpcOperation, coerce
-from reckon.pva.selection import ALL
 
 if TYPE_CHECKING:  # (the session imports this module to dispatch to it)
     from reckon.pva.server_session import Op, ServerSession
-
-_ALL_BITS = BitSet.from_mask(ALL)
 
 
 def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
@@ -72,7 +69,7 @@ def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
 
 
 def on_put_read(session: ServerSession, ev: PutRead, op: Op) -> None:
-    session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, _ALL_BITS, False))
+    session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, ALL_CHANGED, False))
 
 
 def on_put_get_read(session: ServerSession, ev: PutGetRead, op: Op) -> None:
