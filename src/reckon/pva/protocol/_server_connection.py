@@ -153,9 +153,8 @@ class ServerConnection(BaseConnection):
             or self.segment_size
             or self.state is not ConnectionState.VALIDATED
             or (req.type is not update.type and req.type != update.type)
+            or self._error is not None
         ):
-            return None
-        if self._error is not None:
             return None
         # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
         # ioid as a hole, then the value's shared pieces; the table's row applies the step
@@ -221,8 +220,7 @@ class ServerConnection(BaseConnection):
             data = self._framed(cmd, head)
             self.bytes_sent += len(data)
             return [data]
-        flags = FLAG_FROM_SERVER | (FLAG_BIG if be else 0)
-        HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, size)
+        HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
         self.bytes_sent += HEADER_SIZE + size
         if size < 65536:  # one buffer is cheaper to write
             return [b"".join((head, *pieces, tail))]
