@@ -329,11 +329,7 @@ class BaseConnection(Operations):
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
         events = read_message(cmd, payload, self._rx, not self._server)
-        out: list[Event] = []
-        for ev in events:
-            if self._accept(ev):
-                out.append(ev)
-        return out
+        return [ev for ev in events if self._accept(ev)]
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
