@@ -86,14 +86,12 @@ class Op:
     pv: SharedPV
     name: str
     mask: int = ALL
-    request: VariantValue | None = None
+    #: request_options(pvRequest), shared like ``sent`` (read-only: handlers get a copy)
+    options: dict[str, str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     #: pv.assigned -> (what a full reply sends: sent_mask, its BitSet), shared by the
     #: operations of one selection (p4p makes one get operation per get)
     sent: dict[int, tuple[int, BitSet]] = field(default_factory=dict)
-    #: request_options(request), computed on first use (p4p sends one put per operation, but
-    #: reckon's client and others reuse an operation for many)
-    options: dict[str, Any] | None = None
     #: the paths of the last put's changed mask (puts usually set the same fields each time)
     put_mask: int = -1
     put_paths: tuple[str, ...] = ()
@@ -407,8 +405,8 @@ class ServerSession:
             mask = ALL if t is None else request_mask(t, req)
             if len(self._selections) >= 32:
                 self._selections.clear()
-            sel = self._selections[key] = (req, t, mask, {})
-        op = Op(sid, ioid, pv, name, sel[2], req, None, sel[3])
+            sel = self._selections[key] = (req, t, mask, {}, request_options(req))
+        op = Op(sid, ioid, pv, name, sel[2], sel[4], None, sel[3])
         self.ops[ioid] = op
         return op
 
@@ -480,7 +478,7 @@ class ServerSession:
         if pv.type is None:
             self.refuse(MonitorInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
-        opts = request_options(ev.pv_request)
+        opts = op.options
         try:
             limit = max(2, int(opts.get("queueSize", DEFAULT_QUEUE_SIZE)))
         except (TypeError, ValueError):
