@@ -62,17 +62,21 @@ _KIND_CHECKS: dict[str, tuple[Any, str]] = {
         "at most 65535 unsigned 32-bit ints",
     ),
 }
+#: the kinds whose values an event keeps as tuples, whatever sequence it was given
+_AS_TUPLE = {"strings": tuple, "u32s16": tuple, "pairs16": lambda v: tuple(map(tuple, v))}
 #: the kinds of the fields of the events outside the message table (control messages and
 #: MessageTooBig), by name
 _NAME_KINDS = {"total": "u32", "value": "u32", "sid": "u32", "ioid": "u32"}
-_CHECKS: dict[type, tuple[tuple[str, Any, str], ...]] = {}
+_CHECKS: dict[type, tuple[tuple[str, Any, str, Any], ...]] = {}
 
 
 def check_fields(cls: type, fields: list[tuple[str, str]]) -> None:
     """Check the ``(name, kind)`` fields of ``cls`` by kind when an event is made (the message
     table's rows say their kinds; a partial value's ``changed`` is a ``bitset?``)."""
     _CHECKS[cls] = tuple(
-        (name, *_KIND_CHECKS[kind]) for name, kind in fields if kind in _KIND_CHECKS
+        (name, *_KIND_CHECKS[kind], _AS_TUPLE.get(kind))
+        for name, kind in fields
+        if kind in _KIND_CHECKS
     )
 
 
@@ -172,10 +176,12 @@ class Event:
             fields = [(f.name, _NAME_KINDS.get(f.name, "")) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
             check_fields(type(self), fields)
             checks = _CHECKS[type(self)]
-        for name, test, what in checks:
+        for name, test, what, as_tuple in checks:
             v = getattr(self, name)
             if not test(v):
                 raise LocalProtocolError(f"{name} must be {what}, not {v!r:.60}")
+            if as_tuple is not None:
+                object.__setattr__(self, name, as_tuple(v))
 
     def _replaced(self, **changes: Any) -> Any:
         """A copy with some fields changed, without validation (the caller vouches)."""

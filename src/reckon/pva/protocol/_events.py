@@ -57,10 +57,6 @@ class ConnectionValidationRequest(Event):
     buffer_size: int = 0x10000
     registry_size: int = 0x7FFF
 
-    def _validate(self) -> None:
-        Event._validate(self)
-        object.__setattr__(self, "auth_methods", tuple(self.auth_methods))
-
 
 #: the type of the "ca" method's credentials: the user and host names the peer states (shared:
 #: types are immutable, and a server reads one per connect)
@@ -111,11 +107,6 @@ class SearchRequest(Event):
     unicast: bool = False
     protocols: tuple[str, ...] = ("tcp",)
 
-    def _validate(self) -> None:
-        Event._validate(self)
-        object.__setattr__(self, "channels", tuple((c, n) for c, n in self.channels))
-        object.__setattr__(self, "protocols", tuple(self.protocols))
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SearchResponse(Event):
@@ -128,10 +119,6 @@ class SearchResponse(Event):
     found: bool = True
     cids: tuple[int, ...] = ()
     protocol: str = "tcp"
-
-    def _validate(self) -> None:
-        Event._validate(self)
-        object.__setattr__(self, "cids", tuple(self.cids))
 
 
 # ------------------------------------------------------------------------------- messages
