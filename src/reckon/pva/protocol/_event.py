@@ -8,6 +8,7 @@ import ipaddress
 from typing import Any
 
 from ._bitset import BitSet
+from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
 from ._status import Status
 from ._values import VariantValue, values_equal
@@ -49,6 +50,7 @@ _KIND_CHECKS: dict[str, tuple[Any, str]] = {
     "status": (lambda v: isinstance(v, Status), "a Status"),
     "bitset?": (lambda v: isinstance(v, BitSet), "a BitSet"),
     "part": (lambda v: v in ("get", "put"), "'get' or 'put'"),
+    "severity": (lambda v: v in (0, 1, 2, 3), "a message severity, 0..3"),
     "request": (_VARIANT[0], "a VariantValue (see pv_request()) or None"),
     "variant": _VARIANT,
     "variant?": _VARIANT,
@@ -62,8 +64,13 @@ _KIND_CHECKS: dict[str, tuple[Any, str]] = {
         "at most 65535 unsigned 32-bit ints",
     ),
 }
-#: the kinds whose values an event keeps as tuples, whatever sequence it was given
-_AS_TUPLE = {"strings": tuple, "u32s16": tuple, "pairs16": lambda v: tuple(map(tuple, v))}
+#: what an event keeps of a value of these kinds, whatever (checked) value it was given
+_KEPT_AS: dict[str, Any] = {
+    "strings": tuple,
+    "u32s16": tuple,
+    "pairs16": lambda v: tuple(map(tuple, v)),
+    "severity": MessageSeverity,
+}
 #: the kinds of the fields of the events outside the message table (control messages and
 #: MessageTooBig), by name
 _NAME_KINDS = {"total": "u32", "value": "u32", "sid": "u32", "ioid": "u32"}
@@ -74,7 +81,7 @@ def check_fields(cls: type, fields: list[tuple[str, str]]) -> None:
     """Check the ``(name, kind)`` fields of ``cls`` by kind when an event is made (the message
     table's rows say their kinds; a partial value's ``changed`` is a ``bitset?``)."""
     _CHECKS[cls] = tuple(
-        (name, *_KIND_CHECKS[kind], _AS_TUPLE.get(kind))
+        (name, *_KIND_CHECKS[kind], _KEPT_AS.get(kind))
         for name, kind in fields
         if kind in _KIND_CHECKS
     )
@@ -176,12 +183,12 @@ class Event:
             fields = [(f.name, _NAME_KINDS.get(f.name, "")) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
             check_fields(type(self), fields)
             checks = _CHECKS[type(self)]
-        for name, test, what, as_tuple in checks:
+        for name, test, what, kept_as in checks:
             v = getattr(self, name)
             if not test(v):
                 raise LocalProtocolError(f"{name} must be {what}, not {v!r:.60}")
-            if as_tuple is not None:
-                object.__setattr__(self, name, as_tuple(v))
+            if kept_as is not None:
+                object.__setattr__(self, name, kept_as(v))
 
     def _replaced(self, **changes: Any) -> Any:
         """A copy with some fields changed, without validation (the caller vouches)."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._constants import MessageSeverity
-from ._errors import LocalProtocolError
 from ._event import ALL_CHANGED, Event
 from ._types import Structure
 from ._values import VariantValue
@@ -129,15 +128,6 @@ class Message(Event):
     ioid: int
     severity: MessageSeverity
     text: str
-
-    def _validate(self) -> None:
-        Event._validate(self)
-        try:
-            object.__setattr__(self, "severity", MessageSeverity(self.severity))
-        except ValueError:
-            raise LocalProtocolError(
-                f"message severity must be 0..3, not {self.severity!r}"
-            ) from None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
