@@ -31,7 +31,6 @@ from ._events import (
     Beacon,
     ConnectionClosed,
     Event,
-    Message,
     SearchRequest,
     SearchResponse,
 )
@@ -57,6 +56,7 @@ from ._op_events import (
     DestroyChannel,
     DestroyRequest,
     Echo,
+    Message,
     OriginTag,
     SetByteOrder,
 )

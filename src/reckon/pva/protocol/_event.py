@@ -114,6 +114,7 @@ _KINDS: dict[str, tuple[str, Any]] = {
     "array": ("Any", _REQUIRED),
     "partial": ("dict[str, Any]", _REQUIRED),
     "datum": ("int", 0),
+    "severity": ("MessageSeverity", _REQUIRED),
 }
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._constants import MessageSeverity
 from ._event import ALL_CHANGED, Event
 from ._types import Structure
 from ._values import VariantValue
@@ -26,7 +25,6 @@ __all__ = [
     "ConnectionValidationRequest",
     "ConnectionValidationResponse",
     "Event",
-    "Message",
     "MessageTooBig",
     "SearchRequest",
     "SearchResponse",
@@ -118,16 +116,6 @@ class SearchResponse(Event):
     found: bool = True
     cids: tuple[int, ...] = ()
     protocol: str = "tcp"
-
-
-# ------------------------------------------------------------------------------- messages
-@dataclass(frozen=True, slots=True, eq=False)
-class Message(Event):
-    """Server -> client: a human-readable text about operation ``ioid``."""
-
-    ioid: int
-    severity: MessageSeverity
-    text: str
 
 
 @dataclass(frozen=True, slots=True, eq=False)
