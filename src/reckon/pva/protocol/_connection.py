@@ -27,13 +27,7 @@ from ._errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from ._events import (
-    Beacon,
-    ConnectionClosed,
-    Event,
-    SearchRequest,
-    SearchResponse,
-)
+from ._events import ConnectionClosed, Event
 from ._generate import read_message, write_payload
 from ._header import (
     FLAG_BIG,
@@ -49,6 +43,7 @@ from ._header import (
 )
 from ._op_events import (
     AuthNZ,
+    Beacon,
     CancelRequest,
     ConnectionValidated,
     CreateChannelRequest,
@@ -58,6 +53,8 @@ from ._op_events import (
     Echo,
     Message,
     OriginTag,
+    SearchRequest,
+    SearchResponse,
     SetByteOrder,
 )
 from ._operations import TOMBSTONES, ChannelInfo, Operations, RequestInfo, refusal

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from ._codec import Codec
 from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import LOW_LEVEL_ERRORS, DecodeError, LocalProtocolError, RemoteProtocolError
-from ._events import Beacon, Event, SearchRequest, SearchResponse
+from ._events import Event
 from ._generate import read_message, write_payload
 from ._header import decode_header, encode_header
 from ._messages import V4_MAPPED
-from ._op_events import OriginTag
+from ._op_events import Beacon, OriginTag, SearchRequest, SearchResponse
 from ._wire import U32
 
 _UDP_EVENTS = (Beacon, OriginTag, SearchRequest, SearchResponse)

@@ -88,21 +88,44 @@ def check_fields(cls: type, fields: list[tuple[str, str]]) -> None:
 
 
 #: a field's default by its name, before its kind's
-_NAME_DEFAULTS: dict[str, Any] = {"offset": 0, "count": 0, "stride": 1, "changed": ALL_CHANGED}
+_NAME_DEFAULTS: dict[str, Any] = {
+    "offset": 0,
+    "count": 0,
+    "stride": 1,
+    "changed": ALL_CHANGED,
+    "port": 5075,
+    "protocol": "tcp",
+    "protocols": ("tcp",),
+    "found": True,
+    "buffer_size": 0x10000,
+    "registry_size": 0x7FFF,
+    "auth_method": "anonymous",
+    "auth_methods": ("anonymous", "ca"),
+}
 _REQUIRED = object()
 #: a field's type and default by its kind (a partial value's ``changed`` is a ``bitset?``), as
 #: the generated classes declare them and their stubs (:func:`._table.stubs`) do; a field with
 #: no default (_REQUIRED) is required, unless only a success carries it (after the status):
 #: then it defaults to None
 _KINDS: dict[str, tuple[str, Any]] = {
+    "u8": ("int", 0),
+    "u16": ("int", 0),
     "u32": ("int", _REQUIRED),
     "size": ("int", _REQUIRED),
     "size32": ("int", 0),
     "str": ("str", ""),
     "name": ("str", _REQUIRED),
     "addr": ("str", "0.0.0.0"),
+    "addr0": ("str", "0.0.0.0"),
+    "guid": ("bytes", _REQUIRED),
+    "bool": ("bool", False),
+    "flags": ("bool", False),
+    "strings": ("tuple[str, ...]", ()),
+    "pairs16": ("tuple[tuple[int, str], ...]", ()),
+    "u32s16": ("tuple[int, ...]", ()),
     "request": ("VariantValue | None", None),
     "variant": ("VariantValue | None", None),
+    "variant?": ("VariantValue | None", None),
     "u32if": ("int | None", None),
     "status": ("Status", Status.OK),
     "stype": ("Structure | None", None),
@@ -118,10 +141,13 @@ _KINDS: dict[str, tuple[str, Any]] = {
 }
 
 
-def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module: str) -> type:
+def event_class(
+    name: str, fields: list[tuple[str, str, bool]], doc: str, module: str, base: type | None = None
+) -> type:
     """The event class of a message table row, generated from its ``(name, kind, only on
-    success)`` fields in wire order: a frozen dataclass whose required fields come first,
-    each field typed by its kind (what a hand-written class for the row would be)."""
+    success)`` fields in wire order (or the row's order): a frozen dataclass on ``base`` (else
+    :class:`Event`) whose required fields come first, each field typed by its kind (what a
+    hand-written class for the row would be)."""
     required: list[tuple[str, str]] = []
     optional: list[tuple[str, str, Any]] = []
     flags: list[tuple[str, str, Any]] = []  # (last: a request's destroy flag)
@@ -141,7 +167,7 @@ def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module
     cls = dataclasses.make_dataclass(
         name,
         [*required, *optional, *flags],
-        bases=(Event,),
+        bases=(base or Event,),
         namespace={"__doc__": doc or None},
         frozen=True,
         slots=True,

@@ -12,68 +12,33 @@ connection hands out full values: a delta is merged into the previous value of t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from ._event import ALL_CHANGED, Event
 from ._types import Structure
 from ._values import VariantValue
 
-__all__ = [
-    "ALL_CHANGED",
-    "Beacon",
-    "ConnectionClosed",
-    "ConnectionValidationRequest",
-    "ConnectionValidationResponse",
-    "Event",
-    "MessageTooBig",
-    "SearchRequest",
-    "SearchResponse",
-]
+__all__ = ["ALL_CHANGED", "ConnectionClosed", "Event", "MessageTooBig"]
 
 
 # ---------------------------------------------------------------------- connection and discovery
-@dataclass(frozen=True, slots=True, eq=False)
-class Beacon(Event):
-    """UDP: a server announces itself; ``change_count`` bumps when its PV list changes."""
-
-    guid: bytes
-    sequence: int = 0
-    change_count: int = 0
-    address: str = "0.0.0.0"
-    port: int = 5075
-    protocol: str = "tcp"
-    flags: int = 0
-    status: VariantValue | None = None
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class ConnectionValidationRequest(Event):
-    """Server -> client, first application message: which auth methods the server takes."""
-
-    auth_methods: tuple[str, ...] = ("anonymous", "ca")
-    buffer_size: int = 0x10000
-    registry_size: int = 0x7FFF
-
-
 #: the type of the "ca" method's credentials: the user and host names the peer states (shared:
 #: types are immutable, and a server reads one per connect)
 CA_CREDENTIALS = Structure([("user", "s"), ("host", "s")])
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class ConnectionValidationResponse(Event):
-    """Client -> server: the chosen auth method and its data (``ca``: user and host)."""
+class CaAuth(Event):
+    """The base of the generated ConnectionValidationResponse (:mod:`._table`): the "ca" auth
+    method, whose data are the user and host names the peer states."""
 
-    auth_method: str = "anonymous"
-    auth_data: VariantValue | None = None
-    buffer_size: int = 0x10000
-    registry_size: int = 0x7FFF
-    qos: int = 0
+    __slots__ = ()
+    auth_data: VariantValue | None
 
     @classmethod
-    def ca(cls, user: str, host: str) -> ConnectionValidationResponse:
+    def ca(cls, user: str, host: str) -> Self:
         """The "ca" method: the peer states its user and host names (no proof)."""
-        return cls("ca", VariantValue(CA_CREDENTIALS, {"user": user, "host": host}))
+        data = VariantValue(CA_CREDENTIALS, {"user": user, "host": host})
+        return cls(**{"auth_method": "ca", "auth_data": data})
 
     def _auth_field(self, name: str) -> str | None:
         d = self.auth_data
@@ -90,32 +55,6 @@ class ConnectionValidationResponse(Event):
     @property
     def host(self) -> str | None:
         return self._auth_field("host")
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class SearchRequest(Event):
-    """Who has these channels? ``channels`` are (cid, name) pairs; empty = list servers."""
-
-    sequence: int
-    channels: tuple[tuple[int, str], ...] = ()
-    response_address: str = "0.0.0.0"
-    response_port: int = 0
-    reply_required: bool = False
-    unicast: bool = False
-    protocols: tuple[str, ...] = ("tcp",)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class SearchResponse(Event):
-    """A server's answer: it has the channels ``cids`` (``found``) at address:port."""
-
-    guid: bytes
-    sequence: int
-    address: str = "0.0.0.0"
-    port: int = 5075
-    found: bool = True
-    cids: tuple[int, ...] = ()
-    protocol: str = "tcp"
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from ._bitset import BitSet
 from ._constants import MessageSeverity
 from ._event import Event
+from ._events import CaAuth
 from ._status import Status
 from ._types import FieldDesc, Structure
 from ._values import VariantValue
@@ -25,8 +26,11 @@ __all__ = [
     "ArraySetLength",
     "ArraySetLengthResponse",
     "AuthNZ",
+    "Beacon",
     "CancelRequest",
     "ConnectionValidated",
+    "ConnectionValidationRequest",
+    "ConnectionValidationResponse",
     "ControlEchoRequest",
     "ControlEchoResponse",
     "CreateChannelRequest",
@@ -70,8 +74,41 @@ __all__ = [
     "RPCInit",
     "RPCInitResponse",
     "RPCResponse",
+    "SearchRequest",
+    "SearchResponse",
     "SetByteOrder",
 ]
+
+@dataclass(frozen=True)
+class Beacon(Event):
+    """UDP: a server announces itself; ``change_count`` bumps when its PV list changes."""
+
+    guid: bytes
+    sequence: int = ...
+    change_count: int = ...
+    address: str = ...
+    port: int = ...
+    protocol: str = ...
+    flags: int = ...
+    status: VariantValue | None = ...
+
+@dataclass(frozen=True)
+class ConnectionValidationRequest(Event):
+    """Server -> client, first application message: which auth methods the server takes."""
+
+    auth_methods: tuple[str, ...] = ...
+    buffer_size: int = ...
+    registry_size: int = ...
+
+@dataclass(frozen=True)
+class ConnectionValidationResponse(CaAuth):
+    """Client -> server: the chosen auth method and its data (``ca``: user and host)."""
+
+    auth_method: str = ...
+    auth_data: VariantValue | None = ...
+    buffer_size: int = ...
+    registry_size: int = ...
+    qos: int = ...
 
 @dataclass(frozen=True)
 class ConnectionValidated(Event):
@@ -84,6 +121,30 @@ class Echo(Event):
     """Application echo (keep-alive): a client sends it, the server returns the payload."""
 
     payload: bytes = ...
+
+@dataclass(frozen=True)
+class SearchRequest(Event):
+    """Who has these channels? ``channels`` are (cid, name) pairs; empty = list servers."""
+
+    sequence: int
+    channels: tuple[tuple[int, str], ...] = ...
+    response_address: str = ...
+    response_port: int = ...
+    reply_required: bool = ...
+    unicast: bool = ...
+    protocols: tuple[str, ...] = ...
+
+@dataclass(frozen=True)
+class SearchResponse(Event):
+    """A server's answer: it has the channels ``cids`` (``found``) at address:port."""
+
+    guid: bytes
+    sequence: int
+    address: str = ...
+    port: int = ...
+    found: bool = ...
+    cids: tuple[int, ...] = ...
+    protocol: str = ...
 
 @dataclass(frozen=True)
 class OriginTag(Event):

@@ -17,13 +17,11 @@ from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._event import NO_BITS
-from ._events import (
-    ConnectionValidationRequest,
-    Event,
-)
+from ._events import Event
 from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
+    ConnectionValidationRequest,
     GetInitResponse,
     GetResponse,
     MonitorUpdate,

@@ -22,13 +22,11 @@ import enum
 from dataclasses import dataclass
 
 from ._constants import Command
-from ._events import (
-    ConnectionValidationRequest,
-    ConnectionValidationResponse,
-)
 from ._op_events import (
     CancelRequest,
     ConnectionValidated,
+    ConnectionValidationRequest,
+    ConnectionValidationResponse,
     DestroyRequest,
     GetField,
     GetFieldResponse,

@@ -35,10 +35,10 @@ Two tokens are not fields: ``.sub`` is where the subcommand byte goes and ``|`` 
 fields present only when the status is a success. A layout starting with ``*`` repeats after
 a u16 count (a channel creation may ask for several channels).
 
-The event classes of the rows made by :func:`_op` (operations' messages, channels' and the
-plain connection messages) are generated from their layouts: the fields in wire order, required
-ones first and a request's ``destroy`` last, defaults and checks by kind (:mod:`._event`). The
-other rows' events, with more to check or convert, are written in :mod:`._events`.
+Every row's event class is generated from its layout: the fields in wire order (or the order
+the row gives, the order they had when written by hand), required ones first and a request's
+``destroy`` last, defaults and checks by kind (:mod:`._event`). A class with more to offer gets
+it from its base (:mod:`._events`).
 """
 
 from __future__ import annotations
@@ -49,13 +49,7 @@ from dataclasses import dataclass
 
 from ._constants import Command, ControlCommand
 from ._event import check_fields, event_class
-from ._events import (
-    Beacon,
-    ConnectionValidationRequest,
-    ConnectionValidationResponse,
-    SearchRequest,
-    SearchResponse,
-)
+from ._events import CaAuth
 
 #: the subcommand bits (what each means for a command: its rows below)
 INIT, DESTROY, GET, GET_PUT, PROCESS = 0x08, 0x10, 0x40, 0x80, 0x04
@@ -118,15 +112,19 @@ def _op(
     sub: str = "0",
     *,
     when: str = "",
+    order: str = "",
+    base: type | None = None,
 ) -> Row:
-    """The row of a message whose event class is generated from the layout (an operation's,
-    and the plain messages of connections and channels)."""
+    """The row of a message, its event class generated from the layout (fields in ``order``
+    when given: the constructor's positional order, which need not be the wire's)."""
     fields: list[tuple[str, str, bool]] = []
     on_success = False
     for names, kind in tokens(layout):
         on_success = on_success or kind == "|"
         fields += [(n, kind, on_success) for n in names]
-    event = event_class(name, fields, _DOCS.get(name, ""), _GENERATED)
+    if order:
+        fields.sort(key=lambda f: order.split().index(f[0]))
+    event = event_class(name, fields, _DOCS.get(name, ""), _GENERATED, base)
     return Row(event, command, sender, layout, sub, when)
 
 
@@ -143,6 +141,15 @@ _EXEC_RESP = "ioid:u32 .sub destroy:flag status:status |"
 
 #: the docstrings of the generated event classes
 _DOCS = {
+    "Beacon": "UDP: a server announces itself; ``change_count`` bumps when its PV list changes.",
+    "ConnectionValidationRequest": "Server -> client, first application message: which auth "
+    "methods the server takes.",
+    "ConnectionValidationResponse": "Client -> server: the chosen auth method and its data "
+    "(``ca``: user and host).",
+    "SearchRequest": "Who has these channels? ``channels`` are (cid, name) pairs; empty = list "
+    "servers.",
+    "SearchResponse": "A server's answer: it has the channels ``cids`` (``found``) at "
+    "address:port.",
     "ConnectionValidated": "Server -> client: the handshake result.",
     "Echo": "Application echo (keep-alive): a client sends it, the server returns the payload.",
     "OriginTag": "UDP: the original destination of a forwarded search (pvxs forwarding).",
@@ -186,39 +193,45 @@ _DOCS = {
 #: every message, in the order the docs draw them
 MESSAGES: tuple[Row, ...] = (
     # connection and discovery
-    Row(
-        Beacon,
+    _op(
+        "Beacon",
         Command.BEACON,
         _S,
         "guid:guid flags:u8 sequence:u8 change_count:u16 address:addr port:u16 protocol:str "
         "status:variant?",
+        order="guid sequence change_count address port protocol flags status",
     ),
-    Row(
-        ConnectionValidationRequest,
+    _op(
+        "ConnectionValidationRequest",
         Command.CONNECTION_VALIDATION,
         _S,
         "buffer_size:u32 registry_size:u16 auth_methods:strings",
+        order="auth_methods buffer_size registry_size",
     ),
-    Row(
-        ConnectionValidationResponse,
+    _op(
+        "ConnectionValidationResponse",
         Command.CONNECTION_VALIDATION,
         _C,
         "buffer_size:u32 registry_size:u16 qos:u16 auth_method:str auth_data:variant?",
+        order="auth_method auth_data buffer_size registry_size qos",
+        base=CaAuth,
     ),
     _op("ConnectionValidated", Command.CONNECTION_VALIDATED, _S, "status:status"),
     _op("Echo", Command.ECHO, _E, "payload:rest"),
-    Row(
-        SearchRequest,
+    _op(
+        "SearchRequest",
         Command.SEARCH,
         _C,
         "sequence:u32 reply_required,unicast:flags response_address:addr0 response_port:u16 "
         "protocols:strings channels:pairs16",
+        order="sequence channels response_address response_port reply_required unicast protocols",
     ),
-    Row(
-        SearchResponse,
+    _op(
+        "SearchResponse",
         Command.SEARCH_RESPONSE,
         _S,
         "guid:guid sequence:u32 address:addr port:u16 protocol:str found:bool cids:u32s16",
+        order="guid sequence address port found cids protocol",
     ),
     _op("OriginTag", Command.ORIGIN_TAG, _C, "address:addr"),
     _op("AuthNZ", Command.AUTHNZ, _E, "data:variant"),
@@ -362,6 +375,7 @@ from typing import Any, Literal
 from ._bitset import BitSet
 from ._constants import MessageSeverity
 from ._event import Event
+from ._events import CaAuth
 from ._status import Status
 from ._types import FieldDesc, Structure
 from ._values import VariantValue
@@ -370,11 +384,12 @@ from ._values import VariantValue
 
 def stubs() -> str:
     """The type stub of the generated event classes (``_op_events.pyi`` holds this text)."""
-    classes = [*(r.event for r in MESSAGES if r.event.__module__ == _GENERATED), *CONTROL]
+    classes = [*(r.event for r in MESSAGES), *CONTROL]
     names = sorted((c.__name__ for c in classes), key=lambda n: (not n.isupper(), n))
     out = [_STUB_HEAD, "__all__ = [", *(f'    "{n}",' for n in names), "]"]
     for cls in classes:
-        out += ["", "@dataclass(frozen=True)", f"class {cls.__name__}(Event):"]
+        base = cls.__bases__[0].__name__
+        out += ["", "@dataclass(frozen=True)", f"class {cls.__name__}({base}):"]
         doc = _DOCS.get(cls.__name__)
         if doc:
             out += [textwrap.indent(textwrap.fill(f'"""{doc}"""', 96), "    "), ""]
