@@ -168,12 +168,25 @@ class NearStore:
     def lease(
         self, key: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[bool]:
-        """The far store's lease (the shared one); leaving it waits for the far write."""
-        return self._lease(key, timeout)
+        """The far store's lease (the shared one); leaving it waits for the far write.
+
+        Copies on one machine agree among themselves first, on the far store's machine leases
+        (see ``_machine``): a copy that waited for another one here looks in the near tier, where
+        the holder left the value, and asks the far store nothing when it is there."""
+        far = self.far
+        machine = getattr(far, "machine_leases", None)
+        lives = getattr(far, "lease_lives", None)
+        if machine is None or lives is None or getattr(far, "shared_lease", None) is None:
+            return self._far_lease(key, timeout)
+        patience = float(getattr(far, "lease_ttl", 4.0)) / 2
+        found: contextlib.AbstractContextManager[bool] = machine.lease(
+            key, timeout, self._far_lease, self.near.contains, lives, patience
+        )
+        return found
 
     @contextlib.contextmanager
-    def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
-        lease = getattr(self.far, "lease", None)
+    def _far_lease(self, key: str, timeout: float | None) -> Iterator[bool]:
+        lease = getattr(self.far, "shared_lease", None) or getattr(self.far, "lease", None)
         if lease is None:
             yield not self.contains(key)
             return
