@@ -221,3 +221,40 @@ def test_machine_leases_live_under_the_local_cache_directory(
         locks = list(Path(os.environ["RECKON_CACHE_DIR"], "far-leases").rglob("*.lock"))
         assert any(p.name == key + ".lock" for p in locks)
     store.close()
+
+
+def test_s3_copies_on_one_machine_touch_the_lease_object_once(
+    tmp_path: Path, store_url: Callable[..., str], s3_endpoint: str
+) -> None:
+    """On S3 only the copy that computes touches the lease object (its conditional create and
+    its delete); each other copy makes two requests: its first look, and one read once the
+    holder here is done (handed to the get that follows)."""
+    from _s3_server import requests_seen
+
+    url = store_url("s3", "machine", near="off", lease_ttl=8)
+    open_store(url)  # the bucket prefix
+    log, go = tmp_path / "runs", tmp_path / "go"
+    script = _COPY.format(url=url, log=str(log), go=str(go), keys=KEYS)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(COPIES)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        for p in procs:
+            assert p.wait(120) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(30)
+    assert sorted(log.read_text().split()) == [str(i) for i in range(KEYS)], "1 body run per key"
+    seen = requests_seen(s3_endpoint)
+    for i in range(KEYS):
+        key = RequestId("machine", i).disk_key
+        mine = [r for r in seen if key in r]
+        leases = [r for r in mine if ".lease" in r]
+        assert sorted(r.split()[0] for r in leases) == ["DELETE", "PUT"], leases
+        # the holder: look, lease, look, value, metadata... (none here), release; the others 2
+        assert len(mine) <= 6 + 2 * (COPIES - 1), mine

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -91,7 +92,7 @@ def _lock_by(fd: int, deadline: float | None, alive: Alive | None) -> bool:
             os.close(dup)  # the caller's fd keeps the lock when the caller still wants it
             done.set()
 
-    threading.Thread(target=take, daemon=True, name="reckon-lease-wait").start()
+    _blockers.run(take)
     try:
         while True:
             wait = None if alive is None else alive[0]
@@ -109,6 +110,40 @@ def _lock_by(fd: int, deadline: float | None, alive: Alive | None) -> bool:
             got = state["got"]
             state["gave_up"] = not got
     return got
+
+
+class _Blockers:
+    """Threads that make blocking calls for callers who want a deadline: started when none is
+    idle, kept for the next wait (starting a thread costs hundreds of microseconds on a busy
+    machine, which a waiter woken by its holder would pay on every wait)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._guard = threading.Lock()
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._guard:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._serve, daemon=True, name="reckon-lease-wait").start()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._guard:
+                self._idle += 1
+
+    def forked(self) -> None:
+        """In a forked child: the parent's threads are not there."""
+        self.__init__()  # type: ignore[misc]
+
+
+_blockers = _Blockers()
+os.register_at_fork(after_in_child=_blockers.forked)
 
 
 def acquire(

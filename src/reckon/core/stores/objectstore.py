@@ -560,7 +560,8 @@ class ObjectStore:
         return self._lease(key, timeout)
 
     def _look(self, key: str) -> bool:
-        """Whether the value is here now; what was read goes to this thread's next get."""
+        """Whether the value is here now; what was read goes to this thread's next get (inside
+        the lease: see ``_machine``)."""
         data = self.get(key)
         if data is None:
             return False
@@ -592,7 +593,9 @@ class ObjectStore:
         )
         beat.start()
         try:
-            yield not self.contains(key)
+            # (A look that reads: a GET of a missing object is one request, where asking
+            # whether it exists is two on S3, and a value found is handed to the get after.)
+            yield not self._look(key)
         finally:
             stop.set()
             beat.join()
@@ -661,7 +664,7 @@ class ObjectStore:
                     # when it was not renewed lately (its holder may have died after writing):
                     # a live holder's renewals cost a waiter one request per look.
                     looks = now_content is None or now - seen_since > self.lease_ttl / 2
-                    if looks and self._fs.exists(self._path(key)):
+                    if looks and self._look(key):
                         return None
                     if now_content is None:  # released: try to take it
                         if self._create_lease(key, path, token):
