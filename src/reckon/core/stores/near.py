@@ -59,6 +59,7 @@ class NearStore:
         far_options = getattr(far, "options", {})
         self.options: dict[str, Any] = dict(far_options) | dict(options or {})
         self._writer = Writer(self._write_far, max_bytes=queue_bytes)
+        self._leased: set[str] = set()  # keys whose far lease this store holds now
         self.closed = False
         urls.remember(self)
 
@@ -133,7 +134,11 @@ class NearStore:
         else:
             value = data if isinstance(data, bytes) else memoryview(data).cast("B")  # type: ignore[arg-type]
             size = len(value)
-        self._writer.submit(Op(PUT, key, value, cost, 0.0, size, meta))
+        op = Op(PUT, key, value, cost, 0.0, size, meta)
+        if key in self._leased:  # leaving the lease waits for this write: no thread hop
+            self._write_far([op])
+        else:
+            self._writer.submit(op)
 
     def delete(self, key: str) -> bool:
         near = self.near.delete(key)
@@ -191,13 +196,17 @@ class NearStore:
             yield not self.contains(key)
             return
         with lease(key, timeout) as mine:
+            if mine:
+                self._leased.add(key)
             try:
                 yield mine
             finally:
+                self._leased.discard(key)
                 # Others see the value when the lease ends: on the far store, and in this
                 # machine's near tier (its other processes then hit near, not far).
                 self.near.settle(key)
-                self._writer.flush()
+                if key in self._writer.pending:
+                    self._writer.flush()
 
     def close(self) -> None:
         if self.closed:
