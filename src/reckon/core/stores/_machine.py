@@ -49,21 +49,19 @@ SharedLease = Callable[[str, float | None], contextlib.AbstractContextManager[bo
 """A far store's own lease: ``(key, timeout)`` to a context manager yielding "compute"."""
 
 
-def machine_directory(scope: str) -> str:
+def machine_directory(cache_dir: str, scope: str) -> str:
     """Where the machine leases of the far store ``scope`` (its URL, and whatever else tells its
     keys apart, e.g. a Redis prefix) live: one directory per far store under the local cache
-    directory, beside the near tiers."""
-    from reckon.core.stores.local import default_directory
-
+    directory ``cache_dir``, beside the near tiers."""
     name = hashlib.sha256(scope.encode("utf-8")).hexdigest()[:16]
-    return os.path.join(default_directory(), "far-leases", name)
+    return os.path.join(cache_dir, "far-leases", name)
 
 
 class MachineLeases:
     """The machine leases of one far store (see the module docstring)."""
 
-    def __init__(self, scope: str) -> None:
-        self.directory = machine_directory(scope)
+    def __init__(self, cache_dir: str, scope: str) -> None:
+        self.directory = machine_directory(cache_dir, scope)
         self._hands = threading.local()  # .item: (key, data) a look read in this thread
         self._warned = False
         self._mine: dict[str, int] = {}  # key -> machine leases this process holds on it

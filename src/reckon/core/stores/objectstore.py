@@ -49,6 +49,7 @@ from reckon.core.stores import urls
 from reckon.core.stores._machine import MachineLeases
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreUsage
+from reckon.core.stores.local import default_directory
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import ConfigurationError
 
@@ -153,7 +154,7 @@ class ObjectStore:
         self._held: dict[str, str] = {}  # key -> token of a lease this process holds
         # key -> when (monotonic) the last write of that lease object that succeeded was sent
         self._renewed: dict[str, float] = {}
-        self.machine_leases = MachineLeases(url)
+        self.machine_leases = MachineLeases(default_directory(), url)
         urls.remember(self)
 
     def __repr__(self) -> str:

@@ -56,6 +56,7 @@ from reckon.core.stores import urls
 from reckon.core.stores._machine import MachineLeases
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreData, StoreUsage
+from reckon.core.stores.local import default_directory
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import StoreError
 
@@ -348,7 +349,7 @@ class RedisStore:
         # key -> the put script's KEYS and ARGV of a value put while this process holds the
         # key's lease: sent with the lease's release, in one round trip (see _deferred_put)
         self._deferred: dict[str, tuple[list[Any], list[Any]]] = {}
-        self.machine_leases = MachineLeases(f"{url}\0{prefix}")
+        self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
         self._renewing: dict[str, str] = {}  # lease name -> token, renewed by one thread
         self._renewer: threading.Thread | None = None
         self._renewer_lock = threading.Lock()
