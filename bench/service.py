@@ -18,12 +18,19 @@
    raw grpcio behind the front (the relay alone), a raw grpcio client of reckon's server at the
    one port beside that (reckon's server side), and reckon's client of the raw handlers on
    grpcio's own port beside raw grpcio (reckon's client side).
-5. Start-up time of a 5-service unit (a chain of requires): in-process and split into processes.
+5. Server streams and ping-pong again, three contenders each (raw grpcio, reckon at the one
+   port, raw grpcio behind the front), in per-call pairs: one call of each in turn, each
+   call's time beside its neighbours', with the server process's CPU and context switches
+   per message or round trip (Linux's ``/proc``). A call lasts milliseconds, so the machine's
+   load moves both sides of a pair alike and the interval is narrow; CPU and switches per
+   message hardly move with the load.
+6. Start-up time of a 5-service unit (a chain of requires): in-process and split into processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -247,11 +254,51 @@ async def interleaved(
     return samples
 
 
+def _server_load(pid: int) -> tuple[float, int]:
+    """CPU seconds and context switches (voluntary or not, all threads) of process ``pid`` so
+    far; zeros where ``/proc`` does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        switches = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                switches += sum(int(x.split()[1]) for x in f if "ctxt_switches" in x)
+    except OSError:  # not Linux, or a thread that ended meanwhile
+        return 0.0, 0
+    return cpu, switches
+
+
+async def per_call_pairs(
+    fns: dict[str, Any], pid: int, calls: int = 150
+) -> dict[str, tuple[list[float], float, float]]:
+    """Each contender's seconds per call, one call of each in turn (the first contender moving
+    round), with the server's CPU seconds and context switches per call."""
+    names = list(fns)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    load = {k: [0.0, 0.0] for k in names}
+    for i in range(calls):
+        for k in names[i % len(names) :] + names[: i % len(names)]:
+            cpu0, sw0 = _server_load(pid)
+            t0 = time.perf_counter()
+            await fns[k]()
+            times[k].append(time.perf_counter() - t0)
+            cpu1, sw1 = _server_load(pid)
+            load[k][0] += cpu1 - cpu0
+            load[k][1] += sw1 - sw0
+    return {k: (times[k], load[k][0] / calls, load[k][1] / calls) for k in names}
+
+
 FEED_ITEMS = 100  # messages per server-streaming call
 PINGS = 20  # round trips per bidi call
 
 
-async def wire(root: Path) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+async def wire(
+    root: Path,
+) -> tuple[
+    dict[str, list[float]], dict[str, list[float]], dict[str, tuple[list[float], float, float]]
+]:
     import grpc
     from benchsvc_gen import benchsvc_pb2 as pb
     from benchsvc_gen.benchsvc_reckon import Echo
@@ -311,12 +358,28 @@ async def wire(root: Path) -> tuple[dict[str, list[float]], dict[str, list[float
                 }
             )
             raw_server = grpc_client(channel, Echo, authorization=None, clock=time.monotonic)
-            streams = await interleaved(
-                streaming(channel, same_server, behind_front, one_port, raw_server),
-                rounds=12,
-                seconds=0.4,
+            contenders = streaming(channel, same_server, behind_front, one_port, raw_server)
+            streams = await interleaved(contenders, rounds=12, seconds=0.4)
+            pairs = await per_call_pairs(
+                {
+                    k: contenders[k]
+                    for k in ("raw ping-pong", "reckon ping-pong", "raw ping-pong behind the front")
+                },
+                server.pid,
             )
-            return unary, streams
+            fronted_streams = streaming(
+                behind_front, same_server, behind_front, one_port, raw_server
+            )
+            pairs |= await per_call_pairs(
+                {
+                    "raw stream": contenders["raw stream"],
+                    "reckon stream": contenders["reckon stream"],
+                    "raw stream behind the front": fronted_streams["raw stream"],
+                },
+                server.pid,
+                calls=60,
+            )
+            return unary, streams, pairs
     finally:
         server.terminate()
         await server.wait()
@@ -425,7 +488,7 @@ async def main() -> None:
         root = Path(tmp)
         setup(root)
         plain, inproc = await inprocess_overhead(root)
-        samples, streams = await wire(root)
+        samples, streams, pairs = await wire(root)
         stream_rates = {k: statistics.median(v) for k, v in streams.items()}
         rates = {k: statistics.median(v) for k, v in samples.items()}
         start_in = await startup(root, "inprocess")
@@ -522,6 +585,43 @@ async def main() -> None:
             f"{stream_rates[theirs]:,.0f} {peer}",
             f"{cmp.ratio:.2f}x [{cmp.low:.2f}-{cmp.high:.2f}]",
             note,
+        )
+    # per-call pairs: each call's time beside its neighbours' (time per message: lower is
+    # better, so the ratio is raw's time over reckon's, a rate ratio like the rows above)
+    for label, key, raw_key, per, what in (
+        ("gRPC server-streaming at the one port", "reckon stream", "raw stream", FEED_ITEMS, "msg"),
+        (
+            "raw grpcio stream behind the front",
+            "raw stream behind the front",
+            "raw stream",
+            FEED_ITEMS,
+            "msg",
+        ),
+        (
+            "gRPC bidi ping-pong at the one port",
+            "reckon ping-pong",
+            "raw ping-pong",
+            PINGS,
+            "round trip",
+        ),
+        (
+            "raw grpcio ping-pong behind the front",
+            "raw ping-pong behind the front",
+            "raw ping-pong",
+            PINGS,
+            "round trip",
+        ),
+    ):
+        times, cpu, sw = pairs[key]
+        raw_times, raw_cpu, raw_sw = pairs[raw_key]
+        cmp = paired(times, raw_times, higher_is_better=False)
+        t.add_row(
+            f"{label}, per-call pairs",
+            f"{statistics.median(times) / per * 1e6:,.0f} us/{what}",
+            f"{statistics.median(raw_times) / per * 1e6:,.0f} raw grpcio",
+            f"{cmp.ratio:.2f}x [{cmp.low:.2f}-{cmp.high:.2f}]",
+            f"server per {what}: {cpu / per * 1e6:,.0f} us CPU ({raw_cpu / per * 1e6:,.0f}"
+            f" raw), {sw / per:.1f} switches ({raw_sw / per:.1f} raw)",
         )
     t.add_row(
         "start 5-service unit (s)",

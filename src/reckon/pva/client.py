@@ -255,12 +255,8 @@ class Client:
     def on_search_response(self, ev: SearchResponse, source: Address) -> None:
         if not ev.found or self._closed:
             return
-        host = ev.address
-        if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
-            host = source[0]
-        if host.startswith("::ffff:"):
-            host = host[7:]
-        server = (host, ev.port)
+        # (decoded, any unspecified address is "0.0.0.0", and an IPv4-mapped one dotted IPv4)
+        server = (source[0] if ev.address == "0.0.0.0" else ev.address, ev.port)
         for cid in ev.cids:
             ch = self._by_cid.get(cid)
             if ch is None or ch.conn is not None or ch.connected.is_set():
@@ -363,7 +359,7 @@ class Client:
             raise Disconnected("not connected")
         op = ch.op_cache.get(key) if init is not None else None
         if op is None or op.busy or op.ioid not in conn.ops:
-            op = Op(ch, self.next_ioid())
+            op = Op(self.next_ioid())
             conn.ops[op.ioid] = op
             if init is not None:
                 op.busy = True

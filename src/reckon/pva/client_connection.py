@@ -49,10 +49,9 @@ class Op:
     """One operation (ioid) on a connection: replies that arrive before anyone awaits them
     queue up, so a caller never misses one between sending a request and awaiting its answer."""
 
-    __slots__ = ("busy", "channel", "info", "ioid", "queue", "waiter")
+    __slots__ = ("busy", "info", "ioid", "queue", "waiter")
 
-    def __init__(self, channel: Channel, ioid: int) -> None:
-        self.channel = channel
+    def __init__(self, ioid: int) -> None:
         self.ioid = ioid
         self.busy = False
         self.info: Event | None = None

@@ -170,7 +170,7 @@ class SearchResponder:
         """Send a search's answer where it asks (its sender, for an unspecified address)."""
         if self.transport is None:
             return
-        if host in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
+        if host == "0.0.0.0":  # (what decoding makes of any unspecified address)
             host = source[0]
         self.searches_answered += 1
         self.transport.sendto(answer, (host, port or source[1]))

@@ -26,17 +26,16 @@ class MonitorQueue:
 
     __slots__ = (
         "closed", "conn", "expanded", "finished", "ioid", "limit", "loop", "mask", "pipelined",
-        "pv", "queue", "running", "sid", "window",
+        "pv", "queue", "running", "window",
     )  # fmt: skip
 
     def __init__(
-        self, conn: ServerSession, sid: int, ioid: int, pv: SharedPV, mask: int, limit: int,
+        self, conn: ServerSession, ioid: int, pv: SharedPV, mask: int, limit: int,
         window: int | None,
     ) -> None:  # fmt: skip
         assert pv.type is not None
         self.conn = conn
         self.loop = conn.loop
-        self.sid = sid
         self.ioid = ioid
         self.pv = pv
         self.mask = mask

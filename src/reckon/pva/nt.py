@@ -17,7 +17,7 @@ from reckon.pva.protocol.nt import *  # noqa: F403
 from reckon.pva.protocol.nt import NTURI, NTScalar, NTScalarArray, NTTable
 from reckon.pva.protocol.nt import __all__ as _protocol_all
 
-__all__ = [*_protocol_all, "for_value", "plain", "typed", "typed_scalar", "uri"]
+__all__ = [*_protocol_all, "for_value", "typed", "typed_scalar", "uri"]
 
 
 def _kind_of(value: Any) -> str:
@@ -56,12 +56,3 @@ def uri(path: str, query: Mapping[str, Any] | None = None) -> VariantValue:
     """An NTURI argument for RPC, with query field types inferred from the values."""
     query = dict(query or {})
     return typed(NTURI([(k, infer_type(v)) for k, v in query.items()]), path, query)
-
-
-def plain(value: Any) -> Any:
-    """The payload of an NT value (``value`` of NTScalar/NTScalarArray/NTEnum index...)."""
-    if isinstance(value, VariantValue):
-        value = value.value
-    if isinstance(value, Mapping) and "value" in value:
-        return value["value"]
-    return value

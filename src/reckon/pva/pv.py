@@ -403,12 +403,8 @@ class SharedPV:
             self._fast = (type["value"], 1 << type.offset_of("value"), ts_bits)
         if type is not None:
             self.value = type.default()
-            if initial is not None:
-                self.value, assigned = merge(type, self.value, fields_update(type, initial))
-                self.assigned |= assigned
-            if self.timestamp:
-                self.value, assigned = merge(type, self.value, {"timeStamp": _now()})
-                self.assigned |= assigned
+            if initial is not None or self.timestamp:
+                self.post({} if initial is None else initial)  # (no subscriber yet)
 
     @classmethod
     def rpc_only(cls, on_rpc: RpcHandler | None = None) -> SharedPV:

@@ -170,7 +170,8 @@ class Server:
         pv = self._pvs.pop(name, None)
         if pv is not None:
             self._change_count += 1
-            self.context.close_pv(name)
+            for session in list(self.context.sessions):
+                session.close_pv(name)
             if self.share is not None:
                 self.share.detach(name)
         return pv

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from reckon.errors import PvaAccessDeniedError
 from reckon.pva.protocol import (
+    ALL_CHANGED,
     RPC,
     ArrayGet,
     ArrayGetLength,
@@ -28,7 +29,6 @@ from reckon.pva.protocol import (
     ArrayPutResponse,
     ArraySetLength,
     ArraySetLengthResponse,
-    BitSet,
     Event,
     Process,
     ProcessInit,
@@ -51,15 +51,11 @@ from reckon.pva.protocol import (
     Status,
     Structure,
     VariantValue,
-    request_options,
 )
 from reckon.pva.pv import PutOperation, RpcOperation, coerce
-from reckon.pva.selection import ALL
 
 if TYPE_CHECKING:  # (the session imports this module to dispatch to it)
     from reckon.pva.server_session import Op, ServerSession
-
-_ALL_BITS = BitSet.from_mask(ALL)
 
 
 def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
@@ -72,7 +68,7 @@ def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
 
 
 def on_put_read(session: ServerSession, ev: PutRead, op: Op) -> None:
-    session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, _ALL_BITS, False))
+    session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, ALL_CHANGED, False))
 
 
 def on_put_get_read(session: ServerSession, ev: PutGetRead, op: Op) -> None:
@@ -86,7 +82,7 @@ def on_put(session: ServerSession, ev: Put | PutGet, op: Op) -> None:
     if mask != op.put_mask:
         op.put_paths = tuple(pv.type.field_at(bit)[0] for bit in ev.changed)
         op.put_mask = mask
-    put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, _options(op))
+    put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, dict(op.options))
     reply = functools.partial(_reply_put, session, ev, op)
     _run_handler(session, op, "put", pv.put_handler or _post_fields, put, reply)
 
@@ -140,15 +136,6 @@ async def _finish_later(
     reply(Status.OK, result, True)
 
 
-def _options(op: Any) -> dict[str, Any]:
-    """The operation's pvRequest options, parsed once per operation (clients that reuse an
-    operation send the same pvRequest only at INIT); a fresh dict for each handler."""
-    options = op.options
-    if options is None:
-        options = op.options = request_options(op.request)
-    return dict(options)
-
-
 def _reply_put(
     session: ServerSession, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
 ) -> None:
@@ -183,7 +170,7 @@ def on_rpc_init(session: ServerSession, ev: RPCInit) -> None:
 def on_rpc(session: ServerSession, ev: RPC, op: Op) -> None:
     handler = op.pv.rpc_handler
     assert handler is not None
-    call = RpcOperation(op.pv, op.name, session.peer, ev.argument, _options(op))
+    call = RpcOperation(op.pv, op.name, session.peer, ev.argument, dict(op.options))
     _run_handler(session, op, "rpc", handler, call, functools.partial(_reply_rpc, session, ev))
 
 

@@ -75,12 +75,12 @@ class ServerContext:
     #: answers searches that arrive over TCP (set while the server's UDP responder runs)
     search: SearchHook | None = None
     sessions: set[Any] = field(default_factory=set)
-    #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent), for every connection:
+    #: (id(pvRequest), id(type)) -> (pvRequest, type, mask, sent, options), for every connection:
     #: the protocol shares the decoded pvRequest of repeated INITs, so an INIT (p4p sends
     #: one per get and put) costs a lookup, and a new connection's first one too
-    selections: dict[tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]]]] = field(
-        default_factory=dict
-    )
+    selections: dict[
+        tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]], dict[str, str]]
+    ] = field(default_factory=dict)
     _sid: int = field(default=0, init=False)
 
     def refused(self, peer: Peer, name: str, operation: str) -> Status | None:
@@ -94,8 +94,3 @@ class ServerContext:
         """A channel id no live channel of this server has (they wrap at 32 bits)."""
         self._sid = (self._sid + 1) & 0xFFFFFFFF or 1
         return self._sid
-
-    def close_pv(self, name: str) -> None:
-        """``name`` is gone or replaced: every session destroys its channels to it."""
-        for session in list(self.sessions):
-            session.close_pv(name)

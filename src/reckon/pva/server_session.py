@@ -86,14 +86,12 @@ class Op:
     pv: SharedPV
     name: str
     mask: int = ALL
-    request: VariantValue | None = None
+    #: request_options(pvRequest), shared like ``sent`` (read-only: handlers get a copy)
+    options: dict[str, str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     #: pv.assigned -> (what a full reply sends: sent_mask, its BitSet), shared by the
     #: operations of one selection (p4p makes one get operation per get)
     sent: dict[int, tuple[int, BitSet]] = field(default_factory=dict)
-    #: request_options(request), computed on first use (p4p sends one put per operation, but
-    #: reckon's client and others reuse an operation for many)
-    options: dict[str, Any] | None = None
     #: the paths of the last put's changed mask (puts usually set the same fields each time)
     put_mask: int = -1
     put_paths: tuple[str, ...] = ()
@@ -161,9 +159,7 @@ class ServerSession:
 
     def resume(self) -> None:
         self._write_paused = False
-        self._process()
-        if self._dirty or self._out:
-            self._flush()
+        self._process()  # (it sends what waited, and what its requests add)
         if self.sink is not None and not self._write_paused and not self.closed:
             self.sink.resume_reading()
 
@@ -302,12 +298,8 @@ class ServerSession:
         for mon in dirty.values():
             if not mon.closed or mon.finished:
                 mon.take(items)
-        if not items:
-            return
         conn = self.conn
         send_update = conn.send_update_pieces
-        out = self._out
-        n = self._pending
         for item in items:
             try:
                 if type(item) is tuple:
@@ -321,13 +313,7 @@ class ServerSession:
             except ProtocolError as exc:  # the client destroyed it meanwhile
                 log.debug("pva server: monitor update dropped: %s", exc)
                 continue
-            for data in pieces:
-                if data:
-                    out.append(data)
-                    n += len(data)
-        self._pending = n
-        if n > 65536:
-            self._write()
+            self._queue(*pieces)
 
     def _flush(self) -> None:
         self._take()  # (nothing while closed or paused)
@@ -419,8 +405,8 @@ class ServerSession:
             mask = ALL if t is None else request_mask(t, req)
             if len(self._selections) >= 32:
                 self._selections.clear()
-            sel = self._selections[key] = (req, t, mask, {})
-        op = Op(sid, ioid, pv, name, sel[2], req, None, sel[3])
+            sel = self._selections[key] = (req, t, mask, {}, request_options(req))
+        op = Op(sid, ioid, pv, name, sel[2], sel[4], None, sel[3])
         self.ops[ioid] = op
         return op
 
@@ -492,7 +478,7 @@ class ServerSession:
         if pv.type is None:
             self.refuse(MonitorInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
             return
-        opts = request_options(ev.pv_request)
+        opts = op.options
         try:
             limit = max(2, int(opts.get("queueSize", DEFAULT_QUEUE_SIZE)))
         except (TypeError, ValueError):
@@ -501,7 +487,7 @@ class ServerSession:
         window = ev.queue_size
         if window is None and truthy(opts.get("pipeline", False)):
             window = limit
-        self.monitors[ev.ioid] = MonitorQueue(self, ev.sid, ev.ioid, pv, op.mask, limit, window)
+        self.monitors[ev.ioid] = MonitorQueue(self, ev.ioid, pv, op.mask, limit, window)
         self.send(MonitorInitResponse(ev.ioid, type=pv.type))
 
     def _on_monitor(self, ev: MonitorStart | MonitorStop | MonitorAck) -> None:

@@ -95,7 +95,7 @@ class Subscription:
         if conn is None:
             return
         ioid = self.client.next_ioid()
-        op = Op(ch, ioid)
+        op = Op(ioid)
         conn.ops[ioid] = op
         self._op = op
         loop = self.client.loop

@@ -84,7 +84,7 @@ def test_the_type_stub_of_generated_events_is_the_generated_classes() -> None:
     from reckon.pva.protocol._table import stubs
 
     rows = [r for r in MESSAGES if r.event.__module__ == _op_events.__name__]
-    assert len(rows) == 53
+    assert len(rows) == 54
     stub = pathlib.Path(_op_events.__file__).with_suffix(".pyi")
     assert stub.read_text() == stubs(), "stale: run `make pva-stubs`"
     assert (

@@ -14,9 +14,7 @@ from ._constants import (
     ControlCommand,
     Flags,
     MessageSeverity,
-    SearchFlags,
     StatusType,
-    Subcommand,
 )
 from ._discovery import Discovery
 from ._errors import (
@@ -35,7 +33,7 @@ from ._operations import ChannelInfo, RequestInfo
 from ._prepared import PreparedUpdate
 from ._pvrequest import pv_request, request_fields, request_options
 from ._server_connection import ServerConnection
-from ._state import OPENERS, OPERATIONS, ChannelState, ConnectionState, RequestState, Role, Step
+from ._state import OPENERS, OPERATIONS, ConnectionState, RequestState, Role, Step
 from ._status import Status
 from ._table import MESSAGES, Row
 from ._typecodec import TypeRecvCache, TypeSendCache, decode_type, encode_type
@@ -61,7 +59,6 @@ __all__ = [
     "BoundedString",
     "Codec",
     "ChannelInfo",
-    "ChannelState",
     "ClientConnection",
     "Command",
     "ConnectionState",
@@ -88,13 +85,11 @@ __all__ = [
     "Step",
     "Scalar",
     "ScalarArray",
-    "SearchFlags",
     "ServerConnection",
     "Status",
     "StatusType",
     "Structure",
     "StructureArray",
-    "Subcommand",
     "Union",
     "UnionArray",
     "UnionValue",

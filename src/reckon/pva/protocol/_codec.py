@@ -22,7 +22,7 @@ from typing import Any
 
 from ._arrays import HAVE_NUMPY, array_decoder, array_encoder
 from ._bitset import BitSet, encode_bitset, read_bitset
-from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+from ._errors import LOW_LEVEL_ERRORS, DecodeError, LimitExceededError, LocalProtocolError
 from ._structgen import normalize, selected, struct_decoder, struct_encoder
 from ._typecodec import TypeRecvCache, TypeSendCache, encode_type, read_type
 from ._types import (
@@ -462,7 +462,6 @@ def encode_value(
 
 
 _MISFIT = (KeyError, TypeError, struct.error, ValueError, OverflowError, AttributeError)
-_LOW_LEVEL = (IndexError, struct.error, ValueError, OverflowError, UnicodeDecodeError)
 
 
 def _whole(data: bytes, decode: Callable[[bytes], tuple[Any, int]]) -> Any:
@@ -470,7 +469,7 @@ def _whole(data: bytes, decode: Callable[[bytes], tuple[Any, int]]) -> Any:
     input (an index or struct error deep in a decoder) becomes DecodeError."""
     try:
         result, pos = decode(data)
-    except _LOW_LEVEL as exc:
+    except LOW_LEVEL_ERRORS as exc:
         raise DecodeError(f"truncated or malformed value: {exc}") from None
     if pos != len(data):
         raise DecodeError(f"{len(data) - pos} bytes left after the value")
@@ -517,13 +516,3 @@ def encode_partial(
     out = bytearray()
     c.encode_partial(t, value, changed.mask, out)
     return bytes(out)
-
-
-__all__ = [
-    "Codec",
-    "complete",
-    "decode_partial",
-    "decode_value",
-    "encode_partial",
-    "encode_value",
-]

@@ -31,7 +31,6 @@ from ._events import (
     Beacon,
     ConnectionClosed,
     Event,
-    Message,
     SearchRequest,
     SearchResponse,
 )
@@ -57,6 +56,7 @@ from ._op_events import (
     DestroyChannel,
     DestroyRequest,
     Echo,
+    Message,
     OriginTag,
     SetByteOrder,
 )
@@ -65,7 +65,6 @@ from ._state import (
     HANDSHAKE,
     OPENERS,
     OPERATIONS,
-    ChannelState,
     ConnectionState,
     Role,
 )
@@ -330,11 +329,7 @@ class BaseConnection(Operations):
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
         events = read_message(cmd, payload, self._rx, not self._server)
-        out: list[Event] = []
-        for ev in events:
-            if self._accept(ev):
-                out.append(ev)
-        return out
+        return [ev for ev in events if self._accept(ev)]
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
@@ -405,7 +400,6 @@ class BaseConnection(Operations):
             ch = self._creating.pop(ev.cid)
             if ev.status.success:
                 ch.sid = ev.sid
-                ch.state = ChannelState.CONNECTED
                 key, other = (ev.sid, ev.cid) if self._server else (ev.cid, ev.sid)
                 self._channels[key] = ch
                 self._other_ids[other] = key

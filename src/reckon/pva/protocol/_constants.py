@@ -1,4 +1,5 @@
-"""Numbers of the wire protocol: commands, header flags, subcommand bits, severities."""
+"""Numbers of the wire protocol: commands, header flags, severities (the subcommand bits and
+the search flags are the message table's, in ``_table.py``)."""
 
 from __future__ import annotations
 
@@ -60,17 +61,6 @@ class Flags(enum.IntFlag):
     BIG_ENDIAN = 0x80
 
 
-class Subcommand(enum.IntFlag):
-    """The "QoS" byte of channel operations (get, put, monitor, array, process, RPC)."""
-
-    DEFAULT = 0x00
-    PROCESS = 0x04  # monitor start/stop marker; array get-length
-    INIT = 0x08
-    DESTROY = 0x10
-    GET = 0x40  # monitor start (with PROCESS); put/put-get "read back"; array get
-    GET_PUT = 0x80  # monitor pipeline ack; put-get read put part; array set-length
-
-
 class StatusType(enum.IntEnum):
     """Severity of a :class:`~reckon.pva.protocol.Status`."""
 
@@ -87,10 +77,3 @@ class MessageSeverity(enum.IntEnum):
     WARNING = 1
     ERROR = 2
     FATAL = 3
-
-
-class SearchFlags(enum.IntFlag):
-    """Flags byte of a search request."""
-
-    REPLY_REQUIRED = 0x01
-    UNICAST = 0x80

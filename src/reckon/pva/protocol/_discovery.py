@@ -72,12 +72,9 @@ class Discovery:
         u32 = U32[be]
 
         def encoded(sequence: int, found: bool, cids: Sequence[int]) -> bytes:
-            payload = bytearray()
-            self._codec.big_endian = be  # (decode() sets it to what it reads)
-            ev = SearchResponse.unchecked(guid, sequence, address, port, found, cids, protocol)
-            write_payload(ev, self._codec, None, payload)
-            head = encode_header(Command.SEARCH_RESPONSE, Flags.FROM_SERVER, len(payload), be)
-            return head + payload
+            return self.encode(
+                SearchResponse.unchecked(guid, sequence, address, port, found, cids, protocol)
+            )
 
         # an answer for one name (a client's connect) is this one with its sequence (after the
         # guid), found byte and cid (the last 7 bytes) written in

@@ -8,6 +8,7 @@ import ipaddress
 from typing import Any
 
 from ._bitset import BitSet
+from ._constants import MessageSeverity
 from ._errors import LocalProtocolError
 from ._status import Status
 from ._values import VariantValue, values_equal
@@ -49,6 +50,7 @@ _KIND_CHECKS: dict[str, tuple[Any, str]] = {
     "status": (lambda v: isinstance(v, Status), "a Status"),
     "bitset?": (lambda v: isinstance(v, BitSet), "a BitSet"),
     "part": (lambda v: v in ("get", "put"), "'get' or 'put'"),
+    "severity": (lambda v: v in (0, 1, 2, 3), "a message severity, 0..3"),
     "request": (_VARIANT[0], "a VariantValue (see pv_request()) or None"),
     "variant": _VARIANT,
     "variant?": _VARIANT,
@@ -62,58 +64,57 @@ _KIND_CHECKS: dict[str, tuple[Any, str]] = {
         "at most 65535 unsigned 32-bit ints",
     ),
 }
+#: what an event keeps of a value of these kinds, whatever (checked) value it was given
+_KEPT_AS: dict[str, Any] = {
+    "strings": tuple,
+    "u32s16": tuple,
+    "pairs16": lambda v: tuple(map(tuple, v)),
+    "severity": MessageSeverity,
+}
 #: the kinds of the fields of the events outside the message table (control messages and
 #: MessageTooBig), by name
 _NAME_KINDS = {"total": "u32", "value": "u32", "sid": "u32", "ioid": "u32"}
-_CHECKS: dict[type, tuple[tuple[str, Any, str], ...]] = {}
+_CHECKS: dict[type, tuple[tuple[str, Any, str, Any], ...]] = {}
 
 
 def check_fields(cls: type, fields: list[tuple[str, str]]) -> None:
     """Check the ``(name, kind)`` fields of ``cls`` by kind when an event is made (the message
     table's rows say their kinds; a partial value's ``changed`` is a ``bitset?``)."""
     _CHECKS[cls] = tuple(
-        (name, *_KIND_CHECKS[kind]) for name, kind in fields if kind in _KIND_CHECKS
+        (name, *_KIND_CHECKS[kind], _KEPT_AS.get(kind))
+        for name, kind in fields
+        if kind in _KIND_CHECKS
     )
 
 
-#: a field's default, by its name, else by its kind; a field with neither is required (one
-#: that only a success carries, after the status, defaults to None)
+#: a field's default by its name, before its kind's
 _NAME_DEFAULTS: dict[str, Any] = {"offset": 0, "count": 0, "stride": 1, "changed": ALL_CHANGED}
-_KIND_DEFAULTS: dict[str, Any] = {
-    "request": None,
-    "status": Status.OK,
-    "stype": None,
-    "type": None,
-    "u32if": None,
-    "part": "get",
-    "variant": None,
-    "str": "",
-    "bitset?": NO_BITS,
-    "size32": 0,
-    "flag": False,
-    "addr": "0.0.0.0",
-    "rest": b"",
-    "datum": 0,
-}
-
-
-#: a field's type, by its kind (a partial value's ``changed`` as a ``bitset?``), as the
-#: generated classes annotate it and their stubs (:func:`._table.stubs`) declare it
-_KIND_TYPES: dict[str, str] = {
-    **dict.fromkeys(("u32", "size", "size32"), "int"),
-    **dict.fromkeys(("str", "name", "addr"), "str"),
-    **dict.fromkeys(("request", "variant"), "VariantValue | None"),
-    "u32if": "int | None",
-    "status": "Status",
-    "stype": "Structure | None",
-    "type": "FieldDesc | None",
-    "bitset?": "BitSet",
-    "part": 'Literal["get", "put"]',
-    "flag": "bool",
-    "rest": "bytes",
-    "array": "Any",
-    "partial": "dict[str, Any]",
-    "datum": "int",
+_REQUIRED = object()
+#: a field's type and default by its kind (a partial value's ``changed`` is a ``bitset?``), as
+#: the generated classes declare them and their stubs (:func:`._table.stubs`) do; a field with
+#: no default (_REQUIRED) is required, unless only a success carries it (after the status):
+#: then it defaults to None
+_KINDS: dict[str, tuple[str, Any]] = {
+    "u32": ("int", _REQUIRED),
+    "size": ("int", _REQUIRED),
+    "size32": ("int", 0),
+    "str": ("str", ""),
+    "name": ("str", _REQUIRED),
+    "addr": ("str", "0.0.0.0"),
+    "request": ("VariantValue | None", None),
+    "variant": ("VariantValue | None", None),
+    "u32if": ("int | None", None),
+    "status": ("Status", Status.OK),
+    "stype": ("Structure | None", None),
+    "type": ("FieldDesc | None", None),
+    "bitset?": ("BitSet", NO_BITS),
+    "part": ('Literal["get", "put"]', "get"),
+    "flag": ("bool", False),
+    "rest": ("bytes", b""),
+    "array": ("Any", _REQUIRED),
+    "partial": ("dict[str, Any]", _REQUIRED),
+    "datum": ("int", 0),
+    "severity": ("MessageSeverity", _REQUIRED),
 }
 
 
@@ -126,15 +127,17 @@ def event_class(name: str, fields: list[tuple[str, str, bool]], doc: str, module
     flags: list[tuple[str, str, Any]] = []  # (last: a request's destroy flag)
     for field, kind, on_success in fields:
         kind = "bitset?" if field == "changed" else kind
-        typ = _KIND_TYPES[kind.partition("@")[0]]
-        if field in _NAME_DEFAULTS or kind in _KIND_DEFAULTS or on_success:
-            default = _NAME_DEFAULTS.get(field, _KIND_DEFAULTS.get(kind))
-            if default is None and "None" not in typ and typ != "Any":
-                typ += " | None"
-            to = flags if kind == "flag" else optional
-            to.append((field, typ, dataclasses.field(default=default)))
-        else:
+        typ, default = _KINDS[kind.partition("@")[0]]
+        if on_success and default is _REQUIRED:
+            default = None
+        default = _NAME_DEFAULTS.get(field, default)
+        if default is _REQUIRED:
             required.append((field, typ))
+            continue
+        if default is None and "None" not in typ and typ != "Any":
+            typ += " | None"
+        to = flags if kind == "flag" else optional
+        to.append((field, typ, dataclasses.field(default=default)))
     cls = dataclasses.make_dataclass(
         name,
         [*required, *optional, *flags],
@@ -181,10 +184,12 @@ class Event:
             fields = [(f.name, _NAME_KINDS.get(f.name, "")) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
             check_fields(type(self), fields)
             checks = _CHECKS[type(self)]
-        for name, test, what in checks:
+        for name, test, what, kept_as in checks:
             v = getattr(self, name)
             if not test(v):
                 raise LocalProtocolError(f"{name} must be {what}, not {v!r:.60}")
+            if kept_as is not None:
+                object.__setattr__(self, name, kept_as(v))
 
     def _replaced(self, **changes: Any) -> Any:
         """A copy with some fields changed, without validation (the caller vouches)."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._constants import MessageSeverity
-from ._errors import LocalProtocolError
 from ._event import ALL_CHANGED, Event
 from ._types import Structure
 from ._values import VariantValue
@@ -27,7 +25,6 @@ __all__ = [
     "ConnectionValidationRequest",
     "ConnectionValidationResponse",
     "Event",
-    "Message",
     "MessageTooBig",
     "SearchRequest",
     "SearchResponse",
@@ -56,10 +53,6 @@ class ConnectionValidationRequest(Event):
     auth_methods: tuple[str, ...] = ("anonymous", "ca")
     buffer_size: int = 0x10000
     registry_size: int = 0x7FFF
-
-    def _validate(self) -> None:
-        Event._validate(self)
-        object.__setattr__(self, "auth_methods", tuple(self.auth_methods))
 
 
 #: the type of the "ca" method's credentials: the user and host names the peer states (shared:
@@ -111,11 +104,6 @@ class SearchRequest(Event):
     unicast: bool = False
     protocols: tuple[str, ...] = ("tcp",)
 
-    def _validate(self) -> None:
-        Event._validate(self)
-        object.__setattr__(self, "channels", tuple((c, n) for c, n in self.channels))
-        object.__setattr__(self, "protocols", tuple(self.protocols))
-
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SearchResponse(Event):
@@ -128,29 +116,6 @@ class SearchResponse(Event):
     found: bool = True
     cids: tuple[int, ...] = ()
     protocol: str = "tcp"
-
-    def _validate(self) -> None:
-        Event._validate(self)
-        object.__setattr__(self, "cids", tuple(self.cids))
-
-
-# ------------------------------------------------------------------------------- messages
-@dataclass(frozen=True, slots=True, eq=False)
-class Message(Event):
-    """Server -> client: a human-readable text about operation ``ioid``."""
-
-    ioid: int
-    severity: MessageSeverity
-    text: str
-
-    def _validate(self) -> None:
-        Event._validate(self)
-        try:
-            object.__setattr__(self, "severity", MessageSeverity(self.severity))
-        except ValueError:
-            raise LocalProtocolError(
-                f"message severity must be 0..3, not {self.severity!r}"
-            ) from None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -328,7 +328,7 @@ def _reader_source(row: Row, fields: list[str], server_sent: bool) -> str:
     return "def read(data, c, op):\n" + first + "\n".join(src.lines)
 
 
-def _compile(row: Row, be: bool) -> tuple[Writer, Reader, Writer, Writer]:
+def _compile(row: Row, be: bool) -> tuple[int, Writer, Reader, Writer, Writer]:
     fields = [f.name for f in dataclasses.fields(row.event)]
     env = dict(_ENV)
     env.update(
@@ -352,11 +352,12 @@ def _compile(row: Row, be: bool) -> tuple[Writer, Reader, Writer, Writer]:
         )
     )
     exec(compile(code, f"<pva message {row.event.__name__}>", "exec"), env)  # from our table
-    return env["write"], env["read"], env["head"], env["tail"]
+    return int(row.command), env["write"], env["read"], env["head"], env["tail"]
 
 
-#: event class -> (writer, reader) per byte order (index: big_endian)
-_Compiled = tuple[Writer, Reader, Writer, Writer]
+#: event class -> (command, writer, reader, head writer, tail writer) per byte order (index:
+#: big_endian)
+_Compiled = tuple[int, Writer, Reader, Writer, Writer]
 _CODECS: dict[type, tuple[_Compiled, _Compiled]] = {
     row.event: (_compile(row, False), _compile(row, True)) for row in MESSAGES
 }
@@ -384,7 +385,7 @@ _WHEN: dict[type, Callable[[int], Any]] = {
 
 #: (command, sent by the server, big endian) -> its rows' (when, reader), in table order
 _READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]] = {
-    (cmd, by_server, be): [(_WHEN[r.event], _CODECS[r.event][be][1]) for r in rows]
+    (cmd, by_server, be): [(_WHEN[r.event], _CODECS[r.event][be][2]) for r in rows]
     for (cmd, by_server), rows in _BY_COMMAND.items()
     for be in (False, True)
 }
@@ -400,19 +401,12 @@ _BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
 
 def write_payload(ev: Event, c: Codec, op: OpContext | None, out: bytearray) -> int:
     """Append ``ev``'s payload to ``out`` (in ``c``'s byte order); returns its command."""
-    got = _WRITERS.get((type(ev), c.big_endian))
+    got = _CODECS.get(type(ev))
     if got is None:
         raise LocalProtocolError(f"{type(ev).__name__} is not an application message")
-    got[1](ev, c, op, out)
-    return got[0]
-
-
-#: (event class, big endian) -> (command, writer)
-_WRITERS: dict[tuple[type, bool], tuple[int, Writer]] = {
-    (row.event, be): (int(row.command), _CODECS[row.event][be][0])
-    for row in MESSAGES
-    for be in (False, True)
-}
+    compiled = got[c.big_endian]
+    compiled[1](ev, c, op, out)
+    return compiled[0]
 
 
 def write_around(
@@ -421,10 +415,10 @@ def write_around(
     """:func:`write_payload` for a message whose value is prepared elsewhere (encoded once for
     many connections): the fields before the value to ``head``, those after it to ``tail``.
     Returns the command."""
-    writers = _CODECS[type(ev)][c.big_endian]
-    writers[2](ev, c, op, head)
-    writers[3](ev, c, op, tail)
-    return _WRITERS[type(ev), c.big_endian][0]
+    cmd, _, _, write_head, write_tail = _CODECS[type(ev)][c.big_endian]
+    write_head(ev, c, op, head)
+    write_tail(ev, c, op, tail)
+    return cmd
 
 
 def read_message(

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._bitset import BitSet
+from ._constants import MessageSeverity
 from ._event import Event
 from ._status import Status
 from ._types import FieldDesc, Structure
@@ -40,6 +41,7 @@ __all__ = [
     "GetInitResponse",
     "GetResponse",
     "MarkTotalBytesSent",
+    "Message",
     "MonitorAck",
     "MonitorDestroy",
     "MonitorFinish",
@@ -130,6 +132,14 @@ class CancelRequest(Event):
 
     sid: int
     ioid: int
+
+@dataclass(frozen=True)
+class Message(Event):
+    """Server -> client: a human-readable text about operation ``ioid``."""
+
+    ioid: int
+    severity: MessageSeverity
+    text: str = ...
 
 @dataclass(frozen=True)
 class GetInit(Event):

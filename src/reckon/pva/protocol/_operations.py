@@ -18,9 +18,9 @@ from ._events import MessageTooBig
 from ._generate import OpContext, read_message, reply_event
 from ._header import FLAG_BIG, Framer
 from ._op_events import Get, MonitorFinish
-from ._state import OPERATIONS, ChannelState, ConnectionState, RequestState, Step
+from ._state import OPERATIONS, ConnectionState, RequestState, Step
 from ._status import Status
-from ._table import OP_COMMANDS
+from ._table import DESTROY, INIT, OP_COMMANDS
 from ._wire import U32
 
 #: finished operations and channels remembered (to tell a late message from a bad one)
@@ -36,7 +36,6 @@ class ChannelInfo:
     cid: int
     name: str
     sid: int | None = None
-    state: ChannelState = ChannelState.CREATING
 
 
 @dataclass(kw_only=True, slots=True)
@@ -89,36 +88,32 @@ class Operations:
         says why and how to raise the limit; anything else is no message a peer sends that
         big, and drops it as before."""
         limit = self._framer.max_message_size
+        over = f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
         if cmd not in OP_COMMANDS or len(head) < (5 if not self._server else 9):
-            raise LimitExceededError(
-                f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-            )
+            raise LimitExceededError(over)
         self._require_validated(cmd)
         be = bool(flags & FLAG_BIG)
-        ids = _IDS[be].unpack_from(head) if self._server else (-1, *U32[be].unpack_from(head))
-        sid, ioid = ids
+        sid, ioid = _IDS[be].unpack_from(head) if self._server else (-1, *U32[be].unpack_from(head))
         sub = 0 if cmd == Command.GET_FIELD else head[8 if self._server else 4]
         who = "server" if self._server else "client"
         status = Status.error(
             f"a message of {size} bytes is over this {who}'s limit of {limit} bytes; "
             f"raise the {who}'s max_message_size to transfer it"
         )
-        init = cmd != Command.GET_FIELD and bool(sub & 0x08)
+        init = bool(sub & INIT)
         if self._server:
+            destroy = False
             if init:
                 if not self._open(cmd, sid, ioid):
                     return []
-                reply = reply_event(cmd, sub)(ioid=ioid, status=status)
-                return [MessageTooBig(cmd, sid, ioid, size, limit, reply, False)]
-            req, live = self._known(cmd, ioid, sid)
-            if not live:
-                return []
-            if cmd == MONITOR or req.state is not RequestState.READY:
-                raise LimitExceededError(
-                    f"message of {size} bytes is over the limit of {limit} bytes (max_message_size)"
-                )
-            destroy = bool(sub & 0x10)
-            self._step(req, _EXECUTE, destroy)  # as the request would have
+            else:
+                req, live = self._known(cmd, ioid, sid)
+                if not live:
+                    return []
+                if cmd == MONITOR or req.state is not RequestState.READY:
+                    raise LimitExceededError(over)
+                destroy = bool(sub & DESTROY)
+                self._step(req, _EXECUTE, destroy)  # as the request would have
             reply = reply_event(cmd, sub)(ioid=ioid, status=status)  # (the request's answer)
             return [MessageTooBig(cmd, sid, ioid, size, limit, reply, destroy)]
         # client: the reply fails its operation, as an error reply would
@@ -132,7 +127,7 @@ class Operations:
         why = refusal(req, row, type(ev))
         if why is not None:
             raise RemoteProtocolError(why)
-        self._step(req, row, bool(sub & 0x10), failed=True)
+        self._step(req, row, bool(sub & DESTROY), failed=True)
         return [ev]
 
     # ------------------------------------------------------------------ operations
@@ -178,7 +173,7 @@ class Operations:
 
     def _server_op(self, cmd: int, data: bytes) -> list[Event]:
         sid, ioid = _IDS[self._rx.big_endian].unpack_from(data)
-        if cmd == Command.GET_FIELD or data[8] & 0x08:  # (an init, or a get-field: it executes)
+        if cmd == Command.GET_FIELD or data[8] & INIT:  # (an init, or a get-field: it executes)
             [ev] = read_message(cmd, data, self._rx, False)
             if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []
@@ -219,20 +214,14 @@ class Operations:
         self._apply(req, row, ev)
         return [ev]
 
-    @staticmethod
-    def _agree(req: RequestInfo, ev: Any) -> None:
-        """An init response's success: the types the operation's messages will carry."""
-        if ev.status.success:
-            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
-            req.get_type = getattr(ev, "get_type", None)
-
     def _apply(self, req: RequestInfo, row: Step, ev: Any) -> None:
         """Apply the operation table's ``row`` for event ``ev`` (checked already); an init's
-        response (the row that ends on failure) agrees the operation's types."""
-        failed = False
-        if row.ends_on_failure:
-            self._agree(req, ev)
-            failed = not ev.status.success
+        response (the row that ends on failure) agrees the types the operation's messages
+        will carry."""
+        failed = row.ends_on_failure and not ev.status.success
+        if row.ends_on_failure and not failed:
+            req.type = getattr(ev, "type", None) or getattr(ev, "put_type", None)
+            req.get_type = getattr(ev, "get_type", None)
         self._step(req, row, bool(getattr(ev, "destroy", False)), failed)
 
     def _step(

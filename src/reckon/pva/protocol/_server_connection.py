@@ -30,7 +30,7 @@ from ._op_events import (
     PutInitResponse,
     SetByteOrder,
 )
-from ._operations import RequestInfo, refusal
+from ._operations import refusal
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
@@ -55,9 +55,9 @@ class ServerConnection(BaseConnection):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes, what an init
-        #: agrees); a successful GET reply's head is (GetResponse, byte order, 0)'s
-        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes, Any]] = {}
+        #: prepared replies: (event class, byte order, id(type)) -> (type, bytes); a successful
+        #: GET reply's head is (GetResponse, byte order, 0)'s
+        self._replies: dict[tuple[type, bool, int], tuple[Any, bytes]] = {}
 
     def receive_message(self, data: bytes) -> bool:
         """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
@@ -125,12 +125,10 @@ class ServerConnection(BaseConnection):
             cmd = write_payload(template, self._tx, None, out)
             if len(self._replies) >= _MAX_REPLIES:
                 self._replies.clear()
-            agreed = RequestInfo(command=command, ioid=0, sid=0)
-            self._agree(agreed, template)  # the types every such init agrees on
-            known = self._replies[key] = (type, bytes(self._framed(cmd, out)), agreed)
+            known = self._replies[key] = (type, bytes(self._framed(cmd, out)))
         out = bytearray(known[1])
         U32[be].pack_into(out, _IOID_AT, ioid)
-        req.type, req.get_type = known[2].type, known[2].get_type
+        req.type = type  # (what the init agrees: get_type stays None)
         self._step(req, row)
         self.bytes_sent += len(out)
         return bytes(out)
@@ -155,9 +153,8 @@ class ServerConnection(BaseConnection):
             or self.segment_size
             or self.state is not ConnectionState.VALIDATED
             or (req.type is not update.type and req.type != update.type)
+            or self._error is not None
         ):
-            return None
-        if self._error is not None:
             return None
         # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
         # ioid as a hole, then the value's shared pieces; the table's row applies the step
@@ -169,7 +166,7 @@ class ServerConnection(BaseConnection):
             buf, tail = bytearray(HEADER_SIZE), bytearray()
             write_around(template, self._tx, req, buf, tail)
             assert not tail
-            known = self._replies[GetResponse, be, 0] = (None, bytes(buf), None)
+            known = self._replies[GetResponse, be, 0] = (None, bytes(buf))
         out = bytearray(known[1])
         body, pieces = update.encoded(be)
         size = len(out) - HEADER_SIZE + body
@@ -223,8 +220,7 @@ class ServerConnection(BaseConnection):
             data = self._framed(cmd, head)
             self.bytes_sent += len(data)
             return [data]
-        flags = FLAG_FROM_SERVER | (FLAG_BIG if be else 0)
-        HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, flags, cmd, size)
+        HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
         self.bytes_sent += HEADER_SIZE + size
         if size < 65536:  # one buffer is cheaper to write
             return [b"".join((head, *pieces, tail))]

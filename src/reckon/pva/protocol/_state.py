@@ -62,11 +62,6 @@ class ConnectionState(_State):
     ERROR = "error"
 
 
-class ChannelState(enum.Enum):
-    CREATING = "creating"
-    CONNECTED = "connected"
-
-
 class RequestState(_State):
     INIT_PENDING = "init pending"
     READY = "ready"
@@ -75,33 +70,25 @@ class RequestState(_State):
 
 
 _S = ConnectionState
-#: role -> (the events it sends, those it receives) -> {state before: state after}
-HANDSHAKE: dict[Role, tuple[dict[type, dict[_S, _S]], dict[type, dict[_S, _S]]]] = {
-    Role.SERVER: (
-        {
-            ConnectionValidationRequest: {
-                _S.IDLE: _S.VALIDATION_REQUESTED,
-                _S.VALIDATED: _S.VALIDATION_REQUESTED,
-            },
-            ConnectionValidated: {_S.VALIDATION_ANSWERED: _S.VALIDATED},
-        },
-        {
-            ConnectionValidationResponse: {
-                _S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED,
-                _S.VALIDATED: _S.VALIDATION_ANSWERED,
-            }
-        },
-    ),
-    Role.CLIENT: (
-        {ConnectionValidationResponse: {_S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED}},
-        {
-            ConnectionValidationRequest: {
-                _S.IDLE: _S.VALIDATION_REQUESTED,
-                _S.VALIDATED: _S.VALIDATION_REQUESTED,
-            },
-            ConnectionValidated: {_S.VALIDATION_ANSWERED: _S.VALIDATED},
-        },
-    ),
+#: the handshake's messages by the role that sends them -> {state before: state after}; the
+#: side that receives one makes the same transition
+_SERVER_SENDS: dict[type, dict[_S, _S]] = {
+    ConnectionValidationRequest: {
+        _S.IDLE: _S.VALIDATION_REQUESTED,
+        _S.VALIDATED: _S.VALIDATION_REQUESTED,
+    },
+    ConnectionValidated: {_S.VALIDATION_ANSWERED: _S.VALIDATED},
+}
+_CLIENT_SENDS: dict[type, dict[_S, _S]] = {
+    ConnectionValidationResponse: {
+        _S.VALIDATION_REQUESTED: _S.VALIDATION_ANSWERED,
+        _S.VALIDATED: _S.VALIDATION_ANSWERED,
+    }
+}
+#: role -> (the events it sends, those it receives)
+HANDSHAKE = {
+    Role.SERVER: (_SERVER_SENDS, _CLIENT_SENDS),
+    Role.CLIENT: (_CLIENT_SENDS, _SERVER_SENDS),
 }
 
 

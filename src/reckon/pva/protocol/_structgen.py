@@ -166,6 +166,3 @@ def struct_decoder(
     header = "def dec(data, pos, c):" if mask is None else "def dec(data, pos, c, base):"
     dec: Callable[..., tuple[Any, int]] = g.compile(header, "dec")
     return dec
-
-
-__all__ = ["normalize", "selected", "struct_decoder", "struct_encoder"]

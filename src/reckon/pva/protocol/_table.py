@@ -53,12 +53,11 @@ from ._events import (
     Beacon,
     ConnectionValidationRequest,
     ConnectionValidationResponse,
-    Message,
     SearchRequest,
     SearchResponse,
 )
 
-#: the subcommand bits
+#: the subcommand bits (what each means for a command: its rows below)
 INIT, DESTROY, GET, GET_PUT, PROCESS = 0x08, 0x10, 0x40, 0x80, 0x04
 #: the commands whose messages belong to an operation (an ioid)
 OP_COMMANDS = frozenset(
@@ -154,6 +153,7 @@ _DOCS = {
     "status is success).",
     "DestroyChannel": "Either way: close a channel (the server echoes a client's request).",
     "DestroyRequest": "Client -> server: forget operation ``ioid``.",
+    "Message": "Server -> client: a human-readable text about operation ``ioid``.",
     "CancelRequest": "Client -> server: abandon the running execution of ``ioid`` (the op stays "
     "usable).",
     "GetInitResponse": "``type`` is the structure later gets carry (None when status is not "
@@ -228,7 +228,7 @@ MESSAGES: tuple[Row, ...] = (
     _op("DestroyChannel", Command.DESTROY_CHANNEL, _E, "sid:u32 cid:u32"),
     _op("DestroyRequest", Command.DESTROY_REQUEST, _C, "sid:u32 ioid:u32"),
     _op("CancelRequest", Command.CANCEL_REQUEST, _C, "sid:u32 ioid:u32"),
-    Row(Message, Command.MESSAGE, _S, "ioid:u32 severity:severity text:str"),
+    _op("Message", Command.MESSAGE, _S, "ioid:u32 severity:severity text:str"),
     # get
     _op("GetInit", Command.GET, _C, f"{_REQ} pv_request:request", "INIT"),
     _op("GetInitResponse", Command.GET, _S, f"{_RESP} type:stype", "INIT"),
@@ -360,6 +360,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._bitset import BitSet
+from ._constants import MessageSeverity
 from ._event import Event
 from ._status import Status
 from ._types import FieldDesc, Structure

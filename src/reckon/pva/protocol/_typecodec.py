@@ -12,9 +12,8 @@ the peer) and :class:`TypeRecvCache` (what the peer defined for us).
 from __future__ import annotations
 
 import functools
-import struct
 
-from ._errors import DecodeError, LimitExceededError, LocalProtocolError
+from ._errors import LOW_LEVEL_ERRORS, DecodeError, LimitExceededError, LocalProtocolError
 from ._types import (
     SCALAR_KINDS,
     BoundedString,
@@ -101,7 +100,7 @@ def decode_type(
     """(type or None, position after it). Raises only DecodeError/LimitExceededError."""
     try:
         return read_type(bytes(data), pos, big_endian, cache, max_depth, 0, [max_fields])
-    except (IndexError, struct.error, ValueError, OverflowError) as exc:
+    except LOW_LEVEL_ERRORS as exc:
         raise DecodeError(f"truncated or malformed type description: {exc!r}") from None
 
 
