@@ -161,7 +161,12 @@ def acquire(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             waited = True
-            if not _lock(fd, deadline, alive):
+            try:
+                got = _lock(fd, deadline, alive)
+            except BaseException:  # (interrupted while waiting: the lock goes with the fd)
+                os.close(fd)
+                raise
+            if not got:
                 os.close(fd)
                 return None, True
         except BaseException:
