@@ -59,7 +59,9 @@ if ONLY - set(SECTIONS):
 # One work directory and one local cache directory for the run, the Dask workers' included: they
 # start by importing this module again, and must find the run's (as processes of one user on
 # one machine share the default cache directory), not make their own.
-WORK = Path(os.environ.setdefault("SCALE_WORK", tempfile.mkdtemp(prefix="reckon-scale-")))
+if "_RECKON_SCALE_WORK" not in os.environ:
+    os.environ["_RECKON_SCALE_WORK"] = tempfile.mkdtemp(prefix="reckon-scale-")
+WORK = Path(os.environ["_RECKON_SCALE_WORK"])
 os.environ.setdefault("RECKON_CACHE_KEY", "reckon scale bench " + uuid.uuid4().hex)
 os.environ.setdefault("RECKON_CACHE_DIR", str(WORK / "cache"))
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
