@@ -56,9 +56,14 @@ SECTIONS = ("dask", "hits", "takeover", "big", "signing")
 ONLY = set(filter(None, os.environ.get("SCALE_ONLY", ",".join(SECTIONS)).split(",")))
 if ONLY - set(SECTIONS):
     raise SystemExit(f"SCALE_ONLY: unknown sections {sorted(ONLY - set(SECTIONS))}; use {SECTIONS}")
-WORK = Path(tempfile.mkdtemp(prefix="reckon-scale-"))
+# One work directory and one local cache directory for the run, the Dask workers' included: they
+# start by importing this module again, and must find the run's (as processes of one user on
+# one machine share the default cache directory), not make their own.
+if "_RECKON_SCALE_WORK" not in os.environ:
+    os.environ["_RECKON_SCALE_WORK"] = tempfile.mkdtemp(prefix="reckon-scale-")
+WORK = Path(os.environ["_RECKON_SCALE_WORK"])
 os.environ.setdefault("RECKON_CACHE_KEY", "reckon scale bench " + uuid.uuid4().hex)
-os.environ["RECKON_CACHE_DIR"] = str(WORK / "cache")
+os.environ.setdefault("RECKON_CACHE_DIR", str(WORK / "cache"))
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 from _forking import fork_child, wait_exit
@@ -139,3 +140,52 @@ def test_a_waiter_is_woken_by_the_release_instead_of_polling(
     assert used < 80, f"{used} commands for a 2 s wait"
     holder.close()
     waiter.close()
+
+
+def _command_calls(client: redis.Redis) -> dict[str, int]:
+    stats: dict[str, Any] = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def test_a_computation_through_the_engine_is_three_round_trips(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The first look (a pipeline of GET and the access time), the lease (one script, which also
+    looks), and the put with the release (one script): no fourth round trip."""
+    from reckon.core import CachingLevel, Engine, RequestId
+
+    store = RedisStore(redis_url, prefix="rtt:")
+    engine = Engine(store=store, memory_budget=0)
+    engine.get(RequestId("rtt-warm"), CachingLevel.FULL, lambda: b"warm")  # loads the scripts
+    redis_client.config_resetstat()
+    assert engine.get(RequestId("rtt"), CachingLevel.FULL, lambda: b"value") == b"value"
+    calls = _command_calls(redis_client)
+    assert calls.get("evalsha") == 2, calls  # the lease; the put with the release
+    assert calls.get("get", 0) - 3 <= 1, calls  # the first look (the scripts' own GETs aside)
+    assert "blpop" not in calls, calls
+    # ... and the value is there for everyone, with the lease gone
+    assert store.get(RequestId("rtt").disk_key) is not None
+    assert redis_client.keys("rtt:lease:*") == []
+    engine.close()
+    store.close()
+
+
+def test_a_value_put_in_a_lease_is_read_back_in_it(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The holder's put travels with the release, but a read of the key in the holder's process
+    (or its flush) sends it at once: the process sees its own write."""
+    store = RedisStore(redis_url, prefix="back:")
+    with store.lease(KEY) as mine:
+        assert mine
+        store.put(KEY, b"mine")
+        assert store.get(KEY) == b"mine"
+        assert store.contains(KEY)
+    other = RedisStore(redis_url, prefix="back:")
+    assert other.get(KEY) == b"mine"
+    with store.lease("c" * 64) as mine:
+        store.put("c" * 64, b"flushed")
+        assert store.flush() == []
+        assert other.get("c" * 64) == b"flushed"  # flushed: there before the release
+    store.close()
+    other.close()

@@ -7,11 +7,24 @@ import subprocess
 import sys
 
 _CHILD = """
+import json
 import sys
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import make_server
 
-server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
+moto = DomainDispatcherApplication(create_backend_app)
+seen = []  # every request: "METHOD /path?query" (read at /_requests, for tests that count)
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/_requests":
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(seen).encode()]
+    query = environ.get("QUERY_STRING", "")
+    path = environ["PATH_INFO"] + ("?" + query if query else "")
+    seen.append(environ["REQUEST_METHOD"] + " " + path)
+    return moto(environ, start_response)
+
+server = make_server("127.0.0.1", 0, app, threaded=True)
 print(server.server_port, flush=True)
 server.serve_forever()
 """
@@ -30,6 +43,16 @@ def start_s3() -> tuple[subprocess.Popen[bytes], str]:
         proc.kill()
         raise RuntimeError(f"moto's S3 server did not start (said {line!r})")
     return proc, f"http://127.0.0.1:{int(line)}"
+
+
+def requests_seen(endpoint: str) -> list[str]:
+    """Every request the server has answered so far, as "METHOD /path?query"."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(endpoint + "/_requests", timeout=10) as reply:
+        seen: list[str] = json.loads(reply.read())
+    return seen
 
 
 def s3_options(endpoint: str) -> dict[str, object]:

@@ -14,11 +14,13 @@ import fcntl
 import hashlib
 import logging
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 
-from reckon.core._waiting import Pause, waiting
+from reckon.core._waiting import waiting
 
 log = logging.getLogger("reckon.core.store")
 
@@ -42,32 +44,115 @@ def _open(path: str) -> int:
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
-def _lock(fd: int, deadline: float | None) -> bool:
-    """Take the lock on ``fd``; False when ``deadline`` passed first."""
+Alive = tuple[float, Callable[[], bool]]
+"""How a waiter checks, every so many seconds, that the holder it waits for still works: a
+holder that is alive but stuck (frozen by SIGSTOP, say) keeps its file lock forever."""
+
+
+def _lock(fd: int, deadline: float | None, alive: Alive | None) -> bool:
+    """Take the lock on ``fd``; False when ``deadline`` passed first, or ``alive`` said the
+    holder stopped working.
+
+    A waiter wakes the moment the holder lets go (a blocking ``flock``: the kernel wakes it),
+    never at its next poll: copies of a short computation must not each lose a polling pause.
+    With a deadline or a check, the blocking call runs on a helper thread and the caller waits
+    for it (see :func:`_lock_by`)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         pass
     with waiting():
-        if deadline is None:
+        if deadline is None and alive is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return True
-        pause = Pause(0.001, 0.05)
+        return _lock_by(fd, deadline, alive)
+
+
+def _lock_by(fd: int, deadline: float | None, alive: Alive | None) -> bool:
+    """A blocking ``flock`` on a helper thread, the caller waiting for it until ``deadline``
+    and asking ``alive`` at its pace.
+
+    The helper locks a duplicate of ``fd`` (the same open file, so the lock it takes is the
+    caller's). When the caller gives up first, it closes ``fd`` as usual, and the helper, once the
+    lock comes, closes its duplicate: the open file goes, and the lock with it, at once."""
+    dup = os.dup(fd)
+    done = threading.Event()
+    guard = threading.Lock()
+    state = {"got": False, "gave_up": False}
+
+    def take() -> None:
+        try:
+            fcntl.flock(dup, fcntl.LOCK_EX)
+            with guard:
+                state["got"] = not state["gave_up"]
+        except OSError:
+            pass
+        finally:
+            os.close(dup)  # the caller's fd keeps the lock when the caller still wants it
+            done.set()
+
+    _blockers.run(take)
+    try:
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(pause.next(), remaining))
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                continue
+            wait = None if alive is None else alive[0]
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
+            if done.wait(wait):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if alive is not None and not alive[1]():
+                break
+    finally:
+        with guard:
+            got = state["got"]
+            state["gave_up"] = not got
+    return got
 
 
-def acquire(path: str, timeout: float | None) -> tuple[int | None, bool]:
-    """(fd holding the lock or None on timeout, whether another holder made us wait)."""
+class _Blockers:
+    """Threads that make blocking calls for callers who want a deadline: started when none is
+    idle, kept for the next wait (starting a thread costs hundreds of microseconds on a busy
+    machine, which a waiter woken by its holder would pay on every wait)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._guard = threading.Lock()
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._guard:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._serve, daemon=True, name="reckon-lease-wait").start()
+
+    def _serve(self) -> None:
+        while True:
+            self._jobs.get()()
+            with self._guard:
+                self._idle += 1
+
+    def forked(self) -> None:
+        """In a forked child: the parent's threads are not there."""
+        self.__init__()  # type: ignore[misc]
+
+
+_blockers = _Blockers()
+os.register_at_fork(after_in_child=_blockers.forked)
+
+
+def acquire(
+    path: str, timeout: float | None, alive: Alive | None = None
+) -> tuple[int | None, bool]:
+    """(fd holding the lock or None on timeout, whether another holder made us wait).
+
+    ``alive``: (seconds, check) to ask every so many seconds while waiting whether the holder
+    still works; when it says no, None (the caller decides what to do without the lock)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     waited = False
     while True:
@@ -76,7 +161,12 @@ def acquire(path: str, timeout: float | None) -> tuple[int | None, bool]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             waited = True
-            if not _lock(fd, deadline):
+            try:
+                got = _lock(fd, deadline, alive)
+            except BaseException:  # (interrupted while waiting: the lock goes with the fd)
+                os.close(fd)
+                raise
+            if not got:
                 os.close(fd)
                 return None, True
         except BaseException:

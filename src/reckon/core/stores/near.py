@@ -59,6 +59,7 @@ class NearStore:
         far_options = getattr(far, "options", {})
         self.options: dict[str, Any] = dict(far_options) | dict(options or {})
         self._writer = Writer(self._write_far, max_bytes=queue_bytes)
+        self._leased: set[str] = set()  # keys whose far lease this store holds now
         self.closed = False
         urls.remember(self)
 
@@ -133,7 +134,11 @@ class NearStore:
         else:
             value = data if isinstance(data, bytes) else memoryview(data).cast("B")  # type: ignore[arg-type]
             size = len(value)
-        self._writer.submit(Op(PUT, key, value, cost, 0.0, size, meta))
+        op = Op(PUT, key, value, cost, 0.0, size, meta)
+        if key in self._leased:  # leaving the lease waits for this write: no thread hop
+            self._write_far([op])
+        else:
+            self._writer.submit(op)
 
     def delete(self, key: str) -> bool:
         near = self.near.delete(key)
@@ -168,23 +173,40 @@ class NearStore:
     def lease(
         self, key: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[bool]:
-        """The far store's lease (the shared one); leaving it waits for the far write."""
-        return self._lease(key, timeout)
+        """The far store's lease (the shared one); leaving it waits for the far write.
+
+        Copies on one machine agree among themselves first, on the far store's machine leases
+        (see ``_machine``): a copy that waited for another one here looks in the near tier, where
+        the holder left the value, and asks the far store nothing when it is there."""
+        far = self.far
+        machine = getattr(far, "machine_leases", None)
+        lives = getattr(far, "lease_lives", None)
+        if machine is None or lives is None or getattr(far, "shared_lease", None) is None:
+            return self._far_lease(key, timeout)
+        patience = float(getattr(far, "lease_ttl", 4.0)) / 2
+        found: contextlib.AbstractContextManager[bool] = machine.lease(
+            key, timeout, self._far_lease, self.near.contains, lives, patience
+        )
+        return found
 
     @contextlib.contextmanager
-    def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
-        lease = getattr(self.far, "lease", None)
+    def _far_lease(self, key: str, timeout: float | None) -> Iterator[bool]:
+        lease = getattr(self.far, "shared_lease", None) or getattr(self.far, "lease", None)
         if lease is None:
             yield not self.contains(key)
             return
         with lease(key, timeout) as mine:
+            if mine:
+                self._leased.add(key)
             try:
                 yield mine
             finally:
+                self._leased.discard(key)
                 # Others see the value when the lease ends: on the far store, and in this
                 # machine's near tier (its other processes then hit near, not far).
                 self.near.settle(key)
-                self._writer.flush()
+                if key in self._writer.pending:
+                    self._writer.flush()
 
     def close(self) -> None:
         if self.closed:

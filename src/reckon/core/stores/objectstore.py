@@ -46,8 +46,10 @@ from typing import Any
 from reckon.core._waiting import Pause, waiting
 from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
+from reckon.core.stores._machine import MachineLeases
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreUsage
+from reckon.core.stores.local import default_directory
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import ConfigurationError
 
@@ -152,6 +154,7 @@ class ObjectStore:
         self._held: dict[str, str] = {}  # key -> token of a lease this process holds
         # key -> when (monotonic) the last write of that lease object that succeeded was sent
         self._renewed: dict[str, float] = {}
+        self.machine_leases = MachineLeases(default_directory(), url)
         urls.remember(self)
 
     def __repr__(self) -> str:
@@ -174,6 +177,9 @@ class ObjectStore:
         return not self._outage.down
 
     def get(self, key: str) -> bytes | memoryview | None:
+        handed = self.machine_leases.handed(key)  # read (and verified) by this thread's lease
+        if handed is not None:
+            return handed  # type: ignore[no-any-return]
         path = self._path(key)
         if self._outage.skip():
             return None
@@ -515,8 +521,53 @@ class ObjectStore:
         """Single flight for ``key`` across processes and machines (see the module docstring).
         Yields True when the caller should compute and put the value, False when it is present
         (another holder put it). When ``timeout`` passes first, or the store is unreachable,
-        yields True without the lease."""
+        yields True without the lease.
+
+        Copies on one machine agree among themselves first (see ``_machine``): one takes the
+        lease object, the others wait for it on a file lock and then read the value once (the
+        get that follows takes what that read found)."""
+        return self.machine_leases.lease(
+            key, timeout, self.shared_lease, self._look, self.lease_lives, self.lease_ttl / 2
+        )
+
+    def lease_lives(self, key: str) -> Callable[[], bool]:
+        """A check whether a holder renews its lease on ``key``: asked every half ``lease_ttl``,
+        it says yes when the lease object changed since it last asked (its holder rewrites it
+        every quarter ``lease_ttl``; its first answer is yes); no when it is gone. Yes when the
+        store cannot say."""
+        path = self._lease_path(key)
+        seen: list[bytes | None] = []
+
+        def lives() -> bool:
+            if self._outage.skip():
+                return True
+            try:
+                now = self._lease_object(path)
+            except Exception as exc:
+                self._outage.failed("lease", exc)
+                return True
+            if now is None:
+                return False
+            renewed = not seen or seen[0] != now
+            seen[:] = [now]
+            return renewed
+
+        return lives
+
+    def shared_lease(
+        self, key: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """The lease object alone, without the machine's lease (see :meth:`lease`)."""
         return self._lease(key, timeout)
+
+    def _look(self, key: str) -> bool:
+        """Whether the value is here now; what was read goes to this thread's next get (inside
+        the lease: see ``_machine``)."""
+        data = self.get(key)
+        if data is None:
+            return False
+        self.machine_leases.hand(key, data)
+        return True
 
     def _lease_path(self, key: str) -> str:
         self._path(key)  # validates the key
@@ -543,7 +594,9 @@ class ObjectStore:
         )
         beat.start()
         try:
-            yield not self.contains(key)
+            # (A look that reads: a GET of a missing object is one request, where asking
+            # whether it exists is two on S3, and a value found is handed to the get after.)
+            yield not self._look(key)
         finally:
             stop.set()
             beat.join()
@@ -612,7 +665,7 @@ class ObjectStore:
                     # when it was not renewed lately (its holder may have died after writing):
                     # a live holder's renewals cost a waiter one request per look.
                     looks = now_content is None or now - seen_since > self.lease_ttl / 2
-                    if looks and self._fs.exists(self._path(key)):
+                    if looks and self._look(key):
                         return None
                     if now_content is None:  # released: try to take it
                         if self._create_lease(key, path, token):

@@ -53,8 +53,10 @@ from redis.retry import Retry
 from reckon.core._waiting import waiting
 from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
+from reckon.core.stores._machine import MachineLeases
 from reckon.core.stores._outage import Outage
 from reckon.core.stores.base import StoreData, StoreUsage
+from reckon.core.stores.local import default_directory
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
 from reckon.errors import StoreError
 
@@ -81,43 +83,49 @@ local function drop_chunks(vkey, cprefix)
 end
 """
 
+# Set a value with its bookkeeping (a function: the put script, and the put that leaves a lease).
 # KEYS: value, sizes, access, bytes, lease, meta, fences
 # ARGV: key, blob, size, now, ttl_ms, lease token, fence, meta blob, chunk prefix, "wid:n"
-_PUT = (
+# Returns the store's new byte total, or -1 when a newer lease was granted (fencing).
+_PUT_VALUE = (
     _DROP_CHUNKS
     + """
-if ARGV[6] ~= '' then
-  local holder = redis.call('GET', KEYS[5])
-  if holder and holder ~= ARGV[6] then return -1 end
-  local latest = redis.call('HGET', KEYS[7], ARGV[1])
-  if latest and tonumber(latest) > tonumber(ARGV[7]) then return -1 end
-end
-drop_chunks(KEYS[1], ARGV[9])
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old then redis.call('DECRBY', KEYS[4], old) end
-local ttl = tonumber(ARGV[5])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
-if ARGV[10] ~= '' then
-  local wid, n = string.match(ARGV[10], '^(%x+):(%d+)$')
-  for i = 0, tonumber(n) - 1 do
-    local chunk = ARGV[9] .. wid .. ':' .. i
-    if ttl > 0 then redis.call('PEXPIRE', chunk, ttl) else redis.call('PERSIST', chunk) end
+local function put_value()
+  if ARGV[6] ~= '' then
+    local holder = redis.call('GET', KEYS[5])
+    if holder and holder ~= ARGV[6] then return -1 end
+    local latest = redis.call('HGET', KEYS[7], ARGV[1])
+    if latest and tonumber(latest) > tonumber(ARGV[7]) then return -1 end
   end
+  drop_chunks(KEYS[1], ARGV[9])
+  local old = redis.call('HGET', KEYS[2], ARGV[1])
+  if old then redis.call('DECRBY', KEYS[4], old) end
+  local ttl = tonumber(ARGV[5])
+  if ttl > 0 then
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+  else
+    redis.call('SET', KEYS[1], ARGV[2])
+  end
+  if ARGV[10] ~= '' then
+    local wid, n = string.match(ARGV[10], '^(%x+):(%d+)$')
+    for i = 0, tonumber(n) - 1 do
+      local chunk = ARGV[9] .. wid .. ':' .. i
+      if ttl > 0 then redis.call('PEXPIRE', chunk, ttl) else redis.call('PERSIST', chunk) end
+    end
+  end
+  if ARGV[8] ~= '' then
+    redis.call('HSET', KEYS[6], ARGV[1], ARGV[8])
+  else
+    redis.call('HDEL', KEYS[6], ARGV[1])
+  end
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  return redis.call('INCRBY', KEYS[4], ARGV[3])
 end
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[6], ARGV[1], ARGV[8])
-else
-  redis.call('HDEL', KEYS[6], ARGV[1])
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-return redis.call('INCRBY', KEYS[4], ARGV[3])
 """
 )
+
+_PUT = _PUT_VALUE + "return put_value()\n"
 
 # KEYS: value, sizes, access, bytes, meta, fences; ARGV: key, chunk prefix
 _DELETE = (
@@ -184,14 +192,19 @@ local function wake(list, ttl_ms)
 end
 """
 
-# Take the lease in one round trip. KEYS: value, lease, fences, wake; ARGV: key, token, ttl_ms.
-# Returns -1 when the value is present (then wakes the next waiter), 0 when another holds the
-# lease, else the lease's fencing number (it is ours).
+# Take the lease in one round trip. KEYS: value, lease, fences, wake, access; ARGV: key, token,
+# ttl_ms, the largest value to return, now. Returns the value when it is present and at most that
+# large (its access time bumped, as a get does), -1 when it is present and larger (both wake the
+# next waiter), 0 when another holds the lease, else the lease's fencing number (it is ours).
 _TAKE = (
     _WAKE
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   wake(KEYS[4], ARGV[3])
+  if redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[4]) then
+    redis.call('ZADD', KEYS[5], 'XX', ARGV[5], ARGV[1])
+    return redis.call('GET', KEYS[1])
+  end
   return -1
 end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
@@ -202,17 +215,32 @@ return 0
 )
 
 # KEYS: lease, wake; ARGV: token, ttl_ms
-_RELEASE = (
-    _WAKE
-    + """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  wake(KEYS[2], ARGV[2])
-  return 1
+_RELEASE_LEASE = """
+local function release(lease, wake_list, token, ttl_ms)
+  if redis.call('GET', lease) == token then
+    redis.call('DEL', lease)
+    wake(wake_list, ttl_ms)
+    return 1
+  end
+  return 0
 end
-return 0
+"""
+_RELEASE = _WAKE + _RELEASE_LEASE + "return release(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
+
+# The holder's put and the lease's release in one round trip (see ``_deferred``): _PUT's KEYS
+# and ARGV, then KEYS[8] the wake list and ARGV[11] the lease's ttl_ms. Returns what _PUT does.
+_PUT_RELEASE = (
+    _PUT_VALUE
+    + _WAKE
+    + _RELEASE_LEASE
+    + """
+local total = put_value()
+release(KEYS[5], KEYS[8], ARGV[6], ARGV[11])
+return total
 """
 )
+
+_HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when at most this big
 
 
 class RedisStore:
@@ -295,6 +323,7 @@ class RedisStore:
         self._renew_script = self._r.register_script(_RENEW)
         self._release_script = self._r.register_script(_RELEASE)
         self._take_script = self._r.register_script(_TAKE)
+        self._put_release_script = self._r.register_script(_PUT_RELEASE)
         self.options = urls.non_default(
             {
                 "prefix": prefix,
@@ -317,6 +346,10 @@ class RedisStore:
         self._failed: list[str] = []
         self.unstored = 0  # puts that did not reach Redis (down, failed, or fenced off)
         self._held: dict[str, tuple[str, int]] = {}  # key -> (token, fence) of a lease held
+        # key -> the put script's KEYS and ARGV of a value put while this process holds the
+        # key's lease: sent with the lease's release, in one round trip (see _deferred_put)
+        self._deferred: dict[str, tuple[list[Any], list[Any]]] = {}
+        self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
         self._renewing: dict[str, str] = {}  # lease name -> token, renewed by one thread
         self._renewer: threading.Thread | None = None
         self._renewer_lock = threading.Lock()
@@ -357,17 +390,21 @@ class RedisStore:
         return not self._outage.down
 
     def get(self, key: str) -> bytes | memoryview | None:
-        if self._outage.skip():
-            return None
-        try:
-            pipe = self._r.pipeline(transaction=False)
-            pipe.get(self._vkey(key))
-            pipe.zadd(self._access, {key: time.time()}, xx=True)
-            raw = cast(bytes | None, pipe.execute()[0])
-            self._outage.ok()
-        except redis_py.RedisError as exc:
-            self._fail("get", exc)
-            return None
+        raw = self.machine_leases.handed(key)  # read by this thread's lease just now
+        if raw is None:
+            if self._deferred:
+                self._put_deferred(key)
+            if self._outage.skip():
+                return None
+            try:
+                pipe = self._r.pipeline(transaction=False)
+                pipe.get(self._vkey(key))
+                pipe.zadd(self._access, {key: time.time()}, xx=True)
+                raw = cast(bytes | None, pipe.execute()[0])
+                self._outage.ok()
+            except redis_py.RedisError as exc:
+                self._fail("get", exc)
+                return None
         if raw is None:
             return None
         if raw[:4] == _CHUNKED:
@@ -426,56 +463,77 @@ class RedisStore:
 
     def _publish(self, key: str, blob: bytes, size: int, meta_blob: bytes, chunks: str) -> None:
         """Set the value (or a chunked value's manifest) with its bookkeeping, in one script:
-        refused when this process's lease on the key has passed to a newer holder (fencing)."""
+        refused when this process's lease on the key has passed to a newer holder (fencing).
+
+        While this process holds the key's lease, the script is kept and sent with the lease's
+        release, in the same round trip (the engine puts a value just before it leaves the lease;
+        nobody else sees the value before the release anyway). ``flush`` and this process's own
+        reads of the key send it at once."""
         ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
-        token, fence = self._held.get(key, ("", 0))
+        held = self._held.get(key)
+        token, fence = held if held is not None else ("", 0)
+        keys = [
+            self._vkey(key),
+            self._sizes,
+            self._access,
+            self._bytes,
+            self._lease_name(key),
+            self._meta,
+            self._fences,
+        ]
+        args: list[Any] = [
+            key,
+            blob,
+            size,
+            time.time(),
+            ttl_ms,
+            token,
+            fence,
+            meta_blob,
+            self._chunk_prefix(key),
+            chunks,
+        ]
+        if held is not None:
+            self._deferred[key] = (keys, args)
+            return
         try:
-            total = int(
-                cast(
-                    Any,
-                    self._put_script(
-                        keys=[
-                            self._vkey(key),
-                            self._sizes,
-                            self._access,
-                            self._bytes,
-                            self._lease_name(key),
-                            self._meta,
-                            self._fences,
-                        ],
-                        args=[
-                            key,
-                            blob,
-                            size,
-                            time.time(),
-                            ttl_ms,
-                            token,
-                            fence,
-                            meta_blob,
-                            self._chunk_prefix(key),
-                            chunks,
-                        ],
-                    ),
-                )
-            )
+            total = int(cast(Any, self._put_script(keys=keys, args=args)))
             self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("put", exc)
-            self._not_stored(key)
-            self._drop_unpublished(key, chunks)
-            return
-        if total < 0:
-            log.warning(
-                "store %s: value for %s not written: its lease passed to a newer holder "
-                "(fencing token)",
-                self,
-                key,
-            )
+            total = None
+        self._published(key, total, chunks)
+
+    def _published(self, key: str, total: int | None, chunks: str) -> None:
+        """After the put script: ``total`` the store's bytes, -1 fenced off, None failed."""
+        if total is None or total < 0:
+            if total is not None:
+                log.warning(
+                    "store %s: value for %s not written: its lease passed to a newer holder "
+                    "(fencing token)",
+                    self,
+                    key,
+                )
             self._not_stored(key)
             self._drop_unpublished(key, chunks)
             return
         if self.budget is not None and total > self.budget:
             self.evict(self.budget)
+
+    def _put_deferred(self, key: str | None = None) -> None:
+        """Send the kept put of ``key`` (None: every kept put) now, without the release."""
+        for k in list(self._deferred) if key is None else [key]:
+            put = self._deferred.pop(k, None)
+            if put is None:
+                continue
+            keys, args = put
+            try:
+                total = int(cast(Any, self._put_script(keys=keys, args=args)))
+                self._outage.ok()
+            except redis_py.RedisError as exc:
+                self._fail("put", exc)
+                total = None
+            self._published(k, total, args[9])
 
     def _put_chunked(
         self, key: str, pieces: list[bytes | memoryview], size: int, tag: bytes
@@ -571,9 +629,13 @@ class RedisStore:
             return False
 
     def delete(self, key: str) -> bool:
+        if self._deferred:
+            self._put_deferred(key)
         return self._delete(key)
 
     def contains(self, key: str) -> bool:
+        if self._deferred:
+            self._put_deferred(key)
         if self._outage.skip():
             return False
         try:
@@ -583,6 +645,8 @@ class RedisStore:
             return False
 
     def keys(self) -> Iterator[str]:
+        if self._deferred:
+            self._put_deferred()
         if self._outage.skip():
             return iter(())
         try:
@@ -601,6 +665,8 @@ class RedisStore:
 
     def metadata(self, key: str) -> dict[str, Any] | None:
         """The authenticated metadata ``key`` was put with, or None."""
+        if self._deferred:
+            self._put_deferred(key)
         if self._outage.skip():
             return None
         try:
@@ -612,6 +678,8 @@ class RedisStore:
 
     def entries(self, prefix: str = "") -> Iterator[md.EntryInfo]:
         """Every entry whose key starts with ``prefix``: key, size, authenticated metadata."""
+        if self._deferred:
+            self._put_deferred()
         if self._outage.skip():
             return iter(())
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
@@ -631,6 +699,8 @@ class RedisStore:
         return iter(sorted(found, key=lambda e: e.key))
 
     def usage(self) -> StoreUsage:
+        if self._deferred:
+            self._put_deferred()
         if self._outage.skip():
             return StoreUsage(0, 0, self.budget)
         try:
@@ -644,6 +714,8 @@ class RedisStore:
         return StoreUsage(int(entries or 0), int(nbytes or 0), self.budget)
 
     def evict(self, target_bytes: int | None = None) -> int:
+        if self._deferred:
+            self._put_deferred()
         target = self.budget if target_bytes is None else target_bytes
         if target is None or self._outage.skip():
             return 0
@@ -672,7 +744,35 @@ class RedisStore:
     ) -> contextlib.AbstractContextManager[bool]:
         """Cross-process single flight for ``key`` (see the module docstring). Yields True when
         the caller should compute and put the value, False when another holder put it meanwhile.
-        When ``timeout`` passes first, or Redis fails, yields True without the lease."""
+        When ``timeout`` passes first, or Redis fails, yields True without the lease.
+
+        Copies on one machine agree among themselves first (see ``_machine``): one takes the
+        lease here, the others wait for it on a file lock and then take the lease (which finds
+        the value present, and returns it for the get that follows)."""
+        return self.machine_leases.lease(
+            key, timeout, self.shared_lease, None, self.lease_lives, self.lease_ttl / 2
+        )
+
+    def lease_lives(self, key: str) -> Callable[[], bool]:
+        """A check whether some holder's lease on ``key`` lives (they expire on the server when
+        their holder stops renewing them); yes when the server cannot say."""
+        name = self._lease_name(key)
+
+        def lives() -> bool:
+            if self._outage.skip():
+                return True
+            try:
+                return bool(self._r.exists(name))
+            except redis_py.RedisError as exc:
+                self._fail("lease", exc)
+                return True
+
+        return lives
+
+    def shared_lease(
+        self, key: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
+        """The lease on the server alone, without the machine's (see :meth:`lease`)."""
         return self._lease(key, timeout)
 
     def _lease_name(self, key: str) -> str:
@@ -683,6 +783,8 @@ class RedisStore:
         name = self._lease_name(key)
         token = os.urandom(16).hex()
         ttl_ms = max(1, int(self.lease_ttl * 1000))
+        if self._deferred:  # this process's value, kept for its release, is there to find
+            self._put_deferred(key)
         fence = self._acquire(key, name, token, ttl_ms, timeout)
         if fence is None:
             yield False  # the value is present (or appeared while we waited)
@@ -700,10 +802,28 @@ class RedisStore:
             with self._renewer_lock:
                 if self._renewing.get(name) == token:
                     del self._renewing[name]
-            try:
-                self._release_script(keys=[name, self._wake_name(key)], args=[token, ttl_ms])
-            except redis_py.RedisError as exc:
-                self._fail("lease release", exc)
+            put = self._deferred.pop(key, None)
+            if put is None:
+                try:
+                    self._release_script(keys=[name, self._wake_name(key)], args=[token, ttl_ms])
+                except redis_py.RedisError as exc:
+                    self._fail("lease release", exc)
+            else:  # the value put inside the lease, and the release, in one round trip
+                keys, args = put
+                try:
+                    total: int | None = int(
+                        cast(
+                            Any,
+                            self._put_release_script(
+                                keys=[*keys, self._wake_name(key)], args=[*args, ttl_ms]
+                            ),
+                        )
+                    )
+                    self._outage.ok()
+                except redis_py.RedisError as exc:
+                    self._fail("put", exc)
+                    total = None
+                self._published(key, total, args[9])
 
     def _wake_name(self, key: str) -> str:
         return self.prefix + "wake:" + key
@@ -712,7 +832,8 @@ class RedisStore:
         self, key: str, name: str, token: str, ttl_ms: int, timeout: float | None
     ) -> int | None:
         """The lease's fencing number (> 0) when it is ours; 0: compute without it (timed out,
-        or Redis failed); None: the value is present.
+        or Redis failed); None: the value is present (handed to this thread's next get when
+        the script returned it: see ``_machine``).
 
         A waiter blocks on the key's wake list (see ``_WAKE``), woken when the holder leaves;
         the block ends every ``lease_ttl/16`` seconds at most (a holder that died wakes no
@@ -720,12 +841,12 @@ class RedisStore:
         if self._outage.skip():
             return 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        keys = [self._vkey(key), name, self._fences, self._wake_name(key)]
-        args: list[str | int] = [key, token, ttl_ms]
+        keys = [self._vkey(key), name, self._fences, self._wake_name(key), self._access]
+        args: list[str | int | float] = [key, token, ttl_ms, _HAND_AT_MOST, time.time()]
         try:
-            got = int(cast(Any, self._take_script(keys=keys, args=args)))
-            if got:
-                return None if got < 0 else got
+            got = self._take(key, keys, args)
+            if got != 0:
+                return got
             wake = self._wake_name(key)
             # The holder's release wakes us; the block ends anyway every lease_ttl/16 (to see a
             # holder that died), and below the socket's deadline (not to be taken for a dead
@@ -739,12 +860,23 @@ class RedisStore:
                         return 0
                     block = most if remaining is None else min(most, remaining)
                     self._r.blpop([wake], timeout=max(0.01, block))
-                    got = int(cast(Any, self._take_script(keys=keys, args=args)))
-                    if got:
-                        return None if got < 0 else got
+                    args[4] = time.time()
+                    got = self._take(key, keys, args)
+                    if got != 0:
+                        return got
         except redis_py.RedisError as exc:
             self._fail("lease", exc)
             return 0
+
+    def _take(self, key: str, keys: list[str], args: list[str | int | float]) -> int | None:
+        """One try of the take script: the fencing number, 0 (held by another) or None (the
+        value is present; handed over when the script returned it)."""
+        got = self._take_script(keys=keys, args=args)
+        if isinstance(got, bytes):
+            self.machine_leases.hand(key, got)
+            return None
+        number = int(cast(Any, got))
+        return None if number < 0 else number
 
     def _renew_while_held(self, name: str, token: str) -> None:
         """Have this store's renewer (one thread for every lease the store holds) renew the
@@ -793,12 +925,17 @@ class RedisStore:
             self._failed.append(key)
 
     def flush(self) -> list[str]:
-        """Writes are synchronous: nothing to wait for. Returns the keys whose puts did not
-        reach the server since the last flush."""
+        """Sends the puts kept for a lease's release (see ``_publish``); other writes are
+        synchronous. Returns the keys whose puts did not reach the server since the last
+        flush."""
+        if self._deferred:
+            self._put_deferred()
         failed, self._failed = self._failed, []
         return failed
 
     def close(self) -> None:
+        if self._deferred:
+            self._put_deferred()
         self.closed = True
         urls.forget(self)
         if self._owns_client:

@@ -58,6 +58,8 @@ _BUFFERS = (bytes, memoryview, bytearray)
 _B2_HEAD = bytes((BLAKE2B,))
 # the zero padding after a key of n bytes (mod a block), made once: see _b2_prefix
 _B2_PAD = [bytes((1 - len(_DOMAIN) - 4 - n) % _B2_BLOCK) for n in range(_B2_BLOCK)]
+# the length field of keys up to 255 bytes (every RequestId.disk_key), made once
+_B2_LENS = [_LEN(n) for n in range(256)]
 _ALGORITHMS = ("auto", "blake3", "blake2b", "hmac-sha256")
 
 Buffer = bytes | memoryview | bytearray
@@ -155,8 +157,15 @@ class Signer:
         if tag[:1] == _B2_HEAD and isinstance(data, _BUFFERS):  # small values: the fast path
             h = self._b2keys.get(key)
             if h is None:  # a key first seen here: one update, nothing kept (see _b2_prefix)
+                kb = key.encode("utf-8")
+                n = len(kb)
                 h = self._b2.copy()
-                h.update(self._b2_prefix(key) + data)
+                # (_b2_prefix inlined, from tables: most of a first check's cost is Python's)
+                h.update(
+                    b"".join(
+                        (_B2_LENS[n] if n < 256 else _LEN(n), kb, _B2_PAD[n % _B2_BLOCK], data)
+                    )
+                )
             else:  # a key this signer signed or hashed before: one compression
                 h = h.copy()
                 h.update(data)

@@ -1,0 +1,260 @@
+"""Copies of one key on one machine coordinate locally first: only one process talks to the far
+store's lease; the others wait on a file lock and then read the value once.
+
+Counted on a real redis-server (INFO commandstats: scripts run, BLPOPs), with real processes that
+start each key at once (a start file they wait for); kill -9 of the local holder; a frozen local
+holder (SIGSTOP) whose far lease lapsed is taken over, not waited for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from reckon.core import RequestId, open_store
+
+COPIES = 4
+KEYS = 2
+
+_COPY = """
+import os, sys, time
+from reckon.core import CachingLevel, Engine, RequestId, open_store
+store = open_store({url!r})
+engine = Engine(store=store, memory_budget=0)
+def body(i):
+    with open({log!r}, "a") as f:
+        f.write(f"{{i}}\\n")
+    time.sleep(0.5)
+    return i * i
+print("ready", flush=True)
+while not os.path.exists({go!r}):
+    time.sleep(0.002)
+for i in range({keys}):
+    assert engine.get(RequestId("machine", i), CachingLevel.FULL, lambda i=i: body(i)) == i * i
+engine.close()
+store.close()
+"""
+
+
+def _commands(client: redis.Redis) -> dict[str, int]:
+    stats: dict[str, Any] = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def _warm(url: str) -> None:
+    """Load the store's scripts into the server (so the counted run has no NOSCRIPT retries)."""
+    store = open_store(url)
+    key = RequestId("warm", url).disk_key
+    with store.lease(key) as mine:
+        assert mine
+        store.put(key, b"warm")
+    store.flush()
+    store.close()
+
+
+@pytest.mark.parametrize("near", ["off", "auto"])
+def test_copies_on_one_machine_make_one_far_lease(
+    near: str, tmp_path: Path, store_url: Callable[..., str], redis_url: str
+) -> None:
+    # (a long lease: its renewals, every quarter of it, would be scripts too)
+    url = store_url("redis", "machine", near=near, lease_ttl=60)
+    _warm(url)
+    log, go = tmp_path / "runs", tmp_path / "go"
+    script = _COPY.format(url=url, log=str(log), go=str(go), keys=KEYS)
+    client = redis.Redis.from_url(redis_url)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(COPIES)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        client.config_resetstat()
+        go.touch()
+        for p in procs:
+            assert p.wait(120) == 0
+        calls = _commands(client)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(30)
+        client.close()
+    assert sorted(log.read_text().split()) == [str(i) for i in range(KEYS)], "1 body run per key"
+    # Nobody waited on the far store: the copies that waited did so on this machine's file lock.
+    assert calls.get("blpop", 0) == 0, calls
+    # Per key, the far lease is taken once (a script), and the holder leaves it with its value
+    # (one script); each other copy then asks once (the take script, which returns the value) or,
+    # with the near tier, not at all (the value is in the near tier when the holder leaves).
+    per_key = 2 + (COPIES - 1 if near == "off" else 0)
+    assert calls.get("evalsha", 0) <= KEYS * per_key, calls
+
+
+_HOLD = """
+import sys, time
+from reckon.core import open_store
+store = open_store({url!r})
+with store.lease({key!r}) as mine:
+    print("held" if mine else "not mine", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("kind", ["redis", "s3", "objfile"])
+@pytest.mark.parametrize("how", ["kill", "freeze"])
+def test_the_local_holder_killed_or_frozen_is_replaced_within_seconds(
+    kind: str, how: str, store_url: Callable[..., str]
+) -> None:
+    """A waiter on this machine waits on the holder's file lock: kill -9 frees it at once (and
+    the far lease lapses within ``lease_ttl``); a frozen holder keeps its file lock, but its far
+    lease lapses, which the waiter notices. Either way it takes over within seconds (lease_ttl
+    here: 1 s)."""
+    url = store_url(kind, "machine", lease_ttl=1, near="off")
+    if kind == "objfile":
+        from reckon.core.stores import ObjectStore
+
+        url = url.split("?")[0]
+        store: Any = ObjectStore(url, lease_ttl=1.0)
+        hold = _HOLD.replace("open_store(", "ObjectStore(").replace(
+            "from reckon.core import open_store",
+            "from reckon.core.stores import ObjectStore",
+        )
+        hold = hold.replace("ObjectStore({url!r})", "ObjectStore({url!r}, lease_ttl=1.0)")
+    else:
+        store = open_store(url)
+        hold = _HOLD
+    key = RequestId("machine-holder", kind, how).disk_key
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold.format(url=url, key=key)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        granted: list[float] = []
+        result: list[bool] = []
+
+        def wait() -> None:
+            with store.lease(key) as mine:
+                granted.append(time.monotonic())
+                result.append(mine)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.5)
+        assert not granted, "the lease is held"
+        stopped = time.monotonic()
+        os.kill(holder.pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+        waiter.join(60)
+        assert result == [True]
+        took = granted[0] - stopped
+        assert took < 5.0, f"takeover took {took:.1f}s (lease_ttl 1 s)"
+    finally:
+        if holder.poll() is None:
+            os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait(30)
+        store.close()
+
+
+def test_a_waiter_here_reads_the_value_of_the_holder_here(
+    store_url: Callable[..., str], tmp_path: Path
+) -> None:
+    """A waiter woken by the holder on this machine finds the value (yields False) and the get
+    that follows returns it, authenticated (a value with a bad signature is a miss there)."""
+    url = store_url("s3", "machine", near="off")
+    store = open_store(url)
+    key = RequestId("machine-read", 1).disk_key
+    seen: list[object] = []
+    held = threading.Event()
+    leave = threading.Event()
+    script = _HOLD.replace("time.sleep(600)", "sys.stdin.readline()\n    store.put({key!r}, b'v')")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script.format(url=url, key=key)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdin is not None and holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+
+        def wait() -> None:
+            held.set()
+            with store.lease(key) as mine:
+                seen.append(mine)
+                seen.append(store.get(key))
+            leave.set()
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        held.wait(10)
+        time.sleep(0.3)
+        assert not seen
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.wait(60) == 0
+        waiter.join(60)
+        assert seen[0] is False
+        assert seen[1] is not None and bytes(seen[1]) == b"v"  # type: ignore[arg-type]
+    finally:
+        holder.kill()
+        holder.wait(30)
+        store.close()
+
+
+def test_machine_leases_live_under_the_local_cache_directory(
+    store_url: Callable[..., str],
+) -> None:
+    url = store_url("redis", "machine", near="off")
+    store = open_store(url)
+    key = RequestId("machine-dir", 1).disk_key
+    with store.lease(key) as mine:
+        assert mine
+        locks = list(Path(os.environ["RECKON_CACHE_DIR"], "far-leases").rglob("*.lock"))
+        assert any(p.name == key + ".lock" for p in locks)
+    store.close()
+
+
+def test_s3_copies_on_one_machine_touch_the_lease_object_once(
+    tmp_path: Path, store_url: Callable[..., str], s3_endpoint: str
+) -> None:
+    """On S3 only the copy that computes touches the lease object (its conditional create and
+    its delete); each other copy makes two requests: its first look, and one read once the
+    holder here is done (handed to the get that follows)."""
+    from _s3_server import requests_seen
+
+    url = store_url("s3", "machine", near="off", lease_ttl=8)
+    open_store(url)  # the bucket prefix
+    log, go = tmp_path / "runs", tmp_path / "go"
+    script = _COPY.format(url=url, log=str(log), go=str(go), keys=KEYS)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(COPIES)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        for p in procs:
+            assert p.wait(120) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(30)
+    assert sorted(log.read_text().split()) == [str(i) for i in range(KEYS)], "1 body run per key"
+    seen = requests_seen(s3_endpoint)
+    for i in range(KEYS):
+        key = RequestId("machine", i).disk_key
+        mine = [r for r in seen if key in r]
+        leases = [r for r in mine if ".lease" in r]
+        assert sorted(r.split()[0] for r in leases) == ["DELETE", "PUT"], leases
+        # the holder: look, lease, look, value, metadata... (none here), release; the others 2
+        assert len(mine) <= 6 + 2 * (COPIES - 1), mine
