@@ -61,9 +61,9 @@ if ONLY - set(SECTIONS):
 # one machine share the default cache directory), not make their own.
 if "_RECKON_SCALE_WORK" not in os.environ:
     os.environ["_RECKON_SCALE_WORK"] = tempfile.mkdtemp(prefix="reckon-scale-")
+    os.environ["RECKON_CACHE_DIR"] = os.path.join(os.environ["_RECKON_SCALE_WORK"], "cache")
 WORK = Path(os.environ["_RECKON_SCALE_WORK"])
 os.environ.setdefault("RECKON_CACHE_KEY", "reckon scale bench " + uuid.uuid4().hex)
-os.environ.setdefault("RECKON_CACHE_DIR", str(WORK / "cache"))
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 
