@@ -237,3 +237,26 @@ def test_processes_racing_on_one_function_see_no_false_corruption(
     assert sorted(map(int, runs)) == list(range(n))  # each key computed exactly once
     warned = [line for text in errors for line in text.splitlines() if "corrupt" in line]
     assert warned == []
+
+
+def test_a_function_sent_by_value_is_rebuilt_once_per_process(cache_dir: Path) -> None:
+    """A Dask client sends a local function with every task: the worker keeps one copy of it
+    (one prepared function, one entry among the process's memoized functions), not one per
+    task, and the sender fingerprints it before sending even if it never called it."""
+
+    @memoize(store=cache_dir)
+    def local_cube(x: int) -> int:
+        return x**3
+
+    sent = cloudpickle.dumps(local_cube)  # never called here: pickling fingerprints it
+    first, second = cloudpickle.loads(sent), cloudpickle.loads(cloudpickle.dumps(local_cube))
+    assert first is second is not local_cube
+    assert first.fingerprint == local_cube.fingerprint
+    assert first(2) == 8 and local_cube.would_hit(2)
+
+    @memoize(store=cache_dir, name=local_cube.name)
+    def local_cube_edited(x: int) -> int:  # same name, other code: another copy
+        return x**3 + 1
+
+    other = cloudpickle.loads(cloudpickle.dumps(local_cube_edited))
+    assert other is not first and other(2) == 9

@@ -720,9 +720,28 @@ def _load_memoized(module: str, qualname: str, config: dict[str, Any]) -> Any:
     return obj
 
 
+#: Memoized functions rebuilt from a copy sent by value, by their configuration and fingerprint:
+#: a Dask worker that gets the same function with each of 400 tasks builds (and prepares) it once.
+_REBUILT: dict[tuple[Any, ...], Memoized[Any, Any]] = {}
+_REBUILT_MOST = 256
+_rebuilt_lock = threading.Lock()
+
+
 def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
-    """Unpickle a memoized function sent by value. (Pickles name this function here: it must stay
-    in this module.)"""
+    """Unpickle a memoized function sent by value: this process's copy of it when it has one (the
+    same code, as its fingerprint says, and the same configuration), else a new one. (Pickles
+    name this function here: it must stay in this module.)"""
+    fp: bytes = state.get("fp", b"")
+    same: tuple[Any, ...] | None = None
+    if fp and state["key"] is None:  # a key function arrives as a new object each time
+        same = (fp, *(state.get(k) for k in sorted(state) if k != "fp"))
+        try:
+            with _rebuilt_lock:
+                known = _REBUILT.get(same)
+        except TypeError:  # a setting that cannot be a key: rebuild, as before
+            same = known = None
+        if known is not None:
+            return known
     level = state["level"]
     m: Memoized[Any, Any] = Memoized(
         func,
@@ -737,10 +756,14 @@ def _rebuild_memoized(func: Any, state: dict[str, Any]) -> Memoized[Any, Any]:
         assume_pure=state["assume_pure"],
         verbose=state.get("verbose"),
     )
-    fp: bytes = state.get("fp", b"")
     if fp:
         # The sender fingerprinted the original; the function rebuilt by value keys the same.
         m._seed_fp = fp
+    if same is not None:
+        with _rebuilt_lock:
+            if len(_REBUILT) >= _REBUILT_MOST:
+                _REBUILT.clear()
+            m = _REBUILT.setdefault(same, m)
     return m
 
 

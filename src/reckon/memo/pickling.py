@@ -99,7 +99,10 @@ def by_value(memoized: Memoized[Any, Any]) -> tuple[Any, dict[str, Any]]:
     state = config_of(memoized)
     state["key"] = memoized._key
     state["ignore"] = tuple(sorted(memoized._arguments.ignore))
-    state["fp"] = memoized._fp if memoized._ready else b""
+    # The fingerprint goes with the code, so no receiver fingerprints it again: a Dask client
+    # that maps a function it never called over 400 tasks fingerprints it here, once, not once
+    # per task on the workers (``fingerprint`` prepares, and sees a value it reads rebound).
+    state["fp"] = memoized._fp if memoized.fingerprint else b""
     return func, state
 
 
