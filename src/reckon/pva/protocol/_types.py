@@ -32,13 +32,16 @@ KIND_NAMES: dict[str, str] = {k: row[2] for k, row in KINDS.items()}
 class FieldDesc:
     """Base of every field description. Instances are immutable and compare by value."""
 
-    __slots__ = ("_hash", "bit_count", "code", "depth")
+    __slots__ = ("_hash", "_k", "bit_count", "code", "depth")
     code: int
     #: how deeply this type nests (a scalar is 1)
     depth: int
     #: how many bitset offsets the field occupies (1 except for structures)
     bit_count: int
     _hash: int
+    #: the values of ``_args``, kept: equal types made apart (two PVs' ``NTScalar("d")``) are
+    #: compared on every cache lookup of a post, which built these tuples each time
+    _k: tuple[object, ...]
     #: the attributes the constructor takes, in its order: they compare, hash, pickle and show
     _args: ClassVar[tuple[str, ...]] = ()
 
@@ -51,7 +54,8 @@ class FieldDesc:
         object.__setattr__(self, "code", code)
         object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "bit_count", bit_count)
-        object.__setattr__(self, "_hash", hash((type(self).__name__, *self._key())))
+        object.__setattr__(self, "_k", self._key())
+        object.__setattr__(self, "_hash", hash((type(self).__name__, *self._k)))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -65,7 +69,7 @@ class FieldDesc:
         if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, FieldDesc)
-        return self._hash == other._hash and self._key() == other._key()
+        return self._hash == other._hash and self._k == other._k
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), self._key())
