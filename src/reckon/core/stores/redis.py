@@ -240,6 +240,7 @@ return total
 """
 )
 
+_CHUNKS_ARG = 9  # where the put scripts' ARGV holds "wid:n" of a chunked value (ARGV[10])
 _HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when at most this big
 
 
@@ -496,16 +497,17 @@ class RedisStore:
         if held is not None:
             self._deferred[key] = (keys, args)
             return
+        self._run_put(self._put_script, key, keys, args)
+
+    def _run_put(self, script: Any, key: str, keys: list[Any], args: list[Any]) -> None:
+        """Run a put script (_PUT, or _PUT_RELEASE with the release's extra KEYS and ARGV) and
+        act on what it returns: the store's bytes (evict past the budget), -1 fenced off."""
         try:
-            total = int(cast(Any, self._put_script(keys=keys, args=args)))
+            total: int | None = int(cast(Any, script(keys=keys, args=args)))
             self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("put", exc)
             total = None
-        self._published(key, total, chunks)
-
-    def _published(self, key: str, total: int | None, chunks: str) -> None:
-        """After the put script: ``total`` the store's bytes, -1 fenced off, None failed."""
         if total is None or total < 0:
             if total is not None:
                 log.warning(
@@ -515,7 +517,7 @@ class RedisStore:
                     key,
                 )
             self._not_stored(key)
-            self._drop_unpublished(key, chunks)
+            self._drop_unpublished(key, args[_CHUNKS_ARG])
             return
         if self.budget is not None and total > self.budget:
             self.evict(self.budget)
@@ -526,14 +528,7 @@ class RedisStore:
             put = self._deferred.pop(k, None)
             if put is None:
                 continue
-            keys, args = put
-            try:
-                total = int(cast(Any, self._put_script(keys=keys, args=args)))
-                self._outage.ok()
-            except redis_py.RedisError as exc:
-                self._fail("put", exc)
-                total = None
-            self._published(k, total, args[9])
+            self._run_put(self._put_script, k, *put)
 
     def _put_chunked(
         self, key: str, pieces: list[bytes | memoryview], size: int, tag: bytes
@@ -810,20 +805,12 @@ class RedisStore:
                     self._fail("lease release", exc)
             else:  # the value put inside the lease, and the release, in one round trip
                 keys, args = put
-                try:
-                    total: int | None = int(
-                        cast(
-                            Any,
-                            self._put_release_script(
-                                keys=[*keys, self._wake_name(key)], args=[*args, ttl_ms]
-                            ),
-                        )
-                    )
-                    self._outage.ok()
-                except redis_py.RedisError as exc:
-                    self._fail("put", exc)
-                    total = None
-                self._published(key, total, args[9])
+                self._run_put(
+                    self._put_release_script,
+                    key,
+                    [*keys, self._wake_name(key)],
+                    [*args, ttl_ms],
+                )
 
     def _wake_name(self, key: str) -> str:
         return self.prefix + "wake:" + key
