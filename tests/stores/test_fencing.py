@@ -10,35 +10,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from _holders import kill, open_kind, start_holder
 
-from reckon.core import RequestId, open_store
+from reckon.core import RequestId
 
-_HOLDER = """
-import sys
-sys.path.insert(0, {here!r})
-from test_fencing import _open
-store = _open({kind!r}, {url!r})
-with store.lease({key!r}) as mine:
-    print("held" if mine else "not mine", flush=True)
+_FROZEN = """\
     sys.stdin.readline()  # frozen here (SIGSTOP) until long after the lease lapsed
     store.put({key!r}, b"stale: from the holder whose lease lapsed")
-    print("not stored:", store.flush(), flush=True)
-"""
+    print("not stored:", store.flush(), flush=True)"""
 
 
-def _open(kind: str, url: str) -> Any:
-    if kind == "objfile":
-        from reckon.core.stores import ObjectStore
-
-        return ObjectStore(url, lease_ttl=1.0)
-    return open_store(url, near=None)
+def _options(kind: str) -> dict[str, Any]:
+    return {"lease_ttl": 1.0} if kind == "objfile" else {"near": None}
 
 
 @pytest.mark.parametrize("kind", ["redis", "s3", "objfile"])
@@ -48,18 +35,11 @@ def test_a_lapsed_holder_cannot_overwrite_the_newer_value(
     ttl = {} if kind == "objfile" else {"lease_ttl": 1}
     url = store_url(kind, "fence", **ttl)
     key = RequestId("fence", kind).disk_key
-    here = str(Path(__file__).parent)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER.format(here=here, kind=kind, url=url, key=key)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = start_holder(kind, url, key, _options(kind), _FROZEN.format(key=key))
     try:
         assert holder.stdin is not None and holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
         os.kill(holder.pid, signal.SIGSTOP)
-        store = _open(kind, url)
+        store = open_kind(kind, url, **_options(kind))
         with store.lease(key, timeout=60) as mine:  # taken over once the frozen lease lapses
             assert mine
             store.put(key, b"newer: from the holder that took over")
@@ -73,7 +53,4 @@ def test_a_lapsed_holder_cannot_overwrite_the_newer_value(
         assert bytes(store.get(key) or b"") == b"newer: from the holder that took over"
         store.close()
     finally:
-        if holder.poll() is None:
-            os.kill(holder.pid, signal.SIGCONT)
-        holder.kill()
-        holder.wait(30)
+        kill(holder)

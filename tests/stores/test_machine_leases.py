@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+from _holders import kill, open_kind, run_copies, start_holder, takeover
 
 from reckon.core import RequestId, open_store
 
@@ -72,22 +71,10 @@ def test_copies_on_one_machine_make_one_far_lease(
     log, go = tmp_path / "runs", tmp_path / "go"
     script = _COPY.format(url=url, log=str(log), go=str(go), keys=KEYS)
     client = redis.Redis.from_url(redis_url)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        for _ in range(COPIES)
-    ]
     try:
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        client.config_resetstat()
-        go.touch()
-        for p in procs:
-            assert p.wait(120) == 0
+        run_copies(script, COPIES, go, before_go=client.config_resetstat)
         calls = _commands(client)
     finally:
-        for p in procs:
-            p.kill()
-            p.wait(30)
         client.close()
     assert sorted(log.read_text().split()) == [str(i) for i in range(KEYS)], "1 body run per key"
     # Nobody waited on the far store: the copies that waited did so on this machine's file lock.
@@ -97,16 +84,6 @@ def test_copies_on_one_machine_make_one_far_lease(
     # with the near tier, not at all (the value is in the near tier when the holder leaves).
     per_key = 2 + (COPIES - 1 if near == "off" else 0)
     assert calls.get("evalsha", 0) <= KEYS * per_key, calls
-
-
-_HOLD = """
-import sys, time
-from reckon.core import open_store
-store = open_store({url!r})
-with store.lease({key!r}) as mine:
-    print("held" if mine else "not mine", flush=True)
-    time.sleep(600)
-"""
 
 
 @pytest.mark.parametrize("kind", ["redis", "s3", "objfile"])
@@ -119,48 +96,19 @@ def test_the_local_holder_killed_or_frozen_is_replaced_within_seconds(
     lease lapses, which the waiter notices. Either way it takes over within seconds (lease_ttl
     here: 1 s)."""
     url = store_url(kind, "machine", lease_ttl=1, near="off")
+    options: dict[str, Any] = {}
     if kind == "objfile":
-        from reckon.core.stores import ObjectStore
-
-        url = url.split("?")[0]
-        store: Any = ObjectStore(url, lease_ttl=1.0)
-        hold = _HOLD.replace("open_store(", "ObjectStore(").replace(
-            "from reckon.core import open_store",
-            "from reckon.core.stores import ObjectStore",
-        )
-        hold = hold.replace("ObjectStore({url!r})", "ObjectStore({url!r}, lease_ttl=1.0)")
-    else:
-        store = open_store(url)
-        hold = _HOLD
+        url, options = url.split("?")[0], {"lease_ttl": 1.0}
+    store = open_kind(kind, url, **options)
     key = RequestId("machine-holder", kind, how).disk_key
-    holder = subprocess.Popen(
-        [sys.executable, "-c", hold.format(url=url, key=key)], stdout=subprocess.PIPE, text=True
-    )
+    holder = start_holder(kind, url, key, options)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        granted: list[float] = []
-        result: list[bool] = []
-
-        def wait() -> None:
-            with store.lease(key) as mine:
-                granted.append(time.monotonic())
-                result.append(mine)
-
-        waiter = threading.Thread(target=wait)
-        waiter.start()
-        time.sleep(0.5)
-        assert not granted, "the lease is held"
-        stopped = time.monotonic()
-        os.kill(holder.pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
-        waiter.join(60)
+        stop = signal.SIGKILL if how == "kill" else signal.SIGSTOP
+        result, took = takeover(store, key, lambda: os.kill(holder.pid, stop))
         assert result == [True]
-        took = granted[0] - stopped
         assert took < 5.0, f"takeover took {took:.1f}s (lease_ttl 1 s)"
     finally:
-        if holder.poll() is None:
-            os.kill(holder.pid, signal.SIGCONT)
-        holder.kill()
-        holder.wait(30)
+        kill(holder)
         store.close()
 
 
@@ -175,16 +123,11 @@ def test_a_waiter_here_reads_the_value_of_the_holder_here(
     seen: list[object] = []
     held = threading.Event()
     leave = threading.Event()
-    script = _HOLD.replace("time.sleep(600)", "sys.stdin.readline()\n    store.put({key!r}, b'v')")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", script.format(url=url, key=key)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    holder = start_holder(
+        "s3", url, key, then=f"    sys.stdin.readline()\n    store.put({key!r}, b'v')"
     )
     try:
-        assert holder.stdin is not None and holder.stdout is not None
-        assert holder.stdout.readline().strip() == "held"
+        assert holder.stdin is not None
 
         def wait() -> None:
             held.set()
@@ -235,20 +178,7 @@ def test_s3_copies_on_one_machine_touch_the_lease_object_once(
     open_store(url)  # the bucket prefix
     log, go = tmp_path / "runs", tmp_path / "go"
     script = _COPY.format(url=url, log=str(log), go=str(go), keys=KEYS)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        for _ in range(COPIES)
-    ]
-    try:
-        for p in procs:
-            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-        go.touch()
-        for p in procs:
-            assert p.wait(120) == 0
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(30)
+    run_copies(script, COPIES, go)
     assert sorted(log.read_text().split()) == [str(i) for i in range(KEYS)], "1 body run per key"
     seen = requests_seen(s3_endpoint)
     for i in range(KEYS):
