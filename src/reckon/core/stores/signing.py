@@ -157,15 +157,8 @@ class Signer:
         if tag[:1] == _B2_HEAD and isinstance(data, _BUFFERS):  # small values: the fast path
             h = self._b2keys.get(key)
             if h is None:  # a key first seen here: one update, nothing kept (see _b2_prefix)
-                kb = key.encode("utf-8")
-                n = len(kb)
                 h = self._b2.copy()
-                # (_b2_prefix inlined, from tables: most of a first check's cost is Python's)
-                h.update(
-                    b"".join(
-                        (_B2_LENS[n] if n < 256 else _LEN(n), kb, _B2_PAD[n % _B2_BLOCK], data)
-                    )
-                )
+                h.update(self._b2_prefix(key, data))
             else:  # a key this signer signed or hashed before: one compression
                 h = h.copy()
                 h.update(data)
@@ -233,11 +226,13 @@ class Signer:
         return h
 
     @staticmethod
-    def _b2_prefix(key: str) -> bytes:
+    def _b2_prefix(key: str, value: Buffer = b"") -> bytes:
         """What BLAKE2b tags sign after the domain and before the value: the key's length, the
-        key, and zero bytes up to one byte past a block (see the module docstring)."""
+        key, and zero bytes up to one byte past a block (see the module docstring); followed by
+        ``value`` when given, in the same join (a first check's cost is mostly Python's)."""
         kb = key.encode("utf-8")
-        return _LEN(len(kb)) + kb + _B2_PAD[len(kb) % _B2_BLOCK]
+        n = len(kb)
+        return b"".join((_B2_LENS[n] if n < 256 else _LEN(n), kb, _B2_PAD[n % _B2_BLOCK], value))
 
     def _b2_of(self, key: str) -> Any:
         """The BLAKE2b hasher of ``key``: keyed, fed the domain, the key and the padding that
