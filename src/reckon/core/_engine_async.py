@@ -65,7 +65,7 @@ class AsyncSide(StoreSide):
                 flight.loop = loop
                 if flight.level is _FULL and self.store is not None:
                     # A store hit completes right here; a miss goes on in a task of its own.
-                    if looked or self._load(flight) is MISSING:
+                    if looked or self._load(flight, early=True) is MISSING:
                         flight.task = loop.create_task(self._run_async(flight, compute))
                 else:
                     self._start_inline(flight, compute, loop)
@@ -142,9 +142,9 @@ class AsyncSide(StoreSide):
             if flight.level is _FULL and self.store is not None:
                 # (The store was tried before this task was created.)
                 lease = self._lease(flight)
-                mine = await self._acquire_async(lease)
+                mine, data = await self._acquire_async(lease, flight.id.disk_key)
                 # Look again unless a lease granted saw the value absent (see _run_sync).
-                if not (mine and lease.looked) and self._load(flight) is not MISSING:
+                if not (mine and lease.looked) and self._decode_hit(flight, data) is not MISSING:
                     return
             if flight.done:
                 return
@@ -162,11 +162,22 @@ class AsyncSide(StoreSide):
             if lease is not None:
                 lease.release()
 
-    async def _acquire_async(self, lease: GuardedLease) -> bool:
+    async def _acquire_async(self, lease: GuardedLease, key: str) -> tuple[bool, Any]:
+        """Take ``lease`` on a thread of the loop's executor (it may wait), and there too, unless
+        a lease granted saw the value absent, read the store: the read that follows a lease's
+        "present" takes what the lease's look read, and it was read in that thread. (Whether to
+        compute, the stored bytes or None.)"""
+        store = self.store
+        assert store is not None
         if lease._cm is None:
-            return True
+            return True, self._read_store(key, store.get)
+
+        def take() -> tuple[bool, Any]:
+            mine = lease.acquire()
+            return mine, None if mine and lease.looked else self._read_store(key, store.get)
+
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, lease.acquire)
+        fut = loop.run_in_executor(None, take)
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:

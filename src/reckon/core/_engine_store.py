@@ -60,7 +60,7 @@ class GuardedLease:
 
     @property
     def looked(self) -> bool:
-        """Whether the store looked for the value after taking the lease: a store's lease
+        """Whether the store looked for the value when it took the lease: a store's lease
         yields True only when the value was absent then (every shipped store checks, in the same
         step as taking it where it can), so a look of our own would only repeat it."""
         return self._entered
@@ -89,6 +89,8 @@ class StoreSide(FlightSide):
     _log_load: Callable[[Any], None]
     _sized_codec: Codec | None
     _decode_sized: Callable[[Any], tuple[Any, int]]
+    _early_store: Any
+    _early_get: Callable[[str], Any] | None
 
     def _complete(
         self,
@@ -121,18 +123,53 @@ class StoreSide(FlightSide):
             cm = None
         return GuardedLease(self, cm)
 
-    def _load(self, flight: Flight) -> Any:
-        """Try the store; on a hit deliver the value (outcome STORE_HIT). MISSING otherwise."""
+    def _early(self) -> Callable[[str], Any] | None:
+        """The read of the look before the lease (None: no look): the store's ``get``; or, when
+        the store's lease looks for the value itself in the same step as taking it
+        (``lease_looks``), only its ``near_get`` (what this machine has), when it has one. Far
+        misses before the lease would only repeat the lease's own look, once per copy of a key
+        that many processes want at once, where only the one that takes the lease needs it.
+        Looked up again only when :attr:`store` was replaced."""
+        store = self.store
+        if store is self._early_store:
+            return self._early_get
+        get: Callable[[str], Any] | None = None
+        if store is not None:
+            looks = getattr(store, "lease", None) is not None and getattr(
+                store, "lease_looks", False
+            )
+            get = getattr(store, "near_get", None) if looks else store.get
+        self._early_store = store
+        self._early_get = get
+        return get
+
+    def _load(self, flight: Flight, early: bool = False) -> Any:
+        """Try the store (``early``: the look before the lease, see :meth:`_early`); on a hit
+        deliver the value (outcome STORE_HIT). MISSING otherwise."""
         store = self.store
         assert store is not None
-        key = flight.id.disk_key
+        get: Callable[[str], Any] = store.get
+        if early:
+            first = self._early_get if store is self._early_store else self._early()
+            if first is None:
+                return MISSING
+            get = first
+        return self._decode_hit(flight, self._read_store(flight.id.disk_key, get))
+
+    def _read_store(self, key: str, get: Callable[[str], Any]) -> Any:
+        """``get(key)``: the stored bytes, or None (a miss, or a failure, counted and logged)."""
         try:
-            data = store.get(key)
+            return get(key)
         except Exception as exc:
             self._store_failed("get", exc)
-            return MISSING
+            return None
+
+    def _decode_hit(self, flight: Flight, data: Any) -> Any:
+        """Decode what the store returned for ``flight`` and finish it (outcome STORE_HIT);
+        MISSING when there was nothing, or nothing decodable."""
         if data is None:
             return MISSING
+        key = flight.id.disk_key
         self.introspector.transition(flight.record, _LOADING)
         try:
             value, size = self._decoder()(data)
@@ -177,9 +214,11 @@ class StoreSide(FlightSide):
 
     def _load_direct(self, id: RequestId, title: str | None) -> Any:
         """A FULL request nobody is computing: read the store without a flight (no waiters to
-        share with, so none of a flight's bookkeeping). A hit is recorded as a finished store
-        load, with the same counters and events as one made by a flight; MISSING on a miss, a
-        store failure or an undecodable entry (the caller then computes, after the lease).
+        share with, so none of a flight's bookkeeping), with the look before the lease (see
+        :meth:`_early`: no far read where the store's lease makes it). A hit is recorded as a
+        finished store load, with the same counters and events as one made by a flight; MISSING
+        on a miss, a store failure or an undecodable entry (the caller then computes, after the
+        lease).
 
         This is the fresh process's hit path, so it is kept flat: the value is sized with its
         decode (the codec's ``decode_sized``: the bytes just read, no walk of the value), put in
@@ -188,10 +227,13 @@ class StoreSide(FlightSide):
             raise EngineClosedError(
                 f"engine {self.name!r} is closed; create a new Engine to make requests"
             )
+        get = self._early_get if self.store is self._early_store else self._early()
+        if get is None:  # the store's lease looks: so does the request, through it
+            return MISSING
         disk_key = id.disk_key
         started = _now()
         try:
-            data = self.store.get(disk_key)  # type: ignore[union-attr]  # (callers checked)
+            data = get(disk_key)
         except Exception as exc:
             self._store_failed("get", exc)
             return MISSING

@@ -66,6 +66,7 @@ _MEMORY = CachingLevel.MEMORY
 # Enum members read from module globals: ``Outcome.COMPUTED`` costs a class attribute lookup
 # through the enum metaclass, several times a global's.
 _COMPUTED, _CANCELLED_OUTCOME = Outcome.COMPUTED, Outcome.CANCELLED
+_NO_STORE = object()  # (no store looked up yet: see StoreSide._early)
 
 
 class Engine(AsyncSide):
@@ -122,6 +123,8 @@ class Engine(AsyncSide):
         self._sized_codec: Codec | None = None
         self._decode_sized: Callable[[Any], tuple[Any, int]]
         self._decoder()
+        self._early_store: Any = _NO_STORE
+        self._early()
         run_created_hooks(self)
 
     def __repr__(self) -> str:
@@ -397,7 +400,7 @@ class Engine(AsyncSide):
         token = CURRENT.set(flight)
         try:
             if flight.level is _FULL and self.store is not None:
-                if not looked and self._load(flight) is not MISSING:
+                if not looked and self._load(flight, early=True) is not MISSING:
                     return
                 lease = self._lease(flight)
                 mine = lease.acquire()

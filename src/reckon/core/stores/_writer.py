@@ -19,6 +19,7 @@ log = logging.getLogger("reckon.core.store")
 PUT: Final = 1
 DELETE: Final = 2
 TOUCH: Final = 3  # no payload: wakes the writer to persist batched access times
+CALL: Final = 4  # no payload: ``meta`` is a function the store's apply calls in its turn
 
 
 class Op:
@@ -103,7 +104,7 @@ class Writer:
             self._queue.append(op)
             self._queued_bytes += op.size
             self._submitted += 1
-            if op.kind != TOUCH:
+            if op.kind == PUT or op.kind == DELETE:  # (what reads of the key must see)
                 self.pending[op.key] = op
             if self._idle:  # wake the writer only when it sleeps: no handoff per put
                 self._work.notify()

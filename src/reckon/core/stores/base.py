@@ -47,6 +47,16 @@ class Store(Protocol):
     ``meta=`` (a small JSON object, signed like the value), and ``metadata(key)`` and
     ``entries(prefix)`` read it back. Those are optional for other stores: the layers above
     call them through ``reckon.core.stores.metadata``, which falls back to ``keys()``.
+
+    Leases are optional too. A store shared by processes offers ``lease(key)``: a context
+    manager yielding True when the caller should compute (and put) the value, False when the
+    value is present; the engine then reads it with ``get``. A store whose lease *looks* for the
+    value in the same step as taking it (``lease_looks = True``: every shared store of reckon's)
+    saves the engine its own look before the lease: the engine then looks first only where it
+    costs nothing beyond this machine, with the store's ``near_get(key)`` when it has one (a
+    near tier), and else goes straight to the lease. Such a store's ``get`` right after its
+    lease said "present" reads no more than it must (what the lease's look read is handed to
+    it).
     """
 
     def get(self, key: str) -> bytes | memoryview | None: ...

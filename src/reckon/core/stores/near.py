@@ -8,25 +8,37 @@ queue append (write-through, far write in the background). ``flush()`` waits for
 what either failed to store.
 
 The far store stays the shared truth: ``keys``, ``usage``, ``evict`` and ``lease`` are its. The
-near tier has its own directory and budget (LRU), and drops values only to stay in budget. Leaving
-a lease waits for this key's far write, so a process waiting on another machine sees the value
-when the lease ends. Entries deleted far by another machine stay in this machine's near tier until
-it evicts them (for memoized values, which keys determine, they are still right); ``delete`` and
-``clear`` through this store remove both.
+near tier has its own directory and budget (LRU), and drops values only to stay in budget.
+
+A lease's holder is done once its value is in the near tier: leaving the lease waits for the near
+write only, so the other processes of this machine (waiting on the machine lease, see ``_machine``)
+find the value near at once, and the holder's caller gets its value without waiting for the far
+store. The value put inside the lease goes far in the background, and the far lease is released
+after it, in the same queue: a process on another machine waits until the value is there, as
+before, and fencing stays the far lease's. A far write that fails is logged and counted (the far
+store's ``unstored``, which the engine counts as ``store_errors``); ``flush()``, ``close()`` and
+the process's normal exit wait for these writes.
+
+Entries deleted far by another machine stay in this machine's near tier until it evicts them (for
+memoized values, which keys determine, they are still right); ``delete`` and ``clear`` through
+this store remove both.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import os
+import sys
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
-from reckon.core.stores._writer import DELETE, PUT, Op, Writer
+from reckon.core.stores._writer import CALL, DELETE, PUT, Op, Writer
 from reckon.core.stores.base import Store, StoreData, StoreUsage
 from reckon.core.stores.local import LocalStore, default_directory
 
@@ -59,9 +71,11 @@ class NearStore:
         far_options = getattr(far, "options", {})
         self.options: dict[str, Any] = dict(far_options) | dict(options or {})
         self._writer = Writer(self._write_far, max_bytes=queue_bytes)
-        self._leased: set[str] = set()  # keys whose far lease this store holds now
+        # Keys whose far lease this store holds now -> the far write put inside it (or None).
+        self._leased: dict[str, Op | None] = {}
         self.closed = False
         urls.remember(self)
+        _open_stores.add(self)
 
     def __repr__(self) -> str:
         return f"NearStore(far={self.far!r}, near={self.near.path!r})"
@@ -72,15 +86,28 @@ class NearStore:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, key: str) -> bytes | memoryview | None:
+    def near_get(self, key: str) -> bytes | memoryview | None:
+        """What this machine has of ``key``, asking the far store nothing: the near tier, or a
+        far write still queued here. (The engine's look before a lease whose far store looks
+        itself: see ``Store``.)"""
         data = self.near.get(key)
         if data is not None:
             return data
         pending = self._writer.pending.get(key)
-        if pending is not None:  # on its way far (and too big for the near budget)
-            if pending.kind != PUT or pending.data is None:
-                return None
-            return b"".join(pending.data) if isinstance(pending.data, tuple) else pending.data
+        if pending is None or pending.kind != PUT or pending.data is None:
+            return None
+        # On its way far (and too big for the near budget, or not yet there).
+        return b"".join(pending.data) if isinstance(pending.data, tuple) else pending.data
+
+    @property
+    def lease_looks(self) -> bool:
+        """The far store's (its lease is this store's)."""
+        return bool(getattr(self.far, "lease_looks", False))
+
+    def get(self, key: str) -> bytes | memoryview | None:
+        data = self.near_get(key)
+        if data is not None or key in self._writer.pending:  # (a delete on its way: a miss)
+            return data
         data = self.far.get(key)
         if data is not None:
             self.near.put(key, data)  # read-through: the next process here hits near
@@ -135,10 +162,10 @@ class NearStore:
             value = data if isinstance(data, bytes) else memoryview(data).cast("B")  # type: ignore[arg-type]
             size = len(value)
         op = Op(PUT, key, value, cost, 0.0, size, meta)
-        if key in self._leased:  # leaving the lease waits for this write: no thread hop
-            self._write_far([op])
+        if key in self._leased:  # leaving the lease sends it, before the far lease's release
+            self._leased[key] = op
         else:
-            self._writer.submit(op)
+            self._far_later(op)
 
     def delete(self, key: str) -> bool:
         near = self.near.delete(key)
@@ -159,6 +186,8 @@ class NearStore:
                     md.put_meta(self.far, op.key, value, op.cost, op.meta)
                 elif op.kind == DELETE:
                     self.far.delete(op.key)
+                elif op.kind == CALL:
+                    op.meta()
             except Exception as exc:  # a far store says what it did not store; never raise here
                 log.warning("store %s: far write of %s failed: %s", self, op.key, exc)
 
@@ -195,18 +224,31 @@ class NearStore:
         if lease is None:
             yield not self.contains(key)
             return
-        with lease(key, timeout) as mine:
-            if mine:
-                self._leased.add(key)
+        far = lease(key, timeout)
+        if not far.__enter__():
             try:
-                yield mine
+                yield False
             finally:
-                self._leased.discard(key)
-                # Others see the value when the lease ends: on the far store, and in this
-                # machine's near tier (its other processes then hit near, not far).
-                self.near.settle(key)
-                if key in self._writer.pending:
-                    self._writer.flush()
+                far.__exit__(None, None, None)
+            return
+        self._leased[key] = None
+        try:
+            yield True
+        finally:
+            op = self._leased.pop(key, None)
+            # This machine's other processes see the value when the lease ends, in the near
+            # tier; other machines when the far lease ends, after the far write (see the module
+            # docstring): both go to the background queue, in that order.
+            self.near.settle(key)
+            self._far_later(op, Op(CALL, key, meta=lambda: far.__exit__(None, None, None)))
+
+    def _far_later(self, *ops: Op | None) -> None:
+        """Queue ``ops`` for the far store, in order (done here and now once closed)."""
+        if _exit_hooked[0] != os.getpid():
+            _hook_multiprocessing_exit()
+        for op in ops:
+            if op is not None and not self._writer.submit(op):
+                self._write_far([op])
 
     def close(self) -> None:
         if self.closed:
@@ -214,5 +256,36 @@ class NearStore:
         self._writer.close()
         self.closed = True
         urls.forget(self)
+        _open_stores.discard(self)
         self.near.close()
         self.far.close()
+
+
+_open_stores: weakref.WeakSet[NearStore] = weakref.WeakSet()
+
+
+def _flush_at_exit() -> None:
+    """Far writes still queued (values computed just before the exit, whose holders went on
+    without waiting for them) reach the far store before the process ends. Registered after
+    the LocalStore's exit flush (this module imports it), so it runs first, near tiers open."""
+    for store in list(_open_stores):
+        try:
+            store._writer.flush()
+        except Exception:
+            log.exception("store %s: far writes at exit failed", store)
+
+
+_exit_hooked = [-1]  # the process in which the multiprocessing exit hook was registered
+
+
+def _hook_multiprocessing_exit() -> None:
+    """multiprocessing's children (Dask's worker processes among them) end with ``os._exit``:
+    atexit never runs there, only multiprocessing's finalizers do. Register the flush with them
+    too, once per process, before the LocalStore's (a higher priority runs first)."""
+    _exit_hooked[0] = os.getpid()
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _flush_at_exit, exitpriority=101)
+
+
+atexit.register(_flush_at_exit)

@@ -84,6 +84,10 @@ class ObjectStore:
     ``"file:///tmp/cache"``, a plain path). ``storage_options`` go to ``fsspec.filesystem``
     (credentials, endpoint); ``budget``: bytes kept before the oldest writes are evicted."""
 
+    lease_looks = True
+    """Its lease reads the value in the same step as taking it (see ``Store``): the engine
+    makes no far read of its own before the lease."""
+
     def __init__(
         self,
         url: str,
@@ -524,10 +528,10 @@ class ObjectStore:
         yields True without the lease.
 
         Copies on one machine agree among themselves first (see ``_machine``): one takes the
-        lease object, the others wait for it on a file lock and then read the value once (the
-        get that follows takes what that read found)."""
+        lease object, the others wait for it on a file lock and then take the lease, whose
+        first step reads the value (the get that follows takes what that read found)."""
         return self.machine_leases.lease(
-            key, timeout, self.shared_lease, self._look, self.lease_lives, self.lease_ttl / 2
+            key, timeout, self.shared_lease, None, self.lease_lives, self.lease_ttl / 2
         )
 
     def lease_lives(self, key: str) -> Callable[[], bool]:
@@ -576,6 +580,11 @@ class ObjectStore:
     @contextlib.contextmanager
     def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
         path = self._lease_path(key)
+        # The lease looks first (``lease_looks``): a value already here costs one read, as a
+        # plain get would, and no lease object written and removed.
+        if self._look(key):
+            yield False
+            return
         token = f"{os.getpid()}-{uuid.uuid4().hex}"
         got = self._acquire(key, path, token, timeout)
         if got is None:
@@ -594,8 +603,9 @@ class ObjectStore:
         )
         beat.start()
         try:
-            # (A look that reads: a GET of a missing object is one request, where asking
-            # whether it exists is two on S3, and a value found is handed to the get after.)
+            # Again once the lease is ours: a holder may have stored the value and left since the
+            # first look. (A look that reads: a GET of a missing object is one request, where
+            # asking whether it exists is two on S3, and a value found is handed to the get.)
             yield not self._look(key)
         finally:
             stop.set()

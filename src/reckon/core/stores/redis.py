@@ -247,6 +247,10 @@ _HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when 
 class RedisStore:
     """A store on a Redis server (see the module docstring)."""
 
+    lease_looks = True
+    """Its lease reads the value in the same step as taking it (see ``Store``): the engine
+    makes no far read of its own before the lease."""
+
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
@@ -859,6 +863,7 @@ class RedisStore:
         """One try of the take script: the fencing number, 0 (held by another) or None (the
         value is present; handed over when the script returned it)."""
         got = self._take_script(keys=keys, args=args)
+        self._outage.ok()  # (the request that probes a store that was away may be this one)
         if isinstance(got, bytes):
             self.machine_leases.hand(key, got)
             return None
