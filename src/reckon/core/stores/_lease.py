@@ -10,12 +10,14 @@ believe they hold the same key.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import logging
 import os
 import queue
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,7 +51,66 @@ Alive = tuple[float, Callable[[], bool]]
 holder that is alive but stuck (frozen by SIGSTOP, say) keeps its file lock forever."""
 
 
-def _lock(fd: int, deadline: float | None, alive: Alive | None) -> bool:
+Locker = Callable[[int, bool], bool]
+"""Takes a lock on an open file: ``(fd, wait)``, whether it is taken (``wait``: block until it
+is). Either kind below belongs to the open file (not the process): it goes when the last
+descriptor of that open file closes, which the kernel does when its process dies."""
+
+
+def _whole_file(fd: int, wait: bool) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+BYTE_LOCKS = hasattr(fcntl, "F_OFD_SETLK")
+"""Whether this OS has open-file-description byte locks (Linux): one file then serves every key
+(a byte each), and taking a lease creates and removes no file."""
+
+_FLOCK = "hhqqi4x"  # struct flock: l_type, l_whence, l_start, l_len, l_pid (0), padding
+
+
+def byte_locker(offset: int) -> Locker:
+    """The lock of the byte at ``offset`` (an open-file-description lock: see :data:`Locker`)."""
+    take = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+
+    def lock(fd: int, wait: bool) -> bool:
+        try:
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, take)
+        except OSError as exc:
+            if not wait and exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        return True
+
+    return lock
+
+
+def acquire_byte(
+    path: str, locker: Locker, timeout: float | None, alive: Alive | None = None
+) -> tuple[int | None, bool]:
+    """:func:`acquire` on one byte of a file that many keys share (never removed): (fd holding
+    the lock, or None on timeout or when ``alive`` said no; whether another holder made us
+    wait). Closing the fd releases it."""
+    fd = _open(path)
+    try:
+        if locker(fd, False):
+            return fd, False
+        got = _lock(fd, None if timeout is None else time.monotonic() + timeout, alive, locker)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not got:
+        os.close(fd)
+        return None, True
+    return fd, True
+
+
+def _lock(
+    fd: int, deadline: float | None, alive: Alive | None, locker: Locker = _whole_file
+) -> bool:
     """Take the lock on ``fd``; False when ``deadline`` passed first, or ``alive`` said the
     holder stopped working.
 
@@ -57,19 +118,15 @@ def _lock(fd: int, deadline: float | None, alive: Alive | None) -> bool:
     never at its next poll: copies of a short computation must not each lose a polling pause.
     With a deadline or a check, the blocking call runs on a helper thread and the caller waits
     for it (see :func:`_lock_by`)."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if locker(fd, False):
         return True
-    except BlockingIOError:
-        pass
     with waiting():
         if deadline is None and alive is None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            return True
-        return _lock_by(fd, deadline, alive)
+            return locker(fd, True)
+        return _lock_by(fd, deadline, alive, locker)
 
 
-def _lock_by(fd: int, deadline: float | None, alive: Alive | None) -> bool:
+def _lock_by(fd: int, deadline: float | None, alive: Alive | None, locker: Locker) -> bool:
     """A blocking ``flock`` on a helper thread, the caller waiting for it until ``deadline``
     and asking ``alive`` at its pace.
 
@@ -83,7 +140,7 @@ def _lock_by(fd: int, deadline: float | None, alive: Alive | None) -> bool:
 
     def take() -> None:
         try:
-            fcntl.flock(dup, fcntl.LOCK_EX)
+            locker(dup, True)
             with guard:
                 state["got"] = not state["gave_up"]
         except OSError:

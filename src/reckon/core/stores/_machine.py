@@ -1,8 +1,10 @@
 """Copies of one key on one machine agree among themselves first: only one talks to the far store.
 
 Every far store's lease (Redis, object stores, with or without the near tier) is this one
-composition: a *machine lease*, the OS file lock of ``_lease`` on the key in a directory of that
-far store's own under the local cache directory, then the far store's *shared* lease. When
+composition: a *machine lease*, an OS file lock of ``_lease`` in a directory of that far store's
+own under the local cache directory (on Linux a lock on one byte per key of one file, which costs
+a few system calls and no file made and removed per lease; elsewhere a lock file per key), then
+the far store's *shared* lease. When
 several processes of one machine (a Dask worker each) want the same key at once, one of them
 takes the far lease and computes; the others wait on the file lock, in the kernel, without a
 request to the far store, and wake the moment the holder ends (its value stored, its far lease
@@ -107,12 +109,21 @@ class MachineLeases:
         alive: tuple[float, Callable[[str], Callable[[], bool]]],
     ) -> Iterator[bool]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        path = _lease.lock_path(self.directory, key)
+        byte = _lease.BYTE_LOCKS
+        if byte:  # one file, a byte per key (no file made and removed per lease)
+            path = os.path.join(self.directory, "keys.lock")
+            locker = _lease.byte_locker(int(hashlib.sha256(key.encode()).hexdigest()[:15], 16))
+        else:  # a file per key
+            path = _lease.lock_path(self.directory, key)
         fd: int | None = None
         waited = False
         try:
             if not self._held_here(key):
-                fd, waited = _lease.acquire(path, timeout, (alive[0], alive[1](key)))
+                still = (alive[0], alive[1](key))
+                if byte:
+                    fd, waited = _lease.acquire_byte(path, locker, timeout, still)
+                else:
+                    fd, waited = _lease.acquire(path, timeout, still)
         except OSError as exc:  # no local directory to lock in: the far lease alone
             if not self._warned:
                 self._warned = True
@@ -142,7 +153,10 @@ class MachineLeases:
             self._hands.item = None
             if fd is not None:
                 self._count(key, -1)
-                _lease.release(path, fd)
+                if byte:
+                    os.close(fd)  # (the byte's lock goes with the open file)
+                else:
+                    _lease.release(path, fd)
 
     def _held_here(self, key: str) -> bool:
         with self._guard:
