@@ -347,7 +347,7 @@ class Engine(AsyncSide):
         title: str | None,
         looked: bool = False,
     ) -> T:
-        """``looked``: the store was just read (a miss) by :meth:`_load_direct`."""
+        """``looked``: :meth:`_load_direct` just made the look before the lease (a miss)."""
         if type(level) is not CachingLevel:
             level = as_level(level)
         for _ in range(MAX_RETRIES):
@@ -395,8 +395,9 @@ class Engine(AsyncSide):
         )
 
     def _run_sync(self, flight: Flight, compute: Callable[[], Any], looked: bool = False) -> None:
-        """``looked``: the store was read (a miss) just before this flight started, so the first
-        look is skipped; the look after taking the lease still happens."""
+        """``looked``: the look before the lease (see ``_early``) was made just before this
+        flight started, so it is skipped; the look after taking the lease still happens (unless
+        the lease made it)."""
         token = CURRENT.set(flight)
         try:
             if flight.level is _FULL and self.store is not None:
