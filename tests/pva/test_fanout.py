@@ -79,13 +79,16 @@ class CountingSink:
     def __init__(self) -> None:
         self.data: list[bytes] = []
         self.writes = 0
+        self.objects: list[Any] = []  # what each write was given
 
     def write(self, data: Any) -> None:
         self.data.append(bytes(data))
+        self.objects.append(data)
         self.writes += 1
 
     def writelines(self, pieces: Any) -> None:
         self.data.extend(bytes(p) for p in pieces)
+        self.objects.extend(pieces)
         self.writes += 1
 
     def pause_reading(self) -> None:
@@ -110,18 +113,44 @@ def _events(sink: CountingSink, peer: ClientConnection) -> list[Any]:
     return events
 
 
+class CountingScheduler:
+    """The running loop, keeping the callbacks sessions schedule on it (posts reach it as
+    from another loop: handed over, taken at its next turn)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.callbacks: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loop, name)
+
+    def call_soon(self, callback: Any) -> Any:
+        self.callbacks.append(callback)
+        return self.loop.call_soon(callback)
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        self.callbacks.append(callback)
+        return self.loop.call_at(when, callback)
+
+    def sessions_callbacks(self) -> int:
+        owners = [getattr(cb, "__self__", None) for cb in self.callbacks]
+        return sum(type(o).__module__ == ServerSession.__module__ for o in owners)
+
+
 async def test_posts_of_one_loop_turn_leave_in_one_write_per_connection(
     pva_env: dict[str, str],
 ) -> None:
     """Sessions over sinks that count writes (the session is sans-I/O): four posts made in one
-    turn of the loop reach each monitoring connection in one write, in order."""
+    turn of the loop reach each monitoring connection in one write, in order, written by one
+    callback for all the connections; a post's update is the same bytes object on every
+    connection whose monitor has the same ioid."""
     x = SharedPV(nt.NTScalar("d"), 0.0)
     server = Server({"f:x": x})  # (not started: its context serves the sessions)
-    loop = asyncio.get_running_loop()
+    scheduler = CountingScheduler(asyncio.get_running_loop())
     peers = []
     for i in range(5):
         session, sink, peer = (
-            ServerSession(server.context, loop),
+            ServerSession(server.context, scheduler),
             CountingSink(),
             ClientConnection(),
         )
@@ -141,13 +170,19 @@ async def test_posts_of_one_loop_turn_leave_in_one_write_per_connection(
     for round_ in range(3):
         for _, sink, _ in peers:
             sink.writes = 0
-        for i in range(1, 5):
+            sink.objects.clear()
+        await asyncio.sleep(0.01)  # (past the coalescing window of the last write)
+        scheduler.callbacks.clear()
+        for i in range(4):
             x.post(float(10 * round_ + i))
         await asyncio.sleep(0.01)  # the loop turns (and any coalescing window ends)
+        assert scheduler.sessions_callbacks() == 1  # one callback wrote every connection
+        for n in range(4):  # each update is one object for all the connections
+            assert len({id(sink.objects[n]) for _, sink, _ in peers}) == 1
         for _, sink, peer in peers:
             assert sink.writes == 1
             got = [ev.value["value"] for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
-            assert got == [float(10 * round_ + i) for i in range(1, 5)]
+            assert got == [float(10 * round_ + i) for i in range(4)]
     for session, _, _ in peers:
         session.lost()
 

@@ -73,6 +73,8 @@ log = logging.getLogger("reckon.pva.server")
 DEFAULT_QUEUE_SIZE = 4
 #: monitor updates posted within this many seconds of the last write share the next write
 COALESCE = 0.0001
+#: a session's ``_write_timer`` while it waits for its :class:`WriteTurn`
+_DUE = True
 _GET, _PUT = int(Command.GET), int(Command.PUT)
 #: reads up to this size may be one whole request, taken by the shortcut; bigger ones (array
 #: values) go straight to the framer, which copies them out of the receive buffer only once
@@ -147,9 +149,9 @@ class ServerSession:
             self._forget(ioid)
         self.channels.clear()
         self._dirty.clear()
-        if self._write_timer is not None:
+        if self._write_timer is not None and self._write_timer is not _DUE:
             self._write_timer.cancel()
-            self._write_timer = None
+        self._write_timer = None
 
     def pause(self) -> None:
         """The sink is full: take no more requests until :meth:`resume`."""
@@ -277,11 +279,11 @@ class ServerSession:
             return
         self._take()
         if self._write_timer is None and self._out:
-            loop = self.loop
-            if loop.time() - self._last_write >= COALESCE:
-                self._write_timer = loop.call_soon(self._timed_write)
-            else:
-                self._write_timer = loop.call_at(self._last_write + COALESCE, self._timed_write)
+            self._write_timer = _DUE
+            turn = self.context.turn
+            if turn is None:
+                turn = self.context.turn = WriteTurn(self.loop)
+            turn.add(self)
 
     def _timed_write(self) -> None:
         self._write_timer = None
@@ -526,6 +528,38 @@ class ServerSession:
     def _on_closed(self, ev: ConnectionClosed) -> None:
         if self.sink is not None:
             self.sink.close()
+
+
+class WriteTurn:
+    """The connections of one server with monitor updates to write this turn of the loop:
+    one callback at its end writes them all (one callback per connection cost a post to 50
+    monitors about 3 us each), each in one write; those within ``COALESCE`` of their last
+    write wait for the window to end."""
+
+    __slots__ = ("due", "loop")
+
+    def __init__(self, loop: Scheduler) -> None:
+        self.loop = loop
+        self.due: list[ServerSession] = []
+
+    def add(self, session: ServerSession) -> None:
+        if not self.due:
+            self.loop.call_soon(self.run)
+        self.due.append(session)
+
+    def run(self) -> None:
+        due, self.due = self.due, []
+        now = self.loop.time()
+        for session in due:
+            if session._write_timer is not _DUE:
+                continue  # (lost meanwhile)
+            if now - session._last_write >= COALESCE:
+                session._write_timer = None
+                session._last_write = now
+                session._flush()
+            else:
+                when = session._last_write + COALESCE
+                session._write_timer = self.loop.call_at(when, session._timed_write)
 
 
 _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {

@@ -362,6 +362,7 @@ def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
     upd = PreparedUpdate(NT.type, v, BitSet([1]))
     outs = [p.server.send_update(5, upd) for p in pairs]
     assert outs[0] == outs[1] == pairs[0].server.send(MonitorUpdate(5, v, BitSet([1])))
+    assert outs[0] is outs[1]  # a prepared message: one object for every connection
     assert len(outs[3]) > len(outs[0])  # split into segments, reassembled by the client
     for p, out in zip(pairs, outs, strict=True):
         p.client.receive_data(out)

@@ -22,7 +22,7 @@ class PreparedUpdate:
     :meth:`ServerConnection.send_update` (or ``send_update_pieces``).
     """
 
-    __slots__ = ("_bodies", "_encoded", "changed", "type", "value")
+    __slots__ = ("_bodies", "_encoded", "changed", "messages", "type", "value")
 
     def __init__(self, type: Structure, value: Any, changed: BitSet = ALL_CHANGED) -> None:
         if not isinstance(type, Structure):
@@ -34,6 +34,8 @@ class PreparedUpdate:
         self.changed = changed
         self._encoded: list[tuple[int, tuple[Any, ...]] | None] = [None, None]
         self._bodies: list[bytes | None] = [None, None]
+        #: (big endian, ioid) -> (size, buffers) of a whole message carrying it (the server's)
+        self.messages: dict[tuple[bool, int], tuple[int, tuple[Any, ...]]] = {}
 
     def encoded(self, big_endian: bool) -> tuple[int, tuple[Any, ...]]:
         """The changed bitset and fields in one byte order: (their size, the buffers to write

@@ -9,7 +9,7 @@ message's own, written by the same generated writers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._bitset import BitSet
@@ -40,6 +40,8 @@ _MAX_REPLIES = 32
 _SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
 _INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
 _GET_RESPONSE_ROW = OPERATIONS[GetResponse]
+_UPDATE_ROW = OPERATIONS[MonitorUpdate]
+_MONITOR = int(Command.MONITOR)
 #: where a response's ioid is in its message (every response's layout starts with it, see
 #: ._table: a hole to fill)
 _IOID_AT = HEADER_SIZE
@@ -186,21 +188,49 @@ class ServerConnection(BaseConnection):
 
     def send_update_pieces(
         self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS
-    ) -> list[Any]:
-        """:meth:`send_update` as buffers for a vectored write: every subscriber's message is
-        a head of its own and the same shared pieces (no copy per connection)."""
-        ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun)
-        return self._send_prepared(ev, update)
+    ) -> Sequence[Any]:
+        """:meth:`send_update` as buffers for a vectored write (not to be mutated).
 
-    def _send_prepared(self, ev: Event, update: PreparedUpdate) -> list[Any]:
+        A monitor's update without an overrun on an unsegmented connection is a prepared
+        message: built once per byte order and ioid and kept by ``update`` (the same bytes
+        object goes to every connection whose monitor has that ioid, as most clients number
+        their first monitor alike); the operation table's row allows it with no change of
+        state. Anything else goes the general way, with all its checks."""
+        req = self._requests.get(ioid)
+        if (
+            overrun
+            or req is None
+            or req.state not in _UPDATE_ROW.before
+            or req.command != _MONITOR
+            or self.segment_size
+            or self.state is not ConnectionState.VALIDATED
+            or (req.type is not update.type and req.type != update.type)
+            or self._error is not None
+        ):
+            ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun)
+            return self._send_prepared(ev, update)
+        be = self.big_endian
+        known = update.messages.get((be, ioid))
+        if known is None:
+            if len(update.messages) >= _MAX_REPLIES:
+                update.messages.clear()
+            ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, NO_BITS)
+            pieces = self._send_prepared(ev, update, commit=False)
+            known = update.messages[be, ioid] = (sum(len(p) for p in pieces), tuple(pieces))
+        else:
+            self.bytes_sent += known[0]
+        return known[1]
+
+    def _send_prepared(self, ev: Event, update: PreparedUpdate, commit: bool = True) -> list[Any]:
         """``send(ev)`` for an event whose value ``update`` holds encoded: the same checks,
-        state change and bytes, as buffers (see :func:`write_around`)."""
+        state change (unless ``commit`` is False: checked already, and it changes none) and
+        bytes, as buffers (see :func:`write_around`)."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
-        commit = self._check_send(ev)
-        if commit is None:
+        checked = self._check_send(ev)
+        if checked is None:
             return []
-        ev, req = commit
+        ev, req = checked
         assert req is not None
         if req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"ioid {req.ioid} has another type than the update's")
@@ -209,7 +239,8 @@ class ServerConnection(BaseConnection):
         tx.big_endian = be
         head, tail = bytearray(HEADER_SIZE), bytearray()
         cmd = write_around(ev, tx, req, head, tail)
-        self._commit_send(ev)
+        if commit:
+            self._commit_send(ev)
         body, pieces = update.encoded(be)
         size = len(head) - HEADER_SIZE + body + len(tail)
         if self.segment_size and size > self.segment_size:
@@ -228,7 +259,7 @@ class ServerConnection(BaseConnection):
         return [bytes(head), *pieces, SMALL[tail[0]] if len(tail) == 1 else bytes(tail)]
 
 
-def _joined(pieces: list[Any]) -> bytes:
+def _joined(pieces: Sequence[Any]) -> bytes:
     """Buffers as one bytes-like object (a lone one as it is)."""
     if len(pieces) == 1:
         return pieces[0]  # type: ignore[no-any-return]
