@@ -28,7 +28,7 @@ from ._op_events import (
     PutInitResponse,
     SetByteOrder,
 )
-from ._operations import refusal
+from ._operations import RequestInfo, refusal
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
@@ -41,6 +41,11 @@ _SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
 _INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
 _GET_RESPONSE_ROW = OPERATIONS[GetResponse]
 _UPDATE_ROW = OPERATIONS[MonitorUpdate]
+#: the replies prepared around a value (ioid a hole, status OK, no overrun)
+_TEMPLATES = {
+    GetResponse: GetResponse.unchecked(0, Status.OK, None, NO_BITS, False),
+    MonitorUpdate: MonitorUpdate.unchecked(0, None, NO_BITS, NO_BITS),
+}
 _MONITOR = int(Command.MONITOR)
 #: where a response's ioid is in its message (every response's layout starts with it, see
 #: ._table: a hole to fill)
@@ -156,27 +161,35 @@ class ServerConnection(BaseConnection):
             or self._error is not None
         ):
             return None
-        # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
-        # ioid as a hole, then the value's shared pieces; the table's row applies the step
-        be = self.big_endian
-        known = self._replies.get((GetResponse, be, 0))
-        if known is None:
-            template = GetResponse.unchecked(0, Status.OK, None, NO_BITS, False)
-            self._tx.big_endian = be
-            buf, tail = bytearray(HEADER_SIZE), bytearray()
-            write_around(template, self._tx, req, buf, tail)
-            assert not tail
-            known = self._replies[GetResponse, be, 0] = (None, bytes(buf))
-        out = bytearray(known[1])
-        body, pieces = update.encoded(be)
-        size = len(out) - HEADER_SIZE + body
-        HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _GET, size)
-        U32[be].pack_into(out, _IOID_AT, ioid)
         self._step(req, _GET_RESPONSE_ROW)
-        self.bytes_sent += HEADER_SIZE + size
+        return list(self._prepared(GetResponse, req, update)[1])
+
+    def _prepared(
+        self, cls: type, req: RequestInfo, update: PreparedUpdate
+    ) -> tuple[int, tuple[Any, ...]]:
+        """A prepared reply carrying ``update`` (a GET's, or a monitor's without overrun), as
+        (its size, its buffers): the generated writer's head (ioid, subcommand, status OK)
+        with the ioid as a hole and its tail, kept per connection and byte order, around the
+        value's shared pieces (checked already; the caller applies the table's row)."""
+        be = self.big_endian
+        known = self._replies.get((cls, be, 0))
+        if known is None:
+            self._tx.big_endian = be
+            head, tail = bytearray(HEADER_SIZE), bytearray()
+            write_around(_TEMPLATES[cls], self._tx, req, head, tail)
+            known = self._replies[cls, be, 0] = (bytes(tail), bytes(head))
+        tail, out = known[0], bytearray(known[1])
+        body, pieces = update.encoded(be)
+        size = len(out) + body + len(tail)
+        cmd = _GET if cls is GetResponse else _MONITOR
+        HEADER_STRUCT[be].pack_into(
+            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE
+        )
+        U32[be].pack_into(out, _IOID_AT, req.ioid)
+        self.bytes_sent += size
         if size < 65536:  # one buffer is cheaper to write
-            return [b"".join((out, *pieces))]
-        return [bytes(out), *pieces]
+            return size, (b"".join((out, *pieces, tail)),)
+        return size, (bytes(out), *pieces, tail) if tail else (bytes(out), *pieces)
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
@@ -209,22 +222,19 @@ class ServerConnection(BaseConnection):
         ):
             ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun)
             return self._send_prepared(ev, update)
-        be = self.big_endian
-        known = update.messages.get((be, ioid))
+        key = (self.big_endian, ioid)
+        known = update.messages.get(key)
         if known is None:
             if len(update.messages) >= _MAX_REPLIES:
                 update.messages.clear()
-            ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, NO_BITS)
-            pieces = self._send_prepared(ev, update, commit=False)
-            known = update.messages[be, ioid] = (sum(len(p) for p in pieces), tuple(pieces))
+            known = update.messages[key] = self._prepared(MonitorUpdate, req, update)
         else:
             self.bytes_sent += known[0]
         return known[1]
 
-    def _send_prepared(self, ev: Event, update: PreparedUpdate, commit: bool = True) -> list[Any]:
+    def _send_prepared(self, ev: Event, update: PreparedUpdate) -> list[Any]:
         """``send(ev)`` for an event whose value ``update`` holds encoded: the same checks,
-        state change (unless ``commit`` is False: checked already, and it changes none) and
-        bytes, as buffers (see :func:`write_around`)."""
+        state change and bytes, as buffers (see :func:`write_around`)."""
         if self._error is not None:
             raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
         checked = self._check_send(ev)
@@ -239,8 +249,7 @@ class ServerConnection(BaseConnection):
         tx.big_endian = be
         head, tail = bytearray(HEADER_SIZE), bytearray()
         cmd = write_around(ev, tx, req, head, tail)
-        if commit:
-            self._commit_send(ev)
+        self._commit_send(ev)
         body, pieces = update.encoded(be)
         size = len(head) - HEADER_SIZE + body + len(tail)
         if self.segment_size and size > self.segment_size:
