@@ -175,9 +175,9 @@ class ServerConnection(BaseConnection):
         known = self._replies.get((cls, be, 0))
         if known is None:
             self._tx.big_endian = be
-            head, tail = bytearray(HEADER_SIZE), bytearray()
-            write_around(_TEMPLATES[cls], self._tx, req, head, tail)
-            known = self._replies[cls, be, 0] = (bytes(tail), bytes(head))
+            head, after = bytearray(HEADER_SIZE), bytearray()
+            write_around(_TEMPLATES[cls], self._tx, req, head, after)
+            known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
         tail, out = known[0], bytearray(known[1])
         body, pieces = update.encoded(be)
         size = len(out) + body + len(tail)
