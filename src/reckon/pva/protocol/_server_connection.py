@@ -17,7 +17,6 @@ from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._event import NO_BITS
-from ._events import Event
 from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
@@ -32,7 +31,7 @@ from ._operations import RequestInfo, refusal
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
-from ._wire import SMALL, U32
+from ._wire import U32
 
 _GET = int(Command.GET)
 #: prepared replies kept per connection
@@ -138,17 +137,12 @@ class ServerConnection(BaseConnection):
         self.bytes_sent += len(out)
         return bytes(out)
 
-    def send_get_update(self, ioid: int, update: PreparedUpdate) -> bytes | None:
-        """The reply to a GET whose value was encoded once (a PV nobody posted to since the
-        last get costs no encoding at all), or None when the operation is not a GET executing
-        without destroying itself on an unsegmented connection, or is of another type: then
-        send a :class:`GetResponse` (the general path decides, with all its checks)."""
-        pieces = self.send_get_update_pieces(ioid, update)
-        return None if pieces is None else _joined(pieces)
-
     def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> list[Any] | None:
-        """:meth:`send_get_update` as buffers for a vectored write (``writelines``): a head
-        of its own, then the update's shared pieces (a big array is sent from its buffer)."""
+        """The reply to a GET whose value was encoded once (a PV nobody posted to since the
+        last get costs no encoding at all), as buffers for a vectored write (a big array is
+        sent from its buffer); or None when the operation is not a GET executing without
+        destroying itself on an unsegmented connection, or is of another type: then send a
+        :class:`GetResponse` (the general path decides, with all its checks)."""
         req = self._requests.get(ioid)
         if (
             req is None
@@ -165,12 +159,12 @@ class ServerConnection(BaseConnection):
         return list(self._prepared(GetResponse, req, update)[1])
 
     def _prepared(
-        self, cls: type, req: RequestInfo, update: PreparedUpdate
+        self, cls: type, req: RequestInfo, update: PreparedUpdate, tail: bytes | None = None
     ) -> tuple[int, tuple[Any, ...]]:
-        """A prepared reply carrying ``update`` (a GET's, or a monitor's without overrun), as
-        (its size, its buffers): the generated writer's head (ioid, subcommand, status OK)
-        with the ioid as a hole and its tail, kept per connection and byte order, around the
-        value's shared pieces (checked already; the caller applies the table's row)."""
+        """A prepared reply carrying ``update`` (a GET's or a monitor's), as (its size, its
+        buffers): the generated writer's head (ioid, subcommand, status OK) with the ioid as a
+        hole, kept per connection and byte order, then the value's shared pieces, then its
+        tail (no overrun, or ``tail``). Checked already; the caller applies the table's row."""
         be = self.big_endian
         known = self._replies.get((cls, be, 0))
         if known is None:
@@ -178,7 +172,7 @@ class ServerConnection(BaseConnection):
             head, after = bytearray(HEADER_SIZE), bytearray()
             write_around(_TEMPLATES[cls], self._tx, req, head, after)
             known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
-        tail, out = known[0], bytearray(known[1])
+        tail, out = known[0] if tail is None else tail, bytearray(known[1])
         body, pieces = update.encoded(be)
         size = len(out) + body + len(tail)
         cmd = _GET if cls is GetResponse else _MONITOR
@@ -197,31 +191,32 @@ class ServerConnection(BaseConnection):
         Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
         same type; an ioid the client just destroyed gives ``b""``.
         """
-        return _joined(self.send_update_pieces(ioid, update, overrun))
+        return b"".join(self.send_update_pieces(ioid, update, overrun))
 
     def send_update_pieces(
         self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS
     ) -> Sequence[Any]:
         """:meth:`send_update` as buffers for a vectored write (not to be mutated).
 
-        A monitor's update without an overrun on an unsegmented connection is a prepared
-        message: built once per byte order and ioid and kept by ``update`` (the same bytes
-        object goes to every connection whose monitor has that ioid, as most clients number
-        their first monitor alike); the operation table's row allows it with no change of
-        state. Anything else goes the general way, with all its checks."""
+        On an unsegmented connection it is a prepared message (see :meth:`_prepared`); one
+        without an overrun is built once per byte order and ioid and kept by ``update``: the
+        same bytes go to every connection whose monitor has that ioid (most clients number
+        their first monitor alike). The operation table's row allows it, with no change of
+        state. Anything else is sent the general way, with all its checks."""
         req = self._requests.get(ioid)
+        if req is not None and req.type is not update.type and req.type != update.type:
+            raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
         if (
-            overrun
-            or req is None
+            req is None
             or req.state not in _UPDATE_ROW.before
             or req.command != _MONITOR
             or self.segment_size
             or self.state is not ConnectionState.VALIDATED
-            or (req.type is not update.type and req.type != update.type)
             or self._error is not None
         ):
-            ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun)
-            return self._send_prepared(ev, update)
+            return [self.send(MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun))]
+        if overrun:
+            return self._prepared(MonitorUpdate, req, update, overrun.encode(self.big_endian))[1]
         key = (self.big_endian, ioid)
         known = update.messages.get(key)
         if known is None:
@@ -231,45 +226,3 @@ class ServerConnection(BaseConnection):
         else:
             self.bytes_sent += known[0]
         return known[1]
-
-    def _send_prepared(self, ev: Event, update: PreparedUpdate) -> list[Any]:
-        """``send(ev)`` for an event whose value ``update`` holds encoded: the same checks,
-        state change and bytes, as buffers (see :func:`write_around`)."""
-        if self._error is not None:
-            raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
-        checked = self._check_send(ev)
-        if checked is None:
-            return []
-        ev, req = checked
-        assert req is not None
-        if req.type is not update.type and req.type != update.type:
-            raise LocalProtocolError(f"ioid {req.ioid} has another type than the update's")
-        be = self.big_endian
-        tx = self._tx
-        tx.big_endian = be
-        head, tail = bytearray(HEADER_SIZE), bytearray()
-        cmd = write_around(ev, tx, req, head, tail)
-        self._commit_send(ev)
-        body, pieces = update.encoded(be)
-        size = len(head) - HEADER_SIZE + body + len(tail)
-        if self.segment_size and size > self.segment_size:
-            head += update.partial(be)
-            head += tail
-            data = self._framed(cmd, head)
-            self.bytes_sent += len(data)
-            return [data]
-        HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
-        self.bytes_sent += HEADER_SIZE + size
-        if size < 65536:  # one buffer is cheaper to write
-            return [b"".join((head, *pieces, tail))]
-        if not tail:
-            return [bytes(head), *pieces]
-        # a monitor's overrun set, mostly empty: one shared object
-        return [bytes(head), *pieces, SMALL[tail[0]] if len(tail) == 1 else bytes(tail)]
-
-
-def _joined(pieces: Sequence[Any]) -> bytes:
-    """Buffers as one bytes-like object (a lone one as it is)."""
-    if len(pieces) == 1:
-        return pieces[0]  # type: ignore[no-any-return]
-    return b"".join(pieces)
