@@ -188,7 +188,8 @@ class ServerSession:
     # ------------------------------------------------------------------ event loop
     def _process(self) -> None:
         conn = self.conn
-        self._take()  # (updates waiting for their write go out ahead of the replies)
+        if self._dirty:  # (updates waiting for their write go out ahead of the replies)
+            self._take()
         try:
             handlers = _HANDLERS
             while not self._write_paused and not self.closed:
@@ -287,7 +288,8 @@ class ServerSession:
                 mon.take()
 
     def _flush(self) -> None:
-        self._take()  # (nothing while closed or paused)
+        if self._dirty:
+            self._take()  # (nothing while closed or paused)
         if self._out:
             self._write()  # (drops it when closed)
 
@@ -500,10 +502,9 @@ class ServerSession:
 
 
 class WriteTurn:
-    """The connections of one server with monitor updates to write this turn of the loop:
-    one callback at its end writes them all (one callback per connection cost a post to 50
-    monitors about 3 us each), each in one write; those within ``COALESCE`` of their last
-    write wait for the window to end."""
+    """A server's connections with monitor updates to write this turn of the loop: one
+    callback at its end writes each (one per connection cost a post to 50 monitors ~3 us
+    each), except those within ``COALESCE`` of their last write, which wait for its end."""
 
     __slots__ = ("due", "loop")
 

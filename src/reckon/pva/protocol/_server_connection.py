@@ -137,7 +137,7 @@ class ServerConnection(BaseConnection):
         self.bytes_sent += len(out)
         return bytes(out)
 
-    def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> list[Any] | None:
+    def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> Sequence[Any] | None:
         """The reply to a GET whose value was encoded once (a PV nobody posted to since the
         last get costs no encoding at all), as buffers for a vectored write (a big array is
         sent from its buffer); or None when the operation is not a GET executing without
@@ -156,7 +156,7 @@ class ServerConnection(BaseConnection):
         ):
             return None
         self._step(req, _GET_RESPONSE_ROW)
-        return list(self._prepared(GetResponse, req, update)[1])
+        return self._prepared(GetResponse, req, update)[1]
 
     def _prepared(
         self, cls: type, req: RequestInfo, update: PreparedUpdate, tail: bytes | None = None
@@ -198,11 +198,10 @@ class ServerConnection(BaseConnection):
     ) -> Sequence[Any]:
         """:meth:`send_update` as buffers for a vectored write (not to be mutated).
 
-        On an unsegmented connection it is a prepared message (see :meth:`_prepared`); one
-        without an overrun is built once per byte order and ioid and kept by ``update``: the
-        same bytes go to every connection whose monitor has that ioid (most clients number
-        their first monitor alike). The operation table's row allows it, with no change of
-        state. Anything else is sent the general way, with all its checks."""
+        On an unsegmented connection it is a prepared message (see :meth:`_prepared`), kept by
+        ``update`` per byte order and ioid when it has no overrun: the same bytes go to every
+        connection whose monitor has that ioid (most clients number their first monitor
+        alike). The table's row allows it, changing no state. Else the general way applies."""
         req = self._requests.get(ioid)
         if req is not None and req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
