@@ -6,7 +6,6 @@ dropping is what guarantees the last value always arrives.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +113,7 @@ class MonitorQueue:
         q = self.queue
         session = self.conn
         send = session.conn.send_update_pieces
-        with contextlib.suppress(ProtocolError):  # (the client destroyed it meanwhile)
+        try:  # (not contextlib.suppress: it cost a post to 50 monitors 8% of its CPU)
             while q and (not self.pipelined or self.window > 0):
                 mask, value, overrun, size, update = q.popleft()
                 session.queued_bytes -= size
@@ -125,6 +124,8 @@ class MonitorQueue:
             if self.finished and not q and not self.closed:
                 session.send(MonitorFinish(self.ioid, Status.OK))
                 self.closed = True
+        except ProtocolError:  # (the client destroyed it meanwhile)
+            pass
 
     def _clear(self) -> None:
         q = self.queue

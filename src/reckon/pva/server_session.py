@@ -522,9 +522,7 @@ class WriteTurn:
         now = self.loop.time()
         for session in due:  # (one lost meanwhile writes nothing)
             if now - session._last_write >= COALESCE:
-                session._write_timer = None
-                session._last_write = now
-                session._flush()
+                session._timed_write()
             else:
                 when = session._last_write + COALESCE
                 session._write_timer = self.loop.call_at(when, session._timed_write)
