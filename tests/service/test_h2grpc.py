@@ -272,3 +272,68 @@ def test_fuzzed_bytes_after_a_valid_opening_never_raise(tail: bytes, path: str) 
         assert all(t.done() for t in asyncio.all_tasks() if t is not asyncio.current_task())
 
     asyncio.run(scenario())
+
+
+async def test_stopping_lets_short_calls_finish_and_ends_long_ones_with_unavailable(
+    tmp_path: Path,
+) -> None:
+    """When the unit stops, the server takes no new calls (GOAWAY) but a call that ends within
+    the grace still gets all its answers and OK; one that would run on ends with UNAVAILABLE,
+    soon, rather than holding the stop up."""
+    unit = Unit(feed_unit(tmp_path))
+    await unit.start()
+    stopped = False
+    try:
+        async with grpc.aio.insecure_channel(unit.addresses["feed"].grpc) as channel:
+            ticks = channel.unary_stream(
+                "/rtest.Feed/Ticks", pb.TickRequest.SerializeToString, pb.Item.FromString
+            )
+            short = ticks(pb.TickRequest(count=3, interval=0.05), timeout=20)
+            long = ticks(pb.TickRequest(count=1000, interval=0.05), timeout=20)
+            assert (await short.read()).count == 0
+            assert (await long.read()).count == 0
+            t0 = time.monotonic()
+            stopping = asyncio.ensure_future(unit.stop())
+            assert [(await short.read()).count for _ in range(2)] == [1, 2]
+            assert await short.read() is grpc.aio.EOF
+            assert await short.code() == grpc.StatusCode.OK
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                while await long.read() is not grpc.aio.EOF:
+                    pass
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            await stopping
+            stopped = True
+            assert time.monotonic() - t0 < 5
+    finally:
+        if not stopped:
+            await unit.stop()
+
+
+def _pings_seen(port: int, seconds: float) -> int:
+    """PINGs the server sends an idle client (which answers them) within ``seconds``."""
+    conn = _h2_client()
+    conn.send_headers(1, _request_headers("/rtest.Feed/Count"))
+    conn.send_data(1, frame(pb.Key(id="a").SerializeToString()), end_stream=True)
+    pings = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(conn.data_to_send())
+        sock.settimeout(0.1)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                continue
+            assert data, "the server closed the connection"
+            pings += sum(isinstance(e, h2.events.PingReceived) for e in conn.receive_data(data))
+            sock.sendall(conn.data_to_send())  # h2 answers each ping
+    return pings
+
+
+async def test_keepalive_pings_idle_clients(tmp_path: Path) -> None:
+    async with Unit(feed_unit(tmp_path, keepalive=0.2)) as unit:
+        port = int(unit.addresses["feed"].grpc.rpartition(":")[2])
+        assert await asyncio.to_thread(_pings_seen, port, 1.5) >= 3
+    async with Unit(feed_unit(tmp_path)) as unit:  # no keepalive: no pings
+        port = int(unit.addresses["feed"].grpc.rpartition(":")[2])
+        assert await asyncio.to_thread(_pings_seen, port, 0.5) == 0

@@ -30,6 +30,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 from google.protobuf.message import Message
+from hyperframe.frame import GoAwayFrame
 
 from reckon.errors import ServiceCallError
 from reckon.service.definition import MethodDef
@@ -319,9 +320,11 @@ class GrpcConnection(asyncio.Protocol):
         self.closing = True
         if self.transport is None or self.transport.is_closing():
             return
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self.h2.close_connection(last_stream_id=self.h2.highest_inbound_stream_id)
         self.flush()
+        # GOAWAY written past h2's state machine, which would refuse to send anything after it:
+        # the calls in flight still finish on this connection.
+        goaway = GoAwayFrame(0, last_stream_id=self.h2.highest_inbound_stream_id or 0)
+        self.transport.write(goaway.serialize())
         tasks = [c.task for c in self.calls.values() if c.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
