@@ -249,6 +249,7 @@ class GrpcConnection(asyncio.Protocol):
                 call = self.calls.pop(event.stream_id, None)
                 if call is not None:
                     call.ended = True
+                    self._release(call)
                     if call.task is not None:
                         call.task.cancel()  # the client cancelled (or its deadline passed)
             elif isinstance(event, h2.events.WindowUpdated):
@@ -276,6 +277,11 @@ class GrpcConnection(asyncio.Protocol):
         if n:
             with contextlib.suppress(h2.exceptions.StreamClosedError):
                 self.h2.acknowledge_received_data(n, sid)
+
+    def _release(self, call: _Call) -> None:
+        """The connection's window back for what an ended call received and never read."""
+        n, call.unacked = call.unacked, 0
+        self.acknowledge(call.sid, n)
 
     def pause_writing(self) -> None:
         self._writable.clear()
@@ -475,6 +481,7 @@ class GrpcConnection(asyncio.Protocol):
             return
         call.ended = True
         self.calls.pop(call.sid, None)
+        self._release(call)
         trailers = [("grpc-status", str(CODES.index(code) if code in CODES else 2))]
         if message:
             trailers.append(("grpc-message", status_message(message)))
