@@ -116,11 +116,12 @@ async def test_messages_larger_than_every_window_go_both_ways(tmp_path: Path) ->
             assert [(len(r.id), r.count) for r in got] == [(3 << 20, 0), (3 << 20, 2), (3 << 20, 4)]
 
 
-async def test_a_message_over_the_limit_from_a_client_that_sends_it_anyway(
+async def test_a_message_over_the_limit_or_compressed_from_a_client_that_sends_it_anyway(
     tmp_path: Path,
 ) -> None:
     """grpcio's client checks no limit of the server's: the server refuses the message with
-    RESOURCE_EXHAUSTED from its prefix, and the connection goes on serving."""
+    RESOURCE_EXHAUSTED from its prefix, a compressed one with UNIMPLEMENTED, and the connection
+    goes on serving."""
     async with Unit(feed_unit(tmp_path, max_message_bytes=10_000)) as unit:
         async with grpc.aio.insecure_channel(unit.addresses["feed"].grpc) as channel:
             count = channel.unary_unary(
@@ -130,6 +131,12 @@ async def test_a_message_over_the_limit_from_a_client_that_sends_it_anyway(
                 await count(pb.Key(id="x" * 20_000), timeout=10)
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "max_message_bytes" in (info.value.details() or "")
+            assert (await count(pb.Key(id="abc"), timeout=10)).count == 3
+            # a compressed request: none is offered, so UNIMPLEMENTED, saying so
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await count(pb.Key(id="z" * 500), timeout=10, compression=grpc.Compression.Gzip)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "compressed" in (info.value.details() or "")
             assert (await count(pb.Key(id="abc"), timeout=10)).count == 3
 
 

@@ -61,6 +61,12 @@ _CONFIG = h2.config.H2Configuration(
     validate_outbound_headers=False,  # written here, well-formed (grpc-message is escaped)
     normalize_outbound_headers=False,
 )
+#: What every response begins with (no compression is offered: grpc-accept-encoding).
+_RESPONSE_HEADERS = [
+    (":status", "200"),
+    ("content-type", "application/grpc"),
+    ("grpc-accept-encoding", "identity"),
+]
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -470,9 +476,7 @@ class GrpcConnection(asyncio.Protocol):
     def _start(self, call: _Call) -> None:
         if not call.started:
             call.started = True
-            self.h2.send_headers(
-                call.sid, [(":status", "200"), ("content-type", "application/grpc")]
-            )
+            self.h2.send_headers(call.sid, _RESPONSE_HEADERS)
 
     def _finish(self, call: _Call, code: str, message: str) -> None:
         """End the call's stream with its status (in trailers, or alone when nothing was
@@ -487,7 +491,7 @@ class GrpcConnection(asyncio.Protocol):
             trailers.append(("grpc-message", status_message(message)))
         if not call.started:
             call.started = True
-            trailers = [(":status", "200"), ("content-type", "application/grpc"), *trailers]
+            trailers = [*_RESPONSE_HEADERS, *trailers]
         try:
             self.h2.send_headers(call.sid, trailers, end_stream=True)
             if self.h2.streams.get(call.sid) is not None and not self.h2.streams[call.sid].closed:
