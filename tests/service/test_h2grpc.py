@@ -344,3 +344,22 @@ async def test_keepalive_pings_idle_clients(tmp_path: Path) -> None:
     async with Unit(feed_unit(tmp_path)) as unit:  # no keepalive: no pings
         port = int(unit.addresses["feed"].grpc.rpartition(":")[2])
         assert await asyncio.to_thread(_pings_seen, port, 0.5) == 0
+
+
+async def test_more_calls_at_once_than_a_connection_takes_wait_their_turn(tmp_path: Path) -> None:
+    """A connection takes MAX_CALLS calls at once (HTTP/2's concurrent streams); a client with
+    more queues them, and every one completes."""
+    from reckon.service.h2grpc import MAX_CALLS
+
+    async with Unit(feed_unit(tmp_path)) as unit:
+        async with grpc.aio.insecure_channel(unit.addresses["feed"].grpc) as channel:
+            ticks = channel.unary_stream(
+                "/rtest.Feed/Ticks", pb.TickRequest.SerializeToString, pb.Item.FromString
+            )
+
+            async def one() -> list[int]:
+                call = ticks(pb.TickRequest(count=2, interval=0.2), timeout=30)
+                return [t.count async for t in call]
+
+            got = await asyncio.gather(*(one() for _ in range(MAX_CALLS + 50)))
+            assert got == [[0, 1]] * (MAX_CALLS + 50)

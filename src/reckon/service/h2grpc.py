@@ -12,7 +12,9 @@ Flow control is HTTP/2's: what a call has not read yet is not acknowledged past
 :data:`UNREAD_MAX` bytes, so a client that sends faster than the handler reads is held back, and
 a response waits for the client's window (a client that reads nothing holds its stream back, not
 the server's memory). A message longer than the service's ``max_message_bytes`` is refused with
-RESOURCE_EXHAUSTED from its 5-byte prefix, before its body is buffered.
+RESOURCE_EXHAUSTED from its 5-byte prefix, before its body is buffered. So a connection holds
+at most :data:`MAX_CALLS` calls, each holding at most ``UNREAD_MAX`` plus one stream window
+of whole messages not read yet, and one message in the making.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ UNREAD_MAX = 1 << 20
 #: The server's receive windows: per stream and for the connection.
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 1 << 24
+#: Calls open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS; clients queue more).
+MAX_CALLS = 100
 #: Request headers of one call, at most (grpc's own limit is 8 KiB soft, 16 KiB hard).
 MAX_HEADER_BYTES = 64 * 1024
 #: Seconds a stopping server lets its calls finish before it cancels them.
@@ -215,10 +219,13 @@ class GrpcConnection(asyncio.Protocol):
             initial_values={
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_BYTES,
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000,
             },
         )
         self.h2.initiate_connection()
+        # The limit of calls in a SETTINGS frame of its own: h2 enforces a setting from its
+        # acknowledgement on, and a client may open streams before our settings reach it (it
+        # saw the front's empty SETTINGS first).
+        self.h2.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CALLS})
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self.flush()
         if self.keepalive > 0:
