@@ -363,3 +363,44 @@ async def test_more_calls_at_once_than_a_connection_takes_wait_their_turn(tmp_pa
 
             got = await asyncio.gather(*(one() for _ in range(MAX_CALLS + 50)))
             assert got == [[0, 1]] * (MAX_CALLS + 50)
+
+
+def test_calls_that_end_unread_give_the_connections_window_back() -> None:
+    """Calls that end without reading what they were sent (here: an unknown method, refused at
+    once) leave nothing of the connection's window behind: forty of them, each ending with about
+    half a stream window of bytes the server never acknowledged (more than the connection's
+    window in all), and the connection still takes more."""
+
+    async def scenario() -> None:
+        client = _h2_client()
+        protocol = GrpcConnection({}, max_message_bytes=1 << 20)
+        wire = _Collecting()
+        wire._protocol = protocol
+        protocol.connection_made(wire)
+
+        def exchange() -> None:
+            protocol.data_received(client.data_to_send())
+            client.receive_data(bytes(wire.written))
+            wire.written.clear()
+
+        exchange()
+        chunk = frame(b"z" * (16_384 - 5 - 9))
+        sent = 0
+        for i in range(40):
+            sid = 1 + 2 * i
+            client.send_headers(sid, _request_headers("/rtest.Nothing/Here"))
+            exchange()  # the call's task is made; it has not run yet
+            while client.local_flow_control_window(sid) >= len(chunk):
+                client.send_data(sid, chunk)
+                sent += len(chunk)
+                exchange()  # acknowledged while the call holds little unread, then not
+            for _ in range(3):
+                await asyncio.sleep(0)  # the call runs: UNIMPLEMENTED, its bytes released
+            exchange()
+            assert not protocol.calls
+        assert sent > 3 * (1 << 24)
+        client.send_headers(101, _request_headers("/rtest.Nothing/Here"))
+        exchange()
+        assert client.local_flow_control_window(101) > 0
+
+    asyncio.run(scenario())
