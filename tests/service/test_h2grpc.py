@@ -9,6 +9,7 @@ import asyncio
 import socket
 import time
 import urllib.parse
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,37 @@ def test_a_message_over_the_limit_is_refused_from_its_prefix_alone() -> None:
     assert info.value.code == "RESOURCE_EXHAUSTED"
     assert "max_message_bytes" in str(info.value)
     with pytest.raises(ServiceCallError) as info:
-        Messages(limit=100).feed(b"\1" + (3).to_bytes(4, "big") + b"abc")  # compressed
+        Messages(limit=100).feed(b"\1" + (3).to_bytes(4, "big") + b"abc")  # no grpc-encoding
     assert info.value.code == "UNIMPLEMENTED"
+    with pytest.raises(ServiceCallError) as info:
+        Messages(limit=100, encoding="br").feed(b"\1" + (3).to_bytes(4, "big") + b"abc")
+    assert info.value.code == "UNIMPLEMENTED"
+    with pytest.raises(ServiceCallError) as info:
+        Messages(limit=100, encoding="gzip").feed(b"\1" + (3).to_bytes(4, "big") + b"abc")
+    assert info.value.code == "INTERNAL"  # not gzip at all
+
+
+def _compressed(message: bytes, encoding: str) -> bytes:
+    z = zlib.compressobj(wbits=16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+    body = z.compress(message) + z.flush()
+    return b"\1" + len(body).to_bytes(4, "big") + body
+
+
+#: 10 MB of zeros in about 10 KB each way: what a small message may inflate to.
+_BOMBS = {e: _compressed(bytes(10_000_000), e) for e in ("gzip", "deflate")}
+
+
+@given(st.lists(st.binary(max_size=300), max_size=5), st.sampled_from(["gzip", "deflate"]))
+def test_compressed_messages_come_out_as_sent_and_bombs_are_refused(
+    messages: list[bytes], encoding: str
+) -> None:
+    reader = Messages(limit=300, encoding=encoding)
+    assert reader.feed(b"".join(_compressed(m, encoding) for m in messages)) == messages
+    # a message that inflates far past the limit: refused as too long, not inflated whole
+    assert len(_BOMBS[encoding]) < 20_000
+    with pytest.raises(ServiceCallError) as info:
+        Messages(limit=20_000, encoding=encoding).feed(_BOMBS[encoding])
+    assert info.value.code == "RESOURCE_EXHAUSTED"
 
 
 def test_grpc_timeouts_and_status_messages() -> None:
@@ -116,12 +146,12 @@ async def test_messages_larger_than_every_window_go_both_ways(tmp_path: Path) ->
             assert [(len(r.id), r.count) for r in got] == [(3 << 20, 0), (3 << 20, 2), (3 << 20, 4)]
 
 
-async def test_a_message_over_the_limit_or_compressed_from_a_client_that_sends_it_anyway(
+async def test_a_message_over_the_limit_plain_or_compressed_from_a_client_that_sends_it_anyway(
     tmp_path: Path,
 ) -> None:
     """grpcio's client checks no limit of the server's: the server refuses the message with
-    RESOURCE_EXHAUSTED from its prefix, a compressed one with UNIMPLEMENTED, and the connection
-    goes on serving."""
+    RESOURCE_EXHAUSTED from its prefix, or a compressed one once it inflates past the limit,
+    and the connection goes on serving."""
     async with Unit(feed_unit(tmp_path, max_message_bytes=10_000)) as unit:
         async with grpc.aio.insecure_channel(unit.addresses["feed"].grpc) as channel:
             count = channel.unary_unary(
@@ -132,11 +162,14 @@ async def test_a_message_over_the_limit_or_compressed_from_a_client_that_sends_i
             assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "max_message_bytes" in (info.value.details() or "")
             assert (await count(pb.Key(id="abc"), timeout=10)).count == 3
-            # a compressed request: none is offered, so UNIMPLEMENTED, saying so
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await count(pb.Key(id="z" * 500), timeout=10, compression=grpc.Compression.Gzip)
-            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert "compressed" in (info.value.details() or "")
+            # compressed requests are read (gzip, deflate), and their size is the one inflated
+            for how in (grpc.Compression.Gzip, grpc.Compression.Deflate):
+                assert (
+                    await count(pb.Key(id="z" * 5000), timeout=10, compression=how)
+                ).count == 5000
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await count(pb.Key(id="z" * 20_000), timeout=10, compression=how)
+                assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert (await count(pb.Key(id="abc"), timeout=10)).count == 3
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -65,49 +66,79 @@ _CONFIG = h2.config.H2Configuration(
     validate_outbound_headers=False,  # written here, well-formed (grpc-message is escaped)
     normalize_outbound_headers=False,
 )
-#: What every response begins with (no compression is offered: grpc-accept-encoding).
+#: Compressed request messages this server reads (``grpc-encoding``); answers go uncompressed.
+ENCODINGS = ("gzip", "deflate")
+#: What every response begins with.
 _RESPONSE_HEADERS = [
     (":status", "200"),
     ("content-type", "application/grpc"),
-    ("grpc-accept-encoding", "identity"),
+    ("grpc-accept-encoding", ",".join(("identity", *ENCODINGS))),
 ]
 _UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
 class Messages:
     """gRPC's length-prefixed messages out of a byte stream (sans I/O): :meth:`feed` takes bytes
-    as they arrive and returns the messages they complete, each a compressed flag's worth of
-    checking and ``limit`` bytes at most."""
+    as they arrive and returns the messages they complete, each ``limit`` bytes at most, and
+    decompressed when its flag says so (``encoding``: the call's ``grpc-encoding``)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, encoding: str | None = None) -> None:
         self.limit = limit
+        self.encoding = encoding
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
-        """The messages ``data`` completes; ServiceCallError when the next one is compressed
-        (none is negotiated) or longer than the limit (known from its prefix)."""
+        """The messages ``data`` completes; ServiceCallError when the next one is longer than
+        the limit (known from its prefix, or while it is decompressed) or compressed with an
+        encoding this server does not read."""
         self._buf += data
         out = []
         buf = self._buf
         while len(buf) >= 5:
-            if buf[0] != 0:
+            flag = buf[0]
+            if flag > 1:
                 raise ServiceCallError(
-                    "a request message is compressed (flag "
-                    f"{buf[0]}), but this server accepts none (grpc-accept-encoding: identity)",
-                    "UNIMPLEMENTED" if buf[0] == 1 else "INTERNAL",
+                    f"a request message has the flag {flag} (0 or 1)", "INTERNAL"
+                )
+            if flag and self.encoding not in ENCODINGS:
+                raise ServiceCallError(
+                    f"a request message is compressed with {self.encoding or 'no encoding'!r}; "
+                    f"this server reads {', '.join(ENCODINGS)} (grpc-encoding) or uncompressed",
+                    "UNIMPLEMENTED",
                 )
             n = int.from_bytes(buf[1:5], "big")
             if n > self.limit:
-                raise ServiceCallError(
-                    f"a request message of {n} bytes is longer than this service's "
-                    f"max_message_bytes ({self.limit}); raise it in the deployment",
-                    "RESOURCE_EXHAUSTED",
-                )
+                raise self._too_long(n)
             if len(buf) < 5 + n:
                 break
-            out.append(bytes(buf[5 : 5 + n]))
+            message = bytes(buf[5 : 5 + n])
             del buf[: 5 + n]
+            out.append(self._inflate(message) if flag else message)
         return out
+
+    def _inflate(self, data: bytes) -> bytes:
+        """A compressed message, decompressed to ``limit`` bytes at most (a small message that
+        inflates without bound is refused, not held)."""
+        wbits = 16 + zlib.MAX_WBITS if self.encoding == "gzip" else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(data, self.limit + 1)
+        except zlib.error as exc:
+            raise ServiceCallError(
+                f"a request message is not valid {self.encoding} ({exc})", "INTERNAL"
+            ) from None
+        if len(out) > self.limit:
+            raise self._too_long(len(out), "at least ")
+        if not inflater.eof:
+            raise ServiceCallError(f"a request message is truncated {self.encoding}", "INTERNAL")
+        return out
+
+    def _too_long(self, n: int, at_least: str = "") -> ServiceCallError:
+        return ServiceCallError(
+            f"a request message of {at_least}{n} bytes is longer than this service's "
+            f"max_message_bytes ({self.limit}); raise it in the deployment",
+            "RESOURCE_EXHAUSTED",
+        )
 
     @property
     def pending(self) -> bool:
@@ -139,10 +170,10 @@ class _Call:
     """One gRPC call's stream: its received messages (a queue the handler reads) and its
     sending state."""
 
-    def __init__(self, conn: GrpcConnection, sid: int, limit: int) -> None:
+    def __init__(self, conn: GrpcConnection, sid: int, limit: int, encoding: str | None) -> None:
         self.conn = conn
         self.sid = sid
-        self.messages = Messages(limit)
+        self.messages = Messages(limit, encoding)
         self.queue: asyncio.Queue[bytes | ServiceCallError | None] = asyncio.Queue()
         self.unread = 0  # bytes received and queued, not read by the handler yet
         self.unacked = 0  # bytes received and not acknowledged (held back: flow control)
@@ -357,7 +388,8 @@ class GrpcConnection(asyncio.Protocol):
     # -- calls ------------------------------------------------------------------------------
 
     def _request(self, sid: int, headers: list[tuple[str, str]]) -> None:
-        call = _Call(self, sid, self.limit)
+        encoding = next((v for k, v in headers if k == "grpc-encoding"), None)
+        call = _Call(self, sid, self.limit, encoding)
         self.calls[sid] = call
         if self.closing:
             self._finish(call, "UNAVAILABLE", "the server is stopping")
