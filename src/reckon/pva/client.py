@@ -130,8 +130,8 @@ class Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: dict[str, Channel] = {}
         self._by_cid: dict[int, Channel] = {}
+        # one connection per server, whether it was found by a search or is a name server
         self._conns: dict[Address, asyncio.Future[ClientProtocol]] = {}
-        self._name_conns: dict[Address, asyncio.Future[ClientProtocol]] = {}
         self._cids = itertools.count(1)
         # every connection of this client reads into this buffer (one event loop; each read is
         # copied into its connection's framer before the next)
@@ -173,15 +173,13 @@ class Client:
         await end_tasks([self._search_task], within=self.config.conn_timeout)
         if self._udp is not None:
             self._udp.close()
-        for futs in (self._conns, self._name_conns):
-            for fut in futs.values():
-                conn = _made(fut)
-                if conn is None:
-                    fut.cancel()
-                elif conn.transport is not None:
-                    conn.transport.close()
+        for fut in self._conns.values():
+            conn = _made(fut)
+            if conn is None:
+                fut.cancel()
+            elif conn.transport is not None:
+                conn.transport.close()
         self._conns.clear()
-        self._name_conns.clear()
 
     def next_ioid(self) -> int:
         return next(self._ioids) & 0xFFFFFFFF
@@ -243,7 +241,7 @@ class Client:
         self, addr: Address, seq: int, pairs: list[tuple[int, str]]
     ) -> None:
         try:
-            conn = await self._connect(addr, self._name_conns)
+            conn = await self._connect(addr)
             conn.send(
                 SearchRequest(
                     sequence=seq, channels=tuple(pairs), reply_required=False, unicast=True
@@ -266,7 +264,7 @@ class Client:
 
     async def _create_channel(self, ch: Channel, server: Address) -> None:
         try:
-            conn = await self._connect(server, self._conns)
+            conn = await self._connect(server)
             ch.conn = None
             conn.channels[ch.cid] = ch
             conn.send(CreateChannelRequest(ch.cid, ch.name))
@@ -277,13 +275,11 @@ class Client:
             ch.error = exc if isinstance(exc, PvaError) else None
             self.searching(ch)
 
-    async def _connect(
-        self, addr: Address, table: dict[Address, asyncio.Future[ClientProtocol]]
-    ) -> ClientProtocol:
-        fut = table.get(addr)
+    async def _connect(self, addr: Address) -> ClientProtocol:
+        fut = self._conns.get(addr)
         if fut is None or (fut.done() and _made(fut) is None):
             fut = self.loop.create_future()
-            table[addr] = fut
+            self._conns[addr] = fut
             try:
                 _, proto = await self.loop.create_connection(
                     lambda: ClientProtocol(self, addr), addr[0], addr[1]
@@ -293,7 +289,7 @@ class Client:
                 async with asyncio.timeout(self.config.conn_timeout):
                     await asyncio.shield(proto.ready)
             except BaseException as exc:
-                table.pop(addr, None)
+                self._conns.pop(addr, None)
                 fut.set_exception(exc if isinstance(exc, Exception) else PvaError(str(exc)))
                 fut.exception()  # retrieved
                 raise
@@ -302,10 +298,9 @@ class Client:
         return await asyncio.shield(fut)
 
     def forget_connection(self, conn: ClientProtocol) -> None:
-        for table in (self._conns, self._name_conns):
-            fut = table.get(conn.address)
-            if fut is not None and _made(fut) is conn:
-                del table[conn.address]
+        fut = self._conns.get(conn.address)
+        if fut is not None and _made(fut) is conn:
+            del self._conns[conn.address]
         for ch in list(conn.channels.values()):
             ch.lost(conn)
         conn.channels.clear()
