@@ -11,7 +11,7 @@ numpy arrays into structure values, and unwrap them again.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ._arrays import ITEM_SIZE, native_dtype, np
@@ -69,20 +69,26 @@ def _array(kind: str, values: Any) -> Any:
 
 
 class _NT:
-    type: Structure
+    """NTScalar, NTScalarArray and NTEnum: a ``value`` with alarm and timeStamp."""
 
-    def _meta(
+    type: Structure
+    #: the ``value`` field's value of what ``wrap`` is given
+    _value: Callable[..., Any]
+
+    def wrap(
         self,
-        value: Any,
-        timestamp_: float | None,
-        severity: int,
-        status: int,
-        message: str,
+        *value: Any,
+        timestamp: float | None = None,
+        severity: int = 0,
+        status: int = 0,
+        message: str = "",
     ) -> dict[str, Any]:
+        """The structure value of ``value`` (NTScalar, NTScalarArray: the value; NTEnum: the
+        index and the choices) with its alarm and time stamp (now when None)."""
         out = self.type.default()
-        out["value"] = value
+        out["value"] = self._value(*value)
         out["alarm"] = {"severity": severity, "status": status, "message": message}
-        out["timeStamp"] = _timestamp(timestamp_)
+        out["timeStamp"] = _timestamp(timestamp)
         return out
 
 
@@ -107,18 +113,9 @@ class _NTValue(_NT):
         self.kind = vt.kind
         self.type = Structure(fields, id=f"epics:nt/{type(self).__name__}:1.0")
 
-    def wrap(
-        self,
-        value: Any,
-        *,
-        timestamp: float | None = None,
-        severity: int = 0,
-        status: int = 0,
-        message: str = "",
-    ) -> dict[str, Any]:
+    def _value(self, value: Any) -> Any:
         # a scalar takes the type of its kind's default: str, bool, int or float
-        value = _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
-        return self._meta(value, timestamp, severity, status, message)
+        return _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
         return value["value"]
@@ -145,18 +142,8 @@ class NTEnum(_NT):
             id="epics:nt/NTEnum:1.0",
         )
 
-    def wrap(
-        self,
-        index: int,
-        choices: Sequence[str] = (),
-        *,
-        timestamp: float | None = None,
-        severity: int = 0,
-        status: int = 0,
-        message: str = "",
-    ) -> dict[str, Any]:
-        v = {"index": int(index), "choices": [str(c) for c in choices]}
-        return self._meta(v, timestamp, severity, status, message)
+    def _value(self, index: int, choices: Sequence[str] = ()) -> dict[str, Any]:
+        return {"index": int(index), "choices": [str(c) for c in choices]}
 
     def unwrap(self, value: Mapping[str, Any]) -> tuple[int, list[str]]:
         """(index, choices)."""
@@ -164,7 +151,7 @@ class NTEnum(_NT):
         return int(v["index"]), list(v["choices"])
 
 
-class NTTable(_NT):
+class NTTable:
     """``epics:nt/NTTable:1.0``: named columns of equal length.
 
     ``NTTable([("name", "s"), ("x", "d")]).wrap({"name": [...], "x": [...]})`` or a list of
