@@ -276,26 +276,22 @@ class Client:
             self.searching(ch)
 
     async def _connect(self, addr: Address) -> ClientProtocol:
+        """The connection to ``addr``: the one made or being made, else a new one (its making
+        is a task of its own: a caller that gives up does not cancel it for the others)."""
         fut = self._conns.get(addr)
         if fut is None or (fut.done() and _made(fut) is None):
-            fut = self.loop.create_future()
-            self._conns[addr] = fut
-            try:
-                _, proto = await self.loop.create_connection(
-                    lambda: ClientProtocol(self, addr), addr[0], addr[1]
-                )
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that
-                # arrives as the handshake completes
-                async with asyncio.timeout(self.config.conn_timeout):
-                    await asyncio.shield(proto.ready)
-            except BaseException as exc:
-                self._conns.pop(addr, None)
-                fut.set_exception(exc if isinstance(exc, Exception) else PvaError(str(exc)))
-                fut.exception()  # retrieved
-                raise
-            fut.set_result(proto)
-            return proto
+            fut = self._conns[addr] = self.loop.create_task(self._open(addr))
         return await asyncio.shield(fut)
+
+    async def _open(self, addr: Address) -> ClientProtocol:
+        _, proto = await self.loop.create_connection(
+            lambda: ClientProtocol(self, addr), addr[0], addr[1]
+        )
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that arrives
+        # as the handshake completes
+        async with asyncio.timeout(self.config.conn_timeout):
+            await asyncio.shield(proto.ready)
+        return proto
 
     def forget_connection(self, conn: ClientProtocol) -> None:
         fut = self._conns.get(conn.address)
