@@ -140,7 +140,7 @@ class Client:
         self._seq = itertools.count(1)
         self._udp: SearchClient | None = None
         self._search_task: asyncio.Task[None] | None = None
-        self._search_wake: asyncio.Event | None = None
+        self._search_wake = asyncio.Event()  # (bound to no loop until waited on)
         self._closed = False
 
     @property
@@ -160,7 +160,6 @@ class Client:
         if self._udp is not None or self._closed:
             return
         self._loop = asyncio.get_running_loop()
-        self._search_wake = asyncio.Event()
         self._udp = SearchClient(self.config.search_targets(), self.on_search_response)
         await self._udp.start()
         self._search_task = self.loop.create_task(self._search_loop())
@@ -198,17 +197,14 @@ class Client:
                 self._send_search([ch])
                 ch.search_step = 1
                 ch.next_search = self._loop.time() + _SEARCH_DELAYS[1]
-            if self._search_wake is not None:
-                self._search_wake.set()  # (a new channel's next_search starts at 0: now)
+            self._search_wake.set()  # (a new channel's next_search starts at 0: now)
         return ch
 
     def searching(self, ch: Channel) -> None:
         ch.next_search = 0.0
-        if self._search_wake is not None:
-            self._search_wake.set()
+        self._search_wake.set()
 
     async def _search_loop(self) -> None:
-        assert self._search_wake is not None
         while not self._closed:
             now = self.loop.time()
             due: list[Channel] = []
