@@ -261,7 +261,6 @@ class Client:
     async def _create_channel(self, ch: Channel, server: Address) -> None:
         try:
             conn = await self._connect(server)
-            ch.conn = None
             conn.channels[ch.cid] = ch
             conn.send(CreateChannelRequest(ch.cid, ch.name))
             ch.conn = conn  # pending until _created

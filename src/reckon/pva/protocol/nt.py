@@ -11,7 +11,7 @@ numpy arrays into structure values, and unwrap them again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ._arrays import ITEM_SIZE, native_dtype, np
@@ -69,31 +69,8 @@ def _array(kind: str, values: Any) -> Any:
 
 
 class _NT:
-    """NTScalar, NTScalarArray and NTEnum: a ``value`` with alarm and timeStamp."""
-
-    type: Structure
-    #: the ``value`` field's value of what ``wrap`` is given
-    _value: Callable[..., Any]
-
-    def wrap(
-        self,
-        *value: Any,
-        timestamp: float | None = None,
-        severity: int = 0,
-        status: int = 0,
-        message: str = "",
-    ) -> dict[str, Any]:
-        """The structure value of ``value`` (NTScalar, NTScalarArray: the value; NTEnum: the
-        index and the choices) with its alarm and time stamp (now when None)."""
-        out = self.type.default()
-        out["value"] = self._value(*value)
-        out["alarm"] = {"severity": severity, "status": status, "message": message}
-        out["timeStamp"] = _timestamp(timestamp)
-        return out
-
-
-class _NTValue(_NT):
-    """NTScalar and NTScalarArray: ``value`` with alarm and timeStamp (display/control opt.)."""
+    """NTScalar and NTScalarArray: ``value`` with alarm and timeStamp (display/control opt.);
+    NTEnum makes its type and value its own way."""
 
     _array: ClassVar[bool]  # NTScalarArray
 
@@ -113,6 +90,22 @@ class _NTValue(_NT):
         self.kind = vt.kind
         self.type = Structure(fields, id=f"epics:nt/{type(self).__name__}:1.0")
 
+    def wrap(
+        self,
+        *value: Any,
+        timestamp: float | None = None,
+        severity: int = 0,
+        status: int = 0,
+        message: str = "",
+    ) -> dict[str, Any]:
+        """The structure value of ``value`` (NTScalar, NTScalarArray: the value; NTEnum: the
+        index and the choices) with its alarm and time stamp (now when None)."""
+        out = self.type.default()
+        out["value"] = self._value(*value)
+        out["alarm"] = {"severity": severity, "status": status, "message": message}
+        out["timeStamp"] = _timestamp(timestamp)
+        return out
+
     def _value(self, value: Any) -> Any:
         # a scalar takes the type of its kind's default: str, bool, int or float
         return _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
@@ -121,13 +114,13 @@ class _NTValue(_NT):
         return value["value"]
 
 
-class NTScalar(_NTValue):
+class NTScalar(_NT):
     """``epics:nt/NTScalar:1.0``: one scalar with alarm and timeStamp (display/control opt.)."""
 
     _array = False
 
 
-class NTScalarArray(_NTValue):
+class NTScalarArray(_NT):
     """``epics:nt/NTScalarArray:1.0``: an array with alarm and timeStamp."""
 
     _array = True
