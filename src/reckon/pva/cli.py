@@ -344,6 +344,7 @@ def monitor(
     """
     from reckon.errors import PvaError
     from reckon.pva.client import Client
+    from reckon.pva.stopping import end_tasks
 
     async def main() -> int:
         seen = 0
@@ -376,9 +377,7 @@ def monitor(
                     if await finished:  # raises a monitor's error
                         break
             finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await end_tasks(tasks, within=timeout)
         return 1 if failed else 0
 
     try:

@@ -14,7 +14,7 @@ from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import LOW_LEVEL_ERRORS, DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Event
 from ._generate import read_message, write_payload
-from ._header import decode_header, encode_header
+from ._header import FLAG_BIG, FLAG_FROM_SERVER, decode_header, encode_header
 from ._messages import decode_address
 from ._op_events import Beacon, OriginTag, SearchRequest, SearchResponse
 from ._wire import U32
@@ -24,10 +24,8 @@ _UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Comman
 _FROM_SERVER = (Beacon, SearchResponse)
 
 
-# plain ints: enum arithmetic costs a call per operation
+# a plain int (as _header's flags are): enum arithmetic costs a call per operation
 _CONTROL_OR_SEGMENTED = int(Flags.CONTROL | Flags.SEGMENT_MASK)
-_BIG_ENDIAN = int(Flags.BIG_ENDIAN)
-_FROM_SRV = int(Flags.FROM_SERVER)
 _SEARCH = int(Command.SEARCH)
 #: a search for one name from the header's size on: size, sequence, flags, 3 reserved bytes,
 #: response address (16 bytes, skipped) and port, the protocols (``_ONLY_TCP``), the count, the
@@ -52,7 +50,7 @@ class Discovery:
                 raise LocalProtocolError(f"{type(ev).__name__} is not a UDP discovery message")
             payload = bytearray()
             cmd = write_payload(ev, self._codec, None, payload)
-            flags = Flags.FROM_SERVER if isinstance(ev, _FROM_SERVER) else 0
+            flags = FLAG_FROM_SERVER if isinstance(ev, _FROM_SERVER) else 0
             out += encode_header(cmd, flags, len(payload), self.big_endian)
             out += payload
         return bytes(out)
@@ -113,9 +111,9 @@ class Discovery:
         ):
             return None
         flags = datagram[2]
-        if flags & (_CONTROL_OR_SEGMENTED | _FROM_SRV):
+        if flags & (_CONTROL_OR_SEGMENTED | FLAG_FROM_SERVER):
             return None
-        be = flags >= _BIG_ENDIAN  # the byte-order flag is the top bit
+        be = flags >= FLAG_BIG  # the byte-order flag is the top bit
         size, seq, sflags, port, count, cid, length = _SEARCH_ONE[be].unpack_from(datagram, 4)
         if size != n - HEADER_SIZE or count != 1 or length >= 254 or 46 + length != n:
             return None
@@ -141,9 +139,9 @@ class Discovery:
                     raise DecodeError("message size runs past the end of the datagram")
                 if command not in _UDP_COMMANDS:
                     raise DecodeError(f"command 0x{command:02x} is not a discovery message")
-                self._codec.big_endian = bool(flags & _BIG_ENDIAN)
+                self._codec.big_endian = bool(flags & FLAG_BIG)
                 events += read_message(
-                    command, data[start:end], self._codec, bool(flags & _FROM_SRV)
+                    command, data[start:end], self._codec, bool(flags & FLAG_FROM_SERVER)
                 )
                 pos = end
         except RemoteProtocolError:
