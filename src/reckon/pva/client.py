@@ -457,9 +457,7 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
         """Call an RPC PV; ``argument`` is a typed value (``nt.NTURI.build(...)``) or a dict."""
-        arg = argument
-        if not (isinstance(argument, VariantValue) or argument is None):
-            arg = VariantValue.of(argument)
+        arg = None if argument is None else VariantValue.of(argument)  # (a typed value as it is)
         ev = await self._exchange(
             name, "rpc", timeout, request, RPCInit, lambda sid, ioid, _: RPC(sid, ioid, arg)
         )
