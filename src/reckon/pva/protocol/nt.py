@@ -92,16 +92,16 @@ class _NT:
 
     def wrap(
         self,
-        *value: Any,
+        value: Any,
+        *,
         timestamp: float | None = None,
         severity: int = 0,
         status: int = 0,
         message: str = "",
     ) -> dict[str, Any]:
-        """The structure value of ``value`` (NTScalar, NTScalarArray: the value; NTEnum: the
-        index and the choices) with its alarm and time stamp (now when None)."""
+        """The structure value of ``value`` with its alarm and time stamp (now when None)."""
         out = self.type.default()
-        out["value"] = self._value(*value)
+        out["value"] = self._value(value)
         out["alarm"] = {"severity": severity, "status": status, "message": message}
         out["timeStamp"] = _timestamp(timestamp)
         return out
@@ -135,8 +135,25 @@ class NTEnum(_NT):
             id="epics:nt/NTEnum:1.0",
         )
 
-    def _value(self, index: int, choices: Sequence[str] = ()) -> dict[str, Any]:
-        return {"index": int(index), "choices": [str(c) for c in choices]}
+    def wrap(
+        self,
+        index: int,
+        choices: Sequence[str] = (),
+        *,
+        timestamp: float | None = None,
+        severity: int = 0,
+        status: int = 0,
+        message: str = "",
+    ) -> dict[str, Any]:
+        """The structure value of the enum ``index`` of ``choices``, with its alarm and time
+        stamp (now when None)."""
+        enum = {"index": int(index), "choices": [str(c) for c in choices]}
+        return super().wrap(
+            enum, timestamp=timestamp, severity=severity, status=status, message=message
+        )
+
+    def _value(self, value: Any) -> Any:
+        return value  # made by wrap
 
     def unwrap(self, value: Mapping[str, Any]) -> tuple[int, list[str]]:
         """(index, choices)."""
