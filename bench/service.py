@@ -3,27 +3,26 @@
 1. In-process call overhead: ``await client.Get(req)`` through a unit beside a plain
    ``await impl.Get(req, ctx)`` method call (target: <= 5 us overhead).
 2. gRPC unary calls/s, one call at a time, server in another process: reckon at the one port
-   a unit publishes for the service (what every client calls: the front relaying gRPC to
-   grpc.aio, reckon's server handler, reckon's client) beside raw grpcio (a raw handler and
+   a unit publishes for the service (what every client calls: reckon's gRPC server on
+   the event loop, its server handler, reckon's client) beside raw grpcio (a raw handler and
    multi-callable on a grpc.aio server's own port) with the same handler body, both served by
    one server process (separate processes differ by +-30% on a shared machine, which would swamp
-   the comparison). Target: >= 0.9x raw. Also shown: the raw handler behind reckon's front
-   alone (what the one port's relay costs), and the same call to a child process placed by a
-   unit, through ``unit.locate`` (its one port too).
+   the comparison). Target: >= 0.9x raw. Also shown: the same call to a child process placed
+   by a unit, through ``unit.locate`` (its one port too).
 3. Connect unary calls/s (connectrpc client; hypercorn serving connectrpc's ASGI app, at the
    same one port).
 4. gRPC server-streaming (messages/s, 100 per call) and bidi ping-pong (round trips/s, 20 per
    call), reckon at the one port beside raw grpcio's own port in the same server process, in
-   alternating rounds like row 2. Target: >= 0.9x raw. Ping-pong's cost is split in three rows:
-   raw grpcio behind the front (the relay alone), a raw grpcio client of reckon's server at the
-   one port beside that (reckon's server side), and reckon's client of the raw handlers on
-   grpcio's own port beside raw grpcio (reckon's client side).
-5. Server streams and ping-pong again, three contenders each (raw grpcio, reckon at the one
-   port, raw grpcio behind the front), in per-call pairs: one call of each in turn, each
-   call's time beside its neighbours', with the server process's CPU and context switches
-   per message or round trip (Linux's ``/proc``). A call lasts milliseconds, so the machine's
-   load moves both sides of a pair alike and the interval is narrow; CPU and switches per
-   message hardly move with the load.
+   alternating rounds like row 2. Target: >= 0.9x raw. Ping-pong's cost is split in two rows:
+   a raw grpcio client of reckon's server at the one port (reckon's server side), and reckon's
+   client of the raw handlers on grpcio's own port (reckon's client side), each beside raw
+   grpcio.
+5. Unary calls (10 a sample), server streams and ping-pong again, reckon at the one port beside
+   raw grpcio, in per-call pairs: one call of each in turn, each call's time beside its
+   neighbour's, with the server process's CPU and context switches per message or round trip
+   (Linux's ``/proc``). A call lasts milliseconds, so the machine's load moves both sides of a
+   pair alike and the interval is narrow; CPU and switches per message hardly move with the
+   load.
 6. Start-up time of a 5-service unit (a chain of requires): in-process and split into processes.
 """
 
@@ -127,12 +126,10 @@ sys.path.insert(0, sys.argv[1])
 from bench_impls import feed, handle, ping
 from benchsvc_gen import benchsvc_pb2 as pb
 from reckon.service import Deployment, Unit
-from reckon.service.front import Front
 
 # One server process answers all: raw grpcio handlers (benchsvc.S1) on a grpc.aio server of
-# their own port, the same handlers behind reckon's front (the one-port relay, nothing else of
-# reckon), and benchsvc.Echo served by a unit at its one published port (front, reckon's server
-# handler with auth, context, deadlines, error mapping) with the same handler bodies.
+# their own port, and benchsvc.Echo served by a unit at its one published port (reckon's gRPC
+# server on the loop, with auth, context, deadlines, error mapping) with the same handler bodies.
 # Comparing in one process removes the +-30% noise between processes on a shared machine.
 
 
@@ -154,13 +151,9 @@ async def main():
         # benchsvc.Echo too, so that reckon's client can call the raw handlers
         server.add_generic_rpc_handlers([raw_handlers(n) for n in ("benchsvc.S1", "benchsvc.Echo")])
         port = server.add_insecure_port("127.0.0.1:0")  # any free port, printed below
-        name = f"bench-raw-{id(server)}"
-        server.add_insecure_port(f"unix-abstract:{name}")
         await server.start()
-        front = Front(None, "\\0" + name)
-        await front.start()
         published = unit.addresses["echo"].grpc.rpartition(":")[2]
-        print("ready", port, published, front.port, flush=True)
+        print("ready", port, published, flush=True)
         await server.wait_for_termination()
 
 asyncio.run(main())
@@ -292,6 +285,7 @@ async def per_call_pairs(
 
 FEED_ITEMS = 100  # messages per server-streaming call
 PINGS = 20  # round trips per bidi call
+UNARY_CALLS = 10  # unary calls per sample of the per-call pairs
 
 
 async def wire(
@@ -328,19 +322,13 @@ async def wire(
         assert server.stdout is not None
         word, *ports = (await server.stdout.readline()).split()
         assert word == b"ready"
-        raw_port, published, fronted = (int(p) for p in ports)
+        raw_port, published = (int(p) for p in ports)
         async with (
             Unit(dep) as unit,
             grpc.aio.insecure_channel(f"127.0.0.1:{raw_port}") as channel,
             grpc.aio.insecure_channel(f"127.0.0.1:{published}") as one_port,
-            grpc.aio.insecure_channel(f"127.0.0.1:{fronted}") as behind_front,
         ):
             raw = channel.unary_unary(
-                "/benchsvc.S1/Get",
-                request_serializer=pb.Key.SerializeToString,
-                response_deserializer=pb.Item.FromString,
-            )
-            raw_fronted = behind_front.unary_unary(
                 "/benchsvc.S1/Get",
                 request_serializer=pb.Key.SerializeToString,
                 response_deserializer=pb.Item.FromString,
@@ -352,32 +340,30 @@ async def wire(
                 {
                     "raw grpcio": lambda: raw(req),
                     "reckon gRPC": lambda: same_server.Get(req),
-                    "raw grpcio behind the front": lambda: raw_fronted(req),
                     "reckon unit, child process": lambda: placed.Get(req),
                     "reckon Connect": lambda: connect.Get(req),
                 }
             )
             raw_server = grpc_client(channel, Echo, authorization=None, clock=time.monotonic)
-            contenders = streaming(channel, same_server, behind_front, one_port, raw_server)
+            contenders = streaming(channel, same_server, one_port, raw_server)
             streams = await interleaved(contenders, rounds=12, seconds=0.4)
             pairs = await per_call_pairs(
-                {
-                    k: contenders[k]
-                    for k in ("raw ping-pong", "reckon ping-pong", "raw ping-pong behind the front")
-                },
-                server.pid,
-            )
-            fronted_streams = streaming(
-                behind_front, same_server, behind_front, one_port, raw_server
+                {k: contenders[k] for k in ("raw ping-pong", "reckon ping-pong")}, server.pid
             )
             pairs |= await per_call_pairs(
-                {
-                    "raw stream": contenders["raw stream"],
-                    "reckon stream": contenders["reckon stream"],
-                    "raw stream behind the front": fronted_streams["raw stream"],
-                },
-                server.pid,
-                calls=60,
+                {k: contenders[k] for k in ("raw stream", "reckon stream")}, server.pid, calls=60
+            )
+
+            async def raw_unary() -> None:
+                for _ in range(UNARY_CALLS):
+                    await raw(req)
+
+            async def reckon_unary() -> None:
+                for _ in range(UNARY_CALLS):
+                    await same_server.Get(req)
+
+            pairs |= await per_call_pairs(
+                {"raw unary": raw_unary, "reckon unary": reckon_unary}, server.pid
             )
             return unary, streams, pairs
     finally:
@@ -385,12 +371,10 @@ async def wire(
         await server.wait()
 
 
-def streaming(
-    channel: Any, client: Any, behind_front: Any, one_port: Any, raw_server: Any
-) -> dict[str, Any]:
+def streaming(channel: Any, client: Any, one_port: Any, raw_server: Any) -> dict[str, Any]:
     """Server-streaming (messages/s) and bidi ping-pong (round trips/s): raw grpcio's
     multi-callables beside reckon's client, against the same server process; and the ping-pong
-    pairs that split its cost (relay, reckon's server, reckon's client)."""
+    pairs that split its cost (reckon's server, reckon's client)."""
     import grpc
     from benchsvc_gen import benchsvc_pb2 as pb
 
@@ -447,7 +431,6 @@ def streaming(
         "reckon stream": reckon_stream,
         "raw ping-pong": raw_pingpong(channel, "/benchsvc.S1/Ping"),
         "reckon ping-pong": reckon_pingpong(client),
-        "raw ping-pong behind the front": raw_pingpong(behind_front, "/benchsvc.S1/Ping"),
         "raw client, reckon server": raw_pingpong(one_port, "/benchsvc.Echo/Ping"),
         "reckon client, raw server": reckon_pingpong(raw_server),
     }
@@ -518,16 +501,6 @@ async def main() -> None:
         f"{grpc_cmp.ratio:.2f}x [{grpc_cmp.low:.2f}-{grpc_cmp.high:.2f}]",
         ">= 0.9x " + _target(grpc_cmp, 0.9),
     )
-    front_cmp = paired(
-        samples["raw grpcio behind the front"], samples["raw grpcio"], higher_is_better=True
-    )
-    t.add_row(
-        "raw grpcio handler behind the one port's front",
-        f"{rates['raw grpcio behind the front']:,.0f}",
-        f"{rates['raw grpcio']:,.0f} raw grpcio",
-        f"{front_cmp.ratio:.2f}x [{front_cmp.low:.2f}-{front_cmp.high:.2f}]",
-        "(the relay's cost alone)",
-    )
     t.add_row(
         "gRPC via unit.locate, child process",
         f"{rates['reckon unit, child process']:,.0f}",
@@ -555,58 +528,34 @@ async def main() -> None:
             ">= 0.9x " + _target(cmp, 0.9),
         )
     # where ping-pong's time goes: each pair differs in one part only
-    for label, ours, theirs, peer, note in (
-        (
-            "raw grpcio ping-pong behind the one port's front",
-            "raw ping-pong behind the front",
-            "raw ping-pong",
-            "raw grpcio",
-            "(the relay's cost alone)",
-        ),
+    for label, ours, note in (
         (
             "raw grpcio client of reckon's server, one port",
             "raw client, reckon server",
-            "raw ping-pong behind the front",
-            "raw behind the front",
             "(reckon's server side)",
         ),
         (
             "reckon's client of raw grpcio's handlers",
             "reckon client, raw server",
-            "raw ping-pong",
-            "raw grpcio",
             "(reckon's client side)",
         ),
     ):
-        cmp = paired(streams[ours], streams[theirs], higher_is_better=True)
+        cmp = paired(streams[ours], streams["raw ping-pong"], higher_is_better=True)
         t.add_row(
             label,
             f"{stream_rates[ours]:,.0f}",
-            f"{stream_rates[theirs]:,.0f} {peer}",
+            f"{stream_rates['raw ping-pong']:,.0f} raw grpcio",
             f"{cmp.ratio:.2f}x [{cmp.low:.2f}-{cmp.high:.2f}]",
             note,
         )
     # per-call pairs: each call's time beside its neighbours' (time per message: lower is
     # better, so the ratio is raw's time over reckon's, a rate ratio like the rows above)
     for label, key, raw_key, per, what in (
+        ("gRPC unary at the one port", "reckon unary", "raw unary", UNARY_CALLS, "call"),
         ("gRPC server-streaming at the one port", "reckon stream", "raw stream", FEED_ITEMS, "msg"),
-        (
-            "raw grpcio stream behind the front",
-            "raw stream behind the front",
-            "raw stream",
-            FEED_ITEMS,
-            "msg",
-        ),
         (
             "gRPC bidi ping-pong at the one port",
             "reckon ping-pong",
-            "raw ping-pong",
-            PINGS,
-            "round trip",
-        ),
-        (
-            "raw grpcio ping-pong behind the front",
-            "raw ping-pong behind the front",
             "raw ping-pong",
             PINGS,
             "round trip",

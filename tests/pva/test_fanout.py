@@ -79,13 +79,16 @@ class CountingSink:
     def __init__(self) -> None:
         self.data: list[bytes] = []
         self.writes = 0
+        self.objects: list[Any] = []  # what each write was given
 
     def write(self, data: Any) -> None:
         self.data.append(bytes(data))
+        self.objects.append(data)
         self.writes += 1
 
     def writelines(self, pieces: Any) -> None:
         self.data.extend(bytes(p) for p in pieces)
+        self.objects.extend(pieces)
         self.writes += 1
 
     def pause_reading(self) -> None:
@@ -110,44 +113,103 @@ def _events(sink: CountingSink, peer: ClientConnection) -> list[Any]:
     return events
 
 
+class CountingScheduler:
+    """The running loop, keeping the callbacks sessions schedule on it (posts reach it as
+    from another loop: handed over, taken at its next turn)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.callbacks: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loop, name)
+
+    def call_soon(self, callback: Any) -> Any:
+        self.callbacks.append(callback)
+        return self.loop.call_soon(callback)
+
+    def call_at(self, when: float, callback: Any) -> Any:
+        self.callbacks.append(callback)
+        return self.loop.call_at(when, callback)
+
+    def sessions_callbacks(self) -> int:
+        owners = [getattr(cb, "__self__", None) for cb in self.callbacks]
+        return sum(type(o).__module__ == ServerSession.__module__ for o in owners)
+
+
+async def _monitoring(
+    server: Server, scheduler: Any, i: int
+) -> tuple[ServerSession, CountingSink, ClientConnection]:
+    """A session over a counting sink whose peer monitors ``f:x`` (ioid 7), its first update
+    (the current value, 0.0) read."""
+    session, sink, peer = (
+        ServerSession(server.context, scheduler),
+        CountingSink(),
+        ClientConnection(),
+    )
+    session.opened(sink, ("127.0.0.1", 1000 + i))
+    _events(sink, peer)
+    session.receive(memoryview(peer.send(ConnectionValidationResponse())))
+    _events(sink, peer)
+    session.receive(memoryview(peer.send(CreateChannelRequest(1, "f:x"))))
+    [sid] = [ev.sid for ev in _events(sink, peer) if isinstance(ev, CreateChannelResponse)]
+    session.receive(memoryview(peer.send(MonitorInit(sid, 7, None))))
+    _events(sink, peer)
+    session.receive(memoryview(peer.send(MonitorStart(sid, 7))))
+    await asyncio.sleep(0.01)
+    [first] = [ev for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
+    assert first.value["value"] == 0.0
+    return session, sink, peer
+
+
+async def test_a_full_queue_squashes_the_posts_of_one_loop_turn(pva_env: dict[str, str]) -> None:
+    """Posts of one loop turn wait in the monitor's queue until the connection writes, at the
+    turn's end; past ``queueSize`` (4 by default) they squash into its newest entry, as pvxs's
+    queue does while its sender is busy: the client gets the first three and the last, which
+    says its value changed more than once (overrun)."""
+    x = SharedPV(nt.NTScalar("d"), 0.0)
+    server = Server({"f:x": x})
+    session, sink, peer = await _monitoring(server, asyncio.get_running_loop(), 0)
+    await asyncio.sleep(0.01)  # (past the coalescing window of the first update's write)
+    sink.writes = 0
+    for i in range(1, 11):
+        x.post(float(i))
+    await asyncio.sleep(0.01)
+    got = [ev for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
+    assert [u.value["value"] for u in got] == [1.0, 2.0, 3.0, 10.0]
+    assert sink.writes == 1
+    bit = x.type.offset_of("value")  # type: ignore[union-attr]
+    assert bit in got[-1].overrun and not any(bit in u.overrun for u in got[:-1])
+    session.lost()
+
+
 async def test_posts_of_one_loop_turn_leave_in_one_write_per_connection(
     pva_env: dict[str, str],
 ) -> None:
     """Sessions over sinks that count writes (the session is sans-I/O): four posts made in one
-    turn of the loop reach each monitoring connection in one write, in order."""
+    turn of the loop reach each monitoring connection in one write, in order, written by one
+    callback for all the connections; a post's update is the same bytes object on every
+    connection whose monitor has the same ioid."""
     x = SharedPV(nt.NTScalar("d"), 0.0)
     server = Server({"f:x": x})  # (not started: its context serves the sessions)
-    loop = asyncio.get_running_loop()
-    peers = []
-    for i in range(5):
-        session, sink, peer = (
-            ServerSession(server.context, loop),
-            CountingSink(),
-            ClientConnection(),
-        )
-        session.opened(sink, ("127.0.0.1", 1000 + i))
-        _events(sink, peer)
-        session.receive(memoryview(peer.send(ConnectionValidationResponse())))
-        _events(sink, peer)
-        session.receive(memoryview(peer.send(CreateChannelRequest(1, "f:x"))))
-        [sid] = [ev.sid for ev in _events(sink, peer) if isinstance(ev, CreateChannelResponse)]
-        session.receive(memoryview(peer.send(MonitorInit(sid, 7, None))))
-        _events(sink, peer)
-        session.receive(memoryview(peer.send(MonitorStart(sid, 7))))
-        await asyncio.sleep(0.01)
-        [first] = [ev for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
-        assert first.value["value"] == 0.0
-        peers.append((session, sink, peer))
+    scheduler = CountingScheduler(asyncio.get_running_loop())
+    peers = [await _monitoring(server, scheduler, i) for i in range(5)]
     for round_ in range(3):
         for _, sink, _ in peers:
             sink.writes = 0
-        for i in range(1, 5):
+            sink.objects.clear()
+        await asyncio.sleep(0.01)  # (past the coalescing window of the last write)
+        scheduler.callbacks.clear()
+        for i in range(4):
             x.post(float(10 * round_ + i))
         await asyncio.sleep(0.01)  # the loop turns (and any coalescing window ends)
+        assert scheduler.sessions_callbacks() == 1  # one callback wrote every connection
+        for n in range(4):  # each update is one object for all the connections
+            assert len({id(sink.objects[n]) for _, sink, _ in peers}) == 1
         for _, sink, peer in peers:
             assert sink.writes == 1
             got = [ev.value["value"] for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
-            assert got == [float(10 * round_ + i) for i in range(1, 5)]
+            assert got == [float(10 * round_ + i) for i in range(4)]
     for session, _, _ in peers:
         session.lost()
 

@@ -64,22 +64,25 @@ async def test_pipeline_window_and_acks_never_stall(pva_env: dict[str, str]) -> 
         [initial] = await collect(peer, MonitorUpdate, 1)  # uses 1 of the window of 3
         assert initial.value["value"] == 0
         for i in range(1, 11):
-            counter.post(i)  # 1 and 2 use the window; the queue (3) holds 3, 4 and 5..10 as 10
+            # posts of one loop turn queue until its end (as pvxs's do until its sender takes
+            # them): the queue (3) holds 1, 2 and 3..10 squashed into 10; 1 and 2 use the window
+            counter.post(i)
         sent = await collect(peer, MonitorUpdate, 2)
         assert [u.value["value"] for u in sent] == [1, 2]  # the window (3) is now used up
         assert await collect(peer, MonitorUpdate, 1, timeout=0.5) == []
         for i in range(11, 21):
-            counter.post(i)  # the queue (3, 4, 10): 10 becomes 20 as 11..20 coalesce into it
+            counter.post(i)  # the queue (10, 11, 12): 12 becomes 20 as 13..20 squash into it
         peer.send_event(MonitorAck(sid, 5, 1))
         [one] = await collect(peer, MonitorUpdate, 1)
-        assert one.value["value"] == 3
+        assert one.value["value"] == 10
         # an ack alone (no new post) resumes the queue: the burst's last value arrives
         peer.send_event(MonitorAck(sid, 5, 2))
         rest = await collect(peer, MonitorUpdate, 2)
-        assert [u.value["value"] for u in rest] == [4, 20]
-        # the coalesced entry says which fields changed more than once (overrun)
+        assert [u.value["value"] for u in rest] == [11, 20]
+        # a squashed entry says which fields changed more than once (overrun)
         value_bit = counter.type.offset_of("value")  # type: ignore[union-attr]
-        assert value_bit in rest[1].overrun and value_bit not in rest[0].overrun
+        assert value_bit in one.overrun and value_bit in rest[1].overrun
+        assert value_bit not in rest[0].overrun
         assert await collect(peer, MonitorUpdate, 1, timeout=0.3) == []
         peer.close()
 

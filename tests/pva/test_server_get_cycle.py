@@ -117,7 +117,7 @@ async def test_a_get_never_overtakes_an_update_waiting_to_go_out(
             x.post(i - 0.5)
             x.post(float(i))
             [conn] = server.context.sessions
-            assert conn._out, "the update should be waiting for the window to end"
+            assert conn.monitors[1].queue, "the update should be waiting for the window to end"
             reply = await get_once(peer, sid, 400 + i, seen)
             assert reply.value["value"] == float(i)
             assert seen[-1] == float(i), "the get's reply overtook the waiting update"

@@ -53,9 +53,12 @@ def _clean(stats: Mapping[str, Any], t: Structure) -> dict[str, Any]:
 
 
 class EngineStatsPublisher:
-    """Keeps a PV equal to ``engine.stats()``, posting only when the numbers change."""
+    """Keeps PV ``name`` equal to ``engine.stats()``, posting only when the numbers change
+    (make it on the server's event loop)."""
 
-    def __init__(self, server: Server, engine: Any, name: str, period: float = 0.5) -> None:
+    def __init__(
+        self, server: Server, engine: Any, name: str = "reckon:stats", period: float = 0.5
+    ) -> None:
         self.server = server
         self.engine = engine
         self.name = name
@@ -91,11 +94,8 @@ class EngineStatsPublisher:
         self.server.remove(self.name)
 
 
-def publish_engine_stats(
-    server: Server, engine: Any, name: str = "reckon:stats", period: float = 0.5
-) -> EngineStatsPublisher:
-    """Publish ``engine.stats()`` as PV ``name`` (call from the server's event loop)."""
-    return EngineStatsPublisher(server, engine, name, period)
+#: publish ``engine.stats()`` as PV ``name``
+publish_engine_stats = EngineStatsPublisher
 
 
 # ------------------------------------------------------------------------------------------
@@ -112,7 +112,8 @@ def result_name(prefix: str, args: Mapping[str, Any]) -> str:
 
 
 class MemoPublisher:
-    """An RPC PV that calls ``fn(**query)`` and a PV per distinct result it produced.
+    """RPC PV ``name`` calls ``fn(**query)``; each distinct result it produced gets a PV of its
+    own, ``name:arg=value,...``.
 
     ``fn`` is usually a ``@memoize``d function, so calling again with the same arguments is a
     cache hit; sync functions run in a worker thread so the server keeps serving meanwhile.
@@ -155,9 +156,8 @@ class MemoPublisher:
         self.results.clear()
 
 
-def publish_memoized(server: Server, name: str, fn: Callable[..., Any]) -> MemoPublisher:
-    """Publish ``fn`` as RPC PV ``name``; each result appears as ``name:arg=value,...``."""
-    return MemoPublisher(server, name, fn)
+#: publish ``fn`` as RPC PV ``name``; each result appears as ``name:arg=value,...``
+publish_memoized = MemoPublisher
 
 
 # ------------------------------------------------------------------------------------------

@@ -210,11 +210,16 @@ def parse_put_args(args: list[str]) -> Any:
 
 
 def _show(name: str, value: Any, raw: bool, as_json: bool) -> None:
-    """Print a value as --json asks (one JSON line), else as :func:`format_value` does."""
+    """Print a value as --json asks (one JSON line), else as :func:`format_value` does (a
+    type as :func:`format_type` does)."""
+    from reckon.pva.protocol import FieldDesc
+
     if as_json:
         typer.echo(json.dumps({"name": name, "value": _jsonable(value)}))
     elif isinstance(value, Mapping):
         typer.echo(format_value(name, value, raw))
+    elif isinstance(value, FieldDesc):
+        typer.echo("\n".join([name, *format_type(value, indent=4)]))
     else:
         typer.echo(f"{name} {_short(value)}")  # an RPC's plain result
 
@@ -259,10 +264,11 @@ def _run_each(
     names: list[str],
     timeout: float,
     operation: Callable[[Any, str], Awaitable[Any]],
-    show: Callable[[str, Any], None],
+    raw: bool = False,
+    as_json: bool = False,
 ) -> NoReturn:
     """Run ``operation(client, name)`` for every name at once; print the results in order
-    with ``show``, and the failures on stderr (exit status 1 when any failed)."""
+    (:func:`_show`), and the failures on stderr (exit status 1 when any failed)."""
     from reckon.errors import PvaError
     from reckon.pva.client import Client
 
@@ -279,7 +285,7 @@ def _run_each(
             elif isinstance(res, BaseException):
                 raise res
             else:
-                show(name, res)
+                _show(name, res, raw, as_json)
         return status
 
     raise typer.Exit(_run(main()))
@@ -294,12 +300,7 @@ def get(
     as_json: JsonOpt = False,
 ) -> None:
     """Read PVs once (like pvxget)."""
-    _run_each(
-        names,
-        timeout,
-        lambda c, name: c.get(name, request or None),
-        lambda name, value: _show(name, value, raw, as_json),
-    )
+    _run_each(names, timeout, lambda c, name: c.get(name, request or None), raw, as_json)
 
 
 @app.command()
@@ -322,7 +323,7 @@ def put(
         await c.put(name, choice, request or None)
         return await c.get(name)
 
-    _run_each([name], timeout, put_and_read, lambda n, after: _show(n, after, raw, False))
+    _run_each([name], timeout, put_and_read, raw)
 
 
 @app.command()
@@ -343,6 +344,7 @@ def monitor(
     """
     from reckon.errors import PvaError
     from reckon.pva.client import Client
+    from reckon.pva.stopping import end_tasks
 
     async def main() -> int:
         seen = 0
@@ -375,9 +377,7 @@ def monitor(
                     if await finished:  # raises a monitor's error
                         break
             finally:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await end_tasks(tasks, within=timeout)
         return 1 if failed else 0
 
     try:
@@ -392,12 +392,7 @@ def info(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Print the type of PVs (like pvxinfo)."""
-    _run_each(
-        names,
-        timeout,
-        lambda c, name: c.info(name),
-        lambda name, t: typer.echo("\n".join([name, *format_type(t, indent=4)])),
-    )
+    _run_each(names, timeout, lambda c, name: c.info(name))
 
 
 @app.command()
@@ -415,12 +410,7 @@ def call(
     from reckon.pva import nt
 
     query = dict(_pair(a, "RPC arguments are name=value") for a in args or [])
-    _run_each(
-        [name],
-        timeout,
-        lambda c, name: c.rpc(name, nt.uri(name, query)),
-        lambda name, result: _show(name, result, raw, as_json),
-    )
+    _run_each([name], timeout, lambda c, name: c.rpc(name, nt.uri(name, query)), raw, as_json)
 
 
 # ------------------------------------------------------------------------------------------

@@ -130,8 +130,8 @@ class Client:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channels: dict[str, Channel] = {}
         self._by_cid: dict[int, Channel] = {}
+        # one connection per server, whether it was found by a search or is a name server
         self._conns: dict[Address, asyncio.Future[ClientProtocol]] = {}
-        self._name_conns: dict[Address, asyncio.Future[ClientProtocol]] = {}
         self._cids = itertools.count(1)
         # every connection of this client reads into this buffer (one event loop; each read is
         # copied into its connection's framer before the next)
@@ -140,7 +140,7 @@ class Client:
         self._seq = itertools.count(1)
         self._udp: SearchClient | None = None
         self._search_task: asyncio.Task[None] | None = None
-        self._search_wake: asyncio.Event | None = None
+        self._search_wake = asyncio.Event()  # (bound to no loop until waited on)
         self._closed = False
 
     @property
@@ -160,7 +160,6 @@ class Client:
         if self._udp is not None or self._closed:
             return
         self._loop = asyncio.get_running_loop()
-        self._search_wake = asyncio.Event()
         self._udp = SearchClient(self.config.search_targets(), self.on_search_response)
         await self._udp.start()
         self._search_task = self.loop.create_task(self._search_loop())
@@ -173,15 +172,13 @@ class Client:
         await end_tasks([self._search_task], within=self.config.conn_timeout)
         if self._udp is not None:
             self._udp.close()
-        for futs in (self._conns, self._name_conns):
-            for fut in futs.values():
-                conn = _made(fut)
-                if conn is None:
-                    fut.cancel()
-                elif conn.transport is not None:
-                    conn.transport.close()
+        for fut in self._conns.values():
+            conn = _made(fut)
+            if conn is None:
+                fut.cancel()
+            elif conn.transport is not None:
+                conn.transport.close()
         self._conns.clear()
-        self._name_conns.clear()
 
     def next_ioid(self) -> int:
         return next(self._ioids) & 0xFFFFFFFF
@@ -200,17 +197,14 @@ class Client:
                 self._send_search([ch])
                 ch.search_step = 1
                 ch.next_search = self._loop.time() + _SEARCH_DELAYS[1]
-            if self._search_wake is not None:
-                self._search_wake.set()  # (a new channel's next_search starts at 0: now)
+            self._search_wake.set()  # (a new channel's next_search starts at 0: now)
         return ch
 
     def searching(self, ch: Channel) -> None:
         ch.next_search = 0.0
-        if self._search_wake is not None:
-            self._search_wake.set()
+        self._search_wake.set()
 
     async def _search_loop(self) -> None:
-        assert self._search_wake is not None
         while not self._closed:
             now = self.loop.time()
             due: list[Channel] = []
@@ -243,7 +237,7 @@ class Client:
         self, addr: Address, seq: int, pairs: list[tuple[int, str]]
     ) -> None:
         try:
-            conn = await self._connect(addr, self._name_conns)
+            conn = await self._connect(addr)
             conn.send(
                 SearchRequest(
                     sequence=seq, channels=tuple(pairs), reply_required=False, unicast=True
@@ -266,8 +260,7 @@ class Client:
 
     async def _create_channel(self, ch: Channel, server: Address) -> None:
         try:
-            conn = await self._connect(server, self._conns)
-            ch.conn = None
+            conn = await self._connect(server)
             conn.channels[ch.cid] = ch
             conn.send(CreateChannelRequest(ch.cid, ch.name))
             ch.conn = conn  # pending until _created
@@ -277,35 +270,28 @@ class Client:
             ch.error = exc if isinstance(exc, PvaError) else None
             self.searching(ch)
 
-    async def _connect(
-        self, addr: Address, table: dict[Address, asyncio.Future[ClientProtocol]]
-    ) -> ClientProtocol:
-        fut = table.get(addr)
+    async def _connect(self, addr: Address) -> ClientProtocol:
+        """The connection to ``addr``: the one made or being made, else a new one (its making
+        is a task of its own: a caller that gives up does not cancel it for the others)."""
+        fut = self._conns.get(addr)
         if fut is None or (fut.done() and _made(fut) is None):
-            fut = self.loop.create_future()
-            table[addr] = fut
-            try:
-                _, proto = await self.loop.create_connection(
-                    lambda: ClientProtocol(self, addr), addr[0], addr[1]
-                )
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that
-                # arrives as the handshake completes
-                async with asyncio.timeout(self.config.conn_timeout):
-                    await asyncio.shield(proto.ready)
-            except BaseException as exc:
-                table.pop(addr, None)
-                fut.set_exception(exc if isinstance(exc, Exception) else PvaError(str(exc)))
-                fut.exception()  # retrieved
-                raise
-            fut.set_result(proto)
-            return proto
+            fut = self._conns[addr] = self.loop.create_task(self._open(addr))
         return await asyncio.shield(fut)
 
+    async def _open(self, addr: Address) -> ClientProtocol:
+        _, proto = await self.loop.create_connection(
+            lambda: ClientProtocol(self, addr), addr[0], addr[1]
+        )
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancel that arrives
+        # as the handshake completes
+        async with asyncio.timeout(self.config.conn_timeout):
+            await asyncio.shield(proto.ready)
+        return proto
+
     def forget_connection(self, conn: ClientProtocol) -> None:
-        for table in (self._conns, self._name_conns):
-            fut = table.get(conn.address)
-            if fut is not None and _made(fut) is conn:
-                del table[conn.address]
+        fut = self._conns.get(conn.address)
+        if fut is not None and _made(fut) is conn:
+            del self._conns[conn.address]
         for ch in list(conn.channels.values()):
             ch.lost(conn)
         conn.channels.clear()
@@ -471,9 +457,7 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109
     ) -> Any:
         """Call an RPC PV; ``argument`` is a typed value (``nt.NTURI.build(...)``) or a dict."""
-        arg = argument
-        if not (isinstance(argument, VariantValue) or argument is None):
-            arg = VariantValue.of(argument)
+        arg = None if argument is None else VariantValue.of(argument)  # (a typed value as it is)
         ev = await self._exchange(
             name, "rpc", timeout, request, RPCInit, lambda sid, ioid, _: RPC(sid, ioid, arg)
         )

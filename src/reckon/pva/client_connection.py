@@ -119,12 +119,9 @@ class ClientProtocol(asyncio.BufferedProtocol):
         return self.receive_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        # receive_data copies the bytes out (the buffer is reused by the next read)
-        self.data_received(self.receive_buffer[:nbytes])
-
-    def data_received(self, data: bytes | memoryview) -> None:
         try:
-            self.conn.receive_data(data)
+            # receive_data copies the bytes out (the buffer is reused by the next read)
+            self.conn.receive_data(self.receive_buffer[:nbytes])
             for ev in self.conn.events():
                 self._handle(ev)
         except ProtocolError as exc:

@@ -19,6 +19,7 @@ from reckon.pva.config import Address
 from reckon.pva.protocol import (
     Beacon,
     Discovery,
+    Event,
     ProtocolError,
     SearchRequest,
     SearchResponse,
@@ -47,6 +48,15 @@ def _send_all(transport: asyncio.DatagramTransport, data: bytes, targets: list[A
             transport.sendto(data, target)
         except OSError as exc:
             log.debug("datagram to %s failed: %s", target, exc)
+
+
+def _messages(codec: Discovery, data: bytes, source: Address) -> list[Event]:
+    """The messages of a datagram; none when it is malformed (logged: no peer to drop)."""
+    try:
+        return codec.decode(data)
+    except ProtocolError as exc:
+        log.debug("ignoring a bad datagram from %s:%d: %s", source[0], source[1], exc)
+        return []
 
 
 class _Datagram(asyncio.DatagramProtocol):
@@ -154,12 +164,7 @@ class SearchResponder:
                     self._answer_with(sequence, found, (cid,) if found else ()), host, port, source
                 )
             return
-        try:
-            events = self.codec.decode(data)
-        except ProtocolError as exc:
-            log.debug("ignoring a bad datagram from %s:%d: %s", source[0], source[1], exc)
-            return
-        for ev in events:
+        for ev in _messages(self.codec, data, source):
             if isinstance(ev, SearchRequest):
                 cids = self._found(ev)
                 if cids is not None:
@@ -250,11 +255,6 @@ class SearchClient:
         _send_all(self.transport, self.codec.encode(req), self.targets)
 
     def _on_datagram(self, data: bytes, source: Address) -> None:
-        try:
-            events = self.codec.decode(data)
-        except ProtocolError as exc:
-            log.debug("ignoring a bad datagram from %s: %s", source, exc)
-            return
-        for ev in events:
+        for ev in _messages(self.codec, data, source):
             if isinstance(ev, SearchResponse):
                 self.on_response(ev, source)

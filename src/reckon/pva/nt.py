@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from reckon.pva.protocol import Structure, VariantValue, infer_type
+from reckon.pva.protocol import VariantValue, infer_type
 from reckon.pva.protocol.nt import *  # noqa: F403
 from reckon.pva.protocol.nt import NTURI, NTScalar, NTScalarArray, NTTable
 from reckon.pva.protocol.nt import __all__ as _protocol_all
@@ -42,9 +42,7 @@ def for_value(value: Any) -> NTScalar | NTScalarArray | NTTable:
 
 def typed(helper: Any, *args: Any, **kw: Any) -> VariantValue:
     """``typed(NTScalar("d"), 1.5)``: an NT helper's ``wrap`` result together with its type."""
-    t = helper.type if not isinstance(helper, Structure) else helper
-    value = helper.wrap(*args, **kw) if not isinstance(helper, Structure) else args[0]
-    return VariantValue(t, value)
+    return VariantValue(helper.type, helper.wrap(*args, **kw))
 
 
 def typed_scalar(value: Any) -> VariantValue:

@@ -270,10 +270,8 @@ def merge(
 # How far ahead is the smallest queue among the monitors the batch feeds (a monitor's
 # queueSize, 4 by default), at most RUN_AHEAD: a poster further ahead than a monitor's queue
 # makes the queue squash values the client could have had, had the loop been given its turn.
-# (With 16 for every queue, p4p's client received a quarter of a 20,000-post burst on the
-# default queue of 4, where pvxs's sender thread delivered about half.) "Ahead" counts posts,
-# not monitors: a post to 50 monitors of one loop is one item of the batch (and one wait at
-# most), where counting each monitor made the poster wait a dozen times inside every post.
+# "Ahead" counts posts, not monitors: a post to 50 monitors of one loop is one item of the
+# batch (and one wait at most).
 RUN_AHEAD = 16
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
@@ -453,11 +451,14 @@ class SharedPV:
                 new["value"] = v
                 if stamp:
                     ns = time.time_ns()
-                    ts = dict(new["timeStamp"])
+                    ts = dict(old := new["timeStamp"])
                     ts["secondsPastEpoch"] = ns // 1_000_000_000
                     ts["nanoseconds"] = ns % 1_000_000_000
                     new["timeStamp"] = ts
                     mask |= ts_bits
+                    sized = self._field_sizes.get("timeStamp")
+                    if sized is not None and sized[0] is old:  # (new ints: the same size)
+                        self._field_sizes["timeStamp"] = (ts, sized[1])
                 self.value = snapshot = new
                 self.assigned |= mask
                 subs = list(self._subs)

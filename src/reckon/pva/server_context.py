@@ -81,6 +81,7 @@ class ServerContext:
     selections: dict[
         tuple[int, int], tuple[Any, Any, int, dict[int, tuple[int, BitSet]], dict[str, str]]
     ] = field(default_factory=dict)
+    turn: Any = None  # (server_session's WriteTurn: the connections with updates to write)
     _sid: int = field(default=0, init=False)
 
     def refused(self, peer: Peer, name: str, operation: str) -> Status | None:

@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Future as ConcurrentFuture
 from typing import Any
 
 from reckon.pva.client import Client
 from reckon.pva.config import ClientConfig
-from reckon.pva.protocol import FieldDesc
 from reckon.pva.subscription import Update
+
+
+def _blocking(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """The client's ``method``, blocking: its coroutine runs on the private loop (the
+    signature and docstring are the client's)."""
+
+    @functools.wraps(method)
+    def call(self: SyncClient, *args: Any, **kw: Any) -> Any:
+        return self._call(method(self._client, *args, **kw))
+
+    return call
 
 
 class SyncClient:
@@ -36,26 +47,11 @@ class SyncClient:
         fut: ConcurrentFuture[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(timeout)
 
-    def get(self, name: str, request: Any = None, *, timeout: float | None = None) -> Any:
-        return self._call(self._client.get(name, request, timeout=timeout))
-
-    def put(
-        self, name: str, value: Any, request: Any = None, *, timeout: float | None = None
-    ) -> None:
-        self._call(self._client.put(name, value, request, timeout=timeout))
-
-    def put_get(
-        self, name: str, value: Any, request: Any = None, *, timeout: float | None = None
-    ) -> Any:
-        return self._call(self._client.put_get(name, value, request, timeout=timeout))
-
-    def rpc(
-        self, name: str, argument: Any = None, request: Any = None, *, timeout: float | None = None
-    ) -> Any:
-        return self._call(self._client.rpc(name, argument, request, timeout=timeout))
-
-    def info(self, name: str, sub_field: str = "", *, timeout: float | None = None) -> FieldDesc:
-        return self._call(self._client.info(name, sub_field, timeout=timeout))
+    get = _blocking(Client.get)
+    put = _blocking(Client.put)
+    put_get = _blocking(Client.put_get)
+    rpc = _blocking(Client.rpc)
+    info = _blocking(Client.info)
 
     def monitor(
         self, name: str, request: Any = None, *, timeout: float | None = None

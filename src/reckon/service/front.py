@@ -2,15 +2,11 @@
 server for its protocol.
 
 A gRPC client with protobuf bodies (HTTP/2 whose first request has ``content-type:
-application/grpc`` or ``application/grpc+proto``) is relayed, bytes as they come, to grpcio's
-C-core server (``grpc.aio``), which listens only on an abstract Unix socket of the process (a
-name, no port): grpcio cannot take a connection another server accepted, and its C core serves
-gRPC at about twice the speed of a pure-Python HTTP/2 stack. A plain connection's answers are
-relayed by a thread of its own (:class:`_Spliced`), out of the way of the event loop that runs
-the handlers, and its requests by the loop; a TLS connection is decrypted and relayed by the
-loop. Every other connection (HTTP/1.1, HTTP/2 carrying Connect, gRPC-Web or gRPC with JSON,
-h2c by upgrade) goes to hypercorn in this process on the accepted socket itself, the bytes
-looked at fed back first: no second hop.
+application/grpc`` or ``application/grpc+proto``) is served on the accepted connection by
+:mod:`reckon.service.h2grpc`, HTTP/2 on the event loop that runs the handlers (no relay, no
+thread). Every other connection (HTTP/1.1, HTTP/2 carrying Connect, gRPC-Web or gRPC with
+JSON, h2c by upgrade) goes to hypercorn in this process on the accepted socket itself. Either
+way, the bytes looked at are fed to the server first: no second hop.
 
 The choice is made on the first request of a connection, once: clients use one protocol per
 connection. :class:`Sniff` is the whole decision, sans I/O (bytes in, a verdict out).
@@ -20,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import ssl
-import threading
+from collections.abc import Callable
 from typing import Any, Literal
 
+from reckon.service.h2grpc import GrpcConnection
 from reckon.service.tls import Tls
 
 #: What an HTTP/2 client sends first when it speaks HTTP/2 from the start (h2c prior knowledge,
@@ -145,306 +141,83 @@ def _is_grpc(block: bytes) -> bool:
     return False
 
 
-#: Bytes one read of a relayed connection takes at most.
+#: Bytes one read takes at most while the first request is looked for.
 READ_SIZE = 64 * 1024
 
 
-class _Relay(asyncio.BufferedProtocol):
-    """One side of a relayed connection: what arrives is written to the other side; a side
-    whose buffer fills up pauses the other's reading (no unbounded buffering).
+class _Sniffer(asyncio.BufferedProtocol):
+    """The protocol of a new connection until :class:`Sniff` decides where it goes; then the
+    connection's own server's protocol takes the transport over, the bytes read so far first.
 
-    A buffered protocol: the loop reads into one buffer kept for the connection's life. With a
-    plain protocol, asyncio allocates a fresh 256 KiB object for every read; that size is
-    above malloc's mmap threshold, so each relayed message cost an mmap, an munmap and a TLB
-    flush on every core the process runs on (measured: about a tenth of the server's CPU under
-    gRPC ping-pong, and the other core interrupted on each message). What is passed on is a
-    copy of the bytes read, the size of a message.
+    A buffered protocol: the loop reads into one buffer kept for the look. With a plain
+    protocol, asyncio allocates a fresh 256 KiB object for every read; that size is above
+    malloc's mmap threshold, so each read would cost an mmap and an munmap.
     """
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.other: _Relay | None = None
-        self._buffer = bytearray(READ_SIZE)
-        self._view = memoryview(self._buffer)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.set_write_buffer_limits(high=256 * 1024)
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.other is not None and self.other.transport is not None:
-            # a copy of what was read: a transport may keep what it cannot send at once, and
-            # from Python 3.12 on it keeps the very object it was given
-            self.other.transport.write(self._buffer[:nbytes])
-
-    def eof_received(self) -> bool | None:
-        other = self.other.transport if self.other is not None else None
-        if other is not None and other.can_write_eof():
-            other.write_eof()
-            return True  # keep the other direction open until it ends too
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.other is not None and self.other.transport is not None:
-            self.other.transport.close()
-
-    def pause_writing(self) -> None:
-        if self.other is not None and self.other.transport is not None:
-            self.other.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.other is not None and self.other.transport is not None:
-            self.other.transport.resume_reading()
-
-
-class _Sniffer(_Relay):
-    """The protocol of a new connection until :class:`Sniff` decides where it goes."""
-
     def __init__(self, front: Front) -> None:
-        super().__init__()
         self._front = front
         self._sniff = Sniff()
-        self._head = b""
+        self._buffer = bytearray(READ_SIZE)
+        self._view = memoryview(self._buffer)
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             # asyncio sets no TCP_NODELAY on sockets made with proto 0 (as accept() makes them):
             # without it, Nagle's algorithm and delayed ACKs hold small answers back ~40 ms.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
     def buffer_updated(self, nbytes: int) -> None:
         if self._sniff.route is not None:
-            super().buffer_updated(nbytes)
-            return
+            return  # the connection has been handed on; nothing more reaches this protocol
         reply = self._sniff.feed(bytes(self._view[:nbytes]))
         if reply and self.transport is not None:
             self.transport.write(reply)
         if self._sniff.route is not None:
-            self._head = self._sniff.replay()
             self._go(self._sniff.route)
 
     def eof_received(self) -> bool | None:
         if self._sniff.route is None:
             self._sniff.route = "http"
-            self._head = self._sniff.replay()
             self._go("http")  # hypercorn ends it properly
             assert self.transport is not None
             protocol = self.transport.get_protocol()
             assert isinstance(protocol, asyncio.Protocol)
             return protocol.eof_received()
-        return super().eof_received()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass  # nothing was handed on yet: nothing to end
 
     def _go(self, where: Route) -> None:
         transport = self.transport
         assert transport is not None
+        head = self._sniff.replay()
         if where == "http":
-            self._front.to_hypercorn(transport, self._head)
-            return
-        sock = transport.get_extra_info("socket")
-        if (
-            SPLICE
-            and self._front.tls is None
-            and self._front.spliced < SPLICED_MAX
-            and sock is not None
-            and transport.get_write_buffer_size() == 0
-        ):
-            # plain TCP: the server's answers get a relay thread, the loop reads the client
-            fd = os.dup(sock.fileno())
-            transport.abort()  # the loop lets go of its copy; nothing is sent or closed
-            _Spliced(fd, self._head, self._front)
-            return
-        transport.pause_reading()  # TLS: the loop decrypts, so it relays too
-        self._front.spawn(self._relay())
-
-    async def _relay(self) -> None:
-        transport = self.transport
-        assert transport is not None
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(10):
-                _, back = await loop.create_unix_connection(_Relay, self._front.grpc_path)
-        except (OSError, TimeoutError):
-            transport.close()
-            return
-        if transport.is_closing():
-            assert back.transport is not None
-            back.transport.close()
-            return
-        back.other, self.other = self, back
-        assert back.transport is not None
-        back.transport.write(self._head)
-        self._head = b""
-        transport.resume_reading()
-
-
-#: Linux moves bytes between two sockets through a pipe without copying them into the process.
-SPLICE = hasattr(os, "splice")
-#: Connections relayed by threads at once, at most (one thread each); more are relayed by the
-#: event loop alone, so many clients cannot make the process start thousands of threads.
-SPLICED_MAX = 128
-
-
-class _Spliced:
-    """A plain gRPC connection, relayed each way by whoever is awake anyway.
-
-    What the server sends goes to the client from a thread of its own, which moves bytes with
-    ``os.splice`` (socket to pipe to socket, in the kernel): a server stream's messages go on
-    while the event loop makes the next one, and a busy loop does not hold back another
-    connection's answers. What the client sends goes to the server from the event loop, which
-    reads the client's socket like any other: a request wakes the loop, not a thread that
-    would then wait for the loop's lock on the interpreter (measured with bidi ping-pong: a
-    thread each way cost about 0.03x of raw grpcio's rate more, and as much on server
-    streams, whose client side sends window updates). Both sockets stay blocking for the
-    thread; the loop reads and writes them with ``MSG_DONTWAIT``.
-
-    Each direction waits while the other side's buffer is full (backpressure); an end of stream
-    is passed on as a half close, and the sockets are closed once both directions have ended
-    (at once when either side fails). Like a relay in the loop, a relayed connection outlives
-    :meth:`Front.stop`: it ends when the gRPC server closes its side (so what that server sends
-    last, such as a health watcher's NOT_SERVING, still reaches the client), or, once the loop
-    has closed, when the server's side ends.
-    """
-
-    def __init__(self, client: int, head: bytes, front: Front) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._client = socket.socket(fileno=client)
-        self._client.setblocking(True)
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._front = front
-        self._lock = threading.Lock()
-        self._open = 2  # directions still running
-        self._closed = False
-        self._head = head
-        self._buffer = bytearray(READ_SIZE)  # the client's bytes, read by the loop
-        self._pending = memoryview(b"")  # what the server's socket did not take yet
-        with front.lock:
-            front.spliced += 1
-        threading.Thread(target=self._start, name="reckon-relay", daemon=True).start()
-
-    def _start(self) -> None:
-        back = self._server
-        try:
-            back.settimeout(10)
-            back.connect(self._front.grpc_path)
-            back.setblocking(True)
-            back.sendall(self._head)
-            self._head = b""
-            self._loop.call_soon_threadsafe(self._watch_client)
-        except (OSError, RuntimeError):  # no server, or the loop has closed
-            self._open = 1
-            self._ended(clean=False)
-            return
-        self._pump()
-
-    # -- server to client: this thread -------------------------------------------------------
-
-    def _pump(self) -> None:
-        clean = True
-        try:
-            r, w = os.pipe()
-            try:
-                src, dst = self._server.fileno(), self._client.fileno()
-                while n := os.splice(src, w, READ_SIZE):
-                    while n:
-                        n -= os.splice(r, dst, n)
-            finally:
-                os.close(r)
-                os.close(w)
-        except OSError:
-            clean = False  # reset, shut down by the other direction, or out of descriptors
-        if clean:
-            with contextlib.suppress(OSError):
-                self._client.shutdown(socket.SHUT_WR)  # the end of the stream, passed on
-            if self._loop.is_closed():
-                self._ended(clean=True)  # nobody reads the client any more: its side ends too
-        self._ended(clean)
-
-    # -- client to server: the event loop ----------------------------------------------------
-
-    def _watch_client(self) -> None:
-        if self._closed:
-            return
-        self._loop.add_reader(self._client.fileno(), self._from_client)
-
-    def _from_client(self) -> None:
-        try:
-            n = self._client.recv_into(self._buffer, READ_SIZE, socket.MSG_DONTWAIT)
-            if n:
-                sent = _send_some(self._server, memoryview(self._buffer)[:n])
-                if sent < n:  # the server's buffer is full: stop reading until it drains
-                    self._pending = memoryview(self._buffer[sent:n])
-                    self._loop.remove_reader(self._client.fileno())
-                    self._loop.add_writer(self._server.fileno(), self._to_server)
-                return
-        except BlockingIOError:
-            return
-        except OSError:
-            n = -1  # reset, or shut down by the other direction
-        self._loop.remove_reader(self._client.fileno())
-        if n == 0:
-            with contextlib.suppress(OSError):
-                self._server.shutdown(socket.SHUT_WR)  # the end of the stream, passed on
-        self._ended(clean=n == 0)
-
-    def _to_server(self) -> None:
-        try:
-            self._pending = self._pending[_send_some(self._server, self._pending) :]
-        except OSError:
-            self._loop.remove_writer(self._server.fileno())
-            self._ended(clean=False)
-            return
-        if not self._pending:
-            self._loop.remove_writer(self._server.fileno())
-            self._loop.add_reader(self._client.fileno(), self._from_client)
-
-    # -- both --------------------------------------------------------------------------------
-
-    def _ended(self, clean: bool) -> None:
-        """One direction ended (a failure ends the other too); the last one closes."""
-        if not clean:
-            self.shutdown()
-        with self._lock:
-            self._open -= 1
-            if self._open > 0 or self._closed:
-                return
-            self._closed = True
-        self._client.close()
-        self._server.close()
-        with self._front.lock:
-            self._front.spliced -= 1
-
-    def shutdown(self) -> None:
-        """End both directions (the thread's splice returns; the loop reads an end)."""
-        with self._lock:
-            if self._closed:
-                return
-            for sock in (self._client, self._server):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-def _send_some(sock: socket.socket, data: memoryview) -> int:
-    """Bytes of ``data`` a blocking socket takes now (0 when its buffer is full)."""
-    try:
-        return sock.send(data, socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return 0
+            self._front.to_hypercorn(transport, head)
+        else:
+            self._front.to_grpc(transport, head)
 
 
 class Front:
     """The published port: binds 127.0.0.1 (port 0: any free one, read back into ``port``),
-    speaks TLS when given, and hands each connection to grpc.aio (at ``grpc_path``) or to
-    hypercorn serving ``app`` (an ASGI application)."""
+    speaks TLS when given, and hands each connection to the gRPC server on the loop (a
+    protocol made by ``grpc``) or to hypercorn serving ``app`` (an ASGI application)."""
 
-    def __init__(self, app: Any, grpc_path: str, port: int = 0, tls: Tls | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        grpc: Callable[[], GrpcConnection],
+        port: int = 0,
+        tls: Tls | None = None,
+    ) -> None:
         self._app = app
-        self.grpc_path = grpc_path
+        self._grpc = grpc
         self.tls = tls
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -457,9 +230,8 @@ class Front:
         self.port: int = self._sock.getsockname()[1]
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: gRPC connections relayed by threads now (:class:`_Spliced`), counted under ``lock``.
-        self.spliced = 0
-        self.lock = threading.Lock()
+        #: gRPC connections open now.
+        self.grpc_connections: set[GrpcConnection] = set()
         self._hyper: tuple[Any, Any, Any, Any] | None = None
 
     async def start(self) -> None:
@@ -493,6 +265,16 @@ class Front:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def to_grpc(self, transport: asyncio.Transport, head: bytes) -> None:
+        """Serve the connection with the gRPC server on this loop, ``head`` read first."""
+        protocol = self._grpc()
+        self.grpc_connections.add(protocol)
+        protocol.on_close = self.grpc_connections.discard
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if head:
+            protocol.data_received(head)
+
     def to_hypercorn(self, transport: asyncio.Transport, head: bytes) -> None:
         """Serve the connection with hypercorn, on this transport, ``head`` read first."""
         from hypercorn.asyncio.tcp_server import TCPServer
@@ -510,13 +292,17 @@ class Front:
         self.spawn(TCPServer(app, loop, config, context, state, reader, writer).run())
 
     async def stop(self) -> None:
+        """Take no more connections; end hypercorn's, and let gRPC calls in flight finish
+        (a moment's grace, then they end with UNAVAILABLE)."""
         if self._server is None:
             return
         self._server.close()
         if self._hyper is not None:
             await self._hyper[2].terminated.set()  # hypercorn ends idle connections
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=1.0)
+        stopping = [c.stop() for c in list(self.grpc_connections)]
+        if self._tasks or stopping:
+            tasks = set(self._tasks) | {asyncio.ensure_future(s) for s in stopping}
+            _, pending = await asyncio.wait(tasks, timeout=1.0)
             for task in pending:
                 task.cancel()
             with contextlib.suppress(Exception):

@@ -268,7 +268,7 @@ class Unit:
             board = HealthBoard()
             wire = self._wires[key] = WireServer(
                 port=spec.public_port,
-                options=grpc_options(limit, keepalive),
+                keepalive=keepalive,
                 tls=tls,
                 read_max_bytes=limit,
                 standard=self._standard_endpoints(board, tmp_dir),

@@ -1,18 +1,17 @@
-"""Serving an :class:`Endpoint` over the wire: gRPC (grpc.aio) and Connect (connectrpc + hypercorn).
+"""Serving an :class:`Endpoint` over the wire: Connect, gRPC-Web and gRPC with JSON (connectrpc
+under hypercorn), and what gRPC with protobuf (:mod:`reckon.service.h2grpc`) shares with them.
 
-Both are built from the service descriptor: one generic gRPC handler per service, one Connect
-endpoint per method, for each of the four call kinds. The runtime serves the standard services
-(health, reflection: :mod:`reckon.service.standard`) beside each service the same way. Handler
+Both are built from the service descriptor: one route per method, for each of the four call
+kinds. The runtime serves the standard services (health, reflection:
+:mod:`reckon.service.standard`) beside each service the same way. Handler
 failures become status codes; a bad peer never takes a server down.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-import grpc.aio
 from google.protobuf.message import DecodeError, Message
 
 from reckon.errors import ServiceCallError
@@ -20,43 +19,8 @@ from reckon.service.clients import method_info
 from reckon.service.context import User
 from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
-from reckon.service.metadata import Metadata, from_headers, from_pairs
+from reckon.service.metadata import Metadata, from_headers
 from reckon.service.status import connect_code
-
-
-def grpc_handler(endpoint: Endpoint) -> grpc.GenericRpcHandler:
-    """A grpc generic handler serving ``endpoint``'s methods."""
-    return Router(grpc_method_handlers(endpoint))
-
-
-class Router(grpc.GenericRpcHandler):
-    """Finds a method's handler by its path; ``handlers`` may grow while the server runs."""
-
-    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler] | None = None) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = dict(handlers or {})
-
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        return self.handlers.get(handler_call_details.method)
-
-
-def grpc_method_handlers(endpoint: Endpoint) -> dict[str, grpc.RpcMethodHandler]:
-    """Each method's grpc handler, by path (``/pkg.Service/Method``)."""
-    # Requests arrive as bytes and are parsed by the handler, so that a malformed body is
-    # INVALID_ARGUMENT (as over Connect), not the UNKNOWN grpc gives a failed deserializer.
-    handlers = {}
-    for m in endpoint.definition.methods.values():
-        kind = {
-            (False, False): grpc.unary_unary_rpc_method_handler,
-            (True, False): grpc.stream_unary_rpc_method_handler,
-            (False, True): grpc.unary_stream_rpc_method_handler,
-            (True, True): grpc.stream_stream_rpc_method_handler,
-        }[m.client_streaming, m.server_streaming]
-        handlers[m.path] = kind(
-            _grpc_method(endpoint, m), response_serializer=m.output.SerializeToString
-        )
-    return handlers
 
 
 def parse_request(m: MethodDef, data: bytes) -> Message:
@@ -70,58 +34,8 @@ def parse_request(m: MethodDef, data: bytes) -> Message:
         ) from None
 
 
-async def _parsed(
-    m: MethodDef, context: grpc.aio.ServicerContext[Any, Any]
-) -> AsyncIterator[Message]:
-    """A request stream, read from the call itself (grpc's request iterator is one more
-    generator per message)."""
-    while (data := await context.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
-        yield parse_request(m, data)
-
-
-def _grpc_method(endpoint: Endpoint, m: MethodDef) -> Callable[..., Any]:
-    check = endpoint.authenticator.check_async
-    clock = endpoint.clock
-
-    async def begin(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Any, ...]:
-        remaining = context.time_remaining()
-        deadline = None if remaining is None else clock() + remaining
-        request = _parsed(m, context) if m.client_streaming else parse_request(m, data)
-        raw = context.invocation_metadata() or ()
-        found = next((v for k, v in raw if k == "authorization"), None)
-        authorization = found if isinstance(found, str) else None
-        user = await check(authorization, endpoint.auth)
-        return request, user, authorization, deadline, from_pairs(raw)
-
-    async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: ServiceCallError) -> None:
-        code = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNKNOWN)
-        await context.abort(code, str(exc))
-
-    if m.server_streaming:
-
-        async def handle_stream(
-            data: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Message]:
-            try:
-                async for response in endpoint.stream(m, *(await begin(data, context))):
-                    yield response
-            except ServiceCallError as exc:
-                await abort(context, exc)
-
-        return handle_stream
-
-    async def handle(data: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
-        try:
-            return await endpoint.invoke(m, *(await begin(data, context)))
-        except ServiceCallError as exc:
-            await abort(context, exc)
-            raise  # unreachable: abort raises
-
-    return handle
-
-
 def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, int]]:
-    """grpc channel and server options for a service's message size limit and keepalive."""
+    """grpc channel options for a service's message size limit and keepalive."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -136,22 +50,6 @@ def grpc_options(max_message_bytes: int, keepalive: float) -> list[tuple[str, in
             ("grpc.http2.max_pings_without_data", 0),
         ]
     return options
-
-
-async def start_grpc(
-    router: Router,
-    where: str,
-    options: list[tuple[str, int]] | None = None,
-) -> tuple[grpc.aio.Server, int]:
-    """Serve ``router``'s methods at ``where`` (``unix:/path``, or ``host:port``); returns the
-    server and its port (0 for a Unix socket)."""
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0), *(options or ())])
-    server.add_generic_rpc_handlers([router])
-    bound = server.add_insecure_port(where)
-    if bound == 0 and not where.startswith("unix:"):
-        raise OSError(f"could not bind the gRPC server to {where}")
-    await server.start()
-    return server, bound
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,28 +3,19 @@
 The in-process services a unit serves over the wire join one :class:`WireServer` as they start
 (services whose port, TLS, message size or keepalive settings differ get a server of their own).
 Its one port (:class:`reckon.service.front.Front`) is the address the deployment names, and the
-only one: gRPC connections are relayed to ``grpc.aio`` listening on an abstract Unix socket (no
-port), the rest (Connect, gRPC-Web, HTTP/1.1) is served by hypercorn on the accepted socket.
-Both answer the standard health and reflection services for everything on them.
+only one: gRPC connections are served on the event loop by :mod:`reckon.service.h2grpc`, the
+rest (Connect, gRPC-Web, HTTP/1.1) by hypercorn, both on the accepted socket. Both answer the
+standard health and reflection services for everything on them.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from typing import Any
-
-import grpc.aio
 
 from reckon.service.endpoint import Endpoint
 from reckon.service.front import Front
-from reckon.service.servers import (
-    Router,
-    connect_app,
-    connect_routes,
-    grpc_method_handlers,
-    start_grpc,
-)
+from reckon.service.h2grpc import GrpcConnection, Routes
+from reckon.service.servers import connect_app, connect_routes
 from reckon.service.standard import SERVING, HealthBoard
 from reckon.service.tls import Tls
 
@@ -36,31 +27,28 @@ class WireServer:
         self,
         *,
         port: int,
-        options: list[tuple[str, int]],
+        keepalive: float,
         tls: Tls | None,
         read_max_bytes: int,
         standard: list[Endpoint],
         board: HealthBoard,
     ) -> None:
         self._port = port
-        # Linux's abstract namespace: no file to leave behind when the process is killed, and
-        # no path length limit. Whoever may reach the port may reach this name, no one else
-        # needs it, and the calls it takes pass the same authentication.
-        self._socket_name = f"reckon-grpc-{os.getpid()}-{secrets.token_hex(8)}"
-        self._options = options
+        self._keepalive = keepalive
         self.tls = tls
         self._read_max_bytes = read_max_bytes
         self.board = board
         self.names: list[str] = []
-        self._router = Router()
+        self._grpc_routes: Routes = {}
         self._routes: dict[str, Any] = {}
-        self._grpc: grpc.aio.Server | None = None
         self.connect: Front | None = None
         for e in standard:
             self._register(e)
 
     def _register(self, endpoint: Endpoint) -> None:
-        self._router.handlers.update(grpc_method_handlers(endpoint))
+        self._grpc_routes.update(
+            {m.path: (endpoint, m) for m in endpoint.definition.methods.values()}
+        )
         self._routes.update(connect_routes([endpoint]))
 
     async def add(self, name: str, endpoint: Endpoint) -> None:
@@ -68,14 +56,15 @@ class WireServer:
         self._register(endpoint)
         self.names.append(name)
         await self.board.set(endpoint.definition.full_name, SERVING)
-        if self._grpc is None:
-            self._grpc, _ = await start_grpc(
-                self._router, f"unix-abstract:{self._socket_name}", self._options
-            )
         if self.connect is None:
             app = connect_app(self._routes, read_max_bytes=self._read_max_bytes)
-            self.connect = Front(app, "\0" + self._socket_name, self._port, self.tls)
+            self.connect = Front(app, self._grpc_connection, self._port, self.tls)
             await self.connect.start()
+
+    def _grpc_connection(self) -> GrpcConnection:
+        return GrpcConnection(
+            self._grpc_routes, max_message_bytes=self._read_max_bytes, keepalive=self._keepalive
+        )
 
     @property
     def grpc_address(self) -> str:
@@ -93,5 +82,3 @@ class WireServer:
         await self.board.stopping()  # health watchers hear it before the servers go
         if self.connect is not None:
             await self.connect.stop()
-        if self._grpc is not None:
-            await self._grpc.stop(0.5)

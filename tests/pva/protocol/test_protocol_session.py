@@ -362,6 +362,7 @@ def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
     upd = PreparedUpdate(NT.type, v, BitSet([1]))
     outs = [p.server.send_update(5, upd) for p in pairs]
     assert outs[0] == outs[1] == pairs[0].server.send(MonitorUpdate(5, v, BitSet([1])))
+    assert outs[0] is outs[1]  # a prepared message: one object for every connection
     assert len(outs[3]) > len(outs[0])  # split into segments, reassembled by the client
     for p, out in zip(pairs, outs, strict=True):
         p.client.receive_data(out)
@@ -373,6 +374,12 @@ def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
         pairs[0].server.send_update(5, PreparedUpdate(Structure([("value", "i")]), {"value": 1}))
     pairs[0].c2s(DestroyRequest(2, 5))
     assert pairs[0].server.send_update(5, upd) == b""
+
+
+def get_update(server: Any, ioid: int, update: Any) -> bytes | None:
+    """The prepared GET reply's bytes, or None when the general path must reply."""
+    pieces = server.send_get_update_pieces(ioid, update)
+    return None if pieces is None else b"".join(pieces)
 
 
 def test_repeated_type_descriptions_are_recognised(pair: Any) -> None:
@@ -414,8 +421,8 @@ def test_big_arrays_travel_with_few_copies(pair: Any) -> None:
 
 
 def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
-    """send_get_update gives the bytes send(GetResponse(...)) gives, moves the request to READY
-    like it, and declines (None) whenever the general path must decide."""
+    """send_get_update_pieces gives the bytes send(GetResponse(...)) gives, moves the request
+    to READY like it, and declines (None) whenever the general path must decide."""
     from reckon.pva.protocol import PreparedUpdate
 
     v = NT.wrap(4.5, severity=1)
@@ -427,11 +434,11 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
             p.channel(1, "x", 2)
             p.c2s(GetInit(2, 7))
             p.s2c(GetInitResponse(7, type=NT.type))
-        assert prepared.server.send_get_update(7, upd) is None  # no GET executing yet
+        assert get_update(prepared.server, 7, upd) is None  # no GET executing yet
         for _ in range(2):  # the second get reuses the encoding
             prepared.c2s(Get(2, 7))
             general.c2s(Get(2, 7))
-            out = prepared.server.send_get_update(7, upd)
+            out = get_update(prepared.server, 7, upd)
             reference = general.server.send(GetResponse(7, value=v, changed=changed))
             assert out == reference
             assert prepared.server.requests[7].state is RequestState.READY
@@ -446,26 +453,26 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
             p.c2s(GetInit(2, 9))
             p.s2c(GetInitResponse(9, type=NT.type))
             p.c2s(Get(2, 9))
-        out = prepared.server.send_get_update(9, upd)
+        out = get_update(prepared.server, 9, upd)
         assert out == general.server.send(GetResponse(9, value=v, changed=changed))
     p = make_pair()
     p.channel(1, "x", 2)
     p.c2s(GetInit(2, 7))
     p.s2c(GetInitResponse(7, type=NT.type))
     p.c2s(Get(2, 7, destroy=True))
-    assert p.server.send_get_update(7, upd) is None  # destroying: the general path replies
+    assert get_update(p.server, 7, upd) is None  # destroying: the general path replies
     p.c2s(GetInit(2, 8))
     p.s2c(GetInitResponse(8, type=NT.type))
     p.c2s(Get(2, 8))
     other = PreparedUpdate(Structure([("value", "i")]), {"value": 1})
-    assert p.server.send_get_update(8, other) is None  # another type
-    assert p.server.send_get_update(99, upd) is None  # unknown operation
+    assert get_update(p.server, 8, other) is None  # another type
+    assert get_update(p.server, 99, upd) is None  # unknown operation
     seg = make_pair(segment_size=8)
     seg.channel(1, "x", 2)
     seg.c2s(GetInit(2, 7))
     seg.s2c(GetInitResponse(7, type=NT.type))
     seg.c2s(Get(2, 7))
-    assert seg.server.send_get_update(7, upd) is None  # segmented: the general path frames it
+    assert get_update(seg.server, 7, upd) is None  # segmented: the general path frames it
 
 
 @pytest.mark.parametrize("big", [False, True])

@@ -14,8 +14,8 @@ from ._constants import HEADER_SIZE, MAGIC, Command, Flags
 from ._errors import LOW_LEVEL_ERRORS, DecodeError, LocalProtocolError, RemoteProtocolError
 from ._events import Event
 from ._generate import read_message, write_payload
-from ._header import decode_header, encode_header
-from ._messages import V4_MAPPED
+from ._header import FLAG_BIG, FLAG_FROM_SERVER, decode_header, encode_header
+from ._messages import decode_address
 from ._op_events import Beacon, OriginTag, SearchRequest, SearchResponse
 from ._wire import U32
 
@@ -24,16 +24,14 @@ _UDP_COMMANDS = {Command.BEACON, Command.SEARCH, Command.SEARCH_RESPONSE, Comman
 _FROM_SERVER = (Beacon, SearchResponse)
 
 
-# plain ints: enum arithmetic costs a call per operation
+# a plain int (as _header's flags are): enum arithmetic costs a call per operation
 _CONTROL_OR_SEGMENTED = int(Flags.CONTROL | Flags.SEGMENT_MASK)
-_BIG_ENDIAN = int(Flags.BIG_ENDIAN)
-_FROM_SRV = int(Flags.FROM_SERVER)
 _SEARCH = int(Command.SEARCH)
 #: a search for one name from the header's size on: size, sequence, flags, 3 reserved bytes,
-#: response address and port, the protocols (``_ONLY_TCP``), the count, the cid, the name's size
-_SEARCH_ONE = {be: struct.Struct((">" if be else "<") + "IIB3x16sH5xHIB") for be in (False, True)}
+#: response address (16 bytes, skipped) and port, the protocols (``_ONLY_TCP``), the count, the
+#: cid, the name's size
+_SEARCH_ONE = {be: struct.Struct((">" if be else "<") + "IIB19xH5xHIB") for be in (False, True)}
 _ONLY_TCP = b"\x01\x03tcp"  # one protocol, "tcp": what every client asks for
-_ANY_ADDRESS = bytes(16)
 
 
 class Discovery:
@@ -52,7 +50,7 @@ class Discovery:
                 raise LocalProtocolError(f"{type(ev).__name__} is not a UDP discovery message")
             payload = bytearray()
             cmd = write_payload(ev, self._codec, None, payload)
-            flags = Flags.FROM_SERVER if isinstance(ev, _FROM_SERVER) else 0
+            flags = FLAG_FROM_SERVER if isinstance(ev, _FROM_SERVER) else 0
             out += encode_header(cmd, flags, len(payload), self.big_endian)
             out += payload
         return bytes(out)
@@ -94,8 +92,8 @@ class Discovery:
     def search_one(self, datagram: bytes) -> tuple[int, int, str, str, int, bool] | None:
         """``(sequence, cid, name, response address, response port, reply required)`` of
         ``datagram`` when it holds exactly one search request for one name, of the usual shape
-        (protocol "tcp", a name shorter than 254 bytes, an IPv4 or unspecified response
-        address); None otherwise, and then :meth:`decode` reads it with all its checks.
+        (protocol "tcp", a name shorter than 254 bytes); None otherwise, and then
+        :meth:`decode` reads it with all its checks.
 
         This is what a server reads most, and it is the first step of every client's connect:
         after an idle spell the first code to run pays for every line and object it touches
@@ -113,18 +111,13 @@ class Discovery:
         ):
             return None
         flags = datagram[2]
-        if flags & (_CONTROL_OR_SEGMENTED | _FROM_SRV):
+        if flags & (_CONTROL_OR_SEGMENTED | FLAG_FROM_SERVER):
             return None
-        be = flags >= _BIG_ENDIAN  # the byte-order flag is the top bit
-        size, seq, sflags, raw, port, count, cid, length = _SEARCH_ONE[be].unpack_from(datagram, 4)
+        be = flags >= FLAG_BIG  # the byte-order flag is the top bit
+        size, seq, sflags, port, count, cid, length = _SEARCH_ONE[be].unpack_from(datagram, 4)
         if size != n - HEADER_SIZE or count != 1 or length >= 254 or 46 + length != n:
             return None
-        if raw == _ANY_ADDRESS:
-            address = "0.0.0.0"
-        elif raw[:12] == V4_MAPPED:
-            address = f"{raw[12]}.{raw[13]}.{raw[14]}.{raw[15]}"
-        else:
-            return None
+        address = decode_address(datagram, 16)[0]
         name = datagram[46:].decode("utf-8", "replace")
         return seq, cid, name, address, port, bool(sflags & 0x01)
 
@@ -146,9 +139,9 @@ class Discovery:
                     raise DecodeError("message size runs past the end of the datagram")
                 if command not in _UDP_COMMANDS:
                     raise DecodeError(f"command 0x{command:02x} is not a discovery message")
-                self._codec.big_endian = bool(flags & _BIG_ENDIAN)
+                self._codec.big_endian = bool(flags & FLAG_BIG)
                 events += read_message(
-                    command, data[start:end], self._codec, bool(flags & _FROM_SRV)
+                    command, data[start:end], self._codec, bool(flags & FLAG_FROM_SERVER)
                 )
                 pos = end
         except RemoteProtocolError:

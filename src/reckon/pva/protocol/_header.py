@@ -82,7 +82,7 @@ class Framer:
     the peer: memory stays bounded either way.
     """
 
-    def __init__(self, max_message_size: int, *, expect_from_server: bool | None = None) -> None:
+    def __init__(self, max_message_size: int, *, expect_from_server: bool) -> None:
         self.max_message_size = max_message_size
         self.expect_from_server = expect_from_server
         # bytes while it holds one received chunk (no copy), bytearray once chunks are joined
@@ -152,9 +152,8 @@ class Framer:
                 self._compact()
                 return None
             command, flags, size = decode_header(buf, pos)
-            expect = self.expect_from_server
-            if expect is not None and bool(flags & FLAG_FROM_SERVER) != expect:
-                who = "server" if expect else "client"
+            if bool(flags & FLAG_FROM_SERVER) != self.expect_from_server:
+                who = "server" if self.expect_from_server else "client"
                 raise DecodeError(f"message direction flag is wrong: expected one from the {who}")
             if flags & FLAG_CONTROL:
                 self._pos = pos + HEADER_SIZE

@@ -22,7 +22,7 @@ class PreparedUpdate:
     :meth:`ServerConnection.send_update` (or ``send_update_pieces``).
     """
 
-    __slots__ = ("_bodies", "_encoded", "changed", "type", "value")
+    __slots__ = ("_encoded", "changed", "messages", "type", "value")
 
     def __init__(self, type: Structure, value: Any, changed: BitSet = ALL_CHANGED) -> None:
         if not isinstance(type, Structure):
@@ -33,7 +33,8 @@ class PreparedUpdate:
         self.value = value
         self.changed = changed
         self._encoded: list[tuple[int, tuple[Any, ...]] | None] = [None, None]
-        self._bodies: list[bytes | None] = [None, None]
+        #: (big endian, ioid) -> (size, buffers) of a whole message carrying it (the server's)
+        self.messages: dict[tuple[bool, int], tuple[int, tuple[Any, ...]]] = {}
 
     def encoded(self, big_endian: bool) -> tuple[int, tuple[Any, ...]]:
         """The changed bitset and fields in one byte order: (their size, the buffers to write
@@ -60,8 +61,5 @@ class PreparedUpdate:
 
     def partial(self, big_endian: bool) -> bytes:
         """The changed bitset followed by the changed fields, in one byte order, as one bytes
-        object (joined once; a vectored write takes the :meth:`encoded` pieces unjoined)."""
-        body = self._bodies[big_endian]
-        if body is None:
-            body = self._bodies[big_endian] = b"".join(self.encoded(big_endian)[1])
-        return body
+        object (a vectored write takes the :meth:`encoded` pieces unjoined)."""
+        return b"".join(self.encoded(big_endian)[1])

@@ -9,7 +9,7 @@ message's own, written by the same generated writers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._bitset import BitSet
@@ -17,7 +17,6 @@ from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._event import NO_BITS
-from ._events import Event
 from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
@@ -28,11 +27,11 @@ from ._op_events import (
     PutInitResponse,
     SetByteOrder,
 )
-from ._operations import refusal
+from ._operations import RequestInfo, refusal
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
-from ._wire import SMALL, U32
+from ._wire import U32
 
 _GET = int(Command.GET)
 #: prepared replies kept per connection
@@ -40,6 +39,13 @@ _MAX_REPLIES = 32
 _SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
 _INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
 _GET_RESPONSE_ROW = OPERATIONS[GetResponse]
+_UPDATE_ROW = OPERATIONS[MonitorUpdate]
+#: the replies prepared around a value (ioid a hole, status OK, no overrun)
+_TEMPLATES = {
+    GetResponse: GetResponse.unchecked(0, Status.OK, None, NO_BITS, False),
+    MonitorUpdate: MonitorUpdate.unchecked(0, None, NO_BITS, NO_BITS),
+}
+_MONITOR = int(Command.MONITOR)
 #: where a response's ioid is in its message (every response's layout starts with it, see
 #: ._table: a hole to fill)
 _IOID_AT = HEADER_SIZE
@@ -131,17 +137,12 @@ class ServerConnection(BaseConnection):
         self.bytes_sent += len(out)
         return bytes(out)
 
-    def send_get_update(self, ioid: int, update: PreparedUpdate) -> bytes | None:
+    def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> Sequence[Any] | None:
         """The reply to a GET whose value was encoded once (a PV nobody posted to since the
-        last get costs no encoding at all), or None when the operation is not a GET executing
-        without destroying itself on an unsegmented connection, or is of another type: then
-        send a :class:`GetResponse` (the general path decides, with all its checks)."""
-        pieces = self.send_get_update_pieces(ioid, update)
-        return None if pieces is None else _joined(pieces)
-
-    def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> list[Any] | None:
-        """:meth:`send_get_update` as buffers for a vectored write (``writelines``): a head
-        of its own, then the update's shared pieces (a big array is sent from its buffer)."""
+        last get costs no encoding at all), as buffers for a vectored write (a big array is
+        sent from its buffer); or None when the operation is not a GET executing without
+        destroying itself on an unsegmented connection, or is of another type: then send a
+        :class:`GetResponse` (the general path decides, with all its checks)."""
         req = self._requests.get(ioid)
         if (
             req is None
@@ -154,27 +155,35 @@ class ServerConnection(BaseConnection):
             or self._error is not None
         ):
             return None
-        # a prepared reply: the generated writer's head (ioid, subcommand, status OK) with the
-        # ioid as a hole, then the value's shared pieces; the table's row applies the step
-        be = self.big_endian
-        known = self._replies.get((GetResponse, be, 0))
-        if known is None:
-            template = GetResponse.unchecked(0, Status.OK, None, NO_BITS, False)
-            self._tx.big_endian = be
-            buf, tail = bytearray(HEADER_SIZE), bytearray()
-            write_around(template, self._tx, req, buf, tail)
-            assert not tail
-            known = self._replies[GetResponse, be, 0] = (None, bytes(buf))
-        out = bytearray(known[1])
-        body, pieces = update.encoded(be)
-        size = len(out) - HEADER_SIZE + body
-        HEADER_STRUCT[be].pack_into(out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], _GET, size)
-        U32[be].pack_into(out, _IOID_AT, ioid)
         self._step(req, _GET_RESPONSE_ROW)
-        self.bytes_sent += HEADER_SIZE + size
+        return self._prepared(GetResponse, req, update)[1]
+
+    def _prepared(
+        self, cls: type, req: RequestInfo, update: PreparedUpdate, tail: bytes | None = None
+    ) -> tuple[int, tuple[Any, ...]]:
+        """A prepared reply carrying ``update`` (a GET's or a monitor's), as (its size, its
+        buffers): the generated writer's head (ioid, subcommand, status OK) with the ioid as a
+        hole, kept per connection and byte order, then the value's shared pieces, then its
+        tail (no overrun, or ``tail``). Checked already; the caller applies the table's row."""
+        be = self.big_endian
+        known = self._replies.get((cls, be, 0))
+        if known is None:
+            self._tx.big_endian = be
+            head, after = bytearray(HEADER_SIZE), bytearray()
+            write_around(_TEMPLATES[cls], self._tx, req, head, after)
+            known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
+        tail, out = known[0] if tail is None else tail, bytearray(known[1])
+        body, pieces = update.encoded(be)
+        size = len(out) + body + len(tail)
+        cmd = _GET if cls is GetResponse else _MONITOR
+        HEADER_STRUCT[be].pack_into(
+            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE
+        )
+        U32[be].pack_into(out, _IOID_AT, req.ioid)
+        self.bytes_sent += size
         if size < 65536:  # one buffer is cheaper to write
-            return [b"".join((out, *pieces))]
-        return [bytes(out), *pieces]
+            return size, (b"".join((out, *pieces, tail)),)
+        return size, (bytes(out), *pieces, tail) if tail else (bytes(out), *pieces)
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
@@ -182,54 +191,37 @@ class ServerConnection(BaseConnection):
         Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
         same type; an ioid the client just destroyed gives ``b""``.
         """
-        return _joined(self.send_update_pieces(ioid, update, overrun))
+        return b"".join(self.send_update_pieces(ioid, update, overrun))
 
     def send_update_pieces(
         self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS
-    ) -> list[Any]:
-        """:meth:`send_update` as buffers for a vectored write: every subscriber's message is
-        a head of its own and the same shared pieces (no copy per connection)."""
-        ev = MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun)
-        return self._send_prepared(ev, update)
+    ) -> Sequence[Any]:
+        """:meth:`send_update` as buffers for a vectored write (not to be mutated).
 
-    def _send_prepared(self, ev: Event, update: PreparedUpdate) -> list[Any]:
-        """``send(ev)`` for an event whose value ``update`` holds encoded: the same checks,
-        state change and bytes, as buffers (see :func:`write_around`)."""
-        if self._error is not None:
-            raise LocalProtocolError(f"connection is in ERROR after: {self._error}")
-        commit = self._check_send(ev)
-        if commit is None:
-            return []
-        ev, req = commit
-        assert req is not None
-        if req.type is not update.type and req.type != update.type:
-            raise LocalProtocolError(f"ioid {req.ioid} has another type than the update's")
-        be = self.big_endian
-        tx = self._tx
-        tx.big_endian = be
-        head, tail = bytearray(HEADER_SIZE), bytearray()
-        cmd = write_around(ev, tx, req, head, tail)
-        self._commit_send(ev)
-        body, pieces = update.encoded(be)
-        size = len(head) - HEADER_SIZE + body + len(tail)
-        if self.segment_size and size > self.segment_size:
-            head += update.partial(be)
-            head += tail
-            data = self._framed(cmd, head)
-            self.bytes_sent += len(data)
-            return [data]
-        HEADER_STRUCT[be].pack_into(head, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size)
-        self.bytes_sent += HEADER_SIZE + size
-        if size < 65536:  # one buffer is cheaper to write
-            return [b"".join((head, *pieces, tail))]
-        if not tail:
-            return [bytes(head), *pieces]
-        # a monitor's overrun set, mostly empty: one shared object
-        return [bytes(head), *pieces, SMALL[tail[0]] if len(tail) == 1 else bytes(tail)]
-
-
-def _joined(pieces: list[Any]) -> bytes:
-    """Buffers as one bytes-like object (a lone one as it is)."""
-    if len(pieces) == 1:
-        return pieces[0]  # type: ignore[no-any-return]
-    return b"".join(pieces)
+        On an unsegmented connection it is a prepared message (see :meth:`_prepared`), kept by
+        ``update`` per byte order and ioid when it has no overrun: the same bytes go to every
+        connection whose monitor has that ioid (most clients number their first monitor
+        alike). The table's row allows it, changing no state. Else the general way applies."""
+        req = self._requests.get(ioid)
+        if req is not None and req.type is not update.type and req.type != update.type:
+            raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
+        if (
+            req is None
+            or req.state not in _UPDATE_ROW.before
+            or req.command != _MONITOR
+            or self.segment_size
+            or self.state is not ConnectionState.VALIDATED
+            or self._error is not None
+        ):
+            return [self.send(MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun))]
+        if overrun:
+            return self._prepared(MonitorUpdate, req, update, overrun.encode(self.big_endian))[1]
+        key = (self.big_endian, ioid)
+        known = update.messages.get(key)
+        if known is None:
+            if len(update.messages) >= _MAX_REPLIES:
+                update.messages.clear()
+            known = update.messages[key] = self._prepared(MonitorUpdate, req, update)
+        else:
+            self.bytes_sent += known[0]
+        return known[1]

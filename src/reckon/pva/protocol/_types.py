@@ -45,16 +45,13 @@ class FieldDesc:
     #: the attributes the constructor takes, in its order: they compare, hash, pickle and show
     _args: ClassVar[tuple[str, ...]] = ()
 
-    def _key(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self._args)
-
     def _init(self, code: int, depth: int, bit_count: int = 1, **args: object) -> None:
         for name, value in args.items():
             object.__setattr__(self, name, value)
         object.__setattr__(self, "code", code)
         object.__setattr__(self, "depth", depth)
         object.__setattr__(self, "bit_count", bit_count)
-        object.__setattr__(self, "_k", self._key())
+        object.__setattr__(self, "_k", tuple(getattr(self, name) for name in self._args))
         object.__setattr__(self, "_hash", hash((type(self).__name__, *self._k)))
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -72,10 +69,10 @@ class FieldDesc:
         return self._hash == other._hash and self._k == other._k
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), self._key())
+        return (type(self), self._k)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(map(repr, self._key()))})"
+        return f"{type(self).__name__}({', '.join(map(repr, self._k))})"
 
     def __copy__(self) -> FieldDesc:
         return self

@@ -7,6 +7,7 @@ structures/unions/variants are lists with None for null elements.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,21 +25,14 @@ from ._types import (
 
 
 class _Pair:
-    """An immutable pair (its ``__slots__``, in constructor order): equal when the first halves
-    are and the values are (deeply, see :func:`values_equal`)."""
+    """Equal when the first halves are and the values are (deeply, see :func:`values_equal`)."""
 
     __slots__ = ()
 
     def _halves(self) -> tuple[Any, Any]:
-        names: tuple[str, ...] = self.__slots__
+        names: tuple[str, ...] = self.__slots__  # (the dataclass's two fields, in order)
         first, value = (getattr(self, name) for name in names)
         return first, value
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), self._halves())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, type(self)):
@@ -48,25 +42,20 @@ class _Pair:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __repr__(self) -> str:
-        first, value = self._halves()
-        return f"{type(self).__name__}({first!r}, {value!r})"
 
-
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class UnionValue(_Pair):
     """The selected member of a union: its name and its value."""
 
-    __slots__ = ("field", "value")
     field: str
     value: Any
 
-    def __init__(self, field: str, value: Any) -> None:
-        if not isinstance(field, str):
-            raise LocalProtocolError(f"a union member is named by a string, not {field!r}")
-        object.__setattr__(self, "field", field)
-        object.__setattr__(self, "value", value)
+    def __post_init__(self) -> None:
+        if not isinstance(self.field, str):
+            raise LocalProtocolError(f"a union member is named by a string, not {self.field!r}")
 
 
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class VariantValue(_Pair):
     """A value of a "variant" (any) field: a type description and a value of that type.
 
@@ -74,15 +63,12 @@ class VariantValue(_Pair):
     list/ndarray -> arrays, dict -> structure).
     """
 
-    __slots__ = ("type", "value")
     type: FieldDesc
     value: Any
 
-    def __init__(self, type: FieldDesc, value: Any) -> None:
-        if not isinstance(type, FieldDesc):
-            raise LocalProtocolError(f"VariantValue needs a FieldDesc, not {type!r}")
-        object.__setattr__(self, "type", type)
-        object.__setattr__(self, "value", value)
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, FieldDesc):
+            raise LocalProtocolError(f"VariantValue needs a FieldDesc, not {self.type!r}")
 
     @classmethod
     def of(cls, value: Any) -> VariantValue:

@@ -69,25 +69,8 @@ def _array(kind: str, values: Any) -> Any:
 
 
 class _NT:
-    type: Structure
-
-    def _meta(
-        self,
-        value: Any,
-        timestamp_: float | None,
-        severity: int,
-        status: int,
-        message: str,
-    ) -> dict[str, Any]:
-        out = self.type.default()
-        out["value"] = value
-        out["alarm"] = {"severity": severity, "status": status, "message": message}
-        out["timeStamp"] = _timestamp(timestamp_)
-        return out
-
-
-class _NTValue(_NT):
-    """NTScalar and NTScalarArray: ``value`` with alarm and timeStamp (display/control opt.)."""
+    """NTScalar and NTScalarArray: ``value`` with alarm and timeStamp (display/control opt.);
+    NTEnum makes its type and value its own way."""
 
     _array: ClassVar[bool]  # NTScalarArray
 
@@ -116,21 +99,28 @@ class _NTValue(_NT):
         status: int = 0,
         message: str = "",
     ) -> dict[str, Any]:
+        """The structure value of ``value`` with its alarm and time stamp (now when None)."""
+        out = self.type.default()
+        out["value"] = self._value(value)
+        out["alarm"] = {"severity": severity, "status": status, "message": message}
+        out["timeStamp"] = _timestamp(timestamp)
+        return out
+
+    def _value(self, value: Any) -> Any:
         # a scalar takes the type of its kind's default: str, bool, int or float
-        value = _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
-        return self._meta(value, timestamp, severity, status, message)
+        return _array(self.kind, value) if self._array else type(KINDS[self.kind][3])(value)
 
     def unwrap(self, value: Mapping[str, Any]) -> Any:
         return value["value"]
 
 
-class NTScalar(_NTValue):
+class NTScalar(_NT):
     """``epics:nt/NTScalar:1.0``: one scalar with alarm and timeStamp (display/control opt.)."""
 
     _array = False
 
 
-class NTScalarArray(_NTValue):
+class NTScalarArray(_NT):
     """``epics:nt/NTScalarArray:1.0``: an array with alarm and timeStamp."""
 
     _array = True
@@ -155,8 +145,15 @@ class NTEnum(_NT):
         status: int = 0,
         message: str = "",
     ) -> dict[str, Any]:
-        v = {"index": int(index), "choices": [str(c) for c in choices]}
-        return self._meta(v, timestamp, severity, status, message)
+        """The structure value of the enum ``index`` of ``choices``, with its alarm and time
+        stamp (now when None)."""
+        enum = {"index": int(index), "choices": [str(c) for c in choices]}
+        return super().wrap(
+            enum, timestamp=timestamp, severity=severity, status=status, message=message
+        )
+
+    def _value(self, value: Any) -> Any:
+        return value  # made by wrap
 
     def unwrap(self, value: Mapping[str, Any]) -> tuple[int, list[str]]:
         """(index, choices)."""
@@ -164,7 +161,7 @@ class NTEnum(_NT):
         return int(v["index"]), list(v["choices"])
 
 
-class NTTable(_NT):
+class NTTable:
     """``epics:nt/NTTable:1.0``: named columns of equal length.
 
     ``NTTable([("name", "s"), ("x", "d")]).wrap({"name": [...], "x": [...]})`` or a list of
