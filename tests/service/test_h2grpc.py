@@ -6,6 +6,7 @@ that does not check it, and fuzzed bytes after a valid opening."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 import urllib.parse
@@ -437,3 +438,23 @@ def test_calls_that_end_unread_give_the_connections_window_back() -> None:
         assert client.local_flow_control_window(101) > 0
 
     asyncio.run(scenario())
+
+
+def test_a_peer_that_breaks_http2_is_logged_and_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    """Bytes that are not HTTP/2 after the opening end that connection with a GOAWAY and one
+    log line naming what was wrong; the server itself goes on."""
+
+    async def scenario() -> None:
+        conn = _h2_client()
+        protocol = GrpcConnection({}, max_message_bytes=1 << 16)
+        wire = _Collecting()
+        wire._protocol = protocol
+        protocol.connection_made(wire)
+        protocol.data_received(conn.data_to_send())
+        # a DATA frame on stream 0, which HTTP/2 forbids (a connection error)
+        protocol.data_received(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+        assert wire.closed
+
+    with caplog.at_level(logging.INFO, logger="reckon.service"):
+        asyncio.run(scenario())
+    assert any("dropped the gRPC connection" in r.getMessage() for r in caplog.records)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -40,7 +41,9 @@ from reckon.service.definition import MethodDef
 from reckon.service.endpoint import Endpoint
 from reckon.service.metadata import from_pairs
 from reckon.service.servers import parse_request
-from reckon.service.status import CODES, uniform
+from reckon.service.status import CODES, from_handler_exception
+
+log = logging.getLogger("reckon.service")
 
 #: A method's endpoint and definition, by path (``/pkg.Service/Method``).
 Routes = dict[str, tuple[Endpoint, MethodDef]]
@@ -265,7 +268,9 @@ class GrpcConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self.h2.receive_data(data)
-        except Exception:  # h2's ProtocolError, or headers that are not UTF-8
+        except Exception as exc:  # h2's ProtocolError, or headers that are not UTF-8
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            log.info("dropped the gRPC connection from %s: %s", peer, exc or type(exc).__name__)
             self.flush()  # h2 wrote a GOAWAY saying what was wrong, where it could
             self._drop()
             return
@@ -404,11 +409,11 @@ class GrpcConnection(asyncio.Protocol):
             if call.ended:  # the client went away, or stop() answered for it
                 return
             raise
-        except ServiceCallError as exc:
-            err = uniform(exc)
+        except Exception as exc:  # whatever it is, the call ends now, with a status
+            if not isinstance(exc, ServiceCallError):  # (handlers' own are mapped by Endpoint)
+                log.exception("gRPC call on stream %d failed inside the server", call.sid)
+            err = from_handler_exception(exc, "the server")
             code, message = err.code, str(err)
-        except Exception as exc:  # a bug in a handler must not leave the call open
-            code, message = "UNKNOWN", f"{type(exc).__name__}: {exc}"
         self._finish(call, code, message)
         self.flush()
 
