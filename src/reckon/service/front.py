@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Literal
 
-from reckon.service.h2grpc import GrpcConnection
+from reckon.service.h2grpc import GrpcConnection, serves
 from reckon.service.tls import Tls
 
 #: What an HTTP/2 client sends first when it speaks HTTP/2 from the start (h2c prior knowledge,
@@ -134,10 +134,7 @@ def _is_grpc(block: bytes) -> bool:
         return False
     for name, value in headers:
         if name == b"content-type":
-            kind = value.split(b";")[0].strip().lower()
-            # grpcio reads protobuf bodies only: gRPC with JSON (application/grpc+json) is
-            # for connectrpc's codecs, behind hypercorn.
-            return kind in (b"application/grpc", b"application/grpc+proto")
+            return serves(value.decode("latin-1"))
     return False
 
 

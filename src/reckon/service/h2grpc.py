@@ -149,6 +149,15 @@ class Messages:
         return bool(self._buf)
 
 
+def serves(content_type: str) -> bool:
+    """Whether a request of ``content_type`` is this server's: gRPC with protobuf bodies (gRPC
+    with JSON, ``application/grpc+json``, is for connectrpc's codecs, behind hypercorn)."""
+    return content_type.split(";")[0].strip().lower() in (
+        "application/grpc",
+        "application/grpc+proto",
+    )
+
+
 def frame(message: bytes) -> bytes:
     """One message as gRPC sends it: not compressed, its length, its bytes."""
     return b"\0" + len(message).to_bytes(4, "big") + message
@@ -434,8 +443,7 @@ class GrpcConnection(asyncio.Protocol):
                     ) from None
             elif not name.startswith(":"):
                 pairs.append((name, value))
-        kind = content_type.split(";")[0].strip().lower()
-        if kind not in ("application/grpc", "application/grpc+proto"):
+        if not serves(content_type):
             raise ServiceCallError(
                 f"this connection carries gRPC with protobuf bodies; a request with "
                 f"content-type {content_type!r} needs a connection of its own",
