@@ -73,15 +73,15 @@ class MonitorQueue:
             if not mask:
                 return
         q = self.queue
-        # (shared by every monitor: when taken, the PV's cache may hold a later post)
-        update = self.pv.prepared(value, mask)
+        # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
+        # hold a later post); a squashed one is the newest, encoded when taken
         if not q:
-            q.append([mask, value, 0, 0, update])
+            q.append([mask, value, 0, 0, self.pv.prepared(value, mask)])
         else:
             conn = self.conn
             size = self.pv.footprint(value)  # sized once per post, for every monitor
             if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
-                q.append([mask, value, 0, size, update])
+                q.append([mask, value, 0, size, self.pv.prepared(value, mask)])
                 conn.queued_bytes += size
             else:
                 # full: fold into the newest entry; fields changed twice are marked as overrun
@@ -89,7 +89,7 @@ class MonitorQueue:
                 last[2] |= last[0] & mask
                 last[0] |= mask
                 last[1] = value
-                last[4] = None if last[0] != mask else update
+                last[4] = None
                 if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
                     conn.queued_bytes += size - last[3]
                     last[3] = size

@@ -282,8 +282,8 @@ class _Batch:
     __slots__ = ("ahead", "done", "items", "stuck")
 
     def __init__(self, ahead: int) -> None:
-        #: (the loop's subscribers, changed mask, value) per post, in posting order
-        self.items: list[tuple[list[Any], int, dict[str, Any]]] = []
+        #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
+        self.items: list[tuple[list[Any], tuple[SharedPV, int, Any, int]]] = []
         #: held until the loop has taken the batch and served a round of I/O: a lock, not a
         #: threading.Event (a Condition and two locks in Python: ~8 us per post made and set)
         self.done = threading.Lock()
@@ -295,6 +295,7 @@ class _Batch:
 
 
 _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
+_UNSIZED: tuple[Any, int] = (None, 0)
 _handoff_lock = threading.Lock()
 
 
@@ -302,13 +303,12 @@ def _hand_off(
     loop: asyncio.AbstractEventLoop,
     subs: list[Any],
     limit: int,
-    mask: int,
-    snapshot: Any,
+    post: tuple[SharedPV, int, Any, int],
     may_wait: bool,
 ) -> None:
-    """Give one post to ``loop`` for its subscribers ``subs`` (the smallest queue among them
-    holds ``limit`` updates)."""
-    item = (subs, mask, snapshot)
+    """Give one ``post`` (the PV, changed mask, value, its footprint) to ``loop`` for its
+    subscribers ``subs`` (the smallest queue among them holds ``limit`` updates)."""
+    item = (subs, post)
     ahead = min(RUN_AHEAD, max(1, limit))
     with _handoff_lock:
         batch = _handoff.get(loop)
@@ -337,12 +337,14 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
         batch = _handoff.pop(loop, None)
     if batch is None:
         return
-    for subs, mask, snapshot in batch.items:  # in posting order
+    for subs, (pv, mask, snapshot, size) in batch.items:  # in posting order
+        pv._hint = (snapshot, size)  # (the poster sized it: monitors queueing it ask)
         for sub in subs:
             try:
                 sub.on_post(mask, snapshot)
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
+        pv._hint = _UNSIZED  # (holds no value longer than its drain)
     # release waiting posters after the loop's next round of I/O (client acks, socket writes)
     loop.call_soon(batch.done.release)
 
@@ -383,10 +385,13 @@ class SharedPV:
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
-        # (value, its footprint): what a queued update of it costs, sized once per post; and
-        # field name -> (the sub-structure, its footprint): the sub-structures a post left as
-        # they were (shared with the value before) are not sized again
+        # (value, its footprint): what a queued update of it costs, sized once per post (a
+        # plain post from the size before it); _hint: a value handed to a loop, as sized by
+        # its poster; and field name -> (the sub-structure, its footprint): the
+        # sub-structures a post left as they were (shared with the value before) are not
+        # sized again
         self._size: tuple[Any, int] = (None, 0)
+        self._hint: tuple[Any, int] = _UNSIZED
         self._field_sizes: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
@@ -447,18 +452,18 @@ class SharedPV:
             vt, mask, ts_bits = fast
             v = coerce(vt, value)
             with self._lock:
-                new = dict(self.value)
+                new = dict(old := self.value)
                 new["value"] = v
                 if stamp:
                     ns = time.time_ns()
-                    ts = dict(old := new["timeStamp"])
+                    ts = dict(new["timeStamp"])
                     ts["secondsPastEpoch"] = ns // 1_000_000_000
                     ts["nanoseconds"] = ns % 1_000_000_000
                     new["timeStamp"] = ts
                     mask |= ts_bits
-                    sized = self._field_sizes.get("timeStamp")
-                    if sized is not None and sized[0] is old:  # (new ints: the same size)
-                        self._field_sizes["timeStamp"] = (ts, sized[1])
+                sized = self._size  # (a new stamp: new ints, the same size)
+                if sized[0] is old:
+                    self._size = (new, sized[1] - footprint(old["value"]) + footprint(v))
                 self.value = snapshot = new
                 self.assigned |= mask
                 subs = list(self._subs)
@@ -483,10 +488,12 @@ class SharedPV:
                 sub.on_post(mask, snapshot)
             else:
                 elsewhere.setdefault(loop, []).append(sub)
+        if elsewhere:  # sized here, where the size of the value before is at hand
+            item = (self, mask, snapshot, self.footprint(snapshot))
         for loop, group in elsewhere.items():
             limit = min(getattr(sub, "limit", RUN_AHEAD) for sub in group)
             # a thread that runs an event loop of its own is never made to wait
-            _hand_off(loop, group, limit, mask, snapshot, running is None)
+            _hand_off(loop, group, limit, item, running is None)
 
     def prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
         """``value``'s fields in ``mask``, encoded once however many monitors send them."""
@@ -504,6 +511,9 @@ class SharedPV:
         """:func:`footprint` of ``value``, computed once per posted value however many
         monitors queue it, and only for the fields that changed since the last one sized
         (a post shares the others with the value before it)."""
+        sized, size = self._hint
+        if sized is value:
+            return size
         sized, size = self._size
         if sized is value:
             return size
