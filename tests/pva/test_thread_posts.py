@@ -138,3 +138,26 @@ def test_a_poster_running_its_own_loop_never_waits(monkeypatch: pytest.MonkeyPat
         assert sub.got == [float(i) for i in range(1, 101)]
     finally:
         server_loop.close()
+
+
+def test_a_subscriber_is_routed_by_the_loop_it_had_when_subscribing() -> None:
+    """A post groups its subscribers by the loop each had when it subscribed (read once, not
+    per post): one that gets a loop later subscribes again to have its posts go there."""
+    loop = asyncio.SelectorEventLoop()  # not running: what is handed to it waits
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0, timestamp=False)
+        sub = _Recorder(loop)
+        sub.loop = None  # type: ignore[assignment]
+        pv.subscribe(sub)
+        sub.loop = loop
+        pv.post(1.0)  # still called where it is posted
+        assert sub.got == [1.0]
+        pv.subscribe(sub)  # (again: now with its loop)
+        poster = threading.Thread(target=pv.post, args=(2.0,))
+        poster.start()
+        poster.join(10)
+        assert sub.got == [1.0]  # handed to the loop, which has not run
+        loop.run_until_complete(asyncio.sleep(0))
+        assert sub.got == [1.0, 2.0]
+    finally:
+        loop.close()

@@ -382,6 +382,8 @@ class SharedPV:
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
+        #: (loop or None, its subscribers, their smallest queue) per loop (see _route)
+        self._routes: list[tuple[Any, list[Any], int]] = []
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
@@ -466,7 +468,7 @@ class SharedPV:
                     self._size = (new, sized[1] - footprint(old["value"]) + footprint(v))
                 self.value = snapshot = new
                 self.assigned |= mask
-                subs = list(self._subs)
+                routes = self._routes
         else:
             update = fields_update(self.type, value)
             if stamp and "timeStamp" not in update:
@@ -475,23 +477,20 @@ class SharedPV:
                 self.value, mask = merge(self.type, self.value, update)
                 self.assigned |= mask
                 snapshot = self.value
-                subs = list(self._subs)
-        if not subs:
+                routes = self._routes
+        if not routes:
             return
         # (None off any loop, where get_running_loop's exception cost a posting thread ~2 us)
         running = asyncio._get_running_loop()
+        item = None
         # one hand-off per post and loop, however many of its monitors the post feeds
-        elsewhere: dict[Any, list[Any]] = {}
-        for sub in subs:
-            loop = getattr(sub, "loop", None)
+        for loop, group, limit in routes:
             if loop is None or loop is running:
-                sub.on_post(mask, snapshot)
-            else:
-                elsewhere.setdefault(loop, []).append(sub)
-        if elsewhere:  # sized here, where the size of the value before is at hand
-            item = (self, mask, snapshot, self.footprint(snapshot))
-        for loop, group in elsewhere.items():
-            limit = min(getattr(sub, "limit", RUN_AHEAD) for sub in group)
+                for sub in group:
+                    sub.on_post(mask, snapshot)
+                continue
+            if item is None:  # sized here, where the size of the value before is at hand
+                item = (self, mask, snapshot, self.footprint(snapshot))
             # a thread that runs an event loop of its own is never made to wait
             _hand_off(loop, group, limit, item, running is None)
 
@@ -537,10 +536,24 @@ class SharedPV:
         PVs through Redis watches them this way (as ``add_watcher``)."""
         with self._lock:
             self._subs.add(sub)
+            self._route()
 
     def unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:
             self._subs.discard(sub)
+            self._route()
+
+    def _route(self) -> None:
+        """Group the subscribers by ``sub.loop`` (read here: a subscriber that changes it
+        subscribes again), each group with its smallest ``limit``: a post reads the groups.
+        A group, once made, is never changed (posts on their way to a loop hold it)."""
+        groups: dict[Any, tuple[list[Any], int]] = {}
+        for sub in self._subs:
+            loop = getattr(sub, "loop", None)
+            group, limit = groups.get(loop, ([], RUN_AHEAD))
+            group.append(sub)
+            groups[loop] = (group, min(limit, getattr(sub, "limit", RUN_AHEAD)))
+        self._routes = [(loop, group, limit) for loop, (group, limit) in groups.items()]
 
     add_watcher = subscribe
     remove_watcher = unsubscribe
@@ -550,6 +563,7 @@ class SharedPV:
         with self._lock:
             subs = list(self._subs)
             self._subs.clear()
+            self._route()
         for sub in subs:
             sub.on_close()
 
