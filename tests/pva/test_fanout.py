@@ -275,8 +275,8 @@ _values = st.one_of(
 @settings(max_examples=60, deadline=None)
 @given(posts=st.lists(st.tuples(_values, st.booleans()), min_size=1, max_size=12))
 def test_a_values_size_follows_its_posts(posts: list[tuple[Any, bool]]) -> None:
-    """The size a queued update is charged (summed from sub-structures sized once while posts
-    share them) is always the size of the value as measured afresh."""
+    """The size a queued update is charged (a plain post's from the size of the value before
+    it) is always the size of the value as measured afresh."""
     scalar = SharedPV(nt.NTScalar("d"), 0.0)
     array = SharedPV(nt.NTScalarArray("d"), [1.0, 2.0])
     for value, stamp in posts:

@@ -120,8 +120,7 @@ class MonitorQueue:
                 session.queued_bytes -= size
                 over = BitSet.from_mask(overrun) if overrun else _NO_OVERRUN
                 session.queue_out(*send(self.ioid, update or self.pv.prepared(value, mask), over))
-                if self.pipelined:
-                    self.window -= 1
+                self.window -= self.pipelined  # (1 when pipelined)
             if self.finished and not q and not self.closed:
                 session.send(MonitorFinish(self.ioid, Status.OK))
                 self.closed = True

@@ -278,12 +278,16 @@ _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
 YIELD_TIMEOUT = 0.005
 
 
+#: a post on its way to a loop: the PV, the changed mask, the value, its footprint
+_Post = tuple["SharedPV", int, Any, int]
+
+
 class _Batch:
     __slots__ = ("ahead", "done", "items", "stuck")
 
     def __init__(self, ahead: int) -> None:
         #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
-        self.items: list[tuple[list[Any], tuple[SharedPV, int, Any, int]]] = []
+        self.items: list[tuple[list[Any], _Post]] = []
         #: held until the loop has taken the batch and served a round of I/O: a lock, not a
         #: threading.Event (a Condition and two locks in Python: ~8 us per post made and set)
         self.done = threading.Lock()
@@ -295,17 +299,10 @@ class _Batch:
 
 
 _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
-_UNSIZED: tuple[Any, int] = (None, 0)
 _handoff_lock = threading.Lock()
 
 
-def _hand_off(
-    loop: asyncio.AbstractEventLoop,
-    subs: list[Any],
-    limit: int,
-    post: tuple[SharedPV, int, Any, int],
-    may_wait: bool,
-) -> None:
+def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: bool) -> None:
     """Give one ``post`` (the PV, changed mask, value, its footprint) to ``loop`` for its
     subscribers ``subs`` (the smallest queue among them holds ``limit`` updates)."""
     item = (subs, post)
@@ -344,14 +341,14 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
                 sub.on_post(mask, snapshot)
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
-        pv._hint = _UNSIZED  # (holds no value longer than its drain)
+        pv._hint = (None, 0)  # (holds no value longer than its drain)
     # release waiting posters after the loop's next round of I/O (client acks, socket writes)
     loop.call_soon(batch.done.release)
 
 
 def _now() -> dict[str, int]:
-    ns = time.time_ns()
-    return {"secondsPastEpoch": ns // 1_000_000_000, "nanoseconds": ns % 1_000_000_000}
+    secs, ns = divmod(time.time_ns(), 1_000_000_000)
+    return {"secondsPastEpoch": secs, "nanoseconds": ns}
 
 
 class SharedPV:
@@ -387,14 +384,10 @@ class SharedPV:
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
-        # (value, its footprint): what a queued update of it costs, sized once per post (a
-        # plain post from the size before it); _hint: a value handed to a loop, as sized by
-        # its poster; and field name -> (the sub-structure, its footprint): the
-        # sub-structures a post left as they were (shared with the value before) are not
-        # sized again
+        # (value, its footprint): what a queued update of it costs, sized once per post;
+        # _hint: a value handed to a loop, as its poster sized it
         self._size: tuple[Any, int] = (None, 0)
-        self._hint: tuple[Any, int] = _UNSIZED
-        self._field_sizes: dict[str, tuple[Any, int]] = {}
+        self._hint: tuple[Any, int] = (None, 0)
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -457,11 +450,7 @@ class SharedPV:
                 new = dict(old := self.value)
                 new["value"] = v
                 if stamp:
-                    ns = time.time_ns()
-                    ts = dict(new["timeStamp"])
-                    ts["secondsPastEpoch"] = ns // 1_000_000_000
-                    ts["nanoseconds"] = ns % 1_000_000_000
-                    new["timeStamp"] = ts
+                    new["timeStamp"] = dict(old["timeStamp"], **_now())
                     mask |= ts_bits
                 sized = self._size  # (a new stamp: new ints, the same size)
                 if sized[0] is old:
@@ -508,25 +497,11 @@ class SharedPV:
 
     def footprint(self, value: dict[str, Any]) -> int:
         """:func:`footprint` of ``value``, computed once per posted value however many
-        monitors queue it, and only for the fields that changed since the last one sized
-        (a post shares the others with the value before it)."""
-        sized, size = self._hint
-        if sized is value:
-            return size
-        sized, size = self._size
-        if sized is value:
-            return size
-        known = self._field_sizes
-        size = 64
-        for name, field_value in value.items():
-            if type(field_value) is not dict:
-                size += footprint(field_value)  # a leaf: sized at once (an array by nbytes)
-                continue
-            entry = known.get(name)
-            if entry is None or entry[0] is not field_value:
-                entry = known[name] = (field_value, footprint(field_value))
-            size += entry[1]
-        self._size = (value, size)
+        monitors queue it (a plain post's from the size of the value before it)."""
+        for sized, size in (self._hint, self._size):
+            if sized is value:
+                return size
+        self._size = (value, size := footprint(value))
         return size
 
     # -------------------------------------------------------------------- subscribers
