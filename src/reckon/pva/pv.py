@@ -267,12 +267,12 @@ def merge(
 # reaches the client as a handful of squashed updates. A poster in C++ (pvxs) has no GIL to
 # share; this gives the loop the same chance to send while the thread posts.
 #
-# How far ahead is the smallest queue among the monitors the batch feeds (a monitor's
-# queueSize, 4 by default), at most RUN_AHEAD: a poster further ahead than a monitor's queue
-# makes the queue squash values the client could have had, had the loop been given its turn.
-# "Ahead" counts posts, not monitors: a post to 50 monitors of one loop is one item of the
-# batch (and one wait at most).
-RUN_AHEAD = 16
+# How far ahead is twice the smallest queue among the monitors the batch feeds (queueSize, 4
+# by default), at most RUN_AHEAD: the queue takes the first values and squashes the rest into
+# its newest, as pvxs's does while its sender is busy (a wait per queue's length of posts cost
+# more CPU than the values it sent). "Ahead" counts posts, not monitors: a post to 50 monitors
+# of one loop is one item of the batch (and one wait at most).
+RUN_AHEAD = 32
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
 YIELD_TIMEOUT = 0.005
@@ -306,7 +306,7 @@ def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: boo
     """Give one ``post`` (the PV, changed mask, value, its footprint) to ``loop`` for its
     subscribers ``subs`` (the smallest queue among them holds ``limit`` updates)."""
     item = (subs, post)
-    ahead = min(RUN_AHEAD, max(1, limit))
+    ahead = min(RUN_AHEAD, 2 * max(1, limit))
     with _handoff_lock:
         batch = _handoff.get(loop)
         if batch is None:
