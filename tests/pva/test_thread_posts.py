@@ -162,3 +162,27 @@ def test_a_subscriber_is_routed_by_the_loop_it_had_when_subscribing() -> None:
         assert sub.got == [1.0, 2.0]
     finally:
         loop.close()
+
+
+def test_a_poster_waits_after_twice_the_smallest_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread gets twice its monitors' smallest queue ahead of the loop before it waits for
+    it (the queue keeps the first values and squashes the rest into its newest, as pvxs's
+    does while its sender is busy); then it waits, here for a loop that never runs."""
+    monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 0.5)
+    loop = asyncio.SelectorEventLoop()  # never runs
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0)
+        small, big = _Recorder(loop), _Recorder(loop)
+        small.limit, big.limit = 3, 10  # type: ignore[attr-defined]
+        pv.subscribe(small)
+        pv.subscribe(big)
+        started = time.monotonic()
+        for i in range(1, 6):  # 5 of 6: no wait
+            pv.post(float(i))
+        assert time.monotonic() - started < 0.4
+        pv.post(6.0)  # the sixth waits (in vain: the loop is not running)
+        assert time.monotonic() - started >= 0.5
+        loop.run_until_complete(asyncio.sleep(0))
+        assert small.got == big.got == [float(i) for i in range(1, 7)]
+    finally:
+        loop.close()
