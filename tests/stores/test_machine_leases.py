@@ -117,13 +117,14 @@ def test_copies_on_one_machine_make_one_far_lease(
     # Nobody waited on the far store: the copies that waited did so on this machine's file lock.
     assert calls.get("blpop", 0) == 0, calls
     # Each copy read the far store at most once before its lease (a GET: the cheaper way to
-    # find a value that is there), and never while it waited.
-    assert sent.count("GET") <= KEYS * COPIES, sent
+    # find a value that is there), and never while it waited; after waiting here, each other
+    # copy looks once more (a GET, which finds the value) or, with the near tier, not at all
+    # (the value is in the near tier when the holder leaves).
+    looks = COPIES - 1 if near == "off" else 0
+    assert sent.count("GET") <= KEYS * (COPIES + looks), sent
     # Per key, the far lease is taken once (a script), and the holder leaves it with its value
-    # (one script); each other copy then asks once (the take script, which returns the value) or,
-    # with the near tier, not at all (the value is in the near tier when the holder leaves).
-    per_key = 2 + (COPIES - 1 if near == "off" else 0)
-    assert calls.get("evalsha", 0) <= KEYS * per_key, calls
+    # (one script): no other copy runs the take script, which costs the server more than a GET.
+    assert calls.get("evalsha", 0) <= KEYS * 2, calls
 
 
 @pytest.mark.parametrize("kind", ["redis", "s3", "objfile"])
