@@ -646,8 +646,16 @@ class ObjectStore:
         file system can. One still certainly ours (written less than half a ``lease_ttl``
         ago: see ``_fresh``) is removed without a look; an older one only when it still
         carries our token (a read each: rare, a lease held past its last renewal)."""
-        if not self._closing:  # the releases of the next moments join the next batch
-            time.sleep(min(0.5, self.lease_ttl / 8))
+        if not self._closing:
+            # The releases of the next moments join the next batch: wait up to a quarter
+            # lease_ttl, but not past the moment the oldest of these stops being certainly ours
+            # (half a lease_ttl after its last write, less a margin for the request).
+            sents = [op.meta[1] for op in ops if op.meta[1] is not None]
+            wait = self.lease_ttl / 4
+            if sents:
+                wait = min(wait, min(sents) + self.lease_ttl * 0.4 - time.monotonic())
+            if wait > 0:
+                time.sleep(wait)
         now = time.monotonic()
         paths = []
         for op in ops:
