@@ -8,7 +8,9 @@ the values under the same prefix: a hash of sizes, a sorted set of access times 
 byte counter, all updated by Lua scripts so that each put, delete and eviction is atomic on the
 server even with many clients.
 
-The byte budget is enforced by this store (LRU over the access times). Alternatively run Redis
+The byte budget is enforced by this store (LRU over the access times; a hit is a plain GET, its
+access time sent with others in one ZADD every 256 hits or second, and at each flush, eviction
+and close). Alternatively run Redis
 with ``maxmemory`` and ``maxmemory-policy allkeys-lru`` and pass ``budget=None``; Redis then
 evicts on its own and ``usage()`` may count values Redis already dropped. ``ttl`` gives every
 value an expiry; expired values are misses, and their bookkeeping is cleaned when evicted.
@@ -276,6 +278,10 @@ return total
 )
 
 _HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when at most this big
+# A hit's access time (for LRU) waits in memory until this many hits or this many seconds (then
+# one ZADD sends them all), or until the next flush, eviction or close: a hit is a plain GET.
+_TOUCH_BATCH = 256
+_TOUCH_EVERY = 1.0
 
 
 class RedisStore:
@@ -401,6 +407,8 @@ class RedisStore:
         # key -> the put script's KEYS and ARGV of a value put while this process holds the
         # key's lease: sent with the lease's release, in one round trip (see _deferred_put)
         self._deferred: dict[str, list[Any]] = {}
+        self._touches: dict[str, float] = {}  # key -> access time of a hit not yet sent
+        self._touch_by = time.monotonic() + _TOUCH_EVERY
         self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
         self._renewing: dict[str, str] = {}  # lease name -> token, renewed by one thread
         self._renewer: threading.Thread | None = None
@@ -442,22 +450,37 @@ class RedisStore:
         return not self._outage.down
 
     def _read(self, key: str) -> bytes | None:
-        """The stored bytes of ``key`` as they are (unverified), its access time bumped: one
-        round trip (GET and ZADD in a pipeline); None when absent or unreachable."""
+        """The stored bytes of ``key`` as they are (unverified): one GET; its access time is
+        kept for the next batch of them (see ``_TOUCH_BATCH``). None when absent or
+        unreachable."""
         if self._deferred:
             self._put_deferred(key)
         if self._outage.skip():
             return None
         try:
-            pipe = self._r.pipeline(transaction=False)
-            pipe.get(self._vprefix + key)
-            pipe.zadd(self._access, {key: time.time()}, xx=True)
-            raw = cast(bytes | None, pipe.execute()[0])
+            raw = cast(bytes | None, self._r.get(self._vprefix + key))
             self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("get", exc)
             return None
+        if raw is not None:
+            touches = self._touches
+            touches[key] = time.time()
+            if len(touches) >= _TOUCH_BATCH or time.monotonic() >= self._touch_by:
+                self._send_touches()
         return raw
+
+    def _send_touches(self) -> None:
+        """Send the access times of the hits since the last batch, in one ZADD (XX: of entries
+        still there)."""
+        touches, self._touches = self._touches, {}
+        self._touch_by = time.monotonic() + _TOUCH_EVERY
+        if not touches or self._outage.skip():
+            return
+        try:
+            self._r.zadd(self._access, touches, xx=True)
+        except redis_py.RedisError as exc:
+            self._fail("access times", exc)
 
     def get(self, key: str) -> bytes | memoryview | None:
         raw = self.machine_leases.handed(key)  # read by this thread's lease just now
@@ -737,6 +760,8 @@ class RedisStore:
     def evict(self, target_bytes: int | None = None) -> int:
         if self._deferred:
             self._put_deferred()
+        if self._touches:  # (least recently used: as of every hit)
+            self._send_touches()
         target = self.budget if target_bytes is None else target_bytes
         if target is None or self._outage.skip():
             return 0
@@ -941,12 +966,16 @@ class RedisStore:
         flush."""
         if self._deferred:
             self._put_deferred()
+        if self._touches:
+            self._send_touches()
         failed, self._failed = self._failed, []
         return failed
 
     def close(self) -> None:
         if self._deferred:
             self._put_deferred()
+        if self._touches:
+            self._send_touches()
         self.closed = True
         urls.forget(self)
         if self._owns_client:
