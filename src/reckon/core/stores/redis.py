@@ -409,6 +409,7 @@ class RedisStore:
         self._deferred: dict[str, list[Any]] = {}
         self._touches: dict[str, float] = {}  # key -> access time of a hit not yet sent
         self._touch_by = time.monotonic() + _TOUCH_EVERY
+        self._touch_lock = threading.Lock()
         self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
         self._renewing: dict[str, str] = {}  # lease name -> token, renewed by one thread
         self._renewer: threading.Thread | None = None
@@ -464,17 +465,20 @@ class RedisStore:
             self._fail("get", exc)
             return None
         if raw is not None:
-            touches = self._touches
-            touches[key] = time.time()
-            if len(touches) >= _TOUCH_BATCH or time.monotonic() >= self._touch_by:
+            with self._touch_lock:
+                touches = self._touches
+                touches[key] = time.time()
+                due = len(touches) >= _TOUCH_BATCH or time.monotonic() >= self._touch_by
+            if due:
                 self._send_touches()
         return raw
 
     def _send_touches(self) -> None:
         """Send the access times of the hits since the last batch, in one ZADD (XX: of entries
         still there)."""
-        touches, self._touches = self._touches, {}
-        self._touch_by = time.monotonic() + _TOUCH_EVERY
+        with self._touch_lock:  # (no thread adds to the batch being sent)
+            touches, self._touches = self._touches, {}
+            self._touch_by = time.monotonic() + _TOUCH_EVERY
         if not touches or self._outage.skip():
             return
         try:
