@@ -170,6 +170,7 @@ class ObjectStore:
         # lease objects of leases left, removed in batches in the background (_release_later)
         self._releases = Writer(self._release, max_bytes=1 << 30, idle_timeout=2.0)
         self._closing = False
+        self._hurry = threading.Event()  # set: the queued releases go now (flush, close, exit)
         urls.remember(self)
         _open_stores.add(self)
 
@@ -646,7 +647,7 @@ class ObjectStore:
         file system can. One still certainly ours (written less than half a ``lease_ttl``
         ago: see ``_fresh``) is removed without a look; an older one only when it still
         carries our token (a read each: rare, a lease held past its last renewal)."""
-        if not self._closing:
+        if not self._closing and not self._hurry.is_set():
             # The releases of the next moments join the next batch: wait up to a quarter
             # lease_ttl, but not past the moment the oldest of these stops being certainly ours
             # (half a lease_ttl after its last write, less a margin for the request).
@@ -655,7 +656,7 @@ class ObjectStore:
             if sents:
                 wait = min(wait, min(sents) + self.lease_ttl * 0.4 - time.monotonic())
             if wait > 0:
-                time.sleep(wait)
+                self._hurry.wait(wait)
         now = time.monotonic()
         paths = []
         for op in ops:
@@ -780,7 +781,11 @@ class ObjectStore:
     def flush(self) -> list[str]:
         """Writes are synchronous; the lease objects of leases left are removed now. Returns
         the keys whose puts did not reach the file system since the last flush."""
-        self._releases.flush()
+        self._hurry.set()
+        try:
+            self._releases.flush()
+        finally:
+            self._hurry.clear()
         failed, self._failed = self._failed, []
         return failed
 
@@ -788,6 +793,7 @@ class ObjectStore:
         """Removes the lease objects of leases left (fsspec file systems themselves are shared
         and cached by fsspec: nothing else to release)."""
         self._closing = True
+        self._hurry.set()
         self._releases.close()
         self.closed = True
         urls.forget(self)
@@ -816,6 +822,7 @@ def _release_at_exit() -> None:
     before the process ends."""
     for store in list(_open_stores):
         store._closing = True
+        store._hurry.set()
         try:
             store._releases.flush()
         except Exception:
