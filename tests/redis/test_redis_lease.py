@@ -150,8 +150,8 @@ def _command_calls(client: redis.Redis) -> dict[str, int]:
 def test_a_computation_through_the_engine_is_three_round_trips(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    """The first look (a pipeline of GET and the access time), the lease (one script, which also
-    looks), and the put with the release (one script): no fourth round trip."""
+    """The first look (a GET), the lease (one script, which also looks), and the put with the
+    release (one script): no fourth round trip."""
     from reckon.core import CachingLevel, Engine, RequestId
 
     store = RedisStore(redis_url, prefix="rtt:")
@@ -189,3 +189,51 @@ def test_a_value_put_in_a_lease_is_read_back_in_it(
         assert other.get("c" * 64) == b"flushed"  # flushed: there before the release
     store.close()
     other.close()
+
+
+def test_lease_scripts_send_few_arguments(redis_url: str, redis_client: redis.Redis) -> None:
+    """The scripts of a computation (take the lease; put the value and release it) name their
+    keys from the store's prefix in Lua: EVALSHA with no KEYS and a few ARGV (every argument is
+    encoded by the client and parsed by the server), seen by MONITOR. A hit is one GET."""
+    import threading
+
+    from reckon.core import CachingLevel, Engine, RequestId
+
+    store = RedisStore(redis_url, prefix="args:")
+    engine = Engine(store=store, memory_budget=0)
+    engine.get(RequestId("args-warm"), CachingLevel.FULL, lambda: b"warm")  # loads the scripts
+    sent: list[list[str]] = []
+    listening = threading.Event()
+
+    def listen() -> None:
+        with redis_client.monitor() as monitor:
+            listening.set()
+            for seen in monitor.listen():
+                words = seen["command"].split(" ")
+                if words == ["ECHO", "stop"]:
+                    return
+                if seen.get("client_type") != "lua":
+                    sent.append(words)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    listening.wait(10)
+    time.sleep(0.2)
+    assert engine.get(RequestId("args"), CachingLevel.FULL, lambda: b"value") == b"value"
+    fresh = Engine(store=store, memory_budget=0)  # a hit, memory aside
+    assert fresh.get(RequestId("args"), CachingLevel.FULL, lambda: b"other") == b"value"
+    with redis.Redis.from_url(redis_url) as other:
+        other.echo("stop")
+    thread.join(30)
+    scripts = [w for w in sent if w[0].upper() == "EVALSHA"]
+    assert len(scripts) == 2, sent  # the take; the put with the release
+    for words in scripts:
+        assert words[2] == "0", words  # no KEYS
+    take = scripts[0]  # (the put's arguments hold binary values: only the take's are counted)
+    assert take[3:5] == ["args:", RequestId("args").disk_key], take
+    assert len(take) - 3 == 4, take  # prefix, key, token, time (10 before: 5 KEYS, 5 ARGV)
+    commands = [w[0].upper() for w in sent]
+    assert commands.count("GET") == 2 and "ZADD" not in commands, sent  # the miss, the hit
+    engine.close()
+    fresh.close()
+    store.close()

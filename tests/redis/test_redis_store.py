@@ -174,3 +174,23 @@ def test_put_takes_pieces_of_one_value(store: RedisStore) -> None:
     assert store.usage().bytes == 100_008 + 2
     with pytest.raises(StoreError):
         store.put("bad", [b"ok", 3])  # type: ignore[list-item]
+
+
+def test_hits_access_times_reach_the_server_in_batches(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A hit is one GET; its access time (for LRU) waits for the next batch, sent by flush (or
+    256 hits, or a second, or an eviction, or close), in one ZADD."""
+    s = RedisStore(redis_url, prefix="touch:")
+    s.put("a", b"a")
+    s.put("b", b"b")
+    put_at = redis_client.zscore("touch:access", "a")
+    b_at = redis_client.zscore("touch:access", "b")
+    time.sleep(0.01)
+    assert s.get("a") == b"a"
+    assert redis_client.zscore("touch:access", "a") == put_at  # not sent yet
+    assert s.flush() == []
+    touched = redis_client.zscore("touch:access", "a")
+    assert touched is not None and put_at is not None and touched > put_at
+    assert redis_client.zscore("touch:access", "b") == b_at  # not read: not touched
+    s.close()

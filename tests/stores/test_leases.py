@@ -102,3 +102,67 @@ def test_copies_at_once_compute_each_key_once(
     engine = Engine(store=open_kind(kind, url))
     assert engine.get(RequestId("once", 2), CachingLevel.FULL, lambda: -1) == 4
     engine.close()
+
+
+def test_s3_lease_releases_go_in_batches(s3_endpoint: str, s3_bucket: str) -> None:
+    """Leaving a lease removes its object in the background, the releases of a moment in one
+    request (DeleteObjects), counted on the server: 10 leases, 10 creates, a few removals, no
+    lease object left after ``flush``."""
+    import s3fs
+    from _s3_server import requests_seen, s3_options
+
+    from reckon.core.stores.objectstore import ObjectStore
+
+    store = ObjectStore(f"s3://{s3_bucket}/batch", storage_options=s3_options(s3_endpoint))
+    keys = [RequestId("batch", i).disk_key for i in range(10)]
+    before = len(requests_seen(s3_endpoint))
+    for key in keys:
+        with store.shared_lease(key) as mine:
+            assert mine
+            store.put(key, b"v")
+    assert store.flush() == []
+    seen = requests_seen(s3_endpoint)[before:]
+    creates = [r for r in seen if r.startswith("PUT") and ".lease" in r]
+    removals = [r for r in seen if r.startswith(f"POST /{s3_bucket}?delete")]
+    assert len(creates) == len(keys), seen
+    assert not [r for r in seen if r.startswith("DELETE")], seen
+    assert 1 <= len(removals) <= 5, removals  # (10 one by one before)
+    fs = s3fs.S3FileSystem(**s3_options(s3_endpoint))  # type: ignore[arg-type]
+    assert not fs.exists(f"{s3_bucket}/batch/leases") or fs.ls(f"{s3_bucket}/batch/leases") == []
+    store.close()
+
+
+def test_s3_waiter_elsewhere_stops_when_the_value_appears(s3_endpoint: str, s3_bucket: str) -> None:
+    """A waiter on another machine (its own store, the far lease alone) looks for the value
+    before the lease object: it stops the moment the holder's value is there, while the holder
+    still holds its lease (whose removal comes later, in the background)."""
+    from _s3_server import s3_options
+
+    from reckon.core.stores.objectstore import ObjectStore
+
+    url = f"s3://{s3_bucket}/elsewhere"
+    holder = ObjectStore(url, storage_options=s3_options(s3_endpoint))
+    waiter = ObjectStore(url, storage_options=s3_options(s3_endpoint))
+    key = RequestId("elsewhere", 1).disk_key
+    done: list[tuple[bool, float]] = []
+    with holder.shared_lease(key) as mine:
+        assert mine
+
+        def wait() -> None:
+            with waiter.shared_lease(key) as got:
+                done.append((got, time.monotonic()))
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.5)
+        assert not done, "the waiter waits while the value is absent"
+        put_at = time.monotonic()
+        holder.put(key, b"value")
+        thread.join(10)  # (the holder stays in its lease meanwhile)
+        assert done, "the waiter stopped while the holder still held its lease"
+    got, at = done[0]
+    assert got is False
+    assert at - put_at < 3.0
+    assert waiter.get(key) == b"value"
+    holder.close()
+    waiter.close()

@@ -271,6 +271,7 @@ def _flush_at_exit() -> None:
     for store in list(_open_stores):
         try:
             store._writer.flush()
+            store.far.flush()  # (what the far store itself queued: an object store's releases)
         except Exception:
             log.exception("store %s: far writes at exit failed", store)
 

@@ -21,9 +21,13 @@ and probes again every few seconds (see ``_outage``).
 ``lease(key)`` gives single flight across machines: the lease is an object
 ``<root>/leases/<key>.lease`` created only if absent (a conditional create: S3's
 ``If-None-Match: *``, ``O_EXCL`` on local files), rewritten by a heartbeat every ``lease_ttl/4``
-seconds while its holder lives. A waiter that sees the lease unchanged for ``lease_ttl`` seconds
-of its own clock (no clocks are compared across machines) removes it and takes over; a waiter
-that sees the value appear stops waiting at once. The lease's token fences writes: a holder
+seconds while its holder lives. A waiter looks for the value first at each of its looks, and
+stops waiting the moment it is there; it reads the lease object every ``lease_ttl/8`` seconds at
+most, and when it sees it unchanged for ``lease_ttl`` seconds of its own clock (no clocks are
+compared across machines) removes it and takes over. A holder leaves its lease at once, but
+the lease object is removed in the background, in batches (one request removes up to 1,000 on
+S3, see ``_release_later``): nobody waits for that removal, since the value, written before it,
+is what ends every wait. The lease's token fences writes: a holder
 whose lease lapsed (paused, or cut off longer than ``lease_ttl``) reads the lease object before
 it writes the value and, finding it gone or another holder's, does not write.
 
@@ -33,13 +37,16 @@ the value and removed with it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import struct
+import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +55,7 @@ from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
 from reckon.core.stores._machine import MachineLeases
 from reckon.core.stores._outage import Outage
+from reckon.core.stores._writer import DELETE, Op, Writer
 from reckon.core.stores.base import StoreUsage
 from reckon.core.stores.local import default_directory
 from reckon.core.stores.signing import TAG_SIZE, Rejections, Signer, default_signer
@@ -159,7 +167,12 @@ class ObjectStore:
         # key -> when (monotonic) the last write of that lease object that succeeded was sent
         self._renewed: dict[str, float] = {}
         self.machine_leases = MachineLeases(default_directory(), url)
+        # lease objects of leases left, removed in batches in the background (_release_later)
+        self._releases = Writer(self._release, max_bytes=1 << 30, idle_timeout=2.0)
+        self._closing = False
+        self._hurry = threading.Event()  # set: the queued releases go now (flush, close, exit)
         urls.remember(self)
+        _open_stores.add(self)
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r}, budget={self.budget})"
@@ -580,6 +593,8 @@ class ObjectStore:
     @contextlib.contextmanager
     def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
         path = self._lease_path(key)
+        if path in self._releases.pending:  # our own lease of this key, still being removed
+            self._releases.flush()
         # The lease looks first (``lease_looks``): a value already here costs one read, as a
         # plain get would, and no lease object written and removed.
         if self._look(key):
@@ -610,12 +625,55 @@ class ObjectStore:
         finally:
             stop.set()
             beat.join()
-            fresh = self._fresh(key)
+            sent = self._renewed.get(key)
             if self._held.get(key) == token:
                 del self._held[key]
                 self._renewed.pop(key, None)
+            self._release_later(path, token, sent)
+
+    def _release_later(self, path: str, token: str, sent: float | None) -> None:
+        """Have the lease object ``path`` (ours: ``token``, last written at ``sent``) removed
+        in the background. The releases of a few moments go in one request (S3's DeleteObjects
+        takes 1,000 keys): each computed key costs a fraction of a request instead of one.
+        ``flush``, ``close`` and the process's exit send what is queued."""
+        if _exit_hooked[0] != os.getpid():
+            _hook_multiprocessing_exit()
+        op = Op(DELETE, path, meta=(token, sent))
+        if not self._releases.submit(op):  # closed: at once
+            self._release([op])
+
+    def _release(self, ops: list[Op]) -> None:
+        """Remove the lease objects of ``ops`` that are still ours, in one request where the
+        file system can. One still certainly ours (written less than half a ``lease_ttl``
+        ago: see ``_fresh``) is removed without a look; an older one only when it still
+        carries our token (a read each: rare, a lease held past its last renewal)."""
+        if not self._closing and not self._hurry.is_set():
+            # The releases of the next moments join the next batch: wait up to a quarter
+            # lease_ttl, but not past the moment the oldest of these stops being certainly ours
+            # (half a lease_ttl after its last write, less a margin for the request).
+            sents = [op.meta[1] for op in ops if op.meta[1] is not None]
+            wait = self.lease_ttl / 4
+            if sents:
+                wait = min(wait, min(sents) + self.lease_ttl * 0.4 - time.monotonic())
+            if wait > 0:
+                self._hurry.wait(wait)
+        now = time.monotonic()
+        paths = []
+        for op in ops:
+            token, sent = op.meta
+            if sent is not None and now - sent < self.lease_ttl / 2:
+                paths.append(op.key)
+                continue
             with contextlib.suppress(Exception):
-                if fresh or self._read_lease(path) == token.encode():
+                if self._read_lease(op.key) == token.encode():
+                    paths.append(op.key)
+        if not paths:
+            return
+        try:
+            self._fs.rm(paths)
+        except Exception:  # (one already gone, say): one by one
+            for path in paths:
+                with contextlib.suppress(Exception):
                     self._fs.rm_file(path)
 
     def _create_lease(self, key: str, path: str, token: str) -> bool:
@@ -655,7 +713,7 @@ class ObjectStore:
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: bytes | None = None
-        seen_since = time.monotonic()
+        seen_since = read_at = time.monotonic()  # (the failed create read the lease, in effect)
         try:
             if self._create_lease(key, path, token):
                 return True
@@ -669,14 +727,15 @@ class ObjectStore:
                         return False
                     delay = pause.next()
                     time.sleep(delay if deadline is None else min(delay, deadline - now))
-                    now_content = self._lease_object(path)
-                    now = time.monotonic()
-                    # Has the value come? Asked when the lease is gone (its holder left), or
-                    # when it was not renewed lately (its holder may have died after writing):
-                    # a live holder's renewals cost a waiter one request per look.
-                    looks = now_content is None or now - seen_since > self.lease_ttl / 2
-                    if looks and self._look(key):
+                    # The value first: it ends the wait the moment it is there (its holder's
+                    # lease object may still be there for a moment: see _release_later).
+                    if self._look(key):
                         return None
+                    now = time.monotonic()
+                    if now - read_at < self.lease_ttl / 8:
+                        continue  # the lease object is read every lease_ttl/8 at most
+                    now_content = self._lease_object(path)
+                    now = read_at = time.monotonic()
                     if now_content is None:  # released: try to take it
                         if self._create_lease(key, path, token):
                             return True
@@ -720,15 +779,25 @@ class ObjectStore:
             self._failed.append(key)
 
     def flush(self) -> list[str]:
-        """Writes are synchronous: nothing is pending. Returns the keys whose puts did not
-        reach the file system since the last flush."""
+        """Writes are synchronous; the lease objects of leases left are removed now. Returns
+        the keys whose puts did not reach the file system since the last flush."""
+        self._hurry.set()
+        try:
+            self._releases.flush()
+        finally:
+            self._hurry.clear()
         failed, self._failed = self._failed, []
         return failed
 
     def close(self) -> None:
-        """Nothing to release (fsspec file systems are shared and cached by fsspec)."""
+        """Removes the lease objects of leases left (fsspec file systems themselves are shared
+        and cached by fsspec: nothing else to release)."""
+        self._closing = True
+        self._hurry.set()
+        self._releases.close()
         self.closed = True
         urls.forget(self)
+        _open_stores.discard(self)
 
 
 def _modified(info: dict[str, Any]) -> float:
@@ -743,3 +812,40 @@ def _modified(info: dict[str, Any]) -> float:
         except (TypeError, ValueError):
             continue
     return 0.0
+
+
+_open_stores: weakref.WeakSet[ObjectStore] = weakref.WeakSet()
+
+
+def _release_at_exit() -> None:
+    """Lease objects still queued for removal (leases left just before the exit) are removed
+    before the process ends."""
+    for store in list(_open_stores):
+        store._closing = True
+        store._hurry.set()
+        try:
+            store._releases.flush()
+        except Exception:
+            log.exception("store %s: lease releases at exit failed", store.url)
+
+
+_exit_hooked = [-1]  # the process in which the multiprocessing exit hook was registered
+
+
+def _hook_multiprocessing_exit() -> None:
+    """multiprocessing's children (Dask's worker processes among them) end with ``os._exit``:
+    atexit never runs there, only multiprocessing's finalizers do. Register there too, once per
+    process, after a near tier's far writes (``near``: 101), which may leave leases."""
+    _exit_hooked[0] = os.getpid()
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(None, _release_at_exit, exitpriority=100)
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_open_stores):  # the parent's queue is the parent's to send
+        store._releases.after_fork_in_child()
+
+
+atexit.register(_release_at_exit)
+os.register_at_fork(after_in_child=_after_fork_in_child)

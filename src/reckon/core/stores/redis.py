@@ -8,7 +8,9 @@ the values under the same prefix: a hash of sizes, a sorted set of access times 
 byte counter, all updated by Lua scripts so that each put, delete and eviction is atomic on the
 server even with many clients.
 
-The byte budget is enforced by this store (LRU over the access times). Alternatively run Redis
+The byte budget is enforced by this store (LRU over the access times; a hit is a plain GET, its
+access time sent with others in one ZADD every 256 hits or second, and at each flush, eviction
+and close). Alternatively run Redis
 with ``maxmemory`` and ``maxmemory-policy allkeys-lru`` and pass ``budget=None``; Redis then
 evicts on its own and ``usage()`` may count values Redis already dropped. ``ttl`` gives every
 value an expiry; expired values are misses, and their bookkeeping is cleaned when evicted.
@@ -69,101 +71,128 @@ _VIEW_THRESHOLD = 64 << 10
 _CHUNK_MARGIN = 4096  # bytes below the server's limit a chunk stays (room for the command)
 _ORPHAN_MS = 3_600_000  # chunks of a put that never published its manifest expire after 1 h
 
+# Where the store's keys live under its prefix: named here once, for the Python side (the
+# properties of RedisStore) and for the scripts (the Lua of _NAMES is made from these).
+_V, _C, _LEASE, _WAKE_LIST = "v:", "c:", "lease:", "wake:"
+_SIZES, _ACCESS, _BYTES, _META, _FENCES = "sizes", "access", "bytes", "meta", "fences"
+
+# Every script takes the store's prefix as ARGV[1] (and most an entry's key as ARGV[2]) and names
+# the keys it touches from them, in Lua: a call sends a few short arguments, each encoded by the
+# client, instead of every key's full name. (Keys not passed as KEYS are fine on one server, or
+# a replicated one; reckon does not support Redis Cluster, whose scripts must declare them.)
+# Per-store numbers (lease and value expiries, in ms) are written into the script's text when the
+# store opens (see ``_scripts``), so they are not arguments either.
+_NAMES = f"""
+local P = ARGV[1]
+local function vkey(k) return P .. '{_V}' .. k end
+local function cprefix(k) return P .. '{_C}' .. k .. ':' end
+local function lease_key(k) return P .. '{_LEASE}' .. k end
+local function wake_key(k) return P .. '{_WAKE_LIST}' .. k end
+local SIZES, ACCESS, BYTES = P .. '{_SIZES}', P .. '{_ACCESS}', P .. '{_BYTES}'
+local META, FENCES = P .. '{_META}', P .. '{_FENCES}'
+"""
+
 # Lua shared by the scripts that replace or remove a value: the chunks of a chunked value (its
 # manifest names them) go with it. Only the manifest's head is read (GETRANGE), never a value.
 _DROP_CHUNKS = """
-local function drop_chunks(vkey, cprefix)
-  local head = redis.call('GETRANGE', vkey, 0, 120)
+local function drop_chunks(k)
+  local head = redis.call('GETRANGE', vkey(k), 0, 120)
   if string.sub(head, 1, 4) == 'RKC2' then
     local wid, n = string.match(string.sub(head, 38), '^(%x+):(%d+):')
     if wid then
-      for i = 0, tonumber(n) - 1 do redis.call('DEL', cprefix .. wid .. ':' .. i) end
+      for i = 0, tonumber(n) - 1 do redis.call('DEL', cprefix(k) .. wid .. ':' .. i) end
     end
   end
 end
 """
 
 # Set a value with its bookkeeping (a function: the put script, and the put that leaves a lease).
-# KEYS: value, sizes, access, bytes, lease, meta, fences
-# ARGV: key, blob, size, now, ttl_ms, lease token, fence, meta blob, chunk prefix, "wid:n"
+# ARGV: prefix, key, blob, size, now, lease token, fence, meta blob, "wid:n" of a chunked value.
+# @VALUE_TTL@: the values' expiry in ms (0: none).
 # Returns the store's new byte total, or -1 when a newer lease was granted (fencing).
 _PUT_VALUE = (
-    _DROP_CHUNKS
+    _NAMES
+    + _DROP_CHUNKS
     + """
 local function put_value()
+  local K = ARGV[2]
   if ARGV[6] ~= '' then
-    local holder = redis.call('GET', KEYS[5])
+    local holder = redis.call('GET', lease_key(K))
     if holder and holder ~= ARGV[6] then return -1 end
-    local latest = redis.call('HGET', KEYS[7], ARGV[1])
+    local latest = redis.call('HGET', FENCES, K)
     if latest and tonumber(latest) > tonumber(ARGV[7]) then return -1 end
   end
-  drop_chunks(KEYS[1], ARGV[9])
-  local old = redis.call('HGET', KEYS[2], ARGV[1])
-  if old then redis.call('DECRBY', KEYS[4], old) end
-  local ttl = tonumber(ARGV[5])
+  drop_chunks(K)
+  local old = redis.call('HGET', SIZES, K)
+  if old then redis.call('DECRBY', BYTES, old) end
+  local ttl = @VALUE_TTL@
   if ttl > 0 then
-    redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+    redis.call('SET', vkey(K), ARGV[3], 'PX', ttl)
   else
-    redis.call('SET', KEYS[1], ARGV[2])
+    redis.call('SET', vkey(K), ARGV[3])
   end
-  if ARGV[10] ~= '' then
-    local wid, n = string.match(ARGV[10], '^(%x+):(%d+)$')
+  if ARGV[9] ~= '' then
+    local wid, n = string.match(ARGV[9], '^(%x+):(%d+)$')
     for i = 0, tonumber(n) - 1 do
-      local chunk = ARGV[9] .. wid .. ':' .. i
+      local chunk = cprefix(K) .. wid .. ':' .. i
       if ttl > 0 then redis.call('PEXPIRE', chunk, ttl) else redis.call('PERSIST', chunk) end
     end
   end
   if ARGV[8] ~= '' then
-    redis.call('HSET', KEYS[6], ARGV[1], ARGV[8])
+    redis.call('HSET', META, K, ARGV[8])
   else
-    redis.call('HDEL', KEYS[6], ARGV[1])
+    redis.call('HDEL', META, K)
   end
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  return redis.call('INCRBY', KEYS[4], ARGV[3])
+  redis.call('HSET', SIZES, K, ARGV[4])
+  redis.call('ZADD', ACCESS, ARGV[5], K)
+  return redis.call('INCRBY', BYTES, ARGV[4])
 end
 """
 )
 
 _PUT = _PUT_VALUE + "return put_value()\n"
+_CHUNKS_ARG = 8  # where the put scripts' ARGV holds "wid:n" of a chunked value (ARGV[9])
 
-# KEYS: value, sizes, access, bytes, meta, fences; ARGV: key, chunk prefix
+# ARGV: prefix, key
 _DELETE = (
-    _DROP_CHUNKS
+    _NAMES
+    + _DROP_CHUNKS
     + """
-drop_chunks(KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[6], ARGV[1])
-local old = redis.call('HGET', KEYS[2], ARGV[1])
+local K = ARGV[2]
+drop_chunks(K)
+redis.call('HDEL', META, K)
+local old = redis.call('HGET', SIZES, K)
 if old then
-  redis.call('DECRBY', KEYS[4], old)
-  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DECRBY', BYTES, old)
+  redis.call('HDEL', SIZES, K)
 end
-redis.call('HDEL', KEYS[5], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-return redis.call('DEL', KEYS[1])
+redis.call('HDEL', FENCES, K)
+redis.call('ZREM', ACCESS, K)
+return redis.call('DEL', vkey(K))
 """
 )
 
-# KEYS: sizes, access, bytes, meta, fences; ARGV: target, value prefix, chunk prefix
+# ARGV: prefix, target bytes
 _EVICT = (
-    _DROP_CHUNKS
+    _NAMES
+    + _DROP_CHUNKS
     + """
-local target = tonumber(ARGV[1])
+local target = tonumber(ARGV[2])
 local evicted = {}
-local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+local total = tonumber(redis.call('GET', BYTES) or '0')
 while total > target do
-  local popped = redis.call('ZPOPMIN', KEYS[2])
+  local popped = redis.call('ZPOPMIN', ACCESS)
   if #popped == 0 then break end
   local key = popped[1]
-  local size = redis.call('HGET', KEYS[1], key)
+  local size = redis.call('HGET', SIZES, key)
   if size then
-    redis.call('HDEL', KEYS[1], key)
-    total = redis.call('DECRBY', KEYS[3], size)
+    redis.call('HDEL', SIZES, key)
+    total = redis.call('DECRBY', BYTES, size)
   end
-  redis.call('HDEL', KEYS[4], key)
-  redis.call('HDEL', KEYS[5], key)
-  drop_chunks(ARGV[2] .. key, ARGV[3] .. key .. ':')
-  redis.call('DEL', ARGV[2] .. key)
+  redis.call('HDEL', META, key)
+  redis.call('HDEL', FENCES, key)
+  drop_chunks(key)
+  redis.call('DEL', vkey(key))
   evicted[#evicted + 1] = key
 end
 return evicted
@@ -173,75 +202,86 @@ return evicted
 
 _UNREACHABLE = (redis_py.ConnectionError, redis_py.TimeoutError)
 
+# KEYS: the lease; ARGV: its token. @LEASE_TTL@: the lease's expiry in ms.
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return redis.call('PEXPIRE', KEYS[1], @LEASE_TTL@)
 end
 return 0
 """
 
 # Waking waiters: a waiter blocks on the key's wake list (BLPOP) instead of polling. Whoever
-# ends a wait puts one token there (the holder leaving its lease; a waiter that found the value,
-# for the next waiter: a chain), so each waiter is woken once. The list holds at most one token
-# and expires; a token nobody was waiting for only wakes a later waiter once, to look again.
+# ends a wait makes sure a token is there (the holder leaving its lease; a waiter that found the
+# value, for the next waiter: a chain), so each waiter is woken once. The list holds at most one
+# token and expires; a token nobody was waiting for only wakes a later waiter once, to look
+# again. (A token already there is left as it is: one read instead of three writes, for every
+# look that finds the value.)
 _WAKE = """
-local function wake(list, ttl_ms)
-  redis.call('DEL', list)
-  redis.call('RPUSH', list, 1)
-  redis.call('PEXPIRE', list, ttl_ms)
+local function wake(k)
+  local list = wake_key(k)
+  if redis.call('LLEN', list) == 0 then
+    redis.call('RPUSH', list, 1)
+    redis.call('PEXPIRE', list, @LEASE_TTL@)
+  end
 end
 """
 
-# Take the lease in one round trip. KEYS: value, lease, fences, wake, access; ARGV: key, token,
-# ttl_ms, the largest value to return, now. Returns the value when it is present and at most that
-# large (its access time bumped, as a get does), -1 when it is present and larger (both wake the
-# next waiter), 0 when another holds the lease, else the lease's fencing number (it is ours).
+# Take the lease in one round trip. ARGV: prefix, key, token, now. Returns the value when it is
+# present and at most @HAND_AT_MOST@ bytes (its access time bumped, as a get does), -1 when it is
+# present and larger (both wake the next waiter), 0 when another holds the lease, else the
+# lease's fencing number (it is ours). (A stored value is never empty: it has a header.)
 _TAKE = (
-    _WAKE
+    _NAMES
+    + _WAKE
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  wake(KEYS[4], ARGV[3])
-  if redis.call('STRLEN', KEYS[1]) <= tonumber(ARGV[4]) then
-    redis.call('ZADD', KEYS[5], 'XX', ARGV[5], ARGV[1])
-    return redis.call('GET', KEYS[1])
+local K = ARGV[2]
+local size = redis.call('STRLEN', vkey(K))
+if size > 0 then
+  wake(K)
+  if size <= @HAND_AT_MOST@ then
+    redis.call('ZADD', ACCESS, 'XX', ARGV[4], K)
+    return redis.call('GET', vkey(K))
   end
   return -1
 end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+if redis.call('SET', lease_key(K), ARGV[3], 'NX', 'PX', @LEASE_TTL@) then
+  return redis.call('HINCRBY', FENCES, K, 1)
 end
 return 0
 """
 )
 
-# KEYS: lease, wake; ARGV: token, ttl_ms
 _RELEASE_LEASE = """
-local function release(lease, wake_list, token, ttl_ms)
-  if redis.call('GET', lease) == token then
-    redis.call('DEL', lease)
-    wake(wake_list, ttl_ms)
+local function release(k, token)
+  if redis.call('GET', lease_key(k)) == token then
+    redis.call('DEL', lease_key(k))
+    wake(k)
     return 1
   end
   return 0
 end
 """
-_RELEASE = _WAKE + _RELEASE_LEASE + "return release(KEYS[1], KEYS[2], ARGV[1], ARGV[2])\n"
+# ARGV: prefix, key, token
+_RELEASE = _NAMES + _WAKE + _RELEASE_LEASE + "return release(ARGV[2], ARGV[3])\n"
 
-# The holder's put and the lease's release in one round trip (see ``_deferred``): _PUT's KEYS
-# and ARGV, then KEYS[8] the wake list and ARGV[11] the lease's ttl_ms. Returns what _PUT does.
+# The holder's put and the lease's release in one round trip (see ``_deferred``): _PUT's ARGV
+# (its token is the lease's). Returns what _PUT does.
 _PUT_RELEASE = (
     _PUT_VALUE
     + _WAKE
     + _RELEASE_LEASE
     + """
 local total = put_value()
-release(KEYS[5], KEYS[8], ARGV[6], ARGV[11])
+release(ARGV[2], ARGV[6])
 return total
 """
 )
 
-_CHUNKS_ARG = 9  # where the put scripts' ARGV holds "wid:n" of a chunked value (ARGV[10])
 _HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when at most this big
+# A hit's access time (for LRU) waits in memory until this many hits or this many seconds (then
+# one ZADD sends them all), or until the next flush, eviction or close: a hit is a plain GET.
+_TOUCH_BATCH = 256
+_TOUCH_EVERY = 1.0
 
 
 class RedisStore:
@@ -318,20 +358,30 @@ class RedisStore:
             raise StoreError(
                 f"Redis at {url} refused reckon: {exc}. Check the URL's user, password and database"
             ) from exc
-        self._sizes = prefix + "sizes"
-        self._access = prefix + "access"
-        self._bytes = prefix + "bytes"
-        self._vprefix = prefix + "v:"
-        self._cprefix = prefix + "c:"
-        self._meta = prefix + "meta"
-        self._fences = prefix + "fences"
-        self._put_script = self._r.register_script(_PUT)
-        self._delete_script = self._r.register_script(_DELETE)
-        self._evict_script = self._r.register_script(_EVICT)
-        self._renew_script = self._r.register_script(_RENEW)
-        self._release_script = self._r.register_script(_RELEASE)
-        self._take_script = self._r.register_script(_TAKE)
-        self._put_release_script = self._r.register_script(_PUT_RELEASE)
+        self._sizes = prefix + _SIZES
+        self._access = prefix + _ACCESS
+        self._bytes = prefix + _BYTES
+        self._vprefix = prefix + _V
+        self._meta = prefix + _META
+        numbers = {
+            "@LEASE_TTL@": str(max(1, int(lease_ttl * 1000))),
+            "@VALUE_TTL@": str(0 if ttl is None else max(1, int(ttl * 1000))),
+            "@HAND_AT_MOST@": str(_HAND_AT_MOST),
+        }
+
+        def script(text: str) -> Any:
+            for name, number in numbers.items():
+                text = text.replace(name, number)
+            return self._r.register_script(text)
+
+        # (redis-py sends EVALSHA, loading a script into the server once, when it is missing)
+        self._put_script = script(_PUT)
+        self._delete_script = script(_DELETE)
+        self._evict_script = script(_EVICT)
+        self._renew_script = script(_RENEW)
+        self._release_script = script(_RELEASE)
+        self._take_script = script(_TAKE)
+        self._put_release_script = script(_PUT_RELEASE)
         self.options = urls.non_default(
             {
                 "prefix": prefix,
@@ -356,7 +406,10 @@ class RedisStore:
         self._held: dict[str, tuple[str, int]] = {}  # key -> (token, fence) of a lease held
         # key -> the put script's KEYS and ARGV of a value put while this process holds the
         # key's lease: sent with the lease's release, in one round trip (see _deferred_put)
-        self._deferred: dict[str, tuple[list[Any], list[Any]]] = {}
+        self._deferred: dict[str, list[Any]] = {}
+        self._touches: dict[str, float] = {}  # key -> access time of a hit not yet sent
+        self._touch_by = time.monotonic() + _TOUCH_EVERY
+        self._touch_lock = threading.Lock()
         self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
         self._renewing: dict[str, str] = {}  # lease name -> token, renewed by one thread
         self._renewer: threading.Thread | None = None
@@ -374,7 +427,7 @@ class RedisStore:
         return self._vprefix + key
 
     def _chunk_prefix(self, key: str) -> str:
-        return self._cprefix + key + ":"
+        return self.prefix + _C + key + ":"
 
     def _server_limit(self) -> int:
         """The largest value the server accepts (``proto-max-bulk-len``; 512 MB by default and
@@ -397,22 +450,46 @@ class RedisStore:
         """False during an outage (operations are then misses and no-ops, not waits)."""
         return not self._outage.down
 
+    def _read(self, key: str) -> bytes | None:
+        """The stored bytes of ``key`` as they are (unverified): one GET; its access time is
+        kept for the next batch of them (see ``_TOUCH_BATCH``). None when absent or
+        unreachable."""
+        if self._deferred:
+            self._put_deferred(key)
+        if self._outage.skip():
+            return None
+        try:
+            raw = cast(bytes | None, self._r.get(self._vprefix + key))
+            self._outage.ok()
+        except redis_py.RedisError as exc:
+            self._fail("get", exc)
+            return None
+        if raw is not None:
+            with self._touch_lock:
+                touches = self._touches
+                touches[key] = time.time()
+                due = len(touches) >= _TOUCH_BATCH or time.monotonic() >= self._touch_by
+            if due:
+                self._send_touches()
+        return raw
+
+    def _send_touches(self) -> None:
+        """Send the access times of the hits since the last batch, in one ZADD (XX: of entries
+        still there)."""
+        with self._touch_lock:  # (no thread adds to the batch being sent)
+            touches, self._touches = self._touches, {}
+            self._touch_by = time.monotonic() + _TOUCH_EVERY
+        if not touches or self._outage.skip():
+            return
+        try:
+            self._r.zadd(self._access, touches, xx=True)
+        except redis_py.RedisError as exc:
+            self._fail("access times", exc)
+
     def get(self, key: str) -> bytes | memoryview | None:
         raw = self.machine_leases.handed(key)  # read by this thread's lease just now
         if raw is None:
-            if self._deferred:
-                self._put_deferred(key)
-            if self._outage.skip():
-                return None
-            try:
-                pipe = self._r.pipeline(transaction=False)
-                pipe.get(self._vkey(key))
-                pipe.zadd(self._access, {key: time.time()}, xx=True)
-                raw = cast(bytes | None, pipe.execute()[0])
-                self._outage.ok()
-            except redis_py.RedisError as exc:
-                self._fail("get", exc)
-                return None
+            raw = self._read(key)
         if raw is None:
             return None
         if raw[:4] == _CHUNKED:
@@ -477,40 +554,19 @@ class RedisStore:
         release, in the same round trip (the engine puts a value just before it leaves the lease;
         nobody else sees the value before the release anyway). ``flush`` and this process's own
         reads of the key send it at once."""
-        ttl_ms = 0 if self.ttl is None else max(1, int(self.ttl * 1000))
         held = self._held.get(key)
         token, fence = held if held is not None else ("", 0)
-        keys = [
-            self._vkey(key),
-            self._sizes,
-            self._access,
-            self._bytes,
-            self._lease_name(key),
-            self._meta,
-            self._fences,
-        ]
-        args: list[Any] = [
-            key,
-            blob,
-            size,
-            time.time(),
-            ttl_ms,
-            token,
-            fence,
-            meta_blob,
-            self._chunk_prefix(key),
-            chunks,
-        ]
+        args = [self.prefix, key, blob, size, time.time(), token, fence, meta_blob, chunks]
         if held is not None:
-            self._deferred[key] = (keys, args)
+            self._deferred[key] = args
             return
-        self._run_put(self._put_script, key, keys, args)
+        self._run_put(self._put_script, key, args)
 
-    def _run_put(self, script: Any, key: str, keys: list[Any], args: list[Any]) -> None:
-        """Run a put script (_PUT, or _PUT_RELEASE with the release's extra KEYS and ARGV) and
-        act on what it returns: the store's bytes (evict past the budget), -1 fenced off."""
+    def _run_put(self, script: Any, key: str, args: list[Any]) -> None:
+        """Run a put script (_PUT, or _PUT_RELEASE) and act on what it returns: the store's
+        bytes (evict past the budget), -1 fenced off."""
         try:
-            total: int | None = int(cast(Any, script(keys=keys, args=args)))
+            total: int | None = int(cast(Any, script(args=args)))
             self._outage.ok()
         except redis_py.RedisError as exc:
             self._fail("put", exc)
@@ -535,7 +591,7 @@ class RedisStore:
             put = self._deferred.pop(k, None)
             if put is None:
                 continue
-            self._run_put(self._put_script, k, *put)
+            self._run_put(self._put_script, k, put)
 
     def _put_chunked(
         self, key: str, pieces: list[bytes | memoryview], size: int, tag: bytes
@@ -613,17 +669,7 @@ class RedisStore:
             return bool(
                 cast(
                     Any,
-                    self._delete_script(
-                        keys=[
-                            self._vkey(key),
-                            self._sizes,
-                            self._access,
-                            self._bytes,
-                            self._meta,
-                            self._fences,
-                        ],
-                        args=[key, self._chunk_prefix(key)],
-                    ),
+                    self._delete_script(args=[self.prefix, key]),
                 )
             )
         except redis_py.RedisError as exc:
@@ -718,16 +764,15 @@ class RedisStore:
     def evict(self, target_bytes: int | None = None) -> int:
         if self._deferred:
             self._put_deferred()
+        if self._touches:  # (least recently used: as of every hit)
+            self._send_touches()
         target = self.budget if target_bytes is None else target_bytes
         if target is None or self._outage.skip():
             return 0
         try:
             raw = cast(
                 list[bytes],
-                self._evict_script(
-                    keys=[self._sizes, self._access, self._bytes, self._meta, self._fences],
-                    args=[max(0, target), self._vprefix, self._cprefix],
-                ),
+                self._evict_script(args=[self.prefix, max(0, target)]),
             )
         except redis_py.RedisError as exc:
             self._fail("evict", exc)
@@ -749,11 +794,22 @@ class RedisStore:
         When ``timeout`` passes first, or Redis fails, yields True without the lease.
 
         Copies on one machine agree among themselves first (see ``_machine``): one takes the
-        lease here, the others wait for it on a file lock and then take the lease (which finds
-        the value present, and returns it for the get that follows)."""
+        lease here, the others wait for it on a file lock and then look once with a plain
+        read (what a hit costs, a third of the take script on the server), handed to the get
+        that follows; only when the value is not there (its holder failed) do they go on to
+        the lease."""
         return self.machine_leases.lease(
-            key, timeout, self.shared_lease, None, self.lease_lives, self.lease_ttl / 2
+            key, timeout, self.shared_lease, self._look, self.lease_lives, self.lease_ttl / 2
         )
+
+    def _look(self, key: str) -> bool:
+        """Whether the value is here now (read once, unverified: the get that follows in this
+        thread takes what was read, and verifies it)."""
+        raw = self._read(key)
+        if raw is None:
+            return False
+        self.machine_leases.hand(key, raw)
+        return True
 
     def lease_lives(self, key: str) -> Callable[[], bool]:
         """A check whether some holder's lease on ``key`` lives (they expire on the server when
@@ -778,16 +834,15 @@ class RedisStore:
         return self._lease(key, timeout)
 
     def _lease_name(self, key: str) -> str:
-        return self.prefix + "lease:" + key
+        return self.prefix + _LEASE + key
 
     @contextlib.contextmanager
     def _lease(self, key: str, timeout: float | None) -> Iterator[bool]:
         name = self._lease_name(key)
         token = os.urandom(16).hex()
-        ttl_ms = max(1, int(self.lease_ttl * 1000))
         if self._deferred:  # this process's value, kept for its release, is there to find
             self._put_deferred(key)
-        fence = self._acquire(key, name, token, ttl_ms, timeout)
+        fence = self._acquire(key, name, token, timeout)
         if fence is None:
             yield False  # the value is present (or appeared while we waited)
             return
@@ -807,24 +862,16 @@ class RedisStore:
             put = self._deferred.pop(key, None)
             if put is None:
                 try:
-                    self._release_script(keys=[name, self._wake_name(key)], args=[token, ttl_ms])
+                    self._release_script(args=[self.prefix, key, token])
                 except redis_py.RedisError as exc:
                     self._fail("lease release", exc)
             else:  # the value put inside the lease, and the release, in one round trip
-                keys, args = put
-                self._run_put(
-                    self._put_release_script,
-                    key,
-                    [*keys, self._wake_name(key)],
-                    [*args, ttl_ms],
-                )
+                self._run_put(self._put_release_script, key, put)
 
     def _wake_name(self, key: str) -> str:
-        return self.prefix + "wake:" + key
+        return self.prefix + _WAKE_LIST + key
 
-    def _acquire(
-        self, key: str, name: str, token: str, ttl_ms: int, timeout: float | None
-    ) -> int | None:
+    def _acquire(self, key: str, name: str, token: str, timeout: float | None) -> int | None:
         """The lease's fencing number (> 0) when it is ours; 0: compute without it (timed out,
         or Redis failed); None: the value is present (handed to this thread's next get when
         the script returned it: see ``_machine``).
@@ -835,10 +882,9 @@ class RedisStore:
         if self._outage.skip():
             return 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        keys = [self._vkey(key), name, self._fences, self._wake_name(key), self._access]
-        args: list[str | int | float] = [key, token, ttl_ms, _HAND_AT_MOST, time.time()]
+        args: list[str | float] = [self.prefix, key, token, time.time()]
         try:
-            got = self._take(key, keys, args)
+            got = self._take(key, args)
             if got != 0:
                 return got
             wake = self._wake_name(key)
@@ -854,18 +900,18 @@ class RedisStore:
                         return 0
                     block = most if remaining is None else min(most, remaining)
                     self._r.blpop([wake], timeout=max(0.01, block))
-                    args[4] = time.time()
-                    got = self._take(key, keys, args)
+                    args[3] = time.time()
+                    got = self._take(key, args)
                     if got != 0:
                         return got
         except redis_py.RedisError as exc:
             self._fail("lease", exc)
             return 0
 
-    def _take(self, key: str, keys: list[str], args: list[str | int | float]) -> int | None:
+    def _take(self, key: str, args: list[str | float]) -> int | None:
         """One try of the take script: the fencing number, 0 (held by another) or None (the
         value is present; handed over when the script returned it)."""
-        got = self._take_script(keys=keys, args=args)
+        got = self._take_script(args=args)
         self._outage.ok()  # (the request that probes a store that was away may be this one)
         if isinstance(got, bytes):
             self.machine_leases.hand(key, got)
@@ -889,7 +935,6 @@ class RedisStore:
     def _renew(self) -> None:
         """Renew every held lease four times per ``lease_ttl``, in one round trip; stop when
         none is held (the next lease starts the thread again) or the store is closed."""
-        ttl_ms = max(1, int(self.lease_ttl * 1000))
         while not self.closed:
             time.sleep(self.lease_ttl / 4)
             with self._renewer_lock:
@@ -900,7 +945,7 @@ class RedisStore:
             try:
                 pipe = self._r.pipeline(transaction=False)
                 for name, token in held:
-                    self._renew_script(keys=[name], args=[token, ttl_ms], client=pipe)
+                    self._renew_script(keys=[name], args=[token], client=pipe)
                 renewed = pipe.execute()
             except redis_py.RedisError as exc:
                 self._fail("lease renewal", exc)
@@ -925,12 +970,16 @@ class RedisStore:
         flush."""
         if self._deferred:
             self._put_deferred()
+        if self._touches:
+            self._send_touches()
         failed, self._failed = self._failed, []
         return failed
 
     def close(self) -> None:
         if self._deferred:
             self._put_deferred()
+        if self._touches:
+            self._send_touches()
         self.closed = True
         urls.forget(self)
         if self._owns_client:
