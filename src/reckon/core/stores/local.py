@@ -31,21 +31,20 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import mmap
 import os
 import sqlite3
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
-from reckon.core.stores import _index, _lease, _objects, _seals, urls
+from reckon.core.stores import _lease, _objects, _seals, urls
 from reckon.core.stores import metadata as md
+from reckon.core.stores._exit import ExitHook
 from reckon.core.stores._index import Index, is_corruption
 from reckon.core.stores._writer import DELETE, PUT, TOUCH, Op, Writer
 from reckon.core.stores.base import StoreData, StoreUsage
@@ -616,8 +615,7 @@ class LocalStore:
                 )
             return
         if self._writer is not None:
-            if _exit_hook[0] != _index._generation[0]:
-                _hook_multiprocessing_exit()
+            _at_exit.arm()
             self._writer.submit(op)
             return
         # sync: the caller learns whether the value is stored
@@ -1027,17 +1025,7 @@ def _flush_at_exit() -> None:
             log.exception("store %s: flush at exit failed", store.path)
 
 
-_exit_hook = [-1]  # the fork generation in which the multiprocessing exit hook was registered
-
-
-def _hook_multiprocessing_exit() -> None:
-    """multiprocessing children (fork and forkserver) end with os._exit: atexit never runs there,
-    only multiprocessing's own finalizers do. Register the flush with them too, once per process
-    (the child clears the finalizers it inherits, so this runs again on a child's first put)."""
-    _exit_hook[0] = _index._generation[0]
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _flush_at_exit, exitpriority=100)
+_at_exit = ExitHook(_flush_at_exit, priority=100)
 
 
 def _before_fork() -> None:
@@ -1055,5 +1043,4 @@ def _after_fork_in_child() -> None:
         store._after_fork_in_child()
 
 
-atexit.register(_flush_at_exit)
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -26,18 +26,17 @@ this store remove both.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import hashlib
 import logging
 import os
-import sys
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
+from reckon.core.stores._exit import ExitHook
 from reckon.core.stores._writer import CALL, DELETE, PUT, Op, Writer
 from reckon.core.stores.base import Store, StoreData, StoreUsage
 from reckon.core.stores.local import LocalStore, default_directory
@@ -244,8 +243,7 @@ class NearStore:
 
     def _far_later(self, *ops: Op | None) -> None:
         """Queue ``ops`` for the far store, in order (done here and now once closed)."""
-        if _exit_hooked[0] != os.getpid():
-            _hook_multiprocessing_exit()
+        _at_exit.arm()
         for op in ops:
             if op is not None and not self._writer.submit(op):
                 self._write_far([op])
@@ -276,17 +274,5 @@ def _flush_at_exit() -> None:
             log.exception("store %s: far writes at exit failed", store)
 
 
-_exit_hooked = [-1]  # the process in which the multiprocessing exit hook was registered
-
-
-def _hook_multiprocessing_exit() -> None:
-    """multiprocessing's children (Dask's worker processes among them) end with ``os._exit``:
-    atexit never runs there, only multiprocessing's finalizers do. Register the flush with them
-    too, once per process, before the LocalStore's (a higher priority runs first)."""
-    _exit_hooked[0] = os.getpid()
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _flush_at_exit, exitpriority=101)
-
-
-atexit.register(_flush_at_exit)
+# before the LocalStore's and the object store's (a higher priority runs first)
+_at_exit = ExitHook(_flush_at_exit, priority=101)

@@ -37,12 +37,10 @@ the value and removed with it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import os
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -53,6 +51,7 @@ from typing import Any
 from reckon.core._waiting import Pause, waiting
 from reckon.core.stores import metadata as md
 from reckon.core.stores import urls
+from reckon.core.stores._exit import ExitHook
 from reckon.core.stores._machine import MachineLeases
 from reckon.core.stores._outage import Outage
 from reckon.core.stores._writer import DELETE, Op, Writer
@@ -636,8 +635,7 @@ class ObjectStore:
         in the background. The releases of a few moments go in one request (S3's DeleteObjects
         takes 1,000 keys): each computed key costs a fraction of a request instead of one.
         ``flush``, ``close`` and the process's exit send what is queued."""
-        if _exit_hooked[0] != os.getpid():
-            _hook_multiprocessing_exit()
+        _at_exit.arm()
         op = Op(DELETE, path, meta=(token, sent))
         if not self._releases.submit(op):  # closed: at once
             self._release([op])
@@ -829,17 +827,8 @@ def _release_at_exit() -> None:
             log.exception("store %s: lease releases at exit failed", store.url)
 
 
-_exit_hooked = [-1]  # the process in which the multiprocessing exit hook was registered
-
-
-def _hook_multiprocessing_exit() -> None:
-    """multiprocessing's children (Dask's worker processes among them) end with ``os._exit``:
-    atexit never runs there, only multiprocessing's finalizers do. Register there too, once per
-    process, after a near tier's far writes (``near``: 101), which may leave leases."""
-    _exit_hooked[0] = os.getpid()
-    mp_util = sys.modules.get("multiprocessing.util")
-    if mp_util is not None:
-        mp_util.Finalize(None, _release_at_exit, exitpriority=100)
+# after a near tier's far writes (priority 101), which may leave leases
+_at_exit = ExitHook(_release_at_exit, priority=100)
 
 
 def _after_fork_in_child() -> None:
@@ -847,5 +836,4 @@ def _after_fork_in_child() -> None:
         store._releases.after_fork_in_child()
 
 
-atexit.register(_release_at_exit)
 os.register_at_fork(after_in_child=_after_fork_in_child)

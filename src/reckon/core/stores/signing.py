@@ -157,15 +157,8 @@ class Signer:
         if tag[:1] == _B2_HEAD and isinstance(data, _BUFFERS):  # small values: the fast path
             h = self._b2keys.get(key)
             if h is None:  # a key first seen here: one update, nothing kept (see _b2_prefix)
-                kb = key.encode("utf-8")
-                n = len(kb)
                 h = self._b2.copy()
-                # (_b2_prefix's join, written out: a first read's check is mostly Python's)
-                h.update(
-                    b"".join((_B2_LENS[n], kb, _B2_PAD[n % _B2_BLOCK], data))
-                    if n < 256
-                    else self._b2_prefix(key, data)
-                )
+                h.update(self._b2_prefix(key, data))
             else:  # a key this signer signed or hashed before: one compression
                 h = h.copy()
                 h.update(data)
