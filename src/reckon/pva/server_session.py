@@ -169,12 +169,15 @@ class ServerSession:
         if len(view) > _ONE_REQUEST_MAX or self._write_paused or self.closed:
             self._receive(view)  # copied out by the framer, once
             return
-        data = view.tobytes()
-        # one request per read (the usual case) skips the framer's copy
-        if not self.conn.receive_message(data):
-            self._receive(data)
+        try:  # one request per read (the usual case) skips the framer and its queue
+            events = self.conn.receive_message(view)
+        except ProtocolError as exc:
+            self.drop(exc)
             return
-        self._process()
+        if events is None:
+            self._receive(view)
+        else:
+            self._process(events)
 
     def _receive(self, data: bytes | memoryview) -> None:
         """The general path: buffer the bytes, then handle every event they complete."""
@@ -186,25 +189,30 @@ class ServerSession:
         self._process()
 
     # ------------------------------------------------------------------ event loop
-    def _process(self) -> None:
-        conn = self.conn
+    def _process(self, events: list[Event] | None = None) -> None:
+        """Handle ``events`` (one message's, taken whole: handled together) or, without them,
+        every event the connection has until the sink pauses; then write the replies (and the
+        monitor updates they made, behind those that waited)."""
         if self._dirty:  # (updates waiting for their write go out ahead of the replies)
             self._take()
         try:
-            handlers = _HANDLERS
-            while not self._write_paused and not self.closed:
-                ev = conn.next_event()
-                if ev is NEED_DATA:
-                    break
-                handler = handlers.get(type(ev))
-                if handler is None:
-                    log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
-                else:
-                    handler(self, ev)
+            if not self._write_paused and not self.closed:
+                handlers = _HANDLERS
+                for ev in iter(self.conn.next_event, NEED_DATA) if events is None else events:
+                    handler = handlers.get(type(ev))
+                    if handler is None:
+                        log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
+                    else:
+                        handler(self, ev)
+                    if self.closed or (self._write_paused and events is None):
+                        break
         except Exception as exc:
             self._failed(exc)
             return
-        self._flush()  # (with the monitor updates the requests made)
+        if self._dirty:
+            self._take()  # (nothing while closed or paused)
+        if self._out:
+            self._write()  # (drops it when closed)
 
     def _failed(self, exc: Exception) -> None:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except
@@ -275,7 +283,8 @@ class ServerSession:
     def _timed_write(self) -> None:
         self._write_timer = None
         self._last_write = self.loop.time()
-        self._flush()
+        self._take()
+        self._write()
 
     def _take(self) -> None:
         """Encode what the dirty monitors may send into the pending output."""
@@ -286,12 +295,6 @@ class ServerSession:
         for mon in dirty.values():
             if not mon.closed or mon.finished:
                 mon.take()
-
-    def _flush(self) -> None:
-        if self._dirty:
-            self._take()  # (nothing while closed or paused)
-        if self._out:
-            self._write()  # (drops it when closed)
 
     # ------------------------------------------------------------------ dispatch
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:

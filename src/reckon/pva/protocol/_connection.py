@@ -127,7 +127,7 @@ class BaseConnection(Operations):
         self.max_requests = max_requests
         self.segment_size = segment_size
         self._server = self.role is Role.SERVER
-        self._peer = "client" if self._server else "server"
+        self._me, self._peer = ("server", "client") if self._server else ("client", "server")
         #: the header flags of every message this side sends
         self._flags = FLAG_FROM_SERVER if self._server else 0
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
@@ -326,12 +326,12 @@ class BaseConnection(Operations):
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
         events = read_message(cmd, payload, self._rx, not self._server)
-        return [ev for ev in events if self._accept(ev)]
+        return list(filter(self._accept, events))
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
         t = ev.__class__
-        if _SENT_BY[t] == self.role.value:
+        if _SENT_BY[t] == self._me:
             raise RemoteProtocolError(
                 f"a {self._peer} sent {t.__name__} (only a {_SENT_BY[t]} does)"
             )

@@ -9,14 +9,15 @@ message's own, written by the same generated writers.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._bitset import BitSet
 from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
-from ._errors import LocalProtocolError, RemoteProtocolError
-from ._event import NO_BITS
+from ._errors import LocalProtocolError
+from ._event import NO_BITS, Event
 from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
@@ -27,7 +28,7 @@ from ._op_events import (
     PutInitResponse,
     SetByteOrder,
 )
-from ._operations import RequestInfo, refusal
+from ._operations import RequestInfo
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
@@ -49,6 +50,8 @@ _MONITOR = int(Command.MONITOR)
 #: where a response's ioid is in its message (every response's layout starts with it, see
 #: ._table: a hole to fill)
 _IOID_AT = HEADER_SIZE
+#: a response's header and the ioid it starts with, written at once
+_HEAD_IOID = {be: struct.Struct(HEADER_STRUCT[be].format + "I") for be in (False, True)}
 _NOT_ONE_REQUEST = FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER
 
 
@@ -63,12 +66,14 @@ class ServerConnection(BaseConnection):
         #: GET reply's head is (GetResponse, byte order, 0)'s
         self._replies: dict[tuple[type, bool, int], tuple[Any, bytes]] = {}
 
-    def receive_message(self, data: bytes) -> bool:
+    def receive_message(self, data: bytes | memoryview) -> list[Event] | None:
         """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
-        or pending ahead of it (what a server mostly reads): its events are queued for
-        :meth:`next_event` as after ``receive_data(data)``, without the framer's copy. False
-        (other bytes) changes nothing: give them to :meth:`receive_data`. An error in the
-        message is raised by the next :meth:`next_event`, as on the general path."""
+        or pending ahead of it (what a server mostly reads): its events, as ``receive_data``
+        then :meth:`next_event` would give them, without the framer or the queue (the caller
+        handles them; ``[]`` for a late message; the payload is copied once, so ``data`` may
+        be a reused buffer). None (other bytes) changes nothing: give them to
+        :meth:`receive_data`. A bad message raises RemoteProtocolError, sticky as on the
+        general path."""
         n = len(data)
         framer = self._framer
         if (
@@ -83,13 +88,9 @@ class ServerConnection(BaseConnection):
             or n - HEADER_SIZE > framer.max_message_size
             or U32[data[2] >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
         ):
-            return False
+            return None
         framer.bytes_received += n
-        try:  # noqa: SIM105 (contextlib.suppress costs three calls per message)
-            self._pending.extend(self._decoded(data[3], data[2], n - HEADER_SIZE, data[8:]))
-        except RemoteProtocolError:
-            pass  # sticky: next_event() raises it
-        return True
+        return self._decoded(data[3], data[2], n - HEADER_SIZE, bytes(data[8:]))
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
         """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
@@ -116,7 +117,8 @@ class ServerConnection(BaseConnection):
             or self._error is not None
             or self.segment_size
             or self._tx.send_cache is not None
-            or refusal(req, row, cls) is not None
+            or req.state not in row.before
+            or req.command != command
         ):
             return self.send(cls.unchecked(ioid, Status.OK, type))  # (raises what is wrong)
         be = self.big_endian
@@ -176,10 +178,9 @@ class ServerConnection(BaseConnection):
         body, pieces = update.encoded(be)
         size = len(out) + body + len(tail)
         cmd = _GET if cls is GetResponse else _MONITOR
-        HEADER_STRUCT[be].pack_into(
-            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE
+        _HEAD_IOID[be].pack_into(
+            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE, req.ioid
         )
-        U32[be].pack_into(out, _IOID_AT, req.ioid)
         self.bytes_sent += size
         if size < 65536:  # one buffer is cheaper to write
             return size, (b"".join((out, *pieces, tail)),)
