@@ -373,7 +373,8 @@ class ServerSession:
         return ch
 
     def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
-        name, pv, _cid = self._channel(sid, kind)
+        ch = self.channels.get(sid)  # (self._channel's lookup: one call less per INIT)
+        name, pv, _cid = self._channel(sid, kind) if ch is None else ch
         t = pv.type
         key = (id(req), id(t))
         sel = self._selections.get(key)

@@ -52,6 +52,7 @@ _MONITOR = int(Command.MONITOR)
 _IOID_AT = HEADER_SIZE
 #: a response's header and the ioid it starts with, written at once
 _HEAD_IOID = {be: struct.Struct(HEADER_STRUCT[be].format + "I") for be in (False, True)}
+_HEAD_LE, _SIZE_BE = HEADER_STRUCT[False], U32[True]
 _NOT_ONE_REQUEST = FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER
 
 
@@ -74,23 +75,23 @@ class ServerConnection(BaseConnection):
         be a reused buffer). None (other bytes) changes nothing: give them to
         :meth:`receive_data`. A bad message raises RemoteProtocolError, sticky as on the
         general path."""
-        n = len(data)
+        n = len(data) - HEADER_SIZE
         framer = self._framer
+        if n < 0 or self._error is not None or self._pending or self._eof or not framer.idle:
+            return None
+        magic, version, flags, cmd, size = _HEAD_LE.unpack_from(data)
+        if flags >= FLAG_BIG:  # (the byte-order flag: the size is big-endian)
+            size = _SIZE_BE.unpack_from(data, 4)[0]
         if (
-            n < HEADER_SIZE
-            or self._error is not None
-            or self._pending
-            or self._eof
-            or not framer.idle
-            or data[0] != MAGIC
-            or data[1] == 0  # header version 0 is invalid: the framer says so
-            or data[2] & _NOT_ONE_REQUEST
-            or n - HEADER_SIZE > framer.max_message_size
-            or U32[data[2] >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
+            magic != MAGIC
+            or version == 0  # header version 0 is invalid: the framer says so
+            or flags & _NOT_ONE_REQUEST
+            or size != n
+            or n > framer.max_message_size
         ):
             return None
-        framer.bytes_received += n
-        return self._decoded(data[3], data[2], n - HEADER_SIZE, bytes(data[8:]))
+        framer.bytes_received += n + HEADER_SIZE
+        return self._decoded(cmd, flags, n, bytes(data[HEADER_SIZE:]))
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
         """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
