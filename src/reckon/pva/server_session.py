@@ -163,36 +163,24 @@ class ServerSession:
 
     def receive(self, view: memoryview) -> None:
         """Bytes from the peer, in a buffer the caller reuses once this returns. One whole
-        request (the usual read) takes the protocol's shortcuts; anything else the general
-        path, which copies what it keeps."""
+        request (the usual read) skips the framer and its queue; anything else takes the
+        general path, where the framer copies what it keeps (big array values: once)."""
         self.heard = True
-        if len(view) > _ONE_REQUEST_MAX or self._write_paused or self.closed:
-            self._receive(view)  # copied out by the framer, once
-            return
-        try:  # one request per read (the usual case) skips the framer and its queue
-            events = self.conn.receive_message(view)
-        except ProtocolError as exc:
-            self.drop(exc)
-            return
-        if events is None:
-            self._receive(view)
-        else:
-            self._process(events)
-
-    def _receive(self, data: bytes | memoryview) -> None:
-        """The general path: buffer the bytes, then handle every event they complete."""
+        events = None
         try:
-            self.conn.receive_data(data)
+            if len(view) <= _ONE_REQUEST_MAX and not self._write_paused and not self.closed:
+                events = self.conn.receive_message(view)
+            if events is None:
+                self.conn.receive_data(view)
         except ProtocolError as exc:
             self.drop(exc)
             return
-        self._process()
+        self._process(events)
 
     # ------------------------------------------------------------------ event loop
     def _process(self, events: list[Event] | None = None) -> None:
-        """Handle ``events`` (one message's, taken whole: handled together) or, without them,
-        every event the connection has until the sink pauses; then write the replies (and the
-        monitor updates they made, behind those that waited)."""
+        """Handle ``events`` (one whole message's, together) or else every event the connection
+        has until the sink pauses; then write the replies and the updates they made."""
         if self._dirty:  # (updates waiting for their write go out ahead of the replies)
             self._take()
         try:

@@ -175,8 +175,7 @@ class Operations:
         rx = self._rx
         sid, ioid = _IDS[rx.big_endian].unpack_from(data)
         sub = 0 if cmd == GET_FIELD else data[8]
-        # the reader of the one row that reads it (read_message's choice, made here; None: a
-        # monitor's message holding several events, or no row's)
+        # read_message's choice of reader, made here (None: a monitor's combined message)
         read = None if cmd in COMBINED else READER_BY_SUB[cmd, False, rx.big_endian][sub]
         if cmd == GET_FIELD or sub & INIT:  # (an init, or a get-field: it executes)
             [ev] = [read(data, rx, None)] if read else read_message(cmd, data, rx, False)

@@ -47,10 +47,8 @@ _TEMPLATES = {
     MonitorUpdate: MonitorUpdate.unchecked(0, None, NO_BITS, NO_BITS),
 }
 _MONITOR = int(Command.MONITOR)
-#: where a response's ioid is in its message (every response's layout starts with it, see
-#: ._table: a hole to fill)
-_IOID_AT = HEADER_SIZE
-#: a response's header and the ioid it starts with, written at once
+#: a response's header and the ioid it starts with (every response's layout does, see
+#: ._table: a hole to fill), written at once
 _HEAD_IOID = {be: struct.Struct(HEADER_STRUCT[be].format + "I") for be in (False, True)}
 _HEAD_LE, _SIZE_BE = HEADER_STRUCT[False], U32[True]
 _NOT_ONE_REQUEST = FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER
@@ -68,13 +66,11 @@ class ServerConnection(BaseConnection):
         self._replies: dict[tuple[type, bool, int], tuple[Any, bytes]] = {}
 
     def receive_message(self, data: bytes | memoryview) -> list[Event] | None:
-        """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
-        or pending ahead of it (what a server mostly reads): its events, as ``receive_data``
-        then :meth:`next_event` would give them, without the framer or the queue (the caller
-        handles them; ``[]`` for a late message; the payload is copied once, so ``data`` may
-        be a reused buffer). None (other bytes) changes nothing: give them to
-        :meth:`receive_data`. A bad message raises RemoteProtocolError, sticky as on the
-        general path."""
+        """Take ``data`` (may be a reused buffer: copied once) when it is exactly one whole
+        unsegmented request with nothing buffered or pending ahead of it (a server's usual
+        read): its events, as ``receive_data`` then :meth:`next_event` give them, for the
+        caller to handle (``[]``: a late message). None (other bytes) changes nothing: give
+        them to :meth:`receive_data`. A bad message raises RemoteProtocolError (sticky)."""
         n = len(data) - HEADER_SIZE
         framer = self._framer
         if n < 0 or self._error is not None or self._pending or self._eof or not framer.idle:
@@ -134,7 +130,7 @@ class ServerConnection(BaseConnection):
                 self._replies.clear()
             known = self._replies[key] = (type, bytes(self._framed(cmd, out)))
         out = bytearray(known[1])
-        U32[be].pack_into(out, _IOID_AT, ioid)
+        U32[be].pack_into(out, HEADER_SIZE, ioid)  # (the ioid's hole)
         req.type = type  # (what the init agrees: get_type stays None)
         self._step(req, row)
         self.bytes_sent += len(out)
