@@ -198,7 +198,7 @@ class BaseConnection(Operations):
         if self._pending:
             return self._pending.popleft()
         framer = self._framer
-        if framer._pos >= len(framer._buf) and not self._eof:
+        if framer.idle and not self._eof:
             return NEED_DATA  # everything received is consumed (no call into the framer)
         while True:
             try:

@@ -127,12 +127,8 @@ class Framer:
         """The next complete message as (command, flags, size, payload), or None when more
         bytes are needed. ``size`` is the control datum for control messages."""
         msg = self._next_message()
-        self.idle = (  # (an attribute, not a property: a server reads it for every message)
-            self._pos >= len(self._buf)
-            and self._seg_header is None
-            and not self._skipping
-            and not self._skip_segments
-        )
+        busy = self._seg_header is not None or self._skipping or self._skip_segments
+        self.idle = self._pos >= len(self._buf) and not busy  # (a server reads it per message)
         return msg
 
     def _next_message(self) -> tuple[int, int, int, bytes] | None:

@@ -163,25 +163,38 @@ class ServerConnection(BaseConnection):
         """A prepared reply carrying ``update`` (a GET's or a monitor's), as (its size, its
         buffers): the generated writer's head (ioid, subcommand, status OK) with the ioid as a
         hole, kept per connection and byte order, then the value's shared pieces, then its
-        tail (no overrun, or ``tail``). Checked already; the caller applies the table's row."""
-        be = self.big_endian
+        tail (no overrun, or ``tail``). Checked already; the caller applies the table's row.
+        Without ``tail``, ``update`` keeps the message per byte order, ioid and kind: for every
+        get of it on that ioid, and every connection whose monitor has that ioid."""
+        be, ioid = self.big_endian, req.ioid
+        if tail is None:
+            made = update.messages.get(key := (be, ioid, cls))
+            if made is not None:
+                self.bytes_sent += made[0]
+                return made
         known = self._replies.get((cls, be, 0))
         if known is None:
             self._tx.big_endian = be
             head, after = bytearray(HEADER_SIZE), bytearray()
             write_around(_TEMPLATES[cls], self._tx, req, head, after)
             known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
-        tail, out = known[0] if tail is None else tail, bytearray(known[1])
+        end, out = known[0] if tail is None else tail, bytearray(known[1])
         body, pieces = update.encoded(be)
-        size = len(out) + body + len(tail)
+        size = len(out) + body + len(end)
         cmd = _GET if cls is GetResponse else _MONITOR
         _HEAD_IOID[be].pack_into(
-            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE, req.ioid
+            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE, ioid
         )
         self.bytes_sent += size
         if size < 65536:  # one buffer is cheaper to write
-            return size, (b"".join((out, *pieces, tail)),)
-        return size, (bytes(out), *pieces, tail) if tail else (bytes(out), *pieces)
+            made = size, (b"".join((out, *pieces, end)),)
+        else:
+            made = size, (bytes(out), *pieces, end) if end else (bytes(out), *pieces)
+        if tail is None:
+            if len(update.messages) >= _MAX_REPLIES:
+                update.messages.clear()
+            update.messages[key] = made
+        return made
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
         """A MonitorUpdate whose value was encoded once for all subscribers.
@@ -196,10 +209,10 @@ class ServerConnection(BaseConnection):
     ) -> Sequence[Any]:
         """:meth:`send_update` as buffers for a vectored write (not to be mutated).
 
-        On an unsegmented connection it is a prepared message (see :meth:`_prepared`), kept by
-        ``update`` per byte order and ioid when it has no overrun: the same bytes go to every
-        connection whose monitor has that ioid (most clients number their first monitor
-        alike). The table's row allows it, changing no state. Else the general way applies."""
+        On an unsegmented connection it is a prepared message (see :meth:`_prepared`: without
+        overrun, the same bytes go to every connection whose monitor has that ioid, and most
+        clients number their first monitor alike). The table's row allows it, changing no
+        state. Else the general way applies."""
         req = self._requests.get(ioid)
         if req is not None and req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
@@ -212,14 +225,5 @@ class ServerConnection(BaseConnection):
             or self._error is not None
         ):
             return [self.send(MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun))]
-        if overrun:
-            return self._prepared(MonitorUpdate, req, update, overrun.encode(self.big_endian))[1]
-        key = (self.big_endian, ioid)
-        known = update.messages.get(key)
-        if known is None:
-            if len(update.messages) >= _MAX_REPLIES:
-                update.messages.clear()
-            known = update.messages[key] = self._prepared(MonitorUpdate, req, update)
-        else:
-            self.bytes_sent += known[0]
-        return known[1]
+        over = overrun.encode(self.big_endian) if overrun else None
+        return self._prepared(MonitorUpdate, req, update, over)[1]
