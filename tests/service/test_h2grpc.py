@@ -458,3 +458,40 @@ def test_a_peer_that_breaks_http2_is_logged_and_dropped(caplog: pytest.LogCaptur
     with caplog.at_level(logging.INFO, logger="reckon.service"):
         asyncio.run(scenario())
     assert any("dropped the gRPC connection" in r.getMessage() for r in caplog.records)
+
+
+def test_a_call_ended_before_the_client_finished_sending_is_reset_after_its_trailers() -> None:
+    """A call the server ends while the client is still sending (here: an unknown method) gets
+    its status in trailers and then RST_STREAM(NO_ERROR), so the client stops sending into a
+    stream nobody reads (RFC 9113 8.1); a call whose client had ended its side gets the
+    trailers alone."""
+
+    async def scenario() -> None:
+        client = _h2_client()
+        protocol = GrpcConnection({}, max_message_bytes=1 << 16)
+        wire = _Collecting()
+        wire._protocol = protocol
+        protocol.connection_made(wire)
+
+        def exchange() -> list[h2.events.Event]:
+            protocol.data_received(client.data_to_send())
+            events = client.receive_data(bytes(wire.written))
+            wire.written.clear()
+            return events
+
+        exchange()
+        seen: dict[int, list[str]] = {1: [], 3: []}
+        client.send_headers(1, _request_headers("/rtest.Nothing/Here"))  # still sending
+        client.send_headers(3, _request_headers("/rtest.Nothing/Here"), end_stream=True)
+        exchange()
+        for _ in range(3):
+            await asyncio.sleep(0)  # both calls run: UNIMPLEMENTED
+        for event in exchange():
+            if isinstance(event, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                headers = dict(event.headers)
+                seen[event.stream_id].append("status " + headers[b"grpc-status"].decode())
+            elif isinstance(event, h2.events.StreamReset):
+                seen[event.stream_id].append(f"reset {event.error_code.name}")
+        assert seen == {1: ["status 12", "reset NO_ERROR"], 3: ["status 12"]}
+
+    asyncio.run(scenario())

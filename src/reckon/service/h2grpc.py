@@ -194,6 +194,7 @@ class _Call:
         self.window = asyncio.Event()  # set when the client opens its window for responses
         self.task: asyncio.Task[None] | None = None
         self.failed = False  # a request broke the rules: nothing more is read from the stream
+        self.client_done = False  # the client ended its side of the stream (END_STREAM)
 
     def received(self, data: bytes, length: int) -> None:
         """Bytes of the request stream arrived (``length`` counted by flow control)."""
@@ -295,6 +296,8 @@ class GrpcConnection(asyncio.Protocol):
                     self.acknowledge(event.stream_id, event.flow_controlled_length)
             elif isinstance(event, h2.events.StreamEnded):
                 call = self.calls.get(event.stream_id)
+                if call is not None:
+                    call.client_done = True
                 if call is not None and not call.failed:
                     if call.messages.pending:
                         call.queue.put_nowait(
@@ -546,7 +549,7 @@ class GrpcConnection(asyncio.Protocol):
             trailers = [*_RESPONSE_HEADERS, *trailers]
         try:
             self.h2.send_headers(call.sid, trailers, end_stream=True)
-            if self.h2.streams.get(call.sid) is not None and not self.h2.streams[call.sid].closed:
+            if not call.client_done:
                 # the client has not ended its side (a call that failed early): it need not
                 self.h2.reset_stream(call.sid, h2.errors.ErrorCodes.NO_ERROR)
         except h2.exceptions.StreamClosedError:
