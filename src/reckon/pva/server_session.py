@@ -162,9 +162,8 @@ class ServerSession:
             self.sink.resume_reading()
 
     def receive(self, view: memoryview) -> None:
-        """Bytes from the peer, in a buffer the caller reuses once this returns. One whole
-        request (the usual read) skips the framer and its queue; anything else takes the
-        general path, where the framer copies what it keeps (big array values: once)."""
+        """Bytes from the peer, in a buffer reused after this returns: one whole request (the
+        usual read) skips the framer; the framer copies what it keeps of anything else."""
         self.heard = True
         events = None
         try:

@@ -28,7 +28,7 @@ from ._errors import (
     RemoteProtocolError,
 )
 from ._events import ConnectionClosed, Event
-from ._generate import read_message, write_payload
+from ._generate import READER_BY_SUB, read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -95,6 +95,8 @@ _ANY_TIME = frozenset({Echo, Message, SearchRequest, SearchResponse, AuthNZ})
 _CHANNEL_EVENTS = frozenset({CreateChannelRequest, CreateChannelResponse, DestroyChannel})
 #: flags of a message that is not read as an operation's (see _receive)
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
+_DESTROY = int(Command.DESTROY_REQUEST)  # (its reader by byte order:)
+_READ_DESTROY = [read for be in (False, True) if (read := READER_BY_SUB[_DESTROY, False, be][0])]
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
@@ -228,6 +230,9 @@ class BaseConnection(Operations):
                 if self._server:
                     return self._server_op(cmd, payload)
                 return self._client_op(cmd, payload)
+            if cmd == _DESTROY and self._server and not flags & _NOT_AN_OPERATION:  # (p4p: per get)
+                ev = _READ_DESTROY[flags >= FLAG_BIG](payload, self._rx, None)
+                return [ev] if self._end_or_cancel(ev) else []
             return self._receive(cmd, flags, size, payload)
         except RemoteProtocolError as exc:
             return self._fail(exc)  # type: ignore[no-any-return]

@@ -1,10 +1,9 @@
 """The server side of a connection: what only a server does on top of :class:`BaseConnection`.
 
-A server mostly reads one whole request per read; :meth:`ServerConnection.receive_message`
-then skips the framer (the one thing that differs from ``receive_data``: the message is
-decoded, checked and applied by the same generated readers and tables). Values posted to many
-subscribers are encoded once (:class:`PreparedUpdate`) and sent behind a head of each
-message's own, written by the same generated writers.
+A server mostly reads one whole request per read: :meth:`ServerConnection.receive_message`
+skips the framer for it (decoded, checked and applied by the same readers and tables). Values
+posted to many subscribers are encoded once (:class:`PreparedUpdate`) and sent behind a head
+of each message's own, written by the same generated writers.
 """
 
 from __future__ import annotations
@@ -197,11 +196,9 @@ class ServerConnection(BaseConnection):
         return made
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
-        """A MonitorUpdate whose value was encoded once for all subscribers.
-
-        Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
-        same type; an ioid the client just destroyed gives ``b""``.
-        """
+        """A MonitorUpdate whose value was encoded once for all subscribers. Same rules as
+        ``send(MonitorUpdate(...))``: the monitor must be initialised with the same type; an
+        ioid the client just destroyed gives ``b""``."""
         return b"".join(self.send_update_pieces(ioid, update, overrun))
 
     def send_update_pieces(
