@@ -167,3 +167,26 @@ def test_any_bytes_give_what_the_general_path_gives(
     if whole.server.state == buffered.server.state and "ERROR" not in str(whole.server.state):
         assert _snapshot(whole) == _snapshot(buffered)
         assert whole.server.next_event() is NEED_DATA
+
+
+def test_a_segmented_message_under_way_declines_until_its_last_segment(make_pair: Any) -> None:
+    """The first segment of a message, once read, leaves nothing buffered but the message
+    under way: a whole request is declined until the last segment ends it (the framer's idle
+    state), then taken again."""
+    import struct
+
+    p = make_pair()
+    _ready(p)
+    msgs = _messages(p)
+    get, put = msgs["get"], msgs["put"]
+    payload, k = get[8:], 4
+
+    def segment(flag: int, part: bytes) -> bytes:
+        return bytes([get[0], get[1], get[2] | flag, get[3]]) + struct.pack("<I", len(part)) + part
+
+    p.server.receive_data(segment(0x10, payload[:k]))  # the first segment
+    assert list(p.server.events()) == []
+    assert p.server.receive_message(put) is None  # it belongs after the message under way
+    p.server.receive_data(segment(0x20, payload[k:]))  # the last
+    assert [type(ev) for ev in p.server.events()] == [Get]
+    assert [type(ev) for ev in p.server.receive_message(put) or []] == [Put]
