@@ -275,8 +275,8 @@ _values = st.one_of(
 @settings(max_examples=60, deadline=None)
 @given(posts=st.lists(st.tuples(_values, st.booleans()), min_size=1, max_size=12))
 def test_a_values_size_follows_its_posts(posts: list[tuple[Any, bool]]) -> None:
-    """The size a queued update is charged (summed from sub-structures sized once while posts
-    share them) is always the size of the value as measured afresh."""
+    """The size a queued update is charged (a plain post's from the size of the value before
+    it) is always the size of the value as measured afresh."""
     scalar = SharedPV(nt.NTScalar("d"), 0.0)
     array = SharedPV(nt.NTScalarArray("d"), [1.0, 2.0])
     for value, stamp in posts:
@@ -286,3 +286,35 @@ def test_a_values_size_follows_its_posts(posts: list[tuple[Any, bool]]) -> None:
     for pv in (scalar, array):
         pv.post({"alarm": {"severity": 1}})  # the general path
         assert pv.footprint(pv.value) == pv_module.footprint(pv.value)
+
+
+def test_a_thread_posts_values_sized_as_measured_afresh() -> None:
+    """A value handed from a posting thread to the loop is sized by its poster (from the size
+    of the value before it): a monitor queueing it is charged what measuring it afresh gives,
+    through plain posts of arrays of changing length and posts of other fields."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    pv = SharedPV(nt.NTScalarArray("d"), [1.0])
+    charged: list[tuple[int, int]] = []
+
+    class Sizing(_Recorder):
+        def on_post(self, mask: int, value: dict[str, Any]) -> None:
+            charged.append((pv.footprint(value), pv_module.footprint(value)))
+
+    try:
+        pv.subscribe(Sizing(loop, 4))
+        for i in range(1, 61):
+            if i % 7 == 0:
+                pv.post({"alarm": {"severity": i % 3, "message": "m" * i}})
+            else:
+                pv.post(np.arange(i % 11, dtype="f8"), timestamp=i % 2 == 0)
+        deadline = time.monotonic() + 20
+        while len(charged) < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(charged) == 60
+        assert all(given == afresh for given, afresh in charged)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()

@@ -82,8 +82,8 @@ def test_a_thread_poster_gives_the_loop_its_turn(
     monkeypatch: pytest.MonkeyPatch, queue: int | None
 ) -> None:
     """The loop thread sees each value while the poster is at most two batches ahead: it is
-    not starved of the GIL (which squashed a burst into a handful of updates). A batch is as
-    long as the smallest queue it feeds (a monitor's queueSize), else RUN_AHEAD."""
+    not starved of the GIL (which squashed a burst into a handful of updates). A batch is twice
+    as long as the smallest queue it feeds (a monitor's queueSize), at most RUN_AHEAD."""
     monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 30.0)  # never give up: the bound is exact
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
@@ -110,7 +110,8 @@ def test_a_thread_poster_gives_the_loop_its_turn(
         while len(sub.got) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         assert sub.got == [float(i) for i in range(1, n + 1)]
-        assert max(lags) <= 2 * (queue or pv_module.RUN_AHEAD)
+        batch = min(pv_module.RUN_AHEAD, 2 * (queue or pv_module.RUN_AHEAD))
+        assert max(lags) <= 2 * batch
     finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
@@ -138,3 +139,50 @@ def test_a_poster_running_its_own_loop_never_waits(monkeypatch: pytest.MonkeyPat
         assert sub.got == [float(i) for i in range(1, 101)]
     finally:
         server_loop.close()
+
+
+def test_a_subscriber_is_routed_by_the_loop_it_had_when_subscribing() -> None:
+    """A post groups its subscribers by the loop each had when it subscribed (read once, not
+    per post): one that gets a loop later subscribes again to have its posts go there."""
+    loop = asyncio.SelectorEventLoop()  # not running: what is handed to it waits
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0, timestamp=False)
+        sub = _Recorder(loop)
+        sub.loop = None  # type: ignore[assignment]
+        pv.subscribe(sub)
+        sub.loop = loop
+        pv.post(1.0)  # still called where it is posted
+        assert sub.got == [1.0]
+        pv.subscribe(sub)  # (again: now with its loop)
+        poster = threading.Thread(target=pv.post, args=(2.0,))
+        poster.start()
+        poster.join(10)
+        assert sub.got == [1.0]  # handed to the loop, which has not run
+        loop.run_until_complete(asyncio.sleep(0))
+        assert sub.got == [1.0, 2.0]
+    finally:
+        loop.close()
+
+
+def test_a_poster_waits_after_twice_the_smallest_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread gets twice its monitors' smallest queue ahead of the loop before it waits for
+    it (the queue keeps the first values and squashes the rest into its newest, as pvxs's
+    does while its sender is busy); then it waits, here for a loop that never runs."""
+    monkeypatch.setattr(pv_module, "YIELD_TIMEOUT", 0.5)
+    loop = asyncio.SelectorEventLoop()  # never runs
+    try:
+        pv = SharedPV(nt.NTScalar("d"), 0.0)
+        small, big = _Recorder(loop), _Recorder(loop)
+        small.limit, big.limit = 3, 10  # type: ignore[attr-defined]
+        pv.subscribe(small)
+        pv.subscribe(big)
+        started = time.monotonic()
+        for i in range(1, 6):  # 5 of 6: no wait
+            pv.post(float(i))
+        assert time.monotonic() - started < 0.4
+        pv.post(6.0)  # the sixth waits (in vain: the loop is not running)
+        assert time.monotonic() - started >= 0.5
+        loop.run_until_complete(asyncio.sleep(0))
+        assert small.got == big.got == [float(i) for i in range(1, 7)]
+    finally:
+        loop.close()

@@ -267,23 +267,27 @@ def merge(
 # reaches the client as a handful of squashed updates. A poster in C++ (pvxs) has no GIL to
 # share; this gives the loop the same chance to send while the thread posts.
 #
-# How far ahead is the smallest queue among the monitors the batch feeds (a monitor's
-# queueSize, 4 by default), at most RUN_AHEAD: a poster further ahead than a monitor's queue
-# makes the queue squash values the client could have had, had the loop been given its turn.
-# "Ahead" counts posts, not monitors: a post to 50 monitors of one loop is one item of the
-# batch (and one wait at most).
-RUN_AHEAD = 16
+# How far ahead is twice the smallest queue among the monitors the batch feeds (queueSize, 4
+# by default), at most RUN_AHEAD: the queue takes the first values and squashes the rest into
+# its newest, as pvxs's does while its sender is busy (a wait per queue's length of posts cost
+# more CPU than the values it sent). "Ahead" counts posts, not monitors: a post to 50 monitors
+# of one loop is one item of the batch (and one wait at most).
+RUN_AHEAD = 32
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
 YIELD_TIMEOUT = 0.005
+
+
+#: a post on its way to a loop: the PV, the changed mask, the value, its footprint
+_Post = tuple["SharedPV", int, Any, int]
 
 
 class _Batch:
     __slots__ = ("ahead", "done", "items", "stuck")
 
     def __init__(self, ahead: int) -> None:
-        #: (the loop's subscribers, changed mask, value) per post, in posting order
-        self.items: list[tuple[list[Any], int, dict[str, Any]]] = []
+        #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
+        self.items: list[tuple[list[Any], _Post]] = []
         #: held until the loop has taken the batch and served a round of I/O: a lock, not a
         #: threading.Event (a Condition and two locks in Python: ~8 us per post made and set)
         self.done = threading.Lock()
@@ -298,18 +302,11 @@ _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
 _handoff_lock = threading.Lock()
 
 
-def _hand_off(
-    loop: asyncio.AbstractEventLoop,
-    subs: list[Any],
-    limit: int,
-    mask: int,
-    snapshot: Any,
-    may_wait: bool,
-) -> None:
-    """Give one post to ``loop`` for its subscribers ``subs`` (the smallest queue among them
-    holds ``limit`` updates)."""
-    item = (subs, mask, snapshot)
-    ahead = min(RUN_AHEAD, max(1, limit))
+def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: bool) -> None:
+    """Give one ``post`` (the PV, changed mask, value, its footprint) to ``loop`` for its
+    subscribers ``subs`` (the smallest queue among them holds ``limit`` updates)."""
+    item = (subs, post)
+    ahead = min(RUN_AHEAD, 2 * max(1, limit))
     with _handoff_lock:
         batch = _handoff.get(loop)
         if batch is None:
@@ -337,19 +334,21 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
         batch = _handoff.pop(loop, None)
     if batch is None:
         return
-    for subs, mask, snapshot in batch.items:  # in posting order
+    for subs, (pv, mask, snapshot, size) in batch.items:  # in posting order
+        pv._hint = (snapshot, size)  # (the poster sized it: monitors queueing it ask)
         for sub in subs:
             try:
                 sub.on_post(mask, snapshot)
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
+        pv._hint = (None, 0)  # (holds no value longer than its drain)
     # release waiting posters after the loop's next round of I/O (client acks, socket writes)
     loop.call_soon(batch.done.release)
 
 
 def _now() -> dict[str, int]:
-    ns = time.time_ns()
-    return {"secondsPastEpoch": ns // 1_000_000_000, "nanoseconds": ns % 1_000_000_000}
+    secs, ns = divmod(time.time_ns(), 1_000_000_000)
+    return {"secondsPastEpoch": secs, "nanoseconds": ns}
 
 
 class SharedPV:
@@ -380,14 +379,15 @@ class SharedPV:
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
+        #: (loop or None, its subscribers, their smallest queue) per loop (see _route)
+        self._routes: list[tuple[Any, list[Any], int]] = []
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
-        # (value, its footprint): what a queued update of it costs, sized once per post; and
-        # field name -> (the sub-structure, its footprint): the sub-structures a post left as
-        # they were (shared with the value before) are not sized again
+        # (value, its footprint): what a queued update of it costs, sized once per post;
+        # _hint: a value handed to a loop, as its poster sized it
         self._size: tuple[Any, int] = (None, 0)
-        self._field_sizes: dict[str, tuple[Any, int]] = {}
+        self._hint: tuple[Any, int] = (None, 0)
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -447,21 +447,17 @@ class SharedPV:
             vt, mask, ts_bits = fast
             v = coerce(vt, value)
             with self._lock:
-                new = dict(self.value)
+                new = dict(old := self.value)
                 new["value"] = v
                 if stamp:
-                    ns = time.time_ns()
-                    ts = dict(old := new["timeStamp"])
-                    ts["secondsPastEpoch"] = ns // 1_000_000_000
-                    ts["nanoseconds"] = ns % 1_000_000_000
-                    new["timeStamp"] = ts
+                    new["timeStamp"] = dict(old["timeStamp"], **_now())
                     mask |= ts_bits
-                    sized = self._field_sizes.get("timeStamp")
-                    if sized is not None and sized[0] is old:  # (new ints: the same size)
-                        self._field_sizes["timeStamp"] = (ts, sized[1])
+                sized = self._size  # (a new stamp: new ints, the same size)
+                if sized[0] is old:
+                    self._size = (new, sized[1] - footprint(old["value"]) + footprint(v))
                 self.value = snapshot = new
                 self.assigned |= mask
-                subs = list(self._subs)
+                routes = self._routes
         else:
             update = fields_update(self.type, value)
             if stamp and "timeStamp" not in update:
@@ -470,23 +466,22 @@ class SharedPV:
                 self.value, mask = merge(self.type, self.value, update)
                 self.assigned |= mask
                 snapshot = self.value
-                subs = list(self._subs)
-        if not subs:
+                routes = self._routes
+        if not routes:
             return
         # (None off any loop, where get_running_loop's exception cost a posting thread ~2 us)
         running = asyncio._get_running_loop()
+        item = None
         # one hand-off per post and loop, however many of its monitors the post feeds
-        elsewhere: dict[Any, list[Any]] = {}
-        for sub in subs:
-            loop = getattr(sub, "loop", None)
+        for loop, group, limit in routes:
             if loop is None or loop is running:
-                sub.on_post(mask, snapshot)
-            else:
-                elsewhere.setdefault(loop, []).append(sub)
-        for loop, group in elsewhere.items():
-            limit = min(getattr(sub, "limit", RUN_AHEAD) for sub in group)
+                for sub in group:
+                    sub.on_post(mask, snapshot)
+                continue
+            if item is None:  # sized here, where the size of the value before is at hand
+                item = (self, mask, snapshot, self.footprint(snapshot))
             # a thread that runs an event loop of its own is never made to wait
-            _hand_off(loop, group, limit, mask, snapshot, running is None)
+            _hand_off(loop, group, limit, item, running is None)
 
     def prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
         """``value``'s fields in ``mask``, encoded once however many monitors send them."""
@@ -502,22 +497,11 @@ class SharedPV:
 
     def footprint(self, value: dict[str, Any]) -> int:
         """:func:`footprint` of ``value``, computed once per posted value however many
-        monitors queue it, and only for the fields that changed since the last one sized
-        (a post shares the others with the value before it)."""
-        sized, size = self._size
-        if sized is value:
-            return size
-        known = self._field_sizes
-        size = 64
-        for name, field_value in value.items():
-            if type(field_value) is not dict:
-                size += footprint(field_value)  # a leaf: sized at once (an array by nbytes)
-                continue
-            entry = known.get(name)
-            if entry is None or entry[0] is not field_value:
-                entry = known[name] = (field_value, footprint(field_value))
-            size += entry[1]
-        self._size = (value, size)
+        monitors queue it (a plain post's from the size of the value before it)."""
+        for sized, size in (self._hint, self._size):
+            if sized is value:
+                return size
+        self._size = (value, size := footprint(value))
         return size
 
     # -------------------------------------------------------------------- subscribers
@@ -527,10 +511,24 @@ class SharedPV:
         PVs through Redis watches them this way (as ``add_watcher``)."""
         with self._lock:
             self._subs.add(sub)
+            self._route()
 
     def unsubscribe(self, sub: _Subscriber) -> None:
         with self._lock:
             self._subs.discard(sub)
+            self._route()
+
+    def _route(self) -> None:
+        """Group the subscribers by ``sub.loop`` (read here: a subscriber that changes it
+        subscribes again), each group with its smallest ``limit``: a post reads the groups.
+        A group, once made, is never changed (posts on their way to a loop hold it)."""
+        groups: dict[Any, tuple[list[Any], int]] = {}
+        for sub in self._subs:
+            loop = getattr(sub, "loop", None)
+            group, limit = groups.get(loop, ([], RUN_AHEAD))
+            group.append(sub)
+            groups[loop] = (group, min(limit, getattr(sub, "limit", RUN_AHEAD)))
+        self._routes = [(loop, group, limit) for loop, (group, limit) in groups.items()]
 
     add_watcher = subscribe
     remove_watcher = unsubscribe
@@ -540,6 +538,7 @@ class SharedPV:
         with self._lock:
             subs = list(self._subs)
             self._subs.clear()
+            self._route()
         for sub in subs:
             sub.on_close()
 

@@ -273,6 +273,7 @@ class RedisShare:
         self._outbox.clear()
         for w in self._watches.values():
             w.loop = self.loop
+            w.pv.subscribe(w)  # (again: its posts now go to that loop)
             w.last.append(w.pv.value)
             w.mine.clear()
             w.owed.clear()
