@@ -162,49 +162,44 @@ class ServerSession:
             self.sink.resume_reading()
 
     def receive(self, view: memoryview) -> None:
-        """Bytes from the peer, in a buffer the caller reuses once this returns. One whole
-        request (the usual read) takes the protocol's shortcuts; anything else the general
-        path, which copies what it keeps."""
+        """Bytes from the peer, in a buffer reused after this returns: one whole request (the
+        usual read) skips the framer; the framer copies what it keeps of anything else."""
         self.heard = True
-        if len(view) > _ONE_REQUEST_MAX or self._write_paused or self.closed:
-            self._receive(view)  # copied out by the framer, once
-            return
-        data = view.tobytes()
-        # one request per read (the usual case) skips the framer's copy
-        if not self.conn.receive_message(data):
-            self._receive(data)
-            return
-        self._process()
-
-    def _receive(self, data: bytes | memoryview) -> None:
-        """The general path: buffer the bytes, then handle every event they complete."""
+        events = None
         try:
-            self.conn.receive_data(data)
+            if len(view) <= _ONE_REQUEST_MAX and not self._write_paused and not self.closed:
+                events = self.conn.receive_message(view)
+            if events is None:
+                self.conn.receive_data(view)
         except ProtocolError as exc:
             self.drop(exc)
             return
-        self._process()
+        self._process(events)
 
     # ------------------------------------------------------------------ event loop
-    def _process(self) -> None:
-        conn = self.conn
+    def _process(self, events: list[Event] | None = None) -> None:
+        """Handle ``events`` (one whole message's, together) or else every event the connection
+        has until the sink pauses; then write the replies and the updates they made."""
         if self._dirty:  # (updates waiting for their write go out ahead of the replies)
             self._take()
         try:
-            handlers = _HANDLERS
-            while not self._write_paused and not self.closed:
-                ev = conn.next_event()
-                if ev is NEED_DATA:
-                    break
-                handler = handlers.get(type(ev))
-                if handler is None:
-                    log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
-                else:
-                    handler(self, ev)
+            if not self._write_paused and not self.closed:
+                handlers = _HANDLERS
+                for ev in iter(self.conn.next_event, NEED_DATA) if events is None else events:
+                    handler = handlers.get(type(ev))
+                    if handler is None:
+                        log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
+                    else:
+                        handler(self, ev)
+                    if self.closed or (self._write_paused and events is None):
+                        break
         except Exception as exc:
             self._failed(exc)
             return
-        self._flush()  # (with the monitor updates the requests made)
+        if self._dirty:
+            self._take()  # (nothing while closed or paused)
+        if self._out:
+            self._write()  # (drops it when closed)
 
     def _failed(self, exc: Exception) -> None:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except
@@ -275,7 +270,8 @@ class ServerSession:
     def _timed_write(self) -> None:
         self._write_timer = None
         self._last_write = self.loop.time()
-        self._flush()
+        self._take()
+        self._write()
 
     def _take(self) -> None:
         """Encode what the dirty monitors may send into the pending output."""
@@ -286,12 +282,6 @@ class ServerSession:
         for mon in dirty.values():
             if not mon.closed or mon.finished:
                 mon.take()
-
-    def _flush(self) -> None:
-        if self._dirty:
-            self._take()  # (nothing while closed or paused)
-        if self._out:
-            self._write()  # (drops it when closed)
 
     # ------------------------------------------------------------------ dispatch
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:
@@ -370,7 +360,8 @@ class ServerSession:
         return ch
 
     def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
-        name, pv, _cid = self._channel(sid, kind)
+        ch = self.channels.get(sid)  # (self._channel's lookup: one call less per INIT)
+        name, pv, _cid = self._channel(sid, kind) if ch is None else ch
         t = pv.type
         key = (id(req), id(t))
         sel = self._selections.get(key)

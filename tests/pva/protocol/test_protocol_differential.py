@@ -255,10 +255,11 @@ def _receive(a: Pair, b: Pair, ev: Any) -> bool:
     """The client's bytes for ``ev`` into both servers: one whole message, buffered bytes."""
     data = a.client.send(ev)
     assert b.client.send(ev) == data
-    taken = a.server.receive_message(data)
-    if not taken:
+    whole = a.server.receive_message(data)
+    taken = whole is not None
+    if whole is None:
         a.server.receive_data(data)
-    whole = list(a.server.events())
+        whole = list(a.server.events())
     assert a.server.next_event() is NEED_DATA
     b.server.receive_data(data)
     general = list(b.server.events())

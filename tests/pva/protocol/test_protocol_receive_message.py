@@ -1,7 +1,7 @@
 """ServerConnection.receive_message: a read that holds exactly one whole request skips the
-framer, and nothing else differs. It takes exactly those bytes, with the events and the effect
-``receive_data`` then ``next_event`` give (errors included), and declines everything else
-without changing anything."""
+framer and the event queue, and nothing else differs. It takes exactly those bytes and gives
+the events and the effect ``receive_data`` then ``next_event`` give (errors included, sticky),
+and declines everything else without changing anything."""
 
 from __future__ import annotations
 
@@ -76,6 +76,14 @@ def _outcome(server: Any) -> Any:
         return type(exc)
 
 
+def _taken(server: Any, data: bytes) -> Any:
+    """What receive_message gives: the events, the kind of error it raises, or None."""
+    try:
+        return server.receive_message(data)
+    except ProtocolError as exc:
+        return type(exc)
+
+
 def test_a_connect_and_a_get_are_the_general_paths_events() -> None:
     for big in (False, True):
         whole, buffered = ServerConnection(big_endian=big), ServerConnection(big_endian=big)
@@ -89,9 +97,10 @@ def test_a_connect_and_a_get_are_the_general_paths_events() -> None:
             GetInit(2, 7, REQ),
         ):
             data = client.send(ev)
-            assert whole.receive_message(data)
+            assert whole.receive_message(data) == [ev]
+            assert whole.next_event() is NEED_DATA  # (given, not queued)
             buffered.receive_data(data)
-            assert _outcome(whole) == _outcome(buffered) == [ev]
+            assert _outcome(buffered) == [ev]
             if isinstance(ev, ConnectionValidationResponse):
                 client.receive_data(whole.send(ConnectionValidated()))
                 buffered.send(ConnectionValidated())
@@ -119,11 +128,11 @@ def test_everything_else_is_declined_untouched(make_pair: Any) -> None:
     }
     for name, data in cases.items():
         before = _snapshot(p)
-        assert not p.server.receive_message(data), name
+        assert p.server.receive_message(data) is None, name
         assert _snapshot(p) == before, name
     # bytes already buffered: the next GET belongs after them
     p.server.receive_data(get[:5])
-    assert not p.server.receive_message(get)
+    assert p.server.receive_message(get) is None
     p.server.receive_data(get[5:])
     [ev] = list(p.server.events())
     assert isinstance(ev, Get)
@@ -147,11 +156,37 @@ def test_any_bytes_give_what_the_general_path_gives(
         _ready(p)
     data = damaged(_messages(whole)[kind], how)
     before = _snapshot(whole)
-    if not whole.server.receive_message(data):
+    taken = _taken(whole.server, data)
+    if taken is None:
         assert _snapshot(whole) == before
         return
     buffered.server.receive_data(data)
-    assert _outcome(whole.server) == _outcome(buffered.server)
+    assert taken == _outcome(buffered.server)
+    if not isinstance(taken, list):  # an error stays: the next call raises it again
+        assert _outcome(whole.server) == taken
     if whole.server.state == buffered.server.state and "ERROR" not in str(whole.server.state):
         assert _snapshot(whole) == _snapshot(buffered)
         assert whole.server.next_event() is NEED_DATA
+
+
+def test_a_segmented_message_under_way_declines_until_its_last_segment(make_pair: Any) -> None:
+    """The first segment of a message, once read, leaves nothing buffered but the message
+    under way: a whole request is declined until the last segment ends it (the framer's idle
+    state), then taken again."""
+    import struct
+
+    p = make_pair()
+    _ready(p)
+    msgs = _messages(p)
+    get, put = msgs["get"], msgs["put"]
+    payload, k = get[8:], 4
+
+    def segment(flag: int, part: bytes) -> bytes:
+        return bytes([get[0], get[1], get[2] | flag, get[3]]) + struct.pack("<I", len(part)) + part
+
+    p.server.receive_data(segment(0x10, payload[:k]))  # the first segment
+    assert list(p.server.events()) == []
+    assert p.server.receive_message(put) is None  # it belongs after the message under way
+    p.server.receive_data(segment(0x20, payload[k:]))  # the last
+    assert [type(ev) for ev in p.server.events()] == [Get]
+    assert [type(ev) for ev in p.server.receive_message(put) or []] == [Put]

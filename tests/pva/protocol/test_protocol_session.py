@@ -448,6 +448,13 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
                 p.client.receive_data(data)
                 [r] = list(p.client.events())
                 assert isinstance(r, GetResponse) and r.value["value"] == 4.5
+        prepared.c2s(Get(2, 7))
+        kept = prepared.server.send_get_update_pieces(7, upd)
+        assert kept is not None
+        prepared.client.receive_data(b"".join(kept))
+        assert [type(ev) for ev in prepared.client.events()] == [GetResponse]
+        prepared.c2s(Get(2, 7))
+        assert prepared.server.send_get_update_pieces(7, upd) is kept  # kept by the update
         # another operation getting the same value (p4p makes one per get): its own ioid
         for p in (prepared, general):
             p.c2s(GetInit(2, 9))
@@ -534,3 +541,30 @@ def test_a_big_update_fans_out_without_copies(make_pair: Any) -> None:
         p.client.receive_data(b"".join(m))
         [u] = list(p.client.events())
         assert np.array_equal(u.value["value"], arr)
+
+
+def test_a_get_and_a_monitor_of_one_ioid_share_an_update_apart(make_pair: Any) -> None:
+    """The messages an update keeps are per kind: a monitor's update and a GET's reply for the
+    same ioid, on two connections sending the same update, are each the general path's."""
+    from reckon.pva.protocol import PreparedUpdate
+
+    v = NT.wrap(1.5)
+    upd = PreparedUpdate(NT.type, v, BitSet([NT.type.offset_of("value")]))
+    getter, watcher = make_pair(), make_pair()
+    for p in (getter, watcher):
+        p.channel(1, "x", 2)
+    getter.c2s(GetInit(2, 7))
+    getter.s2c(GetInitResponse(7, type=NT.type))
+    watcher.c2s(MonitorInit(2, 7))
+    watcher.s2c(MonitorInitResponse(7, type=NT.type))
+    watcher.c2s(MonitorStart(2, 7))
+    for _ in range(2):
+        getter.c2s(Get(2, 7))
+        reply = get_update(getter.server, 7, upd)
+        update = watcher.server.send_update(7, upd)
+        assert reply != update
+        for p, data, cls in ((getter, reply, GetResponse), (watcher, update, MonitorUpdate)):
+            assert data is not None
+            p.client.receive_data(data)
+            [ev] = list(p.client.events())
+            assert isinstance(ev, cls) and ev.value["value"] == 1.5

@@ -28,7 +28,7 @@ from ._errors import (
     RemoteProtocolError,
 )
 from ._events import ConnectionClosed, Event
-from ._generate import read_message, write_payload
+from ._generate import READER_BY_SUB, read_message, write_payload
 from ._header import (
     FLAG_BIG,
     FLAG_CONTROL,
@@ -95,6 +95,8 @@ _ANY_TIME = frozenset({Echo, Message, SearchRequest, SearchResponse, AuthNZ})
 _CHANNEL_EVENTS = frozenset({CreateChannelRequest, CreateChannelResponse, DestroyChannel})
 #: flags of a message that is not read as an operation's (see _receive)
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
+_DESTROY = int(Command.DESTROY_REQUEST)  # (its reader by byte order:)
+_READ_DESTROY = [read for be in (False, True) if (read := READER_BY_SUB[_DESTROY, False, be][0])]
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
@@ -127,7 +129,7 @@ class BaseConnection(Operations):
         self.max_requests = max_requests
         self.segment_size = segment_size
         self._server = self.role is Role.SERVER
-        self._peer = "client" if self._server else "server"
+        self._me, self._peer = ("server", "client") if self._server else ("client", "server")
         #: the header flags of every message this side sends
         self._flags = FLAG_FROM_SERVER if self._server else 0
         self._framer = Framer(max_message_size, expect_from_server=not self._server)
@@ -198,7 +200,7 @@ class BaseConnection(Operations):
         if self._pending:
             return self._pending.popleft()
         framer = self._framer
-        if framer._pos >= len(framer._buf) and not self._eof:
+        if framer.idle and not self._eof:
             return NEED_DATA  # everything received is consumed (no call into the framer)
         while True:
             try:
@@ -228,6 +230,9 @@ class BaseConnection(Operations):
                 if self._server:
                     return self._server_op(cmd, payload)
                 return self._client_op(cmd, payload)
+            if cmd == _DESTROY and self._server and not flags & _NOT_AN_OPERATION:  # (p4p: per get)
+                ev = _READ_DESTROY[flags >= FLAG_BIG](payload, self._rx, None)
+                return [ev] if self._end_or_cancel(ev) else []
             return self._receive(cmd, flags, size, payload)
         except RemoteProtocolError as exc:
             return self._fail(exc)  # type: ignore[no-any-return]
@@ -326,12 +331,12 @@ class BaseConnection(Operations):
         if cmd in _UDP_ONLY:
             raise DecodeError(f"UDP-only command 0x{cmd:02x} on a TCP connection")
         events = read_message(cmd, payload, self._rx, not self._server)
-        return [ev for ev in events if self._accept(ev)]
+        return list(filter(self._accept, events))
 
     def _accept(self, ev: Event) -> bool:
         """Apply a received non-operation event to the state; False drops it silently."""
         t = ev.__class__
-        if _SENT_BY[t] == self.role.value:
+        if _SENT_BY[t] == self._me:
             raise RemoteProtocolError(
                 f"a {self._peer} sent {t.__name__} (only a {_SENT_BY[t]} does)"
             )

@@ -393,7 +393,7 @@ _READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]
 
 #: (command, sent by the server, big endian) -> for each subcommand byte, the reader of the
 #: first row whose "when" takes it (None: no row does); the same choice, made once
-_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
+READER_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
     key: tuple(next((read for when, read in readers if when(sub)), None) for sub in range(256))
     for key, readers in _READERS.items()
 }
@@ -436,7 +436,7 @@ def read_message(
     sub = data[4] if from_server else data[8]
     if not from_server and cmd in COMBINED and not sub & INIT:
         return [read(data, c, op) for when, read in readers if when(sub)]
-    read = _BY_SUB[key][sub]
+    read = READER_BY_SUB[key][sub]
     return [] if read is None else [read(data, c, op)]
 
 

@@ -99,6 +99,8 @@ class Framer:
         self._skip_left = 0
         self._skip_segments = False
         self._skipped: tuple[int, int, int, bytes] | None = None
+        #: nothing buffered and no message under way: the next bytes start a new message
+        self.idle = True
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         buf = self._buf
@@ -113,25 +115,23 @@ class Framer:
                 self._pos = 0
             buf += data
         self.bytes_received += len(data)
+        if data:
+            self.idle = False
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as messages."""
         return len(self._buf) - self._pos + self._seg_size
 
-    @property
-    def idle(self) -> bool:
-        """Nothing buffered and no message under way: the next bytes start a new message."""
-        return (
-            self._pos >= len(self._buf)
-            and self._seg_header is None
-            and not self._skipping
-            and not self._skip_segments
-        )
-
     def next_message(self) -> tuple[int, int, int, bytes] | None:
         """The next complete message as (command, flags, size, payload), or None when more
         bytes are needed. ``size`` is the control datum for control messages."""
+        msg = self._next_message()
+        busy = self._seg_header is not None or self._skipping or self._skip_segments
+        self.idle = self._pos >= len(self._buf) and not busy  # (a server reads it per message)
+        return msg
+
+    def _next_message(self) -> tuple[int, int, int, bytes] | None:
         while True:
             buf = self._buf
             pos = self._pos

@@ -33,8 +33,9 @@ class PreparedUpdate:
         self.value = value
         self.changed = changed
         self._encoded: list[tuple[int, tuple[Any, ...]] | None] = [None, None]
-        #: (big endian, ioid) -> (size, buffers) of a whole message carrying it (the server's)
-        self.messages: dict[tuple[bool, int], tuple[int, tuple[Any, ...]]] = {}
+        #: (big endian, ioid, event class) -> (size, buffers) of a whole message carrying it
+        #: (a server's GET reply or monitor update)
+        self.messages: dict[tuple[bool, int, Any], tuple[int, tuple[Any, ...]]] = {}
 
     def encoded(self, big_endian: bool) -> tuple[int, tuple[Any, ...]]:
         """The changed bitset and fields in one byte order: (their size, the buffers to write

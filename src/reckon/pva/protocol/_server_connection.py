@@ -1,22 +1,22 @@
 """The server side of a connection: what only a server does on top of :class:`BaseConnection`.
 
-A server mostly reads one whole request per read; :meth:`ServerConnection.receive_message`
-then skips the framer (the one thing that differs from ``receive_data``: the message is
-decoded, checked and applied by the same generated readers and tables). Values posted to many
-subscribers are encoded once (:class:`PreparedUpdate`) and sent behind a head of each
-message's own, written by the same generated writers.
+A server mostly reads one whole request per read: :meth:`ServerConnection.receive_message`
+skips the framer for it (decoded, checked and applied by the same readers and tables). Values
+posted to many subscribers are encoded once (:class:`PreparedUpdate`) and sent behind a head
+of each message's own, written by the same generated writers.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._bitset import BitSet
 from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
-from ._errors import LocalProtocolError, RemoteProtocolError
-from ._event import NO_BITS
+from ._errors import LocalProtocolError
+from ._event import NO_BITS, Event
 from ._generate import write_around, write_payload
 from ._header import FLAG_BIG, FLAG_CONTROL, FLAG_FROM_SERVER, FLAG_SEG_MASK, HEADER_STRUCT
 from ._op_events import (
@@ -27,7 +27,7 @@ from ._op_events import (
     PutInitResponse,
     SetByteOrder,
 )
-from ._operations import RequestInfo, refusal
+from ._operations import RequestInfo
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
@@ -46,9 +46,10 @@ _TEMPLATES = {
     MonitorUpdate: MonitorUpdate.unchecked(0, None, NO_BITS, NO_BITS),
 }
 _MONITOR = int(Command.MONITOR)
-#: where a response's ioid is in its message (every response's layout starts with it, see
-#: ._table: a hole to fill)
-_IOID_AT = HEADER_SIZE
+#: a response's header and the ioid it starts with (every response's layout does, see
+#: ._table: a hole to fill), written at once
+_HEAD_IOID = {be: struct.Struct(HEADER_STRUCT[be].format + "I") for be in (False, True)}
+_HEAD_LE, _SIZE_BE = HEADER_STRUCT[False], U32[True]
 _NOT_ONE_REQUEST = FLAG_CONTROL | FLAG_SEG_MASK | FLAG_FROM_SERVER
 
 
@@ -63,33 +64,29 @@ class ServerConnection(BaseConnection):
         #: GET reply's head is (GetResponse, byte order, 0)'s
         self._replies: dict[tuple[type, bool, int], tuple[Any, bytes]] = {}
 
-    def receive_message(self, data: bytes) -> bool:
-        """Take ``data`` when it is exactly one whole unsegmented request with nothing buffered
-        or pending ahead of it (what a server mostly reads): its events are queued for
-        :meth:`next_event` as after ``receive_data(data)``, without the framer's copy. False
-        (other bytes) changes nothing: give them to :meth:`receive_data`. An error in the
-        message is raised by the next :meth:`next_event`, as on the general path."""
-        n = len(data)
+    def receive_message(self, data: bytes | memoryview) -> list[Event] | None:
+        """Take ``data`` (may be a reused buffer: copied once) when it is exactly one whole
+        unsegmented request with nothing buffered or pending ahead of it (a server's usual
+        read): its events, as ``receive_data`` then :meth:`next_event` give them, for the
+        caller to handle (``[]``: a late message). None (other bytes) changes nothing: give
+        them to :meth:`receive_data`. A bad message raises RemoteProtocolError (sticky)."""
+        n = len(data) - HEADER_SIZE
         framer = self._framer
+        if n < 0 or self._error is not None or self._pending or self._eof or not framer.idle:
+            return None
+        magic, version, flags, cmd, size = _HEAD_LE.unpack_from(data)
+        if flags >= FLAG_BIG:  # (the byte-order flag: the size is big-endian)
+            size = _SIZE_BE.unpack_from(data, 4)[0]
         if (
-            n < HEADER_SIZE
-            or self._error is not None
-            or self._pending
-            or self._eof
-            or not framer.idle
-            or data[0] != MAGIC
-            or data[1] == 0  # header version 0 is invalid: the framer says so
-            or data[2] & _NOT_ONE_REQUEST
-            or n - HEADER_SIZE > framer.max_message_size
-            or U32[data[2] >= FLAG_BIG].unpack_from(data, 4)[0] != n - HEADER_SIZE
+            magic != MAGIC
+            or version == 0  # header version 0 is invalid: the framer says so
+            or flags & _NOT_ONE_REQUEST
+            or size != n
+            or n > framer.max_message_size
         ):
-            return False
-        framer.bytes_received += n
-        try:  # noqa: SIM105 (contextlib.suppress costs three calls per message)
-            self._pending.extend(self._decoded(data[3], data[2], n - HEADER_SIZE, data[8:]))
-        except RemoteProtocolError:
-            pass  # sticky: next_event() raises it
-        return True
+            return None
+        framer.bytes_received += n + HEADER_SIZE
+        return self._decoded(cmd, flags, n, bytes(data[HEADER_SIZE:]))
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
         """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
@@ -116,7 +113,8 @@ class ServerConnection(BaseConnection):
             or self._error is not None
             or self.segment_size
             or self._tx.send_cache is not None
-            or refusal(req, row, cls) is not None
+            or req.state not in row.before
+            or req.command != command
         ):
             return self.send(cls.unchecked(ioid, Status.OK, type))  # (raises what is wrong)
         be = self.big_endian
@@ -131,7 +129,7 @@ class ServerConnection(BaseConnection):
                 self._replies.clear()
             known = self._replies[key] = (type, bytes(self._framed(cmd, out)))
         out = bytearray(known[1])
-        U32[be].pack_into(out, _IOID_AT, ioid)
+        U32[be].pack_into(out, HEADER_SIZE, ioid)  # (the ioid's hole)
         req.type = type  # (what the init agrees: get_type stays None)
         self._step(req, row)
         self.bytes_sent += len(out)
@@ -164,33 +162,43 @@ class ServerConnection(BaseConnection):
         """A prepared reply carrying ``update`` (a GET's or a monitor's), as (its size, its
         buffers): the generated writer's head (ioid, subcommand, status OK) with the ioid as a
         hole, kept per connection and byte order, then the value's shared pieces, then its
-        tail (no overrun, or ``tail``). Checked already; the caller applies the table's row."""
-        be = self.big_endian
+        tail (no overrun, or ``tail``). Checked already; the caller applies the table's row.
+        Without ``tail``, ``update`` keeps the message per byte order, ioid and kind: for every
+        get of it on that ioid, and every connection whose monitor has that ioid."""
+        be, ioid = self.big_endian, req.ioid
+        if tail is None:
+            made = update.messages.get(key := (be, ioid, cls))
+            if made is not None:
+                self.bytes_sent += made[0]
+                return made
         known = self._replies.get((cls, be, 0))
         if known is None:
             self._tx.big_endian = be
             head, after = bytearray(HEADER_SIZE), bytearray()
             write_around(_TEMPLATES[cls], self._tx, req, head, after)
             known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
-        tail, out = known[0] if tail is None else tail, bytearray(known[1])
+        end, out = known[0] if tail is None else tail, bytearray(known[1])
         body, pieces = update.encoded(be)
-        size = len(out) + body + len(tail)
+        size = len(out) + body + len(end)
         cmd = _GET if cls is GetResponse else _MONITOR
-        HEADER_STRUCT[be].pack_into(
-            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE
+        _HEAD_IOID[be].pack_into(
+            out, 0, MAGIC, PROTOCOL_VERSION, _SERVER_FLAGS[be], cmd, size - HEADER_SIZE, ioid
         )
-        U32[be].pack_into(out, _IOID_AT, req.ioid)
         self.bytes_sent += size
         if size < 65536:  # one buffer is cheaper to write
-            return size, (b"".join((out, *pieces, tail)),)
-        return size, (bytes(out), *pieces, tail) if tail else (bytes(out), *pieces)
+            made = size, (b"".join((out, *pieces, end)),)
+        else:
+            made = size, (bytes(out), *pieces, end) if end else (bytes(out), *pieces)
+        if tail is None:
+            if len(update.messages) >= _MAX_REPLIES:
+                update.messages.clear()
+            update.messages[key] = made
+        return made
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
-        """A MonitorUpdate whose value was encoded once for all subscribers.
-
-        Same rules as ``send(MonitorUpdate(...))``: the monitor must be initialised with the
-        same type; an ioid the client just destroyed gives ``b""``.
-        """
+        """A MonitorUpdate whose value was encoded once for all subscribers. Same rules as
+        ``send(MonitorUpdate(...))``: the monitor must be initialised with the same type; an
+        ioid the client just destroyed gives ``b""``."""
         return b"".join(self.send_update_pieces(ioid, update, overrun))
 
     def send_update_pieces(
@@ -198,10 +206,10 @@ class ServerConnection(BaseConnection):
     ) -> Sequence[Any]:
         """:meth:`send_update` as buffers for a vectored write (not to be mutated).
 
-        On an unsegmented connection it is a prepared message (see :meth:`_prepared`), kept by
-        ``update`` per byte order and ioid when it has no overrun: the same bytes go to every
-        connection whose monitor has that ioid (most clients number their first monitor
-        alike). The table's row allows it, changing no state. Else the general way applies."""
+        On an unsegmented connection it is a prepared message (see :meth:`_prepared`: without
+        overrun, the same bytes go to every connection whose monitor has that ioid, and most
+        clients number their first monitor alike). The table's row allows it, changing no
+        state. Else the general way applies."""
         req = self._requests.get(ioid)
         if req is not None and req.type is not update.type and req.type != update.type:
             raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
@@ -214,14 +222,5 @@ class ServerConnection(BaseConnection):
             or self._error is not None
         ):
             return [self.send(MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun))]
-        if overrun:
-            return self._prepared(MonitorUpdate, req, update, overrun.encode(self.big_endian))[1]
-        key = (self.big_endian, ioid)
-        known = update.messages.get(key)
-        if known is None:
-            if len(update.messages) >= _MAX_REPLIES:
-                update.messages.clear()
-            known = update.messages[key] = self._prepared(MonitorUpdate, req, update)
-        else:
-            self.bytes_sent += known[0]
-        return known[1]
+        over = overrun.encode(self.big_endian) if overrun else None
+        return self._prepared(MonitorUpdate, req, update, over)[1]
