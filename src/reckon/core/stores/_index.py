@@ -16,6 +16,7 @@ rebuilt from the headers of the object files, so entries survive the loss of the
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import logging
@@ -144,6 +145,7 @@ def _after_fork_in_child() -> None:
     for index in list(_indexes):
         index._lock = threading.Lock()  # another thread may have held it at the fork
         index._token = object()
+        index._idle = collections.deque()  # the parent's idle connections are in _abandoned
 
 
 os.register_at_fork(
@@ -159,25 +161,76 @@ def is_corruption(exc: BaseException) -> bool:
 
 
 _CHECK_EVERY = 256  # uses of a thread's connection between looks at the clock
+IDLE_MAX = 4  # connections of ended threads kept per index for the next new thread
+
+
+class _Idle:
+    """A connection whose thread ended, kept for the next new thread of this process, with what
+    decides whether it may still be used (the same rules as a live thread's connection)."""
+
+    __slots__ = ("conn", "cursor", "gen", "ino", "pid", "token")
+
+    def __init__(
+        self, conn: sqlite3.Connection, cursor: sqlite3.Cursor, token: object, gen: int, ino: int
+    ) -> None:
+        self.conn = conn
+        self.cursor = cursor
+        self.token = token
+        self.gen = gen
+        self.ino = ino
+        self.pid = os.getpid()
+
+
+def _park(index_ref: weakref.ref[Index], idle: _Idle) -> None:
+    """Called when a thread's state is freed (its thread ended, or the state was replaced): keep
+    its connection for the next new thread if the index still owns it, it is this process's and
+    the index's current one, no transaction is open on it, and the idle pool has room. Otherwise
+    it is left to be freed, which closes it (or, if inherited through fork, to ``_abandoned``).
+
+    Runs wherever the state happens to be freed, possibly inside the garbage collector: it takes
+    no lock (deque appends are atomic; the bound may be passed by a racing thread or two)."""
+    index = index_ref()
+    if (
+        index is None
+        or idle.pid != os.getpid()
+        or idle.gen != _generation[0]
+        or idle.token is not index._token
+        or index._conns.get(idle.conn) != idle.gen  # type: ignore[call-overload]
+        or len(index._idle) >= IDLE_MAX
+    ):
+        return
+    with contextlib.suppress(sqlite3.Error):  # a closed connection is not worth keeping
+        idle.cursor.close()  # here, by the thread that used it: a half-read SELECT lets go
+        if not idle.conn.in_transaction:
+            index._idle.append(idle)
 
 
 class _ThreadConn:
-    """One thread's connection, its reusable cursor, and what tells when to replace them."""
+    """One thread's connection, its reusable cursor, and what tells when to replace them. When
+    the state is freed with its thread, ``_park`` offers the connection to the idle pool."""
 
-    __slots__ = ("conn", "countdown", "cursor", "gen", "ino", "next_check", "token")
+    __slots__ = ("__weakref__", "conn", "countdown", "cursor", "gen", "ino", "next_check", "token")
 
-    def __init__(self, conn: sqlite3.Connection, token: object, ino: int) -> None:
+    def __init__(self, index: Index, conn: sqlite3.Connection, ino: int) -> None:
         self.conn = conn
         self.cursor = conn.cursor()
-        self.token = token
+        self.token = index._token
         self.gen = _generation[0]
         self.ino = ino
         self.countdown = _CHECK_EVERY
         self.next_check = time.monotonic() + 1.0
+        parker = weakref.finalize(
+            self, _park, weakref.ref(index), _Idle(conn, self.cursor, self.token, self.gen, ino)
+        )
+        parker.atexit = False
 
 
 class Index:
-    """Per-thread connections to one index file, reopened after fork or after a rebuild."""
+    """Per-thread connections to one index file, reopened after fork or after a rebuild.
+
+    A thread's connection outlives its thread in a small idle pool (``IDLE_MAX``): thread pools
+    that replace their threads (Dask's, when a task secedes to wait) would otherwise pay for a
+    new connection per thread (~0.3-3 ms: connect, PRAGMAs, statements prepared again)."""
 
     def __init__(self, root: str, objects_dir: str, *, fsync: bool) -> None:
         self.root = root
@@ -187,6 +240,8 @@ class Index:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._conns: weakref.WeakKeyDictionary[_Conn, int] = weakref.WeakKeyDictionary()
+        self._idle: collections.deque[_Idle] = collections.deque()
+        self.opened = 0  # connections opened so far (those reused from ended threads not counted)
         self._token = object()  # replaced by a rebuild or a fork: every thread reconnects
         self.open()
         _indexes.add(self)
@@ -211,7 +266,27 @@ class Index:
         conn.execute("PRAGMA mmap_size=67108864")  # reads of hot pages skip a syscall each
         with self._lock:
             self._conns[conn] = _generation[0]
+            self.opened += 1
         return conn
+
+    def _reuse(self, ino: int) -> sqlite3.Connection | None:
+        """An idle connection of an ended thread, if one is still valid for the file at ``ino``
+        (a popped connection belongs to this thread alone: no other thread can pop it too)."""
+        while True:
+            try:
+                idle = self._idle.pop()
+            except IndexError:
+                return None
+            if idle.pid != os.getpid() or idle.gen != _generation[0]:
+                _abandoned.append(idle.conn)  # inherited through fork: never touch it
+            elif (
+                idle.token is not self._token
+                or idle.ino != ino
+                or self._conns.get(idle.conn) != idle.gen  # type: ignore[call-overload]
+            ):
+                self._drop(idle.conn)  # the index was rebuilt, replaced or closed since
+            else:
+                return idle.conn
 
     def connections(self) -> list[sqlite3.Connection]:
         with self._lock:
@@ -248,8 +323,12 @@ class Index:
                 if self._current_ino() == state.ino:
                     return state
                 self._drop(state.conn)
-        conn = self._connect()
-        state = _ThreadConn(conn, self._token, self._current_ino())
+        ino = self._current_ino()
+        conn = self._reuse(ino)
+        if conn is None:
+            conn = self._connect()
+            ino = self._current_ino()
+        state = _ThreadConn(self, conn, ino)
         self._local.state = state
         return state
 
@@ -277,6 +356,7 @@ class Index:
         with self._lock:
             conns = list(self._conns.items())
             self._conns = weakref.WeakKeyDictionary()
+            self._idle.clear()
         for conn, gen in conns:
             if gen == _generation[0]:
                 with contextlib.suppress(sqlite3.Error):
@@ -377,6 +457,9 @@ class Index:
                 os.replace(self.path + suffix, aside + suffix)
         self.reset_thread()
         self._token = object()
+        while self._idle:  # connections of ended threads, to the file just moved aside
+            with contextlib.suppress(IndexError):
+                self._drop(self._idle.pop().conn)
         conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
         try:
             recovered = self._create(conn, recover=True)
