@@ -187,22 +187,28 @@ def _park(index_ref: weakref.ref[Index], idle: _Idle) -> None:
     the index's current one, no transaction is open on it, and the idle pool has room. Otherwise
     it is left to be freed, which closes it (or, if inherited through fork, to ``_abandoned``).
 
-    Runs wherever the state happens to be freed, possibly inside the garbage collector: it takes
-    no lock (deque appends are atomic; the bound may be passed by a racing thread or two)."""
+    Runs wherever the state happens to be freed, possibly inside the garbage collector of a
+    thread that holds the index's lock: it never waits for the lock (if busy, the connection is
+    not kept). Taking one from the pool needs no lock: a deque's pop is atomic."""
     index = index_ref()
-    if (
-        index is None
-        or idle.pid != os.getpid()
-        or idle.gen != _generation[0]
-        or idle.token is not index._token
-        or index._conns.get(idle.conn) != idle.gen  # type: ignore[call-overload]
-        or len(index._idle) >= IDLE_MAX
-    ):
+    if index is None or idle.pid != os.getpid() or idle.gen != _generation[0]:
         return
-    with contextlib.suppress(sqlite3.Error):  # a closed connection is not worth keeping
-        idle.cursor.close()  # here, by the thread that used it: a half-read SELECT lets go
-        if not idle.conn.in_transaction:
-            index._idle.append(idle)
+    lock = index._lock
+    if not lock.acquire(blocking=False):
+        return
+    try:
+        if (
+            idle.token is not index._token
+            or index._conns.get(idle.conn) != idle.gen  # type: ignore[call-overload]
+            or len(index._idle) >= IDLE_MAX
+        ):
+            return
+        with contextlib.suppress(sqlite3.Error):  # a closed connection is not worth keeping
+            idle.cursor.close()  # here, by the thread that used it: a half-read SELECT lets go
+            if not idle.conn.in_transaction:
+                index._idle.append(idle)
+    finally:
+        lock.release()
 
 
 class _ThreadConn:
