@@ -265,11 +265,13 @@ class ServerSession:
         turn = self.context.turn
         if turn is None:
             turn = self.context.turn = WriteTurn(self.loop)
-        turn.add(self)
+        if not turn.due:
+            self.loop.call_soon(turn.run)
+        turn.due.append(self)
 
-    def _timed_write(self) -> None:
+    def _timed_write(self, now: float | None = None) -> None:
         self._write_timer = None
-        self._last_write = self.loop.time()
+        self._last_write = self.loop.time() if now is None else now
         self._take()
         self._write()
 
@@ -280,8 +282,7 @@ class ServerSession:
             return
         self._dirty = {}
         for mon in dirty.values():
-            if not mon.closed or mon.finished:
-                mon.take()
+            mon.take()  # (a closed monitor's queue is empty: it sends nothing)
 
     # ------------------------------------------------------------------ dispatch
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:
@@ -393,8 +394,7 @@ class ServerSession:
     def queue_out(self, *pieces: Any) -> None:
         """Queue a reply's buffers for the batch's write."""
         self._out += pieces
-        for p in pieces:
-            self._pending += len(p)
+        self._pending += sum(map(len, pieces))
         if self._pending > 65536:
             # hand big batches to the transport now: past its high-water mark it calls
             # pause_writing(), which stops _process() from answering more requests
@@ -503,17 +503,12 @@ class WriteTurn:
         self.loop = loop
         self.due: list[ServerSession] = []
 
-    def add(self, session: ServerSession) -> None:
-        if not self.due:
-            self.loop.call_soon(self.run)
-        self.due.append(session)
-
     def run(self) -> None:
         due, self.due = self.due, []
         now = self.loop.time()
         for session in due:  # (one lost meanwhile writes nothing)
             if now - session._last_write >= COALESCE:
-                session._timed_write()
+                session._timed_write(now)
             else:
                 when = session._last_write + COALESCE
                 session._write_timer = self.loop.call_at(when, session._timed_write)
