@@ -107,9 +107,9 @@ class MonitorQueue:
         if self.queue:
             self.conn.want_flush(self)
 
-    def take(self) -> None:
-        """Hand what the window allows from the queue to the session's output, each update
-        encoded once for every subscriber with the same fields; then the finish, if due."""
+    def take(self, out: list[Any]) -> None:
+        """Add what the window allows from the queue to ``out`` (the session's output), each
+        update encoded once for every subscriber with the same fields; then the finish, if due."""
         q = self.queue
         session = self.conn
         send, n = session.conn.send_update_pieces, len(q)
@@ -122,9 +122,9 @@ class MonitorQueue:
                 if size:
                     session.queued_bytes -= size
                 over = BitSet.from_mask(overrun) if overrun else _NO_OVERRUN
-                session.queue_out(*send(self.ioid, update or self.pv.prepared(value, mask), over))
+                out += send(self.ioid, update or self.pv.prepared(value, mask), over)
             if self.finished and not q and not self.closed:
-                session.send(MonitorFinish(self.ioid, Status.OK))
+                out.append(session.conn.send(MonitorFinish(self.ioid, Status.OK)))
                 self.closed = True
         except ProtocolError:  # (the client destroyed it meanwhile)
             pass

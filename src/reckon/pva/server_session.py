@@ -280,9 +280,11 @@ class ServerSession:
         dirty = self._dirty
         if not dirty or self.closed or self._write_paused:
             return
-        self._dirty = {}
+        # (into the output uncounted by _pending: the queues held them in max_queue_bytes,
+        # and the write that ends this turn or batch sends them)
+        self._dirty, out = {}, self._out
         for mon in dirty.values():
-            mon.take()  # (a closed monitor's queue is empty: it sends nothing)
+            mon.take(out)  # (a closed monitor's queue is empty: it sends nothing)
 
     # ------------------------------------------------------------------ dispatch
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:
@@ -458,12 +460,14 @@ class ServerSession:
         mon = self.monitors.get(ev.ioid)
         if mon is None:
             return
-        if isinstance(ev, MonitorStart):
+        t = type(ev)  # (exactly one of the three: see _HANDLERS)
+        if t is MonitorAck:  # (the most frequent: a pipelined monitor's client acks often)
+            if mon.pipelined:
+                mon.ack(ev.nfree)  # type: ignore[union-attr]
+        elif t is MonitorStart:
             mon.start()
-        elif isinstance(ev, MonitorStop):
+        else:
             mon.stop()
-        elif mon.pipelined:
-            mon.ack(ev.nfree)
 
     # get-field
     def _on_get_field(self, ev: GetField) -> None:

@@ -211,7 +211,7 @@ class ServerConnection(BaseConnection):
         clients number their first monitor alike). The table's row allows it, changing no
         state. Else the general way applies."""
         req = self._requests.get(ioid)
-        if req is None or req.type is not update.type and req.type != update.type:
+        if req is None or (req.type is not update.type and req.type != update.type):
             if req is not None:
                 raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
         elif (
@@ -221,7 +221,8 @@ class ServerConnection(BaseConnection):
             and not self.segment_size
         ):
             if overrun.mask:
-                return self._prepared(MonitorUpdate, req, update, overrun.encode(self.big_endian))[1]
+                over = overrun.encode(self.big_endian)
+                return self._prepared(MonitorUpdate, req, update, over)[1]
             made = update.messages.get((self.big_endian, ioid, MonitorUpdate))  # (most sends)
             if made is None:
                 return self._prepared(MonitorUpdate, req, update)[1]
