@@ -178,7 +178,7 @@ class ServerConnection(BaseConnection):
             write_around(_TEMPLATES[cls], self._tx, req, head, after)
             known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
         end, out = known[0] if tail is None else tail, bytearray(known[1])
-        body, pieces = update.encoded(be)
+        body, pieces = update.encoded(be, None if self._tx.send_cache else self._tx)
         size = len(out) + body + len(end)
         cmd = _GET if cls is GetResponse else _MONITOR
         _HEAD_IOID[be].pack_into(
