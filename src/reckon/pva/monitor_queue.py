@@ -102,6 +102,7 @@ class MonitorQueue:
         self.conn.want_flush(self)
 
     def ack(self, nfree: int) -> None:
+        """The client has room for ``nfree`` more (unpipelined, the window is ignored)."""
         self.window += nfree
         # unlike pvxs 1.5.3, an ack always resumes a stalled queue
         if self.queue:
@@ -119,8 +120,7 @@ class MonitorQueue:
         try:  # (not contextlib.suppress: it cost a post to 50 monitors 8% of its CPU)
             for _ in range(n):
                 mask, value, overrun, size, update = q.popleft()
-                if size:
-                    session.queued_bytes -= size
+                session.queued_bytes -= size
                 over = BitSet.from_mask(overrun) if overrun else _NO_OVERRUN
                 out += send(self.ioid, update or self.pv.prepared(value, mask), over)
             if self.finished and not q and not self.closed:

@@ -229,11 +229,9 @@ class ServerSession:
         self._pending = 0
         if len(out) == 1:
             self.sink.write(out.pop())
-            return
-        # one vectored write: big arrays go from their own buffers (uvloop: writev; asyncio
-        # before 3.12 joins them, once)
-        self._out = []
-        self.sink.writelines(out)
+        else:  # one vectored write: big arrays go from their own buffers (uvloop: writev)
+            self._out = []
+            self.sink.writelines(out)
 
     def send_later(self, ev: Event) -> None:
         """Send from a task (handler completion)."""
@@ -280,8 +278,7 @@ class ServerSession:
         dirty = self._dirty
         if not dirty or self.closed or self._write_paused:
             return
-        # (into the output uncounted by _pending: the queues held them in max_queue_bytes,
-        # and the write that ends this turn or batch sends them)
+        # (uncounted by _pending: their queues bounded them in bytes; the coming write sends them)
         self._dirty, out = {}, self._out
         for mon in dirty.values():
             mon.take(out)  # (a closed monitor's queue is empty: it sends nothing)
@@ -460,11 +457,9 @@ class ServerSession:
         mon = self.monitors.get(ev.ioid)
         if mon is None:
             return
-        t = type(ev)  # (exactly one of the three: see _HANDLERS)
-        if t is MonitorAck:  # (the most frequent: a pipelined monitor's client acks often)
-            if mon.pipelined:
-                mon.ack(ev.nfree)  # type: ignore[union-attr]
-        elif t is MonitorStart:
+        if type(ev) is MonitorAck:  # (exact classes, see _HANDLERS; acks are the most frequent)
+            mon.ack(ev.nfree)
+        elif type(ev) is MonitorStart:
             mon.start()
         else:
             mon.stop()

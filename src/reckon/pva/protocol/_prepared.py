@@ -43,14 +43,13 @@ class PreparedUpdate:
         cache to encode with (a connection's: making one cost a small value's encoding 16%)."""
         got = self._encoded[big_endian]
         if got is None:
-            out, holes = bytearray(), list[tuple[int, Any]]()
+            out, holes, parts = bytearray(), list[tuple[int, Any]](), list[Any]()
             codec = Codec() if codec is None else codec
             codec.big_endian, codec.spill = big_endian, holes
             try:
                 codec.encode_partial(self.type, self.value, self.changed.mask, out)
             finally:
                 codec.spill = None
-            parts: list[Any] = []
             start, size = 0, len(out)
             for at, buf in holes:
                 parts += (bytes(memoryview(out)[start:at]), buf) if at > start else (buf,)
