@@ -21,6 +21,7 @@ from reckon.pva.protocol import (
     ConnectionValidationResponse,
     CreateChannelRequest,
     CreateChannelResponse,
+    MonitorAck,
     MonitorInit,
     MonitorStart,
     MonitorUpdate,
@@ -318,3 +319,21 @@ def test_a_thread_posts_values_sized_as_measured_afresh() -> None:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+async def test_an_ack_on_a_monitor_that_is_not_pipelined_changes_nothing(
+    pva_env: dict[str, str],
+) -> None:
+    """A client may ack a monitor it did not pipeline: the session takes it, and every post
+    still reaches the client once, in order (no window holds them back)."""
+    x = SharedPV(nt.NTScalar("d"), 0.0)
+    server = Server({"f:x": x})
+    session, sink, peer = await _monitoring(server, asyncio.get_running_loop(), 0)
+    sid = next(iter(session.channels))
+    for i in range(1, 4):
+        session.receive(memoryview(peer.send(MonitorAck(sid, 7, 5))))
+        x.post(float(i))
+        await asyncio.sleep(0.01)
+        got = [ev.value["value"] for ev in _events(sink, peer) if isinstance(ev, MonitorUpdate)]
+        assert got == [float(i)]
+    session.lost()

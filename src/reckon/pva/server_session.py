@@ -229,11 +229,9 @@ class ServerSession:
         self._pending = 0
         if len(out) == 1:
             self.sink.write(out.pop())
-            return
-        # one vectored write: big arrays go from their own buffers (uvloop: writev; asyncio
-        # before 3.12 joins them, once)
-        self._out = []
-        self.sink.writelines(out)
+        else:  # one vectored write: big arrays go from their own buffers (uvloop: writev)
+            self._out = []
+            self.sink.writelines(out)
 
     def send_later(self, ev: Event) -> None:
         """Send from a task (handler completion)."""
@@ -265,11 +263,13 @@ class ServerSession:
         turn = self.context.turn
         if turn is None:
             turn = self.context.turn = WriteTurn(self.loop)
-        turn.add(self)
+        if not turn.due:
+            self.loop.call_soon(turn.run)
+        turn.due.append(self)
 
-    def _timed_write(self) -> None:
+    def _timed_write(self, now: float | None = None) -> None:
         self._write_timer = None
-        self._last_write = self.loop.time()
+        self._last_write = self.loop.time() if now is None else now
         self._take()
         self._write()
 
@@ -278,10 +278,10 @@ class ServerSession:
         dirty = self._dirty
         if not dirty or self.closed or self._write_paused:
             return
-        self._dirty = {}
+        # (uncounted by _pending: their queues bounded them in bytes; the coming write sends them)
+        self._dirty, out = {}, self._out
         for mon in dirty.values():
-            if not mon.closed or mon.finished:
-                mon.take()
+            mon.take(out)  # (a closed monitor's queue is empty: it sends nothing)
 
     # ------------------------------------------------------------------ dispatch
     def _on_validation(self, ev: ConnectionValidationResponse) -> None:
@@ -393,8 +393,7 @@ class ServerSession:
     def queue_out(self, *pieces: Any) -> None:
         """Queue a reply's buffers for the batch's write."""
         self._out += pieces
-        for p in pieces:
-            self._pending += len(p)
+        self._pending += sum(map(len, pieces))
         if self._pending > 65536:
             # hand big batches to the transport now: past its high-water mark it calls
             # pause_writing(), which stops _process() from answering more requests
@@ -458,12 +457,12 @@ class ServerSession:
         mon = self.monitors.get(ev.ioid)
         if mon is None:
             return
-        if isinstance(ev, MonitorStart):
-            mon.start()
-        elif isinstance(ev, MonitorStop):
-            mon.stop()
-        elif mon.pipelined:
+        if type(ev) is MonitorAck:  # (exact classes, see _HANDLERS; acks are the most frequent)
             mon.ack(ev.nfree)
+        elif type(ev) is MonitorStart:
+            mon.start()
+        else:
+            mon.stop()
 
     # get-field
     def _on_get_field(self, ev: GetField) -> None:
@@ -503,17 +502,12 @@ class WriteTurn:
         self.loop = loop
         self.due: list[ServerSession] = []
 
-    def add(self, session: ServerSession) -> None:
-        if not self.due:
-            self.loop.call_soon(self.run)
-        self.due.append(session)
-
     def run(self) -> None:
         due, self.due = self.due, []
         now = self.loop.time()
         for session in due:  # (one lost meanwhile writes nothing)
             if now - session._last_write >= COALESCE:
-                session._timed_write()
+                session._timed_write(now)
             else:
                 when = session._last_write + COALESCE
                 session._write_timer = self.loop.call_at(when, session._timed_write)

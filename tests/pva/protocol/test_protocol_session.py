@@ -376,6 +376,28 @@ def test_prepared_update_fans_out_with_the_same_bytes(make_pair: Any) -> None:
     assert pairs[0].server.send_update(5, upd) == b""
 
 
+def test_a_prepared_array_update_leaves_the_connections_codec_as_it_was(make_pair: Any) -> None:
+    """A prepared update is encoded with the connection's own codec (no new one per post),
+    its big array left in its buffer; the connection's next message is whole again."""
+    from reckon.pva.protocol import PreparedUpdate
+
+    arr_t = Structure([("value", "ad")])
+    p = make_pair()
+    p.channel(1, "x", 2)
+    p.c2s(MonitorInit(2, 5))
+    p.s2c(MonitorInitResponse(5, type=arr_t))
+    p.c2s(MonitorStart(2, 5))
+    big = np.arange(20_000, dtype="f8")  # (160 kB: sent from its own buffer)
+    pieces = p.server.send_update_pieces(5, PreparedUpdate(arr_t, {"value": big}))
+    assert any(isinstance(x, np.ndarray | memoryview) for x in pieces)
+    plain = p.server.send(MonitorUpdate(5, {"value": big + 1}, BitSet([0])))
+    assert len(plain) > big.nbytes  # the array is in the message, not left out as a hole
+    for data in (b"".join(bytes(x) for x in pieces), bytes(plain)):
+        p.client.receive_data(data)
+    got = [u.value["value"] for u in p.client.events()]
+    assert np.array_equal(got[0], big) and np.array_equal(got[1], big + 1)
+
+
 def get_update(server: Any, ioid: int, update: Any) -> bytes | None:
     """The prepared GET reply's bytes, or None when the general path must reply."""
     pieces = server.send_get_update_pieces(ioid, update)

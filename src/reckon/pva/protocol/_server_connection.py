@@ -178,7 +178,7 @@ class ServerConnection(BaseConnection):
             write_around(_TEMPLATES[cls], self._tx, req, head, after)
             known = self._replies[cls, be, 0] = (bytes(after), bytes(head))
         end, out = known[0] if tail is None else tail, bytearray(known[1])
-        body, pieces = update.encoded(be)
+        body, pieces = update.encoded(be, None if self._tx.send_cache else self._tx)
         size = len(out) + body + len(end)
         cmd = _GET if cls is GetResponse else _MONITOR
         _HEAD_IOID[be].pack_into(
@@ -211,16 +211,21 @@ class ServerConnection(BaseConnection):
         clients number their first monitor alike). The table's row allows it, changing no
         state. Else the general way applies."""
         req = self._requests.get(ioid)
-        if req is not None and req.type is not update.type and req.type != update.type:
-            raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
-        if (
-            req is None
-            or req.state not in _UPDATE_ROW.before
-            or req.command != _MONITOR
-            or self.segment_size
-            or self.state is not ConnectionState.VALIDATED
-            or self._error is not None
+        if req is None or (req.type is not update.type and req.type != update.type):
+            if req is not None:
+                raise LocalProtocolError(f"ioid {ioid} has another type than the update's")
+        elif (
+            req.state in _UPDATE_ROW.before
+            and req.command == _MONITOR
+            and self.state is ConnectionState.VALIDATED  # (not after an error)
+            and not self.segment_size
         ):
-            return [self.send(MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun))]
-        over = overrun.encode(self.big_endian) if overrun else None
-        return self._prepared(MonitorUpdate, req, update, over)[1]
+            if overrun.mask:
+                over = overrun.encode(self.big_endian)
+                return self._prepared(MonitorUpdate, req, update, over)[1]
+            made = update.messages.get((self.big_endian, ioid, MonitorUpdate))  # (most sends)
+            if made is None:
+                return self._prepared(MonitorUpdate, req, update)[1]
+            self.bytes_sent += made[0]
+            return made[1]
+        return [self.send(MonitorUpdate.unchecked(ioid, update.value, update.changed, overrun))]
