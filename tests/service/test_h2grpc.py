@@ -287,6 +287,26 @@ class _Collecting(asyncio.Transport):
         return default
 
 
+class _Joined:
+    """The gRPC server's protocol and an h2 client joined in memory: no socket, so a test
+    steps the exchange itself. Made inside a running loop (the server schedules its pings)."""
+
+    def __init__(self, max_message_bytes: int = 1 << 16) -> None:
+        self.client = _h2_client()
+        self.server = GrpcConnection({}, max_message_bytes=max_message_bytes)
+        self.wire = _Collecting()
+        self.wire._protocol = self.server
+        self.server.connection_made(self.wire)
+
+    def exchange(self) -> list[h2.events.Event]:
+        """What the client sent goes to the server; what the server wrote, to the client (its
+        events are returned)."""
+        self.server.data_received(self.client.data_to_send())
+        events = self.client.receive_data(bytes(self.wire.written))
+        self.wire.written.clear()
+        return events
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from(["/rtest.Feed/Echo", "/rtest.Feed/Count", "/x"]))
 def test_fuzzed_bytes_after_a_valid_opening_never_raise(tail: bytes, path: str) -> None:
@@ -294,14 +314,10 @@ def test_fuzzed_bytes_after_a_valid_opening_never_raise(tail: bytes, path: str) 
     closes the connection; nothing escapes into the loop, and no call is left running."""
 
     async def scenario() -> None:
-        conn = _h2_client()
-        conn.send_headers(1, _request_headers(path))
-        routes: dict[str, Any] = {}
-        protocol = GrpcConnection(routes, max_message_bytes=1 << 16)
-        wire = _Collecting()
-        wire._protocol = protocol
-        protocol.connection_made(wire)
-        protocol.data_received(conn.data_to_send())
+        joined = _Joined()
+        protocol, wire = joined.server, joined.wire
+        joined.client.send_headers(1, _request_headers(path))
+        protocol.data_received(joined.client.data_to_send())
         protocol.data_received(tail)
         await asyncio.sleep(0)
         await asyncio.sleep(0)
@@ -406,17 +422,8 @@ def test_calls_that_end_unread_give_the_connections_window_back() -> None:
     window in all), and the connection still takes more."""
 
     async def scenario() -> None:
-        client = _h2_client()
-        protocol = GrpcConnection({}, max_message_bytes=1 << 20)
-        wire = _Collecting()
-        wire._protocol = protocol
-        protocol.connection_made(wire)
-
-        def exchange() -> None:
-            protocol.data_received(client.data_to_send())
-            client.receive_data(bytes(wire.written))
-            wire.written.clear()
-
+        joined = _Joined(max_message_bytes=1 << 20)
+        client, protocol, exchange = joined.client, joined.server, joined.exchange
         exchange()
         chunk = frame(b"z" * (16_384 - 5 - 9))
         sent = 0
@@ -445,12 +452,9 @@ def test_a_peer_that_breaks_http2_is_logged_and_dropped(caplog: pytest.LogCaptur
     log line naming what was wrong; the server itself goes on."""
 
     async def scenario() -> None:
-        conn = _h2_client()
-        protocol = GrpcConnection({}, max_message_bytes=1 << 16)
-        wire = _Collecting()
-        wire._protocol = protocol
-        protocol.connection_made(wire)
-        protocol.data_received(conn.data_to_send())
+        joined = _Joined()
+        protocol, wire = joined.server, joined.wire
+        protocol.data_received(joined.client.data_to_send())
         # a DATA frame on stream 0, which HTTP/2 forbids (a connection error)
         protocol.data_received(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
         assert wire.closed
@@ -467,18 +471,8 @@ def test_a_call_ended_before_the_client_finished_sending_is_reset_after_its_trai
     trailers alone."""
 
     async def scenario() -> None:
-        client = _h2_client()
-        protocol = GrpcConnection({}, max_message_bytes=1 << 16)
-        wire = _Collecting()
-        wire._protocol = protocol
-        protocol.connection_made(wire)
-
-        def exchange() -> list[h2.events.Event]:
-            protocol.data_received(client.data_to_send())
-            events = client.receive_data(bytes(wire.written))
-            wire.written.clear()
-            return events
-
+        joined = _Joined()
+        client, exchange = joined.client, joined.exchange
         exchange()
         seen: dict[int, list[str]] = {1: [], 3: []}
         client.send_headers(1, _request_headers("/rtest.Nothing/Here"))  # still sending
