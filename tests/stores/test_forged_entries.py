@@ -10,6 +10,7 @@ appear, which shows the payload would run if it were trusted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -138,7 +139,41 @@ def _raw_forgeries(evil: bytes) -> dict[str, bytes]:
         + b"\x02" * 33
         + evil,
         "blake3 tag byte, random tag": b"\x02" + os.urandom(32) + evil,
+        "blake2b tag byte, random tag": b"\x04" + os.urandom(32) + evil,
+        "earlier blake2b tag byte, random tag": b"\x03" + os.urandom(32) + evil,
     }
+
+
+_TEAM_SECRET = b"the team's shared secret"
+
+
+def _earlier_tag(key: str, value: bytes) -> bytes:
+    """The tag an earlier reckon wrote for small values under the team's key (BLAKE2b, algorithm
+    byte 3), computed from its description in ``signing``: still read, never written."""
+    master = hashlib.sha256(b"reckon cache key v1\0" + _TEAM_SECRET).digest()
+    b2key = hashlib.sha256(b"blake2b\0" + master).digest()
+    kb = key.encode()
+    head = b"reckon-store-v1\0" + len(kb).to_bytes(4, "little") + kb
+    head += bytes((1 - len(head)) % 128)
+    return b"\x03" + hashlib.blake2b(head + value, key=b2key, digest_size=32).digest()
+
+
+def _plant_signed(spec: dict[str, Any], key: str, tag: bytes, value: bytes) -> None:
+    """Write ``value`` with ``tag`` into the store's backend in the store's own layout."""
+    if spec["kind"] == "local":
+        LocalStore(spec["path"], sync=True).close()  # the index exists
+        conn = sqlite3.connect(Path(spec["path"]) / "index.sqlite3")
+        conn.execute(
+            "INSERT OR REPLACE INTO entries (key, size, tag, digest, value, access, priority, cost)"
+            " VALUES (?, ?, ?, NULL, ?, 0, 0, 0)",
+            (key, len(value), tag, value),
+        )
+        conn.commit()
+        conn.close()
+    elif spec["kind"] == "redis":
+        _plant_raw(spec, key, b"RKR2" + tag + value)
+    else:
+        _plant_raw(spec, key, b"RKF2" + len(value).to_bytes(8, "little") + tag + value)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -205,3 +240,48 @@ def test_a_value_cannot_be_replayed_under_another_key(tmp_path: Path, team: Sign
     assert store.get(b) is None
     assert store.get(a) == b"value of a"
     store.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_entries_of_an_earlier_version_still_hit(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, team: Signer
+) -> None:
+    """A value stored by an earlier reckon (its tag in the earlier BLAKE2b layout) is a hit, not
+    a miss: the new layout is written from now on, the old one still read."""
+    spec = _spec(kind, tmp_path, request)
+    rid = RequestId("earlier", kind)
+    value = bytes(PickleCodec().encode("the stored value"))
+    _plant_signed(spec, rid.disk_key, _earlier_tag(rid.disk_key, value), value)
+    assert _victim_reads(spec, rid, team) == "the stored value"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tag_relabelled_as_another_algorithm_is_never_decoded(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, team: Signer
+) -> None:
+    """A valid tag of the team (either BLAKE2b layout) given another algorithm's byte is
+    refused: each algorithm has its own key and domain. The control, the same entries
+    with their own bytes, runs the payload."""
+    spec = _spec(kind, tmp_path, request)
+    marker = tmp_path / "planted-code-ran"
+    evil = bytes(PickleCodec().encode(Planted(str(marker))))
+    n = 0
+    for made in (team.sign("x", b"")[0], 3):
+        for claimed in (1, 2, 3, 4):
+            if claimed == made:
+                continue
+            n += 1
+            key = RequestId("relabelled", kind, n).disk_key
+            tag = team.sign(key, evil) if made != 3 else _earlier_tag(key, evil)
+            assert tag[0] == made
+            _plant_signed(spec, key, bytes((claimed,)) + tag[1:], evil)
+            assert _victim_reads(spec, RequestId("relabelled", kind, n), team) == "the true value"
+            assert not marker.exists(), (made, claimed)
+    for made in (team.sign("x", b"")[0], 3):
+        rid = RequestId("control", kind, made)
+        key = rid.disk_key
+        tag = team.sign(key, evil) if made != 3 else _earlier_tag(key, evil)
+        _plant_signed(spec, key, tag, evil)
+        _victim_reads(spec, rid, team)
+        assert marker.exists(), made
+        marker.unlink()

@@ -127,30 +127,117 @@ def test_any_change_to_key_value_or_tag_fails(
     assert not signer.verify(key, data, None)
 
 
-@given(key=st.text(min_size=0, max_size=300), data=st.binary(max_size=600))
-def test_a_blake2b_tag_is_the_documented_mac(key: str, data: bytes) -> None:
-    """The BLAKE2b layout, computed here from its description: the MAC of domain, key length,
-    key, zero padding to one byte past a 128-byte block, then the value (keys of any length,
-    past a block too; the tag also verifies when the value comes as memoryview or pieces)."""
-    master = hashlib.sha256(b"reckon cache key v1\0" + b"secret").digest()
-    b2key = hashlib.sha256(b"blake2b\0" + master).digest()
+def _master(secret: bytes) -> bytes:
+    return hashlib.sha256(b"reckon cache key v1\0" + secret).digest()
+
+
+def _blake2b_mac(secret: bytes, key: str, data: bytes) -> bytes:
+    """The BLAKE2B tag, computed from the module's description: the MAC of the domain, the
+    key's length, zero bytes that put the key's end one byte past a 128-byte block, the key,
+    then the value."""
+    b2key = hashlib.sha256(b"blake2b v2\0" + _master(secret)).digest()
+    kb = key.encode("utf-8")
+    head = b"reckon-store-v2\0" + len(kb).to_bytes(4, "little")
+    head += bytes((1 - len(head) - len(kb)) % 128) + kb
+    assert len(head) % 128 == 1
+    mac = hashlib.blake2b(head + data, key=b2key, digest_size=32).digest()
+    return bytes((signing.BLAKE2B,)) + mac
+
+
+def _blake2b_v1_mac(secret: bytes, key: str, data: bytes) -> bytes:
+    """The BLAKE2B_V1 tag of earlier versions (still read): the MAC of the domain, the key's
+    length, the key, zero padding to one byte past a 128-byte block, then the value."""
+    b2key = hashlib.sha256(b"blake2b\0" + _master(secret)).digest()
     kb = key.encode("utf-8")
     head = b"reckon-store-v1\0" + len(kb).to_bytes(4, "little") + kb
     head += bytes((1 - len(head)) % 128)
     assert len(head) % 128 == 1
     mac = hashlib.blake2b(head + data, key=b2key, digest_size=32).digest()
+    return bytes((signing.BLAKE2B_V1,)) + mac
+
+
+@given(key=st.text(min_size=0, max_size=300), data=st.binary(max_size=600))
+def test_a_blake2b_tag_is_the_documented_mac(key: str, data: bytes) -> None:
+    """Keys of any length, past a block too; the tag also verifies when the value comes as
+    memoryview or pieces, by the signer that wrote it and by one that never saw the key."""
+    tag = _blake2b_mac(b"secret", key, data)
     signer = Signer("secret", algorithm="blake2b")
-    assert signer.sign(key, data) == bytes((signing.BLAKE2B,)) + mac
-    assert signer.verify(key, memoryview(data), bytes((signing.BLAKE2B,)) + mac)
-    assert signer.verify(key, [data[:3], data[3:]], bytes((signing.BLAKE2B,)) + mac)
-    # a reader that never signed under this key checks it by the other route (nothing kept)
-    assert Signer("secret").verify(key, data, bytes((signing.BLAKE2B,)) + mac)
+    assert signer.sign(key, data) == tag
+    assert Signer("secret").sign(key, data) == tag  # (the default, for a small value)
+    assert signer.verify(key, memoryview(data), tag)
+    assert signer.verify(key, [data[:3], data[3:]], tag)
+    fresh = Signer("secret")
+    assert fresh.verify(key, data, tag)
+    assert fresh.verify(key, bytearray(data), tag)
+    check = fresh.verifier(key, tag, len(data))
+    check.update(data[:5])
+    check.update(data[5:])
+    assert check.ok()
+
+
+@given(
+    key=st.text(min_size=0, max_size=300),
+    data=st.binary(max_size=600),
+    flip=st.integers(min_value=0, max_value=10_000),
+)
+def test_tags_of_earlier_versions_still_verify(key: str, data: bytes, flip: int) -> None:
+    """Entries stored by an earlier version (BLAKE2B_V1) stay hits: read whole, in pieces and
+    block by block; any change to their key, value or tag still fails."""
+    tag = _blake2b_v1_mac(b"secret", key, data)
+    for reader in (Signer("secret"), Signer("secret", algorithm="hmac-sha256")):
+        assert reader.verify(key, data, tag)
+        assert reader.verify(key, memoryview(data), tag)
+        assert reader.verify(key, [data[:3], data[3:]], tag)
+        check = reader.verifier(key, tag, len(data))
+        check.update(data)
+        assert check.ok()
+        assert not reader.verify(key + "x", data, tag)
+        if data:
+            changed = bytearray(data)
+            changed[flip % len(data)] ^= 1 << (flip % 8)
+            assert not reader.verify(key, bytes(changed), tag)
+        bad = bytearray(tag)
+        bad[1 + flip % (TAG_SIZE - 1)] ^= 1
+        assert not reader.verify(key, data, bytes(bad))
+    assert not Signer("other").verify(key, data, tag)
+    assert Signer("secret").sign(key, data)[0] != signing.BLAKE2B_V1  # never written
+
+
+ALL_IDS = [signing.HMAC_SHA256, signing.BLAKE3, signing.BLAKE2B_V1, signing.BLAKE2B]
+
+
+@given(
+    key=st.text(min_size=0, max_size=100),
+    data=st.binary(max_size=300),
+    made=st.sampled_from(ALL_IDS),
+    claimed=st.sampled_from(ALL_IDS),
+)
+def test_a_tag_of_one_algorithm_is_never_valid_as_another(
+    key: str, data: bytes, made: int, claimed: int
+) -> None:
+    """The MAC of any algorithm, relabelled with another algorithm's byte, fails (each has its
+    own key and domain), whole, in pieces and block by block."""
+    if made == signing.BLAKE3 and signing._blake3() is None:
+        return
+    if made == signing.BLAKE2B_V1:
+        tag = _blake2b_v1_mac(b"secret", key, data)
+    else:
+        name = {signing.HMAC_SHA256: "hmac-sha256", signing.BLAKE3: "blake3"}
+        tag = Signer("secret", algorithm=name.get(made, "blake2b")).sign(key, data)
+    assert tag[0] == made
+    relabelled = bytes((claimed,)) + tag[1:]
+    reader = Signer("secret")
+    assert reader.verify(key, data, relabelled) == (made == claimed)
+    assert reader.verify(key, [data], relabelled) == (made == claimed)
+    check = reader.verifier(key, relabelled, len(data))
+    check.update(data)
+    assert check.ok() == (made == claimed)
 
 
 def test_tags_stay_right_past_what_the_signer_keeps() -> None:
     """The signer keeps a prepared hasher per key it signed under, and drops them all when it
     holds many: tags made before, across and after the drops all verify, by the signer and by a
-    reader that keeps nothing, under their own key and value only."""
+    reader that never wrote, under their own key and value only."""
     signer = Signer("many keys")
     cold = Signer("many keys")
     values = {f"{i:064x}": b"%d" % i + bytes(i % 4000) for i in range(1500)}
@@ -190,4 +277,5 @@ def test_a_seal_is_never_a_tag_nor_a_tag_a_seal() -> None:
     assert not signer.check_seal(record, None)
     tag = signer.sign("", record)
     assert not signer.check_seal(record, tag[1:])
-    assert not signer.verify("", record, bytes((signing.BLAKE2B,)) + seal)
+    for alg in ALL_IDS:
+        assert not signer.verify("", record, bytes((alg,)) + seal)

@@ -13,9 +13,16 @@ on every core) or HMAC-SHA256 (on request). Readers check any. The entry's key i
 so a valid value cannot be replayed under another key.
 
 What is signed: a domain string, the key's length and the key, then the value. For BLAKE2B the
-key part is followed by zero bytes up to one byte past a 128-byte block: a hasher fed that prefix
-has compressed every block of it, so the hasher kept per key (see ``Signer._b2_of``) finishes a
-small value's tag with one compression, not two (a small hit's check is most of its cost).
+key's length is followed by zero bytes, as many as put the key's end one byte past a 128-byte
+block, then the key. Everything before the key depends on its length only, so it is hashed once
+per length (``Signer._b2_start``): a first check of a value under a key costs one copy of that
+hasher and two updates (the key, the value), no joining of pieces in Python. A hasher fed the key
+too has compressed every block before the value, so the one kept per key written
+(``Signer._b2_of``) finishes a small value's tag with one compression.
+
+``BLAKE2B_V1`` (algorithm byte 3) is the layout of earlier versions: the same parts, but the zero
+bytes after the key, under another domain and key. It is only read (entries stored before stay
+hits); nothing is signed with it any more.
 
 Where the secret comes from (first match wins):
 
@@ -46,8 +53,10 @@ log = logging.getLogger("reckon.core.store")
 TAG_SIZE: Final = 33
 HMAC_SHA256: Final = 1
 BLAKE3: Final = 2
-BLAKE2B: Final = 3
-_DOMAIN = b"reckon-store-v1\0"
+BLAKE2B_V1: Final = 3  # read only: the BLAKE2b layout of earlier versions (module docstring)
+BLAKE2B: Final = 4
+_DOMAIN = b"reckon-store-v1\0"  # BLAKE3, HMAC-SHA256 and BLAKE2B_V1
+_B2_DOMAIN = b"reckon-store-v2\0"  # BLAKE2B
 _SEAL_DOMAIN = b"reckon-seal-v1\0"
 _THREADED = 8 << 20  # values this large are hashed by blake3 on several threads
 _SMALL = 16 << 10  # below this, the default signs with BLAKE2b (its per-call cost is lowest)
@@ -56,8 +65,9 @@ _B2_BLOCK = 128
 _B2_KEYS = 1024  # per-key BLAKE2b hashers kept (see Signer._b2_of); all dropped when full
 _BUFFERS = (bytes, memoryview, bytearray)
 _B2_HEAD = bytes((BLAKE2B,))
-# the zero padding after a key of n bytes (mod a block), made once: see _b2_prefix
-_B2_PAD = [bytes((1 - len(_DOMAIN) - 4 - n) % _B2_BLOCK) for n in range(_B2_BLOCK)]
+_B2_STARTS = 256  # key lengths whose BLAKE2B start is kept (see Signer._b2_start)
+# BLAKE2B_V1's zero padding after a key of n bytes (mod a block), made once: see _b2_v1_prefix
+_B2_V1_PAD = [bytes((1 - len(_DOMAIN) - 4 - n) % _B2_BLOCK) for n in range(_B2_BLOCK)]
 # the length field of keys up to 255 bytes (every RequestId.disk_key), made once
 _B2_LENS = [_LEN(n) for n in range(256)]
 _ALGORITHMS = ("auto", "blake3", "blake2b", "hmac-sha256")
@@ -97,6 +107,8 @@ class Signer:
     __slots__ = (
         "_b2",
         "_b2keys",
+        "_b2starts",
+        "_b2v1",
         "_b3",
         "_b3base",
         "_b3key",
@@ -117,8 +129,11 @@ class Signer:
         self._hkey = hashlib.sha256(b"hmac-sha256\0" + master).digest()
         self._b3key = hashlib.sha256(b"blake3\0" + master).digest()
         b2key = hashlib.sha256(b"blake2b\0" + master).digest()
-        self._b2 = hashlib.blake2b(_DOMAIN, key=b2key, digest_size=32)
-        self._b2keys: dict[str, Any] = {}
+        self._b2v1 = hashlib.blake2b(_DOMAIN, key=b2key, digest_size=32)
+        b2key2 = hashlib.sha256(b"blake2b v2\0" + master).digest()
+        self._b2 = hashlib.blake2b(_B2_DOMAIN, key=b2key2, digest_size=32)
+        self._b2starts: list[Any] = [None] * _B2_STARTS  # key length -> its start (_b2_start)
+        self._b2keys: dict[str, Any] = {}  # key -> its hasher, for keys written (_b2_of)
         self._seal = hashlib.blake2b(_SEAL_DOMAIN, key=b2key, digest_size=32)
         self._b3 = _blake3()
         self._b3base = None if self._b3 is None else self._b3.blake3(_DOMAIN, key=self._b3key)
@@ -156,12 +171,17 @@ class Signer:
             return False
         if tag[:1] == _B2_HEAD and isinstance(data, _BUFFERS):  # small values: the fast path
             h = self._b2keys.get(key)
-            if h is None:  # a key first seen here: one update, nothing kept (see _b2_prefix)
-                h = self._b2.copy()
-                h.update(self._b2_prefix(key, data))
-            else:  # a key this signer signed or hashed before: one compression
+            if h is None:  # a key not written here: the start of its length, then the key
+                kb = key.encode("utf-8")
+                n = len(kb)
+                h = self._b2starts[n] if n < _B2_STARTS else None
+                if h is None:
+                    h = self._b2_start(n)
                 h = h.copy()
-                h.update(data)
+                h.update(kb)
+            else:  # a key this signer wrote under: one compression
+                h = h.copy()
+            h.update(data)
             # One constant-time compare checks the algorithm byte, the length and the MAC.
             return _compare(_B2_HEAD + h.digest(), tag)
         if len(tag) != TAG_SIZE:
@@ -206,10 +226,14 @@ class Signer:
     def _hasher(self, alg: int, key: str, size: int) -> Any:
         """A keyed hasher for algorithm ``alg``, already fed the key; None for an algorithm
         this process cannot compute (unknown, or BLAKE3 without the package)."""
+        h: Any
         if alg == BLAKE2B:
             return (self._b2keys.get(key) or self._b2_of(key)).copy()
+        if alg == BLAKE2B_V1:
+            h = self._b2v1.copy()
+            h.update(self._b2_v1_prefix(key))
+            return h
         kb = key.encode("utf-8")
-        h: Any
         if alg == BLAKE3:
             if self._b3base is None:
                 return None
@@ -226,20 +250,35 @@ class Signer:
         return h
 
     @staticmethod
-    def _b2_prefix(key: str, value: Buffer = b"") -> bytes:
-        """What BLAKE2b tags sign after the domain and before the value: the key's length, the
-        key, and zero bytes up to one byte past a block (see the module docstring); followed by
-        ``value`` when given, in the same join (a first check's cost is mostly Python's)."""
+    def _b2_v1_prefix(key: str) -> bytes:
+        """What BLAKE2B_V1 tags (read only) sign after the domain and before the value: the
+        key's length, the key, and zero bytes up to one byte past a block."""
         kb = key.encode("utf-8")
         n = len(kb)
-        return b"".join((_B2_LENS[n] if n < 256 else _LEN(n), kb, _B2_PAD[n % _B2_BLOCK], value))
+        return b"".join((_LEN(n), kb, _B2_V1_PAD[n % _B2_BLOCK]))
+
+    def _b2_start(self, n: int) -> Any:
+        """The BLAKE2B hasher of keys of ``n`` bytes, before the key: keyed, fed the domain,
+        the length and the zero bytes that put the key's end one byte past a block (see the
+        module docstring); kept for keys shorter than ``_B2_STARTS``. Callers copy it."""
+        h = self._b2.copy()
+        h.update(_B2_LENS[n] if n < 256 else _LEN(n))
+        h.update(bytes((1 - len(_B2_DOMAIN) - 4 - n) % _B2_BLOCK))
+        if n < _B2_STARTS:
+            self._b2starts[n] = h
+        return h
 
     def _b2_of(self, key: str) -> Any:
-        """The BLAKE2b hasher of ``key``: keyed, fed the domain, the key and the padding that
-        ends the prefix one byte past a block (see the module docstring); kept for the next
-        call (up to ``_B2_KEYS`` keys). Callers copy it."""
-        h = self._b2.copy()
-        h.update(self._b2_prefix(key))
+        """The BLAKE2B hasher of ``key``: its length's start fed the key, so every block before
+        the value is compressed; kept for the next call (up to ``_B2_KEYS`` keys, those signed
+        or checked in pieces: a first read of a whole buffer keeps nothing). Callers copy it."""
+        kb = key.encode("utf-8")
+        n = len(kb)
+        h = self._b2starts[n] if n < _B2_STARTS else None
+        if h is None:
+            h = self._b2_start(n)
+        h = h.copy()
+        h.update(kb)
         keys = self._b2keys
         if len(keys) >= _B2_KEYS:
             keys.clear()
