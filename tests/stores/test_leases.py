@@ -132,6 +132,42 @@ def test_s3_lease_releases_go_in_batches(s3_endpoint: str, s3_bucket: str) -> No
     store.close()
 
 
+def test_s3_a_lease_taken_right_after_its_look_looks_once(s3_endpoint: str, s3_bucket: str) -> None:
+    """A lease taken soon after its look for the value (well within ``lease_ttl/16``) reads the
+    value's object once, not again after the create; in exchange, the lease object of a value
+    stays at least ``lease_ttl/16`` after the value was written, even when ``flush`` hurries
+    the removals, so a look that missed the value cannot be followed by a successful create."""
+    import s3fs
+    from _s3_server import requests_seen, s3_options
+
+    from reckon.core.stores.objectstore import ObjectStore
+
+    ttl = 32.0  # a lease taken within 2 s of its look
+    store = ObjectStore(
+        f"s3://{s3_bucket}/once", storage_options=s3_options(s3_endpoint), lease_ttl=ttl
+    )
+    fs = s3fs.S3FileSystem(**s3_options(s3_endpoint))  # type: ignore[arg-type]
+    key = RequestId("once", 1).disk_key
+    before = len(requests_seen(s3_endpoint))
+    with store.shared_lease(key) as mine:
+        assert mine
+        store.put(key, b"v")
+        written = time.monotonic()
+    seen = requests_seen(s3_endpoint)[before:]
+    looks = [r for r in seen if r.startswith("GET") and key in r and "." not in r.split(key)[1]]
+    assert len(looks) == 1, seen
+    assert fs.exists(f"{s3_bucket}/once/leases/{key}.lease")
+    assert store.flush() == []
+    assert time.monotonic() - written >= ttl / 16
+    assert not fs.exists(f"{s3_bucket}/once/leases/{key}.lease")
+    other = ObjectStore(f"s3://{s3_bucket}/once", storage_options=s3_options(s3_endpoint))
+    with other.shared_lease(key) as mine:
+        assert mine is False  # the value is there: no lease, no compute
+    assert other.get(key) == b"v"
+    store.close()
+    other.close()
+
+
 def test_s3_waiter_elsewhere_stops_when_the_value_appears(s3_endpoint: str, s3_bucket: str) -> None:
     """A waiter on another machine (its own store, the far lease alone) looks for the value
     before the lease object: it stops the moment the holder's value is there, while the holder

@@ -27,9 +27,13 @@ most, and when it sees it unchanged for ``lease_ttl`` seconds of its own clock (
 compared across machines) removes it and takes over. A holder leaves its lease at once, but
 the lease object is removed in the background, in batches (one request removes up to 1,000 on
 S3, see ``_release_later``): nobody waits for that removal, since the value, written before it,
-is what ends every wait. The lease's token fences writes: a holder
-whose lease lapsed (paused, or cut off longer than ``lease_ttl``) reads the lease object before
-it writes the value and, finding it gone or another holder's, does not write.
+is what ends every wait. It is removed no sooner than ``lease_ttl/16`` after the value written
+under it, which spares a holder a second look: a lease taken (one failed look, one create) within
+that time of the look's start cannot have missed a value stored under a lease meanwhile, whose
+lease object would still have been there to make the create fail. The lease's token fences
+writes: a holder whose lease lapsed (paused, or cut off longer than ``lease_ttl``) reads the
+lease object before it writes the value and, finding it gone or another holder's, does not
+write.
 
 An entry's metadata (see ``metadata``) is a small object beside it, ``<key>.meta``, written after
 the value and removed with it.
@@ -73,6 +77,9 @@ _PART = 16 << 20  # a large put's part (S3's multipart uploads need 5 MB or more
 
 _IN_FLIGHT = 2  # ranges a large get reads at once
 _LEASE_READ = 4096  # a lease object is far smaller: a ranged read needs no size request first
+# A lease object stays at least this share of lease_ttl after the value written under it, and a
+# lease taken within this share of its look needs no second look (see the module docstring).
+_LINGER = 1 / 16
 
 
 def _range_size(length: int) -> int:
@@ -165,6 +172,9 @@ class ObjectStore:
         self._held: dict[str, str] = {}  # key -> token of a lease this process holds
         # key -> when (monotonic) the last write of that lease object that succeeded was sent
         self._renewed: dict[str, float] = {}
+        # key -> when (monotonic) the value put under this process's lease of it was written
+        self._written: dict[str, float] = {}
+        self._linger = lease_ttl * _LINGER
         self.machine_leases = MachineLeases(default_directory(), url)
         # lease objects of leases left, removed in batches in the background (_release_later)
         self._releases = Writer(self._release, max_bytes=1 << 30, idle_timeout=2.0)
@@ -359,6 +369,8 @@ class ObjectStore:
                 self._write_whole(path, b"".join([head, *pieces]))
             else:  # large: streamed in parts (a multipart upload on S3), never joined
                 self._write_streamed(path, head, pieces)
+            if key in self._held:  # its lease object stays a while (see the module docstring)
+                self._written[key] = time.monotonic()
             if meta_blob is not None:
                 self._write_whole(path + ".meta", meta_blob)
         except Exception as exc:
@@ -596,11 +608,12 @@ class ObjectStore:
             self._releases.flush()
         # The lease looks first (``lease_looks``): a value already here costs one read, as a
         # plain get would, and no lease object written and removed.
+        looked = time.monotonic()
         if self._look(key):
             yield False
             return
         token = f"{os.getpid()}-{uuid.uuid4().hex}"
-        got = self._acquire(key, path, token, timeout)
+        got, looked = self._acquire(key, path, token, timeout, looked)
         if got is None:
             yield False
             return
@@ -617,26 +630,31 @@ class ObjectStore:
         )
         beat.start()
         try:
-            # Again once the lease is ours: a holder may have stored the value and left since the
-            # first look. (A look that reads: a GET of a missing object is one request, where
-            # asking whether it exists is two on S3, and a value found is handed to the get.)
-            yield not self._look(key)
+            # Again once the lease is ours, unless it was taken soon after the last look: a
+            # holder may have stored the value and left since (see the module docstring). (A
+            # look that reads: a GET of a missing object is one request, where asking whether
+            # it exists is two on S3, and a value found is handed to the get.)
+            yield time.monotonic() - looked < self._linger or not self._look(key)
         finally:
             stop.set()
             beat.join()
             sent = self._renewed.get(key)
+            written = self._written.pop(key, None)
             if self._held.get(key) == token:
                 del self._held[key]
                 self._renewed.pop(key, None)
-            self._release_later(path, token, sent)
+            self._release_later(path, token, sent, written)
 
-    def _release_later(self, path: str, token: str, sent: float | None) -> None:
-        """Have the lease object ``path`` (ours: ``token``, last written at ``sent``) removed
-        in the background. The releases of a few moments go in one request (S3's DeleteObjects
-        takes 1,000 keys): each computed key costs a fraction of a request instead of one.
-        ``flush``, ``close`` and the process's exit send what is queued."""
+    def _release_later(
+        self, path: str, token: str, sent: float | None, written: float | None
+    ) -> None:
+        """Have the lease object ``path`` (ours: ``token``, last written at ``sent``, the value
+        under it written at ``written``) removed in the background. The releases of a few
+        moments go in one request (S3's DeleteObjects takes 1,000 keys): each computed key costs
+        a fraction of a request instead of one. ``flush``, ``close`` and the process's exit
+        send what is queued."""
         _at_exit.arm()
-        op = Op(DELETE, path, meta=(token, sent))
+        op = Op(DELETE, path, meta=(token, sent, written))
         if not self._releases.submit(op):  # closed: at once
             self._release([op])
 
@@ -644,7 +662,13 @@ class ObjectStore:
         """Remove the lease objects of ``ops`` that are still ours, in one request where the
         file system can. One still certainly ours (written less than half a ``lease_ttl``
         ago: see ``_fresh``) is removed without a look; an older one only when it still
-        carries our token (a read each: rare, a lease held past its last renewal)."""
+        carries our token (a read each: rare, a lease held past its last renewal). None is
+        removed sooner than ``_linger`` after the value written under it, even in a hurry."""
+        written = [op.meta[2] for op in ops if op.meta[2] is not None]
+        if written:
+            early = max(written) + self._linger - time.monotonic()
+            if early > 0:
+                time.sleep(early)
         if not self._closing and not self._hurry.is_set():
             # The releases of the next moments join the next batch: wait up to a quarter
             # lease_ttl, but not past the moment the oldest of these stops being certainly ours
@@ -658,7 +682,7 @@ class ObjectStore:
         now = time.monotonic()
         paths = []
         for op in ops:
-            token, sent = op.meta
+            token, sent, _written = op.meta
             if sent is not None and now - sent < self.lease_ttl / 2:
                 paths.append(op.key)
                 continue
@@ -705,16 +729,19 @@ class ObjectStore:
         data = self._lease_object(path)
         return None if data is None else data.split(b" ", 1)[0]
 
-    def _acquire(self, key: str, path: str, token: str, timeout: float | None) -> bool | None:
-        """True: the lease is ours; False: compute without it; None: the value appeared."""
+    def _acquire(
+        self, key: str, path: str, token: str, timeout: float | None, looked: float
+    ) -> tuple[bool | None, float]:
+        """True: the lease is ours; False: compute without it; None: the value appeared. With
+        it, when the last look for the value (the caller's, at ``looked``, or one here) began."""
         if self._outage.skip():
-            return False
+            return False, looked
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: bytes | None = None
         seen_since = read_at = time.monotonic()  # (the failed create read the lease, in effect)
         try:
             if self._create_lease(key, path, token):
-                return True
+                return True, looked
             with waiting():
                 # Each look is a request (tens of ms on S3): the first comes after 20 ms, and
                 # the pace slows with the wait (see Pause).
@@ -722,13 +749,14 @@ class ObjectStore:
                 while True:
                     now = time.monotonic()
                     if deadline is not None and now >= deadline:
-                        return False
+                        return False, looked
                     delay = pause.next()
                     time.sleep(delay if deadline is None else min(delay, deadline - now))
                     # The value first: it ends the wait the moment it is there (its holder's
                     # lease object may still be there for a moment: see _release_later).
+                    looked = time.monotonic()
                     if self._look(key):
-                        return None
+                        return None, looked
                     now = time.monotonic()
                     if now - read_at < self.lease_ttl / 8:
                         continue  # the lease object is read every lease_ttl/8 at most
@@ -736,7 +764,7 @@ class ObjectStore:
                     now = read_at = time.monotonic()
                     if now_content is None:  # released: try to take it
                         if self._create_lease(key, path, token):
-                            return True
+                            return True, looked
                     elif now_content != seen:  # the holder renewed (or changed): it is alive
                         seen, seen_since = now_content, now
                     elif now - seen_since > self.lease_ttl:
@@ -750,10 +778,10 @@ class ObjectStore:
                             if self._lease_object(path) == seen:
                                 self._fs.rm_file(path)
                         if self._create_lease(key, path, token):
-                            return True
+                            return True, looked
         except Exception as exc:
             self._outage.failed("lease", exc)
-            return False
+            return False, looked
 
     def _heartbeat(self, key: str, path: str, token: str, stop: threading.Event) -> None:
         beat = 0
