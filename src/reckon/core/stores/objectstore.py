@@ -35,8 +35,9 @@ writes: a holder whose lease lapsed (paused, or cut off longer than ``lease_ttl`
 lease object before it writes the value and, finding it gone or another holder's, does not
 write.
 
-An entry's metadata (see ``metadata``) is a small object beside it, ``<key>.meta``, written after
-the value and removed with it.
+An entry's metadata (see ``metadata``) is a small object beside it, ``<key>.meta``, written with
+the value (both requests at once on S3: a put waits for one round trip, not two) and removed with
+it. A listing shows the metadata of values only: one whose value write failed is not listed.
 """
 
 from __future__ import annotations
@@ -365,14 +366,17 @@ class ObjectStore:
                 return
             if self._local:  # (object stores have no directories to make)
                 self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            if size <= _PART:  # small: one joined copy, one request
-                self._write_whole(path, b"".join([head, *pieces]))
+            if size <= _PART:  # small: one joined copy, one request (with its metadata's)
+                objects = {path: b"".join([head, *pieces])}
+                if meta_blob is not None:
+                    objects[path + ".meta"] = meta_blob
+                self._write_whole(objects)
             else:  # large: streamed in parts (a multipart upload on S3), never joined
                 self._write_streamed(path, head, pieces)
+                if meta_blob is not None:
+                    self._write_whole({path + ".meta": meta_blob})
             if key in self._held:  # its lease object stays a while (see the module docstring)
                 self._written[key] = time.monotonic()
-            if meta_blob is not None:
-                self._write_whole(path + ".meta", meta_blob)
         except Exception as exc:
             self._outage.failed("put", exc)
             self._not_stored(key)
@@ -386,13 +390,20 @@ class ObjectStore:
             if over:
                 self.evict()
 
-    def _write_whole(self, path: str, blob: bytes) -> None:
+    def _write_whole(self, objects: dict[str, bytes]) -> None:
+        """Write each object (path: bytes) whole; on an object store all in one call, which an
+        asynchronous file system (s3fs, gcsfs) sends at once: a value and its metadata cost
+        one round trip of waiting, not two. Raises when any was not written."""
         if self._local:  # a file system can show a half-written file: write, then rename
-            temp = f"{path}.{uuid.uuid4().hex}.tmp"
-            self._fs.pipe_file(temp, blob)
-            self._fs.mv(temp, path)
-        else:  # object stores publish an object whole
+            for path, blob in objects.items():
+                temp = f"{path}.{uuid.uuid4().hex}.tmp"
+                self._fs.pipe_file(temp, blob)
+                self._fs.mv(temp, path)
+        elif len(objects) == 1:  # object stores publish an object whole
+            [(path, blob)] = objects.items()
             self._fs.pipe_file(path, blob)
+        else:
+            self._fs.pipe(objects)
 
     def _write_streamed(self, path: str, head: bytes, pieces: Sequence[Any]) -> None:
         """The header, then each piece in slices of one part: the file object uploads a part
