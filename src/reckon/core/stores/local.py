@@ -637,8 +637,8 @@ class LocalStore:
         writer = self._writer
         if writer is not None:
             op = writer.pending.get(key)
-            if op is not None:
-                existed = op.kind == PUT or self._committed(key)
+            if op is not None:  # its newest write decides (a delete queued: gone already)
+                existed = op.kind == PUT or (op.kind != DELETE and self._committed(key))
                 writer.submit(Op(DELETE, key))
                 return existed
         try:
