@@ -261,3 +261,34 @@ def test_s3_copies_on_one_machine_touch_the_lease_object_once(
     removals = [r for r in seen if r.startswith(f"POST /{bucket}?delete")]
     assert 1 <= len(removals) <= KEYS, removals  # (each copy's process closed its store)
     assert not [r for r in seen if r.startswith(f"DELETE /{bucket}") and ".lease" in r], seen
+
+
+def test_redis_after_a_run_of_misses_the_lease_is_the_only_look(
+    store_url: Callable[..., str], redis_url: str
+) -> None:
+    """Through the engine, a computation on Redis reads first (a GET, the cheaper way to find a
+    value that is there), takes the lease and leaves it with its value (two scripts); after a
+    run of such reads that missed, it leaves the look to the lease's script (two round trips,
+    not three). A value there after all is still a hit, found by that script, and the reads
+    come back at once."""
+    from reckon.core import CachingLevel, Engine
+    from reckon.core.stores import redis as redis_store
+
+    url = store_url("redis", "skip", near="off", lease_ttl=60)
+    _warm(url)
+    store = open_store(url)
+    engine = Engine(store=store, memory_budget=0)
+    monitor = _Monitor(redis_url)
+    n = redis_store._MISSES_TO_SKIP + 2
+    try:
+        for i in range(n):
+            assert engine.get(RequestId("skip", i), CachingLevel.FULL, lambda i=i: i) == i
+        assert engine.get(RequestId("skip", 1), CachingLevel.FULL, lambda: -1) == 1
+        assert engine.get(RequestId("skip", 2), CachingLevel.FULL, lambda: -1) == 2
+    finally:
+        sent = [c for c in monitor.stop() if c in ("GET", "EVALSHA")]
+        engine.close()
+        store.close()
+    skipped = n - redis_store._MISSES_TO_SKIP
+    computed = ["GET", "EVALSHA", "EVALSHA"] * (n - skipped) + ["EVALSHA", "EVALSHA"] * skipped
+    assert sent == [*computed, "EVALSHA", "GET"], sent

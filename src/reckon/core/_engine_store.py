@@ -124,7 +124,8 @@ class StoreSide(FlightSide):
         return GuardedLease(self, cm)
 
     def _early(self) -> Callable[[str], Any] | None:
-        """The read of the look before the lease (None: no look): the store's ``get``; or, when
+        """The read of the look before the lease (None: no look): the store's ``early_get``
+        when it has one (it chooses how to look: see ``Store``); else its ``get``; or, when
         the store's lease looks for the value itself in the same step as taking it
         (``lease_looks``), only its ``near_get`` (what this machine has), when it has one. Far
         misses before the lease would only repeat the lease's own look, once per copy of a key
@@ -134,7 +135,9 @@ class StoreSide(FlightSide):
         if store is self._early_store:
             return self._early_get
         get: Callable[[str], Any] | None = None
-        if store is not None:
+        if store is not None and getattr(store, "lease", None) is not None:
+            get = getattr(store, "early_get", None)
+        if store is not None and get is None:
             looks = getattr(store, "lease", None) is not None and getattr(
                 store, "lease_looks", False
             )

@@ -57,6 +57,11 @@ class Store(Protocol):
     near tier), and else goes straight to the lease. Such a store's ``get`` right after its
     lease said "present" reads no more than it must (what the lease's look read is handed to
     it).
+
+    A store with a lease may also choose the engine's look before it: ``early_get(key)``, used
+    instead of the above, returns the value or None, and None may mean "not looked" (the lease
+    then looks: RedisStore reads first, the cheaper way to find a value that is there, unless
+    its recent looks all missed).
     """
 
     def get(self, key: str) -> bytes | memoryview | None: ...

@@ -31,7 +31,7 @@ import hashlib
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from reckon.core.stores import metadata as md
@@ -104,10 +104,24 @@ class NearStore:
         return bool(getattr(self.far, "lease_looks", False))
 
     def get(self, key: str) -> bytes | memoryview | None:
+        return self._read(key, self.far.get)
+
+    def early_get(self, key: str) -> bytes | memoryview | None:
+        """The engine's look before the lease (see ``Store``): the near tier, then the far
+        store as the engine would look there itself (its ``early_get``; none when its lease
+        looks; else its ``get``)."""
+        far = getattr(self.far, "early_get", None)
+        if far is None and self.lease_looks:
+            return self.near_get(key)
+        return self._read(key, far or self.far.get)
+
+    def _read(
+        self, key: str, far: Callable[[str], bytes | memoryview | None]
+    ) -> bytes | memoryview | None:
         data = self.near_get(key)
         if data is not None or key in self._writer.pending:  # (a delete on its way: a miss)
             return data
-        data = self.far.get(key)
+        data = far(key)
         if data is not None:
             self.near.put(key, data)  # read-through: the next process here hits near
         return data

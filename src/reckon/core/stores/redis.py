@@ -282,6 +282,10 @@ _HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when 
 # one ZADD sends them all), or until the next flush, eviction or close: a hit is a plain GET.
 _TOUCH_BATCH = 256
 _TOUCH_EVERY = 1.0
+# The engine's look before a lease reads first (a GET) unless this many looks in a row missed:
+# then the lease's take script, which looks in the same round trip, is the only look (see
+# ``RedisStore.early_get``).
+_MISSES_TO_SKIP = 8
 
 
 class RedisStore:
@@ -289,10 +293,9 @@ class RedisStore:
 
     lease_looks = False
     """Its lease reads the value too (the take script returns it), but the engine reads first
-    all the same (see ``Store``): a value that is there, the common case, costs a plain GET,
-    about a third of the take script's time per hit, and the script's look only catches a
-    value written in between. What that costs is one more read per copy when copies of a key
-    start at once, where Redis answers each in microseconds."""
+    all the same (see ``Store``, and :meth:`early_get`): a value that is there, the common
+    case, costs a plain GET, about a third of the take script's time per hit, and the script's
+    look only catches a value written in between."""
 
     def __init__(
         self,
@@ -408,6 +411,7 @@ class RedisStore:
         # key's lease: sent with the lease's release, in one round trip (see _deferred_put)
         self._deferred: dict[str, list[Any]] = {}
         self._touches: dict[str, float] = {}  # key -> access time of a hit not yet sent
+        self._missed = 0  # the engine's looks before a lease that missed, in a row (early_get)
         self._touch_by = time.monotonic() + _TOUCH_EVERY
         self._touch_lock = threading.Lock()
         self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
@@ -485,6 +489,20 @@ class RedisStore:
             self._r.zadd(self._access, touches, xx=True)
         except redis_py.RedisError as exc:
             self._fail("access times", exc)
+
+    def early_get(self, key: str) -> bytes | memoryview | None:
+        """The engine's look before the lease (see ``Store``): a plain get, whose GET is the
+        cheapest way to find a value that is there; but after ``_MISSES_TO_SKIP`` of them
+        missed in a row (values being computed, not reused), None without a request: the
+        lease's take script looks in the same round trip as it takes the lease, so a
+        computation costs two round trips, not three, and copies of a key waiting on this
+        machine's lease read the far store once, after their wait. A value the take script
+        finds (a hit after all) turns the plain reads back on."""
+        if self._missed >= _MISSES_TO_SKIP:
+            return None
+        data = self.get(key)
+        self._missed = 0 if data is not None else self._missed + 1
+        return data
 
     def get(self, key: str) -> bytes | memoryview | None:
         raw = self.machine_leases.handed(key)  # read by this thread's lease just now
@@ -915,9 +933,13 @@ class RedisStore:
         self._outage.ok()  # (the request that probes a store that was away may be this one)
         if isinstance(got, bytes):
             self.machine_leases.hand(key, got)
+            self._missed = 0  # values are being reused: the engine reads first again
             return None
         number = int(cast(Any, got))
-        return None if number < 0 else number
+        if number < 0:
+            self._missed = 0
+            return None
+        return number
 
     def _renew_while_held(self, name: str, token: str) -> None:
         """Have this store's renewer (one thread for every lease the store holds) renew the
