@@ -263,14 +263,14 @@ def test_s3_copies_on_one_machine_touch_the_lease_object_once(
     assert not [r for r in seen if r.startswith(f"DELETE /{bucket}") and ".lease" in r], seen
 
 
-def test_redis_after_a_run_of_misses_the_lease_is_the_only_look(
+def test_redis_while_looks_miss_the_lease_is_the_only_look(
     store_url: Callable[..., str], redis_url: str
 ) -> None:
     """Through the engine, a computation on Redis reads first (a GET, the cheaper way to find a
-    value that is there), takes the lease and leaves it with its value (two scripts); after a
-    run of such reads that missed, it leaves the look to the lease's script (two round trips,
-    not three). A value there after all is still a hit, found by that script, and the reads
-    come back at once."""
+    value that is there), takes the lease and leaves it with its value (two scripts); once most
+    recent looks missed, it leaves the look to the lease's script (two round trips, not three).
+    A value there after all is still a hit, found by that script, and as hits come back, so do
+    the plain reads (one GET a hit). The commands are those the rule in ``redis`` predicts."""
     from reckon.core import CachingLevel, Engine
     from reckon.core.stores import redis as redis_store
 
@@ -279,16 +279,25 @@ def test_redis_after_a_run_of_misses_the_lease_is_the_only_look(
     store = open_store(url)
     engine = Engine(store=store, memory_budget=0)
     monitor = _Monitor(redis_url)
-    n = redis_store._MISSES_TO_SKIP + 2
+    computed, hits = 12, 12
     try:
-        for i in range(n):
+        for i in range(computed):
             assert engine.get(RequestId("skip", i), CachingLevel.FULL, lambda i=i: i) == i
-        assert engine.get(RequestId("skip", 1), CachingLevel.FULL, lambda: -1) == 1
-        assert engine.get(RequestId("skip", 2), CachingLevel.FULL, lambda: -1) == 2
+        for i in range(hits):
+            assert engine.get(RequestId("skip", i), CachingLevel.FULL, lambda: -1) == i
     finally:
         sent = [c for c in monitor.stop() if c in ("GET", "EVALSHA")]
         engine.close()
         store.close()
-    skipped = n - redis_store._MISSES_TO_SKIP
-    computed = ["GET", "EVALSHA", "EVALSHA"] * (n - skipped) + ["EVALSHA", "EVALSHA"] * skipped
-    assert sent == [*computed, "EVALSHA", "GET"], sent
+    expected: list[str] = []
+    misses = 0.0
+    for missed in [True] * computed + [False] * hits:
+        skip = misses > redis_store._SKIP_ABOVE
+        if missed:  # (a GET that misses, unless skipped; the take; the put with the release)
+            expected += ["EVALSHA", "EVALSHA"] if skip else ["GET", "EVALSHA", "EVALSHA"]
+        else:  # a hit: the take script finds it, or one GET
+            expected += ["EVALSHA"] if skip else ["GET"]
+        misses += (float(missed) - misses) * redis_store._LOOK_WEIGHT
+    assert expected.count("GET") < computed + hits - 4  # (some looks were left to the lease)
+    assert expected[-1] == "GET"  # (and the reads came back)
+    assert sent == expected, sent

@@ -282,10 +282,14 @@ _HAND_AT_MOST = 1 << 20  # a lease that finds the value present returns it when 
 # one ZADD sends them all), or until the next flush, eviction or close: a hit is a plain GET.
 _TOUCH_BATCH = 256
 _TOUCH_EVERY = 1.0
-# The engine's look before a lease reads first (a GET) unless this many looks in a row missed:
-# then the lease's take script, which looks in the same round trip, is the only look (see
-# ``RedisStore.early_get``).
-_MISSES_TO_SKIP = 8
+# The engine's look before a lease reads first (a GET) unless more than this share of the
+# recent looks missed (a running average, the latest look weighing _LOOK_WEIGHT): then the
+# lease's take script, which looks in the same round trip, is the only look (see
+# ``RedisStore.early_get``). A hit found by the script costs about half a GET more than a GET
+# (the script, and this machine's lease taken first); a miss found by a GET costs a GET more:
+# leaving the look to the script pays once more than a third of the looks miss.
+_SKIP_ABOVE = 1 / 3
+_LOOK_WEIGHT = 1 / 8
 
 
 class RedisStore:
@@ -411,7 +415,7 @@ class RedisStore:
         # key's lease: sent with the lease's release, in one round trip (see _deferred_put)
         self._deferred: dict[str, list[Any]] = {}
         self._touches: dict[str, float] = {}  # key -> access time of a hit not yet sent
-        self._missed = 0  # the engine's looks before a lease that missed, in a row (early_get)
+        self._misses = 0.0  # the share of recent looks that missed, running (see early_get)
         self._touch_by = time.monotonic() + _TOUCH_EVERY
         self._touch_lock = threading.Lock()
         self.machine_leases = MachineLeases(default_directory(), f"{url}\0{prefix}")
@@ -492,17 +496,22 @@ class RedisStore:
 
     def early_get(self, key: str) -> bytes | memoryview | None:
         """The engine's look before the lease (see ``Store``): a plain get, whose GET is the
-        cheapest way to find a value that is there; but after ``_MISSES_TO_SKIP`` of them
-        missed in a row (values being computed, not reused), None without a request: the
+        cheapest way to find a value that is there; but while over a third of recent looks
+        missed (``_SKIP_ABOVE``: values being computed, not reused), None without a request: the
         lease's take script looks in the same round trip as it takes the lease, so a
         computation costs two round trips, not three, and copies of a key waiting on this
-        machine's lease read the far store once, after their wait. A value the take script
-        finds (a hit after all) turns the plain reads back on."""
-        if self._missed >= _MISSES_TO_SKIP:
+        machine's lease read the far store once, after their wait. Each look counts once: a
+        GET that finds the value here, else the take script that follows (see ``_take``)."""
+        if self._misses > _SKIP_ABOVE:
             return None
         data = self.get(key)
-        self._missed = 0 if data is not None else self._missed + 1
+        if data is not None:
+            self._looked(False)
         return data
+
+    def _looked(self, missed: bool) -> None:
+        """Count a look before a lease in the running share of misses (see early_get)."""
+        self._misses += ((1.0 if missed else 0.0) - self._misses) * _LOOK_WEIGHT
 
     def get(self, key: str) -> bytes | memoryview | None:
         raw = self.machine_leases.handed(key)  # read by this thread's lease just now
@@ -903,6 +912,7 @@ class RedisStore:
         args: list[str | float] = [self.prefix, key, token, time.time()]
         try:
             got = self._take(key, args)
+            self._looked(got is not None)  # (absent: ours to compute, or another's computing)
             if got != 0:
                 return got
             wake = self._wake_name(key)
@@ -933,13 +943,9 @@ class RedisStore:
         self._outage.ok()  # (the request that probes a store that was away may be this one)
         if isinstance(got, bytes):
             self.machine_leases.hand(key, got)
-            self._missed = 0  # values are being reused: the engine reads first again
             return None
         number = int(cast(Any, got))
-        if number < 0:
-            self._missed = 0
-            return None
-        return number
+        return None if number < 0 else number
 
     def _renew_while_held(self, name: str, token: str) -> None:
         """Have this store's renewer (one thread for every lease the store holds) renew the
