@@ -267,9 +267,9 @@ class ServerSession:
             self.loop.call_soon(turn.run)
         turn.due.append(self)
 
-    def _timed_write(self, now: float | None = None) -> None:
+    def _timed_write(self) -> None:
         self._write_timer = None
-        self._last_write = self.loop.time() if now is None else now
+        self._last_write = self.loop.time()
         self._take()
         self._write()
 
@@ -494,7 +494,11 @@ class ServerSession:
 class WriteTurn:
     """A server's connections with monitor updates to write this turn of the loop: one
     callback at its end writes each (one per connection cost a post to 50 monitors ~3 us
-    each), except those within ``COALESCE`` of their last write, which wait for its end."""
+    each), except those within ``COALESCE`` of their last write, which wait for its end.
+
+    It encodes every connection's updates first, then writes them one after another: a write
+    wakes its client, which may take the CPU, and the Python run between two such switches ran
+    on cold caches (interleaved, CPU per paced post to 50 monitors was 12-18% more)."""
 
     __slots__ = ("due", "loop")
 
@@ -507,10 +511,13 @@ class WriteTurn:
         now = self.loop.time()
         for session in due:  # (one lost meanwhile writes nothing)
             if now - session._last_write >= COALESCE:
-                session._timed_write(now)
+                session._write_timer, session._last_write = None, now
+                session._take()
             else:
                 when = session._last_write + COALESCE
                 session._write_timer = self.loop.call_at(when, session._timed_write)
+        for session in due:
+            session._write()
 
 
 _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
