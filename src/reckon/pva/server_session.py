@@ -183,15 +183,15 @@ class ServerSession:
         if self._dirty:  # (updates waiting for their write go out ahead of the replies)
             self._take()
         try:
-            if not self._write_paused and not self.closed:
-                handlers = _HANDLERS
-                for ev in iter(self.conn.next_event, NEED_DATA) if events is None else events:
-                    handler = handlers.get(type(ev))
-                    if handler is None:
-                        log.debug("pva server: ignoring %s from %s", type(ev).__name__, self._who())
-                    else:
-                        handler(self, ev)
-                    if self.closed or (self._write_paused and events is None):
+            if events is not None:  # (receive() took them: neither paused nor closed)
+                for ev in events:
+                    _HANDLERS.get(type(ev), _ignored)(self, ev)
+                    if self.closed:
+                        break
+            elif not self._write_paused and not self.closed:
+                for ev in iter(self.conn.next_event, NEED_DATA):
+                    _HANDLERS.get(type(ev), _ignored)(self, ev)
+                    if self.closed or self._write_paused:
                         break
         except Exception as exc:
             self._failed(exc)
@@ -518,6 +518,10 @@ class WriteTurn:
                 session._write_timer = self.loop.call_at(when, session._timed_write)
         for session in due:
             session._write()
+
+
+def _ignored(session: ServerSession, ev: Event) -> None:
+    log.debug("pva server: ignoring %s from %s", type(ev).__name__, session._who())
 
 
 _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {

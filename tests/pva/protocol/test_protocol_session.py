@@ -504,6 +504,34 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
     assert get_update(seg.server, 7, upd) is None  # segmented: the general path frames it
 
 
+@pytest.mark.parametrize("size", [3, 20_000])
+def test_a_get_reply_made_for_one_ioid_serves_the_next_with_its_own(
+    make_pair: Any, size: int
+) -> None:
+    """p4p opens an operation, with a new ioid, for every get: the reply kept by the value for
+    one ioid is copied with the next one's (the head alone when the array travels in its own
+    buffer), past the number of replies a value keeps, and is the general path's reply."""
+    from reckon.pva.protocol import PreparedUpdate
+
+    arr_t = Structure([("value", "ad")])
+    v = {"value": np.arange(size, dtype="f8")}
+    upd = PreparedUpdate(arr_t, v)
+    prepared, general = make_pair(), make_pair()
+    for p in (prepared, general):
+        p.channel(1, "x", 2)
+    for ioid in range(100, 140):
+        for p in (prepared, general):
+            p.c2s(GetInit(2, ioid))
+            p.s2c(GetInitResponse(ioid, type=arr_t))
+            p.c2s(Get(2, ioid))
+        pieces = prepared.server.send_get_update_pieces(ioid, upd)
+        assert pieces is not None and (len(pieces) == 1) == (size < 1000)
+        reference = general.server.send(GetResponse(ioid, value=v))
+        assert b"".join(bytes(x) for x in pieces) == bytes(reference)
+        assert prepared.server.bytes_sent == general.server.bytes_sent
+        assert len(upd.messages) <= 33
+
+
 @pytest.mark.parametrize("big", [False, True])
 def test_a_new_connections_opening_is_the_events_it_stands_for(big: bool) -> None:
     """initiate() replays the bytes it encoded for an earlier connection: they, the state and

@@ -95,8 +95,11 @@ _ANY_TIME = frozenset({Echo, Message, SearchRequest, SearchResponse, AuthNZ})
 _CHANNEL_EVENTS = frozenset({CreateChannelRequest, CreateChannelResponse, DestroyChannel})
 #: flags of a message that is not read as an operation's (see _receive)
 _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
+_VALIDATED = ConnectionState.VALIDATED  # (a constant: an enum member's lookup costs ~0.1 us)
 _DESTROY = int(Command.DESTROY_REQUEST)  # (its reader by byte order:)
 _READ_DESTROY = [read for be in (False, True) if (read := READER_BY_SUB[_DESTROY, False, be][0])]
+#: what decoding a peer's message may raise: each fails the connection (see _fail)
+DECODING_ERRORS = (RemoteProtocolError, LocalProtocolError, *LOW_LEVEL_ERRORS)
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
@@ -225,7 +228,7 @@ class BaseConnection(Operations):
             if cmd in OP_COMMANDS and not flags & _NOT_AN_OPERATION:
                 # an operation's message (most of what a server reads): no further dispatch
                 self._rx.big_endian = flags >= FLAG_BIG  # (the byte-order flag: top bit)
-                if self.state is not ConnectionState.VALIDATED:
+                if self.state is not _VALIDATED:
                     self._require_validated(cmd)
                 if self._server:
                     return self._server_op(cmd, payload)
@@ -234,12 +237,8 @@ class BaseConnection(Operations):
                 ev = _READ_DESTROY[flags >= FLAG_BIG](payload, self._rx, None)
                 return [ev] if self._end_or_cancel(ev) else []
             return self._receive(cmd, flags, size, payload)
-        except RemoteProtocolError as exc:
+        except DECODING_ERRORS as exc:
             return self._fail(exc)  # type: ignore[no-any-return]
-        except LocalProtocolError as exc:  # an event built from wire data was invalid
-            return self._fail(DecodeError(str(exc)))  # type: ignore[no-any-return]
-        except LOW_LEVEL_ERRORS as exc:
-            return self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))  # type: ignore[no-any-return]
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
@@ -306,7 +305,12 @@ class BaseConnection(Operations):
         self.bytes_sent += len(data)
         return data
 
-    def _fail(self, exc: RemoteProtocolError) -> Any:
+    def _fail(self, exc: Exception) -> Any:
+        """Fail the connection (sticky) for what decoding a peer's message raised."""
+        if isinstance(exc, LocalProtocolError):  # an event built from wire data was invalid
+            exc = DecodeError(str(exc))
+        elif not isinstance(exc, RemoteProtocolError):
+            exc = DecodeError(f"truncated or malformed message: {exc!r}")
         self._error = exc
         self.state = ConnectionState.ERROR
         raise exc
@@ -379,7 +383,7 @@ class BaseConnection(Operations):
 
     def _end_or_cancel(self, ev: DestroyRequest | CancelRequest) -> bool:
         """A received DestroyRequest or CancelRequest (a server reads one per p4p get)."""
-        if self.state is not ConnectionState.VALIDATED:
+        if self.state is not _VALIDATED:
             self._require_validated(0)
         req = self._requests.get(ev.ioid)
         if req is None:
@@ -423,7 +427,7 @@ class BaseConnection(Operations):
     def _check_send(self, ev: Event) -> tuple[Event, RequestInfo | None] | None:
         """Validate ``ev`` against the state (no changes yet). None = drop silently."""
         t = type(ev)
-        if t in _SERVER_ROWS and self._server and self.state is ConnectionState.VALIDATED:
+        if t in _SERVER_ROWS and self._server and self.state is _VALIDATED:
             return self._check_server_send(ev)  # (a server's reply: what it sends most)
         name = t.__name__
         if _SENT_BY.get(t, self._peer) == self._peer:
@@ -437,7 +441,7 @@ class BaseConnection(Operations):
             raise LocalProtocolError(f"{name} is a UDP message: use Discovery")
         if t in _ANY_TIME:
             return ev, None
-        if self.state is not ConnectionState.VALIDATED:
+        if self.state is not _VALIDATED:
             raise LocalProtocolError(f"cannot send {name} before the connection is validated")
         if self._server:
             return self._check_server_send(ev)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._bitset import BitSet
-from ._connection import BaseConnection
+from ._connection import DECODING_ERRORS, BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError
 from ._event import NO_BITS, Event
@@ -31,13 +31,17 @@ from ._operations import RequestInfo
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
+from ._table import OP_COMMANDS
 from ._wire import U32
 
 _GET = int(Command.GET)
+#: (as constants: an enum member costs a lookup through its class's __getattr__, ~0.1 us)
+_VALIDATED, _EXECUTING = ConnectionState.VALIDATED, RequestState.EXECUTING
 #: prepared replies kept per connection
 _MAX_REPLIES = 32
 _SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
-_INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
+#: (is it a get's) -> the init response's class and its row of the operation table
+_INITS = [(cls, OPERATIONS[cls]) for cls in (PutInitResponse, GetInitResponse)]
 _GET_RESPONSE_ROW = OPERATIONS[GetResponse]
 _UPDATE_ROW = OPERATIONS[MonitorUpdate]
 #: the replies prepared around a value (ioid a hole, status OK, no overrun)
@@ -86,7 +90,14 @@ class ServerConnection(BaseConnection):
         ):
             return None
         framer.bytes_received += n + HEADER_SIZE
-        return self._decoded(cmd, flags, n, bytes(data[HEADER_SIZE:]))
+        payload = bytes(data[HEADER_SIZE:])
+        if cmd in OP_COMMANDS and self.state is _VALIDATED:  # (_decoded's start)
+            self._rx.big_endian = flags >= FLAG_BIG
+            try:
+                return self._server_op(cmd, payload)
+            except DECODING_ERRORS as exc:
+                return self._fail(exc)  # type: ignore[no-any-return]
+        return self._decoded(cmd, flags, n, payload)
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
         """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
@@ -94,7 +105,7 @@ class ServerConnection(BaseConnection):
             ConnectionValidationRequest(tuple(auth_methods))
         )
 
-    def send_init_ok(self, ioid: int, command: int, type: Any) -> bytes:
+    def send_init_ok(self, ioid: int, command: int, type: Any) -> bytes | bytearray:
         """The bytes of a successful get (``command`` GET) or put (PUT) init response with
         ``type``: ``send(GetInitResponse(ioid, type=type))`` without checking the event's
         fields (the server's own type and an ioid it received).
@@ -104,13 +115,11 @@ class ServerConnection(BaseConnection):
         connection (bounded) while what they depend on (byte order, no segmenting, no type
         cache) holds; the operation table's row checks and applies the step as ``send`` does.
         """
-        cls = GetInitResponse if command == _GET else PutInitResponse
+        cls, row = _INITS[command == _GET]
         req = self._requests.get(ioid)
-        row = _INIT_ROWS[cls]
         if (
             req is None
-            or self.state is not ConnectionState.VALIDATED
-            or self._error is not None
+            or self.state is not _VALIDATED  # (so no error either)
             or self.segment_size
             or self._tx.send_cache is not None
             or req.state not in row.before
@@ -118,8 +127,7 @@ class ServerConnection(BaseConnection):
         ):
             return self.send(cls.unchecked(ioid, Status.OK, type))  # (raises what is wrong)
         be = self.big_endian
-        key = (cls, be, id(type))
-        known = self._replies.get(key)
+        known = self._replies.get(key := (cls, be, id(type)))
         if known is None or known[0] is not type:
             template = cls.unchecked(0, Status.OK, type)
             out = bytearray(HEADER_SIZE)
@@ -133,7 +141,7 @@ class ServerConnection(BaseConnection):
         req.type = type  # (what the init agrees: get_type stays None)
         self._step(req, row)
         self.bytes_sent += len(out)
-        return bytes(out)
+        return out
 
     def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> Sequence[Any] | None:
         """The reply to a GET whose value was encoded once (a PV nobody posted to since the
@@ -145,12 +153,11 @@ class ServerConnection(BaseConnection):
         if (
             req is None
             or req.command != _GET
-            or req.state is not RequestState.EXECUTING
+            or req.state is not _EXECUTING
             or req.last
             or self.segment_size
-            or self.state is not ConnectionState.VALIDATED
+            or self.state is not _VALIDATED  # (so no error either)
             or (req.type is not update.type and req.type != update.type)
-            or self._error is not None
         ):
             return None
         self._step(req, _GET_RESPONSE_ROW)
@@ -164,10 +171,18 @@ class ServerConnection(BaseConnection):
         hole, kept per connection and byte order, then the value's shared pieces, then its
         tail (no overrun, or ``tail``). Checked already; the caller applies the table's row.
         Without ``tail``, ``update`` keeps the message per byte order, ioid and kind: for every
-        get of it on that ioid, and every connection whose monitor has that ioid."""
-        be, ioid = self.big_endian, req.ioid
+        get of it on that ioid, and every connection whose monitor has that ioid; for another
+        ioid, a copy with that ioid (p4p opens an operation, with a new ioid, for every get)."""
+        be, ioid, messages = self.big_endian, req.ioid, update.messages
         if tail is None:
-            made = update.messages.get(key := (be, ioid, cls))
+            made = messages.get(key := (be, ioid, cls))
+            if made is None and (like := messages.get((be, cls))) is not None:
+                head = bytearray(like[1][0])
+                U32[be].pack_into(head, HEADER_SIZE, ioid)  # (the ioid's hole)
+                made = messages[key] = like[0], (bytes(head), *like[1][1:])
+                if len(messages) >= _MAX_REPLIES:
+                    messages.clear()
+                    messages[be, cls] = like
             if made is not None:
                 self.bytes_sent += made[0]
                 return made
@@ -190,9 +205,9 @@ class ServerConnection(BaseConnection):
         else:
             made = size, (bytes(out), *pieces, end) if end else (bytes(out), *pieces)
         if tail is None:
-            if len(update.messages) >= _MAX_REPLIES:
-                update.messages.clear()
-            update.messages[key] = made
+            if len(messages) >= _MAX_REPLIES:
+                messages.clear()
+            messages[key] = messages[be, cls] = made
         return made
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
@@ -217,7 +232,7 @@ class ServerConnection(BaseConnection):
         elif (
             req.state in _UPDATE_ROW.before
             and req.command == _MONITOR
-            and self.state is ConnectionState.VALIDATED  # (not after an error)
+            and self.state is _VALIDATED  # (not after an error)
             and not self.segment_size
         ):
             if overrun.mask:
