@@ -98,8 +98,6 @@ _NOT_AN_OPERATION = FLAG_TOO_BIG | FLAG_CONTROL
 _VALIDATED = ConnectionState.VALIDATED  # (a constant: an enum member's lookup costs ~0.1 us)
 _DESTROY = int(Command.DESTROY_REQUEST)  # (its reader by byte order:)
 _READ_DESTROY = [read for be in (False, True) if (read := READER_BY_SUB[_DESTROY, False, be][0])]
-#: what decoding a peer's message may raise: each fails the connection (see _fail)
-DECODING_ERRORS = (RemoteProtocolError, LocalProtocolError, *LOW_LEVEL_ERRORS)
 _IGNORED_COMMANDS = frozenset({int(Command.ACL_CHANGE), int(Command.MULTIPLE_DATA)})
 _UDP_ONLY = frozenset({int(Command.BEACON), int(Command.ORIGIN_TAG)})
 
@@ -237,15 +235,16 @@ class BaseConnection(Operations):
                 ev = _READ_DESTROY[flags >= FLAG_BIG](payload, self._rx, None)
                 return [ev] if self._end_or_cancel(ev) else []
             return self._receive(cmd, flags, size, payload)
-        except DECODING_ERRORS as exc:
+        except RemoteProtocolError as exc:
             return self._fail(exc)  # type: ignore[no-any-return]
+        except LocalProtocolError as exc:  # an event built from wire data was invalid
+            return self._fail(DecodeError(str(exc)))  # type: ignore[no-any-return]
+        except LOW_LEVEL_ERRORS as exc:
+            return self._fail(DecodeError(f"truncated or malformed message: {exc!r}"))  # type: ignore[no-any-return]
 
     def events(self) -> Iterator[Event]:
         """Every event available now (stops at NEED_DATA)."""
-        while True:
-            ev = self.next_event()
-            if ev is NEED_DATA:
-                return
+        while (ev := self.next_event()) is not NEED_DATA:
             yield ev
             if isinstance(ev, ConnectionClosed):
                 return
@@ -305,12 +304,7 @@ class BaseConnection(Operations):
         self.bytes_sent += len(data)
         return data
 
-    def _fail(self, exc: Exception) -> Any:
-        """Fail the connection (sticky) for what decoding a peer's message raised."""
-        if isinstance(exc, LocalProtocolError):  # an event built from wire data was invalid
-            exc = DecodeError(str(exc))
-        elif not isinstance(exc, RemoteProtocolError):
-            exc = DecodeError(f"truncated or malformed message: {exc!r}")
+    def _fail(self, exc: RemoteProtocolError) -> Any:
         self._error = exc
         self.state = ConnectionState.ERROR
         raise exc

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._bitset import BitSet
-from ._connection import DECODING_ERRORS, BaseConnection
+from ._connection import BaseConnection
 from ._constants import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Command
 from ._errors import LocalProtocolError
 from ._event import NO_BITS, Event
@@ -31,7 +31,6 @@ from ._operations import RequestInfo
 from ._prepared import PreparedUpdate
 from ._state import OPERATIONS, ConnectionState, RequestState, Role
 from ._status import Status
-from ._table import OP_COMMANDS
 from ._wire import U32
 
 _GET = int(Command.GET)
@@ -90,14 +89,7 @@ class ServerConnection(BaseConnection):
         ):
             return None
         framer.bytes_received += n + HEADER_SIZE
-        payload = bytes(data[HEADER_SIZE:])
-        if cmd in OP_COMMANDS and self.state is _VALIDATED:  # (_decoded's start)
-            self._rx.big_endian = flags >= FLAG_BIG
-            try:
-                return self._server_op(cmd, payload)
-            except DECODING_ERRORS as exc:
-                return self._fail(exc)  # type: ignore[no-any-return]
-        return self._decoded(cmd, flags, n, payload)
+        return self._decoded(cmd, flags, n, bytes(data[HEADER_SIZE:]))
 
     def initiate(self, auth_methods: Iterable[str] = ("anonymous", "ca")) -> bytes:
         """The server's opening bytes: SetByteOrder then ConnectionValidationRequest."""
