@@ -152,10 +152,7 @@ def _reply(session: ServerSession, ioid: int, destroy: bool, reply: Event, later
     it here."""
     if destroy:
         session.ops.pop(ioid, None)
-    if later:
-        session.send_later(reply)
-    else:
-        session.send(reply)
+    (session.send_later if later else session.send)(reply)
 
 
 def on_rpc_init(session: ServerSession, ev: RPCInit) -> None:

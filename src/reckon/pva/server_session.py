@@ -84,7 +84,6 @@ _ONE_REQUEST_MAX = 4096
 @dataclass(slots=True)
 class Op:
     sid: int
-    ioid: int
     pv: SharedPV
     name: str
     mask: int = ALL
@@ -115,6 +114,8 @@ class ServerSession:
         self.peer = Peer(("?", 0))
         self.channels: dict[int, tuple[str, SharedPV, int]] = {}  # sid -> (name, pv, cid)
         self.ops: dict[int, Op] = {}
+        #: sid -> (pvRequest, PV type, Op) of the channel's last get: p4p opens a get per get
+        self._gets: dict[int, tuple[Any, Any, Op]] = {}
         self._selections = context.selections
         self.monitors: dict[int, MonitorQueue] = {}
         #: bytes of the monitor updates queued behind others (see MonitorQueue), and the limit
@@ -268,8 +269,7 @@ class ServerSession:
         turn.due.append(self)
 
     def _timed_write(self) -> None:
-        self._write_timer = None
-        self._last_write = self.loop.time()
+        self._write_timer, self._last_write = None, self.loop.time()
         self._take()
         self._write()
 
@@ -325,6 +325,7 @@ class ServerSession:
                 self.send_later(DestroyChannel(sid, cid))
 
     def _forget_channel(self, sid: int) -> None:
+        self._gets.pop(sid, None)
         for ioid in [i for i, op in self.ops.items() if op.sid == sid]:
             self._forget(ioid)
 
@@ -341,14 +342,12 @@ class ServerSession:
             op.task.cancel()
 
     def _channel(self, sid: int, kind: str) -> tuple[str, SharedPV, int]:
-        ch = self.channels.get(sid)
-        if ch is None:
+        if (ch := self.channels.get(sid)) is None:
             raise RemoteProtocolError(f"{kind} on unknown channel sid {sid}")
         return ch
 
     def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op:
-        ch = self.channels.get(sid)  # (self._channel's lookup: one call less per INIT)
-        name, pv, _cid = self._channel(sid, kind) if ch is None else ch
+        name, pv, _cid = self._channel(sid, kind)
         t = pv.type
         key = (id(req), id(t))
         sel = self._selections.get(key)
@@ -357,7 +356,7 @@ class ServerSession:
             if len(self._selections) >= 32:
                 self._selections.clear()
             sel = self._selections[key] = (req, t, mask, {}, request_options(req))
-        op = Op(sid, ioid, pv, name, sel[2], sel[4], None, sel[3])
+        op = Op(sid, pv, name, sel[2], sel[4], None, sel[3])
         self.ops[ioid] = op
         return op
 
@@ -369,7 +368,12 @@ class ServerSession:
 
     # get
     def _on_get_init(self, ev: GetInit) -> None:
-        op = self.open_op(ev.sid, ev.ioid, ev.pv_request, "get")
+        last = self._gets.get(ev.sid)  # (a get's Op is never changed: they may share one)
+        if last is not None and last[0] is ev.pv_request and last[2].pv.type is last[1]:
+            op = self.ops[ev.ioid] = last[2]
+        else:
+            op = self.open_op(ev.sid, ev.ioid, ev.pv_request, "get")
+            self._gets[ev.sid] = (ev.pv_request, op.pv.type, op)
         t = op.pv.type
         if t is None:
             self.refuse(GetInitResponse(ev.ioid, Status.error(f"{op.name} only supports RPC")))
@@ -391,8 +395,7 @@ class ServerSession:
         sends it: a PV nobody posted to since costs no encoding) behind a head of this
         reply's own, or the general way."""
         ioid, destroy = ev.ioid, ev.destroy
-        op = self.ops.get(ioid)
-        if op is None:
+        if (op := self.ops.get(ioid)) is None:
             return
         pv = op.pv  # (a PV without a type refused the init, and forgot the operation)
         value = pv.value
@@ -441,8 +444,7 @@ class ServerSession:
         self.send(MonitorInitResponse(ev.ioid, type=pv.type))
 
     def _on_monitor(self, ev: MonitorStart | MonitorStop | MonitorAck) -> None:
-        mon = self.monitors.get(ev.ioid)
-        if mon is None:
+        if (mon := self.monitors.get(ev.ioid)) is None:
             return
         if type(ev) is MonitorAck:  # (exact classes, see _HANDLERS; acks are the most frequent)
             mon.ack(ev.nfree)
