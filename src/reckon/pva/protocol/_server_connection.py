@@ -153,7 +153,11 @@ class ServerConnection(BaseConnection):
         ):
             return None
         self._step(req, _GET_RESPONSE_ROW)
-        return self._prepared(GetResponse, req, update)[1]
+        made = update.messages.get((self.big_endian, ioid, GetResponse))  # (a kept get's)
+        if made is None:
+            return self._prepared(GetResponse, req, update)[1]
+        self.bytes_sent += made[0]
+        return made[1]
 
     def _prepared(
         self, cls: type, req: RequestInfo, update: PreparedUpdate, tail: bytes | None = None
@@ -166,18 +170,16 @@ class ServerConnection(BaseConnection):
         get of it on that ioid, and every connection whose monitor has that ioid; for another
         ioid, a copy with that ioid (p4p opens an operation, with a new ioid, for every get)."""
         be, ioid, messages = self.big_endian, req.ioid, update.messages
-        if tail is None:
-            made = messages.get(key := (be, ioid, cls))
-            if made is None and (like := messages.get((be, cls))) is not None:
-                head = bytearray(like[1][0])
-                U32[be].pack_into(head, HEADER_SIZE, ioid)  # (the ioid's hole)
-                made = messages[key] = like[0], (bytes(head), *like[1][1:])
-                if len(messages) >= _MAX_REPLIES:
-                    messages.clear()
-                    messages[be, cls] = like
-            if made is not None:
-                self.bytes_sent += made[0]
-                return made
+        key = (be, ioid, cls)  # (not kept: the callers looked)
+        if tail is None and (like := messages.get((be, cls))) is not None:
+            head = bytearray(like[1][0])
+            U32[be].pack_into(head, HEADER_SIZE, ioid)  # (the ioid's hole)
+            made = messages[key] = like[0], (bytes(head), *like[1][1:])
+            if len(messages) >= _MAX_REPLIES:
+                messages.clear()
+                messages[be, cls] = like
+            self.bytes_sent += made[0]
+            return made
         known = self._replies.get((cls, be, 0))
         if known is None:
             self._tx.big_endian = be
