@@ -162,7 +162,7 @@ class ServerSession:
         if self.sink is not None and not self._write_paused and not self.closed:
             self.sink.resume_reading()
 
-    def receive(self, view: memoryview) -> None:
+    def receive(self, view: bytes | memoryview) -> None:
         """Bytes from the peer, in a buffer reused after this returns: one whole request (the
         usual read) skips the framer; the framer copies what it keeps of anything else."""
         self.heard = True
@@ -206,15 +206,12 @@ class ServerSession:
         """Handling this peer's requests raised: drop the peer, only it. Call from the except
         block (a bug of ours, or an invalid send, is logged with its traceback)."""
         if not isinstance(exc, RemoteProtocolError):
-            log.exception("pva server: internal error serving %s", self._who())
+            log.exception("pva server: internal error serving %s:%s", *self.peer.address)
         self.drop(exc)
-
-    def _who(self) -> str:
-        return f"{self.peer.address[0]}:{self.peer.address[1]}"
 
     def drop(self, exc: BaseException) -> None:
         """Disconnect the peer, saying why in the log."""
-        log.warning("pva server: dropping client %s: %s", self._who(), exc)
+        log.warning("pva server: dropping client %s:%s: %s", *self.peer.address, exc)
         self.closed = True
         if self.sink is not None:
             self.sink.abort()
@@ -241,7 +238,7 @@ class ServerSession:
         try:
             self.send(ev)
         except ProtocolError as exc:
-            log.debug("pva server: not sent to %s: %s", self._who(), exc)
+            log.debug("pva server: not sent to %s:%s: %s", *self.peer.address, exc)
             self._out.clear()
             return
         self._write()
@@ -470,7 +467,9 @@ class ServerSession:
 
     def _on_too_big(self, ev: MessageTooBig) -> None:
         """A request over ``max_message_size``, read past: its error reply says so."""
-        log.info("pva server: %s sent %d bytes, over max_message_size", self._who(), ev.size)
+        log.info(
+            "pva server: %s:%s sent %d bytes, over max_message_size", *self.peer.address, ev.size
+        )
         if ev.destroy:
             self.ops.pop(ev.ioid, None)
         self.send(ev.reply)
@@ -509,7 +508,7 @@ class WriteTurn:
 
 
 def _ignored(session: ServerSession, ev: Event) -> None:
-    log.debug("pva server: ignoring %s from %s", type(ev).__name__, session._who())
+    log.debug("pva server: ignoring %s from %s:%s", type(ev).__name__, *session.peer.address)
 
 
 _HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
