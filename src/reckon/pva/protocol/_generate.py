@@ -391,11 +391,23 @@ _READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]
 }
 
 
-#: (command, sent by the server, big endian) -> for each subcommand byte, the reader of the
-#: first row whose "when" takes it (None: no row does); the same choice, made once
+def _pick(key: tuple[int, bool, bool], sub: int) -> tuple[Reader, ...]:
+    """The readers of a message with subcommand ``sub``: the first row whose "when" takes it,
+    or, for a client's non-INIT message of a COMBINED command, every row that does."""
+    taken = tuple(read for when, read in _READERS[key] if when(sub))
+    cmd, by_server, _ = key
+    return taken if not by_server and cmd in COMBINED and not sub & INIT else taken[:1]
+
+
+#: (command, sent by the server, big endian) -> for each subcommand byte, its readers (see
+#: _pick): the choice made once, so any message (a monitor's ack too) costs one lookup
+READERS_BY_SUB: dict[tuple[int, bool, bool], tuple[tuple[Reader, ...], ...]] = {
+    key: tuple(_pick(key, sub) for sub in range(256)) for key in _READERS
+}
+#: the same, one reader per subcommand byte (the first; None: no row takes it)
 READER_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
-    key: tuple(next((read for when, read in readers if when(sub)), None) for sub in range(256))
-    for key, readers in _READERS.items()
+    key: tuple(reads[0] if reads else None for reads in by_sub)
+    for key, by_sub in READERS_BY_SUB.items()
 }
 
 
@@ -433,11 +445,7 @@ def read_message(
     if len(readers) == 1:
         got = readers[0][1](data, c, op)
         return got if got.__class__ is list else [got]
-    sub = data[4] if from_server else data[8]
-    if not from_server and cmd in COMBINED and not sub & INIT:
-        return [read(data, c, op) for when, read in readers if when(sub)]
-    read = READER_BY_SUB[key][sub]
-    return [] if read is None else [read(data, c, op)]
+    return [read(data, c, op) for read in READERS_BY_SUB[key][data[4 if from_server else 8]]]
 
 
 def reply_event(cmd: int, sub: int) -> Any:
