@@ -68,20 +68,24 @@ class MonitorQueue:
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running:  # (close() stops it too)
             return
+        post = self.pv.delivering  # (sized and encoded once for all the PV's monitors)
+        if post[0] is not value:  # (not given by the PV's delivery)
+            post = (value, -1, self.pv.footprint(value), None)
         if self.mask != ALL:
             mask &= self.expanded
             if not mask:
                 return
-        q = self.queue
         # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
-        # hold a later post); a squashed one is the newest, encoded when taken
+        # hold a later post); a squashed one is the newest, encoded when taken, unless it has
+        # the post's fields alone
+        update = post[3] if mask == post[1] else self.pv.prepared(value, mask)
+        q = self.queue
         if not q:
-            q.append([mask, value, 0, 0, self.pv.prepared(value, mask)])
+            q.append([mask, value, 0, 0, update])
         else:
-            conn = self.conn
-            size = self.pv.footprint(value)  # sized once per post, for every monitor
+            conn, size = self.conn, post[2]
             if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
-                q.append([mask, value, 0, size, self.pv.prepared(value, mask)])
+                q.append([mask, value, 0, size, update])
                 conn.queued_bytes += size
             else:
                 # full: fold into the newest entry; fields changed twice are marked as overrun
@@ -89,7 +93,7 @@ class MonitorQueue:
                 last[2] |= last[0] & mask
                 last[0] |= mask
                 last[1] = value
-                last[4] = None
+                last[4] = update if last[0] == mask else None
                 if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
                     conn.queued_bytes += size - last[3]
                     last[3] = size

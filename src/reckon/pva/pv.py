@@ -280,6 +280,8 @@ YIELD_TIMEOUT = 0.005
 
 #: a post on its way to a loop: the PV, the changed mask, the value, its footprint
 _Post = tuple["SharedPV", int, Any, int]
+#: SharedPV.delivering while no post is
+_IDLE = (None, 0, 0, None)
 
 
 class _Batch:
@@ -335,13 +337,13 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
     if batch is None:
         return
     for subs, (pv, mask, snapshot, size) in batch.items:  # in posting order
-        pv._hint = (snapshot, size)  # (the poster sized it: monitors queueing it ask)
+        pv.delivering = (snapshot, mask, size, pv.prepared(snapshot, mask))  # (sized by the poster)
         for sub in subs:
             try:
                 sub.on_post(mask, snapshot)
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
-        pv._hint = (None, 0)  # (holds no value longer than its drain)
+        pv.delivering = _IDLE  # (holds no value longer than its drain)
     # release waiting posters after the loop's next round of I/O (client acks, socket writes)
     loop.call_soon(batch.done.release)
 
@@ -384,10 +386,11 @@ class SharedPV:
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
-        # (value, its footprint): what a queued update of it costs, sized once per post;
-        # _hint: a value handed to a loop, as its poster sized it
+        # (value, its footprint): what a queued update of it costs, sized once per post
         self._size: tuple[Any, int] = (None, 0)
-        self._hint: tuple[Any, int] = (None, 0)
+        #: the post being given to the subscribers of a loop, on that loop: (value, changed
+        #: mask, footprint, encoding), sized and prepared once for all its monitors
+        self.delivering: tuple[Any, int, int, PreparedUpdate | None] = _IDLE
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -475,8 +478,13 @@ class SharedPV:
         # one hand-off per post and loop, however many of its monitors the post feeds
         for loop, group, limit in routes:
             if loop is None or loop is running:
+                if loop is not None:
+                    size = self.footprint(snapshot)
+                    self.delivering = (snapshot, mask, size, self.prepared(snapshot, mask))
                 for sub in group:
                     sub.on_post(mask, snapshot)
+                if loop is not None:
+                    self.delivering = _IDLE
                 continue
             if item is None:  # sized here, where the size of the value before is at hand
                 item = (self, mask, snapshot, self.footprint(snapshot))
@@ -498,10 +506,12 @@ class SharedPV:
     def footprint(self, value: dict[str, Any]) -> int:
         """:func:`footprint` of ``value``, computed once per posted value however many
         monitors queue it (a plain post's from the size of the value before it)."""
-        for sized, size in (self._hint, self._size):
-            if sized is value:
-                return size
-        self._size = (value, size := footprint(value))
+        post = self.delivering
+        if post[0] is value:
+            return post[2]
+        sized, size = self._size
+        if sized is not value:
+            self._size = (value, size := footprint(value))
         return size
 
     # -------------------------------------------------------------------- subscribers

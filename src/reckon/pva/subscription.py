@@ -71,6 +71,7 @@ class Subscription:
         self._channel: Channel | None = None
         self._op: Op | None = None
         self._unacked = 0
+        self._ack_due = False
         self._closed = False
 
     async def start(self) -> Subscription:
@@ -141,15 +142,23 @@ class Subscription:
             w.set_result(None)
 
     def _ack(self) -> None:
-        if self.queue_size is None or self._op is None or self._channel is None:
+        """One more update consumed. As pvxs's client does: once half the queue is, an ack is
+        due at the loop's next turn, for every update consumed by then (a consumer taking a
+        window's worth at once acks it in one message, not one per half queue)."""
+        if self.queue_size is None:
             return
         self._unacked += 1
-        if self._unacked >= max(1, self.queue_size // 2):
-            conn = self._channel.conn
-            if conn is not None:
-                with contextlib.suppress(PvaError, ProtocolError):
-                    conn.send(MonitorAck(self._channel.sid, self._op.ioid, self._unacked))
+        if self._unacked >= max(1, self.queue_size // 2) and not self._ack_due:
+            self._ack_due = True
+            self.client.loop.call_soon(self._send_ack)
+
+    def _send_ack(self) -> None:
+        self._ack_due = False
+        ch, op, n = self._channel, self._op, self._unacked
+        if ch is not None and op is not None and ch.conn is not None and n and not self._closed:
             self._unacked = 0
+            with contextlib.suppress(PvaError, ProtocolError):
+                ch.conn.send(MonitorAck(ch.sid, op.ioid, n))
 
     def __aiter__(self) -> Subscription:
         return self
