@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from reckon.pva.protocol import BitSet, MonitorFinish, ProtocolError, Status
+from reckon.pva.protocol import BitSet, MonitorFinish, PreparedUpdate, ProtocolError, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
@@ -68,24 +68,26 @@ class MonitorQueue:
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running:  # (close() stops it too)
             return
-        post = self.pv.delivering  # (sized and encoded once for all the PV's monitors)
-        if post[0] is not value:  # (not given by the PV's delivery)
-            post = (value, -1, self.pv.footprint(value), None)
+        # [value, mask, footprint, encoding or None]: the PV's, shared by all its monitors that
+        # send the post's fields (see SharedPV.delivering), else this monitor's own
+        post = self.pv.delivering
         if self.mask != ALL:
             mask &= self.expanded
             if not mask:
                 return
-        # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
-        # hold a later post); a squashed one is the newest, encoded when taken, unless it has
-        # the post's fields alone
-        update = post[3] if mask == post[1] else self.pv.prepared(value, mask)
+            if mask != post[1]:
+                post = [value, mask, self.pv.footprint(value), None]
+        if post[0] is not value:  # (not given by the PV's delivery)
+            post = [value, mask, self.pv.footprint(value), None]
         q = self.queue
+        # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
+        # hold a later post); a squashed one is the newest, encoded when taken
         if not q:
-            q.append([mask, value, 0, 0, update])
+            q.append([mask, value, 0, 0, post[3] or self._encode(post)])
         else:
             conn, size = self.conn, post[2]
             if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
-                q.append([mask, value, 0, size, update])
+                q.append([mask, value, 0, size, post[3] or self._encode(post)])
                 conn.queued_bytes += size
             else:
                 # full: fold into the newest entry; fields changed twice are marked as overrun
@@ -93,13 +95,18 @@ class MonitorQueue:
                 last[2] |= last[0] & mask
                 last[0] |= mask
                 last[1] = value
-                last[4] = update if last[0] == mask else None
+                last[4] = post[3] if last[0] == mask else None
                 if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
                     conn.queued_bytes += size - last[3]
                     last[3] = size
         if self.pipelined and self.window <= 0:
             return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)
+
+    def _encode(self, post: list[Any]) -> PreparedUpdate:
+        """The encoding of a post's ``[value, mask, ...]``, made once for all who share it."""
+        update = post[3] = self.pv.prepared(post[0], post[1])
+        return update
 
     def on_close(self) -> None:
         self.finished = True

@@ -280,8 +280,8 @@ YIELD_TIMEOUT = 0.005
 
 #: a post on its way to a loop: the PV, the changed mask, the value, its footprint
 _Post = tuple["SharedPV", int, Any, int]
-#: SharedPV.delivering while no post is
-_IDLE = (None, 0, 0, None)
+#: SharedPV.delivering while no post is (never changed: no monitor is given its value, None)
+_IDLE = [None, 0, 0, None]
 
 
 class _Batch:
@@ -290,10 +290,10 @@ class _Batch:
     def __init__(self, ahead: int) -> None:
         #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
         self.items: list[tuple[list[Any], _Post]] = []
-        #: held until the loop has taken the batch and served a round of I/O: a lock, not a
-        #: threading.Event (a Condition and two locks in Python: ~8 us per post made and set)
-        self.done = threading.Lock()
-        self.done.acquire()
+        #: made by the first poster that waits (under _handoff_lock), held until the loop has
+        #: taken the batch and served a round of I/O: a lock, not a threading.Event (a
+        #: Condition and two locks in Python: ~8 us per post made and set)
+        self.done: threading.Lock | None = None
         #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
         self.stuck = False
         #: posts a poster may get ahead of the loop: the smallest queue the batch feeds
@@ -325,8 +325,12 @@ def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: boo
             batch.ahead = ahead
         if len(batch.items) < batch.ahead or batch.stuck or not may_wait:
             return
-    if batch.done.acquire(timeout=YIELD_TIMEOUT):
-        batch.done.release()  # (for the next poster waiting on this batch, if any)
+        done = batch.done
+        if done is None:
+            done = batch.done = threading.Lock()
+            done.acquire()
+    if done.acquire(timeout=YIELD_TIMEOUT):
+        done.release()  # (for the next poster waiting on this batch, if any)
     else:
         batch.stuck = True
 
@@ -337,15 +341,17 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
     if batch is None:
         return
     for subs, (pv, mask, snapshot, size) in batch.items:  # in posting order
-        pv.delivering = (snapshot, mask, size, pv.prepared(snapshot, mask))  # (sized by the poster)
+        pv.delivering = [snapshot, mask, size, None]  # (sized by the poster)
         for sub in subs:
             try:
                 sub.on_post(mask, snapshot)
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
         pv.delivering = _IDLE  # (holds no value longer than its drain)
-    # release waiting posters after the loop's next round of I/O (client acks, socket writes)
-    loop.call_soon(batch.done.release)
+    # release waiting posters after the loop's next round of I/O (client acks, socket writes);
+    # none waits on a batch without one (they make it under the lock that popped the batch)
+    if batch.done is not None:
+        loop.call_soon(batch.done.release)
 
 
 def _now() -> dict[str, int]:
@@ -388,9 +394,10 @@ class SharedPV:
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
         # (value, its footprint): what a queued update of it costs, sized once per post
         self._size: tuple[Any, int] = (None, 0)
-        #: the post being given to the subscribers of a loop, on that loop: (value, changed
-        #: mask, footprint, encoding), sized and prepared once for all its monitors
-        self.delivering: tuple[Any, int, int, PreparedUpdate | None] = _IDLE
+        #: the post being given to the subscribers of a loop, on that loop: [value, changed
+        #: mask, footprint, encoding or None], sized once for all its monitors and encoded
+        #: (``prepared``) by the first that queues the post's fields, for all the others
+        self.delivering: list[Any] = _IDLE
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -478,13 +485,10 @@ class SharedPV:
         # one hand-off per post and loop, however many of its monitors the post feeds
         for loop, group, limit in routes:
             if loop is None or loop is running:
-                if loop is not None:
-                    size = self.footprint(snapshot)
-                    self.delivering = (snapshot, mask, size, self.prepared(snapshot, mask))
+                self.delivering = [snapshot, mask, self.footprint(snapshot), None]
                 for sub in group:
                     sub.on_post(mask, snapshot)
-                if loop is not None:
-                    self.delivering = _IDLE
+                self.delivering = _IDLE
                 continue
             if item is None:  # sized here, where the size of the value before is at hand
                 item = (self, mask, snapshot, self.footprint(snapshot))

@@ -383,26 +383,20 @@ _WHEN: dict[type, Callable[[int], Any]] = {
 }
 
 
-#: (command, sent by the server, big endian) -> its rows' (when, reader), in table order
-_READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]] = {
-    (cmd, by_server, be): [(_WHEN[r.event], _CODECS[r.event][be][2]) for r in rows]
-    for (cmd, by_server), rows in _BY_COMMAND.items()
-    for be in (False, True)
-}
-
-
-def _pick(key: tuple[int, bool, bool], sub: int) -> tuple[Reader, ...]:
+def _pick(cmd: int, by_server: bool, be: bool, sub: int) -> tuple[Reader, ...]:
     """The readers of a message with subcommand ``sub``: the first row whose "when" takes it,
     or, for a client's non-INIT message of a COMBINED command, every row that does."""
-    taken = tuple(read for when, read in _READERS[key] if when(sub))
-    cmd, by_server, _ = key
+    rows = _BY_COMMAND[cmd, by_server]
+    taken = tuple(_CODECS[r.event][be][2] for r in rows if _WHEN[r.event](sub))
     return taken if not by_server and cmd in COMBINED and not sub & INIT else taken[:1]
 
 
 #: (command, sent by the server, big endian) -> for each subcommand byte, its readers (see
 #: _pick): the choice made once, so any message (a monitor's ack too) costs one lookup
 READERS_BY_SUB: dict[tuple[int, bool, bool], tuple[tuple[Reader, ...], ...]] = {
-    key: tuple(_pick(key, sub) for sub in range(256)) for key in _READERS
+    (cmd, s, be): tuple(_pick(cmd, s, be, sub) for sub in range(256))
+    for cmd, s in _BY_COMMAND
+    for be in (False, True)
 }
 #: the same, one reader per subcommand byte (the first; None: no row takes it)
 READER_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
@@ -438,14 +432,14 @@ def read_message(
 ) -> list[Event]:
     """The events of one message's payload (in ``c``'s byte order). DecodeError for a command
     no row reads."""
-    key = (cmd, from_server, c.big_endian)
-    readers = _READERS.get(key)
-    if readers is None:
+    rows = _BY_COMMAND.get((cmd, from_server))
+    if rows is None:
         raise DecodeError(f"unknown or unexpected command 0x{cmd:02x}")
-    if len(readers) == 1:
-        got = readers[0][1](data, c, op)
+    if len(rows) == 1:  # (whatever its subcommand, if it has one)
+        got = _CODECS[rows[0].event][c.big_endian][2](data, c, op)
         return got if got.__class__ is list else [got]
-    return [read(data, c, op) for read in READERS_BY_SUB[key][data[4 if from_server else 8]]]
+    readers = READERS_BY_SUB[cmd, from_server, c.big_endian][data[4 if from_server else 8]]
+    return [read(data, c, op) for read in readers]
 
 
 def reply_event(cmd: int, sub: int) -> Any:
