@@ -182,6 +182,8 @@ def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
 def footprint(value: Any) -> int:
     """About the bytes ``value`` holds (arrays by their buffers): what a queued update costs.
     Counts shared sub-structures again, so it errs on the safe side."""
+    if type(value) in _NUMBERS:  # (the most frequent: a plain post's, sized per post)
+        return 32
     if isinstance(value, dict):
         return 64 + sum(footprint(v) for v in value.values())
     nbytes = getattr(value, "nbytes", None)  # a numpy array
@@ -275,6 +277,10 @@ def merge(
 RUN_AHEAD = 32
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
+#: a number's footprint (exactly these types: numpy's scalars have their own size)
+_NUMBERS = frozenset((float, int, bool, type(None)))
+#: a scalar's kind -> the Python type coerce() makes of it (a value of it is taken as it is)
+_COERCED = {"f": float, "d": float, "s": str, "?": bool}
 YIELD_TIMEOUT = 0.005
 
 
@@ -304,11 +310,10 @@ _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
 _handoff_lock = threading.Lock()
 
 
-def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: bool) -> None:
+def _hand_off(loop: Any, subs: list[Any], ahead: int, post: _Post, may_wait: bool) -> None:
     """Give one ``post`` (the PV, changed mask, value, its footprint) to ``loop`` for its
-    subscribers ``subs`` (the smallest queue among them holds ``limit`` updates)."""
+    subscribers ``subs``, whose poster may get ``ahead`` posts ahead of the loop."""
     item = (subs, post)
-    ahead = min(RUN_AHEAD, 2 * max(1, limit))
     with _handoff_lock:
         batch = _handoff.get(loop)
         if batch is None:
@@ -387,7 +392,7 @@ class SharedPV:
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
-        #: (loop or None, its subscribers, their smallest queue) per loop (see _route)
+        #: (loop or None, its subscribers, posts a poster may get ahead) per loop (see _route)
         self._routes: list[tuple[Any, list[Any], int]] = []
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
@@ -405,15 +410,18 @@ class SharedPV:
         #: The others are still their type's defaults, which a client fills in itself.
         self.assigned = 0
         # post(plain value) on a structure with a plain "value" field (NTScalar, NTScalarArray)
-        # skips the generic merge: (value type, its bit, the timestamp's bits or 0)
-        self._fast: tuple[FieldDesc, int, int] | None = None
+        # skips the generic merge: (value type, its bit, the timestamp's bits or 0, the type a
+        # value of it needs no coercion from or None)
+        self._fast: tuple[FieldDesc, int, int, Any] | None = None
         if type is not None and "value" in type and not isinstance(type["value"], Structure):
             secs = type.offsets.get("timeStamp.secondsPastEpoch")
             ns = type.offsets.get("timeStamp.nanoseconds")
             ts_bits = 0
             if self.timestamp and secs is not None and ns is not None:
                 ts_bits = (1 << secs) | (1 << ns)
-            self._fast = (type["value"], 1 << type.offset_of("value"), ts_bits)
+            vt = type["value"]
+            same = _COERCED.get(vt.kind, int) if isinstance(vt, Scalar) else None
+            self._fast = (vt, 1 << type.offset_of("value"), ts_bits, same)
         if type is not None:
             self.value = type.default()
             if initial is not None or self.timestamp:
@@ -454,13 +462,14 @@ class SharedPV:
             value = value["value"]  # {"value": x} is post(x): take the fast path (puts do this)
             plain = True
         if fast is not None and plain and (not stamp or fast[2]):
-            vt, mask, ts_bits = fast
-            v = coerce(vt, value)
+            vt, mask, ts_bits, same = fast
+            v = value if type(value) is same else coerce(vt, value)
             with self._lock:
                 new = dict(old := self.value)
                 new["value"] = v
                 if stamp:
-                    new["timeStamp"] = dict(old["timeStamp"], **_now())
+                    new["timeStamp"] = ts = dict(old["timeStamp"])
+                    ts["secondsPastEpoch"], ts["nanoseconds"] = divmod(time.time_ns(), 10**9)
                     mask |= ts_bits
                 sized = self._size  # (a new stamp: new ints, the same size)
                 if sized[0] is old:
@@ -483,7 +492,7 @@ class SharedPV:
         running = asyncio._get_running_loop()
         item = None
         # one hand-off per post and loop, however many of its monitors the post feeds
-        for loop, group, limit in routes:
+        for loop, group, ahead in routes:
             if loop is None or loop is running:
                 self.delivering = [snapshot, mask, self.footprint(snapshot), None]
                 for sub in group:
@@ -493,7 +502,7 @@ class SharedPV:
             if item is None:  # sized here, where the size of the value before is at hand
                 item = (self, mask, snapshot, self.footprint(snapshot))
             # a thread that runs an event loop of its own is never made to wait
-            _hand_off(loop, group, limit, item, running is None)
+            _hand_off(loop, group, ahead, item, running is None)
 
     def prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
         """``value``'s fields in ``mask``, encoded once however many monitors send them."""
@@ -534,15 +543,19 @@ class SharedPV:
 
     def _route(self) -> None:
         """Group the subscribers by ``sub.loop`` (read here: a subscriber that changes it
-        subscribes again), each group with its smallest ``limit``: a post reads the groups.
-        A group, once made, is never changed (posts on their way to a loop hold it)."""
+        subscribes again), each group with how far its poster may get ahead (from its smallest
+        ``limit``): a post reads the groups. A group, once made, is never changed (posts on
+        their way to a loop hold it)."""
         groups: dict[Any, tuple[list[Any], int]] = {}
         for sub in self._subs:
             loop = getattr(sub, "loop", None)
             group, limit = groups.get(loop, ([], RUN_AHEAD))
             group.append(sub)
             groups[loop] = (group, min(limit, getattr(sub, "limit", RUN_AHEAD)))
-        self._routes = [(loop, group, limit) for loop, (group, limit) in groups.items()]
+        self._routes = [
+            (loop, group, min(RUN_AHEAD, 2 * max(1, limit)))
+            for loop, (group, limit) in groups.items()
+        ]
 
     add_watcher = subscribe
     remove_watcher = unsubscribe
