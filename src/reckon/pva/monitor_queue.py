@@ -82,23 +82,23 @@ class MonitorQueue:
         q = self.queue
         # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
         # hold a later post); a squashed one is the newest, encoded when taken
-        if not q:
-            q.append([mask, value, 0, 0, post[3] or self._encode(post)])
-        else:
+        if q:  # (its flush is asked for already, or waits for an ack: see take)
             conn, size = self.conn, post[2]
             if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
                 q.append([mask, value, 0, size, post[3] or self._encode(post)])
                 conn.queued_bytes += size
-            else:
-                # full: fold into the newest entry; fields changed twice are marked as overrun
-                last = q[-1]
-                last[2] |= last[0] & mask
-                last[0] |= mask
-                last[1] = value
-                last[4] = post[3] if last[0] == mask else None
-                if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
-                    conn.queued_bytes += size - last[3]
-                    last[3] = size
+                return
+            # full: fold into the newest entry; fields changed twice are marked as overrun
+            last = q[-1]
+            last[2] |= last[0] & mask
+            last[0] |= mask
+            last[1] = value
+            last[4] = post[3] if last[0] == mask else None
+            if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
+                conn.queued_bytes += size - last[3]
+                last[3] = size
+            return
+        q.append([mask, value, 0, 0, post[3] or self._encode(post)])
         if self.pipelined and self.window <= 0:
             return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)
@@ -121,7 +121,9 @@ class MonitorQueue:
 
     def take(self, out: list[Any]) -> None:
         """Add what the window allows from the queue to ``out`` (the session's output), each
-        update encoded once for every subscriber with the same fields; then the finish, if due."""
+        update encoded once for every subscriber with the same fields; then the finish, if due.
+        What stays queued waits for an ack (which asks for a flush): a monitor with entries
+        that may leave has asked for its flush, so a post behind them needs not ask again."""
         q = self.queue
         session = self.conn
         send, n = session.conn.send_update_pieces, len(q)
