@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from reckon.pva.protocol import BitSet, MonitorFinish, PreparedUpdate, ProtocolError, Status
+from reckon.pva.protocol import BitSet, MonitorFinish, ProtocolError, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
@@ -68,45 +68,38 @@ class MonitorQueue:
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running:  # (close() stops it too)
             return
-        # [value, mask, footprint, encoding or None]: the PV's, shared by all its monitors that
-        # send the post's fields (see SharedPV.delivering), else this monitor's own
-        post = self.pv.delivering
         if self.mask != ALL:
             mask &= self.expanded
             if not mask:
                 return
-            if mask != post[1]:
-                post = [value, mask, self.pv.footprint(value), None]
-        if post[0] is not value:  # (not given by the PV's delivery)
+        # [value, mask, footprint, encoding or None]: the PV's, shared by all its monitors that
+        # send the post's fields (see SharedPV.delivering), else this monitor's own
+        post = self.pv.delivering
+        if post[0] is not value or post[1] != mask:
             post = [value, mask, self.pv.footprint(value), None]
-        q = self.queue
-        # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
-        # hold a later post); a squashed one is the newest, encoded when taken
-        if q:  # (its flush is asked for already, or waits for an ack: see take)
-            conn, size = self.conn, post[2]
-            if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
-                q.append([mask, value, 0, size, post[3] or self._encode(post)])
-                conn.queued_bytes += size
+        q, charged = self.queue, 0
+        if q:  # (behind entries: their flush is asked for already, or waits for an ack)
+            conn, charged = self.conn, post[2]
+            if len(q) >= self.limit or conn.queued_bytes + charged > conn.max_queue_bytes:
+                # full: fold into the newest entry; fields changed twice are marked as overrun
+                last = q[-1]
+                last[2] |= last[0] & mask
+                last[0] |= mask
+                last[1] = value
+                last[4] = post[3] if last[0] == mask else None  # (else encoded when taken)
+                if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
+                    conn.queued_bytes += charged - last[3]
+                    last[3] = charged
                 return
-            # full: fold into the newest entry; fields changed twice are marked as overrun
-            last = q[-1]
-            last[2] |= last[0] & mask
-            last[0] |= mask
-            last[1] = value
-            last[4] = post[3] if last[0] == mask else None
-            if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
-                conn.queued_bytes += size - last[3]
-                last[3] = size
-            return
-        q.append([mask, value, 0, 0, post[3] or self._encode(post)])
-        if self.pipelined and self.window <= 0:
-            return  # nothing may leave before the client acks (ack() flushes)
+            conn.queued_bytes += charged
+        # an entry keeps its encoding (when taken, the PV's cache may hold a later post), made
+        # by the first monitor that queues the post's fields for all the others
+        if post[3] is None:
+            post[3] = self.pv.prepared(value, mask)
+        q.append([mask, value, 0, charged, post[3]])
+        if len(q) > 1 or (self.pipelined and self.window <= 0):
+            return  # (nothing may leave before the client acks: ack() flushes)
         self.conn.want_flush(self)
-
-    def _encode(self, post: list[Any]) -> PreparedUpdate:
-        """The encoding of a post's ``[value, mask, ...]``, made once for all who share it."""
-        update = post[3] = self.pv.prepared(post[0], post[1])
-        return update
 
     def on_close(self) -> None:
         self.finished = True
@@ -139,8 +132,8 @@ class MonitorQueue:
             if self.finished and not q and not self.closed:
                 out.append(session.conn.send(MonitorFinish(self.ioid, Status.OK)))
                 self.closed = True
-        except ProtocolError:  # (the client destroyed it meanwhile)
-            pass
+        except ProtocolError:  # (the client destroyed it meanwhile: nothing more leaves)
+            self._clear()
 
     def _clear(self) -> None:
         q = self.queue

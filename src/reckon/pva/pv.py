@@ -257,23 +257,15 @@ def merge(
 
 
 # Posts from threads other than a server's loop, waiting for that loop: one wake-up
-# (call_soon_threadsafe) per batch, not per post, so a thread posting in a tight loop costs the
-# loop one self-pipe write however many values it posts before the loop runs. A loop's key is
-# present exactly while a drain is scheduled on it.
-#
-# A poster that gets RUN_AHEAD values ahead of the loop waits (up to YIELD_TIMEOUT) until the
-# loop has taken them and served one round of I/O (a thread running an event loop of its own
-# never waits: that would stall its loop). Without that the two threads convoy on the
-# GIL: the poster never blocks, so every time the loop thread gives the GIL up (a socket read
-# or write, epoll) it waits a whole switch interval (5 ms) to get it back, and a burst of posts
-# reaches the client as a handful of squashed updates. A poster in C++ (pvxs) has no GIL to
-# share; this gives the loop the same chance to send while the thread posts.
-#
-# How far ahead is twice the smallest queue among the monitors the batch feeds (queueSize, 4
-# by default), at most RUN_AHEAD: the queue takes the first values and squashes the rest into
-# its newest, as pvxs's does while its sender is busy (a wait per queue's length of posts cost
-# more CPU than the values it sent). "Ahead" counts posts, not monitors: a post to 50 monitors
-# of one loop is one item of the batch (and one wait at most).
+# (call_soon_threadsafe) per batch, not per post. A loop's key is present exactly while a drain
+# is scheduled on it. A poster that gets ahead of the loop waits (up to YIELD_TIMEOUT) until the
+# loop has taken the batch and served a round of I/O (a thread running a loop of its own never
+# waits: it would stall its loop); else the two threads convoy on the GIL (each time the loop
+# gives it up, for a read, write or epoll, it waits a switch interval, 5 ms, to get it back) and
+# a burst reaches the client as a few squashed updates. A C++ poster (pvxs) has no GIL to share.
+# How far ahead is twice the smallest queue the batch feeds, at most RUN_AHEAD: the queue takes
+# the first values and squashes the rest into its newest, as pvxs's does while its sender is
+# busy. It counts posts, not monitors: a post to 50 monitors of a loop is one item of a batch.
 RUN_AHEAD = 32
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
@@ -286,24 +278,20 @@ YIELD_TIMEOUT = 0.005
 
 #: a post on its way to a loop: the PV, the changed mask, the value, its footprint
 _Post = tuple["SharedPV", int, Any, int]
-#: SharedPV.delivering while no post is (never changed: no monitor is given its value, None)
-_IDLE = [None, 0, 0, None]
+_IDLE = [None, 0, 0, None]  # SharedPV.delivering while none is (no monitor gets None: unchanged)
 
 
+@dataclass(eq=False, slots=True)
 class _Batch:
-    __slots__ = ("ahead", "done", "items", "stuck")
-
-    def __init__(self, ahead: int) -> None:
-        #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
-        self.items: list[tuple[list[Any], _Post]] = []
-        #: made by the first poster that waits (under _handoff_lock), held until the loop has
-        #: taken the batch and served a round of I/O: a lock, not a threading.Event (a
-        #: Condition and two locks in Python: ~8 us per post made and set)
-        self.done: threading.Lock | None = None
-        #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
-        self.stuck = False
-        #: posts a poster may get ahead of the loop: the smallest queue the batch feeds
-        self.ahead = ahead
+    #: posts a poster may get ahead of the loop: the smallest queue the batch feeds
+    ahead: int
+    #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
+    items: list[tuple[list[Any], _Post]] = field(default_factory=list)
+    #: made by the first poster that waits (under _handoff_lock), held until the loop has
+    #: taken the batch and served a round of I/O (a lock: an Event costs ~8 us more)
+    done: threading.Lock | None = None
+    #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
+    stuck: bool = False
 
 
 _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
@@ -353,15 +341,9 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
         pv.delivering = _IDLE  # (holds no value longer than its drain)
-    # release waiting posters after the loop's next round of I/O (client acks, socket writes);
-    # none waits on a batch without one (they make it under the lock that popped the batch)
-    if batch.done is not None:
+    # release waiting posters after the loop's next round of I/O (client acks, socket writes)
+    if batch.done is not None:  # (final: made under the lock that popped the batch)
         loop.call_soon(batch.done.release)
-
-
-def _now() -> dict[str, int]:
-    secs, ns = divmod(time.time_ns(), 1_000_000_000)
-    return {"secondsPastEpoch": secs, "nanoseconds": ns}
 
 
 class SharedPV:
@@ -399,9 +381,8 @@ class SharedPV:
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
         # (value, its footprint): what a queued update of it costs, sized once per post
         self._size: tuple[Any, int] = (None, 0)
-        #: the post being given to the subscribers of a loop, on that loop: [value, changed
-        #: mask, footprint, encoding or None], sized once for all its monitors and encoded
-        #: (``prepared``) by the first that queues the post's fields, for all the others
+        #: the post being given to a loop's subscribers, on it: [value, changed mask, footprint,
+        #: encoding or None]: sized once, encoded by the first monitor that queues it, for all
         self.delivering: list[Any] = _IDLE
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
@@ -410,8 +391,7 @@ class SharedPV:
         #: The others are still their type's defaults, which a client fills in itself.
         self.assigned = 0
         # post(plain value) on a structure with a plain "value" field (NTScalar, NTScalarArray)
-        # skips the generic merge: (value type, its bit, the timestamp's bits or 0, the type a
-        # value of it needs no coercion from or None)
+        # skips the generic merge: (value type, its bit, timestamp bits or 0, _COERCED type)
         self._fast: tuple[FieldDesc, int, int, Any] | None = None
         if type is not None and "value" in type and not isinstance(type["value"], Structure):
             secs = type.offsets.get("timeStamp.secondsPastEpoch")
@@ -480,7 +460,8 @@ class SharedPV:
         else:
             update = fields_update(self.type, value)
             if stamp and "timeStamp" not in update:
-                update = {**update, "timeStamp": _now()}
+                secs, ns = divmod(time.time_ns(), 10**9)
+                update = {**update, "timeStamp": {"secondsPastEpoch": secs, "nanoseconds": ns}}
             with self._lock:
                 self.value, mask = merge(self.type, self.value, update)
                 self.assigned |= mask
@@ -543,19 +524,15 @@ class SharedPV:
 
     def _route(self) -> None:
         """Group the subscribers by ``sub.loop`` (read here: a subscriber that changes it
-        subscribes again), each group with how far its poster may get ahead (from its smallest
-        ``limit``): a post reads the groups. A group, once made, is never changed (posts on
-        their way to a loop hold it)."""
+        subscribes again), each with how far a poster may get ahead (twice its smallest
+        ``limit``): a post reads the groups. A group, once made, is never changed."""
         groups: dict[Any, tuple[list[Any], int]] = {}
         for sub in self._subs:
             loop = getattr(sub, "loop", None)
-            group, limit = groups.get(loop, ([], RUN_AHEAD))
+            group, ahead = groups.get(loop, ([], RUN_AHEAD))
             group.append(sub)
-            groups[loop] = (group, min(limit, getattr(sub, "limit", RUN_AHEAD)))
-        self._routes = [
-            (loop, group, min(RUN_AHEAD, 2 * max(1, limit)))
-            for loop, (group, limit) in groups.items()
-        ]
+            groups[loop] = (group, min(ahead, 2 * max(1, getattr(sub, "limit", RUN_AHEAD))))
+        self._routes = [(loop, group, ahead) for loop, (group, ahead) in groups.items()]
 
     add_watcher = subscribe
     remove_watcher = unsubscribe

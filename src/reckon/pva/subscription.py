@@ -126,12 +126,10 @@ class Subscription:
 
     def _push(self, item: Update | BaseException | None) -> None:
         q = self.updates
-        if isinstance(item, Update) and self.queue_size is None and len(q) >= self.max_queue:
-            last = q[-1]
-            if isinstance(last, Update):
-                q[-1] = Update(item.value, last.changed | item.changed, item.type)
-            else:
-                q.append(item)
+        last = q[-1] if q else None
+        full = self.queue_size is None and len(q) >= self.max_queue  # (pipelined: the window)
+        if full and isinstance(item, Update) and isinstance(last, Update):
+            q[-1] = Update(item.value, last.changed | item.changed, item.type)
         else:
             q.append(item)
         self._wake()
@@ -141,18 +139,9 @@ class Subscription:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def _ack(self) -> None:
-        """One more update consumed. As pvxs's client does: once half the queue is, an ack is
-        due at the loop's next turn, for every update consumed by then (a consumer taking a
-        window's worth at once acks it in one message, not one per half queue)."""
-        if self.queue_size is None:
-            return
-        self._unacked += 1
-        if self._unacked >= max(1, self.queue_size // 2) and not self._ack_due:
-            self._ack_due = True
-            self.client.loop.call_soon(self._send_ack)
-
     def _send_ack(self) -> None:
+        """Ack what was consumed: due once half the queue is, sent at the loop's next turn for
+        all consumed by then, as pvxs's client acks (a window taken at once is one message)."""
         self._ack_due = False
         ch, op, n = self._channel, self._op, self._unacked
         if ch is not None and op is not None and ch.conn is not None and n and not self._closed:
@@ -175,7 +164,11 @@ class Subscription:
             raise StopAsyncIteration
         if isinstance(item, BaseException):
             raise item
-        self._ack()
+        if self.queue_size is not None:  # (pipelined)
+            self._unacked += 1
+            if self._unacked >= max(1, self.queue_size // 2) and not self._ack_due:
+                self._ack_due = True
+                self.client.loop.call_soon(self._send_ack)
         return item
 
     async def next(self, timeout: float | None = DEFAULT_TIMEOUT) -> Update:  # noqa: ASYNC109
