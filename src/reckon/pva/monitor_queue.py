@@ -55,10 +55,9 @@ class MonitorQueue:
         self.running = True
         self.pv.subscribe(self)
         self._clear()
-        value = self.pv.value
-        assert self.pv.type is not None
-        first = sent_mask(self.pv.type, self.mask, self.pv.assigned)  # as a get sends
-        self.queue.append([first, value, 0, 0, None])
+        value, t = self.pv.value, self.pv.type
+        assert t is not None
+        self.queue.append([sent_mask(t, self.mask, self.pv.assigned), value, 0, 0, None])
         self.conn.want_flush(self)
 
     def stop(self) -> None:
@@ -68,10 +67,8 @@ class MonitorQueue:
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running:  # (close() stops it too)
             return
-        if self.mask != ALL:
-            mask &= self.expanded
-            if not mask:
-                return
+        if self.mask != ALL and not (mask := mask & self.expanded):
+            return  # (none of its fields)
         # [value, mask, footprint, encoding or None]: the PV's, shared by all its monitors that
         # send the post's fields (see SharedPV.delivering), else this monitor's own
         post = self.pv.delivering
@@ -115,8 +112,8 @@ class MonitorQueue:
     def take(self, out: list[Any]) -> None:
         """Add what the window allows from the queue to ``out`` (the session's output), each
         update encoded once for every subscriber with the same fields; then the finish, if due.
-        What stays queued waits for an ack (which asks for a flush): a monitor with entries
-        that may leave has asked for its flush, so a post behind them needs not ask again."""
+        What stays waits for an ack (which asks for a flush): entries that may leave always
+        have their flush asked for (a post behind them needs not ask)."""
         q = self.queue
         session = self.conn
         send, n = session.conn.send_update_pieces, len(q)

@@ -269,8 +269,7 @@ def merge(
 RUN_AHEAD = 32
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
-#: a number's footprint (exactly these types: numpy's scalars have their own size)
-_NUMBERS = frozenset((float, int, bool, type(None)))
+_NUMBERS = frozenset((float, int, bool, type(None)))  # footprint 32 (numpy's scalars: theirs)
 #: a scalar's kind -> the Python type coerce() makes of it (a value of it is taken as it is)
 _COERCED = {"f": float, "d": float, "s": str, "?": bool}
 YIELD_TIMEOUT = 0.005
@@ -432,15 +431,10 @@ class SharedPV:
         fast = self._fast
         # (a number, string or array is no Mapping: asking the ABC costs more than the check)
         plain = type(value) in _PLAIN or not isinstance(value, Mapping)
-        if (
-            fast is not None
-            and not plain
-            and len(value) == 1
-            and "value" in value
-            and not isinstance(value["value"], Mapping)
-        ):
-            value = value["value"]  # {"value": x} is post(x): take the fast path (puts do this)
-            plain = True
+        if fast is not None and not plain and len(value) == 1:  # ({"value": x}, a put's, ...)
+            inner = value.get("value", value)
+            if not isinstance(inner, Mapping):
+                value, plain = inner, True  # (... is post(x): take the fast path)
         if fast is not None and plain and (not stamp or fast[2]):
             vt, mask, ts_bits, same = fast
             v = value if type(value) is same else coerce(vt, value)

@@ -383,19 +383,16 @@ _WHEN: dict[type, Callable[[int], Any]] = {
 }
 
 
-def _pick(cmd: int, by_server: bool, be: bool, sub: int) -> tuple[Reader, ...]:
-    taken = tuple(
-        _CODECS[r.event][be][2] for r in _BY_COMMAND[cmd, by_server] if _WHEN[r.event](sub)
-    )
-    return taken if not by_server and cmd in COMBINED and not sub & INIT else taken[:1]
-
-
 #: (command, sent by the server, big endian) -> each subcommand byte's readers: the first
 #: row's whose "when" takes it, or every such row's for a client's non-INIT message of a
 #: COMBINED command; chosen once, so any message (a monitor's ack too) costs one lookup
 READERS_BY_SUB: dict[tuple[int, bool, bool], tuple[tuple[Reader, ...], ...]] = {
-    (cmd, s, be): tuple(_pick(cmd, s, be, sub) for sub in range(256))
-    for cmd, s in _BY_COMMAND
+    (cmd, s, be): tuple(
+        taken if not s and cmd in COMBINED and not sub & INIT else taken[:1]
+        for sub in range(256)
+        for taken in [tuple(_CODECS[r.event][be][2] for r in rows if _WHEN[r.event](sub))]
+    )
+    for (cmd, s), rows in _BY_COMMAND.items()
     for be in (False, True)
 }
 #: the same, one reader per subcommand byte (the first; None: no row takes it)

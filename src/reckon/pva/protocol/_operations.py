@@ -181,11 +181,9 @@ class Operations:
             if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []
             return [ev]
-        req = self._requests.get(ioid)
+        req, live = self._requests.get(ioid), True
         if req is None or req.command != cmd or req.sid != sid:
             req, live = self._known(cmd, ioid, sid)  # (raises what is wrong, or it is late)
-        else:
-            live = True
         if req.state is RequestState.INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
         events = [read(data, rx, req) for read in reads]  # (a combined message's: several)
