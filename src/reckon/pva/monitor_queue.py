@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from reckon.pva.protocol import BitSet, MonitorFinish, ProtocolError, Status
+from reckon.pva.protocol import BitSet, MonitorFinish, PreparedUpdate, ProtocolError, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # (the session imports this module)
 
 class MonitorQueue:
     """One subscription: a bounded queue of [changed, value, overrun, bytes charged, encoding
-    or None] that coalesces when full. The entry at the head of an empty queue is not charged
-    (it is the PV's value, held anyway); each one queued behind it is, against the
-    connection's ``queued_bytes`` budget (``max_queue_bytes``)."""
+    or None (kept: the PV's may be of a later post when taken)] that coalesces when full. The
+    entry at the head of an empty queue is not charged (it is the PV's value, held anyway);
+    each one behind it is, against the connection's ``queued_bytes`` (``max_queue_bytes``)."""
 
     __slots__ = (
         "closed", "conn", "expanded", "finished", "ioid", "limit", "loop", "mask", "pipelined",
@@ -74,29 +74,31 @@ class MonitorQueue:
         post = self.pv.delivering
         if post[0] is not value or post[1] != mask:
             post = [value, mask, self.pv.footprint(value), None]
-        q, charged = self.queue, 0
+        q = self.queue
         if q:  # (behind entries: their flush is asked for already, or waits for an ack)
-            conn, charged = self.conn, post[2]
-            if len(q) >= self.limit or conn.queued_bytes + charged > conn.max_queue_bytes:
-                # full: fold into the newest entry; fields changed twice are marked as overrun
-                last = q[-1]
-                last[2] |= last[0] & mask
-                last[0] |= mask
-                last[1] = value
-                last[4] = post[3] if last[0] == mask else None  # (else encoded when taken)
-                if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
-                    conn.queued_bytes += charged - last[3]
-                    last[3] = charged
+            conn, size = self.conn, post[2]
+            if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
+                conn.queued_bytes += size
+                q.append([mask, value, 0, size, post[3] or self._encode(post)])
                 return
-            conn.queued_bytes += charged
-        # an entry keeps its encoding (when taken, the PV's cache may hold a later post), made
-        # by the first monitor that queues the post's fields for all the others
-        if post[3] is None:
-            post[3] = self.pv.prepared(value, mask)
-        q.append([mask, value, 0, charged, post[3]])
-        if len(q) > 1 or (self.pipelined and self.window <= 0):
-            return  # (nothing may leave before the client acks: ack() flushes)
+            # full: fold into the newest entry; fields changed twice are marked as overrun
+            last = q[-1]
+            last[2] |= last[0] & mask
+            last[0] |= mask
+            last[1] = value
+            last[4] = post[3] if last[0] == mask else None  # (else encoded when taken)
+            if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
+                conn.queued_bytes += size - last[3]
+                last[3] = size
+            return
+        q.append([mask, value, 0, 0, post[3] or self._encode(post)])  # (uncharged: see class)
+        if self.pipelined and self.window <= 0:
+            return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)
+
+    def _encode(self, post: list[Any]) -> PreparedUpdate:
+        post[3] = update = self.pv.prepared(post[0], post[1])  # (by the first, for all)
+        return update
 
     def on_close(self) -> None:
         self.finished = True
