@@ -27,7 +27,8 @@ from reckon.errors import (
 from reckon.observe import AsyncClient, Client, EventsPush, ServerHandle, serve, serve_async
 from reckon.observe import protocol as p
 from reckon.observe.client import resolve_url
-from reckon.observe.server import HARD_FRAME_LIMIT, ObserveServer, _EventQueue, is_loopback
+from reckon.observe.pages import is_loopback
+from reckon.observe.server import HARD_FRAME_LIMIT, ObserveServer, _EventQueue
 from reckon.observe.startup import _reset_for_tests, autostart, parse_address
 
 

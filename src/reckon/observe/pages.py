@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
+import secrets
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,7 +21,19 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Response as HttpResponse
 
-__all__ = ["PageFiles", "is_loopback", "origin_allowed", "token_matches"]
+from reckon.errors import ConfigurationError
+
+__all__ = [
+    "TOKEN_ENV",
+    "PageFiles",
+    "is_loopback",
+    "origin_allowed",
+    "server_token",
+    "token_matches",
+]
+
+#: where a server that needs a token and was given none reads it (else it makes one up)
+TOKEN_ENV = "RECKON_OBSERVE_TOKEN"
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -46,6 +60,27 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def server_token(
+    host: str, token: str | None, require_token: bool | None, exposes: str
+) -> str | None:
+    """The token a server bound to ``host`` asks of its clients (None: it asks none).
+
+    ``require_token=None`` decides by the bind: a token when the bind is not loopback, or when
+    one is given. ``False`` on a bind that is not loopback is refused: it would expose
+    ``exposes`` to the network with no credential. A token needed and not given comes from
+    ``RECKON_OBSERVE_TOKEN``, else is made at random (the server prints it in its URL)."""
+    if require_token is None:
+        require_token = not is_loopback(host) or token is not None
+    elif not require_token and not is_loopback(host):
+        raise ConfigurationError(
+            f"binding {host!r} exposes {exposes} beyond this machine: it requires a token "
+            "(leave require_token unset, or bind 127.0.0.1)"
+        )
+    if not require_token:
+        return None
+    return token if token is not None else os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
 
 
 def origin_allowed(origin: str | None, host: str, port: int) -> bool:

@@ -22,8 +22,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +40,7 @@ from websockets.typing import Subprotocol
 
 from reckon.errors import ConfigurationError, ObserveError
 from reckon.observe import protocol as p
-from reckon.observe.pages import PageFiles, is_loopback, origin_allowed, token_matches
+from reckon.observe.pages import PageFiles, origin_allowed, server_token, token_matches
 
 if TYPE_CHECKING:
     from reckon.core import Engine, TaskEvent
@@ -67,7 +65,6 @@ HISTORY_POINTS = 180
 #: bytes with its share of the engine's own bookkeeping (tests/observe measures it).
 EVENT_BYTES = 1024
 MiB = 1 << 20
-TOKEN_ENV = "RECKON_OBSERVE_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -202,17 +199,8 @@ class ObserveServer:
         self.limits = limits or Limits()
         self.host = host
         self._requested_port = port
-        if require_token is None:
-            require_token = not is_loopback(host) or token is not None
-        elif not require_token and not is_loopback(host):
-            raise ConfigurationError(
-                f"binding {host!r} exposes the engine beyond this machine: it requires a token "
-                "(leave require_token unset, or bind 127.0.0.1)"
-            )
-        if require_token and token is None:
-            token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
-        self.require_token = require_token
-        self.token = token if require_token else None
+        self.token = server_token(host, token, require_token, "the engine")
+        self.require_token = self.token is not None
         self.max_request_bytes = max_request_bytes
         self.queue_size = queue_size
         self._server: Server | None = None

@@ -146,25 +146,28 @@ def status_table(status: dict[str, Any]) -> Table:
     return table
 
 
-def tree_view(node: dict[str, Any]) -> Tree:
-    def label(task: dict[str, Any]) -> Text:
-        _, seconds = task_times(task)
-        text = Text(f"#{task.get('task_id')} ")
-        text.append(str(task.get("title", "")), style="bold")
-        text.append(" ")
-        text.append_text(state_text(str(task.get("state", ""))))
-        text.append(f" {fmt_duration(seconds)}", style="dim")
-        if task.get("outcome"):
-            text.append(f" · {task['outcome']}", style="dim")
-        if task.get("error"):
-            text.append(f" {task['error']}", style="red")
-        return text
+def task_label(task: dict[str, Any]) -> Text:
+    """One task as a line of a call tree (the shell's ``tree()`` and ``reckon top``'s):
+    id, title, state, how long, and its outcome or error."""
+    _, seconds = task_times(task)
+    label = Text(f"#{task.get('task_id')} ")
+    label.append(str(task.get("title", "")), style="bold")
+    label.append(" ")
+    label.append_text(state_text(str(task.get("state", ""))))
+    label.append(f"  {fmt_duration(seconds)}", style="dim")
+    if task.get("outcome"):
+        label.append(f" · {task['outcome']}", style="dim")
+    if task.get("error"):
+        label.append(f"  {task['error']}", style="red")
+    return label
 
-    root = Tree(label(node["task"]))
+
+def tree_view(node: dict[str, Any]) -> Tree:
+    root = Tree(task_label(node["task"]))
 
     def add(branch: Tree, children: list[dict[str, Any]]) -> None:
         for child in children:
-            add(branch.add(label(child["task"])), child.get("children", []))
+            add(branch.add(task_label(child["task"])), child.get("children", []))
 
     add(root, node.get("children", []))
     return root

@@ -23,7 +23,14 @@ from textual.widgets import DataTable, Footer, Header, Input, Label, Static, Tre
 from reckon.errors import ObserveError
 from reckon.observe.client import AsyncClient, AsyncSubscription, resolve_url
 from reckon.observe.protocol import EventsPush, StatusPush
-from reckon.observe.shell import FINISHED, fmt_bytes, fmt_duration, state_text, task_times
+from reckon.observe.shell import (
+    FINISHED,
+    fmt_bytes,
+    fmt_duration,
+    state_text,
+    task_label,
+    task_times,
+)
 
 SORTS = ("elapsed", "title", "id")
 RECENT = 200
@@ -32,20 +39,6 @@ RECENT = 200
 def _right(text: str) -> Text:
     """A number column's cell: right-aligned, so durations and sizes line up by magnitude."""
     return Text(text, justify="right")
-
-
-def _tree_label(task: dict[str, Any]) -> Text:
-    _, seconds = task_times(task)
-    label = Text(f"#{task.get('task_id')} ", style="dim")
-    label.append(str(task.get("title", "")), style="bold")
-    label.append(" ")
-    label.append_text(state_text(str(task.get("state", ""))))
-    label.append(f"  {fmt_duration(seconds)}", style="dim")
-    if task.get("outcome"):
-        label.append(f" · {task['outcome']}", style="dim")
-    if task.get("error"):
-        label.append(f"  {task['error']}", style="red")
-    return label
 
 
 def _has_live(node: dict[str, Any]) -> bool:
@@ -100,14 +93,14 @@ class TreeScreen(ModalScreen[None]):
             return
         self.tree_data = data
         widget.clear()
-        widget.root.set_label(_tree_label(data["task"]))
+        widget.root.set_label(task_label(data["task"]))
         widget.root.data = int(data["task"]["task_id"])
 
         def add(parent: Any, children: list[dict[str, Any]]) -> None:
             for child in children:
                 kids = child.get("children", [])
                 node = parent.add(
-                    _tree_label(child["task"]),
+                    task_label(child["task"]),
                     int(child["task"]["task_id"]),
                     expand=True,
                     allow_expand=bool(kids),

@@ -62,7 +62,6 @@ def _inprocess_call(
     clock: Callable[[], float],
 ) -> Callable[..., Any]:
     invoke = endpoint.invoke
-    expected = m.input
     where = f"{endpoint.name}/{m.name}"
 
     async def call(
@@ -71,25 +70,9 @@ def _inprocess_call(
         metadata: Any = None,
         **_: Any,
     ) -> Message:
-        if type(request) is not expected:
-            raise ServiceCallError(
-                f"{where} takes {expected.DESCRIPTOR.full_name}, got {type(request).__name__}",
-                "INVALID_ARGUMENT",
-            )
-        parent = current_call.get()
-        deadline = None if timeout is None else clock() + timeout
-        if parent is None:
-            user, auth = user0, auth0
-        else:
-            user, auth = parent.user, parent.authorization
-            if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
-                deadline = parent.deadline
-        md = None if metadata is None else from_pairs(metadata)
-        if strict:
-            request = expected.FromString(request.SerializeToString())
-            response = await invoke(m, request, user, auth, deadline, md)
-            return m.output.FromString(response.SerializeToString())
-        return await invoke(m, request, user, auth, deadline, md)
+        request = _checked_request(request, m, where, strict)
+        response = await invoke(m, request, *_caller(user0, auth0, clock, timeout, metadata))
+        return m.output.FromString(response.SerializeToString()) if strict else response
 
     if not m.unary:
         return _inprocess_stream_call(endpoint, m, strict, user0, auth0, clock)
@@ -110,20 +93,11 @@ def _inprocess_stream_call(
     where = f"{endpoint.name}/{m.name}"
 
     def prepare(request: Any, timeout: float | None, metadata: Any) -> tuple[Any, ...]:
-        parent = current_call.get()
-        deadline = None if timeout is None else clock() + timeout
-        if parent is None:
-            user, auth = user0, auth0
-        else:
-            user, auth = parent.user, parent.authorization
-            if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
-                deadline = parent.deadline
-        md = None if metadata is None else from_pairs(metadata)
         if m.client_streaming:
             source: Any = _checked_requests(request, m, where, strict)
         else:
             source = _checked_request(request, m, where, strict)
-        return source, user, auth, deadline, md
+        return (source, *_caller(user0, auth0, clock, timeout, metadata))
 
     if not m.server_streaming:
 
@@ -151,6 +125,25 @@ def _inprocess_stream_call(
 
     call_stream_out.__name__ = m.name
     return call_stream_out
+
+
+def _caller(
+    user0: User | None,
+    auth0: str | None,
+    clock: Callable[[], float],
+    timeout: float | None,
+    metadata: Any,
+) -> tuple[User | None, str | None, float | None, Metadata | None]:
+    """Who an in-process call runs as, and until when: a call made from inside another call
+    inherits its caller's user and credentials, and never outlives the caller's deadline."""
+    parent = current_call.get()
+    deadline = None if timeout is None else clock() + timeout
+    md = None if metadata is None else from_pairs(metadata)
+    if parent is None:
+        return user0, auth0, deadline, md
+    if parent.deadline is not None and (deadline is None or parent.deadline < deadline):
+        deadline = parent.deadline
+    return parent.user, parent.authorization, deadline, md
 
 
 def _checked_request(request: Any, m: MethodDef, where: str, strict: bool) -> Message:

@@ -27,8 +27,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import secrets
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -43,9 +41,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from reckon.errors import ConfigurationError
-from reckon.observe.pages import PageFiles, is_loopback, origin_allowed, token_matches
-from reckon.observe.server import TOKEN_ENV
+from reckon.observe.pages import PageFiles, origin_allowed, server_token, token_matches
 from reckon.pva.client import Client
 from reckon.pva.views.model import PvState, PvWatch, image_of
 
@@ -150,16 +146,7 @@ class PvWebServer:
         self._own_client = client is None
         self.host = host
         self._requested_port = port
-        if require_token is None:
-            require_token = not is_loopback(host) or token is not None
-        elif not require_token and not is_loopback(host):
-            raise ConfigurationError(
-                f"binding {host!r} exposes the PVs beyond this machine: it requires a token "
-                "(leave require_token unset, or bind 127.0.0.1)"
-            )
-        if require_token and token is None:
-            token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
-        self.token = token if require_token else None
+        self.token = server_token(host, token, require_token, "the PVs")
         self.max_client_bytes = max_client_bytes
         self.watch = PvWatch(self.client, names)
         self._pages: set[_Page] = set()
