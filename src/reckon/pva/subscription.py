@@ -71,7 +71,6 @@ class Subscription:
         self._channel: Channel | None = None
         self._op: Op | None = None
         self._unacked = 0
-        self._ack_due = False
         self._closed = False
 
     async def start(self) -> Subscription:
@@ -139,15 +138,16 @@ class Subscription:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def _send_ack(self) -> None:
-        """Ack what was consumed: due once half the queue is, sent at the loop's next turn for
-        all consumed by then, as pvxs's client acks (a window taken at once is one message)."""
-        self._ack_due = False
-        ch, op, n = self._channel, self._op, self._unacked
-        if ch is not None and op is not None and ch.conn is not None and n and not self._closed:
+    def _ack(self) -> None:
+        if self.queue_size is None or self._op is None or self._channel is None:
+            return
+        self._unacked += 1
+        if self._unacked >= max(1, self.queue_size // 2):  # (half the queue, as pvxs's client)
+            conn = self._channel.conn
+            if conn is not None:
+                with contextlib.suppress(PvaError, ProtocolError):
+                    conn.send(MonitorAck(self._channel.sid, self._op.ioid, self._unacked))
             self._unacked = 0
-            with contextlib.suppress(PvaError, ProtocolError):
-                ch.conn.send(MonitorAck(ch.sid, op.ioid, n))
 
     def __aiter__(self) -> Subscription:
         return self
@@ -164,11 +164,7 @@ class Subscription:
             raise StopAsyncIteration
         if isinstance(item, BaseException):
             raise item
-        if self.queue_size is not None:  # (pipelined)
-            self._unacked += 1
-            if self._unacked >= max(1, self.queue_size // 2) and not self._ack_due:
-                self._ack_due = True
-                self.client.loop.call_soon(self._send_ack)
+        self._ack()
         return item
 
     async def next(self, timeout: float | None = DEFAULT_TIMEOUT) -> Update:  # noqa: ASYNC109
