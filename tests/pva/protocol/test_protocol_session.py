@@ -38,6 +38,7 @@ from reckon.pva.protocol import (
     Message,
     MessageSeverity,
     MonitorAck,
+    MonitorDestroy,
     MonitorFinish,
     MonitorInit,
     MonitorInitResponse,
@@ -161,6 +162,30 @@ def test_monitor_pipeline_finish_and_overrun(pair: Any) -> None:
     assert pair.server.requests[11].state is RequestState.READY
     assert pair.s2c(MonitorFinish(11)) == [MonitorFinish(11)]
     assert 11 not in pair.client.requests and 11 not in pair.server.requests
+
+
+def test_a_combined_monitor_message_is_every_event_it_carries(pair: Any) -> None:
+    """pvAccessCPP may send one MONITOR message with several subcommand bits (an ack and a
+    stop, ...): the server reads it as each of their events, in the table's order, and a
+    message with none of them as no event."""
+    pair.channel(5, "counter", 9)
+    pair.c2s(MonitorInit(9, 11, pv_request("record[pipeline=true]"), queue_size=4))
+    pair.s2c(MonitorInitResponse(11, type=NT.type))
+    ack = bytearray(pair.client.send(MonitorAck(9, 11, 3)))
+    assert ack[16] == 0x80  # (after the header, sid and ioid: the subcommand)
+    for sub, events, state in (
+        (0xC4, [MonitorAck(9, 11, 3), MonitorStart(9, 11)], RequestState.RUNNING),
+        (0x84, [MonitorAck(9, 11, 3), MonitorStop(9, 11)], RequestState.READY),
+        (0x00, [], RequestState.READY),
+    ):
+        ack[16] = sub
+        pair.server.receive_data(bytes(ack))
+        assert list(pair.server.events()) == events
+        assert pair.server.requests[11].state is state
+    ack[16] = 0x90  # an ack and a destroy: the operation ends
+    pair.server.receive_data(bytes(ack))
+    assert list(pair.server.events()) == [MonitorAck(9, 11, 3), MonitorDestroy(9, 11)]
+    assert 11 not in pair.server.requests
 
 
 def test_rpc_process_getfield_message_array(pair: Any) -> None:

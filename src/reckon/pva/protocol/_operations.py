@@ -15,12 +15,12 @@ from ._constants import Command
 from ._errors import LimitExceededError, RemoteProtocolError
 from ._event import Event
 from ._events import MessageTooBig
-from ._generate import READER_BY_SUB, OpContext, read_message, reply_event
+from ._generate import READERS_BY_SUB, OpContext, read_message, reply_event
 from ._header import FLAG_BIG, Framer
 from ._op_events import Get, MonitorFinish
 from ._state import OPERATIONS, ConnectionState, RequestState, Step
 from ._status import Status
-from ._table import COMBINED, DESTROY, INIT, OP_COMMANDS
+from ._table import DESTROY, INIT, OP_COMMANDS
 from ._wire import U32
 
 #: finished operations and channels remembered (to tell a late message from a bad one)
@@ -175,21 +175,18 @@ class Operations:
         rx = self._rx
         sid, ioid = _IDS[rx.big_endian].unpack_from(data)
         sub = 0 if cmd == GET_FIELD else data[8]
-        # read_message's choice of reader, made here (None: a monitor's combined message)
-        read = None if cmd in COMBINED else READER_BY_SUB[cmd, False, rx.big_endian][sub]
+        reads = READERS_BY_SUB[cmd, False, rx.big_endian][sub]  # (read_message's choice)
         if cmd == GET_FIELD or sub & INIT:  # (an init, or a get-field: it executes)
-            [ev] = [read(data, rx, None)] if read else read_message(cmd, data, rx, False)
+            [ev] = [read(data, rx, None) for read in reads]
             if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []
             return [ev]
-        req = self._requests.get(ioid)
+        req, live = self._requests.get(ioid), True
         if req is None or req.command != cmd or req.sid != sid:
             req, live = self._known(cmd, ioid, sid)  # (raises what is wrong, or it is late)
-        else:
-            live = True
         if req.state is RequestState.INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
-        events = [read(data, rx, req)] if read else read_message(cmd, data, rx, False, req)
+        events = [read(data, rx, req) for read in reads]  # (a combined message's: several)
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
