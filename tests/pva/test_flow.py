@@ -8,8 +8,10 @@ import asyncio
 from typing import Any
 
 import numpy as np
+import pytest
 
-from reckon.pva import Server, SharedPV, nt
+from reckon.pva import Client, Server, SharedPV, nt
+from reckon.pva.monitor_queue import MonitorQueue
 from reckon.pva.protocol import (
     NEED_DATA,
     ArrayGet,
@@ -85,6 +87,52 @@ async def test_pipeline_window_and_acks_never_stall(pva_env: dict[str, str]) -> 
         assert value_bit not in rest[0].overrun
         assert await collect(peer, MonitorUpdate, 1, timeout=0.3) == []
         peer.close()
+
+
+async def test_the_client_acks_every_half_queue_it_consumes(
+    pva_env: dict[str, str], monitor_acks: list[int]
+) -> None:
+    """reckon's client acks a pipelined monitor as pvxs's does: once half its queue has been
+    consumed, that many (not one ack per update, nor one per window, which would leave the
+    server waiting while the consumer runs through it)."""
+    counter = SharedPV(nt.NTScalar("i"), 0)
+    async with Server({"f:count": counter}), Client() as c:
+        async with c.monitor("f:count", "record[pipeline=true,queueSize=8]") as sub:
+            for i in range(4):  # one at a time: the 4th (half the queue) makes an ack of 4
+                if i:
+                    counter.post(i)
+                assert (await sub.next(timeout=10)).value["value"] == i
+            await until(lambda: monitor_acks == [4])
+            for i in range(4, 11):
+                counter.post(i)  # 7 updates: the window (8) lets all go
+            await until(lambda: len(sub.updates) == 7)
+            got = [(await sub.next()).value["value"] for _ in range(7)]  # in one turn
+            assert got == list(range(4, 11))
+            await until(lambda: sum(monitor_acks) == 8)
+            await asyncio.sleep(0.2)  # (the 3 consumed since are not acked yet)
+            assert monitor_acks == [4, 4]
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def monitor_acks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``nfree`` of every ack reckon's server takes (its MonitorQueue.ack, still run)."""
+    acks: list[int] = []
+    ack = MonitorQueue.ack
+
+    def counted(self: MonitorQueue, nfree: int) -> None:
+        acks.append(nfree)
+        ack(self, nfree)
+
+    monkeypatch.setattr(MonitorQueue, "ack", counted)
+    return acks
 
 
 async def test_default_queue_coalesces_for_a_slow_consumer(pva_env: dict[str, str]) -> None:

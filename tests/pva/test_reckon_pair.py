@@ -11,6 +11,7 @@ import pytest
 
 from reckon.errors import PvaRemoteError, PvaTimeoutError, PvaTypeError
 from reckon.pva import Client, ClientConfig, Server, ServerConfig, SharedPV, nt
+from reckon.pva import pv as pv_module
 from reckon.pva.discovery import open_udp
 from reckon.pva.protocol import Beacon, Discovery, Structure
 from reckon.pva.pv import PutOperation
@@ -279,6 +280,20 @@ def test_post_fast_path_matches_the_general_one() -> None:
     assert set(a.value) == set(b.value) and a.value["alarm"] == b.value["alarm"]
     with pytest.raises(PvaTypeError):
         a.post("not a number")
+
+
+@pytest.mark.parametrize("kind", ["d", "f", "i", "H", "s", "?"])
+@pytest.mark.parametrize("value", [3, 2.5, True, np.float64(1.5), np.int32(4), "6"])
+def test_a_plain_post_is_coerced_as_a_merge_is(kind: str, value: Any) -> None:
+    """post(x) takes a fast path (a value of the type it would become is kept as it is);
+    post({"value": x, "alarm": ...}) the general merge: the same value, of the same type, and
+    the footprint a queued update is charged."""
+    fast, merged = SharedPV(nt.NTScalar(kind), timestamp=False), SharedPV(nt.NTScalar(kind))
+    fast.post(value)
+    merged.post({"value": value, "alarm": {"severity": 0}})
+    assert type(fast.value["value"]) is type(merged.value["value"])
+    assert fast.value["value"] == merged.value["value"]
+    assert fast.footprint(fast.value) == pv_module.footprint(fast.value)
 
 
 async def test_alternating_field_selections_on_one_connection(pva_env: dict[str, str]) -> None:

@@ -85,6 +85,42 @@ def test_connections_send_small_messages_at_once_on_both_loops(
     assert runloop.run(_no_delay_on_both_ends()) == (1, 1, 1)
 
 
+async def _a_big_put_and_small_gets() -> tuple[bool, bool, bool]:
+    """A reckon server and client on the running loop: whether the server's connection reads
+    into a buffer of its own (a BufferedProtocol), and whether an 8 MB put (many reads) and
+    the small gets around it arrived whole."""
+    import numpy as np
+
+    from reckon.pva import Client, Server, SharedPV, nt
+
+    server = Server({"a": SharedPV(nt.NTScalarArray("d"), np.zeros(1))})
+    await server.start()
+    try:
+        async with Client() as client:
+            small = len((await client.get("a", timeout=10))["value"]) == 1
+            big = np.arange(1_000_000, dtype="f8")
+            await client.put("a", big, timeout=30)
+            got = (await client.get("a", timeout=30))["value"]
+            [conn] = server.context.sessions
+            assert conn.sink is not None
+            buffered = isinstance(conn.sink.get_protocol(), asyncio.BufferedProtocol)
+            return buffered, small, bool(np.array_equal(got, big))
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(("loop", "buffered"), [("1", False), ("0", True)])
+def test_a_server_reads_requests_whole_and_in_pieces_on_both_loops(
+    monkeypatch: pytest.MonkeyPatch, pva_env: dict[str, str], loop: str, buffered: bool
+) -> None:
+    """On uvloop a connection takes each read as the bytes object uvloop makes (cheaper per
+    small request than a buffer of its own); on asyncio's own loop it reads into the server's
+    one buffer (asyncio's plain reads allocate 256 KiB each). Both take requests whole and
+    split over many reads."""
+    monkeypatch.setenv(runloop.ENV, loop)
+    assert runloop.run(_a_big_put_and_small_gets()) == (buffered, True, True)
+
+
 def test_freeze_heap_leaves_the_startup_heap_out_of_collections() -> None:
     import gc
 

@@ -26,10 +26,12 @@ from .test_bad_peers import RawPeer
 REQ = pv_request("field()")
 
 
-async def get_once(peer: RawPeer, sid: int, ioid: int, seen: list[float] | None = None) -> Any:
+async def get_once(
+    peer: RawPeer, sid: int, ioid: int, seen: list[float] | None = None, req: Any = REQ
+) -> Any:
     """One p4p get on a new operation: the GetResponse, or the GetInitResponse that refused.
     Monitor updates arriving meanwhile go to ``seen``."""
-    peer.send_event(GetInit(sid, ioid, REQ))
+    peer.send_event(GetInit(sid, ioid, req))
     while True:
         ev = await peer._next()
         name = type(ev).__name__
@@ -73,6 +75,30 @@ async def test_a_get_per_operation_follows_every_post(pva_env: dict[str, str]) -
         [conn] = server.context.sessions
         assert not conn.ops
         assert not conn.conn.requests
+        peer.close()
+
+
+async def test_gets_of_a_channel_follow_their_request_and_its_pv(pva_env: dict[str, str]) -> None:
+    """Gets on one channel with one request may share the server's record of the operation:
+    a get with another request sends its own fields, and a channel to a PV published again
+    under the same name gets the new PV's value."""
+    x = SharedPV(nt.NTScalar("d"), 1.0)
+    value_only = pv_request("field(value)")
+    value_bit = x.type.offset_of("value")
+    async with Server({"c:x": x}) as server:
+        peer = await RawPeer(server.tcp_port).open()
+        sid = await peer.channel("c:x")
+        for i in range(8):
+            req = value_only if i % 3 == 0 else REQ
+            reply = await get_once(peer, sid, 10 + i, req=req)
+            assert reply.value["value"] == 1.0
+            assert (list(reply.changed) == [value_bit]) == (req is value_only), i
+        server.add("c:x", SharedPV(nt.NTScalar("d"), 2.0))  # (the old channel is destroyed)
+        await peer._until("DestroyChannel")
+        sid = await peer.channel("c:x")
+        assert (await get_once(peer, sid, 30)).value["value"] == 2.0
+        [conn] = server.context.sessions
+        assert not conn.ops
         peer.close()
 
 

@@ -37,8 +37,7 @@ if TYPE_CHECKING:  # (the client and its subscriptions import this module)
     from reckon.pva.client import Client
     from reckon.pva.subscription import Subscription
 
-# the client's logger name, kept from before the client was split into modules
-log = logging.getLogger("reckon.pva.client")
+log = logging.getLogger("reckon.pva.client")  # (the client's: one for all its modules)
 
 
 class Disconnected(PvaError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from reckon.pva.protocol import BitSet, MonitorFinish, ProtocolError, Status
+from reckon.pva.protocol import BitSet, MonitorFinish, PreparedUpdate, ProtocolError, Status
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
 
@@ -21,9 +21,9 @@ if TYPE_CHECKING:  # (the session imports this module)
 
 class MonitorQueue:
     """One subscription: a bounded queue of [changed, value, overrun, bytes charged, encoding
-    or None] that coalesces when full. The entry at the head of an empty queue is not charged
-    (it is the PV's value, held anyway); each one queued behind it is, against the
-    connection's ``queued_bytes`` budget (``max_queue_bytes``)."""
+    or None (kept: the PV's may be of a later post when taken)] that coalesces when full. The
+    entry at the head of an empty queue is not charged (it is the PV's value, held anyway);
+    each one behind it is, against the connection's ``queued_bytes`` (``max_queue_bytes``)."""
 
     __slots__ = (
         "closed", "conn", "expanded", "finished", "ioid", "limit", "loop", "mask", "pipelined",
@@ -55,10 +55,9 @@ class MonitorQueue:
         self.running = True
         self.pv.subscribe(self)
         self._clear()
-        value = self.pv.value
-        assert self.pv.type is not None
-        first = sent_mask(self.pv.type, self.mask, self.pv.assigned)  # as a get sends
-        self.queue.append([first, value, 0, 0, None])
+        value, t = self.pv.value, self.pv.type
+        assert t is not None
+        self.queue.append([sent_mask(t, self.mask, self.pv.assigned), value, 0, 0, None])
         self.conn.want_flush(self)
 
     def stop(self) -> None:
@@ -68,34 +67,38 @@ class MonitorQueue:
     def on_post(self, mask: int, value: dict[str, Any]) -> None:
         if not self.running:  # (close() stops it too)
             return
-        if self.mask != ALL:
-            mask &= self.expanded
-            if not mask:
-                return
+        if self.mask != ALL and not (mask := mask & self.expanded):
+            return  # (none of its fields)
+        # [value, mask, footprint, encoding or None]: the PV's, shared by all its monitors that
+        # send the post's fields (see SharedPV.delivering), else this monitor's own
+        post = self.pv.delivering
+        if post[0] is not value or post[1] != mask:
+            post = [value, mask, self.pv.footprint(value), None]
         q = self.queue
-        # an entry keeps its encoding (shared by every monitor: when taken, the PV's cache may
-        # hold a later post); a squashed one is the newest, encoded when taken
-        if not q:
-            q.append([mask, value, 0, 0, self.pv.prepared(value, mask)])
-        else:
-            conn = self.conn
-            size = self.pv.footprint(value)  # sized once per post, for every monitor
+        if q:  # (behind entries: their flush is asked for already, or waits for an ack)
+            conn, size = self.conn, post[2]
             if len(q) < self.limit and conn.queued_bytes + size <= conn.max_queue_bytes:
-                q.append([mask, value, 0, size, self.pv.prepared(value, mask)])
                 conn.queued_bytes += size
-            else:
-                # full: fold into the newest entry; fields changed twice are marked as overrun
-                last = q[-1]
-                last[2] |= last[0] & mask
-                last[0] |= mask
-                last[1] = value
-                last[4] = None
-                if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
-                    conn.queued_bytes += size - last[3]
-                    last[3] = size
+                q.append([mask, value, 0, size, post[3] or self._encode(post)])
+                return
+            # full: fold into the newest entry; fields changed twice are marked as overrun
+            last = q[-1]
+            last[2] |= last[0] & mask
+            last[0] |= mask
+            last[1] = value
+            last[4] = post[3] if last[0] == mask else None  # (else encoded when taken)
+            if len(q) > 1 or last[3]:  # (a lone first entry is the PV's value)
+                conn.queued_bytes += size - last[3]
+                last[3] = size
+            return
+        q.append([mask, value, 0, 0, post[3] or self._encode(post)])  # (uncharged: see class)
         if self.pipelined and self.window <= 0:
             return  # nothing may leave before the client acks (ack() flushes)
         self.conn.want_flush(self)
+
+    def _encode(self, post: list[Any]) -> PreparedUpdate:
+        post[3] = update = self.pv.prepared(post[0], post[1])  # (by the first, for all)
+        return update
 
     def on_close(self) -> None:
         self.finished = True
@@ -110,7 +113,9 @@ class MonitorQueue:
 
     def take(self, out: list[Any]) -> None:
         """Add what the window allows from the queue to ``out`` (the session's output), each
-        update encoded once for every subscriber with the same fields; then the finish, if due."""
+        update encoded once for every subscriber with the same fields; then the finish, if due.
+        What stays waits for an ack (which asks for a flush): entries that may leave always
+        have their flush asked for (a post behind them needs not ask)."""
         q = self.queue
         session = self.conn
         send, n = session.conn.send_update_pieces, len(q)
@@ -126,8 +131,8 @@ class MonitorQueue:
             if self.finished and not q and not self.closed:
                 out.append(session.conn.send(MonitorFinish(self.ioid, Status.OK)))
                 self.closed = True
-        except ProtocolError:  # (the client destroyed it meanwhile)
-            pass
+        except ProtocolError:  # (the client destroyed it meanwhile: nothing more leaves)
+            self._clear()
 
     def _clear(self) -> None:
         q = self.queue

@@ -182,6 +182,8 @@ def coerce(t: FieldDesc, value: Any, path: str = "value") -> Any:
 def footprint(value: Any) -> int:
     """About the bytes ``value`` holds (arrays by their buffers): what a queued update costs.
     Counts shared sub-structures again, so it errs on the safe side."""
+    if type(value) in _NUMBERS:  # (the most frequent: a plain post's, sized per post)
+        return 32
     if isinstance(value, dict):
         return 64 + sum(footprint(v) for v in value.values())
     nbytes = getattr(value, "nbytes", None)  # a numpy array
@@ -255,58 +257,50 @@ def merge(
 
 
 # Posts from threads other than a server's loop, waiting for that loop: one wake-up
-# (call_soon_threadsafe) per batch, not per post, so a thread posting in a tight loop costs the
-# loop one self-pipe write however many values it posts before the loop runs. A loop's key is
-# present exactly while a drain is scheduled on it.
-#
-# A poster that gets RUN_AHEAD values ahead of the loop waits (up to YIELD_TIMEOUT) until the
-# loop has taken them and served one round of I/O (a thread running an event loop of its own
-# never waits: that would stall its loop). Without that the two threads convoy on the
-# GIL: the poster never blocks, so every time the loop thread gives the GIL up (a socket read
-# or write, epoll) it waits a whole switch interval (5 ms) to get it back, and a burst of posts
-# reaches the client as a handful of squashed updates. A poster in C++ (pvxs) has no GIL to
-# share; this gives the loop the same chance to send while the thread posts.
-#
-# How far ahead is twice the smallest queue among the monitors the batch feeds (queueSize, 4
-# by default), at most RUN_AHEAD: the queue takes the first values and squashes the rest into
-# its newest, as pvxs's does while its sender is busy (a wait per queue's length of posts cost
-# more CPU than the values it sent). "Ahead" counts posts, not monitors: a post to 50 monitors
-# of one loop is one item of the batch (and one wait at most).
+# (call_soon_threadsafe) per batch, not per post. A loop's key is present exactly while a drain
+# is scheduled on it. A poster that gets ahead of the loop waits (up to YIELD_TIMEOUT) until the
+# loop has taken the batch and served a round of I/O (a thread running a loop of its own never
+# waits: it would stall its loop); else the two threads convoy on the GIL (each time the loop
+# gives it up, for a read, write or epoll, it waits a switch interval, 5 ms, to get it back) and
+# a burst reaches the client as a few squashed updates. A C++ poster (pvxs) has no GIL to share.
+# How far ahead is twice the smallest queue the batch feeds, at most RUN_AHEAD: the queue takes
+# the first values and squashes the rest into its newest, as pvxs's does while its sender is
+# busy. It counts posts, not monitors: a post to 50 monitors of a loop is one item of a batch.
 RUN_AHEAD = 32
 #: types a posted value often has that are never a Mapping (post() checks these first)
 _PLAIN = frozenset((float, int, str, bool, list, np.ndarray))
+_NUMBERS = frozenset((float, int, bool, type(None)))  # footprint 32 (numpy's scalars: theirs)
+#: a scalar's kind -> the Python type coerce() makes of it (a value of it is taken as it is)
+_COERCED = {"f": float, "d": float, "s": str, "?": bool}
 YIELD_TIMEOUT = 0.005
 
 
 #: a post on its way to a loop: the PV, the changed mask, the value, its footprint
 _Post = tuple["SharedPV", int, Any, int]
+_IDLE = [None, 0, 0, None]  # SharedPV.delivering while none is (no monitor gets None: unchanged)
 
 
+@dataclass(eq=False, slots=True)
 class _Batch:
-    __slots__ = ("ahead", "done", "items", "stuck")
-
-    def __init__(self, ahead: int) -> None:
-        #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
-        self.items: list[tuple[list[Any], _Post]] = []
-        #: held until the loop has taken the batch and served a round of I/O: a lock, not a
-        #: threading.Event (a Condition and two locks in Python: ~8 us per post made and set)
-        self.done = threading.Lock()
-        self.done.acquire()
-        #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
-        self.stuck = False
-        #: posts a poster may get ahead of the loop: the smallest queue the batch feeds
-        self.ahead = ahead
+    #: posts a poster may get ahead of the loop: the smallest queue the batch feeds
+    ahead: int
+    #: (the loop's subscribers, (PV, changed mask, value, footprint)) per post, in order
+    items: list[tuple[list[Any], _Post]] = field(default_factory=list)
+    #: made by the first poster that waits (under _handoff_lock), held until the loop has
+    #: taken the batch and served a round of I/O (a lock: an Event costs ~8 us more)
+    done: threading.Lock | None = None
+    #: a poster waited YIELD_TIMEOUT in vain: the loop is busy; stop waiting on this batch
+    stuck: bool = False
 
 
 _handoff: dict[asyncio.AbstractEventLoop, _Batch] = {}
 _handoff_lock = threading.Lock()
 
 
-def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: bool) -> None:
+def _hand_off(loop: Any, subs: list[Any], ahead: int, post: _Post, may_wait: bool) -> None:
     """Give one ``post`` (the PV, changed mask, value, its footprint) to ``loop`` for its
-    subscribers ``subs`` (the smallest queue among them holds ``limit`` updates)."""
+    subscribers ``subs``, whose poster may get ``ahead`` posts ahead of the loop."""
     item = (subs, post)
-    ahead = min(RUN_AHEAD, 2 * max(1, limit))
     with _handoff_lock:
         batch = _handoff.get(loop)
         if batch is None:
@@ -323,8 +317,12 @@ def _hand_off(loop: Any, subs: list[Any], limit: int, post: _Post, may_wait: boo
             batch.ahead = ahead
         if len(batch.items) < batch.ahead or batch.stuck or not may_wait:
             return
-    if batch.done.acquire(timeout=YIELD_TIMEOUT):
-        batch.done.release()  # (for the next poster waiting on this batch, if any)
+        done = batch.done
+        if done is None:
+            done = batch.done = threading.Lock()
+            done.acquire()
+    if done.acquire(timeout=YIELD_TIMEOUT):
+        done.release()  # (for the next poster waiting on this batch, if any)
     else:
         batch.stuck = True
 
@@ -335,20 +333,16 @@ def _drain(loop: asyncio.AbstractEventLoop) -> None:
     if batch is None:
         return
     for subs, (pv, mask, snapshot, size) in batch.items:  # in posting order
-        pv._hint = (snapshot, size)  # (the poster sized it: monitors queueing it ask)
+        pv.delivering = [snapshot, mask, size, None]  # (sized by the poster)
         for sub in subs:
             try:
                 sub.on_post(mask, snapshot)
             except Exception as exc:  # one broken monitor must not lose the others' updates
                 loop.call_exception_handler({"message": "monitor update failed", "exception": exc})
-        pv._hint = (None, 0)  # (holds no value longer than its drain)
+        pv.delivering = _IDLE  # (holds no value longer than its drain)
     # release waiting posters after the loop's next round of I/O (client acks, socket writes)
-    loop.call_soon(batch.done.release)
-
-
-def _now() -> dict[str, int]:
-    secs, ns = divmod(time.time_ns(), 1_000_000_000)
-    return {"secondsPastEpoch": secs, "nanoseconds": ns}
+    if batch.done is not None:  # (final: made under the lock that popped the batch)
+        loop.call_soon(batch.done.release)
 
 
 class SharedPV:
@@ -379,15 +373,16 @@ class SharedPV:
         self.writable = writable
         self.timestamp = timestamp and type is not None and "timeStamp" in type
         self._subs: set[_Subscriber] = set()
-        #: (loop or None, its subscribers, their smallest queue) per loop (see _route)
+        #: (loop or None, its subscribers, posts a poster may get ahead) per loop (see _route)
         self._routes: list[tuple[Any, list[Any], int]] = []
         # (value, {changed mask: its encoding}): a posted value is encoded once for all the
         # monitors that send the same fields of it (one tuple, swapped whole: thread-safe)
         self._prep: tuple[Any, dict[int, PreparedUpdate]] = (None, {})
-        # (value, its footprint): what a queued update of it costs, sized once per post;
-        # _hint: a value handed to a loop, as its poster sized it
+        # (value, its footprint): what a queued update of it costs, sized once per post
         self._size: tuple[Any, int] = (None, 0)
-        self._hint: tuple[Any, int] = (None, 0)
+        #: the post being given to a loop's subscribers, on it: [value, changed mask, footprint,
+        #: encoding or None]: sized once, encoded by the first monitor that queues it, for all
+        self.delivering: list[Any] = _IDLE
         self._lock = threading.Lock()
         self.value: dict[str, Any] = {}
         #: changed-bit mask of every field ever given a value (by ``initial``, the timestamp,
@@ -395,15 +390,17 @@ class SharedPV:
         #: The others are still their type's defaults, which a client fills in itself.
         self.assigned = 0
         # post(plain value) on a structure with a plain "value" field (NTScalar, NTScalarArray)
-        # skips the generic merge: (value type, its bit, the timestamp's bits or 0)
-        self._fast: tuple[FieldDesc, int, int] | None = None
+        # skips the generic merge: (value type, its bit, timestamp bits or 0, _COERCED type)
+        self._fast: tuple[FieldDesc, int, int, Any] | None = None
         if type is not None and "value" in type and not isinstance(type["value"], Structure):
             secs = type.offsets.get("timeStamp.secondsPastEpoch")
             ns = type.offsets.get("timeStamp.nanoseconds")
             ts_bits = 0
             if self.timestamp and secs is not None and ns is not None:
                 ts_bits = (1 << secs) | (1 << ns)
-            self._fast = (type["value"], 1 << type.offset_of("value"), ts_bits)
+            vt = type["value"]
+            same = _COERCED.get(vt.kind, int) if isinstance(vt, Scalar) else None
+            self._fast = (vt, 1 << type.offset_of("value"), ts_bits, same)
         if type is not None:
             self.value = type.default()
             if initial is not None or self.timestamp:
@@ -434,23 +431,19 @@ class SharedPV:
         fast = self._fast
         # (a number, string or array is no Mapping: asking the ABC costs more than the check)
         plain = type(value) in _PLAIN or not isinstance(value, Mapping)
-        if (
-            fast is not None
-            and not plain
-            and len(value) == 1
-            and "value" in value
-            and not isinstance(value["value"], Mapping)
-        ):
-            value = value["value"]  # {"value": x} is post(x): take the fast path (puts do this)
-            plain = True
+        if fast is not None and not plain and len(value) == 1:  # ({"value": x}, a put's, ...)
+            inner = value.get("value", value)
+            if not isinstance(inner, Mapping):
+                value, plain = inner, True  # (... is post(x): take the fast path)
         if fast is not None and plain and (not stamp or fast[2]):
-            vt, mask, ts_bits = fast
-            v = coerce(vt, value)
+            vt, mask, ts_bits, same = fast
+            v = value if type(value) is same else coerce(vt, value)
             with self._lock:
                 new = dict(old := self.value)
                 new["value"] = v
                 if stamp:
-                    new["timeStamp"] = dict(old["timeStamp"], **_now())
+                    new["timeStamp"] = ts = dict(old["timeStamp"])
+                    ts["secondsPastEpoch"], ts["nanoseconds"] = divmod(time.time_ns(), 10**9)
                     mask |= ts_bits
                 sized = self._size  # (a new stamp: new ints, the same size)
                 if sized[0] is old:
@@ -461,7 +454,8 @@ class SharedPV:
         else:
             update = fields_update(self.type, value)
             if stamp and "timeStamp" not in update:
-                update = {**update, "timeStamp": _now()}
+                secs, ns = divmod(time.time_ns(), 10**9)
+                update = {**update, "timeStamp": {"secondsPastEpoch": secs, "nanoseconds": ns}}
             with self._lock:
                 self.value, mask = merge(self.type, self.value, update)
                 self.assigned |= mask
@@ -473,15 +467,17 @@ class SharedPV:
         running = asyncio._get_running_loop()
         item = None
         # one hand-off per post and loop, however many of its monitors the post feeds
-        for loop, group, limit in routes:
+        for loop, group, ahead in routes:
             if loop is None or loop is running:
+                self.delivering = [snapshot, mask, self.footprint(snapshot), None]
                 for sub in group:
                     sub.on_post(mask, snapshot)
+                self.delivering = _IDLE
                 continue
             if item is None:  # sized here, where the size of the value before is at hand
                 item = (self, mask, snapshot, self.footprint(snapshot))
             # a thread that runs an event loop of its own is never made to wait
-            _hand_off(loop, group, limit, item, running is None)
+            _hand_off(loop, group, ahead, item, running is None)
 
     def prepared(self, value: dict[str, Any], mask: int) -> PreparedUpdate:
         """``value``'s fields in ``mask``, encoded once however many monitors send them."""
@@ -498,10 +494,12 @@ class SharedPV:
     def footprint(self, value: dict[str, Any]) -> int:
         """:func:`footprint` of ``value``, computed once per posted value however many
         monitors queue it (a plain post's from the size of the value before it)."""
-        for sized, size in (self._hint, self._size):
-            if sized is value:
-                return size
-        self._size = (value, size := footprint(value))
+        post = self.delivering
+        if post[0] is value:
+            return post[2]
+        sized, size = self._size
+        if sized is not value:
+            self._size = (value, size := footprint(value))
         return size
 
     # -------------------------------------------------------------------- subscribers
@@ -520,15 +518,15 @@ class SharedPV:
 
     def _route(self) -> None:
         """Group the subscribers by ``sub.loop`` (read here: a subscriber that changes it
-        subscribes again), each group with its smallest ``limit``: a post reads the groups.
-        A group, once made, is never changed (posts on their way to a loop hold it)."""
+        subscribes again), each with how far a poster may get ahead (twice its smallest
+        ``limit``): a post reads the groups. A group, once made, is never changed."""
         groups: dict[Any, tuple[list[Any], int]] = {}
         for sub in self._subs:
             loop = getattr(sub, "loop", None)
-            group, limit = groups.get(loop, ([], RUN_AHEAD))
+            group, ahead = groups.get(loop, ([], RUN_AHEAD))
             group.append(sub)
-            groups[loop] = (group, min(limit, getattr(sub, "limit", RUN_AHEAD)))
-        self._routes = [(loop, group, limit) for loop, (group, limit) in groups.items()]
+            groups[loop] = (group, min(ahead, 2 * max(1, getattr(sub, "limit", RUN_AHEAD))))
+        self._routes = [(loop, group, ahead) for loop, (group, ahead) in groups.items()]
 
     add_watcher = subscribe
     remove_watcher = unsubscribe

@@ -84,13 +84,12 @@ def on_put(session: ServerSession, ev: Put | PutGet, op: Op) -> None:
         op.put_mask = mask
     put = PutOperation(pv, op.name, session.peer, ev.value, op.put_paths, dict(op.options))
     reply = functools.partial(_reply_put, session, ev, op)
+    # (without a put handler: post the fields the client set; a value the PV cannot take is
+    # an error status the client sees)
     _run_handler(session, op, "put", pv.put_handler or _post_fields, put, reply)
 
 
-def _post_fields(put: PutOperation) -> None:
-    """A put to a PV without a put handler: post the fields the client set (a value the PV
-    cannot take is an error status the client sees)."""
-    put.pv.post(put.fields)
+_post_fields: Callable[[PutOperation], None] = lambda put: put.pv.post(put.fields)  # noqa: E731
 
 
 def _run_handler(
@@ -153,10 +152,7 @@ def _reply(session: ServerSession, ioid: int, destroy: bool, reply: Event, later
     it here."""
     if destroy:
         session.ops.pop(ioid, None)
-    if later:
-        session.send_later(reply)
-    else:
-        session.send(reply)
+    (session.send_later if later else session.send)(reply)
 
 
 def on_rpc_init(session: ServerSession, ev: RPCInit) -> None:
@@ -219,9 +215,7 @@ def to_typed(result: Any) -> VariantValue:
 
 def _array_type(op: Any) -> ScalarArray | None:
     t = op.pv.type
-    if t is None or "value" not in t:
-        return None
-    vt = t["value"]
+    vt = None if t is None or "value" not in t else t["value"]
     return vt if isinstance(vt, ScalarArray) else None
 
 

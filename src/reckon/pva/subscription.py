@@ -125,12 +125,10 @@ class Subscription:
 
     def _push(self, item: Update | BaseException | None) -> None:
         q = self.updates
-        if isinstance(item, Update) and self.queue_size is None and len(q) >= self.max_queue:
-            last = q[-1]
-            if isinstance(last, Update):
-                q[-1] = Update(item.value, last.changed | item.changed, item.type)
-            else:
-                q.append(item)
+        last = q[-1] if q else None
+        full = self.queue_size is None and len(q) >= self.max_queue  # (pipelined: the window)
+        if full and isinstance(item, Update) and isinstance(last, Update):
+            q[-1] = Update(item.value, last.changed | item.changed, item.type)
         else:
             q.append(item)
         self._wake()
@@ -144,7 +142,7 @@ class Subscription:
         if self.queue_size is None or self._op is None or self._channel is None:
             return
         self._unacked += 1
-        if self._unacked >= max(1, self.queue_size // 2):
+        if self._unacked >= max(1, self.queue_size // 2):  # (half the queue, as pvxs's client)
             conn = self._channel.conn
             if conn is not None:
                 with contextlib.suppress(PvaError, ProtocolError):

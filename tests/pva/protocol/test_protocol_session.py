@@ -38,6 +38,7 @@ from reckon.pva.protocol import (
     Message,
     MessageSeverity,
     MonitorAck,
+    MonitorDestroy,
     MonitorFinish,
     MonitorInit,
     MonitorInitResponse,
@@ -161,6 +162,30 @@ def test_monitor_pipeline_finish_and_overrun(pair: Any) -> None:
     assert pair.server.requests[11].state is RequestState.READY
     assert pair.s2c(MonitorFinish(11)) == [MonitorFinish(11)]
     assert 11 not in pair.client.requests and 11 not in pair.server.requests
+
+
+def test_a_combined_monitor_message_is_every_event_it_carries(pair: Any) -> None:
+    """pvAccessCPP may send one MONITOR message with several subcommand bits (an ack and a
+    stop, ...): the server reads it as each of their events, in the table's order, and a
+    message with none of them as no event."""
+    pair.channel(5, "counter", 9)
+    pair.c2s(MonitorInit(9, 11, pv_request("record[pipeline=true]"), queue_size=4))
+    pair.s2c(MonitorInitResponse(11, type=NT.type))
+    ack = bytearray(pair.client.send(MonitorAck(9, 11, 3)))
+    assert ack[16] == 0x80  # (after the header, sid and ioid: the subcommand)
+    for sub, events, state in (
+        (0xC4, [MonitorAck(9, 11, 3), MonitorStart(9, 11)], RequestState.RUNNING),
+        (0x84, [MonitorAck(9, 11, 3), MonitorStop(9, 11)], RequestState.READY),
+        (0x00, [], RequestState.READY),
+    ):
+        ack[16] = sub
+        pair.server.receive_data(bytes(ack))
+        assert list(pair.server.events()) == events
+        assert pair.server.requests[11].state is state
+    ack[16] = 0x90  # an ack and a destroy: the operation ends
+    pair.server.receive_data(bytes(ack))
+    assert list(pair.server.events()) == [MonitorAck(9, 11, 3), MonitorDestroy(9, 11)]
+    assert 11 not in pair.server.requests
 
 
 def test_rpc_process_getfield_message_array(pair: Any) -> None:
@@ -502,6 +527,34 @@ def test_prepared_get_reply_is_the_general_reply(make_pair: Any) -> None:
     seg.s2c(GetInitResponse(7, type=NT.type))
     seg.c2s(Get(2, 7))
     assert get_update(seg.server, 7, upd) is None  # segmented: the general path frames it
+
+
+@pytest.mark.parametrize("size", [3, 20_000])
+def test_a_get_reply_made_for_one_ioid_serves_the_next_with_its_own(
+    make_pair: Any, size: int
+) -> None:
+    """p4p opens an operation, with a new ioid, for every get: the reply kept by the value for
+    one ioid is copied with the next one's (the head alone when the array travels in its own
+    buffer), past the number of replies a value keeps, and is the general path's reply."""
+    from reckon.pva.protocol import PreparedUpdate
+
+    arr_t = Structure([("value", "ad")])
+    v = {"value": np.arange(size, dtype="f8")}
+    upd = PreparedUpdate(arr_t, v)
+    prepared, general = make_pair(), make_pair()
+    for p in (prepared, general):
+        p.channel(1, "x", 2)
+    for ioid in range(100, 140):
+        for p in (prepared, general):
+            p.c2s(GetInit(2, ioid))
+            p.s2c(GetInitResponse(ioid, type=arr_t))
+            p.c2s(Get(2, ioid))
+        pieces = prepared.server.send_get_update_pieces(ioid, upd)
+        assert pieces is not None and (len(pieces) == 1) == (size < 1000)
+        reference = general.server.send(GetResponse(ioid, value=v))
+        assert b"".join(bytes(x) for x in pieces) == bytes(reference)
+        assert prepared.server.bytes_sent == general.server.bytes_sent
+        assert len(upd.messages) <= 33
 
 
 @pytest.mark.parametrize("big", [False, True])

@@ -47,14 +47,9 @@ class CaAuth(Event):
         v = d.value.get(name)
         return v if isinstance(v, str) else None
 
-    @property
-    def user(self) -> str | None:
-        """The user name the peer claims (``ca`` method), else None."""
-        return self._auth_field("user")
-
-    @property
-    def host(self) -> str | None:
-        return self._auth_field("host")
+    #: the user and host names the peer claims (``ca`` method), else None
+    user = property(lambda self: self._auth_field("user"))
+    host = property(lambda self: self._auth_field("host"))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -383,19 +383,22 @@ _WHEN: dict[type, Callable[[int], Any]] = {
 }
 
 
-#: (command, sent by the server, big endian) -> its rows' (when, reader), in table order
-_READERS: dict[tuple[int, bool, bool], list[tuple[Callable[[int], Any], Reader]]] = {
-    (cmd, by_server, be): [(_WHEN[r.event], _CODECS[r.event][be][2]) for r in rows]
-    for (cmd, by_server), rows in _BY_COMMAND.items()
+#: (command, sent by the server, big endian) -> each subcommand byte's readers: the first
+#: row's whose "when" takes it, or every such row's for a client's non-INIT message of a
+#: COMBINED command; chosen once, so any message (a monitor's ack too) costs one lookup
+READERS_BY_SUB: dict[tuple[int, bool, bool], tuple[tuple[Reader, ...], ...]] = {
+    (cmd, s, be): tuple(
+        taken if not s and cmd in COMBINED and not sub & INIT else taken[:1]
+        for sub in range(256)
+        for taken in [tuple(_CODECS[r.event][be][2] for r in rows if _WHEN[r.event](sub))]
+    )
+    for (cmd, s), rows in _BY_COMMAND.items()
     for be in (False, True)
 }
-
-
-#: (command, sent by the server, big endian) -> for each subcommand byte, the reader of the
-#: first row whose "when" takes it (None: no row does); the same choice, made once
+#: the same, one reader per subcommand byte (the first; None: no row takes it)
 READER_BY_SUB: dict[tuple[int, bool, bool], tuple[Reader | None, ...]] = {
-    key: tuple(next((read for when, read in readers if when(sub)), None) for sub in range(256))
-    for key, readers in _READERS.items()
+    key: tuple(reads[0] if reads else None for reads in by_sub)
+    for key, by_sub in READERS_BY_SUB.items()
 }
 
 
@@ -426,18 +429,14 @@ def read_message(
 ) -> list[Event]:
     """The events of one message's payload (in ``c``'s byte order). DecodeError for a command
     no row reads."""
-    key = (cmd, from_server, c.big_endian)
-    readers = _READERS.get(key)
-    if readers is None:
+    rows = _BY_COMMAND.get((cmd, from_server))
+    if rows is None:
         raise DecodeError(f"unknown or unexpected command 0x{cmd:02x}")
-    if len(readers) == 1:
-        got = readers[0][1](data, c, op)
+    if len(rows) == 1:  # (whatever its subcommand, if it has one)
+        got = _CODECS[rows[0].event][c.big_endian][2](data, c, op)
         return got if got.__class__ is list else [got]
-    sub = data[4] if from_server else data[8]
-    if not from_server and cmd in COMBINED and not sub & INIT:
-        return [read(data, c, op) for when, read in readers if when(sub)]
-    read = READER_BY_SUB[key][sub]
-    return [] if read is None else [read(data, c, op)]
+    readers = READERS_BY_SUB[cmd, from_server, c.big_endian][data[4 if from_server else 8]]
+    return [read(data, c, op) for read in readers]
 
 
 def reply_event(cmd: int, sub: int) -> Any:

@@ -32,14 +32,12 @@ _BE = HEADER_STRUCT[True]
 
 def encode_header(command: int, flags: int, size: int, big_endian: bool) -> bytes:
     """Header bytes; the byte-order flag is set from ``big_endian``."""
-    if big_endian:
-        return _BE.pack(MAGIC, PROTOCOL_VERSION, int(flags) | FLAG_BIG, command, size)
-    return _LE.pack(MAGIC, PROTOCOL_VERSION, int(flags) & 0x7F, command, size)
+    flags = int(flags) | FLAG_BIG if big_endian else int(flags) & 0x7F
+    return (_BE if big_endian else _LE).pack(MAGIC, PROTOCOL_VERSION, flags, command, size)
 
 
 def decode_header(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int]:
-    """(command, flags, size) of the 8 bytes at ``offset`` (the caller guarantees they are
-    there)."""
+    """(command, flags, size) of the 8 bytes at ``offset`` (the caller checked they are)."""
     magic, version, flags, command, size = (
         _BE if data[offset + 2] & FLAG_BIG else _LE
     ).unpack_from(data, offset)

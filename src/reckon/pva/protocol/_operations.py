@@ -15,12 +15,12 @@ from ._constants import Command
 from ._errors import LimitExceededError, RemoteProtocolError
 from ._event import Event
 from ._events import MessageTooBig
-from ._generate import READER_BY_SUB, OpContext, read_message, reply_event
+from ._generate import READERS_BY_SUB, OpContext, read_message, reply_event
 from ._header import FLAG_BIG, Framer
 from ._op_events import Get, MonitorFinish
 from ._state import OPERATIONS, ConnectionState, RequestState, Step
 from ._status import Status
-from ._table import COMBINED, DESTROY, INIT, OP_COMMANDS
+from ._table import DESTROY, INIT, OP_COMMANDS
 from ._wire import U32
 
 #: finished operations and channels remembered (to tell a late message from a bad one)
@@ -29,6 +29,9 @@ MONITOR = int(Command.MONITOR)
 GET_FIELD = int(Command.GET_FIELD)
 #: the ids an operation's message starts with, by byte order: a client's sid and ioid
 _IDS = {be: struct.Struct(">II" if be else "<II") for be in (False, True)}
+#: (constants: reading an enum member through its class costs ~0.1 us, a few times a message)
+_S = RequestState
+_INIT_PENDING, _EXECUTING, _READY = _S.INIT_PENDING, _S.EXECUTING, _S.READY
 
 
 @dataclass
@@ -110,7 +113,7 @@ class Operations:
                 req, live = self._known(cmd, ioid, sid)
                 if not live:
                     return []
-                if cmd == MONITOR or req.state is not RequestState.READY:
+                if cmd == MONITOR or req.state is not _READY:
                     raise LimitExceededError(over)
                 destroy = bool(sub & DESTROY)
                 self._step(req, _EXECUTE, destroy)  # as the request would have
@@ -149,7 +152,7 @@ class Operations:
         """Operation ``ioid`` opens: an init's (INIT_PENDING) or a get-field's, which
         executes at once."""
         self._dead_requests.pop(ioid, None)
-        state = RequestState.EXECUTING if cmd == GET_FIELD else RequestState.INIT_PENDING
+        state = _EXECUTING if cmd == GET_FIELD else _INIT_PENDING
         self._requests[ioid] = RequestInfo(
             command=cmd, ioid=ioid, sid=sid, state=state, queue_size=queue_size
         )
@@ -175,21 +178,19 @@ class Operations:
         rx = self._rx
         sid, ioid = _IDS[rx.big_endian].unpack_from(data)
         sub = 0 if cmd == GET_FIELD else data[8]
-        # read_message's choice of reader, made here (None: a monitor's combined message)
-        read = None if cmd in COMBINED else READER_BY_SUB[cmd, False, rx.big_endian][sub]
+        reads = READERS_BY_SUB[cmd, False, rx.big_endian][sub]  # (read_message's choice)
         if cmd == GET_FIELD or sub & INIT:  # (an init, or a get-field: it executes)
-            [ev] = [read(data, rx, None)] if read else read_message(cmd, data, rx, False)
+            ev = reads[0](data, rx, None)  # (an init has one reader)
             if not self._open(cmd, sid, ioid, getattr(ev, "queue_size", None)):
                 return []
             return [ev]
-        req = self._requests.get(ioid)
+        req, live = self._requests.get(ioid), True
         if req is None or req.command != cmd or req.sid != sid:
             req, live = self._known(cmd, ioid, sid)  # (raises what is wrong, or it is late)
-        else:
-            live = True
-        if req.state is RequestState.INIT_PENDING:
+        if req.state is _INIT_PENDING:
             raise RemoteProtocolError(f"ioid {ioid} used before its init completed")
-        events = [read(data, rx, req)] if read else read_message(cmd, data, rx, False, req)
+        # (a combined message's readers: several, or none for an unknown subcommand)
+        events = [reads[0](data, rx, req)] if len(reads) == 1 else [r(data, rx, req) for r in reads]
         if not live:
             req.value = req.get_value = None  # a tombstone keeps no value (see _drop_request)
             return []
@@ -235,15 +236,15 @@ class Operations:
         ``destroy`` is the message's destroy flag, ``failed`` whether an init response's
         status is a failure. The one place an operation changes state."""
         if row.cancels:
-            if req.state is RequestState.EXECUTING:
-                req.state = RequestState.READY
+            if req.state is _EXECUTING:
+                req.state = _READY
                 req.cancelled = True
             return
         if row.ends or (row.ends_if_destroy and destroy) or (row.ends_on_failure and failed):
             self._drop_request(req.ioid)
             return
         after = row.after
-        if after is RequestState.EXECUTING:
+        if after is _EXECUTING:
             req.cancelled = False
             req.last = destroy
         if after is not None:

@@ -34,8 +34,8 @@ class PreparedUpdate:
         self.changed = changed
         self._encoded: list[tuple[int, tuple[Any, ...]] | None] = [None, None]
         #: (big endian, ioid, event class) -> (size, buffers) of a whole message carrying it
-        #: (a server's GET reply or monitor update)
-        self.messages: dict[tuple[bool, int, Any], tuple[int, tuple[Any, ...]]] = {}
+        #: (a server's GET reply or monitor update); (big endian, event class): the last made
+        self.messages: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
 
     def encoded(self, big_endian: bool, codec: Codec | None = None) -> tuple[int, tuple[Any, ...]]:
         """The changed bitset and fields in one byte order: (their size, the buffers to write

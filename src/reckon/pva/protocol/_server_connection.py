@@ -34,10 +34,13 @@ from ._status import Status
 from ._wire import U32
 
 _GET = int(Command.GET)
+#: (as constants: an enum member costs a lookup through its class's __getattr__, ~0.1 us)
+_VALIDATED, _EXECUTING = ConnectionState.VALIDATED, RequestState.EXECUTING
 #: prepared replies kept per connection
 _MAX_REPLIES = 32
 _SERVER_FLAGS = (FLAG_FROM_SERVER, FLAG_FROM_SERVER | FLAG_BIG)
-_INIT_ROWS = {cls: OPERATIONS[cls] for cls in (GetInitResponse, PutInitResponse)}
+#: (is it a get's) -> the init response's class and its row of the operation table
+_INITS = [(cls, OPERATIONS[cls]) for cls in (PutInitResponse, GetInitResponse)]
 _GET_RESPONSE_ROW = OPERATIONS[GetResponse]
 _UPDATE_ROW = OPERATIONS[MonitorUpdate]
 #: the replies prepared around a value (ioid a hole, status OK, no overrun)
@@ -94,7 +97,7 @@ class ServerConnection(BaseConnection):
             ConnectionValidationRequest(tuple(auth_methods))
         )
 
-    def send_init_ok(self, ioid: int, command: int, type: Any) -> bytes:
+    def send_init_ok(self, ioid: int, command: int, type: Any) -> bytes | bytearray:
         """The bytes of a successful get (``command`` GET) or put (PUT) init response with
         ``type``: ``send(GetInitResponse(ioid, type=type))`` without checking the event's
         fields (the server's own type and an ioid it received).
@@ -104,13 +107,11 @@ class ServerConnection(BaseConnection):
         connection (bounded) while what they depend on (byte order, no segmenting, no type
         cache) holds; the operation table's row checks and applies the step as ``send`` does.
         """
-        cls = GetInitResponse if command == _GET else PutInitResponse
+        cls, row = _INITS[command == _GET]
         req = self._requests.get(ioid)
-        row = _INIT_ROWS[cls]
         if (
             req is None
-            or self.state is not ConnectionState.VALIDATED
-            or self._error is not None
+            or self.state is not _VALIDATED  # (so no error either)
             or self.segment_size
             or self._tx.send_cache is not None
             or req.state not in row.before
@@ -118,8 +119,7 @@ class ServerConnection(BaseConnection):
         ):
             return self.send(cls.unchecked(ioid, Status.OK, type))  # (raises what is wrong)
         be = self.big_endian
-        key = (cls, be, id(type))
-        known = self._replies.get(key)
+        known = self._replies.get(key := (cls, be, id(type)))
         if known is None or known[0] is not type:
             template = cls.unchecked(0, Status.OK, type)
             out = bytearray(HEADER_SIZE)
@@ -133,7 +133,7 @@ class ServerConnection(BaseConnection):
         req.type = type  # (what the init agrees: get_type stays None)
         self._step(req, row)
         self.bytes_sent += len(out)
-        return bytes(out)
+        return out
 
     def send_get_update_pieces(self, ioid: int, update: PreparedUpdate) -> Sequence[Any] | None:
         """The reply to a GET whose value was encoded once (a PV nobody posted to since the
@@ -145,16 +145,19 @@ class ServerConnection(BaseConnection):
         if (
             req is None
             or req.command != _GET
-            or req.state is not RequestState.EXECUTING
+            or req.state is not _EXECUTING
             or req.last
             or self.segment_size
-            or self.state is not ConnectionState.VALIDATED
+            or self.state is not _VALIDATED  # (so no error either)
             or (req.type is not update.type and req.type != update.type)
-            or self._error is not None
         ):
             return None
         self._step(req, _GET_RESPONSE_ROW)
-        return self._prepared(GetResponse, req, update)[1]
+        made = update.messages.get((self.big_endian, ioid, GetResponse))  # (a kept get's)
+        if made is None:
+            return self._prepared(GetResponse, req, update)[1]
+        self.bytes_sent += made[0]
+        return made[1]
 
     def _prepared(
         self, cls: type, req: RequestInfo, update: PreparedUpdate, tail: bytes | None = None
@@ -164,13 +167,19 @@ class ServerConnection(BaseConnection):
         hole, kept per connection and byte order, then the value's shared pieces, then its
         tail (no overrun, or ``tail``). Checked already; the caller applies the table's row.
         Without ``tail``, ``update`` keeps the message per byte order, ioid and kind: for every
-        get of it on that ioid, and every connection whose monitor has that ioid."""
-        be, ioid = self.big_endian, req.ioid
-        if tail is None:
-            made = update.messages.get(key := (be, ioid, cls))
-            if made is not None:
-                self.bytes_sent += made[0]
-                return made
+        get of it on that ioid, and every connection whose monitor has that ioid; for another
+        ioid, a copy with that ioid (p4p opens an operation, with a new ioid, for every get)."""
+        be, ioid, messages = self.big_endian, req.ioid, update.messages
+        key = (be, ioid, cls)  # (not kept: the callers looked)
+        if tail is None and (like := messages.get((be, cls))) is not None:
+            head = bytearray(like[1][0])
+            U32[be].pack_into(head, HEADER_SIZE, ioid)  # (the ioid's hole)
+            made = messages[key] = like[0], (bytes(head), *like[1][1:])
+            if len(messages) >= _MAX_REPLIES:
+                messages.clear()
+                messages[be, cls] = like
+            self.bytes_sent += made[0]
+            return made
         known = self._replies.get((cls, be, 0))
         if known is None:
             self._tx.big_endian = be
@@ -190,9 +199,9 @@ class ServerConnection(BaseConnection):
         else:
             made = size, (bytes(out), *pieces, end) if end else (bytes(out), *pieces)
         if tail is None:
-            if len(update.messages) >= _MAX_REPLIES:
-                update.messages.clear()
-            update.messages[key] = made
+            if len(messages) >= _MAX_REPLIES:
+                messages.clear()
+            messages[key] = messages[be, cls] = made
         return made
 
     def send_update(self, ioid: int, update: PreparedUpdate, overrun: BitSet = NO_BITS) -> bytes:
@@ -217,7 +226,7 @@ class ServerConnection(BaseConnection):
         elif (
             req.state in _UPDATE_ROW.before
             and req.command == _MONITOR
-            and self.state is ConnectionState.VALIDATED  # (not after an error)
+            and self.state is _VALIDATED  # (not after an error)
             and not self.segment_size
         ):
             if overrun.mask:
