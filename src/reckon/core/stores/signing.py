@@ -170,17 +170,8 @@ class Signer:
         if tag is None:
             return False
         if tag[:1] == _B2_HEAD and isinstance(data, _BUFFERS):  # small values: the fast path
-            h = self._b2keys.get(key)
-            if h is None:  # a key not written here: the start of its length, then the key
-                kb = key.encode("utf-8")
-                n = len(kb)
-                h = self._b2starts[n] if n < _B2_STARTS else None
-                if h is None:
-                    h = self._b2_start(n)
-                h = h.copy()
-                h.update(kb)
-            else:  # a key this signer wrote under: one compression
-                h = h.copy()
+            h = self._b2keys.get(key)  # a key this signer wrote under: one compression
+            h = self._b2_fed(key) if h is None else h.copy()
             h.update(data)
             # One constant-time compare checks the algorithm byte, the length and the MAC.
             return _compare(_B2_HEAD + h.digest(), tag)
@@ -268,17 +259,20 @@ class Signer:
             self._b2starts[n] = h
         return h
 
+    def _b2_fed(self, key: str) -> Any:
+        """A new BLAKE2B hasher of ``key``, not kept: its length's start, fed the key."""
+        kb = key.encode("utf-8")
+        n = len(kb)
+        start = self._b2starts[n] if n < _B2_STARTS else None
+        h = (start or self._b2_start(n)).copy()
+        h.update(kb)
+        return h
+
     def _b2_of(self, key: str) -> Any:
         """The BLAKE2B hasher of ``key``: its length's start fed the key, so every block before
         the value is compressed; kept for the next call (up to ``_B2_KEYS`` keys, those signed
         or checked in pieces: a first read of a whole buffer keeps nothing). Callers copy it."""
-        kb = key.encode("utf-8")
-        n = len(kb)
-        h = self._b2starts[n] if n < _B2_STARTS else None
-        if h is None:
-            h = self._b2_start(n)
-        h = h.copy()
-        h.update(kb)
+        h = self._b2_fed(key)
         keys = self._b2keys
         if len(keys) >= _B2_KEYS:
             keys.clear()
