@@ -90,19 +90,24 @@ def _plant_with_other_key(spec: dict[str, Any], key: str, marker: str) -> None:
     )
 
 
+def _insert_row(spec: dict[str, Any], key: str, tag: bytes | None, value: bytes) -> None:
+    """Write an inline entry straight into a LocalStore's index, past the store."""
+    LocalStore(spec["path"], sync=True).close()  # the index exists
+    conn = sqlite3.connect(Path(spec["path"]) / "index.sqlite3")
+    conn.execute(
+        "INSERT OR REPLACE INTO entries (key, size, tag, digest, value, access, priority, cost)"
+        " VALUES (?, ?, ?, NULL, ?, 0, 0, 0)",
+        (key, len(value), tag, value),
+    )
+    conn.commit()
+    conn.close()
+
+
 def _plant_raw(spec: dict[str, Any], key: str, payload: bytes) -> None:
     """Write ``payload`` straight into the store's backend, as an attacker with write access to
     it (but not the key) can."""
     if spec["kind"] == "local":
-        LocalStore(spec["path"], sync=True).close()  # the index exists
-        conn = sqlite3.connect(Path(spec["path"]) / "index.sqlite3")
-        conn.execute(
-            "INSERT OR REPLACE INTO entries (key, size, tag, digest, value, access, priority, cost)"
-            " VALUES (?, ?, ?, NULL, ?, 0, 0, 0)",
-            (key, len(payload), payload[:33] if len(payload) >= 33 else None, payload),
-        )
-        conn.commit()
-        conn.close()
+        _insert_row(spec, key, payload[:33] if len(payload) >= 33 else None, payload)
     elif spec["kind"] == "redis":
         client = redis.Redis.from_url(spec["url"])
         client.set(spec["prefix"] + "v:" + key, payload)
@@ -161,15 +166,7 @@ def _earlier_tag(key: str, value: bytes) -> bytes:
 def _plant_signed(spec: dict[str, Any], key: str, tag: bytes, value: bytes) -> None:
     """Write ``value`` with ``tag`` into the store's backend in the store's own layout."""
     if spec["kind"] == "local":
-        LocalStore(spec["path"], sync=True).close()  # the index exists
-        conn = sqlite3.connect(Path(spec["path"]) / "index.sqlite3")
-        conn.execute(
-            "INSERT OR REPLACE INTO entries (key, size, tag, digest, value, access, priority, cost)"
-            " VALUES (?, ?, ?, NULL, ?, 0, 0, 0)",
-            (key, len(value), tag, value),
-        )
-        conn.commit()
-        conn.close()
+        _insert_row(spec, key, tag, value)
     elif spec["kind"] == "redis":
         _plant_raw(spec, key, b"RKR2" + tag + value)
     else:
