@@ -22,18 +22,18 @@ and probes again every few seconds (see ``_outage``).
 ``<root>/leases/<key>.lease`` created only if absent (a conditional create: S3's
 ``If-None-Match: *``, ``O_EXCL`` on local files), rewritten by a heartbeat every ``lease_ttl/4``
 seconds while its holder lives. A waiter looks for the value first at each of its looks, and
-stops waiting the moment it is there; it reads the lease object every ``lease_ttl/8`` seconds at
-most, and when it sees it unchanged for ``lease_ttl`` seconds of its own clock (no clocks are
-compared across machines) removes it and takes over. A holder leaves its lease at once, but
-the lease object is removed in the background, in batches (one request removes up to 1,000 on
-S3, see ``_release_later``): nobody waits for that removal, since the value, written before it,
-is what ends every wait. It is removed no sooner than ``lease_ttl/16`` after the value written
-under it, which spares a holder a second look: a lease taken (one failed look, one create) within
-that time of the look's start cannot have missed a value stored under a lease meanwhile, whose
-lease object would still have been there to make the create fail. The lease's token fences
-writes: a holder whose lease lapsed (paused, or cut off longer than ``lease_ttl``) reads the
-lease object before it writes the value and, finding it gone or another holder's, does not
-write.
+stops waiting the moment it is there; it reads the lease object at its first look, then every
+``lease_ttl/8`` seconds at most, and when it sees it unchanged for ``lease_ttl`` seconds of its
+own clock (no clocks are compared across machines) removes it and takes over. A holder leaves
+its lease at once, but the lease object is removed in the background, in batches (one request
+removes up to 1,000 on S3, see ``_release_later``): nobody waits for that removal, since the
+value, written before it, is what ends every wait. It is removed no sooner than ``lease_ttl/16``
+after the value written under it, which spares a holder a second look: a lease taken (one failed
+look, one create) within that time of the look's start cannot have missed a value stored under a
+lease meanwhile, whose lease object would still have been there to make the create fail. The
+lease's token fences writes: a holder whose lease lapsed (paused, or cut off longer than
+``lease_ttl``) reads the lease object before it writes the value and, finding it gone or another
+holder's, does not write.
 
 An entry's metadata (see ``metadata``) is a small object beside it, ``<key>.meta``, written with
 the value (both requests at once on S3: a put waits for one round trip, not two) and removed with
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import struct
 import threading
@@ -748,8 +749,11 @@ class ObjectStore:
         if self._outage.skip():
             return False, looked
         deadline = None if timeout is None else time.monotonic() + timeout
+        # The lease object is read at the first look (its content starts the clock of a
+        # takeover: a holder killed just now is replaced lease_ttl later), then every
+        # lease_ttl/8 at most.
         seen: bytes | None = None
-        seen_since = read_at = time.monotonic()  # (the failed create read the lease, in effect)
+        seen_since, read_at = time.monotonic(), -math.inf
         try:
             if self._create_lease(key, path, token):
                 return True, looked
