@@ -197,11 +197,7 @@ def _park(index_ref: weakref.ref[Index], idle: _Idle) -> None:
     if not lock.acquire(blocking=False):
         return
     try:
-        if (
-            idle.token is not index._token
-            or index._conns.get(idle.conn) != idle.gen  # type: ignore[call-overload]
-            or len(index._idle) >= IDLE_MAX
-        ):
+        if not index._owns(idle) or len(index._idle) >= IDLE_MAX:
             return
         with contextlib.suppress(sqlite3.Error):  # a closed connection is not worth keeping
             idle.cursor.close()  # here, by the thread that used it: a half-read SELECT lets go
@@ -275,6 +271,11 @@ class Index:
             self.opened += 1
         return conn
 
+    def _owns(self, idle: _Idle) -> bool:
+        """Whether ``idle``'s connection is still one of this index's current ones (not from
+        before a rebuild or a fork, not dropped or closed since)."""
+        return idle.token is self._token and self._conns.get(idle.conn) == idle.gen  # type: ignore[call-overload]
+
     def _reuse(self, ino: int) -> sqlite3.Connection | None:
         """An idle connection of an ended thread, if one is still valid for the file at ``ino``
         (a popped connection belongs to this thread alone: no other thread can pop it too)."""
@@ -285,11 +286,7 @@ class Index:
                 return None
             if idle.pid != os.getpid() or idle.gen != _generation[0]:
                 _abandoned.append(idle.conn)  # inherited through fork: never touch it
-            elif (
-                idle.token is not self._token
-                or idle.ino != ino
-                or self._conns.get(idle.conn) != idle.gen  # type: ignore[call-overload]
-            ):
+            elif idle.ino != ino or not self._owns(idle):
                 self._drop(idle.conn)  # the index was rebuilt, replaced or closed since
             else:
                 return idle.conn
