@@ -440,9 +440,16 @@ class LocalStore:
             self._db_error(exc, "contains")
             return False
 
+    def _pending_snapshot(self) -> dict[str, Op]:
+        """The queued writes, copied *before* a listing reads the index: a write committed in
+        between is then in the index, or still in the copy (which wins: it is the newer). Copied
+        after, a write committed meanwhile would be in neither."""
+        return dict(self._writer.pending) if self._writer is not None else {}
+
     def keys(self) -> Iterator[str]:
         """Every key, including queued puts; a snapshot taken when iteration starts."""
         self._check_open()
+        pending = self._pending_snapshot()
         found: list[str] = []
         try:
             conn = self._index.conn()
@@ -457,7 +464,6 @@ class LocalStore:
                 last = rows[-1][0]
         except sqlite3.Error as exc:
             self._db_error(exc, "keys")
-        pending = dict(self._writer.pending) if self._writer is not None else {}
         if pending:
             present = set(found)
             found = [k for k in found if pending.get(k, None) is None or pending[k].kind == PUT]
@@ -512,6 +518,7 @@ class LocalStore:
         """Every entry whose key starts with ``prefix``: key, size and authenticated metadata
         (queued puts included; a snapshot taken when iteration starts)."""
         self._check_open()
+        pending = self._pending_snapshot()
         found: dict[str, md.EntryInfo] = {}
         decode = md.decode
         signer = self._signer
@@ -534,7 +541,6 @@ class LocalStore:
                 last = rows[-1][0]
         except sqlite3.Error as exc:
             self._db_error(exc, "entries")
-        pending = dict(self._writer.pending) if self._writer is not None else {}
         for key, op in pending.items():
             if not key.startswith(prefix):
                 continue
