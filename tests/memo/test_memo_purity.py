@@ -50,10 +50,13 @@ def test_audit_events_are_opt_in(cache_dir: Path, run_py: Any) -> None:
     assert "WARNED" in out and "starts the process" in out
 
 
+@pytest.mark.parametrize("depth", [0, 8])
 def test_file_io_inside_a_library_warns_once(
-    cache_dir: Path, tmp_path: Path, audited: None
+    cache_dir: Path, tmp_path: Path, audited: None, depth: int
 ) -> None:
-    src = tmp_path / "src.txt"
+    # (a long path is shortened in the middle: the warning still names the file)
+    src = tmp_path.joinpath(*["a-directory-with-a-long-name"] * depth, "src.txt")
+    src.parent.mkdir(parents=True, exist_ok=True)
     src.write_text("data")
 
     @memoize(store=cache_dir)

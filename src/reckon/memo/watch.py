@@ -144,7 +144,8 @@ def _short(value: object) -> str:
     if isinstance(value, list | tuple) and value and isinstance(value[0], str | bytes):
         value = " ".join(map(str, value))
     text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    # cut from the middle: a path's end (its file name) is what tells it apart
+    return text if len(text) <= 80 else text[:38] + "..." + text[-39:]
 
 
 def _is_quiet(path: str) -> bool:
