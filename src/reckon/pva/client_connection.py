@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from reckon.errors import PvaError, PvaRemoteError
-from reckon.pva.config import Address
+from reckon.pva.config import Address, ClientConfig
 from reckon.pva.protocol import (
     ClientConnection,
     ConnectionClosed,
@@ -33,9 +33,32 @@ from reckon.pva.protocol import (
     SearchResponse,
 )
 
-if TYPE_CHECKING:  # (the client and its subscriptions import this module)
-    from reckon.pva.client import Client
-    from reckon.pva.subscription import Subscription
+
+class Owner(Protocol):
+    """What connections, channels and subscriptions need of their client (a Client)."""
+
+    config: ClientConfig
+    max_message_size: int
+    receive_buffer: memoryview
+    auth: str
+    user: str
+    host: str
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    def channel(self, name: str) -> Channel: ...
+    def next_ioid(self) -> int: ...
+    def searching(self, ch: Channel) -> None: ...
+    def on_search_response(self, ev: SearchResponse, source: Address) -> None: ...
+    def forget_connection(self, conn: ClientProtocol) -> None: ...
+
+
+class Monitor(Protocol):
+    """What a channel and its client need of a subscription on it."""
+
+    def reconnected(self) -> None: ...
+    async def close(self) -> None: ...
+
 
 log = logging.getLogger("reckon.pva.client")  # (the client's: one for all its modules)
 
@@ -83,7 +106,7 @@ class ClientProtocol(asyncio.BufferedProtocol):
     """One server connection; reads into the client's one receive buffer (``recv_into``: no
     256 KiB allocation per read, as a plain Protocol's transport makes)."""
 
-    def __init__(self, client: Client, address: Address) -> None:
+    def __init__(self, client: Owner, address: Address) -> None:
         self.client = client
         self.receive_buffer = client.receive_buffer
         self.address = address
@@ -191,7 +214,7 @@ class Channel:
     """A PV name as the client tracks it across connections: it outlives any one server, so
     callers and monitors hold it while it searches, connects and reconnects."""
 
-    def __init__(self, client: Client, name: str, cid: int) -> None:
+    def __init__(self, client: Owner, name: str, cid: int) -> None:
         self.client = client
         self.name = name
         self.cid = cid
@@ -201,7 +224,7 @@ class Channel:
         self.error: Exception | None = None
         self.search_step = 0
         self.next_search = 0.0
-        self.monitors: set[Subscription] = set()
+        self.monitors: set[Monitor] = set()
         self.op_cache: dict[tuple[str, str], Op] = {}
 
     def created(self, conn: ClientProtocol, ev: CreateChannelResponse) -> None:

@@ -7,16 +7,32 @@ dropping is what guarantees the last value always arrives.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from reckon.pva.protocol import BitSet, MonitorFinish, PreparedUpdate, ProtocolError, Status
+from reckon.pva.protocol import (
+    BitSet,
+    MonitorFinish,
+    PreparedUpdate,
+    ProtocolError,
+    ServerConnection,
+    Status,
+)
 from reckon.pva.pv import SharedPV
 from reckon.pva.selection import ALL, expand_mask, sent_mask
+from reckon.pva.server_context import Scheduler
 
 _NO_OVERRUN = BitSet()
 
-if TYPE_CHECKING:  # (the session imports this module)
-    from reckon.pva.server_session import ServerSession
+
+class Session(Protocol):
+    """What a queue needs of its connection's session (a ServerSession)."""
+
+    conn: ServerConnection
+    loop: Scheduler
+    queued_bytes: int
+    max_queue_bytes: int
+
+    def want_flush(self, mon: MonitorQueue) -> None: ...
 
 
 class MonitorQueue:
@@ -31,7 +47,7 @@ class MonitorQueue:
     )  # fmt: skip
 
     def __init__(
-        self, conn: ServerSession, ioid: int, pv: SharedPV, mask: int, limit: int,
+        self, conn: Session, ioid: int, pv: SharedPV, mask: int, limit: int,
         window: int | None,
     ) -> None:  # fmt: skip
         assert pv.type is not None

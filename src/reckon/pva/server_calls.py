@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reckon.errors import PvaAccessDeniedError
 from reckon.pva.protocol import (
@@ -52,13 +52,25 @@ from reckon.pva.protocol import (
     Structure,
     VariantValue,
 )
-from reckon.pva.pv import PutOperation, RpcOperation, coerce
-
-if TYPE_CHECKING:  # (the session imports this module to dispatch to it)
-    from reckon.pva.server_session import Op, ServerSession
+from reckon.pva.pv import Peer, PutOperation, RpcOperation, coerce
+from reckon.pva.server_context import Op, Scheduler, ServerContext
 
 
-def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
+class Session(Protocol):
+    """What the handlers need of a connection's session (a ServerSession)."""
+
+    context: ServerContext
+    loop: Scheduler
+    peer: Peer
+    ops: dict[int, Op]
+
+    def open_op(self, sid: int, ioid: int, req: VariantValue | None, kind: str) -> Op: ...
+    def refuse(self, reply: Any) -> None: ...
+    def send(self, ev: Event) -> None: ...
+    def send_later(self, ev: Event) -> None: ...
+
+
+def on_put_get_init(session: Session, ev: PutGetInit) -> None:
     op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "putget")
     t = op.pv.type
     if t is None or not op.pv.writable:
@@ -67,15 +79,15 @@ def on_put_get_init(session: ServerSession, ev: PutGetInit) -> None:
     session.send(PutGetInitResponse(ev.ioid, put_type=t, get_type=t))
 
 
-def on_put_read(session: ServerSession, ev: PutRead, op: Op) -> None:
+def on_put_read(session: Session, ev: PutRead, op: Op) -> None:
     session.send(PutReadResponse.unchecked(ev.ioid, Status.OK, op.pv.value, ALL_CHANGED, False))
 
 
-def on_put_get_read(session: ServerSession, ev: PutGetRead, op: Op) -> None:
+def on_put_get_read(session: Session, ev: PutGetRead, op: Op) -> None:
     session.send(PutGetReadResponse(ev.ioid, ev.part, value=op.pv.value))
 
 
-def on_put(session: ServerSession, ev: Put | PutGet, op: Op) -> None:
+def on_put(session: Session, ev: Put | PutGet, op: Op) -> None:
     pv = op.pv
     assert pv.type is not None
     mask = ev.changed.mask
@@ -93,7 +105,7 @@ _post_fields: Callable[[PutOperation], None] = lambda put: put.pv.post(put.field
 
 
 def _run_handler(
-    session: ServerSession,
+    session: Session,
     op: Any,
     operation: str,
     handler: Callable[[Any], Any],
@@ -136,7 +148,7 @@ async def _finish_later(
 
 
 def _reply_put(
-    session: ServerSession, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
+    session: Session, ev: Put | PutGet, op: Any, status: Status, _result: Any, later: bool
 ) -> None:
     if isinstance(ev, PutGet):
         value = op.pv.value if status.success else None
@@ -146,7 +158,7 @@ def _reply_put(
     _reply(session, ev.ioid, ev.destroy, reply, later)
 
 
-def _reply(session: ServerSession, ioid: int, destroy: bool, reply: Event, later: bool) -> None:
+def _reply(session: Session, ioid: int, destroy: bool, reply: Event, later: bool) -> None:
     """Send an operation's reply: ``later`` from a handler's task (it writes at once), else
     with the replies of the read being handled; a request that destroys its operation ends
     it here."""
@@ -155,7 +167,7 @@ def _reply(session: ServerSession, ioid: int, destroy: bool, reply: Event, later
     (session.send_later if later else session.send)(reply)
 
 
-def on_rpc_init(session: ServerSession, ev: RPCInit) -> None:
+def on_rpc_init(session: Session, ev: RPCInit) -> None:
     op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "rpc")
     if op.pv.rpc_handler is None:
         session.refuse(RPCInitResponse(ev.ioid, Status.error(f"{op.name} does not support RPC")))
@@ -163,14 +175,14 @@ def on_rpc_init(session: ServerSession, ev: RPCInit) -> None:
     session.send(RPCInitResponse(ev.ioid))
 
 
-def on_rpc(session: ServerSession, ev: RPC, op: Op) -> None:
+def on_rpc(session: Session, ev: RPC, op: Op) -> None:
     handler = op.pv.rpc_handler
     assert handler is not None
     call = RpcOperation(op.pv, op.name, session.peer, ev.argument, dict(op.options))
     _run_handler(session, op, "rpc", handler, call, functools.partial(_reply_rpc, session, ev))
 
 
-def _reply_rpc(session: ServerSession, ev: RPC, status: Status, result: Any, later: bool) -> None:
+def _reply_rpc(session: Session, ev: RPC, status: Status, result: Any, later: bool) -> None:
     typed: VariantValue | None = None
     if status.success:
         try:
@@ -180,12 +192,12 @@ def _reply_rpc(session: ServerSession, ev: RPC, status: Status, result: Any, lat
     _reply(session, ev.ioid, ev.destroy, RPCResponse(ev.ioid, status, result=typed), later)
 
 
-def on_process_init(session: ServerSession, ev: ProcessInit) -> None:
+def on_process_init(session: Session, ev: ProcessInit) -> None:
     session.open_op(ev.sid, ev.ioid, ev.pv_request, "process")
     session.send(ProcessInitResponse(ev.ioid))
 
 
-def on_process(session: ServerSession, ev: Process, op: Op) -> None:
+def on_process(session: Session, ev: Process, op: Op) -> None:
     refused = session.context.refused(session.peer, op.name, "process")
     if refused is None and op.pv.type is not None:
         op.pv.post({})  # processing a SharedPV re-posts its value (monitors see a fresh timestamp)
@@ -219,7 +231,7 @@ def _array_type(op: Any) -> ScalarArray | None:
     return vt if isinstance(vt, ScalarArray) else None
 
 
-def on_array_init(session: ServerSession, ev: ArrayInit) -> None:
+def on_array_init(session: Session, ev: ArrayInit) -> None:
     op = session.open_op(ev.sid, ev.ioid, ev.pv_request, "array")
     at = _array_type(op)
     if at is None:
@@ -228,13 +240,13 @@ def on_array_init(session: ServerSession, ev: ArrayInit) -> None:
     session.send(ArrayInitResponse(ev.ioid, type=at))
 
 
-def on_array_get(session: ServerSession, ev: ArrayGet, op: Op) -> None:
+def on_array_get(session: Session, ev: ArrayGet, op: Op) -> None:
     arr = op.pv.value["value"]
     end = len(arr) if ev.count == 0 else ev.offset + ev.count * max(ev.stride, 1)
     session.send(ArrayGetResponse(ev.ioid, value=arr[ev.offset : end : max(ev.stride, 1)]))
 
 
-def on_array_write(session: ServerSession, ev: ArrayPut | ArraySetLength, op: Op) -> None:
+def on_array_write(session: Session, ev: ArrayPut | ArraySetLength, op: Op) -> None:
     """A put of a slice, or a new length: both are puts, under the PV's ``writable`` and the
     access hook. A value the PV cannot take is the client's error, not a reason to drop it.
 
@@ -271,17 +283,17 @@ def on_array_write(session: ServerSession, ev: ArrayPut | ArraySetLength, op: Op
     session.send(reply(ev.ioid, status))
 
 
-def on_array_get_length(session: ServerSession, ev: ArrayGetLength, op: Op) -> None:
+def on_array_get_length(session: Session, ev: ArrayGetLength, op: Op) -> None:
     session.send(ArrayGetLengthResponse(ev.ioid, length=len(op.pv.value["value"])))
 
 
 def _on_op(
-    handler: Callable[[ServerSession, Any, Op], None],
-) -> Callable[[ServerSession, Any], None]:
+    handler: Callable[[Session, Any, Op], None],
+) -> Callable[[Session, Any], None]:
     """``handler`` given the operation a request is for (a request for one the session does
     not have, destroyed meanwhile, is ignored)."""
 
-    def handle(session: ServerSession, ev: Any) -> None:
+    def handle(session: Session, ev: Any) -> None:
         op = session.ops.get(ev.ioid)
         if op is not None:
             handler(session, ev, op)
@@ -290,7 +302,7 @@ def _on_op(
 
 
 #: the requests answered here, for the session's dispatch table
-HANDLERS: dict[type, Callable[[ServerSession, Any], None]] = {
+HANDLERS: dict[type, Callable[[Session, Any], None]] = {
     Put: _on_op(on_put),
     PutRead: _on_op(on_put_read),
     PutGetInit: on_put_get_init,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from reckon.pva.config import ServerConfig
 from reckon.pva.protocol import BitSet, Event, SearchRequest, Status
 from reckon.pva.pv import Peer, SharedPV
+from reckon.pva.selection import ALL
 
 #: access(peer, pv name, operation) -> allowed; operation is "put", "rpc" or "process"
 AccessHook = Callable[[Peer, str, str], bool]
@@ -59,6 +60,25 @@ class Scheduler(Protocol):
     def call_at(self, when: float, callback: Callable[[], object], /) -> Any: ...
 
     def create_task(self, coro: Coroutine[Any, Any, Any], /) -> asyncio.Task[Any]: ...
+
+
+@dataclass(slots=True)
+class Op:
+    """One operation (ioid) of a connection: its PV, its selection, what handlers keep."""
+
+    sid: int
+    pv: SharedPV
+    name: str
+    mask: int = ALL
+    #: request_options(pvRequest), shared like ``sent`` (read-only: handlers get a copy)
+    options: dict[str, str] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    #: pv.assigned -> (what a full reply sends: sent_mask, its BitSet), shared by the
+    #: operations of one selection (p4p makes one get operation per get)
+    sent: dict[int, tuple[int, BitSet]] = field(default_factory=dict)
+    #: the paths of the last put's changed mask (puts usually set the same fields each time)
+    put_mask: int = -1
+    put_paths: tuple[str, ...] = ()
 
 
 @dataclass(eq=False, kw_only=True)

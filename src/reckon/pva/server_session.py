@@ -17,10 +17,8 @@ updates queued behind others are held to ``max_queue_bytes`` (then they coalesce
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from reckon.pva import server_calls
@@ -66,7 +64,7 @@ from reckon.pva.protocol import (
 )
 from reckon.pva.pv import Peer, SharedPV
 from reckon.pva.selection import ALL, request_mask, sent_mask, truthy
-from reckon.pva.server_context import ByteSink, Scheduler, ServerContext
+from reckon.pva.server_context import ByteSink, Op, Scheduler, ServerContext
 
 log = logging.getLogger("reckon.pva.server")
 
@@ -79,23 +77,6 @@ _GET, _PUT = int(Command.GET), int(Command.PUT)
 #: reads up to this size may be one whole request, taken by the shortcut; bigger ones (array
 #: values) go straight to the framer, which copies them out of the receive buffer only once
 _ONE_REQUEST_MAX = 4096
-
-
-@dataclass(slots=True)
-class Op:
-    sid: int
-    pv: SharedPV
-    name: str
-    mask: int = ALL
-    #: request_options(pvRequest), shared like ``sent`` (read-only: handlers get a copy)
-    options: dict[str, str] = field(default_factory=dict)
-    task: asyncio.Task[None] | None = None
-    #: pv.assigned -> (what a full reply sends: sent_mask, its BitSet), shared by the
-    #: operations of one selection (p4p makes one get operation per get)
-    sent: dict[int, tuple[int, BitSet]] = field(default_factory=dict)
-    #: the paths of the last put's changed mask (puts usually set the same fields each time)
-    put_mask: int = -1
-    put_paths: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------

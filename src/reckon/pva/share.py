@@ -32,7 +32,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from reckon.errors import ConfigurationError, PvaShareError
 from reckon.pva.packing import pack_type, unpack_type, value_from_obj, value_to_obj
@@ -52,8 +52,16 @@ from reckon.pva.share_layout import (
 )
 from reckon.pva.stopping import end_tasks
 
-if TYPE_CHECKING:
-    from reckon.pva.server import Server
+
+class Host(Protocol):
+    """What a share needs of the server it joins (a Server, which imports this module)."""
+
+    guid: bytes
+    tcp_port: int
+    udp_port: int
+
+    def add(self, name: str, pv: SharedPV) -> SharedPV: ...
+
 
 log = logging.getLogger("reckon.pva.share")
 
@@ -128,7 +136,7 @@ class RedisShare:
         self.guid = uuid.uuid4().hex[:24]
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
-        self._server: Server | None = None
+        self._server: Host | None = None
         self._watches: dict[str, _Watch] = {}
         self._outbox: list[Post] = []
         self._seq = 0
@@ -260,7 +268,7 @@ class RedisShare:
         self._waiters = keep
 
     # ---------------------------------------------------------------------- lifecycle
-    async def start(self, server: Server) -> None:
+    async def start(self, server: Host) -> None:
         """Connect, fill in or read the current values, and start following the stream. A
         Redis that does not answer is reported and retried in the background; a PV whose type
         differs from the one stored raises :class:`PvaShareError`."""

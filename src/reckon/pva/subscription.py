@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from reckon.errors import PvaError, PvaRemoteError, PvaTimeoutError
-from reckon.pva.client_connection import Channel, Disconnected, Op
+from reckon.pva.client_connection import Channel, Disconnected, Op, Owner
 from reckon.pva.config import DEFAULT_TIMEOUT
 from reckon.pva.protocol import (
     BitSet,
@@ -33,9 +33,6 @@ from reckon.pva.protocol import (
 )
 from reckon.pva.selection import truthy
 from reckon.pva.stopping import end_tasks
-
-if TYPE_CHECKING:  # (the client imports this module)
-    from reckon.pva.client import Client
 
 
 @dataclass
@@ -56,7 +53,7 @@ class Subscription:
     surviving server restarts (see the module's docstring)."""
 
     def __init__(
-        self, client: Client, name: str, request: VariantValue | None, max_queue: int
+        self, client: Owner, name: str, request: VariantValue | None, max_queue: int
     ) -> None:
         self.client = client
         self.name = name

@@ -6,13 +6,10 @@ from __future__ import annotations
 import functools
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import DecodeError, LimitExceededError, LocalProtocolError
 from ._wire import KINDS, READ_STRING, SMALL, read_size, size_bytes, string_bytes
-
-if TYPE_CHECKING:  # (_types imports this module at run time; this one only for types)
-    from ._types import ScalarArray
 
 try:  # numpy is optional: the protocol library works with lists alone
     import numpy as np
@@ -114,9 +111,10 @@ def encode_numeric(kind: str, value: object, big_endian: bool) -> tuple[int, byt
 SPILL_MIN = 64 * 1024
 
 
-def array_encoder(t: ScalarArray, be: bool) -> Callable[[Any, bytearray, Any], None]:
+def array_encoder(
+    kind: str, size: int | None, fixed: bool, be: bool
+) -> Callable[[Any, bytearray, Any], None]:
     """The encoder of a scalar array type (numeric from numpy buffers, or strings)."""
-    kind, size, fixed = t.kind, t.size, t.fixed
 
     def count(n: int, out: bytearray) -> None:
         """Check ``n`` elements against the size; write the count (a fixed array has none)."""
@@ -152,9 +150,10 @@ def array_encoder(t: ScalarArray, be: bool) -> Callable[[Any, bytearray, Any], N
     return enc_arr
 
 
-def array_decoder(t: ScalarArray, be: bool) -> Callable[[bytes, int, Any], tuple[Any, int]]:
+def array_decoder(
+    kind: str, size: int | None, fixed: bool, be: bool
+) -> Callable[[bytes, int, Any], tuple[Any, int]]:
     """The decoder of a scalar array type; counts are checked before allocating."""
-    kind, size, fixed = t.kind, t.size, t.fixed
 
     def count(data: bytes, pos: int) -> tuple[int, int]:
         if fixed:

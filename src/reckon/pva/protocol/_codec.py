@@ -302,7 +302,7 @@ def encoder(t: FieldDesc, be: bool) -> Encoder:
 
         return enc_bs
     if isinstance(t, ScalarArray):
-        return array_encoder(t, be)
+        return array_encoder(t.kind, t.size, t.fixed, be)
     if isinstance(t, Union):
         return _union_encoder(t, be)
     if isinstance(t, Variant):
@@ -382,7 +382,7 @@ def _make_decoder(t: FieldDesc, be: bool) -> Decoder:
 
         return dec_bs
     if isinstance(t, ScalarArray):
-        return array_decoder(t, be)
+        return array_decoder(t.kind, t.size, t.fixed, be)
     if isinstance(t, Union):
         return _union_decoder(t, be)
     if isinstance(t, Variant):
