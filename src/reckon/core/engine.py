@@ -23,7 +23,9 @@ Failures are delivered, never cached. Store failures are logged and become misse
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import logging
 import os
 import threading
 import time
@@ -41,7 +43,6 @@ from reckon.core._flight import (
 )
 from reckon.core._waiting import rejoin_to_compute, waiting
 from reckon.core.codec import Codec, PickleCodec
-from reckon.core.hooks import on_engine_created, run_created_hooks
 from reckon.core.ids import RequestId
 from reckon.core.levels import CachingLevel, as_level
 from reckon.core.memory import MISSING, MemoryTier
@@ -67,6 +68,35 @@ _MEMORY = CachingLevel.MEMORY
 # through the enum metaclass, several times a global's.
 _COMPUTED, _CANCELLED_OUTCOME = Outcome.COMPUTED, Outcome.CANCELLED
 _NO_STORE = object()  # (no store looked up yet: see StoreSide._early)
+
+log = logging.getLogger("reckon.core")
+_CREATED_HOOKS: list[Callable[[Engine], None]] = []
+
+
+def on_engine_created(hook: Callable[[Engine], None]) -> Callable[[], None]:
+    """Call ``hook(engine)`` for every Engine created from now on; returns a function removing it.
+
+    This is how layers above the core learn of engines without the core importing them: the
+    package root registers ``reckon.observe.autostart`` here when ``$RECKON_OBSERVE`` is set, so
+    a plain program that memoizes is served live. Hooks run in the creating thread, after the
+    engine is complete; an exception in a hook is logged, never raised.
+    """
+    _CREATED_HOOKS.append(hook)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _CREATED_HOOKS.remove(hook)
+
+    return remove
+
+
+def _run_created_hooks(engine: Engine) -> None:
+    """Call every registered hook with ``engine`` (the Engine constructor's last step)."""
+    for hook in tuple(_CREATED_HOOKS):
+        try:
+            hook(engine)
+        except Exception:  # a watcher that fails must not take the engine down with it
+            log.exception("an on_engine_created hook failed for engine %r", engine.name)
 
 
 class Engine(AsyncSide):
@@ -125,7 +155,7 @@ class Engine(AsyncSide):
         self._decoder()
         self._early_store: Any = _NO_STORE
         self._early()
-        run_created_hooks(self)
+        _run_created_hooks(self)
 
     def __repr__(self) -> str:
         return f"Engine(name={self.name!r}, store={self.store!r}, memory={len(self.memory)})"
