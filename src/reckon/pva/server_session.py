@@ -247,9 +247,14 @@ class ServerSession:
         turn.due.append(self)
 
     def _timed_write(self) -> None:
-        self._write_timer, self._last_write = None, self.loop.time()
-        self._take()
+        self._turn_taken(self.loop.time())
         self._write()
+
+    def _turn_taken(self, now: float) -> None:
+        """This connection's write turn has come (at ``now``): its updates are taken; the
+        caller writes them."""
+        self._write_timer, self._last_write = None, now
+        self._take()
 
     def _take(self) -> None:
         """Encode what the dirty monitors may send into the pending output."""
@@ -477,14 +482,15 @@ class WriteTurn:
     def run(self) -> None:
         due, self.due = self.due, []
         now = self.loop.time()
+        taken: list[ServerSession] = []
         for session in due:  # (one lost meanwhile writes nothing)
             if now - session._last_write >= COALESCE:
-                session._write_timer, session._last_write = None, now
-                session._take()
+                session._turn_taken(now)
+                taken.append(session)
             else:
                 when = session._last_write + COALESCE
                 session._write_timer = self.loop.call_at(when, session._timed_write)
-        for session in due:
+        for session in taken:
             session._write()
 
 
